@@ -1,0 +1,16 @@
+# Strata worker and API image. The same image runs either: the command picks.
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm install --omit=dev --no-audit --no-fund && npm install --no-save tsx
+COPY schemas ./schemas
+COPY workflows ./workflows
+COPY activities ./activities
+COPY workers ./workers
+COPY api ./api
+COPY store ./store
+COPY cli ./cli
+COPY examples ./examples
+ENV NODE_ENV=production
+USER node
+CMD ["npx", "tsx", "workers/worker.ts"]

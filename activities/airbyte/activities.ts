@@ -1,0 +1,56 @@
+/** Airbyte syncs as Temporal activities: trigger (adopting a running sync), poll, cancel. */
+import type { ExternalJobInput, JobRef, JobStatus } from '../../schemas/external.js';
+import { jobActivities } from '../core/job.js';
+import { NonRetryableError } from '../core/task.js';
+import { AIRBYTE_TERMINAL, AirbyteError, type AirbyteClient } from './client.js';
+
+export interface AirbyteDeps {
+  airbyte?: AirbyteClient;
+}
+
+function classify(e: unknown): never {
+  if (e instanceof AirbyteError && !e.retryable) throw new NonRetryableError(e.message, `Airbyte${e.status}`);
+  throw e;
+}
+
+export function createAirbyteActivities(deps: AirbyteDeps) {
+  const client = () => {
+    if (!deps.airbyte) throw new NonRetryableError('this worker has no Airbyte client: set AIRBYTE_URL, AIRBYTE_CLIENT_ID and AIRBYTE_CLIENT_SECRET', 'ConfigError');
+    return deps.airbyte;
+  };
+  return jobActivities({
+    async airbyteSubmit(input: ExternalJobInput): Promise<JobRef> {
+      const connectionId = String(input.task.connectionId);
+      try {
+        const { job, adopted } = await client().startSync(connectionId);
+        return { engine: 'airbyte', name: `sync-${connectionId}-${job.jobId}`, scope: connectionId, id: String(job.jobId), adopted };
+      } catch (e) {
+        return classify(e);
+      }
+    },
+    async airbytePoll(ref: JobRef): Promise<JobStatus> {
+      try {
+        const job = await client().getJob(ref.id!);
+        return {
+          state: job.status,
+          terminal: AIRBYTE_TERMINAL.includes(job.status),
+          succeeded: job.status === 'succeeded',
+          message: job.status === 'failed' ? `sync job ${job.jobId} failed; see the job's attempts in Airbyte` : job.status === 'cancelled' ? `sync job ${job.jobId} was cancelled in Airbyte` : undefined,
+          facts: { jobId: job.jobId, rowsSynced: job.rowsSynced ?? 0, bytesSynced: job.bytesSynced ?? 0, rowCount: job.rowsSynced ?? 0, duration: job.duration },
+        };
+      } catch (e) {
+        return classify(e);
+      }
+    },
+    async airbyteLogs(): Promise<{ facts?: Record<string, unknown> }> {
+      return {};
+    },
+    async airbyteCancel(ref: JobRef): Promise<{ result: string }> {
+      try {
+        return { result: await client().cancelJob(ref.id!) };
+      } catch (e) {
+        return classify(e);
+      }
+    },
+  });
+}

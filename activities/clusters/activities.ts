@@ -1,0 +1,162 @@
+/**
+ * Cluster providers as activities (Spark Connect servers on Kubernetes, EMR clusters),
+ * and `ensureClusterReady`, which a job uses to get its named cluster started and ready.
+ */
+import { Context } from '@temporalio/activity';
+import { ClustersService } from '../../api/clusters-service.js';
+import type { ClusterSize, ClusterSpec, ClusterState } from '../../schemas/cluster.js';
+import type { Tier } from '../../schemas/external.js';
+import { jobActivities } from '../core/job.js';
+import { abortableSleep, NonRetryableError } from '../core/task.js';
+import { EmrError, type EmrJobsClient } from '../emr/client.js';
+import { K8sError, SPARK_CONNECT_VERSION, type SparkK8sClient } from '../spark-k8s/client.js';
+import { buildSparkConnect, DEFAULT_SPARK, tenantNamespace } from '../spark-k8s/manifest.js';
+import type { ClusterProvider } from './types.js';
+
+export interface ClusterDeps {
+  spark?: SparkK8sClient;
+  emr?: EmrJobsClient;
+  tenantTiers?: Record<string, Tier>;
+  /** Settings for clusters that tasks create on first use (`cluster: NAME`). */
+  clusterDefaults?: { idleTimeout?: string | number; maxLifetime?: string | number; pollInterval?: string | number; instances?: number; cores?: number; memoryGi?: number; emrInstanceType?: string };
+}
+
+const PLURAL = 'sparkconnects';
+
+function nonRetryable(e: unknown): never {
+  if ((e instanceof K8sError || e instanceof EmrError) && !e.retryable) throw new NonRetryableError(e.message, 'ClusterRejected');
+  throw e;
+}
+
+export type ClusterActivities = ClusterProvider & { ensureClusterReady: (a: EnsureArgs) => Promise<ClusterState> };
+
+export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
+  const k8s = () => {
+    if (!deps.spark) throw new NonRetryableError('this worker has no Kubernetes client for Spark Connect clusters', 'ConfigError');
+    return deps.spark;
+  };
+  const emr = () => {
+    if (!deps.emr) throw new NonRetryableError('this worker has no EMR client for EMR clusters', 'ConfigError');
+    return deps.emr;
+  };
+  const emrName = (spec: ClusterSpec) => `strata/${spec.tenant}/${spec.name}`;
+  return jobActivities<ClusterActivities>({
+    async provisionCluster(spec, workflowId) {
+      try {
+        if (spec.engine === 'spark-connect') {
+          const namespace = tenantNamespace(spec.tenant);
+          await k8s().ensureNamespace(namespace, { 'app.kubernetes.io/managed-by': 'strata' }, { cpu: 64, memoryGi: 256, pods: 72 });
+          const obj = buildSparkConnect({
+            name: spec.name,
+            namespace,
+            run: spec,
+            image: spec.release ?? DEFAULT_SPARK.image,
+            sparkVersion: DEFAULT_SPARK.sparkVersion,
+            executors: spec.size.instances,
+            cores: spec.size.cores,
+            memoryGi: spec.size.memoryGi,
+          });
+          await k8s().createOrAdopt(PLURAL, SPARK_CONNECT_VERSION, obj);
+          return { providerId: `${namespace}/${spec.name}`, endpoint: `sc://${spec.name}-server.${namespace}.svc.cluster.local:15002` };
+        }
+        const name = emrName(spec);
+        const existing = await emr().findActiveCluster(name);
+        if (existing) return { providerId: existing };
+        const id = await emr().runCluster({
+          name,
+          release: spec.release ?? 'emr-7.5.0',
+          instanceType: deps.clusterDefaults?.emrInstanceType ?? 'm5.xlarge',
+          coreInstances: spec.size.instances,
+          tags: { 'strata:tenant': spec.tenant, 'strata:cluster': spec.name, 'strata:workflow': workflowId },
+        });
+        return { providerId: id };
+      } catch (e) {
+        return nonRetryable(e);
+      }
+    },
+
+    async clusterStatus(spec, providerId) {
+      try {
+        if (spec.engine === 'spark-connect') {
+          const [ns, name] = providerId.split('/');
+          const obj = await k8s().get(PLURAL, SPARK_CONNECT_VERSION, ns, name);
+          const state = String((obj.status as { state?: string } | undefined)?.state ?? '');
+          if (state === 'Ready') return { phase: 'ready' };
+          if (state === 'Failed') {
+            const conds = ((obj.status as { conditions?: { message?: string }[] }).conditions ?? []).map((c) => c.message).filter(Boolean);
+            return { phase: 'failed', message: conds.join('; ') || 'SparkConnect failed' };
+          }
+          return { phase: 'provisioning' };
+        }
+        const c = await emr().describeCluster(providerId);
+        const state = c.Status?.State ?? 'STARTING';
+        if (state === 'RUNNING' || state === 'WAITING') return { phase: 'ready' };
+        if (state.startsWith('TERMINAT')) return { phase: 'failed', message: `${state}: ${c.Status?.StateChangeReason?.Message ?? 'no reason given'}` };
+        return { phase: 'provisioning' };
+      } catch (e) {
+        return nonRetryable(e);
+      }
+    },
+
+    async resizeCluster(spec, providerId, size: ClusterSize) {
+      try {
+        if (spec.engine === 'spark-connect') {
+          const [ns, name] = providerId.split('/');
+          const obj = await k8s().get(PLURAL, SPARK_CONNECT_VERSION, ns, name);
+          const executor = { ...(obj.spec.executor as object), instances: size.instances, cores: size.cores, memory: `${size.memoryGi}g` };
+          await k8s().replace(PLURAL, SPARK_CONNECT_VERSION, { ...obj, spec: { ...obj.spec, executor } });
+          return;
+        }
+        await emr().resizeCore(providerId, size.instances);
+      } catch (e) {
+        return nonRetryable(e);
+      }
+    },
+
+    async terminateCluster(spec, providerId) {
+      try {
+        if (spec.engine === 'spark-connect') {
+          const [ns, name] = providerId.split('/');
+          return { result: await k8s().delete(PLURAL, SPARK_CONNECT_VERSION, ns, name) };
+        }
+        await emr().terminate(providerId);
+        return { result: 'terminating' };
+      } catch (e) {
+        return nonRetryable(e);
+      }
+    },
+
+    async ensureClusterReady(a: EnsureArgs): Promise<ClusterState> {
+      const ctx = Context.current();
+      const svc = new ClustersService(ctx.client, { taskQueue: ctx.info.taskQueue, tenantTiers: deps.tenantTiers });
+      const d = deps.clusterDefaults ?? {};
+      const engine = a.engine === 'emr' ? 'emr' : 'spark-connect';
+      try {
+        await svc.ensure(
+          { tenant: a.tenant, name: a.name, engine, idleTimeout: d.idleTimeout, maxLifetime: d.maxLifetime, pollInterval: d.pollInterval ?? a.pollMs, instances: d.instances, cores: d.cores, memoryGi: d.memoryGi },
+          a.requestedBy,
+        );
+      } catch (e) {
+        if (e instanceof Error && 'status' in e && Number((e as { status: number }).status) < 500)
+          throw new NonRetryableError(e.message, (e as { status: number }).status === 403 ? 'QuotaExceeded' : 'ConfigError');
+        throw e;
+      }
+      for (;;) {
+        const st = await svc.get(a.tenant, a.name);
+        if (st.engine !== engine) throw new NonRetryableError(`cluster ${a.name} is a ${st.engine} cluster; this task needs ${engine}`, 'ConfigError');
+        if (st.phase === 'ready') return st;
+        if (st.phase === 'failed' || st.phase === 'terminated') throw new NonRetryableError(`cluster ${a.name} is ${st.phase}: ${st.error ?? st.terminationReason ?? ''}`, 'ClusterFailed');
+        ctx.heartbeat(st.phase);
+        await abortableSleep(Math.max(50, a.pollMs), ctx.cancellationSignal);
+      }
+    },
+  });
+}
+
+export interface EnsureArgs {
+  tenant: string;
+  name: string;
+  engine: string;
+  pollMs: number;
+  requestedBy?: string;
+}

@@ -1,0 +1,152 @@
+/**
+ * Speaks Amazon EMR (AWS JSON 1.1) through @aws-sdk/client-emr, the official SDK: signing,
+ * retries of throttling and 5xx, and endpoint override for tests. Nothing Temporal here.
+ */
+import {
+  AddJobFlowStepsCommand,
+  CancelStepsCommand,
+  DescribeClusterCommand,
+  DescribeStepCommand,
+  EMRClient,
+  EMRServiceException,
+  ListClustersCommand,
+  ListInstanceGroupsCommand,
+  ListStepsCommand,
+  ModifyInstanceGroupsCommand,
+  RunJobFlowCommand,
+  TerminateJobFlowsCommand,
+  type EMRClientConfig,
+  type Step,
+  type StepConfig,
+} from '@aws-sdk/client-emr';
+
+export const STEP_TERMINAL = ['COMPLETED', 'CANCELLED', 'FAILED', 'INTERRUPTED'];
+
+/** An EMR error: `name` is the `__type`, `retryable` for throttling and server faults. */
+export class EmrError extends Error {
+  constructor(
+    readonly type: string,
+    readonly status: number,
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+    this.name = 'EmrError';
+  }
+}
+
+export function toEmrError(e: unknown, what: string): EmrError {
+  if (e instanceof EmrError) return e;
+  if (e instanceof EMRServiceException) {
+    const status = e.$metadata?.httpStatusCode ?? 0;
+    const retryable = e.$fault === 'server' || /Throttl/.test(e.name) || status >= 500;
+    return new EmrError(e.name, status, `${what}: ${e.name}: ${e.message}`, retryable);
+  }
+  return new EmrError('NetworkError', 0, `${what}: ${e instanceof Error ? e.message : String(e)}`, true);
+}
+
+export class EmrJobsClient {
+  readonly emr: EMRClient;
+  /** Adds steps and starts clusters without SDK retries: a retried add must look up first. */
+  private readonly once: EMRClient;
+  constructor(config: EMRClientConfig = {}) {
+    this.emr = new EMRClient(config);
+    this.once = new EMRClient({ ...config, maxAttempts: 1 });
+  }
+
+  private async call<T>(what: string, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw toEmrError(e, what);
+    }
+  }
+
+  /** Finds a step by name on a cluster, newest first, across pages. */
+  async findStep(clusterId: string, name: string): Promise<string | undefined> {
+    let marker: string | undefined;
+    do {
+      const page = await this.call(`ListSteps ${clusterId}`, () => this.emr.send(new ListStepsCommand({ ClusterId: clusterId, Marker: marker })));
+      const hit = page.Steps?.find((s) => s.Name === name);
+      if (hit?.Id) return hit.Id;
+      marker = page.Marker;
+    } while (marker);
+    return undefined;
+  }
+
+  /** EMR takes no client token: look the step up by name first so a retry adopts it. */
+  async addStepOnce(clusterId: string, step: StepConfig): Promise<{ stepId: string; adopted: boolean }> {
+    const existing = await this.findStep(clusterId, step.Name!);
+    if (existing) return { stepId: existing, adopted: true };
+    const r = await this.call(`AddJobFlowSteps ${clusterId}`, () => this.once.send(new AddJobFlowStepsCommand({ JobFlowId: clusterId, Steps: [step] })));
+    return { stepId: r.StepIds![0], adopted: false };
+  }
+
+  async describeStep(clusterId: string, stepId: string): Promise<Step> {
+    const r = await this.call(`DescribeStep ${stepId}`, () => this.emr.send(new DescribeStepCommand({ ClusterId: clusterId, StepId: stepId })));
+    return r.Step!;
+  }
+
+  async cancelStep(clusterId: string, stepId: string) {
+    const r = await this.call(`CancelSteps ${stepId}`, () =>
+      this.emr.send(new CancelStepsCommand({ ClusterId: clusterId, StepIds: [stepId], StepCancellationOption: 'TERMINATE_PROCESS' })),
+    );
+    return r.CancelStepsInfoList?.[0];
+  }
+
+  async runCluster(o: { name: string; release: string; instanceType: string; coreInstances: number; tags: Record<string, string>; logUri?: string }) {
+    const r = await this.call(`RunJobFlow ${o.name}`, () =>
+      this.once.send(
+        new RunJobFlowCommand({
+          Name: o.name,
+          ReleaseLabel: o.release,
+          LogUri: o.logUri,
+          Applications: [{ Name: 'Spark' }, { Name: 'Hive' }],
+          Instances: {
+            InstanceGroups: [
+              { Name: 'primary', InstanceRole: 'MASTER', InstanceType: o.instanceType, InstanceCount: 1 },
+              { Name: 'core', InstanceRole: 'CORE', InstanceType: o.instanceType, InstanceCount: o.coreInstances },
+            ],
+            KeepJobFlowAliveWhenNoSteps: true,
+          },
+          JobFlowRole: 'EMR_EC2_DefaultRole',
+          ServiceRole: 'EMR_DefaultRole',
+          Tags: Object.entries(o.tags).map(([Key, Value]) => ({ Key, Value })),
+        }),
+      ),
+    );
+    return r.JobFlowId!;
+  }
+
+  /** An active (not terminated) cluster of this name: RunJobFlow has no client token. */
+  async findActiveCluster(name: string): Promise<string | undefined> {
+    let marker: string | undefined;
+    do {
+      const page = await this.call('ListClusters', () =>
+        this.emr.send(new ListClustersCommand({ ClusterStates: ['STARTING', 'BOOTSTRAPPING', 'RUNNING', 'WAITING'], Marker: marker })),
+      );
+      const hit = page.Clusters?.find((c) => c.Name === name);
+      if (hit?.Id) return hit.Id;
+      marker = page.Marker;
+    } while (marker);
+    return undefined;
+  }
+
+  async describeCluster(clusterId: string) {
+    const r = await this.call(`DescribeCluster ${clusterId}`, () => this.emr.send(new DescribeClusterCommand({ ClusterId: clusterId })));
+    return r.Cluster!;
+  }
+
+  async resizeCore(clusterId: string, count: number) {
+    const groups = await this.call(`ListInstanceGroups ${clusterId}`, () => this.emr.send(new ListInstanceGroupsCommand({ ClusterId: clusterId })));
+    const core = groups.InstanceGroups?.find((g) => g.InstanceGroupType === 'CORE');
+    if (!core?.Id) throw new EmrError('NoCoreGroup', 400, `cluster ${clusterId} has no CORE instance group to resize`, false);
+    await this.call(`ModifyInstanceGroups ${clusterId}`, () =>
+      this.emr.send(new ModifyInstanceGroupsCommand({ ClusterId: clusterId, InstanceGroups: [{ InstanceGroupId: core.Id, InstanceCount: count }] })),
+    );
+  }
+
+  async terminate(clusterId: string) {
+    await this.call(`TerminateJobFlows ${clusterId}`, () => this.emr.send(new TerminateJobFlowsCommand({ JobFlowIds: [clusterId] })));
+  }
+}

@@ -1,0 +1,35 @@
+/** Every activity the worker registers, built over its clients and config. */
+import { createAirbyteActivities, type AirbyteDeps } from './airbyte/activities.js';
+import { createClusterActivities, type ClusterDeps } from './clusters/activities.js';
+import { createControlActivities } from './control/activities.js';
+import type { Db } from '../store/db.js';
+import { createMetastoreActivities } from './metastore/activities.js';
+import { createReconcileActivities, type ReconcileDeps } from './reconcile/activities.js';
+import { createEmrActivities, type EmrDeps } from './emr/activities.js';
+import { createSparkActivities, type SparkDeps } from './spark-k8s/activities.js';
+import { createSqlActivities, type SqlDeps } from './sql/activities.js';
+import { createLakeActivities } from './lake/activities.js';
+import { createS3Activities } from './s3/activities.js';
+import type { S3Config } from './s3/client.js';
+
+/**
+ * `lake` (store + catalog) enables datasets, ingestion and s3.* tasks; `s3` holds S3 settings;
+ * `db` is the metastore. External-engine clients are optional: a worker without them
+ * refuses those tasks clearly.
+ */
+export type ActivityDeps = SqlDeps & Partial<Omit<ReconcileDeps, 'lakeRoot'>> & { s3?: S3Config; db?: Db } & SparkDeps & EmrDeps & AirbyteDeps & ClusterDeps;
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createControlActivities(),
+    ...createSqlActivities(deps),
+    ...createReconcileActivities(deps),
+    ...createMetastoreActivities(deps.db),
+    ...createLakeActivities(deps),
+    ...createS3Activities(() => (deps.lake ? { store: deps.lake.store, s3: deps.s3 } : undefined)),
+    ...createSparkActivities(deps),
+    ...createEmrActivities(deps),
+    ...createAirbyteActivities(deps),
+    ...createClusterActivities(deps),
+  };
+}

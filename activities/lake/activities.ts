@@ -1,0 +1,166 @@
+/**
+ * Temporal adapters for the lake: dataset-writing SQL, file and table ingestion. Each
+ * first asks the catalog whether this run's task already committed (a retry after a
+ * crash between commit and completion), and returns that version instead of writing again.
+ */
+import { Context } from '@temporalio/activity';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { DatasetId, Layer, Check, ColumnDecl } from '../../schemas/lake.js';
+import { parseDatasetName } from '../../schemas/lake.js';
+import type { TaskActivityInput, TaskOutput } from '../../schemas/run.js';
+import type { DatasetVersion, Producer } from '../../store/catalog.js';
+import { NonRetryableError, taskActivity } from '../core/task.js';
+import { landingFiles, splitSql, sqlType, stageRaw } from '../ingest/file.js';
+import { extractTable } from '../ingest/table.js';
+import { resolveConnection, type Connections } from '../sql/connections.js';
+import { quoteLiteral } from '../sql/duckdb.js';
+import { attachInputs, commitVersions, localFile, openDuck, versionOutput, versionRef, withLineage, writeVersion, type LakeDeps } from './engine.js';
+
+export function attemptTag(): string {
+  const info = Context.current().info;
+  return `${info.workflowExecution?.runId ?? "run"}-${info.activityId}-a${info.attempt}`;
+}
+
+function producerOf(input: TaskActivityInput): Producer & { workflowId: string } {
+  return { tenant: input.run.tenant, runId: input.run.workflowId, pipelineId: input.run.pipelineId, taskId: input.task.id, workflowId: input.run.workflowId };
+}
+
+function outputId(task: TaskActivityInput['task'], field = 'output'): DatasetId {
+  const o = parseDatasetName(String(task[field]));
+  if (!o) throw new NonRetryableError(`${field} "${String(task[field])}" is not a dataset name: write layer.name`, 'ConfigError');
+  return { layer: o.layer, name: o.name, namespace: String(task.namespace ?? 'default') };
+}
+
+/** True when a sql task belongs to the lake engine: it writes or reads datasets. */
+export function isLakeSql(task: TaskActivityInput['task']): boolean {
+  return (task.engine ?? 'duckdb') === 'duckdb' && (!!task.layer || (typeof task.output === 'string' && !!parseDatasetName(task.output)));
+}
+
+export async function runLakeSql(deps: LakeDeps, input: TaskActivityInput, signal: AbortSignal): Promise<TaskOutput> {
+  const { task } = input;
+  const producer = producerOf(input);
+  const id = outputId(task);
+  const done = await deps.catalog.findCommit(producer, id);
+  if (done) {
+    if (done.status === 'rejected') throw new NonRetryableError(`quality gate failed earlier for ${id.layer}.${id.name}@${done.version}`, 'QualityGateFailed');
+    return versionOutput(done, deps.store);
+  }
+  const duck = await openDuck();
+  const onAbort = () => duck.conn.interrupt();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    const started = performance.now();
+    let timings: Record<string, number> = {};
+    const r = await withLineage(deps, producer, async () => {
+      const local = deps.store.localPath('');
+      if (local) await duck.conn.run(`SET file_search_path = ${quoteLiteral(local)}`);
+      const t0 = performance.now();
+      const { sql, inputs } = await attachInputs(duck.conn, deps, producer.tenant, id.namespace, String(task.sql));
+      const t1 = performance.now();
+      const w = await writeVersion(deps, {
+        conn: duck.conn,
+        id,
+        producer,
+        select: sql,
+        attemptTag: attemptTag(),
+        inputs: inputs.map(versionRef),
+        checks: task.checks as Check[] | undefined,
+        failingRowsLimit: task.failingRowsLimit as number | undefined,
+      });
+      const t2 = performance.now();
+      const [v] = await commitVersions(deps, producer, [{ ...w, inputs: inputs.map(versionRef) }]);
+      timings = { inputs: Math.round(t1 - t0), ...w.timings, commit: Math.round(performance.now() - t2) };
+      return { outputs: [v], inputs };
+    });
+    return { ...versionOutput(r.outputs[0], deps.store), timings: { ...timings, total: Math.round(performance.now() - started) } };
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (e instanceof NonRetryableError) throw e;
+    if (/^(Parser|Binder|Catalog|Conversion|Invalid Input|Constraint|Not implemented|Out of Range|Syntax)/.test(msg)) throw new NonRetryableError(`duckdb: ${msg}`, 'SqlError');
+    throw e;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    duck.close();
+  }
+}
+
+export function createLakeActivities(deps: { lake?: LakeDeps; connections: Connections }) {
+  const need = (): LakeDeps => {
+    if (!deps.lake) throw new NonRetryableError('this worker has no lake catalog configured (metastore): start it with the lake enabled', 'ConfigError');
+    return deps.lake;
+  };
+  return {
+    ingestFile: taskActivity(async (input) => {
+      const lake = need();
+      const { task } = input;
+      const producer = producerOf(input);
+      const id = outputId(task);
+      const qid = task.quarantine ? outputId(task, 'quarantine') : { ...id, name: `${id.name}_quarantine` };
+      const [done, qdone] = [await lake.catalog.findCommit(producer, id), await lake.catalog.findCommit(producer, qid)];
+      if (done && qdone) return { ...versionOutput(done, lake.store), quarantined: qdone.rowCount, quarantineVersion: qdone.version };
+      const columns = task.columns as Record<string, ColumnDecl>;
+      for (const d of Object.values(columns)) sqlType(d);
+      const keys = await landingFiles(lake.store, String(task.source));
+      const duck = await openDuck();
+      const scratch = path.join(lake.cacheDir, 'landing', attemptTag());
+      try {
+        const r = await withLineage(lake, producer, async () => {
+          const locals = await Promise.all(keys.map((k) => localFile(lake, k, scratch)));
+          await stageRaw(duck.conn, locals, task.format as 'csv', Object.keys(columns), task.csv as { delimiter?: string });
+          const { good, bad } = splitSql(columns, new Map(locals.map((l, i) => [l, keys[i]])));
+          const tag = attemptTag();
+          const w = await writeVersion(lake, { conn: duck.conn, id, producer, select: good, attemptTag: tag, inputs: [], checks: task.checks as Check[] });
+          const q = await writeVersion(lake, { conn: duck.conn, id: qid, producer, select: bad, attemptTag: tag, inputs: [] });
+          const [v, qv] = await commitVersions(lake, producer, [
+            { ...w, inputs: [] },
+            { ...q, inputs: [] },
+          ]);
+          return { outputs: [v, qv], inputs: [] };
+        });
+        const [v, qv] = r.outputs;
+        return { ...versionOutput(v, lake.store), quarantined: qv.rowCount, quarantineVersion: qv.version, files: keys.length };
+      } finally {
+        duck.close();
+        await rm(scratch, { recursive: true, force: true });
+      }
+    }),
+
+    ingestTable: taskActivity(async (input, signal, heartbeat) => {
+      const lake = need();
+      const { task } = input;
+      const producer = producerOf(input);
+      const id = outputId(task);
+      const done = await lake.catalog.findCommit(producer, id);
+      if (done) return versionOutput(done, lake.store);
+      const incremental = task.mode === 'incremental';
+      const name = String(task.connection);
+      const conn = resolveConnection(deps.connections, name, deps.connections[name.toLowerCase()]?.engine ?? 'postgres');
+      const since = incremental ? await lake.catalog.watermark(producer.tenant, producer.pipelineId, producer.taskId) : undefined;
+      const prev = incremental ? await lake.catalog.current(producer.tenant, id) : undefined;
+      const file = path.join(lake.cacheDir, 'extract', `${attemptTag()}.jsonl`);
+      const ex = await extractTable(conn, { table: task.table as string | undefined, query: task.query as string | undefined, cursor: task.cursor as string | undefined, since, batchSize: Number(task.batchSize ?? 10_000), file, signal, progress: (n) => heartbeat({ rows: n }) });
+      if (incremental && ex.rows === 0 && prev) return { ...versionOutput(prev, lake.store), newRows: 0, watermark: since };
+      const duck = await openDuck();
+      try {
+        const r = await withLineage(lake, producer, async () => {
+          const cols = Object.entries(ex.columns).map(([n, t]) => `${quoteLiteral(n)}: ${quoteLiteral(t)}`).join(', ');
+          const select = ex.rows
+            ? `SELECT * FROM read_json(${quoteLiteral(file)}, format = 'newline_delimited', columns = {${cols}})`
+            : `SELECT ${Object.entries(ex.columns).map(([n, t]) => `CAST(NULL AS ${t}) AS "${n}"`).join(', ') || '1 AS empty'} LIMIT 0`;
+          const w = await writeVersion(lake, { conn: duck.conn, id, producer, select, attemptTag: attemptTag(), inputs: [], checks: task.checks as Check[] });
+          // Incremental: the new version is the previous one plus this increment.
+          const merged = prev ? { ...w, files: [...prev.files, ...w.files], rowCount: prev.rowCount + w.rowCount, bytes: prev.bytes + w.bytes } : w;
+          const [v] = await commitVersions(lake, producer, [{ ...merged, inputs: [] }], incremental ? (ex.maxCursor ?? since) : undefined);
+          return { outputs: [v], inputs: [] as DatasetVersion[] };
+        });
+        return { ...versionOutput(r.outputs[0], lake.store), newRows: ex.rows, ...(incremental ? { watermark: ex.maxCursor ?? since } : {}) };
+      } finally {
+        duck.close();
+        await rm(file, { force: true });
+      }
+    }),
+  };
+}
+
+export type { Layer };

@@ -1,0 +1,255 @@
+/**
+ * Datasets on DuckDB over the lake store. Reading: every `layer.name[@at]` a SQL text
+ * names becomes a DuckDB view over that version's Parquet files (downloaded to a local
+ * cache first when the lake is on S3; files of a version never change, so the cache
+ * needs no invalidation). Writing: the result goes to an attempt-scoped key under the
+ * dataset, checks run over it, and only then the catalog row is committed — the step that
+ * makes the version visible (and current, when no error check failed). A crashed or
+ * retried attempt leaves files nobody points at, which vacuum removes.
+ */
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { datasetRefsInSql, type DatasetId, type DatasetVersionRef, type Layer, type Check, DATASET_REF_IN_SQL_RE } from '../../schemas/lake.js';
+import { CatalogError, datasetKey, type Catalog, type CheckVerdict, type ColumnInfo, type DatasetVersion, type Producer } from '../../store/catalog.js';
+import { NonRetryableError } from '../core/task.js';
+import type { ObjectStore } from '../s3/client.js';
+import { quoteLiteral } from '../sql/duckdb.js';
+import { countFailing, describeCheck, ident, runCheck } from '../quality/checks.js';
+import { OL_PRODUCER, runEvent, schemaFacet, taskRunUuid, type LineageSink, type OlDataset } from '../catalog/openlineage.js';
+
+export interface LakeDeps {
+  store: ObjectStore;
+  catalog: Catalog;
+  /** Local scratch: S3 downloads and outputs before upload. */
+  cacheDir: string;
+  lineage?: LineageSink;
+  /** Test hooks that simulate a crash at a given step. */
+  faults?: { beforeCommit?: (id: DatasetId) => void | Promise<void> };
+}
+
+export const datasetPrefix = (id: DatasetId) => `${id.layer}/${id.namespace}/${id.name}`;
+
+export async function openDuck(): Promise<{ conn: DuckDBConnection; close(): void }> {
+  const instance = await DuckDBInstance.create(':memory:');
+  const conn = await instance.connect();
+  return {
+    conn,
+    close() {
+      conn.closeSync();
+      instance.closeSync();
+    },
+  };
+}
+
+/**
+ * A local path DuckDB can read for a lake key. Dataset files never change once written,
+ * so they are cached by key; mutable objects (landing files) pass `scratch`, a folder
+ * private to the attempt.
+ */
+export async function localFile(deps: LakeDeps, key: string, scratch?: string): Promise<string> {
+  const local = deps.store.localPath(key);
+  if (local) return local;
+  const cached = path.join(scratch ?? path.join(deps.cacheDir, 'objects'), key);
+  if (!(await stat(cached).catch(() => undefined))) {
+    const tmp = `${cached}.${process.pid}.${Math.random().toString(36).slice(2)}.part`;
+    await deps.store.getFile(key, tmp);
+    await import('node:fs/promises').then((f) => f.rename(tmp, cached));
+  }
+  return cached;
+}
+
+function catalogErr(e: unknown): never {
+  if (e instanceof CatalogError) throw new NonRetryableError(e.message, 'DatasetError');
+  throw e;
+}
+
+/** Creates a view for one dataset version and returns its SQL name. */
+export async function registerView(conn: DuckDBConnection, deps: LakeDeps, v: DatasetVersion, viewName: string): Promise<void> {
+  const files = await Promise.all(v.files.map((f) => localFile(deps, f)));
+  await conn.run(`CREATE SCHEMA IF NOT EXISTS ${v.layer}`);
+  await conn.run(`CREATE OR REPLACE VIEW ${viewName} AS SELECT * FROM read_parquet([${files.map(quoteLiteral).join(', ')}])`);
+}
+
+/**
+ * Resolves the datasets a SQL text reads and rewrites `layer.name@at` into view names.
+ * Returns the rewritten SQL and the versions read (lineage inputs).
+ */
+export async function attachInputs(conn: DuckDBConnection, deps: LakeDeps, tenant: string, namespace: string, sql: string): Promise<{ sql: string; inputs: DatasetVersion[] }> {
+  const refs = datasetRefsInSql(sql);
+  const inputs = new Map<string, DatasetVersion>();
+  const viewOf = new Map<string, string>();
+  for (const r of refs) {
+    if (viewOf.has(r.text)) continue;
+    const id: DatasetId = { layer: r.layer, namespace, name: r.name };
+    const v = await deps.catalog.resolve(tenant, id, r.at?.replace(/^'|'$/g, '')).catch(catalogErr);
+    const view = r.at ? `${r.layer}.${ident(`${r.name}@${v.version}`)}` : `${r.layer}.${r.name}`;
+    await registerView(conn, deps, v, view);
+    viewOf.set(r.text, view);
+    inputs.set(`${datasetKey(v)}@${v.version}`, v);
+  }
+  // Replace only the references found outside string literals (same scan as above).
+  const masked = sql.replace(/'(?:[^']|'')*'/g, (s, off: number) => (sql[off - 1] === '@' ? s : ' '.repeat(s.length)));
+  let out = '';
+  let last = 0;
+  for (const m of masked.matchAll(DATASET_REF_IN_SQL_RE)) {
+    out += sql.slice(last, m.index) + (viewOf.get(m[0]) ?? m[0]);
+    last = m.index! + m[0].length;
+  }
+  return { sql: out + sql.slice(last), inputs: [...inputs.values()] };
+}
+
+export interface WriteRequest {
+  conn: DuckDBConnection;
+  id: DatasetId;
+  producer: Producer;
+  /** The SELECT whose result becomes the version. */
+  select: string;
+  attemptTag: string;
+  inputs: DatasetVersionRef[];
+  checks?: Check[];
+  failingRowsLimit?: number;
+}
+
+export interface Written {
+  /** Where the task's time went (ms): the SELECT written as Parquet, and the checks. */
+  timings: { write: number; checks: number };
+  id: DatasetId;
+  location: string;
+  files: string[];
+  schema: ColumnInfo[];
+  rowCount: number;
+  bytes: number;
+  checks: CheckVerdict[];
+  promote: boolean;
+}
+
+/** Writes a version's files (not yet visible) and runs its checks. */
+export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Written> {
+  const location = `${datasetPrefix(w.id)}/data/${w.attemptTag}`;
+  const key = `${location}/part-00000.parquet`;
+  const direct = deps.store.localPath(key);
+  const local = direct ?? path.join(deps.cacheDir, 'out', key);
+  await mkdir(path.dirname(local), { recursive: true });
+  const body = w.select.trim().replace(/;\s*$/, '');
+  const t0 = performance.now();
+  const copied = await w.conn.runAndReadAll(`COPY (${body}) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd)`);
+  const rowCount = Number(copied.getRows()[0]?.[0] ?? 0);
+  const bytes = (await stat(local)).size;
+  await w.conn.run(`CREATE OR REPLACE TEMP VIEW __out AS SELECT * FROM read_parquet(${quoteLiteral(local)})`);
+  const desc = (await w.conn.runAndReadAll(`DESCRIBE SELECT * FROM __out`)).getRowObjectsJson() as { column_name: string; column_type: string; null: string }[];
+  const schema = desc.map((d) => ({ name: d.column_name, type: d.column_type, nullable: d.null !== 'NO' }));
+  const t1 = performance.now();
+  const checks = await runChecks(deps, w);
+  const t2 = performance.now();
+  if (!direct) {
+    await deps.store.putFile(key, local);
+    await rm(local, { force: true });
+  }
+  await w.conn.run('DROP VIEW IF EXISTS __out');
+  return { id: w.id, location, files: [key], schema, rowCount, bytes, checks, promote: checks.every((c) => c.passed || c.severity === 'warn'), timings: { write: Math.round(t1 - t0), checks: Math.round(t2 - t1) } };
+}
+
+async function runChecks(deps: LakeDeps, w: WriteRequest): Promise<CheckVerdict[]> {
+  if (!w.checks?.length) return [];
+  const prev = await deps.catalog.current(w.producer.tenant, w.id);
+  const refViews = new Map<string, string>();
+  for (const c of w.checks)
+    if ('references' in c && !refViews.has(c.references.dataset)) {
+      const [layer, name] = c.references.dataset.split('.') as [Layer, string];
+      const v = await deps.catalog.resolve(w.producer.tenant, { layer, namespace: w.id.namespace, name }).catch(catalogErr);
+      const view = `__ref_${refViews.size}`;
+      await registerView(w.conn, deps, v, view);
+      refViews.set(c.references.dataset, view);
+      w.inputs = [...w.inputs.filter((i) => datasetKey(i) !== datasetKey(v)), { layer: v.layer, namespace: v.namespace, name: v.name, version: v.version }];
+    }
+  const out: CheckVerdict[] = [];
+  let counted: Awaited<ReturnType<typeof countFailing>>;
+  try {
+    counted = await countFailing(w.conn, w.checks);
+  } catch (e) {
+    throw new NonRetryableError(`checks on ${datasetKey(w.id)} could not run: ${(e as Error).message}`, 'CheckError');
+  }
+  for (const [i, c] of w.checks.entries()) {
+    try {
+      out.push(
+        await runCheck(
+          { conn: w.conn, previousRowCount: prev?.rowCount, viewFor: (d) => refViews.get(d)!, sampleLimit: w.failingRowsLimit ?? 20, now: new Date(), failing: counted.failing[i], rows: counted.rows },
+          c,
+        ),
+      );
+    } catch (e) {
+      throw new NonRetryableError(`check ${describeCheck(c)} on ${datasetKey(w.id)} could not run: ${(e as Error).message}`, 'CheckError');
+    }
+  }
+  return out;
+}
+
+/** Commits written versions (one transaction) and fails the task if a gate blocked one. */
+export async function commitVersions(deps: LakeDeps, producer: Producer, written: (Written & { inputs: DatasetVersionRef[] })[], watermark?: string): Promise<DatasetVersion[]> {
+  for (const w of written) await deps.faults?.beforeCommit?.(w.id);
+  const versions = await deps.catalog.commit(
+    producer,
+    written.map(({ timings: _t, ...w }) => w),
+    watermark,
+  );
+  const blocked = versions.filter((v) => v.status === 'rejected');
+  if (blocked.length) {
+    const why = blocked.flatMap((v) => v.checks.filter((c) => !c.passed && c.severity === 'error').map((c) => `${datasetKey(v)}@${v.version} ${c.name}: ${c.message}`));
+    throw new NonRetryableError(`quality gate failed, version not promoted: ${why.join('; ')}`, 'QualityGateFailed');
+  }
+  return versions;
+}
+
+export function versionRef(v: DatasetVersion | DatasetVersionRef): DatasetVersionRef {
+  return { layer: v.layer, namespace: v.namespace, name: v.name, version: v.version };
+}
+
+/** What a dataset-writing task hands back to the workflow: small facts only. */
+export function versionOutput(v: DatasetVersion, store: ObjectStore) {
+  const warned = v.checks.filter((c) => !c.passed && c.severity === 'warn').map((c) => c.name);
+  return {
+    rowCount: v.rowCount,
+    location: store.uri(v.location),
+    dataset: `${v.layer}.${v.name}`,
+    namespace: v.namespace,
+    version: v.version,
+    bytes: v.bytes,
+    ...(v.checks.length ? { checks: { passed: v.checks.filter((c) => c.passed).length, warned } } : {}),
+  };
+}
+
+/** START / COMPLETE / FAIL around one dataset task. */
+export async function withLineage<T extends { outputs: DatasetVersion[]; inputs: DatasetVersion[] }>(
+  deps: LakeDeps,
+  producer: Producer & { workflowId: string },
+  fn: () => Promise<T>,
+): Promise<T> {
+  const sink = deps.lineage;
+  if (!sink) return fn();
+  const ns = deps.store.root;
+  const ds = (v: DatasetVersion | DatasetId, withSchema = false): OlDataset => ({
+    namespace: ns,
+    name: datasetPrefix(v),
+    ...(withSchema && 'schema' in v ? { facets: { ...schemaFacet(v.schema), version: { _producer: OL_PRODUCER, _schemaURL: 'https://openlineage.io/spec/facets/1-0-0/DatasetVersionDatasetFacet.json', datasetVersion: String(v.version) } } } : {}),
+  });
+  const base = { run: { runId: taskRunUuid(producer.workflowId, producer.taskId) }, job: { namespace: `strata/${producer.tenant}`, name: `${producer.pipelineId}.${producer.taskId}` } };
+  const safeEmit = (e: Parameters<LineageSink['emit']>[0]) => sink.emit(e).catch(() => {});
+  await safeEmit(runEvent({ eventType: 'START', ...base, inputs: [], outputs: [] }));
+  try {
+    const r = await fn();
+    await safeEmit(runEvent({ eventType: 'COMPLETE', ...base, inputs: r.inputs.map((v) => ds(v)), outputs: r.outputs.map((v) => ds(v, true)) }));
+    return r;
+  } catch (e) {
+    await safeEmit(
+      runEvent({
+        eventType: 'FAIL',
+        ...base,
+        run: { ...base.run, facets: { errorMessage: { _producer: OL_PRODUCER, _schemaURL: 'https://openlineage.io/spec/facets/1-0-0/ErrorMessageRunFacet.json', message: (e as Error).message, programmingLanguage: 'sql' } } },
+        inputs: [],
+        outputs: [],
+      }),
+    );
+    throw e;
+  }
+}

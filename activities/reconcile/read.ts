@@ -1,0 +1,158 @@
+/**
+ * Row readers for reconciliation: CSV through csv-parse (quotes, embedded delimiters and
+ * newlines, BOM, encodings) and Parquet through DuckDB, both streamed, values as strings
+ * (null for SQL NULL). Errors name the file and line.
+ */
+import { DuckDBInstance } from '@duckdb/node-api';
+import { parse } from 'csv-parse';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CsvOptions, DatasetRef } from '../../schemas/reconcile.js';
+import { NonRetryableError } from '../core/task.js';
+import { quoteLiteral } from '../sql/duckdb.js';
+import { CsvShapeError, fastCsvRecords } from './fast-csv.js';
+
+export type Row = (string | null)[];
+
+export interface RowSource {
+  file: string;
+  header: string[];
+  size: number;
+  rows(): AsyncIterable<Row>;
+  /** Bytes read so far (CSV), for progress. */
+  bytesRead(): number;
+}
+
+export function resolveUri(uri: string, lakeRoot: string): string {
+  if (uri.startsWith('file://')) return fileURLToPath(uri);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri)) throw new NonRetryableError(`unsupported dataset URI "${uri}": use a path or a file:// URI`, 'ConfigError');
+  return path.resolve(lakeRoot, uri);
+}
+
+export async function openSource(ref: DatasetRef, lakeRoot: string): Promise<RowSource> {
+  const file = resolveUri(ref.uri, lakeRoot);
+  const st = await stat(file).catch(() => {
+    throw new NonRetryableError(`dataset not found: ${ref.uri}`, 'NotFound');
+  });
+  const format = ref.format ?? (file.endsWith('.parquet') ? 'parquet' : 'csv');
+  return format === 'parquet' ? openParquet(file, st.size) : openCsv(file, st.size, { delimiter: ',', quote: '"', escape: '"', header: true, encoding: 'utf8', ...ref.csv });
+}
+
+async function openCsv(file: string, size: number, o: CsvOptions): Promise<RowSource> {
+  const fast = o.delimiter.length === 1 && o.quote.length === 1 && o.escape === o.quote && (o.encoding === 'utf8' || o.encoding === 'utf-8');
+  return fast ? openFastCsv(file, size, o) : openCsvParse(file, size, o);
+}
+
+async function openFastCsv(file: string, size: number, o: CsvOptions): Promise<RowSource> {
+  let header: string[] = [];
+  for await (const rec of fastCsvRecords(file, o.delimiter, o.quote)) {
+    header = o.header ? rec : rec.map((_, i) => String(i + 1));
+    break;
+  }
+  let read = 0;
+  return {
+    file,
+    header,
+    size,
+    bytesRead: () => read,
+    async *rows() {
+      read = 0;
+      let n = 0;
+      const at = { line: 0 };
+      try {
+        for await (const rec of fastCsvRecords(file, o.delimiter, o.quote, (b) => (read += b), at)) {
+          if (n++ === 0 && o.header) continue;
+          if (rec.length !== header.length) throw new NonRetryableError(`${path.basename(file)}: line ${at.line}: row has a different number of columns than the header (${header.length})`, 'BadInput');
+          yield rec;
+        }
+      } catch (e) {
+        if (e instanceof CsvShapeError) throw new NonRetryableError(`${path.basename(file)}: ${e.message}`, 'BadInput');
+        throw e;
+      }
+    },
+  };
+}
+
+async function openCsvParse(file: string, size: number, o: CsvOptions): Promise<RowSource> {
+  let read = 0;
+  const stream = () => {
+    const s = createReadStream(file, { highWaterMark: 1 << 20 });
+    s.on('data', (b) => (read += b.length));
+    return s.pipe(
+      parse({
+        delimiter: o.delimiter,
+        quote: o.quote || false,
+        escape: o.escape || undefined,
+        encoding: o.encoding === 'utf-8' ? 'utf8' : o.encoding,
+        bom: true,
+        relax_column_count: false,
+        skip_empty_lines: true,
+        info: false,
+      }),
+    );
+  };
+  // Read the header (or the first row's width) once.
+  let header: string[] = [];
+  const first = stream();
+  for await (const rec of first as AsyncIterable<string[]>) {
+    header = o.header ? rec : rec.map((_, i) => String(i + 1));
+    break;
+  }
+  first.destroy();
+  read = 0;
+  return {
+    file,
+    header,
+    size,
+    bytesRead: () => read,
+    async *rows() {
+      let line = 0;
+      try {
+        for await (const rec of stream() as AsyncIterable<string[]>) {
+          line++;
+          if (line === 1 && o.header) continue;
+          yield rec;
+        }
+      } catch (e) {
+        const err = e as Error & { code?: string; lines?: number };
+        if (err.code?.startsWith('CSV_'))
+          throw new NonRetryableError(`${path.basename(file)}: ${err.code.startsWith('CSV_RECORD_INCONSISTENT') ? `line ${err.lines}: row has a different number of columns than the header (${header.length})` : err.message}`, 'BadInput');
+        throw e;
+      }
+    },
+  };
+}
+
+async function openParquet(file: string, size: number): Promise<RowSource> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  const cols = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${quoteLiteral(file)})`)).getRows().map((r) => String(r[0]));
+  conn.closeSync();
+  db.closeSync();
+  let done = 0;
+  return {
+    file,
+    header: cols,
+    size,
+    bytesRead: () => done,
+    async *rows() {
+      const inst = await DuckDBInstance.create(':memory:');
+      const c = await inst.connect();
+      try {
+        const select = cols.map((n) => `CAST("${n.replaceAll('"', '""')}" AS VARCHAR)`).join(', ');
+        const res = await c.stream(`SELECT ${select} FROM read_parquet(${quoteLiteral(file)})`);
+        for (;;) {
+          const chunk = await res.fetchChunk();
+          if (!chunk || chunk.rowCount === 0) break;
+          for (const r of chunk.getRows()) yield r.map((v) => (v === null ? null : String(v)));
+        }
+        done = size;
+      } finally {
+        c.closeSync();
+        inst.closeSync();
+      }
+    },
+  };
+}

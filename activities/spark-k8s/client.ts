@@ -1,0 +1,177 @@
+/**
+ * Speaks the Kubernetes API for Spark: SparkApplication and SparkConnect custom objects
+ * (Spark Operator CRDs), pods and their logs, events, namespaces and quotas. Uses
+ * @kubernetes/client-node (the official client: kubeconfig loading, in-cluster auth,
+ * TLS) and nothing Temporal.
+ */
+import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+
+export const SPARK_GROUP = 'sparkoperator.k8s.io';
+export const SPARK_APP_VERSION = 'v1beta2';
+export const SPARK_CONNECT_VERSION = 'v1alpha1';
+
+/** A Kubernetes API error with the Status body's reason and message. */
+export class K8sError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'K8sError';
+  }
+  get retryable() {
+    return this.code >= 500 || this.code === 429 || this.code === 0;
+  }
+}
+
+export function toK8sError(e: unknown, what: string): K8sError {
+  if (e instanceof K8sError) return e;
+  if (e instanceof ApiException) {
+    let body: { reason?: string; message?: string } = {};
+    try {
+      body = typeof e.body === 'string' ? JSON.parse(e.body) : (e.body as typeof body) ?? {};
+    } catch {
+      /* not a Status body */
+    }
+    return new K8sError(e.code, body.reason ?? 'Unknown', `${what}: ${e.code} ${body.reason ?? ''} ${body.message ?? ''}`.trim());
+  }
+  return new K8sError(0, 'NetworkError', `${what}: ${e instanceof Error ? e.message : String(e)}`);
+}
+
+export interface SparkAppStatus {
+  applicationState?: { state?: string; errorMessage?: string };
+  driverInfo?: { podName?: string; webUIAddress?: string };
+  sparkApplicationId?: string;
+  executorState?: Record<string, string>;
+  submissionAttempts?: number;
+  executionAttempts?: number;
+  terminationTime?: string;
+}
+
+export interface K8sObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; uid?: string; resourceVersion?: string };
+  spec: Record<string, unknown>;
+  status?: Record<string, unknown>;
+}
+
+export interface QuotaLimits {
+  cpu: number;
+  memoryGi: number;
+  pods: number;
+}
+
+export class SparkK8sClient {
+  readonly custom: CustomObjectsApi;
+  readonly core: CoreV1Api;
+
+  constructor(readonly kc: KubeConfig) {
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.core = kc.makeApiClient(CoreV1Api);
+  }
+
+  /** kubeconfig from a file, else the default locations ($KUBECONFIG, ~/.kube/config, in-cluster). */
+  static fromKubeconfig(path?: string): SparkK8sClient {
+    const kc = new KubeConfig();
+    if (path) kc.loadFromFile(path);
+    else kc.loadFromDefault();
+    return new SparkK8sClient(kc);
+  }
+
+  /** Creates the namespace with a ResourceQuota on first use; existing ones are left alone. */
+  async ensureNamespace(namespace: string, labels: Record<string, string>, quota: QuotaLimits): Promise<'created' | 'exists'> {
+    try {
+      await this.core.readNamespace({ name: namespace });
+      return 'exists';
+    } catch (e) {
+      const err = toK8sError(e, `read namespace ${namespace}`);
+      if (err.code !== 404) throw err;
+    }
+    try {
+      await this.core.createNamespace({ body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels } } });
+    } catch (e) {
+      const err = toK8sError(e, `create namespace ${namespace}`);
+      if (err.code !== 409) throw err;
+    }
+    try {
+      await this.core.createNamespacedResourceQuota({
+        namespace,
+        body: {
+          apiVersion: 'v1',
+          kind: 'ResourceQuota',
+          metadata: { name: 'strata-tier', labels },
+          spec: { hard: { 'requests.cpu': String(quota.cpu), 'requests.memory': `${quota.memoryGi}Gi`, pods: String(quota.pods) } },
+        },
+      });
+    } catch (e) {
+      const err = toK8sError(e, `create quota in ${namespace}`);
+      if (err.code !== 409) throw err;
+    }
+    return 'created';
+  }
+
+  /** Creates a custom object; an existing one of that name is adopted (a retried create). */
+  async createOrAdopt(plural: string, version: string, obj: K8sObject): Promise<{ obj: K8sObject; adopted: boolean }> {
+    const namespace = obj.metadata.namespace!;
+    try {
+      const created = await this.custom.createNamespacedCustomObject({ group: SPARK_GROUP, version, namespace, plural, body: obj });
+      return { obj: created as K8sObject, adopted: false };
+    } catch (e) {
+      const err = toK8sError(e, `create ${plural}/${obj.metadata.name}`);
+      if (err.code !== 409 || err.reason !== 'AlreadyExists') throw err;
+      return { obj: await this.get(plural, version, namespace, obj.metadata.name), adopted: true };
+    }
+  }
+
+  async get(plural: string, version: string, namespace: string, name: string): Promise<K8sObject> {
+    try {
+      return (await this.custom.getNamespacedCustomObject({ group: SPARK_GROUP, version, namespace, plural, name })) as K8sObject;
+    } catch (e) {
+      throw toK8sError(e, `get ${plural}/${name} in ${namespace}`);
+    }
+  }
+
+  /** Replaces an object (read-modify-write; a stale resourceVersion answers 409 Conflict). */
+  async replace(plural: string, version: string, obj: K8sObject): Promise<K8sObject> {
+    const { namespace, name } = obj.metadata;
+    try {
+      return (await this.custom.replaceNamespacedCustomObject({ group: SPARK_GROUP, version, namespace: namespace!, plural, name, body: obj })) as K8sObject;
+    } catch (e) {
+      throw toK8sError(e, `replace ${plural}/${name} in ${namespace}`);
+    }
+  }
+
+  /** Deletes; a 404 means it is already gone, which is what we wanted. */
+  async delete(plural: string, version: string, namespace: string, name: string): Promise<'deleted' | 'absent'> {
+    try {
+      await this.custom.deleteNamespacedCustomObject({ group: SPARK_GROUP, version, namespace, plural, name });
+      return 'deleted';
+    } catch (e) {
+      const err = toK8sError(e, `delete ${plural}/${name} in ${namespace}`);
+      if (err.code === 404) return 'absent';
+      throw err;
+    }
+  }
+
+  async podLogTail(namespace: string, pod: string, lines: number): Promise<string | undefined> {
+    try {
+      return await this.core.readNamespacedPodLog({ namespace, name: pod, tailLines: lines });
+    } catch (e) {
+      const err = toK8sError(e, `read log of pod ${pod}`);
+      if (err.code === 404 || err.code === 400) return undefined;
+      throw err;
+    }
+  }
+
+  /** Warning events about an object: the usual reason a driver never started. */
+  async warnings(namespace: string, name: string): Promise<string[]> {
+    try {
+      const list = await this.core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` });
+      return list.items.filter((e) => e.type === 'Warning').map((e) => `${e.reason}: ${e.message}`);
+    } catch {
+      return [];
+    }
+  }
+}

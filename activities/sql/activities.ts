@@ -1,0 +1,42 @@
+import { Context } from '@temporalio/activity';
+import { NonRetryableError, taskActivity } from '../core/task.js';
+import { resolveConnection, type Connections } from './connections.js';
+import { runDuckdb } from './duckdb.js';
+import { runMysql } from './mysql.js';
+import { runPostgres } from './postgres.js';
+import { isLakeSql, runLakeSql } from '../lake/activities.js';
+import type { LakeDeps } from '../lake/engine.js';
+
+export interface SqlDeps {
+  lakeRoot: string;
+  connections: Connections;
+  /** The dataset lake (store + catalog); duckdb tasks with dataset outputs run there. */
+  lake?: LakeDeps;
+}
+
+export function createSqlActivities(deps: SqlDeps) {
+  return {
+    runSql: taskActivity(async ({ task, run }, signal) => {
+      const engine = String(task.engine ?? 'duckdb');
+      const sql = String(task.sql);
+      const key = { workflowId: run.workflowId, taskId: task.id };
+      switch (engine) {
+        case 'duckdb': {
+          if (isLakeSql(task)) {
+            if (!deps.lake) throw new NonRetryableError('this task writes a dataset, but the worker has no lake catalog: configure the metastore', 'ConfigError');
+            return runLakeSql(deps.lake, { task, run }, signal);
+          }
+          const info = Context.current().info;
+          const tag = `${(info.workflowExecution?.runId ?? "run").slice(0, 8)}-${info.activityId}-${info.attempt}`;
+          return runDuckdb({ lakeRoot: deps.lakeRoot, sql, output: task.output as string | undefined, attemptTag: tag, signal });
+        }
+        case 'postgres':
+          return runPostgres(resolveConnection(deps.connections, String(task.connection), engine), key, sql, signal);
+        case 'mysql':
+          return runMysql(resolveConnection(deps.connections, String(task.connection), engine), key, sql, signal);
+        default:
+          throw new NonRetryableError(`engine ${engine} is not served by this worker`, 'ConfigError');
+      }
+    }),
+  };
+}

@@ -1,0 +1,71 @@
+/**
+ * SQL on MySQL/MariaDB with the same ledger as Postgres (see postgres.ts). MySQL commits
+ * implicitly around DDL (CREATE/ALTER/DROP), so only DML is exactly-once there.
+ */
+import mysql from 'mysql2/promise';
+import { NonRetryableError } from '../core/task.js';
+import type { ConnectionConfig } from './connections.js';
+import { redact } from './connections.js';
+import { isRetryableSqlError } from './errors.js';
+import { LEDGER_TABLE, type SqlRunResult } from './postgres.js';
+
+export async function runMysql(conn: ConnectionConfig, key: { workflowId: string; taskId: string }, sql: string, signal: AbortSignal): Promise<SqlRunResult> {
+  let c: mysql.Connection;
+  try {
+    c = await mysql.createConnection({ uri: conn.url.replace(/^mariadb:/, 'mysql:'), multipleStatements: true });
+  } catch (e) {
+    throw classify(e, conn);
+  }
+  const onAbort = () => void killQuery(conn, c.threadId);
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await c.query(
+      `CREATE TABLE IF NOT EXISTS ${LEDGER_TABLE} (workflow_id VARCHAR(255) NOT NULL, task_id VARCHAR(128) NOT NULL, row_count BIGINT NULL, committed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (workflow_id, task_id)) ENGINE=InnoDB`,
+    );
+    await c.beginTransaction();
+    const [claim] = (await c.query(`INSERT IGNORE INTO ${LEDGER_TABLE} (workflow_id, task_id) VALUES (?, ?)`, [key.workflowId, key.taskId])) as [mysql.ResultSetHeader, unknown];
+    if (claim.affectedRows === 0) {
+      await c.rollback();
+      const [rows] = (await c.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = ? AND task_id = ?`, [key.workflowId, key.taskId])) as [{ row_count: number | null }[], unknown];
+      return { rowCount: Number(rows[0]?.row_count ?? 0), alreadyApplied: true };
+    }
+    const [res] = await c.query(sql);
+    const results = Array.isArray(res) && res.length && (Array.isArray(res[0]) || isHeader(res[0])) ? (res as unknown[]) : [res];
+    const last = results[results.length - 1];
+    const rowCount = Array.isArray(last) ? last.length : isHeader(last) ? last.affectedRows : 0;
+    await c.query(`UPDATE ${LEDGER_TABLE} SET row_count = ? WHERE workflow_id = ? AND task_id = ?`, [rowCount, key.workflowId, key.taskId]);
+    await c.commit();
+    return { rowCount, alreadyApplied: false };
+  } catch (e) {
+    await c.rollback().catch(() => {});
+    throw classify(e, conn);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    await c.end().catch(() => {});
+  }
+}
+
+function isHeader(x: unknown): x is mysql.ResultSetHeader {
+  return !!x && typeof x === 'object' && 'affectedRows' in x;
+}
+
+async function killQuery(conn: ConnectionConfig, threadId: number) {
+  try {
+    const k = await mysql.createConnection({ uri: conn.url.replace(/^mariadb:/, 'mysql:') });
+    await k.query(`KILL QUERY ${Number(threadId)}`);
+    await k.end();
+  } catch {
+    /* ends with the connection anyway */
+  }
+}
+
+function classify(e: unknown, conn: ConnectionConfig): Error {
+  const err = e as Error & { code?: string; sqlState?: string };
+  const msg = redact(`mysql (${conn.name}): ${err.message}${err.sqlState ? ` [SQLSTATE ${err.sqlState}]` : ''}`);
+  if (isRetryableSqlError(err)) {
+    const r = new Error(msg);
+    r.name = 'SqlConnectionError';
+    return r;
+  }
+  return new NonRetryableError(msg, 'SqlError');
+}

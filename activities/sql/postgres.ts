@@ -1,0 +1,80 @@
+/**
+ * SQL on Postgres, exactly once. The task's statements run in one transaction together
+ * with a ledger row keyed by (workflow id, task id). A retried attempt, a second worker
+ * or a worker restarted after SIGKILL finds the ledger row and does not apply the
+ * statements again; a concurrent attempt blocks on the row and then sees it.
+ * Statements that manage their own transactions (COMMIT, VACUUM) break this guarantee.
+ */
+import pg from 'pg';
+import { NonRetryableError } from '../core/task.js';
+import type { ConnectionConfig } from './connections.js';
+import { redact } from './connections.js';
+import { isRetryableSqlError } from './errors.js';
+
+export const LEDGER_TABLE = 'strata_task_ledger';
+
+export interface SqlRunResult {
+  rowCount: number;
+  alreadyApplied: boolean;
+  [k: string]: unknown;
+}
+
+export async function runPostgres(conn: ConnectionConfig, key: { workflowId: string; taskId: string }, sql: string, signal: AbortSignal): Promise<SqlRunResult> {
+  const client = new pg.Client({ connectionString: conn.url, application_name: `strata:${key.taskId}` });
+  try {
+    await client.connect();
+  } catch (e) {
+    throw classify(e, conn);
+  }
+  const onAbort = () => void cancelBackend(conn, (client as unknown as { processID: number }).processID);
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${LEDGER_TABLE} (workflow_id text NOT NULL, task_id text NOT NULL, row_count bigint, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (workflow_id, task_id))`,
+    ).catch((e: { code?: string }) => {
+      if (e.code !== '23505' && e.code !== '42P07') throw e; // created concurrently
+    });
+    await client.query('BEGIN');
+    const claim = await client.query(`INSERT INTO ${LEDGER_TABLE} (workflow_id, task_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`, [key.workflowId, key.taskId]);
+    if (claim.rowCount === 0) {
+      await client.query('ROLLBACK');
+      const prev = await client.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = $1 AND task_id = $2`, [key.workflowId, key.taskId]);
+      return { rowCount: Number(prev.rows[0]?.row_count ?? 0), alreadyApplied: true };
+    }
+    const res = (await client.query(sql)) as pg.QueryResult | pg.QueryResult[];
+    const last = Array.isArray(res) ? res[res.length - 1] : res;
+    const rowCount = last?.command === 'SELECT' ? last.rows.length : (last?.rowCount ?? 0);
+    await client.query(`UPDATE ${LEDGER_TABLE} SET row_count = $3 WHERE workflow_id = $1 AND task_id = $2`, [key.workflowId, key.taskId, rowCount]);
+    await client.query('COMMIT');
+    return { rowCount, alreadyApplied: false };
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw classify(e, conn);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    await client.end().catch(() => {});
+  }
+}
+
+async function cancelBackend(conn: ConnectionConfig, pid: number) {
+  const c = new pg.Client({ connectionString: conn.url });
+  try {
+    await c.connect();
+    await c.query('SELECT pg_cancel_backend($1)', [pid]);
+  } catch {
+    /* the query ends with the connection anyway */
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+function classify(e: unknown, conn: ConnectionConfig): Error {
+  const err = e as Error & { code?: string; position?: string };
+  const msg = redact(`postgres (${conn.name}): ${err.message}${err.code ? ` [SQLSTATE ${err.code}]` : ''}`);
+  if (isRetryableSqlError(err)) {
+    const r = new Error(msg);
+    r.name = 'SqlConnectionError';
+    return r;
+  }
+  return new NonRetryableError(msg, 'SqlError');
+}

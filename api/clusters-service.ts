@@ -1,0 +1,173 @@
+/**
+ * The Temporal-client side of managed clusters: create, ensure, get, list, delete,
+ * touch and resize `clusterLifecycle` entity workflows. Plain functions that throw
+ * RequestError (with an HTTP status), so an HTTP layer can wrap them.
+ */
+import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { toMs } from '../schemas/duration.js';
+import { ClusterRequest, clusterWorkflowId, type ClusterInput, type ClusterSize, type ClusterSpec, type ClusterState } from '../schemas/cluster.js';
+import { formatPath } from '../schemas/pipeline.js';
+import { TIERS, type Tier } from '../schemas/external.js';
+import { RequestError, SA_TENANT } from './runs-service.js';
+
+export interface ClustersServiceConfig {
+  taskQueue: string;
+  /** Tier per tenant; tenants not listed are on `free`. */
+  tenantTiers?: Record<string, Tier>;
+}
+
+export interface ClusterSummary {
+  name: string;
+  workflowId: string;
+  status: string;
+  state?: ClusterState;
+}
+
+export class ClustersService {
+  constructor(
+    readonly client: Client,
+    readonly config: ClustersServiceConfig,
+  ) {}
+
+  tierOf(tenant: string) {
+    const name = this.config.tenantTiers?.[tenant] ?? 'free';
+    return { name, ...TIERS[name] };
+  }
+
+  /** Validates a request and checks it against the tenant's tier; throws 400/403. */
+  specFor(req: ClusterRequest): ClusterSpec {
+    const r = ClusterRequest.safeParse(req);
+    if (!r.success) {
+      const problems = r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
+      throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
+    }
+    const c = r.data;
+    const size = { instances: c.instances, cores: c.cores, memoryGi: c.memoryGi };
+    this.checkSize(c.tenant, size);
+    return {
+      tenant: c.tenant,
+      name: c.name,
+      engine: c.engine,
+      size,
+      idleTimeoutMs: toMs(c.idleTimeout),
+      maxLifetimeMs: toMs(c.maxLifetime),
+      pollMs: toMs(c.pollInterval),
+      release: c.release,
+      continueAsNewAfterEvents: c.continueAsNewAfterEvents,
+    };
+  }
+
+  checkSize(tenant: string, size: ClusterSize) {
+    const t = this.tierOf(tenant);
+    const over: string[] = [];
+    if (size.instances > t.maxInstances) over.push(`${size.instances} instances (at most ${t.maxInstances})`);
+    if (size.instances * size.cores > t.maxCores) over.push(`${size.instances * size.cores} cores in all (at most ${t.maxCores})`);
+    if (size.instances * size.memoryGi > t.maxMemoryGi) over.push(`${size.instances * size.memoryGi}Gi memory in all (at most ${t.maxMemoryGi}Gi)`);
+    if (over.length) throw new RequestError(`over the ${t.name} tier of tenant ${tenant}: ${over.join(', ')}; ask for less or move the tenant to a larger tier`, 403);
+  }
+
+  private async checkClusterCount(tenant: string) {
+    const t = this.tierOf(tenant);
+    const { count } = await this.client.workflow.count(`WorkflowType = 'clusterLifecycle' AND ExecutionStatus = 'Running' AND StrataTenant = '${tenant.replace(/'/g, '')}'`);
+    if (count >= t.maxClusters)
+      throw new RequestError(`tenant ${tenant} already runs ${count} cluster(s), the most its ${t.name} tier allows: delete one or move to a larger tier`, 403);
+  }
+
+  private startOptions(spec: ClusterSpec) {
+    const input: ClusterInput = { spec };
+    return {
+      taskQueue: this.config.taskQueue,
+      workflowId: clusterWorkflowId(spec.tenant, spec.name),
+      args: [input] as [ClusterInput],
+      typedSearchAttributes: [{ key: SA_TENANT, value: spec.tenant }],
+      staticSummary: `cluster ${spec.name} (${spec.engine}) of ${spec.tenant}`,
+    };
+  }
+
+  /** Creates a cluster; 409 if one of that name is already running. */
+  async create(req: ClusterRequest): Promise<{ workflowId: string }> {
+    const spec = this.specFor(req);
+    if (await this.isRunning(spec.tenant, spec.name)) throw new RequestError(`cluster ${spec.name} already exists for tenant ${spec.tenant}`, 409);
+    await this.checkClusterCount(spec.tenant);
+    try {
+      const h = await this.client.workflow.start('clusterLifecycle', this.startOptions(spec));
+      return { workflowId: h.workflowId };
+    } catch (e) {
+      if (e instanceof WorkflowExecutionAlreadyStartedError) throw new RequestError(`cluster ${spec.name} already exists for tenant ${spec.tenant}`, 409);
+      throw e;
+    }
+  }
+
+  /** Starts the cluster if it is not running, else touches it (signalWithStart). */
+  async ensure(req: ClusterRequest, by?: string): Promise<{ workflowId: string; started: boolean }> {
+    const spec = this.specFor(req);
+    const running = await this.isRunning(spec.tenant, spec.name);
+    if (!running) await this.checkClusterCount(spec.tenant);
+    const h = await this.client.workflow.signalWithStart('clusterLifecycle', { ...this.startOptions(spec), signal: 'touch', signalArgs: [{ by }] });
+    return { workflowId: h.workflowId, started: !running };
+  }
+
+  private async isRunning(tenant: string, name: string): Promise<boolean> {
+    try {
+      const d = await this.client.workflow.getHandle(clusterWorkflowId(tenant, name)).describe();
+      return d.status.name === 'RUNNING';
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError) return false;
+      throw e;
+    }
+  }
+
+  async get(tenant: string, name: string): Promise<ClusterState> {
+    try {
+      return await this.client.workflow.getHandle(clusterWorkflowId(tenant, name)).query<ClusterState>('clusterState');
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError) throw new RequestError(`no cluster ${name} for tenant ${tenant}`, 404);
+      throw e;
+    }
+  }
+
+  async list(tenant: string): Promise<ClusterSummary[]> {
+    const out: ClusterSummary[] = [];
+    const q = `WorkflowType = 'clusterLifecycle' AND StrataTenant = '${tenant.replace(/'/g, '')}'`;
+    for await (const w of this.client.workflow.list({ query: q })) {
+      const name = w.workflowId.split('/').slice(2).join('/');
+      if (out.some((o) => o.workflowId === w.workflowId)) continue;
+      const s: ClusterSummary = { name, workflowId: w.workflowId, status: w.status.name };
+      if (w.status.name === 'RUNNING') s.state = await this.get(tenant, name).catch(() => undefined);
+      out.push(s);
+    }
+    return out;
+  }
+
+  private async signalRunning(tenant: string, name: string, signal: string, arg: unknown) {
+    const gone = new RequestError(`no running cluster ${name} for tenant ${tenant}`, 404);
+    if (!(await this.isRunning(tenant, name))) throw gone;
+    try {
+      await this.client.workflow.getHandle(clusterWorkflowId(tenant, name)).signal(signal, arg);
+    } catch (e) {
+      // It ended between the check and the signal (idle or lifetime limit).
+      if (e instanceof WorkflowNotFoundError) throw gone;
+      throw e;
+    }
+  }
+
+  delete(tenant: string, name: string, reason = 'deleted through the API') {
+    return this.signalRunning(tenant, name, 'terminate', { reason });
+  }
+
+  touch(tenant: string, name: string, by?: string) {
+    return this.signalRunning(tenant, name, 'touch', { by });
+  }
+
+  async resize(tenant: string, name: string, size: ClusterSize): Promise<ClusterState> {
+    if (!Number.isInteger(size.instances) || size.instances < 1) throw new RequestError('instances: a cluster needs at least 1 instance', 400);
+    this.checkSize(tenant, size);
+    if (!(await this.isRunning(tenant, name))) throw new RequestError(`no running cluster ${name} for tenant ${tenant}`, 404);
+    try {
+      return await this.client.workflow.getHandle(clusterWorkflowId(tenant, name)).executeUpdate<ClusterState, [ClusterSize]>('resize', { args: [size] });
+    } catch (e) {
+      if (e instanceof WorkflowUpdateFailedError) throw new RequestError(`resize refused: ${e.cause?.message ?? e.message}`, 409);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,22 @@
+import type { Client } from '@temporalio/client';
+import type { LakeDeps } from '../activities/lake/engine.js';
+import type { Config } from '../schemas/config.js';
+import type { Db } from '../store/db.js';
+import type { cachedKeyLookup } from '../store/keys.js';
+import type { Metrics } from './system.js';
+import type { ReconciliationsService } from './reconciliations-service.js';
+import type { RunsService } from './runs-service.js';
+import type { SchedulesService } from './schedules-service.js';
+
+export interface ApiContext {
+  db: Db;
+  client: Client;
+  runs: RunsService;
+  schedules: SchedulesService;
+  reconciliations: ReconciliationsService;
+  config: Config;
+  metrics: Metrics;
+  keyLookup: ReturnType<typeof cachedKeyLookup>;
+  /** The lake catalog, when the API runs with one. */
+  lake?: LakeDeps;
+}

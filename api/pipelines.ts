@@ -1,0 +1,55 @@
+/** /api/v1/pipelines: register (YAML or JSON), list, read, versions, delete. */
+import type { FastifyInstance } from 'fastify';
+import { parseSpecText } from '../schemas/spec-file.js';
+import { validateSpec } from '../schemas/pipeline.js';
+import { deletePipeline, getPipeline, listPipelines, listVersions, registerPipeline } from '../store/pipelines.js';
+import { need } from './auth.js';
+import type { ApiContext } from './context.js';
+import { RequestError } from './runs-service.js';
+
+export async function loadPipeline(ctx: ApiContext, tenant: string, id: string, version?: number) {
+  const p = await getPipeline(ctx.db, tenant, id, version);
+  if (!p) throw new RequestError(version ? `pipeline ${id} has no version ${version}` : `no pipeline ${id}: register it with POST /api/v1/pipelines`, 404);
+  return p;
+}
+
+export function pipelineRoutes(app: FastifyInstance, ctx: ApiContext) {
+  app.post('/api/v1/pipelines', { schema: { tags: ['pipelines'], summary: 'Register a pipeline spec (YAML or JSON); the same content again is a no-op' } }, async (req, reply) => {
+    const p = need(req, 'admin');
+    const r = typeof req.body === 'string' ? parseSpecText(req.body) : validateSpec(req.body);
+    if (!r.ok) throw new RequestError(`the spec has ${r.problems.length} problem(s): ${r.problems.map((x) => `${x.path}: ${x.message}`).join('; ')}`, 400, r.problems);
+    const reg = await registerPipeline(ctx.db, p.tenant, r.spec, typeof req.body === 'string' ? req.body : undefined);
+    if (reg.created) await ctx.schedules.retarget(p.tenant, r.spec, reg.version);
+    return reply.status(reg.created ? 201 : 200).send(reg);
+  });
+
+  app.get('/api/v1/pipelines', { schema: { tags: ['pipelines'], summary: 'List pipelines' } }, async (req) => {
+    const p = need(req, 'viewer');
+    return { data: (await listPipelines(ctx.db, p.tenant)).map((r) => ({ id: r.id, version: r.current_version, createdAt: r.created_at, updatedAt: r.updated_at })) };
+  });
+
+  app.get<{ Params: { id: string }; Querystring: { version?: string } }>('/api/v1/pipelines/:id', { schema: { tags: ['pipelines'], summary: 'A pipeline: its current (or a given) version and spec' } }, async (req) => {
+    const p = need(req, 'viewer');
+    const v = req.query.version !== undefined ? Number(req.query.version) : undefined;
+    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new RequestError('version must be a positive whole number', 400);
+    const r = await loadPipeline(ctx, p.tenant, req.params.id, v);
+    return { id: r.pipeline.id, version: r.version, currentVersion: r.pipeline.current_version, contentHash: r.contentHash, spec: r.spec };
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/pipelines/:id/versions', { schema: { tags: ['pipelines'], summary: 'Every version of a pipeline' } }, async (req) => {
+    const p = need(req, 'viewer');
+    await loadPipeline(ctx, p.tenant, req.params.id);
+    return { data: (await listVersions(ctx.db, p.tenant, req.params.id)).map((v) => ({ version: v.version, contentHash: v.content_hash, createdAt: v.created_at })) };
+  });
+
+  app.delete<{ Params: { id: string }; Querystring: { force?: string } }>('/api/v1/pipelines/:id', { schema: { tags: ['pipelines'], summary: 'Delete a pipeline (refused while it has schedules, unless ?force=true)' } }, async (req, reply) => {
+    const p = need(req, 'admin');
+    await loadPipeline(ctx, p.tenant, req.params.id);
+    const schedules = await ctx.schedules.list(p.tenant, req.params.id);
+    const force = req.query.force === 'true' || req.query.force === '';
+    if (schedules.length && !force) throw new RequestError(`pipeline ${req.params.id} has ${schedules.length} schedule(s) (${schedules.map((s) => s.id).join(', ')}): delete them first or pass ?force=true`, 409);
+    for (const s of schedules) await ctx.schedules.remove(p.tenant, req.params.id, s.id);
+    await deletePipeline(ctx.db, p.tenant, req.params.id);
+    return reply.status(204).send();
+  });
+}

@@ -1,0 +1,82 @@
+/** Start, inspect and cancel standalone reconciliations over a Temporal client. */
+import { Client, WorkflowNotFoundError } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { randomBytes } from 'node:crypto';
+import { DatasetRef, ReconcileOptions } from '../schemas/reconcile.js';
+import type { ReconcileHeartbeat } from '../activities/reconcile/activities.js';
+import type { ReconciliationInput } from '../workflows/reconciliation.js';
+import { RequestError, SA_PIPELINE, SA_TENANT, SA_TRIGGER } from './runs-service.js';
+
+export interface ReconciliationStatus {
+  id: string;
+  status: string;
+  progress?: ReconcileHeartbeat['progress'];
+  attempt?: number;
+  result?: unknown;
+  error?: string;
+}
+
+export class ReconciliationsService {
+  constructor(
+    readonly client: Client,
+    readonly taskQueue: string,
+  ) {}
+
+  async start(tenant: string, body: { left: unknown; right: unknown; options?: unknown; heartbeatTimeoutMs?: number }): Promise<{ id: string }> {
+    const problems: string[] = [];
+    const ref = (v: unknown, side: string) => {
+      const r = DatasetRef.safeParse(typeof v === 'string' ? { uri: v } : v);
+      if (!r.success) problems.push(...r.error.issues.map((i) => `${side}${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}`));
+      return r.success ? r.data : undefined;
+    };
+    const left = ref(body.left, 'left');
+    const right = ref(body.right, 'right');
+    const opts = ReconcileOptions.partial().strict().safeParse(body.options ?? {});
+    if (!opts.success) problems.push(...opts.error.issues.map((i) => `options.${i.path.join('.')}: ${i.message}`));
+    if (problems.length) throw new RequestError(problems.join('; '), 400);
+    const id = `reconcile/${tenant}/${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+    const input: ReconciliationInput = { tenant, left: left!, right: right!, options: opts.data, heartbeatTimeoutMs: body.heartbeatTimeoutMs };
+    await this.client.workflow.start('reconciliationRun', {
+      taskQueue: this.taskQueue,
+      workflowId: id,
+      args: [input],
+      typedSearchAttributes: [
+        { key: SA_PIPELINE, value: 'reconcile' },
+        { key: SA_TENANT, value: tenant },
+        { key: SA_TRIGGER, value: 'manual' },
+      ],
+      staticSummary: `reconcile ${left!.uri} ⇄ ${right!.uri}`,
+    });
+    return { id };
+  }
+
+  async get(id: string): Promise<ReconciliationStatus> {
+    const h = this.client.workflow.getHandle(id);
+    let d;
+    try {
+      d = await h.describe();
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no reconciliation ${id}`, 404);
+      throw e;
+    }
+    const status = d.status.name.toLowerCase();
+    if (status === 'running') {
+      const pending = d.raw.pendingActivities?.[0];
+      const payload = pending?.heartbeatDetails?.payloads?.[0];
+      const hb = payload ? defaultPayloadConverter.fromPayload<ReconcileHeartbeat>(payload) : undefined;
+      return { id, status, progress: hb?.progress, attempt: pending?.attempt ?? undefined };
+    }
+    if (status === 'completed') return { id, status, result: await h.result() };
+    const err = await h.result().then(
+      () => 'ended',
+      (e: Error & { cause?: Error & { cause?: Error } }) => e.cause?.cause?.message ?? e.cause?.message ?? e.message,
+    );
+    return { id, status, error: String(err) };
+  }
+
+  async cancel(id: string): Promise<void> {
+    const s = await this.get(id);
+    if (s.status !== 'running') throw new RequestError(`reconciliation ${id} has already ended (${s.status})`, 409);
+    await this.client.workflow.getHandle(id).cancel();
+  }
+}

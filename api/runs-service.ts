@@ -1,0 +1,200 @@
+/**
+ * The Temporal-client side of runs: start, inspect, cancel and repair pipelineRun
+ * workflows. The CLI uses it today; the HTTP API wraps the same functions.
+ */
+import { Client, WorkflowExecutionAlreadyStartedError, WorkflowIdReusePolicy, WorkflowNotFoundError } from '@temporalio/client';
+import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
+import { createHash, randomBytes } from 'node:crypto';
+import { resolveParams, type PipelineSpec, type Problem } from '../schemas/pipeline.js';
+import type { PipelineRunInput, PipelineRunOptions, RunState } from '../schemas/run.js';
+
+export const SA_PIPELINE = defineSearchAttributeKey('StrataPipeline', SearchAttributeType.KEYWORD);
+export const SA_TENANT = defineSearchAttributeKey('StrataTenant', SearchAttributeType.KEYWORD);
+export const SA_TRIGGER = defineSearchAttributeKey('StrataTrigger', SearchAttributeType.KEYWORD);
+
+/** A request the caller must fix; `status` is the HTTP status to answer with. */
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly status = 400,
+    readonly problems: Problem[] = [],
+  ) {
+    super(message);
+  }
+}
+
+export interface StartRunRequest {
+  spec: PipelineSpec;
+  tenant: string;
+  trigger: string;
+  params?: Record<string, string>;
+  only?: string[];
+  withUpstream?: boolean;
+  logicalDate?: string;
+  runKey?: string;
+  prior?: PipelineRunInput['prior'];
+  options?: PipelineRunOptions;
+  specVersion?: string;
+  pipelineVersion?: number;
+  /** Extra attributes for the run (e.g. the API's Idempotency-Key). */
+  memo?: Record<string, unknown>;
+  /** With a caller-chosen runKey: a second start returns the first run instead of failing. */
+  idempotent?: boolean;
+}
+
+export interface RunHandleInfo {
+  /** True when an idempotent start found the run it had already made. */
+  existing?: boolean;
+  runId: string;
+  workflowId: string;
+  temporalRunId: string;
+  uiUrl: string;
+}
+
+export interface RunsServiceConfig {
+  taskQueue: string;
+  namespace: string;
+  uiUrl: string;
+}
+
+export function specHash(spec: PipelineSpec): string {
+  return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
+}
+
+export function workflowIdFor(tenant: string, pipelineId: string, runKey: string): string {
+  return `pipeline/${tenant}/${pipelineId}/${runKey}`;
+}
+
+function newRunKey(trigger: string, at: Date): string {
+  const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${trigger}-${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+export class RunsService {
+  constructor(
+    readonly client: Client,
+    readonly config: RunsServiceConfig,
+  ) {}
+
+  uiLink(workflowId: string): string {
+    return `${this.config.uiUrl}/namespaces/${this.config.namespace}/workflows/${encodeURIComponent(workflowId)}`;
+  }
+
+  async start(req: StartRunRequest): Promise<RunHandleInfo> {
+    const { params, problems } = resolveParams(req.spec, req.params ?? {});
+    const ids = new Set(req.spec.tasks.map((t) => t.id));
+    for (const t of req.only ?? []) if (!ids.has(t)) problems.push({ path: 'only', message: `unknown task "${t}": use one of ${[...ids].join(', ')}` });
+    if (req.logicalDate !== undefined && Number.isNaN(Date.parse(req.logicalDate)))
+      problems.push({ path: 'logicalDate', message: 'write an ISO date or timestamp, e.g. 2026-11-01 or 2026-11-01T00:00:00Z' });
+    if (problems.length) throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
+
+    const now = new Date();
+    const runKey = req.runKey ?? newRunKey(req.trigger, now);
+    const workflowId = workflowIdFor(req.tenant, req.spec.id, runKey);
+    const input: PipelineRunInput = {
+      spec: req.spec,
+      tenant: req.tenant,
+      trigger: req.trigger,
+      params,
+      only: req.only,
+      withUpstream: req.withUpstream,
+      logicalDate: req.logicalDate ? new Date(req.logicalDate).toISOString() : undefined,
+      prior: req.prior,
+      options: req.options,
+      specVersion: req.specVersion ?? specHash(req.spec),
+      pipelineVersion: req.pipelineVersion,
+    };
+    try {
+      const handle = await this.client.workflow.start('pipelineRun', {
+        taskQueue: this.config.taskQueue,
+        workflowId,
+        args: [input],
+        workflowIdReusePolicy: req.idempotent ? WorkflowIdReusePolicy.REJECT_DUPLICATE : undefined,
+        typedSearchAttributes: [
+          { key: SA_PIPELINE, value: req.spec.id },
+          { key: SA_TENANT, value: req.tenant },
+          { key: SA_TRIGGER, value: req.trigger },
+        ],
+        memo: { pipeline: req.spec.id, specVersion: req.specVersion ?? specHash(req.spec), pipelineVersion: req.pipelineVersion, tasks: req.spec.tasks.length, ...req.memo },
+        staticSummary: `${req.spec.id} (${req.trigger}${req.only?.length ? `, only ${req.only.join(',')}` : ''})`,
+      });
+      return { runId: workflowId, workflowId, temporalRunId: handle.firstExecutionRunId, uiUrl: this.uiLink(workflowId) };
+    } catch (e) {
+      if (e instanceof WorkflowExecutionAlreadyStartedError) {
+        if (req.idempotent) {
+          const d = await this.client.workflow.getHandle(workflowId).describe();
+          return { runId: workflowId, workflowId, temporalRunId: d.runId, uiUrl: this.uiLink(workflowId), existing: true };
+        }
+        throw new RequestError(`run ${workflowId} already exists: use another run key`, 409);
+      }
+      throw e;
+    }
+  }
+
+  /** Live state while running; the final state (replayed) after. */
+  async state(runId: string): Promise<RunState> {
+    try {
+      return await this.client.workflow.getHandle(runId).query<RunState>('state');
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no run ${runId}: check the id (strata runs list shows them)`, 404);
+      throw e;
+    }
+  }
+
+  async input(runId: string): Promise<PipelineRunInput> {
+    const handle = this.client.workflow.getHandle(runId);
+    try {
+      const history = await handle.fetchHistory();
+      const first = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+      const payloads = first?.input?.payloads ?? [];
+      const { defaultPayloadConverter } = await import('@temporalio/common');
+      return defaultPayloadConverter.fromPayload<PipelineRunInput>(payloads[0]);
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no run ${runId}`, 404);
+      throw e;
+    }
+  }
+
+  async cancel(runId: string): Promise<void> {
+    const handle = this.client.workflow.getHandle(runId);
+    let desc;
+    try {
+      desc = await handle.describe();
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no run ${runId}`, 404);
+      throw e;
+    }
+    if (desc.status.name !== 'RUNNING') throw new RequestError(`run ${runId} has already ended (${desc.status.name.toLowerCase()})`, 409);
+    await handle.cancel();
+  }
+
+  /** Starts a new run that re-runs only what did not succeed in `runId`. */
+  async repair(runId: string, opts: { runKey?: string; options?: PipelineRunOptions } = {}): Promise<RunHandleInfo> {
+    const state = await this.state(runId);
+    if (state.status === 'running') throw new RequestError(`run ${runId} is still running: wait for it to end or cancel it first`, 409);
+    if (state.status === 'success') throw new RequestError(`run ${runId} succeeded: there is nothing to repair`, 409);
+    const input = await this.input(runId);
+    return this.start({
+      spec: input.spec,
+      tenant: input.tenant,
+      trigger: 'repair',
+      params: input.params,
+      only: input.only,
+      withUpstream: input.withUpstream,
+      logicalDate: state.logicalDate,
+      prior: { runId, tasks: state.tasks },
+      runKey: opts.runKey,
+      pipelineVersion: input.pipelineVersion,
+      options: opts.options ?? input.options,
+    });
+  }
+
+  /** Waits for the run to end and returns its final state (failed runs too). */
+  async wait(runId: string): Promise<RunState> {
+    try {
+      return await this.client.workflow.getHandle(runId).result();
+    } catch {
+      return this.state(runId);
+    }
+  }
+}

@@ -1,0 +1,136 @@
+/** /api/v1/runs and /api/v1/pipelines/{id}/runs: trigger, list, inspect, cancel, repair. */
+import type { FastifyInstance } from 'fastify';
+import { createHash } from 'node:crypto';
+import { RunsQuery, TransformBody, TriggerRunBody } from '../schemas/api.js';
+import { validateSpec } from '../schemas/pipeline.js';
+import type { RunState } from '../schemas/run.js';
+import { getRun, listRuns } from '../store/runs.js';
+import { need, ownId } from './auth.js';
+import type { ApiContext } from './context.js';
+import { parse } from './errors.js';
+import { renderGraph, runPage } from './graph.js';
+import { loadPipeline } from './pipelines.js';
+import { RequestError } from './runs-service.js';
+
+const strParams = (p?: Record<string, string | number | boolean>) => Object.fromEntries(Object.entries(p ?? {}).map(([k, v]) => [k, String(v)]));
+
+/** Live state while running (from the workflow), the stored state after. */
+export async function runState(ctx: ApiContext, tenant: string, runId: string): Promise<RunState> {
+  ownId({ tenant, role: 'viewer', keyId: '' }, runId, 'pipeline');
+  const row = await getRun(ctx.db, tenant, runId);
+  if (row && row.status !== 'running')
+    return {
+      runId: row.run_id,
+      workflowId: row.run_id,
+      pipelineId: row.pipeline_id,
+      tenant: row.tenant,
+      trigger: row.trigger,
+      logicalDate: new Date(row.logical_date).toISOString(),
+      status: row.status as RunState['status'],
+      startedAt: new Date(row.started_at).toISOString(),
+      endedAt: row.ended_at ? new Date(row.ended_at).toISOString() : undefined,
+      tasks: row.tasks,
+      continuations: 0,
+    };
+  return ctx.runs.state(runId);
+}
+
+export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
+  app.post<{ Params: { id: string } }>('/api/v1/pipelines/:id/runs', { schema: { tags: ['runs'], summary: 'Trigger a run (202). An Idempotency-Key header makes a retried trigger return the same run.' } }, async (req, reply) => {
+    const p = need(req, 'operator');
+    const body = parse(TriggerRunBody, req.body, 'body');
+    const pipe = await loadPipeline(ctx, p.tenant, req.params.id, body.version);
+    const idem = req.headers['idempotency-key'];
+    if (idem !== undefined && (typeof idem !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(idem))) throw new RequestError('Idempotency-Key must be 1–200 printable characters', 400);
+    const h = await ctx.runs.start({
+      spec: pipe.spec,
+      tenant: p.tenant,
+      trigger: 'api',
+      params: strParams(body.params),
+      only: body.only,
+      withUpstream: body.withUpstream,
+      logicalDate: body.logicalDate,
+      pipelineVersion: pipe.version,
+      runKey: idem ? `api-${createHash('sha256').update(idem).digest('hex').slice(0, 20)}` : undefined,
+      idempotent: !!idem,
+    });
+    if (!h.existing) ctx.metrics.runsStarted.inc({ trigger: 'api' });
+    return reply.status(202).send({ runId: h.runId, workflowId: h.workflowId, temporalRunId: h.temporalRunId, uiUrl: h.uiUrl, version: pipe.version, existing: h.existing ?? false });
+  });
+
+  app.post('/api/v1/transform', { schema: { tags: ['runs'], summary: 'Run one SQL statement as a one-task pipeline (202)' } }, async (req, reply) => {
+    const p = need(req, 'operator');
+    const b = parse(TransformBody, req.body, 'body');
+    const r = validateSpec({ id: 'transform', tasks: [{ id: 'transform', kind: 'sql', sql: b.sql, engine: b.engine, ...(b.connection ? { connection: b.connection } : {}), ...(b.output ? { output: b.output } : {}) }] });
+    if (!r.ok) throw new RequestError(r.problems.map((x) => `${x.path.replace('tasks[0].', '')}: ${x.message}`).join('; '), 400, r.problems);
+    const h = await ctx.runs.start({ spec: r.spec, tenant: p.tenant, trigger: 'api' });
+    ctx.metrics.runsStarted.inc({ trigger: 'transform' });
+    return reply.status(202).send({ runId: h.runId, workflowId: h.workflowId, uiUrl: h.uiUrl });
+  });
+
+  app.get('/api/v1/runs', { schema: { tags: ['runs'], summary: 'List runs, newest first (paginated with cursor)' } }, async (req) => {
+    const p = need(req, 'viewer');
+    const q = parse(RunsQuery, req.query, 'query');
+    let cursor: { startedAt: string; runId: string } | undefined;
+    if (q.cursor) {
+      try {
+        cursor = JSON.parse(Buffer.from(q.cursor, 'base64url').toString());
+      } catch {
+        throw new RequestError('cursor is not one this API gave out: pass the "next" value unchanged', 400);
+      }
+    }
+    const rows = await listRuns(ctx.db, p.tenant, { pipeline: q.pipeline, status: q.status, since: q.since, limit: q.limit, cursor });
+    const last = rows[rows.length - 1];
+    return {
+      data: rows.map((r) => ({ runId: r.run_id, pipeline: r.pipeline_id, version: r.pipeline_version, trigger: r.trigger, status: r.status, logicalDate: r.logical_date, startedAt: r.started_at, endedAt: r.ended_at, error: r.error ?? undefined })),
+      next: rows.length === q.limit && last ? Buffer.from(JSON.stringify({ startedAt: new Date(last.started_at).toISOString(), runId: last.run_id })).toString('base64url') : null,
+    };
+  });
+
+  // Run ids contain slashes: they travel URL-encoded as one path segment.
+  app.get<{ Params: { run: string } }>('/api/v1/runs/:run', { schema: { tags: ['runs'], summary: 'A run with per-task state (live while running)' } }, async (req) => {
+    const p = need(req, 'viewer');
+    const st = await runState(ctx, p.tenant, req.params.run);
+    return { ...st, uiUrl: ctx.runs.uiLink(st.runId) };
+  });
+
+  app.get<{ Params: { run: string; task: string } }>('/api/v1/runs/:run/tasks/:task', { schema: { tags: ['runs'], summary: 'One task of a run: attempts, error, outputs' } }, async (req) => {
+    const p = need(req, 'viewer');
+    const st = await runState(ctx, p.tenant, req.params.run);
+    const t = st.tasks[req.params.task];
+    if (!t) throw new RequestError(`run ${st.runId} has no task ${req.params.task}: it has ${Object.keys(st.tasks).join(', ')}`, 404);
+    return { runId: st.runId, task: req.params.task, ...t, logs: null };
+  });
+
+  app.post<{ Params: { run: string } }>('/api/v1/runs/:run/cancel', { schema: { tags: ['runs'], summary: 'Cancel a running run' } }, async (req, reply) => {
+    const p = need(req, 'operator');
+    ownId(p, req.params.run, 'pipeline');
+    await ctx.runs.cancel(req.params.run);
+    return reply.status(202).send({ runId: req.params.run, cancelRequested: true });
+  });
+
+  app.post<{ Params: { run: string } }>('/api/v1/runs/:run/repair', { schema: { tags: ['runs'], summary: 'Start a run that re-runs only the failed and not-run tasks' } }, async (req, reply) => {
+    const p = need(req, 'operator');
+    ownId(p, req.params.run, 'pipeline');
+    const h = await ctx.runs.repair(req.params.run);
+    ctx.metrics.runsStarted.inc({ trigger: 'repair' });
+    return reply.status(202).send({ runId: h.runId, workflowId: h.workflowId, uiUrl: h.uiUrl, repairOf: req.params.run });
+  });
+
+  app.get<{ Params: { run: string }; Querystring: { format?: string } }>('/api/v1/runs/:run/graph', { schema: { tags: ['runs'], summary: 'The run’s DAG coloured by task state: svg, mermaid or dot' } }, async (req, reply) => {
+    const p = need(req, 'viewer');
+    const format = req.query.format ?? 'svg';
+    if (!['svg', 'mermaid', 'dot'].includes(format)) throw new RequestError('format must be svg, mermaid or dot', 400);
+    const st = await runState(ctx, p.tenant, req.params.run);
+    const input = await ctx.runs.input(st.runId);
+    const g = renderGraph(input.spec, st, format as 'svg' | 'mermaid' | 'dot');
+    return reply.type(format === 'svg' ? 'image/svg+xml' : 'text/plain; charset=utf-8').send(g);
+  });
+
+  app.get<{ Params: { run: string } }>('/runs/:run', { schema: { hide: true } }, async (req, reply) => {
+    const p = need(req, 'viewer');
+    const st = await runState(ctx, p.tenant, req.params.run);
+    const input = await ctx.runs.input(st.runId);
+    return reply.type('text/html; charset=utf-8').send(runPage(input.spec, st, ctx.runs.uiLink(st.runId)));
+  });
+}

@@ -1,0 +1,42 @@
+/** `npm run api`: the HTTP API alone, against Temporal and the metastore from the environment. */
+import { Client, Connection } from '@temporalio/client';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, type Config } from '../schemas/config.js';
+import { openDb, type Db } from '../store/db.js';
+import { migrate } from '../store/migrate.js';
+import { buildApi } from './app.js';
+
+/** The metastore named by DATABASE_URL, else PGlite under the data folder; migrated. */
+export async function openMetastore(config: Config): Promise<Db> {
+  const db = await openDb({ url: config.DATABASE_URL, dataDir: config.DATABASE_URL ? undefined : path.resolve(config.STRATA_DATA_DIR, 'metastore') });
+  await migrate(db);
+  return db;
+}
+
+async function main() {
+  const config = loadConfig();
+  // The metastore and the lake catalog over it (DATABASE_URL, else embedded PGlite).
+  const { lakeFromConfig } = await import('../workers/lake.js');
+  const lake = await lakeFromConfig(config);
+  const db = lake.db;
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const { app } = await buildApi({ db, lake: lake.lake, client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), config });
+  const url = await app.listen({ host: config.STRATA_API_HOST, port: config.STRATA_API_PORT });
+  console.log(`strata api on ${url} (docs at ${url}/docs)`);
+  const stop = async () => {
+    await app.close();
+    await connection.close();
+    await db.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  });
+}

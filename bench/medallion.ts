@@ -1,0 +1,147 @@
+/**
+ * npm run bench:medallion — the demo pipeline (examples/medallion.yaml) at 1 M orders on
+ * DuckDB over a folder lake, run by a worker in this process against a dev server. Prints
+ * rows/s per stage, then runs each silver and gold task's SQL directly in DuckDB in this
+ * same process (same input files, same Parquet output) and prints the ratio
+ * orchestrated / direct: the cost of orchestration (dispatch, dataset resolution,
+ * checks, catalog commit, lineage). The pipeline runs one task at a time (maxParallel 1)
+ * so per-task times are not inflated by neighbours on 2 cores.
+ *   BENCH_ORDERS (default 1000000), BENCH_CHECKS=0 to drop the quality checks,
+ *   BENCH_REPEAT (default 2) rounds of the silver/gold comparison, BENCH_KEEP=1 to keep
+ *   the temp folder.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { attachInputs, openDuck } from '../activities/lake/engine.js';
+import { openLake } from '../activities/lake/open.js';
+import { quoteLiteral } from '../activities/sql/duckdb.js';
+import { RunsService } from '../api/runs-service.js';
+import { generate } from '../examples/generate.js';
+import type { PipelineSpec } from '../schemas/pipeline.js';
+import type { RunState } from '../schemas/run.js';
+import { parseSpecText } from '../schemas/spec-file.js';
+import { openDb } from '../store/db.js';
+import { startDevServer } from '../workers/dev-server.js';
+import { createStrataWorker } from '../workers/worker.js';
+
+const ORDERS = Number(process.env.BENCH_ORDERS ?? 1_000_000);
+const CHECKS = process.env.BENCH_CHECKS !== '0';
+const REPEAT = Number(process.env.BENCH_REPEAT ?? 2);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const ms = (a?: string, b?: string) => Date.parse(b!) - Date.parse(a!);
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+async function main() {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-bench-medallion-'));
+  const lakeDir = path.join(dir, 'lake');
+  console.log(`generating ${fmt(ORDERS)} orders (seeded) into ${lakeDir}…`);
+  let t0 = performance.now();
+  const { defects } = await generate({ seed: 1, orders: ORDERS, customers: Math.round(ORDERS / 10), products: 2000, days: 90 }, async (key, content) => {
+    const f = path.join(lakeDir, key);
+    await mkdir(path.dirname(f), { recursive: true });
+    await writeFile(f, content);
+  });
+  console.log(`  ${((performance.now() - t0) / 1000).toFixed(1)} s; defects ${JSON.stringify(defects)}`);
+
+  const parsed = parseSpecText(await readFile(path.join(here, '..', 'examples', 'medallion.yaml'), 'utf8'));
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
+  const spec: PipelineSpec = { ...parsed.spec, maxParallel: 1 };
+  if (!CHECKS) for (const t of spec.tasks) delete t.checks;
+
+  console.log('starting a Temporal dev server and a worker…');
+  const server = await startDevServer({ headless: true });
+  const db = await openDb({ url: process.env.DATABASE_URL, dataDir: process.env.DATABASE_URL ? undefined : path.join(dir, 'metastore') });
+  const lake = await openLake({ root: `file://${lakeDir}`, db, cacheDir: path.join(dir, 'cache'), lineage: undefined });
+  const native = await NativeConnection.connect({ address: server.address });
+  const connection = await Connection.connect({ address: server.address });
+  const taskQueue = 'bench-medallion';
+  const runs = new RunsService(new Client({ connection }), { taskQueue, namespace: 'default', uiUrl: server.uiUrl ?? '' });
+  const worker = await createStrataWorker({ connection: native, taskQueue, deps: { lakeRoot: lakeDir, connections: {}, lake } });
+  const tenant = 'bench';
+  let st!: RunState;
+  // One worker run for the whole benchmark (a Worker runs once); direct runs happen while it idles.
+  const workerDone = worker.run();
+  {
+    t0 = performance.now();
+    const h = await runs.start({ spec, tenant, trigger: 'manual' });
+    st = await runs.wait(h.runId);
+    console.log(`pipeline ${st.status} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${spec.tasks.length} tasks, one at a time${CHECKS ? ', with checks' : ', checks off'})`);
+  }
+  if (st.status !== 'success') throw new Error(`pipeline failed: ${JSON.stringify(st.tasks, null, 1)}`);
+
+  // per-stage rows/s (rows written, incl. quarantined, over the stage's task time)
+  const stageOf = (id: string) => (id.startsWith('bronze_') ? 'bronze' : id.startsWith('silver_') ? 'silver' : id.startsWith('gold_') ? 'gold' : 'other');
+  const stages: Record<string, { rows: number; ms: number }> = {};
+  for (const [id, t] of Object.entries(st.tasks)) {
+    const s = (stages[stageOf(id)] ??= { rows: 0, ms: 0 });
+    s.rows += Number(t.output?.rowCount ?? 0) + Number(t.output?.quarantined ?? 0);
+    s.ms += ms(t.startedAt, t.endedAt);
+  }
+  for (const [id, t] of Object.entries(st.tasks)) if (stageOf(id) === 'bronze') console.log(`  ${id.padEnd(22)} ${fmt(Number(t.output?.rowCount ?? 0) + Number(t.output?.quarantined ?? 0)).padStart(10)} rows  ${(ms(t.startedAt, t.endedAt) / 1000).toFixed(2)} s`);
+  console.log('\nstage    rows written   task time   rows/s');
+  for (const s of ['bronze', 'silver', 'gold']) console.log(`${s.padEnd(8)} ${fmt(stages[s].rows).padStart(12)}   ${(stages[s].ms / 1000).toFixed(2).padStart(7)} s   ${fmt(stages[s].rows / (stages[s].ms / 1000)).padStart(9)}`);
+
+  // Silver and gold again, alternating with the same SQL run directly in DuckDB in this
+  // process over the same input versions; the machine is shared, so each side keeps its
+  // best of BENCH_REPEAT rounds.
+  const sg = spec.tasks.filter((t) => ['silver', 'gold'].includes(stageOf(t.id)));
+  const best: Record<string, { orch: number; direct: number; timings?: Record<string, number> }> = {};
+  for (let round = 1; round <= REPEAT; round++) {
+    const rs = await runs.wait((await runs.start({ spec, tenant, trigger: 'manual', only: sg.map((t) => t.id) })).runId);
+    if (rs.status !== 'success') throw new Error(`round ${round} failed: ${JSON.stringify(rs.tasks)}`);
+    for (const task of sg) {
+      const [layer, name] = String(task.output).split('.');
+      const v = (await lake.catalog.version(tenant, { layer: layer as 'silver', namespace: 'default', name }, Number(rs.tasks[task.id].output!.version)))!;
+      const duck = await openDuck();
+      // Pin every input to the version the orchestrated task read.
+      let sql = String(task.sql);
+      for (const i of v.inputs) sql = sql.replace(new RegExp(`\\b${i.layer}\\.${i.name}\\b(?!@)`, 'g'), `${i.layer}.${i.name}@${i.version}`);
+      const out = path.join(dir, 'direct', `${task.id}.parquet`);
+      await mkdir(path.dirname(out), { recursive: true });
+      const d0 = performance.now();
+      const { sql: resolved } = await attachInputs(duck.conn, lake, tenant, 'default', sql);
+      await duck.conn.run(`COPY (${resolved.trim().replace(/;\s*$/, '')}) TO ${quoteLiteral(out)} (FORMAT parquet, COMPRESSION zstd)`);
+      const direct = performance.now() - d0;
+      duck.close();
+      const orch = ms(rs.tasks[task.id].startedAt, rs.tasks[task.id].endedAt);
+      const b = (best[task.id] ??= { orch: Infinity, direct: Infinity });
+      if (orch < b.orch) b.timings = rs.tasks[task.id].output!.timings as Record<string, number>;
+      b.orch = Math.min(b.orch, orch);
+      b.direct = Math.min(b.direct, direct);
+    }
+    console.log(`  round ${round}/${REPEAT} done`);
+  }
+  console.log(`\ntask (best of ${REPEAT})           orchestrated     direct   ratio`);
+  const totals: Record<string, { orch: number; direct: number }> = { silver: { orch: 0, direct: 0 }, gold: { orch: 0, direct: 0 } };
+  for (const task of sg) {
+    const b = best[task.id];
+    totals[stageOf(task.id)].orch += b.orch;
+    totals[stageOf(task.id)].direct += b.direct;
+    const t = b.timings ?? {};
+    console.log(`${task.id.padEnd(30)} ${(b.orch / 1000).toFixed(3).padStart(8)} s ${(b.direct / 1000).toFixed(3).padStart(8)} s   ${(b.orch / b.direct).toFixed(2)}   inside the activity: inputs ${t.inputs} ms, write ${t.write} ms, checks ${t.checks} ms, commit ${t.commit} ms, total ${t.total} ms`);
+  }
+  for (const s of ['silver', 'gold'] as const)
+    console.log(`${`${s} stage`.padEnd(30)} ${(totals[s].orch / 1000).toFixed(3).padStart(8)} s ${(totals[s].direct / 1000).toFixed(3).padStart(8)} s   ${(totals[s].orch / totals[s].direct).toFixed(2)}   (target ≤ 1.15)`);
+  const all = { orch: totals.silver.orch + totals.gold.orch, direct: totals.silver.direct + totals.gold.direct };
+  console.log(`${'silver + gold'.padEnd(30)} ${(all.orch / 1000).toFixed(3).padStart(8)} s ${(all.direct / 1000).toFixed(3).padStart(8)} s   ${(all.orch / all.direct).toFixed(2)}`);
+  console.log(`(orchestrated = the task's time in the run state: dispatch, view resolution, SQL, checks, catalog commit; direct = view resolution + the same COPY)`);
+
+  worker.shutdown();
+  await workerDone;
+  await connection.close();
+  await native.close();
+  await db.close();
+  await server.stop();
+  if (!process.env.BENCH_KEEP) await rm(dir, { recursive: true, force: true });
+  else console.log(`kept ${dir}`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

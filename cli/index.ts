@@ -1,0 +1,390 @@
+/**
+ * The `strata` command. It speaks to Temporal directly with the same RunsService the
+ * HTTP API uses, so a run started here is the same as one started over HTTP.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { Command, InvalidArgumentError } from 'commander';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { KeyBody } from '../schemas/api.js';
+import { openDb } from '../store/db.js';
+import { createKey, listKeys, revokeKey } from '../store/keys.js';
+import { migrate } from '../store/migrate.js';
+import { ReconciliationsService } from '../api/reconciliations-service.js';
+import { RequestError, RunsService } from '../api/runs-service.js';
+import { DatasetsService } from '../api/datasets-service.js';
+import { loadConfig } from '../schemas/config.js';
+import { parseSpecText } from '../schemas/spec-file.js';
+import type { PipelineSpec } from '../schemas/pipeline.js';
+import { followRun, formatState } from './progress.js';
+
+const program = new Command('strata').description('Data pipelines as durable Temporal workflows').showHelpAfterError();
+
+function keyValue(v: string, acc: Record<string, string>) {
+  const i = v.indexOf('=');
+  if (i <= 0) throw new InvalidArgumentError(`write --param NAME=VALUE (got "${v}")`);
+  acc[v.slice(0, i)] = v.slice(i + 1);
+  return acc;
+}
+
+async function loadSpec(file: string): Promise<PipelineSpec> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new RequestError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  const r = parseSpecText(text);
+  if (!r.ok) {
+    throw new RequestError(`${file} is not a valid pipeline spec (${r.problems.length} problem${r.problems.length > 1 ? 's' : ''}):\n${r.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+  }
+  return r.spec;
+}
+
+async function service(): Promise<{ runs: RunsService; reconciliations: ReconciliationsService; close: () => Promise<void> }> {
+  const config = loadConfig();
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 5000 }).catch((e) => {
+    throw new RequestError(`cannot reach Temporal at ${config.TEMPORAL_ADDRESS} (${e.message}): start the stack with "npm start" or set TEMPORAL_ADDRESS`);
+  });
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const runs = new RunsService(client, { taskQueue: config.STRATA_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE, uiUrl: config.TEMPORAL_UI_URL });
+  return { runs, reconciliations: new ReconciliationsService(client, config.STRATA_TASK_QUEUE), close: () => connection.close() };
+}
+
+async function withService<T>(fn: (runs: RunsService) => Promise<T>): Promise<T> {
+  const s = await service();
+  try {
+    return await fn(s.runs);
+  } finally {
+    await s.close();
+  }
+}
+
+program
+  .command('validate')
+  .argument('<spec>', 'pipeline spec (YAML)')
+  .description('check a spec and list every problem with its path')
+  .action(async (file: string) => {
+    const spec = await loadSpec(file);
+    console.log(`${file}: valid pipeline "${spec.id}" with ${spec.tasks.length} task(s)`);
+  });
+
+program
+  .command('run')
+  .argument('<spec>', 'pipeline spec (YAML)')
+  .option('-p, --param <name=value>', 'a param value (repeatable)', keyValue, {})
+  .option('--only <tasks>', 'run only these tasks (comma-separated)')
+  .option('--with-upstream', 'with --only: also run their upstream tasks', false)
+  .option('--logical-date <date>', 'the run’s logical date (ISO)')
+  .option('--tenant <tenant>', 'tenant that owns the run')
+  .option('-f, --follow', 'show live per-task progress until the run ends', false)
+  .description('start a pipeline run')
+  .action(async (file: string, o: { param: Record<string, string>; only?: string; withUpstream: boolean; logicalDate?: string; tenant?: string; follow: boolean }) => {
+    const spec = await loadSpec(file);
+    const config = loadConfig();
+    await withService(async (runs) => {
+      const h = await runs.start({
+        spec,
+        tenant: o.tenant ?? config.STRATA_TENANT,
+        trigger: 'manual',
+        params: o.param,
+        only: o.only?.split(',').map((s) => s.trim()).filter(Boolean),
+        withUpstream: o.withUpstream,
+        logicalDate: o.logicalDate,
+      });
+      console.log(`started ${h.runId}\n  ${h.uiUrl}`);
+      if (o.follow) process.exitCode = exitCodeFor(await followRun(runs, h.runId));
+    });
+  });
+
+program
+  .command('status')
+  .argument('<run>', 'run id (the workflow id)')
+  .description('show a run’s per-task state')
+  .action(async (runId: string) => {
+    await withService(async (runs) => console.log(formatState(await runs.state(runId))));
+  });
+
+program
+  .command('cancel')
+  .argument('<run>', 'run id')
+  .description('cancel a running run; its running tasks are stopped')
+  .action(async (runId: string) => {
+    await withService(async (runs) => {
+      await runs.cancel(runId);
+      console.log(`cancel requested for ${runId}`);
+    });
+  });
+
+program
+  .command('repair')
+  .argument('<run>', 'run id of an ended run')
+  .option('-f, --follow', 'follow the new run', false)
+  .description('start a new run that re-runs only the failed and not-run tasks')
+  .action(async (runId: string, o: { follow: boolean }) => {
+    await withService(async (runs) => {
+      const h = await runs.repair(runId);
+      console.log(`started repair ${h.runId}\n  ${h.uiUrl}`);
+      if (o.follow) process.exitCode = exitCodeFor(await followRun(runs, h.runId));
+    });
+  });
+
+const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+
+program
+  .command('reconcile')
+  .argument('<left>', 'left dataset: a path (under the lake root if relative) or file:// URI, CSV or Parquet')
+  .argument('<right>', 'right dataset')
+  .option('--key <columns>', 'key columns (comma-separated); none = compare whole rows')
+  .option('--columns <columns>', 'compare only these columns')
+  .option('--ignore <columns>', 'do not compare these columns')
+  .option('--tolerance <n>', 'numbers within this absolute difference are equal', Number)
+  .option('--trim', 'ignore leading and trailing white space')
+  .option('--case-insensitive', 'compare text case-insensitively')
+  .option('--null-values <values>', 'values that count as null (comma-separated; default: empty)')
+  .option('--delimiter <c>', 'CSV delimiter for both sides')
+  .option('--json', 'print the whole result as JSON')
+  .description('compare two datasets exactly and say what differs')
+  .action(async (left: string, right: string, o: Record<string, string | boolean | number | undefined>) => {
+    const s = await service();
+    try {
+      const config = loadConfig();
+      const csv = o.delimiter ? { csv: { delimiter: String(o.delimiter) } } : {};
+      const options = {
+        ...(o.key ? { key: list(String(o.key)) } : {}),
+        ...(o.columns ? { columns: list(String(o.columns)) } : {}),
+        ...(o.ignore ? { ignore: list(String(o.ignore)) } : {}),
+        ...(o.tolerance !== undefined ? { tolerance: Number(o.tolerance) } : {}),
+        ...(o.trim ? { trim: true } : {}),
+        ...(o.caseInsensitive ? { caseInsensitive: true } : {}),
+        ...(o.nullValues !== undefined ? { nullValues: String(o.nullValues).split(',') } : {}),
+      };
+      const { id } = await s.reconciliations.start(config.STRATA_TENANT, { left: { uri: left, ...csv }, right: { uri: right, ...csv }, options });
+      console.error(`started ${id}`);
+      let last = '';
+      for (;;) {
+        const st = await s.reconciliations.get(id);
+        if (st.status === 'running') {
+          const p = st.progress;
+          const line = p ? `${p.phase}: ${p.rows.toLocaleString('en')} rows${p.partitions ? `, partitions ${p.partitionsDone ?? 0}/${p.partitions}` : ''}` : 'starting';
+          if (line !== last) console.error(`  ${line}`);
+          last = line;
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
+        if (st.status !== 'completed') throw new RequestError(`reconciliation ${st.status}: ${st.error ?? ''}`, 500);
+        const r = st.result as { method: string; reason: string; counts: Record<string, number>; columnMismatches: Record<string, number>; differences: number; duplicates: { left: { keys: number }; right: { keys: number } } };
+        if (o.json) console.log(JSON.stringify(r, null, 2));
+        else {
+          console.log(`method: ${r.method} (${r.reason})`);
+          console.log(Object.entries(r.counts).map(([k, v]) => `${k}: ${v}`).join('  '));
+          if (Object.keys(r.columnMismatches).length) console.log(`column mismatches: ${Object.entries(r.columnMismatches).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+          if (r.duplicates.left.keys || r.duplicates.right.keys) console.log(`duplicate keys: left ${r.duplicates.left.keys}, right ${r.duplicates.right.keys}`);
+          console.log(r.differences ? `${r.differences} differences` : 'identical');
+        }
+        process.exitCode = r.differences ? 1 : 0;
+        return;
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
+program
+  .command('migrate')
+  .description('apply metastore migrations (DATABASE_URL, or the embedded one under STRATA_DATA_DIR)')
+  .action(async () => {
+    const db = await openMetastoreRaw();
+    try {
+      const applied = await migrate(db);
+      console.log(applied.length ? `applied migrations ${applied.join(', ')}` : 'metastore is up to date');
+    } finally {
+      await db.close();
+    }
+  });
+
+const keys = program.command('keys').description('API keys (the secret is shown once, at creation)');
+keys
+  .command('create')
+  .requiredOption('--tenant <tenant>', 'tenant the key belongs to')
+  .option('--role <role>', 'admin, operator or viewer', 'viewer')
+  .option('--name <name>', 'a label')
+  .action(async (o: { tenant: string; role: string; name?: string }) => {
+    const parsed = KeyBody.safeParse({ tenant: o.tenant, role: o.role, name: o.name });
+    if (!parsed.success) throw new RequestError(parsed.error.issues.map((i) => `--${String(i.path[0])}: ${i.message}`).join('; '));
+    const db = await openMetastoreRaw(true);
+    try {
+      const k = await createKey(db, o.tenant, parsed.data.role, o.name);
+      console.log(`${k.id}\t${o.tenant}\t${parsed.data.role}\n${k.secret}`);
+      console.error('Store the secret now: only its hash is kept.');
+    } finally {
+      await db.close();
+    }
+  });
+keys
+  .command('list')
+  .requiredOption('--tenant <tenant>')
+  .action(async (o: { tenant: string }) => {
+    const db = await openMetastoreRaw(true);
+    try {
+      for (const k of await listKeys(db, o.tenant)) console.log(`${k.id}\t${k.role}\t${k.name ?? ''}\t${k.revoked_at ? 'revoked' : 'active'}`);
+    } finally {
+      await db.close();
+    }
+  });
+keys
+  .command('revoke')
+  .argument('<id>')
+  .requiredOption('--tenant <tenant>')
+  .action(async (id: string, o: { tenant: string }) => {
+    const db = await openMetastoreRaw(true);
+    try {
+      if (!(await revokeKey(db, o.tenant, id))) throw new RequestError(`no active key ${id} in tenant ${o.tenant}`, 404);
+      console.log(`revoked ${id}`);
+    } finally {
+      await db.close();
+    }
+  });
+
+async function openMetastoreRaw(migrated = false) {
+  const config = loadConfig();
+  const db = await openDb({ url: config.DATABASE_URL, dataDir: config.DATABASE_URL ? undefined : path.resolve(config.STRATA_DATA_DIR, 'metastore') });
+  if (migrated) await migrate(db);
+  return db;
+}
+
+// ---- datasets: the lake catalog (metastore: DATABASE_URL, else the embedded one in STRATA_DATA_DIR)
+async function withDatasets<T>(fn: (svc: DatasetsService, tenant: string) => Promise<T>, tenant?: string): Promise<T> {
+  const config = loadConfig();
+  const { lakeFromConfig } = await import('../workers/lake.js');
+  const lake = await lakeFromConfig(config);
+  try {
+    return await fn(new DatasetsService(lake.lake), tenant ?? config.STRATA_TENANT);
+  } finally {
+    await lake.close();
+  }
+}
+
+const fmtBytes = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+const table = (rows: string[][]) => {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd()).join('\n');
+};
+const positiveInt = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`write a whole number (got "${v}")`);
+  return n;
+};
+
+const datasets = program.command('datasets').description('the lake catalog: datasets, versions, lineage, retention');
+
+datasets
+  .command('list')
+  .option('--layer <layer>', 'bronze, silver or gold')
+  .option('--namespace <ns>', 'only this namespace')
+  .option('--tenant <tenant>', 'tenant (default STRATA_TENANT)')
+  .option('--json', 'print JSON', false)
+  .description('list datasets with their current version')
+  .action(async (o: { layer?: string; namespace?: string; tenant?: string; json: boolean }) => {
+    await withDatasets(async (svc, tenant) => {
+      const list = await svc.list(tenant, o);
+      if (o.json) return console.log(JSON.stringify(list, null, 2));
+      if (!list.length) return console.log('no datasets yet');
+      console.log(table([['DATASET', 'VERSION', 'ROWS', 'SIZE', 'UPDATED', 'PRODUCED BY'], ...list.map((d) => [d.dataset, String(d.version), String(d.rowCount), fmtBytes(d.bytes), d.updatedAt, `${d.producedBy.pipelineId}.${d.producedBy.taskId}`])]));
+    }, o.tenant);
+  });
+
+datasets
+  .command('show')
+  .argument('<dataset>', 'layer.name, e.g. silver.orders')
+  .option('--tenant <tenant>', 'tenant (default STRATA_TENANT)')
+  .option('--preview <rows>', 'also print the first rows', positiveInt)
+  .option('--lineage <depth>', 'also print lineage up to this depth', positiveInt)
+  .option('--json', 'print JSON', false)
+  .description('a dataset: schema, checks of the current version, lineage, preview')
+  .action(async (ref: string, o: { tenant?: string; preview?: number; lineage?: number; json: boolean }) => {
+    await withDatasets(async (svc, tenant) => {
+      const d = await svc.get(tenant, ref);
+      const lineage = o.lineage ? await svc.lineage(tenant, ref, o.lineage) : undefined;
+      const preview = o.preview ? await svc.preview(tenant, ref, o.preview) : undefined;
+      if (o.json) return console.log(JSON.stringify({ ...d, lineage, preview }, null, 2));
+      const cur = d.versions.find((v) => v.current);
+      console.log(`${d.dataset}  ${cur ? `v${cur.version}, ${cur.rowCount} rows` : 'no current version'}${d.location ? `\n  ${d.location}` : ''}`);
+      console.log('\nschema:');
+      for (const c of d.schema) console.log(`  ${c.name}  ${c.type}${c.nullable === false ? ' NOT NULL' : ''}`);
+      if (d.checks.length) {
+        console.log('\nchecks:');
+        for (const c of d.checks) console.log(`  ${c.passed ? 'pass' : c.severity === 'warn' ? 'WARN' : 'FAIL'}  ${c.name}: ${c.message}`);
+      }
+      if (lineage) {
+        console.log(`\nlineage (depth ${lineage.depth}):`);
+        for (const e of lineage.edges) console.log(`  ${e.from} -> ${e.to}`);
+      }
+      if (preview) {
+        console.log(`\npreview (v${preview.version}):`);
+        console.log(table([preview.columns, ...preview.rows.map((r) => preview.columns.map((c) => (r[c] === null ? 'NULL' : String(r[c]))))]));
+      }
+    }, o.tenant);
+  });
+
+datasets
+  .command('history')
+  .argument('<dataset>', 'layer.name, e.g. silver.orders')
+  .option('--tenant <tenant>', 'tenant (default STRATA_TENANT)')
+  .option('--json', 'print JSON', false)
+  .description('every version: status, rows, checks, schema changes, producing run')
+  .action(async (ref: string, o: { tenant?: string; json: boolean }) => {
+    await withDatasets(async (svc, tenant) => {
+      const vs = await svc.versions(tenant, ref);
+      if (o.json) return console.log(JSON.stringify(vs, null, 2));
+      console.log(
+        table([
+          ['VERSION', 'STATUS', 'ROWS', 'CREATED', 'CHECKS', 'SCHEMA CHANGES', 'RUN'],
+          ...vs.map((v) => [
+            `${v.version}${v.current ? '*' : ''}`,
+            v.status,
+            String(v.rowCount),
+            v.createdAt,
+            v.checks.length ? `${v.checks.filter((c) => c.passed).length}/${v.checks.length} passed` : '-',
+            v.schemaChanges.map((c) => `${c.change === 'added' ? '+' : c.change === 'removed' ? '-' : '~'}${c.column}`).join(' ') || '-',
+            `${v.runId} ${v.taskId}`,
+          ]),
+        ]),
+      );
+    }, o.tenant);
+  });
+
+datasets
+  .command('vacuum')
+  .requiredOption('--older-than <days>', 'delete versions older than this many days (the current version is always kept)', positiveInt)
+  .option('--dataset <dataset>', 'only this dataset')
+  .option('--dry-run', 'only say what would be deleted', false)
+  .option('--tenant <tenant>', 'tenant (default STRATA_TENANT)')
+  .description('retention: delete old versions and files of crashed attempts')
+  .action(async (o: { olderThan: number; dataset?: string; dryRun: boolean; tenant?: string }) => {
+    await withDatasets(async (svc, tenant) => {
+      const r = await svc.vacuum(tenant, { olderThanDays: o.olderThan, dataset: o.dataset, dryRun: o.dryRun });
+      for (const v of r.versions) console.log(`${r.dryRun ? 'would remove' : 'removed'} ${v.dataset}@${v.version}`);
+      console.log(`${r.dryRun ? 'would delete' : 'deleted'} ${r.versions.length} version(s), ${r.filesDeleted} file(s)`);
+    }, o.tenant);
+  });
+
+function exitCodeFor(status: string): number {
+  return status === 'success' ? 0 : status === 'cancelled' ? 130 : 1;
+}
+
+export async function main(argv = process.argv) {
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof RequestError) {
+      console.error(`strata: ${e.message}`);
+      process.exitCode = 2;
+      return;
+    }
+    console.error(`strata: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 1;
+  }
+}
+
+await main();

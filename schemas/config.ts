@@ -1,0 +1,34 @@
+import { z } from 'zod';
+
+/** The process configuration: one schema over the environment. */
+export const ConfigSchema = z.object({
+  TEMPORAL_ADDRESS: z.string().regex(/^[^:\s]+:\d+$/, 'write host:port, e.g. 127.0.0.1:7233').default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_UI_URL: z.url('write the Web UI base URL, e.g. http://127.0.0.1:8233').default('http://127.0.0.1:8233'),
+  STRATA_TASK_QUEUE: z.string().min(1).default('strata'),
+  STRATA_DATA_DIR: z.string().min(1).default('.strata'),
+  STRATA_LAKE_ROOT: z.string().min(1).optional(),
+  STRATA_TENANT: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lower-case letters, digits and "-"').default('default'),
+  STRATA_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().positive().optional(),
+  /** Postgres metastore; without it the local stack uses embedded PGlite under the data dir. */
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'write a postgres:// URL').optional(),
+  /** An admin key accepted without being in the metastore (to create the first keys). */
+  STRATA_BOOTSTRAP_ADMIN_KEY: z.string().min(16, 'use at least 16 characters').optional(),
+  STRATA_BOOTSTRAP_TENANT: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lower-case letters, digits and "-"').default('default'),
+  STRATA_API_HOST: z.string().default('127.0.0.1'),
+  STRATA_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+});
+export type Config = z.infer<typeof ConfigSchema> & { lakeRoot: string };
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const r = ConfigSchema.safeParse(env);
+  if (!r.success) {
+    const secret = (k: string) => /KEY|URL|PASSWORD|SECRET|TOKEN/.test(k);
+    const lines = r.error.issues.map((i) => {
+      const k = String(i.path[0]);
+      return `  ${k}: ${i.message}${secret(k) ? '' : ` (got ${JSON.stringify(env[k])})`}`;
+    });
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return { ...r.data, lakeRoot: r.data.STRATA_LAKE_ROOT ?? `${r.data.STRATA_DATA_DIR}/lake` };
+}

@@ -1,0 +1,151 @@
+import { z } from 'zod';
+import { Duration } from './duration.js';
+import type { RunContext, TaskOutput } from './run.js';
+
+/**
+ * External engines: tasks that run as jobs on Spark (Kubernetes), EMR or Airbyte.
+ * Each runs as one `externalJob` child workflow (workflows/external-job.ts).
+ */
+
+/** How often the child workflow polls the job: a durable timer that backs off. */
+export const PollFields = z
+  .object({
+    initial: Duration.default('5s'),
+    max: Duration.default('1m'),
+    backoff: z.number().min(1).max(10).default(1.5),
+  })
+  .strict();
+export type PollFields = z.infer<typeof PollFields>;
+
+const Memory = z.string().regex(/^\d+(\.\d+)?[kmgtKMGT]i?$|^\d+$/, 'write memory like "512m", "2g" or "4Gi"');
+
+/** Spark resources; defaults are applied when the manifest is built (activities/spark-k8s). */
+export const SparkResourceFields = {
+  image: z.string().optional(),
+  sparkVersion: z.string().optional(),
+  driver: z.object({ cores: z.number().int().min(1).max(64).optional(), memory: Memory.optional() }).strict().optional(),
+  executor: z
+    .object({ cores: z.number().int().min(1).max(64).optional(), memory: Memory.optional(), instances: z.number().int().min(1).max(1000).optional() })
+    .strict()
+    .optional(),
+  dynamicAllocation: z
+    .object({ enabled: z.boolean().default(true), minExecutors: z.number().int().min(0).optional(), maxExecutors: z.number().int().min(1).optional() })
+    .strict()
+    .optional(),
+  serviceAccount: z.string().optional(),
+  /** Name of a Kubernetes Secret holding S3 credentials; referenced, never read. */
+  s3Secret: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name is lower-case letters, digits, "-" and "."').optional(),
+  sparkConf: z.record(z.string(), z.string()).optional(),
+};
+
+export const ExternalCommonFields = {
+  /** EMR: the cluster id (j-…) the step runs on. */
+  clusterId: z
+    .string()
+    .regex(/^(j-[A-Z0-9]{1,64}|.*\{\{.*\}\}.*)$/, 'an EMR cluster id looks like "j-2AXXXXXXGAPLF" (or a template such as "{{ params.cluster }}")')
+    .optional(),
+  /** A Strata-managed cluster (workflows/cluster.ts) to run on; ensured and touched while the task runs. */
+  cluster: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'a cluster name is lower-case letters, digits and "-" (at most 40)').optional(),
+  poll: PollFields.optional(),
+  args: z.array(z.string()).optional(),
+};
+
+export const SqlDialect = z.enum(['spark', 'hive', 'presto']);
+
+export const PysparkFields = {
+  engine: z.enum(['spark', 'emr']).default('spark'),
+  /** The main Python file: s3://…, local:///… or an https URL. */
+  file: z.string().min(1, 'write the main application file, e.g. s3://bucket/jobs/main.py'),
+  ...ExternalCommonFields,
+  ...SparkResourceFields,
+};
+
+export const HiveFields = {
+  engine: z.literal('emr').default('emr'),
+  /** A HiveQL script on S3, or inline `query`. */
+  script: z.string().optional(),
+  query: z.string().optional(),
+  ...ExternalCommonFields,
+};
+
+export const AirbyteSyncFields = {
+  connectionId: z.string().uuid('an Airbyte connection id is a UUID'),
+  poll: PollFields.optional(),
+};
+
+export type ExternalEngine = 'spark-k8s' | 'emr' | 'airbyte';
+
+/** What the externalJob child workflow receives. */
+export interface ExternalJobInput {
+  engine: ExternalEngine;
+  task: Record<string, unknown> & { id: string; kind: string };
+  run: RunContext;
+  /** The task's timeout: past it the job is stopped and the task fails. */
+  timeoutMs?: number;
+  heartbeatTimeoutMs?: number;
+}
+
+/** Which engine runs a task that the registry routed to externalJob. */
+export function externalEngineOf(task: { kind: string; engine?: unknown }): ExternalEngine {
+  if (task.kind === 'airbyte.sync') return 'airbyte';
+  if (task.kind === 'hive' || task.engine === 'emr') return 'emr';
+  return 'spark-k8s';
+}
+
+/** Activity name prefix per engine: `${prefix}Submit`, `…Poll`, `…Logs`, `…Cancel`. */
+export const ENGINE_ACTIVITY_PREFIX: Record<ExternalEngine, string> = { 'spark-k8s': 'spark', emr: 'emr', airbyte: 'airbyte' };
+
+/** Turns any id into a DNS-1123 label (k8s names) of at most `max` characters, stable and unique by hash. */
+export function jobName(workflowId: string, taskId: string, max = 63): string {
+  const raw = `${workflowId}/task/${taskId}`;
+  const hash = fnv1a(raw);
+  let base = raw.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/-+/g, '-').replace(/^-+|-+$/g, '');
+  if (!/^[a-z]/.test(base)) base = `j-${base}`;
+  base = base.slice(0, max - hash.length - 1).replace(/-+$/, '');
+  return `${base}-${hash}`;
+}
+
+function fnv1a(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(36).padStart(7, '0');
+}
+
+/** A job as the engine knows it: enough to poll, log and cancel it again after a crash. */
+export interface JobRef {
+  engine: ExternalEngine;
+  /** Deterministic name derived from workflow and task ids. */
+  name: string;
+  /** spark-k8s: namespace; emr: cluster id; airbyte: connection id. */
+  scope: string;
+  /** emr: step id; airbyte: job id. */
+  id?: string;
+  /** True when the submit found the job already there (a retried submit). */
+  adopted: boolean;
+}
+
+export interface JobStatus {
+  state: string;
+  terminal: boolean;
+  succeeded: boolean;
+  message?: string;
+  /** Small engine facts for the task output (driver pod, executors, rows…). */
+  facts?: Record<string, unknown>;
+}
+
+export interface JobResult {
+  output: TaskOutput;
+  attempt: number;
+}
+
+/** Tenant tiers: caps on clusters and on one job's resources. */
+export const TIERS = {
+  free: { maxCores: 8, maxMemoryGi: 32, maxInstances: 4, maxClusters: 1 },
+  team: { maxCores: 64, maxMemoryGi: 256, maxInstances: 16, maxClusters: 3 },
+  enterprise: { maxCores: 512, maxMemoryGi: 2048, maxInstances: 128, maxClusters: 20 },
+} as const;
+export type Tier = keyof typeof TIERS;
+export const TierName = z.enum(['free', 'team', 'enterprise']);

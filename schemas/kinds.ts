@@ -1,0 +1,182 @@
+import { z } from 'zod';
+import { Duration } from './duration.js';
+import { CsvOptions, ReconcileOptions } from './reconcile.js';
+import {
+  Check,
+  IngestFileFields,
+  IngestTableFields,
+  Layer,
+  Namespace,
+  S3CopyFields,
+  S3DeleteFields,
+  S3ListFields,
+  S3WaitFields,
+  datasetRefsInSql,
+  layerMayRead,
+  parseDatasetName,
+} from './lake.js';
+import { AirbyteSyncFields, ExternalCommonFields, HiveFields, PysparkFields, SparkResourceFields, SqlDialect } from './external.js';
+
+/**
+ * The task-kind registry. A kind is its spec fields (validated here) and how the
+ * pipeline workflow runs it: an activity by name, or a durable timer. Adding a kind is
+ * one entry here plus one folder in `activities/` that exports the named activity.
+ */
+export const SqlEngine = z.enum(['duckdb', 'postgres', 'mysql', 'spark', 'emr']);
+export type SqlEngine = z.infer<typeof SqlEngine>;
+
+export const SqlFields = {
+  engine: SqlEngine.default('duckdb'),
+  sql: z.string().min(1, 'write the SQL to run'),
+  /** Named connection (postgres/mysql), defined in the worker's config. */
+  connection: z.string().optional(),
+  /**
+   * duckdb: where the result goes. A dataset name (`silver.orders`, see schemas/lake.ts)
+   * writes a new catalogued dataset version; anything else is a path under the lake root
+   * written as one Parquet file.
+   */
+  output: z.string().optional(),
+  /** The medallion layer this task writes (duckdb); `output` must then be a dataset in it. */
+  layer: Layer.optional(),
+  namespace: Namespace.optional(),
+  /** Quality checks on a dataset output; `error` ones block promotion. */
+  checks: z.array(Check).optional(),
+  failingRowsLimit: z.number().int().min(0).max(1000).optional(),
+  /** engine emr: which SQL engine runs the statement on the cluster. */
+  dialect: SqlDialect.optional(),
+  ...ExternalCommonFields,
+  ...SparkResourceFields,
+};
+
+export const WaitFields = { duration: Duration };
+
+export const FailFields = {
+  message: z.string().default('failed on purpose'),
+  /** Succeed from this attempt on (to exercise retries); absent = always fail. */
+  succeedOnAttempt: z.number().int().min(1).optional(),
+  /** Fail without retrying, like a bad SQL statement would. */
+  nonRetryable: z.boolean().default(false),
+};
+
+export const NoopFields = {
+  /** Sleep inside the activity (for tests and benchmarks of long tasks). */
+  sleep: Duration.optional(),
+};
+
+const DatasetInput = z.union([z.string().min(1), z.object({ uri: z.string().min(1), format: z.enum(['csv', 'parquet']).optional(), csv: CsvOptions.optional() }).strict()]);
+
+export const ReconcileFields = {
+  left: DatasetInput,
+  right: DatasetInput,
+  ...ReconcileOptions.partial().shape,
+  /** Fail the task (a quality gate) when the datasets differ. */
+  failOnDifference: z.boolean().default(false),
+};
+
+export type KindRunner =
+  | { type: 'activity'; activity: string; heartbeat?: boolean }
+  | { type: 'timer' }
+  /** A sensor: the activity checks once (output.done), the workflow sleeps on a durable
+   * timer for the task's `pollInterval` between checks, until `waitTimeout`. */
+  | { type: 'poll'; activity: string; heartbeat?: boolean }
+  /** A child workflow per task (external jobs: submit, poll on timers, cancel on cancel). */
+  | { type: 'child'; workflow: string };
+
+export const EXTERNAL_JOB: KindRunner = { type: 'child', workflow: 'externalJob' };
+
+export interface KindDef {
+  fields: z.ZodRawShape;
+  run: KindRunner;
+  /** Picks the runner per task when it depends on fields (e.g. sql on engine spark). */
+  route?: (task: Record<string, unknown>) => KindRunner;
+  /** Cross-field checks on one task; return problems as [path, message]. */
+  check?: (task: Record<string, unknown>) => [string[], string][];
+}
+
+export const TASK_KINDS: Record<string, KindDef> = {
+  sql: {
+    fields: SqlFields,
+    run: { type: 'activity', activity: 'runSql', heartbeat: true },
+    route: (t) => (t.engine === 'spark' || t.engine === 'emr' ? EXTERNAL_JOB : TASK_KINDS.sql.run),
+    check: (t) => {
+      const engine = t.engine ?? 'duckdb';
+      if (engine === 'spark' || engine === 'emr') return externalChecks(t, engine);
+      const problems: [string[], string][] = [];
+      for (const f of ['dialect', 'clusterId', 'cluster', 'poll', 'args', 'image', 's3Secret', 'serviceAccount', 'sparkConf', 'dynamicAllocation', 'sparkVersion', 'driver', 'executor'])
+        if (t[f] !== undefined) problems.push([[f], `"${f}" applies to engines spark and emr only: remove it or set engine`]);
+      if (engine !== 'duckdb' && !t.connection)
+        problems.push([['connection'], `engine ${engine} needs a named connection: add "connection: NAME"`]);
+      if (engine === 'duckdb' && t.connection)
+        problems.push([['connection'], 'engine duckdb runs over the lake and takes no connection: remove it']);
+      if (engine !== 'duckdb' && t.output)
+        problems.push([['output'], `output files are written by engine duckdb only; with ${engine}, write the result in SQL`]);
+      problems.push(...lakeSqlProblems(t));
+      return problems;
+    },
+  },
+  wait: { fields: WaitFields, run: { type: 'timer' } },
+  fail: { fields: FailFields, run: { type: 'activity', activity: 'failTask' } },
+  noop: { fields: NoopFields, run: { type: 'activity', activity: 'noopTask', heartbeat: true } },
+  reconcile: { fields: ReconcileFields, run: { type: 'activity', activity: 'reconcileTask', heartbeat: true } },
+  'ingest.file': { fields: IngestFileFields, run: { type: 'activity', activity: 'ingestFile', heartbeat: true }, check: (t) => writesBronze(t) },
+  'ingest.table': {
+    fields: IngestTableFields,
+    run: { type: 'activity', activity: 'ingestTable', heartbeat: true },
+    check: (t) => {
+      const p: [string[], string][] = [...writesBronze(t)];
+      if (!t.table === !t.query) p.push([['table'], 'give exactly one of "table" or "query"']);
+      if (t.mode === 'incremental' && !t.cursor) p.push([['cursor'], 'incremental mode needs "cursor: COLUMN" (an increasing column, e.g. updated_at or id)']);
+      return p;
+    },
+  },
+  's3.wait': { fields: S3WaitFields, run: { type: 'poll', activity: 's3Check' } },
+  's3.copy': { fields: S3CopyFields, run: { type: 'activity', activity: 's3Copy', heartbeat: true } },
+  's3.list': { fields: S3ListFields, run: { type: 'activity', activity: 's3List' } },
+  's3.delete': { fields: S3DeleteFields, run: { type: 'activity', activity: 's3Delete' } },
+  pyspark: { fields: PysparkFields, run: EXTERNAL_JOB, check: (t) => externalChecks(t, String(t.engine ?? 'spark')) },
+  hive: {
+    fields: HiveFields,
+    run: EXTERNAL_JOB,
+    check: (t) => [
+      ...externalChecks(t, 'emr'),
+      ...((t.script === undefined) === (t.query === undefined) ? [[['script'], 'give exactly one of "script" (an s3:// HiveQL file) or "query"'] as [string[], string]] : []),
+    ],
+  },
+  'airbyte.sync': { fields: AirbyteSyncFields, run: EXTERNAL_JOB },
+};
+
+/** Ingestion lands data in bronze only. */
+function writesBronze(t: Record<string, unknown>): [string[], string][] {
+  const out = parseDatasetName(String(t.output));
+  return out && out.layer !== 'bronze' ? [[['output'], `ingestion writes the bronze layer: name the output bronze.${out.name}`]] : [];
+}
+
+/** Dataset outputs and layer rules of a duckdb sql task. */
+function lakeSqlProblems(t: Record<string, unknown>): [string[], string][] {
+  const p: [string[], string][] = [];
+  const layer = t.layer as Layer | undefined;
+  const out = typeof t.output === 'string' ? parseDatasetName(t.output) : undefined;
+  if (layer && !t.output) p.push([['output'], `a task in layer ${layer} writes a dataset: add "output: ${layer}.NAME"`]);
+  if (layer && typeof t.output === 'string' && !out) p.push([['output'], `with "layer", output is a dataset name: write ${layer}.NAME (lower-case letters, digits, "_")`]);
+  if (layer && out && out.layer !== layer) p.push([['output'], `output ${t.output} is in layer ${out.layer}, but the task's layer is ${layer}: make them agree`]);
+  if ((t.checks as unknown[] | undefined)?.length && !out) p.push([['checks'], 'checks run on a dataset output: set "output: LAYER.NAME"']);
+  const writer = layer ?? out?.layer;
+  if (writer && typeof t.sql === 'string')
+    for (const r of datasetRefsInSql(t.sql))
+      if (!layerMayRead(writer, r.layer))
+        p.push([['sql'], `a ${writer} task may read only ${writer}${writer === 'bronze' ? '' : ` or ${writer === 'silver' ? 'bronze' : 'silver'}`} datasets, not ${r.layer}.${r.name}: move the task to another layer or read another dataset`]);
+  return p;
+}
+
+function externalChecks(t: Record<string, unknown>, engine: string): [string[], string][] {
+  const problems: [string[], string][] = [];
+  if (t.connection) problems.push([['connection'], `engine ${engine} takes no connection: remove it`]);
+  if (t.output) problems.push([['output'], `engine ${engine} writes where its SQL says; remove "output"`]);
+  if (engine === 'emr' && !t.clusterId && !t.cluster) problems.push([['clusterId'], 'engine emr needs "clusterId: j-…" or a managed "cluster: NAME"']);
+  if (engine === 'emr' && t.clusterId && t.cluster) problems.push([['cluster'], 'give "clusterId" or "cluster", not both']);
+  if (engine !== 'emr' && t.clusterId) problems.push([['clusterId'], `"clusterId" is for engine emr; with ${engine}, remove it`]);
+  if (engine === 'spark' && t.dialect && t.dialect !== 'spark') problems.push([['dialect'], 'engine spark runs Spark SQL only: remove "dialect" or use engine emr']);
+  return problems;
+}
+
+export const KIND_NAMES = () => Object.keys(TASK_KINDS).sort();

@@ -1,0 +1,280 @@
+import { z } from 'zod';
+import { Duration } from './duration.js';
+import { TASK_KINDS, KIND_NAMES } from './kinds.js';
+import { BUILTIN_VARIABLES, scanTemplate, stringsIn } from './template.js';
+
+export const TRIGGER_RULES = [
+  'all_success',
+  'all_failed',
+  'all_done',
+  'all_done_min_one_success',
+  'one_success',
+  'one_failed',
+  'one_done',
+  'none_failed',
+  'none_failed_min_one_success',
+  'none_skipped',
+  'always',
+] as const;
+export const TriggerRule = z.enum(TRIGGER_RULES);
+export type TriggerRule = z.infer<typeof TriggerRule>;
+
+const ID_RE = /^[A-Za-z][A-Za-z0-9_-]{0,127}$/;
+const Id = (what: string) =>
+  z.string().regex(ID_RE, `${what} must start with a letter and hold only letters, digits, "_" and "-" (at most 128)`);
+
+export const RetryPolicy = z
+  .object({
+    attempts: z.number().int().min(1).max(100).default(1),
+    initialInterval: Duration.default('1s'),
+    backoff: z.number().min(1).max(10).default(2),
+    maxInterval: Duration.default('5m'),
+  })
+  .strict();
+export type RetryPolicy = z.infer<typeof RetryPolicy>;
+
+export const TaskCommon = {
+  id: Id('task id'),
+  kind: z.string(),
+  description: z.string().optional(),
+  needs: z.array(z.string()).default([]),
+  retry: RetryPolicy.optional(),
+  timeout: Duration.optional(),
+  trigger: TriggerRule.optional(),
+};
+
+const ParamDef = z.union([
+  z.string(),
+  z.number(),
+  z.boolean(),
+  z.object({ default: z.union([z.string(), z.number(), z.boolean()]).optional(), description: z.string().optional() }).strict(),
+]);
+
+export const PipelineSpecBase = z
+  .object({
+    id: Id('pipeline id'),
+    description: z.string().optional(),
+    maxParallel: z.number().int().min(1).max(500).default(16),
+    defaults: z
+      .object({ retry: RetryPolicy.optional(), timeout: Duration.optional(), trigger: TriggerRule.optional() })
+      .strict()
+      .default({}),
+    params: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'param names are letters, digits and "_"'), ParamDef).default({}),
+    tasks: z.array(z.record(z.string(), z.unknown())).min(1, 'a pipeline needs at least one task'),
+  })
+  .strict();
+
+/** One task after validation: common fields plus its kind's fields. */
+export type TaskSpec = {
+  id: string;
+  kind: string;
+  description?: string;
+  needs: string[];
+  retry?: RetryPolicy;
+  timeout?: Duration;
+  trigger?: TriggerRule;
+  [field: string]: unknown;
+};
+
+export type PipelineSpec = Omit<z.infer<typeof PipelineSpecBase>, 'tasks'> & { tasks: TaskSpec[] };
+
+export interface Problem {
+  path: string;
+  message: string;
+}
+
+export type ValidationResult = { ok: true; spec: PipelineSpec } | { ok: false; problems: Problem[] };
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || '(root)';
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let v = root;
+  for (const k of path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined;
+  return v;
+}
+
+function zodProblems(err: z.ZodError, prefix: PropertyKey[] = [], input?: unknown): Problem[] {
+  return err.issues.map((i) => {
+    const path = [...prefix, ...i.path];
+    if (i.code === 'unrecognized_keys') {
+      return { path: formatPath(path), message: `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}: remove or correct the name` };
+    }
+    if (i.code === 'invalid_type' && valueAt(input, i.path) === undefined) {
+      return { path: formatPath(path), message: `missing: add "${String(path[path.length - 1])}"` };
+    }
+    return { path: formatPath(path), message: i.message };
+  });
+}
+
+const taskSchemas = new Map<string, z.ZodTypeAny>();
+function taskSchema(kind: string): z.ZodTypeAny {
+  let s = taskSchemas.get(kind);
+  if (!s) {
+    s = z.object({ ...TaskCommon, ...TASK_KINDS[kind].fields, kind: z.literal(kind) }).strict();
+    taskSchemas.set(kind, s);
+  }
+  return s;
+}
+
+/** Finds one cycle among tasks (ids in order, first repeated at the end), or null. */
+export function findCycle(tasks: { id: string; needs: string[] }[]): string[] | null {
+  // Iterative depth-first search: a 20,000-task chain must not overflow the stack.
+  const needs = new Map(tasks.map((t) => [t.id, t.needs]));
+  const color = new Map<string, 0 | 1 | 2>();
+  for (const t of tasks) {
+    if ((color.get(t.id) ?? 0) !== 0) continue;
+    const stack: { id: string; next: number }[] = [{ id: t.id, next: 0 }];
+    color.set(t.id, 1);
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const ns = needs.get(top.id) ?? [];
+      if (top.next >= ns.length) {
+        color.set(top.id, 2);
+        stack.pop();
+        continue;
+      }
+      const n = ns[top.next++];
+      if (!needs.has(n)) continue;
+      const c = color.get(n) ?? 0;
+      if (c === 1) {
+        const path = stack.map((f) => f.id);
+        return [...path.slice(path.indexOf(n)), n].reverse(); // upstream first: a -> b means b needs a
+      }
+      if (c === 0) {
+        color.set(n, 1);
+        stack.push({ id: n, next: 0 });
+      }
+    }
+  }
+  return null;
+}
+
+/** Validates a parsed spec object and reports every problem at once. */
+export function validateSpec(input: unknown): ValidationResult {
+  const base = PipelineSpecBase.safeParse(input);
+  if (!base.success) {
+    // Still look at the tasks when the envelope is wrong, so one run shows everything.
+    const problems = zodProblems(base.error, [], input);
+    const rawTasks = (input as { tasks?: unknown })?.tasks;
+    const rawParams = (input as { params?: unknown })?.params;
+    if (Array.isArray(rawTasks) && !problems.some((p) => p.path === 'tasks')) {
+      const params = rawParams && typeof rawParams === 'object' && !Array.isArray(rawParams) ? (rawParams as Record<string, unknown>) : {};
+      problems.push(...validateTasks(rawTasks as Record<string, unknown>[], params).problems);
+    }
+    return { ok: false, problems: dedupe(problems) };
+  }
+  const spec = base.data;
+  const { tasks, problems } = validateTasks(spec.tasks, spec.params);
+  if (problems.length) return { ok: false, problems };
+  return { ok: true, spec: { ...spec, tasks } };
+}
+
+function dedupe(ps: Problem[]): Problem[] {
+  const seen = new Set<string>();
+  return ps.filter((p) => {
+    const k = `${p.path}\u0000${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function validateTasks(raw: Record<string, unknown>[], params: Record<string, unknown>): { tasks: TaskSpec[]; problems: Problem[] } {
+  const problems: Problem[] = [];
+  const tasks: TaskSpec[] = [];
+  const known = new Set(KIND_NAMES());
+  raw.forEach((t, i) => {
+    if (!t || typeof t !== 'object' || Array.isArray(t)) {
+      problems.push({ path: `tasks[${i}]`, message: 'a task is a mapping with at least "id" and "kind"' });
+      return;
+    }
+    const kind = t.kind;
+    if (typeof kind !== 'string') {
+      problems.push({ path: `tasks[${i}].kind`, message: `missing: add "kind" (one of ${[...known].join(', ')})` });
+      return;
+    }
+    if (!known.has(kind)) {
+      problems.push({ path: `tasks[${i}].kind`, message: `unknown kind "${kind}": use one of ${[...known].join(', ')}` });
+      return;
+    }
+    const r = taskSchema(kind).safeParse(t);
+    if (!r.success) {
+      problems.push(...zodProblems(r.error, ['tasks', i], t));
+      return;
+    }
+    for (const [path, message] of TASK_KINDS[kind].check?.(r.data as Record<string, unknown>) ?? [])
+      problems.push({ path: formatPath(['tasks', i, ...path]), message });
+    tasks.push(r.data as TaskSpec);
+  });
+
+  const ids = new Map<string, number>();
+  raw.forEach((t, i) => {
+    const id = (t as { id?: unknown })?.id;
+    if (typeof id !== 'string') return;
+    if (ids.has(id)) problems.push({ path: `tasks[${i}].id`, message: `duplicate task id "${id}" (also tasks[${ids.get(id)}]): give each task its own id` });
+    else ids.set(id, i);
+  });
+
+  raw.forEach((t, i) => {
+    const needs = (t as { needs?: unknown })?.needs;
+    if (!Array.isArray(needs)) return;
+    needs.forEach((n, j) => {
+      if (typeof n !== 'string') return;
+      if (!ids.has(n)) problems.push({ path: `tasks[${i}].needs[${j}]`, message: `needs unknown task "${n}": use one of the task ids (${[...ids.keys()].slice(0, 20).join(', ')})` });
+      else if (n === (t as { id?: unknown }).id) problems.push({ path: `tasks[${i}].needs[${j}]`, message: `task "${n}" needs itself: remove it from its own needs` });
+    });
+  });
+
+  const graph = raw
+    .filter((t) => t && typeof (t as { id?: unknown }).id === 'string')
+    .map((t) => ({ id: t.id as string, needs: Array.isArray(t.needs) ? (t.needs as unknown[]).filter((n): n is string => typeof n === 'string' && n !== t.id) : [] }));
+  const cycle = findCycle(graph);
+  if (cycle) problems.push({ path: 'tasks', message: `cycle: ${cycle.join(' -> ')}; remove one of these needs` });
+
+  const allowed = new Set<string>([...BUILTIN_VARIABLES, ...Object.keys(params).map((p) => `params.${p}`)]);
+  raw.forEach((t, i) => {
+    if (!t || typeof t !== 'object') return;
+    for (const [field, value] of Object.entries(t)) {
+      if (field === 'id' || field === 'kind' || field === 'needs') continue;
+      for (const [text, sub] of stringsIn(value, [field])) {
+        const { names, malformed } = scanTemplate(text);
+        const path = formatPath(['tasks', i, ...sub]);
+        if (malformed) problems.push({ path, message: 'malformed template: write variables as {{ name }} or {{ params.name }}' });
+        for (const n of names)
+          if (!allowed.has(n))
+            problems.push({ path, message: `unknown template variable "${n}": use ${n.startsWith('params.') ? 'a param declared under "params"' : 'one of ' + [...BUILTIN_VARIABLES].join(', ') + ' or params.NAME'}` });
+      }
+    }
+  });
+  return { tasks, problems: dedupe(problems) };
+}
+
+/** Merges pipeline defaults into a task's retry/timeout/trigger. */
+export function effectiveTask(spec: PipelineSpec, task: TaskSpec) {
+  return {
+    retry: task.retry ?? spec.defaults.retry ?? { attempts: 1, initialInterval: '1s', backoff: 2, maxInterval: '5m' },
+    timeout: task.timeout ?? spec.defaults.timeout ?? '1h',
+    trigger: task.trigger ?? spec.defaults.trigger ?? 'all_success',
+  } as const;
+}
+
+/** Param values for a run: declared defaults overlaid with the given values; unknown names are errors. */
+export function resolveParams(spec: PipelineSpec, given: Record<string, string>): { params: Record<string, string>; problems: Problem[] } {
+  const params: Record<string, string> = {};
+  const problems: Problem[] = [];
+  for (const [name, def] of Object.entries(spec.params)) {
+    const d = typeof def === 'object' ? def.default : def;
+    if (d !== undefined) params[name] = String(d);
+  }
+  for (const [k, v] of Object.entries(given)) {
+    if (!Object.hasOwn(spec.params, k)) problems.push({ path: `params.${k}`, message: `unknown param "${k}": declare it under "params" or use one of ${Object.keys(spec.params).join(', ') || '(none declared)'}` });
+    else params[k] = v;
+  }
+  for (const name of Object.keys(spec.params))
+    if (!(name in params)) problems.push({ path: `params.${name}`, message: `param "${name}" has no default: pass a value for it` });
+  return { params, problems };
+}

@@ -1,0 +1,59 @@
+/** `npm start`: the whole local stack comes up, runs the example, and Ctrl-C stops it all. */
+import net from 'node:net';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { expect, inject, it } from 'vitest';
+import { startProcess } from '../harness/processes.js';
+import { freePort } from '../../workers/dev-server.js';
+
+const portOpen = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('connect', () => (s.destroy(), resolve(true)));
+    s.on('error', () => resolve(false));
+  });
+
+it('starts server, UI, worker and the example run, and stops cleanly on SIGINT', async () => {
+  const [port, uiPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+  const p = startProcess('workers/dev-stack.ts', [], {
+    TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
+    TEMPORAL_UI_URL: `http://127.0.0.1:${uiPort}`,
+    STRATA_DATA_DIR: path.join(inject('scratchDir'), 'devstack'),
+    STRATA_TASK_QUEUE: 'devstack',
+    STRATA_API_PORT: String(apiPort),
+    STRATA_DEMO_ORDERS: '2000',
+  });
+  try {
+    await p.waitForOutput(/The stack is up/, 150_000);
+    expect(p.output()).toContain('run success');
+    expect(p.output()).toMatch(/gold\.daily_revenue: [1-9]\d* rows \(v1\) -> file:\/\/.*\/gold\/default\/daily_revenue\//);
+    expect(p.output()).toMatch(/gold\.customer_360: [1-9]\d* rows/);
+    expect(p.output()).toMatch(/bronze\.orders_quarantine: [1-9]\d* rows/);
+    expect(p.output()).toContain(`Temporal UI: http://127.0.0.1:${uiPort}/namespaces/default/workflows/pipeline%2Fdefault%2Fshop_medallion%2F`);
+    const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
+    expect(ui.status).toBe(200);
+    // The API is up on the embedded metastore, and the example run is in its runs index.
+    expect(p.output()).toContain(`HTTP API on http://127.0.0.1:${apiPort}`);
+    const key = (await readFile(path.join(inject('scratchDir'), 'devstack', 'admin-key'), 'utf8')).trim();
+    expect(p.output()).not.toContain(key);
+    const runs = await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/runs?pipeline=shop_medallion`, { headers: { authorization: `Bearer ${key}` } })).json();
+    expect(runs.data[0]).toMatchObject({ pipeline: 'shop_medallion', status: 'success', trigger: 'manual' });
+    expect((await fetch(`http://127.0.0.1:${apiPort}/api/v1/runs`)).status).toBe(401);
+    // the catalog through the API
+    const auth = { headers: { authorization: `Bearer ${key}` } };
+    const datasets = await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/datasets?layer=gold`, auth)).json();
+    expect(datasets.data.map((d: { dataset?: string; name?: string }) => JSON.stringify(d))).toEqual(expect.arrayContaining([expect.stringContaining('daily_revenue')]));
+    const preview = await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/datasets/gold.daily_revenue/preview?limit=3`, auth)).json();
+    expect(preview.rows.length).toBeGreaterThan(0);
+    expect((await fetch(`http://127.0.0.1:${apiPort}/api/v1/datasets/gold.nothing`, auth)).status).toBe(404);
+    expect(await portOpen(port)).toBe(true);
+    p.child.kill('SIGINT');
+    expect(await p.exited()).toBe(0);
+    expect(p.output()).toContain('Stopped.');
+    expect(await portOpen(port)).toBe(false);
+    expect(await portOpen(uiPort)).toBe(false);
+    expect(await portOpen(apiPort)).toBe(false);
+  } finally {
+    p.child.kill('SIGKILL');
+  }
+});

@@ -1,0 +1,131 @@
+/** Per-test-file access to the shared dev server: a client, and workers on a private task queue. */
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { inject } from 'vitest';
+import { RunsService } from '../../api/runs-service.js';
+import type { Connections } from '../../activities/sql/connections.js';
+import { createStrataWorker } from '../../workers/worker.js';
+import type { LakeDeps } from '../../activities/lake/engine.js';
+import { openLake } from '../../activities/lake/open.js';
+import type { S3Config } from '../../activities/s3/client.js';
+import { openDb, type Db } from '../../store/db.js';
+
+// Workers log state changes at INFO; tests only want warnings and errors.
+try {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+} catch {
+  /* already installed in this process */
+}
+
+export interface TestStack {
+  client: Client;
+  runs: RunsService;
+  taskQueue: string;
+  lakeRoot: string;
+  connections: Connections;
+  /** With `lake`: the dataset lake (S3 on the harness's MinIO, or a folder) and its catalog. */
+  lake?: LakeDeps;
+  s3?: S3Config;
+  tenant: string;
+  /** The metastore workers write (runs index, catalog): the run's shared database, or with `lake` one of the stack's own. */
+  db: Db;
+  /** With `lake`: this stack's own metastore database (the catalog lives there). */
+  metastoreUrl?: string;
+  /** Runs a worker for the duration of fn. */
+  withWorker<T>(fn: (w: Worker) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export interface TestStackOptions {
+  /** 's3': lake root s3://lake/{queue} on the harness's MinIO; 'file': a folder. */
+  lake?: 's3' | 'file';
+  faults?: LakeDeps['faults'];
+  lineageFile?: string;
+}
+
+export async function testStack(name: string, opts: TestStackOptions = {}): Promise<TestStack> {
+  const address = inject('temporalAddress');
+  const dbs = inject('databases');
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection, namespace: 'default' });
+  const native = await NativeConnection.connect({ address });
+  const taskQueue = `test-${name}-${randomBytes(3).toString('hex')}`;
+  const lakeRoot = path.join(inject('scratchDir'), taskQueue, 'lake');
+  await mkdir(lakeRoot, { recursive: true });
+  const connections: Connections = {
+    warehouse: { name: 'warehouse', engine: 'postgres', url: dbs.postgresUrl },
+    mart: { name: 'mart', engine: 'mysql', url: dbs.mysqlUrl },
+  };
+  const tenant = `t${randomBytes(3).toString('hex')}`;
+  let lake: LakeDeps | undefined;
+  let db: Db = await openDb({ url: dbs.postgresUrl });
+  let s3: S3Config | undefined;
+  let metastoreUrl: string | undefined;
+  if (opts.lake) {
+    const t = inject('s3');
+    s3 = { endpoint: t.endpoint, region: t.region, accessKeyId: t.accessKeyId, secretAccessKey: t.secretAccessKey };
+    metastoreUrl = await createMetastore(dbs.postgresAdminUrl, `${dbs.name}_${tenant}`);
+    await db.close();
+    db = await openDb({ url: metastoreUrl });
+    const { fileSink } = await import('../../activities/catalog/openlineage.js');
+    lake = await openLake({
+      root: opts.lake === 's3' ? `s3://${t.bucket}/${taskQueue}` : `file://${path.join(inject('scratchDir'), taskQueue, 'datalake')}`,
+      db,
+      s3,
+      cacheDir: path.join(inject('scratchDir'), taskQueue, 'cache'),
+      faults: opts.faults,
+      lineage: opts.lineageFile ? fileSink(opts.lineageFile) : undefined,
+    });
+  }
+  const runs = new RunsService(client, { taskQueue, namespace: 'default', uiUrl: 'http://127.0.0.1:8233' });
+  return {
+    client,
+    runs,
+    taskQueue,
+    lakeRoot,
+    connections,
+    lake,
+    s3,
+    tenant,
+    db,
+    metastoreUrl,
+    async withWorker(fn) {
+      const worker = await createStrataWorker({
+        connection: native,
+        taskQueue,
+        deps: { lakeRoot, connections, lake, s3, db },
+        workflowBundle: { codePath: inject('workflowBundlePath') },
+      });
+      return worker.runUntil(fn(worker));
+    },
+    async close() {
+      await db.close();
+      if (metastoreUrl) await dropMetastore(dbs.postgresAdminUrl, `${dbs.name}_${tenant}`);
+      await native.close();
+      await connection.close();
+    },
+  };
+}
+
+/** A database of its own for a lake stack's catalog, so migrations and catalog rows never meet other tests'. */
+async function createMetastore(adminUrl: string, name: string): Promise<string> {
+  const { default: pg } = await import('pg');
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  await c.query(`CREATE DATABASE ${name}`);
+  await c.end();
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function dropMetastore(adminUrl: string, name: string): Promise<void> {
+  const { default: pg } = await import('pg');
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await c.end();
+}

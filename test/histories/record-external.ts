@@ -1,0 +1,119 @@
+/**
+ * Records histories of pipelines with external jobs (parent and externalJob children) and
+ * of a cluster entity workflow, against the protocol doubles:
+ *   npx tsx test/histories/record-external.ts   (writes test/histories/external/)
+ */
+import { Client, Connection } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import proto from '@temporalio/proto';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AirbyteClient } from '../../activities/airbyte/client.js';
+import { EmrJobsClient } from '../../activities/emr/client.js';
+import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
+import { ClustersService } from '../../api/clusters-service.js';
+import { RunsService } from '../../api/runs-service.js';
+import { validateSpec, type PipelineSpec } from '../../schemas/pipeline.js';
+import { startDevServer } from '../../workers/dev-server.js';
+import { createStrataWorker } from '../../workers/worker.js';
+import { AirbyteDouble, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
+import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
+import { K8sDouble, SCENARIOS } from '../fakes/k8s-double.js';
+
+const { temporal } = proto;
+const here = path.join(path.dirname(fileURLToPath(import.meta.url)), 'external');
+/** file → workflow id: replay needs the real id, since child ids derive from it. */
+const index: Record<string, string> = {};
+const CONN = '9b3c8f4e-1d2a-4c5b-8e7f-0a1b2c3d4e5f';
+
+function spec(o: object): PipelineSpec {
+  const r = validateSpec(o);
+  if (!r.ok) throw new Error(JSON.stringify(r.problems));
+  return r.spec;
+}
+
+async function main() {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const server = await startDevServer({ headless: true });
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'strata-record-ext-'));
+  const [k8s, emr, airbyte] = await Promise.all([K8sDouble.start(), EmrDouble.start(), AirbyteDouble.start()]);
+  airbyte.connections.add(CONN);
+  const clusterId = emr.addCluster();
+  const native = await NativeConnection.connect({ address: server.address });
+  const connection = await Connection.connect({ address: server.address });
+  const client = new Client({ connection });
+  const runs = new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '' });
+  const clusters = new ClustersService(client, { taskQueue: 'record' });
+  const worker = await createStrataWorker({
+    connection: native,
+    taskQueue: 'record',
+    deps: {
+      lakeRoot: scratch,
+      connections: {},
+      spark: SparkK8sClient.fromKubeconfig(await k8s.writeKubeconfig(scratch)),
+      emr: new EmrJobsClient({ region: 'us-east-1', endpoint: emr.url, credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'x' } }),
+      airbyte: new AirbyteClient({ baseUrl: airbyte.baseUrl, clientId: airbyte.clientId, clientSecret: airbyte.clientSecret }),
+    },
+  });
+  const save = async (name: string, workflowId: string) => {
+    let i = 0;
+    for await (const ex of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
+      const hist = await client.workflow.getHandle(ex.workflowId, ex.runId).fetchHistory();
+      const file = path.join(here, `${name}${i ? `-${i}` : ''}.json`);
+      await writeFile(file, historyToJSON(temporal.api.history.v1.History.create(hist)));
+      index[path.basename(file)] = ex.workflowId;
+      console.log(`recorded ${path.basename(file)} (${hist.events?.length} events)`);
+      i++;
+    }
+  };
+  await worker.runUntil(async () => {
+    k8s.scenario = () => SCENARIOS.success(1500);
+    emr.stepScenario = () => STEP_SCENARIOS.failure('Unknown Error', 'table not found');
+    airbyte.scenario = () => SYNC_SCENARIOS.success(1200);
+    const ok = await runs.start({
+      spec: spec({
+        id: 'replay_ext',
+        tasks: [
+          { id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: { initial: '100ms' } },
+          { id: 'bronze', kind: 'pyspark', file: 's3://lake/b.py', needs: ['ingest'], poll: { initial: '100ms' } },
+          { id: 'gold', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', needs: ['bronze'], poll: { initial: '100ms' } },
+        ],
+      }),
+      tenant: 'replay',
+      trigger: 'manual',
+      runKey: 'external',
+    });
+    await client.workflow.getHandle(ok.runId).result().catch(() => {});
+    await save('external-jobs', ok.workflowId);
+    for (const t of ['ingest', 'bronze', 'gold']) await save(`external-jobs-${t}`, `${ok.workflowId}/task/${t}`);
+
+    k8s.scenario = () => SCENARIOS.runForever();
+    const c = await runs.start({ spec: spec({ id: 'replay_ext_cancel', tasks: [{ id: 'forever', kind: 'pyspark', file: 's3://lake/f.py', poll: { initial: '100ms' } }] }), tenant: 'replay', trigger: 'manual', runKey: 'cancel' });
+    await new Promise((r) => setTimeout(r, 2500));
+    await runs.cancel(c.runId);
+    await client.workflow.getHandle(c.runId).result().catch(() => {});
+    await save('external-jobs-cancelled', c.workflowId);
+    await save('external-jobs-cancelled-forever', `${c.workflowId}/task/forever`);
+
+    await clusters.create({ tenant: 'replay', name: 'adhoc', idleTimeout: '3s', pollInterval: '200ms', continueAsNewAfterEvents: 20 });
+    for (let i = 0; i < 8; i++) {
+      await clusters.touch('replay', 'adhoc');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await client.workflow.getHandle('cluster/replay/adhoc').result();
+    await save('cluster-idle', 'cluster/replay/adhoc');
+  });
+  await writeFile(path.join(here, 'index.json'), JSON.stringify(index, null, 2) + '\n');
+  await connection.close();
+  await native.close();
+  await Promise.all([k8s.close(), emr.close(), airbyte.close()]);
+  await server.stop();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,106 @@
+/**
+ * Records the workflow histories the replay test guards. Run after an intentional,
+ * patched() workflow change to add new histories (keep the old ones: they are the point):
+ *   HISTORY_SUFFIX=-v3 npm run histories:record
+ */
+import { Client, Connection } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import proto from '@temporalio/proto';
+const { temporal } = proto;
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RunsService } from '../../api/runs-service.js';
+import type { PipelineSpec } from '../../schemas/pipeline.js';
+import { spec } from '../harness/specs.js';
+import { startDevServer } from '../../workers/dev-server.js';
+import { createStrataWorker } from '../../workers/worker.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Name a new generation of histories (e.g. HISTORY_SUFFIX=-v2) so older ones stay. */
+const SUFFIX = process.env.HISTORY_SUFFIX ?? '';
+
+
+const CASES: { name: string; spec: PipelineSpec; cancelAfterMs?: number; only?: string[]; continueAsNewAfterEvents?: number }[] = [
+  {
+    name: 'success-parallel',
+    spec: spec({
+      id: 'replay_ok',
+      params: { n: '3' },
+      tasks: [
+        { id: 'a', kind: 'sql', sql: 'SELECT {{ params.n }} AS n', output: 'x/{{ ds }}.parquet' },
+        { id: 'b', kind: 'noop', needs: ['a'] },
+        { id: 'c', kind: 'wait', needs: ['a'], duration: '200ms' },
+        { id: 'd', kind: 'noop', needs: ['b', 'c'] },
+      ],
+    }),
+  },
+  {
+    name: 'failure-trigger-rules-retries',
+    spec: spec({
+      id: 'replay_fail',
+      tasks: [
+        { id: 'flaky', kind: 'fail', succeedOnAttempt: 2, retry: { attempts: 3, initialInterval: '100ms' } },
+        { id: 'boom', kind: 'fail', message: 'boom' },
+        { id: 'after', kind: 'noop', needs: ['boom'] },
+        { id: 'cleanup', kind: 'noop', needs: ['boom', 'flaky'], trigger: 'all_done' },
+        { id: 'alert', kind: 'noop', needs: ['boom'], trigger: 'one_failed' },
+      ],
+    }),
+  },
+  {
+    name: 'cancelled',
+    spec: spec({ id: 'replay_cancel', tasks: [{ id: 'long', kind: 'noop', sleep: '30s' }, { id: 't', kind: 'wait', duration: '30s' }] }),
+    cancelAfterMs: 1500,
+  },
+  {
+    name: 'only-subset',
+    spec: spec({ id: 'replay_only', tasks: [{ id: 'a', kind: 'noop' }, { id: 'b', kind: 'noop', needs: ['a'] }, { id: 'c', kind: 'noop', needs: ['b'] }] }),
+    only: ['b'],
+  },
+  {
+    name: 'continue-as-new',
+    spec: spec({ id: 'replay_can', maxParallel: 3, tasks: Array.from({ length: 12 }, (_, i) => ({ id: `t${i}`, kind: 'noop', needs: i >= 3 ? [`t${i - 3}`] : [] })) }),
+    continueAsNewAfterEvents: 40,
+  },
+];
+
+async function main() {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const server = await startDevServer({ headless: true });
+  const lake = await mkdtemp(path.join(os.tmpdir(), 'strata-record-'));
+  const native = await NativeConnection.connect({ address: server.address });
+  const connection = await Connection.connect({ address: server.address });
+  const client = new Client({ connection });
+  const runs = new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '' });
+  const worker = await createStrataWorker({ connection: native, taskQueue: 'record', deps: { lakeRoot: lake, connections: {} } });
+  await worker.runUntil(async () => {
+    for (const c of CASES) {
+      const h = await runs.start({ spec: c.spec, tenant: 'replay', trigger: 'manual', only: c.only, runKey: c.name, options: { heartbeatTimeoutMs: 1000, continueAsNewAfterEvents: c.continueAsNewAfterEvents } });
+      if (c.cancelAfterMs) {
+        await new Promise((r) => setTimeout(r, c.cancelAfterMs));
+        await runs.cancel(h.runId);
+      }
+      await client.workflow.getHandle(h.runId).result().catch(() => {});
+      // Every execution of the chain (continue-as-new makes several) is one history file.
+      let i = 0;
+      for await (const ex of client.workflow.list({ query: `WorkflowId = '${h.workflowId}'` })) {
+        const hist = await client.workflow.getHandle(ex.workflowId, ex.runId).fetchHistory();
+        const file = path.join(here, `${c.name}${SUFFIX}${i ? `-${i}` : ''}.json`);
+        await writeFile(file, historyToJSON(temporal.api.history.v1.History.create(hist)));
+        console.log(`recorded ${path.basename(file)} (${hist.events?.length} events)`);
+        i++;
+      }
+    }
+  });
+  await connection.close();
+  await native.close();
+  await server.stop();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,144 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClustersService } from '../../api/clusters-service.js';
+import { RequestError } from '../../api/runs-service.js';
+import type { ClusterState } from '../../schemas/cluster.js';
+import { STEP_SCENARIOS } from '../fakes/emr-double.js';
+import { extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
+import { spec, waitFor } from '../harness/specs.js';
+import type { TestStack } from '../harness/temporal.js';
+
+let stack: TestStack;
+let d: Doubles;
+let clusters: ClustersService;
+beforeAll(async () => {
+  [stack, d] = await Promise.all([extTestStack('clusters'), startDoubles()]);
+  d.deps.tenantTiers = { acme: 'team', solo: 'free', tiny: 'free' };
+  d.deps.clusterDefaults = { idleTimeout: '3s', pollInterval: '100ms', instances: 2, cores: 2, memoryGi: 4 };
+  clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: d.deps.tenantTiers });
+});
+afterAll(async () => {
+  await d?.close();
+  await stack?.close();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const refused = (p: Promise<unknown>) => p.then(() => undefined, (e) => e as RequestError);
+const final = (tenant: string, name: string) => stack.client.workflow.getHandle(`cluster/${tenant}/${name}`).result() as Promise<ClusterState>;
+
+describe('cluster entity workflows', () => {
+  it('provisions a Spark Connect server, stays up while touched, and terminates itself when idle', async () => {
+    await withExtWorker(stack, d.deps, async () => {
+      const { workflowId } = await clusters.create({ tenant: 'acme', name: 'adhoc', engine: 'spark-connect', instances: 2, idleTimeout: '6000ms', pollInterval: '100ms' });
+      expect(workflowId).toBe('cluster/acme/adhoc');
+      await waitFor(async () => (await clusters.get('acme', 'adhoc')).phase === 'ready', 90_000);
+      const ready = await clusters.get('acme', 'adhoc');
+      expect(ready).toMatchObject({ providerId: 'strata-acme/adhoc', endpoint: 'sc://adhoc-server.strata-acme.svc.cluster.local:15002' });
+      expect(d.k8s.objects.get('sparkconnects/strata-acme/adhoc')?.spec.executor).toMatchObject({ instances: 2 });
+      // Touch for longer than the idle timeout: it stays up.
+      // (generous margins: this machine has two cores and the whole suite runs beside it)
+      for (let i = 0; i < 16; i++) {
+        await clusters.touch('acme', 'adhoc', 'test');
+        await sleep(500);
+      }
+      expect((await clusters.get('acme', 'adhoc')).phase).toBe('ready');
+      const end = await final('acme', 'adhoc');
+      expect(end.phase).toBe('terminated');
+      expect(end.terminationReason).toBe('idle for 6000 ms');
+      expect(end.touches).toBeGreaterThanOrEqual(8);
+      expect(Date.parse(end.terminatedAt!) - Date.parse(end.lastTouchedAt)).toBeGreaterThanOrEqual(2500);
+      expect(d.k8s.objects.has('sparkconnects/strata-acme/adhoc')).toBe(false);
+    });
+  });
+
+  it('resizes a ready cluster through an update, within the tier', async () => {
+    await withExtWorker(stack, d.deps, async () => {
+      await clusters.create({ tenant: 'acme', name: 'grow', engine: 'spark-connect', instances: 2, idleTimeout: '1m', pollInterval: '100ms' });
+      await waitFor(async () => (await clusters.get('acme', 'grow')).phase === 'ready');
+      const after = await clusters.resize('acme', 'grow', { instances: 6, cores: 4, memoryGi: 8 });
+      expect(after.size).toEqual({ instances: 6, cores: 4, memoryGi: 8 });
+      expect(d.k8s.objects.get('sparkconnects/strata-acme/grow')?.spec.executor).toEqual({ instances: 6, cores: 4, memory: '8g' });
+      const over = await refused(clusters.resize('acme', 'grow', { instances: 40, cores: 4, memoryGi: 8 }));
+      expect(over).toBeInstanceOf(RequestError);
+      expect(over!.status).toBe(403);
+      expect(over!.message).toContain('40 instances (at most 16)');
+      await clusters.delete('acme', 'grow');
+      const end = await final('acme', 'grow');
+      expect(end).toMatchObject({ phase: 'terminated', terminationReason: 'deleted through the API' });
+    });
+  });
+
+  it('refuses requests over the tenant tier and bad input with 4xx RequestErrors', async () => {
+    await withExtWorker(stack, d.deps, async () => {
+      const big = await refused(clusters.create({ tenant: 'solo', name: 'big', instances: 10 }));
+      expect(big).toMatchObject({ status: 403 });
+      expect(big!.message).toContain('over the free tier of tenant solo: 10 instances (at most 4)');
+      const bad = await refused(clusters.create({ tenant: 'solo', name: 'Bad_Name' }));
+      expect(bad).toMatchObject({ status: 400 });
+      expect(bad!.message).toContain('name: a cluster name is lower-case letters');
+      expect(await refused(clusters.get('solo', 'nothing'))).toMatchObject({ status: 404 });
+      expect(await refused(clusters.delete('solo', 'nothing'))).toMatchObject({ status: 404 });
+
+      await clusters.create({ tenant: 'solo', name: 'one', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
+      expect(await refused(clusters.create({ tenant: 'solo', name: 'one', instances: 1 }))).toMatchObject({ status: 409 });
+      await waitFor(async () => (await clusters.list('solo')).some((c) => c.name === 'one' && c.status === 'RUNNING'));
+      const second = await refused(clusters.create({ tenant: 'solo', name: 'two', instances: 1 }));
+      expect(second).toMatchObject({ status: 403 });
+      expect(second!.message).toContain('tenant solo already runs 1 cluster(s), the most its free tier allows');
+      await clusters.delete('solo', 'one');
+      expect((await final('solo', 'one')).phase).toBe('terminated');
+    });
+  });
+
+  it('ends at its maximum lifetime even while in use, and continues as new to keep history small', async () => {
+    await withExtWorker(stack, d.deps, async () => {
+      await clusters.create({ tenant: 'acme', name: 'short', engine: 'spark-connect', instances: 1, idleTimeout: '1m', maxLifetime: '10s', pollInterval: '100ms', continueAsNewAfterEvents: 30 });
+      await waitFor(async () => (await clusters.get('acme', 'short')).phase === 'ready');
+      for (let i = 0; i < 25; i++) await clusters.touch('acme', 'short');
+      const end = await final('acme', 'short');
+      expect(end.terminationReason).toBe('reached its maximum lifetime (10000 ms)');
+      expect(Date.parse(end.terminatedAt!) - Date.parse(end.createdAt)).toBeGreaterThanOrEqual(10_000);
+      expect(end.touches).toBe(25);
+      expect(end.continuations).toBeGreaterThanOrEqual(1);
+    });
+  });
+
+  it('a task with `cluster:` starts the EMR cluster on first use, runs its step there and keeps it touched', async () => {
+    d.emr.stepScenario = () => STEP_SCENARIOS.success(2500);
+    d.emr.clusterStartMs = 300;
+    const before = d.emr.count('RunJobFlow');
+    const st = await withExtWorker(stack, d.deps, async () => {
+      const h = await stack.runs.start({
+        spec: spec({ id: 'on-cluster', tasks: [{ id: 'q', kind: 'sql', engine: 'emr', cluster: 'etl', sql: 'select 1', poll: { initial: '50ms', max: '200ms' } }] }),
+        tenant: 'acme',
+        trigger: 'manual',
+      });
+      await stack.client.workflow.getHandle(h.runId).result();
+      const st = await stack.runs.state(h.runId);
+      const cl = await clusters.get('acme', 'etl');
+      await clusters.delete('acme', 'etl');
+      return { st, cl, end: await final('acme', 'etl') };
+    });
+    expect(st.st.status).toBe('success');
+    expect(d.emr.count('RunJobFlow') - before).toBe(1);
+    expect(st.st.tasks.q.output).toMatchObject({ clusterId: st.cl.providerId });
+    expect(st.cl.touches).toBeGreaterThanOrEqual(2);
+    expect(d.emr.clusters.get(st.cl.providerId!)!.steps).toHaveLength(1);
+    expect(st.end.phase).toBe('terminated');
+    expect(d.emr.calls.some((c) => c.op === 'TerminateJobFlows' && c.input.JobFlowIds[0] === st.cl.providerId)).toBe(true);
+  });
+
+  it('a task needing a new cluster over the tenant’s cluster limit fails with the quota message', async () => {
+    await withExtWorker(stack, d.deps, async () => {
+      await clusters.create({ tenant: 'tiny', name: 'busy', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
+      await waitFor(async () => (await clusters.list('tiny')).some((c) => c.name === 'busy' && c.status === 'RUNNING'));
+      const h = await stack.runs.start({ spec: spec({ id: 'too-many', tasks: [{ id: 'q', kind: 'pyspark', file: 's3://x/y.py', cluster: 'another' }] }), tenant: 'tiny', trigger: 'manual' });
+      await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+      const st = await stack.runs.state(h.runId);
+      expect(st.tasks.q.status).toBe('failed');
+      expect(st.tasks.q.errorType).toBe('QuotaExceeded');
+      expect(st.tasks.q.error).toContain('tenant tiny already runs 1 cluster(s)');
+      await clusters.delete('tiny', 'busy');
+      await final('tiny', 'busy');
+    });
+  });
+});

@@ -1,0 +1,103 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { DatasetsService } from '../../api/datasets-service.js';
+import type { RunState } from '../../schemas/run.js';
+import { runCli } from '../harness/processes.js';
+import { spec } from '../harness/specs.js';
+import { testStack, type TestStack } from '../harness/temporal.js';
+
+let stack: TestStack;
+let svc: DatasetsService;
+beforeAll(async () => {
+  stack = await testStack('catalog', { lake: 'file' });
+  svc = new DatasetsService(stack.lake!);
+});
+afterAll(async () => stack?.close());
+
+const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
+  stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId));
+
+const pipeline = (select: string, checks = '[]') =>
+  spec(`
+id: catalog_demo
+tasks:
+  - id: land
+    kind: ingest.file
+    source: landing/people.jsonl
+    format: jsonl
+    columns: { id: { type: int, nullable: false }, name: string, born: date }
+    output: bronze.people
+  - id: clean
+    kind: sql
+    layer: silver
+    needs: [land]
+    sql: ${select}
+    output: silver.people
+    checks: ${checks}
+`);
+
+describe('catalog service and CLI on a folder lake', () => {
+  it('records versions with schema changes, lineage, preview; vacuum keeps the current version', async () => {
+    await stack.lake!.store.putBytes('landing/people.jsonl', '{"id": 1, "name": "Ada", "born": "1815-12-10"}\n{"id": "x"}\n{broken\n{"id": 2, "name": "Alan", "born": "1912-06-23"}\n');
+    expect((await run(pipeline('SELECT id, name FROM bronze.people'))).status).toBe('success');
+    const second = await run(
+      pipeline(
+        'SELECT CAST(id AS BIGINT) AS id, born FROM bronze.people',
+        `[{ freshness: { column: born, max_age: 1d }, severity: warn }, { expect: "id > 0 AND born < DATE '2000-01-01'" }, { row_count: { min_ratio: 0.9, max_ratio: 1.0 } }]`,
+      ),
+    );
+    expect(second.tasks.clean.output!.checks).toEqual({ passed: 2, warned: ['freshness(born)'] });
+    expect(second.tasks.land.output).toMatchObject({ rowCount: 2, quarantined: 2, version: 2 });
+    const q = await svc.preview(stack.tenant, 'bronze.people_quarantine', 10);
+    expect(q.rows.map((r) => r._reason).sort()).toEqual(['id: x is not a valid int', 'line is not valid JSON']);
+
+    const list = await svc.list(stack.tenant);
+    expect(list.map((d) => [d.dataset, d.version])).toEqual([
+      ['bronze.people', 2],
+      ['bronze.people_quarantine', 2],
+      ['silver.people', 2],
+    ]);
+    const got = await svc.get(stack.tenant, 'silver.people');
+    expect(got.schema.map((c) => `${c.name}:${c.type}`)).toEqual(['id:BIGINT', 'born:DATE']);
+    expect(got.versions[0].schemaChanges).toEqual([
+      { column: 'id', change: 'type_changed', from: 'INTEGER', to: 'BIGINT' },
+      { column: 'born', change: 'added', to: 'DATE' },
+      { column: 'name', change: 'removed', from: 'VARCHAR' },
+    ]);
+    expect((await svc.lineage(stack.tenant, 'silver.people', 1)).edges).toEqual([{ from: 'bronze.people', to: 'silver.people' }]);
+    expect((await svc.preview(stack.tenant, 'silver.people@1', 1)).rows).toEqual([{ id: 1, name: 'Ada' }]);
+    // as of a time: the version current then
+    const v1 = got.versions.find((v) => v.version === 1)!;
+    expect((await svc.preview(stack.tenant, `silver.people@${v1.promotedAt}`, 1)).version).toBe(1);
+    expect((await svc.preview(stack.tenant, `silver.people@${new Date().toISOString()}`, 1)).version).toBe(2);
+    await expect(svc.preview(stack.tenant, 'silver.people@2001-01-01T00:00:00Z', 1)).rejects.toMatchObject({ status: 404 });
+    expect(got.versions[0].checks.find((c) => c.name === 'freshness(born)')).toMatchObject({ severity: 'warn', passed: false, message: expect.stringMatching(/newest born is 1912-06-23T00:00:00.000Z, older than 1d/) });
+    await expect(svc.get(stack.tenant, 'gold.nothing')).rejects.toMatchObject({ status: 404 });
+    await expect(svc.get(stack.tenant, 'Silver.People')).rejects.toMatchObject({ status: 400 });
+    await expect(svc.lineage(stack.tenant, 'silver.people', 0)).rejects.toMatchObject({ status: 400 });
+    await expect(svc.preview(stack.tenant, 'silver.people', 5000)).rejects.toMatchObject({ status: 400 });
+    await expect(svc.preview(stack.tenant, 'silver.people@9', 5)).rejects.toMatchObject({ status: 404 });
+
+    // the CLI, as users run it, against the same metastore and lake
+    const env = { DATABASE_URL: stack.metastoreUrl!, STRATA_LAKE_ROOT: stack.lake!.store.root, STRATA_TENANT: stack.tenant };
+    const ls = await runCli(['datasets', 'list'], env);
+    expect(ls.code, ls.out).toBe(0);
+    expect(ls.out).toMatch(/silver\.people\s+2\s+2\s+/);
+    const hist = await runCli(['datasets', 'history', 'silver.people'], env);
+    expect(hist.out).toMatch(/2\*\s+committed\s+2 .* ~id \+born -name/);
+    const show = await runCli(['datasets', 'show', 'silver.people', '--preview', '2', '--lineage', '2'], env);
+    expect(show.out).toContain('bronze.people -> silver.people');
+    expect(show.out).toMatch(/id\s+born\n1\s+1815-12-10\n2\s+1912-06-23/);
+    const bad = await runCli(['datasets', 'show', 'silver.nope'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.out).toContain('no dataset silver.nope');
+
+    const dry = await runCli(['datasets', 'vacuum', '--older-than', '0', '--dry-run'], env);
+    expect(dry.out).toContain('would delete 3 version(s)');
+    const vac = await svc.vacuum(stack.tenant, { olderThanDays: 0 });
+    expect(vac.versions.map((v) => `${v.dataset}@${v.version}`).sort()).toEqual(['bronze.people@1', 'bronze.people_quarantine@1', 'silver.people@1']);
+    expect((await stack.lake!.store.list('silver/default/people/data/')).length).toBe(1);
+    await expect(svc.preview(stack.tenant, 'silver.people@1', 1)).rejects.toMatchObject({ status: 410 });
+    expect((await svc.preview(stack.tenant, 'silver.people', 5)).rows.length).toBe(2);
+    expect((await svc.vacuum(stack.tenant, { olderThanDays: 0 })).versions).toEqual([]);
+  });
+});

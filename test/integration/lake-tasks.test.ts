@@ -1,0 +1,218 @@
+import mysql from 'mysql2/promise';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DatasetsService } from '../../api/datasets-service.js';
+import type { RunState } from '../../schemas/run.js';
+import { spec } from '../harness/specs.js';
+import { testStack, type TestStack } from '../harness/temporal.js';
+
+let stack: TestStack;
+let pgc: pg.Client;
+let my: mysql.Connection;
+beforeAll(async () => {
+  stack = await testStack('lake-tasks', { lake: 's3' });
+  pgc = new pg.Client({ connectionString: stack.connections.warehouse.url });
+  await pgc.connect();
+  my = await mysql.createConnection({ uri: stack.connections.mart.url });
+});
+afterAll(async () => {
+  await pgc?.end();
+  await my?.end();
+  await stack?.close();
+});
+
+const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
+  stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId));
+
+const ingest = (connection: string, table: string) =>
+  spec(`
+id: extract_${connection}
+tasks:
+  - id: extract
+    kind: ingest.table
+    connection: ${connection}
+    table: ${table}
+    mode: incremental
+    cursor: id
+    batchSize: 2
+    output: bronze.${table}
+  - id: snapshot
+    kind: ingest.table
+    connection: ${connection}
+    query: SELECT kind, count(*) AS n FROM ${table} GROUP BY kind
+    output: bronze.${table}_kinds
+`);
+
+describe('ingest.table', () => {
+  it.each([
+    ['warehouse', 'pg_sales'],
+    ['mart', 'my_sales'],
+  ])('extracts %s incrementally by a cursor: re-runs add only new rows, the high-water mark lives in the metastore', async (conn, table) => {
+    const exec = (sql: string) => (conn === 'warehouse' ? pgc.query(sql) : my.query(sql));
+    await exec(`DROP TABLE IF EXISTS ${table}`);
+    await exec(`CREATE TABLE ${table} (id int primary key, kind varchar(10), amount decimal(10,2), sold_on date)`);
+    await exec(`INSERT INTO ${table} VALUES (1,'a',1.50,'2026-01-01'),(2,'b',2.25,'2026-01-02'),(3,'a',3.00,'2026-01-03')`);
+    const first = await run(ingest(conn, table));
+    expect(first.status, JSON.stringify(first.tasks)).toBe('success');
+    expect(first.tasks.extract.output).toMatchObject({ rowCount: 3, newRows: 3, watermark: '3', version: 1 });
+    expect(first.tasks.snapshot.output).toMatchObject({ rowCount: 2 });
+    const again = await run(ingest(conn, table));
+    expect(again.tasks.extract.output).toMatchObject({ rowCount: 3, newRows: 0, version: 1 });
+    await exec(`INSERT INTO ${table} VALUES (4,'c',4.75,'2026-01-04'),(5,'a',5.00,'2026-01-05')`);
+    const third = await run(ingest(conn, table));
+    expect(third.tasks.extract.output).toMatchObject({ rowCount: 5, newRows: 2, watermark: '5', version: 2 });
+    const svc = new DatasetsService(stack.lake!);
+    const rows = (await svc.preview(stack.tenant, `bronze.${table}`, 100)).rows.sort((a, b) => Number(a.id) - Number(b.id));
+    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5]);
+    expect(rows[3]).toMatchObject({ kind: 'c', sold_on: '2026-01-04' });
+    expect(Number(rows[3].amount)).toBe(4.75);
+    expect(await stack.lake!.catalog.watermark(stack.tenant, `extract_${conn}`, 'extract')).toBe('5');
+  });
+
+  it('reports SQL errors without retrying, and never leaks the connection URL', async () => {
+    const st = await run(
+      spec(`
+id: extract_bad
+tasks:
+  - id: extract
+    kind: ingest.table
+    connection: warehouse
+    table: no_such_table
+    output: bronze.nothing
+    retry: { attempts: 3, initialInterval: 50ms }
+`),
+    );
+    expect(st.tasks.extract).toMatchObject({ status: 'failed', attempts: 1, errorType: 'SqlError' });
+    expect(st.tasks.extract.error).toMatch(/relation "no_such_table" does not exist/);
+    expect(st.tasks.extract.error).not.toContain(stack.connections.warehouse.url);
+  });
+});
+
+describe('ingest.file', () => {
+  it('reads Parquet landing files, casting to the declared schema and quarantining what does not fit', async () => {
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const { mkdtemp } = await import('node:fs/promises');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-pq-'));
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    await c.run(`COPY (SELECT * FROM (VALUES ('1', '2026-01-01', 'x'), ('two', '2026-01-02', 'y'), ('3', NULL, 'z')) t(id, day, tag)) TO '${dir}/p.parquet' (FORMAT parquet)`);
+    c.closeSync();
+    db.closeSync();
+    await stack.lake!.store.putFile('landing/pq/p.parquet', `${dir}/p.parquet`);
+    const st = await run(
+      spec(`
+id: pq
+tasks:
+  - id: land
+    kind: ingest.file
+    source: landing/pq/*.parquet
+    format: parquet
+    columns: { id: bigint, day: { type: date, nullable: false }, tag: string }
+    output: bronze.pq
+    checks: [{ unique: id }]
+`),
+    );
+    expect(st.tasks.land.output).toMatchObject({ rowCount: 1, quarantined: 2, checks: { passed: 1, warned: [] } });
+    const q = await new DatasetsService(stack.lake!).preview(stack.tenant, 'bronze.pq_quarantine', 10);
+    expect(q.rows.map((r) => [r.id, r._reason, r._source_file, Number(r._line)]).sort()).toEqual([
+      ['3', 'day: missing (not nullable)', 'landing/pq/p.parquet', 3],
+      ['two', 'id: two is not a valid bigint', 'landing/pq/p.parquet', 2],
+    ]);
+    const missing = await run(spec(`
+id: pq_missing
+tasks:
+  - id: land
+    kind: ingest.file
+    source: landing/nothing-here/
+    format: csv
+    columns: { a: int }
+    output: bronze.none
+`));
+    expect(missing.tasks.land).toMatchObject({ status: 'failed', errorType: 'SourceError' });
+    expect(missing.tasks.land.error).toMatch(/no landing files at s3:\/\/lake\/.*landing\/nothing-here: check "source"/);
+  });
+});
+
+describe('s3 tasks', () => {
+  it('s3.wait polls on durable timers until the marker and count are there, and times out with the reason', async () => {
+    const s = spec(`
+id: sensor
+tasks:
+  - id: wait
+    kind: s3.wait
+    path: incoming/batch1/
+    marker: _SUCCESS
+    minCount: 2
+    pollInterval: 200ms
+    waitTimeout: 30s
+  - id: list
+    kind: s3.list
+    needs: [wait]
+    prefix: incoming/batch1/
+  - id: copy
+    kind: s3.copy
+    needs: [wait]
+    from: incoming/batch1/
+    to: archive/batch1/
+  - id: never
+    kind: s3.wait
+    path: incoming/never.csv
+    pollInterval: 100ms
+    waitTimeout: 4s
+`);
+    const st = await stack.withWorker(async () => {
+      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' });
+      // Each file lands only after the sensor has slept at least once more.
+      const timers = async () => (await stack.client.workflow.getHandle(h.runId).fetchHistory()).events!.filter((e) => e.timerStartedEventAttributes).length;
+      const afterMoreTimers = async (n: number) => {
+        const target = (await timers()) + n;
+        while ((await timers()) < target) await new Promise((r) => setTimeout(r, 50));
+      };
+      await afterMoreTimers(1);
+      await stack.lake!.store.putBytes('incoming/batch1/a.csv', 'x\n1\n');
+      await afterMoreTimers(2);
+      await stack.lake!.store.putBytes('incoming/batch1/_SUCCESS', '');
+      await afterMoreTimers(2);
+      await stack.lake!.store.putBytes('incoming/batch1/b.csv', 'x\n2\n');
+      return stack.runs.wait(h.runId);
+    });
+    expect(st.tasks.wait.status).toBe('success');
+    expect(st.tasks.wait.output).toMatchObject({ done: true, count: 2 });
+    expect(Number(st.tasks.wait.output!.polls)).toBeGreaterThan(3);
+    expect(st.tasks.list.output).toMatchObject({ count: 3, keys: ['incoming/batch1/_SUCCESS', 'incoming/batch1/a.csv', 'incoming/batch1/b.csv'] });
+    expect(st.tasks.copy.output).toMatchObject({ count: 3 });
+    expect((await stack.lake!.store.getBytes('archive/batch1/b.csv')).toString()).toBe('x\n2\n');
+    expect(st.tasks.never).toMatchObject({ status: 'failed', errorType: 'SensorTimeout' });
+    expect(st.tasks.never.error).toMatch(/gave up after \d+ checks: s3:\/\/lake\/.*\/incoming\/never\.csv does not exist yet/);
+    // the poll loop is timers in the workflow, not a busy activity
+    const hist = await stack.client.workflow.getHandle(st.workflowId).fetchHistory();
+    const timers = hist.events!.filter((e) => e.timerStartedEventAttributes).length;
+    const neverChecks = Number(/gave up after (\d+) checks/.exec(st.tasks.never.error!)![1]);
+    expect(neverChecks).toBeGreaterThan(1);
+    expect(timers).toBe(Number(st.tasks.wait.output!.polls) - 1 + (neverChecks - 1));
+  });
+
+  it('s3.delete removes inside the lake and refuses outside it unless allowed', async () => {
+    await stack.lake!.store.putBytes('tmp/x/1.csv', '1');
+    await stack.lake!.store.putBytes('tmp/x/2.csv', '2');
+    const st = await run(
+      spec(`
+id: deleter
+tasks:
+  - id: inside
+    kind: s3.delete
+    path: tmp/x/
+    recursive: true
+  - id: outside
+    kind: s3.delete
+    path: s3://lake/somebody-else/data.csv
+`),
+    );
+    expect(st.tasks.inside.output).toMatchObject({ count: 2 });
+    expect(await stack.lake!.store.list('tmp/x/')).toEqual([]);
+    expect(st.tasks.outside).toMatchObject({ status: 'failed', errorType: 'ConfigError' });
+    expect(st.tasks.outside.error).toMatch(/refusing to delete s3:\/\/lake\/somebody-else\/data\.csv: it is outside the lake root s3:\/\/lake\/test-lake-tasks-\w+; set "allowOutsideLake: true"/);
+  });
+});

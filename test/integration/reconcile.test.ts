@@ -1,0 +1,74 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReconciliationsService } from '../../api/reconciliations-service.js';
+import { generatePair } from '../fakes/reconcile-data.js';
+import { spec, waitFor } from '../harness/specs.js';
+import { testStack, type TestStack } from '../harness/temporal.js';
+
+let stack: TestStack;
+let recs: ReconciliationsService;
+beforeAll(async () => {
+  stack = await testStack('reconcile');
+  recs = new ReconciliationsService(stack.client, stack.taskQueue);
+});
+afterAll(async () => stack?.close());
+
+describe('reconciliation as a workflow', () => {
+  it('runs as a pipeline task, and as a quality gate stops its downstream', async () => {
+    const truth = await generatePair(path.join(stack.lakeRoot, 'legacy.csv'), path.join(stack.lakeRoot, 'migrated.csv'), { rows: 3000, rate: 0.01, seed: 11 });
+    const s = spec(`
+id: migration_check
+tasks:
+  - { id: compare, kind: reconcile, left: legacy.csv, right: migrated.csv, key: [id] }
+  - { id: gate, kind: reconcile, left: legacy.csv, right: migrated.csv, key: [id], failOnDifference: true }
+  - { id: publish, kind: noop, needs: [gate] }
+`);
+    const st = await stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' })).runId));
+    expect(st.tasks.compare.status).toBe('success');
+    expect(st.tasks.compare.output).toMatchObject({
+      method: 'memory',
+      counts: { left: truth.left, right: truth.right, matched: truth.matched, changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight },
+      differences: truth.changed + truth.onlyLeft + truth.onlyRight,
+    });
+    expect(st.tasks.gate).toMatchObject({ status: 'failed', errorType: 'DatasetsDiffer', attempts: 1 });
+    expect(st.tasks.gate.error).toContain(`${truth.changed} changed`);
+    expect(st.tasks.publish.status).toBe('upstream_failed');
+  });
+
+  it('runs standalone with progress and an exact result; bad input is a 400 and cancel stops it', async () => {
+    const l = path.join(stack.lakeRoot, 'big-l.csv');
+    const r = path.join(stack.lakeRoot, 'big-r.csv');
+    const truth = await generatePair(l, r, { rows: 150_000, rate: 0.001, duplicates: true, seed: 5 });
+    await stack.withWorker(async () => {
+      const { id } = await recs.start('acme', { left: 'big-l.csv', right: { uri: `file://${r}` }, options: { key: ['id'], memoryLimitBytes: 1_000_000 }, heartbeatTimeoutMs: 2000 });
+      expect(id).toMatch(/^reconcile\/acme\//);
+      let sawProgress = false;
+      let st = await recs.get(id);
+      while (st.status === 'running') {
+        sawProgress ||= !!st.progress && st.progress.rows > 0;
+        await new Promise((res) => setTimeout(res, 200));
+        st = await recs.get(id);
+      }
+      expect(st.status).toBe('completed');
+      expect(sawProgress).toBe(true);
+      expect(st.result).toMatchObject({ method: 'partitioned', counts: { matched: truth.matched, changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight }, duplicates: { left: { keys: truth.duplicateKeysLeft }, right: { keys: truth.duplicateKeysRight } } });
+
+      await expect(recs.start('acme', { left: '', right: 'x.csv', options: { tolerance: -1, bogus: 1 } })).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/left.uri.*tolerance|tolerance.*left/s) });
+      await expect(recs.get('reconcile/acme/nope')).rejects.toMatchObject({ status: 404 });
+
+      const c = await recs.start('acme', { left: 'big-l.csv', right: 'big-r.csv', options: { key: ['id'], partitions: 64, parallelism: 1 }, heartbeatTimeoutMs: 1000 });
+      await waitFor(async () => (await recs.get(c.id)).progress !== undefined);
+      await recs.cancel(c.id);
+      await waitFor(async () => (await recs.get(c.id)).status === 'cancelled');
+      await expect(recs.cancel(c.id)).rejects.toMatchObject({ status: 409 });
+    });
+  });
+
+  it('says clearly when a dataset is missing', async () => {
+    await writeFile(path.join(stack.lakeRoot, 'one.csv'), 'id\n1\n');
+    const s = spec(`id: missing_input\ntasks:\n  - { id: c, kind: reconcile, left: one.csv, right: nope.csv, retry: { attempts: 3, initialInterval: 50ms } }\n`);
+    const st = await stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' })).runId));
+    expect(st.tasks.c).toMatchObject({ status: 'failed', attempts: 1, error: 'dataset not found: nope.csv' });
+  });
+});

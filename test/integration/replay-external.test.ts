@@ -1,0 +1,24 @@
+/**
+ * Determinism guard for the external-job and cluster workflows: recorded histories in
+ * test/histories/external/ (with their real workflow ids, from which child ids derive)
+ * must replay against the current code. Re-record: npx tsx test/histories/record-external.ts
+ */
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { Worker } from '@temporalio/worker';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect, inject, it } from 'vitest';
+
+const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'histories', 'external');
+
+it('replays recorded pipeline, externalJob and clusterLifecycle histories without nondeterminism', async () => {
+  const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as Record<string, string>;
+  const files = Object.keys(index).sort();
+  expect(files).toEqual(expect.arrayContaining(['external-jobs.json', 'external-jobs-bronze.json', 'external-jobs-cancelled-forever.json', 'cluster-idle.json', 'cluster-idle-1.json']));
+  const histories = await Promise.all(files.map(async (f) => ({ workflowId: index[f], history: historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8'))) })));
+  const results: { id: string; error?: unknown }[] = [];
+  for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundlePath') } }, histories)) results.push({ id: r.workflowId, error: r.error });
+  expect(results.filter((r) => r.error).map((r) => `${r.id}: ${String(r.error)}`)).toEqual([]);
+  expect(results).toHaveLength(files.length);
+});

@@ -1,0 +1,32 @@
+/**
+ * Determinism guard: every recorded history in test/histories/ must replay against the
+ * current workflow code. A failure here means a workflow change needs patched().
+ */
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { Worker } from '@temporalio/worker';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect, inject, it } from 'vitest';
+
+const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'histories');
+
+it('replays every recorded history without nondeterminism', async () => {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
+  expect(files.length).toBeGreaterThanOrEqual(5);
+  const histories = await Promise.all(files.map(async (f) => ({ workflowId: f, history: historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8'))) })));
+  const results: { id: string; error?: unknown }[] = [];
+  for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundlePath') } }, histories)) results.push({ id: r.workflowId, error: r.error });
+  expect(results.filter((r) => r.error).map((r) => `${r.id}: ${String(r.error)}`)).toEqual([]);
+  expect(results).toHaveLength(files.length);
+});
+
+it('detects a workflow that no longer matches its history', async () => {
+  // The same histories against a different workflow body must fail: the guard can fail.
+  const f = (await readdir(dir)).find((x) => x.startsWith('success-parallel'))!;
+  const history = historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8')));
+  const { bundleWorkflowCode } = await import('@temporalio/worker');
+  const src = path.resolve(dir, '..', 'fakes', 'divergent-workflow.ts');
+  const bundle = await bundleWorkflowCode({ workflowsPath: src, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
+  await expect(Worker.runReplayHistory({ workflowBundle: bundle }, history)).rejects.toThrow();
+});

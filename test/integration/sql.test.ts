@@ -1,0 +1,166 @@
+import { DuckDBInstance } from '@duckdb/node-api';
+import mysql from 'mysql2/promise';
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunState } from '../../schemas/run.js';
+import { spec } from '../harness/specs.js';
+import { testStack, type TestStack } from '../harness/temporal.js';
+
+let stack: TestStack;
+let pgc: pg.Client;
+let my: mysql.Connection;
+beforeAll(async () => {
+  stack = await testStack('sql');
+  pgc = new pg.Client({ connectionString: stack.connections.warehouse.url });
+  await pgc.connect();
+  my = await mysql.createConnection({ uri: stack.connections.mart.url });
+});
+afterAll(async () => {
+  await pgc?.end();
+  await my?.end();
+  await stack?.close();
+});
+
+const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
+  stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' })).runId));
+
+describe('sql tasks', () => {
+  it('duckdb reads CSV from the lake and writes Parquet atomically', async () => {
+    await writeFile(path.join(stack.lakeRoot, 'orders.csv'), 'id,amount\n1,10.5\n2,20\n3,-1\n');
+    const st = await run(
+      spec(`
+id: duck
+tasks:
+  - id: clean
+    kind: sql
+    sql: SELECT id, amount FROM read_csv('orders.csv') WHERE amount > 0
+    output: silver/orders.parquet
+  - id: total
+    kind: sql
+    needs: [clean]
+    sql: SELECT sum(amount) AS total FROM read_parquet('silver/orders.parquet')
+    output: gold/total.parquet
+`),
+    );
+    expect(st.status).toBe('success');
+    expect(st.tasks.clean.output).toEqual({ rowCount: 2, location: 'silver/orders.parquet' });
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    const rows = (await c.runAndReadAll(`SELECT total FROM read_parquet('${path.join(stack.lakeRoot, 'gold/total.parquet')}')`)).getRows();
+    expect(Number(rows[0][0])).toBe(30.5);
+    c.closeSync();
+    // no attempt-scoped temporary file is left behind
+    expect((await readdir(path.join(stack.lakeRoot, 'silver'))).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('duckdb errors in SQL fail at once with the engine message, and leave no output', async () => {
+    const st = await run(
+      spec(`
+id: duckbad
+tasks:
+  - id: bad
+    kind: sql
+    sql: SELEC 1
+    output: silver/bad.parquet
+    retry: { attempts: 4, initialInterval: 50ms }
+  - id: missing
+    kind: sql
+    sql: SELECT * FROM no_such_table
+    retry: { attempts: 4, initialInterval: 50ms }
+`),
+    );
+    expect(st.tasks.bad).toMatchObject({ status: 'failed', attempts: 1, errorType: 'SqlError' });
+    expect(st.tasks.bad.error).toMatch(/Parser Error/);
+    expect(st.tasks.missing.error).toMatch(/Catalog Error.*no_such_table/);
+    expect(st.tasks.missing.attempts).toBe(1);
+    await expect(readdir(path.join(stack.lakeRoot, 'silver'))).resolves.not.toContain('bad.parquet');
+  });
+
+  it('postgres runs statements once per run, with row counts, and reports SQL errors without retrying', async () => {
+    await pgc.query('DROP TABLE IF EXISTS pg_events; CREATE TABLE pg_events (id int primary key, kind text)');
+    const st = await run(
+      spec(`
+id: pgjob
+tasks:
+  - id: load
+    kind: sql
+    engine: postgres
+    connection: warehouse
+    sql: "INSERT INTO pg_events SELECT g, 'x' FROM generate_series(1, 5) g"
+  - id: count
+    kind: sql
+    engine: postgres
+    connection: warehouse
+    needs: [load]
+    sql: SELECT * FROM pg_events WHERE id > 2
+  - id: broken
+    kind: sql
+    engine: postgres
+    connection: warehouse
+    sql: SELECT nope FROM pg_events
+    retry: { attempts: 3, initialInterval: 50ms }
+  - id: unknown_conn
+    kind: sql
+    engine: postgres
+    connection: nowhere
+    sql: SELECT 1
+`),
+    );
+    expect(st.tasks.load.output).toMatchObject({ rowCount: 5, alreadyApplied: false });
+    expect(st.tasks.count.output).toMatchObject({ rowCount: 3 });
+    expect(st.tasks.broken).toMatchObject({ status: 'failed', attempts: 1, errorType: 'SqlError' });
+    expect(st.tasks.broken.error).toMatch(/column "nope" does not exist.*42703/);
+    expect(st.tasks.unknown_conn.error).toMatch(/unknown connection "nowhere": set STRATA_CONN_NOWHERE/);
+    // a failed transaction leaves no ledger row, so a repair can run it again
+    const ledger = await pgc.query("SELECT task_id FROM strata_task_ledger WHERE workflow_id = $1 ORDER BY task_id", [st.workflowId]);
+    expect(ledger.rows.map((r) => r.task_id)).toEqual(['count', 'load']);
+  });
+
+  it('mysql (MariaDB) runs statements with the same guarantees', async () => {
+    await my.query('DROP TABLE IF EXISTS my_events');
+    await my.query('CREATE TABLE my_events (id INT PRIMARY KEY, kind VARCHAR(10))');
+    const st = await run(
+      spec(`
+id: myjob
+tasks:
+  - id: load
+    kind: sql
+    engine: mysql
+    connection: mart
+    sql: "INSERT INTO my_events VALUES (1, 'a'), (2, 'b'), (3, 'c')"
+  - id: read
+    kind: sql
+    engine: mysql
+    connection: mart
+    needs: [load]
+    sql: SELECT * FROM my_events
+  - id: broken
+    kind: sql
+    engine: mysql
+    connection: mart
+    sql: SELECT * FROM no_such_table
+    retry: { attempts: 3, initialInterval: 50ms }
+`),
+    );
+    expect(st.tasks.load.output).toMatchObject({ rowCount: 3 });
+    expect(st.tasks.read.output).toMatchObject({ rowCount: 3 });
+    expect(st.tasks.broken).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(st.tasks.broken.error).toMatch(/no_such_table.*doesn't exist/);
+  });
+
+  it('a second attempt of an applied postgres task finds the ledger and does not apply again', async () => {
+    const { runPostgres } = await import('../../activities/sql/postgres.js');
+    await pgc.query('DROP TABLE IF EXISTS once; CREATE TABLE once (n int)');
+    const key = { workflowId: 'wf-once', taskId: 't' };
+    const conn = stack.connections.warehouse;
+    const sig = new AbortController().signal;
+    const a = await runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig);
+    const [b, c] = await Promise.all([runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig), runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig)]);
+    expect(a).toEqual({ rowCount: 1, alreadyApplied: false });
+    expect(b).toEqual({ rowCount: 1, alreadyApplied: true });
+    expect(c).toEqual({ rowCount: 1, alreadyApplied: true });
+    expect((await pgc.query('SELECT count(*)::int AS n FROM once')).rows[0].n).toBe(1);
+  });
+});

@@ -1,0 +1,213 @@
+/**
+ * The protocol doubles and the manifests Strata sends, checked against the real published
+ * specs in ../shared/specs (CRDs, Airbyte OpenAPI, botocore EMR model). The production
+ * clients drive the doubles, so what is checked is what the clients really exchange.
+ */
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AirbyteClient } from '../../activities/airbyte/client.js';
+import { EmrJobsClient } from '../../activities/emr/client.js';
+import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
+import { buildSparkApplication, buildSparkConnect, DEFAULT_SPARK } from '../../activities/spark-k8s/manifest.js';
+import { AirbyteDouble, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
+import { checkShape, emrModel } from '../fakes/emr-model.js';
+import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
+import { K8sDouble, SCENARIOS } from '../fakes/k8s-double.js';
+import { APP_CRD, CONNECT_CRD, crdValidator, newAjv, specYaml } from '../fakes/specs-dir.js';
+
+const run = { runId: 'pipeline/acme/orders/manual-1', workflowId: 'pipeline/acme/orders/manual-1', pipelineId: 'orders', tenant: 'acme', trigger: 'manual', logicalDate: '2026-11-01T00:00:00Z' };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('SparkApplication manifests and the Kubernetes double vs the Spark Operator CRDs', () => {
+  const validApp = () => crdValidator(APP_CRD, 'v1beta2');
+  const variants: Record<string, unknown>[] = [
+    { id: 'a', kind: 'pyspark', file: 's3://b/a.py' },
+    { id: 'b', kind: 'pyspark', file: 's3://b/b.py', args: ['x'], image: 'my/spark:1', sparkVersion: '3.4.1', driver: { cores: 2, memory: '4g' }, executor: { cores: 4, memory: '8Gi', instances: 6 }, dynamicAllocation: { enabled: true, minExecutors: 1, maxExecutors: 8 }, serviceAccount: 'etl', s3Secret: 'lake-creds', sparkConf: { 'spark.sql.adaptive.enabled': 'true' } },
+    { id: 'c', kind: 'sql', engine: 'spark', sql: 'select 1' },
+  ];
+  it.each(variants)('a manifest for $kind $id validates against the CRD schema', (task) => {
+    const m = buildSparkApplication({ name: 'n', namespace: 'strata-acme', task, run, defaults: DEFAULT_SPARK, remote: task.id === 'c' ? 'sc://x:15002' : undefined });
+    const v = validApp();
+    expect(v(m), JSON.stringify(v.errors)).toBe(true);
+    expect(JSON.stringify(m)).not.toMatch(/secret-value|AKIA/);
+  });
+
+  it('the CRD schema rejects what the real API server would (so the check has teeth)', () => {
+    const m = buildSparkApplication({ name: 'n', namespace: 'strata-acme', task: variants[0], run, defaults: DEFAULT_SPARK });
+    const v = validApp();
+    expect(v({ ...m, spec: { ...m.spec, type: 'Cobol' } })).toBe(false);
+    expect(v({ ...m, spec: { ...m.spec, driver: { cores: 0 } } })).toBe(false);
+    const { mainApplicationFile: _, ...noMain } = m.spec;
+    expect(v({ ...m, spec: noMain })).toBe(false);
+  });
+
+  it('a SparkConnect manifest validates against its CRD', () => {
+    const c = buildSparkConnect({ name: 'adhoc', namespace: 'strata-acme', run, image: DEFAULT_SPARK.image, sparkVersion: '4.0.0', executors: 2, cores: 2, memoryGi: 4 });
+    const v = crdValidator(CONNECT_CRD, 'v1alpha1');
+    expect(v(c), JSON.stringify(v.errors)).toBe(true);
+  });
+
+  let k8s: K8sDouble;
+  let client: SparkK8sClient;
+  beforeAll(async () => {
+    k8s = await K8sDouble.start();
+    client = SparkK8sClient.fromKubeconfig(await k8s.writeKubeconfig(await mkdtemp(path.join(os.tmpdir(), 'kc-'))));
+    await client.ensureNamespace('strata-acme', {}, { cpu: 8, memoryGi: 32, pods: 24 });
+  });
+  afterAll(() => k8s?.close());
+
+  it('every status the double reports through the state machine validates against the CRD', async () => {
+    k8s.scenario = () => SCENARIOS.slowStart(10_000);
+    const m = buildSparkApplication({ name: 'states', namespace: 'strata-acme', task: variants[1], run, defaults: DEFAULT_SPARK });
+    await client.createOrAdopt('sparkapplications', 'v1beta2', m);
+    const stored = k8s.objects.get('sparkapplications/strata-acme/states')!;
+    const seen: string[] = [];
+    const v = validApp();
+    // Step the operator's clock to the middle of each phase and read the object there.
+    for (let i = 0; i < 7; i++) {
+      stored.createdMs = Date.now() - (i * 10_000 + 5_000);
+      const o = await client.get('sparkapplications', 'v1beta2', 'strata-acme', 'states');
+      expect(v(o), JSON.stringify(v.errors)).toBe(true);
+      seen.push((o.status as { applicationState: { state: string } }).applicationState.state);
+    }
+    expect(seen).toEqual(['', 'SUBMITTED', 'PENDING_RERUN', 'SUBMITTED', 'RUNNING', 'SUCCEEDING', 'COMPLETED']);
+  });
+
+  it('answers kind: Status bodies: 422 Invalid for a body that breaks the CRD, 409 AlreadyExists, 404 NotFound', async () => {
+    const m = buildSparkApplication({ name: 'bad', namespace: 'strata-acme', task: variants[0], run, defaults: DEFAULT_SPARK });
+    const invalid = await client.createOrAdopt('sparkapplications', 'v1beta2', { ...m, spec: { ...m.spec, executor: { instances: 'many' } } }).catch((e) => e);
+    expect(invalid).toMatchObject({ code: 422, reason: 'Invalid' });
+    expect(invalid.message).toContain('spec.executor.instances');
+    const res = await fetch(`${k8s.url}/apis/sparkoperator.k8s.io/v1beta2/namespaces/strata-acme/sparkapplications/nope`, { headers: { authorization: 'Bearer not-a-real-token' } });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 });
+    const ok = buildSparkApplication({ name: 'twice', namespace: 'strata-acme', task: variants[0], run, defaults: DEFAULT_SPARK });
+    await client.createOrAdopt('sparkapplications', 'v1beta2', ok);
+    const again = await fetch(`${k8s.url}/apis/sparkoperator.k8s.io/v1beta2/namespaces/strata-acme/sparkapplications`, { method: 'POST', headers: { authorization: 'Bearer not-a-real-token', 'content-type': 'application/json' }, body: JSON.stringify(ok) });
+    expect(again.status).toBe(409);
+    expect(await again.json()).toMatchObject({ kind: 'Status', reason: 'AlreadyExists', code: 409 });
+  });
+});
+
+describe('the Airbyte double vs the Airbyte public API OpenAPI document', () => {
+  const doc = () => specYaml('airbyte-public-api.openapi.yaml');
+  let ab: AirbyteDouble;
+  beforeAll(async () => {
+    ab = await AirbyteDouble.start();
+  });
+  afterAll(() => ab?.close());
+
+  it('serves only paths and methods the spec defines', () => {
+    for (const [method, p] of AirbyteDouble.ROUTES) expect(doc().paths[p]?.[method], `${method} ${p}`).toBeDefined();
+    expect(doc().components.schemas.JobStatusEnum.enum).toEqual(['pending', 'queued', 'running', 'incomplete', 'failed', 'succeeded', 'cancelled']);
+  });
+
+  it('every 200 body the client receives validates against the response schema of its route', async () => {
+    const conn = '11111111-2222-4333-8444-555555555555';
+    ab.connections.add(conn);
+    ab.scenario = () => SYNC_SCENARIOS.success(60);
+    const c = new AirbyteClient({ baseUrl: ab.baseUrl, clientId: ab.clientId, clientSecret: ab.clientSecret });
+    const { job } = await c.startSync(conn);
+    ab.startExternalSync(conn);
+    await c.getJob(job.jobId);
+    await sleep(250);
+    ab.scenario = () => SYNC_SCENARIOS.runForever();
+    const first = await c.startSync(conn);
+    const adopted = await c.startSync(conn);
+    expect(adopted).toMatchObject({ adopted: true, job: { jobId: first.job.jobId } });
+    expect(await c.cancelJob(first.job.jobId)).toBe('cancelled');
+    expect(await c.cancelJob(first.job.jobId)).toBe('not-running');
+
+    const ajv = newAjv();
+    const validatorFor = (method: string, route: string) => {
+      const schema = doc().paths[route][method].responses['200'].content['application/json'].schema;
+      return ajv.compile({ ...schema, components: doc().components });
+    };
+    const toRoute = (p: string) => p.replace('/api/public/v1', '').replace(/\/jobs\/\d+$/, '/jobs/{jobId}');
+    const oks = ab.requests.filter((r) => r.status === 200);
+    expect(new Set(oks.map((r) => `${r.method} ${toRoute(r.path)}`))).toEqual(new Set(['POST /applications/token', 'POST /jobs', 'GET /jobs/{jobId}', 'GET /jobs', 'DELETE /jobs/{jobId}']));
+    for (const r of oks) {
+      const v = validatorFor(r.method.toLowerCase(), toRoute(r.path));
+      expect(v(r.body), `${r.method} ${r.path}: ${JSON.stringify(v.errors)}`).toBe(true);
+    }
+    // The response schemas have teeth: a status outside the enum fails.
+    expect(validatorFor('get', '/jobs/{jobId}')({ ...(oks.find((r) => r.path.endsWith(`/jobs/${job.jobId}`))!.body as object), status: 'exploded' })).toBe(false);
+  });
+
+  it('re-authenticates once when its token is revoked', async () => {
+    const conn = '21111111-2222-4333-8444-555555555555';
+    ab.connections.add(conn);
+    ab.scenario = () => SYNC_SCENARIOS.success(60);
+    const c = new AirbyteClient({ baseUrl: ab.baseUrl, clientId: ab.clientId, clientSecret: ab.clientSecret });
+    const { job } = await c.startSync(conn);
+    const tokens = ab.count('POST', /\/applications\/token$/, 200);
+    ab.revokeTokens();
+    expect((await c.getJob(job.jobId)).jobId).toBe(job.jobId);
+    expect(ab.count('POST', /\/applications\/token$/, 200)).toBe(tokens + 1);
+    expect(ab.count('GET', new RegExp(`/jobs/${job.jobId}$`), 401)).toBe(1);
+  });
+
+  it('errors are RFC 7807 problem bodies and carry no credentials', async () => {
+    const c = new AirbyteClient({ baseUrl: ab.baseUrl, clientId: ab.clientId, clientSecret: 'wrong' });
+    const err = await c.getJob(1).catch((e) => e);
+    expect(err).toMatchObject({ status: 401 });
+    expect(err.message).not.toContain('wrong');
+    const res = await fetch(`${ab.baseUrl}/jobs/1`);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    expect(Object.keys(await res.json())).toEqual(expect.arrayContaining(['status', 'type', 'title', 'detail']));
+  });
+});
+
+describe('the EMR double vs the botocore EMR model', () => {
+  let emr: EmrDouble;
+  beforeAll(async () => {
+    emr = await EmrDouble.start();
+  });
+  afterAll(() => emr?.close());
+
+  it('speaks the model’s protocol and serves only operations the model defines', () => {
+    const m = emrModel();
+    expect(m.metadata).toMatchObject({ protocol: 'json', jsonVersion: '1.1', targetPrefix: 'ElasticMapReduce' });
+    for (const op of EmrDouble.OPERATIONS) expect(m.operations[op], op).toBeDefined();
+  });
+
+  it('every request the SDK sends and every answer the double gives fit the model’s shapes', async () => {
+    emr.stepScenario = () => STEP_SCENARIOS.failure('Unknown Error', 'boom');
+    emr.clusterStartMs = 20;
+    const c = new EmrJobsClient({ region: 'us-east-1', endpoint: emr.url, credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'x' } });
+    const id = await c.runCluster({ name: 'strata/acme/x', release: 'emr-7.5.0', instanceType: 'm5.xlarge', coreInstances: 2, tags: { a: 'b' } });
+    expect(await c.findActiveCluster('strata/acme/x')).toBe(id);
+    const { stepId } = await c.addStepOnce(id, { Name: 's1', ActionOnFailure: 'CONTINUE', HadoopJarStep: { Jar: 'command-runner.jar', Args: ['spark-sql', '-e', 'select 1'] } });
+    await sleep(260);
+    const step = await c.describeStep(id, stepId);
+    expect(step.Status?.State).toBe('FAILED');
+    expect(step.Status?.FailureDetails).toMatchObject({ Reason: 'Unknown Error', Message: 'boom' });
+    expect(step.Status?.Timeline?.CreationDateTime).toBeInstanceOf(Date);
+    await c.cancelStep(id, stepId);
+    await c.resizeCore(id, 4);
+    await c.describeCluster(id);
+    await c.terminate(id);
+    const ops = new Set(emr.calls.map((x) => x.op));
+    expect(ops).toEqual(new Set(EmrDouble.OPERATIONS));
+    for (const call of emr.calls.filter((x) => x.status === 200)) {
+      const op = emrModel().operations[call.op];
+      expect(checkShape(op.input!.shape, call.input), `${call.op} input`).toEqual([]);
+      if (op.output) expect(checkShape(op.output.shape, call.output), `${call.op} output`).toEqual([]);
+    }
+  });
+
+  it('rejects members the model does not have, and errors carry __type', async () => {
+    const res = await fetch(emr.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'ElasticMapReduce.DescribeStep', authorization: 'AWS4-HMAC-SHA256 Credential=x' },
+      body: JSON.stringify({ clusterId: 'j-1', StepId: 's-1' }),
+    });
+    expect(res.status).toBe(400);
+    const body = await res.json();
+    expect(body.__type).toBe('ValidationException');
+    expect(body.Message).toContain('clusterId: not a member of DescribeStepInput');
+    expect(checkShape('DescribeStepOutput', { Step: { Status: { State: 'EXPLODED' } } })).toEqual(['Step.Status.State: "EXPLODED" is not one of PENDING|CANCEL_PENDING|RUNNING|COMPLETED|CANCELLED|FAILED|INTERRUPTED']);
+  });
+});

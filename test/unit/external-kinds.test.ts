@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { EXTERNAL_JOB, TASK_KINDS } from '../../schemas/kinds.js';
+import { externalEngineOf, jobName } from '../../schemas/external.js';
+import { validateSpec } from '../../schemas/pipeline.js';
+import { checkJobQuota } from '../../activities/spark-k8s/activities.js';
+import { stepArgs } from '../../activities/emr/activities.js';
+import { TIERS } from '../../schemas/external.js';
+import { externalDepsFromEnv, parseTenantTiers } from '../../workers/external-deps.js';
+
+const problems = (tasks: Record<string, unknown>[]) => {
+  const r = validateSpec({ id: 'p', tasks });
+  return r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.message}`);
+};
+
+describe('external task kinds in the registry', () => {
+  it('routes sql by engine: duckdb/postgres/mysql to the activity, spark and emr to the externalJob child', () => {
+    const route = TASK_KINDS.sql.route!;
+    expect(route({ engine: 'duckdb' })).toEqual({ type: 'activity', activity: 'runSql', heartbeat: true });
+    expect(route({ engine: 'spark' })).toEqual(EXTERNAL_JOB);
+    expect(route({ engine: 'emr' })).toEqual(EXTERNAL_JOB);
+    expect(TASK_KINDS.pyspark.run).toEqual({ type: 'child', workflow: 'externalJob' });
+    expect(TASK_KINDS['airbyte.sync'].run).toEqual(EXTERNAL_JOB);
+    expect(externalEngineOf({ kind: 'sql', engine: 'spark' })).toBe('spark-k8s');
+    expect(externalEngineOf({ kind: 'pyspark', engine: 'emr' })).toBe('emr');
+    expect(externalEngineOf({ kind: 'hive' })).toBe('emr');
+    expect(externalEngineOf({ kind: 'airbyte.sync' })).toBe('airbyte');
+  });
+
+  it('accepts well-formed external tasks', () => {
+    expect(
+      problems([
+        { id: 'a', kind: 'pyspark', file: 's3://b/a.py', executor: { instances: 2 }, poll: { initial: '1s' } },
+        { id: 'b', kind: 'sql', engine: 'spark', sql: 'select 1' },
+        { id: 'c', kind: 'sql', engine: 'emr', dialect: 'hive', clusterId: 'j-ABC123', sql: 'select 1' },
+        { id: 'd', kind: 'hive', cluster: 'etl', query: 'select 1' },
+        { id: 'e', kind: 'airbyte.sync', connectionId: '9b3c8f4e-1d2a-4c5b-8e7f-0a1b2c3d4e5f' },
+      ]),
+    ).toEqual([]);
+  });
+
+  it('says what to change for bad external tasks', () => {
+    expect(problems([{ id: 'a', kind: 'sql', engine: 'emr', sql: 'x' }])).toEqual(['tasks[0].clusterId: engine emr needs "clusterId: j-…" or a managed "cluster: NAME"']);
+    expect(problems([{ id: 'a', kind: 'sql', engine: 'spark', sql: 'x', dialect: 'presto' }])).toEqual(['tasks[0].dialect: engine spark runs Spark SQL only: remove "dialect" or use engine emr']);
+    expect(problems([{ id: 'a', kind: 'sql', sql: 'x', executor: { instances: 2 } }])).toEqual(['tasks[0].executor: "executor" applies to engines spark and emr only: remove it or set engine']);
+    expect(problems([{ id: 'a', kind: 'hive', clusterId: 'j-ABC', script: 's3://x', query: 'y' }])).toEqual(['tasks[0].script: give exactly one of "script" (an s3:// HiveQL file) or "query"']);
+    expect(problems([{ id: 'a', kind: 'airbyte.sync', connectionId: 'conn-1' }])).toEqual(['tasks[0].connectionId: an Airbyte connection id is a UUID']);
+    expect(problems([{ id: 'a', kind: 'pyspark', file: 's3://b/a.py', clusterId: 'j-ABC' }])).toEqual(['tasks[0].clusterId: "clusterId" is for engine emr; with spark, remove it']);
+    expect(problems([{ id: 'a', kind: 'pyspark', file: 's3://b/a.py', driver: { memory: 'lots' } }])).toEqual(['tasks[0].driver.memory: write memory like "512m", "2g" or "4Gi"']);
+  });
+});
+
+describe('job names', () => {
+  it('are valid Kubernetes names, stable, and distinct where the sanitised text collides', () => {
+    const a = jobName('pipeline/Acme/Orders_Daily/manual-20261101T000000Z-abc123', 'load_Bronze');
+    expect(a).toMatch(/^[a-z]([-a-z0-9]*[a-z0-9])?$/);
+    expect(a.length).toBeLessThanOrEqual(63);
+    expect(jobName('pipeline/Acme/Orders_Daily/manual-20261101T000000Z-abc123', 'load_Bronze')).toBe(a);
+    expect(jobName('pipeline/a/b/c', 'x_y')).not.toBe(jobName('pipeline/a/b/c', 'x-y'));
+    const long = jobName(`pipeline/${'t'.repeat(80)}/${'p'.repeat(120)}/run`, 'task');
+    expect(long.length).toBeLessThanOrEqual(63);
+    expect(jobName('9/…', 't')).toMatch(/^[a-z]/);
+  });
+});
+
+describe('resource caps and step arguments', () => {
+  it('refuses a Spark job over the tier with the numbers to change', () => {
+    expect(() => checkJobQuota({ id: 'x', executor: { instances: 2, cores: 2, memory: '4g' } }, 'acme', TIERS.free)).not.toThrow();
+    expect(() => checkJobQuota({ id: 'x', executor: { instances: 4, cores: 2, memory: '8g' } }, 'acme', TIERS.free)).toThrow(/tier allows: 9 cores \(tier allows 8\), 33Gi memory \(tier allows 32Gi\); lower it/);
+    expect(() => checkJobQuota({ id: 'x', dynamicAllocation: { maxExecutors: 9 } }, 'acme', TIERS.free)).toThrow(/9 executors \(tier allows 4\)/);
+  });
+
+  it('builds command-runner arguments per kind and dialect', () => {
+    expect(stepArgs({ kind: 'sql', sql: 'q', dialect: 'hive' })).toEqual(['hive', '-e', 'q']);
+    expect(stepArgs({ kind: 'sql', sql: 'q' })).toEqual(['spark-sql', '-e', 'q']);
+    expect(stepArgs({ kind: 'hive', query: 'q' })).toEqual(['hive', '-e', 'q']);
+  });
+});
+
+describe('worker configuration from the environment', () => {
+  it('parses tenant tiers and says what is wrong', () => {
+    expect(parseTenantTiers('acme=team, big=enterprise')).toEqual({ acme: 'team', big: 'enterprise' });
+    expect(() => parseTenantTiers('acme=gold')).toThrow('STRATA_TENANT_TIERS: "acme=gold" should be TENANT=TIER with TIER one of free, team, enterprise');
+  });
+
+  it('wires only the engines that are configured, and never echoes secrets', () => {
+    const none = externalDepsFromEnv({ HOME: '/nonexistent' });
+    expect(none.spark).toBeUndefined();
+    expect(none.emr).toBeUndefined();
+    expect(none.airbyte).toBeUndefined();
+    const all = externalDepsFromEnv({ HOME: '/nonexistent', AWS_REGION: 'eu-west-1', AIRBYTE_URL: 'http://airbyte/api/public/v1', AIRBYTE_CLIENT_ID: 'id', AIRBYTE_CLIENT_SECRET: 's3cr3t' });
+    expect(all.emr).toBeDefined();
+    expect(all.airbyte).toBeDefined();
+    let msg = '';
+    try {
+      externalDepsFromEnv({ HOME: '/nonexistent', AIRBYTE_URL: 'http://airbyte', AIRBYTE_CLIENT_ID: 'visible-id' });
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).toBe('AIRBYTE_URL is set but AIRBYTE_CLIENT_SECRET is not: set the Airbyte application\'s client credentials');
+  });
+});
+
+describe('the external-engines example', () => {
+  it('is a valid spec', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { parseSpecText } = await import('../../schemas/spec-file.js');
+    const text = await readFile(new URL('../../examples/lakehouse-external.yaml', import.meta.url), 'utf8');
+    const r = parseSpecText(text);
+    expect(r.ok ? [] : r.problems).toEqual([]);
+  });
+});

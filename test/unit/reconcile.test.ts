@@ -1,0 +1,129 @@
+import { writeFile, mkdtemp, readdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { reconcile, type Checkpoint } from '../../activities/reconcile/client.js';
+import { ReconcileOptions, type ReconcileResult } from '../../schemas/reconcile.js';
+import { generatePair, type Truth } from '../fakes/reconcile-data.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'strata-recon-'));
+});
+
+const opts = (o: Partial<ReconcileOptions> = {}) => ReconcileOptions.parse(o);
+const run = (l: string, r: string, o: Partial<ReconcileOptions> = {}, extra: Partial<Parameters<typeof reconcile>[3]> = {}) =>
+  reconcile({ uri: l }, { uri: r }, opts(o), { lakeRoot: dir, workDir: path.join(dir, `work-${Math.random()}`), ...extra });
+
+function expectTruth(r: ReconcileResult, t: Truth) {
+  expect(r.exact).toBe(true);
+  expect(r.counts).toEqual({ left: t.left, right: t.right, matched: t.matched, changed: t.changed, onlyLeft: t.onlyLeft, onlyRight: t.onlyRight });
+  expect(r.columnMismatches).toEqual(t.columnMismatches);
+  expect(r.duplicates.left).toMatchObject({ keys: t.duplicateKeysLeft, rows: t.duplicateRowsLeft });
+  expect(r.duplicates.right).toMatchObject({ keys: t.duplicateKeysRight, rows: t.duplicateRowsRight });
+}
+
+async function files(name: string, left: string, right: string) {
+  const l = path.join(dir, `${name}-l.csv`);
+  const r = path.join(dir, `${name}-r.csv`);
+  await writeFile(l, left);
+  await writeFile(r, right);
+  return [l, r] as const;
+}
+
+describe('reconcile: planted differences', () => {
+  it('finds exactly the planted differences in memory and partitioned, with the same answer', async () => {
+    const l = path.join(dir, 'gen-l.csv');
+    const r = path.join(dir, 'gen-r.csv');
+    const truth = await generatePair(l, r, { rows: 20_000, rate: 0.01, duplicates: true, awkward: true, seed: 7 });
+    expect(truth.onlyLeft * truth.onlyRight * truth.changed * truth.duplicateKeysLeft * truth.duplicateKeysRight).toBeGreaterThan(0);
+    const mem = await run(l, r, { key: ['id'] });
+    expect(mem.method).toBe('memory');
+    expectTruth(mem, truth);
+    const part = await run(l, r, { key: ['id'], memoryLimitBytes: 10_000 });
+    expect(part.method).toBe('partitioned');
+    expect(part.partitions).toBeGreaterThan(1);
+    expectTruth(part, truth);
+    expect(part.reason).toMatch(/above the in-memory limit/);
+    expect(mem.samples.changed.length).toBe(10);
+    expect(Object.keys(mem.samples.changed[0].diffs)).toHaveLength(1);
+  });
+
+  it('compares whole rows as multisets when no key is given', async () => {
+    const [l, r] = await files('multiset', 'a,b\n1,x\n1,x\n2,y\n3,z\n', 'a,b\n2,y\n1,x\n4,w\n3,z\n3,z\n');
+    const res = await run(l, r);
+    expect(res.counts).toEqual({ left: 4, right: 5, matched: 3, changed: 0, onlyLeft: 1, onlyRight: 2 });
+    const part = await run(l, r, { partitions: 3 });
+    expect(part.counts).toEqual(res.counts);
+  });
+
+  it('handles quoted delimiters, embedded newlines, unicode and a BOM', async () => {
+    const [l, r] = await files('quoted', '\ufeffid,text\n1,"a, b"\n2,"line1\nline2"\n3,"say ""hi"""\n4,東京\n', 'id,text\n4,東京\n3,"say ""hi"""\n2,"line1\nline2"\n1,"a; b"\n');
+    const res = await run(l, r, { key: ['id'] });
+    expect(res.counts).toMatchObject({ matched: 3, changed: 1 });
+    expect(res.samples.changed[0]).toEqual({ key: { id: '1' }, diffs: { text: { left: 'a, b', right: 'a; b' } } });
+  });
+
+  it('applies tolerance, trimming, case-insensitivity and null equivalence', async () => {
+    const [l, r] = await files('norm', 'id,amount,name,note\n1,10.00,Ada ,\n2,5.5,BOB,NULL\n3,7,cy,x\n', 'id,amount,name,note\n1,10.004,ada,\n2,5.5,bob,\n3,7.2,cy,x\n');
+    const strict = await run(l, r, { key: ['id'] });
+    expect(strict.counts.changed).toBe(3);
+    const loose = await run(l, r, { key: ['id'], tolerance: 0.01, trim: true, caseInsensitive: true, nullValues: ['', 'NULL'] });
+    expect(loose.counts).toMatchObject({ matched: 2, changed: 1 });
+    expect(loose.columnMismatches).toEqual({ amount: 1 });
+    const ignored = await run(l, r, { key: ['id'], ignore: ['amount', 'name', 'note'] });
+    expect(ignored.counts.matched).toBe(3);
+    const only = await run(l, r, { key: ['id'], columns: ['note'], nullValues: ['', 'NULL'] });
+    expect(only.counts.matched).toBe(3);
+  });
+
+  it('handles empty and header-only files, and reports columns on one side only', async () => {
+    const [l, r] = await files('empty', 'id,a,b\n', 'id,a,c\n1,x,y\n');
+    const res = await run(l, r, { key: ['id'] });
+    expect(res.counts).toEqual({ left: 0, right: 1, matched: 0, changed: 0, onlyLeft: 0, onlyRight: 1 });
+    expect(res.columns).toEqual({ compared: ['a'], onlyLeft: ['b'], onlyRight: ['c'] });
+    const [e1, e2] = await files('reallyempty', '', '');
+    expect((await run(e1, e2)).counts.left).toBe(0);
+  });
+
+  it('rejects ragged rows and unknown key columns with a clear error', async () => {
+    const [l, r] = await files('ragged', 'id,a\n1,x\n2,y,z\n', 'id,a\n1,x\n');
+    await expect(run(l, r, { key: ['id'] })).rejects.toThrow(/ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
+    await expect(run(r, r, { key: ['nope'] })).rejects.toThrow(/column "nope" is not in the left dataset: it has id, a/);
+    await expect(run(path.join(dir, 'missing.csv'), r)).rejects.toThrow(/dataset not found/);
+  });
+
+  it('resumes from a checkpoint without redoing finished partitions, with the same result', async () => {
+    const l = path.join(dir, 'cp-l.csv');
+    const r = path.join(dir, 'cp-r.csv');
+    const truth = await generatePair(l, r, { rows: 5000, rate: 0.01, duplicates: true, seed: 3 });
+    const workDir = path.join(dir, 'cp-work');
+    const checkpoints: Checkpoint[] = [];
+    const ac = new AbortController();
+    await expect(
+      run(l, r, { key: ['id'], partitions: 8, parallelism: 1 }, {
+        workDir,
+        signal: ac.signal,
+        onCheckpoint: (c) => {
+          checkpoints.push(c);
+          if (c.compared.length === 3) ac.abort(new Error('worker died'));
+        },
+      }),
+    ).rejects.toThrow(/worker died/);
+    const last = checkpoints[checkpoints.length - 1];
+    expect(last).toMatchObject({ leftDone: true, rightDone: true });
+    expect(last.compared).toHaveLength(3);
+    expect((await readdir(workDir)).length).toBe(16); // partition files kept for the resume
+    const resumedCompares: number[][] = [];
+    let partitionedAgain = false;
+    const res = await run(l, r, { key: ['id'], partitions: 8, parallelism: 1 }, {
+      workDir,
+      checkpoint: last,
+      onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
+      onCheckpoint: (c) => resumedCompares.push(c.compared),
+    });
+    expect(partitionedAgain).toBe(false);
+    expect(resumedCompares).toHaveLength(5); // only the 5 partitions left
+    expectTruth(res, truth);
+  });
+});

@@ -1,0 +1,66 @@
+/**
+ * Finds a tool binary, or builds it from its Go module into a cache outside the checkout
+ * (nothing can be downloaded prebuilt here). Order: the tool's environment variable, the
+ * name on PATH, the cache, then `go install`, with progress while it builds.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export function cacheDir(): string {
+  return path.join(process.env.STRATA_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'strata'), 'bin');
+}
+
+function onPath(name: string): string | undefined {
+  const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() || undefined : undefined;
+}
+
+export interface GoTool {
+  /** Binary name (on PATH and in the cache). */
+  name: string;
+  /** What to call it in messages. */
+  label: string;
+  /** `module/path/cmd@version`. */
+  module: string;
+  /** Environment variable that points at an existing binary. */
+  envVar: string;
+  /** How long a first build takes, for the message. */
+  buildTime: string;
+}
+
+export async function findOrBuildGoTool(t: GoTool, log: (msg: string) => void = (m) => console.error(m)): Promise<string> {
+  const given = process.env[t.envVar];
+  if (given) {
+    if (!existsSync(given)) throw new Error(`${t.envVar}=${given} does not exist: point it at a ${t.name} binary or unset it`);
+    return given;
+  }
+  const found = onPath(t.name);
+  if (found) return found;
+  const bin = cacheDir();
+  const cached = path.join(bin, t.name);
+  if (existsSync(cached)) return cached;
+  if (!onPath('go')) throw new Error(`no ${t.label} found and no Go toolchain to build one: install Go, or set ${t.envVar} to a ${t.name} binary`);
+  mkdirSync(bin, { recursive: true });
+  log(`Building ${t.label} from ${t.module} into ${bin} (first time only; takes ${t.buildTime})…`);
+  const started = Date.now();
+  await new Promise<void>((resolve, reject) => {
+    const p = spawn('go', ['install', t.module], { env: { ...process.env, GOBIN: bin, GOFLAGS: '-mod=mod' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let lastLine = '';
+    const tick = setInterval(() => log(`  …still building ${t.label} (${Math.round((Date.now() - started) / 1000)} s)${lastLine ? `: ${lastLine}` : ''}`), 15_000);
+    const onData = (b: Buffer) => {
+      const lines = b.toString().trim().split('\n');
+      lastLine = lines[lines.length - 1].slice(0, 120);
+    };
+    p.stdout.on('data', onData);
+    p.stderr.on('data', onData);
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      clearInterval(tick);
+      code === 0 ? resolve() : reject(new Error(`go install ${t.module} failed (exit ${code}): ${lastLine}`));
+    });
+  });
+  log(`${t.label} built in ${Math.round((Date.now() - started) / 1000)} s.`);
+  return cached;
+}

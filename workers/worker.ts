@@ -1,0 +1,63 @@
+/** The Strata worker: pipeline workflows and every task activity on one task queue. */
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { fileURLToPath } from 'node:url';
+import { createActivities, type ActivityDeps } from '../activities/index.js';
+import { connectionsFromEnv } from '../activities/sql/connections.js';
+import { loadConfig } from '../schemas/config.js';
+import { lakeFromConfig } from './lake.js';
+import { externalDepsFromEnv } from './external-deps.js';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+export interface StrataWorkerOptions {
+  connection: NativeConnection;
+  namespace?: string;
+  taskQueue: string;
+  deps: ActivityDeps;
+  /** A prebuilt bundle (tests bundle once); else the workflows are bundled here. */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  extra?: Partial<WorkerOptions>;
+}
+
+export function createStrataWorker(o: StrataWorkerOptions): Promise<Worker> {
+  return Worker.create({
+    connection: o.connection,
+    namespace: o.namespace ?? 'default',
+    taskQueue: o.taskQueue,
+    ...(o.workflowBundle ? { workflowBundle: o.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    activities: createActivities(o.deps),
+    reuseV8Context: true,
+    maxConcurrentWorkflowTaskExecutions: 20,
+    maxConcurrentActivityTaskExecutions: 200,
+    ...o.extra,
+  });
+}
+
+async function main() {
+  const config = loadConfig();
+  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const bundlePath = process.env.STRATA_WORKFLOW_BUNDLE;
+  // The catalog needs a metastore several processes can share: Postgres. Without
+  // DATABASE_URL this worker runs no dataset tasks (npm start embeds PGlite itself).
+  const lake = process.env.DATABASE_URL ? await lakeFromConfig(config) : undefined;
+  if (!lake) console.error('strata worker: no DATABASE_URL, so no lake catalog: dataset, ingest and s3 tasks will fail until it is set');
+  const worker = await createStrataWorker({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.STRATA_TASK_QUEUE,
+    // With DATABASE_URL the metastore keeps the runs index, the catalog and reconciliation results.
+    deps: { lakeRoot: lake?.localRoot ?? config.lakeRoot, connections: connectionsFromEnv(), lake: lake?.lake, s3: lake?.s3, db: lake?.db, ...externalDepsFromEnv() },
+    workflowBundle: bundlePath ? { codePath: bundlePath } : undefined,
+  });
+  console.error(`strata worker: task queue ${config.STRATA_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
+  await worker.run();
+  await connection.close();
+  await lake?.close();
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,83 @@
+/**
+ * externalJob: one job on an outside engine (Spark on Kubernetes, an EMR step, an
+ * Airbyte sync), as a child of pipelineRun. Submit (idempotent by name), poll on
+ * durable timers with backoff, fetch logs, and stop the job if the run is cancelled.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  getExternalWorkflowHandle,
+  isCancellation,
+  proxyActivities,
+  setCurrentDetails,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { toMs } from '../schemas/duration.js';
+import { ENGINE_ACTIVITY_PREFIX, PollFields, externalEngineOf, type ExternalJobInput, type JobRef, type JobResult, type JobStatus } from '../schemas/external.js';
+import { touchSignal, clusterWorkflowId, type ClusterState } from './cluster-messages.js';
+
+type JobActivities = Record<string, (arg: any) => Promise<any>>;
+
+export async function externalJob(input: ExternalJobInput): Promise<JobResult> {
+  const engine = externalEngineOf(input.task);
+  const prefix = ENGINE_ACTIVITY_PREFIX[engine];
+  const poll = PollFields.parse(input.task.poll ?? {});
+  const initialMs = toMs(poll.initial);
+  const maxMs = toMs(poll.max);
+  const acts = proxyActivities<JobActivities>({
+    startToCloseTimeout: '2m',
+    heartbeatTimeout: input.heartbeatTimeoutMs ?? 30_000,
+    retry: { initialInterval: Math.min(1000, initialMs), backoffCoefficient: 2, maximumInterval: Math.max(maxMs, 1000), maximumAttempts: 10 },
+  });
+  const started = workflowInfo().startTime.getTime();
+  const deadline = input.timeoutMs ? started + input.timeoutMs : Infinity;
+
+  let cluster: ClusterState | undefined;
+  if (typeof input.task.cluster === 'string') {
+    cluster = await acts.ensureClusterReady({ tenant: input.run.tenant, name: input.task.cluster, engine, pollMs: initialMs, requestedBy: workflowInfo().workflowId });
+  }
+  const clusterHandle = cluster ? getExternalWorkflowHandle(clusterWorkflowId(input.run.tenant, cluster.name)) : undefined;
+
+  // The submit finishes even if the run is cancelled meanwhile, so the job it made is known and
+  // stopped below rather than left running. Cancellation surfaces at the next poll.
+  const ref: JobRef = await CancellationScope.nonCancellable(() => acts[`${prefix}Submit`]({ ...input, cluster }));
+  const history: string[] = [];
+  let status: JobStatus | undefined;
+  let peakExecutors = 0;
+  try {
+    let wait = initialMs;
+    for (;;) {
+      status = (await acts[`${prefix}Poll`](ref)) as JobStatus;
+      if (history[history.length - 1] !== status.state) {
+        history.push(status.state);
+        setCurrentDetails(`**${ref.name}** on ${engine}: ${status.state}`);
+      }
+      if (typeof status.facts?.executors === 'number') peakExecutors = Math.max(peakExecutors, status.facts.executors);
+      if (status.terminal) break;
+      if (clusterHandle) await clusterHandle.signal(touchSignal, { by: workflowInfo().workflowId });
+      if (Date.now() >= deadline) {
+        throw ApplicationFailure.create({ type: 'Timeout', nonRetryable: true, message: `${ref.name} did not finish within the task timeout (${input.timeoutMs} ms); it was stopped` });
+      }
+      await sleep(Math.min(wait, Math.max(1, deadline - Date.now())));
+      wait = Math.min(maxMs, Math.round(wait * poll.backoff));
+    }
+  } catch (err) {
+    if (isCancellation(err) || (err instanceof ApplicationFailure && err.type === 'Timeout')) {
+      await CancellationScope.nonCancellable(() => acts[`${prefix}Cancel`](ref));
+    }
+    throw err;
+  }
+
+  const logs = (await acts[`${prefix}Logs`](ref)) as { facts?: Record<string, unknown>; logTail?: string };
+  const output = { engine, job: ref.name, jobId: ref.id, adopted: ref.adopted, states: history, ...status.facts, ...logs.facts, ...(engine === 'spark-k8s' ? { executors: peakExecutors } : {}), logTail: logs.logTail };
+  if (!status.succeeded) {
+    throw ApplicationFailure.create({
+      type: 'ExternalJobFailed',
+      nonRetryable: true,
+      message: `${engine} job ${ref.name} ended ${status.state}: ${status.message ?? 'no message from the engine'}`,
+      details: [{ attempt: 1, output }],
+    });
+  }
+  return { output, attempt: 1 };
+}

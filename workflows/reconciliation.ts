@@ -1,0 +1,31 @@
+/**
+ * reconciliationRun: one standalone comparison of two datasets. The comparison is one
+ * heartbeating activity that checkpoints; a crashed worker's retry resumes from the
+ * checkpoint. Progress is the activity's heartbeat (shown in the Web UI and the API).
+ */
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { DatasetRef, ReconcileOptions } from '../schemas/reconcile.js';
+import type { TaskActivityInput, TaskOutput } from '../schemas/run.js';
+
+export interface ReconciliationInput {
+  tenant: string;
+  left: DatasetRef | string;
+  right: DatasetRef | string;
+  options?: Partial<ReconcileOptions>;
+  heartbeatTimeoutMs?: number;
+}
+
+export async function reconciliationRun(input: ReconciliationInput): Promise<TaskOutput> {
+  const info = workflowInfo();
+  const { reconcileTask } = proxyActivities<{ reconcileTask(i: TaskActivityInput): Promise<{ output: TaskOutput; attempt: number }> }>({
+    startToCloseTimeout: '24h',
+    heartbeatTimeout: input.heartbeatTimeoutMs ?? 30_000,
+    retry: { maximumAttempts: 20, initialInterval: '1s', maximumInterval: '1m' },
+    summary: 'compare datasets',
+  });
+  const r = await reconcileTask({
+    task: { id: 'reconcile', kind: 'reconcile', left: input.left, right: input.right, ...input.options },
+    run: { runId: info.workflowId, workflowId: info.workflowId, pipelineId: 'reconcile', tenant: input.tenant, trigger: 'manual', logicalDate: info.startTime.toISOString() },
+  });
+  return { ...r.output, attempts: r.attempt };
+}
