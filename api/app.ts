@@ -4,11 +4,14 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Client } from '@temporalio/client';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { BackfillBody, KeyBody, ReconciliationBody, ScheduleBody, SchedulePatch, TransformBody, TriggerRunBody } from '../schemas/api.js';
+import { BackfillBody, ClusterBody, ClusterResizeBody, KeyBody, ReconciliationBody, ScheduleBody, SchedulePatch, TransformBody, TriggerRunBody } from '../schemas/api.js';
 import type { Config } from '../schemas/config.js';
 import type { Db } from '../store/db.js';
 import { cachedKeyLookup } from '../store/keys.js';
 import { authenticator } from './auth.js';
+import { clusterRoutes } from './clusters.js';
+import { ClustersService } from './clusters-service.js';
+import { parseTenantTiers } from '../schemas/external.js';
 import type { ApiContext } from './context.js';
 import { installErrorHandler } from './errors.js';
 import { keyRoutes } from './keys.js';
@@ -32,6 +35,8 @@ const DOC_BODIES: Record<string, z.ZodType> = {
   'POST /api/v1/pipelines/:id/schedules/:sid/backfill': BackfillBody,
   'POST /api/v1/keys': KeyBody,
   'POST /api/v1/reconciliations': ReconciliationBody,
+  'POST /api/v1/clusters': ClusterBody,
+  'POST /api/v1/clusters/:name/resize': ClusterResizeBody,
 };
 
 export interface ApiDeps {
@@ -52,6 +57,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     runs,
     schedules: new SchedulesService(deps.client, deps.db, config.STRATA_TASK_QUEUE),
     reconciliations: new ReconciliationsService(deps.client, config.STRATA_TASK_QUEUE),
+    clusters: new ClustersService(deps.client, { taskQueue: config.STRATA_TASK_QUEUE, tenantTiers: parseTenantTiers(config.STRATA_TENANT_TIERS) }),
     config,
     metrics: createMetrics(deps.db),
     keyLookup: cachedKeyLookup(deps.db),
@@ -92,6 +98,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   keyRoutes(app, ctx);
   reconciliationRoutes(app, ctx);
   datasetRoutes(app, ctx);
+  clusterRoutes(app, ctx);
   await app.ready();
   return { app, ctx };
 }

@@ -4,6 +4,7 @@ import type { Config } from '../schemas/config.js';
 import type { Db } from '../store/db.js';
 import type { cachedKeyLookup } from '../store/keys.js';
 import type { Metrics } from './system.js';
+import type { ClustersService } from './clusters-service.js';
 import type { ReconciliationsService } from './reconciliations-service.js';
 import type { RunsService } from './runs-service.js';
 import type { SchedulesService } from './schedules-service.js';
@@ -14,6 +15,7 @@ export interface ApiContext {
   runs: RunsService;
   schedules: SchedulesService;
   reconciliations: ReconciliationsService;
+  clusters: ClustersService;
   config: Config;
   metrics: Metrics;
   keyLookup: ReturnType<typeof cachedKeyLookup>;

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { Duration } from './duration.js';
 import { CsvOptions, ReconcileOptions } from './reconcile.js';
 import { SqlEngine } from './kinds.js';
+import { ClusterRequest } from './cluster.js';
 
 const Scalar = z.union([z.string(), z.number(), z.boolean()]);
 const IsoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'write an ISO date or timestamp, e.g. 2026-11-01T00:00:00Z');
@@ -79,3 +80,15 @@ export const RunsQuery = z
     cursor: z.string().optional(),
   })
   .strict();
+
+/** POST /api/v1/clusters: a cluster request; the tenant comes from the API key. */
+export const ClusterBody = ClusterRequest.partial({ tenant: true });
+/** POST /api/v1/clusters/{name}/resize: the new size (fields left out keep their value). */
+export const ClusterResizeBody = z
+  .object({
+    instances: z.number().int().min(1, 'a cluster needs at least 1 instance').optional(),
+    cores: z.number().int().min(1).optional(),
+    memoryGi: z.number().int().min(1).optional(),
+  })
+  .strict()
+  .refine((b) => Object.keys(b).length > 0, 'give at least one of instances, cores, memoryGi');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseTenantTiers } from './external.js';
 
 /** The process configuration: one schema over the environment. */
 export const ConfigSchema = z.object({
@@ -17,6 +18,17 @@ export const ConfigSchema = z.object({
   STRATA_BOOTSTRAP_TENANT: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lower-case letters, digits and "-"').default('default'),
   STRATA_API_HOST: z.string().default('127.0.0.1'),
   STRATA_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Tier per tenant (`acme=team,big=enterprise`); caps clusters and job sizes. Others are on `free`. */
+  STRATA_TENANT_TIERS: z
+    .string()
+    .optional()
+    .superRefine((v, ctx) => {
+      try {
+        parseTenantTiers(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message.replace(/^STRATA_TENANT_TIERS: /, '') });
+      }
+    }),
 });
 export type Config = z.infer<typeof ConfigSchema> & { lakeRoot: string };
 

@@ -149,3 +149,16 @@ export const TIERS = {
 } as const;
 export type Tier = keyof typeof TIERS;
 export const TierName = z.enum(['free', 'team', 'enterprise']);
+
+/** STRATA_TENANT_TIERS: `acme=team,big=enterprise`; tenants not listed are on `free`. */
+export function parseTenantTiers(text: string | undefined): Record<string, Tier> {
+  const out: Record<string, Tier> = {};
+  for (const pair of (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [tenant, tier] = pair.split('=').map((s) => s?.trim());
+    const t = TierName.safeParse(tier);
+    if (!tenant || !t.success) throw new Error(`STRATA_TENANT_TIERS: "${pair}" should be TENANT=TIER with TIER one of ${TierName.options.join(', ')}`);
+    out[tenant] = t.data;
+  }
+  return out;
+}
+

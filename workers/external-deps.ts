@@ -10,18 +10,9 @@ import type { ActivityDeps } from '../activities/index.js';
 import { AirbyteClient } from '../activities/airbyte/client.js';
 import { EmrJobsClient } from '../activities/emr/client.js';
 import { SparkK8sClient } from '../activities/spark-k8s/client.js';
-import { TierName, type Tier } from '../schemas/external.js';
+import { parseTenantTiers } from '../schemas/external.js';
 
-export function parseTenantTiers(text: string | undefined): Record<string, Tier> {
-  const out: Record<string, Tier> = {};
-  for (const pair of (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    const [tenant, tier] = pair.split('=').map((s) => s?.trim());
-    const t = TierName.safeParse(tier);
-    if (!tenant || !t.success) throw new Error(`STRATA_TENANT_TIERS: "${pair}" should be TENANT=TIER with TIER one of ${TierName.options.join(', ')}`);
-    out[tenant] = t.data;
-  }
-  return out;
-}
+export { parseTenantTiers };
 
 export function externalDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<ActivityDeps> {
   const deps: Partial<ActivityDeps> = { tenantTiers: parseTenantTiers(env.STRATA_TENANT_TIERS) };

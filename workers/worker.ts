@@ -33,6 +33,16 @@ export function createStrataWorker(o: StrataWorkerOptions): Promise<Worker> {
   });
 }
 
+/**
+ * Fault injection for the crash tests only: STRATA_FAULT_RECONCILE_PARTITION_DELAY_MS
+ * slows each compared partition so a test can kill the worker mid-comparison on any
+ * machine, however fast. Unset in every real deployment.
+ */
+function faultsFromEnv() {
+  const ms = Number(process.env.STRATA_FAULT_RECONCILE_PARTITION_DELAY_MS ?? 0);
+  return ms > 0 ? { afterPartition: () => new Promise<void>((res) => setTimeout(res, ms)) } : undefined;
+}
+
 async function main() {
   const config = loadConfig();
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
@@ -46,7 +56,7 @@ async function main() {
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.STRATA_TASK_QUEUE,
     // With DATABASE_URL the metastore keeps the runs index, the catalog and reconciliation results.
-    deps: { lakeRoot: lake?.localRoot ?? config.lakeRoot, connections: connectionsFromEnv(), lake: lake?.lake, s3: lake?.s3, db: lake?.db, ...externalDepsFromEnv() },
+    deps: { lakeRoot: lake?.localRoot ?? config.lakeRoot, connections: connectionsFromEnv(), lake: lake?.lake, s3: lake?.s3, db: lake?.db, ...externalDepsFromEnv(), faults: faultsFromEnv() },
     workflowBundle: bundlePath ? { codePath: bundlePath } : undefined,
   });
   console.error(`strata worker: task queue ${config.STRATA_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);

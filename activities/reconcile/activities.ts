@@ -17,6 +17,8 @@ export interface ReconcileDeps {
   db?: Db;
   /** Where partition files live while a comparison runs (default: the OS temp folder). */
   workRoot?: string;
+  /** Test seams: `afterPartition` is awaited after each compared partition (see the crash tests). */
+  faults?: { afterPartition?: (partitionsDone: number) => void | Promise<void> };
 }
 
 export interface ReconcileHeartbeat {
@@ -58,6 +60,7 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         workDir,
         checkpoint,
         signal,
+        afterPartition: deps.faults?.afterPartition,
         onCheckpoint: (c) => {
           checkpoint = c;
           heartbeat({ checkpoint, resumedFrom } satisfies ReconcileHeartbeat);

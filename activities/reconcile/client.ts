@@ -31,6 +31,8 @@ export interface ReconcileContext {
   onProgress?: (p: ReconcileProgress) => void;
   onCheckpoint?: (c: Checkpoint) => void;
   signal?: AbortSignal;
+  /** Test seam (like the lake's `faults`): awaited after each compared partition is checkpointed. */
+  afterPartition?: (partitionsDone: number) => void | Promise<void>;
 }
 
 // Live memory while comparing is roughly parallelism × 8 × this (rows as JS strings).
@@ -203,6 +205,7 @@ async function partitioned(left: RowSource, right: RowSource, l: Layout, o: Reco
       cp.compared.push(p);
       ctx.onCheckpoint?.(structuredClone(cp));
       ctx.onProgress?.({ phase: 'compare', rows: cp.partial.counts.left + cp.partial.counts.right, bytes: left.size + right.size, partitionsDone: cp.compared.length, partitions: cp.partitions });
+      await ctx.afterPartition?.(cp.compared.length);
     }
   };
   await Promise.all(Array.from({ length: Math.min(o.parallelism, todo.length) }, workerLoop));

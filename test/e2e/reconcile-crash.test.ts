@@ -27,6 +27,8 @@ const env = () => ({
   STRATA_LAKE_ROOT: stack.lakeRoot,
   STRATA_TENANT: 'acme',
   DATABASE_URL: inject('databases').postgresUrl,
+  // Each compared partition takes at least this long, so the kill lands mid-comparison on any machine.
+  STRATA_FAULT_RECONCILE_PARTITION_DELAY_MS: '250',
 });
 
 function worker(): Proc {

@@ -10,6 +10,7 @@ import type { Connections } from '../../activities/sql/connections.js';
 import { createStrataWorker } from '../../workers/worker.js';
 import type { LakeDeps } from '../../activities/lake/engine.js';
 import { openLake } from '../../activities/lake/open.js';
+import type { ReconcileDeps } from '../../activities/reconcile/activities.js';
 import type { S3Config } from '../../activities/s3/client.js';
 import { openDb, type Db } from '../../store/db.js';
 
@@ -44,6 +45,8 @@ export interface TestStackOptions {
   lake?: 's3' | 'file';
   faults?: LakeDeps['faults'];
   lineageFile?: string;
+  /** Test seam for reconciliations run by this stack's workers (see ReconcileDeps.faults). */
+  reconcileFaults?: ReconcileDeps['faults'];
 }
 
 export async function testStack(name: string, opts: TestStackOptions = {}): Promise<TestStack> {
@@ -96,7 +99,7 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
       const worker = await createStrataWorker({
         connection: native,
         taskQueue,
-        deps: { lakeRoot, connections, lake, s3, db },
+        deps: { lakeRoot, connections, lake, s3, db, faults: opts.reconcileFaults },
         workflowBundle: { codePath: inject('workflowBundlePath') },
       });
       return worker.runUntil(fn(worker));

@@ -8,8 +8,18 @@ import { testStack, type TestStack } from '../harness/temporal.js';
 
 let stack: TestStack;
 let recs: ReconciliationsService;
+/** Holds a comparison after its first compared partition until the test releases it, so a fast machine cannot finish before the test looks. */
+let hold: Promise<void> | undefined;
+const holdUntilReleased = () => {
+  let release!: () => void;
+  hold = new Promise<void>((res) => (release = res));
+  return () => {
+    hold = undefined;
+    release();
+  };
+};
 beforeAll(async () => {
-  stack = await testStack('reconcile');
+  stack = await testStack('reconcile', { reconcileFaults: { afterPartition: (done) => (done === 1 ? hold : undefined) } });
   recs = new ReconciliationsService(stack.client, stack.taskQueue);
 });
 afterAll(async () => stack?.close());
@@ -41,14 +51,19 @@ tasks:
     const r = path.join(stack.lakeRoot, 'big-r.csv');
     const truth = await generatePair(l, r, { rows: 150_000, rate: 0.001, duplicates: true, seed: 5 });
     await stack.withWorker(async () => {
+      let release = holdUntilReleased();
       const { id } = await recs.start('acme', { left: 'big-l.csv', right: { uri: `file://${r}` }, options: { key: ['id'], memoryLimitBytes: 1_000_000 }, heartbeatTimeoutMs: 2000 });
       expect(id).toMatch(/^reconcile\/acme\//);
       let sawProgress = false;
       let st = await recs.get(id);
-      while (st.status === 'running') {
-        sawProgress ||= !!st.progress && st.progress.rows > 0;
-        await new Promise((res) => setTimeout(res, 200));
-        st = await recs.get(id);
+      try {
+        while (st.status === 'running') {
+          if (!sawProgress && st.progress && st.progress.rows > 0) (sawProgress = true), release();
+          await new Promise((res) => setTimeout(res, 200));
+          st = await recs.get(id);
+        }
+      } finally {
+        release();
       }
       expect(st.status).toBe('completed');
       expect(sawProgress).toBe(true);
@@ -57,9 +72,14 @@ tasks:
       await expect(recs.start('acme', { left: '', right: 'x.csv', options: { tolerance: -1, bogus: 1 } })).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/left.uri.*tolerance|tolerance.*left/s) });
       await expect(recs.get('reconcile/acme/nope')).rejects.toMatchObject({ status: 404 });
 
+      release = holdUntilReleased();
       const c = await recs.start('acme', { left: 'big-l.csv', right: 'big-r.csv', options: { key: ['id'], partitions: 64, parallelism: 1 }, heartbeatTimeoutMs: 1000 });
-      await waitFor(async () => (await recs.get(c.id)).progress !== undefined);
-      await recs.cancel(c.id);
+      try {
+        await waitFor(async () => (await recs.get(c.id)).progress?.partitionsDone === 1);
+        await recs.cancel(c.id);
+      } finally {
+        release();
+      }
       await waitFor(async () => (await recs.get(c.id)).status === 'cancelled');
       await expect(recs.cancel(c.id)).rejects.toMatchObject({ status: 409 });
     });
