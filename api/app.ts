@@ -17,6 +17,7 @@ import { installErrorHandler } from './errors.js';
 import { keyRoutes } from './keys.js';
 import { datasetRoutes } from './datasets.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
+import type { SparkK8sClient } from '../activities/spark-k8s/client.js';
 import { pipelineRoutes } from './pipelines.js';
 import { ReconciliationsService } from './reconciliations-service.js';
 import { reconciliationRoutes } from './reconciliations.js';
@@ -45,6 +46,8 @@ export interface ApiDeps {
   config: Config;
   uiUrl?: string;
   lake?: LakeDeps;
+  /** Kubernetes access for live Spark driver logs (GET …/tasks/{task}/logs). */
+  spark?: SparkK8sClient;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; ctx: ApiContext }> {
@@ -62,6 +65,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     metrics: createMetrics(deps.db),
     keyLookup: cachedKeyLookup(deps.db),
     lake: deps.lake,
+    spark: deps.spark,
   };
 
   // YAML (or any text) bodies arrive as strings; JSON as objects.

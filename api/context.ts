@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { LakeDeps } from '../activities/lake/engine.js';
+import type { SparkK8sClient } from '../activities/spark-k8s/client.js';
 import type { Config } from '../schemas/config.js';
 import type { Db } from '../store/db.js';
 import type { cachedKeyLookup } from '../store/keys.js';
@@ -21,4 +22,6 @@ export interface ApiContext {
   keyLookup: ReturnType<typeof cachedKeyLookup>;
   /** The lake catalog, when the API runs with one. */
   lake?: LakeDeps;
+  /** Kubernetes access for live Spark driver logs, when the API has a kubeconfig. */
+  spark?: SparkK8sClient;
 }

@@ -1,7 +1,7 @@
 /** /api/v1/runs and /api/v1/pipelines/{id}/runs: trigger, list, inspect, cancel, repair. */
 import type { FastifyInstance } from 'fastify';
 import { createHash } from 'node:crypto';
-import { RunsQuery, TransformBody, TriggerRunBody } from '../schemas/api.js';
+import { LogsQuery, RunsQuery, TransformBody, TriggerRunBody } from '../schemas/api.js';
 import { validateSpec } from '../schemas/pipeline.js';
 import type { RunState } from '../schemas/run.js';
 import { getRun, listRuns } from '../store/runs.js';
@@ -10,6 +10,7 @@ import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
 import { renderGraph, runPage } from './graph.js';
 import { loadPipeline } from './pipelines.js';
+import { taskLog } from './task-logs.js';
 import { RequestError } from './runs-service.js';
 
 const strParams = (p?: Record<string, string | number | boolean>) => Object.fromEntries(Object.entries(p ?? {}).map(([k, v]) => [k, String(v)]));
@@ -99,8 +100,24 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
     const st = await runState(ctx, p.tenant, req.params.run);
     const t = st.tasks[req.params.task];
     if (!t) throw new RequestError(`run ${st.runId} has no task ${req.params.task}: it has ${Object.keys(st.tasks).join(', ')}`, 404);
-    return { runId: st.runId, task: req.params.task, ...t, logs: null };
+    return { runId: st.runId, task: req.params.task, ...t, logsUrl: `/api/v1/runs/${encodeURIComponent(st.runId)}/tasks/${encodeURIComponent(req.params.task)}/logs` };
   });
+
+  app.get<{ Params: { run: string; task: string }; Querystring: { follow?: string; tail?: string } }>(
+    '/api/v1/runs/:run/tasks/:task/logs',
+    { schema: { tags: ['runs'], summary: 'A task’s log as text: a Spark driver’s log streamed and followed while it runs (?follow=false to stop at what is there, ?tail=N for the last N lines), else the log tail its engine left' } },
+    async (req, reply) => {
+      const p = need(req, 'viewer');
+      const st = await runState(ctx, p.tenant, req.params.run);
+      const q = parse(LogsQuery, req.query, 'query');
+      const log = await taskLog(ctx, ctx.spark, st, req.params.task, { follow: q.follow, tailLines: q.tail });
+      return reply
+        .header('content-type', 'text/plain; charset=utf-8')
+        .header('x-strata-log-source', log.source)
+        .header('x-strata-log-follow', String(log.follow))
+        .send(log.body);
+    },
+  );
 
   app.post<{ Params: { run: string } }>('/api/v1/runs/:run/cancel', { schema: { tags: ['runs'], summary: 'Cancel a running run' } }, async (req, reply) => {
     const p = need(req, 'operator');

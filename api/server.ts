@@ -21,7 +21,8 @@ async function main() {
   const lake = await lakeFromConfig(config);
   const db = lake.db;
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-  const { app } = await buildApi({ db, lake: lake.lake, client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), config });
+  const { sparkClientFromEnv } = await import('../workers/external-deps.js');
+  const { app } = await buildApi({ db, lake: lake.lake, spark: sparkClientFromEnv(), client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), config });
   const url = await app.listen({ host: config.STRATA_API_HOST, port: config.STRATA_API_PORT });
   console.log(`strata api on ${url} (docs at ${url}/docs)`);
   const stop = async () => {

@@ -92,3 +92,11 @@ export const ClusterResizeBody = z
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, 'give at least one of instances, cores, memoryGi');
+
+/** GET /api/v1/runs/{run}/tasks/{task}/logs query. */
+export const LogsQuery = z
+  .object({
+    follow: z.enum(['true', 'false'], { message: 'write follow=true or follow=false' }).transform((v) => v === 'true').optional(),
+    tail: z.coerce.number().int().min(1, 'tail is a number of lines, at least 1').max(100_000).optional(),
+  })
+  .strict();

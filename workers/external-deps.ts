@@ -14,11 +14,17 @@ import { parseTenantTiers } from '../schemas/external.js';
 
 export { parseTenantTiers };
 
-export function externalDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<ActivityDeps> {
-  const deps: Partial<ActivityDeps> = { tenantTiers: parseTenantTiers(env.STRATA_TENANT_TIERS) };
+/** A Kubernetes client when a kubeconfig (STRATA_KUBECONFIG, KUBECONFIG, ~/.kube/config) or an in-cluster account is there. */
+export function sparkClientFromEnv(env: NodeJS.ProcessEnv = process.env): SparkK8sClient | undefined {
   const kubeconfig = env.STRATA_KUBECONFIG;
   const hasKube = kubeconfig || env.KUBECONFIG || env.KUBERNETES_SERVICE_HOST || existsSync(path.join(os.homedir(), '.kube', 'config'));
-  if (hasKube) deps.spark = SparkK8sClient.fromKubeconfig(kubeconfig);
+  return hasKube ? SparkK8sClient.fromKubeconfig(kubeconfig) : undefined;
+}
+
+export function externalDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<ActivityDeps> {
+  const deps: Partial<ActivityDeps> = { tenantTiers: parseTenantTiers(env.STRATA_TENANT_TIERS) };
+  const spark = sparkClientFromEnv(env);
+  if (spark) deps.spark = spark;
   deps.sparkDefaults = {
     ...(env.STRATA_SPARK_IMAGE ? { image: env.STRATA_SPARK_IMAGE } : {}),
     ...(env.STRATA_SPARK_SQL_RUNNER ? { sqlRunnerFile: env.STRATA_SPARK_SQL_RUNNER } : {}),

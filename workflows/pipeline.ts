@@ -123,7 +123,7 @@ export async function pipelineRun(input: PipelineRunInput): Promise<RunState> {
         (r) => finish(id, { status: 'success', attempts: r.attempt, output: r.output, error: undefined }),
         (err) => {
           const f = describeFailure(err);
-          finish(id, { status: isCancellation(err) ? 'cancelled' : 'failed', attempts: f.attempt, error: f.message, errorType: f.type });
+          finish(id, { status: isCancellation(err) ? 'cancelled' : 'failed', attempts: f.attempt, error: f.message, errorType: f.type, output: f.output });
         },
       )
       .finally(() => inflight.delete(id));
@@ -285,15 +285,17 @@ function applySelection(input: PipelineRunInput, state: RunState, nodes: PlanNod
   }
 }
 
-function describeFailure(err: unknown): { message: string; type?: string; attempt: number } {
+/** A failed task's message, type and attempts, and what its engine reported (an external job's states and log tail). */
+function describeFailure(err: unknown): { message: string; type?: string; attempt: number; output?: TaskOutput } {
   let attempt = 1;
   let cause: unknown = err;
   // A child workflow's failure wraps the activity failure that caused it.
   while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause) cause = cause.cause;
   if (cause instanceof ApplicationFailure) {
-    const d = cause.details?.[0] as { attempt?: number } | undefined;
+    const d = cause.details?.[0] as { attempt?: number; output?: unknown } | undefined;
     if (d?.attempt) attempt = d.attempt;
-    return { message: cause.message, type: cause.type ?? undefined, attempt };
+    const output = d?.output && typeof d.output === 'object' ? (d.output as TaskOutput) : undefined;
+    return { message: cause.message, type: cause.type ?? undefined, attempt, ...(output ? { output } : {}) };
   }
   if (cause instanceof TimeoutFailure) return { message: `timed out (${cause.timeoutType})`, type: 'Timeout', attempt };
   return { message: cause instanceof Error ? cause.message : String(cause), attempt };

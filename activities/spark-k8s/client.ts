@@ -4,7 +4,11 @@
  * @kubernetes/client-node (the official client: kubeconfig loading, in-cluster auth,
  * TLS) and nothing Temporal.
  */
-import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, Log } from '@kubernetes/client-node';
+import type { Writable } from 'node:stream';
+
+/** The driver container's name in pods the Spark Operator starts. */
+export const SPARK_DRIVER_CONTAINER = 'spark-kubernetes-driver';
 
 export const SPARK_GROUP = 'sparkoperator.k8s.io';
 export const SPARK_APP_VERSION = 'v1beta2';
@@ -158,6 +162,20 @@ export class SparkK8sClient {
   async podLogTail(namespace: string, pod: string, lines: number): Promise<string | undefined> {
     try {
       return await this.core.readNamespacedPodLog({ namespace, name: pod, tailLines: lines });
+    } catch (e) {
+      const err = toK8sError(e, `read log of pod ${pod}`);
+      if (err.code === 404 || err.code === 400) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Streams a Spark driver's log into `out`, following it while the pod runs when `follow`.
+   * Resolves once the log is flowing (with a handle to stop it), or undefined if the pod is gone.
+   */
+  async streamDriverLog(namespace: string, pod: string, out: Writable, o: { follow: boolean; tailLines?: number }): Promise<AbortController | undefined> {
+    try {
+      return await new Log(this.kc).log(namespace, pod, SPARK_DRIVER_CONTAINER, out, { follow: o.follow, ...(o.tailLines ? { tailLines: o.tailLines } : {}) });
     } catch (e) {
       const err = toK8sError(e, `read log of pod ${pod}`);
       if (err.code === 404 || err.code === 400) return undefined;

@@ -77,6 +77,8 @@ export class K8sDouble {
   readonly namespaces = new Map<string, Obj>();
   readonly quotas = new Map<string, Obj>();
   readonly objects = new Map<string, Obj & { createdMs: number; timeline?: Phase[] }>();
+  /** Pod log requests received, in order (follow or not). */
+  readonly logRequests: { pod: string; follow: boolean }[] = [];
   readonly requests: RequestRecord[] = [];
   /** Timeline for each new SparkApplication (by default a quick success). */
   scenario: (app: Obj) => Phase[] = () => SCENARIOS.success();
@@ -208,15 +210,37 @@ users:
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/log$/.exec(p)) && method === 'GET') {
       const [, ns, pod] = m;
-      const app = [...this.objects.values()].find((o) => o.kind === 'SparkApplication' && o.metadata.namespace === ns && `${o.metadata.name}-driver` === pod);
+      const find = () => [...this.objects.values()].find((o) => o.kind === 'SparkApplication' && o.metadata.namespace === ns && `${o.metadata.name}-driver` === pod);
+      const app = find();
       const st = app && this.currentPhase(app);
       if (!app || !st || st.state === '' || st.state === 'SUBMITTED')
         return this.status(res, 404, 'NotFound', `pods "${pod}" not found`, { name: pod, kind: 'pods' });
-      const lines = [`INFO SparkContext: Running Spark version ${app.spec.sparkVersion}`, `INFO strata: main ${app.spec.mainApplicationFile}`, ...(st.errorMessage ? [`ERROR strata: ${st.errorMessage}`] : []), `INFO strata: state ${st.state}`];
-      const tail = Number(url.searchParams.get('tailLines') ?? lines.length);
-      const text = lines.slice(-tail).join('\n') + '\n';
+      const container = url.searchParams.get('container');
+      if (container && container !== 'spark-kubernetes-driver')
+        return this.status(res, 400, 'BadRequest', `container ${container} is not valid for pod ${pod}`);
+      this.logRequests.push({ pod, follow: url.searchParams.get('follow') === 'true' });
+      const tail = Number(url.searchParams.get('tailLines') ?? 0);
+      const first = this.driverLog(app);
       res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end(text);
+      res.write((tail ? first.slice(-tail) : first).map((l) => l + '\n').join(''));
+      // follow=true: the kubelet keeps the stream open and sends lines as they come, until the container ends.
+      if (url.searchParams.get('follow') !== 'true') {
+        res.end();
+        return 200;
+      }
+      let sent = first.length;
+      const timer = setInterval(() => {
+        const now = find();
+        const lines = now ? this.driverLog(now) : [];
+        if (lines.length > sent) res.write(lines.slice(sent).map((l) => l + '\n').join(''));
+        sent = Math.max(sent, lines.length);
+        const state = now && this.currentPhase(now)?.state;
+        if (!now || state === 'COMPLETED' || state === 'FAILED') {
+          clearInterval(timer);
+          res.end();
+        }
+      }, 40);
+      res.on('close', () => clearInterval(timer));
       return 200;
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(p)) && method === 'GET') {
@@ -287,6 +311,20 @@ users:
     const v = crdValidator(r.crd, r.version);
     if (v(o)) return undefined;
     return (v.errors ?? []).slice(0, 5).map((e) => `${e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: Invalid value: ${e.message}`).join(', ');
+  }
+
+  /** The driver's log so far: append-only, a line per state the application has passed through. */
+  driverLog(app: Obj & { createdMs: number; timeline?: Phase[] }): string[] {
+    const lines = [`INFO SparkContext: Running Spark version ${app.spec.sparkVersion}`, `INFO strata: main ${app.spec.mainApplicationFile}`];
+    const now = this.currentPhase(app);
+    for (const ph of app.timeline ?? []) {
+      if (ph.state && ph.state !== 'SUBMITTED') {
+        if (ph.errorMessage && !lines.includes(`ERROR strata: ${ph.errorMessage}`)) lines.push(`ERROR strata: ${ph.errorMessage}`);
+        lines.push(`INFO strata: state ${ph.state}`);
+      }
+      if (ph === now) break;
+    }
+    return lines;
   }
 
   currentPhase(o: { createdMs: number; timeline?: Phase[] }): Phase | undefined {

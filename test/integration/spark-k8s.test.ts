@@ -1,4 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { buildApi } from '../../api/app.js';
+import { loadConfig } from '../../schemas/config.js';
 import type { RunState } from '../../schemas/run.js';
 import { SCENARIOS } from '../fakes/k8s-double.js';
 import { extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
@@ -66,6 +68,58 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     expect(st.tasks.job.status).toBe('failed');
     expect(st.tasks.job.errorType).toBe('ExternalJobFailed');
     expect(st.tasks.job.error).toMatch(/ended FAILED: java\.lang\.OutOfMemoryError: Java heap space/);
+    // What the engine said stays with the failed task: its states and the driver's log tail.
+    expect(st.tasks.job.output).toMatchObject({ engine: 'spark-k8s', states: expect.arrayContaining(['FAILED']), driverPod: expect.stringMatching(/-driver$/) });
+    expect(String(st.tasks.job.output?.logTail)).toContain('ERROR strata: java.lang.OutOfMemoryError: Java heap space');
+  });
+
+  it('streams a running driver log over the API, following it to the end, and falls back to the kept tail', async () => {
+    const BOOT = 'bootstrap-admin-key-for-spark-logs-01';
+    const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, STRATA_BOOTSTRAP_ADMIN_KEY: BOOT, TEMPORAL_ADDRESS: inject('temporalAddress') });
+    const { app } = await buildApi({ db: stack.db, client: stack.client, config, spark: d.deps.spark });
+    const base = await app.listen({ host: '127.0.0.1', port: 0 });
+    const key = async (tenant: string) => ((await (await fetch(`${base}/api/v1/keys`, { method: 'POST', headers: { authorization: `Bearer ${BOOT}`, 'content-type': 'application/json' }, body: JSON.stringify({ tenant, role: 'viewer' }) })).json()) as { key: string }).key;
+    const [acme, globex] = [await key('acme'), await key('globex')];
+    const get = (url: string, k = acme) => fetch(base + url, { headers: { authorization: `Bearer ${k}` } });
+    try {
+      d.k8s.scenario = () => SCENARIOS.success(1500);
+      await withExtWorker(stack, d.deps, async () => {
+        const h = await stack.runs.start({ spec: spec({ id: 'spark-logs', tasks: [{ id: 'job', kind: 'pyspark', file: 's3://lake/jobs/logs.py', poll: FAST }, { id: 'after', kind: 'noop', needs: ['job'] }] }), tenant: 'acme', trigger: 'manual' });
+        const url = `/api/v1/runs/${encodeURIComponent(h.runId)}/tasks/job/logs`;
+        await waitFor(async () => (await stack.runs.state(h.runId)).tasks.job.status === 'running' && d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-logs' && d.k8s.currentPhase(a as never)?.state === 'RUNNING'));
+        const live = await get(url);
+        expect(live.status).toBe(200);
+        expect(live.headers.get('x-strata-log-source')).toBe('driver-pod');
+        expect(live.headers.get('x-strata-log-follow')).toBe('true');
+        // The body ends only when the driver does: it holds the lines written after the request began.
+        const text = await live.text();
+        expect(text).toContain('INFO strata: main s3://lake/jobs/logs.py');
+        expect(text).toContain('INFO strata: state RUNNING');
+        expect(text).toContain('INFO strata: state COMPLETED');
+        expect(d.k8s.logRequests.some((r) => r.follow)).toBe(true);
+        await stack.client.workflow.getHandle(h.runId).result();
+
+        const done = await get(url);
+        expect(done.headers.get('x-strata-log-follow')).toBe('false');
+        expect(await done.text()).toContain('INFO strata: state COMPLETED');
+        expect(await (await get(`${url}?follow=false&tail=1`)).text()).toBe('INFO strata: state COMPLETED\n');
+        expect((await get(`${url}?follow=maybe`)).status).toBe(400);
+
+        const after = await get(`/api/v1/runs/${encodeURIComponent(h.runId)}/tasks/after/logs`);
+        expect(after.status).toBe(404);
+        expect(((await after.json()) as { error: string }).error).toContain('task after (noop) keeps no log');
+        expect((await get(url, globex)).status).toBe(404);
+        expect((await get(`/api/v1/runs/${encodeURIComponent(h.runId)}/tasks/nope/logs`)).status).toBe(404);
+
+        // The SparkApplication (and its driver pod) deleted: the tail kept in the task output answers.
+        for (const [k, o] of d.k8s.objects) if (o.metadata.labels?.['strata.dev/pipeline'] === 'spark-logs') d.k8s.objects.delete(k);
+        const kept = await get(url);
+        expect(kept.headers.get('x-strata-log-source')).toBe('log-tail');
+        expect(await kept.text()).toContain('INFO strata: state COMPLETED');
+      });
+    } finally {
+      await app.close();
+    }
   });
 
   it('cancelling the run deletes the SparkApplication', async () => {
