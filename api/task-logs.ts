@@ -9,8 +9,7 @@ import { tenantNamespace } from '../activities/spark-k8s/manifest.js';
 import { externalEngineOf, jobName } from '../schemas/external.js';
 import { EXTERNAL_JOB, TASK_KINDS } from '../schemas/kinds.js';
 import type { RunState } from '../schemas/run.js';
-import type { ApiContext } from './context.js';
-import { RequestError } from './runs-service.js';
+import { RequestError, type RunsService } from './runs-service.js';
 
 export interface TaskLog {
   /** `driver-pod` (live from Kubernetes) or `log-tail` (kept in the task's output). */
@@ -19,7 +18,7 @@ export interface TaskLog {
   follow: boolean;
 }
 
-export async function taskLog(ctx: ApiContext, spark: SparkK8sClient | undefined, st: RunState, taskId: string, opts: { follow?: boolean; tailLines?: number }): Promise<TaskLog> {
+export async function taskLog(ctx: { runs: RunsService }, spark: SparkK8sClient | undefined, st: RunState, taskId: string, opts: { follow?: boolean; tailLines?: number }): Promise<TaskLog> {
   const t = st.tasks[taskId];
   if (!t) throw new RequestError(`run ${st.runId} has no task ${taskId}: it has ${Object.keys(st.tasks).join(', ')}`, 404);
   const input = await ctx.runs.input(st.runId);

@@ -106,6 +106,23 @@ program
   });
 
 program
+  .command('logs')
+  .argument('<run>', 'run id')
+  .argument('<task>', 'task id')
+  .option('--no-follow', 'print what is there now instead of following a running driver')
+  .option('--tail <lines>', 'only the last N lines', (v) => Number(v))
+  .description('print a task’s log: a Spark driver’s log (followed while it runs) or the tail its engine left')
+  .action(async (runId: string, taskId: string, o: { follow: boolean; tail?: number }) => {
+    await withService(async (runs) => {
+      const { taskLog } = await import('../api/task-logs.js');
+      const { sparkClientFromEnv } = await import('../workers/external-deps.js');
+      const log = await taskLog({ runs }, sparkClientFromEnv(), await runs.state(runId), taskId, { follow: o.follow, tailLines: o.tail });
+      if (typeof log.body === 'string') process.stdout.write(log.body);
+      else for await (const chunk of log.body) process.stdout.write(chunk);
+    });
+  });
+
+program
   .command('cancel')
   .argument('<run>', 'run id')
   .description('cancel a running run; its running tasks are stopped')

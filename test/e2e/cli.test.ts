@@ -65,6 +65,10 @@ tasks:
       expect(status.code).toBe(0);
       expect(status.out).toMatch(new RegExp(`${runId.replaceAll('/', '\\/')}\\s+failed`));
 
+      const logs = await runCli(['logs', runId, 'bad'], env);
+      expect(logs.code).toBe(2);
+      expect(logs.out).toContain('task bad (fail) keeps no log');
+
       const rep = await runCli(['repair', runId, '--follow'], env);
       expect(rep.out).toMatch(/good\s+success, reused/);
       expect(rep.code).toBe(1); // still fails: the fail task is failing on purpose
