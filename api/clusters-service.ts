@@ -3,7 +3,9 @@
  * touch and resize `clusterLifecycle` entity workflows. Plain functions that throw
  * RequestError (with an HTTP status), so an HTTP layer can wrap them.
  */
-import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { acquireClusterSlot, clusterQuotaWorkflowId } from '../workflows/cluster-messages.js';
+import type { clusterQuota } from '../workflows/cluster-quota.js';
 import { toMs } from '../schemas/duration.js';
 import { ClusterRequest, clusterWorkflowId, type ClusterInput, type ClusterSize, type ClusterSpec, type ClusterState } from '../schemas/cluster.js';
 import { formatPath } from '../schemas/pipeline.js';
@@ -66,11 +68,26 @@ export class ClustersService {
     if (over.length) throw new RequestError(`over the ${t.name} tier of tenant ${tenant}: ${over.join(', ')}; ask for less or move the tenant to a larger tier`, 403);
   }
 
-  private async checkClusterCount(tenant: string) {
+  /**
+   * Takes one of the tenant's cluster slots for `name` through the tenant's quota workflow
+   * (update-with-start: atomic, so racing creates cannot exceed the tier); 403 when full.
+   */
+  private async acquireSlot(tenant: string, name: string) {
     const t = this.tierOf(tenant);
-    const { count } = await this.client.workflow.count(`WorkflowType = 'clusterLifecycle' AND ExecutionStatus = 'Running' AND StrataTenant = '${tenant.replace(/'/g, '')}'`);
-    if (count >= t.maxClusters)
-      throw new RequestError(`tenant ${tenant} already runs ${count} cluster(s), the most its ${t.name} tier allows: delete one or move to a larger tier`, 403);
+    const start = new WithStartWorkflowOperation<typeof clusterQuota>('clusterQuota', {
+      workflowId: clusterQuotaWorkflowId(tenant),
+      taskQueue: this.config.taskQueue,
+      args: [{ tenant }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      typedSearchAttributes: [{ key: SA_TENANT, value: tenant }],
+      staticSummary: `cluster slots of ${tenant}`,
+    });
+    try {
+      await this.client.workflow.executeUpdateWithStart(acquireClusterSlot, { args: [{ name, max: t.maxClusters }], startWorkflowOperation: start });
+    } catch (e) {
+      if (e instanceof WorkflowUpdateFailedError) throw new RequestError(`${e.cause?.message ?? e.message}`.replace(/the most its tier allows/, `the most its ${t.name} tier allows`), 403);
+      throw e;
+    }
   }
 
   private startOptions(spec: ClusterSpec) {
@@ -88,7 +105,7 @@ export class ClustersService {
   async create(req: ClusterRequest): Promise<{ workflowId: string }> {
     const spec = this.specFor(req);
     if (await this.isRunning(spec.tenant, spec.name)) throw new RequestError(`cluster ${spec.name} already exists for tenant ${spec.tenant}`, 409);
-    await this.checkClusterCount(spec.tenant);
+    await this.acquireSlot(spec.tenant, spec.name);
     try {
       const h = await this.client.workflow.start('clusterLifecycle', this.startOptions(spec));
       return { workflowId: h.workflowId };
@@ -102,7 +119,7 @@ export class ClustersService {
   async ensure(req: ClusterRequest, by?: string): Promise<{ workflowId: string; started: boolean }> {
     const spec = this.specFor(req);
     const running = await this.isRunning(spec.tenant, spec.name);
-    if (!running) await this.checkClusterCount(spec.tenant);
+    if (!running) await this.acquireSlot(spec.tenant, spec.name);
     const h = await this.client.workflow.signalWithStart('clusterLifecycle', { ...this.startOptions(spec), signal: 'touch', signalArgs: [{ by }] });
     return { workflowId: h.workflowId, started: !running };
   }

@@ -34,6 +34,8 @@ export async function startDevServer(opts: { port?: number; uiPort?: number; dbF
   if (opts.dbFilename) args.push('--db-filename', opts.dbFilename);
   for (const sa of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${sa}=Keyword`);
   args.push('--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true');
+  // Update-with-start (the atomic cluster quota) is a multi-operation.
+  args.push('--dynamic-config-value', 'frontend.enableExecuteMultiOperation=true');
   args.push('--dynamic-config-value', 'system.enableEagerWorkflowStart=true');
   args.push('--dynamic-config-value', 'system.enableActivityEagerExecution=true');
   args.push('--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1', '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1');

@@ -9,3 +9,17 @@ export const terminateSignal = defineSignal<[{ reason?: string }]>('terminate');
 export const clusterStateQuery = defineQuery<ClusterState>('clusterState');
 export const resizeUpdate = defineUpdate<ClusterState, [ClusterSize]>('resize');
 
+
+/** A cluster name holding one of its tenant's cluster slots, since `acquiredAt` (ms). */
+export interface QuotaHolder {
+  name: string;
+  acquiredAt: number;
+}
+export interface ClusterQuotaInput {
+  tenant: string;
+  holders?: QuotaHolder[];
+}
+/** Takes a slot for `name` (idempotent per name) or fails when the tenant already holds `max`. */
+export const acquireClusterSlot = defineUpdate<{ holders: string[] }, [{ name: string; max: number }]>('acquireClusterSlot');
+export const clusterQuotaQuery = defineQuery<QuotaHolder[]>('clusterQuota');
+export const clusterQuotaWorkflowId = (tenant: string) => `quota/${tenant}/clusters`;

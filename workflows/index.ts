@@ -2,3 +2,4 @@ export { pipelineRun, stateQuery } from './pipeline.js';
 export { reconciliationRun } from './reconciliation.js';
 export { externalJob } from './external-job.js';
 export { clusterLifecycle } from './cluster.js';
+export { clusterQuota } from './cluster-quota.js';

@@ -3,15 +3,16 @@
  * and `ensureClusterReady`, which a job uses to get its named cluster started and ready.
  */
 import { Context } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import { ClustersService } from '../../api/clusters-service.js';
-import type { ClusterSize, ClusterSpec, ClusterState } from '../../schemas/cluster.js';
+import { clusterWorkflowId, type ClusterSize, type ClusterSpec, type ClusterState } from '../../schemas/cluster.js';
 import type { Tier } from '../../schemas/external.js';
 import { jobActivities } from '../core/job.js';
 import { abortableSleep, NonRetryableError } from '../core/task.js';
 import { EmrError, type EmrJobsClient } from '../emr/client.js';
 import { K8sError, SPARK_CONNECT_VERSION, type SparkK8sClient } from '../spark-k8s/client.js';
 import { buildSparkConnect, DEFAULT_SPARK, tenantNamespace } from '../spark-k8s/manifest.js';
-import type { ClusterProvider } from './types.js';
+import type { ClusterProvider, ClusterSlotStatus } from './types.js';
 
 export interface ClusterDeps {
   spark?: SparkK8sClient;
@@ -28,7 +29,10 @@ function nonRetryable(e: unknown): never {
   throw e;
 }
 
-export type ClusterActivities = ClusterProvider & { ensureClusterReady: (a: EnsureArgs) => Promise<ClusterState> };
+export type ClusterActivities = ClusterProvider & {
+  ensureClusterReady: (a: EnsureArgs) => Promise<ClusterState>;
+  clusterSlotStatuses: (a: { tenant: string; names: string[] }) => Promise<Record<string, ClusterSlotStatus>>;
+};
 
 export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
   const k8s = () => {
@@ -124,6 +128,22 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
       } catch (e) {
         return nonRetryable(e);
       }
+    },
+
+    /** For the tenant's quota workflow: which slot holders' cluster workflows still run. */
+    async clusterSlotStatuses(a: { tenant: string; names: string[] }): Promise<Record<string, ClusterSlotStatus>> {
+      const client = Context.current().client;
+      const out: Record<string, ClusterSlotStatus> = {};
+      for (const name of a.names) {
+        try {
+          const d = await client.workflow.getHandle(clusterWorkflowId(a.tenant, name)).describe();
+          out[name] = d.status.name === 'RUNNING' ? { state: 'running' } : { state: 'closed', closedAt: d.closeTime?.getTime() ?? 0 };
+        } catch (e) {
+          if (!(e instanceof WorkflowNotFoundError)) throw e;
+          out[name] = { state: 'missing' };
+        }
+      }
+      return out;
     },
 
     async ensureClusterReady(a: EnsureArgs): Promise<ClusterState> {

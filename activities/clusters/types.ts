@@ -7,3 +7,6 @@ export interface ClusterProvider {
   resizeCluster(spec: ClusterSpec, providerId: string, size: ClusterSize): Promise<void>;
   terminateCluster(spec: ClusterSpec, providerId: string): Promise<{ result: string }>;
 }
+
+/** Whether a cluster holding a quota slot is still there: its entity workflow running, ended (when), or never started. */
+export type ClusterSlotStatus = { state: 'running' } | { state: 'closed'; closedAt: number } | { state: 'missing' };

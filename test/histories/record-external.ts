@@ -2,11 +2,14 @@
  * Records histories of pipelines with external jobs (parent and externalJob children) and
  * of a cluster entity workflow, against the protocol doubles:
  *   npx tsx test/histories/record-external.ts   (writes test/histories/external/)
+ *   RECORD_ONLY=cluster-quota npx tsx test/histories/record-external.ts   (adds just the files whose name starts so,
+ *   keeping the others as recorded by earlier code: that is what the replay test guards)
  */
 import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import proto from '@temporalio/proto';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,7 +29,8 @@ import { K8sDouble, SCENARIOS } from '../fakes/k8s-double.js';
 const { temporal } = proto;
 const here = path.join(path.dirname(fileURLToPath(import.meta.url)), 'external');
 /** file → workflow id: replay needs the real id, since child ids derive from it. */
-const index: Record<string, string> = {};
+const only = process.env.RECORD_ONLY;
+const index: Record<string, string> = only ? JSON.parse(readFileSync(path.join(here, 'index.json'), 'utf8')) : {};
 const CONN = '9b3c8f4e-1d2a-4c5b-8e7f-0a1b2c3d4e5f';
 
 function spec(o: object): PipelineSpec {
@@ -59,6 +63,7 @@ async function main() {
     },
   });
   const save = async (name: string, workflowId: string) => {
+    if (only && !name.startsWith(only)) return;
     let i = 0;
     for await (const ex of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
       const hist = await client.workflow.getHandle(ex.workflowId, ex.runId).fetchHistory();
@@ -105,6 +110,13 @@ async function main() {
     }
     await client.workflow.getHandle('cluster/replay/adhoc').result();
     await save('cluster-idle', 'cluster/replay/adhoc');
+
+    // The tenant's slot workflow (free tier: one cluster): adhoc's slot is reclaimed once it has ended, a third is refused.
+    await clusters.create({ tenant: 'replay', name: 'second', idleTimeout: '2s', pollInterval: '200ms' });
+    const refused = await clusters.create({ tenant: 'replay', name: 'third' }).then(() => 'created', (e: Error) => e.message);
+    if (!/already runs 1 cluster/.test(refused)) throw new Error(`expected a quota refusal, got ${refused}`);
+    await client.workflow.getHandle('cluster/replay/second').result();
+    await save('cluster-quota', 'quota/replay/clusters');
   });
   await writeFile(path.join(here, 'index.json'), JSON.stringify(index, null, 2) + '\n');
   await connection.close();

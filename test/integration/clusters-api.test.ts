@@ -110,15 +110,24 @@ describe('/api/v1/clusters', () => {
     });
   });
 
-  it("holds a free-tier tenant to one cluster at a time", async () => {
+  it('holds a free-tier tenant to one cluster, even when creates race, and frees the slot when the cluster ends', async () => {
     await withExtWorker(stack, d.deps, async () => {
-      const first = await call('POST', '/api/v1/clusters', keys.other, { name: 'one', idleTimeout: '10m', pollInterval: '100ms' });
-      expect(first.status).toBe(202);
-      await waitFor(async () => (await call('GET', '/api/v1/clusters', keys.other)).json.clusters.some((c: { status: string }) => c.status === 'RUNNING'));
-      const second = await call('POST', '/api/v1/clusters', keys.other, { name: 'two' });
-      expect(second.status).toBe(403);
-      expect(second.json.error).toMatch(/already runs 1 cluster\(s\), the most its free tier allows/);
-      expect((await call('DELETE', '/api/v1/clusters/one', keys.other)).status).toBe(202);
+      // Six creates at once for the one slot: exactly one wins (a count over visibility would let several through).
+      const names = ['one', 'two', 'three', 'four', 'five', 'six'];
+      const tries = await Promise.all(names.map((name) => call('POST', '/api/v1/clusters', keys.other, { name, idleTimeout: '10m', pollInterval: '100ms' })));
+      expect(tries.map((t) => t.status).sort()).toEqual([202, 403, 403, 403, 403, 403]);
+      const winner = names[tries.findIndex((t) => t.status === 202)];
+      for (const t of tries.filter((t) => t.status === 403)) expect(t.json.error).toMatch(new RegExp(`already runs 1 cluster\\(s\\), the most its free tier allows \\(${winner}\\)`));
+      await waitFor(async () => (await call('GET', `/api/v1/clusters/${winner}`, keys.other)).json.phase === 'ready', 60_000);
+      expect((await call('POST', '/api/v1/clusters', keys.other, { name: 'later' })).status).toBe(403);
+
+      // Once it has ended, its slot goes to the next create.
+      expect((await call('DELETE', `/api/v1/clusters/${winner}`, keys.other)).status).toBe(202);
+      await waitFor(async () => (await call('GET', `/api/v1/clusters/${winner}`, keys.other)).json.phase === 'terminated', 60_000);
+      await waitFor(async () => (await stack.client.workflow.getHandle(`cluster/${free}/${winner}`).describe()).status.name !== 'RUNNING');
+      const next = await call('POST', '/api/v1/clusters', keys.other, { name: 'later', idleTimeout: '10m', pollInterval: '100ms' });
+      expect(next.status).toBe(202);
+      expect((await call('DELETE', '/api/v1/clusters/later', keys.other)).status).toBe(202);
     });
   });
 });

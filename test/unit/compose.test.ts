@@ -30,6 +30,15 @@ describe('docker-compose.yml', async () => {
     }
   });
 
+  it('gives the Temporal server the dynamic config Strata needs (updates, update-with-start)', async () => {
+    const t = s.temporal as { environment: Record<string, string>; volumes?: string[] };
+    const mount = t.volumes?.find((v) => v.endsWith(`/etc/temporal/${t.environment.DYNAMIC_CONFIG_FILE_PATH}:ro`));
+    expect(mount, 'a volume mounts the file DYNAMIC_CONFIG_FILE_PATH names').toBeDefined();
+    const dc = parse(await readFile(path.join(ROOT, mount!.split(':')[0]), 'utf8')) as Record<string, { value: unknown }[]>;
+    expect(dc['frontend.enableUpdateWorkflowExecution']?.[0]?.value).toBe(true);
+    expect(dc['frontend.enableExecuteMultiOperation']?.[0]?.value).toBe(true);
+  });
+
   it('points Strata at the Temporal and Postgres services on the ports they expose', () => {
     const api = s['strata-api'].environment!;
     const worker = s['strata-worker'].environment!;
