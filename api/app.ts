@@ -9,6 +9,7 @@ import type { Config } from '../schemas/config.js';
 import type { Db } from '../store/db.js';
 import { cachedKeyLookup } from '../store/keys.js';
 import { authenticator } from './auth.js';
+import { TriggerDispatcher, type DispatcherOptions } from './dispatcher.js';
 import { clusterRoutes } from './clusters.js';
 import { ClustersService } from './clusters-service.js';
 import { parseTenantTiers } from '../schemas/external.js';
@@ -48,12 +49,22 @@ export interface ApiDeps {
   lake?: LakeDeps;
   /** Kubernetes access for live Spark driver logs (GET …/tasks/{task}/logs). */
   spark?: SparkK8sClient;
+  /** Trigger dispatcher settings; `false` leaves accepted triggers queued (tests of the outbox). */
+  dispatcher?: DispatcherOptions | false;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; ctx: ApiContext }> {
   const { config } = deps;
   const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024, routerOptions: { maxParamLength: 500 } });
-  const runs = new RunsService(deps.client, { taskQueue: config.STRATA_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE, uiUrl: deps.uiUrl ?? config.TEMPORAL_UI_URL });
+  let dispatcher: TriggerDispatcher | undefined;
+  const runs = new RunsService(deps.client, {
+    taskQueue: config.STRATA_TASK_QUEUE,
+    namespace: config.TEMPORAL_NAMESPACE,
+    uiUrl: deps.uiUrl ?? config.TEMPORAL_UI_URL,
+    outbox: deps.db,
+    onEnqueued: () => dispatcher?.kick(),
+  });
+  if (deps.dispatcher !== false) dispatcher = new TriggerDispatcher(deps.db, runs, deps.dispatcher ?? {});
   const ctx: ApiContext = {
     db: deps.db,
     client: deps.client,
@@ -103,6 +114,11 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   reconciliationRoutes(app, ctx);
   datasetRoutes(app, ctx);
   clusterRoutes(app, ctx);
+  if (dispatcher) {
+    const d = dispatcher;
+    app.addHook('onReady', async () => void d.start());
+    app.addHook('onClose', async () => d.stop());
+  }
   await app.ready();
   return { app, ctx };
 }

@@ -7,6 +7,8 @@ import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/commo
 import { createHash, randomBytes } from 'node:crypto';
 import { resolveParams, type PipelineSpec, type Problem } from '../schemas/pipeline.js';
 import type { PipelineRunInput, PipelineRunOptions, RunState } from '../schemas/run.js';
+import type { Db } from '../store/db.js';
+import { claimTriggers, enqueueTrigger, getTrigger, markStarted } from '../store/triggers.js';
 
 export const SA_PIPELINE = defineSearchAttributeKey('StrataPipeline', SearchAttributeType.KEYWORD);
 export const SA_TENANT = defineSearchAttributeKey('StrataTenant', SearchAttributeType.KEYWORD);
@@ -55,6 +57,19 @@ export interface RunsServiceConfig {
   taskQueue: string;
   namespace: string;
   uiUrl: string;
+  /** The metastore holding the trigger outbox (API): enables enqueue() and queued states. */
+  outbox?: Db;
+  /** Called after each enqueue (the API wakes its dispatcher). */
+  onEnqueued?: () => void;
+}
+
+/** A checked, serialisable workflow start (what the trigger outbox stores). */
+export interface PreparedStart {
+  workflowId: string;
+  input: PipelineRunInput;
+  idempotent: boolean;
+  memo: Record<string, unknown>;
+  summary: string;
 }
 
 export function specHash(spec: PipelineSpec): string {
@@ -80,7 +95,8 @@ export class RunsService {
     return `${this.config.uiUrl}/namespaces/${this.config.namespace}/workflows/${encodeURIComponent(workflowId)}`;
   }
 
-  async start(req: StartRunRequest): Promise<RunHandleInfo> {
+  /** Checks a start request and turns it into a serialisable workflow start (throws 400). */
+  prepare(req: StartRunRequest): PreparedStart {
     const { params, problems } = resolveParams(req.spec, req.params ?? {});
     const ids = new Set(req.spec.tasks.map((t) => t.id));
     for (const t of req.only ?? []) if (!ids.has(t)) problems.push({ path: 'only', message: `unknown task "${t}": use one of ${[...ids].join(', ')}` });
@@ -91,6 +107,7 @@ export class RunsService {
     const now = new Date();
     const runKey = req.runKey ?? newRunKey(req.trigger, now);
     const workflowId = workflowIdFor(req.tenant, req.spec.id, runKey);
+    const specVersion = req.specVersion ?? specHash(req.spec);
     const input: PipelineRunInput = {
       spec: req.spec,
       tenant: req.tenant,
@@ -101,27 +118,42 @@ export class RunsService {
       logicalDate: req.logicalDate ? new Date(req.logicalDate).toISOString() : undefined,
       prior: req.prior,
       options: req.options,
-      specVersion: req.specVersion ?? specHash(req.spec),
+      specVersion,
       pipelineVersion: req.pipelineVersion,
     };
+    return {
+      workflowId,
+      input,
+      idempotent: !!req.idempotent,
+      memo: { pipeline: req.spec.id, specVersion, pipelineVersion: req.pipelineVersion, tasks: req.spec.tasks.length, ...req.memo },
+      summary: `${req.spec.id} (${req.trigger}${req.only?.length ? `, only ${req.only.join(',')}` : ''})`,
+    };
+  }
+
+  /**
+   * Starts a prepared run. `dispatch`: the start comes from the trigger outbox, where the id
+   * is the trigger's identity: finding the workflow already there means it was started before.
+   */
+  async startPrepared(p: PreparedStart, dispatch = false): Promise<RunHandleInfo> {
+    const { workflowId, input } = p;
     try {
       const handle = await this.client.workflow.start('pipelineRun', {
         taskQueue: this.config.taskQueue,
         workflowId,
         args: [input],
-        workflowIdReusePolicy: req.idempotent ? WorkflowIdReusePolicy.REJECT_DUPLICATE : undefined,
+        workflowIdReusePolicy: p.idempotent || dispatch ? WorkflowIdReusePolicy.REJECT_DUPLICATE : undefined,
         typedSearchAttributes: [
-          { key: SA_PIPELINE, value: req.spec.id },
-          { key: SA_TENANT, value: req.tenant },
-          { key: SA_TRIGGER, value: req.trigger },
+          { key: SA_PIPELINE, value: input.spec.id },
+          { key: SA_TENANT, value: input.tenant },
+          { key: SA_TRIGGER, value: String(input.trigger) },
         ],
-        memo: { pipeline: req.spec.id, specVersion: req.specVersion ?? specHash(req.spec), pipelineVersion: req.pipelineVersion, tasks: req.spec.tasks.length, ...req.memo },
-        staticSummary: `${req.spec.id} (${req.trigger}${req.only?.length ? `, only ${req.only.join(',')}` : ''})`,
+        memo: p.memo,
+        staticSummary: p.summary,
       });
       return { runId: workflowId, workflowId, temporalRunId: handle.firstExecutionRunId, uiUrl: this.uiLink(workflowId) };
     } catch (e) {
       if (e instanceof WorkflowExecutionAlreadyStartedError) {
-        if (req.idempotent) {
+        if (p.idempotent || dispatch) {
           const d = await this.client.workflow.getHandle(workflowId).describe();
           return { runId: workflowId, workflowId, temporalRunId: d.runId, uiUrl: this.uiLink(workflowId), existing: true };
         }
@@ -131,12 +163,78 @@ export class RunsService {
     }
   }
 
+  async start(req: StartRunRequest): Promise<RunHandleInfo> {
+    return this.startPrepared(this.prepare(req));
+  }
+
+  /**
+   * Accepts a run into the trigger outbox (one insert) instead of starting it here; the
+   * dispatcher starts it under the same id. `existing` when an idempotent trigger was
+   * accepted before. Needs `outbox` in the config.
+   */
+  async enqueue(req: StartRunRequest): Promise<RunHandleInfo & { queued: true }> {
+    const db = this.config.outbox;
+    if (!db) throw new Error('RunsService.enqueue needs the outbox database');
+    const p = this.prepare(req);
+    const fresh = await enqueueTrigger(db, { workflowId: p.workflowId, tenant: req.tenant, pipelineId: req.spec.id, request: p });
+    if (!fresh && !req.idempotent) throw new RequestError(`run ${p.workflowId} already exists: use another run key`, 409);
+    this.config.onEnqueued?.();
+    const t = fresh ? undefined : await getTrigger(db, p.workflowId);
+    return { runId: p.workflowId, workflowId: p.workflowId, temporalRunId: t?.temporal_run_id ?? '', uiUrl: this.uiLink(p.workflowId), existing: !fresh, queued: true };
+  }
+
+  /**
+   * Starts a run waiting in the trigger outbox now, or waits while a dispatcher starts it.
+   * False if there is no such trigger.
+   */
+  private async startQueued(runId: string): Promise<boolean> {
+    const db = this.config.outbox;
+    if (!db || !(await getTrigger(db, runId))) return false;
+    for (let i = 0; i < 100; i++) {
+      const [row] = await claimTriggers<PreparedStart>(db, 1, 30_000, runId);
+      if (row) {
+        const h = await this.startPrepared(row.request, true);
+        await markStarted(db, runId, h.temporalRunId);
+        return true;
+      }
+      if ((await getTrigger(db, runId))?.started_at) return true;
+      await new Promise((r) => setTimeout(r, 100)); // a dispatcher holds it right now
+    }
+    throw new RequestError(`run ${runId} is still queued: its start keeps failing (${(await getTrigger(db, runId))?.last_error ?? 'unknown'}); try again`, 503);
+  }
+
+  /** A run accepted into the outbox but not started yet, as a queued state (else undefined). */
+  private async queuedState(runId: string): Promise<RunState | undefined> {
+    const db = this.config.outbox;
+    if (!db) return undefined;
+    const t = await getTrigger<PreparedStart>(db, runId);
+    if (!t) return undefined;
+    const input = t.request.input;
+    return {
+      runId,
+      workflowId: runId,
+      pipelineId: input.spec.id,
+      tenant: input.tenant,
+      trigger: input.trigger,
+      logicalDate: input.logicalDate ?? new Date(t.created_at).toISOString(),
+      status: 'queued',
+      startedAt: new Date(t.created_at).toISOString(),
+      tasks: Object.fromEntries(input.spec.tasks.map((x) => [x.id, { status: 'pending', attempts: 0 }])),
+      continuations: 0,
+      ...(t.last_error ? { queuedError: t.last_error } : {}),
+    } as RunState;
+  }
+
   /** Live state while running; the final state (replayed) after. */
   async state(runId: string): Promise<RunState> {
     try {
       return await this.client.workflow.getHandle(runId).query<RunState>('state');
     } catch (e) {
-      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no run ${runId}: check the id (strata runs list shows them)`, 404);
+      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') {
+        const queued = await this.queuedState(runId);
+        if (queued) return queued;
+        throw new RequestError(`no run ${runId}: check the id (strata runs list shows them)`, 404);
+      }
       throw e;
     }
   }
@@ -161,8 +259,10 @@ export class RunsService {
     try {
       desc = await handle.describe();
     } catch (e) {
-      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no run ${runId}`, 404);
-      throw e;
+      if (!(e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError')) throw e;
+      // Still in the trigger outbox: start it now (so it exists and ends CANCELLED, visibly), then cancel.
+      if (!(await this.startQueued(runId))) throw new RequestError(`no run ${runId}`, 404);
+      desc = await handle.describe();
     }
     if (desc.status.name !== 'RUNNING') throw new RequestError(`run ${runId} has already ended (${desc.status.name.toLowerCase()})`, 409);
     await handle.cancel();

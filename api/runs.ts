@@ -43,7 +43,8 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
     const pipe = await loadPipeline(ctx, p.tenant, req.params.id, body.version);
     const idem = req.headers['idempotency-key'];
     if (idem !== undefined && (typeof idem !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(idem))) throw new RequestError('Idempotency-Key must be 1–200 printable characters', 400);
-    const h = await ctx.runs.start({
+    // Accepted into the trigger outbox (one insert); the dispatcher starts the workflow under this id.
+    const h = await ctx.runs.enqueue({
       spec: pipe.spec,
       tenant: p.tenant,
       trigger: 'api',
@@ -56,7 +57,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
       idempotent: !!idem,
     });
     if (!h.existing) ctx.metrics.runsStarted.inc({ trigger: 'api' });
-    return reply.status(202).send({ runId: h.runId, workflowId: h.workflowId, temporalRunId: h.temporalRunId, uiUrl: h.uiUrl, version: pipe.version, existing: h.existing ?? false });
+    return reply.status(202).send({ runId: h.runId, workflowId: h.workflowId, status: 'queued', uiUrl: h.uiUrl, version: pipe.version, existing: h.existing ?? false });
   });
 
   app.post('/api/v1/transform', { schema: { tags: ['runs'], summary: 'Run one SQL statement as a one-task pipeline (202)' } }, async (req, reply) => {
@@ -64,9 +65,9 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
     const b = parse(TransformBody, req.body, 'body');
     const r = validateSpec({ id: 'transform', tasks: [{ id: 'transform', kind: 'sql', sql: b.sql, engine: b.engine, ...(b.connection ? { connection: b.connection } : {}), ...(b.output ? { output: b.output } : {}) }] });
     if (!r.ok) throw new RequestError(r.problems.map((x) => `${x.path.replace('tasks[0].', '')}: ${x.message}`).join('; '), 400, r.problems);
-    const h = await ctx.runs.start({ spec: r.spec, tenant: p.tenant, trigger: 'api' });
+    const h = await ctx.runs.enqueue({ spec: r.spec, tenant: p.tenant, trigger: 'api' });
     ctx.metrics.runsStarted.inc({ trigger: 'transform' });
-    return reply.status(202).send({ runId: h.runId, workflowId: h.workflowId, uiUrl: h.uiUrl });
+    return reply.status(202).send({ runId: h.runId, workflowId: h.workflowId, status: 'queued', uiUrl: h.uiUrl });
   });
 
   app.get('/api/v1/runs', { schema: { tags: ['runs'], summary: 'List runs, newest first (paginated with cursor)' } }, async (req) => {

@@ -24,7 +24,8 @@ export interface TaskState {
   reusedFrom?: string;
 }
 
-export type RunStatus = 'running' | 'success' | 'failed' | 'cancelled';
+/** `queued`: accepted by the API's trigger outbox, not started in Temporal yet (milliseconds, normally). */
+export type RunStatus = 'queued' | 'running' | 'success' | 'failed' | 'cancelled';
 export type Trigger = 'manual' | 'api' | 'schedule' | 'repair' | 'backfill';
 
 export interface RunContext {

@@ -84,7 +84,7 @@ async function finished(runId: string, key = keys.acmeViewer) {
   let r: Awaited<ReturnType<typeof call>> | undefined;
   await waitFor(async () => {
     r = await call('GET', `/api/v1/runs/${enc(runId)}`, { key });
-    return r.status === 200 && r.json.status !== 'running';
+    return r.status === 200 && r.json.status !== 'running' && r.json.status !== 'queued';
   }, 60_000);
   return r!.json;
 }

@@ -1,0 +1,63 @@
+/** The trigger outbox (migration 004): accepted API triggers waiting to become workflows. */
+import type { Db } from './db.js';
+
+export interface TriggerRow<R = unknown> {
+  workflow_id: string;
+  tenant: string;
+  pipeline_id: string;
+  request: R;
+  created_at: Date;
+  attempts: number;
+  last_error: string | null;
+  started_at: Date | null;
+  temporal_run_id: string | null;
+}
+
+/** Accepts a trigger; false if one with that workflow id was accepted before. */
+export async function enqueueTrigger(db: Db, t: { workflowId: string; tenant: string; pipelineId: string; request: unknown }): Promise<boolean> {
+  const r = await db.query(
+    `INSERT INTO run_triggers (workflow_id, tenant, pipeline_id, request) VALUES ($1, $2, $3, $4) ON CONFLICT (workflow_id) DO NOTHING RETURNING workflow_id`,
+    [t.workflowId, t.tenant, t.pipelineId, JSON.stringify(t.request)],
+  );
+  return r.rows.length === 1;
+}
+
+/**
+ * Claims up to `limit` pending triggers (oldest first) for `leaseMs`; other dispatchers
+ * (another API replica) skip them. A claim that lapses (its dispatcher died) is taken again.
+ */
+export async function claimTriggers<R>(db: Db, limit: number, leaseMs: number, only?: string): Promise<TriggerRow<R>[]> {
+  const r = await db.query<TriggerRow<R>>(
+    `UPDATE run_triggers SET claimed_until = now() + ($2 || ' milliseconds')::interval, attempts = attempts + 1
+     WHERE workflow_id IN (
+       SELECT workflow_id FROM run_triggers
+       WHERE started_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) AND ($3::text IS NULL OR workflow_id = $3)
+       ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+     RETURNING *`,
+    [limit, String(leaseMs), only ?? null],
+  );
+  return r.rows;
+}
+
+export async function markStarted(db: Db, workflowId: string, temporalRunId: string | undefined): Promise<void> {
+  await db.query(`UPDATE run_triggers SET started_at = now(), temporal_run_id = $2, claimed_until = NULL, last_error = NULL WHERE workflow_id = $1`, [workflowId, temporalRunId ?? null]);
+}
+
+/** A start that failed for a reason a retry may fix: try again after `retryMs`. */
+export async function markRetry(db: Db, workflowId: string, error: string, retryMs: number): Promise<void> {
+  await db.query(`UPDATE run_triggers SET last_error = $2, claimed_until = now() + ($3 || ' milliseconds')::interval WHERE workflow_id = $1`, [workflowId, error.slice(0, 2000), String(retryMs)]);
+}
+
+export async function getTrigger<R>(db: Db, workflowId: string): Promise<TriggerRow<R> | undefined> {
+  return (await db.query<TriggerRow<R>>(`SELECT * FROM run_triggers WHERE workflow_id = $1`, [workflowId])).rows[0];
+}
+
+export async function pendingTriggers(db: Db): Promise<number> {
+  return Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM run_triggers WHERE started_at IS NULL`)).rows[0].n);
+}
+
+/** Forgets started triggers older than `keepMs` (their runs live in Temporal and the runs index). */
+export async function pruneTriggers(db: Db, keepMs: number): Promise<number> {
+  const r = await db.query(`DELETE FROM run_triggers WHERE started_at IS NOT NULL AND started_at < now() - ($1 || ' milliseconds')::interval`, [String(keepMs)]);
+  return r.rowCount ?? 0;
+}
