@@ -88,6 +88,8 @@ export class EmrDouble {
   stepScenario: (step: { Name: string; Args: string[] }) => StepPhase[] = () => STEP_SCENARIOS.success();
   /** The logs a step leaves when it ends (undefined: none, as before EMR uploads them). */
   stepLogs: (step: { Id: string; Name: string; Args: string[]; state: string; failure?: { Message: string } }) => StepLogs | undefined = defaultStepLogs;
+  /** Awaited before a (valid) call takes effect: lets a test look at the world as EMR would see it then. */
+  beforeOp?: (op: string, input: Record<string, any>) => Promise<void> | void;
   private s3?: S3Client;
   /** ms a new cluster takes to reach WAITING. */
   clusterStartMs = 200;
@@ -177,6 +179,7 @@ export class EmrDouble {
       rec.status = this.error(res, 400, 'ValidationException', problems.join('; '));
       return;
     }
+    await this.beforeOp?.(op, input);
     const f = this.failures.find((x) => x.op === op && x.left > 0);
     if (f) {
       f.left--;

@@ -66,13 +66,14 @@ const stepFor = (runWorkflowId: string, taskId: string) => emr.clusters.get(clus
 
 describe('EMR scripts on S3', () => {
   it('uploads each script before AddJobFlowSteps and runs it with -f / --file', async () => {
-    // When the step is added, the script it names must already be in S3.
-    const presentAtAdd: Promise<[string, boolean]>[] = [];
-    emr.stepScenario = ({ Args }) => {
-      const uri = Args.find((a) => a.startsWith(SCRIPTS));
-      if (uri) presentAtAdd.push(raw.send(new HeadObjectCommand(split(uri))).then(() => [uri, true] as [string, boolean], () => [uri, false] as [string, boolean]));
-      return STEP_SCENARIOS.success(150);
+    // When AddJobFlowSteps reaches EMR, the script the step names must already be in S3.
+    const presentAtAdd: [string, boolean][] = [];
+    emr.beforeOp = async (op, input) => {
+      if (op !== 'AddJobFlowSteps') return;
+      const uri = (input.Steps[0].HadoopJarStep.Args as string[]).find((a) => a.startsWith(SCRIPTS));
+      if (uri) presentAtAdd.push([uri, await raw.send(new HeadObjectCommand(split(uri))).then(() => true, () => false)]);
     };
+    emr.stepScenario = () => STEP_SCENARIOS.success(150);
     const sql = "-- daily orders\nselect o.id, 'ünïcode' as tag, \"q\" from bronze.orders o\nwhere o.day = '2026-01-15';\n";
     const big = `insert overwrite table silver.wide select\n${Array.from({ length: 900 }, (_, i) => `  c${i} as column_${i}`).join(',\n')}\nfrom bronze.wide;\n`;
     expect(Buffer.byteLength(big)).toBeGreaterThan(10 * 1024);
@@ -114,9 +115,9 @@ describe('EMR scripts on S3', () => {
     expect(await getText(pyUri)).toBe(py);
     expect(stepFor(wf, 'py_s3')!.Config.Args).toEqual(['spark-submit', '--deploy-mode', 'cluster', 's3://lake/jobs/a.py']);
 
-    const seen = await Promise.all(presentAtAdd);
-    expect(seen).toHaveLength(6);
-    expect(seen.filter(([, ok]) => !ok)).toEqual([]);
+    emr.beforeOp = undefined;
+    expect(presentAtAdd).toHaveLength(6);
+    expect(presentAtAdd.filter(([, ok]) => !ok)).toEqual([]);
   });
 
   it('refuses SQL over 10 KB without a scripts URI, naming STRATA_EMR_SCRIPTS_URI, and adds no step', async () => {
