@@ -32,7 +32,15 @@ export function externalDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Parti
     ...(env.STRATA_S3_ENDPOINT ? { s3Endpoint: env.STRATA_S3_ENDPOINT } : {}),
   };
   const region = env.STRATA_EMR_REGION ?? env.AWS_REGION;
-  if (region) deps.emr = new EmrJobsClient({ region, ...(env.STRATA_EMR_ENDPOINT ? { endpoint: env.STRATA_EMR_ENDPOINT } : {}) });
+  if (region) {
+    deps.emr = new EmrJobsClient({ region, ...(env.STRATA_EMR_ENDPOINT ? { endpoint: env.STRATA_EMR_ENDPOINT } : {}) });
+    // EMR's buckets (scripts, step logs) are on AWS S3: the AWS default credential chain, not the lake's STRATA_S3_* settings.
+    deps.emrS3 = { region };
+  }
+  if (env.STRATA_EMR_SCRIPTS_URI) {
+    if (!/^s3[na]?:\/\/[^/]+/.test(env.STRATA_EMR_SCRIPTS_URI)) throw new Error(`STRATA_EMR_SCRIPTS_URI "${env.STRATA_EMR_SCRIPTS_URI}" should be s3://BUCKET/PREFIX`);
+    deps.emrScriptsUri = env.STRATA_EMR_SCRIPTS_URI;
+  }
   if (env.AIRBYTE_URL) {
     const missing = ['AIRBYTE_CLIENT_ID', 'AIRBYTE_CLIENT_SECRET'].filter((k) => !env[k]);
     if (missing.length) throw new Error(`AIRBYTE_URL is set but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not: set the Airbyte application's client credentials`);

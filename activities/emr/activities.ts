@@ -1,44 +1,158 @@
-/** EMR steps as Temporal activities: add (idempotent by step name), describe, cancel. */
+/**
+ * EMR steps as Temporal activities: add (idempotent by step name), describe, cancel, logs.
+ * Scripts (SQL, inline HiveQL, worker-local PySpark files) are uploaded to
+ * `emrScriptsUri` before the step is added; step logs are read from the cluster's LogUri.
+ */
 import type { StepConfig } from '@aws-sdk/client-emr';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { jobName, type ExternalJobInput, type JobRef, type JobStatus } from '../../schemas/external.js';
 import { jobActivities } from '../core/job.js';
 import { NonRetryableError } from '../core/task.js';
+import { openStore, toS3Uri, type ObjectStore, type S3Config } from '../s3/client.js';
 import { EmrError, STEP_TERMINAL, type EmrJobsClient } from './client.js';
 
 export interface EmrDeps {
   emr?: EmrJobsClient;
+  /** s3://bucket/prefix where scripts are uploaded before a step is added (STRATA_EMR_SCRIPTS_URI). */
+  emrScriptsUri?: string;
+  /** S3 settings for EMR's buckets (scripts, step logs); else the lake's `s3`. */
+  emrS3?: S3Config;
+  s3?: S3Config;
 }
+
+/** Inline SQL longer than this goes to S3 (EMR caps a step's arguments around 10 KB). */
+export const EMR_INLINE_SQL_MAX = 10 * 1024;
+/** How much of a step's stderr (or stdout) the task output keeps. */
+export const LOG_TAIL_LINES = 60;
+export const LOG_TAIL_BYTES = 8 * 1024;
+/** Larger log objects are not downloaded; the output points at them instead. */
+const LOG_READ_MAX = 32 * 1024 * 1024;
 
 function classify(e: unknown): never {
   if (e instanceof EmrError && !e.retryable) throw new NonRetryableError(e.message, e.type);
   throw e;
 }
 
-/** The command-runner.jar arguments for a task: spark-sql/hive/presto for sql, spark-submit for pyspark. */
-export function stepArgs(task: Record<string, any>): string[] {
+/**
+ * Runs presto-cli on a script in S3: presto-cli reads only local files (`--file`), so the
+ * step copies the script to a temp file on the primary node first. $1 is the script URI,
+ * the rest are the task's extra arguments.
+ */
+export const PRESTO_FROM_S3 = 'set -e; f=$(mktemp --suffix=.sql); trap \'rm -f "$f"\' EXIT; aws s3 cp --quiet "$1" "$f"; shift; presto-cli --file "$f" "$@"';
+
+/**
+ * The command-runner.jar arguments for a task: spark-sql/hive/presto for sql, spark-submit
+ * for pyspark. `script` is the S3 URI the task's SQL (or local file) was uploaded to; without
+ * it SQL is passed inline.
+ */
+export function stepArgs(task: Record<string, any>, script?: string): string[] {
   const extra: string[] = task.args ?? [];
   if (task.kind === 'pyspark') {
     const conf = Object.entries((task.sparkConf ?? {}) as Record<string, string>).flatMap(([k, v]) => ['--conf', `${k}=${v}`]);
-    return ['spark-submit', '--deploy-mode', 'cluster', ...conf, String(task.file), ...extra];
+    return ['spark-submit', '--deploy-mode', 'cluster', ...conf, script ?? String(task.file), ...extra];
   }
-  if (task.kind === 'hive') return task.script ? ['hive', '-f', String(task.script), ...extra] : ['hive', '-e', String(task.query), ...extra];
+  if (task.kind === 'hive') {
+    if (script) return ['hive', '-f', script, ...extra];
+    return task.script ? ['hive', '-f', String(task.script), ...extra] : ['hive', '-e', String(task.query), ...extra];
+  }
   const dialect = task.dialect ?? 'spark';
-  if (dialect === 'hive') return ['hive', '-e', String(task.sql), ...extra];
-  if (dialect === 'presto') return ['presto-cli', '--execute', String(task.sql), ...extra];
-  return ['spark-sql', '-e', String(task.sql), ...extra];
+  if (dialect === 'hive') return script ? ['hive', '-f', script, ...extra] : ['hive', '-e', String(task.sql), ...extra];
+  if (dialect === 'presto') return script ? ['bash', '-c', PRESTO_FROM_S3, 'strata-presto', script, ...extra] : ['presto-cli', '--execute', String(task.sql), ...extra];
+  return script ? ['spark-sql', '-f', script, ...extra] : ['spark-sql', '-e', String(task.sql), ...extra];
 }
+
+/** A path segment safe as part of an S3 key: no "..", no characters that need escaping. */
+const keySegment = (s: string) => {
+  const clean = s.replace(/[^A-Za-z0-9._=-]+/g, '_');
+  return /^\.*$/.test(clean) ? clean.replace(/\./g, '_') || '_' : clean;
+};
+
+/** Where a task's script goes under the scripts URI: {workflowId}/{taskId}-{sha256 prefix}{ext}. */
+export function scriptKey(workflowId: string, taskId: string, content: Uint8Array, ext: string): string {
+  const folder = workflowId.split('/').filter(Boolean).map(keySegment).join('/') || '_';
+  const sha = createHash('sha256').update(content).digest('hex').slice(0, 16);
+  return `${folder}/${keySegment(taskId)}-${sha}${ext}`;
+}
+
+/** A file on the worker (a plain path or file://), as opposed to s3://, local:///, https://… */
+const isWorkerFile = (p: string) => p.startsWith('file://') || !/^[a-z][a-z0-9+.-]*:/i.test(p);
+
+/** The last lines (at most LOG_TAIL_LINES / LOG_TAIL_BYTES) of a log. */
+export function logTail(text: string): string {
+  let t = text.replace(/\s+$/, '');
+  if (Buffer.byteLength(t) > LOG_TAIL_BYTES) t = Buffer.from(t).subarray(-LOG_TAIL_BYTES).toString('utf8').replace(/^[^\n]*\n/, '');
+  return t.split('\n').slice(-LOG_TAIL_LINES).join('\n');
+}
+
+const gunzipMaybe = (b: Buffer) => (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b ? gunzipSync(b, { maxOutputLength: 4 * LOG_READ_MAX }) : b);
 
 export function createEmrActivities(deps: EmrDeps) {
   const client = () => {
     if (!deps.emr) throw new NonRetryableError('this worker has no EMR client: configure AWS region and credentials to use engine emr', 'ConfigError');
     return deps.emr;
   };
+  // One store (and S3 client) per root: the scripts folder and each cluster's LogUri.
+  const stores = new Map<string, ObjectStore>();
+  const storeAt = (root: string) => {
+    const s3 = deps.emrS3 ?? deps.s3;
+    if (!s3) return undefined;
+    let st = stores.get(root);
+    if (!st) stores.set(root, (st = openStore(root, s3)));
+    return st;
+  };
+
+  /** Uploads the task's script when it has one to upload; returns its S3 URI, or undefined to run inline. */
+  async function uploadScript(input: ExternalJobInput): Promise<string | undefined> {
+    const t = input.task as Record<string, any> & { id: string; kind: string };
+    let content: Buffer;
+    let ext = '.sql';
+    let what: string;
+    if (t.kind === 'sql' || (t.kind === 'hive' && !t.script)) {
+      content = Buffer.from(String(t.kind === 'sql' ? t.sql : t.query), 'utf8');
+      what = 'sql';
+      if (!deps.emrScriptsUri) {
+        if (content.byteLength <= EMR_INLINE_SQL_MAX) return undefined;
+        throw new NonRetryableError(
+          `task ${t.id}: its SQL is ${content.byteLength} bytes, too long to pass inline as an EMR step argument (limit ${EMR_INLINE_SQL_MAX}): set STRATA_EMR_SCRIPTS_URI (s3://bucket/prefix) on the worker so scripts are uploaded to S3`,
+          'ConfigError',
+        );
+      }
+    } else {
+      const file = String(t.kind === 'pyspark' ? t.file : t.script);
+      if (!isWorkerFile(file)) return undefined; // s3://, local:///, https://… pass through
+      what = file;
+      if (!deps.emrScriptsUri) {
+        throw new NonRetryableError(`task ${t.id}: "${file}" is a file on the worker; EMR cannot read it: set STRATA_EMR_SCRIPTS_URI (s3://bucket/prefix) to upload it, or point at an s3:// file`, 'ConfigError');
+      }
+      const local = file.startsWith('file://') ? fileURLToPath(file) : path.resolve(file);
+      try {
+        content = await readFile(local);
+      } catch (e) {
+        throw new NonRetryableError(`task ${t.id}: cannot read ${local} on the worker: ${(e as Error).message}`, 'ConfigError');
+      }
+      ext = path.extname(local) || '.py';
+    }
+    const root = toS3Uri(deps.emrScriptsUri);
+    if (!root) throw new NonRetryableError(`STRATA_EMR_SCRIPTS_URI "${deps.emrScriptsUri}" is not an S3 URI: write s3://bucket/prefix`, 'ConfigError');
+    const store = storeAt(root);
+    if (!store) throw new NonRetryableError(`STRATA_EMR_SCRIPTS_URI is set but the worker has no S3 settings to upload ${what} with: set AWS_REGION (or STRATA_S3_*)`, 'ConfigError');
+    // Same content, same key: a retried submit rewrites the same object.
+    const key = scriptKey(input.run.workflowId, t.id, content, ext);
+    await store.putBytes(key, content);
+    return store.uri(key);
+  }
+
   return jobActivities({
     async emrSubmit(input: ExternalJobInput & { cluster?: { providerId?: string } }): Promise<JobRef> {
       const clusterId = (input.cluster?.providerId ?? input.task.clusterId) as string | undefined;
       if (!clusterId) throw new NonRetryableError(`task ${input.task.id} has no EMR cluster: set "clusterId" or "cluster"`, 'ConfigError');
       const name = jobName(input.run.workflowId, input.task.id, 200);
-      const step: StepConfig = { Name: name, ActionOnFailure: 'CONTINUE', HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(input.task) } };
+      const script = await uploadScript(input);
+      const step: StepConfig = { Name: name, ActionOnFailure: 'CONTINUE', HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(input.task, script) } };
       try {
         const { stepId, adopted } = await client().addStepOnce(clusterId, step);
         return { engine: 'emr', name, scope: clusterId, id: stepId, adopted };
@@ -66,13 +180,41 @@ export function createEmrActivities(deps: EmrDeps) {
       }
     },
 
-    async emrLogs(ref: JobRef): Promise<{ facts?: Record<string, unknown> }> {
-      // Step logs live under the cluster's S3 LogUri; this worker does not read S3 yet.
+    /**
+     * The step's stderr (else stdout) tail from {LogUri}/{clusterId}/steps/{stepId}/. EMR
+     * uploads these gzipped, minutes after the step ends: missing or unreadable logs give a
+     * note, never an error.
+     */
+    async emrLogs(ref: JobRef): Promise<{ facts?: Record<string, unknown>; logTail?: string }> {
+      let logUri: string | undefined;
       try {
-        const c = await client().describeCluster(ref.scope);
-        return { facts: c.LogUri ? { stepLogs: `${c.LogUri.replace(/\/?$/, '/')}${ref.scope}/steps/${ref.id}/` } : {} };
-      } catch {
-        return {};
+        logUri = (await client().describeCluster(ref.scope)).LogUri;
+      } catch (e) {
+        return { facts: { logNote: `step logs not read: ${(e as Error).message}` } };
+      }
+      if (!logUri) return { facts: { logNote: `cluster ${ref.scope} has no LogUri: EMR keeps no step logs in S3` } };
+      const stepLogs = `${logUri.replace(/\/?$/, '/')}${ref.scope}/steps/${ref.id}/`;
+      const root = toS3Uri(logUri);
+      const store = root ? storeAt(root) : undefined;
+      if (!store) return { facts: { stepLogs, logNote: root ? 'this worker has no S3 settings to read step logs with' : `LogUri ${logUri} is not on S3` } };
+      try {
+        const folder = `${ref.scope}/steps/${ref.id}/`;
+        const objects = await store.list(folder);
+        const byName = new Map(objects.map((o) => [o.key.slice(folder.length), o]));
+        const logFiles = [...byName.keys()].sort();
+        const read = async (base: string): Promise<string | undefined> => {
+          const o = byName.get(`${base}.gz`) ?? byName.get(base);
+          if (!o) return undefined;
+          if (o.size > LOG_READ_MAX) return `[${o.key.slice(folder.length)} is ${o.size} bytes; read it at ${stepLogs}]`;
+          return gunzipMaybe(await store.getBytes(o.key)).toString('utf8');
+        };
+        const stderr = await read('stderr');
+        const text = stderr?.trim() ? stderr : await read('stdout');
+        const facts: Record<string, unknown> = { stepLogs, logFiles };
+        if (stderr === undefined && !byName.has('stdout') && !byName.has('stdout.gz')) facts.logNote = `no stderr/stdout under ${stepLogs} yet: EMR uploads step logs a few minutes after the step ends`;
+        return { facts, ...(text?.trim() ? { logTail: logTail(text) } : {}) };
+      } catch (e) {
+        return { facts: { stepLogs, logNote: `step logs not read: ${(e as Error).message}` } };
       }
     },
 

@@ -62,6 +62,15 @@ export function s3ConfigFromEnv(env: NodeJS.ProcessEnv = process.env): S3Config 
   };
 }
 
+/**
+ * s3://BUCKET/PREFIX for a Hadoop-style S3 URI (s3n://, s3a:// as EMR reports LogUri), or
+ * undefined when the URI is not on S3.
+ */
+export function toS3Uri(uri: string): string | undefined {
+  const m = /^s3[na]?:\/\/([^/]+)(\/.*)?$/i.exec(uri.trim());
+  return m ? `s3://${m[1]}${(m[2] ?? '').replace(/\/+$/, '')}` : undefined;
+}
+
 const join = (...parts: string[]) => parts.filter(Boolean).join('/').replace(/\/{2,}/g, '/');
 
 function cleanKey(key: string): string {

@@ -3,15 +3,46 @@
  * X-Amz-Target: ElasticMapReduce.{Op}, PascalCase members checked against the botocore
  * model, epoch-second timestamps and `__type` errors. Steps follow EMR's state machine on
  * a timeline the test chooses; clusters go STARTING → BOOTSTRAPPING → WAITING.
+ * Given S3 settings, it writes each step's logs (controller, stderr, stdout; gzipped as EMR
+ * does) under the cluster's LogUri when the step ends, before any answer reports the end.
  */
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type http from 'node:http';
+import { gzipSync } from 'node:zlib';
+import type { S3Config } from '../../activities/s3/client.js';
 import { checkShape, emrModel } from './emr-model.js';
 import { sendJson, serve, type Served } from './http.js';
 
 export interface StepPhase {
   state: 'PENDING' | 'RUNNING' | 'COMPLETED' | 'FAILED' | 'CANCEL_PENDING' | 'CANCELLED' | 'INTERRUPTED';
   ms?: number;
-  failure?: { Reason: string; Message: string; LogFile: string };
+  /** FailureDetails; LogFile defaults to the step's stderr.gz under the cluster's LogUri. */
+  failure?: { Reason: string; Message: string; LogFile?: string };
+}
+
+/** What the double writes to {LogUri}/{clusterId}/steps/{stepId}/ when a step ends. */
+export interface StepLogs {
+  stderr?: string;
+  stdout?: string;
+  /** Plain `stderr`/`stdout` instead of EMR's `.gz`. */
+  plain?: boolean;
+}
+
+/** Log lines like a spark-sql / spark-submit step writes; the failure message ends stderr. */
+export function defaultStepLogs(step: { Args: string[]; state: string; failure?: { Message: string } }): StepLogs {
+  const t = '26/01/15 10:00:0';
+  const stderr = [
+    `${t}1 INFO SparkContext: Running Spark version 3.5.2-amzn-1`,
+    `${t}1 INFO SparkContext: Submitted application: ${step.Args[0] ?? 'step'}`,
+    `${t}2 INFO ResourceUtils: No custom resources configured for spark.driver.`,
+    `${t}3 INFO YarnClientSchedulerBackend: Application application_1736935200000_0001 has started running.`,
+    ...(step.state === 'FAILED'
+      ? [`${t}5 ERROR SparkSQLDriver: Failed in [${step.Args.join(' ')}]`, `Error in query: ${step.failure?.Message ?? 'failed'}`]
+      : step.state === 'COMPLETED'
+        ? [`${t}5 INFO DAGScheduler: Job 0 finished: processCmd at CliDriver.java:207, took 1.234 s`, `${t}6 INFO SparkContext: Successfully stopped SparkContext`]
+        : [`${t}5 ERROR SparkSQLDriver: interrupted by step cancellation`]),
+  ].join('\n');
+  return { stderr: stderr + '\n', stdout: step.state === 'COMPLETED' ? '1\nTime taken: 1.234 seconds, Fetched 1 row(s)\n' : '' };
 }
 
 export const STEP_SCENARIOS = {
@@ -19,19 +50,21 @@ export const STEP_SCENARIOS = {
   failure: (reason: string, message: string): StepPhase[] => [
     { state: 'PENDING', ms: 50 },
     { state: 'RUNNING', ms: 150 },
-    { state: 'FAILED', failure: { Reason: reason, Message: message, LogFile: 's3://strata-emr-logs/j-X/steps/s-X/stderr.gz' } },
+    { state: 'FAILED', failure: { Reason: reason, Message: message } },
   ],
   runForever: (): StepPhase[] => [{ state: 'PENDING', ms: 50 }, { state: 'RUNNING' }],
 };
 
 interface StepRec {
   Id: string;
+  ClusterId: string;
   Name: string;
   Config: Record<string, any>;
   ActionOnFailure: string;
   created: number;
   timeline: StepPhase[];
   cancelledAt?: number;
+  logsWritten?: Promise<void>;
 }
 
 interface ClusterRec {
@@ -40,6 +73,7 @@ interface ClusterRec {
   created: number;
   terminatedAt?: number;
   core: number;
+  logUri?: string;
   steps: StepRec[];
   input: Record<string, any>;
 }
@@ -52,12 +86,27 @@ export class EmrDouble {
   readonly clusters = new Map<string, ClusterRec>();
   readonly calls: { op: string; status: number; input: Record<string, any>; output?: unknown }[] = [];
   stepScenario: (step: { Name: string; Args: string[] }) => StepPhase[] = () => STEP_SCENARIOS.success();
+  /** The logs a step leaves when it ends (undefined: none, as before EMR uploads them). */
+  stepLogs: (step: { Id: string; Name: string; Args: string[]; state: string; failure?: { Message: string } }) => StepLogs | undefined = defaultStepLogs;
+  /** Awaited before a (valid) call takes effect: lets a test look at the world as EMR would see it then. */
+  beforeOp?: (op: string, input: Record<string, any>) => Promise<void> | void;
+  private s3?: S3Client;
   /** ms a new cluster takes to reach WAITING. */
   clusterStartMs = 200;
   private failures: { op: string; status: number; type: string; left: number; apply?: boolean }[] = [];
 
-  static async start(): Promise<EmrDouble> {
+  /** With `s3`, step logs are written to the cluster's LogUri (bucket must exist). */
+  static async start(opts: { s3?: S3Config } = {}): Promise<EmrDouble> {
     const d = new EmrDouble();
+    if (opts.s3) {
+      const c = opts.s3;
+      d.s3 = new S3Client({
+        region: c.region,
+        endpoint: c.endpoint,
+        forcePathStyle: c.forcePathStyle ?? !!c.endpoint,
+        credentials: c.accessKeyId && c.secretAccessKey ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } : undefined,
+      });
+    }
     d.served = await serve((req, body, res) => d.handle(req, body, res));
     return d;
   }
@@ -65,13 +114,14 @@ export class EmrDouble {
     return this.served.url;
   }
   close() {
+    this.s3?.destroy();
     return this.served.close();
   }
 
   /** A cluster that already runs (as a `clusterId:` in a spec refers to). */
-  addCluster(name = 'shared'): string {
+  addCluster(name = 'shared', logUri = 's3n://strata-emr-logs/'): string {
     const Id = rid('j');
-    this.clusters.set(Id, { Id, Name: name, created: Date.now() - 60_000, core: 2, steps: [], input: {} });
+    this.clusters.set(Id, { Id, Name: name, created: Date.now() - 60_000, core: 2, logUri, steps: [], input: {} });
     return Id;
   }
 
@@ -93,7 +143,7 @@ export class EmrDouble {
     return status;
   }
 
-  private handle(req: http.IncomingMessage, body: string, res: http.ServerResponse) {
+  private async handle(req: http.IncomingMessage, body: string, res: http.ServerResponse) {
     const target = String(req.headers['x-amz-target'] ?? '');
     const op = target.replace(/^ElasticMapReduce\./, '');
     let input: Record<string, any> = {};
@@ -129,6 +179,7 @@ export class EmrDouble {
       rec.status = this.error(res, 400, 'ValidationException', problems.join('; '));
       return;
     }
+    await this.beforeOp?.(op, input);
     const f = this.failures.find((x) => x.op === op && x.left > 0);
     if (f) {
       f.left--;
@@ -142,7 +193,9 @@ export class EmrDouble {
       return;
     }
     try {
-      const out = handler.call(this, input) ?? {};
+      const out = (handler.call(this, input) ?? {}) as Record<string, any>;
+      // A step seen ended has its logs in S3 already (real EMR is slower: minutes).
+      if (op === 'DescribeStep' || op === 'ListSteps') await this.writeLogs(input.ClusterId, [out.Step, ...(out.Steps ?? [])]);
       rec.output = out;
       sendJson(res, 200, out, 'application/x-amz-json-1.1');
       rec.status = 200;
@@ -169,6 +222,44 @@ export class EmrDouble {
     return c.steps.some((s) => this.stepPhase(s).state === 'RUNNING') ? 'RUNNING' : 'WAITING';
   }
 
+  /** s3://{bucket}/{prefix}{clusterId}/steps/{stepId}/ for a step, when its cluster has a LogUri. */
+  stepLogFolder(s: StepRec): { bucket: string; prefix: string } | undefined {
+    const m = /^s3[na]?:\/\/([^/]+)\/?(.*)$/.exec(this.clusters.get(s.ClusterId)?.logUri ?? '');
+    if (!m) return undefined;
+    return { bucket: m[1], prefix: `${m[2] ? m[2].replace(/\/?$/, '/') : ''}${s.ClusterId}/steps/${s.Id}/` };
+  }
+
+  private async writeLogs(clusterId: string, views: ({ Id?: string; Status?: { State?: string } } | undefined)[]) {
+    if (!this.s3) return;
+    const s3 = this.s3;
+    const steps = this.clusters.get(clusterId)?.steps ?? [];
+    await Promise.all(
+      views.map((v) => {
+        const s = steps.find((x) => x.Id === v?.Id);
+        const state = v?.Status?.State ?? '';
+        if (!s || !['COMPLETED', 'FAILED', 'CANCELLED', 'INTERRUPTED'].includes(state)) return undefined;
+        const folder = this.stepLogFolder(s);
+        if (!folder) return undefined;
+        s.logsWritten ??= (async () => {
+          const failure = this.stepPhase(s).failure;
+          const logs = this.stepLogs({ Id: s.Id, Name: s.Name, Args: s.Config.Args, state, failure });
+          if (!logs) return;
+          const files: [string, string | undefined][] = [
+            ['controller', `${new Date().toISOString()} INFO startExec 'hadoop jar command-runner.jar ${s.Config.Args.join(' ')}'\n`],
+            ['stderr', logs.stderr],
+            ['stdout', logs.stdout],
+          ];
+          for (const [name, text] of files) {
+            if (text === undefined) continue;
+            const body = logs.plain ? Buffer.from(text) : gzipSync(text);
+            await s3.send(new PutObjectCommand({ Bucket: folder.bucket, Key: `${folder.prefix}${name}${logs.plain ? '' : '.gz'}`, Body: body, ContentLength: body.byteLength }));
+          }
+        })();
+        return s.logsWritten;
+      }),
+    );
+  }
+
   stepPhase(s: StepRec): StepPhase {
     if (s.cancelledAt) return { state: Date.now() - s.cancelledAt < 100 ? 'CANCEL_PENDING' : 'CANCELLED' };
     let t = Date.now() - s.created;
@@ -177,6 +268,11 @@ export class EmrDouble {
       t -= ph.ms;
     }
     return s.timeline[s.timeline.length - 1];
+  }
+
+  private failureLogFile(s: StepRec): string | undefined {
+    const f = this.stepLogFolder(s);
+    return f ? `s3://${f.bucket}/${f.prefix}stderr.gz` : undefined;
   }
 
   private stepView(s: StepRec) {
@@ -190,7 +286,7 @@ export class EmrDouble {
       Status: {
         State: ph.state,
         ...(ph.state === 'CANCELLED' ? { StateChangeReason: { Message: 'Cancelled by user' } } : { StateChangeReason: {} }),
-        ...(ph.failure ? { FailureDetails: ph.failure } : {}),
+        ...(ph.failure ? { FailureDetails: { ...ph.failure, LogFile: ph.failure.LogFile ?? this.failureLogFile(s) } } : {}),
         Timeline: { CreationDateTime: created, ...(ph.state !== 'PENDING' ? { StartDateTime: created + 0.05 } : {}), ...(['COMPLETED', 'FAILED', 'CANCELLED'].includes(ph.state) ? { EndDateTime: now() } : {}) },
       },
     };
@@ -204,6 +300,7 @@ export class EmrDouble {
     for (const st of i.Steps) {
       const s: StepRec = {
         Id: rid('s'),
+        ClusterId: c.Id,
         Name: st.Name,
         Config: { Jar: st.HadoopJarStep.Jar, Args: st.HadoopJarStep.Args ?? [], Properties: {} },
         ActionOnFailure: st.ActionOnFailure ?? 'TERMINATE_CLUSTER',
@@ -246,7 +343,7 @@ export class EmrDouble {
   opRunJobFlow(i: Record<string, any>) {
     const Id = rid('j');
     const core = i.Instances?.InstanceGroups?.find((g: { InstanceRole: string }) => g.InstanceRole === 'CORE')?.InstanceCount ?? 1;
-    this.clusters.set(Id, { Id, Name: i.Name, created: Date.now(), core, steps: [], input: i });
+    this.clusters.set(Id, { Id, Name: i.Name, created: Date.now(), core, logUri: i.LogUri, steps: [], input: i });
     return { JobFlowId: Id, ClusterArn: `arn:aws:elasticmapreduce:us-east-1:123456789012:cluster/${Id}` };
   }
 
@@ -258,7 +355,7 @@ export class EmrDouble {
         Id: c.Id,
         Name: c.Name,
         Status: { State: state, StateChangeReason: c.terminatedAt ? { Code: 'USER_REQUEST', Message: 'Terminated by user request' } : {}, Timeline: { CreationDateTime: c.created / 1000 } },
-        LogUri: 's3n://strata-emr-logs/',
+        ...(c.logUri ? { LogUri: c.logUri } : {}),
         ReleaseLabel: c.input.ReleaseLabel ?? 'emr-7.5.0',
         Tags: c.input.Tags ?? [],
       },

@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EXTERNAL_JOB, TASK_KINDS } from '../../schemas/kinds.js';
 import { externalEngineOf, jobName } from '../../schemas/external.js';
 import { validateSpec } from '../../schemas/pipeline.js';
 import { checkJobQuota } from '../../activities/spark-k8s/activities.js';
-import { stepArgs } from '../../activities/emr/activities.js';
+import { logTail, PRESTO_FROM_S3, scriptKey, stepArgs } from '../../activities/emr/activities.js';
+import { toS3Uri } from '../../activities/s3/client.js';
 import { TIERS } from '../../schemas/external.js';
 import { externalDepsFromEnv, parseTenantTiers } from '../../workers/external-deps.js';
 
@@ -74,6 +76,35 @@ describe('resource caps and step arguments', () => {
     expect(stepArgs({ kind: 'sql', sql: 'q' })).toEqual(['spark-sql', '-e', 'q']);
     expect(stepArgs({ kind: 'hive', query: 'q' })).toEqual(['hive', '-e', 'q']);
   });
+
+  it('runs uploaded scripts by file: spark-sql -f, hive -f, presto-cli --file after a copy to the node', () => {
+    const u = 's3://b/scripts/run/t-0123456789abcdef.sql';
+    expect(stepArgs({ kind: 'sql', sql: 'q', args: ['-v'] }, u)).toEqual(['spark-sql', '-f', u, '-v']);
+    expect(stepArgs({ kind: 'sql', sql: 'q', dialect: 'hive' }, u)).toEqual(['hive', '-f', u]);
+    expect(stepArgs({ kind: 'hive', query: 'q' }, u)).toEqual(['hive', '-f', u]);
+    expect(stepArgs({ kind: 'sql', sql: 'q', dialect: 'presto', args: ['--catalog', 'hive'] }, u)).toEqual(['bash', '-c', PRESTO_FROM_S3, 'strata-presto', u, '--catalog', 'hive']);
+    expect(PRESTO_FROM_S3).toContain('aws s3 cp --quiet "$1" "$f"; shift; presto-cli --file "$f" "$@"');
+    expect(stepArgs({ kind: 'pyspark', file: '/home/me/a.py', args: ['x'] }, 's3://b/a.py')).toEqual(['spark-submit', '--deploy-mode', 'cluster', 's3://b/a.py', 'x']);
+  });
+
+  it('keys scripts by workflow id, task id and content hash, with nothing that climbs out', () => {
+    const k = scriptKey('pipeline/acme/orders/manual-1', 'load', Buffer.from('select 1'), '.sql');
+    expect(k).toBe(`pipeline/acme/orders/manual-1/load-${createHash('sha256').update('select 1').digest('hex').slice(0, 16)}.sql`);
+    expect(scriptKey('pipeline/acme/orders/manual-1', 'load', Buffer.from('select 2'), '.sql')).not.toBe(k);
+    expect(scriptKey('../a b/./x?', 't', Buffer.from(''), '.sql')).toMatch(/^__\/a_b\/_\/x_\/t-[0-9a-f]{16}\.sql$/);
+    expect(toS3Uri('s3n://logs/emr/')).toBe('s3://logs/emr');
+    expect(toS3Uri('s3://logs')).toBe('s3://logs');
+    expect(toS3Uri('hdfs:///x')).toBeUndefined();
+  });
+
+  it('keeps the last 60 lines and at most 8 KB of a log', () => {
+    expect(logTail('a\nb\n\n')).toBe('a\nb');
+    expect(logTail(Array.from({ length: 100 }, (_, i) => `l${i}`).join('\n')).split('\n')).toEqual(Array.from({ length: 60 }, (_, i) => `l${i + 40}`));
+    const long = logTail(Array.from({ length: 50 }, (_, i) => `${i}:${'x'.repeat(400)}`).join('\n'));
+    expect(Buffer.byteLength(long)).toBeLessThanOrEqual(8 * 1024);
+    expect(long.split('\n')[0]).toMatch(/^\d+:x{400}$/);
+    expect(long.endsWith(`49:${'x'.repeat(400)}`)).toBe(true);
+  });
 });
 
 describe('worker configuration from the environment', () => {
@@ -89,7 +120,11 @@ describe('worker configuration from the environment', () => {
     expect(none.airbyte).toBeUndefined();
     const all = externalDepsFromEnv({ HOME: '/nonexistent', AWS_REGION: 'eu-west-1', AIRBYTE_URL: 'http://airbyte/api/public/v1', AIRBYTE_CLIENT_ID: 'id', AIRBYTE_CLIENT_SECRET: 's3cr3t' });
     expect(all.emr).toBeDefined();
+    expect(all.emrS3).toEqual({ region: 'eu-west-1' });
+    expect(all.emrScriptsUri).toBeUndefined();
     expect(all.airbyte).toBeDefined();
+    expect(externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_REGION: 'eu-west-1', STRATA_EMR_SCRIPTS_URI: 's3://ops/strata/emr-scripts' }).emrScriptsUri).toBe('s3://ops/strata/emr-scripts');
+    expect(() => externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_SCRIPTS_URI: '/tmp/scripts' })).toThrow('STRATA_EMR_SCRIPTS_URI "/tmp/scripts" should be s3://BUCKET/PREFIX');
     let msg = '';
     try {
       externalDepsFromEnv({ HOME: '/nonexistent', AIRBYTE_URL: 'http://airbyte', AIRBYTE_CLIENT_ID: 'visible-id' });
