@@ -37,6 +37,10 @@ export function externalDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Parti
     // EMR's buckets (scripts, step logs) are on AWS S3: the AWS default credential chain, not the lake's STRATA_S3_* settings.
     deps.emrS3 = { region };
   }
+  if (env.STRATA_EMR_LOG_URI) {
+    if (!/^s3[na]?:\/\/[^/]+/.test(env.STRATA_EMR_LOG_URI)) throw new Error(`STRATA_EMR_LOG_URI "${env.STRATA_EMR_LOG_URI}" should be s3://BUCKET/PREFIX`);
+    deps.clusterDefaults = { ...deps.clusterDefaults, emrLogUri: env.STRATA_EMR_LOG_URI };
+  }
   if (env.STRATA_EMR_SCRIPTS_URI) {
     if (!/^s3[na]?:\/\/[^/]+/.test(env.STRATA_EMR_SCRIPTS_URI)) throw new Error(`STRATA_EMR_SCRIPTS_URI "${env.STRATA_EMR_SCRIPTS_URI}" should be s3://BUCKET/PREFIX`);
     deps.emrScriptsUri = env.STRATA_EMR_SCRIPTS_URI;

@@ -19,7 +19,7 @@ export interface ClusterDeps {
   emr?: EmrJobsClient;
   tenantTiers?: Record<string, Tier>;
   /** Settings for clusters that tasks create on first use (`cluster: NAME`). */
-  clusterDefaults?: { idleTimeout?: string | number; maxLifetime?: string | number; pollInterval?: string | number; instances?: number; cores?: number; memoryGi?: number; emrInstanceType?: string };
+  clusterDefaults?: { idleTimeout?: string | number; maxLifetime?: string | number; pollInterval?: string | number; instances?: number; cores?: number; memoryGi?: number; emrInstanceType?: string; emrLogUri?: string };
 }
 
 const PLURAL = 'sparkconnects';
@@ -71,6 +71,7 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
           release: spec.release ?? 'emr-7.5.0',
           instanceType: deps.clusterDefaults?.emrInstanceType ?? 'm5.xlarge',
           coreInstances: spec.size.instances,
+          logUri: deps.clusterDefaults?.emrLogUri,
           tags: { 'strata:tenant': spec.tenant, 'strata:cluster': spec.name, 'strata:workflow': workflowId },
         });
         return { providerId: id };

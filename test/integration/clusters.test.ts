@@ -13,7 +13,7 @@ let clusters: ClustersService;
 beforeAll(async () => {
   [stack, d] = await Promise.all([extTestStack('clusters'), startDoubles()]);
   d.deps.tenantTiers = { acme: 'team', solo: 'free', tiny: 'free' };
-  d.deps.clusterDefaults = { idleTimeout: '3s', pollInterval: '100ms', instances: 2, cores: 2, memoryGi: 4 };
+  d.deps.clusterDefaults = { idleTimeout: '3s', pollInterval: '100ms', instances: 2, cores: 2, memoryGi: 4, emrLogUri: 's3n://acme-emr-logs/strata/' };
   clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: d.deps.tenantTiers });
 });
 afterAll(async () => {
@@ -120,6 +120,8 @@ describe('cluster entity workflows', () => {
     });
     expect(st.st.status).toBe('success');
     expect(d.emr.count('RunJobFlow') - before).toBe(1);
+    // Started with the configured log location, so its steps' logs can be read back.
+    expect(d.emr.calls.filter((c) => c.op === 'RunJobFlow').pop()?.input.LogUri).toBe('s3n://acme-emr-logs/strata/');
     expect(st.st.tasks.q.output).toMatchObject({ clusterId: st.cl.providerId });
     expect(st.cl.touches).toBeGreaterThanOrEqual(2);
     expect(d.emr.clusters.get(st.cl.providerId!)!.steps).toHaveLength(1);

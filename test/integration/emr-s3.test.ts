@@ -170,6 +170,8 @@ describe('EMR step logs from the cluster LogUri', () => {
     expect(output.logTail).toContain(`Error in query: Table or view not found: bronze.${marker}`);
     expect(output.logTail.trim().split('\n').pop()).toBe(`Error in query: Table or view not found: bronze.${marker}`);
     expect(output.logFiles).toContain('stderr.gz');
+    // The same tail stays on the failed task in the run's state (API, CLI logs).
+    expect(String(st.tasks.q.output?.logTail)).toContain(`Error in query: Table or view not found: bronze.${marker}`);
   });
 
   it('reads plain (not gzipped) logs, keeps only the tail, and treats missing logs as a note', async () => {

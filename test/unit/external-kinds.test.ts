@@ -125,6 +125,8 @@ describe('worker configuration from the environment', () => {
     expect(all.airbyte).toBeDefined();
     expect(externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_REGION: 'eu-west-1', STRATA_EMR_SCRIPTS_URI: 's3://ops/strata/emr-scripts' }).emrScriptsUri).toBe('s3://ops/strata/emr-scripts');
     expect(() => externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_SCRIPTS_URI: '/tmp/scripts' })).toThrow('STRATA_EMR_SCRIPTS_URI "/tmp/scripts" should be s3://BUCKET/PREFIX');
+    expect(externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_LOG_URI: 's3://ops/emr-logs/' }).clusterDefaults).toMatchObject({ emrLogUri: 's3://ops/emr-logs/' });
+    expect(() => externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_LOG_URI: 'logs' })).toThrow('STRATA_EMR_LOG_URI "logs" should be s3://BUCKET/PREFIX');
     let msg = '';
     try {
       externalDepsFromEnv({ HOME: '/nonexistent', AIRBYTE_URL: 'http://airbyte', AIRBYTE_CLIENT_ID: 'visible-id' });
