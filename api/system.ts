@@ -42,6 +42,17 @@ export function createMetrics(db: ApiContext['db']): Metrics {
       for (const r of rows) if (r.avg !== null) this.set({ pipeline: r.pipeline_id }, r.avg);
     },
   });
+  new Gauge({
+    name: 'strata_triggers_queued',
+    help: 'Accepted triggers not started in Temporal yet (the outbox backlog), and the age of the oldest in seconds',
+    labelNames: ['measure'],
+    registers: [registry],
+    async collect() {
+      const r = (await db.query<{ n: number; age: number | null }>(`SELECT count(*)::int AS n, extract(epoch FROM now() - min(created_at))::float AS age FROM run_triggers WHERE started_at IS NULL`)).rows[0];
+      this.set({ measure: 'count' }, r.n);
+      this.set({ measure: 'oldest_seconds' }, r.age ?? 0);
+    },
+  });
   return { registry, runsStarted, apiLatency };
 }
 

@@ -248,6 +248,7 @@ describe('HTTP API', () => {
     const metrics = await call('GET', '/metrics');
     expect(metrics.text).toMatch(/strata_runs_started_total\{trigger="api"\} \d+/);
     expect(metrics.text).toMatch(/strata_runs\{status="success"\} \d+/);
+    expect(metrics.text).toMatch(/strata_triggers_queued\{measure="count"\} \d+/);
     const doc = await call('GET', '/docs/json');
     expect(Object.keys(doc.json.paths)).toEqual(expect.arrayContaining(['/api/v1/pipelines', '/api/v1/pipelines/{id}/runs', '/api/v1/runs/{run}', '/api/v1/reconciliations']));
     expect(doc.json.paths['/api/v1/pipelines/{id}/runs'].post.requestBody).toBeDefined();
