@@ -150,7 +150,8 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
   return { id: w.id, location, files: [key], schema, rowCount, bytes, checks, promote: checks.every((c) => c.passed || c.severity === 'warn'), timings: { write: Math.round(t1 - t0), checks: Math.round(t2 - t1) } };
 }
 
-async function runChecks(deps: LakeDeps, w: WriteRequest): Promise<CheckVerdict[]> {
+/** Runs a version's checks against the view `__out` (exported for bench:medallion's direct baseline). */
+export async function runChecks(deps: LakeDeps, w: WriteRequest): Promise<CheckVerdict[]> {
   if (!w.checks?.length) return [];
   const prev = await deps.catalog.current(w.producer.tenant, w.id);
   const refViews = new Map<string, string>();
