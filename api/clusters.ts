@@ -37,11 +37,13 @@ export function clusterRoutes(app: FastifyInstance, ctx: ApiContext) {
     return reply.status(202).send({ name: req.params.name, terminateRequested: true });
   });
 
-  app.post<Named>('/api/v1/clusters/:name/touch', { schema: { tags, summary: 'Mark the cluster in use (resets its idle timer)' } }, async (req, reply) => {
-    const p = need(req, 'operator');
-    await ctx.clusters.touch(p.tenant, req.params.name, `api:${p.keyId}`);
-    return reply.status(202).send({ name: req.params.name, touched: true });
-  });
+  // Record use of the cluster: resets its idle timer (`/touch` is the same, kept as an alias).
+  for (const route of ['/api/v1/clusters/:name/activity', '/api/v1/clusters/:name/touch'])
+    app.post<Named>(route, { schema: { tags, summary: 'Record use of the cluster (resets its idle timer)', hide: route.endsWith('/touch') } }, async (req, reply) => {
+      const p = need(req, 'operator');
+      await ctx.clusters.touch(p.tenant, req.params.name, `api:${p.keyId}`);
+      return reply.status(202).send({ name: req.params.name, touched: true });
+    });
 
   app.post<Named>('/api/v1/clusters/:name/resize', { schema: { tags, summary: 'Resize a ready cluster within the tenant tier; answers with the new state' } }, async (req) => {
     const p = need(req, 'operator');

@@ -87,8 +87,11 @@ describe('/api/v1/clusters', () => {
       expect(list.json.clusters.find((c: { name: string }) => c.name === name)).toMatchObject({ status: 'RUNNING', state: { phase: 'ready', size: { instances: 2 } } });
 
       const before = (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.touches;
-      expect((await call('POST', `/api/v1/clusters/${name}/touch`, keys.ops)).status).toBe(202);
+      expect((await call('POST', `/api/v1/clusters/${name}/activity`, keys.ops)).status).toBe(202);
       await waitFor(async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.touches === before + 1);
+      expect((await call('POST', `/api/v1/clusters/${name}/touch`, keys.ops)).status).toBe(202);
+      await waitFor(async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.touches === before + 2);
+      expect((await call('POST', `/api/v1/clusters/${name}/activity`, keys.viewer)).status).toBe(403);
 
       expect((await call('POST', `/api/v1/clusters/${name}/resize`, keys.ops, {})).status).toBe(400);
       expect((await call('POST', `/api/v1/clusters/${name}/resize`, keys.ops, { instances: 0 })).status).toBe(400);
