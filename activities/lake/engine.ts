@@ -11,7 +11,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { datasetRefsInSql, type DatasetId, type DatasetVersionRef, type Layer, type Check, DATASET_REF_IN_SQL_RE } from '../../schemas/lake.js';
-import { CatalogError, datasetKey, type Catalog, type CheckVerdict, type ColumnInfo, type DatasetVersion, type Producer } from '../../store/catalog.js';
+import { CatalogError, datasetKey, type Catalog, type CheckVerdict, type ColumnInfo, type DatasetVersion, type NewVersion, type Producer } from '../../store/catalog.js';
 import { NonRetryableError } from '../core/task.js';
 import type { ObjectStore } from '../s3/client.js';
 import { quoteLiteral } from '../sql/duckdb.js';
@@ -111,17 +111,10 @@ export interface WriteRequest {
   failingRowsLimit?: number;
 }
 
-export interface Written {
+/** A version's files written and checked, not yet committed: a catalog NewVersion but for its inputs. */
+export interface Written extends Omit<NewVersion, 'inputs'> {
   /** Where the task's time went (ms): the SELECT written as Parquet, and the checks. */
   timings: { write: number; checks: number };
-  id: DatasetId;
-  location: string;
-  files: string[];
-  schema: ColumnInfo[];
-  rowCount: number;
-  bytes: number;
-  checks: CheckVerdict[];
-  promote: boolean;
 }
 
 /** Writes a version's files (not yet visible) and runs its checks. */
