@@ -12,6 +12,9 @@ import { authenticator } from './auth.js';
 import { clusterRoutes } from './clusters.js';
 import { ClustersService } from './clusters-service.js';
 import { parseTenantTiers } from '../schemas/external.js';
+import { ConnectionBody, ConnectionPatch, DestinationBody, DestinationPatch, parseAirbyteWorkspaces, SourceBody, SourcePatch } from '../schemas/ingestion.js';
+import type { AirbyteClient } from '../activities/airbyte/client.js';
+import { ingestionRoutes } from './ingestion.js';
 import type { ApiContext } from './context.js';
 import { installErrorHandler } from './errors.js';
 import { keyRoutes } from './keys.js';
@@ -37,6 +40,12 @@ const DOC_BODIES: Record<string, z.ZodType> = {
   'POST /api/v1/reconciliations': ReconciliationBody,
   'POST /api/v1/clusters': ClusterBody,
   'POST /api/v1/clusters/:name/resize': ClusterResizeBody,
+  'POST /api/v1/ingestion/sources': SourceBody,
+  'PATCH /api/v1/ingestion/sources/:id': SourcePatch,
+  'POST /api/v1/ingestion/destinations': DestinationBody,
+  'PATCH /api/v1/ingestion/destinations/:id': DestinationPatch,
+  'POST /api/v1/ingestion/connections': ConnectionBody,
+  'PATCH /api/v1/ingestion/connections/:id': ConnectionPatch,
 };
 
 export interface ApiDeps {
@@ -45,6 +54,8 @@ export interface ApiDeps {
   config: Config;
   uiUrl?: string;
   lake?: LakeDeps;
+  /** Airbyte for /api/v1/ingestion (api/server.ts builds it from AIRBYTE_URL and its credentials). */
+  airbyte?: AirbyteClient;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; ctx: ApiContext }> {
@@ -62,6 +73,8 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     metrics: createMetrics(deps.db),
     keyLookup: cachedKeyLookup(deps.db),
     lake: deps.lake,
+    airbyte: deps.airbyte,
+    airbyteWorkspaces: parseAirbyteWorkspaces(config.STRATA_AIRBYTE_WORKSPACES),
   };
 
   // YAML (or any text) bodies arrive as strings; JSON as objects.
@@ -99,6 +112,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   reconciliationRoutes(app, ctx);
   datasetRoutes(app, ctx);
   clusterRoutes(app, ctx);
+  ingestionRoutes(app, ctx);
   await app.ready();
   return { app, ctx };
 }

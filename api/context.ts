@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { AirbyteClient } from '../activities/airbyte/client.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
 import type { Config } from '../schemas/config.js';
 import type { Db } from '../store/db.js';
@@ -21,4 +22,8 @@ export interface ApiContext {
   keyLookup: ReturnType<typeof cachedKeyLookup>;
   /** The lake catalog, when the API runs with one. */
   lake?: LakeDeps;
+  /** Airbyte, when the API runs with AIRBYTE_URL (/api/v1/ingestion answers 503 without). */
+  airbyte?: AirbyteClient;
+  /** Tenant → Airbyte workspace id, from STRATA_AIRBYTE_WORKSPACES. */
+  airbyteWorkspaces: Record<string, string>;
 }
