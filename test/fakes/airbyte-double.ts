@@ -83,7 +83,7 @@ export class AirbyteDouble {
   readonly clientId = 'strata-worker';
   readonly clientSecret = `secret-${randomBytes(8).toString('hex')}`;
   readonly jobs: JobRec[] = [];
-  readonly requests: { method: string; path: string; status: number; body: unknown }[] = [];
+  readonly requests: { method: string; path: string; status: number; body: unknown; query: URLSearchParams }[] = [];
   /** Connection ids a sync may run on (tests add some; created connections join). */
   readonly connections = new Set<string>();
   /** Workspaces that exist; a create naming another answers 404. */
@@ -112,6 +112,13 @@ export class AirbyteDouble {
   /** A sync started outside Strata (Airbyte's own schedule) that is running now. */
   startExternalSync(connectionId: string, timeline = SYNC_SCENARIOS.success(600)) {
     return this.newJob(connectionId, timeline);
+  }
+
+  /** A valid bearer token, for raw requests in tests. */
+  issueToken() {
+    const token = randomBytes(16).toString('hex');
+    this.tokens.add(token);
+    return token;
   }
 
   /** Invalidates every issued token (as an expiry or a key rotation would). */
@@ -175,7 +182,7 @@ export class AirbyteDouble {
 
   private handle(req: http.IncomingMessage, body: string, res: http.ServerResponse) {
     const url = new URL(req.url!, this.served.url);
-    const rec = { method: req.method!, path: url.pathname, status: 0, body: undefined as unknown };
+    const rec = { method: req.method!, path: url.pathname, status: 0, body: undefined as unknown, query: url.searchParams };
     this.requests.push(rec);
     if (body) {
       try {
