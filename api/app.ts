@@ -13,6 +13,9 @@ import { TriggerDispatcher, type DispatcherOptions } from './dispatcher.js';
 import { clusterRoutes } from './clusters.js';
 import { ClustersService } from './clusters-service.js';
 import { parseTenantTiers } from '../schemas/external.js';
+import { ConnectionBody, ConnectionPatch, DestinationBody, DestinationPatch, parseAirbyteWorkspaces, SourceBody, SourcePatch } from '../schemas/ingestion.js';
+import type { AirbyteClient } from '../activities/airbyte/client.js';
+import { ingestionRoutes } from './ingestion.js';
 import type { ApiContext } from './context.js';
 import { installErrorHandler } from './errors.js';
 import { keyRoutes } from './keys.js';
@@ -39,6 +42,12 @@ const DOC_BODIES: Record<string, z.ZodType> = {
   'POST /api/v1/reconciliations': ReconciliationBody,
   'POST /api/v1/clusters': ClusterBody,
   'POST /api/v1/clusters/:name/resize': ClusterResizeBody,
+  'POST /api/v1/ingestion/sources': SourceBody,
+  'PATCH /api/v1/ingestion/sources/:id': SourcePatch,
+  'POST /api/v1/ingestion/destinations': DestinationBody,
+  'PATCH /api/v1/ingestion/destinations/:id': DestinationPatch,
+  'POST /api/v1/ingestion/connections': ConnectionBody,
+  'PATCH /api/v1/ingestion/connections/:id': ConnectionPatch,
 };
 
 export interface ApiDeps {
@@ -51,6 +60,8 @@ export interface ApiDeps {
   spark?: SparkK8sClient;
   /** Trigger dispatcher settings; `false` leaves accepted triggers queued (tests of the outbox). */
   dispatcher?: DispatcherOptions | false;
+  /** Airbyte for /api/v1/ingestion (api/server.ts builds it from AIRBYTE_URL and its credentials). */
+  airbyte?: AirbyteClient;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; ctx: ApiContext }> {
@@ -77,6 +88,8 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     keyLookup: cachedKeyLookup(deps.db),
     lake: deps.lake,
     spark: deps.spark,
+    airbyte: deps.airbyte,
+    airbyteWorkspaces: parseAirbyteWorkspaces(config.STRATA_AIRBYTE_WORKSPACES),
   };
 
   // YAML (or any text) bodies arrive as strings; JSON as objects.
@@ -114,6 +127,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   reconciliationRoutes(app, ctx);
   datasetRoutes(app, ctx);
   clusterRoutes(app, ctx);
+  ingestionRoutes(app, ctx);
   if (dispatcher) {
     const d = dispatcher;
     app.addHook('onReady', async () => void d.start());

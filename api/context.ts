@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { AirbyteClient } from '../activities/airbyte/client.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
 import type { SparkK8sClient } from '../activities/spark-k8s/client.js';
 import type { Config } from '../schemas/config.js';
@@ -24,4 +25,8 @@ export interface ApiContext {
   lake?: LakeDeps;
   /** Kubernetes access for live Spark driver logs, when the API has a kubeconfig. */
   spark?: SparkK8sClient;
+  /** Airbyte, when the API runs with AIRBYTE_URL (/api/v1/ingestion answers 503 without). */
+  airbyte?: AirbyteClient;
+  /** Tenant → Airbyte workspace id, from STRATA_AIRBYTE_WORKSPACES. */
+  airbyteWorkspaces: Record<string, string>;
 }

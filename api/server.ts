@@ -2,6 +2,7 @@
 import { Client, Connection } from '@temporalio/client';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { airbyteClientFromEnv } from '../activities/airbyte/client.js';
 import { loadConfig, type Config } from '../schemas/config.js';
 import { openDb, type Db } from '../store/db.js';
 import { migrate } from '../store/migrate.js';
@@ -16,13 +17,15 @@ export async function openMetastore(config: Config): Promise<Db> {
 
 async function main() {
   const config = loadConfig();
+  // Airbyte for /api/v1/ingestion, when AIRBYTE_URL is set (the same variables as the worker's).
+  const airbyte = airbyteClientFromEnv(process.env);
   // The metastore and the lake catalog over it (DATABASE_URL, else embedded PGlite).
   const { lakeFromConfig } = await import('../workers/lake.js');
   const lake = await lakeFromConfig(config);
   const db = lake.db;
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const { sparkClientFromEnv } = await import('../workers/external-deps.js');
-  const { app } = await buildApi({ db, lake: lake.lake, spark: sparkClientFromEnv(), client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), config });
+  const { app } = await buildApi({ db, lake: lake.lake, spark: sparkClientFromEnv(), client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), config, airbyte });
   const url = await app.listen({ host: config.STRATA_API_HOST, port: config.STRATA_API_PORT });
   console.log(`strata api on ${url} (docs at ${url}/docs)`);
   const stop = async () => {

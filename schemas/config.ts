@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseTenantTiers } from './external.js';
+import { parseAirbyteWorkspaces } from './ingestion.js';
 
 /** The process configuration: one schema over the environment. */
 export const ConfigSchema = z.object({
@@ -27,6 +28,17 @@ export const ConfigSchema = z.object({
         parseTenantTiers(v);
       } catch (e) {
         ctx.addIssue({ code: 'custom', message: (e as Error).message.replace(/^STRATA_TENANT_TIERS: /, '') });
+      }
+    }),
+  /** The Airbyte workspace of each tenant (`acme=<workspace uuid>,globex=<uuid>`) for /api/v1/ingestion. */
+  STRATA_AIRBYTE_WORKSPACES: z
+    .string()
+    .optional()
+    .superRefine((v, ctx) => {
+      try {
+        parseAirbyteWorkspaces(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message.replace(/^STRATA_AIRBYTE_WORKSPACES: /, '') });
       }
     }),
 });

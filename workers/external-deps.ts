@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ActivityDeps } from '../activities/index.js';
-import { AirbyteClient } from '../activities/airbyte/client.js';
+import { airbyteClientFromEnv } from '../activities/airbyte/client.js';
 import { EmrJobsClient } from '../activities/emr/client.js';
 import { SparkK8sClient } from '../activities/spark-k8s/client.js';
 import { parseTenantTiers } from '../schemas/external.js';
@@ -45,10 +45,7 @@ export function externalDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Parti
     if (!/^s3[na]?:\/\/[^/]+/.test(env.STRATA_EMR_SCRIPTS_URI)) throw new Error(`STRATA_EMR_SCRIPTS_URI "${env.STRATA_EMR_SCRIPTS_URI}" should be s3://BUCKET/PREFIX`);
     deps.emrScriptsUri = env.STRATA_EMR_SCRIPTS_URI;
   }
-  if (env.AIRBYTE_URL) {
-    const missing = ['AIRBYTE_CLIENT_ID', 'AIRBYTE_CLIENT_SECRET'].filter((k) => !env[k]);
-    if (missing.length) throw new Error(`AIRBYTE_URL is set but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not: set the Airbyte application's client credentials`);
-    deps.airbyte = new AirbyteClient({ baseUrl: env.AIRBYTE_URL, clientId: env.AIRBYTE_CLIENT_ID!, clientSecret: env.AIRBYTE_CLIENT_SECRET! });
-  }
+  const airbyte = airbyteClientFromEnv(env);
+  if (airbyte) deps.airbyte = airbyte;
   return deps;
 }

@@ -17,6 +17,113 @@ export interface AirbyteJob {
   rowsSynced?: number;
 }
 
+export type IngestionKind = 'sources' | 'destinations' | 'connections';
+export const INGESTION_KINDS: readonly IngestionKind[] = ['sources', 'destinations', 'connections'];
+
+/** `GET /sources|destinations|connections` query (workspaceIds sent as repeated parameters). */
+export interface ListQuery {
+  workspaceIds?: string[];
+  includeDeleted?: boolean;
+  limit?: number;
+  offset?: number;
+}
+
+/** A list answer: one page, with links to the neighbouring pages when there are any. */
+export interface Page<T> {
+  data: T[];
+  next?: string;
+  previous?: string;
+}
+
+/** Connector configuration: free-form per connector, and may hold secrets (never log it). */
+export type ConnectorConfiguration = Record<string, unknown>;
+
+export interface SourceCreateRequest {
+  name: string;
+  workspaceId: string;
+  configuration: ConnectorConfiguration;
+  definitionId?: string;
+  secretId?: string;
+}
+export interface SourcePatchRequest {
+  name?: string;
+  workspaceId?: string;
+  configuration?: ConnectorConfiguration;
+  secretId?: string;
+}
+export interface SourceResponse {
+  sourceId: string;
+  name: string;
+  sourceType: string;
+  definitionId: string;
+  workspaceId: string;
+  configuration: ConnectorConfiguration;
+  createdAt: number;
+}
+
+export interface DestinationCreateRequest {
+  name: string;
+  workspaceId: string;
+  configuration: ConnectorConfiguration;
+  definitionId?: string;
+}
+export interface DestinationPatchRequest {
+  name?: string;
+  configuration?: ConnectorConfiguration;
+}
+export interface DestinationResponse {
+  destinationId: string;
+  name: string;
+  destinationType: string;
+  definitionId: string;
+  workspaceId: string;
+  configuration: ConnectorConfiguration;
+  createdAt: number;
+}
+
+export interface ConnectionSchedule {
+  scheduleType: string;
+  cronExpression?: string;
+  basicTiming?: string;
+}
+export interface StreamConfigurations {
+  streams?: Record<string, unknown>[];
+}
+interface ConnectionSettings {
+  name?: string;
+  configurations?: StreamConfigurations;
+  schedule?: ConnectionSchedule;
+  namespaceDefinition?: 'source' | 'destination' | 'custom_format';
+  namespaceFormat?: string;
+  prefix?: string;
+  nonBreakingSchemaUpdatesBehavior?: 'ignore' | 'disable_connection' | 'propagate_columns' | 'propagate_fully';
+  status?: 'active' | 'inactive' | 'deprecated' | 'locked';
+}
+export interface ConnectionCreateRequest extends ConnectionSettings {
+  sourceId: string;
+  destinationId: string;
+}
+export type ConnectionPatchRequest = ConnectionSettings;
+export interface ConnectionResponse extends ConnectionSettings {
+  connectionId: string;
+  name: string;
+  sourceId: string;
+  destinationId: string;
+  workspaceId: string;
+  status: 'active' | 'inactive' | 'deprecated' | 'locked';
+  schedule: ConnectionSchedule;
+  configurations: StreamConfigurations;
+  createdAt: number;
+  tags: { tagId: string; workspaceId: string; name: string; color: string }[];
+  statusReason?: string;
+}
+
+export interface IngestionTypes {
+  sources: { create: SourceCreateRequest; patch: SourcePatchRequest; response: SourceResponse };
+  destinations: { create: DestinationCreateRequest; patch: DestinationPatchRequest; response: DestinationResponse };
+  connections: { create: ConnectionCreateRequest; patch: ConnectionPatchRequest; response: ConnectionResponse };
+}
+
 export interface AirbyteConfig {
   /** e.g. https://api.airbyte.com/v1 or http://host/api/public/v1 */
   baseUrl: string;
@@ -29,6 +136,8 @@ export class AirbyteError extends Error {
     readonly status: number,
     readonly type: string,
     message: string,
+    /** Airbyte's own explanation (the problem body's detail), when it gave one. */
+    readonly detail?: string,
   ) {
     super(message);
     this.name = 'AirbyteError';
@@ -79,10 +188,16 @@ export class AirbyteClient {
       /* not a problem body */
     }
     if (res.status === 401) this.token = undefined;
-    throw new AirbyteError(res.status, problem.type ?? String(res.status), `Airbyte ${method} ${path}: ${res.status} ${problem.title ?? ''}${problem.detail ? `: ${problem.detail}` : problem.message ? `: ${problem.message}` : ''}`.trim());
+    const detail = problem.detail ?? problem.message;
+    throw new AirbyteError(res.status, problem.type ?? String(res.status), `Airbyte ${method} ${path}: ${res.status} ${problem.title ?? ''}${detail ? `: ${detail}` : ''}`.trim(), detail);
   }
 
   private async json<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const res = await this.authed(method, path, body, signal);
+    return (await res.json()) as T;
+  }
+
+  private async authed(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     let res: Response;
     try {
       res = await this.raw(method, path, body, await this.accessToken(signal), signal);
@@ -91,7 +206,7 @@ export class AirbyteClient {
       if (!(e instanceof AirbyteError) || e.status !== 401) throw e;
       res = await this.raw(method, path, body, await this.accessToken(signal), signal);
     }
-    return (await res.json()) as T;
+    return res;
   }
 
   /** Starts a sync; if one already runs for the connection (409), adopts it. */
@@ -125,4 +240,62 @@ export class AirbyteClient {
       throw e;
     }
   }
+
+  // Sources, destinations and connections (the ingestion half). A delete answers 204 with no body.
+
+  /** One page of a workspace's sources, destinations or connections. */
+  listResources<K extends IngestionKind>(kind: K, query: ListQuery = {}, signal?: AbortSignal): Promise<Page<IngestionTypes[K]['response']>> {
+    const q = new URLSearchParams();
+    for (const w of query.workspaceIds ?? []) q.append('workspaceIds', w);
+    if (query.includeDeleted !== undefined) q.set('includeDeleted', String(query.includeDeleted));
+    if (query.limit !== undefined) q.set('limit', String(query.limit));
+    if (query.offset !== undefined) q.set('offset', String(query.offset));
+    const qs = q.toString();
+    return this.json('GET', `/${kind}${qs ? `?${qs}` : ''}`, undefined, signal);
+  }
+
+  getResource<K extends IngestionKind>(kind: K, id: string, signal?: AbortSignal): Promise<IngestionTypes[K]['response']> {
+    return this.json('GET', `/${kind}/${encodeURIComponent(id)}`, undefined, signal);
+  }
+
+  createResource<K extends IngestionKind>(kind: K, body: IngestionTypes[K]['create'], signal?: AbortSignal): Promise<IngestionTypes[K]['response']> {
+    return this.json('POST', `/${kind}`, body, signal);
+  }
+
+  patchResource<K extends IngestionKind>(kind: K, id: string, body: IngestionTypes[K]['patch'], signal?: AbortSignal): Promise<IngestionTypes[K]['response']> {
+    return this.json('PATCH', `/${kind}/${encodeURIComponent(id)}`, body, signal);
+  }
+
+  async deleteResource(kind: IngestionKind, id: string, signal?: AbortSignal): Promise<void> {
+    await this.authed('DELETE', `/${kind}/${encodeURIComponent(id)}`, undefined, signal);
+  }
+
+  listSources = (q?: ListQuery, signal?: AbortSignal) => this.listResources('sources', q, signal);
+  getSource = (id: string, signal?: AbortSignal) => this.getResource('sources', id, signal);
+  createSource = (body: SourceCreateRequest, signal?: AbortSignal) => this.createResource('sources', body, signal);
+  patchSource = (id: string, body: SourcePatchRequest, signal?: AbortSignal) => this.patchResource('sources', id, body, signal);
+  deleteSource = (id: string, signal?: AbortSignal) => this.deleteResource('sources', id, signal);
+
+  listDestinations = (q?: ListQuery, signal?: AbortSignal) => this.listResources('destinations', q, signal);
+  getDestination = (id: string, signal?: AbortSignal) => this.getResource('destinations', id, signal);
+  createDestination = (body: DestinationCreateRequest, signal?: AbortSignal) => this.createResource('destinations', body, signal);
+  patchDestination = (id: string, body: DestinationPatchRequest, signal?: AbortSignal) => this.patchResource('destinations', id, body, signal);
+  deleteDestination = (id: string, signal?: AbortSignal) => this.deleteResource('destinations', id, signal);
+
+  listConnections = (q?: ListQuery, signal?: AbortSignal) => this.listResources('connections', q, signal);
+  getConnection = (id: string, signal?: AbortSignal) => this.getResource('connections', id, signal);
+  createConnection = (body: ConnectionCreateRequest, signal?: AbortSignal) => this.createResource('connections', body, signal);
+  patchConnection = (id: string, body: ConnectionPatchRequest, signal?: AbortSignal) => this.patchResource('connections', id, body, signal);
+  deleteConnection = (id: string, signal?: AbortSignal) => this.deleteResource('connections', id, signal);
+}
+
+/**
+ * The client from AIRBYTE_URL / AIRBYTE_CLIENT_ID / AIRBYTE_CLIENT_SECRET (worker and API alike):
+ * undefined without AIRBYTE_URL; an error naming what is missing when only part is set.
+ */
+export function airbyteClientFromEnv(env: NodeJS.ProcessEnv = process.env): AirbyteClient | undefined {
+  if (!env.AIRBYTE_URL) return undefined;
+  const missing = ['AIRBYTE_CLIENT_ID', 'AIRBYTE_CLIENT_SECRET'].filter((k) => !env[k]);
+  if (missing.length) throw new Error(`AIRBYTE_URL is set but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not: set the Airbyte application's client credentials`);
+  return new AirbyteClient({ baseUrl: env.AIRBYTE_URL, clientId: env.AIRBYTE_CLIENT_ID!, clientSecret: env.AIRBYTE_CLIENT_SECRET! });
 }

@@ -11,7 +11,7 @@ import { AirbyteClient } from '../../activities/airbyte/client.js';
 import { EmrJobsClient } from '../../activities/emr/client.js';
 import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
 import { buildSparkApplication, buildSparkConnect, DEFAULT_SPARK } from '../../activities/spark-k8s/manifest.js';
-import { AirbyteDouble, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
+import { AirbyteDouble, DEFINITIONS, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { checkShape, emrModel } from '../fakes/emr-model.js';
 import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
 import { K8sDouble, SCENARIOS } from '../fakes/k8s-double.js';
@@ -157,6 +157,120 @@ describe('the Airbyte double vs the Airbyte public API OpenAPI document', () => 
     const res = await fetch(`${ab.baseUrl}/jobs/1`);
     expect(res.headers.get('content-type')).toBe('application/problem+json');
     expect(Object.keys(await res.json())).toEqual(expect.arrayContaining(['status', 'type', 'title', 'detail']));
+  });
+});
+
+describe('the Airbyte double’s sources, destinations and connections vs the OpenAPI document', () => {
+  const doc = () => specYaml('airbyte-public-api.openapi.yaml');
+  const UUID_SEG = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  const toRoute = (p: string) => {
+    const r = p.replace('/api/public/v1', '');
+    const m = /^\/(source|destination|connection)s\//.exec(r);
+    return m && UUID_SEG.test(r) ? `/${m[1]}s/{${m[1]}Id}` : r;
+  };
+  /** The schema a $ref names, resolved once (the request schemas are all $refs). */
+  const deref = (schema: { $ref?: string }) => (schema.$ref ? doc().components.schemas[schema.$ref.split('/').pop()!] : schema);
+  let ab: AirbyteDouble;
+  let c: AirbyteClient;
+  let ws: string;
+  beforeAll(async () => {
+    ab = await AirbyteDouble.start();
+    ws = ab.addWorkspace();
+    c = new AirbyteClient({ baseUrl: ab.baseUrl, clientId: ab.clientId, clientSecret: ab.clientSecret });
+  });
+  afterAll(() => ab?.close());
+
+  it('every body the client sends and every answer the double gives fit the spec: 200 bodies, 204 without a body, declared query parameters', async () => {
+    const src = await c.createSource({ name: 'pg', workspaceId: ws, configuration: { sourceType: 'postgres', host: 'h', password: 'p4ss' } });
+    const src2 = await c.createSource({ name: 'fake', workspaceId: ws, definitionId: DEFINITIONS.sources.faker, configuration: {} });
+    const dst = await c.createDestination({ name: 'lake', workspaceId: ws, configuration: { destinationType: 's3', secret_access_key: 'k' } });
+    const conn = await c.createConnection({ sourceId: src.sourceId, destinationId: dst.destinationId, schedule: { scheduleType: 'cron', cronExpression: '0 0 * * * ?' }, configurations: { streams: [{ name: 'orders', syncMode: 'incremental_append' }] } });
+    expect(conn).toMatchObject({ name: 'pg → lake', workspaceId: ws, status: 'active', namespaceDefinition: 'destination' });
+    expect(src.configuration.password).toBe('**********');
+    const firstPage = await c.listSources({ workspaceIds: [ws], limit: 1 });
+    expect(firstPage.next).toBeDefined();
+    const secondPage = await c.listSources({ workspaceIds: [ws], limit: 1, offset: 1 });
+    expect(secondPage).toMatchObject({ data: [{ sourceId: src2.sourceId }] });
+    expect(secondPage.previous).toBeDefined();
+    expect(secondPage.next).toBeUndefined();
+    await c.listDestinations({ workspaceIds: [ws] });
+    await c.listConnections({ workspaceIds: [ws], includeDeleted: true });
+    await c.getSource(src.sourceId);
+    await c.getDestination(dst.destinationId);
+    await c.getConnection(conn.connectionId);
+    await c.patchSource(src.sourceId, { name: 'pg2', configuration: { host: 'h2' } });
+    await c.patchDestination(dst.destinationId, { name: 'lake2' });
+    await c.patchConnection(conn.connectionId, { name: 'renamed', status: 'inactive' });
+    await c.deleteConnection(conn.connectionId);
+    await c.deleteSource(src2.sourceId);
+    await c.deleteDestination(dst.destinationId);
+    expect(await c.getConnection(conn.connectionId).catch((e) => e)).toMatchObject({ status: 404 });
+
+    const ajv = newAjv();
+    const compile = (schema: object) => ajv.compile({ ...schema, components: doc().components });
+    const ours = (r: { path: string }) => /\/(sources|destinations|connections)(\/|$)/.test(r.path);
+    const seen = new Set(ab.requests.filter(ours).map((r) => `${r.method.toLowerCase()} ${toRoute(r.path)}`));
+    // Every route of the three resources was driven (and only routes the double declares).
+    expect(seen).toEqual(new Set(AirbyteDouble.ROUTES.filter(([, p]) => /^\/(source|destination|connection)s/.test(p)).map(([m, p]) => `${m} ${p}`)));
+    for (const r of ab.requests.filter(ours)) {
+      const op = doc().paths[toRoute(r.path)][r.method.toLowerCase()];
+      if (r.status === 204) {
+        expect(op.responses['204'], `${r.method} ${r.path}`).toBeDefined();
+        expect(r.body).toBeUndefined();
+        continue;
+      }
+      if (r.status !== 200) continue;
+      const v = compile(op.responses['200'].content['application/json'].schema);
+      expect(v(r.body), `${r.method} ${r.path}: ${JSON.stringify(v.errors)}`).toBe(true);
+      const declared = new Set((op.parameters ?? []).filter((p: { in: string }) => p.in === 'query').map((p: { name: string }) => p.name));
+      for (const k of r.query.keys()) expect(declared.has(k), `${r.method} ${r.path} ?${k}`).toBe(true);
+    }
+    for (const r of ab.received.filter(ours)) {
+      const op = doc().paths[toRoute(r.path)][r.method.toLowerCase()];
+      const schema = op.requestBody.content['application/json'].schema;
+      const v = compile(schema);
+      expect(v(r.body), `${r.method} ${r.path} request: ${JSON.stringify(v.errors)}`).toBe(true);
+      // additionalProperties is open in the spec: check the client sends only declared fields.
+      const props = Object.keys(deref(schema).properties);
+      for (const k of Object.keys(r.body as object)) expect(props, `${r.method} ${r.path} sends ${k}`).toContain(k);
+    }
+    // The schemas have teeth: a response without definitionId, or with an unknown status, fails.
+    const { definitionId: _, ...noDef } = src;
+    expect(compile(doc().paths['/sources/{sourceId}'].get.responses['200'].content['application/json'].schema)(noDef)).toBe(false);
+    expect(compile(doc().paths['/connections/{connectionId}'].get.responses['200'].content['application/json'].schema)({ ...conn, status: 'exploded' })).toBe(false);
+  });
+
+  it('answers 400 problems naming each field the spec requires, 404 problems for unknown ids and workspaces', async () => {
+    const src = await c.createSource({ name: 's', workspaceId: ws, configuration: { sourceType: 'faker' } });
+    const dst = await c.createDestination({ name: 'd', workspaceId: ws, configuration: { destinationType: 'dev-null' } });
+    const valid: Record<string, Record<string, unknown>> = {
+      '/sources': { name: 'x', workspaceId: ws, configuration: { sourceType: 'postgres' } },
+      '/destinations': { name: 'x', workspaceId: ws, configuration: { destinationType: 's3' } },
+      '/connections': { sourceId: src.sourceId, destinationId: dst.destinationId },
+    };
+    const post = (p: string, body: unknown) => fetch(`${ab.baseUrl}${p}`, { method: 'POST', headers: { authorization: `Bearer ${ab.issueToken()}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    for (const [p, body] of Object.entries(valid)) {
+      const required: string[] = deref(doc().paths[p].post.requestBody.content['application/json'].schema).required;
+      expect(required.length, p).toBeGreaterThan(0);
+      expect((await post(p, body)).status, `${p} valid`).toBe(200);
+      for (const field of required) {
+        const { [field]: _, ...without } = body;
+        const res = await post(p, without);
+        expect(res.status, `${p} without ${field}`).toBe(400);
+        expect(res.headers.get('content-type')).toBe('application/problem+json');
+        const problem = await res.json();
+        expect(Object.keys(problem)).toEqual(expect.arrayContaining(['status', 'type', 'title', 'detail']));
+        expect(problem.detail, `${p} without ${field}`).toContain(field);
+      }
+    }
+    // A delete answers 204 with no body at all; then the resource is gone.
+    const del = await fetch(`${ab.baseUrl}/sources/${src.sourceId}`, { method: 'DELETE', headers: { authorization: `Bearer ${ab.issueToken()}` } });
+    expect(del.status).toBe(204);
+    expect(await del.text()).toBe('');
+    expect(await c.getSource(src.sourceId).catch((e) => e)).toMatchObject({ status: 404 });
+    expect(await c.getSource('00000000-0000-4000-8000-000000000000').catch((e) => e)).toMatchObject({ status: 404, detail: 'Could not find a source with id: 00000000-0000-4000-8000-000000000000' });
+    expect(await c.createSource({ name: 'x', workspaceId: '00000000-0000-4000-8000-000000000001', configuration: { sourceType: 'faker' } }).catch((e) => e)).toMatchObject({ status: 404 });
+    expect(await c.listSources({ limit: 101 }).catch((e) => e)).toMatchObject({ status: 400 });
   });
 });
 

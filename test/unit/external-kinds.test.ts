@@ -8,6 +8,9 @@ import { logTail, PRESTO_FROM_S3, scriptKey, stepArgs } from '../../activities/e
 import { toS3Uri } from '../../activities/s3/client.js';
 import { TIERS } from '../../schemas/external.js';
 import { externalDepsFromEnv, parseTenantTiers } from '../../workers/external-deps.js';
+import { AirbyteClient, airbyteClientFromEnv } from '../../activities/airbyte/client.js';
+import { loadConfig } from '../../schemas/config.js';
+import { parseAirbyteWorkspaces } from '../../schemas/ingestion.js';
 
 const problems = (tasks: Record<string, unknown>[]) => {
   const r = validateSpec({ id: 'p', tasks });
@@ -134,6 +137,40 @@ describe('worker configuration from the environment', () => {
       msg = (e as Error).message;
     }
     expect(msg).toBe('AIRBYTE_URL is set but AIRBYTE_CLIENT_SECRET is not: set the Airbyte application\'s client credentials');
+  });
+});
+
+describe('STRATA_AIRBYTE_WORKSPACES (tenant → Airbyte workspace)', () => {
+  const A = '744cc0ed-7f05-4949-9e60-2a814f90c035';
+  const B = 'B0796797-DE23-4FC7-A5E2-7E131314718C';
+  it('parses tenant=uuid pairs, lower-casing workspace ids', () => {
+    expect(parseAirbyteWorkspaces(undefined)).toEqual({});
+    expect(parseAirbyteWorkspaces('')).toEqual({});
+    expect(parseAirbyteWorkspaces(` acme=${A} , globex = ${B},`)).toEqual({ acme: A, globex: B.toLowerCase() });
+  });
+
+  it('says what is wrong with a pair', () => {
+    const shape = (pair: string) => `STRATA_AIRBYTE_WORKSPACES: "${pair}" should be TENANT=WORKSPACE_UUID, e.g. acme=744cc0ed-7f05-4949-9e60-2a814f90c035 (tenant in lower-case letters, digits and "-")`;
+    expect(() => parseAirbyteWorkspaces('acme')).toThrow(shape('acme'));
+    expect(() => parseAirbyteWorkspaces('acme=not-a-uuid')).toThrow(shape('acme=not-a-uuid'));
+    expect(() => parseAirbyteWorkspaces(`Acme=${A}`)).toThrow(shape(`Acme=${A}`));
+    expect(() => parseAirbyteWorkspaces(`=${A}`)).toThrow(shape(`=${A}`));
+    expect(() => parseAirbyteWorkspaces(`acme=${A}=x`)).toThrow(shape(`acme=${A}=x`));
+    expect(() => parseAirbyteWorkspaces(`acme=${A},acme=${B}`)).toThrow('STRATA_AIRBYTE_WORKSPACES: tenant acme is mapped twice; a tenant has one Airbyte workspace');
+    expect(() => parseAirbyteWorkspaces(`acme=${A},globex=${A.toUpperCase()}`)).toThrow(`STRATA_AIRBYTE_WORKSPACES: workspace ${A} is mapped to both acme and globex; give each tenant its own workspace`);
+  });
+
+  it('is validated with the rest of the configuration', () => {
+    expect(loadConfig({ STRATA_AIRBYTE_WORKSPACES: `acme=${A}` }).STRATA_AIRBYTE_WORKSPACES).toBe(`acme=${A}`);
+    expect(() => loadConfig({ STRATA_AIRBYTE_WORKSPACES: 'acme=123' })).toThrow(
+      'invalid configuration:\n  STRATA_AIRBYTE_WORKSPACES: "acme=123" should be TENANT=WORKSPACE_UUID, e.g. acme=744cc0ed-7f05-4949-9e60-2a814f90c035 (tenant in lower-case letters, digits and "-") (got "acme=123")',
+    );
+  });
+
+  it('builds the API’s Airbyte client from the same variables as the worker’s', () => {
+    expect(airbyteClientFromEnv({})).toBeUndefined();
+    expect(airbyteClientFromEnv({ AIRBYTE_URL: 'http://airbyte/api/public/v1', AIRBYTE_CLIENT_ID: 'id', AIRBYTE_CLIENT_SECRET: 's3cr3t' })).toBeInstanceOf(AirbyteClient);
+    expect(() => airbyteClientFromEnv({ AIRBYTE_URL: 'http://airbyte' })).toThrow("AIRBYTE_URL is set but AIRBYTE_CLIENT_ID and AIRBYTE_CLIENT_SECRET are not: set the Airbyte application's client credentials");
   });
 });
 
