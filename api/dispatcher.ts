@@ -65,7 +65,7 @@ export class TriggerDispatcher {
       const free = this.o.concurrency - this.inflight.size;
       if (free > 0) {
         try {
-          const rows = await claimTriggers<PreparedStart>(this.db, free, this.o.leaseMs);
+          const rows = await claimTriggers<PreparedStart>(this.db, this.runs.config.taskQueue, free, this.o.leaseMs);
           claimed = rows.length;
           for (const row of rows) this.track(this.dispatch(row));
           await this.maybePrune();

@@ -176,7 +176,7 @@ export class RunsService {
     const db = this.config.outbox;
     if (!db) throw new Error('RunsService.enqueue needs the outbox database');
     const p = this.prepare(req);
-    const fresh = await enqueueTrigger(db, { workflowId: p.workflowId, tenant: req.tenant, pipelineId: req.spec.id, request: p });
+    const fresh = await enqueueTrigger(db, { workflowId: p.workflowId, tenant: req.tenant, pipelineId: req.spec.id, taskQueue: this.config.taskQueue, request: p });
     if (!fresh && !req.idempotent) throw new RequestError(`run ${p.workflowId} already exists: use another run key`, 409);
     this.config.onEnqueued?.();
     const t = fresh ? undefined : await getTrigger(db, p.workflowId);
@@ -191,7 +191,7 @@ export class RunsService {
     const db = this.config.outbox;
     if (!db || !(await getTrigger(db, runId))) return false;
     for (let i = 0; i < 100; i++) {
-      const [row] = await claimTriggers<PreparedStart>(db, 1, 30_000, runId);
+      const [row] = await claimTriggers<PreparedStart>(db, this.config.taskQueue, 1, 30_000, runId);
       if (row) {
         const h = await this.startPrepared(row.request, true);
         await markStarted(db, runId, h.temporalRunId);

@@ -14,27 +14,27 @@ export interface TriggerRow<R = unknown> {
 }
 
 /** Accepts a trigger; false if one with that workflow id was accepted before. */
-export async function enqueueTrigger(db: Db, t: { workflowId: string; tenant: string; pipelineId: string; request: unknown }): Promise<boolean> {
+export async function enqueueTrigger(db: Db, t: { workflowId: string; tenant: string; pipelineId: string; taskQueue: string; request: unknown }): Promise<boolean> {
   const r = await db.query(
-    `INSERT INTO run_triggers (workflow_id, tenant, pipeline_id, request) VALUES ($1, $2, $3, $4) ON CONFLICT (workflow_id) DO NOTHING RETURNING workflow_id`,
-    [t.workflowId, t.tenant, t.pipelineId, JSON.stringify(t.request)],
+    `INSERT INTO run_triggers (workflow_id, tenant, pipeline_id, task_queue, request) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workflow_id) DO NOTHING RETURNING workflow_id`,
+    [t.workflowId, t.tenant, t.pipelineId, t.taskQueue, JSON.stringify(t.request)],
   );
   return r.rows.length === 1;
 }
 
 /**
- * Claims up to `limit` pending triggers (oldest first) for `leaseMs`; other dispatchers
- * (another API replica) skip them. A claim that lapses (its dispatcher died) is taken again.
+ * Claims up to `limit` pending triggers of `taskQueue` (oldest first) for `leaseMs`; other
+ * dispatchers (another API replica) skip them. A claim that lapses (its dispatcher died) is taken again.
  */
-export async function claimTriggers<R>(db: Db, limit: number, leaseMs: number, only?: string): Promise<TriggerRow<R>[]> {
+export async function claimTriggers<R>(db: Db, taskQueue: string, limit: number, leaseMs: number, only?: string): Promise<TriggerRow<R>[]> {
   const r = await db.query<TriggerRow<R>>(
     `UPDATE run_triggers SET claimed_until = now() + ($2 || ' milliseconds')::interval, attempts = attempts + 1
      WHERE workflow_id IN (
        SELECT workflow_id FROM run_triggers
-       WHERE started_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) AND ($3::text IS NULL OR workflow_id = $3)
+       WHERE task_queue = $4 AND started_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) AND ($3::text IS NULL OR workflow_id = $3)
        ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
      RETURNING *`,
-    [limit, String(leaseMs), only ?? null],
+    [limit, String(leaseMs), only ?? null, taskQueue],
   );
   return r.rows;
 }

@@ -6,6 +6,7 @@ CREATE TABLE run_triggers (
   workflow_id   text PRIMARY KEY,
   tenant        text NOT NULL,
   pipeline_id   text NOT NULL,
+  task_queue    text NOT NULL,         -- dispatchers start only their own queue's triggers
   request       jsonb NOT NULL,        -- the workflow start: input, search attributes, memo, summary
   created_at    timestamptz NOT NULL DEFAULT now(),
   claimed_until timestamptz,           -- a dispatcher is starting it until then
@@ -14,4 +15,4 @@ CREATE TABLE run_triggers (
   started_at    timestamptz,
   temporal_run_id text
 );
-CREATE INDEX run_triggers_pending ON run_triggers (created_at) WHERE started_at IS NULL;
+CREATE INDEX run_triggers_pending ON run_triggers (task_queue, created_at) WHERE started_at IS NULL;

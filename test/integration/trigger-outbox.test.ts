@@ -60,7 +60,7 @@ describe('trigger outbox', () => {
     const s = spec({ id: 'outbox_lost', tasks: [{ id: 'a', kind: 'noop' }] });
     const h = await runs.enqueue({ spec: s, tenant: stack.tenant, trigger: 'api' });
     // The first dispatcher claims the trigger and starts the workflow, then dies before recording it.
-    const [row] = await claimTriggers<PreparedStart>(stack.db, 1, 60_000, h.runId);
+    const [row] = await claimTriggers<PreparedStart>(stack.db, stack.taskQueue, 1, 60_000, h.runId);
     await runs.startPrepared(row.request, true);
     await stack.db.query(`UPDATE run_triggers SET claimed_until = now() - interval '1 second' WHERE workflow_id = $1`, [h.runId]);
 
