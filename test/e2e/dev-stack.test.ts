@@ -46,6 +46,17 @@ it('starts server, UI, worker and the example run, and stops cleanly on SIGINT',
     const preview = await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/datasets/gold.daily_revenue/preview?limit=3`, auth)).json();
     expect(preview.rows.length).toBeGreaterThan(0);
     expect((await fetch(`http://127.0.0.1:${apiPort}/api/v1/datasets/gold.nothing`, auth)).status).toBe(404);
+    // A trigger through the API goes through the outbox on the embedded metastore and runs.
+    const post = (url: string, body: unknown) => fetch(`http://127.0.0.1:${apiPort}${url}`, { method: 'POST', headers: { ...auth.headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await post('/api/v1/pipelines', { id: 'hello', tasks: [{ id: 'a', kind: 'noop' }] })).status).toBe(201);
+    const t = await (await post('/api/v1/pipelines/hello/runs', {})).json();
+    expect(t.status).toBe('queued');
+    let status = '';
+    for (let i = 0; i < 200 && status !== 'success'; i++) {
+      status = (await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/runs/${encodeURIComponent(t.runId)}`, auth)).json()).status;
+      if (status !== 'success') await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status).toBe('success');
     expect(await portOpen(port)).toBe(true);
     p.child.kill('SIGINT');
     expect(await p.exited()).toBe(0);
