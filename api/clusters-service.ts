@@ -74,19 +74,26 @@ export class ClustersService {
    */
   private async acquireSlot(tenant: string, name: string) {
     const t = this.tierOf(tenant);
-    const start = new WithStartWorkflowOperation<typeof clusterQuota>('clusterQuota', {
-      workflowId: clusterQuotaWorkflowId(tenant),
-      taskQueue: this.config.taskQueue,
-      args: [{ tenant }],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-      typedSearchAttributes: [{ key: SA_TENANT, value: tenant }],
-      staticSummary: `cluster slots of ${tenant}`,
-    });
-    try {
-      await this.client.workflow.executeUpdateWithStart(acquireClusterSlot, { args: [{ name, max: t.maxClusters }], startWorkflowOperation: start });
-    } catch (e) {
-      if (e instanceof WorkflowUpdateFailedError) throw new RequestError(`${e.cause?.message ?? e.message}`.replace(/the most its tier allows/, `the most its ${t.name} tier allows`), 403);
-      throw e;
+    // An operation is used once: a fresh one per attempt.
+    const start = () =>
+      new WithStartWorkflowOperation<typeof clusterQuota>('clusterQuota', {
+        workflowId: clusterQuotaWorkflowId(tenant),
+        taskQueue: this.config.taskQueue,
+        args: [{ tenant }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        typedSearchAttributes: [{ key: SA_TENANT, value: tenant }],
+        staticSummary: `cluster slots of ${tenant}`,
+      });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client.workflow.executeUpdateWithStart(acquireClusterSlot, { args: [{ name, max: t.maxClusters }], startWorkflowOperation: start() });
+        return;
+      } catch (e) {
+        if (e instanceof WorkflowUpdateFailedError) throw new RequestError(`${e.cause?.message ?? e.message}`.replace(/the most its tier allows/, `the most its ${t.name} tier allows`), 403);
+        // Racing first creates of a tenant can see the quota workflow mid-start (aborted multi-operation): try again.
+        if (attempt >= 4) throw e;
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
     }
   }
 
