@@ -14,7 +14,8 @@ import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, 
 import { openSource, type Row, type RowSource } from './read.js';
 
 export interface Checkpoint {
-  version: 1;
+  /** 2: partition lines carry their group key (`key GS row`). A checkpoint of another version is not resumed. */
+  version: 2;
   workDir: string;
   partitions: number;
   leftDone: boolean;
@@ -120,8 +121,9 @@ async function partitionSide(src: RowSource, side: 'l' | 'r', keyIdx: number[], 
   const flushAt = Math.max(8 * 1024, Math.min(256 * 1024, Math.floor((8 * 1024 * 1024) / n)));
   let rows = 0;
   for await (const row of src.rows()) {
-    const p = hash(keyOf(row, keyIdx, norm)) % n;
-    const line = encodeRow(row);
+    const key = keyOf(row, keyIdx, norm);
+    const p = hash(key) % n;
+    const line = encodeLine(key, row);
     bufs[p].push(line);
     sizes[p] += line.length;
     if (sizes[p] > flushAt) await flush(p);
@@ -135,33 +137,85 @@ async function partitionSide(src: RowSource, side: 'l' | 'r', keyIdx: number[], 
 }
 
 /**
- * Partition lines: fields joined by U+001F, the cheapest form to split again. A row with
- * a null, a newline or a separator character in a value is written as U+001E + JSON.
+ * Partition lines: the row's group key, U+001D, then its fields joined by U+001F (the
+ * cheapest form to split again). A line whose key or values hold a newline, a separator
+ * or a null is written as U+001E + JSON [key, row]. Keeping the key in front lets the
+ * compare phase group rows without splitting them, and pass a one-to-one pair whose
+ * lines are identical (same columns on both sides) as matched without splitting either.
  */
 const US = '\u001f';
 const RS = '\u001e';
-const NEEDS_JSON = /[\n\u001e\u001f]/;
-function encodeRow(row: Row): string {
-  if (row.includes(null)) return RS + JSON.stringify(row) + '\n';
-  const joined = (row as string[]).join(US);
-  if (NEEDS_JSON.test((row as string[]).join(''))) return RS + JSON.stringify(row) + '\n';
-  return joined + '\n';
+const GS = '\u001d';
+const NEEDS_JSON = /[\n\u001d\u001e\u001f]/;
+function encodeLine(key: string, row: Row): string {
+  if (!row.includes(null) && !NEEDS_JSON.test(key) && !NEEDS_JSON.test((row as string[]).join(''))) return key + GS + (row as string[]).join(US) + '\n';
+  return RS + JSON.stringify([key, row]) + '\n';
 }
 
-async function readPart(file: string): Promise<Row[]> {
-  if (!existsSync(file)) return [];
+/** A partition file read back: group keys, and each line's body (decoded to a row on demand). */
+interface Part {
+  keys: string[];
+  bodies: string[];
+  /** Rows of JSON lines, decoded while reading. */
+  decoded: Map<number, Row>;
+}
+
+async function readPart(file: string): Promise<Part> {
+  const part: Part = { keys: [], bodies: [], decoded: new Map() };
+  if (!existsSync(file)) return part;
   // A partition is small by construction (see TARGET_PARTITION_BYTES): read it whole.
   const text = await readFile(file, 'utf8');
-  const lines = text.split('\n');
-  lines.pop();
-  return lines.map((l) => (l.charCodeAt(0) === 0x1e ? (JSON.parse(l.slice(1)) as Row) : l.split(US)));
+  let at = 0;
+  for (let nl = text.indexOf('\n', at); nl >= 0; at = nl + 1, nl = text.indexOf('\n', at)) {
+    if (text.charCodeAt(at) === 0x1e) {
+      const [key, row] = JSON.parse(text.slice(at + 1, nl)) as [string, Row];
+      part.decoded.set(part.keys.length, row);
+      part.keys.push(key);
+      part.bodies.push(RS);
+    } else {
+      const gs = text.indexOf(GS, at);
+      part.keys.push(text.slice(at, gs));
+      part.bodies.push(text.slice(gs + 1, nl));
+    }
+  }
+  return part;
+}
+
+const rowOf = (part: Part, i: number): Row => part.decoded.get(i) ?? part.bodies[i].split(US);
+
+/**
+ * Compares one partition: rows grouped by key, each group through the Tally. With the same
+ * columns in the same order on both sides, a one-to-one pair of identical lines is equal
+ * under any normalisation, so it counts as matched without being split.
+ */
+function comparePart(t: Tally, lp: Part, rp: Part, sameColumns: boolean) {
+  const index = (p: Part) => {
+    const m = new Map<string, number | number[]>();
+    for (let i = 0; i < p.keys.length; i++) {
+      const prev = m.get(p.keys[i]);
+      if (prev === undefined) m.set(p.keys[i], i);
+      else if (typeof prev === 'number') m.set(p.keys[i], [prev, i]);
+      else prev.push(i);
+    }
+    return m;
+  };
+  const li = index(lp);
+  const ri = index(rp);
+  const rows = (p: Part, x: number | number[] | undefined): Row[] => (x === undefined ? [] : typeof x === 'number' ? [rowOf(p, x)] : x.map((i) => rowOf(p, i)));
+  for (const [key, l] of li) {
+    const r = ri.get(key);
+    if (r !== undefined) ri.delete(key);
+    if (sameColumns && typeof l === 'number' && typeof r === 'number' && lp.bodies[l] !== RS && lp.bodies[l] === rp.bodies[r]) t.matchedPair();
+    else t.group(rows(lp, l), rows(rp, r));
+  }
+  for (const r of ri.values()) t.group([], rows(rp, r));
 }
 
 async function partitioned(left: RowSource, right: RowSource, l: Layout, o: ReconcileOptions, ctx: ReconcileContext, n: number): Promise<Partial> {
   const cp: Checkpoint =
-    ctx.checkpoint && ctx.checkpoint.workDir === ctx.workDir && partsExist(ctx.workDir, ctx.checkpoint)
+    ctx.checkpoint && ctx.checkpoint.version === 2 && ctx.checkpoint.workDir === ctx.workDir && partsExist(ctx.workDir, ctx.checkpoint)
       ? structuredClone(ctx.checkpoint)
-      : { version: 1, workDir: ctx.workDir, partitions: n, leftDone: false, rightDone: false, compared: [], partial: emptyResult() };
+      : { version: 2, workDir: ctx.workDir, partitions: n, leftDone: false, rightDone: false, compared: [], partial: emptyResult() };
   await mkdir(ctx.workDir, { recursive: true });
   const keyL = l.keyNames.length ? l.left.key : l.left.cols;
   const keyR = l.keyNames.length ? l.right.key : l.right.cols;
@@ -175,7 +229,7 @@ async function partitioned(left: RowSource, right: RowSource, l: Layout, o: Reco
     cp.rightDone = true;
     ctx.onCheckpoint?.(structuredClone(cp));
   }
-  const norm = normalizer(o);
+  const sameColumns = l.left.header.length === l.right.header.length && l.left.header.every((h, i) => h === l.right.header[i]);
   const done = new Set(cp.compared);
   const todo = Array.from({ length: cp.partitions }, (_, p) => p).filter((p) => !done.has(p));
   // Compare up to `parallelism` partitions at once (reads overlap; memory is bounded by
@@ -185,22 +239,9 @@ async function partitioned(left: RowSource, right: RowSource, l: Layout, o: Reco
     while (next < todo.length) {
       const p = todo[next++];
       check(ctx.signal);
-      const [lr, rr] = await Promise.all([readPart(partFile(ctx.workDir, 'l', p)), readPart(partFile(ctx.workDir, 'r', p))]);
-      const groups = new Map<string, { l: Row[]; r: Row[] }>();
-      for (const row of lr) {
-        const k = keyOf(row, keyL, norm);
-        const g = groups.get(k);
-        if (g) g.l.push(row);
-        else groups.set(k, { l: [row], r: [] });
-      }
-      for (const row of rr) {
-        const k = keyOf(row, keyR, norm);
-        const g = groups.get(k);
-        if (g) g.r.push(row);
-        else groups.set(k, { l: [], r: [row] });
-      }
+      const [lp, rp] = await Promise.all([readPart(partFile(ctx.workDir, 'l', p)), readPart(partFile(ctx.workDir, 'r', p))]);
       const t = new Tally(l, o);
-      for (const g of groups.values()) t.group(g.l, g.r);
+      comparePart(t, lp, rp, sameColumns);
       mergeInto(cp.partial, t.r, o.sampleLimit);
       cp.compared.push(p);
       ctx.onCheckpoint?.(structuredClone(cp));

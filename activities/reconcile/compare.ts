@@ -85,6 +85,13 @@ export class Tally {
     this.wholeRow = l.keyNames.length === 0;
   }
 
+  /** One row on each side, known equal (identical lines): what group() would conclude, without comparing. */
+  matchedPair() {
+    this.r.counts.left++;
+    this.r.counts.right++;
+    this.r.counts.matched++;
+  }
+
   /** Rows of one key on each side (either may be empty). */
   group(left: Row[], right: Row[]) {
     const c = this.r.counts;
