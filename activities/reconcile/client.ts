@@ -14,8 +14,8 @@ import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, 
 import { openSource, type Row, type RowSource } from './read.js';
 
 export interface Checkpoint {
-  /** 2: partition lines carry their group key (`key GS row`). A checkpoint of another version is not resumed. */
-  version: 2;
+  /** 3: partition lines carry their group key (`key GS row` or `key FS raw line`). A checkpoint of another version is not resumed. */
+  version: 3;
   workDir: string;
   partitions: number;
   leftDone: boolean;
@@ -120,16 +120,30 @@ async function partitionSide(src: RowSource, side: 'l' | 'r', keyIdx: number[], 
   // All partitions' buffers together stay under ~8 MB, however many partitions there are.
   const flushAt = Math.max(8 * 1024, Math.min(256 * 1024, Math.floor((8 * 1024 * 1024) / n)));
   let rows = 0;
-  for await (const row of src.rows()) {
-    const key = keyOf(row, keyIdx, norm);
-    const p = hash(key) % n;
-    const line = encodeLine(key, row);
-    bufs[p].push(line);
-    sizes[p] += line.length;
-    if (sizes[p] > flushAt) await flush(p);
-    if (++rows % 100_000 === 0) {
-      check(ctx.signal);
-      ctx.onProgress?.({ phase: side === 'l' ? 'partition-left' : 'partition-right', rows, bytes: base + src.bytesRead(), partitions: n });
+  // Quote-free CSV records arrive as raw lines: only the key fields are cut out, and the
+  // line goes to its partition as it is.
+  const d = src.delimiter ?? ',';
+  const keyOfLine = keyFromLine(keyIdx, d, norm);
+  const batches: AsyncIterable<(string | Row)[]> = src.lines ? src.lines() : inBatches(src.rows());
+  for await (const batch of batches) {
+    for (const rec of batch) {
+      let key: string;
+      let line: string;
+      if (typeof rec === 'string') {
+        key = keyOfLine(rec);
+        line = NEEDS_JSON_RAW.test(rec) || NEEDS_JSON.test(key) ? encodeLine(key, rec.split(d)) : key + FS + rec + '\n';
+      } else {
+        key = keyOf(rec, keyIdx, norm);
+        line = encodeLine(key, rec);
+      }
+      const p = hash(key) % n;
+      bufs[p].push(line);
+      sizes[p] += line.length;
+      if (sizes[p] > flushAt) await flush(p);
+      if (++rows % 100_000 === 0) {
+        check(ctx.signal);
+        ctx.onProgress?.({ phase: side === 'l' ? 'partition-left' : 'partition-right', rows, bytes: base + src.bytesRead(), partitions: n });
+      }
     }
   }
   for (let p = 0; p < n; p++) await flush(p);
@@ -137,31 +151,60 @@ async function partitionSide(src: RowSource, side: 'l' | 'r', keyIdx: number[], 
 }
 
 /**
- * Partition lines: the row's group key, U+001D, then its fields joined by U+001F (the
- * cheapest form to split again). A line whose key or values hold a newline, a separator
- * or a null is written as U+001E + JSON [key, row]. Keeping the key in front lets the
- * compare phase group rows without splitting them, and pass a one-to-one pair whose
- * lines are identical (same columns on both sides) as matched without splitting either.
+ * Partition lines: the row's group key, then U+001D and its fields joined by U+001F (the
+ * cheapest form to split again), or U+001C and the raw CSV line when it had no quote
+ * (split by the file's delimiter). A line whose key or values hold a newline, a
+ * separator or a null is written as U+001E + JSON [key, row]. Keeping the key in front
+ * lets the compare phase group rows without splitting them, and pass a one-to-one pair
+ * whose lines are identical (same columns on both sides) as matched without splitting.
  */
 const US = '\u001f';
 const RS = '\u001e';
 const GS = '\u001d';
-const NEEDS_JSON = /[\n\u001d\u001e\u001f]/;
+const FS = '\u001c';
+const NEEDS_JSON = /[\n\u001c\u001d\u001e\u001f]/;
+const NEEDS_JSON_RAW = /[\u001c\u001d\u001e\u001f]/;
 function encodeLine(key: string, row: Row): string {
   if (!row.includes(null) && !NEEDS_JSON.test(key) && !NEEDS_JSON.test((row as string[]).join(''))) return key + GS + (row as string[]).join(US) + '\n';
   return RS + JSON.stringify([key, row]) + '\n';
 }
 
+async function* inBatches(rows: AsyncIterable<Row>): AsyncGenerator<Row[]> {
+  for await (const r of rows) yield [r];
+}
+
+/** keyOf for a raw line: cuts out only the key fields. */
+function keyFromLine(keyIdx: number[], d: string, norm: ReturnType<typeof normalizer>): (line: string) => string {
+  const want = Math.max(-1, ...keyIdx);
+  const starts: number[] = [];
+  const ends: number[] = [];
+  return (line) => {
+    let s = 0;
+    for (let f = 0; f <= want; f++) {
+      const e = line.indexOf(d, s);
+      starts[f] = s;
+      ends[f] = e < 0 ? line.length : e;
+      s = ends[f] + d.length;
+    }
+    const row: Row = [];
+    for (const i of keyIdx) row[i] = line.slice(starts[i], ends[i]);
+    return keyOf(row, keyIdx, norm);
+  };
+}
+
 /** A partition file read back: group keys, and each line's body (decoded to a row on demand). */
 interface Part {
   keys: string[];
+  /** From the separator on: U+001D + fields joined by U+001F, U+001C + the raw CSV line, or U+001E (see decoded). */
   bodies: string[];
+  /** The file's delimiter, for raw lines. */
+  delimiter: string;
   /** Rows of JSON lines, decoded while reading. */
   decoded: Map<number, Row>;
 }
 
-async function readPart(file: string): Promise<Part> {
-  const part: Part = { keys: [], bodies: [], decoded: new Map() };
+async function readPart(file: string, delimiter: string): Promise<Part> {
+  const part: Part = { keys: [], bodies: [], delimiter, decoded: new Map() };
   if (!existsSync(file)) return part;
   // A partition is small by construction (see TARGET_PARTITION_BYTES): read it whole.
   const text = await readFile(file, 'utf8');
@@ -173,15 +216,22 @@ async function readPart(file: string): Promise<Part> {
       part.keys.push(key);
       part.bodies.push(RS);
     } else {
-      const gs = text.indexOf(GS, at);
-      part.keys.push(text.slice(at, gs));
-      part.bodies.push(text.slice(gs + 1, nl));
+      let sep = at;
+      for (let c = text.charCodeAt(sep); c !== 0x1c && c !== 0x1d; c = text.charCodeAt(++sep))
+        if (sep >= nl) throw new Error(`${path.basename(file)}: a partition line without a separator (the work folder is damaged)`);
+      part.keys.push(text.slice(at, sep));
+      part.bodies.push(text.slice(sep, nl));
     }
   }
   return part;
 }
 
-const rowOf = (part: Part, i: number): Row => part.decoded.get(i) ?? part.bodies[i].split(US);
+function rowOf(part: Part, i: number): Row {
+  const json = part.decoded.get(i);
+  if (json) return json;
+  const b = part.bodies[i];
+  return b.slice(1).split(b.charCodeAt(0) === 0x1c ? part.delimiter : US);
+}
 
 /**
  * Compares one partition: rows grouped by key, each group through the Tally. With the same
@@ -205,7 +255,7 @@ function comparePart(t: Tally, lp: Part, rp: Part, sameColumns: boolean) {
   for (const [key, l] of li) {
     const r = ri.get(key);
     if (r !== undefined) ri.delete(key);
-    if (sameColumns && typeof l === 'number' && typeof r === 'number' && lp.bodies[l] !== RS && lp.bodies[l] === rp.bodies[r]) t.matchedPair();
+    if (sameColumns && typeof l === 'number' && typeof r === 'number' && lp.bodies[l] !== RS && lp.bodies[l] === rp.bodies[r] && (lp.bodies[l].charCodeAt(0) !== 0x1c || lp.delimiter === rp.delimiter)) t.matchedPair();
     else t.group(rows(lp, l), rows(rp, r));
   }
   for (const r of ri.values()) t.group([], rows(rp, r));
@@ -213,9 +263,9 @@ function comparePart(t: Tally, lp: Part, rp: Part, sameColumns: boolean) {
 
 async function partitioned(left: RowSource, right: RowSource, l: Layout, o: ReconcileOptions, ctx: ReconcileContext, n: number): Promise<Partial> {
   const cp: Checkpoint =
-    ctx.checkpoint && ctx.checkpoint.version === 2 && ctx.checkpoint.workDir === ctx.workDir && partsExist(ctx.workDir, ctx.checkpoint)
+    ctx.checkpoint && ctx.checkpoint.version === 3 && ctx.checkpoint.workDir === ctx.workDir && partsExist(ctx.workDir, ctx.checkpoint)
       ? structuredClone(ctx.checkpoint)
-      : { version: 2, workDir: ctx.workDir, partitions: n, leftDone: false, rightDone: false, compared: [], partial: emptyResult() };
+      : { version: 3, workDir: ctx.workDir, partitions: n, leftDone: false, rightDone: false, compared: [], partial: emptyResult() };
   await mkdir(ctx.workDir, { recursive: true });
   const keyL = l.keyNames.length ? l.left.key : l.left.cols;
   const keyR = l.keyNames.length ? l.right.key : l.right.cols;
@@ -239,7 +289,7 @@ async function partitioned(left: RowSource, right: RowSource, l: Layout, o: Reco
     while (next < todo.length) {
       const p = todo[next++];
       check(ctx.signal);
-      const [lp, rp] = await Promise.all([readPart(partFile(ctx.workDir, 'l', p)), readPart(partFile(ctx.workDir, 'r', p))]);
+      const [lp, rp] = await Promise.all([readPart(partFile(ctx.workDir, 'l', p), left.delimiter ?? ','), readPart(partFile(ctx.workDir, 'r', p), right.delimiter ?? ',')]);
       const t = new Tally(l, o);
       comparePart(t, lp, rp, sameColumns);
       mergeInto(cp.partial, t.r, o.sampleLimit);

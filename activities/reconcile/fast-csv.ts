@@ -17,8 +17,28 @@ export class CsvShapeError extends Error {
   }
 }
 
+/** Records parsed from one chunk of the file, with the physical line each ends on. */
+export interface CsvBatch {
+  records: (string | string[])[];
+  lines: number[];
+}
+
 /** `at.line` is set to the physical line each yielded record ends on. */
 export async function* fastCsvRecords(file: string, delimiter: string, quote: string, onBytes?: (n: number) => void, at: { line: number } = { line: 0 }): AsyncGenerator<string[]> {
+  for await (const b of fastCsvBatches(file, delimiter, quote, false, onBytes))
+    for (let i = 0; i < b.records.length; i++) {
+      at.line = b.lines[i];
+      yield b.records[i] as string[];
+    }
+}
+
+/**
+ * Records in batches, one per chunk read (a promise per chunk, not per record). With
+ * `raw`, a record without any quote comes as its raw line (fields joined by the
+ * delimiter, line end removed) instead of split: callers that need only a few fields,
+ * or pass the record on, skip the split.
+ */
+export async function* fastCsvBatches(file: string, delimiter: string, quote: string, raw: boolean, onBytes?: (n: number) => void): AsyncGenerator<CsvBatch> {
   let buf = '';
   let line = 1;
   let first = true;
@@ -29,35 +49,40 @@ export async function* fastCsvRecords(file: string, delimiter: string, quote: st
       if (buf.charCodeAt(0) === 0xfeff) buf = buf.slice(1);
       first = false;
     }
+    const batch: CsvBatch = { records: [], lines: [] };
     let pos = 0;
     for (;;) {
-      const r = parseRecord(buf, pos, delimiter, quote, false);
+      const r = parseRecord(buf, pos, delimiter, quote, false, raw);
       if (!r) break;
       line += r.newlines;
       pos = r.next;
-      at.line = line - 1;
-      if (r.fields) yield r.fields;
+      if (r.fields) batch.records.push(r.fields), batch.lines.push(line - 1);
     }
     buf = buf.slice(pos);
+    if (batch.records.length) yield batch;
   }
+  const batch: CsvBatch = { records: [], lines: [] };
   let pos = 0;
   while (pos < buf.length) {
-    const r = parseRecord(buf, pos, delimiter, quote, true);
-    if (!r) throw new CsvShapeError(`line ${line}: a quoted field is not closed`, line);
+    const r = parseRecord(buf, pos, delimiter, quote, true, raw);
+    if (!r) {
+      if (batch.records.length) yield batch; // the records before the broken one, then the error
+      throw new CsvShapeError(`line ${line}: a quoted field is not closed`, line);
+    }
     line += r.newlines;
     pos = r.next;
-    at.line = line - 1;
-    if (r.fields) yield r.fields;
+    if (r.fields) batch.records.push(r.fields), batch.lines.push(line - 1);
   }
+  if (batch.records.length) yield batch;
 }
 
 interface Parsed {
-  fields: string[] | null; // null: an empty line
+  fields: string[] | string | null; // null: an empty line; a string: the raw line (raw mode, no quote)
   next: number;
   newlines: number;
 }
 
-function parseRecord(buf: string, start: number, d: string, q: string, final: boolean): Parsed | null {
+function parseRecord(buf: string, start: number, d: string, q: string, final: boolean, raw = false): Parsed | null {
   let e = buf.indexOf('\n', start);
   if (e < 0) {
     if (!final) return null;
@@ -67,7 +92,7 @@ function parseRecord(buf: string, start: number, d: string, q: string, final: bo
   const text = buf.slice(start, end); // look for a quote in this line only
   if (text.indexOf(q) < 0) {
     if (end === start) return { fields: null, next: e + 1, newlines: 1 };
-    return { fields: text.split(d), next: e + 1, newlines: 1 };
+    return { fields: raw ? text : text.split(d), next: e + 1, newlines: 1 };
   }
   // Slow path: a quote somewhere in this record.
   const fields: string[] = [];

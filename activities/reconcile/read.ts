@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { CsvOptions, DatasetRef } from '../../schemas/reconcile.js';
 import { NonRetryableError } from '../core/task.js';
 import { quoteLiteral } from '../sql/duckdb.js';
-import { CsvShapeError, fastCsvRecords } from './fast-csv.js';
+import { CsvShapeError, fastCsvBatches, fastCsvRecords } from './fast-csv.js';
 
 export type Row = (string | null)[];
 
@@ -23,6 +23,12 @@ export interface RowSource {
   rows(): AsyncIterable<Row>;
   /** Bytes read so far (CSV), for progress. */
   bytesRead(): number;
+  /**
+   * Fast CSV only: records in batches, each as its raw line (fields joined by `delimiter`)
+   * when it has no quote, else as a row; same checks as rows().
+   */
+  lines?(): AsyncIterable<(string | Row)[]>;
+  delimiter?: string;
 }
 
 export function resolveUri(uri: string, lakeRoot: string): string {
@@ -64,8 +70,35 @@ async function openFastCsv(file: string, size: number, o: CsvOptions): Promise<R
       try {
         for await (const rec of fastCsvRecords(file, o.delimiter, o.quote, (b) => (read += b), at)) {
           if (n++ === 0 && o.header) continue;
-          if (rec.length !== header.length) throw new NonRetryableError(`${path.basename(file)}: line ${at.line}: row has a different number of columns than the header (${header.length})`, 'BadInput');
+          if (rec.length !== header.length) throw ragged(file, at.line, header.length);
           yield rec;
+        }
+      } catch (e) {
+        if (e instanceof CsvShapeError) throw new NonRetryableError(`${path.basename(file)}: ${e.message}`, 'BadInput');
+        throw e;
+      }
+    },
+    delimiter: o.delimiter,
+    async *lines() {
+      read = 0;
+      let first = o.header;
+      const d = o.delimiter;
+      try {
+        for await (const b of fastCsvBatches(file, d, o.quote, true, (n) => (read += n))) {
+          for (let i = 0; i < b.records.length; i++) {
+            const rec = b.records[i];
+            let fields = rec.length;
+            if (typeof rec === 'string') {
+              fields = 1;
+              for (let x = rec.indexOf(d); x >= 0; x = rec.indexOf(d, x + 1)) fields++;
+            }
+            if (fields !== header.length && !(first && i === 0)) throw ragged(file, b.lines[i], header.length);
+          }
+          if (first) {
+            first = false;
+            b.records.shift();
+          }
+          yield b.records;
         }
       } catch (e) {
         if (e instanceof CsvShapeError) throw new NonRetryableError(`${path.basename(file)}: ${e.message}`, 'BadInput');
@@ -74,6 +107,8 @@ async function openFastCsv(file: string, size: number, o: CsvOptions): Promise<R
     },
   };
 }
+
+const ragged = (file: string, line: number, width: number) => new NonRetryableError(`${path.basename(file)}: line ${line}: row has a different number of columns than the header (${width})`, 'BadInput');
 
 async function openCsvParse(file: string, size: number, o: CsvOptions): Promise<RowSource> {
   let read = 0;

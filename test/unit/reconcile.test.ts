@@ -49,7 +49,7 @@ describe('reconcile: planted differences', () => {
     expect(Object.keys(mem.samples.changed[0].diffs)).toHaveLength(1);
   });
 
-  it('gives the same answer partitioned when the right side has its columns in another order, or values differ only by normalisation', async () => {
+  it('gives the same answer partitioned when the right side has its columns in another order or another delimiter, or values differ only by normalisation', async () => {
     const l = path.join(dir, 'perm-l.csv');
     const r = path.join(dir, 'perm-r.csv');
     const truth = await generatePair(l, r, { rows: 5_000, rate: 0.02, duplicates: true, awkward: true, seed: 3 });
@@ -60,7 +60,10 @@ describe('reconcile: planted differences', () => {
     const q = (v: string) => (/[",\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
     const rev = path.join(dir, 'perm-r-rev.csv');
     await writeFile(rev, recs.map((row) => [...row].reverse().map(q).join(',')).join('\n') + '\n');
-    for (const part of [await run(l, rev, { key: ['id'], partitions: 4 }), await run(l, r, { key: ['id'], partitions: 4 })]) {
+    const semi = path.join(dir, 'perm-r-semi.csv');
+    await writeFile(semi, recs.map((row) => row.map((v) => (/[";\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v)).join(';')).join('\n') + '\n');
+    const semiRun = await reconcile({ uri: l }, { uri: semi, csv: { delimiter: ';', quote: '"', escape: '"', header: true, encoding: 'utf8' } }, opts({ key: ['id'], partitions: 4 }), { lakeRoot: dir, workDir: path.join(dir, 'work-semi') });
+    for (const part of [await run(l, rev, { key: ['id'], partitions: 4 }), await run(l, r, { key: ['id'], partitions: 4 }), semiRun]) {
       expect(part.method).toBe('partitioned');
       expectTruth(part, truth);
     }
@@ -111,6 +114,13 @@ describe('reconcile: planted differences', () => {
   it('rejects ragged rows and unknown key columns with a clear error', async () => {
     const [l, r] = await files('ragged', 'id,a\n1,x\n2,y,z\n', 'id,a\n1,x\n');
     await expect(run(l, r, { key: ['id'] })).rejects.toThrow(/ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
+    // The partitioned path reads raw lines: same check, same message (also for a quoted row, and a short one).
+    await expect(run(l, r, { key: ['id'], partitions: 2 })).rejects.toThrow(/ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
+    const [ql] = await files('ragged-q', 'id,a\n1,x\n2,"y\nz",w\n', 'id,a\n');
+    await expect(run(ql, r, { key: ['id'], partitions: 2 })).rejects.toThrow(/ragged-q-l\.csv: line 4: row has a different number of columns than the header \(2\)/);
+    const [sl] = await files('ragged-s', 'id,a\n1,x\n2\n', 'id,a\n');
+    await expect(run(sl, r, { key: ['id'], partitions: 2 })).rejects.toThrow(/ragged-s-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
+    await expect(run(sl, r, { key: ['id'] })).rejects.toThrow(/ragged-s-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
     await expect(run(r, r, { key: ['nope'] })).rejects.toThrow(/column "nope" is not in the left dataset: it has id, a/);
     await expect(run(path.join(dir, 'missing.csv'), r)).rejects.toThrow(/dataset not found/);
   });
