@@ -2,6 +2,20 @@ import { z } from 'zod';
 import { parseTenantTiers } from './external.js';
 import { parseAirbyteWorkspaces } from './ingestion.js';
 
+/** An optional variable whose value one parser checks (its error, without the variable's name, is the message). */
+function parsedBy(name: string, parse: (v: string | undefined) => unknown) {
+  return z
+    .string()
+    .optional()
+    .superRefine((v, ctx) => {
+      try {
+        parse(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message.replace(`${name}: `, '') });
+      }
+    });
+}
+
 /** The process configuration: one schema over the environment. */
 export const ConfigSchema = z.object({
   TEMPORAL_ADDRESS: z.string().regex(/^[^:\s]+:\d+$/, 'write host:port, e.g. 127.0.0.1:7233').default('127.0.0.1:7233'),
@@ -20,27 +34,9 @@ export const ConfigSchema = z.object({
   STRATA_API_HOST: z.string().default('127.0.0.1'),
   STRATA_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Tier per tenant (`acme=team,big=enterprise`); caps clusters and job sizes. Others are on `free`. */
-  STRATA_TENANT_TIERS: z
-    .string()
-    .optional()
-    .superRefine((v, ctx) => {
-      try {
-        parseTenantTiers(v);
-      } catch (e) {
-        ctx.addIssue({ code: 'custom', message: (e as Error).message.replace(/^STRATA_TENANT_TIERS: /, '') });
-      }
-    }),
+  STRATA_TENANT_TIERS: parsedBy('STRATA_TENANT_TIERS', parseTenantTiers),
   /** The Airbyte workspace of each tenant (`acme=<workspace uuid>,globex=<uuid>`) for /api/v1/ingestion. */
-  STRATA_AIRBYTE_WORKSPACES: z
-    .string()
-    .optional()
-    .superRefine((v, ctx) => {
-      try {
-        parseAirbyteWorkspaces(v);
-      } catch (e) {
-        ctx.addIssue({ code: 'custom', message: (e as Error).message.replace(/^STRATA_AIRBYTE_WORKSPACES: /, '') });
-      }
-    }),
+  STRATA_AIRBYTE_WORKSPACES: parsedBy('STRATA_AIRBYTE_WORKSPACES', parseAirbyteWorkspaces),
 });
 export type Config = z.infer<typeof ConfigSchema> & { lakeRoot: string };
 
