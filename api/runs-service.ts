@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { resolveParams, type PipelineSpec, type Problem } from '../schemas/pipeline.js';
 import type { PipelineRunInput, PipelineRunOptions, RunState } from '../schemas/run.js';
 import type { Db } from '../store/db.js';
+import { recordQueued } from '../store/runs.js';
 import { claimTriggers, enqueueTrigger, getTrigger, markStarted } from '../store/triggers.js';
 
 export const SA_PIPELINE = defineSearchAttributeKey('StrataPipeline', SearchAttributeType.KEYWORD);
@@ -176,7 +177,24 @@ export class RunsService {
     const db = this.config.outbox;
     if (!db) throw new Error('RunsService.enqueue needs the outbox database');
     const p = this.prepare(req);
-    const fresh = await enqueueTrigger(db, { workflowId: p.workflowId, tenant: req.tenant, pipelineId: req.spec.id, taskQueue: this.config.taskQueue, request: p });
+    const acceptedAt = new Date().toISOString();
+    // One transaction: the trigger and its `queued` row in the runs index, or neither.
+    const fresh = await db.tx(async (t) => {
+      const ok = await enqueueTrigger(t, { workflowId: p.workflowId, tenant: req.tenant, pipelineId: req.spec.id, taskQueue: this.config.taskQueue, request: p });
+      if (ok)
+        await recordQueued(t, {
+          runId: p.workflowId,
+          tenant: req.tenant,
+          pipelineId: req.spec.id,
+          specVersion: p.input.specVersion,
+          pipelineVersion: p.input.pipelineVersion,
+          trigger: String(req.trigger),
+          logicalDate: p.input.logicalDate ?? acceptedAt,
+          acceptedAt,
+          tasks: Object.fromEntries(p.input.spec.tasks.map((x) => [x.id, { status: 'pending' as const, attempts: 0 }])),
+        });
+      return ok;
+    });
     if (!fresh && !req.idempotent) throw new RequestError(`run ${p.workflowId} already exists: use another run key`, 409);
     this.config.onEnqueued?.();
     const t = fresh ? undefined : await getTrigger(db, p.workflowId);

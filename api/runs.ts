@@ -15,11 +15,11 @@ import { RequestError } from './runs-service.js';
 
 const strParams = (p?: Record<string, string | number | boolean>) => Object.fromEntries(Object.entries(p ?? {}).map(([k, v]) => [k, String(v)]));
 
-/** Live state while running (from the workflow), the stored state after. */
+/** Live state while queued or running (from the outbox or the workflow), the stored state after. */
 export async function runState(ctx: ApiContext, tenant: string, runId: string): Promise<RunState> {
   ownId({ tenant, role: 'viewer', keyId: '' }, runId, 'pipeline');
   const row = await getRun(ctx.db, tenant, runId);
-  if (row && row.status !== 'running')
+  if (row && row.status !== 'running' && row.status !== 'queued')
     return {
       runId: row.run_id,
       workflowId: row.run_id,

@@ -74,7 +74,7 @@ export const ReconciliationBody = z.object({ left: DatasetInput, right: DatasetI
 export const RunsQuery = z
   .object({
     pipeline: z.string().optional(),
-    status: z.enum(['running', 'success', 'failed', 'cancelled']).optional(),
+    status: z.enum(['queued', 'running', 'success', 'failed', 'cancelled']).optional(),
     since: IsoDate.optional(),
     limit: z.coerce.number().int().min(1).max(200).default(50),
     cursor: z.string().optional(),

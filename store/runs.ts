@@ -9,15 +9,17 @@ export interface RunRecord {
   error?: string;
 }
 
-/** Upserts a run; a final status is never moved back to running (late start writes). */
+/** Upserts a run; a final status is never moved back to running (late start writes); `queued` (an accepted API trigger) gives way to anything. */
 export async function recordRun(db: Db, r: RunRecord): Promise<void> {
   const s = r.state;
   await db.query(
     `INSERT INTO runs (run_id, tenant, pipeline_id, spec_version, pipeline_version, trigger, logical_date, status, started_at, ended_at, tasks, error, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
      ON CONFLICT (run_id) DO UPDATE SET
-       status = CASE WHEN runs.status <> 'running' AND EXCLUDED.status = 'running' THEN runs.status ELSE EXCLUDED.status END,
-       tasks = CASE WHEN runs.status <> 'running' AND EXCLUDED.status = 'running' THEN runs.tasks ELSE EXCLUDED.tasks END,
+       status = CASE WHEN runs.status NOT IN ('running', 'queued') AND EXCLUDED.status = 'running' THEN runs.status ELSE EXCLUDED.status END,
+       tasks = CASE WHEN runs.status NOT IN ('running', 'queued') AND EXCLUDED.status = 'running' THEN runs.tasks ELSE EXCLUDED.tasks END,
+       started_at = CASE WHEN runs.status = 'queued' THEN EXCLUDED.started_at ELSE runs.started_at END,
+       logical_date = CASE WHEN runs.status = 'queued' THEN EXCLUDED.logical_date ELSE runs.logical_date END,
        ended_at = COALESCE(EXCLUDED.ended_at, runs.ended_at),
        error = COALESCE(EXCLUDED.error, runs.error),
        updated_at = now()`,
@@ -65,4 +67,13 @@ export async function listRuns(
   }
   params.push(f.limit);
   return (await db.query<RunRow>(`SELECT run_id, tenant, pipeline_id, pipeline_version, spec_version, trigger, logical_date, status, started_at, ended_at, error, '{}'::jsonb AS tasks FROM runs WHERE ${where.join(' AND ')} ORDER BY started_at DESC, run_id DESC LIMIT $${params.length}`, params)).rows;
+}
+
+/** An API trigger accepted into the outbox: listed as `queued` until its workflow records itself. */
+export async function recordQueued(db: Db, s: { runId: string; tenant: string; pipelineId: string; specVersion?: string; pipelineVersion?: number; trigger: string; logicalDate: string; acceptedAt: string; tasks: RunState['tasks'] }): Promise<void> {
+  await db.query(
+    `INSERT INTO runs (run_id, tenant, pipeline_id, spec_version, pipeline_version, trigger, logical_date, status, started_at, tasks, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, now()) ON CONFLICT (run_id) DO NOTHING`,
+    [s.runId, s.tenant, s.pipelineId, s.specVersion ?? null, s.pipelineVersion ?? null, s.trigger, s.logicalDate, s.acceptedAt, JSON.stringify(s.tasks)],
+  );
 }

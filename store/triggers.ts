@@ -39,8 +39,10 @@ export async function claimTriggers<R>(db: Db, taskQueue: string, limit: number,
   return r.rows;
 }
 
+/** Records the start; the runs index moves from queued to running unless the workflow has already written it. */
 export async function markStarted(db: Db, workflowId: string, temporalRunId: string | undefined): Promise<void> {
   await db.query(`UPDATE run_triggers SET started_at = now(), temporal_run_id = $2, claimed_until = NULL, last_error = NULL WHERE workflow_id = $1`, [workflowId, temporalRunId ?? null]);
+  await db.query(`UPDATE runs SET status = 'running', updated_at = now() WHERE run_id = $1 AND status = 'queued'`, [workflowId]);
 }
 
 /** A start that failed for a reason a retry may fix: try again after `retryMs`. */

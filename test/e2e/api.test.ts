@@ -107,6 +107,7 @@ describe('HTTP API', () => {
     expect(run.logicalDate).toBe('2026-05-06T00:00:00.000Z');
     expect(run.tasks.transform.output).toMatchObject({ rowCount: 1, location: 'out/2026-05-06.parquet' });
 
+    expect((await call('GET', '/api/v1/runs?status=queued', { key: keys.acmeViewer })).status).toBe(200);
     const list = await call('GET', '/api/v1/runs?pipeline=orders&limit=10', { key: keys.acmeViewer });
     expect(list.json.data.map((r: { runId: string }) => r.runId)).toContain(t.json.runId);
     expect(list.json.data.find((r: { runId: string }) => r.runId === t.json.runId)).toMatchObject({ status: 'success', version: 1, trigger: 'api' });

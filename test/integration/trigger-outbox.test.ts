@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TriggerDispatcher } from '../../api/dispatcher.js';
 import { RunsService, type PreparedStart } from '../../api/runs-service.js';
+import { listRuns } from '../../store/runs.js';
 import { claimTriggers, getTrigger } from '../../store/triggers.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
@@ -34,6 +35,9 @@ describe('trigger outbox', () => {
     const queued = await runs.state(h.runId);
     expect(queued).toMatchObject({ status: 'queued', pipelineId: 'outbox_one', tasks: { a: { status: 'pending' }, b: { status: 'pending' } } });
     expect(await count(h.runId)).toBe(0);
+    // Listed in the runs index as queued from the moment it is accepted.
+    const listed = async () => (await listRuns(stack.db, stack.tenant, { pipeline: 'outbox_one', limit: 10 })).map((r) => r.status);
+    expect(await listed()).toEqual(['queued']);
 
     const d = new TriggerDispatcher(stack.db, runs, { idleMs: 50, log: quiet }).start();
     try {
@@ -42,6 +46,7 @@ describe('trigger outbox', () => {
       });
       expect((await getTrigger(stack.db, h.runId))?.started_at).toBeInstanceOf(Date);
       expect(await count(h.runId)).toBe(1);
+      await waitFor(async () => (await listed())[0] === 'success');
     } finally {
       await d.stop();
     }
