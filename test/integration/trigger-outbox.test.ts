@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TriggerDispatcher } from '../../api/dispatcher.js';
+import { taskLog } from '../../api/task-logs.js';
 import { RunsService, type PreparedStart } from '../../api/runs-service.js';
 import { listRuns } from '../../store/runs.js';
 import { claimTriggers, getTrigger } from '../../store/triggers.js';
@@ -38,6 +39,7 @@ describe('trigger outbox', () => {
     // Listed in the runs index as queued from the moment it is accepted.
     const listed = async () => (await listRuns(stack.db, stack.tenant, { pipeline: 'outbox_one', limit: 10 })).map((r) => r.status);
     expect(await listed()).toEqual(['queued']);
+    await expect(taskLog({ runs }, undefined, queued, 'a', {})).rejects.toMatchObject({ status: 409, message: expect.stringContaining('is queued and has not started') });
 
     const d = new TriggerDispatcher(stack.db, runs, { idleMs: 50, log: quiet }).start();
     try {
