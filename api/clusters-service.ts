@@ -86,10 +86,10 @@ export class ClustersService {
       });
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.client.workflow.executeUpdateWithStart(acquireClusterSlot, { args: [{ name, max: t.maxClusters }], startWorkflowOperation: start() });
+        await this.client.workflow.executeUpdateWithStart(acquireClusterSlot, { args: [{ name, max: t.maxClusters, tier: t.name }], startWorkflowOperation: start() });
         return;
       } catch (e) {
-        if (e instanceof WorkflowUpdateFailedError) throw new RequestError(`${e.cause?.message ?? e.message}`.replace(/the most its tier allows/, `the most its ${t.name} tier allows`), 403);
+        if (e instanceof WorkflowUpdateFailedError) throw new RequestError(e.cause?.message ?? e.message, 403);
         // Racing first creates of a tenant can see the quota workflow mid-start (aborted multi-operation): try again.
         if (attempt >= 4) throw e;
         await new Promise((r) => setTimeout(r, 50 * attempt));

@@ -8,7 +8,7 @@
  */
 import { RequestError, type PreparedStart, type RunsService } from './runs-service.js';
 import type { Db } from '../store/db.js';
-import { claimTriggers, markRetry, markStarted, pruneTriggers, type TriggerRow } from '../store/triggers.js';
+import { claimTriggers, markRetry, pruneTriggers, type TriggerRow } from '../store/triggers.js';
 
 export interface DispatcherOptions {
   /** Workflow starts in flight at once. */
@@ -99,8 +99,7 @@ export class TriggerDispatcher {
 
   private async dispatch(row: TriggerRow<PreparedStart>): Promise<void> {
     try {
-      const h = await this.runs.startPrepared(row.request, true);
-      await markStarted(this.db, row.workflow_id, h.temporalRunId);
+      await this.runs.startTrigger(row);
       this.started++;
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);

@@ -9,7 +9,7 @@ import { resolveParams, type PipelineSpec, type Problem } from '../schemas/pipel
 import type { PipelineRunInput, PipelineRunOptions, RunState } from '../schemas/run.js';
 import type { Db } from '../store/db.js';
 import { recordQueued } from '../store/runs.js';
-import { claimTriggers, enqueueTrigger, getTrigger, markStarted } from '../store/triggers.js';
+import { claimTriggers, enqueueTrigger, getTrigger, markStarted, type TriggerRow } from '../store/triggers.js';
 
 export const SA_PIPELINE = defineSearchAttributeKey('StrataPipeline', SearchAttributeType.KEYWORD);
 export const SA_TENANT = defineSearchAttributeKey('StrataTenant', SearchAttributeType.KEYWORD);
@@ -201,6 +201,13 @@ export class RunsService {
     return { runId: p.workflowId, workflowId: p.workflowId, temporalRunId: t?.temporal_run_id ?? '', uiUrl: this.uiLink(p.workflowId), existing: !fresh, queued: true };
   }
 
+  /** Starts a claimed trigger's workflow and records it as started (the dispatcher's unit of work too). */
+  async startTrigger(row: TriggerRow<PreparedStart>): Promise<RunHandleInfo> {
+    const h = await this.startPrepared(row.request, true);
+    await markStarted(this.config.outbox!, row.workflow_id, h.temporalRunId);
+    return h;
+  }
+
   /**
    * Starts a run waiting in the trigger outbox now, or waits while a dispatcher starts it.
    * False if there is no such trigger.
@@ -211,8 +218,7 @@ export class RunsService {
     for (let i = 0; i < 100; i++) {
       const [row] = await claimTriggers<PreparedStart>(db, this.config.taskQueue, 1, 30_000, runId);
       if (row) {
-        const h = await this.startPrepared(row.request, true);
-        await markStarted(db, runId, h.temporalRunId);
+        await this.startTrigger(row);
         return true;
       }
       if ((await getTrigger(db, runId))?.started_at) return true;

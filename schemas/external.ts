@@ -151,10 +151,21 @@ export type Tier = keyof typeof TIERS;
 export const TierName = z.enum(['free', 'team', 'enterprise']);
 
 /** STRATA_TENANT_TIERS: `acme=team,big=enterprise`; tenants not listed are on `free`. */
+/** `a=1, b=2` as its pairs (blank entries skipped); `extra` holds anything after a second `=`. */
+export function envPairs(text: string | undefined): { pair: string; key: string; value: string; extra: string[] }[] {
+  return (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((pair) => {
+      const [key = '', value = '', ...extra] = pair.split('=').map((s) => s.trim());
+      return { pair, key, value, extra };
+    });
+}
+
 export function parseTenantTiers(text: string | undefined): Record<string, Tier> {
   const out: Record<string, Tier> = {};
-  for (const pair of (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    const [tenant, tier] = pair.split('=').map((s) => s?.trim());
+  for (const { pair, key: tenant, value: tier } of envPairs(text)) {
     const t = TierName.safeParse(tier);
     if (!tenant || !t.success) throw new Error(`STRATA_TENANT_TIERS: "${pair}" should be TENANT=TIER with TIER one of ${TierName.options.join(', ')}`);
     out[tenant] = t.data;

@@ -5,6 +5,7 @@
  * message built here quotes its values.
  */
 import { z } from 'zod';
+import { envPairs } from './external.js';
 
 const Id = (what: string) => z.guid(`${what} is a UUID`);
 const Name = z.string().trim().min(1, 'write a name').max(255, 'at most 255 characters');
@@ -90,9 +91,8 @@ const Uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function parseAirbyteWorkspaces(text: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   const owner = new Map<string, string>();
-  for (const pair of (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    const [tenant, ws, ...rest] = pair.split('=').map((s) => s.trim());
-    if (!tenant || !ws || rest.length || !Tenant.test(tenant) || !Uuid.test(ws))
+  for (const { pair, key: tenant, value: ws, extra } of envPairs(text)) {
+    if (!tenant || !ws || extra.length || !Tenant.test(tenant) || !Uuid.test(ws))
       throw new Error(`STRATA_AIRBYTE_WORKSPACES: "${pair}" should be TENANT=WORKSPACE_UUID, e.g. acme=744cc0ed-7f05-4949-9e60-2a814f90c035 (tenant in lower-case letters, digits and "-")`);
     const w = ws.toLowerCase();
     if (out[tenant] !== undefined) throw new Error(`STRATA_AIRBYTE_WORKSPACES: tenant ${tenant} is mapped twice; a tenant has one Airbyte workspace`);

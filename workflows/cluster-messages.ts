@@ -19,7 +19,7 @@ export interface ClusterQuotaInput {
   tenant: string;
   holders?: QuotaHolder[];
 }
-/** Takes a slot for `name` (idempotent per name) or fails when the tenant already holds `max`. */
-export const acquireClusterSlot = defineUpdate<{ holders: string[] }, [{ name: string; max: number }]>('acquireClusterSlot');
+/** Takes a slot for `name` (idempotent per name) or fails when the tenant already holds `max` (its `tier`'s limit). */
+export const acquireClusterSlot = defineUpdate<{ holders: string[] }, [{ name: string; max: number; tier?: string }]>('acquireClusterSlot');
 export const clusterQuotaQuery = defineQuery<QuotaHolder[]>('clusterQuota');
 export const clusterQuotaWorkflowId = (tenant: string) => `quota/${tenant}/clusters`;

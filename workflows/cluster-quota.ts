@@ -24,7 +24,7 @@ export async function clusterQuota(input: ClusterQuotaInput): Promise<void> {
   setHandler(clusterQuotaQuery, () => holders);
   setHandler(
     acquireClusterSlot,
-    async ({ name, max }) => {
+    async ({ name, max, tier }) => {
       const take = () => {
         if (!holders.some((h) => h.name === name)) {
           if (holders.length >= max) return false;
@@ -46,7 +46,7 @@ export async function clusterQuota(input: ClusterQuotaInput): Promise<void> {
       throw ApplicationFailure.create({
         type: 'QuotaExceeded',
         nonRetryable: true,
-        message: `tenant ${input.tenant} already runs ${holders.length} cluster(s), the most its tier allows (${holders.map((h) => h.name).join(', ')}): delete one or move to a larger tier`,
+        message: `tenant ${input.tenant} already runs ${holders.length} cluster(s), the most its ${tier ? `${tier} ` : ''}tier allows (${holders.map((h) => h.name).join(', ')}): delete one or move to a larger tier`,
       });
     },
     {
