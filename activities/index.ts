@@ -23,10 +23,10 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createControlActivities(),
     ...createSqlActivities(deps),
-    ...createReconcileActivities(deps),
+    ...createReconcileActivities({ ...deps, tenantLocations: deps.tenantLocations ?? deps.lake?.tenantLocations }),
     ...createMetastoreActivities(deps.db),
     ...createLakeActivities(deps),
-    ...createS3Activities(() => (deps.lake ? { store: deps.lake.store, s3: deps.s3 } : undefined)),
+    ...createS3Activities(() => (deps.lake ? { lake: deps.lake, s3: deps.s3 } : undefined)),
     ...createSparkActivities(deps),
     ...createEmrActivities(deps),
     ...createAirbyteActivities(deps),

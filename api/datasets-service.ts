@@ -5,6 +5,10 @@
  * routes and the CLI calls them directly.
  */
 import { attachInputs, openDuck, type LakeDeps } from '../activities/lake/engine.js';
+import { forTenant } from '../activities/lake/open.js';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { LAYERS, Namespace, type DatasetId, type Layer } from '../schemas/lake.js';
 import { CatalogError, datasetKey, type DatasetVersion } from '../store/catalog.js';
 import { RequestError } from './runs-service.js';
@@ -86,7 +90,7 @@ export class DatasetsService {
     const current = versions.find((v) => v.current);
     return {
       ...(current ? summary(current) : { dataset: datasetKey(id), ...id }),
-      location: current ? this.lake.store.uri(current.location) : undefined,
+      location: current ? forTenant(this.lake, tenant).store.uri(current.location) : undefined,
       schema: current?.schema ?? [],
       checks: current?.checks.map((c) => ({ name: c.name, kind: c.kind, severity: c.severity, passed: c.passed, failing: c.failing, message: c.message })) ?? [],
       versions: versions.map(versionInfo),
@@ -119,11 +123,12 @@ export class DatasetsService {
     const duck = await openDuck();
     try {
       const token = `${id.layer}.${id.name}@${v.version}`;
-      const { sql } = await attachInputs(duck.conn, this.lake, tenant, id.namespace, `SELECT * FROM ${token} LIMIT ${limit}`);
+      const { sql, files } = await attachInputs(duck.conn, forTenant(this.lake, tenant), tenant, id.namespace, `SELECT * FROM ${token} LIMIT ${limit}`);
+      await duck.lock({ files, scratch: path.join(os.tmpdir(), 'strata-preview', randomUUID()) });
       const r = await duck.conn.runAndReadAll(sql);
       return { dataset: datasetKey(id), version: v.version, columns: r.columnNames(), rows: r.getRowObjectsJson() as Record<string, unknown>[] };
     } finally {
-      duck.close();
+      await duck.close();
     }
   }
 
@@ -143,6 +148,8 @@ export class DatasetsService {
     for (const v of old) datasets.set(datasetKey(v), v);
     if (id) datasets.set(datasetKey(id), id);
     let filesDeleted = 0;
+    // Only this tenant's prefix is listed or deleted: another tenant's dataset of the same name is out of reach.
+    const store = forTenant(this.lake, tenant).store;
     for (const [key, ds] of datasets) {
       const mine = old.filter((v) => datasetKey(v) === key);
       const keep = new Set<string>();
@@ -150,11 +157,11 @@ export class DatasetsService {
       const doomed = new Set(mine.flatMap((v) => v.files).filter((f) => !keep.has(f)));
       // Crashed attempts: files under data/ no version points at, older than the cutoff.
       const referenced = await this.lake.catalog.liveFiles(tenant, ds);
-      for (const o2 of await this.lake.store.list(`${ds.layer}/${ds.namespace}/${ds.name}/data/`))
+      for (const o2 of await store.list(`${ds.layer}/${ds.namespace}/${ds.name}/data/`))
         if (!referenced.has(o2.key) && o2.lastModified < cutoff) doomed.add(o2.key);
       filesDeleted += doomed.size;
       if (!o.dryRun) {
-        await this.lake.store.delete([...doomed]);
+        await store.delete([...doomed]);
         for (const v of mine) await this.lake.catalog.markVacuumed(tenant, v);
       }
     }

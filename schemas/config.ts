@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseTenantTiers } from './external.js';
 import { parseAirbyteWorkspaces } from './ingestion.js';
+import { parseTenantLakes, parseTenantLocations } from './tenant.js';
 
 /** An optional variable whose value one parser checks (its error, without the variable's name, is the message). */
 function parsedBy(name: string, parse: (v: string | undefined) => unknown) {
@@ -37,6 +38,10 @@ export const ConfigSchema = z.object({
   STRATA_TENANT_TIERS: parsedBy('STRATA_TENANT_TIERS', parseTenantTiers),
   /** The Airbyte workspace of each tenant (`acme=<workspace uuid>,globex=<uuid>`) for /api/v1/ingestion. */
   STRATA_AIRBYTE_WORKSPACES: parsedBy('STRATA_AIRBYTE_WORKSPACES', parseAirbyteWorkspaces),
+  /** Tenants whose lake is a root of its own (`acme=s3://acme-lake/prod`); others live under `{lake}/{tenant}/`. */
+  STRATA_TENANT_LAKES: parsedBy('STRATA_TENANT_LAKES', (v) => parseTenantLakes(v)),
+  /** Locations outside the lake a tenant's tasks may read and write (`acme=s3://partner/acme/|file:///srv/acme/`). */
+  STRATA_TENANT_LOCATIONS: parsedBy('STRATA_TENANT_LOCATIONS', parseTenantLocations),
 });
 export type Config = z.infer<typeof ConfigSchema> & { lakeRoot: string };
 

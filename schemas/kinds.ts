@@ -13,6 +13,7 @@ import {
   S3WaitFields,
   datasetRefsInSql,
   layerMayRead,
+  locationProblem,
   parseDatasetName,
 } from './lake.js';
 import { AirbyteSyncFields, ExternalCommonFields, HiveFields, PysparkFields, SparkResourceFields, SqlDialect } from './external.js';
@@ -110,15 +111,19 @@ export const TASK_KINDS: Record<string, KindDef> = {
         problems.push([['connection'], 'engine duckdb runs over the lake and takes no connection: remove it']);
       if (engine !== 'duckdb' && t.output)
         problems.push([['output'], `output files are written by engine duckdb only; with ${engine}, write the result in SQL`]);
-      problems.push(...lakeSqlProblems(t));
+      problems.push(...lakeSqlProblems(t), ...locations('output')(t));
       return problems;
     },
   },
   wait: { fields: WaitFields, run: { type: 'timer' } },
   fail: { fields: FailFields, run: { type: 'activity', activity: 'failTask' } },
   noop: { fields: NoopFields, run: { type: 'activity', activity: 'noopTask', heartbeat: true } },
-  reconcile: { fields: ReconcileFields, run: { type: 'activity', activity: 'reconcileTask', heartbeat: true } },
-  'ingest.file': { fields: IngestFileFields, run: { type: 'activity', activity: 'ingestFile', heartbeat: true }, check: (t) => writesBronze(t) },
+  reconcile: {
+    fields: ReconcileFields,
+    run: { type: 'activity', activity: 'reconcileTask', heartbeat: true },
+    check: (t) => [...locations('left', 'right')(t), ...locations('left', 'right')({ left: (t.left as { uri?: unknown })?.uri, right: (t.right as { uri?: unknown })?.uri })],
+  },
+  'ingest.file': { fields: IngestFileFields, run: { type: 'activity', activity: 'ingestFile', heartbeat: true }, check: (t) => [...writesBronze(t), ...locations('source')(t)] },
   'ingest.table': {
     fields: IngestTableFields,
     run: { type: 'activity', activity: 'ingestTable', heartbeat: true },
@@ -129,10 +134,10 @@ export const TASK_KINDS: Record<string, KindDef> = {
       return p;
     },
   },
-  's3.wait': { fields: S3WaitFields, run: { type: 'poll', activity: 's3Check' } },
-  's3.copy': { fields: S3CopyFields, run: { type: 'activity', activity: 's3Copy', heartbeat: true } },
-  's3.list': { fields: S3ListFields, run: { type: 'activity', activity: 's3List' } },
-  's3.delete': { fields: S3DeleteFields, run: { type: 'activity', activity: 's3Delete' } },
+  's3.wait': { fields: S3WaitFields, run: { type: 'poll', activity: 's3Check' }, check: locations('path', 'marker') },
+  's3.copy': { fields: S3CopyFields, run: { type: 'activity', activity: 's3Copy', heartbeat: true }, check: locations('from', 'to') },
+  's3.list': { fields: S3ListFields, run: { type: 'activity', activity: 's3List' }, check: locations('prefix') },
+  's3.delete': { fields: S3DeleteFields, run: { type: 'activity', activity: 's3Delete' }, check: locations('path') },
   pyspark: { fields: PysparkFields, run: EXTERNAL_JOB, check: (t) => externalChecks(t, String(t.engine ?? 'spark')) },
   hive: {
     fields: HiveFields,
@@ -144,6 +149,15 @@ export const TASK_KINDS: Record<string, KindDef> = {
   },
   'airbyte.sync': { fields: AirbyteSyncFields, run: EXTERNAL_JOB },
 };
+
+/** Location fields: lake paths or allowed URIs, never climbing out (checked again at run time). */
+function locations(...fields: string[]) {
+  return (t: Record<string, unknown>): [string[], string][] =>
+    fields.flatMap((f) => {
+      const m = locationProblem(t[f]);
+      return m ? [[[f], m] as [string[], string]] : [];
+    });
+}
 
 /** Ingestion lands data in bronze only. */
 function writesBronze(t: Record<string, unknown>): [string[], string][] {

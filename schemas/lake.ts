@@ -136,6 +136,18 @@ export const S3ListFields = { prefix: z.string().min(1) };
 export const S3DeleteFields = {
   path: z.string().min(1),
   recursive: z.boolean().default(false),
-  /** Allow deleting outside the lake root (an absolute URI elsewhere). */
-  allowOutsideLake: z.boolean().default(false),
 };
+
+/**
+ * A location field checked when the spec is registered (the worker checks again after
+ * templates are rendered, against the tenant's lake and allowed locations): a lake path
+ * or an s3:// / file:// URI, with no "." or ".." segments.
+ */
+export function locationProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const v = value.replace(/\{\{[^}]*\}\}/g, 'x');
+  if (/^[a-z][a-z0-9+.-]*:/i.test(v) && !/^(s3|file):\/\//.test(v)) return `"${value}" has a scheme Strata does not read: use a path in your lake, or an s3:// or file:// URI your platform operator allowed`;
+  if (v.split(/[/\\]/).some((s) => s === '..')) return `"${value}" climbs out with "..": name the location inside your lake`;
+  if (/[\u0000-\u001f]/.test(v)) return `"${value}" holds control characters`;
+  return undefined;
+}

@@ -23,6 +23,7 @@ import { parseSpecText } from '../schemas/spec-file.js';
 import { startDevServer } from './dev-server.js';
 import { createStrataWorker } from './worker.js';
 import { lakeFromConfig } from './lake.js';
+import { forTenant } from '../activities/lake/open.js';
 import { generate } from '../examples/generate.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -76,8 +77,10 @@ async function main() {
   let demoStatus = 'skipped';
   if (!args.has('--no-demo')) {
     const orders = Number(process.env.STRATA_DEMO_ORDERS ?? 20_000);
-    console.log(`Generating the demo shop's landing files (${orders} orders, seeded) into ${lake.lake.store.uri('landing/shop')}…`);
-    const { defects } = await generate({ seed: 42, orders, customers: Math.max(50, Math.round(orders / 10)) }, (key, content) => lake.lake.store.putBytes(key, content));
+    // The demo tenant's landing folder: its tasks see only their own prefix of the lake.
+    const demoLake = forTenant(lake.lake, config.STRATA_TENANT).store;
+    console.log(`Generating the demo shop's landing files (${orders} orders, seeded) into ${demoLake.uri('landing/shop')}…`);
+    const { defects } = await generate({ seed: 42, orders, customers: Math.max(50, Math.round(orders / 10)) }, (key, content) => demoLake.putBytes(key, content));
     const parsed = parseSpecText(await readFile(path.join(examples, 'medallion.yaml'), 'utf8'));
     if (!parsed.ok) throw new Error(`examples/medallion.yaml is invalid: ${JSON.stringify(parsed.problems)}`);
     const h = await runs.start({ spec: parsed.spec, tenant: config.STRATA_TENANT, trigger: 'manual' });

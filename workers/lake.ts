@@ -12,6 +12,7 @@ import type { LakeDeps } from '../activities/lake/engine.js';
 import { openLake } from '../activities/lake/open.js';
 import { s3ConfigFromEnv, type S3Config } from '../activities/s3/client.js';
 import type { Config } from '../schemas/config.js';
+import { parseTenantLakes, parseTenantLocations } from '../schemas/tenant.js';
 import { openDb, type Db } from '../store/db.js';
 
 export interface ProcessLake {
@@ -30,6 +31,14 @@ export async function lakeFromConfig(config: Config, env: NodeJS.ProcessEnv = pr
   if (!env.DATABASE_URL) await mkdir(dataDir, { recursive: true });
   const db = await openDb({ url: env.DATABASE_URL, dataDir: env.DATABASE_URL ? undefined : path.join(dataDir, 'metastore') });
   const s3 = s3ConfigFromEnv(env);
-  const lake = await openLake({ root: isUri ? config.lakeRoot : localRoot, db, s3, cacheDir: path.join(dataDir, 'cache') });
+  const root = isUri ? config.lakeRoot : localRoot;
+  const lake = await openLake({
+    root,
+    db,
+    s3,
+    cacheDir: path.join(dataDir, 'cache'),
+    tenantLakes: parseTenantLakes(config.STRATA_TENANT_LAKES, root),
+    tenantLocations: parseTenantLocations(config.STRATA_TENANT_LOCATIONS),
+  });
   return { lake, s3, localRoot, db, close: () => db.close() };
 }

@@ -14,8 +14,10 @@ import { NonRetryableError, taskActivity } from '../core/task.js';
 import { landingFiles, splitSql, sqlType, stageRaw } from '../ingest/file.js';
 import { extractTable } from '../ingest/table.js';
 import { resolveConnection, type Connections } from '../sql/connections.js';
-import { quoteLiteral } from '../sql/duckdb.js';
-import { attachInputs, commitVersions, localFile, openDuck, versionOutput, versionRef, withLineage, writeVersion, type LakeDeps } from './engine.js';
+import { duckdbFailure, quoteLiteral } from '../sql/duckdb.js';
+import { assertOneSelect } from '../sql/sandbox.js';
+import { forTenant } from './open.js';
+import { attachCheckRefs, attachInputs, commitVersions, localFile, openDuck, outputFile, versionOutput, versionRef, withLineage, writeVersion, type LakeDeps } from './engine.js';
 
 export function attemptTag(): string {
   const info = Context.current().info;
@@ -37,8 +39,9 @@ export function isLakeSql(task: TaskActivityInput['task']): boolean {
   return (task.engine ?? 'duckdb') === 'duckdb' && (!!task.layer || (typeof task.output === 'string' && !!parseDatasetName(task.output)));
 }
 
-export async function runLakeSql(deps: LakeDeps, input: TaskActivityInput, signal: AbortSignal): Promise<TaskOutput> {
+export async function runLakeSql(platform: LakeDeps, input: TaskActivityInput, signal: AbortSignal): Promise<TaskOutput> {
   const { task } = input;
+  const deps = forTenant(platform, input.run.tenant);
   const producer = producerOf(input);
   const id = outputId(task);
   const done = await deps.catalog.findCommit(producer, id);
@@ -49,23 +52,28 @@ export async function runLakeSql(deps: LakeDeps, input: TaskActivityInput, signa
   const duck = await openDuck();
   const onAbort = () => duck.conn.interrupt();
   signal.addEventListener('abort', onAbort, { once: true });
+  const tag = attemptTag();
   try {
     const started = performance.now();
     let timings: Record<string, number> = {};
     const r = await withLineage(deps, producer, async () => {
-      const local = deps.store.localPath('');
-      if (local) await duck.conn.run(`SET file_search_path = ${quoteLiteral(local)}`);
       const t0 = performance.now();
-      const { sql, inputs } = await attachInputs(duck.conn, deps, producer.tenant, id.namespace, String(task.sql));
+      const { sql, inputs, files } = await attachInputs(duck.conn, deps, producer.tenant, id.namespace, String(task.sql));
+      const checks = task.checks as Check[] | undefined;
+      const refs = await attachCheckRefs(duck.conn, deps, producer.tenant, id.namespace, checks);
+      // From here on the SQL reaches exactly the versions it names and the attempt's output.
+      await duck.lock({ files: [...files, ...refs.files, outputFile(deps, id, tag).local], scratch: scratchDir(deps, tag) });
+      await assertOneSelect(duck.conn, sql, `the SQL of a task writing ${id.layer}.${id.name}`);
       const t1 = performance.now();
       const w = await writeVersion(deps, {
         conn: duck.conn,
         id,
         producer,
         select: sql,
-        attemptTag: attemptTag(),
+        attemptTag: tag,
         inputs: inputs.map(versionRef),
-        checks: task.checks as Check[] | undefined,
+        checks,
+        refs,
         failingRowsLimit: task.failingRowsLimit as number | undefined,
       });
       const t2 = performance.now();
@@ -75,24 +83,27 @@ export async function runLakeSql(deps: LakeDeps, input: TaskActivityInput, signa
     });
     return { ...versionOutput(r.outputs[0], deps.store), timings: { ...timings, total: Math.round(performance.now() - started) } };
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    if (e instanceof NonRetryableError) throw e;
-    if (/^(Parser|Binder|Catalog|Conversion|Invalid Input|Constraint|Not implemented|Out of Range|Syntax)/.test(msg)) throw new NonRetryableError(`duckdb: ${msg}`, 'SqlError');
-    throw e;
+    throw duckdbFailure(e);
   } finally {
     signal.removeEventListener('abort', onAbort);
-    duck.close();
+    await duck.close();
+    await rm(scratchDir(deps, tag), { recursive: true, force: true });
   }
 }
 
+/** The attempt's private scratch folder (DuckDB temp spill, staged landing files). */
+function scratchDir(deps: LakeDeps, tag: string): string {
+  return path.join(deps.cacheDir, 'scratch', tag);
+}
+
 export function createLakeActivities(deps: { lake?: LakeDeps; connections: Connections }) {
-  const need = (): LakeDeps => {
+  const need = (input: TaskActivityInput): LakeDeps => {
     if (!deps.lake) throw new NonRetryableError('this worker has no lake catalog configured (metastore): start it with the lake enabled', 'ConfigError');
-    return deps.lake;
+    return forTenant(deps.lake, input.run.tenant);
   };
   return {
     ingestFile: taskActivity(async (input) => {
-      const lake = need();
+      const lake = need(input);
       const { task } = input;
       const producer = producerOf(input);
       const id = outputId(task);
@@ -103,14 +114,17 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
       for (const d of Object.values(columns)) sqlType(d);
       const keys = await landingFiles(lake.store, String(task.source));
       const duck = await openDuck();
-      const scratch = path.join(lake.cacheDir, 'landing', attemptTag());
+      const tag = attemptTag();
+      const scratch = scratchDir(lake, tag);
       try {
         const r = await withLineage(lake, producer, async () => {
-          const locals = await Promise.all(keys.map((k) => localFile(lake, k, scratch)));
+          const locals = await Promise.all(keys.map((k) => localFile(lake, k, path.join(scratch, 'landing'))));
+          const checks = task.checks as Check[] | undefined;
+          const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
+          await duck.lock({ files: [...locals, ...refs.files, outputFile(lake, id, tag).local, outputFile(lake, qid, tag).local], scratch });
           await stageRaw(duck.conn, locals, task.format as 'csv', Object.keys(columns), task.csv as { delimiter?: string });
           const { good, bad } = splitSql(columns, new Map(locals.map((l, i) => [l, keys[i]])));
-          const tag = attemptTag();
-          const w = await writeVersion(lake, { conn: duck.conn, id, producer, select: good, attemptTag: tag, inputs: [], checks: task.checks as Check[] });
+          const w = await writeVersion(lake, { conn: duck.conn, id, producer, select: good, attemptTag: tag, inputs: [], checks, refs });
           const q = await writeVersion(lake, { conn: duck.conn, id: qid, producer, select: bad, attemptTag: tag, inputs: [] });
           const [v, qv] = await commitVersions(lake, producer, [
             { ...w, inputs: [] },
@@ -121,13 +135,13 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
         const [v, qv] = r.outputs;
         return { ...versionOutput(v, lake.store), quarantined: qv.rowCount, quarantineVersion: qv.version, files: keys.length };
       } finally {
-        duck.close();
+        await duck.close();
         await rm(scratch, { recursive: true, force: true });
       }
     }),
 
     ingestTable: taskActivity(async (input, signal, heartbeat) => {
-      const lake = need();
+      const lake = need(input);
       const { task } = input;
       const producer = producerOf(input);
       const id = outputId(task);
@@ -138,17 +152,21 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
       const conn = resolveConnection(deps.connections, name, deps.connections[name.toLowerCase()]?.engine ?? 'postgres');
       const since = incremental ? await lake.catalog.watermark(producer.tenant, producer.pipelineId, producer.taskId) : undefined;
       const prev = incremental ? await lake.catalog.current(producer.tenant, id) : undefined;
-      const file = path.join(lake.cacheDir, 'extract', `${attemptTag()}.jsonl`);
+      const tag = attemptTag();
+      const file = path.join(scratchDir(lake, tag), 'extract.jsonl');
       const ex = await extractTable(conn, { table: task.table as string | undefined, query: task.query as string | undefined, cursor: task.cursor as string | undefined, since, batchSize: Number(task.batchSize ?? 10_000), file, signal, progress: (n) => heartbeat({ rows: n }) });
       if (incremental && ex.rows === 0 && prev) return { ...versionOutput(prev, lake.store), newRows: 0, watermark: since };
       const duck = await openDuck();
       try {
         const r = await withLineage(lake, producer, async () => {
+          const checks = task.checks as Check[] | undefined;
+          const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
+          await duck.lock({ files: [file, ...refs.files, outputFile(lake, id, tag).local], scratch: scratchDir(lake, tag) });
           const cols = Object.entries(ex.columns).map(([n, t]) => `${quoteLiteral(n)}: ${quoteLiteral(t)}`).join(', ');
           const select = ex.rows
             ? `SELECT * FROM read_json(${quoteLiteral(file)}, format = 'newline_delimited', columns = {${cols}})`
             : `SELECT ${Object.entries(ex.columns).map(([n, t]) => `CAST(NULL AS ${t}) AS "${n}"`).join(', ') || '1 AS empty'} LIMIT 0`;
-          const w = await writeVersion(lake, { conn: duck.conn, id, producer, select, attemptTag: attemptTag(), inputs: [], checks: task.checks as Check[] });
+          const w = await writeVersion(lake, { conn: duck.conn, id, producer, select, attemptTag: tag, inputs: [], checks, refs });
           // Incremental: the new version is the previous one plus this increment.
           const merged = prev ? { ...w, files: [...prev.files, ...w.files], rowCount: prev.rowCount + w.rowCount, bytes: prev.bytes + w.bytes } : w;
           const [v] = await commitVersions(lake, producer, [{ ...merged, inputs: [] }], incremental ? (ex.maxCursor ?? since) : undefined);
@@ -156,8 +174,8 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
         });
         return { ...versionOutput(r.outputs[0], lake.store), newRows: ex.rows, ...(incremental ? { watermark: ex.maxCursor ?? since } : {}) };
       } finally {
-        duck.close();
-        await rm(file, { force: true });
+        await duck.close();
+        await rm(scratchDir(lake, tag), { recursive: true, force: true });
       }
     }),
   };

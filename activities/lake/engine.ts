@@ -7,7 +7,7 @@
  * makes the version visible (and current, when no error check failed). A crashed or
  * retried attempt leaves files nobody points at, which vacuum removes.
  */
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { datasetRefsInSql, type DatasetId, type DatasetVersionRef, type Layer, type Check, DATASET_REF_IN_SQL_RE } from '../../schemas/lake.js';
@@ -15,11 +15,19 @@ import { CatalogError, datasetKey, type Catalog, type CheckVerdict, type ColumnI
 import { NonRetryableError } from '../core/task.js';
 import type { ObjectStore } from '../s3/client.js';
 import { quoteLiteral } from '../sql/duckdb.js';
-import { countFailing, describeCheck, ident, runCheck } from '../quality/checks.js';
+import { countFailing, describeCheck, failingPredicate, ident, runCheck } from '../quality/checks.js';
+import { assertOneSelect } from '../sql/sandbox.js';
 import { OL_PRODUCER, runEvent, schemaFacet, taskRunUuid, type LineageSink, type OlDataset } from '../catalog/openlineage.js';
 
 export interface LakeDeps {
+  /** The lake's root. Tasks never use it directly: `forTenant` scopes it to one tenant. */
   store: ObjectStore;
+  /** Tenants whose lake is a root of their own (STRATA_TENANT_LAKES). */
+  tenantLakes?: Record<string, ObjectStore>;
+  /** Per-tenant locations outside the lake that its tasks may use (STRATA_TENANT_LOCATIONS). */
+  tenantLocations?: Record<string, string[]>;
+  /** Set once scoped by `forTenant`. */
+  tenant?: string;
   catalog: Catalog;
   /** Local scratch: S3 downloads and outputs before upload. */
   cacheDir: string;
@@ -30,17 +38,7 @@ export interface LakeDeps {
 
 export const datasetPrefix = (id: DatasetId) => `${id.layer}/${id.namespace}/${id.name}`;
 
-export async function openDuck(): Promise<{ conn: DuckDBConnection; close(): void }> {
-  const instance = await DuckDBInstance.create(':memory:');
-  const conn = await instance.connect();
-  return {
-    conn,
-    close() {
-      conn.closeSync();
-      instance.closeSync();
-    },
-  };
-}
+export { openDuck } from '../sql/sandbox.js';
 
 /**
  * A local path DuckDB can read for a lake key. Dataset files never change once written,
@@ -64,19 +62,21 @@ function catalogErr(e: unknown): never {
   throw e;
 }
 
-/** Creates a view for one dataset version and returns its SQL name. */
-export async function registerView(conn: DuckDBConnection, deps: LakeDeps, v: DatasetVersion, viewName: string): Promise<void> {
+/** Creates a view for one dataset version; returns the local files it reads (the sandbox grant). */
+export async function registerView(conn: DuckDBConnection, deps: LakeDeps, v: DatasetVersion, viewName: string): Promise<string[]> {
   const files = await Promise.all(v.files.map((f) => localFile(deps, f)));
   await conn.run(`CREATE SCHEMA IF NOT EXISTS ${v.layer}`);
   await conn.run(`CREATE OR REPLACE VIEW ${viewName} AS SELECT * FROM read_parquet([${files.map(quoteLiteral).join(', ')}])`);
+  return files;
 }
 
 /**
  * Resolves the datasets a SQL text reads and rewrites `layer.name@at` into view names.
  * Returns the rewritten SQL and the versions read (lineage inputs).
  */
-export async function attachInputs(conn: DuckDBConnection, deps: LakeDeps, tenant: string, namespace: string, sql: string): Promise<{ sql: string; inputs: DatasetVersion[] }> {
+export async function attachInputs(conn: DuckDBConnection, deps: LakeDeps, tenant: string, namespace: string, sql: string): Promise<{ sql: string; inputs: DatasetVersion[]; files: string[] }> {
   const refs = datasetRefsInSql(sql);
+  const files: string[] = [];
   const inputs = new Map<string, DatasetVersion>();
   const viewOf = new Map<string, string>();
   for (const r of refs) {
@@ -84,7 +84,7 @@ export async function attachInputs(conn: DuckDBConnection, deps: LakeDeps, tenan
     const id: DatasetId = { layer: r.layer, namespace, name: r.name };
     const v = await deps.catalog.resolve(tenant, id, r.at?.replace(/^'|'$/g, '')).catch(catalogErr);
     const view = r.at ? `${r.layer}.${ident(`${r.name}@${v.version}`)}` : `${r.layer}.${r.name}`;
-    await registerView(conn, deps, v, view);
+    files.push(...(await registerView(conn, deps, v, view)));
     viewOf.set(r.text, view);
     inputs.set(`${datasetKey(v)}@${v.version}`, v);
   }
@@ -96,7 +96,7 @@ export async function attachInputs(conn: DuckDBConnection, deps: LakeDeps, tenan
     out += sql.slice(last, m.index) + (viewOf.get(m[0]) ?? m[0]);
     last = m.index! + m[0].length;
   }
-  return { sql: out + sql.slice(last), inputs: [...inputs.values()] };
+  return { sql: out + sql.slice(last), inputs: [...inputs.values()], files };
 }
 
 export interface WriteRequest {
@@ -109,6 +109,37 @@ export interface WriteRequest {
   inputs: DatasetVersionRef[];
   checks?: Check[];
   failingRowsLimit?: number;
+  /** Views of the datasets `references` checks read, registered before the sandbox locked. */
+  refs?: CheckRefs;
+}
+
+/** Where an attempt's output is written locally (a file the sandbox grants). */
+export function outputFile(deps: LakeDeps, id: DatasetId, attemptTag: string): { key: string; location: string; local: string; direct: boolean } {
+  const location = `${datasetPrefix(id)}/data/${attemptTag}`;
+  const key = `${location}/part-00000.parquet`;
+  const direct = deps.store.localPath(key);
+  return { key, location, local: direct ?? path.join(deps.cacheDir, 'out', key), direct: !!direct };
+}
+
+export interface CheckRefs {
+  views: Map<string, string>;
+  versions: DatasetVersion[];
+  files: string[];
+}
+
+/** Registers the datasets that `references` checks read (before the sandbox locks). */
+export async function attachCheckRefs(conn: DuckDBConnection, deps: LakeDeps, tenant: string, namespace: string, checks: Check[] | undefined): Promise<CheckRefs> {
+  const refs: CheckRefs = { views: new Map(), versions: [], files: [] };
+  for (const c of checks ?? [])
+    if ('references' in c && !refs.views.has(c.references.dataset)) {
+      const [layer, name] = c.references.dataset.split('.') as [Layer, string];
+      const v = await deps.catalog.resolve(tenant, { layer, namespace, name }).catch(catalogErr);
+      const view = `__ref_${refs.views.size}`;
+      refs.files.push(...(await registerView(conn, deps, v, view)));
+      refs.views.set(c.references.dataset, view);
+      refs.versions.push(v);
+    }
+  return refs;
 }
 
 /** A version's files written and checked, not yet committed: a catalog NewVersion but for its inputs. */
@@ -119,14 +150,12 @@ export interface Written extends Omit<NewVersion, 'inputs'> {
 
 /** Writes a version's files (not yet visible) and runs its checks. */
 export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Written> {
-  const location = `${datasetPrefix(w.id)}/data/${w.attemptTag}`;
-  const key = `${location}/part-00000.parquet`;
-  const direct = deps.store.localPath(key);
-  const local = direct ?? path.join(deps.cacheDir, 'out', key);
+  const { key, location, local, direct } = outputFile(deps, w.id, w.attemptTag);
   await mkdir(path.dirname(local), { recursive: true });
   const body = w.select.trim().replace(/;\s*$/, '');
   const t0 = performance.now();
-  const copied = await w.conn.runAndReadAll(`COPY (${body}) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd)`);
+  // The newline ends a trailing line comment inside the tenant's SELECT.
+  const copied = await w.conn.runAndReadAll(`COPY (${body}\n) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd)`);
   const rowCount = Number(copied.getRows()[0]?.[0] ?? 0);
   const bytes = (await stat(local)).size;
   await w.conn.run(`CREATE OR REPLACE TEMP VIEW __out AS SELECT * FROM read_parquet(${quoteLiteral(local)})`);
@@ -147,16 +176,11 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
 export async function runChecks(deps: LakeDeps, w: WriteRequest): Promise<CheckVerdict[]> {
   if (!w.checks?.length) return [];
   const prev = await deps.catalog.current(w.producer.tenant, w.id);
-  const refViews = new Map<string, string>();
-  for (const c of w.checks)
-    if ('references' in c && !refViews.has(c.references.dataset)) {
-      const [layer, name] = c.references.dataset.split('.') as [Layer, string];
-      const v = await deps.catalog.resolve(w.producer.tenant, { layer, namespace: w.id.namespace, name }).catch(catalogErr);
-      const view = `__ref_${refViews.size}`;
-      await registerView(w.conn, deps, v, view);
-      refViews.set(c.references.dataset, view);
-      w.inputs = [...w.inputs.filter((i) => datasetKey(i) !== datasetKey(v)), { layer: v.layer, namespace: v.namespace, name: v.name, version: v.version }];
-    }
+  const refs = w.refs ?? (await attachCheckRefs(w.conn, deps, w.producer.tenant, w.id.namespace, w.checks));
+  const refViews = refs.views;
+  for (const v of refs.versions) w.inputs = [...w.inputs.filter((i) => datasetKey(i) !== datasetKey(v)), { layer: v.layer, namespace: v.namespace, name: v.name, version: v.version }];
+  // A predicate is tenant SQL too: exactly one expression inside one SELECT, nothing after it.
+  for (const c of w.checks) if ('expect' in c) await assertOneSelect(w.conn, `SELECT * FROM __out WHERE ${failingPredicate(c)}\n`, `check "expect: ${c.expect}"`);
   const out: CheckVerdict[] = [];
   let counted: Awaited<ReturnType<typeof countFailing>>;
   try {

@@ -10,9 +10,13 @@ import { DatasetRef, ReconcileOptions, type ReconcileProgress, type ReconcileRes
 import { NonRetryableError, taskActivity } from '../core/task.js';
 import type { Db } from '../../store/db.js';
 import { reconcile, type Checkpoint } from './client.js';
+import { tenantFolder } from '../s3/tenant.js';
 
 export interface ReconcileDeps {
+  /** The local lake folder; each tenant's inputs resolve in its own `{lakeRoot}/{tenant}`. */
   lakeRoot: string;
+  /** Per-tenant allowed locations outside the lake (STRATA_TENANT_LOCATIONS). */
+  tenantLocations?: Record<string, string[]>;
   /** Where results are kept (optional: without it they live in the workflow result only). */
   db?: Db;
   /** Where partition files live while a comparison runs (default: the OS temp folder). */
@@ -56,7 +60,8 @@ export function createReconcileActivities(deps: ReconcileDeps) {
       let checkpoint = prior?.checkpoint;
       const resumedFrom = checkpoint ? { compared: checkpoint.compared.length, leftDone: checkpoint.leftDone, rightDone: checkpoint.rightDone } : undefined;
       const result = await reconcile(left, right, options, {
-        lakeRoot: deps.lakeRoot,
+        lakeRoot: tenantFolder(deps.lakeRoot, run.tenant),
+        allowed: deps.tenantLocations && Object.hasOwn(deps.tenantLocations, run.tenant) ? deps.tenantLocations[run.tenant] : [],
         workDir,
         checkpoint,
         signal,

@@ -25,7 +25,10 @@ export interface Checkpoint {
 }
 
 export interface ReconcileContext {
+  /** The folder relative inputs resolve in (a tenant's own), and the only one readable besides `allowed`. */
   lakeRoot: string;
+  /** file:// locations outside it the tenant may read. */
+  allowed?: readonly string[];
   /** Where partition files go; the same folder must be given to resume. */
   workDir: string;
   checkpoint?: Checkpoint;
@@ -40,7 +43,7 @@ export interface ReconcileContext {
 const TARGET_PARTITION_BYTES = 4 * 1024 * 1024;
 
 export async function reconcile(leftRef: DatasetRef, rightRef: DatasetRef, options: ReconcileOptions, ctx: ReconcileContext): Promise<ReconcileResult> {
-  const [left, right] = await Promise.all([openSource(leftRef, ctx.lakeRoot), openSource(rightRef, ctx.lakeRoot)]);
+  const [left, right] = await Promise.all([openSource(leftRef, ctx.lakeRoot, ctx.allowed), openSource(rightRef, ctx.lakeRoot, ctx.allowed)]);
   const l = layout(left.header, right.header, options);
   const total = left.size + right.size;
   const columns = { compared: l.compared, onlyLeft: l.onlyLeft, onlyRight: l.onlyRight };

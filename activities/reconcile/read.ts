@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CsvOptions, DatasetRef } from '../../schemas/reconcile.js';
 import { NonRetryableError } from '../core/task.js';
+import { normaliseLocation } from '../s3/tenant.js';
 import { quoteLiteral } from '../sql/duckdb.js';
 import { CsvShapeError, fastCsvBatches, fastCsvRecords } from './fast-csv.js';
 
@@ -31,14 +32,28 @@ export interface RowSource {
   delimiter?: string;
 }
 
-export function resolveUri(uri: string, lakeRoot: string): string {
-  if (uri.startsWith('file://')) return fileURLToPath(uri);
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri)) throw new NonRetryableError(`unsupported dataset URI "${uri}": use a path or a file:// URI`, 'ConfigError');
-  return path.resolve(lakeRoot, uri);
+/**
+ * The local file an input names: a path inside the tenant's folder (`root`), or a file://
+ * URI / absolute path inside it or one of the tenant's allowed file:// locations. Nothing
+ * else: a spec cannot point a comparison at the worker's own files.
+ */
+export function resolveUri(uri: string, root: string, allowed: readonly string[] = []): string {
+  const base = path.resolve(root);
+  const inside = (p: string, dir: string) => p === dir || p.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep);
+  if (!uri.startsWith('file://') && !uri.startsWith('/')) {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(uri)) throw new NonRetryableError(`unsupported dataset URI "${uri}": use a path in your lake folder or a file:// URI`, 'ConfigError');
+    const p = path.resolve(base, uri);
+    if (!inside(p, base)) throw new NonRetryableError(`"${uri}" is outside your lake folder: use a path inside it`, 'LocationError');
+    return p;
+  }
+  const p = fileURLToPath(normaliseLocation(uri));
+  if (inside(p, base)) return p;
+  for (const a of allowed) if (a.startsWith('file://') && inside(p, fileURLToPath(a))) return p;
+  throw new NonRetryableError(`"${uri}" is outside your lake folder and your allowed locations: use a path inside the lake, or ask the platform operator to allow the folder (STRATA_TENANT_LOCATIONS)`, 'LocationError');
 }
 
-export async function openSource(ref: DatasetRef, lakeRoot: string): Promise<RowSource> {
-  const file = resolveUri(ref.uri, lakeRoot);
+export async function openSource(ref: DatasetRef, root: string, allowed: readonly string[] = []): Promise<RowSource> {
+  const file = resolveUri(ref.uri, root, allowed);
   const st = await stat(file).catch(() => {
     throw new NonRetryableError(`dataset not found: ${ref.uri}`, 'NotFound');
   });

@@ -1,36 +1,34 @@
 /**
- * Temporal adapters for object storage tasks. Paths are lake keys (relative to the lake
- * root) or full URIs (s3://…, file://…) opened with the worker's S3 settings.
+ * Temporal adapters for object storage tasks. Paths are keys in the tenant's lake
+ * (relative), or URIs (s3://…, file://…) that must fall inside the tenant's lake or a
+ * location the platform operator allowed for the tenant (STRATA_TENANT_LOCATIONS).
  */
+import type { TaskActivityInput } from '../../schemas/run.js';
 import { NonRetryableError, taskActivity } from '../core/task.js';
-import { openStore, type ObjectStore, type S3Config } from './client.js';
+import type { LakeDeps } from '../lake/engine.js';
+import { allowedLocations, forTenant } from '../lake/open.js';
+import type { S3Config } from './client.js';
+import { locate as locateFor, type Located } from './tenant.js';
 
 export interface S3Deps {
-  store: ObjectStore;
+  lake: LakeDeps;
   s3?: S3Config;
 }
 
-/** A path as (store, key): lake-relative keys use the lake, URIs their own root. */
-function locate(deps: S3Deps, p: string): { store: ObjectStore; key: string; inLake: boolean } {
-  if (/^(s3|file):\/\//.test(p)) {
-    if (p.startsWith(deps.store.root + '/') || p === deps.store.root) return { store: deps.store, key: p.slice(deps.store.root.length + 1), inLake: true };
-    const u = new URL(p);
-    const root = p.startsWith('s3://') ? `s3://${u.hostname}` : 'file:///';
-    return { store: openStore(root, deps.s3), key: p.startsWith('s3://') ? u.pathname.replace(/^\//, '') : decodeURIComponent(u.pathname).replace(/^\//, ''), inLake: false };
-  }
-  return { store: deps.store, key: p, inLake: true };
-}
-
 export function createS3Activities(getDeps: () => S3Deps | undefined) {
-  const need = () => {
+  /** Resolves a path of this task's tenant; anything outside its reach fails the task. */
+  const locator = (input: TaskActivityInput): ((p: string) => Located) => {
     const d = getDeps();
     if (!d) throw new NonRetryableError('this worker has no lake store configured', 'ConfigError');
-    return d;
+    const lake = forTenant(d.lake, input.run.tenant).store;
+    const allowed = allowedLocations(d.lake, input.run.tenant);
+    return (p) => locateFor({ lake, allowed, s3: d.s3 }, p);
   };
   return {
     /** One sensor check: done when the key / prefix holds enough objects (and the marker). */
-    s3Check: taskActivity(async ({ task }) => {
-      const { store, key } = locate(need(), String(task.path));
+    s3Check: taskActivity(async (input) => {
+      const { task } = input;
+      const { store, key } = locator(input)(String(task.path));
       const min = Number(task.minCount ?? 1);
       if (!key.endsWith('/')) {
         const h = await store.head(key);
@@ -41,10 +39,11 @@ export function createS3Activities(getDeps: () => S3Deps | undefined) {
       if (objs.length < min) return { done: false, count: objs.length, reason: `${objs.length} of ${min} objects under ${store.uri(key)}` };
       return { done: true, count: objs.length, bytes: objs.reduce((s, o) => s + o.size, 0) };
     }),
-    s3Copy: taskActivity(async ({ task }) => {
-      const d = need();
-      const from = locate(d, String(task.from));
-      const to = locate(d, String(task.to));
+    s3Copy: taskActivity(async (input) => {
+      const { task } = input;
+      const locate = locator(input);
+      const from = locate(String(task.from));
+      const to = locate(String(task.to));
       const keys = from.key.endsWith('/') ? (await from.store.list(from.key)).map((o) => o.key) : [from.key];
       if (!keys.length || (!from.key.endsWith('/') && !(await from.store.head(from.key)))) throw new NonRetryableError(`nothing to copy at ${from.store.uri(from.key)}`, 'SourceError');
       for (const k of keys) {
@@ -54,15 +53,16 @@ export function createS3Activities(getDeps: () => S3Deps | undefined) {
       }
       return { count: keys.length, location: to.store.uri(to.key) };
     }),
-    s3List: taskActivity(async ({ task }) => {
-      const { store, key } = locate(need(), String(task.prefix));
+    s3List: taskActivity(async (input) => {
+      const { task } = input;
+      const { store, key } = locator(input)(String(task.prefix));
       const objs = await store.list(key);
       return { count: objs.length, bytes: objs.reduce((s, o) => s + o.size, 0), keys: objs.slice(0, 100).map((o) => o.key), truncated: objs.length > 100 };
     }),
-    s3Delete: taskActivity(async ({ task }) => {
-      const { store, key, inLake } = locate(need(), String(task.path));
-      if (!inLake && !task.allowOutsideLake) throw new NonRetryableError(`refusing to delete ${String(task.path)}: it is outside the lake root ${need().store.root}; set "allowOutsideLake: true" if you mean it`, 'ConfigError');
-      if (!key) throw new NonRetryableError('refusing to delete the whole lake root: name a path inside it', 'ConfigError');
+    s3Delete: taskActivity(async (input) => {
+      const { task } = input;
+      const { store, key } = locator(input)(String(task.path));
+      if (!key || key === '/') throw new NonRetryableError('refusing to delete a whole lake or location root: name a path inside it', 'ConfigError');
       const keys = task.recursive ? (await store.list(key.replace(/\/?$/, '/'))).map((o) => o.key) : [key];
       await store.delete(keys);
       return { count: keys.length };

@@ -1,4 +1,8 @@
 import { Context } from '@temporalio/activity';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { tenantFolder } from '../s3/tenant.js';
 import { NonRetryableError, taskActivity } from '../core/task.js';
 import { resolveConnection, type Connections } from './connections.js';
 import { runDuckdb } from './duckdb.js';
@@ -27,8 +31,14 @@ export function createSqlActivities(deps: SqlDeps) {
             return runLakeSql(deps.lake, { task, run }, signal);
           }
           const info = Context.current().info;
-          const tag = `${(info.workflowExecution?.runId ?? "run").slice(0, 8)}-${info.activityId}-${info.attempt}`;
-          return runDuckdb({ lakeRoot: deps.lakeRoot, sql, output: task.output as string | undefined, attemptTag: tag, signal });
+          const tag = `${(info.workflowExecution?.runId ?? 'run').slice(0, 8)}-${info.activityId}-${info.attempt}`;
+          const root = tenantFolder(deps.lakeRoot, run.tenant);
+          const scratch = path.join(os.tmpdir(), 'strata-sql', run.tenant, tag);
+          try {
+            return await runDuckdb({ lakeRoot: root, sql, output: task.output as string | undefined, attemptTag: tag, signal, scratch });
+          } finally {
+            await rm(scratch, { recursive: true, force: true });
+          }
         }
         case 'postgres':
           return runPostgres(resolveConnection(deps.connections, String(task.connection), engine), key, sql, signal);

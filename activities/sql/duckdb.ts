@@ -1,13 +1,14 @@
 /**
- * SQL on DuckDB over the local lake folder. Relative paths in the SQL (read_csv,
- * read_parquet) resolve under the lake root. With `output`, the query's result is
+ * SQL on DuckDB over the tenant's own lake folder, in the sandbox (sandbox.ts): relative
+ * paths in the SQL (read_csv, read_parquet) resolve under that folder, and nothing outside
+ * it is readable. With `output`, the query's result is
  * written as Parquet to an attempt-scoped temporary file and renamed into place, so a
  * crashed or retried attempt never leaves a partial file at the output path.
  */
-import { DuckDBInstance } from '@duckdb/node-api';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { NonRetryableError } from '../core/task.js';
+import { absolutePaths, assertOneSelect, openDuck, runTenantSql, type SandboxLimits } from './sandbox.js';
 
 /** DuckDB error kinds that retrying cannot fix. */
 const USER_ERRORS = /^(Parser|Binder|Catalog|Conversion|Invalid Input|Constraint|Not implemented|Out of Range|Syntax|Permission|Dependency|Invalid) Error/;
@@ -25,42 +26,53 @@ export function lakePath(lakeRoot: string, rel: string): string {
 }
 
 export async function runDuckdb(opts: {
+  /** The tenant's own lake folder: relative paths resolve here, and only files under it are readable. */
   lakeRoot: string;
   sql: string;
   output?: string;
   attemptTag: string;
   signal: AbortSignal;
+  /** The attempt's private scratch folder (temp spill). */
+  scratch: string;
+  limits?: Partial<SandboxLimits>;
 }): Promise<{ rowCount: number; location?: string }> {
   const root = path.resolve(opts.lakeRoot);
   await mkdir(root, { recursive: true });
-  const instance = await DuckDBInstance.create(':memory:');
-  const conn = await instance.connect();
-  const onAbort = () => conn.interrupt();
+  const duck = await openDuck();
+  const onAbort = () => duck.conn.interrupt();
   opts.signal.addEventListener('abort', onAbort, { once: true });
   let tmp: string | undefined;
   try {
-    await conn.run(`SET file_search_path = ${quoteLiteral(root)}`);
-    if (opts.output) {
-      const final = lakePath(root, opts.output);
+    const final = opts.output ? lakePath(root, opts.output) : undefined;
+    if (final) {
       await mkdir(path.dirname(final), { recursive: true });
       tmp = `${final}.${opts.attemptTag}.tmp`;
-      const body = opts.sql.trim().replace(/;\s*$/, '');
-      const reader = await conn.runAndReadAll(`COPY (${body}) TO ${quoteLiteral(tmp)} (FORMAT parquet)`);
+    }
+    await duck.lock({ files: tmp ? [tmp] : [], dirs: [root], scratch: opts.scratch, limits: opts.limits });
+    if (final && tmp) {
+      const body = absolutePaths(opts.sql, root).trim().replace(/;\s*$/, '');
+      await assertOneSelect(duck.conn, body, 'a task with "output"');
+      const reader = await duck.conn.runAndReadAll(`COPY (${body}\n) TO ${quoteLiteral(tmp)} (FORMAT parquet)`);
       const rowCount = Number(reader.getRows()[0]?.[0] ?? 0);
       await rename(tmp, final);
       tmp = undefined;
       return { rowCount, location: path.relative(root, final) };
     }
-    const reader = await conn.runAndReadAll(opts.sql);
+    const reader = await runTenantSql(duck.conn, absolutePaths(opts.sql, root));
     return { rowCount: reader.currentRowCount };
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    if (USER_ERRORS.test(msg)) throw new NonRetryableError(`duckdb: ${msg}`, 'SqlError');
-    throw new Error(`duckdb: ${msg}`);
+    throw duckdbFailure(e);
   } finally {
     opts.signal.removeEventListener('abort', onAbort);
     if (tmp) await rm(tmp, { force: true });
-    conn.closeSync();
-    instance.closeSync();
+    await duck.close();
   }
+}
+
+/** The one classification of DuckDB errors: what retrying cannot fix fails at once. */
+export function duckdbFailure(e: unknown): Error {
+  if (e instanceof NonRetryableError) return e;
+  const msg = (e instanceof Error ? e.message : String(e)).replace(/^Failed to extract statements: /, '');
+  if (USER_ERRORS.test(msg)) return new NonRetryableError(`duckdb: ${msg}`, 'SqlError');
+  return new Error(`duckdb: ${msg}`);
 }

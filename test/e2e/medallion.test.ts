@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localFile } from '../../activities/lake/engine.js';
+import { forTenant } from '../../activities/lake/open.js';
 import { generate, LANDING, type Defects } from '../../examples/generate.js';
 import { parseSpecText } from '../../schemas/spec-file.js';
 import type { PipelineSpec } from '../../schemas/pipeline.js';
@@ -30,7 +31,7 @@ async function demoSpec(): Promise<PipelineSpec> {
 async function readDataset(name: string): Promise<Record<string, unknown>[]> {
   const [layer, n] = name.split('.') as ['gold', string];
   const v = await stack.lake!.catalog.current(stack.tenant, { layer, namespace: 'default', name: n });
-  const files = await Promise.all(v!.files.map((f) => localFile(stack.lake!, f)));
+  const files = await Promise.all(v!.files.map((f) => localFile(forTenant(stack.lake!, stack.tenant), f)));
   const db = await DuckDBInstance.create(':memory:');
   const c = await db.connect();
   const rows = (await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}])`)).getRowObjectsJson();
@@ -149,7 +150,7 @@ describe('the medallion demo on S3', () => {
       await new Promise((r) => setTimeout(r, 600));
       ({ defects } = await generate({ seed: 7, customers: 150, products: 30, orders: 1500, days: 40 }, async (key, content) => {
         files.set(key, content);
-        await stack.lake!.store.putBytes(key, content);
+        await stack.store!.putBytes(key, content);
       }));
       return stack.runs.wait(h.runId);
     });

@@ -9,9 +9,9 @@ import { RunsService } from '../../api/runs-service.js';
 import type { Connections } from '../../activities/sql/connections.js';
 import { createStrataWorker } from '../../workers/worker.js';
 import type { LakeDeps } from '../../activities/lake/engine.js';
-import { openLake } from '../../activities/lake/open.js';
+import { forTenant, openLake } from '../../activities/lake/open.js';
 import type { ReconcileDeps } from '../../activities/reconcile/activities.js';
-import type { S3Config } from '../../activities/s3/client.js';
+import type { ObjectStore, S3Config } from '../../activities/s3/client.js';
 import { openDb, type Db } from '../../store/db.js';
 
 // Workers log state changes at INFO; tests only want warnings and errors.
@@ -29,6 +29,10 @@ export interface TestStack {
   connections: Connections;
   /** With `lake`: the dataset lake (S3 on the harness's MinIO, or a folder) and its catalog. */
   lake?: LakeDeps;
+  /** With `lake`: the lake as the stack's tenant sees it (its own prefix). */
+  store?: ObjectStore;
+  /** The stack's tenant's folder of plain duckdb tasks and reconciliation inputs (`{lakeRoot}/{tenant}`). */
+  tenantRoot: string;
   s3?: S3Config;
   tenant: string;
   /** The metastore workers write (runs index, catalog): the run's shared database, or with `lake` one of the stack's own. */
@@ -63,6 +67,8 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
     mart: { name: 'mart', engine: 'mysql', url: dbs.mysqlUrl },
   };
   const tenant = `t${randomBytes(3).toString('hex')}`;
+  const tenantRoot = path.join(lakeRoot, tenant);
+  await mkdir(tenantRoot, { recursive: true });
   let lake: LakeDeps | undefined;
   let db: Db = await openDb({ url: dbs.postgresUrl });
   let s3: S3Config | undefined;
@@ -91,6 +97,8 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
     lakeRoot,
     connections,
     lake,
+    store: lake && forTenant(lake, tenant).store,
+    tenantRoot,
     s3,
     tenant,
     db,

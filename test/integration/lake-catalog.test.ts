@@ -37,7 +37,7 @@ tasks:
 
 describe('catalog service and CLI on a folder lake', () => {
   it('records versions with schema changes, lineage, preview; vacuum keeps the current version', async () => {
-    await stack.lake!.store.putBytes('landing/people.jsonl', '{"id": 1, "name": "Ada", "born": "1815-12-10"}\n{"id": "x"}\n{broken\n{"id": 2, "name": "Alan", "born": "1912-06-23"}\n');
+    await stack.store!.putBytes('landing/people.jsonl', '{"id": 1, "name": "Ada", "born": "1815-12-10"}\n{"id": "x"}\n{broken\n{"id": 2, "name": "Alan", "born": "1912-06-23"}\n');
     expect((await run(pipeline('SELECT id, name FROM bronze.people'))).status).toBe('success');
     const second = await run(
       pipeline(
@@ -95,7 +95,7 @@ describe('catalog service and CLI on a folder lake', () => {
     expect(dry.out).toContain('would delete 3 version(s)');
     const vac = await svc.vacuum(stack.tenant, { olderThanDays: 0 });
     expect(vac.versions.map((v) => `${v.dataset}@${v.version}`).sort()).toEqual(['bronze.people@1', 'bronze.people_quarantine@1', 'silver.people@1']);
-    expect((await stack.lake!.store.list('silver/default/people/data/')).length).toBe(1);
+    expect((await stack.store!.list('silver/default/people/data/')).length).toBe(1);
     await expect(svc.preview(stack.tenant, 'silver.people@1', 1)).rejects.toMatchObject({ status: 410 });
     expect((await svc.preview(stack.tenant, 'silver.people', 5)).rows.length).toBe(2);
     expect((await svc.vacuum(stack.tenant, { olderThanDays: 0 })).versions).toEqual([]);

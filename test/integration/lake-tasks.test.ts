@@ -100,7 +100,7 @@ describe('ingest.file', () => {
     await c.run(`COPY (SELECT * FROM (VALUES ('1', '2026-01-01', 'x'), ('two', '2026-01-02', 'y'), ('3', NULL, 'z')) t(id, day, tag)) TO '${dir}/p.parquet' (FORMAT parquet)`);
     c.closeSync();
     db.closeSync();
-    await stack.lake!.store.putFile('landing/pq/p.parquet', `${dir}/p.parquet`);
+    await stack.store!.putFile('landing/pq/p.parquet', `${dir}/p.parquet`);
     const st = await run(
       spec(`
 id: pq
@@ -171,11 +171,11 @@ tasks:
         while ((await timers()) < target) await new Promise((r) => setTimeout(r, 50));
       };
       await afterMoreTimers(1);
-      await stack.lake!.store.putBytes('incoming/batch1/a.csv', 'x\n1\n');
+      await stack.store!.putBytes('incoming/batch1/a.csv', 'x\n1\n');
       await afterMoreTimers(2);
-      await stack.lake!.store.putBytes('incoming/batch1/_SUCCESS', '');
+      await stack.store!.putBytes('incoming/batch1/_SUCCESS', '');
       await afterMoreTimers(2);
-      await stack.lake!.store.putBytes('incoming/batch1/b.csv', 'x\n2\n');
+      await stack.store!.putBytes('incoming/batch1/b.csv', 'x\n2\n');
       return stack.runs.wait(h.runId);
     });
     expect(st.tasks.wait.status).toBe('success');
@@ -183,7 +183,7 @@ tasks:
     expect(Number(st.tasks.wait.output!.polls)).toBeGreaterThan(3);
     expect(st.tasks.list.output).toMatchObject({ count: 3, keys: ['incoming/batch1/_SUCCESS', 'incoming/batch1/a.csv', 'incoming/batch1/b.csv'] });
     expect(st.tasks.copy.output).toMatchObject({ count: 3 });
-    expect((await stack.lake!.store.getBytes('archive/batch1/b.csv')).toString()).toBe('x\n2\n');
+    expect((await stack.store!.getBytes('archive/batch1/b.csv')).toString()).toBe('x\n2\n');
     expect(st.tasks.never).toMatchObject({ status: 'failed', errorType: 'SensorTimeout' });
     expect(st.tasks.never.error).toMatch(/gave up after \d+ checks: s3:\/\/lake\/.*\/incoming\/never\.csv does not exist yet/);
     // the poll loop is timers in the workflow, not a busy activity
@@ -194,9 +194,9 @@ tasks:
     expect(timers).toBe(Number(st.tasks.wait.output!.polls) - 1 + (neverChecks - 1));
   });
 
-  it('s3.delete removes inside the lake and refuses outside it unless allowed', async () => {
-    await stack.lake!.store.putBytes('tmp/x/1.csv', '1');
-    await stack.lake!.store.putBytes('tmp/x/2.csv', '2');
+  it('s3.delete removes inside the tenant\'s lake and refuses any location outside it, whatever the spec says', async () => {
+    await stack.store!.putBytes('tmp/x/1.csv', '1');
+    await stack.store!.putBytes('tmp/x/2.csv', '2');
     const st = await run(
       spec(`
 id: deleter
@@ -211,8 +211,8 @@ tasks:
 `),
     );
     expect(st.tasks.inside.output).toMatchObject({ count: 2 });
-    expect(await stack.lake!.store.list('tmp/x/')).toEqual([]);
-    expect(st.tasks.outside).toMatchObject({ status: 'failed', errorType: 'ConfigError' });
-    expect(st.tasks.outside.error).toMatch(/refusing to delete s3:\/\/lake\/somebody-else\/data\.csv: it is outside the lake root s3:\/\/lake\/test-lake-tasks-\w+; set "allowOutsideLake: true"/);
+    expect(await stack.store!.list('tmp/x/')).toEqual([]);
+    expect(st.tasks.outside).toMatchObject({ status: 'failed', attempts: 1, errorType: 'LocationError' });
+    expect(st.tasks.outside.error).toMatch(/"s3:\/\/lake\/somebody-else\/data\.csv" is outside your lake \(s3:\/\/lake\/test-lake-tasks-\w+\/t\w+\): use a path inside the lake, or ask the platform operator/);
   });
 });

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
+import { forTenant } from '../../activities/lake/open.js';
 import { localFile } from '../../activities/lake/engine.js';
 import type { RunState } from '../../schemas/run.js';
 import { spec } from '../harness/specs.js';
@@ -34,7 +35,7 @@ async function readDataset(name: string, at?: number): Promise<Record<string, un
   const [layer, n] = name.split('.') as ['silver', string];
   const cat = stack.lake!.catalog;
   const v = at ? await cat.version(stack.tenant, { layer, namespace: 'default', name: n }, at) : await cat.current(stack.tenant, { layer, namespace: 'default', name: n });
-  const files = await Promise.all(v!.files.map((f) => localFile(stack.lake!, f)));
+  const files = await Promise.all(v!.files.map((f) => localFile(forTenant(stack.lake!, stack.tenant), f)));
   const db = await DuckDBInstance.create(':memory:');
   const c = await db.connect();
   const rows = (await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}]) ORDER BY ALL`)).getRowObjectsJson();
@@ -103,8 +104,8 @@ ${extraChecks}
 
 describe('lake on S3 (MinIO)', () => {
   it('ingests with quarantine, transforms with checks, records catalog, lineage and OpenLineage events', async () => {
-    await stack.lake!.store.putBytes('landing/orders/day1.csv', ORDERS_V1);
-    await stack.lake!.store.putBytes('landing/orders/_SUCCESS', '');
+    await stack.store!.putBytes('landing/orders/day1.csv', ORDERS_V1);
+    await stack.store!.putBytes('landing/orders/_SUCCESS', '');
     const st = await run(pipeline());
     expect(st.status, JSON.stringify(st.tasks)).toBe('success');
     expect(st.tasks.land.output).toMatchObject({ rowCount: 3, quarantined: 3, dataset: 'bronze.orders', version: 1 });
@@ -141,7 +142,7 @@ describe('lake on S3 (MinIO)', () => {
   });
 
   it('an error check blocks promotion and its downstream; a warn check records and continues; time travel reads the old version', async () => {
-    await stack.lake!.store.putBytes('landing/orders/day2.csv', 'order_id,customer_id,amount,ordered_at\n9,c3,-4,2026-01-03\n');
+    await stack.store!.putBytes('landing/orders/day2.csv', 'order_id,customer_id,amount,ordered_at\n9,c3,-4,2026-01-03\n');
     const st = await run(pipeline(`      - accepted_values: { column: customer_id, values: [c1, c2] }\n        severity: warn`));
     expect(st.tasks.silver_orders.status).toBe('failed');
     expect(st.tasks.silver_orders.errorType).toBe('QualityGateFailed');
@@ -164,7 +165,7 @@ describe('lake on S3 (MinIO)', () => {
     expect((await cat.current(stack.tenant, { layer: 'bronze', namespace: 'default', name: 'orders' }))!.version).toBe(2);
 
     // fix the file; silver v3 becomes current, and @1 still reads the first version
-    await stack.lake!.store.putBytes('landing/orders/day2.csv', 'order_id,customer_id,amount,ordered_at\n9,c3,4,2026-01-03\n');
+    await stack.store!.putBytes('landing/orders/day2.csv', 'order_id,customer_id,amount,ordered_at\n9,c3,4,2026-01-03\n');
     const ok = await run(pipeline());
     expect(ok.status, JSON.stringify(ok.tasks)).toBe('success');
     expect(ok.tasks.silver_orders.output).toMatchObject({ version: 3, rowCount: 3 });
@@ -206,7 +207,7 @@ tasks:
     expect(versions[0].version).toBe(before!.version + 1);
     expect(versions.length).toBe(before!.version + 1);
     // the crashed attempt's files exist but no version points at them
-    const files = (await stack.lake!.store.list('gold/default/daily_revenue/data/')).map((o) => o.key);
+    const files = (await stack.store!.list('gold/default/daily_revenue/data/')).map((o) => o.key);
     const live = await cat.liveFiles(stack.tenant, { layer: 'gold', namespace: 'default', name: 'daily_revenue' });
     const orphans = files.filter((f) => !live.has(f));
     expect(orphans.length).toBe(1);

@@ -24,11 +24,11 @@ afterAll(async () => {
 });
 
 const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' })).runId));
+  stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId));
 
 describe('sql tasks', () => {
   it('duckdb reads CSV from the lake and writes Parquet atomically', async () => {
-    await writeFile(path.join(stack.lakeRoot, 'orders.csv'), 'id,amount\n1,10.5\n2,20\n3,-1\n');
+    await writeFile(path.join(stack.tenantRoot, 'orders.csv'), 'id,amount\n1,10.5\n2,20\n3,-1\n');
     const st = await run(
       spec(`
 id: duck
@@ -48,11 +48,11 @@ tasks:
     expect(st.tasks.clean.output).toEqual({ rowCount: 2, location: 'silver/orders.parquet' });
     const db = await DuckDBInstance.create(':memory:');
     const c = await db.connect();
-    const rows = (await c.runAndReadAll(`SELECT total FROM read_parquet('${path.join(stack.lakeRoot, 'gold/total.parquet')}')`)).getRows();
+    const rows = (await c.runAndReadAll(`SELECT total FROM read_parquet('${path.join(stack.tenantRoot, 'gold/total.parquet')}')`)).getRows();
     expect(Number(rows[0][0])).toBe(30.5);
     c.closeSync();
     // no attempt-scoped temporary file is left behind
-    expect((await readdir(path.join(stack.lakeRoot, 'silver'))).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect((await readdir(path.join(stack.tenantRoot, 'silver'))).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
   it('duckdb errors in SQL fail at once with the engine message, and leave no output', async () => {
@@ -75,7 +75,7 @@ tasks:
     expect(st.tasks.bad.error).toMatch(/Parser Error/);
     expect(st.tasks.missing.error).toMatch(/Catalog Error.*no_such_table/);
     expect(st.tasks.missing.attempts).toBe(1);
-    await expect(readdir(path.join(stack.lakeRoot, 'silver'))).resolves.not.toContain('bad.parquet');
+    await expect(readdir(path.join(stack.tenantRoot, 'silver'))).resolves.not.toContain('bad.parquet');
   });
 
   it('postgres runs statements once per run, with row counts, and reports SQL errors without retrying', async () => {

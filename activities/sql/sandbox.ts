@@ -1,0 +1,165 @@
+/**
+ * The DuckDB sandbox tenant SQL runs in. DuckDB's own settings draw the boundary:
+ * external access off except the exact files and folders the task may touch
+ * (`allowed_paths`, `allowed_directories`), no extension install or autoload, temp space
+ * in the attempt's scratch folder with a cap, memory and thread limits, and then
+ * `lock_configuration`, so no statement can SET or RESET any of it. On top of that, tenant
+ * statements are checked by type before they run: reading and in-memory work only — no
+ * COPY, ATTACH, EXPORT, LOAD, INSTALL, PRAGMA or SET.
+ */
+import { DuckDBInstance, StatementType, type DuckDBConnection } from '@duckdb/node-api';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { NonRetryableError } from '../core/task.js';
+
+export interface SandboxLimits {
+  /** DuckDB memory_limit, e.g. "1GB". */
+  memory: string;
+  threads: number;
+  /** max_temp_directory_size, e.g. "4GB". */
+  temp: string;
+}
+
+export const DEFAULT_SANDBOX_LIMITS: SandboxLimits = { memory: '1GB', threads: 2, temp: '4GB' };
+
+export interface SandboxGrant {
+  /** Exact files the SQL may read (dataset versions, landing files) or the platform writes (the attempt's output). */
+  files: string[];
+  /** Folders whose files the SQL may read (a plain task's own lake folder). */
+  dirs?: string[];
+  /** The attempt's private scratch folder: temp spill goes here, and it is removed on close. */
+  scratch: string;
+  limits?: Partial<SandboxLimits>;
+}
+
+export interface Duck {
+  conn: DuckDBConnection;
+  /** Applies the grant and locks the configuration; from then on only the grant is reachable. */
+  lock(grant: SandboxGrant): Promise<void>;
+  close(): Promise<void>;
+}
+
+const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
+const list = (xs: string[]) => `[${xs.map(quote).join(', ')}]`;
+
+/** A fresh in-memory DuckDB; call `lock` before any tenant SQL runs. */
+export async function openDuck(): Promise<Duck> {
+  // Autoload off from the start: nothing may fetch or load an extension behind our back.
+  const instance = await DuckDBInstance.create(':memory:', { autoinstall_known_extensions: 'false', autoload_known_extensions: 'false', allow_community_extensions: 'false' });
+  const conn = await instance.connect();
+  let scratch: string | undefined;
+  return {
+    conn,
+    async lock(g) {
+      const limits = { ...DEFAULT_SANDBOX_LIMITS, ...g.limits };
+      scratch = g.scratch;
+      const temp = path.join(g.scratch, 'duckdb-tmp');
+      await mkdir(temp, { recursive: true });
+      const dirs = (g.dirs ?? []).map((d) => (d.endsWith(path.sep) ? d : d + path.sep));
+      for (const q of [
+        `SET temp_directory = ${quote(temp)}`,
+        `SET max_temp_directory_size = ${quote(limits.temp)}`,
+        `SET memory_limit = ${quote(limits.memory)}`,
+        `SET threads = ${Math.max(1, Math.floor(limits.threads))}`,
+        `SET allowed_directories = ${list(dirs)}`,
+        `SET allowed_paths = ${list(g.files)}`,
+        'SET enable_external_access = false',
+        'SET lock_configuration = true',
+      ])
+        await conn.run(q);
+    },
+    async close() {
+      conn.closeSync();
+      instance.closeSync();
+      if (scratch) await rm(path.join(scratch, 'duckdb-tmp'), { recursive: true, force: true });
+    },
+  };
+}
+
+/** Statement kinds tenant SQL may run: reading, and in-memory tables and views. */
+const ALLOWED: ReadonlySet<StatementType> = new Set([StatementType.SELECT, StatementType.EXPLAIN, StatementType.CREATE, StatementType.INSERT, StatementType.UPDATE, StatementType.DELETE, StatementType.DROP]);
+
+function typeName(t: StatementType): string {
+  return (StatementType as unknown as Record<number, string>)[t] ?? String(t);
+}
+
+/**
+ * Runs tenant SQL statement by statement, refusing (before it runs) any statement of a
+ * kind that reaches outside the sandbox. Returns the last statement's rows.
+ */
+export async function runTenantSql(conn: DuckDBConnection, sql: string) {
+  const extracted = await conn.extractStatements(sql);
+  if (extracted.count === 0) throw new NonRetryableError('the SQL holds no statement: write a SELECT', 'SqlError');
+  let last;
+  for (let i = 0; i < extracted.count; i++) {
+    const st = await extracted.prepare(i);
+    if (!ALLOWED.has(st.statementType))
+      throw new NonRetryableError(`duckdb: statement ${i + 1} is a ${typeName(st.statementType)}, which tasks may not run: Strata writes the task's output itself (set "output"), and reads only the lake`, 'SqlError');
+    last = await st.runAndReadAll();
+  }
+  return last!;
+}
+
+/** Checks that text is exactly one SELECT (a dataset's query, a check predicate) without running it. */
+export async function assertOneSelect(conn: DuckDBConnection, sql: string, what: string): Promise<void> {
+  const extracted = await conn.extractStatements(sql);
+  if (extracted.count !== 1) throw new NonRetryableError(`${what} must be one SELECT statement, found ${extracted.count}: remove the extra statements`, 'SqlError');
+  const st = await extracted.prepare(0);
+  if (st.statementType !== StatementType.SELECT) throw new NonRetryableError(`${what} must be a SELECT, not a ${typeName(st.statementType)}: Strata writes the output itself`, 'SqlError');
+}
+
+const READERS = /\b(read_\w+|parquet_scan|parquet_metadata|parquet_schema|glob|sniff_csv)\s*\(\s*$/i;
+const FROM_LIKE = /\b(from|join)\s+$/i;
+
+/**
+ * Relative file paths in tenant SQL (`read_csv('landing/x.csv')`, `FROM 'a.parquet'`) are
+ * rewritten to absolute paths under the tenant's folder, because DuckDB would otherwise
+ * also look for them in the worker's working folder. Only the first argument of DuckDB's
+ * file readers and `FROM 'file'` scans are rewritten; a relative path anywhere else stays
+ * as written and DuckDB refuses it (the sandbox allows no relative paths), so a form this
+ * misses fails closed.
+ */
+export function absolutePaths(sql: string, root: string): string {
+  let out = '';
+  let i = 0;
+  let inList = false;
+  while (i < sql.length) {
+    const ch = sql[i];
+    if (ch === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      const stop = end < 0 ? sql.length : end;
+      out += sql.slice(i, stop);
+      i = stop;
+      continue;
+    }
+    if (ch === '/' && sql[i + 1] === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      const stop = end < 0 ? sql.length : end + 2;
+      out += sql.slice(i, stop);
+      i = stop;
+      continue;
+    }
+    if (ch === "'") {
+      let j = i + 1;
+      let text = '';
+      while (j < sql.length) {
+        if (sql[j] === "'" && sql[j + 1] === "'") {
+          text += "'";
+          j += 2;
+        } else if (sql[j] === "'") break;
+        else text += sql[j++];
+      }
+      const isPathArg = READERS.test(out) || FROM_LIKE.test(out) || (inList && /[[,]\s*$/.test(out));
+      if (isPathArg && text && !/^[a-z][a-z0-9+.-]*:\/\//i.test(text) && !text.startsWith('/'))
+        out += `'${path.join(root, text).replaceAll("'", "''")}'`;
+      else out += sql.slice(i, j + 1);
+      i = j + 1;
+      continue;
+    }
+    if (ch === '[' && READERS.test(out)) inList = true;
+    else if (ch === ']') inList = false;
+    out += ch;
+    i++;
+  }
+  return out;
+}
