@@ -149,7 +149,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
       if (done) return versionOutput(done, lake.store);
       const incremental = task.mode === 'incremental';
       const name = String(task.connection);
-      const conn = resolveConnection(deps.connections, name, deps.connections[name.toLowerCase()]?.engine ?? 'postgres');
+      const conn = resolveConnection(deps.connections, name, undefined, producer.tenant);
       const since = incremental ? await lake.catalog.watermark(producer.tenant, producer.pipelineId, producer.taskId) : undefined;
       const prev = incremental ? await lake.catalog.current(producer.tenant, id) : undefined;
       const tag = attemptTag();

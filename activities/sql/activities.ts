@@ -41,9 +41,9 @@ export function createSqlActivities(deps: SqlDeps) {
           }
         }
         case 'postgres':
-          return runPostgres(resolveConnection(deps.connections, String(task.connection), engine), key, sql, signal);
+          return runPostgres(resolveConnection(deps.connections, String(task.connection), engine, run.tenant), key, sql, signal);
         case 'mysql':
-          return runMysql(resolveConnection(deps.connections, String(task.connection), engine), key, sql, signal);
+          return runMysql(resolveConnection(deps.connections, String(task.connection), engine, run.tenant), key, sql, signal);
         default:
           throw new NonRetryableError(`engine ${engine} is not served by this worker`, 'ConfigError');
       }

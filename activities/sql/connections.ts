@@ -1,26 +1,41 @@
 /**
  * Named connections. Specs name a connection ("warehouse"); the worker's environment
- * holds its URL (STRATA_CONN_WAREHOUSE=postgres://…). URLs carry secrets, so only the
- * name ever reaches workflow history, logs or error messages.
+ * holds its URL (STRATA_CONN_WAREHOUSE=postgres://…) and the tenants it belongs to
+ * (STRATA_CONN_WAREHOUSE_TENANTS=acme,globex; without it, the bootstrap tenant's only).
+ * A task may use only its own tenant's connections; an unknown and a foreign name get the
+ * same answer, which lists the tenant's own. URLs carry secrets, so only the name ever
+ * reaches workflow history, logs or error messages.
  */
+import { TENANT_RE } from '../../schemas/tenant.js';
 import { NonRetryableError } from '../core/task.js';
 
 export interface ConnectionConfig {
   name: string;
   engine: 'postgres' | 'mysql';
   url: string;
+  /** The tenants whose tasks may use it. */
+  tenants: string[];
 }
 
 export type Connections = Record<string, ConnectionConfig>;
 
 export function connectionsFromEnv(env: NodeJS.ProcessEnv = process.env): Connections {
-  const out: Connections = {};
+  const out: Connections = Object.create(null);
+  const owner = env.STRATA_BOOTSTRAP_TENANT || 'default';
   for (const [k, v] of Object.entries(env)) {
-    if (!k.startsWith('STRATA_CONN_') || !v) continue;
+    if (!k.startsWith('STRATA_CONN_') || k.endsWith('_TENANTS') || !v) continue;
     const name = k.slice('STRATA_CONN_'.length).toLowerCase();
-    out[name] = { name, engine: engineOf(v, k), url: v };
+    const listed = env[`${k}_TENANTS`];
+    const tenants = listed ? listed.split(',').map((t) => t.trim()).filter(Boolean) : [owner];
+    for (const t of tenants) if (!TENANT_RE.test(t)) throw new Error(`${k}_TENANTS: "${t}" is not a tenant name (lower-case letters, digits and "-")`);
+    out[name] = { name, engine: engineOf(v, k), url: v, tenants };
   }
   return out;
+}
+
+/** The names of the connections a tenant may use. */
+export function tenantConnections(conns: Connections, tenant: string): string[] {
+  return Object.keys(conns).filter((n) => conns[n].tenants.includes(tenant)).sort();
 }
 
 function engineOf(url: string, key: string): ConnectionConfig['engine'] {
@@ -29,16 +44,17 @@ function engineOf(url: string, key: string): ConnectionConfig['engine'] {
   throw new Error(`${key} must be a postgres:// or mysql:// URL`);
 }
 
-export function resolveConnection(conns: Connections, name: string, engine: string): ConnectionConfig {
-  const c = conns[name.toLowerCase()];
-  if (!c) {
-    const known = Object.keys(conns);
+export function resolveConnection(conns: Connections, name: string, engine: string | undefined, tenant: string): ConnectionConfig {
+  const key = name.toLowerCase();
+  const c = Object.hasOwn(conns, key) ? conns[key] : undefined;
+  if (!c || !c.tenants.includes(tenant)) {
+    const own = tenantConnections(conns, tenant);
     throw new NonRetryableError(
-      `unknown connection "${name}": set STRATA_CONN_${name.toUpperCase()} on the worker${known.length ? ` or use one of ${known.join(', ')}` : ''}`,
+      `unknown connection "${name}" for tenant ${tenant}: ${own.length ? `use one of ${own.join(', ')}` : 'this tenant has no connections'}, or ask the platform operator to add it (STRATA_CONN_${key.toUpperCase().replace(/[^A-Z0-9_]/g, '_')} and STRATA_CONN_…_TENANTS on the worker)`,
       'ConfigError',
     );
   }
-  if (c.engine !== engine) throw new NonRetryableError(`connection "${name}" is a ${c.engine} connection, but the task says engine ${engine}`, 'ConfigError');
+  if (engine && c.engine !== engine) throw new NonRetryableError(`connection "${name}" is a ${c.engine} connection, but the task says engine ${engine}`, 'ConfigError');
   return c;
 }
 

@@ -62,11 +62,12 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
   const taskQueue = `test-${name}-${randomBytes(3).toString('hex')}`;
   const lakeRoot = path.join(inject('scratchDir'), taskQueue, 'lake');
   await mkdir(lakeRoot, { recursive: true });
-  const connections: Connections = {
-    warehouse: { name: 'warehouse', engine: 'postgres', url: dbs.postgresUrl },
-    mart: { name: 'mart', engine: 'mysql', url: dbs.mysqlUrl },
-  };
   const tenant = `t${randomBytes(3).toString('hex')}`;
+  // The stack's tenant owns both connections; any other tenant is refused them.
+  const connections: Connections = {
+    warehouse: { name: 'warehouse', engine: 'postgres', url: dbs.postgresUrl, tenants: [tenant] },
+    mart: { name: 'mart', engine: 'mysql', url: dbs.mysqlUrl, tenants: [tenant] },
+  };
   const tenantRoot = path.join(lakeRoot, tenant);
   await mkdir(tenantRoot, { recursive: true });
   let lake: LakeDeps | undefined;

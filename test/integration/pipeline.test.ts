@@ -12,7 +12,7 @@ beforeAll(async () => {
 afterAll(async () => stack?.close());
 
 async function runToEnd(s: ReturnType<typeof spec>, extra: Partial<Parameters<TestStack['runs']['start']>[0]> = {}): Promise<RunState> {
-  const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual', ...extra });
+  const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', ...extra });
   return stack.runs.wait(h.runId);
 }
 
@@ -64,7 +64,7 @@ tasks:
   - { id: any_ok, kind: noop, needs: [boom, ok], trigger: one_success }
 `);
     const { err, st } = await stack.withWorker(async () => {
-      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
+      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' });
       const err = await stack.client.workflow.getHandle(h.runId).result().catch((e) => e);
       return { err, st: await stack.runs.state(h.runId) };
     });
@@ -106,7 +106,7 @@ tasks:
     retry: { attempts: 5, initialInterval: 50ms }
 `);
     const st = await stack.withWorker(async () => {
-      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
+      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' });
       return stack.runs.wait(h.runId);
     });
     expect(st.tasks.flaky).toMatchObject({ status: 'success', attempts: 3 });
@@ -127,7 +127,7 @@ tasks:
     expect(statuses(only)).toEqual({ a: 'excluded', b: 'excluded', c: 'success', d: 'excluded' });
     const up = await stack.withWorker(() => runToEnd(s, { only: ['b'], withUpstream: true }));
     expect(statuses(up)).toEqual({ a: 'success', b: 'success', c: 'excluded', d: 'excluded' });
-    await expect(stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual', only: ['zz'] })).rejects.toThrow(/unknown task "zz"/);
+    await expect(stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', only: ['zz'] })).rejects.toThrow(/unknown task "zz"/);
   });
 
   it('cancels a run: running tasks see it, nothing is left running', async () => {
@@ -139,7 +139,7 @@ tasks:
   - { id: after, kind: noop, needs: [long] }
 `);
     const st = await stack.withWorker(async () => {
-      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual', options: { heartbeatTimeoutMs: 2000 } });
+      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { heartbeatTimeoutMs: 2000 } });
       await waitFor(async () => (await stack.runs.state(h.runId)).tasks.long.status === 'running');
       await new Promise((r) => setTimeout(r, 300));
       await stack.runs.cancel(h.runId);
@@ -167,7 +167,7 @@ tasks:
   - { id: side, kind: noop }
 `);
     await stack.withWorker(async () => {
-      const first = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
+      const first = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' });
       const st1 = await stack.runs.wait(first.runId);
       expect(statuses(st1)).toEqual({ extract: 'success', transform: 'failed', load: 'upstream_failed', side: 'success' });
       expect(st1.tasks.transform.error).toMatch(/relation "repair_dst" does not exist/);
@@ -199,7 +199,7 @@ tasks:
       tasks: Array.from({ length: 40 }, (_, i) => ({ id: `t${i}`, kind: 'noop', needs: i >= 4 ? [`t${i - 4}`] : [], ...(i === 21 ? { trigger: 'all_done' } : {}) })),
     });
     const st = await stack.withWorker(async () => {
-      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual', options: { continueAsNewAfterEvents: 60 } });
+      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { continueAsNewAfterEvents: 60 } });
       const end = await stack.runs.wait(h.runId);
       expect(end.runId).toBe(h.runId);
       return end;
@@ -225,6 +225,6 @@ tasks:
     const st = await stack.withWorker(() => runToEnd(s, { params: { greeting: 'bonjour' }, logicalDate: '2026-03-04' }));
     expect(st.tasks.q.status).toBe('success');
     expect(st.tasks.q.output).toMatchObject({ rowCount: 1, location: 'out/20260304/bonjour.parquet' });
-    await expect(stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual', params: { nope: '1' } })).rejects.toThrow(/unknown param "nope"/);
+    await expect(stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', params: { nope: '1' } })).rejects.toThrow(/unknown param "nope"/);
   });
 });

@@ -112,7 +112,7 @@ tasks:
     expect(st.tasks.count.output).toMatchObject({ rowCount: 3 });
     expect(st.tasks.broken).toMatchObject({ status: 'failed', attempts: 1, errorType: 'SqlError' });
     expect(st.tasks.broken.error).toMatch(/column "nope" does not exist.*42703/);
-    expect(st.tasks.unknown_conn.error).toMatch(/unknown connection "nowhere": set STRATA_CONN_NOWHERE/);
+    expect(st.tasks.unknown_conn.error).toMatch(new RegExp(`unknown connection "nowhere" for tenant ${stack.tenant}: use one of mart, warehouse, or ask the platform operator to add it \\(STRATA_CONN_NOWHERE`));
     // a failed transaction leaves no ledger row, so a repair can run it again
     const ledger = await pgc.query("SELECT task_id FROM strata_task_ledger WHERE workflow_id = $1 ORDER BY task_id", [st.workflowId]);
     expect(ledger.rows.map((r) => r.task_id)).toEqual(['count', 'load']);
