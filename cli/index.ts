@@ -386,6 +386,32 @@ datasets
     }, o.tenant);
   });
 
+program
+  .command('lake-layout')
+  .description('move a lake written before tenant prefixes to {lake}/{tenant}/…: catalogued files to their tenant, everything else to --tenant (copy, verify, then delete; safe to run again)')
+  .option('--tenant <tenant>', 'owner of objects no catalog version references (default STRATA_TENANT)')
+  .option('--dry-run', 'only say what would move', false)
+  .action(async (o: { tenant?: string; dryRun: boolean }) => {
+    const config = loadConfig();
+    const { lakeFromConfig } = await import('../workers/lake.js');
+    const { migrateToTenantLayout } = await import('../activities/lake/migrate-layout.js');
+    const { openStore } = await import('../activities/s3/client.js');
+    const lake = await lakeFromConfig(config);
+    try {
+      const tenant = o.tenant ?? config.STRATA_TENANT;
+      const stores = [lake.lake.store];
+      // Plain duckdb outputs live in a local folder of their own when the lake is on S3.
+      if (!lake.lake.store.localPath('')) stores.push(openStore(lake.localRoot));
+      for (const store of stores) {
+        const r = await migrateToTenantLayout({ store, db: lake.db, defaultTenant: tenant, dryRun: o.dryRun, log: (m) => console.log(m) });
+        const per = Object.entries(r.tenants).map(([t, n]) => `${t}: ${n}`).join(', ');
+        console.log(`${store.root}: ${r.dryRun ? 'would move' : 'moved'} ${r.moved} object(s), ${fmtBytes(r.bytes)}${per ? ` (${per})` : ''}; ${r.kept} already under a tenant prefix`);
+      }
+    } finally {
+      await lake.close();
+    }
+  });
+
 function exitCodeFor(status: string): number {
   return status === 'success' ? 0 : status === 'cancelled' ? 130 : 1;
 }

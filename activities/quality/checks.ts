@@ -8,6 +8,7 @@ import { toMs } from '../../schemas/duration.js';
 import type { Check } from '../../schemas/lake.js';
 import type { CheckVerdict } from '../../store/catalog.js';
 import { quoteLiteral } from '../sql/duckdb.js';
+import { assertOneSelect } from '../sql/sandbox.js';
 
 export const ident = (s: string) => `"${s.replaceAll('"', '""')}"`;
 const list = (c: string | string[]) => (Array.isArray(c) ? c : [c]);
@@ -36,7 +37,7 @@ export function failingPredicate(c: Check): string | undefined {
 export async function countFailing(conn: DuckDBConnection, checks: Check[]): Promise<{ rows: number; failing: (number | undefined)[] }> {
   const preds = checks.map(failingPredicate);
   const cols = preds.flatMap((p, i) => (p ? [`count(*) FILTER (WHERE ${p}) AS c${i}`] : []));
-  const row = (await conn.runAndReadAll(`SELECT count(*) AS n${cols.length ? ', ' + cols.join(', ') : ''} FROM __out`)).getRowObjectsJson()[0] as Record<string, unknown>;
+  const row = (await one(conn, `SELECT count(*) AS n${cols.length ? ', ' + cols.join(', ') : ''} FROM __out`)).getRowObjectsJson()[0] as Record<string, unknown>;
   return { rows: Number(row.n), failing: preds.map((p, i) => (p ? Number(row[`c${i}`]) : undefined)) };
 }
 
@@ -69,11 +70,20 @@ export function describeCheck(c: Check): string {
   return `expect(${c.expect})`;
 }
 
+/**
+ * Runs a check's query, which embeds tenant-written predicates: it must be exactly the one
+ * SELECT it was built as — a predicate that closes it and adds statements is refused
+ * before anything runs.
+ */
+async function one(conn: DuckDBConnection, sql: string) {
+  await assertOneSelect(conn, sql, 'a check (its "expect" predicate is an expression, not statements)');
+  return conn.runAndReadAll(sql);
+}
 async function rows(conn: DuckDBConnection, sql: string): Promise<Record<string, unknown>[]> {
-  return (await conn.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
+  return (await one(conn, sql)).getRowObjectsJson() as Record<string, unknown>[];
 }
 async function scalar(conn: DuckDBConnection, sql: string): Promise<unknown> {
-  return (await conn.runAndReadAll(sql)).getRowsJson()[0]?.[0];
+  return (await one(conn, sql)).getRowsJson()[0]?.[0];
 }
 
 /** Rows of __out failing a row-level predicate: their count and a sample. */
