@@ -19,7 +19,7 @@ import type { AirbyteClient } from '../activities/airbyte/client.js';
 import { ingestionRoutes } from './ingestion.js';
 import type { ApiContext } from './context.js';
 import { checkRequestValues, installBodyParsers, installErrorHandler, stderrLog, type ApiLog } from './errors.js';
-import { LIMITS } from './limits.js';
+import { BODY_LIMITS, LIMITS } from './limits.js';
 import { keyRoutes } from './keys.js';
 import { datasetRoutes } from './datasets.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
@@ -132,6 +132,10 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     const body = DOC_BODIES.get(`${route.method} ${route.url}`);
     if (body && route.schema) route.schema = { ...route.schema, body: z.toJSONSchema(body, { io: 'input', unrepresentable: 'any' }) };
     if (isPublicRoute(route.url)) route.config = { ...route.config, public: true };
+    for (const m of Array.isArray(route.method) ? route.method : [route.method]) {
+      const limit = BODY_LIMITS.get(`${m} ${route.url}`);
+      if (limit !== undefined) route.bodyLimit = limit;
+    }
   });
   await app.register(swagger, {
     openapi: {

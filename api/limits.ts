@@ -26,6 +26,18 @@ export const LIMITS = {
   reconcileMemoryBytes: 4 * 1024 * 1024 * 1024,
 } as const;
 
+/** Routes whose body limit is not LIMITS.bodyBytes (`METHOD /url` as registered). */
+export const BODY_LIMITS = new Map<string, number>([
+  ['POST /api/v1/pipelines', LIMITS.specBytes],
+  ['POST /api/v1/keys', 16 * 1024],
+  ['POST /api/v1/clusters', 16 * 1024],
+  ['POST /api/v1/clusters/:name/resize', 16 * 1024],
+  ['POST /api/v1/pipelines/:id/schedules/:sid/backfill', 16 * 1024],
+  ['POST /api/v1/reconciliations', 64 * 1024],
+  ['POST /api/v1/pipelines/:id/schedules', 256 * 1024],
+  ['PATCH /api/v1/pipelines/:id/schedules/:sid', 256 * 1024],
+]);
+
 /** 1048576 → "1 MiB", 65536 → "64 KiB", 1000 → "1,000 bytes". */
 export function fmtBytes(n: number): string {
   for (const [unit, size] of [

@@ -40,7 +40,7 @@ export function checkedSpec(body: unknown): ValidationResult {
 }
 
 export function pipelineRoutes(app: FastifyInstance, ctx: ApiContext) {
-  app.post('/api/v1/pipelines', { bodyLimit: LIMITS.specBytes, schema: { tags: ['pipelines'], summary: `Register a pipeline spec (YAML or JSON, at most ${fmtBytes(LIMITS.specBytes)} and ${LIMITS.tasksPerSpec.toLocaleString('en')} tasks); the same content again is a no-op` } }, async (req, reply) => {
+  app.post('/api/v1/pipelines', { schema: { tags: ['pipelines'], summary: `Register a pipeline spec (YAML or JSON, at most ${fmtBytes(LIMITS.specBytes)} and ${LIMITS.tasksPerSpec.toLocaleString('en')} tasks); the same content again is a no-op` } }, async (req, reply) => {
     const p = need(req, 'admin');
     const r = checkedSpec(req.body);
     if (!r.ok) throw new RequestError(`the spec has ${r.problems.length} problem(s): ${r.problems.map((x) => `${x.path}: ${x.message}`).join('; ')}`, 400, r.problems);

@@ -277,7 +277,7 @@ describe('malformed values are 400s that say what to change', () => {
     await refuse([
       ['deep body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: `{"params":${deep(100_000)}}`, type: 'application/json' }, 400, /body nests deeper than 64 levels.*flatten it/],
       ['deep JSON spec', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: deepSpec(20_000), type: 'application/json' }, 400, /nests deeper than 64 levels/],
-      ['deep array body', 'POST', '/api/v1/reconciliations', { key: keys.Aoperator, body: `{"left":${'['.repeat(50_000)}${']'.repeat(50_000)}}`, type: 'application/json' }, 400, /nests deeper than 64/],
+      ['deep array body', 'POST', '/api/v1/reconciliations', { key: keys.Aoperator, body: `{"left":${'['.repeat(20_000)}${']'.repeat(20_000)}}`, type: 'application/json' }, 400, /nests deeper than 64/],
       ['deep YAML spec', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: `id: deep\ntasks: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`, type: 'application/yaml' }, 400, /nests deeper than the parser follows: at most 64 levels/],
       ['array body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '[]', type: 'application/json' }, 400, /JSON body must be an object \(\{…\}\), not an array/],
       ['number body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '1', type: 'application/json' }, 400, /not a number/],
@@ -306,6 +306,9 @@ describe('limits', () => {
     await refuse([
       ['body over 1 MiB', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { params: { region: 'x'.repeat(LIMITS.bodyBytes) } } }, 413, /over this route's limit of 1 MiB: send less/],
       ['spec over 16 MiB', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: 'id: huge\n#' + 'x'.repeat(LIMITS.specBytes), type: 'application/yaml' }, 413, /limit of 16 MiB: send less \(split the pipeline/],
+      ['key body over 16 KiB', 'POST', '/api/v1/keys', { key: keys.Aadmin, json: { role: 'viewer', name: 'n'.repeat(17 * 1024) } }, 413, /over this route's limit of 16 KiB/],
+      ['cluster body over 16 KiB', 'POST', '/api/v1/clusters', { key: keys.Aoperator, json: { name: 'c1', release: 'r'.repeat(17 * 1024) } }, 413, /limit of 16 KiB/],
+      ['reconciliation body over 64 KiB', 'POST', '/api/v1/reconciliations', { key: keys.Aoperator, json: { left: 'l'.repeat(65 * 1024), right: 'r.csv' } }, 413, /limit of 64 KiB/],
       ['too many tasks', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, json: { id: 'huge', tasks: tasks(LIMITS.tasksPerSpec + 1) } }, 400, /tasks: 50,001 tasks; a pipeline has at most 50,000: split it/],
       ['params over 64 KiB', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { params: bigParams } }, 400, /body.params: 65,542 bytes of names and values; at most 64 KiB: pass large values by reference/],
       ['schedule params over 64 KiB', 'PATCH', '/api/v1/pipelines/orders/schedules/nightly', { key: keys.Aadmin, json: { params: bigParams } }, 400, /body.params: .*at most 64 KiB/],
