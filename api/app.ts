@@ -2,7 +2,8 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Client } from '@temporalio/client';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { BackfillBody, ClusterBody, ClusterResizeBody, KeyBody, ReconciliationBody, ScheduleBody, SchedulePatch, TransformBody, TriggerRunBody } from '../schemas/api.js';
 import type { Config } from '../schemas/config.js';
@@ -17,7 +18,8 @@ import { ConnectionBody, ConnectionPatch, DestinationBody, DestinationPatch, par
 import type { AirbyteClient } from '../activities/airbyte/client.js';
 import { ingestionRoutes } from './ingestion.js';
 import type { ApiContext } from './context.js';
-import { installErrorHandler } from './errors.js';
+import { checkRequestValues, installBodyParsers, installErrorHandler, stderrLog, type ApiLog } from './errors.js';
+import { BODY_LIMITS, LIMITS } from './limits.js';
 import { keyRoutes } from './keys.js';
 import { datasetRoutes } from './datasets.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
@@ -32,7 +34,7 @@ import { SchedulesService } from './schedules-service.js';
 import { createMetrics, systemRoutes } from './system.js';
 
 /** Bodies documented in OpenAPI (validated with zod in the handlers, for clearer errors). */
-const DOC_BODIES: Record<string, z.ZodType> = {
+const DOC_BODIES = new Map<string, z.ZodType>(Object.entries({
   'POST /api/v1/pipelines/:id/runs': TriggerRunBody,
   'POST /api/v1/transform': TransformBody,
   'POST /api/v1/pipelines/:id/schedules': ScheduleBody,
@@ -48,7 +50,21 @@ const DOC_BODIES: Record<string, z.ZodType> = {
   'PATCH /api/v1/ingestion/destinations/:id': DestinationPatch,
   'POST /api/v1/ingestion/connections': ConnectionBody,
   'PATCH /api/v1/ingestion/connections/:id': ConnectionPatch,
-};
+}));
+
+/**
+ * Routes anyone may call without a key (matched routes, not URL prefixes: the router has
+ * already decoded and matched the path when the auth hook runs). Every other route needs a key.
+ */
+const PUBLIC_ROUTES = new Set(['/health', '/ready', '/metrics']);
+const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url === '/docs' || url.startsWith('/docs/');
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** No API key needed (set for PUBLIC_ROUTES and the docs; everything else authenticates). */
+    public?: boolean;
+  }
+}
 
 export interface ApiDeps {
   db: Db;
@@ -62,11 +78,28 @@ export interface ApiDeps {
   dispatcher?: DispatcherOptions | false;
   /** Airbyte for /api/v1/ingestion (api/server.ts builds it from AIRBYTE_URL and its credentials). */
   airbyte?: AirbyteClient;
+  /** Where failed requests (500s) are logged, with their request id; default one JSON line on stderr. */
+  log?: ApiLog;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; ctx: ApiContext }> {
   const { config } = deps;
-  const app = Fastify({ logger: false, bodyLimit: 10 * 1024 * 1024, routerOptions: { maxParamLength: 500 } });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: LIMITS.bodyBytes,
+    routerOptions: { maxParamLength: 500 },
+    // Our own request ids (never the caller's): every answer carries it in x-request-id.
+    requestIdHeader: false,
+    genReqId: () => randomUUID(),
+    // Errors before routing (a malformed URL): a 400 with the request id like any other.
+    frameworkErrors: (err, req, res) => {
+      const reply = res as unknown as FastifyReply;
+      void reply
+        .header('x-request-id', req.id)
+        .status(400)
+        .send({ error: err.code === 'FST_ERR_BAD_URL' ? 'the URL is not valid: check its percent-encoding (%XX must encode UTF-8)' : `bad request: ${err.message}`, requestId: req.id });
+    },
+  });
   let dispatcher: TriggerDispatcher | undefined;
   const runs = new RunsService(deps.client, {
     taskQueue: config.STRATA_TASK_QUEUE,
@@ -92,12 +125,17 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     airbyteWorkspaces: parseAirbyteWorkspaces(config.STRATA_AIRBYTE_WORKSPACES),
   };
 
-  // YAML (or any text) bodies arrive as strings; JSON as objects.
-  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // YAML (or any text) bodies arrive as strings; JSON as objects (checked: see installBodyParsers).
+  installBodyParsers(app);
   app.setValidatorCompiler(() => (data) => ({ value: data }));
   app.addHook('onRoute', (route) => {
-    const body = DOC_BODIES[`${route.method} ${route.url}`];
+    const body = DOC_BODIES.get(`${route.method} ${route.url}`);
     if (body && route.schema) route.schema = { ...route.schema, body: z.toJSONSchema(body, { io: 'input', unrepresentable: 'any' }) };
+    if (isPublicRoute(route.url)) route.config = { ...route.config, public: true };
+    for (const m of Array.isArray(route.method) ? route.method : [route.method]) {
+      const limit = BODY_LIMITS.get(`${m} ${route.url}`);
+      if (limit !== undefined) route.bodyLimit = limit;
+    }
   });
   await app.register(swagger, {
     openapi: {
@@ -108,12 +146,17 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  installErrorHandler(app);
+  installErrorHandler(app, deps.log ?? stderrLog);
   const auth = authenticator(deps.db, config.STRATA_BOOTSTRAP_ADMIN_KEY ? { key: config.STRATA_BOOTSTRAP_ADMIN_KEY, tenant: config.STRATA_BOOTSTRAP_TENANT } : undefined, ctx.keyLookup);
   app.addHook('onRequest', async (req, reply) => {
     (req as { startedAt?: bigint }).startedAt = process.hrtime.bigint();
-    if (req.url.startsWith('/api/') || req.url.startsWith('/runs/')) await auth(req, reply);
+    reply.header('x-request-id', req.id);
+    // Decided on the matched route: an unknown path is a plain 404 (no auth to probe), a
+    // public route needs nothing, and every other route (HEAD variants too) needs a key.
+    if (req.is404 || req.routeOptions.config?.public) return;
+    await auth(req, reply);
   });
+  app.addHook('preHandler', async (req) => checkRequestValues(req));
   app.addHook('onResponse', async (req, reply) => {
     const t = (req as { startedAt?: bigint }).startedAt;
     if (t) ctx.metrics.apiLatency.observe({ method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) }, Number(process.hrtime.bigint() - t) / 1e9);

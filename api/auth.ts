@@ -11,7 +11,11 @@ declare module 'fastify' {
   }
 }
 
-const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+const RANK = new Map<string, number>([
+  ['viewer', 0],
+  ['operator', 1],
+  ['admin', 2],
+]);
 
 export function authenticator(db: Db, bootstrap?: { key: string; tenant: string }, lookup = cachedKeyLookup(db)) {
   const bootHash = bootstrap ? createHash('sha256').update(bootstrap.key).digest() : undefined;
@@ -32,11 +36,30 @@ export function authenticator(db: Db, bootstrap?: { key: string; tenant: string 
 export function need(req: FastifyRequest, role: Role): Principal {
   const p = req.principal;
   if (!p) throw new RequestError('not authenticated', 401);
-  if (RANK[p.role] < RANK[role]) throw new RequestError(`this needs the ${role} role; your key is ${p.role}`, 403);
+  if ((RANK.get(p.role) ?? -1) < RANK.get(role)!) throw new RequestError(`this needs the ${role} role; your key is ${p.role}`, 403);
   return p;
 }
 
-/** A run or reconciliation id belongs to the caller's tenant, or it does not exist for them. */
-export function ownId(p: Principal, id: string, kind: 'pipeline' | 'reconcile'): void {
-  if (!id.startsWith(`${kind}/${p.tenant}/`)) throw new RequestError(`no ${kind === 'pipeline' ? 'run' : 'reconciliation'} ${id}`, 404);
+/**
+ * The one ownership check: a record belongs to the caller's tenant, or it does not exist
+ * for them (404 with `missing`, the same answer as for an id nobody has). `tenant` is the
+ * tenant stored with the record (runs index, trigger outbox, workflow search attribute),
+ * or the tenant segment of its id; a record without one is nobody's.
+ */
+export function owns(p: Principal, tenant: string | null | undefined, missing: string): void {
+  if (typeof tenant !== 'string' || tenant !== p.tenant) throw new RequestError(missing, 404);
+}
+
+export type IdKind = 'pipeline' | 'reconcile';
+export const missingId = (kind: IdKind, id: string) => `no ${kind === 'pipeline' ? 'run' : 'reconciliation'} ${id}`;
+
+/** The tenant segment of a `kind/tenant/…` id (run and reconciliation ids), or undefined if the id is not one. */
+export function idTenant(id: string, kind: IdKind): string | undefined {
+  const parts = id.split('/');
+  return parts.length >= 3 && parts[0] === kind && parts.every((x) => x.length > 0) ? parts[1] : undefined;
+}
+
+/** A run or reconciliation id whose tenant segment is the caller's (checked before any lookup); else 404. */
+export function ownId(p: Principal, id: string, kind: IdKind): void {
+  owns(p, idTenant(id, kind), missingId(kind, id));
 }

@@ -32,7 +32,10 @@ export class ClustersService {
   ) {}
 
   tierOf(tenant: string) {
-    const name = this.config.tenantTiers?.[tenant] ?? 'free';
+    // Own entries only: a tenant named "constructor" must not find Object's.
+    const tiers = this.config.tenantTiers ?? {};
+    const given = Object.hasOwn(tiers, tenant) ? tiers[tenant] : undefined;
+    const name: Tier = given !== undefined && Object.hasOwn(TIERS, given) ? given : 'free';
     return { name, ...TIERS[name] };
   }
 

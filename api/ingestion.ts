@@ -55,7 +55,7 @@ export function ingestionRoutes(app: FastifyInstance, ctx: ApiContext) {
     const p = need(req, role);
     if (!ctx.airbyte)
       throw new RequestError("Airbyte is not configured for this API: set AIRBYTE_URL, AIRBYTE_CLIENT_ID and AIRBYTE_CLIENT_SECRET (and STRATA_AIRBYTE_WORKSPACES) in the API's environment", 503);
-    const ws = ctx.airbyteWorkspaces[p.tenant];
+    const ws = Object.hasOwn(ctx.airbyteWorkspaces, p.tenant) ? ctx.airbyteWorkspaces[p.tenant] : undefined;
     if (!ws) throw new RequestError(`tenant ${p.tenant} has no Airbyte workspace: add ${p.tenant}=<workspace uuid> to STRATA_AIRBYTE_WORKSPACES in the API's environment`, 409);
     return { tenant: p.tenant, ab: ctx.airbyte, ws };
   }

@@ -1,7 +1,10 @@
 /** /api/v1/pipelines: register (YAML or JSON), list, read, versions, delete. */
 import type { FastifyInstance } from 'fastify';
 import { parseSpecText } from '../schemas/spec-file.js';
-import { validateSpec } from '../schemas/pipeline.js';
+import { validateSpec, type ValidationResult } from '../schemas/pipeline.js';
+import { PipelineQuery } from '../schemas/api.js';
+import { parse } from './errors.js';
+import { fmtBytes, LIMITS, valueProblem } from './limits.js';
 import { deletePipeline, getPipeline, listPipelines, listVersions, registerPipeline } from '../store/pipelines.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
@@ -13,10 +16,33 @@ export async function loadPipeline(ctx: ApiContext, tenant: string, id: string, 
   return p;
 }
 
+const TOO_DEEP = `the spec nests deeper than the parser follows: at most ${LIMITS.jsonDepth} levels of mappings and lists`;
+
+/**
+ * A request body as a validated spec, within the API's limits: YAML text or a JSON object,
+ * at most LIMITS.tasksPerSpec tasks and LIMITS.jsonDepth levels, no NUL characters.
+ */
+export function checkedSpec(body: unknown): ValidationResult {
+  const fail = (path: string, message: string): ValidationResult => ({ ok: false, problems: [{ path, message }] });
+  const tasks = (n: number) => fail('tasks', `${n.toLocaleString('en')} tasks; a pipeline has at most ${LIMITS.tasksPerSpec.toLocaleString('en')}: split it into several pipelines`);
+  if (body && typeof body === 'object' && Array.isArray((body as { tasks?: unknown }).tasks) && (body as { tasks: unknown[] }).tasks.length > LIMITS.tasksPerSpec) return tasks((body as { tasks: unknown[] }).tasks.length);
+  let r: ValidationResult;
+  try {
+    r = typeof body === 'string' ? parseSpecText(body) : validateSpec(body);
+  } catch (e) {
+    if (e instanceof RangeError) return fail('(root)', TOO_DEEP); // the call stack ran out on a deep document
+    throw e;
+  }
+  if (!r.ok) return r.problems.some((x) => /call stack/i.test(x.message)) ? fail('(root)', TOO_DEEP) : r;
+  if (r.spec.tasks.length > LIMITS.tasksPerSpec) return tasks(r.spec.tasks.length);
+  const problem = valueProblem(r.spec, 'spec');
+  return problem ? fail('(root)', problem) : r;
+}
+
 export function pipelineRoutes(app: FastifyInstance, ctx: ApiContext) {
-  app.post('/api/v1/pipelines', { schema: { tags: ['pipelines'], summary: 'Register a pipeline spec (YAML or JSON); the same content again is a no-op' } }, async (req, reply) => {
+  app.post('/api/v1/pipelines', { schema: { tags: ['pipelines'], summary: `Register a pipeline spec (YAML or JSON, at most ${fmtBytes(LIMITS.specBytes)} and ${LIMITS.tasksPerSpec.toLocaleString('en')} tasks); the same content again is a no-op` } }, async (req, reply) => {
     const p = need(req, 'admin');
-    const r = typeof req.body === 'string' ? parseSpecText(req.body) : validateSpec(req.body);
+    const r = checkedSpec(req.body);
     if (!r.ok) throw new RequestError(`the spec has ${r.problems.length} problem(s): ${r.problems.map((x) => `${x.path}: ${x.message}`).join('; ')}`, 400, r.problems);
     const reg = await registerPipeline(ctx.db, p.tenant, r.spec, typeof req.body === 'string' ? req.body : undefined);
     if (reg.created) await ctx.schedules.retarget(p.tenant, r.spec, reg.version);
@@ -30,8 +56,7 @@ export function pipelineRoutes(app: FastifyInstance, ctx: ApiContext) {
 
   app.get<{ Params: { id: string }; Querystring: { version?: string } }>('/api/v1/pipelines/:id', { schema: { tags: ['pipelines'], summary: 'A pipeline: its current (or a given) version and spec' } }, async (req) => {
     const p = need(req, 'viewer');
-    const v = req.query.version !== undefined ? Number(req.query.version) : undefined;
-    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new RequestError('version must be a positive whole number', 400);
+    const { version: v } = parse(PipelineQuery, req.query, 'query');
     const r = await loadPipeline(ctx, p.tenant, req.params.id, v);
     return { id: r.pipeline.id, version: r.version, currentVersion: r.pipeline.current_version, contentHash: r.contentHash, spec: r.spec };
   });

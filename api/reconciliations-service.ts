@@ -50,7 +50,8 @@ export class ReconciliationsService {
     return { id };
   }
 
-  async get(id: string): Promise<ReconciliationStatus> {
+  /** `owner` (the API's ownership check) sees the workflow's StrataTenant before anything is read. */
+  async get(id: string, owner?: (tenant: string | undefined) => void): Promise<ReconciliationStatus> {
     const h = this.client.workflow.getHandle(id);
     let d;
     try {
@@ -59,6 +60,7 @@ export class ReconciliationsService {
       if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no reconciliation ${id}`, 404);
       throw e;
     }
+    owner?.(d.typedSearchAttributes.get(SA_TENANT));
     const status = d.status.name.toLowerCase();
     if (status === 'running') {
       const pending = d.raw.pendingActivities?.[0];
@@ -74,8 +76,8 @@ export class ReconciliationsService {
     return { id, status, error: String(err) };
   }
 
-  async cancel(id: string): Promise<void> {
-    const s = await this.get(id);
+  async cancel(id: string, owner?: (tenant: string | undefined) => void): Promise<void> {
+    const s = await this.get(id, owner);
     if (s.status !== 'running') throw new RequestError(`reconciliation ${id} has already ended (${s.status})`, 409);
     await this.client.workflow.getHandle(id).cancel();
   }

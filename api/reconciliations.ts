@@ -1,7 +1,7 @@
 /** /api/v1/reconciliations: exact dataset comparisons as durable workflows. */
 import type { FastifyInstance } from 'fastify';
 import { ReconciliationBody } from '../schemas/api.js';
-import { need, ownId } from './auth.js';
+import { missingId, need, ownId, owns } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
 
@@ -15,12 +15,12 @@ export function reconciliationRoutes(app: FastifyInstance, ctx: ApiContext) {
   app.get<{ Params: { id: string } }>('/api/v1/reconciliations/:id', { schema: { tags, summary: 'Status, progress (rows, bytes, phase) and, when done, the exact result' } }, async (req) => {
     const p = need(req, 'viewer');
     ownId(p, req.params.id, 'reconcile');
-    return ctx.reconciliations.get(req.params.id);
+    return ctx.reconciliations.get(req.params.id, (tenant) => owns(p, tenant, missingId('reconcile', req.params.id)));
   });
   app.post<{ Params: { id: string } }>('/api/v1/reconciliations/:id/cancel', { schema: { tags, summary: 'Cancel a running comparison' } }, async (req, reply) => {
     const p = need(req, 'operator');
     ownId(p, req.params.id, 'reconcile');
-    await ctx.reconciliations.cancel(req.params.id);
+    await ctx.reconciliations.cancel(req.params.id, (tenant) => owns(p, tenant, missingId('reconcile', req.params.id)));
     return reply.status(202).send({ id: req.params.id, cancelRequested: true });
   });
 }

@@ -238,7 +238,7 @@ export class RunsService {
       runId,
       workflowId: runId,
       pipelineId: input.spec.id,
-      tenant: input.tenant,
+      tenant: t.tenant,
       trigger: input.trigger,
       logicalDate: input.logicalDate ?? new Date(t.created_at).toISOString(),
       status: 'queued',
@@ -274,6 +274,19 @@ export class RunsService {
     } catch (e) {
       if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no run ${runId}`, 404);
       throw e;
+    }
+  }
+
+  /**
+   * The tenant stored with a run: its workflow's StrataTenant, or while it waits in the
+   * trigger outbox the trigger row's tenant; undefined if there is no such run.
+   */
+  async tenantOf(runId: string): Promise<string | undefined> {
+    try {
+      return (await this.client.workflow.getHandle(runId).describe()).typedSearchAttributes.get(SA_TENANT);
+    } catch (e) {
+      if (!(e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError')) throw e;
+      return this.config.outbox ? (await getTrigger(this.config.outbox, runId))?.tenant : undefined;
     }
   }
 

@@ -1,11 +1,12 @@
 /** /api/v1/runs and /api/v1/pipelines/{id}/runs: trigger, list, inspect, cancel, repair. */
 import type { FastifyInstance } from 'fastify';
 import { createHash } from 'node:crypto';
-import { LogsQuery, RunsQuery, TransformBody, TriggerRunBody } from '../schemas/api.js';
+import { LogsQuery, RunsCursor, RunsQuery, TransformBody, TriggerRunBody } from '../schemas/api.js';
 import { validateSpec } from '../schemas/pipeline.js';
 import type { RunState } from '../schemas/run.js';
 import { getRun, listRuns } from '../store/runs.js';
-import { need, ownId } from './auth.js';
+import { missingId, need, ownId, owns } from './auth.js';
+import type { Principal } from '../store/keys.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
 import { renderGraph, runPage } from './graph.js';
@@ -16,9 +17,9 @@ import { RequestError } from './runs-service.js';
 const strParams = (p?: Record<string, string | number | boolean>) => Object.fromEntries(Object.entries(p ?? {}).map(([k, v]) => [k, String(v)]));
 
 /** Live state while queued or running (from the outbox or the workflow), the stored state after. */
-export async function runState(ctx: ApiContext, tenant: string, runId: string): Promise<RunState> {
-  ownId({ tenant, role: 'viewer', keyId: '' }, runId, 'pipeline');
-  const row = await getRun(ctx.db, tenant, runId);
+export async function runState(ctx: ApiContext, p: Principal, runId: string): Promise<RunState> {
+  ownId(p, runId, 'pipeline');
+  const row = await getRun(ctx.db, p.tenant, runId);
   if (row && row.status !== 'running' && row.status !== 'queued')
     return {
       runId: row.run_id,
@@ -33,7 +34,15 @@ export async function runState(ctx: ApiContext, tenant: string, runId: string): 
       tasks: row.tasks,
       continuations: 0,
     };
-  return ctx.runs.state(runId);
+  const st = await ctx.runs.state(runId);
+  owns(p, st.tenant, missingId('pipeline', runId));
+  return st;
+}
+
+/** A task of a run, by a name from the URL (own properties only: `__proto__` is no task). */
+export function taskOf(st: RunState, task: string) {
+  if (!Object.hasOwn(st.tasks, task)) throw new RequestError(`run ${st.runId} has no task ${task}: it has ${Object.keys(st.tasks).join(', ')}`, 404);
+  return st.tasks[task];
 }
 
 export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
@@ -75,11 +84,15 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
     const q = parse(RunsQuery, req.query, 'query');
     let cursor: { startedAt: string; runId: string } | undefined;
     if (q.cursor) {
+      let decoded: unknown;
       try {
-        cursor = JSON.parse(Buffer.from(q.cursor, 'base64url').toString());
+        decoded = JSON.parse(Buffer.from(q.cursor, 'base64url').toString());
       } catch {
-        throw new RequestError('cursor is not one this API gave out: pass the "next" value unchanged', 400);
+        decoded = undefined;
       }
+      const c = RunsCursor.safeParse(decoded);
+      if (!c.success) throw new RequestError('cursor is not one this API gave out: pass the "next" value of the previous page unchanged', 400);
+      cursor = c.data;
     }
     const rows = await listRuns(ctx.db, p.tenant, { pipeline: q.pipeline, status: q.status, since: q.since, limit: q.limit, cursor });
     const last = rows[rows.length - 1];
@@ -92,15 +105,14 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
   // Run ids contain slashes: they travel URL-encoded as one path segment.
   app.get<{ Params: { run: string } }>('/api/v1/runs/:run', { schema: { tags: ['runs'], summary: 'A run with per-task state (live while running)' } }, async (req) => {
     const p = need(req, 'viewer');
-    const st = await runState(ctx, p.tenant, req.params.run);
+    const st = await runState(ctx, p, req.params.run);
     return { ...st, uiUrl: ctx.runs.uiLink(st.runId) };
   });
 
   app.get<{ Params: { run: string; task: string } }>('/api/v1/runs/:run/tasks/:task', { schema: { tags: ['runs'], summary: 'One task of a run: attempts, error, outputs' } }, async (req) => {
     const p = need(req, 'viewer');
-    const st = await runState(ctx, p.tenant, req.params.run);
-    const t = st.tasks[req.params.task];
-    if (!t) throw new RequestError(`run ${st.runId} has no task ${req.params.task}: it has ${Object.keys(st.tasks).join(', ')}`, 404);
+    const st = await runState(ctx, p, req.params.run);
+    const t = taskOf(st, req.params.task);
     return { runId: st.runId, task: req.params.task, ...t, logsUrl: `/api/v1/runs/${encodeURIComponent(st.runId)}/tasks/${encodeURIComponent(req.params.task)}/logs` };
   });
 
@@ -109,7 +121,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
     { schema: { tags: ['runs'], summary: 'A task’s log as text: a Spark driver’s log streamed and followed while it runs (?follow=false to stop at what is there, ?tail=N for the last N lines), else the log tail its engine left' } },
     async (req, reply) => {
       const p = need(req, 'viewer');
-      const st = await runState(ctx, p.tenant, req.params.run);
+      const st = await runState(ctx, p, req.params.run);
       const q = parse(LogsQuery, req.query, 'query');
       const log = await taskLog(ctx, ctx.spark, st, req.params.task, { follow: q.follow, tailLines: q.tail });
       return reply
@@ -123,6 +135,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
   app.post<{ Params: { run: string } }>('/api/v1/runs/:run/cancel', { schema: { tags: ['runs'], summary: 'Cancel a running run' } }, async (req, reply) => {
     const p = need(req, 'operator');
     ownId(p, req.params.run, 'pipeline');
+    owns(p, await ctx.runs.tenantOf(req.params.run), missingId('pipeline', req.params.run));
     await ctx.runs.cancel(req.params.run);
     return reply.status(202).send({ runId: req.params.run, cancelRequested: true });
   });
@@ -130,6 +143,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
   app.post<{ Params: { run: string } }>('/api/v1/runs/:run/repair', { schema: { tags: ['runs'], summary: 'Start a run that re-runs only the failed and not-run tasks' } }, async (req, reply) => {
     const p = need(req, 'operator');
     ownId(p, req.params.run, 'pipeline');
+    owns(p, await ctx.runs.tenantOf(req.params.run), missingId('pipeline', req.params.run));
     const h = await ctx.runs.repair(req.params.run);
     ctx.metrics.runsStarted.inc({ trigger: 'repair' });
     return reply.status(202).send({ runId: h.runId, workflowId: h.workflowId, uiUrl: h.uiUrl, repairOf: req.params.run });
@@ -139,7 +153,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
     const p = need(req, 'viewer');
     const format = req.query.format ?? 'svg';
     if (!['svg', 'mermaid', 'dot'].includes(format)) throw new RequestError('format must be svg, mermaid or dot', 400);
-    const st = await runState(ctx, p.tenant, req.params.run);
+    const st = await runState(ctx, p, req.params.run);
     const input = await ctx.runs.input(st.runId);
     const g = renderGraph(input.spec, st, format as 'svg' | 'mermaid' | 'dot');
     return reply.type(format === 'svg' ? 'image/svg+xml' : 'text/plain; charset=utf-8').send(g);
@@ -147,7 +161,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
 
   app.get<{ Params: { run: string } }>('/runs/:run', { schema: { hide: true } }, async (req, reply) => {
     const p = need(req, 'viewer');
-    const st = await runState(ctx, p.tenant, req.params.run);
+    const st = await runState(ctx, p, req.params.run);
     const input = await ctx.runs.input(st.runId);
     return reply.type('text/html; charset=utf-8').send(runPage(input.spec, st, ctx.runs.uiLink(st.runId)));
   });

@@ -19,7 +19,7 @@ export interface TaskLog {
 }
 
 export async function taskLog(ctx: { runs: RunsService }, spark: SparkK8sClient | undefined, st: RunState, taskId: string, opts: { follow?: boolean; tailLines?: number }): Promise<TaskLog> {
-  const t = st.tasks[taskId];
+  const t = Object.hasOwn(st.tasks, taskId) ? st.tasks[taskId] : undefined;
   if (!t) throw new RequestError(`run ${st.runId} has no task ${taskId}: it has ${Object.keys(st.tasks).join(', ')}`, 404);
   if (st.status === 'queued') throw new RequestError(`run ${st.runId} is queued and has not started: its tasks have no logs yet`, 409);
   const input = await ctx.runs.input(st.runId);

@@ -1,19 +1,48 @@
 /** Request bodies of the HTTP API (validated here; also rendered into the OpenAPI docs). */
 import { z } from 'zod';
-import { Duration } from './duration.js';
+import { Duration, toMs } from './duration.js';
 import { CsvOptions, ReconcileOptions } from './reconcile.js';
 import { SqlEngine } from './kinds.js';
 import { ClusterRequest } from './cluster.js';
+import { fmtBytes, fmtMs, LIMITS } from '../api/limits.js';
 
 const Scalar = z.union([z.string(), z.number(), z.boolean()]);
-const IsoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'write an ISO date or timestamp, e.g. 2026-11-01T00:00:00Z');
+
+const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$/;
+/** A real calendar date (no 2026-02-30, no year 0), as ISO 8601; undefined when it is one. */
+export function isoDateProblem(s: string): string | undefined {
+  const m = ISO_RE.exec(s);
+  const bad = `write an ISO date or timestamp, e.g. 2026-11-01 or 2026-11-01T00:00:00Z ("${s.slice(0, 40)}" is not one)`;
+  if (!m) return bad;
+  const [y, mo, d, h = 0, mi = 0, se = 0] = m.slice(1, 7).map((x) => (x === undefined ? undefined : Number(x))) as number[];
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  day.setUTCFullYear(y); // Date.UTC maps years 0–99 to 1900–1999
+  if (y < 1 || day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return `write an ISO date or timestamp, e.g. 2026-11-01 or 2026-11-01T00:00:00Z (there is no day ${s.slice(0, 10)})`;
+  if (h > 23 || mi > 59 || se > 59 || Number.isNaN(Date.parse(s))) return bad;
+  return undefined;
+}
+/** An ISO date or timestamp, normalised to UTC (`2026-11-01T00:00:00.000Z`). */
+export const IsoDate = z
+  .string()
+  .superRefine((s, c) => {
+    const p = isoDateProblem(s);
+    if (p) c.addIssue({ code: 'custom', message: p });
+  })
+  .transform((s) => new Date(s).toISOString());
+
+const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
+/** Run parameters: names and values together at most LIMITS.paramsBytes. */
+const Params = z.record(z.string(), Scalar).superRefine((p, c) => {
+  const n = Object.entries(p).reduce((sum, [k, v]) => sum + utf8(k) + utf8(String(v)), 0);
+  if (n > LIMITS.paramsBytes) c.addIssue({ code: 'custom', message: `${n.toLocaleString('en')} bytes of names and values; at most ${fmtBytes(LIMITS.paramsBytes)}: pass large values by reference (a path or a table name)` });
+});
 
 export const TriggerRunBody = z
   .object({
-    params: z.record(z.string(), Scalar).optional(),
-    only: z.array(z.string()).optional(),
+    params: Params.optional(),
+    only: z.array(z.string()).max(LIMITS.tasksPerSpec).optional(),
     withUpstream: z.boolean().optional(),
-    version: z.number().int().positive().optional(),
+    version: z.number().int().positive().max(LIMITS.maxVersion, `a pipeline version is at most ${LIMITS.maxVersion}`).optional(),
     logicalDate: IsoDate.optional(),
   })
   .strict();
@@ -21,14 +50,23 @@ export const TriggerRunBody = z
 export const OVERLAP_POLICIES = ['skip', 'buffer_one', 'buffer_all', 'cancel_other', 'allow_all'] as const;
 
 const ScheduleFields = {
-  cron: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-  timezone: z.string(),
+  cron: z.union([z.string(), z.array(z.string())], 'write a cron expression or a list of them').superRefine((v, c) => {
+    const list = Array.isArray(v) ? v : [v];
+    if (list.length === 0) c.addIssue({ code: 'custom', message: 'give at least one cron expression' });
+    if (list.length > LIMITS.cronsPerSchedule) c.addIssue({ code: 'custom', message: `a schedule has at most ${LIMITS.cronsPerSchedule} cron expressions (got ${list.length}): split it into several schedules` });
+    list.forEach((x, i) => {
+      const path = Array.isArray(v) ? [i] : [];
+      if (x.trim() === '') c.addIssue({ code: 'custom', path, message: 'a cron expression is empty' });
+      if (x.length > LIMITS.cronChars) c.addIssue({ code: 'custom', path, message: `a cron expression is at most ${LIMITS.cronChars} characters (got ${x.length})` });
+    });
+  }),
+  timezone: z.string().max(64),
   overlap: z.enum(OVERLAP_POLICIES),
   catchupWindow: Duration,
   jitter: Duration,
   startAt: IsoDate,
   endAt: IsoDate,
-  params: z.record(z.string(), Scalar),
+  params: Params,
   paused: z.boolean(),
   pauseOnFailure: z.boolean(),
   note: z.string().max(500),
@@ -64,12 +102,28 @@ export const TransformBody = z
     engine: SqlEngine.default('duckdb'),
     connection: z.string().optional(),
     output: z.string().optional(),
-    params: z.record(z.string(), Scalar).optional(),
+    params: Params.optional(),
   })
   .strict();
 
 const DatasetInput = z.union([z.string().min(1), z.object({ uri: z.string().min(1), format: z.enum(['csv', 'parquet']).optional(), csv: CsvOptions.partial().optional() }).strict()]);
-export const ReconciliationBody = z.object({ left: DatasetInput, right: DatasetInput, options: ReconcileOptions.partial().strict().optional() }).strict();
+export const ReconciliationBody = z
+  .object({
+    left: DatasetInput,
+    right: DatasetInput,
+    options: ReconcileOptions.partial()
+      .strict()
+      .extend({
+        memoryLimitBytes: z
+          .number()
+          .int()
+          .positive()
+          .max(LIMITS.reconcileMemoryBytes, `at most ${fmtBytes(LIMITS.reconcileMemoryBytes)}: larger inputs take the partitioned path, which needs no more memory`)
+          .optional(),
+      })
+      .optional(),
+  })
+  .strict();
 
 export const RunsQuery = z
   .object({
@@ -77,12 +131,38 @@ export const RunsQuery = z
     status: z.enum(['queued', 'running', 'success', 'failed', 'cancelled']).optional(),
     since: IsoDate.optional(),
     limit: z.coerce.number().int().min(1).max(200).default(50),
-    cursor: z.string().optional(),
+    cursor: z.string().max(2000).optional(),
   })
   .strict();
 
-/** POST /api/v1/clusters: a cluster request; the tenant comes from the API key. */
-export const ClusterBody = ClusterRequest.partial({ tenant: true });
+/** What a runs-list cursor decodes to (the API makes it; anything else is a 400). */
+export const RunsCursor = z.object({ startedAt: IsoDate, runId: z.string().min(1).max(1000) }).strict();
+
+/** GET /api/v1/pipelines/{id}?version=N */
+export const PipelineQuery = z
+  .object({
+    version: z
+      .string()
+      .regex(/^[1-9]\d*$/, 'version must be a positive whole number')
+      .refine((v) => Number(v) <= LIMITS.maxVersion, `a pipeline version is at most ${LIMITS.maxVersion}`)
+      .transform(Number)
+      .optional(),
+  })
+  .strict();
+
+/** A duration within [min, max] (limits in ms), for the cluster bounds below. */
+const bounded = (name: string, b: { min: number; max: number }) => (d: unknown, c: z.RefinementCtx) => {
+  if (d === undefined) return;
+  const ms = toMs(d as Duration);
+  if (ms < b.min || ms > b.max) c.addIssue({ code: 'custom', path: [name], message: `${name} must be from ${fmtMs(b.min)} to ${fmtMs(b.max)} (got ${fmtMs(ms)})` });
+};
+
+/** POST /api/v1/clusters: a cluster request; the tenant comes from the API key. Durations within the API's bounds. */
+export const ClusterBody = ClusterRequest.partial({ tenant: true }).superRefine((b, c) => {
+  bounded('idleTimeout', LIMITS.clusterIdleMs)(b.idleTimeout, c);
+  bounded('maxLifetime', LIMITS.clusterLifetimeMs)(b.maxLifetime, c);
+  bounded('pollInterval', LIMITS.clusterPollMs)(b.pollInterval, c);
+});
 /** POST /api/v1/clusters/{name}/resize: the new size (fields left out keep their value). */
 export const ClusterResizeBody = z
   .object({

@@ -184,6 +184,7 @@ describe('HTTP API', () => {
       ['POST', '/api/v1/pipelines/orders/schedules', { id: 'x', cron: '0 * * * *' }],
       ['GET', `/api/v1/runs/${run}`],
       ['GET', `/api/v1/runs/${run}/tasks/only`],
+      ['GET', `/api/v1/runs/${run}/tasks/only/logs`],
       ['GET', `/api/v1/runs/${run}/graph`],
       ['POST', `/api/v1/runs/${run}/cancel`],
       ['POST', `/api/v1/runs/${run}/repair`],
@@ -193,6 +194,7 @@ describe('HTTP API', () => {
       const r = await call(m, u, { key: g, body: b });
       expect(r.status, `${m} ${u}`).toBe(404);
       expect(r.text).not.toContain('"spec"');
+      expect(r.json.requestId).toMatch(/^[0-9a-f-]{36}$/);
     }
     expect((await call('GET', '/api/v1/pipelines', { key: g })).json.data).toEqual([]);
     expect((await call('GET', '/api/v1/runs', { key: g })).json.data).toEqual([]);
