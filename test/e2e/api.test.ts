@@ -1,6 +1,6 @@
 /** The HTTP API as a user drives it: real HTTP, worker, dev server and Postgres. */
 import type { Worker } from '@temporalio/worker';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
@@ -150,7 +150,8 @@ describe('HTTP API', () => {
   });
 
   it('cancels and repairs runs', async () => {
-    await writeFile(path.join(stack.lakeRoot, 'x.csv'), 'a\n1\n');
+    await mkdir(path.join(stack.lakeRoot, 'acme'), { recursive: true });
+    await writeFile(path.join(stack.lakeRoot, 'acme', 'x.csv'), 'a\n1\n');
     await call('POST', '/api/v1/pipelines', { key: keys.acmeAdmin, yaml: 'id: slow\ntasks:\n  - { id: nap, kind: wait, duration: 5m }\n' });
     const s = await call('POST', '/api/v1/pipelines/slow/runs', { key: keys.acmeOps, body: {} });
     const c = await call('POST', `/api/v1/runs/${enc(s.json.runId)}/cancel`, { key: keys.acmeOps });
@@ -261,8 +262,9 @@ describe('HTTP API', () => {
     expect(t.status).toBe(202);
     expect((await finished(t.json.runId)).tasks.transform.output).toMatchObject({ rowCount: 1 });
 
-    await writeFile(path.join(stack.lakeRoot, 'l.csv'), 'id,v\n1,a\n2,b\n3,c\n');
-    await writeFile(path.join(stack.lakeRoot, 'r.csv'), 'id,v\n1,a\n2,B\n4,d\n');
+    await mkdir(path.join(stack.lakeRoot, 'acme'), { recursive: true });
+    await writeFile(path.join(stack.lakeRoot, 'acme', 'l.csv'), 'id,v\n1,a\n2,b\n3,c\n');
+    await writeFile(path.join(stack.lakeRoot, 'acme', 'r.csv'), 'id,v\n1,a\n2,B\n4,d\n');
     const rc = await call('POST', '/api/v1/reconciliations', { key: keys.acmeOps, body: { left: 'l.csv', right: 'r.csv', options: { key: ['id'] } } });
     expect(rc.status).toBe(202);
     let res: any;
