@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
 import { TASK_KINDS, KIND_NAMES, sqlDialectAt } from './kinds.js';
-import { PARAM_LIMITS, ParamDef, checkParamValue, paramDecl, paramDecls, type ParamDecl } from './params.js';
+import { PARAM_LIMITS, PARAM_TYPES, ParamDeclObject, ParamDef, checkParamValue, paramDecl, paramDecls, type ParamDecl } from './params.js';
 import { BUILTIN_VARIABLES, renderField, scanTemplate, stringsIn, templateUseProblems, type TemplateVars } from './template.js';
 
 export { PARAM_LIMITS, ParamDef } from './params.js';
@@ -97,8 +97,15 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 function zodProblems(err: z.ZodError, prefix: PropertyKey[] = [], input?: unknown): Problem[] {
-  return err.issues.map((i) => {
+  return err.issues.flatMap((i): Problem | Problem[] => {
     const path = [...prefix, ...i.path];
+    if (i.code === 'invalid_union' && path.length === 2 && path[0] === 'params') {
+      // A param is a short form or a mapping: report what is wrong with the mapping, not "Invalid input".
+      const v = valueAt(input, i.path);
+      const r = v && typeof v === 'object' && !Array.isArray(v) ? ParamDeclObject.safeParse(v) : undefined;
+      if (r && !r.success) return zodProblems(r.error, path, v);
+      return { path: formatPath(path), message: `a param is a default value (text, a number, true or false) or a mapping of type (${PARAM_TYPES.join(', ')}), default, description, min, max, maxLength, pattern, values` };
+    }
     if (i.code === 'unrecognized_keys') {
       return { path: formatPath(path), message: `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}: remove or correct the name` };
     }
