@@ -91,14 +91,16 @@ function isDate(s: string): boolean {
 
 /**
  * A `pattern` runs on caller-given text, so it must not backtrack exponentially: a
- * quantified group that itself holds a quantifier (`(a+)+`, `(\w*)*`) is refused.
+ * repeated group that itself holds a repetition or an alternation (`(a+)+`, `(\w*)*`,
+ * `(a|aa)*`) is refused, and so are back-references.
  */
-function nestedQuantifier(pattern: string): boolean {
+function riskyPattern(pattern: string): boolean {
   const stack: boolean[] = [];
-  let quantified = false;
+  let risky = false; // the current group holds a repetition or an alternation
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i];
     if (c === '\\') {
+      if (/[1-9k]/.test(pattern[i + 1] ?? '')) return true;
       i++;
       continue;
     }
@@ -107,15 +109,15 @@ function nestedQuantifier(pattern: string): boolean {
       continue;
     }
     if (c === '(') {
-      stack.push(quantified);
-      quantified = false;
+      stack.push(risky);
+      risky = false;
     } else if (c === ')') {
-      const inner: boolean = quantified;
-      quantified = stack.pop() ?? false;
+      const inner: boolean = risky;
+      risky = stack.pop() ?? false;
       const next = pattern[i + 1];
-      if (inner && (next === '*' || next === '+' || next === '{' || next === '?')) return true;
-      quantified ||= inner;
-    } else if (c === '*' || c === '+' || c === '{') quantified = true;
+      if (inner && (next === '*' || next === '+' || next === '{')) return true;
+      risky ||= inner;
+    } else if (c === '*' || c === '+' || c === '{' || (c === '|' && stack.length > 0)) risky = true;
   }
   return false;
 }
@@ -153,7 +155,7 @@ export function declProblems(def: ParamDef): string[] {
   if (d.pattern !== undefined) {
     try {
       compilePattern(d.pattern);
-      if (nestedQuantifier(d.pattern)) out.push(`"pattern" nests a repetition inside a repeated group, which can take exponential time: write it without, e.g. ([a-z]+)+ as [a-z]+`);
+      if (riskyPattern(d.pattern)) out.push(`"pattern" repeats a group that holds a repetition or alternation (or uses a back-reference), which can take exponential time: write it without, e.g. ([a-z]+)+ as [a-z]+`);
     } catch (e) {
       out.push(`"pattern" is not a valid regular expression: ${(e as Error).message}`);
     }
