@@ -29,9 +29,9 @@ const IDENT_MAX = 128;
 export function sqlString(s: string, dialect: SqlTextDialect): string {
   const doubled = s.replaceAll("'", "''");
   switch (dialect) {
-    case 'duckdb':
     case 'presto':
       return `'${doubled}'`;
+    case 'duckdb':
     case 'postgres':
       // E'…' reads backslashes as escapes whatever standard_conforming_strings says.
       return s.includes('\\') ? `E'${s.replaceAll('\\', '\\\\').replaceAll("'", "''")}'` : `'${doubled}'`;
@@ -91,6 +91,8 @@ export function sqlLiteral(value: string, type: SqlValueType, dialect: SqlTextDi
 interface LexMode {
   /** Backslash escapes in '…' and "…" strings (MySQL by default, Spark, Hive; Postgres with standard_conforming_strings off). */
   backslash: boolean;
+  /** Backslash escapes in "…" (a string on MySQL, Spark, Hive; a name, never escaped, on Postgres and DuckDB). */
+  dqBackslash: boolean;
   /** `#` starts a comment (MySQL). */
   hash: boolean;
   /** $tag$…$tag$ strings (Postgres, DuckDB). */
@@ -105,37 +107,36 @@ interface LexMode {
  * comments), every reading must agree that a filter stands in code.
  */
 function modes(dialect: SqlTextDialect): LexMode[] {
+  if (dialect === 'portable') return [...modes('postgres'), ...modes('mysql')];
   const base: Omit<LexMode, 'nested'>[] = (() => {
     switch (dialect) {
       case 'duckdb':
       case 'postgres':
         return [
-          { backslash: false, hash: false, dollar: true },
-          { backslash: true, hash: false, dollar: true },
+          { backslash: false, dqBackslash: false, hash: false, dollar: true },
+          { backslash: true, dqBackslash: false, hash: false, dollar: true },
         ];
       case 'mysql':
         return [
-          { backslash: true, hash: true, dollar: false },
-          { backslash: false, hash: true, dollar: false },
+          { backslash: true, dqBackslash: true, hash: true, dollar: false },
+          { backslash: false, dqBackslash: false, hash: true, dollar: false },
         ];
       case 'spark':
       case 'hive':
-        return [{ backslash: true, hash: false, dollar: false }];
-      case 'presto':
-        return [{ backslash: false, hash: false, dollar: false }];
-      case 'portable':
-        return [
-          { backslash: false, hash: false, dollar: true },
-          { backslash: true, hash: false, dollar: true },
-          { backslash: true, hash: true, dollar: false },
-          { backslash: false, hash: true, dollar: false },
-        ];
+        return [{ backslash: true, dqBackslash: true, hash: false, dollar: false }];
+      default:
+        return [{ backslash: false, dqBackslash: false, hash: false, dollar: false }];
     }
   })();
   return base.flatMap((m) => [{ ...m, nested: false }, { ...m, nested: true }]);
 }
 
 const IDENT_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
+
+/** The non-code stretches of a text under each way the dialect's engine may read it (for tests). */
+export function nonCodeReadings(text: string, dialect: SqlTextDialect): [number, number][][] {
+  return modes(dialect).map((m) => nonCode(text, m));
+}
 
 /** The stretches of a SQL text that are not code (strings, quoted names, comments) under one reading; an unterminated one runs to Infinity. */
 function nonCode(text: string, m: LexMode): [start: number, end: number][] {
@@ -146,7 +147,7 @@ function nonCode(text: string, m: LexMode): [start: number, end: number][] {
     const start = i;
     if (c === "'" || c === '"' || c === '`') {
       const eString = c === "'" && (text[i - 1] === 'E' || text[i - 1] === 'e') && !IDENT_CHAR.test(text[i - 2] ?? ' ');
-      const bs = c !== '`' && (m.backslash || eString);
+      const bs = c === "'" ? m.backslash || eString : c === '"' && m.dqBackslash;
       let closed = false;
       i++;
       while (i < text.length) {

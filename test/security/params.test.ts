@@ -14,7 +14,7 @@ import { buildApi } from '../../api/app.js';
 import { RequestError } from '../../api/runs-service.js';
 import { loadConfig } from '../../schemas/config.js';
 import { PARAM_LIMITS, resolveParams, validateSpec, type PipelineSpec, type Problem } from '../../schemas/pipeline.js';
-import { filterSiteProblem, sqlIdent, sqlLiteral, sqlString } from '../../schemas/sql-text.js';
+import { SQL_TEXT_DIALECTS, filterSiteProblem, nonCodeReadings, sqlIdent, sqlLiteral, sqlString, SqlTextError } from '../../schemas/sql-text.js';
 import { renderField, renderTask } from '../../schemas/template.js';
 import { paramDecls } from '../../schemas/params.js';
 import { sqlDialectAt } from '../../schemas/kinds.js';
@@ -205,7 +205,7 @@ describe('rendering for each engine', () => {
   const evil = "\\'; DROP TABLE t; --";
   it('quotes string literals so each engine reads back the value', () => {
     expect(sqlString("x' OR '1'='1", 'duckdb')).toBe("'x'' OR ''1''=''1'");
-    expect(sqlString(evil, 'duckdb')).toBe("'\\''; DROP TABLE t; --'");
+    expect(sqlString(evil, 'duckdb')).toBe("E'\\\\''; DROP TABLE t; --'");
     expect(sqlString(evil, 'postgres')).toBe("E'\\\\''; DROP TABLE t; --'");
     expect(sqlString(evil, 'mysql')).toBe("'\\\\''; DROP TABLE t; --'");
     expect(sqlString(evil, 'spark')).toBe("'\\\\\\'; DROP TABLE t; --'");
@@ -236,6 +236,55 @@ describe('rendering for each engine', () => {
     expect(filterSiteProblem(sql, sql.indexOf('{{'), sql.length, 'presto')).toBeUndefined();
     const ok = "SELECT 'it''s', {{ params.x | literal }} # note";
     expect(filterSiteProblem(ok, ok.indexOf('{{'), ok.indexOf('}}') + 2, 'mysql')).toBeUndefined();
+  });
+
+  it('never lets a value change how the rest of the statement is read, whatever the text around an accepted filter (10,000 random cases per engine)', () => {
+    // A seeded generator: the same cases every run.
+    let seed = 42;
+    const rnd = (n: number) => {
+      // mulberry32
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+    };
+    const pick = <T,>(xs: readonly T[]) => xs[rnd(xs.length)];
+    const FRAG = ["'a'", "'", '"', '`', '\\', '--', '#', '/*', '*/', '$$', '$a$', 'E', 'N', '\n', ' ', 'x', ';', "''", '(', ')', '=', '-'];
+    const CHARS = ["'", '"', '\\', '`', '$', '*', '/', '-', '#', 'a', ' ', ';', 'E', '\n'];
+    let accepted = 0;
+    let escaped = 0;
+    for (const dialect of SQL_TEXT_DIALECTS) {
+      for (let n = 0; n < 10_000; n++) {
+        const prefix = Array.from({ length: rnd(6) }, () => pick(FRAG)).join('');
+        const suffix = Array.from({ length: rnd(6) }, () => pick(FRAG)).join('');
+        const filter = rnd(2) ? 'literal' : 'ident';
+        const use = `{{ params.x | ${filter} }}`;
+        const template = prefix + use + suffix;
+        if (filterSiteProblem(template, prefix.length, prefix.length + use.length, dialect)) continue;
+        const value = Array.from({ length: 1 + rnd(6) }, () => pick(CHARS)).join('');
+        let token: string;
+        try {
+          token = filter === 'literal' ? sqlString(value, dialect) : sqlIdent(value, dialect);
+        } catch (e) {
+          if (e instanceof SqlTextError) continue; // refused (portable backslash or non-plain name)
+          throw e;
+        }
+        accepted++;
+        if (token.startsWith("E'")) escaped++;
+        const start = prefix.length;
+        const end = start + token.length;
+        const rendered = prefix + token + suffix;
+        const neutral = prefix + '0'.repeat(token.length) + suffix;
+        // The token is one quoted stretch (after its E prefix, if any), or a bare name.
+        const open = token.startsWith("E'") ? start + 1 : start;
+        const quoted = /^E?['"`]/.test(token);
+        const got = nonCodeReadings(rendered, dialect);
+        const want = nonCodeReadings(neutral, dialect).map((spans) => (quoted ? [...spans, [open, end]].sort((a, b) => a[0] - b[0]) : spans));
+        expect(got, `${dialect}: ${JSON.stringify(template)} with ${JSON.stringify(value)} -> ${JSON.stringify(rendered)}`).toEqual(want);
+      }
+    }
+    expect(accepted).toBeGreaterThan(10_000);
+    expect(escaped).toBeGreaterThan(200);
   });
 
   it('renders a task by field: SQL fields get the engine’s quoting, others the plain value', () => {
