@@ -377,6 +377,30 @@ describe('injection attempts, end to end', () => {
     expect(rows.rows.map((r) => r.name)).toEqual(payloads);
   });
 
+  it('a run started around the API (straight on Temporal) is held to the same types and built-in rules', async () => {
+    await pgc.query(`DROP TABLE IF EXISTS keep_${sfx}; CREATE TABLE keep_${sfx} (id int); INSERT INTO keep_${sfx} VALUES (1), (2)`);
+    const s = spec({
+      id: 'around',
+      params: { n: { type: 'integer' } },
+      tasks: [
+        { id: 'typed', kind: 'sql', engine: 'postgres', connection: 'warehouse', sql: `SELECT * FROM keep_${sfx} WHERE id > {{ params.n | literal }}` },
+        { id: 'builtin', kind: 'sql', engine: 'postgres', connection: 'warehouse', sql: "SELECT '{{ tenant }}'" },
+      ],
+    });
+    const workflowId = `pipeline/${stack.tenant}/around/direct-${sfx}`;
+    const st = await stack.withWorker(async () => {
+      await stack.client.workflow.start('pipelineRun', {
+        taskQueue: stack.taskQueue,
+        workflowId,
+        args: [{ spec: s, tenant: `x'; DROP TABLE keep_${sfx}; --`, trigger: 'manual', params: { n: `0; DROP TABLE keep_${sfx}` } }],
+      });
+      return stack.runs.wait(workflowId);
+    });
+    expect(st.tasks.typed).toMatchObject({ status: 'failed', errorType: 'TemplateError', error: `typed: param "n" takes a whole number: "0; DROP TABLE keep_${sfx}" does not fit` });
+    expect(st.tasks.builtin).toMatchObject({ status: 'failed', errorType: 'TemplateError', error: expect.stringContaining('may not stand raw in SQL') });
+    expect((await pgc.query(`SELECT count(*)::int AS n FROM keep_${sfx}`)).rows[0].n).toBe(2);
+  });
+
   it('mariadb: the backslash trick stays inside the literal; backticks stay inside the name', async () => {
     const weird = `we\`ird;${sfx}`;
     await my.query(`DROP TABLE IF EXISTS ${T}`);
