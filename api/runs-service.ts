@@ -101,8 +101,11 @@ export class RunsService {
     const { params, problems } = resolveParams(req.spec, req.params ?? {});
     const ids = new Set(req.spec.tasks.map((t) => t.id));
     for (const t of req.only ?? []) if (!ids.has(t)) problems.push({ path: 'only', message: `unknown task "${t}": use one of ${[...ids].join(', ')}` });
-    if (req.logicalDate !== undefined && Number.isNaN(Date.parse(req.logicalDate)))
-      problems.push({ path: 'logicalDate', message: 'write an ISO date or timestamp, e.g. 2026-11-01 or 2026-11-01T00:00:00Z' });
+    // ds, logical_date and tenant may stand raw in SQL: only a four-digit-year date and a plain tenant name get through.
+    const ld = req.logicalDate === undefined ? undefined : Date.parse(req.logicalDate);
+    if (ld !== undefined && (Number.isNaN(ld) || ld < Date.UTC(1000, 0, 1) || ld >= Date.UTC(10000, 0, 1)))
+      problems.push({ path: 'logicalDate', message: 'write an ISO date or timestamp between the years 1000 and 9999, e.g. 2026-11-01 or 2026-11-01T00:00:00Z' });
+    if (!/^[a-z][a-z0-9-]{0,62}$/.test(req.tenant) || req.tenant.includes('--')) problems.push({ path: 'tenant', message: 'a tenant is lower-case letters, digits and single "-" (at most 63)' });
     if (problems.length) throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
 
     const now = new Date();

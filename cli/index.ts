@@ -15,15 +15,18 @@ import { RequestError, RunsService } from '../api/runs-service.js';
 import { DatasetsService } from '../api/datasets-service.js';
 import { loadConfig } from '../schemas/config.js';
 import { parseSpecText } from '../schemas/spec-file.js';
-import type { PipelineSpec } from '../schemas/pipeline.js';
+import { resolveParams, type PipelineSpec } from '../schemas/pipeline.js';
 import { followRun, formatState } from './progress.js';
 
 const program = new Command('strata').description('Data pipelines as durable Temporal workflows').showHelpAfterError();
 
 function keyValue(v: string, acc: Record<string, string>) {
   const i = v.indexOf('=');
-  if (i <= 0) throw new InvalidArgumentError(`write --param NAME=VALUE (got "${v}")`);
-  acc[v.slice(0, i)] = v.slice(i + 1);
+  const name = v.slice(0, i);
+  if (i <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new InvalidArgumentError(`write --param NAME=VALUE, NAME being letters, digits and "_" (got "${v.slice(0, 80)}")`);
+  if (Object.hasOwn(acc, name)) throw new InvalidArgumentError(`--param ${name} is given twice: give it once`);
+  // Defined, not assigned: a name like "__proto__" stays a plain key (and resolveParams refuses it).
+  Object.defineProperty(acc, name, { value: v.slice(i + 1), enumerable: true, writable: true, configurable: true });
   return acc;
 }
 
@@ -82,6 +85,9 @@ program
   .action(async (file: string, o: { param: Record<string, string>; only?: string; withUpstream: boolean; logicalDate?: string; tenant?: string; follow: boolean }) => {
     const spec = await loadSpec(file);
     const config = loadConfig();
+    // Param values are checked against their declared types before anything starts.
+    const checked = resolveParams(spec, o.param);
+    if (checked.problems.length) throw new RequestError(`${file}: ${checked.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
     await withService(async (runs) => {
       const h = await runs.start({
         spec,

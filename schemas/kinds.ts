@@ -17,6 +17,7 @@ import {
   parseDatasetName,
 } from './lake.js';
 import { AirbyteSyncFields, ExternalCommonFields, HiveFields, PysparkFields, SparkResourceFields, SqlDialect } from './external.js';
+import type { SqlTextDialect } from './sql-text.js';
 
 /**
  * The task-kind registry. A kind is its spec fields (validated here) and how the
@@ -92,12 +93,35 @@ export interface KindDef {
   route?: (task: Record<string, unknown>) => KindRunner;
   /** Cross-field checks on one task; return problems as [path, message]. */
   check?: (task: Record<string, unknown>) => [string[], string][];
+  /** The fields that become SQL text, by path (e.g. ["sql"]), and the dialect they are read in. */
+  sqlText?: (task: Record<string, unknown>, path: readonly (string | number)[]) => SqlTextDialect | undefined;
+}
+
+const field = (name: string, dialect: (t: Record<string, unknown>) => SqlTextDialect) => (t: Record<string, unknown>, path: readonly (string | number)[]) =>
+  path.length === 1 && path[0] === name ? dialect(t) : undefined;
+
+/** The dialect a sql task's statement is read in. */
+function sqlTaskDialect(t: Record<string, unknown>): SqlTextDialect {
+  const engine = t.engine ?? 'duckdb';
+  if (engine === 'emr') return t.dialect === 'hive' ? 'hive' : t.dialect === 'presto' ? 'presto' : 'spark';
+  return engine === 'postgres' || engine === 'mysql' || engine === 'spark' ? engine : 'duckdb';
+}
+
+/**
+ * Whether a task field is SQL text, and in which dialect: the kind's own SQL fields, and
+ * the `expect` of quality checks (run by DuckDB over the output on any kind).
+ */
+export function sqlDialectAt(task: Record<string, unknown>, path: readonly (string | number)[]): SqlTextDialect | undefined {
+  if (path.length === 3 && path[0] === 'checks' && typeof path[1] === 'number' && path[2] === 'expect') return 'duckdb';
+  const kind = typeof task.kind === 'string' && Object.hasOwn(TASK_KINDS, task.kind) ? TASK_KINDS[task.kind] : undefined;
+  return kind?.sqlText?.(task, path);
 }
 
 export const TASK_KINDS: Record<string, KindDef> = {
   sql: {
     fields: SqlFields,
     run: { type: 'activity', activity: 'runSql', heartbeat: true },
+    sqlText: field('sql', sqlTaskDialect),
     route: (t) => (t.engine === 'spark' || t.engine === 'emr' ? EXTERNAL_JOB : TASK_KINDS.sql.run),
     check: (t) => {
       const engine = t.engine ?? 'duckdb';
@@ -127,6 +151,8 @@ export const TASK_KINDS: Record<string, KindDef> = {
   'ingest.table': {
     fields: IngestTableFields,
     run: { type: 'activity', activity: 'ingestTable', heartbeat: true },
+    // The connection (Postgres or MySQL) is known only on the worker.
+    sqlText: field('query', () => 'portable'),
     check: (t) => {
       const p: [string[], string][] = [...writesBronze(t)];
       if (!t.table === !t.query) p.push([['table'], 'give exactly one of "table" or "query"']);
@@ -142,6 +168,7 @@ export const TASK_KINDS: Record<string, KindDef> = {
   hive: {
     fields: HiveFields,
     run: EXTERNAL_JOB,
+    sqlText: field('query', () => 'hive'),
     check: (t) => [
       ...externalChecks(t, 'emr'),
       ...((t.script === undefined) === (t.query === undefined) ? [[['script'], 'give exactly one of "script" (an s3:// HiveQL file) or "query"'] as [string[], string]] : []),

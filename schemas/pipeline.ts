@@ -1,7 +1,10 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
-import { TASK_KINDS, KIND_NAMES } from './kinds.js';
-import { BUILTIN_VARIABLES, scanTemplate, stringsIn } from './template.js';
+import { TASK_KINDS, KIND_NAMES, sqlDialectAt } from './kinds.js';
+import { PARAM_LIMITS, PARAM_TYPES, ParamDeclObject, ParamDef, checkParamValue, paramDecl, paramDecls, type ParamDecl } from './params.js';
+import { BUILTIN_VARIABLES, renderField, scanTemplate, stringsIn, templateUseProblems, type TemplateVars } from './template.js';
+
+export { PARAM_LIMITS, ParamDef } from './params.js';
 
 export const TRIGGER_RULES = [
   'all_success',
@@ -43,13 +46,6 @@ export const TaskCommon = {
   trigger: TriggerRule.optional(),
 };
 
-const ParamDef = z.union([
-  z.string(),
-  z.number(),
-  z.boolean(),
-  z.object({ default: z.union([z.string(), z.number(), z.boolean()]).optional(), description: z.string().optional() }).strict(),
-]);
-
 export const PipelineSpecBase = z
   .object({
     id: Id('pipeline id'),
@@ -59,7 +55,10 @@ export const PipelineSpecBase = z
       .object({ retry: RetryPolicy.optional(), timeout: Duration.optional(), trigger: TriggerRule.optional() })
       .strict()
       .default({}),
-    params: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'param names are letters, digits and "_"'), ParamDef).default({}),
+    params: z
+      .record(z.string().regex(new RegExp(`^[A-Za-z_][A-Za-z0-9_]{0,${PARAM_LIMITS.nameLength - 1}}$`), `param names are letters, digits and "_" (at most ${PARAM_LIMITS.nameLength})`), ParamDef)
+      .refine((p) => Object.keys(p).length <= PARAM_LIMITS.count, `declare at most ${PARAM_LIMITS.count} params`)
+      .default({}),
     tasks: z.array(z.record(z.string(), z.unknown())).min(1, 'a pipeline needs at least one task'),
   })
   .strict();
@@ -98,8 +97,15 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 function zodProblems(err: z.ZodError, prefix: PropertyKey[] = [], input?: unknown): Problem[] {
-  return err.issues.map((i) => {
+  return err.issues.flatMap((i): Problem | Problem[] => {
     const path = [...prefix, ...i.path];
+    if (i.code === 'invalid_union' && path.length === 2 && path[0] === 'params') {
+      // A param is a short form or a mapping: report what is wrong with the mapping, not "Invalid input".
+      const v = valueAt(input, i.path);
+      const r = v && typeof v === 'object' && !Array.isArray(v) ? ParamDeclObject.safeParse(v) : undefined;
+      if (r && !r.success) return zodProblems(r.error, path, v);
+      return { path: formatPath(path), message: `a param is a default value (text, a number, true or false) or a mapping of type (${PARAM_TYPES.join(', ')}), default, description, min, max, maxLength, pattern, values` };
+    }
     if (i.code === 'unrecognized_keys') {
       return { path: formatPath(path), message: `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}: remove or correct the name` };
     }
@@ -236,17 +242,19 @@ function validateTasks(raw: Record<string, unknown>[], params: Record<string, un
   if (cycle) problems.push({ path: 'tasks', message: `cycle: ${cycle.join(' -> ')}; remove one of these needs` });
 
   const allowed = new Set<string>([...BUILTIN_VARIABLES, ...Object.keys(params).map((p) => `params.${p}`)]);
+  const decls = safeDecls(params);
   raw.forEach((t, i) => {
     if (!t || typeof t !== 'object') return;
     for (const [field, value] of Object.entries(t)) {
       if (field === 'id' || field === 'kind' || field === 'needs') continue;
       for (const [text, sub] of stringsIn(value, [field])) {
-        const { names, malformed } = scanTemplate(text);
+        const { uses, malformed } = scanTemplate(text);
         const path = formatPath(['tasks', i, ...sub]);
-        if (malformed) problems.push({ path, message: 'malformed template: write variables as {{ name }} or {{ params.name }}' });
-        for (const n of names)
-          if (!allowed.has(n))
-            problems.push({ path, message: `unknown template variable "${n}": use ${n.startsWith('params.') ? 'a param declared under "params"' : 'one of ' + [...BUILTIN_VARIABLES].join(', ') + ' or params.NAME'}` });
+        if (malformed) problems.push({ path, message: 'malformed template: write variables as {{ name }} or {{ params.name }} (in SQL: {{ params.name | literal }} or {{ params.name | ident }})' });
+        for (const u of uses)
+          if (!allowed.has(u.name))
+            problems.push({ path, message: `unknown template variable "${u.name}": use ${u.name.startsWith('params.') ? 'a param declared under "params"' : 'one of ' + [...BUILTIN_VARIABLES].join(', ') + ' or params.NAME'}` });
+        for (const message of templateUseProblems(text, uses, { sql: sqlDialectAt(t, sub), params: decls })) problems.push({ path, message });
       }
     }
   });
@@ -262,19 +270,77 @@ export function effectiveTask(spec: PipelineSpec, task: TaskSpec) {
   } as const;
 }
 
-/** Param values for a run: declared defaults overlaid with the given values; unknown names are errors. */
-export function resolveParams(spec: PipelineSpec, given: Record<string, string>): { params: Record<string, string>; problems: Problem[] } {
+/** Declarations of params that parse (a broken one is reported on its own). */
+function safeDecls(params: Record<string, unknown>): Record<string, ParamDecl> {
+  const out: Record<string, ParamDecl> = {};
+  for (const [name, def] of Object.entries(params)) {
+    const r = ParamDef.safeParse(def);
+    if (r.success) out[name] = paramDecl(r.data);
+  }
+  return out;
+}
+
+/** Built-in values that stand in for a run's own at trigger time, when SQL fields are rendered as a check. */
+const CHECK_VARS: TemplateVars = { ds: '2000-01-01', ds_nodash: '20000101', logical_date: '2000-01-01T00:00:00.000Z', run_id: 'run', pipeline_id: 'p', task_id: 't', tenant: 't', trigger: 'manual' };
+
+/**
+ * Param values for a run: declared defaults overlaid with the given values, each checked
+ * against its declaration and put in canonical form. Unknown names, values that do not
+ * fit and oversized values are problems (a 400 at the API, an error in the CLI). The SQL
+ * fields are rendered with the values as a check, so a value a SQL field cannot take, or
+ * a spec stored before params were typed, is refused here rather than in the run.
+ */
+export function resolveParams(spec: PipelineSpec, given: Record<string, string | number | boolean>): { params: Record<string, string>; problems: Problem[] } {
   const params: Record<string, string> = {};
   const problems: Problem[] = [];
-  for (const [name, def] of Object.entries(spec.params)) {
-    const d = typeof def === 'object' ? def.default : def;
-    if (d !== undefined) params[name] = String(d);
+  const declared = spec.params ?? {};
+  const decls = paramDecls(declared);
+  const names = Object.keys(given);
+  if (names.length > PARAM_LIMITS.count) return { params, problems: [{ path: 'params', message: `${names.length} params given: a run takes at most ${PARAM_LIMITS.count}` }] };
+  for (const [name, d] of Object.entries(decls)) {
+    if (d.default === undefined) continue;
+    const c = checkParamValue(name, d, d.default);
+    if (c.ok) params[name] = c.value;
+    else problems.push({ path: `params.${name}`, message: `the declared default does not fit: ${c.message}` });
   }
   for (const [k, v] of Object.entries(given)) {
-    if (!Object.hasOwn(spec.params, k)) problems.push({ path: `params.${k}`, message: `unknown param "${k}": declare it under "params" or use one of ${Object.keys(spec.params).join(', ') || '(none declared)'}` });
-    else params[k] = v;
+    if (!Object.hasOwn(declared, k)) {
+      problems.push({ path: `params.${k.slice(0, PARAM_LIMITS.nameLength)}`, message: `unknown param "${k.slice(0, PARAM_LIMITS.nameLength)}": declare it under "params" or use one of ${Object.keys(declared).join(', ') || '(none declared)'}` });
+      continue;
+    }
+    const c = checkParamValue(k, decls[k], v);
+    if (c.ok) params[k] = c.value;
+    else {
+      delete params[k];
+      problems.push({ path: `params.${k}`, message: c.message });
+    }
   }
-  for (const name of Object.keys(spec.params))
-    if (!(name in params)) problems.push({ path: `params.${name}`, message: `param "${name}" has no default: pass a value for it` });
+  for (const name of Object.keys(declared))
+    if (!Object.hasOwn(params, name) && !problems.some((p) => p.path === `params.${name}`)) problems.push({ path: `params.${name}`, message: `param "${name}" has no default: pass a value for it` });
+  const total = Object.values(params).reduce((n, v) => n + v.length, 0);
+  if (total > PARAM_LIMITS.totalLength) problems.push({ path: 'params', message: `the values hold ${total} characters together: a run takes at most ${PARAM_LIMITS.totalLength}` });
+  if (problems.length) return { params, problems };
+
+  const vars: TemplateVars = { ...CHECK_VARS };
+  for (const [k, v] of Object.entries(params)) vars[`params.${k}`] = v;
+  spec.tasks.forEach((t, i) => {
+    for (const [field, value] of Object.entries(t)) {
+      if (field === 'id' || field === 'kind' || field === 'needs') continue;
+      for (const [text, sub] of stringsIn(value, [field])) {
+        const sql = sqlDialectAt(t, sub);
+        if (!sql || !text.includes('{{')) continue;
+        const raw = scanTemplate(text).uses.find((u) => u.name.startsWith('params.') && !u.filter);
+        if (raw) {
+          problems.push({ path: formatPath(['tasks', i, ...sub]), message: `this version of the spec pastes ${raw.name} into SQL (it was registered before params were typed): register a new version that writes {{ ${raw.name} | literal }} or {{ ${raw.name} | ident }}` });
+          continue;
+        }
+        try {
+          renderField(text, vars, { sql, params: decls });
+        } catch (e) {
+          problems.push({ path: formatPath(['tasks', i, ...sub]), message: (e as Error).message });
+        }
+      }
+    }
+  });
   return { params, problems };
 }

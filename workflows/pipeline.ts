@@ -26,10 +26,11 @@ import {
 } from '@temporalio/workflow';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { toMs } from '../schemas/duration.js';
-import { TASK_KINDS } from '../schemas/kinds.js';
+import { TASK_KINDS, sqlDialectAt } from '../schemas/kinds.js';
+import { paramDecls } from '../schemas/params.js';
 import { effectiveTask, type TaskSpec } from '../schemas/pipeline.js';
 import type { PipelineRunInput, RunState, TaskActivityInput, TaskOutput, TaskState, TaskStatus } from '../schemas/run.js';
-import { renderDeep, runVariables } from '../schemas/template.js';
+import { renderDeep, renderTask, runVariables } from '../schemas/template.js';
 import { packState, unpackState } from './carry.js';
 import { downstreamIndex, isFinal, plan, selectTasks, type PlanNode } from './dag.js';
 
@@ -98,6 +99,10 @@ export async function pipelineRun(input: PipelineRunInput): Promise<RunState> {
     trigger: String(state.trigger),
     params: input.params ?? {},
   });
+  // Typed params: SQL fields take params only through the literal/ident filters. Runs
+  // recorded before keep rendering as they did (their specs had no filters to apply).
+  const typedParams = patched('typed-params-v1');
+  const decls = typedParams ? paramDecls(spec.params ?? {}) : {};
   const heartbeatMs = input.options?.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_MS;
   const canAfter = input.options?.continueAsNewAfterEvents ?? DEFAULT_CONTINUE_AS_NEW_AFTER;
 
@@ -133,7 +138,16 @@ export async function pipelineRun(input: PipelineRunInput): Promise<RunState> {
   const runOne = async (task: TaskSpec): Promise<TaskResultEnvelope> => {
     const kind = TASK_KINDS[task.kind];
     const eff = effectiveTask(spec, task);
-    const rendered: Record<string, unknown> = renderDeep({ ...task, needs: undefined, retry: undefined }, { ...vars, task_id: task.id });
+    const fields = { ...task, needs: undefined, retry: undefined };
+    const taskVars = { ...vars, task_id: task.id };
+    let rendered: Record<string, unknown>;
+    if (typedParams) {
+      try {
+        rendered = renderTask(fields, taskVars, decls, (path) => sqlDialectAt(task, path));
+      } catch (e) {
+        throw ApplicationFailure.create({ type: 'TemplateError', nonRetryable: true, message: `${task.id}: ${(e as Error).message}`, details: [{ attempt: 1 }] });
+      }
+    } else rendered = renderDeep(fields, taskVars);
     const runner = kind.route?.(rendered) ?? kind.run;
     const run = {
       runId: state.runId,

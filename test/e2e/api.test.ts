@@ -46,7 +46,7 @@ id: orders
 params: { region: eu }
 tasks:
   - { id: extract, kind: noop }
-  - { id: transform, kind: sql, needs: [extract], sql: "SELECT '{{ params.region }}' AS region, DATE '{{ ds }}' AS day", output: "out/{{ ds }}.parquet" }
+  - { id: transform, kind: sql, needs: [extract], sql: "SELECT {{ params.region | literal }} AS region, DATE '{{ ds }}' AS day", output: "out/{{ ds }}.parquet" }
   - { id: load, kind: noop, needs: [transform] }
 `;
 

@@ -219,7 +219,7 @@ tasks:
   - id: q
     kind: sql
     engine: duckdb
-    sql: "SELECT '{{ params.greeting }}' AS g, DATE '{{ ds }}' AS d"
+    sql: "SELECT {{ params.greeting | literal }} AS g, DATE '{{ ds }}' AS d"
     output: "out/{{ ds_nodash }}/{{ params.greeting }}.parquet"
 `);
     const st = await stack.withWorker(() => runToEnd(s, { params: { greeting: 'bonjour' }, logicalDate: '2026-03-04' }));

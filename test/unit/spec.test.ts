@@ -200,7 +200,7 @@ describe('validateSpec: durations and trigger rules', () => {
 describe('validateSpec: templates', () => {
   it('accepts built-in variables and declared params anywhere in a task', () => {
     specOf(
-      pipeline([{ id: 'a', kind: 'sql', sql: "SELECT '{{ ds }}', '{{ds_nodash}}', '{{ params.region }}', '{{ task_id }}', '{{ run_id }}'", output: 'out/{{ tenant }}/{{ pipeline_id }}/{{ logical_date }}-{{ trigger }}.parquet' }], {
+      pipeline([{ id: 'a', kind: 'sql', sql: "SELECT '{{ ds }}', '{{ds_nodash}}', {{ params.region | literal }}, '{{ task_id }}', '{{ run_id }}'", output: 'out/{{ tenant }}/{{ pipeline_id }}/{{ logical_date }}-{{ trigger }}/{{ params.region }}.parquet' }], {
         params: { region: 'eu' },
       }),
     );
@@ -223,8 +223,12 @@ describe('validateSpec: templates', () => {
     expectProblem(ps, 'tasks[0].left.uri', /unknown template variable "dss"/);
   });
 
-  it.each(['{{ ds', '{{ ds }', '{{ }}', '{{ 1 + 1 }}', '{{ a.b.c }}', '{{ ds | upper }}', '{{ params["x"] }}'])('refuses the malformed template %j', (text) => {
-    expectProblem(problemsOf(pipeline([{ id: 'a', kind: 'noop', description: text }])), 'tasks[0].description', /^malformed template: write variables as \{\{ name \}\} or \{\{ params.name \}\}$/);
+  it.each(['{{ ds', '{{ ds }', '{{ }}', '{{ 1 + 1 }}', '{{ a.b.c }}', '{{ ds | upper | lower }}', '{{ params["x"] }}'])('refuses the malformed template %j', (text) => {
+    expectProblem(problemsOf(pipeline([{ id: 'a', kind: 'noop', description: text }])), 'tasks[0].description', /^malformed template: write variables as \{\{ name \}\} or \{\{ params.name \}\} \(in SQL: \{\{ params.name \| literal \}\} or \{\{ params.name \| ident \}\}\)$/);
+  });
+
+  it('refuses filters other than literal and ident', () => {
+    expectProblem(problemsOf(pipeline([{ id: 'a', kind: 'sql', sql: 'SELECT {{ ds | upper }}' }])), 'tasks[0].sql', /^unknown filter "upper" in \{\{ ds \| upper \}\}: use literal or ident$/);
   });
 });
 

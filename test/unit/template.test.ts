@@ -66,7 +66,7 @@ describe('renderString', () => {
   it('leaves expressions as written (they are not variables), and the validator refuses them', () => {
     for (const text of ['{{ 1 + 1 }}', '{{ ds.replace("-", "") }}', '{{ (() => 1)() }}', '{{ params["region"] }}']) {
       expect(renderString(text, vars)).toBe(text);
-      expect(scanTemplate(text)).toEqual({ names: [], malformed: true });
+      expect(scanTemplate(text)).toEqual({ names: [], uses: [], malformed: true });
     }
   });
 
@@ -90,7 +90,14 @@ describe('renderDeep', () => {
 
 describe('scanTemplate', () => {
   it('lists the names used, in order', () => {
-    expect(scanTemplate('{{ ds }}-{{params.region}}-{{ ds }}')).toEqual({ names: ['ds', 'params.region', 'ds'], malformed: false });
+    expect(scanTemplate('{{ ds }}-{{params.region}}-{{ ds }}')).toMatchObject({ names: ['ds', 'params.region', 'ds'], malformed: false });
+  });
+
+  it('gives each use its filter and place', () => {
+    expect(scanTemplate('a {{ params.x | literal }} {{ds}}').uses).toEqual([
+      { name: 'params.x', filter: 'literal', start: 2, end: 26 },
+      { name: 'ds', start: 27, end: 33 },
+    ]);
   });
 
   it('flags an opening {{ that is not a whole variable', () => {
