@@ -11,7 +11,11 @@ export const LIMITS = {
   tasksPerSpec: 50_000,
   /** Nesting of a JSON body or a spec (objects and arrays). */
   jsonDepth: 64,
-  /** Run parameters of one trigger, schedule or transform: names and values together (UTF-8). */
+  /**
+   * Run parameters of one trigger, schedule or transform: names and values together (UTF-8),
+   * checked on the body before anything else; each declared param's own limits (length,
+   * count, total: PARAM_LIMITS in schemas/params.ts) are checked when the values resolve.
+   */
   paramsBytes: 64 * 1024,
   /** Cron expressions of one schedule, and the length of each. */
   cronsPerSchedule: 20,

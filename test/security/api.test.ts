@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import { idTenant } from '../../api/auth.js';
 import type { ApiLog } from '../../api/errors.js';
+import { PARAM_LIMITS } from '../../schemas/params.js';
 import { LIMITS } from '../../api/limits.js';
 import { SA_TENANT } from '../../api/runs-service.js';
 import { loadConfig } from '../../schemas/config.js';
@@ -320,10 +321,10 @@ describe('limits', () => {
       ['poll 0', 'POST', '/api/v1/clusters', { key: keys.Aoperator, json: { name: 'c1', pollInterval: 0 } }, 400, /pollInterval must be from 100ms to 10m/],
       ['reconcile memory 1 TB', 'POST', '/api/v1/reconciliations', { key: keys.Aoperator, json: { left: 'a.csv', right: 'b.csv', options: { memoryLimitBytes: 1e12 } } }, 400, /body.options.memoryLimitBytes: at most 4 GiB/],
     ]);
-    // At the limits: 50,000 tasks register; 64 KiB of params and 20 crons are accepted.
+    // At the limits: 50,000 tasks register; a param value of the longest length and 20 crons are accepted.
     const big = await json('POST', '/api/v1/pipelines', keys.Aadmin, { id: 'wide', tasks: tasks(LIMITS.tasksPerSpec) });
     expect(big.status, big.text.slice(0, 300)).toBe(201);
-    const edge = await json('POST', '/api/v1/pipelines/orders/schedules', keys.Aadmin, { id: 'twenty', paused: true, cron: Array.from({ length: 20 }, (_, i) => `${i} * * * *`), params: { region: 'x'.repeat(LIMITS.paramsBytes - 'region'.length) } });
+    const edge = await json('POST', '/api/v1/pipelines/orders/schedules', keys.Aadmin, { id: 'twenty', paused: true, cron: Array.from({ length: 20 }, (_, i) => `${i} * * * *`), params: { region: 'x'.repeat(PARAM_LIMITS.valueLength) } });
     expect(edge.status, edge.text.slice(0, 300)).toBe(201);
     started.push(`schedule:schedule/${A}/orders/twenty`);
   }, 180_000);

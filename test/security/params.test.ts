@@ -419,7 +419,7 @@ describe('injection attempts, end to end', () => {
     const c = await db.connect();
     await c.run('CREATE TABLE people (id INTEGER, name VARCHAR)');
     for (const [i, p] of payloads.entries()) await c.run('INSERT INTO people VALUES ($1, $2)', [i + 1, p]);
-    await c.run(`COPY people TO '${path.join(stack.lakeRoot, 'people.parquet')}' (FORMAT parquet)`);
+    await c.run(`COPY people TO '${path.join(stack.tenantRoot, 'people.parquet')}' (FORMAT parquet)`);
     const weird = `we"ird;${sfx}`;
     const make = `CREATE TABLE "${weird.replaceAll('"', '""')}" AS SELECT 1 AS a UNION ALL SELECT 2; `;
     const s = injectionSpec('inj_duck', 'duckdb', "read_parquet('people.parquet')", make);
@@ -429,9 +429,10 @@ describe('injection attempts, end to end', () => {
     expectValuesNotCode(st);
     expect(st.tasks.evil_ident.error).toMatch(/Catalog Error/);
     expect(st.tasks.echo.status).toBe('success');
-    const echo = (await c.runAndReadAll(`SELECT v, w FROM read_parquet('${path.join(stack.lakeRoot, 'echo.parquet')}')`)).getRows();
+    const echo = (await c.runAndReadAll(`SELECT v, w FROM read_parquet('${path.join(stack.tenantRoot, 'echo.parquet')}')`)).getRows();
     expect(echo).toEqual([[payloads[2], payloads[3]]]);
-    expect(await readdir(stack.lakeRoot)).not.toContain('pwned.csv');
+    expect(await readdir(stack.tenantRoot)).not.toContain('pwned.csv');
+    expect(await readdir(stack.lakeRoot)).toEqual([stack.tenant]);
     c.closeSync();
   });
 });
