@@ -393,6 +393,24 @@ datasets
   });
 
 program
+  .command('ledger-setup')
+  .argument('<connection>', 'a connection name (STRATA_CONN_<NAME> holds its URL)')
+  .requiredOption('--admin-url <url>', "an administrator of the same database, whose rights the connection's user lacks (used once, never stored)")
+  .description("put the connection's exactly-once ledger out of tenant SQL's reach: a schema the connection's user cannot write, changed only through two functions that demand the worker's ledger key (STRATA_LEDGER_KEY)")
+  .action(async (name: string, o: { adminUrl: string }) => {
+    const { connectionsFromEnv } = await import('../activities/sql/connections.js');
+    const { ledgerKeyFromEnv, ledgerSecret, setupMysqlLedger, setupPgLedger } = await import('../activities/sql/ledger.js');
+    const conns = connectionsFromEnv();
+    const c = Object.hasOwn(conns, name.toLowerCase()) ? conns[name.toLowerCase()] : undefined;
+    if (!c) throw new InvalidArgumentError(`no connection "${name}": set STRATA_CONN_${name.toUpperCase()} first`);
+    const key = ledgerKeyFromEnv();
+    if (!key) throw new InvalidArgumentError('set STRATA_LEDGER_KEY (a random secret of at least 32 characters; the worker needs the same)');
+    const secret = ledgerSecret(key, c.name);
+    const user = c.engine === 'postgres' ? await setupPgLedger({ adminUrl: o.adminUrl, connectionUrl: c.url, secret }) : await setupMysqlLedger({ adminUrl: o.adminUrl, connectionUrl: c.url, secret });
+    console.log(`ledger of connection ${c.name} protected: ${user} may only call strata_ledger.claim/finish with the worker's key`);
+  });
+
+program
   .command('lake-layout')
   .description('move a lake written before tenant prefixes to {lake}/{tenant}/…: catalogued files to their tenant, everything else to --tenant (copy, verify, then delete; safe to run again)')
   .option('--tenant <tenant>', 'owner of objects no catalog version references (default STRATA_TENANT)')

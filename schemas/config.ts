@@ -38,6 +38,8 @@ export const ConfigSchema = z.object({
   STRATA_TENANT_TIERS: parsedBy('STRATA_TENANT_TIERS', parseTenantTiers),
   /** The Airbyte workspace of each tenant (`acme=<workspace uuid>,globex=<uuid>`) for /api/v1/ingestion. */
   STRATA_AIRBYTE_WORKSPACES: parsedBy('STRATA_AIRBYTE_WORKSPACES', parseAirbyteWorkspaces),
+  /** Unlocks the protected exactly-once ledgers on tenant databases (strata ledger-setup); worker only. */
+  STRATA_LEDGER_KEY: z.string().min(32, 'use a random secret of at least 32 characters').optional(),
   /** Tenants whose lake is a root of its own (`acme=s3://acme-lake/prod`); others live under `{lake}/{tenant}/`. */
   STRATA_TENANT_LAKES: parsedBy('STRATA_TENANT_LAKES', (v) => parseTenantLakes(v)),
   /** Locations outside the lake a tenant's tasks may read and write (`acme=s3://partner/acme/|file:///srv/acme/`). */

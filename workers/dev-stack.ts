@@ -15,6 +15,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectionsFromEnv } from '../activities/sql/connections.js';
+import { ledgerKeyFromEnv } from '../activities/sql/ledger.js';
 import { buildApi } from '../api/app.js';
 import { RunsService } from '../api/runs-service.js';
 import { followRun } from '../cli/progress.js';
@@ -49,7 +50,7 @@ async function main() {
     connection: native,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.STRATA_TASK_QUEUE,
-    deps: { lakeRoot: lake.localRoot, connections: connectionsFromEnv(), lake: lake.lake, s3: lake.s3, db: lake.db },
+    deps: { lakeRoot: lake.localRoot, connections: connectionsFromEnv(), ledgerKey: ledgerKeyFromEnv(), lake: lake.lake, s3: lake.s3, db: lake.db },
   });
   const running = worker.run();
   console.log(`Worker polling task queue "${config.STRATA_TASK_QUEUE}"; lake at ${lake.lake.store.root}`);

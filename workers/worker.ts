@@ -3,6 +3,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { fileURLToPath } from 'node:url';
 import { createActivities, type ActivityDeps } from '../activities/index.js';
 import { connectionsFromEnv } from '../activities/sql/connections.js';
+import { ledgerKeyFromEnv } from '../activities/sql/ledger.js';
 import { loadConfig } from '../schemas/config.js';
 import { lakeFromConfig } from './lake.js';
 import { externalDepsFromEnv } from './external-deps.js';
@@ -56,7 +57,7 @@ async function main() {
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.STRATA_TASK_QUEUE,
     // With DATABASE_URL the metastore keeps the runs index, the catalog and reconciliation results.
-    deps: { lakeRoot: lake?.localRoot ?? config.lakeRoot, connections: connectionsFromEnv(), lake: lake?.lake, s3: lake?.s3, db: lake?.db, ...externalDepsFromEnv(), faults: faultsFromEnv() },
+    deps: { lakeRoot: lake?.localRoot ?? config.lakeRoot, connections: connectionsFromEnv(), ledgerKey: ledgerKeyFromEnv(), lake: lake?.lake, s3: lake?.s3, db: lake?.db, ...externalDepsFromEnv(), faults: faultsFromEnv() },
     workflowBundle: bundlePath ? { codePath: bundlePath } : undefined,
   });
   console.error(`strata worker: task queue ${config.STRATA_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);

@@ -16,6 +16,8 @@ export interface SqlDeps {
   connections: Connections;
   /** The dataset lake (store + catalog); duckdb tasks with dataset outputs run there. */
   lake?: LakeDeps;
+  /** STRATA_LEDGER_KEY: unlocks the protected exactly-once ledgers (strata ledger-setup). */
+  ledgerKey?: string;
 }
 
 export function createSqlActivities(deps: SqlDeps) {
@@ -41,9 +43,9 @@ export function createSqlActivities(deps: SqlDeps) {
           }
         }
         case 'postgres':
-          return runPostgres(resolveConnection(deps.connections, String(task.connection), engine, run.tenant), key, sql, signal);
+          return runPostgres(resolveConnection(deps.connections, String(task.connection), engine, run.tenant), key, sql, signal, deps.ledgerKey);
         case 'mysql':
-          return runMysql(resolveConnection(deps.connections, String(task.connection), engine, run.tenant), key, sql, signal);
+          return runMysql(resolveConnection(deps.connections, String(task.connection), engine, run.tenant), key, sql, signal, deps.ledgerKey);
         default:
           throw new NonRetryableError(`engine ${engine} is not served by this worker`, 'ConfigError');
       }

@@ -8,8 +8,9 @@ import type { ConnectionConfig } from './connections.js';
 import { redact } from './connections.js';
 import { isRetryableSqlError } from './errors.js';
 import { LEDGER_TABLE, type SqlRunResult } from './postgres.js';
+import { myClaim, myFinish, myLedgerProtected } from './ledger.js';
 
-export async function runMysql(conn: ConnectionConfig, key: { workflowId: string; taskId: string }, sql: string, signal: AbortSignal): Promise<SqlRunResult> {
+export async function runMysql(conn: ConnectionConfig, key: { workflowId: string; taskId: string }, sql: string, signal: AbortSignal, ledgerKey?: string): Promise<SqlRunResult> {
   let c: mysql.Connection;
   try {
     c = await mysql.createConnection({ uri: conn.url.replace(/^mariadb:/, 'mysql:'), multipleStatements: true });
@@ -19,6 +20,20 @@ export async function runMysql(conn: ConnectionConfig, key: { workflowId: string
   const onAbort = () => void killQuery(conn, c.threadId);
   signal.addEventListener('abort', onAbort, { once: true });
   try {
+    const ldb = await myLedgerProtected(c);
+    if (ldb) {
+      await c.beginTransaction();
+      const claim = await myClaim(c, ldb, conn.name, ledgerKey, key.workflowId, key.taskId);
+      if (!claim.claimed) {
+        await c.rollback();
+        return { rowCount: claim.rowCount, alreadyApplied: true };
+      }
+      const [res] = await c.query(sql);
+      const rowCount = countOf(res);
+      await myFinish(c, ldb, conn.name, ledgerKey, key.workflowId, key.taskId, rowCount);
+      await c.commit();
+      return { rowCount, alreadyApplied: false };
+    }
     await c.query(
       `CREATE TABLE IF NOT EXISTS ${LEDGER_TABLE} (workflow_id VARCHAR(255) NOT NULL, task_id VARCHAR(128) NOT NULL, row_count BIGINT NULL, committed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (workflow_id, task_id)) ENGINE=InnoDB`,
     );
@@ -27,15 +42,13 @@ export async function runMysql(conn: ConnectionConfig, key: { workflowId: string
     if (claim.affectedRows === 0) {
       await c.rollback();
       const [rows] = (await c.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = ? AND task_id = ?`, [key.workflowId, key.taskId])) as [{ row_count: number | null }[], unknown];
-      return { rowCount: Number(rows[0]?.row_count ?? 0), alreadyApplied: true };
+      return { rowCount: Number(rows[0]?.row_count ?? 0), alreadyApplied: true, ledger: 'unprotected' };
     }
     const [res] = await c.query(sql);
-    const results = Array.isArray(res) && res.length && (Array.isArray(res[0]) || isHeader(res[0])) ? (res as unknown[]) : [res];
-    const last = results[results.length - 1];
-    const rowCount = Array.isArray(last) ? last.length : isHeader(last) ? last.affectedRows : 0;
+    const rowCount = countOf(res);
     await c.query(`UPDATE ${LEDGER_TABLE} SET row_count = ? WHERE workflow_id = ? AND task_id = ?`, [rowCount, key.workflowId, key.taskId]);
     await c.commit();
-    return { rowCount, alreadyApplied: false };
+    return { rowCount, alreadyApplied: false, ledger: 'unprotected' };
   } catch (e) {
     await c.rollback().catch(() => {});
     throw classify(e, conn);
@@ -43,6 +56,12 @@ export async function runMysql(conn: ConnectionConfig, key: { workflowId: string
     signal.removeEventListener('abort', onAbort);
     await c.end().catch(() => {});
   }
+}
+
+function countOf(res: unknown): number {
+  const results = Array.isArray(res) && res.length && (Array.isArray(res[0]) || isHeader(res[0])) ? (res as unknown[]) : [res];
+  const last = results[results.length - 1];
+  return Array.isArray(last) ? last.length : isHeader(last) ? last.affectedRows : 0;
 }
 
 function isHeader(x: unknown): x is mysql.ResultSetHeader {

@@ -10,6 +10,7 @@ import { NonRetryableError } from '../core/task.js';
 import type { ConnectionConfig } from './connections.js';
 import { redact } from './connections.js';
 import { isRetryableSqlError } from './errors.js';
+import { pgClaim, pgFinish, pgLedgerProtected } from './ledger.js';
 
 export const LEDGER_TABLE = 'strata_task_ledger';
 
@@ -19,7 +20,7 @@ export interface SqlRunResult {
   [k: string]: unknown;
 }
 
-export async function runPostgres(conn: ConnectionConfig, key: { workflowId: string; taskId: string }, sql: string, signal: AbortSignal): Promise<SqlRunResult> {
+export async function runPostgres(conn: ConnectionConfig, key: { workflowId: string; taskId: string }, sql: string, signal: AbortSignal, ledgerKey?: string): Promise<SqlRunResult> {
   const client = new pg.Client({ connectionString: conn.url, application_name: `strata:${key.taskId}` });
   try {
     await client.connect();
@@ -29,6 +30,18 @@ export async function runPostgres(conn: ConnectionConfig, key: { workflowId: str
   const onAbort = () => void cancelBackend(conn, (client as unknown as { processID: number }).processID);
   signal.addEventListener('abort', onAbort, { once: true });
   try {
+    if (await pgLedgerProtected(client)) {
+      await client.query('BEGIN');
+      const claim = await pgClaim(client, conn.name, ledgerKey, key.workflowId, key.taskId);
+      if (!claim.claimed) {
+        await client.query('ROLLBACK');
+        return { rowCount: claim.rowCount, alreadyApplied: true };
+      }
+      const rowCount = countOf((await client.query(sql)) as pg.QueryResult | pg.QueryResult[]);
+      await pgFinish(client, conn.name, ledgerKey, key.workflowId, key.taskId, rowCount);
+      await client.query('COMMIT');
+      return { rowCount, alreadyApplied: false };
+    }
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${LEDGER_TABLE} (workflow_id text NOT NULL, task_id text NOT NULL, row_count bigint, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (workflow_id, task_id))`,
     ).catch((e: { code?: string }) => {
@@ -39,14 +52,12 @@ export async function runPostgres(conn: ConnectionConfig, key: { workflowId: str
     if (claim.rowCount === 0) {
       await client.query('ROLLBACK');
       const prev = await client.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = $1 AND task_id = $2`, [key.workflowId, key.taskId]);
-      return { rowCount: Number(prev.rows[0]?.row_count ?? 0), alreadyApplied: true };
+      return { rowCount: Number(prev.rows[0]?.row_count ?? 0), alreadyApplied: true, ledger: 'unprotected' };
     }
-    const res = (await client.query(sql)) as pg.QueryResult | pg.QueryResult[];
-    const last = Array.isArray(res) ? res[res.length - 1] : res;
-    const rowCount = last?.command === 'SELECT' ? last.rows.length : (last?.rowCount ?? 0);
+    const rowCount = countOf((await client.query(sql)) as pg.QueryResult | pg.QueryResult[]);
     await client.query(`UPDATE ${LEDGER_TABLE} SET row_count = $3 WHERE workflow_id = $1 AND task_id = $2`, [key.workflowId, key.taskId, rowCount]);
     await client.query('COMMIT');
-    return { rowCount, alreadyApplied: false };
+    return { rowCount, alreadyApplied: false, ledger: 'unprotected' };
   } catch (e) {
     await client.query('ROLLBACK').catch(() => {});
     throw classify(e, conn);
@@ -54,6 +65,11 @@ export async function runPostgres(conn: ConnectionConfig, key: { workflowId: str
     signal.removeEventListener('abort', onAbort);
     await client.end().catch(() => {});
   }
+}
+
+function countOf(res: pg.QueryResult | pg.QueryResult[]): number {
+  const last = Array.isArray(res) ? res[res.length - 1] : res;
+  return last?.command === 'SELECT' ? last.rows.length : (last?.rowCount ?? 0);
 }
 
 async function cancelBackend(conn: ConnectionConfig, pid: number) {

@@ -158,9 +158,9 @@ tasks:
     const sig = new AbortController().signal;
     const a = await runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig);
     const [b, c] = await Promise.all([runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig), runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig)]);
-    expect(a).toEqual({ rowCount: 1, alreadyApplied: false });
-    expect(b).toEqual({ rowCount: 1, alreadyApplied: true });
-    expect(c).toEqual({ rowCount: 1, alreadyApplied: true });
+    expect(a).toEqual({ rowCount: 1, alreadyApplied: false, ledger: 'unprotected' });
+    expect(b).toEqual({ rowCount: 1, alreadyApplied: true, ledger: 'unprotected' });
+    expect(c).toEqual({ rowCount: 1, alreadyApplied: true, ledger: 'unprotected' });
     expect((await pgc.query('SELECT count(*)::int AS n FROM once')).rows[0].n).toBe(1);
   });
 });
