@@ -40,6 +40,10 @@ export const ConfigSchema = z.object({
   STRATA_AIRBYTE_WORKSPACES: parsedBy('STRATA_AIRBYTE_WORKSPACES', parseAirbyteWorkspaces),
   /** Unlocks the protected exactly-once ledgers on tenant databases (strata ledger-setup); worker only. */
   STRATA_LEDGER_KEY: z.string().min(32, 'use a random secret of at least 32 characters').optional(),
+  /** Per-task limits of tenant SQL on DuckDB (worker): memory, threads, temp spill. */
+  STRATA_SQL_MEMORY_LIMIT: z.string().regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 1GB or 512MiB').optional(),
+  STRATA_SQL_THREADS: z.coerce.number().int().min(1).max(256).optional(),
+  STRATA_SQL_TEMP_LIMIT: z.string().regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 4GB').optional(),
   /** Tenants whose lake is a root of its own (`acme=s3://acme-lake/prod`); others live under `{lake}/{tenant}/`. */
   STRATA_TENANT_LAKES: parsedBy('STRATA_TENANT_LAKES', (v) => parseTenantLakes(v)),
   /** Locations outside the lake a tenant's tasks may read and write (`acme=s3://partner/acme/|file:///srv/acme/`). */

@@ -16,17 +16,19 @@ export class LocationError extends Error {
  * refused rather than resolved, so a prefix check can never be walked around.
  */
 export function normaliseLocation(p: string): string {
-  const uri = p.startsWith('/') ? `file://${p}` : p;
-  const m = /^(s3|file):\/\/([^/]*)(\/.*)?$/.exec(uri);
+  const isPath = p.startsWith('/');
+  const uri = isPath ? `file://${p}` : p;
+  const m = /^(s3|file):\/\/([^/]*)(\/.*)?$/s.exec(uri);
   if (!m) throw new LocationError(`"${p}" is not a location: use a path inside the lake, or an s3:// or file:// URI`);
   let rest = m[3] ?? '/';
   if (m[1] === 'file') {
     if (m[2] && m[2] !== 'localhost') throw new LocationError(`"${p}" names a host: file:// locations are local folders (file:///FOLDER)`);
-    try {
-      rest = decodeURIComponent(rest);
-    } catch {
-      throw new LocationError(`"${p}" has a broken percent-escape`);
-    }
+    if (!isPath)
+      try {
+        rest = decodeURIComponent(rest);
+      } catch {
+        throw new LocationError(`"${p}" has a broken percent-escape`);
+      }
   } else if (!m[2]) throw new LocationError(`"${p}" names no bucket: write s3://BUCKET/KEY`);
   if (/[\u0000-\u001f]/.test(rest)) throw new LocationError(`"${p}" holds control characters`);
   const segs = rest.split('/');

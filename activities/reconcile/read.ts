@@ -8,7 +8,6 @@ import { parse } from 'csv-parse';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { CsvOptions, DatasetRef } from '../../schemas/reconcile.js';
 import { NonRetryableError } from '../core/task.js';
 import { normaliseLocation } from '../s3/tenant.js';
@@ -46,9 +45,12 @@ export function resolveUri(uri: string, root: string, allowed: readonly string[]
     if (!inside(p, base)) throw new NonRetryableError(`"${uri}" is outside your lake folder: use a path inside it`, 'LocationError');
     return p;
   }
-  const p = fileURLToPath(normaliseLocation(uri));
+  const n = normaliseLocation(uri);
+  if (!n.startsWith('file://')) throw new NonRetryableError(`unsupported dataset URI "${uri}": use a path in your lake folder or a file:// URI`, 'ConfigError');
+  // Normalised locations are decoded paths behind "file://" (not re-encoded URIs).
+  const p = n.slice('file://'.length);
   if (inside(p, base)) return p;
-  for (const a of allowed) if (a.startsWith('file://') && inside(p, fileURLToPath(a))) return p;
+  for (const a of allowed) if (a.startsWith('file://') && inside(p, a.slice('file://'.length))) return p;
   throw new NonRetryableError(`"${uri}" is outside your lake folder and your allowed locations: use a path inside the lake, or ask the platform operator to allow the folder (STRATA_TENANT_LOCATIONS)`, 'LocationError');
 }
 

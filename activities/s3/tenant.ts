@@ -37,10 +37,10 @@ class PrefixedStore implements ObjectStore {
   private rel = (o: ObjectInfo): ObjectInfo => ({ ...o, key: o.key.slice(this.prefix.length + 1) });
   uri = (key: string) => this.inner.uri(this.k(key));
   localPath = (key: string) => this.inner.localPath(this.k(key));
-  putFile = (key: string, file: string) => this.inner.putFile(this.k(key), file);
-  putBytes = (key: string, body: string | Uint8Array) => this.inner.putBytes(this.k(key), body);
-  getFile = (key: string, file: string) => this.inner.getFile(this.k(key), file);
-  getBytes = (key: string) => this.inner.getBytes(this.k(key));
+  putFile = async (key: string, file: string) => this.inner.putFile(this.k(key), file);
+  putBytes = async (key: string, body: string | Uint8Array) => this.inner.putBytes(this.k(key), body);
+  getFile = async (key: string, file: string) => this.inner.getFile(this.k(key), file);
+  getBytes = async (key: string) => this.inner.getBytes(this.k(key));
   head = async (key: string) => {
     const h = await this.inner.head(this.k(key));
     return h && this.rel(h);
@@ -50,8 +50,8 @@ class PrefixedStore implements ObjectStore {
     const full = prefix ? this.k(prefix) : `${this.prefix}/`;
     return (await this.inner.list(full)).filter((o) => o.key.startsWith(`${this.prefix}/`)).map(this.rel);
   };
-  delete = (keys: string[]) => this.inner.delete(keys.map((k) => this.k(k)));
-  copy = (from: string, to: string) => this.inner.copy(this.k(from), this.k(to));
+  delete = async (keys: string[]) => this.inner.delete(keys.map((k) => this.k(k)));
+  copy = async (from: string, to: string) => this.inner.copy(this.k(from), this.k(to));
 }
 
 /** The lake as one tenant sees it. */

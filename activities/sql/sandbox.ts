@@ -22,6 +22,15 @@ export interface SandboxLimits {
 
 export const DEFAULT_SANDBOX_LIMITS: SandboxLimits = { memory: '1GB', threads: 2, temp: '4GB' };
 
+/** The worker's limits per task (STRATA_SQL_MEMORY_LIMIT, STRATA_SQL_THREADS, STRATA_SQL_TEMP_LIMIT), checked by the config schema. */
+export function sandboxLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<SandboxLimits> {
+  return {
+    ...(env.STRATA_SQL_MEMORY_LIMIT ? { memory: env.STRATA_SQL_MEMORY_LIMIT } : {}),
+    ...(env.STRATA_SQL_THREADS ? { threads: Number(env.STRATA_SQL_THREADS) } : {}),
+    ...(env.STRATA_SQL_TEMP_LIMIT ? { temp: env.STRATA_SQL_TEMP_LIMIT } : {}),
+  };
+}
+
 export interface SandboxGrant {
   /** Exact files the SQL may read (dataset versions, landing files) or the platform writes (the attempt's output). */
   files: string[];
@@ -51,7 +60,9 @@ export async function openDuck(): Promise<Duck> {
   return {
     conn,
     async lock(g) {
-      const limits = { ...DEFAULT_SANDBOX_LIMITS, ...g.limits };
+      const limits = { ...DEFAULT_SANDBOX_LIMITS, ...sandboxLimitsFromEnv(), ...g.limits };
+      if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(limits.memory) || !/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(limits.temp))
+        throw new Error(`sandbox limits must be sizes like "1GB" (got memory ${limits.memory}, temp ${limits.temp})`);
       scratch = g.scratch;
       const temp = path.join(g.scratch, 'duckdb-tmp');
       await mkdir(temp, { recursive: true });
