@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseTenantTiers } from './external.js';
 import { parseAirbyteWorkspaces } from './ingestion.js';
+import { parsePayloadKeys } from './payload-keys.js';
 
 /** An optional variable whose value one parser checks (its error, without the variable's name, is the message). */
 function parsedBy(name: string, parse: (v: string | undefined) => unknown) {
@@ -37,6 +38,10 @@ export const ConfigSchema = z.object({
   STRATA_TENANT_TIERS: parsedBy('STRATA_TENANT_TIERS', parseTenantTiers),
   /** The Airbyte workspace of each tenant (`acme=<workspace uuid>,globex=<uuid>`) for /api/v1/ingestion. */
   STRATA_AIRBYTE_WORKSPACES: parsedBy('STRATA_AIRBYTE_WORKSPACES', parseAirbyteWorkspaces),
+  /** Payload encryption keys per tenant (`acme:k2=<base64>,acme:k1=…,_platform:p1=…`); see schemas/payload-keys.ts. */
+  STRATA_PAYLOAD_KEYS: parsedBy('STRATA_PAYLOAD_KEYS', parsePayloadKeys),
+  /** A bearer token for /metrics; without it /metrics serves only metrics that name no tenant or pipeline. */
+  STRATA_METRICS_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
 });
 export type Config = z.infer<typeof ConfigSchema> & { lakeRoot: string };
 
