@@ -29,10 +29,13 @@ import { testStack, type TestStack } from '../harness/temporal.js';
 
 const b64 = () => randomBytes(32).toString('base64');
 const K = { acme1: b64(), acme2: b64(), globex1: b64(), platform: b64() };
+/** Tenants of this file only (the runs index is shared with other test files). */
+const sfx = randomBytes(3).toString('hex');
+const T = { acme: `acme-${sfx}`, globex: `globex-${sfx}` } as const;
 /** Before rotation: acme and globex each have a key `k1` (same id, different keys). */
-const KEYS_V1 = `acme:k1=${K.acme1},globex:k1=${K.globex1},_platform:p1=${K.platform}`;
+const KEYS_V1 = `${T.acme}:k1=${K.acme1},${T.globex}:k1=${K.globex1},_platform:p1=${K.platform}`;
 /** After: acme's k2 is newest (encrypts); k1 still decrypts. */
-const KEYS_V2 = `acme:k2=${K.acme2},acme:k1=${K.acme1},globex:k1=${K.globex1},_platform:p1=${K.platform}`;
+const KEYS_V2 = `${T.acme}:k2=${K.acme2},${T.acme}:k1=${K.acme1},${T.globex}:k1=${K.globex1},_platform:p1=${K.platform}`;
 
 const dec = new TextDecoder();
 const meta = (p: Payload, k: string) => (p.metadata?.[k] ? dec.decode(p.metadata[k]) : undefined);
@@ -40,9 +43,9 @@ const meta = (p: Payload, k: string) => (p.metadata?.[k] ? dec.decode(p.metadata
 describe('STRATA_PAYLOAD_KEYS', () => {
   it('parses tenants, key ids and the newest-first order', () => {
     const keys = parsePayloadKeys(KEYS_V2)!;
-    expect(keys.acme.map((k) => k.id)).toEqual(['k2', 'k1']);
+    expect(keys[T.acme].map((k) => k.id)).toEqual(['k2', 'k1']);
     expect(keys._platform.map((k) => k.id)).toEqual(['p1']);
-    expect(keys.acme[0].key).toHaveLength(32);
+    expect(keys[T.acme][0].key).toHaveLength(32);
     expect(parsePayloadKeys(undefined)).toBeUndefined();
     expect(parsePayloadKeys('  ')).toBeUndefined();
   });
@@ -151,7 +154,7 @@ describe('payload encryption on a real Temporal server', () => {
     const runs = runsOf(codecClient(KEYS_V1));
     await withWorker(KEYS_V1, async () => {
       for (const t of ['acme', 'globex'] as const) {
-        const h = await runs.start({ spec: pipeline(t), tenant: t, trigger: 'manual', params: { token: markers[t].param } });
+        const h = await runs.start({ spec: pipeline(t), tenant: T[t], trigger: 'manual', params: { token: markers[t].param } });
         runIds[t] = h.runId;
         const st = await runs.wait(h.runId);
         expect(st.status, JSON.stringify(st.tasks)).toBe('success');
@@ -174,7 +177,7 @@ describe('payload encryption on a real Temporal server', () => {
       // The walk found them all: each is encrypted, labelled with this tenant and its key.
       for (const p of payloads) {
         expect(meta(p, 'encoding')).toBe('binary/encrypted');
-        expect(meta(p, META_TENANT)).toBe(t);
+        expect(meta(p, META_TENANT)).toBe(T[t]);
         expect(meta(p, META_KEY_ID)).toBe('k1');
       }
     }
@@ -197,16 +200,16 @@ describe('payload encryption on a real Temporal server', () => {
     expect(((await v2.workflow.getHandle(runIds.acme).result()) as RunState).status).toBe('success');
     const runs = runsOf(v2);
     const st = await withWorker(KEYS_V2, async () => {
-      const h = await runs.start({ spec: pipeline('acme'), tenant: 'acme', trigger: 'manual', params: { token: markers.acme.param } });
+      const h = await runs.start({ spec: pipeline('acme'), tenant: T.acme, trigger: 'manual', params: { token: markers.acme.param } });
       runIds.acmeV2 = h.runId;
       return runs.wait(h.runId);
     });
     expect(st.status).toBe('success');
     const labels = new Set(payloadsOf(await rawHistory(runIds.acmeV2)).map((p) => `${meta(p, META_TENANT)}:${meta(p, META_KEY_ID)}`));
-    expect([...labels]).toEqual(['acme:k2']);
-    const onlyK2 = new TenantPayloadCodec(parsePayloadKeys(`acme:k2=${K.acme2},_platform:p1=${K.platform}`)!);
+    expect([...labels]).toEqual([`${T.acme}:k2`]);
+    const onlyK2 = new TenantPayloadCodec(parsePayloadKeys(`${T.acme}:k2=${K.acme2},_platform:p1=${K.platform}`)!);
     const old = payloadsOf(await rawHistory(runIds.acme))[0];
-    await expect(onlyK2.decode([old])).rejects.toThrow(/tenant acme is encrypted with key "k1", which STRATA_PAYLOAD_KEYS does not list/);
+    await expect(onlyK2.decode([old])).rejects.toThrow(`tenant ${T.acme} is encrypted with key "k1", which STRATA_PAYLOAD_KEYS does not list`);
   });
 
   it('refuses a relabelled payload: another tenant, or another key id, does not decrypt', async () => {
@@ -215,23 +218,23 @@ describe('payload encryption on a real Temporal server', () => {
     expect((await codec.decode([p]))[0].data).toBeDefined();
     const relabel = (k: string, v: string): Payload => ({ ...p, metadata: { ...p.metadata, [k]: new TextEncoder().encode(v) } });
     // globex also has a key "k1": the label resolves to a real key, and the cipher still refuses it.
-    expect(() => codec.decrypt(relabel(META_TENANT, 'globex'))).toThrow(PayloadDecryptError);
-    expect(() => codec.decrypt(relabel(META_TENANT, 'globex'))).toThrow(/labelled tenant globex, key k1 does not decrypt/);
-    expect(() => codec.decrypt(relabel(META_KEY_ID, 'k2'))).toThrow(/labelled tenant acme, key k2 does not decrypt/);
+    expect(() => codec.decrypt(relabel(META_TENANT, T.globex))).toThrow(PayloadDecryptError);
+    expect(() => codec.decrypt(relabel(META_TENANT, T.globex))).toThrow(`labelled tenant ${T.globex}, key k1 does not decrypt`);
+    expect(() => codec.decrypt(relabel(META_KEY_ID, 'k2'))).toThrow(`labelled tenant ${T.acme}, key k2 does not decrypt`);
     // Even where two labels resolve to the same key material, the labels are bound into the cipher.
-    const shared = new TenantPayloadCodec(parsePayloadKeys(`acme:k1=${K.acme1},globex:k1=${K.acme1},acme:k9=${K.acme1},_platform:p1=${K.platform}`)!);
+    const shared = new TenantPayloadCodec(parsePayloadKeys(`${T.acme}:k1=${K.acme1},${T.globex}:k1=${K.acme1},${T.acme}:k9=${K.acme1},_platform:p1=${K.platform}`)!);
     expect(dec.decode(shared.decrypt(p).data!)).toBeTruthy();
-    expect(() => shared.decrypt(relabel(META_TENANT, 'globex'))).toThrow(/labelled tenant globex, key k1 does not decrypt/);
-    expect(() => shared.decrypt(relabel(META_KEY_ID, 'k9'))).toThrow(/labelled tenant acme, key k9 does not decrypt/);
+    expect(() => shared.decrypt(relabel(META_TENANT, T.globex))).toThrow(`labelled tenant ${T.globex}, key k1 does not decrypt`);
+    expect(() => shared.decrypt(relabel(META_KEY_ID, 'k9'))).toThrow(`labelled tenant ${T.acme}, key k9 does not decrypt`);
     // A payload of acme inside a globex workflow is refused by a worker's decode.
-    await expect(codec.decode([p], { type: 'workflow', namespace: 'default', workflowId: runIds.globex })).rejects.toThrow(/encrypted for tenant acme appeared in pipeline\/globex\//);
+    await expect(codec.decode([p], { type: 'workflow', namespace: 'default', workflowId: runIds.globex })).rejects.toThrow(`encrypted for tenant ${T.acme} appeared in pipeline/${T.globex}/`);
   });
 
   it('encrypts calls that name no workflow for the withTenant scope, else with the platform key; tenants without keys get derived ones', async () => {
     const codec = new TenantPayloadCodec(parsePayloadKeys(KEYS_V1)!);
     const plain: Payload = { metadata: { encoding: new TextEncoder().encode('json/plain') }, data: new TextEncoder().encode('"x"') };
-    const [scoped] = await withTenant('acme', () => codec.encode([plain]));
-    expect(payloadTenant(scoped)).toBe('acme');
+    const [scoped] = await withTenant(T.acme, () => codec.encode([plain]));
+    expect(payloadTenant(scoped)).toBe(T.acme);
     const [none] = await codec.encode([plain]);
     expect(payloadTenant(none)).toBe('_platform');
     const [other] = await codec.encode([plain], { type: 'workflow', namespace: 'default', workflowId: 'pipeline/initech/p/r' });
@@ -261,9 +264,9 @@ describe('payload encryption on a real Temporal server', () => {
       base = await app.listen({ host: '127.0.0.1', port: 0 });
       close = () => app.close();
       for (const [name, tenant, role] of [
-        ['acme', 'acme', 'viewer'],
-        ['acmeOps', 'acme', 'operator'],
-        ['globex', 'globex', 'viewer'],
+        ['acme', T.acme, 'viewer'],
+        ['acmeOps', T.acme, 'operator'],
+        ['globex', T.globex, 'viewer'],
       ] as const) {
         const r = await post('/api/v1/keys', { tenant, role, name }, bearer(BOOT));
         expect(r.status).toBe(201);
@@ -309,7 +312,7 @@ describe('payload encryption on a real Temporal server', () => {
       const r = await post('/codec/encode', { payloads: [plain] }, bearer(keys.acmeOps));
       expect(r.status).toBe(200);
       const enc = fromJson(r.json.payloads[0]);
-      expect([payloadTenant(enc), meta(enc, META_KEY_ID)]).toEqual(['acme', 'k2']);
+      expect([payloadTenant(enc), meta(enc, META_KEY_ID)]).toEqual([T.acme, 'k2']);
       const worker = new TenantPayloadCodec(parsePayloadKeys(KEYS_V2)!);
       expect(dec.decode((await worker.decode([enc]))[0].data!)).toBe('{"hello":"ui"}');
     });
@@ -359,8 +362,9 @@ describe('/metrics and /ready carry no tenant data without credentials', () => {
   it('/metrics: per-pipeline metrics only with the metrics token; a wrong token is 401', async () => {
     const TOKEN = 'metrics-token-0123456789';
     const pipeline = `metrics_pipe_${randomBytes(3).toString('hex')}`;
-    await stack.db.query(`INSERT INTO runs (run_id, tenant, pipeline_id, status, trigger, logical_date, started_at, tasks) VALUES ($1, 'acme', $2, 'success', 'manual', now(), now(), $3)`, [
-      `pipeline/acme/${pipeline}/r1`,
+    await stack.db.query(`INSERT INTO runs (run_id, tenant, pipeline_id, status, trigger, logical_date, started_at, tasks) VALUES ($1, $2, $3, 'success', 'manual', now(), now(), $4)`, [
+      `pipeline/metrics-${pipeline.slice(-6)}/${pipeline}/r1`,
+      `metrics-${pipeline.slice(-6)}`,
       pipeline,
       JSON.stringify({ a: { status: 'success', startedAt: '2026-01-01T00:00:00Z', endedAt: '2026-01-01T00:00:02Z' } }),
     ]);
