@@ -8,6 +8,7 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY workers ./workers
 COPY api ./api
+COPY client ./client
 COPY store ./store
 COPY cli ./cli
 COPY examples ./examples

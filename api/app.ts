@@ -12,6 +12,7 @@ import { cachedKeyLookup } from '../store/keys.js';
 import { authenticator } from './auth.js';
 import { TriggerDispatcher, type DispatcherOptions } from './dispatcher.js';
 import { clusterRoutes } from './clusters.js';
+import { codecRoutes } from './codec.js';
 import { ClustersService } from './clusters-service.js';
 import { parseTenantTiers } from '../schemas/external.js';
 import { ConnectionBody, ConnectionPatch, DestinationBody, DestinationPatch, parseAirbyteWorkspaces, SourceBody, SourcePatch } from '../schemas/ingestion.js';
@@ -171,6 +172,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   datasetRoutes(app, ctx);
   clusterRoutes(app, ctx);
   ingestionRoutes(app, ctx);
+  codecRoutes(app, ctx, auth, deps.uiUrl ?? config.TEMPORAL_UI_URL);
   if (dispatcher) {
     const d = dispatcher;
     app.addHook('onReady', async () => void d.start());

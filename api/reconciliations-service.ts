@@ -1,6 +1,6 @@
 /** Start, inspect and cancel standalone reconciliations over a Temporal client. */
+import { decodePayload } from '../client/data-converter.js';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
 import { randomBytes } from 'node:crypto';
 import { DatasetRef, ReconcileOptions } from '../schemas/reconcile.js';
 import type { ReconcileHeartbeat } from '../activities/reconcile/activities.js';
@@ -65,7 +65,7 @@ export class ReconciliationsService {
     if (status === 'running') {
       const pending = d.raw.pendingActivities?.[0];
       const payload = pending?.heartbeatDetails?.payloads?.[0];
-      const hb = payload ? defaultPayloadConverter.fromPayload<ReconcileHeartbeat>(payload) : undefined;
+      const hb = payload ? await decodePayload<ReconcileHeartbeat>(this.client.options.loadedDataConverter, payload) : undefined;
       return { id, status, progress: hb?.progress, attempt: pending?.attempt ?? undefined };
     }
     if (status === 'completed') return { id, status, result: await h.result() };

@@ -2,6 +2,7 @@
  * The Temporal-client side of runs: start, inspect, cancel and repair pipelineRun
  * workflows. The CLI uses it today; the HTTP API wraps the same functions.
  */
+import { decodePayload } from '../client/data-converter.js';
 import { Client, WorkflowExecutionAlreadyStartedError, WorkflowIdReusePolicy, WorkflowNotFoundError } from '@temporalio/client';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { createHash, randomBytes } from 'node:crypto';
@@ -272,8 +273,7 @@ export class RunsService {
       const history = await handle.fetchHistory();
       const first = history.events?.[0]?.workflowExecutionStartedEventAttributes;
       const payloads = first?.input?.payloads ?? [];
-      const { defaultPayloadConverter } = await import('@temporalio/common');
-      return defaultPayloadConverter.fromPayload<PipelineRunInput>(payloads[0]);
+      return await decodePayload<PipelineRunInput>(this.client.options.loadedDataConverter, payloads[0]);
     } catch (e) {
       if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no run ${runId}`, 404);
       throw e;

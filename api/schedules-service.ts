@@ -10,6 +10,7 @@ import type { ScheduleBody } from '../schemas/api.js';
 import { resolveParams, type PipelineSpec } from '../schemas/pipeline.js';
 import type { PipelineRunInput } from '../schemas/run.js';
 import type { Db } from '../store/db.js';
+import { withTenant } from '../client/tenant-scope.js';
 import { RequestError, SA_PIPELINE, SA_TENANT, SA_TRIGGER, specHash } from './runs-service.js';
 
 const OVERLAP: Record<ScheduleBody['overlap'], ScheduleOverlapPolicy> = {
@@ -109,7 +110,7 @@ export class SchedulesService {
     const exists = await this.db.query('SELECT 1 FROM schedules WHERE tenant = $1 AND pipeline_id = $2 AND id = $3', [tenant, spec.id, id]);
     if (exists.rowCount) throw new RequestError(`schedule "${id}" already exists for pipeline ${spec.id}: PATCH it or pick another id`, 409);
     const opts = this.options(tenant, spec, version, id, def);
-    await this.client.schedule.create(opts);
+    await withTenant(tenant, () => this.client.schedule.create(opts)); // a schedule's own payloads name no workflow
     try {
       await this.db.query('INSERT INTO schedules (tenant, pipeline_id, id, temporal_id, definition) VALUES ($1, $2, $3, $4, $5)', [tenant, spec.id, id, opts.scheduleId, JSON.stringify(def)]);
     } catch (e) {
@@ -149,7 +150,7 @@ export class SchedulesService {
     const def = { ...r.definition, ...patch } as ScheduleDef;
     checkSchedule(def);
     const opts = this.options(tenant, spec, version, id, def);
-    await this.client.schedule.getHandle(r.temporal_id).update((prev) => ({ ...prev, spec: opts.spec, action: opts.action, policies: opts.policies, state: { ...prev.state, paused: patch.paused ?? prev.state.paused } }));
+    await withTenant(tenant, () => this.client.schedule.getHandle(r.temporal_id).update((prev) => ({ ...prev, spec: opts.spec, action: opts.action, policies: opts.policies, state: { ...prev.state, paused: patch.paused ?? prev.state.paused } })));
     await this.db.query('UPDATE schedules SET definition = $4, updated_at = now() WHERE tenant = $1 AND pipeline_id = $2 AND id = $3', [tenant, spec.id, id, JSON.stringify(def)]);
     return this.get(tenant, spec.id, id);
   }

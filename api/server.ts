@@ -7,6 +7,7 @@ import { loadConfig, type Config } from '../schemas/config.js';
 import { openDb, type Db } from '../store/db.js';
 import { migrate } from '../store/migrate.js';
 import { buildApi } from './app.js';
+import { dataConverterFrom, UNENCRYPTED_WARNING } from '../client/data-converter.js';
 
 /** The metastore named by DATABASE_URL, else PGlite under the data folder; migrated. */
 export async function openMetastore(config: Config): Promise<Db> {
@@ -24,8 +25,10 @@ async function main() {
   const lake = await lakeFromConfig(config);
   const db = lake.db;
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const dataConverter = dataConverterFrom(config);
+  if (!dataConverter.payloadCodecs?.length) console.error(`strata api: ${UNENCRYPTED_WARNING}`);
   const { sparkClientFromEnv } = await import('../workers/external-deps.js');
-  const { app } = await buildApi({ db, lake: lake.lake, spark: sparkClientFromEnv(), client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), config, airbyte });
+  const { app } = await buildApi({ db, lake: lake.lake, spark: sparkClientFromEnv(), client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }), config, airbyte });
   const url = await app.listen({ host: config.STRATA_API_HOST, port: config.STRATA_API_PORT });
   console.log(`strata api on ${url} (docs at ${url}/docs)`);
   const stop = async () => {

@@ -1,16 +1,27 @@
-/** /health, /ready and /metrics (Prometheus text). */
+/**
+ * /health, /ready and /metrics (Prometheus text). Both answer without a key, so they carry
+ * nothing of a tenant: /ready names the dependency that is not ready, never its error;
+ * /metrics serves only metrics without tenant or pipeline labels, and the per-pipeline
+ * ones only to a scrape with `Authorization: Bearer $STRATA_METRICS_TOKEN`.
+ */
 import type { FastifyInstance } from 'fastify';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { RequestError } from './runs-service.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ApiContext } from './context.js';
 
 export interface Metrics {
+  /** Metrics that name no tenant or pipeline: served to anyone. */
   registry: Registry;
+  /** Metrics labelled by pipeline: served only with the metrics token. */
+  tenantRegistry: Registry;
   runsStarted: Counter<'trigger'>;
   apiLatency: Histogram<'method' | 'route' | 'status'>;
 }
 
 export function createMetrics(db: ApiContext['db']): Metrics {
   const registry = new Registry();
+  const tenantRegistry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'strata_api_' });
   const runsStarted = new Counter({ name: 'strata_runs_started_total', help: 'Runs started through the API', labelNames: ['trigger'], registers: [registry] });
   const apiLatency = new Histogram({ name: 'strata_api_request_seconds', help: 'API request latency', labelNames: ['method', 'route', 'status'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] });
@@ -29,7 +40,7 @@ export function createMetrics(db: ApiContext['db']): Metrics {
     name: 'strata_task_duration_seconds_avg',
     help: 'Average task duration over finished runs in the runs index, by pipeline',
     labelNames: ['pipeline'],
-    registers: [registry],
+    registers: [tenantRegistry],
     async collect() {
       this.reset();
       const rows = (
@@ -53,23 +64,33 @@ export function createMetrics(db: ApiContext['db']): Metrics {
       this.set({ measure: 'oldest_seconds' }, r.age ?? 0);
     },
   });
-  return { registry, runsStarted, apiLatency };
+  return { registry, tenantRegistry, runsStarted, apiLatency };
 }
 
 export function systemRoutes(app: FastifyInstance, ctx: ApiContext) {
   app.get('/health', { schema: { tags: ['system'], summary: 'Liveness' } }, async () => ({ ok: true }));
   app.get('/ready', { schema: { tags: ['system'], summary: 'Readiness: Temporal and the metastore answer' } }, async (_req, reply) => {
     const checks: Record<string, string> = {};
+    // The reason stays in the process: an error can name hosts, users or databases.
     await ctx.db.query('SELECT 1').then(
       () => (checks.metastore = 'ok'),
-      (e: Error) => (checks.metastore = e.message),
+      () => (checks.metastore = 'unavailable'),
     );
     await ctx.client.workflowService.getSystemInfo({}).then(
       () => (checks.temporal = 'ok'),
-      (e: Error) => (checks.temporal = e.message),
+      () => (checks.temporal = 'unavailable'),
     );
     const ok = Object.values(checks).every((v) => v === 'ok');
     return reply.status(ok ? 200 : 503).send({ ok, checks });
   });
-  app.get('/metrics', { schema: { tags: ['system'], summary: 'Prometheus metrics' } }, async (_req, reply) => reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics()));
+  const token = ctx.config.STRATA_METRICS_TOKEN ? createHash('sha256').update(`Bearer ${ctx.config.STRATA_METRICS_TOKEN}`).digest() : undefined;
+  app.get('/metrics', { schema: { tags: ['system'], summary: 'Prometheus metrics (per-pipeline ones with the metrics token)' } }, async (req, reply) => {
+    let registry = ctx.metrics.registry;
+    if (req.headers.authorization !== undefined) {
+      const given = createHash('sha256').update(req.headers.authorization).digest();
+      if (!token || !timingSafeEqual(given, token)) throw new RequestError(token ? 'wrong metrics token' : 'this API has no metrics token (STRATA_METRICS_TOKEN); scrape /metrics without Authorization', 401);
+      registry = Registry.merge([ctx.metrics.registry, ctx.metrics.tenantRegistry]);
+    }
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
 }

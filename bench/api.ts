@@ -17,6 +17,7 @@ import { openDb } from '../store/db.js';
 import { migrate } from '../store/migrate.js';
 import { startDevServer } from '../workers/dev-server.js';
 import { startProcess } from '../test/harness/processes.js';
+import { dataConverterFrom, generatePayloadKeys } from '../client/data-converter.js';
 
 const RATES = (process.env.BENCH_RATES ?? '50,100,200,300').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -34,7 +35,9 @@ async function main() {
   await migrate(db);
   const server = await startDevServer({ headless: true });
   const connection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection });
+  // API, worker and this client share payload keys, encrypting as deployed.
+  const payloadKeys = process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench');
+  const client = new Client({ connection, dataConverter: dataConverterFrom({ STRATA_PAYLOAD_KEYS: payloadKeys }) });
   const key = 'bench-admin-key-0123456789abcdef';
   // API and worker in processes of their own, as deployed (compose runs them apart):
   // the load generator, the API's event loop and the worker's do not share a thread.
@@ -45,6 +48,7 @@ async function main() {
     STRATA_TASK_QUEUE: 'bench-api',
     STRATA_DATA_DIR: scratch,
     STRATA_LAKE_ROOT: path.join(scratch, 'lake'),
+    STRATA_PAYLOAD_KEYS: payloadKeys,
   };
   const api = startProcess('api/server.ts', [], { ...env, STRATA_BOOTSTRAP_ADMIN_KEY: key, STRATA_BOOTSTRAP_TENANT: 'bench', STRATA_API_PORT: '0' });
   await api.waitForOutput(/strata api on http:\/\/\S+/);

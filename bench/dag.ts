@@ -16,6 +16,7 @@ import type { PipelineSpec } from '../schemas/pipeline.js';
 import { spec } from '../test/harness/specs.js';
 import type { TaskActivityInput } from '../schemas/run.js';
 import { startDevServer } from '../workers/dev-server.js';
+import { dataConverterFrom, generatePayloadKeys } from '../client/data-converter.js';
 
 const CHAIN = Number(process.env.BENCH_CHAIN ?? 200);
 const FAN = Number(process.env.BENCH_FAN ?? 500);
@@ -36,7 +37,9 @@ async function main() {
   const server = await startDevServer({ headless: true });
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection });
+  // Payloads encrypted as deployed, for both the pipeline and the hand-written workflow.
+  const dataConverter = dataConverterFrom({ STRATA_PAYLOAD_KEYS: process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench') });
+  const client = new Client({ connection, dataConverter });
   const taskQueue = 'bench-dag';
   const runs = new RunsService(client, { taskQueue, namespace: 'default', uiUrl: '' });
   const acts = createActivities({ lakeRoot: await mkdtemp(path.join(os.tmpdir(), 'strata-bench-')), connections: {} });
@@ -53,6 +56,7 @@ async function main() {
       },
     },
     reuseV8Context: true,
+    dataConverter,
     maxConcurrentWorkflowTaskExecutions: 20,
     maxConcurrentActivityTaskExecutions: 600,
   });

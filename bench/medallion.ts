@@ -28,6 +28,7 @@ import { parseSpecText } from '../schemas/spec-file.js';
 import { openDb } from '../store/db.js';
 import { startDevServer } from '../workers/dev-server.js';
 import { createStrataWorker } from '../workers/worker.js';
+import { dataConverterFrom, generatePayloadKeys } from '../client/data-converter.js';
 
 const ORDERS = Number(process.env.BENCH_ORDERS ?? 1_000_000);
 const CHECKS = process.env.BENCH_CHECKS !== '0';
@@ -61,8 +62,9 @@ async function main() {
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const taskQueue = 'bench-medallion';
-  const runs = new RunsService(new Client({ connection }), { taskQueue, namespace: 'default', uiUrl: server.uiUrl ?? '' });
-  const worker = await createStrataWorker({ connection: native, taskQueue, deps: { lakeRoot: lakeDir, connections: {}, lake } });
+  const dataConverter = dataConverterFrom({ STRATA_PAYLOAD_KEYS: process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench') });
+  const runs = new RunsService(new Client({ connection, dataConverter }), { taskQueue, namespace: 'default', uiUrl: server.uiUrl ?? '' });
+  const worker = await createStrataWorker({ connection: native, taskQueue, deps: { lakeRoot: lakeDir, connections: {}, lake }, dataConverter });
   const tenant = 'bench';
   let st!: RunState;
   // One worker run for the whole benchmark (a Worker runs once); direct runs happen while it idles.

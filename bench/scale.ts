@@ -12,6 +12,7 @@ import { RunsService } from '../api/runs-service.js';
 import { validateSpec } from '../schemas/pipeline.js';
 import { startDevServer } from '../workers/dev-server.js';
 import { createStrataWorker } from '../workers/worker.js';
+import { dataConverterFrom, generatePayloadKeys } from '../client/data-converter.js';
 
 const N = Number(process.env.BENCH_TASKS ?? 10_000);
 const WIDTH = Number(process.env.BENCH_WIDTH ?? 100);
@@ -21,9 +22,10 @@ async function main() {
   const server = await startDevServer({ headless: true });
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection });
+  const dataConverter = dataConverterFrom({ STRATA_PAYLOAD_KEYS: process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench') });
+  const client = new Client({ connection, dataConverter });
   const runs = new RunsService(client, { taskQueue: 'scale', namespace: 'default', uiUrl: '' });
-  const worker = await createStrataWorker({ connection: native, taskQueue: 'scale', deps: { lakeRoot: await mkdtemp(path.join(os.tmpdir(), 'strata-scale-')), connections: {} } });
+  const worker = await createStrataWorker({ connection: native, taskQueue: 'scale', deps: { lakeRoot: await mkdtemp(path.join(os.tmpdir(), 'strata-scale-')), connections: {} }, dataConverter });
   // Layers of WIDTH tasks; each task needs one task of the layer above.
   const tasks = Array.from({ length: N }, (_, i) => ({ id: `t${i}`, kind: 'noop', needs: i >= WIDTH ? [`t${i - WIDTH}`] : [] }));
   const r = validateSpec({ id: 'scale', maxParallel: 200, tasks });

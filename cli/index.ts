@@ -17,6 +17,8 @@ import { loadConfig } from '../schemas/config.js';
 import { parseSpecText } from '../schemas/spec-file.js';
 import { resolveParams, type PipelineSpec } from '../schemas/pipeline.js';
 import { followRun, formatState } from './progress.js';
+import { dataConverterFrom } from '../client/data-converter.js';
+import { withTenant } from '../client/tenant-scope.js';
 
 const program = new Command('strata').description('Data pipelines as durable Temporal workflows').showHelpAfterError();
 
@@ -49,7 +51,7 @@ async function service(): Promise<{ runs: RunsService; reconciliations: Reconcil
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 5000 }).catch((e) => {
     throw new RequestError(`cannot reach Temporal at ${config.TEMPORAL_ADDRESS} (${e.message}): start the stack with "npm start" or set TEMPORAL_ADDRESS`);
   });
-  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: dataConverterFrom(config) });
   const runs = new RunsService(client, { taskQueue: config.STRATA_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE, uiUrl: config.TEMPORAL_UI_URL });
   return { runs, reconciliations: new ReconciliationsService(client, config.STRATA_TASK_QUEUE), close: () => connection.close() };
 }
@@ -442,7 +444,8 @@ function exitCodeFor(status: string): number {
 
 export async function main(argv = process.argv) {
   try {
-    await program.parseAsync(argv);
+    // Client calls that name no workflow (and so no tenant) encrypt for the CLI's tenant.
+    await withTenant(process.env.STRATA_TENANT || 'default', () => program.parseAsync(argv));
   } catch (e) {
     if (e instanceof RequestError) {
       console.error(`strata: ${e.message}`);

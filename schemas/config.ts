@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseTenantTiers } from './external.js';
 import { parseAirbyteWorkspaces } from './ingestion.js';
 import { parseTenantLakes, parseTenantLocations } from './tenant.js';
+import { parsePayloadKeys } from './payload-keys.js';
 
 /** An optional variable whose value one parser checks (its error, without the variable's name, is the message). */
 function parsedBy(name: string, parse: (v: string | undefined) => unknown) {
@@ -48,6 +49,10 @@ export const ConfigSchema = z.object({
   STRATA_TENANT_LAKES: parsedBy('STRATA_TENANT_LAKES', (v) => parseTenantLakes(v)),
   /** Locations outside the lake a tenant's tasks may read and write (`acme=s3://partner/acme/|file:///srv/acme/`). */
   STRATA_TENANT_LOCATIONS: parsedBy('STRATA_TENANT_LOCATIONS', parseTenantLocations),
+  /** Payload encryption keys per tenant (`acme:k2=<base64>,acme:k1=…,_platform:p1=…`); see schemas/payload-keys.ts. */
+  STRATA_PAYLOAD_KEYS: parsedBy('STRATA_PAYLOAD_KEYS', parsePayloadKeys),
+  /** A bearer token for /metrics; without it /metrics serves only metrics that name no tenant or pipeline. */
+  STRATA_METRICS_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
 });
 export type Config = z.infer<typeof ConfigSchema> & { lakeRoot: string };
 

@@ -25,13 +25,15 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startDevServer(opts: { port?: number; uiPort?: number; dbFilename?: string; headless?: boolean; log?: (m: string) => void } = {}): Promise<DevServer> {
+export async function startDevServer(opts: { port?: number; uiPort?: number; dbFilename?: string; headless?: boolean; uiCodecEndpoint?: string; log?: (m: string) => void } = {}): Promise<DevServer> {
   const cli = await findOrBuildTemporalCli(opts.log);
   const port = opts.port ?? (await freePort());
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'error', '--namespace', 'default'];
   if (opts.headless) args.push('--headless');
   else args.push('--ui-port', String(opts.uiPort ?? (await freePort())));
   if (opts.dbFilename) args.push('--db-filename', opts.dbFilename);
+  // The Web UI decodes encrypted payloads through this codec server (the API's /codec).
+  if (opts.uiCodecEndpoint && !opts.headless) args.push('--ui-codec-endpoint', opts.uiCodecEndpoint);
   for (const sa of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${sa}=Keyword`);
   args.push('--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true');
   // Update-with-start (the atomic cluster quota) is a multi-operation.

@@ -26,6 +26,7 @@ import { createStrataWorker } from './worker.js';
 import { lakeFromConfig } from './lake.js';
 import { forTenant } from '../activities/lake/open.js';
 import { generate } from '../examples/generate.js';
+import { dataConverterFrom, ensureLocalPayloadKeys } from '../client/data-converter.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const examples = path.join(here, '..', 'examples');
@@ -39,8 +40,16 @@ async function main() {
   const port = Number(config.TEMPORAL_ADDRESS.split(':')[1]);
   const uiPort = Number(new URL(config.TEMPORAL_UI_URL).port || 8233);
 
+  // Payloads are encrypted: with STRATA_PAYLOAD_KEYS, or a local platform key made once and
+  // kept (owner-only) in the data folder, like the admin key. Keep it: runs recorded with it
+  // need it to decode.
+  if (!config.STRATA_PAYLOAD_KEYS) console.log(`Payload encryption key in ${await ensureLocalPayloadKeys(dataDir)} (or set STRATA_PAYLOAD_KEYS)`);
+  const dataConverter = dataConverterFrom(config);
+  const apiHost = ['0.0.0.0', '::'].includes(config.STRATA_API_HOST) ? '127.0.0.1' : config.STRATA_API_HOST;
+  const codecUrl = `http://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${config.STRATA_API_PORT}/codec`;
+
   console.log(`Starting the Temporal dev server on ${config.TEMPORAL_ADDRESS} (Web UI ${config.TEMPORAL_UI_URL}, state in ${path.join(dataDir, 'temporal.db')})…`);
-  const server = await startDevServer({ port, uiPort, dbFilename: path.join(dataDir, 'temporal.db'), log: (m) => console.log(m) });
+  const server = await startDevServer({ port, uiPort, dbFilename: path.join(dataDir, 'temporal.db'), uiCodecEndpoint: config.STRATA_API_PORT ? codecUrl : undefined, log: (m) => console.log(m) });
 
   // The metastore (DATABASE_URL, or embedded PGlite under the data folder) holds the
   // catalog, the runs index, keys and schedules.
@@ -51,12 +60,13 @@ async function main() {
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.STRATA_TASK_QUEUE,
     deps: { lakeRoot: lake.localRoot, connections: connectionsFromEnv(), ledgerKey: ledgerKeyFromEnv(), lake: lake.lake, s3: lake.s3, db: lake.db },
+    dataConverter,
   });
   const running = worker.run();
   console.log(`Worker polling task queue "${config.STRATA_TASK_QUEUE}"; lake at ${lake.lake.store.root}`);
 
   const connection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
   // A local stack without a configured admin key makes one and keeps it in a file only
   // its owner can read, never in the output.
   const keyFile = path.join(dataDir, 'admin-key');
@@ -69,6 +79,7 @@ async function main() {
   const apiUrl = await app.listen({ host: config.STRATA_API_HOST, port: config.STRATA_API_PORT });
   console.log(`HTTP API on ${apiUrl} (OpenAPI docs at ${apiUrl}/docs)`);
   if (!config.STRATA_BOOTSTRAP_ADMIN_KEY) console.log(`  admin key (tenant ${config.STRATA_BOOTSTRAP_TENANT}) in ${keyFile}: curl -H "Authorization: Bearer $(cat ${keyFile})" ${apiUrl}/api/v1/runs`);
+  if (server.uiUrl) console.log(`  the Web UI decodes payloads through ${codecUrl}: open ${apiUrl}/codec/login once with a key, then in the UI's codec settings use the browser setting with that endpoint and "Include cross-origin credentials" on`);
   const runs = new RunsService(client, {
     taskQueue: config.STRATA_TASK_QUEUE,
     namespace: config.TEMPORAL_NAMESPACE,

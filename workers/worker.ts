@@ -7,6 +7,8 @@ import { ledgerKeyFromEnv } from '../activities/sql/ledger.js';
 import { loadConfig } from '../schemas/config.js';
 import { lakeFromConfig } from './lake.js';
 import { externalDepsFromEnv } from './external-deps.js';
+import { dataConverterFrom, UNENCRYPTED_WARNING } from '../client/data-converter.js';
+import type { DataConverter } from '@temporalio/common';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -17,6 +19,8 @@ export interface StrataWorkerOptions {
   deps: ActivityDeps;
   /** A prebuilt bundle (tests bundle once); else the workflows are bundled here. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Payload encryption (client/data-converter.ts); by default from STRATA_PAYLOAD_KEYS or the local key file. */
+  dataConverter?: DataConverter;
   extra?: Partial<WorkerOptions>;
 }
 
@@ -27,6 +31,7 @@ export function createStrataWorker(o: StrataWorkerOptions): Promise<Worker> {
     taskQueue: o.taskQueue,
     ...(o.workflowBundle ? { workflowBundle: o.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     activities: createActivities(o.deps),
+    dataConverter: o.dataConverter ?? dataConverterFrom(process.env),
     reuseV8Context: true,
     maxConcurrentWorkflowTaskExecutions: 20,
     maxConcurrentActivityTaskExecutions: 200,
@@ -52,7 +57,10 @@ async function main() {
   // DATABASE_URL this worker runs no dataset tasks (npm start embeds PGlite itself).
   const lake = process.env.DATABASE_URL ? await lakeFromConfig(config) : undefined;
   if (!lake) console.error('strata worker: no DATABASE_URL, so no lake catalog: dataset, ingest and s3 tasks will fail until it is set');
+  const dataConverter = dataConverterFrom(config);
+  if (!dataConverter.payloadCodecs?.length) console.error(`strata worker: ${UNENCRYPTED_WARNING}`);
   const worker = await createStrataWorker({
+    dataConverter,
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.STRATA_TASK_QUEUE,

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { ensureBucket } from '../../activities/s3/client.js';
 import { startMinio, type S3Server } from '../../workers/minio.js';
 import { openDb } from '../../store/db.js';
+import { generatePayloadKeys } from '../../client/data-converter.js';
 import { migrate } from '../../store/migrate.js';
 
 /** The S3-compatible server of this test run (MinIO) and its bucket. */
@@ -32,6 +33,8 @@ declare module 'vitest' {
     databases: TestDatabases;
     scratchDir: string;
     s3: TestS3;
+    /** STRATA_PAYLOAD_KEYS of this run: every client, worker and spawned process encrypts payloads with them. */
+    payloadKeys: string;
   }
 }
 
@@ -41,6 +44,9 @@ let scratch: string | undefined;
 let minio: S3Server | undefined;
 
 export async function setup(project: TestProject) {
+  // Tests run with payload encryption on, as production does; child processes inherit the keys.
+  process.env.STRATA_PAYLOAD_KEYS ||= generatePayloadKeys('test1');
+  project.provide('payloadKeys', process.env.STRATA_PAYLOAD_KEYS);
   scratch = await mkdtemp(path.join(os.tmpdir(), 'strata-test-'));
   const [srv, bundle, databases, s3] = await Promise.all([
     startDevServer({ headless: true, log: (m) => console.error(m) }),

@@ -13,6 +13,11 @@ import { forTenant, openLake } from '../../activities/lake/open.js';
 import type { ReconcileDeps } from '../../activities/reconcile/activities.js';
 import type { ObjectStore, S3Config } from '../../activities/s3/client.js';
 import { openDb, type Db } from '../../store/db.js';
+import type { DataConverter } from '@temporalio/common';
+import { dataConverterFrom } from '../../client/data-converter.js';
+
+// Processes the tests spawn (workers, the CLI, npm start) encrypt with the run's keys too.
+process.env.STRATA_PAYLOAD_KEYS ||= inject('payloadKeys');
 
 // Workers log state changes at INFO; tests only want warnings and errors.
 try {
@@ -22,7 +27,9 @@ try {
 }
 
 export interface TestStack {
+  /** A client with the run's payload codec, like every Strata client. */
   client: Client;
+  dataConverter: DataConverter;
   runs: RunsService;
   taskQueue: string;
   lakeRoot: string;
@@ -57,7 +64,8 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
   const address = inject('temporalAddress');
   const dbs = inject('databases');
   const connection = await Connection.connect({ address });
-  const client = new Client({ connection, namespace: 'default' });
+  const dataConverter = dataConverterFrom({ STRATA_PAYLOAD_KEYS: inject('payloadKeys') });
+  const client = new Client({ connection, namespace: 'default', dataConverter });
   const native = await NativeConnection.connect({ address });
   const taskQueue = `test-${name}-${randomBytes(3).toString('hex')}`;
   const lakeRoot = path.join(inject('scratchDir'), taskQueue, 'lake');
@@ -93,6 +101,7 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
   const runs = new RunsService(client, { taskQueue, namespace: 'default', uiUrl: 'http://127.0.0.1:8233' });
   return {
     client,
+    dataConverter,
     runs,
     taskQueue,
     lakeRoot,
@@ -110,6 +119,7 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
         taskQueue,
         deps: { lakeRoot, connections, lake, s3, db, faults: opts.reconcileFaults },
         workflowBundle: { codePath: inject('workflowBundlePath') },
+        dataConverter,
       });
       return worker.runUntil(fn(worker));
     },
@@ -140,4 +150,25 @@ async function dropMetastore(adminUrl: string, name: string): Promise<void> {
   await c.connect();
   await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await c.end();
+}
+
+/** A workflow's history as text with every payload decoded by the stack's codec (what the codec-less server stores is ciphertext). */
+export async function decodedHistoryText(stack: TestStack, workflowId: string): Promise<string> {
+  const codecs = stack.dataConverter.payloadCodecs ?? [];
+  const history = await stack.client.workflow.getHandle(workflowId).fetchHistory();
+  const texts: string[] = [];
+  const walk = async (v: unknown): Promise<void> => {
+    if (!v || typeof v !== 'object') return;
+    if (v instanceof Uint8Array) return;
+    const o = v as Record<string, unknown>;
+    if (o.data instanceof Uint8Array && o.metadata && typeof o.metadata === 'object') {
+      let p = o as { metadata: Record<string, Uint8Array>; data: Uint8Array };
+      for (const c of [...codecs].reverse()) [p] = (await c.decode([p])) as [typeof p];
+      texts.push(Buffer.from(p.data).toString('utf8'));
+      return;
+    }
+    for (const x of Array.isArray(v) ? v : Object.values(o)) await walk(x);
+  };
+  await walk(history);
+  return JSON.stringify(history) + '\n' + texts.join('\n');
 }

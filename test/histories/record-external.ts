@@ -22,6 +22,9 @@ import { RunsService } from '../../api/runs-service.js';
 import { validateSpec, type PipelineSpec } from '../../schemas/pipeline.js';
 import { startDevServer } from '../../workers/dev-server.js';
 import { createStrataWorker } from '../../workers/worker.js';
+
+// Recorded histories stay in clear (no payload codec), so the replay tests need no keys.
+const CLEAR = {};
 import { AirbyteDouble, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
 import { K8sDouble, SCENARIOS } from '../fakes/k8s-double.js';
@@ -48,11 +51,12 @@ async function main() {
   const clusterId = emr.addCluster();
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection });
+  const client = new Client({ connection, dataConverter: CLEAR });
   const runs = new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '' });
   const clusters = new ClustersService(client, { taskQueue: 'record' });
   const worker = await createStrataWorker({
     connection: native,
+    dataConverter: CLEAR,
     taskQueue: 'record',
     deps: {
       lakeRoot: scratch,

@@ -18,6 +18,9 @@ import { spec } from '../harness/specs.js';
 import { startDevServer } from '../../workers/dev-server.js';
 import { createStrataWorker } from '../../workers/worker.js';
 
+// Recorded histories stay in clear (no payload codec), so the replay tests need no keys.
+const CLEAR = {};
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Name a new generation of histories (e.g. HISTORY_SUFFIX=-v2) so older ones stay. */
 const SUFFIX = process.env.HISTORY_SUFFIX ?? '';
@@ -73,9 +76,9 @@ async function main() {
   const lake = await mkdtemp(path.join(os.tmpdir(), 'strata-record-'));
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
-  const client = new Client({ connection });
+  const client = new Client({ connection, dataConverter: CLEAR });
   const runs = new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '' });
-  const worker = await createStrataWorker({ connection: native, taskQueue: 'record', deps: { lakeRoot: lake, connections: {} } });
+  const worker = await createStrataWorker({ connection: native, taskQueue: 'record', deps: { lakeRoot: lake, connections: {} }, dataConverter: CLEAR });
   await worker.runUntil(async () => {
     for (const c of CASES) {
       const h = await runs.start({ spec: c.spec, tenant: 'replay', trigger: 'manual', only: c.only, runKey: c.name, options: { heartbeatTimeoutMs: 1000, continueAsNewAfterEvents: c.continueAsNewAfterEvents } });

@@ -80,6 +80,7 @@ export async function securityStack(name: string, extraEnv: Record<string, strin
     STRATA_BOOTSTRAP_ADMIN_KEY: adminKey,
     STRATA_BOOTSTRAP_TENANT: 'platform',
     STRATA_API_PORT: '0',
+    STRATA_PAYLOAD_KEYS: inject('payloadKeys'),
     ...extraEnv,
   };
   const procs: Proc[] = [];
