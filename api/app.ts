@@ -58,7 +58,11 @@ const DOC_BODIES = new Map<string, z.ZodType>(Object.entries({
  * already decoded and matched the path when the auth hook runs). Every other route needs a key.
  */
 const PUBLIC_ROUTES = new Set(['/health', '/ready', '/metrics']);
-const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url === '/docs' || url.startsWith('/docs/');
+/**
+ * Routes that decide the caller themselves: the docs (none needed), and the codec
+ * (api/codec.ts: a Bearer key or its own session cookie, CORS preflight without either).
+ */
+const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url === '/docs' || url.startsWith('/docs/') || url.startsWith('/codec/');
 
 declare module 'fastify' {
   interface FastifyContextConfig {

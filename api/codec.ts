@@ -40,7 +40,6 @@ export function codecRoutes(app: FastifyInstance, ctx: ApiContext, authenticate:
     }
     reply.header('vary', 'Origin');
   });
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))));
 
   /** The caller: a Bearer key, else the key behind a /codec/login session cookie. */
   const caller = async (req: FastifyRequest, reply: FastifyReply) => {
@@ -95,7 +94,10 @@ export function codecRoutes(app: FastifyInstance, ctx: ApiContext, authenticate:
         `<form method="post" action="/codec/login"><input type="password" name="key" size="60" autocomplete="off" required> <button>Open session</button></form>`,
     ),
   );
-  app.post('/codec/login', { schema: { tags: ['codec'], summary: 'Open a codec session cookie for an API key' } }, async (req, reply) => {
+  // The login form is the one route that takes a form body: its parser lives in this route's own scope.
+  app.register(async (scope) => {
+  scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))));
+  scope.post('/codec/login', { schema: { tags: ['codec'], summary: 'Open a codec session cookie for an API key' } }, async (req, reply) => {
     const key = String((req.body as { key?: string } | undefined)?.key ?? '').trim();
     if (!key) throw new RequestError('send the form field "key" with a Strata API key', 400);
     req.headers.authorization = `Bearer ${key}`;
@@ -108,6 +110,7 @@ export function codecRoutes(app: FastifyInstance, ctx: ApiContext, authenticate:
     sessions.set(sid, { secret: key, until: now + SESSION_MS });
     reply.header('set-cookie', `${SESSION_COOKIE}=${sid}; HttpOnly; SameSite=Strict; Path=/codec; Max-Age=${SESSION_MS / 1000}`);
     return reply.type('text/html; charset=utf-8').send(`<!doctype html><meta charset="utf-8"><p>Codec session open for tenant <b>${p.tenant}</b>. Back to the <a href="${uiUrl}">Temporal Web UI</a>.</p>`);
+  });
   });
 }
 

@@ -123,7 +123,7 @@ describe('payload encryption on a real Temporal server', () => {
       id: `secret_${t}`,
       params: { token: 'default' },
       tasks: [
-        { id: 'select', kind: 'sql', sql: `SELECT '${markers[t].sql}' AS label, '{{ params.token }}' AS token, 42 AS answer`, output: `codec/${t}/{{ ds }}.parquet` },
+        { id: 'select', kind: 'sql', sql: `SELECT '${markers[t].sql}' AS label, {{ params.token | literal }} AS token, 42 AS answer`, output: `codec/${t}/{{ ds }}.parquet` },
         { id: 'after', kind: 'noop', needs: ['select'] },
       ],
     });
