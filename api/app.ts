@@ -13,6 +13,7 @@ import { authenticator } from './auth.js';
 import { TriggerDispatcher, type DispatcherOptions } from './dispatcher.js';
 import { clusterRoutes } from './clusters.js';
 import { codecRoutes } from './codec.js';
+import { sparkPolicyFromEnv } from '../schemas/spark-policy.js';
 import { ClustersService } from './clusters-service.js';
 import { parseTenantTiers } from '../schemas/external.js';
 import { ConnectionBody, ConnectionPatch, DestinationBody, DestinationPatch, parseAirbyteWorkspaces, SourceBody, SourcePatch } from '../schemas/ingestion.js';
@@ -120,7 +121,12 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     runs,
     schedules: new SchedulesService(deps.client, deps.db, config.STRATA_TASK_QUEUE),
     reconciliations: new ReconciliationsService(deps.client, config.STRATA_TASK_QUEUE),
-    clusters: new ClustersService(deps.client, { taskQueue: config.STRATA_TASK_QUEUE, tenantTiers: parseTenantTiers(config.STRATA_TENANT_TIERS) }),
+    clusters: new ClustersService(deps.client, {
+      taskQueue: config.STRATA_TASK_QUEUE,
+      tenantTiers: parseTenantTiers(config.STRATA_TENANT_TIERS),
+      sparkImage: config.STRATA_SPARK_IMAGE,
+      sparkPolicy: sparkPolicyFromEnv(config),
+    }),
     config,
     metrics: createMetrics(deps.db),
     keyLookup: cachedKeyLookup(deps.db),

@@ -7,15 +7,19 @@ import { Client, WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedErro
 import { acquireClusterSlot, clusterQuotaWorkflowId } from '../workflows/cluster-messages.js';
 import type { clusterQuota } from '../workflows/cluster-quota.js';
 import { toMs } from '../schemas/duration.js';
-import { ClusterRequest, clusterWorkflowId, type ClusterInput, type ClusterSize, type ClusterSpec, type ClusterState } from '../schemas/cluster.js';
+import { ClusterRequest, clusterWorkflowId, EMR_RELEASE_RE, type ClusterInput, type ClusterSize, type ClusterSpec, type ClusterState } from '../schemas/cluster.js';
 import { formatPath } from '../schemas/pipeline.js';
-import { TIERS, type Tier } from '../schemas/external.js';
+import { DEFAULT_SPARK_IMAGE, TIERS, type Tier } from '../schemas/external.js';
+import { allows, sparkTierPolicy, type SparkPolicyConfig } from '../schemas/spark-policy.js';
 import { RequestError, SA_TENANT } from './runs-service.js';
 
 export interface ClustersServiceConfig {
   taskQueue: string;
   /** Tier per tenant; tenants not listed are on `free`. */
   tenantTiers?: Record<string, Tier>;
+  /** The platform's Spark image (STRATA_SPARK_IMAGE) and the operator's per-tier additions: what a Spark Connect cluster may run. */
+  sparkImage?: string;
+  sparkPolicy?: SparkPolicyConfig;
 }
 
 export interface ClusterSummary {
@@ -49,6 +53,13 @@ export class ClustersService {
     const c = r.data;
     const size = { instances: c.instances, cores: c.cores, memoryGi: c.memoryGi };
     this.checkSize(c.tenant, size);
+    if (c.engine === 'emr' && c.release !== undefined && !EMR_RELEASE_RE.test(c.release)) throw new RequestError('release: an EMR release label looks like "emr-7.5.0"', 400, [{ path: 'release', message: 'an EMR release label looks like "emr-7.5.0"' }]);
+    if (c.engine === 'spark-connect' && c.release !== undefined) {
+      const t = this.tierOf(c.tenant);
+      const images = sparkTierPolicy(t.name, { image: this.config.sparkImage ?? DEFAULT_SPARK_IMAGE, serviceAccount: '' }, this.config.sparkPolicy).images;
+      if (!allows(images, c.release))
+        throw new RequestError(`release: image "${c.release}" is not allowed on the ${t.name} tier (allowed: ${images.join(', ')}): leave "release" out, or ask the platform operator to allow it (STRATA_SPARK_IMAGES)`, 403);
+    }
     return {
       tenant: c.tenant,
       name: c.name,

@@ -1,10 +1,11 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
+import { TENANT_RE } from './tenant.js';
 
 /** A request to create (or ensure) a managed cluster. */
 export const ClusterRequest = z
   .object({
-    tenant: z.string().min(1),
+    tenant: z.string().regex(TENANT_RE, 'a tenant name is lower-case letters, digits and "-"'),
     name: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'a cluster name is lower-case letters, digits and "-" (at most 40), starting with a letter'),
     engine: z.enum(['spark-connect', 'emr']).default('spark-connect'),
     instances: z.number().int().min(1, 'a cluster needs at least 1 instance').default(2),
@@ -13,11 +14,14 @@ export const ClusterRequest = z
     idleTimeout: Duration.default('30m'),
     maxLifetime: Duration.default('12h'),
     pollInterval: Duration.default('10s'),
-    release: z.string().optional(),
+    /** EMR: the release label (emr-7.5.0); spark-connect: the image, which must be allowed for the tenant's tier. */
+    release: z.string().min(1).optional(),
     /** Continue as new after this many history events (tests use small numbers). */
     continueAsNewAfterEvents: z.number().int().min(20).optional(),
   })
   .strict();
+/** An EMR release label (a cluster request's `release` on engine emr). */
+export const EMR_RELEASE_RE = /^emr-\d+\.\d+\.\d+$/;
 export type ClusterRequest = z.input<typeof ClusterRequest>;
 
 export type ClusterEngine = 'spark-connect' | 'emr';

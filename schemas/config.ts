@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseTenantTiers } from './external.js';
 import { parseAirbyteWorkspaces } from './ingestion.js';
+import { parseTierLists } from './spark-policy.js';
 import { parseTenantLakes, parseTenantLocations } from './tenant.js';
 import { parsePayloadKeys } from './payload-keys.js';
 
@@ -37,6 +38,10 @@ export const ConfigSchema = z.object({
   STRATA_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Tier per tenant (`acme=team,big=enterprise`); caps clusters and job sizes. Others are on `free`. */
   STRATA_TENANT_TIERS: parsedBy('STRATA_TENANT_TIERS', parseTenantTiers),
+  /** The Spark image jobs and Spark Connect clusters run by default (every tier may use it). */
+  STRATA_SPARK_IMAGE: z.string().min(1).optional(),
+  /** Images each tier may use besides the default (`team=registry/spark:3.5*|…`; "*" ends a prefix). */
+  STRATA_SPARK_IMAGES: parsedBy('STRATA_SPARK_IMAGES', (v) => parseTierLists('STRATA_SPARK_IMAGES', v)),
   /** The Airbyte workspace of each tenant (`acme=<workspace uuid>,globex=<uuid>`) for /api/v1/ingestion. */
   STRATA_AIRBYTE_WORKSPACES: parsedBy('STRATA_AIRBYTE_WORKSPACES', parseAirbyteWorkspaces),
   /** Unlocks the protected exactly-once ledgers on tenant databases (strata ledger-setup); worker only. */

@@ -54,15 +54,22 @@ export const SqlDialect = z.enum(['spark', 'hive', 'presto']);
 
 export const PysparkFields = {
   engine: z.enum(['spark', 'emr']).default('spark'),
-  /** The main Python file: s3://…, local:///… or an https URL. */
-  file: z.string().min(1, 'write the main application file, e.g. s3://bucket/jobs/main.py'),
+  /**
+   * The main Python file: a path in the tenant's lake (jobs/main.py), or an s3:// / file://
+   * URI inside it or inside a location the platform operator allowed for the tenant.
+   */
+  file: z.string().min(1, 'write the main application file, a path in your lake such as jobs/main.py'),
+  /** Dependencies, each from the tenant's lake (or allowed locations) like `file`. */
+  pyFiles: z.array(z.string().min(1)).optional(),
+  jars: z.array(z.string().min(1)).optional(),
+  files: z.array(z.string().min(1)).optional(),
   ...ExternalCommonFields,
   ...SparkResourceFields,
 };
 
 export const HiveFields = {
   engine: z.literal('emr').default('emr'),
-  /** A HiveQL script on S3, or inline `query`. */
+  /** A HiveQL script in the tenant's lake (or an allowed location), or inline `query`. */
   script: z.string().optional(),
   query: z.string().optional(),
   ...ExternalCommonFields,
@@ -140,6 +147,9 @@ export interface JobResult {
   output: TaskOutput;
   attempt: number;
 }
+
+/** The Spark image jobs and Spark Connect clusters run unless the platform sets another (STRATA_SPARK_IMAGE). */
+export const DEFAULT_SPARK_IMAGE = 'apache/spark:3.5.3-python3';
 
 /** Tenant tiers: caps on clusters and on one job's resources. */
 export const TIERS = {

@@ -18,6 +18,7 @@ import {
 } from './lake.js';
 import { AirbyteSyncFields, ExternalCommonFields, HiveFields, PysparkFields, SparkResourceFields, SqlDialect } from './external.js';
 import type { SqlTextDialect } from './sql-text.js';
+import { blockedSparkConf, dynamicAllocationProblem } from './spark-policy.js';
 
 /**
  * The task-kind registry. A kind is its spec fields (validated here) and how the
@@ -164,13 +165,14 @@ export const TASK_KINDS: Record<string, KindDef> = {
   's3.copy': { fields: S3CopyFields, run: { type: 'activity', activity: 's3Copy', heartbeat: true }, check: locations('from', 'to') },
   's3.list': { fields: S3ListFields, run: { type: 'activity', activity: 's3List' }, check: locations('prefix') },
   's3.delete': { fields: S3DeleteFields, run: { type: 'activity', activity: 's3Delete' }, check: locations('path') },
-  pyspark: { fields: PysparkFields, run: EXTERNAL_JOB, check: (t) => externalChecks(t, String(t.engine ?? 'spark')) },
+  pyspark: { fields: PysparkFields, run: EXTERNAL_JOB, check: (t) => [...externalChecks(t, String(t.engine ?? 'spark')), ...locations('file')(t), ...locationLists('pyFiles', 'jars', 'files')(t)] },
   hive: {
     fields: HiveFields,
     run: EXTERNAL_JOB,
     sqlText: field('query', () => 'hive'),
     check: (t) => [
       ...externalChecks(t, 'emr'),
+      ...locations('script')(t),
       ...((t.script === undefined) === (t.query === undefined) ? [[['script'], 'give exactly one of "script" (an s3:// HiveQL file) or "query"'] as [string[], string]] : []),
     ],
   },
@@ -184,6 +186,17 @@ function locations(...fields: string[]) {
       const m = locationProblem(t[f]);
       return m ? [[[f], m] as [string[], string]] : [];
     });
+}
+
+/** Lists of location fields (a job's dependencies), checked entry by entry. */
+function locationLists(...fields: string[]) {
+  return (t: Record<string, unknown>): [string[], string][] =>
+    fields.flatMap((f) =>
+      (Array.isArray(t[f]) ? (t[f] as unknown[]) : []).flatMap((v, i) => {
+        const m = locationProblem(v);
+        return m ? [[[f, String(i)], m] as [string[], string]] : [];
+      }),
+    );
 }
 
 /** Ingestion lands data in bronze only. */
@@ -217,6 +230,10 @@ function externalChecks(t: Record<string, unknown>, engine: string): [string[], 
   if (engine === 'emr' && t.clusterId && t.cluster) problems.push([['cluster'], 'give "clusterId" or "cluster", not both']);
   if (engine !== 'emr' && t.clusterId) problems.push([['clusterId'], `"clusterId" is for engine emr; with ${engine}, remove it`]);
   if (engine === 'spark' && t.dialect && t.dialect !== 'spark') problems.push([['dialect'], 'engine spark runs Spark SQL only: remove "dialect" or use engine emr']);
+  // The tier's allow-lists are checked by the worker, which knows the tenant's tier; what no tier allows is refused here.
+  for (const [key, message] of blockedSparkConf(t.sparkConf, engine === 'emr' ? 'emr' : 'spark')) problems.push([['sparkConf', key], message]);
+  const dyn = engine === 'spark' ? dynamicAllocationProblem(t.dynamicAllocation as Parameters<typeof dynamicAllocationProblem>[0]) : undefined;
+  if (dyn) problems.push([['dynamicAllocation'], dyn]);
   return problems;
 }
 

@@ -11,6 +11,8 @@ import { airbyteClientFromEnv } from '../activities/airbyte/client.js';
 import { EmrJobsClient } from '../activities/emr/client.js';
 import { SparkK8sClient } from '../activities/spark-k8s/client.js';
 import { parseTenantTiers } from '../schemas/external.js';
+import { parseAirbyteWorkspaces } from '../schemas/ingestion.js';
+import { sparkPolicyFromEnv } from '../schemas/spark-policy.js';
 
 export { parseTenantTiers };
 
@@ -22,7 +24,11 @@ export function sparkClientFromEnv(env: NodeJS.ProcessEnv = process.env): SparkK
 }
 
 export function externalDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<ActivityDeps> {
-  const deps: Partial<ActivityDeps> = { tenantTiers: parseTenantTiers(env.STRATA_TENANT_TIERS) };
+  const deps: Partial<ActivityDeps> = {
+    tenantTiers: parseTenantTiers(env.STRATA_TENANT_TIERS),
+    sparkPolicy: sparkPolicyFromEnv(env),
+    airbyteWorkspaces: parseAirbyteWorkspaces(env.STRATA_AIRBYTE_WORKSPACES),
+  };
   const spark = sparkClientFromEnv(env);
   if (spark) deps.spark = spark;
   deps.sparkDefaults = {

@@ -6,6 +6,8 @@ import { AIRBYTE_TERMINAL, AirbyteError, type AirbyteClient } from './client.js'
 
 export interface AirbyteDeps {
   airbyte?: AirbyteClient;
+  /** Tenant → its Airbyte workspace (STRATA_AIRBYTE_WORKSPACES): a tenant syncs only its workspace's connections. */
+  airbyteWorkspaces?: Record<string, string>;
 }
 
 function classify(e: unknown): never {
@@ -21,7 +23,15 @@ export function createAirbyteActivities(deps: AirbyteDeps) {
   return jobActivities({
     async airbyteSubmit(input: ExternalJobInput): Promise<JobRef> {
       const connectionId = String(input.task.connectionId);
+      const { tenant } = input.run;
+      const ws = deps.airbyteWorkspaces && Object.hasOwn(deps.airbyteWorkspaces, tenant) ? deps.airbyteWorkspaces[tenant] : undefined;
+      if (!ws)
+        throw new NonRetryableError(`tenant ${tenant} has no Airbyte workspace, so its syncs cannot be checked: add ${tenant}=<workspace uuid> to STRATA_AIRBYTE_WORKSPACES on the worker`, 'ConfigError');
       try {
+        // The connection must be in the tenant's workspace; another workspace's answers like an unknown one.
+        const conn = await client().getConnection(connectionId);
+        if (conn.workspaceId?.toLowerCase() !== ws.toLowerCase())
+          throw new NonRetryableError(`task ${input.task.id}: Airbyte connection ${connectionId} is not in tenant ${tenant}'s workspace: use a connection of your workspace (GET /api/v1/ingestion/connections lists them)`, 'ConnectionNotOwned');
         const { job, adopted } = await client().startSync(connectionId);
         return { engine: 'airbyte', name: `sync-${connectionId}-${job.jobId}`, scope: connectionId, id: String(job.jobId), adopted };
       } catch (e) {

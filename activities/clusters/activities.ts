@@ -6,18 +6,22 @@ import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { ClustersService } from '../../api/clusters-service.js';
 import { clusterWorkflowId, type ClusterSize, type ClusterSpec, type ClusterState } from '../../schemas/cluster.js';
-import type { Tier } from '../../schemas/external.js';
+import { TIERS, type Tier } from '../../schemas/external.js';
+import { allows, sparkTierPolicy, type SparkPolicyConfig } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
 import { abortableSleep, NonRetryableError } from '../core/task.js';
 import { EmrError, type EmrJobsClient } from '../emr/client.js';
 import { K8sError, SPARK_CONNECT_VERSION, type SparkK8sClient } from '../spark-k8s/client.js';
-import { buildSparkConnect, DEFAULT_SPARK, tenantNamespace } from '../spark-k8s/manifest.js';
+import { ensureTenantNamespace, tierNameOf } from '../spark-k8s/activities.js';
+import { buildSparkConnect, DEFAULT_SPARK, tenantNamespace, type SparkDefaults } from '../spark-k8s/manifest.js';
 import type { ClusterProvider, ClusterSlotStatus } from './types.js';
 
 export interface ClusterDeps {
   spark?: SparkK8sClient;
   emr?: EmrJobsClient;
   tenantTiers?: Record<string, Tier>;
+  sparkDefaults?: Partial<SparkDefaults>;
+  sparkPolicy?: SparkPolicyConfig;
   /** Settings for clusters that tasks create on first use (`cluster: NAME`). */
   clusterDefaults?: { idleTimeout?: string | number; maxLifetime?: string | number; pollInterval?: string | number; instances?: number; cores?: number; memoryGi?: number; emrInstanceType?: string; emrLogUri?: string };
 }
@@ -44,18 +48,24 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
     return deps.emr;
   };
   const emrName = (spec: ClusterSpec) => `strata/${spec.tenant}/${spec.name}`;
+  const sparkDefaults = { ...DEFAULT_SPARK, ...deps.sparkDefaults };
   return jobActivities<ClusterActivities>({
     async provisionCluster(spec, workflowId) {
       try {
         if (spec.engine === 'spark-connect') {
+          const tierName = tierNameOf(deps, spec.tenant);
+          const image = spec.release ?? sparkDefaults.image;
+          // The API refuses these already (403); checked again here, where the pod is made.
+          const images = sparkTierPolicy(tierName, sparkDefaults, deps.sparkPolicy).images;
+          if (!allows(images, image)) throw new NonRetryableError(`cluster ${spec.name}: image "${image}" is not allowed on the ${tierName} tier (allowed: ${images.join(', ')})`, 'PolicyViolation');
           const namespace = tenantNamespace(spec.tenant);
-          await k8s().ensureNamespace(namespace, { 'app.kubernetes.io/managed-by': 'strata' }, { cpu: 64, memoryGi: 256, pods: 72 });
+          await ensureTenantNamespace(k8s(), spec.tenant, TIERS[tierName]);
           const obj = buildSparkConnect({
             name: spec.name,
             namespace,
             run: spec,
-            image: spec.release ?? DEFAULT_SPARK.image,
-            sparkVersion: DEFAULT_SPARK.sparkVersion,
+            image,
+            sparkVersion: sparkDefaults.sparkVersion,
             executors: spec.size.instances,
             cores: spec.size.cores,
             memoryGi: spec.size.memoryGi,
@@ -149,7 +159,7 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
 
     async ensureClusterReady(a: EnsureArgs): Promise<ClusterState> {
       const ctx = Context.current();
-      const svc = new ClustersService(ctx.client, { taskQueue: ctx.info.taskQueue, tenantTiers: deps.tenantTiers });
+      const svc = new ClustersService(ctx.client, { taskQueue: ctx.info.taskQueue, tenantTiers: deps.tenantTiers, sparkImage: sparkDefaults.image, sparkPolicy: deps.sparkPolicy });
       const d = deps.clusterDefaults ?? {};
       const engine = a.engine === 'emr' ? 'emr' : 'spark-connect';
       try {

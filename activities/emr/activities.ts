@@ -1,21 +1,23 @@
 /**
  * EMR steps as Temporal activities: add (idempotent by step name), describe, cancel, logs.
- * Scripts (SQL, inline HiveQL, worker-local PySpark files) are uploaded to
- * `emrScriptsUri` before the step is added; step logs are read from the cluster's LogUri.
+ * A step runs only on a cluster tagged as the run's tenant's, and only code from the tenant's
+ * lake (or its allowed locations). Scripts (SQL, inline HiveQL, job files of a folder lake)
+ * are uploaded to `emrScriptsUri` before the step is added; step logs are read from the
+ * cluster's LogUri.
  */
 import type { StepConfig } from '@aws-sdk/client-emr';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { jobName, type ExternalJobInput, type JobRef, type JobStatus } from '../../schemas/external.js';
+import { blockedSparkConf } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
+import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { NonRetryableError } from '../core/task.js';
 import { openStore, toS3Uri, type ObjectStore, type S3Config } from '../s3/client.js';
 import { EmrError, STEP_TERMINAL, type EmrJobsClient } from './client.js';
 
-export interface EmrDeps {
+export interface EmrDeps extends JobFileDeps {
   emr?: EmrJobsClient;
   /** s3://bucket/prefix where scripts are uploaded before a step is added (STRATA_EMR_SCRIPTS_URI). */
   emrScriptsUri?: string;
@@ -49,11 +51,12 @@ export const PRESTO_FROM_S3 = 'set -e; f=$(mktemp --suffix=.sql); trap \'rm -f "
  * for pyspark. `script` is the S3 URI the task's SQL (or local file) was uploaded to; without
  * it SQL is passed inline.
  */
-export function stepArgs(task: Record<string, any>, script?: string): string[] {
+export function stepArgs(task: Record<string, any>, script?: string, deps: StepDeps = {}): string[] {
   const extra: string[] = task.args ?? [];
   if (task.kind === 'pyspark') {
     const conf = Object.entries((task.sparkConf ?? {}) as Record<string, string>).flatMap(([k, v]) => ['--conf', `${k}=${v}`]);
-    return ['spark-submit', '--deploy-mode', 'cluster', ...conf, script ?? String(task.file), ...extra];
+    const dep = ([['--py-files', deps.pyFiles], ['--jars', deps.jars], ['--files', deps.files]] as const).flatMap(([opt, l]) => (l?.length ? [opt, l.join(',')] : []));
+    return ['spark-submit', '--deploy-mode', 'cluster', ...conf, ...dep, script ?? String(task.file), ...extra];
   }
   if (task.kind === 'hive') {
     if (script) return ['hive', '-f', script, ...extra];
@@ -63,6 +66,13 @@ export function stepArgs(task: Record<string, any>, script?: string): string[] {
   if (dialect === 'hive') return script ? ['hive', '-f', script, ...extra] : ['hive', '-e', String(task.sql), ...extra];
   if (dialect === 'presto') return script ? ['bash', '-c', PRESTO_FROM_S3, 'strata-presto', script, ...extra] : ['presto-cli', '--execute', String(task.sql), ...extra];
   return script ? ['spark-sql', '-f', script, ...extra] : ['spark-sql', '-e', String(task.sql), ...extra];
+}
+
+/** A pyspark step's dependencies, as S3 URIs. */
+export interface StepDeps {
+  pyFiles?: string[];
+  jars?: string[];
+  files?: string[];
 }
 
 /** A path segment safe as part of an S3 key: no "..", no characters that need escaping. */
@@ -78,8 +88,8 @@ export function scriptKey(workflowId: string, taskId: string, content: Uint8Arra
   return `${folder}/${keySegment(taskId)}-${sha}${ext}`;
 }
 
-/** A file on the worker (a plain path or file://), as opposed to s3://, local:///, https://… */
-const isWorkerFile = (p: string) => p.startsWith('file://') || !/^[a-z][a-z0-9+.-]*:/i.test(p);
+/** The tag that says which tenant an EMR cluster belongs to (Strata sets it on the clusters it starts). */
+export const TENANT_TAG = 'strata:tenant';
 
 /** The last lines (at most LOG_TAIL_LINES / LOG_TAIL_BYTES) of a log. */
 export function logTail(text: string): string {
@@ -105,54 +115,92 @@ export function createEmrActivities(deps: EmrDeps) {
     return st;
   };
 
-  /** Uploads the task's script when it has one to upload; returns its S3 URI, or undefined to run inline. */
-  async function uploadScript(input: ExternalJobInput): Promise<string | undefined> {
-    const t = input.task as Record<string, any> & { id: string; kind: string };
-    let content: Buffer;
-    let ext = '.sql';
-    let what: string;
-    if (t.kind === 'sql' || (t.kind === 'hive' && !t.script)) {
-      content = Buffer.from(String(t.kind === 'sql' ? t.sql : t.query), 'utf8');
-      what = 'sql';
-      if (!deps.emrScriptsUri) {
-        if (content.byteLength <= EMR_INLINE_SQL_MAX) return undefined;
-        throw new NonRetryableError(
-          `task ${t.id}: its SQL is ${content.byteLength} bytes, too long to pass inline as an EMR step argument (limit ${EMR_INLINE_SQL_MAX}): set STRATA_EMR_SCRIPTS_URI (s3://bucket/prefix) on the worker so scripts are uploaded to S3`,
-          'ConfigError',
-        );
-      }
-    } else {
-      const file = String(t.kind === 'pyspark' ? t.file : t.script);
-      if (!isWorkerFile(file)) return undefined; // s3://, local:///, https://… pass through
-      what = file;
-      if (!deps.emrScriptsUri) {
-        throw new NonRetryableError(`task ${t.id}: "${file}" is a file on the worker; EMR cannot read it: set STRATA_EMR_SCRIPTS_URI (s3://bucket/prefix) to upload it, or point at an s3:// file`, 'ConfigError');
-      }
-      const local = file.startsWith('file://') ? fileURLToPath(file) : path.resolve(file);
-      try {
-        content = await readFile(local);
-      } catch (e) {
-        throw new NonRetryableError(`task ${t.id}: cannot read ${local} on the worker: ${(e as Error).message}`, 'ConfigError');
-      }
-      ext = path.extname(local) || '.py';
-    }
-    const root = toS3Uri(deps.emrScriptsUri);
+  const scriptsStore = (what: string) => {
+    const root = toS3Uri(deps.emrScriptsUri!);
     if (!root) throw new NonRetryableError(`STRATA_EMR_SCRIPTS_URI "${deps.emrScriptsUri}" is not an S3 URI: write s3://bucket/prefix`, 'ConfigError');
     const store = storeAt(root);
     if (!store) throw new NonRetryableError(`STRATA_EMR_SCRIPTS_URI is set but the worker has no S3 settings to upload ${what} with: set AWS_REGION (or STRATA_S3_*)`, 'ConfigError');
+    return store;
+  };
+
+  /** The task's SQL (or inline HiveQL) uploaded to the scripts bucket; undefined to run it inline. */
+  async function uploadSql(input: ExternalJobInput): Promise<string | undefined> {
+    const t = input.task as Record<string, any> & { id: string; kind: string };
+    const content = Buffer.from(String(t.kind === 'sql' ? t.sql : t.query), 'utf8');
+    if (!deps.emrScriptsUri) {
+      if (content.byteLength <= EMR_INLINE_SQL_MAX) return undefined;
+      throw new NonRetryableError(
+        `task ${t.id}: its SQL is ${content.byteLength} bytes, too long to pass inline as an EMR step argument (limit ${EMR_INLINE_SQL_MAX}): set STRATA_EMR_SCRIPTS_URI (s3://bucket/prefix) on the worker so scripts are uploaded to S3`,
+        'ConfigError',
+      );
+    }
     // Same content, same key: a retried submit rewrites the same object.
-    const key = scriptKey(input.run.workflowId, t.id, content, ext);
+    const store = scriptsStore('sql');
+    const key = scriptKey(input.run.workflowId, t.id, content, '.sql');
     await store.putBytes(key, content);
     return store.uri(key);
   }
 
+  /**
+   * The S3 URI EMR reads a job file at: an object on S3 as it is; a file in a folder lake (or
+   * an allowed folder) uploaded to the scripts bucket first. `keep` keeps the file's name (a
+   * dependency is imported or opened by it).
+   */
+  async function emrUri(input: ExternalJobInput, f: JobFile, field: string, keep: boolean): Promise<string> {
+    if (f.uri.startsWith('s3://')) return f.uri;
+    const id = input.task.id;
+    if (!deps.emrScriptsUri)
+      throw new NonRetryableError(`task ${id}: ${field} ${f.uri} is a file on the worker; EMR cannot read it: set STRATA_EMR_SCRIPTS_URI (s3://bucket/prefix) to upload it, or keep the file in a lake on S3`, 'ConfigError');
+    const store = scriptsStore(f.uri);
+    let content: Buffer;
+    try {
+      content = await f.store.getBytes(f.key);
+    } catch (e) {
+      throw new NonRetryableError(`task ${id}: cannot read ${field} ${f.uri}: ${(e as Error).message}`, 'ConfigError');
+    }
+    const base = f.key.split('/').pop()!;
+    const key = keep ? scriptKey(input.run.workflowId, id, content, '').replace(/$/, `/${keySegment(base)}`) : scriptKey(input.run.workflowId, id, content, path.extname(base) || '.py');
+    await store.putBytes(key, content);
+    return store.uri(key);
+  }
+
+  /** The cluster must be the run's tenant's: tagged strata:tenant={tenant}. */
+  async function checkClusterTenant(clusterId: string, tenant: string, taskId: string) {
+    let tags: { Key?: string; Value?: string }[];
+    try {
+      tags = (await client().describeCluster(clusterId)).Tags ?? [];
+    } catch (e) {
+      return classify(e);
+    }
+    const owner = tags.find((t) => t.Key === TENANT_TAG)?.Value;
+    if (owner === tenant) return;
+    if (owner === undefined)
+      throw new NonRetryableError(
+        `task ${taskId}: EMR cluster ${clusterId} has no ${TENANT_TAG} tag, so Strata cannot tell whose it is: the platform operator must tag it ${TENANT_TAG}=${tenant} before tenant ${tenant}'s tasks run on it (or use a managed "cluster: NAME")`,
+        'ClusterNotOwned',
+      );
+    throw new NonRetryableError(`task ${taskId}: EMR cluster ${clusterId} belongs to another tenant: use a cluster tagged ${TENANT_TAG}=${tenant}, or a managed "cluster: NAME"`, 'ClusterNotOwned');
+  }
+
   return jobActivities({
     async emrSubmit(input: ExternalJobInput & { cluster?: { providerId?: string } }): Promise<JobRef> {
-      const clusterId = (input.cluster?.providerId ?? input.task.clusterId) as string | undefined;
-      if (!clusterId) throw new NonRetryableError(`task ${input.task.id} has no EMR cluster: set "clusterId" or "cluster"`, 'ConfigError');
-      const name = jobName(input.run.workflowId, input.task.id, 200);
-      const script = await uploadScript(input);
-      const step: StepConfig = { Name: name, ActionOnFailure: 'CONTINUE', HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(input.task, script) } };
+      const { task, run } = input;
+      const clusterId = (input.cluster?.providerId ?? task.clusterId) as string | undefined;
+      if (!clusterId) throw new NonRetryableError(`task ${task.id} has no EMR cluster: set "clusterId" or "cluster"`, 'ConfigError');
+      // Checked before anything is uploaded or added: settings, where the code comes from, whose cluster it is.
+      const blocked = blockedSparkConf(task.sparkConf, 'emr');
+      if (blocked.length) throw new NonRetryableError(`task ${task.id} is refused: ${blocked.map(([, m]) => m).join('; ')}`, 'PolicyViolation');
+      // Objects on S3 are handed to EMR by URI, never read here: EMR's S3 settings do when the lake has none.
+      const resolve = jobFileLocator({ lake: deps.lake, s3: deps.s3 ?? deps.emrS3 }, run.tenant, task.id);
+      const fileField = task.kind === 'pyspark' ? 'file' : task.kind === 'hive' && task.script !== undefined ? 'script' : undefined;
+      const main = fileField ? resolve(String(task[fileField]), fileField) : undefined;
+      const depFiles = jobDeps(task, resolve);
+      await checkClusterTenant(clusterId, run.tenant, task.id);
+      const name = jobName(run.workflowId, task.id, 200);
+      const script = main ? await emrUri(input, main, fileField!, false) : await uploadSql(input);
+      const stepDeps: StepDeps = {};
+      for (const [k, list] of Object.entries(depFiles) as [keyof StepDeps, JobFile[]][]) stepDeps[k] = await Promise.all(list.map((f, i) => emrUri(input, f, `${k}[${i}]`, true)));
+      const step: StepConfig = { Name: name, ActionOnFailure: 'CONTINUE', HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(task, script, stepDeps) } };
       try {
         const { stepId, adopted } = await client().addStepOnce(clusterId, step);
         return { engine: 'emr', name, scope: clusterId, id: stepId, adopted };

@@ -3,16 +3,20 @@
  * logs, cancel. Errors a retry cannot fix are non-retryable; 5xx and network errors retry.
  */
 import { jobName, TIERS, type ExternalJobInput, type JobRef, type JobStatus, type Tier } from '../../schemas/external.js';
+import { sparkPolicyProblems, sparkTierPolicy, type SparkPolicyConfig } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
+import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { NonRetryableError } from '../core/task.js';
 import { K8sError, SPARK_APP_VERSION, type SparkAppStatus, type SparkK8sClient } from './client.js';
-import { buildSparkApplication, DEFAULT_SPARK, runLabels, tenantNamespace, type SparkDefaults } from './manifest.js';
+import { buildSparkApplication, DEFAULT_SPARK, POD_SECURITY_LABELS, runLabels, tenantNamespace, type SparkDefaults, type SparkFiles } from './manifest.js';
 
-export interface SparkDeps {
+export interface SparkDeps extends JobFileDeps {
   spark?: SparkK8sClient;
   sparkDefaults?: Partial<SparkDefaults>;
   /** Tier per tenant (default free): sets the namespace quota and caps one job's resources. */
   tenantTiers?: Record<string, Tier>;
+  /** The platform operator's additions to each tier's images, service accounts and Spark settings. */
+  sparkPolicy?: SparkPolicyConfig;
 }
 
 const PLURAL = 'sparkapplications';
@@ -20,8 +24,27 @@ const PLURAL = 'sparkapplications';
 export const SPARK_STATES = ['', 'SUBMITTED', 'RUNNING', 'COMPLETED', 'FAILED', 'SUBMISSION_FAILED', 'PENDING_RERUN', 'INVALIDATING', 'SUCCEEDING', 'FAILING', 'UNKNOWN', 'SUSPENDING', 'SUSPENDED', 'RESUMING'];
 
 export function tierOf(deps: { tenantTiers?: Record<string, Tier> }, tenant: string) {
-  return TIERS[deps.tenantTiers?.[tenant] ?? 'free'];
+  return TIERS[tierNameOf(deps, tenant)];
 }
+export const tierNameOf = (deps: { tenantTiers?: Record<string, Tier> }, tenant: string): Tier => (deps.tenantTiers && Object.hasOwn(deps.tenantTiers, tenant) ? deps.tenantTiers[tenant] : 'free');
+
+/** A tenant namespace, created with the Pod Security `restricted` labels and the tier's quota (labels added to an older one). */
+export function ensureTenantNamespace(k8s: SparkK8sClient, tenant: string, tier: (typeof TIERS)[Tier], labels: Record<string, string> = {}) {
+  return k8s.ensureNamespace(tenantNamespace(tenant), { ...labels, 'app.kubernetes.io/managed-by': 'strata', 'strata.dev/tenant': tenant, ...POD_SECURITY_LABELS }, {
+    cpu: tier.maxCores,
+    memoryGi: tier.maxMemoryGi,
+    pods: tier.maxInstances * 4 + 8,
+  });
+}
+
+/** The URI Spark reads an object at: S3 through the s3a file system. */
+const sparkUri = (f: JobFile, taskId: string, field: string) => {
+  if (f.uri.startsWith('s3://')) return `s3a://${f.uri.slice('s3://'.length)}`;
+  throw new NonRetryableError(
+    `task ${taskId}: ${field} ${f.uri} is a file on the worker, which Spark on Kubernetes cannot read: keep job files in a lake on S3 (STRATA_LAKE_ROOT=s3://…) or in an s3:// location allowed for your tenant`,
+    'ConfigError',
+  );
+};
 
 /** 4xx other than throttling means the request itself is wrong: do not retry it. */
 export function classify(e: unknown): never {
@@ -37,8 +60,20 @@ function memoryGi(m: string): number {
   return u === 'k' ? n / 1024 / 1024 : u === 'm' ? n / 1024 : u === 'g' ? n : u === 't' ? n * 1024 : n / 1024 ** 3;
 }
 
+/**
+ * The executors a job can really reach: with dynamic allocation, its ceiling (or the initial
+ * count when that is larger: Spark starts with it); without, the fixed count.
+ */
+export function reachableExecutors(task: Record<string, any>): number {
+  const fixed = task.executor?.instances ?? 1;
+  const dyn = task.dynamicAllocation;
+  if (!dyn || dyn.enabled === false) return fixed;
+  // Without maxExecutors Spark grows without limit (refused before this is asked).
+  return Math.max(dyn.maxExecutors ?? Infinity, dyn.minExecutors ?? 0, task.executor?.instances ?? 0);
+}
+
 export function checkJobQuota(task: Record<string, any>, tenant: string, tier: (typeof TIERS)[Tier]) {
-  const inst = task.dynamicAllocation?.maxExecutors ?? task.executor?.instances ?? 1;
+  const inst = reachableExecutors(task);
   const cores = (task.driver?.cores ?? 1) + inst * (task.executor?.cores ?? 1);
   const mem = memoryGi(task.driver?.memory ?? '1g') + inst * memoryGi(task.executor?.memory ?? '1g');
   const over: string[] = [];
@@ -57,13 +92,23 @@ export function createSparkActivities(deps: SparkDeps) {
   return jobActivities({
     async sparkSubmit(input: ExternalJobInput & { cluster?: { endpoint?: string } }): Promise<JobRef> {
       const k8s = client();
-      const tier = tierOf(deps, input.run.tenant);
-      checkJobQuota(input.task, input.run.tenant, tier);
-      const namespace = tenantNamespace(input.run.tenant);
-      const name = jobName(input.run.workflowId, input.task.id);
+      const { task, run } = input;
+      const tierName = tierNameOf(deps, run.tenant);
+      const tier = TIERS[tierName];
+      // Everything is checked before anything is created: a refused job leaves no trace in the cluster.
+      const problems = sparkPolicyProblems(task, sparkTierPolicy(tierName, defaults, deps.sparkPolicy), tier.maxInstances);
+      if (problems.length) throw new NonRetryableError(`task ${task.id} is refused for tenant ${run.tenant}: ${problems.join('; ')}`, 'PolicyViolation');
+      checkJobQuota(task, run.tenant, tier);
+      const resolve = jobFileLocator(deps, run.tenant, task.id);
+      const files: SparkFiles = {};
+      if (task.kind !== 'sql') files.main = sparkUri(resolve(String(task.file), 'file'), task.id, 'file');
+      for (const [k, list] of Object.entries(jobDeps(task, resolve)) as [keyof SparkFiles & ('pyFiles' | 'jars' | 'files'), JobFile[]][])
+        files[k] = list.map((f, i) => sparkUri(f, task.id, `${k}[${i}]`));
+      const namespace = tenantNamespace(run.tenant);
+      const name = jobName(run.workflowId, task.id);
       try {
-        await k8s.ensureNamespace(namespace, runLabels(input.run), { cpu: tier.maxCores, memoryGi: tier.maxMemoryGi, pods: tier.maxInstances * 4 + 8 });
-        const manifest = buildSparkApplication({ name, namespace, task: input.task, run: input.run, defaults, remote: input.cluster?.endpoint });
+        await ensureTenantNamespace(k8s, run.tenant, tier, runLabels(run));
+        const manifest = buildSparkApplication({ name, namespace, task, run, defaults, remote: input.cluster?.endpoint, files });
         const { adopted } = await k8s.createOrAdopt(PLURAL, SPARK_APP_VERSION, manifest);
         return { engine: 'spark-k8s', name, scope: namespace, adopted };
       } catch (e) {

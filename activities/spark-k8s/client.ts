@@ -84,14 +84,31 @@ export class SparkK8sClient {
     return new SparkK8sClient(kc);
   }
 
-  /** Creates the namespace with a ResourceQuota on first use; existing ones are left alone. */
-  async ensureNamespace(namespace: string, labels: Record<string, string>, quota: QuotaLimits): Promise<'created' | 'exists'> {
+  /**
+   * Creates the namespace with a ResourceQuota on first use. An existing namespace gets any of
+   * `labels` it lacks (e.g. the Pod Security labels on a namespace made before them); its
+   * quota is left alone.
+   */
+  async ensureNamespace(namespace: string, labels: Record<string, string>, quota: QuotaLimits): Promise<'created' | 'exists' | 'labelled'> {
+    let ns;
     try {
-      await this.core.readNamespace({ name: namespace });
-      return 'exists';
+      ns = await this.core.readNamespace({ name: namespace });
     } catch (e) {
       const err = toK8sError(e, `read namespace ${namespace}`);
       if (err.code !== 404) throw err;
+    }
+    if (ns) {
+      const have = ns.metadata?.labels ?? {};
+      if (Object.entries(labels).every(([k, v]) => have[k] === v)) return 'exists';
+      try {
+        // The replace carries the resourceVersion read, so a concurrent change is not overwritten.
+        await this.core.replaceNamespace({ name: namespace, body: { ...ns, metadata: { ...ns.metadata, labels: { ...have, ...labels } } } });
+      } catch (e) {
+        const err = toK8sError(e, `label namespace ${namespace}`);
+        // 409 Conflict: changed meanwhile; the activity's retry reads it again.
+        throw err.code === 409 ? new K8sError(503, err.reason, err.message) : err;
+      }
+      return 'labelled';
     }
     try {
       await this.core.createNamespace({ body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels } } });

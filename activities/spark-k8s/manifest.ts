@@ -1,6 +1,9 @@
 /** Builds SparkApplication and SparkConnect manifests from task specs (pure). */
+import { createHash } from 'node:crypto';
+import { DEFAULT_SPARK_IMAGE } from '../../schemas/external.js';
 import type { RunContext } from '../../schemas/run.js';
-import { SPARK_APP_VERSION, SPARK_CONNECT_VERSION, SPARK_GROUP, type K8sObject } from './client.js';
+import { TENANT_RE } from '../../schemas/tenant.js';
+import { SPARK_APP_VERSION, SPARK_CONNECT_VERSION, SPARK_DRIVER_CONTAINER, SPARK_GROUP, type K8sObject } from './client.js';
 
 export interface SparkDefaults {
   image: string;
@@ -13,18 +16,46 @@ export interface SparkDefaults {
 }
 
 export const DEFAULT_SPARK: SparkDefaults = {
-  image: 'apache/spark:3.5.3-python3',
+  image: DEFAULT_SPARK_IMAGE,
   sparkVersion: '3.5.3',
   serviceAccount: 'spark',
   sqlRunnerFile: 'local:///opt/strata/sql_runner.py',
 };
 
-/** `strata-{tenant}`, a valid namespace name. */
+/**
+ * The tenant's namespace: `strata-{tenant}` when that fits a DNS label (tenants of up to 55
+ * characters), else the first 47 characters and a hash of the whole name, 63 characters
+ * long, which no short tenant's name can be. Distinct tenants never share a namespace.
+ */
 export function tenantNamespace(tenant: string): string {
-  const t = tenant.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 50);
-  if (!t) throw new Error(`tenant "${tenant}" gives no valid namespace name`);
-  return `strata-${t}`;
+  if (!TENANT_RE.test(tenant)) throw new Error(`tenant "${tenant}" is not a valid tenant name (lower-case letters, digits and "-")`);
+  if (tenant.length <= 55) return `strata-${tenant}`;
+  return `strata-${tenant.slice(0, 47)}-${createHash('sha256').update(tenant).digest('hex').slice(0, 8)}`;
 }
+
+/** Pod Security Admission: every pod in a tenant namespace must meet the `restricted` profile. */
+export const POD_SECURITY_LABELS: Record<string, string> = {
+  'pod-security.kubernetes.io/enforce': 'restricted',
+  'pod-security.kubernetes.io/enforce-version': 'latest',
+  'pod-security.kubernetes.io/audit': 'restricted',
+  'pod-security.kubernetes.io/audit-version': 'latest',
+  'pod-security.kubernetes.io/warn': 'restricted',
+  'pod-security.kubernetes.io/warn-version': 'latest',
+};
+
+/** The uid and gid the Apache Spark images run as (`spark`, 185). */
+export const SPARK_UID = 185;
+
+/** The restricted profile for a pod and its containers: never root, no privilege escalation, no capabilities, the runtime's seccomp profile. */
+export const POD_SECURITY_CONTEXT = { runAsNonRoot: true, runAsUser: SPARK_UID, runAsGroup: SPARK_UID, fsGroup: SPARK_UID, seccompProfile: { type: 'RuntimeDefault' } };
+export const CONTAINER_SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  runAsUser: SPARK_UID,
+  allowPrivilegeEscalation: false,
+  privileged: false,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+};
 
 const labelValue = (v: string) => v.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '') || 'x';
 
@@ -48,8 +79,17 @@ function s3Env(secret: string | undefined) {
   ];
 }
 
-export function buildSparkApplication(o: { name: string; namespace: string; task: T; run: RunContext; defaults: SparkDefaults; remote?: string }): K8sObject {
+/** Where the job's code lives, as the engine reads it (already resolved in the tenant's lake). */
+export interface SparkFiles {
+  main?: string;
+  pyFiles?: string[];
+  jars?: string[];
+  files?: string[];
+}
+
+export function buildSparkApplication(o: { name: string; namespace: string; task: T; run: RunContext; defaults: SparkDefaults; remote?: string; files?: SparkFiles }): K8sObject {
   const { task, defaults } = o;
+  const files: SparkFiles = o.files ?? { main: task.file };
   const isSql = task.kind === 'sql';
   const env = s3Env(task.s3Secret);
   const sa = task.serviceAccount ?? defaults.serviceAccount;
@@ -65,7 +105,7 @@ export function buildSparkApplication(o: { name: string; namespace: string; task
     pythonVersion: '3',
     image: task.image ?? defaults.image,
     sparkVersion: task.sparkVersion ?? defaults.sparkVersion,
-    mainApplicationFile: isSql ? defaults.sqlRunnerFile : task.file,
+    mainApplicationFile: isSql ? defaults.sqlRunnerFile : files.main,
     arguments: isSql ? ['--sql', String(task.sql), ...(task.args ?? [])] : (task.args ?? []),
     restartPolicy: { type: 'Never' },
     sparkConf,
@@ -75,6 +115,8 @@ export function buildSparkApplication(o: { name: string; namespace: string; task
       serviceAccount: sa,
       labels,
       ...(env ? { env } : {}),
+      podSecurityContext: POD_SECURITY_CONTEXT,
+      securityContext: CONTAINER_SECURITY_CONTEXT,
     },
     executor: {
       cores: task.executor?.cores ?? 1,
@@ -82,8 +124,12 @@ export function buildSparkApplication(o: { name: string; namespace: string; task
       instances: task.executor?.instances ?? 1,
       labels,
       ...(env ? { env } : {}),
+      podSecurityContext: POD_SECURITY_CONTEXT,
+      securityContext: CONTAINER_SECURITY_CONTEXT,
     },
   };
+  const deps = Object.fromEntries((['pyFiles', 'jars', 'files'] as const).filter((k) => files[k]?.length).map((k) => [k, files[k]]));
+  if (Object.keys(deps).length) spec.deps = deps;
   if (dyn) {
     spec.dynamicAllocation = {
       enabled: dyn.enabled ?? true,
@@ -108,8 +154,13 @@ export function buildSparkConnect(o: { name: string; namespace: string; run: Pic
     spec: {
       sparkVersion: o.sparkVersion,
       image: o.image,
-      server: { cores: 1, memory: '1g' },
-      executor: { instances: o.executors, cores: o.cores, memory: `${o.memoryGi}g` },
+      server: { cores: 1, memory: '1g', template: restrictedPod(SPARK_DRIVER_CONTAINER) },
+      executor: { instances: o.executors, cores: o.cores, memory: `${o.memoryGi}g`, template: restrictedPod('spark-kubernetes-executor') },
     },
   };
+}
+
+/** A pod template holding only the restricted security settings (the operator fills in the rest). */
+function restrictedPod(container: string) {
+  return { spec: { securityContext: POD_SECURITY_CONTEXT, containers: [{ name: container, securityContext: CONTAINER_SECURITY_CONTEXT }] } };
 }

@@ -174,6 +174,28 @@ export class AirbyteDouble {
     return status;
   }
 
+  /** A connection in `workspaceId` that syncs can run on (its source and destination are not modelled). */
+  addSyncConnection(workspaceId: string, connectionId: string = randomUUID()) {
+    this.workspaces.add(workspaceId);
+    this.connectionRecs.set(connectionId, {
+      connectionId,
+      name: `connection ${connectionId.slice(0, 8)}`,
+      sourceId: randomUUID(),
+      destinationId: randomUUID(),
+      workspaceId,
+      status: 'active',
+      schedule: { scheduleType: 'manual' },
+      configurations: { streams: [] },
+      namespaceDefinition: 'destination',
+      prefix: '',
+      nonBreakingSchemaUpdatesBehavior: 'ignore',
+      createdAt: Math.floor(Date.now() / 1000),
+      deleted: false,
+    });
+    this.connections.add(connectionId);
+    return connectionId;
+  }
+
   /** A new workspace id the double knows. */
   addWorkspace(id: string = randomUUID()) {
     this.workspaces.add(id);

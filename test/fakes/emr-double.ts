@@ -118,10 +118,10 @@ export class EmrDouble {
     return this.served.close();
   }
 
-  /** A cluster that already runs (as a `clusterId:` in a spec refers to). */
-  addCluster(name = 'shared', logUri = 's3n://strata-emr-logs/'): string {
+  /** A cluster that already runs (as a `clusterId:` in a spec refers to), with its tags. */
+  addCluster(name = 'shared', logUri = 's3n://strata-emr-logs/', tags: Record<string, string> = {}): string {
     const Id = rid('j');
-    this.clusters.set(Id, { Id, Name: name, created: Date.now() - 60_000, core: 2, logUri, steps: [], input: {} });
+    this.clusters.set(Id, { Id, Name: name, created: Date.now() - 60_000, core: 2, logUri, steps: [], input: { Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) } });
     return Id;
   }
 

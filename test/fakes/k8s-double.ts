@@ -191,6 +191,17 @@ users:
       sendJson(res, 200, ns);
       return 200;
     }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(p)) && method === 'PUT') {
+      const ns = this.namespaces.get(m[1]);
+      if (!ns) return this.status(res, 404, 'NotFound', `namespaces "${m[1]}" not found`, { name: m[1], kind: 'namespaces' });
+      const o = JSON.parse(body) as Obj;
+      if (o.metadata?.name !== m[1]) return this.status(res, 400, 'BadRequest', `the name of the object (${o.metadata?.name}) does not match the name on the URL (${m[1]})`);
+      if (o.metadata.resourceVersion && o.metadata.resourceVersion !== ns.metadata.resourceVersion)
+        return this.status(res, 409, 'Conflict', `Operation cannot be fulfilled on namespaces "${m[1]}": the object has been modified; please apply your changes to the latest version and try again`);
+      ns.metadata = { ...ns.metadata, labels: o.metadata.labels ?? {}, annotations: o.metadata.annotations, resourceVersion: String(this.rv++) };
+      sendJson(res, 200, ns);
+      return 200;
+    }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/resourcequotas$/.exec(p))) {
       const ns = m[1];
       if (!this.namespaces.has(ns)) return this.status(res, 404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });

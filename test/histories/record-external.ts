@@ -17,9 +17,11 @@ import { fileURLToPath } from 'node:url';
 import { AirbyteClient } from '../../activities/airbyte/client.js';
 import { EmrJobsClient } from '../../activities/emr/client.js';
 import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
+import { openLake } from '../../activities/lake/open.js';
 import { ClustersService } from '../../api/clusters-service.js';
 import { RunsService } from '../../api/runs-service.js';
 import { validateSpec, type PipelineSpec } from '../../schemas/pipeline.js';
+import { openDb } from '../../store/db.js';
 import { startDevServer } from '../../workers/dev-server.js';
 import { createStrataWorker } from '../../workers/worker.js';
 
@@ -47,8 +49,12 @@ async function main() {
   const server = await startDevServer({ headless: true });
   const scratch = await mkdtemp(path.join(os.tmpdir(), 'strata-record-ext-'));
   const [k8s, emr, airbyte] = await Promise.all([K8sDouble.start(), EmrDouble.start(), AirbyteDouble.start()]);
-  airbyte.connections.add(CONN);
-  const clusterId = emr.addCluster();
+  const workspace = airbyte.addWorkspace();
+  airbyte.addSyncConnection(workspace, CONN);
+  const clusterId = emr.addCluster('shared', undefined, { 'strata:tenant': 'replay' });
+  // Job files resolve in the tenant's lake (never read here: Spark gets their URIs).
+  const db = await openDb({ dataDir: path.join(scratch, 'metastore') });
+  const lake = await openLake({ root: 's3://lake/record', db, s3: { region: 'us-east-1' }, cacheDir: path.join(scratch, 'cache') });
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection, dataConverter: CLEAR });
@@ -64,6 +70,8 @@ async function main() {
       spark: SparkK8sClient.fromKubeconfig(await k8s.writeKubeconfig(scratch)),
       emr: new EmrJobsClient({ region: 'us-east-1', endpoint: emr.url, credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'x' } }),
       airbyte: new AirbyteClient({ baseUrl: airbyte.baseUrl, clientId: airbyte.clientId, clientSecret: airbyte.clientSecret }),
+      airbyteWorkspaces: { replay: workspace },
+      lake,
     },
   });
   const save = async (name: string, workflowId: string) => {
@@ -87,7 +95,7 @@ async function main() {
         id: 'replay_ext',
         tasks: [
           { id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: { initial: '100ms' } },
-          { id: 'bronze', kind: 'pyspark', file: 's3://lake/b.py', needs: ['ingest'], poll: { initial: '100ms' } },
+          { id: 'bronze', kind: 'pyspark', file: 'b.py', needs: ['ingest'], poll: { initial: '100ms' } },
           { id: 'gold', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', needs: ['bronze'], poll: { initial: '100ms' } },
         ],
       }),
@@ -100,7 +108,7 @@ async function main() {
     for (const t of ['ingest', 'bronze', 'gold']) await save(`external-jobs-${t}`, `${ok.workflowId}/task/${t}`);
 
     k8s.scenario = () => SCENARIOS.runForever();
-    const c = await runs.start({ spec: spec({ id: 'replay_ext_cancel', tasks: [{ id: 'forever', kind: 'pyspark', file: 's3://lake/f.py', poll: { initial: '100ms' } }] }), tenant: 'replay', trigger: 'manual', runKey: 'cancel' });
+    const c = await runs.start({ spec: spec({ id: 'replay_ext_cancel', tasks: [{ id: 'forever', kind: 'pyspark', file: 'f.py', poll: { initial: '100ms' } }] }), tenant: 'replay', trigger: 'manual', runKey: 'cancel' });
     await new Promise((r) => setTimeout(r, 2500));
     await runs.cancel(c.runId);
     await client.workflow.getHandle(c.runId).result().catch(() => {});
@@ -125,7 +133,7 @@ async function main() {
   await writeFile(path.join(here, 'index.json'), JSON.stringify(index, null, 2) + '\n');
   await connection.close();
   await native.close();
-  await Promise.all([k8s.close(), emr.close(), airbyte.close()]);
+  await Promise.all([k8s.close(), emr.close(), airbyte.close(), db.close()]);
   await server.stop();
 }
 

@@ -56,7 +56,7 @@ describe('cluster entity workflows', () => {
       await waitFor(async () => (await clusters.get('acme', 'grow')).phase === 'ready');
       const after = await clusters.resize('acme', 'grow', { instances: 6, cores: 4, memoryGi: 8 });
       expect(after.size).toEqual({ instances: 6, cores: 4, memoryGi: 8 });
-      expect(d.k8s.objects.get('sparkconnects/strata-acme/grow')?.spec.executor).toEqual({ instances: 6, cores: 4, memory: '8g' });
+      expect(d.k8s.objects.get('sparkconnects/strata-acme/grow')?.spec.executor).toMatchObject({ instances: 6, cores: 4, memory: '8g' });
       const over = await refused(clusters.resize('acme', 'grow', { instances: 40, cores: 4, memoryGi: 8 }));
       expect(over).toBeInstanceOf(RequestError);
       expect(over!.status).toBe(403);

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunState } from '../../schemas/run.js';
 import { SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { STEP_SCENARIOS } from '../fakes/emr-double.js';
-import { extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
+import { extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
 import { spec, waitFor } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
@@ -10,10 +10,15 @@ let stack: TestStack;
 let d: Doubles;
 let clusterId: string;
 const CONN = '9b3c8f4e-1d2a-4c5b-8e7f-0a1b2c3d4e5f';
+/** acme's folder in the lake the jobs' files come from. */
+let acmeLake: string;
 beforeAll(async () => {
   [stack, d] = await Promise.all([extTestStack('emr-airbyte'), startDoubles()]);
-  clusterId = d.emr.addCluster('shared-warehouse');
-  d.airbyte.connections.add(CONN);
+  const { root, ...lake } = await extLake(stack);
+  Object.assign(d.deps, lake);
+  acmeLake = `${root}/acme`;
+  clusterId = d.emr.addCluster('shared-warehouse', undefined, { 'strata:tenant': 'acme' });
+  d.airbyte.addSyncConnection(d.deps.airbyteWorkspaces!.acme, CONN);
 });
 afterAll(async () => {
   await d?.close();
@@ -43,8 +48,8 @@ describe('EMR steps', () => {
       tasks: [
         { id: 'spark_sql', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST },
         { id: 'presto', kind: 'sql', engine: 'emr', dialect: 'presto', clusterId, sql: 'select 2', poll: FAST },
-        { id: 'py', kind: 'pyspark', engine: 'emr', clusterId, file: 's3://lake/jobs/a.py', args: ['--x', '1'], sparkConf: { 'spark.executor.memory': '2g' }, poll: FAST },
-        { id: 'hv', kind: 'hive', clusterId, script: 's3://lake/hql/load.hql', poll: FAST },
+        { id: 'py', kind: 'pyspark', engine: 'emr', clusterId, file: 'jobs/a.py', args: ['--x', '1'], sparkConf: { 'spark.executor.memory': '2g' }, poll: FAST },
+        { id: 'hv', kind: 'hive', clusterId, script: `${acmeLake}/hql/load.hql`, poll: FAST },
       ],
     });
     const st = await withExtWorker(stack, d.deps, () => run(s));
@@ -52,8 +57,9 @@ describe('EMR steps', () => {
     const args = (id: string) => stepsNamed(new RegExp(`emr-ok.*task-${id.replace('_', '-')}`))[0]?.Config.Args;
     expect(args('spark_sql')).toEqual(['spark-sql', '-e', 'select 1']);
     expect(args('presto')).toEqual(['presto-cli', '--execute', 'select 2']);
-    expect(args('py')).toEqual(['spark-submit', '--deploy-mode', 'cluster', '--conf', 'spark.executor.memory=2g', 's3://lake/jobs/a.py', '--x', '1']);
-    expect(args('hv')).toEqual(['hive', '-f', 's3://lake/hql/load.hql']);
+    // A lake path reaches EMR as the full URI of acme's object; a URI inside acme's lake as it is.
+    expect(args('py')).toEqual(['spark-submit', '--deploy-mode', 'cluster', '--conf', 'spark.executor.memory=2g', `${acmeLake}/jobs/a.py`, '--x', '1']);
+    expect(args('hv')).toEqual(['hive', '-f', `${acmeLake}/hql/load.hql`]);
     for (const step of stepsNamed(/emr-ok/)) {
       expect(step.Config.Jar).toBe('command-runner.jar');
       expect(step.ActionOnFailure).toBe('CONTINUE');

@@ -7,7 +7,7 @@ import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ActivityDeps } from '../../activities/index.js';
@@ -16,7 +16,7 @@ import { PRESTO_FROM_S3 } from '../../activities/emr/activities.js';
 import { jobName } from '../../schemas/external.js';
 import type { RunState } from '../../schemas/run.js';
 import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
-import { extTestStack, withExtWorker } from '../fakes/ext-stack.js';
+import { extLake, extTestStack, withExtWorker } from '../fakes/ext-stack.js';
 import { spec } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
@@ -33,13 +33,22 @@ let emr: EmrDouble;
 let clusterId: string;
 let deps: Partial<ActivityDeps>;
 
+/** A location outside the lake that the platform operator allowed for acme. */
+const SHARED_JOBS = `s3://${minio.bucket}/shared-jobs-${tag}/`;
+/** acme's folder in a lake that is a local folder: its job files are uploaded for EMR. */
+let acmeFolder: string;
+
 beforeAll(async () => {
   [stack, emr] = await Promise.all([extTestStack('emr-s3'), EmrDouble.start({ s3: s3cfg })]);
-  clusterId = emr.addCluster('warehouse', LOGS);
+  clusterId = emr.addCluster('warehouse', LOGS, { 'strata:tenant': 'acme' });
+  const lakeDir = path.join(inject('scratchDir'), stack.taskQueue, 'emr-lake');
+  acmeFolder = path.join(lakeDir, 'acme');
+  const { lake } = await extLake(stack, { root: `file://${lakeDir}`, tenantLocations: { acme: [SHARED_JOBS] } });
   deps = {
     emr: new EmrJobsClient({ region: 'us-east-1', endpoint: emr.url, credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'not-a-secret' }, maxAttempts: 2 }),
     emrS3: s3cfg,
     emrScriptsUri: SCRIPTS,
+    lake,
   };
 });
 afterAll(async () => {
@@ -77,9 +86,10 @@ describe('EMR scripts on S3', () => {
     const sql = "-- daily orders\nselect o.id, 'ünïcode' as tag, \"q\" from bronze.orders o\nwhere o.day = '2026-01-15';\n";
     const big = `insert overwrite table silver.wide select\n${Array.from({ length: 900 }, (_, i) => `  c${i} as column_${i}`).join(',\n')}\nfrom bronze.wide;\n`;
     expect(Buffer.byteLength(big)).toBeGreaterThan(10 * 1024);
-    const pyFile = path.join(inject('scratchDir'), `job-${tag}.py`);
+    // A job file in acme's folder of the lake, named by its lake path.
+    await mkdir(path.join(acmeFolder, 'jobs'), { recursive: true });
     const py = 'from pyspark.sql import SparkSession\nSparkSession.builder.getOrCreate().range(3).show()\n';
-    await writeFile(pyFile, py);
+    await writeFile(path.join(acmeFolder, 'jobs', `job-${tag}.py`), py);
     const st = await run(
       spec({
         id: 'emr-s3-scripts',
@@ -89,11 +99,12 @@ describe('EMR scripts on S3', () => {
           { id: 'hql', kind: 'sql', engine: 'emr', dialect: 'hive', clusterId, sql: 'select 2', poll: FAST },
           { id: 'presto', kind: 'sql', engine: 'emr', dialect: 'presto', clusterId, sql: 'select 3', args: ['--catalog', 'hive'], poll: FAST },
           { id: 'hq', kind: 'hive', clusterId, query: 'show tables', poll: FAST },
-          { id: 'py', kind: 'pyspark', engine: 'emr', clusterId, file: pyFile, args: ['--day', '2026-01-15'], poll: FAST },
-          { id: 'py_s3', kind: 'pyspark', engine: 'emr', clusterId, file: 's3://lake/jobs/a.py', poll: FAST },
+          { id: 'py', kind: 'pyspark', engine: 'emr', clusterId, file: `jobs/job-${tag}.py`, args: ['--day', '2026-01-15'], poll: FAST },
+          { id: 'py_s3', kind: 'pyspark', engine: 'emr', clusterId, file: `${SHARED_JOBS}a.py`, poll: FAST },
         ],
       }),
     );
+    expect(Object.values(st.tasks).filter((t) => t.status !== 'success').map((t) => t.error)).toEqual([]);
     expect(st.status).toBe('success');
     const wf = st.workflowId;
     expect(wf).toMatch(/^[A-Za-z0-9._=/-]+$/); // the key keeps the workflow id as is
@@ -113,7 +124,7 @@ describe('EMR scripts on S3', () => {
     const pyUri = expected('py', py, '.py');
     expect(stepFor(wf, 'py')!.Config.Args).toEqual(['spark-submit', '--deploy-mode', 'cluster', pyUri, '--day', '2026-01-15']);
     expect(await getText(pyUri)).toBe(py);
-    expect(stepFor(wf, 'py_s3')!.Config.Args).toEqual(['spark-submit', '--deploy-mode', 'cluster', 's3://lake/jobs/a.py']);
+    expect(stepFor(wf, 'py_s3')!.Config.Args).toEqual(['spark-submit', '--deploy-mode', 'cluster', `${SHARED_JOBS}a.py`]);
 
     emr.beforeOp = undefined;
     expect(presentAtAdd).toHaveLength(6);

@@ -3,15 +3,20 @@ import { buildApi } from '../../api/app.js';
 import { loadConfig } from '../../schemas/config.js';
 import type { RunState } from '../../schemas/run.js';
 import { SCENARIOS } from '../fakes/k8s-double.js';
-import { extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
+import { extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
 import { crdValidator, APP_CRD } from '../fakes/specs-dir.js';
 import { spec, waitFor } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
 let stack: TestStack;
 let d: Doubles;
+/** Where acme's job files are, as Spark reads them (s3a://): `{lake}/acme/…`. */
+let acmeLake: string;
 beforeAll(async () => {
   [stack, d] = await Promise.all([extTestStack('spark'), startDoubles()]);
+  const { root, ...lake } = await extLake(stack);
+  Object.assign(d.deps, lake);
+  acmeLake = `${root.replace(/^s3:/, 's3a:')}/acme`;
 });
 afterAll(async () => {
   await d?.close();
@@ -29,11 +34,11 @@ async function run(s: ReturnType<typeof spec>, tenant = 'acme'): Promise<RunStat
 
 describe('Spark on Kubernetes through the Spark Operator', () => {
   it('runs pyspark and sql tasks as SparkApplications in the tenant namespace and reports driver, executors and log tail', async () => {
-    d.k8s.scenario = (app) => (app.spec.mainApplicationFile === 's3://lake/jobs/bronze.py' ? SCENARIOS.slowStart(1500) : SCENARIOS.success());
+    d.k8s.scenario = (app) => (app.spec.mainApplicationFile === `${acmeLake}/jobs/bronze.py` ? SCENARIOS.slowStart(1500) : SCENARIOS.success());
     const s = spec({
       id: 'spark-ok',
       tasks: [
-        { id: 'bronze', kind: 'pyspark', file: 's3://lake/jobs/bronze.py', args: ['--date', '{{ ds }}'], s3Secret: 'lake-creds', executor: { instances: 3, cores: 2, memory: '2g' }, sparkConf: { 'spark.sql.shuffle.partitions': '8' }, poll: FAST },
+        { id: 'bronze', kind: 'pyspark', file: 'jobs/bronze.py', args: ['--date', '{{ ds }}'], s3Secret: 'lake-creds', executor: { instances: 3, cores: 2, memory: '2g' }, sparkConf: { 'spark.sql.shuffle.partitions': '8' }, poll: FAST },
         { id: 'silver', kind: 'sql', engine: 'spark', sql: 'insert into silver.t select * from bronze.t', needs: ['bronze'], poll: FAST },
       ],
     });
@@ -44,10 +49,11 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     expect(out.states).toEqual(['NEW', 'SUBMITTED', 'PENDING_RERUN', 'SUBMITTED', 'RUNNING', 'SUCCEEDING', 'COMPLETED']);
     expect(out.driverPod).toBe(`${out.job}-driver`);
     expect(out.executors).toBe(3);
-    expect(String(out.logTail)).toContain('main s3://lake/jobs/bronze.py');
+    // The lake path reached Spark as the full URI of acme's object.
+    expect(String(out.logTail)).toContain(`main ${acmeLake}/jobs/bronze.py`);
     const apps = d.k8s.apps().filter((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-ok');
     expect(apps).toHaveLength(2);
-    const bronze = apps.find((a) => a.spec.mainApplicationFile === 's3://lake/jobs/bronze.py')!;
+    const bronze = apps.find((a) => a.spec.mainApplicationFile === `${acmeLake}/jobs/bronze.py`)!;
     expect(bronze.metadata.namespace).toBe('strata-acme');
     expect(bronze.spec.arguments[0]).toBe('--date');
     expect(bronze.spec.arguments[1]).toMatch(/^\d{4}-\d{2}-\d{2}$/);
@@ -63,7 +69,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
 
   it('fails the task with the operator error message', async () => {
     d.k8s.scenario = () => SCENARIOS.failure('java.lang.OutOfMemoryError: Java heap space');
-    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'spark-fail', tasks: [{ id: 'job', kind: 'pyspark', file: 's3://lake/jobs/oom.py', poll: FAST }] })));
+    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'spark-fail', tasks: [{ id: 'job', kind: 'pyspark', file: 'jobs/oom.py', poll: FAST }] })));
     expect(st.status).toBe('failed');
     expect(st.tasks.job.status).toBe('failed');
     expect(st.tasks.job.errorType).toBe('ExternalJobFailed');
@@ -84,7 +90,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     try {
       d.k8s.scenario = () => SCENARIOS.success(1500);
       await withExtWorker(stack, d.deps, async () => {
-        const h = await stack.runs.start({ spec: spec({ id: 'spark-logs', tasks: [{ id: 'job', kind: 'pyspark', file: 's3://lake/jobs/logs.py', poll: FAST }, { id: 'after', kind: 'noop', needs: ['job'] }] }), tenant: 'acme', trigger: 'manual' });
+        const h = await stack.runs.start({ spec: spec({ id: 'spark-logs', tasks: [{ id: 'job', kind: 'pyspark', file: 'jobs/logs.py', poll: FAST }, { id: 'after', kind: 'noop', needs: ['job'] }] }), tenant: 'acme', trigger: 'manual' });
         const url = `/api/v1/runs/${encodeURIComponent(h.runId)}/tasks/job/logs`;
         await waitFor(async () => (await stack.runs.state(h.runId)).tasks.job.status === 'running' && d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-logs' && d.k8s.currentPhase(a as never)?.state === 'RUNNING'));
         const live = await get(url);
@@ -93,7 +99,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
         expect(live.headers.get('x-strata-log-follow')).toBe('true');
         // The body ends only when the driver does: it holds the lines written after the request began.
         const text = await live.text();
-        expect(text).toContain('INFO strata: main s3://lake/jobs/logs.py');
+        expect(text).toContain(`INFO strata: main ${acmeLake}/jobs/logs.py`);
         expect(text).toContain('INFO strata: state RUNNING');
         expect(text).toContain('INFO strata: state COMPLETED');
         expect(d.k8s.logRequests.some((r) => r.follow)).toBe(true);
@@ -125,7 +131,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
   it('cancelling the run deletes the SparkApplication', async () => {
     d.k8s.scenario = () => SCENARIOS.runForever();
     const st = await withExtWorker(stack, d.deps, async () => {
-      const h = await stack.runs.start({ spec: spec({ id: 'spark-cancel', tasks: [{ id: 'forever', kind: 'pyspark', file: 's3://lake/jobs/stream.py', poll: FAST }] }), tenant: 'acme', trigger: 'manual' });
+      const h = await stack.runs.start({ spec: spec({ id: 'spark-cancel', tasks: [{ id: 'forever', kind: 'pyspark', file: 'jobs/stream.py', poll: FAST }] }), tenant: 'acme', trigger: 'manual' });
       await waitFor(async () => d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-cancel' && d.k8s.currentPhase(a as never)?.state === 'RUNNING'));
       await stack.client.workflow.getHandle(h.runId).cancel();
       await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
@@ -139,7 +145,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
 
   it('a task that outlives its timeout is stopped and fails with a timeout', async () => {
     d.k8s.scenario = () => SCENARIOS.runForever();
-    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'spark-timeout', tasks: [{ id: 'slow', kind: 'pyspark', file: 's3://lake/jobs/slow.py', timeout: '2s', poll: FAST }] })));
+    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'spark-timeout', tasks: [{ id: 'slow', kind: 'pyspark', file: 'jobs/slow.py', timeout: '2s', poll: FAST }] })));
     expect(st.tasks.slow.status).toBe('failed');
     expect(st.tasks.slow.errorType).toBe('Timeout');
     expect(st.tasks.slow.error).toMatch(/did not finish within the task timeout \(2000 ms\); it was stopped/);
@@ -149,7 +155,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
   it('a worker restarted mid-poll resumes the same application without a second submit, through 5xx bursts', async () => {
     d.k8s.scenario = () => SCENARIOS.success(2500);
     const before = d.k8s.count('POST', POSTS);
-    const s = spec({ id: 'spark-restart', tasks: [{ id: 'long', kind: 'pyspark', file: 's3://lake/jobs/long.py', poll: FAST }] });
+    const s = spec({ id: 'spark-restart', tasks: [{ id: 'long', kind: 'pyspark', file: 'jobs/long.py', poll: FAST }] });
     const h = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
       await waitFor(async () => d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-restart' && d.k8s.currentPhase(a as never)?.state === 'RUNNING'));
@@ -181,7 +187,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
   it('an application that disappears while polled fails the task clearly', async () => {
     d.k8s.scenario = () => SCENARIOS.runForever();
     const st = await withExtWorker(stack, d.deps, async () => {
-      const h = await stack.runs.start({ spec: spec({ id: 'spark-gone', tasks: [{ id: 'gone', kind: 'pyspark', file: 's3://lake/jobs/x.py', poll: FAST }] }), tenant: 'acme', trigger: 'manual' });
+      const h = await stack.runs.start({ spec: spec({ id: 'spark-gone', tasks: [{ id: 'gone', kind: 'pyspark', file: 'jobs/x.py', poll: FAST }] }), tenant: 'acme', trigger: 'manual' });
       await waitFor(async () => d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-gone'));
       const app = d.k8s.apps().find((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-gone')!;
       d.k8s.remove('sparkapplications', 'strata-acme', app.metadata.name);
@@ -195,7 +201,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
   it('refuses a job over the tenant tier before submitting anything', async () => {
     const before = d.k8s.count('POST', POSTS);
     const st = await withExtWorker(stack, d.deps, () =>
-      run(spec({ id: 'spark-big', tasks: [{ id: 'huge', kind: 'pyspark', file: 's3://lake/jobs/x.py', executor: { instances: 10, cores: 4, memory: '8g' }, poll: FAST }] }), 'tiny'),
+      run(spec({ id: 'spark-big', tasks: [{ id: 'huge', kind: 'pyspark', file: 'jobs/x.py', executor: { instances: 10, cores: 4, memory: '8g' }, poll: FAST }] }), 'tiny'),
     );
     expect(st.tasks.huge.status).toBe('failed');
     expect(st.tasks.huge.errorType).toBe('QuotaExceeded');
