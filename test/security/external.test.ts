@@ -397,12 +397,14 @@ describe('Managed clusters: image from the tier, restricted pods', () => {
   });
 
   it('a Spark Connect cluster’s server and executor pods get the restricted profile', async () => {
-    const clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: { acme: 'team' } });
+    // A tenant of this test's own: cluster quota workflows are per tenant on the shared dev server.
+    const tenant = `c${tag}`;
+    const clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: { [tenant]: 'team' } });
     const name = `psa-${tag}`;
     await withExtWorker(stack, deps, async () => {
-      await clusters.create({ tenant: 'acme', name, engine: 'spark-connect', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
-      await waitFor(async () => (await clusters.get('acme', name)).phase === 'ready');
-      const sc = d.k8s.objects.get(`sparkconnects/strata-acme/${name}`)!;
+      await clusters.create({ tenant, name, engine: 'spark-connect', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
+      await waitFor(async () => (await clusters.get(tenant, name)).phase === 'ready');
+      const sc = d.k8s.objects.get(`sparkconnects/strata-${tenant}/${name}`)!;
       for (const [part, container] of [
         ['server', 'spark-kubernetes-driver'],
         ['executor', 'spark-kubernetes-executor'],
@@ -413,7 +415,7 @@ describe('Managed clusters: image from the tier, restricted pods', () => {
             containers: [{ name: container, securityContext: expect.objectContaining({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } }) }],
           },
         });
-      await clusters.delete('acme', name);
+      await clusters.delete(tenant, name);
     });
   });
 });
