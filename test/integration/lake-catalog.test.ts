@@ -100,4 +100,33 @@ describe('catalog service and CLI on a folder lake', () => {
     expect((await svc.preview(stack.tenant, 'silver.people', 5)).rows.length).toBe(2);
     expect((await svc.vacuum(stack.tenant, { olderThanDays: 0 })).versions).toEqual([]);
   });
+
+  it('strata lake-layout moves a lake written before tenant prefixes: catalogued files to their tenant, the rest to --tenant; nothing lost, safe to run twice', async () => {
+    const root = stack.lake!.store;
+    // Make the layout of old: this tenant's objects moved up to the lake's root, plus a landing file nobody catalogued.
+    const mine = await stack.store!.list('');
+    expect(mine.length).toBeGreaterThan(2);
+    for (const o of mine) {
+      await root.copy(`${stack.tenant}/${o.key}`, o.key);
+      await root.delete([`${stack.tenant}/${o.key}`]);
+    }
+    await root.putBytes('landing/orphan.csv', 'x\n1\n');
+    await expect(svc.preview(stack.tenant, 'silver.people', 5)).rejects.toThrow();
+    const env = { DATABASE_URL: stack.metastoreUrl!, STRATA_LAKE_ROOT: root.root, STRATA_TENANT: stack.tenant };
+    const dry = await runCli(['lake-layout', '--tenant', 'legacy', '--dry-run'], env);
+    expect(dry.code, dry.out).toBe(0);
+    expect(dry.out).toContain(`would move ${mine.length + 1} object(s)`);
+    expect((await root.list('')).some((o) => o.key === 'landing/orphan.csv')).toBe(true);
+    const moved = await runCli(['lake-layout', '--tenant', 'legacy'], env);
+    expect(moved.code, moved.out).toBe(0);
+    // Catalogued files go to the tenant whose versions read them; landing files no version names, to --tenant.
+    const catalogued = mine.filter((o) => !o.key.startsWith('landing/')).map((o) => o.key).sort();
+    expect(moved.out).toMatch(new RegExp(`moved ${mine.length + 1} object\\(s\\), .* \\(${stack.tenant}: ${catalogued.length}, legacy: ${mine.length + 1 - catalogued.length}\\)`));
+    expect((await stack.store!.list('')).map((o) => o.key).sort()).toEqual(catalogued);
+    expect((await root.getBytes('legacy/landing/orphan.csv')).toString()).toBe('x\n1\n');
+    expect((await root.list('')).every((o) => o.key.startsWith(`${stack.tenant}/`) || o.key.startsWith('legacy/'))).toBe(true);
+    expect((await svc.preview(stack.tenant, 'silver.people', 5)).rows.length).toBe(2);
+    const again = await runCli(['lake-layout', '--tenant', 'legacy'], env);
+    expect(again.out).toMatch(/moved 0 object\(s\)/);
+  });
 });
