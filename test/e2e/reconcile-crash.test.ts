@@ -2,6 +2,7 @@
  * A worker killed with SIGKILL mid-comparison: the retry resumes from the last
  * heartbeat checkpoint (it does not start from zero) and the result is still exact.
  */
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { ReconciliationsService } from '../../api/reconciliations-service.js';
@@ -38,7 +39,9 @@ function worker(): Proc {
 }
 
 it('resumes a killed comparison from its checkpoint with the same exact answer', async () => {
-  const truth = await generatePair(path.join(stack.lakeRoot, 'a.csv'), path.join(stack.lakeRoot, 'b.csv'), { rows: 200_000, rate: 0.001, duplicates: true, seed: 9 });
+  // Relative inputs resolve in the tenant's own folder, {lake}/acme.
+  await mkdir(path.join(stack.lakeRoot, 'acme'), { recursive: true });
+  const truth = await generatePair(path.join(stack.lakeRoot, 'acme', 'a.csv'), path.join(stack.lakeRoot, 'acme', 'b.csv'), { rows: 200_000, rate: 0.001, duplicates: true, seed: 9 });
   const recs = new ReconciliationsService(stack.client, stack.taskQueue);
   const w1 = worker();
   await w1.waitForOutput(/strata worker: task queue/);
