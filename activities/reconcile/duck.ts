@@ -19,7 +19,7 @@ import { open } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { ReconcileOptions } from '../../schemas/reconcile.js';
+import type { ReconcileOptions, ReconcileProgress } from '../../schemas/reconcile.js';
 import { openDuck, type Duck } from '../sql/sandbox.js';
 import { emptyResult, keyOf, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import type { Row, RowSource } from './read.js';
@@ -114,6 +114,17 @@ export async function duckPartitioned(left: RowSource, right: RowSource, l: Layo
       ? structuredClone(prior)
       : { version: 4, workDir: ctx.workDir, partitions: n, leftDone: false, rightDone: false, compared: [], partial: emptyResult() };
   await mkdir(ctx.workDir, { recursive: true });
+  // DuckDB statements run long without yielding progress: repeat the last progress (a
+  // heartbeat) while they run, so the activity is not taken for dead.
+  let last: ReconcileProgress = { phase: 'partition-left', rows: 0, bytes: 0, partitions: n };
+  const progress = (p: ReconcileProgress) => ctx.onProgress?.((last = p));
+  const beat = setInterval(() => ctx.onProgress?.(last), 500);
+  try {
+    return await run();
+  } finally {
+    clearInterval(beat);
+  }
+  async function run(): Promise<Partial> {
   const keyL = l.keyNames.length ? l.left.key : l.left.cols;
   const keyR = l.keyNames.length ? l.right.key : l.right.cols;
   const sides = [
@@ -124,7 +135,7 @@ export async function duckPartitioned(left: RowSource, right: RowSource, l: Layo
   await withDuck(ctx, files, async ({ conn }) => {
     for (const s of sides) {
       if (s.done()) continue;
-      ctx.onProgress?.({ phase: s.phase, rows: 0, bytes: s.base, partitions: n });
+      progress({ phase: s.phase, rows: 0, bytes: s.base, partitions: n });
       const dir = partDir(ctx.workDir, s.side);
       await rm(dir, { recursive: true, force: true });
       const cols = s.src.header.map((_, i) => col(i)).join(', ');
@@ -182,13 +193,14 @@ export async function duckPartitioned(left: RowSource, right: RowSource, l: Layo
       mergeInto(cp.partial, t.r, o.sampleLimit);
       cp.compared.push(p);
       ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);
-      ctx.onProgress?.({ phase: 'compare', rows: cp.partial.counts.left + cp.partial.counts.right, bytes: left.size + right.size, partitionsDone: cp.compared.length, partitions: cp.partitions });
+      progress({ phase: 'compare', rows: cp.partial.counts.left + cp.partial.counts.right, bytes: left.size + right.size, partitionsDone: cp.compared.length, partitions: cp.partitions });
       await ctx.afterPartition?.(cp.compared.length);
     }
   });
   await rm(ctx.workDir, { recursive: true, force: true });
-  ctx.onProgress?.({ phase: 'done', rows: cp.partial.counts.left + cp.partial.counts.right, bytes: left.size + right.size, partitions: cp.partitions, partitionsDone: cp.partitions });
+  progress({ phase: 'done', rows: cp.partial.counts.left + cp.partial.counts.right, bytes: left.size + right.size, partitions: cp.partitions, partitionsDone: cp.partitions });
   return cp.partial;
+  }
 }
 
 function check(signal?: AbortSignal) {
