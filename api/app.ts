@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { BackfillBody, ClusterBody, ClusterResizeBody, KeyBody, ReconciliationBody, ScheduleBody, SchedulePatch, TransformBody, TriggerRunBody } from '../schemas/api.js';
+import { BackfillBody, ClusterBody, ClusterResizeBody, KeyBody, QueryBody, ReconciliationBody, ScheduleBody, SchedulePatch, TransformBody, TriggerRunBody } from '../schemas/api.js';
 import type { Config } from '../schemas/config.js';
 import type { Db } from '../store/db.js';
 import { cachedKeyLookup } from '../store/keys.js';
@@ -27,6 +27,9 @@ import { datasetRoutes } from './datasets.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
 import type { SparkK8sClient } from '../activities/spark-k8s/client.js';
 import { pipelineRoutes } from './pipelines.js';
+import { QueriesService } from './queries-service.js';
+import { queryRoutes } from './queries.js';
+import type { Connections } from '../activities/sql/connections.js';
 import { ReconciliationsService } from './reconciliations-service.js';
 import { reconciliationRoutes } from './reconciliations.js';
 import { runRoutes } from './runs.js';
@@ -51,6 +54,7 @@ const DOC_BODIES = new Map<string, z.ZodType>(Object.entries({
   'POST /api/v1/ingestion/destinations': DestinationBody,
   'PATCH /api/v1/ingestion/destinations/:id': DestinationPatch,
   'POST /api/v1/ingestion/connections': ConnectionBody,
+  'POST /api/v1/queries': QueryBody,
   'PATCH /api/v1/ingestion/connections/:id': ConnectionPatch,
 }));
 
@@ -86,6 +90,10 @@ export interface ApiDeps {
   airbyte?: AirbyteClient;
   /** Where failed requests (500s) are logged, with their request id; default one JSON line on stderr. */
   log?: ApiLog;
+  /** Postgres/MySQL connections the query API may use (api/server.ts: connectionsFromEnv, as the worker). */
+  connections?: Connections;
+  /** Query API settings (tests make chunks small). */
+  queries?: Partial<Pick<ConstructorParameters<typeof QueriesService>[0], 'chunkBytes' | 'resultBytes' | 'keepMs'>>;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; ctx: ApiContext }> {
@@ -134,6 +142,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     spark: deps.spark,
     airbyte: deps.airbyte,
     airbyteWorkspaces: parseAirbyteWorkspaces(config.STRATA_AIRBYTE_WORKSPACES),
+    queries: new QueriesService({ db: deps.db, lake: deps.lake, connections: deps.connections ?? {}, ...deps.queries }),
   };
 
   // YAML (or any text) bodies arrive as strings; JSON as objects (checked: see installBodyParsers).
@@ -182,12 +191,14 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   datasetRoutes(app, ctx);
   clusterRoutes(app, ctx);
   ingestionRoutes(app, ctx);
+  queryRoutes(app, ctx);
   codecRoutes(app, ctx, auth, deps.uiUrl ?? config.TEMPORAL_UI_URL);
   if (dispatcher) {
     const d = dispatcher;
     app.addHook('onReady', async () => void d.start());
     app.addHook('onClose', async () => d.stop());
   }
+  app.addHook('onClose', async () => ctx.queries.close());
   await app.ready();
   return { app, ctx };
 }
