@@ -35,6 +35,8 @@ import { reconciliationRoutes } from './reconciliations.js';
 import { runRoutes } from './runs.js';
 import { RunsService } from './runs-service.js';
 import { scheduleRoutes } from './schedules.js';
+import { findSession, sessionRoutes } from './sessions.js';
+import { RequestError } from './runs-service.js';
 import { SchedulesService } from './schedules-service.js';
 import { createMetrics, systemRoutes } from './system.js';
 
@@ -67,7 +69,7 @@ const PUBLIC_ROUTES = new Set(['/health', '/ready', '/metrics']);
  * Routes that decide the caller themselves: the docs (none needed), and the codec
  * (api/codec.ts: a Bearer key or its own session cookie, CORS preflight without either).
  */
-const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url === '/docs' || url.startsWith('/docs/') || url.startsWith('/codec/');
+const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url === '/login' || url === '/logout' || url === '/docs' || url.startsWith('/docs/') || url.startsWith('/codec/');
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -167,14 +169,26 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   installErrorHandler(app, deps.log ?? stderrLog);
-  const auth = authenticator(deps.db, config.STRATA_BOOTSTRAP_ADMIN_KEY ? { key: config.STRATA_BOOTSTRAP_ADMIN_KEY, tenant: config.STRATA_BOOTSTRAP_TENANT } : undefined, ctx.keyLookup);
+  const auth = authenticator(
+    deps.db,
+    config.STRATA_BOOTSTRAP_ADMIN_KEY ? { key: config.STRATA_BOOTSTRAP_ADMIN_KEY, tenant: config.STRATA_BOOTSTRAP_TENANT } : undefined,
+    ctx.keyLookup,
+    (sid) => findSession(deps.db, sid),
+  );
   app.addHook('onRequest', async (req, reply) => {
     (req as { startedAt?: bigint }).startedAt = process.hrtime.bigint();
     reply.header('x-request-id', req.id);
     // Decided on the matched route: an unknown path is a plain 404 (no auth to probe), a
     // public route needs nothing, and every other route (HEAD variants too) needs a key.
     if (req.is404 || req.routeOptions.config?.public) return;
-    await auth(req, reply);
+    try {
+      await auth(req, reply);
+    } catch (e) {
+      // A person's browser opening a page (not the JSON API) is sent to sign in, then back.
+      if (e instanceof RequestError && e.status === 401 && req.method === 'GET' && !req.url.startsWith('/api/') && /\btext\/html\b/.test(String(req.headers.accept ?? '')))
+        return reply.status(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).header('cache-control', 'no-store').send();
+      throw e;
+    }
   });
   app.addHook('preHandler', async (req) => checkRequestValues(req));
   app.addHook('onResponse', async (req, reply) => {
@@ -193,6 +207,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   ingestionRoutes(app, ctx);
   queryRoutes(app, ctx);
   codecRoutes(app, ctx, auth, deps.uiUrl ?? config.TEMPORAL_UI_URL);
+  sessionRoutes(app, deps.db, auth);
   if (dispatcher) {
     const d = dispatcher;
     app.addHook('onReady', async () => void d.start());
