@@ -23,6 +23,7 @@ import type { ApiContext } from './context.js';
 import { checkRequestValues, installBodyParsers, installErrorHandler, stderrLog, type ApiLog } from './errors.js';
 import { BODY_LIMITS, LIMITS } from './limits.js';
 import { keyRoutes } from './keys.js';
+import { libraryRoutes } from './libraries.js';
 import { datasetRoutes } from './datasets.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
 import type { SparkK8sClient } from '../activities/spark-k8s/client.js';
@@ -206,6 +207,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   clusterRoutes(app, ctx);
   ingestionRoutes(app, ctx);
   queryRoutes(app, ctx);
+  libraryRoutes(app, ctx);
   codecRoutes(app, ctx, auth, deps.uiUrl ?? config.TEMPORAL_UI_URL);
   sessionRoutes(app, deps.db, auth);
   if (dispatcher) {

@@ -44,6 +44,8 @@ export const LIMITS = {
   queryKeepMs: 3_600_000,
   /** Statements of one tenant running at once in this API. */
   queryRunningPerTenant: 4,
+  /** POST /api/v1/libraries: one library file (a JAR or a Python wheel/zip). */
+  libraryBytes: 64 * 1024 * 1024,
   /** A browser session (POST /login) lasts this long. */
   sessionMs: 2 * 3_600_000,
 } as const;
@@ -59,6 +61,7 @@ export const BODY_LIMITS = new Map<string, number>([
   ['POST /api/v1/pipelines/:id/schedules', 256 * 1024],
   ['PATCH /api/v1/pipelines/:id/schedules/:sid', 256 * 1024],
   ['POST /api/v1/queries', 256 * 1024],
+  ['POST /api/v1/libraries', LIMITS.libraryBytes],
   ['POST /login', 4 * 1024],
   ['POST /logout', 4 * 1024],
 ]);

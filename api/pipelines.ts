@@ -6,6 +6,7 @@ import { PipelineQuery } from '../schemas/api.js';
 import { parse } from './errors.js';
 import { fmtBytes, LIMITS, valueProblem } from './limits.js';
 import { deletePipeline, getPipeline, listPipelines, listVersions, registerPipeline } from '../store/pipelines.js';
+import { libraryProblems } from '../store/libraries.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { RequestError } from './runs-service.js';
@@ -44,6 +45,9 @@ export function pipelineRoutes(app: FastifyInstance, ctx: ApiContext) {
     const p = need(req, 'admin');
     const r = checkedSpec(req.body);
     if (!r.ok) throw new RequestError(`the spec has ${r.problems.length} problem(s): ${r.problems.map((x) => `${x.path}: ${x.message}`).join('; ')}`, 400, r.problems);
+    // The libraries its tasks pin must be this tenant's (checked again when a job is submitted).
+    const libs = await libraryProblems(ctx.db, p.tenant, r.spec);
+    if (libs.length) throw new RequestError(`the spec has ${libs.length} problem(s): ${libs.map((x) => `${x.path}: ${x.message}`).join('; ')}`, 400, libs);
     const reg = await registerPipeline(ctx.db, p.tenant, r.spec, typeof req.body === 'string' ? req.body : undefined);
     if (reg.created) await ctx.schedules.retarget(p.tenant, r.spec, reg.version);
     return reply.status(reg.created ? 201 : 200).send(reg);

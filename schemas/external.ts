@@ -17,6 +17,19 @@ export const PollFields = z
   .strict();
 export type PollFields = z.infer<typeof PollFields>;
 
+/** A library (and version) a task pins, and the functions of it the task registers. */
+export const LIBRARY_NAME_RE = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+export const LIBRARY_VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const FUNCTION_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+export const LibraryUse = z
+  .object({
+    name: z.string().regex(LIBRARY_NAME_RE, 'a library name starts with a letter and holds letters, digits, "_" and "-" (at most 64)'),
+    version: z.union([z.number().int().min(0), z.string().regex(LIBRARY_VERSION_RE, 'a library version is letters, digits, ".", "_" and "-" (at most 64)')]).transform(String),
+    functions: z.array(z.string().regex(FUNCTION_NAME_RE, 'a function name is letters, digits and "_", not starting with a digit')).max(256).default([]),
+  })
+  .strict();
+export type LibraryUse = z.infer<typeof LibraryUse>;
+
 const Memory = z.string().regex(/^\d+(\.\d+)?[kmgtKMGT]i?$|^\d+$/, 'write memory like "512m", "2g" or "4Gi"');
 
 /** Spark resources; defaults are applied when the manifest is built (activities/spark-k8s). */
@@ -48,6 +61,12 @@ export const ExternalCommonFields = {
   cluster: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'a cluster name is lower-case letters, digits and "-" (at most 40)').optional(),
   poll: PollFields.optional(),
   args: z.array(z.string()).optional(),
+  /**
+   * UDF libraries the job uses (POST /api/v1/libraries), each pinned to a version, and the
+   * functions of it to register before the task's SQL runs. Checked against the tenant's
+   * libraries when the pipeline is registered, resolved again when the job is submitted.
+   */
+  libraries: z.array(LibraryUse).max(32, 'a task uses at most 32 libraries').optional(),
 };
 
 export const SqlDialect = z.enum(['spark', 'hive', 'presto']);

@@ -128,7 +128,7 @@ export const TASK_KINDS: Record<string, KindDef> = {
       const engine = t.engine ?? 'duckdb';
       if (engine === 'spark' || engine === 'emr') return externalChecks(t, engine);
       const problems: [string[], string][] = [];
-      for (const f of ['dialect', 'clusterId', 'cluster', 'poll', 'args', 'image', 's3Secret', 'serviceAccount', 'sparkConf', 'dynamicAllocation', 'sparkVersion', 'driver', 'executor'])
+      for (const f of ['dialect', 'clusterId', 'cluster', 'poll', 'args', 'image', 's3Secret', 'serviceAccount', 'sparkConf', 'dynamicAllocation', 'sparkVersion', 'driver', 'executor', 'libraries'])
         if (t[f] !== undefined) problems.push([[f], `"${f}" applies to engines spark and emr only: remove it or set engine`]);
       if (engine !== 'duckdb' && !t.connection)
         problems.push([['connection'], `engine ${engine} needs a named connection: add "connection: NAME"`]);
@@ -230,6 +230,10 @@ function externalChecks(t: Record<string, unknown>, engine: string): [string[], 
   if (engine === 'emr' && t.clusterId && t.cluster) problems.push([['cluster'], 'give "clusterId" or "cluster", not both']);
   if (engine !== 'emr' && t.clusterId) problems.push([['clusterId'], `"clusterId" is for engine emr; with ${engine}, remove it`]);
   if (engine === 'spark' && t.dialect && t.dialect !== 'spark') problems.push([['dialect'], 'engine spark runs Spark SQL only: remove "dialect" or use engine emr']);
+  if (Array.isArray(t.libraries) && t.libraries.length) {
+    if (t.kind === 'sql' && t.dialect === 'presto') problems.push([['libraries'], 'libraries register Spark SQL and Hive functions: use dialect spark or hive, or remove "libraries"']);
+    if (t.kind === 'hive' && t.script !== undefined) problems.push([['libraries'], 'libraries are registered ahead of an inline "query": move the script into "query", or register the functions in the script']);
+  }
   // The tier's allow-lists are checked by the worker, which knows the tenant's tier; what no tier allows is refused here.
   for (const [key, message] of blockedSparkConf(t.sparkConf, engine === 'emr' ? 'emr' : 'spark')) problems.push([['sparkConf', key], message]);
   const dyn = engine === 'spark' ? dynamicAllocationProblem(t.dynamicAllocation as Parameters<typeof dynamicAllocationProblem>[0]) : undefined;

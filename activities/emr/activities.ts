@@ -13,6 +13,7 @@ import { jobName, type ExternalJobInput, type JobRef, type JobStatus } from '../
 import { blockedSparkConf } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
+import { hiveFunctionStatements, resolveLibraries, sparkFunctionStatements, withFunctions } from '../core/libraries.js';
 import { NonRetryableError } from '../core/task.js';
 import { openStore, toS3Uri, type ObjectStore, type S3Config } from '../s3/client.js';
 import { EmrError, STEP_TERMINAL, type EmrJobsClient } from './client.js';
@@ -65,7 +66,8 @@ export function stepArgs(task: Record<string, any>, script?: string, deps: StepD
   const dialect = task.dialect ?? 'spark';
   if (dialect === 'hive') return script ? ['hive', '-f', script, ...extra] : ['hive', '-e', String(task.sql), ...extra];
   if (dialect === 'presto') return script ? ['bash', '-c', PRESTO_FROM_S3, 'strata-presto', script, ...extra] : ['presto-cli', '--execute', String(task.sql), ...extra];
-  return script ? ['spark-sql', '-f', script, ...extra] : ['spark-sql', '-e', String(task.sql), ...extra];
+  const jars = deps.jars?.length ? ['--jars', deps.jars.join(',')] : [];
+  return script ? ['spark-sql', ...jars, '-f', script, ...extra] : ['spark-sql', ...jars, '-e', String(task.sql), ...extra];
 }
 
 /** A pyspark step's dependencies, as S3 URIs. */
@@ -197,10 +199,20 @@ export function createEmrActivities(deps: EmrDeps) {
       const depFiles = jobDeps(task, resolve);
       await checkClusterTenant(clusterId, run.tenant, task.id);
       const name = jobName(run.workflowId, task.id, 200);
-      const script = main ? await emrUri(input, main, fileField!, false) : await uploadSql(input);
+      // UDF libraries: JARs by their S3 URI (--jars, or ADD JAR for Hive), functions registered ahead of the SQL.
+      const libs = await resolveLibraries(deps, run.tenant, task, resolve);
+      const libJars = await Promise.all(libs.jars.map((f) => emrUri(input, f, 'libraries', true)));
+      const libPy = await Promise.all(libs.pyFiles.map((f) => emrUri(input, f, 'libraries', true)));
+      const jarUri = new Map(libs.jars.map((f, i) => [f.uri, libJars[i]]));
+      const hive = task.kind === 'hive' || (task.kind === 'sql' && task.dialect === 'hive');
+      const job = withFunctions(task, libs, hive ? hiveFunctionStatements(libs, (f) => jarUri.get(f.uri)!) : sparkFunctionStatements(libs));
+      const jobInput = { ...input, task: job };
+      const script = main ? await emrUri(input, main, fileField!, false) : await uploadSql(jobInput);
       const stepDeps: StepDeps = {};
       for (const [k, list] of Object.entries(depFiles) as [keyof StepDeps, JobFile[]][]) stepDeps[k] = await Promise.all(list.map((f, i) => emrUri(input, f, `${k}[${i}]`, true)));
-      const step: StepConfig = { Name: name, ActionOnFailure: 'CONTINUE', HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(task, script, stepDeps) } };
+      if (!hive && libJars.length) stepDeps.jars = [...(stepDeps.jars ?? []), ...libJars];
+      if (libPy.length) stepDeps.pyFiles = [...(stepDeps.pyFiles ?? []), ...libPy];
+      const step: StepConfig = { Name: name, ActionOnFailure: 'CONTINUE', HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(job, script, stepDeps) } };
       try {
         const { stepId, adopted } = await client().addStepOnce(clusterId, step);
         return { engine: 'emr', name, scope: clusterId, id: stepId, adopted };

@@ -6,6 +6,7 @@ import { jobName, TIERS, type ExternalJobInput, type JobRef, type JobStatus, typ
 import { sparkPolicyProblems, sparkTierPolicy, type SparkPolicyConfig } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
+import { resolveLibraries, withFunctions } from '../core/libraries.js';
 import { NonRetryableError } from '../core/task.js';
 import { K8sError, SPARK_APP_VERSION, type SparkAppStatus, type SparkK8sClient } from './client.js';
 import { buildSparkApplication, DEFAULT_SPARK, POD_SECURITY_LABELS, runLabels, tenantNamespace, type SparkDefaults, type SparkFiles } from './manifest.js';
@@ -104,11 +105,16 @@ export function createSparkActivities(deps: SparkDeps) {
       if (task.kind !== 'sql') files.main = sparkUri(resolve(String(task.file), 'file'), task.id, 'file');
       for (const [k, list] of Object.entries(jobDeps(task, resolve)) as [keyof SparkFiles & ('pyFiles' | 'jars' | 'files'), JobFile[]][])
         files[k] = list.map((f, i) => sparkUri(f, task.id, `${k}[${i}]`));
+      // UDF libraries: on the classpath (or pyFiles), and their functions registered before the task's SQL.
+      const libs = await resolveLibraries(deps, run.tenant, task, resolve);
+      if (libs.jars.length) files.jars = [...(files.jars ?? []), ...libs.jars.map((f) => sparkUri(f, task.id, 'libraries'))];
+      if (libs.pyFiles.length) files.pyFiles = [...(files.pyFiles ?? []), ...libs.pyFiles.map((f) => sparkUri(f, task.id, 'libraries'))];
+      const job = withFunctions(task, libs);
       const namespace = tenantNamespace(run.tenant);
       const name = jobName(run.workflowId, task.id);
       try {
         await ensureTenantNamespace(k8s, run.tenant, tier, runLabels(run));
-        const manifest = buildSparkApplication({ name, namespace, task, run, defaults, remote: input.cluster?.endpoint, files });
+        const manifest = buildSparkApplication({ name, namespace, task: job, run, defaults, remote: input.cluster?.endpoint, files });
         const { adopted } = await k8s.createOrAdopt(PLURAL, SPARK_APP_VERSION, manifest);
         return { engine: 'spark-k8s', name, scope: namespace, adopted };
       } catch (e) {
