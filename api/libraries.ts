@@ -103,7 +103,7 @@ export function libraryRoutes(app: FastifyInstance, ctx: ApiContext) {
 
   // Archives arrive as bytes; only these routes accept them.
   void app.register(async (sub) => {
-    sub.addContentTypeParser(Object.keys(KIND_OF), { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    sub.addContentTypeParser([...Object.keys(KIND_OF), 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
     sub.post<{ Querystring: { name?: string; version?: string; file?: string } }>(
       '/api/v1/libraries',
