@@ -186,10 +186,14 @@ describe('UDF libraries over the API', () => {
     expect(unknownFn.json().error).toMatch(/libraries\[0\]\.functions\[1\]: library "udfs" 4 declares no function "mask"/);
     const pyOnSql = await register('acme', { id: 'py-sql', tasks: [{ id: 'q', kind: 'sql', engine: 'spark', sql: 'select 1', libraries: [{ name: 'money', version: '1.0.0' }] }] });
     expect(pyOnSql.json().error).toMatch(/is a Python package: only pyspark tasks can use it/);
+    const duck = await register('acme', { id: 'duck', tasks: [{ id: 'q', kind: 'sql', sql: 'select 1', libraries: [{ name: 'udfs', version: 3 }] }] });
+    expect(duck.json().error).toMatch(/"libraries" applies to engines spark and emr only/);
+    const script = await register('acme', { id: 'hv', tasks: [{ id: 'q', kind: 'hive', clusterId: 'j-ABC', script: 'hql/a.hql', libraries: [{ name: 'udfs', version: 3 }] }] });
+    expect(script.json().error).toMatch(/libraries are registered ahead of an inline "query"/);
     const globex = await register('globex', PINNING(3));
     expect(globex.statusCode).toBe(400);
     expect(globex.json().error).toMatch(/no library "udfs": upload it with POST \/api\/v1\/libraries/);
-    expect((await stack.db.query("SELECT 1 FROM pipelines WHERE id IN ('cents', 'py-sql')")).rowCount).toBe(0);
+    expect((await stack.db.query("SELECT 1 FROM pipelines WHERE id IN ('cents', 'py-sql', 'duck', 'hv')")).rowCount).toBe(0);
   });
 
   it('refuses to delete a version the current version of a pipeline pins, and deletes it once unpinned', async () => {
