@@ -72,10 +72,7 @@ export async function listLibraryVersions(db: Db, tenant: string, name?: string)
   return withFunctions(db, tenant, r.rows);
 }
 
-/**
- * Records a version in `db` (a transaction that holds the library's lock). Returns the existing
- * version when there is one, for the caller to compare, or undefined after inserting.
- */
+/** Records a new version and its functions (call it in a transaction holding the version's lock). */
 export async function insertLibraryVersion(db: Db, tenant: string, v: Omit<LibraryVersion, 'createdAt'>, keyId?: string): Promise<void> {
   await db.query('INSERT INTO library_versions (tenant, name, version, kind, file, sha256, size_bytes, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)', [
     tenant,
