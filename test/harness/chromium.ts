@@ -4,36 +4,13 @@
  * may (Debian, root), with progress while it installs. Anywhere else a missing Chromium is
  * an error that says what to install or set.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { runWithProgress } from '../../workers/go-tool.js';
 
 export const DEBIAN_CHROMIUM = '/usr/bin/chromium';
 
 /** How long a first install may take (the test's hook allows this much). */
 export const CHROMIUM_INSTALL_TIMEOUT_MS = 15 * 60_000;
-
-function run(cmd: string, args: string[], label: string, log: (m: string) => void): Promise<void> {
-  const started = Date.now();
-  return new Promise<void>((resolve, reject) => {
-    const p = spawn(cmd, args, { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let lastLine = '';
-    const tick = setInterval(() => log(`  …still ${label} (${Math.round((Date.now() - started) / 1000)} s)${lastLine ? `: ${lastLine}` : ''}`), 15_000);
-    const onData = (b: Buffer) => {
-      const lines = b.toString().trim().split('\n');
-      lastLine = lines[lines.length - 1].slice(0, 160);
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('error', (e) => {
-      clearInterval(tick);
-      reject(e);
-    });
-    p.on('exit', (code) => {
-      clearInterval(tick);
-      code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}): ${lastLine}`));
-    });
-  });
-}
 
 export async function findOrInstallChromium(log: (msg: string) => void = (m) => console.error(m)): Promise<string> {
   const given = process.env.STRATA_CHROMIUM;
@@ -55,8 +32,9 @@ export async function findOrInstallChromium(log: (msg: string) => void = (m) => 
   try {
     // Wait for another apt to finish rather than failing on its lock.
     const lock = ['-o', 'DPkg::Lock::Timeout=300'];
-    await run('apt-get', [...lock, 'update', '-qq'], 'updating the package lists', log);
-    await run('apt-get', [...lock, 'install', '-y', '-qq', '--no-install-recommends', 'chromium'], 'installing chromium', log);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    await runWithProgress('apt-get', [...lock, 'update', '-qq'], { env, doing: 'updating the package lists', log });
+    await runWithProgress('apt-get', [...lock, 'install', '-y', '-qq', '--no-install-recommends', 'chromium'], { env, doing: 'installing chromium', log });
   } catch (e) {
     throw new Error(`could not install Chromium with apt-get: ${(e as Error).message}. Install it yourself (apt-get install chromium) or set STRATA_CHROMIUM`);
   }
