@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { BackfillBody, ClusterBody, ClusterResizeBody, KeyBody, ReconciliationBody, ScheduleBody, SchedulePatch, TransformBody, TriggerRunBody } from '../schemas/api.js';
+import { BackfillBody, ClusterBody, ClusterResizeBody, KeyBody, QueryBody, ReconciliationBody, ScheduleBody, SchedulePatch, TransformBody, TriggerRunBody } from '../schemas/api.js';
 import type { Config } from '../schemas/config.js';
 import type { Db } from '../store/db.js';
 import { cachedKeyLookup } from '../store/keys.js';
@@ -28,11 +28,16 @@ import { datasetRoutes } from './datasets.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
 import type { SparkK8sClient } from '../activities/spark-k8s/client.js';
 import { pipelineRoutes } from './pipelines.js';
+import { QueriesService } from './queries-service.js';
+import { queryRoutes } from './queries.js';
+import type { Connections } from '../activities/sql/connections.js';
 import { ReconciliationsService } from './reconciliations-service.js';
 import { reconciliationRoutes } from './reconciliations.js';
 import { runRoutes } from './runs.js';
 import { RunsService } from './runs-service.js';
 import { scheduleRoutes } from './schedules.js';
+import { findSession, sessionRoutes } from './sessions.js';
+import { RequestError } from './runs-service.js';
 import { SchedulesService } from './schedules-service.js';
 import { createMetrics, systemRoutes } from './system.js';
 
@@ -52,6 +57,7 @@ const DOC_BODIES = new Map<string, z.ZodType>(Object.entries({
   'POST /api/v1/ingestion/destinations': DestinationBody,
   'PATCH /api/v1/ingestion/destinations/:id': DestinationPatch,
   'POST /api/v1/ingestion/connections': ConnectionBody,
+  'POST /api/v1/queries': QueryBody,
   'PATCH /api/v1/ingestion/connections/:id': ConnectionPatch,
 }));
 
@@ -64,7 +70,7 @@ const PUBLIC_ROUTES = new Set(['/health', '/ready', '/metrics']);
  * Routes that decide the caller themselves: the docs (none needed), and the codec
  * (api/codec.ts: a Bearer key or its own session cookie, CORS preflight without either).
  */
-const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url === '/docs' || url.startsWith('/docs/') || url.startsWith('/codec/');
+const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url === '/login' || url === '/logout' || url === '/docs' || url.startsWith('/docs/') || url.startsWith('/codec/');
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -87,6 +93,10 @@ export interface ApiDeps {
   airbyte?: AirbyteClient;
   /** Where failed requests (500s) are logged, with their request id; default one JSON line on stderr. */
   log?: ApiLog;
+  /** Postgres/MySQL connections the query API may use (api/server.ts: connectionsFromEnv, as the worker). */
+  connections?: Connections;
+  /** Query API settings (tests make chunks small). */
+  queries?: Partial<Pick<ConstructorParameters<typeof QueriesService>[0], 'chunkBytes' | 'resultBytes' | 'keepMs'>>;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; ctx: ApiContext }> {
@@ -135,6 +145,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     spark: deps.spark,
     airbyte: deps.airbyte,
     airbyteWorkspaces: parseAirbyteWorkspaces(config.STRATA_AIRBYTE_WORKSPACES),
+    queries: new QueriesService({ db: deps.db, lake: deps.lake, connections: deps.connections ?? {}, ...deps.queries }),
   };
 
   // YAML (or any text) bodies arrive as strings; JSON as objects (checked: see installBodyParsers).
@@ -161,14 +172,26 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   installErrorHandler(app, deps.log ?? stderrLog);
-  const auth = authenticator(deps.db, config.STRATA_BOOTSTRAP_ADMIN_KEY ? { key: config.STRATA_BOOTSTRAP_ADMIN_KEY, tenant: config.STRATA_BOOTSTRAP_TENANT } : undefined, ctx.keyLookup);
+  const auth = authenticator(
+    deps.db,
+    config.STRATA_BOOTSTRAP_ADMIN_KEY ? { key: config.STRATA_BOOTSTRAP_ADMIN_KEY, tenant: config.STRATA_BOOTSTRAP_TENANT } : undefined,
+    ctx.keyLookup,
+    (sid) => findSession(deps.db, sid),
+  );
   app.addHook('onRequest', async (req, reply) => {
     (req as { startedAt?: bigint }).startedAt = process.hrtime.bigint();
     reply.header('x-request-id', req.id);
     // Decided on the matched route: an unknown path is a plain 404 (no auth to probe), a
     // public route needs nothing, and every other route (HEAD variants too) needs a key.
     if (req.is404 || req.routeOptions.config?.public) return;
-    await auth(req, reply);
+    try {
+      await auth(req, reply);
+    } catch (e) {
+      // A person's browser opening a page (not the JSON API) is sent to sign in, then back.
+      if (e instanceof RequestError && e.status === 401 && req.method === 'GET' && !req.url.startsWith('/api/') && /\btext\/html\b/.test(String(req.headers.accept ?? '')))
+        return reply.status(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).header('cache-control', 'no-store').send();
+      throw e;
+    }
   });
   app.addHook('preHandler', async (req) => checkRequestValues(req));
   app.addHook('onResponse', async (req, reply) => {
@@ -185,12 +208,15 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   datasetRoutes(app, ctx);
   clusterRoutes(app, ctx);
   ingestionRoutes(app, ctx);
+  queryRoutes(app, ctx);
   codecRoutes(app, ctx, auth, deps.uiUrl ?? config.TEMPORAL_UI_URL);
+  sessionRoutes(app, deps.db, auth);
   if (dispatcher) {
     const d = dispatcher;
     app.addHook('onReady', async () => void d.start());
     app.addHook('onClose', async () => d.stop());
   }
+  app.addHook('onClose', async () => ctx.queries.close());
   await app.ready();
   return { app, ctx };
 }

@@ -17,10 +17,22 @@ const RANK = new Map<string, number>([
   ['admin', 2],
 ]);
 
-export function authenticator(db: Db, bootstrap?: { key: string; tenant: string }, lookup = cachedKeyLookup(db)) {
+export function authenticator(db: Db, bootstrap?: { key: string; tenant: string }, lookup = cachedKeyLookup(db), sessions?: (sid: string | undefined) => Promise<Principal | undefined>) {
   const bootHash = bootstrap ? createHash('sha256').update(bootstrap.key).digest() : undefined;
   return async (req: FastifyRequest, _reply: FastifyReply) => {
     const h = req.headers.authorization;
+    if (h === undefined && sessions) {
+      // A browser session (api/sessions.ts) reads only: changing anything needs a key, so no
+      // cross-site request can act for a signed-in person.
+      const sid = sessionCookie(req);
+      if (sid !== undefined) {
+        const s = await sessions(sid);
+        if (!s) throw new RequestError('your browser session has ended: sign in again at /login', 401);
+        if (req.method !== 'GET' && req.method !== 'HEAD') throw new RequestError(`a browser session only reads: send "Authorization: Bearer <api key>" to ${req.method}`, 401);
+        req.principal = { tenant: s.tenant, role: s.role, keyId: s.keyId, ...(s.superuser ? { superuser: true } : {}) };
+        return;
+      }
+    }
     if (!h?.startsWith('Bearer ')) throw new RequestError('send "Authorization: Bearer <api key>"', 401);
     const secret = h.slice(7).trim();
     if (bootHash && bootstrap && timingSafeEqual(createHash('sha256').update(secret).digest(), bootHash)) {
@@ -31,6 +43,14 @@ export function authenticator(db: Db, bootstrap?: { key: string; tenant: string 
     if (!p) throw new RequestError('unknown or revoked API key', 401);
     req.principal = p;
   };
+}
+
+function sessionCookie(req: FastifyRequest): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === 'strata_session') return part.slice(i + 1).trim() || undefined;
+  }
+  return undefined;
 }
 
 export function need(req: FastifyRequest, role: Role): Principal {

@@ -10,6 +10,7 @@ import type { ClustersService } from './clusters-service.js';
 import type { ReconciliationsService } from './reconciliations-service.js';
 import type { RunsService } from './runs-service.js';
 import type { SchedulesService } from './schedules-service.js';
+import type { QueriesService } from './queries-service.js';
 
 export interface ApiContext {
   db: Db;
@@ -27,6 +28,8 @@ export interface ApiContext {
   spark?: SparkK8sClient;
   /** Airbyte, when the API runs with AIRBYTE_URL (/api/v1/ingestion answers 503 without). */
   airbyte?: AirbyteClient;
+  /** Read-only statements of the query API (run in this process). */
+  queries: QueriesService;
   /** Tenant → Airbyte workspace id, from STRATA_AIRBYTE_WORKSPACES. */
   airbyteWorkspaces: Record<string, string>;
 }

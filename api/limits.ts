@@ -28,6 +28,24 @@ export const LIMITS = {
   clusterPollMs: { min: 100, max: 10 * 60_000 },
   /** Reconciliations: the in-memory comparison's budget (inputs above it take the partitioned path). */
   reconcileMemoryBytes: 4 * 1024 * 1024 * 1024,
+  /** POST /api/v1/queries: the SQL text (characters). */
+  querySqlChars: 64 * 1024,
+  /** Rows one statement may answer (more is an error; a smaller `rowLimit` truncates instead). */
+  queryRows: 100_000,
+  /** One statement's result as JSON, all chunks together. */
+  queryResultBytes: 64 * 1024 * 1024,
+  /** One chunk of a result (the first comes inline; GET …/result/chunks/{n} the others). */
+  queryChunkBytes: 1024 * 1024,
+  /** How long a statement may run (its `timeout` may ask for less), in seconds. */
+  queryTimeoutSeconds: { default: 300, max: 900 },
+  /** How long POST waits for the answer before returning a statement id to poll, in seconds. */
+  queryWaitSeconds: { default: 10, max: 50 },
+  /** How long results (and the request id that found them) are kept after the statement ends. */
+  queryKeepMs: 3_600_000,
+  /** Statements of one tenant running at once in this API. */
+  queryRunningPerTenant: 4,
+  /** A browser session (POST /login) lasts this long. */
+  sessionMs: 2 * 3_600_000,
 } as const;
 
 /** Routes whose body limit is not LIMITS.bodyBytes (`METHOD /url` as registered). */
@@ -40,6 +58,9 @@ export const BODY_LIMITS = new Map<string, number>([
   ['POST /api/v1/reconciliations', 64 * 1024],
   ['POST /api/v1/pipelines/:id/schedules', 256 * 1024],
   ['PATCH /api/v1/pipelines/:id/schedules/:sid', 256 * 1024],
+  ['POST /api/v1/queries', 256 * 1024],
+  ['POST /login', 4 * 1024],
+  ['POST /logout', 4 * 1024],
 ]);
 
 /** 1048576 → "1 MiB", 65536 → "64 KiB", 1000 → "1,000 bytes". */

@@ -28,7 +28,9 @@ async function main() {
   const dataConverter = dataConverterFrom(config);
   if (!dataConverter.payloadCodecs?.length) console.error(`strata api: ${UNENCRYPTED_WARNING}`);
   const { sparkClientFromEnv } = await import('../workers/external-deps.js');
-  const { app } = await buildApi({ db, lake: lake.lake, spark: sparkClientFromEnv(), client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }), config, airbyte });
+  // The query API runs statements here: the same named connections as the worker's (STRATA_CONN_*).
+  const { connectionsFromEnv } = await import('../activities/sql/connections.js');
+  const { app } = await buildApi({ db, lake: lake.lake, connections: connectionsFromEnv(), spark: sparkClientFromEnv(), client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }), config, airbyte });
   const url = await app.listen({ host: config.STRATA_API_HOST, port: config.STRATA_API_PORT });
   console.log(`strata api on ${url} (docs at ${url}/docs)`);
   const stop = async () => {

@@ -438,6 +438,58 @@ program
     }
   });
 
+// ---- query: read-only SQL through the HTTP API (STRATA_API_URL, STRATA_API_KEY)
+program
+  .command('query')
+  .argument('<sql>', 'one read-only statement, e.g. "SELECT * FROM silver.orders@3 LIMIT 10"')
+  .option('--engine <engine>', 'duckdb (default: over your datasets), postgres or mysql')
+  .option('--connection <name>', "one of your tenant's Postgres/MySQL connections")
+  .option('--param <name=value>', 'a value for {{ params.NAME | literal }} (numbers and true/false typed as such; repeatable)', keyValue, {})
+  .option('--row-limit <n>', 'answer at most n rows (marked truncated)', positiveInt)
+  .option('--timeout <seconds>', 'how long the statement may run', positiveInt)
+  .option('--format <format>', 'table, json or csv', 'table')
+  .description('run a read-only query against the API (STRATA_API_URL, default http://127.0.0.1:8080; key in STRATA_API_KEY)')
+  .action(async (sql: string, o: { engine?: string; connection?: string; param: Record<string, string>; rowLimit?: number; timeout?: number; format: string }) => {
+    if (!['table', 'json', 'csv'].includes(o.format)) throw new RequestError(`--format must be table, json or csv (got "${o.format}")`);
+    const config = loadConfig();
+    const base = (process.env.STRATA_API_URL || `http://127.0.0.1:${config.STRATA_API_PORT || 8080}`).replace(/\/+$/, '');
+    let key = process.env.STRATA_API_KEY;
+    if (!key) key = (await readFile(path.resolve(config.STRATA_DATA_DIR, 'admin-key'), 'utf8').catch(() => '')).trim() || undefined;
+    if (!key) throw new RequestError('set STRATA_API_KEY to an API key (strata keys create, or .strata/admin-key of npm start)');
+    const call = async (method: string, url: string, body?: unknown, accept = 'application/json') => {
+      const r = await fetch(base + url, { method, headers: { authorization: `Bearer ${key}`, accept, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined }).catch((e: Error) => {
+        throw new RequestError(`cannot reach the API at ${base} (${e.message}): start it, or set STRATA_API_URL`);
+      });
+      const text = await r.text();
+      if (r.status >= 400) {
+        let msg = text;
+        try {
+          msg = JSON.parse(text).error ?? text;
+        } catch {
+          /* not JSON */
+        }
+        throw new RequestError(msg);
+      }
+      return { status: r.status, text };
+    };
+    const params = Object.fromEntries(Object.entries(o.param).map(([k, v]) => [k, /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v === 'true' ? true : v === 'false' ? false : v]));
+    const body = { sql, ...(o.engine ? { engine: o.engine } : {}), ...(o.connection ? { connection: o.connection } : {}), ...(Object.keys(params).length ? { params } : {}), ...(o.rowLimit ? { rowLimit: o.rowLimit } : {}), ...(o.timeout ? { timeout: o.timeout } : {}), wait: 50 };
+    let st = JSON.parse((await call('POST', '/api/v1/queries', body)).text);
+    while (st.status === 'running') st = JSON.parse((await call('GET', `/api/v1/queries/${st.statementId}`)).text);
+    if (st.status !== 'succeeded') throw new Error(`query ${st.status}: ${st.error?.message ?? ''}`);
+    const m = st.manifest;
+    if (o.format === 'csv') {
+      for (let n = 0; n < m.totalChunkCount; n++) process.stdout.write((await call('GET', `/api/v1/queries/${st.statementId}/result/chunks/${n}`, undefined, 'text/csv')).text);
+      return;
+    }
+    const rows: unknown[][] = [...st.result.data];
+    for (let n = 1; n < m.totalChunkCount; n++) rows.push(...JSON.parse((await call('GET', `/api/v1/queries/${st.statementId}/result/chunks/${n}`)).text).data);
+    if (o.format === 'json') return console.log(JSON.stringify({ statementId: st.statementId, columns: m.columns, rows, truncated: m.truncated }, null, 2));
+    const cell = (v: unknown) => (v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+    console.log(table([m.columns.map((c: { name: string }) => c.name), ...rows.map((r) => r.map(cell))]));
+    console.log(`(${m.totalRowCount} row${m.totalRowCount === 1 ? '' : 's'}${m.truncated ? ', truncated' : ''})`);
+  });
+
 function exitCodeFor(status: string): number {
   return status === 'success' ? 0 : status === 'cancelled' ? 130 : 1;
 }

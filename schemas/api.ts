@@ -106,6 +106,28 @@ export const TransformBody = z
   })
   .strict();
 
+/** POST /api/v1/queries: one read-only statement (modelled on Databricks' statement execution API). */
+export const QueryBody = z
+  .object({
+    sql: z.string().min(1).max(LIMITS.querySqlChars, `at most ${LIMITS.querySqlChars.toLocaleString('en')} characters`),
+    engine: z.enum(['duckdb', 'postgres', 'mysql']).optional(),
+    connection: z.string().min(1).max(128).optional(),
+    /** Values for `{{ params.NAME | literal }}` / `{{ params.NAME | ident }}` in the SQL; typed by their JSON type. */
+    params: Params.optional(),
+    /** Seconds to wait for the answer (0 answers at once with a statement id). */
+    wait: z.number().int().min(0).max(LIMITS.queryWaitSeconds.max, `at most ${LIMITS.queryWaitSeconds.max} seconds: poll GET /api/v1/queries/{id} for longer`).optional(),
+    /** Seconds the statement may run. */
+    timeout: z.number().int().min(1).max(LIMITS.queryTimeoutSeconds.max, `at most ${LIMITS.queryTimeoutSeconds.max} seconds`).optional(),
+    /** Answer at most this many rows, marking the result truncated (without it, more than the limit is an error). */
+    rowLimit: z.number().int().min(1).max(LIMITS.queryRows, `at most ${LIMITS.queryRows.toLocaleString('en')} rows`).optional(),
+    /** Namespace of the datasets the SQL names (default "default"). */
+    namespace: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'a namespace is lower-case letters, digits and "_"').optional(),
+    /** A client request id: sending the same one again returns the same statement (also the Idempotency-Key header). */
+    requestId: z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').optional(),
+  })
+  .strict();
+export type QueryBody = z.infer<typeof QueryBody>;
+
 const DatasetInput = z.union([z.string().min(1), z.object({ uri: z.string().min(1), format: z.enum(['csv', 'parquet']).optional(), csv: CsvOptions.partial().optional() }).strict()]);
 export const ReconciliationBody = z
   .object({

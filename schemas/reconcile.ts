@@ -39,6 +39,11 @@ export const ReconcileOptions = z
     memoryLimitBytes: z.number().int().positive().default(64 * 1024 * 1024),
     /** Partitions for the partitioned path (default: sized from the inputs). */
     partitions: z.number().int().min(1).max(4096).optional(),
+    /**
+     * Which engine compares large inputs: auto (DuckDB when the inputs and options allow it,
+     * else Strata's streaming partitioner), or stream (always the streaming partitioner).
+     */
+    engine: z.enum(['auto', 'stream']).default('auto'),
     /** Partitions compared at once. */
     parallelism: z.number().int().min(1).max(32).default(2),
   })
@@ -55,7 +60,7 @@ export interface ChangedSample {
 }
 
 export interface ReconcileResult {
-  method: 'memory' | 'partitioned';
+  method: 'memory' | 'partitioned' | 'duckdb';
   reason: string;
   exact: true;
   counts: { left: number; right: number; matched: number; changed: number; onlyLeft: number; onlyRight: number };

@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { DatasetRef, ReconcileOptions, ReconcileProgress, ReconcileResult } from '../../schemas/reconcile.js';
 import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import { openSource, type Row, type RowSource } from './read.js';
+import { duckKeyUnsupported, duckPartitioned, duckUnsupported } from './duck.js';
 
 export interface Checkpoint {
   /** 3: partition lines carry their group key (`key GS row` or `key FS raw line`). A checkpoint of another version is not resumed. */
@@ -41,6 +42,8 @@ export interface ReconcileContext {
 
 // Live memory while comparing is roughly parallelism × 8 × this (rows as JS strings).
 const TARGET_PARTITION_BYTES = 4 * 1024 * 1024;
+// The DuckDB path holds one partition of each side in DuckDB (within its memory limit).
+const DUCK_PARTITION_BYTES = 32 * 1024 * 1024;
 
 export async function reconcile(leftRef: DatasetRef, rightRef: DatasetRef, options: ReconcileOptions, ctx: ReconcileContext): Promise<ReconcileResult> {
   const [left, right] = await Promise.all([openSource(leftRef, ctx.lakeRoot, ctx.allowed), openSource(rightRef, ctx.lakeRoot, ctx.allowed)]);
@@ -51,11 +54,36 @@ export async function reconcile(leftRef: DatasetRef, rightRef: DatasetRef, optio
     const r = await inMemory(left, right, l, options, ctx);
     return { method: 'memory', reason: `inputs total ${total} bytes, within the in-memory limit of ${options.memoryLimitBytes}`, columns, ...r };
   }
+  // The DuckDB path when both inputs and the options allow it (and a checkpoint, if any, is its own).
+  const cpVersion = (ctx.checkpoint as { version?: number } | undefined)?.version;
+  const notDuck = options.engine === 'stream' ? 'engine stream requested' : duckKeyUnsupported(options) ?? (await duckUnsupported(left)) ?? (await duckUnsupported(right));
+  let fallback = notDuck;
+  if (!notDuck && cpVersion !== 3) {
+    const partitions = ctx.checkpoint?.partitions ?? options.partitions ?? Math.max(2, Math.ceil(total / DUCK_PARTITION_BYTES));
+    const r = await duckPartitioned(left, right, l, options, ctx, partitions).catch(async (e: Error) => {
+      // DuckDB's strict reader refuses a malformed file (ragged rows, text after a closing
+      // quote, …): the streaming path reads it and reports the exact line, as it always has.
+      if (!/CSV Error|state machine|Invalid Input Error: .*CSV/i.test(e.message)) throw e;
+      await rm(ctx.workDir, { recursive: true, force: true });
+      return undefined;
+    });
+    if (!r) {
+      fallback = 'DuckDB refused an input as malformed CSV';
+      ctx.checkpoint = undefined;
+    } else
+      return {
+        method: 'duckdb',
+        reason: `inputs total ${total} bytes${total > options.memoryLimitBytes ? `, above the in-memory limit of ${options.memoryLimitBytes}` : ''}: DuckDB hashed both sides into ${partitions} partitions on disk and compared them one by one in bounded memory; rows not byte-for-byte equal were compared exactly in Strata`,
+        columns,
+        partitions,
+        ...r,
+      };
+  }
   const partitions = ctx.checkpoint?.partitions ?? options.partitions ?? Math.max(2, Math.ceil(total / TARGET_PARTITION_BYTES));
   const r = await partitioned(left, right, l, options, ctx, partitions);
   return {
     method: 'partitioned',
-    reason: options.partitions && total <= options.memoryLimitBytes ? `${options.partitions} partitions requested` : `inputs total ${total} bytes, above the in-memory limit of ${options.memoryLimitBytes}: hashed into ${partitions} partitions on disk`,
+    reason: `${options.partitions && total <= options.memoryLimitBytes ? `${options.partitions} partitions requested` : `inputs total ${total} bytes, above the in-memory limit of ${options.memoryLimitBytes}: hashed into ${partitions} partitions on disk`}${fallback ? ` by the streaming partitioner (${fallback})` : ''}`,
     columns,
     partitions,
     ...r,

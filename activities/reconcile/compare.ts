@@ -87,9 +87,14 @@ export class Tally {
 
   /** One row on each side, known equal (identical lines): what group() would conclude, without comparing. */
   matchedPair() {
-    this.r.counts.left++;
-    this.r.counts.right++;
-    this.r.counts.matched++;
+    this.matchedPairs(1);
+  }
+
+  /** `n` keys with one row a side, known equal. */
+  matchedPairs(n: number) {
+    this.r.counts.left += n;
+    this.r.counts.right += n;
+    this.r.counts.matched += n;
   }
 
   /** Rows of one key on each side (either may be empty). */
@@ -107,10 +112,12 @@ export class Tally {
       else this.changed(left[0], diffs);
       return;
     }
-    // Duplicates (or whole-row multisets): pair equal rows first, then the rest in order.
-    const restR = [...right];
+    // Duplicates (or whole-row multisets): pair equal rows first, then the rest, in a
+    // canonical order (by content), so the answer does not depend on the order rows are
+    // read in — which differs between the paths.
+    const restR = canonical(right);
     const restL: Row[] = [];
-    for (const lr of left) {
+    for (const lr of canonical(left)) {
       const j = restR.findIndex((rr) => !this.diff(lr, rr, true));
       if (j >= 0) {
         restR.splice(j, 1);
@@ -173,6 +180,14 @@ export class Tally {
     }
     return out;
   }
+}
+
+function canonical(rows: Row[]): Row[] {
+  if (rows.length < 2) return [...rows];
+  return rows
+    .map((r) => [JSON.stringify(r), r] as const)
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map((x) => x[1]);
 }
 
 /** Adds a partition's partial result into the running total (samples stay bounded). */

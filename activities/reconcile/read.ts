@@ -29,6 +29,9 @@ export interface RowSource {
    */
   lines?(): AsyncIterable<(string | Row)[]>;
   delimiter?: string;
+  /** How the file is read, for engines that read it themselves (the DuckDB path). */
+  format: 'csv' | 'parquet';
+  csv?: CsvOptions;
 }
 
 /**
@@ -60,15 +63,17 @@ export async function openSource(ref: DatasetRef, root: string, allowed: readonl
     throw new NonRetryableError(`dataset not found: ${ref.uri}`, 'NotFound');
   });
   const format = ref.format ?? (file.endsWith('.parquet') ? 'parquet' : 'csv');
-  return format === 'parquet' ? openParquet(file, st.size) : openCsv(file, st.size, { delimiter: ',', quote: '"', escape: '"', header: true, encoding: 'utf8', ...ref.csv });
+  if (format === 'parquet') return openParquet(file, st.size);
+  const csv: CsvOptions = { delimiter: ',', quote: '"', escape: '"', header: true, encoding: 'utf8', ...ref.csv };
+  return { ...(await openCsv(file, st.size, csv)), format: 'csv', csv };
 }
 
-async function openCsv(file: string, size: number, o: CsvOptions): Promise<RowSource> {
+async function openCsv(file: string, size: number, o: CsvOptions): Promise<Omit<RowSource, 'format'>> {
   const fast = o.delimiter.length === 1 && o.quote.length === 1 && o.escape === o.quote && (o.encoding === 'utf8' || o.encoding === 'utf-8');
   return fast ? openFastCsv(file, size, o) : openCsvParse(file, size, o);
 }
 
-async function openFastCsv(file: string, size: number, o: CsvOptions): Promise<RowSource> {
+async function openFastCsv(file: string, size: number, o: CsvOptions): Promise<Omit<RowSource, 'format'>> {
   let header: string[] = [];
   for await (const rec of fastCsvRecords(file, o.delimiter, o.quote)) {
     header = o.header ? rec : rec.map((_, i) => String(i + 1));
@@ -127,7 +132,7 @@ async function openFastCsv(file: string, size: number, o: CsvOptions): Promise<R
 
 const ragged = (file: string, line: number, width: number) => new NonRetryableError(`${path.basename(file)}: line ${line}: row has a different number of columns than the header (${width})`, 'BadInput');
 
-async function openCsvParse(file: string, size: number, o: CsvOptions): Promise<RowSource> {
+async function openCsvParse(file: string, size: number, o: CsvOptions): Promise<Omit<RowSource, 'format'>> {
   let read = 0;
   const stream = () => {
     const s = createReadStream(file, { highWaterMark: 1 << 20 });
@@ -186,6 +191,7 @@ async function openParquet(file: string, size: number): Promise<RowSource> {
   let done = 0;
   return {
     file,
+    format: 'parquet',
     header: cols,
     size,
     bytesRead: () => done,

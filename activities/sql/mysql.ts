@@ -68,7 +68,7 @@ function isHeader(x: unknown): x is mysql.ResultSetHeader {
   return !!x && typeof x === 'object' && 'affectedRows' in x;
 }
 
-async function killQuery(conn: ConnectionConfig, threadId: number) {
+export async function killQuery(conn: ConnectionConfig, threadId: number) {
   try {
     const k = await mysql.createConnection({ uri: conn.url.replace(/^mariadb:/, 'mysql:') });
     await k.query(`KILL QUERY ${Number(threadId)}`);

@@ -72,7 +72,7 @@ function countOf(res: pg.QueryResult | pg.QueryResult[]): number {
   return last?.command === 'SELECT' ? last.rows.length : (last?.rowCount ?? 0);
 }
 
-async function cancelBackend(conn: ConnectionConfig, pid: number) {
+export async function cancelBackend(conn: ConnectionConfig, pid: number) {
   const c = new pg.Client({ connectionString: conn.url });
   try {
     await c.connect();

@@ -2,6 +2,7 @@
  * A worker killed with SIGKILL mid-comparison: the retry resumes from the last
  * heartbeat checkpoint (it does not start from zero) and the result is still exact.
  */
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { ReconciliationsService } from '../../api/reconciliations-service.js';
@@ -38,7 +39,9 @@ function worker(): Proc {
 }
 
 it('resumes a killed comparison from its checkpoint with the same exact answer', async () => {
-  const truth = await generatePair(path.join(stack.lakeRoot, 'a.csv'), path.join(stack.lakeRoot, 'b.csv'), { rows: 200_000, rate: 0.001, duplicates: true, seed: 9 });
+  // Inputs live in the tenant's own folder of the lake.
+  await mkdir(path.join(stack.lakeRoot, 'acme'), { recursive: true });
+  const truth = await generatePair(path.join(stack.lakeRoot, 'acme', 'a.csv'), path.join(stack.lakeRoot, 'acme', 'b.csv'), { rows: 200_000, rate: 0.001, duplicates: true, seed: 9 });
   const recs = new ReconciliationsService(stack.client, stack.taskQueue);
   const w1 = worker();
   await w1.waitForOutput(/strata worker: task queue/);
@@ -55,10 +58,11 @@ it('resumes a killed comparison from its checkpoint with the same exact answer',
   await waitFor(async () => (await recs.get(id)).status !== 'running', 120_000);
   const st = await recs.get(id);
   expect(st.status).toBe('completed');
-  const r = st.result as { counts: Record<string, number>; resumedFrom?: { compared: number; leftDone: boolean; rightDone: boolean }; attempts: number };
+  const r = st.result as { method: string; counts: Record<string, number>; resumedFrom?: { compared: number; leftDone: boolean; rightDone: boolean }; attempts: number };
   expect(r.attempts).toBe(2);
   expect(r.resumedFrom).toMatchObject({ leftDone: true, rightDone: true });
   expect(r.resumedFrom!.compared).toBeGreaterThanOrEqual(3); // did not start from zero
+  expect(r.method).toBe('duckdb'); // the default engine for these inputs, resumed on its own checkpoint
   expect(r.counts).toEqual({ left: truth.left, right: truth.right, matched: truth.matched, changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight });
 
   // The CLI tells the same story.

@@ -67,7 +67,7 @@ tasks:
       }
       expect(st.status).toBe('completed');
       expect(sawProgress).toBe(true);
-      expect(st.result).toMatchObject({ method: 'partitioned', counts: { matched: truth.matched, changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight }, duplicates: { left: { keys: truth.duplicateKeysLeft }, right: { keys: truth.duplicateKeysRight } } });
+      expect(st.result).toMatchObject({ method: 'duckdb', counts: { matched: truth.matched, changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight }, duplicates: { left: { keys: truth.duplicateKeysLeft }, right: { keys: truth.duplicateKeysRight } } });
 
       await expect(recs.start(stack.tenant, { left: '', right: 'x.csv', options: { tolerance: -1, bogus: 1 } })).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/left.uri.*tolerance|tolerance.*left/s) });
       await expect(recs.get('reconcile/acme/nope')).rejects.toMatchObject({ status: 404 });

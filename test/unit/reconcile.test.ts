@@ -40,11 +40,17 @@ describe('reconcile: planted differences', () => {
     const mem = await run(l, r, { key: ['id'] });
     expect(mem.method).toBe('memory');
     expectTruth(mem, truth);
-    const part = await run(l, r, { key: ['id'], memoryLimitBytes: 10_000 });
+    const part = await run(l, r, { key: ['id'], memoryLimitBytes: 10_000, engine: 'stream' });
     expect(part.method).toBe('partitioned');
     expect(part.partitions).toBeGreaterThan(1);
     expectTruth(part, truth);
     expect(part.reason).toMatch(/above the in-memory limit/);
+    // The DuckDB path: same exact answer (the awkward values — quotes, commas, newlines, non-ASCII — included).
+    const duck = await run(l, r, { key: ['id'], memoryLimitBytes: 10_000 });
+    expect(duck.method).toBe('duckdb');
+    expect(duck.partitions).toBeGreaterThan(1);
+    expectTruth(duck, truth);
+    expect(duck.samples.changed).toHaveLength(10);
     expect(mem.samples.changed.length).toBe(10);
     expect(Object.keys(mem.samples.changed[0].diffs)).toHaveLength(1);
   });
@@ -62,14 +68,26 @@ describe('reconcile: planted differences', () => {
     await writeFile(rev, recs.map((row) => [...row].reverse().map(q).join(',')).join('\n') + '\n');
     const semi = path.join(dir, 'perm-r-semi.csv');
     await writeFile(semi, recs.map((row) => row.map((v) => (/[";\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v)).join(';')).join('\n') + '\n');
-    const semiRun = await reconcile({ uri: l }, { uri: semi, csv: { delimiter: ';', quote: '"', escape: '"', header: true, encoding: 'utf8' } }, opts({ key: ['id'], partitions: 4 }), { lakeRoot: dir, workDir: path.join(dir, 'work-semi') });
-    for (const part of [await run(l, rev, { key: ['id'], partitions: 4 }), await run(l, r, { key: ['id'], partitions: 4 }), semiRun]) {
-      expect(part.method).toBe('partitioned');
-      expectTruth(part, truth);
+    for (const engine of ['stream', 'auto'] as const) {
+      const semiRun = await reconcile({ uri: l }, { uri: semi, csv: { delimiter: ';', quote: '"', escape: '"', header: true, encoding: 'utf8' } }, opts({ key: ['id'], partitions: 4, engine }), { lakeRoot: dir, workDir: path.join(dir, `work-semi-${engine}`) });
+      for (const part of [await run(l, rev, { key: ['id'], partitions: 4, engine }), await run(l, r, { key: ['id'], partitions: 4, engine }), semiRun]) {
+        expect(part.method).toBe(engine === 'stream' ? 'partitioned' : 'duckdb');
+        expectTruth(part, truth);
+      }
     }
     // Identical lines are a shortcut only: rows equal after trimming and case folding still match.
     const [a, b] = await files('norm', 'id,v\n1,Hello \n2,x\n3,y\n', 'id,v\n1,hello\n2,x\n3,z\n');
     const norm = await run(a, b, { key: ['id'], trim: true, caseInsensitive: true, partitions: 2 });
+    expect(norm.method).toBe('partitioned'); // key normalisation DuckDB cannot reproduce exactly
+    expect(norm.reason).toMatch(/trim is on/);
+    // Values equal only after normalisation on the DuckDB path: they come back to Strata's comparison.
+    const normDuck = await run(a, b, { key: ['id'], tolerance: 0.5, partitions: 2 });
+    expect(normDuck.method).toBe('duckdb');
+    expect(normDuck.counts).toEqual({ left: 3, right: 3, matched: 1, changed: 2, onlyLeft: 0, onlyRight: 0 });
+    const [n1, n2] = await files('numtol', 'id,v\n1,1.00\n2,5\n3,x\n', 'id,v\n1,1.2\n2,6\n3,x\n');
+    const tol = await run(n1, n2, { key: ['id'], tolerance: 0.5, partitions: 2 });
+    expect(tol.method).toBe('duckdb');
+    expect(tol.counts).toMatchObject({ matched: 2, changed: 1 });
     expect(norm.counts).toEqual({ left: 3, right: 3, matched: 2, changed: 1, onlyLeft: 0, onlyRight: 0 });
     expect(norm.columnMismatches).toEqual({ v: 1 });
   });
@@ -115,6 +133,8 @@ describe('reconcile: planted differences', () => {
     const [l, r] = await files('ragged', 'id,a\n1,x\n2,y,z\n', 'id,a\n1,x\n');
     await expect(run(l, r, { key: ['id'] })).rejects.toThrow(/ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
     // The partitioned path reads raw lines: same check, same message (also for a quoted row, and a short one).
+    await expect(run(l, r, { key: ['id'], partitions: 2, engine: 'stream' })).rejects.toThrow(/ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
+    // DuckDB's reader refuses it too; the streaming reader then gives the same exact message.
     await expect(run(l, r, { key: ['id'], partitions: 2 })).rejects.toThrow(/ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
     const [ql] = await files('ragged-q', 'id,a\n1,x\n2,"y\nz",w\n', 'id,a\n');
     await expect(run(ql, r, { key: ['id'], partitions: 2 })).rejects.toThrow(/ragged-q-l\.csv: line 4: row has a different number of columns than the header \(2\)/);
@@ -133,7 +153,7 @@ describe('reconcile: planted differences', () => {
     const checkpoints: Checkpoint[] = [];
     const ac = new AbortController();
     await expect(
-      run(l, r, { key: ['id'], partitions: 8, parallelism: 1 }, {
+      run(l, r, { key: ['id'], partitions: 8, parallelism: 1, engine: 'stream' }, {
         workDir,
         signal: ac.signal,
         onCheckpoint: (c) => {
@@ -148,7 +168,7 @@ describe('reconcile: planted differences', () => {
     expect((await readdir(workDir)).length).toBe(16); // partition files kept for the resume
     const resumedCompares: number[][] = [];
     let partitionedAgain = false;
-    const res = await run(l, r, { key: ['id'], partitions: 8, parallelism: 1 }, {
+    const res = await run(l, r, { key: ['id'], partitions: 8, parallelism: 1, engine: 'stream' }, {
       workDir,
       checkpoint: last,
       onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
@@ -157,5 +177,58 @@ describe('reconcile: planted differences', () => {
     expect(partitionedAgain).toBe(false);
     expect(resumedCompares).toHaveLength(5); // only the 5 partitions left
     expectTruth(res, truth);
+  });
+
+  it('resumes the DuckDB path from its checkpoint: no side partitioned again, finished partitions not redone', async () => {
+    const l = path.join(dir, 'dcp-l.csv');
+    const r = path.join(dir, 'dcp-r.csv');
+    const truth = await generatePair(l, r, { rows: 5000, rate: 0.01, duplicates: true, awkward: true, seed: 5 });
+    const workDir = path.join(dir, 'dcp-work');
+    const checkpoints: Checkpoint[] = [];
+    const ac = new AbortController();
+    await expect(
+      run(l, r, { key: ['id'], partitions: 8 }, {
+        workDir,
+        signal: ac.signal,
+        onCheckpoint: (c) => {
+          checkpoints.push(c);
+          if (c.compared.length === 3) ac.abort(new Error('worker died'));
+        },
+      }),
+    ).rejects.toThrow(/worker died/);
+    const last = checkpoints[checkpoints.length - 1];
+    expect(last).toMatchObject({ version: 4, leftDone: true, rightDone: true });
+    expect(last.compared).toHaveLength(3);
+    const resumedCompares: number[][] = [];
+    let partitionedAgain = false;
+    const res = await run(l, r, { key: ['id'], partitions: 8 }, {
+      workDir,
+      checkpoint: last,
+      onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
+      onCheckpoint: (c) => resumedCompares.push(c.compared),
+    });
+    expect(res.method).toBe('duckdb');
+    expect(partitionedAgain).toBe(false);
+    expect(resumedCompares).toHaveLength(5);
+    expectTruth(res, truth);
+  });
+
+  it('compares Parquet with CSV on the DuckDB path with the same exact answer as the streaming path', async () => {
+    const l = path.join(dir, 'pq-l.csv');
+    const r = path.join(dir, 'pq-r.csv');
+    const truth = await generatePair(l, r, { rows: 4000, rate: 0.01, duplicates: true, awkward: true, seed: 13 });
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    const pq = path.join(dir, 'pq-r.parquet');
+    await c.run(`COPY (SELECT * FROM read_csv('${r}', all_varchar = true, header = true)) TO '${pq}' (FORMAT parquet)`);
+    c.closeSync();
+    db.closeSync();
+    const duck = await run(l, pq, { key: ['id'], partitions: 3 });
+    const stream = await run(l, pq, { key: ['id'], partitions: 3, engine: 'stream' });
+    expect(duck.method).toBe('duckdb');
+    expect(stream.method).toBe('partitioned');
+    expectTruth(duck, truth);
+    expectTruth(stream, truth);
   });
 });
