@@ -33,6 +33,7 @@ const WHY: Record<number, string> = {
   410: 'That version of the dataset was vacuumed',
   413: "The body is over the route's limit",
   415: 'The content-type is not accepted (send application/json, or a YAML spec as application/yaml)',
+  429: "Too many of the tenant's statements are running at once: wait for one to end, or cancel one",
   500: 'Internal error, logged under the request id',
   502: 'An outside system (Airbyte) failed or refused the API’s credentials',
   503: 'A dependency is not configured or not available right now; try again or configure it',
@@ -53,6 +54,9 @@ export const SPECIFIC: Readonly<Record<string, number[]>> = {
   'POST /api/v1/clusters': [409],
   'POST /api/v1/clusters/{name}/resize': [409],
   'GET /api/v1/datasets/{ref}/preview': [410],
+  // A request id reused for another statement, the tenant's running limit, no lake; a result not ready.
+  'POST /api/v1/queries': [409, 429, 503],
+  'GET /api/v1/queries/{id}/result/chunks/{n}': [409],
   // A run accepted but not started yet whose start keeps failing.
   '* /api/v1/runs/{run}*': [503],
   // No lake configured for this API.
@@ -61,10 +65,10 @@ export const SPECIFIC: Readonly<Record<string, number[]>> = {
   '* /api/v1/ingestion/*': [404, 409, 502, 503],
 };
 
-/** Operations that take no key although their path is not public: the codec's CORS preflight and login form. */
-export const NO_KEY: readonly string[] = ['OPTIONS /codec/*', 'GET /codec/login'];
+/** Operations that take no key although their path is not public: the codec's CORS preflight, the sign-in forms. */
+export const NO_KEY: readonly string[] = ['OPTIONS /codec/*', 'GET /codec/login', 'GET /login'];
 /** Changes any key may make (viewer): no 403 for its role. The codec's preflight 403s on the origin instead. */
-export const ANY_ROLE: readonly string[] = ['POST /codec/decode', 'POST /codec/{namespace}/decode', 'POST /codec/login'];
+export const ANY_ROLE: readonly string[] = ['POST /codec/decode', 'POST /codec/{namespace}/decode', 'POST /codec/login', 'POST /api/v1/queries', 'POST /api/v1/queries/{id}/cancel'];
 
 /** Whether a rule key (`METHOD /path`, `*` for any method, a trailing `*` for a prefix) covers an operation. */
 export const matches = (key: string, method: string, path: string) => {
