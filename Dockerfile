@@ -2,7 +2,8 @@
 FROM node:20-bookworm-slim
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm install --omit=dev --no-audit --no-fund && npm install --no-save tsx
+# Exactly the lock file, runtime dependencies only (tsx, which runs the TypeScript, is one).
+RUN npm ci --omit=dev --no-audit --no-fund
 COPY schemas ./schemas
 COPY workflows ./workflows
 COPY activities ./activities

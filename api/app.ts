@@ -24,6 +24,7 @@ import { checkRequestValues, installBodyParsers, installErrorHandler, stderrLog,
 import { BODY_LIMITS, LIMITS } from './limits.js';
 import { keyRoutes } from './keys.js';
 import { libraryRoutes } from './libraries.js';
+import { docBodySchema, withErrorResponses } from './openapi.js';
 import { datasetRoutes } from './datasets.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
 import type { SparkK8sClient } from '../activities/spark-k8s/client.js';
@@ -153,7 +154,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   app.setValidatorCompiler(() => (data) => ({ value: data }));
   app.addHook('onRoute', (route) => {
     const body = DOC_BODIES.get(`${route.method} ${route.url}`);
-    if (body && route.schema) route.schema = { ...route.schema, body: z.toJSONSchema(body, { io: 'input', unrepresentable: 'any' }) };
+    if (body && route.schema) route.schema = { ...route.schema, body: docBodySchema(body) };
     if (isPublicRoute(route.url)) route.config = { ...route.config, public: true };
     for (const m of Array.isArray(route.method) ? route.method : [route.method]) {
       const limit = BODY_LIMITS.get(`${m} ${route.url}`);
@@ -166,6 +167,8 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
+    // Each operation's error answers (documentation only: responses are not serialized by schema).
+    transformObject: (d) => withErrorResponses('openapiObject' in d ? d.openapiObject : d.swaggerObject, PUBLIC_ROUTES),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 

@@ -116,7 +116,7 @@ export function codecRoutes(app: FastifyInstance, ctx: ApiContext, authenticate:
 
 function preflight(uiOrigin: string) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
-    if (req.headers.origin !== uiOrigin) return reply.status(403).send({ error: `origin ${req.headers.origin ?? '(none)'} may not call the codec; only the Temporal UI at ${uiOrigin} (TEMPORAL_UI_URL)` });
+    if (req.headers.origin !== uiOrigin) return reply.status(403).send({ error: `origin ${req.headers.origin ?? '(none)'} may not call the codec; only the Temporal UI at ${uiOrigin} (TEMPORAL_UI_URL)`, requestId: req.id });
     return reply
       .status(204)
       .header('access-control-allow-methods', 'POST, OPTIONS')

@@ -45,22 +45,34 @@ export async function findOrBuildGoTool(t: GoTool, log: (msg: string) => void = 
   mkdirSync(bin, { recursive: true });
   log(`Building ${t.label} from ${t.module} into ${bin} (first time only; takes ${t.buildTime})…`);
   const started = Date.now();
-  await new Promise<void>((resolve, reject) => {
-    const p = spawn('go', ['install', t.module], { env: { ...process.env, GOBIN: bin, GOFLAGS: '-mod=mod' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  await runWithProgress('go', ['install', t.module], { env: { ...process.env, GOBIN: bin, GOFLAGS: '-mod=mod' }, doing: `building ${t.label}`, log });
+  log(`${t.label} built in ${Math.round((Date.now() - started) / 1000)} s.`);
+  return cached;
+}
+
+/**
+ * Runs a command that takes a while (a build, an install), logging "…still {doing} (N s): last
+ * output line" every 15 s; rejects with the exit code and the last line when it fails.
+ */
+export function runWithProgress(cmd: string, args: string[], o: { env?: NodeJS.ProcessEnv; doing: string; log: (msg: string) => void }): Promise<void> {
+  const started = Date.now();
+  return new Promise<void>((resolve, reject) => {
+    const p = spawn(cmd, args, { env: o.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let lastLine = '';
-    const tick = setInterval(() => log(`  …still building ${t.label} (${Math.round((Date.now() - started) / 1000)} s)${lastLine ? `: ${lastLine}` : ''}`), 15_000);
+    const tick = setInterval(() => o.log(`  …still ${o.doing} (${Math.round((Date.now() - started) / 1000)} s)${lastLine ? `: ${lastLine}` : ''}`), 15_000);
     const onData = (b: Buffer) => {
       const lines = b.toString().trim().split('\n');
       lastLine = lines[lines.length - 1].slice(0, 120);
     };
     p.stdout.on('data', onData);
     p.stderr.on('data', onData);
-    p.on('error', reject);
+    p.on('error', (e) => {
+      clearInterval(tick);
+      reject(e);
+    });
     p.on('exit', (code) => {
       clearInterval(tick);
-      code === 0 ? resolve() : reject(new Error(`go install ${t.module} failed (exit ${code}): ${lastLine}`));
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}): ${lastLine}`));
     });
   });
-  log(`${t.label} built in ${Math.round((Date.now() - started) / 1000)} s.`);
-  return cached;
 }

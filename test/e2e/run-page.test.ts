@@ -1,19 +1,19 @@
 /**
- * The run page in a real browser (Debian's headless Chromium driven by playwright-core):
+ * The run page in a real browser (Debian's headless Chromium driven by playwright-core; the
+ * setup installs it the first time when missing, see test/harness/chromium.ts):
  * it shows the DAG coloured by state, links each task and the Temporal UI, loads nothing
  * from outside the API, and refreshes while the run is live.
  */
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import { loadConfig } from '../../schemas/config.js';
 import { createStrataWorker } from '../../workers/worker.js';
+import { CHROMIUM_INSTALL_TIMEOUT_MS, findOrInstallChromium } from '../harness/chromium.js';
 import { waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
-const CHROMIUM = process.env.STRATA_CHROMIUM ?? '/usr/bin/chromium';
 const KEY = 'run-page-test-admin-key-0123456789';
 let stack: TestStack;
 let base: string;
@@ -21,7 +21,7 @@ let browser: Browser;
 let stop: () => Promise<void>;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install Debian's chromium package (.ci/run does) or set STRATA_CHROMIUM`);
+  const executablePath = await findOrInstallChromium();
   stack = await testStack('page');
   const { app } = await buildApi({ db: stack.db, client: stack.client, config: loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, STRATA_BOOTSTRAP_ADMIN_KEY: KEY, STRATA_BOOTSTRAP_TENANT: 'pages' }) });
   base = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -29,7 +29,7 @@ beforeAll(async () => {
   const worker: Worker = await createStrataWorker({ connection: native, taskQueue: stack.taskQueue, deps: { lakeRoot: stack.lakeRoot, connections: {}, db: stack.db }, workflowBundle: { codePath: inject('workflowBundlePath') } });
   const running = worker.run();
   browser = await chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   stop = async () => {
@@ -39,7 +39,8 @@ beforeAll(async () => {
     await running;
     await native.close();
   };
-});
+  // A first run may install Chromium.
+}, CHROMIUM_INSTALL_TIMEOUT_MS);
 afterAll(async () => {
   await stop?.();
   await stack?.close();

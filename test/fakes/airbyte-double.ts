@@ -319,7 +319,7 @@ export class AirbyteDouble {
 
     if (id === undefined && method === 'POST') {
       if (kind === 'connections') {
-        const missing = ['sourceId', 'destinationId'].filter((k) => typeof b[k] !== 'string');
+        const missing = AirbyteDouble.REQUIRED['/connections'].filter((k) => typeof b[k] !== 'string');
         if (missing.length) return bad(`${missing.join(', ')}: required`);
         for (const k of ['sourceId', 'destinationId']) if (!UUID.test(b[k] as string)) return bad(`${k} must be a UUID`);
         const src = this.actors.sources.get(b.sourceId as string);
@@ -350,7 +350,7 @@ export class AirbyteDouble {
         this.connections.add(c.connectionId);
         return ok(200, view(c));
       }
-      const missing = ['name', 'workspaceId', 'configuration'].filter((k) => b[k] === undefined || b[k] === null);
+      const missing = AirbyteDouble.REQUIRED[`/${kind}`].filter((k) => b[k] === undefined || b[k] === null);
       if (missing.length) return bad(`${missing.join(', ')}: required`);
       if (typeof b.name !== 'string' || !b.name) return bad('name must be a non-empty string');
       if (typeof b.workspaceId !== 'string' || !UUID.test(b.workspaceId)) return bad('workspaceId must be a UUID');
@@ -432,6 +432,13 @@ export class AirbyteDouble {
     if (!Array.isArray(c.configurations.streams)) return 'configurations.streams must be an array';
     return undefined;
   }
+
+  /** The fields each create requires (the OpenAPI document's request schemas require the same). */
+  static readonly REQUIRED: Record<string, string[]> = {
+    '/sources': ['name', 'workspaceId', 'configuration'],
+    '/destinations': ['name', 'workspaceId', 'configuration'],
+    '/connections': ['sourceId', 'destinationId'],
+  };
 
   /** Method/path pairs this double serves, in OpenAPI path-template form. */
   static readonly ROUTES: [string, string][] = [

@@ -1,8 +1,9 @@
 /**
  * An Amazon EMR double speaking AWS JSON 1.1 as @aws-sdk/client-emr sends it: POST /,
- * X-Amz-Target: ElasticMapReduce.{Op}, PascalCase members checked against the botocore
- * model, epoch-second timestamps and `__type` errors. Steps follow EMR's state machine on
- * a timeline the test chooses; clusters go STARTING → BOOTSTRAPPING → WAITING.
+ * X-Amz-Target: ElasticMapReduce.{Op}, PascalCase members checked against the project's
+ * table of the EMR API (emr-shapes.ts, itself checked against the botocore model when that
+ * is present), epoch-second timestamps and `__type` errors. Steps follow EMR's state
+ * machine on a timeline the test chooses; clusters go STARTING → BOOTSTRAPPING → WAITING.
  * Given S3 settings, it writes each step's logs (controller, stderr, stdout; gzipped as EMR
  * does) under the cluster's LogUri when the step ends, before any answer reports the end.
  */
@@ -10,7 +11,8 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type http from 'node:http';
 import { gzipSync } from 'node:zlib';
 import type { S3Config } from '../../activities/s3/client.js';
-import { checkShape, emrModel } from './emr-model.js';
+import { checkShape } from './emr-model.js';
+import { EMR_API } from './emr-shapes.js';
 import { sendJson, serve, type Served } from './http.js';
 
 export interface StepPhase {
@@ -149,7 +151,7 @@ export class EmrDouble {
     let input: Record<string, any> = {};
     const rec: { op: string; status: number; input: Record<string, any>; output?: unknown } = { op, status: 0, input };
     this.calls.push(rec);
-    const model = emrModel();
+    const model = EMR_API;
     if (req.method !== 'POST' || req.url !== '/') {
       rec.status = this.error(res, 404, 'UnknownOperationException', 'only POST / is served');
       return;

@@ -1,6 +1,8 @@
 /**
  * A Kubernetes API server double for the Spark Operator: custom objects (sparkapplications
- * v1beta2, sparkconnects v1alpha1) validated against the real CRDs (422 Invalid), namespaces,
+ * v1beta2, sparkconnects v1alpha1) validated against the project's schemas of them
+ * (spark-schemas.ts) and, where the third-party specs are present, against the real CRDs
+ * too (422 Invalid), namespaces,
  * resource quotas, pods, pod logs and events, with real `kind: Status` error bodies. A
  * simulated operator drives each SparkApplication through the controller's state machine
  * on a timeline the test chooses.
@@ -8,7 +10,8 @@
 import type http from 'node:http';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { APP_CRD, CONNECT_CRD, crdValidator } from './specs-dir.js';
+import { APP_CRD, CONNECT_CRD, crdValidatorIfPresent, newAjv, type Validate } from './specs-dir.js';
+import { SPARK_APPLICATION_SCHEMA, SPARK_CONNECT_SCHEMA } from './spark-schemas.js';
 import { sendJson, serve, type Served } from './http.js';
 
 /** One step of the operator timeline: a state held for `ms` (the last one is held forever). */
@@ -60,11 +63,27 @@ interface Resource {
   version: string;
   kind: string;
   crd: string;
+  schema: Record<string, unknown>;
 }
 const RESOURCES: Record<string, Resource> = {
-  sparkapplications: { plural: 'sparkapplications', version: 'v1beta2', kind: 'SparkApplication', crd: APP_CRD },
-  sparkconnects: { plural: 'sparkconnects', version: 'v1alpha1', kind: 'SparkConnect', crd: CONNECT_CRD },
+  sparkapplications: { plural: 'sparkapplications', version: 'v1beta2', kind: 'SparkApplication', crd: APP_CRD, schema: SPARK_APPLICATION_SCHEMA },
+  sparkconnects: { plural: 'sparkconnects', version: 'v1alpha1', kind: 'SparkConnect', crd: CONNECT_CRD, schema: SPARK_CONNECT_SCHEMA },
 };
+
+const validators = new Map<string, Validate[]>();
+/** The project's schema of the resource, then its real CRD when the specs are present. */
+function validatorsOf(r: Resource): Validate[] {
+  if (!validators.has(r.plural)) {
+    const crd = crdValidatorIfPresent(r.crd, r.version);
+    validators.set(r.plural, [newAjv().compile(r.schema) as Validate, ...(crd ? [crd] : [])]);
+  }
+  return validators.get(r.plural)!;
+}
+
+/** Why `o` would be refused as a SparkApplication (empty when the schema, and the CRD if present, accept it). */
+export function sparkApplicationProblems(o: unknown): string[] {
+  return validatorsOf(RESOURCES.sparkapplications).flatMap((v) => (v(o) ? [] : (v.errors ?? []).map((e) => `${e.instancePath || '(root)'}: ${e.message}`)));
+}
 
 export interface RequestRecord {
   method: string;
@@ -90,9 +109,8 @@ export class K8sDouble {
   static async start(): Promise<K8sDouble> {
     const d = new K8sDouble();
     d.served = await serve((req, body, res) => d.handle(req, body, res));
-    // Compile the CRD validators now, not on the first create (they are large).
-    crdValidator(APP_CRD, 'v1beta2');
-    crdValidator(CONNECT_CRD, 'v1alpha1');
+    // Compile the validators now, not on the first create (the CRDs are large).
+    for (const r of Object.values(RESOURCES)) validatorsOf(r);
     return d;
   }
 
@@ -319,8 +337,8 @@ users:
     if (o?.apiVersion !== `sparkoperator.k8s.io/${r.version}` || o?.kind !== r.kind) return `apiVersion/kind: must be sparkoperator.k8s.io/${r.version} ${r.kind}`;
     if (!o.metadata?.name || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.metadata.name) || o.metadata.name.length > 253)
       return `metadata.name: Invalid value: "${o.metadata?.name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'`;
-    const v = crdValidator(r.crd, r.version);
-    if (v(o)) return undefined;
+    const v = validatorsOf(r).find((x) => !x(o));
+    if (!v) return undefined;
     return (v.errors ?? []).slice(0, 5).map((e) => `${e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: Invalid value: ${e.message}`).join(', ');
   }
 
