@@ -10,6 +10,7 @@ import type { ScheduleBody } from '../schemas/api.js';
 import { resolveParams, type PipelineSpec } from '../schemas/pipeline.js';
 import type { PipelineRunInput } from '../schemas/run.js';
 import type { Db } from '../store/db.js';
+import { contentHash } from '../store/pipelines.js';
 import { RequestError, SA_PIPELINE, SA_TENANT, SA_TRIGGER, specHash } from './runs-service.js';
 
 const OVERLAP: Record<ScheduleBody['overlap'], ScheduleOverlapPolicy> = {
@@ -74,7 +75,9 @@ export class SchedulesService {
   private options(tenant: string, spec: PipelineSpec, version: number, id: string, def: ScheduleDef): ScheduleOptions {
     const { params, problems } = resolveParams(spec, Object.fromEntries(Object.entries(def.params ?? {}).map(([k, v]) => [k, String(v)])));
     if (problems.length) throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
-    const input: PipelineRunInput = { spec, tenant, trigger: 'schedule', params, pipelineVersion: version, specVersion: specHash(spec) };
+    // The spec by reference: a schedule's action (and every run it starts) stays small at any pipeline size.
+    const specRef = { tenant, pipelineId: spec.id, hash: contentHash(spec), version, tasks: spec.tasks.length };
+    const input: PipelineRunInput = { specRef, tenant, trigger: 'schedule', params, pipelineVersion: version, specVersion: specHash(spec) };
     return {
       scheduleId: this.temporalId(tenant, spec.id, id),
       spec: {

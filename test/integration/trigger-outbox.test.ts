@@ -87,7 +87,7 @@ describe('trigger outbox', () => {
     const flaky = new RunsService(stack.client, { taskQueue: stack.taskQueue, namespace: 'default', uiUrl: 'http://ui', outbox: stack.db });
     const real = flaky.startPrepared.bind(flaky);
     flaky.startPrepared = async (p, dispatch) => {
-      if (p.input.spec.id === 'outbox_retry' && failures-- > 0) throw new Error('14 UNAVAILABLE: connection refused');
+      if ((p.input.specRef?.pipelineId ?? p.input.spec?.id) === 'outbox_retry' && failures-- > 0) throw new Error('14 UNAVAILABLE: connection refused');
       return real(p, dispatch);
     };
     const h = await flaky.enqueue({ spec: s, tenant: stack.tenant, trigger: 'api' });
