@@ -19,6 +19,16 @@ import { claimTriggers, markFailedToStart, markRetry, pruneTriggers, type Trigge
  */
 const PERMANENT_CODES = new Set([3, 5, 7, 9, 11, 12, 16]);
 
+/** A failed start's message with the server's reason (a client error wraps the gRPC status that says why). */
+export function startErrorMessage(e: unknown): string {
+  const parts: string[] = [];
+  for (let c: unknown = e, depth = 0; c && depth < 5; c = (c as { cause?: unknown }).cause, depth++) {
+    const text = typeof (c as { details?: unknown }).details === 'string' && (c as { details: string }).details ? (c as { details: string }).details : c instanceof Error ? c.message : String(c);
+    if (text && !parts.some((p) => p.includes(text))) parts.push(text);
+  }
+  return parts.join(': ');
+}
+
 /** Whether a failed start is a refusal no retry fixes (see PERMANENT_CODES), and why. */
 export function permanentStartError(e: unknown): boolean {
   for (let c: unknown = e, depth = 0; c && depth < 5; c = (c as { cause?: unknown }).cause, depth++) {
@@ -126,7 +136,7 @@ export class TriggerDispatcher {
       await this.runs.startTrigger(row);
       this.started++;
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
+      const msg = startErrorMessage(e);
       // Refused for good (a few attempts, in case the refusal was a passing state): dead-letter it.
       if (permanentStartError(e) && row.attempts >= this.o.permanentAttempts) {
         this.o.log(`strata dispatcher: starting ${row.workflow_id} failed for good after ${row.attempts} attempts: ${msg}`);
