@@ -1,13 +1,15 @@
 /**
  * externalJob: one job on an outside engine (Spark on Kubernetes, an EMR step, an
  * Airbyte sync), as a child of pipelineRun. Submit (idempotent by name), poll on
- * durable timers with backoff, fetch logs, and stop the job if the run is cancelled.
+ * durable timers with backoff, fetch logs, and stop the job on every exit but success
+ * (the run cancelled, the task's timeout, polls that gave up or failed for good).
  */
 import {
   ApplicationFailure,
   CancellationScope,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setCurrentDetails,
   sleep,
@@ -65,6 +67,10 @@ export async function externalJob(input: ExternalJobInput): Promise<JobResult> {
   } catch (err) {
     if (isCancellation(err) || (err instanceof ApplicationFailure && err.type === 'Timeout')) {
       await CancellationScope.nonCancellable(() => acts[`${prefix}Cancel`](ref));
+    } else if (patched('stop-job-on-any-failure-v1')) {
+      // Polls that gave up or hit an error no retry fixes: the job would run on unwatched.
+      // Stop it (best effort: the original failure is what the task reports).
+      await CancellationScope.nonCancellable(() => acts[`${prefix}Cancel`](ref)).catch(() => undefined);
     }
     throw err;
   }

@@ -81,6 +81,24 @@ describe('EMR steps', () => {
     await waitFor(async () => d.emr.stepPhase(step).state === 'CANCELLED');
   });
 
+  it('stops the step when its polls fail for good, so no step runs on unwatched', async () => {
+    d.emr.stepScenario = () => STEP_SCENARIOS.runForever();
+    const before = d.emr.count('CancelSteps');
+    const s = spec({ id: 'emr-pollfail', tasks: [{ id: 'blind', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST }] });
+    const st = await withExtWorker(stack, d.deps, async () => {
+      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
+      await waitFor(async () => stepsNamed(/emr-pollfail/).some((x) => d.emr.stepPhase(x).state === 'RUNNING'));
+      // EMR starts refusing the step's polls (a revoked permission): no retry fixes that.
+      d.emr.failNext('DescribeStep', 1, 400, 'AccessDeniedException');
+      await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+      return stack.runs.state(h.runId);
+    });
+    expect(st.tasks.blind).toMatchObject({ status: 'failed', errorType: 'AccessDeniedException' });
+    expect(d.emr.count('CancelSteps') - before).toBe(1);
+    const step = stepsNamed(/emr-pollfail/)[0];
+    await waitFor(async () => d.emr.stepPhase(step).state === 'CANCELLED');
+  });
+
   it('a worker restarted mid-poll, and a retried submit, add the step only once', async () => {
     d.emr.stepScenario = () => STEP_SCENARIOS.success(2500);
     d.emr.loseResponseNext('AddJobFlowSteps');
