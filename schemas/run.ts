@@ -81,6 +81,8 @@ export interface PipelineRunOptions {
   heartbeatTimeoutMs?: number;
   /** Continue as new once history reaches this many events (default 8,000). */
   continueAsNewAfterEvents?: number;
+  /** The same for each external job's own workflow (default 8,000). */
+  jobContinueAsNewAfterEvents?: number;
 }
 
 /**

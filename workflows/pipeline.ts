@@ -335,7 +335,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       // One child per external job keeps its polls out of this history and cancels with the run.
       return executeChild(runner.workflow, {
         workflowId: `${header.workflowId}/task/${id}`,
-        args: [{ task: t, run, timeoutMs: p.timeoutMs, heartbeatTimeoutMs: heartbeatMs }],
+        args: [{ task: t, run, timeoutMs: p.timeoutMs, heartbeatTimeoutMs: heartbeatMs, ...(input.options?.jobContinueAsNewAfterEvents ? { continueAsNewAfterEvents: input.options.jobContinueAsNewAfterEvents } : {}) }],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
         staticSummary: summary,
