@@ -4,6 +4,10 @@ import { createClusterActivities, type ClusterDeps } from './clusters/activities
 import { createControlActivities } from './control/activities.js';
 import type { Db } from '../store/db.js';
 import { createMetastoreActivities } from './metastore/activities.js';
+import { createSpecLoader, taskActivityNames } from './metastore/specs.js';
+import { pollUntilDone } from './core/sensor.js';
+import type { TaskActivityInput, TaskRefInput } from '../schemas/run.js';
+import type { TaskEnvelope } from './core/task.js';
 import { createReconcileActivities, type ReconcileDeps } from './reconcile/activities.js';
 import { createEmrActivities, type EmrDeps } from './emr/activities.js';
 import { createSparkActivities, type SparkDeps } from './spark-k8s/activities.js';
@@ -20,7 +24,9 @@ import type { S3Config } from './s3/client.js';
 export type ActivityDeps = SqlDeps & Partial<Omit<ReconcileDeps, 'lakeRoot'>> & { s3?: S3Config; db?: Db } & SparkDeps & EmrDeps & AirbyteDeps & ClusterDeps;
 
 export function createActivities(deps: ActivityDeps) {
-  return {
+  const specs = createSpecLoader(deps.db);
+  const acts: Record<string, (...a: any[]) => Promise<any>> = {
+    ...specs.activities,
     ...createControlActivities(),
     ...createSqlActivities(deps),
     ...createReconcileActivities({ ...deps, tenantLocations: deps.tenantLocations ?? deps.lake?.tenantLocations }),
@@ -32,4 +38,15 @@ export function createActivities(deps: ActivityDeps) {
     ...createAirbyteActivities(deps),
     ...createClusterActivities(deps),
   };
+  // Task activities also take a task by reference (the spec stays in the metastore: the
+  // activity loads and renders its task), and run a sensor's whole poll loop when asked.
+  for (const name of taskActivityNames()) {
+    const fn = acts[name] as ((i: TaskActivityInput) => Promise<TaskEnvelope>) | undefined;
+    if (!fn) continue;
+    acts[name] = async (input: TaskActivityInput | (TaskRefInput & { sensor?: TaskActivityInput['sensor'] })) => {
+      const plain: TaskActivityInput = 'ref' in input ? { task: await specs.resolve(input), run: input.run, sensor: input.sensor } : input;
+      return plain.sensor ? pollUntilDone(fn, { ...plain, sensor: plain.sensor }) : fn(plain);
+    };
+  }
+  return acts;
 }

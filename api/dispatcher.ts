@@ -8,7 +8,38 @@
  */
 import { RequestError, type PreparedStart, type RunsService } from './runs-service.js';
 import type { Db } from '../store/db.js';
-import { claimTriggers, markRetry, pruneTriggers, type TriggerRow } from '../store/triggers.js';
+import { claimTriggers, markFailedToStart, markRetry, pruneTriggers, type TriggerRow } from '../store/triggers.js';
+
+/**
+ * gRPC codes of a start that no retry can fix: invalid argument (a payload over the limit,
+ * a bad search attribute), not found (no such namespace), already exists handled apart,
+ * permission denied, failed precondition, out of range, unimplemented, unauthenticated.
+ * Anything else (unavailable, deadline exceeded, resource exhausted, aborted, internal,
+ * unknown) is transient: the trigger waits and tries again.
+ */
+const PERMANENT_CODES = new Set([3, 5, 7, 9, 11, 12, 16]);
+
+/** A failed start's message with the server's reason (a client error wraps the gRPC status that says why). */
+export function startErrorMessage(e: unknown): string {
+  const parts: string[] = [];
+  for (let c: unknown = e, depth = 0; c && depth < 5; c = (c as { cause?: unknown }).cause, depth++) {
+    const text = typeof (c as { details?: unknown }).details === 'string' && (c as { details: string }).details ? (c as { details: string }).details : c instanceof Error ? c.message : String(c);
+    if (text && !parts.some((p) => p.includes(text))) parts.push(text);
+  }
+  return parts.join(': ');
+}
+
+/** Whether a failed start is a refusal no retry fixes (see PERMANENT_CODES), and why. */
+export function permanentStartError(e: unknown): boolean {
+  for (let c: unknown = e, depth = 0; c && depth < 5; c = (c as { cause?: unknown }).cause, depth++) {
+    if (c instanceof RequestError) return c.status < 500;
+    const code = (c as { code?: unknown }).code;
+    if (typeof code === 'number' && PERMANENT_CODES.has(code)) return true;
+    const name = (c as { name?: unknown }).name;
+    if (name === 'PayloadConverterError' || name === 'ValueError' || name === 'DataConverterError') return true;
+  }
+  return false;
+}
 
 export interface DispatcherOptions {
   /** Workflow starts in flight at once. */
@@ -19,6 +50,8 @@ export interface DispatcherOptions {
   idleMs?: number;
   /** Keep started triggers this long (Idempotency-Key answers `existing` from them). */
   keepMs?: number;
+  /** Attempts at a start that fails permanently before its trigger is dead-lettered (`failed_to_start`). */
+  permanentAttempts?: number;
   log?: (msg: string) => void;
 }
 
@@ -31,13 +64,14 @@ export class TriggerDispatcher {
   private loop?: Promise<void>;
   private lastPrune = 0;
   started = 0;
+  failedToStart = 0;
 
   constructor(
     private readonly db: Db,
     private readonly runs: RunsService,
     opts: DispatcherOptions = {},
   ) {
-    this.o = { concurrency: 16, leaseMs: 30_000, idleMs: 500, keepMs: 7 * 24 * 3600_000, log: (m) => console.error(m), ...opts };
+    this.o = { concurrency: 16, leaseMs: 30_000, idleMs: 500, keepMs: 7 * 24 * 3600_000, permanentAttempts: 3, log: (m) => console.error(m), ...opts };
   }
 
   start(): this {
@@ -102,7 +136,14 @@ export class TriggerDispatcher {
       await this.runs.startTrigger(row);
       this.started++;
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
+      const msg = startErrorMessage(e);
+      // Refused for good (a few attempts, in case the refusal was a passing state): dead-letter it.
+      if (permanentStartError(e) && row.attempts >= this.o.permanentAttempts) {
+        this.o.log(`strata dispatcher: starting ${row.workflow_id} failed for good after ${row.attempts} attempts: ${msg}`);
+        this.failedToStart++;
+        await markFailedToStart(this.db, row.workflow_id, `the run could not start (${row.attempts} attempts): ${msg}`).catch(() => undefined);
+        return;
+      }
       // Temporal unreachable or overloaded: back off (1 s doubling to 1 min) and try again; the trigger is kept.
       const retryMs = Math.min(60_000, 1000 * 2 ** Math.min(6, row.attempts - 1));
       this.o.log(`strata dispatcher: starting ${row.workflow_id} failed (attempt ${row.attempts}), retrying in ${retryMs} ms: ${e instanceof RequestError ? e.message : msg}`);

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { LogsQuery, RunsCursor, RunsQuery, TransformBody, TriggerRunBody } from '../schemas/api.js';
 import { validateSpec } from '../schemas/pipeline.js';
 import type { RunState } from '../schemas/run.js';
-import { getRun, listRuns } from '../store/runs.js';
+import { listRuns } from '../store/runs.js';
 import { missingId, need, ownId, owns } from './auth.js';
 import type { Principal } from '../store/keys.js';
 import type { ApiContext } from './context.js';
@@ -16,24 +16,9 @@ import { RequestError } from './runs-service.js';
 
 const strParams = (p?: Record<string, string | number | boolean>) => Object.fromEntries(Object.entries(p ?? {}).map(([k, v]) => [k, String(v)]));
 
-/** Live state while queued or running (from the outbox or the workflow), the stored state after. */
+/** A run's state for its tenant (queued, dead-lettered, live or stored: RunsService.state); another tenant's run is a 404. */
 export async function runState(ctx: ApiContext, p: Principal, runId: string): Promise<RunState> {
   ownId(p, runId, 'pipeline');
-  const row = await getRun(ctx.db, p.tenant, runId);
-  if (row && row.status !== 'running' && row.status !== 'queued')
-    return {
-      runId: row.run_id,
-      workflowId: row.run_id,
-      pipelineId: row.pipeline_id,
-      tenant: row.tenant,
-      trigger: row.trigger,
-      logicalDate: new Date(row.logical_date).toISOString(),
-      status: row.status as RunState['status'],
-      startedAt: new Date(row.started_at).toISOString(),
-      endedAt: row.ended_at ? new Date(row.ended_at).toISOString() : undefined,
-      tasks: row.tasks,
-      continuations: 0,
-    };
   const st = await ctx.runs.state(runId);
   owns(p, st.tenant, missingId('pipeline', runId));
   return st;
@@ -41,8 +26,13 @@ export async function runState(ctx: ApiContext, p: Principal, runId: string): Pr
 
 /** A task of a run, by a name from the URL (own properties only: `__proto__` is no task). */
 export function taskOf(st: RunState, task: string) {
-  if (!Object.hasOwn(st.tasks, task)) throw new RequestError(`run ${st.runId} has no task ${task}: it has ${Object.keys(st.tasks).join(', ')}`, 404);
+  if (!Object.hasOwn(st.tasks, task)) throw new RequestError(`run ${st.runId} has no task ${task}: it has ${someIds(Object.keys(st.tasks))}`, 404);
   return st.tasks[task];
+}
+
+/** Task ids for a message: all of a small run's, the first few of a large one's. */
+export function someIds(ids: string[], n = 20): string {
+  return ids.length <= n ? ids.join(', ') : `${ids.slice(0, n).join(', ')} … (${ids.length.toLocaleString('en')} tasks)`;
 }
 
 export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
@@ -154,15 +144,13 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
     const format = req.query.format ?? 'svg';
     if (!['svg', 'mermaid', 'dot'].includes(format)) throw new RequestError('format must be svg, mermaid or dot', 400);
     const st = await runState(ctx, p, req.params.run);
-    const input = await ctx.runs.input(st.runId);
-    const g = renderGraph(input.spec, st, format as 'svg' | 'mermaid' | 'dot');
+    const g = renderGraph(await ctx.runs.spec(st.runId), st, format as 'svg' | 'mermaid' | 'dot');
     return reply.type(format === 'svg' ? 'image/svg+xml' : 'text/plain; charset=utf-8').send(g);
   });
 
   app.get<{ Params: { run: string } }>('/runs/:run', { schema: { hide: true } }, async (req, reply) => {
     const p = need(req, 'viewer');
     const st = await runState(ctx, p, req.params.run);
-    const input = await ctx.runs.input(st.runId);
-    return reply.type('text/html; charset=utf-8').send(runPage(input.spec, st, ctx.runs.uiLink(st.runId)));
+    return reply.type('text/html; charset=utf-8').send(runPage(await ctx.runs.spec(st.runId), st, ctx.runs.uiLink(st.runId)));
   });
 }

@@ -1,9 +1,12 @@
 /**
- * Pipeline schedules as Temporal Schedules. Cron is checked with cron-parser (and the
- * preview of fire times uses it too); Temporal fires the runs. A scheduled run's logical
+ * Pipeline schedules as Temporal Schedules. Cron is checked (and explained) with
+ * cron-parser; what Temporal will do — the preview of fire times, the runs a backfill
+ * starts — is asked of Temporal itself (ListScheduleMatchingTimes), so DST changes,
+ * startAt and endAt are applied exactly as Temporal applies them. A scheduled run's logical
  * date is the time it was scheduled for, backfills included.
  */
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
+import { msToTs, tsToMs } from '@temporalio/common/lib/time.js';
 import { CronExpressionParser } from 'cron-parser';
 import { toMs } from '../schemas/duration.js';
 import type { ScheduleBody } from '../schemas/api.js';
@@ -11,6 +14,7 @@ import { resolveParams, type PipelineSpec } from '../schemas/pipeline.js';
 import type { PipelineRunInput } from '../schemas/run.js';
 import type { Db } from '../store/db.js';
 import { withTenant } from '../client/tenant-scope.js';
+import { contentHash } from '../store/pipelines.js';
 import { RequestError, SA_PIPELINE, SA_TENANT, SA_TRIGGER, specHash } from './runs-service.js';
 
 const OVERLAP: Record<ScheduleBody['overlap'], ScheduleOverlapPolicy> = {
@@ -45,7 +49,10 @@ export function checkSchedule(def: ScheduleDef): void {
   if (problems.length) throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
 }
 
-/** The next n fire times (ISO, UTC) in the schedule's time zone, as Temporal computes them. */
+/**
+ * The next n fire times by cron-parser (ISO, UTC). Only an estimate: it knows nothing of
+ * how Temporal treats DST changes. Previews and backfills ask Temporal (SchedulesService).
+ */
 export function previewFires(def: ScheduleDef, n: number, from = new Date()): string[] {
   const crons = Array.isArray(def.cron) ? def.cron : [def.cron];
   const start = def.startAt && Date.parse(def.startAt) > from.getTime() ? new Date(def.startAt) : from;
@@ -75,7 +82,9 @@ export class SchedulesService {
   private options(tenant: string, spec: PipelineSpec, version: number, id: string, def: ScheduleDef): ScheduleOptions {
     const { params, problems } = resolveParams(spec, Object.fromEntries(Object.entries(def.params ?? {}).map(([k, v]) => [k, String(v)])));
     if (problems.length) throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
-    const input: PipelineRunInput = { spec, tenant, trigger: 'schedule', params, pipelineVersion: version, specVersion: specHash(spec) };
+    // The spec by reference: a schedule's action (and every run it starts) stays small at any pipeline size.
+    const specRef = { tenant, pipelineId: spec.id, hash: contentHash(spec), version, tasks: spec.tasks.length };
+    const input: PipelineRunInput = { specRef, tenant, trigger: 'schedule', params, pipelineVersion: version, specVersion: specHash(spec) };
     return {
       scheduleId: this.temporalId(tenant, spec.id, id),
       spec: {
@@ -142,7 +151,29 @@ export class SchedulesService {
     } catch (e) {
       if (!(e instanceof ScheduleNotFoundError)) throw e;
     }
-    return { id, pipelineId, ...r.definition, paused: paused ?? r.definition.paused, nextFires: previewFires(r.definition, previewCount), recentRuns: recent };
+    const nextFires = paused === undefined ? [] : await this.nextFires(r.temporal_id, previewCount);
+    return { id, pipelineId, ...r.definition, paused: paused ?? r.definition.paused, nextFires, recentRuns: recent };
+  }
+
+  /** The times Temporal's plan for the schedule matches in [from, to) (ISO, UTC), in order. */
+  async matchingTimes(temporalId: string, from: Date, to: Date): Promise<string[]> {
+    const r = await this.client.workflowService.listScheduleMatchingTimes({ namespace: this.client.options.namespace, scheduleId: temporalId, startTime: msToTs(from.getTime() - 1000), endTime: msToTs(to.getTime() + 1000) });
+    return (r.startTime ?? [])
+      .map((t) => tsToMs(t))
+      .filter((t) => t >= from.getTime() && t < to.getTime())
+      .sort((a, b) => a - b)
+      .map((t) => new Date(t).toISOString());
+  }
+
+  /** The next n times Temporal will fire the schedule (paused or not), from its own plan: DST gaps skipped, startAt/endAt applied. */
+  async nextFires(temporalId: string, n: number, from = new Date()): Promise<string[]> {
+    let out: string[] = [];
+    // Widen the window until n fires are found (a yearly cron needs years; an every-minute one, minutes).
+    for (let days = 1; days <= 4 * 3660; days *= 4) {
+      out = await this.matchingTimes(temporalId, from, new Date(from.getTime() + days * 86_400_000));
+      if (out.length >= n) break;
+    }
+    return out.slice(0, n);
   }
 
   async update(tenant: string, spec: PipelineSpec, version: number, id: string, patch: Partial<ScheduleDef>) {
@@ -185,13 +216,34 @@ export class SchedulesService {
     await this.client.schedule.getHandle(r.temporal_id).trigger(ScheduleOverlapPolicy.ALLOW_ALL);
   }
 
-  /** One run per interval the cron would have fired in [from, to), each with its own logical date. */
+  /**
+   * One run per time Temporal's plan fires in [from, to), each with its own logical date,
+   * and the answer lists exactly those. Refused (400, saying why) when Temporal would start
+   * none (before startAt, after endAt, no fire in the range), or when the overlap policy
+   * could drop some of them (skip, buffer_one, cancel_other depend on how long runs take).
+   * A paused schedule still runs a backfill (Temporal's rule).
+   */
   async backfill(tenant: string, pipelineId: string, id: string, from: string, to: string, overlap: ScheduleBody['overlap']) {
     const r = await this.row(tenant, pipelineId, id);
-    if (Date.parse(from) >= Date.parse(to)) throw new RequestError('backfill: "to" must be after "from"', 400);
-    const fires = previewFires({ ...r.definition, startAt: undefined, endAt: undefined }, 1000, new Date(Date.parse(from) - 1)).filter((t) => Date.parse(t) < Date.parse(to));
+    const start = new Date(from);
+    const end = new Date(to);
+    if (start.getTime() >= end.getTime()) throw new RequestError('backfill: "to" must be after "from"', 400);
+    if (overlap !== 'allow_all' && overlap !== 'buffer_all')
+      throw new RequestError(`backfill: with overlap "${overlap}" Temporal may skip or cancel some of the backfilled runs, depending on how long each takes, so no one can say which will run: use "allow_all" (the default) or "buffer_all"`, 400);
+    const fires = await this.matchingTimes(r.temporal_id, start, end);
     if (fires.length >= 1000) throw new RequestError('backfill covers 1,000 runs or more: split it into smaller ranges', 400);
-    await this.client.schedule.getHandle(r.temporal_id).backfill([{ start: new Date(from), end: new Date(to), overlap: OVERLAP[overlap] }]);
+    if (!fires.length) {
+      const def = r.definition;
+      const why =
+        def.startAt && end.getTime() <= Date.parse(def.startAt)
+          ? `the range ends before the schedule's startAt (${new Date(def.startAt).toISOString()})`
+          : def.endAt && start.getTime() >= Date.parse(def.endAt)
+            ? `the range begins after the schedule's endAt (${new Date(def.endAt).toISOString()})`
+            : `the schedule does not fire between ${start.toISOString()} and ${end.toISOString()}${def.startAt || def.endAt ? ' within its startAt/endAt' : ''}`;
+      throw new RequestError(`backfill: Temporal would start no runs: ${why}; pick a range where it fires`, 400);
+    }
+    // Temporal's backfill range is exclusive at the start and inclusive at the end: shift both by 1 ms for [from, to).
+    await this.client.schedule.getHandle(r.temporal_id).backfill([{ start: new Date(start.getTime() - 1), end: new Date(end.getTime() - 1), overlap: OVERLAP[overlap] }]);
     return { runs: fires.length, logicalDates: fires };
   }
 }

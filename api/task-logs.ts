@@ -20,10 +20,9 @@ export interface TaskLog {
 
 export async function taskLog(ctx: { runs: RunsService }, spark: SparkK8sClient | undefined, st: RunState, taskId: string, opts: { follow?: boolean; tailLines?: number }): Promise<TaskLog> {
   const t = Object.hasOwn(st.tasks, taskId) ? st.tasks[taskId] : undefined;
-  if (!t) throw new RequestError(`run ${st.runId} has no task ${taskId}: it has ${Object.keys(st.tasks).join(', ')}`, 404);
-  if (st.status === 'queued') throw new RequestError(`run ${st.runId} is queued and has not started: its tasks have no logs yet`, 409);
-  const input = await ctx.runs.input(st.runId);
-  const spec = input.spec.tasks.find((x) => x.id === taskId) as Record<string, unknown> & { kind: string };
+  if (!t) throw new RequestError(`run ${st.runId} has no task ${taskId}: it has ${Object.keys(st.tasks).slice(0, 20).join(', ')}${Object.keys(st.tasks).length > 20 ? ', …' : ''}`, 404);
+  if (st.status === 'queued' || st.status === 'failed_to_start') throw new RequestError(`run ${st.runId} is ${st.status === 'queued' ? 'queued and has not started' : 'one that failed to start'}: its tasks have no logs yet`, 409);
+  const spec = (await ctx.runs.spec(st.runId)).tasks.find((x) => x.id === taskId) as Record<string, unknown> & { kind: string };
   const kind = TASK_KINDS[spec.kind];
   const runner = kind?.route?.(spec) ?? kind?.run;
   const tail = typeof t.output?.logTail === 'string' ? t.output.logTail : undefined;

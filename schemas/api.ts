@@ -150,7 +150,7 @@ export const ReconciliationBody = z
 export const RunsQuery = z
   .object({
     pipeline: z.string().optional(),
-    status: z.enum(['queued', 'running', 'success', 'failed', 'cancelled']).optional(),
+    status: z.enum(['queued', 'running', 'success', 'failed', 'cancelled', 'failed_to_start']).optional(),
     since: IsoDate.optional(),
     limit: z.coerce.number().int().min(1).max(200).default(50),
     cursor: z.string().max(2000).optional(),

@@ -24,8 +24,11 @@ export interface TaskState {
   reusedFrom?: string;
 }
 
-/** `queued`: accepted by the API's trigger outbox, not started in Temporal yet (milliseconds, normally). */
-export type RunStatus = 'queued' | 'running' | 'success' | 'failed' | 'cancelled';
+/**
+ * `queued`: accepted by the API's trigger outbox, not started in Temporal yet (milliseconds, normally).
+ * `failed_to_start`: the outbox gave up starting it (a permanent refusal, after bounded retries).
+ */
+export type RunStatus = 'queued' | 'running' | 'success' | 'failed' | 'cancelled' | 'failed_to_start';
 export type Trigger = 'manual' | 'api' | 'schedule' | 'repair' | 'backfill';
 
 export interface RunContext {
@@ -44,17 +47,62 @@ export interface RunState extends RunContext {
   tasks: Record<string, TaskState>;
   /** How many times this run continued as new to keep its history small. */
   continuations: number;
+  /** Tasks per status (every task, also those left out of `tasks`). */
+  counts?: Partial<Record<TaskStatus, number>>;
+  /** How many tasks the pipeline has. */
+  taskCount?: number;
+  /**
+   * True when `tasks` is not every task with its full state: a workflow's answers are bounded
+   * (RUN_ANSWER_LIMITS), so a large run's per-task state is read from the metastore or page by page.
+   */
+  tasksPartial?: boolean;
+  /** The first failures, for messages (bounded). */
+  failures?: { id: string; error: string; type?: string }[];
+  /** Why a run that never started (`failed_to_start`) or is still `queued` could not start. */
+  error?: string;
 }
+
+/** Bounds on what a run's workflow answers (query, result, failure details): they never grow with the pipeline. */
+export const RUN_ANSWER_LIMITS = {
+  /** Tasks listed in a `state` answer or a result. */
+  tasks: 1000,
+  /** Serialized bytes of those tasks. */
+  bytes: 512 * 1024,
+  /** Tasks in one page of the `tasks` query. */
+  page: 1000,
+  /** Failures named in a result or a failure's details. */
+  failures: 20,
+  /** A task's error message as kept in the workflow (the engine's full text goes to the task log). */
+  errorChars: 4000,
+} as const;
 
 export interface PipelineRunOptions {
   /** Heartbeat timeout for long activities (ms); how fast a dead worker is noticed. */
   heartbeatTimeoutMs?: number;
   /** Continue as new once history reaches this many events (default 8,000). */
   continueAsNewAfterEvents?: number;
+  /** The same for each external job's own workflow (default 8,000). */
+  jobContinueAsNewAfterEvents?: number;
+}
+
+/**
+ * A pipeline spec by reference: the workflow and its activities load it from the metastore
+ * (a registered version, or the snapshot a direct start stored), checked by content hash.
+ */
+export interface SpecRef {
+  tenant: string;
+  pipelineId: string;
+  /** Content hash (store/pipelines contentHash): what is loaded must hash to it. */
+  hash: string;
+  /** A registered version; absent for a snapshot (CLI or ad-hoc starts). */
+  version?: number;
+  tasks: number;
 }
 
 export interface PipelineRunInput {
-  spec: PipelineSpec;
+  /** The spec inline (small specs, started without a metastore); else `specRef`. */
+  spec?: PipelineSpec;
+  specRef?: SpecRef;
   tenant: string;
   trigger: Trigger | string;
   /** ISO timestamp; defaults to the workflow start time. */
@@ -65,18 +113,52 @@ export interface PipelineRunInput {
   withUpstream?: boolean;
   /** Repair: final states of an earlier run; successful ones are reused, not re-run. */
   prior?: { runId: string; tasks: Record<string, TaskState> };
+  /** Repair by reference: the earlier run whose successful tasks (in the metastore) are reused. */
+  repairOf?: string;
   options?: PipelineRunOptions;
   /** Registered version (metastore) and content hash of the spec, for the runs index. */
   pipelineVersion?: number;
   specVersion?: string;
   /** Carried across continue-as-new, in the compact form of workflows/carry.ts. */
-  carried?: CarriedState | RunState;
+  carried?: CarriedState | RunState | CarriedV1;
+}
+
+/**
+ * What a run carries across continue-as-new since scale-v1: a header and one character per
+ * task (its status), in spec order; per-task details went to the metastore as deltas.
+ * At most one byte per task (a 50,000-task pipeline carries about 50 KB).
+ */
+export interface CarriedV1 {
+  v: 1;
+  header: Omit<RunState, 'tasks' | 'counts' | 'tasksPartial' | 'failures' | 'taskCount'>;
+  statuses: string;
+  failures: { id: string; error: string; type?: string }[];
+  /** Sensors stopped to continue as new: when each started (its deadline derives from it) carries over. */
+  sensors?: Record<string, { since: number; polls: number }>;
+}
+
+/** A task's state as the workflow reports it to the metastore (one delta per change). */
+export interface TaskDelta extends TaskState {
+  id: string;
+}
+
+/** What a task activity receives when the spec travels by reference: the worker loads and renders the task. */
+export interface TaskRefInput {
+  ref: SpecRef;
+  taskId: string;
+  run: RunContext;
+  params: Record<string, string>;
 }
 
 /** What one task activity receives. */
 export interface TaskActivityInput {
   task: Record<string, unknown> & { id: string; kind: string };
   run: RunContext;
+  /**
+   * A sensor whose whole poll loop runs in the activity: when it first started (epoch ms;
+   * its deadline is that plus the task's waitTimeout) and the checks made before.
+   */
+  sensor?: { since: number; polls?: number };
 }
 
 export type TaskActivity = (input: TaskActivityInput) => Promise<TaskOutput>;

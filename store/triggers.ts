@@ -11,6 +11,8 @@ export interface TriggerRow<R = unknown> {
   last_error: string | null;
   started_at: Date | null;
   temporal_run_id: string | null;
+  /** Dead-lettered: its start was refused for good (last_error says why); never claimed again. */
+  failed_at: Date | null;
 }
 
 /** Accepts a trigger; false if one with that workflow id was accepted before. */
@@ -31,7 +33,7 @@ export async function claimTriggers<R>(db: Db, taskQueue: string, limit: number,
     `UPDATE run_triggers SET claimed_until = now() + ($2 || ' milliseconds')::interval, attempts = attempts + 1
      WHERE workflow_id IN (
        SELECT workflow_id FROM run_triggers
-       WHERE task_queue = $4 AND started_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) AND ($3::text IS NULL OR workflow_id = $3)
+       WHERE task_queue = $4 AND started_at IS NULL AND failed_at IS NULL AND (claimed_until IS NULL OR claimed_until < now()) AND ($3::text IS NULL OR workflow_id = $3)
        ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
      RETURNING *`,
     [limit, String(leaseMs), only ?? null, taskQueue],
@@ -50,16 +52,27 @@ export async function markRetry(db: Db, workflowId: string, error: string, retry
   await db.query(`UPDATE run_triggers SET last_error = $2, claimed_until = now() + ($3 || ' milliseconds')::interval WHERE workflow_id = $1`, [workflowId, error.slice(0, 2000), String(retryMs)]);
 }
 
+/**
+ * Dead-letters a trigger whose start failed for good: it is kept with its reason and never
+ * claimed again, and its run reads `failed_to_start` (runs list, API) with that reason.
+ */
+export async function markFailedToStart(db: Db, workflowId: string, error: string): Promise<void> {
+  await db.tx(async (t) => {
+    await t.query(`UPDATE run_triggers SET failed_at = now(), last_error = $2, claimed_until = NULL WHERE workflow_id = $1 AND started_at IS NULL`, [workflowId, error.slice(0, 2000)]);
+    await t.query(`UPDATE runs SET status = 'failed_to_start', error = $2, ended_at = now(), updated_at = now() WHERE run_id = $1 AND status = 'queued'`, [workflowId, error.slice(0, 2000)]);
+  });
+}
+
 export async function getTrigger<R>(db: Db, workflowId: string): Promise<TriggerRow<R> | undefined> {
   return (await db.query<TriggerRow<R>>(`SELECT * FROM run_triggers WHERE workflow_id = $1`, [workflowId])).rows[0];
 }
 
 export async function pendingTriggers(db: Db): Promise<number> {
-  return Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM run_triggers WHERE started_at IS NULL`)).rows[0].n);
+  return Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM run_triggers WHERE started_at IS NULL AND failed_at IS NULL`)).rows[0].n);
 }
 
-/** Forgets started triggers older than `keepMs` (their runs live in Temporal and the runs index). */
+/** Forgets started and dead-lettered triggers older than `keepMs` (their runs live in Temporal and the runs index). */
 export async function pruneTriggers(db: Db, keepMs: number): Promise<number> {
-  const r = await db.query(`DELETE FROM run_triggers WHERE started_at IS NOT NULL AND started_at < now() - ($1 || ' milliseconds')::interval`, [String(keepMs)]);
+  const r = await db.query(`DELETE FROM run_triggers WHERE COALESCE(started_at, failed_at) < now() - ($1 || ' milliseconds')::interval`, [String(keepMs)]);
   return r.rowCount ?? 0;
 }

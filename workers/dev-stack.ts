@@ -50,6 +50,19 @@ async function main() {
 
   console.log(`Starting the Temporal dev server on ${config.TEMPORAL_ADDRESS} (Web UI ${config.TEMPORAL_UI_URL}, state in ${path.join(dataDir, 'temporal.db')})…`);
   const server = await startDevServer({ port, uiPort, dbFilename: path.join(dataDir, 'temporal.db'), uiCodecEndpoint: config.STRATA_API_PORT ? codecUrl : undefined, log: (m) => console.log(m) });
+  // A worker and an API talking to a dead server help no one: if the dev server dies, say so
+  // and stop the stack (its state is kept: `npm start` again carries on every run).
+  let stopping = false;
+  let onServerDeath: () => Promise<void> = async () => {};
+  // Ctrl-C in a terminal reaches the server too (one process group): that is a stop, not a death.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void (stopping = true));
+  server.process.once('exit', async (code, signal) => {
+    await new Promise((r) => setTimeout(r, 500)); // let a signal that stops us all arrive first
+    if (stopping) return;
+    console.error(`\nThe Temporal dev server stopped (${signal ?? `exit code ${code}`}): stopping the stack. Run npm start again to carry on; runs and their state are kept in ${path.join(dataDir, 'temporal.db')}.`);
+    setTimeout(() => process.exit(1), 15_000).unref();
+    void onServerDeath().finally(() => process.exit(1));
+  });
 
   // The metastore (DATABASE_URL, or embedded PGlite under the data folder) holds the
   // catalog, the runs index, keys and schedules.
@@ -110,6 +123,7 @@ async function main() {
   }
 
   const shutdown = async () => {
+    stopping = true;
     await app.close();
     worker.shutdown();
     await running.catch(() => {});
@@ -118,6 +132,12 @@ async function main() {
     await server.stop();
     await lake.close();
   };
+  onServerDeath = async () => {
+    await app.close().catch(() => {});
+    worker.shutdown();
+    await running.catch(() => {});
+    await lake.close().catch(() => {});
+  };
   if (args.has('--exit-after-demo')) {
     await shutdown();
     process.exitCode = demoStatus === 'success' || demoStatus === 'skipped' ? 0 : 1;
@@ -125,6 +145,7 @@ async function main() {
   }
   console.log('\nThe stack is up. Press Ctrl-C to stop it.');
   await running; // the worker stops on SIGINT/SIGTERM
+  stopping = true;
   await app.close();
   await connection.close();
   await native.close();

@@ -1,13 +1,19 @@
 /**
  * externalJob: one job on an outside engine (Spark on Kubernetes, an EMR step, an
  * Airbyte sync), as a child of pipelineRun. Submit (idempotent by name), poll on
- * durable timers with backoff, fetch logs, and stop the job if the run is cancelled.
+ * durable timers with backoff, fetch logs, and stop the job on every exit but success
+ * (the run cancelled, the task's timeout, polls that gave up or failed for good).
  */
 import {
   ApplicationFailure,
   CancellationScope,
+  ContinueAsNew,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setCurrentDetails,
   sleep,
@@ -19,7 +25,26 @@ import { touchSignal, clusterWorkflowId, type ClusterState } from './cluster-mes
 
 type JobActivities = Record<string, (arg: any) => Promise<any>>;
 
-export async function externalJob(input: ExternalJobInput): Promise<JobResult> {
+/** What an externalJob carries across continue-as-new: the job it watches (never submitted twice) and what it saw. */
+interface JobCarry {
+  ref: JobRef;
+  cluster?: ClusterState;
+  states: string[];
+  peakExecutors: number;
+  waitMs: number;
+  /** When the first execution started: the task's timeout counts from there. */
+  startedAt: number;
+}
+
+export type ExternalJobRunInput = ExternalJobInput & {
+  carried?: JobCarry;
+  /** Continue as new past this many events (default 8,000): a multi-day job's polls never outgrow one history. */
+  continueAsNewAfterEvents?: number;
+};
+
+const DEFAULT_CONTINUE_AS_NEW_AFTER = 8_000;
+
+export async function externalJob(input: ExternalJobRunInput): Promise<JobResult> {
   const engine = externalEngineOf(input.task);
   const prefix = ENGINE_ACTIVITY_PREFIX[engine];
   const poll = PollFields.parse(input.task.poll ?? {});
@@ -30,23 +55,24 @@ export async function externalJob(input: ExternalJobInput): Promise<JobResult> {
     heartbeatTimeout: input.heartbeatTimeoutMs ?? 30_000,
     retry: { initialInterval: Math.min(1000, initialMs), backoffCoefficient: 2, maximumInterval: Math.max(maxMs, 1000), maximumAttempts: 10 },
   });
-  const started = workflowInfo().startTime.getTime();
+  const carried = input.carried;
+  const started = carried?.startedAt ?? workflowInfo().startTime.getTime();
   const deadline = input.timeoutMs ? started + input.timeoutMs : Infinity;
 
-  let cluster: ClusterState | undefined;
-  if (typeof input.task.cluster === 'string') {
+  let cluster: ClusterState | undefined = carried?.cluster;
+  if (!carried && typeof input.task.cluster === 'string') {
     cluster = await acts.ensureClusterReady({ tenant: input.run.tenant, name: input.task.cluster, engine, pollMs: initialMs, requestedBy: workflowInfo().workflowId });
   }
   const clusterHandle = cluster ? getExternalWorkflowHandle(clusterWorkflowId(input.run.tenant, cluster.name)) : undefined;
 
   // The submit finishes even if the run is cancelled meanwhile, so the job it made is known and
   // stopped below rather than left running. Cancellation surfaces at the next poll.
-  const ref: JobRef = await CancellationScope.nonCancellable(() => acts[`${prefix}Submit`]({ ...input, cluster }));
-  const history: string[] = [];
+  const ref: JobRef = carried?.ref ?? (await CancellationScope.nonCancellable(() => acts[`${prefix}Submit`]({ ...input, cluster })));
+  const history: string[] = carried?.states ?? [];
   let status: JobStatus | undefined;
-  let peakExecutors = 0;
+  let peakExecutors = carried?.peakExecutors ?? 0;
   try {
-    let wait = initialMs;
+    let wait = carried?.waitMs ?? initialMs;
     for (;;) {
       status = (await acts[`${prefix}Poll`](ref)) as JobStatus;
       if (history[history.length - 1] !== status.state) {
@@ -59,12 +85,24 @@ export async function externalJob(input: ExternalJobInput): Promise<JobResult> {
       if (Date.now() >= deadline) {
         throw ApplicationFailure.create({ type: 'Timeout', nonRetryable: true, message: `${ref.name} did not finish within the task timeout (${input.timeoutMs} ms); it was stopped` });
       }
+      const info = workflowInfo();
+      if (info.continueAsNewSuggested || info.historyLength >= (input.continueAsNewAfterEvents ?? DEFAULT_CONTINUE_AS_NEW_AFTER)) {
+        // A long job (a streaming query, a multi-day step) keeps watching it in a fresh history.
+        await condition(allHandlersFinished);
+        const next: JobCarry = { ref, cluster, states: history, peakExecutors, waitMs: wait, startedAt: started };
+        return await continueAsNew<typeof externalJob>({ ...input, carried: next });
+      }
       await sleep(Math.min(wait, Math.max(1, deadline - Date.now())));
       wait = Math.min(maxMs, Math.round(wait * poll.backoff));
     }
   } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err) || (err instanceof ApplicationFailure && err.type === 'Timeout')) {
       await CancellationScope.nonCancellable(() => acts[`${prefix}Cancel`](ref));
+    } else if (patched('stop-job-on-any-failure-v1')) {
+      // Polls that gave up or hit an error no retry fixes: the job would run on unwatched.
+      // Stop it (best effort: the original failure is what the task reports).
+      await CancellationScope.nonCancellable(() => acts[`${prefix}Cancel`](ref)).catch(() => undefined);
     }
     throw err;
   }

@@ -2,19 +2,22 @@
  * pipelineRun: interprets one pipeline spec as a DAG. The planner (dag.ts) decides what
  * is ready; this file dispatches tasks, records their state and answers queries.
  * Deterministic: no I/O, time comes from the workflow clock.
+ *
+ * At any size (scale-v1): the spec comes by reference (SpecRef) as skeleton pages of
+ * bounded size, and each task activity loads and renders its own task; per-task state
+ * goes to the metastore as batched deltas; what the workflow answers (queries, result,
+ * failure details) and carries across continue-as-new is bounded (RUN_ANSWER_LIMITS, one
+ * character per task). Runs recorded before scale-v1 replay through pipeline-v0.ts.
  */
 import {
-  ActivityFailure,
+  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowCancellationType,
-  ChildWorkflowFailure,
   ParentClosePolicy,
-  TimeoutFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
-  defineQuery,
   executeChild,
   isCancellation,
   patched,
@@ -23,240 +26,435 @@ import {
   setHandler,
   sleep,
   workflowInfo,
+  type ActivityOptions,
 } from '@temporalio/workflow';
-import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { toMs } from '../schemas/duration.js';
-import { TASK_KINDS, sqlDialectAt } from '../schemas/kinds.js';
-import { paramDecls } from '../schemas/params.js';
-import { effectiveTask, type TaskSpec } from '../schemas/pipeline.js';
-import type { PipelineRunInput, RunState, TaskActivityInput, TaskOutput, TaskState, TaskStatus } from '../schemas/run.js';
-import { renderDeep, renderTask, runVariables } from '../schemas/template.js';
-import { packState, unpackState } from './carry.js';
+import type { PipelineSpec } from '../schemas/pipeline.js';
+import {
+  RUN_ANSWER_LIMITS,
+  type CarriedV1,
+  type PipelineRunInput,
+  type RunContext,
+  type RunState,
+  type SpecRef,
+  type TaskActivityInput,
+  type TaskDelta,
+  type TaskRefInput,
+  type TaskState,
+  type TaskStatus,
+} from '../schemas/run.js';
+import { renderSpecTask, skeletonPage, triggerAt, type SkeletonPage, type TaskProfile } from '../schemas/skeleton.js';
+import type { RunRecord } from '../store/runs.js';
 import { downstreamIndex, isFinal, plan, selectTasks, type PlanNode } from './dag.js';
+import { describeFailure, pipelineRunV0, scheduledTime, type TaskResultEnvelope } from './pipeline-v0.js';
+import { liveQuery, stateQuery, tasksQuery } from './run-queries.js';
 
-export const stateQuery = defineQuery<RunState>('state');
-
-const SCHEDULED_START = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
-
-const { recordRun } = proxyActivities<{ recordRun(r: { state: RunState; specVersion?: string; pipelineVersion?: number; error?: string }): Promise<void> }>({
-  startToCloseTimeout: '30s',
-  retry: { maximumAttempts: 5, initialInterval: '500ms' },
-  summary: 'record run in the metastore',
-});
-
-/** Best effort: the index must not fail a run; the next write repairs a lost one. */
-async function indexRun(state: RunState, input: PipelineRunInput, error?: string) {
-  if (!patched('runs-index-v1')) return;
-  try {
-    await CancellationScope.nonCancellable(() => recordRun({ state, specVersion: input.specVersion, pipelineVersion: input.pipelineVersion, error }));
-  } catch {
-    /* logged by the SDK as an activity failure */
-  }
-}
-
-/** What a task activity hands back: its output and the attempt that produced it. */
-export interface TaskResultEnvelope {
-  output: TaskOutput;
-  attempt: number;
-}
+export { stateQuery, tasksQuery, liveQuery };
+export type { TaskResultEnvelope };
 
 const DEFAULT_HEARTBEAT_MS = 30_000;
 const DEFAULT_CONTINUE_AS_NEW_AFTER = 8_000;
+/** Deltas go to the metastore in batches of at most this many tasks or bytes, or after this long. */
+const FLUSH = { tasks: 500, bytes: 256 * 1024, everyMs: 2000 };
+
+/** One character per status in what a run carries across continue-as-new. */
+const STATUSES: TaskStatus[] = ['pending', 'running', 'success', 'failed', 'skipped', 'upstream_failed', 'cancelled', 'excluded'];
+const CODES = 'prsfkucx';
+
+interface Meta {
+  recordRun(r: RunRecord): Promise<void>;
+  recordTasks(r: { runId: string; deltas: TaskDelta[] }): Promise<void>;
+  loadSpecPage(a: { ref: SpecRef; from: number; repairOf?: string }): Promise<SkeletonPage & { reused?: string[] }>;
+  renderTask(i: TaskRefInput): Promise<TaskActivityInput['task']>;
+}
+
+// The metastore is part of the run's durability: its writes retry until it answers.
+const meta = proxyActivities<Meta>({
+  startToCloseTimeout: '2m',
+  retry: { initialInterval: '500ms', maximumInterval: '30s' },
+  summary: 'metastore',
+});
 
 export async function pipelineRun(input: PipelineRunInput): Promise<RunState> {
+  // Runs recorded before scale-v1 (and their continuations) keep their own code path.
+  if (input.carried && !('v' in input.carried)) return pipelineRunV0(input);
+  if (!input.specRef && !input.carried && !patched('scale-v1')) return pipelineRunV0(input);
+  return pipelineRunV1(input);
+}
+
+interface Skeleton {
+  pipelineId: string;
+  maxParallel: number;
+  ids: string[];
+  nodes: PlanNode[];
+  profileOf: number[];
+  profiles: TaskProfile[];
+  reused: Set<string>;
+}
+
+/** The spec's skeleton: from the inline spec, or page by page from the metastore. */
+async function loadSkeleton(input: PipelineRunInput, repairOf?: string): Promise<Skeleton> {
+  const sk: Skeleton = { pipelineId: '', maxParallel: 16, ids: [], nodes: [], profileOf: [], profiles: [], reused: new Set() };
+  const profileIndex = new Map<string, number>();
+  const add = (page: SkeletonPage & { reused?: string[] }) => {
+    sk.pipelineId = page.pipelineId;
+    sk.maxParallel = page.maxParallel;
+    const local = page.profiles.map((p) => {
+      const key = JSON.stringify(p);
+      let i = profileIndex.get(key);
+      if (i === undefined) {
+        i = sk.profiles.length;
+        sk.profiles.push(p);
+        profileIndex.set(key, i);
+      }
+      return i;
+    });
+    for (const [id, needs, trigger, profile] of page.nodes) {
+      sk.ids.push(id);
+      sk.nodes.push({ id, needs, trigger: triggerAt(trigger) });
+      sk.profileOf.push(local[profile]);
+    }
+    for (const id of page.reused ?? []) sk.reused.add(id);
+  };
+  if (input.spec) {
+    add(skeletonPage(input.spec, 0, Infinity));
+    return sk;
+  }
+  for (let from: number | undefined = 0; from !== undefined; ) {
+    const page: SkeletonPage & { reused?: string[] } = await meta.loadSpecPage({ ref: input.specRef!, from, repairOf });
+    add(page);
+    from = page.next;
+  }
+  return sk;
+}
+
+async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   const info = workflowInfo();
-  const spec = input.spec;
+  const carried = input.carried as CarriedV1 | undefined;
   const nowIso = () => new Date().toISOString();
-  const state: RunState = (input.carried && unpackState(input.carried)) || {
+  const header: CarriedV1['header'] = carried?.header ?? {
     runId: info.workflowId,
     workflowId: info.workflowId,
-    pipelineId: spec.id,
+    pipelineId: input.spec?.id ?? input.specRef?.pipelineId ?? '',
     tenant: input.tenant,
     trigger: input.trigger,
     logicalDate: input.logicalDate ?? scheduledTime() ?? info.startTime.toISOString(),
     status: 'running',
     startedAt: nowIso(),
-    tasks: Object.fromEntries(spec.tasks.map((t) => [t.id, { status: 'pending', attempts: 0 } satisfies TaskState])),
     continuations: 0,
   };
-  setHandler(stateQuery, () => state);
+  const failures = carried?.failures ?? [];
+  const run: RunContext = { runId: header.runId, workflowId: header.workflowId, pipelineId: header.pipelineId, tenant: header.tenant, trigger: header.trigger, logicalDate: header.logicalDate };
+  const params = input.params ?? {};
 
-  const taskById = new Map(spec.tasks.map((t) => [t.id, t]));
-  const nodes: PlanNode[] = spec.tasks.map((t) => ({ id: t.id, needs: t.needs, trigger: effectiveTask(spec, t).trigger }));
-  const byId = new Map(nodes.map((n) => [n.id, n]));
-  const down = downstreamIndex(nodes);
+  // Per-task state: a status code per task (all tasks), full details for the tasks this
+  // execution touched, and the deltas the metastore has not acknowledged yet.
+  let status: number[] = [];
+  const counts = new Array<number>(STATUSES.length).fill(0);
+  const details = new Map<string, TaskState>();
+  const deltas = new Map<string, TaskDelta>();
+  let flushing: TaskDelta[] = [];
+  let sk: Skeleton = { pipelineId: header.pipelineId, maxParallel: 1, ids: [], nodes: [], profileOf: [], profiles: [], reused: new Set() };
+  let index = new Map<string, number>();
 
-  if (!input.carried) {
-    applySelection(input, state, nodes, nowIso());
-    await indexRun(state, input);
+  const answer = (): RunState => boundedState(header, sk.ids, status, details, counts, failures);
+  setHandler(stateQuery, answer);
+  setHandler(tasksQuery, ({ after, limit } = {}) => {
+    const n = Math.max(1, Math.min(limit ?? RUN_ANSWER_LIMITS.page, RUN_ANSWER_LIMITS.page));
+    const from = after === undefined ? 0 : (index.get(after) ?? -1) + 1;
+    const page = sk.ids.slice(from, from + n).map((id, k) => [id, details.get(id) ?? { status: STATUSES[status[from + k]], attempts: 0 }] as [string, TaskState]);
+    return { tasks: page, ...(from + n < sk.ids.length ? { next: sk.ids[from + n - 1] } : {}) };
+  });
+  setHandler(liveQuery, () => {
+    const tasks: Record<string, TaskState> = {};
+    for (const d of [...flushing, ...deltas.values()]) tasks[d.id] = stripId(d);
+    for (const [id, t] of details) if (t.status === 'running') tasks[id] = t;
+    return { status: header.status, counts: countsObject(counts), tasks };
+  });
+
+  const seedRecord = (extra: Partial<RunRecord> = {}): RunRecord => ({
+    state: { ...answerHeader(), tasks: {} },
+    specVersion: input.specVersion,
+    pipelineVersion: input.pipelineVersion,
+    ...extra,
+  });
+  const answerHeader = () => ({ ...header, counts: countsObject(counts), taskCount: sk.ids.length });
+
+  try {
+    sk = await loadSkeleton(input, carried ? undefined : input.repairOf);
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    const f = describeFailure(err);
+    Object.assign(header, { status: 'failed', endedAt: nowIso() });
+    const message = `pipeline ${header.pipelineId} cannot start: ${f.message}`;
+    await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord({ error: message })));
+    throw ApplicationFailure.create({ type: 'PipelineFailed', nonRetryable: true, message, details: [answer()] });
+  }
+  index = new Map(sk.ids.map((id, i) => [id, i]));
+  status = sk.ids.map((_, i) => (carried ? Math.max(0, CODES.indexOf(carried.statuses[i] ?? 'p')) : 0));
+  for (const s of status) counts[s]++;
+  const byId = new Map(sk.nodes.map((n) => [n.id, n]));
+  const down = downstreamIndex(sk.nodes);
+  if (!header.pipelineId) header.pipelineId = run.pipelineId = sk.pipelineId;
+
+  const setStatus = (id: string, s: TaskStatus, patch: Partial<TaskState> = {}) => {
+    const i = index.get(id)!;
+    counts[status[i]]--;
+    status[i] = STATUSES.indexOf(s);
+    counts[status[i]]++;
+    const t: TaskState = { ...(details.get(id) ?? { attempts: 0 }), ...patch, status: s };
+    if (t.error && t.error.length > RUN_ANSWER_LIMITS.errorChars) t.error = `${t.error.slice(0, RUN_ANSWER_LIMITS.errorChars)}…`;
+    details.set(id, t);
+    deltas.set(id, { id, ...t });
+    if ((s === 'failed' || s === 'cancelled') && failures.length < RUN_ANSWER_LIMITS.failures && t.error) failures.push({ id, error: t.error.slice(0, 500), ...(t.errorType ? { type: t.errorType } : {}) });
+  };
+
+  // ---- deltas to the metastore: one write in flight, batches bounded in tasks and bytes
+  let inFlightFlush: Promise<void> | undefined;
+  let lastFlush = Date.now();
+  const takeBatch = (): TaskDelta[] => {
+    const batch: TaskDelta[] = [];
+    let bytes = 0;
+    for (const [id, d] of deltas) {
+      const size = JSON.stringify(d).length;
+      if (batch.length && (batch.length >= FLUSH.tasks || bytes + size > FLUSH.bytes)) break;
+      batch.push(d);
+      bytes += size;
+      deltas.delete(id);
+    }
+    return batch;
+  };
+  const flushOnce = () => {
+    const batch = takeBatch();
+    if (!batch.length) return;
+    flushing = batch;
+    lastFlush = Date.now();
+    inFlightFlush = CancellationScope.nonCancellable(() => meta.recordTasks({ runId: header.runId, deltas: batch })).then(
+      () => {
+        flushing = [];
+        inFlightFlush = undefined;
+      },
+      () => {
+        // Put back what no newer delta replaced; the next flush sends it again.
+        for (const d of batch) if (!deltas.has(d.id)) deltas.set(d.id, d);
+        flushing = [];
+        inFlightFlush = undefined;
+      },
+    );
+  };
+  const maybeFlush = () => {
+    if (inFlightFlush || !deltas.size) return;
+    if (deltas.size < FLUSH.tasks && Date.now() - lastFlush < FLUSH.everyMs) return;
+    flushOnce();
+  };
+  const flushAll = async () => {
+    for (;;) {
+      if (inFlightFlush) await inFlightFlush;
+      if (!deltas.size) return;
+      flushOnce();
+    }
+  };
+
+  // ---- a fresh run: selection, reuse (repair), its row and task rows in the metastore
+  if (!carried) {
+    if (input.only?.length) {
+      const chosen = selectTasks(sk.nodes, input.only, input.withUpstream ?? false);
+      const now = nowIso();
+      for (const id of sk.ids) if (!chosen.has(id)) setStatus(id, 'excluded', { endedAt: now });
+    }
+    for (const [id, prev] of Object.entries(input.prior?.tasks ?? {}))
+      if (index.has(id) && prev.status === 'success' && STATUSES[status[index.get(id)!]] === 'pending')
+        setStatus(id, 'success', { attempts: 0, output: prev.output, reusedFrom: prev.reusedFrom ?? input.prior!.runId, startedAt: prev.startedAt, endedAt: prev.endedAt });
+    for (const id of sk.reused) if (STATUSES[status[index.get(id)!]] === 'pending') setStatus(id, 'success', { attempts: 0, reusedFrom: input.repairOf });
+    await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord({ seed: input.specRef ? { ref: input.specRef } : { ids: sk.ids } })));
   }
 
-  const vars = runVariables({
-    logicalDate: state.logicalDate,
-    runId: state.runId,
-    pipelineId: spec.id,
-    tenant: state.tenant,
-    trigger: String(state.trigger),
-    params: input.params ?? {},
-  });
-  // Typed params: SQL fields take params only through the literal/ident filters. Runs
-  // recorded before keep rendering as they did (their specs had no filters to apply).
-  const typedParams = patched('typed-params-v1');
-  const decls = typedParams ? paramDecls(spec.params ?? {}) : {};
   const heartbeatMs = input.options?.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_MS;
   const canAfter = input.options?.continueAsNewAfterEvents ?? DEFAULT_CONTINUE_AS_NEW_AFTER;
+  const sensorsCarried = { ...(carried?.sensors ?? {}) };
 
   const queue: string[] = [];
   const queued = new Set<string>();
   const inflight = new Map<string, Promise<void>>();
+  /** Sensors stopped to continue as new: pending again, their deadline and checks carried over. */
+  const parked = new Map<string, { since: number; polls: number }>();
+  const sensorScopes = new Map<string, CancellationScope>();
+  /** When each running sensor started (its deadline derives from it) and its checks before this execution. */
+  const parkInfo = new Map<string, { since: number; polls: number }>();
   let finished: string[] = [];
-  const statusOf = (id: string): TaskStatus => (queued.has(id) ? 'running' : state.tasks[id].status);
-
-  const finish = (id: string, patch: Partial<TaskState>) => {
-    Object.assign(state.tasks[id], patch, { endedAt: nowIso() });
-    finished.push(id);
-  };
+  const statusOf = (id: string): TaskStatus => (queued.has(id) ? 'running' : STATUSES[status[index.get(id)!]]);
 
   const launch = (id: string) => {
-    const task = taskById.get(id)!;
-    const ts = state.tasks[id];
-    ts.status = 'running';
-    ts.startedAt = nowIso();
-    ts.attempts = 0;
-    const p = runOne(task)
+    const i = index.get(id)!;
+    const profile = sk.profiles[sk.profileOf[i]];
+    setStatus(id, 'running', { startedAt: nowIso(), attempts: 0, endedAt: undefined });
+    const p = runOne(id, profile)
       .then(
-        (r) => finish(id, { status: 'success', attempts: r.attempt, output: r.output, error: undefined }),
+        (r) => {
+          parked.delete(id);
+          setStatus(id, 'success', { attempts: r.attempt, output: r.output, error: undefined, errorType: undefined, endedAt: nowIso() });
+        },
         (err) => {
+          if (parked.has(id) && isCancellation(err)) {
+            setStatus(id, 'pending', { startedAt: undefined });
+            return;
+          }
           const f = describeFailure(err);
-          finish(id, { status: isCancellation(err) ? 'cancelled' : 'failed', attempts: f.attempt, error: f.message, errorType: f.type, output: f.output });
+          setStatus(id, isCancellation(err) ? 'cancelled' : 'failed', { attempts: f.attempt, error: f.message, errorType: f.type, output: f.output, endedAt: nowIso() });
         },
       )
-      .finally(() => inflight.delete(id));
+      .finally(() => {
+        inflight.delete(id);
+        sensorScopes.delete(id);
+        finished.push(id);
+      });
     inflight.set(id, p);
   };
 
-  const runOne = async (task: TaskSpec): Promise<TaskResultEnvelope> => {
-    const kind = TASK_KINDS[task.kind];
-    const eff = effectiveTask(spec, task);
-    const fields = { ...task, needs: undefined, retry: undefined };
-    const taskVars = { ...vars, task_id: task.id };
-    let rendered: Record<string, unknown>;
-    if (typedParams) {
+  const runOne = async (id: string, p: TaskProfile): Promise<TaskResultEnvelope> => {
+    const summary = `${id} (${p.label})`;
+    const byRef: TaskRefInput | undefined = input.specRef ? { ref: input.specRef, taskId: id, run, params } : undefined;
+    const rendered = async (): Promise<TaskActivityInput['task']> => {
+      if (byRef) return meta.renderTask(byRef);
+      const spec = input.spec as PipelineSpec;
+      const task = spec.tasks[index.get(id)!];
       try {
-        rendered = renderTask(fields, taskVars, decls, (path) => sqlDialectAt(task, path));
+        return renderSpecTask(spec, task, run, params) as TaskActivityInput['task'];
       } catch (e) {
-        throw ApplicationFailure.create({ type: 'TemplateError', nonRetryable: true, message: `${task.id}: ${(e as Error).message}`, details: [{ attempt: 1 }] });
+        throw ApplicationFailure.create({ type: 'TemplateError', nonRetryable: true, message: `${id}: ${(e as Error).message}`, details: [{ attempt: 1 }] });
       }
-    } else rendered = renderDeep(fields, taskVars);
-    const runner = kind.route?.(rendered) ?? kind.run;
-    const run = {
-      runId: state.runId,
-      workflowId: state.workflowId,
-      pipelineId: state.pipelineId,
-      tenant: state.tenant,
-      trigger: state.trigger,
-      logicalDate: state.logicalDate,
     };
+    const runner = p.runner;
     if (runner.type === 'timer') {
-      await sleep(toMs(rendered.duration as string | number), { summary: `${task.id}: wait` });
+      const t = await rendered();
+      await sleep(toMs(t.duration as string | number), { summary: `${id}: wait` });
       return { output: {}, attempt: 1 };
     }
     if (runner.type === 'child') {
+      const t = await rendered();
       // One child per external job keeps its polls out of this history and cancels with the run.
       return executeChild(runner.workflow, {
-        workflowId: `${state.workflowId}/task/${task.id}`,
-        args: [{ task: rendered, run, timeoutMs: toMs(eff.timeout), heartbeatTimeoutMs: heartbeatMs }],
+        workflowId: `${header.workflowId}/task/${id}`,
+        args: [{ task: t, run, timeoutMs: p.timeoutMs, heartbeatTimeoutMs: heartbeatMs, ...(input.options?.jobContinueAsNewAfterEvents ? { continueAsNewAfterEvents: input.options.jobContinueAsNewAfterEvents } : {}) }],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-        staticSummary: `${task.id} (${task.kind}${typeof task.engine === 'string' ? ` on ${task.engine}` : ''})`,
+        staticSummary: summary,
       }) as Promise<TaskResultEnvelope>;
     }
-    const acts = proxyActivities<Record<string, (i: TaskActivityInput) => Promise<TaskResultEnvelope>>>({
-      startToCloseTimeout: toMs(eff.timeout),
-      heartbeatTimeout: runner.heartbeat ? heartbeatMs : undefined,
-      retry: {
-        maximumAttempts: eff.retry.attempts,
-        initialInterval: toMs(eff.retry.initialInterval),
-        backoffCoefficient: eff.retry.backoff,
-        maximumInterval: toMs(eff.retry.maxInterval),
-      },
-      summary: `${task.id} (${task.kind}${typeof task.engine === 'string' ? ` on ${task.engine}` : ''})`,
-    });
-    const activityInput: TaskActivityInput = { task: rendered as TaskActivityInput['task'], run };
+    const retry = { maximumAttempts: p.retry.attempts, initialInterval: p.retry.initialIntervalMs, backoffCoefficient: p.retry.backoff, maximumInterval: p.retry.maxIntervalMs };
     if (runner.type === 'poll') {
-      // A sensor: one short check per poll, durable timers in between (no busy activity).
-      const interval = toMs(rendered.pollInterval as string | number);
-      const deadline = Date.now() + toMs(rendered.waitTimeout as string | number);
-      for (let polls = 1; ; polls++) {
-        const r = await acts[runner.activity](activityInput);
-        if (r.output.done) return { output: { ...r.output, polls }, attempt: 1 };
-        const left = deadline - Date.now();
-        if (left <= 0)
-          throw ApplicationFailure.create({ type: 'SensorTimeout', nonRetryable: true, message: `${task.id}: gave up after ${polls} checks: ${String(r.output.reason ?? 'condition not met')}`, details: [{ attempt: 1 }] });
-        await sleep(Math.min(interval, left), { summary: `${task.id}: next check` });
-      }
+      // A sensor: its whole poll loop runs in one heartbeating activity (no history per
+      // check). It is read-only, so continue-as-new stops it at once and starts it again.
+      const prev = sensorsCarried[id];
+      delete sensorsCarried[id];
+      const since = prev ? prev.since : Date.now();
+      const polls = prev?.polls ?? 0;
+      const opts: ActivityOptions = { startToCloseTimeout: '366d', heartbeatTimeout: heartbeatMs, retry, cancellationType: ActivityCancellationType.TRY_CANCEL, summary };
+      const act = proxyActivities<Record<string, (i: unknown) => Promise<TaskResultEnvelope>>>(opts)[runner.activity];
+      const arg = byRef ? { ...byRef, sensor: { since, polls } } : { task: await rendered(), run, sensor: { since, polls } };
+      const scope = new CancellationScope();
+      sensorScopes.set(id, scope);
+      parkInfo.set(id, { since, polls });
+      return scope.run(() => act(arg));
     }
-    return acts[runner.activity](activityInput);
+    // A run reports cancelled only after its activities stopped: wait for their cancellation.
+    const opts: ActivityOptions = {
+      startToCloseTimeout: p.timeoutMs,
+      heartbeatTimeout: runner.heartbeat ? heartbeatMs : undefined,
+      retry,
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      summary,
+    };
+    const act = proxyActivities<Record<string, (i: unknown) => Promise<TaskResultEnvelope>>>(opts)[runner.activity];
+    return act(byRef ?? { task: await rendered(), run });
   };
 
-  let candidates: Iterable<string> = nodes.map((n) => n.id);
+  let candidates: Iterable<string> = sk.ids;
   let draining = false;
   let sinceDetails = 0;
   try {
     for (;;) {
       const p = plan(byId, down, statusOf, candidates);
-      for (const s of p.settle) Object.assign(state.tasks[s.id], { status: s.status, endedAt: nowIso() });
+      const now = nowIso();
+      for (const s of p.settle) setStatus(s.id, s.status, { endedAt: now });
       for (const id of p.start) {
         queue.push(id);
         queued.add(id);
       }
-      draining ||= shouldContinueAsNew(canAfter);
-      while (!draining && inflight.size < spec.maxParallel && queue.length) {
+      if (!draining && shouldContinueAsNew(canAfter)) {
+        draining = true;
+        // Sensors do not hold up continue-as-new: stop them, and start them again after it.
+        for (const [id, scope] of sensorScopes) {
+          const s = parkInfo.get(id)!;
+          parked.set(id, s);
+          scope.cancel();
+        }
+      }
+      while (!draining && inflight.size < sk.maxParallel && queue.length) {
         const id = queue.shift()!;
         queued.delete(id);
         launch(id);
       }
+      maybeFlush();
       if (inflight.size === 0) {
-        if (queue.length === 0) break;
+        if (queue.length === 0 && parked.size === 0) break;
         // History is getting long: carry the DAG state into a fresh execution.
-        state.continuations++;
+        header.continuations++;
+        await flushAll();
+        await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord()));
         await condition(allHandlersFinished);
-        return await continueAsNew<typeof pipelineRun>({ ...input, carried: packState(state), prior: undefined });
+        const next: CarriedV1 = { v: 1, header, statuses: status.map((s) => CODES[s]).join(''), failures, ...(parked.size ? { sensors: Object.fromEntries(parked) } : {}) };
+        return await continueAsNew<typeof pipelineRun>({ ...input, carried: next, prior: undefined });
       }
-      if (sinceDetails++ % 50 === 0) setCurrentDetails(progressMarkdown(state));
+      if (sinceDetails++ % 50 === 0) setCurrentDetails(progressMarkdown(header, counts));
       await condition(() => finished.length > 0);
       candidates = finishedDownstream();
     }
   } catch (err) {
     if (!isCancellation(err)) throw err;
     await CancellationScope.nonCancellable(async () => {
+      // Wait until every task activity has stopped (WAIT_CANCELLATION_COMPLETED), then record.
       await Promise.all(inflight.values());
+      const now = nowIso();
+      for (let i = 0; i < sk.ids.length; i++) {
+        const s = STATUSES[status[i]];
+        if (isFinal(s)) continue;
+        // Tasks this execution touched get a delta; the rest are closed in one statement below.
+        if (details.has(sk.ids[i])) setStatus(sk.ids[i], 'cancelled', { endedAt: details.get(sk.ids[i])?.startedAt ? now : undefined });
+        else {
+          counts[status[i]]--;
+          status[i] = STATUSES.indexOf('cancelled');
+          counts[status[i]]++;
+        }
+      }
+      header.status = 'cancelled';
+      header.endedAt = now;
+      setCurrentDetails(progressMarkdown(header, counts));
+      await flushAll();
+      await meta.recordRun(seedRecord({ closeOpenTasks: 'cancelled' }));
     });
-    for (const ts of Object.values(state.tasks))
-      if (!isFinal(ts.status)) Object.assign(ts, { status: 'cancelled', endedAt: ts.startedAt ? nowIso() : undefined });
-    state.status = 'cancelled';
-    state.endedAt = nowIso();
-    setCurrentDetails(progressMarkdown(state));
-    await indexRun(state, input);
     throw err;
   }
 
   // Anything still pending could never be decided (cannot happen for a valid DAG).
-  for (const [id, ts] of Object.entries(state.tasks))
-    if (!isFinal(ts.status)) finish(id, { status: 'upstream_failed', error: 'never became ready' });
+  for (let i = 0; i < sk.ids.length; i++) if (!isFinal(STATUSES[status[i]])) setStatus(sk.ids[i], 'upstream_failed', { error: 'never became ready', endedAt: nowIso() });
 
-  const bad = Object.entries(state.tasks).filter(([, t]) => t.status === 'failed' || t.status === 'upstream_failed');
-  state.status = bad.length ? 'failed' : 'success';
-  state.endedAt = nowIso();
-  setCurrentDetails(progressMarkdown(state));
-  if (bad.length) {
-    const failed = bad.filter(([, t]) => t.status === 'failed');
-    const message = `pipeline ${spec.id} failed: ${failed.map(([id, t]) => `${id}: ${t.error ?? 'failed'}`).join('; ') || 'upstream failures'}`;
-    await indexRun(state, input, message);
-    throw ApplicationFailure.create({ type: 'PipelineFailed', nonRetryable: true, message, details: [state] });
+  const bad = counts[STATUSES.indexOf('failed')] + counts[STATUSES.indexOf('upstream_failed')] + counts[STATUSES.indexOf('cancelled')];
+  header.status = bad ? 'failed' : 'success';
+  header.endedAt = nowIso();
+  setCurrentDetails(progressMarkdown(header, counts));
+  await CancellationScope.nonCancellable(flushAll);
+  if (bad) {
+    const nFailed = counts[STATUSES.indexOf('failed')];
+    const named = failures.map((f) => `${f.id}: ${f.error}`).join('; ');
+    const more = nFailed > failures.length ? ` (and ${nFailed - failures.length} more failed tasks)` : '';
+    const message = `pipeline ${header.pipelineId} failed: ${named || 'upstream failures'}${more}`;
+    await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord({ error: message })));
+    const summary = boundedState(header, sk.ids, status, details, counts, failures, { tasks: 100, bytes: 64 * 1024 });
+    throw ApplicationFailure.create({ type: 'PipelineFailed', nonRetryable: true, message, details: [summary] });
   }
-  await indexRun(state, input);
-  return state;
+  await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord()));
+  return answer();
 
   function finishedDownstream(): string[] {
     const out: string[] = [];
@@ -266,60 +464,59 @@ export async function pipelineRun(input: PipelineRunInput): Promise<RunState> {
   }
 }
 
-/** A scheduled run's logical date is the time the schedule fired for (backfills too). */
-function scheduledTime(): string | undefined {
-  const t = workflowInfo().typedSearchAttributes.get(SCHEDULED_START);
-  return t ? new Date(t).toISOString() : undefined;
-}
-
 function shouldContinueAsNew(after: number): boolean {
   const i = workflowInfo();
   return i.continueAsNewSuggested || i.historyLength >= after;
 }
 
-/** Marks tasks outside `only` as excluded and takes over prior successes (repair). */
-function applySelection(input: PipelineRunInput, state: RunState, nodes: PlanNode[], now: string) {
-  if (input.only?.length) {
-    const chosen = selectTasks(nodes, input.only, input.withUpstream ?? false);
-    for (const n of nodes) if (!chosen.has(n.id)) Object.assign(state.tasks[n.id], { status: 'excluded', endedAt: now });
-  }
-  if (input.prior) {
-    for (const [id, prev] of Object.entries(input.prior.tasks)) {
-      const ts = state.tasks[id];
-      if (!ts || prev.status !== 'success' || ts.status !== 'pending') continue;
-      Object.assign(ts, {
-        status: 'success',
-        attempts: 0,
-        output: prev.output,
-        reusedFrom: prev.reusedFrom ?? input.prior.runId,
-        startedAt: prev.startedAt,
-        endedAt: prev.endedAt,
-      });
+function stripId(d: TaskDelta): TaskState {
+  const { id: _id, ...t } = d;
+  return t;
+}
+
+function countsObject(counts: number[]): Partial<Record<TaskStatus, number>> {
+  const out: Partial<Record<TaskStatus, number>> = {};
+  counts.forEach((n, i) => {
+    if (n) out[STATUSES[i]] = n;
+  });
+  return out;
+}
+
+/**
+ * The run as a workflow answers it: header, counts, failures and tasks in spec order up to
+ * the limits. `tasksPartial` when tasks are left out or some task's details live only in
+ * the metastore (it finished in an earlier execution of a run that continued as new).
+ */
+function boundedState(
+  header: CarriedV1['header'],
+  ids: string[],
+  status: number[],
+  details: Map<string, TaskState>,
+  counts: number[],
+  failures: CarriedV1['failures'],
+  limits: { tasks: number; bytes: number } = RUN_ANSWER_LIMITS,
+): RunState {
+  const tasks: Record<string, TaskState> = {};
+  let partial = false;
+  let bytes = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const s = STATUSES[status[i]];
+    const t = details.get(ids[i]) ?? { status: s, attempts: 0 };
+    if (!details.has(ids[i]) && s !== 'pending') partial = true;
+    const size = JSON.stringify(t).length + ids[i].length + 4;
+    if (i >= limits.tasks || bytes + size > limits.bytes) {
+      partial = true;
+      break;
     }
+    bytes += size;
+    tasks[ids[i]] = t;
   }
+  return { ...header, tasks, counts: countsObject(counts), taskCount: ids.length, ...(partial ? { tasksPartial: true } : {}), ...(failures.length ? { failures } : {}) };
 }
 
-/** A failed task's message, type and attempts, and what its engine reported (an external job's states and log tail). */
-function describeFailure(err: unknown): { message: string; type?: string; attempt: number; output?: TaskOutput } {
-  let attempt = 1;
-  let cause: unknown = err;
-  // A child workflow's failure wraps the activity failure that caused it.
-  while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause) cause = cause.cause;
-  if (cause instanceof ApplicationFailure) {
-    const d = cause.details?.[0] as { attempt?: number; output?: unknown } | undefined;
-    if (d?.attempt) attempt = d.attempt;
-    const output = d?.output && typeof d.output === 'object' ? (d.output as TaskOutput) : undefined;
-    return { message: cause.message, type: cause.type ?? undefined, attempt, ...(output ? { output } : {}) };
-  }
-  if (cause instanceof TimeoutFailure) return { message: `timed out (${cause.timeoutType})`, type: 'Timeout', attempt };
-  return { message: cause instanceof Error ? cause.message : String(cause), attempt };
-}
-
-function progressMarkdown(state: RunState): string {
-  const counts: Record<string, number> = {};
-  for (const t of Object.values(state.tasks)) counts[t.status] = (counts[t.status] ?? 0) + 1;
-  const line = Object.entries(counts)
+function progressMarkdown(header: CarriedV1['header'], counts: number[]): string {
+  const line = Object.entries(countsObject(counts))
     .map(([s, n]) => `${s}: ${n}`)
     .join(' · ');
-  return `**${state.pipelineId}** — ${state.status}\n\n${line}`;
+  return `**${header.pipelineId}** — ${header.status}\n\n${line}`;
 }

@@ -54,7 +54,7 @@ export async function withExtWorker<T>(stack: TestStack, deps: Partial<ActivityD
     const worker = await createStrataWorker({
       connection: native,
       taskQueue: stack.taskQueue,
-      deps: { lakeRoot: stack.lakeRoot, connections: stack.connections, ...deps },
+      deps: { lakeRoot: stack.lakeRoot, connections: stack.connections, db: stack.db, ...deps },
       workflowBundle: { codePath: inject('workflowBundlePath') },
     });
     return await worker.runUntil(fn(worker));

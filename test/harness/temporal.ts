@@ -98,7 +98,8 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
       lineage: opts.lineageFile ? fileSink(opts.lineageFile) : undefined,
     });
   }
-  const runs = new RunsService(client, { taskQueue, namespace: 'default', uiUrl: 'http://127.0.0.1:8233' });
+  // The stack's metastore: specs travel by reference and run state is read from it, as through the API.
+  const runs = new RunsService(client, { taskQueue, namespace: 'default', uiUrl: 'http://127.0.0.1:8233', store: db });
   return {
     client,
     dataConverter,

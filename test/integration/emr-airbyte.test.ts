@@ -87,6 +87,52 @@ describe('EMR steps', () => {
     await waitFor(async () => d.emr.stepPhase(step).state === 'CANCELLED');
   });
 
+  it('stops the step when its polls fail for good, so no step runs on unwatched', async () => {
+    d.emr.stepScenario = () => STEP_SCENARIOS.runForever();
+    const before = d.emr.count('CancelSteps');
+    const s = spec({ id: 'emr-pollfail', tasks: [{ id: 'blind', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST }] });
+    const st = await withExtWorker(stack, d.deps, async () => {
+      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
+      await waitFor(async () => stepsNamed(/emr-pollfail/).some((x) => d.emr.stepPhase(x).state === 'RUNNING'));
+      // EMR starts refusing the step's polls (a revoked permission): no retry fixes that.
+      d.emr.failNext('DescribeStep', 1, 400, 'AccessDeniedException');
+      await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+      return stack.runs.state(h.runId);
+    });
+    expect(st.tasks.blind).toMatchObject({ status: 'failed', errorType: 'AccessDeniedException' });
+    expect(d.emr.count('CancelSteps') - before).toBe(1);
+    const step = stepsNamed(/emr-pollfail/)[0];
+    await waitFor(async () => d.emr.stepPhase(step).state === 'CANCELLED');
+  });
+
+  it('a long step is watched across continue-as-new: events per execution stay bounded, the step is submitted once', async () => {
+    // A multi-day step, compressed: fast polls for 3 s and a tiny history budget per execution.
+    d.emr.stepScenario = () => STEP_SCENARIOS.success(3000);
+    const s = spec({ id: 'emr-long', tasks: [{ id: 'days', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: { initial: '40ms', max: '60ms', backoff: 1.2 } }] });
+    const { st, runId } = await withExtWorker(stack, d.deps, async () => {
+      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual', options: { jobContinueAsNewAfterEvents: 40 } });
+      await stack.client.workflow.getHandle(h.runId).result();
+      return { st: await stack.runs.state(h.runId), runId: h.runId };
+    });
+    expect(st.tasks.days).toMatchObject({ status: 'success', output: { engine: 'emr', states: expect.arrayContaining(['RUNNING', 'COMPLETED']) } });
+    expect(stepsNamed(/emr-long/)).toHaveLength(1);
+    const child = `${runId}/task/days`;
+    const executions: string[] = [];
+    for await (const ex of stack.client.workflow.list({ query: `WorkflowId = '${child}'` })) executions.push(ex.runId);
+    expect(executions.length).toBeGreaterThanOrEqual(2);
+    let polls = 0;
+    for (const r of executions) {
+      const events = (await stack.client.workflow.getHandle(child, r).fetchHistory()).events!;
+      expect(events.length, `execution ${r}`).toBeLessThan(60);
+      polls += events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'emrPoll').length;
+      expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'emrSubmit').length).toBeLessThanOrEqual(1);
+    }
+    expect(polls).toBeGreaterThanOrEqual(executions.length + 2);
+    // The run's own history saw one child, however many polls it made.
+    const parent = (await stack.client.workflow.getHandle(runId).fetchHistory()).events!;
+    expect(parent.filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes)).toHaveLength(1);
+  });
+
   it('a worker restarted mid-poll, and a retried submit, add the step only once', async () => {
     d.emr.stepScenario = () => STEP_SCENARIOS.success(2500);
     d.emr.loseResponseNext('AddJobFlowSteps');

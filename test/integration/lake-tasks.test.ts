@@ -3,7 +3,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DatasetsService } from '../../api/datasets-service.js';
 import type { RunState } from '../../schemas/run.js';
-import { spec } from '../harness/specs.js';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
 let stack: TestStack;
@@ -20,6 +21,13 @@ afterAll(async () => {
   await my?.end();
   await stack?.close();
 });
+
+/** How many checks a run's running sensor has made, as its last heartbeat told the server. */
+async function sensorChecks(runId: string): Promise<number> {
+  const d = await stack.client.workflow.getHandle(runId).describe();
+  const p = d.raw.pendingActivities?.find((a) => a.activityType?.name === 's3Check')?.heartbeatDetails?.payloads?.[0];
+  return p ? (defaultPayloadConverter.fromPayload<{ polls?: number }>(p as never).polls ?? 0) : 0;
+}
 
 const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
   stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId));
@@ -136,7 +144,7 @@ tasks:
 });
 
 describe('s3 tasks', () => {
-  it('s3.wait polls on durable timers until the marker and count are there, and times out with the reason', async () => {
+  it('s3.wait checks until the marker and count are there, its poll loop one activity however many checks it takes', async () => {
     const s = spec(`
 id: sensor
 tasks:
@@ -156,25 +164,20 @@ tasks:
     needs: [wait]
     from: incoming/batch1/
     to: archive/batch1/
-  - id: never
-    kind: s3.wait
-    path: incoming/never.csv
-    pollInterval: 100ms
-    waitTimeout: 4s
 `);
     const st = await stack.withWorker(async () => {
-      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' });
-      // Each file lands only after the sensor has slept at least once more.
-      const timers = async () => (await stack.client.workflow.getHandle(h.runId).fetchHistory()).events!.filter((e) => e.timerStartedEventAttributes).length;
-      const afterMoreTimers = async (n: number) => {
-        const target = (await timers()) + n;
-        while ((await timers()) < target) await new Promise((r) => setTimeout(r, 50));
+      // Heartbeats (which carry the check count) reach the server about every 0.8 s.
+      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { heartbeatTimeoutMs: 1000 } });
+      // Each file lands only after the sensor has checked at least once more.
+      const afterMoreChecks = async (n: number) => {
+        const target = (await sensorChecks(h.runId)) + n;
+        await waitFor(async () => (await sensorChecks(h.runId)) >= target, 20_000);
       };
-      await afterMoreTimers(1);
+      await afterMoreChecks(1);
       await stack.store!.putBytes('incoming/batch1/a.csv', 'x\n1\n');
-      await afterMoreTimers(2);
+      await afterMoreChecks(1);
       await stack.store!.putBytes('incoming/batch1/_SUCCESS', '');
-      await afterMoreTimers(2);
+      await afterMoreChecks(1);
       await stack.store!.putBytes('incoming/batch1/b.csv', 'x\n2\n');
       return stack.runs.wait(h.runId);
     });
@@ -184,14 +187,56 @@ tasks:
     expect(st.tasks.list.output).toMatchObject({ count: 3, keys: ['incoming/batch1/_SUCCESS', 'incoming/batch1/a.csv', 'incoming/batch1/b.csv'] });
     expect(st.tasks.copy.output).toMatchObject({ count: 3 });
     expect((await stack.store!.getBytes('archive/batch1/b.csv')).toString()).toBe('x\n2\n');
+    // However many checks: one activity in the run's history, no timers.
+    const events = (await stack.client.workflow.getHandle(st.workflowId).fetchHistory()).events!;
+    expect(events.filter((e) => e.timerStartedEventAttributes)).toHaveLength(0);
+    expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 's3Check')).toHaveLength(1);
+  });
+
+  it('long waits are cheap: a 7-day sensor adds no history per check, and continue-as-new does not wait for sensors', async () => {
+    const chain = Array.from({ length: 14 }, (_, i) => `  - { id: step${i}, kind: noop, sleep: 150ms${i ? `, needs: [step${i - 1}]` : ''} }`).join('\n');
+    const s = spec(`
+id: long_waits
+tasks:
+  - { id: week, kind: s3.wait, path: incoming/week/_READY, pollInterval: 50ms, waitTimeout: 7d }
+  - { id: never, kind: s3.wait, path: incoming/never.csv, pollInterval: 50ms, waitTimeout: 3s }
+  - { id: after, kind: noop, needs: [week] }
+${chain}
+`);
+    const executions = async (id: string) => {
+      const out: string[] = [];
+      for await (const ex of stack.client.workflow.list({ query: `WorkflowId = '${id}'` })) out.push(ex.runId);
+      return out;
+    };
+    const { st, runId } = await stack.withWorker(async () => {
+      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { continueAsNewAfterEvents: 30, heartbeatTimeoutMs: 1000 } });
+      // The run continues as new (more than once) while the week-long sensor is still waiting…
+      await waitFor(async () => (await executions(h.runId)).length >= 3, 60_000);
+      expect((await stack.runs.state(h.runId)).tasks.week.status).not.toBe('success');
+      await new Promise((r) => setTimeout(r, 1500)); // a few dozen more checks
+      // …and the sensor, started again in the newer execution, sees the file.
+      await stack.store!.putBytes('incoming/week/_READY', '');
+      return { st: await stack.runs.wait(h.runId), runId: h.runId };
+    });
+    expect(st.status).toBe('failed'); // `never` gave up, as it should
+    expect(st.tasks.week).toMatchObject({ status: 'success', output: { done: true } });
+    expect(st.tasks.after.status).toBe('success');
+    expect(st.tasks.step13.status).toBe('success');
+    expect(st.continuations).toBeGreaterThanOrEqual(2);
+    // A sensor's deadline holds across continue-as-new: `never` gave up about 3 s after it first started.
     expect(st.tasks.never).toMatchObject({ status: 'failed', errorType: 'SensorTimeout' });
     expect(st.tasks.never.error).toMatch(/gave up after \d+ checks: s3:\/\/lake\/.*\/incoming\/never\.csv does not exist yet/);
-    // the poll loop is timers in the workflow, not a busy activity
-    const hist = await stack.client.workflow.getHandle(st.workflowId).fetchHistory();
-    const timers = hist.events!.filter((e) => e.timerStartedEventAttributes).length;
-    const neverChecks = Number(/gave up after (\d+) checks/.exec(st.tasks.never.error!)![1]);
-    expect(neverChecks).toBeGreaterThan(1);
-    expect(timers).toBe(Number(st.tasks.wait.output!.polls) - 1 + (neverChecks - 1));
+    expect(Date.parse(st.tasks.never.endedAt!) - Date.parse(st.startedAt)).toBeLessThan(3000 + 15_000);
+    // Per execution: a bounded number of events, no timers, and at most one activity per sensor,
+    // although the sensors made well over a hundred checks between them.
+    const ids = await executions(runId);
+    expect(ids.length).toBeGreaterThanOrEqual(3);
+    for (const r of ids) {
+      const events = (await stack.client.workflow.getHandle(runId, r).fetchHistory()).events!;
+      expect(events.length, `execution ${r}`).toBeLessThan(80);
+      expect(events.filter((e) => e.timerStartedEventAttributes)).toHaveLength(0);
+      expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 's3Check').length).toBeLessThanOrEqual(2);
+    }
   });
 
   it('s3.delete removes inside the tenant\'s lake and refuses any location outside it, whatever the spec says', async () => {

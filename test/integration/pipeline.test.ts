@@ -153,6 +153,41 @@ tasks:
     expect(statuses(st)).toEqual({ long: 'cancelled', timer: 'cancelled', after: 'cancelled' });
   });
 
+  it('reports cancelled only after its activities stopped: the Postgres statement is gone before the run closes', async () => {
+    const marker = `strata_cancel_${Date.now()}`;
+    const s = spec({ id: 'cancel_pg', tasks: [{ id: 'nap', kind: 'sql', engine: 'postgres', connection: 'warehouse', sql: `SELECT pg_sleep(60), '${marker}' AS marker` }] });
+    const watcher = new pg.Client({ connectionString: stack.connections.warehouse.url });
+    await watcher.connect();
+    const active = async () =>
+      Number((await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1 AND pid <> pg_backend_pid()`, [`%pg_sleep(60), '${marker}'%`])).rows[0].n);
+    try {
+      await stack.withWorker(async () => {
+        // Heartbeats every second: the cancel reaches the activity up to a second after the request.
+        const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { heartbeatTimeoutMs: 3000 } });
+        await waitFor(async () => (await active()) === 1, 20_000);
+        await stack.runs.cancel(h.runId);
+        await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+        // The moment the run has closed, the statement has already ended on the engine.
+        expect(await active()).toBe(0);
+        const desc = await stack.client.workflow.getHandle(h.runId).describe();
+        expect(desc.status.name).toBe('CANCELLED');
+        const st = await stack.runs.state(h.runId);
+        expect(st.status).toBe('cancelled');
+        expect(st.tasks.nap.status).toBe('cancelled');
+        // The activity's own end (cancelled) is in the history before the run's cancellation.
+        const events = (await stack.client.workflow.getHandle(h.runId).fetchHistory()).events ?? [];
+        const at = (pred: (e: (typeof events)[number]) => boolean) => events.findIndex(pred);
+        const activityCancelled = at((e) => !!e.activityTaskCanceledEventAttributes);
+        expect(activityCancelled).toBeGreaterThan(0);
+        expect(activityCancelled).toBeLessThan(at((e) => !!e.workflowExecutionCanceledEventAttributes));
+        // Nothing was committed: the ledger has no row for the task.
+        expect((await watcher.query(`SELECT count(*)::int AS n FROM strata_task_ledger WHERE workflow_id = $1`, [h.runId])).rows[0].n).toBe(0);
+      });
+    } finally {
+      await watcher.end();
+    }
+  });
+
   it('repairs a failed run: re-runs only what did not succeed and reuses the rest', async () => {
     const pgc = new pg.Client({ connectionString: stack.connections.warehouse.url });
     await pgc.connect();

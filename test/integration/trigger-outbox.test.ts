@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TriggerDispatcher } from '../../api/dispatcher.js';
 import { taskLog } from '../../api/task-logs.js';
 import { RunsService, type PreparedStart } from '../../api/runs-service.js';
-import { listRuns } from '../../store/runs.js';
-import { claimTriggers, getTrigger } from '../../store/triggers.js';
+import { listRuns, recordQueued } from '../../store/runs.js';
+import { claimTriggers, enqueueTrigger, getTrigger } from '../../store/triggers.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -87,7 +87,7 @@ describe('trigger outbox', () => {
     const flaky = new RunsService(stack.client, { taskQueue: stack.taskQueue, namespace: 'default', uiUrl: 'http://ui', outbox: stack.db });
     const real = flaky.startPrepared.bind(flaky);
     flaky.startPrepared = async (p, dispatch) => {
-      if (p.input.spec.id === 'outbox_retry' && failures-- > 0) throw new Error('14 UNAVAILABLE: connection refused');
+      if ((p.input.specRef?.pipelineId ?? p.input.spec?.id) === 'outbox_retry' && failures-- > 0) throw new Error('14 UNAVAILABLE: connection refused');
       return real(p, dispatch);
     };
     const h = await flaky.enqueue({ spec: s, tenant: stack.tenant, trigger: 'api' });
@@ -100,6 +100,40 @@ describe('trigger outbox', () => {
       await d.stop();
     }
     expect(await count(h.runId)).toBe(1);
+  });
+
+  it('dead-letters a trigger Temporal refuses for good: failed_to_start with the reason, after bounded retries', async () => {
+    // A trigger accepted before starts were size-checked: its workflow input (a 3 MB spec inline)
+    // is over Temporal's payload limit, so every start is refused.
+    const pad = 'x'.repeat(300);
+    const s = spec({ id: 'outbox_huge', tasks: Array.from({ length: 10_000 }, (_, i) => ({ id: `t${i}`, kind: 'noop', description: pad })) });
+    const p = new RunsService(stack.client, { taskQueue: stack.taskQueue, namespace: 'default', uiUrl: 'http://ui' }).prepare({ spec: s, tenant: stack.tenant, trigger: 'api' });
+    expect(Buffer.byteLength(JSON.stringify(p.input))).toBeGreaterThan(3e6);
+    await enqueueTrigger(stack.db, { workflowId: p.workflowId, tenant: stack.tenant, pipelineId: s.id, taskQueue: stack.taskQueue, request: p });
+    await recordQueued(stack.db, { runId: p.workflowId, tenant: stack.tenant, pipelineId: s.id, trigger: 'api', logicalDate: new Date().toISOString(), acceptedAt: new Date().toISOString(), tasks: {} });
+    const logs: string[] = [];
+    const d = new TriggerDispatcher(stack.db, runs, { idleMs: 50, log: (m) => logs.push(m) }).start();
+    try {
+      await waitFor(async () => !!(await getTrigger(stack.db, p.workflowId))?.failed_at, 30_000);
+    } finally {
+      await d.stop();
+    }
+    const t = await getTrigger(stack.db, p.workflowId);
+    expect(t).toMatchObject({ attempts: 3, started_at: null });
+    expect(t?.last_error).toMatch(/could not start \(3 attempts\): .*(size|limit)/i);
+    expect(d.failedToStart).toBe(1);
+    // The runs list and the run say so, with the reason; nothing was started, and nothing retries it.
+    const [row] = await listRuns(stack.db, stack.tenant, { pipeline: 'outbox_huge', limit: 5 });
+    expect(row).toMatchObject({ status: 'failed_to_start', error: t?.last_error });
+    expect((await listRuns(stack.db, stack.tenant, { status: 'failed_to_start', limit: 50 })).map((r) => r.run_id)).toContain(p.workflowId);
+    const st = await runs.state(p.workflowId);
+    expect(st).toMatchObject({ status: 'failed_to_start', error: t?.last_error, taskCount: 10_000 });
+    expect(st.endedAt).toBeDefined();
+    expect(await count(p.workflowId)).toBe(0);
+    expect(await claimTriggers(stack.db, stack.taskQueue, 10, 1000, p.workflowId)).toEqual([]);
+    await expect(runs.cancel(p.workflowId)).rejects.toMatchObject({ status: 409, message: expect.stringContaining('failed to start') });
+    await expect(runs.repair(p.workflowId)).rejects.toMatchObject({ status: 409, message: expect.stringContaining('never started') });
+    expect(logs.some((l) => /failed for good after 3 attempts/.test(l))).toBe(true);
   });
 
   it('cancelling a queued run starts it and cancels it, so it ends cancelled in Temporal too', async () => {

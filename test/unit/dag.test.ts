@@ -3,10 +3,13 @@
  * plan() exactly as workflows/pipeline.ts drives it, checked against an independent oracle.
  */
 import fc from 'fast-check';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { TRIGGER_RULES, findCycle, type TriggerRule } from '../../schemas/pipeline.js';
 import type { TaskStatus } from '../../schemas/run.js';
-import { TRIGGER_TABLE, decide, downstreamIndex, isFinal, plan, selectTasks, type Decision, type PlanNode } from '../../workflows/dag.js';
+import { LEGACY_TRIGGER_TABLE, TRIGGER_TABLE, decide, downstreamIndex, isFinal, plan, selectTasks, type Decision, type PlanNode } from '../../workflows/dag.js';
 
 /** decide() for a task with one upstream per given state. */
 function decideWith(rule: TriggerRule, upstream: TaskStatus[]): Decision {
@@ -30,6 +33,9 @@ function kindOf(s: TaskStatus): 'ok' | 'bad' | 'skip' {
   throw new Error(`not final: ${s}`);
 }
 
+/** Whether an upstream ran to an end (Airflow's "done" in one_done): an upstream_failed task never ran. */
+const ran = (s: TaskStatus) => s === 'success' || s === 'excluded' || s === 'failed' || s === 'cancelled';
+
 function oracle(rule: TriggerRule, upstream: TaskStatus[]): Verdict {
   if (upstream.length === 0) return 'run'; // a task without upstream always runs
   const k = upstream.map(kindOf);
@@ -43,14 +49,16 @@ function oracle(rule: TriggerRule, upstream: TaskStatus[]): Verdict {
     case 'all_done': // whatever happened
     case 'always':
       return 'run';
-    case 'all_done_min_one_success': // all done and at least one succeeded
-      return some('ok') ? 'run' : 'skipped';
+    case 'all_done_min_one_success': // all done and at least one succeeded; none did and one failed: the failure shows
+      return some('ok') ? 'run' : some('bad') ? 'upstream_failed' : 'skipped';
+    case 'all_skipped': // every upstream was skipped
+      return all('skip') ? 'run' : 'skipped';
     case 'one_success': // at least one succeeded
       return some('ok') ? 'run' : some('bad') ? 'upstream_failed' : 'skipped';
     case 'one_failed': // at least one failed
       return some('bad') ? 'run' : 'skipped';
-    case 'one_done': // at least one succeeded or failed (a skip is not "done" here)
-      return some('ok') || some('bad') ? 'run' : 'skipped';
+    case 'one_done': // at least one ran and succeeded or failed (a skip or an upstream_failed is not "done")
+      return upstream.some(ran) ? 'run' : 'skipped';
     case 'none_failed': // nothing failed (skips are fine)
       return some('bad') ? 'upstream_failed' : 'run';
     case 'none_failed_min_one_success': // nothing failed and one succeeded
@@ -88,8 +96,16 @@ describe('trigger rules, pinned', () => {
 
     ['all_done_min_one_success', ['failed', 'success'], 'run'],
     ['all_done_min_one_success', ['skipped', 'success'], 'run'],
-    ['all_done_min_one_success', ['failed', 'skipped'], 'skipped'],
+    ['all_done_min_one_success', ['failed', 'skipped'], 'upstream_failed'], // no success: the failure shows downstream
+    ['all_done_min_one_success', ['failed', 'failed'], 'upstream_failed'], // every upstream failed (Airflow: upstream_failed)
+    ['all_done_min_one_success', ['skipped', 'skipped'], 'skipped'],
     ['all_done_min_one_success', ['success', 'running'], 'wait'], // waits for all, even with a success
+
+    ['all_skipped', ['skipped', 'skipped'], 'run'],
+    ['all_skipped', ['skipped', 'running'], 'wait'],
+    ['all_skipped', ['success', 'pending'], 'skipped'], // early: one non-skip decides
+    ['all_skipped', ['upstream_failed', 'skipped'], 'skipped'],
+    ['all_skipped', ['excluded', 'skipped'], 'skipped'],
 
     ['one_success', ['success', 'running'], 'run'], // early: starts at the first success
     ['one_success', ['success', 'pending'], 'run'], // early
@@ -108,6 +124,9 @@ describe('trigger rules, pinned', () => {
     ['one_done', ['success', 'running'], 'run'], // early
     ['one_done', ['skipped', 'running'], 'wait'],
     ['one_done', ['skipped', 'skipped'], 'skipped'],
+    ['one_done', ['upstream_failed', 'running'], 'wait'], // an upstream_failed task never ran: not done
+    ['one_done', ['upstream_failed', 'upstream_failed'], 'skipped'],
+    ['one_done', ['upstream_failed', 'skipped'], 'skipped'],
 
     ['none_failed', ['success', 'skipped'], 'run'],
     ['none_failed', ['skipped', 'skipped'], 'run'],
@@ -165,6 +184,53 @@ describe('trigger rules, pinned', () => {
           for (const end of endings(up)) expect(d, `${rule} ${up} may end as ${end}`).toBe(oracle(rule, end));
         }
       }
+  });
+});
+
+describe('the README rule table', () => {
+  // README.md lists every rule's decision for every combination of upstream end states.
+  const readme = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'), 'utf8');
+  const lines = readme.split('\n');
+  const head = lines.findIndex((l) => l.startsWith('| upstream ended |'));
+  const cells = (l: string) => l.split('|').slice(1, -1).map((c) => c.trim().replace(/`/g, ''));
+  const rules = head >= 0 ? cells(lines[head]).slice(1) : [];
+  const rows = lines.slice(head + 2).filter((_, i, a) => a.slice(0, i + 1).every((l) => l.startsWith('|'))).map(cells);
+  const word: Record<string, Decision> = { run: 'run', skip: 'skipped', up_failed: 'upstream_failed' };
+  const ENDS = ['success', 'failed', 'upstream_failed', 'skipped'] as const;
+
+  it('has a column for every rule and a row for every combination of upstream end states', () => {
+    expect(rules.sort()).toEqual([...TRIGGER_RULES].sort());
+    expect(rows).toHaveLength(2 ** ENDS.length - 1);
+    const combos = rows.map((r) => (r[0].startsWith('all ') ? [r[0].slice(4)] : r[0].split(' + ')).sort().join('+'));
+    expect(new Set(combos).size).toBe(15);
+    for (const c of combos) for (const s of c.split('+')) expect(ENDS).toContain(s);
+  });
+
+  it('says what the planner decides, cell by cell', () => {
+    const cols = cells(lines[head]).slice(1);
+    for (const r of rows) {
+      const ends = (r[0].startsWith('all ') ? [r[0].slice(4)] : r[0].split(' + ')) as TaskStatus[];
+      cols.forEach((rule, k) => {
+        const expected = word[r[k + 1]];
+        expect(expected, `unknown cell "${r[k + 1]}"`).toBeDefined();
+        expect(decideWith(rule as TriggerRule, ends), `${rule} over ${ends.join(', ')}`).toBe(expected);
+        // Two upstreams per state decide the same (the table speaks of states, not counts).
+        expect(decideWith(rule as TriggerRule, [...ends, ...ends]), `${rule} over ${ends.join(', ')} twice`).toBe(expected);
+      });
+    }
+  });
+});
+
+describe('the rules as runs recorded before the fix decided them', () => {
+  it('differ from the current ones only in one_done and all_done_min_one_success', () => {
+    const changed = TRIGGER_RULES.filter((rule) =>
+      [['upstream_failed'], ['failed', 'failed'], ['upstream_failed', 'skipped'], ['failed', 'skipped']].some(
+        (up) => decide({ id: 'x', needs: up.map((_, i) => `u${i}`), trigger: rule }, (id) => up[Number(id.slice(1))] as TaskStatus, LEGACY_TRIGGER_TABLE) !== decideWith(rule, up as TaskStatus[]),
+      ),
+    );
+    expect(changed.sort()).toEqual(['all_done_min_one_success', 'one_done']);
+    expect(decide({ id: 'x', needs: ['a'], trigger: 'one_done' }, () => 'upstream_failed', LEGACY_TRIGGER_TABLE)).toBe('run');
+    expect(decide({ id: 'x', needs: ['a'], trigger: 'all_done_min_one_success' }, () => 'failed', LEGACY_TRIGGER_TABLE)).toBe('skipped');
   });
 });
 
@@ -259,7 +325,7 @@ const EARLY_START: Partial<Record<TriggerRule, (up: TaskStatus[]) => boolean>> =
   always: () => true,
   one_success: (up) => up.some((s) => s === 'success' || s === 'excluded'),
   one_failed: (up) => up.some((s) => s === 'failed' || s === 'upstream_failed' || s === 'cancelled'),
-  one_done: (up) => up.some((s) => s === 'success' || s === 'excluded' || s === 'failed' || s === 'upstream_failed' || s === 'cancelled'),
+  one_done: (up) => up.some((s) => s === 'success' || s === 'excluded' || s === 'failed' || s === 'cancelled'),
 };
 
 describe('planner on random DAGs (as the workflow drives it)', () => {
