@@ -373,8 +373,9 @@ export class RunsService {
   private async overlayLive(st: RunState): Promise<RunState> {
     try {
       const live = await this.client.workflow.getHandle(st.runId).query<{ status: RunState['status']; counts: RunState['counts']; tasks: Record<string, TaskState> }>('live');
+      // Tasks and counts from the workflow; the run's status stays the metastore's, which the
+      // workflow writes last, so a run reads finished here and in the runs list at once.
       Object.assign(st.tasks, live.tasks);
-      st.status = live.status === 'running' ? st.status : live.status;
       if (live.counts) st.counts = live.counts;
     } catch (e) {
       if ((e as Error).name === 'QueryNotRegisteredError' || /query.*not registered|unknown query|did not register/i.test((e as Error).message)) {

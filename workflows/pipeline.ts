@@ -181,6 +181,9 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   const answerHeader = () => ({ ...header, counts: countsObject(counts), taskCount: sk.ids.length });
 
   try {
+    // A run loads only its own tenant's specs, whatever a start made around the API names.
+    if (input.specRef && input.specRef.tenant !== input.tenant)
+      throw ApplicationFailure.create({ type: 'SpecNotFound', nonRetryable: true, message: `pipeline ${input.specRef.pipelineId} is not one of tenant ${input.tenant}'s` });
     sk = await loadSkeleton(input, carried ? undefined : input.repairOf);
   } catch (err) {
     if (isCancellation(err)) throw err;

@@ -48,6 +48,8 @@ export function createSpecLoader(db?: Db) {
 
   /** The rendered task a by-reference input names; a template error fails the task without retrying. */
   async function resolve(input: TaskRefInput): Promise<TaskActivityInput['task']> {
+    // A run renders only its own tenant's specs, whatever a start made around the API names.
+    if (input.ref.tenant !== input.run.tenant) throw ApplicationFailure.create({ type: 'SpecNotFound', nonRetryable: true, message: `pipeline ${input.ref.pipelineId} is not one of tenant ${input.run.tenant}'s` });
     const { spec, byId } = await load(input.ref);
     const task = byId.get(input.taskId);
     if (!task) throw ApplicationFailure.create({ type: 'SpecNotFound', nonRetryable: true, message: `pipeline ${input.ref.pipelineId} has no task ${input.taskId}` });

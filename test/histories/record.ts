@@ -2,6 +2,9 @@
  * Records the workflow histories the replay test guards. Run after an intentional,
  * patched() workflow change to add new histories (keep the old ones: they are the point):
  *   HISTORY_SUFFIX=-v3 npm run histories:record
+ * With a Postgres server (RECORD_PG_URL, default the local one) each case is recorded twice:
+ * the spec by reference through a metastore (the API's way), and inline (`-inline`, the way
+ * of a CLI without one).
  */
 import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
@@ -15,6 +18,9 @@ import { fileURLToPath } from 'node:url';
 import { RunsService } from '../../api/runs-service.js';
 import type { PipelineSpec } from '../../schemas/pipeline.js';
 import { spec } from '../harness/specs.js';
+import pg from 'pg';
+import { openDb, type Db } from '../../store/db.js';
+import { migrate } from '../../store/migrate.js';
 import { startDevServer } from '../../workers/dev-server.js';
 import { createStrataWorker } from '../../workers/worker.js';
 
@@ -33,7 +39,7 @@ const CASES: { name: string; spec: PipelineSpec; cancelAfterMs?: number; only?: 
       id: 'replay_ok',
       params: { n: '3' },
       tasks: [
-        { id: 'a', kind: 'sql', sql: 'SELECT {{ params.n }} AS n', output: 'x/{{ ds }}.parquet' },
+        { id: 'a', kind: 'sql', sql: 'SELECT {{ params.n | literal }} AS n', output: 'x/{{ ds }}.parquet' },
         { id: 'b', kind: 'noop', needs: ['a'] },
         { id: 'c', kind: 'wait', needs: ['a'], duration: '200ms' },
         { id: 'd', kind: 'noop', needs: ['b', 'c'] },
@@ -70,6 +76,44 @@ const CASES: { name: string; spec: PipelineSpec; cancelAfterMs?: number; only?: 
   },
 ];
 
+/** Failures' stack traces name folders of the machine that recorded them: replay needs none. */
+function scrub(json: string): string {
+  const strip = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(strip);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === 'stackTrace' ? '' : strip(x)]));
+    return v;
+  };
+  return JSON.stringify(strip(JSON.parse(json)), null, 2);
+}
+
+/** A fresh metastore database on the Postgres server, or undefined when there is none. */
+async function metastore(): Promise<{ db: Db; drop: () => Promise<void> } | undefined> {
+  const admin = process.env.RECORD_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const name = `strata_record_${process.pid}`;
+  try {
+    const c = new pg.Client({ connectionString: admin });
+    await c.connect();
+    await c.query(`CREATE DATABASE ${name}`);
+    await c.end();
+  } catch {
+    return undefined;
+  }
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  const db = await openDb({ url: url.toString() });
+  await migrate(db);
+  return {
+    db,
+    drop: async () => {
+      await db.close();
+      const c = new pg.Client({ connectionString: admin });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
 async function main() {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const server = await startDevServer({ headless: true });
@@ -77,11 +121,14 @@ async function main() {
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection, dataConverter: CLEAR });
-  const runs = new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '' });
-  const worker = await createStrataWorker({ connection: native, taskQueue: 'record', deps: { lakeRoot: lake, connections: {} }, dataConverter: CLEAR });
+  const meta = await metastore();
+  const modes: [string, RunsService][] = [['', new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '', store: meta?.db })]];
+  if (meta) modes.push(['-inline', new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '' })]);
+  const worker = await createStrataWorker({ connection: native, taskQueue: 'record', deps: { lakeRoot: lake, connections: {}, db: meta?.db }, dataConverter: CLEAR });
   await worker.runUntil(async () => {
+    for (const [mode, runs] of modes)
     for (const c of CASES) {
-      const h = await runs.start({ spec: c.spec, tenant: 'replay', trigger: 'manual', only: c.only, runKey: c.name, options: { heartbeatTimeoutMs: 1000, continueAsNewAfterEvents: c.continueAsNewAfterEvents } });
+      const h = await runs.start({ spec: c.spec, tenant: 'replay', trigger: 'manual', only: c.only, runKey: `${c.name}${mode}`, options: { heartbeatTimeoutMs: 1000, continueAsNewAfterEvents: c.continueAsNewAfterEvents } });
       if (c.cancelAfterMs) {
         await new Promise((r) => setTimeout(r, c.cancelAfterMs));
         await runs.cancel(h.runId);
@@ -91,8 +138,8 @@ async function main() {
       let i = 0;
       for await (const ex of client.workflow.list({ query: `WorkflowId = '${h.workflowId}'` })) {
         const hist = await client.workflow.getHandle(ex.workflowId, ex.runId).fetchHistory();
-        const file = path.join(here, `${c.name}${SUFFIX}${i ? `-${i}` : ''}.json`);
-        await writeFile(file, historyToJSON(temporal.api.history.v1.History.create(hist)));
+        const file = path.join(here, `${c.name}${SUFFIX}${mode}${i ? `-${i}` : ''}.json`);
+        await writeFile(file, scrub(historyToJSON(temporal.api.history.v1.History.create(hist))));
         console.log(`recorded ${path.basename(file)} (${hist.events?.length} events)`);
         i++;
       }
@@ -101,6 +148,7 @@ async function main() {
   await connection.close();
   await native.close();
   await server.stop();
+  await meta?.drop();
 }
 
 main().catch((e) => {

@@ -306,7 +306,7 @@ describe('limits', () => {
     const bigParams = { region: 'x'.repeat(LIMITS.paramsBytes) };
     await refuse([
       ['body over 1 MiB', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { params: { region: 'x'.repeat(LIMITS.bodyBytes) } } }, 413, /over this route's limit of 1 MiB: send less/],
-      ['spec over 16 MiB', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: 'id: huge\n#' + 'x'.repeat(LIMITS.specBytes), type: 'application/yaml' }, 413, /limit of 16 MiB: send less \(split the pipeline/],
+      ['spec over 32 MiB', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: 'id: huge\n#' + 'x'.repeat(LIMITS.specBytes), type: 'application/yaml' }, 413, /limit of 32 MiB: send less \(split the pipeline/],
       ['key body over 16 KiB', 'POST', '/api/v1/keys', { key: keys.Aadmin, json: { role: 'viewer', name: 'n'.repeat(17 * 1024) } }, 413, /over this route's limit of 16 KiB/],
       ['cluster body over 16 KiB', 'POST', '/api/v1/clusters', { key: keys.Aoperator, json: { name: 'c1', release: 'r'.repeat(17 * 1024) } }, 413, /limit of 16 KiB/],
       ['reconciliation body over 64 KiB', 'POST', '/api/v1/reconciliations', { key: keys.Aoperator, json: { left: 'l'.repeat(65 * 1024), right: 'r.csv' } }, 413, /limit of 64 KiB/],
