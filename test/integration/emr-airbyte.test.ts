@@ -117,8 +117,13 @@ describe('EMR steps', () => {
     expect(st.tasks.days).toMatchObject({ status: 'success', output: { engine: 'emr', states: expect.arrayContaining(['RUNNING', 'COMPLETED']) } });
     expect(stepsNamed(/emr-long/)).toHaveLength(1);
     const child = `${runId}/task/days`;
-    const executions: string[] = [];
-    for await (const ex of stack.client.workflow.list({ query: `WorkflowId = '${child}'` })) executions.push(ex.runId);
+    // Visibility (the list) catches up with closed executions a moment after they close.
+    let executions: string[] = [];
+    await waitFor(async () => {
+      executions = [];
+      for await (const ex of stack.client.workflow.list({ query: `WorkflowId = '${child}'` })) executions.push(ex.runId);
+      return executions.length >= 2;
+    }, 15_000).catch(() => {});
     expect(executions.length).toBeGreaterThanOrEqual(2);
     let polls = 0;
     for (const r of executions) {
