@@ -358,7 +358,7 @@ function injectionSpec(id: string, engine: 'duckdb' | 'postgres' | 'mysql', from
 const values = (extra: Record<string, string>) => ({ ...Object.fromEntries(payloads.map((p, i) => [`p${i}`, p])), neg: '-1', ...extra });
 
 function expectValuesNotCode(st: RunState) {
-  for (let i = 0; i < payloads.length; i++) expect(st.tasks[`p${i}`], `payload ${payloads[i]}`).toMatchObject({ status: 'success', output: expect.objectContaining({ rowCount: 1 }) });
+  for (let i = 0; i < payloads.length; i++) expect(st.tasks[`p${i}`], `${st.tasks[`p${i}`]?.error} ` + `payload ${payloads[i]}`).toMatchObject({ status: 'success', output: expect.objectContaining({ rowCount: 1 }) });
   expect(st.tasks.ident).toMatchObject({ status: 'success', output: expect.objectContaining({ rowCount: 2 }) });
   expect(st.tasks.evil_ident).toMatchObject({ status: 'failed', errorType: 'SqlError' });
   expect(st.tasks.neg).toMatchObject({ status: 'success', output: expect.objectContaining({ rowCount: 0 }) });
