@@ -5,6 +5,7 @@
  * statements again; a concurrent attempt blocks on the row and then sees it.
  * Statements that manage their own transactions (COMMIT, VACUUM) break this guarantee.
  */
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { NonRetryableError } from '../core/task.js';
 import type { ConnectionConfig } from './connections.js';
@@ -21,13 +22,15 @@ export interface SqlRunResult {
 }
 
 export async function runPostgres(conn: ConnectionConfig, key: { workflowId: string; taskId: string }, sql: string, signal: AbortSignal, ledgerKey?: string): Promise<SqlRunResult> {
-  const client = new pg.Client({ connectionString: conn.url, application_name: `strata:${key.taskId}` });
+  // A name of this connection's own: a cancel must reach this backend, never one that took its pid later.
+  const appName = backendName(key.taskId);
+  const client = new pg.Client({ connectionString: conn.url, application_name: appName });
   try {
     await client.connect();
   } catch (e) {
     throw classify(e, conn);
   }
-  const onAbort = () => void cancelBackend(conn, (client as unknown as { processID: number }).processID);
+  const onAbort = () => void cancelBackend(conn, (client as unknown as { processID: number }).processID, appName);
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     if (await pgLedgerProtected(client)) {
@@ -72,11 +75,17 @@ function countOf(res: pg.QueryResult | pg.QueryResult[]): number {
   return last?.command === 'SELECT' ? last.rows.length : (last?.rowCount ?? 0);
 }
 
-export async function cancelBackend(conn: ConnectionConfig, pid: number) {
+/** A backend's application_name: what it runs for, and a random part that makes it its own. */
+export function backendName(what: string): string {
+  return `strata:${what.slice(0, 40)}:${randomBytes(6).toString('hex')}`;
+}
+
+/** Cancels the statement of the backend with this pid, if it is still the one named `appName`. */
+export async function cancelBackend(conn: ConnectionConfig, pid: number, appName: string) {
   const c = new pg.Client({ connectionString: conn.url });
   try {
     await c.connect();
-    await c.query('SELECT pg_cancel_backend($1)', [pid]);
+    await c.query('SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2', [pid, appName]);
   } catch {
     /* the query ends with the connection anyway */
   } finally {

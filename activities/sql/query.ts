@@ -20,7 +20,7 @@ import { NonRetryableError } from '../core/task.js';
 import { redact, type ConnectionConfig } from './connections.js';
 import { duckdbFailure } from './duckdb.js';
 import { killQuery } from './mysql.js';
-import { cancelBackend } from './postgres.js';
+import { backendName, cancelBackend } from './postgres.js';
 import { openDuck, type SandboxLimits } from './sandbox.js';
 
 export interface QueryColumn {
@@ -174,7 +174,8 @@ function pgParser(oid: number, format?: string) {
 export async function preparePostgresQuery(conn: ConnectionConfig, sql: string, timeoutMs: number): Promise<PreparedQuery> {
   checkReading(sql, 'postgres');
   const body = sql.trim().replace(/;\s*$/, '');
-  const client = new pg.Client({ connectionString: conn.url, application_name: 'strata:query', types: { getTypeParser: pgParser as never } });
+  const appName = backendName('query');
+  const client = new pg.Client({ connectionString: conn.url, application_name: appName, types: { getTypeParser: pgParser as never } });
   try {
     await client.connect();
   } catch (e) {
@@ -213,7 +214,7 @@ export async function preparePostgresQuery(conn: ConnectionConfig, sql: string, 
         await close();
       }
     },
-    cancel: () => void cancelBackend(conn, (client as unknown as { processID: number }).processID),
+    cancel: () => void cancelBackend(conn, (client as unknown as { processID: number }).processID, appName),
     close,
   };
 }
