@@ -106,11 +106,12 @@ describe('EMR steps', () => {
   });
 
   it('a long step is watched across continue-as-new: events per execution stay bounded, the step is submitted once', async () => {
-    // A multi-day step, compressed: fast polls for 3 s and a tiny history budget per execution.
+    // A multi-day step, compressed: fast polls for 3 s and a history budget of a few polls per
+    // execution, so even a slow machine's handful of polls spans executions.
     d.emr.stepScenario = () => STEP_SCENARIOS.success(3000);
     const s = spec({ id: 'emr-long', tasks: [{ id: 'days', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: { initial: '40ms', max: '60ms', backoff: 1.2 } }] });
     const { st, runId } = await withExtWorker(stack, d.deps, async () => {
-      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual', options: { jobContinueAsNewAfterEvents: 40 } });
+      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual', options: { jobContinueAsNewAfterEvents: 20 } });
       await stack.client.workflow.getHandle(h.runId).result();
       return { st: await stack.runs.state(h.runId), runId: h.runId };
     });
