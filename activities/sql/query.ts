@@ -60,6 +60,13 @@ export class QueryRefused extends Error {
 
 export class RowLimitError extends Error {}
 
+/** Rows fetched one past the limit: over it the statement fails, or with `truncate` the rows are cut and marked. */
+function capRows(rows: unknown[][], l: { maxRows: number; truncate?: boolean }): { rows: unknown[][]; truncated: boolean } {
+  if (rows.length <= l.maxRows) return { rows, truncated: false };
+  if (!l.truncate) tooMany(l as Parameters<typeof tooMany>[0]);
+  return { rows: rows.slice(0, l.maxRows), truncated: true };
+}
+
 function tooMany(l: QueryLimits): never {
   throw new RowLimitError(`the result has more than ${l.maxRows.toLocaleString('en')} rows, the most a query may answer: ${l.rowsHint}`);
 }
@@ -115,14 +122,7 @@ export async function prepareDuckdbQuery(o: { lake: LakeDeps; tenant: string; na
         try {
           const reader = await prepared.streamAndReadUntil(l.maxRows + 1);
           const columns = reader.columnNames().map((name, i) => ({ name, type: reader.columnType(i).toString() }));
-          let rows = reader.getRowsJS().map((r) => r.map(jsonValue));
-          let truncated = false;
-          if (rows.length > l.maxRows) {
-            if (!l.truncate) tooMany(l);
-            rows = rows.slice(0, l.maxRows);
-            truncated = true;
-          }
-          return { columns, rows, truncated };
+          return { columns, ...capRows(reader.getRowsJS().map((r) => r.map(jsonValue)), l) };
         } catch (e) {
           if (e instanceof RowLimitError) throw e;
           throw new Error(duckdbFailure(e).message);
@@ -196,14 +196,7 @@ export async function preparePostgresQuery(conn: ConnectionConfig, sql: string, 
         await client.query({ text: `DECLARE strata_query NO SCROLL CURSOR FOR ${body}\n`, queryMode: 'extended' } as pg.QueryConfig);
         const r = await client.query({ text: `FETCH FORWARD ${l.maxRows + 1} FROM strata_query`, rowMode: 'array' });
         const columns = r.fields.map((f) => ({ name: f.name, type: PG_TYPES[f.dataTypeID] ?? `oid ${f.dataTypeID}` }));
-        let rows = (r.rows as unknown[][]).map((row) => row.map(jsonValue));
-        let truncated = false;
-        if (rows.length > l.maxRows) {
-          if (!l.truncate) tooMany(l);
-          rows = rows.slice(0, l.maxRows);
-          truncated = true;
-        }
-        return { columns, rows, truncated };
+        return { columns, ...capRows((r.rows as unknown[][]).map((row) => row.map(jsonValue)), l) };
       } catch (e) {
         if (e instanceof RowLimitError) throw e;
         const err = e as Error & { code?: string };
