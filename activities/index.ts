@@ -21,7 +21,11 @@ import type { S3Config } from './s3/client.js';
  * `db` is the metastore. External-engine clients are optional: a worker without them
  * refuses those tasks clearly.
  */
-export type ActivityDeps = SqlDeps & Partial<Omit<ReconcileDeps, 'lakeRoot'>> & { s3?: S3Config; db?: Db } & SparkDeps & EmrDeps & AirbyteDeps & ClusterDeps;
+export type ActivityDeps = SqlDeps &
+  Partial<Omit<ReconcileDeps, 'lakeRoot'>> & { s3?: S3Config; db?: Db } & SparkDeps &
+  EmrDeps &
+  AirbyteDeps &
+  ClusterDeps;
 
 export function createActivities(deps: ActivityDeps) {
   const specs = createSpecLoader(deps.db);
@@ -44,7 +48,8 @@ export function createActivities(deps: ActivityDeps) {
     const fn = acts[name] as ((i: TaskActivityInput) => Promise<TaskEnvelope>) | undefined;
     if (!fn) continue;
     acts[name] = async (input: TaskActivityInput | (TaskRefInput & { sensor?: TaskActivityInput['sensor'] })) => {
-      const plain: TaskActivityInput = 'ref' in input ? { task: await specs.resolve(input), run: input.run, sensor: input.sensor } : input;
+      const plain: TaskActivityInput =
+        'ref' in input ? { task: await specs.resolve(input), run: input.run, sensor: input.sensor } : input;
       return plain.sensor ? pollUntilDone(fn, { ...plain, sensor: plain.sensor }) : fn(plain);
     };
   }

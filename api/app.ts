@@ -5,7 +5,18 @@ import type { Client } from '@temporalio/client';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { BackfillBody, ClusterBody, ClusterResizeBody, KeyBody, QueryBody, ReconciliationBody, ScheduleBody, SchedulePatch, TransformBody, TriggerRunBody } from '../schemas/api.js';
+import {
+  BackfillBody,
+  ClusterBody,
+  ClusterResizeBody,
+  KeyBody,
+  QueryBody,
+  ReconciliationBody,
+  ScheduleBody,
+  SchedulePatch,
+  TransformBody,
+  TriggerRunBody,
+} from '../schemas/api.js';
 import type { Config } from '../schemas/config.js';
 import type { Db } from '../store/db.js';
 import { cachedKeyLookup } from '../store/keys.js';
@@ -16,7 +27,15 @@ import { codecRoutes } from './codec.js';
 import { sparkPolicyFromEnv } from '../schemas/spark-policy.js';
 import { ClustersService } from './clusters-service.js';
 import { parseTenantTiers } from '../schemas/external.js';
-import { ConnectionBody, ConnectionPatch, DestinationBody, DestinationPatch, parseAirbyteWorkspaces, SourceBody, SourcePatch } from '../schemas/ingestion.js';
+import {
+  ConnectionBody,
+  ConnectionPatch,
+  DestinationBody,
+  DestinationPatch,
+  parseAirbyteWorkspaces,
+  SourceBody,
+  SourcePatch,
+} from '../schemas/ingestion.js';
 import type { AirbyteClient } from '../activities/airbyte/client.js';
 import { ingestionRoutes } from './ingestion.js';
 import type { ApiContext } from './context.js';
@@ -43,24 +62,26 @@ import { SchedulesService } from './schedules-service.js';
 import { createMetrics, systemRoutes } from './system.js';
 
 /** Bodies documented in OpenAPI (validated with zod in the handlers, for clearer errors). */
-const DOC_BODIES = new Map<string, z.ZodType>(Object.entries({
-  'POST /api/v1/pipelines/:id/runs': TriggerRunBody,
-  'POST /api/v1/transform': TransformBody,
-  'POST /api/v1/pipelines/:id/schedules': ScheduleBody,
-  'PATCH /api/v1/pipelines/:id/schedules/:sid': SchedulePatch,
-  'POST /api/v1/pipelines/:id/schedules/:sid/backfill': BackfillBody,
-  'POST /api/v1/keys': KeyBody,
-  'POST /api/v1/reconciliations': ReconciliationBody,
-  'POST /api/v1/clusters': ClusterBody,
-  'POST /api/v1/clusters/:name/resize': ClusterResizeBody,
-  'POST /api/v1/ingestion/sources': SourceBody,
-  'PATCH /api/v1/ingestion/sources/:id': SourcePatch,
-  'POST /api/v1/ingestion/destinations': DestinationBody,
-  'PATCH /api/v1/ingestion/destinations/:id': DestinationPatch,
-  'POST /api/v1/ingestion/connections': ConnectionBody,
-  'POST /api/v1/queries': QueryBody,
-  'PATCH /api/v1/ingestion/connections/:id': ConnectionPatch,
-}));
+const DOC_BODIES = new Map<string, z.ZodType>(
+  Object.entries({
+    'POST /api/v1/pipelines/:id/runs': TriggerRunBody,
+    'POST /api/v1/transform': TransformBody,
+    'POST /api/v1/pipelines/:id/schedules': ScheduleBody,
+    'PATCH /api/v1/pipelines/:id/schedules/:sid': SchedulePatch,
+    'POST /api/v1/pipelines/:id/schedules/:sid/backfill': BackfillBody,
+    'POST /api/v1/keys': KeyBody,
+    'POST /api/v1/reconciliations': ReconciliationBody,
+    'POST /api/v1/clusters': ClusterBody,
+    'POST /api/v1/clusters/:name/resize': ClusterResizeBody,
+    'POST /api/v1/ingestion/sources': SourceBody,
+    'PATCH /api/v1/ingestion/sources/:id': SourcePatch,
+    'POST /api/v1/ingestion/destinations': DestinationBody,
+    'PATCH /api/v1/ingestion/destinations/:id': DestinationPatch,
+    'POST /api/v1/ingestion/connections': ConnectionBody,
+    'POST /api/v1/queries': QueryBody,
+    'PATCH /api/v1/ingestion/connections/:id': ConnectionPatch,
+  }),
+);
 
 /**
  * Routes anyone may call without a key (matched routes, not URL prefixes: the router has
@@ -71,7 +92,13 @@ const PUBLIC_ROUTES = new Set(['/health', '/ready', '/metrics']);
  * Routes that decide the caller themselves: the docs (none needed), and the codec
  * (api/codec.ts: a Bearer key or its own session cookie, CORS preflight without either).
  */
-const isPublicRoute = (url: string) => PUBLIC_ROUTES.has(url) || url === '/login' || url === '/logout' || url === '/docs' || url.startsWith('/docs/') || url.startsWith('/codec/');
+const isPublicRoute = (url: string) =>
+  PUBLIC_ROUTES.has(url) ||
+  url === '/login' ||
+  url === '/logout' ||
+  url === '/docs' ||
+  url.startsWith('/docs/') ||
+  url.startsWith('/codec/');
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -115,7 +142,13 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
       void reply
         .header('x-request-id', req.id)
         .status(400)
-        .send({ error: err.code === 'FST_ERR_BAD_URL' ? 'the URL is not valid: check its percent-encoding (%XX must encode UTF-8)' : `bad request: ${err.message}`, requestId: req.id });
+        .send({
+          error:
+            err.code === 'FST_ERR_BAD_URL'
+              ? 'the URL is not valid: check its percent-encoding (%XX must encode UTF-8)'
+              : `bad request: ${err.message}`,
+          requestId: req.id,
+        });
     },
   });
   let dispatcher: TriggerDispatcher | undefined;
@@ -163,7 +196,11 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   });
   await app.register(swagger, {
     openapi: {
-      info: { title: 'Strata API', version: '1', description: 'Pipelines as durable Temporal workflows. Authenticate with `Authorization: Bearer <key>`.' },
+      info: {
+        title: 'Strata API',
+        version: '1',
+        description: 'Pipelines as durable Temporal workflows. Authenticate with `Authorization: Bearer <key>`.',
+      },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
@@ -175,7 +212,9 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   installErrorHandler(app, deps.log ?? stderrLog);
   const auth = authenticator(
     deps.db,
-    config.STRATA_BOOTSTRAP_ADMIN_KEY ? { key: config.STRATA_BOOTSTRAP_ADMIN_KEY, tenant: config.STRATA_BOOTSTRAP_TENANT } : undefined,
+    config.STRATA_BOOTSTRAP_ADMIN_KEY
+      ? { key: config.STRATA_BOOTSTRAP_ADMIN_KEY, tenant: config.STRATA_BOOTSTRAP_TENANT }
+      : undefined,
     ctx.keyLookup,
     (sid) => findSession(deps.db, sid),
   );
@@ -189,15 +228,29 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
       await auth(req, reply);
     } catch (e) {
       // A person's browser opening a page (not the JSON API) is sent to sign in, then back.
-      if (e instanceof RequestError && e.status === 401 && req.method === 'GET' && !req.url.startsWith('/api/') && /\btext\/html\b/.test(String(req.headers.accept ?? '')))
-        return reply.status(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).header('cache-control', 'no-store').send();
+      if (
+        e instanceof RequestError &&
+        e.status === 401 &&
+        req.method === 'GET' &&
+        !req.url.startsWith('/api/') &&
+        /\btext\/html\b/.test(String(req.headers.accept ?? ''))
+      )
+        return reply
+          .status(303)
+          .header('location', `/login?next=${encodeURIComponent(req.url)}`)
+          .header('cache-control', 'no-store')
+          .send();
       throw e;
     }
   });
   app.addHook('preHandler', async (req) => checkRequestValues(req));
   app.addHook('onResponse', async (req, reply) => {
     const t = (req as { startedAt?: bigint }).startedAt;
-    if (t) ctx.metrics.apiLatency.observe({ method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) }, Number(process.hrtime.bigint() - t) / 1e9);
+    if (t)
+      ctx.metrics.apiLatency.observe(
+        { method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) },
+        Number(process.hrtime.bigint() - t) / 1e9,
+      );
   });
 
   systemRoutes(app, ctx);

@@ -17,7 +17,12 @@ const RANK = new Map<string, number>([
   ['admin', 2],
 ]);
 
-export function authenticator(db: Db, bootstrap?: { key: string; tenant: string }, lookup = cachedKeyLookup(db), sessions?: (sid: string | undefined) => Promise<Principal | undefined>) {
+export function authenticator(
+  db: Db,
+  bootstrap?: { key: string; tenant: string },
+  lookup = cachedKeyLookup(db),
+  sessions?: (sid: string | undefined) => Promise<Principal | undefined>,
+) {
   const bootHash = bootstrap ? createHash('sha256').update(bootstrap.key).digest() : undefined;
   return async (req: FastifyRequest, _reply: FastifyReply) => {
     const h = req.headers.authorization;
@@ -28,7 +33,11 @@ export function authenticator(db: Db, bootstrap?: { key: string; tenant: string 
       if (sid !== undefined) {
         const s = await sessions(sid);
         if (!s) throw new RequestError('your browser session has ended: sign in again at /login', 401);
-        if (req.method !== 'GET' && req.method !== 'HEAD') throw new RequestError(`a browser session only reads: send "Authorization: Bearer <api key>" to ${req.method}`, 401);
+        if (req.method !== 'GET' && req.method !== 'HEAD')
+          throw new RequestError(
+            `a browser session only reads: send "Authorization: Bearer <api key>" to ${req.method}`,
+            401,
+          );
         req.principal = { tenant: s.tenant, role: s.role, keyId: s.keyId, ...(s.superuser ? { superuser: true } : {}) };
         return;
       }
@@ -56,7 +65,8 @@ function sessionCookie(req: FastifyRequest): string | undefined {
 export function need(req: FastifyRequest, role: Role): Principal {
   const p = req.principal;
   if (!p) throw new RequestError('not authenticated', 401);
-  if ((RANK.get(p.role) ?? -1) < RANK.get(role)!) throw new RequestError(`this needs the ${role} role; your key is ${p.role}`, 403);
+  if ((RANK.get(p.role) ?? -1) < RANK.get(role)!)
+    throw new RequestError(`this needs the ${role} role; your key is ${p.role}`, 403);
   return p;
 }
 

@@ -3,11 +3,25 @@
  * touch and resize `clusterLifecycle` entity workflows. Plain functions that throw
  * RequestError (with an HTTP status), so an HTTP layer can wrap them.
  */
-import { Client, WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import {
+  Client,
+  WithStartWorkflowOperation,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+} from '@temporalio/client';
 import { acquireClusterSlot, clusterQuotaWorkflowId } from '../workflows/cluster-messages.js';
 import type { clusterQuota } from '../workflows/cluster-quota.js';
 import { toMs } from '../schemas/duration.js';
-import { ClusterRequest, clusterWorkflowId, EMR_RELEASE_RE, type ClusterInput, type ClusterSize, type ClusterSpec, type ClusterState } from '../schemas/cluster.js';
+import {
+  ClusterRequest,
+  clusterWorkflowId,
+  EMR_RELEASE_RE,
+  type ClusterInput,
+  type ClusterSize,
+  type ClusterSpec,
+  type ClusterState,
+} from '../schemas/cluster.js';
 import { formatPath } from '../schemas/pipeline.js';
 import { DEFAULT_SPARK_IMAGE, TIERS, type Tier } from '../schemas/external.js';
 import { allows, sparkTierPolicy, type SparkPolicyConfig } from '../schemas/spark-policy.js';
@@ -53,12 +67,22 @@ export class ClustersService {
     const c = r.data;
     const size = { instances: c.instances, cores: c.cores, memoryGi: c.memoryGi };
     this.checkSize(c.tenant, size);
-    if (c.engine === 'emr' && c.release !== undefined && !EMR_RELEASE_RE.test(c.release)) throw new RequestError('release: an EMR release label looks like "emr-7.5.0"', 400, [{ path: 'release', message: 'an EMR release label looks like "emr-7.5.0"' }]);
+    if (c.engine === 'emr' && c.release !== undefined && !EMR_RELEASE_RE.test(c.release))
+      throw new RequestError('release: an EMR release label looks like "emr-7.5.0"', 400, [
+        { path: 'release', message: 'an EMR release label looks like "emr-7.5.0"' },
+      ]);
     if (c.engine === 'spark-connect' && c.release !== undefined) {
       const t = this.tierOf(c.tenant);
-      const images = sparkTierPolicy(t.name, { image: this.config.sparkImage ?? DEFAULT_SPARK_IMAGE, serviceAccount: '' }, this.config.sparkPolicy).images;
+      const images = sparkTierPolicy(
+        t.name,
+        { image: this.config.sparkImage ?? DEFAULT_SPARK_IMAGE, serviceAccount: '' },
+        this.config.sparkPolicy,
+      ).images;
       if (!allows(images, c.release))
-        throw new RequestError(`release: image "${c.release}" is not allowed on the ${t.name} tier (allowed: ${images.join(', ')}): leave "release" out, or ask the platform operator to allow it (STRATA_SPARK_IMAGES)`, 403);
+        throw new RequestError(
+          `release: image "${c.release}" is not allowed on the ${t.name} tier (allowed: ${images.join(', ')}): leave "release" out, or ask the platform operator to allow it (STRATA_SPARK_IMAGES)`,
+          403,
+        );
     }
     return {
       tenant: c.tenant,
@@ -77,9 +101,15 @@ export class ClustersService {
     const t = this.tierOf(tenant);
     const over: string[] = [];
     if (size.instances > t.maxInstances) over.push(`${size.instances} instances (at most ${t.maxInstances})`);
-    if (size.instances * size.cores > t.maxCores) over.push(`${size.instances * size.cores} cores in all (at most ${t.maxCores})`);
-    if (size.instances * size.memoryGi > t.maxMemoryGi) over.push(`${size.instances * size.memoryGi}Gi memory in all (at most ${t.maxMemoryGi}Gi)`);
-    if (over.length) throw new RequestError(`over the ${t.name} tier of tenant ${tenant}: ${over.join(', ')}; ask for less or move the tenant to a larger tier`, 403);
+    if (size.instances * size.cores > t.maxCores)
+      over.push(`${size.instances * size.cores} cores in all (at most ${t.maxCores})`);
+    if (size.instances * size.memoryGi > t.maxMemoryGi)
+      over.push(`${size.instances * size.memoryGi}Gi memory in all (at most ${t.maxMemoryGi}Gi)`);
+    if (over.length)
+      throw new RequestError(
+        `over the ${t.name} tier of tenant ${tenant}: ${over.join(', ')}; ask for less or move the tenant to a larger tier`,
+        403,
+      );
   }
 
   /**
@@ -100,7 +130,10 @@ export class ClustersService {
       });
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.client.workflow.executeUpdateWithStart(acquireClusterSlot, { args: [{ name, max: t.maxClusters, tier: t.name }], startWorkflowOperation: start() });
+        await this.client.workflow.executeUpdateWithStart(acquireClusterSlot, {
+          args: [{ name, max: t.maxClusters, tier: t.name }],
+          startWorkflowOperation: start(),
+        });
         return;
       } catch (e) {
         if (e instanceof WorkflowUpdateFailedError) throw new RequestError(e.cause?.message ?? e.message, 403);
@@ -125,13 +158,15 @@ export class ClustersService {
   /** Creates a cluster; 409 if one of that name is already running. */
   async create(req: ClusterRequest): Promise<{ workflowId: string }> {
     const spec = this.specFor(req);
-    if (await this.isRunning(spec.tenant, spec.name)) throw new RequestError(`cluster ${spec.name} already exists for tenant ${spec.tenant}`, 409);
+    if (await this.isRunning(spec.tenant, spec.name))
+      throw new RequestError(`cluster ${spec.name} already exists for tenant ${spec.tenant}`, 409);
     await this.acquireSlot(spec.tenant, spec.name);
     try {
       const h = await this.client.workflow.start('clusterLifecycle', this.startOptions(spec));
       return { workflowId: h.workflowId };
     } catch (e) {
-      if (e instanceof WorkflowExecutionAlreadyStartedError) throw new RequestError(`cluster ${spec.name} already exists for tenant ${spec.tenant}`, 409);
+      if (e instanceof WorkflowExecutionAlreadyStartedError)
+        throw new RequestError(`cluster ${spec.name} already exists for tenant ${spec.tenant}`, 409);
       throw e;
     }
   }
@@ -141,7 +176,11 @@ export class ClustersService {
     const spec = this.specFor(req);
     const running = await this.isRunning(spec.tenant, spec.name);
     if (!running) await this.acquireSlot(spec.tenant, spec.name);
-    const h = await this.client.workflow.signalWithStart('clusterLifecycle', { ...this.startOptions(spec), signal: 'touch', signalArgs: [{ by }] });
+    const h = await this.client.workflow.signalWithStart('clusterLifecycle', {
+      ...this.startOptions(spec),
+      signal: 'touch',
+      signalArgs: [{ by }],
+    });
     return { workflowId: h.workflowId, started: !running };
   }
 
@@ -198,13 +237,18 @@ export class ClustersService {
   }
 
   async resize(tenant: string, name: string, size: ClusterSize): Promise<ClusterState> {
-    if (!Number.isInteger(size.instances) || size.instances < 1) throw new RequestError('instances: a cluster needs at least 1 instance', 400);
+    if (!Number.isInteger(size.instances) || size.instances < 1)
+      throw new RequestError('instances: a cluster needs at least 1 instance', 400);
     this.checkSize(tenant, size);
-    if (!(await this.isRunning(tenant, name))) throw new RequestError(`no running cluster ${name} for tenant ${tenant}`, 404);
+    if (!(await this.isRunning(tenant, name)))
+      throw new RequestError(`no running cluster ${name} for tenant ${tenant}`, 404);
     try {
-      return await this.client.workflow.getHandle(clusterWorkflowId(tenant, name)).executeUpdate<ClusterState, [ClusterSize]>('resize', { args: [size] });
+      return await this.client.workflow
+        .getHandle(clusterWorkflowId(tenant, name))
+        .executeUpdate<ClusterState, [ClusterSize]>('resize', { args: [size] });
     } catch (e) {
-      if (e instanceof WorkflowUpdateFailedError) throw new RequestError(`resize refused: ${e.cause?.message ?? e.message}`, 409);
+      if (e instanceof WorkflowUpdateFailedError)
+        throw new RequestError(`resize refused: ${e.cause?.message ?? e.message}`, 409);
       throw e;
     }
   }

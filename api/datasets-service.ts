@@ -18,7 +18,11 @@ const NAME_RE = /^(bronze|silver|gold)\.(?:([a-z][a-z0-9_]{0,62})\.)?([a-z_][a-z
 /** `layer.name`, `layer.namespace.name`, optionally `@version` or `@ISO-time`. */
 export function parseDatasetRef(ref: string): { id: DatasetId; at?: string } {
   const m = NAME_RE.exec(ref.trim());
-  if (!m) throw new RequestError(`"${ref}" is not a dataset name: write layer.name (e.g. silver.orders) or layer.namespace.name, optionally @VERSION or @ISO-TIME`, 400);
+  if (!m)
+    throw new RequestError(
+      `"${ref}" is not a dataset name: write layer.name (e.g. silver.orders) or layer.namespace.name, optionally @VERSION or @ISO-TIME`,
+      400,
+    );
   return { id: { layer: m[1] as Layer, namespace: m[2] ?? 'default', name: m[3] }, at: m[4] };
 }
 
@@ -59,7 +63,13 @@ const versionInfo = (v: DatasetVersion) => ({
   runId: v.runId,
   taskId: v.taskId,
   schemaChanges: v.schemaChanges,
-  checks: v.checks.map((c) => ({ name: c.name, severity: c.severity, passed: c.passed, failing: c.failing, message: c.message })),
+  checks: v.checks.map((c) => ({
+    name: c.name,
+    severity: c.severity,
+    passed: c.passed,
+    failing: c.failing,
+    message: c.message,
+  })),
   inputs: v.inputs.map((i) => `${datasetKey(i)}@${i.version}`),
 });
 
@@ -73,13 +83,18 @@ export class DatasetsService {
   constructor(private readonly lake: LakeDeps) {}
 
   private async mustExist(tenant: string, id: DatasetId) {
-    if (!(await this.lake.catalog.exists(tenant, id))) throw new RequestError(`no dataset ${datasetKey(id)} for tenant ${tenant}: see "strata datasets list"`, 404);
+    if (!(await this.lake.catalog.exists(tenant, id)))
+      throw new RequestError(`no dataset ${datasetKey(id)} for tenant ${tenant}: see "strata datasets list"`, 404);
   }
 
   async list(tenant: string, filter: { layer?: string; namespace?: string } = {}): Promise<DatasetSummary[]> {
-    if (filter.layer && !LAYERS.includes(filter.layer as Layer)) throw new RequestError(`layer must be one of ${LAYERS.join(', ')} (got "${filter.layer}")`, 400);
-    if (filter.namespace && !Namespace.safeParse(filter.namespace).success) throw new RequestError(`"${filter.namespace}" is not a namespace`, 400);
-    return (await this.lake.catalog.list(tenant, { layer: filter.layer as Layer | undefined, namespace: filter.namespace })).map(summary);
+    if (filter.layer && !LAYERS.includes(filter.layer as Layer))
+      throw new RequestError(`layer must be one of ${LAYERS.join(', ')} (got "${filter.layer}")`, 400);
+    if (filter.namespace && !Namespace.safeParse(filter.namespace).success)
+      throw new RequestError(`"${filter.namespace}" is not a namespace`, 400);
+    return (
+      await this.lake.catalog.list(tenant, { layer: filter.layer as Layer | undefined, namespace: filter.namespace })
+    ).map(summary);
   }
 
   /** The dataset: current version's schema and checks, and its versions. */
@@ -92,7 +107,15 @@ export class DatasetsService {
       ...(current ? summary(current) : { dataset: datasetKey(id), ...id }),
       location: current ? forTenant(this.lake, tenant).store.uri(current.location) : undefined,
       schema: current?.schema ?? [],
-      checks: current?.checks.map((c) => ({ name: c.name, kind: c.kind, severity: c.severity, passed: c.passed, failing: c.failing, message: c.message })) ?? [],
+      checks:
+        current?.checks.map((c) => ({
+          name: c.name,
+          kind: c.kind,
+          severity: c.severity,
+          passed: c.passed,
+          failing: c.failing,
+          message: c.message,
+        })) ?? [],
       versions: versions.map(versionInfo),
     };
   }
@@ -104,29 +127,52 @@ export class DatasetsService {
   }
 
   async lineage(tenant: string, ref: string, depth = 3) {
-    if (!Number.isInteger(depth) || depth < 1 || depth > 20) throw new RequestError(`depth must be an integer from 1 to 20 (got ${depth})`, 400);
+    if (!Number.isInteger(depth) || depth < 1 || depth > 20)
+      throw new RequestError(`depth must be an integer from 1 to 20 (got ${depth})`, 400);
     const { id } = parseDatasetRef(ref);
     await this.mustExist(tenant, id);
     const g = await this.lake.catalog.lineage(tenant, id, depth);
-    return { dataset: datasetKey(id), depth, nodes: g.nodes.map((n) => ({ dataset: datasetKey(n), ...n })), edges: g.edges };
+    return {
+      dataset: datasetKey(id),
+      depth,
+      nodes: g.nodes.map((n) => ({ dataset: datasetKey(n), ...n })),
+      edges: g.edges,
+    };
   }
 
   /** The first rows of the current version (or of `name@version` / `name@time`). */
-  async preview(tenant: string, ref: string, limit = 20): Promise<{ dataset: string; version: number; columns: string[]; rows: Record<string, unknown>[] }> {
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RequestError(`limit must be an integer from 1 to 1000 (got ${limit})`, 400);
+  async preview(
+    tenant: string,
+    ref: string,
+    limit = 20,
+  ): Promise<{ dataset: string; version: number; columns: string[]; rows: Record<string, unknown>[] }> {
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw new RequestError(`limit must be an integer from 1 to 1000 (got ${limit})`, 400);
     const { id, at } = parseDatasetRef(ref);
     await this.mustExist(tenant, id);
     const v = await this.lake.catalog.resolve(tenant, id, at).catch((e) => {
-      if (e instanceof CatalogError) throw new RequestError(e.message, e.code === 'bad_ref' ? 400 : e.code === 'vacuumed' ? 410 : 404);
+      if (e instanceof CatalogError)
+        throw new RequestError(e.message, e.code === 'bad_ref' ? 400 : e.code === 'vacuumed' ? 410 : 404);
       throw e;
     });
     const duck = await openDuck();
     try {
       const token = `${id.layer}.${id.name}@${v.version}`;
-      const { sql, files } = await attachInputs(duck.conn, forTenant(this.lake, tenant), tenant, id.namespace, `SELECT * FROM ${token} LIMIT ${limit}`);
+      const { sql, files } = await attachInputs(
+        duck.conn,
+        forTenant(this.lake, tenant),
+        tenant,
+        id.namespace,
+        `SELECT * FROM ${token} LIMIT ${limit}`,
+      );
       await duck.lock({ files, scratch: path.join(os.tmpdir(), 'strata-preview', randomUUID()) });
       const r = await duck.conn.runAndReadAll(sql);
-      return { dataset: datasetKey(id), version: v.version, columns: r.columnNames(), rows: r.getRowObjectsJson() as Record<string, unknown>[] };
+      return {
+        dataset: datasetKey(id),
+        version: v.version,
+        columns: r.columnNames(),
+        rows: r.getRowObjectsJson() as Record<string, unknown>[],
+      };
     } finally {
       await duck.close();
     }
@@ -138,8 +184,12 @@ export class DatasetsService {
    * kept), marks them vacuumed, and removes files of crashed attempts that no version
    * points at once they are older than the cutoff.
    */
-  async vacuum(tenant: string, o: { olderThanDays: number; dataset?: string; dryRun?: boolean; now?: Date }): Promise<VacuumResult> {
-    if (!(o.olderThanDays >= 0)) throw new RequestError(`--older-than must be a number of days ≥ 0 (got ${o.olderThanDays})`, 400);
+  async vacuum(
+    tenant: string,
+    o: { olderThanDays: number; dataset?: string; dryRun?: boolean; now?: Date },
+  ): Promise<VacuumResult> {
+    if (!(o.olderThanDays >= 0))
+      throw new RequestError(`--older-than must be a number of days ≥ 0 (got ${o.olderThanDays})`, 400);
     const id = o.dataset ? parseDatasetRef(o.dataset).id : undefined;
     if (id) await this.mustExist(tenant, id);
     const cutoff = new Date((o.now ?? new Date()).getTime() - o.olderThanDays * 86_400_000);
@@ -153,7 +203,8 @@ export class DatasetsService {
     for (const [key, ds] of datasets) {
       const mine = old.filter((v) => datasetKey(v) === key);
       const keep = new Set<string>();
-      for (const v of await this.lake.catalog.versions(tenant, ds)) if (v.status !== 'vacuumed' && !mine.some((m) => m.version === v.version)) v.files.forEach((f) => keep.add(f));
+      for (const v of await this.lake.catalog.versions(tenant, ds))
+        if (v.status !== 'vacuumed' && !mine.some((m) => m.version === v.version)) v.files.forEach((f) => keep.add(f));
       const doomed = new Set(mine.flatMap((v) => v.files).filter((f) => !keep.has(f)));
       // Crashed attempts: files under data/ no version points at, older than the cutoff.
       const referenced = await this.lake.catalog.liveFiles(tenant, ds);
@@ -165,6 +216,10 @@ export class DatasetsService {
         for (const v of mine) await this.lake.catalog.markVacuumed(tenant, v);
       }
     }
-    return { versions: old.map((v) => ({ dataset: datasetKey(v), version: v.version })), filesDeleted, dryRun: !!o.dryRun };
+    return {
+      versions: old.map((v) => ({ dataset: datasetKey(v), version: v.version })),
+      filesDeleted,
+      dryRun: !!o.dryRun,
+    };
   }
 }

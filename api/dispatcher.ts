@@ -23,7 +23,12 @@ const PERMANENT_CODES = new Set([3, 5, 7, 9, 11, 12, 16]);
 export function startErrorMessage(e: unknown): string {
   const parts: string[] = [];
   for (let c: unknown = e, depth = 0; c && depth < 5; c = (c as { cause?: unknown }).cause, depth++) {
-    const text = typeof (c as { details?: unknown }).details === 'string' && (c as { details: string }).details ? (c as { details: string }).details : c instanceof Error ? c.message : String(c);
+    const text =
+      typeof (c as { details?: unknown }).details === 'string' && (c as { details: string }).details
+        ? (c as { details: string }).details
+        : c instanceof Error
+          ? c.message
+          : String(c);
     if (text && !parts.some((p) => p.includes(text))) parts.push(text);
   }
   return parts.join(': ');
@@ -71,7 +76,15 @@ export class TriggerDispatcher {
     private readonly runs: RunsService,
     opts: DispatcherOptions = {},
   ) {
-    this.o = { concurrency: 16, leaseMs: 30_000, idleMs: 500, keepMs: 7 * 24 * 3600_000, permanentAttempts: 3, log: (m) => console.error(m), ...opts };
+    this.o = {
+      concurrency: 16,
+      leaseMs: 30_000,
+      idleMs: 500,
+      keepMs: 7 * 24 * 3600_000,
+      permanentAttempts: 3,
+      log: (m) => console.error(m),
+      ...opts,
+    };
   }
 
   start(): this {
@@ -139,14 +152,22 @@ export class TriggerDispatcher {
       const msg = startErrorMessage(e);
       // Refused for good (a few attempts, in case the refusal was a passing state): dead-letter it.
       if (permanentStartError(e) && row.attempts >= this.o.permanentAttempts) {
-        this.o.log(`strata dispatcher: starting ${row.workflow_id} failed for good after ${row.attempts} attempts: ${msg}`);
+        this.o.log(
+          `strata dispatcher: starting ${row.workflow_id} failed for good after ${row.attempts} attempts: ${msg}`,
+        );
         this.failedToStart++;
-        await markFailedToStart(this.db, row.workflow_id, `the run could not start (${row.attempts} attempts): ${msg}`).catch(() => undefined);
+        await markFailedToStart(
+          this.db,
+          row.workflow_id,
+          `the run could not start (${row.attempts} attempts): ${msg}`,
+        ).catch(() => undefined);
         return;
       }
       // Temporal unreachable or overloaded: back off (1 s doubling to 1 min) and try again; the trigger is kept.
       const retryMs = Math.min(60_000, 1000 * 2 ** Math.min(6, row.attempts - 1));
-      this.o.log(`strata dispatcher: starting ${row.workflow_id} failed (attempt ${row.attempts}), retrying in ${retryMs} ms: ${e instanceof RequestError ? e.message : msg}`);
+      this.o.log(
+        `strata dispatcher: starting ${row.workflow_id} failed (attempt ${row.attempts}), retrying in ${retryMs} ms: ${e instanceof RequestError ? e.message : msg}`,
+      );
       await markRetry(this.db, row.workflow_id, msg, retryMs).catch(() => undefined);
     }
   }

@@ -16,8 +16,16 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, where: str
 }
 
 /** A log line of the API (500s): request id, route, and the internal error the caller never sees. */
-export type ApiLog = (entry: { level: 'error'; msg: string; requestId: string; method: string; route: string; error: string }) => void;
-export const stderrLog: ApiLog = (entry) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + '\n');
+export type ApiLog = (entry: {
+  level: 'error';
+  msg: string;
+  requestId: string;
+  method: string;
+  route: string;
+  error: string;
+}) => void;
+export const stderrLog: ApiLog = (entry) =>
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + '\n');
 
 /**
  * JSON bodies: Fastify's parser (which refuses `__proto__` and `constructor.prototype` keys),
@@ -29,7 +37,11 @@ export function installBodyParsers(app: FastifyInstance) {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, raw, done) => {
     const body = String(raw);
-    if (body.trim() === '') return done(new RequestError('the body is empty but content-type says JSON: send a JSON object, or no content-type', 400), undefined);
+    if (body.trim() === '')
+      return done(
+        new RequestError('the body is empty but content-type says JSON: send a JSON object, or no content-type', 400),
+        undefined,
+      );
     json(req, body, (err, value) => {
       if (err) {
         // Fastify refuses valid JSON that would poison prototypes; say so, else say where the JSON breaks.
@@ -39,18 +51,37 @@ export function installBodyParsers(app: FastifyInstance) {
         } catch (e) {
           syntax = (e as Error).message.slice(0, 200);
         }
-        return done(new RequestError(syntax ? `the body is not valid JSON: ${syntax}` : 'the JSON body uses the reserved key "__proto__" (or "constructor" holding "prototype"): rename it', 400), undefined);
+        return done(
+          new RequestError(
+            syntax
+              ? `the body is not valid JSON: ${syntax}`
+              : 'the JSON body uses the reserved key "__proto__" (or "constructor" holding "prototype"): rename it',
+            400,
+          ),
+          undefined,
+        );
       }
       if (!value || typeof value !== 'object' || Array.isArray(value))
-        return done(new RequestError(`the JSON body must be an object ({…}), not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`}`, 400), undefined);
+        return done(
+          new RequestError(
+            `the JSON body must be an object ({…}), not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`}`,
+            400,
+          ),
+          undefined,
+        );
       const problem = valueProblem(value);
       done(problem ? new RequestError(problem, 400) : null, problem ? undefined : value);
     });
   });
-  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => {
-    if (typeof body === 'string' && body.includes('\0')) return done(new RequestError('the body holds a NUL character: remove it', 400), undefined);
-    done(null, body);
-  });
+  app.addContentTypeParser(
+    ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'],
+    { parseAs: 'string' },
+    (_req, body, done) => {
+      if (typeof body === 'string' && body.includes('\0'))
+        return done(new RequestError('the body holds a NUL character: remove it', 400), undefined);
+      done(null, body);
+    },
+  );
 }
 
 /** Path and query values: each given once, with no control characters (400 before any lookup). */
@@ -74,18 +105,49 @@ const bodyLimitOf = (req: FastifyRequest) => req.routeOptions.bodyLimit ?? LIMIT
 export function installErrorHandler(app: FastifyInstance, log: ApiLog) {
   app.setErrorHandler((err: FastifyError | RequestError | Error, req, reply) => {
     reply.header('x-request-id', req.id);
-    if (err instanceof RequestError) return reply.status(err.status).send({ error: err.message, problems: err.problems.length ? err.problems : undefined, requestId: req.id });
+    if (err instanceof RequestError)
+      return reply
+        .status(err.status)
+        .send({ error: err.message, problems: err.problems.length ? err.problems : undefined, requestId: req.id });
     const fe = err as FastifyError;
     if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       const limit = bodyLimitOf(req);
-      return reply.status(413).send({ error: `the request body is over this route's limit of ${fmtBytes(limit)}: send less${req.routeOptions.url === '/api/v1/pipelines' ? ' (split the pipeline into smaller ones)' : ''}`, limitBytes: limit, requestId: req.id });
+      return reply
+        .status(413)
+        .send({
+          error: `the request body is over this route's limit of ${fmtBytes(limit)}: send less${req.routeOptions.url === '/api/v1/pipelines' ? ' (split the pipeline into smaller ones)' : ''}`,
+          limitBytes: limit,
+          requestId: req.id,
+        });
     }
     if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-      return reply.status(415).send({ error: `content-type ${String(req.headers['content-type'] ?? '(none)').slice(0, 100)} is not accepted: send application/json (or a YAML spec as application/yaml)`, requestId: req.id });
+      return reply
+        .status(415)
+        .send({
+          error: `content-type ${String(req.headers['content-type'] ?? '(none)').slice(0, 100)} is not accepted: send application/json (or a YAML spec as application/yaml)`,
+          requestId: req.id,
+        });
     // Fastify's own request errors (bad URL, bad JSON, …) say what is wrong; anything else is ours.
-    if (typeof fe.code === 'string' && fe.code.startsWith('FST_') && fe.statusCode && fe.statusCode < 500) return reply.status(fe.statusCode).send({ error: fe.message, requestId: req.id });
-    log({ level: 'error', msg: 'request failed', requestId: req.id, method: req.method, route: req.routeOptions.url ?? req.url.split('?')[0].slice(0, 200), error: err.stack ?? String(err) });
-    return reply.status(500).send({ error: `internal error: the API logged it under request id ${req.id}`, requestId: req.id });
+    if (typeof fe.code === 'string' && fe.code.startsWith('FST_') && fe.statusCode && fe.statusCode < 500)
+      return reply.status(fe.statusCode).send({ error: fe.message, requestId: req.id });
+    log({
+      level: 'error',
+      msg: 'request failed',
+      requestId: req.id,
+      method: req.method,
+      route: req.routeOptions.url ?? req.url.split('?')[0].slice(0, 200),
+      error: err.stack ?? String(err),
+    });
+    return reply
+      .status(500)
+      .send({ error: `internal error: the API logged it under request id ${req.id}`, requestId: req.id });
   });
-  app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: `no route ${req.method} ${req.url.split('?')[0].slice(0, 200)}: the routes are listed at /docs`, requestId: req.id }));
+  app.setNotFoundHandler((req, reply) =>
+    reply
+      .status(404)
+      .send({
+        error: `no route ${req.method} ${req.url.split('?')[0].slice(0, 200)}: the routes are listed at /docs`,
+        requestId: req.id,
+      }),
+  );
 }

@@ -42,8 +42,13 @@ export function renderGraph(spec: PipelineSpec, st: RunState, format: 'svg' | 'm
     return lines.join('\n') + '\n';
   }
   if (format === 'dot') {
-    const lines = ['digraph run {', '  rankdir=LR;', '  node [shape=box, style="rounded,filled", fontname="sans-serif"];'];
-    for (const t of spec.tasks) lines.push(`  "${t.id}" [label="${t.id}\\n${status(t.id)}", fillcolor="${STATUS_COLOURS[status(t.id)]}"];`);
+    const lines = [
+      'digraph run {',
+      '  rankdir=LR;',
+      '  node [shape=box, style="rounded,filled", fontname="sans-serif"];',
+    ];
+    for (const t of spec.tasks)
+      lines.push(`  "${t.id}" [label="${t.id}\\n${status(t.id)}", fillcolor="${STATUS_COLOURS[status(t.id)]}"];`);
     for (const t of spec.tasks) for (const n of t.needs) lines.push(`  "${n}" -> "${t.id}";`);
     lines.push('}');
     return lines.join('\n') + '\n';
@@ -57,12 +62,16 @@ export function renderGraph(spec: PipelineSpec, st: RunState, format: 'svg' | 'm
   L.forEach((layer, i) => layer.forEach((id, j) => pos.set(id, { x: 20 + i * (W + GX), y: 20 + j * (H + GY) })));
   const width = 40 + L.length * (W + GX) - GX;
   const height = 40 + Math.max(...L.map((l) => l.length)) * (H + GY) - GY;
-  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="13">`];
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="13">`,
+  ];
   for (const t of spec.tasks)
     for (const n of t.needs) {
       const a = pos.get(n)!;
       const b = pos.get(t.id)!;
-      parts.push(`<path d="M${a.x + W},${a.y + H / 2} C${a.x + W + GX / 2},${a.y + H / 2} ${b.x - GX / 2},${b.y + H / 2} ${b.x},${b.y + H / 2}" fill="none" stroke="#6b7280" stroke-width="1.5"/>`);
+      parts.push(
+        `<path d="M${a.x + W},${a.y + H / 2} C${a.x + W + GX / 2},${a.y + H / 2} ${b.x - GX / 2},${b.y + H / 2} ${b.x},${b.y + H / 2}" fill="none" stroke="#6b7280" stroke-width="1.5"/>`,
+      );
     }
   for (const t of spec.tasks) {
     const p = pos.get(t.id)!;
@@ -79,10 +88,15 @@ export function renderGraph(spec: PipelineSpec, st: RunState, format: 'svg' | 'm
 export function runPage(spec: PipelineSpec, st: RunState, uiUrl: string): string {
   const rows = spec.tasks
     .map((s) => [s.id, st.tasks[s.id] ?? { status: 'pending', attempts: 0 }] as const)
-    .map(([id, t]) => `<tr><td><a href="/api/v1/runs/${encodeURIComponent(st.runId)}/tasks/${encodeURIComponent(id)}">${esc(id)}</a></td><td class="s-${t.status}">${t.status}</td><td>${t.attempts}</td><td>${esc(t.error ?? '')}</td></tr>`)
+    .map(
+      ([id, t]) =>
+        `<tr><td><a href="/api/v1/runs/${encodeURIComponent(st.runId)}/tasks/${encodeURIComponent(id)}">${esc(id)}</a></td><td class="s-${t.status}">${t.status}</td><td>${t.attempts}</td><td>${esc(t.error ?? '')}</td></tr>`,
+    )
     .join('');
   return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(st.pipelineId)} — ${st.status}</title>${st.status === 'running' ? '<meta http-equiv="refresh" content="2">' : ''}
-<style>body{font-family:sans-serif;margin:24px;color:#111827}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #e5e7eb;text-align:left}${Object.entries(STATUS_COLOURS)
+<style>body{font-family:sans-serif;margin:24px;color:#111827}table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #e5e7eb;text-align:left}${Object.entries(
+    STATUS_COLOURS,
+  )
     .map(([s, c]) => `.s-${s}{background:${c}}`)
     .join('')}</style></head><body>
 <h1>${esc(st.pipelineId)} <small id="status">${st.status}</small></h1>

@@ -99,9 +99,11 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 export function valueProblem(v: unknown, where = 'body'): string | undefined {
   const bad = (s: string) => s.includes('\0') || LONE_SURROGATE.test(s);
   const walk = (x: unknown, depth: number, path: string): string | undefined => {
-    if (typeof x === 'string') return bad(x) ? `${path}: a string holds a NUL character or a lone surrogate: remove it` : undefined;
+    if (typeof x === 'string')
+      return bad(x) ? `${path}: a string holds a NUL character or a lone surrogate: remove it` : undefined;
     if (!x || typeof x !== 'object') return undefined;
-    if (depth >= LIMITS.jsonDepth) return `${where} nests deeper than ${LIMITS.jsonDepth} levels of objects and arrays: flatten it`;
+    if (depth >= LIMITS.jsonDepth)
+      return `${where} nests deeper than ${LIMITS.jsonDepth} levels of objects and arrays: flatten it`;
     if (Array.isArray(x)) {
       for (let i = 0; i < x.length; i++) {
         const p = walk(x[i], depth + 1, `${path}[${i}]`);

@@ -6,7 +6,8 @@
 import { z } from 'zod';
 
 /** A request body schema for the document (validation itself is zod's, in the handlers). */
-export const docBodySchema = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'openapi-3.0' });
+export const docBodySchema = (schema: z.ZodType) =>
+  z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'openapi-3.0' });
 
 /** The body of every error answer. */
 export const ERROR_SCHEMA = {
@@ -17,7 +18,11 @@ export const ERROR_SCHEMA = {
     problems: {
       type: 'array',
       description: 'One entry per invalid field (bad input only)',
-      items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string' }, message: { type: 'string' } } },
+      items: {
+        type: 'object',
+        required: ['path', 'message'],
+        properties: { path: { type: 'string' }, message: { type: 'string' } },
+      },
     },
     requestId: { type: 'string', description: 'Also in the x-request-id header; 500s are logged under it' },
     limitBytes: { type: 'integer', description: "The route's body limit (413 only)" },
@@ -68,7 +73,13 @@ export const SPECIFIC: Readonly<Record<string, number[]>> = {
 /** Operations that take no key although their path is not public: the codec's CORS preflight, the sign-in forms. */
 export const NO_KEY: readonly string[] = ['OPTIONS /codec/*', 'GET /codec/login', 'GET /login'];
 /** Changes any key may make (viewer): no 403 for its role. The codec's preflight 403s on the origin instead. */
-export const ANY_ROLE: readonly string[] = ['POST /codec/decode', 'POST /codec/{namespace}/decode', 'POST /codec/login', 'POST /api/v1/queries', 'POST /api/v1/queries/{id}/cancel'];
+export const ANY_ROLE: readonly string[] = [
+  'POST /codec/decode',
+  'POST /codec/{namespace}/decode',
+  'POST /codec/login',
+  'POST /api/v1/queries',
+  'POST /api/v1/queries/{id}/cancel',
+];
 
 /** Whether a rule key (`METHOD /path`, `*` for any method, a trailing `*` for a prefix) covers an operation. */
 export const matches = (key: string, method: string, path: string) => {
@@ -88,7 +99,8 @@ export function errorStatuses(method: Op, path: string, isPublic: boolean): numb
   const keyed = !isPublic && !NO_KEY.some((k) => matches(k, method, path));
   if (keyed) codes.add(401);
   // Roles above viewer (every change, and the key list), the tenant's tier and workspace.
-  if (keyed && (method !== 'get' || path === '/api/v1/keys') && !ANY_ROLE.includes(`${method.toUpperCase()} ${path}`)) codes.add(403);
+  if (keyed && (method !== 'get' || path === '/api/v1/keys') && !ANY_ROLE.includes(`${method.toUpperCase()} ${path}`))
+    codes.add(403);
   // The codec's CORS preflight refuses other origins.
   if (method === 'options') codes.add(403);
   // A path parameter names something that may not exist (the codec's preflight checks none).
@@ -114,12 +126,25 @@ export function withErrorResponses<D extends object>(given: D, publicPaths: Read
       if (!op || typeof op !== 'object' || !('responses' in op)) continue;
       const responses = { ...op.responses };
       for (const code of errorStatuses(method as Op, path, publicPaths.has(path))) {
-        responses[String(code)] ??= { description: WHY[code], content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+        responses[String(code)] ??= {
+          description: WHY[code],
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+        };
       }
       if (path === '/ready')
         responses['503'] = {
           description: 'Not ready: a dependency does not answer',
-          content: { 'application/json': { schema: { type: 'object', properties: { ok: { type: 'boolean' }, checks: { type: 'object', additionalProperties: { type: 'string' } } } } } },
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                properties: {
+                  ok: { type: 'boolean' },
+                  checks: { type: 'object', additionalProperties: { type: 'string' } },
+                },
+              },
+            },
+          },
         };
       paths[path][method] = { ...op, responses };
     }

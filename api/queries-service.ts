@@ -13,7 +13,15 @@ import path from 'node:path';
 import type { LakeDeps } from '../activities/lake/engine.js';
 import { forTenant } from '../activities/lake/open.js';
 import { resolveConnection, type Connections } from '../activities/sql/connections.js';
-import { prepareDuckdbQuery, preparePostgresQuery, prepareMysqlQuery, QueryRefused, RowLimitError, type PreparedQuery, type QueryColumn } from '../activities/sql/query.js';
+import {
+  prepareDuckdbQuery,
+  preparePostgresQuery,
+  prepareMysqlQuery,
+  QueryRefused,
+  RowLimitError,
+  type PreparedQuery,
+  type QueryColumn,
+} from '../activities/sql/query.js';
 import { NonRetryableError } from '../activities/core/task.js';
 import type { QueryBody } from '../schemas/api.js';
 import { checkParamValue, paramDecl, type ParamDecl } from '../schemas/params.js';
@@ -83,20 +91,38 @@ export class QueriesService {
     this.sweep();
     const requestId = body.requestId ?? requestIdHeader;
     if (requestIdHeader !== undefined && body.requestId !== undefined && requestIdHeader !== body.requestId)
-      throw new RequestError('the Idempotency-Key header and the body\'s requestId differ: send one of them', 400);
-    if (requestId !== undefined && !/^[\x21-\x7e]{1,128}$/.test(requestId)) throw new RequestError('the request id must be 1 to 128 printable ASCII characters without spaces', 400);
+      throw new RequestError("the Idempotency-Key header and the body's requestId differ: send one of them", 400);
+    if (requestId !== undefined && !/^[\x21-\x7e]{1,128}$/.test(requestId))
+      throw new RequestError('the request id must be 1 to 128 printable ASCII characters without spaces', 400);
     const engine = body.engine ?? (body.connection ? undefined : 'duckdb');
-    const fingerprint = sha256(JSON.stringify([body.sql, body.engine ?? null, body.connection ?? null, body.params ?? {}, body.namespace ?? null, body.rowLimit ?? null]));
+    const fingerprint = sha256(
+      JSON.stringify([
+        body.sql,
+        body.engine ?? null,
+        body.connection ?? null,
+        body.params ?? {},
+        body.namespace ?? null,
+        body.rowLimit ?? null,
+      ]),
+    );
     if (requestId !== undefined) {
       const prev = this.statements.get(this.byRequest.get(`${p.tenant}\0${requestId}`) ?? '');
       if (prev) {
-        if (prev.fingerprint !== fingerprint) throw new RequestError(`request id "${requestId}" was used for a different statement (${prev.id}): use a new request id for a new statement`, 409);
+        if (prev.fingerprint !== fingerprint)
+          throw new RequestError(
+            `request id "${requestId}" was used for a different statement (${prev.id}): use a new request id for a new statement`,
+            409,
+          );
         await this.wait(prev, body.wait);
         return prev;
       }
     }
     const running = [...this.statements.values()].filter((s) => s.tenant === p.tenant && s.status === 'running').length;
-    if (running >= LIMITS.queryRunningPerTenant) throw new RequestError(`${running} statements of tenant ${p.tenant} are running, the most at once: wait for one to end, or cancel one (POST /api/v1/queries/{id}/cancel)`, 429);
+    if (running >= LIMITS.queryRunningPerTenant)
+      throw new RequestError(
+        `${running} statements of tenant ${p.tenant} are running, the most at once: wait for one to end, or cancel one (POST /api/v1/queries/{id}/cancel)`,
+        429,
+      );
 
     const id = `q_${randomUUID()}`;
     const audit = { id, tenant: p.tenant, keyId: p.keyId, requestId, sql: body.sql };
@@ -110,23 +136,51 @@ export class QueriesService {
           try {
             return resolveConnection(this.o.connections, body.connection, engine, p.tenant);
           } catch (e) {
-            if (e instanceof NonRetryableError) throw new RequestError(e.message.replace(/\(STRATA_CONN_.*\)/, '(on the API too)').replace(/the task says engine/, 'the query says engine'), 400);
+            if (e instanceof NonRetryableError)
+              throw new RequestError(
+                e.message
+                  .replace(/\(STRATA_CONN_.*\)/, '(on the API too)')
+                  .replace(/the task says engine/, 'the query says engine'),
+                400,
+              );
             throw e;
           }
         })();
         conn = c.name;
         eng = c.engine;
         const sql = this.render(body, eng);
-        prepared = eng === 'postgres' ? await preparePostgresQuery(c, sql, timeoutMs) : await prepareMysqlQuery(c, sql, timeoutMs);
+        prepared =
+          eng === 'postgres'
+            ? await preparePostgresQuery(c, sql, timeoutMs)
+            : await prepareMysqlQuery(c, sql, timeoutMs);
       } else {
-        if (engine !== 'duckdb') throw new RequestError(`engine ${engine} needs a connection: name one of your tenant's ${engine} connections in "connection"`, 400);
+        if (engine !== 'duckdb')
+          throw new RequestError(
+            `engine ${engine} needs a connection: name one of your tenant's ${engine} connections in "connection"`,
+            400,
+          );
         eng = 'duckdb';
-        if (!this.o.lake) throw new RequestError('this API has no lake configured: start it with a metastore (DATABASE_URL) and STRATA_LAKE_ROOT', 503);
+        if (!this.o.lake)
+          throw new RequestError(
+            'this API has no lake configured: start it with a metastore (DATABASE_URL) and STRATA_LAKE_ROOT',
+            503,
+          );
         const sql = this.render(body, eng);
-        prepared = await prepareDuckdbQuery({ lake: forTenant(this.o.lake, p.tenant), tenant: p.tenant, namespace: body.namespace ?? 'default', sql, scratch: path.join(os.tmpdir(), 'strata-queries', id) });
+        prepared = await prepareDuckdbQuery({
+          lake: forTenant(this.o.lake, p.tenant),
+          tenant: p.tenant,
+          namespace: body.namespace ?? 'default',
+          sql,
+          scratch: path.join(os.tmpdir(), 'strata-queries', id),
+        });
       }
     } catch (e) {
-      const err = e instanceof QueryRefused ? new RequestError(e.message, e.status) : e instanceof RequestError ? e : new RequestError((e as Error).message, 400);
+      const err =
+        e instanceof QueryRefused
+          ? new RequestError(e.message, e.status)
+          : e instanceof RequestError
+            ? e
+            : new RequestError((e as Error).message, 400);
       await this.auditStart(audit, body.engine ?? engine ?? 'duckdb', conn, 'refused', err.message);
       throw err;
     }
@@ -171,17 +225,35 @@ export class QueriesService {
     }, timeoutMs);
     const limit = body.rowLimit ?? LIMITS.queryRows;
     void prepared
-      .run({ maxRows: limit, truncate: body.rowLimit !== undefined, rowsHint: 'add a LIMIT or aggregate, or pass "rowLimit" to take the first rows' })
+      .run({
+        maxRows: limit,
+        truncate: body.rowLimit !== undefined,
+        rowsHint: 'add a LIMIT or aggregate, or pass "rowLimit" to take the first rows',
+      })
       .then((r) => {
         const maxBytes = this.o.resultBytes ?? LIMITS.queryResultBytes;
         const chunks = split(r.rows, this.o.chunkBytes ?? LIMITS.queryChunkBytes);
         const bytes = chunks.bytes;
-        if (bytes > maxBytes) throw new RowLimitError(`the result is ${fmtBytes(bytes)} as JSON, over the limit of ${fmtBytes(maxBytes)}: select fewer columns or rows`);
-        Object.assign(st, { status: 'succeeded', columns: r.columns, chunks: chunks.chunks, totalRows: r.rows.length, bytes, truncated: r.truncated });
+        if (bytes > maxBytes)
+          throw new RowLimitError(
+            `the result is ${fmtBytes(bytes)} as JSON, over the limit of ${fmtBytes(maxBytes)}: select fewer columns or rows`,
+          );
+        Object.assign(st, {
+          status: 'succeeded',
+          columns: r.columns,
+          chunks: chunks.chunks,
+          totalRows: r.rows.length,
+          bytes,
+          truncated: r.truncated,
+        });
       })
       .catch((e: Error) => {
         if (st.canceled && !timedOut) Object.assign(st, { status: 'canceled', error: 'canceled by request' });
-        else if (timedOut) Object.assign(st, { status: 'failed', error: `the statement ran longer than its limit of ${timeoutMs / 1000} s and was stopped: narrow it, or give a larger "timeout" (at most ${LIMITS.queryTimeoutSeconds.max})` });
+        else if (timedOut)
+          Object.assign(st, {
+            status: 'failed',
+            error: `the statement ran longer than its limit of ${timeoutMs / 1000} s and was stopped: narrow it, or give a larger "timeout" (at most ${LIMITS.queryTimeoutSeconds.max})`,
+          });
         else Object.assign(st, { status: 'failed', error: e.message });
       })
       .finally(async () => {
@@ -199,7 +271,8 @@ export class QueriesService {
     const decls: Record<string, ParamDecl> = {};
     const vars: Record<string, string> = {};
     for (const [name, v] of Object.entries(body.params ?? {})) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new RequestError(`params: "${name.slice(0, 40)}" is not a param name (letters, digits, "_")`, 400);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+        throw new RequestError(`params: "${name.slice(0, 40)}" is not a param name (letters, digits, "_")`, 400);
       const d = paramDecl(v);
       const c = checkParamValue(name, d, v);
       if (!c.ok) throw new RequestError(`params: ${c.message}`, 400);
@@ -242,8 +315,13 @@ export class QueriesService {
 
   chunk(p: Principal, id: string, n: number) {
     const st = this.get(p, id);
-    if (st.status !== 'succeeded') throw new RequestError(`statement ${id} is ${st.status}${st.status === 'running' ? ': poll GET /api/v1/queries/{id} until it succeeds' : ''}; it has no result`, 409);
-    if (!Number.isInteger(n) || n < 0 || n >= st.chunks!.length) throw new RequestError(`chunk ${n} is not in the result: chunks are 0 to ${st.chunks!.length - 1}`, 404);
+    if (st.status !== 'succeeded')
+      throw new RequestError(
+        `statement ${id} is ${st.status}${st.status === 'running' ? ': poll GET /api/v1/queries/{id} until it succeeds' : ''}; it has no result`,
+        409,
+      );
+    if (!Number.isInteger(n) || n < 0 || n >= st.chunks!.length)
+      throw new RequestError(`chunk ${n} is not in the result: chunks are 0 to ${st.chunks!.length - 1}`, 404);
     return chunkView(st, n);
   }
 
@@ -254,23 +332,43 @@ export class QueriesService {
     await Promise.all(running.map((s) => Promise.race([s.done, new Promise((r) => setTimeout(r, 5000))])));
   }
 
-  private async auditStart(a: { id: string; tenant: string; keyId: string; requestId?: string; sql: string }, engine: string, connection: string | undefined, status: string, error?: string) {
+  private async auditStart(
+    a: { id: string; tenant: string; keyId: string; requestId?: string; sql: string },
+    engine: string,
+    connection: string | undefined,
+    status: string,
+    error?: string,
+  ) {
     await this.o.db.query(
       `INSERT INTO query_audit (statement_id, tenant, key_id, request_id, engine, connection, sql_sha256, sql_text, status, error, ended_at, duration_ms)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $9 = 'refused' THEN now() END, CASE WHEN $9 = 'refused' THEN 0 END)`,
-      [a.id, a.tenant, a.keyId, a.requestId ?? null, engine, connection ?? null, sha256(a.sql), a.sql.slice(0, 65536), status, error?.slice(0, 2000) ?? null],
+      [
+        a.id,
+        a.tenant,
+        a.keyId,
+        a.requestId ?? null,
+        engine,
+        connection ?? null,
+        sha256(a.sql),
+        a.sql.slice(0, 65536),
+        status,
+        error?.slice(0, 2000) ?? null,
+      ],
     );
   }
 
   private async auditEnd(st: Statement) {
-    await this.o.db.query('UPDATE query_audit SET status = $2, error = $3, row_count = $4, bytes = $5, ended_at = now(), duration_ms = $6 WHERE statement_id = $1', [
-      st.id,
-      st.status,
-      st.error?.slice(0, 2000) ?? null,
-      st.totalRows ?? null,
-      st.bytes ?? null,
-      st.endedAt!.getTime() - st.createdAt.getTime(),
-    ]);
+    await this.o.db.query(
+      'UPDATE query_audit SET status = $2, error = $3, row_count = $4, bytes = $5, ended_at = now(), duration_ms = $6 WHERE statement_id = $1',
+      [
+        st.id,
+        st.status,
+        st.error?.slice(0, 2000) ?? null,
+        st.totalRows ?? null,
+        st.bytes ?? null,
+        st.endedAt!.getTime() - st.createdAt.getTime(),
+      ],
+    );
   }
 }
 
@@ -317,7 +415,13 @@ export function statementView(st: Statement) {
     engine: st.engine,
     ...(st.connection ? { connection: st.connection } : {}),
     createdAt: st.createdAt.toISOString(),
-    ...(st.endedAt ? { endedAt: st.endedAt.toISOString(), durationMs: st.endedAt.getTime() - st.createdAt.getTime(), expiresAt: new Date(st.endedAt.getTime() + LIMITS.queryKeepMs).toISOString() } : {}),
+    ...(st.endedAt
+      ? {
+          endedAt: st.endedAt.toISOString(),
+          durationMs: st.endedAt.getTime() - st.createdAt.getTime(),
+          expiresAt: new Date(st.endedAt.getTime() + LIMITS.queryKeepMs).toISOString(),
+        }
+      : {}),
     links: { self: `/api/v1/queries/${st.id}`, cancel: `/api/v1/queries/${st.id}/cancel` },
   };
   if (st.status !== 'succeeded') return { ...base, ...(st.error ? { error: { message: st.error } } : {}) };

@@ -22,20 +22,37 @@ export class ReconciliationsService {
     readonly taskQueue: string,
   ) {}
 
-  async start(tenant: string, body: { left: unknown; right: unknown; options?: unknown; heartbeatTimeoutMs?: number }): Promise<{ id: string }> {
+  async start(
+    tenant: string,
+    body: { left: unknown; right: unknown; options?: unknown; heartbeatTimeoutMs?: number },
+  ): Promise<{ id: string }> {
     const problems: string[] = [];
     const ref = (v: unknown, side: string) => {
       const r = DatasetRef.safeParse(typeof v === 'string' ? { uri: v } : v);
-      if (!r.success) problems.push(...r.error.issues.map((i) => `${side}${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}`));
+      if (!r.success)
+        problems.push(
+          ...r.error.issues.map((i) => `${side}${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}`),
+        );
       return r.success ? r.data : undefined;
     };
     const left = ref(body.left, 'left');
     const right = ref(body.right, 'right');
-    const opts = ReconcileOptions.partial().strict().safeParse(body.options ?? {});
+    const opts = ReconcileOptions.partial()
+      .strict()
+      .safeParse(body.options ?? {});
     if (!opts.success) problems.push(...opts.error.issues.map((i) => `options.${i.path.join('.')}: ${i.message}`));
     if (problems.length) throw new RequestError(problems.join('; '), 400);
-    const id = `reconcile/${tenant}/${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
-    const input: ReconciliationInput = { tenant, left: left!, right: right!, options: opts.data, heartbeatTimeoutMs: body.heartbeatTimeoutMs };
+    const id = `reconcile/${tenant}/${new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+    const input: ReconciliationInput = {
+      tenant,
+      left: left!,
+      right: right!,
+      options: opts.data,
+      heartbeatTimeoutMs: body.heartbeatTimeoutMs,
+    };
     await this.client.workflow.start('reconciliationRun', {
       taskQueue: this.taskQueue,
       workflowId: id,
@@ -57,7 +74,8 @@ export class ReconciliationsService {
     try {
       d = await h.describe();
     } catch (e) {
-      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError') throw new RequestError(`no reconciliation ${id}`, 404);
+      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError')
+        throw new RequestError(`no reconciliation ${id}`, 404);
       throw e;
     }
     owner?.(d.typedSearchAttributes.get(SA_TENANT));
@@ -65,7 +83,9 @@ export class ReconciliationsService {
     if (status === 'running') {
       const pending = d.raw.pendingActivities?.[0];
       const payload = pending?.heartbeatDetails?.payloads?.[0];
-      const hb = payload ? await decodePayload<ReconcileHeartbeat>(this.client.options.loadedDataConverter, payload) : undefined;
+      const hb = payload
+        ? await decodePayload<ReconcileHeartbeat>(this.client.options.loadedDataConverter, payload)
+        : undefined;
       return { id, status, progress: hb?.progress, attempt: pending?.attempt ?? undefined };
     }
     if (status === 'completed') return { id, status, result: await h.result() };

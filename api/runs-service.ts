@@ -3,11 +3,23 @@
  * workflows. The CLI uses it today; the HTTP API wraps the same functions.
  */
 import { decodePayload } from '../client/data-converter.js';
-import { Client, WorkflowExecutionAlreadyStartedError, WorkflowIdReusePolicy, WorkflowNotFoundError } from '@temporalio/client';
+import {
+  Client,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdReusePolicy,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { createHash, randomBytes } from 'node:crypto';
 import { resolveParams, type PipelineSpec, type Problem } from '../schemas/pipeline.js';
-import { RUN_ANSWER_LIMITS, type PipelineRunInput, type PipelineRunOptions, type RunState, type SpecRef, type TaskState } from '../schemas/run.js';
+import {
+  RUN_ANSWER_LIMITS,
+  type PipelineRunInput,
+  type PipelineRunOptions,
+  type RunState,
+  type SpecRef,
+  type TaskState,
+} from '../schemas/run.js';
 import type { Db } from '../store/db.js';
 import { contentHash } from '../store/pipelines.js';
 import { getRunById, getRunTasks, recordQueued, type RunRow } from '../store/runs.js';
@@ -100,7 +112,10 @@ export function workflowIdFor(tenant: string, pipelineId: string, runKey: string
 }
 
 function newRunKey(trigger: string, at: Date): string {
-  const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `${trigger}-${stamp}-${randomBytes(3).toString('hex')}`;
 }
 
@@ -118,13 +133,21 @@ export class RunsService {
   prepare(req: StartRunRequest): PreparedStart {
     const { params, problems } = resolveParams(req.spec, req.params ?? {});
     const ids = new Set(req.spec.tasks.map((t) => t.id));
-    for (const t of req.only ?? []) if (!ids.has(t)) problems.push({ path: 'only', message: `unknown task "${t}": use one of ${[...ids].join(', ')}` });
+    for (const t of req.only ?? [])
+      if (!ids.has(t))
+        problems.push({ path: 'only', message: `unknown task "${t}": use one of ${[...ids].join(', ')}` });
     // ds, logical_date and tenant may stand raw in SQL: only a four-digit-year date and a plain tenant name get through.
     const ld = req.logicalDate === undefined ? undefined : Date.parse(req.logicalDate);
     if (ld !== undefined && (Number.isNaN(ld) || ld < Date.UTC(1000, 0, 1) || ld >= Date.UTC(10000, 0, 1)))
-      problems.push({ path: 'logicalDate', message: 'write an ISO date or timestamp between the years 1000 and 9999, e.g. 2026-11-01 or 2026-11-01T00:00:00Z' });
-    if (!/^[a-z][a-z0-9-]{0,62}$/.test(req.tenant) || req.tenant.includes('--')) problems.push({ path: 'tenant', message: 'a tenant is lower-case letters, digits and single "-" (at most 63)' });
-    if (problems.length) throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
+      problems.push({
+        path: 'logicalDate',
+        message:
+          'write an ISO date or timestamp between the years 1000 and 9999, e.g. 2026-11-01 or 2026-11-01T00:00:00Z',
+      });
+    if (!/^[a-z][a-z0-9-]{0,62}$/.test(req.tenant) || req.tenant.includes('--'))
+      problems.push({ path: 'tenant', message: 'a tenant is lower-case letters, digits and single "-" (at most 63)' });
+    if (problems.length)
+      throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
 
     const now = new Date();
     const runKey = req.runKey ?? newRunKey(req.trigger, now);
@@ -147,7 +170,13 @@ export class RunsService {
       workflowId,
       input,
       idempotent: !!req.idempotent,
-      memo: { pipeline: req.spec.id, specVersion, pipelineVersion: req.pipelineVersion, tasks: req.spec.tasks.length, ...req.memo },
+      memo: {
+        pipeline: req.spec.id,
+        specVersion,
+        pipelineVersion: req.pipelineVersion,
+        tasks: req.spec.tasks.length,
+        ...req.memo,
+      },
       summary: `${req.spec.id} (${req.trigger}${req.only?.length ? `, only ${req.only.join(',')}` : ''})`,
     };
   }
@@ -168,7 +197,13 @@ export class RunsService {
       const hash = req.contentHash ?? contentHash(req.spec);
       const ref: SpecRef =
         req.pipelineVersion !== undefined
-          ? { tenant: req.tenant, pipelineId: req.spec.id, hash, version: req.pipelineVersion, tasks: req.spec.tasks.length }
+          ? {
+              tenant: req.tenant,
+              pipelineId: req.spec.id,
+              hash,
+              version: req.pipelineVersion,
+              tasks: req.spec.tasks.length,
+            }
           : await snapshotSpec(db, req.tenant, req.spec);
       const { spec: _inline, ...rest } = p.input;
       p.input = { ...rest, specRef: ref };
@@ -189,7 +224,10 @@ export class RunsService {
       const fix = p.input.spec
         ? 'register the pipeline and trigger it through the API, or give this command a metastore (DATABASE_URL), so the spec travels by reference'
         : 'pass large values by reference (a path in the lake) and choose fewer tasks';
-      throw new RequestError(`the run's start input is ${part(bytes)} (${parts.join(', ')}); a run starts with at most ${part(MAX_START_INPUT_BYTES)}: ${fix}`, 413);
+      throw new RequestError(
+        `the run's start input is ${part(bytes)} (${parts.join(', ')}); a run starts with at most ${part(MAX_START_INPUT_BYTES)}: ${fix}`,
+        413,
+      );
     }
     return p;
   }
@@ -214,12 +252,23 @@ export class RunsService {
         memo: p.memo,
         staticSummary: p.summary,
       });
-      return { runId: workflowId, workflowId, temporalRunId: handle.firstExecutionRunId, uiUrl: this.uiLink(workflowId) };
+      return {
+        runId: workflowId,
+        workflowId,
+        temporalRunId: handle.firstExecutionRunId,
+        uiUrl: this.uiLink(workflowId),
+      };
     } catch (e) {
       if (e instanceof WorkflowExecutionAlreadyStartedError) {
         if (p.idempotent || dispatch) {
           const d = await this.client.workflow.getHandle(workflowId).describe();
-          return { runId: workflowId, workflowId, temporalRunId: d.runId, uiUrl: this.uiLink(workflowId), existing: true };
+          return {
+            runId: workflowId,
+            workflowId,
+            temporalRunId: d.runId,
+            uiUrl: this.uiLink(workflowId),
+            existing: true,
+          };
         }
         throw new RequestError(`run ${workflowId} already exists: use another run key`, 409);
       }
@@ -243,7 +292,13 @@ export class RunsService {
     const acceptedAt = new Date().toISOString();
     // One transaction: the trigger and its `queued` row in the runs index, or neither.
     const fresh = await db.tx(async (t) => {
-      const ok = await enqueueTrigger(t, { workflowId: p.workflowId, tenant: req.tenant, pipelineId: req.spec.id, taskQueue: this.config.taskQueue, request: p });
+      const ok = await enqueueTrigger(t, {
+        workflowId: p.workflowId,
+        tenant: req.tenant,
+        pipelineId: req.spec.id,
+        taskQueue: this.config.taskQueue,
+        request: p,
+      });
       if (ok)
         await recordQueued(t, {
           runId: p.workflowId,
@@ -258,10 +313,18 @@ export class RunsService {
         });
       return ok;
     });
-    if (!fresh && !req.idempotent) throw new RequestError(`run ${p.workflowId} already exists: use another run key`, 409);
+    if (!fresh && !req.idempotent)
+      throw new RequestError(`run ${p.workflowId} already exists: use another run key`, 409);
     this.config.onEnqueued?.();
     const t = fresh ? undefined : await getTrigger(db, p.workflowId);
-    return { runId: p.workflowId, workflowId: p.workflowId, temporalRunId: t?.temporal_run_id ?? '', uiUrl: this.uiLink(p.workflowId), existing: !fresh, queued: true };
+    return {
+      runId: p.workflowId,
+      workflowId: p.workflowId,
+      temporalRunId: t?.temporal_run_id ?? '',
+      uiUrl: this.uiLink(p.workflowId),
+      existing: !fresh,
+      queued: true,
+    };
   }
 
   /** Starts a claimed trigger's workflow and records it as started (the dispatcher's unit of work too). */
@@ -279,7 +342,11 @@ export class RunsService {
     const db = this.config.outbox;
     const trigger = db && (await getTrigger(db, runId));
     if (!db || !trigger) return false;
-    if (trigger.failed_at) throw new RequestError(`run ${runId} failed to start (${trigger.last_error ?? 'refused'}): there is nothing to cancel`, 409);
+    if (trigger.failed_at)
+      throw new RequestError(
+        `run ${runId} failed to start (${trigger.last_error ?? 'refused'}): there is nothing to cancel`,
+        409,
+      );
     for (let i = 0; i < 100; i++) {
       const [row] = await claimTriggers<PreparedStart>(db, this.config.taskQueue, 1, 30_000, runId);
       if (row) {
@@ -289,7 +356,10 @@ export class RunsService {
       if ((await getTrigger(db, runId))?.started_at) return true;
       await new Promise((r) => setTimeout(r, 100)); // a dispatcher holds it right now
     }
-    throw new RequestError(`run ${runId} is still queued: its start keeps failing (${(await getTrigger(db, runId))?.last_error ?? 'unknown'}); try again`, 503);
+    throw new RequestError(
+      `run ${runId} is still queued: its start keeps failing (${(await getTrigger(db, runId))?.last_error ?? 'unknown'}); try again`,
+      503,
+    );
   }
 
   /** A run accepted into the outbox but not started yet (queued, or dead-lettered: failed_to_start), else undefined. */
@@ -299,7 +369,11 @@ export class RunsService {
     const t = await getTrigger<PreparedStart>(db, runId);
     if (!t || t.started_at) return undefined;
     const input = t.request.input;
-    const ids = input.spec ? input.spec.tasks.map((x) => x.id) : input.specRef ? await specTaskIds(db, input.specRef) : [];
+    const ids = input.spec
+      ? input.spec.tasks.map((x) => x.id)
+      : input.specRef
+        ? await specTaskIds(db, input.specRef)
+        : [];
     const failed = !!t.failed_at;
     return {
       runId,
@@ -345,7 +419,9 @@ export class RunsService {
   private async fromStore(db: Db, row: RunRow, headerOnly = false): Promise<RunState | undefined> {
     let tasks = await getRunTasks(db, row.run_id);
     if (!Object.keys(tasks).length) {
-      const legacy = (await db.query<{ tasks: Record<string, TaskState> }>('SELECT tasks FROM runs WHERE run_id = $1', [row.run_id])).rows[0]?.tasks ?? {};
+      const legacy =
+        (await db.query<{ tasks: Record<string, TaskState> }>('SELECT tasks FROM runs WHERE run_id = $1', [row.run_id]))
+          .rows[0]?.tasks ?? {};
       if (!Object.keys(legacy).length && !headerOnly) return undefined;
       tasks = legacy; // a run recorded before task rows kept its tasks in the run row
     }
@@ -372,13 +448,18 @@ export class RunsService {
   /** Adds what a running workflow has not recorded yet; a workflow that cannot answer leaves the stored state. */
   private async overlayLive(st: RunState): Promise<RunState> {
     try {
-      const live = await this.client.workflow.getHandle(st.runId).query<{ status: RunState['status']; counts: RunState['counts']; tasks: Record<string, TaskState> }>('live');
+      const live = await this.client.workflow
+        .getHandle(st.runId)
+        .query<{ status: RunState['status']; counts: RunState['counts']; tasks: Record<string, TaskState> }>('live');
       // Tasks and counts from the workflow; the run's status stays the metastore's, which the
       // workflow writes last, so a run reads finished here and in the runs list at once.
       Object.assign(st.tasks, live.tasks);
       if (live.counts) st.counts = live.counts;
     } catch (e) {
-      if ((e as Error).name === 'QueryNotRegisteredError' || /query.*not registered|unknown query|did not register/i.test((e as Error).message)) {
+      if (
+        (e as Error).name === 'QueryNotRegisteredError' ||
+        /query.*not registered|unknown query|did not register/i.test((e as Error).message)
+      ) {
         return this.fromWorkflow(st.runId); // a run started before live state (it answers 'state' in full)
       }
       /* no worker answering right now: the stored state is what there is */
@@ -395,7 +476,10 @@ export class RunsService {
         const tasks: Record<string, TaskState> = {};
         let after: string | undefined;
         for (;;) {
-          const page = await handle.query<{ tasks: [string, TaskState][]; next?: string }, [{ after?: string; limit?: number }]>('tasks', { after, limit: RUN_ANSWER_LIMITS.page });
+          const page = await handle.query<
+            { tasks: [string, TaskState][]; next?: string },
+            [{ after?: string; limit?: number }]
+          >('tasks', { after, limit: RUN_ANSWER_LIMITS.page });
           for (const [id, t] of page.tasks) tasks[id] = t;
           if (!page.next) break;
           after = page.next;
@@ -416,12 +500,21 @@ export class RunsService {
   /** The start input of a run's latest execution (its first history event only). */
   async input(runId: string): Promise<PipelineRunInput> {
     try {
-      const res = await this.client.workflowService.getWorkflowExecutionHistory({ namespace: this.config.namespace, execution: { workflowId: runId }, maximumPageSize: 1 });
+      const res = await this.client.workflowService.getWorkflowExecutionHistory({
+        namespace: this.config.namespace,
+        execution: { workflowId: runId },
+        maximumPageSize: 1,
+      });
       const first = res.history?.events?.[0]?.workflowExecutionStartedEventAttributes;
       const payloads = first?.input?.payloads ?? [];
       return await decodePayload<PipelineRunInput>(this.client.options.loadedDataConverter, payloads[0]);
     } catch (e) {
-      if (e instanceof WorkflowNotFoundError || (e as Error).name === 'WorkflowNotFoundError' || (e as { code?: number }).code === 5) throw new RequestError(`no run ${runId}`, 404);
+      if (
+        e instanceof WorkflowNotFoundError ||
+        (e as Error).name === 'WorkflowNotFoundError' ||
+        (e as { code?: number }).code === 5
+      )
+        throw new RequestError(`no run ${runId}`, 404);
       throw e;
     }
   }
@@ -432,7 +525,11 @@ export class RunsService {
     if (input.spec) return input.spec;
     const db = this.db;
     const spec = db && input.specRef ? await loadSpec(db, input.specRef) : undefined;
-    if (!spec) throw new RequestError(`run ${runId}: its spec travels by reference and ${db ? 'is no longer in the metastore' : 'this service has no metastore to read it from'}`, db ? 410 : 503);
+    if (!spec)
+      throw new RequestError(
+        `run ${runId}: its spec travels by reference and ${db ? 'is no longer in the metastore' : 'this service has no metastore to read it from'}`,
+        db ? 410 : 503,
+      );
     return spec;
   }
 
@@ -460,21 +557,30 @@ export class RunsService {
       if (!(await this.startQueued(runId))) throw new RequestError(`no run ${runId}`, 404);
       desc = await handle.describe();
     }
-    if (desc.status.name !== 'RUNNING') throw new RequestError(`run ${runId} has already ended (${desc.status.name.toLowerCase()})`, 409);
+    if (desc.status.name !== 'RUNNING')
+      throw new RequestError(`run ${runId} has already ended (${desc.status.name.toLowerCase()})`, 409);
     await handle.cancel();
   }
 
   /** Starts a new run that re-runs only what did not succeed in `runId`. */
   async repair(runId: string, opts: { runKey?: string; options?: PipelineRunOptions } = {}): Promise<RunHandleInfo> {
     const state = await this.state(runId);
-    if (state.status === 'running' || state.status === 'queued') throw new RequestError(`run ${runId} is still running: wait for it to end or cancel it first`, 409);
+    if (state.status === 'running' || state.status === 'queued')
+      throw new RequestError(`run ${runId} is still running: wait for it to end or cancel it first`, 409);
     if (state.status === 'success') throw new RequestError(`run ${runId} succeeded: there is nothing to repair`, 409);
-    if (state.status === 'failed_to_start') throw new RequestError(`run ${runId} never started (${state.error ?? 'refused'}): trigger a new run instead`, 409);
+    if (state.status === 'failed_to_start')
+      throw new RequestError(
+        `run ${runId} never started (${state.error ?? 'refused'}): trigger a new run instead`,
+        409,
+      );
     const input = await this.input(runId);
     const spec = await this.spec(runId, input);
     // With a metastore the new run reads the earlier successes there (prepareStart turns
     // prior into repairOf); without one it carries them, for a spec small enough to go inline.
-    const prior = { runId, tasks: this.db ? {} : Object.fromEntries(Object.entries(state.tasks).filter(([, t]) => t.status === 'success')) };
+    const prior = {
+      runId,
+      tasks: this.db ? {} : Object.fromEntries(Object.entries(state.tasks).filter(([, t]) => t.status === 'success')),
+    };
     return this.start({
       spec,
       contentHash: input.specRef?.hash,

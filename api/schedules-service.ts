@@ -32,20 +32,31 @@ export function checkSchedule(def: ScheduleDef): void {
   try {
     new Intl.DateTimeFormat('en', { timeZone: def.timezone });
   } catch {
-    problems.push({ path: 'timezone', message: `unknown time zone "${def.timezone}": use an IANA name such as UTC or Europe/Paris` });
+    problems.push({
+      path: 'timezone',
+      message: `unknown time zone "${def.timezone}": use an IANA name such as UTC or Europe/Paris`,
+    });
   }
   const crons = Array.isArray(def.cron) ? def.cron : [def.cron];
   crons.forEach((c, i) => {
     const fields = c.trim().split(/\s+/).length;
-    if (fields !== 5) problems.push({ path: Array.isArray(def.cron) ? `cron[${i}]` : 'cron', message: `"${c}" has ${fields} fields: write 5 (minute hour day-of-month month day-of-week), e.g. "30 2 * * *"` });
+    if (fields !== 5)
+      problems.push({
+        path: Array.isArray(def.cron) ? `cron[${i}]` : 'cron',
+        message: `"${c}" has ${fields} fields: write 5 (minute hour day-of-month month day-of-week), e.g. "30 2 * * *"`,
+      });
     else
       try {
         CronExpressionParser.parse(c, { tz: 'UTC' });
       } catch (e) {
-        problems.push({ path: Array.isArray(def.cron) ? `cron[${i}]` : 'cron', message: `"${c}" is not a valid cron expression: ${(e as Error).message}` });
+        problems.push({
+          path: Array.isArray(def.cron) ? `cron[${i}]` : 'cron',
+          message: `"${c}" is not a valid cron expression: ${(e as Error).message}`,
+        });
       }
   });
-  if (def.startAt && def.endAt && Date.parse(def.startAt) >= Date.parse(def.endAt)) problems.push({ path: 'endAt', message: 'endAt must be after startAt' });
+  if (def.startAt && def.endAt && Date.parse(def.startAt) >= Date.parse(def.endAt))
+    problems.push({ path: 'endAt', message: 'endAt must be after startAt' });
   if (problems.length) throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
 }
 
@@ -80,11 +91,22 @@ export class SchedulesService {
   }
 
   private options(tenant: string, spec: PipelineSpec, version: number, id: string, def: ScheduleDef): ScheduleOptions {
-    const { params, problems } = resolveParams(spec, Object.fromEntries(Object.entries(def.params ?? {}).map(([k, v]) => [k, String(v)])));
-    if (problems.length) throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
+    const { params, problems } = resolveParams(
+      spec,
+      Object.fromEntries(Object.entries(def.params ?? {}).map(([k, v]) => [k, String(v)])),
+    );
+    if (problems.length)
+      throw new RequestError(problems.map((p) => `${p.path}: ${p.message}`).join('; '), 400, problems);
     // The spec by reference: a schedule's action (and every run it starts) stays small at any pipeline size.
     const specRef = { tenant, pipelineId: spec.id, hash: contentHash(spec), version, tasks: spec.tasks.length };
-    const input: PipelineRunInput = { specRef, tenant, trigger: 'schedule', params, pipelineVersion: version, specVersion: specHash(spec) };
+    const input: PipelineRunInput = {
+      specRef,
+      tenant,
+      trigger: 'schedule',
+      params,
+      pipelineVersion: version,
+      specVersion: specHash(spec),
+    };
     return {
       scheduleId: this.temporalId(tenant, spec.id, id),
       spec: {
@@ -108,7 +130,11 @@ export class SchedulesService {
         memo: { pipeline: spec.id, pipelineVersion: version, schedule: id },
         staticSummary: `${spec.id} (schedule ${id})`,
       },
-      policies: { overlap: OVERLAP[def.overlap], catchupWindow: toMs(def.catchupWindow), pauseOnFailure: def.pauseOnFailure },
+      policies: {
+        overlap: OVERLAP[def.overlap],
+        catchupWindow: toMs(def.catchupWindow),
+        pauseOnFailure: def.pauseOnFailure,
+      },
       state: { paused: def.paused, note: def.note },
     };
   }
@@ -116,27 +142,51 @@ export class SchedulesService {
   async create(tenant: string, spec: PipelineSpec, version: number, body: ScheduleBody) {
     const { id, ...def } = body;
     checkSchedule(def);
-    const exists = await this.db.query('SELECT 1 FROM schedules WHERE tenant = $1 AND pipeline_id = $2 AND id = $3', [tenant, spec.id, id]);
-    if (exists.rowCount) throw new RequestError(`schedule "${id}" already exists for pipeline ${spec.id}: PATCH it or pick another id`, 409);
+    const exists = await this.db.query('SELECT 1 FROM schedules WHERE tenant = $1 AND pipeline_id = $2 AND id = $3', [
+      tenant,
+      spec.id,
+      id,
+    ]);
+    if (exists.rowCount)
+      throw new RequestError(
+        `schedule "${id}" already exists for pipeline ${spec.id}: PATCH it or pick another id`,
+        409,
+      );
     const opts = this.options(tenant, spec, version, id, def);
     await withTenant(tenant, () => this.client.schedule.create(opts)); // a schedule's own payloads name no workflow
     try {
-      await this.db.query('INSERT INTO schedules (tenant, pipeline_id, id, temporal_id, definition) VALUES ($1, $2, $3, $4, $5)', [tenant, spec.id, id, opts.scheduleId, JSON.stringify(def)]);
+      await this.db.query(
+        'INSERT INTO schedules (tenant, pipeline_id, id, temporal_id, definition) VALUES ($1, $2, $3, $4, $5)',
+        [tenant, spec.id, id, opts.scheduleId, JSON.stringify(def)],
+      );
     } catch (e) {
-      await this.client.schedule.getHandle(opts.scheduleId).delete().catch(() => {}); // nothing half-written
+      await this.client.schedule
+        .getHandle(opts.scheduleId)
+        .delete()
+        .catch(() => {}); // nothing half-written
       throw e;
     }
     return this.get(tenant, spec.id, id);
   }
 
   async row(tenant: string, pipelineId: string, id: string) {
-    const r = (await this.db.query<{ id: string; temporal_id: string; definition: ScheduleDef }>('SELECT id, temporal_id, definition FROM schedules WHERE tenant = $1 AND pipeline_id = $2 AND id = $3', [tenant, pipelineId, id])).rows[0];
+    const r = (
+      await this.db.query<{ id: string; temporal_id: string; definition: ScheduleDef }>(
+        'SELECT id, temporal_id, definition FROM schedules WHERE tenant = $1 AND pipeline_id = $2 AND id = $3',
+        [tenant, pipelineId, id],
+      )
+    ).rows[0];
     if (!r) throw new RequestError(`no schedule "${id}" on pipeline ${pipelineId}`, 404);
     return r;
   }
 
   async list(tenant: string, pipelineId: string) {
-    const rows = (await this.db.query<{ id: string }>('SELECT id FROM schedules WHERE tenant = $1 AND pipeline_id = $2 ORDER BY id', [tenant, pipelineId])).rows;
+    const rows = (
+      await this.db.query<{ id: string }>(
+        'SELECT id FROM schedules WHERE tenant = $1 AND pipeline_id = $2 ORDER BY id',
+        [tenant, pipelineId],
+      )
+    ).rows;
     return Promise.all(rows.map((r) => this.get(tenant, pipelineId, r.id)));
   }
 
@@ -147,7 +197,10 @@ export class SchedulesService {
     try {
       const d = await this.client.schedule.getHandle(r.temporal_id).describe();
       paused = d.state.paused;
-      recent = d.info.recentActions.map((a) => ({ scheduledAt: a.scheduledAt.toISOString(), workflowId: a.action.workflow.workflowId }));
+      recent = d.info.recentActions.map((a) => ({
+        scheduledAt: a.scheduledAt.toISOString(),
+        workflowId: a.action.workflow.workflowId,
+      }));
     } catch (e) {
       if (!(e instanceof ScheduleNotFoundError)) throw e;
     }
@@ -157,7 +210,12 @@ export class SchedulesService {
 
   /** The times Temporal's plan for the schedule matches in [from, to) (ISO, UTC), in order. */
   async matchingTimes(temporalId: string, from: Date, to: Date): Promise<string[]> {
-    const r = await this.client.workflowService.listScheduleMatchingTimes({ namespace: this.client.options.namespace, scheduleId: temporalId, startTime: msToTs(from.getTime() - 1000), endTime: msToTs(to.getTime() + 1000) });
+    const r = await this.client.workflowService.listScheduleMatchingTimes({
+      namespace: this.client.options.namespace,
+      scheduleId: temporalId,
+      startTime: msToTs(from.getTime() - 1000),
+      endTime: msToTs(to.getTime() + 1000),
+    });
     return (r.startTime ?? [])
       .map((t) => tsToMs(t))
       .filter((t) => t >= from.getTime() && t < to.getTime())
@@ -181,14 +239,32 @@ export class SchedulesService {
     const def = { ...r.definition, ...patch } as ScheduleDef;
     checkSchedule(def);
     const opts = this.options(tenant, spec, version, id, def);
-    await withTenant(tenant, () => this.client.schedule.getHandle(r.temporal_id).update((prev) => ({ ...prev, spec: opts.spec, action: opts.action, policies: opts.policies, state: { ...prev.state, paused: patch.paused ?? prev.state.paused } })));
-    await this.db.query('UPDATE schedules SET definition = $4, updated_at = now() WHERE tenant = $1 AND pipeline_id = $2 AND id = $3', [tenant, spec.id, id, JSON.stringify(def)]);
+    await withTenant(tenant, () =>
+      this.client.schedule
+        .getHandle(r.temporal_id)
+        .update((prev) => ({
+          ...prev,
+          spec: opts.spec,
+          action: opts.action,
+          policies: opts.policies,
+          state: { ...prev.state, paused: patch.paused ?? prev.state.paused },
+        })),
+    );
+    await this.db.query(
+      'UPDATE schedules SET definition = $4, updated_at = now() WHERE tenant = $1 AND pipeline_id = $2 AND id = $3',
+      [tenant, spec.id, id, JSON.stringify(def)],
+    );
     return this.get(tenant, spec.id, id);
   }
 
   /** A new pipeline version: every schedule of the pipeline runs it from now on. */
   async retarget(tenant: string, spec: PipelineSpec, version: number) {
-    const rows = (await this.db.query<{ id: string }>('SELECT id FROM schedules WHERE tenant = $1 AND pipeline_id = $2', [tenant, spec.id])).rows;
+    const rows = (
+      await this.db.query<{ id: string }>('SELECT id FROM schedules WHERE tenant = $1 AND pipeline_id = $2', [
+        tenant,
+        spec.id,
+      ])
+    ).rows;
     for (const r of rows) await this.update(tenant, spec, version, r.id, {});
   }
 
@@ -200,7 +276,11 @@ export class SchedulesService {
       .catch((e) => {
         if (!(e instanceof ScheduleNotFoundError)) throw e;
       });
-    await this.db.query('DELETE FROM schedules WHERE tenant = $1 AND pipeline_id = $2 AND id = $3', [tenant, pipelineId, id]);
+    await this.db.query('DELETE FROM schedules WHERE tenant = $1 AND pipeline_id = $2 AND id = $3', [
+      tenant,
+      pipelineId,
+      id,
+    ]);
   }
 
   async setPaused(tenant: string, pipelineId: string, id: string, paused: boolean) {
@@ -208,7 +288,10 @@ export class SchedulesService {
     const h = this.client.schedule.getHandle(r.temporal_id);
     if (paused) await h.pause('paused through the Strata API');
     else await h.unpause('unpaused through the Strata API');
-    await this.db.query(`UPDATE schedules SET definition = jsonb_set(definition, '{paused}', $4::jsonb), updated_at = now() WHERE tenant = $1 AND pipeline_id = $2 AND id = $3`, [tenant, pipelineId, id, JSON.stringify(paused)]);
+    await this.db.query(
+      `UPDATE schedules SET definition = jsonb_set(definition, '{paused}', $4::jsonb), updated_at = now() WHERE tenant = $1 AND pipeline_id = $2 AND id = $3`,
+      [tenant, pipelineId, id, JSON.stringify(paused)],
+    );
   }
 
   async trigger(tenant: string, pipelineId: string, id: string) {
@@ -223,15 +306,26 @@ export class SchedulesService {
    * could drop some of them (skip, buffer_one, cancel_other depend on how long runs take).
    * A paused schedule still runs a backfill (Temporal's rule).
    */
-  async backfill(tenant: string, pipelineId: string, id: string, from: string, to: string, overlap: ScheduleBody['overlap']) {
+  async backfill(
+    tenant: string,
+    pipelineId: string,
+    id: string,
+    from: string,
+    to: string,
+    overlap: ScheduleBody['overlap'],
+  ) {
     const r = await this.row(tenant, pipelineId, id);
     const start = new Date(from);
     const end = new Date(to);
     if (start.getTime() >= end.getTime()) throw new RequestError('backfill: "to" must be after "from"', 400);
     if (overlap !== 'allow_all' && overlap !== 'buffer_all')
-      throw new RequestError(`backfill: with overlap "${overlap}" Temporal may skip or cancel some of the backfilled runs, depending on how long each takes, so no one can say which will run: use "allow_all" (the default) or "buffer_all"`, 400);
+      throw new RequestError(
+        `backfill: with overlap "${overlap}" Temporal may skip or cancel some of the backfilled runs, depending on how long each takes, so no one can say which will run: use "allow_all" (the default) or "buffer_all"`,
+        400,
+      );
     const fires = await this.matchingTimes(r.temporal_id, start, end);
-    if (fires.length >= 1000) throw new RequestError('backfill covers 1,000 runs or more: split it into smaller ranges', 400);
+    if (fires.length >= 1000)
+      throw new RequestError('backfill covers 1,000 runs or more: split it into smaller ranges', 400);
     if (!fires.length) {
       const def = r.definition;
       const why =
@@ -243,7 +337,11 @@ export class SchedulesService {
       throw new RequestError(`backfill: Temporal would start no runs: ${why}; pick a range where it fires`, 400);
     }
     // Temporal's backfill range is exclusive at the start and inclusive at the end: shift both by 1 ms for [from, to).
-    await this.client.schedule.getHandle(r.temporal_id).backfill([{ start: new Date(start.getTime() - 1), end: new Date(end.getTime() - 1), overlap: OVERLAP[overlap] }]);
+    await this.client.schedule
+      .getHandle(r.temporal_id)
+      .backfill([
+        { start: new Date(start.getTime() - 1), end: new Date(end.getTime() - 1), overlap: OVERLAP[overlap] },
+      ]);
     return { runs: fires.length, logicalDates: fires };
   }
 }

@@ -11,7 +11,10 @@ import { dataConverterFrom, UNENCRYPTED_WARNING } from '../client/data-converter
 
 /** The metastore named by DATABASE_URL, else PGlite under the data folder; migrated. */
 export async function openMetastore(config: Config): Promise<Db> {
-  const db = await openDb({ url: config.DATABASE_URL, dataDir: config.DATABASE_URL ? undefined : path.resolve(config.STRATA_DATA_DIR, 'metastore') });
+  const db = await openDb({
+    url: config.DATABASE_URL,
+    dataDir: config.DATABASE_URL ? undefined : path.resolve(config.STRATA_DATA_DIR, 'metastore'),
+  });
   await migrate(db);
   return db;
 }
@@ -30,7 +33,15 @@ async function main() {
   const { sparkClientFromEnv } = await import('../workers/external-deps.js');
   // The query API runs statements here: the same named connections as the worker's (STRATA_CONN_*).
   const { connectionsFromEnv } = await import('../activities/sql/connections.js');
-  const { app } = await buildApi({ db, lake: lake.lake, connections: connectionsFromEnv(), spark: sparkClientFromEnv(), client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }), config, airbyte });
+  const { app } = await buildApi({
+    db,
+    lake: lake.lake,
+    connections: connectionsFromEnv(),
+    spark: sparkClientFromEnv(),
+    client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }),
+    config,
+    airbyte,
+  });
   const url = await app.listen({ host: config.STRATA_API_HOST, port: config.STRATA_API_PORT });
   console.log(`strata api on ${url} (docs at ${url}/docs)`);
   const stop = async () => {

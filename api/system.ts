@@ -23,8 +23,19 @@ export function createMetrics(db: ApiContext['db']): Metrics {
   const registry = new Registry();
   const tenantRegistry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'strata_api_' });
-  const runsStarted = new Counter({ name: 'strata_runs_started_total', help: 'Runs started through the API', labelNames: ['trigger'], registers: [registry] });
-  const apiLatency = new Histogram({ name: 'strata_api_request_seconds', help: 'API request latency', labelNames: ['method', 'route', 'status'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] });
+  const runsStarted = new Counter({
+    name: 'strata_runs_started_total',
+    help: 'Runs started through the API',
+    labelNames: ['trigger'],
+    registers: [registry],
+  });
+  const apiLatency = new Histogram({
+    name: 'strata_api_request_seconds',
+    help: 'API request latency',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
   new Gauge({
     name: 'strata_runs',
     help: 'Runs in the runs index by status',
@@ -32,7 +43,9 @@ export function createMetrics(db: ApiContext['db']): Metrics {
     registers: [registry],
     async collect() {
       this.reset();
-      const rows = (await db.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM runs GROUP BY status')).rows;
+      const rows = (
+        await db.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM runs GROUP BY status')
+      ).rows;
       for (const r of rows) this.set({ status: r.status }, r.n);
     },
   });
@@ -59,7 +72,11 @@ export function createMetrics(db: ApiContext['db']): Metrics {
     labelNames: ['measure'],
     registers: [registry],
     async collect() {
-      const r = (await db.query<{ n: number; age: number | null }>(`SELECT count(*)::int AS n, extract(epoch FROM now() - min(created_at))::float AS age FROM run_triggers WHERE started_at IS NULL`)).rows[0];
+      const r = (
+        await db.query<{ n: number; age: number | null }>(
+          `SELECT count(*)::int AS n, extract(epoch FROM now() - min(created_at))::float AS age FROM run_triggers WHERE started_at IS NULL`,
+        )
+      ).rows[0];
       this.set({ measure: 'count' }, r.n);
       this.set({ measure: 'oldest_seconds' }, r.age ?? 0);
     },
@@ -69,28 +86,44 @@ export function createMetrics(db: ApiContext['db']): Metrics {
 
 export function systemRoutes(app: FastifyInstance, ctx: ApiContext) {
   app.get('/health', { schema: { tags: ['system'], summary: 'Liveness' } }, async () => ({ ok: true }));
-  app.get('/ready', { schema: { tags: ['system'], summary: 'Readiness: Temporal and the metastore answer' } }, async (_req, reply) => {
-    const checks: Record<string, string> = {};
-    // The reason stays in the process: an error can name hosts, users or databases.
-    await ctx.db.query('SELECT 1').then(
-      () => (checks.metastore = 'ok'),
-      () => (checks.metastore = 'unavailable'),
-    );
-    await ctx.client.workflowService.getSystemInfo({}).then(
-      () => (checks.temporal = 'ok'),
-      () => (checks.temporal = 'unavailable'),
-    );
-    const ok = Object.values(checks).every((v) => v === 'ok');
-    return reply.status(ok ? 200 : 503).send({ ok, checks });
-  });
-  const token = ctx.config.STRATA_METRICS_TOKEN ? createHash('sha256').update(`Bearer ${ctx.config.STRATA_METRICS_TOKEN}`).digest() : undefined;
-  app.get('/metrics', { schema: { tags: ['system'], summary: 'Prometheus metrics (per-pipeline ones with the metrics token)' } }, async (req, reply) => {
-    let registry = ctx.metrics.registry;
-    if (req.headers.authorization !== undefined) {
-      const given = createHash('sha256').update(req.headers.authorization).digest();
-      if (!token || !timingSafeEqual(given, token)) throw new RequestError(token ? 'wrong metrics token' : 'this API has no metrics token (STRATA_METRICS_TOKEN); scrape /metrics without Authorization', 401);
-      registry = Registry.merge([ctx.metrics.registry, ctx.metrics.tenantRegistry]);
-    }
-    return reply.type(registry.contentType).send(await registry.metrics());
-  });
+  app.get(
+    '/ready',
+    { schema: { tags: ['system'], summary: 'Readiness: Temporal and the metastore answer' } },
+    async (_req, reply) => {
+      const checks: Record<string, string> = {};
+      // The reason stays in the process: an error can name hosts, users or databases.
+      await ctx.db.query('SELECT 1').then(
+        () => (checks.metastore = 'ok'),
+        () => (checks.metastore = 'unavailable'),
+      );
+      await ctx.client.workflowService.getSystemInfo({}).then(
+        () => (checks.temporal = 'ok'),
+        () => (checks.temporal = 'unavailable'),
+      );
+      const ok = Object.values(checks).every((v) => v === 'ok');
+      return reply.status(ok ? 200 : 503).send({ ok, checks });
+    },
+  );
+  const token = ctx.config.STRATA_METRICS_TOKEN
+    ? createHash('sha256').update(`Bearer ${ctx.config.STRATA_METRICS_TOKEN}`).digest()
+    : undefined;
+  app.get(
+    '/metrics',
+    { schema: { tags: ['system'], summary: 'Prometheus metrics (per-pipeline ones with the metrics token)' } },
+    async (req, reply) => {
+      let registry = ctx.metrics.registry;
+      if (req.headers.authorization !== undefined) {
+        const given = createHash('sha256').update(req.headers.authorization).digest();
+        if (!token || !timingSafeEqual(given, token))
+          throw new RequestError(
+            token
+              ? 'wrong metrics token'
+              : 'this API has no metrics token (STRATA_METRICS_TOKEN); scrape /metrics without Authorization',
+            401,
+          );
+        registry = Registry.merge([ctx.metrics.registry, ctx.metrics.tenantRegistry]);
+      }
+      return reply.type(registry.contentType).send(await registry.metrics());
+    },
+  );
 }

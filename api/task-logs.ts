@@ -18,11 +18,27 @@ export interface TaskLog {
   follow: boolean;
 }
 
-export async function taskLog(ctx: { runs: RunsService }, spark: SparkK8sClient | undefined, st: RunState, taskId: string, opts: { follow?: boolean; tailLines?: number }): Promise<TaskLog> {
+export async function taskLog(
+  ctx: { runs: RunsService },
+  spark: SparkK8sClient | undefined,
+  st: RunState,
+  taskId: string,
+  opts: { follow?: boolean; tailLines?: number },
+): Promise<TaskLog> {
   const t = Object.hasOwn(st.tasks, taskId) ? st.tasks[taskId] : undefined;
-  if (!t) throw new RequestError(`run ${st.runId} has no task ${taskId}: it has ${Object.keys(st.tasks).slice(0, 20).join(', ')}${Object.keys(st.tasks).length > 20 ? ', …' : ''}`, 404);
-  if (st.status === 'queued' || st.status === 'failed_to_start') throw new RequestError(`run ${st.runId} is ${st.status === 'queued' ? 'queued and has not started' : 'one that failed to start'}: its tasks have no logs yet`, 409);
-  const spec = (await ctx.runs.spec(st.runId)).tasks.find((x) => x.id === taskId) as Record<string, unknown> & { kind: string };
+  if (!t)
+    throw new RequestError(
+      `run ${st.runId} has no task ${taskId}: it has ${Object.keys(st.tasks).slice(0, 20).join(', ')}${Object.keys(st.tasks).length > 20 ? ', …' : ''}`,
+      404,
+    );
+  if (st.status === 'queued' || st.status === 'failed_to_start')
+    throw new RequestError(
+      `run ${st.runId} is ${st.status === 'queued' ? 'queued and has not started' : 'one that failed to start'}: its tasks have no logs yet`,
+      409,
+    );
+  const spec = (await ctx.runs.spec(st.runId)).tasks.find((x) => x.id === taskId) as Record<string, unknown> & {
+    kind: string;
+  };
   const kind = TASK_KINDS[spec.kind];
   const runner = kind?.route?.(spec) ?? kind?.run;
   const tail = typeof t.output?.logTail === 'string' ? t.output.logTail : undefined;
@@ -47,10 +63,18 @@ export async function taskLog(ctx: { runs: RunsService }, spark: SparkK8sClient 
     }
   }
   if (tail !== undefined) return { source: 'log-tail', body: tail.endsWith('\n') ? tail : tail + '\n', follow: false };
-  if (isSparkK8s && t.status === 'pending') throw new RequestError(`task ${taskId} has not started: its driver log appears once it runs`, 409);
+  if (isSparkK8s && t.status === 'pending')
+    throw new RequestError(`task ${taskId} has not started: its driver log appears once it runs`, 409);
   if (isSparkK8s && t.status === 'running') {
-    if (!spark) throw new RequestError('this API has no Kubernetes access (set STRATA_KUBECONFIG or KUBECONFIG) to read a running driver log', 503);
-    throw new RequestError(`task ${taskId}: its driver pod has no log yet (the application is still being submitted); try again shortly`, 409);
+    if (!spark)
+      throw new RequestError(
+        'this API has no Kubernetes access (set STRATA_KUBECONFIG or KUBECONFIG) to read a running driver log',
+        503,
+      );
+    throw new RequestError(
+      `task ${taskId}: its driver pod has no log yet (the application is still being submitted); try again shortly`,
+      409,
+    );
   }
   throw new RequestError(
     isSparkK8s

@@ -50,7 +50,12 @@ async function main() {
     STRATA_LAKE_ROOT: path.join(scratch, 'lake'),
     STRATA_PAYLOAD_KEYS: payloadKeys,
   };
-  const api = startProcess('api/server.ts', [], { ...env, STRATA_BOOTSTRAP_ADMIN_KEY: key, STRATA_BOOTSTRAP_TENANT: 'bench', STRATA_API_PORT: '0' });
+  const api = startProcess('api/server.ts', [], {
+    ...env,
+    STRATA_BOOTSTRAP_ADMIN_KEY: key,
+    STRATA_BOOTSTRAP_TENANT: 'bench',
+    STRATA_API_PORT: '0',
+  });
   await api.waitForOutput(/strata api on http:\/\/\S+/);
   const base = /strata api on (http:\/\/\S+)/.exec(api.output())![1];
   // BENCH_WORKER=0 measures triggering alone (runs queue up in Temporal; nothing executes them).
@@ -58,18 +63,33 @@ async function main() {
   const worker = withWorker ? startProcess('workers/worker.ts', [], env) : undefined;
   await worker?.waitForOutput(/strata worker: task queue/);
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
-  await fetch(`${base}/api/v1/pipelines`, { method: 'POST', headers, body: JSON.stringify({ id: 'one', tasks: [{ id: 'a', kind: 'noop' }] }) });
+  await fetch(`${base}/api/v1/pipelines`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ id: 'one', tasks: [{ id: 'a', kind: 'noop' }] }),
+  });
 
   const accepted = new Set<string>();
   let acceptedCount = 0;
-  console.log(`bench:api — POST /api/v1/pipelines/one/runs, ${SECONDS} s per rate, 20 connections, loopback; API and worker in their own processes`);
+  console.log(
+    `bench:api — POST /api/v1/pipelines/one/runs, ${SECONDS} s per rate, 20 connections, loopback; API and worker in their own processes`,
+  );
   // Warm-up (connection pools, JIT): its triggers are checked below like the others, not timed.
   await autocannon({
     url: base,
     connections: 20,
     overallRate: 50,
     duration: 2,
-    requests: [{ method: 'POST', path: '/api/v1/pipelines/one/runs', headers, body: '{}', onResponse: (status: number, body: string) => void (status === 202 && (acceptedCount++, accepted.add(JSON.parse(body).runId))) }],
+    requests: [
+      {
+        method: 'POST',
+        path: '/api/v1/pipelines/one/runs',
+        headers,
+        body: '{}',
+        onResponse: (status: number, body: string) =>
+          void (status === 202 && (acceptedCount++, accepted.add(JSON.parse(body).runId))),
+      },
+    ],
   });
   console.log('target rate   sent    accepted/s   p50 ms   p99 ms   non-2xx');
   for (const rate of RATES) {
@@ -93,13 +113,18 @@ async function main() {
         },
       ],
     });
-    console.log(`${String(rate).padEnd(14)}${String(r.requests.sent).padEnd(8)}${(r['2xx'] / SECONDS).toFixed(1).padStart(10)}   ${String(r.latency.p50).padStart(6)}   ${String(r.latency.p99).padStart(6)}   ${r.non2xx}`);
+    console.log(
+      `${String(rate).padEnd(14)}${String(r.requests.sent).padEnd(8)}${(r['2xx'] / SECONDS).toFixed(1).padStart(10)}   ${String(r.latency.p50).padStart(6)}   ${String(r.latency.p99).padStart(6)}   ${r.non2xx}`,
+    );
   }
   const { pendingTriggers } = await import('../store/triggers.js');
   const loadEnd = Date.now();
   const backlog = await pendingTriggers(db);
-  while ((await pendingTriggers(db)) > 0 && Date.now() - loadEnd < 120_000) await new Promise((r) => setTimeout(r, 100));
-  console.log(`dispatcher: ${backlog} triggers still queued when the load stopped; all started ${((Date.now() - loadEnd) / 1000).toFixed(1)} s later`);
+  while ((await pendingTriggers(db)) > 0 && Date.now() - loadEnd < 120_000)
+    await new Promise((r) => setTimeout(r, 100));
+  console.log(
+    `dispatcher: ${backlog} triggers still queued when the load stopped; all started ${((Date.now() - loadEnd) / 1000).toFixed(1)} s later`,
+  );
   // Every accepted trigger is exactly one workflow. Visibility is eventually consistent:
   // list until two listings agree. Requests still in flight when a rate step ended may
   // have started workflows whose 202 was never read: those are counted apart.
@@ -120,7 +145,9 @@ async function main() {
   }
   const lost = [...accepted].filter((id) => !seen.has(id)).length;
   const doubled = workflows - seen.size + (acceptedCount - accepted.size);
-  console.log(`accepted ${acceptedCount} triggers (${accepted.size} distinct run ids); ${workflows} workflows; lost ${lost}, doubled ${doubled}, started with the response unread (in flight at a step's end) ${seen.size - accepted.size}`);
+  console.log(
+    `accepted ${acceptedCount} triggers (${accepted.size} distinct run ids); ${workflows} workflows; lost ${lost}, doubled ${doubled}, started with the response unread (in flight at a step's end) ${seen.size - accepted.size}`,
+  );
   if (lost || doubled) process.exitCode = 1;
 
   for (const p of [api, worker]) {

@@ -24,7 +24,6 @@ const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
 
 const starts: number[] = [];
 
-
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
@@ -38,7 +37,9 @@ async function main() {
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   // Payloads encrypted as deployed, for both the pipeline and the hand-written workflow.
-  const dataConverter = dataConverterFrom({ STRATA_PAYLOAD_KEYS: process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench') });
+  const dataConverter = dataConverterFrom({
+    STRATA_PAYLOAD_KEYS: process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench'),
+  });
   const client = new Client({ connection, dataConverter });
   const taskQueue = 'bench-dag';
   const runs = new RunsService(client, { taskQueue, namespace: 'default', uiUrl: '' });
@@ -61,7 +62,11 @@ async function main() {
     maxConcurrentActivityTaskExecutions: 600,
   });
 
-  const chainSpec = spec({ id: 'bench_chain', maxParallel: 1, tasks: Array.from({ length: CHAIN }, (_, i) => ({ id: `t${i}`, kind: 'noop', needs: i ? [`t${i - 1}`] : [] })) });
+  const chainSpec = spec({
+    id: 'bench_chain',
+    maxParallel: 1,
+    tasks: Array.from({ length: CHAIN }, (_, i) => ({ id: `t${i}`, kind: 'noop', needs: i ? [`t${i - 1}`] : [] })),
+  });
   const fanSpec = spec({
     id: 'bench_fan',
     maxParallel: 500,
@@ -88,13 +93,24 @@ async function main() {
   const results = await worker.runUntil(async () => {
     // warm-up: bundle caches, connections
     await client.workflow.execute('bareChain', { taskQueue, workflowId: `warm-${Date.now()}`, args: [5] });
-    await runs.wait((await runs.start({ spec: spec({ id: 'warm', tasks: [{ id: 'a', kind: 'noop' }] }), tenant: 'bench', trigger: 'bench' })).runId);
+    await runs.wait(
+      (
+        await runs.start({
+          spec: spec({ id: 'warm', tasks: [{ id: 'a', kind: 'noop' }] }),
+          tenant: 'bench',
+          trigger: 'bench',
+        })
+      ).runId,
+    );
     let k = 0;
     const engine = async (s: PipelineSpec) => {
-      const st = await runs.wait((await runs.start({ spec: s, tenant: 'bench', trigger: 'bench', runKey: `${s.id}-${k++}` })).runId);
+      const st = await runs.wait(
+        (await runs.start({ spec: s, tenant: 'bench', trigger: 'bench', runKey: `${s.id}-${k++}` })).runId,
+      );
       if (st.status !== 'success') throw new Error(`${s.id} ended ${st.status}`);
     };
-    const bare = (wf: string, n: number) => client.workflow.execute(wf, { taskQueue, workflowId: `${wf}-${k++}`, args: [n] });
+    const bare = (wf: string, n: number) =>
+      client.workflow.execute(wf, { taskQueue, workflowId: `${wf}-${k++}`, args: [n] });
     return {
       chainEngine: await measure('chain engine', () => engine(chainSpec)),
       chainBare: await measure('chain bare', () => bare('bareChain', CHAIN)),
@@ -105,11 +121,21 @@ async function main() {
 
   const f = (x: number) => x.toFixed(1);
   console.log(`\nbench:dag — ${REPEAT} runs each, median shown; dev server on loopback, 1 worker process`);
-  console.log(`chain of ${CHAIN}: engine ${f(results.chainEngine.total)} ms (step median ${f(results.chainEngine.median)} ms, p95 ${f(results.chainEngine.p95)} ms)`);
-  console.log(`            bare   ${f(results.chainBare.total)} ms (step median ${f(results.chainBare.median)} ms, p95 ${f(results.chainBare.p95)} ms)`);
-  console.log(`            ratio engine/bare ${(results.chainEngine.total / results.chainBare.total).toFixed(2)} (target ≤ 1.3); engine step median ${f(results.chainEngine.median)} ms (target ≤ 30)`);
-  console.log(`fan 1×${FAN}×1: engine ${f(results.fanEngine.total)} ms, bare ${f(results.fanBare.total)} ms, ratio ${(results.fanEngine.total / results.fanBare.total).toFixed(2)} (target ≤ 1.3)`);
-  console.log(`            per-task overhead engine ${f(results.fanEngine.total / (FAN + 2))} ms, bare ${f(results.fanBare.total / (FAN + 2))} ms`);
+  console.log(
+    `chain of ${CHAIN}: engine ${f(results.chainEngine.total)} ms (step median ${f(results.chainEngine.median)} ms, p95 ${f(results.chainEngine.p95)} ms)`,
+  );
+  console.log(
+    `            bare   ${f(results.chainBare.total)} ms (step median ${f(results.chainBare.median)} ms, p95 ${f(results.chainBare.p95)} ms)`,
+  );
+  console.log(
+    `            ratio engine/bare ${(results.chainEngine.total / results.chainBare.total).toFixed(2)} (target ≤ 1.3); engine step median ${f(results.chainEngine.median)} ms (target ≤ 30)`,
+  );
+  console.log(
+    `fan 1×${FAN}×1: engine ${f(results.fanEngine.total)} ms, bare ${f(results.fanBare.total)} ms, ratio ${(results.fanEngine.total / results.fanBare.total).toFixed(2)} (target ≤ 1.3)`,
+  );
+  console.log(
+    `            per-task overhead engine ${f(results.fanEngine.total / (FAN + 2))} ms, bare ${f(results.fanBare.total / (FAN + 2))} ms`,
+  );
 
   await connection.close();
   await native.close();

@@ -64,8 +64,17 @@ export async function runHistoryStats(client: Client, workflowId: string): Promi
     }
     const first = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input;
     const startInputBytes = [...payloadsIn(first ?? {})].reduce((a, b) => a + b, 0);
-    const bytes = temporal.api.history.v1.History.encode(history as Parameters<typeof temporal.api.history.v1.History.encode>[0]).finish().length;
-    executions.push({ runId, events: history.events?.length ?? 0, historyBytes: bytes, largestPayload: largest, largestAt: at, startInputBytes });
+    const bytes = temporal.api.history.v1.History.encode(
+      history as Parameters<typeof temporal.api.history.v1.History.encode>[0],
+    ).finish().length;
+    executions.push({
+      runId,
+      events: history.events?.length ?? 0,
+      historyBytes: bytes,
+      largestPayload: largest,
+      largestAt: at,
+      startInputBytes,
+    });
   }
   const top = executions.reduce((a, b) => (b.largestPayload > a.largestPayload ? b : a), executions[0]);
   return {

@@ -43,11 +43,14 @@ async function main() {
   const lakeDir = path.join(dir, 'lake');
   console.log(`generating ${fmt(ORDERS)} orders (seeded) into ${lakeDir}…`);
   let t0 = performance.now();
-  const { defects } = await generate({ seed: 1, orders: ORDERS, customers: Math.round(ORDERS / 10), products: 2000, days: 90 }, async (key, content) => {
-    const f = path.join(lakeDir, key);
-    await mkdir(path.dirname(f), { recursive: true });
-    await writeFile(f, content);
-  });
+  const { defects } = await generate(
+    { seed: 1, orders: ORDERS, customers: Math.round(ORDERS / 10), products: 2000, days: 90 },
+    async (key, content) => {
+      const f = path.join(lakeDir, key);
+      await mkdir(path.dirname(f), { recursive: true });
+      await writeFile(f, content);
+    },
+  );
   console.log(`  ${((performance.now() - t0) / 1000).toFixed(1)} s; defects ${JSON.stringify(defects)}`);
 
   const parsed = parseSpecText(await readFile(path.join(here, '..', 'examples', 'medallion.yaml'), 'utf8'));
@@ -57,14 +60,28 @@ async function main() {
 
   console.log('starting a Temporal dev server and a worker…');
   const server = await startDevServer({ headless: true });
-  const db = await openDb({ url: process.env.DATABASE_URL, dataDir: process.env.DATABASE_URL ? undefined : path.join(dir, 'metastore') });
+  const db = await openDb({
+    url: process.env.DATABASE_URL,
+    dataDir: process.env.DATABASE_URL ? undefined : path.join(dir, 'metastore'),
+  });
   const lake = await openLake({ root: `file://${lakeDir}`, db, cacheDir: path.join(dir, 'cache'), lineage: undefined });
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const taskQueue = 'bench-medallion';
-  const dataConverter = dataConverterFrom({ STRATA_PAYLOAD_KEYS: process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench') });
-  const runs = new RunsService(new Client({ connection, dataConverter }), { taskQueue, namespace: 'default', uiUrl: server.uiUrl ?? '' });
-  const worker = await createStrataWorker({ connection: native, taskQueue, deps: { lakeRoot: lakeDir, connections: {}, lake }, dataConverter });
+  const dataConverter = dataConverterFrom({
+    STRATA_PAYLOAD_KEYS: process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench'),
+  });
+  const runs = new RunsService(new Client({ connection, dataConverter }), {
+    taskQueue,
+    namespace: 'default',
+    uiUrl: server.uiUrl ?? '',
+  });
+  const worker = await createStrataWorker({
+    connection: native,
+    taskQueue,
+    deps: { lakeRoot: lakeDir, connections: {}, lake },
+    dataConverter,
+  });
   const tenant = 'bench';
   let st!: RunState;
   // One worker run for the whole benchmark (a Worker runs once); direct runs happen while it idles.
@@ -73,21 +90,37 @@ async function main() {
     t0 = performance.now();
     const h = await runs.start({ spec, tenant, trigger: 'manual' });
     st = await runs.wait(h.runId);
-    console.log(`pipeline ${st.status} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${spec.tasks.length} tasks, one at a time${CHECKS ? ', with checks' : ', checks off'})`);
+    console.log(
+      `pipeline ${st.status} in ${((performance.now() - t0) / 1000).toFixed(1)} s (${spec.tasks.length} tasks, one at a time${CHECKS ? ', with checks' : ', checks off'})`,
+    );
   }
   if (st.status !== 'success') throw new Error(`pipeline failed: ${JSON.stringify(st.tasks, null, 1)}`);
 
   // per-stage rows/s (rows written, incl. quarantined, over the stage's task time)
-  const stageOf = (id: string) => (id.startsWith('bronze_') ? 'bronze' : id.startsWith('silver_') ? 'silver' : id.startsWith('gold_') ? 'gold' : 'other');
+  const stageOf = (id: string) =>
+    id.startsWith('bronze_')
+      ? 'bronze'
+      : id.startsWith('silver_')
+        ? 'silver'
+        : id.startsWith('gold_')
+          ? 'gold'
+          : 'other';
   const stages: Record<string, { rows: number; ms: number }> = {};
   for (const [id, t] of Object.entries(st.tasks)) {
     const s = (stages[stageOf(id)] ??= { rows: 0, ms: 0 });
     s.rows += Number(t.output?.rowCount ?? 0) + Number(t.output?.quarantined ?? 0);
     s.ms += ms(t.startedAt, t.endedAt);
   }
-  for (const [id, t] of Object.entries(st.tasks)) if (stageOf(id) === 'bronze') console.log(`  ${id.padEnd(22)} ${fmt(Number(t.output?.rowCount ?? 0) + Number(t.output?.quarantined ?? 0)).padStart(10)} rows  ${(ms(t.startedAt, t.endedAt) / 1000).toFixed(2)} s`);
+  for (const [id, t] of Object.entries(st.tasks))
+    if (stageOf(id) === 'bronze')
+      console.log(
+        `  ${id.padEnd(22)} ${fmt(Number(t.output?.rowCount ?? 0) + Number(t.output?.quarantined ?? 0)).padStart(10)} rows  ${(ms(t.startedAt, t.endedAt) / 1000).toFixed(2)} s`,
+      );
   console.log('\nstage    rows written   task time   rows/s');
-  for (const s of ['bronze', 'silver', 'gold']) console.log(`${s.padEnd(8)} ${fmt(stages[s].rows).padStart(12)}   ${(stages[s].ms / 1000).toFixed(2).padStart(7)} s   ${fmt(stages[s].rows / (stages[s].ms / 1000)).padStart(9)}`);
+  for (const s of ['bronze', 'silver', 'gold'])
+    console.log(
+      `${s.padEnd(8)} ${fmt(stages[s].rows).padStart(12)}   ${(stages[s].ms / 1000).toFixed(2).padStart(7)} s   ${fmt(stages[s].rows / (stages[s].ms / 1000)).padStart(9)}`,
+    );
 
   // Silver and gold again, alternating with the same SQL run directly in DuckDB in this
   // process over the same input versions; the machine is shared, so each side keeps its
@@ -95,27 +128,44 @@ async function main() {
   const sg = spec.tasks.filter((t) => ['silver', 'gold'].includes(stageOf(t.id)));
   const best: Record<string, { orch: number; direct: number; checks: number; timings?: Record<string, number> }> = {};
   for (let round = 1; round <= REPEAT; round++) {
-    const rs = await runs.wait((await runs.start({ spec, tenant, trigger: 'manual', only: sg.map((t) => t.id) })).runId);
+    const rs = await runs.wait(
+      (await runs.start({ spec, tenant, trigger: 'manual', only: sg.map((t) => t.id) })).runId,
+    );
     if (rs.status !== 'success') throw new Error(`round ${round} failed: ${JSON.stringify(rs.tasks)}`);
     for (const task of sg) {
       const [layer, name] = String(task.output).split('.');
-      const v = (await lake.catalog.version(tenant, { layer: layer as 'silver', namespace: 'default', name }, Number(rs.tasks[task.id].output!.version)))!;
+      const v = (await lake.catalog.version(
+        tenant,
+        { layer: layer as 'silver', namespace: 'default', name },
+        Number(rs.tasks[task.id].output!.version),
+      ))!;
       const duck = await openDuck();
       // Pin every input to the version the orchestrated task read.
       let sql = String(task.sql);
-      for (const i of v.inputs) sql = sql.replace(new RegExp(`\\b${i.layer}\\.${i.name}\\b(?!@)`, 'g'), `${i.layer}.${i.name}@${i.version}`);
+      for (const i of v.inputs)
+        sql = sql.replace(new RegExp(`\\b${i.layer}\\.${i.name}\\b(?!@)`, 'g'), `${i.layer}.${i.name}@${i.version}`);
       const out = path.join(dir, 'direct', `${task.id}.parquet`);
       await mkdir(path.dirname(out), { recursive: true });
       const d0 = performance.now();
       const { sql: resolved } = await attachInputs(duck.conn, lake, tenant, 'default', sql);
-      await duck.conn.run(`COPY (${resolved.trim().replace(/;\s*$/, '')}) TO ${quoteLiteral(out)} (FORMAT parquet, COMPRESSION zstd)`);
+      await duck.conn.run(
+        `COPY (${resolved.trim().replace(/;\s*$/, '')}) TO ${quoteLiteral(out)} (FORMAT parquet, COMPRESSION zstd)`,
+      );
       const direct = performance.now() - d0;
       // The same quality checks the task declares, as the same SQL over the direct output:
       // declared checks are the user's work, not orchestration overhead.
       const c0 = performance.now();
       if (Array.isArray(task.checks) && task.checks.length) {
         await duck.conn.run(`CREATE OR REPLACE TEMP VIEW __out AS SELECT * FROM read_parquet(${quoteLiteral(out)})`);
-        await runChecks(lake, { conn: duck.conn, id: { layer: layer as 'silver', namespace: 'default', name }, producer: { tenant, runId: 'direct', pipelineId: spec.id, taskId: task.id }, select: '', attemptTag: 'direct', inputs: [], checks: task.checks as Check[] });
+        await runChecks(lake, {
+          conn: duck.conn,
+          id: { layer: layer as 'silver', namespace: 'default', name },
+          producer: { tenant, runId: 'direct', pipelineId: spec.id, taskId: task.id },
+          select: '',
+          attemptTag: 'direct',
+          inputs: [],
+          checks: task.checks as Check[],
+        });
       }
       const checks = performance.now() - c0;
       duck.close();
@@ -123,14 +173,19 @@ async function main() {
       const b = (best[task.id] ??= { orch: Infinity, direct: Infinity, checks: Infinity });
       if (orch < b.orch) b.timings = rs.tasks[task.id].output!.timings as Record<string, number>;
       b.orch = Math.min(b.orch, orch);
-      if (direct + checks < b.direct + b.checks) (b.direct = direct), (b.checks = checks);
+      if (direct + checks < b.direct + b.checks) ((b.direct = direct), (b.checks = checks));
     }
     console.log(`  round ${round}/${REPEAT} done`);
   }
   console.log(`\ntask (best of ${REPEAT})           orchestrated   direct SQL   + checks   ratio   ratio vs SQL alone`);
-  const totals: Record<string, { orch: number; direct: number; checks: number }> = { silver: { orch: 0, direct: 0, checks: 0 }, gold: { orch: 0, direct: 0, checks: 0 } };
+  const totals: Record<string, { orch: number; direct: number; checks: number }> = {
+    silver: { orch: 0, direct: 0, checks: 0 },
+    gold: { orch: 0, direct: 0, checks: 0 },
+  };
   const row = (label: string, b: { orch: number; direct: number; checks: number }, tail = '') =>
-    console.log(`${label.padEnd(30)} ${(b.orch / 1000).toFixed(3).padStart(8)} s ${(b.direct / 1000).toFixed(3).padStart(8)} s ${(b.checks / 1000).toFixed(3).padStart(8)} s   ${(b.orch / (b.direct + b.checks)).toFixed(2).padStart(5)}   ${(b.orch / b.direct).toFixed(2).padStart(5)}${tail}`);
+    console.log(
+      `${label.padEnd(30)} ${(b.orch / 1000).toFixed(3).padStart(8)} s ${(b.direct / 1000).toFixed(3).padStart(8)} s ${(b.checks / 1000).toFixed(3).padStart(8)} s   ${(b.orch / (b.direct + b.checks)).toFixed(2).padStart(5)}   ${(b.orch / b.direct).toFixed(2).padStart(5)}${tail}`,
+    );
   for (const task of sg) {
     const b = best[task.id];
     const tt = totals[stageOf(task.id)];
@@ -138,12 +193,24 @@ async function main() {
     tt.direct += b.direct;
     tt.checks += b.checks;
     const t = b.timings ?? {};
-    row(task.id, b, `   inside the activity: inputs ${t.inputs} ms, write ${t.write} ms, checks ${t.checks} ms, commit ${t.commit} ms, total ${t.total} ms`);
+    row(
+      task.id,
+      b,
+      `   inside the activity: inputs ${t.inputs} ms, write ${t.write} ms, checks ${t.checks} ms, commit ${t.commit} ms, total ${t.total} ms`,
+    );
   }
   for (const s of ['silver', 'gold'] as const) row(`${s} stage`, totals[s], '   (target ratio ≤ 1.15)');
-  row('silver + gold', { orch: totals.silver.orch + totals.gold.orch, direct: totals.silver.direct + totals.gold.direct, checks: totals.silver.checks + totals.gold.checks });
-  console.log(`(orchestrated = the task's time in the run state: dispatch, view resolution, SQL, checks, catalog commit; direct = view resolution + the same COPY,`);
-  console.log(` then the task's declared checks as the same SQL; ratio = orchestrated / (direct SQL + checks), the orchestration overhead)`);
+  row('silver + gold', {
+    orch: totals.silver.orch + totals.gold.orch,
+    direct: totals.silver.direct + totals.gold.direct,
+    checks: totals.silver.checks + totals.gold.checks,
+  });
+  console.log(
+    `(orchestrated = the task's time in the run state: dispatch, view resolution, SQL, checks, catalog commit; direct = view resolution + the same COPY,`,
+  );
+  console.log(
+    ` then the task's declared checks as the same SQL; ratio = orchestrated / (direct SQL + checks), the orchestration overhead)`,
+  );
 
   worker.shutdown();
   await workerDone;

@@ -21,7 +21,9 @@ import { COLUMNS, generatePair } from '../test/fakes/reconcile-data.js';
 
 const self = fileURLToPath(import.meta.url);
 const read = (f: string) =>
-  f.endsWith('.parquet') ? `(SELECT ${COLUMNS.map((c) => `CAST("${c}" AS VARCHAR) AS "${c}"`).join(', ')} FROM read_parquet('${f}'))` : `read_csv('${f}', all_varchar = true, header = true)`;
+  f.endsWith('.parquet')
+    ? `(SELECT ${COLUMNS.map((c) => `CAST("${c}" AS VARCHAR) AS "${c}"`).join(', ')} FROM read_parquet('${f}'))`
+    : `read_csv('${f}', all_varchar = true, header = true)`;
 const HEAP_MB = Number(process.env.BENCH_HEAP_MB ?? 160);
 
 async function child(mode: string, left: string, right: string) {
@@ -29,8 +31,22 @@ async function child(mode: string, left: string, right: string) {
   let counts: Record<string, number>;
   if (mode.startsWith('strata')) {
     const work = path.join(os.tmpdir(), `strata-bench-work-${process.pid}`);
-    const r = await reconcile({ uri: left }, { uri: right }, ReconcileOptions.parse({ key: ['id'], memoryLimitBytes: 1, engine: mode === 'strata-stream' ? 'stream' : 'auto' }), { lakeRoot: '/', workDir: work });
-    counts = { matched: r.counts.matched, changed: r.counts.changed, onlyLeft: r.counts.onlyLeft, onlyRight: r.counts.onlyRight };
+    const r = await reconcile(
+      { uri: left },
+      { uri: right },
+      ReconcileOptions.parse({
+        key: ['id'],
+        memoryLimitBytes: 1,
+        engine: mode === 'strata-stream' ? 'stream' : 'auto',
+      }),
+      { lakeRoot: '/', workDir: work },
+    );
+    counts = {
+      matched: r.counts.matched,
+      changed: r.counts.changed,
+      onlyLeft: r.counts.onlyLeft,
+      onlyRight: r.counts.onlyRight,
+    };
     await rm(work, { recursive: true, force: true });
   } else {
     const db = await DuckDBInstance.create(':memory:', { threads: String(os.cpus().length) });
@@ -47,7 +63,12 @@ async function child(mode: string, left: string, right: string) {
              count(*) FILTER (WHERE l.id IS NULL)
       FROM l FULL OUTER JOIN r ON l.id = r.id`)
     ).getRows()[0];
-    counts = { matched: Number(rows[0]), changed: Number(rows[1]), onlyLeft: Number(rows[2]), onlyRight: Number(rows[3]) };
+    counts = {
+      matched: Number(rows[0]),
+      changed: Number(rows[1]),
+      onlyLeft: Number(rows[2]),
+      onlyRight: Number(rows[3]),
+    };
     c.closeSync();
     db.closeSync();
   }
@@ -59,9 +80,16 @@ function runChild(mode: string, l: string, r: string) {
   // Strata runs with its heap capped (as a worker should be): its live set is bounded by
   // partition size, not input size, and the cap keeps V8 from growing the heap lazily.
   const heap = mode.startsWith('strata') ? [`--max-old-space-size=${HEAP_MB}`] : [];
-  const p = spawnSync(process.execPath, [...heap, '--import', 'tsx', self, '--child', mode, l, r], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const p = spawnSync(process.execPath, [...heap, '--import', 'tsx', self, '--child', mode, l, r], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   if (p.status !== 0) throw new Error(`${mode} failed: ${p.stderr}`);
-  return JSON.parse(p.stdout.trim().split('\n').pop()!) as { ms: number; maxRssMb: number; counts: Record<string, number> };
+  return JSON.parse(p.stdout.trim().split('\n').pop()!) as {
+    ms: number;
+    maxRssMb: number;
+    counts: Record<string, number>;
+  };
 }
 
 async function main() {
@@ -75,7 +103,9 @@ async function main() {
   const dir = path.join(os.tmpdir(), 'strata-bench-reconcile');
   mkdirSync(dir, { recursive: true });
   console.log('bench:reconcile — 8 columns, ~0.1% missing / extra / changed, reordered; exact answers required');
-  console.log('rows        shape    engine         time (s)   rows/s      peak RSS (MB)   matched / changed / only-left / only-right');
+  console.log(
+    'rows        shape    engine         time (s)   rows/s      peak RSS (MB)   matched / changed / only-left / only-right',
+  );
   for (const shape of shapes)
     for (const n of shape === 'parquet' ? [Math.max(...sizes)] : sizes) {
       const messy = shape !== 'plain';
@@ -93,18 +123,34 @@ async function main() {
         if (!existsSync(L) || !existsSync(R)) {
           const db = await DuckDBInstance.create(':memory:');
           const c = await db.connect();
-          for (const [from, to] of [[l, L], [r, R]]) await c.run(`COPY (SELECT * FROM read_csv('${from}', all_varchar = true, header = true)) TO '${to}' (FORMAT parquet)`);
+          for (const [from, to] of [
+            [l, L],
+            [r, R],
+          ])
+            await c.run(
+              `COPY (SELECT * FROM read_csv('${from}', all_varchar = true, header = true)) TO '${to}' (FORMAT parquet)`,
+            );
           c.closeSync();
           db.closeSync();
         }
       }
       const results = engines.map((e) => [e, runChild(e, L, R)] as const);
       for (const [name, x] of results)
-        console.log(`${n.toLocaleString('en').padEnd(12)}${shape.padEnd(9)}${name.padEnd(14)}${(x.ms / 1000).toFixed(2).padStart(8)}   ${Math.round((2 * n) / (x.ms / 1000)).toLocaleString('en').padStart(10)}   ${x.maxRssMb.toFixed(0).padStart(12)}      ${x.counts.matched} / ${x.counts.changed} / ${x.counts.onlyLeft} / ${x.counts.onlyRight}`);
+        console.log(
+          `${n.toLocaleString('en').padEnd(12)}${shape.padEnd(9)}${name.padEnd(14)}${(x.ms / 1000).toFixed(2).padStart(8)}   ${Math.round(
+            (2 * n) / (x.ms / 1000),
+          )
+            .toLocaleString('en')
+            .padStart(
+              10,
+            )}   ${x.maxRssMb.toFixed(0).padStart(12)}      ${x.counts.matched} / ${x.counts.changed} / ${x.counts.onlyLeft} / ${x.counts.onlyRight}`,
+        );
       const s = results[0][1];
       const d = results[results.length - 1][1];
       const agree = results.every(([, x]) => JSON.stringify(x.counts) === JSON.stringify(d.counts));
-      console.log(`  answers agree: ${agree ? 'yes' : 'NO'}; time ratio strata/duckdb ${(s.ms / d.ms).toFixed(2)} (target ≤ 2); strata peak RSS ${s.maxRssMb.toFixed(0)} MB (target ≤ 300)`);
+      console.log(
+        `  answers agree: ${agree ? 'yes' : 'NO'}; time ratio strata/duckdb ${(s.ms / d.ms).toFixed(2)} (target ≤ 2); strata peak RSS ${s.maxRssMb.toFixed(0)} MB (target ≤ 300)`,
+      );
       if (!agree) process.exitCode = 1;
     }
 }

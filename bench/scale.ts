@@ -67,18 +67,29 @@ async function main() {
   await migrate(db);
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
-  const dataConverter = dataConverterFrom({ STRATA_PAYLOAD_KEYS: process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench') });
+  const dataConverter = dataConverterFrom({
+    STRATA_PAYLOAD_KEYS: process.env.STRATA_PAYLOAD_KEYS || generatePayloadKeys('bench'),
+  });
   const client = new Client({ connection, dataConverter });
   const runs = new RunsService(client, { taskQueue: 'scale', namespace: 'default', uiUrl: '', store: db });
   const lakeRoot = await mkdtemp(path.join(os.tmpdir(), 'strata-scale-'));
-  const worker = await createStrataWorker({ connection: native, taskQueue: 'scale', deps: { lakeRoot, connections: {}, db }, dataConverter });
+  const worker = await createStrataWorker({
+    connection: native,
+    taskQueue: 'scale',
+    deps: { lakeRoot, connections: {}, db },
+    dataConverter,
+  });
 
   const shapes: [string, PipelineSpec][] = [];
   for (const shape of SHAPES) {
     const doc =
       shape === 'noop'
         ? { id: 'scale_noop', maxParallel: 200, tasks: layered(N, WIDTH, () => ({ kind: 'noop' })) }
-        : { id: 'scale_sql', maxParallel: Number(process.env.BENCH_SQL_PARALLEL ?? 16), tasks: layered(SQL_N, WIDTH, sqlTask) };
+        : {
+            id: 'scale_sql',
+            maxParallel: Number(process.env.BENCH_SQL_PARALLEL ?? 16),
+            tasks: layered(SQL_N, WIDTH, sqlTask),
+          };
     const r = validateSpec(doc);
     if (!r.ok) throw new Error(JSON.stringify(r.problems.slice(0, 3)));
     shapes.push([shape, r.spec]);
@@ -89,19 +100,38 @@ async function main() {
       const specBytes = Buffer.byteLength(JSON.stringify(spec));
       const reg = await registerPipeline(db, TENANT, spec);
       const t0 = performance.now();
-      const h = await runs.start({ spec, contentHash: reg.contentHash, pipelineVersion: reg.version, tenant: TENANT, trigger: 'bench' });
+      const h = await runs.start({
+        spec,
+        contentHash: reg.contentHash,
+        pipelineVersion: reg.version,
+        tenant: TENANT,
+        trigger: 'bench',
+      });
       const st = await runs.wait(h.runId);
       const ms = performance.now() - t0;
       const n = spec.tasks.length;
       const ok = st.counts?.success ?? 0;
       const stats = await runHistoryStats(client, h.workflowId);
       const answer = Buffer.byteLength(JSON.stringify(await client.workflow.getHandle(h.workflowId).query('state')));
-      const files = shape === 'sql' ? (await readdir(path.join(lakeRoot, TENANT, 'bench', 'out'))).filter((f) => f.endsWith('.parquet')).length : undefined;
-      console.log(`bench:scale ${shape} — ${n.toLocaleString('en')} tasks (${WIDTH} wide), spec ${kib(specBytes)}${shape === 'sql' ? ' (≈300 bytes of SQL per task, a Parquet output each)' : ''}`);
-      console.log(`  status ${st.status}, ${ok.toLocaleString('en')}/${n.toLocaleString('en')} tasks succeeded in ${(ms / 1000).toFixed(1)} s (${((n / ms) * 1000).toFixed(0)} tasks/s)${files !== undefined ? `, ${files.toLocaleString('en')} Parquet files` : ''}`);
-      console.log(`  ${stats.executions.length} executions (continue-as-new ${st.continuations}×), largest history ${stats.maxEvents.toLocaleString('en')} events / ${kib(stats.maxHistoryBytes)} (limits 51,200 events / 50 MiB)`);
-      console.log(`  largest payload Strata wrote ${kib(stats.largestPayload)} (${stats.largestAt}; limit 2 MiB), state query answer ${kib(answer)}`);
-      console.log(`  peak RSS of this process (worker, client, metastore pool) ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+      const files =
+        shape === 'sql'
+          ? (await readdir(path.join(lakeRoot, TENANT, 'bench', 'out'))).filter((f) => f.endsWith('.parquet')).length
+          : undefined;
+      console.log(
+        `bench:scale ${shape} — ${n.toLocaleString('en')} tasks (${WIDTH} wide), spec ${kib(specBytes)}${shape === 'sql' ? ' (≈300 bytes of SQL per task, a Parquet output each)' : ''}`,
+      );
+      console.log(
+        `  status ${st.status}, ${ok.toLocaleString('en')}/${n.toLocaleString('en')} tasks succeeded in ${(ms / 1000).toFixed(1)} s (${((n / ms) * 1000).toFixed(0)} tasks/s)${files !== undefined ? `, ${files.toLocaleString('en')} Parquet files` : ''}`,
+      );
+      console.log(
+        `  ${stats.executions.length} executions (continue-as-new ${st.continuations}×), largest history ${stats.maxEvents.toLocaleString('en')} events / ${kib(stats.maxHistoryBytes)} (limits 51,200 events / 50 MiB)`,
+      );
+      console.log(
+        `  largest payload Strata wrote ${kib(stats.largestPayload)} (${stats.largestAt}; limit 2 MiB), state query answer ${kib(answer)}`,
+      );
+      console.log(
+        `  peak RSS of this process (worker, client, metastore pool) ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`,
+      );
     }
   });
   await connection.close();

@@ -25,7 +25,10 @@ const program = new Command('strata').description('Data pipelines as durable Tem
 function keyValue(v: string, acc: Record<string, string>) {
   const i = v.indexOf('=');
   const name = v.slice(0, i);
-  if (i <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new InvalidArgumentError(`write --param NAME=VALUE, NAME being letters, digits and "_" (got "${v.slice(0, 80)}")`);
+  if (i <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+    throw new InvalidArgumentError(
+      `write --param NAME=VALUE, NAME being letters, digits and "_" (got "${v.slice(0, 80)}")`,
+    );
   if (Object.hasOwn(acc, name)) throw new InvalidArgumentError(`--param ${name} is given twice: give it once`);
   // Defined, not assigned: a name like "__proto__" stays a plain key (and resolveParams refuses it).
   Object.defineProperty(acc, name, { value: v.slice(i + 1), enumerable: true, writable: true, configurable: true });
@@ -41,19 +44,39 @@ async function loadSpec(file: string): Promise<PipelineSpec> {
   }
   const r = parseSpecText(text);
   if (!r.ok) {
-    throw new RequestError(`${file} is not a valid pipeline spec (${r.problems.length} problem${r.problems.length > 1 ? 's' : ''}):\n${r.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+    throw new RequestError(
+      `${file} is not a valid pipeline spec (${r.problems.length} problem${r.problems.length > 1 ? 's' : ''}):\n${r.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`,
+    );
   }
   return r.spec;
 }
 
-async function service(): Promise<{ runs: RunsService; reconciliations: ReconciliationsService; close: () => Promise<void> }> {
+async function service(): Promise<{
+  runs: RunsService;
+  reconciliations: ReconciliationsService;
+  close: () => Promise<void>;
+}> {
   const config = loadConfig();
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 5000 }).catch((e) => {
-    throw new RequestError(`cannot reach Temporal at ${config.TEMPORAL_ADDRESS} (${e.message}): start the stack with "npm start" or set TEMPORAL_ADDRESS`);
+    throw new RequestError(
+      `cannot reach Temporal at ${config.TEMPORAL_ADDRESS} (${e.message}): start the stack with "npm start" or set TEMPORAL_ADDRESS`,
+    );
   });
-  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter: dataConverterFrom(config) });
-  const runs = new RunsService(client, { taskQueue: config.STRATA_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE, uiUrl: config.TEMPORAL_UI_URL });
-  return { runs, reconciliations: new ReconciliationsService(client, config.STRATA_TASK_QUEUE), close: () => connection.close() };
+  const client = new Client({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: dataConverterFrom(config),
+  });
+  const runs = new RunsService(client, {
+    taskQueue: config.STRATA_TASK_QUEUE,
+    namespace: config.TEMPORAL_NAMESPACE,
+    uiUrl: config.TEMPORAL_UI_URL,
+  });
+  return {
+    runs,
+    reconciliations: new ReconciliationsService(client, config.STRATA_TASK_QUEUE),
+    close: () => connection.close(),
+  };
 }
 
 async function withService<T>(fn: (runs: RunsService) => Promise<T>): Promise<T> {
@@ -84,26 +107,42 @@ program
   .option('--tenant <tenant>', 'tenant that owns the run')
   .option('-f, --follow', 'show live per-task progress until the run ends', false)
   .description('start a pipeline run')
-  .action(async (file: string, o: { param: Record<string, string>; only?: string; withUpstream: boolean; logicalDate?: string; tenant?: string; follow: boolean }) => {
-    const spec = await loadSpec(file);
-    const config = loadConfig();
-    // Param values are checked against their declared types before anything starts.
-    const checked = resolveParams(spec, o.param);
-    if (checked.problems.length) throw new RequestError(`${file}: ${checked.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
-    await withService(async (runs) => {
-      const h = await runs.start({
-        spec,
-        tenant: o.tenant ?? config.STRATA_TENANT,
-        trigger: 'manual',
-        params: o.param,
-        only: o.only?.split(',').map((s) => s.trim()).filter(Boolean),
-        withUpstream: o.withUpstream,
-        logicalDate: o.logicalDate,
+  .action(
+    async (
+      file: string,
+      o: {
+        param: Record<string, string>;
+        only?: string;
+        withUpstream: boolean;
+        logicalDate?: string;
+        tenant?: string;
+        follow: boolean;
+      },
+    ) => {
+      const spec = await loadSpec(file);
+      const config = loadConfig();
+      // Param values are checked against their declared types before anything starts.
+      const checked = resolveParams(spec, o.param);
+      if (checked.problems.length)
+        throw new RequestError(`${file}: ${checked.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
+      await withService(async (runs) => {
+        const h = await runs.start({
+          spec,
+          tenant: o.tenant ?? config.STRATA_TENANT,
+          trigger: 'manual',
+          params: o.param,
+          only: o.only
+            ?.split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+          withUpstream: o.withUpstream,
+          logicalDate: o.logicalDate,
+        });
+        console.log(`started ${h.runId}\n  ${h.uiUrl}`);
+        if (o.follow) process.exitCode = exitCodeFor(await followRun(runs, h.runId));
       });
-      console.log(`started ${h.runId}\n  ${h.uiUrl}`);
-      if (o.follow) process.exitCode = exitCodeFor(await followRun(runs, h.runId));
-    });
-  });
+    },
+  );
 
 program
   .command('status')
@@ -124,7 +163,10 @@ program
     await withService(async (runs) => {
       const { taskLog } = await import('../api/task-logs.js');
       const { sparkClientFromEnv } = await import('../workers/external-deps.js');
-      const log = await taskLog({ runs }, sparkClientFromEnv(), await runs.state(runId), taskId, { follow: o.follow, tailLines: o.tail });
+      const log = await taskLog({ runs }, sparkClientFromEnv(), await runs.state(runId), taskId, {
+        follow: o.follow,
+        tailLines: o.tail,
+      });
       if (typeof log.body === 'string') process.stdout.write(log.body);
       else for await (const chunk of log.body) process.stdout.write(chunk);
     });
@@ -154,7 +196,11 @@ program
     });
   });
 
-const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 program
   .command('reconcile')
@@ -184,27 +230,50 @@ program
         ...(o.caseInsensitive ? { caseInsensitive: true } : {}),
         ...(o.nullValues !== undefined ? { nullValues: String(o.nullValues).split(',') } : {}),
       };
-      const { id } = await s.reconciliations.start(config.STRATA_TENANT, { left: { uri: left, ...csv }, right: { uri: right, ...csv }, options });
+      const { id } = await s.reconciliations.start(config.STRATA_TENANT, {
+        left: { uri: left, ...csv },
+        right: { uri: right, ...csv },
+        options,
+      });
       console.error(`started ${id}`);
       let last = '';
       for (;;) {
         const st = await s.reconciliations.get(id);
         if (st.status === 'running') {
           const p = st.progress;
-          const line = p ? `${p.phase}: ${p.rows.toLocaleString('en')} rows${p.partitions ? `, partitions ${p.partitionsDone ?? 0}/${p.partitions}` : ''}` : 'starting';
+          const line = p
+            ? `${p.phase}: ${p.rows.toLocaleString('en')} rows${p.partitions ? `, partitions ${p.partitionsDone ?? 0}/${p.partitions}` : ''}`
+            : 'starting';
           if (line !== last) console.error(`  ${line}`);
           last = line;
           await new Promise((r) => setTimeout(r, 1000));
           continue;
         }
         if (st.status !== 'completed') throw new RequestError(`reconciliation ${st.status}: ${st.error ?? ''}`, 500);
-        const r = st.result as { method: string; reason: string; counts: Record<string, number>; columnMismatches: Record<string, number>; differences: number; duplicates: { left: { keys: number }; right: { keys: number } } };
+        const r = st.result as {
+          method: string;
+          reason: string;
+          counts: Record<string, number>;
+          columnMismatches: Record<string, number>;
+          differences: number;
+          duplicates: { left: { keys: number }; right: { keys: number } };
+        };
         if (o.json) console.log(JSON.stringify(r, null, 2));
         else {
           console.log(`method: ${r.method} (${r.reason})`);
-          console.log(Object.entries(r.counts).map(([k, v]) => `${k}: ${v}`).join('  '));
-          if (Object.keys(r.columnMismatches).length) console.log(`column mismatches: ${Object.entries(r.columnMismatches).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-          if (r.duplicates.left.keys || r.duplicates.right.keys) console.log(`duplicate keys: left ${r.duplicates.left.keys}, right ${r.duplicates.right.keys}`);
+          console.log(
+            Object.entries(r.counts)
+              .map(([k, v]) => `${k}: ${v}`)
+              .join('  '),
+          );
+          if (Object.keys(r.columnMismatches).length)
+            console.log(
+              `column mismatches: ${Object.entries(r.columnMismatches)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ')}`,
+            );
+          if (r.duplicates.left.keys || r.duplicates.right.keys)
+            console.log(`duplicate keys: left ${r.duplicates.left.keys}, right ${r.duplicates.right.keys}`);
           console.log(r.differences ? `${r.differences} differences` : 'identical');
         }
         process.exitCode = r.differences ? 1 : 0;
@@ -236,7 +305,8 @@ keys
   .option('--name <name>', 'a label')
   .action(async (o: { tenant: string; role: string; name?: string }) => {
     const parsed = KeyBody.safeParse({ tenant: o.tenant, role: o.role, name: o.name });
-    if (!parsed.success) throw new RequestError(parsed.error.issues.map((i) => `--${String(i.path[0])}: ${i.message}`).join('; '));
+    if (!parsed.success)
+      throw new RequestError(parsed.error.issues.map((i) => `--${String(i.path[0])}: ${i.message}`).join('; '));
     const db = await openMetastoreRaw(true);
     try {
       const k = await createKey(db, o.tenant, parsed.data.role, o.name);
@@ -252,7 +322,8 @@ keys
   .action(async (o: { tenant: string }) => {
     const db = await openMetastoreRaw(true);
     try {
-      for (const k of await listKeys(db, o.tenant)) console.log(`${k.id}\t${k.role}\t${k.name ?? ''}\t${k.revoked_at ? 'revoked' : 'active'}`);
+      for (const k of await listKeys(db, o.tenant))
+        console.log(`${k.id}\t${k.role}\t${k.name ?? ''}\t${k.revoked_at ? 'revoked' : 'active'}`);
     } finally {
       await db.close();
     }
@@ -264,7 +335,8 @@ keys
   .action(async (id: string, o: { tenant: string }) => {
     const db = await openMetastoreRaw(true);
     try {
-      if (!(await revokeKey(db, o.tenant, id))) throw new RequestError(`no active key ${id} in tenant ${o.tenant}`, 404);
+      if (!(await revokeKey(db, o.tenant, id)))
+        throw new RequestError(`no active key ${id} in tenant ${o.tenant}`, 404);
       console.log(`revoked ${id}`);
     } finally {
       await db.close();
@@ -273,7 +345,10 @@ keys
 
 async function openMetastoreRaw(migrated = false) {
   const config = loadConfig();
-  const db = await openDb({ url: config.DATABASE_URL, dataDir: config.DATABASE_URL ? undefined : path.resolve(config.STRATA_DATA_DIR, 'metastore') });
+  const db = await openDb({
+    url: config.DATABASE_URL,
+    dataDir: config.DATABASE_URL ? undefined : path.resolve(config.STRATA_DATA_DIR, 'metastore'),
+  });
   if (migrated) await migrate(db);
   return db;
 }
@@ -290,10 +365,18 @@ async function withDatasets<T>(fn: (svc: DatasetsService, tenant: string) => Pro
   }
 }
 
-const fmtBytes = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+const fmtBytes = (n: number) =>
+  n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`;
 const table = (rows: string[][]) => {
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(w[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 };
 const positiveInt = (v: string) => {
   const n = Number(v);
@@ -315,7 +398,19 @@ datasets
       const list = await svc.list(tenant, o);
       if (o.json) return console.log(JSON.stringify(list, null, 2));
       if (!list.length) return console.log('no datasets yet');
-      console.log(table([['DATASET', 'VERSION', 'ROWS', 'SIZE', 'UPDATED', 'PRODUCED BY'], ...list.map((d) => [d.dataset, String(d.version), String(d.rowCount), fmtBytes(d.bytes), d.updatedAt, `${d.producedBy.pipelineId}.${d.producedBy.taskId}`])]));
+      console.log(
+        table([
+          ['DATASET', 'VERSION', 'ROWS', 'SIZE', 'UPDATED', 'PRODUCED BY'],
+          ...list.map((d) => [
+            d.dataset,
+            String(d.version),
+            String(d.rowCount),
+            fmtBytes(d.bytes),
+            d.updatedAt,
+            `${d.producedBy.pipelineId}.${d.producedBy.taskId}`,
+          ]),
+        ]),
+      );
     }, o.tenant);
   });
 
@@ -334,12 +429,15 @@ datasets
       const preview = o.preview ? await svc.preview(tenant, ref, o.preview) : undefined;
       if (o.json) return console.log(JSON.stringify({ ...d, lineage, preview }, null, 2));
       const cur = d.versions.find((v) => v.current);
-      console.log(`${d.dataset}  ${cur ? `v${cur.version}, ${cur.rowCount} rows` : 'no current version'}${d.location ? `\n  ${d.location}` : ''}`);
+      console.log(
+        `${d.dataset}  ${cur ? `v${cur.version}, ${cur.rowCount} rows` : 'no current version'}${d.location ? `\n  ${d.location}` : ''}`,
+      );
       console.log('\nschema:');
       for (const c of d.schema) console.log(`  ${c.name}  ${c.type}${c.nullable === false ? ' NOT NULL' : ''}`);
       if (d.checks.length) {
         console.log('\nchecks:');
-        for (const c of d.checks) console.log(`  ${c.passed ? 'pass' : c.severity === 'warn' ? 'WARN' : 'FAIL'}  ${c.name}: ${c.message}`);
+        for (const c of d.checks)
+          console.log(`  ${c.passed ? 'pass' : c.severity === 'warn' ? 'WARN' : 'FAIL'}  ${c.name}: ${c.message}`);
       }
       if (lineage) {
         console.log(`\nlineage (depth ${lineage.depth}):`);
@@ -347,7 +445,12 @@ datasets
       }
       if (preview) {
         console.log(`\npreview (v${preview.version}):`);
-        console.log(table([preview.columns, ...preview.rows.map((r) => preview.columns.map((c) => (r[c] === null ? 'NULL' : String(r[c]))))]));
+        console.log(
+          table([
+            preview.columns,
+            ...preview.rows.map((r) => preview.columns.map((c) => (r[c] === null ? 'NULL' : String(r[c])))),
+          ]),
+        );
       }
     }, o.tenant);
   });
@@ -371,7 +474,9 @@ datasets
             String(v.rowCount),
             v.createdAt,
             v.checks.length ? `${v.checks.filter((c) => c.passed).length}/${v.checks.length} passed` : '-',
-            v.schemaChanges.map((c) => `${c.change === 'added' ? '+' : c.change === 'removed' ? '-' : '~'}${c.column}`).join(' ') || '-',
+            v.schemaChanges
+              .map((c) => `${c.change === 'added' ? '+' : c.change === 'removed' ? '-' : '~'}${c.column}`)
+              .join(' ') || '-',
             `${v.runId} ${v.taskId}`,
           ]),
         ]),
@@ -381,7 +486,11 @@ datasets
 
 datasets
   .command('vacuum')
-  .requiredOption('--older-than <days>', 'delete versions older than this many days (the current version is always kept)', positiveInt)
+  .requiredOption(
+    '--older-than <days>',
+    'delete versions older than this many days (the current version is always kept)',
+    positiveInt,
+  )
   .option('--dataset <dataset>', 'only this dataset')
   .option('--dry-run', 'only say what would be deleted', false)
   .option('--tenant <tenant>', 'tenant (default STRATA_TENANT)')
@@ -390,31 +499,49 @@ datasets
     await withDatasets(async (svc, tenant) => {
       const r = await svc.vacuum(tenant, { olderThanDays: o.olderThan, dataset: o.dataset, dryRun: o.dryRun });
       for (const v of r.versions) console.log(`${r.dryRun ? 'would remove' : 'removed'} ${v.dataset}@${v.version}`);
-      console.log(`${r.dryRun ? 'would delete' : 'deleted'} ${r.versions.length} version(s), ${r.filesDeleted} file(s)`);
+      console.log(
+        `${r.dryRun ? 'would delete' : 'deleted'} ${r.versions.length} version(s), ${r.filesDeleted} file(s)`,
+      );
     }, o.tenant);
   });
 
 program
   .command('ledger-setup')
   .argument('<connection>', 'a connection name (STRATA_CONN_<NAME> holds its URL)')
-  .requiredOption('--admin-url <url>', "an administrator of the same database, whose rights the connection's user lacks (used once, never stored)")
-  .description("put the connection's exactly-once ledger out of tenant SQL's reach: a schema the connection's user cannot write, changed only through two functions that demand the worker's ledger key (STRATA_LEDGER_KEY)")
+  .requiredOption(
+    '--admin-url <url>',
+    "an administrator of the same database, whose rights the connection's user lacks (used once, never stored)",
+  )
+  .description(
+    "put the connection's exactly-once ledger out of tenant SQL's reach: a schema the connection's user cannot write, changed only through two functions that demand the worker's ledger key (STRATA_LEDGER_KEY)",
+  )
   .action(async (name: string, o: { adminUrl: string }) => {
     const { connectionsFromEnv } = await import('../activities/sql/connections.js');
-    const { ledgerKeyFromEnv, ledgerSecret, setupMysqlLedger, setupPgLedger } = await import('../activities/sql/ledger.js');
+    const { ledgerKeyFromEnv, ledgerSecret, setupMysqlLedger, setupPgLedger } =
+      await import('../activities/sql/ledger.js');
     const conns = connectionsFromEnv();
     const c = Object.hasOwn(conns, name.toLowerCase()) ? conns[name.toLowerCase()] : undefined;
     if (!c) throw new InvalidArgumentError(`no connection "${name}": set STRATA_CONN_${name.toUpperCase()} first`);
     const key = ledgerKeyFromEnv();
-    if (!key) throw new InvalidArgumentError('set STRATA_LEDGER_KEY (a random secret of at least 32 characters; the worker needs the same)');
+    if (!key)
+      throw new InvalidArgumentError(
+        'set STRATA_LEDGER_KEY (a random secret of at least 32 characters; the worker needs the same)',
+      );
     const secret = ledgerSecret(key, c.name);
-    const user = c.engine === 'postgres' ? await setupPgLedger({ adminUrl: o.adminUrl, connectionUrl: c.url, secret }) : await setupMysqlLedger({ adminUrl: o.adminUrl, connectionUrl: c.url, secret });
-    console.log(`ledger of connection ${c.name} protected: ${user} may only call strata_ledger.claim/finish with the worker's key`);
+    const user =
+      c.engine === 'postgres'
+        ? await setupPgLedger({ adminUrl: o.adminUrl, connectionUrl: c.url, secret })
+        : await setupMysqlLedger({ adminUrl: o.adminUrl, connectionUrl: c.url, secret });
+    console.log(
+      `ledger of connection ${c.name} protected: ${user} may only call strata_ledger.claim/finish with the worker's key`,
+    );
   });
 
 program
   .command('lake-layout')
-  .description('move a lake written before tenant prefixes to {lake}/{tenant}/…: catalogued files to their tenant, everything else to --tenant (copy, verify, then delete; safe to run again)')
+  .description(
+    'move a lake written before tenant prefixes to {lake}/{tenant}/…: catalogued files to their tenant, everything else to --tenant (copy, verify, then delete; safe to run again)',
+  )
   .option('--tenant <tenant>', 'owner of objects no catalog version references (default STRATA_TENANT)')
   .option('--dry-run', 'only say what would move', false)
   .action(async (o: { tenant?: string; dryRun: boolean }) => {
@@ -429,9 +556,19 @@ program
       // Plain duckdb outputs live in a local folder of their own when the lake is on S3.
       if (!lake.lake.store.localPath('')) stores.push(openStore(lake.localRoot));
       for (const store of stores) {
-        const r = await migrateToTenantLayout({ store, db: lake.db, defaultTenant: tenant, dryRun: o.dryRun, log: (m) => console.log(m) });
-        const per = Object.entries(r.tenants).map(([t, n]) => `${t}: ${n}`).join(', ');
-        console.log(`${store.root}: ${r.dryRun ? 'would move' : 'moved'} ${r.moved} object(s), ${fmtBytes(r.bytes)}${per ? ` (${per})` : ''}; ${r.kept} already under a tenant prefix`);
+        const r = await migrateToTenantLayout({
+          store,
+          db: lake.db,
+          defaultTenant: tenant,
+          dryRun: o.dryRun,
+          log: (m) => console.log(m),
+        });
+        const per = Object.entries(r.tenants)
+          .map(([t, n]) => `${t}: ${n}`)
+          .join(', ');
+        console.log(
+          `${store.root}: ${r.dryRun ? 'would move' : 'moved'} ${r.moved} object(s), ${fmtBytes(r.bytes)}${per ? ` (${per})` : ''}; ${r.kept} already under a tenant prefix`,
+        );
       }
     } finally {
       await lake.close();
@@ -444,51 +581,104 @@ program
   .argument('<sql>', 'one read-only statement, e.g. "SELECT * FROM silver.orders@3 LIMIT 10"')
   .option('--engine <engine>', 'duckdb (default: over your datasets), postgres or mysql')
   .option('--connection <name>', "one of your tenant's Postgres/MySQL connections")
-  .option('--param <name=value>', 'a value for {{ params.NAME | literal }} (numbers and true/false typed as such; repeatable)', keyValue, {})
+  .option(
+    '--param <name=value>',
+    'a value for {{ params.NAME | literal }} (numbers and true/false typed as such; repeatable)',
+    keyValue,
+    {},
+  )
   .option('--row-limit <n>', 'answer at most n rows (marked truncated)', positiveInt)
   .option('--timeout <seconds>', 'how long the statement may run', positiveInt)
   .option('--format <format>', 'table, json or csv', 'table')
-  .description('run a read-only query against the API (STRATA_API_URL, default http://127.0.0.1:8080; key in STRATA_API_KEY)')
-  .action(async (sql: string, o: { engine?: string; connection?: string; param: Record<string, string>; rowLimit?: number; timeout?: number; format: string }) => {
-    if (!['table', 'json', 'csv'].includes(o.format)) throw new RequestError(`--format must be table, json or csv (got "${o.format}")`);
-    const config = loadConfig();
-    const base = (process.env.STRATA_API_URL || `http://127.0.0.1:${config.STRATA_API_PORT || 8080}`).replace(/\/+$/, '');
-    let key = process.env.STRATA_API_KEY;
-    if (!key) key = (await readFile(path.resolve(config.STRATA_DATA_DIR, 'admin-key'), 'utf8').catch(() => '')).trim() || undefined;
-    if (!key) throw new RequestError('set STRATA_API_KEY to an API key (strata keys create, or .strata/admin-key of npm start)');
-    const call = async (method: string, url: string, body?: unknown, accept = 'application/json') => {
-      const r = await fetch(base + url, { method, headers: { authorization: `Bearer ${key}`, accept, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined }).catch((e: Error) => {
-        throw new RequestError(`cannot reach the API at ${base} (${e.message}): start it, or set STRATA_API_URL`);
-      });
-      const text = await r.text();
-      if (r.status >= 400) {
-        let msg = text;
-        try {
-          msg = JSON.parse(text).error ?? text;
-        } catch {
-          /* not JSON */
+  .description(
+    'run a read-only query against the API (STRATA_API_URL, default http://127.0.0.1:8080; key in STRATA_API_KEY)',
+  )
+  .action(
+    async (
+      sql: string,
+      o: {
+        engine?: string;
+        connection?: string;
+        param: Record<string, string>;
+        rowLimit?: number;
+        timeout?: number;
+        format: string;
+      },
+    ) => {
+      if (!['table', 'json', 'csv'].includes(o.format))
+        throw new RequestError(`--format must be table, json or csv (got "${o.format}")`);
+      const config = loadConfig();
+      const base = (process.env.STRATA_API_URL || `http://127.0.0.1:${config.STRATA_API_PORT || 8080}`).replace(
+        /\/+$/,
+        '',
+      );
+      let key = process.env.STRATA_API_KEY;
+      if (!key)
+        key =
+          (await readFile(path.resolve(config.STRATA_DATA_DIR, 'admin-key'), 'utf8').catch(() => '')).trim() ||
+          undefined;
+      if (!key)
+        throw new RequestError(
+          'set STRATA_API_KEY to an API key (strata keys create, or .strata/admin-key of npm start)',
+        );
+      const call = async (method: string, url: string, body?: unknown, accept = 'application/json') => {
+        const r = await fetch(base + url, {
+          method,
+          headers: { authorization: `Bearer ${key}`, accept, ...(body ? { 'content-type': 'application/json' } : {}) },
+          body: body ? JSON.stringify(body) : undefined,
+        }).catch((e: Error) => {
+          throw new RequestError(`cannot reach the API at ${base} (${e.message}): start it, or set STRATA_API_URL`);
+        });
+        const text = await r.text();
+        if (r.status >= 400) {
+          let msg = text;
+          try {
+            msg = JSON.parse(text).error ?? text;
+          } catch {
+            /* not JSON */
+          }
+          throw new RequestError(msg);
         }
-        throw new RequestError(msg);
+        return { status: r.status, text };
+      };
+      const params = Object.fromEntries(
+        Object.entries(o.param).map(([k, v]) => [
+          k,
+          /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v === 'true' ? true : v === 'false' ? false : v,
+        ]),
+      );
+      const body = {
+        sql,
+        ...(o.engine ? { engine: o.engine } : {}),
+        ...(o.connection ? { connection: o.connection } : {}),
+        ...(Object.keys(params).length ? { params } : {}),
+        ...(o.rowLimit ? { rowLimit: o.rowLimit } : {}),
+        ...(o.timeout ? { timeout: o.timeout } : {}),
+        wait: 50,
+      };
+      let st = JSON.parse((await call('POST', '/api/v1/queries', body)).text);
+      while (st.status === 'running') st = JSON.parse((await call('GET', `/api/v1/queries/${st.statementId}`)).text);
+      if (st.status !== 'succeeded') throw new Error(`query ${st.status}: ${st.error?.message ?? ''}`);
+      const m = st.manifest;
+      if (o.format === 'csv') {
+        for (let n = 0; n < m.totalChunkCount; n++)
+          process.stdout.write(
+            (await call('GET', `/api/v1/queries/${st.statementId}/result/chunks/${n}`, undefined, 'text/csv')).text,
+          );
+        return;
       }
-      return { status: r.status, text };
-    };
-    const params = Object.fromEntries(Object.entries(o.param).map(([k, v]) => [k, /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v === 'true' ? true : v === 'false' ? false : v]));
-    const body = { sql, ...(o.engine ? { engine: o.engine } : {}), ...(o.connection ? { connection: o.connection } : {}), ...(Object.keys(params).length ? { params } : {}), ...(o.rowLimit ? { rowLimit: o.rowLimit } : {}), ...(o.timeout ? { timeout: o.timeout } : {}), wait: 50 };
-    let st = JSON.parse((await call('POST', '/api/v1/queries', body)).text);
-    while (st.status === 'running') st = JSON.parse((await call('GET', `/api/v1/queries/${st.statementId}`)).text);
-    if (st.status !== 'succeeded') throw new Error(`query ${st.status}: ${st.error?.message ?? ''}`);
-    const m = st.manifest;
-    if (o.format === 'csv') {
-      for (let n = 0; n < m.totalChunkCount; n++) process.stdout.write((await call('GET', `/api/v1/queries/${st.statementId}/result/chunks/${n}`, undefined, 'text/csv')).text);
-      return;
-    }
-    const rows: unknown[][] = [...st.result.data];
-    for (let n = 1; n < m.totalChunkCount; n++) rows.push(...JSON.parse((await call('GET', `/api/v1/queries/${st.statementId}/result/chunks/${n}`)).text).data);
-    if (o.format === 'json') return console.log(JSON.stringify({ statementId: st.statementId, columns: m.columns, rows, truncated: m.truncated }, null, 2));
-    const cell = (v: unknown) => (v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v));
-    console.log(table([m.columns.map((c: { name: string }) => c.name), ...rows.map((r) => r.map(cell))]));
-    console.log(`(${m.totalRowCount} row${m.totalRowCount === 1 ? '' : 's'}${m.truncated ? ', truncated' : ''})`);
-  });
+      const rows: unknown[][] = [...st.result.data];
+      for (let n = 1; n < m.totalChunkCount; n++)
+        rows.push(...JSON.parse((await call('GET', `/api/v1/queries/${st.statementId}/result/chunks/${n}`)).text).data);
+      if (o.format === 'json')
+        return console.log(
+          JSON.stringify({ statementId: st.statementId, columns: m.columns, rows, truncated: m.truncated }, null, 2),
+        );
+      const cell = (v: unknown) => (v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+      console.log(table([m.columns.map((c: { name: string }) => c.name), ...rows.map((r) => r.map(cell))]));
+      console.log(`(${m.totalRowCount} row${m.totalRowCount === 1 ? '' : 's'}${m.truncated ? ', truncated' : ''})`);
+    },
+  );
 
 function exitCodeFor(status: string): number {
   return status === 'success' ? 0 : status === 'cancelled' ? 130 : 1;

@@ -7,19 +7,27 @@ function describe(t: TaskState): string {
   if (t.attempts > 1) bits.push(`${t.attempts} attempts`);
   if (t.reusedFrom) bits.push('reused');
   if (t.output?.rowCount !== undefined) bits.push(`${t.output.rowCount} rows`);
-  if (t.startedAt && t.endedAt && !t.reusedFrom) bits.push(`${((Date.parse(t.endedAt) - Date.parse(t.startedAt)) / 1000).toFixed(1)} s`);
+  if (t.startedAt && t.endedAt && !t.reusedFrom)
+    bits.push(`${((Date.parse(t.endedAt) - Date.parse(t.startedAt)) / 1000).toFixed(1)} s`);
   if (t.error) bits.push(`— ${t.error}`);
   return bits.join(', ');
 }
 
 export function formatState(st: RunState): string {
   const width = Math.max(4, ...Object.keys(st.tasks).map((k) => k.length));
-  const lines = [`${st.runId}  ${st.status}  (pipeline ${st.pipelineId}, trigger ${st.trigger}, logical date ${st.logicalDate})`];
+  const lines = [
+    `${st.runId}  ${st.status}  (pipeline ${st.pipelineId}, trigger ${st.trigger}, logical date ${st.logicalDate})`,
+  ];
   for (const [id, t] of Object.entries(st.tasks)) lines.push(`  ${id.padEnd(width)}  ${describe(t)}`);
   return lines.join('\n');
 }
 
-export async function followRun(runs: RunsService, runId: string, out: (s: string) => void = (s) => console.log(s), intervalMs = 500): Promise<string> {
+export async function followRun(
+  runs: RunsService,
+  runId: string,
+  out: (s: string) => void = (s) => console.log(s),
+  intervalMs = 500,
+): Promise<string> {
   const seen = new Map<string, string>();
   for (;;) {
     let st: RunState;

@@ -63,7 +63,10 @@ export class TenantPayloadCodec implements PayloadCodec {
     return payloads.map((p) => {
       const t = payloadTenant(p);
       if (t === undefined) return p;
-      if (expected && t !== expected && t !== PLATFORM_TENANT) throw new PayloadDecryptError(`a payload encrypted for tenant ${t} appeared in ${context!.workflowId} (tenant ${expected}); refusing to decrypt it`);
+      if (expected && t !== expected && t !== PLATFORM_TENANT)
+        throw new PayloadDecryptError(
+          `a payload encrypted for tenant ${t} appeared in ${context!.workflowId} (tenant ${expected}); refusing to decrypt it`,
+        );
       return this.decrypt(p);
     });
   }
@@ -75,7 +78,12 @@ export class TenantPayloadCodec implements PayloadCodec {
     cipher.setAAD(aad(tenant, id));
     const body = Buffer.concat([cipher.update(PayloadProto.encode(p).finish()), cipher.final()]);
     return {
-      metadata: { encoding: enc.encode(ENCRYPTED_ENCODING), [META_CIPHER]: enc.encode(CIPHER), [META_TENANT]: enc.encode(tenant), [META_KEY_ID]: enc.encode(id) },
+      metadata: {
+        encoding: enc.encode(ENCRYPTED_ENCODING),
+        [META_CIPHER]: enc.encode(CIPHER),
+        [META_TENANT]: enc.encode(tenant),
+        [META_KEY_ID]: enc.encode(id),
+      },
       data: Buffer.concat([nonce, body, cipher.getAuthTag()]),
     };
   }
@@ -86,9 +94,13 @@ export class TenantPayloadCodec implements PayloadCodec {
     if (tenant === undefined) return p;
     const id = p.metadata?.[META_KEY_ID] ? dec.decode(p.metadata[META_KEY_ID]) : '';
     const key = this.decryptingKey(tenant, id);
-    if (!key) throw new PayloadDecryptError(`a payload of tenant ${tenant} is encrypted with key "${id}", which STRATA_PAYLOAD_KEYS does not list: keep old keys listed while histories use them`);
+    if (!key)
+      throw new PayloadDecryptError(
+        `a payload of tenant ${tenant} is encrypted with key "${id}", which STRATA_PAYLOAD_KEYS does not list: keep old keys listed while histories use them`,
+      );
     const data = p.data ?? new Uint8Array();
-    if (data.length < NONCE + TAG) throw new PayloadDecryptError(`a payload of tenant ${tenant} (key ${id}) is too short to be ciphertext`);
+    if (data.length < NONCE + TAG)
+      throw new PayloadDecryptError(`a payload of tenant ${tenant} (key ${id}) is too short to be ciphertext`);
     try {
       const d = createDecipheriv('aes-256-gcm', key, data.subarray(0, NONCE));
       d.setAAD(aad(tenant, id));
@@ -97,9 +109,14 @@ export class TenantPayloadCodec implements PayloadCodec {
       const inner = PayloadProto.decode(plain);
       // protobufjs leaves an absent bytes field as its prototype default, not always a Uint8Array.
       const bytes = (b: unknown) => (b instanceof Uint8Array ? b : new Uint8Array((b as number[] | null) ?? []));
-      return { metadata: Object.fromEntries(Object.entries(inner.metadata ?? {}).map(([k, v]) => [k, bytes(v)])), data: bytes(inner.data) };
+      return {
+        metadata: Object.fromEntries(Object.entries(inner.metadata ?? {}).map(([k, v]) => [k, bytes(v)])),
+        data: bytes(inner.data),
+      };
     } catch {
-      throw new PayloadDecryptError(`a payload labelled tenant ${tenant}, key ${id} does not decrypt: its data or labels were changed, or the key is not the one that encrypted it`);
+      throw new PayloadDecryptError(
+        `a payload labelled tenant ${tenant}, key ${id} does not decrypt: its data or labels were changed, or the key is not the one that encrypted it`,
+      );
     }
   }
 

@@ -52,7 +52,8 @@ export function tenantCodecOf(dc: DataConverter | undefined): TenantPayloadCodec
 }
 
 /** One line for a process's start-up output when payloads will not be encrypted. */
-export const UNENCRYPTED_WARNING = 'payloads are NOT encrypted: set STRATA_PAYLOAD_KEYS (see the README, "Payload encryption")';
+export const UNENCRYPTED_WARNING =
+  'payloads are NOT encrypted: set STRATA_PAYLOAD_KEYS (see the README, "Payload encryption")';
 
 /** A fresh STRATA_PAYLOAD_KEYS value with one platform key (tenants get keys derived from it). */
 export function generatePayloadKeys(id = 'local1'): string {

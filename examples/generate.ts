@@ -53,22 +53,58 @@ export function rng(seed: number) {
 
 const COUNTRIES = ['DE', 'FR', 'NL', 'ES', 'IT', 'PL', 'SE', 'US'];
 const CATEGORIES = ['books', 'games', 'garden', 'kitchen', 'outdoor', 'toys'];
-const STATUSES = ['completed', 'completed', 'completed', 'completed', 'completed', 'completed', 'completed', 'completed', 'cancelled', 'returned'];
+const STATUSES = [
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'completed',
+  'cancelled',
+  'returned',
+];
 const EVENTS = ['page_view', 'page_view', 'page_view', 'add_to_cart', 'search'];
 
 const pad = (n: number, w: number) => String(n).padStart(w, '0');
-export const dayOf = (start: string, i: number) => new Date(Date.parse(`${start}T00:00:00Z`) + i * 86_400_000).toISOString().slice(0, 10);
-const ts = (day: string, sec: number) => `${day} ${pad(Math.floor(sec / 3600), 2)}:${pad(Math.floor(sec / 60) % 60, 2)}:${pad(sec % 60, 2)}`;
+export const dayOf = (start: string, i: number) =>
+  new Date(Date.parse(`${start}T00:00:00Z`) + i * 86_400_000).toISOString().slice(0, 10);
+const ts = (day: string, sec: number) =>
+  `${day} ${pad(Math.floor(sec / 3600), 2)}:${pad(Math.floor(sec / 60) % 60, 2)}:${pad(sec % 60, 2)}`;
 
 export const LANDING = 'landing/shop';
 
 /** Writes the landing files through emit, day by day (memory stays bounded), and returns the defect counts. */
-export async function generate(o: GenOptions, emit: Emit): Promise<{ defects: Defects; options: Required<GenOptions> }> {
-  const opt: Required<GenOptions> = { seed: 42, customers: 500, products: 50, orders: 5_000, clicksPerOrder: 2, days: 60, start: '2026-01-01', ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) };
+export async function generate(
+  o: GenOptions,
+  emit: Emit,
+): Promise<{ defects: Defects; options: Required<GenOptions> }> {
+  const opt: Required<GenOptions> = {
+    seed: 42,
+    customers: 500,
+    products: 50,
+    orders: 5_000,
+    clicksPerOrder: 2,
+    days: 60,
+    start: '2026-01-01',
+    ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
+  };
   const r = rng(opt.seed);
   const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
-  const d: Defects = { badSignupDates: 0, duplicateCustomers: 0, nullCustomerOrders: 0, duplicateOrders: 0, orphanOrders: 0, lateOrders: 0, ordersOfQuarantinedCustomers: 0, badAmountItems: 0, malformedClicks: 0, duplicateClicks: 0 };
+  const d: Defects = {
+    badSignupDates: 0,
+    duplicateCustomers: 0,
+    nullCustomerOrders: 0,
+    duplicateOrders: 0,
+    orphanOrders: 0,
+    lateOrders: 0,
+    ordersOfQuarantinedCustomers: 0,
+    badAmountItems: 0,
+    malformedClicks: 0,
+    duplicateClicks: 0,
+  };
 
   // customers
   const cust: string[] = ['customer_id,name,email,country,signup_date'];
@@ -143,7 +179,13 @@ export async function generate(o: GenOptions, emit: Emit): Promise<{ defects: De
         items.push(`${id},${l},P${pad(p, 5)},${int(1, 3)},${price}`);
       }
       for (let c = 0; c < opt.clicksPerOrder; c++) {
-        const ev = JSON.stringify({ event_id: `E${pad(++eventNo, 9)}`, customer_id: customer || null, ts: `${date}T${ts(date, int(0, 86_399)).slice(11)}Z`, event_type: pick(EVENTS), product_id: `P${pad(int(1, opt.products), 5)}` });
+        const ev = JSON.stringify({
+          event_id: `E${pad(++eventNo, 9)}`,
+          customer_id: customer || null,
+          ts: `${date}T${ts(date, int(0, 86_399)).slice(11)}Z`,
+          event_type: pick(EVENTS),
+          product_id: `P${pad(int(1, opt.products), 5)}`,
+        });
         if (r() < 0.005) {
           clicks.push(ev.slice(0, ev.length - int(2, 12)));
           d.malformedClicks++;
@@ -160,7 +202,11 @@ export async function generate(o: GenOptions, emit: Emit): Promise<{ defects: De
     await emit(`${LANDING}/order_items/items-${date}.csv`, items.join('\n') + '\n');
     await emit(`${LANDING}/clickstream/clicks-${date}.jsonl`, clicks.join('\n') + '\n');
   }
-  if (late.length) await emit(`${LANDING}/orders/late-orders-${dayOf(opt.start, lateDay)}.csv`, ['order_id,customer_id,order_ts,status', ...late].join('\n') + '\n');
+  if (late.length)
+    await emit(
+      `${LANDING}/orders/late-orders-${dayOf(opt.start, lateDay)}.csv`,
+      ['order_id,customer_id,order_ts,status', ...late].join('\n') + '\n',
+    );
   // Written last: the sensor waits for it.
   await emit(`${LANDING}/_SUCCESS`, '');
   return { defects: d, options: opt };
@@ -170,13 +216,24 @@ async function main() {
   const { parseArgs } = await import('node:util');
   const { mkdir, writeFile } = await import('node:fs/promises');
   const path = await import('node:path');
-  const { values } = parseArgs({ options: { out: { type: 'string', default: '.strata/lake' }, seed: { type: 'string' }, orders: { type: 'string' }, customers: { type: 'string' }, days: { type: 'string' } } });
-  const num = (v?: string) => (v === undefined ? undefined : Number(v));
-  const { defects } = await generate({ seed: num(values.seed), orders: num(values.orders), customers: num(values.customers), days: num(values.days) }, async (key, content) => {
-    const f = path.join(values.out!, key);
-    await mkdir(path.dirname(f), { recursive: true });
-    await writeFile(f, content);
+  const { values } = parseArgs({
+    options: {
+      out: { type: 'string', default: '.strata/lake' },
+      seed: { type: 'string' },
+      orders: { type: 'string' },
+      customers: { type: 'string' },
+      days: { type: 'string' },
+    },
   });
+  const num = (v?: string) => (v === undefined ? undefined : Number(v));
+  const { defects } = await generate(
+    { seed: num(values.seed), orders: num(values.orders), customers: num(values.customers), days: num(values.days) },
+    async (key, content) => {
+      const f = path.join(values.out!, key);
+      await mkdir(path.dirname(f), { recursive: true });
+      await writeFile(f, content);
+    },
+  );
   console.log(JSON.stringify(defects, null, 2));
 }
 

@@ -14,10 +14,13 @@ export function isoDateProblem(s: string): string | undefined {
   const m = ISO_RE.exec(s);
   const bad = `write an ISO date or timestamp, e.g. 2026-11-01 or 2026-11-01T00:00:00Z ("${s.slice(0, 40)}" is not one)`;
   if (!m) return bad;
-  const [y, mo, d, h = 0, mi = 0, se = 0] = m.slice(1, 7).map((x) => (x === undefined ? undefined : Number(x))) as number[];
+  const [y, mo, d, h = 0, mi = 0, se = 0] = m
+    .slice(1, 7)
+    .map((x) => (x === undefined ? undefined : Number(x))) as number[];
   const day = new Date(Date.UTC(y, mo - 1, d));
   day.setUTCFullYear(y); // Date.UTC maps years 0–99 to 1900–1999
-  if (y < 1 || day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return `write an ISO date or timestamp, e.g. 2026-11-01 or 2026-11-01T00:00:00Z (there is no day ${s.slice(0, 10)})`;
+  if (y < 1 || day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d)
+    return `write an ISO date or timestamp, e.g. 2026-11-01 or 2026-11-01T00:00:00Z (there is no day ${s.slice(0, 10)})`;
   if (h > 23 || mi > 59 || se > 59 || Number.isNaN(Date.parse(s))) return bad;
   return undefined;
 }
@@ -34,7 +37,11 @@ const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 /** Run parameters: names and values together at most LIMITS.paramsBytes. */
 const Params = z.record(z.string(), Scalar).superRefine((p, c) => {
   const n = Object.entries(p).reduce((sum, [k, v]) => sum + utf8(k) + utf8(String(v)), 0);
-  if (n > LIMITS.paramsBytes) c.addIssue({ code: 'custom', message: `${n.toLocaleString('en')} bytes of names and values; at most ${fmtBytes(LIMITS.paramsBytes)}: pass large values by reference (a path or a table name)` });
+  if (n > LIMITS.paramsBytes)
+    c.addIssue({
+      code: 'custom',
+      message: `${n.toLocaleString('en')} bytes of names and values; at most ${fmtBytes(LIMITS.paramsBytes)}: pass large values by reference (a path or a table name)`,
+    });
 });
 
 export const TriggerRunBody = z
@@ -42,7 +49,12 @@ export const TriggerRunBody = z
     params: Params.optional(),
     only: z.array(z.string()).max(LIMITS.tasksPerSpec).optional(),
     withUpstream: z.boolean().optional(),
-    version: z.number().int().positive().max(LIMITS.maxVersion, `a pipeline version is at most ${LIMITS.maxVersion}`).optional(),
+    version: z
+      .number()
+      .int()
+      .positive()
+      .max(LIMITS.maxVersion, `a pipeline version is at most ${LIMITS.maxVersion}`)
+      .optional(),
     logicalDate: IsoDate.optional(),
   })
   .strict();
@@ -53,11 +65,20 @@ const ScheduleFields = {
   cron: z.union([z.string(), z.array(z.string())], 'write a cron expression or a list of them').superRefine((v, c) => {
     const list = Array.isArray(v) ? v : [v];
     if (list.length === 0) c.addIssue({ code: 'custom', message: 'give at least one cron expression' });
-    if (list.length > LIMITS.cronsPerSchedule) c.addIssue({ code: 'custom', message: `a schedule has at most ${LIMITS.cronsPerSchedule} cron expressions (got ${list.length}): split it into several schedules` });
+    if (list.length > LIMITS.cronsPerSchedule)
+      c.addIssue({
+        code: 'custom',
+        message: `a schedule has at most ${LIMITS.cronsPerSchedule} cron expressions (got ${list.length}): split it into several schedules`,
+      });
     list.forEach((x, i) => {
       const path = Array.isArray(v) ? [i] : [];
       if (x.trim() === '') c.addIssue({ code: 'custom', path, message: 'a cron expression is empty' });
-      if (x.length > LIMITS.cronChars) c.addIssue({ code: 'custom', path, message: `a cron expression is at most ${LIMITS.cronChars} characters (got ${x.length})` });
+      if (x.length > LIMITS.cronChars)
+        c.addIssue({
+          code: 'custom',
+          path,
+          message: `a cron expression is at most ${LIMITS.cronChars} characters (got ${x.length})`,
+        });
     });
   }),
   timezone: z.string().max(64),
@@ -92,9 +113,20 @@ export type ScheduleBody = z.infer<typeof ScheduleBody>;
 /** A change to a schedule: only the fields given change (no defaults here). */
 export const SchedulePatch = z.object(ScheduleFields).partial().strict();
 
-export const BackfillBody = z.object({ from: IsoDate, to: IsoDate, overlap: z.enum(OVERLAP_POLICIES).default('allow_all') }).strict();
+export const BackfillBody = z
+  .object({ from: IsoDate, to: IsoDate, overlap: z.enum(OVERLAP_POLICIES).default('allow_all') })
+  .strict();
 
-export const KeyBody = z.object({ tenant: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/).optional(), role: z.enum(['admin', 'operator', 'viewer']), name: z.string().max(100).optional() }).strict();
+export const KeyBody = z
+  .object({
+    tenant: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,62}$/)
+      .optional(),
+    role: z.enum(['admin', 'operator', 'viewer']),
+    name: z.string().max(100).optional(),
+  })
+  .strict();
 
 export const TransformBody = z
   .object({
@@ -109,26 +141,64 @@ export const TransformBody = z
 /** POST /api/v1/queries: one read-only statement (modelled on Databricks' statement execution API). */
 export const QueryBody = z
   .object({
-    sql: z.string().min(1).max(LIMITS.querySqlChars, `at most ${LIMITS.querySqlChars.toLocaleString('en')} characters`),
+    sql: z
+      .string()
+      .min(1)
+      .max(LIMITS.querySqlChars, `at most ${LIMITS.querySqlChars.toLocaleString('en')} characters`),
     engine: z.enum(['duckdb', 'postgres', 'mysql']).optional(),
     connection: z.string().min(1).max(128).optional(),
     /** Values for `{{ params.NAME | literal }}` / `{{ params.NAME | ident }}` in the SQL; typed by their JSON type. */
     params: Params.optional(),
     /** Seconds to wait for the answer (0 answers at once with a statement id). */
-    wait: z.number().int().min(0).max(LIMITS.queryWaitSeconds.max, `at most ${LIMITS.queryWaitSeconds.max} seconds: poll GET /api/v1/queries/{id} for longer`).optional(),
+    wait: z
+      .number()
+      .int()
+      .min(0)
+      .max(
+        LIMITS.queryWaitSeconds.max,
+        `at most ${LIMITS.queryWaitSeconds.max} seconds: poll GET /api/v1/queries/{id} for longer`,
+      )
+      .optional(),
     /** Seconds the statement may run. */
-    timeout: z.number().int().min(1).max(LIMITS.queryTimeoutSeconds.max, `at most ${LIMITS.queryTimeoutSeconds.max} seconds`).optional(),
+    timeout: z
+      .number()
+      .int()
+      .min(1)
+      .max(LIMITS.queryTimeoutSeconds.max, `at most ${LIMITS.queryTimeoutSeconds.max} seconds`)
+      .optional(),
     /** Answer at most this many rows, marking the result truncated (without it, more than the limit is an error). */
-    rowLimit: z.number().int().min(1).max(LIMITS.queryRows, `at most ${LIMITS.queryRows.toLocaleString('en')} rows`).optional(),
+    rowLimit: z
+      .number()
+      .int()
+      .min(1)
+      .max(LIMITS.queryRows, `at most ${LIMITS.queryRows.toLocaleString('en')} rows`)
+      .optional(),
     /** Namespace of the datasets the SQL names (default "default"). */
-    namespace: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'a namespace is lower-case letters, digits and "_"').optional(),
+    namespace: z
+      .string()
+      .regex(/^[a-z][a-z0-9_]{0,62}$/, 'a namespace is lower-case letters, digits and "_"')
+      .optional(),
     /** A client request id: sending the same one again returns the same statement (also the Idempotency-Key header). */
-    requestId: z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').optional(),
+    requestId: z
+      .string()
+      .min(1)
+      .max(128)
+      .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+      .optional(),
   })
   .strict();
 export type QueryBody = z.infer<typeof QueryBody>;
 
-const DatasetInput = z.union([z.string().min(1), z.object({ uri: z.string().min(1), format: z.enum(['csv', 'parquet']).optional(), csv: CsvOptions.partial().optional() }).strict()]);
+const DatasetInput = z.union([
+  z.string().min(1),
+  z
+    .object({
+      uri: z.string().min(1),
+      format: z.enum(['csv', 'parquet']).optional(),
+      csv: CsvOptions.partial().optional(),
+    })
+    .strict(),
+]);
 export const ReconciliationBody = z
   .object({
     left: DatasetInput,
@@ -140,7 +210,10 @@ export const ReconciliationBody = z
           .number()
           .int()
           .positive()
-          .max(LIMITS.reconcileMemoryBytes, `at most ${fmtBytes(LIMITS.reconcileMemoryBytes)}: larger inputs take the partitioned path, which needs no more memory`)
+          .max(
+            LIMITS.reconcileMemoryBytes,
+            `at most ${fmtBytes(LIMITS.reconcileMemoryBytes)}: larger inputs take the partitioned path, which needs no more memory`,
+          )
           .optional(),
       })
       .optional(),
@@ -176,7 +249,12 @@ export const PipelineQuery = z
 const bounded = (name: string, b: { min: number; max: number }) => (d: unknown, c: z.RefinementCtx) => {
   if (d === undefined) return;
   const ms = toMs(d as Duration);
-  if (ms < b.min || ms > b.max) c.addIssue({ code: 'custom', path: [name], message: `${name} must be from ${fmtMs(b.min)} to ${fmtMs(b.max)} (got ${fmtMs(ms)})` });
+  if (ms < b.min || ms > b.max)
+    c.addIssue({
+      code: 'custom',
+      path: [name],
+      message: `${name} must be from ${fmtMs(b.min)} to ${fmtMs(b.max)} (got ${fmtMs(ms)})`,
+    });
 };
 
 /** POST /api/v1/clusters: a cluster request; the tenant comes from the API key. Durations within the API's bounds. */
@@ -198,7 +276,10 @@ export const ClusterResizeBody = z
 /** GET /api/v1/runs/{run}/tasks/{task}/logs query. */
 export const LogsQuery = z
   .object({
-    follow: z.enum(['true', 'false'], { message: 'write follow=true or follow=false' }).transform((v) => v === 'true').optional(),
+    follow: z
+      .enum(['true', 'false'], { message: 'write follow=true or follow=false' })
+      .transform((v) => v === 'true')
+      .optional(),
     tail: z.coerce.number().int().min(1, 'tail is a number of lines, at least 1').max(100_000).optional(),
   })
   .strict();

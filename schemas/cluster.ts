@@ -6,7 +6,12 @@ import { TENANT_RE } from './tenant.js';
 export const ClusterRequest = z
   .object({
     tenant: z.string().regex(TENANT_RE, 'a tenant name is lower-case letters, digits and "-"'),
-    name: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'a cluster name is lower-case letters, digits and "-" (at most 40), starting with a letter'),
+    name: z
+      .string()
+      .regex(
+        /^[a-z][a-z0-9-]{0,39}$/,
+        'a cluster name is lower-case letters, digits and "-" (at most 40), starting with a letter',
+      ),
     engine: z.enum(['spark-connect', 'emr']).default('spark-connect'),
     instances: z.number().int().min(1, 'a cluster needs at least 1 instance').default(2),
     cores: z.number().int().min(1).default(2),

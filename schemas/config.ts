@@ -21,19 +21,31 @@ function parsedBy(name: string, parse: (v: string | undefined) => unknown) {
 
 /** The process configuration: one schema over the environment. */
 export const ConfigSchema = z.object({
-  TEMPORAL_ADDRESS: z.string().regex(/^[^:\s]+:\d+$/, 'write host:port, e.g. 127.0.0.1:7233').default('127.0.0.1:7233'),
+  TEMPORAL_ADDRESS: z
+    .string()
+    .regex(/^[^:\s]+:\d+$/, 'write host:port, e.g. 127.0.0.1:7233')
+    .default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_UI_URL: z.url('write the Web UI base URL, e.g. http://127.0.0.1:8233').default('http://127.0.0.1:8233'),
   STRATA_TASK_QUEUE: z.string().min(1).default('strata'),
   STRATA_DATA_DIR: z.string().min(1).default('.strata'),
   STRATA_LAKE_ROOT: z.string().min(1).optional(),
-  STRATA_TENANT: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lower-case letters, digits and "-"').default('default'),
+  STRATA_TENANT: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,62}$/, 'lower-case letters, digits and "-"')
+    .default('default'),
   STRATA_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().positive().optional(),
   /** Postgres metastore; without it the local stack uses embedded PGlite under the data dir. */
-  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'write a postgres:// URL').optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'write a postgres:// URL')
+    .optional(),
   /** An admin key accepted without being in the metastore (to create the first keys). */
   STRATA_BOOTSTRAP_ADMIN_KEY: z.string().min(16, 'use at least 16 characters').optional(),
-  STRATA_BOOTSTRAP_TENANT: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lower-case letters, digits and "-"').default('default'),
+  STRATA_BOOTSTRAP_TENANT: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,62}$/, 'lower-case letters, digits and "-"')
+    .default('default'),
   STRATA_API_HOST: z.string().default('127.0.0.1'),
   STRATA_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Tier per tenant (`acme=team,big=enterprise`); caps clusters and job sizes. Others are on `free`. */
@@ -47,9 +59,15 @@ export const ConfigSchema = z.object({
   /** Unlocks the protected exactly-once ledgers on tenant databases (strata ledger-setup); worker only. */
   STRATA_LEDGER_KEY: z.string().min(32, 'use a random secret of at least 32 characters').optional(),
   /** Per-task limits of tenant SQL on DuckDB (worker): memory, threads, temp spill. */
-  STRATA_SQL_MEMORY_LIMIT: z.string().regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 1GB or 512MiB').optional(),
+  STRATA_SQL_MEMORY_LIMIT: z
+    .string()
+    .regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 1GB or 512MiB')
+    .optional(),
   STRATA_SQL_THREADS: z.coerce.number().int().min(1).max(256).optional(),
-  STRATA_SQL_TEMP_LIMIT: z.string().regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 4GB').optional(),
+  STRATA_SQL_TEMP_LIMIT: z
+    .string()
+    .regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 4GB')
+    .optional(),
   /** Tenants whose lake is a root of its own (`acme=s3://acme-lake/prod`); others live under `{lake}/{tenant}/`. */
   STRATA_TENANT_LAKES: parsedBy('STRATA_TENANT_LAKES', (v) => parseTenantLakes(v)),
   /** Locations outside the lake a tenant's tasks may read and write (`acme=s3://partner/acme/|file:///srv/acme/`). */

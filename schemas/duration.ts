@@ -6,7 +6,9 @@ const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 /** A duration as written in specs: milliseconds as a number, or "500ms", "30s", "5m", "2h", "1d". */
 export const Duration = z.union([
   z.number().int().nonnegative(),
-  z.string().regex(DURATION_RE, 'write a duration like "500ms", "30s", "5m", "2h" or "1d", or a number of milliseconds'),
+  z
+    .string()
+    .regex(DURATION_RE, 'write a duration like "500ms", "30s", "5m", "2h" or "1d", or a number of milliseconds'),
 ]);
 export type Duration = z.infer<typeof Duration>;
 

@@ -23,9 +23,24 @@ export const LIBRARY_VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const FUNCTION_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 export const LibraryUse = z
   .object({
-    name: z.string().regex(LIBRARY_NAME_RE, 'a library name starts with a letter and holds letters, digits, "_" and "-" (at most 64)'),
-    version: z.union([z.number().int().min(0), z.string().regex(LIBRARY_VERSION_RE, 'a library version is letters, digits, ".", "_" and "-" (at most 64)')]).transform(String),
-    functions: z.array(z.string().regex(FUNCTION_NAME_RE, 'a function name is letters, digits and "_", not starting with a digit')).max(256).default([]),
+    name: z
+      .string()
+      .regex(
+        LIBRARY_NAME_RE,
+        'a library name starts with a letter and holds letters, digits, "_" and "-" (at most 64)',
+      ),
+    version: z
+      .union([
+        z.number().int().min(0),
+        z.string().regex(LIBRARY_VERSION_RE, 'a library version is letters, digits, ".", "_" and "-" (at most 64)'),
+      ])
+      .transform(String),
+    functions: z
+      .array(
+        z.string().regex(FUNCTION_NAME_RE, 'a function name is letters, digits and "_", not starting with a digit'),
+      )
+      .max(256)
+      .default([]),
   })
   .strict();
 export type LibraryUse = z.infer<typeof LibraryUse>;
@@ -36,18 +51,32 @@ const Memory = z.string().regex(/^\d+(\.\d+)?[kmgtKMGT]i?$|^\d+$/, 'write memory
 export const SparkResourceFields = {
   image: z.string().optional(),
   sparkVersion: z.string().optional(),
-  driver: z.object({ cores: z.number().int().min(1).max(64).optional(), memory: Memory.optional() }).strict().optional(),
+  driver: z
+    .object({ cores: z.number().int().min(1).max(64).optional(), memory: Memory.optional() })
+    .strict()
+    .optional(),
   executor: z
-    .object({ cores: z.number().int().min(1).max(64).optional(), memory: Memory.optional(), instances: z.number().int().min(1).max(1000).optional() })
+    .object({
+      cores: z.number().int().min(1).max(64).optional(),
+      memory: Memory.optional(),
+      instances: z.number().int().min(1).max(1000).optional(),
+    })
     .strict()
     .optional(),
   dynamicAllocation: z
-    .object({ enabled: z.boolean().default(true), minExecutors: z.number().int().min(0).optional(), maxExecutors: z.number().int().min(1).optional() })
+    .object({
+      enabled: z.boolean().default(true),
+      minExecutors: z.number().int().min(0).optional(),
+      maxExecutors: z.number().int().min(1).optional(),
+    })
     .strict()
     .optional(),
   serviceAccount: z.string().optional(),
   /** Name of a Kubernetes Secret holding S3 credentials; referenced, never read. */
-  s3Secret: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name is lower-case letters, digits, "-" and "."').optional(),
+  s3Secret: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name is lower-case letters, digits, "-" and "."')
+    .optional(),
   sparkConf: z.record(z.string(), z.string()).optional(),
 };
 
@@ -55,10 +84,16 @@ export const ExternalCommonFields = {
   /** EMR: the cluster id (j-…) the step runs on. */
   clusterId: z
     .string()
-    .regex(/^(j-[A-Z0-9]{1,64}|.*\{\{.*\}\}.*)$/, 'an EMR cluster id looks like "j-2AXXXXXXGAPLF" (or a template such as "{{ params.cluster }}")')
+    .regex(
+      /^(j-[A-Z0-9]{1,64}|.*\{\{.*\}\}.*)$/,
+      'an EMR cluster id looks like "j-2AXXXXXXGAPLF" (or a template such as "{{ params.cluster }}")',
+    )
     .optional(),
   /** A Strata-managed cluster (workflows/cluster.ts) to run on; ensured and touched while the task runs. */
-  cluster: z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'a cluster name is lower-case letters, digits and "-" (at most 40)').optional(),
+  cluster: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,39}$/, 'a cluster name is lower-case letters, digits and "-" (at most 40)')
+    .optional(),
   poll: PollFields.optional(),
   args: z.array(z.string()).optional(),
   /**
@@ -119,13 +154,21 @@ export function externalEngineOf(task: { kind: string; engine?: unknown }): Exte
 }
 
 /** Activity name prefix per engine: `${prefix}Submit`, `…Poll`, `…Logs`, `…Cancel`. */
-export const ENGINE_ACTIVITY_PREFIX: Record<ExternalEngine, string> = { 'spark-k8s': 'spark', emr: 'emr', airbyte: 'airbyte' };
+export const ENGINE_ACTIVITY_PREFIX: Record<ExternalEngine, string> = {
+  'spark-k8s': 'spark',
+  emr: 'emr',
+  airbyte: 'airbyte',
+};
 
 /** Turns any id into a DNS-1123 label (k8s names) of at most `max` characters, stable and unique by hash. */
 export function jobName(workflowId: string, taskId: string, max = 63): string {
   const raw = `${workflowId}/task/${taskId}`;
   const hash = fnv1a(raw);
-  let base = raw.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/-+/g, '-').replace(/^-+|-+$/g, '');
+  let base = raw
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/^-+|-+$/g, '');
   if (!/^[a-z]/.test(base)) base = `j-${base}`;
   base = base.slice(0, max - hash.length - 1).replace(/-+$/, '');
   return `${base}-${hash}`;
@@ -196,9 +239,11 @@ export function parseTenantTiers(text: string | undefined): Record<string, Tier>
   const out: Record<string, Tier> = {};
   for (const { pair, key: tenant, value: tier } of envPairs(text)) {
     const t = TierName.safeParse(tier);
-    if (!tenant || !t.success) throw new Error(`STRATA_TENANT_TIERS: "${pair}" should be TENANT=TIER with TIER one of ${TierName.options.join(', ')}`);
+    if (!tenant || !t.success)
+      throw new Error(
+        `STRATA_TENANT_TIERS: "${pair}" should be TENANT=TIER with TIER one of ${TierName.options.join(', ')}`,
+      );
     out[tenant] = t.data;
   }
   return out;
 }
-

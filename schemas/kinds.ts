@@ -16,7 +16,14 @@ import {
   locationProblem,
   parseDatasetName,
 } from './lake.js';
-import { AirbyteSyncFields, ExternalCommonFields, HiveFields, PysparkFields, SparkResourceFields, SqlDialect } from './external.js';
+import {
+  AirbyteSyncFields,
+  ExternalCommonFields,
+  HiveFields,
+  PysparkFields,
+  SparkResourceFields,
+  SqlDialect,
+} from './external.js';
 import type { SqlTextDialect } from './sql-text.js';
 import { blockedSparkConf, dynamicAllocationProblem } from './spark-policy.js';
 
@@ -66,7 +73,12 @@ export const NoopFields = {
   sleep: Duration.optional(),
 };
 
-const DatasetInput = z.union([z.string().min(1), z.object({ uri: z.string().min(1), format: z.enum(['csv', 'parquet']).optional(), csv: CsvOptions.optional() }).strict()]);
+const DatasetInput = z.union([
+  z.string().min(1),
+  z
+    .object({ uri: z.string().min(1), format: z.enum(['csv', 'parquet']).optional(), csv: CsvOptions.optional() })
+    .strict(),
+]);
 
 export const ReconcileFields = {
   left: DatasetInput,
@@ -98,8 +110,10 @@ export interface KindDef {
   sqlText?: (task: Record<string, unknown>, path: readonly (string | number)[]) => SqlTextDialect | undefined;
 }
 
-const field = (name: string, dialect: (t: Record<string, unknown>) => SqlTextDialect) => (t: Record<string, unknown>, path: readonly (string | number)[]) =>
-  path.length === 1 && path[0] === name ? dialect(t) : undefined;
+const field =
+  (name: string, dialect: (t: Record<string, unknown>) => SqlTextDialect) =>
+  (t: Record<string, unknown>, path: readonly (string | number)[]) =>
+    path.length === 1 && path[0] === name ? dialect(t) : undefined;
 
 /** The dialect a sql task's statement is read in. */
 function sqlTaskDialect(t: Record<string, unknown>): SqlTextDialect {
@@ -112,9 +126,13 @@ function sqlTaskDialect(t: Record<string, unknown>): SqlTextDialect {
  * Whether a task field is SQL text, and in which dialect: the kind's own SQL fields, and
  * the `expect` of quality checks (run by DuckDB over the output on any kind).
  */
-export function sqlDialectAt(task: Record<string, unknown>, path: readonly (string | number)[]): SqlTextDialect | undefined {
+export function sqlDialectAt(
+  task: Record<string, unknown>,
+  path: readonly (string | number)[],
+): SqlTextDialect | undefined {
   if (path.length === 3 && path[0] === 'checks' && typeof path[1] === 'number' && path[2] === 'expect') return 'duckdb';
-  const kind = typeof task.kind === 'string' && Object.hasOwn(TASK_KINDS, task.kind) ? TASK_KINDS[task.kind] : undefined;
+  const kind =
+    typeof task.kind === 'string' && Object.hasOwn(TASK_KINDS, task.kind) ? TASK_KINDS[task.kind] : undefined;
   return kind?.sqlText?.(task, path);
 }
 
@@ -128,14 +146,33 @@ export const TASK_KINDS: Record<string, KindDef> = {
       const engine = t.engine ?? 'duckdb';
       if (engine === 'spark' || engine === 'emr') return externalChecks(t, engine);
       const problems: [string[], string][] = [];
-      for (const f of ['dialect', 'clusterId', 'cluster', 'poll', 'args', 'image', 's3Secret', 'serviceAccount', 'sparkConf', 'dynamicAllocation', 'sparkVersion', 'driver', 'executor', 'libraries'])
-        if (t[f] !== undefined) problems.push([[f], `"${f}" applies to engines spark and emr only: remove it or set engine`]);
+      for (const f of [
+        'dialect',
+        'clusterId',
+        'cluster',
+        'poll',
+        'args',
+        'image',
+        's3Secret',
+        'serviceAccount',
+        'sparkConf',
+        'dynamicAllocation',
+        'sparkVersion',
+        'driver',
+        'executor',
+        'libraries',
+      ])
+        if (t[f] !== undefined)
+          problems.push([[f], `"${f}" applies to engines spark and emr only: remove it or set engine`]);
       if (engine !== 'duckdb' && !t.connection)
         problems.push([['connection'], `engine ${engine} needs a named connection: add "connection: NAME"`]);
       if (engine === 'duckdb' && t.connection)
         problems.push([['connection'], 'engine duckdb runs over the lake and takes no connection: remove it']);
       if (engine !== 'duckdb' && t.output)
-        problems.push([['output'], `output files are written by engine duckdb only; with ${engine}, write the result in SQL`]);
+        problems.push([
+          ['output'],
+          `output files are written by engine duckdb only; with ${engine}, write the result in SQL`,
+        ]);
       problems.push(...lakeSqlProblems(t), ...locations('output')(t));
       return problems;
     },
@@ -146,9 +183,19 @@ export const TASK_KINDS: Record<string, KindDef> = {
   reconcile: {
     fields: ReconcileFields,
     run: { type: 'activity', activity: 'reconcileTask', heartbeat: true },
-    check: (t) => [...locations('left', 'right')(t), ...locations('left', 'right')({ left: (t.left as { uri?: unknown })?.uri, right: (t.right as { uri?: unknown })?.uri })],
+    check: (t) => [
+      ...locations('left', 'right')(t),
+      ...locations(
+        'left',
+        'right',
+      )({ left: (t.left as { uri?: unknown })?.uri, right: (t.right as { uri?: unknown })?.uri }),
+    ],
   },
-  'ingest.file': { fields: IngestFileFields, run: { type: 'activity', activity: 'ingestFile', heartbeat: true }, check: (t) => [...writesBronze(t), ...locations('source')(t)] },
+  'ingest.file': {
+    fields: IngestFileFields,
+    run: { type: 'activity', activity: 'ingestFile', heartbeat: true },
+    check: (t) => [...writesBronze(t), ...locations('source')(t)],
+  },
   'ingest.table': {
     fields: IngestTableFields,
     run: { type: 'activity', activity: 'ingestTable', heartbeat: true },
@@ -157,15 +204,28 @@ export const TASK_KINDS: Record<string, KindDef> = {
     check: (t) => {
       const p: [string[], string][] = [...writesBronze(t)];
       if (!t.table === !t.query) p.push([['table'], 'give exactly one of "table" or "query"']);
-      if (t.mode === 'incremental' && !t.cursor) p.push([['cursor'], 'incremental mode needs "cursor: COLUMN" (an increasing column, e.g. updated_at or id)']);
+      if (t.mode === 'incremental' && !t.cursor)
+        p.push([['cursor'], 'incremental mode needs "cursor: COLUMN" (an increasing column, e.g. updated_at or id)']);
       return p;
     },
   },
   's3.wait': { fields: S3WaitFields, run: { type: 'poll', activity: 's3Check' }, check: locations('path', 'marker') },
-  's3.copy': { fields: S3CopyFields, run: { type: 'activity', activity: 's3Copy', heartbeat: true }, check: locations('from', 'to') },
+  's3.copy': {
+    fields: S3CopyFields,
+    run: { type: 'activity', activity: 's3Copy', heartbeat: true },
+    check: locations('from', 'to'),
+  },
   's3.list': { fields: S3ListFields, run: { type: 'activity', activity: 's3List' }, check: locations('prefix') },
   's3.delete': { fields: S3DeleteFields, run: { type: 'activity', activity: 's3Delete' }, check: locations('path') },
-  pyspark: { fields: PysparkFields, run: EXTERNAL_JOB, check: (t) => [...externalChecks(t, String(t.engine ?? 'spark')), ...locations('file')(t), ...locationLists('pyFiles', 'jars', 'files')(t)] },
+  pyspark: {
+    fields: PysparkFields,
+    run: EXTERNAL_JOB,
+    check: (t) => [
+      ...externalChecks(t, String(t.engine ?? 'spark')),
+      ...locations('file')(t),
+      ...locationLists('pyFiles', 'jars', 'files')(t),
+    ],
+  },
   hive: {
     fields: HiveFields,
     run: EXTERNAL_JOB,
@@ -173,7 +233,9 @@ export const TASK_KINDS: Record<string, KindDef> = {
     check: (t) => [
       ...externalChecks(t, 'emr'),
       ...locations('script')(t),
-      ...((t.script === undefined) === (t.query === undefined) ? [[['script'], 'give exactly one of "script" (an s3:// HiveQL file) or "query"'] as [string[], string]] : []),
+      ...((t.script === undefined) === (t.query === undefined)
+        ? [[['script'], 'give exactly one of "script" (an s3:// HiveQL file) or "query"'] as [string[], string]]
+        : []),
     ],
   },
   'airbyte.sync': { fields: AirbyteSyncFields, run: EXTERNAL_JOB },
@@ -202,7 +264,9 @@ function locationLists(...fields: string[]) {
 /** Ingestion lands data in bronze only. */
 function writesBronze(t: Record<string, unknown>): [string[], string][] {
   const out = parseDatasetName(String(t.output));
-  return out && out.layer !== 'bronze' ? [[['output'], `ingestion writes the bronze layer: name the output bronze.${out.name}`]] : [];
+  return out && out.layer !== 'bronze'
+    ? [[['output'], `ingestion writes the bronze layer: name the output bronze.${out.name}`]]
+    : [];
 }
 
 /** Dataset outputs and layer rules of a duckdb sql task. */
@@ -210,15 +274,28 @@ function lakeSqlProblems(t: Record<string, unknown>): [string[], string][] {
   const p: [string[], string][] = [];
   const layer = t.layer as Layer | undefined;
   const out = typeof t.output === 'string' ? parseDatasetName(t.output) : undefined;
-  if (layer && !t.output) p.push([['output'], `a task in layer ${layer} writes a dataset: add "output: ${layer}.NAME"`]);
-  if (layer && typeof t.output === 'string' && !out) p.push([['output'], `with "layer", output is a dataset name: write ${layer}.NAME (lower-case letters, digits, "_")`]);
-  if (layer && out && out.layer !== layer) p.push([['output'], `output ${t.output} is in layer ${out.layer}, but the task's layer is ${layer}: make them agree`]);
-  if ((t.checks as unknown[] | undefined)?.length && !out) p.push([['checks'], 'checks run on a dataset output: set "output: LAYER.NAME"']);
+  if (layer && !t.output)
+    p.push([['output'], `a task in layer ${layer} writes a dataset: add "output: ${layer}.NAME"`]);
+  if (layer && typeof t.output === 'string' && !out)
+    p.push([
+      ['output'],
+      `with "layer", output is a dataset name: write ${layer}.NAME (lower-case letters, digits, "_")`,
+    ]);
+  if (layer && out && out.layer !== layer)
+    p.push([
+      ['output'],
+      `output ${t.output} is in layer ${out.layer}, but the task's layer is ${layer}: make them agree`,
+    ]);
+  if ((t.checks as unknown[] | undefined)?.length && !out)
+    p.push([['checks'], 'checks run on a dataset output: set "output: LAYER.NAME"']);
   const writer = layer ?? out?.layer;
   if (writer && typeof t.sql === 'string')
     for (const r of datasetRefsInSql(t.sql))
       if (!layerMayRead(writer, r.layer))
-        p.push([['sql'], `a ${writer} task may read only ${writer}${writer === 'bronze' ? '' : ` or ${writer === 'silver' ? 'bronze' : 'silver'}`} datasets, not ${r.layer}.${r.name}: move the task to another layer or read another dataset`]);
+        p.push([
+          ['sql'],
+          `a ${writer} task may read only ${writer}${writer === 'bronze' ? '' : ` or ${writer === 'silver' ? 'bronze' : 'silver'}`} datasets, not ${r.layer}.${r.name}: move the task to another layer or read another dataset`,
+        ]);
   return p;
 }
 
@@ -226,17 +303,33 @@ function externalChecks(t: Record<string, unknown>, engine: string): [string[], 
   const problems: [string[], string][] = [];
   if (t.connection) problems.push([['connection'], `engine ${engine} takes no connection: remove it`]);
   if (t.output) problems.push([['output'], `engine ${engine} writes where its SQL says; remove "output"`]);
-  if (engine === 'emr' && !t.clusterId && !t.cluster) problems.push([['clusterId'], 'engine emr needs "clusterId: j-…" or a managed "cluster: NAME"']);
-  if (engine === 'emr' && t.clusterId && t.cluster) problems.push([['cluster'], 'give "clusterId" or "cluster", not both']);
-  if (engine !== 'emr' && t.clusterId) problems.push([['clusterId'], `"clusterId" is for engine emr; with ${engine}, remove it`]);
-  if (engine === 'spark' && t.dialect && t.dialect !== 'spark') problems.push([['dialect'], 'engine spark runs Spark SQL only: remove "dialect" or use engine emr']);
+  if (engine === 'emr' && !t.clusterId && !t.cluster)
+    problems.push([['clusterId'], 'engine emr needs "clusterId: j-…" or a managed "cluster: NAME"']);
+  if (engine === 'emr' && t.clusterId && t.cluster)
+    problems.push([['cluster'], 'give "clusterId" or "cluster", not both']);
+  if (engine !== 'emr' && t.clusterId)
+    problems.push([['clusterId'], `"clusterId" is for engine emr; with ${engine}, remove it`]);
+  if (engine === 'spark' && t.dialect && t.dialect !== 'spark')
+    problems.push([['dialect'], 'engine spark runs Spark SQL only: remove "dialect" or use engine emr']);
   if (Array.isArray(t.libraries) && t.libraries.length) {
-    if (t.kind === 'sql' && t.dialect === 'presto') problems.push([['libraries'], 'libraries register Spark SQL and Hive functions: use dialect spark or hive, or remove "libraries"']);
-    if (t.kind === 'hive' && t.script !== undefined) problems.push([['libraries'], 'libraries are registered ahead of an inline "query": move the script into "query", or register the functions in the script']);
+    if (t.kind === 'sql' && t.dialect === 'presto')
+      problems.push([
+        ['libraries'],
+        'libraries register Spark SQL and Hive functions: use dialect spark or hive, or remove "libraries"',
+      ]);
+    if (t.kind === 'hive' && t.script !== undefined)
+      problems.push([
+        ['libraries'],
+        'libraries are registered ahead of an inline "query": move the script into "query", or register the functions in the script',
+      ]);
   }
   // The tier's allow-lists are checked by the worker, which knows the tenant's tier; what no tier allows is refused here.
-  for (const [key, message] of blockedSparkConf(t.sparkConf, engine === 'emr' ? 'emr' : 'spark')) problems.push([['sparkConf', key], message]);
-  const dyn = engine === 'spark' ? dynamicAllocationProblem(t.dynamicAllocation as Parameters<typeof dynamicAllocationProblem>[0]) : undefined;
+  for (const [key, message] of blockedSparkConf(t.sparkConf, engine === 'emr' ? 'emr' : 'spark'))
+    problems.push([['sparkConf', key], message]);
+  const dyn =
+    engine === 'spark'
+      ? dynamicAllocationProblem(t.dynamicAllocation as Parameters<typeof dynamicAllocationProblem>[0])
+      : undefined;
   if (dyn) problems.push([['dynamicAllocation'], dyn]);
   return problems;
 }

@@ -14,7 +14,10 @@ export type Layer = z.infer<typeof Layer>;
 const NAME = '[a-z_][a-z0-9_]{0,62}';
 export const DATASET_NAME_RE = new RegExp(`^(bronze|silver|gold)\\.(${NAME})$`);
 /** Dataset references in SQL: layer.name, optionally @version or @'timestamp'. */
-export const DATASET_REF_IN_SQL_RE = new RegExp(`(?<![\\w."'])(bronze|silver|gold)\\.(${NAME})(?:@(\\d+|'[^']+'))?(?![\\w(])`, 'g');
+export const DATASET_REF_IN_SQL_RE = new RegExp(
+  `(?<![\\w."'])(bronze|silver|gold)\\.(${NAME})(?:@(\\d+|'[^']+'))?(?![\\w(])`,
+  'g',
+);
 
 export interface DatasetId {
   layer: Layer;
@@ -25,7 +28,9 @@ export interface DatasetVersionRef extends DatasetId {
   version: number;
 }
 
-export const Namespace = z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'a namespace is lower-case letters, digits and "_"');
+export const Namespace = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]{0,62}$/, 'a namespace is lower-case letters, digits and "_"');
 
 export function parseDatasetName(s: string): { layer: Layer; name: string } | undefined {
   const m = DATASET_NAME_RE.exec(s);
@@ -35,8 +40,11 @@ export function parseDatasetName(s: string): { layer: Layer; name: string } | un
 /** The dataset references a SQL text makes (string literals are not scanned). */
 export function datasetRefsInSql(sql: string): { text: string; layer: Layer; name: string; at?: string }[] {
   const out: { text: string; layer: Layer; name: string; at?: string }[] = [];
-  const noStrings = sql.replace(/'(?:[^']|'')*'/g, (s, off: number) => (sql[off - 1] === '@' ? s : ' '.repeat(s.length)));
-  for (const m of noStrings.matchAll(DATASET_REF_IN_SQL_RE)) out.push({ text: m[0], layer: m[1] as Layer, name: m[2], at: m[3] });
+  const noStrings = sql.replace(/'(?:[^']|'')*'/g, (s, off: number) =>
+    sql[off - 1] === '@' ? s : ' '.repeat(s.length),
+  );
+  for (const m of noStrings.matchAll(DATASET_REF_IN_SQL_RE))
+    out.push({ text: m[0], layer: m[1] as Layer, name: m[2], at: m[3] });
   return out;
 }
 
@@ -54,8 +62,20 @@ const common = { severity: Severity, name: z.string().optional() };
 export const Check = z.union([
   z.object({ not_null: z.union([col, z.array(col).min(1)]), ...common }).strict(),
   z.object({ unique: z.union([col, z.array(col).min(1)]), ...common }).strict(),
-  z.object({ accepted_values: z.object({ column: col, values: z.array(z.union([z.string(), z.number(), z.boolean()])).min(1) }).strict(), ...common }).strict(),
-  z.object({ range: z.object({ column: col, min: z.number().optional(), max: z.number().optional() }).strict(), ...common }).strict(),
+  z
+    .object({
+      accepted_values: z
+        .object({ column: col, values: z.array(z.union([z.string(), z.number(), z.boolean()])).min(1) })
+        .strict(),
+      ...common,
+    })
+    .strict(),
+  z
+    .object({
+      range: z.object({ column: col, min: z.number().optional(), max: z.number().optional() }).strict(),
+      ...common,
+    })
+    .strict(),
   z
     .object({
       row_count: z
@@ -71,7 +91,18 @@ export const Check = z.union([
     })
     .strict(),
   z.object({ freshness: z.object({ column: col, max_age: Duration }).strict(), ...common }).strict(),
-  z.object({ references: z.object({ column: z.union([col, z.array(col).min(1)]), dataset: z.string().regex(DATASET_NAME_RE, 'write the dataset as layer.name, e.g. silver.customers'), key: z.union([col, z.array(col).min(1)]) }).strict(), ...common }).strict(),
+  z
+    .object({
+      references: z
+        .object({
+          column: z.union([col, z.array(col).min(1)]),
+          dataset: z.string().regex(DATASET_NAME_RE, 'write the dataset as layer.name, e.g. silver.customers'),
+          key: z.union([col, z.array(col).min(1)]),
+        })
+        .strict(),
+      ...common,
+    })
+    .strict(),
   /** Custom SQL: a predicate every row must satisfy. */
   z.object({ expect: z.string().min(1), ...common }).strict(),
 ]);
@@ -80,7 +111,14 @@ export type Check = z.infer<typeof Check>;
 export const ColumnType = z.enum(['string', 'int', 'bigint', 'double', 'decimal', 'boolean', 'date', 'timestamp']);
 export const ColumnDecl = z.union([
   ColumnType,
-  z.object({ type: ColumnType, nullable: z.boolean().default(true), precision: z.number().int().min(1).max(38).optional(), scale: z.number().int().min(0).max(38).optional() }).strict(),
+  z
+    .object({
+      type: ColumnType,
+      nullable: z.boolean().default(true),
+      precision: z.number().int().min(1).max(38).optional(),
+      scale: z.number().int().min(0).max(38).optional(),
+    })
+    .strict(),
 ]);
 export type ColumnDecl = z.infer<typeof ColumnDecl>;
 
@@ -90,23 +128,35 @@ export const IngestFileFields = {
   /** Lake key or prefix of the landing files (e.g. landing/orders/), or a glob suffix *.csv. */
   source: z.string().min(1),
   format: z.enum(['csv', 'jsonl', 'parquet']),
-  columns: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'column names are letters, digits and "_"'), ColumnDecl),
+  columns: z.record(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'column names are letters, digits and "_"'),
+    ColumnDecl,
+  ),
   output: DatasetOutput,
   namespace: Namespace.default('default'),
   /** Where rejected rows go; default {output}_quarantine. */
   quarantine: DatasetOutput.optional(),
-  csv: z.object({ delimiter: z.string().length(1).default(','), header: z.boolean().default(true) }).strict().optional(),
+  csv: z
+    .object({ delimiter: z.string().length(1).default(','), header: z.boolean().default(true) })
+    .strict()
+    .optional(),
   checks: z.array(Check).default([]),
 };
 
 export const IngestTableFields = {
   connection: z.string().min(1),
   /** A table name, or `query` for a SELECT. */
-  table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, 'a table name is letters, digits, "_" and "."').optional(),
+  table: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, 'a table name is letters, digits, "_" and "."')
+    .optional(),
   query: z.string().min(1).optional(),
   mode: z.enum(['full', 'incremental']).default('full'),
   /** Incremental: the column whose high-water mark is kept in the metastore. */
-  cursor: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+  cursor: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+    .optional(),
   batchSize: z.number().int().min(1).max(1_000_000).default(10_000),
   output: DatasetOutput,
   namespace: Namespace.default('default'),
@@ -146,8 +196,10 @@ export const S3DeleteFields = {
 export function locationProblem(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;
   const v = value.replace(/\{\{[^}]*\}\}/g, 'x');
-  if (/^[a-z][a-z0-9+.-]*:/i.test(v) && !/^(s3|file):\/\//.test(v)) return `"${value}" has a scheme Strata does not read: use a path in your lake, or an s3:// or file:// URI your platform operator allowed`;
-  if (v.split(/[/\\]/).some((s) => s === '..')) return `"${value}" climbs out with "..": name the location inside your lake`;
+  if (/^[a-z][a-z0-9+.-]*:/i.test(v) && !/^(s3|file):\/\//.test(v))
+    return `"${value}" has a scheme Strata does not read: use a path in your lake, or an s3:// or file:// URI your platform operator allowed`;
+  if (v.split(/[/\\]/).some((s) => s === '..'))
+    return `"${value}" climbs out with "..": name the location inside your lake`;
   if (/[\u0000-\u001f]/.test(v)) return `"${value}" holds control characters`;
   return undefined;
 }

@@ -41,7 +41,11 @@ export const ParamDeclObject = z
     /** string: a regular expression the whole value must match. */
     pattern: z.string().min(1).max(PARAM_LIMITS.patternLength).optional(),
     /** enum: the accepted values. */
-    values: z.array(z.union([z.string().min(1), z.number()])).min(1).max(PARAM_LIMITS.enumValues).optional(),
+    values: z
+      .array(z.union([z.string().min(1), z.number()]))
+      .min(1)
+      .max(PARAM_LIMITS.enumValues)
+      .optional(),
   })
   .strict();
 
@@ -66,7 +70,13 @@ export function paramDecl(def: ParamDef): ParamDecl {
   if (typeof def === 'string') return { type: 'string', default: def };
   if (typeof def === 'number') return { type: 'number', default: def };
   if (typeof def === 'boolean') return { type: 'boolean', default: def };
-  const inferred: ParamType = def.values ? 'enum' : typeof def.default === 'number' ? 'number' : typeof def.default === 'boolean' ? 'boolean' : 'string';
+  const inferred: ParamType = def.values
+    ? 'enum'
+    : typeof def.default === 'number'
+      ? 'number'
+      : typeof def.default === 'boolean'
+        ? 'boolean'
+        : 'string';
   return { ...def, type: def.type ?? inferred };
 }
 
@@ -132,7 +142,8 @@ export function declProblems(def: ParamDef): string[] {
   const d = paramDecl(def);
   const out: string[] = [];
   const only = (field: keyof ParamDecl, types: ParamType[]) => {
-    if (d[field] !== undefined && !types.includes(d.type)) out.push(`"${field}" applies to ${types.join('/')} params, not ${d.type}: remove it or change "type"`);
+    if (d[field] !== undefined && !types.includes(d.type))
+      out.push(`"${field}" applies to ${types.join('/')} params, not ${d.type}: remove it or change "type"`);
   };
   only('maxLength', ['string']);
   only('pattern', ['string']);
@@ -141,21 +152,30 @@ export function declProblems(def: ParamDef): string[] {
   only('max', ['integer', 'number', 'date']);
   if (d.type === 'enum' && !d.values) out.push('an enum param needs "values": list the accepted values');
   if (d.type === 'enum' && d.values) {
-    const bad = d.values.filter((v) => typeof v === 'string' && (FORBIDDEN_CHARS.test(v) || v.length > PARAM_LIMITS.valueLength));
+    const bad = d.values.filter(
+      (v) => typeof v === 'string' && (FORBIDDEN_CHARS.test(v) || v.length > PARAM_LIMITS.valueLength),
+    );
     if (bad.length) out.push('enum values may not hold control characters or exceed the value length cap');
   }
   for (const k of ['min', 'max'] as const) {
     const v = d[k];
     if (v === undefined) continue;
-    if ((d.type === 'integer' || d.type === 'number') && typeof v !== 'number') out.push(`"${k}" of a ${d.type} param is a number`);
-    if (d.type === 'integer' && typeof v === 'number' && !Number.isSafeInteger(v)) out.push(`"${k}" of an integer param is a whole number`);
-    if (d.type === 'date' && (typeof v !== 'string' || !isDate(v))) out.push(`"${k}" of a date param is a date written YYYY-MM-DD`);
+    if ((d.type === 'integer' || d.type === 'number') && typeof v !== 'number')
+      out.push(`"${k}" of a ${d.type} param is a number`);
+    if (d.type === 'integer' && typeof v === 'number' && !Number.isSafeInteger(v))
+      out.push(`"${k}" of an integer param is a whole number`);
+    if (d.type === 'date' && (typeof v !== 'string' || !isDate(v)))
+      out.push(`"${k}" of a date param is a date written YYYY-MM-DD`);
   }
-  if (d.min !== undefined && d.max !== undefined && typeof d.min === typeof d.max && d.min > d.max) out.push(`"min" (${d.min}) is above "max" (${d.max}): swap them`);
+  if (d.min !== undefined && d.max !== undefined && typeof d.min === typeof d.max && d.min > d.max)
+    out.push(`"min" (${d.min}) is above "max" (${d.max}): swap them`);
   if (d.pattern !== undefined) {
     try {
       compilePattern(d.pattern);
-      if (riskyPattern(d.pattern)) out.push(`"pattern" repeats a group that holds a repetition or alternation (or uses a back-reference), which can take exponential time: write it without, e.g. ([a-z]+)+ as [a-z]+`);
+      if (riskyPattern(d.pattern))
+        out.push(
+          `"pattern" repeats a group that holds a repetition or alternation (or uses a back-reference), which can take exponential time: write it without, e.g. ([a-z]+)+ as [a-z]+`,
+        );
     } catch (e) {
       out.push(`"pattern" is not a valid regular expression: ${(e as Error).message}`);
     }
@@ -170,7 +190,13 @@ export function declProblems(def: ParamDef): string[] {
 /** In words, what values a param takes (for error messages). */
 export function describeParam(d: ParamDecl): string {
   const range = (unit: string) =>
-    d.min !== undefined && d.max !== undefined ? ` from ${d.min} to ${d.max}` : d.min !== undefined ? ` of at least ${d.min}` : d.max !== undefined ? ` of at most ${d.max}` : unit;
+    d.min !== undefined && d.max !== undefined
+      ? ` from ${d.min} to ${d.max}`
+      : d.min !== undefined
+        ? ` of at least ${d.min}`
+        : d.max !== undefined
+          ? ` of at most ${d.max}`
+          : unit;
   switch (d.type) {
     case 'integer':
       return `a whole number${range('')}`;
@@ -198,14 +224,19 @@ function shown(v: unknown): string {
 
 /** Checks one value against its declaration and returns it in canonical form. */
 export function checkParamValue(name: string, d: ParamDecl, raw: unknown): ParamCheck {
-  const bad = (why?: string): ParamCheck => ({ ok: false, message: `param "${name}" takes ${describeParam(d)}${why ? ` (${why})` : ''}: ${shown(raw)} does not fit` });
-  if (typeof raw !== 'string' && typeof raw !== 'number' && typeof raw !== 'boolean') return bad('a string, number or boolean');
+  const bad = (why?: string): ParamCheck => ({
+    ok: false,
+    message: `param "${name}" takes ${describeParam(d)}${why ? ` (${why})` : ''}: ${shown(raw)} does not fit`,
+  });
+  if (typeof raw !== 'string' && typeof raw !== 'number' && typeof raw !== 'boolean')
+    return bad('a string, number or boolean');
   switch (d.type) {
     case 'integer':
     case 'number': {
       let n: number;
       if (typeof raw === 'number') n = raw;
-      else if (typeof raw === 'string' && (d.type === 'integer' ? INT_RE : NUM_RE).test(raw.trim())) n = Number(raw.trim());
+      else if (typeof raw === 'string' && (d.type === 'integer' ? INT_RE : NUM_RE).test(raw.trim()))
+        n = Number(raw.trim());
       else return bad();
       if (!Number.isFinite(n) || (d.type === 'integer' && !Number.isSafeInteger(n))) return bad();
       if (typeof d.min === 'number' && n < d.min) return bad();
@@ -228,7 +259,8 @@ export function checkParamValue(name: string, d: ParamDecl, raw: unknown): Param
     }
     default: {
       const s = String(raw);
-      if (s.length > Math.min(d.maxLength ?? PARAM_LIMITS.valueLength, PARAM_LIMITS.valueLength)) return bad('too long');
+      if (s.length > Math.min(d.maxLength ?? PARAM_LIMITS.valueLength, PARAM_LIMITS.valueLength))
+        return bad('too long');
       if (FORBIDDEN_CHARS.test(s)) return bad('control characters are not allowed');
       if (d.pattern && !compilePattern(d.pattern).test(s)) return bad();
       return { ok: true, value: s };

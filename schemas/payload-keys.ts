@@ -24,7 +24,9 @@ export type PayloadKeys = Record<string, PayloadKey[]>;
 export function parsePayloadKeys(v: string | undefined): PayloadKeys | undefined {
   if (v === undefined || v.trim() === '') return undefined;
   const fail = (m: string): never => {
-    throw new Error(`STRATA_PAYLOAD_KEYS: ${m}; write TENANT:KEY_ID=BASE64_KEY entries separated by commas, e.g. acme:k2=…,acme:k1=…,_platform:p1=… (a key is 32 random bytes in base64: openssl rand -base64 32)`);
+    throw new Error(
+      `STRATA_PAYLOAD_KEYS: ${m}; write TENANT:KEY_ID=BASE64_KEY entries separated by commas, e.g. acme:k2=…,acme:k1=…,_platform:p1=… (a key is 32 random bytes in base64: openssl rand -base64 32)`,
+    );
   };
   const out: PayloadKeys = {};
   v.split(',').forEach((raw, i) => {
@@ -36,21 +38,26 @@ export function parsePayloadKeys(v: string | undefined): PayloadKeys | undefined
     const id = entry.slice(colon + 1, eq);
     const b64 = entry.slice(eq + 1).trim();
     const name = `entry ${i + 1} (${tenant}:${id})`;
-    if (tenant !== PLATFORM_TENANT && !TENANT_PATTERN.test(tenant)) fail(`${name}: the tenant must be lower-case letters, digits and "-", or ${PLATFORM_TENANT}`);
+    if (tenant !== PLATFORM_TENANT && !TENANT_PATTERN.test(tenant))
+      fail(`${name}: the tenant must be lower-case letters, digits and "-", or ${PLATFORM_TENANT}`);
     if (!KEY_ID.test(id)) fail(`${name}: the key id must be 1-32 letters, digits, "_" or "-"`);
     const key = decodeBase64(b64);
     if (!key) fail(`${name}: the key is not base64`);
     if (key!.length !== 32) fail(`${name}: the key must be 32 bytes (AES-256), it is ${key!.length}`);
-    if (out[tenant]?.some((k) => k.id === id)) fail(`${name}: ${tenant}:${id} is listed twice; give each key its own id`);
+    if (out[tenant]?.some((k) => k.id === id))
+      fail(`${name}: ${tenant}:${id} is listed twice; give each key its own id`);
     (out[tenant] ??= []).push({ id, key: key! });
   });
-  if (!out[PLATFORM_TENANT]) fail(`no ${PLATFORM_TENANT} key: add ${PLATFORM_TENANT}:<id>=<key> (it encrypts payloads of no tenant, and tenants without keys of their own get keys derived from it)`);
+  if (!out[PLATFORM_TENANT])
+    fail(
+      `no ${PLATFORM_TENANT} key: add ${PLATFORM_TENANT}:<id>=<key> (it encrypts payloads of no tenant, and tenants without keys of their own get keys derived from it)`,
+    );
   return out;
 }
 
 function decodeBase64(s: string): Uint8Array | undefined {
   const std = s.replace(/-/g, '+').replace(/_/g, '/');
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(std) || (std.replace(/=+$/, '').length % 4) === 1) return undefined;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(std) || std.replace(/=+$/, '').length % 4 === 1) return undefined;
   try {
     return Uint8Array.from(atob(std.padEnd(Math.ceil(std.length / 4) * 4, '=')), (c) => c.charCodeAt(0));
   } catch {

@@ -1,8 +1,24 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
 import { TASK_KINDS, KIND_NAMES, sqlDialectAt } from './kinds.js';
-import { PARAM_LIMITS, PARAM_TYPES, ParamDeclObject, ParamDef, checkParamValue, paramDecl, paramDecls, type ParamDecl } from './params.js';
-import { BUILTIN_VARIABLES, renderField, scanTemplate, stringsIn, templateUseProblems, type TemplateVars } from './template.js';
+import {
+  PARAM_LIMITS,
+  PARAM_TYPES,
+  ParamDeclObject,
+  ParamDef,
+  checkParamValue,
+  paramDecl,
+  paramDecls,
+  type ParamDecl,
+} from './params.js';
+import {
+  BUILTIN_VARIABLES,
+  renderField,
+  scanTemplate,
+  stringsIn,
+  templateUseProblems,
+  type TemplateVars,
+} from './template.js';
 
 export { PARAM_LIMITS, ParamDef } from './params.js';
 
@@ -57,7 +73,15 @@ export const PipelineSpecBase = z
       .strict()
       .default({}),
     params: z
-      .record(z.string().regex(new RegExp(`^[A-Za-z_][A-Za-z0-9_]{0,${PARAM_LIMITS.nameLength - 1}}$`), `param names are letters, digits and "_" (at most ${PARAM_LIMITS.nameLength})`), ParamDef)
+      .record(
+        z
+          .string()
+          .regex(
+            new RegExp(`^[A-Za-z_][A-Za-z0-9_]{0,${PARAM_LIMITS.nameLength - 1}}$`),
+            `param names are letters, digits and "_" (at most ${PARAM_LIMITS.nameLength})`,
+          ),
+        ParamDef,
+      )
       .refine((p) => Object.keys(p).length <= PARAM_LIMITS.count, `declare at most ${PARAM_LIMITS.count} params`)
       .default({}),
     tasks: z.array(z.record(z.string(), z.unknown())).min(1, 'a pipeline needs at least one task'),
@@ -105,10 +129,16 @@ function zodProblems(err: z.ZodError, prefix: PropertyKey[] = [], input?: unknow
       const v = valueAt(input, i.path);
       const r = v && typeof v === 'object' && !Array.isArray(v) ? ParamDeclObject.safeParse(v) : undefined;
       if (r && !r.success) return zodProblems(r.error, path, v);
-      return { path: formatPath(path), message: `a param is a default value (text, a number, true or false) or a mapping of type (${PARAM_TYPES.join(', ')}), default, description, min, max, maxLength, pattern, values` };
+      return {
+        path: formatPath(path),
+        message: `a param is a default value (text, a number, true or false) or a mapping of type (${PARAM_TYPES.join(', ')}), default, description, min, max, maxLength, pattern, values`,
+      };
     }
     if (i.code === 'unrecognized_keys') {
-      return { path: formatPath(path), message: `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}: remove or correct the name` };
+      return {
+        path: formatPath(path),
+        message: `unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}: remove or correct the name`,
+      };
     }
     if (i.code === 'invalid_type' && valueAt(input, i.path) === undefined) {
       return { path: formatPath(path), message: `missing: add "${String(path[path.length - 1])}"` };
@@ -169,7 +199,10 @@ export function validateSpec(input: unknown): ValidationResult {
     const rawTasks = (input as { tasks?: unknown })?.tasks;
     const rawParams = (input as { params?: unknown })?.params;
     if (Array.isArray(rawTasks) && !problems.some((p) => p.path === 'tasks')) {
-      const params = rawParams && typeof rawParams === 'object' && !Array.isArray(rawParams) ? (rawParams as Record<string, unknown>) : {};
+      const params =
+        rawParams && typeof rawParams === 'object' && !Array.isArray(rawParams)
+          ? (rawParams as Record<string, unknown>)
+          : {};
       problems.push(...validateTasks(rawTasks as Record<string, unknown>[], params).problems);
     }
     return { ok: false, problems: dedupe(problems) };
@@ -190,7 +223,10 @@ function dedupe(ps: Problem[]): Problem[] {
   });
 }
 
-function validateTasks(raw: Record<string, unknown>[], params: Record<string, unknown>): { tasks: TaskSpec[]; problems: Problem[] } {
+function validateTasks(
+  raw: Record<string, unknown>[],
+  params: Record<string, unknown>,
+): { tasks: TaskSpec[]; problems: Problem[] } {
   const problems: Problem[] = [];
   const tasks: TaskSpec[] = [];
   const known = new Set(KIND_NAMES());
@@ -205,7 +241,10 @@ function validateTasks(raw: Record<string, unknown>[], params: Record<string, un
       return;
     }
     if (!known.has(kind)) {
-      problems.push({ path: `tasks[${i}].kind`, message: `unknown kind "${kind}": use one of ${[...known].join(', ')}` });
+      problems.push({
+        path: `tasks[${i}].kind`,
+        message: `unknown kind "${kind}": use one of ${[...known].join(', ')}`,
+      });
       return;
     }
     const r = taskSchema(kind).safeParse(t);
@@ -222,7 +261,11 @@ function validateTasks(raw: Record<string, unknown>[], params: Record<string, un
   raw.forEach((t, i) => {
     const id = (t as { id?: unknown })?.id;
     if (typeof id !== 'string') return;
-    if (ids.has(id)) problems.push({ path: `tasks[${i}].id`, message: `duplicate task id "${id}" (also tasks[${ids.get(id)}]): give each task its own id` });
+    if (ids.has(id))
+      problems.push({
+        path: `tasks[${i}].id`,
+        message: `duplicate task id "${id}" (also tasks[${ids.get(id)}]): give each task its own id`,
+      });
     else ids.set(id, i);
   });
 
@@ -231,14 +274,27 @@ function validateTasks(raw: Record<string, unknown>[], params: Record<string, un
     if (!Array.isArray(needs)) return;
     needs.forEach((n, j) => {
       if (typeof n !== 'string') return;
-      if (!ids.has(n)) problems.push({ path: `tasks[${i}].needs[${j}]`, message: `needs unknown task "${n}": use one of the task ids (${[...ids.keys()].slice(0, 20).join(', ')})` });
-      else if (n === (t as { id?: unknown }).id) problems.push({ path: `tasks[${i}].needs[${j}]`, message: `task "${n}" needs itself: remove it from its own needs` });
+      if (!ids.has(n))
+        problems.push({
+          path: `tasks[${i}].needs[${j}]`,
+          message: `needs unknown task "${n}": use one of the task ids (${[...ids.keys()].slice(0, 20).join(', ')})`,
+        });
+      else if (n === (t as { id?: unknown }).id)
+        problems.push({
+          path: `tasks[${i}].needs[${j}]`,
+          message: `task "${n}" needs itself: remove it from its own needs`,
+        });
     });
   });
 
   const graph = raw
     .filter((t) => t && typeof (t as { id?: unknown }).id === 'string')
-    .map((t) => ({ id: t.id as string, needs: Array.isArray(t.needs) ? (t.needs as unknown[]).filter((n): n is string => typeof n === 'string' && n !== t.id) : [] }));
+    .map((t) => ({
+      id: t.id as string,
+      needs: Array.isArray(t.needs)
+        ? (t.needs as unknown[]).filter((n): n is string => typeof n === 'string' && n !== t.id)
+        : [],
+    }));
   const cycle = findCycle(graph);
   if (cycle) problems.push({ path: 'tasks', message: `cycle: ${cycle.join(' -> ')}; remove one of these needs` });
 
@@ -251,11 +307,20 @@ function validateTasks(raw: Record<string, unknown>[], params: Record<string, un
       for (const [text, sub] of stringsIn(value, [field])) {
         const { uses, malformed } = scanTemplate(text);
         const path = formatPath(['tasks', i, ...sub]);
-        if (malformed) problems.push({ path, message: 'malformed template: write variables as {{ name }} or {{ params.name }} (in SQL: {{ params.name | literal }} or {{ params.name | ident }})' });
+        if (malformed)
+          problems.push({
+            path,
+            message:
+              'malformed template: write variables as {{ name }} or {{ params.name }} (in SQL: {{ params.name | literal }} or {{ params.name | ident }})',
+          });
         for (const u of uses)
           if (!allowed.has(u.name))
-            problems.push({ path, message: `unknown template variable "${u.name}": use ${u.name.startsWith('params.') ? 'a param declared under "params"' : 'one of ' + [...BUILTIN_VARIABLES].join(', ') + ' or params.NAME'}` });
-        for (const message of templateUseProblems(text, uses, { sql: sqlDialectAt(t, sub), params: decls })) problems.push({ path, message });
+            problems.push({
+              path,
+              message: `unknown template variable "${u.name}": use ${u.name.startsWith('params.') ? 'a param declared under "params"' : 'one of ' + [...BUILTIN_VARIABLES].join(', ') + ' or params.NAME'}`,
+            });
+        for (const message of templateUseProblems(text, uses, { sql: sqlDialectAt(t, sub), params: decls }))
+          problems.push({ path, message });
       }
     }
   });
@@ -282,7 +347,16 @@ function safeDecls(params: Record<string, unknown>): Record<string, ParamDecl> {
 }
 
 /** Built-in values that stand in for a run's own at trigger time, when SQL fields are rendered as a check. */
-const CHECK_VARS: TemplateVars = { ds: '2000-01-01', ds_nodash: '20000101', logical_date: '2000-01-01T00:00:00.000Z', run_id: 'run', pipeline_id: 'p', task_id: 't', tenant: 't', trigger: 'manual' };
+const CHECK_VARS: TemplateVars = {
+  ds: '2000-01-01',
+  ds_nodash: '20000101',
+  logical_date: '2000-01-01T00:00:00.000Z',
+  run_id: 'run',
+  pipeline_id: 'p',
+  task_id: 't',
+  tenant: 't',
+  trigger: 'manual',
+};
 
 /**
  * Param values for a run: declared defaults overlaid with the given values, each checked
@@ -291,13 +365,22 @@ const CHECK_VARS: TemplateVars = { ds: '2000-01-01', ds_nodash: '20000101', logi
  * fields are rendered with the values as a check, so a value a SQL field cannot take, or
  * a spec stored before params were typed, is refused here rather than in the run.
  */
-export function resolveParams(spec: PipelineSpec, given: Record<string, string | number | boolean>): { params: Record<string, string>; problems: Problem[] } {
+export function resolveParams(
+  spec: PipelineSpec,
+  given: Record<string, string | number | boolean>,
+): { params: Record<string, string>; problems: Problem[] } {
   const params: Record<string, string> = {};
   const problems: Problem[] = [];
   const declared = spec.params ?? {};
   const decls = paramDecls(declared);
   const names = Object.keys(given);
-  if (names.length > PARAM_LIMITS.count) return { params, problems: [{ path: 'params', message: `${names.length} params given: a run takes at most ${PARAM_LIMITS.count}` }] };
+  if (names.length > PARAM_LIMITS.count)
+    return {
+      params,
+      problems: [
+        { path: 'params', message: `${names.length} params given: a run takes at most ${PARAM_LIMITS.count}` },
+      ],
+    };
   for (const [name, d] of Object.entries(decls)) {
     if (d.default === undefined) continue;
     const c = checkParamValue(name, d, d.default);
@@ -306,7 +389,10 @@ export function resolveParams(spec: PipelineSpec, given: Record<string, string |
   }
   for (const [k, v] of Object.entries(given)) {
     if (!Object.hasOwn(declared, k)) {
-      problems.push({ path: `params.${k.slice(0, PARAM_LIMITS.nameLength)}`, message: `unknown param "${k.slice(0, PARAM_LIMITS.nameLength)}": declare it under "params" or use one of ${Object.keys(declared).join(', ') || '(none declared)'}` });
+      problems.push({
+        path: `params.${k.slice(0, PARAM_LIMITS.nameLength)}`,
+        message: `unknown param "${k.slice(0, PARAM_LIMITS.nameLength)}": declare it under "params" or use one of ${Object.keys(declared).join(', ') || '(none declared)'}`,
+      });
       continue;
     }
     const c = checkParamValue(k, decls[k], v);
@@ -317,9 +403,14 @@ export function resolveParams(spec: PipelineSpec, given: Record<string, string |
     }
   }
   for (const name of Object.keys(declared))
-    if (!Object.hasOwn(params, name) && !problems.some((p) => p.path === `params.${name}`)) problems.push({ path: `params.${name}`, message: `param "${name}" has no default: pass a value for it` });
+    if (!Object.hasOwn(params, name) && !problems.some((p) => p.path === `params.${name}`))
+      problems.push({ path: `params.${name}`, message: `param "${name}" has no default: pass a value for it` });
   const total = Object.values(params).reduce((n, v) => n + v.length, 0);
-  if (total > PARAM_LIMITS.totalLength) problems.push({ path: 'params', message: `the values hold ${total} characters together: a run takes at most ${PARAM_LIMITS.totalLength}` });
+  if (total > PARAM_LIMITS.totalLength)
+    problems.push({
+      path: 'params',
+      message: `the values hold ${total} characters together: a run takes at most ${PARAM_LIMITS.totalLength}`,
+    });
   if (problems.length) return { params, problems };
 
   const vars: TemplateVars = { ...CHECK_VARS };
@@ -332,7 +423,10 @@ export function resolveParams(spec: PipelineSpec, given: Record<string, string |
         if (!sql || !text.includes('{{')) continue;
         const raw = scanTemplate(text).uses.find((u) => u.name.startsWith('params.') && !u.filter);
         if (raw) {
-          problems.push({ path: formatPath(['tasks', i, ...sub]), message: `this version of the spec pastes ${raw.name} into SQL (it was registered before params were typed): register a new version that writes {{ ${raw.name} | literal }} or {{ ${raw.name} | ident }}` });
+          problems.push({
+            path: formatPath(['tasks', i, ...sub]),
+            message: `this version of the spec pastes ${raw.name} into SQL (it was registered before params were typed): register a new version that writes {{ ${raw.name} | literal }} or {{ ${raw.name} | ident }}`,
+          });
           continue;
         }
         try {

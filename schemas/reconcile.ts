@@ -36,7 +36,11 @@ export const ReconcileOptions = z
     nullValues: z.array(z.string()).default(['']),
     sampleLimit: z.number().int().min(0).max(1000).default(10),
     /** Inputs larger than this (both sides together) take the partitioned path. */
-    memoryLimitBytes: z.number().int().positive().default(64 * 1024 * 1024),
+    memoryLimitBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(64 * 1024 * 1024),
     /** Partitions for the partitioned path (default: sized from the inputs). */
     partitions: z.number().int().min(1).max(4096).optional(),
     /**
@@ -66,7 +70,10 @@ export interface ReconcileResult {
   counts: { left: number; right: number; matched: number; changed: number; onlyLeft: number; onlyRight: number };
   columnMismatches: Record<string, number>;
   columns: { compared: string[]; onlyLeft: string[]; onlyRight: string[] };
-  duplicates: { left: { keys: number; rows: number; samples: Record<string, string | null>[] }; right: { keys: number; rows: number; samples: Record<string, string | null>[] } };
+  duplicates: {
+    left: { keys: number; rows: number; samples: Record<string, string | null>[] };
+    right: { keys: number; rows: number; samples: Record<string, string | null>[] };
+  };
   samples: { onlyLeft: RowSample[]; onlyRight: RowSample[]; changed: ChangedSample[] };
   partitions?: number;
 }

@@ -1,6 +1,13 @@
 import type { PipelineSpec } from './pipeline.js';
 
-export const FINAL_TASK_STATUSES = ['success', 'failed', 'skipped', 'upstream_failed', 'cancelled', 'excluded'] as const;
+export const FINAL_TASK_STATUSES = [
+  'success',
+  'failed',
+  'skipped',
+  'upstream_failed',
+  'cancelled',
+  'excluded',
+] as const;
 export type FinalTaskStatus = (typeof FINAL_TASK_STATUSES)[number];
 export type TaskStatus = 'pending' | 'running' | FinalTaskStatus;
 
@@ -164,7 +171,14 @@ export interface TaskActivityInput {
 export type TaskActivity = (input: TaskActivityInput) => Promise<TaskOutput>;
 
 /** One task's state as a tuple: id, status index, attempts, start and end (epoch ms, 0 = none), extras. */
-export type CarriedTask = [id: string, status: number, attempts: number, startedAt: number, endedAt: number, rest?: Partial<Pick<TaskState, 'output' | 'error' | 'errorType' | 'reusedFrom'>>];
+export type CarriedTask = [
+  id: string,
+  status: number,
+  attempts: number,
+  startedAt: number,
+  endedAt: number,
+  rest?: Partial<Pick<TaskState, 'output' | 'error' | 'errorType' | 'reusedFrom'>>,
+];
 
 /** The run state as carried across continue-as-new (see workflows/carry.ts). */
 export interface CarriedState {

@@ -45,7 +45,12 @@ export function taskProfile(spec: PipelineSpec, task: TaskSpec): TaskProfile {
     label: `${task.kind}${typeof task.engine === 'string' ? ` on ${task.engine}` : ''}`,
     runner,
     timeoutMs: toMs(eff.timeout),
-    retry: { attempts: eff.retry.attempts, initialIntervalMs: toMs(eff.retry.initialInterval), backoff: eff.retry.backoff, maxIntervalMs: toMs(eff.retry.maxInterval) },
+    retry: {
+      attempts: eff.retry.attempts,
+      initialIntervalMs: toMs(eff.retry.initialInterval),
+      backoff: eff.retry.backoff,
+      maxIntervalMs: toMs(eff.retry.maxInterval),
+    },
   };
 }
 
@@ -73,7 +78,14 @@ export function skeletonPage(spec: PipelineSpec, from = 0, budget = SKELETON_PAG
     bytes += size;
     nodes.push([t.id, t.needs, trigger, pi]);
   }
-  return { pipelineId: spec.id, maxParallel: spec.maxParallel, taskCount: spec.tasks.length, profiles, nodes, ...(i < spec.tasks.length ? { next: i } : {}) };
+  return {
+    pipelineId: spec.id,
+    maxParallel: spec.maxParallel,
+    taskCount: spec.tasks.length,
+    profiles,
+    nodes,
+    ...(i < spec.tasks.length ? { next: i } : {}),
+  };
 }
 
 export const triggerAt = (i: number): TriggerRule => TRIGGER_RULES[i];
@@ -83,8 +95,22 @@ export const triggerAt = (i: number): TriggerRule => TRIGGER_RULES[i];
  * and SQL filters, built-ins from the run. Throws (a message naming the task) when a
  * value does not fit: the task fails without retrying.
  */
-export function renderSpecTask(spec: PipelineSpec, task: TaskSpec, run: RunContext, params: Record<string, string>): Record<string, unknown> {
-  const vars = runVariables({ logicalDate: run.logicalDate, runId: run.runId, pipelineId: spec.id, tenant: run.tenant, trigger: String(run.trigger), params });
+export function renderSpecTask(
+  spec: PipelineSpec,
+  task: TaskSpec,
+  run: RunContext,
+  params: Record<string, string>,
+): Record<string, unknown> {
+  const vars = runVariables({
+    logicalDate: run.logicalDate,
+    runId: run.runId,
+    pipelineId: spec.id,
+    tenant: run.tenant,
+    trigger: String(run.trigger),
+    params,
+  });
   const fields = { ...task, needs: undefined, retry: undefined };
-  return renderTask(fields, { ...vars, task_id: task.id }, paramDecls(spec.params ?? {}), (path) => sqlDialectAt(task, path));
+  return renderTask(fields, { ...vars, task_id: task.id }, paramDecls(spec.params ?? {}), (path) =>
+    sqlDialectAt(task, path),
+  );
 }

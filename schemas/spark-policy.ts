@@ -12,20 +12,39 @@ import { envPairs, TierName, type Tier } from './external.js';
  * the job into the pod, the node, the platform's credentials, or loads code from elsewhere.
  */
 const BLOCKED: [RegExp, string][] = [
-  [/^spark\.kubernetes\./, 'pod settings (namespace, image, service account, volumes and host mounts, pod templates, API credentials) come from the platform'],
-  [/^spark\.(driver|executor|yarn\.am)\.(extra|default)(JavaOptions|ClassPath|LibraryPath)$/, 'JVM options and class paths can run code outside the job'],
-  [/^spark\.(jars|files|archives|submit\.pyFiles)(\.|$)/, 'dependencies come from your lake: list them in the task\'s "jars", "pyFiles" or "files"'],
+  [
+    /^spark\.kubernetes\./,
+    'pod settings (namespace, image, service account, volumes and host mounts, pod templates, API credentials) come from the platform',
+  ],
+  [
+    /^spark\.(driver|executor|yarn\.am)\.(extra|default)(JavaOptions|ClassPath|LibraryPath)$/,
+    'JVM options and class paths can run code outside the job',
+  ],
+  [
+    /^spark\.(jars|files|archives|submit\.pyFiles)(\.|$)/,
+    'dependencies come from your lake: list them in the task\'s "jars", "pyFiles" or "files"',
+  ],
   [/^spark\.pyspark\./, 'the Python interpreter is part of the platform image'],
   [/^spark\.(executorEnv|yarn\.appMasterEnv)\./, 'environment variables of the job come from the platform'],
-  [/^spark\.((driver|executor)\.)?plugins$|^spark\.(extraListeners|sql\.queryExecutionListeners|sql\.streaming\.streamingQueryListeners|sql\.extensions)$/, 'loads extra classes into the job'],
-  [/^spark\.hadoop\..*(credentials\.provider|\.impl|access\.key|secret\.key|session\.token|assumed\.role)/i, 'storage credentials and file-system classes come from the platform (use "s3Secret")'],
+  [
+    /^spark\.((driver|executor)\.)?plugins$|^spark\.(extraListeners|sql\.queryExecutionListeners|sql\.streaming\.streamingQueryListeners|sql\.extensions)$/,
+    'loads extra classes into the job',
+  ],
+  [
+    /^spark\.hadoop\..*(credentials\.provider|\.impl|access\.key|secret\.key|session\.token|assumed\.role)/i,
+    'storage credentials and file-system classes come from the platform (use "s3Secret")',
+  ],
   [/^spark\.sql\.hive\.metastore\.(jars|sharedPrefixes|barrierPrefixes)/, 'loads jars from outside the image'],
   [/^spark\.(master|submit\.deployMode|driver\.host|driver\.bindAddress)$/, 'set by the platform'],
-  [/^spark\.(authenticate|ssl|network\.crypto|io\.encryption|acls|admin\.acls|ui\.filters|redaction)(\.|$)/, 'security settings come from the platform'],
+  [
+    /^spark\.(authenticate|ssl|network\.crypto|io\.encryption|acls|admin\.acls|ui\.filters|redaction)(\.|$)/,
+    'security settings come from the platform',
+  ],
 ];
 
 /** Resource settings: on Spark on Kubernetes they bypass the tier's quota check, so they are task fields. */
-const RESOURCE_KEYS = /^spark\.((driver|executor)\.(memory|cores)|executor\.instances|dynamicAllocation\..*|cores\.max|kubernetes\..*)$/;
+const RESOURCE_KEYS =
+  /^spark\.((driver|executor)\.(memory|cores)|executor\.instances|dynamicAllocation\..*|cores\.max|kubernetes\..*)$/;
 
 /** Spark settings each tier may set (entries ending in "*" are prefixes); higher tiers include the lower ones. */
 const FREE_CONF = [
@@ -62,9 +81,27 @@ const FREE_CONF = [
   'spark.rdd.compress',
   'spark.broadcast.compress',
 ];
-const TEAM_CONF = [...FREE_CONF, 'spark.executor.memoryOverhead', 'spark.driver.memoryOverhead', 'spark.executor.memoryOverheadFactor', 'spark.driver.memoryOverheadFactor', 'spark.task.cpus', 'spark.scheduler.mode'];
-const ENTERPRISE_CONF = [...TEAM_CONF, 'spark.memory.offHeap.enabled', 'spark.memory.offHeap.size', 'spark.kryo.*', 'spark.serializer'];
-export const TIER_SPARK_CONF: Record<Tier, readonly string[]> = { free: FREE_CONF, team: TEAM_CONF, enterprise: ENTERPRISE_CONF };
+const TEAM_CONF = [
+  ...FREE_CONF,
+  'spark.executor.memoryOverhead',
+  'spark.driver.memoryOverhead',
+  'spark.executor.memoryOverheadFactor',
+  'spark.driver.memoryOverheadFactor',
+  'spark.task.cpus',
+  'spark.scheduler.mode',
+];
+const ENTERPRISE_CONF = [
+  ...TEAM_CONF,
+  'spark.memory.offHeap.enabled',
+  'spark.memory.offHeap.size',
+  'spark.kryo.*',
+  'spark.serializer',
+];
+export const TIER_SPARK_CONF: Record<Tier, readonly string[]> = {
+  free: FREE_CONF,
+  team: TEAM_CONF,
+  enterprise: ENTERPRISE_CONF,
+};
 
 /** What the platform operator adds per tier (STRATA_SPARK_IMAGES, STRATA_SPARK_SERVICE_ACCOUNTS, STRATA_SPARK_CONF_ALLOW). */
 export interface SparkPolicyConfig {
@@ -81,7 +118,11 @@ export interface SparkTierPolicy {
   conf: string[];
 }
 
-export function sparkTierPolicy(tier: Tier, defaults: { image: string; serviceAccount: string }, extra: SparkPolicyConfig = {}): SparkTierPolicy {
+export function sparkTierPolicy(
+  tier: Tier,
+  defaults: { image: string; serviceAccount: string },
+  extra: SparkPolicyConfig = {},
+): SparkTierPolicy {
   return {
     tier,
     images: [defaults.image, ...(extra.images?.[tier] ?? [])],
@@ -91,7 +132,8 @@ export function sparkTierPolicy(tier: Tier, defaults: { image: string; serviceAc
 }
 
 /** `pattern` is a value, or a prefix ending in "*". */
-export const allows = (patterns: readonly string[], value: string) => patterns.some((p) => (p.endsWith('*') ? value.startsWith(p.slice(0, -1)) : value === p));
+export const allows = (patterns: readonly string[], value: string) =>
+  patterns.some((p) => (p.endsWith('*') ? value.startsWith(p.slice(0, -1)) : value === p));
 
 /**
  * Settings refused whatever the tier: the ones that reach past the job, and (engine spark)
@@ -104,16 +146,24 @@ export function blockedSparkConf(conf: unknown, engine: 'spark' | 'emr'): [strin
     const hit = BLOCKED.find(([re]) => re.test(key));
     if (hit) out.push([key, `sparkConf "${key}" is not allowed: ${hit[1]}`]);
     else if (engine === 'spark' && RESOURCE_KEYS.test(key))
-      out.push([key, `sparkConf "${key}" is not allowed: set resources with the task's "driver", "executor" and "dynamicAllocation" fields, which are checked against your tier`]);
+      out.push([
+        key,
+        `sparkConf "${key}" is not allowed: set resources with the task's "driver", "executor" and "dynamicAllocation" fields, which are checked against your tier`,
+      ]);
   }
   return out;
 }
 
 /** Dynamic allocation must name its ceiling: without one, Spark grows without limit. */
-export function dynamicAllocationProblem(dyn: { enabled?: boolean; minExecutors?: number; maxExecutors?: number } | undefined, maxInstances?: number): string | undefined {
+export function dynamicAllocationProblem(
+  dyn: { enabled?: boolean; minExecutors?: number; maxExecutors?: number } | undefined,
+  maxInstances?: number,
+): string | undefined {
   if (!dyn || dyn.enabled === false) return undefined;
-  if (dyn.maxExecutors === undefined) return `dynamicAllocation needs "maxExecutors"${maxInstances ? ` (at most ${maxInstances} on your tier)` : ''}: without it Spark adds executors without limit`;
-  if (dyn.minExecutors !== undefined && dyn.minExecutors > dyn.maxExecutors) return `dynamicAllocation: minExecutors (${dyn.minExecutors}) is above maxExecutors (${dyn.maxExecutors})`;
+  if (dyn.maxExecutors === undefined)
+    return `dynamicAllocation needs "maxExecutors"${maxInstances ? ` (at most ${maxInstances} on your tier)` : ''}: without it Spark adds executors without limit`;
+  if (dyn.minExecutors !== undefined && dyn.minExecutors > dyn.maxExecutors)
+    return `dynamicAllocation: minExecutors (${dyn.minExecutors}) is above maxExecutors (${dyn.maxExecutors})`;
   return undefined;
 }
 
@@ -121,14 +171,20 @@ export function dynamicAllocationProblem(dyn: { enabled?: boolean; minExecutors?
 export function sparkPolicyProblems(task: Record<string, any>, p: SparkTierPolicy, maxInstances: number): string[] {
   const out: string[] = [];
   if (task.image !== undefined && !allows(p.images, String(task.image)))
-    out.push(`image "${task.image}" is not allowed on the ${p.tier} tier (allowed: ${p.images.join(', ')}): leave "image" out, or ask the platform operator to allow it (STRATA_SPARK_IMAGES)`);
+    out.push(
+      `image "${task.image}" is not allowed on the ${p.tier} tier (allowed: ${p.images.join(', ')}): leave "image" out, or ask the platform operator to allow it (STRATA_SPARK_IMAGES)`,
+    );
   if (task.serviceAccount !== undefined && !allows(p.serviceAccounts, String(task.serviceAccount)))
-    out.push(`serviceAccount "${task.serviceAccount}" is not allowed on the ${p.tier} tier (allowed: ${p.serviceAccounts.join(', ')}): leave "serviceAccount" out, or ask the platform operator to allow it (STRATA_SPARK_SERVICE_ACCOUNTS)`);
+    out.push(
+      `serviceAccount "${task.serviceAccount}" is not allowed on the ${p.tier} tier (allowed: ${p.serviceAccounts.join(', ')}): leave "serviceAccount" out, or ask the platform operator to allow it (STRATA_SPARK_SERVICE_ACCOUNTS)`,
+    );
   const blocked = blockedSparkConf(task.sparkConf, 'spark');
   out.push(...blocked.map(([, m]) => m));
   for (const key of Object.keys(task.sparkConf ?? {}))
     if (!blocked.some(([k]) => k === key) && !allows(p.conf, key))
-      out.push(`sparkConf "${key}" is not on the ${p.tier} tier's list of Spark settings: remove it, or ask the platform operator to allow it (STRATA_SPARK_CONF_ALLOW)`);
+      out.push(
+        `sparkConf "${key}" is not on the ${p.tier} tier's list of Spark settings: remove it, or ask the platform operator to allow it (STRATA_SPARK_CONF_ALLOW)`,
+      );
   const dyn = dynamicAllocationProblem(task.dynamicAllocation, maxInstances);
   if (dyn) out.push(dyn);
   return out;
@@ -143,14 +199,21 @@ export function parseTierLists(name: string, text: string | undefined): Partial<
       .split('|')
       .map((s) => s.trim())
       .filter(Boolean);
-    if (!t.success || !list.length || extra.length) throw new Error(`${name}: "${pair}" should be TIER=VALUE[|VALUE…] with TIER one of ${TierName.options.join(', ')} (a VALUE ending in "*" is a prefix)`);
+    if (!t.success || !list.length || extra.length)
+      throw new Error(
+        `${name}: "${pair}" should be TIER=VALUE[|VALUE…] with TIER one of ${TierName.options.join(', ')} (a VALUE ending in "*" is a prefix)`,
+      );
     (out[t.data] ??= []).push(...list);
   }
   return out;
 }
 
 /** The operator's Spark policy from the environment (worker and API alike). */
-export function sparkPolicyFromEnv(env: { STRATA_SPARK_IMAGES?: string; STRATA_SPARK_SERVICE_ACCOUNTS?: string; STRATA_SPARK_CONF_ALLOW?: string }): SparkPolicyConfig {
+export function sparkPolicyFromEnv(env: {
+  STRATA_SPARK_IMAGES?: string;
+  STRATA_SPARK_SERVICE_ACCOUNTS?: string;
+  STRATA_SPARK_CONF_ALLOW?: string;
+}): SparkPolicyConfig {
   return {
     images: parseTierLists('STRATA_SPARK_IMAGES', env.STRATA_SPARK_IMAGES),
     serviceAccounts: parseTierLists('STRATA_SPARK_SERVICE_ACCOUNTS', env.STRATA_SPARK_SERVICE_ACCOUNTS),

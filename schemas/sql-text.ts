@@ -44,7 +44,10 @@ export function sqlString(s: string, dialect: SqlTextDialect): string {
       // Their lexers take `\x` as a pair and do not know `''`.
       return `'${s.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
     case 'portable':
-      if (s.includes('\\')) throw new SqlTextError('holds a backslash, which Postgres and MySQL read differently: an ingest.table query cannot take it as a literal');
+      if (s.includes('\\'))
+        throw new SqlTextError(
+          'holds a backslash, which Postgres and MySQL read differently: an ingest.table query cannot take it as a literal',
+        );
       return `'${doubled}'`;
   }
 }
@@ -62,7 +65,10 @@ export function sqlIdent(s: string, dialect: SqlTextDialect): string {
     case 'hive':
       return `\`${s.replaceAll('`', '``')}\``;
     case 'portable':
-      if (!PLAIN_IDENT.test(s)) throw new SqlTextError('is not a plain name (letters, digits, "_"), which is all an ingest.table query can quote the same on Postgres and MySQL');
+      if (!PLAIN_IDENT.test(s))
+        throw new SqlTextError(
+          'is not a plain name (letters, digits, "_"), which is all an ingest.table query can quote the same on Postgres and MySQL',
+        );
       return s;
   }
 }
@@ -72,7 +78,8 @@ export function sqlLiteral(value: string, type: SqlValueType, dialect: SqlTextDi
   switch (type) {
     case 'integer':
     case 'number': {
-      if (!/^-?(\d+(\.\d+)?)(e[+-]?\d+)?$/.test(value) || !Number.isFinite(Number(value))) throw new SqlTextError('is not a number');
+      if (!/^-?(\d+(\.\d+)?)(e[+-]?\d+)?$/.test(value) || !Number.isFinite(Number(value)))
+        throw new SqlTextError('is not a number');
       // Parenthesised: `x -{{ n | literal }}` with n = -5 must not read `x --5` (a comment).
       return value.startsWith('-') ? `(${value})` : value;
     }
@@ -128,7 +135,10 @@ function modes(dialect: SqlTextDialect): LexMode[] {
         return [{ backslash: false, dqBackslash: false, hash: false, dollar: false }];
     }
   })();
-  return base.flatMap((m) => [{ ...m, nested: false }, { ...m, nested: true }]);
+  return base.flatMap((m) => [
+    { ...m, nested: false },
+    { ...m, nested: true },
+  ]);
 }
 
 const IDENT_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
@@ -175,7 +185,12 @@ function nonCode(text: string, m: LexMode): [start: number, end: number][] {
         } else i++;
       }
       if (depth > 0) i = Infinity;
-    } else if (c === '$' && m.dollar && !IDENT_CHAR.test(text[i - 1] ?? ' ') && /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.test(text.slice(i, i + 130))) {
+    } else if (
+      c === '$' &&
+      m.dollar &&
+      !IDENT_CHAR.test(text[i - 1] ?? ' ') &&
+      /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.test(text.slice(i, i + 130))
+    ) {
       const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(text.slice(i, i + 130))![0];
       const end = text.indexOf(tag, i + tag.length);
       i = end < 0 ? Infinity : end + tag.length;
@@ -197,14 +212,24 @@ const BAD_AFTER = /[A-Za-z0-9_$'"`\\\u0080-\uffff]/;
  * string (`'{{ x | literal }}'`) its quotes would close the author's, and glued to a
  * prefix (`E{{ x | literal }}`, `N…`, `$tag…`) it would change how its quotes are read.
  */
-export function filterSiteProblem(text: string, start: number, end: number, dialect: SqlTextDialect): string | undefined {
+export function filterSiteProblem(
+  text: string,
+  start: number,
+  end: number,
+  dialect: SqlTextDialect,
+): string | undefined {
   return filterSiteProblems(text, [[start, end]], dialect)[0];
 }
 
-export function filterSiteProblems(text: string, sites: [start: number, end: number][], dialect: SqlTextDialect): (string | undefined)[] {
+export function filterSiteProblems(
+  text: string,
+  sites: [start: number, end: number][],
+  dialect: SqlTextDialect,
+): (string | undefined)[] {
   // Blank out every template use, so one use's braces do not read as SQL.
   let blank = text;
-  for (const m of text.matchAll(/\{\{[^}]*\}\}/g)) blank = blank.slice(0, m.index) + ' '.repeat(m[0].length) + blank.slice(m.index! + m[0].length);
+  for (const m of text.matchAll(/\{\{[^}]*\}\}/g))
+    blank = blank.slice(0, m.index) + ' '.repeat(m[0].length) + blank.slice(m.index! + m[0].length);
   const readings = modes(dialect).map((m) => nonCode(blank, m));
   return sites.map(([s, e]) => {
     if (readings.some((spans) => spans.some(([a, b]) => s >= a && s < b)))

@@ -1,19 +1,37 @@
 import type { ParamDecl } from './params.js';
 import { checkParamValue } from './params.js';
-import { SQL_FILTERS, SqlTextError, filterSiteProblems, sqlIdent, sqlLiteral, unsafeBuiltin, type SqlTextDialect } from './sql-text.js';
+import {
+  SQL_FILTERS,
+  SqlTextError,
+  filterSiteProblems,
+  sqlIdent,
+  sqlLiteral,
+  unsafeBuiltin,
+  type SqlTextDialect,
+} from './sql-text.js';
 
 /**
  * The spec template syntax: `{{ name }}`, `{{ params.name }}`, and in SQL fields
  * `{{ params.name | literal }}` / `{{ params.name | ident }}`, nothing else. No
  * expressions, no code evaluation: a variable is looked up, or it is an error.
  */
-const TEMPLATE_RE = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*(?:\|\s*([A-Za-z_][A-Za-z0-9_]*)\s*)?\}\}/g;
+const TEMPLATE_RE =
+  /\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*(?:\|\s*([A-Za-z_][A-Za-z0-9_]*)\s*)?\}\}/g;
 /** The syntax before filters; runs recorded before typed params replay with it. */
 const LEGACY_TEMPLATE_RE = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*\}\}/g;
 const OPEN_RE = /\{\{/g;
 
 /** Variables every run defines besides `params.*`. */
-export const BUILTIN_VARIABLES = ['ds', 'ds_nodash', 'logical_date', 'run_id', 'pipeline_id', 'task_id', 'tenant', 'trigger'] as const;
+export const BUILTIN_VARIABLES = [
+  'ds',
+  'ds_nodash',
+  'logical_date',
+  'run_id',
+  'pipeline_id',
+  'task_id',
+  'tenant',
+  'trigger',
+] as const;
 
 export type TemplateVars = Record<string, string>;
 
@@ -27,7 +45,8 @@ export interface TemplateUse {
 /** Names used in a string (with their filters and places), and malformed `{{` openings. */
 export function scanTemplate(text: string): { names: string[]; uses: TemplateUse[]; malformed: boolean } {
   const uses: TemplateUse[] = [];
-  for (const m of text.matchAll(TEMPLATE_RE)) uses.push({ name: m[1], ...(m[2] ? { filter: m[2] } : {}), start: m.index!, end: m.index! + m[0].length });
+  for (const m of text.matchAll(TEMPLATE_RE))
+    uses.push({ name: m[1], ...(m[2] ? { filter: m[2] } : {}), start: m.index!, end: m.index! + m[0].length });
   const opens = (text.match(OPEN_RE) ?? []).length;
   return { names: uses.map((u) => u.name), uses, malformed: opens !== uses.length };
 }
@@ -55,7 +74,13 @@ export function rawParamInSqlMessage(name: string): string {
 /** What is wrong with the uses in one field (validation and trigger time); empty when fine. */
 export function templateUseProblems(text: string, uses: TemplateUse[], ctx: FieldContext): string[] {
   const out: string[] = [];
-  const sites = ctx.sql ? filterSiteProblems(text, uses.map((u) => [u.start, u.end]), ctx.sql) : [];
+  const sites = ctx.sql
+    ? filterSiteProblems(
+        text,
+        uses.map((u) => [u.start, u.end]),
+        ctx.sql,
+      )
+    : [];
   uses.forEach((u, k) => {
     const shown = text.slice(u.start, u.end);
     if (u.filter !== undefined && !(SQL_FILTERS as readonly string[]).includes(u.filter)) {
@@ -64,7 +89,8 @@ export function templateUseProblems(text: string, uses: TemplateUse[], ctx: Fiel
     }
     const isParam = u.name.startsWith('params.');
     if (!ctx.sql) {
-      if (u.filter) out.push(`${shown}: filters quote values for SQL, and this field is not SQL: write {{ ${u.name} }}`);
+      if (u.filter)
+        out.push(`${shown}: filters quote values for SQL, and this field is not SQL: write {{ ${u.name} }}`);
       return;
     }
     if (isParam && !u.filter) {
@@ -73,7 +99,8 @@ export function templateUseProblems(text: string, uses: TemplateUse[], ctx: Fiel
     }
     if (u.filter === 'ident' && isParam) {
       const d = ctx.params[u.name.slice('params.'.length)];
-      if (d && d.type !== 'string' && d.type !== 'enum') out.push(`${shown}: ident quotes a name, and ${u.name} is a ${d.type}: write {{ ${u.name} | literal }}`);
+      if (d && d.type !== 'string' && d.type !== 'enum')
+        out.push(`${shown}: ident quotes a name, and ${u.name} is a ${d.type}: write {{ ${u.name} | literal }}`);
     }
     if (u.filter && sites[k]) out.push(`${shown} ${sites[k]}`);
   });
@@ -108,10 +135,20 @@ function renderUse(u: TemplateUse, vars: TemplateVars, ctx: FieldContext): strin
     // Checked at trigger time; checked again here, so a run started around the API is held to the same types.
     const c = checkParamValue(pname, d, value);
     if (!c.ok) throw new Error(c.message);
-    if (c.value !== value) throw new Error(`param "${pname}" is not in canonical form (${JSON.stringify(value)}): start runs through the API or CLI`);
-    type = d.type === 'enum' ? (typeof d.values!.find((v) => String(v) === value) === 'number' ? 'number' : 'string') : d.type;
+    if (c.value !== value)
+      throw new Error(
+        `param "${pname}" is not in canonical form (${JSON.stringify(value)}): start runs through the API or CLI`,
+      );
+    type =
+      d.type === 'enum'
+        ? typeof d.values!.find((v) => String(v) === value) === 'number'
+          ? 'number'
+          : 'string'
+        : d.type;
   } else if (ctx.sql && !u.filter && unsafeBuiltin(value)) {
-    throw new Error(`${u.name} is ${JSON.stringify(value)}, which may not stand raw in SQL: write {{ ${u.name} | literal }}`);
+    throw new Error(
+      `${u.name} is ${JSON.stringify(value)}, which may not stand raw in SQL: write {{ ${u.name} | literal }}`,
+    );
   }
   if (!ctx.sql || !u.filter) return value;
   try {
@@ -123,7 +160,13 @@ function renderUse(u: TemplateUse, vars: TemplateVars, ctx: FieldContext): strin
 }
 
 /** Renders a task: every string with its path's SQL dialect (object keys are left as written). */
-export function renderTask<T>(value: T, vars: TemplateVars, params: Record<string, ParamDecl>, sqlAt: (path: (string | number)[]) => SqlTextDialect | undefined, path: (string | number)[] = []): T {
+export function renderTask<T>(
+  value: T,
+  vars: TemplateVars,
+  params: Record<string, ParamDecl>,
+  sqlAt: (path: (string | number)[]) => SqlTextDialect | undefined,
+  path: (string | number)[] = [],
+): T {
   if (typeof value === 'string') return renderField(value, vars, { sql: sqlAt(path), params }) as T;
   if (Array.isArray(value)) return value.map((v, i) => renderTask(v, vars, params, sqlAt, [...path, i])) as T;
   if (value && typeof value === 'object') {
@@ -150,7 +193,8 @@ export function renderDeep<T>(value: T, vars: TemplateVars): T {
 export function* stringsIn(value: unknown, path: (string | number)[] = []): Generator<[string, (string | number)[]]> {
   if (typeof value === 'string') yield [value, path];
   else if (Array.isArray(value)) for (let i = 0; i < value.length; i++) yield* stringsIn(value[i], [...path, i]);
-  else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) yield* stringsIn(v, [...path, k]);
+  else if (value && typeof value === 'object')
+    for (const [k, v] of Object.entries(value)) yield* stringsIn(v, [...path, k]);
 }
 
 /** Builds the variables of one run; `logicalDate` is an ISO timestamp. */

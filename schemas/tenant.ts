@@ -22,7 +22,8 @@ export function normaliseLocation(p: string): string {
   if (!m) throw new LocationError(`"${p}" is not a location: use a path inside the lake, or an s3:// or file:// URI`);
   let rest = m[3] ?? '/';
   if (m[1] === 'file') {
-    if (m[2] && m[2] !== 'localhost') throw new LocationError(`"${p}" names a host: file:// locations are local folders (file:///FOLDER)`);
+    if (m[2] && m[2] !== 'localhost')
+      throw new LocationError(`"${p}" names a host: file:// locations are local folders (file:///FOLDER)`);
     if (!isPath)
       try {
         rest = decodeURIComponent(rest);
@@ -32,7 +33,8 @@ export function normaliseLocation(p: string): string {
   } else if (!m[2]) throw new LocationError(`"${p}" names no bucket: write s3://BUCKET/KEY`);
   if (/[\u0000-\u001f]/.test(rest)) throw new LocationError(`"${p}" holds control characters`);
   const segs = rest.split('/');
-  if (segs.some((s) => s === '..' || s === '.')) throw new LocationError(`"${p}" has "." or ".." segments: write the location without them`);
+  if (segs.some((s) => s === '..' || s === '.'))
+    throw new LocationError(`"${p}" has "." or ".." segments: write the location without them`);
   rest = rest.replace(/\/{2,}/g, '/');
   return m[1] === 'file' ? `file://${rest}` : `s3://${m[2]}${rest}`;
 }
@@ -56,7 +58,9 @@ export function parseTenantLocations(text: string | undefined): Record<string, s
       .map((s) => s.trim())
       .filter(Boolean);
     if (eq < 1 || !TENANT_RE.test(tenant) || !list.length)
-      throw new Error(`STRATA_TENANT_LOCATIONS: "${pair}" should be TENANT=URI[|URI…] with each URI an s3://BUCKET/PREFIX/ or file:///FOLDER/`);
+      throw new Error(
+        `STRATA_TENANT_LOCATIONS: "${pair}" should be TENANT=URI[|URI…] with each URI an s3://BUCKET/PREFIX/ or file:///FOLDER/`,
+      );
     for (const u of list) {
       let n: string;
       try {
@@ -64,7 +68,8 @@ export function parseTenantLocations(text: string | undefined): Record<string, s
       } catch (e) {
         throw new Error(`STRATA_TENANT_LOCATIONS: ${(e as Error).message}`);
       }
-      if (!n.endsWith('/')) throw new Error(`STRATA_TENANT_LOCATIONS: "${u}" must end with "/" (a folder or prefix, not one object)`);
+      if (!n.endsWith('/'))
+        throw new Error(`STRATA_TENANT_LOCATIONS: "${u}" must end with "/" (a folder or prefix, not one object)`);
       (out[tenant] ??= []).push(n);
     }
   }
@@ -78,7 +83,8 @@ export function parseTenantLakes(text: string | undefined, sharedRoot?: string):
   const out: Record<string, string> = Object.create(null);
   for (const pair of pairs(text)) {
     const [tenant = '', root = '', ...extra] = pair.split('=').map((s) => s.trim());
-    if (!TENANT_RE.test(tenant) || !root || extra.length) throw new Error(`STRATA_TENANT_LAKES: "${pair}" should be TENANT=s3://BUCKET/PREFIX or TENANT=file:///FOLDER`);
+    if (!TENANT_RE.test(tenant) || !root || extra.length)
+      throw new Error(`STRATA_TENANT_LAKES: "${pair}" should be TENANT=s3://BUCKET/PREFIX or TENANT=file:///FOLDER`);
     try {
       out[tenant] = normaliseLocation(root).replace(/\/+$/, '');
     } catch (e) {
@@ -86,10 +92,18 @@ export function parseTenantLakes(text: string | undefined, sharedRoot?: string):
     }
   }
   const roots = Object.entries(out);
-  const shared = sharedRoot && /^(s3|file):\/\/|^\//.test(sharedRoot) ? normaliseLocation(sharedRoot).replace(/\/+$/, '') : undefined;
+  const shared =
+    sharedRoot && /^(s3|file):\/\/|^\//.test(sharedRoot)
+      ? normaliseLocation(sharedRoot).replace(/\/+$/, '')
+      : undefined;
   for (const [i, [t, r]] of roots.entries()) {
-    if (shared && overlaps(r, shared)) throw new Error(`STRATA_TENANT_LAKES: ${t}'s lake ${r} overlaps the shared lake ${shared}: give it a root outside it`);
-    for (const [t2, r2] of roots.slice(i + 1)) if (overlaps(r, r2)) throw new Error(`STRATA_TENANT_LAKES: the lakes of ${t} and ${t2} overlap: give each its own root`);
+    if (shared && overlaps(r, shared))
+      throw new Error(
+        `STRATA_TENANT_LAKES: ${t}'s lake ${r} overlaps the shared lake ${shared}: give it a root outside it`,
+      );
+    for (const [t2, r2] of roots.slice(i + 1))
+      if (overlaps(r, r2))
+        throw new Error(`STRATA_TENANT_LAKES: the lakes of ${t} and ${t2} overlap: give each its own root`);
   }
   return out;
 }

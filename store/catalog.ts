@@ -132,35 +132,26 @@ export class Catalog {
   constructor(readonly db: Db) {}
 
   async findCommit(p: Producer, id: DatasetId): Promise<DatasetVersion | undefined> {
-    const r = await this.db.query(`SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4 AND v.run_id=$5 AND v.task_id=$6`, [
-      p.tenant,
-      id.layer,
-      id.namespace,
-      id.name,
-      p.runId,
-      p.taskId,
-    ]);
+    const r = await this.db.query(
+      `SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4 AND v.run_id=$5 AND v.task_id=$6`,
+      [p.tenant, id.layer, id.namespace, id.name, p.runId, p.taskId],
+    );
     return r.rows[0] ? toVersion(r.rows[0]) : undefined;
   }
 
   async current(tenant: string, id: DatasetId): Promise<DatasetVersion | undefined> {
-    const r = await this.db.query(`SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4 AND v.version = d.current_version`, [
-      tenant,
-      id.layer,
-      id.namespace,
-      id.name,
-    ]);
+    const r = await this.db.query(
+      `SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4 AND v.version = d.current_version`,
+      [tenant, id.layer, id.namespace, id.name],
+    );
     return r.rows[0] ? toVersion(r.rows[0]) : undefined;
   }
 
   async version(tenant: string, id: DatasetId, version: number): Promise<DatasetVersion | undefined> {
-    const r = await this.db.query(`SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4 AND v.version=$5`, [
-      tenant,
-      id.layer,
-      id.namespace,
-      id.name,
-      version,
-    ]);
+    const r = await this.db.query(
+      `SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4 AND v.version=$5`,
+      [tenant, id.layer, id.namespace, id.name, version],
+    );
     return r.rows[0] ? toVersion(r.rows[0]) : undefined;
   }
 
@@ -170,14 +161,27 @@ export class Catalog {
     let v: DatasetVersion | undefined;
     if (at === undefined) {
       v = await this.current(tenant, id);
-      if (!v) throw new CatalogError(`dataset ${label} has no current version (tenant ${tenant}): run the task that writes it first`, 'not_found');
+      if (!v)
+        throw new CatalogError(
+          `dataset ${label} has no current version (tenant ${tenant}): run the task that writes it first`,
+          'not_found',
+        );
     } else if (/^\d+$/.test(at)) {
       v = await this.version(tenant, id, Number(at));
-      if (!v) throw new CatalogError(`dataset ${label} does not exist: see "strata datasets history ${datasetKey(id)}" for its versions`, 'not_found');
-      if (v.status === 'rejected') throw new CatalogError(`version ${label} failed its checks and was never promoted; read it only for inspection through the catalog`, 'bad_ref');
+      if (!v)
+        throw new CatalogError(
+          `dataset ${label} does not exist: see "strata datasets history ${datasetKey(id)}" for its versions`,
+          'not_found',
+        );
+      if (v.status === 'rejected')
+        throw new CatalogError(
+          `version ${label} failed its checks and was never promoted; read it only for inspection through the catalog`,
+          'bad_ref',
+        );
     } else {
       const t = new Date(at.replace(/^'|'$/g, ''));
-      if (Number.isNaN(t.getTime())) throw new CatalogError(`"${at}" in ${datasetKey(id)}@… is neither a version number nor an ISO time`, 'bad_ref');
+      if (Number.isNaN(t.getTime()))
+        throw new CatalogError(`"${at}" in ${datasetKey(id)}@… is neither a version number nor an ISO time`, 'bad_ref');
       const r = await this.db.query(
         `SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4 AND v.promoted_at IS NOT NULL AND date_trunc('milliseconds', v.promoted_at) <= $5 ORDER BY v.promoted_at DESC, v.version DESC LIMIT 1`,
         [tenant, id.layer, id.namespace, id.name, t.toISOString()],
@@ -185,7 +189,8 @@ export class Catalog {
       v = r.rows[0] ? toVersion(r.rows[0]) : undefined;
       if (!v) throw new CatalogError(`dataset ${datasetKey(id)} had no version at ${t.toISOString()}`, 'not_found');
     }
-    if (v.status === 'vacuumed') throw new CatalogError(`version ${datasetKey(id)}@${v.version} was removed by retention (vacuum)`, 'vacuumed');
+    if (v.status === 'vacuumed')
+      throw new CatalogError(`version ${datasetKey(id)}@${v.version} was removed by retention (vacuum)`, 'vacuumed');
     return v;
   }
 
@@ -196,7 +201,10 @@ export class Catalog {
       for (const nv of versions) {
         const { layer, namespace, name } = nv.id;
         const key = [p.tenant, layer, namespace, name];
-        await t.query(`INSERT INTO lake_datasets (tenant, layer, namespace, name) VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING`, key);
+        await t.query(
+          `INSERT INTO lake_datasets (tenant, layer, namespace, name) VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING`,
+          key,
+        );
         const d = await t.query<{ current_version: number | null }>(
           `SELECT current_version FROM lake_datasets WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4 FOR UPDATE`,
           key,
@@ -207,7 +215,9 @@ export class Catalog {
           out.push(existing);
           continue;
         }
-        const prev = d.rows[0].current_version ? await cat.version(p.tenant, nv.id, d.rows[0].current_version) : undefined;
+        const prev = d.rows[0].current_version
+          ? await cat.version(p.tenant, nv.id, d.rows[0].current_version)
+          : undefined;
         const next = await t.query<{ n: number }>(
           `SELECT coalesce(max(version), 0) + 1 AS n FROM lake_dataset_versions WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4`,
           key,
@@ -234,9 +244,23 @@ export class Catalog {
             JSON.stringify(nv.checks),
           ],
         );
-        if (nv.promote) await t.query(`UPDATE lake_datasets SET current_version=$5, updated_at=now() WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4`, [...key, version]);
+        if (nv.promote)
+          await t.query(
+            `UPDATE lake_datasets SET current_version=$5, updated_at=now() WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4`,
+            [...key, version],
+          );
         for (const i of nv.inputs)
-          await t.query(`INSERT INTO lake_lineage VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING`, [p.tenant, i.layer, i.namespace, i.name, i.version, layer, namespace, name, version]);
+          await t.query(`INSERT INTO lake_lineage VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING`, [
+            p.tenant,
+            i.layer,
+            i.namespace,
+            i.name,
+            i.version,
+            layer,
+            namespace,
+            name,
+            version,
+          ]);
         out.push((await cat.version(p.tenant, nv.id, version))!);
       }
       if (watermark !== undefined)
@@ -250,7 +274,10 @@ export class Catalog {
   }
 
   async watermark(tenant: string, pipelineId: string, taskId: string): Promise<string | undefined> {
-    const r = await this.db.query<{ value: string }>(`SELECT value FROM lake_watermarks WHERE tenant=$1 AND pipeline_id=$2 AND task_id=$3`, [tenant, pipelineId, taskId]);
+    const r = await this.db.query<{ value: string }>(
+      `SELECT value FROM lake_watermarks WHERE tenant=$1 AND pipeline_id=$2 AND task_id=$3`,
+      [tenant, pipelineId, taskId],
+    );
     return r.rows[0]?.value;
   }
 
@@ -264,22 +291,27 @@ export class Catalog {
   }
 
   async versions(tenant: string, id: DatasetId): Promise<DatasetVersion[]> {
-    const r = await this.db.query(`SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4 ORDER BY v.version DESC`, [
-      tenant,
-      id.layer,
-      id.namespace,
-      id.name,
-    ]);
+    const r = await this.db.query(
+      `SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4 ORDER BY v.version DESC`,
+      [tenant, id.layer, id.namespace, id.name],
+    );
     return r.rows.map(toVersion);
   }
 
   async exists(tenant: string, id: DatasetId): Promise<boolean> {
-    const r = await this.db.query(`SELECT 1 FROM lake_datasets WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4`, [tenant, id.layer, id.namespace, id.name]);
+    const r = await this.db.query(
+      `SELECT 1 FROM lake_datasets WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4`,
+      [tenant, id.layer, id.namespace, id.name],
+    );
     return r.rowCount > 0;
   }
 
   /** Dataset-level lineage around one dataset: upstream and downstream up to depth hops. */
-  async lineage(tenant: string, id: DatasetId, depth: number): Promise<{ nodes: DatasetId[]; edges: { from: string; to: string }[] }> {
+  async lineage(
+    tenant: string,
+    id: DatasetId,
+    depth: number,
+  ): Promise<{ nodes: DatasetId[]; edges: { from: string; to: string }[] }> {
     const nodes = new Map<string, DatasetId>([[datasetKey(id), id]]);
     const edges = new Map<string, { from: string; to: string }>();
     const walk = async (dir: 'up' | 'down') => {
@@ -289,10 +321,20 @@ export class Catalog {
         for (const n of frontier) {
           const r =
             dir === 'up'
-              ? await this.db.query<Row>(`SELECT DISTINCT from_layer AS layer, from_ns AS namespace, from_name AS name FROM lake_lineage WHERE tenant=$1 AND to_layer=$2 AND to_ns=$3 AND to_name=$4`, [tenant, n.layer, n.namespace, n.name])
-              : await this.db.query<Row>(`SELECT DISTINCT to_layer AS layer, to_ns AS namespace, to_name AS name FROM lake_lineage WHERE tenant=$1 AND from_layer=$2 AND from_ns=$3 AND from_name=$4`, [tenant, n.layer, n.namespace, n.name]);
+              ? await this.db.query<Row>(
+                  `SELECT DISTINCT from_layer AS layer, from_ns AS namespace, from_name AS name FROM lake_lineage WHERE tenant=$1 AND to_layer=$2 AND to_ns=$3 AND to_name=$4`,
+                  [tenant, n.layer, n.namespace, n.name],
+                )
+              : await this.db.query<Row>(
+                  `SELECT DISTINCT to_layer AS layer, to_ns AS namespace, to_name AS name FROM lake_lineage WHERE tenant=$1 AND from_layer=$2 AND from_ns=$3 AND from_name=$4`,
+                  [tenant, n.layer, n.namespace, n.name],
+                );
           for (const row of r.rows) {
-            const m: DatasetId = { layer: row.layer as Layer, namespace: String(row.namespace), name: String(row.name) };
+            const m: DatasetId = {
+              layer: row.layer as Layer,
+              namespace: String(row.namespace),
+              name: String(row.name),
+            };
             const [from, to] = dir === 'up' ? [datasetKey(m), datasetKey(n)] : [datasetKey(n), datasetKey(m)];
             edges.set(`${from}>${to}`, { from, to });
             if (!nodes.has(datasetKey(m))) {
@@ -320,23 +362,18 @@ export class Catalog {
   }
 
   async markVacuumed(tenant: string, v: DatasetVersionRef): Promise<void> {
-    await this.db.query(`UPDATE lake_dataset_versions SET status='vacuumed' WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4 AND version=$5`, [
-      tenant,
-      v.layer,
-      v.namespace,
-      v.name,
-      v.version,
-    ]);
+    await this.db.query(
+      `UPDATE lake_dataset_versions SET status='vacuumed' WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4 AND version=$5`,
+      [tenant, v.layer, v.namespace, v.name, v.version],
+    );
   }
 
   /** Every file some live version points at under a dataset (vacuum keeps these). */
   async liveFiles(tenant: string, id: DatasetId): Promise<Set<string>> {
-    const r = await this.db.query<{ files: unknown }>(`SELECT files FROM lake_dataset_versions WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4 AND status <> 'vacuumed'`, [
-      tenant,
-      id.layer,
-      id.namespace,
-      id.name,
-    ]);
+    const r = await this.db.query<{ files: unknown }>(
+      `SELECT files FROM lake_dataset_versions WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4 AND status <> 'vacuumed'`,
+      [tenant, id.layer, id.namespace, id.name],
+    );
     return new Set(r.rows.flatMap((x) => json<string[]>(x.files)));
   }
 }

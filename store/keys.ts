@@ -14,16 +14,32 @@ export interface Principal {
 
 export const hashKey = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
-export async function createKey(db: Db, tenant: string, role: Role, name?: string): Promise<{ id: string; secret: string }> {
+export async function createKey(
+  db: Db,
+  tenant: string,
+  role: Role,
+  name?: string,
+): Promise<{ id: string; secret: string }> {
   const id = `key_${randomBytes(6).toString('hex')}`;
   const secret = `strata_${randomBytes(24).toString('base64url')}`;
   await ensureTenant(db, tenant);
-  await db.query('INSERT INTO api_keys (id, tenant, role, key_hash, name) VALUES ($1, $2, $3, $4, $5)', [id, tenant, role, hashKey(secret), name ?? null]);
+  await db.query('INSERT INTO api_keys (id, tenant, role, key_hash, name) VALUES ($1, $2, $3, $4, $5)', [
+    id,
+    tenant,
+    role,
+    hashKey(secret),
+    name ?? null,
+  ]);
   return { id, secret };
 }
 
 export async function findKey(db: Db, secret: string): Promise<Principal | undefined> {
-  const r = (await db.query<{ id: string; tenant: string; role: Role }>('SELECT id, tenant, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL', [hashKey(secret)])).rows[0];
+  const r = (
+    await db.query<{ id: string; tenant: string; role: Role }>(
+      'SELECT id, tenant, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL',
+      [hashKey(secret)],
+    )
+  ).rows[0];
   return r && { tenant: r.tenant, role: r.role, keyId: r.id };
 }
 
@@ -49,9 +65,21 @@ export function cachedKeyLookup(db: Db, ttlMs = 5000) {
 }
 
 export async function listKeys(db: Db, tenant: string) {
-  return (await db.query<{ id: string; role: Role; name: string | null; created_at: Date; revoked_at: Date | null }>('SELECT id, role, name, created_at, revoked_at FROM api_keys WHERE tenant = $1 ORDER BY created_at', [tenant])).rows;
+  return (
+    await db.query<{ id: string; role: Role; name: string | null; created_at: Date; revoked_at: Date | null }>(
+      'SELECT id, role, name, created_at, revoked_at FROM api_keys WHERE tenant = $1 ORDER BY created_at',
+      [tenant],
+    )
+  ).rows;
 }
 
 export async function revokeKey(db: Db, tenant: string, id: string): Promise<boolean> {
-  return (await db.query('UPDATE api_keys SET revoked_at = now() WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL', [tenant, id])).rowCount > 0;
+  return (
+    (
+      await db.query('UPDATE api_keys SET revoked_at = now() WHERE tenant = $1 AND id = $2 AND revoked_at IS NULL', [
+        tenant,
+        id,
+      ])
+    ).rowCount > 0
+  );
 }

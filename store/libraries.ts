@@ -41,7 +41,13 @@ interface Row {
 
 async function withFunctions(db: Db, tenant: string, rows: Row[]): Promise<LibraryVersion[]> {
   if (!rows.length) return [];
-  const fns = await db.query<{ name: string; version: string; function: string; class: string; return_type: string | null }>(
+  const fns = await db.query<{
+    name: string;
+    version: string;
+    function: string;
+    class: string;
+    return_type: string | null;
+  }>(
     'SELECT name, version, function, class, return_type FROM library_functions WHERE tenant = $1 AND name = ANY($2) ORDER BY function',
     [tenant, [...new Set(rows.map((r) => r.name))]],
   );
@@ -53,51 +59,80 @@ async function withFunctions(db: Db, tenant: string, rows: Row[]): Promise<Libra
     sha256: r.sha256,
     sizeBytes: Number(r.size_bytes),
     createdAt: r.created_at,
-    functions: fns.rows.filter((f) => f.name === r.name && f.version === r.version).map((f) => ({ name: f.function, class: f.class, ...(f.return_type ? { returnType: f.return_type } : {}) })),
+    functions: fns.rows
+      .filter((f) => f.name === r.name && f.version === r.version)
+      .map((f) => ({ name: f.function, class: f.class, ...(f.return_type ? { returnType: f.return_type } : {}) })),
   }));
 }
 
 const COLS = 'name, version, kind, file, sha256, size_bytes, created_at';
 
-export async function getLibraryVersion(db: Db, tenant: string, name: string, version: string): Promise<LibraryVersion | undefined> {
-  const r = await db.query<Row>(`SELECT ${COLS} FROM library_versions WHERE tenant = $1 AND name = $2 AND version = $3`, [tenant, name, version]);
+export async function getLibraryVersion(
+  db: Db,
+  tenant: string,
+  name: string,
+  version: string,
+): Promise<LibraryVersion | undefined> {
+  const r = await db.query<Row>(
+    `SELECT ${COLS} FROM library_versions WHERE tenant = $1 AND name = $2 AND version = $3`,
+    [tenant, name, version],
+  );
   return (await withFunctions(db, tenant, r.rows))[0];
 }
 
 /** Every version of one library (newest first), or of all the tenant's libraries. */
 export async function listLibraryVersions(db: Db, tenant: string, name?: string): Promise<LibraryVersion[]> {
   const r = name
-    ? await db.query<Row>(`SELECT ${COLS} FROM library_versions WHERE tenant = $1 AND name = $2 ORDER BY created_at DESC, version DESC`, [tenant, name])
-    : await db.query<Row>(`SELECT ${COLS} FROM library_versions WHERE tenant = $1 ORDER BY name, created_at DESC, version DESC`, [tenant]);
+    ? await db.query<Row>(
+        `SELECT ${COLS} FROM library_versions WHERE tenant = $1 AND name = $2 ORDER BY created_at DESC, version DESC`,
+        [tenant, name],
+      )
+    : await db.query<Row>(
+        `SELECT ${COLS} FROM library_versions WHERE tenant = $1 ORDER BY name, created_at DESC, version DESC`,
+        [tenant],
+      );
   return withFunctions(db, tenant, r.rows);
 }
 
 /** Records a new version and its functions (call it in a transaction holding the version's lock). */
-export async function insertLibraryVersion(db: Db, tenant: string, v: Omit<LibraryVersion, 'createdAt'>, keyId?: string): Promise<void> {
-  await db.query('INSERT INTO library_versions (tenant, name, version, kind, file, sha256, size_bytes, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)', [
-    tenant,
-    v.name,
-    v.version,
-    v.kind,
-    v.file,
-    v.sha256,
-    v.sizeBytes,
-    keyId ?? null,
-  ]);
+export async function insertLibraryVersion(
+  db: Db,
+  tenant: string,
+  v: Omit<LibraryVersion, 'createdAt'>,
+  keyId?: string,
+): Promise<void> {
+  await db.query(
+    'INSERT INTO library_versions (tenant, name, version, kind, file, sha256, size_bytes, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+    [tenant, v.name, v.version, v.kind, v.file, v.sha256, v.sizeBytes, keyId ?? null],
+  );
   for (const f of v.functions)
-    await db.query('INSERT INTO library_functions (tenant, name, version, function, class, return_type) VALUES ($1, $2, $3, $4, $5, $6)', [tenant, v.name, v.version, f.name, f.class, f.returnType ?? null]);
+    await db.query(
+      'INSERT INTO library_functions (tenant, name, version, function, class, return_type) VALUES ($1, $2, $3, $4, $5, $6)',
+      [tenant, v.name, v.version, f.name, f.class, f.returnType ?? null],
+    );
 }
 
 export async function deleteLibraryVersion(db: Db, tenant: string, name: string, version: string): Promise<boolean> {
-  return (await db.query('DELETE FROM library_versions WHERE tenant = $1 AND name = $2 AND version = $3', [tenant, name, version])).rowCount > 0;
+  return (
+    (
+      await db.query('DELETE FROM library_versions WHERE tenant = $1 AND name = $2 AND version = $3', [
+        tenant,
+        name,
+        version,
+      ])
+    ).rowCount > 0
+  );
 }
 
 /** The libraries a spec's tasks pin, with where (tasks[i].libraries[j]). */
-export function libraryUses(spec: Pick<PipelineSpec, 'tasks'>): { task: number; index: number; taskId: string; kind: string; use: LibraryUse }[] {
+export function libraryUses(
+  spec: Pick<PipelineSpec, 'tasks'>,
+): { task: number; index: number; taskId: string; kind: string; use: LibraryUse }[] {
   const out: { task: number; index: number; taskId: string; kind: string; use: LibraryUse }[] = [];
   spec.tasks.forEach((t, i) => {
     const libs = (t as { libraries?: unknown }).libraries;
-    if (Array.isArray(libs)) libs.forEach((use, j) => out.push({ task: i, index: j, taskId: t.id, kind: t.kind, use: use as LibraryUse }));
+    if (Array.isArray(libs))
+      libs.forEach((use, j) => out.push({ task: i, index: j, taskId: t.id, kind: t.kind, use: use as LibraryUse }));
   });
   return out;
 }
@@ -127,11 +162,18 @@ export async function libraryProblems(db: Db, tenant: string, spec: Pick<Pipelin
       });
       continue;
     }
-    if (v.kind === 'python' && u.kind !== 'pyspark') problems.push({ path, message: `library "${v.name}" ${v.version} is a Python package: only pyspark tasks can use it` });
+    if (v.kind === 'python' && u.kind !== 'pyspark')
+      problems.push({
+        path,
+        message: `library "${v.name}" ${v.version} is a Python package: only pyspark tasks can use it`,
+      });
     const declared = new Set(v.functions.map((f) => f.name));
     u.use.functions.forEach((f, i) => {
       if (!declared.has(f))
-        problems.push({ path: `${path}.functions[${i}]`, message: `library "${v.name}" ${v.version} declares no function "${f}": use one of ${[...declared].join(', ') || '(it declares none)'}` });
+        problems.push({
+          path: `${path}.functions[${i}]`,
+          message: `library "${v.name}" ${v.version} declares no function "${f}": use one of ${[...declared].join(', ') || '(it declares none)'}`,
+        });
     });
   }
   return problems;
@@ -144,5 +186,11 @@ export async function pipelinesPinning(db: Db, tenant: string, name: string, ver
       WHERE p.tenant = $1 AND v.spec::text LIKE '%"libraries"%'`,
     [tenant],
   );
-  return r.rows.filter((row) => libraryUses(typeof row.spec === 'string' ? JSON.parse(row.spec) : row.spec).some((u) => u.use.name === name && String(u.use.version) === version)).map((row) => row.id);
+  return r.rows
+    .filter((row) =>
+      libraryUses(typeof row.spec === 'string' ? JSON.parse(row.spec) : row.spec).some(
+        (u) => u.use.name === name && String(u.use.version) === version,
+      ),
+    )
+    .map((row) => row.id);
 }

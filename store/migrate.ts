@@ -27,7 +27,10 @@ export async function migrate(db: Db, dir = MIGRATIONS_DIR): Promise<number[]> {
     if (t.kind === 'postgres') await t.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
     // Only when missing: a role that may not change the schema (the deployed worker's) still runs this.
     const exists = await t.query<{ r: string | null }>(`SELECT to_regclass('strata_migrations')::text AS r`);
-    if (!exists.rows[0]?.r) await t.exec(`CREATE TABLE IF NOT EXISTS strata_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    if (!exists.rows[0]?.r)
+      await t.exec(
+        `CREATE TABLE IF NOT EXISTS strata_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
   });
   const applied: number[] = [];
   for (const m of await listMigrations(dir)) {

@@ -20,7 +20,10 @@ export async function recordRun(db: Db, r: RunRecord): Promise<void> {
   const s = r.state;
   if (r.seed) await seedRunTasks(db, s.runId, r.seed);
   if (r.closeOpenTasks)
-    await db.query(`UPDATE run_tasks SET status = $2, ended_at = CASE WHEN started_at IS NULL THEN NULL ELSE COALESCE(ended_at, now()) END, updated_at = now() WHERE run_id = $1 AND status IN ('pending', 'running')`, [s.runId, r.closeOpenTasks]);
+    await db.query(
+      `UPDATE run_tasks SET status = $2, ended_at = CASE WHEN started_at IS NULL THEN NULL ELSE COALESCE(ended_at, now()) END, updated_at = now() WHERE run_id = $1 AND status IN ('pending', 'running')`,
+      [s.runId, r.closeOpenTasks],
+    );
   await db.query(
     `INSERT INTO runs (run_id, tenant, pipeline_id, spec_version, pipeline_version, trigger, logical_date, status, started_at, ended_at, tasks, error, counts, task_count, continuations, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now())
@@ -35,7 +38,23 @@ export async function recordRun(db: Db, r: RunRecord): Promise<void> {
        ended_at = COALESCE(EXCLUDED.ended_at, runs.ended_at),
        error = COALESCE(EXCLUDED.error, runs.error),
        updated_at = now()`,
-    [s.runId, s.tenant, s.pipelineId, r.specVersion ?? null, r.pipelineVersion ?? null, String(s.trigger), s.logicalDate, s.status, s.startedAt, s.endedAt ?? null, JSON.stringify(s.tasks ?? {}), r.error ?? null, s.counts ? JSON.stringify(s.counts) : null, s.taskCount ?? null, s.continuations ?? 0],
+    [
+      s.runId,
+      s.tenant,
+      s.pipelineId,
+      r.specVersion ?? null,
+      r.pipelineVersion ?? null,
+      String(s.trigger),
+      s.logicalDate,
+      s.status,
+      s.startedAt,
+      s.endedAt ?? null,
+      JSON.stringify(s.tasks ?? {}),
+      r.error ?? null,
+      s.counts ? JSON.stringify(s.counts) : null,
+      s.taskCount ?? null,
+      s.continuations ?? 0,
+    ],
   );
 }
 
@@ -43,7 +62,10 @@ export async function recordRun(db: Db, r: RunRecord): Promise<void> {
 export async function seedRunTasks(db: Db, runId: string, seed: NonNullable<RunRecord['seed']>): Promise<void> {
   const ids = 'ids' in seed ? seed.ids : await specTaskIds(db, seed.ref);
   for (let i = 0; i < ids.length; i += 5000)
-    await db.query(`INSERT INTO run_tasks (run_id, task_id, status) SELECT $1, x, 'pending' FROM unnest($2::text[]) AS x ON CONFLICT DO NOTHING`, [runId, ids.slice(i, i + 5000)]);
+    await db.query(
+      `INSERT INTO run_tasks (run_id, task_id, status) SELECT $1, x, 'pending' FROM unnest($2::text[]) AS x ON CONFLICT DO NOTHING`,
+      [runId, ids.slice(i, i + 5000)],
+    );
 }
 
 /**
@@ -94,9 +116,16 @@ interface RunTaskRow {
 const iso = (d: Date | string | null) => (d ? new Date(d).toISOString() : undefined);
 
 /** A run's task rows as task states (in spec order as seeded); empty for runs recorded before task rows. */
-export async function getRunTasks(db: Db, runId: string, opts: { ids?: string[] } = {}): Promise<Record<string, TaskState>> {
+export async function getRunTasks(
+  db: Db,
+  runId: string,
+  opts: { ids?: string[] } = {},
+): Promise<Record<string, TaskState>> {
   const r = opts.ids
-    ? await db.query<RunTaskRow>('SELECT * FROM run_tasks WHERE run_id = $1 AND task_id = ANY($2::text[])', [runId, opts.ids])
+    ? await db.query<RunTaskRow>('SELECT * FROM run_tasks WHERE run_id = $1 AND task_id = ANY($2::text[])', [
+        runId,
+        opts.ids,
+      ])
     : await db.query<RunTaskRow>('SELECT * FROM run_tasks WHERE run_id = $1', [runId]);
   const out: Record<string, TaskState> = {};
   for (const x of r.rows) {
@@ -114,9 +143,15 @@ export async function getRunTasks(db: Db, runId: string, opts: { ids?: string[] 
 
 /** The tasks of a run that ended `success` (what a repair reuses). */
 export async function successfulTasks(db: Db, runId: string): Promise<string[]> {
-  const r = await db.query<{ task_id: string }>(`SELECT task_id FROM run_tasks WHERE run_id = $1 AND status = 'success'`, [runId]);
+  const r = await db.query<{ task_id: string }>(
+    `SELECT task_id FROM run_tasks WHERE run_id = $1 AND status = 'success'`,
+    [runId],
+  );
   if (r.rows.length) return r.rows.map((x) => x.task_id);
-  const legacy = await db.query<{ id: string }>(`SELECT e.key AS id FROM runs, jsonb_each(runs.tasks) e WHERE run_id = $1 AND e.value->>'status' = 'success'`, [runId]);
+  const legacy = await db.query<{ id: string }>(
+    `SELECT e.key AS id FROM runs, jsonb_each(runs.tasks) e WHERE run_id = $1 AND e.value->>'status' = 'success'`,
+    [runId],
+  );
   return legacy.rows.map((x) => x.id);
 }
 
@@ -140,7 +175,12 @@ export interface RunRow {
 
 /** A run's row without its tasks column (read the task rows with getRunTasks). */
 export async function getRunById(db: Db, runId: string): Promise<RunRow | undefined> {
-  return (await db.query<RunRow>(`SELECT run_id, tenant, pipeline_id, pipeline_version, spec_version, trigger, logical_date, status, started_at, ended_at, error, '{}'::jsonb AS tasks, counts, task_count, continuations FROM runs WHERE run_id = $1`, [runId])).rows[0];
+  return (
+    await db.query<RunRow>(
+      `SELECT run_id, tenant, pipeline_id, pipeline_version, spec_version, trigger, logical_date, status, started_at, ended_at, error, '{}'::jsonb AS tasks, counts, task_count, continuations FROM runs WHERE run_id = $1`,
+      [runId],
+    )
+  ).rows[0];
 }
 
 export async function getRun(db: Db, tenant: string, runId: string): Promise<RunRow | undefined> {
@@ -151,7 +191,13 @@ export async function getRun(db: Db, tenant: string, runId: string): Promise<Run
 export async function listRuns(
   db: Db,
   tenant: string,
-  f: { pipeline?: string; status?: string; since?: string; limit: number; cursor?: { startedAt: string; runId: string } },
+  f: {
+    pipeline?: string;
+    status?: string;
+    since?: string;
+    limit: number;
+    cursor?: { startedAt: string; runId: string };
+  },
 ): Promise<RunRow[]> {
   const where = ['tenant = $1'];
   const params: unknown[] = [tenant];
@@ -167,14 +213,42 @@ export async function listRuns(
     where.push(`(started_at, run_id) < ($${params.length - 1}, $${params.length})`);
   }
   params.push(f.limit);
-  return (await db.query<RunRow>(`SELECT run_id, tenant, pipeline_id, pipeline_version, spec_version, trigger, logical_date, status, started_at, ended_at, error, '{}'::jsonb AS tasks, counts, task_count FROM runs WHERE ${where.join(' AND ')} ORDER BY started_at DESC, run_id DESC LIMIT $${params.length}`, params)).rows;
+  return (
+    await db.query<RunRow>(
+      `SELECT run_id, tenant, pipeline_id, pipeline_version, spec_version, trigger, logical_date, status, started_at, ended_at, error, '{}'::jsonb AS tasks, counts, task_count FROM runs WHERE ${where.join(' AND ')} ORDER BY started_at DESC, run_id DESC LIMIT $${params.length}`,
+      params,
+    )
+  ).rows;
 }
 
 /** An API trigger accepted into the outbox: listed as `queued` until its workflow records itself. */
-export async function recordQueued(db: Db, s: { runId: string; tenant: string; pipelineId: string; specVersion?: string; pipelineVersion?: number; trigger: string; logicalDate: string; acceptedAt: string; tasks: RunState['tasks'] }): Promise<void> {
+export async function recordQueued(
+  db: Db,
+  s: {
+    runId: string;
+    tenant: string;
+    pipelineId: string;
+    specVersion?: string;
+    pipelineVersion?: number;
+    trigger: string;
+    logicalDate: string;
+    acceptedAt: string;
+    tasks: RunState['tasks'];
+  },
+): Promise<void> {
   await db.query(
     `INSERT INTO runs (run_id, tenant, pipeline_id, spec_version, pipeline_version, trigger, logical_date, status, started_at, tasks, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, now()) ON CONFLICT (run_id) DO NOTHING`,
-    [s.runId, s.tenant, s.pipelineId, s.specVersion ?? null, s.pipelineVersion ?? null, s.trigger, s.logicalDate, s.acceptedAt, JSON.stringify(s.tasks)],
+    [
+      s.runId,
+      s.tenant,
+      s.pipelineId,
+      s.specVersion ?? null,
+      s.pipelineVersion ?? null,
+      s.trigger,
+      s.logicalDate,
+      s.acceptedAt,
+      JSON.stringify(s.tasks),
+    ],
   );
 }

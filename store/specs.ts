@@ -14,7 +14,10 @@ export async function snapshotSpec(db: Db, tenant: string, spec: PipelineSpec): 
   const hash = contentHash(spec);
   const have = await db.query('SELECT 1 FROM spec_snapshots WHERE tenant = $1 AND content_hash = $2', [tenant, hash]);
   if (!have.rowCount)
-    await db.query('INSERT INTO spec_snapshots (tenant, content_hash, pipeline_id, spec) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [tenant, hash, spec.id, JSON.stringify(spec)]);
+    await db.query(
+      'INSERT INTO spec_snapshots (tenant, content_hash, pipeline_id, spec) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+      [tenant, hash, spec.id, JSON.stringify(spec)],
+    );
   return { tenant, pipelineId: spec.id, hash, tasks: spec.tasks.length };
 }
 
@@ -22,12 +25,23 @@ export async function snapshotSpec(db: Db, tenant: string, spec: PipelineSpec): 
 export async function loadSpec(db: Db, ref: SpecRef): Promise<PipelineSpec | undefined> {
   const r =
     ref.version !== undefined
-      ? await db.query<{ spec: PipelineSpec }>('SELECT spec FROM pipeline_versions WHERE tenant = $1 AND pipeline_id = $2 AND version = $3 AND content_hash = $4', [ref.tenant, ref.pipelineId, ref.version, ref.hash])
+      ? await db.query<{ spec: PipelineSpec }>(
+          'SELECT spec FROM pipeline_versions WHERE tenant = $1 AND pipeline_id = $2 AND version = $3 AND content_hash = $4',
+          [ref.tenant, ref.pipelineId, ref.version, ref.hash],
+        )
       : { rows: [] as { spec: PipelineSpec }[] };
-  const row = r.rows[0] ?? (await db.query<{ spec: PipelineSpec }>('SELECT spec FROM spec_snapshots WHERE tenant = $1 AND content_hash = $2', [ref.tenant, ref.hash])).rows[0];
+  const row =
+    r.rows[0] ??
+    (
+      await db.query<{ spec: PipelineSpec }>(
+        'SELECT spec FROM spec_snapshots WHERE tenant = $1 AND content_hash = $2',
+        [ref.tenant, ref.hash],
+      )
+    ).rows[0];
   if (!row) return undefined;
   const spec = typeof row.spec === 'string' ? (JSON.parse(row.spec) as PipelineSpec) : row.spec;
-  if (contentHash(spec) !== ref.hash) throw new Error(`spec ${ref.pipelineId} in the metastore does not match its content hash ${ref.hash}`);
+  if (contentHash(spec) !== ref.hash)
+    throw new Error(`spec ${ref.pipelineId} in the metastore does not match its content hash ${ref.hash}`);
   return spec;
 }
 

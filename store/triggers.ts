@@ -16,7 +16,10 @@ export interface TriggerRow<R = unknown> {
 }
 
 /** Accepts a trigger; false if one with that workflow id was accepted before. */
-export async function enqueueTrigger(db: Db, t: { workflowId: string; tenant: string; pipelineId: string; taskQueue: string; request: unknown }): Promise<boolean> {
+export async function enqueueTrigger(
+  db: Db,
+  t: { workflowId: string; tenant: string; pipelineId: string; taskQueue: string; request: unknown },
+): Promise<boolean> {
   const r = await db.query(
     `INSERT INTO run_triggers (workflow_id, tenant, pipeline_id, task_queue, request) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workflow_id) DO NOTHING RETURNING workflow_id`,
     [t.workflowId, t.tenant, t.pipelineId, t.taskQueue, JSON.stringify(t.request)],
@@ -28,7 +31,13 @@ export async function enqueueTrigger(db: Db, t: { workflowId: string; tenant: st
  * Claims up to `limit` pending triggers of `taskQueue` (oldest first) for `leaseMs`; other
  * dispatchers (another API replica) skip them. A claim that lapses (its dispatcher died) is taken again.
  */
-export async function claimTriggers<R>(db: Db, taskQueue: string, limit: number, leaseMs: number, only?: string): Promise<TriggerRow<R>[]> {
+export async function claimTriggers<R>(
+  db: Db,
+  taskQueue: string,
+  limit: number,
+  leaseMs: number,
+  only?: string,
+): Promise<TriggerRow<R>[]> {
   const r = await db.query<TriggerRow<R>>(
     `UPDATE run_triggers SET claimed_until = now() + ($2 || ' milliseconds')::interval, attempts = attempts + 1
      WHERE workflow_id IN (
@@ -43,13 +52,21 @@ export async function claimTriggers<R>(db: Db, taskQueue: string, limit: number,
 
 /** Records the start; the runs index moves from queued to running unless the workflow has already written it. */
 export async function markStarted(db: Db, workflowId: string, temporalRunId: string | undefined): Promise<void> {
-  await db.query(`UPDATE run_triggers SET started_at = now(), temporal_run_id = $2, claimed_until = NULL, last_error = NULL WHERE workflow_id = $1`, [workflowId, temporalRunId ?? null]);
-  await db.query(`UPDATE runs SET status = 'running', updated_at = now() WHERE run_id = $1 AND status = 'queued'`, [workflowId]);
+  await db.query(
+    `UPDATE run_triggers SET started_at = now(), temporal_run_id = $2, claimed_until = NULL, last_error = NULL WHERE workflow_id = $1`,
+    [workflowId, temporalRunId ?? null],
+  );
+  await db.query(`UPDATE runs SET status = 'running', updated_at = now() WHERE run_id = $1 AND status = 'queued'`, [
+    workflowId,
+  ]);
 }
 
 /** A start that failed for a reason a retry may fix: try again after `retryMs`. */
 export async function markRetry(db: Db, workflowId: string, error: string, retryMs: number): Promise<void> {
-  await db.query(`UPDATE run_triggers SET last_error = $2, claimed_until = now() + ($3 || ' milliseconds')::interval WHERE workflow_id = $1`, [workflowId, error.slice(0, 2000), String(retryMs)]);
+  await db.query(
+    `UPDATE run_triggers SET last_error = $2, claimed_until = now() + ($3 || ' milliseconds')::interval WHERE workflow_id = $1`,
+    [workflowId, error.slice(0, 2000), String(retryMs)],
+  );
 }
 
 /**
@@ -58,8 +75,14 @@ export async function markRetry(db: Db, workflowId: string, error: string, retry
  */
 export async function markFailedToStart(db: Db, workflowId: string, error: string): Promise<void> {
   await db.tx(async (t) => {
-    await t.query(`UPDATE run_triggers SET failed_at = now(), last_error = $2, claimed_until = NULL WHERE workflow_id = $1 AND started_at IS NULL`, [workflowId, error.slice(0, 2000)]);
-    await t.query(`UPDATE runs SET status = 'failed_to_start', error = $2, ended_at = now(), updated_at = now() WHERE run_id = $1 AND status = 'queued'`, [workflowId, error.slice(0, 2000)]);
+    await t.query(
+      `UPDATE run_triggers SET failed_at = now(), last_error = $2, claimed_until = NULL WHERE workflow_id = $1 AND started_at IS NULL`,
+      [workflowId, error.slice(0, 2000)],
+    );
+    await t.query(
+      `UPDATE runs SET status = 'failed_to_start', error = $2, ended_at = now(), updated_at = now() WHERE run_id = $1 AND status = 'queued'`,
+      [workflowId, error.slice(0, 2000)],
+    );
   });
 }
 
@@ -68,11 +91,20 @@ export async function getTrigger<R>(db: Db, workflowId: string): Promise<Trigger
 }
 
 export async function pendingTriggers(db: Db): Promise<number> {
-  return Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM run_triggers WHERE started_at IS NULL AND failed_at IS NULL`)).rows[0].n);
+  return Number(
+    (
+      await db.query<{ n: string }>(
+        `SELECT count(*) AS n FROM run_triggers WHERE started_at IS NULL AND failed_at IS NULL`,
+      )
+    ).rows[0].n,
+  );
 }
 
 /** Forgets started and dead-lettered triggers older than `keepMs` (their runs live in Temporal and the runs index). */
 export async function pruneTriggers(db: Db, keepMs: number): Promise<number> {
-  const r = await db.query(`DELETE FROM run_triggers WHERE COALESCE(started_at, failed_at) < now() - ($1 || ' milliseconds')::interval`, [String(keepMs)]);
+  const r = await db.query(
+    `DELETE FROM run_triggers WHERE COALESCE(started_at, failed_at) < now() - ($1 || ' milliseconds')::interval`,
+    [String(keepMs)],
+  );
   return r.rowCount ?? 0;
 }

@@ -25,10 +25,30 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startDevServer(opts: { port?: number; uiPort?: number; dbFilename?: string; headless?: boolean; uiCodecEndpoint?: string; log?: (m: string) => void } = {}): Promise<DevServer> {
+export async function startDevServer(
+  opts: {
+    port?: number;
+    uiPort?: number;
+    dbFilename?: string;
+    headless?: boolean;
+    uiCodecEndpoint?: string;
+    log?: (m: string) => void;
+  } = {},
+): Promise<DevServer> {
   const cli = await findOrBuildTemporalCli(opts.log);
   const port = opts.port ?? (await freePort());
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'error', '--namespace', 'default'];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--log-level',
+    'error',
+    '--namespace',
+    'default',
+  ];
   if (opts.headless) args.push('--headless');
   else args.push('--ui-port', String(opts.uiPort ?? (await freePort())));
   if (opts.dbFilename) args.push('--db-filename', opts.dbFilename);
@@ -40,7 +60,12 @@ export async function startDevServer(opts: { port?: number; uiPort?: number; dbF
   args.push('--dynamic-config-value', 'frontend.enableExecuteMultiOperation=true');
   args.push('--dynamic-config-value', 'system.enableEagerWorkflowStart=true');
   args.push('--dynamic-config-value', 'system.enableActivityEagerExecution=true');
-  args.push('--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1', '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1');
+  args.push(
+    '--dynamic-config-value',
+    'matching.numTaskqueueReadPartitions=1',
+    '--dynamic-config-value',
+    'matching.numTaskqueueWritePartitions=1',
+  );
   const child = spawn(cli, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => {

@@ -43,13 +43,22 @@ async function main() {
   // Payloads are encrypted: with STRATA_PAYLOAD_KEYS, or a local platform key made once and
   // kept (owner-only) in the data folder, like the admin key. Keep it: runs recorded with it
   // need it to decode.
-  if (!config.STRATA_PAYLOAD_KEYS) console.log(`Payload encryption key in ${await ensureLocalPayloadKeys(dataDir)} (or set STRATA_PAYLOAD_KEYS)`);
+  if (!config.STRATA_PAYLOAD_KEYS)
+    console.log(`Payload encryption key in ${await ensureLocalPayloadKeys(dataDir)} (or set STRATA_PAYLOAD_KEYS)`);
   const dataConverter = dataConverterFrom(config);
   const apiHost = ['0.0.0.0', '::'].includes(config.STRATA_API_HOST) ? '127.0.0.1' : config.STRATA_API_HOST;
   const codecUrl = `http://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${config.STRATA_API_PORT}/codec`;
 
-  console.log(`Starting the Temporal dev server on ${config.TEMPORAL_ADDRESS} (Web UI ${config.TEMPORAL_UI_URL}, state in ${path.join(dataDir, 'temporal.db')})…`);
-  const server = await startDevServer({ port, uiPort, dbFilename: path.join(dataDir, 'temporal.db'), uiCodecEndpoint: config.STRATA_API_PORT ? codecUrl : undefined, log: (m) => console.log(m) });
+  console.log(
+    `Starting the Temporal dev server on ${config.TEMPORAL_ADDRESS} (Web UI ${config.TEMPORAL_UI_URL}, state in ${path.join(dataDir, 'temporal.db')})…`,
+  );
+  const server = await startDevServer({
+    port,
+    uiPort,
+    dbFilename: path.join(dataDir, 'temporal.db'),
+    uiCodecEndpoint: config.STRATA_API_PORT ? codecUrl : undefined,
+    log: (m) => console.log(m),
+  });
   // A worker and an API talking to a dead server help no one: if the dev server dies, say so
   // and stop the stack (its state is kept: `npm start` again carries on every run).
   let stopping = false;
@@ -59,7 +68,9 @@ async function main() {
   server.process.once('exit', async (code, signal) => {
     await new Promise((r) => setTimeout(r, 500)); // let a signal that stops us all arrive first
     if (stopping) return;
-    console.error(`\nThe Temporal dev server stopped (${signal ?? `exit code ${code}`}): stopping the stack. Run npm start again to carry on; runs and their state are kept in ${path.join(dataDir, 'temporal.db')}.`);
+    console.error(
+      `\nThe Temporal dev server stopped (${signal ?? `exit code ${code}`}): stopping the stack. Run npm start again to carry on; runs and their state are kept in ${path.join(dataDir, 'temporal.db')}.`,
+    );
     setTimeout(() => process.exit(1), 15_000).unref();
     void onServerDeath().finally(() => process.exit(1));
   });
@@ -72,7 +83,14 @@ async function main() {
     connection: native,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.STRATA_TASK_QUEUE,
-    deps: { lakeRoot: lake.localRoot, connections: connectionsFromEnv(), ledgerKey: ledgerKeyFromEnv(), lake: lake.lake, s3: lake.s3, db: lake.db },
+    deps: {
+      lakeRoot: lake.localRoot,
+      connections: connectionsFromEnv(),
+      ledgerKey: ledgerKeyFromEnv(),
+      lake: lake.lake,
+      s3: lake.s3,
+      db: lake.db,
+    },
     dataConverter,
   });
   const running = worker.run();
@@ -85,14 +103,28 @@ async function main() {
   const keyFile = path.join(dataDir, 'admin-key');
   let bootstrapKey = config.STRATA_BOOTSTRAP_ADMIN_KEY;
   if (!bootstrapKey) {
-    bootstrapKey = existsSync(keyFile) ? (await readFile(keyFile, 'utf8')).trim() : `local-${randomBytes(16).toString('hex')}`;
+    bootstrapKey = existsSync(keyFile)
+      ? (await readFile(keyFile, 'utf8')).trim()
+      : `local-${randomBytes(16).toString('hex')}`;
     await writeFile(keyFile, bootstrapKey + '\n', { mode: 0o600 });
   }
-  const { app } = await buildApi({ db: lake.db, lake: lake.lake, client, config: { ...config, STRATA_BOOTSTRAP_ADMIN_KEY: bootstrapKey }, uiUrl: server.uiUrl });
+  const { app } = await buildApi({
+    db: lake.db,
+    lake: lake.lake,
+    client,
+    config: { ...config, STRATA_BOOTSTRAP_ADMIN_KEY: bootstrapKey },
+    uiUrl: server.uiUrl,
+  });
   const apiUrl = await app.listen({ host: config.STRATA_API_HOST, port: config.STRATA_API_PORT });
   console.log(`HTTP API on ${apiUrl} (OpenAPI docs at ${apiUrl}/docs)`);
-  if (!config.STRATA_BOOTSTRAP_ADMIN_KEY) console.log(`  admin key (tenant ${config.STRATA_BOOTSTRAP_TENANT}) in ${keyFile}: curl -H "Authorization: Bearer $(cat ${keyFile})" ${apiUrl}/api/v1/runs`);
-  if (server.uiUrl) console.log(`  the Web UI decodes payloads through ${codecUrl}: open ${apiUrl}/codec/login once with a key, then in the UI's codec settings use the browser setting with that endpoint and "Include cross-origin credentials" on`);
+  if (!config.STRATA_BOOTSTRAP_ADMIN_KEY)
+    console.log(
+      `  admin key (tenant ${config.STRATA_BOOTSTRAP_TENANT}) in ${keyFile}: curl -H "Authorization: Bearer $(cat ${keyFile})" ${apiUrl}/api/v1/runs`,
+    );
+  if (server.uiUrl)
+    console.log(
+      `  the Web UI decodes payloads through ${codecUrl}: open ${apiUrl}/codec/login once with a key, then in the UI's codec settings use the browser setting with that endpoint and "Include cross-origin credentials" on`,
+    );
   const runs = new RunsService(client, {
     taskQueue: config.STRATA_TASK_QUEUE,
     namespace: config.TEMPORAL_NAMESPACE,
@@ -104,8 +136,13 @@ async function main() {
     const orders = Number(process.env.STRATA_DEMO_ORDERS ?? 20_000);
     // The demo tenant's landing folder: its tasks see only their own prefix of the lake.
     const demoLake = forTenant(lake.lake, config.STRATA_TENANT).store;
-    console.log(`Generating the demo shop's landing files (${orders} orders, seeded) into ${demoLake.uri('landing/shop')}…`);
-    const { defects } = await generate({ seed: 42, orders, customers: Math.max(50, Math.round(orders / 10)) }, (key, content) => demoLake.putBytes(key, content));
+    console.log(
+      `Generating the demo shop's landing files (${orders} orders, seeded) into ${demoLake.uri('landing/shop')}…`,
+    );
+    const { defects } = await generate(
+      { seed: 42, orders, customers: Math.max(50, Math.round(orders / 10)) },
+      (key, content) => demoLake.putBytes(key, content),
+    );
     const parsed = parseSpecText(await readFile(path.join(examples, 'medallion.yaml'), 'utf8'));
     if (!parsed.ok) throw new Error(`examples/medallion.yaml is invalid: ${JSON.stringify(parsed.problems)}`);
     const h = await runs.start({ spec: parsed.spec, tenant: config.STRATA_TENANT, trigger: 'manual' });
@@ -114,11 +151,23 @@ async function main() {
     const st = await runs.state(h.runId);
     const out = (id: string) => st.tasks[id]?.output;
     console.log('\nGold:');
-    for (const [id, t] of Object.entries(st.tasks)) if (String(t.output?.dataset ?? '').startsWith('gold.')) console.log(`  ${t.output!.dataset}: ${t.output!.rowCount} rows (v${t.output!.version}) -> ${t.output!.location}`);
+    for (const [id, t] of Object.entries(st.tasks))
+      if (String(t.output?.dataset ?? '').startsWith('gold.'))
+        console.log(
+          `  ${t.output!.dataset}: ${t.output!.rowCount} rows (v${t.output!.version}) -> ${t.output!.location}`,
+        );
     console.log('Quarantine (rows rejected at bronze, with reasons):');
-    for (const [id, t] of Object.entries(st.tasks)) if (t.output?.quarantined !== undefined) console.log(`  ${String(t.output.dataset)}_quarantine: ${t.output.quarantined} rows (${id})`);
-    console.log(`  silver.orders_rejected (orphan customer keys): ${out('silver_orders_rejected')?.rowCount ?? '-'} rows`);
-    console.log(`Defects generated: ${Object.entries(defects).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+    for (const [id, t] of Object.entries(st.tasks))
+      if (t.output?.quarantined !== undefined)
+        console.log(`  ${String(t.output.dataset)}_quarantine: ${t.output.quarantined} rows (${id})`);
+    console.log(
+      `  silver.orders_rejected (orphan customer keys): ${out('silver_orders_rejected')?.rowCount ?? '-'} rows`,
+    );
+    console.log(
+      `Defects generated: ${Object.entries(defects)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ')}`,
+    );
     console.log(`\nTemporal UI: ${h.uiUrl}`);
   }
 

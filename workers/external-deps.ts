@@ -19,7 +19,11 @@ export { parseTenantTiers };
 /** A Kubernetes client when a kubeconfig (STRATA_KUBECONFIG, KUBECONFIG, ~/.kube/config) or an in-cluster account is there. */
 export function sparkClientFromEnv(env: NodeJS.ProcessEnv = process.env): SparkK8sClient | undefined {
   const kubeconfig = env.STRATA_KUBECONFIG;
-  const hasKube = kubeconfig || env.KUBECONFIG || env.KUBERNETES_SERVICE_HOST || existsSync(path.join(os.homedir(), '.kube', 'config'));
+  const hasKube =
+    kubeconfig ||
+    env.KUBECONFIG ||
+    env.KUBERNETES_SERVICE_HOST ||
+    existsSync(path.join(os.homedir(), '.kube', 'config'));
   return hasKube ? SparkK8sClient.fromKubeconfig(kubeconfig) : undefined;
 }
 
@@ -44,11 +48,13 @@ export function externalDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Parti
     deps.emrS3 = { region };
   }
   if (env.STRATA_EMR_LOG_URI) {
-    if (!/^s3[na]?:\/\/[^/]+/.test(env.STRATA_EMR_LOG_URI)) throw new Error(`STRATA_EMR_LOG_URI "${env.STRATA_EMR_LOG_URI}" should be s3://BUCKET/PREFIX`);
+    if (!/^s3[na]?:\/\/[^/]+/.test(env.STRATA_EMR_LOG_URI))
+      throw new Error(`STRATA_EMR_LOG_URI "${env.STRATA_EMR_LOG_URI}" should be s3://BUCKET/PREFIX`);
     deps.clusterDefaults = { ...deps.clusterDefaults, emrLogUri: env.STRATA_EMR_LOG_URI };
   }
   if (env.STRATA_EMR_SCRIPTS_URI) {
-    if (!/^s3[na]?:\/\/[^/]+/.test(env.STRATA_EMR_SCRIPTS_URI)) throw new Error(`STRATA_EMR_SCRIPTS_URI "${env.STRATA_EMR_SCRIPTS_URI}" should be s3://BUCKET/PREFIX`);
+    if (!/^s3[na]?:\/\/[^/]+/.test(env.STRATA_EMR_SCRIPTS_URI))
+      throw new Error(`STRATA_EMR_SCRIPTS_URI "${env.STRATA_EMR_SCRIPTS_URI}" should be s3://BUCKET/PREFIX`);
     deps.emrScriptsUri = env.STRATA_EMR_SCRIPTS_URI;
   }
   const airbyte = airbyteClientFromEnv(env);

@@ -9,7 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 
 export function cacheDir(): string {
-  return path.join(process.env.STRATA_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'strata'), 'bin');
+  return path.join(
+    process.env.STRATA_CACHE_DIR ??
+      path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'strata'),
+    'bin',
+  );
 }
 
 function onPath(name: string): string | undefined {
@@ -30,10 +34,14 @@ export interface GoTool {
   buildTime: string;
 }
 
-export async function findOrBuildGoTool(t: GoTool, log: (msg: string) => void = (m) => console.error(m)): Promise<string> {
+export async function findOrBuildGoTool(
+  t: GoTool,
+  log: (msg: string) => void = (m) => console.error(m),
+): Promise<string> {
   const given = process.env[t.envVar];
   if (given) {
-    if (!existsSync(given)) throw new Error(`${t.envVar}=${given} does not exist: point it at a ${t.name} binary or unset it`);
+    if (!existsSync(given))
+      throw new Error(`${t.envVar}=${given} does not exist: point it at a ${t.name} binary or unset it`);
     return given;
   }
   const found = onPath(t.name);
@@ -41,11 +49,18 @@ export async function findOrBuildGoTool(t: GoTool, log: (msg: string) => void = 
   const bin = cacheDir();
   const cached = path.join(bin, t.name);
   if (existsSync(cached)) return cached;
-  if (!onPath('go')) throw new Error(`no ${t.label} found and no Go toolchain to build one: install Go, or set ${t.envVar} to a ${t.name} binary`);
+  if (!onPath('go'))
+    throw new Error(
+      `no ${t.label} found and no Go toolchain to build one: install Go, or set ${t.envVar} to a ${t.name} binary`,
+    );
   mkdirSync(bin, { recursive: true });
   log(`Building ${t.label} from ${t.module} into ${bin} (first time only; takes ${t.buildTime})…`);
   const started = Date.now();
-  await runWithProgress('go', ['install', t.module], { env: { ...process.env, GOBIN: bin, GOFLAGS: '-mod=mod' }, doing: `building ${t.label}`, log });
+  await runWithProgress('go', ['install', t.module], {
+    env: { ...process.env, GOBIN: bin, GOFLAGS: '-mod=mod' },
+    doing: `building ${t.label}`,
+    log,
+  });
   log(`${t.label} built in ${Math.round((Date.now() - started) / 1000)} s.`);
   return cached;
 }
@@ -54,12 +69,20 @@ export async function findOrBuildGoTool(t: GoTool, log: (msg: string) => void = 
  * Runs a command that takes a while (a build, an install), logging "…still {doing} (N s): last
  * output line" every 15 s; rejects with the exit code and the last line when it fails.
  */
-export function runWithProgress(cmd: string, args: string[], o: { env?: NodeJS.ProcessEnv; doing: string; log: (msg: string) => void }): Promise<void> {
+export function runWithProgress(
+  cmd: string,
+  args: string[],
+  o: { env?: NodeJS.ProcessEnv; doing: string; log: (msg: string) => void },
+): Promise<void> {
   const started = Date.now();
   return new Promise<void>((resolve, reject) => {
     const p = spawn(cmd, args, { env: o.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let lastLine = '';
-    const tick = setInterval(() => o.log(`  …still ${o.doing} (${Math.round((Date.now() - started) / 1000)} s)${lastLine ? `: ${lastLine}` : ''}`), 15_000);
+    const tick = setInterval(
+      () =>
+        o.log(`  …still ${o.doing} (${Math.round((Date.now() - started) / 1000)} s)${lastLine ? `: ${lastLine}` : ''}`),
+      15_000,
+    );
     const onData = (b: Buffer) => {
       const lines = b.toString().trim().split('\n');
       lastLine = lines[lines.length - 1].slice(0, 120);

@@ -27,9 +27,16 @@ export interface ProcessLake {
 export async function lakeFromConfig(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<ProcessLake> {
   const dataDir = path.resolve(config.STRATA_DATA_DIR);
   const isUri = /^[a-z][a-z0-9+.-]*:\/\//i.test(config.lakeRoot);
-  const localRoot = isUri ? (config.lakeRoot.startsWith('file://') ? new URL(config.lakeRoot).pathname : path.join(dataDir, 'lake')) : path.resolve(config.lakeRoot);
+  const localRoot = isUri
+    ? config.lakeRoot.startsWith('file://')
+      ? new URL(config.lakeRoot).pathname
+      : path.join(dataDir, 'lake')
+    : path.resolve(config.lakeRoot);
   if (!env.DATABASE_URL) await mkdir(dataDir, { recursive: true });
-  const db = await openDb({ url: env.DATABASE_URL, dataDir: env.DATABASE_URL ? undefined : path.join(dataDir, 'metastore') });
+  const db = await openDb({
+    url: env.DATABASE_URL,
+    dataDir: env.DATABASE_URL ? undefined : path.join(dataDir, 'metastore'),
+  });
   const s3 = s3ConfigFromEnv(env);
   const root = isUri ? config.lakeRoot : localRoot;
   const lake = await openLake({

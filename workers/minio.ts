@@ -11,7 +11,16 @@ import { findOrBuildGoTool } from './go-tool.js';
 export const MINIO_MODULE = 'github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c';
 
 export function findOrBuildMinio(log?: (msg: string) => void): Promise<string> {
-  return findOrBuildGoTool({ name: 'minio', label: 'MinIO (the S3-compatible server for tests)', module: MINIO_MODULE, envVar: 'STRATA_MINIO', buildTime: '3–10 minutes on 2 cores' }, log);
+  return findOrBuildGoTool(
+    {
+      name: 'minio',
+      label: 'MinIO (the S3-compatible server for tests)',
+      module: MINIO_MODULE,
+      envVar: 'STRATA_MINIO',
+      buildTime: '3–10 minutes on 2 cores',
+    },
+    log,
+  );
 }
 
 export interface S3Server {
@@ -23,13 +32,36 @@ export interface S3Server {
 }
 
 /** Starts MinIO on a free loopback port over dataDir, with generated credentials. */
-export async function startMinio(opts: { dataDir: string; accessKeyId: string; secretAccessKey: string; log?: (m: string) => void }): Promise<S3Server> {
+export async function startMinio(opts: {
+  dataDir: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  log?: (m: string) => void;
+}): Promise<S3Server> {
   const exe = await findOrBuildMinio(opts.log);
   const [port, consolePort] = [await freePort(), await freePort()];
-  const child: ChildProcess = spawn(exe, ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, opts.dataDir], {
-    env: { ...process.env, MINIO_ROOT_USER: opts.accessKeyId, MINIO_ROOT_PASSWORD: opts.secretAccessKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    exe,
+    [
+      'server',
+      '--quiet',
+      '--address',
+      `127.0.0.1:${port}`,
+      '--console-address',
+      `127.0.0.1:${consolePort}`,
+      opts.dataDir,
+    ],
+    {
+      env: {
+        ...process.env,
+        MINIO_ROOT_USER: opts.accessKeyId,
+        MINIO_ROOT_PASSWORD: opts.secretAccessKey,
+        MINIO_BROWSER: 'off',
+        MINIO_UPDATE: 'off',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   child.stdout!.on('data', (b) => (out = (out + b.toString()).slice(-4000)));
   child.stderr!.on('data', (b) => (out = (out + b.toString()).slice(-4000)));
@@ -37,7 +69,10 @@ export async function startMinio(opts: { dataDir: string; accessKeyId: string; s
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`minio exited (${child.exitCode}) before it was ready:\n${out}`);
-    const ok = await fetch(`${endpoint}/minio/health/ready`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${endpoint}/minio/health/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');

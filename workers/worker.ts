@@ -56,7 +56,10 @@ async function main() {
   // The catalog needs a metastore several processes can share: Postgres. Without
   // DATABASE_URL this worker runs no dataset tasks (npm start embeds PGlite itself).
   const lake = process.env.DATABASE_URL ? await lakeFromConfig(config) : undefined;
-  if (!lake) console.error('strata worker: no DATABASE_URL, so no lake catalog: dataset, ingest and s3 tasks will fail until it is set');
+  if (!lake)
+    console.error(
+      'strata worker: no DATABASE_URL, so no lake catalog: dataset, ingest and s3 tasks will fail until it is set',
+    );
   const dataConverter = dataConverterFrom(config);
   if (!dataConverter.payloadCodecs?.length) console.error(`strata worker: ${UNENCRYPTED_WARNING}`);
   const worker = await createStrataWorker({
@@ -65,7 +68,16 @@ async function main() {
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.STRATA_TASK_QUEUE,
     // With DATABASE_URL the metastore keeps the runs index, the catalog and reconciliation results.
-    deps: { lakeRoot: lake?.localRoot ?? config.lakeRoot, connections: connectionsFromEnv(), ledgerKey: ledgerKeyFromEnv(), lake: lake?.lake, s3: lake?.s3, db: lake?.db, ...externalDepsFromEnv(), faults: faultsFromEnv() },
+    deps: {
+      lakeRoot: lake?.localRoot ?? config.lakeRoot,
+      connections: connectionsFromEnv(),
+      ledgerKey: ledgerKeyFromEnv(),
+      lake: lake?.lake,
+      s3: lake?.s3,
+      db: lake?.db,
+      ...externalDepsFromEnv(),
+      faults: faultsFromEnv(),
+    },
     workflowBundle: bundlePath ? { codePath: bundlePath } : undefined,
   });
   console.error(`strata worker: task queue ${config.STRATA_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);

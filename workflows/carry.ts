@@ -5,8 +5,16 @@
  */
 import type { CarriedState, CarriedTask as Tuple, RunState, TaskState, TaskStatus } from '../schemas/run.js';
 
-const STATUSES: TaskStatus[] = ['pending', 'running', 'success', 'failed', 'skipped', 'upstream_failed', 'cancelled', 'excluded'];
-
+const STATUSES: TaskStatus[] = [
+  'pending',
+  'running',
+  'success',
+  'failed',
+  'skipped',
+  'upstream_failed',
+  'cancelled',
+  'excluded',
+];
 
 const ms = (iso?: string) => (iso ? Date.parse(iso) : 0);
 const iso = (n: number) => (n ? new Date(n).toISOString() : undefined);

@@ -7,14 +7,24 @@
  * workflows are described and the ones that have ended since they took their slot
  * (or never started within a grace period) are dropped.
  */
-import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { ClusterSlotStatus } from '../activities/clusters/types.js';
 import { acquireClusterSlot, clusterQuotaQuery, type ClusterQuotaInput, type QuotaHolder } from './cluster-messages.js';
 
 /** A slot whose cluster never started is kept this long (the create that took it may still be starting it). */
 const START_GRACE_MS = 2 * 60_000;
 
-const { clusterSlotStatuses } = proxyActivities<{ clusterSlotStatuses(a: { tenant: string; names: string[] }): Promise<Record<string, ClusterSlotStatus>> }>({
+const { clusterSlotStatuses } = proxyActivities<{
+  clusterSlotStatuses(a: { tenant: string; names: string[] }): Promise<Record<string, ClusterSlotStatus>>;
+}>({
   startToCloseTimeout: '30s',
   retry: { initialInterval: '200ms', maximumAttempts: 5 },
 });

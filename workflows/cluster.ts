@@ -4,13 +4,36 @@
  * changes its size, `terminate` or the idle/lifetime limits end it. Continues as new to
  * keep its history small.
  */
-import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, proxyActivities, setCurrentDetails, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { ClusterProvider } from '../activities/clusters/types.js';
-import { clusterStateQuery, resizeUpdate, terminateSignal, touchSignal, type ClusterInput, type ClusterState } from './cluster-messages.js';
+import {
+  clusterStateQuery,
+  resizeUpdate,
+  terminateSignal,
+  touchSignal,
+  type ClusterInput,
+  type ClusterState,
+} from './cluster-messages.js';
 
 const acts = proxyActivities<ClusterProvider>({
   startToCloseTimeout: '2m',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 20, nonRetryableErrorTypes: ['QuotaExceeded', 'ConfigError'] },
+  retry: {
+    initialInterval: '500ms',
+    backoffCoefficient: 2,
+    maximumInterval: '30s',
+    maximumAttempts: 20,
+    nonRetryableErrorTypes: ['QuotaExceeded', 'ConfigError'],
+  },
 });
 
 export async function clusterLifecycle(input: ClusterInput): Promise<ClusterState> {
@@ -49,12 +72,16 @@ export async function clusterLifecycle(input: ClusterInput): Promise<ClusterStat
     },
     {
       validator: (size) => {
-        if (state.phase !== 'ready') throw new Error(`cluster ${spec.name} is ${state.phase}; resize it once it is ready`);
+        if (state.phase !== 'ready')
+          throw new Error(`cluster ${spec.name} is ${state.phase}; resize it once it is ready`);
         if (!(size.instances >= 1)) throw new Error('a cluster needs at least 1 instance');
       },
     },
   );
-  const details = () => setCurrentDetails(`**${spec.name}** (${spec.engine}) — ${state.phase}, ${state.size.instances}×${state.size.cores} cores, touched ${state.lastTouchedAt}`);
+  const details = () =>
+    setCurrentDetails(
+      `**${spec.name}** (${spec.engine}) — ${state.phase}, ${state.size.instances}×${state.size.cores} cores, touched ${state.lastTouchedAt}`,
+    );
 
   if (state.phase === 'provisioning') {
     details();
@@ -65,7 +92,12 @@ export async function clusterLifecycle(input: ClusterInput): Promise<ClusterStat
       for (;;) {
         const s = await acts.clusterStatus(spec, p.providerId);
         if (s.phase === 'ready') break;
-        if (s.phase === 'failed') throw ApplicationFailure.create({ type: 'ClusterFailed', nonRetryable: true, message: `cluster ${spec.name} failed to start: ${s.message ?? 'no reason given'}` });
+        if (s.phase === 'failed')
+          throw ApplicationFailure.create({
+            type: 'ClusterFailed',
+            nonRetryable: true,
+            message: `cluster ${spec.name} failed to start: ${s.message ?? 'no reason given'}`,
+          });
         if (terminateReason) break;
         await sleep(spec.pollMs ?? 10_000);
       }

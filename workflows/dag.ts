@@ -56,7 +56,8 @@ export const TRIGGER_TABLE: RuleTable = {
   all_failed: (c) => (c.success || c.skipped ? 'skipped' : c.done === c.total ? 'run' : 'wait'),
   all_done: (c) => (c.done === c.total ? 'run' : 'wait'),
   // No upstream succeeded but one failed: the failure shows downstream, as in Airflow.
-  all_done_min_one_success: (c) => (c.done < c.total ? 'wait' : c.success ? 'run' : c.failed ? 'upstream_failed' : 'skipped'),
+  all_done_min_one_success: (c) =>
+    c.done < c.total ? 'wait' : c.success ? 'run' : c.failed ? 'upstream_failed' : 'skipped',
   all_skipped: (c) => (c.success || c.failed ? 'skipped' : c.done === c.total ? 'run' : 'wait'),
   one_success: (c) => (c.success ? 'run' : c.done < c.total ? 'wait' : c.failed ? 'upstream_failed' : 'skipped'),
   one_failed: (c) => (c.failed ? 'run' : c.done === c.total ? 'skipped' : 'wait'),

@@ -20,7 +20,15 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { toMs } from '../schemas/duration.js';
-import { ENGINE_ACTIVITY_PREFIX, PollFields, externalEngineOf, type ExternalJobInput, type JobRef, type JobResult, type JobStatus } from '../schemas/external.js';
+import {
+  ENGINE_ACTIVITY_PREFIX,
+  PollFields,
+  externalEngineOf,
+  type ExternalJobInput,
+  type JobRef,
+  type JobResult,
+  type JobStatus,
+} from '../schemas/external.js';
 import { touchSignal, clusterWorkflowId, type ClusterState } from './cluster-messages.js';
 
 type JobActivities = Record<string, (arg: any) => Promise<any>>;
@@ -53,7 +61,12 @@ export async function externalJob(input: ExternalJobRunInput): Promise<JobResult
   const acts = proxyActivities<JobActivities>({
     startToCloseTimeout: '2m',
     heartbeatTimeout: input.heartbeatTimeoutMs ?? 30_000,
-    retry: { initialInterval: Math.min(1000, initialMs), backoffCoefficient: 2, maximumInterval: Math.max(maxMs, 1000), maximumAttempts: 10 },
+    retry: {
+      initialInterval: Math.min(1000, initialMs),
+      backoffCoefficient: 2,
+      maximumInterval: Math.max(maxMs, 1000),
+      maximumAttempts: 10,
+    },
   });
   const carried = input.carried;
   const started = carried?.startedAt ?? workflowInfo().startTime.getTime();
@@ -61,13 +74,22 @@ export async function externalJob(input: ExternalJobRunInput): Promise<JobResult
 
   let cluster: ClusterState | undefined = carried?.cluster;
   if (!carried && typeof input.task.cluster === 'string') {
-    cluster = await acts.ensureClusterReady({ tenant: input.run.tenant, name: input.task.cluster, engine, pollMs: initialMs, requestedBy: workflowInfo().workflowId });
+    cluster = await acts.ensureClusterReady({
+      tenant: input.run.tenant,
+      name: input.task.cluster,
+      engine,
+      pollMs: initialMs,
+      requestedBy: workflowInfo().workflowId,
+    });
   }
-  const clusterHandle = cluster ? getExternalWorkflowHandle(clusterWorkflowId(input.run.tenant, cluster.name)) : undefined;
+  const clusterHandle = cluster
+    ? getExternalWorkflowHandle(clusterWorkflowId(input.run.tenant, cluster.name))
+    : undefined;
 
   // The submit finishes even if the run is cancelled meanwhile, so the job it made is known and
   // stopped below rather than left running. Cancellation surfaces at the next poll.
-  const ref: JobRef = carried?.ref ?? (await CancellationScope.nonCancellable(() => acts[`${prefix}Submit`]({ ...input, cluster })));
+  const ref: JobRef =
+    carried?.ref ?? (await CancellationScope.nonCancellable(() => acts[`${prefix}Submit`]({ ...input, cluster })));
   const history: string[] = carried?.states ?? [];
   let status: JobStatus | undefined;
   let peakExecutors = carried?.peakExecutors ?? 0;
@@ -83,10 +105,17 @@ export async function externalJob(input: ExternalJobRunInput): Promise<JobResult
       if (status.terminal) break;
       if (clusterHandle) await clusterHandle.signal(touchSignal, { by: workflowInfo().workflowId });
       if (Date.now() >= deadline) {
-        throw ApplicationFailure.create({ type: 'Timeout', nonRetryable: true, message: `${ref.name} did not finish within the task timeout (${input.timeoutMs} ms); it was stopped` });
+        throw ApplicationFailure.create({
+          type: 'Timeout',
+          nonRetryable: true,
+          message: `${ref.name} did not finish within the task timeout (${input.timeoutMs} ms); it was stopped`,
+        });
       }
       const info = workflowInfo();
-      if (info.continueAsNewSuggested || info.historyLength >= (input.continueAsNewAfterEvents ?? DEFAULT_CONTINUE_AS_NEW_AFTER)) {
+      if (
+        info.continueAsNewSuggested ||
+        info.historyLength >= (input.continueAsNewAfterEvents ?? DEFAULT_CONTINUE_AS_NEW_AFTER)
+      ) {
         // A long job (a streaming query, a multi-day step) keeps watching it in a fresh history.
         await condition(allHandlersFinished);
         const next: JobCarry = { ref, cluster, states: history, peakExecutors, waitMs: wait, startedAt: started };
@@ -108,7 +137,17 @@ export async function externalJob(input: ExternalJobRunInput): Promise<JobResult
   }
 
   const logs = (await acts[`${prefix}Logs`](ref)) as { facts?: Record<string, unknown>; logTail?: string };
-  const output = { engine, job: ref.name, jobId: ref.id, adopted: ref.adopted, states: history, ...status.facts, ...logs.facts, ...(engine === 'spark-k8s' ? { executors: peakExecutors } : {}), logTail: logs.logTail };
+  const output = {
+    engine,
+    job: ref.name,
+    jobId: ref.id,
+    adopted: ref.adopted,
+    states: history,
+    ...status.facts,
+    ...logs.facts,
+    ...(engine === 'spark-k8s' ? { executors: peakExecutors } : {}),
+    logTail: logs.logTail,
+  };
   if (!status.succeeded) {
     throw ApplicationFailure.create({
       type: 'ExternalJobFailed',

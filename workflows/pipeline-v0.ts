@@ -29,7 +29,15 @@ import { toMs } from '../schemas/duration.js';
 import { TASK_KINDS, sqlDialectAt } from '../schemas/kinds.js';
 import { paramDecls } from '../schemas/params.js';
 import { effectiveTask, type TaskSpec } from '../schemas/pipeline.js';
-import type { CarriedState, PipelineRunInput, RunState, TaskActivityInput, TaskOutput, TaskState, TaskStatus } from '../schemas/run.js';
+import type {
+  CarriedState,
+  PipelineRunInput,
+  RunState,
+  TaskActivityInput,
+  TaskOutput,
+  TaskState,
+  TaskStatus,
+} from '../schemas/run.js';
 import { renderDeep, renderTask, runVariables } from '../schemas/template.js';
 import { packState, unpackState } from './carry.js';
 import { LEGACY_TRIGGER_TABLE, downstreamIndex, isFinal, plan, selectTasks, type PlanNode } from './dag.js';
@@ -37,7 +45,9 @@ import { stateQuery } from './run-queries.js';
 
 const SCHEDULED_START = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
 
-const { recordRun } = proxyActivities<{ recordRun(r: { state: RunState; specVersion?: string; pipelineVersion?: number; error?: string }): Promise<void> }>({
+const { recordRun } = proxyActivities<{
+  recordRun(r: { state: RunState; specVersion?: string; pipelineVersion?: number; error?: string }): Promise<void>;
+}>({
   startToCloseTimeout: '30s',
   retry: { maximumAttempts: 5, initialInterval: '500ms' },
   summary: 'record run in the metastore',
@@ -47,7 +57,9 @@ const { recordRun } = proxyActivities<{ recordRun(r: { state: RunState; specVers
 async function indexRun(state: RunState, input: PipelineRunInput, error?: string) {
   if (!patched('runs-index-v1')) return;
   try {
-    await CancellationScope.nonCancellable(() => recordRun({ state, specVersion: input.specVersion, pipelineVersion: input.pipelineVersion, error }));
+    await CancellationScope.nonCancellable(() =>
+      recordRun({ state, specVersion: input.specVersion, pipelineVersion: input.pipelineVersion, error }),
+    );
   } catch {
     /* logged by the SDK as an activity failure */
   }
@@ -81,7 +93,11 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
   setHandler(stateQuery, () => state);
 
   const taskById = new Map(spec.tasks.map((t) => [t.id, t]));
-  const nodes: PlanNode[] = spec.tasks.map((t) => ({ id: t.id, needs: t.needs, trigger: effectiveTask(spec, t).trigger }));
+  const nodes: PlanNode[] = spec.tasks.map((t) => ({
+    id: t.id,
+    needs: t.needs,
+    trigger: effectiveTask(spec, t).trigger,
+  }));
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const down = downstreamIndex(nodes);
 
@@ -127,7 +143,13 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
         (r) => finish(id, { status: 'success', attempts: r.attempt, output: r.output, error: undefined }),
         (err) => {
           const f = describeFailure(err);
-          finish(id, { status: isCancellation(err) ? 'cancelled' : 'failed', attempts: f.attempt, error: f.message, errorType: f.type, output: f.output });
+          finish(id, {
+            status: isCancellation(err) ? 'cancelled' : 'failed',
+            attempts: f.attempt,
+            error: f.message,
+            errorType: f.type,
+            output: f.output,
+          });
         },
       )
       .finally(() => inflight.delete(id));
@@ -144,7 +166,12 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
       try {
         rendered = renderTask(fields, taskVars, decls, (path) => sqlDialectAt(task, path));
       } catch (e) {
-        throw ApplicationFailure.create({ type: 'TemplateError', nonRetryable: true, message: `${task.id}: ${(e as Error).message}`, details: [{ attempt: 1 }] });
+        throw ApplicationFailure.create({
+          type: 'TemplateError',
+          nonRetryable: true,
+          message: `${task.id}: ${(e as Error).message}`,
+          details: [{ attempt: 1 }],
+        });
       }
     } else rendered = renderDeep(fields, taskVars);
     const runner = kind.route?.(rendered) ?? kind.run;
@@ -191,7 +218,12 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
         if (r.output.done) return { output: { ...r.output, polls }, attempt: 1 };
         const left = deadline - Date.now();
         if (left <= 0)
-          throw ApplicationFailure.create({ type: 'SensorTimeout', nonRetryable: true, message: `${task.id}: gave up after ${polls} checks: ${String(r.output.reason ?? 'condition not met')}`, details: [{ attempt: 1 }] });
+          throw ApplicationFailure.create({
+            type: 'SensorTimeout',
+            nonRetryable: true,
+            message: `${task.id}: gave up after ${polls} checks: ${String(r.output.reason ?? 'condition not met')}`,
+            details: [{ attempt: 1 }],
+          });
         await sleep(Math.min(interval, left), { summary: `${task.id}: next check` });
       }
     }
@@ -280,7 +312,8 @@ function shouldContinueAsNew(after: number): boolean {
 function applySelection(input: PipelineRunInput, state: RunState, nodes: PlanNode[], now: string) {
   if (input.only?.length) {
     const chosen = selectTasks(nodes, input.only, input.withUpstream ?? false);
-    for (const n of nodes) if (!chosen.has(n.id)) Object.assign(state.tasks[n.id], { status: 'excluded', endedAt: now });
+    for (const n of nodes)
+      if (!chosen.has(n.id)) Object.assign(state.tasks[n.id], { status: 'excluded', endedAt: now });
   }
   if (input.prior) {
     for (const [id, prev] of Object.entries(input.prior.tasks)) {
@@ -299,11 +332,17 @@ function applySelection(input: PipelineRunInput, state: RunState, nodes: PlanNod
 }
 
 /** A failed task's message, type and attempts, and what its engine reported (an external job's states and log tail). */
-export function describeFailure(err: unknown): { message: string; type?: string; attempt: number; output?: TaskOutput } {
+export function describeFailure(err: unknown): {
+  message: string;
+  type?: string;
+  attempt: number;
+  output?: TaskOutput;
+} {
   let attempt = 1;
   let cause: unknown = err;
   // A child workflow's failure wraps the activity failure that caused it.
-  while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause) cause = cause.cause;
+  while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause)
+    cause = cause.cause;
   if (cause instanceof ApplicationFailure) {
     const d = cause.details?.[0] as { attempt?: number; output?: unknown } | undefined;
     if (d?.attempt) attempt = d.attempt;

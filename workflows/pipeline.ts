@@ -58,7 +58,16 @@ const DEFAULT_CONTINUE_AS_NEW_AFTER = 8_000;
 const FLUSH = { tasks: 500, bytes: 256 * 1024, everyMs: 2000 };
 
 /** One character per status in what a run carries across continue-as-new. */
-const STATUSES: TaskStatus[] = ['pending', 'running', 'success', 'failed', 'skipped', 'upstream_failed', 'cancelled', 'excluded'];
+const STATUSES: TaskStatus[] = [
+  'pending',
+  'running',
+  'success',
+  'failed',
+  'skipped',
+  'upstream_failed',
+  'cancelled',
+  'excluded',
+];
 const CODES = 'prsfkucx';
 
 interface Meta {
@@ -94,7 +103,15 @@ interface Skeleton {
 
 /** The spec's skeleton: from the inline spec, or page by page from the metastore. */
 async function loadSkeleton(input: PipelineRunInput, repairOf?: string): Promise<Skeleton> {
-  const sk: Skeleton = { pipelineId: '', maxParallel: 16, ids: [], nodes: [], profileOf: [], profiles: [], reused: new Set() };
+  const sk: Skeleton = {
+    pipelineId: '',
+    maxParallel: 16,
+    ids: [],
+    nodes: [],
+    profileOf: [],
+    profiles: [],
+    reused: new Set(),
+  };
   const profileIndex = new Map<string, number>();
   const add = (page: SkeletonPage & { reused?: string[] }) => {
     sk.pipelineId = page.pipelineId;
@@ -120,7 +137,7 @@ async function loadSkeleton(input: PipelineRunInput, repairOf?: string): Promise
     add(skeletonPage(input.spec, 0, Infinity));
     return sk;
   }
-  for (let from: number | undefined = 0; from !== undefined; ) {
+  for (let from: number | undefined = 0; from !== undefined;) {
     const page: SkeletonPage & { reused?: string[] } = await meta.loadSpecPage({ ref: input.specRef!, from, repairOf });
     add(page);
     from = page.next;
@@ -144,7 +161,14 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     continuations: 0,
   };
   const failures = carried?.failures ?? [];
-  const run: RunContext = { runId: header.runId, workflowId: header.workflowId, pipelineId: header.pipelineId, tenant: header.tenant, trigger: header.trigger, logicalDate: header.logicalDate };
+  const run: RunContext = {
+    runId: header.runId,
+    workflowId: header.workflowId,
+    pipelineId: header.pipelineId,
+    tenant: header.tenant,
+    trigger: header.trigger,
+    logicalDate: header.logicalDate,
+  };
   const params = input.params ?? {};
 
   // Per-task state: a status code per task (all tasks), full details for the tasks this
@@ -154,7 +178,15 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   const details = new Map<string, TaskState>();
   const deltas = new Map<string, TaskDelta>();
   let flushing: TaskDelta[] = [];
-  let sk: Skeleton = { pipelineId: header.pipelineId, maxParallel: 1, ids: [], nodes: [], profileOf: [], profiles: [], reused: new Set() };
+  let sk: Skeleton = {
+    pipelineId: header.pipelineId,
+    maxParallel: 1,
+    ids: [],
+    nodes: [],
+    profileOf: [],
+    profiles: [],
+    reused: new Set(),
+  };
   let index = new Map<string, number>();
 
   const answer = (): RunState => boundedState(header, sk.ids, status, details, counts, failures);
@@ -162,7 +194,11 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   setHandler(tasksQuery, ({ after, limit } = {}) => {
     const n = Math.max(1, Math.min(limit ?? RUN_ANSWER_LIMITS.page, RUN_ANSWER_LIMITS.page));
     const from = after === undefined ? 0 : (index.get(after) ?? -1) + 1;
-    const page = sk.ids.slice(from, from + n).map((id, k) => [id, details.get(id) ?? { status: STATUSES[status[from + k]], attempts: 0 }] as [string, TaskState]);
+    const page = sk.ids
+      .slice(from, from + n)
+      .map(
+        (id, k) => [id, details.get(id) ?? { status: STATUSES[status[from + k]], attempts: 0 }] as [string, TaskState],
+      );
     return { tasks: page, ...(from + n < sk.ids.length ? { next: sk.ids[from + n - 1] } : {}) };
   });
   setHandler(liveQuery, () => {
@@ -183,7 +219,11 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   try {
     // A run loads only its own tenant's specs, whatever a start made around the API names.
     if (input.specRef && input.specRef.tenant !== input.tenant)
-      throw ApplicationFailure.create({ type: 'SpecNotFound', nonRetryable: true, message: `pipeline ${input.specRef.pipelineId} is not one of tenant ${input.tenant}'s` });
+      throw ApplicationFailure.create({
+        type: 'SpecNotFound',
+        nonRetryable: true,
+        message: `pipeline ${input.specRef.pipelineId} is not one of tenant ${input.tenant}'s`,
+      });
     sk = await loadSkeleton(input, carried ? undefined : input.repairOf);
   } catch (err) {
     if (isCancellation(err)) throw err;
@@ -206,10 +246,12 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     status[i] = STATUSES.indexOf(s);
     counts[status[i]]++;
     const t: TaskState = { ...(details.get(id) ?? { attempts: 0 }), ...patch, status: s };
-    if (t.error && t.error.length > RUN_ANSWER_LIMITS.errorChars) t.error = `${t.error.slice(0, RUN_ANSWER_LIMITS.errorChars)}…`;
+    if (t.error && t.error.length > RUN_ANSWER_LIMITS.errorChars)
+      t.error = `${t.error.slice(0, RUN_ANSWER_LIMITS.errorChars)}…`;
     details.set(id, t);
     deltas.set(id, { id, ...t });
-    if ((s === 'failed' || s === 'cancelled') && failures.length < RUN_ANSWER_LIMITS.failures && t.error) failures.push({ id, error: t.error.slice(0, 500), ...(t.errorType ? { type: t.errorType } : {}) });
+    if ((s === 'failed' || s === 'cancelled') && failures.length < RUN_ANSWER_LIMITS.failures && t.error)
+      failures.push({ id, error: t.error.slice(0, 500), ...(t.errorType ? { type: t.errorType } : {}) });
   };
 
   // ---- deltas to the metastore: one write in flight, batches bounded in tasks and bytes
@@ -232,7 +274,9 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     if (!batch.length) return;
     flushing = batch;
     lastFlush = Date.now();
-    inFlightFlush = CancellationScope.nonCancellable(() => meta.recordTasks({ runId: header.runId, deltas: batch })).then(
+    inFlightFlush = CancellationScope.nonCancellable(() =>
+      meta.recordTasks({ runId: header.runId, deltas: batch }),
+    ).then(
       () => {
         flushing = [];
         inFlightFlush = undefined;
@@ -267,9 +311,19 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     }
     for (const [id, prev] of Object.entries(input.prior?.tasks ?? {}))
       if (index.has(id) && prev.status === 'success' && STATUSES[status[index.get(id)!]] === 'pending')
-        setStatus(id, 'success', { attempts: 0, output: prev.output, reusedFrom: prev.reusedFrom ?? input.prior!.runId, startedAt: prev.startedAt, endedAt: prev.endedAt });
-    for (const id of sk.reused) if (STATUSES[status[index.get(id)!]] === 'pending') setStatus(id, 'success', { attempts: 0, reusedFrom: input.repairOf });
-    await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord({ seed: input.specRef ? { ref: input.specRef } : { ids: sk.ids } })));
+        setStatus(id, 'success', {
+          attempts: 0,
+          output: prev.output,
+          reusedFrom: prev.reusedFrom ?? input.prior!.runId,
+          startedAt: prev.startedAt,
+          endedAt: prev.endedAt,
+        });
+    for (const id of sk.reused)
+      if (STATUSES[status[index.get(id)!]] === 'pending')
+        setStatus(id, 'success', { attempts: 0, reusedFrom: input.repairOf });
+    await CancellationScope.nonCancellable(() =>
+      meta.recordRun(seedRecord({ seed: input.specRef ? { ref: input.specRef } : { ids: sk.ids } })),
+    );
   }
 
   const heartbeatMs = input.options?.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_MS;
@@ -295,7 +349,13 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       .then(
         (r) => {
           parked.delete(id);
-          setStatus(id, 'success', { attempts: r.attempt, output: r.output, error: undefined, errorType: undefined, endedAt: nowIso() });
+          setStatus(id, 'success', {
+            attempts: r.attempt,
+            output: r.output,
+            error: undefined,
+            errorType: undefined,
+            endedAt: nowIso(),
+          });
         },
         (err) => {
           if (parked.has(id) && isCancellation(err)) {
@@ -303,7 +363,13 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
             return;
           }
           const f = describeFailure(err);
-          setStatus(id, isCancellation(err) ? 'cancelled' : 'failed', { attempts: f.attempt, error: f.message, errorType: f.type, output: f.output, endedAt: nowIso() });
+          setStatus(id, isCancellation(err) ? 'cancelled' : 'failed', {
+            attempts: f.attempt,
+            error: f.message,
+            errorType: f.type,
+            output: f.output,
+            endedAt: nowIso(),
+          });
         },
       )
       .finally(() => {
@@ -324,7 +390,12 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       try {
         return renderSpecTask(spec, task, run, params) as TaskActivityInput['task'];
       } catch (e) {
-        throw ApplicationFailure.create({ type: 'TemplateError', nonRetryable: true, message: `${id}: ${(e as Error).message}`, details: [{ attempt: 1 }] });
+        throw ApplicationFailure.create({
+          type: 'TemplateError',
+          nonRetryable: true,
+          message: `${id}: ${(e as Error).message}`,
+          details: [{ attempt: 1 }],
+        });
       }
     };
     const runner = p.runner;
@@ -338,13 +409,28 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       // One child per external job keeps its polls out of this history and cancels with the run.
       return executeChild(runner.workflow, {
         workflowId: `${header.workflowId}/task/${id}`,
-        args: [{ task: t, run, timeoutMs: p.timeoutMs, heartbeatTimeoutMs: heartbeatMs, ...(input.options?.jobContinueAsNewAfterEvents ? { continueAsNewAfterEvents: input.options.jobContinueAsNewAfterEvents } : {}) }],
+        args: [
+          {
+            task: t,
+            run,
+            timeoutMs: p.timeoutMs,
+            heartbeatTimeoutMs: heartbeatMs,
+            ...(input.options?.jobContinueAsNewAfterEvents
+              ? { continueAsNewAfterEvents: input.options.jobContinueAsNewAfterEvents }
+              : {}),
+          },
+        ],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
         staticSummary: summary,
       }) as Promise<TaskResultEnvelope>;
     }
-    const retry = { maximumAttempts: p.retry.attempts, initialInterval: p.retry.initialIntervalMs, backoffCoefficient: p.retry.backoff, maximumInterval: p.retry.maxIntervalMs };
+    const retry = {
+      maximumAttempts: p.retry.attempts,
+      initialInterval: p.retry.initialIntervalMs,
+      backoffCoefficient: p.retry.backoff,
+      maximumInterval: p.retry.maxIntervalMs,
+    };
     if (runner.type === 'poll') {
       // A sensor: its whole poll loop runs in one heartbeating activity (no history per
       // check). It is read-only, so continue-as-new stops it at once and starts it again.
@@ -352,9 +438,17 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       delete sensorsCarried[id];
       const since = prev ? prev.since : Date.now();
       const polls = prev?.polls ?? 0;
-      const opts: ActivityOptions = { startToCloseTimeout: '366d', heartbeatTimeout: heartbeatMs, retry, cancellationType: ActivityCancellationType.TRY_CANCEL, summary };
+      const opts: ActivityOptions = {
+        startToCloseTimeout: '366d',
+        heartbeatTimeout: heartbeatMs,
+        retry,
+        cancellationType: ActivityCancellationType.TRY_CANCEL,
+        summary,
+      };
       const act = proxyActivities<Record<string, (i: unknown) => Promise<TaskResultEnvelope>>>(opts)[runner.activity];
-      const arg = byRef ? { ...byRef, sensor: { since, polls } } : { task: await rendered(), run, sensor: { since, polls } };
+      const arg = byRef
+        ? { ...byRef, sensor: { since, polls } }
+        : { task: await rendered(), run, sensor: { since, polls } };
       const scope = new CancellationScope();
       sensorScopes.set(id, scope);
       parkInfo.set(id, { since, polls });
@@ -406,7 +500,13 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         await flushAll();
         await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord()));
         await condition(allHandlersFinished);
-        const next: CarriedV1 = { v: 1, header, statuses: status.map((s) => CODES[s]).join(''), failures, ...(parked.size ? { sensors: Object.fromEntries(parked) } : {}) };
+        const next: CarriedV1 = {
+          v: 1,
+          header,
+          statuses: status.map((s) => CODES[s]).join(''),
+          failures,
+          ...(parked.size ? { sensors: Object.fromEntries(parked) } : {}),
+        };
         return await continueAsNew<typeof pipelineRun>({ ...input, carried: next, prior: undefined });
       }
       if (sinceDetails++ % 50 === 0) setCurrentDetails(progressMarkdown(header, counts));
@@ -423,7 +523,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         const s = STATUSES[status[i]];
         if (isFinal(s)) continue;
         // Tasks this execution touched get a delta; the rest are closed in one statement below.
-        if (details.has(sk.ids[i])) setStatus(sk.ids[i], 'cancelled', { endedAt: details.get(sk.ids[i])?.startedAt ? now : undefined });
+        if (details.has(sk.ids[i]))
+          setStatus(sk.ids[i], 'cancelled', { endedAt: details.get(sk.ids[i])?.startedAt ? now : undefined });
         else {
           counts[status[i]]--;
           status[i] = STATUSES.indexOf('cancelled');
@@ -440,9 +541,14 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   }
 
   // Anything still pending could never be decided (cannot happen for a valid DAG).
-  for (let i = 0; i < sk.ids.length; i++) if (!isFinal(STATUSES[status[i]])) setStatus(sk.ids[i], 'upstream_failed', { error: 'never became ready', endedAt: nowIso() });
+  for (let i = 0; i < sk.ids.length; i++)
+    if (!isFinal(STATUSES[status[i]]))
+      setStatus(sk.ids[i], 'upstream_failed', { error: 'never became ready', endedAt: nowIso() });
 
-  const bad = counts[STATUSES.indexOf('failed')] + counts[STATUSES.indexOf('upstream_failed')] + counts[STATUSES.indexOf('cancelled')];
+  const bad =
+    counts[STATUSES.indexOf('failed')] +
+    counts[STATUSES.indexOf('upstream_failed')] +
+    counts[STATUSES.indexOf('cancelled')];
   header.status = bad ? 'failed' : 'success';
   header.endedAt = nowIso();
   setCurrentDetails(progressMarkdown(header, counts));
@@ -514,7 +620,14 @@ function boundedState(
     bytes += size;
     tasks[ids[i]] = t;
   }
-  return { ...header, tasks, counts: countsObject(counts), taskCount: ids.length, ...(partial ? { tasksPartial: true } : {}), ...(failures.length ? { failures } : {}) };
+  return {
+    ...header,
+    tasks,
+    counts: countsObject(counts),
+    taskCount: ids.length,
+    ...(partial ? { tasksPartial: true } : {}),
+    ...(failures.length ? { failures } : {}),
+  };
 }
 
 function progressMarkdown(header: CarriedV1['header'], counts: number[]): string {

@@ -17,7 +17,9 @@ export interface ReconciliationInput {
 
 export async function reconciliationRun(input: ReconciliationInput): Promise<TaskOutput> {
   const info = workflowInfo();
-  const { reconcileTask } = proxyActivities<{ reconcileTask(i: TaskActivityInput): Promise<{ output: TaskOutput; attempt: number }> }>({
+  const { reconcileTask } = proxyActivities<{
+    reconcileTask(i: TaskActivityInput): Promise<{ output: TaskOutput; attempt: number }>;
+  }>({
     startToCloseTimeout: '24h',
     heartbeatTimeout: input.heartbeatTimeoutMs ?? 30_000,
     retry: { maximumAttempts: 20, initialInterval: '1s', maximumInterval: '1m' },
@@ -25,7 +27,14 @@ export async function reconciliationRun(input: ReconciliationInput): Promise<Tas
   });
   const r = await reconcileTask({
     task: { id: 'reconcile', kind: 'reconcile', left: input.left, right: input.right, ...input.options },
-    run: { runId: info.workflowId, workflowId: info.workflowId, pipelineId: 'reconcile', tenant: input.tenant, trigger: 'manual', logicalDate: info.startTime.toISOString() },
+    run: {
+      runId: info.workflowId,
+      workflowId: info.workflowId,
+      pipelineId: 'reconcile',
+      tenant: input.tenant,
+      trigger: 'manual',
+      logicalDate: info.startTime.toISOString(),
+    },
   });
   return { ...r.output, attempts: r.attempt };
 }

@@ -6,7 +6,14 @@ import type { RunState, TaskState } from '../schemas/run.js';
 export const stateQuery = defineQuery<RunState>('state');
 
 /** Tasks page by page, in spec order: `after` a task id, at most `limit` (≤ RUN_ANSWER_LIMITS.page). */
-export const tasksQuery = defineQuery<{ tasks: [string, TaskState][]; next?: string }, [{ after?: string; limit?: number }]>('tasks');
+export const tasksQuery = defineQuery<
+  { tasks: [string, TaskState][]; next?: string },
+  [{ after?: string; limit?: number }]
+>('tasks');
 
 /** What the metastore does not have yet: tasks changed since the last delta was recorded (bounded). */
-export const liveQuery = defineQuery<{ status: RunState['status']; counts: RunState['counts']; tasks: Record<string, TaskState> }>('live');
+export const liveQuery = defineQuery<{
+  status: RunState['status'];
+  counts: RunState['counts'];
+  tasks: Record<string, TaskState>;
+}>('live');

@@ -162,18 +162,34 @@ export class AirbyteClient {
 
   private async accessToken(signal?: AbortSignal): Promise<string> {
     if (this.token && this.token.expiresAt > Date.now() + 10_000) return this.token.value;
-    const res = await this.raw('POST', '/applications/token', { client_id: this.config.clientId, client_secret: this.config.clientSecret, grant_type: 'client_credentials' }, undefined, signal);
+    const res = await this.raw(
+      'POST',
+      '/applications/token',
+      { client_id: this.config.clientId, client_secret: this.config.clientSecret, grant_type: 'client_credentials' },
+      undefined,
+      signal,
+    );
     const body = (await res.json()) as { access_token: string; expires_in?: number };
     this.token = { value: body.access_token, expiresAt: Date.now() + (body.expires_in ?? 180) * 1000 };
     return this.token.value;
   }
 
-  private async raw(method: string, path: string, body: unknown, token: string | undefined, signal?: AbortSignal): Promise<Response> {
+  private async raw(
+    method: string,
+    path: string,
+    body: unknown,
+    token: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<Response> {
     let res: Response;
     try {
       res = await this.fetchImpl(this.url(path), {
         method,
-        headers: { accept: 'application/json', ...(body ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        headers: {
+          accept: 'application/json',
+          ...(body ? { 'content-type': 'application/json' } : {}),
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
         body: body ? JSON.stringify(body) : undefined,
         signal,
       });
@@ -189,7 +205,12 @@ export class AirbyteClient {
     }
     if (res.status === 401) this.token = undefined;
     const detail = problem.detail ?? problem.message;
-    throw new AirbyteError(res.status, problem.type ?? String(res.status), `Airbyte ${method} ${path}: ${res.status} ${problem.title ?? ''}${detail ? `: ${detail}` : ''}`.trim(), detail);
+    throw new AirbyteError(
+      res.status,
+      problem.type ?? String(res.status),
+      `Airbyte ${method} ${path}: ${res.status} ${problem.title ?? ''}${detail ? `: ${detail}` : ''}`.trim(),
+      detail,
+    );
   }
 
   private async json<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
@@ -212,7 +233,10 @@ export class AirbyteClient {
   /** Starts a sync; if one already runs for the connection (409), adopts it. */
   async startSync(connectionId: string, signal?: AbortSignal): Promise<{ job: AirbyteJob; adopted: boolean }> {
     try {
-      return { job: await this.json<AirbyteJob>('POST', '/jobs', { connectionId, jobType: 'sync' }, signal), adopted: false };
+      return {
+        job: await this.json<AirbyteJob>('POST', '/jobs', { connectionId, jobType: 'sync' }, signal),
+        adopted: false,
+      };
     } catch (e) {
       if (!(e instanceof AirbyteError) || e.status !== 409) throw e;
       const running = await this.listJobs(connectionId, 'running', signal);
@@ -244,7 +268,11 @@ export class AirbyteClient {
   // Sources, destinations and connections (the ingestion half). A delete answers 204 with no body.
 
   /** One page of a workspace's sources, destinations or connections. */
-  listResources<K extends IngestionKind>(kind: K, query: ListQuery = {}, signal?: AbortSignal): Promise<Page<IngestionTypes[K]['response']>> {
+  listResources<K extends IngestionKind>(
+    kind: K,
+    query: ListQuery = {},
+    signal?: AbortSignal,
+  ): Promise<Page<IngestionTypes[K]['response']>> {
     const q = new URLSearchParams();
     for (const w of query.workspaceIds ?? []) q.append('workspaceIds', w);
     if (query.includeDeleted !== undefined) q.set('includeDeleted', String(query.includeDeleted));
@@ -254,15 +282,28 @@ export class AirbyteClient {
     return this.json('GET', `/${kind}${qs ? `?${qs}` : ''}`, undefined, signal);
   }
 
-  getResource<K extends IngestionKind>(kind: K, id: string, signal?: AbortSignal): Promise<IngestionTypes[K]['response']> {
+  getResource<K extends IngestionKind>(
+    kind: K,
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<IngestionTypes[K]['response']> {
     return this.json('GET', `/${kind}/${encodeURIComponent(id)}`, undefined, signal);
   }
 
-  createResource<K extends IngestionKind>(kind: K, body: IngestionTypes[K]['create'], signal?: AbortSignal): Promise<IngestionTypes[K]['response']> {
+  createResource<K extends IngestionKind>(
+    kind: K,
+    body: IngestionTypes[K]['create'],
+    signal?: AbortSignal,
+  ): Promise<IngestionTypes[K]['response']> {
     return this.json('POST', `/${kind}`, body, signal);
   }
 
-  patchResource<K extends IngestionKind>(kind: K, id: string, body: IngestionTypes[K]['patch'], signal?: AbortSignal): Promise<IngestionTypes[K]['response']> {
+  patchResource<K extends IngestionKind>(
+    kind: K,
+    id: string,
+    body: IngestionTypes[K]['patch'],
+    signal?: AbortSignal,
+  ): Promise<IngestionTypes[K]['response']> {
     return this.json('PATCH', `/${kind}/${encodeURIComponent(id)}`, body, signal);
   }
 
@@ -273,19 +314,24 @@ export class AirbyteClient {
   listSources = (q?: ListQuery, signal?: AbortSignal) => this.listResources('sources', q, signal);
   getSource = (id: string, signal?: AbortSignal) => this.getResource('sources', id, signal);
   createSource = (body: SourceCreateRequest, signal?: AbortSignal) => this.createResource('sources', body, signal);
-  patchSource = (id: string, body: SourcePatchRequest, signal?: AbortSignal) => this.patchResource('sources', id, body, signal);
+  patchSource = (id: string, body: SourcePatchRequest, signal?: AbortSignal) =>
+    this.patchResource('sources', id, body, signal);
   deleteSource = (id: string, signal?: AbortSignal) => this.deleteResource('sources', id, signal);
 
   listDestinations = (q?: ListQuery, signal?: AbortSignal) => this.listResources('destinations', q, signal);
   getDestination = (id: string, signal?: AbortSignal) => this.getResource('destinations', id, signal);
-  createDestination = (body: DestinationCreateRequest, signal?: AbortSignal) => this.createResource('destinations', body, signal);
-  patchDestination = (id: string, body: DestinationPatchRequest, signal?: AbortSignal) => this.patchResource('destinations', id, body, signal);
+  createDestination = (body: DestinationCreateRequest, signal?: AbortSignal) =>
+    this.createResource('destinations', body, signal);
+  patchDestination = (id: string, body: DestinationPatchRequest, signal?: AbortSignal) =>
+    this.patchResource('destinations', id, body, signal);
   deleteDestination = (id: string, signal?: AbortSignal) => this.deleteResource('destinations', id, signal);
 
   listConnections = (q?: ListQuery, signal?: AbortSignal) => this.listResources('connections', q, signal);
   getConnection = (id: string, signal?: AbortSignal) => this.getResource('connections', id, signal);
-  createConnection = (body: ConnectionCreateRequest, signal?: AbortSignal) => this.createResource('connections', body, signal);
-  patchConnection = (id: string, body: ConnectionPatchRequest, signal?: AbortSignal) => this.patchResource('connections', id, body, signal);
+  createConnection = (body: ConnectionCreateRequest, signal?: AbortSignal) =>
+    this.createResource('connections', body, signal);
+  patchConnection = (id: string, body: ConnectionPatchRequest, signal?: AbortSignal) =>
+    this.patchResource('connections', id, body, signal);
   deleteConnection = (id: string, signal?: AbortSignal) => this.deleteResource('connections', id, signal);
 }
 
@@ -296,6 +342,13 @@ export class AirbyteClient {
 export function airbyteClientFromEnv(env: NodeJS.ProcessEnv = process.env): AirbyteClient | undefined {
   if (!env.AIRBYTE_URL) return undefined;
   const missing = ['AIRBYTE_CLIENT_ID', 'AIRBYTE_CLIENT_SECRET'].filter((k) => !env[k]);
-  if (missing.length) throw new Error(`AIRBYTE_URL is set but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not: set the Airbyte application's client credentials`);
-  return new AirbyteClient({ baseUrl: env.AIRBYTE_URL, clientId: env.AIRBYTE_CLIENT_ID!, clientSecret: env.AIRBYTE_CLIENT_SECRET! });
+  if (missing.length)
+    throw new Error(
+      `AIRBYTE_URL is set but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not: set the Airbyte application's client credentials`,
+    );
+  return new AirbyteClient({
+    baseUrl: env.AIRBYTE_URL,
+    clientId: env.AIRBYTE_CLIENT_ID!,
+    clientSecret: env.AIRBYTE_CLIENT_SECRET!,
+  });
 }

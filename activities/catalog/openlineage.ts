@@ -51,11 +51,19 @@ export function schemaFacet(cols: ColumnInfo[]) {
 }
 
 export function runEvent(e: Omit<RunEvent, 'producer' | 'schemaURL' | 'eventTime'> & { eventTime?: string }): RunEvent {
-  return { eventTime: e.eventTime ?? new Date().toISOString(), producer: OL_PRODUCER, schemaURL: OL_SCHEMA_URL, ...e } as RunEvent;
+  return {
+    eventTime: e.eventTime ?? new Date().toISOString(),
+    producer: OL_PRODUCER,
+    schemaURL: OL_SCHEMA_URL,
+    ...e,
+  } as RunEvent;
 }
 
 /** STRATA_OPENLINEAGE_URL (http…) or STRATA_OPENLINEAGE_FILE; none = no events. */
-export function lineageSinkFromEnv(env: NodeJS.ProcessEnv = process.env, warn: (m: string) => void = (m) => console.warn(m)): LineageSink | undefined {
+export function lineageSinkFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  warn: (m: string) => void = (m) => console.warn(m),
+): LineageSink | undefined {
   if (env.STRATA_OPENLINEAGE_URL) return httpSink(env.STRATA_OPENLINEAGE_URL, warn);
   if (env.STRATA_OPENLINEAGE_FILE) return fileSink(env.STRATA_OPENLINEAGE_FILE);
   return undefined;
@@ -75,7 +83,12 @@ export function httpSink(url: string, warn: (m: string) => void): LineageSink {
   return {
     async emit(event) {
       try {
-        const r = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event), signal: AbortSignal.timeout(5000) });
+        const r = await fetch(endpoint, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(event),
+          signal: AbortSignal.timeout(5000),
+        });
         if (!r.ok) warn(`openlineage: ${endpoint} answered ${r.status}`);
       } catch (e) {
         warn(`openlineage: cannot post to ${endpoint}: ${(e as Error).message}`);

@@ -23,13 +23,23 @@ export interface ClusterDeps {
   sparkDefaults?: Partial<SparkDefaults>;
   sparkPolicy?: SparkPolicyConfig;
   /** Settings for clusters that tasks create on first use (`cluster: NAME`). */
-  clusterDefaults?: { idleTimeout?: string | number; maxLifetime?: string | number; pollInterval?: string | number; instances?: number; cores?: number; memoryGi?: number; emrInstanceType?: string; emrLogUri?: string };
+  clusterDefaults?: {
+    idleTimeout?: string | number;
+    maxLifetime?: string | number;
+    pollInterval?: string | number;
+    instances?: number;
+    cores?: number;
+    memoryGi?: number;
+    emrInstanceType?: string;
+    emrLogUri?: string;
+  };
 }
 
 const PLURAL = 'sparkconnects';
 
 function nonRetryable(e: unknown): never {
-  if ((e instanceof K8sError || e instanceof EmrError) && !e.retryable) throw new NonRetryableError(e.message, 'ClusterRejected');
+  if ((e instanceof K8sError || e instanceof EmrError) && !e.retryable)
+    throw new NonRetryableError(e.message, 'ClusterRejected');
   throw e;
 }
 
@@ -40,7 +50,8 @@ export type ClusterActivities = ClusterProvider & {
 
 export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
   const k8s = () => {
-    if (!deps.spark) throw new NonRetryableError('this worker has no Kubernetes client for Spark Connect clusters', 'ConfigError');
+    if (!deps.spark)
+      throw new NonRetryableError('this worker has no Kubernetes client for Spark Connect clusters', 'ConfigError');
     return deps.spark;
   };
   const emr = () => {
@@ -57,7 +68,11 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
           const image = spec.release ?? sparkDefaults.image;
           // The API refuses these already (403); checked again here, where the pod is made.
           const images = sparkTierPolicy(tierName, sparkDefaults, deps.sparkPolicy).images;
-          if (!allows(images, image)) throw new NonRetryableError(`cluster ${spec.name}: image "${image}" is not allowed on the ${tierName} tier (allowed: ${images.join(', ')})`, 'PolicyViolation');
+          if (!allows(images, image))
+            throw new NonRetryableError(
+              `cluster ${spec.name}: image "${image}" is not allowed on the ${tierName} tier (allowed: ${images.join(', ')})`,
+              'PolicyViolation',
+            );
           const namespace = tenantNamespace(spec.tenant);
           await ensureTenantNamespace(k8s(), spec.tenant, TIERS[tierName]);
           const obj = buildSparkConnect({
@@ -71,7 +86,10 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
             memoryGi: spec.size.memoryGi,
           });
           await k8s().createOrAdopt(PLURAL, SPARK_CONNECT_VERSION, obj);
-          return { providerId: `${namespace}/${spec.name}`, endpoint: `sc://${spec.name}-server.${namespace}.svc.cluster.local:15002` };
+          return {
+            providerId: `${namespace}/${spec.name}`,
+            endpoint: `sc://${spec.name}-server.${namespace}.svc.cluster.local:15002`,
+          };
         }
         const name = emrName(spec);
         const existing = await emr().findActiveCluster(name);
@@ -98,7 +116,9 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
           const state = String((obj.status as { state?: string } | undefined)?.state ?? '');
           if (state === 'Ready') return { phase: 'ready' };
           if (state === 'Failed') {
-            const conds = ((obj.status as { conditions?: { message?: string }[] }).conditions ?? []).map((c) => c.message).filter(Boolean);
+            const conds = ((obj.status as { conditions?: { message?: string }[] }).conditions ?? [])
+              .map((c) => c.message)
+              .filter(Boolean);
             return { phase: 'failed', message: conds.join('; ') || 'SparkConnect failed' };
           }
           return { phase: 'provisioning' };
@@ -106,7 +126,8 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
         const c = await emr().describeCluster(providerId);
         const state = c.Status?.State ?? 'STARTING';
         if (state === 'RUNNING' || state === 'WAITING') return { phase: 'ready' };
-        if (state.startsWith('TERMINAT')) return { phase: 'failed', message: `${state}: ${c.Status?.StateChangeReason?.Message ?? 'no reason given'}` };
+        if (state.startsWith('TERMINAT'))
+          return { phase: 'failed', message: `${state}: ${c.Status?.StateChangeReason?.Message ?? 'no reason given'}` };
         return { phase: 'provisioning' };
       } catch (e) {
         return nonRetryable(e);
@@ -118,7 +139,12 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
         if (spec.engine === 'spark-connect') {
           const [ns, name] = providerId.split('/');
           const obj = await k8s().get(PLURAL, SPARK_CONNECT_VERSION, ns, name);
-          const executor = { ...(obj.spec.executor as object), instances: size.instances, cores: size.cores, memory: `${size.memoryGi}g` };
+          const executor = {
+            ...(obj.spec.executor as object),
+            instances: size.instances,
+            cores: size.cores,
+            memory: `${size.memoryGi}g`,
+          };
           await k8s().replace(PLURAL, SPARK_CONNECT_VERSION, { ...obj, spec: { ...obj.spec, executor } });
           return;
         }
@@ -148,7 +174,10 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
       for (const name of a.names) {
         try {
           const d = await client.workflow.getHandle(clusterWorkflowId(a.tenant, name)).describe();
-          out[name] = d.status.name === 'RUNNING' ? { state: 'running' } : { state: 'closed', closedAt: d.closeTime?.getTime() ?? 0 };
+          out[name] =
+            d.status.name === 'RUNNING'
+              ? { state: 'running' }
+              : { state: 'closed', closedAt: d.closeTime?.getTime() ?? 0 };
         } catch (e) {
           if (!(e instanceof WorkflowNotFoundError)) throw e;
           out[name] = { state: 'missing' };
@@ -159,24 +188,50 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
 
     async ensureClusterReady(a: EnsureArgs): Promise<ClusterState> {
       const ctx = Context.current();
-      const svc = new ClustersService(ctx.client, { taskQueue: ctx.info.taskQueue, tenantTiers: deps.tenantTiers, sparkImage: sparkDefaults.image, sparkPolicy: deps.sparkPolicy });
+      const svc = new ClustersService(ctx.client, {
+        taskQueue: ctx.info.taskQueue,
+        tenantTiers: deps.tenantTiers,
+        sparkImage: sparkDefaults.image,
+        sparkPolicy: deps.sparkPolicy,
+      });
       const d = deps.clusterDefaults ?? {};
       const engine = a.engine === 'emr' ? 'emr' : 'spark-connect';
       try {
         await svc.ensure(
-          { tenant: a.tenant, name: a.name, engine, idleTimeout: d.idleTimeout, maxLifetime: d.maxLifetime, pollInterval: d.pollInterval ?? a.pollMs, instances: d.instances, cores: d.cores, memoryGi: d.memoryGi },
+          {
+            tenant: a.tenant,
+            name: a.name,
+            engine,
+            idleTimeout: d.idleTimeout,
+            maxLifetime: d.maxLifetime,
+            pollInterval: d.pollInterval ?? a.pollMs,
+            instances: d.instances,
+            cores: d.cores,
+            memoryGi: d.memoryGi,
+          },
           a.requestedBy,
         );
       } catch (e) {
         if (e instanceof Error && 'status' in e && Number((e as { status: number }).status) < 500)
-          throw new NonRetryableError(e.message, (e as { status: number }).status === 403 ? 'QuotaExceeded' : 'ConfigError');
+          throw new NonRetryableError(
+            e.message,
+            (e as { status: number }).status === 403 ? 'QuotaExceeded' : 'ConfigError',
+          );
         throw e;
       }
       for (;;) {
         const st = await svc.get(a.tenant, a.name);
-        if (st.engine !== engine) throw new NonRetryableError(`cluster ${a.name} is a ${st.engine} cluster; this task needs ${engine}`, 'ConfigError');
+        if (st.engine !== engine)
+          throw new NonRetryableError(
+            `cluster ${a.name} is a ${st.engine} cluster; this task needs ${engine}`,
+            'ConfigError',
+          );
         if (st.phase === 'ready') return st;
-        if (st.phase === 'failed' || st.phase === 'terminated') throw new NonRetryableError(`cluster ${a.name} is ${st.phase}: ${st.error ?? st.terminationReason ?? ''}`, 'ClusterFailed');
+        if (st.phase === 'failed' || st.phase === 'terminated')
+          throw new NonRetryableError(
+            `cluster ${a.name} is ${st.phase}: ${st.error ?? st.terminationReason ?? ''}`,
+            'ClusterFailed',
+          );
         ctx.heartbeat(st.phase);
         await abortableSleep(Math.max(50, a.pollMs), ctx.cancellationSignal);
       }

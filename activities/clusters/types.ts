@@ -3,7 +3,10 @@ import type { ClusterSize, ClusterSpec } from '../../schemas/cluster.js';
 /** The provider side of a cluster (Spark Connect on Kubernetes, or EMR). */
 export interface ClusterProvider {
   provisionCluster(spec: ClusterSpec, workflowId: string): Promise<{ providerId: string; endpoint?: string }>;
-  clusterStatus(spec: ClusterSpec, providerId: string): Promise<{ phase: 'provisioning' | 'ready' | 'failed'; message?: string }>;
+  clusterStatus(
+    spec: ClusterSpec,
+    providerId: string,
+  ): Promise<{ phase: 'provisioning' | 'ready' | 'failed'; message?: string }>;
   resizeCluster(spec: ClusterSpec, providerId: string, size: ClusterSize): Promise<void>;
   terminateCluster(spec: ClusterSpec, providerId: string): Promise<{ result: string }>;
 }

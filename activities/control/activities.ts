@@ -10,7 +10,11 @@ export function createControlActivities() {
       const attempt = Context.current().info.attempt;
       const succeedOn = task.succeedOnAttempt as number | undefined;
       if (succeedOn !== undefined && attempt >= succeedOn) return { succeededOnAttempt: attempt };
-      throw ApplicationFailure.create({ message: String(task.message ?? 'failed on purpose'), type: 'FailTask', nonRetryable: Boolean(task.nonRetryable) });
+      throw ApplicationFailure.create({
+        message: String(task.message ?? 'failed on purpose'),
+        type: 'FailTask',
+        nonRetryable: Boolean(task.nonRetryable),
+      });
     }),
     noopTask: taskActivity(async ({ task }, signal) => {
       if (task.sleep !== undefined) await abortableSleep(toMs(task.sleep as Duration), signal);

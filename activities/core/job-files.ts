@@ -21,7 +21,11 @@ export interface JobFile extends Located {
 }
 
 /** Resolves the job files a task names (`field` says which, for the message). */
-export function jobFileLocator(deps: JobFileDeps, tenant: string, taskId: string): (p: string, field: string) => JobFile {
+export function jobFileLocator(
+  deps: JobFileDeps,
+  tenant: string,
+  taskId: string,
+): (p: string, field: string) => JobFile {
   return (p, field) => {
     if (!deps.lake)
       throw new NonRetryableError(
@@ -32,12 +36,16 @@ export function jobFileLocator(deps: JobFileDeps, tenant: string, taskId: string
     const name = p.replace(/^s3[an]:\/\//i, 's3://');
     let at: Located;
     try {
-      at = locate({ lake: forTenant(deps.lake, tenant).store, allowed: allowedLocations(deps.lake, tenant), s3: deps.s3 }, name);
+      at = locate(
+        { lake: forTenant(deps.lake, tenant).store, allowed: allowedLocations(deps.lake, tenant), s3: deps.s3 },
+        name,
+      );
     } catch (e) {
       if (e instanceof NonRetryableError) throw new NonRetryableError(`task ${taskId}: ${field}: ${e.message}`, e.type);
       throw e;
     }
-    if (!at.key || at.key.endsWith('/')) throw new NonRetryableError(`task ${taskId}: ${field} "${p}" names a folder: name a file`, 'LocationError');
+    if (!at.key || at.key.endsWith('/'))
+      throw new NonRetryableError(`task ${taskId}: ${field} "${p}" names a folder: name a file`, 'LocationError');
     return { ...at, uri: at.store.uri(at.key) };
   };
 }

@@ -16,21 +16,38 @@ export interface ResolvedLibraries {
   functions: { fn: LibraryFunction; library: LibraryVersion; file: JobFile }[];
 }
 
-export async function resolveLibraries(deps: JobFileDeps, tenant: string, task: Record<string, unknown> & { id: string }, locate: (p: string, field: string) => JobFile): Promise<ResolvedLibraries> {
+export async function resolveLibraries(
+  deps: JobFileDeps,
+  tenant: string,
+  task: Record<string, unknown> & { id: string },
+  locate: (p: string, field: string) => JobFile,
+): Promise<ResolvedLibraries> {
   const out: ResolvedLibraries = { jars: [], pyFiles: [], functions: [] };
   const uses = (Array.isArray(task.libraries) ? task.libraries : []) as LibraryUse[];
   if (!uses.length) return out;
   const db = deps.lake?.catalog.db;
-  if (!db) throw new NonRetryableError(`task ${task.id} uses libraries, but this worker has no metastore: set DATABASE_URL and STRATA_LAKE_ROOT on the worker`, 'ConfigError');
+  if (!db)
+    throw new NonRetryableError(
+      `task ${task.id} uses libraries, but this worker has no metastore: set DATABASE_URL and STRATA_LAKE_ROOT on the worker`,
+      'ConfigError',
+    );
   for (const [i, use] of uses.entries()) {
     const version = String(use.version);
     const v = await getLibraryVersion(db, tenant, use.name, version);
-    if (!v) throw new NonRetryableError(`task ${task.id}: libraries[${i}]: no library "${use.name}" version "${version}" (deleted since the pipeline was registered?): upload it again or register a version of the pipeline that pins another`, 'LibraryNotFound');
+    if (!v)
+      throw new NonRetryableError(
+        `task ${task.id}: libraries[${i}]: no library "${use.name}" version "${version}" (deleted since the pipeline was registered?): upload it again or register a version of the pipeline that pins another`,
+        'LibraryNotFound',
+      );
     const file = locate(libraryKey(v.name, v.version, v.file), `libraries[${i}]`);
     (v.kind === 'jar' ? out.jars : out.pyFiles).push(file);
     for (const name of use.functions ?? []) {
       const fn = v.functions.find((f) => f.name === name);
-      if (!fn) throw new NonRetryableError(`task ${task.id}: libraries[${i}]: library "${v.name}" ${v.version} declares no function "${name}"`, 'LibraryNotFound');
+      if (!fn)
+        throw new NonRetryableError(
+          `task ${task.id}: libraries[${i}]: library "${v.name}" ${v.version} declares no function "${name}"`,
+          'LibraryNotFound',
+        );
       out.functions.push({ fn, library: v, file });
     }
   }
@@ -39,7 +56,9 @@ export async function resolveLibraries(deps: JobFileDeps, tenant: string, task: 
 
 /** Spark SQL: the JARs are on the classpath already, so each function is a temporary function of its class. */
 export function sparkFunctionStatements(r: ResolvedLibraries): string[] {
-  return r.functions.filter((f) => f.library.kind === 'jar').map((f) => `CREATE TEMPORARY FUNCTION ${f.fn.name} AS '${f.fn.class}'`);
+  return r.functions
+    .filter((f) => f.library.kind === 'jar')
+    .map((f) => `CREATE TEMPORARY FUNCTION ${f.fn.name} AS '${f.fn.class}'`);
 }
 
 /** Hive: each JAR added to the session, then each function created from its class in its JAR. */
@@ -47,17 +66,26 @@ export function hiveFunctionStatements(r: ResolvedLibraries, uri: (f: JobFile) =
   const jars = [...new Set(r.jars.map(uri))];
   return [
     ...jars.map((u) => `ADD JAR ${u}`),
-    ...r.functions.filter((f) => f.library.kind === 'jar').map((f) => `CREATE TEMPORARY FUNCTION ${f.fn.name} AS '${f.fn.class}' USING JAR '${uri(f.file)}'`),
+    ...r.functions
+      .filter((f) => f.library.kind === 'jar')
+      .map((f) => `CREATE TEMPORARY FUNCTION ${f.fn.name} AS '${f.fn.class}' USING JAR '${uri(f.file)}'`),
   ];
 }
 
 /** PySpark functions from Python packages, for the runner to register with spark.udf.register. */
 export function pythonFunctions(r: ResolvedLibraries): { name: string; function: string; returnType?: string }[] {
-  return r.functions.filter((f) => f.library.kind === 'python').map((f) => ({ name: f.fn.name, function: f.fn.class, ...(f.fn.returnType ? { returnType: f.fn.returnType } : {}) }));
+  return r.functions
+    .filter((f) => f.library.kind === 'python')
+    .map((f) => ({
+      name: f.fn.name,
+      function: f.fn.class,
+      ...(f.fn.returnType ? { returnType: f.fn.returnType } : {}),
+    }));
 }
 
 /** Statements ahead of a script, each ending in ";" on its own line. */
-export const prependStatements = (stmts: string[], sql: string) => (stmts.length ? `${stmts.map((s) => `${s};`).join('\n')}\n${sql}` : sql);
+export const prependStatements = (stmts: string[], sql: string) =>
+  stmts.length ? `${stmts.map((s) => `${s};`).join('\n')}\n${sql}` : sql;
 
 /** The Spark settings a pyspark job reads its functions from (set by Strata, never by the spec). */
 export const SPARK_FUNCTIONS_CONF = 'spark.strata.functions';
@@ -69,7 +97,11 @@ export const SPARK_PY_FUNCTIONS_CONF = 'spark.strata.pythonFunctions';
  * Python functions) as Spark settings its code registers from. Spec values of those
  * settings are dropped: only Strata sets them.
  */
-export function withFunctions<T extends Record<string, unknown>>(task: T, libs: ResolvedLibraries, statements = sparkFunctionStatements(libs)): T {
+export function withFunctions<T extends Record<string, unknown>>(
+  task: T,
+  libs: ResolvedLibraries,
+  statements = sparkFunctionStatements(libs),
+): T {
   const conf = { ...((task.sparkConf ?? {}) as Record<string, string>) };
   delete conf[SPARK_FUNCTIONS_CONF];
   delete conf[SPARK_PY_FUNCTIONS_CONF];

@@ -11,7 +11,10 @@ import { toMs, type Duration } from '../../schemas/duration.js';
 import type { TaskActivityInput } from '../../schemas/run.js';
 import type { TaskEnvelope } from './task.js';
 
-export async function pollUntilDone(check: (i: TaskActivityInput) => Promise<TaskEnvelope>, input: TaskActivityInput & { sensor: NonNullable<TaskActivityInput['sensor']> }): Promise<TaskEnvelope> {
+export async function pollUntilDone(
+  check: (i: TaskActivityInput) => Promise<TaskEnvelope>,
+  input: TaskActivityInput & { sensor: NonNullable<TaskActivityInput['sensor']> },
+): Promise<TaskEnvelope> {
   const ctx = Context.current();
   const deadline = input.sensor.since + toMs((input.task.waitTimeout ?? '1h') as Duration);
   const intervalMs = toMs((input.task.pollInterval ?? '30s') as Duration);
@@ -25,14 +28,26 @@ export async function pollUntilDone(check: (i: TaskActivityInput) => Promise<Tas
     ctx.heartbeat({ polls });
     const left = deadline - Date.now();
     if (left <= 0)
-      throw ApplicationFailure.create({ type: 'SensorTimeout', nonRetryable: true, message: `${input.task.id}: gave up after ${polls} checks: ${String(r.output.reason ?? 'condition not met')}`, details: [{ attempt: 1 }] });
+      throw ApplicationFailure.create({
+        type: 'SensorTimeout',
+        nonRetryable: true,
+        message: `${input.task.id}: gave up after ${polls} checks: ${String(r.output.reason ?? 'condition not met')}`,
+        details: [{ attempt: 1 }],
+      });
     // Sleep until the next check, heartbeating so a cancel or a dead worker is noticed in time.
     const until = Date.now() + Math.min(intervalMs, left);
     while (Date.now() < until) {
       if (ctx.cancellationSignal.aborted) throw new CancelledFailure('sensor cancelled');
       await new Promise<void>((res) => {
         const t = setTimeout(res, Math.min(beatEvery, until - Date.now()));
-        ctx.cancellationSignal.addEventListener('abort', () => { clearTimeout(t); res(); }, { once: true });
+        ctx.cancellationSignal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(t);
+            res();
+          },
+          { once: true },
+        );
       });
       ctx.heartbeat({ polls });
     }

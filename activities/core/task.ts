@@ -53,7 +53,12 @@ export function taskActivity(fn: TaskFn): (input: TaskActivityInput) => Promise<
 
 export function toFailure(e: unknown, attempt: number): ApplicationFailure {
   if (e instanceof ApplicationFailure)
-    return ApplicationFailure.create({ message: e.message, type: e.type ?? undefined, nonRetryable: e.nonRetryable ?? false, details: [{ attempt }] });
+    return ApplicationFailure.create({
+      message: e.message,
+      type: e.type ?? undefined,
+      nonRetryable: e.nonRetryable ?? false,
+      details: [{ attempt }],
+    });
   const err = e instanceof Error ? e : new Error(String(e));
   return ApplicationFailure.create({
     message: err.message,

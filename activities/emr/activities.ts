@@ -45,7 +45,8 @@ function classify(e: unknown): never {
  * step copies the script to a temp file on the primary node first. $1 is the script URI,
  * the rest are the task's extra arguments.
  */
-export const PRESTO_FROM_S3 = 'set -e; f=$(mktemp --suffix=.sql); trap \'rm -f "$f"\' EXIT; aws s3 cp --quiet "$1" "$f"; shift; presto-cli --file "$f" "$@"';
+export const PRESTO_FROM_S3 =
+  'set -e; f=$(mktemp --suffix=.sql); trap \'rm -f "$f"\' EXIT; aws s3 cp --quiet "$1" "$f"; shift; presto-cli --file "$f" "$@"';
 
 /**
  * The command-runner.jar arguments for a task: spark-sql/hive/presto for sql, spark-submit
@@ -55,8 +56,17 @@ export const PRESTO_FROM_S3 = 'set -e; f=$(mktemp --suffix=.sql); trap \'rm -f "
 export function stepArgs(task: Record<string, any>, script?: string, deps: StepDeps = {}): string[] {
   const extra: string[] = task.args ?? [];
   if (task.kind === 'pyspark') {
-    const conf = Object.entries((task.sparkConf ?? {}) as Record<string, string>).flatMap(([k, v]) => ['--conf', `${k}=${v}`]);
-    const dep = ([['--py-files', deps.pyFiles], ['--jars', deps.jars], ['--files', deps.files]] as const).flatMap(([opt, l]) => (l?.length ? [opt, l.join(',')] : []));
+    const conf = Object.entries((task.sparkConf ?? {}) as Record<string, string>).flatMap(([k, v]) => [
+      '--conf',
+      `${k}=${v}`,
+    ]);
+    const dep = (
+      [
+        ['--py-files', deps.pyFiles],
+        ['--jars', deps.jars],
+        ['--files', deps.files],
+      ] as const
+    ).flatMap(([opt, l]) => (l?.length ? [opt, l.join(',')] : []));
     return ['spark-submit', '--deploy-mode', 'cluster', ...conf, ...dep, script ?? String(task.file), ...extra];
   }
   if (task.kind === 'hive') {
@@ -65,9 +75,14 @@ export function stepArgs(task: Record<string, any>, script?: string, deps: StepD
   }
   const dialect = task.dialect ?? 'spark';
   if (dialect === 'hive') return script ? ['hive', '-f', script, ...extra] : ['hive', '-e', String(task.sql), ...extra];
-  if (dialect === 'presto') return script ? ['bash', '-c', PRESTO_FROM_S3, 'strata-presto', script, ...extra] : ['presto-cli', '--execute', String(task.sql), ...extra];
+  if (dialect === 'presto')
+    return script
+      ? ['bash', '-c', PRESTO_FROM_S3, 'strata-presto', script, ...extra]
+      : ['presto-cli', '--execute', String(task.sql), ...extra];
   const jars = deps.jars?.length ? ['--jars', deps.jars.join(',')] : [];
-  return script ? ['spark-sql', ...jars, '-f', script, ...extra] : ['spark-sql', ...jars, '-e', String(task.sql), ...extra];
+  return script
+    ? ['spark-sql', ...jars, '-f', script, ...extra]
+    : ['spark-sql', ...jars, '-e', String(task.sql), ...extra];
 }
 
 /** A pyspark step's dependencies, as S3 URIs. */
@@ -96,15 +111,24 @@ export const TENANT_TAG = 'strata:tenant';
 /** The last lines (at most LOG_TAIL_LINES / LOG_TAIL_BYTES) of a log. */
 export function logTail(text: string): string {
   let t = text.replace(/\s+$/, '');
-  if (Buffer.byteLength(t) > LOG_TAIL_BYTES) t = Buffer.from(t).subarray(-LOG_TAIL_BYTES).toString('utf8').replace(/^[^\n]*\n/, '');
+  if (Buffer.byteLength(t) > LOG_TAIL_BYTES)
+    t = Buffer.from(t)
+      .subarray(-LOG_TAIL_BYTES)
+      .toString('utf8')
+      .replace(/^[^\n]*\n/, '');
   return t.split('\n').slice(-LOG_TAIL_LINES).join('\n');
 }
 
-const gunzipMaybe = (b: Buffer) => (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b ? gunzipSync(b, { maxOutputLength: 4 * LOG_READ_MAX }) : b);
+const gunzipMaybe = (b: Buffer) =>
+  b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b ? gunzipSync(b, { maxOutputLength: 4 * LOG_READ_MAX }) : b;
 
 export function createEmrActivities(deps: EmrDeps) {
   const client = () => {
-    if (!deps.emr) throw new NonRetryableError('this worker has no EMR client: configure AWS region and credentials to use engine emr', 'ConfigError');
+    if (!deps.emr)
+      throw new NonRetryableError(
+        'this worker has no EMR client: configure AWS region and credentials to use engine emr',
+        'ConfigError',
+      );
     return deps.emr;
   };
   // One store (and S3 client) per root: the scripts folder and each cluster's LogUri.
@@ -119,9 +143,17 @@ export function createEmrActivities(deps: EmrDeps) {
 
   const scriptsStore = (what: string) => {
     const root = toS3Uri(deps.emrScriptsUri!);
-    if (!root) throw new NonRetryableError(`STRATA_EMR_SCRIPTS_URI "${deps.emrScriptsUri}" is not an S3 URI: write s3://bucket/prefix`, 'ConfigError');
+    if (!root)
+      throw new NonRetryableError(
+        `STRATA_EMR_SCRIPTS_URI "${deps.emrScriptsUri}" is not an S3 URI: write s3://bucket/prefix`,
+        'ConfigError',
+      );
     const store = storeAt(root);
-    if (!store) throw new NonRetryableError(`STRATA_EMR_SCRIPTS_URI is set but the worker has no S3 settings to upload ${what} with: set AWS_REGION (or STRATA_S3_*)`, 'ConfigError');
+    if (!store)
+      throw new NonRetryableError(
+        `STRATA_EMR_SCRIPTS_URI is set but the worker has no S3 settings to upload ${what} with: set AWS_REGION (or STRATA_S3_*)`,
+        'ConfigError',
+      );
     return store;
   };
 
@@ -152,7 +184,10 @@ export function createEmrActivities(deps: EmrDeps) {
     if (f.uri.startsWith('s3://')) return f.uri;
     const id = input.task.id;
     if (!deps.emrScriptsUri)
-      throw new NonRetryableError(`task ${id}: ${field} ${f.uri} is a file on the worker; EMR cannot read it: set STRATA_EMR_SCRIPTS_URI (s3://bucket/prefix) to upload it, or keep the file in a lake on S3`, 'ConfigError');
+      throw new NonRetryableError(
+        `task ${id}: ${field} ${f.uri} is a file on the worker; EMR cannot read it: set STRATA_EMR_SCRIPTS_URI (s3://bucket/prefix) to upload it, or keep the file in a lake on S3`,
+        'ConfigError',
+      );
     const store = scriptsStore(f.uri);
     let content: Buffer;
     try {
@@ -161,7 +196,9 @@ export function createEmrActivities(deps: EmrDeps) {
       throw new NonRetryableError(`task ${id}: cannot read ${field} ${f.uri}: ${(e as Error).message}`, 'ConfigError');
     }
     const base = f.key.split('/').pop()!;
-    const key = keep ? scriptKey(input.run.workflowId, id, content, '').replace(/$/, `/${keySegment(base)}`) : scriptKey(input.run.workflowId, id, content, path.extname(base) || '.py');
+    const key = keep
+      ? scriptKey(input.run.workflowId, id, content, '').replace(/$/, `/${keySegment(base)}`)
+      : scriptKey(input.run.workflowId, id, content, path.extname(base) || '.py');
     await store.putBytes(key, content);
     return store.uri(key);
   }
@@ -181,20 +218,29 @@ export function createEmrActivities(deps: EmrDeps) {
         `task ${taskId}: EMR cluster ${clusterId} has no ${TENANT_TAG} tag, so Strata cannot tell whose it is: the platform operator must tag it ${TENANT_TAG}=${tenant} before tenant ${tenant}'s tasks run on it (or use a managed "cluster: NAME")`,
         'ClusterNotOwned',
       );
-    throw new NonRetryableError(`task ${taskId}: EMR cluster ${clusterId} belongs to another tenant: use a cluster tagged ${TENANT_TAG}=${tenant}, or a managed "cluster: NAME"`, 'ClusterNotOwned');
+    throw new NonRetryableError(
+      `task ${taskId}: EMR cluster ${clusterId} belongs to another tenant: use a cluster tagged ${TENANT_TAG}=${tenant}, or a managed "cluster: NAME"`,
+      'ClusterNotOwned',
+    );
   }
 
   return jobActivities({
     async emrSubmit(input: ExternalJobInput & { cluster?: { providerId?: string } }): Promise<JobRef> {
       const { task, run } = input;
       const clusterId = (input.cluster?.providerId ?? task.clusterId) as string | undefined;
-      if (!clusterId) throw new NonRetryableError(`task ${task.id} has no EMR cluster: set "clusterId" or "cluster"`, 'ConfigError');
+      if (!clusterId)
+        throw new NonRetryableError(`task ${task.id} has no EMR cluster: set "clusterId" or "cluster"`, 'ConfigError');
       // Checked before anything is uploaded or added: settings, where the code comes from, whose cluster it is.
       const blocked = blockedSparkConf(task.sparkConf, 'emr');
-      if (blocked.length) throw new NonRetryableError(`task ${task.id} is refused: ${blocked.map(([, m]) => m).join('; ')}`, 'PolicyViolation');
+      if (blocked.length)
+        throw new NonRetryableError(
+          `task ${task.id} is refused: ${blocked.map(([, m]) => m).join('; ')}`,
+          'PolicyViolation',
+        );
       // Objects on S3 are handed to EMR by URI, never read here: EMR's S3 settings do when the lake has none.
       const resolve = jobFileLocator({ lake: deps.lake, s3: deps.s3 ?? deps.emrS3 }, run.tenant, task.id);
-      const fileField = task.kind === 'pyspark' ? 'file' : task.kind === 'hive' && task.script !== undefined ? 'script' : undefined;
+      const fileField =
+        task.kind === 'pyspark' ? 'file' : task.kind === 'hive' && task.script !== undefined ? 'script' : undefined;
       const main = fileField ? resolve(String(task[fileField]), fileField) : undefined;
       const depFiles = jobDeps(task, resolve);
       await checkClusterTenant(clusterId, run.tenant, task.id);
@@ -205,14 +251,23 @@ export function createEmrActivities(deps: EmrDeps) {
       const libPy = await Promise.all(libs.pyFiles.map((f) => emrUri(input, f, 'libraries', true)));
       const jarUri = new Map(libs.jars.map((f, i) => [f.uri, libJars[i]]));
       const hive = task.kind === 'hive' || (task.kind === 'sql' && task.dialect === 'hive');
-      const job = withFunctions(task, libs, hive ? hiveFunctionStatements(libs, (f) => jarUri.get(f.uri)!) : sparkFunctionStatements(libs));
+      const job = withFunctions(
+        task,
+        libs,
+        hive ? hiveFunctionStatements(libs, (f) => jarUri.get(f.uri)!) : sparkFunctionStatements(libs),
+      );
       const jobInput = { ...input, task: job };
       const script = main ? await emrUri(input, main, fileField!, false) : await uploadSql(jobInput);
       const stepDeps: StepDeps = {};
-      for (const [k, list] of Object.entries(depFiles) as [keyof StepDeps, JobFile[]][]) stepDeps[k] = await Promise.all(list.map((f, i) => emrUri(input, f, `${k}[${i}]`, true)));
+      for (const [k, list] of Object.entries(depFiles) as [keyof StepDeps, JobFile[]][])
+        stepDeps[k] = await Promise.all(list.map((f, i) => emrUri(input, f, `${k}[${i}]`, true)));
       if (!hive && libJars.length) stepDeps.jars = [...(stepDeps.jars ?? []), ...libJars];
       if (libPy.length) stepDeps.pyFiles = [...(stepDeps.pyFiles ?? []), ...libPy];
-      const step: StepConfig = { Name: name, ActionOnFailure: 'CONTINUE', HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(job, script, stepDeps) } };
+      const step: StepConfig = {
+        Name: name,
+        ActionOnFailure: 'CONTINUE',
+        HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(job, script, stepDeps) },
+      };
       try {
         const { stepId, adopted } = await client().addStepOnce(clusterId, step);
         return { engine: 'emr', name, scope: clusterId, id: stepId, adopted };
@@ -227,7 +282,9 @@ export function createEmrActivities(deps: EmrDeps) {
         const s = step.Status ?? {};
         const state = s.State ?? 'PENDING';
         const fd = s.FailureDetails;
-        const message = fd ? [fd.Reason, fd.Message].filter(Boolean).join(': ') + (fd.LogFile ? ` (log: ${fd.LogFile})` : '') : s.StateChangeReason?.Message;
+        const message = fd
+          ? [fd.Reason, fd.Message].filter(Boolean).join(': ') + (fd.LogFile ? ` (log: ${fd.LogFile})` : '')
+          : s.StateChangeReason?.Message;
         return {
           state,
           terminal: STEP_TERMINAL.includes(state),
@@ -256,7 +313,13 @@ export function createEmrActivities(deps: EmrDeps) {
       const stepLogs = `${logUri.replace(/\/?$/, '/')}${ref.scope}/steps/${ref.id}/`;
       const root = toS3Uri(logUri);
       const store = root ? storeAt(root) : undefined;
-      if (!store) return { facts: { stepLogs, logNote: root ? 'this worker has no S3 settings to read step logs with' : `LogUri ${logUri} is not on S3` } };
+      if (!store)
+        return {
+          facts: {
+            stepLogs,
+            logNote: root ? 'this worker has no S3 settings to read step logs with' : `LogUri ${logUri} is not on S3`,
+          },
+        };
       try {
         const folder = `${ref.scope}/steps/${ref.id}/`;
         const objects = await store.list(folder);
@@ -265,13 +328,15 @@ export function createEmrActivities(deps: EmrDeps) {
         const read = async (base: string): Promise<string | undefined> => {
           const o = byName.get(`${base}.gz`) ?? byName.get(base);
           if (!o) return undefined;
-          if (o.size > LOG_READ_MAX) return `[${o.key.slice(folder.length)} is ${o.size} bytes; read it at ${stepLogs}]`;
+          if (o.size > LOG_READ_MAX)
+            return `[${o.key.slice(folder.length)} is ${o.size} bytes; read it at ${stepLogs}]`;
           return gunzipMaybe(await store.getBytes(o.key)).toString('utf8');
         };
         const stderr = await read('stderr');
         const text = stderr?.trim() ? stderr : await read('stdout');
         const facts: Record<string, unknown> = { stepLogs, logFiles };
-        if (stderr === undefined && !byName.has('stdout') && !byName.has('stdout.gz')) facts.logNote = `no stderr/stdout under ${stepLogs} yet: EMR uploads step logs a few minutes after the step ends`;
+        if (stderr === undefined && !byName.has('stdout') && !byName.has('stdout.gz'))
+          facts.logNote = `no stderr/stdout under ${stepLogs} yet: EMR uploads step logs a few minutes after the step ends`;
         return { facts, ...(text?.trim() ? { logTail: logTail(text) } : {}) };
       } catch (e) {
         return { facts: { stepLogs, logNote: `step logs not read: ${(e as Error).message}` } };

@@ -66,7 +66,9 @@ export class EmrJobsClient {
   async findStep(clusterId: string, name: string): Promise<string | undefined> {
     let marker: string | undefined;
     do {
-      const page = await this.call(`ListSteps ${clusterId}`, () => this.emr.send(new ListStepsCommand({ ClusterId: clusterId, Marker: marker })));
+      const page = await this.call(`ListSteps ${clusterId}`, () =>
+        this.emr.send(new ListStepsCommand({ ClusterId: clusterId, Marker: marker })),
+      );
       const hit = page.Steps?.find((s) => s.Name === name);
       if (hit?.Id) return hit.Id;
       marker = page.Marker;
@@ -78,23 +80,40 @@ export class EmrJobsClient {
   async addStepOnce(clusterId: string, step: StepConfig): Promise<{ stepId: string; adopted: boolean }> {
     const existing = await this.findStep(clusterId, step.Name!);
     if (existing) return { stepId: existing, adopted: true };
-    const r = await this.call(`AddJobFlowSteps ${clusterId}`, () => this.once.send(new AddJobFlowStepsCommand({ JobFlowId: clusterId, Steps: [step] })));
+    const r = await this.call(`AddJobFlowSteps ${clusterId}`, () =>
+      this.once.send(new AddJobFlowStepsCommand({ JobFlowId: clusterId, Steps: [step] })),
+    );
     return { stepId: r.StepIds![0], adopted: false };
   }
 
   async describeStep(clusterId: string, stepId: string): Promise<Step> {
-    const r = await this.call(`DescribeStep ${stepId}`, () => this.emr.send(new DescribeStepCommand({ ClusterId: clusterId, StepId: stepId })));
+    const r = await this.call(`DescribeStep ${stepId}`, () =>
+      this.emr.send(new DescribeStepCommand({ ClusterId: clusterId, StepId: stepId })),
+    );
     return r.Step!;
   }
 
   async cancelStep(clusterId: string, stepId: string) {
     const r = await this.call(`CancelSteps ${stepId}`, () =>
-      this.emr.send(new CancelStepsCommand({ ClusterId: clusterId, StepIds: [stepId], StepCancellationOption: 'TERMINATE_PROCESS' })),
+      this.emr.send(
+        new CancelStepsCommand({
+          ClusterId: clusterId,
+          StepIds: [stepId],
+          StepCancellationOption: 'TERMINATE_PROCESS',
+        }),
+      ),
     );
     return r.CancelStepsInfoList?.[0];
   }
 
-  async runCluster(o: { name: string; release: string; instanceType: string; coreInstances: number; tags: Record<string, string>; logUri?: string }) {
+  async runCluster(o: {
+    name: string;
+    release: string;
+    instanceType: string;
+    coreInstances: number;
+    tags: Record<string, string>;
+    logUri?: string;
+  }) {
     const r = await this.call(`RunJobFlow ${o.name}`, () =>
       this.once.send(
         new RunJobFlowCommand({
@@ -123,7 +142,12 @@ export class EmrJobsClient {
     let marker: string | undefined;
     do {
       const page = await this.call('ListClusters', () =>
-        this.emr.send(new ListClustersCommand({ ClusterStates: ['STARTING', 'BOOTSTRAPPING', 'RUNNING', 'WAITING'], Marker: marker })),
+        this.emr.send(
+          new ListClustersCommand({
+            ClusterStates: ['STARTING', 'BOOTSTRAPPING', 'RUNNING', 'WAITING'],
+            Marker: marker,
+          }),
+        ),
       );
       const hit = page.Clusters?.find((c) => c.Name === name);
       if (hit?.Id) return hit.Id;
@@ -133,20 +157,32 @@ export class EmrJobsClient {
   }
 
   async describeCluster(clusterId: string) {
-    const r = await this.call(`DescribeCluster ${clusterId}`, () => this.emr.send(new DescribeClusterCommand({ ClusterId: clusterId })));
+    const r = await this.call(`DescribeCluster ${clusterId}`, () =>
+      this.emr.send(new DescribeClusterCommand({ ClusterId: clusterId })),
+    );
     return r.Cluster!;
   }
 
   async resizeCore(clusterId: string, count: number) {
-    const groups = await this.call(`ListInstanceGroups ${clusterId}`, () => this.emr.send(new ListInstanceGroupsCommand({ ClusterId: clusterId })));
+    const groups = await this.call(`ListInstanceGroups ${clusterId}`, () =>
+      this.emr.send(new ListInstanceGroupsCommand({ ClusterId: clusterId })),
+    );
     const core = groups.InstanceGroups?.find((g) => g.InstanceGroupType === 'CORE');
-    if (!core?.Id) throw new EmrError('NoCoreGroup', 400, `cluster ${clusterId} has no CORE instance group to resize`, false);
+    if (!core?.Id)
+      throw new EmrError('NoCoreGroup', 400, `cluster ${clusterId} has no CORE instance group to resize`, false);
     await this.call(`ModifyInstanceGroups ${clusterId}`, () =>
-      this.emr.send(new ModifyInstanceGroupsCommand({ ClusterId: clusterId, InstanceGroups: [{ InstanceGroupId: core.Id, InstanceCount: count }] })),
+      this.emr.send(
+        new ModifyInstanceGroupsCommand({
+          ClusterId: clusterId,
+          InstanceGroups: [{ InstanceGroupId: core.Id, InstanceCount: count }],
+        }),
+      ),
     );
   }
 
   async terminate(clusterId: string) {
-    await this.call(`TerminateJobFlows ${clusterId}`, () => this.emr.send(new TerminateJobFlowsCommand({ JobFlowIds: [clusterId] })));
+    await this.call(`TerminateJobFlows ${clusterId}`, () =>
+      this.emr.send(new TerminateJobFlowsCommand({ JobFlowIds: [clusterId] })),
+    );
   }
 }

@@ -26,7 +26,10 @@ const SQL_TYPES: Record<string, string> = {
 
 export function sqlType(d: ColumnDecl): { sql: string; type: string; nullable: boolean } {
   const o = typeof d === 'string' ? { type: d, nullable: true } : d;
-  const sql = o.type === 'decimal' ? `DECIMAL(${('precision' in o && o.precision) || 18}, ${('scale' in o && o.scale) ?? 2})` : SQL_TYPES[o.type];
+  const sql =
+    o.type === 'decimal'
+      ? `DECIMAL(${('precision' in o && o.precision) || 18}, ${('scale' in o && o.scale) ?? 2})`
+      : SQL_TYPES[o.type];
   return { sql, type: o.type, nullable: o.nullable ?? true };
 }
 
@@ -35,7 +38,12 @@ export async function landingFiles(store: ObjectStore, source: string): Promise<
   let keys: string[];
   if (source.includes('*')) {
     const prefix = source.slice(0, source.indexOf('*'));
-    const re = new RegExp(`^${source.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*')}$`);
+    const re = new RegExp(
+      `^${source
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^/]*')}$`,
+    );
     keys = (await store.list(prefix)).map((o) => o.key).filter((k) => re.test(k));
   } else if (source.endsWith('/')) {
     keys = (await store.list(source)).map((o) => o.key);
@@ -44,12 +52,22 @@ export async function landingFiles(store: ObjectStore, source: string): Promise<
   }
   // Markers (_SUCCESS) and hidden files are not data.
   keys = keys.filter((k) => !/(^|\/)[_.][^/]*$/.test(k));
-  if (!keys.length) throw new NonRetryableError(`no landing files at ${store.uri(source)}: check "source" (a key, a prefix ending in "/", or a glob like landing/orders/*.csv)`, 'SourceError');
+  if (!keys.length)
+    throw new NonRetryableError(
+      `no landing files at ${store.uri(source)}: check "source" (a key, a prefix ending in "/", or a glob like landing/orders/*.csv)`,
+      'SourceError',
+    );
   return keys;
 }
 
 /** Stages raw text rows as table __raw(cols…, _source_file, _line, _json_ok). */
-export async function stageRaw(conn: DuckDBConnection, files: string[], format: 'csv' | 'jsonl' | 'parquet', columns: string[], csv?: { delimiter?: string; header?: boolean }): Promise<void> {
+export async function stageRaw(
+  conn: DuckDBConnection,
+  files: string[],
+  format: 'csv' | 'jsonl' | 'parquet',
+  columns: string[],
+  csv?: { delimiter?: string; header?: boolean },
+): Promise<void> {
   const list = `[${files.map(quoteLiteral).join(', ')}]`;
   const colsVarchar = columns.map((c) => `CAST(${ident(c)} AS VARCHAR) AS ${ident(c)}`).join(', ');
   if (format === 'csv') {
@@ -67,26 +85,42 @@ export async function stageRaw(conn: DuckDBConnection, files: string[], format: 
     for (const [k, group] of groups) {
       const names = JSON.parse(k) as string[];
       const missing = columns.filter((c) => !names.includes(c));
-      if (missing.length) throw new NonRetryableError(`landing CSV ${path.basename(group[0])} has no column(s) ${missing.join(', ')} (it has ${names.join(', ')}): fix "columns" or the file`, 'SchemaError');
+      if (missing.length)
+        throw new NonRetryableError(
+          `landing CSV ${path.basename(group[0])} has no column(s) ${missing.join(', ')} (it has ${names.join(', ')}): fix "columns" or the file`,
+          'SchemaError',
+        );
       const cols = `{${names.map((n, i) => `${quoteLiteral(n || `column${i}`)}: 'VARCHAR'`).join(', ')}}`;
       const src = `read_csv([${group.map(quoteLiteral).join(', ')}], columns = ${cols}, header = ${header}, auto_detect = false, delim = ${quoteLiteral(delim)}, quote = '"', escape = '"', null_padding = true, strict_mode = false, filename = true)`;
-      parts.push(`SELECT ${colsVarchar}, filename AS _source_file, row_number() OVER (PARTITION BY filename) + ${header ? 1 : 0} AS _line, true AS _json_ok FROM ${src}`);
+      parts.push(
+        `SELECT ${colsVarchar}, filename AS _source_file, row_number() OVER (PARTITION BY filename) + ${header ? 1 : 0} AS _line, true AS _json_ok FROM ${src}`,
+      );
     }
     await conn.run(`CREATE OR REPLACE TEMP TABLE __raw AS ${parts.join(' UNION ALL ')}`);
   } else if (format === 'jsonl') {
     // One text column per line, so a line that is not JSON is quarantined, not dropped.
     const src = `read_csv(${list}, columns = {'line': 'VARCHAR'}, delim = '\x01', quote = '', escape = '', header = false, filename = true, auto_detect = false)`;
-    const extract = columns.map((c) => `CASE WHEN json_valid(line) THEN json_extract_string(line, ${quoteLiteral(`$.${c}`)}) END AS ${ident(c)}`).join(', ');
+    const extract = columns
+      .map(
+        (c) =>
+          `CASE WHEN json_valid(line) THEN json_extract_string(line, ${quoteLiteral(`$.${c}`)}) END AS ${ident(c)}`,
+      )
+      .join(', ');
     await conn.run(
       `CREATE OR REPLACE TEMP TABLE __raw AS SELECT ${extract}, filename AS _source_file, row_number() OVER (PARTITION BY filename) AS _line, json_valid(line) AS _json_ok FROM ${src} WHERE trim(line) <> ''`,
     );
   } else {
-    await conn.run(`CREATE OR REPLACE TEMP TABLE __raw AS SELECT ${colsVarchar}, filename AS _source_file, file_row_number + 1 AS _line, true AS _json_ok FROM read_parquet(${list}, filename = true, file_row_number = true, union_by_name = true)`);
+    await conn.run(
+      `CREATE OR REPLACE TEMP TABLE __raw AS SELECT ${colsVarchar}, filename AS _source_file, file_row_number + 1 AS _line, true AS _json_ok FROM read_parquet(${list}, filename = true, file_row_number = true, union_by_name = true)`,
+    );
   }
 }
 
 /** SELECTs over __raw: typed good rows and quarantined rows with reasons. */
-export function splitSql(columns: Record<string, ColumnDecl>, fileNames: Map<string, string>): { good: string; bad: string } {
+export function splitSql(
+  columns: Record<string, ColumnDecl>,
+  fileNames: Map<string, string>,
+): { good: string; bad: string } {
   const fileExpr = `CASE _source_file ${[...fileNames].map(([local, key]) => `WHEN ${quoteLiteral(local)} THEN ${quoteLiteral(key)}`).join(' ')} ELSE _source_file END`;
   const reasons: string[] = [];
   const typed: string[] = [];
@@ -95,7 +129,8 @@ export function splitSql(columns: Record<string, ColumnDecl>, fileNames: Map<str
     const c = ident(name);
     const blank = `(${c} IS NULL OR trim(${c}) = '')`;
     const value = t.type === 'string' ? c : `NULLIF(trim(${c}), '')`;
-    const integral = t.type === 'int' || t.type === 'bigint' ? ` OR NOT regexp_full_match(trim(${c}), '[-+]?[0-9]+')` : '';
+    const integral =
+      t.type === 'int' || t.type === 'bigint' ? ` OR NOT regexp_full_match(trim(${c}), '[-+]?[0-9]+')` : '';
     typed.push(`TRY_CAST(${value} AS ${t.sql}) AS ${c}`);
     reasons.push(
       `CASE WHEN ${blank} THEN ${t.nullable ? 'NULL' : quoteLiteral(`${name}: missing (not nullable)`)} WHEN TRY_CAST(${value} AS ${t.sql}) IS NULL${integral} THEN ${quoteLiteral(`${name}: `)} || ${c} || ${quoteLiteral(` is not a valid ${t.type}`)} END`,
@@ -115,7 +150,10 @@ async function headerOf(file: string, delim: string): Promise<string[]> {
   try {
     const buf = Buffer.alloc(64 * 1024);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    const text = buf.subarray(0, bytesRead).toString('utf8').replace(/^\uFEFF/, '');
+    const text = buf
+      .subarray(0, bytesRead)
+      .toString('utf8')
+      .replace(/^\uFEFF/, '');
     const line = text.split(/\r?\n/, 1)[0] ?? '';
     return line.split(delim).map((h) => h.trim().replace(/^"(.*)"$/, '$1'));
   } finally {

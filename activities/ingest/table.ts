@@ -14,13 +14,35 @@ import { redact, type ConnectionConfig } from '../sql/connections.js';
 
 // Postgres type OIDs → DuckDB types (anything else stays text).
 const PG_TYPES: Record<number, string> = {
-  16: 'BOOLEAN', 20: 'BIGINT', 21: 'SMALLINT', 23: 'INTEGER', 700: 'REAL', 701: 'DOUBLE', 1700: 'DECIMAL(38, 10)',
-  1082: 'DATE', 1114: 'TIMESTAMP', 1184: 'TIMESTAMPTZ', 25: 'VARCHAR', 1043: 'VARCHAR',
+  16: 'BOOLEAN',
+  20: 'BIGINT',
+  21: 'SMALLINT',
+  23: 'INTEGER',
+  700: 'REAL',
+  701: 'DOUBLE',
+  1700: 'DECIMAL(38, 10)',
+  1082: 'DATE',
+  1114: 'TIMESTAMP',
+  1184: 'TIMESTAMPTZ',
+  25: 'VARCHAR',
+  1043: 'VARCHAR',
 };
 // mysql2 column type codes → DuckDB types.
 const MY_TYPES: Record<number, string> = {
-  1: 'TINYINT', 2: 'SMALLINT', 3: 'INTEGER', 8: 'BIGINT', 9: 'INTEGER', 4: 'FLOAT', 5: 'DOUBLE', 246: 'DECIMAL(38, 10)',
-  10: 'DATE', 12: 'TIMESTAMP', 7: 'TIMESTAMP', 253: 'VARCHAR', 254: 'VARCHAR', 252: 'VARCHAR',
+  1: 'TINYINT',
+  2: 'SMALLINT',
+  3: 'INTEGER',
+  8: 'BIGINT',
+  9: 'INTEGER',
+  4: 'FLOAT',
+  5: 'DOUBLE',
+  246: 'DECIMAL(38, 10)',
+  10: 'DATE',
+  12: 'TIMESTAMP',
+  7: 'TIMESTAMP',
+  253: 'VARCHAR',
+  254: 'VARCHAR',
+  252: 'VARCHAR',
 };
 
 export interface Extracted {
@@ -33,9 +55,19 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 
 export async function extractTable(
   conn: ConnectionConfig,
-  o: { table?: string; query?: string; cursor?: string; since?: string; batchSize: number; file: string; signal: AbortSignal; progress(n: number): void },
+  o: {
+    table?: string;
+    query?: string;
+    cursor?: string;
+    since?: string;
+    batchSize: number;
+    file: string;
+    signal: AbortSignal;
+    progress(n: number): void;
+  },
 ): Promise<Extracted> {
-  if (o.table && !IDENT.test(o.table)) throw new NonRetryableError(`table "${o.table}" is not a plain name`, 'ConfigError');
+  if (o.table && !IDENT.test(o.table))
+    throw new NonRetryableError(`table "${o.table}" is not a plain name`, 'ConfigError');
   await mkdir(path.dirname(o.file), { recursive: true });
   const out = createWriteStream(o.file);
   const isPg = conn.engine === 'postgres';
@@ -52,18 +84,41 @@ export async function extractTable(
       pgc = new pg.Client({ connectionString: conn.url });
       await pgc.connect();
     } else {
-      my = await mysql.createConnection({ uri: conn.url, dateStrings: true, supportBigNumbers: true, bigNumberStrings: true, decimalNumbers: false });
+      my = await mysql.createConnection({
+        uri: conn.url,
+        dateStrings: true,
+        supportBigNumbers: true,
+        bigNumberStrings: true,
+        decimalNumbers: false,
+      });
     }
-    const page = async (after: string | undefined): Promise<{ fields: Record<string, string>; data: Record<string, unknown>[] }> => {
+    const page = async (
+      after: string | undefined,
+    ): Promise<{ fields: Record<string, string>; data: Record<string, unknown>[] }> => {
       const where = cur && after !== undefined ? `WHERE ${cur} > ${isPg ? '$1' : '?'}` : '';
       const sql = `SELECT * FROM ${src} ${where} ${cur ? `ORDER BY ${cur} LIMIT ${o.batchSize}` : ''}`;
       const params = cur && after !== undefined ? [after] : [];
       if (pgc) {
-        const r = await pgc.query({ text: sql, values: params, types: { getTypeParser: (oid: number) => (oid === 1082 || oid === 1114 || oid === 1184 ? (v: string) => v : pg.types.getTypeParser(oid)) } });
-        return { fields: Object.fromEntries(r.fields.map((f) => [f.name, PG_TYPES[f.dataTypeID] ?? 'VARCHAR'])), data: r.rows };
+        const r = await pgc.query({
+          text: sql,
+          values: params,
+          types: {
+            getTypeParser: (oid: number) =>
+              oid === 1082 || oid === 1114 || oid === 1184 ? (v: string) => v : pg.types.getTypeParser(oid),
+          },
+        });
+        return {
+          fields: Object.fromEntries(r.fields.map((f) => [f.name, PG_TYPES[f.dataTypeID] ?? 'VARCHAR'])),
+          data: r.rows,
+        };
       }
       const [data, fields] = await my!.query({ sql, values: params });
-      return { fields: Object.fromEntries((fields as mysql.FieldPacket[]).map((f) => [f.name, MY_TYPES[f.columnType ?? 253] ?? 'VARCHAR'])), data: data as Record<string, unknown>[] };
+      return {
+        fields: Object.fromEntries(
+          (fields as mysql.FieldPacket[]).map((f) => [f.name, MY_TYPES[f.columnType ?? 253] ?? 'VARCHAR']),
+        ),
+        data: data as Record<string, unknown>[],
+      };
     };
     let after = o.since;
     for (;;) {
@@ -82,7 +137,8 @@ export async function extractTable(
   } catch (e) {
     const msg = redact(e instanceof Error ? e.message : String(e));
     const code = (e as { code?: string }).code;
-    if (code && /^(42|ER_)/.test(code)) throw new NonRetryableError(`${conn.engine} (${conn.name}): ${msg} [${code}]`, 'SqlError');
+    if (code && /^(42|ER_)/.test(code))
+      throw new NonRetryableError(`${conn.engine} (${conn.name}): ${msg} [${code}]`, 'SqlError');
     throw new Error(`${conn.engine} (${conn.name}): ${msg}`);
   } finally {
     await new Promise((r) => out.end(r));

@@ -17,36 +17,69 @@ import { resolveConnection, type Connections } from '../sql/connections.js';
 import { duckdbFailure, quoteLiteral } from '../sql/duckdb.js';
 import { assertOneSelect } from '../sql/sandbox.js';
 import { forTenant } from './open.js';
-import { attachCheckRefs, attachInputs, commitVersions, localFile, openDuck, outputFile, versionOutput, versionRef, withLineage, writeVersion, type LakeDeps } from './engine.js';
+import {
+  attachCheckRefs,
+  attachInputs,
+  commitVersions,
+  localFile,
+  openDuck,
+  outputFile,
+  versionOutput,
+  versionRef,
+  withLineage,
+  writeVersion,
+  type LakeDeps,
+} from './engine.js';
 
 export function attemptTag(): string {
   const info = Context.current().info;
-  return `${info.workflowExecution?.runId ?? "run"}-${info.activityId}-a${info.attempt}`;
+  return `${info.workflowExecution?.runId ?? 'run'}-${info.activityId}-a${info.attempt}`;
 }
 
 function producerOf(input: TaskActivityInput): Producer & { workflowId: string } {
-  return { tenant: input.run.tenant, runId: input.run.workflowId, pipelineId: input.run.pipelineId, taskId: input.task.id, workflowId: input.run.workflowId };
+  return {
+    tenant: input.run.tenant,
+    runId: input.run.workflowId,
+    pipelineId: input.run.pipelineId,
+    taskId: input.task.id,
+    workflowId: input.run.workflowId,
+  };
 }
 
 function outputId(task: TaskActivityInput['task'], field = 'output'): DatasetId {
   const o = parseDatasetName(String(task[field]));
-  if (!o) throw new NonRetryableError(`${field} "${String(task[field])}" is not a dataset name: write layer.name`, 'ConfigError');
+  if (!o)
+    throw new NonRetryableError(
+      `${field} "${String(task[field])}" is not a dataset name: write layer.name`,
+      'ConfigError',
+    );
   return { layer: o.layer, name: o.name, namespace: String(task.namespace ?? 'default') };
 }
 
 /** True when a sql task belongs to the lake engine: it writes or reads datasets. */
 export function isLakeSql(task: TaskActivityInput['task']): boolean {
-  return (task.engine ?? 'duckdb') === 'duckdb' && (!!task.layer || (typeof task.output === 'string' && !!parseDatasetName(task.output)));
+  return (
+    (task.engine ?? 'duckdb') === 'duckdb' &&
+    (!!task.layer || (typeof task.output === 'string' && !!parseDatasetName(task.output)))
+  );
 }
 
-export async function runLakeSql(platform: LakeDeps, input: TaskActivityInput, signal: AbortSignal): Promise<TaskOutput> {
+export async function runLakeSql(
+  platform: LakeDeps,
+  input: TaskActivityInput,
+  signal: AbortSignal,
+): Promise<TaskOutput> {
   const { task } = input;
   const deps = forTenant(platform, input.run.tenant);
   const producer = producerOf(input);
   const id = outputId(task);
   const done = await deps.catalog.findCommit(producer, id);
   if (done) {
-    if (done.status === 'rejected') throw new NonRetryableError(`quality gate failed earlier for ${id.layer}.${id.name}@${done.version}`, 'QualityGateFailed');
+    if (done.status === 'rejected')
+      throw new NonRetryableError(
+        `quality gate failed earlier for ${id.layer}.${id.name}@${done.version}`,
+        'QualityGateFailed',
+      );
     return versionOutput(done, deps.store);
   }
   const duck = await openDuck();
@@ -58,11 +91,20 @@ export async function runLakeSql(platform: LakeDeps, input: TaskActivityInput, s
     let timings: Record<string, number> = {};
     const r = await withLineage(deps, producer, async () => {
       const t0 = performance.now();
-      const { sql, inputs, files } = await attachInputs(duck.conn, deps, producer.tenant, id.namespace, String(task.sql));
+      const { sql, inputs, files } = await attachInputs(
+        duck.conn,
+        deps,
+        producer.tenant,
+        id.namespace,
+        String(task.sql),
+      );
       const checks = task.checks as Check[] | undefined;
       const refs = await attachCheckRefs(duck.conn, deps, producer.tenant, id.namespace, checks);
       // From here on the SQL reaches exactly the versions it names and the attempt's output.
-      await duck.lock({ files: [...files, ...refs.files, outputFile(deps, id, tag).local], scratch: scratchDir(deps, tag) });
+      await duck.lock({
+        files: [...files, ...refs.files, outputFile(deps, id, tag).local],
+        scratch: scratchDir(deps, tag),
+      });
       await assertOneSelect(duck.conn, sql, `the SQL of a task writing ${id.layer}.${id.name}`);
       const t1 = performance.now();
       const w = await writeVersion(deps, {
@@ -81,7 +123,10 @@ export async function runLakeSql(platform: LakeDeps, input: TaskActivityInput, s
       timings = { inputs: Math.round(t1 - t0), ...w.timings, commit: Math.round(performance.now() - t2) };
       return { outputs: [v], inputs };
     });
-    return { ...versionOutput(r.outputs[0], deps.store), timings: { ...timings, total: Math.round(performance.now() - started) } };
+    return {
+      ...versionOutput(r.outputs[0], deps.store),
+      timings: { ...timings, total: Math.round(performance.now() - started) },
+    };
   } catch (e) {
     throw duckdbFailure(e);
   } finally {
@@ -98,7 +143,11 @@ function scratchDir(deps: LakeDeps, tag: string): string {
 
 export function createLakeActivities(deps: { lake?: LakeDeps; connections: Connections }) {
   const need = (input: TaskActivityInput): LakeDeps => {
-    if (!deps.lake) throw new NonRetryableError('this worker has no lake catalog configured (metastore): start it with the lake enabled', 'ConfigError');
+    if (!deps.lake)
+      throw new NonRetryableError(
+        'this worker has no lake catalog configured (metastore): start it with the lake enabled',
+        'ConfigError',
+      );
     return forTenant(deps.lake, input.run.tenant);
   };
   return {
@@ -109,7 +158,8 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
       const id = outputId(task);
       const qid = task.quarantine ? outputId(task, 'quarantine') : { ...id, name: `${id.name}_quarantine` };
       const [done, qdone] = [await lake.catalog.findCommit(producer, id), await lake.catalog.findCommit(producer, qid)];
-      if (done && qdone) return { ...versionOutput(done, lake.store), quarantined: qdone.rowCount, quarantineVersion: qdone.version };
+      if (done && qdone)
+        return { ...versionOutput(done, lake.store), quarantined: qdone.rowCount, quarantineVersion: qdone.version };
       const columns = task.columns as Record<string, ColumnDecl>;
       for (const d of Object.values(columns)) sqlType(d);
       const keys = await landingFiles(lake.store, String(task.source));
@@ -121,11 +171,36 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
           const locals = await Promise.all(keys.map((k) => localFile(lake, k, path.join(scratch, 'landing'))));
           const checks = task.checks as Check[] | undefined;
           const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
-          await duck.lock({ files: [...locals, ...refs.files, outputFile(lake, id, tag).local, outputFile(lake, qid, tag).local], scratch });
-          await stageRaw(duck.conn, locals, task.format as 'csv', Object.keys(columns), task.csv as { delimiter?: string });
+          await duck.lock({
+            files: [...locals, ...refs.files, outputFile(lake, id, tag).local, outputFile(lake, qid, tag).local],
+            scratch,
+          });
+          await stageRaw(
+            duck.conn,
+            locals,
+            task.format as 'csv',
+            Object.keys(columns),
+            task.csv as { delimiter?: string },
+          );
           const { good, bad } = splitSql(columns, new Map(locals.map((l, i) => [l, keys[i]])));
-          const w = await writeVersion(lake, { conn: duck.conn, id, producer, select: good, attemptTag: tag, inputs: [], checks, refs });
-          const q = await writeVersion(lake, { conn: duck.conn, id: qid, producer, select: bad, attemptTag: tag, inputs: [] });
+          const w = await writeVersion(lake, {
+            conn: duck.conn,
+            id,
+            producer,
+            select: good,
+            attemptTag: tag,
+            inputs: [],
+            checks,
+            refs,
+          });
+          const q = await writeVersion(lake, {
+            conn: duck.conn,
+            id: qid,
+            producer,
+            select: bad,
+            attemptTag: tag,
+            inputs: [],
+          });
           const [v, qv] = await commitVersions(lake, producer, [
             { ...w, inputs: [] },
             { ...q, inputs: [] },
@@ -133,7 +208,12 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
           return { outputs: [v, qv], inputs: [] };
         });
         const [v, qv] = r.outputs;
-        return { ...versionOutput(v, lake.store), quarantined: qv.rowCount, quarantineVersion: qv.version, files: keys.length };
+        return {
+          ...versionOutput(v, lake.store),
+          quarantined: qv.rowCount,
+          quarantineVersion: qv.version,
+          files: keys.length,
+        };
       } finally {
         await duck.close();
         await rm(scratch, { recursive: true, force: true });
@@ -150,29 +230,75 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
       const incremental = task.mode === 'incremental';
       const name = String(task.connection);
       const conn = resolveConnection(deps.connections, name, undefined, producer.tenant);
-      const since = incremental ? await lake.catalog.watermark(producer.tenant, producer.pipelineId, producer.taskId) : undefined;
+      const since = incremental
+        ? await lake.catalog.watermark(producer.tenant, producer.pipelineId, producer.taskId)
+        : undefined;
       const prev = incremental ? await lake.catalog.current(producer.tenant, id) : undefined;
       const tag = attemptTag();
       const file = path.join(scratchDir(lake, tag), 'extract.jsonl');
-      const ex = await extractTable(conn, { table: task.table as string | undefined, query: task.query as string | undefined, cursor: task.cursor as string | undefined, since, batchSize: Number(task.batchSize ?? 10_000), file, signal, progress: (n) => heartbeat({ rows: n }) });
-      if (incremental && ex.rows === 0 && prev) return { ...versionOutput(prev, lake.store), newRows: 0, watermark: since };
+      const ex = await extractTable(conn, {
+        table: task.table as string | undefined,
+        query: task.query as string | undefined,
+        cursor: task.cursor as string | undefined,
+        since,
+        batchSize: Number(task.batchSize ?? 10_000),
+        file,
+        signal,
+        progress: (n) => heartbeat({ rows: n }),
+      });
+      if (incremental && ex.rows === 0 && prev)
+        return { ...versionOutput(prev, lake.store), newRows: 0, watermark: since };
       const duck = await openDuck();
       try {
         const r = await withLineage(lake, producer, async () => {
           const checks = task.checks as Check[] | undefined;
           const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
-          await duck.lock({ files: [file, ...refs.files, outputFile(lake, id, tag).local], scratch: scratchDir(lake, tag) });
-          const cols = Object.entries(ex.columns).map(([n, t]) => `${quoteLiteral(n)}: ${quoteLiteral(t)}`).join(', ');
+          await duck.lock({
+            files: [file, ...refs.files, outputFile(lake, id, tag).local],
+            scratch: scratchDir(lake, tag),
+          });
+          const cols = Object.entries(ex.columns)
+            .map(([n, t]) => `${quoteLiteral(n)}: ${quoteLiteral(t)}`)
+            .join(', ');
           const select = ex.rows
             ? `SELECT * FROM read_json(${quoteLiteral(file)}, format = 'newline_delimited', columns = {${cols}})`
-            : `SELECT ${Object.entries(ex.columns).map(([n, t]) => `CAST(NULL AS ${t}) AS "${n}"`).join(', ') || '1 AS empty'} LIMIT 0`;
-          const w = await writeVersion(lake, { conn: duck.conn, id, producer, select, attemptTag: tag, inputs: [], checks, refs });
+            : `SELECT ${
+                Object.entries(ex.columns)
+                  .map(([n, t]) => `CAST(NULL AS ${t}) AS "${n}"`)
+                  .join(', ') || '1 AS empty'
+              } LIMIT 0`;
+          const w = await writeVersion(lake, {
+            conn: duck.conn,
+            id,
+            producer,
+            select,
+            attemptTag: tag,
+            inputs: [],
+            checks,
+            refs,
+          });
           // Incremental: the new version is the previous one plus this increment.
-          const merged = prev ? { ...w, files: [...prev.files, ...w.files], rowCount: prev.rowCount + w.rowCount, bytes: prev.bytes + w.bytes } : w;
-          const [v] = await commitVersions(lake, producer, [{ ...merged, inputs: [] }], incremental ? (ex.maxCursor ?? since) : undefined);
+          const merged = prev
+            ? {
+                ...w,
+                files: [...prev.files, ...w.files],
+                rowCount: prev.rowCount + w.rowCount,
+                bytes: prev.bytes + w.bytes,
+              }
+            : w;
+          const [v] = await commitVersions(
+            lake,
+            producer,
+            [{ ...merged, inputs: [] }],
+            incremental ? (ex.maxCursor ?? since) : undefined,
+          );
           return { outputs: [v], inputs: [] as DatasetVersion[] };
         });
-        return { ...versionOutput(r.outputs[0], lake.store), newRows: ex.rows, ...(incremental ? { watermark: ex.maxCursor ?? since } : {}) };
+        return {
+          ...versionOutput(r.outputs[0], lake.store),
+          newRows: ex.rows,
+          ...(incremental ? { watermark: ex.maxCursor ?? since } : {}),
+        };
       } finally {
         await duck.close();
         await rm(scratchDir(lake, tag), { recursive: true, force: true });

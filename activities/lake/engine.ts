@@ -10,13 +10,36 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { datasetRefsInSql, type DatasetId, type DatasetVersionRef, type Layer, type Check, DATASET_REF_IN_SQL_RE } from '../../schemas/lake.js';
-import { CatalogError, datasetKey, type Catalog, type CheckVerdict, type ColumnInfo, type DatasetVersion, type NewVersion, type Producer } from '../../store/catalog.js';
+import {
+  datasetRefsInSql,
+  type DatasetId,
+  type DatasetVersionRef,
+  type Layer,
+  type Check,
+  DATASET_REF_IN_SQL_RE,
+} from '../../schemas/lake.js';
+import {
+  CatalogError,
+  datasetKey,
+  type Catalog,
+  type CheckVerdict,
+  type ColumnInfo,
+  type DatasetVersion,
+  type NewVersion,
+  type Producer,
+} from '../../store/catalog.js';
 import { NonRetryableError } from '../core/task.js';
 import type { ObjectStore } from '../s3/client.js';
 import { quoteLiteral } from '../sql/duckdb.js';
 import { countFailing, describeCheck, ident, runCheck } from '../quality/checks.js';
-import { OL_PRODUCER, runEvent, schemaFacet, taskRunUuid, type LineageSink, type OlDataset } from '../catalog/openlineage.js';
+import {
+  OL_PRODUCER,
+  runEvent,
+  schemaFacet,
+  taskRunUuid,
+  type LineageSink,
+  type OlDataset,
+} from '../catalog/openlineage.js';
 
 export interface LakeDeps {
   /** The lake's root. Tasks never use it directly: `forTenant` scopes it to one tenant. */
@@ -62,10 +85,17 @@ function catalogErr(e: unknown): never {
 }
 
 /** Creates a view for one dataset version; returns the local files it reads (the sandbox grant). */
-export async function registerView(conn: DuckDBConnection, deps: LakeDeps, v: DatasetVersion, viewName: string): Promise<string[]> {
+export async function registerView(
+  conn: DuckDBConnection,
+  deps: LakeDeps,
+  v: DatasetVersion,
+  viewName: string,
+): Promise<string[]> {
   const files = await Promise.all(v.files.map((f) => localFile(deps, f)));
   await conn.run(`CREATE SCHEMA IF NOT EXISTS ${v.layer}`);
-  await conn.run(`CREATE OR REPLACE VIEW ${viewName} AS SELECT * FROM read_parquet([${files.map(quoteLiteral).join(', ')}])`);
+  await conn.run(
+    `CREATE OR REPLACE VIEW ${viewName} AS SELECT * FROM read_parquet([${files.map(quoteLiteral).join(', ')}])`,
+  );
   return files;
 }
 
@@ -73,7 +103,13 @@ export async function registerView(conn: DuckDBConnection, deps: LakeDeps, v: Da
  * Resolves the datasets a SQL text reads and rewrites `layer.name@at` into view names.
  * Returns the rewritten SQL and the versions read (lineage inputs).
  */
-export async function attachInputs(conn: DuckDBConnection, deps: LakeDeps, tenant: string, namespace: string, sql: string): Promise<{ sql: string; inputs: DatasetVersion[]; files: string[] }> {
+export async function attachInputs(
+  conn: DuckDBConnection,
+  deps: LakeDeps,
+  tenant: string,
+  namespace: string,
+  sql: string,
+): Promise<{ sql: string; inputs: DatasetVersion[]; files: string[] }> {
   const refs = datasetRefsInSql(sql);
   const files: string[] = [];
   const inputs = new Map<string, DatasetVersion>();
@@ -113,7 +149,11 @@ export interface WriteRequest {
 }
 
 /** Where an attempt's output is written locally (a file the sandbox grants). */
-export function outputFile(deps: LakeDeps, id: DatasetId, attemptTag: string): { key: string; location: string; local: string; direct: boolean } {
+export function outputFile(
+  deps: LakeDeps,
+  id: DatasetId,
+  attemptTag: string,
+): { key: string; location: string; local: string; direct: boolean } {
   const location = `${datasetPrefix(id)}/data/${attemptTag}`;
   const key = `${location}/part-00000.parquet`;
   const direct = deps.store.localPath(key);
@@ -127,7 +167,13 @@ export interface CheckRefs {
 }
 
 /** Registers the datasets that `references` checks read (before the sandbox locks). */
-export async function attachCheckRefs(conn: DuckDBConnection, deps: LakeDeps, tenant: string, namespace: string, checks: Check[] | undefined): Promise<CheckRefs> {
+export async function attachCheckRefs(
+  conn: DuckDBConnection,
+  deps: LakeDeps,
+  tenant: string,
+  namespace: string,
+  checks: Check[] | undefined,
+): Promise<CheckRefs> {
   const refs: CheckRefs = { views: new Map(), versions: [], files: [] };
   for (const c of checks ?? [])
     if ('references' in c && !refs.views.has(c.references.dataset)) {
@@ -154,11 +200,17 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
   const body = w.select.trim().replace(/;\s*$/, '');
   const t0 = performance.now();
   // The newline ends a trailing line comment inside the tenant's SELECT.
-  const copied = await w.conn.runAndReadAll(`COPY (${body}\n) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd)`);
+  const copied = await w.conn.runAndReadAll(
+    `COPY (${body}\n) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd)`,
+  );
   const rowCount = Number(copied.getRows()[0]?.[0] ?? 0);
   const bytes = (await stat(local)).size;
   await w.conn.run(`CREATE OR REPLACE TEMP VIEW __out AS SELECT * FROM read_parquet(${quoteLiteral(local)})`);
-  const desc = (await w.conn.runAndReadAll(`DESCRIBE SELECT * FROM __out`)).getRowObjectsJson() as { column_name: string; column_type: string; null: string }[];
+  const desc = (await w.conn.runAndReadAll(`DESCRIBE SELECT * FROM __out`)).getRowObjectsJson() as {
+    column_name: string;
+    column_type: string;
+    null: string;
+  }[];
   const schema = desc.map((d) => ({ name: d.column_name, type: d.column_type, nullable: d.null !== 'NO' }));
   const t1 = performance.now();
   const checks = await runChecks(deps, w);
@@ -168,7 +220,17 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
     await rm(local, { force: true });
   }
   await w.conn.run('DROP VIEW IF EXISTS __out');
-  return { id: w.id, location, files: [key], schema, rowCount, bytes, checks, promote: checks.every((c) => c.passed || c.severity === 'warn'), timings: { write: Math.round(t1 - t0), checks: Math.round(t2 - t1) } };
+  return {
+    id: w.id,
+    location,
+    files: [key],
+    schema,
+    rowCount,
+    bytes,
+    checks,
+    promote: checks.every((c) => c.passed || c.severity === 'warn'),
+    timings: { write: Math.round(t1 - t0), checks: Math.round(t2 - t1) },
+  };
 }
 
 /** Runs a version's checks against the view `__out` (exported for bench:medallion's direct baseline). */
@@ -177,7 +239,11 @@ export async function runChecks(deps: LakeDeps, w: WriteRequest): Promise<CheckV
   const prev = await deps.catalog.current(w.producer.tenant, w.id);
   const refs = w.refs ?? (await attachCheckRefs(w.conn, deps, w.producer.tenant, w.id.namespace, w.checks));
   const refViews = refs.views;
-  for (const v of refs.versions) w.inputs = [...w.inputs.filter((i) => datasetKey(i) !== datasetKey(v)), { layer: v.layer, namespace: v.namespace, name: v.name, version: v.version }];
+  for (const v of refs.versions)
+    w.inputs = [
+      ...w.inputs.filter((i) => datasetKey(i) !== datasetKey(v)),
+      { layer: v.layer, namespace: v.namespace, name: v.name, version: v.version },
+    ];
   const out: CheckVerdict[] = [];
   let counted: Awaited<ReturnType<typeof countFailing>>;
   try {
@@ -189,19 +255,35 @@ export async function runChecks(deps: LakeDeps, w: WriteRequest): Promise<CheckV
     try {
       out.push(
         await runCheck(
-          { conn: w.conn, previousRowCount: prev?.rowCount, viewFor: (d) => refViews.get(d)!, sampleLimit: w.failingRowsLimit ?? 20, now: new Date(), failing: counted.failing[i], rows: counted.rows },
+          {
+            conn: w.conn,
+            previousRowCount: prev?.rowCount,
+            viewFor: (d) => refViews.get(d)!,
+            sampleLimit: w.failingRowsLimit ?? 20,
+            now: new Date(),
+            failing: counted.failing[i],
+            rows: counted.rows,
+          },
           c,
         ),
       );
     } catch (e) {
-      throw new NonRetryableError(`check ${describeCheck(c)} on ${datasetKey(w.id)} could not run: ${(e as Error).message}`, 'CheckError');
+      throw new NonRetryableError(
+        `check ${describeCheck(c)} on ${datasetKey(w.id)} could not run: ${(e as Error).message}`,
+        'CheckError',
+      );
     }
   }
   return out;
 }
 
 /** Commits written versions (one transaction) and fails the task if a gate blocked one. */
-export async function commitVersions(deps: LakeDeps, producer: Producer, written: (Written & { inputs: DatasetVersionRef[] })[], watermark?: string): Promise<DatasetVersion[]> {
+export async function commitVersions(
+  deps: LakeDeps,
+  producer: Producer,
+  written: (Written & { inputs: DatasetVersionRef[] })[],
+  watermark?: string,
+): Promise<DatasetVersion[]> {
   for (const w of written) await deps.faults?.beforeCommit?.(w.id);
   const versions = await deps.catalog.commit(
     producer,
@@ -210,7 +292,11 @@ export async function commitVersions(deps: LakeDeps, producer: Producer, written
   );
   const blocked = versions.filter((v) => v.status === 'rejected');
   if (blocked.length) {
-    const why = blocked.flatMap((v) => v.checks.filter((c) => !c.passed && c.severity === 'error').map((c) => `${datasetKey(v)}@${v.version} ${c.name}: ${c.message}`));
+    const why = blocked.flatMap((v) =>
+      v.checks
+        .filter((c) => !c.passed && c.severity === 'error')
+        .map((c) => `${datasetKey(v)}@${v.version} ${c.name}: ${c.message}`),
+    );
     throw new NonRetryableError(`quality gate failed, version not promoted: ${why.join('; ')}`, 'QualityGateFailed');
   }
   return versions;
@@ -246,21 +332,52 @@ export async function withLineage<T extends { outputs: DatasetVersion[]; inputs:
   const ds = (v: DatasetVersion | DatasetId, withSchema = false): OlDataset => ({
     namespace: ns,
     name: datasetPrefix(v),
-    ...(withSchema && 'schema' in v ? { facets: { ...schemaFacet(v.schema), version: { _producer: OL_PRODUCER, _schemaURL: 'https://openlineage.io/spec/facets/1-0-0/DatasetVersionDatasetFacet.json', datasetVersion: String(v.version) } } } : {}),
+    ...(withSchema && 'schema' in v
+      ? {
+          facets: {
+            ...schemaFacet(v.schema),
+            version: {
+              _producer: OL_PRODUCER,
+              _schemaURL: 'https://openlineage.io/spec/facets/1-0-0/DatasetVersionDatasetFacet.json',
+              datasetVersion: String(v.version),
+            },
+          },
+        }
+      : {}),
   });
-  const base = { run: { runId: taskRunUuid(producer.workflowId, producer.taskId) }, job: { namespace: `strata/${producer.tenant}`, name: `${producer.pipelineId}.${producer.taskId}` } };
+  const base = {
+    run: { runId: taskRunUuid(producer.workflowId, producer.taskId) },
+    job: { namespace: `strata/${producer.tenant}`, name: `${producer.pipelineId}.${producer.taskId}` },
+  };
   const safeEmit = (e: Parameters<LineageSink['emit']>[0]) => sink.emit(e).catch(() => {});
   await safeEmit(runEvent({ eventType: 'START', ...base, inputs: [], outputs: [] }));
   try {
     const r = await fn();
-    await safeEmit(runEvent({ eventType: 'COMPLETE', ...base, inputs: r.inputs.map((v) => ds(v)), outputs: r.outputs.map((v) => ds(v, true)) }));
+    await safeEmit(
+      runEvent({
+        eventType: 'COMPLETE',
+        ...base,
+        inputs: r.inputs.map((v) => ds(v)),
+        outputs: r.outputs.map((v) => ds(v, true)),
+      }),
+    );
     return r;
   } catch (e) {
     await safeEmit(
       runEvent({
         eventType: 'FAIL',
         ...base,
-        run: { ...base.run, facets: { errorMessage: { _producer: OL_PRODUCER, _schemaURL: 'https://openlineage.io/spec/facets/1-0-0/ErrorMessageRunFacet.json', message: (e as Error).message, programmingLanguage: 'sql' } } },
+        run: {
+          ...base.run,
+          facets: {
+            errorMessage: {
+              _producer: OL_PRODUCER,
+              _schemaURL: 'https://openlineage.io/spec/facets/1-0-0/ErrorMessageRunFacet.json',
+              message: (e as Error).message,
+              programmingLanguage: 'sql',
+            },
+          },
+        },
         inputs: [],
         outputs: [],
       }),

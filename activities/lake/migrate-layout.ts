@@ -20,20 +20,32 @@ export interface LayoutMigration {
   dryRun: boolean;
 }
 
-export async function migrateToTenantLayout(o: { store: ObjectStore; db: Db; defaultTenant: string; dryRun?: boolean; log?: (m: string) => void }): Promise<LayoutMigration> {
+export async function migrateToTenantLayout(o: {
+  store: ObjectStore;
+  db: Db;
+  defaultTenant: string;
+  dryRun?: boolean;
+  log?: (m: string) => void;
+}): Promise<LayoutMigration> {
   assertTenant(o.defaultTenant);
   const owner = new Map<string, string>();
   const tenants = new Set<string>([o.defaultTenant]);
-  const rows = await o.db.query<{ tenant: string; files: string[] }>(`SELECT tenant, files FROM lake_dataset_versions WHERE status <> 'vacuumed'`);
+  const rows = await o.db.query<{ tenant: string; files: string[] }>(
+    `SELECT tenant, files FROM lake_dataset_versions WHERE status <> 'vacuumed'`,
+  );
   for (const r of rows.rows) {
     tenants.add(r.tenant);
     for (const f of r.files) {
       const prev = owner.get(f);
-      if (prev && prev !== r.tenant) throw new Error(`object ${f} is referenced by tenants ${prev} and ${r.tenant}: resolve this by hand before migrating`);
+      if (prev && prev !== r.tenant)
+        throw new Error(
+          `object ${f} is referenced by tenants ${prev} and ${r.tenant}: resolve this by hand before migrating`,
+        );
       owner.set(f, r.tenant);
     }
   }
-  for (const r of (await o.db.query<{ tenant: string }>('SELECT DISTINCT tenant FROM lake_datasets')).rows) tenants.add(r.tenant);
+  for (const r of (await o.db.query<{ tenant: string }>('SELECT DISTINCT tenant FROM lake_datasets')).rows)
+    tenants.add(r.tenant);
   const out: LayoutMigration = { moved: 0, bytes: 0, tenants: {}, kept: 0, dryRun: !!o.dryRun };
   for (const obj of await o.store.list('')) {
     const first = obj.key.split('/')[0];
@@ -54,7 +66,10 @@ export async function migrateToTenantLayout(o: { store: ObjectStore; db: Db; def
     const there = await o.store.head(to);
     if (!there || there.size !== obj.size) await o.store.copy(obj.key, to);
     const check = await o.store.head(to);
-    if (!check || check.size !== obj.size) throw new Error(`copy of ${obj.key} to ${to} did not verify (size ${check?.size ?? 'missing'} vs ${obj.size}); nothing was deleted for it`);
+    if (!check || check.size !== obj.size)
+      throw new Error(
+        `copy of ${obj.key} to ${to} did not verify (size ${check?.size ?? 'missing'} vs ${obj.size}); nothing was deleted for it`,
+      );
     await o.store.delete([obj.key]);
     o.log?.(`moved ${obj.key} -> ${to}`);
   }

@@ -26,15 +26,28 @@ export function createSpecLoader(db?: Db) {
   const cache = new Map<string, Promise<Loaded>>();
 
   async function load(ref: SpecRef): Promise<Loaded> {
-    if (!db) throw ApplicationFailure.create({ type: 'ConfigError', nonRetryable: true, message: 'this worker has no metastore (DATABASE_URL), so it cannot load a pipeline spec by reference' });
+    if (!db)
+      throw ApplicationFailure.create({
+        type: 'ConfigError',
+        nonRetryable: true,
+        message: 'this worker has no metastore (DATABASE_URL), so it cannot load a pipeline spec by reference',
+      });
     const key = `${ref.tenant}/${ref.hash}/${ref.version ?? ''}`;
     let p = cache.get(key);
     if (!p) {
       p = (async () => {
         const spec = await loadSpec(db, ref);
         if (!spec)
-          throw ApplicationFailure.create({ type: 'SpecNotFound', nonRetryable: true, message: `pipeline ${ref.pipelineId} (${ref.version ? `version ${ref.version}, ` : ''}content ${ref.hash.slice(0, 12)}) is not in the metastore: it was deleted; register it again and start a new run` });
-        return { spec, byId: new Map(spec.tasks.map((t) => [t.id, t])), index: new Map(spec.tasks.map((t, i) => [t.id, i])) };
+          throw ApplicationFailure.create({
+            type: 'SpecNotFound',
+            nonRetryable: true,
+            message: `pipeline ${ref.pipelineId} (${ref.version ? `version ${ref.version}, ` : ''}content ${ref.hash.slice(0, 12)}) is not in the metastore: it was deleted; register it again and start a new run`,
+          });
+        return {
+          spec,
+          byId: new Map(spec.tasks.map((t) => [t.id, t])),
+          index: new Map(spec.tasks.map((t, i) => [t.id, i])),
+        };
       })();
       cache.set(key, p);
       p.catch(() => cache.delete(key));
@@ -49,10 +62,20 @@ export function createSpecLoader(db?: Db) {
   /** The rendered task a by-reference input names; a template error fails the task without retrying. */
   async function resolve(input: TaskRefInput): Promise<TaskActivityInput['task']> {
     // A run renders only its own tenant's specs, whatever a start made around the API names.
-    if (input.ref.tenant !== input.run.tenant) throw ApplicationFailure.create({ type: 'SpecNotFound', nonRetryable: true, message: `pipeline ${input.ref.pipelineId} is not one of tenant ${input.run.tenant}'s` });
+    if (input.ref.tenant !== input.run.tenant)
+      throw ApplicationFailure.create({
+        type: 'SpecNotFound',
+        nonRetryable: true,
+        message: `pipeline ${input.ref.pipelineId} is not one of tenant ${input.run.tenant}'s`,
+      });
     const { spec, byId } = await load(input.ref);
     const task = byId.get(input.taskId);
-    if (!task) throw ApplicationFailure.create({ type: 'SpecNotFound', nonRetryable: true, message: `pipeline ${input.ref.pipelineId} has no task ${input.taskId}` });
+    if (!task)
+      throw ApplicationFailure.create({
+        type: 'SpecNotFound',
+        nonRetryable: true,
+        message: `pipeline ${input.ref.pipelineId} has no task ${input.taskId}`,
+      });
     try {
       return renderSpecTask(spec, task, input.run, input.params ?? {}) as TaskActivityInput['task'];
     } catch (e) {
@@ -62,7 +85,12 @@ export function createSpecLoader(db?: Db) {
       } catch {
         /* outside an activity */
       }
-      throw ApplicationFailure.create({ type: 'TemplateError', nonRetryable: true, message: `${task.id}: ${(e as Error).message}`, details: [{ attempt }] });
+      throw ApplicationFailure.create({
+        type: 'TemplateError',
+        nonRetryable: true,
+        message: `${task.id}: ${(e as Error).message}`,
+        details: [{ attempt }],
+      });
     }
   }
 
@@ -71,7 +99,11 @@ export function createSpecLoader(db?: Db) {
     resolve,
     activities: {
       /** One bounded page of a spec's skeleton; with `repairOf`, which of its tasks that run already did. */
-      async loadSpecPage(a: { ref: SpecRef; from: number; repairOf?: string }): Promise<SkeletonPage & { reused?: string[] }> {
+      async loadSpecPage(a: {
+        ref: SpecRef;
+        from: number;
+        repairOf?: string;
+      }): Promise<SkeletonPage & { reused?: string[] }> {
         const { spec } = await load(a.ref);
         const page = skeletonPage(spec, a.from);
         if (!a.repairOf || !db) return page;
@@ -89,6 +121,7 @@ export function createSpecLoader(db?: Db) {
 /** The activity names task kinds run, which take a by-reference input too. */
 export function taskActivityNames(): string[] {
   const names = new Set<string>();
-  for (const k of Object.values(TASK_KINDS)) if (k.run.type === 'activity' || k.run.type === 'poll') names.add(k.run.activity);
+  for (const k of Object.values(TASK_KINDS))
+    if (k.run.type === 'activity' || k.run.type === 'poll') names.add(k.run.activity);
   return [...names];
 }

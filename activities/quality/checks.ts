@@ -16,14 +16,20 @@ const lit = (v: string | number | boolean) => (typeof v === 'string' ? quoteLite
 
 /** The row-level predicate a check fails on, for the checks that have one. */
 export function failingPredicate(c: Check): string | undefined {
-  if ('not_null' in c) return list(c.not_null).map((x) => `${ident(x)} IS NULL`).join(' OR ');
+  if ('not_null' in c)
+    return list(c.not_null)
+      .map((x) => `${ident(x)} IS NULL`)
+      .join(' OR ');
   if ('accepted_values' in c) {
     const col = ident(c.accepted_values.column);
     return `${col} IS NOT NULL AND ${col} NOT IN (${c.accepted_values.values.map(lit).join(', ')})`;
   }
   if ('range' in c) {
     const col = ident(c.range.column);
-    const conds = [c.range.min !== undefined ? `${col} < ${c.range.min}` : '', c.range.max !== undefined ? `${col} > ${c.range.max}` : ''].filter(Boolean);
+    const conds = [
+      c.range.min !== undefined ? `${col} < ${c.range.min}` : '',
+      c.range.max !== undefined ? `${col} > ${c.range.max}` : '',
+    ].filter(Boolean);
     return conds.length ? conds.join(' OR ') : 'false';
   }
   if ('expect' in c) return `NOT coalesce((${c.expect}), false)`;
@@ -34,10 +40,15 @@ export function failingPredicate(c: Check): string | undefined {
  * Counts the failing rows of every row-level check, and the rows, in one scan of __out
  * (checks on a large output then cost one pass, not one per check).
  */
-export async function countFailing(conn: DuckDBConnection, checks: Check[]): Promise<{ rows: number; failing: (number | undefined)[] }> {
+export async function countFailing(
+  conn: DuckDBConnection,
+  checks: Check[],
+): Promise<{ rows: number; failing: (number | undefined)[] }> {
   const preds = checks.map(failingPredicate);
   const cols = preds.flatMap((p, i) => (p ? [`count(*) FILTER (WHERE ${p}) AS c${i}`] : []));
-  const row = (await one(conn, `SELECT count(*) AS n${cols.length ? ', ' + cols.join(', ') : ''} FROM __out`)).getRowObjectsJson()[0] as Record<string, unknown>;
+  const row = (
+    await one(conn, `SELECT count(*) AS n${cols.length ? ', ' + cols.join(', ') : ''} FROM __out`)
+  ).getRowObjectsJson()[0] as Record<string, unknown>;
   return { rows: Number(row.n), failing: preds.map((p, i) => (p ? Number(row[`c${i}`]) : undefined)) };
 }
 
@@ -87,33 +98,68 @@ async function scalar(conn: DuckDBConnection, sql: string): Promise<unknown> {
 }
 
 /** Rows of __out failing a row-level predicate: their count and a sample. */
-async function failingWhere(ctx: CheckContext, where: string): Promise<{ failing: number; sample: Record<string, unknown>[] }> {
+async function failingWhere(
+  ctx: CheckContext,
+  where: string,
+): Promise<{ failing: number; sample: Record<string, unknown>[] }> {
   const failing = ctx.failing ?? Number(await scalar(ctx.conn, `SELECT count(*) FROM __out WHERE ${where}`));
-  const sample = failing && ctx.sampleLimit ? await rows(ctx.conn, `SELECT * FROM __out WHERE ${where} LIMIT ${ctx.sampleLimit}`) : [];
+  const sample =
+    failing && ctx.sampleLimit
+      ? await rows(ctx.conn, `SELECT * FROM __out WHERE ${where} LIMIT ${ctx.sampleLimit}`)
+      : [];
   return { failing, sample };
 }
 
 export async function runCheck(ctx: CheckContext, c: Check): Promise<CheckVerdict> {
   const base = { name: describeCheck(c), kind: kindOf(c), severity: c.severity ?? 'error' } as const;
-  const verdict = (failing: number, sample: Record<string, unknown>[], message: string): CheckVerdict => ({ ...base, passed: failing === 0, failing, sample, message });
+  const verdict = (failing: number, sample: Record<string, unknown>[], message: string): CheckVerdict => ({
+    ...base,
+    passed: failing === 0,
+    failing,
+    sample,
+    message,
+  });
   if ('not_null' in c) {
     const r = await failingWhere(ctx, failingPredicate(c)!);
-    return verdict(r.failing, r.sample, r.failing ? `${r.failing} rows have NULL in ${list(c.not_null).join(' or ')}` : 'no NULLs');
+    return verdict(
+      r.failing,
+      r.sample,
+      r.failing ? `${r.failing} rows have NULL in ${list(c.not_null).join(' or ')}` : 'no NULLs',
+    );
   }
   if ('unique' in c) {
     const keys = list(c.unique).map(ident).join(', ');
     const dup = `SELECT ${keys}, count(*) AS occurrences FROM __out GROUP BY ALL HAVING count(*) > 1`;
     const failing = Number(await scalar(ctx.conn, `SELECT coalesce(sum(occurrences), 0) FROM (${dup})`));
-    const sample = failing && ctx.sampleLimit ? await rows(ctx.conn, `${dup} ORDER BY occurrences DESC LIMIT ${ctx.sampleLimit}`) : [];
-    return verdict(failing, sample, failing ? `${failing} rows share a key (${list(c.unique).join(', ')}) with another row` : 'keys are unique');
+    const sample =
+      failing && ctx.sampleLimit
+        ? await rows(ctx.conn, `${dup} ORDER BY occurrences DESC LIMIT ${ctx.sampleLimit}`)
+        : [];
+    return verdict(
+      failing,
+      sample,
+      failing ? `${failing} rows share a key (${list(c.unique).join(', ')}) with another row` : 'keys are unique',
+    );
   }
   if ('accepted_values' in c) {
     const r = await failingWhere(ctx, failingPredicate(c)!);
-    return verdict(r.failing, r.sample, r.failing ? `${r.failing} rows have ${c.accepted_values.column} outside the accepted values` : 'all values accepted');
+    return verdict(
+      r.failing,
+      r.sample,
+      r.failing
+        ? `${r.failing} rows have ${c.accepted_values.column} outside the accepted values`
+        : 'all values accepted',
+    );
   }
   if ('range' in c) {
     const r = await failingWhere(ctx, failingPredicate(c)!);
-    return verdict(r.failing, r.sample, r.failing ? `${r.failing} rows have ${c.range.column} outside [${c.range.min ?? '-∞'}, ${c.range.max ?? '∞'}]` : 'in range');
+    return verdict(
+      r.failing,
+      r.sample,
+      r.failing
+        ? `${r.failing} rows have ${c.range.column} outside [${c.range.min ?? '-∞'}, ${c.range.max ?? '∞'}]`
+        : 'in range',
+    );
   }
   if ('row_count' in c) {
     const n = ctx.rows ?? Number(await scalar(ctx.conn, 'SELECT count(*) FROM __out'));
@@ -124,27 +170,55 @@ export async function runCheck(ctx: CheckContext, c: Check): Promise<CheckVerdic
     const prev = ctx.previousRowCount;
     if (prev !== undefined && prev > 0) {
       const ratio = n / prev;
-      if (rc.min_ratio !== undefined && ratio < rc.min_ratio) problems.push(`${n} rows is ${ratio.toFixed(3)}× the previous ${prev} (< ${rc.min_ratio})`);
-      if (rc.max_ratio !== undefined && ratio > rc.max_ratio) problems.push(`${n} rows is ${ratio.toFixed(3)}× the previous ${prev} (> ${rc.max_ratio})`);
+      if (rc.min_ratio !== undefined && ratio < rc.min_ratio)
+        problems.push(`${n} rows is ${ratio.toFixed(3)}× the previous ${prev} (< ${rc.min_ratio})`);
+      if (rc.max_ratio !== undefined && ratio > rc.max_ratio)
+        problems.push(`${n} rows is ${ratio.toFixed(3)}× the previous ${prev} (> ${rc.max_ratio})`);
     }
-    return { ...base, passed: problems.length === 0, failing: problems.length ? n : 0, sample: [], message: problems.join('; ') || `${n} rows` };
+    return {
+      ...base,
+      passed: problems.length === 0,
+      failing: problems.length ? n : 0,
+      sample: [],
+      message: problems.join('; ') || `${n} rows`,
+    };
   }
   if ('freshness' in c) {
-    const max = await scalar(ctx.conn, `SELECT CAST(max(CAST(${ident(c.freshness.column)} AS TIMESTAMP)) AS VARCHAR) FROM __out`);
+    const max = await scalar(
+      ctx.conn,
+      `SELECT CAST(max(CAST(${ident(c.freshness.column)} AS TIMESTAMP)) AS VARCHAR) FROM __out`,
+    );
     const at = max ? new Date(`${String(max).replace(' ', 'T')}Z`) : undefined;
     const limit = toMs(c.freshness.max_age);
     const ok = at !== undefined && ctx.now.getTime() - at.getTime() <= limit;
-    return { ...base, passed: ok, failing: ok ? 0 : 1, sample: [], message: at ? `newest ${c.freshness.column} is ${at.toISOString()}${ok ? '' : `, older than ${c.freshness.max_age}`}` : `${c.freshness.column} has no values` };
+    return {
+      ...base,
+      passed: ok,
+      failing: ok ? 0 : 1,
+      sample: [],
+      message: at
+        ? `newest ${c.freshness.column} is ${at.toISOString()}${ok ? '' : `, older than ${c.freshness.max_age}`}`
+        : `${c.freshness.column} has no values`,
+    };
   }
   if ('references' in c) {
     const cols = list(c.references.column);
     const keys = list(c.references.key);
-    if (cols.length !== keys.length) throw new Error(`references check: ${cols.length} column(s) but ${keys.length} key(s): give as many keys as columns`);
+    if (cols.length !== keys.length)
+      throw new Error(
+        `references check: ${cols.length} column(s) but ${keys.length} key(s): give as many keys as columns`,
+      );
     const on = cols.map((x, i) => `o.${ident(x)} = r.${ident(keys[i])}`).join(' AND ');
     const orphans = `SELECT o.* FROM __out o ANTI JOIN ${ctx.viewFor(c.references.dataset)} r ON ${on} WHERE ${cols.map((x) => `o.${ident(x)} IS NOT NULL`).join(' AND ')}`;
     const failing = Number(await scalar(ctx.conn, `SELECT count(*) FROM (${orphans})`));
     const sample = failing && ctx.sampleLimit ? await rows(ctx.conn, `${orphans} LIMIT ${ctx.sampleLimit}`) : [];
-    return verdict(failing, sample, failing ? `${failing} rows reference a missing ${c.references.dataset} ${keys.join(',')}` : 'all references resolve');
+    return verdict(
+      failing,
+      sample,
+      failing
+        ? `${failing} rows reference a missing ${c.references.dataset} ${keys.join(',')}`
+        : 'all references resolve',
+    );
   }
   const r = await failingWhere(ctx, failingPredicate(c)!);
   return verdict(r.failing, r.sample, r.failing ? `${r.failing} rows fail: ${c.expect}` : 'all rows pass');

@@ -36,11 +36,21 @@ const OPTION_KEYS = Object.keys(ReconcileOptions.shape);
 function parseInputs(task: Record<string, unknown>) {
   const ref = (v: unknown, side: string) => {
     const r = DatasetRef.safeParse(typeof v === 'string' ? { uri: v } : v);
-    if (!r.success) throw new NonRetryableError(`${side}: ${r.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`, 'BadInput');
+    if (!r.success)
+      throw new NonRetryableError(
+        `${side}: ${r.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`,
+        'BadInput',
+      );
     return r.data;
   };
-  const opts = ReconcileOptions.safeParse(Object.fromEntries(OPTION_KEYS.filter((k) => task[k] !== undefined).map((k) => [k, task[k]])));
-  if (!opts.success) throw new NonRetryableError(opts.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '), 'BadInput');
+  const opts = ReconcileOptions.safeParse(
+    Object.fromEntries(OPTION_KEYS.filter((k) => task[k] !== undefined).map((k) => [k, task[k]])),
+  );
+  if (!opts.success)
+    throw new NonRetryableError(
+      opts.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+      'BadInput',
+    );
   return { left: ref(task.left, 'left'), right: ref(task.right, 'right'), options: opts.data };
 }
 
@@ -58,10 +68,15 @@ export function createReconcileActivities(deps: ReconcileDeps) {
       const id = createHash('sha256').update(`${run.workflowId}/${task.id}`).digest('hex').slice(0, 16);
       const workDir = path.join(deps.workRoot ?? path.join(os.tmpdir(), 'strata-reconcile'), id);
       let checkpoint = prior?.checkpoint;
-      const resumedFrom = checkpoint ? { compared: checkpoint.compared.length, leftDone: checkpoint.leftDone, rightDone: checkpoint.rightDone } : undefined;
+      const resumedFrom = checkpoint
+        ? { compared: checkpoint.compared.length, leftDone: checkpoint.leftDone, rightDone: checkpoint.rightDone }
+        : undefined;
       const result = await reconcile(left, right, options, {
         lakeRoot: tenantFolder(deps.lakeRoot, run.tenant),
-        allowed: deps.tenantLocations && Object.hasOwn(deps.tenantLocations, run.tenant) ? deps.tenantLocations[run.tenant] : [],
+        allowed:
+          deps.tenantLocations && Object.hasOwn(deps.tenantLocations, run.tenant)
+            ? deps.tenantLocations[run.tenant]
+            : [],
         workDir,
         checkpoint,
         signal,
@@ -82,7 +97,10 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         );
       }
       if (task.failOnDifference && out.differences > 0)
-        throw new NonRetryableError(`datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`, 'DatasetsDiffer');
+        throw new NonRetryableError(
+          `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
+          'DatasetsDiffer',
+        );
       return { ...out, resumedFrom };
     }),
   };

@@ -45,21 +45,38 @@ const TARGET_PARTITION_BYTES = 4 * 1024 * 1024;
 // The DuckDB path holds one partition of each side in DuckDB (within its memory limit).
 const DUCK_PARTITION_BYTES = 32 * 1024 * 1024;
 
-export async function reconcile(leftRef: DatasetRef, rightRef: DatasetRef, options: ReconcileOptions, ctx: ReconcileContext): Promise<ReconcileResult> {
-  const [left, right] = await Promise.all([openSource(leftRef, ctx.lakeRoot, ctx.allowed), openSource(rightRef, ctx.lakeRoot, ctx.allowed)]);
+export async function reconcile(
+  leftRef: DatasetRef,
+  rightRef: DatasetRef,
+  options: ReconcileOptions,
+  ctx: ReconcileContext,
+): Promise<ReconcileResult> {
+  const [left, right] = await Promise.all([
+    openSource(leftRef, ctx.lakeRoot, ctx.allowed),
+    openSource(rightRef, ctx.lakeRoot, ctx.allowed),
+  ]);
   const l = layout(left.header, right.header, options);
   const total = left.size + right.size;
   const columns = { compared: l.compared, onlyLeft: l.onlyLeft, onlyRight: l.onlyRight };
   if (total <= options.memoryLimitBytes && !options.partitions && !ctx.checkpoint) {
     const r = await inMemory(left, right, l, options, ctx);
-    return { method: 'memory', reason: `inputs total ${total} bytes, within the in-memory limit of ${options.memoryLimitBytes}`, columns, ...r };
+    return {
+      method: 'memory',
+      reason: `inputs total ${total} bytes, within the in-memory limit of ${options.memoryLimitBytes}`,
+      columns,
+      ...r,
+    };
   }
   // The DuckDB path when both inputs and the options allow it (and a checkpoint, if any, is its own).
   const cpVersion = (ctx.checkpoint as { version?: number } | undefined)?.version;
-  const notDuck = options.engine === 'stream' ? 'engine stream requested' : duckKeyUnsupported(options) ?? (await duckUnsupported(left)) ?? (await duckUnsupported(right));
+  const notDuck =
+    options.engine === 'stream'
+      ? 'engine stream requested'
+      : (duckKeyUnsupported(options) ?? (await duckUnsupported(left)) ?? (await duckUnsupported(right)));
   let fallback = notDuck;
   if (!notDuck && cpVersion !== 3) {
-    const partitions = ctx.checkpoint?.partitions ?? options.partitions ?? Math.max(2, Math.ceil(total / DUCK_PARTITION_BYTES));
+    const partitions =
+      ctx.checkpoint?.partitions ?? options.partitions ?? Math.max(2, Math.ceil(total / DUCK_PARTITION_BYTES));
     const r = await duckPartitioned(left, right, l, options, ctx, partitions).catch(async (e: Error) => {
       // DuckDB's strict reader refuses a malformed file (ragged rows, text after a closing
       // quote, …): the streaming path reads it and reports the exact line, as it always has.
@@ -79,7 +96,8 @@ export async function reconcile(leftRef: DatasetRef, rightRef: DatasetRef, optio
         ...r,
       };
   }
-  const partitions = ctx.checkpoint?.partitions ?? options.partitions ?? Math.max(2, Math.ceil(total / TARGET_PARTITION_BYTES));
+  const partitions =
+    ctx.checkpoint?.partitions ?? options.partitions ?? Math.max(2, Math.ceil(total / TARGET_PARTITION_BYTES));
   const r = await partitioned(left, right, l, options, ctx, partitions);
   return {
     method: 'partitioned',
@@ -94,7 +112,13 @@ function check(signal?: AbortSignal) {
   if (signal?.aborted) throw signal.reason ?? new Error('cancelled');
 }
 
-async function inMemory(left: RowSource, right: RowSource, l: Layout, o: ReconcileOptions, ctx: ReconcileContext): Promise<Partial> {
+async function inMemory(
+  left: RowSource,
+  right: RowSource,
+  l: Layout,
+  o: ReconcileOptions,
+  ctx: ReconcileContext,
+): Promise<Partial> {
   const norm = normalizer(o);
   const groups = new Map<string, { l: Row[]; r: Row[] }>();
   const keyL = l.keyNames.length ? l.left.key : l.left.cols;
@@ -105,14 +129,16 @@ async function inMemory(left: RowSource, right: RowSource, l: Layout, o: Reconci
     const g = groups.get(k);
     if (g) g.l.push(row);
     else groups.set(k, { l: [row], r: [] });
-    if (++rows % 50_000 === 0) (check(ctx.signal), ctx.onProgress?.({ phase: 'reading', rows, bytes: left.bytesRead() }));
+    if (++rows % 50_000 === 0)
+      (check(ctx.signal), ctx.onProgress?.({ phase: 'reading', rows, bytes: left.bytesRead() }));
   }
   for await (const row of right.rows()) {
     const k = keyOf(row, keyR, norm);
     const g = groups.get(k);
     if (g) g.r.push(row);
     else groups.set(k, { l: [], r: [row] });
-    if (++rows % 50_000 === 0) (check(ctx.signal), ctx.onProgress?.({ phase: 'reading', rows, bytes: left.size + right.bytesRead() }));
+    if (++rows % 50_000 === 0)
+      (check(ctx.signal), ctx.onProgress?.({ phase: 'reading', rows, bytes: left.size + right.bytesRead() }));
   }
   const t = new Tally(l, o);
   for (const g of groups.values()) t.group(g.l, g.r);
@@ -132,7 +158,15 @@ function hash(s: string): number {
 
 const partFile = (dir: string, side: 'l' | 'r', p: number) => path.join(dir, `${side}-${p}.jsonl`);
 
-async function partitionSide(src: RowSource, side: 'l' | 'r', keyIdx: number[], o: ReconcileOptions, n: number, ctx: ReconcileContext, base: number) {
+async function partitionSide(
+  src: RowSource,
+  side: 'l' | 'r',
+  keyIdx: number[],
+  o: ReconcileOptions,
+  n: number,
+  ctx: ReconcileContext,
+  base: number,
+) {
   const norm = normalizer(o);
   const outs: WriteStream[] = [];
   const bufs: string[][] = [];
@@ -173,12 +207,19 @@ async function partitionSide(src: RowSource, side: 'l' | 'r', keyIdx: number[], 
       if (sizes[p] > flushAt) await flush(p);
       if (++rows % 100_000 === 0) {
         check(ctx.signal);
-        ctx.onProgress?.({ phase: side === 'l' ? 'partition-left' : 'partition-right', rows, bytes: base + src.bytesRead(), partitions: n });
+        ctx.onProgress?.({
+          phase: side === 'l' ? 'partition-left' : 'partition-right',
+          rows,
+          bytes: base + src.bytesRead(),
+          partitions: n,
+        });
       }
     }
   }
   for (let p = 0; p < n; p++) await flush(p);
-  await Promise.all(outs.map((s) => new Promise<void>((res, rej) => s.end((e?: Error | null) => (e ? rej(e) : res())))));
+  await Promise.all(
+    outs.map((s) => new Promise<void>((res, rej) => s.end((e?: Error | null) => (e ? rej(e) : res())))),
+  );
 }
 
 /**
@@ -196,7 +237,8 @@ const FS = '\u001c';
 const NEEDS_JSON = /[\n\u001c\u001d\u001e\u001f]/;
 const NEEDS_JSON_RAW = /[\u001c\u001d\u001e\u001f]/;
 function encodeLine(key: string, row: Row): string {
-  if (!row.includes(null) && !NEEDS_JSON.test(key) && !NEEDS_JSON.test((row as string[]).join(''))) return key + GS + (row as string[]).join(US) + '\n';
+  if (!row.includes(null) && !NEEDS_JSON.test(key) && !NEEDS_JSON.test((row as string[]).join('')))
+    return key + GS + (row as string[]).join(US) + '\n';
   return RS + JSON.stringify([key, row]) + '\n';
 }
 
@@ -249,7 +291,8 @@ async function readPart(file: string, delimiter: string): Promise<Part> {
     } else {
       let sep = at;
       for (let c = text.charCodeAt(sep); c !== 0x1c && c !== 0x1d; c = text.charCodeAt(++sep))
-        if (sep >= nl) throw new Error(`${path.basename(file)}: a partition line without a separator (the work folder is damaged)`);
+        if (sep >= nl)
+          throw new Error(`${path.basename(file)}: a partition line without a separator (the work folder is damaged)`);
       part.keys.push(text.slice(at, sep));
       part.bodies.push(text.slice(sep, nl));
     }
@@ -282,21 +325,48 @@ function comparePart(t: Tally, lp: Part, rp: Part, sameColumns: boolean) {
   };
   const li = index(lp);
   const ri = index(rp);
-  const rows = (p: Part, x: number | number[] | undefined): Row[] => (x === undefined ? [] : typeof x === 'number' ? [rowOf(p, x)] : x.map((i) => rowOf(p, i)));
+  const rows = (p: Part, x: number | number[] | undefined): Row[] =>
+    x === undefined ? [] : typeof x === 'number' ? [rowOf(p, x)] : x.map((i) => rowOf(p, i));
   for (const [key, l] of li) {
     const r = ri.get(key);
     if (r !== undefined) ri.delete(key);
-    if (sameColumns && typeof l === 'number' && typeof r === 'number' && lp.bodies[l] !== RS && lp.bodies[l] === rp.bodies[r] && (lp.bodies[l].charCodeAt(0) !== 0x1c || lp.delimiter === rp.delimiter)) t.matchedPair();
+    if (
+      sameColumns &&
+      typeof l === 'number' &&
+      typeof r === 'number' &&
+      lp.bodies[l] !== RS &&
+      lp.bodies[l] === rp.bodies[r] &&
+      (lp.bodies[l].charCodeAt(0) !== 0x1c || lp.delimiter === rp.delimiter)
+    )
+      t.matchedPair();
     else t.group(rows(lp, l), rows(rp, r));
   }
   for (const r of ri.values()) t.group([], rows(rp, r));
 }
 
-async function partitioned(left: RowSource, right: RowSource, l: Layout, o: ReconcileOptions, ctx: ReconcileContext, n: number): Promise<Partial> {
+async function partitioned(
+  left: RowSource,
+  right: RowSource,
+  l: Layout,
+  o: ReconcileOptions,
+  ctx: ReconcileContext,
+  n: number,
+): Promise<Partial> {
   const cp: Checkpoint =
-    ctx.checkpoint && ctx.checkpoint.version === 3 && ctx.checkpoint.workDir === ctx.workDir && partsExist(ctx.workDir, ctx.checkpoint)
+    ctx.checkpoint &&
+    ctx.checkpoint.version === 3 &&
+    ctx.checkpoint.workDir === ctx.workDir &&
+    partsExist(ctx.workDir, ctx.checkpoint)
       ? structuredClone(ctx.checkpoint)
-      : { version: 3, workDir: ctx.workDir, partitions: n, leftDone: false, rightDone: false, compared: [], partial: emptyResult() };
+      : {
+          version: 3,
+          workDir: ctx.workDir,
+          partitions: n,
+          leftDone: false,
+          rightDone: false,
+          compared: [],
+          partial: emptyResult(),
+        };
   await mkdir(ctx.workDir, { recursive: true });
   const keyL = l.keyNames.length ? l.left.key : l.left.cols;
   const keyR = l.keyNames.length ? l.right.key : l.right.cols;
@@ -310,7 +380,8 @@ async function partitioned(left: RowSource, right: RowSource, l: Layout, o: Reco
     cp.rightDone = true;
     ctx.onCheckpoint?.(structuredClone(cp));
   }
-  const sameColumns = l.left.header.length === l.right.header.length && l.left.header.every((h, i) => h === l.right.header[i]);
+  const sameColumns =
+    l.left.header.length === l.right.header.length && l.left.header.every((h, i) => h === l.right.header[i]);
   const done = new Set(cp.compared);
   const todo = Array.from({ length: cp.partitions }, (_, p) => p).filter((p) => !done.has(p));
   // Compare up to `parallelism` partitions at once (reads overlap; memory is bounded by
@@ -320,24 +391,40 @@ async function partitioned(left: RowSource, right: RowSource, l: Layout, o: Reco
     while (next < todo.length) {
       const p = todo[next++];
       check(ctx.signal);
-      const [lp, rp] = await Promise.all([readPart(partFile(ctx.workDir, 'l', p), left.delimiter ?? ','), readPart(partFile(ctx.workDir, 'r', p), right.delimiter ?? ',')]);
+      const [lp, rp] = await Promise.all([
+        readPart(partFile(ctx.workDir, 'l', p), left.delimiter ?? ','),
+        readPart(partFile(ctx.workDir, 'r', p), right.delimiter ?? ','),
+      ]);
       const t = new Tally(l, o);
       comparePart(t, lp, rp, sameColumns);
       mergeInto(cp.partial, t.r, o.sampleLimit);
       cp.compared.push(p);
       ctx.onCheckpoint?.(structuredClone(cp));
-      ctx.onProgress?.({ phase: 'compare', rows: cp.partial.counts.left + cp.partial.counts.right, bytes: left.size + right.size, partitionsDone: cp.compared.length, partitions: cp.partitions });
+      ctx.onProgress?.({
+        phase: 'compare',
+        rows: cp.partial.counts.left + cp.partial.counts.right,
+        bytes: left.size + right.size,
+        partitionsDone: cp.compared.length,
+        partitions: cp.partitions,
+      });
       await ctx.afterPartition?.(cp.compared.length);
     }
   };
   await Promise.all(Array.from({ length: Math.min(o.parallelism, todo.length) }, workerLoop));
   await rm(ctx.workDir, { recursive: true, force: true });
-  ctx.onProgress?.({ phase: 'done', rows: cp.partial.counts.left + cp.partial.counts.right, bytes: left.size + right.size, partitions: cp.partitions, partitionsDone: cp.partitions });
+  ctx.onProgress?.({
+    phase: 'done',
+    rows: cp.partial.counts.left + cp.partial.counts.right,
+    bytes: left.size + right.size,
+    partitions: cp.partitions,
+    partitionsDone: cp.partitions,
+  });
   return cp.partial;
 }
 
 function partsExist(dir: string, cp: Checkpoint): boolean {
   if (!cp.leftDone) return true; // nothing to reuse yet; partitioning restarts anyway
-  for (let p = 0; p < cp.partitions; p++) if (!existsSync(partFile(dir, 'l', p)) || (cp.rightDone && !existsSync(partFile(dir, 'r', p)))) return false;
+  for (let p = 0; p < cp.partitions; p++)
+    if (!existsSync(partFile(dir, 'l', p)) || (cp.rightDone && !existsSync(partFile(dir, 'r', p)))) return false;
   return true;
 }

@@ -18,7 +18,8 @@ export interface Layout {
 export function layout(leftHeader: string[], rightHeader: string[], o: ReconcileOptions): Layout {
   const idx = (h: string[], side: string) => (name: string) => {
     const i = h.indexOf(name);
-    if (i < 0) throw new NonRetryableError(`column "${name}" is not in the ${side} dataset: it has ${h.join(', ')}`, 'BadInput');
+    if (i < 0)
+      throw new NonRetryableError(`column "${name}" is not in the ${side} dataset: it has ${h.join(', ')}`, 'BadInput');
     return i;
   };
   const both = leftHeader.filter((c) => rightHeader.includes(c));
@@ -28,7 +29,11 @@ export function layout(leftHeader: string[], rightHeader: string[], o: Reconcile
     keyNames: o.key,
     compared,
     left: { key: o.key.map(idx(leftHeader, 'left')), cols: compared.map(idx(leftHeader, 'left')), header: leftHeader },
-    right: { key: o.key.map(idx(rightHeader, 'right')), cols: compared.map(idx(rightHeader, 'right')), header: rightHeader },
+    right: {
+      key: o.key.map(idx(rightHeader, 'right')),
+      cols: compared.map(idx(rightHeader, 'right')),
+      header: rightHeader,
+    },
     onlyLeft: leftHeader.filter((c) => !rightHeader.includes(c)),
     onlyRight: rightHeader.filter((c) => !leftHeader.includes(c)),
   };
@@ -157,11 +162,16 @@ export class Tally {
   private changed(left: Row, diffs: Record<string, { left: string | null; right: string | null }>) {
     this.r.counts.changed++;
     for (const col of Object.keys(diffs)) this.r.columnMismatches[col] = (this.r.columnMismatches[col] ?? 0) + 1;
-    if (this.r.samples.changed.length < this.o.sampleLimit) this.r.samples.changed.push({ key: this.keyRecord(left, 'left'), diffs });
+    if (this.r.samples.changed.length < this.o.sampleLimit)
+      this.r.samples.changed.push({ key: this.keyRecord(left, 'left'), diffs });
   }
 
   /** Differing compared columns, or null when the rows are equal. */
-  private diff(a: Row, b: Row, firstOnly = false): Record<string, { left: string | null; right: string | null }> | null {
+  private diff(
+    a: Row,
+    b: Row,
+    firstOnly = false,
+  ): Record<string, { left: string | null; right: string | null }> | null {
     let out: Record<string, { left: string | null; right: string | null }> | null = null;
     const L = this.l.left.cols;
     const R = this.l.right.cols;
@@ -172,7 +182,14 @@ export class Tally {
       if (x !== null && y !== null && this.o.tolerance > 0) {
         const nx = Number(x);
         const ny = Number(y);
-        if (x.trim() !== '' && y.trim() !== '' && Number.isFinite(nx) && Number.isFinite(ny) && Math.abs(nx - ny) <= this.o.tolerance + 1e-12) continue;
+        if (
+          x.trim() !== '' &&
+          y.trim() !== '' &&
+          Number.isFinite(nx) &&
+          Number.isFinite(ny) &&
+          Math.abs(nx - ny) <= this.o.tolerance + 1e-12
+        )
+          continue;
       }
       out ??= {};
       out[this.l.compared[i]] = { left: a[L[i]] ?? null, right: b[R[i]] ?? null };
@@ -193,11 +210,15 @@ function canonical(rows: Row[]): Row[] {
 /** Adds a partition's partial result into the running total (samples stay bounded). */
 export function mergeInto(total: Partial, part: Partial, limit: number) {
   for (const k of Object.keys(total.counts) as (keyof Partial['counts'])[]) total.counts[k] += part.counts[k];
-  for (const [c, n] of Object.entries(part.columnMismatches)) total.columnMismatches[c] = (total.columnMismatches[c] ?? 0) + n;
+  for (const [c, n] of Object.entries(part.columnMismatches))
+    total.columnMismatches[c] = (total.columnMismatches[c] ?? 0) + n;
   for (const side of ['left', 'right'] as const) {
     total.duplicates[side].keys += part.duplicates[side].keys;
     total.duplicates[side].rows += part.duplicates[side].rows;
-    total.duplicates[side].samples.push(...part.duplicates[side].samples.slice(0, limit - total.duplicates[side].samples.length));
+    total.duplicates[side].samples.push(
+      ...part.duplicates[side].samples.slice(0, limit - total.duplicates[side].samples.length),
+    );
   }
-  for (const k of ['onlyLeft', 'onlyRight', 'changed'] as const) (total.samples[k] as unknown[]).push(...part.samples[k].slice(0, limit - total.samples[k].length));
+  for (const k of ['onlyLeft', 'onlyRight', 'changed'] as const)
+    (total.samples[k] as unknown[]).push(...part.samples[k].slice(0, limit - total.samples[k].length));
 }

@@ -41,9 +41,11 @@ export const DUCK_MEMORY = process.env.STRATA_RECONCILE_DUCK_MEMORY ?? '128MB';
 export async function duckUnsupported(src: RowSource): Promise<string | undefined> {
   if (src.format === 'parquet') return undefined;
   const o = src.csv!;
-  if (o.delimiter.length !== 1 || o.quote.length !== 1 || o.escape !== o.quote) return 'a CSV dialect DuckDB reads differently (multi-character delimiter, no quote, or a separate escape)';
+  if (o.delimiter.length !== 1 || o.quote.length !== 1 || o.escape !== o.quote)
+    return 'a CSV dialect DuckDB reads differently (multi-character delimiter, no quote, or a separate escape)';
   if (o.encoding !== 'utf8' && o.encoding !== 'utf-8') return `CSV encoding ${o.encoding}`;
-  if (await hasByte(src.file, 0x0d)) return `${path.basename(src.file)} has carriage returns (CRLF line ends or a CR in a field)`;
+  if (await hasByte(src.file, 0x0d))
+    return `${path.basename(src.file)} has carriage returns (CRLF line ends or a CR in a field)`;
   return undefined;
 }
 
@@ -72,7 +74,8 @@ export function duckKeyUnsupported(o: ReconcileOptions): string | undefined {
 /** The SELECT reading one input as strings, columns c0…cN in header order, exactly as the streaming readers see them. */
 function sourceSql(src: RowSource): string {
   const n = src.header.length;
-  if (src.format === 'parquet') return `SELECT ${src.header.map((h, i) => `CAST("${h.replaceAll('"', '""')}" AS VARCHAR) AS ${col(i)}`).join(', ')} FROM read_parquet(${q(src.file)})`;
+  if (src.format === 'parquet')
+    return `SELECT ${src.header.map((h, i) => `CAST("${h.replaceAll('"', '""')}" AS VARCHAR) AS ${col(i)}`).join(', ')} FROM read_parquet(${q(src.file)})`;
   const o = src.csv!;
   const columns = `{${Array.from({ length: n }, (_, i) => `${q(col(i))}: 'VARCHAR'`).join(', ')}}`;
   // A CSV field is never null to Strata's reader ("" unquoted or quoted is the empty string).
@@ -83,7 +86,9 @@ function sourceSql(src: RowSource): string {
 /** The normalised key of a side as DuckDB expressions (null values become NULL), matching keyOf. */
 function keyExprs(idx: number[], o: ReconcileOptions, prefix = ''): string[] {
   const nulls = o.nullValues.length ? `IN (${o.nullValues.map(q).join(', ')})` : undefined;
-  return idx.map((i) => (nulls ? `CASE WHEN ${prefix}${col(i)} ${nulls} THEN NULL ELSE ${prefix}${col(i)} END` : `${prefix}${col(i)}`));
+  return idx.map((i) =>
+    nulls ? `CASE WHEN ${prefix}${col(i)} ${nulls} THEN NULL ELSE ${prefix}${col(i)} END` : `${prefix}${col(i)}`,
+  );
 }
 
 const partDir = (dir: string, side: 'l' | 'r') => path.join(dir, `duck-${side}`);
@@ -99,20 +104,49 @@ export function duckPartsExist(dir: string, cp: { leftDone: boolean; rightDone: 
 async function withDuck<T>(ctx: ReconcileContext, files: string[], fn: (d: Duck) => Promise<T>): Promise<T> {
   const duck = await openDuck();
   try {
-    for (const s of ["SET preserve_insertion_order = false", "SET allocator_flush_threshold = '8MB'", 'SET allocator_background_threads = true']) await duck.conn.run(s);
-    await duck.lock({ files, dirs: [ctx.workDir], scratch: ctx.workDir, limits: { memory: DUCK_MEMORY, threads: 2, temp: '64GB' } });
+    for (const s of [
+      'SET preserve_insertion_order = false',
+      "SET allocator_flush_threshold = '8MB'",
+      'SET allocator_background_threads = true',
+    ])
+      await duck.conn.run(s);
+    await duck.lock({
+      files,
+      dirs: [ctx.workDir],
+      scratch: ctx.workDir,
+      limits: { memory: DUCK_MEMORY, threads: 2, temp: '64GB' },
+    });
     return await fn(duck);
   } finally {
     await duck.close();
   }
 }
 
-export async function duckPartitioned(left: RowSource, right: RowSource, l: Layout, o: ReconcileOptions, ctx: ReconcileContext, n: number): Promise<Partial> {
+export async function duckPartitioned(
+  left: RowSource,
+  right: RowSource,
+  l: Layout,
+  o: ReconcileOptions,
+  ctx: ReconcileContext,
+  n: number,
+): Promise<Partial> {
   const prior = ctx.checkpoint as unknown as DuckCheckpoint | undefined;
   const cp: DuckCheckpoint =
-    prior && prior.version === 4 && prior.workDir === ctx.workDir && prior.partitions === n && duckPartsExist(ctx.workDir, prior)
+    prior &&
+    prior.version === 4 &&
+    prior.workDir === ctx.workDir &&
+    prior.partitions === n &&
+    duckPartsExist(ctx.workDir, prior)
       ? structuredClone(prior)
-      : { version: 4, workDir: ctx.workDir, partitions: n, leftDone: false, rightDone: false, compared: [], partial: emptyResult() };
+      : {
+          version: 4,
+          workDir: ctx.workDir,
+          partitions: n,
+          leftDone: false,
+          rightDone: false,
+          compared: [],
+          partial: emptyResult(),
+        };
   await mkdir(ctx.workDir, { recursive: true });
   // DuckDB statements run long without yielding progress: repeat the last progress (a
   // heartbeat) while they run, so the activity is not taken for dead.
@@ -125,81 +159,120 @@ export async function duckPartitioned(left: RowSource, right: RowSource, l: Layo
     clearInterval(beat);
   }
   async function run(): Promise<Partial> {
-  const keyL = l.keyNames.length ? l.left.key : l.left.cols;
-  const keyR = l.keyNames.length ? l.right.key : l.right.cols;
-  const sides = [
-    { src: left, side: 'l' as const, key: keyL, done: () => cp.leftDone, mark: () => (cp.leftDone = true), phase: 'partition-left' as const, base: 0 },
-    { src: right, side: 'r' as const, key: keyR, done: () => cp.rightDone, mark: () => (cp.rightDone = true), phase: 'partition-right' as const, base: left.size },
-  ];
-  const files = [left.file, right.file];
-  await withDuck(ctx, files, async ({ conn }) => {
-    for (const s of sides) {
-      if (s.done()) continue;
-      progress({ phase: s.phase, rows: 0, bytes: s.base, partitions: n });
-      const dir = partDir(ctx.workDir, s.side);
-      await rm(dir, { recursive: true, force: true });
-      const cols = s.src.header.map((_, i) => col(i)).join(', ');
-      await conn.run(`COPY (SELECT hash(${keyExprs(s.key, o).join(', ')}) % ${n} AS p, ${cols} FROM (${sourceSql(s.src)})) TO ${q(dir)} (FORMAT csv, HEADER false, PARTITION_BY (p))`);
-      s.mark();
-      ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);
-      check(ctx.signal);
-    }
-  });
-  // Compare partition by partition: each is small (bounded by the partition count), so it runs in memory.
-  const done = new Set(cp.compared);
-  const norm = normalizer(o);
-  const eq = l.compared.map((_, i) => `l.${col(l.left.cols[i])} IS NOT DISTINCT FROM r.${col(l.right.cols[i])}`).join(' AND ') || 'true';
-  const nk = keyL.length;
-  const kcols = Array.from({ length: nk }, (_, i) => `k${i}`);
-  const on = (a: string, b: string) => kcols.map((k) => `${a}.${k} IS NOT DISTINCT FROM ${b}.${k}`).join(' AND ');
-  const partFiles = (side: 'l' | 'r', p: number) => path.join(partDir(ctx.workDir, side), `p=${p}`);
-  await withDuck(ctx, files, async ({ conn }) => {
-    for (let p = 0; p < cp.partitions; p++) {
-      if (done.has(p)) continue;
-      check(ctx.signal);
+    const keyL = l.keyNames.length ? l.left.key : l.left.cols;
+    const keyR = l.keyNames.length ? l.right.key : l.right.cols;
+    const sides = [
+      {
+        src: left,
+        side: 'l' as const,
+        key: keyL,
+        done: () => cp.leftDone,
+        mark: () => (cp.leftDone = true),
+        phase: 'partition-left' as const,
+        base: 0,
+      },
+      {
+        src: right,
+        side: 'r' as const,
+        key: keyR,
+        done: () => cp.rightDone,
+        mark: () => (cp.rightDone = true),
+        phase: 'partition-right' as const,
+        base: left.size,
+      },
+    ];
+    const files = [left.file, right.file];
+    await withDuck(ctx, files, async ({ conn }) => {
       for (const s of sides) {
-        const dir = partFiles(s.side, p);
-        const width = s.src.header.length;
-        const columns = `{${Array.from({ length: width }, (_, i) => `${q(col(i))}: 'VARCHAR'`).join(', ')}}`;
-        const from = existsSync(dir)
-          ? `read_csv(${q(path.join(dir, '*.csv'))}, header = false, auto_detect = false, delim = ',', quote = '"', escape = '"', new_line = '\\n', columns = ${columns}, strict_mode = true, allow_quoted_nulls = false, hive_partitioning = false)`
-          : `(SELECT ${Array.from({ length: width }, (_, i) => `NULL::VARCHAR AS ${col(i)}`).join(', ')} LIMIT 0)`;
-        const k = keyExprs(s.key, o);
-        await conn.run(`CREATE OR REPLACE TEMP TABLE ${s.side}p AS SELECT ${k.map((e, i) => `${e} AS k${i}`).join(', ')}, * FROM ${from}`);
+        if (s.done()) continue;
+        progress({ phase: s.phase, rows: 0, bytes: s.base, partitions: n });
+        const dir = partDir(ctx.workDir, s.side);
+        await rm(dir, { recursive: true, force: true });
+        const cols = s.src.header.map((_, i) => col(i)).join(', ');
+        await conn.run(
+          `COPY (SELECT hash(${keyExprs(s.key, o).join(', ')}) % ${n} AS p, ${cols} FROM (${sourceSql(s.src)})) TO ${q(dir)} (FORMAT csv, HEADER false, PARTITION_BY (p))`,
+        );
+        s.mark();
+        ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);
+        check(ctx.signal);
       }
-      // Keys with more than one row on either side, then the equal one-to-one pairs.
-      await conn.run(`CREATE OR REPLACE TEMP TABLE dk AS SELECT ${kcols.join(', ')} FROM lp GROUP BY ALL HAVING count(*) > 1 UNION SELECT ${kcols.join(', ')} FROM rp GROUP BY ALL HAVING count(*) > 1`);
-      await conn.run(`CREATE OR REPLACE TEMP TABLE s AS SELECT l.rowid AS lr, r.rowid AS rr FROM lp l JOIN rp r ON ${on('l', 'r')} WHERE ${eq} AND NOT EXISTS (SELECT 1 FROM dk WHERE ${on('dk', 'l')})`);
-      const matched = Number((await conn.runAndReadAll('SELECT count(*) FROM s')).getRows()[0][0]);
-      const t = new Tally(l, o);
-      t.matchedPairs(matched);
-      // The rest, grouped by key in JavaScript (the same grouping as the other paths).
-      const groups = new Map<string, { l: Row[]; r: Row[] }>();
-      for (const s of sides) {
-        const cols = s.src.header.map((_, i) => `x.${col(i)}`).join(', ');
-        const res = await conn.stream(`SELECT ${cols} FROM ${s.side}p x ANTI JOIN s ON x.rowid = s.${s.side}r`);
-        for (;;) {
-          const chunk = await res.fetchChunk();
-          if (!chunk || chunk.rowCount === 0) break;
-          for (const row of chunk.getRows() as Row[]) {
-            const key = keyOf(row, s.key, norm);
-            let g = groups.get(key);
-            if (!g) groups.set(key, (g = { l: [], r: [] }));
-            g[s.side].push(row);
+    });
+    // Compare partition by partition: each is small (bounded by the partition count), so it runs in memory.
+    const done = new Set(cp.compared);
+    const norm = normalizer(o);
+    const eq =
+      l.compared
+        .map((_, i) => `l.${col(l.left.cols[i])} IS NOT DISTINCT FROM r.${col(l.right.cols[i])}`)
+        .join(' AND ') || 'true';
+    const nk = keyL.length;
+    const kcols = Array.from({ length: nk }, (_, i) => `k${i}`);
+    const on = (a: string, b: string) => kcols.map((k) => `${a}.${k} IS NOT DISTINCT FROM ${b}.${k}`).join(' AND ');
+    const partFiles = (side: 'l' | 'r', p: number) => path.join(partDir(ctx.workDir, side), `p=${p}`);
+    await withDuck(ctx, files, async ({ conn }) => {
+      for (let p = 0; p < cp.partitions; p++) {
+        if (done.has(p)) continue;
+        check(ctx.signal);
+        for (const s of sides) {
+          const dir = partFiles(s.side, p);
+          const width = s.src.header.length;
+          const columns = `{${Array.from({ length: width }, (_, i) => `${q(col(i))}: 'VARCHAR'`).join(', ')}}`;
+          const from = existsSync(dir)
+            ? `read_csv(${q(path.join(dir, '*.csv'))}, header = false, auto_detect = false, delim = ',', quote = '"', escape = '"', new_line = '\\n', columns = ${columns}, strict_mode = true, allow_quoted_nulls = false, hive_partitioning = false)`
+            : `(SELECT ${Array.from({ length: width }, (_, i) => `NULL::VARCHAR AS ${col(i)}`).join(', ')} LIMIT 0)`;
+          const k = keyExprs(s.key, o);
+          await conn.run(
+            `CREATE OR REPLACE TEMP TABLE ${s.side}p AS SELECT ${k.map((e, i) => `${e} AS k${i}`).join(', ')}, * FROM ${from}`,
+          );
+        }
+        // Keys with more than one row on either side, then the equal one-to-one pairs.
+        await conn.run(
+          `CREATE OR REPLACE TEMP TABLE dk AS SELECT ${kcols.join(', ')} FROM lp GROUP BY ALL HAVING count(*) > 1 UNION SELECT ${kcols.join(', ')} FROM rp GROUP BY ALL HAVING count(*) > 1`,
+        );
+        await conn.run(
+          `CREATE OR REPLACE TEMP TABLE s AS SELECT l.rowid AS lr, r.rowid AS rr FROM lp l JOIN rp r ON ${on('l', 'r')} WHERE ${eq} AND NOT EXISTS (SELECT 1 FROM dk WHERE ${on('dk', 'l')})`,
+        );
+        const matched = Number((await conn.runAndReadAll('SELECT count(*) FROM s')).getRows()[0][0]);
+        const t = new Tally(l, o);
+        t.matchedPairs(matched);
+        // The rest, grouped by key in JavaScript (the same grouping as the other paths).
+        const groups = new Map<string, { l: Row[]; r: Row[] }>();
+        for (const s of sides) {
+          const cols = s.src.header.map((_, i) => `x.${col(i)}`).join(', ');
+          const res = await conn.stream(`SELECT ${cols} FROM ${s.side}p x ANTI JOIN s ON x.rowid = s.${s.side}r`);
+          for (;;) {
+            const chunk = await res.fetchChunk();
+            if (!chunk || chunk.rowCount === 0) break;
+            for (const row of chunk.getRows() as Row[]) {
+              const key = keyOf(row, s.key, norm);
+              let g = groups.get(key);
+              if (!g) groups.set(key, (g = { l: [], r: [] }));
+              g[s.side].push(row);
+            }
           }
         }
+        for (const g of groups.values()) t.group(g.l, g.r);
+        mergeInto(cp.partial, t.r, o.sampleLimit);
+        cp.compared.push(p);
+        ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);
+        progress({
+          phase: 'compare',
+          rows: cp.partial.counts.left + cp.partial.counts.right,
+          bytes: left.size + right.size,
+          partitionsDone: cp.compared.length,
+          partitions: cp.partitions,
+        });
+        await ctx.afterPartition?.(cp.compared.length);
       }
-      for (const g of groups.values()) t.group(g.l, g.r);
-      mergeInto(cp.partial, t.r, o.sampleLimit);
-      cp.compared.push(p);
-      ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);
-      progress({ phase: 'compare', rows: cp.partial.counts.left + cp.partial.counts.right, bytes: left.size + right.size, partitionsDone: cp.compared.length, partitions: cp.partitions });
-      await ctx.afterPartition?.(cp.compared.length);
-    }
-  });
-  await rm(ctx.workDir, { recursive: true, force: true });
-  progress({ phase: 'done', rows: cp.partial.counts.left + cp.partial.counts.right, bytes: left.size + right.size, partitions: cp.partitions, partitionsDone: cp.partitions });
-  return cp.partial;
+    });
+    await rm(ctx.workDir, { recursive: true, force: true });
+    progress({
+      phase: 'done',
+      rows: cp.partial.counts.left + cp.partial.counts.right,
+      bytes: left.size + right.size,
+      partitions: cp.partitions,
+      partitionsDone: cp.partitions,
+    });
+    return cp.partial;
   }
 }
 

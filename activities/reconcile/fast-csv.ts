@@ -24,7 +24,13 @@ export interface CsvBatch {
 }
 
 /** `at.line` is set to the physical line each yielded record ends on. */
-export async function* fastCsvRecords(file: string, delimiter: string, quote: string, onBytes?: (n: number) => void, at: { line: number } = { line: 0 }): AsyncGenerator<string[]> {
+export async function* fastCsvRecords(
+  file: string,
+  delimiter: string,
+  quote: string,
+  onBytes?: (n: number) => void,
+  at: { line: number } = { line: 0 },
+): AsyncGenerator<string[]> {
   for await (const b of fastCsvBatches(file, delimiter, quote, false, onBytes))
     for (let i = 0; i < b.records.length; i++) {
       at.line = b.lines[i];
@@ -38,11 +44,20 @@ export async function* fastCsvRecords(file: string, delimiter: string, quote: st
  * delimiter, line end removed) instead of split: callers that need only a few fields,
  * or pass the record on, skip the split.
  */
-export async function* fastCsvBatches(file: string, delimiter: string, quote: string, raw: boolean, onBytes?: (n: number) => void): AsyncGenerator<CsvBatch> {
+export async function* fastCsvBatches(
+  file: string,
+  delimiter: string,
+  quote: string,
+  raw: boolean,
+  onBytes?: (n: number) => void,
+): AsyncGenerator<CsvBatch> {
   let buf = '';
   let line = 1;
   let first = true;
-  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 }) as AsyncIterable<string>) {
+  for await (const chunk of createReadStream(file, {
+    encoding: 'utf8',
+    highWaterMark: 1 << 20,
+  }) as AsyncIterable<string>) {
     onBytes?.(Buffer.byteLength(chunk));
     buf += chunk;
     if (first) {
@@ -56,7 +71,7 @@ export async function* fastCsvBatches(file: string, delimiter: string, quote: st
       if (!r) break;
       line += r.newlines;
       pos = r.next;
-      if (r.fields) batch.records.push(r.fields), batch.lines.push(line - 1);
+      if (r.fields) (batch.records.push(r.fields), batch.lines.push(line - 1));
     }
     buf = buf.slice(pos);
     if (batch.records.length) yield batch;
@@ -71,7 +86,7 @@ export async function* fastCsvBatches(file: string, delimiter: string, quote: st
     }
     line += r.newlines;
     pos = r.next;
-    if (r.fields) batch.records.push(r.fields), batch.lines.push(line - 1);
+    if (r.fields) (batch.records.push(r.fields), batch.lines.push(line - 1));
   }
   if (batch.records.length) yield batch;
 }
@@ -117,7 +132,8 @@ function parseRecord(buf: string, start: number, d: string, q: string, final: bo
       for (let x = 0; x < val.length; x++) if (val.charCodeAt(x) === 10) newlines++;
       // After a closing quote: a delimiter, the end of the record, or (lenient) more text.
       let tail = '';
-      while (i < buf.length && buf[i] !== d && buf[i] !== '\n' && !(buf[i] === '\r' && buf[i + 1] === '\n')) tail += buf[i++];
+      while (i < buf.length && buf[i] !== d && buf[i] !== '\n' && !(buf[i] === '\r' && buf[i + 1] === '\n'))
+        tail += buf[i++];
       fields.push(val + tail);
     } else {
       let k = i;

@@ -43,18 +43,30 @@ export function resolveUri(uri: string, root: string, allowed: readonly string[]
   const base = path.resolve(root);
   const inside = (p: string, dir: string) => p === dir || p.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep);
   if (!uri.startsWith('file://') && !uri.startsWith('/')) {
-    if (/^[a-z][a-z0-9+.-]*:/i.test(uri)) throw new NonRetryableError(`unsupported dataset URI "${uri}": use a path in your lake folder or a file:// URI`, 'ConfigError');
+    if (/^[a-z][a-z0-9+.-]*:/i.test(uri))
+      throw new NonRetryableError(
+        `unsupported dataset URI "${uri}": use a path in your lake folder or a file:// URI`,
+        'ConfigError',
+      );
     const p = path.resolve(base, uri);
-    if (!inside(p, base)) throw new NonRetryableError(`"${uri}" is outside your lake folder: use a path inside it`, 'LocationError');
+    if (!inside(p, base))
+      throw new NonRetryableError(`"${uri}" is outside your lake folder: use a path inside it`, 'LocationError');
     return p;
   }
   const n = normaliseLocation(uri);
-  if (!n.startsWith('file://')) throw new NonRetryableError(`unsupported dataset URI "${uri}": use a path in your lake folder or a file:// URI`, 'ConfigError');
+  if (!n.startsWith('file://'))
+    throw new NonRetryableError(
+      `unsupported dataset URI "${uri}": use a path in your lake folder or a file:// URI`,
+      'ConfigError',
+    );
   // Normalised locations are decoded paths behind "file://" (not re-encoded URIs).
   const p = n.slice('file://'.length);
   if (inside(p, base)) return p;
   for (const a of allowed) if (a.startsWith('file://') && inside(p, a.slice('file://'.length))) return p;
-  throw new NonRetryableError(`"${uri}" is outside your lake folder and your allowed locations: use a path inside the lake, or ask the platform operator to allow the folder (STRATA_TENANT_LOCATIONS)`, 'LocationError');
+  throw new NonRetryableError(
+    `"${uri}" is outside your lake folder and your allowed locations: use a path inside the lake, or ask the platform operator to allow the folder (STRATA_TENANT_LOCATIONS)`,
+    'LocationError',
+  );
 }
 
 export async function openSource(ref: DatasetRef, root: string, allowed: readonly string[] = []): Promise<RowSource> {
@@ -69,7 +81,11 @@ export async function openSource(ref: DatasetRef, root: string, allowed: readonl
 }
 
 async function openCsv(file: string, size: number, o: CsvOptions): Promise<Omit<RowSource, 'format'>> {
-  const fast = o.delimiter.length === 1 && o.quote.length === 1 && o.escape === o.quote && (o.encoding === 'utf8' || o.encoding === 'utf-8');
+  const fast =
+    o.delimiter.length === 1 &&
+    o.quote.length === 1 &&
+    o.escape === o.quote &&
+    (o.encoding === 'utf8' || o.encoding === 'utf-8');
   return fast ? openFastCsv(file, size, o) : openCsvParse(file, size, o);
 }
 
@@ -130,7 +146,11 @@ async function openFastCsv(file: string, size: number, o: CsvOptions): Promise<O
   };
 }
 
-const ragged = (file: string, line: number, width: number) => new NonRetryableError(`${path.basename(file)}: line ${line}: row has a different number of columns than the header (${width})`, 'BadInput');
+const ragged = (file: string, line: number, width: number) =>
+  new NonRetryableError(
+    `${path.basename(file)}: line ${line}: row has a different number of columns than the header (${width})`,
+    'BadInput',
+  );
 
 async function openCsvParse(file: string, size: number, o: CsvOptions): Promise<Omit<RowSource, 'format'>> {
   let read = 0;
@@ -175,7 +195,10 @@ async function openCsvParse(file: string, size: number, o: CsvOptions): Promise<
       } catch (e) {
         const err = e as Error & { code?: string; lines?: number };
         if (err.code?.startsWith('CSV_'))
-          throw new NonRetryableError(`${path.basename(file)}: ${err.code.startsWith('CSV_RECORD_INCONSISTENT') ? `line ${err.lines}: row has a different number of columns than the header (${header.length})` : err.message}`, 'BadInput');
+          throw new NonRetryableError(
+            `${path.basename(file)}: ${err.code.startsWith('CSV_RECORD_INCONSISTENT') ? `line ${err.lines}: row has a different number of columns than the header (${header.length})` : err.message}`,
+            'BadInput',
+          );
         throw e;
       }
     },
@@ -185,7 +208,9 @@ async function openCsvParse(file: string, size: number, o: CsvOptions): Promise<
 async function openParquet(file: string, size: number): Promise<RowSource> {
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
-  const cols = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${quoteLiteral(file)})`)).getRows().map((r) => String(r[0]));
+  const cols = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${quoteLiteral(file)})`))
+    .getRows()
+    .map((r) => String(r[0]));
   conn.closeSync();
   db.closeSync();
   let done = 0;

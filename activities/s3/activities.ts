@@ -32,11 +32,19 @@ export function createS3Activities(getDeps: () => S3Deps | undefined) {
       const min = Number(task.minCount ?? 1);
       if (!key.endsWith('/')) {
         const h = await store.head(key);
-        return h ? { done: true, count: 1, bytes: h.size } : { done: false, reason: `${store.uri(key)} does not exist yet` };
+        return h
+          ? { done: true, count: 1, bytes: h.size }
+          : { done: false, reason: `${store.uri(key)} does not exist yet` };
       }
       const objs = (await store.list(key)).filter((o) => !/(^|\/)[_.][^/]*$/.test(o.key.slice(key.length)));
-      if (task.marker && !(await store.head(`${key}${String(task.marker)}`))) return { done: false, count: objs.length, reason: `marker ${String(task.marker)} not under ${store.uri(key)} yet` };
-      if (objs.length < min) return { done: false, count: objs.length, reason: `${objs.length} of ${min} objects under ${store.uri(key)}` };
+      if (task.marker && !(await store.head(`${key}${String(task.marker)}`)))
+        return {
+          done: false,
+          count: objs.length,
+          reason: `marker ${String(task.marker)} not under ${store.uri(key)} yet`,
+        };
+      if (objs.length < min)
+        return { done: false, count: objs.length, reason: `${objs.length} of ${min} objects under ${store.uri(key)}` };
       return { done: true, count: objs.length, bytes: objs.reduce((s, o) => s + o.size, 0) };
     }),
     s3Copy: taskActivity(async (input) => {
@@ -45,9 +53,14 @@ export function createS3Activities(getDeps: () => S3Deps | undefined) {
       const from = locate(String(task.from));
       const to = locate(String(task.to));
       const keys = from.key.endsWith('/') ? (await from.store.list(from.key)).map((o) => o.key) : [from.key];
-      if (!keys.length || (!from.key.endsWith('/') && !(await from.store.head(from.key)))) throw new NonRetryableError(`nothing to copy at ${from.store.uri(from.key)}`, 'SourceError');
+      if (!keys.length || (!from.key.endsWith('/') && !(await from.store.head(from.key))))
+        throw new NonRetryableError(`nothing to copy at ${from.store.uri(from.key)}`, 'SourceError');
       for (const k of keys) {
-        const dst = from.key.endsWith('/') ? `${to.key.replace(/\/?$/, '/')}${k.slice(from.key.length)}` : to.key.endsWith('/') ? `${to.key}${k.split('/').pop()}` : to.key;
+        const dst = from.key.endsWith('/')
+          ? `${to.key.replace(/\/?$/, '/')}${k.slice(from.key.length)}`
+          : to.key.endsWith('/')
+            ? `${to.key}${k.split('/').pop()}`
+            : to.key;
         if (from.store === to.store) await from.store.copy(k, dst);
         else await to.store.putBytes(dst, await from.store.getBytes(k));
       }
@@ -57,12 +70,21 @@ export function createS3Activities(getDeps: () => S3Deps | undefined) {
       const { task } = input;
       const { store, key } = locator(input)(String(task.prefix));
       const objs = await store.list(key);
-      return { count: objs.length, bytes: objs.reduce((s, o) => s + o.size, 0), keys: objs.slice(0, 100).map((o) => o.key), truncated: objs.length > 100 };
+      return {
+        count: objs.length,
+        bytes: objs.reduce((s, o) => s + o.size, 0),
+        keys: objs.slice(0, 100).map((o) => o.key),
+        truncated: objs.length > 100,
+      };
     }),
     s3Delete: taskActivity(async (input) => {
       const { task } = input;
       const { store, key } = locator(input)(String(task.path));
-      if (!key || key === '/') throw new NonRetryableError('refusing to delete a whole lake or location root: name a path inside it', 'ConfigError');
+      if (!key || key === '/')
+        throw new NonRetryableError(
+          'refusing to delete a whole lake or location root: name a path inside it',
+          'ConfigError',
+        );
       const keys = task.recursive ? (await store.list(key.replace(/\/?$/, '/'))).map((o) => o.key) : [key];
       await store.delete(keys);
       return { count: keys.length };

@@ -71,7 +71,11 @@ export function toS3Uri(uri: string): string | undefined {
   return m ? `s3://${m[1]}${(m[2] ?? '').replace(/\/+$/, '')}` : undefined;
 }
 
-const join = (...parts: string[]) => parts.filter(Boolean).join('/').replace(/\/{2,}/g, '/');
+const join = (...parts: string[]) =>
+  parts
+    .filter(Boolean)
+    .join('/')
+    .replace(/\/{2,}/g, '/');
 
 function cleanKey(key: string): string {
   const parts = key.split('/').filter((p) => p && p !== '.');
@@ -88,10 +92,16 @@ export function openStore(root: string, s3?: S3Config): ObjectStore {
   if (root.startsWith('s3://')) {
     const u = new URL(root);
     if (!u.hostname) throw new StoreError(`lake root "${root}" has no bucket: write s3://BUCKET/PREFIX`);
-    if (!s3) throw new StoreError(`lake root ${root} is on S3 but the worker has no S3 settings: set STRATA_S3_ENDPOINT (for MinIO/Ceph) and STRATA_S3_ACCESS_KEY_ID / STRATA_S3_SECRET_ACCESS_KEY`);
+    if (!s3)
+      throw new StoreError(
+        `lake root ${root} is on S3 but the worker has no S3 settings: set STRATA_S3_ENDPOINT (for MinIO/Ceph) and STRATA_S3_ACCESS_KEY_ID / STRATA_S3_SECRET_ACCESS_KEY`,
+      );
     return new S3Store(u.hostname, u.pathname.replace(/^\/+|\/+$/g, ''), s3);
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(root) && !root.startsWith('file://')) throw new StoreError(`lake root "${root}" has an unknown scheme: use file://PATH, s3://BUCKET/PREFIX or a folder path`);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(root) && !root.startsWith('file://'))
+    throw new StoreError(
+      `lake root "${root}" has an unknown scheme: use file://PATH, s3://BUCKET/PREFIX or a folder path`,
+    );
   const dir = root.startsWith('file://') ? fileURLToPath(root) : path.resolve(root);
   return new FileStore(dir);
 }
@@ -173,7 +183,10 @@ class S3Store implements ObjectStore {
       region: cfg.region,
       endpoint: cfg.endpoint,
       forcePathStyle: cfg.forcePathStyle ?? !!cfg.endpoint,
-      credentials: cfg.accessKeyId && cfg.secretAccessKey ? { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey } : undefined,
+      credentials:
+        cfg.accessKeyId && cfg.secretAccessKey
+          ? { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey }
+          : undefined,
       maxAttempts: 3,
     });
   }
@@ -195,26 +208,38 @@ class S3Store implements ObjectStore {
     } catch (e) {
       // SDK errors name the bucket and key, never the credentials; keep only those facts.
       const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-      throw new StoreError(`s3 ${what}: ${err.name ?? 'Error'}${err.$metadata?.httpStatusCode ? ` (HTTP ${err.$metadata.httpStatusCode})` : ''}: ${err.message ?? String(e)}`);
+      throw new StoreError(
+        `s3 ${what}: ${err.name ?? 'Error'}${err.$metadata?.httpStatusCode ? ` (HTTP ${err.$metadata.httpStatusCode})` : ''}: ${err.message ?? String(e)}`,
+      );
     }
   }
   async putFile(key: string, file: string) {
     const s = await stat(file);
     // Small objects go as one buffer; large ones stream with their length declared.
     const body = s.size < 64 * 1024 * 1024 ? await readFile(file) : createReadStream(file);
-    await this.call(`put ${this.uri(key)}`, () => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: s.size })));
+    await this.call(`put ${this.uri(key)}`, () =>
+      this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ContentLength: s.size })),
+    );
   }
   async putBytes(key: string, body: string | Uint8Array) {
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-    await this.call(`put ${this.uri(key)}`, () => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: bytes, ContentLength: bytes.byteLength })));
+    await this.call(`put ${this.uri(key)}`, () =>
+      this.s3.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: bytes, ContentLength: bytes.byteLength }),
+      ),
+    );
   }
   async getFile(key: string, file: string) {
     await mkdir(path.dirname(file), { recursive: true });
-    const r = await this.call(`get ${this.uri(key)}`, () => this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
+    const r = await this.call(`get ${this.uri(key)}`, () =>
+      this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })),
+    );
     await pipeline(r.Body as Readable, createWriteStream(file));
   }
   async getBytes(key: string) {
-    const r = await this.call(`get ${this.uri(key)}`, () => this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
+    const r = await this.call(`get ${this.uri(key)}`, () =>
+      this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })),
+    );
     return Buffer.from(await r.Body!.transformToByteArray());
   }
   async head(key: string) {
@@ -228,12 +253,19 @@ class S3Store implements ObjectStore {
     }
   }
   async list(prefix: string) {
-    const full = prefix ? join(this.prefix, cleanKey(prefix)) + (prefix.endsWith('/') ? '/' : '') : this.prefix ? `${this.prefix}/` : '';
+    const full = prefix
+      ? join(this.prefix, cleanKey(prefix)) + (prefix.endsWith('/') ? '/' : '')
+      : this.prefix
+        ? `${this.prefix}/`
+        : '';
     const out: ObjectInfo[] = [];
     let token: string | undefined;
     do {
-      const r = await this.call(`list s3://${this.bucket}/${full}`, () => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token })));
-      for (const o of r.Contents ?? []) out.push({ key: this.rel(o.Key!), size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
+      const r = await this.call(`list s3://${this.bucket}/${full}`, () =>
+        this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token })),
+      );
+      for (const o of r.Contents ?? [])
+        out.push({ key: this.rel(o.Key!), size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
     return out;
@@ -241,12 +273,25 @@ class S3Store implements ObjectStore {
   async delete(keys: string[]) {
     for (let i = 0; i < keys.length; i += 1000) {
       const chunk = keys.slice(i, i + 1000);
-      await this.call(`delete in ${this.root}`, () => this.s3.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: chunk.map((k) => ({ Key: this.k(k) })), Quiet: true } })));
+      await this.call(`delete in ${this.root}`, () =>
+        this.s3.send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: chunk.map((k) => ({ Key: this.k(k) })), Quiet: true },
+          }),
+        ),
+      );
     }
   }
   async copy(from: string, to: string) {
     await this.call(`copy ${this.uri(from)} to ${this.uri(to)}`, () =>
-      this.s3.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(to), CopySource: encodeURI(`${this.bucket}/${this.k(from)}`) })),
+      this.s3.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: this.k(to),
+          CopySource: encodeURI(`${this.bucket}/${this.k(from)}`),
+        }),
+      ),
     );
   }
 }
@@ -254,7 +299,12 @@ class S3Store implements ObjectStore {
 /** Creates a bucket if it is missing (tests, the local stack). */
 export async function ensureBucket(cfg: S3Config, bucket: string): Promise<void> {
   const { CreateBucketCommand, HeadBucketCommand } = await import('@aws-sdk/client-s3');
-  const s3 = new S3Client({ region: cfg.region, endpoint: cfg.endpoint, forcePathStyle: true, credentials: { accessKeyId: cfg.accessKeyId!, secretAccessKey: cfg.secretAccessKey! } });
+  const s3 = new S3Client({
+    region: cfg.region,
+    endpoint: cfg.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: cfg.accessKeyId!, secretAccessKey: cfg.secretAccessKey! },
+  });
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }));
   } catch {

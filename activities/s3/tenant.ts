@@ -11,7 +11,11 @@ import { NonRetryableError } from '../core/task.js';
 import { openStore, type ObjectInfo, type ObjectStore, type S3Config } from './client.js';
 
 export function assertTenant(tenant: string): string {
-  if (!TENANT_RE.test(tenant)) throw new NonRetryableError(`tenant "${tenant}" is not a valid tenant name (lower-case letters, digits and "-")`, 'TenantError');
+  if (!TENANT_RE.test(tenant))
+    throw new NonRetryableError(
+      `tenant "${tenant}" is not a valid tenant name (lower-case letters, digits and "-")`,
+      'TenantError',
+    );
   return tenant;
 }
 
@@ -31,7 +35,11 @@ class PrefixedStore implements ObjectStore {
   }
   private k(key: string): string {
     const parts = key.split('/').filter((p) => p && p !== '.');
-    if (parts.includes('..')) throw new NonRetryableError(`key "${key}" climbs out of the tenant's lake: use a path inside it`, 'LocationError');
+    if (parts.includes('..'))
+      throw new NonRetryableError(
+        `key "${key}" climbs out of the tenant's lake: use a path inside it`,
+        'LocationError',
+      );
     return [this.prefix, ...parts].join('/') + (key.endsWith('/') && parts.length ? '/' : '');
   }
   private rel = (o: ObjectInfo): ObjectInfo => ({ ...o, key: o.key.slice(this.prefix.length + 1) });
@@ -74,8 +82,13 @@ export interface Located {
  */
 export function locate(o: { lake: ObjectStore; allowed?: readonly string[]; s3?: S3Config }, p: string): Located {
   if (!/^(s3|file):\/\//.test(p) && !p.startsWith('/')) {
-    if (/^[a-z][a-z0-9+.-]*:/i.test(p)) throw new NonRetryableError(`"${p}" has a scheme Strata does not read: use a lake path, s3:// or file://`, 'LocationError');
-    if (p.split('/').includes('..')) throw new NonRetryableError(`"${p}" climbs out of your lake: use a path inside it`, 'LocationError');
+    if (/^[a-z][a-z0-9+.-]*:/i.test(p))
+      throw new NonRetryableError(
+        `"${p}" has a scheme Strata does not read: use a lake path, s3:// or file://`,
+        'LocationError',
+      );
+    if (p.split('/').includes('..'))
+      throw new NonRetryableError(`"${p}" climbs out of your lake: use a path inside it`, 'LocationError');
     return { store: o.lake, key: p, inLake: true };
   }
   const n = normaliseLocation(p);

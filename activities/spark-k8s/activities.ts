@@ -2,14 +2,29 @@
  * Spark on Kubernetes as Temporal activities: submit (idempotent by name), poll,
  * logs, cancel. Errors a retry cannot fix are non-retryable; 5xx and network errors retry.
  */
-import { jobName, TIERS, type ExternalJobInput, type JobRef, type JobStatus, type Tier } from '../../schemas/external.js';
+import {
+  jobName,
+  TIERS,
+  type ExternalJobInput,
+  type JobRef,
+  type JobStatus,
+  type Tier,
+} from '../../schemas/external.js';
 import { sparkPolicyProblems, sparkTierPolicy, type SparkPolicyConfig } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { resolveLibraries, withFunctions } from '../core/libraries.js';
 import { NonRetryableError } from '../core/task.js';
 import { K8sError, SPARK_APP_VERSION, type SparkAppStatus, type SparkK8sClient } from './client.js';
-import { buildSparkApplication, DEFAULT_SPARK, POD_SECURITY_LABELS, runLabels, tenantNamespace, type SparkDefaults, type SparkFiles } from './manifest.js';
+import {
+  buildSparkApplication,
+  DEFAULT_SPARK,
+  POD_SECURITY_LABELS,
+  runLabels,
+  tenantNamespace,
+  type SparkDefaults,
+  type SparkFiles,
+} from './manifest.js';
 
 export interface SparkDeps extends JobFileDeps {
   spark?: SparkK8sClient;
@@ -22,20 +37,45 @@ export interface SparkDeps extends JobFileDeps {
 
 const PLURAL = 'sparkapplications';
 /** The operator's states; only COMPLETED and FAILED are terminal. */
-export const SPARK_STATES = ['', 'SUBMITTED', 'RUNNING', 'COMPLETED', 'FAILED', 'SUBMISSION_FAILED', 'PENDING_RERUN', 'INVALIDATING', 'SUCCEEDING', 'FAILING', 'UNKNOWN', 'SUSPENDING', 'SUSPENDED', 'RESUMING'];
+export const SPARK_STATES = [
+  '',
+  'SUBMITTED',
+  'RUNNING',
+  'COMPLETED',
+  'FAILED',
+  'SUBMISSION_FAILED',
+  'PENDING_RERUN',
+  'INVALIDATING',
+  'SUCCEEDING',
+  'FAILING',
+  'UNKNOWN',
+  'SUSPENDING',
+  'SUSPENDED',
+  'RESUMING',
+];
 
 export function tierOf(deps: { tenantTiers?: Record<string, Tier> }, tenant: string) {
   return TIERS[tierNameOf(deps, tenant)];
 }
-export const tierNameOf = (deps: { tenantTiers?: Record<string, Tier> }, tenant: string): Tier => (deps.tenantTiers && Object.hasOwn(deps.tenantTiers, tenant) ? deps.tenantTiers[tenant] : 'free');
+export const tierNameOf = (deps: { tenantTiers?: Record<string, Tier> }, tenant: string): Tier =>
+  deps.tenantTiers && Object.hasOwn(deps.tenantTiers, tenant) ? deps.tenantTiers[tenant] : 'free';
 
 /** A tenant namespace, created with the Pod Security `restricted` labels and the tier's quota (labels added to an older one). */
-export function ensureTenantNamespace(k8s: SparkK8sClient, tenant: string, tier: (typeof TIERS)[Tier], labels: Record<string, string> = {}) {
-  return k8s.ensureNamespace(tenantNamespace(tenant), { ...labels, 'app.kubernetes.io/managed-by': 'strata', 'strata.dev/tenant': tenant, ...POD_SECURITY_LABELS }, {
-    cpu: tier.maxCores,
-    memoryGi: tier.maxMemoryGi,
-    pods: tier.maxInstances * 4 + 8,
-  });
+export function ensureTenantNamespace(
+  k8s: SparkK8sClient,
+  tenant: string,
+  tier: (typeof TIERS)[Tier],
+  labels: Record<string, string> = {},
+) {
+  return k8s.ensureNamespace(
+    tenantNamespace(tenant),
+    { ...labels, 'app.kubernetes.io/managed-by': 'strata', 'strata.dev/tenant': tenant, ...POD_SECURITY_LABELS },
+    {
+      cpu: tier.maxCores,
+      memoryGi: tier.maxMemoryGi,
+      pods: tier.maxInstances * 4 + 8,
+    },
+  );
 }
 
 /** The URI Spark reads an object at: S3 through the s3a file system. */
@@ -49,7 +89,8 @@ const sparkUri = (f: JobFile, taskId: string, field: string) => {
 
 /** 4xx other than throttling means the request itself is wrong: do not retry it. */
 export function classify(e: unknown): never {
-  if (e instanceof K8sError && !e.retryable) throw new NonRetryableError(e.message, e.code === 404 ? 'JobNotFound' : 'K8sRejected');
+  if (e instanceof K8sError && !e.retryable)
+    throw new NonRetryableError(e.message, e.code === 404 ? 'JobNotFound' : 'K8sRejected');
   throw e;
 }
 
@@ -81,12 +122,20 @@ export function checkJobQuota(task: Record<string, any>, tenant: string, tier: (
   if (inst > tier.maxInstances) over.push(`${inst} executors (tier allows ${tier.maxInstances})`);
   if (cores > tier.maxCores) over.push(`${cores} cores (tier allows ${tier.maxCores})`);
   if (mem > tier.maxMemoryGi) over.push(`${mem}Gi memory (tier allows ${tier.maxMemoryGi}Gi)`);
-  if (over.length) throw new NonRetryableError(`task ${task.id} asks for more than tenant ${tenant}'s tier allows: ${over.join(', ')}; lower it or move the tenant to a larger tier`, 'QuotaExceeded');
+  if (over.length)
+    throw new NonRetryableError(
+      `task ${task.id} asks for more than tenant ${tenant}'s tier allows: ${over.join(', ')}; lower it or move the tenant to a larger tier`,
+      'QuotaExceeded',
+    );
 }
 
 export function createSparkActivities(deps: SparkDeps) {
   const client = () => {
-    if (!deps.spark) throw new NonRetryableError('this worker has no Kubernetes client: set KUBECONFIG or run in-cluster to use engine spark', 'ConfigError');
+    if (!deps.spark)
+      throw new NonRetryableError(
+        'this worker has no Kubernetes client: set KUBECONFIG or run in-cluster to use engine spark',
+        'ConfigError',
+      );
     return deps.spark;
   };
   const defaults = { ...DEFAULT_SPARK, ...deps.sparkDefaults };
@@ -97,24 +146,45 @@ export function createSparkActivities(deps: SparkDeps) {
       const tierName = tierNameOf(deps, run.tenant);
       const tier = TIERS[tierName];
       // Everything is checked before anything is created: a refused job leaves no trace in the cluster.
-      const problems = sparkPolicyProblems(task, sparkTierPolicy(tierName, defaults, deps.sparkPolicy), tier.maxInstances);
-      if (problems.length) throw new NonRetryableError(`task ${task.id} is refused for tenant ${run.tenant}: ${problems.join('; ')}`, 'PolicyViolation');
+      const problems = sparkPolicyProblems(
+        task,
+        sparkTierPolicy(tierName, defaults, deps.sparkPolicy),
+        tier.maxInstances,
+      );
+      if (problems.length)
+        throw new NonRetryableError(
+          `task ${task.id} is refused for tenant ${run.tenant}: ${problems.join('; ')}`,
+          'PolicyViolation',
+        );
       checkJobQuota(task, run.tenant, tier);
       const resolve = jobFileLocator(deps, run.tenant, task.id);
       const files: SparkFiles = {};
       if (task.kind !== 'sql') files.main = sparkUri(resolve(String(task.file), 'file'), task.id, 'file');
-      for (const [k, list] of Object.entries(jobDeps(task, resolve)) as [keyof SparkFiles & ('pyFiles' | 'jars' | 'files'), JobFile[]][])
+      for (const [k, list] of Object.entries(jobDeps(task, resolve)) as [
+        keyof SparkFiles & ('pyFiles' | 'jars' | 'files'),
+        JobFile[],
+      ][])
         files[k] = list.map((f, i) => sparkUri(f, task.id, `${k}[${i}]`));
       // UDF libraries: on the classpath (or pyFiles), and their functions registered before the task's SQL.
       const libs = await resolveLibraries(deps, run.tenant, task, resolve);
-      if (libs.jars.length) files.jars = [...(files.jars ?? []), ...libs.jars.map((f) => sparkUri(f, task.id, 'libraries'))];
-      if (libs.pyFiles.length) files.pyFiles = [...(files.pyFiles ?? []), ...libs.pyFiles.map((f) => sparkUri(f, task.id, 'libraries'))];
+      if (libs.jars.length)
+        files.jars = [...(files.jars ?? []), ...libs.jars.map((f) => sparkUri(f, task.id, 'libraries'))];
+      if (libs.pyFiles.length)
+        files.pyFiles = [...(files.pyFiles ?? []), ...libs.pyFiles.map((f) => sparkUri(f, task.id, 'libraries'))];
       const job = withFunctions(task, libs);
       const namespace = tenantNamespace(run.tenant);
       const name = jobName(run.workflowId, task.id);
       try {
         await ensureTenantNamespace(k8s, run.tenant, tier, runLabels(run));
-        const manifest = buildSparkApplication({ name, namespace, task: job, run, defaults, remote: input.cluster?.endpoint, files });
+        const manifest = buildSparkApplication({
+          name,
+          namespace,
+          task: job,
+          run,
+          defaults,
+          remote: input.cluster?.endpoint,
+          files,
+        });
         const { adopted } = await k8s.createOrAdopt(PLURAL, SPARK_APP_VERSION, manifest);
         return { engine: 'spark-k8s', name, scope: namespace, adopted };
       } catch (e) {
@@ -129,7 +199,10 @@ export function createSparkActivities(deps: SparkDeps) {
         app = await k8s.get(PLURAL, SPARK_APP_VERSION, ref.scope, ref.name);
       } catch (e) {
         if (e instanceof K8sError && e.code === 404)
-          throw new NonRetryableError(`SparkApplication ${ref.scope}/${ref.name} disappeared while running (deleted outside Strata, or removed by timeToLiveSeconds)`, 'JobNotFound');
+          throw new NonRetryableError(
+            `SparkApplication ${ref.scope}/${ref.name} disappeared while running (deleted outside Strata, or removed by timeToLiveSeconds)`,
+            'JobNotFound',
+          );
         return classify(e);
       }
       const st = (app.status ?? {}) as SparkAppStatus;
@@ -140,7 +213,11 @@ export function createSparkActivities(deps: SparkDeps) {
         terminal: state === 'COMPLETED' || state === 'FAILED',
         succeeded: state === 'COMPLETED',
         message: st.applicationState?.errorMessage,
-        facts: { driverPod: st.driverInfo?.podName ?? `${ref.name}-driver`, executors, sparkApplicationId: st.sparkApplicationId },
+        facts: {
+          driverPod: st.driverInfo?.podName ?? `${ref.name}-driver`,
+          executors,
+          sparkApplicationId: st.sparkApplicationId,
+        },
       };
     },
 
@@ -155,7 +232,10 @@ export function createSparkActivities(deps: SparkDeps) {
       }
       const tail = await k8s.podLogTail(ref.scope, pod, 50).catch(() => undefined);
       const warnings = await k8s.warnings(ref.scope, ref.name);
-      return { facts: { driverPod: pod, ...(warnings.length ? { warnings: warnings.slice(-5) } : {}) }, logTail: tail?.slice(-4000) };
+      return {
+        facts: { driverPod: pod, ...(warnings.length ? { warnings: warnings.slice(-5) } : {}) },
+        logTail: tail?.slice(-4000),
+      };
     },
 
     async sparkCancel(ref: JobRef): Promise<{ result: string }> {

@@ -34,11 +34,15 @@ export function toK8sError(e: unknown, what: string): K8sError {
   if (e instanceof ApiException) {
     let body: { reason?: string; message?: string } = {};
     try {
-      body = typeof e.body === 'string' ? JSON.parse(e.body) : (e.body as typeof body) ?? {};
+      body = typeof e.body === 'string' ? JSON.parse(e.body) : ((e.body as typeof body) ?? {});
     } catch {
       /* not a Status body */
     }
-    return new K8sError(e.code, body.reason ?? 'Unknown', `${what}: ${e.code} ${body.reason ?? ''} ${body.message ?? ''}`.trim());
+    return new K8sError(
+      e.code,
+      body.reason ?? 'Unknown',
+      `${what}: ${e.code} ${body.reason ?? ''} ${body.message ?? ''}`.trim(),
+    );
   }
   return new K8sError(0, 'NetworkError', `${what}: ${e instanceof Error ? e.message : String(e)}`);
 }
@@ -56,7 +60,13 @@ export interface SparkAppStatus {
 export interface K8sObject {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; uid?: string; resourceVersion?: string };
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    uid?: string;
+    resourceVersion?: string;
+  };
   spec: Record<string, unknown>;
   status?: Record<string, unknown>;
 }
@@ -89,7 +99,11 @@ export class SparkK8sClient {
    * `labels` it lacks (e.g. the Pod Security labels on a namespace made before them); its
    * quota is left alone.
    */
-  async ensureNamespace(namespace: string, labels: Record<string, string>, quota: QuotaLimits): Promise<'created' | 'exists' | 'labelled'> {
+  async ensureNamespace(
+    namespace: string,
+    labels: Record<string, string>,
+    quota: QuotaLimits,
+  ): Promise<'created' | 'exists' | 'labelled'> {
     let ns;
     try {
       ns = await this.core.readNamespace({ name: namespace });
@@ -102,7 +116,10 @@ export class SparkK8sClient {
       if (Object.entries(labels).every(([k, v]) => have[k] === v)) return 'exists';
       try {
         // The replace carries the resourceVersion read, so a concurrent change is not overwritten.
-        await this.core.replaceNamespace({ name: namespace, body: { ...ns, metadata: { ...ns.metadata, labels: { ...have, ...labels } } } });
+        await this.core.replaceNamespace({
+          name: namespace,
+          body: { ...ns, metadata: { ...ns.metadata, labels: { ...have, ...labels } } },
+        });
       } catch (e) {
         const err = toK8sError(e, `label namespace ${namespace}`);
         // 409 Conflict: changed meanwhile; the activity's retry reads it again.
@@ -111,7 +128,9 @@ export class SparkK8sClient {
       return 'labelled';
     }
     try {
-      await this.core.createNamespace({ body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels } } });
+      await this.core.createNamespace({
+        body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels } },
+      });
     } catch (e) {
       const err = toK8sError(e, `create namespace ${namespace}`);
       if (err.code !== 409) throw err;
@@ -123,7 +142,13 @@ export class SparkK8sClient {
           apiVersion: 'v1',
           kind: 'ResourceQuota',
           metadata: { name: 'strata-tier', labels },
-          spec: { hard: { 'requests.cpu': String(quota.cpu), 'requests.memory': `${quota.memoryGi}Gi`, pods: String(quota.pods) } },
+          spec: {
+            hard: {
+              'requests.cpu': String(quota.cpu),
+              'requests.memory': `${quota.memoryGi}Gi`,
+              pods: String(quota.pods),
+            },
+          },
         },
       });
     } catch (e) {
@@ -137,7 +162,13 @@ export class SparkK8sClient {
   async createOrAdopt(plural: string, version: string, obj: K8sObject): Promise<{ obj: K8sObject; adopted: boolean }> {
     const namespace = obj.metadata.namespace!;
     try {
-      const created = await this.custom.createNamespacedCustomObject({ group: SPARK_GROUP, version, namespace, plural, body: obj });
+      const created = await this.custom.createNamespacedCustomObject({
+        group: SPARK_GROUP,
+        version,
+        namespace,
+        plural,
+        body: obj,
+      });
       return { obj: created as K8sObject, adopted: false };
     } catch (e) {
       const err = toK8sError(e, `create ${plural}/${obj.metadata.name}`);
@@ -148,7 +179,13 @@ export class SparkK8sClient {
 
   async get(plural: string, version: string, namespace: string, name: string): Promise<K8sObject> {
     try {
-      return (await this.custom.getNamespacedCustomObject({ group: SPARK_GROUP, version, namespace, plural, name })) as K8sObject;
+      return (await this.custom.getNamespacedCustomObject({
+        group: SPARK_GROUP,
+        version,
+        namespace,
+        plural,
+        name,
+      })) as K8sObject;
     } catch (e) {
       throw toK8sError(e, `get ${plural}/${name} in ${namespace}`);
     }
@@ -158,7 +195,14 @@ export class SparkK8sClient {
   async replace(plural: string, version: string, obj: K8sObject): Promise<K8sObject> {
     const { namespace, name } = obj.metadata;
     try {
-      return (await this.custom.replaceNamespacedCustomObject({ group: SPARK_GROUP, version, namespace: namespace!, plural, name, body: obj })) as K8sObject;
+      return (await this.custom.replaceNamespacedCustomObject({
+        group: SPARK_GROUP,
+        version,
+        namespace: namespace!,
+        plural,
+        name,
+        body: obj,
+      })) as K8sObject;
     } catch (e) {
       throw toK8sError(e, `replace ${plural}/${name} in ${namespace}`);
     }
@@ -190,9 +234,17 @@ export class SparkK8sClient {
    * Streams a Spark driver's log into `out`, following it while the pod runs when `follow`.
    * Resolves once the log is flowing (with a handle to stop it), or undefined if the pod is gone.
    */
-  async streamDriverLog(namespace: string, pod: string, out: Writable, o: { follow: boolean; tailLines?: number }): Promise<AbortController | undefined> {
+  async streamDriverLog(
+    namespace: string,
+    pod: string,
+    out: Writable,
+    o: { follow: boolean; tailLines?: number },
+  ): Promise<AbortController | undefined> {
     try {
-      return await new Log(this.kc).log(namespace, pod, SPARK_DRIVER_CONTAINER, out, { follow: o.follow, ...(o.tailLines ? { tailLines: o.tailLines } : {}) });
+      return await new Log(this.kc).log(namespace, pod, SPARK_DRIVER_CONTAINER, out, {
+        follow: o.follow,
+        ...(o.tailLines ? { tailLines: o.tailLines } : {}),
+      });
     } catch (e) {
       const err = toK8sError(e, `read log of pod ${pod}`);
       if (err.code === 404 || err.code === 400) return undefined;

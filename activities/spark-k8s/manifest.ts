@@ -3,7 +3,13 @@ import { createHash } from 'node:crypto';
 import { DEFAULT_SPARK_IMAGE } from '../../schemas/external.js';
 import type { RunContext } from '../../schemas/run.js';
 import { TENANT_RE } from '../../schemas/tenant.js';
-import { SPARK_APP_VERSION, SPARK_CONNECT_VERSION, SPARK_DRIVER_CONTAINER, SPARK_GROUP, type K8sObject } from './client.js';
+import {
+  SPARK_APP_VERSION,
+  SPARK_CONNECT_VERSION,
+  SPARK_DRIVER_CONTAINER,
+  SPARK_GROUP,
+  type K8sObject,
+} from './client.js';
 
 export interface SparkDefaults {
   image: string;
@@ -28,7 +34,8 @@ export const DEFAULT_SPARK: SparkDefaults = {
  * long, which no short tenant's name can be. Distinct tenants never share a namespace.
  */
 export function tenantNamespace(tenant: string): string {
-  if (!TENANT_RE.test(tenant)) throw new Error(`tenant "${tenant}" is not a valid tenant name (lower-case letters, digits and "-")`);
+  if (!TENANT_RE.test(tenant))
+    throw new Error(`tenant "${tenant}" is not a valid tenant name (lower-case letters, digits and "-")`);
   if (tenant.length <= 55) return `strata-${tenant}`;
   return `strata-${tenant.slice(0, 47)}-${createHash('sha256').update(tenant).digest('hex').slice(0, 8)}`;
 }
@@ -47,7 +54,13 @@ export const POD_SECURITY_LABELS: Record<string, string> = {
 export const SPARK_UID = 185;
 
 /** The restricted profile for a pod and its containers: never root, no privilege escalation, no capabilities, the runtime's seccomp profile. */
-export const POD_SECURITY_CONTEXT = { runAsNonRoot: true, runAsUser: SPARK_UID, runAsGroup: SPARK_UID, fsGroup: SPARK_UID, seccompProfile: { type: 'RuntimeDefault' } };
+export const POD_SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  runAsUser: SPARK_UID,
+  runAsGroup: SPARK_UID,
+  fsGroup: SPARK_UID,
+  seccompProfile: { type: 'RuntimeDefault' },
+};
 export const CONTAINER_SECURITY_CONTEXT = {
   runAsNonRoot: true,
   runAsUser: SPARK_UID,
@@ -57,7 +70,11 @@ export const CONTAINER_SECURITY_CONTEXT = {
   seccompProfile: { type: 'RuntimeDefault' },
 };
 
-const labelValue = (v: string) => v.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '') || 'x';
+const labelValue = (v: string) =>
+  v
+    .replace(/[^A-Za-z0-9._-]+/g, '_')
+    .slice(0, 63)
+    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '') || 'x';
 
 export function runLabels(run: RunContext, taskId?: string): Record<string, string> {
   return {
@@ -87,7 +104,15 @@ export interface SparkFiles {
   files?: string[];
 }
 
-export function buildSparkApplication(o: { name: string; namespace: string; task: T; run: RunContext; defaults: SparkDefaults; remote?: string; files?: SparkFiles }): K8sObject {
+export function buildSparkApplication(o: {
+  name: string;
+  namespace: string;
+  task: T;
+  run: RunContext;
+  defaults: SparkDefaults;
+  remote?: string;
+  files?: SparkFiles;
+}): K8sObject {
   const { task, defaults } = o;
   const files: SparkFiles = o.files ?? { main: task.file };
   const isSql = task.kind === 'sql';
@@ -95,7 +120,9 @@ export function buildSparkApplication(o: { name: string; namespace: string; task
   const sa = task.serviceAccount ?? defaults.serviceAccount;
   const labels = runLabels(o.run, task.id);
   const sparkConf: Record<string, string> = { ...(task.sparkConf ?? {}) };
-  if (env) sparkConf['spark.hadoop.fs.s3a.aws.credentials.provider'] ??= 'com.amazonaws.auth.EnvironmentVariableCredentialsProvider';
+  if (env)
+    sparkConf['spark.hadoop.fs.s3a.aws.credentials.provider'] ??=
+      'com.amazonaws.auth.EnvironmentVariableCredentialsProvider';
   if (defaults.s3Endpoint) sparkConf['spark.hadoop.fs.s3a.endpoint'] ??= defaults.s3Endpoint;
   if (o.remote) sparkConf['spark.remote'] = o.remote;
   const dyn = task.dynamicAllocation;
@@ -128,7 +155,9 @@ export function buildSparkApplication(o: { name: string; namespace: string; task
       securityContext: CONTAINER_SECURITY_CONTEXT,
     },
   };
-  const deps = Object.fromEntries((['pyFiles', 'jars', 'files'] as const).filter((k) => files[k]?.length).map((k) => [k, files[k]]));
+  const deps = Object.fromEntries(
+    (['pyFiles', 'jars', 'files'] as const).filter((k) => files[k]?.length).map((k) => [k, files[k]]),
+  );
   if (Object.keys(deps).length) spec.deps = deps;
   if (dyn) {
     spec.dynamicAllocation = {
@@ -145,8 +174,21 @@ export function buildSparkApplication(o: { name: string; namespace: string; task
   };
 }
 
-export function buildSparkConnect(o: { name: string; namespace: string; run: Pick<RunContext, 'tenant'>; image: string; sparkVersion: string; executors: number; cores: number; memoryGi: number }): K8sObject {
-  const labels = { 'app.kubernetes.io/managed-by': 'strata', 'strata.dev/tenant': labelValue(o.run.tenant), 'strata.dev/cluster': labelValue(o.name) };
+export function buildSparkConnect(o: {
+  name: string;
+  namespace: string;
+  run: Pick<RunContext, 'tenant'>;
+  image: string;
+  sparkVersion: string;
+  executors: number;
+  cores: number;
+  memoryGi: number;
+}): K8sObject {
+  const labels = {
+    'app.kubernetes.io/managed-by': 'strata',
+    'strata.dev/tenant': labelValue(o.run.tenant),
+    'strata.dev/cluster': labelValue(o.name),
+  };
   return {
     apiVersion: `${SPARK_GROUP}/${SPARK_CONNECT_VERSION}`,
     kind: 'SparkConnect',
@@ -155,12 +197,22 @@ export function buildSparkConnect(o: { name: string; namespace: string; run: Pic
       sparkVersion: o.sparkVersion,
       image: o.image,
       server: { cores: 1, memory: '1g', template: restrictedPod(SPARK_DRIVER_CONTAINER) },
-      executor: { instances: o.executors, cores: o.cores, memory: `${o.memoryGi}g`, template: restrictedPod('spark-kubernetes-executor') },
+      executor: {
+        instances: o.executors,
+        cores: o.cores,
+        memory: `${o.memoryGi}g`,
+        template: restrictedPod('spark-kubernetes-executor'),
+      },
     },
   };
 }
 
 /** A pod template holding only the restricted security settings (the operator fills in the rest). */
 function restrictedPod(container: string) {
-  return { spec: { securityContext: POD_SECURITY_CONTEXT, containers: [{ name: container, securityContext: CONTAINER_SECURITY_CONTEXT }] } };
+  return {
+    spec: {
+      securityContext: POD_SECURITY_CONTEXT,
+      containers: [{ name: container, securityContext: CONTAINER_SECURITY_CONTEXT }],
+    },
+  };
 }

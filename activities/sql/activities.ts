@@ -29,7 +29,11 @@ export function createSqlActivities(deps: SqlDeps) {
       switch (engine) {
         case 'duckdb': {
           if (isLakeSql(task)) {
-            if (!deps.lake) throw new NonRetryableError('this task writes a dataset, but the worker has no lake catalog: configure the metastore', 'ConfigError');
+            if (!deps.lake)
+              throw new NonRetryableError(
+                'this task writes a dataset, but the worker has no lake catalog: configure the metastore',
+                'ConfigError',
+              );
             return runLakeSql(deps.lake, { task, run }, signal);
           }
           const info = Context.current().info;
@@ -37,15 +41,34 @@ export function createSqlActivities(deps: SqlDeps) {
           const root = tenantFolder(deps.lakeRoot, run.tenant);
           const scratch = path.join(os.tmpdir(), 'strata-sql', run.tenant, tag);
           try {
-            return await runDuckdb({ lakeRoot: root, sql, output: task.output as string | undefined, attemptTag: tag, signal, scratch });
+            return await runDuckdb({
+              lakeRoot: root,
+              sql,
+              output: task.output as string | undefined,
+              attemptTag: tag,
+              signal,
+              scratch,
+            });
           } finally {
             await rm(scratch, { recursive: true, force: true });
           }
         }
         case 'postgres':
-          return runPostgres(resolveConnection(deps.connections, String(task.connection), engine, run.tenant), key, sql, signal, deps.ledgerKey);
+          return runPostgres(
+            resolveConnection(deps.connections, String(task.connection), engine, run.tenant),
+            key,
+            sql,
+            signal,
+            deps.ledgerKey,
+          );
         case 'mysql':
-          return runMysql(resolveConnection(deps.connections, String(task.connection), engine, run.tenant), key, sql, signal, deps.ledgerKey);
+          return runMysql(
+            resolveConnection(deps.connections, String(task.connection), engine, run.tenant),
+            key,
+            sql,
+            signal,
+            deps.ledgerKey,
+          );
         default:
           throw new NonRetryableError(`engine ${engine} is not served by this worker`, 'ConfigError');
       }

@@ -26,8 +26,15 @@ export function connectionsFromEnv(env: NodeJS.ProcessEnv = process.env): Connec
     if (!k.startsWith('STRATA_CONN_') || k.endsWith('_TENANTS') || !v) continue;
     const name = k.slice('STRATA_CONN_'.length).toLowerCase();
     const listed = env[`${k}_TENANTS`];
-    const tenants = listed ? listed.split(',').map((t) => t.trim()).filter(Boolean) : [owner];
-    for (const t of tenants) if (!TENANT_RE.test(t)) throw new Error(`${k}_TENANTS: "${t}" is not a tenant name (lower-case letters, digits and "-")`);
+    const tenants = listed
+      ? listed
+          .split(',')
+          .map((t) => t.trim())
+          .filter(Boolean)
+      : [owner];
+    for (const t of tenants)
+      if (!TENANT_RE.test(t))
+        throw new Error(`${k}_TENANTS: "${t}" is not a tenant name (lower-case letters, digits and "-")`);
     out[name] = { name, engine: engineOf(v, k), url: v, tenants };
   }
   return out;
@@ -35,7 +42,9 @@ export function connectionsFromEnv(env: NodeJS.ProcessEnv = process.env): Connec
 
 /** The names of the connections a tenant may use. */
 export function tenantConnections(conns: Connections, tenant: string): string[] {
-  return Object.keys(conns).filter((n) => conns[n].tenants.includes(tenant)).sort();
+  return Object.keys(conns)
+    .filter((n) => conns[n].tenants.includes(tenant))
+    .sort();
 }
 
 function engineOf(url: string, key: string): ConnectionConfig['engine'] {
@@ -44,7 +53,12 @@ function engineOf(url: string, key: string): ConnectionConfig['engine'] {
   throw new Error(`${key} must be a postgres:// or mysql:// URL`);
 }
 
-export function resolveConnection(conns: Connections, name: string, engine: string | undefined, tenant: string): ConnectionConfig {
+export function resolveConnection(
+  conns: Connections,
+  name: string,
+  engine: string | undefined,
+  tenant: string,
+): ConnectionConfig {
   const key = name.toLowerCase();
   const c = Object.hasOwn(conns, key) ? conns[key] : undefined;
   if (!c || !c.tenants.includes(tenant)) {
@@ -54,7 +68,11 @@ export function resolveConnection(conns: Connections, name: string, engine: stri
       'ConfigError',
     );
   }
-  if (engine && c.engine !== engine) throw new NonRetryableError(`connection "${name}" is a ${c.engine} connection, but the task says engine ${engine}`, 'ConfigError');
+  if (engine && c.engine !== engine)
+    throw new NonRetryableError(
+      `connection "${name}" is a ${c.engine} connection, but the task says engine ${engine}`,
+      'ConfigError',
+    );
   return c;
 }
 

@@ -11,7 +11,8 @@ import { NonRetryableError } from '../core/task.js';
 import { absolutePaths, assertOneSelect, openDuck, runTenantSql, type SandboxLimits } from './sandbox.js';
 
 /** DuckDB error kinds that retrying cannot fix. */
-const USER_ERRORS = /^(Parser|Binder|Catalog|Conversion|Invalid Input|Constraint|Not implemented|Out of Range|Syntax|Permission|Dependency|Invalid) Error/;
+const USER_ERRORS =
+  /^(Parser|Binder|Catalog|Conversion|Invalid Input|Constraint|Not implemented|Out of Range|Syntax|Permission|Dependency|Invalid) Error/;
 
 export function quoteLiteral(s: string): string {
   return `'${s.replaceAll("'", "''")}'`;
@@ -21,7 +22,8 @@ export function quoteLiteral(s: string): string {
 export function lakePath(lakeRoot: string, rel: string): string {
   const root = path.resolve(lakeRoot);
   const p = path.resolve(root, rel);
-  if (p !== root && !p.startsWith(root + path.sep)) throw new NonRetryableError(`output "${rel}" is outside the lake root: use a path inside it`, 'ConfigError');
+  if (p !== root && !p.startsWith(root + path.sep))
+    throw new NonRetryableError(`output "${rel}" is outside the lake root: use a path inside it`, 'ConfigError');
   return p;
 }
 

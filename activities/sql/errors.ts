@@ -5,7 +5,15 @@
  * table, constraint, data errors) is the query's fault and fails at once.
  */
 const RETRYABLE_CLASSES = new Set(['08', '40', '53', '57', '58', 'HY', 'XX']);
-const RETRYABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'PROTOCOL_CONNECTION_LOST', 'ENOTFOUND', 'EAI_AGAIN']);
+const RETRYABLE_NODE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'PROTOCOL_CONNECTION_LOST',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 export function isRetryableSqlError(e: unknown): boolean {
   const err = e as { code?: string; sqlState?: string; errno?: number };

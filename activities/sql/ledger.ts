@@ -26,7 +26,8 @@ export function ledgerSecret(masterKey: string, connection: string): string {
 
 export function ledgerKeyFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const k = env.STRATA_LEDGER_KEY;
-  if (k !== undefined && k.length < 32) throw new Error('STRATA_LEDGER_KEY must be at least 32 characters (a random secret; keep it with the worker only)');
+  if (k !== undefined && k.length < 32)
+    throw new Error('STRATA_LEDGER_KEY must be at least 32 characters (a random secret; keep it with the worker only)');
   return k || undefined;
 }
 
@@ -40,7 +41,11 @@ export function parseClaim(v: string): Claim {
 }
 
 const needKey = (name: string, key?: string): string => {
-  if (!key) throw new NonRetryableError(`connection "${name}" has a protected ledger, but this worker has no ledger key: set STRATA_LEDGER_KEY (the one used by strata ledger-setup)`, 'ConfigError');
+  if (!key)
+    throw new NonRetryableError(
+      `connection "${name}" has a protected ledger, but this worker has no ledger key: set STRATA_LEDGER_KEY (the one used by strata ledger-setup)`,
+      'ConfigError',
+    );
   return key;
 };
 
@@ -51,13 +56,35 @@ export async function pgLedgerProtected(c: pg.Client): Promise<boolean> {
   return !!r.rows[0]?.p;
 }
 
-export async function pgClaim(c: pg.Client, name: string, masterKey: string | undefined, wf: string, task: string): Promise<Claim> {
-  const r = await c.query(`SELECT ${LEDGER_SCHEMA}.claim($1, $2, $3) AS v`, [wf, task, ledgerSecret(needKey(name, masterKey), name)]);
+export async function pgClaim(
+  c: pg.Client,
+  name: string,
+  masterKey: string | undefined,
+  wf: string,
+  task: string,
+): Promise<Claim> {
+  const r = await c.query(`SELECT ${LEDGER_SCHEMA}.claim($1, $2, $3) AS v`, [
+    wf,
+    task,
+    ledgerSecret(needKey(name, masterKey), name),
+  ]);
   return parseClaim(String(r.rows[0].v));
 }
 
-export async function pgFinish(c: pg.Client, name: string, masterKey: string | undefined, wf: string, task: string, rowCount: number): Promise<void> {
-  await c.query(`SELECT ${LEDGER_SCHEMA}.finish($1, $2, $3, $4)`, [wf, task, rowCount, ledgerSecret(needKey(name, masterKey), name)]);
+export async function pgFinish(
+  c: pg.Client,
+  name: string,
+  masterKey: string | undefined,
+  wf: string,
+  task: string,
+  rowCount: number,
+): Promise<void> {
+  await c.query(`SELECT ${LEDGER_SCHEMA}.finish($1, $2, $3, $4)`, [
+    wf,
+    task,
+    rowCount,
+    ledgerSecret(needKey(name, masterKey), name),
+  ]);
 }
 
 /** Installs the protected ledger on a Postgres database; returns the connection user it was granted to. */
@@ -67,15 +94,22 @@ export async function setupPgLedger(o: { adminUrl: string; connectionUrl: string
   await admin.connect();
   try {
     const me = (await admin.query('SELECT current_user AS u')).rows[0].u as string;
-    if (me === user) throw new Error(`the admin URL connects as ${user}, the connection's own user: use an administrator the connection's user is not`);
+    if (me === user)
+      throw new Error(
+        `the admin URL connects as ${user}, the connection's own user: use an administrator the connection's user is not`,
+      );
     const ident = (s: string) => `"${s.replaceAll('"', '""')}"`;
     const S = LEDGER_SCHEMA;
     await admin.query('BEGIN');
     await admin.query(`CREATE SCHEMA IF NOT EXISTS ${S}`);
-    await admin.query(`CREATE TABLE IF NOT EXISTS ${S}.entries (workflow_id text NOT NULL, task_id text NOT NULL, row_count bigint, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (workflow_id, task_id))`);
+    await admin.query(
+      `CREATE TABLE IF NOT EXISTS ${S}.entries (workflow_id text NOT NULL, task_id text NOT NULL, row_count bigint, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (workflow_id, task_id))`,
+    );
     await admin.query(`CREATE TABLE IF NOT EXISTS ${S}.keys (hash text NOT NULL)`);
     await admin.query(`DELETE FROM ${S}.keys`);
-    await admin.query(`INSERT INTO ${S}.keys (hash) VALUES (encode(sha256(convert_to($1, 'UTF8')), 'hex'))`, [o.secret]);
+    await admin.query(`INSERT INTO ${S}.keys (hash) VALUES (encode(sha256(convert_to($1, 'UTF8')), 'hex'))`, [
+      o.secret,
+    ]);
     const check = `IF NOT EXISTS (SELECT 1 FROM ${S}.keys WHERE hash = encode(sha256(convert_to(secret, 'UTF8')), 'hex')) THEN RAISE EXCEPTION 'strata ledger: wrong key'; END IF;`;
     await admin.query(`CREATE OR REPLACE FUNCTION ${S}.claim(wf text, task text, secret text) RETURNS text LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
       DECLARE n bigint;
@@ -94,9 +128,13 @@ export async function setupPgLedger(o: { adminUrl: string; connectionUrl: string
       END $f$`);
     await admin.query(`REVOKE ALL ON SCHEMA ${S} FROM PUBLIC`);
     await admin.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${S} FROM PUBLIC`);
-    await admin.query(`REVOKE ALL ON FUNCTION ${S}.claim(text,text,text), ${S}.finish(text,text,bigint,text) FROM PUBLIC`);
+    await admin.query(
+      `REVOKE ALL ON FUNCTION ${S}.claim(text,text,text), ${S}.finish(text,text,bigint,text) FROM PUBLIC`,
+    );
     await admin.query(`GRANT USAGE ON SCHEMA ${S} TO ${ident(user)}`);
-    await admin.query(`GRANT EXECUTE ON FUNCTION ${S}.claim(text,text,text), ${S}.finish(text,text,bigint,text) TO ${ident(user)}`);
+    await admin.query(
+      `GRANT EXECUTE ON FUNCTION ${S}.claim(text,text,text), ${S}.finish(text,text,bigint,text) TO ${ident(user)}`,
+    );
     await admin.query('COMMIT');
   } catch (e) {
     await admin.query('ROLLBACK').catch(() => {});
@@ -122,15 +160,23 @@ async function probe(url: string, engine: 'postgres' | 'mysql', schema: string):
     await c.query(sql).catch(() => (wrote = false));
     await c.end();
   }
-  if (wrote) throw new Error(`the connection's user can still write ${schema}.entries itself (it has broad privileges): give the connection a user with rights on its own tables only, then run the setup again`);
+  if (wrote)
+    throw new Error(
+      `the connection's user can still write ${schema}.entries itself (it has broad privileges): give the connection a user with rights on its own tables only, then run the setup again`,
+    );
 }
 
 async function pgUser(url: string): Promise<string> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    const r = await c.query('SELECT current_user AS u, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS s');
-    if (r.rows[0].s) throw new Error(`the connection's user ${r.rows[0].u} is a superuser, whom no privilege stops: give the connection an ordinary user`);
+    const r = await c.query(
+      'SELECT current_user AS u, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS s',
+    );
+    if (r.rows[0].s)
+      throw new Error(
+        `the connection's user ${r.rows[0].u} is a superuser, whom no privilege stops: give the connection an ordinary user`,
+      );
     return r.rows[0].u;
   } finally {
     await c.end();
@@ -142,7 +188,9 @@ async function pgUser(url: string): Promise<string> {
 /** The ledger database of a MySQL database: `strata_ledger_{db}` (hashed when too long for a name). */
 export function myLedgerDb(db: string): string {
   const plain = `${LEDGER_SCHEMA}_${db.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
-  return plain.length <= 64 ? plain : `${LEDGER_SCHEMA}_${createHmac('sha256', 'db').update(db).digest('hex').slice(0, 24)}`;
+  return plain.length <= 64
+    ? plain
+    : `${LEDGER_SCHEMA}_${createHmac('sha256', 'db').update(db).digest('hex').slice(0, 24)}`;
 }
 
 /** The connection's ledger database, when it has a protected ledger. */
@@ -150,23 +198,56 @@ export async function myLedgerProtected(c: mysql.Connection): Promise<string | u
   const [[cur]] = (await c.query('SELECT DATABASE() AS db')) as unknown as [[{ db: string | null }]];
   if (!cur.db) return undefined;
   const ldb = myLedgerDb(cur.db);
-  const [rows] = (await c.query(`SELECT COUNT(*) AS n FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_NAME = 'claim'`, [ldb])) as [{ n: number }[], unknown];
+  const [rows] = (await c.query(
+    `SELECT COUNT(*) AS n FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_NAME = 'claim'`,
+    [ldb],
+  )) as [{ n: number }[], unknown];
   return Number(rows[0]?.n) > 0 ? ldb : undefined;
 }
 
-export async function myClaim(c: mysql.Connection, ldb: string, name: string, masterKey: string | undefined, wf: string, task: string): Promise<Claim> {
-  const [rows] = (await c.query(`SELECT \`${ldb}\`.claim(?, ?, ?) AS v`, [wf, task, ledgerSecret(needKey(name, masterKey), name)])) as [{ v: string }[], unknown];
+export async function myClaim(
+  c: mysql.Connection,
+  ldb: string,
+  name: string,
+  masterKey: string | undefined,
+  wf: string,
+  task: string,
+): Promise<Claim> {
+  const [rows] = (await c.query(`SELECT \`${ldb}\`.claim(?, ?, ?) AS v`, [
+    wf,
+    task,
+    ledgerSecret(needKey(name, masterKey), name),
+  ])) as [{ v: string }[], unknown];
   return parseClaim(String(rows[0].v));
 }
 
-export async function myFinish(c: mysql.Connection, ldb: string, name: string, masterKey: string | undefined, wf: string, task: string, rowCount: number): Promise<void> {
-  await c.query(`SELECT \`${ldb}\`.finish(?, ?, ?, ?)`, [wf, task, rowCount, ledgerSecret(needKey(name, masterKey), name)]);
+export async function myFinish(
+  c: mysql.Connection,
+  ldb: string,
+  name: string,
+  masterKey: string | undefined,
+  wf: string,
+  task: string,
+  rowCount: number,
+): Promise<void> {
+  await c.query(`SELECT \`${ldb}\`.finish(?, ?, ?, ?)`, [
+    wf,
+    task,
+    rowCount,
+    ledgerSecret(needKey(name, masterKey), name),
+  ]);
 }
 
-export async function setupMysqlLedger(o: { adminUrl: string; connectionUrl: string; secret: string }): Promise<string> {
+export async function setupMysqlLedger(o: {
+  adminUrl: string;
+  connectionUrl: string;
+  secret: string;
+}): Promise<string> {
   const uri = (u: string) => u.replace(/^mariadb:/, 'mysql:');
   const tc = await mysql.createConnection({ uri: uri(o.connectionUrl) });
-  const [[who]] = (await tc.query('SELECT CURRENT_USER() AS u, DATABASE() AS db')) as unknown as [[{ u: string; db: string | null }]];
+  const [[who]] = (await tc.query('SELECT CURRENT_USER() AS u, DATABASE() AS db')) as unknown as [
+    [{ u: string; db: string | null }],
+  ];
   await tc.end();
   if (!who.db) throw new Error("the connection's URL names no database: add /DATABASE to it");
   const at = who.u.lastIndexOf('@');
@@ -174,10 +255,15 @@ export async function setupMysqlLedger(o: { adminUrl: string; connectionUrl: str
   const a = await mysql.createConnection({ uri: uri(o.adminUrl), multipleStatements: false });
   try {
     const [[me]] = (await a.query('SELECT CURRENT_USER() AS u')) as unknown as [[{ u: string }]];
-    if (me.u === who.u) throw new Error(`the admin URL connects as ${who.u}, the connection's own user: use an administrator the connection's user is not`);
+    if (me.u === who.u)
+      throw new Error(
+        `the admin URL connects as ${who.u}, the connection's own user: use an administrator the connection's user is not`,
+      );
     const S = `\`${myLedgerDb(who.db)}\``;
     await a.query(`CREATE DATABASE IF NOT EXISTS ${S}`);
-    await a.query(`CREATE TABLE IF NOT EXISTS ${S}.entries (workflow_id VARCHAR(255) NOT NULL, task_id VARCHAR(128) NOT NULL, row_count BIGINT NULL, committed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (workflow_id, task_id)) ENGINE=InnoDB`);
+    await a.query(
+      `CREATE TABLE IF NOT EXISTS ${S}.entries (workflow_id VARCHAR(255) NOT NULL, task_id VARCHAR(128) NOT NULL, row_count BIGINT NULL, committed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (workflow_id, task_id)) ENGINE=InnoDB`,
+    );
     await a.query(`CREATE TABLE IF NOT EXISTS ${S}.\`keys\` (hash CHAR(64) NOT NULL) ENGINE=InnoDB`);
     await a.query(`DELETE FROM ${S}.\`keys\``);
     await a.query(`INSERT INTO ${S}.\`keys\` (hash) VALUES (SHA2(?, 256))`, [o.secret]);

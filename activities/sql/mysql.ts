@@ -10,7 +10,13 @@ import { isRetryableSqlError } from './errors.js';
 import { LEDGER_TABLE, type SqlRunResult } from './postgres.js';
 import { myClaim, myFinish, myLedgerProtected } from './ledger.js';
 
-export async function runMysql(conn: ConnectionConfig, key: { workflowId: string; taskId: string }, sql: string, signal: AbortSignal, ledgerKey?: string): Promise<SqlRunResult> {
+export async function runMysql(
+  conn: ConnectionConfig,
+  key: { workflowId: string; taskId: string },
+  sql: string,
+  signal: AbortSignal,
+  ledgerKey?: string,
+): Promise<SqlRunResult> {
   let c: mysql.Connection;
   try {
     c = await mysql.createConnection({ uri: conn.url.replace(/^mariadb:/, 'mysql:'), multipleStatements: true });
@@ -38,15 +44,25 @@ export async function runMysql(conn: ConnectionConfig, key: { workflowId: string
       `CREATE TABLE IF NOT EXISTS ${LEDGER_TABLE} (workflow_id VARCHAR(255) NOT NULL, task_id VARCHAR(128) NOT NULL, row_count BIGINT NULL, committed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (workflow_id, task_id)) ENGINE=InnoDB`,
     );
     await c.beginTransaction();
-    const [claim] = (await c.query(`INSERT IGNORE INTO ${LEDGER_TABLE} (workflow_id, task_id) VALUES (?, ?)`, [key.workflowId, key.taskId])) as [mysql.ResultSetHeader, unknown];
+    const [claim] = (await c.query(`INSERT IGNORE INTO ${LEDGER_TABLE} (workflow_id, task_id) VALUES (?, ?)`, [
+      key.workflowId,
+      key.taskId,
+    ])) as [mysql.ResultSetHeader, unknown];
     if (claim.affectedRows === 0) {
       await c.rollback();
-      const [rows] = (await c.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = ? AND task_id = ?`, [key.workflowId, key.taskId])) as [{ row_count: number | null }[], unknown];
+      const [rows] = (await c.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = ? AND task_id = ?`, [
+        key.workflowId,
+        key.taskId,
+      ])) as [{ row_count: number | null }[], unknown];
       return { rowCount: Number(rows[0]?.row_count ?? 0), alreadyApplied: true, ledger: 'unprotected' };
     }
     const [res] = await c.query(sql);
     const rowCount = countOf(res);
-    await c.query(`UPDATE ${LEDGER_TABLE} SET row_count = ? WHERE workflow_id = ? AND task_id = ?`, [rowCount, key.workflowId, key.taskId]);
+    await c.query(`UPDATE ${LEDGER_TABLE} SET row_count = ? WHERE workflow_id = ? AND task_id = ?`, [
+      rowCount,
+      key.workflowId,
+      key.taskId,
+    ]);
     await c.commit();
     return { rowCount, alreadyApplied: false, ledger: 'unprotected' };
   } catch (e) {
@@ -59,7 +75,8 @@ export async function runMysql(conn: ConnectionConfig, key: { workflowId: string
 }
 
 function countOf(res: unknown): number {
-  const results = Array.isArray(res) && res.length && (Array.isArray(res[0]) || isHeader(res[0])) ? (res as unknown[]) : [res];
+  const results =
+    Array.isArray(res) && res.length && (Array.isArray(res[0]) || isHeader(res[0])) ? (res as unknown[]) : [res];
   const last = results[results.length - 1];
   return Array.isArray(last) ? last.length : isHeader(last) ? last.affectedRows : 0;
 }

@@ -21,7 +21,13 @@ export interface SqlRunResult {
   [k: string]: unknown;
 }
 
-export async function runPostgres(conn: ConnectionConfig, key: { workflowId: string; taskId: string }, sql: string, signal: AbortSignal, ledgerKey?: string): Promise<SqlRunResult> {
+export async function runPostgres(
+  conn: ConnectionConfig,
+  key: { workflowId: string; taskId: string },
+  sql: string,
+  signal: AbortSignal,
+  ledgerKey?: string,
+): Promise<SqlRunResult> {
   // A name of this connection's own: a cancel must reach this backend, never one that took its pid later.
   const appName = backendName(key.taskId);
   const client = new pg.Client({ connectionString: conn.url, application_name: appName });
@@ -45,20 +51,32 @@ export async function runPostgres(conn: ConnectionConfig, key: { workflowId: str
       await client.query('COMMIT');
       return { rowCount, alreadyApplied: false };
     }
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${LEDGER_TABLE} (workflow_id text NOT NULL, task_id text NOT NULL, row_count bigint, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (workflow_id, task_id))`,
-    ).catch((e: { code?: string }) => {
-      if (e.code !== '23505' && e.code !== '42P07') throw e; // created concurrently
-    });
+    await client
+      .query(
+        `CREATE TABLE IF NOT EXISTS ${LEDGER_TABLE} (workflow_id text NOT NULL, task_id text NOT NULL, row_count bigint, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (workflow_id, task_id))`,
+      )
+      .catch((e: { code?: string }) => {
+        if (e.code !== '23505' && e.code !== '42P07') throw e; // created concurrently
+      });
     await client.query('BEGIN');
-    const claim = await client.query(`INSERT INTO ${LEDGER_TABLE} (workflow_id, task_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`, [key.workflowId, key.taskId]);
+    const claim = await client.query(
+      `INSERT INTO ${LEDGER_TABLE} (workflow_id, task_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1`,
+      [key.workflowId, key.taskId],
+    );
     if (claim.rowCount === 0) {
       await client.query('ROLLBACK');
-      const prev = await client.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = $1 AND task_id = $2`, [key.workflowId, key.taskId]);
+      const prev = await client.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = $1 AND task_id = $2`, [
+        key.workflowId,
+        key.taskId,
+      ]);
       return { rowCount: Number(prev.rows[0]?.row_count ?? 0), alreadyApplied: true, ledger: 'unprotected' };
     }
     const rowCount = countOf((await client.query(sql)) as pg.QueryResult | pg.QueryResult[]);
-    await client.query(`UPDATE ${LEDGER_TABLE} SET row_count = $3 WHERE workflow_id = $1 AND task_id = $2`, [key.workflowId, key.taskId, rowCount]);
+    await client.query(`UPDATE ${LEDGER_TABLE} SET row_count = $3 WHERE workflow_id = $1 AND task_id = $2`, [
+      key.workflowId,
+      key.taskId,
+      rowCount,
+    ]);
     await client.query('COMMIT');
     return { rowCount, alreadyApplied: false, ledger: 'unprotected' };
   } catch (e) {
@@ -85,7 +103,10 @@ export async function cancelBackend(conn: ConnectionConfig, pid: number, appName
   const c = new pg.Client({ connectionString: conn.url });
   try {
     await c.connect();
-    await c.query('SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2', [pid, appName]);
+    await c.query('SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2', [
+      pid,
+      appName,
+    ]);
   } catch {
     /* the query ends with the connection anyway */
   } finally {

@@ -53,7 +53,10 @@ export interface PreparedQuery {
 
 /** A statement refused before it runs (not read-only, names what it may not): a 400. */
 export class QueryRefused extends Error {
-  constructor(message: string, readonly status = 400) {
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
     super(message);
   }
 }
@@ -61,14 +64,19 @@ export class QueryRefused extends Error {
 export class RowLimitError extends Error {}
 
 /** Rows fetched one past the limit: over it the statement fails, or with `truncate` the rows are cut and marked. */
-function capRows(rows: unknown[][], l: { maxRows: number; truncate?: boolean }): { rows: unknown[][]; truncated: boolean } {
+function capRows(
+  rows: unknown[][],
+  l: { maxRows: number; truncate?: boolean },
+): { rows: unknown[][]; truncated: boolean } {
   if (rows.length <= l.maxRows) return { rows, truncated: false };
   if (!l.truncate) tooMany(l as Parameters<typeof tooMany>[0]);
   return { rows: rows.slice(0, l.maxRows), truncated: true };
 }
 
 function tooMany(l: QueryLimits): never {
-  throw new RowLimitError(`the result has more than ${l.maxRows.toLocaleString('en')} rows, the most a query may answer: ${l.rowsHint}`);
+  throw new RowLimitError(
+    `the result has more than ${l.maxRows.toLocaleString('en')} rows, the most a query may answer: ${l.rowsHint}`,
+  );
 }
 
 /** JSON-safe values: bigints and big numbers as strings, dates as ISO text, bytes as base64. */
@@ -77,14 +85,22 @@ function jsonValue(v: unknown): unknown {
   if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
   if (v instanceof Date) return Number.isNaN(v.getTime()) ? null : v.toISOString();
   if (Buffer.isBuffer(v)) return v.toString('base64');
-  if (typeof v === 'object') return JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x)));
+  if (typeof v === 'object')
+    return JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x)));
   return v;
 }
 
 const typeName = (t: StatementType) => (StatementType as unknown as Record<number, string>)[t] ?? String(t);
 
 /** DuckDB over the tenant's datasets (`lake` already scoped with forTenant). */
-export async function prepareDuckdbQuery(o: { lake: LakeDeps; tenant: string; namespace: string; sql: string; scratch: string; limits?: Partial<SandboxLimits> }): Promise<PreparedQuery> {
+export async function prepareDuckdbQuery(o: {
+  lake: LakeDeps;
+  tenant: string;
+  namespace: string;
+  sql: string;
+  scratch: string;
+  limits?: Partial<SandboxLimits>;
+}): Promise<PreparedQuery> {
   const duck = await openDuck();
   let closed = false;
   const close = async () => {
@@ -97,7 +113,15 @@ export async function prepareDuckdbQuery(o: { lake: LakeDeps; tenant: string; na
     try {
       attached = await attachInputs(duck.conn, o.lake, o.tenant, o.namespace, o.sql);
     } catch (e) {
-      if (e instanceof NonRetryableError) throw new QueryRefused(e.message, /no current version|does not exist|had no version/.test(e.message) ? 404 : /removed by retention/.test(e.message) ? 410 : 400);
+      if (e instanceof NonRetryableError)
+        throw new QueryRefused(
+          e.message,
+          /no current version|does not exist|had no version/.test(e.message)
+            ? 404
+            : /removed by retention/.test(e.message)
+              ? 410
+              : 400,
+        );
       throw e;
     }
     // Exactly the versions' files: no folder at all, so any path the SQL names itself is refused.
@@ -108,21 +132,31 @@ export async function prepareDuckdbQuery(o: { lake: LakeDeps; tenant: string; na
     } catch (e) {
       throw new QueryRefused(duckdbFailure(e).message);
     }
-    if (extracted.count !== 1) throw new QueryRefused(`a query is one statement, found ${extracted.count}: send them one at a time`);
+    if (extracted.count !== 1)
+      throw new QueryRefused(`a query is one statement, found ${extracted.count}: send them one at a time`);
     let st;
     try {
       st = await extracted.prepare(0);
     } catch (e) {
       throw new QueryRefused(duckdbFailure(e).message);
     }
-    if (st.statementType !== StatementType.SELECT) throw new QueryRefused(`queries are read-only: send one SELECT, not a ${typeName(st.statementType)} (pipelines write datasets)`);
+    if (st.statementType !== StatementType.SELECT)
+      throw new QueryRefused(
+        `queries are read-only: send one SELECT, not a ${typeName(st.statementType)} (pipelines write datasets)`,
+      );
     const prepared = st;
     return {
       async run(l) {
         try {
           const reader = await prepared.streamAndReadUntil(l.maxRows + 1);
           const columns = reader.columnNames().map((name, i) => ({ name, type: reader.columnType(i).toString() }));
-          return { columns, ...capRows(reader.getRowsJS().map((r) => r.map(jsonValue)), l) };
+          return {
+            columns,
+            ...capRows(
+              reader.getRowsJS().map((r) => r.map(jsonValue)),
+              l,
+            ),
+          };
         } catch (e) {
           if (e instanceof RowLimitError) throw e;
           throw new Error(duckdbFailure(e).message);
@@ -158,11 +192,33 @@ const READERS: Record<'postgres' | 'mysql', string[]> = {
 
 function checkReading(sql: string, engine: 'postgres' | 'mysql') {
   const k = firstKeyword(sql);
-  if (!READERS[engine].includes(k)) throw new QueryRefused(`queries are read-only: on ${engine} send one ${READERS[engine].join(', ')} statement${k ? `, not ${k}` : ''}`);
-  if (engine === 'mysql' && /\binto\s+(outfile|dumpfile|@)/i.test(sql.replace(/'(?:[^'\\]|\\.|'')*'/g, "''"))) throw new QueryRefused('queries are read-only: SELECT … INTO writes a file or variables; leave INTO out');
+  if (!READERS[engine].includes(k))
+    throw new QueryRefused(
+      `queries are read-only: on ${engine} send one ${READERS[engine].join(', ')} statement${k ? `, not ${k}` : ''}`,
+    );
+  if (engine === 'mysql' && /\binto\s+(outfile|dumpfile|@)/i.test(sql.replace(/'(?:[^'\\]|\\.|'')*'/g, "''")))
+    throw new QueryRefused('queries are read-only: SELECT … INTO writes a file or variables; leave INTO out');
 }
 
-const PG_TYPES: Record<number, string> = { 16: 'boolean', 17: 'bytea', 20: 'bigint', 21: 'smallint', 23: 'integer', 25: 'text', 114: 'json', 700: 'real', 701: 'double precision', 1042: 'char', 1043: 'varchar', 1082: 'date', 1114: 'timestamp', 1184: 'timestamptz', 1700: 'numeric', 2950: 'uuid', 3802: 'jsonb' };
+const PG_TYPES: Record<number, string> = {
+  16: 'boolean',
+  17: 'bytea',
+  20: 'bigint',
+  21: 'smallint',
+  23: 'integer',
+  25: 'text',
+  114: 'json',
+  700: 'real',
+  701: 'double precision',
+  1042: 'char',
+  1043: 'varchar',
+  1082: 'date',
+  1114: 'timestamp',
+  1184: 'timestamptz',
+  1700: 'numeric',
+  2950: 'uuid',
+  3802: 'jsonb',
+};
 
 /** bigint (count(*)) as a number while it is exact, else its digits. */
 function pgParser(oid: number, format?: string) {
@@ -171,11 +227,19 @@ function pgParser(oid: number, format?: string) {
 }
 
 /** Postgres: the statement as a cursor in a READ ONLY transaction, always rolled back. */
-export async function preparePostgresQuery(conn: ConnectionConfig, sql: string, timeoutMs: number): Promise<PreparedQuery> {
+export async function preparePostgresQuery(
+  conn: ConnectionConfig,
+  sql: string,
+  timeoutMs: number,
+): Promise<PreparedQuery> {
   checkReading(sql, 'postgres');
   const body = sql.trim().replace(/;\s*$/, '');
   const appName = backendName('query');
-  const client = new pg.Client({ connectionString: conn.url, application_name: appName, types: { getTypeParser: pgParser as never } });
+  const client = new pg.Client({
+    connectionString: conn.url,
+    application_name: appName,
+    types: { getTypeParser: pgParser as never },
+  });
   try {
     await client.connect();
   } catch (e) {
@@ -193,15 +257,26 @@ export async function preparePostgresQuery(conn: ConnectionConfig, sql: string, 
         await client.query('BEGIN TRANSACTION READ ONLY');
         await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
         // Extended protocol: one statement, so nothing (COMMIT; …) can follow the cursor.
-        await client.query({ text: `DECLARE strata_query NO SCROLL CURSOR FOR ${body}\n`, queryMode: 'extended' } as pg.QueryConfig);
+        await client.query({
+          text: `DECLARE strata_query NO SCROLL CURSOR FOR ${body}\n`,
+          queryMode: 'extended',
+        } as pg.QueryConfig);
         const r = await client.query({ text: `FETCH FORWARD ${l.maxRows + 1} FROM strata_query`, rowMode: 'array' });
         const columns = r.fields.map((f) => ({ name: f.name, type: PG_TYPES[f.dataTypeID] ?? `oid ${f.dataTypeID}` }));
-        return { columns, ...capRows((r.rows as unknown[][]).map((row) => row.map(jsonValue)), l) };
+        return {
+          columns,
+          ...capRows(
+            (r.rows as unknown[][]).map((row) => row.map(jsonValue)),
+            l,
+          ),
+        };
       } catch (e) {
         if (e instanceof RowLimitError) throw e;
         const err = e as Error & { code?: string };
         const readOnly = err.code === '25006' ? ': queries are read-only' : '';
-        throw new Error(redact(`postgres (${conn.name}): ${err.message}${err.code ? ` [SQLSTATE ${err.code}]` : ''}${readOnly}`));
+        throw new Error(
+          redact(`postgres (${conn.name}): ${err.message}${err.code ? ` [SQLSTATE ${err.code}]` : ''}${readOnly}`),
+        );
       } finally {
         await client.query('ROLLBACK').catch(() => {});
         await close();
@@ -213,11 +288,21 @@ export async function preparePostgresQuery(conn: ConnectionConfig, sql: string, 
 }
 
 /** MySQL/MariaDB: one reading statement in START TRANSACTION READ ONLY, rolled back; rows streamed up to the limit. */
-export async function prepareMysqlQuery(conn: ConnectionConfig, sql: string, timeoutMs: number): Promise<PreparedQuery> {
+export async function prepareMysqlQuery(
+  conn: ConnectionConfig,
+  sql: string,
+  timeoutMs: number,
+): Promise<PreparedQuery> {
   checkReading(sql, 'mysql');
   let c: mysql.Connection;
   try {
-    c = await mysql.createConnection({ uri: conn.url.replace(/^mariadb:/, 'mysql:'), multipleStatements: false, dateStrings: true, supportBigNumbers: true, bigNumberStrings: false });
+    c = await mysql.createConnection({
+      uri: conn.url.replace(/^mariadb:/, 'mysql:'),
+      multipleStatements: false,
+      dateStrings: true,
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+    });
   } catch (e) {
     throw new Error(redact(`mysql (${conn.name}): ${(e as Error).message}`));
   }
@@ -253,15 +338,16 @@ export async function prepareMysqlQuery(conn: ConnectionConfig, sql: string, tim
           q.on('result', (row: unknown) => {
             if (!Array.isArray(row)) return; // a statement without rows (SHOW … answers rows; SET would not get here)
             if (rows.length >= l.maxRows) {
-              if (!l.truncate) return done(() => {
-                destroyed = true;
-                core.destroy();
-                try {
-                  tooMany(l);
-                } catch (e) {
-                  reject(e);
-                }
-              });
+              if (!l.truncate)
+                return done(() => {
+                  destroyed = true;
+                  core.destroy();
+                  try {
+                    tooMany(l);
+                  } catch (e) {
+                    reject(e);
+                  }
+                });
               destroyed = true;
               core.destroy();
               return done(() => resolve({ columns, rows, truncated: true }));
@@ -276,7 +362,9 @@ export async function prepareMysqlQuery(conn: ConnectionConfig, sql: string, tim
         if (e instanceof RowLimitError) throw e;
         const err = e as Error & { sqlState?: string; errno?: number };
         const readOnly = err.errno === 1792 ? ': queries are read-only' : '';
-        throw new Error(redact(`mysql (${conn.name}): ${err.message}${err.sqlState ? ` [SQLSTATE ${err.sqlState}]` : ''}${readOnly}`));
+        throw new Error(
+          redact(`mysql (${conn.name}): ${err.message}${err.sqlState ? ` [SQLSTATE ${err.sqlState}]` : ''}${readOnly}`),
+        );
       } finally {
         if (!destroyed) await c.query('ROLLBACK').catch(() => {});
         if (destroyed) ended = true;
@@ -288,5 +376,26 @@ export async function prepareMysqlQuery(conn: ConnectionConfig, sql: string, tim
   };
 }
 
-const MYSQL_TYPES: Record<number, string> = { 0: 'decimal', 1: 'tinyint', 2: 'smallint', 3: 'int', 4: 'float', 5: 'double', 7: 'timestamp', 8: 'bigint', 9: 'mediumint', 10: 'date', 11: 'time', 12: 'datetime', 13: 'year', 15: 'varchar', 16: 'bit', 245: 'json', 246: 'decimal', 252: 'blob', 253: 'varchar', 254: 'char' };
+const MYSQL_TYPES: Record<number, string> = {
+  0: 'decimal',
+  1: 'tinyint',
+  2: 'smallint',
+  3: 'int',
+  4: 'float',
+  5: 'double',
+  7: 'timestamp',
+  8: 'bigint',
+  9: 'mediumint',
+  10: 'date',
+  11: 'time',
+  12: 'datetime',
+  13: 'year',
+  15: 'varchar',
+  16: 'bit',
+  245: 'json',
+  246: 'decimal',
+  252: 'blob',
+  253: 'varchar',
+  254: 'char',
+};
 const mysqlType = (t: number | undefined) => (t === undefined ? 'unknown' : (MYSQL_TYPES[t] ?? `type ${t}`));

@@ -54,14 +54,21 @@ const list = (xs: string[]) => `[${xs.map(quote).join(', ')}]`;
 /** A fresh in-memory DuckDB; call `lock` before any tenant SQL runs. */
 export async function openDuck(): Promise<Duck> {
   // Autoload off from the start: nothing may fetch or load an extension behind our back.
-  const instance = await DuckDBInstance.create(':memory:', { autoinstall_known_extensions: 'false', autoload_known_extensions: 'false', allow_community_extensions: 'false' });
+  const instance = await DuckDBInstance.create(':memory:', {
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'false',
+    allow_community_extensions: 'false',
+  });
   const conn = await instance.connect();
   let scratch: string | undefined;
   return {
     conn,
     async lock(g) {
       const limits = { ...DEFAULT_SANDBOX_LIMITS, ...sandboxLimitsFromEnv(), ...g.limits };
-      if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(limits.memory) || !/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(limits.temp))
+      if (
+        !/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(limits.memory) ||
+        !/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(limits.temp)
+      )
         throw new Error(`sandbox limits must be sizes like "1GB" (got memory ${limits.memory}, temp ${limits.temp})`);
       scratch = g.scratch;
       const temp = path.join(g.scratch, 'duckdb-tmp');
@@ -88,7 +95,15 @@ export async function openDuck(): Promise<Duck> {
 }
 
 /** Statement kinds tenant SQL may run: reading, and in-memory tables and views. */
-const ALLOWED: ReadonlySet<StatementType> = new Set([StatementType.SELECT, StatementType.EXPLAIN, StatementType.CREATE, StatementType.INSERT, StatementType.UPDATE, StatementType.DELETE, StatementType.DROP]);
+const ALLOWED: ReadonlySet<StatementType> = new Set([
+  StatementType.SELECT,
+  StatementType.EXPLAIN,
+  StatementType.CREATE,
+  StatementType.INSERT,
+  StatementType.UPDATE,
+  StatementType.DELETE,
+  StatementType.DROP,
+]);
 
 function typeName(t: StatementType): string {
   return (StatementType as unknown as Record<number, string>)[t] ?? String(t);
@@ -105,7 +120,10 @@ export async function runTenantSql(conn: DuckDBConnection, sql: string) {
   for (let i = 0; i < extracted.count; i++) {
     const st = await extracted.prepare(i);
     if (!ALLOWED.has(st.statementType))
-      throw new NonRetryableError(`duckdb: statement ${i + 1} is a ${typeName(st.statementType)}, which tasks may not run: Strata writes the task's output itself (set "output"), and reads only the lake`, 'SqlError');
+      throw new NonRetryableError(
+        `duckdb: statement ${i + 1} is a ${typeName(st.statementType)}, which tasks may not run: Strata writes the task's output itself (set "output"), and reads only the lake`,
+        'SqlError',
+      );
     last = await st.runAndReadAll();
   }
   return last!;
@@ -114,9 +132,17 @@ export async function runTenantSql(conn: DuckDBConnection, sql: string) {
 /** Checks that text is exactly one SELECT (a dataset's query, a check predicate) without running it. */
 export async function assertOneSelect(conn: DuckDBConnection, sql: string, what: string): Promise<void> {
   const extracted = await conn.extractStatements(sql);
-  if (extracted.count !== 1) throw new NonRetryableError(`${what} must be one SELECT statement, found ${extracted.count}: remove the extra statements`, 'SqlError');
+  if (extracted.count !== 1)
+    throw new NonRetryableError(
+      `${what} must be one SELECT statement, found ${extracted.count}: remove the extra statements`,
+      'SqlError',
+    );
   const st = await extracted.prepare(0);
-  if (st.statementType !== StatementType.SELECT) throw new NonRetryableError(`${what} must be a SELECT, not a ${typeName(st.statementType)}: Strata writes the output itself`, 'SqlError');
+  if (st.statementType !== StatementType.SELECT)
+    throw new NonRetryableError(
+      `${what} must be a SELECT, not a ${typeName(st.statementType)}: Strata writes the output itself`,
+      'SqlError',
+    );
 }
 
 const READERS = /\b(read_\w+|parquet_scan|parquet_metadata|parquet_schema|glob|sniff_csv)\s*\(\s*$/i;

@@ -10,7 +10,12 @@ let env: Record<string, string>;
 const dir = () => path.join(inject('scratchDir'));
 beforeAll(async () => {
   stack = await testStack('cli');
-  env = { TEMPORAL_ADDRESS: inject('temporalAddress'), STRATA_TASK_QUEUE: stack.taskQueue, STRATA_TENANT: 'clitenant', TEMPORAL_UI_URL: 'http://127.0.0.1:8233' };
+  env = {
+    TEMPORAL_ADDRESS: inject('temporalAddress'),
+    STRATA_TASK_QUEUE: stack.taskQueue,
+    STRATA_TENANT: 'clitenant',
+    TEMPORAL_UI_URL: 'http://127.0.0.1:8233',
+  };
 });
 afterAll(async () => stack?.close());
 
@@ -45,8 +50,14 @@ tasks:
   });
 
   it('run --follow shows progress and exits by the run’s outcome; status, repair and cancel work', async () => {
-    const okSpec = await specFile('ok.yaml', `id: cli_ok\nparams: { who: x }\ntasks:\n  - { id: first, kind: noop }\n  - { id: second, kind: noop, needs: [first] }\n`);
-    const failSpec = await specFile('fail.yaml', `id: cli_fail\ntasks:\n  - { id: good, kind: noop }\n  - { id: bad, kind: fail, message: broken on purpose }\n  - { id: after, kind: noop, needs: [bad] }\n`);
+    const okSpec = await specFile(
+      'ok.yaml',
+      `id: cli_ok\nparams: { who: x }\ntasks:\n  - { id: first, kind: noop }\n  - { id: second, kind: noop, needs: [first] }\n`,
+    );
+    const failSpec = await specFile(
+      'fail.yaml',
+      `id: cli_fail\ntasks:\n  - { id: good, kind: noop }\n  - { id: bad, kind: fail, message: broken on purpose }\n  - { id: after, kind: noop, needs: [bad] }\n`,
+    );
     const slowSpec = await specFile('slow.yaml', `id: cli_slow\ntasks:\n  - { id: nap, kind: wait, duration: 5m }\n`);
     await stack.withWorker(async () => {
       const ok = await runCli(['run', okSpec, '--follow', '--param', 'who=me'], env);

@@ -26,34 +26,53 @@ it('starts server, UI, worker and the example run, and stops cleanly on SIGINT',
   try {
     await p.waitForOutput(/The stack is up/, 150_000);
     expect(p.output()).toContain('run success');
-    expect(p.output()).toMatch(/gold\.daily_revenue: [1-9]\d* rows \(v1\) -> file:\/\/.*\/gold\/default\/daily_revenue\//);
+    expect(p.output()).toMatch(
+      /gold\.daily_revenue: [1-9]\d* rows \(v1\) -> file:\/\/.*\/gold\/default\/daily_revenue\//,
+    );
     expect(p.output()).toMatch(/gold\.customer_360: [1-9]\d* rows/);
     expect(p.output()).toMatch(/bronze\.orders_quarantine: [1-9]\d* rows/);
-    expect(p.output()).toContain(`Temporal UI: http://127.0.0.1:${uiPort}/namespaces/default/workflows/pipeline%2Fdefault%2Fshop_medallion%2F`);
+    expect(p.output()).toContain(
+      `Temporal UI: http://127.0.0.1:${uiPort}/namespaces/default/workflows/pipeline%2Fdefault%2Fshop_medallion%2F`,
+    );
     const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
     expect(ui.status).toBe(200);
     // The API is up on the embedded metastore, and the example run is in its runs index.
     expect(p.output()).toContain(`HTTP API on http://127.0.0.1:${apiPort}`);
     const key = (await readFile(path.join(inject('scratchDir'), 'devstack', 'admin-key'), 'utf8')).trim();
     expect(p.output()).not.toContain(key);
-    const runs = await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/runs?pipeline=shop_medallion`, { headers: { authorization: `Bearer ${key}` } })).json();
+    const runs = await (
+      await fetch(`http://127.0.0.1:${apiPort}/api/v1/runs?pipeline=shop_medallion`, {
+        headers: { authorization: `Bearer ${key}` },
+      })
+    ).json();
     expect(runs.data[0]).toMatchObject({ pipeline: 'shop_medallion', status: 'success', trigger: 'manual' });
     expect((await fetch(`http://127.0.0.1:${apiPort}/api/v1/runs`)).status).toBe(401);
     // the catalog through the API
     const auth = { headers: { authorization: `Bearer ${key}` } };
     const datasets = await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/datasets?layer=gold`, auth)).json();
-    expect(datasets.data.map((d: { dataset?: string; name?: string }) => JSON.stringify(d))).toEqual(expect.arrayContaining([expect.stringContaining('daily_revenue')]));
-    const preview = await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/datasets/gold.daily_revenue/preview?limit=3`, auth)).json();
+    expect(datasets.data.map((d: { dataset?: string; name?: string }) => JSON.stringify(d))).toEqual(
+      expect.arrayContaining([expect.stringContaining('daily_revenue')]),
+    );
+    const preview = await (
+      await fetch(`http://127.0.0.1:${apiPort}/api/v1/datasets/gold.daily_revenue/preview?limit=3`, auth)
+    ).json();
     expect(preview.rows.length).toBeGreaterThan(0);
     expect((await fetch(`http://127.0.0.1:${apiPort}/api/v1/datasets/gold.nothing`, auth)).status).toBe(404);
     // A trigger through the API goes through the outbox on the embedded metastore and runs.
-    const post = (url: string, body: unknown) => fetch(`http://127.0.0.1:${apiPort}${url}`, { method: 'POST', headers: { ...auth.headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const post = (url: string, body: unknown) =>
+      fetch(`http://127.0.0.1:${apiPort}${url}`, {
+        method: 'POST',
+        headers: { ...auth.headers, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     expect((await post('/api/v1/pipelines', { id: 'hello', tasks: [{ id: 'a', kind: 'noop' }] })).status).toBe(201);
     const t = await (await post('/api/v1/pipelines/hello/runs', {})).json();
     expect(t.status).toBe('queued');
     let status = '';
     for (let i = 0; i < 200 && status !== 'success'; i++) {
-      status = (await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/runs/${encodeURIComponent(t.runId)}`, auth)).json()).status;
+      status = (
+        await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/runs/${encodeURIComponent(t.runId)}`, auth)).json()
+      ).status;
       if (status !== 'success') await new Promise((r) => setTimeout(r, 100));
     }
     expect(status).toBe('success');

@@ -34,7 +34,9 @@ async function readDataset(name: string): Promise<Record<string, unknown>[]> {
   const files = await Promise.all(v!.files.map((f) => localFile(forTenant(stack.lake!, stack.tenant), f)));
   const db = await DuckDBInstance.create(':memory:');
   const c = await db.connect();
-  const rows = (await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}])`)).getRowObjectsJson();
+  const rows = (
+    await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}])`)
+  ).getRowObjectsJson();
   c.closeSync();
   db.closeSync();
   return rows as Record<string, unknown>[];
@@ -53,12 +55,14 @@ const csvRows = (text: string) => {
     return Object.fromEntries(cols.map((c, i) => [c, cells[i] ?? '']));
   });
 };
-const validDate = (s: string) => /^\d{4}-\d{2}-\d{2}$/.test(s) && new Date(`${s}T00:00:00Z`).toISOString().slice(0, 10) === s;
+const validDate = (s: string) =>
+  /^\d{4}-\d{2}-\d{2}$/.test(s) && new Date(`${s}T00:00:00Z`).toISOString().slice(0, 10) === s;
 const cents = (s: string) => (/^\d+\.\d{2}$/.test(s) ? Number(s.replace('.', '')) : undefined);
 const money = (c: number) => `${Math.floor(c / 100)}.${String(c % 100).padStart(2, '0')}`;
 
 function expected(files: Map<string, string>) {
-  const of = (dir: string) => [...files].filter(([k]) => k.startsWith(`${LANDING}/${dir}/`) && !k.endsWith('_SUCCESS')).map(([, v]) => v);
+  const of = (dir: string) =>
+    [...files].filter(([k]) => k.startsWith(`${LANDING}/${dir}/`) && !k.endsWith('_SUCCESS')).map(([, v]) => v);
   const customers = of('customers').flatMap(csvRows);
   const goodCustomers = new Map<string, Record<string, string>>();
   let custQ = 0;
@@ -71,7 +75,8 @@ function expected(files: Map<string, string>) {
   const bronzeOrders = orders.filter((o) => (o.customer_id ? true : (ordQ++, false)));
   const silverOrders = new Map<string, Record<string, string>>();
   const orphans = new Set<string>();
-  for (const o of bronzeOrders) (goodCustomers.has(o.customer_id) ? silverOrders.set(o.order_id, o) : orphans.add(o.order_id));
+  for (const o of bronzeOrders)
+    goodCustomers.has(o.customer_id) ? silverOrders.set(o.order_id, o) : orphans.add(o.order_id);
   const items = of('order_items').flatMap(csvRows);
   let itemQ = 0;
   const silverItems = new Map<string, { order_id: string; amount: number }>();
@@ -81,7 +86,8 @@ function expected(files: Map<string, string>) {
       itemQ++;
       continue;
     }
-    if (silverOrders.has(i.order_id)) silverItems.set(`${i.order_id}/${i.line_no}`, { order_id: i.order_id, amount: c * Number(i.quantity) });
+    if (silverOrders.has(i.order_id))
+      silverItems.set(`${i.order_id}/${i.line_no}`, { order_id: i.order_id, amount: c * Number(i.quantity) });
   }
   let clickQ = 0;
   const views = new Map<string, number>();
@@ -118,7 +124,10 @@ function expected(files: Map<string, string>) {
     if (day > p.last) p.last = day;
     perCustomer.set(o.customer_id, p);
   }
-  const maxDay = [...silverOrders.values()].map((o) => o.order_ts.slice(0, 10)).sort().at(-1)!;
+  const maxDay = [...silverOrders.values()]
+    .map((o) => o.order_ts.slice(0, 10))
+    .sort()
+    .at(-1)!;
   const asOf = Date.parse(`${maxDay}T00:00:00Z`) + 86_400_000;
   const c360 = [...goodCustomers.values()].map((c) => {
     const p = perCustomer.get(c.customer_id);
@@ -129,13 +138,37 @@ function expected(files: Map<string, string>) {
     const m$ = (p?.total ?? 0) / 100;
     const m = m$ <= 0 ? 0 : m$ >= 2000 ? 5 : m$ >= 1200 ? 4 : m$ >= 600 ? 3 : m$ >= 200 ? 2 : 1;
     const segment =
-      n === 0 ? 'no_purchase' : r >= 4 && f >= 4 ? 'champion' : r >= 3 && f >= 3 ? 'loyal' : r >= 4 && f <= 1 ? 'new' : r <= 2 && f >= 3 ? 'at_risk' : r <= 2 ? 'hibernating' : 'regular';
-    return { customer_id: c.customer_id, orders: n, lifetime_value: money(p?.total ?? 0), recency_days: recency, page_views: views.get(c.customer_id) ?? 0, r_score: r, f_score: f, m_score: m, segment };
+      n === 0
+        ? 'no_purchase'
+        : r >= 4 && f >= 4
+          ? 'champion'
+          : r >= 3 && f >= 3
+            ? 'loyal'
+            : r >= 4 && f <= 1
+              ? 'new'
+              : r <= 2 && f >= 3
+                ? 'at_risk'
+                : r <= 2
+                  ? 'hibernating'
+                  : 'regular';
+    return {
+      customer_id: c.customer_id,
+      orders: n,
+      lifetime_value: money(p?.total ?? 0),
+      recency_days: recency,
+      page_views: views.get(c.customer_id) ?? 0,
+      r_score: r,
+      f_score: f,
+      m_score: m,
+      segment,
+    };
   });
   return {
     quarantine: { customers: custQ, orders: ordQ, order_items: itemQ, clickstream: clickQ },
     orphans: orphans.size,
-    daily: [...daily].sort(([a], [b]) => (a < b ? -1 : 1)).map(([day, d]) => ({ day, orders: d.orders, customers: d.customers.size, revenue: money(d.revenue) })),
+    daily: [...daily]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([day, d]) => ({ day, orders: d.orders, customers: d.customers.size, revenue: money(d.revenue) })),
     c360: c360.sort((a, b) => (a.customer_id < b.customer_id ? -1 : 1)),
   };
 }
@@ -148,10 +181,13 @@ describe('the medallion demo on S3', () => {
       const h = await stack.runs.start({ spec: await demoSpec(), tenant: stack.tenant, trigger: 'manual' });
       // The landing batch arrives after the run started: the sensor polls on timers until _SUCCESS.
       await new Promise((r) => setTimeout(r, 600));
-      ({ defects } = await generate({ seed: 7, customers: 150, products: 30, orders: 1500, days: 40 }, async (key, content) => {
-        files.set(key, content);
-        await stack.store!.putBytes(key, content);
-      }));
+      ({ defects } = await generate(
+        { seed: 7, customers: 150, products: 30, orders: 1500, days: 40 },
+        async (key, content) => {
+          files.set(key, content);
+          await stack.store!.putBytes(key, content);
+        },
+      ));
       return stack.runs.wait(h.runId);
     });
     expect(st.status, JSON.stringify(st.tasks, null, 1)).toBe('success');
@@ -165,8 +201,15 @@ describe('the medallion demo on S3', () => {
     expect(q('bronze_orders')).toBe(defects.nullCustomerOrders);
     expect(q('bronze_order_items')).toBe(defects.badAmountItems);
     expect(q('bronze_clickstream')).toBe(defects.malformedClicks);
-    expect({ customers: q('bronze_customers'), orders: q('bronze_orders'), order_items: q('bronze_order_items'), clickstream: q('bronze_clickstream') }).toEqual(exp.quarantine);
-    expect(st.tasks.silver_orders_rejected.output!.rowCount).toBe(defects.orphanOrders + defects.ordersOfQuarantinedCustomers);
+    expect({
+      customers: q('bronze_customers'),
+      orders: q('bronze_orders'),
+      order_items: q('bronze_order_items'),
+      clickstream: q('bronze_clickstream'),
+    }).toEqual(exp.quarantine);
+    expect(st.tasks.silver_orders_rejected.output!.rowCount).toBe(
+      defects.orphanOrders + defects.ordersOfQuarantinedCustomers,
+    );
     expect(st.tasks.silver_orders_rejected.output!.rowCount).toBe(exp.orphans);
 
     const daily = (await readDataset('gold.daily_revenue'))
@@ -190,7 +233,16 @@ describe('the medallion demo on S3', () => {
     // the segments are varied, so the comparison pins real logic
     expect(new Set(c360.map((c) => c.segment)).size).toBeGreaterThanOrEqual(4);
 
-    const lineage = await stack.lake!.catalog.lineage(stack.tenant, { layer: 'gold', namespace: 'default', name: 'customer_360' }, 3);
-    expect(lineage.edges).toEqual(expect.arrayContaining([{ from: 'silver.orders', to: 'gold.customer_360' }, { from: 'bronze.orders', to: 'silver.orders' }]));
+    const lineage = await stack.lake!.catalog.lineage(
+      stack.tenant,
+      { layer: 'gold', namespace: 'default', name: 'customer_360' },
+      3,
+    );
+    expect(lineage.edges).toEqual(
+      expect.arrayContaining([
+        { from: 'silver.orders', to: 'gold.customer_360' },
+        { from: 'bronze.orders', to: 'silver.orders' },
+      ]),
+    );
   });
 });

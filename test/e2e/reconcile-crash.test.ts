@@ -41,11 +41,20 @@ function worker(): Proc {
 it('resumes a killed comparison from its checkpoint with the same exact answer', async () => {
   // Inputs live in the tenant's own folder of the lake.
   await mkdir(path.join(stack.lakeRoot, 'acme'), { recursive: true });
-  const truth = await generatePair(path.join(stack.lakeRoot, 'acme', 'a.csv'), path.join(stack.lakeRoot, 'acme', 'b.csv'), { rows: 200_000, rate: 0.001, duplicates: true, seed: 9 });
+  const truth = await generatePair(
+    path.join(stack.lakeRoot, 'acme', 'a.csv'),
+    path.join(stack.lakeRoot, 'acme', 'b.csv'),
+    { rows: 200_000, rate: 0.001, duplicates: true, seed: 9 },
+  );
   const recs = new ReconciliationsService(stack.client, stack.taskQueue);
   const w1 = worker();
   await w1.waitForOutput(/strata worker: task queue/);
-  const { id } = await recs.start('acme', { left: 'a.csv', right: 'b.csv', options: { key: ['id'], partitions: 40, parallelism: 1 }, heartbeatTimeoutMs: 2000 });
+  const { id } = await recs.start('acme', {
+    left: 'a.csv',
+    right: 'b.csv',
+    options: { key: ['id'], partitions: 40, parallelism: 1 },
+    heartbeatTimeoutMs: 2000,
+  });
   await waitFor(async () => {
     const p = (await recs.get(id)).progress;
     return p?.phase === 'compare' && (p.partitionsDone ?? 0) >= 3;
@@ -58,12 +67,24 @@ it('resumes a killed comparison from its checkpoint with the same exact answer',
   await waitFor(async () => (await recs.get(id)).status !== 'running', 120_000);
   const st = await recs.get(id);
   expect(st.status).toBe('completed');
-  const r = st.result as { method: string; counts: Record<string, number>; resumedFrom?: { compared: number; leftDone: boolean; rightDone: boolean }; attempts: number };
+  const r = st.result as {
+    method: string;
+    counts: Record<string, number>;
+    resumedFrom?: { compared: number; leftDone: boolean; rightDone: boolean };
+    attempts: number;
+  };
   expect(r.attempts).toBe(2);
   expect(r.resumedFrom).toMatchObject({ leftDone: true, rightDone: true });
   expect(r.resumedFrom!.compared).toBeGreaterThanOrEqual(3); // did not start from zero
   expect(r.method).toBe('duckdb'); // the default engine for these inputs, resumed on its own checkpoint
-  expect(r.counts).toEqual({ left: truth.left, right: truth.right, matched: truth.matched, changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight });
+  expect(r.counts).toEqual({
+    left: truth.left,
+    right: truth.right,
+    matched: truth.matched,
+    changed: truth.changed,
+    onlyLeft: truth.onlyLeft,
+    onlyRight: truth.onlyRight,
+  });
 
   // The CLI tells the same story.
   const cli = await runCli(['reconcile', 'a.csv', 'b.csv', '--key', 'id'], env());

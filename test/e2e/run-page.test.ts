@@ -23,14 +23,36 @@ let stop: () => Promise<void>;
 beforeAll(async () => {
   const executablePath = await findOrInstallChromium();
   stack = await testStack('page');
-  const { app } = await buildApi({ db: stack.db, client: stack.client, config: loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, STRATA_BOOTSTRAP_ADMIN_KEY: KEY, STRATA_BOOTSTRAP_TENANT: 'pages' }) });
+  const { app } = await buildApi({
+    db: stack.db,
+    client: stack.client,
+    config: loadConfig({
+      STRATA_TASK_QUEUE: stack.taskQueue,
+      STRATA_BOOTSTRAP_ADMIN_KEY: KEY,
+      STRATA_BOOTSTRAP_TENANT: 'pages',
+    }),
+  });
   base = await app.listen({ host: '127.0.0.1', port: 0 });
   const native = await NativeConnection.connect({ address: inject('temporalAddress') });
-  const worker: Worker = await createStrataWorker({ connection: native, taskQueue: stack.taskQueue, deps: { lakeRoot: stack.lakeRoot, connections: {}, db: stack.db }, workflowBundle: { codePath: inject('workflowBundlePath') } });
+  const worker: Worker = await createStrataWorker({
+    connection: native,
+    taskQueue: stack.taskQueue,
+    deps: { lakeRoot: stack.lakeRoot, connections: {}, db: stack.db },
+    workflowBundle: { codePath: inject('workflowBundlePath') },
+  });
   const running = worker.run();
   browser = await chromium.launch({
     executablePath,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   stop = async () => {
     await browser.close();
@@ -48,8 +70,22 @@ afterAll(async () => {
 
 it('shows the run graph by state, links tasks and the Temporal UI, and refreshes while live', async () => {
   const h = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' };
-  await fetch(`${base}/api/v1/pipelines`, { method: 'POST', headers: h, body: JSON.stringify({ id: 'paged', tasks: [{ id: 'first', kind: 'noop' }, { id: 'boom', kind: 'fail', needs: ['first'] }, { id: 'never', kind: 'noop', needs: ['boom'] }, { id: 'slow', kind: 'wait', duration: '4s' }] }) });
-  const run = (await (await fetch(`${base}/api/v1/pipelines/paged/runs`, { method: 'POST', headers: h, body: '{}' })).json()) as { runId: string; uiUrl: string };
+  await fetch(`${base}/api/v1/pipelines`, {
+    method: 'POST',
+    headers: h,
+    body: JSON.stringify({
+      id: 'paged',
+      tasks: [
+        { id: 'first', kind: 'noop' },
+        { id: 'boom', kind: 'fail', needs: ['first'] },
+        { id: 'never', kind: 'noop', needs: ['boom'] },
+        { id: 'slow', kind: 'wait', duration: '4s' },
+      ],
+    }),
+  });
+  const run = (await (
+    await fetch(`${base}/api/v1/pipelines/paged/runs`, { method: 'POST', headers: h, body: '{}' })
+  ).json()) as { runId: string; uiUrl: string };
   const ctx = await browser.newContext({ extraHTTPHeaders: { authorization: `Bearer ${KEY}` } });
   const outside: string[] = [];
   ctx.on('request', (r) => {

@@ -16,7 +16,9 @@ const procs: Proc[] = [];
 beforeAll(async () => {
   pgc = new pg.Client({ connectionString: inject('databases').postgresUrl });
   await pgc.connect();
-  await pgc.query('DROP TABLE IF EXISTS server_crash_log; CREATE TABLE server_crash_log (task text, at timestamptz DEFAULT now())');
+  await pgc.query(
+    'DROP TABLE IF EXISTS server_crash_log; CREATE TABLE server_crash_log (task text, at timestamptz DEFAULT now())',
+  );
 });
 afterAll(async () => {
   for (const p of procs) p.child.kill('SIGKILL');
@@ -27,10 +29,30 @@ const SPEC = {
   id: 'survivor',
   defaults: { retry: { attempts: 5, initialInterval: '200ms' }, timeout: '8s' },
   tasks: [
-    { id: 'a', kind: 'sql', engine: 'postgres', connection: 'warehouse', sql: "INSERT INTO server_crash_log (task) VALUES ('a')" },
+    {
+      id: 'a',
+      kind: 'sql',
+      engine: 'postgres',
+      connection: 'warehouse',
+      sql: "INSERT INTO server_crash_log (task) VALUES ('a')",
+    },
     { id: 'nap', kind: 'noop', sleep: '4s', needs: ['a'] },
-    { id: 'b', kind: 'sql', engine: 'postgres', connection: 'warehouse', sql: "INSERT INTO server_crash_log (task) VALUES ('b')", needs: ['nap'] },
-    { id: 'c', kind: 'sql', engine: 'postgres', connection: 'warehouse', sql: "INSERT INTO server_crash_log (task) VALUES ('c')", needs: ['b'] },
+    {
+      id: 'b',
+      kind: 'sql',
+      engine: 'postgres',
+      connection: 'warehouse',
+      sql: "INSERT INTO server_crash_log (task) VALUES ('b')",
+      needs: ['nap'],
+    },
+    {
+      id: 'c',
+      kind: 'sql',
+      engine: 'postgres',
+      connection: 'warehouse',
+      sql: "INSERT INTO server_crash_log (task) VALUES ('c')",
+      needs: ['b'],
+    },
   ],
 };
 
@@ -64,16 +86,23 @@ it('a dev server killed mid-run: the stack says so and stops; started again, it 
   const first = await up();
   const key = (await readFile(path.join(dataDir, 'admin-key'), 'utf8')).trim();
   const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
-  expect((await fetch(`${api}/api/v1/pipelines`, { method: 'POST', headers, body: JSON.stringify(SPEC) })).status).toBe(201);
-  const { runId } = await (await fetch(`${api}/api/v1/pipelines/survivor/runs`, { method: 'POST', headers, body: '{}' })).json();
-  const rows = async (task: string) => Number((await pgc.query('SELECT count(*)::int AS n FROM server_crash_log WHERE task = $1', [task])).rows[0].n);
+  expect((await fetch(`${api}/api/v1/pipelines`, { method: 'POST', headers, body: JSON.stringify(SPEC) })).status).toBe(
+    201,
+  );
+  const { runId } = await (
+    await fetch(`${api}/api/v1/pipelines/survivor/runs`, { method: 'POST', headers, body: '{}' })
+  ).json();
+  const rows = async (task: string) =>
+    Number((await pgc.query('SELECT count(*)::int AS n FROM server_crash_log WHERE task = $1', [task])).rows[0].n);
   for (let i = 0; i < 300 && (await rows('a')) === 0; i++) await new Promise((r) => setTimeout(r, 100));
   expect(await rows('a')).toBe(1);
 
   // Mid-run (the nap is running), the dev server dies.
   process.kill(serverPid(first), 'SIGKILL');
   expect(await first.exited()).toBe(1);
-  expect(first.output()).toMatch(/The Temporal dev server stopped \(SIGKILL\): stopping the stack\. Run npm start again to carry on/);
+  expect(first.output()).toMatch(
+    /The Temporal dev server stopped \(SIGKILL\): stopping the stack\. Run npm start again to carry on/,
+  );
   expect(await rows('b')).toBe(0);
 
   // Started again on the same folder: the run carries on from where it was.
@@ -85,7 +114,12 @@ it('a dev server killed mid-run: the stack says so and stops; started again, it 
     await new Promise((r) => setTimeout(r, 100));
   }
   expect(st.status).toBe('success');
-  expect(Object.fromEntries(Object.entries(st.tasks).map(([k, v]: [string, any]) => [k, v.status]))).toEqual({ a: 'success', nap: 'success', b: 'success', c: 'success' });
+  expect(Object.fromEntries(Object.entries(st.tasks).map(([k, v]: [string, any]) => [k, v.status]))).toEqual({
+    a: 'success',
+    nap: 'success',
+    b: 'success',
+    c: 'success',
+  });
   expect([await rows('a'), await rows('b'), await rows('c')]).toEqual([1, 1, 1]);
   second.child.kill('SIGINT');
   expect(await second.exited()).toBe(0);

@@ -27,18 +27,43 @@ let viewer: { id: string; secret: string };
 let runId: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install Debian's chromium package (.ci/run does) or set STRATA_CHROMIUM`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `no Chromium at ${CHROMIUM}: install Debian's chromium package (.ci/run does) or set STRATA_CHROMIUM`,
+    );
   stack = await testStack('signin');
   await migrate(stack.db);
   tenant = `signin${stack.tenant}`;
-  const { app } = await buildApi({ db: stack.db, client: stack.client, config: loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, STRATA_BOOTSTRAP_ADMIN_KEY: BOOT, STRATA_BOOTSTRAP_TENANT: 'platform' }) });
+  const { app } = await buildApi({
+    db: stack.db,
+    client: stack.client,
+    config: loadConfig({
+      STRATA_TASK_QUEUE: stack.taskQueue,
+      STRATA_BOOTSTRAP_ADMIN_KEY: BOOT,
+      STRATA_BOOTSTRAP_TENANT: 'platform',
+    }),
+  });
   base = await app.listen({ host: '127.0.0.1', port: 0 });
   const native = await NativeConnection.connect({ address: inject('temporalAddress') });
-  const worker: Worker = await createStrataWorker({ connection: native, taskQueue: stack.taskQueue, deps: { lakeRoot: stack.lakeRoot, connections: {}, db: stack.db }, workflowBundle: { codePath: inject('workflowBundlePath') } });
+  const worker: Worker = await createStrataWorker({
+    connection: native,
+    taskQueue: stack.taskQueue,
+    deps: { lakeRoot: stack.lakeRoot, connections: {}, db: stack.db },
+    workflowBundle: { codePath: inject('workflowBundlePath') },
+  });
   const running = worker.run();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   stop = async () => {
     await browser.close();
@@ -50,8 +75,16 @@ beforeAll(async () => {
   const admin = (await createKey(stack.db, tenant, 'admin')).secret;
   viewer = await createKey(stack.db, tenant, 'viewer');
   const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
-  await fetch(`${base}/api/v1/pipelines`, { method: 'POST', headers: h, body: JSON.stringify({ id: 'signed', tasks: [{ id: 'only', kind: 'noop' }] }) });
-  runId = ((await (await fetch(`${base}/api/v1/pipelines/signed/runs`, { method: 'POST', headers: h, body: '{}' })).json()) as { runId: string }).runId;
+  await fetch(`${base}/api/v1/pipelines`, {
+    method: 'POST',
+    headers: h,
+    body: JSON.stringify({ id: 'signed', tasks: [{ id: 'only', kind: 'noop' }] }),
+  });
+  runId = (
+    (await (
+      await fetch(`${base}/api/v1/pipelines/signed/runs`, { method: 'POST', headers: h, body: '{}' })
+    ).json()) as { runId: string }
+  ).runId;
 }, 120_000);
 afterAll(async () => {
   await stop?.();
@@ -82,7 +115,9 @@ it('follows a link to a run page, signs in, lands there; the cookie is HttpOnly,
   expect(session.expires * 1000 - Date.now()).toBeLessThanOrEqual(2 * 3600_000 + 5000);
   expect(session.value).not.toContain(viewer.secret);
   expect(await page.evaluate(() => document.cookie)).not.toContain('strata_session');
-  const row = (await stack.db.query<any>('SELECT tenant, role, key_id FROM browser_sessions WHERE key_id = $1', [viewer.id])).rows;
+  const row = (
+    await stack.db.query<any>('SELECT tenant, role, key_id FROM browser_sessions WHERE key_id = $1', [viewer.id])
+  ).rows;
   expect(row).toEqual([{ tenant, role: 'viewer', key_id: viewer.id }]);
   // The same tenant and role as the key: its JSON reads work; another tenant's run is not there.
   const api = await page.goto(`${base}/api/v1/runs/${encodeURIComponent(runId)}`);
@@ -91,7 +126,11 @@ it('follows a link to a run page, signs in, lands there; the cookie is HttpOnly,
   expect((await page.goto(`${base}/api/v1/runs/${encodeURIComponent('pipeline/platform/x/y')}`))!.status()).toBe(404);
   // A session reads only: a state-changing request with just the cookie is refused, and starts nothing.
   const post = await page.evaluate(async () => {
-    const r = await fetch('/api/v1/pipelines/signed/runs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const r = await fetch('/api/v1/pipelines/signed/runs', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     return { status: r.status, body: await r.text() };
   });
   expect(post.status).toBe(401);
@@ -111,13 +150,42 @@ it('signs out with the form (CSRF token), refuses cross-site sign-in and sign-ou
   const sid = (await ctx.cookies(base)).find((c) => c.name === 'strata_session')!.value;
   const cookie = `strata_session=${sid}`;
   // A forged sign-out: no token, or a cross-site Origin.
-  expect((await fetch(`${base}/logout`, { method: 'POST', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=wrong' })).status).toBe(403);
-  expect((await fetch(`${base}/logout`, { method: 'POST', headers: { cookie, origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' }, body: '' })).status).toBe(403);
+  expect(
+    (
+      await fetch(`${base}/logout`, {
+        method: 'POST',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'csrf=wrong',
+      })
+    ).status,
+  ).toBe(403);
+  expect(
+    (
+      await fetch(`${base}/logout`, {
+        method: 'POST',
+        headers: { cookie, origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' },
+        body: '',
+      })
+    ).status,
+  ).toBe(403);
   // A forged sign-in (login CSRF): no token from our form.
-  const forged = await fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `key=${viewer.secret}` , redirect: 'manual' });
+  const forged = await fetch(`${base}/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: `key=${viewer.secret}`,
+    redirect: 'manual',
+  });
   expect(forged.status).toBe(403);
   expect(forged.headers.get('set-cookie') ?? '').not.toMatch(/strata_session=[A-Za-z0-9_-]{20}/);
-  expect((await fetch(`${base}/login`, { method: 'POST', headers: { origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' }, body: `key=${viewer.secret}` })).status).toBe(403);
+  expect(
+    (
+      await fetch(`${base}/login`, {
+        method: 'POST',
+        headers: { origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' },
+        body: `key=${viewer.secret}`,
+      })
+    ).status,
+  ).toBe(403);
   // An open redirect is not possible through next=.
   await page.goto(`${base}/login?next=${encodeURIComponent('//evil.example/x')}`);
   expect(await page.locator('a', { hasText: 'Continue' }).getAttribute('href')).toBe('/docs');
@@ -125,16 +193,27 @@ it('signs out with the form (CSRF token), refuses cross-site sign-in and sign-ou
   expect(await page.locator('#who').textContent()).toContain(tenant);
   await page.click('#sign-out');
   await page.waitForURL(`${base}/login`);
-  expect((await stack.db.query('SELECT 1 FROM browser_sessions WHERE id_hash = $1', [createHash('sha256').update(sid).digest('hex')])).rowCount).toBe(0);
+  expect(
+    (
+      await stack.db.query('SELECT 1 FROM browser_sessions WHERE id_hash = $1', [
+        createHash('sha256').update(sid).digest('hex'),
+      ])
+    ).rowCount,
+  ).toBe(0);
   expect((await fetch(`${base}/api/v1/runs/${encodeURIComponent(runId)}`, { headers: { cookie } })).status).toBe(401);
   // Sign in again, then the key is revoked: the session ends with it.
   await page.fill('#key', viewer.secret);
   await page.click('#sign-in');
   await page.waitForURL(`${base}/docs**`);
   const sid2 = (await ctx.cookies(base)).find((c) => c.name === 'strata_session')!.value;
-  expect((await fetch(`${base}/api/v1/runs/${encodeURIComponent(runId)}`, { headers: { cookie: `strata_session=${sid2}` } })).status).toBe(200);
+  expect(
+    (await fetch(`${base}/api/v1/runs/${encodeURIComponent(runId)}`, { headers: { cookie: `strata_session=${sid2}` } }))
+      .status,
+  ).toBe(200);
   await revokeKey(stack.db, tenant, viewer.id);
-  const after = await fetch(`${base}/api/v1/runs/${encodeURIComponent(runId)}`, { headers: { cookie: `strata_session=${sid2}` } });
+  const after = await fetch(`${base}/api/v1/runs/${encodeURIComponent(runId)}`, {
+    headers: { cookie: `strata_session=${sid2}` },
+  });
   expect(after.status).toBe(401);
   expect(((await after.json()) as any).error).toMatch(/sign in again at \/login/);
   // A JSON client without a key still gets 401 JSON, not a redirect.

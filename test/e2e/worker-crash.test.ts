@@ -58,9 +58,21 @@ tasks:
 `);
   const w1 = worker();
   await w1.waitForOutput(/strata worker: task queue/);
-  const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { heartbeatTimeoutMs: 1500 } });
+  const h = await stack.runs.start({
+    spec: s,
+    tenant: stack.tenant,
+    trigger: 'manual',
+    options: { heartbeatTimeoutMs: 1500 },
+  });
   // Wait until the first task's statement is in flight on Postgres, then kill the worker.
-  await waitFor(async () => (await pgc.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO crash_log%pg_sleep%' AND state = 'active'")).rows[0].n > 0);
+  await waitFor(
+    async () =>
+      (
+        await pgc.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO crash_log%pg_sleep%' AND state = 'active'",
+        )
+      ).rows[0].n > 0,
+  );
   w1.child.kill('SIGKILL');
   await w1.exited();
 

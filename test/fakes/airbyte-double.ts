@@ -18,8 +18,18 @@ export interface JobPhase {
 }
 
 export const SYNC_SCENARIOS = {
-  success: (runMs = 300): JobPhase[] => [{ status: 'pending', ms: 50 }, { status: 'queued', ms: 50 }, { status: 'running', ms: runMs }, { status: 'succeeded' }],
-  failure: (): JobPhase[] => [{ status: 'running', ms: 100 }, { status: 'incomplete', ms: 100 }, { status: 'running', ms: 100 }, { status: 'failed' }],
+  success: (runMs = 300): JobPhase[] => [
+    { status: 'pending', ms: 50 },
+    { status: 'queued', ms: 50 },
+    { status: 'running', ms: runMs },
+    { status: 'succeeded' },
+  ],
+  failure: (): JobPhase[] => [
+    { status: 'running', ms: 100 },
+    { status: 'incomplete', ms: 100 },
+    { status: 'running', ms: 100 },
+    { status: 'failed' },
+  ],
   runForever: (): JobPhase[] => [{ status: 'pending', ms: 30 }, { status: 'running' }],
 };
 
@@ -36,15 +46,29 @@ interface JobRec {
 
 /** Connector definitions the double knows (ids as in Airbyte's registry). */
 export const DEFINITIONS = {
-  sources: { postgres: 'decd338e-5647-4c0b-adf4-da0e75f5a750', faker: 'dfd88b22-b603-4c3d-aad7-3701784586b1', 'file': '778daa7c-feaf-4db6-96f3-70fd645acc77' },
-  destinations: { postgres: '25c5221d-dce2-4163-ade9-739ef790f503', s3: '4816b78f-1489-44c1-9060-4b19d5fa9362', 'dev-null': 'a7bcc9d8-13b3-4e49-b80d-d020b90045e3' },
+  sources: {
+    postgres: 'decd338e-5647-4c0b-adf4-da0e75f5a750',
+    faker: 'dfd88b22-b603-4c3d-aad7-3701784586b1',
+    file: '778daa7c-feaf-4db6-96f3-70fd645acc77',
+  },
+  destinations: {
+    postgres: '25c5221d-dce2-4163-ade9-739ef790f503',
+    s3: '4816b78f-1489-44c1-9060-4b19d5fa9362',
+    'dev-null': 'a7bcc9d8-13b3-4e49-b80d-d020b90045e3',
+  },
 } as const;
 
 /** Airbyte answers `**********` for secret properties of a connector's configuration. */
 const SECRET_KEY = /pass(word)?|secret|token|api_?key|private_?key|credentials?/i;
 function maskSecrets(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(maskSecrets);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, SECRET_KEY.test(k) && (typeof x === 'string' || typeof x === 'number') ? '**********' : maskSecrets(x)]));
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [
+        k,
+        SECRET_KEY.test(k) && (typeof x === 'string' || typeof x === 'number') ? '**********' : maskSecrets(x),
+      ]),
+    );
   return v;
 }
 
@@ -133,11 +157,21 @@ export class AirbyteDouble {
   }
 
   count(method: string, pathRe: RegExp, status?: number) {
-    return this.requests.filter((r) => r.method === method && pathRe.test(r.path) && (status === undefined || r.status === status)).length;
+    return this.requests.filter(
+      (r) => r.method === method && pathRe.test(r.path) && (status === undefined || r.status === status),
+    ).length;
   }
 
   private newJob(connectionId: string, timeline: JobPhase[]): JobRec {
-    const j: JobRec = { jobId: this.nextId++, connectionId, jobType: 'sync', created: Date.now(), timeline, rows: this.rowsPerSync, bytes: this.rowsPerSync * 100 };
+    const j: JobRec = {
+      jobId: this.nextId++,
+      connectionId,
+      jobType: 'sync',
+      created: Date.now(),
+      timeline,
+      rows: this.rowsPerSync,
+      bytes: this.rowsPerSync * 100,
+    };
     this.jobs.push(j);
     return j;
   }
@@ -170,7 +204,19 @@ export class AirbyteDouble {
   }
 
   private problem(res: http.ServerResponse, status: number, type: string, title: string, detail: string) {
-    sendJson(res, status, { status, type: `https://reference.airbyte.com/reference/errors#${type}`, title, detail, documentationUrl: null, data: {} }, 'application/problem+json');
+    sendJson(
+      res,
+      status,
+      {
+        status,
+        type: `https://reference.airbyte.com/reference/errors#${type}`,
+        title,
+        detail,
+        documentationUrl: null,
+        data: {},
+      },
+      'application/problem+json',
+    );
     return status;
   }
 
@@ -204,7 +250,13 @@ export class AirbyteDouble {
 
   private handle(req: http.IncomingMessage, body: string, res: http.ServerResponse) {
     const url = new URL(req.url!, this.served.url);
-    const rec = { method: req.method!, path: url.pathname, status: 0, body: undefined as unknown, query: url.searchParams };
+    const rec = {
+      method: req.method!,
+      path: url.pathname,
+      status: 0,
+      body: undefined as unknown,
+      query: url.searchParams,
+    };
     this.requests.push(rec);
     if (body) {
       try {
@@ -216,7 +268,13 @@ export class AirbyteDouble {
     rec.status = this.route(req, url, body, res, (b) => (rec.body = b));
   }
 
-  private route(req: http.IncomingMessage, url: URL, body: string, res: http.ServerResponse, saw: (b: unknown) => void): number {
+  private route(
+    req: http.IncomingMessage,
+    url: URL,
+    body: string,
+    res: http.ServerResponse,
+    saw: (b: unknown) => void,
+  ): number {
     const path = url.pathname.startsWith(BASE_PATH) ? url.pathname.slice(BASE_PATH.length) : null;
     const ok = (status: number, b: unknown) => {
       saw(b);
@@ -226,22 +284,52 @@ export class AirbyteDouble {
     if (path === null) return this.problem(res, 404, 'not-found', 'resource-not-found', `no route ${url.pathname}`);
     if (req.method === 'POST' && path === '/applications/token') {
       const b = JSON.parse(body || '{}');
-      if (b.client_id !== this.clientId || b.client_secret !== this.clientSecret || (b.grant_type ?? b['grant-type']) !== 'client_credentials')
+      if (
+        b.client_id !== this.clientId ||
+        b.client_secret !== this.clientSecret ||
+        (b.grant_type ?? b['grant-type']) !== 'client_credentials'
+      )
         return this.problem(res, 401, 'invalid-api-key', 'invalid-api-key', 'Invalid client credentials');
       const token = randomBytes(16).toString('hex');
       this.tokens.add(token);
       return ok(200, { access_token: token, token_type: 'Bearer', expires_in: 180 });
     }
     const auth = String(req.headers.authorization ?? '');
-    if (!auth.startsWith('Bearer ') || !this.tokens.has(auth.slice(7))) return this.problem(res, 401, 'invalid-api-key', 'invalid-api-key', 'Invalid or missing bearer token');
+    if (!auth.startsWith('Bearer ') || !this.tokens.has(auth.slice(7)))
+      return this.problem(res, 401, 'invalid-api-key', 'invalid-api-key', 'Invalid or missing bearer token');
 
     if (req.method === 'POST' && path === '/jobs') {
       const b = JSON.parse(body || '{}');
-      if (typeof b.connectionId !== 'string' || !b.jobType) return this.problem(res, 400, 'bad-request', 'bad-request', 'connectionId and jobType are required');
-      if (!this.connections.has(b.connectionId)) return this.problem(res, 404, 'resource-not-found', 'resource-not-found', `Could not find a connection with id: ${b.connectionId}`);
-      if (b.jobType === 'refresh') return this.problem(res, 422, 'unprocessable-entity', 'unprocessable-entity', 'refresh is not supported for this connection');
-      if (this.jobs.some((j) => j.connectionId === b.connectionId && !['succeeded', 'failed', 'cancelled'].includes(this.status(j))))
-        return this.problem(res, 409, 'try-again-later', 'try-again-later', `A sync is already running for: ${b.connectionId}`);
+      if (typeof b.connectionId !== 'string' || !b.jobType)
+        return this.problem(res, 400, 'bad-request', 'bad-request', 'connectionId and jobType are required');
+      if (!this.connections.has(b.connectionId))
+        return this.problem(
+          res,
+          404,
+          'resource-not-found',
+          'resource-not-found',
+          `Could not find a connection with id: ${b.connectionId}`,
+        );
+      if (b.jobType === 'refresh')
+        return this.problem(
+          res,
+          422,
+          'unprocessable-entity',
+          'unprocessable-entity',
+          'refresh is not supported for this connection',
+        );
+      if (
+        this.jobs.some(
+          (j) => j.connectionId === b.connectionId && !['succeeded', 'failed', 'cancelled'].includes(this.status(j)),
+        )
+      )
+        return this.problem(
+          res,
+          409,
+          'try-again-later',
+          'try-again-later',
+          `A sync is already running for: ${b.connectionId}`,
+        );
       const j = this.newJob(b.connectionId, this.scenario(b.connectionId));
       j.jobType = b.jobType;
       return ok(200, this.view(j));
@@ -249,20 +337,42 @@ export class AirbyteDouble {
     if (req.method === 'GET' && path === '/jobs') {
       const q = url.searchParams;
       const list = this.jobs
-        .filter((j) => (!q.get('connectionId') || j.connectionId === q.get('connectionId')) && (!q.get('status') || this.status(j) === q.get('status')) && (!q.get('jobType') || j.jobType === q.get('jobType')))
+        .filter(
+          (j) =>
+            (!q.get('connectionId') || j.connectionId === q.get('connectionId')) &&
+            (!q.get('status') || this.status(j) === q.get('status')) &&
+            (!q.get('jobType') || j.jobType === q.get('jobType')),
+        )
         .reverse()
         .slice(Number(q.get('offset') ?? 0), Number(q.get('offset') ?? 0) + Number(q.get('limit') ?? 20));
       return ok(200, { data: list.map((j) => this.view(j)) });
     }
     const ing = /^\/(sources|destinations|connections)(?:\/([^/]+))?$/.exec(path);
-    if (ing) return this.ingestion(req.method!, ing[1] as ActorKind | 'connections', ing[2] && decodeURIComponent(ing[2]), url, body, res, ok);
+    if (ing)
+      return this.ingestion(
+        req.method!,
+        ing[1] as ActorKind | 'connections',
+        ing[2] && decodeURIComponent(ing[2]),
+        url,
+        body,
+        res,
+        ok,
+      );
     const m = /^\/jobs\/(\d+)$/.exec(path);
     if (m) {
       const j = this.jobs.find((x) => x.jobId === Number(m[1]));
-      if (!j) return this.problem(res, 404, 'resource-not-found', 'resource-not-found', `Could not find a job with id: ${m[1]}`);
+      if (!j)
+        return this.problem(
+          res,
+          404,
+          'resource-not-found',
+          'resource-not-found',
+          `Could not find a job with id: ${m[1]}`,
+        );
       if (req.method === 'GET') return ok(200, this.view(j));
       if (req.method === 'DELETE') {
-        if (['succeeded', 'failed', 'cancelled'].includes(this.status(j))) return this.problem(res, 409, 'state-conflict', 'state-conflict', 'Job is not currently running');
+        if (['succeeded', 'failed', 'cancelled'].includes(this.status(j)))
+          return this.problem(res, 409, 'state-conflict', 'state-conflict', 'Job is not currently running');
         j.cancelledAt = Date.now();
         return ok(200, this.view(j));
       }
@@ -273,7 +383,15 @@ export class AirbyteDouble {
   private actorView(kind: ActorKind, a: ActorRec) {
     const idKey = kind === 'sources' ? 'sourceId' : 'destinationId';
     const typeKey = kind === 'sources' ? 'sourceType' : 'destinationType';
-    return { [idKey]: a.id, name: a.name, [typeKey]: a.type, definitionId: a.definitionId, workspaceId: a.workspaceId, configuration: maskSecrets(a.configuration), createdAt: a.createdAt };
+    return {
+      [idKey]: a.id,
+      name: a.name,
+      [typeKey]: a.type,
+      definitionId: a.definitionId,
+      workspaceId: a.workspaceId,
+      configuration: maskSecrets(a.configuration),
+      createdAt: a.createdAt,
+    };
   }
 
   private connectionView(c: ConnectionRec) {
@@ -281,10 +399,19 @@ export class AirbyteDouble {
     return { ...v, tags: [] };
   }
 
-  private ingestion(method: string, kind: ActorKind | 'connections', id: string | undefined, url: URL, body: string, res: http.ServerResponse, ok: (status: number, b: unknown) => number): number {
+  private ingestion(
+    method: string,
+    kind: ActorKind | 'connections',
+    id: string | undefined,
+    url: URL,
+    body: string,
+    res: http.ServerResponse,
+    ok: (status: number, b: unknown) => number,
+  ): number {
     const one = kind.slice(0, -1);
     const bad = (detail: string) => this.problem(res, 400, 'bad-request', 'bad-request', detail);
-    const notFound = (what: string, x: string) => this.problem(res, 404, 'resource-not-found', 'resource-not-found', `Could not find a ${what} with id: ${x}`);
+    const notFound = (what: string, x: string) =>
+      this.problem(res, 404, 'resource-not-found', 'resource-not-found', `Could not find a ${what} with id: ${x}`);
     let b: Record<string, unknown> = {};
     if (method === 'POST' || method === 'PATCH') {
       try {
@@ -294,19 +421,27 @@ export class AirbyteDouble {
       }
       if (!isObject(b)) return bad('The request body must be a JSON object');
     }
-    const view = (r: ActorRec | ConnectionRec) => (kind === 'connections' ? this.connectionView(r as ConnectionRec) : this.actorView(kind, r as ActorRec));
-    const store = (): Map<string, ActorRec | ConnectionRec> => (kind === 'connections' ? this.connectionRecs : this.actors[kind]);
+    const view = (r: ActorRec | ConnectionRec) =>
+      kind === 'connections' ? this.connectionView(r as ConnectionRec) : this.actorView(kind, r as ActorRec);
+    const store = (): Map<string, ActorRec | ConnectionRec> =>
+      kind === 'connections' ? this.connectionRecs : this.actors[kind];
 
     if (id === undefined && method === 'GET') {
       const q = url.searchParams;
       const limit = Number(q.get('limit') ?? 20);
       const offset = Number(q.get('offset') ?? 0);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 100) return bad('limit must be an integer between 1 and 100');
+      if (!Number.isInteger(limit) || limit < 1 || limit > 100)
+        return bad('limit must be an integer between 1 and 100');
       if (!Number.isInteger(offset) || offset < 0) return bad('offset must be an integer of 0 or more');
       const includeDeleted = q.get('includeDeleted') === 'true';
-      const ws = q.getAll('workspaceIds').flatMap((w) => w.split(',')).filter(Boolean);
+      const ws = q
+        .getAll('workspaceIds')
+        .flatMap((w) => w.split(','))
+        .filter(Boolean);
       if (ws.some((w) => !UUID.test(w))) return bad('workspaceIds must be UUIDs');
-      const all = [...store().values()].filter((r) => (includeDeleted || !r.deleted) && (!ws.length || ws.includes(r.workspaceId)));
+      const all = [...store().values()].filter(
+        (r) => (includeDeleted || !r.deleted) && (!ws.length || ws.includes(r.workspaceId)),
+      );
       const page = all.slice(offset, offset + limit);
       const link = (o: number) => {
         const l = new URL(url);
@@ -314,19 +449,25 @@ export class AirbyteDouble {
         l.searchParams.set('offset', String(o));
         return l.toString();
       };
-      return ok(200, { data: page.map(view), ...(offset + limit < all.length ? { next: link(offset + limit) } : {}), ...(offset > 0 ? { previous: link(Math.max(0, offset - limit)) } : {}) });
+      return ok(200, {
+        data: page.map(view),
+        ...(offset + limit < all.length ? { next: link(offset + limit) } : {}),
+        ...(offset > 0 ? { previous: link(Math.max(0, offset - limit)) } : {}),
+      });
     }
 
     if (id === undefined && method === 'POST') {
       if (kind === 'connections') {
         const missing = AirbyteDouble.REQUIRED['/connections'].filter((k) => typeof b[k] !== 'string');
         if (missing.length) return bad(`${missing.join(', ')}: required`);
-        for (const k of ['sourceId', 'destinationId']) if (!UUID.test(b[k] as string)) return bad(`${k} must be a UUID`);
+        for (const k of ['sourceId', 'destinationId'])
+          if (!UUID.test(b[k] as string)) return bad(`${k} must be a UUID`);
         const src = this.actors.sources.get(b.sourceId as string);
         if (!src || src.deleted) return notFound('source', b.sourceId as string);
         const dst = this.actors.destinations.get(b.destinationId as string);
         if (!dst || dst.deleted) return notFound('destination', b.destinationId as string);
-        if (src.workspaceId !== dst.workspaceId) return bad('The source and the destination of a connection must be in the same workspace');
+        if (src.workspaceId !== dst.workspaceId)
+          return bad('The source and the destination of a connection must be in the same workspace');
         if (b.name !== undefined && typeof b.name !== 'string') return bad('name must be a string');
         const c: ConnectionRec = {
           connectionId: randomUUID(),
@@ -336,7 +477,7 @@ export class AirbyteDouble {
           workspaceId: src.workspaceId,
           status: (b.status as string) ?? 'active',
           schedule: (b.schedule as ConnectionRec['schedule']) ?? { scheduleType: 'manual' },
-          configurations: { streams: ((b.configurations as { streams?: unknown[] } | undefined)?.streams ?? []) },
+          configurations: { streams: (b.configurations as { streams?: unknown[] } | undefined)?.streams ?? [] },
           namespaceDefinition: (b.namespaceDefinition as string) ?? 'destination',
           ...(b.namespaceFormat !== undefined ? { namespaceFormat: b.namespaceFormat as string } : {}),
           prefix: (b.prefix as string) ?? '',
@@ -369,12 +510,22 @@ export class AirbyteDouble {
         definitionId = defs[type];
         if (!definitionId) return bad(`configuration.${typeKey}: unknown ${one} type ${JSON.stringify(type)}`);
       } else return bad(`Either definitionId or configuration.${typeKey} must be provided`);
-      const a: ActorRec = { id: randomUUID(), name: b.name, type, definitionId, workspaceId: b.workspaceId, configuration: b.configuration, createdAt: Math.floor(Date.now() / 1000), deleted: false };
+      const a: ActorRec = {
+        id: randomUUID(),
+        name: b.name,
+        type,
+        definitionId,
+        workspaceId: b.workspaceId,
+        configuration: b.configuration,
+        createdAt: Math.floor(Date.now() / 1000),
+        deleted: false,
+      };
       this.actors[kind].set(a.id, a);
       return ok(200, view(a));
     }
 
-    if (id === undefined) return this.problem(res, 405, 'method-not-allowed', 'method-not-allowed', `${method} is not allowed on /${kind}`);
+    if (id === undefined)
+      return this.problem(res, 405, 'method-not-allowed', 'method-not-allowed', `${method} is not allowed on /${kind}`);
     if (!UUID.test(id)) return bad(`${one}Id must be a UUID`);
     const r = store().get(id);
     if (!r || r.deleted) return notFound(one, id);
@@ -398,12 +549,23 @@ export class AirbyteDouble {
       return 204;
     }
     if (method === 'PATCH') {
-      if (b.name !== undefined && (typeof b.name !== 'string' || !b.name)) return bad('name must be a non-empty string');
+      if (b.name !== undefined && (typeof b.name !== 'string' || !b.name))
+        return bad('name must be a non-empty string');
       if (kind === 'connections') {
         const c = r as ConnectionRec;
         const next: ConnectionRec = { ...c };
-        for (const k of ['name', 'status', 'schedule', 'namespaceDefinition', 'namespaceFormat', 'prefix', 'nonBreakingSchemaUpdatesBehavior'] as const) if (b[k] !== undefined) (next as unknown as Record<string, unknown>)[k] = b[k];
-        if (b.configurations !== undefined) next.configurations = { streams: (b.configurations as { streams?: unknown[] }).streams ?? [] };
+        for (const k of [
+          'name',
+          'status',
+          'schedule',
+          'namespaceDefinition',
+          'namespaceFormat',
+          'prefix',
+          'nonBreakingSchemaUpdatesBehavior',
+        ] as const)
+          if (b[k] !== undefined) (next as unknown as Record<string, unknown>)[k] = b[k];
+        if (b.configurations !== undefined)
+          next.configurations = { streams: (b.configurations as { streams?: unknown[] }).streams ?? [] };
         const invalid = this.connectionSettingsProblem(next);
         if (invalid) return bad(invalid);
         Object.assign(c, next);
@@ -412,23 +574,43 @@ export class AirbyteDouble {
       const a = r as ActorRec;
       if (b.configuration !== undefined && !isObject(b.configuration)) return bad('configuration must be an object');
       if (b.workspaceId !== undefined && b.workspaceId !== a.workspaceId) {
-        if (typeof b.workspaceId !== 'string' || !this.workspaces.has(b.workspaceId)) return notFound('workspace', String(b.workspaceId));
+        if (typeof b.workspaceId !== 'string' || !this.workspaces.has(b.workspaceId))
+          return notFound('workspace', String(b.workspaceId));
         a.workspaceId = b.workspaceId;
       }
       if (typeof b.name === 'string') a.name = b.name;
       // A masked value sent back (as read) keeps the stored secret.
-      if (isObject(b.configuration)) a.configuration = { ...a.configuration, ...Object.fromEntries(Object.entries(b.configuration).filter(([, v]) => v !== '**********')) };
+      if (isObject(b.configuration))
+        a.configuration = {
+          ...a.configuration,
+          ...Object.fromEntries(Object.entries(b.configuration).filter(([, v]) => v !== '**********')),
+        };
       return ok(200, view(a));
     }
-    return this.problem(res, 405, 'method-not-allowed', 'method-not-allowed', `${method} is not allowed on /${kind}/{${one}Id}`);
+    return this.problem(
+      res,
+      405,
+      'method-not-allowed',
+      'method-not-allowed',
+      `${method} is not allowed on /${kind}/{${one}Id}`,
+    );
   }
 
   private connectionSettingsProblem(c: ConnectionRec): string | undefined {
-    if (!['active', 'inactive', 'deprecated', 'locked'].includes(c.status)) return `status must be one of active, inactive, deprecated, locked`;
-    if (!isObject(c.schedule) || !['manual', 'cron'].includes(c.schedule.scheduleType)) return 'schedule.scheduleType must be manual or cron';
-    if (c.schedule.scheduleType === 'cron' && typeof c.schedule.cronExpression !== 'string') return 'schedule.cronExpression is required for a cron schedule';
-    if (!['source', 'destination', 'custom_format'].includes(c.namespaceDefinition)) return 'namespaceDefinition must be one of source, destination, custom_format';
-    if (!['ignore', 'disable_connection', 'propagate_columns', 'propagate_fully'].includes(c.nonBreakingSchemaUpdatesBehavior)) return 'nonBreakingSchemaUpdatesBehavior must be one of ignore, disable_connection, propagate_columns, propagate_fully';
+    if (!['active', 'inactive', 'deprecated', 'locked'].includes(c.status))
+      return `status must be one of active, inactive, deprecated, locked`;
+    if (!isObject(c.schedule) || !['manual', 'cron'].includes(c.schedule.scheduleType))
+      return 'schedule.scheduleType must be manual or cron';
+    if (c.schedule.scheduleType === 'cron' && typeof c.schedule.cronExpression !== 'string')
+      return 'schedule.cronExpression is required for a cron schedule';
+    if (!['source', 'destination', 'custom_format'].includes(c.namespaceDefinition))
+      return 'namespaceDefinition must be one of source, destination, custom_format';
+    if (
+      !['ignore', 'disable_connection', 'propagate_columns', 'propagate_fully'].includes(
+        c.nonBreakingSchemaUpdatesBehavior,
+      )
+    )
+      return 'nonBreakingSchemaUpdatesBehavior must be one of ignore, disable_connection, propagate_columns, propagate_fully';
     if (!Array.isArray(c.configurations.streams)) return 'configurations.streams must be an array';
     return undefined;
   }

@@ -39,16 +39,29 @@ export function defaultStepLogs(step: { Args: string[]; state: string; failure?:
     `${t}2 INFO ResourceUtils: No custom resources configured for spark.driver.`,
     `${t}3 INFO YarnClientSchedulerBackend: Application application_1736935200000_0001 has started running.`,
     ...(step.state === 'FAILED'
-      ? [`${t}5 ERROR SparkSQLDriver: Failed in [${step.Args.join(' ')}]`, `Error in query: ${step.failure?.Message ?? 'failed'}`]
+      ? [
+          `${t}5 ERROR SparkSQLDriver: Failed in [${step.Args.join(' ')}]`,
+          `Error in query: ${step.failure?.Message ?? 'failed'}`,
+        ]
       : step.state === 'COMPLETED'
-        ? [`${t}5 INFO DAGScheduler: Job 0 finished: processCmd at CliDriver.java:207, took 1.234 s`, `${t}6 INFO SparkContext: Successfully stopped SparkContext`]
+        ? [
+            `${t}5 INFO DAGScheduler: Job 0 finished: processCmd at CliDriver.java:207, took 1.234 s`,
+            `${t}6 INFO SparkContext: Successfully stopped SparkContext`,
+          ]
         : [`${t}5 ERROR SparkSQLDriver: interrupted by step cancellation`]),
   ].join('\n');
-  return { stderr: stderr + '\n', stdout: step.state === 'COMPLETED' ? '1\nTime taken: 1.234 seconds, Fetched 1 row(s)\n' : '' };
+  return {
+    stderr: stderr + '\n',
+    stdout: step.state === 'COMPLETED' ? '1\nTime taken: 1.234 seconds, Fetched 1 row(s)\n' : '',
+  };
 }
 
 export const STEP_SCENARIOS = {
-  success: (runMs = 300): StepPhase[] => [{ state: 'PENDING', ms: 80 }, { state: 'RUNNING', ms: runMs }, { state: 'COMPLETED' }],
+  success: (runMs = 300): StepPhase[] => [
+    { state: 'PENDING', ms: 80 },
+    { state: 'RUNNING', ms: runMs },
+    { state: 'COMPLETED' },
+  ],
   failure: (reason: string, message: string): StepPhase[] => [
     { state: 'PENDING', ms: 50 },
     { state: 'RUNNING', ms: 150 },
@@ -81,7 +94,8 @@ interface ClusterRec {
 }
 
 const now = () => Date.now() / 1000;
-const rid = (p: string) => `${p}-${Array.from({ length: 13 }, () => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'[Math.floor(Math.random() * 36)]).join('')}`;
+const rid = (p: string) =>
+  `${p}-${Array.from({ length: 13 }, () => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'[Math.floor(Math.random() * 36)]).join('')}`;
 
 export class EmrDouble {
   served!: Served;
@@ -89,7 +103,13 @@ export class EmrDouble {
   readonly calls: { op: string; status: number; input: Record<string, any>; output?: unknown }[] = [];
   stepScenario: (step: { Name: string; Args: string[] }) => StepPhase[] = () => STEP_SCENARIOS.success();
   /** The logs a step leaves when it ends (undefined: none, as before EMR uploads them). */
-  stepLogs: (step: { Id: string; Name: string; Args: string[]; state: string; failure?: { Message: string } }) => StepLogs | undefined = defaultStepLogs;
+  stepLogs: (step: {
+    Id: string;
+    Name: string;
+    Args: string[];
+    state: string;
+    failure?: { Message: string };
+  }) => StepLogs | undefined = defaultStepLogs;
   /** Awaited before a (valid) call takes effect: lets a test look at the world as EMR would see it then. */
   beforeOp?: (op: string, input: Record<string, any>) => Promise<void> | void;
   private s3?: S3Client;
@@ -106,7 +126,10 @@ export class EmrDouble {
         region: c.region,
         endpoint: c.endpoint,
         forcePathStyle: c.forcePathStyle ?? !!c.endpoint,
-        credentials: c.accessKeyId && c.secretAccessKey ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } : undefined,
+        credentials:
+          c.accessKeyId && c.secretAccessKey
+            ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey }
+            : undefined,
       });
     }
     d.served = await serve((req, body, res) => d.handle(req, body, res));
@@ -123,7 +146,15 @@ export class EmrDouble {
   /** A cluster that already runs (as a `clusterId:` in a spec refers to), with its tags. */
   addCluster(name = 'shared', logUri = 's3n://strata-emr-logs/', tags: Record<string, string> = {}): string {
     const Id = rid('j');
-    this.clusters.set(Id, { Id, Name: name, created: Date.now() - 60_000, core: 2, logUri, steps: [], input: { Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) } });
+    this.clusters.set(Id, {
+      Id,
+      Name: name,
+      created: Date.now() - 60_000,
+      core: 2,
+      logUri,
+      steps: [],
+      input: { Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) },
+    });
     return Id;
   }
 
@@ -140,7 +171,13 @@ export class EmrDouble {
     return this.calls.filter((c) => c.op === op && c.status === status).length;
   }
 
-  private error(res: http.ServerResponse, status: number, type: string, message: string, extra: Record<string, unknown> = {}) {
+  private error(
+    res: http.ServerResponse,
+    status: number,
+    type: string,
+    message: string,
+    extra: Record<string, unknown> = {},
+  ) {
     sendJson(res, status, { __type: type, Message: message, ...extra }, 'application/x-amz-json-1.1');
     return status;
   }
@@ -161,7 +198,12 @@ export class EmrDouble {
       return;
     }
     if (!String(req.headers.authorization ?? '').startsWith('AWS4-HMAC-SHA256 ')) {
-      rec.status = this.error(res, 403, 'MissingAuthenticationTokenException', 'Request is missing Authentication Token');
+      rec.status = this.error(
+        res,
+        403,
+        'MissingAuthenticationTokenException',
+        'Request is missing Authentication Token',
+      );
       return;
     }
     const opDef = model.operations[op];
@@ -185,7 +227,8 @@ export class EmrDouble {
     const f = this.failures.find((x) => x.op === op && x.left > 0);
     if (f) {
       f.left--;
-      if (f.apply) (this as unknown as Record<string, (i: Record<string, any>) => unknown>)[`op${op}`]?.call(this, input);
+      if (f.apply)
+        (this as unknown as Record<string, (i: Record<string, any>) => unknown>)[`op${op}`]?.call(this, input);
       rec.status = this.error(res, f.status, f.type, 'injected failure');
       return;
     }
@@ -197,18 +240,32 @@ export class EmrDouble {
     try {
       const out = (handler.call(this, input) ?? {}) as Record<string, any>;
       // A step seen ended has its logs in S3 already (real EMR is slower: minutes).
-      if (op === 'DescribeStep' || op === 'ListSteps') await this.writeLogs(input.ClusterId, [out.Step, ...(out.Steps ?? [])]);
+      if (op === 'DescribeStep' || op === 'ListSteps')
+        await this.writeLogs(input.ClusterId, [out.Step, ...(out.Steps ?? [])]);
       rec.output = out;
       sendJson(res, 200, out, 'application/x-amz-json-1.1');
       rec.status = 200;
     } catch (e) {
       const err = e as { type?: string; message: string };
-      rec.status = this.error(res, 400, err.type ?? 'InvalidRequestException', err.message, { ErrorCode: 'INVALID_REQUEST' });
+      rec.status = this.error(res, 400, err.type ?? 'InvalidRequestException', err.message, {
+        ErrorCode: 'INVALID_REQUEST',
+      });
     }
   }
 
   /** The operations this double answers (checked against the model in tests). */
-  static readonly OPERATIONS = ['AddJobFlowSteps', 'DescribeStep', 'ListSteps', 'CancelSteps', 'RunJobFlow', 'DescribeCluster', 'ListClusters', 'TerminateJobFlows', 'ListInstanceGroups', 'ModifyInstanceGroups'];
+  static readonly OPERATIONS = [
+    'AddJobFlowSteps',
+    'DescribeStep',
+    'ListSteps',
+    'CancelSteps',
+    'RunJobFlow',
+    'DescribeCluster',
+    'ListClusters',
+    'TerminateJobFlows',
+    'ListInstanceGroups',
+    'ModifyInstanceGroups',
+  ];
 
   private cluster(id: string): ClusterRec {
     const c = this.clusters.get(id);
@@ -247,14 +304,24 @@ export class EmrDouble {
           const logs = this.stepLogs({ Id: s.Id, Name: s.Name, Args: s.Config.Args, state, failure });
           if (!logs) return;
           const files: [string, string | undefined][] = [
-            ['controller', `${new Date().toISOString()} INFO startExec 'hadoop jar command-runner.jar ${s.Config.Args.join(' ')}'\n`],
+            [
+              'controller',
+              `${new Date().toISOString()} INFO startExec 'hadoop jar command-runner.jar ${s.Config.Args.join(' ')}'\n`,
+            ],
             ['stderr', logs.stderr],
             ['stdout', logs.stdout],
           ];
           for (const [name, text] of files) {
             if (text === undefined) continue;
             const body = logs.plain ? Buffer.from(text) : gzipSync(text);
-            await s3.send(new PutObjectCommand({ Bucket: folder.bucket, Key: `${folder.prefix}${name}${logs.plain ? '' : '.gz'}`, Body: body, ContentLength: body.byteLength }));
+            await s3.send(
+              new PutObjectCommand({
+                Bucket: folder.bucket,
+                Key: `${folder.prefix}${name}${logs.plain ? '' : '.gz'}`,
+                Body: body,
+                ContentLength: body.byteLength,
+              }),
+            );
           }
         })();
         return s.logsWritten;
@@ -287,17 +354,29 @@ export class EmrDouble {
       ActionOnFailure: s.ActionOnFailure,
       Status: {
         State: ph.state,
-        ...(ph.state === 'CANCELLED' ? { StateChangeReason: { Message: 'Cancelled by user' } } : { StateChangeReason: {} }),
-        ...(ph.failure ? { FailureDetails: { ...ph.failure, LogFile: ph.failure.LogFile ?? this.failureLogFile(s) } } : {}),
-        Timeline: { CreationDateTime: created, ...(ph.state !== 'PENDING' ? { StartDateTime: created + 0.05 } : {}), ...(['COMPLETED', 'FAILED', 'CANCELLED'].includes(ph.state) ? { EndDateTime: now() } : {}) },
+        ...(ph.state === 'CANCELLED'
+          ? { StateChangeReason: { Message: 'Cancelled by user' } }
+          : { StateChangeReason: {} }),
+        ...(ph.failure
+          ? { FailureDetails: { ...ph.failure, LogFile: ph.failure.LogFile ?? this.failureLogFile(s) } }
+          : {}),
+        Timeline: {
+          CreationDateTime: created,
+          ...(ph.state !== 'PENDING' ? { StartDateTime: created + 0.05 } : {}),
+          ...(['COMPLETED', 'FAILED', 'CANCELLED'].includes(ph.state) ? { EndDateTime: now() } : {}),
+        },
       },
     };
   }
 
   opAddJobFlowSteps(i: Record<string, any>) {
     const c = this.cluster(i.JobFlowId);
-    if (c.terminatedAt) throw Object.assign(new Error(`A job flow that is shutting down, terminated, or finished may not be modified.`), { type: 'ValidationException' });
-    if (c.steps.length + i.Steps.length > 256) throw new Error('Maximum number of active steps(State = Running or Pending) for cluster exceeded.');
+    if (c.terminatedAt)
+      throw Object.assign(new Error(`A job flow that is shutting down, terminated, or finished may not be modified.`), {
+        type: 'ValidationException',
+      });
+    if (c.steps.length + i.Steps.length > 256)
+      throw new Error('Maximum number of active steps(State = Running or Pending) for cluster exceeded.');
     const ids: string[] = [];
     for (const st of i.Steps) {
       const s: StepRec = {
@@ -322,7 +401,12 @@ export class EmrDouble {
   }
 
   opListSteps(i: Record<string, any>) {
-    const all = [...this.cluster(i.ClusterId).steps].reverse().filter((s) => (!i.StepStates || i.StepStates.includes(this.stepPhase(s).state)) && (!i.StepIds || i.StepIds.includes(s.Id)));
+    const all = [...this.cluster(i.ClusterId).steps]
+      .reverse()
+      .filter(
+        (s) =>
+          (!i.StepStates || i.StepStates.includes(this.stepPhase(s).state)) && (!i.StepIds || i.StepIds.includes(s.Id)),
+      );
     const start = i.Marker ? Number(i.Marker) : 0;
     const page = all.slice(start, start + 50).map((s) => this.stepView(s));
     return { Steps: page, ...(start + 50 < all.length ? { Marker: String(start + 50) } : {}) };
@@ -335,7 +419,8 @@ export class EmrDouble {
         const s = c.steps.find((x) => x.Id === id);
         if (!s) return { StepId: id, Status: 'FAILED', Reason: `Step id '${id}' is not valid.` };
         const st = this.stepPhase(s).state;
-        if (['COMPLETED', 'FAILED', 'CANCELLED', 'INTERRUPTED'].includes(st)) return { StepId: id, Status: 'FAILED', Reason: `Step is in terminal state ${st}.` };
+        if (['COMPLETED', 'FAILED', 'CANCELLED', 'INTERRUPTED'].includes(st))
+          return { StepId: id, Status: 'FAILED', Reason: `Step is in terminal state ${st}.` };
         s.cancelledAt ??= Date.now();
         return { StepId: id, Status: 'SUBMITTED' };
       }),
@@ -344,7 +429,8 @@ export class EmrDouble {
 
   opRunJobFlow(i: Record<string, any>) {
     const Id = rid('j');
-    const core = i.Instances?.InstanceGroups?.find((g: { InstanceRole: string }) => g.InstanceRole === 'CORE')?.InstanceCount ?? 1;
+    const core =
+      i.Instances?.InstanceGroups?.find((g: { InstanceRole: string }) => g.InstanceRole === 'CORE')?.InstanceCount ?? 1;
     this.clusters.set(Id, { Id, Name: i.Name, created: Date.now(), core, logUri: i.LogUri, steps: [], input: i });
     return { JobFlowId: Id, ClusterArn: `arn:aws:elasticmapreduce:us-east-1:123456789012:cluster/${Id}` };
   }
@@ -356,7 +442,11 @@ export class EmrDouble {
       Cluster: {
         Id: c.Id,
         Name: c.Name,
-        Status: { State: state, StateChangeReason: c.terminatedAt ? { Code: 'USER_REQUEST', Message: 'Terminated by user request' } : {}, Timeline: { CreationDateTime: c.created / 1000 } },
+        Status: {
+          State: state,
+          StateChangeReason: c.terminatedAt ? { Code: 'USER_REQUEST', Message: 'Terminated by user request' } : {},
+          Timeline: { CreationDateTime: c.created / 1000 },
+        },
         ...(c.logUri ? { LogUri: c.logUri } : {}),
         ReleaseLabel: c.input.ReleaseLabel ?? 'emr-7.5.0',
         Tags: c.input.Tags ?? [],
@@ -365,8 +455,20 @@ export class EmrDouble {
   }
 
   opListClusters(i: Record<string, any>) {
-    const list = [...this.clusters.values()].reverse().filter((c) => !i.ClusterStates || i.ClusterStates.includes(this.clusterState(c)));
-    return { Clusters: list.map((c) => ({ Id: c.Id, Name: c.Name, Status: { State: this.clusterState(c), StateChangeReason: {}, Timeline: { CreationDateTime: c.created / 1000 } } })) };
+    const list = [...this.clusters.values()]
+      .reverse()
+      .filter((c) => !i.ClusterStates || i.ClusterStates.includes(this.clusterState(c)));
+    return {
+      Clusters: list.map((c) => ({
+        Id: c.Id,
+        Name: c.Name,
+        Status: {
+          State: this.clusterState(c),
+          StateChangeReason: {},
+          Timeline: { CreationDateTime: c.created / 1000 },
+        },
+      })),
+    };
   }
 
   opTerminateJobFlows(i: Record<string, any>) {
@@ -381,8 +483,24 @@ export class EmrDouble {
     const c = this.cluster(i.ClusterId);
     return {
       InstanceGroups: [
-        { Id: `ig-M${c.Id.slice(2)}`, Name: 'primary', InstanceGroupType: 'MASTER', InstanceType: 'm5.xlarge', RequestedInstanceCount: 1, RunningInstanceCount: 1, Market: 'ON_DEMAND' },
-        { Id: `ig-C${c.Id.slice(2)}`, Name: 'core', InstanceGroupType: 'CORE', InstanceType: 'm5.xlarge', RequestedInstanceCount: c.core, RunningInstanceCount: c.core, Market: 'ON_DEMAND' },
+        {
+          Id: `ig-M${c.Id.slice(2)}`,
+          Name: 'primary',
+          InstanceGroupType: 'MASTER',
+          InstanceType: 'm5.xlarge',
+          RequestedInstanceCount: 1,
+          RunningInstanceCount: 1,
+          Market: 'ON_DEMAND',
+        },
+        {
+          Id: `ig-C${c.Id.slice(2)}`,
+          Name: 'core',
+          InstanceGroupType: 'CORE',
+          InstanceType: 'm5.xlarge',
+          RequestedInstanceCount: c.core,
+          RunningInstanceCount: c.core,
+          Market: 'ON_DEMAND',
+        },
       ],
     };
   }

@@ -26,10 +26,14 @@ export function checkShape(shapeName: string, value: unknown, at = '', api: EmrM
   const where = at || '(root)';
   switch (s.type) {
     case 'structure': {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) return [`${where}: expected an object (${shapeName})`];
+      if (typeof value !== 'object' || value === null || Array.isArray(value))
+        return [`${where}: expected an object (${shapeName})`];
       const out: string[] = [];
-      for (const k of Object.keys(value)) if (!s.members[k]) out.push(`${at ? at + '.' : ''}${k}: not a member of ${shapeName}`);
-      for (const r of s.required ?? []) if ((value as Record<string, unknown>)[r] === undefined) out.push(`${at ? at + '.' : ''}${r}: required by ${shapeName}`);
+      for (const k of Object.keys(value))
+        if (!s.members[k]) out.push(`${at ? at + '.' : ''}${k}: not a member of ${shapeName}`);
+      for (const r of s.required ?? [])
+        if ((value as Record<string, unknown>)[r] === undefined)
+          out.push(`${at ? at + '.' : ''}${r}: required by ${shapeName}`);
       for (const [k, m] of Object.entries(s.members as Record<string, { shape: string }>)) {
         const v = (value as Record<string, unknown>)[k];
         if (v !== undefined) out.push(...checkShape(m.shape, v, `${at ? at + '.' : ''}${k}`, api));

@@ -30,7 +30,8 @@ const list = (shape: string): Shape => ({ type: 'list', member: { shape } });
 const oneOf = (...values: string[]): Shape => ({ type: 'string', enum: values });
 const STR: Shape = { type: 'string' };
 
-const op = (name: string, output = true) => [name, { input: { shape: `${name}Input` }, ...(output ? { output: { shape: `${name}Output` } } : {}) }] as const;
+const op = (name: string, output = true) =>
+  [name, { input: { shape: `${name}Input` }, ...(output ? { output: { shape: `${name}Output` } } : {}) }] as const;
 
 export const EMR_API: EmrApi = {
   metadata: { protocol: 'json', targetPrefix: 'ElasticMapReduce', jsonVersion: '1.1' },
@@ -66,7 +67,15 @@ export const EMR_API: EmrApi = {
     StepCancellationOption: oneOf('SEND_INTERRUPT', 'TERMINATE_PROCESS'),
     StepStateChangeReasonCode: oneOf('NONE'),
     CancelStepsRequestStatus: oneOf('SUBMITTED', 'FAILED'),
-    ClusterState: oneOf('STARTING', 'BOOTSTRAPPING', 'RUNNING', 'WAITING', 'TERMINATING', 'TERMINATED', 'TERMINATED_WITH_ERRORS'),
+    ClusterState: oneOf(
+      'STARTING',
+      'BOOTSTRAPPING',
+      'RUNNING',
+      'WAITING',
+      'TERMINATING',
+      'TERMINATED',
+      'TERMINATED_WITH_ERRORS',
+    ),
     ClusterStateChangeReasonCode: oneOf(
       'INTERNAL_ERROR',
       'VALIDATION_ERROR',
@@ -98,11 +107,20 @@ export const EMR_API: EmrApi = {
     StringMap: { type: 'map', key: { shape: 'String' }, value: { shape: 'String' } },
     // Inputs.
     AddJobFlowStepsInput: struct({ JobFlowId: 'XmlStringMaxLen256', Steps: 'StepConfigList' }, ['JobFlowId', 'Steps']),
-    StepConfig: struct({ Name: 'XmlStringMaxLen256', ActionOnFailure: 'ActionOnFailure', HadoopJarStep: 'HadoopJarStepConfig' }, ['Name', 'HadoopJarStep']),
+    StepConfig: struct(
+      { Name: 'XmlStringMaxLen256', ActionOnFailure: 'ActionOnFailure', HadoopJarStep: 'HadoopJarStepConfig' },
+      ['Name', 'HadoopJarStep'],
+    ),
     HadoopJarStepConfig: struct({ Jar: 'XmlString', MainClass: 'XmlString', Args: 'XmlStringList' }, ['Jar']),
     DescribeStepInput: struct({ ClusterId: 'ClusterId', StepId: 'StepId' }, ['ClusterId', 'StepId']),
-    ListStepsInput: struct({ ClusterId: 'ClusterId', StepStates: 'StepStateList', StepIds: 'XmlStringList', Marker: 'Marker' }, ['ClusterId']),
-    CancelStepsInput: struct({ ClusterId: 'XmlStringMaxLen256', StepIds: 'StepIdsList', StepCancellationOption: 'StepCancellationOption' }, ['ClusterId', 'StepIds']),
+    ListStepsInput: struct(
+      { ClusterId: 'ClusterId', StepStates: 'StepStateList', StepIds: 'XmlStringList', Marker: 'Marker' },
+      ['ClusterId'],
+    ),
+    CancelStepsInput: struct(
+      { ClusterId: 'XmlStringMaxLen256', StepIds: 'StepIdsList', StepCancellationOption: 'StepCancellationOption' },
+      ['ClusterId', 'StepIds'],
+    ),
     RunJobFlowInput: struct(
       {
         Name: 'XmlStringMaxLen256',
@@ -116,9 +134,18 @@ export const EMR_API: EmrApi = {
       },
       ['Name', 'Instances'],
     ),
-    JobFlowInstancesConfig: struct({ InstanceGroups: 'InstanceGroupConfigList', KeepJobFlowAliveWhenNoSteps: 'Boolean' }),
+    JobFlowInstancesConfig: struct({
+      InstanceGroups: 'InstanceGroupConfigList',
+      KeepJobFlowAliveWhenNoSteps: 'Boolean',
+    }),
     InstanceGroupConfig: struct(
-      { Name: 'XmlStringMaxLen256', Market: 'MarketType', InstanceRole: 'InstanceRoleType', InstanceType: 'InstanceType', InstanceCount: 'Integer' },
+      {
+        Name: 'XmlStringMaxLen256',
+        Market: 'MarketType',
+        InstanceRole: 'InstanceRoleType',
+        InstanceType: 'InstanceType',
+        InstanceCount: 'Integer',
+      },
       ['InstanceRole', 'InstanceType', 'InstanceCount'],
     ),
     Application: struct({ Name: 'String' }),
@@ -128,14 +155,33 @@ export const EMR_API: EmrApi = {
     TerminateJobFlowsInput: struct({ JobFlowIds: 'XmlStringList' }, ['JobFlowIds']),
     ListInstanceGroupsInput: struct({ ClusterId: 'ClusterId', Marker: 'Marker' }, ['ClusterId']),
     ModifyInstanceGroupsInput: struct({ ClusterId: 'ClusterId', InstanceGroups: 'InstanceGroupModifyConfigList' }),
-    InstanceGroupModifyConfig: struct({ InstanceGroupId: 'XmlStringMaxLen256', InstanceCount: 'Integer' }, ['InstanceGroupId']),
+    InstanceGroupModifyConfig: struct({ InstanceGroupId: 'XmlStringMaxLen256', InstanceCount: 'Integer' }, [
+      'InstanceGroupId',
+    ]),
     // Outputs.
     AddJobFlowStepsOutput: struct({ StepIds: 'StepIdsList' }),
     DescribeStepOutput: struct({ Step: 'Step' }),
-    Step: struct({ Id: 'StepId', Name: 'String', Config: 'HadoopStepConfig', ActionOnFailure: 'ActionOnFailure', Status: 'StepStatus' }),
-    StepSummary: struct({ Id: 'StepId', Name: 'String', Config: 'HadoopStepConfig', ActionOnFailure: 'ActionOnFailure', Status: 'StepStatus' }),
+    Step: struct({
+      Id: 'StepId',
+      Name: 'String',
+      Config: 'HadoopStepConfig',
+      ActionOnFailure: 'ActionOnFailure',
+      Status: 'StepStatus',
+    }),
+    StepSummary: struct({
+      Id: 'StepId',
+      Name: 'String',
+      Config: 'HadoopStepConfig',
+      ActionOnFailure: 'ActionOnFailure',
+      Status: 'StepStatus',
+    }),
     HadoopStepConfig: struct({ Jar: 'String', Properties: 'StringMap', MainClass: 'String', Args: 'StringList' }),
-    StepStatus: struct({ State: 'StepState', StateChangeReason: 'StepStateChangeReason', FailureDetails: 'FailureDetails', Timeline: 'StepTimeline' }),
+    StepStatus: struct({
+      State: 'StepState',
+      StateChangeReason: 'StepStateChangeReason',
+      FailureDetails: 'FailureDetails',
+      Timeline: 'StepTimeline',
+    }),
     StepStateChangeReason: struct({ Code: 'StepStateChangeReasonCode', Message: 'String' }),
     FailureDetails: struct({ Reason: 'String', Message: 'String', LogFile: 'String' }),
     StepTimeline: struct({ CreationDateTime: 'Date', StartDateTime: 'Date', EndDateTime: 'Date' }),
@@ -144,8 +190,19 @@ export const EMR_API: EmrApi = {
     CancelStepsInfo: struct({ StepId: 'StepId', Status: 'CancelStepsRequestStatus', Reason: 'String' }),
     RunJobFlowOutput: struct({ JobFlowId: 'XmlStringMaxLen256', ClusterArn: 'ArnType' }),
     DescribeClusterOutput: struct({ Cluster: 'Cluster' }),
-    Cluster: struct({ Id: 'ClusterId', Name: 'String', Status: 'ClusterStatus', LogUri: 'String', ReleaseLabel: 'String', Tags: 'TagList' }),
-    ClusterStatus: struct({ State: 'ClusterState', StateChangeReason: 'ClusterStateChangeReason', Timeline: 'ClusterTimeline' }),
+    Cluster: struct({
+      Id: 'ClusterId',
+      Name: 'String',
+      Status: 'ClusterStatus',
+      LogUri: 'String',
+      ReleaseLabel: 'String',
+      Tags: 'TagList',
+    }),
+    ClusterStatus: struct({
+      State: 'ClusterState',
+      StateChangeReason: 'ClusterStateChangeReason',
+      Timeline: 'ClusterTimeline',
+    }),
     ClusterStateChangeReason: struct({ Code: 'ClusterStateChangeReasonCode', Message: 'String' }),
     ClusterTimeline: struct({ CreationDateTime: 'Date', ReadyDateTime: 'Date', EndDateTime: 'Date' }),
     ListClustersOutput: struct({ Clusters: 'ClusterSummaryList', Marker: 'Marker' }),
@@ -168,13 +225,20 @@ export const EMR_API: EmrApi = {
  * here exists there with the same kind, members, list items, map keys/values, required
  * members and enum values (ours a subset).
  */
-export function restrictionProblems(ours: EmrApi, theirs: { shapes: Record<string, any>; operations: Record<string, any>; metadata: Record<string, unknown> }): string[] {
+export function restrictionProblems(
+  ours: EmrApi,
+  theirs: { shapes: Record<string, any>; operations: Record<string, any>; metadata: Record<string, unknown> },
+): string[] {
   const out: string[] = [];
-  for (const k of ['protocol', 'targetPrefix', 'jsonVersion'] as const) if (ours.metadata[k] !== theirs.metadata[k]) out.push(`metadata.${k}: ${ours.metadata[k]} vs ${String(theirs.metadata[k])}`);
+  for (const k of ['protocol', 'targetPrefix', 'jsonVersion'] as const)
+    if (ours.metadata[k] !== theirs.metadata[k])
+      out.push(`metadata.${k}: ${ours.metadata[k]} vs ${String(theirs.metadata[k])}`);
   for (const [name, o] of Object.entries(ours.operations)) {
     const t = theirs.operations[name];
     if (!t) out.push(`operation ${name}: not in the model`);
-    else for (const io of ['input', 'output'] as const) if (o[io]?.shape !== t[io]?.shape) out.push(`${name}.${io}: ${o[io]?.shape} vs ${t[io]?.shape}`);
+    else
+      for (const io of ['input', 'output'] as const)
+        if (o[io]?.shape !== t[io]?.shape) out.push(`${name}.${io}: ${o[io]?.shape} vs ${t[io]?.shape}`);
   }
   const numeric = new Set(['integer', 'long', 'double', 'float']);
   for (const [name, s] of Object.entries(ours.shapes)) {
@@ -187,17 +251,28 @@ export function restrictionProblems(ours: EmrApi, theirs: { shapes: Record<strin
     else if (s.type === 'structure') {
       for (const [m, ref] of Object.entries(s.members)) {
         if (!t.members[m]) out.push(`${name}.${m}: not a member in the model`);
-        else if (t.members[m].shape !== ref.shape) out.push(`${name}.${m}: shape ${ref.shape} vs ${t.members[m].shape}`);
+        else if (t.members[m].shape !== ref.shape)
+          out.push(`${name}.${m}: shape ${ref.shape} vs ${t.members[m].shape}`);
       }
-      for (const r of t.required ?? []) if (!(s.required ?? []).includes(r)) out.push(`${name}.${r}: required in the model, not here`);
-    } else if (s.type === 'list' && s.member.shape !== t.member.shape) out.push(`${name}[]: ${s.member.shape} vs ${t.member.shape}`);
-    else if (s.type === 'map' && (s.key.shape !== t.key.shape || s.value.shape !== t.value.shape)) out.push(`${name}{}: map shapes differ`);
+      for (const r of t.required ?? [])
+        if (!(s.required ?? []).includes(r)) out.push(`${name}.${r}: required in the model, not here`);
+    } else if (s.type === 'list' && s.member.shape !== t.member.shape)
+      out.push(`${name}[]: ${s.member.shape} vs ${t.member.shape}`);
+    else if (s.type === 'map' && (s.key.shape !== t.key.shape || s.value.shape !== t.value.shape))
+      out.push(`${name}{}: map shapes differ`);
     else if (s.type === 'string' && t.enum) {
       if (!s.enum) out.push(`${name}: the model has an enum, this table has none`);
       else for (const v of s.enum) if (!t.enum.includes(v)) out.push(`${name}: ${v} is not in the model's enum`);
     }
     // Every shape a member, item or value names is in the table too.
-    const refs = s.type === 'structure' ? Object.values(s.members).map((m) => m.shape) : s.type === 'list' ? [s.member.shape] : s.type === 'map' ? [s.key.shape, s.value.shape] : [];
+    const refs =
+      s.type === 'structure'
+        ? Object.values(s.members).map((m) => m.shape)
+        : s.type === 'list'
+          ? [s.member.shape]
+          : s.type === 'map'
+            ? [s.key.shape, s.value.shape]
+            : [];
     for (const r of refs) if (!ours.shapes[r]) out.push(`${name}: names ${r}, which this table does not define`);
   }
   return out;

@@ -26,29 +26,57 @@ export async function startDoubles(): Promise<Doubles> {
   const kubeconfig = await k8s.writeKubeconfig(inject('scratchDir'));
   const deps: Partial<ActivityDeps> = {
     spark: SparkK8sClient.fromKubeconfig(kubeconfig),
-    emr: new EmrJobsClient({ region: 'us-east-1', endpoint: emr.url, credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'not-a-secret' }, maxAttempts: 2 }),
-    airbyte: new AirbyteClient({ baseUrl: airbyte.baseUrl, clientId: airbyte.clientId, clientSecret: airbyte.clientSecret }),
+    emr: new EmrJobsClient({
+      region: 'us-east-1',
+      endpoint: emr.url,
+      credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'not-a-secret' },
+      maxAttempts: 2,
+    }),
+    airbyte: new AirbyteClient({
+      baseUrl: airbyte.baseUrl,
+      clientId: airbyte.clientId,
+      clientSecret: airbyte.clientSecret,
+    }),
     tenantTiers: { acme: 'team' },
     // acme's Airbyte workspace: its syncs run only on connections there.
     airbyteWorkspaces: { acme: airbyte.addWorkspace() },
   };
-  return { k8s, emr, airbyte, deps, close: async () => void (await Promise.all([k8s.close(), emr.close(), airbyte.close()])) };
+  return {
+    k8s,
+    emr,
+    airbyte,
+    deps,
+    close: async () => void (await Promise.all([k8s.close(), emr.close(), airbyte.close()])),
+  };
 }
 
 /**
  * The lake the doubles' jobs take their code from: by default the harness's MinIO under
  * `s3://{bucket}/{queue}` (every tenant's files under `{root}/{tenant}/`), or `root`.
  */
-export async function extLake(stack: TestStack, o: { root?: string; tenantLocations?: Record<string, string[]> } = {}): Promise<Pick<ActivityDeps, 'lake' | 's3'> & { root: string }> {
+export async function extLake(
+  stack: TestStack,
+  o: { root?: string; tenantLocations?: Record<string, string[]> } = {},
+): Promise<Pick<ActivityDeps, 'lake' | 's3'> & { root: string }> {
   const t = inject('s3');
   const s3 = { endpoint: t.endpoint, region: t.region, accessKeyId: t.accessKeyId, secretAccessKey: t.secretAccessKey };
   const root = o.root ?? `s3://${t.bucket}/${stack.taskQueue}`;
-  const lake = await openLake({ root, db: stack.db, s3, cacheDir: path.join(inject('scratchDir'), stack.taskQueue, 'cache'), tenantLocations: o.tenantLocations });
+  const lake = await openLake({
+    root,
+    db: stack.db,
+    s3,
+    cacheDir: path.join(inject('scratchDir'), stack.taskQueue, 'cache'),
+    tenantLocations: o.tenantLocations,
+  });
   return { lake, s3, root };
 }
 
 /** Runs a worker with the doubles' clients for the duration of fn. */
-export async function withExtWorker<T>(stack: TestStack, deps: Partial<ActivityDeps>, fn: (w: Worker) => Promise<T>): Promise<T> {
+export async function withExtWorker<T>(
+  stack: TestStack,
+  deps: Partial<ActivityDeps>,
+  fn: (w: Worker) => Promise<T>,
+): Promise<T> {
   const native = await NativeConnection.connect({ address: inject('temporalAddress') });
   try {
     const worker = await createStrataWorker({

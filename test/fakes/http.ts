@@ -8,7 +8,9 @@ export interface Served {
   close(): Promise<void>;
 }
 
-export async function serve(handler: (req: http.IncomingMessage, body: string, res: http.ServerResponse) => void | Promise<void>): Promise<Served> {
+export async function serve(
+  handler: (req: http.IncomingMessage, body: string, res: http.ServerResponse) => void | Promise<void>,
+): Promise<Served> {
   const server = http.createServer((req, res) => {
     let body = '';
     req.setEncoding('utf8');

@@ -47,7 +47,10 @@ export const SCENARIOS = {
     { state: 'SUCCEEDING', ms: phaseMs },
     { state: 'COMPLETED' },
   ],
-  runForever: (): Phase[] => [{ state: 'SUBMITTED', ms: 50 }, { state: 'RUNNING', executors: 2 }],
+  runForever: (): Phase[] => [
+    { state: 'SUBMITTED', ms: 50 },
+    { state: 'RUNNING', executors: 2 },
+  ],
 };
 
 interface Obj {
@@ -66,8 +69,20 @@ interface Resource {
   schema: Record<string, unknown>;
 }
 const RESOURCES: Record<string, Resource> = {
-  sparkapplications: { plural: 'sparkapplications', version: 'v1beta2', kind: 'SparkApplication', crd: APP_CRD, schema: SPARK_APPLICATION_SCHEMA },
-  sparkconnects: { plural: 'sparkconnects', version: 'v1alpha1', kind: 'SparkConnect', crd: CONNECT_CRD, schema: SPARK_CONNECT_SCHEMA },
+  sparkapplications: {
+    plural: 'sparkapplications',
+    version: 'v1beta2',
+    kind: 'SparkApplication',
+    crd: APP_CRD,
+    schema: SPARK_APPLICATION_SCHEMA,
+  },
+  sparkconnects: {
+    plural: 'sparkconnects',
+    version: 'v1alpha1',
+    kind: 'SparkConnect',
+    crd: CONNECT_CRD,
+    schema: SPARK_CONNECT_SCHEMA,
+  },
 };
 
 const validators = new Map<string, Validate[]>();
@@ -82,7 +97,9 @@ function validatorsOf(r: Resource): Validate[] {
 
 /** Why `o` would be refused as a SparkApplication (empty when the schema, and the CRD if present, accept it). */
 export function sparkApplicationProblems(o: unknown): string[] {
-  return validatorsOf(RESOURCES.sparkapplications).flatMap((v) => (v(o) ? [] : (v.errors ?? []).map((e) => `${e.instancePath || '(root)'}: ${e.message}`)));
+  return validatorsOf(RESOURCES.sparkapplications).flatMap((v) =>
+    v(o) ? [] : (v.errors ?? []).map((e) => `${e.instancePath || '(root)'}: ${e.message}`),
+  );
 }
 
 export interface RequestRecord {
@@ -157,20 +174,45 @@ users:
   }
 
   count(method: string, pathRe: RegExp, status?: number) {
-    return this.requests.filter((r) => r.method === method && pathRe.test(r.path) && (status === undefined || r.status === status)).length;
+    return this.requests.filter(
+      (r) => r.method === method && pathRe.test(r.path) && (status === undefined || r.status === status),
+    ).length;
   }
 
   apps(): Obj[] {
     return [...this.objects.entries()].filter(([k]) => k.startsWith('sparkapplications/')).map(([, o]) => o);
   }
 
-  private status(res: http.ServerResponse, code: number, reason: string, message: string, details?: Record<string, unknown>) {
-    sendJson(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, details, code });
+  private status(
+    res: http.ServerResponse,
+    code: number,
+    reason: string,
+    message: string,
+    details?: Record<string, unknown>,
+  ) {
+    sendJson(res, code, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message,
+      reason,
+      details,
+      code,
+    });
     return code;
   }
 
   private meta(name: string, ns: string | undefined, given: Record<string, any> = {}) {
-    return { ...given, name, ...(ns ? { namespace: ns } : {}), uid: crypto.randomUUID(), resourceVersion: String(this.rv++), creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), generation: 1 };
+    return {
+      ...given,
+      name,
+      ...(ns ? { namespace: ns } : {}),
+      uid: crypto.randomUUID(),
+      resourceVersion: String(this.rv++),
+      creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      generation: 1,
+    };
   }
 
   private handle(req: http.IncomingMessage, body: string, res: http.ServerResponse) {
@@ -181,7 +223,12 @@ users:
     const failure = this.failures.find((f) => f.left > 0 && f.match(method, url.pathname));
     if (failure) {
       failure.left--;
-      record.status = this.status(res, failure.status, failure.status === 503 ? 'ServiceUnavailable' : 'InternalError', 'the server is currently unable to handle the request');
+      record.status = this.status(
+        res,
+        failure.status,
+        failure.status === 503 ? 'ServiceUnavailable' : 'InternalError',
+        'the server is currently unable to handle the request',
+      );
       return;
     }
     if (req.headers.authorization !== 'Bearer not-a-real-token') {
@@ -197,40 +244,77 @@ users:
     if (method === 'POST' && p === '/api/v1/namespaces') {
       const o = JSON.parse(body) as Obj;
       const name = o.metadata?.name;
-      if (this.namespaces.has(name)) return this.status(res, 409, 'AlreadyExists', `namespaces "${name}" already exists`, { name, kind: 'namespaces' });
-      const ns = { ...o, metadata: this.meta(name, undefined, o.metadata), spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } };
+      if (this.namespaces.has(name))
+        return this.status(res, 409, 'AlreadyExists', `namespaces "${name}" already exists`, {
+          name,
+          kind: 'namespaces',
+        });
+      const ns = {
+        ...o,
+        metadata: this.meta(name, undefined, o.metadata),
+        spec: { finalizers: ['kubernetes'] },
+        status: { phase: 'Active' },
+      };
       this.namespaces.set(name, ns);
       sendJson(res, 201, ns);
       return 201;
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(p)) && method === 'GET') {
       const ns = this.namespaces.get(m[1]);
-      if (!ns) return this.status(res, 404, 'NotFound', `namespaces "${m[1]}" not found`, { name: m[1], kind: 'namespaces' });
+      if (!ns)
+        return this.status(res, 404, 'NotFound', `namespaces "${m[1]}" not found`, { name: m[1], kind: 'namespaces' });
       sendJson(res, 200, ns);
       return 200;
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(p)) && method === 'PUT') {
       const ns = this.namespaces.get(m[1]);
-      if (!ns) return this.status(res, 404, 'NotFound', `namespaces "${m[1]}" not found`, { name: m[1], kind: 'namespaces' });
+      if (!ns)
+        return this.status(res, 404, 'NotFound', `namespaces "${m[1]}" not found`, { name: m[1], kind: 'namespaces' });
       const o = JSON.parse(body) as Obj;
-      if (o.metadata?.name !== m[1]) return this.status(res, 400, 'BadRequest', `the name of the object (${o.metadata?.name}) does not match the name on the URL (${m[1]})`);
+      if (o.metadata?.name !== m[1])
+        return this.status(
+          res,
+          400,
+          'BadRequest',
+          `the name of the object (${o.metadata?.name}) does not match the name on the URL (${m[1]})`,
+        );
       if (o.metadata.resourceVersion && o.metadata.resourceVersion !== ns.metadata.resourceVersion)
-        return this.status(res, 409, 'Conflict', `Operation cannot be fulfilled on namespaces "${m[1]}": the object has been modified; please apply your changes to the latest version and try again`);
-      ns.metadata = { ...ns.metadata, labels: o.metadata.labels ?? {}, annotations: o.metadata.annotations, resourceVersion: String(this.rv++) };
+        return this.status(
+          res,
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on namespaces "${m[1]}": the object has been modified; please apply your changes to the latest version and try again`,
+        );
+      ns.metadata = {
+        ...ns.metadata,
+        labels: o.metadata.labels ?? {},
+        annotations: o.metadata.annotations,
+        resourceVersion: String(this.rv++),
+      };
       sendJson(res, 200, ns);
       return 200;
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/resourcequotas$/.exec(p))) {
       const ns = m[1];
-      if (!this.namespaces.has(ns)) return this.status(res, 404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
+      if (!this.namespaces.has(ns))
+        return this.status(res, 404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
       if (method === 'GET') {
-        sendJson(res, 200, { kind: 'ResourceQuotaList', apiVersion: 'v1', metadata: {}, items: [...this.quotas.values()].filter((q) => q.metadata.namespace === ns) });
+        sendJson(res, 200, {
+          kind: 'ResourceQuotaList',
+          apiVersion: 'v1',
+          metadata: {},
+          items: [...this.quotas.values()].filter((q) => q.metadata.namespace === ns),
+        });
         return 200;
       }
       if (method === 'POST') {
         const o = JSON.parse(body) as Obj;
         const key = `${ns}/${o.metadata.name}`;
-        if (this.quotas.has(key)) return this.status(res, 409, 'AlreadyExists', `resourcequotas "${o.metadata.name}" already exists`, { name: o.metadata.name, kind: 'resourcequotas' });
+        if (this.quotas.has(key))
+          return this.status(res, 409, 'AlreadyExists', `resourcequotas "${o.metadata.name}" already exists`, {
+            name: o.metadata.name,
+            kind: 'resourcequotas',
+          });
         const q = { ...o, metadata: this.meta(o.metadata.name, ns, o.metadata) };
         this.quotas.set(key, q);
         sendJson(res, 201, q);
@@ -239,7 +323,10 @@ users:
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/log$/.exec(p)) && method === 'GET') {
       const [, ns, pod] = m;
-      const find = () => [...this.objects.values()].find((o) => o.kind === 'SparkApplication' && o.metadata.namespace === ns && `${o.metadata.name}-driver` === pod);
+      const find = () =>
+        [...this.objects.values()].find(
+          (o) => o.kind === 'SparkApplication' && o.metadata.namespace === ns && `${o.metadata.name}-driver` === pod,
+        );
       const app = find();
       const st = app && this.currentPhase(app);
       if (!app || !st || st.state === '' || st.state === 'SUBMITTED')
@@ -261,7 +348,13 @@ users:
       const timer = setInterval(() => {
         const now = find();
         const lines = now ? this.driverLog(now) : [];
-        if (lines.length > sent) res.write(lines.slice(sent).map((l) => l + '\n').join(''));
+        if (lines.length > sent)
+          res.write(
+            lines
+              .slice(sent)
+              .map((l) => l + '\n')
+              .join(''),
+          );
         sent = Math.max(sent, lines.length);
         const state = now && this.currentPhase(now)?.state;
         if (!now || state === 'COMPLETED' || state === 'FAILED') {
@@ -275,56 +368,116 @@ users:
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(p)) && method === 'GET') {
       const sel = /involvedObject\.name=([^,]+)/.exec(url.searchParams.get('fieldSelector') ?? '')?.[1];
       const items = [...this.objects.values()]
-        .filter((o) => o.metadata.namespace === m![1] && (!sel || o.metadata.name === sel) && o.timeline && this.currentPhase(o)?.state === 'FAILED')
-        .map((o) => ({ metadata: { name: `${o.metadata.name}.1`, namespace: m![1] }, involvedObject: { kind: o.kind, name: o.metadata.name, namespace: m![1] }, reason: 'SparkApplicationFailed', message: this.currentPhase(o)?.errorMessage ?? '', type: 'Warning' }));
+        .filter(
+          (o) =>
+            o.metadata.namespace === m![1] &&
+            (!sel || o.metadata.name === sel) &&
+            o.timeline &&
+            this.currentPhase(o)?.state === 'FAILED',
+        )
+        .map((o) => ({
+          metadata: { name: `${o.metadata.name}.1`, namespace: m![1] },
+          involvedObject: { kind: o.kind, name: o.metadata.name, namespace: m![1] },
+          reason: 'SparkApplicationFailed',
+          message: this.currentPhase(o)?.errorMessage ?? '',
+          type: 'Warning',
+        }));
       sendJson(res, 200, { kind: 'EventList', apiVersion: 'v1', metadata: {}, items });
       return 200;
     }
     if ((m = /^\/apis\/sparkoperator\.k8s\.io\/([^/]+)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/.exec(p))) {
       const [, version, ns, plural, name] = m;
       const r = RESOURCES[plural];
-      if (!r || r.version !== version) return this.status(res, 404, 'NotFound', 'the server could not find the requested resource');
+      if (!r || r.version !== version)
+        return this.status(res, 404, 'NotFound', 'the server could not find the requested resource');
       return this.custom(method, r, ns, name, body, res);
     }
     return this.status(res, 404, 'NotFound', 'the server could not find the requested resource');
   }
 
-  private custom(method: string, r: Resource, ns: string, name: string | undefined, body: string, res: http.ServerResponse): number {
+  private custom(
+    method: string,
+    r: Resource,
+    ns: string,
+    name: string | undefined,
+    body: string,
+    res: http.ServerResponse,
+  ): number {
     const gk = `${r.plural}.sparkoperator.k8s.io`;
     const key = (n: string) => `${r.plural}/${ns}/${n}`;
     if (!name && method === 'POST') {
-      if (!this.namespaces.has(ns)) return this.status(res, 404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
+      if (!this.namespaces.has(ns))
+        return this.status(res, 404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
       const o = JSON.parse(body) as Obj;
       const n = o.metadata?.name;
       const invalid = this.invalid(r, o);
-      if (invalid) return this.status(res, 422, 'Invalid', `${r.kind}.sparkoperator.k8s.io "${n}" is invalid: ${invalid}`, { name: n, group: 'sparkoperator.k8s.io', kind: r.kind });
-      if (this.objects.has(key(n))) return this.status(res, 409, 'AlreadyExists', `${gk} "${n}" already exists`, { name: n, group: 'sparkoperator.k8s.io', kind: r.plural });
-      const stored = { ...o, metadata: this.meta(n, ns, o.metadata), createdMs: Date.now(), timeline: r.kind === 'SparkApplication' ? this.scenario(o) : undefined };
+      if (invalid)
+        return this.status(res, 422, 'Invalid', `${r.kind}.sparkoperator.k8s.io "${n}" is invalid: ${invalid}`, {
+          name: n,
+          group: 'sparkoperator.k8s.io',
+          kind: r.kind,
+        });
+      if (this.objects.has(key(n)))
+        return this.status(res, 409, 'AlreadyExists', `${gk} "${n}" already exists`, {
+          name: n,
+          group: 'sparkoperator.k8s.io',
+          kind: r.plural,
+        });
+      const stored = {
+        ...o,
+        metadata: this.meta(n, ns, o.metadata),
+        createdMs: Date.now(),
+        timeline: r.kind === 'SparkApplication' ? this.scenario(o) : undefined,
+      };
       this.objects.set(key(n), stored);
       sendJson(res, 201, this.view(stored));
       return 201;
     }
     if (!name && method === 'GET') {
-      sendJson(res, 200, { apiVersion: `sparkoperator.k8s.io/${r.version}`, kind: `${r.kind}List`, metadata: { resourceVersion: String(this.rv) }, items: [...this.objects.entries()].filter(([k]) => k.startsWith(`${r.plural}/${ns}/`)).map(([, o]) => this.view(o)) });
+      sendJson(res, 200, {
+        apiVersion: `sparkoperator.k8s.io/${r.version}`,
+        kind: `${r.kind}List`,
+        metadata: { resourceVersion: String(this.rv) },
+        items: [...this.objects.entries()]
+          .filter(([k]) => k.startsWith(`${r.plural}/${ns}/`))
+          .map(([, o]) => this.view(o)),
+      });
       return 200;
     }
     const o = name ? this.objects.get(key(name)) : undefined;
-    if (!o) return this.status(res, 404, 'NotFound', `${gk} "${name}" not found`, { name, group: 'sparkoperator.k8s.io', kind: r.plural });
+    if (!o)
+      return this.status(res, 404, 'NotFound', `${gk} "${name}" not found`, {
+        name,
+        group: 'sparkoperator.k8s.io',
+        kind: r.plural,
+      });
     if (method === 'GET') {
       sendJson(res, 200, this.view(o));
       return 200;
     }
     if (method === 'DELETE') {
       this.objects.delete(key(name!));
-      sendJson(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, group: 'sparkoperator.k8s.io', kind: r.plural, uid: o.metadata.uid } });
+      sendJson(res, 200, {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Success',
+        details: { name, group: 'sparkoperator.k8s.io', kind: r.plural, uid: o.metadata.uid },
+      });
       return 200;
     }
     if (method === 'PUT') {
       const n = JSON.parse(body) as Obj;
       const invalid = this.invalid(r, n);
-      if (invalid) return this.status(res, 422, 'Invalid', `${r.kind}.sparkoperator.k8s.io "${name}" is invalid: ${invalid}`);
+      if (invalid)
+        return this.status(res, 422, 'Invalid', `${r.kind}.sparkoperator.k8s.io "${name}" is invalid: ${invalid}`);
       if (n.metadata.resourceVersion && n.metadata.resourceVersion !== o.metadata.resourceVersion)
-        return this.status(res, 409, 'Conflict', `Operation cannot be fulfilled on ${gk} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+        return this.status(
+          res,
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on ${gk} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        );
       o.spec = n.spec;
       o.metadata = { ...o.metadata, resourceVersion: String(this.rv++), generation: o.metadata.generation + 1 };
       sendJson(res, 200, this.view(o));
@@ -334,21 +487,33 @@ users:
   }
 
   private invalid(r: Resource, o: Obj): string | undefined {
-    if (o?.apiVersion !== `sparkoperator.k8s.io/${r.version}` || o?.kind !== r.kind) return `apiVersion/kind: must be sparkoperator.k8s.io/${r.version} ${r.kind}`;
-    if (!o.metadata?.name || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.metadata.name) || o.metadata.name.length > 253)
+    if (o?.apiVersion !== `sparkoperator.k8s.io/${r.version}` || o?.kind !== r.kind)
+      return `apiVersion/kind: must be sparkoperator.k8s.io/${r.version} ${r.kind}`;
+    if (
+      !o.metadata?.name ||
+      !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(o.metadata.name) ||
+      o.metadata.name.length > 253
+    )
       return `metadata.name: Invalid value: "${o.metadata?.name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'`;
     const v = validatorsOf(r).find((x) => !x(o));
     if (!v) return undefined;
-    return (v.errors ?? []).slice(0, 5).map((e) => `${e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: Invalid value: ${e.message}`).join(', ');
+    return (v.errors ?? [])
+      .slice(0, 5)
+      .map((e) => `${e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: Invalid value: ${e.message}`)
+      .join(', ');
   }
 
   /** The driver's log so far: append-only, a line per state the application has passed through. */
   driverLog(app: Obj & { createdMs: number; timeline?: Phase[] }): string[] {
-    const lines = [`INFO SparkContext: Running Spark version ${app.spec.sparkVersion}`, `INFO strata: main ${app.spec.mainApplicationFile}`];
+    const lines = [
+      `INFO SparkContext: Running Spark version ${app.spec.sparkVersion}`,
+      `INFO strata: main ${app.spec.mainApplicationFile}`,
+    ];
     const now = this.currentPhase(app);
     for (const ph of app.timeline ?? []) {
       if (ph.state && ph.state !== 'SUBMITTED') {
-        if (ph.errorMessage && !lines.includes(`ERROR strata: ${ph.errorMessage}`)) lines.push(`ERROR strata: ${ph.errorMessage}`);
+        if (ph.errorMessage && !lines.includes(`ERROR strata: ${ph.errorMessage}`))
+          lines.push(`ERROR strata: ${ph.errorMessage}`);
         lines.push(`INFO strata: state ${ph.state}`);
       }
       if (ph === now) break;
@@ -371,13 +536,25 @@ users:
     const { createdMs, timeline, ...obj } = o;
     if (o.kind === 'SparkConnect') {
       const ready = Date.now() - createdMs >= this.connectReadyMs;
-      return { ...obj, status: { state: ready ? 'Ready' : 'Provisioning', server: ready ? { podName: `${o.metadata.name}-server`, podIp: '10.0.0.7', serviceName: `${o.metadata.name}-server` } : undefined, executors: ready ? { running: o.spec.executor?.instances ?? 1 } : undefined } };
+      return {
+        ...obj,
+        status: {
+          state: ready ? 'Ready' : 'Provisioning',
+          server: ready
+            ? { podName: `${o.metadata.name}-server`, podIp: '10.0.0.7', serviceName: `${o.metadata.name}-server` }
+            : undefined,
+          executors: ready ? { running: o.spec.executor?.instances ?? 1 } : undefined,
+        },
+      };
     }
     const ph = this.currentPhase(o)!;
     const name = o.metadata.name;
     const started = ph.state !== '' && ph.state !== 'SUBMISSION_FAILED';
     // driverInfo is required by the CRD's status schema, empty until the driver exists.
-    const status: Record<string, any> = { applicationState: { state: ph.state, ...(ph.errorMessage ? { errorMessage: ph.errorMessage } : {}) }, driverInfo: {} };
+    const status: Record<string, any> = {
+      applicationState: { state: ph.state, ...(ph.errorMessage ? { errorMessage: ph.errorMessage } : {}) },
+      driverInfo: {},
+    };
     if (started) {
       Object.assign(status, {
         sparkApplicationId: `spark-${o.metadata.uid.slice(0, 12)}`,
@@ -386,10 +563,16 @@ users:
         executionAttempts: ph.state === 'SUBMITTED' ? 0 : 1,
         lastSubmissionAttemptTime: new Date(createdMs).toISOString().replace(/\.\d+Z$/, 'Z'),
         driverInfo: { podName: `${name}-driver`, webUIPort: 4040 },
-        executorState: Object.fromEntries(Array.from({ length: ph.executors ?? 0 }, (_, i) => [`${name}-exec-${i + 1}`, ph.state === 'COMPLETED' ? 'COMPLETED' : 'RUNNING'])),
+        executorState: Object.fromEntries(
+          Array.from({ length: ph.executors ?? 0 }, (_, i) => [
+            `${name}-exec-${i + 1}`,
+            ph.state === 'COMPLETED' ? 'COMPLETED' : 'RUNNING',
+          ]),
+        ),
       });
     }
-    if (ph.state === 'COMPLETED' || ph.state === 'FAILED') status.terminationTime = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    if (ph.state === 'COMPLETED' || ph.state === 'FAILED')
+      status.terminationTime = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     return { ...obj, status };
   }
 }

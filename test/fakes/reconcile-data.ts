@@ -10,7 +10,7 @@ import { rng } from '../../examples/generate.js';
 export { rng };
 
 export const COLUMNS = ['id', 'name', 'city', 'amount', 'qty', 'status', 'note', 'ts'];
-const NAMES = ['Ada', 'Bjørn', 'Zoë', 'Mónica', '李雷', 'O\'Brien', 'Smith, John', 'Quote "Q"', 'Line\nBreak', 'Émile'];
+const NAMES = ['Ada', 'Bjørn', 'Zoë', 'Mónica', '李雷', "O'Brien", 'Smith, John', 'Quote "Q"', 'Line\nBreak', 'Émile'];
 const CITIES = ['Paris', 'Zürich', 'São Paulo', 'Kraków', '東京', 'New York'];
 const STATUS = ['new', 'paid', 'shipped', 'returned'];
 
@@ -60,7 +60,19 @@ function baseRow(i: number, rand: () => number, awkward: boolean): string[] {
 export async function generatePair(leftFile: string, rightFile: string, o: GenOptions): Promise<Truth> {
   const rand = rng(o.seed ?? 42);
   const rate = o.rate ?? 0.001;
-  const truth: Truth = { left: 0, right: 0, matched: 0, changed: 0, onlyLeft: 0, onlyRight: 0, columnMismatches: {}, duplicateKeysLeft: 0, duplicateRowsLeft: 0, duplicateKeysRight: 0, duplicateRowsRight: 0 };
+  const truth: Truth = {
+    left: 0,
+    right: 0,
+    matched: 0,
+    changed: 0,
+    onlyLeft: 0,
+    onlyRight: 0,
+    columnMismatches: {},
+    duplicateKeysLeft: 0,
+    duplicateRowsLeft: 0,
+    duplicateKeysRight: 0,
+    duplicateRowsRight: 0,
+  };
   const L = createWriteStream(leftFile);
   const R = createWriteStream(rightFile);
   const w = async (s: ReturnType<typeof createWriteStream>, text: string) => {
@@ -89,7 +101,14 @@ export async function generatePair(leftFile: string, rightFile: string, o: GenOp
     } else if (x < 2 * rate) {
       const changedRow = [...row];
       const col = 3 + Math.floor(rand() * 3); // amount, qty or status
-      changedRow[col] = col === 3 ? (Number(row[3]) + 1).toFixed(2) : col === 4 ? String(Number(row[4]) + 1) : row[5] === 'new' ? 'paid' : 'new';
+      changedRow[col] =
+        col === 3
+          ? (Number(row[3]) + 1).toFixed(2)
+          : col === 4
+            ? String(Number(row[4]) + 1)
+            : row[5] === 'new'
+              ? 'paid'
+              : 'new';
       truth.changed++;
       truth.columnMismatches[COLUMNS[col]] = (truth.columnMismatches[COLUMNS[col]] ?? 0) + 1;
       block.push(line(changedRow));

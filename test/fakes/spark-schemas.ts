@@ -18,10 +18,16 @@ const int: Schema = { type: 'integer' };
 const intMin = (minimum: number): Schema => ({ type: 'integer', minimum });
 const strings: Schema = { type: 'array', items: str };
 const stringMap: Schema = { type: 'object', additionalProperties: str };
-const obj = (properties: Record<string, Schema>, required: string[] = []): Schema => ({ type: 'object', properties, ...(required.length ? { required } : {}) });
+const obj = (properties: Record<string, Schema>, required: string[] = []): Schema => ({
+  type: 'object',
+  properties,
+  ...(required.length ? { required } : {}),
+});
 const oneOf = (...values: string[]): Schema => ({ type: 'string', enum: values });
 
-const seccompProfile = obj({ type: oneOf('Localhost', 'RuntimeDefault', 'Unconfined'), localhostProfile: str }, ['type']);
+const seccompProfile = obj({ type: oneOf('Localhost', 'RuntimeDefault', 'Unconfined'), localhostProfile: str }, [
+  'type',
+]);
 const podSecurityContext = obj({ runAsNonRoot: bool, runAsUser: int, runAsGroup: int, fsGroup: int, seccompProfile });
 const containerSecurityContext = obj({
   runAsNonRoot: bool,
@@ -35,12 +41,38 @@ const containerSecurityContext = obj({
 });
 const env = {
   type: 'array',
-  items: obj({ name: str, value: str, valueFrom: obj({ secretKeyRef: obj({ name: str, key: str, optional: bool }, ['key']) }) }, ['name']),
+  items: obj(
+    { name: str, value: str, valueFrom: obj({ secretKeyRef: obj({ name: str, key: str, optional: bool }, ['key']) }) },
+    ['name'],
+  ),
 };
 const pod = (extra: Record<string, Schema>) =>
-  obj({ cores: intMin(1), memory: str, serviceAccount: str, labels: stringMap, annotations: stringMap, env, podSecurityContext, securityContext: containerSecurityContext, ...extra });
-const metadata = obj({ name: str, namespace: str, labels: stringMap, annotations: stringMap, resourceVersion: str, uid: str });
-const dynamicAllocation = obj({ enabled: bool, initialExecutors: int, minExecutors: int, maxExecutors: int, shuffleTrackingEnabled: bool });
+  obj({
+    cores: intMin(1),
+    memory: str,
+    serviceAccount: str,
+    labels: stringMap,
+    annotations: stringMap,
+    env,
+    podSecurityContext,
+    securityContext: containerSecurityContext,
+    ...extra,
+  });
+const metadata = obj({
+  name: str,
+  namespace: str,
+  labels: stringMap,
+  annotations: stringMap,
+  resourceVersion: str,
+  uid: str,
+});
+const dynamicAllocation = obj({
+  enabled: bool,
+  initialExecutors: int,
+  minExecutors: int,
+  maxExecutors: int,
+  shuffleTrackingEnabled: bool,
+});
 
 /** SparkApplication, sparkoperator.k8s.io/v1beta2. */
 export const SPARK_APPLICATION_SCHEMA: Schema = obj(
@@ -61,7 +93,11 @@ export const SPARK_APPLICATION_SCHEMA: Schema = obj(
         arguments: strings,
         sparkConf: stringMap,
         hadoopConf: stringMap,
-        restartPolicy: obj({ type: oneOf('Never', 'Always', 'OnFailure'), onFailureRetries: intMin(0), onSubmissionFailureRetries: intMin(0) }),
+        restartPolicy: obj({
+          type: oneOf('Never', 'Always', 'OnFailure'),
+          onFailureRetries: intMin(0),
+          onSubmissionFailureRetries: intMin(0),
+        }),
         deps: obj({ jars: strings, files: strings, pyFiles: strings, packages: strings, archives: strings }),
         timeToLiveSeconds: int,
         dynamicAllocation,
@@ -130,17 +166,29 @@ export function schemaRestrictionProblems(ours: Schema, theirs: Schema | undefin
   if (ours.type !== theirs.type) out.push(`${at}: type ${String(ours.type)} vs ${String(theirs.type)}`);
   if (Array.isArray(theirs.enum)) {
     if (!Array.isArray(ours.enum)) out.push(`${at}: the CRD has an enum, this schema has none`);
-    else for (const v of ours.enum) if (!theirs.enum.includes(v)) out.push(`${at}: ${String(v)} is not in the CRD's enum`);
+    else
+      for (const v of ours.enum) if (!theirs.enum.includes(v)) out.push(`${at}: ${String(v)} is not in the CRD's enum`);
   }
-  if (typeof theirs.minimum === 'number' && !(typeof ours.minimum === 'number' && ours.minimum >= theirs.minimum)) out.push(`${at}: minimum ${String(ours.minimum ?? 'none')} where the CRD has ${theirs.minimum}`);
-  for (const r of (theirs.required as string[] | undefined) ?? []) if (!((ours.required as string[] | undefined) ?? []).includes(r)) out.push(`${at}.${r}: required by the CRD, not here`);
+  if (typeof theirs.minimum === 'number' && !(typeof ours.minimum === 'number' && ours.minimum >= theirs.minimum))
+    out.push(`${at}: minimum ${String(ours.minimum ?? 'none')} where the CRD has ${theirs.minimum}`);
+  for (const r of (theirs.required as string[] | undefined) ?? [])
+    if (!((ours.required as string[] | undefined) ?? []).includes(r))
+      out.push(`${at}.${r}: required by the CRD, not here`);
   // An object the CRD leaves open (metadata: the API server checks it itself) constrains nothing below.
   if (theirs.type === 'object' && !theirs.properties && !theirs.additionalProperties) return out;
   const props = (ours.properties ?? {}) as Record<string, Schema>;
   const theirProps = (theirs.properties ?? {}) as Record<string, Schema>;
-  for (const [k, v] of Object.entries(props)) out.push(...schemaRestrictionProblems(v, theirProps[k], at === '(root)' ? k : `${at}.${k}`));
-  if (ours.items) out.push(...schemaRestrictionProblems(ours.items as Schema, theirs.items as Schema | undefined, `${at}[]`));
+  for (const [k, v] of Object.entries(props))
+    out.push(...schemaRestrictionProblems(v, theirProps[k], at === '(root)' ? k : `${at}.${k}`));
+  if (ours.items)
+    out.push(...schemaRestrictionProblems(ours.items as Schema, theirs.items as Schema | undefined, `${at}[]`));
   if (typeof ours.additionalProperties === 'object')
-    out.push(...schemaRestrictionProblems(ours.additionalProperties as Schema, typeof theirs.additionalProperties === 'object' ? (theirs.additionalProperties as Schema) : undefined, `${at}{}`));
+    out.push(
+      ...schemaRestrictionProblems(
+        ours.additionalProperties as Schema,
+        typeof theirs.additionalProperties === 'object' ? (theirs.additionalProperties as Schema) : undefined,
+        `${at}{}`,
+      ),
+    );
   return out;
 }

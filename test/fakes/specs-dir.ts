@@ -24,7 +24,9 @@ export function specsDir(): string | undefined {
   if (process.env.STRATA_SPECS_REQUIRED === '1') throw new Error(`${why}; STRATA_SPECS_REQUIRED=1 makes that an error`);
   if (!announced) {
     announced = true;
-    console.warn(`[specs] ${why}: the checks of the protocol doubles against the real specs are SKIPPED; the doubles work without them.`);
+    console.warn(
+      `[specs] ${why}: the checks of the protocol doubles against the real specs are SKIPPED; the doubles work without them.`,
+    );
   }
   return undefined;
 }
@@ -37,7 +39,8 @@ export const NEEDS_SPECS = HAVE_SPECS ? '' : ' [SKIPPED: no third-party spec fil
 
 export function specFile(name: string): string {
   const dir = specsDir();
-  if (!dir) throw new Error(`spec file ${name} is needed here but no specs folder was found: guard this check with HAVE_SPECS`);
+  if (!dir)
+    throw new Error(`spec file ${name} is needed here but no specs folder was found: guard this check with HAVE_SPECS`);
   const p = path.join(dir, name);
   if (!existsSync(p)) throw new Error(`spec file ${p} is missing; the doubles cannot be checked against it`);
   return readFileSync(p, 'utf8');
@@ -51,7 +54,8 @@ export function specYaml(name: string): any {
 
 /** Ajv for Kubernetes/OpenAPI schemas: vendor keywords ignored, formats not enforced. */
 export function newAjv() {
-  const AjvCtor = ((AjvModule as unknown as { default?: unknown }).default ?? AjvModule) as unknown as typeof AjvModule.default;
+  const AjvCtor = ((AjvModule as unknown as { default?: unknown }).default ??
+    AjvModule) as unknown as typeof AjvModule.default;
   return new AjvCtor({ strict: false, allErrors: true, validateFormats: false });
 }
 

@@ -15,7 +15,8 @@ export const CHROMIUM_INSTALL_TIMEOUT_MS = 15 * 60_000;
 export async function findOrInstallChromium(log: (msg: string) => void = (m) => console.error(m)): Promise<string> {
   const given = process.env.STRATA_CHROMIUM;
   if (given) {
-    if (!existsSync(given)) throw new Error(`STRATA_CHROMIUM=${given} does not exist: point it at a Chromium binary or unset it`);
+    if (!existsSync(given))
+      throw new Error(`STRATA_CHROMIUM=${given} does not exist: point it at a Chromium binary or unset it`);
     return given;
   }
   if (existsSync(DEBIAN_CHROMIUM)) return DEBIAN_CHROMIUM;
@@ -34,11 +35,20 @@ export async function findOrInstallChromium(log: (msg: string) => void = (m) => 
     const lock = ['-o', 'DPkg::Lock::Timeout=300'];
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     await runWithProgress('apt-get', [...lock, 'update', '-qq'], { env, doing: 'updating the package lists', log });
-    await runWithProgress('apt-get', [...lock, 'install', '-y', '-qq', '--no-install-recommends', 'chromium'], { env, doing: 'installing chromium', log });
+    await runWithProgress('apt-get', [...lock, 'install', '-y', '-qq', '--no-install-recommends', 'chromium'], {
+      env,
+      doing: 'installing chromium',
+      log,
+    });
   } catch (e) {
-    throw new Error(`could not install Chromium with apt-get: ${(e as Error).message}. Install it yourself (apt-get install chromium) or set STRATA_CHROMIUM`);
+    throw new Error(
+      `could not install Chromium with apt-get: ${(e as Error).message}. Install it yourself (apt-get install chromium) or set STRATA_CHROMIUM`,
+    );
   }
-  if (!existsSync(DEBIAN_CHROMIUM)) throw new Error(`apt-get installed chromium but there is no ${DEBIAN_CHROMIUM}: set STRATA_CHROMIUM to the Chromium binary`);
+  if (!existsSync(DEBIAN_CHROMIUM))
+    throw new Error(
+      `apt-get installed chromium but there is no ${DEBIAN_CHROMIUM}: set STRATA_CHROMIUM to the Chromium binary`,
+    );
   log(`Chromium installed in ${Math.round((Date.now() - started) / 1000)} s.`);
   return DEBIAN_CHROMIUM;
 }

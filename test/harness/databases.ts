@@ -33,7 +33,13 @@ export async function createDatabases(): Promise<TestDatabases> {
   });
   await mc.query(`CREATE DATABASE ${name}`);
   await mc.end();
-  return { name, postgresUrl: withDb(PG_ADMIN, name), mysqlUrl: withDb(MYSQL_ADMIN, name), postgresAdminUrl: PG_ADMIN, mysqlAdminUrl: MYSQL_ADMIN };
+  return {
+    name,
+    postgresUrl: withDb(PG_ADMIN, name),
+    mysqlUrl: withDb(MYSQL_ADMIN, name),
+    postgresAdminUrl: PG_ADMIN,
+    mysqlAdminUrl: MYSQL_ADMIN,
+  };
 }
 
 export async function dropDatabases(d: TestDatabases) {

@@ -52,11 +52,22 @@ export async function setup(project: TestProject) {
     startDevServer({ headless: true, log: (m) => console.error(m) }),
     bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger }),
     createDatabases(),
-    startMinio({ dataDir: path.join(scratch, 'minio'), accessKeyId: `strata${randomBytes(4).toString('hex')}`, secretAccessKey: randomBytes(18).toString('hex'), log: (m) => console.error(m) }),
+    startMinio({
+      dataDir: path.join(scratch, 'minio'),
+      accessKeyId: `strata${randomBytes(4).toString('hex')}`,
+      secretAccessKey: randomBytes(18).toString('hex'),
+      log: (m) => console.error(m),
+    }),
   ]);
   minio = s3;
   await ensureBucket(s3, 'lake');
-  project.provide('s3', { endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, bucket: 'lake' });
+  project.provide('s3', {
+    endpoint: s3.endpoint,
+    region: s3.region,
+    accessKeyId: s3.accessKeyId,
+    secretAccessKey: s3.secretAccessKey,
+    bucket: 'lake',
+  });
   server = srv;
   dbs = databases;
   const meta = await openDb({ url: databases.postgresUrl });

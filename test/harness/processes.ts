@@ -21,7 +21,9 @@ export function startProcess(script: string, args: string[], env: Record<string,
   let out = '';
   child.stdout!.on('data', (b) => (out += b.toString()));
   child.stderr!.on('data', (b) => (out += b.toString()));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
+  const exit = new Promise<number | null>((resolve) =>
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))),
+  );
   return {
     child,
     output: () => out,
@@ -37,7 +39,10 @@ export function startProcess(script: string, args: string[], env: Record<string,
   };
 }
 
-export async function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+export async function runCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; out: string }> {
   const p = startProcess('cli/index.ts', args, env);
   const code = await p.exited();
   return { code, out: p.output() };

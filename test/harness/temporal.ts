@@ -90,7 +90,10 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
     db = await openDb({ url: metastoreUrl });
     const { fileSink } = await import('../../activities/catalog/openlineage.js');
     lake = await openLake({
-      root: opts.lake === 's3' ? `s3://${t.bucket}/${taskQueue}` : `file://${path.join(inject('scratchDir'), taskQueue, 'datalake')}`,
+      root:
+        opts.lake === 's3'
+          ? `s3://${t.bucket}/${taskQueue}`
+          : `file://${path.join(inject('scratchDir'), taskQueue, 'datalake')}`,
       db,
       s3,
       cacheDir: path.join(inject('scratchDir'), taskQueue, 'cache'),

@@ -54,7 +54,12 @@ async function main() {
   const clusterId = emr.addCluster('shared', undefined, { 'strata:tenant': 'replay' });
   // Job files resolve in the tenant's lake (never read here: Spark gets their URIs).
   const db = await openDb({ dataDir: path.join(scratch, 'metastore') });
-  const lake = await openLake({ root: 's3://lake/record', db, s3: { region: 'us-east-1' }, cacheDir: path.join(scratch, 'cache') });
+  const lake = await openLake({
+    root: 's3://lake/record',
+    db,
+    s3: { region: 'us-east-1' },
+    cacheDir: path.join(scratch, 'cache'),
+  });
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection, dataConverter: CLEAR });
@@ -68,8 +73,16 @@ async function main() {
       lakeRoot: scratch,
       connections: {},
       spark: SparkK8sClient.fromKubeconfig(await k8s.writeKubeconfig(scratch)),
-      emr: new EmrJobsClient({ region: 'us-east-1', endpoint: emr.url, credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'x' } }),
-      airbyte: new AirbyteClient({ baseUrl: airbyte.baseUrl, clientId: airbyte.clientId, clientSecret: airbyte.clientSecret }),
+      emr: new EmrJobsClient({
+        region: 'us-east-1',
+        endpoint: emr.url,
+        credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'x' },
+      }),
+      airbyte: new AirbyteClient({
+        baseUrl: airbyte.baseUrl,
+        clientId: airbyte.clientId,
+        clientSecret: airbyte.clientSecret,
+      }),
       airbyteWorkspaces: { replay: workspace },
       lake,
     },
@@ -96,26 +109,54 @@ async function main() {
         tasks: [
           { id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: { initial: '100ms' } },
           { id: 'bronze', kind: 'pyspark', file: 'b.py', needs: ['ingest'], poll: { initial: '100ms' } },
-          { id: 'gold', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', needs: ['bronze'], poll: { initial: '100ms' } },
+          {
+            id: 'gold',
+            kind: 'sql',
+            engine: 'emr',
+            clusterId,
+            sql: 'select 1',
+            needs: ['bronze'],
+            poll: { initial: '100ms' },
+          },
         ],
       }),
       tenant: 'replay',
       trigger: 'manual',
       runKey: 'external',
     });
-    await client.workflow.getHandle(ok.runId).result().catch(() => {});
+    await client.workflow
+      .getHandle(ok.runId)
+      .result()
+      .catch(() => {});
     await save('external-jobs', ok.workflowId);
     for (const t of ['ingest', 'bronze', 'gold']) await save(`external-jobs-${t}`, `${ok.workflowId}/task/${t}`);
 
     k8s.scenario = () => SCENARIOS.runForever();
-    const c = await runs.start({ spec: spec({ id: 'replay_ext_cancel', tasks: [{ id: 'forever', kind: 'pyspark', file: 'f.py', poll: { initial: '100ms' } }] }), tenant: 'replay', trigger: 'manual', runKey: 'cancel' });
+    const c = await runs.start({
+      spec: spec({
+        id: 'replay_ext_cancel',
+        tasks: [{ id: 'forever', kind: 'pyspark', file: 'f.py', poll: { initial: '100ms' } }],
+      }),
+      tenant: 'replay',
+      trigger: 'manual',
+      runKey: 'cancel',
+    });
     await new Promise((r) => setTimeout(r, 2500));
     await runs.cancel(c.runId);
-    await client.workflow.getHandle(c.runId).result().catch(() => {});
+    await client.workflow
+      .getHandle(c.runId)
+      .result()
+      .catch(() => {});
     await save('external-jobs-cancelled', c.workflowId);
     await save('external-jobs-cancelled-forever', `${c.workflowId}/task/forever`);
 
-    await clusters.create({ tenant: 'replay', name: 'adhoc', idleTimeout: '3s', pollInterval: '200ms', continueAsNewAfterEvents: 20 });
+    await clusters.create({
+      tenant: 'replay',
+      name: 'adhoc',
+      idleTimeout: '3s',
+      pollInterval: '200ms',
+      continueAsNewAfterEvents: 20,
+    });
     for (let i = 0; i < 8; i++) {
       await clusters.touch('replay', 'adhoc');
       await new Promise((r) => setTimeout(r, 200));
@@ -125,7 +166,10 @@ async function main() {
 
     // The tenant's slot workflow (free tier: one cluster): adhoc's slot is reclaimed once it has ended, a third is refused.
     await clusters.create({ tenant: 'replay', name: 'second', idleTimeout: '2s', pollInterval: '200ms' });
-    const refused = await clusters.create({ tenant: 'replay', name: 'third' }).then(() => 'created', (e: Error) => e.message);
+    const refused = await clusters.create({ tenant: 'replay', name: 'third' }).then(
+      () => 'created',
+      (e: Error) => e.message,
+    );
     if (!/already runs 1 cluster/.test(refused)) throw new Error(`expected a quota refusal, got ${refused}`);
     await client.workflow.getHandle('cluster/replay/second').result();
     await save('cluster-quota', 'quota/replay/clusters');

@@ -31,8 +31,13 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** Name a new generation of histories (e.g. HISTORY_SUFFIX=-v2) so older ones stay. */
 const SUFFIX = process.env.HISTORY_SUFFIX ?? '';
 
-
-const CASES: { name: string; spec: PipelineSpec; cancelAfterMs?: number; only?: string[]; continueAsNewAfterEvents?: number }[] = [
+const CASES: {
+  name: string;
+  spec: PipelineSpec;
+  cancelAfterMs?: number;
+  only?: string[];
+  continueAsNewAfterEvents?: number;
+}[] = [
   {
     name: 'success-parallel',
     spec: spec({
@@ -61,17 +66,34 @@ const CASES: { name: string; spec: PipelineSpec; cancelAfterMs?: number; only?: 
   },
   {
     name: 'cancelled',
-    spec: spec({ id: 'replay_cancel', tasks: [{ id: 'long', kind: 'noop', sleep: '30s' }, { id: 't', kind: 'wait', duration: '30s' }] }),
+    spec: spec({
+      id: 'replay_cancel',
+      tasks: [
+        { id: 'long', kind: 'noop', sleep: '30s' },
+        { id: 't', kind: 'wait', duration: '30s' },
+      ],
+    }),
     cancelAfterMs: 1500,
   },
   {
     name: 'only-subset',
-    spec: spec({ id: 'replay_only', tasks: [{ id: 'a', kind: 'noop' }, { id: 'b', kind: 'noop', needs: ['a'] }, { id: 'c', kind: 'noop', needs: ['b'] }] }),
+    spec: spec({
+      id: 'replay_only',
+      tasks: [
+        { id: 'a', kind: 'noop' },
+        { id: 'b', kind: 'noop', needs: ['a'] },
+        { id: 'c', kind: 'noop', needs: ['b'] },
+      ],
+    }),
     only: ['b'],
   },
   {
     name: 'continue-as-new',
-    spec: spec({ id: 'replay_can', maxParallel: 3, tasks: Array.from({ length: 12 }, (_, i) => ({ id: `t${i}`, kind: 'noop', needs: i >= 3 ? [`t${i - 3}`] : [] })) }),
+    spec: spec({
+      id: 'replay_can',
+      maxParallel: 3,
+      tasks: Array.from({ length: 12 }, (_, i) => ({ id: `t${i}`, kind: 'noop', needs: i >= 3 ? [`t${i - 3}`] : [] })),
+    }),
     continueAsNewAfterEvents: 40,
   },
 ];
@@ -80,7 +102,8 @@ const CASES: { name: string; spec: PipelineSpec; cancelAfterMs?: number; only?: 
 function scrub(json: string): string {
   const strip = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(strip);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === 'stackTrace' ? '' : strip(x)]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === 'stackTrace' ? '' : strip(x)]));
     return v;
   };
   return JSON.stringify(strip(JSON.parse(json)), null, 2);
@@ -122,28 +145,45 @@ async function main() {
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection, dataConverter: CLEAR });
   const meta = await metastore();
-  const modes: [string, RunsService][] = [['', new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '', store: meta?.db })]];
+  const modes: [string, RunsService][] = [
+    ['', new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '', store: meta?.db })],
+  ];
   if (meta) modes.push(['-inline', new RunsService(client, { taskQueue: 'record', namespace: 'default', uiUrl: '' })]);
-  const worker = await createStrataWorker({ connection: native, taskQueue: 'record', deps: { lakeRoot: lake, connections: {}, db: meta?.db }, dataConverter: CLEAR });
+  const worker = await createStrataWorker({
+    connection: native,
+    taskQueue: 'record',
+    deps: { lakeRoot: lake, connections: {}, db: meta?.db },
+    dataConverter: CLEAR,
+  });
   await worker.runUntil(async () => {
     for (const [mode, runs] of modes)
-    for (const c of CASES) {
-      const h = await runs.start({ spec: c.spec, tenant: 'replay', trigger: 'manual', only: c.only, runKey: `${c.name}${mode}`, options: { heartbeatTimeoutMs: 1000, continueAsNewAfterEvents: c.continueAsNewAfterEvents } });
-      if (c.cancelAfterMs) {
-        await new Promise((r) => setTimeout(r, c.cancelAfterMs));
-        await runs.cancel(h.runId);
+      for (const c of CASES) {
+        const h = await runs.start({
+          spec: c.spec,
+          tenant: 'replay',
+          trigger: 'manual',
+          only: c.only,
+          runKey: `${c.name}${mode}`,
+          options: { heartbeatTimeoutMs: 1000, continueAsNewAfterEvents: c.continueAsNewAfterEvents },
+        });
+        if (c.cancelAfterMs) {
+          await new Promise((r) => setTimeout(r, c.cancelAfterMs));
+          await runs.cancel(h.runId);
+        }
+        await client.workflow
+          .getHandle(h.runId)
+          .result()
+          .catch(() => {});
+        // Every execution of the chain (continue-as-new makes several) is one history file.
+        let i = 0;
+        for await (const ex of client.workflow.list({ query: `WorkflowId = '${h.workflowId}'` })) {
+          const hist = await client.workflow.getHandle(ex.workflowId, ex.runId).fetchHistory();
+          const file = path.join(here, `${c.name}${SUFFIX}${mode}${i ? `-${i}` : ''}.json`);
+          await writeFile(file, scrub(historyToJSON(temporal.api.history.v1.History.create(hist))));
+          console.log(`recorded ${path.basename(file)} (${hist.events?.length} events)`);
+          i++;
+        }
       }
-      await client.workflow.getHandle(h.runId).result().catch(() => {});
-      // Every execution of the chain (continue-as-new makes several) is one history file.
-      let i = 0;
-      for await (const ex of client.workflow.list({ query: `WorkflowId = '${h.workflowId}'` })) {
-        const hist = await client.workflow.getHandle(ex.workflowId, ex.runId).fetchHistory();
-        const file = path.join(here, `${c.name}${SUFFIX}${mode}${i ? `-${i}` : ''}.json`);
-        await writeFile(file, scrub(historyToJSON(temporal.api.history.v1.History.create(hist))));
-        console.log(`recorded ${path.basename(file)} (${hist.events?.length} events)`);
-        i++;
-      }
-    }
   });
   await connection.close();
   await native.close();

@@ -35,7 +35,12 @@ beforeAll(async () => {
   team = `team-${stack.tenant}`;
   free = `free-${stack.tenant}`;
   d.deps.tenantTiers = { [team]: 'team' };
-  const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, STRATA_BOOTSTRAP_ADMIN_KEY: BOOT, TEMPORAL_ADDRESS: inject('temporalAddress'), STRATA_TENANT_TIERS: `${team}=team` });
+  const config = loadConfig({
+    STRATA_TASK_QUEUE: stack.taskQueue,
+    STRATA_BOOTSTRAP_ADMIN_KEY: BOOT,
+    TEMPORAL_ADDRESS: inject('temporalAddress'),
+    STRATA_TENANT_TIERS: `${team}=team`,
+  });
   ({ app } = await buildApi({ db: stack.db, client: stack.client, config }));
   base = await app.listen({ host: '127.0.0.1', port: 0 });
   for (const [name, tenant, role] of [
@@ -64,16 +69,26 @@ describe('/api/v1/clusters', () => {
       expect(bad.json.error).toMatch(/body\.name: a cluster name is lower-case/);
       expect(bad.json.error).toMatch(/body\.instances: a cluster needs at least 1 instance/);
       expect(bad.json.error).toMatch(/unknown field\(s\) "bogus"/);
-      expect((await call('POST', '/api/v1/clusters', keys.ops, { name, tenant: 'globex' })).json.error).toContain(`your key belongs to tenant ${team}`);
+      expect((await call('POST', '/api/v1/clusters', keys.ops, { name, tenant: 'globex' })).json.error).toContain(
+        `your key belongs to tenant ${team}`,
+      );
       expect((await call('POST', '/api/v1/clusters', keys.ops, { name, instances: 40 })).status).toBe(403);
       expect((await call('POST', '/api/v1/clusters', keys.viewer, { name })).status).toBe(403);
       expect((await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).status).toBe(404);
 
-      const made = await call('POST', '/api/v1/clusters', keys.ops, { name, instances: 2, idleTimeout: '10m', pollInterval: '100ms' });
+      const made = await call('POST', '/api/v1/clusters', keys.ops, {
+        name,
+        instances: 2,
+        idleTimeout: '10m',
+        pollInterval: '100ms',
+      });
       expect(made.status).toBe(202);
       expect(made.json).toMatchObject({ name, workflowId: `cluster/${team}/${name}` });
       expect((await call('POST', '/api/v1/clusters', keys.ops, { name })).status).toBe(409);
-      await waitFor(async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.phase === 'ready', 60_000);
+      await waitFor(
+        async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.phase === 'ready',
+        60_000,
+      );
 
       // Another tenant sees nothing and can change nothing.
       expect((await call('GET', `/api/v1/clusters/${name}`, keys.other)).status).toBe(404);
@@ -81,16 +96,27 @@ describe('/api/v1/clusters', () => {
       expect((await call('POST', `/api/v1/clusters/${name}/resize`, keys.other, { instances: 1 })).status).toBe(404);
       expect((await call('GET', '/api/v1/clusters', keys.other)).json.clusters).toEqual([]);
 
-      await waitFor(async () => (await call('GET', '/api/v1/clusters', keys.viewer)).json.clusters.some((c: { name: string }) => c.name === name));
+      await waitFor(async () =>
+        (await call('GET', '/api/v1/clusters', keys.viewer)).json.clusters.some(
+          (c: { name: string }) => c.name === name,
+        ),
+      );
       const list = await call('GET', '/api/v1/clusters', keys.viewer);
       expect(list.json.tier).toMatchObject({ name: 'team', maxClusters: 3 });
-      expect(list.json.clusters.find((c: { name: string }) => c.name === name)).toMatchObject({ status: 'RUNNING', state: { phase: 'ready', size: { instances: 2 } } });
+      expect(list.json.clusters.find((c: { name: string }) => c.name === name)).toMatchObject({
+        status: 'RUNNING',
+        state: { phase: 'ready', size: { instances: 2 } },
+      });
 
       const before = (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.touches;
       expect((await call('POST', `/api/v1/clusters/${name}/activity`, keys.ops)).status).toBe(202);
-      await waitFor(async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.touches === before + 1);
+      await waitFor(
+        async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.touches === before + 1,
+      );
       expect((await call('POST', `/api/v1/clusters/${name}/touch`, keys.ops)).status).toBe(202);
-      await waitFor(async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.touches === before + 2);
+      await waitFor(
+        async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.touches === before + 2,
+      );
       expect((await call('POST', `/api/v1/clusters/${name}/activity`, keys.viewer)).status).toBe(403);
 
       expect((await call('POST', `/api/v1/clusters/${name}/resize`, keys.ops, {})).status).toBe(400);
@@ -105,7 +131,10 @@ describe('/api/v1/clusters', () => {
 
       expect((await call('DELETE', `/api/v1/clusters/${name}`, keys.viewer)).status).toBe(403);
       expect((await call('DELETE', `/api/v1/clusters/${name}`, keys.ops)).status).toBe(202);
-      await waitFor(async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.phase === 'terminated', 60_000);
+      await waitFor(
+        async () => (await call('GET', `/api/v1/clusters/${name}`, keys.viewer)).json.phase === 'terminated',
+        60_000,
+      );
       const ended = await call('GET', `/api/v1/clusters/${name}`, keys.viewer);
       expect(ended.json.terminationReason).toMatch(/^deleted through the API by key /);
       expect(d.k8s.objects.has(`sparkconnects/strata-${team}/${name}`)).toBe(false);
@@ -117,18 +146,38 @@ describe('/api/v1/clusters', () => {
     await withExtWorker(stack, d.deps, async () => {
       // Six creates at once for the one slot: exactly one wins (a count over visibility would let several through).
       const names = ['one', 'two', 'three', 'four', 'five', 'six'];
-      const tries = await Promise.all(names.map((name) => call('POST', '/api/v1/clusters', keys.other, { name, idleTimeout: '10m', pollInterval: '100ms' })));
+      const tries = await Promise.all(
+        names.map((name) =>
+          call('POST', '/api/v1/clusters', keys.other, { name, idleTimeout: '10m', pollInterval: '100ms' }),
+        ),
+      );
       expect(tries.map((t) => t.status).sort()).toEqual([202, 403, 403, 403, 403, 403]);
       const winner = names[tries.findIndex((t) => t.status === 202)];
-      for (const t of tries.filter((t) => t.status === 403)) expect(t.json.error).toMatch(new RegExp(`already runs 1 cluster\\(s\\), the most its free tier allows \\(${winner}\\)`));
-      await waitFor(async () => (await call('GET', `/api/v1/clusters/${winner}`, keys.other)).json.phase === 'ready', 60_000);
+      for (const t of tries.filter((t) => t.status === 403))
+        expect(t.json.error).toMatch(
+          new RegExp(`already runs 1 cluster\\(s\\), the most its free tier allows \\(${winner}\\)`),
+        );
+      await waitFor(
+        async () => (await call('GET', `/api/v1/clusters/${winner}`, keys.other)).json.phase === 'ready',
+        60_000,
+      );
       expect((await call('POST', '/api/v1/clusters', keys.other, { name: 'later' })).status).toBe(403);
 
       // Once it has ended, its slot goes to the next create.
       expect((await call('DELETE', `/api/v1/clusters/${winner}`, keys.other)).status).toBe(202);
-      await waitFor(async () => (await call('GET', `/api/v1/clusters/${winner}`, keys.other)).json.phase === 'terminated', 60_000);
-      await waitFor(async () => (await stack.client.workflow.getHandle(`cluster/${free}/${winner}`).describe()).status.name !== 'RUNNING');
-      const next = await call('POST', '/api/v1/clusters', keys.other, { name: 'later', idleTimeout: '10m', pollInterval: '100ms' });
+      await waitFor(
+        async () => (await call('GET', `/api/v1/clusters/${winner}`, keys.other)).json.phase === 'terminated',
+        60_000,
+      );
+      await waitFor(
+        async () =>
+          (await stack.client.workflow.getHandle(`cluster/${free}/${winner}`).describe()).status.name !== 'RUNNING',
+      );
+      const next = await call('POST', '/api/v1/clusters', keys.other, {
+        name: 'later',
+        idleTimeout: '10m',
+        pollInterval: '100ms',
+      });
       expect(next.status).toBe(202);
       expect((await call('DELETE', '/api/v1/clusters/later', keys.other)).status).toBe(202);
     });

@@ -13,7 +13,14 @@ let clusters: ClustersService;
 beforeAll(async () => {
   [stack, d] = await Promise.all([extTestStack('clusters'), startDoubles()]);
   d.deps.tenantTiers = { acme: 'team', solo: 'free', tiny: 'free' };
-  d.deps.clusterDefaults = { idleTimeout: '3s', pollInterval: '100ms', instances: 2, cores: 2, memoryGi: 4, emrLogUri: 's3n://acme-emr-logs/strata/' };
+  d.deps.clusterDefaults = {
+    idleTimeout: '3s',
+    pollInterval: '100ms',
+    instances: 2,
+    cores: 2,
+    memoryGi: 4,
+    emrLogUri: 's3n://acme-emr-logs/strata/',
+  };
   clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: d.deps.tenantTiers });
 });
 afterAll(async () => {
@@ -22,17 +29,32 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const refused = (p: Promise<unknown>) => p.then(() => undefined, (e) => e as RequestError);
-const final = (tenant: string, name: string) => stack.client.workflow.getHandle(`cluster/${tenant}/${name}`).result() as Promise<ClusterState>;
+const refused = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e) => e as RequestError,
+  );
+const final = (tenant: string, name: string) =>
+  stack.client.workflow.getHandle(`cluster/${tenant}/${name}`).result() as Promise<ClusterState>;
 
 describe('cluster entity workflows', () => {
   it('provisions a Spark Connect server, stays up while touched, and terminates itself when idle', async () => {
     await withExtWorker(stack, d.deps, async () => {
-      const { workflowId } = await clusters.create({ tenant: 'acme', name: 'adhoc', engine: 'spark-connect', instances: 2, idleTimeout: '6000ms', pollInterval: '100ms' });
+      const { workflowId } = await clusters.create({
+        tenant: 'acme',
+        name: 'adhoc',
+        engine: 'spark-connect',
+        instances: 2,
+        idleTimeout: '6000ms',
+        pollInterval: '100ms',
+      });
       expect(workflowId).toBe('cluster/acme/adhoc');
       await waitFor(async () => (await clusters.get('acme', 'adhoc')).phase === 'ready', 90_000);
       const ready = await clusters.get('acme', 'adhoc');
-      expect(ready).toMatchObject({ providerId: 'strata-acme/adhoc', endpoint: 'sc://adhoc-server.strata-acme.svc.cluster.local:15002' });
+      expect(ready).toMatchObject({
+        providerId: 'strata-acme/adhoc',
+        endpoint: 'sc://adhoc-server.strata-acme.svc.cluster.local:15002',
+      });
       expect(d.k8s.objects.get('sparkconnects/strata-acme/adhoc')?.spec.executor).toMatchObject({ instances: 2 });
       // Touch for longer than the idle timeout: it stays up.
       // (generous margins: this machine has two cores and the whole suite runs beside it)
@@ -52,11 +74,22 @@ describe('cluster entity workflows', () => {
 
   it('resizes a ready cluster through an update, within the tier', async () => {
     await withExtWorker(stack, d.deps, async () => {
-      await clusters.create({ tenant: 'acme', name: 'grow', engine: 'spark-connect', instances: 2, idleTimeout: '1m', pollInterval: '100ms' });
+      await clusters.create({
+        tenant: 'acme',
+        name: 'grow',
+        engine: 'spark-connect',
+        instances: 2,
+        idleTimeout: '1m',
+        pollInterval: '100ms',
+      });
       await waitFor(async () => (await clusters.get('acme', 'grow')).phase === 'ready');
       const after = await clusters.resize('acme', 'grow', { instances: 6, cores: 4, memoryGi: 8 });
       expect(after.size).toEqual({ instances: 6, cores: 4, memoryGi: 8 });
-      expect(d.k8s.objects.get('sparkconnects/strata-acme/grow')?.spec.executor).toMatchObject({ instances: 6, cores: 4, memory: '8g' });
+      expect(d.k8s.objects.get('sparkconnects/strata-acme/grow')?.spec.executor).toMatchObject({
+        instances: 6,
+        cores: 4,
+        memory: '8g',
+      });
       const over = await refused(clusters.resize('acme', 'grow', { instances: 40, cores: 4, memoryGi: 8 }));
       expect(over).toBeInstanceOf(RequestError);
       expect(over!.status).toBe(403);
@@ -79,7 +112,9 @@ describe('cluster entity workflows', () => {
       expect(await refused(clusters.delete('solo', 'nothing'))).toMatchObject({ status: 404 });
 
       await clusters.create({ tenant: 'solo', name: 'one', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
-      expect(await refused(clusters.create({ tenant: 'solo', name: 'one', instances: 1 }))).toMatchObject({ status: 409 });
+      expect(await refused(clusters.create({ tenant: 'solo', name: 'one', instances: 1 }))).toMatchObject({
+        status: 409,
+      });
       await waitFor(async () => (await clusters.list('solo')).some((c) => c.name === 'one' && c.status === 'RUNNING'));
       const second = await refused(clusters.create({ tenant: 'solo', name: 'two', instances: 1 }));
       expect(second).toMatchObject({ status: 403 });
@@ -91,7 +126,16 @@ describe('cluster entity workflows', () => {
 
   it('ends at its maximum lifetime even while in use, and continues as new to keep history small', async () => {
     await withExtWorker(stack, d.deps, async () => {
-      await clusters.create({ tenant: 'acme', name: 'short', engine: 'spark-connect', instances: 1, idleTimeout: '1m', maxLifetime: '10s', pollInterval: '100ms', continueAsNewAfterEvents: 30 });
+      await clusters.create({
+        tenant: 'acme',
+        name: 'short',
+        engine: 'spark-connect',
+        instances: 1,
+        idleTimeout: '1m',
+        maxLifetime: '10s',
+        pollInterval: '100ms',
+        continueAsNewAfterEvents: 30,
+      });
       await waitFor(async () => (await clusters.get('acme', 'short')).phase === 'ready');
       for (let i = 0; i < 25; i++) await clusters.touch('acme', 'short');
       const end = await final('acme', 'short');
@@ -108,7 +152,19 @@ describe('cluster entity workflows', () => {
     const before = d.emr.count('RunJobFlow');
     const st = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({
-        spec: spec({ id: 'on-cluster', tasks: [{ id: 'q', kind: 'sql', engine: 'emr', cluster: 'etl', sql: 'select 1', poll: { initial: '50ms', max: '200ms' } }] }),
+        spec: spec({
+          id: 'on-cluster',
+          tasks: [
+            {
+              id: 'q',
+              kind: 'sql',
+              engine: 'emr',
+              cluster: 'etl',
+              sql: 'select 1',
+              poll: { initial: '50ms', max: '200ms' },
+            },
+          ],
+        }),
         tenant: 'acme',
         trigger: 'manual',
       });
@@ -126,15 +182,24 @@ describe('cluster entity workflows', () => {
     expect(st.cl.touches).toBeGreaterThanOrEqual(2);
     expect(d.emr.clusters.get(st.cl.providerId!)!.steps).toHaveLength(1);
     expect(st.end.phase).toBe('terminated');
-    expect(d.emr.calls.some((c) => c.op === 'TerminateJobFlows' && c.input.JobFlowIds[0] === st.cl.providerId)).toBe(true);
+    expect(d.emr.calls.some((c) => c.op === 'TerminateJobFlows' && c.input.JobFlowIds[0] === st.cl.providerId)).toBe(
+      true,
+    );
   });
 
   it('a task needing a new cluster over the tenant’s cluster limit fails with the quota message', async () => {
     await withExtWorker(stack, d.deps, async () => {
       await clusters.create({ tenant: 'tiny', name: 'busy', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
       await waitFor(async () => (await clusters.list('tiny')).some((c) => c.name === 'busy' && c.status === 'RUNNING'));
-      const h = await stack.runs.start({ spec: spec({ id: 'too-many', tasks: [{ id: 'q', kind: 'pyspark', file: 's3://x/y.py', cluster: 'another' }] }), tenant: 'tiny', trigger: 'manual' });
-      await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+      const h = await stack.runs.start({
+        spec: spec({ id: 'too-many', tasks: [{ id: 'q', kind: 'pyspark', file: 's3://x/y.py', cluster: 'another' }] }),
+        tenant: 'tiny',
+        trigger: 'manual',
+      });
+      await stack.client.workflow
+        .getHandle(h.runId)
+        .result()
+        .catch(() => undefined);
       const st = await stack.runs.state(h.runId);
       expect(st.tasks.q.status).toBe('failed');
       expect(st.tasks.q.errorType).toBe('QuotaExceeded');

@@ -48,7 +48,16 @@ describe('EMR steps', () => {
       tasks: [
         { id: 'spark_sql', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST },
         { id: 'presto', kind: 'sql', engine: 'emr', dialect: 'presto', clusterId, sql: 'select 2', poll: FAST },
-        { id: 'py', kind: 'pyspark', engine: 'emr', clusterId, file: 'jobs/a.py', args: ['--x', '1'], sparkConf: { 'spark.executor.memory': '2g' }, poll: FAST },
+        {
+          id: 'py',
+          kind: 'pyspark',
+          engine: 'emr',
+          clusterId,
+          file: 'jobs/a.py',
+          args: ['--x', '1'],
+          sparkConf: { 'spark.executor.memory': '2g' },
+          poll: FAST,
+        },
         { id: 'hv', kind: 'hive', clusterId, script: `${acmeLake}/hql/load.hql`, poll: FAST },
       ],
     });
@@ -58,45 +67,83 @@ describe('EMR steps', () => {
     expect(args('spark_sql')).toEqual(['spark-sql', '-e', 'select 1']);
     expect(args('presto')).toEqual(['presto-cli', '--execute', 'select 2']);
     // A lake path reaches EMR as the full URI of acme's object; a URI inside acme's lake as it is.
-    expect(args('py')).toEqual(['spark-submit', '--deploy-mode', 'cluster', '--conf', 'spark.executor.memory=2g', `${acmeLake}/jobs/a.py`, '--x', '1']);
+    expect(args('py')).toEqual([
+      'spark-submit',
+      '--deploy-mode',
+      'cluster',
+      '--conf',
+      'spark.executor.memory=2g',
+      `${acmeLake}/jobs/a.py`,
+      '--x',
+      '1',
+    ]);
     expect(args('hv')).toEqual(['hive', '-f', `${acmeLake}/hql/load.hql`]);
     for (const step of stepsNamed(/emr-ok/)) {
       expect(step.Config.Jar).toBe('command-runner.jar');
       expect(step.ActionOnFailure).toBe('CONTINUE');
     }
-    expect(st.tasks.py.output).toMatchObject({ engine: 'emr', clusterId, adopted: false, stepLogs: expect.stringContaining(`${clusterId}/steps/`) });
+    expect(st.tasks.py.output).toMatchObject({
+      engine: 'emr',
+      clusterId,
+      adopted: false,
+      stepLogs: expect.stringContaining(`${clusterId}/steps/`),
+    });
   });
 
   it('fails the task with the step FailureDetails', async () => {
-    d.emr.stepScenario = () => STEP_SCENARIOS.failure('Unknown Error', "Table or view not found: bronze.orders");
-    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'emr-fail', tasks: [{ id: 'q', kind: 'sql', engine: 'emr', clusterId, sql: 'select * from bronze.orders', poll: FAST }] })));
+    d.emr.stepScenario = () => STEP_SCENARIOS.failure('Unknown Error', 'Table or view not found: bronze.orders');
+    const st = await withExtWorker(stack, d.deps, () =>
+      run(
+        spec({
+          id: 'emr-fail',
+          tasks: [{ id: 'q', kind: 'sql', engine: 'emr', clusterId, sql: 'select * from bronze.orders', poll: FAST }],
+        }),
+      ),
+    );
     expect(st.tasks.q.status).toBe('failed');
-    expect(st.tasks.q.error).toContain('ended FAILED: Unknown Error: Table or view not found: bronze.orders (log: s3://strata-emr-logs/');
+    expect(st.tasks.q.error).toContain(
+      'ended FAILED: Unknown Error: Table or view not found: bronze.orders (log: s3://strata-emr-logs/',
+    );
   });
 
   it('cancelling the run cancels the step (CancelSteps)', async () => {
     d.emr.stepScenario = () => STEP_SCENARIOS.runForever();
     const before = d.emr.count('CancelSteps');
     const st = await withExtWorker(stack, d.deps, () =>
-      run(spec({ id: 'emr-cancel', tasks: [{ id: 'forever', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST }] }), async () => stepsNamed(/emr-cancel/).some((s) => d.emr.stepPhase(s).state === 'RUNNING')),
+      run(
+        spec({
+          id: 'emr-cancel',
+          tasks: [{ id: 'forever', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST }],
+        }),
+        async () => stepsNamed(/emr-cancel/).some((s) => d.emr.stepPhase(s).state === 'RUNNING'),
+      ),
     );
     expect(st.tasks.forever.status).toBe('cancelled');
     expect(d.emr.count('CancelSteps') - before).toBe(1);
     const step = stepsNamed(/emr-cancel/)[0];
-    expect(d.emr.calls.find((c) => c.op === 'CancelSteps' && c.input.StepIds[0] === step.Id)?.input).toMatchObject({ ClusterId: clusterId, StepCancellationOption: 'TERMINATE_PROCESS' });
+    expect(d.emr.calls.find((c) => c.op === 'CancelSteps' && c.input.StepIds[0] === step.Id)?.input).toMatchObject({
+      ClusterId: clusterId,
+      StepCancellationOption: 'TERMINATE_PROCESS',
+    });
     await waitFor(async () => d.emr.stepPhase(step).state === 'CANCELLED');
   });
 
   it('stops the step when its polls fail for good, so no step runs on unwatched', async () => {
     d.emr.stepScenario = () => STEP_SCENARIOS.runForever();
     const before = d.emr.count('CancelSteps');
-    const s = spec({ id: 'emr-pollfail', tasks: [{ id: 'blind', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST }] });
+    const s = spec({
+      id: 'emr-pollfail',
+      tasks: [{ id: 'blind', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST }],
+    });
     const st = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
       await waitFor(async () => stepsNamed(/emr-pollfail/).some((x) => d.emr.stepPhase(x).state === 'RUNNING'));
       // EMR starts refusing the step's polls (a revoked permission): no retry fixes that.
       d.emr.failNext('DescribeStep', 1, 400, 'AccessDeniedException');
-      await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+      await stack.client.workflow
+        .getHandle(h.runId)
+        .result()
+        .catch(() => undefined);
       return stack.runs.state(h.runId);
     });
     expect(st.tasks.blind).toMatchObject({ status: 'failed', errorType: 'AccessDeniedException' });
@@ -109,20 +156,41 @@ describe('EMR steps', () => {
     // A multi-day step, compressed: fast polls for 3 s and a history budget of a few polls per
     // execution, so even a slow machine's handful of polls spans executions.
     d.emr.stepScenario = () => STEP_SCENARIOS.success(3000);
-    const s = spec({ id: 'emr-long', tasks: [{ id: 'days', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: { initial: '40ms', max: '60ms', backoff: 1.2 } }] });
+    const s = spec({
+      id: 'emr-long',
+      tasks: [
+        {
+          id: 'days',
+          kind: 'sql',
+          engine: 'emr',
+          clusterId,
+          sql: 'select 1',
+          poll: { initial: '40ms', max: '60ms', backoff: 1.2 },
+        },
+      ],
+    });
     const { st, runId } = await withExtWorker(stack, d.deps, async () => {
-      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual', options: { jobContinueAsNewAfterEvents: 20 } });
+      const h = await stack.runs.start({
+        spec: s,
+        tenant: 'acme',
+        trigger: 'manual',
+        options: { jobContinueAsNewAfterEvents: 20 },
+      });
       await stack.client.workflow.getHandle(h.runId).result();
       return { st: await stack.runs.state(h.runId), runId: h.runId };
     });
-    expect(st.tasks.days).toMatchObject({ status: 'success', output: { engine: 'emr', states: expect.arrayContaining(['RUNNING', 'COMPLETED']) } });
+    expect(st.tasks.days).toMatchObject({
+      status: 'success',
+      output: { engine: 'emr', states: expect.arrayContaining(['RUNNING', 'COMPLETED']) },
+    });
     expect(stepsNamed(/emr-long/)).toHaveLength(1);
     const child = `${runId}/task/days`;
     // Visibility (the list) catches up with closed executions a moment after they close.
     let executions: string[] = [];
     await waitFor(async () => {
       executions = [];
-      for await (const ex of stack.client.workflow.list({ query: `WorkflowId = '${child}'` })) executions.push(ex.runId);
+      for await (const ex of stack.client.workflow.list({ query: `WorkflowId = '${child}'` }))
+        executions.push(ex.runId);
       return executions.length >= 2;
     }, 15_000).catch(() => {});
     expect(executions.length).toBeGreaterThanOrEqual(2);
@@ -131,7 +199,9 @@ describe('EMR steps', () => {
       const events = (await stack.client.workflow.getHandle(child, r).fetchHistory()).events!;
       expect(events.length, `execution ${r}`).toBeLessThan(60);
       polls += events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'emrPoll').length;
-      expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'emrSubmit').length).toBeLessThanOrEqual(1);
+      expect(
+        events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'emrSubmit').length,
+      ).toBeLessThanOrEqual(1);
     }
     expect(polls).toBeGreaterThanOrEqual(executions.length + 2);
     // The run's own history saw one child, however many polls it made.
@@ -143,7 +213,10 @@ describe('EMR steps', () => {
     d.emr.stepScenario = () => STEP_SCENARIOS.success(2500);
     d.emr.loseResponseNext('AddJobFlowSteps');
     const before = stepsNamed(/emr-restart/).length;
-    const s = spec({ id: 'emr-restart', tasks: [{ id: 'long', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST }] });
+    const s = spec({
+      id: 'emr-restart',
+      tasks: [{ id: 'long', kind: 'sql', engine: 'emr', clusterId, sql: 'select 1', poll: FAST }],
+    });
     const h = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
       await waitFor(async () => stepsNamed(/emr-restart/).some((x) => d.emr.stepPhase(x).state === 'RUNNING'));
@@ -158,12 +231,23 @@ describe('EMR steps', () => {
     // The first add took effect but its answer was lost; the retried submit found it by name.
     expect(before).toBe(0);
     expect(stepsNamed(/emr-restart/)).toHaveLength(1);
-    expect(d.emr.calls.filter((c) => c.op === 'AddJobFlowSteps' && /emr-restart/.test(c.input.Steps[0].Name)).map((c) => c.status)).toEqual([500]);
+    expect(
+      d.emr.calls
+        .filter((c) => c.op === 'AddJobFlowSteps' && /emr-restart/.test(c.input.Steps[0].Name))
+        .map((c) => c.status),
+    ).toEqual([500]);
     expect(st.tasks.long.output).toMatchObject({ adopted: true });
   });
 
   it('an unknown cluster id fails at once with EMR’s message', async () => {
-    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'emr-nocluster', tasks: [{ id: 'q', kind: 'sql', engine: 'emr', clusterId: 'j-DOESNOTEXIST', sql: 'select 1', poll: FAST }] })));
+    const st = await withExtWorker(stack, d.deps, () =>
+      run(
+        spec({
+          id: 'emr-nocluster',
+          tasks: [{ id: 'q', kind: 'sql', engine: 'emr', clusterId: 'j-DOESNOTEXIST', sql: 'select 1', poll: FAST }],
+        }),
+      ),
+    );
     expect(st.tasks.q.status).toBe('failed');
     expect(st.tasks.q.errorType).toBe('InvalidRequestException');
     expect(st.tasks.q.error).toContain("Cluster id 'j-DOESNOTEXIST' is not valid.");
@@ -173,9 +257,16 @@ describe('EMR steps', () => {
 describe('Airbyte syncs', () => {
   it('triggers a sync, polls it to success and reports rows and bytes', async () => {
     d.airbyte.scenario = () => SYNC_SCENARIOS.success(300);
-    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'ab-ok', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: FAST }] })));
+    const st = await withExtWorker(stack, d.deps, () =>
+      run(spec({ id: 'ab-ok', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: FAST }] })),
+    );
     expect(st.status).toBe('success');
-    expect(st.tasks.ingest.output).toMatchObject({ engine: 'airbyte', rowsSynced: d.airbyte.rowsPerSync, bytesSynced: d.airbyte.rowsPerSync * 100, adopted: false });
+    expect(st.tasks.ingest.output).toMatchObject({
+      engine: 'airbyte',
+      rowsSynced: d.airbyte.rowsPerSync,
+      bytesSynced: d.airbyte.rowsPerSync * 100,
+      adopted: false,
+    });
     expect(d.airbyte.count('POST', /\/applications\/token$/, 200)).toBeGreaterThanOrEqual(1);
   });
 
@@ -183,7 +274,11 @@ describe('Airbyte syncs', () => {
     const running = d.airbyte.startExternalSync(CONN, SYNC_SCENARIOS.runForever());
     const conflicts = d.airbyte.count('POST', /\/jobs$/, 409);
     const st = await withExtWorker(stack, d.deps, async () => {
-      const h = await stack.runs.start({ spec: spec({ id: 'ab-adopt', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: FAST }] }), tenant: 'acme', trigger: 'manual' });
+      const h = await stack.runs.start({
+        spec: spec({ id: 'ab-adopt', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: FAST }] }),
+        tenant: 'acme',
+        trigger: 'manual',
+      });
       await waitFor(async () => d.airbyte.count('POST', /\/jobs$/, 409) > conflicts);
       d.airbyte.finish(running);
       await stack.client.workflow.getHandle(h.runId).result();
@@ -196,14 +291,19 @@ describe('Airbyte syncs', () => {
 
   it('fails with the sync status and cancels the job when the run is cancelled', async () => {
     d.airbyte.scenario = () => SYNC_SCENARIOS.failure();
-    const failed = await withExtWorker(stack, d.deps, () => run(spec({ id: 'ab-fail', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: FAST }] })));
+    const failed = await withExtWorker(stack, d.deps, () =>
+      run(spec({ id: 'ab-fail', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: FAST }] })),
+    );
     expect(failed.tasks.ingest.status).toBe('failed');
     expect(failed.tasks.ingest.error).toMatch(/airbyte job .* ended failed: sync job \d+ failed/);
 
     d.airbyte.scenario = () => SYNC_SCENARIOS.runForever();
     const deletes = d.airbyte.count('DELETE', /\/jobs\/\d+$/, 200);
     const st = await withExtWorker(stack, d.deps, () =>
-      run(spec({ id: 'ab-cancel', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: FAST }] }), async () => d.airbyte.jobs.some((j) => d.airbyte.status(j) === 'running')),
+      run(
+        spec({ id: 'ab-cancel', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: FAST }] }),
+        async () => d.airbyte.jobs.some((j) => d.airbyte.status(j) === 'running'),
+      ),
     );
     expect(st.tasks.ingest.status).toBe('cancelled');
     expect(d.airbyte.count('DELETE', /\/jobs\/\d+$/, 200) - deletes).toBe(1);
@@ -211,10 +311,23 @@ describe('Airbyte syncs', () => {
   });
 
   it('an unknown connection fails with Airbyte’s problem detail, and no secret shows in errors', async () => {
-    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'ab-404', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: '00000000-0000-4000-8000-000000000000', poll: FAST }] })));
+    const st = await withExtWorker(stack, d.deps, () =>
+      run(
+        spec({
+          id: 'ab-404',
+          tasks: [
+            { id: 'ingest', kind: 'airbyte.sync', connectionId: '00000000-0000-4000-8000-000000000000', poll: FAST },
+          ],
+        }),
+      ),
+    );
     expect(st.tasks.ingest.status).toBe('failed');
-    expect(st.tasks.ingest.error).toContain('404 resource-not-found: Could not find a connection with id: 00000000-0000-4000-8000-000000000000');
-    const history = JSON.stringify(await stack.client.workflow.getHandle(`${st.workflowId}/task/ingest`).fetchHistory());
+    expect(st.tasks.ingest.error).toContain(
+      '404 resource-not-found: Could not find a connection with id: 00000000-0000-4000-8000-000000000000',
+    );
+    const history = JSON.stringify(
+      await stack.client.workflow.getHandle(`${st.workflowId}/task/ingest`).fetchHistory(),
+    );
     expect(history).not.toContain(d.airbyte.clientSecret);
   });
 });

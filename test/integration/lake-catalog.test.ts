@@ -14,7 +14,9 @@ beforeAll(async () => {
 afterAll(async () => stack?.close());
 
 const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId));
+  stack.withWorker(async () =>
+    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
+  );
 
 const pipeline = (select: string, checks = '[]') =>
   spec(`
@@ -37,7 +39,10 @@ tasks:
 
 describe('catalog service and CLI on a folder lake', () => {
   it('records versions with schema changes, lineage, preview; vacuum keeps the current version', async () => {
-    await stack.store!.putBytes('landing/people.jsonl', '{"id": 1, "name": "Ada", "born": "1815-12-10"}\n{"id": "x"}\n{broken\n{"id": 2, "name": "Alan", "born": "1912-06-23"}\n');
+    await stack.store!.putBytes(
+      'landing/people.jsonl',
+      '{"id": 1, "name": "Ada", "born": "1815-12-10"}\n{"id": "x"}\n{broken\n{"id": 2, "name": "Alan", "born": "1912-06-23"}\n',
+    );
     expect((await run(pipeline('SELECT id, name FROM bronze.people'))).status).toBe('success');
     const second = await run(
       pipeline(
@@ -63,14 +68,22 @@ describe('catalog service and CLI on a folder lake', () => {
       { column: 'born', change: 'added', to: 'DATE' },
       { column: 'name', change: 'removed', from: 'VARCHAR' },
     ]);
-    expect((await svc.lineage(stack.tenant, 'silver.people', 1)).edges).toEqual([{ from: 'bronze.people', to: 'silver.people' }]);
+    expect((await svc.lineage(stack.tenant, 'silver.people', 1)).edges).toEqual([
+      { from: 'bronze.people', to: 'silver.people' },
+    ]);
     expect((await svc.preview(stack.tenant, 'silver.people@1', 1)).rows).toEqual([{ id: 1, name: 'Ada' }]);
     // as of a time: the version current then
     const v1 = got.versions.find((v) => v.version === 1)!;
     expect((await svc.preview(stack.tenant, `silver.people@${v1.promotedAt}`, 1)).version).toBe(1);
     expect((await svc.preview(stack.tenant, `silver.people@${new Date().toISOString()}`, 1)).version).toBe(2);
-    await expect(svc.preview(stack.tenant, 'silver.people@2001-01-01T00:00:00Z', 1)).rejects.toMatchObject({ status: 404 });
-    expect(got.versions[0].checks.find((c) => c.name === 'freshness(born)')).toMatchObject({ severity: 'warn', passed: false, message: expect.stringMatching(/newest born is 1912-06-23T00:00:00.000Z, older than 1d/) });
+    await expect(svc.preview(stack.tenant, 'silver.people@2001-01-01T00:00:00Z', 1)).rejects.toMatchObject({
+      status: 404,
+    });
+    expect(got.versions[0].checks.find((c) => c.name === 'freshness(born)')).toMatchObject({
+      severity: 'warn',
+      passed: false,
+      message: expect.stringMatching(/newest born is 1912-06-23T00:00:00.000Z, older than 1d/),
+    });
     await expect(svc.get(stack.tenant, 'gold.nothing')).rejects.toMatchObject({ status: 404 });
     await expect(svc.get(stack.tenant, 'Silver.People')).rejects.toMatchObject({ status: 400 });
     await expect(svc.lineage(stack.tenant, 'silver.people', 0)).rejects.toMatchObject({ status: 400 });
@@ -78,7 +91,11 @@ describe('catalog service and CLI on a folder lake', () => {
     await expect(svc.preview(stack.tenant, 'silver.people@9', 5)).rejects.toMatchObject({ status: 404 });
 
     // the CLI, as users run it, against the same metastore and lake
-    const env = { DATABASE_URL: stack.metastoreUrl!, STRATA_LAKE_ROOT: stack.lake!.store.root, STRATA_TENANT: stack.tenant };
+    const env = {
+      DATABASE_URL: stack.metastoreUrl!,
+      STRATA_LAKE_ROOT: stack.lake!.store.root,
+      STRATA_TENANT: stack.tenant,
+    };
     const ls = await runCli(['datasets', 'list'], env);
     expect(ls.code, ls.out).toBe(0);
     expect(ls.out).toMatch(/silver\.people\s+2\s+2\s+/);
@@ -94,7 +111,11 @@ describe('catalog service and CLI on a folder lake', () => {
     const dry = await runCli(['datasets', 'vacuum', '--older-than', '0', '--dry-run'], env);
     expect(dry.out).toContain('would delete 3 version(s)');
     const vac = await svc.vacuum(stack.tenant, { olderThanDays: 0 });
-    expect(vac.versions.map((v) => `${v.dataset}@${v.version}`).sort()).toEqual(['bronze.people@1', 'bronze.people_quarantine@1', 'silver.people@1']);
+    expect(vac.versions.map((v) => `${v.dataset}@${v.version}`).sort()).toEqual([
+      'bronze.people@1',
+      'bronze.people_quarantine@1',
+      'silver.people@1',
+    ]);
     expect((await stack.store!.list('silver/default/people/data/')).length).toBe(1);
     await expect(svc.preview(stack.tenant, 'silver.people@1', 1)).rejects.toMatchObject({ status: 410 });
     expect((await svc.preview(stack.tenant, 'silver.people', 5)).rows.length).toBe(2);
@@ -120,11 +141,20 @@ describe('catalog service and CLI on a folder lake', () => {
     const moved = await runCli(['lake-layout', '--tenant', 'legacy'], env);
     expect(moved.code, moved.out).toBe(0);
     // Catalogued files go to the tenant whose versions read them; landing files no version names, to --tenant.
-    const catalogued = mine.filter((o) => !o.key.startsWith('landing/')).map((o) => o.key).sort();
-    expect(moved.out).toMatch(new RegExp(`moved ${mine.length + 1} object\\(s\\), .* \\(${stack.tenant}: ${catalogued.length}, legacy: ${mine.length + 1 - catalogued.length}\\)`));
+    const catalogued = mine
+      .filter((o) => !o.key.startsWith('landing/'))
+      .map((o) => o.key)
+      .sort();
+    expect(moved.out).toMatch(
+      new RegExp(
+        `moved ${mine.length + 1} object\\(s\\), .* \\(${stack.tenant}: ${catalogued.length}, legacy: ${mine.length + 1 - catalogued.length}\\)`,
+      ),
+    );
     expect((await stack.store!.list('')).map((o) => o.key).sort()).toEqual(catalogued);
     expect((await root.getBytes('legacy/landing/orphan.csv')).toString()).toBe('x\n1\n');
-    expect((await root.list('')).every((o) => o.key.startsWith(`${stack.tenant}/`) || o.key.startsWith('legacy/'))).toBe(true);
+    expect(
+      (await root.list('')).every((o) => o.key.startsWith(`${stack.tenant}/`) || o.key.startsWith('legacy/')),
+    ).toBe(true);
     expect((await svc.preview(stack.tenant, 'silver.people', 5)).rows.length).toBe(2);
     const again = await runCli(['lake-layout', '--tenant', 'legacy'], env);
     expect(again.out).toMatch(/moved 0 object\(s\)/);

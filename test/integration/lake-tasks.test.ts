@@ -26,11 +26,15 @@ afterAll(async () => {
 async function sensorChecks(runId: string): Promise<number> {
   const d = await stack.client.workflow.getHandle(runId).describe();
   const p = d.raw.pendingActivities?.find((a) => a.activityType?.name === 's3Check')?.heartbeatDetails?.payloads?.[0];
-  return p ? ((await decodePayload<{ polls?: number }>(stack.client.options.loadedDataConverter, p as never)).polls ?? 0) : 0;
+  return p
+    ? ((await decodePayload<{ polls?: number }>(stack.client.options.loadedDataConverter, p as never)).polls ?? 0)
+    : 0;
 }
 
 const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId));
+  stack.withWorker(async () =>
+    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
+  );
 
 const ingest = (connection: string, table: string) =>
   spec(`
@@ -55,27 +59,34 @@ describe('ingest.table', () => {
   it.each([
     ['warehouse', 'pg_sales'],
     ['mart', 'my_sales'],
-  ])('extracts %s incrementally by a cursor: re-runs add only new rows, the high-water mark lives in the metastore', async (conn, table) => {
-    const exec = (sql: string) => (conn === 'warehouse' ? pgc.query(sql) : my.query(sql));
-    await exec(`DROP TABLE IF EXISTS ${table}`);
-    await exec(`CREATE TABLE ${table} (id int primary key, kind varchar(10), amount decimal(10,2), sold_on date)`);
-    await exec(`INSERT INTO ${table} VALUES (1,'a',1.50,'2026-01-01'),(2,'b',2.25,'2026-01-02'),(3,'a',3.00,'2026-01-03')`);
-    const first = await run(ingest(conn, table));
-    expect(first.status, JSON.stringify(first.tasks)).toBe('success');
-    expect(first.tasks.extract.output).toMatchObject({ rowCount: 3, newRows: 3, watermark: '3', version: 1 });
-    expect(first.tasks.snapshot.output).toMatchObject({ rowCount: 2 });
-    const again = await run(ingest(conn, table));
-    expect(again.tasks.extract.output).toMatchObject({ rowCount: 3, newRows: 0, version: 1 });
-    await exec(`INSERT INTO ${table} VALUES (4,'c',4.75,'2026-01-04'),(5,'a',5.00,'2026-01-05')`);
-    const third = await run(ingest(conn, table));
-    expect(third.tasks.extract.output).toMatchObject({ rowCount: 5, newRows: 2, watermark: '5', version: 2 });
-    const svc = new DatasetsService(stack.lake!);
-    const rows = (await svc.preview(stack.tenant, `bronze.${table}`, 100)).rows.sort((a, b) => Number(a.id) - Number(b.id));
-    expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5]);
-    expect(rows[3]).toMatchObject({ kind: 'c', sold_on: '2026-01-04' });
-    expect(Number(rows[3].amount)).toBe(4.75);
-    expect(await stack.lake!.catalog.watermark(stack.tenant, `extract_${conn}`, 'extract')).toBe('5');
-  });
+  ])(
+    'extracts %s incrementally by a cursor: re-runs add only new rows, the high-water mark lives in the metastore',
+    async (conn, table) => {
+      const exec = (sql: string) => (conn === 'warehouse' ? pgc.query(sql) : my.query(sql));
+      await exec(`DROP TABLE IF EXISTS ${table}`);
+      await exec(`CREATE TABLE ${table} (id int primary key, kind varchar(10), amount decimal(10,2), sold_on date)`);
+      await exec(
+        `INSERT INTO ${table} VALUES (1,'a',1.50,'2026-01-01'),(2,'b',2.25,'2026-01-02'),(3,'a',3.00,'2026-01-03')`,
+      );
+      const first = await run(ingest(conn, table));
+      expect(first.status, JSON.stringify(first.tasks)).toBe('success');
+      expect(first.tasks.extract.output).toMatchObject({ rowCount: 3, newRows: 3, watermark: '3', version: 1 });
+      expect(first.tasks.snapshot.output).toMatchObject({ rowCount: 2 });
+      const again = await run(ingest(conn, table));
+      expect(again.tasks.extract.output).toMatchObject({ rowCount: 3, newRows: 0, version: 1 });
+      await exec(`INSERT INTO ${table} VALUES (4,'c',4.75,'2026-01-04'),(5,'a',5.00,'2026-01-05')`);
+      const third = await run(ingest(conn, table));
+      expect(third.tasks.extract.output).toMatchObject({ rowCount: 5, newRows: 2, watermark: '5', version: 2 });
+      const svc = new DatasetsService(stack.lake!);
+      const rows = (await svc.preview(stack.tenant, `bronze.${table}`, 100)).rows.sort(
+        (a, b) => Number(a.id) - Number(b.id),
+      );
+      expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 4, 5]);
+      expect(rows[3]).toMatchObject({ kind: 'c', sold_on: '2026-01-04' });
+      expect(Number(rows[3].amount)).toBe(4.75);
+      expect(await stack.lake!.catalog.watermark(stack.tenant, `extract_${conn}`, 'extract')).toBe('5');
+    },
+  );
 
   it('reports SQL errors without retrying, and never leaks the connection URL', async () => {
     const st = await run(
@@ -105,7 +116,9 @@ describe('ingest.file', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-pq-'));
     const db = await DuckDBInstance.create(':memory:');
     const c = await db.connect();
-    await c.run(`COPY (SELECT * FROM (VALUES ('1', '2026-01-01', 'x'), ('two', '2026-01-02', 'y'), ('3', NULL, 'z')) t(id, day, tag)) TO '${dir}/p.parquet' (FORMAT parquet)`);
+    await c.run(
+      `COPY (SELECT * FROM (VALUES ('1', '2026-01-01', 'x'), ('two', '2026-01-02', 'y'), ('3', NULL, 'z')) t(id, day, tag)) TO '${dir}/p.parquet' (FORMAT parquet)`,
+    );
     c.closeSync();
     db.closeSync();
     await stack.store!.putFile('landing/pq/p.parquet', `${dir}/p.parquet`);
@@ -128,7 +141,8 @@ tasks:
       ['3', 'day: missing (not nullable)', 'landing/pq/p.parquet', 3],
       ['two', 'id: two is not a valid bigint', 'landing/pq/p.parquet', 2],
     ]);
-    const missing = await run(spec(`
+    const missing = await run(
+      spec(`
 id: pq_missing
 tasks:
   - id: land
@@ -137,9 +151,12 @@ tasks:
     format: csv
     columns: { a: int }
     output: bronze.none
-`));
+`),
+    );
     expect(missing.tasks.land).toMatchObject({ status: 'failed', errorType: 'SourceError' });
-    expect(missing.tasks.land.error).toMatch(/no landing files at s3:\/\/lake\/.*landing\/nothing-here: check "source"/);
+    expect(missing.tasks.land.error).toMatch(
+      /no landing files at s3:\/\/lake\/.*landing\/nothing-here: check "source"/,
+    );
   });
 });
 
@@ -167,7 +184,12 @@ tasks:
 `);
     const st = await stack.withWorker(async () => {
       // Heartbeats (which carry the check count) reach the server about every 0.8 s.
-      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { heartbeatTimeoutMs: 1000 } });
+      const h = await stack.runs.start({
+        spec: s,
+        tenant: stack.tenant,
+        trigger: 'manual',
+        options: { heartbeatTimeoutMs: 1000 },
+      });
       // Each file lands after the sensor has checked at least once more (as far as its last
       // heartbeat tells; past a few seconds the file lands anyway: the assertions below
       // check that the sensor saw every state and finished in one activity).
@@ -186,17 +208,25 @@ tasks:
     expect(st.tasks.wait.status).toBe('success');
     expect(st.tasks.wait.output).toMatchObject({ done: true, count: 2 });
     expect(Number(st.tasks.wait.output!.polls)).toBeGreaterThan(3);
-    expect(st.tasks.list.output).toMatchObject({ count: 3, keys: ['incoming/batch1/_SUCCESS', 'incoming/batch1/a.csv', 'incoming/batch1/b.csv'] });
+    expect(st.tasks.list.output).toMatchObject({
+      count: 3,
+      keys: ['incoming/batch1/_SUCCESS', 'incoming/batch1/a.csv', 'incoming/batch1/b.csv'],
+    });
     expect(st.tasks.copy.output).toMatchObject({ count: 3 });
     expect((await stack.store!.getBytes('archive/batch1/b.csv')).toString()).toBe('x\n2\n');
     // However many checks: one activity in the run's history, no timers.
     const events = (await stack.client.workflow.getHandle(st.workflowId).fetchHistory()).events!;
     expect(events.filter((e) => e.timerStartedEventAttributes)).toHaveLength(0);
-    expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 's3Check')).toHaveLength(1);
+    expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 's3Check')).toHaveLength(
+      1,
+    );
   });
 
   it('long waits are cheap: a 7-day sensor adds no history per check, and continue-as-new does not wait for sensors', async () => {
-    const chain = Array.from({ length: 14 }, (_, i) => `  - { id: step${i}, kind: noop, sleep: 150ms${i ? `, needs: [step${i - 1}]` : ''} }`).join('\n');
+    const chain = Array.from(
+      { length: 14 },
+      (_, i) => `  - { id: step${i}, kind: noop, sleep: 150ms${i ? `, needs: [step${i - 1}]` : ''} }`,
+    ).join('\n');
     const s = spec(`
 id: long_waits
 tasks:
@@ -211,7 +241,12 @@ ${chain}
       return out;
     };
     const { st, runId } = await stack.withWorker(async () => {
-      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { continueAsNewAfterEvents: 30, heartbeatTimeoutMs: 1000 } });
+      const h = await stack.runs.start({
+        spec: s,
+        tenant: stack.tenant,
+        trigger: 'manual',
+        options: { continueAsNewAfterEvents: 30, heartbeatTimeoutMs: 1000 },
+      });
       // The run continues as new (more than once) while the week-long sensor is still waiting…
       await waitFor(async () => (await executions(h.runId)).length >= 3, 60_000);
       expect((await stack.runs.state(h.runId)).tasks.week.status).not.toBe('success');
@@ -227,7 +262,9 @@ ${chain}
     expect(st.continuations).toBeGreaterThanOrEqual(2);
     // A sensor's deadline holds across continue-as-new: `never` gave up about 3 s after it first started.
     expect(st.tasks.never).toMatchObject({ status: 'failed', errorType: 'SensorTimeout' });
-    expect(st.tasks.never.error).toMatch(/gave up after \d+ checks: s3:\/\/lake\/.*\/incoming\/never\.csv does not exist yet/);
+    expect(st.tasks.never.error).toMatch(
+      /gave up after \d+ checks: s3:\/\/lake\/.*\/incoming\/never\.csv does not exist yet/,
+    );
     expect(Date.parse(st.tasks.never.endedAt!) - Date.parse(st.startedAt)).toBeLessThan(3000 + 15_000);
     // Per execution: a bounded number of events, no timers, and at most one activity per sensor,
     // although the sensors made well over a hundred checks between them.
@@ -237,11 +274,13 @@ ${chain}
       const events = (await stack.client.workflow.getHandle(runId, r).fetchHistory()).events!;
       expect(events.length, `execution ${r}`).toBeLessThan(80);
       expect(events.filter((e) => e.timerStartedEventAttributes)).toHaveLength(0);
-      expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 's3Check').length).toBeLessThanOrEqual(2);
+      expect(
+        events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 's3Check').length,
+      ).toBeLessThanOrEqual(2);
     }
   });
 
-  it('s3.delete removes inside the tenant\'s lake and refuses any location outside it, whatever the spec says', async () => {
+  it("s3.delete removes inside the tenant's lake and refuses any location outside it, whatever the spec says", async () => {
     await stack.store!.putBytes('tmp/x/1.csv', '1');
     await stack.store!.putBytes('tmp/x/2.csv', '2');
     const st = await run(
@@ -260,6 +299,8 @@ tasks:
     expect(st.tasks.inside.output).toMatchObject({ count: 2 });
     expect(await stack.store!.list('tmp/x/')).toEqual([]);
     expect(st.tasks.outside).toMatchObject({ status: 'failed', attempts: 1, errorType: 'LocationError' });
-    expect(st.tasks.outside.error).toMatch(/"s3:\/\/lake\/somebody-else\/data\.csv" is outside your lake \(s3:\/\/lake\/test-lake-tasks-\w+\/t\w+\): use a path inside the lake, or ask the platform operator/);
+    expect(st.tasks.outside.error).toMatch(
+      /"s3:\/\/lake\/somebody-else\/data\.csv" is outside your lake \(s3:\/\/lake\/test-lake-tasks-\w+\/t\w+\): use a path inside the lake, or ask the platform operator/,
+    );
   });
 });

@@ -29,16 +29,22 @@ beforeAll(async () => {
 afterAll(async () => stack?.close());
 
 const run = (s: ReturnType<typeof spec>, params?: Record<string, string>): Promise<RunState> =>
-  stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', params })).runId));
+  stack.withWorker(async () =>
+    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', params })).runId),
+  );
 
 async function readDataset(name: string, at?: number): Promise<Record<string, unknown>[]> {
   const [layer, n] = name.split('.') as ['silver', string];
   const cat = stack.lake!.catalog;
-  const v = at ? await cat.version(stack.tenant, { layer, namespace: 'default', name: n }, at) : await cat.current(stack.tenant, { layer, namespace: 'default', name: n });
+  const v = at
+    ? await cat.version(stack.tenant, { layer, namespace: 'default', name: n }, at)
+    : await cat.current(stack.tenant, { layer, namespace: 'default', name: n });
   const files = await Promise.all(v!.files.map((f) => localFile(forTenant(stack.lake!, stack.tenant), f)));
   const db = await DuckDBInstance.create(':memory:');
   const c = await db.connect();
-  const rows = (await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}]) ORDER BY ALL`)).getRowObjectsJson();
+  const rows = (
+    await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}]) ORDER BY ALL`)
+  ).getRowObjectsJson();
   c.closeSync();
   db.closeSync();
   return rows as Record<string, unknown>[];
@@ -48,17 +54,26 @@ async function readDataset(name: string, at?: number): Promise<Record<string, un
 function openLineageProblems(e: Record<string, any>): string[] {
   const p: string[] = [];
   const uri = (v: unknown) => typeof v === 'string' && /^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(v);
-  if (typeof e.eventTime !== 'string' || Number.isNaN(Date.parse(e.eventTime)) || !/T.*(Z|[+-]\d\d:\d\d)$/.test(e.eventTime)) p.push('eventTime: date-time');
+  if (
+    typeof e.eventTime !== 'string' ||
+    Number.isNaN(Date.parse(e.eventTime)) ||
+    !/T.*(Z|[+-]\d\d:\d\d)$/.test(e.eventTime)
+  )
+    p.push('eventTime: date-time');
   if (!uri(e.producer)) p.push('producer: uri');
   if (!uri(e.schemaURL)) p.push('schemaURL: uri');
   if (!['START', 'RUNNING', 'COMPLETE', 'ABORT', 'FAIL', 'OTHER'].includes(e.eventType)) p.push('eventType');
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(e.run?.runId)) p.push('run.runId: uuid');
   if (typeof e.job?.namespace !== 'string' || typeof e.job?.name !== 'string') p.push('job: namespace and name');
   const facets = (f: Record<string, any> | undefined, where: string) => {
-    for (const [k, v] of Object.entries(f ?? {})) if (!uri(v._producer) || !uri(v._schemaURL)) p.push(`${where}.facets.${k}: _producer and _schemaURL URIs`);
+    for (const [k, v] of Object.entries(f ?? {}))
+      if (!uri(v._producer) || !uri(v._schemaURL)) p.push(`${where}.facets.${k}: _producer and _schemaURL URIs`);
   };
   facets(e.run?.facets, 'run');
-  for (const [side, list] of [['inputs', e.inputs], ['outputs', e.outputs]] as const)
+  for (const [side, list] of [
+    ['inputs', e.inputs],
+    ['outputs', e.outputs],
+  ] as const)
     for (const d of list ?? []) {
       if (typeof d.namespace !== 'string' || typeof d.name !== 'string') p.push(`${side}: namespace and name`);
       facets(d.facets, side);
@@ -66,7 +81,8 @@ function openLineageProblems(e: Record<string, any>): string[] {
   return p;
 }
 
-const ORDERS_V1 = 'order_id,customer_id,amount,ordered_at\n1,c1,10.50,2026-01-01\n2,c2,abc,2026-01-01\n3,,5,2026-01-02\n4,c1,7.25,2026-01-02\n4,c1,7.25,2026-01-02\n5,c9,1,not-a-date\n';
+const ORDERS_V1 =
+  'order_id,customer_id,amount,ordered_at\n1,c1,10.50,2026-01-01\n2,c2,abc,2026-01-01\n3,,5,2026-01-02\n4,c1,7.25,2026-01-02\n4,c1,7.25,2026-01-02\n5,c9,1,not-a-date\n';
 
 const pipeline = (extraChecks = '') =>
   spec(`
@@ -111,7 +127,11 @@ describe('lake on S3 (MinIO)', () => {
     expect(st.tasks.land.output).toMatchObject({ rowCount: 3, quarantined: 3, dataset: 'bronze.orders', version: 1 });
     expect(String(st.tasks.land.output!.location)).toMatch(/^s3:\/\/lake\//);
     const q = await readDataset('bronze.orders_quarantine');
-    expect(q.map((r) => r._reason).sort()).toEqual(['amount: abc is not a valid decimal', 'customer_id: missing (not nullable)', 'ordered_at: not-a-date is not a valid date']);
+    expect(q.map((r) => r._reason).sort()).toEqual([
+      'amount: abc is not a valid decimal',
+      'customer_id: missing (not nullable)',
+      'ordered_at: not-a-date is not a valid date',
+    ]);
     expect(q.every((r) => r._source_file === 'landing/orders/day1.csv')).toBe(true);
     expect(st.tasks.silver_orders.output).toMatchObject({ rowCount: 2, version: 1, checks: { passed: 4, warned: [] } });
     const gold = await readDataset('gold.daily_revenue');
@@ -124,8 +144,16 @@ describe('lake on S3 (MinIO)', () => {
     expect(silver!.schema.map((c) => c.name)).toEqual(['order_id', 'customer_id', 'amount', 'ordered_at']);
     expect(silver!.inputs).toEqual([{ layer: 'bronze', namespace: 'default', name: 'orders', version: 1 }]);
     const lin = await cat.lineage(stack.tenant, { layer: 'silver', namespace: 'default', name: 'orders' }, 5);
-    expect(lin.edges).toEqual(expect.arrayContaining([{ from: 'bronze.orders', to: 'silver.orders' }, { from: 'silver.orders', to: 'gold.daily_revenue' }]));
-    const events = (await readFile(lineageFile(), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    expect(lin.edges).toEqual(
+      expect.arrayContaining([
+        { from: 'bronze.orders', to: 'silver.orders' },
+        { from: 'silver.orders', to: 'gold.daily_revenue' },
+      ]),
+    );
+    const events = (await readFile(lineageFile(), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const silverEvents = events.filter((e) => e.job.name === 'lake_orders.silver_orders');
     expect(silverEvents.map((e) => e.eventType)).toEqual(['START', 'COMPLETE']);
     for (const e of events) expect(openLineageProblems(e), JSON.stringify(e)).toEqual([]);
@@ -141,13 +169,22 @@ describe('lake on S3 (MinIO)', () => {
   });
 
   it('an error check blocks promotion and its downstream; a warn check records and continues; time travel reads the old version', async () => {
-    await stack.store!.putBytes('landing/orders/day2.csv', 'order_id,customer_id,amount,ordered_at\n9,c3,-4,2026-01-03\n');
-    const st = await run(pipeline(`      - accepted_values: { column: customer_id, values: [c1, c2] }\n        severity: warn`));
+    await stack.store!.putBytes(
+      'landing/orders/day2.csv',
+      'order_id,customer_id,amount,ordered_at\n9,c3,-4,2026-01-03\n',
+    );
+    const st = await run(
+      pipeline(`      - accepted_values: { column: customer_id, values: [c1, c2] }\n        severity: warn`),
+    );
     expect(st.tasks.silver_orders.status).toBe('failed');
     expect(st.tasks.silver_orders.errorType).toBe('QualityGateFailed');
     expect(st.tasks.silver_orders.error).toMatch(/range\(amount\): 1 rows have amount outside \[0, ∞\]/);
     expect(st.tasks.daily.status).toBe('upstream_failed');
-    const failEvent = (await readFile(lineageFile(), 'utf8')).trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.eventType === 'FAIL');
+    const failEvent = (await readFile(lineageFile(), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.eventType === 'FAIL');
     expect(failEvent.length).toBe(1);
     expect(failEvent[0].run.facets.errorMessage.message).toMatch(/quality gate failed/);
     expect(openLineageProblems(failEvent[0])).toEqual([]);
@@ -159,12 +196,21 @@ describe('lake on S3 (MinIO)', () => {
     ]);
     const failed = versions[0].checks.find((c) => c.name === 'range(amount)')!;
     expect(failed.sample).toEqual([{ order_id: 9, customer_id: 'c3', amount: '-4.00', ordered_at: '2026-01-03' }]);
-    expect(versions[0].checks.find((c) => c.kind === 'accepted_values')).toMatchObject({ severity: 'warn', passed: false, failing: 1 });
+    expect(versions[0].checks.find((c) => c.kind === 'accepted_values')).toMatchObject({
+      severity: 'warn',
+      passed: false,
+      failing: 1,
+    });
     // bronze moved on (v2 has both files); gold still reads silver v1
-    expect((await cat.current(stack.tenant, { layer: 'bronze', namespace: 'default', name: 'orders' }))!.version).toBe(2);
+    expect((await cat.current(stack.tenant, { layer: 'bronze', namespace: 'default', name: 'orders' }))!.version).toBe(
+      2,
+    );
 
     // fix the file; silver v3 becomes current, and @1 still reads the first version
-    await stack.store!.putBytes('landing/orders/day2.csv', 'order_id,customer_id,amount,ordered_at\n9,c3,4,2026-01-03\n');
+    await stack.store!.putBytes(
+      'landing/orders/day2.csv',
+      'order_id,customer_id,amount,ordered_at\n9,c3,4,2026-01-03\n',
+    );
     const ok = await run(pipeline());
     expect(ok.status, JSON.stringify(ok.tasks)).toBe('success');
     expect(ok.tasks.silver_orders.output).toMatchObject({ version: 3, rowCount: 3 });

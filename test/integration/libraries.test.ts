@@ -59,7 +59,11 @@ function zip(entries: Record<string, string>): Buffer {
   return Buffer.concat([...locals, cd, end]);
 }
 
-const JAR_V3 = zip({ 'META-INF/MANIFEST.MF': 'Manifest-Version: 1.0\n', 'com/acme/udf/ToCents.class': 'cafebabe-v3', 'com/acme/udf/Mask.class': 'cafebabe-mask' });
+const JAR_V3 = zip({
+  'META-INF/MANIFEST.MF': 'Manifest-Version: 1.0\n',
+  'com/acme/udf/ToCents.class': 'cafebabe-v3',
+  'com/acme/udf/Mask.class': 'cafebabe-mask',
+});
 const JAR_V4 = zip({ 'META-INF/MANIFEST.MF': 'Manifest-Version: 1.0\n', 'com/acme/udf/ToCents.class': 'cafebabe-v4' });
 const WHEEL = zip({ 'money/__init__.py': '', 'money/cents.py': 'def to_cents(x):\n    return int(x * 100)\n' });
 const FNS = [
@@ -102,29 +106,60 @@ function upload(who: string, q: string, body: Buffer, o: { type?: string; functi
   return app.inject({
     method: 'POST',
     url: `/api/v1/libraries?${q}`,
-    headers: { authorization: `Bearer ${key[who]}`, 'content-type': o.type ?? 'application/java-archive', ...(o.functions !== undefined ? { 'strata-functions': JSON.stringify(o.functions) } : {}) },
+    headers: {
+      authorization: `Bearer ${key[who]}`,
+      'content-type': o.type ?? 'application/java-archive',
+      ...(o.functions !== undefined ? { 'strata-functions': JSON.stringify(o.functions) } : {}),
+    },
     payload: body,
   });
 }
-const get = (who: string, url: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${key[who]}` } });
-const del = (who: string, url: string) => app.inject({ method: 'DELETE', url, headers: { authorization: `Bearer ${key[who]}` } });
-const register = (who: string, body: unknown) => app.inject({ method: 'POST', url: '/api/v1/pipelines', headers: { authorization: `Bearer ${key[who]}`, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+const get = (who: string, url: string) =>
+  app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${key[who]}` } });
+const del = (who: string, url: string) =>
+  app.inject({ method: 'DELETE', url, headers: { authorization: `Bearer ${key[who]}` } });
+const register = (who: string, body: unknown) =>
+  app.inject({
+    method: 'POST',
+    url: '/api/v1/pipelines',
+    headers: { authorization: `Bearer ${key[who]}`, 'content-type': 'application/json' },
+    payload: JSON.stringify(body),
+  });
 
 const PINNING = (version: number | string, functions = ['to_cents']) => ({
   id: 'cents',
-  tasks: [{ id: 'agg', kind: 'sql', engine: 'spark', sql: 'select to_cents(amount) from silver.orders', libraries: [{ name: 'udfs', version, functions }] }],
+  tasks: [
+    {
+      id: 'agg',
+      kind: 'sql',
+      engine: 'spark',
+      sql: 'select to_cents(amount) from silver.orders',
+      libraries: [{ name: 'udfs', version, functions }],
+    },
+  ],
 });
 
 describe('UDF libraries over the API', () => {
   it('uploads a JAR into the tenant prefix with its SHA-256 and functions; the same bytes again are a no-op, other bytes a 409', async () => {
     const r = await upload('acme', 'name=udfs&version=3', JAR_V3, { functions: FNS });
     expect(r.statusCode, r.body).toBe(201);
-    expect(r.json()).toMatchObject({ name: 'udfs', version: '3', kind: 'jar', file: 'udfs-3.jar', key: 'libraries/udfs/3/udfs-3.jar', sha256: sha(JAR_V3), sizeBytes: JAR_V3.length, created: true });
+    expect(r.json()).toMatchObject({
+      name: 'udfs',
+      version: '3',
+      kind: 'jar',
+      file: 'udfs-3.jar',
+      key: 'libraries/udfs/3/udfs-3.jar',
+      sha256: sha(JAR_V3),
+      sizeBytes: JAR_V3.length,
+      created: true,
+    });
     expect(r.json().uri).toBe(`${root}/acme/libraries/udfs/3/udfs-3.jar`);
     // The bytes are in acme's lake, under its prefix, exactly as sent.
     const stored = await forTenant(lake, 'acme').store.getBytes('libraries/udfs/3/udfs-3.jar');
     expect(sha(Buffer.from(stored))).toBe(sha(JAR_V3));
-    const rows = await stack.db.query<{ function: string; class: string; return_type: string }>("SELECT function, class, return_type FROM library_functions WHERE tenant = 'acme' AND name = 'udfs' AND version = '3' ORDER BY function");
+    const rows = await stack.db.query<{ function: string; class: string; return_type: string }>(
+      "SELECT function, class, return_type FROM library_functions WHERE tenant = 'acme' AND name = 'udfs' AND version = '3' ORDER BY function",
+    );
     expect(rows.rows).toEqual([
       { function: 'mask', class: 'com.acme.udf.Mask', return_type: 'string' },
       { function: 'to_cents', class: 'com.acme.udf.ToCents', return_type: 'bigint' },
@@ -138,10 +173,15 @@ describe('UDF libraries over the API', () => {
     expect(other.statusCode).toBe(409);
     expect(other.json().error).toMatch(/version 3 already exists with other content.*upload this one as a new version/);
     // Version 3 is untouched, in the lake and the metastore.
-    expect(sha(Buffer.from(await forTenant(lake, 'acme').store.getBytes('libraries/udfs/3/udfs-3.jar')))).toBe(sha(JAR_V3));
+    expect(sha(Buffer.from(await forTenant(lake, 'acme').store.getBytes('libraries/udfs/3/udfs-3.jar')))).toBe(
+      sha(JAR_V3),
+    );
 
     expect((await upload('acme', 'name=udfs&version=4', JAR_V4, { functions: [FNS[0]] })).statusCode).toBe(201);
-    const py = await upload('acme', 'name=money&version=1.0.0&file=money-1.0.0-py3-none-any.whl', WHEEL, { type: 'application/zip', functions: [{ name: 'py_cents', class: 'money.cents.to_cents', returnType: 'bigint' }] });
+    const py = await upload('acme', 'name=money&version=1.0.0&file=money-1.0.0-py3-none-any.whl', WHEEL, {
+      type: 'application/zip',
+      functions: [{ name: 'py_cents', class: 'money.cents.to_cents', returnType: 'bigint' }],
+    });
     expect(py.statusCode, py.body).toBe(201);
     expect(py.json()).toMatchObject({ kind: 'python', key: 'libraries/money/1.0.0/money-1.0.0-py3-none-any.whl' });
   });
@@ -152,9 +192,23 @@ describe('UDF libraries over the API', () => {
       expect(r.json().error).toMatch(msg);
     };
     await bad(await upload('acme', 'name=udfs&version=9', Buffer.from('not a jar')), 400, /not a JAR/);
-    await bad(await upload('acme', 'name=udfs&version=9', JAR_V3, { functions: [{ name: 'x', class: 'com.acme.udf.Nope' }] }), 400, /class com\.acme\.udf\.Nope is not in the JAR/);
-    await bad(await upload('acme', 'name=udfs&version=9', JAR_V3, { functions: [{ name: 'x', class: "a'; DROP TABLE t; --" }] }), 400, /fully qualified Java class/);
-    await bad(await upload('acme', 'name=udfs&version=9', JAR_V3, { type: 'application/octet-stream' }), 415, /application\/java-archive/);
+    await bad(
+      await upload('acme', 'name=udfs&version=9', JAR_V3, { functions: [{ name: 'x', class: 'com.acme.udf.Nope' }] }),
+      400,
+      /class com\.acme\.udf\.Nope is not in the JAR/,
+    );
+    await bad(
+      await upload('acme', 'name=udfs&version=9', JAR_V3, {
+        functions: [{ name: 'x', class: "a'; DROP TABLE t; --" }],
+      }),
+      400,
+      /fully qualified Java class/,
+    );
+    await bad(
+      await upload('acme', 'name=udfs&version=9', JAR_V3, { type: 'application/octet-stream' }),
+      415,
+      /application\/java-archive/,
+    );
     await bad(await upload('acme', 'version=9', JAR_V3), 400, /missing query parameter name/);
     await bad(await upload('acmeViewer', 'name=udfs&version=9', JAR_V3), 403, /admin role/);
     expect((await stack.db.query("SELECT 1 FROM library_versions WHERE version = '9'")).rowCount).toBe(0);
@@ -169,7 +223,9 @@ describe('UDF libraries over the API', () => {
     ]);
     const versions = await get('acmeViewer', '/api/v1/libraries/udfs/versions');
     expect(versions.json().data.map((v: { version: string }) => v.version)).toEqual(['4', '3']);
-    expect((await get('acmeViewer', '/api/v1/libraries/udfs/3')).json().functions.map((f: { name: string }) => f.name)).toEqual(['mask', 'to_cents']);
+    expect(
+      (await get('acmeViewer', '/api/v1/libraries/udfs/3')).json().functions.map((f: { name: string }) => f.name),
+    ).toEqual(['mask', 'to_cents']);
     // Another tenant sees none of it.
     expect((await get('globex', '/api/v1/libraries')).json().data).toEqual([]);
     expect((await get('globex', '/api/v1/libraries/udfs')).statusCode).toBe(404);
@@ -180,20 +236,39 @@ describe('UDF libraries over the API', () => {
   it('checks pinned libraries at registration: unknown library, version or function is a 400 naming it; another tenant’s is unknown', async () => {
     const unknownVersion = await register('acme', PINNING(7));
     expect(unknownVersion.statusCode).toBe(400);
-    expect(unknownVersion.json().error).toMatch(/tasks\[0\]\.libraries\[0\]: library "udfs" has no version "7": use one of 4, 3/);
+    expect(unknownVersion.json().error).toMatch(
+      /tasks\[0\]\.libraries\[0\]: library "udfs" has no version "7": use one of 4, 3/,
+    );
     const unknownFn = await register('acme', PINNING(4, ['to_cents', 'mask']));
     expect(unknownFn.statusCode).toBe(400);
-    expect(unknownFn.json().error).toMatch(/libraries\[0\]\.functions\[1\]: library "udfs" 4 declares no function "mask"/);
-    const pyOnSql = await register('acme', { id: 'py-sql', tasks: [{ id: 'q', kind: 'sql', engine: 'spark', sql: 'select 1', libraries: [{ name: 'money', version: '1.0.0' }] }] });
+    expect(unknownFn.json().error).toMatch(
+      /libraries\[0\]\.functions\[1\]: library "udfs" 4 declares no function "mask"/,
+    );
+    const pyOnSql = await register('acme', {
+      id: 'py-sql',
+      tasks: [
+        { id: 'q', kind: 'sql', engine: 'spark', sql: 'select 1', libraries: [{ name: 'money', version: '1.0.0' }] },
+      ],
+    });
     expect(pyOnSql.json().error).toMatch(/is a Python package: only pyspark tasks can use it/);
-    const duck = await register('acme', { id: 'duck', tasks: [{ id: 'q', kind: 'sql', sql: 'select 1', libraries: [{ name: 'udfs', version: 3 }] }] });
+    const duck = await register('acme', {
+      id: 'duck',
+      tasks: [{ id: 'q', kind: 'sql', sql: 'select 1', libraries: [{ name: 'udfs', version: 3 }] }],
+    });
     expect(duck.json().error).toMatch(/"libraries" applies to engines spark and emr only/);
-    const script = await register('acme', { id: 'hv', tasks: [{ id: 'q', kind: 'hive', clusterId: 'j-ABC', script: 'hql/a.hql', libraries: [{ name: 'udfs', version: 3 }] }] });
+    const script = await register('acme', {
+      id: 'hv',
+      tasks: [
+        { id: 'q', kind: 'hive', clusterId: 'j-ABC', script: 'hql/a.hql', libraries: [{ name: 'udfs', version: 3 }] },
+      ],
+    });
     expect(script.json().error).toMatch(/libraries are registered ahead of an inline "query"/);
     const globex = await register('globex', PINNING(3));
     expect(globex.statusCode).toBe(400);
     expect(globex.json().error).toMatch(/no library "udfs": upload it with POST \/api\/v1\/libraries/);
-    expect((await stack.db.query("SELECT 1 FROM pipelines WHERE id IN ('cents', 'py-sql', 'duck', 'hv')")).rowCount).toBe(0);
+    expect(
+      (await stack.db.query("SELECT 1 FROM pipelines WHERE id IN ('cents', 'py-sql', 'duck', 'hv')")).rowCount,
+    ).toBe(0);
   });
 
   it('refuses to delete a version the current version of a pipeline pins, and deletes it once unpinned', async () => {
@@ -219,7 +294,10 @@ const FAST = { initial: '40ms', max: '150ms', backoff: 1.5 };
 
 async function run(s: ReturnType<typeof spec>, tenant = 'acme'): Promise<RunState> {
   const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
-  await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+  await stack.client.workflow
+    .getHandle(h.runId)
+    .result()
+    .catch(() => undefined);
   return stack.runs.state(h.runId);
 }
 
@@ -231,10 +309,38 @@ describe('jobs that use libraries', () => {
     const s = spec({
       id: 'udf-jobs',
       tasks: [
-        { id: 'k8s_sql', kind: 'sql', engine: 'spark', sql: 'select to_cents(amount) from t', libraries: [udfs], poll: FAST },
-        { id: 'k8s_py', kind: 'pyspark', file: 'jobs/agg.py', libraries: [udfs, { name: 'money', version: '1.0.0', functions: ['py_cents'] }], poll: FAST },
-        { id: 'emr_sql', kind: 'sql', engine: 'emr', clusterId, sql: 'select mask(email) from t', libraries: [{ name: 'udfs', version: 3, functions: ['mask'] }], poll: FAST },
-        { id: 'emr_hive', kind: 'hive', clusterId, query: 'select to_cents(amount) from t', libraries: [{ name: 'udfs', version: 3, functions: ['to_cents'] }], poll: FAST },
+        {
+          id: 'k8s_sql',
+          kind: 'sql',
+          engine: 'spark',
+          sql: 'select to_cents(amount) from t',
+          libraries: [udfs],
+          poll: FAST,
+        },
+        {
+          id: 'k8s_py',
+          kind: 'pyspark',
+          file: 'jobs/agg.py',
+          libraries: [udfs, { name: 'money', version: '1.0.0', functions: ['py_cents'] }],
+          poll: FAST,
+        },
+        {
+          id: 'emr_sql',
+          kind: 'sql',
+          engine: 'emr',
+          clusterId,
+          sql: 'select mask(email) from t',
+          libraries: [{ name: 'udfs', version: 3, functions: ['mask'] }],
+          poll: FAST,
+        },
+        {
+          id: 'emr_hive',
+          kind: 'hive',
+          clusterId,
+          query: 'select to_cents(amount) from t',
+          libraries: [{ name: 'udfs', version: 3, functions: ['to_cents'] }],
+          poll: FAST,
+        },
       ],
     });
     const st = await withExtWorker(stack, d.deps, () => run(s));
@@ -247,23 +353,62 @@ describe('jobs that use libraries', () => {
     const sqlApp = app('k8s_sql');
     expect(sqlApp.metadata.namespace).toBe('strata-acme');
     expect(sqlApp.spec.deps).toEqual({ jars: [jar] });
-    expect(sqlApp.spec.arguments).toEqual(['--sql', "CREATE TEMPORARY FUNCTION to_cents AS 'com.acme.udf.ToCents';\nCREATE TEMPORARY FUNCTION mask AS 'com.acme.udf.Mask';\nselect to_cents(amount) from t"]);
+    expect(sqlApp.spec.arguments).toEqual([
+      '--sql',
+      "CREATE TEMPORARY FUNCTION to_cents AS 'com.acme.udf.ToCents';\nCREATE TEMPORARY FUNCTION mask AS 'com.acme.udf.Mask';\nselect to_cents(amount) from t",
+    ]);
     const pyApp = app('k8s_py');
-    expect(pyApp.spec.deps).toEqual({ jars: [jar], pyFiles: [`${s3a}/libraries/money/1.0.0/money-1.0.0-py3-none-any.whl`] });
+    expect(pyApp.spec.deps).toEqual({
+      jars: [jar],
+      pyFiles: [`${s3a}/libraries/money/1.0.0/money-1.0.0-py3-none-any.whl`],
+    });
     // The functions reach the job as settings only Strata sets (a spec's own value is refused by the tier policy).
-    expect(JSON.parse(pyApp.spec.sparkConf['spark.strata.functions'])).toEqual(["CREATE TEMPORARY FUNCTION to_cents AS 'com.acme.udf.ToCents'", "CREATE TEMPORARY FUNCTION mask AS 'com.acme.udf.Mask'"]);
-    expect(JSON.parse(pyApp.spec.sparkConf['spark.strata.pythonFunctions'])).toEqual([{ name: 'py_cents', function: 'money.cents.to_cents', returnType: 'bigint' }]);
+    expect(JSON.parse(pyApp.spec.sparkConf['spark.strata.functions'])).toEqual([
+      "CREATE TEMPORARY FUNCTION to_cents AS 'com.acme.udf.ToCents'",
+      "CREATE TEMPORARY FUNCTION mask AS 'com.acme.udf.Mask'",
+    ]);
+    expect(JSON.parse(pyApp.spec.sparkConf['spark.strata.pythonFunctions'])).toEqual([
+      { name: 'py_cents', function: 'money.cents.to_cents', returnType: 'bigint' },
+    ]);
 
     const s3jar = `${root}/acme/libraries/udfs/3/udfs-3.jar`;
     const steps = [...d.emr.clusters.get(clusterId)!.steps];
-    const args = (task: string) => steps.find((x) => new RegExp(`udf-jobs.*task-${task.replace('_', '-')}`).test(x.Name))!.Config.Args;
-    expect(args('emr_sql')).toEqual(['spark-sql', '--jars', s3jar, '-e', "CREATE TEMPORARY FUNCTION mask AS 'com.acme.udf.Mask';\nselect mask(email) from t"]);
-    expect(args('emr_hive')).toEqual(['hive', '-e', `ADD JAR ${s3jar};\nCREATE TEMPORARY FUNCTION to_cents AS 'com.acme.udf.ToCents' USING JAR '${s3jar}';\nselect to_cents(amount) from t`]);
+    const args = (task: string) =>
+      steps.find((x) => new RegExp(`udf-jobs.*task-${task.replace('_', '-')}`).test(x.Name))!.Config.Args;
+    expect(args('emr_sql')).toEqual([
+      'spark-sql',
+      '--jars',
+      s3jar,
+      '-e',
+      "CREATE TEMPORARY FUNCTION mask AS 'com.acme.udf.Mask';\nselect mask(email) from t",
+    ]);
+    expect(args('emr_hive')).toEqual([
+      'hive',
+      '-e',
+      `ADD JAR ${s3jar};\nCREATE TEMPORARY FUNCTION to_cents AS 'com.acme.udf.ToCents' USING JAR '${s3jar}';\nselect to_cents(amount) from t`,
+    ]);
   });
 
   it('a job of another tenant naming the library fails before anything is submitted', async () => {
     const before = d.k8s.apps().length;
-    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'udf-steal', tasks: [{ id: 'q', kind: 'sql', engine: 'spark', sql: 'select 1', libraries: [{ name: 'udfs', version: 3, functions: ['to_cents'] }], poll: FAST }] }), 'globex'));
+    const st = await withExtWorker(stack, d.deps, () =>
+      run(
+        spec({
+          id: 'udf-steal',
+          tasks: [
+            {
+              id: 'q',
+              kind: 'sql',
+              engine: 'spark',
+              sql: 'select 1',
+              libraries: [{ name: 'udfs', version: 3, functions: ['to_cents'] }],
+              poll: FAST,
+            },
+          ],
+        }),
+        'globex',
+      ),
+    );
     expect(st.status).toBe('failed');
     expect(st.tasks.q.errorType).toBe('LibraryNotFound');
     expect(st.tasks.q.error).toMatch(/no library "udfs" version "3"/);

@@ -11,7 +11,10 @@ beforeAll(async () => {
 });
 afterAll(async () => stack?.close());
 
-async function runToEnd(s: ReturnType<typeof spec>, extra: Partial<Parameters<TestStack['runs']['start']>[0]> = {}): Promise<RunState> {
+async function runToEnd(
+  s: ReturnType<typeof spec>,
+  extra: Partial<Parameters<TestStack['runs']['start']>[0]> = {},
+): Promise<RunState> {
   const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', ...extra });
   return stack.runs.wait(h.runId);
 }
@@ -40,7 +43,11 @@ tasks:
   });
 
   it('keeps at most maxParallel tasks running', async () => {
-    const s = spec({ id: 'capped', maxParallel: 2, tasks: Array.from({ length: 6 }, (_, i) => ({ id: `t${i}`, kind: 'noop', sleep: '300ms' })) });
+    const s = spec({
+      id: 'capped',
+      maxParallel: 2,
+      tasks: Array.from({ length: 6 }, (_, i) => ({ id: `t${i}`, kind: 'noop', sleep: '300ms' })),
+    });
     const st = await stack.withWorker(() => runToEnd(s));
     const spans = Object.values(st.tasks).map((t) => [Date.parse(t.startedAt!), Date.parse(t.endedAt!)] as const);
     const maxOverlap = Math.max(...spans.map(([a]) => spans.filter(([b, e]) => b <= a && a < e).length));
@@ -65,7 +72,10 @@ tasks:
 `);
     const { err, st } = await stack.withWorker(async () => {
       const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' });
-      const err = await stack.client.workflow.getHandle(h.runId).result().catch((e) => e);
+      const err = await stack.client.workflow
+        .getHandle(h.runId)
+        .result()
+        .catch((e) => e);
       return { err, st: await stack.runs.state(h.runId) };
     });
     expect(err).toBeInstanceOf(WorkflowFailedError);
@@ -127,7 +137,9 @@ tasks:
     expect(statuses(only)).toEqual({ a: 'excluded', b: 'excluded', c: 'success', d: 'excluded' });
     const up = await stack.withWorker(() => runToEnd(s, { only: ['b'], withUpstream: true }));
     expect(statuses(up)).toEqual({ a: 'success', b: 'success', c: 'excluded', d: 'excluded' });
-    await expect(stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', only: ['zz'] })).rejects.toThrow(/unknown task "zz"/);
+    await expect(stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', only: ['zz'] })).rejects.toThrow(
+      /unknown task "zz"/,
+    );
   });
 
   it('cancels a run: running tasks see it, nothing is left running', async () => {
@@ -139,11 +151,19 @@ tasks:
   - { id: after, kind: noop, needs: [long] }
 `);
     const st = await stack.withWorker(async () => {
-      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { heartbeatTimeoutMs: 2000 } });
+      const h = await stack.runs.start({
+        spec: s,
+        tenant: stack.tenant,
+        trigger: 'manual',
+        options: { heartbeatTimeoutMs: 2000 },
+      });
       await waitFor(async () => (await stack.runs.state(h.runId)).tasks.long.status === 'running');
       await new Promise((r) => setTimeout(r, 300));
       await stack.runs.cancel(h.runId);
-      const res = await stack.client.workflow.getHandle(h.runId).result().catch((e) => e);
+      const res = await stack.client.workflow
+        .getHandle(h.runId)
+        .result()
+        .catch((e) => e);
       expect(res).toBeInstanceOf(WorkflowFailedError);
       const desc = await stack.client.workflow.getHandle(h.runId).describe();
       expect(desc.status.name).toBe('CANCELLED');
@@ -155,18 +175,44 @@ tasks:
 
   it('reports cancelled only after its activities stopped: the Postgres statement is gone before the run closes', async () => {
     const marker = `strata_cancel_${Date.now()}`;
-    const s = spec({ id: 'cancel_pg', tasks: [{ id: 'nap', kind: 'sql', engine: 'postgres', connection: 'warehouse', sql: `SELECT pg_sleep(60), '${marker}' AS marker` }] });
+    const s = spec({
+      id: 'cancel_pg',
+      tasks: [
+        {
+          id: 'nap',
+          kind: 'sql',
+          engine: 'postgres',
+          connection: 'warehouse',
+          sql: `SELECT pg_sleep(60), '${marker}' AS marker`,
+        },
+      ],
+    });
     const watcher = new pg.Client({ connectionString: stack.connections.warehouse.url });
     await watcher.connect();
     const active = async () =>
-      Number((await watcher.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1 AND pid <> pg_backend_pid()`, [`%pg_sleep(60), '${marker}'%`])).rows[0].n);
+      Number(
+        (
+          await watcher.query(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1 AND pid <> pg_backend_pid()`,
+            [`%pg_sleep(60), '${marker}'%`],
+          )
+        ).rows[0].n,
+      );
     try {
       await stack.withWorker(async () => {
         // Heartbeats every second: the cancel reaches the activity up to a second after the request.
-        const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { heartbeatTimeoutMs: 3000 } });
+        const h = await stack.runs.start({
+          spec: s,
+          tenant: stack.tenant,
+          trigger: 'manual',
+          options: { heartbeatTimeoutMs: 3000 },
+        });
         await waitFor(async () => (await active()) === 1, 20_000);
         await stack.runs.cancel(h.runId);
-        await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+        await stack.client.workflow
+          .getHandle(h.runId)
+          .result()
+          .catch(() => undefined);
         // The moment the run has closed, the statement has already ended on the engine.
         expect(await active()).toBe(0);
         const desc = await stack.client.workflow.getHandle(h.runId).describe();
@@ -181,7 +227,10 @@ tasks:
         expect(activityCancelled).toBeGreaterThan(0);
         expect(activityCancelled).toBeLessThan(at((e) => !!e.workflowExecutionCanceledEventAttributes));
         // Nothing was committed: the ledger has no row for the task.
-        expect((await watcher.query(`SELECT count(*)::int AS n FROM strata_task_ledger WHERE workflow_id = $1`, [h.runId])).rows[0].n).toBe(0);
+        expect(
+          (await watcher.query(`SELECT count(*)::int AS n FROM strata_task_ledger WHERE workflow_id = $1`, [h.runId]))
+            .rows[0].n,
+        ).toBe(0);
       });
     } finally {
       await watcher.end();
@@ -204,7 +253,12 @@ tasks:
     await stack.withWorker(async () => {
       const first = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' });
       const st1 = await stack.runs.wait(first.runId);
-      expect(statuses(st1)).toEqual({ extract: 'success', transform: 'failed', load: 'upstream_failed', side: 'success' });
+      expect(statuses(st1)).toEqual({
+        extract: 'success',
+        transform: 'failed',
+        load: 'upstream_failed',
+        side: 'success',
+      });
       expect(st1.tasks.transform.error).toMatch(/relation "repair_dst" does not exist/);
       expect(st1.tasks.transform.attempts).toBe(1); // a missing table is not retried
 
@@ -231,10 +285,20 @@ tasks:
     const s = spec({
       id: 'longdag',
       maxParallel: 4,
-      tasks: Array.from({ length: 40 }, (_, i) => ({ id: `t${i}`, kind: 'noop', needs: i >= 4 ? [`t${i - 4}`] : [], ...(i === 21 ? { trigger: 'all_done' } : {}) })),
+      tasks: Array.from({ length: 40 }, (_, i) => ({
+        id: `t${i}`,
+        kind: 'noop',
+        needs: i >= 4 ? [`t${i - 4}`] : [],
+        ...(i === 21 ? { trigger: 'all_done' } : {}),
+      })),
     });
     const st = await stack.withWorker(async () => {
-      const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', options: { continueAsNewAfterEvents: 60 } });
+      const h = await stack.runs.start({
+        spec: s,
+        tenant: stack.tenant,
+        trigger: 'manual',
+        options: { continueAsNewAfterEvents: 60 },
+      });
       const end = await stack.runs.wait(h.runId);
       expect(end.runId).toBe(h.runId);
       return end;
@@ -243,7 +307,10 @@ tasks:
     expect(st.continuations).toBeGreaterThanOrEqual(2);
     expect(Object.values(st.tasks).every((t) => t.status === 'success' && t.attempts === 1)).toBe(true);
     // needs were honoured across executions
-    for (let i = 4; i < 40; i++) expect(Date.parse(st.tasks[`t${i}`].startedAt!)).toBeGreaterThanOrEqual(Date.parse(st.tasks[`t${i - 4}`].endedAt!));
+    for (let i = 4; i < 40; i++)
+      expect(Date.parse(st.tasks[`t${i}`].startedAt!)).toBeGreaterThanOrEqual(
+        Date.parse(st.tasks[`t${i - 4}`].endedAt!),
+      );
   });
 
   it('renders params and the logical date into task fields', async () => {
@@ -257,9 +324,13 @@ tasks:
     sql: "SELECT {{ params.greeting | literal }} AS g, DATE '{{ ds }}' AS d"
     output: "out/{{ ds_nodash }}/{{ params.greeting }}.parquet"
 `);
-    const st = await stack.withWorker(() => runToEnd(s, { params: { greeting: 'bonjour' }, logicalDate: '2026-03-04' }));
+    const st = await stack.withWorker(() =>
+      runToEnd(s, { params: { greeting: 'bonjour' }, logicalDate: '2026-03-04' }),
+    );
     expect(st.tasks.q.status).toBe('success');
     expect(st.tasks.q.output).toMatchObject({ rowCount: 1, location: 'out/20260304/bonjour.parquet' });
-    await expect(stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', params: { nope: '1' } })).rejects.toThrow(/unknown param "nope"/);
+    await expect(
+      stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', params: { nope: '1' } }),
+    ).rejects.toThrow(/unknown param "nope"/);
   });
 });

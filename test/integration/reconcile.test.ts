@@ -19,14 +19,20 @@ const holdUntilReleased = () => {
   };
 };
 beforeAll(async () => {
-  stack = await testStack('reconcile', { reconcileFaults: { afterPartition: (done) => (done === 1 ? hold : undefined) } });
+  stack = await testStack('reconcile', {
+    reconcileFaults: { afterPartition: (done) => (done === 1 ? hold : undefined) },
+  });
   recs = new ReconciliationsService(stack.client, stack.taskQueue);
 });
 afterAll(async () => stack?.close());
 
 describe('reconciliation as a workflow', () => {
   it('runs as a pipeline task, and as a quality gate stops its downstream', async () => {
-    const truth = await generatePair(path.join(stack.tenantRoot, 'legacy.csv'), path.join(stack.tenantRoot, 'migrated.csv'), { rows: 3000, rate: 0.01, seed: 11 });
+    const truth = await generatePair(
+      path.join(stack.tenantRoot, 'legacy.csv'),
+      path.join(stack.tenantRoot, 'migrated.csv'),
+      { rows: 3000, rate: 0.01, seed: 11 },
+    );
     const s = spec(`
 id: migration_check
 tasks:
@@ -34,11 +40,20 @@ tasks:
   - { id: gate, kind: reconcile, left: legacy.csv, right: migrated.csv, key: [id], failOnDifference: true }
   - { id: publish, kind: noop, needs: [gate] }
 `);
-    const st = await stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId));
+    const st = await stack.withWorker(async () =>
+      stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
+    );
     expect(st.tasks.compare.status).toBe('success');
     expect(st.tasks.compare.output).toMatchObject({
       method: 'memory',
-      counts: { left: truth.left, right: truth.right, matched: truth.matched, changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight },
+      counts: {
+        left: truth.left,
+        right: truth.right,
+        matched: truth.matched,
+        changed: truth.changed,
+        onlyLeft: truth.onlyLeft,
+        onlyRight: truth.onlyRight,
+      },
       differences: truth.changed + truth.onlyLeft + truth.onlyRight,
     });
     expect(st.tasks.gate).toMatchObject({ status: 'failed', errorType: 'DatasetsDiffer', attempts: 1 });
@@ -52,13 +67,18 @@ tasks:
     const truth = await generatePair(l, r, { rows: 150_000, rate: 0.001, duplicates: true, seed: 5 });
     await stack.withWorker(async () => {
       let release = holdUntilReleased();
-      const { id } = await recs.start(stack.tenant, { left: 'big-l.csv', right: { uri: `file://${r}` }, options: { key: ['id'], memoryLimitBytes: 1_000_000 }, heartbeatTimeoutMs: 2000 });
+      const { id } = await recs.start(stack.tenant, {
+        left: 'big-l.csv',
+        right: { uri: `file://${r}` },
+        options: { key: ['id'], memoryLimitBytes: 1_000_000 },
+        heartbeatTimeoutMs: 2000,
+      });
       expect(id.startsWith(`reconcile/${stack.tenant}/`)).toBe(true);
       let sawProgress = false;
       let st = await recs.get(id);
       try {
         while (st.status === 'running') {
-          if (!sawProgress && st.progress && st.progress.rows > 0) (sawProgress = true), release();
+          if (!sawProgress && st.progress && st.progress.rows > 0) ((sawProgress = true), release());
           await new Promise((res) => setTimeout(res, 200));
           st = await recs.get(id);
         }
@@ -67,13 +87,29 @@ tasks:
       }
       expect(st.status).toBe('completed');
       expect(sawProgress).toBe(true);
-      expect(st.result).toMatchObject({ method: 'duckdb', counts: { matched: truth.matched, changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight }, duplicates: { left: { keys: truth.duplicateKeysLeft }, right: { keys: truth.duplicateKeysRight } } });
+      expect(st.result).toMatchObject({
+        method: 'duckdb',
+        counts: {
+          matched: truth.matched,
+          changed: truth.changed,
+          onlyLeft: truth.onlyLeft,
+          onlyRight: truth.onlyRight,
+        },
+        duplicates: { left: { keys: truth.duplicateKeysLeft }, right: { keys: truth.duplicateKeysRight } },
+      });
 
-      await expect(recs.start(stack.tenant, { left: '', right: 'x.csv', options: { tolerance: -1, bogus: 1 } })).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/left.uri.*tolerance|tolerance.*left/s) });
+      await expect(
+        recs.start(stack.tenant, { left: '', right: 'x.csv', options: { tolerance: -1, bogus: 1 } }),
+      ).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/left.uri.*tolerance|tolerance.*left/s) });
       await expect(recs.get('reconcile/acme/nope')).rejects.toMatchObject({ status: 404 });
 
       release = holdUntilReleased();
-      const c = await recs.start(stack.tenant, { left: 'big-l.csv', right: 'big-r.csv', options: { key: ['id'], partitions: 64, parallelism: 1 }, heartbeatTimeoutMs: 1000 });
+      const c = await recs.start(stack.tenant, {
+        left: 'big-l.csv',
+        right: 'big-r.csv',
+        options: { key: ['id'], partitions: 64, parallelism: 1 },
+        heartbeatTimeoutMs: 1000,
+      });
       try {
         await waitFor(async () => (await recs.get(c.id)).progress?.partitionsDone === 1);
         await recs.cancel(c.id);
@@ -87,8 +123,12 @@ tasks:
 
   it('says clearly when a dataset is missing', async () => {
     await writeFile(path.join(stack.tenantRoot, 'one.csv'), 'id\n1\n');
-    const s = spec(`id: missing_input\ntasks:\n  - { id: c, kind: reconcile, left: one.csv, right: nope.csv, retry: { attempts: 3, initialInterval: 50ms } }\n`);
-    const st = await stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId));
+    const s = spec(
+      `id: missing_input\ntasks:\n  - { id: c, kind: reconcile, left: one.csv, right: nope.csv, retry: { attempts: 3, initialInterval: 50ms } }\n`,
+    );
+    const st = await stack.withWorker(async () =>
+      stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
+    );
     expect(st.tasks.c).toMatchObject({ status: 'failed', attempts: 1, error: 'dataset not found: nope.csv' });
   });
 });

@@ -15,10 +15,28 @@ const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'hi
 it('replays recorded pipeline, externalJob, clusterLifecycle and clusterQuota histories without nondeterminism', async () => {
   const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as Record<string, string>;
   const files = Object.keys(index).sort();
-  expect(files).toEqual(expect.arrayContaining(['external-jobs.json', 'external-jobs-bronze.json', 'external-jobs-cancelled-forever.json', 'cluster-idle.json', 'cluster-idle-1.json', 'cluster-quota.json']));
-  const histories = await Promise.all(files.map(async (f) => ({ workflowId: index[f], history: historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8'))) })));
+  expect(files).toEqual(
+    expect.arrayContaining([
+      'external-jobs.json',
+      'external-jobs-bronze.json',
+      'external-jobs-cancelled-forever.json',
+      'cluster-idle.json',
+      'cluster-idle-1.json',
+      'cluster-quota.json',
+    ]),
+  );
+  const histories = await Promise.all(
+    files.map(async (f) => ({
+      workflowId: index[f],
+      history: historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8'))),
+    })),
+  );
   const results: { id: string; error?: unknown }[] = [];
-  for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundlePath') } }, histories)) results.push({ id: r.workflowId, error: r.error });
+  for await (const r of Worker.runReplayHistories(
+    { workflowBundle: { codePath: inject('workflowBundlePath') } },
+    histories,
+  ))
+    results.push({ id: r.workflowId, error: r.error });
   expect(results.filter((r) => r.error).map((r) => `${r.id}: ${String(r.error)}`)).toEqual([]);
   expect(results).toHaveLength(files.length);
 });

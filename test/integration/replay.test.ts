@@ -14,9 +14,18 @@ const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'hi
 it('replays every recorded history without nondeterminism', async () => {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
   expect(files.length).toBeGreaterThanOrEqual(5);
-  const histories = await Promise.all(files.map(async (f) => ({ workflowId: f, history: historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8'))) })));
+  const histories = await Promise.all(
+    files.map(async (f) => ({
+      workflowId: f,
+      history: historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8'))),
+    })),
+  );
   const results: { id: string; error?: unknown }[] = [];
-  for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundlePath') } }, histories)) results.push({ id: r.workflowId, error: r.error });
+  for await (const r of Worker.runReplayHistories(
+    { workflowBundle: { codePath: inject('workflowBundlePath') } },
+    histories,
+  ))
+    results.push({ id: r.workflowId, error: r.error });
   expect(results.filter((r) => r.error).map((r) => `${r.id}: ${String(r.error)}`)).toEqual([]);
   expect(results).toHaveLength(files.length);
 });
@@ -27,6 +36,9 @@ it('detects a workflow that no longer matches its history', async () => {
   const history = historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8')));
   const { bundleWorkflowCode } = await import('@temporalio/worker');
   const src = path.resolve(dir, '..', 'fakes', 'divergent-workflow.ts');
-  const bundle = await bundleWorkflowCode({ workflowsPath: src, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
+  const bundle = await bundleWorkflowCode({
+    workflowsPath: src,
+    logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
+  });
   await expect(Worker.runReplayHistory({ workflowBundle: bundle }, history)).rejects.toThrow();
 });

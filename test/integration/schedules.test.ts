@@ -26,12 +26,27 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   // The backfilled runs wait on a queue no worker serves: end them.
-  for await (const ex of stack.client.workflow.list({ query: `WorkflowType = 'pipelineRun' AND ExecutionStatus = 'Running' AND TaskQueue = '${stack.taskQueue}'` }))
-    await stack.client.workflow.getHandle(ex.workflowId, ex.runId).terminate('test over').catch(() => undefined);
+  for await (const ex of stack.client.workflow.list({
+    query: `WorkflowType = 'pipelineRun' AND ExecutionStatus = 'Running' AND TaskQueue = '${stack.taskQueue}'`,
+  }))
+    await stack.client.workflow
+      .getHandle(ex.workflowId, ex.runId)
+      .terminate('test over')
+      .catch(() => undefined);
   await stack?.close();
 });
 
-const body = (id: string, extra: Partial<ScheduleBody> = {}): ScheduleBody => ({ id, cron: '30 2 * * *', timezone: 'America/New_York', overlap: 'allow_all', catchupWindow: '1d', paused: false, pauseOnFailure: false, ...extra }) as ScheduleBody;
+const body = (id: string, extra: Partial<ScheduleBody> = {}): ScheduleBody =>
+  ({
+    id,
+    cron: '30 2 * * *',
+    timezone: 'America/New_York',
+    overlap: 'allow_all',
+    catchupWindow: '1d',
+    paused: false,
+    pauseOnFailure: false,
+    ...extra,
+  }) as ScheduleBody;
 
 /** The scheduled times of the runs Temporal actually started for a schedule. */
 async function startedTimes(scheduleId: string): Promise<string[]> {
@@ -48,7 +63,13 @@ describe('schedules say what Temporal will do', () => {
     const def = body('spring-preview', { startAt: '2027-03-12T00:00:00Z' });
     const created = await svc.create(stack.tenant, p, version, def);
     // US clocks spring forward on 2027-03-14: 02:30 New York does not exist that day.
-    expect(created.nextFires).toEqual(['2027-03-12T07:30:00.000Z', '2027-03-13T07:30:00.000Z', '2027-03-15T06:30:00.000Z', '2027-03-16T06:30:00.000Z', '2027-03-17T06:30:00.000Z']);
+    expect(created.nextFires).toEqual([
+      '2027-03-12T07:30:00.000Z',
+      '2027-03-13T07:30:00.000Z',
+      '2027-03-15T06:30:00.000Z',
+      '2027-03-16T06:30:00.000Z',
+      '2027-03-17T06:30:00.000Z',
+    ]);
     expect((await svc.get(stack.tenant, p.id, 'spring-preview', 3)).nextFires).toEqual(created.nextFires.slice(0, 3));
     // cron-parser alone (what previews used before) lists a fire on the skipped day.
     const { id: _id, ...rest } = def;
@@ -69,25 +90,55 @@ describe('schedules say what Temporal will do', () => {
     expect(await startedTimes(temporalId)).toEqual(bf.logicalDates);
     if (name === 'spring-forward') {
       // 01:30 on every day; 02:30 on the 7th (EST) and 9th (EDT), none on the 8th.
-      expect(bf.logicalDates).toEqual(['2026-03-07T06:30:00.000Z', '2026-03-07T07:30:00.000Z', '2026-03-08T06:30:00.000Z', '2026-03-09T05:30:00.000Z', '2026-03-09T06:30:00.000Z']);
+      expect(bf.logicalDates).toEqual([
+        '2026-03-07T06:30:00.000Z',
+        '2026-03-07T07:30:00.000Z',
+        '2026-03-08T06:30:00.000Z',
+        '2026-03-09T05:30:00.000Z',
+        '2026-03-09T06:30:00.000Z',
+      ]);
     } else {
-      expect(bf.logicalDates.filter((t) => t.startsWith('2026-10-31'))).toEqual(['2026-10-31T05:30:00.000Z', '2026-10-31T06:30:00.000Z']);
-      expect(bf.logicalDates.filter((t) => t.startsWith('2026-11-02'))).toEqual(['2026-11-02T06:30:00.000Z', '2026-11-02T07:30:00.000Z']);
+      expect(bf.logicalDates.filter((t) => t.startsWith('2026-10-31'))).toEqual([
+        '2026-10-31T05:30:00.000Z',
+        '2026-10-31T06:30:00.000Z',
+      ]);
+      expect(bf.logicalDates.filter((t) => t.startsWith('2026-11-02'))).toEqual([
+        '2026-11-02T06:30:00.000Z',
+        '2026-11-02T07:30:00.000Z',
+      ]);
     }
   });
 
   it('refuses a backfill Temporal would start nothing for, or could drop runs of, saying why', async () => {
     await svc.create(stack.tenant, p, version, body('late', { startAt: '2027-01-10T00:00:00Z' }));
-    await expect(svc.backfill(stack.tenant, p.id, 'late', '2027-01-01T00:00:00Z', '2027-01-05T00:00:00Z', 'allow_all')).rejects.toMatchObject({
+    await expect(
+      svc.backfill(stack.tenant, p.id, 'late', '2027-01-01T00:00:00Z', '2027-01-05T00:00:00Z', 'allow_all'),
+    ).rejects.toMatchObject({
       status: 400,
-      message: expect.stringContaining("Temporal would start no runs: the range ends before the schedule's startAt (2027-01-10T00:00:00.000Z)"),
+      message: expect.stringContaining(
+        "Temporal would start no runs: the range ends before the schedule's startAt (2027-01-10T00:00:00.000Z)",
+      ),
     });
-    await expect(svc.backfill(stack.tenant, p.id, 'late', '2027-01-11T00:00:00Z', '2027-01-11T05:00:00Z', 'allow_all')).rejects.toMatchObject({ status: 400, message: expect.stringContaining('does not fire between') });
-    await expect(svc.backfill(stack.tenant, p.id, 'late', '2027-01-11T00:00:00Z', '2027-01-14T00:00:00Z', 'skip')).rejects.toMatchObject({ status: 400, message: expect.stringContaining('use "allow_all" (the default) or "buffer_all"') });
+    await expect(
+      svc.backfill(stack.tenant, p.id, 'late', '2027-01-11T00:00:00Z', '2027-01-11T05:00:00Z', 'allow_all'),
+    ).rejects.toMatchObject({ status: 400, message: expect.stringContaining('does not fire between') });
+    await expect(
+      svc.backfill(stack.tenant, p.id, 'late', '2027-01-11T00:00:00Z', '2027-01-14T00:00:00Z', 'skip'),
+    ).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining('use "allow_all" (the default) or "buffer_all"'),
+    });
     await new Promise((r) => setTimeout(r, 1000));
     expect(await startedTimes(svc.temporalId(stack.tenant, p.id, 'late'))).toEqual([]);
     // Within startAt it runs, and says exactly which.
-    const ok = await svc.backfill(stack.tenant, p.id, 'late', '2027-01-09T00:00:00Z', '2027-01-12T00:00:00Z', 'buffer_all');
+    const ok = await svc.backfill(
+      stack.tenant,
+      p.id,
+      'late',
+      '2027-01-09T00:00:00Z',
+      '2027-01-12T00:00:00Z',
+      'buffer_all',
+    );
     expect(ok.logicalDates).toEqual(['2027-01-10T07:30:00.000Z', '2027-01-11T07:30:00.000Z']);
   });
 });

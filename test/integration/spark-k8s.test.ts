@@ -27,25 +27,53 @@ const POSTS = /\/sparkapplications$/;
 
 async function run(s: ReturnType<typeof spec>, tenant = 'acme'): Promise<RunState> {
   const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
-  await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+  await stack.client.workflow
+    .getHandle(h.runId)
+    .result()
+    .catch(() => undefined);
   return stack.runs.state(h.runId);
 }
 
 describe('Spark on Kubernetes through the Spark Operator', () => {
   it('runs pyspark and sql tasks as SparkApplications in the tenant namespace and reports driver, executors and log tail', async () => {
-    d.k8s.scenario = (app) => (app.spec.mainApplicationFile === `${acmeLake}/jobs/bronze.py` ? SCENARIOS.slowStart(1500) : SCENARIOS.success());
+    d.k8s.scenario = (app) =>
+      app.spec.mainApplicationFile === `${acmeLake}/jobs/bronze.py` ? SCENARIOS.slowStart(1500) : SCENARIOS.success();
     const s = spec({
       id: 'spark-ok',
       tasks: [
-        { id: 'bronze', kind: 'pyspark', file: 'jobs/bronze.py', args: ['--date', '{{ ds }}'], s3Secret: 'lake-creds', executor: { instances: 3, cores: 2, memory: '2g' }, sparkConf: { 'spark.sql.shuffle.partitions': '8' }, poll: FAST },
-        { id: 'silver', kind: 'sql', engine: 'spark', sql: 'insert into silver.t select * from bronze.t', needs: ['bronze'], poll: FAST },
+        {
+          id: 'bronze',
+          kind: 'pyspark',
+          file: 'jobs/bronze.py',
+          args: ['--date', '{{ ds }}'],
+          s3Secret: 'lake-creds',
+          executor: { instances: 3, cores: 2, memory: '2g' },
+          sparkConf: { 'spark.sql.shuffle.partitions': '8' },
+          poll: FAST,
+        },
+        {
+          id: 'silver',
+          kind: 'sql',
+          engine: 'spark',
+          sql: 'insert into silver.t select * from bronze.t',
+          needs: ['bronze'],
+          poll: FAST,
+        },
       ],
     });
     const st = await withExtWorker(stack, d.deps, () => run(s));
     expect(st.status).toBe('success');
     const out = st.tasks.bronze.output!;
     // Timers fire at about one-second granularity on the server, so each 1.5 s phase is seen.
-    expect(out.states).toEqual(['NEW', 'SUBMITTED', 'PENDING_RERUN', 'SUBMITTED', 'RUNNING', 'SUCCEEDING', 'COMPLETED']);
+    expect(out.states).toEqual([
+      'NEW',
+      'SUBMITTED',
+      'PENDING_RERUN',
+      'SUBMITTED',
+      'RUNNING',
+      'SUCCEEDING',
+      'COMPLETED',
+    ]);
     expect(out.driverPod).toBe(`${out.job}-driver`);
     expect(out.executors).toBe(3);
     // The lake path reached Spark as the full URI of acme's object.
@@ -58,41 +86,85 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     expect(bronze.spec.arguments[1]).toMatch(/^\d{4}-\d{2}-\d{2}$/);
     expect(bronze.spec.executor).toMatchObject({ instances: 3, cores: 2, memory: '2g' });
     // The secret is referenced by name; no value is anywhere in the manifest.
-    expect(bronze.spec.driver.env).toContainEqual({ name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: 'lake-creds', key: 'AWS_SECRET_ACCESS_KEY' } } });
+    expect(bronze.spec.driver.env).toContainEqual({
+      name: 'AWS_SECRET_ACCESS_KEY',
+      valueFrom: { secretKeyRef: { name: 'lake-creds', key: 'AWS_SECRET_ACCESS_KEY' } },
+    });
     const silver = apps.find((a) => a !== bronze)!;
     expect(silver.spec.arguments).toEqual(['--sql', 'insert into silver.t select * from bronze.t']);
     // The project's SparkApplication schema, and the operator's CRD where the specs are present.
     for (const a of apps) expect(sparkApplicationProblems(a)).toEqual([]);
     expect(d.k8s.namespaces.has('strata-acme')).toBe(true);
-    expect(d.k8s.quotas.get('strata-acme/strata-tier')?.spec).toEqual({ hard: { 'requests.cpu': '64', 'requests.memory': '256Gi', pods: '72' } });
+    expect(d.k8s.quotas.get('strata-acme/strata-tier')?.spec).toEqual({
+      hard: { 'requests.cpu': '64', 'requests.memory': '256Gi', pods: '72' },
+    });
   });
 
   it('fails the task with the operator error message', async () => {
     d.k8s.scenario = () => SCENARIOS.failure('java.lang.OutOfMemoryError: Java heap space');
-    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'spark-fail', tasks: [{ id: 'job', kind: 'pyspark', file: 'jobs/oom.py', poll: FAST }] })));
+    const st = await withExtWorker(stack, d.deps, () =>
+      run(spec({ id: 'spark-fail', tasks: [{ id: 'job', kind: 'pyspark', file: 'jobs/oom.py', poll: FAST }] })),
+    );
     expect(st.status).toBe('failed');
     expect(st.tasks.job.status).toBe('failed');
     expect(st.tasks.job.errorType).toBe('ExternalJobFailed');
     expect(st.tasks.job.error).toMatch(/ended FAILED: java\.lang\.OutOfMemoryError: Java heap space/);
     // What the engine said stays with the failed task: its states and the driver's log tail.
-    expect(st.tasks.job.output).toMatchObject({ engine: 'spark-k8s', states: expect.arrayContaining(['FAILED']), driverPod: expect.stringMatching(/-driver$/) });
+    expect(st.tasks.job.output).toMatchObject({
+      engine: 'spark-k8s',
+      states: expect.arrayContaining(['FAILED']),
+      driverPod: expect.stringMatching(/-driver$/),
+    });
     expect(String(st.tasks.job.output?.logTail)).toContain('ERROR strata: java.lang.OutOfMemoryError: Java heap space');
   });
 
   it('streams a running driver log over the API, following it to the end, and falls back to the kept tail', async () => {
     const BOOT = 'bootstrap-admin-key-for-spark-logs-01';
-    const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, STRATA_BOOTSTRAP_ADMIN_KEY: BOOT, TEMPORAL_ADDRESS: inject('temporalAddress') });
+    const config = loadConfig({
+      STRATA_TASK_QUEUE: stack.taskQueue,
+      STRATA_BOOTSTRAP_ADMIN_KEY: BOOT,
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+    });
     const { app } = await buildApi({ db: stack.db, client: stack.client, config, spark: d.deps.spark });
     const base = await app.listen({ host: '127.0.0.1', port: 0 });
-    const key = async (tenant: string) => ((await (await fetch(`${base}/api/v1/keys`, { method: 'POST', headers: { authorization: `Bearer ${BOOT}`, 'content-type': 'application/json' }, body: JSON.stringify({ tenant, role: 'viewer' }) })).json()) as { key: string }).key;
+    const key = async (tenant: string) =>
+      (
+        (await (
+          await fetch(`${base}/api/v1/keys`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${BOOT}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ tenant, role: 'viewer' }),
+          })
+        ).json()) as { key: string }
+      ).key;
     const [acme, globex] = [await key('acme'), await key('globex')];
     const get = (url: string, k = acme) => fetch(base + url, { headers: { authorization: `Bearer ${k}` } });
     try {
       d.k8s.scenario = () => SCENARIOS.success(1500);
       await withExtWorker(stack, d.deps, async () => {
-        const h = await stack.runs.start({ spec: spec({ id: 'spark-logs', tasks: [{ id: 'job', kind: 'pyspark', file: 'jobs/logs.py', poll: FAST }, { id: 'after', kind: 'noop', needs: ['job'] }] }), tenant: 'acme', trigger: 'manual' });
+        const h = await stack.runs.start({
+          spec: spec({
+            id: 'spark-logs',
+            tasks: [
+              { id: 'job', kind: 'pyspark', file: 'jobs/logs.py', poll: FAST },
+              { id: 'after', kind: 'noop', needs: ['job'] },
+            ],
+          }),
+          tenant: 'acme',
+          trigger: 'manual',
+        });
         const url = `/api/v1/runs/${encodeURIComponent(h.runId)}/tasks/job/logs`;
-        await waitFor(async () => (await stack.runs.state(h.runId)).tasks.job.status === 'running' && d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-logs' && d.k8s.currentPhase(a as never)?.state === 'RUNNING'));
+        await waitFor(
+          async () =>
+            (await stack.runs.state(h.runId)).tasks.job.status === 'running' &&
+            d.k8s
+              .apps()
+              .some(
+                (a) =>
+                  a.metadata.labels?.['strata.dev/pipeline'] === 'spark-logs' &&
+                  d.k8s.currentPhase(a as never)?.state === 'RUNNING',
+              ),
+        );
         const live = await get(url);
         expect(live.status).toBe(200);
         expect(live.headers.get('x-strata-log-source')).toBe('driver-pod');
@@ -118,7 +190,8 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
         expect((await get(`/api/v1/runs/${encodeURIComponent(h.runId)}/tasks/nope/logs`)).status).toBe(404);
 
         // The SparkApplication (and its driver pod) deleted: the tail kept in the task output answers.
-        for (const [k, o] of d.k8s.objects) if (o.metadata.labels?.['strata.dev/pipeline'] === 'spark-logs') d.k8s.objects.delete(k);
+        for (const [k, o] of d.k8s.objects)
+          if (o.metadata.labels?.['strata.dev/pipeline'] === 'spark-logs') d.k8s.objects.delete(k);
         const kept = await get(url);
         expect(kept.headers.get('x-strata-log-source')).toBe('log-tail');
         expect(await kept.text()).toContain('INFO strata: state COMPLETED');
@@ -131,10 +204,28 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
   it('cancelling the run deletes the SparkApplication', async () => {
     d.k8s.scenario = () => SCENARIOS.runForever();
     const st = await withExtWorker(stack, d.deps, async () => {
-      const h = await stack.runs.start({ spec: spec({ id: 'spark-cancel', tasks: [{ id: 'forever', kind: 'pyspark', file: 'jobs/stream.py', poll: FAST }] }), tenant: 'acme', trigger: 'manual' });
-      await waitFor(async () => d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-cancel' && d.k8s.currentPhase(a as never)?.state === 'RUNNING'));
+      const h = await stack.runs.start({
+        spec: spec({
+          id: 'spark-cancel',
+          tasks: [{ id: 'forever', kind: 'pyspark', file: 'jobs/stream.py', poll: FAST }],
+        }),
+        tenant: 'acme',
+        trigger: 'manual',
+      });
+      await waitFor(async () =>
+        d.k8s
+          .apps()
+          .some(
+            (a) =>
+              a.metadata.labels?.['strata.dev/pipeline'] === 'spark-cancel' &&
+              d.k8s.currentPhase(a as never)?.state === 'RUNNING',
+          ),
+      );
       await stack.client.workflow.getHandle(h.runId).cancel();
-      await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+      await stack.client.workflow
+        .getHandle(h.runId)
+        .result()
+        .catch(() => undefined);
       return stack.runs.state(h.runId);
     });
     expect(st.status).toBe('cancelled');
@@ -145,7 +236,14 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
 
   it('a task that outlives its timeout is stopped and fails with a timeout', async () => {
     d.k8s.scenario = () => SCENARIOS.runForever();
-    const st = await withExtWorker(stack, d.deps, () => run(spec({ id: 'spark-timeout', tasks: [{ id: 'slow', kind: 'pyspark', file: 'jobs/slow.py', timeout: '2s', poll: FAST }] })));
+    const st = await withExtWorker(stack, d.deps, () =>
+      run(
+        spec({
+          id: 'spark-timeout',
+          tasks: [{ id: 'slow', kind: 'pyspark', file: 'jobs/slow.py', timeout: '2s', poll: FAST }],
+        }),
+      ),
+    );
     expect(st.tasks.slow.status).toBe('failed');
     expect(st.tasks.slow.errorType).toBe('Timeout');
     expect(st.tasks.slow.error).toMatch(/did not finish within the task timeout \(2000 ms\); it was stopped/);
@@ -158,7 +256,15 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     const s = spec({ id: 'spark-restart', tasks: [{ id: 'long', kind: 'pyspark', file: 'jobs/long.py', poll: FAST }] });
     const h = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
-      await waitFor(async () => d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-restart' && d.k8s.currentPhase(a as never)?.state === 'RUNNING'));
+      await waitFor(async () =>
+        d.k8s
+          .apps()
+          .some(
+            (a) =>
+              a.metadata.labels?.['strata.dev/pipeline'] === 'spark-restart' &&
+              d.k8s.currentPhase(a as never)?.state === 'RUNNING',
+          ),
+      );
       return h;
     });
     d.k8s.failNext(3, 503, (m, p) => m === 'GET' && p.includes('spark-restart'));
@@ -179,7 +285,10 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
       metadata: { name: 'adopt-me', namespace: 'strata-acme' },
       spec: { type: 'Python', sparkVersion: '3.5.3', mainApplicationFile: 's3://x/y.py', driver: {}, executor: {} },
     });
-    const again = await d.deps.spark!.createOrAdopt('sparkapplications', 'v1beta2', { ...created.obj, status: undefined });
+    const again = await d.deps.spark!.createOrAdopt('sparkapplications', 'v1beta2', {
+      ...created.obj,
+      status: undefined,
+    });
     expect([created.adopted, again.adopted]).toEqual([false, true]);
     expect(again.obj.metadata.uid).toBe(created.obj.metadata.uid);
   });
@@ -187,11 +296,18 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
   it('an application that disappears while polled fails the task clearly', async () => {
     d.k8s.scenario = () => SCENARIOS.runForever();
     const st = await withExtWorker(stack, d.deps, async () => {
-      const h = await stack.runs.start({ spec: spec({ id: 'spark-gone', tasks: [{ id: 'gone', kind: 'pyspark', file: 'jobs/x.py', poll: FAST }] }), tenant: 'acme', trigger: 'manual' });
+      const h = await stack.runs.start({
+        spec: spec({ id: 'spark-gone', tasks: [{ id: 'gone', kind: 'pyspark', file: 'jobs/x.py', poll: FAST }] }),
+        tenant: 'acme',
+        trigger: 'manual',
+      });
       await waitFor(async () => d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-gone'));
       const app = d.k8s.apps().find((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-gone')!;
       d.k8s.remove('sparkapplications', 'strata-acme', app.metadata.name);
-      await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+      await stack.client.workflow
+        .getHandle(h.runId)
+        .result()
+        .catch(() => undefined);
       return stack.runs.state(h.runId);
     });
     expect(st.tasks.gone.status).toBe('failed');
@@ -201,7 +317,21 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
   it('refuses a job over the tenant tier before submitting anything', async () => {
     const before = d.k8s.count('POST', POSTS);
     const st = await withExtWorker(stack, d.deps, () =>
-      run(spec({ id: 'spark-big', tasks: [{ id: 'huge', kind: 'pyspark', file: 'jobs/x.py', executor: { instances: 10, cores: 4, memory: '8g' }, poll: FAST }] }), 'tiny'),
+      run(
+        spec({
+          id: 'spark-big',
+          tasks: [
+            {
+              id: 'huge',
+              kind: 'pyspark',
+              file: 'jobs/x.py',
+              executor: { instances: 10, cores: 4, memory: '8g' },
+              poll: FAST,
+            },
+          ],
+        }),
+        'tiny',
+      ),
     );
     expect(st.tasks.huge.status).toBe('failed');
     expect(st.tasks.huge.errorType).toBe('QuotaExceeded');

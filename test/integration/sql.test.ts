@@ -24,7 +24,9 @@ afterAll(async () => {
 });
 
 const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () => stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId));
+  stack.withWorker(async () =>
+    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
+  );
 
 describe('sql tasks', () => {
   it('duckdb reads CSV from the lake and writes Parquet atomically', async () => {
@@ -48,7 +50,9 @@ tasks:
     expect(st.tasks.clean.output).toEqual({ rowCount: 2, location: 'silver/orders.parquet' });
     const db = await DuckDBInstance.create(':memory:');
     const c = await db.connect();
-    const rows = (await c.runAndReadAll(`SELECT total FROM read_parquet('${path.join(stack.tenantRoot, 'gold/total.parquet')}')`)).getRows();
+    const rows = (
+      await c.runAndReadAll(`SELECT total FROM read_parquet('${path.join(stack.tenantRoot, 'gold/total.parquet')}')`)
+    ).getRows();
     expect(Number(rows[0][0])).toBe(30.5);
     c.closeSync();
     // no attempt-scoped temporary file is left behind
@@ -112,9 +116,15 @@ tasks:
     expect(st.tasks.count.output).toMatchObject({ rowCount: 3 });
     expect(st.tasks.broken).toMatchObject({ status: 'failed', attempts: 1, errorType: 'SqlError' });
     expect(st.tasks.broken.error).toMatch(/column "nope" does not exist.*42703/);
-    expect(st.tasks.unknown_conn.error).toMatch(new RegExp(`unknown connection "nowhere" for tenant ${stack.tenant}: use one of mart, warehouse, or ask the platform operator to add it \\(STRATA_CONN_NOWHERE`));
+    expect(st.tasks.unknown_conn.error).toMatch(
+      new RegExp(
+        `unknown connection "nowhere" for tenant ${stack.tenant}: use one of mart, warehouse, or ask the platform operator to add it \\(STRATA_CONN_NOWHERE`,
+      ),
+    );
     // a failed transaction leaves no ledger row, so a repair can run it again
-    const ledger = await pgc.query("SELECT task_id FROM strata_task_ledger WHERE workflow_id = $1 ORDER BY task_id", [st.workflowId]);
+    const ledger = await pgc.query('SELECT task_id FROM strata_task_ledger WHERE workflow_id = $1 ORDER BY task_id', [
+      st.workflowId,
+    ]);
     expect(ledger.rows.map((r) => r.task_id)).toEqual(['count', 'load']);
   });
 
@@ -157,7 +167,10 @@ tasks:
     const conn = stack.connections.warehouse;
     const sig = new AbortController().signal;
     const a = await runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig);
-    const [b, c] = await Promise.all([runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig), runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig)]);
+    const [b, c] = await Promise.all([
+      runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig),
+      runPostgres(conn, key, 'INSERT INTO once VALUES (1)', sig),
+    ]);
     expect(a).toEqual({ rowCount: 1, alreadyApplied: false, ledger: 'unprotected' });
     expect(b).toEqual({ rowCount: 1, alreadyApplied: true, ledger: 'unprotected' });
     expect(c).toEqual({ rowCount: 1, alreadyApplied: true, ledger: 'unprotected' });

@@ -41,7 +41,11 @@ interface Res {
 }
 
 /** One request, the path sent byte for byte as given (fetch would normalise `//`, `..` and case). */
-function raw(method: string, path: string, o: { key?: string; auth?: string; body?: string | Buffer; type?: string; at?: URL } = {}): Promise<Res> {
+function raw(
+  method: string,
+  path: string,
+  o: { key?: string; auth?: string; body?: string | Buffer; type?: string; at?: URL } = {},
+): Promise<Res> {
   const at = o.at ?? base;
   const headers: Record<string, string> = {};
   if (o.key) headers.authorization = `Bearer ${o.key}`;
@@ -69,7 +73,12 @@ function raw(method: string, path: string, o: { key?: string; auth?: string; bod
     req.end();
   });
 }
-const json = (method: string, path: string, key: string | undefined, body?: unknown) => raw(method, path, { key, body: body === undefined ? undefined : JSON.stringify(body), type: body === undefined ? undefined : 'application/json' });
+const json = (method: string, path: string, key: string | undefined, body?: unknown) =>
+  raw(method, path, {
+    key,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    type: body === undefined ? undefined : 'application/json',
+  });
 const enc = encodeURIComponent;
 
 /** Everything the API could write for this file's tenants, as one comparable string. */
@@ -85,22 +94,43 @@ async function snapshot(): Promise<string> {
     ['run_triggers', 'tenant'],
     ['runs', 'tenant'],
   ] as const) {
-    const r = await stack.db.query<{ h: string; n: number }>(`SELECT count(*)::int AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM ${table} t WHERE ${col} = ANY($1)`, [tenants]);
+    const r = await stack.db.query<{ h: string; n: number }>(
+      `SELECT count(*)::int AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM ${table} t WHERE ${col} = ANY($1)`,
+      [tenants],
+    );
     out.push(`${table}:${r.rows[0].n}:${r.rows[0].h}`);
   }
   return out.join(' ');
 }
 
-const SPEC = { id: 'orders', params: { region: 'eu' }, tasks: [{ id: 'extract', kind: 'noop' }, { id: 'load', kind: 'noop', needs: ['extract'] }] };
+const SPEC = {
+  id: 'orders',
+  params: { region: 'eu' },
+  tasks: [
+    { id: 'extract', kind: 'noop' },
+    { id: 'load', kind: 'noop', needs: ['extract'] },
+  ],
+};
 
 beforeAll(async () => {
   stack = await testStack('security-api');
   A = stack.tenant;
   B = `${A}-evil`;
-  const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, STRATA_BOOTSTRAP_ADMIN_KEY: BOOT, TEMPORAL_ADDRESS: inject('temporalAddress') });
+  const config = loadConfig({
+    STRATA_TASK_QUEUE: stack.taskQueue,
+    STRATA_BOOTSTRAP_ADMIN_KEY: BOOT,
+    TEMPORAL_ADDRESS: inject('temporalAddress'),
+  });
   // Airbyte is "configured" at an address nothing answers: a tenant without a workspace must never reach it.
   const airbyte = new AirbyteClient({ baseUrl: 'http://127.0.0.1:9', clientId: 'x', clientSecret: 'y' });
-  ({ app } = await buildApi({ db: stack.db, client: stack.client, config, dispatcher: false, airbyte, log: (e) => logs.push(e) }));
+  ({ app } = await buildApi({
+    db: stack.db,
+    client: stack.client,
+    config,
+    dispatcher: false,
+    airbyte,
+    log: (e) => logs.push(e),
+  }));
   base = new URL(await app.listen({ host: '127.0.0.1', port: 0 }));
   for (const [tenant, t] of [
     [A, 'A'],
@@ -115,7 +145,15 @@ beforeAll(async () => {
     }
   expect((await json('POST', '/api/v1/pipelines', keys.Aadmin, SPEC)).status).toBe(201);
   expect((await json('POST', '/api/v1/pipelines', keys.Badmin, SPEC)).status).toBe(201);
-  expect((await json('POST', '/api/v1/pipelines/orders/schedules', keys.Aadmin, { id: 'nightly', cron: '0 2 * * *', paused: true })).status).toBe(201);
+  expect(
+    (
+      await json('POST', '/api/v1/pipelines/orders/schedules', keys.Aadmin, {
+        id: 'nightly',
+        cron: '0 2 * * *',
+        paused: true,
+      })
+    ).status,
+  ).toBe(201);
   started.push(`schedule:schedule/${A}/orders/nightly`);
   const t = await json('POST', '/api/v1/pipelines/orders/runs', keys.Aoperator, { logicalDate: '2026-05-06' });
   expect(t.status).toBe(202);
@@ -142,7 +180,14 @@ afterAll(async () => {
   await stack?.close();
 });
 
-type Case = [name: string, method: string, path: string, o: { key?: string; auth?: string; body?: string | Buffer; type?: string; json?: unknown }, status: number, error: RegExp];
+type Case = [
+  name: string,
+  method: string,
+  path: string,
+  o: { key?: string; auth?: string; body?: string | Buffer; type?: string; json?: unknown },
+  status: number,
+  error: RegExp,
+];
 
 /** Runs a table of refused requests: status, a message saying what to change, a request id, nothing written. */
 async function refuse(cases: Case[]) {
@@ -151,7 +196,7 @@ async function refuse(cases: Case[]) {
     const r = o.json !== undefined ? await json(method, path, o.key, o.json) : await raw(method, path, o);
     expect(r.status, `${name}: ${method} ${path.slice(0, 120)} → ${r.text.slice(0, 300)}`).toBe(status);
     expect(r.json?.error, `${name}: error message`).toMatch(error);
-    expect(String(r.headers["x-request-id"]), `${name}: x-request-id ${r.text}`).toMatch(/^[0-9a-f-]{36}$/);
+    expect(String(r.headers['x-request-id']), `${name}: x-request-id ${r.text}`).toMatch(/^[0-9a-f-]{36}$/);
     expect(r.json.requestId, `${name}: requestId`).toBe(r.headers['x-request-id']);
     expect(r.text, `${name}: no internal text`).not.toMatch(/call stack|at [A-Za-z.]+ \(|node_modules|postgres|pool/i);
   }
@@ -177,8 +222,22 @@ describe('authentication is decided on the matched route', () => {
       ['docs static traversal', 'GET', '/docs/static/..%2F..%2F..%2Fpackage.json', {}, 404, /./],
       ['empty bearer', 'GET', '/api/v1/pipelines', { auth: 'Bearer ' }, 401, /unknown or revoked|Bearer/],
       ['lower-case scheme', 'GET', '/api/v1/pipelines', { auth: `bearer ${BOOT}` }, 401, /Authorization: Bearer/],
-      ['basic auth', 'GET', '/api/v1/pipelines', { auth: `Basic ${Buffer.from('a:b').toString('base64')}` }, 401, /Authorization: Bearer/],
-      ['bad percent-encoding', 'GET', '/api/v1/pipelines/%E0%A4%A', { key: keys.Aviewer }, 400, /the URL is not valid: check its percent-encoding/],
+      [
+        'basic auth',
+        'GET',
+        '/api/v1/pipelines',
+        { auth: `Basic ${Buffer.from('a:b').toString('base64')}` },
+        401,
+        /Authorization: Bearer/,
+      ],
+      [
+        'bad percent-encoding',
+        'GET',
+        '/api/v1/pipelines/%E0%A4%A',
+        { key: keys.Aviewer },
+        400,
+        /the URL is not valid: check its percent-encoding/,
+      ],
     ]);
     // HEAD (no body to carry a message) is the GET route's twin: it needs a key too.
     const head = await raw('HEAD', '/api/v1/pipelines');
@@ -202,27 +261,119 @@ describe('prototype keys reach no object prototype', () => {
     const cases: Case[] = [];
     for (const id of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
       cases.push(
-        [`pipeline ${id}`, 'GET', `/api/v1/pipelines/${id}`, { key: keys.Aviewer }, 404, new RegExp(`no pipeline ${id}`)],
-        [`pipeline ${id} versions`, 'GET', `/api/v1/pipelines/${id}/versions`, { key: keys.Aviewer }, 404, /no pipeline/],
-        [`trigger ${id}`, 'POST', `/api/v1/pipelines/${id}/runs`, { key: keys.Aoperator, json: {} }, 404, /no pipeline/],
-        [`task ${id}`, 'GET', `/api/v1/runs/${run}/tasks/${id}`, { key: keys.Aviewer }, 404, new RegExp(`has no task ${id}: it has extract, load`)],
-        [`task ${id} logs`, 'GET', `/api/v1/runs/${run}/tasks/${id}/logs`, { key: keys.Aviewer }, 404, new RegExp(`has no task ${id}`)],
-        [`schedule ${id}`, 'GET', `/api/v1/pipelines/orders/schedules/${id}`, { key: keys.Aviewer }, 404, /no schedule/],
+        [
+          `pipeline ${id}`,
+          'GET',
+          `/api/v1/pipelines/${id}`,
+          { key: keys.Aviewer },
+          404,
+          new RegExp(`no pipeline ${id}`),
+        ],
+        [
+          `pipeline ${id} versions`,
+          'GET',
+          `/api/v1/pipelines/${id}/versions`,
+          { key: keys.Aviewer },
+          404,
+          /no pipeline/,
+        ],
+        [
+          `trigger ${id}`,
+          'POST',
+          `/api/v1/pipelines/${id}/runs`,
+          { key: keys.Aoperator, json: {} },
+          404,
+          /no pipeline/,
+        ],
+        [
+          `task ${id}`,
+          'GET',
+          `/api/v1/runs/${run}/tasks/${id}`,
+          { key: keys.Aviewer },
+          404,
+          new RegExp(`has no task ${id}: it has extract, load`),
+        ],
+        [
+          `task ${id} logs`,
+          'GET',
+          `/api/v1/runs/${run}/tasks/${id}/logs`,
+          { key: keys.Aviewer },
+          404,
+          new RegExp(`has no task ${id}`),
+        ],
+        [
+          `schedule ${id}`,
+          'GET',
+          `/api/v1/pipelines/orders/schedules/${id}`,
+          { key: keys.Aviewer },
+          404,
+          /no schedule/,
+        ],
         [`run ${id}`, 'GET', `/api/v1/runs/${id}`, { key: keys.Aviewer }, 404, /no run/],
-        [`reconciliation ${id}`, 'GET', `/api/v1/reconciliations/${id}`, { key: keys.Aviewer }, 404, /no reconciliation/],
+        [
+          `reconciliation ${id}`,
+          'GET',
+          `/api/v1/reconciliations/${id}`,
+          { key: keys.Aviewer },
+          404,
+          /no reconciliation/,
+        ],
         [`cluster ${id}`, 'GET', `/api/v1/clusters/${id}`, { key: keys.Aviewer }, 404, /no cluster/],
         [`key ${id}`, 'DELETE', `/api/v1/keys/${id}`, { key: keys.Aadmin }, 404, /no active key/],
         [`dataset ${id}`, 'GET', `/api/v1/datasets/${id}`, { key: keys.Aviewer }, 503, /no lake configured/],
       );
-      if (id !== '__proto__') cases.push([`param ${id}`, 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { params: { [id]: 'x' } } }, 400, new RegExp(`unknown param "${id}"`)]);
+      if (id !== '__proto__')
+        cases.push([
+          `param ${id}`,
+          'POST',
+          '/api/v1/pipelines/orders/runs',
+          { key: keys.Aoperator, json: { params: { [id]: 'x' } } },
+          400,
+          new RegExp(`unknown param "${id}"`),
+        ]);
     }
     cases.push(
-      ['__proto__ key in a JSON body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '{"params":{"__proto__":{"region":"x"}}}', type: 'application/json' }, 400, /reserved key "__proto__"/],
-      ['constructor.prototype in a JSON body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '{"params":{"constructor":{"prototype":{"x":1}}}}', type: 'application/json' }, 400, /reserved key/],
-      ['__proto__ as a keys tenant', 'GET', '/api/v1/keys?tenant=__proto__', { key: keys.Aadmin }, 403, /own tenant only/],
+      [
+        '__proto__ key in a JSON body',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: '{"params":{"__proto__":{"region":"x"}}}', type: 'application/json' },
+        400,
+        /reserved key "__proto__"/,
+      ],
+      [
+        'constructor.prototype in a JSON body',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: '{"params":{"constructor":{"prototype":{"x":1}}}}', type: 'application/json' },
+        400,
+        /reserved key/,
+      ],
+      [
+        '__proto__ as a keys tenant',
+        'GET',
+        '/api/v1/keys?tenant=__proto__',
+        { key: keys.Aadmin },
+        403,
+        /own tenant only/,
+      ],
       // The tenant named "constructor": its tier and Airbyte workspace are its own (none), not Object's.
-      ['constructor tenant over the free tier', 'POST', '/api/v1/clusters', { key: keys.Coperator, json: { name: 'big', instances: 1000 } }, 403, /over the free tier of tenant constructor/],
-      ['constructor tenant has no Airbyte workspace', 'GET', '/api/v1/ingestion/sources', { key: keys.Cviewer }, 409, /tenant constructor has no Airbyte workspace/],
+      [
+        'constructor tenant over the free tier',
+        'POST',
+        '/api/v1/clusters',
+        { key: keys.Coperator, json: { name: 'big', instances: 1000 } },
+        403,
+        /over the free tier of tenant constructor/,
+      ],
+      [
+        'constructor tenant has no Airbyte workspace',
+        'GET',
+        '/api/v1/ingestion/sources',
+        { key: keys.Cviewer },
+        409,
+        /tenant constructor has no Airbyte workspace/,
+      ],
     );
     await refuse(cases);
     const tier = await json('GET', '/api/v1/clusters', keys.Cviewer);
@@ -235,40 +386,222 @@ describe('malformed values are 400s that say what to change', () => {
   it('refuses bad versions, dates, cursors, repeated and control-character parameters', async () => {
     const cursor = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
     await refuse([
-      ['huge version', 'GET', '/api/v1/pipelines/orders?version=99999999999999999999', { key: keys.Aviewer }, 400, /version is at most 2147483647/],
-      ['version one over int', 'GET', '/api/v1/pipelines/orders?version=2147483648', { key: keys.Aviewer }, 400, /at most 2147483647/],
+      [
+        'huge version',
+        'GET',
+        '/api/v1/pipelines/orders?version=99999999999999999999',
+        { key: keys.Aviewer },
+        400,
+        /version is at most 2147483647/,
+      ],
+      [
+        'version one over int',
+        'GET',
+        '/api/v1/pipelines/orders?version=2147483648',
+        { key: keys.Aviewer },
+        400,
+        /at most 2147483647/,
+      ],
       ['version 0', 'GET', '/api/v1/pipelines/orders?version=0', { key: keys.Aviewer }, 400, /positive whole number/],
       ['version -1', 'GET', '/api/v1/pipelines/orders?version=-1', { key: keys.Aviewer }, 400, /positive whole number/],
-      ['version 1e3', 'GET', '/api/v1/pipelines/orders?version=1e3', { key: keys.Aviewer }, 400, /positive whole number/],
-      ['version 1.5', 'GET', '/api/v1/pipelines/orders?version=1.5', { key: keys.Aviewer }, 400, /positive whole number/],
-      ['unknown query', 'GET', '/api/v1/pipelines/orders?verison=1', { key: keys.Aviewer }, 400, /unknown field\(s\) "verison"/],
-      ['huge version in a body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { version: 1e20 } }, 400, /body.version: a pipeline version is at most/],
-      ['repeated query', 'GET', '/api/v1/pipelines/orders?version=1&version=2', { key: keys.Aviewer }, 400, /query parameter version is given 2 times: give it once/],
-      ['repeated status', 'GET', '/api/v1/runs?status=queued&status=failed', { key: keys.Aviewer }, 400, /given 2 times/],
-      ['NUL in a path id', 'GET', '/api/v1/pipelines/%00', { key: keys.Aviewer }, 400, /path parameter id holds a control character/],
-      ['NUL in a run id', 'GET', `/api/v1/runs/${enc(`pipeline/${A}/x/`)}%00`, { key: keys.Aviewer }, 400, /control character/],
-      ['NUL in a query', 'GET', '/api/v1/runs?pipeline=a%00b', { key: keys.Aviewer }, 400, /query parameter pipeline holds a control character/],
+      [
+        'version 1e3',
+        'GET',
+        '/api/v1/pipelines/orders?version=1e3',
+        { key: keys.Aviewer },
+        400,
+        /positive whole number/,
+      ],
+      [
+        'version 1.5',
+        'GET',
+        '/api/v1/pipelines/orders?version=1.5',
+        { key: keys.Aviewer },
+        400,
+        /positive whole number/,
+      ],
+      [
+        'unknown query',
+        'GET',
+        '/api/v1/pipelines/orders?verison=1',
+        { key: keys.Aviewer },
+        400,
+        /unknown field\(s\) "verison"/,
+      ],
+      [
+        'huge version in a body',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, json: { version: 1e20 } },
+        400,
+        /body.version: a pipeline version is at most/,
+      ],
+      [
+        'repeated query',
+        'GET',
+        '/api/v1/pipelines/orders?version=1&version=2',
+        { key: keys.Aviewer },
+        400,
+        /query parameter version is given 2 times: give it once/,
+      ],
+      [
+        'repeated status',
+        'GET',
+        '/api/v1/runs?status=queued&status=failed',
+        { key: keys.Aviewer },
+        400,
+        /given 2 times/,
+      ],
+      [
+        'NUL in a path id',
+        'GET',
+        '/api/v1/pipelines/%00',
+        { key: keys.Aviewer },
+        400,
+        /path parameter id holds a control character/,
+      ],
+      [
+        'NUL in a run id',
+        'GET',
+        `/api/v1/runs/${enc(`pipeline/${A}/x/`)}%00`,
+        { key: keys.Aviewer },
+        400,
+        /control character/,
+      ],
+      [
+        'NUL in a query',
+        'GET',
+        '/api/v1/runs?pipeline=a%00b',
+        { key: keys.Aviewer },
+        400,
+        /query parameter pipeline holds a control character/,
+      ],
       ['since not a date', 'GET', '/api/v1/runs?since=1', { key: keys.Aviewer }, 400, /query.since: write an ISO date/],
-      ['since 30 February', 'GET', '/api/v1/runs?since=2026-02-30', { key: keys.Aviewer }, 400, /there is no day 2026-02-30/],
+      [
+        'since 30 February',
+        'GET',
+        '/api/v1/runs?since=2026-02-30',
+        { key: keys.Aviewer },
+        400,
+        /there is no day 2026-02-30/,
+      ],
       ['since year 0', 'GET', '/api/v1/runs?since=0000-01-01', { key: keys.Aviewer }, 400, /there is no day/],
-      ['since hour 25', 'GET', '/api/v1/runs?since=2026-01-01T25:00:00Z', { key: keys.Aviewer }, 400, /write an ISO date/],
-      ['since far future', 'GET', '/api/v1/runs?since=%2B275760-09-13', { key: keys.Aviewer }, 400, /write an ISO date/],
+      [
+        'since hour 25',
+        'GET',
+        '/api/v1/runs?since=2026-01-01T25:00:00Z',
+        { key: keys.Aviewer },
+        400,
+        /write an ISO date/,
+      ],
+      [
+        'since far future',
+        'GET',
+        '/api/v1/runs?since=%2B275760-09-13',
+        { key: keys.Aviewer },
+        400,
+        /write an ISO date/,
+      ],
       ['limit 0', 'GET', '/api/v1/runs?limit=0', { key: keys.Aviewer }, 400, /query.limit/],
       ['limit huge', 'GET', '/api/v1/runs?limit=1e9', { key: keys.Aviewer }, 400, /query.limit/],
       ['limit text', 'GET', '/api/v1/runs?limit=abc', { key: keys.Aviewer }, 400, /query.limit/],
       ['cursor garbage', 'GET', '/api/v1/runs?cursor=garbage', { key: keys.Aviewer }, 400, /pass the "next" value/],
-      ['cursor a number', 'GET', `/api/v1/runs?cursor=${cursor(1)}`, { key: keys.Aviewer }, 400, /pass the "next" value/],
-      ['cursor with a bad date', 'GET', `/api/v1/runs?cursor=${cursor({ startedAt: 'x', runId: 'y' })}`, { key: keys.Aviewer }, 400, /pass the "next" value/],
-      ['cursor with 30 February', 'GET', `/api/v1/runs?cursor=${cursor({ startedAt: '2026-02-30T00:00:00Z', runId: 'y' })}`, { key: keys.Aviewer }, 400, /pass the "next" value/],
-      ['cursor with extra fields', 'GET', `/api/v1/runs?cursor=${cursor({ startedAt: '2026-01-01T00:00:00Z', runId: 'y', tenant: B })}`, { key: keys.Aviewer }, 400, /pass the "next" value/],
-      ['logicalDate 13th month', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { logicalDate: '2026-13-01' } }, 400, /body.logicalDate: write an ISO date.*no day 2026-13-01/],
-      ['logicalDate year 0', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { logicalDate: '0000-06-01' } }, 400, /body.logicalDate/],
-      ['logicalDate far future', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { logicalDate: '+275760-09-13T00:00:00Z' } }, 400, /body.logicalDate/],
-      ['backfill 30 February', 'POST', '/api/v1/pipelines/orders/schedules/nightly/backfill', { key: keys.Aoperator, json: { from: '2026-02-30', to: '2026-03-05' } }, 400, /body.from: .*no day 2026-02-30/],
-      ['schedule startAt bad', 'PATCH', '/api/v1/pipelines/orders/schedules/nightly', { key: keys.Aadmin, json: { startAt: '2026-04-31' } }, 400, /body.startAt/],
-      ['next huge', 'GET', '/api/v1/pipelines/orders/schedules/nightly?next=1e400', { key: keys.Aviewer }, 400, /next must be a whole number from 1 to 100/],
-      ['graph format', 'GET', `/api/v1/runs/${enc(runA)}/graph?format=png`, { key: keys.Aviewer }, 400, /format must be svg, mermaid or dot/],
-      ['logs tail', 'GET', `/api/v1/runs/${enc(runA)}/tasks/load/logs?tail=-1`, { key: keys.Aviewer }, 400, /tail is a number of lines/],
+      [
+        'cursor a number',
+        'GET',
+        `/api/v1/runs?cursor=${cursor(1)}`,
+        { key: keys.Aviewer },
+        400,
+        /pass the "next" value/,
+      ],
+      [
+        'cursor with a bad date',
+        'GET',
+        `/api/v1/runs?cursor=${cursor({ startedAt: 'x', runId: 'y' })}`,
+        { key: keys.Aviewer },
+        400,
+        /pass the "next" value/,
+      ],
+      [
+        'cursor with 30 February',
+        'GET',
+        `/api/v1/runs?cursor=${cursor({ startedAt: '2026-02-30T00:00:00Z', runId: 'y' })}`,
+        { key: keys.Aviewer },
+        400,
+        /pass the "next" value/,
+      ],
+      [
+        'cursor with extra fields',
+        'GET',
+        `/api/v1/runs?cursor=${cursor({ startedAt: '2026-01-01T00:00:00Z', runId: 'y', tenant: B })}`,
+        { key: keys.Aviewer },
+        400,
+        /pass the "next" value/,
+      ],
+      [
+        'logicalDate 13th month',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, json: { logicalDate: '2026-13-01' } },
+        400,
+        /body.logicalDate: write an ISO date.*no day 2026-13-01/,
+      ],
+      [
+        'logicalDate year 0',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, json: { logicalDate: '0000-06-01' } },
+        400,
+        /body.logicalDate/,
+      ],
+      [
+        'logicalDate far future',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, json: { logicalDate: '+275760-09-13T00:00:00Z' } },
+        400,
+        /body.logicalDate/,
+      ],
+      [
+        'backfill 30 February',
+        'POST',
+        '/api/v1/pipelines/orders/schedules/nightly/backfill',
+        { key: keys.Aoperator, json: { from: '2026-02-30', to: '2026-03-05' } },
+        400,
+        /body.from: .*no day 2026-02-30/,
+      ],
+      [
+        'schedule startAt bad',
+        'PATCH',
+        '/api/v1/pipelines/orders/schedules/nightly',
+        { key: keys.Aadmin, json: { startAt: '2026-04-31' } },
+        400,
+        /body.startAt/,
+      ],
+      [
+        'next huge',
+        'GET',
+        '/api/v1/pipelines/orders/schedules/nightly?next=1e400',
+        { key: keys.Aviewer },
+        400,
+        /next must be a whole number from 1 to 100/,
+      ],
+      [
+        'graph format',
+        'GET',
+        `/api/v1/runs/${enc(runA)}/graph?format=png`,
+        { key: keys.Aviewer },
+        400,
+        /format must be svg, mermaid or dot/,
+      ],
+      [
+        'logs tail',
+        'GET',
+        `/api/v1/runs/${enc(runA)}/tasks/load/logs?tail=-1`,
+        { key: keys.Aviewer },
+        400,
+        /tail is a number of lines/,
+      ],
     ]);
   });
 
@@ -276,26 +609,174 @@ describe('malformed values are 400s that say what to change', () => {
     const deep = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
     const deepSpec = (n: number) => `{"id":"deep","tasks":[{"id":"a","kind":"noop","x":${deep(n)}}]}`;
     await refuse([
-      ['deep body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: `{"params":${deep(100_000)}}`, type: 'application/json' }, 400, /body nests deeper than 64 levels.*flatten it/],
-      ['deep JSON spec', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: deepSpec(20_000), type: 'application/json' }, 400, /nests deeper than 64 levels/],
-      ['deep array body', 'POST', '/api/v1/reconciliations', { key: keys.Aoperator, body: `{"left":${'['.repeat(20_000)}${']'.repeat(20_000)}}`, type: 'application/json' }, 400, /nests deeper than 64/],
-      ['deep YAML spec', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: `id: deep\ntasks: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`, type: 'application/yaml' }, 400, /nests deeper than the parser follows: at most 64 levels/],
-      ['array body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '[]', type: 'application/json' }, 400, /JSON body must be an object \(\{…\}\), not an array/],
-      ['number body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '1', type: 'application/json' }, 400, /not a number/],
-      ['string body', 'POST', '/api/v1/keys', { key: keys.Aadmin, body: '"admin"', type: 'application/json' }, 400, /not a string/],
-      ['null body', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: 'null', type: 'application/json' }, 400, /not null/],
-      ['null spec', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: 'null', type: 'application/json' }, 400, /not null/],
-      ['empty JSON', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '', type: 'application/json' }, 400, /body is empty but content-type says JSON/],
-      ['broken JSON', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '{"params":', type: 'application/json' }, 400, /not valid JSON/],
-      ['NUL in a JSON string', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { params: { region: 'a\u0000b' } } }, 400, /body.params.region: a string holds a NUL character/],
-      ['NUL in a JSON key', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: '{"id":"x","tasks":[],"a\\u0000":1}', type: 'application/json' }, 400, /a key holds a NUL character/],
-      ['lone surrogate', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '{"params":{"region":"\\ud800"}}', type: 'application/json' }, 400, /lone surrogate/],
-      ['lone surrogate in a YAML spec', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: 'id: sur\ntasks:\n  - { id: a, kind: sql, sql: "SELECT \'\\uD800\'" }\n', type: 'application/yaml' }, 400, /spec.tasks\[0\].sql: a string holds a NUL character or a lone surrogate/],
-      ['NUL in a YAML spec', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: 'id: nul\ntasks: []\n# \u0000\n', type: 'application/yaml' }, 400, /NUL character/],
-      ['xml', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, body: '<run/>', type: 'application/xml' }, 415, /content-type application\/xml is not accepted: send application\/json/],
-      ['form', 'POST', '/api/v1/keys', { key: keys.Aadmin, body: 'role=admin', type: 'application/x-www-form-urlencoded' }, 415, /not accepted/],
-      ['multipart', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: '--x\r\n\r\n--x--', type: 'multipart/form-data; boundary=x' }, 415, /not accepted/],
-      ['text to a JSON route', 'POST', '/api/v1/keys', { key: keys.Aadmin, body: 'role: admin', type: 'text/plain' }, 400, /body: .*object/i],
+      [
+        'deep body',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: `{"params":${deep(100_000)}}`, type: 'application/json' },
+        400,
+        /body nests deeper than 64 levels.*flatten it/,
+      ],
+      [
+        'deep JSON spec',
+        'POST',
+        '/api/v1/pipelines',
+        { key: keys.Aadmin, body: deepSpec(20_000), type: 'application/json' },
+        400,
+        /nests deeper than 64 levels/,
+      ],
+      [
+        'deep array body',
+        'POST',
+        '/api/v1/reconciliations',
+        { key: keys.Aoperator, body: `{"left":${'['.repeat(20_000)}${']'.repeat(20_000)}}`, type: 'application/json' },
+        400,
+        /nests deeper than 64/,
+      ],
+      [
+        'deep YAML spec',
+        'POST',
+        '/api/v1/pipelines',
+        {
+          key: keys.Aadmin,
+          body: `id: deep\ntasks: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`,
+          type: 'application/yaml',
+        },
+        400,
+        /nests deeper than the parser follows: at most 64 levels/,
+      ],
+      [
+        'array body',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: '[]', type: 'application/json' },
+        400,
+        /JSON body must be an object \(\{…\}\), not an array/,
+      ],
+      [
+        'number body',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: '1', type: 'application/json' },
+        400,
+        /not a number/,
+      ],
+      [
+        'string body',
+        'POST',
+        '/api/v1/keys',
+        { key: keys.Aadmin, body: '"admin"', type: 'application/json' },
+        400,
+        /not a string/,
+      ],
+      [
+        'null body',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: 'null', type: 'application/json' },
+        400,
+        /not null/,
+      ],
+      [
+        'null spec',
+        'POST',
+        '/api/v1/pipelines',
+        { key: keys.Aadmin, body: 'null', type: 'application/json' },
+        400,
+        /not null/,
+      ],
+      [
+        'empty JSON',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: '', type: 'application/json' },
+        400,
+        /body is empty but content-type says JSON/,
+      ],
+      [
+        'broken JSON',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: '{"params":', type: 'application/json' },
+        400,
+        /not valid JSON/,
+      ],
+      [
+        'NUL in a JSON string',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, json: { params: { region: 'a\u0000b' } } },
+        400,
+        /body.params.region: a string holds a NUL character/,
+      ],
+      [
+        'NUL in a JSON key',
+        'POST',
+        '/api/v1/pipelines',
+        { key: keys.Aadmin, body: '{"id":"x","tasks":[],"a\\u0000":1}', type: 'application/json' },
+        400,
+        /a key holds a NUL character/,
+      ],
+      [
+        'lone surrogate',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: '{"params":{"region":"\\ud800"}}', type: 'application/json' },
+        400,
+        /lone surrogate/,
+      ],
+      [
+        'lone surrogate in a YAML spec',
+        'POST',
+        '/api/v1/pipelines',
+        {
+          key: keys.Aadmin,
+          body: 'id: sur\ntasks:\n  - { id: a, kind: sql, sql: "SELECT \'\\uD800\'" }\n',
+          type: 'application/yaml',
+        },
+        400,
+        /spec.tasks\[0\].sql: a string holds a NUL character or a lone surrogate/,
+      ],
+      [
+        'NUL in a YAML spec',
+        'POST',
+        '/api/v1/pipelines',
+        { key: keys.Aadmin, body: 'id: nul\ntasks: []\n# \u0000\n', type: 'application/yaml' },
+        400,
+        /NUL character/,
+      ],
+      [
+        'xml',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, body: '<run/>', type: 'application/xml' },
+        415,
+        /content-type application\/xml is not accepted: send application\/json/,
+      ],
+      [
+        'form',
+        'POST',
+        '/api/v1/keys',
+        { key: keys.Aadmin, body: 'role=admin', type: 'application/x-www-form-urlencoded' },
+        415,
+        /not accepted/,
+      ],
+      [
+        'multipart',
+        'POST',
+        '/api/v1/pipelines',
+        { key: keys.Aadmin, body: '--x\r\n\r\n--x--', type: 'multipart/form-data; boundary=x' },
+        415,
+        /not accepted/,
+      ],
+      [
+        'text to a JSON route',
+        'POST',
+        '/api/v1/keys',
+        { key: keys.Aadmin, body: 'role: admin', type: 'text/plain' },
+        400,
+        /body: .*object/i,
+      ],
     ]);
   });
 });
@@ -305,26 +786,136 @@ describe('limits', () => {
     const tasks = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `t${i}`, kind: 'noop' }));
     const bigParams = { region: 'x'.repeat(LIMITS.paramsBytes) };
     await refuse([
-      ['body over 1 MiB', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { params: { region: 'x'.repeat(LIMITS.bodyBytes) } } }, 413, /over this route's limit of 1 MiB: send less/],
-      ['spec over 32 MiB', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, body: 'id: huge\n#' + 'x'.repeat(LIMITS.specBytes), type: 'application/yaml' }, 413, /limit of 32 MiB: send less \(split the pipeline/],
-      ['key body over 16 KiB', 'POST', '/api/v1/keys', { key: keys.Aadmin, json: { role: 'viewer', name: 'n'.repeat(17 * 1024) } }, 413, /over this route's limit of 16 KiB/],
-      ['cluster body over 16 KiB', 'POST', '/api/v1/clusters', { key: keys.Aoperator, json: { name: 'c1', release: 'r'.repeat(17 * 1024) } }, 413, /limit of 16 KiB/],
-      ['reconciliation body over 64 KiB', 'POST', '/api/v1/reconciliations', { key: keys.Aoperator, json: { left: 'l'.repeat(65 * 1024), right: 'r.csv' } }, 413, /limit of 64 KiB/],
-      ['too many tasks', 'POST', '/api/v1/pipelines', { key: keys.Aadmin, json: { id: 'huge', tasks: tasks(LIMITS.tasksPerSpec + 1) } }, 400, /tasks: 50,001 tasks; a pipeline has at most 50,000: split it/],
-      ['params over 64 KiB', 'POST', '/api/v1/pipelines/orders/runs', { key: keys.Aoperator, json: { params: bigParams } }, 400, /body.params: 65,542 bytes of names and values; at most 64 KiB: pass large values by reference/],
-      ['schedule params over 64 KiB', 'PATCH', '/api/v1/pipelines/orders/schedules/nightly', { key: keys.Aadmin, json: { params: bigParams } }, 400, /body.params: .*at most 64 KiB/],
-      ['transform params over 64 KiB', 'POST', '/api/v1/transform', { key: keys.Aoperator, json: { sql: 'SELECT 1', params: bigParams } }, 400, /body.params: .*at most 64 KiB/],
-      ['21 crons', 'POST', '/api/v1/pipelines/orders/schedules', { key: keys.Aadmin, json: { id: 'many', cron: Array.from({ length: 21 }, (_, i) => `${i} * * * *`) } }, 400, /at most 20 cron expressions \(got 21\): split it into several schedules/],
-      ['long cron', 'POST', '/api/v1/pipelines/orders/schedules', { key: keys.Aadmin, json: { id: 'long', cron: `0 ${'1,'.repeat(120)}2 * * *` } }, 400, /a cron expression is at most 200 characters/],
-      ['idle 1s', 'POST', '/api/v1/clusters', { key: keys.Aoperator, json: { name: 'c1', idleTimeout: '1s' } }, 400, /body.idleTimeout: idleTimeout must be from 1m to 7d \(got 1s\)/],
-      ['lifetime a year', 'POST', '/api/v1/clusters', { key: keys.Aoperator, json: { name: 'c1', maxLifetime: '365d' } }, 400, /maxLifetime must be from 1m to 30d/],
-      ['poll 0', 'POST', '/api/v1/clusters', { key: keys.Aoperator, json: { name: 'c1', pollInterval: 0 } }, 400, /pollInterval must be from 100ms to 10m/],
-      ['reconcile memory 1 TB', 'POST', '/api/v1/reconciliations', { key: keys.Aoperator, json: { left: 'a.csv', right: 'b.csv', options: { memoryLimitBytes: 1e12 } } }, 400, /body.options.memoryLimitBytes: at most 4 GiB/],
+      [
+        'body over 1 MiB',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, json: { params: { region: 'x'.repeat(LIMITS.bodyBytes) } } },
+        413,
+        /over this route's limit of 1 MiB: send less/,
+      ],
+      [
+        'spec over 32 MiB',
+        'POST',
+        '/api/v1/pipelines',
+        { key: keys.Aadmin, body: 'id: huge\n#' + 'x'.repeat(LIMITS.specBytes), type: 'application/yaml' },
+        413,
+        /limit of 32 MiB: send less \(split the pipeline/,
+      ],
+      [
+        'key body over 16 KiB',
+        'POST',
+        '/api/v1/keys',
+        { key: keys.Aadmin, json: { role: 'viewer', name: 'n'.repeat(17 * 1024) } },
+        413,
+        /over this route's limit of 16 KiB/,
+      ],
+      [
+        'cluster body over 16 KiB',
+        'POST',
+        '/api/v1/clusters',
+        { key: keys.Aoperator, json: { name: 'c1', release: 'r'.repeat(17 * 1024) } },
+        413,
+        /limit of 16 KiB/,
+      ],
+      [
+        'reconciliation body over 64 KiB',
+        'POST',
+        '/api/v1/reconciliations',
+        { key: keys.Aoperator, json: { left: 'l'.repeat(65 * 1024), right: 'r.csv' } },
+        413,
+        /limit of 64 KiB/,
+      ],
+      [
+        'too many tasks',
+        'POST',
+        '/api/v1/pipelines',
+        { key: keys.Aadmin, json: { id: 'huge', tasks: tasks(LIMITS.tasksPerSpec + 1) } },
+        400,
+        /tasks: 50,001 tasks; a pipeline has at most 50,000: split it/,
+      ],
+      [
+        'params over 64 KiB',
+        'POST',
+        '/api/v1/pipelines/orders/runs',
+        { key: keys.Aoperator, json: { params: bigParams } },
+        400,
+        /body.params: 65,542 bytes of names and values; at most 64 KiB: pass large values by reference/,
+      ],
+      [
+        'schedule params over 64 KiB',
+        'PATCH',
+        '/api/v1/pipelines/orders/schedules/nightly',
+        { key: keys.Aadmin, json: { params: bigParams } },
+        400,
+        /body.params: .*at most 64 KiB/,
+      ],
+      [
+        'transform params over 64 KiB',
+        'POST',
+        '/api/v1/transform',
+        { key: keys.Aoperator, json: { sql: 'SELECT 1', params: bigParams } },
+        400,
+        /body.params: .*at most 64 KiB/,
+      ],
+      [
+        '21 crons',
+        'POST',
+        '/api/v1/pipelines/orders/schedules',
+        { key: keys.Aadmin, json: { id: 'many', cron: Array.from({ length: 21 }, (_, i) => `${i} * * * *`) } },
+        400,
+        /at most 20 cron expressions \(got 21\): split it into several schedules/,
+      ],
+      [
+        'long cron',
+        'POST',
+        '/api/v1/pipelines/orders/schedules',
+        { key: keys.Aadmin, json: { id: 'long', cron: `0 ${'1,'.repeat(120)}2 * * *` } },
+        400,
+        /a cron expression is at most 200 characters/,
+      ],
+      [
+        'idle 1s',
+        'POST',
+        '/api/v1/clusters',
+        { key: keys.Aoperator, json: { name: 'c1', idleTimeout: '1s' } },
+        400,
+        /body.idleTimeout: idleTimeout must be from 1m to 7d \(got 1s\)/,
+      ],
+      [
+        'lifetime a year',
+        'POST',
+        '/api/v1/clusters',
+        { key: keys.Aoperator, json: { name: 'c1', maxLifetime: '365d' } },
+        400,
+        /maxLifetime must be from 1m to 30d/,
+      ],
+      [
+        'poll 0',
+        'POST',
+        '/api/v1/clusters',
+        { key: keys.Aoperator, json: { name: 'c1', pollInterval: 0 } },
+        400,
+        /pollInterval must be from 100ms to 10m/,
+      ],
+      [
+        'reconcile memory 1 TB',
+        'POST',
+        '/api/v1/reconciliations',
+        { key: keys.Aoperator, json: { left: 'a.csv', right: 'b.csv', options: { memoryLimitBytes: 1e12 } } },
+        400,
+        /body.options.memoryLimitBytes: at most 4 GiB/,
+      ],
     ]);
     // At the limits: 50,000 tasks register; a param value of the longest length and 20 crons are accepted.
     const big = await json('POST', '/api/v1/pipelines', keys.Aadmin, { id: 'wide', tasks: tasks(LIMITS.tasksPerSpec) });
     expect(big.status, big.text.slice(0, 300)).toBe(201);
-    const edge = await json('POST', '/api/v1/pipelines/orders/schedules', keys.Aadmin, { id: 'twenty', paused: true, cron: Array.from({ length: 20 }, (_, i) => `${i} * * * *`), params: { region: 'x'.repeat(PARAM_LIMITS.valueLength) } });
+    const edge = await json('POST', '/api/v1/pipelines/orders/schedules', keys.Aadmin, {
+      id: 'twenty',
+      paused: true,
+      cron: Array.from({ length: 20 }, (_, i) => `${i} * * * *`),
+      params: { region: 'x'.repeat(PARAM_LIMITS.valueLength) },
+    });
     expect(edge.status, edge.text.slice(0, 300)).toBe(201);
     started.push(`schedule:schedule/${A}/orders/twenty`);
   }, 180_000);
@@ -358,7 +949,11 @@ describe('tenants', () => {
       for (const role of ['admin', 'operator', 'viewer']) {
         const r = await json(m, u, keys[`B${role}`], b);
         // A role too low is refused first (a 403 that says nothing about A's records).
-        if (r.status === 403 && /^this needs the (admin|operator) role; your key is (operator|viewer)$/.test(r.json.error)) continue;
+        if (
+          r.status === 403 &&
+          /^this needs the (admin|operator) role; your key is (operator|viewer)$/.test(r.json.error)
+        )
+          continue;
         expect(r.status, `${role} ${m} ${u} → ${r.text}`).toBe(404);
         expect(r.text).not.toContain('"tasks"');
       }
@@ -366,7 +961,10 @@ describe('tenants', () => {
     // B's own "orders" is B's: its list holds no A run, and A's schedule is still paused.
     expect((await json('GET', '/api/v1/runs', keys.Bviewer)).json.data).toEqual([]);
     expect((await json('GET', '/api/v1/pipelines/orders/schedules/nightly', keys.Aviewer)).json.paused).toBe(true);
-    const trig = await stack.db.query<{ started_at: Date | null }>('SELECT started_at FROM run_triggers WHERE workflow_id = $1', [runA]);
+    const trig = await stack.db.query<{ started_at: Date | null }>(
+      'SELECT started_at FROM run_triggers WHERE workflow_id = $1',
+      [runA],
+    );
     expect(trig.rows[0].started_at).toBeNull();
   });
 
@@ -379,16 +977,37 @@ describe('tenants', () => {
 
     // An outbox row whose id names A but which belongs to B (as a bug or a bad import could leave one).
     const forged = `pipeline/${A}/orders/forged-${Date.now()}`;
-    const request = { workflowId: forged, input: { spec: SPEC, tenant: B, trigger: 'api', params: {} }, idempotent: false, memo: {}, summary: 'forged' };
-    await stack.db.query('INSERT INTO run_triggers (workflow_id, tenant, pipeline_id, task_queue, request) VALUES ($1, $2, $3, $4, $5)', [forged, B, 'orders', `${stack.taskQueue}-nobody`, JSON.stringify(request)]);
-    for (const u of [`/api/v1/runs/${enc(forged)}`, `/api/v1/runs/${enc(forged)}/tasks/load`, `/api/v1/runs/${enc(forged)}/graph`, `/runs/${enc(forged)}`]) {
+    const request = {
+      workflowId: forged,
+      input: { spec: SPEC, tenant: B, trigger: 'api', params: {} },
+      idempotent: false,
+      memo: {},
+      summary: 'forged',
+    };
+    await stack.db.query(
+      'INSERT INTO run_triggers (workflow_id, tenant, pipeline_id, task_queue, request) VALUES ($1, $2, $3, $4, $5)',
+      [forged, B, 'orders', `${stack.taskQueue}-nobody`, JSON.stringify(request)],
+    );
+    for (const u of [
+      `/api/v1/runs/${enc(forged)}`,
+      `/api/v1/runs/${enc(forged)}/tasks/load`,
+      `/api/v1/runs/${enc(forged)}/graph`,
+      `/runs/${enc(forged)}`,
+    ]) {
       const r = await json('GET', u, keys.Aviewer);
       expect(r.status, `${u} → ${r.text}`).toBe(404);
       expect(r.json.error).toBe(`no run ${forged}`);
     }
     const c = await json('POST', `/api/v1/runs/${enc(forged)}/cancel`, keys.Aoperator);
     expect(c.status, c.text).toBe(404);
-    expect((await stack.db.query<{ started_at: Date | null }>('SELECT started_at FROM run_triggers WHERE workflow_id = $1', [forged])).rows[0].started_at).toBeNull();
+    expect(
+      (
+        await stack.db.query<{ started_at: Date | null }>(
+          'SELECT started_at FROM run_triggers WHERE workflow_id = $1',
+          [forged],
+        )
+      ).rows[0].started_at,
+    ).toBeNull();
 
     // Workflows whose ids name A but whose StrataTenant is B: A cannot read or cancel them.
     const wfRun = `pipeline/${A}/orders/forged-wf-${Date.now()}`;
@@ -397,7 +1016,12 @@ describe('tenants', () => {
       [wfRun, 'pipelineRun'],
       [wfRec, 'reconciliationRun'],
     ] as const) {
-      await stack.client.workflow.start(type, { workflowId: id, taskQueue: `${stack.taskQueue}-nobody`, args: [{}], typedSearchAttributes: [{ key: SA_TENANT, value: B }] });
+      await stack.client.workflow.start(type, {
+        workflowId: id,
+        taskQueue: `${stack.taskQueue}-nobody`,
+        args: [{}],
+        typedSearchAttributes: [{ key: SA_TENANT, value: B }],
+      });
       started.push(id);
     }
     expect((await json('POST', `/api/v1/runs/${enc(wfRun)}/cancel`, keys.Aoperator)).status).toBe(404);
@@ -410,8 +1034,14 @@ describe('tenants', () => {
       expect(d.raw.workflowExecutionInfo?.status).toBeTruthy();
     }
     // And A's own records still answer A.
-    expect((await json('GET', `/api/v1/runs/${enc(runA)}`, keys.Aviewer)).json).toMatchObject({ status: 'queued', tenant: A });
-    expect((await json('GET', `/api/v1/reconciliations/${enc(recA)}`, keys.Aviewer)).json).toMatchObject({ id: recA, status: 'running' });
+    expect((await json('GET', `/api/v1/runs/${enc(runA)}`, keys.Aviewer)).json).toMatchObject({
+      status: 'queued',
+      tenant: A,
+    });
+    expect((await json('GET', `/api/v1/reconciliations/${enc(recA)}`, keys.Aviewer)).json).toMatchObject({
+      id: recA,
+      status: 'running',
+    });
   });
 
   it('pages the runs list with the cursor it gives out', async () => {
@@ -435,8 +1065,14 @@ describe('failures inside the API', () => {
     const closed = await openDb({ url: dbs.postgresUrl });
     await closed.close();
     const seen: Parameters<ApiLog>[0][] = [];
-    const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, STRATA_BOOTSTRAP_ADMIN_KEY: BOOT, TEMPORAL_ADDRESS: inject('temporalAddress') });
-    const broken = (await buildApi({ db: closed, client: stack.client, config, dispatcher: false, log: (e) => seen.push(e) })).app;
+    const config = loadConfig({
+      STRATA_TASK_QUEUE: stack.taskQueue,
+      STRATA_BOOTSTRAP_ADMIN_KEY: BOOT,
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+    });
+    const broken = (
+      await buildApi({ db: closed, client: stack.client, config, dispatcher: false, log: (e) => seen.push(e) })
+    ).app;
     const at = new URL(await broken.listen({ host: '127.0.0.1', port: 0 }));
     try {
       for (const [path, key] of [

@@ -13,7 +13,13 @@ import { buildApi } from '../../api/app.js';
 import { fromJson, toJson } from '../../api/codec.js';
 import { RunsService, workflowIdFor } from '../../api/runs-service.js';
 import { SchedulesService } from '../../api/schedules-service.js';
-import { META_KEY_ID, META_TENANT, PayloadDecryptError, payloadTenant, TenantPayloadCodec } from '../../client/codec.js';
+import {
+  META_KEY_ID,
+  META_TENANT,
+  PayloadDecryptError,
+  payloadTenant,
+  TenantPayloadCodec,
+} from '../../client/codec.js';
 import { strataDataConverter, tenantCodecOf } from '../../client/data-converter.js';
 import { withTenant } from '../../client/tenant-scope.js';
 import { loadConfig } from '../../schemas/config.js';
@@ -57,9 +63,15 @@ describe('STRATA_PAYLOAD_KEYS', () => {
       [`acme-k1=${K.acme1},_platform:p1=${K.platform}`, /entry 1 is not TENANT:KEY_ID=BASE64_KEY/],
       [`Acme:k1=${K.acme1},_platform:p1=${K.platform}`, /entry 1 \(Acme:k1\): the tenant must be lower-case/],
       [`acme:k.1=${K.acme1},_platform:p1=${K.platform}`, /entry 1 \(acme:k\.1\): the key id must be/],
-      [`acme:k1=${short},_platform:p1=${K.platform}`, /entry 1 \(acme:k1\): the key must be 32 bytes \(AES-256\), it is 16/],
+      [
+        `acme:k1=${short},_platform:p1=${K.platform}`,
+        /entry 1 \(acme:k1\): the key must be 32 bytes \(AES-256\), it is 16/,
+      ],
       [`acme:k1=not base64!,_platform:p1=${K.platform}`, /entry 1 \(acme:k1\): the key is not base64/],
-      [`acme:k1=${K.acme1},acme:k1=${K.acme2},_platform:p1=${K.platform}`, /entry 2 \(acme:k1\): acme:k1 is listed twice/],
+      [
+        `acme:k1=${K.acme1},acme:k1=${K.acme2},_platform:p1=${K.platform}`,
+        /entry 2 \(acme:k1\): acme:k1 is listed twice/,
+      ],
     ];
     for (const [v, re] of cases) {
       expect(() => parsePayloadKeys(v), v).toThrow(re);
@@ -103,11 +115,16 @@ describe('payload encryption on a real Temporal server', () => {
   let native: NativeConnection;
   let raw: Client;
   const runIds: Record<string, string> = {};
-  const marker = (t: string) => ({ sql: `sql-marker-${t}-${randomBytes(4).toString('hex')}`, param: `param-marker-${t}-${randomBytes(4).toString('hex')}` });
+  const marker = (t: string) => ({
+    sql: `sql-marker-${t}-${randomBytes(4).toString('hex')}`,
+    param: `param-marker-${t}-${randomBytes(4).toString('hex')}`,
+  });
   const markers = { acme: marker('acme'), globex: marker('globex') };
 
-  const codecClient = (keys: string) => new Client({ connection, namespace: 'default', dataConverter: strataDataConverter(parsePayloadKeys(keys)) });
-  const runsOf = (c: Client) => new RunsService(c, { taskQueue: stack.taskQueue, namespace: 'default', uiUrl: 'http://127.0.0.1:8233' });
+  const codecClient = (keys: string) =>
+    new Client({ connection, namespace: 'default', dataConverter: strataDataConverter(parsePayloadKeys(keys)) });
+  const runsOf = (c: Client) =>
+    new RunsService(c, { taskQueue: stack.taskQueue, namespace: 'default', uiUrl: 'http://127.0.0.1:8233' });
   const withWorker = async <T>(keys: string, fn: () => Promise<T>) => {
     const worker = await createStrataWorker({
       connection: native,
@@ -123,7 +140,12 @@ describe('payload encryption on a real Temporal server', () => {
       id: `secret_${t}`,
       params: { token: 'default' },
       tasks: [
-        { id: 'select', kind: 'sql', sql: `SELECT '${markers[t].sql}' AS label, {{ params.token | literal }} AS token, 42 AS answer`, output: `codec/${t}/{{ ds }}.parquet` },
+        {
+          id: 'select',
+          kind: 'sql',
+          sql: `SELECT '${markers[t].sql}' AS label, {{ params.token | literal }} AS token, 42 AS answer`,
+          output: `codec/${t}/{{ ds }}.parquet`,
+        },
         { id: 'after', kind: 'noop', needs: ['select'] },
       ],
     });
@@ -138,7 +160,8 @@ describe('payload encryption on a real Temporal server', () => {
       if (!v || typeof v !== 'object' || v instanceof Uint8Array) return;
       if (key === 'searchAttributes' || key === 'header' || key === 'patch-data') return;
       const o = v as Record<string, unknown>;
-      if (o.data instanceof Uint8Array && o.metadata && typeof o.metadata === 'object') return void out.push(o as Payload);
+      if (o.data instanceof Uint8Array && o.metadata && typeof o.metadata === 'object')
+        return void out.push(o as Payload);
       for (const [k, x] of Array.isArray(v) ? v.map((x, i) => [String(i), x] as const) : Object.entries(o)) walk(x, k);
     };
     walk(history, '');
@@ -154,7 +177,12 @@ describe('payload encryption on a real Temporal server', () => {
     const runs = runsOf(codecClient(KEYS_V1));
     await withWorker(KEYS_V1, async () => {
       for (const t of ['acme', 'globex'] as const) {
-        const h = await runs.start({ spec: pipeline(t), tenant: T[t], trigger: 'manual', params: { token: markers[t].param } });
+        const h = await runs.start({
+          spec: pipeline(t),
+          tenant: T[t],
+          trigger: 'manual',
+          params: { token: markers[t].param },
+        });
         runIds[t] = h.runId;
         const st = await runs.wait(h.runId);
         expect(st.status, JSON.stringify(st.tasks)).toBe('success');
@@ -172,7 +200,11 @@ describe('payload encryption on a real Temporal server', () => {
       const history = await rawHistory(runIds[t]);
       const payloads = payloadsOf(history);
       expect(payloads.length).toBeGreaterThan(5);
-      const text = JSON.stringify(history) + payloads.map((p) => Buffer.from(p.data ?? []).toString('utf8') + Buffer.from(p.data ?? []).toString('latin1')).join('\n');
+      const text =
+        JSON.stringify(history) +
+        payloads
+          .map((p) => Buffer.from(p.data ?? []).toString('utf8') + Buffer.from(p.data ?? []).toString('latin1'))
+          .join('\n');
       for (const m of Object.values(markers[t])) expect(text).not.toContain(m);
       // The walk found them all: each is encrypted, labelled with this tenant and its key.
       for (const p of payloads) {
@@ -200,44 +232,77 @@ describe('payload encryption on a real Temporal server', () => {
     expect(((await v2.workflow.getHandle(runIds.acme).result()) as RunState).status).toBe('success');
     const runs = runsOf(v2);
     const st = await withWorker(KEYS_V2, async () => {
-      const h = await runs.start({ spec: pipeline('acme'), tenant: T.acme, trigger: 'manual', params: { token: markers.acme.param } });
+      const h = await runs.start({
+        spec: pipeline('acme'),
+        tenant: T.acme,
+        trigger: 'manual',
+        params: { token: markers.acme.param },
+      });
       runIds.acmeV2 = h.runId;
       return runs.wait(h.runId);
     });
     expect(st.status).toBe('success');
-    const labels = new Set(payloadsOf(await rawHistory(runIds.acmeV2)).map((p) => `${meta(p, META_TENANT)}:${meta(p, META_KEY_ID)}`));
+    const labels = new Set(
+      payloadsOf(await rawHistory(runIds.acmeV2)).map((p) => `${meta(p, META_TENANT)}:${meta(p, META_KEY_ID)}`),
+    );
     expect([...labels]).toEqual([`${T.acme}:k2`]);
     const onlyK2 = new TenantPayloadCodec(parsePayloadKeys(`${T.acme}:k2=${K.acme2},_platform:p1=${K.platform}`)!);
     const old = payloadsOf(await rawHistory(runIds.acme))[0];
-    await expect(onlyK2.decode([old])).rejects.toThrow(`tenant ${T.acme} is encrypted with key "k1", which STRATA_PAYLOAD_KEYS does not list`);
+    await expect(onlyK2.decode([old])).rejects.toThrow(
+      `tenant ${T.acme} is encrypted with key "k1", which STRATA_PAYLOAD_KEYS does not list`,
+    );
   });
 
   it('refuses a relabelled payload: another tenant, or another key id, does not decrypt', async () => {
     const codec = new TenantPayloadCodec(parsePayloadKeys(KEYS_V2)!);
     const [p] = payloadsOf(await rawHistory(runIds.acme));
     expect((await codec.decode([p]))[0].data).toBeDefined();
-    const relabel = (k: string, v: string): Payload => ({ ...p, metadata: { ...p.metadata, [k]: new TextEncoder().encode(v) } });
+    const relabel = (k: string, v: string): Payload => ({
+      ...p,
+      metadata: { ...p.metadata, [k]: new TextEncoder().encode(v) },
+    });
     // globex also has a key "k1": the label resolves to a real key, and the cipher still refuses it.
     expect(() => codec.decrypt(relabel(META_TENANT, T.globex))).toThrow(PayloadDecryptError);
-    expect(() => codec.decrypt(relabel(META_TENANT, T.globex))).toThrow(`labelled tenant ${T.globex}, key k1 does not decrypt`);
-    expect(() => codec.decrypt(relabel(META_KEY_ID, 'k2'))).toThrow(`labelled tenant ${T.acme}, key k2 does not decrypt`);
+    expect(() => codec.decrypt(relabel(META_TENANT, T.globex))).toThrow(
+      `labelled tenant ${T.globex}, key k1 does not decrypt`,
+    );
+    expect(() => codec.decrypt(relabel(META_KEY_ID, 'k2'))).toThrow(
+      `labelled tenant ${T.acme}, key k2 does not decrypt`,
+    );
     // Even where two labels resolve to the same key material, the labels are bound into the cipher.
-    const shared = new TenantPayloadCodec(parsePayloadKeys(`${T.acme}:k1=${K.acme1},${T.globex}:k1=${K.acme1},${T.acme}:k9=${K.acme1},_platform:p1=${K.platform}`)!);
+    const shared = new TenantPayloadCodec(
+      parsePayloadKeys(
+        `${T.acme}:k1=${K.acme1},${T.globex}:k1=${K.acme1},${T.acme}:k9=${K.acme1},_platform:p1=${K.platform}`,
+      )!,
+    );
     expect(dec.decode(shared.decrypt(p).data!)).toBeTruthy();
-    expect(() => shared.decrypt(relabel(META_TENANT, T.globex))).toThrow(`labelled tenant ${T.globex}, key k1 does not decrypt`);
-    expect(() => shared.decrypt(relabel(META_KEY_ID, 'k9'))).toThrow(`labelled tenant ${T.acme}, key k9 does not decrypt`);
+    expect(() => shared.decrypt(relabel(META_TENANT, T.globex))).toThrow(
+      `labelled tenant ${T.globex}, key k1 does not decrypt`,
+    );
+    expect(() => shared.decrypt(relabel(META_KEY_ID, 'k9'))).toThrow(
+      `labelled tenant ${T.acme}, key k9 does not decrypt`,
+    );
     // A payload of acme inside a globex workflow is refused by a worker's decode.
-    await expect(codec.decode([p], { type: 'workflow', namespace: 'default', workflowId: runIds.globex })).rejects.toThrow(`encrypted for tenant ${T.acme} appeared in pipeline/${T.globex}/`);
+    await expect(
+      codec.decode([p], { type: 'workflow', namespace: 'default', workflowId: runIds.globex }),
+    ).rejects.toThrow(`encrypted for tenant ${T.acme} appeared in pipeline/${T.globex}/`);
   });
 
   it('encrypts calls that name no workflow for the withTenant scope, else with the platform key; tenants without keys get derived ones', async () => {
     const codec = new TenantPayloadCodec(parsePayloadKeys(KEYS_V1)!);
-    const plain: Payload = { metadata: { encoding: new TextEncoder().encode('json/plain') }, data: new TextEncoder().encode('"x"') };
+    const plain: Payload = {
+      metadata: { encoding: new TextEncoder().encode('json/plain') },
+      data: new TextEncoder().encode('"x"'),
+    };
     const [scoped] = await withTenant(T.acme, () => codec.encode([plain]));
     expect(payloadTenant(scoped)).toBe(T.acme);
     const [none] = await codec.encode([plain]);
     expect(payloadTenant(none)).toBe('_platform');
-    const [other] = await codec.encode([plain], { type: 'workflow', namespace: 'default', workflowId: 'pipeline/initech/p/r' });
+    const [other] = await codec.encode([plain], {
+      type: 'workflow',
+      namespace: 'default',
+      workflowId: 'pipeline/initech/p/r',
+    });
     expect([payloadTenant(other), meta(other, META_KEY_ID)]).toEqual(['initech', '~p1']);
     expect(dec.decode((await codec.decode([other]))[0].data!)).toBe('"x"');
     // Old histories in clear decode as they are.
@@ -251,7 +316,11 @@ describe('payload encryption on a real Temporal server', () => {
     let close: () => Promise<void>;
     const keys: Record<string, string> = {};
     const post = async (url: string, body: unknown, headers: Record<string, string> = {}) => {
-      const r = await fetch(base + url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+      const r = await fetch(base + url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      });
       return { status: r.status, headers: r.headers, json: (await r.json().catch(() => undefined)) as any };
     };
     const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
@@ -259,7 +328,12 @@ describe('payload encryption on a real Temporal server', () => {
     let globexP: Payload;
 
     beforeAll(async () => {
-      const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, STRATA_BOOTSTRAP_ADMIN_KEY: BOOT, TEMPORAL_UI_URL: UI, TEMPORAL_ADDRESS: inject('temporalAddress') });
+      const config = loadConfig({
+        STRATA_TASK_QUEUE: stack.taskQueue,
+        STRATA_BOOTSTRAP_ADMIN_KEY: BOOT,
+        TEMPORAL_UI_URL: UI,
+        TEMPORAL_ADDRESS: inject('temporalAddress'),
+      });
       const { app } = await buildApi({ db: stack.db, client: codecClient(KEYS_V2), config, dispatcher: false });
       base = await app.listen({ host: '127.0.0.1', port: 0 });
       close = () => app.close();
@@ -272,8 +346,10 @@ describe('payload encryption on a real Temporal server', () => {
         expect(r.status).toBe(201);
         keys[name] = r.json.key;
       }
-      acmeP = (await rawHistory(runIds.acme)).events!.find((e) => e.workflowExecutionStartedEventAttributes)!.workflowExecutionStartedEventAttributes!.input!.payloads![0] as Payload;
-      globexP = (await rawHistory(runIds.globex)).events!.find((e) => e.workflowExecutionStartedEventAttributes)!.workflowExecutionStartedEventAttributes!.input!.payloads![0] as Payload;
+      acmeP = (await rawHistory(runIds.acme)).events!.find((e) => e.workflowExecutionStartedEventAttributes)!
+        .workflowExecutionStartedEventAttributes!.input!.payloads![0] as Payload;
+      globexP = (await rawHistory(runIds.globex)).events!.find((e) => e.workflowExecutionStartedEventAttributes)!
+        .workflowExecutionStartedEventAttributes!.input!.payloads![0] as Payload;
     });
     afterAll(async () => close?.());
 
@@ -307,7 +383,10 @@ describe('payload encryption on a real Temporal server', () => {
     });
 
     it('encodes for the caller’s tenant (operator role), in a form the workers decode', async () => {
-      const plain = { metadata: { encoding: Buffer.from('json/plain').toString('base64') }, data: Buffer.from('{"hello":"ui"}').toString('base64') };
+      const plain = {
+        metadata: { encoding: Buffer.from('json/plain').toString('base64') },
+        data: Buffer.from('{"hello":"ui"}').toString('base64'),
+      };
       expect((await post('/codec/encode', { payloads: [plain] }, bearer(keys.acme))).status).toBe(403);
       const r = await post('/codec/encode', { payloads: [plain] }, bearer(keys.acmeOps));
       expect(r.status).toBe(200);
@@ -318,25 +397,47 @@ describe('payload encryption on a real Temporal server', () => {
     });
 
     it('answers CORS for the Temporal UI origin only, with credentials and preflight', async () => {
-      const pre = await fetch(base + '/codec/decode', { method: 'OPTIONS', headers: { origin: UI, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,authorization,x-namespace' } });
+      const pre = await fetch(base + '/codec/decode', {
+        method: 'OPTIONS',
+        headers: {
+          origin: UI,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'content-type,authorization,x-namespace',
+        },
+      });
       expect(pre.status).toBe(204);
       expect(pre.headers.get('access-control-allow-origin')).toBe(UI);
       expect(pre.headers.get('access-control-allow-credentials')).toBe('true');
       expect(pre.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
       expect(pre.headers.get('access-control-allow-methods')).toMatch(/POST/);
-      const evil = await fetch(base + '/codec/default/decode', { method: 'OPTIONS', headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST' } });
+      const evil = await fetch(base + '/codec/default/decode', {
+        method: 'OPTIONS',
+        headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST' },
+      });
       expect(evil.status).toBe(403);
       expect(evil.headers.get('access-control-allow-origin')).toBeNull();
       const r = await post('/codec/decode', { payloads: [] }, { origin: UI, ...bearer(keys.acme) });
-      expect([r.status, r.headers.get('access-control-allow-origin'), r.headers.get('access-control-allow-credentials')]).toEqual([200, UI, 'true']);
+      expect([
+        r.status,
+        r.headers.get('access-control-allow-origin'),
+        r.headers.get('access-control-allow-credentials'),
+      ]).toEqual([200, UI, 'true']);
       const denied = await post('/codec/decode', { payloads: [] }, { origin: UI });
       expect([denied.status, denied.headers.get('access-control-allow-origin')]).toEqual([401, UI]);
     });
 
     it('opens a cookie session for a UI without login, which then decodes for that tenant', async () => {
-      const bad = await fetch(base + '/codec/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'key=nope' });
+      const bad = await fetch(base + '/codec/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'key=nope',
+      });
       expect(bad.status).toBe(401);
-      const login = await fetch(base + '/codec/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `key=${encodeURIComponent(keys.acme)}` });
+      const login = await fetch(base + '/codec/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `key=${encodeURIComponent(keys.acme)}`,
+      });
       expect(login.status).toBe(200);
       const set = login.headers.get('set-cookie')!;
       expect(set).toMatch(/HttpOnly/);
@@ -347,7 +448,9 @@ describe('payload encryption on a real Temporal server', () => {
       expect(r.status).toBe(200);
       expect(meta(fromJson(r.json.payloads[0]), 'encoding')).toBe('json/plain');
       expect(r.json.payloads[1]).toEqual(toJson(globexP));
-      expect((await post('/codec/decode', { payloads: [] }, { cookie: 'strata_codec_session=forged' })).status).toBe(401);
+      expect((await post('/codec/decode', { payloads: [] }, { cookie: 'strata_codec_session=forged' })).status).toBe(
+        401,
+      );
     });
   });
 });
@@ -362,13 +465,23 @@ describe('/metrics and /ready carry no tenant data without credentials', () => {
   it('/metrics: per-pipeline metrics only with the metrics token; a wrong token is 401', async () => {
     const TOKEN = 'metrics-token-0123456789';
     const pipeline = `metrics_pipe_${randomBytes(3).toString('hex')}`;
-    await stack.db.query(`INSERT INTO runs (run_id, tenant, pipeline_id, status, trigger, logical_date, started_at, tasks) VALUES ($1, $2, $3, 'success', 'manual', now(), now(), $4)`, [
-      `pipeline/metrics-${pipeline.slice(-6)}/${pipeline}/r1`,
-      `metrics-${pipeline.slice(-6)}`,
-      pipeline,
-      JSON.stringify({ a: { status: 'success', startedAt: '2026-01-01T00:00:00Z', endedAt: '2026-01-01T00:00:02Z' } }),
-    ]);
-    const { app } = await buildApi({ db: stack.db, client: stack.client, config: loadConfig({ STRATA_METRICS_TOKEN: TOKEN }), dispatcher: false });
+    await stack.db.query(
+      `INSERT INTO runs (run_id, tenant, pipeline_id, status, trigger, logical_date, started_at, tasks) VALUES ($1, $2, $3, 'success', 'manual', now(), now(), $4)`,
+      [
+        `pipeline/metrics-${pipeline.slice(-6)}/${pipeline}/r1`,
+        `metrics-${pipeline.slice(-6)}`,
+        pipeline,
+        JSON.stringify({
+          a: { status: 'success', startedAt: '2026-01-01T00:00:00Z', endedAt: '2026-01-01T00:00:02Z' },
+        }),
+      ],
+    );
+    const { app } = await buildApi({
+      db: stack.db,
+      client: stack.client,
+      config: loadConfig({ STRATA_METRICS_TOKEN: TOKEN }),
+      dispatcher: false,
+    });
     const base = await app.listen({ host: '127.0.0.1', port: 0 });
     try {
       const get = async (h: Record<string, string> = {}) => {
@@ -388,7 +501,12 @@ describe('/metrics and /ready carry no tenant data without credentials', () => {
       await app.close();
     }
     // Without a configured token nobody gets the per-pipeline metrics.
-    const { app: app2 } = await buildApi({ db: stack.db, client: stack.client, config: loadConfig({}), dispatcher: false });
+    const { app: app2 } = await buildApi({
+      db: stack.db,
+      client: stack.client,
+      config: loadConfig({}),
+      dispatcher: false,
+    });
     const base2 = await app2.listen({ host: '127.0.0.1', port: 0 });
     try {
       expect((await fetch(base2 + '/metrics', { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(401);
@@ -403,7 +521,12 @@ describe('/metrics and /ready carry no tenant data without credentials', () => {
     const deadDb = await openDb({ url: dbs.postgresUrl });
     await deadDb.close();
     const deadConn = await Connection.lazy({ address: '127.0.0.1:9', connectTimeout: 500 });
-    const { app } = await buildApi({ db: deadDb, client: new Client({ connection: deadConn }), config: loadConfig({}), dispatcher: false });
+    const { app } = await buildApi({
+      db: deadDb,
+      client: new Client({ connection: deadConn }),
+      config: loadConfig({}),
+      dispatcher: false,
+    });
     const base = await app.listen({ host: '127.0.0.1', port: 0 });
     try {
       const r = await fetch(base + '/ready');

@@ -25,8 +25,17 @@ import { spec, waitFor } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
 const minio = inject('s3');
-const s3cfg = { endpoint: minio.endpoint, region: minio.region, accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey };
-const raw = new S3Client({ ...s3cfg, forcePathStyle: true, credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey } });
+const s3cfg = {
+  endpoint: minio.endpoint,
+  region: minio.region,
+  accessKeyId: minio.accessKeyId,
+  secretAccessKey: minio.secretAccessKey,
+};
+const raw = new S3Client({
+  ...s3cfg,
+  forcePathStyle: true,
+  credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey },
+});
 const tag = randomBytes(3).toString('hex');
 /** Outside every lake; the operator allowed it for acme only. */
 const SHARED = `s3://${minio.bucket}/shared-${tag}/`;
@@ -44,7 +53,14 @@ beforeAll(async () => {
   [stack, d] = await Promise.all([extTestStack('sec-external'), startDoubles()]);
   const lake = await extLake(stack, { tenantLocations: { acme: [SHARED] } });
   root = lake.root;
-  deps = { ...d.deps, lake: lake.lake, s3: lake.s3, tenantTiers: { acme: 'team', solo: 'free', legacy: 'free' }, emrS3: s3cfg, emrScriptsUri: SCRIPTS };
+  deps = {
+    ...d.deps,
+    lake: lake.lake,
+    s3: lake.s3,
+    tenantTiers: { acme: 'team', solo: 'free', legacy: 'free' },
+    emrS3: s3cfg,
+    emrScriptsUri: SCRIPTS,
+  };
 });
 afterAll(async () => {
   await d?.close();
@@ -55,7 +71,10 @@ afterAll(async () => {
 async function run(s: PipelineSpec, tenant = 'acme', extra: Partial<ActivityDeps> = {}): Promise<RunState> {
   return withExtWorker(stack, { ...deps, ...extra }, async () => {
     const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
-    await stack.client.workflow.getHandle(h.runId).result().catch(() => undefined);
+    await stack.client.workflow
+      .getHandle(h.runId)
+      .result()
+      .catch(() => undefined);
     return stack.runs.state(h.runId);
   });
 }
@@ -66,7 +85,8 @@ function injected(s: PipelineSpec, fields: Record<string, Record<string, unknown
   return s;
 }
 
-const appsOf = (pipeline: string) => d.k8s.apps().filter((a) => a.metadata.labels?.['strata.dev/pipeline'] === pipeline);
+const appsOf = (pipeline: string) =>
+  d.k8s.apps().filter((a) => a.metadata.labels?.['strata.dev/pipeline'] === pipeline);
 const problemsOf = (doc: object) => {
   const r = validateSpec(doc);
   return r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.message}`);
@@ -95,7 +115,9 @@ describe('Spark on Kubernetes: code only from the tenant’s lake', () => {
       expect(st.tasks[id].status, id).toBe('failed');
       expect(st.tasks[id].errorType, id).toBe('LocationError');
     }
-    expect(st.tasks.other_tenant.error).toContain(`task other_tenant: file: "${root}/globex/jobs/x.py" is outside your lake`);
+    expect(st.tasks.other_tenant.error).toContain(
+      `task other_tenant: file: "${root}/globex/jobs/x.py" is outside your lake`,
+    );
     expect(st.tasks.other_tenant.error).toContain('STRATA_TENANT_LOCATIONS');
     expect(st.tasks.jar.error).toContain('task jar: jars[0]: "s3://someone-else/evil.jar" is outside your lake');
     expect(st.tasks.pyfile.error).toContain('pyFiles[0]');
@@ -110,14 +132,28 @@ describe('Spark on Kubernetes: code only from the tenant’s lake', () => {
     const st = await run(
       spec({
         id: 'sec-spark-ok',
-        tasks: [{ id: 'job', kind: 'pyspark', file: 'jobs/main.py', pyFiles: [`${SHARED}lib.zip`], jars: [`${root}/acme/jars/udf.jar`], files: ['conf/app.conf'], poll: FAST }],
+        tasks: [
+          {
+            id: 'job',
+            kind: 'pyspark',
+            file: 'jobs/main.py',
+            pyFiles: [`${SHARED}lib.zip`],
+            jars: [`${root}/acme/jars/udf.jar`],
+            files: ['conf/app.conf'],
+            poll: FAST,
+          },
+        ],
       }),
     );
     expect(st.status).toBe('success');
     const [app] = appsOf('sec-spark-ok');
     const acme = `${root.replace(/^s3:/, 's3a:')}/acme`;
     expect(app.spec.mainApplicationFile).toBe(`${acme}/jobs/main.py`);
-    expect(app.spec.deps).toEqual({ pyFiles: [`${SHARED.replace(/^s3:/, 's3a:')}lib.zip`], jars: [`${acme}/jars/udf.jar`], files: [`${acme}/conf/app.conf`] });
+    expect(app.spec.deps).toEqual({
+      pyFiles: [`${SHARED.replace(/^s3:/, 's3a:')}lib.zip`],
+      jars: [`${acme}/jars/udf.jar`],
+      files: [`${acme}/conf/app.conf`],
+    });
   });
 
   it('refuses at registration what no tier allows: other schemes, "..", host mounts, JVM options, unbounded dynamic allocation', () => {
@@ -143,7 +179,13 @@ describe('Spark on Kubernetes: code only from the tenant’s lake', () => {
         },
         { id: 'd', kind: 'pyspark', file: 'jobs/d.py', dynamicAllocation: { enabled: true, minExecutors: 1 } },
         { id: 'e', kind: 'hive', clusterId: 'j-ABC', script: 'https://example.com/x.hql' },
-        { id: 'f', kind: 'sql', engine: 'spark', sql: 'select 1', sparkConf: { 'spark.kubernetes.namespace': 'strata-globex' } },
+        {
+          id: 'f',
+          kind: 'sql',
+          engine: 'spark',
+          sql: 'select 1',
+          sparkConf: { 'spark.kubernetes.namespace': 'strata-globex' },
+        },
       ],
     });
     expect(problems).toEqual(
@@ -151,20 +193,39 @@ describe('Spark on Kubernetes: code only from the tenant’s lake', () => {
         expect.stringMatching(/^tasks\[0\]\.file: "local:\/\/\/opt\/x\.py" has a scheme Strata does not read/),
         expect.stringMatching(/^tasks\[1\]\.file: "\.\.\/globex\/x\.py" climbs out/),
         expect.stringMatching(/^tasks\[1\]\.jars\.0: "https:\/\/repo\.example\/evil\.jar" has a scheme/),
-        expect.stringContaining('"spark.kubernetes.driver.volumes.hostPath.root.mount.path" is not allowed: pod settings'),
+        expect.stringContaining(
+          '"spark.kubernetes.driver.volumes.hostPath.root.mount.path" is not allowed: pod settings',
+        ),
         expect.stringContaining('"spark.kubernetes.executor.volumes.hostPath.root.options.path" is not allowed'),
-        expect.stringContaining('"spark.driver.extraJavaOptions" is not allowed: JVM options and class paths can run code'),
+        expect.stringContaining(
+          '"spark.driver.extraJavaOptions" is not allowed: JVM options and class paths can run code',
+        ),
         expect.stringContaining('"spark.kubernetes.authenticate.driver.serviceAccountName" is not allowed'),
         expect.stringContaining('"spark.jars.packages" is not allowed: dependencies come from your lake'),
         expect.stringContaining('"spark.hadoop.fs.s3a.aws.credentials.provider" is not allowed: storage credentials'),
-        expect.stringContaining('"spark.executor.instances" is not allowed: set resources with the task\'s "driver", "executor" and "dynamicAllocation" fields'),
+        expect.stringContaining(
+          '"spark.executor.instances" is not allowed: set resources with the task\'s "driver", "executor" and "dynamicAllocation" fields',
+        ),
         expect.stringMatching(/^tasks\[3\]\.dynamicAllocation: dynamicAllocation needs "maxExecutors"/),
         expect.stringMatching(/^tasks\[4\]\.script: "https:\/\/example\.com\/x\.hql" has a scheme/),
         expect.stringContaining('"spark.kubernetes.namespace" is not allowed'),
       ]),
     );
     expect(problems.some((p) => p.includes('spark.sql.shuffle.partitions'))).toBe(false);
-    expect(problemsOf({ id: 'ok', tasks: [{ id: 'a', kind: 'pyspark', file: 'jobs/a.py', sparkConf: { 'spark.sql.adaptive.enabled': 'true' }, dynamicAllocation: { enabled: true, maxExecutors: 4 } }] })).toEqual([]);
+    expect(
+      problemsOf({
+        id: 'ok',
+        tasks: [
+          {
+            id: 'a',
+            kind: 'pyspark',
+            file: 'jobs/a.py',
+            sparkConf: { 'spark.sql.adaptive.enabled': 'true' },
+            dynamicAllocation: { enabled: true, maxExecutors: 4 },
+          },
+        ],
+      }),
+    ).toEqual([]);
   });
 });
 
@@ -185,8 +246,15 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
         ],
       }),
       {
-        hostpath: { sparkConf: { 'spark.kubernetes.executor.volumes.hostPath.docker.mount.path': '/var/run/docker.sock' } },
-        podtemplate: { sparkConf: { 'spark.kubernetes.driver.podTemplateFile': 's3://x/privileged.yaml', 'spark.kubernetes.container.image': 'attacker/spark' } },
+        hostpath: {
+          sparkConf: { 'spark.kubernetes.executor.volumes.hostPath.docker.mount.path': '/var/run/docker.sock' },
+        },
+        podtemplate: {
+          sparkConf: {
+            'spark.kubernetes.driver.podTemplateFile': 's3://x/privileged.yaml',
+            'spark.kubernetes.container.image': 'attacker/spark',
+          },
+        },
         unbounded: { dynamicAllocation: { enabled: true, minExecutors: 1 } },
       },
     );
@@ -195,11 +263,19 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
       expect(st.tasks[id].status, id).toBe('failed');
       expect(st.tasks[id].errorType, id).toBe('PolicyViolation');
     }
-    expect(st.tasks.image.error).toContain('image "attacker/spark:latest" is not allowed on the team tier (allowed: apache/spark:3.5.3-python3)');
+    expect(st.tasks.image.error).toContain(
+      'image "attacker/spark:latest" is not allowed on the team tier (allowed: apache/spark:3.5.3-python3)',
+    );
     expect(st.tasks.image.error).toContain('STRATA_SPARK_IMAGES');
-    expect(st.tasks.sa.error).toContain('serviceAccount "spark-operator" is not allowed on the team tier (allowed: spark)');
-    expect(st.tasks.catalog.error).toContain('sparkConf "spark.sql.catalog.evil" is not on the team tier\'s list of Spark settings');
-    expect(st.tasks.hostpath.error).toContain('"spark.kubernetes.executor.volumes.hostPath.docker.mount.path" is not allowed');
+    expect(st.tasks.sa.error).toContain(
+      'serviceAccount "spark-operator" is not allowed on the team tier (allowed: spark)',
+    );
+    expect(st.tasks.catalog.error).toContain(
+      'sparkConf "spark.sql.catalog.evil" is not on the team tier\'s list of Spark settings',
+    );
+    expect(st.tasks.hostpath.error).toContain(
+      '"spark.kubernetes.executor.volumes.hostPath.docker.mount.path" is not allowed',
+    );
     expect(st.tasks.podtemplate.error).toContain('"spark.kubernetes.driver.podTemplateFile" is not allowed');
     expect(st.tasks.podtemplate.error).toContain('"spark.kubernetes.container.image" is not allowed');
     expect(st.tasks.unbounded.error).toContain('dynamicAllocation needs "maxExecutors" (at most 16 on your tier)');
@@ -209,12 +285,29 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
 
   it('the operator’s per-tier allow-list opens an image or setting to one tier and not another', async () => {
     d.k8s.scenario = () => SCENARIOS.success(100);
-    const sparkPolicy = { images: { team: ['registry.example/spark:3.5*'] }, conf: { team: ['spark.sql.catalog.lake*'] } };
-    const task = { id: 'job', kind: 'pyspark', file: 'jobs/x.py', image: 'registry.example/spark:3.5.3-gpu', sparkConf: { 'spark.sql.catalog.lake': 'org.apache.iceberg.spark.SparkCatalog', 'spark.executor.memoryOverhead': '1g' }, poll: FAST };
+    const sparkPolicy = {
+      images: { team: ['registry.example/spark:3.5*'] },
+      conf: { team: ['spark.sql.catalog.lake*'] },
+    };
+    const task = {
+      id: 'job',
+      kind: 'pyspark',
+      file: 'jobs/x.py',
+      image: 'registry.example/spark:3.5.3-gpu',
+      sparkConf: {
+        'spark.sql.catalog.lake': 'org.apache.iceberg.spark.SparkCatalog',
+        'spark.executor.memoryOverhead': '1g',
+      },
+      poll: FAST,
+    };
     const team = await run(spec({ id: 'sec-spark-team', tasks: [task] }), 'acme', { sparkPolicy });
     expect(team.status).toBe('success');
     expect(appsOf('sec-spark-team')[0].spec.image).toBe('registry.example/spark:3.5.3-gpu');
-    const free = await run(spec({ id: 'sec-spark-free', tasks: [{ ...task, file: `${root}/solo/jobs/x.py` }] }), 'solo', { sparkPolicy });
+    const free = await run(
+      spec({ id: 'sec-spark-free', tasks: [{ ...task, file: `${root}/solo/jobs/x.py` }] }),
+      'solo',
+      { sparkPolicy },
+    );
     expect(free.tasks.job.errorType).toBe('PolicyViolation');
     expect(free.tasks.job.error).toContain('image "registry.example/spark:3.5.3-gpu" is not allowed on the free tier');
     expect(free.tasks.job.error).toContain('"spark.sql.catalog.lake" is not on the free tier');
@@ -228,8 +321,22 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
       spec({
         id: 'sec-spark-dyn',
         tasks: [
-          { id: 'ceiling', kind: 'pyspark', file: 'jobs/x.py', executor: { instances: 1 }, dynamicAllocation: { enabled: true, minExecutors: 1, maxExecutors: 40 }, poll: FAST },
-          { id: 'initial', kind: 'pyspark', file: 'jobs/x.py', executor: { instances: 20 }, dynamicAllocation: { enabled: true, maxExecutors: 2 }, poll: FAST },
+          {
+            id: 'ceiling',
+            kind: 'pyspark',
+            file: 'jobs/x.py',
+            executor: { instances: 1 },
+            dynamicAllocation: { enabled: true, minExecutors: 1, maxExecutors: 40 },
+            poll: FAST,
+          },
+          {
+            id: 'initial',
+            kind: 'pyspark',
+            file: 'jobs/x.py',
+            executor: { instances: 20 },
+            dynamicAllocation: { enabled: true, maxExecutors: 2 },
+            poll: FAST,
+          },
         ],
       }),
     );
@@ -243,14 +350,36 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
   it('runs driver and executors under the restricted pod security profile, in a namespace that enforces it', async () => {
     d.k8s.scenario = () => SCENARIOS.success(100);
     // A namespace made before the Pod Security labels existed gets them on the next job.
-    await d.deps.spark!.ensureNamespace('strata-legacy', { 'app.kubernetes.io/managed-by': 'strata' }, { cpu: 8, memoryGi: 32, pods: 24 });
-    expect(d.k8s.namespaces.get('strata-legacy')!.metadata.labels['pod-security.kubernetes.io/enforce']).toBeUndefined();
-    const st = await run(spec({ id: 'sec-spark-psa', tasks: [{ id: 'job', kind: 'pyspark', file: `${root}/legacy/jobs/x.py`, poll: FAST }] }), 'legacy');
+    await d.deps.spark!.ensureNamespace(
+      'strata-legacy',
+      { 'app.kubernetes.io/managed-by': 'strata' },
+      { cpu: 8, memoryGi: 32, pods: 24 },
+    );
+    expect(
+      d.k8s.namespaces.get('strata-legacy')!.metadata.labels['pod-security.kubernetes.io/enforce'],
+    ).toBeUndefined();
+    const st = await run(
+      spec({
+        id: 'sec-spark-psa',
+        tasks: [{ id: 'job', kind: 'pyspark', file: `${root}/legacy/jobs/x.py`, poll: FAST }],
+      }),
+      'legacy',
+    );
     expect(st.status).toBe('success');
     const [app] = appsOf('sec-spark-psa');
     for (const role of ['driver', 'executor']) {
-      expect(app.spec[role].securityContext, role).toEqual({ runAsNonRoot: true, runAsUser: 185, allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
-      expect(app.spec[role].podSecurityContext, role).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+      expect(app.spec[role].securityContext, role).toEqual({
+        runAsNonRoot: true,
+        runAsUser: 185,
+        allowPrivilegeEscalation: false,
+        privileged: false,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+      expect(app.spec[role].podSecurityContext, role).toMatchObject({
+        runAsNonRoot: true,
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
     }
     expect(app.spec.driver.serviceAccount).toBe('spark');
     for (const ns of ['strata-legacy', 'strata-acme'])
@@ -279,7 +408,8 @@ describe('EMR: the tenant’s clusters and the tenant’s code', () => {
   beforeAll(() => {
     mine = d.emr.addCluster('acme-warehouse', undefined, { 'strata:tenant': 'acme' });
   });
-  const scripts = async () => (await raw.send(new ListObjectsV2Command({ Bucket: minio.bucket, Prefix: `emr-scripts-${tag}/` }))).KeyCount ?? 0;
+  const scripts = async () =>
+    (await raw.send(new ListObjectsV2Command({ Bucket: minio.bucket, Prefix: `emr-scripts-${tag}/` }))).KeyCount ?? 0;
   const adds = () => d.emr.calls.filter((c) => c.op === 'AddJobFlowSteps').length;
 
   it('refuses a worker-local script or one outside the tenant’s lake: nothing uploaded, no step added', async () => {
@@ -292,9 +422,24 @@ describe('EMR: the tenant’s clusters and the tenant’s code', () => {
         tasks: [
           { id: 'abs', kind: 'pyspark', engine: 'emr', clusterId: mine, file: outside, poll: FAST },
           { id: 'fileuri', kind: 'pyspark', engine: 'emr', clusterId: mine, file: 'file:///etc/passwd', poll: FAST },
-          { id: 'globex', kind: 'pyspark', engine: 'emr', clusterId: mine, file: `${root}/globex/jobs/x.py`, poll: FAST },
+          {
+            id: 'globex',
+            kind: 'pyspark',
+            engine: 'emr',
+            clusterId: mine,
+            file: `${root}/globex/jobs/x.py`,
+            poll: FAST,
+          },
           { id: 'hive', kind: 'hive', clusterId: mine, script: 's3://someone-else/x.hql', poll: FAST },
-          { id: 'deps', kind: 'pyspark', engine: 'emr', clusterId: mine, file: 'jobs/x.py', pyFiles: ['/etc/shadow'], poll: FAST },
+          {
+            id: 'deps',
+            kind: 'pyspark',
+            engine: 'emr',
+            clusterId: mine,
+            file: 'jobs/x.py',
+            pyFiles: ['/etc/shadow'],
+            poll: FAST,
+          },
         ],
       }),
     );
@@ -339,9 +484,15 @@ describe('EMR: the tenant’s clusters and the tenant’s code', () => {
 
   it('refuses Spark settings no tier allows on EMR too', async () => {
     const before = adds();
-    const s = injected(spec({ id: 'sec-emr-conf', tasks: [{ id: 'py', kind: 'pyspark', engine: 'emr', clusterId: mine, file: 'jobs/x.py', poll: FAST }] }), {
-      py: { sparkConf: { 'spark.driver.extraJavaOptions': '-Dx=1', 'spark.executor.memory': '2g' } },
-    });
+    const s = injected(
+      spec({
+        id: 'sec-emr-conf',
+        tasks: [{ id: 'py', kind: 'pyspark', engine: 'emr', clusterId: mine, file: 'jobs/x.py', poll: FAST }],
+      }),
+      {
+        py: { sparkConf: { 'spark.driver.extraJavaOptions': '-Dx=1', 'spark.executor.memory': '2g' } },
+      },
+    );
     const st = await run(s);
     expect(st.tasks.py.errorType).toBe('PolicyViolation');
     expect(st.tasks.py.error).toContain('"spark.driver.extraJavaOptions" is not allowed');
@@ -371,7 +522,10 @@ describe('Airbyte: the tenant’s workspace only', () => {
     expect(d.airbyte.jobs.filter((j) => j.connectionId === foreign)).toHaveLength(0);
     expect(d.airbyte.count('POST', /\/jobs$/) - starts).toBe(1);
 
-    const none = await run(spec({ id: 'sec-airbyte-none', tasks: [{ id: 'sync', kind: 'airbyte.sync', connectionId: own, poll: FAST }] }), 'solo');
+    const none = await run(
+      spec({ id: 'sec-airbyte-none', tasks: [{ id: 'sync', kind: 'airbyte.sync', connectionId: own, poll: FAST }] }),
+      'solo',
+    );
     expect(none.tasks.sync.errorType).toBe('ConfigError');
     expect(none.tasks.sync.error).toContain('tenant solo has no Airbyte workspace');
     expect(none.tasks.sync.error).toContain('STRATA_AIRBYTE_WORKSPACES');
@@ -383,12 +537,20 @@ describe('Managed clusters: image from the tier, restricted pods', () => {
   it('refuses a Spark Connect image the tier does not allow (403) and a malformed EMR release (400), starting nothing', async () => {
     const clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: { acme: 'team' } });
     const name = `img-${tag}`;
-    const refused = (p: Promise<unknown>) => p.then(() => undefined, (e) => e as RequestError);
-    const image = await refused(clusters.create({ tenant: 'acme', name, engine: 'spark-connect', release: 'attacker/spark:latest' }));
+    const refused = (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        (e) => e as RequestError,
+      );
+    const image = await refused(
+      clusters.create({ tenant: 'acme', name, engine: 'spark-connect', release: 'attacker/spark:latest' }),
+    );
     expect(image).toBeInstanceOf(RequestError);
     expect(image).toMatchObject({ status: 403 });
     expect(image!.message).toContain('image "attacker/spark:latest" is not allowed on the team tier');
-    const release = await refused(clusters.create({ tenant: 'acme', name, engine: 'emr', release: 'emr-latest; rm -rf' }));
+    const release = await refused(
+      clusters.create({ tenant: 'acme', name, engine: 'emr', release: 'emr-latest; rm -rf' }),
+    );
     expect(release).toMatchObject({ status: 400 });
     expect(release!.message).toContain('an EMR release label looks like "emr-7.5.0"');
     expect(await refused(clusters.create({ tenant: '../globex', name }))).toMatchObject({ status: 400 });
@@ -399,10 +561,20 @@ describe('Managed clusters: image from the tier, restricted pods', () => {
   it('a Spark Connect cluster’s server and executor pods get the restricted profile', async () => {
     // A tenant of this test's own: cluster quota workflows are per tenant on the shared dev server.
     const tenant = `c${tag}`;
-    const clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: { [tenant]: 'team' } });
+    const clusters = new ClustersService(stack.client, {
+      taskQueue: stack.taskQueue,
+      tenantTiers: { [tenant]: 'team' },
+    });
     const name = `psa-${tag}`;
     await withExtWorker(stack, deps, async () => {
-      await clusters.create({ tenant, name, engine: 'spark-connect', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
+      await clusters.create({
+        tenant,
+        name,
+        engine: 'spark-connect',
+        instances: 1,
+        idleTimeout: '1m',
+        pollInterval: '100ms',
+      });
       await waitFor(async () => (await clusters.get(tenant, name)).phase === 'ready');
       const sc = d.k8s.objects.get(`sparkconnects/strata-${tenant}/${name}`)!;
       for (const [part, container] of [
@@ -411,8 +583,19 @@ describe('Managed clusters: image from the tier, restricted pods', () => {
       ])
         expect(sc.spec[part].template, part).toEqual({
           spec: {
-            securityContext: expect.objectContaining({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } }),
-            containers: [{ name: container, securityContext: expect.objectContaining({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } }) }],
+            securityContext: expect.objectContaining({
+              runAsNonRoot: true,
+              seccompProfile: { type: 'RuntimeDefault' },
+            }),
+            containers: [
+              {
+                name: container,
+                securityContext: expect.objectContaining({
+                  allowPrivilegeEscalation: false,
+                  capabilities: { drop: ['ALL'] },
+                }),
+              },
+            ],
           },
         });
       await clusters.delete(tenant, name);

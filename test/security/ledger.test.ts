@@ -35,18 +35,31 @@ beforeAll(async () => {
   await pgAdmin.connect();
   await pgAdmin.query(`CREATE ROLE sec_led_${id} LOGIN`);
   await pgAdmin.query(`CREATE DATABASE sec_led_${id} OWNER sec_led_${id}`);
-  pgConn = { name: 'books', engine: 'postgres', url: withDb(dbs.postgresAdminUrl, `sec_led_${id}`, `sec_led_${id}`), tenants: ['acme'] };
+  pgConn = {
+    name: 'books',
+    engine: 'postgres',
+    url: withDb(dbs.postgresAdminUrl, `sec_led_${id}`, `sec_led_${id}`),
+    tenants: ['acme'],
+  };
   // MariaDB: a user with every right on its own database, none elsewhere.
   myAdmin = await mysql.createConnection({ uri: dbs.mysqlAdminUrl });
   await myAdmin.query(`CREATE USER 'sec_led_${id}'@'%'`);
   await myAdmin.query(`CREATE DATABASE sec_led_${id}`);
   await myAdmin.query(`GRANT ALL ON sec_led_${id}.* TO 'sec_led_${id}'@'%'`);
-  myConn = { name: 'shop', engine: 'mysql', url: withDb(dbs.mysqlAdminUrl, `sec_led_${id}`, `sec_led_${id}`), tenants: ['acme'] };
+  myConn = {
+    name: 'shop',
+    engine: 'mysql',
+    url: withDb(dbs.mysqlAdminUrl, `sec_led_${id}`, `sec_led_${id}`),
+    tenants: ['acme'],
+  };
   for (const [c, admin] of [
     [pgConn, withDb(dbs.postgresAdminUrl, `sec_led_${id}`)],
     [myConn, dbs.mysqlAdminUrl],
   ] as const) {
-    const r = await runCli(['ledger-setup', c.name, '--admin-url', admin], { [`STRATA_CONN_${c.name.toUpperCase()}`]: c.url, STRATA_LEDGER_KEY: LEDGER_KEY });
+    const r = await runCli(['ledger-setup', c.name, '--admin-url', admin], {
+      [`STRATA_CONN_${c.name.toUpperCase()}`]: c.url,
+      STRATA_LEDGER_KEY: LEDGER_KEY,
+    });
     expect(r.code, r.out).toBe(0);
     expect(r.out).toContain(`ledger of connection ${c.name} protected`);
   }
@@ -64,8 +77,26 @@ afterAll(async () => {
 
 const engines = () =>
   [
-    { name: 'postgres', conn: pgConn, run: runPostgres, ledger: async () => (await pgAdmin2()).query('SELECT workflow_id, task_id, row_count::int AS n FROM strata_ledger.entries ORDER BY 1, 2').then((r) => r.rows) },
-    { name: 'mariadb', conn: myConn, run: runMysql, ledger: async () => (await myAdmin.query(`SELECT workflow_id, task_id, row_count AS n FROM strata_ledger_sec_led_${id}.entries ORDER BY 1, 2`))[0] },
+    {
+      name: 'postgres',
+      conn: pgConn,
+      run: runPostgres,
+      ledger: async () =>
+        (await pgAdmin2())
+          .query('SELECT workflow_id, task_id, row_count::int AS n FROM strata_ledger.entries ORDER BY 1, 2')
+          .then((r) => r.rows),
+    },
+    {
+      name: 'mariadb',
+      conn: myConn,
+      run: runMysql,
+      ledger: async () =>
+        (
+          await myAdmin.query(
+            `SELECT workflow_id, task_id, row_count AS n FROM strata_ledger_sec_led_${id}.entries ORDER BY 1, 2`,
+          )
+        )[0],
+    },
   ] as const;
 
 let pgLedgerAdmin: pg.Client | undefined;
@@ -86,9 +117,18 @@ describe.each(['postgres', 'mariadb'])('%s: a protected ledger', (engine) => {
     const { conn, run } = e();
     await run(conn, { workflowId: `wf-${engine}`, taskId: 'setup' }, 'CREATE TABLE accounts (id int)', sig, LEDGER_KEY);
     const key = { workflowId: `wf-${engine}`, taskId: 'load' };
-    expect(await run(conn, key, 'INSERT INTO accounts VALUES (1), (2)', sig, LEDGER_KEY)).toEqual({ rowCount: 2, alreadyApplied: false });
-    expect(await run(conn, key, 'INSERT INTO accounts VALUES (1), (2)', sig, LEDGER_KEY)).toEqual({ rowCount: 2, alreadyApplied: true });
-    expect((await run(conn, { workflowId: `wf-${engine}`, taskId: 'count' }, 'SELECT * FROM accounts', sig, LEDGER_KEY)).rowCount).toBe(2);
+    expect(await run(conn, key, 'INSERT INTO accounts VALUES (1), (2)', sig, LEDGER_KEY)).toEqual({
+      rowCount: 2,
+      alreadyApplied: false,
+    });
+    expect(await run(conn, key, 'INSERT INTO accounts VALUES (1), (2)', sig, LEDGER_KEY)).toEqual({
+      rowCount: 2,
+      alreadyApplied: true,
+    });
+    expect(
+      (await run(conn, { workflowId: `wf-${engine}`, taskId: 'count' }, 'SELECT * FROM accounts', sig, LEDGER_KEY))
+        .rowCount,
+    ).toBe(2);
   });
 
   it('refuses tenant SQL that deletes, changes or forges ledger rows, or calls the functions without the key — and the ledger stays as it was', async () => {
@@ -105,12 +145,23 @@ describe.each(['postgres', 'mariadb'])('%s: a protected ledger', (engine) => {
       `SELECT * FROM ${L()}.${engine === 'postgres' ? 'keys' : '`keys`'}`,
     ];
     for (const [i, sql] of attacks.entries()) {
-      await expect(run(conn, { workflowId: `wf-attack-${engine}`, taskId: `a${i}` }, sql, sig, LEDGER_KEY), sql).rejects.toThrow(/denied|permission|wrong key|must be owner/i);
+      await expect(
+        run(conn, { workflowId: `wf-attack-${engine}`, taskId: `a${i}` }, sql, sig, LEDGER_KEY),
+        sql,
+      ).rejects.toThrow(/denied|permission|wrong key|must be owner/i);
     }
     const after = (await ledger()) as typeof before;
     // Every row that was there is there unchanged, and nothing forged appeared.
-    expect(after.filter((r) => before.some((b) => b.workflow_id === r.workflow_id && b.task_id === r.task_id))).toEqual(before);
-    expect(after.filter((r) => !r.workflow_id.startsWith(`wf-attack-${engine}`) && !before.some((b) => b.workflow_id === r.workflow_id && b.task_id === r.task_id))).toEqual([]);
+    expect(after.filter((r) => before.some((b) => b.workflow_id === r.workflow_id && b.task_id === r.task_id))).toEqual(
+      before,
+    );
+    expect(
+      after.filter(
+        (r) =>
+          !r.workflow_id.startsWith(`wf-attack-${engine}`) &&
+          !before.some((b) => b.workflow_id === r.workflow_id && b.task_id === r.task_id),
+      ),
+    ).toEqual([]);
     // On Postgres a refused task leaves not even its own claim (one transaction); MySQL commits
     // before any DDL statement, so there only the attacker's own claim of its DROP may remain.
     if (engine === 'postgres') expect(after).toEqual(before);
@@ -119,14 +170,19 @@ describe.each(['postgres', 'mariadb'])('%s: a protected ledger', (engine) => {
   it('a worker without the key is told how to fix it, and applies nothing', async () => {
     const { conn, run, ledger } = e();
     const before = await ledger();
-    await expect(run(conn, { workflowId: `wf-nokey-${engine}`, taskId: 't' }, 'INSERT INTO accounts VALUES (3)', sig, undefined)).rejects.toThrow(/has a protected ledger, but this worker has no ledger key: set STRATA_LEDGER_KEY/);
+    await expect(
+      run(conn, { workflowId: `wf-nokey-${engine}`, taskId: 't' }, 'INSERT INTO accounts VALUES (3)', sig, undefined),
+    ).rejects.toThrow(/has a protected ledger, but this worker has no ledger key: set STRATA_LEDGER_KEY/);
     expect(await ledger()).toEqual(before);
   });
 });
 
 it('ledger-setup refuses a connection user that could write the ledger anyway', async () => {
   const dbs = inject('databases');
-  const r = await runCli(['ledger-setup', 'warehouse', '--admin-url', dbs.postgresAdminUrl], { STRATA_CONN_WAREHOUSE: dbs.postgresUrl, STRATA_LEDGER_KEY: LEDGER_KEY });
+  const r = await runCli(['ledger-setup', 'warehouse', '--admin-url', dbs.postgresAdminUrl], {
+    STRATA_CONN_WAREHOUSE: dbs.postgresUrl,
+    STRATA_LEDGER_KEY: LEDGER_KEY,
+  });
   expect(r.code).not.toBe(0);
   expect(r.out).toMatch(/connects as postgres, the connection's own user|is a superuser, whom no privilege stops/);
 });

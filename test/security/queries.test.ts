@@ -43,7 +43,11 @@ async function seed(tenant: string, name: string, select: string) {
 }
 
 async function q(k: string, body: Record<string, unknown>, headers: Record<string, string> = {}) {
-  const r = await fetch(`${base}/api/v1/queries`, { method: 'POST', headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const r = await fetch(`${base}/api/v1/queries`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
   const text = await r.text();
   let json: any;
   try {
@@ -68,7 +72,8 @@ const post = async (k: string, url: string) => {
   const r = await fetch(base + url, { method: 'POST', headers: { authorization: `Bearer ${k}` } });
   return { status: r.status, json: (await r.json()) as any };
 };
-const audit = async (id: string) => (await stack.db.query<any>('SELECT * FROM query_audit WHERE statement_id = $1', [id])).rows[0];
+const audit = async (id: string) =>
+  (await stack.db.query<any>('SELECT * FROM query_audit WHERE statement_id = $1', [id])).rows[0];
 
 beforeAll(async () => {
   stack = await testStack('queries', { lake: 'file' });
@@ -86,12 +91,18 @@ beforeAll(async () => {
   base = await app.listen({ host: '127.0.0.1', port: 0 });
   for (const t of [A, B]) key[t] = (await createKey(stack.db, t, 'viewer')).secret;
   await seed(A, 'orders', 'SELECT * FROM (VALUES (1, 10.0::DOUBLE), (2, 20.0::DOUBLE)) t(id, amount)');
-  await seed(A, 'orders', 'SELECT * FROM (VALUES (1, 10.0::DOUBLE), (2, 20.0::DOUBLE), (3, 30.0::DOUBLE)) t(id, amount)');
+  await seed(
+    A,
+    'orders',
+    'SELECT * FROM (VALUES (1, 10.0::DOUBLE), (2, 20.0::DOUBLE), (3, 30.0::DOUBLE)) t(id, amount)',
+  );
   const secret = await seed(B, 'secret', "SELECT 'globex-only' AS s");
   bFile = forTenant(stack.lake!, B).store.localPath(secret.files[0])!;
   const c = new pg.Client({ connectionString: inject('databases').postgresUrl });
   await c.connect();
-  await c.query(`CREATE TABLE ${table} (id int PRIMARY KEY, name text); INSERT INTO ${table} VALUES (1, 'a'), (2, 'b'); CREATE SEQUENCE ${table}_seq`);
+  await c.query(
+    `CREATE TABLE ${table} (id int PRIMARY KEY, name text); INSERT INTO ${table} VALUES (1, 'a'), (2, 'b'); CREATE SEQUENCE ${table}_seq`,
+  );
   await c.end();
   const m = await mysql.createConnection({ uri: inject('databases').mysqlUrl });
   await m.query(`CREATE TABLE ${table} (id int PRIMARY KEY, name varchar(10))`);
@@ -104,16 +115,26 @@ afterAll(async () => {
 });
 
 describe('answers with rows', () => {
-  it('reads the tenant\'s datasets, any version, inline, and audits who ran what', async () => {
+  it("reads the tenant's datasets, any version, inline, and audits who ran what", async () => {
     const r = await q(key[A], { sql: 'SELECT count(*) AS n, sum(amount) AS total FROM silver.orders' });
     expect(r.status, r.text).toBe(200);
-    expect(r.json).toMatchObject({ status: 'succeeded', engine: 'duckdb', manifest: { totalRowCount: 1, totalChunkCount: 1, truncated: false }, result: { chunkIndex: 0, rowCount: 1 } });
+    expect(r.json).toMatchObject({
+      status: 'succeeded',
+      engine: 'duckdb',
+      manifest: { totalRowCount: 1, totalChunkCount: 1, truncated: false },
+      result: { chunkIndex: 0, rowCount: 1 },
+    });
     expect(r.json.manifest.columns.map((c: any) => c.name)).toEqual(['n', 'total']);
     expect(r.json.result.data).toEqual([[3, 60]]);
     const v1 = await q(key[A], { sql: 'SELECT id FROM silver.orders@1 ORDER BY id' });
     expect(v1.json.result.data).toEqual([[1], [2]]);
     const row = await audit(r.json.statementId);
-    expect(row).toMatchObject({ tenant: A, engine: 'duckdb', status: 'succeeded', sql_text: 'SELECT count(*) AS n, sum(amount) AS total FROM silver.orders' });
+    expect(row).toMatchObject({
+      tenant: A,
+      engine: 'duckdb',
+      status: 'succeeded',
+      sql_text: 'SELECT count(*) AS n, sum(amount) AS total FROM silver.orders',
+    });
     expect(Number(row.row_count)).toBe(1);
     expect(row.key_id).toMatch(/^key_/);
     expect(row.sql_sha256).toMatch(/^[0-9a-f]{64}$/);
@@ -121,9 +142,15 @@ describe('answers with rows', () => {
   });
 
   it('takes params only through | literal and | ident, quoted', async () => {
-    const r = await q(key[A], { sql: 'SELECT id FROM silver.orders WHERE amount > {{ params.min | literal }} ORDER BY id', params: { min: 15 } });
+    const r = await q(key[A], {
+      sql: 'SELECT id FROM silver.orders WHERE amount > {{ params.min | literal }} ORDER BY id',
+      params: { min: 15 },
+    });
     expect(r.json.result.data).toEqual([[2], [3]]);
-    const inj = await q(key[A], { sql: 'SELECT count(*) FROM silver.orders WHERE CAST(id AS VARCHAR) = {{ params.x | literal }}', params: { x: "1' OR '1'='1" } });
+    const inj = await q(key[A], {
+      sql: 'SELECT count(*) FROM silver.orders WHERE CAST(id AS VARCHAR) = {{ params.x | literal }}',
+      params: { x: "1' OR '1'='1" },
+    });
     expect(inj.json.result.data).toEqual([[0]]);
     const raw = await q(key[A], { sql: 'SELECT {{ params.x }}', params: { x: 1 } });
     expect(raw.status).toBe(400);
@@ -139,18 +166,31 @@ describe('answers with rows', () => {
     expect(m.totalRowCount).toBe(3000);
     expect(m.totalChunkCount).toBeGreaterThan(2);
     expect(big.json.result.nextChunkLink).toBe(`/api/v1/queries/${big.json.statementId}/result/chunks/1`);
-    const rest = await Promise.all(m.chunks.slice(1).map((c: any) => get(key[A], `/api/v1/queries/${big.json.statementId}/result/chunks/${c.chunkIndex}`)));
+    const rest = await Promise.all(
+      m.chunks
+        .slice(1)
+        .map((c: any) => get(key[A], `/api/v1/queries/${big.json.statementId}/result/chunks/${c.chunkIndex}`)),
+    );
     const all = [...big.json.result.data, ...rest.flatMap((r) => r.json.data)].map((r: any) => r[0]);
     expect(all).toEqual(Array.from({ length: 3000 }, (_, i) => i));
     expect(rest[0].json.rowOffset).toBe(m.chunks[1].rowOffset);
-    expect((await get(key[A], `/api/v1/queries/${big.json.statementId}/result/chunks/${m.totalChunkCount}`)).status).toBe(404);
+    expect(
+      (await get(key[A], `/api/v1/queries/${big.json.statementId}/result/chunks/${m.totalChunkCount}`)).status,
+    ).toBe(404);
   });
 
-  it('reads the tenant\'s Postgres and MySQL connections', async () => {
+  it("reads the tenant's Postgres and MySQL connections", async () => {
     const p = await q(key[A], { sql: `SELECT id, name FROM ${table} ORDER BY id`, connection: 'warehouse' });
     expect(p.json, p.text).toMatchObject({ status: 'succeeded', engine: 'postgres', connection: 'warehouse' });
-    expect(p.json.result.data).toEqual([[1, 'a'], [2, 'b']]);
-    const m = await q(key[A], { sql: `SELECT id, name FROM ${table} WHERE name = {{ params.n | literal }}`, connection: 'mart', params: { n: 'b' } });
+    expect(p.json.result.data).toEqual([
+      [1, 'a'],
+      [2, 'b'],
+    ]);
+    const m = await q(key[A], {
+      sql: `SELECT id, name FROM ${table} WHERE name = {{ params.n | literal }}`,
+      connection: 'mart',
+      params: { n: 'b' },
+    });
     expect(m.json, m.text).toMatchObject({ status: 'succeeded', engine: 'mysql' });
     expect(m.json.result.data).toEqual([[2, 'b']]);
   });
@@ -161,11 +201,17 @@ describe('answers with rows', () => {
     expect(slow.json).toMatchObject({ status: 'running' });
     expect(slow.json.result).toBeUndefined();
     let st: any;
-    await waitFor(async () => (st = (await get(key[A], `/api/v1/queries/${slow.json.statementId}`)).json).status !== 'running', 20_000);
+    await waitFor(
+      async () => (st = (await get(key[A], `/api/v1/queries/${slow.json.statementId}`)).json).status !== 'running',
+      20_000,
+    );
     expect(st.status).toBe('succeeded');
     expect(st.result.data[0][1]).toBe(42);
 
-    const long = await q(key[A], { sql: 'SELECT sum(a.range * b.range) FROM range(200000) a, range(200000) b', wait: 0 });
+    const long = await q(key[A], {
+      sql: 'SELECT sum(a.range * b.range) FROM range(200000) a, range(200000) b',
+      wait: 0,
+    });
     expect(long.status).toBe(202);
     const t0 = Date.now();
     const c = await post(key[A], `/api/v1/queries/${long.json.statementId}/cancel`);
@@ -206,7 +252,10 @@ describe('limits', () => {
     const big = await q(key[A], { sql: "SELECT repeat('x', 1000) FROM range(2000)" });
     expect(big.json.status).toBe('failed');
     expect(big.json.error.message).toMatch(/over the limit of 1 MiB: select fewer columns or rows/);
-    const slow = await q(key[A], { sql: 'SELECT sum(a.range * b.range) FROM range(200000) a, range(200000) b', timeout: 1 });
+    const slow = await q(key[A], {
+      sql: 'SELECT sum(a.range * b.range) FROM range(200000) a, range(200000) b',
+      timeout: 1,
+    });
     expect(slow.json.status).toBe('failed');
     expect(slow.json.error.message).toMatch(/ran longer than its limit of 1 s/);
     expect((await audit(slow.json.statementId)).status).toBe('failed');
@@ -217,7 +266,7 @@ describe('limits', () => {
 });
 
 describe('tenant isolation', () => {
-  it('answers another tenant\'s statement id like an unknown one', async () => {
+  it("answers another tenant's statement id like an unknown one", async () => {
     const a = await q(key[A], { sql: 'SELECT 7' });
     const id = a.json.statementId;
     for (const url of [`/api/v1/queries/${id}`, `/api/v1/queries/${id}/result/chunks/0`]) {
@@ -231,22 +280,32 @@ describe('tenant isolation', () => {
     expect((await fetch(`${base}/api/v1/queries/${id}`)).status).toBe(401);
   });
 
-  it('does not resolve another tenant\'s dataset, nor read any file path', async () => {
+  it("does not resolve another tenant's dataset, nor read any file path", async () => {
     const other = await q(key[A], { sql: 'SELECT * FROM silver.secret' });
     expect(other.status).toBe(404);
     expect(other.json.error).toMatch(/silver\.(default\.)?secret/);
     expect((await q(key[B], { sql: 'SELECT * FROM silver.secret' })).json.result.data).toEqual([['globex-only']]);
-    for (const sql of [`SELECT * FROM read_parquet('${bFile}')`, `SELECT o.id, s.* FROM silver.orders o, read_parquet('${bFile}') s`, "SELECT * FROM read_text('/etc/passwd')", "SELECT * FROM 'package.json'", "SELECT * FROM glob('/**')"]) {
+    for (const sql of [
+      `SELECT * FROM read_parquet('${bFile}')`,
+      `SELECT o.id, s.* FROM silver.orders o, read_parquet('${bFile}') s`,
+      "SELECT * FROM read_text('/etc/passwd')",
+      "SELECT * FROM 'package.json'",
+      "SELECT * FROM glob('/**')",
+    ]) {
       const r = await q(key[A], { sql });
       expect(r.status, sql).toBe(400);
       expect(r.json.error, sql).toMatch(/Permission Error|Catalog Error|does not exist/);
       expect(r.text).not.toContain('globex-only');
     }
-    const refused = (await stack.db.query<any>("SELECT count(*)::int AS n FROM query_audit WHERE tenant = $1 AND status = 'refused'", [A])).rows[0].n;
+    const refused = (
+      await stack.db.query<any>("SELECT count(*)::int AS n FROM query_audit WHERE tenant = $1 AND status = 'refused'", [
+        A,
+      ])
+    ).rows[0].n;
     expect(refused).toBeGreaterThanOrEqual(6);
   });
 
-  it('refuses another tenant\'s connection', async () => {
+  it("refuses another tenant's connection", async () => {
     const r = await q(key[B], { sql: `SELECT * FROM ${table}`, connection: 'warehouse' });
     expect(r.status).toBe(400);
     expect(r.json.error).toMatch(/unknown connection "warehouse" for tenant/);
@@ -254,31 +313,61 @@ describe('tenant isolation', () => {
   });
 
   it('refuses writes on every engine and changes nothing', async () => {
-    for (const sql of ['CREATE TABLE x AS SELECT 1', "COPY (SELECT 1) TO '/tmp/strata-q.csv'", 'INSERT INTO silver.orders VALUES (9, 9)', 'SELECT 1; SELECT 2', "ATTACH '/tmp/x.db'", 'SET threads = 64', "INSTALL httpfs"]) {
+    for (const sql of [
+      'CREATE TABLE x AS SELECT 1',
+      "COPY (SELECT 1) TO '/tmp/strata-q.csv'",
+      'INSERT INTO silver.orders VALUES (9, 9)',
+      'SELECT 1; SELECT 2',
+      "ATTACH '/tmp/x.db'",
+      'SET threads = 64',
+      'INSTALL httpfs',
+    ]) {
       const r = await q(key[A], { sql });
       expect(r.status, sql).toBe(400);
       expect(r.json.error, sql).toMatch(/read-only|one statement|Permission|Parser|Catalog|Binder|Not implemented/);
     }
-    for (const sql of [`DELETE FROM ${table}`, `UPDATE ${table} SET name = 'x'`, 'COMMIT', `DROP TABLE ${table}`, `SET TRANSACTION READ WRITE`]) {
+    for (const sql of [
+      `DELETE FROM ${table}`,
+      `UPDATE ${table} SET name = 'x'`,
+      'COMMIT',
+      `DROP TABLE ${table}`,
+      `SET TRANSACTION READ WRITE`,
+    ]) {
       const r = await q(key[A], { sql, connection: 'warehouse' });
       expect(r.status, sql).toBe(400);
       expect(r.json.error).toMatch(/queries are read-only/);
     }
-    for (const sql of [`SELECT 1; DELETE FROM ${table}`, `WITH d AS (DELETE FROM ${table} RETURNING *) SELECT * FROM d`, `SELECT nextval('${table}_seq')`]) {
+    for (const sql of [
+      `SELECT 1; DELETE FROM ${table}`,
+      `WITH d AS (DELETE FROM ${table} RETURNING *) SELECT * FROM d`,
+      `SELECT nextval('${table}_seq')`,
+    ]) {
       const r = await q(key[A], { sql, connection: 'warehouse' });
       expect(r.json?.status, sql).toBe('failed');
     }
-    for (const sql of [`DROP TABLE ${table}`, `DELETE FROM ${table}`, `SELECT * FROM ${table} INTO OUTFILE '/tmp/strata-q-out'`, 'COMMIT']) {
+    for (const sql of [
+      `DROP TABLE ${table}`,
+      `DELETE FROM ${table}`,
+      `SELECT * FROM ${table} INTO OUTFILE '/tmp/strata-q-out'`,
+      'COMMIT',
+    ]) {
       const r = await q(key[A], { sql, connection: 'mart' });
       expect(r.status, sql).toBe(400);
       expect(r.json.error).toMatch(/queries are read-only/);
     }
     const multi = await q(key[A], { sql: `SELECT 1; DELETE FROM ${table}`, connection: 'mart' });
     expect(multi.json.status).toBe('failed');
-    const locked = await q(key[A], { sql: `WITH x AS (SELECT 1) SELECT * FROM ${table} FOR UPDATE`, connection: 'mart' });
+    const locked = await q(key[A], {
+      sql: `WITH x AS (SELECT 1) SELECT * FROM ${table} FOR UPDATE`,
+      connection: 'mart',
+    });
     expect(['succeeded', 'failed']).toContain(locked.json.status);
-    expect((await q(key[A], { sql: `SELECT count(*) FROM ${table}`, connection: 'warehouse' })).json.result.data).toEqual([[2]]);
-    expect((await q(key[A], { sql: `SELECT count(*) FROM ${table}`, connection: 'mart' })).json.result.data).toEqual([[2]]);
+    expect(
+      (await q(key[A], { sql: `SELECT count(*) FROM ${table}`, connection: 'warehouse' })).json.result.data,
+    ).toEqual([[2]]);
+    expect((await q(key[A], { sql: `SELECT count(*) FROM ${table}`, connection: 'mart' })).json.result.data).toEqual([
+      [2],
+    ]);
     expect((await q(key[A], { sql: 'SELECT count(*) FROM silver.orders' })).json.result.data).toEqual([[3]]);
   });
 });
@@ -289,7 +378,19 @@ describe('strata query', () => {
     const t = await runCli(['query', 'SELECT id, amount FROM silver.orders ORDER BY id'], env);
     expect(t.code, t.out).toBe(0);
     expect(t.out).toMatch(/id\s+amount\n1\s+10\n2\s+20\n3\s+30\n\(3 rows\)/);
-    const c = await runCli(['query', `SELECT name FROM ${table} WHERE id = {{ params.id | literal }}`, '--connection', 'mart', '--param', 'id=2', '--format', 'csv'], env);
+    const c = await runCli(
+      [
+        'query',
+        `SELECT name FROM ${table} WHERE id = {{ params.id | literal }}`,
+        '--connection',
+        'mart',
+        '--param',
+        'id=2',
+        '--format',
+        'csv',
+      ],
+      env,
+    );
     expect(c.out).toContain('name\r\nb\r\n');
     const j = await runCli(['query', 'SELECT * FROM range(3000)', '--format', 'json'], env);
     expect(JSON.parse(j.out.slice(j.out.indexOf('{'))).rows).toHaveLength(3000);

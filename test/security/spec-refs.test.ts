@@ -18,7 +18,18 @@ beforeAll(async () => {
 afterAll(async () => stack?.close());
 
 it("a run that names another tenant's spec by reference fails before any task runs", async () => {
-  const secret = spec({ id: 'secret_pipeline', tasks: [{ id: 'exfiltrate', kind: 'sql', engine: 'duckdb', sql: "SELECT 'acme internals' AS s", output: 'stolen.parquet' }] });
+  const secret = spec({
+    id: 'secret_pipeline',
+    tasks: [
+      {
+        id: 'exfiltrate',
+        kind: 'sql',
+        engine: 'duckdb',
+        sql: "SELECT 'acme internals' AS s",
+        output: 'stolen.parquet',
+      },
+    ],
+  });
   const reg = await registerPipeline(stack.db, stack.tenant, secret);
   const input: PipelineRunInput = {
     specRef: { tenant: stack.tenant, pipelineId: secret.id, hash: reg.contentHash, version: reg.version, tasks: 1 },
@@ -45,7 +56,12 @@ it("a run that names another tenant's spec by reference fails before any task ru
   // Nothing ran: no task activity in its history, no task row, and the run is recorded failed.
   const events = (await stack.client.workflow.getHandle(id).fetchHistory()).events ?? [];
   expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'runSql')).toHaveLength(0);
-  expect(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'loadSpecPage')).toHaveLength(0);
+  expect(
+    events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'loadSpecPage'),
+  ).toHaveLength(0);
   expect((await stack.db.query('SELECT count(*)::int AS n FROM run_tasks WHERE run_id = $1', [id])).rows[0].n).toBe(0);
-  expect((await stack.db.query('SELECT status, tenant FROM runs WHERE run_id = $1', [id])).rows[0]).toMatchObject({ status: 'failed', tenant: 'intruder' });
+  expect((await stack.db.query('SELECT status, tenant FROM runs WHERE run_id = $1', [id])).rows[0]).toMatchObject({
+    status: 'failed',
+    tenant: 'intruder',
+  });
 });

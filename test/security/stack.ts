@@ -5,7 +5,13 @@
  * with a viewer, an operator and an admin key; `acme` owns the Postgres connection
  * `warehouse`. Only the bootstrap admin key is the platform's.
  */
-import { S3Client, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  S3Client,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -35,12 +41,22 @@ export interface SecurityStack {
   s3: S3Client;
   pg: pg.Client;
   warehouseUrl: string;
-  call(method: string, url: string, key: string | undefined, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; json: any; text: string }>;
+  call(
+    method: string,
+    url: string,
+    key: string | undefined,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; json: any; text: string }>;
   putObject(key: string, body: string): Promise<void>;
   getObject(key: string): Promise<string | undefined>;
   listObjects(prefix: string): Promise<string[]>;
   /** Triggers a run of a registered pipeline and waits for it to end; returns its state. */
-  runPipeline(tenant: Tenant, spec: unknown, params?: Record<string, unknown>): Promise<{ status: number; run?: any; json: any }>;
+  runPipeline(
+    tenant: Tenant,
+    spec: unknown,
+    params?: Record<string, unknown>,
+  ): Promise<{ status: number; run?: any; json: any }>;
   waitRun(runId: string, key: string): Promise<any>;
   close(): Promise<void>;
 }
@@ -123,7 +139,12 @@ export async function securityStack(name: string, extraEnv: Record<string, strin
       keys[tenant][role] = r.json.key;
     }
   }
-  const s3 = new S3Client({ region: t.region, endpoint: t.endpoint, forcePathStyle: true, credentials: { accessKeyId: t.accessKeyId, secretAccessKey: t.secretAccessKey } });
+  const s3 = new S3Client({
+    region: t.region,
+    endpoint: t.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: t.accessKeyId, secretAccessKey: t.secretAccessKey },
+  });
   const pgc = new pg.Client({ connectionString: dbs.postgresUrl });
   await pgc.connect();
   const waitRun = async (runId: string, key: string) => {
@@ -164,7 +185,9 @@ export async function securityStack(name: string, extraEnv: Record<string, strin
       const out: string[] = [];
       let token: string | undefined;
       do {
-        const r = await s3.send(new ListObjectsV2Command({ Bucket: t.bucket, Prefix: `${prefix}/${p}`, ContinuationToken: token }));
+        const r = await s3.send(
+          new ListObjectsV2Command({ Bucket: t.bucket, Prefix: `${prefix}/${p}`, ContinuationToken: token }),
+        );
         for (const o of r.Contents ?? []) out.push(o.Key!.slice(prefix.length + 1));
         token = r.IsTruncated ? r.NextContinuationToken : undefined;
       } while (token);

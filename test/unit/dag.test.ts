@@ -9,7 +9,17 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { TRIGGER_RULES, findCycle, type TriggerRule } from '../../schemas/pipeline.js';
 import type { TaskStatus } from '../../schemas/run.js';
-import { LEGACY_TRIGGER_TABLE, TRIGGER_TABLE, decide, downstreamIndex, isFinal, plan, selectTasks, type Decision, type PlanNode } from '../../workflows/dag.js';
+import {
+  LEGACY_TRIGGER_TABLE,
+  TRIGGER_TABLE,
+  decide,
+  downstreamIndex,
+  isFinal,
+  plan,
+  selectTasks,
+  type Decision,
+  type PlanNode,
+} from '../../workflows/dag.js';
 
 /** decide() for a task with one upstream per given state. */
 function decideWith(rule: TriggerRule, upstream: TaskStatus[]): Decision {
@@ -165,36 +175,59 @@ describe('trigger rules, pinned', () => {
   //  - an early decision (some upstream not final) is the oracle's answer for EVERY way the
   //    open upstreams can still end: a running task ends success/failed/cancelled, a pending
   //    one can also end skipped or upstream_failed.
-  const STATUSES: TaskStatus[] = ['pending', 'running', 'success', 'failed', 'skipped', 'upstream_failed', 'cancelled', 'excluded'];
+  const STATUSES: TaskStatus[] = [
+    'pending',
+    'running',
+    'success',
+    'failed',
+    'skipped',
+    'upstream_failed',
+    'cancelled',
+    'excluded',
+  ];
   const ENDINGS: Record<string, TaskStatus[]> = {
     running: ['success', 'failed', 'cancelled'],
     pending: ['success', 'failed', 'skipped', 'upstream_failed'],
   };
-  const tuples = (n: number): TaskStatus[][] => (n === 0 ? [[]] : tuples(n - 1).flatMap((t) => STATUSES.map((s) => [...t, s])));
+  const tuples = (n: number): TaskStatus[][] =>
+    n === 0 ? [[]] : tuples(n - 1).flatMap((t) => STATUSES.map((s) => [...t, s]));
   const endings = (up: TaskStatus[]): TaskStatus[][] =>
     up.reduce<TaskStatus[][]>((acc, s) => acc.flatMap((t) => (ENDINGS[s] ?? [s]).map((e) => [...t, e])), [[]]);
 
-  it.each([...TRIGGER_RULES])('%s: agrees with the oracle once all upstream is final, and decides early only when the end is certain', (rule) => {
-    for (const n of [1, 2, 3])
-      for (const up of tuples(n)) {
-        const d = decideWith(rule, up);
-        if (up.every(isFinal)) {
-          expect(d, `${rule} ${up}`).toBe(oracle(rule, up));
-        } else if (d !== 'wait') {
-          for (const end of endings(up)) expect(d, `${rule} ${up} may end as ${end}`).toBe(oracle(rule, end));
+  it.each([...TRIGGER_RULES])(
+    '%s: agrees with the oracle once all upstream is final, and decides early only when the end is certain',
+    (rule) => {
+      for (const n of [1, 2, 3])
+        for (const up of tuples(n)) {
+          const d = decideWith(rule, up);
+          if (up.every(isFinal)) {
+            expect(d, `${rule} ${up}`).toBe(oracle(rule, up));
+          } else if (d !== 'wait') {
+            for (const end of endings(up)) expect(d, `${rule} ${up} may end as ${end}`).toBe(oracle(rule, end));
+          }
         }
-      }
-  });
+    },
+  );
 });
 
 describe('the README rule table', () => {
   // README.md lists every rule's decision for every combination of upstream end states.
-  const readme = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'), 'utf8');
+  const readme = readFileSync(
+    path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'),
+    'utf8',
+  );
   const lines = readme.split('\n');
   const head = lines.findIndex((l) => l.startsWith('| upstream ended |'));
-  const cells = (l: string) => l.split('|').slice(1, -1).map((c) => c.trim().replace(/`/g, ''));
+  const cells = (l: string) =>
+    l
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim().replace(/`/g, ''));
   const rules = head >= 0 ? cells(lines[head]).slice(1) : [];
-  const rows = lines.slice(head + 2).filter((_, i, a) => a.slice(0, i + 1).every((l) => l.startsWith('|'))).map(cells);
+  const rows = lines
+    .slice(head + 2)
+    .filter((_, i, a) => a.slice(0, i + 1).every((l) => l.startsWith('|')))
+    .map(cells);
   const word: Record<string, Decision> = { run: 'run', skip: 'skipped', up_failed: 'upstream_failed' };
   const ENDS = ['success', 'failed', 'upstream_failed', 'skipped'] as const;
 
@@ -215,7 +248,9 @@ describe('the README rule table', () => {
         expect(expected, `unknown cell "${r[k + 1]}"`).toBeDefined();
         expect(decideWith(rule as TriggerRule, ends), `${rule} over ${ends.join(', ')}`).toBe(expected);
         // Two upstreams per state decide the same (the table speaks of states, not counts).
-        expect(decideWith(rule as TriggerRule, [...ends, ...ends]), `${rule} over ${ends.join(', ')} twice`).toBe(expected);
+        expect(decideWith(rule as TriggerRule, [...ends, ...ends]), `${rule} over ${ends.join(', ')} twice`).toBe(
+          expected,
+        );
       });
     }
   });
@@ -225,12 +260,21 @@ describe('the rules as runs recorded before the fix decided them', () => {
   it('differ from the current ones only in one_done and all_done_min_one_success', () => {
     const changed = TRIGGER_RULES.filter((rule) =>
       [['upstream_failed'], ['failed', 'failed'], ['upstream_failed', 'skipped'], ['failed', 'skipped']].some(
-        (up) => decide({ id: 'x', needs: up.map((_, i) => `u${i}`), trigger: rule }, (id) => up[Number(id.slice(1))] as TaskStatus, LEGACY_TRIGGER_TABLE) !== decideWith(rule, up as TaskStatus[]),
+        (up) =>
+          decide(
+            { id: 'x', needs: up.map((_, i) => `u${i}`), trigger: rule },
+            (id) => up[Number(id.slice(1))] as TaskStatus,
+            LEGACY_TRIGGER_TABLE,
+          ) !== decideWith(rule, up as TaskStatus[]),
       ),
     );
     expect(changed.sort()).toEqual(['all_done_min_one_success', 'one_done']);
-    expect(decide({ id: 'x', needs: ['a'], trigger: 'one_done' }, () => 'upstream_failed', LEGACY_TRIGGER_TABLE)).toBe('run');
-    expect(decide({ id: 'x', needs: ['a'], trigger: 'all_done_min_one_success' }, () => 'failed', LEGACY_TRIGGER_TABLE)).toBe('skipped');
+    expect(decide({ id: 'x', needs: ['a'], trigger: 'one_done' }, () => 'upstream_failed', LEGACY_TRIGGER_TABLE)).toBe(
+      'run',
+    );
+    expect(
+      decide({ id: 'x', needs: ['a'], trigger: 'all_done_min_one_success' }, () => 'failed', LEGACY_TRIGGER_TABLE),
+    ).toBe('skipped');
   });
 });
 
@@ -249,7 +293,10 @@ const randomDag = fc.integer({ min: 1, max: 40 }).chain((n) =>
     tasks: fc.tuple(
       ...Array.from({ length: n }, (_, i) =>
         fc.record({
-          needs: i === 0 ? fc.constant<number[]>([]) : fc.uniqueArray(fc.integer({ min: 0, max: i - 1 }), { maxLength: Math.min(i, 5) }),
+          needs:
+            i === 0
+              ? fc.constant<number[]>([])
+              : fc.uniqueArray(fc.integer({ min: 0, max: i - 1 }), { maxLength: Math.min(i, 5) }),
           trigger: fc.constantFrom(...TRIGGER_RULES),
           fails: fc.boolean(),
         }),
@@ -274,7 +321,11 @@ interface Trace {
  * step-by-step invariants as it goes and returns the trace for the final checks.
  */
 function simulate(tasks: RandomTask[], choices: number[]): Trace {
-  const nodes: PlanNode[] = tasks.map((t, i) => ({ id: `t${i}`, needs: t.needs.map((j) => `t${j}`), trigger: t.trigger }));
+  const nodes: PlanNode[] = tasks.map((t, i) => ({
+    id: `t${i}`,
+    needs: t.needs.map((j) => `t${j}`),
+    trigger: t.trigger,
+  }));
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const down = downstreamIndex(nodes);
   const status: Record<string, TaskStatus> = Object.fromEntries(nodes.map((n) => [n.id, 'pending' as TaskStatus]));
@@ -304,7 +355,12 @@ function simulate(tasks: RandomTask[], choices: number[]): Trace {
     }
 
     // Incremental planning misses nothing: a full re-plan now has nothing left to do.
-    const full = plan(byId, down, (id) => status[id], nodes.map((n) => n.id));
+    const full = plan(
+      byId,
+      down,
+      (id) => status[id],
+      nodes.map((n) => n.id),
+    );
     expect(full, 'a task was ready but not looked at').toEqual({ start: [], settle: [] });
 
     if (running.length === 0) break;
@@ -355,7 +411,8 @@ describe('planner on random DAGs (as the workflow drives it)', () => {
           const up = Object.values(seen);
           if (up.length === 0) continue;
           const early = EARLY_START[n.trigger];
-          if (early && !up.every(isFinal)) expect(early(up), `${n.id} (${n.trigger}) started early on ${JSON.stringify(seen)}`).toBe(true);
+          if (early && !up.every(isFinal))
+            expect(early(up), `${n.id} (${n.trigger}) started early on ${JSON.stringify(seen)}`).toBe(true);
           else expect(up.every(isFinal), `${n.id} (${n.trigger}) started on ${JSON.stringify(seen)}`).toBe(true);
         }
       }),
@@ -368,7 +425,10 @@ describe('planner on random DAGs (as the workflow drives it)', () => {
       fc.property(randomDag, ({ tasks, choices }) => {
         const t = simulate(tasks, choices);
         for (const [i, n] of t.nodes.entries()) {
-          const verdict = oracle(n.trigger, n.needs.map((u) => t.status[u]));
+          const verdict = oracle(
+            n.trigger,
+            n.needs.map((u) => t.status[u]),
+          );
           const why = `${n.id} (${n.trigger}) over ${JSON.stringify(n.needs.map((u) => t.status[u]))}`;
           if (verdict === 'run') {
             expect(t.startedAt.has(n.id), why).toBe(true);
@@ -391,7 +451,13 @@ describe('planner on random DAGs (as the workflow drives it)', () => {
       { needs: [2], trigger: 'all_done', fails: false },
       { needs: [3], trigger: 'all_success', fails: false },
     ];
-    expect(simulate(tasks, [0]).status).toEqual({ t0: 'success', t1: 'failed', t2: 'upstream_failed', t3: 'success', t4: 'success' });
+    expect(simulate(tasks, [0]).status).toEqual({
+      t0: 'success',
+      t1: 'failed',
+      t2: 'upstream_failed',
+      t3: 'success',
+      t4: 'success',
+    });
   });
 
   it('settles a whole downstream in one plan() when a task fails', () => {
@@ -418,7 +484,9 @@ describe('planner on random DAGs (as the workflow drives it)', () => {
       { id: 'b', needs: [], trigger: 'all_success' },
     ];
     const status: Record<string, TaskStatus> = { a: 'running', b: 'success' };
-    expect(plan(new Map(nodes.map((n) => [n.id, n])), downstreamIndex(nodes), (id) => status[id], ['a', 'b', 'ghost'])).toEqual({ start: [], settle: [] });
+    expect(
+      plan(new Map(nodes.map((n) => [n.id, n])), downstreamIndex(nodes), (id) => status[id], ['a', 'b', 'ghost']),
+    ).toEqual({ start: [], settle: [] });
   });
 });
 
@@ -454,7 +522,11 @@ describe('selectTasks', () => {
   // Regression guard (found by this suite, fixed).
   it('selects the whole upstream of a 20,000-task chain', () => {
     const n = 20_000;
-    const chain: PlanNode[] = Array.from({ length: n }, (_, i) => ({ id: `t${i}`, needs: i ? [`t${i - 1}`] : [], trigger: 'all_success' }));
+    const chain: PlanNode[] = Array.from({ length: n }, (_, i) => ({
+      id: `t${i}`,
+      needs: i ? [`t${i - 1}`] : [],
+      trigger: 'all_success',
+    }));
     expect(selectTasks(chain, [`t${n - 1}`], true).size).toBe(n);
   });
 });
@@ -502,7 +574,8 @@ describe('findCycle', () => {
         expect(ids[0]).toBe(ids[ids.length - 1]); // closes on its first task
         expect(new Set(ids.slice(0, -1)).size).toBe(ids.length - 1); // no task twice
         const needsOf = new Map(tasks.map((t) => [t.id, t.needs]));
-        for (let i = 0; i + 1 < ids.length; i++) expect(needsOf.get(ids[i + 1]), `${ids[i]} -> ${ids[i + 1]}`).toContain(ids[i]); // a -> b: b needs a
+        for (let i = 0; i + 1 < ids.length; i++)
+          expect(needsOf.get(ids[i + 1]), `${ids[i]} -> ${ids[i + 1]}`).toContain(ids[i]); // a -> b: b needs a
       }),
       { numRuns: 300 },
     );

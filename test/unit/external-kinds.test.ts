@@ -44,13 +44,27 @@ describe('external task kinds in the registry', () => {
   });
 
   it('says what to change for bad external tasks', () => {
-    expect(problems([{ id: 'a', kind: 'sql', engine: 'emr', sql: 'x' }])).toEqual(['tasks[0].clusterId: engine emr needs "clusterId: j-…" or a managed "cluster: NAME"']);
-    expect(problems([{ id: 'a', kind: 'sql', engine: 'spark', sql: 'x', dialect: 'presto' }])).toEqual(['tasks[0].dialect: engine spark runs Spark SQL only: remove "dialect" or use engine emr']);
-    expect(problems([{ id: 'a', kind: 'sql', sql: 'x', executor: { instances: 2 } }])).toEqual(['tasks[0].executor: "executor" applies to engines spark and emr only: remove it or set engine']);
-    expect(problems([{ id: 'a', kind: 'hive', clusterId: 'j-ABC', script: 's3://x', query: 'y' }])).toEqual(['tasks[0].script: give exactly one of "script" (an s3:// HiveQL file) or "query"']);
-    expect(problems([{ id: 'a', kind: 'airbyte.sync', connectionId: 'conn-1' }])).toEqual(['tasks[0].connectionId: an Airbyte connection id is a UUID']);
-    expect(problems([{ id: 'a', kind: 'pyspark', file: 's3://b/a.py', clusterId: 'j-ABC' }])).toEqual(['tasks[0].clusterId: "clusterId" is for engine emr; with spark, remove it']);
-    expect(problems([{ id: 'a', kind: 'pyspark', file: 's3://b/a.py', driver: { memory: 'lots' } }])).toEqual(['tasks[0].driver.memory: write memory like "512m", "2g" or "4Gi"']);
+    expect(problems([{ id: 'a', kind: 'sql', engine: 'emr', sql: 'x' }])).toEqual([
+      'tasks[0].clusterId: engine emr needs "clusterId: j-…" or a managed "cluster: NAME"',
+    ]);
+    expect(problems([{ id: 'a', kind: 'sql', engine: 'spark', sql: 'x', dialect: 'presto' }])).toEqual([
+      'tasks[0].dialect: engine spark runs Spark SQL only: remove "dialect" or use engine emr',
+    ]);
+    expect(problems([{ id: 'a', kind: 'sql', sql: 'x', executor: { instances: 2 } }])).toEqual([
+      'tasks[0].executor: "executor" applies to engines spark and emr only: remove it or set engine',
+    ]);
+    expect(problems([{ id: 'a', kind: 'hive', clusterId: 'j-ABC', script: 's3://x', query: 'y' }])).toEqual([
+      'tasks[0].script: give exactly one of "script" (an s3:// HiveQL file) or "query"',
+    ]);
+    expect(problems([{ id: 'a', kind: 'airbyte.sync', connectionId: 'conn-1' }])).toEqual([
+      'tasks[0].connectionId: an Airbyte connection id is a UUID',
+    ]);
+    expect(problems([{ id: 'a', kind: 'pyspark', file: 's3://b/a.py', clusterId: 'j-ABC' }])).toEqual([
+      'tasks[0].clusterId: "clusterId" is for engine emr; with spark, remove it',
+    ]);
+    expect(problems([{ id: 'a', kind: 'pyspark', file: 's3://b/a.py', driver: { memory: 'lots' } }])).toEqual([
+      'tasks[0].driver.memory: write memory like "512m", "2g" or "4Gi"',
+    ]);
   });
 });
 
@@ -69,9 +83,15 @@ describe('job names', () => {
 
 describe('resource caps and step arguments', () => {
   it('refuses a Spark job over the tier with the numbers to change', () => {
-    expect(() => checkJobQuota({ id: 'x', executor: { instances: 2, cores: 2, memory: '4g' } }, 'acme', TIERS.free)).not.toThrow();
-    expect(() => checkJobQuota({ id: 'x', executor: { instances: 4, cores: 2, memory: '8g' } }, 'acme', TIERS.free)).toThrow(/tier allows: 9 cores \(tier allows 8\), 33Gi memory \(tier allows 32Gi\); lower it/);
-    expect(() => checkJobQuota({ id: 'x', dynamicAllocation: { maxExecutors: 9 } }, 'acme', TIERS.free)).toThrow(/9 executors \(tier allows 4\)/);
+    expect(() =>
+      checkJobQuota({ id: 'x', executor: { instances: 2, cores: 2, memory: '4g' } }, 'acme', TIERS.free),
+    ).not.toThrow();
+    expect(() =>
+      checkJobQuota({ id: 'x', executor: { instances: 4, cores: 2, memory: '8g' } }, 'acme', TIERS.free),
+    ).toThrow(/tier allows: 9 cores \(tier allows 8\), 33Gi memory \(tier allows 32Gi\); lower it/);
+    expect(() => checkJobQuota({ id: 'x', dynamicAllocation: { maxExecutors: 9 } }, 'acme', TIERS.free)).toThrow(
+      /9 executors \(tier allows 4\)/,
+    );
   });
 
   it('builds command-runner arguments per kind and dialect', () => {
@@ -85,14 +105,30 @@ describe('resource caps and step arguments', () => {
     expect(stepArgs({ kind: 'sql', sql: 'q', args: ['-v'] }, u)).toEqual(['spark-sql', '-f', u, '-v']);
     expect(stepArgs({ kind: 'sql', sql: 'q', dialect: 'hive' }, u)).toEqual(['hive', '-f', u]);
     expect(stepArgs({ kind: 'hive', query: 'q' }, u)).toEqual(['hive', '-f', u]);
-    expect(stepArgs({ kind: 'sql', sql: 'q', dialect: 'presto', args: ['--catalog', 'hive'] }, u)).toEqual(['bash', '-c', PRESTO_FROM_S3, 'strata-presto', u, '--catalog', 'hive']);
+    expect(stepArgs({ kind: 'sql', sql: 'q', dialect: 'presto', args: ['--catalog', 'hive'] }, u)).toEqual([
+      'bash',
+      '-c',
+      PRESTO_FROM_S3,
+      'strata-presto',
+      u,
+      '--catalog',
+      'hive',
+    ]);
     expect(PRESTO_FROM_S3).toContain('aws s3 cp --quiet "$1" "$f"; shift; presto-cli --file "$f" "$@"');
-    expect(stepArgs({ kind: 'pyspark', file: '/home/me/a.py', args: ['x'] }, 's3://b/a.py')).toEqual(['spark-submit', '--deploy-mode', 'cluster', 's3://b/a.py', 'x']);
+    expect(stepArgs({ kind: 'pyspark', file: '/home/me/a.py', args: ['x'] }, 's3://b/a.py')).toEqual([
+      'spark-submit',
+      '--deploy-mode',
+      'cluster',
+      's3://b/a.py',
+      'x',
+    ]);
   });
 
   it('keys scripts by workflow id, task id and content hash, with nothing that climbs out', () => {
     const k = scriptKey('pipeline/acme/orders/manual-1', 'load', Buffer.from('select 1'), '.sql');
-    expect(k).toBe(`pipeline/acme/orders/manual-1/load-${createHash('sha256').update('select 1').digest('hex').slice(0, 16)}.sql`);
+    expect(k).toBe(
+      `pipeline/acme/orders/manual-1/load-${createHash('sha256').update('select 1').digest('hex').slice(0, 16)}.sql`,
+    );
     expect(scriptKey('pipeline/acme/orders/manual-1', 'load', Buffer.from('select 2'), '.sql')).not.toBe(k);
     expect(scriptKey('../a b/./x?', 't', Buffer.from(''), '.sql')).toMatch(/^__\/a_b\/_\/x_\/t-[0-9a-f]{16}\.sql$/);
     expect(toS3Uri('s3n://logs/emr/')).toBe('s3://logs/emr');
@@ -102,7 +138,9 @@ describe('resource caps and step arguments', () => {
 
   it('keeps the last 60 lines and at most 8 KB of a log', () => {
     expect(logTail('a\nb\n\n')).toBe('a\nb');
-    expect(logTail(Array.from({ length: 100 }, (_, i) => `l${i}`).join('\n')).split('\n')).toEqual(Array.from({ length: 60 }, (_, i) => `l${i + 40}`));
+    expect(logTail(Array.from({ length: 100 }, (_, i) => `l${i}`).join('\n')).split('\n')).toEqual(
+      Array.from({ length: 60 }, (_, i) => `l${i + 40}`),
+    );
     const long = logTail(Array.from({ length: 50 }, (_, i) => `${i}:${'x'.repeat(400)}`).join('\n'));
     expect(Buffer.byteLength(long)).toBeLessThanOrEqual(8 * 1024);
     expect(long.split('\n')[0]).toMatch(/^\d+:x{400}$/);
@@ -113,7 +151,9 @@ describe('resource caps and step arguments', () => {
 describe('worker configuration from the environment', () => {
   it('parses tenant tiers and says what is wrong', () => {
     expect(parseTenantTiers('acme=team, big=enterprise')).toEqual({ acme: 'team', big: 'enterprise' });
-    expect(() => parseTenantTiers('acme=gold')).toThrow('STRATA_TENANT_TIERS: "acme=gold" should be TENANT=TIER with TIER one of free, team, enterprise');
+    expect(() => parseTenantTiers('acme=gold')).toThrow(
+      'STRATA_TENANT_TIERS: "acme=gold" should be TENANT=TIER with TIER one of free, team, enterprise',
+    );
   });
 
   it('wires only the engines that are configured, and never echoes secrets', () => {
@@ -121,22 +161,42 @@ describe('worker configuration from the environment', () => {
     expect(none.spark).toBeUndefined();
     expect(none.emr).toBeUndefined();
     expect(none.airbyte).toBeUndefined();
-    const all = externalDepsFromEnv({ HOME: '/nonexistent', AWS_REGION: 'eu-west-1', AIRBYTE_URL: 'http://airbyte/api/public/v1', AIRBYTE_CLIENT_ID: 'id', AIRBYTE_CLIENT_SECRET: 's3cr3t' });
+    const all = externalDepsFromEnv({
+      HOME: '/nonexistent',
+      AWS_REGION: 'eu-west-1',
+      AIRBYTE_URL: 'http://airbyte/api/public/v1',
+      AIRBYTE_CLIENT_ID: 'id',
+      AIRBYTE_CLIENT_SECRET: 's3cr3t',
+    });
     expect(all.emr).toBeDefined();
     expect(all.emrS3).toEqual({ region: 'eu-west-1' });
     expect(all.emrScriptsUri).toBeUndefined();
     expect(all.airbyte).toBeDefined();
-    expect(externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_REGION: 'eu-west-1', STRATA_EMR_SCRIPTS_URI: 's3://ops/strata/emr-scripts' }).emrScriptsUri).toBe('s3://ops/strata/emr-scripts');
-    expect(() => externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_SCRIPTS_URI: '/tmp/scripts' })).toThrow('STRATA_EMR_SCRIPTS_URI "/tmp/scripts" should be s3://BUCKET/PREFIX');
-    expect(externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_LOG_URI: 's3://ops/emr-logs/' }).clusterDefaults).toMatchObject({ emrLogUri: 's3://ops/emr-logs/' });
-    expect(() => externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_LOG_URI: 'logs' })).toThrow('STRATA_EMR_LOG_URI "logs" should be s3://BUCKET/PREFIX');
+    expect(
+      externalDepsFromEnv({
+        HOME: '/nonexistent',
+        STRATA_EMR_REGION: 'eu-west-1',
+        STRATA_EMR_SCRIPTS_URI: 's3://ops/strata/emr-scripts',
+      }).emrScriptsUri,
+    ).toBe('s3://ops/strata/emr-scripts');
+    expect(() => externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_SCRIPTS_URI: '/tmp/scripts' })).toThrow(
+      'STRATA_EMR_SCRIPTS_URI "/tmp/scripts" should be s3://BUCKET/PREFIX',
+    );
+    expect(
+      externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_LOG_URI: 's3://ops/emr-logs/' }).clusterDefaults,
+    ).toMatchObject({ emrLogUri: 's3://ops/emr-logs/' });
+    expect(() => externalDepsFromEnv({ HOME: '/nonexistent', STRATA_EMR_LOG_URI: 'logs' })).toThrow(
+      'STRATA_EMR_LOG_URI "logs" should be s3://BUCKET/PREFIX',
+    );
     let msg = '';
     try {
       externalDepsFromEnv({ HOME: '/nonexistent', AIRBYTE_URL: 'http://airbyte', AIRBYTE_CLIENT_ID: 'visible-id' });
     } catch (e) {
       msg = (e as Error).message;
     }
-    expect(msg).toBe('AIRBYTE_URL is set but AIRBYTE_CLIENT_SECRET is not: set the Airbyte application\'s client credentials');
+    expect(msg).toBe(
+      "AIRBYTE_URL is set but AIRBYTE_CLIENT_SECRET is not: set the Airbyte application's client credentials",
+    );
   });
 });
 
@@ -150,14 +210,19 @@ describe('STRATA_AIRBYTE_WORKSPACES (tenant → Airbyte workspace)', () => {
   });
 
   it('says what is wrong with a pair', () => {
-    const shape = (pair: string) => `STRATA_AIRBYTE_WORKSPACES: "${pair}" should be TENANT=WORKSPACE_UUID, e.g. acme=744cc0ed-7f05-4949-9e60-2a814f90c035 (tenant in lower-case letters, digits and "-")`;
+    const shape = (pair: string) =>
+      `STRATA_AIRBYTE_WORKSPACES: "${pair}" should be TENANT=WORKSPACE_UUID, e.g. acme=744cc0ed-7f05-4949-9e60-2a814f90c035 (tenant in lower-case letters, digits and "-")`;
     expect(() => parseAirbyteWorkspaces('acme')).toThrow(shape('acme'));
     expect(() => parseAirbyteWorkspaces('acme=not-a-uuid')).toThrow(shape('acme=not-a-uuid'));
     expect(() => parseAirbyteWorkspaces(`Acme=${A}`)).toThrow(shape(`Acme=${A}`));
     expect(() => parseAirbyteWorkspaces(`=${A}`)).toThrow(shape(`=${A}`));
     expect(() => parseAirbyteWorkspaces(`acme=${A}=x`)).toThrow(shape(`acme=${A}=x`));
-    expect(() => parseAirbyteWorkspaces(`acme=${A},acme=${B}`)).toThrow('STRATA_AIRBYTE_WORKSPACES: tenant acme is mapped twice; a tenant has one Airbyte workspace');
-    expect(() => parseAirbyteWorkspaces(`acme=${A},globex=${A.toUpperCase()}`)).toThrow(`STRATA_AIRBYTE_WORKSPACES: workspace ${A} is mapped to both acme and globex; give each tenant its own workspace`);
+    expect(() => parseAirbyteWorkspaces(`acme=${A},acme=${B}`)).toThrow(
+      'STRATA_AIRBYTE_WORKSPACES: tenant acme is mapped twice; a tenant has one Airbyte workspace',
+    );
+    expect(() => parseAirbyteWorkspaces(`acme=${A},globex=${A.toUpperCase()}`)).toThrow(
+      `STRATA_AIRBYTE_WORKSPACES: workspace ${A} is mapped to both acme and globex; give each tenant its own workspace`,
+    );
   });
 
   it('is validated with the rest of the configuration', () => {
@@ -169,8 +234,16 @@ describe('STRATA_AIRBYTE_WORKSPACES (tenant → Airbyte workspace)', () => {
 
   it('builds the API’s Airbyte client from the same variables as the worker’s', () => {
     expect(airbyteClientFromEnv({})).toBeUndefined();
-    expect(airbyteClientFromEnv({ AIRBYTE_URL: 'http://airbyte/api/public/v1', AIRBYTE_CLIENT_ID: 'id', AIRBYTE_CLIENT_SECRET: 's3cr3t' })).toBeInstanceOf(AirbyteClient);
-    expect(() => airbyteClientFromEnv({ AIRBYTE_URL: 'http://airbyte' })).toThrow("AIRBYTE_URL is set but AIRBYTE_CLIENT_ID and AIRBYTE_CLIENT_SECRET are not: set the Airbyte application's client credentials");
+    expect(
+      airbyteClientFromEnv({
+        AIRBYTE_URL: 'http://airbyte/api/public/v1',
+        AIRBYTE_CLIENT_ID: 'id',
+        AIRBYTE_CLIENT_SECRET: 's3cr3t',
+      }),
+    ).toBeInstanceOf(AirbyteClient);
+    expect(() => airbyteClientFromEnv({ AIRBYTE_URL: 'http://airbyte' })).toThrow(
+      "AIRBYTE_URL is set but AIRBYTE_CLIENT_ID and AIRBYTE_CLIENT_SECRET are not: set the Airbyte application's client credentials",
+    );
   });
 });
 

@@ -41,7 +41,10 @@ describe('fast CSV reader', () => {
 
   it('reads records that span read chunks, a BOM, and other delimiters', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-csv-'));
-    const big = '\ufeffid;text\n' + Array.from({ length: 50_000 }, (_, i) => `${i};"row ${i}; with ""quotes""\nand a newline"`).join('\n') + '\n';
+    const big =
+      '\ufeffid;text\n' +
+      Array.from({ length: 50_000 }, (_, i) => `${i};"row ${i}; with ""quotes""\nand a newline"`).join('\n') +
+      '\n';
     const file = path.join(dir, 'big.csv');
     await writeFile(file, big);
     const rows = await readAll(file, ';');

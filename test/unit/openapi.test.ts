@@ -24,7 +24,12 @@ beforeAll(async () => {
   db = await openDb({});
   await migrate(db);
   const client = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1' }) });
-  ({ app } = await buildApi({ db, client, config: loadConfig({ STRATA_BOOTSTRAP_ADMIN_KEY: KEY, STRATA_BOOTSTRAP_TENANT: 'docs' }), dispatcher: false }));
+  ({ app } = await buildApi({
+    db,
+    client,
+    config: loadConfig({ STRATA_BOOTSTRAP_ADMIN_KEY: KEY, STRATA_BOOTSTRAP_TENANT: 'docs' }),
+    dispatcher: false,
+  }));
   const res = await app.inject({ method: 'GET', url: '/docs/json' });
   expect(res.statusCode).toBe(200);
   doc = res.json();
@@ -35,7 +40,12 @@ afterAll(async () => {
 });
 
 const METHODS = ['get', 'post', 'put', 'patch', 'delete', 'options', 'head'];
-const operations = () => Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, item]) => Object.entries(item).filter(([m]) => METHODS.includes(m)).map(([method, op]) => ({ path, method, op })));
+const operations = () =>
+  Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, item]) =>
+    Object.entries(item)
+      .filter(([m]) => METHODS.includes(m))
+      .map(([method, op]) => ({ path, method, op })),
+  );
 
 /** Every place a JSON Schema 2020-12 form appears that OpenAPI 3.0 does not have. */
 function modernForms(node: unknown, at = '#'): string[] {
@@ -43,8 +53,10 @@ function modernForms(node: unknown, at = '#'): string[] {
   if (!node || typeof node !== 'object') return [];
   const o = node as Record<string, unknown>;
   const out: string[] = [];
-  for (const k of ['exclusiveMinimum', 'exclusiveMaximum']) if (k in o && typeof o[k] !== 'boolean') out.push(`${at}/${k} is a number`);
-  for (const k of ['const', '$schema', '$defs', 'prefixItems', 'unevaluatedProperties', 'dependentRequired']) if (k in o && !at.endsWith('/properties')) out.push(`${at}/${k}`);
+  for (const k of ['exclusiveMinimum', 'exclusiveMaximum'])
+    if (k in o && typeof o[k] !== 'boolean') out.push(`${at}/${k} is a number`);
+  for (const k of ['const', '$schema', '$defs', 'prefixItems', 'unevaluatedProperties', 'dependentRequired'])
+    if (k in o && !at.endsWith('/properties')) out.push(`${at}/${k}`);
   if (Array.isArray(o.type)) out.push(`${at}/type is an array`);
   for (const [k, v] of Object.entries(o)) out.push(...modernForms(v, `${at}/${k}`));
   return out;
@@ -60,7 +72,10 @@ describe('the OpenAPI document at /docs/json', () => {
 
   it('the validator has teeth: a 2020-12 numeric exclusiveMinimum or a missing error schema fails it', async () => {
     const bad = structuredClone(doc);
-    bad.paths['/api/v1/pipelines/{id}/runs'].post.requestBody.content['application/json'].schema.properties.version = { type: 'integer', exclusiveMinimum: 0 };
+    bad.paths['/api/v1/pipelines/{id}/runs'].post.requestBody.content['application/json'].schema.properties.version = {
+      type: 'integer',
+      exclusiveMinimum: 0,
+    };
     await expect(SwaggerParser.validate(bad)).rejects.toThrow(/exclusiveMinimum/);
     const noError = structuredClone(doc);
     delete noError.components.schemas.Error;
@@ -70,7 +85,8 @@ describe('the OpenAPI document at /docs/json', () => {
   it('has no JSON Schema 2020-12 forms anywhere (numeric exclusiveMinimum, const, type arrays, $defs)', () => {
     expect(modernForms(doc)).toEqual([]);
     // The request bodies keep their constraints in 3.0 form: a version must be above 0.
-    const version = doc.paths['/api/v1/pipelines/{id}/runs'].post.requestBody.content['application/json'].schema.properties.version;
+    const version =
+      doc.paths['/api/v1/pipelines/{id}/runs'].post.requestBody.content['application/json'].schema.properties.version;
     expect(version).toMatchObject({ type: 'integer', minimum: 0, exclusiveMinimum: true });
   });
 
@@ -89,21 +105,32 @@ describe('the OpenAPI document at /docs/json', () => {
         byStatus.set(c, (byStatus.get(c) ?? 0) + 1);
         expect(op.responses[c].description, `${method} ${path} ${c}`).toMatch(/\w{4}/);
         if (path === '/ready' && c === '503') continue;
-        expect(op.responses[c].content['application/json'].schema, `${method} ${path} ${c}`).toEqual({ $ref: '#/components/schemas/Error' });
+        expect(op.responses[c].content['application/json'].schema, `${method} ${path} ${c}`).toEqual({
+          $ref: '#/components/schemas/Error',
+        });
       }
     }
     // The route-specific answers are there too.
-    expect(Object.keys(doc.paths['/api/v1/runs/{run}/repair'].post.responses)).toEqual(expect.arrayContaining(['403', '404', '409', '503']));
-    expect(Object.keys(doc.paths['/api/v1/ingestion/sources'].post.responses)).toEqual(expect.arrayContaining(['409', '502', '503']));
+    expect(Object.keys(doc.paths['/api/v1/runs/{run}/repair'].post.responses)).toEqual(
+      expect.arrayContaining(['403', '404', '409', '503']),
+    );
+    expect(Object.keys(doc.paths['/api/v1/ingestion/sources'].post.responses)).toEqual(
+      expect.arrayContaining(['409', '502', '503']),
+    );
     expect(Object.keys(doc.paths['/api/v1/datasets/{ref}/preview'].get.responses)).toContain('410');
     expect(Object.keys(doc.paths['/health'].get.responses)).not.toContain('401');
-    for (const c of ['400', '401', '403', '404', '409', '413', '415', '500']) expect(byStatus.get(c), c).toBeGreaterThan(0);
+    for (const c of ['400', '401', '403', '404', '409', '413', '415', '500'])
+      expect(byStatus.get(c), c).toBeGreaterThan(0);
     expect(doc.components.schemas.Error).toMatchObject({ type: 'object', required: ['error', 'requestId'] });
   });
 
   it('every route-specific error rule names operations that exist (no stale rules)', () => {
     const ops = operations();
-    for (const key of [...Object.keys(SPECIFIC), ...NO_KEY, ...ANY_ROLE]) expect(ops.some(({ method, path }) => matches(key, method, path)), key).toBe(true);
+    for (const key of [...Object.keys(SPECIFIC), ...NO_KEY, ...ANY_ROLE])
+      expect(
+        ops.some(({ method, path }) => matches(key, method, path)),
+        key,
+      ).toBe(true);
   });
 
   it('the error schema fits what the API answers: 400 with problems, 401, 404, 413, 415', async () => {
@@ -112,13 +139,31 @@ describe('the OpenAPI document at /docs/json', () => {
     const answers = [
       await app.inject({ method: 'GET', url: '/api/v1/pipelines' }),
       await app.inject({ method: 'GET', url: '/api/v1/pipelines/nope', headers: auth }),
-      await app.inject({ method: 'POST', url: '/api/v1/keys', headers: { ...auth, 'content-type': 'application/json' }, payload: JSON.stringify({ role: 'emperor' }) }),
-      await app.inject({ method: 'POST', url: '/api/v1/keys', headers: { ...auth, 'content-type': 'text/csv' }, payload: 'a,b' }),
-      await app.inject({ method: 'POST', url: '/api/v1/keys', headers: { ...auth, 'content-type': 'application/json' }, payload: JSON.stringify({ pad: 'x'.repeat(2_000_000) }) }),
+      await app.inject({
+        method: 'POST',
+        url: '/api/v1/keys',
+        headers: { ...auth, 'content-type': 'application/json' },
+        payload: JSON.stringify({ role: 'emperor' }),
+      }),
+      await app.inject({
+        method: 'POST',
+        url: '/api/v1/keys',
+        headers: { ...auth, 'content-type': 'text/csv' },
+        payload: 'a,b',
+      }),
+      await app.inject({
+        method: 'POST',
+        url: '/api/v1/keys',
+        headers: { ...auth, 'content-type': 'application/json' },
+        payload: JSON.stringify({ pad: 'x'.repeat(2_000_000) }),
+      }),
     ];
     expect(answers.map((r) => r.statusCode)).toEqual([401, 404, 400, 415, 413]);
-    for (const r of answers) expect(v(r.json()), `${r.statusCode} ${r.body.slice(0, 200)}: ${JSON.stringify(v.errors)}`).toBe(true);
-    expect(answers[2].json().problems).toEqual(expect.arrayContaining([expect.objectContaining({ path: expect.stringContaining('role') })]));
+    for (const r of answers)
+      expect(v(r.json()), `${r.statusCode} ${r.body.slice(0, 200)}: ${JSON.stringify(v.errors)}`).toBe(true);
+    expect(answers[2].json().problems).toEqual(
+      expect.arrayContaining([expect.objectContaining({ path: expect.stringContaining('role') })]),
+    );
     // And the schema has teeth: an answer without its request id does not fit.
     expect(v({ error: 'x' })).toBe(false);
   });

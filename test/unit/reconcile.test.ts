@@ -12,12 +12,28 @@ beforeAll(async () => {
 });
 
 const opts = (o: Partial<ReconcileOptions> = {}) => ReconcileOptions.parse(o);
-const run = (l: string, r: string, o: Partial<ReconcileOptions> = {}, extra: Partial<Parameters<typeof reconcile>[3]> = {}) =>
-  reconcile({ uri: l }, { uri: r }, opts(o), { lakeRoot: dir, workDir: path.join(dir, `work-${Math.random()}`), ...extra });
+const run = (
+  l: string,
+  r: string,
+  o: Partial<ReconcileOptions> = {},
+  extra: Partial<Parameters<typeof reconcile>[3]> = {},
+) =>
+  reconcile({ uri: l }, { uri: r }, opts(o), {
+    lakeRoot: dir,
+    workDir: path.join(dir, `work-${Math.random()}`),
+    ...extra,
+  });
 
 function expectTruth(r: ReconcileResult, t: Truth) {
   expect(r.exact).toBe(true);
-  expect(r.counts).toEqual({ left: t.left, right: t.right, matched: t.matched, changed: t.changed, onlyLeft: t.onlyLeft, onlyRight: t.onlyRight });
+  expect(r.counts).toEqual({
+    left: t.left,
+    right: t.right,
+    matched: t.matched,
+    changed: t.changed,
+    onlyLeft: t.onlyLeft,
+    onlyRight: t.onlyRight,
+  });
   expect(r.columnMismatches).toEqual(t.columnMismatches);
   expect(r.duplicates.left).toMatchObject({ keys: t.duplicateKeysLeft, rows: t.duplicateRowsLeft });
   expect(r.duplicates.right).toMatchObject({ keys: t.duplicateKeysRight, rows: t.duplicateRowsRight });
@@ -36,7 +52,9 @@ describe('reconcile: planted differences', () => {
     const l = path.join(dir, 'gen-l.csv');
     const r = path.join(dir, 'gen-r.csv');
     const truth = await generatePair(l, r, { rows: 20_000, rate: 0.01, duplicates: true, awkward: true, seed: 7 });
-    expect(truth.onlyLeft * truth.onlyRight * truth.changed * truth.duplicateKeysLeft * truth.duplicateKeysRight).toBeGreaterThan(0);
+    expect(
+      truth.onlyLeft * truth.onlyRight * truth.changed * truth.duplicateKeysLeft * truth.duplicateKeysRight,
+    ).toBeGreaterThan(0);
     const mem = await run(l, r, { key: ['id'] });
     expect(mem.method).toBe('memory');
     expectTruth(mem, truth);
@@ -67,10 +85,24 @@ describe('reconcile: planted differences', () => {
     const rev = path.join(dir, 'perm-r-rev.csv');
     await writeFile(rev, recs.map((row) => [...row].reverse().map(q).join(',')).join('\n') + '\n');
     const semi = path.join(dir, 'perm-r-semi.csv');
-    await writeFile(semi, recs.map((row) => row.map((v) => (/[";\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v)).join(';')).join('\n') + '\n');
+    await writeFile(
+      semi,
+      recs
+        .map((row) => row.map((v) => (/[";\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v)).join(';'))
+        .join('\n') + '\n',
+    );
     for (const engine of ['stream', 'auto'] as const) {
-      const semiRun = await reconcile({ uri: l }, { uri: semi, csv: { delimiter: ';', quote: '"', escape: '"', header: true, encoding: 'utf8' } }, opts({ key: ['id'], partitions: 4, engine }), { lakeRoot: dir, workDir: path.join(dir, `work-semi-${engine}`) });
-      for (const part of [await run(l, rev, { key: ['id'], partitions: 4, engine }), await run(l, r, { key: ['id'], partitions: 4, engine }), semiRun]) {
+      const semiRun = await reconcile(
+        { uri: l },
+        { uri: semi, csv: { delimiter: ';', quote: '"', escape: '"', header: true, encoding: 'utf8' } },
+        opts({ key: ['id'], partitions: 4, engine }),
+        { lakeRoot: dir, workDir: path.join(dir, `work-semi-${engine}`) },
+      );
+      for (const part of [
+        await run(l, rev, { key: ['id'], partitions: 4, engine }),
+        await run(l, r, { key: ['id'], partitions: 4, engine }),
+        semiRun,
+      ]) {
         expect(part.method).toBe(engine === 'stream' ? 'partitioned' : 'duckdb');
         expectTruth(part, truth);
       }
@@ -101,17 +133,31 @@ describe('reconcile: planted differences', () => {
   });
 
   it('handles quoted delimiters, embedded newlines, unicode and a BOM', async () => {
-    const [l, r] = await files('quoted', '\ufeffid,text\n1,"a, b"\n2,"line1\nline2"\n3,"say ""hi"""\n4,東京\n', 'id,text\n4,東京\n3,"say ""hi"""\n2,"line1\nline2"\n1,"a; b"\n');
+    const [l, r] = await files(
+      'quoted',
+      '\ufeffid,text\n1,"a, b"\n2,"line1\nline2"\n3,"say ""hi"""\n4,東京\n',
+      'id,text\n4,東京\n3,"say ""hi"""\n2,"line1\nline2"\n1,"a; b"\n',
+    );
     const res = await run(l, r, { key: ['id'] });
     expect(res.counts).toMatchObject({ matched: 3, changed: 1 });
     expect(res.samples.changed[0]).toEqual({ key: { id: '1' }, diffs: { text: { left: 'a, b', right: 'a; b' } } });
   });
 
   it('applies tolerance, trimming, case-insensitivity and null equivalence', async () => {
-    const [l, r] = await files('norm', 'id,amount,name,note\n1,10.00,Ada ,\n2,5.5,BOB,NULL\n3,7,cy,x\n', 'id,amount,name,note\n1,10.004,ada,\n2,5.5,bob,\n3,7.2,cy,x\n');
+    const [l, r] = await files(
+      'norm',
+      'id,amount,name,note\n1,10.00,Ada ,\n2,5.5,BOB,NULL\n3,7,cy,x\n',
+      'id,amount,name,note\n1,10.004,ada,\n2,5.5,bob,\n3,7.2,cy,x\n',
+    );
     const strict = await run(l, r, { key: ['id'] });
     expect(strict.counts.changed).toBe(3);
-    const loose = await run(l, r, { key: ['id'], tolerance: 0.01, trim: true, caseInsensitive: true, nullValues: ['', 'NULL'] });
+    const loose = await run(l, r, {
+      key: ['id'],
+      tolerance: 0.01,
+      trim: true,
+      caseInsensitive: true,
+      nullValues: ['', 'NULL'],
+    });
     expect(loose.counts).toMatchObject({ matched: 2, changed: 1 });
     expect(loose.columnMismatches).toEqual({ amount: 1 });
     const ignored = await run(l, r, { key: ['id'], ignore: ['amount', 'name', 'note'] });
@@ -131,17 +177,31 @@ describe('reconcile: planted differences', () => {
 
   it('rejects ragged rows and unknown key columns with a clear error', async () => {
     const [l, r] = await files('ragged', 'id,a\n1,x\n2,y,z\n', 'id,a\n1,x\n');
-    await expect(run(l, r, { key: ['id'] })).rejects.toThrow(/ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
+    await expect(run(l, r, { key: ['id'] })).rejects.toThrow(
+      /ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/,
+    );
     // The partitioned path reads raw lines: same check, same message (also for a quoted row, and a short one).
-    await expect(run(l, r, { key: ['id'], partitions: 2, engine: 'stream' })).rejects.toThrow(/ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
+    await expect(run(l, r, { key: ['id'], partitions: 2, engine: 'stream' })).rejects.toThrow(
+      /ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/,
+    );
     // DuckDB's reader refuses it too; the streaming reader then gives the same exact message.
-    await expect(run(l, r, { key: ['id'], partitions: 2 })).rejects.toThrow(/ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
+    await expect(run(l, r, { key: ['id'], partitions: 2 })).rejects.toThrow(
+      /ragged-l\.csv: line 3: row has a different number of columns than the header \(2\)/,
+    );
     const [ql] = await files('ragged-q', 'id,a\n1,x\n2,"y\nz",w\n', 'id,a\n');
-    await expect(run(ql, r, { key: ['id'], partitions: 2 })).rejects.toThrow(/ragged-q-l\.csv: line 4: row has a different number of columns than the header \(2\)/);
+    await expect(run(ql, r, { key: ['id'], partitions: 2 })).rejects.toThrow(
+      /ragged-q-l\.csv: line 4: row has a different number of columns than the header \(2\)/,
+    );
     const [sl] = await files('ragged-s', 'id,a\n1,x\n2\n', 'id,a\n');
-    await expect(run(sl, r, { key: ['id'], partitions: 2 })).rejects.toThrow(/ragged-s-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
-    await expect(run(sl, r, { key: ['id'] })).rejects.toThrow(/ragged-s-l\.csv: line 3: row has a different number of columns than the header \(2\)/);
-    await expect(run(r, r, { key: ['nope'] })).rejects.toThrow(/column "nope" is not in the left dataset: it has id, a/);
+    await expect(run(sl, r, { key: ['id'], partitions: 2 })).rejects.toThrow(
+      /ragged-s-l\.csv: line 3: row has a different number of columns than the header \(2\)/,
+    );
+    await expect(run(sl, r, { key: ['id'] })).rejects.toThrow(
+      /ragged-s-l\.csv: line 3: row has a different number of columns than the header \(2\)/,
+    );
+    await expect(run(r, r, { key: ['nope'] })).rejects.toThrow(
+      /column "nope" is not in the left dataset: it has id, a/,
+    );
     await expect(run(path.join(dir, 'missing.csv'), r)).rejects.toThrow(/dataset not found/);
   });
 
@@ -153,14 +213,19 @@ describe('reconcile: planted differences', () => {
     const checkpoints: Checkpoint[] = [];
     const ac = new AbortController();
     await expect(
-      run(l, r, { key: ['id'], partitions: 8, parallelism: 1, engine: 'stream' }, {
-        workDir,
-        signal: ac.signal,
-        onCheckpoint: (c) => {
-          checkpoints.push(c);
-          if (c.compared.length === 3) ac.abort(new Error('worker died'));
+      run(
+        l,
+        r,
+        { key: ['id'], partitions: 8, parallelism: 1, engine: 'stream' },
+        {
+          workDir,
+          signal: ac.signal,
+          onCheckpoint: (c) => {
+            checkpoints.push(c);
+            if (c.compared.length === 3) ac.abort(new Error('worker died'));
+          },
         },
-      }),
+      ),
     ).rejects.toThrow(/worker died/);
     const last = checkpoints[checkpoints.length - 1];
     expect(last).toMatchObject({ leftDone: true, rightDone: true });
@@ -168,12 +233,17 @@ describe('reconcile: planted differences', () => {
     expect((await readdir(workDir)).length).toBe(16); // partition files kept for the resume
     const resumedCompares: number[][] = [];
     let partitionedAgain = false;
-    const res = await run(l, r, { key: ['id'], partitions: 8, parallelism: 1, engine: 'stream' }, {
-      workDir,
-      checkpoint: last,
-      onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
-      onCheckpoint: (c) => resumedCompares.push(c.compared),
-    });
+    const res = await run(
+      l,
+      r,
+      { key: ['id'], partitions: 8, parallelism: 1, engine: 'stream' },
+      {
+        workDir,
+        checkpoint: last,
+        onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
+        onCheckpoint: (c) => resumedCompares.push(c.compared),
+      },
+    );
     expect(partitionedAgain).toBe(false);
     expect(resumedCompares).toHaveLength(5); // only the 5 partitions left
     expectTruth(res, truth);
@@ -187,26 +257,36 @@ describe('reconcile: planted differences', () => {
     const checkpoints: Checkpoint[] = [];
     const ac = new AbortController();
     await expect(
-      run(l, r, { key: ['id'], partitions: 8 }, {
-        workDir,
-        signal: ac.signal,
-        onCheckpoint: (c) => {
-          checkpoints.push(c);
-          if (c.compared.length === 3) ac.abort(new Error('worker died'));
+      run(
+        l,
+        r,
+        { key: ['id'], partitions: 8 },
+        {
+          workDir,
+          signal: ac.signal,
+          onCheckpoint: (c) => {
+            checkpoints.push(c);
+            if (c.compared.length === 3) ac.abort(new Error('worker died'));
+          },
         },
-      }),
+      ),
     ).rejects.toThrow(/worker died/);
     const last = checkpoints[checkpoints.length - 1];
     expect(last).toMatchObject({ version: 4, leftDone: true, rightDone: true });
     expect(last.compared).toHaveLength(3);
     const resumedCompares: number[][] = [];
     let partitionedAgain = false;
-    const res = await run(l, r, { key: ['id'], partitions: 8 }, {
-      workDir,
-      checkpoint: last,
-      onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
-      onCheckpoint: (c) => resumedCompares.push(c.compared),
-    });
+    const res = await run(
+      l,
+      r,
+      { key: ['id'], partitions: 8 },
+      {
+        workDir,
+        checkpoint: last,
+        onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
+        onCheckpoint: (c) => resumedCompares.push(c.compared),
+      },
+    );
     expect(res.method).toBe('duckdb');
     expect(partitionedAgain).toBe(false);
     expect(resumedCompares).toHaveLength(5);

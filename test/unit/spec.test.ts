@@ -40,7 +40,11 @@ describe('validateSpec: unknown and missing fields', () => {
   });
 
   it('names unknown fields inside a task, and inside nested objects', () => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'noop', slep: '1s', retry: { attempts: 2, tries: 3 } }], { defaults: { trigger: 'all_done', retries: 1 } }));
+    const ps = problemsOf(
+      pipeline([{ id: 'a', kind: 'noop', slep: '1s', retry: { attempts: 2, tries: 3 } }], {
+        defaults: { trigger: 'all_done', retries: 1 },
+      }),
+    );
     expectProblem(ps, 'tasks[0]', /^unknown field\(s\) "slep": remove or correct the name$/);
     expectProblem(ps, 'tasks[0].retry', /unknown field\(s\) "tries"/);
     expectProblem(ps, 'defaults', /unknown field\(s\) "retries"/);
@@ -48,7 +52,11 @@ describe('validateSpec: unknown and missing fields', () => {
   });
 
   it('fields of another kind are unknown to this one', () => {
-    expectProblem(problemsOf(pipeline([{ id: 'a', kind: 'noop', sql: 'SELECT 1' }])), 'tasks[0]', /unknown field\(s\) "sql"/);
+    expectProblem(
+      problemsOf(pipeline([{ id: 'a', kind: 'noop', sql: 'SELECT 1' }])),
+      'tasks[0]',
+      /unknown field\(s\) "sql"/,
+    );
   });
 
   it('asks for missing id and tasks', () => {
@@ -94,13 +102,28 @@ describe('validateSpec: unknown and missing fields', () => {
 
 describe('validateSpec: the graph', () => {
   it('refuses duplicate task ids, pointing at both', () => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'noop' }, { id: 'b', kind: 'noop' }, { id: 'a', kind: 'noop' }]));
-    expect(ps).toEqual([{ path: 'tasks[2].id', message: 'duplicate task id "a" (also tasks[0]): give each task its own id' }]);
+    const ps = problemsOf(
+      pipeline([
+        { id: 'a', kind: 'noop' },
+        { id: 'b', kind: 'noop' },
+        { id: 'a', kind: 'noop' },
+      ]),
+    );
+    expect(ps).toEqual([
+      { path: 'tasks[2].id', message: 'duplicate task id "a" (also tasks[0]): give each task its own id' },
+    ]);
   });
 
   it('refuses needs naming an unknown task, listing the known ids', () => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'noop' }, { id: 'b', kind: 'noop', needs: ['a', 'ghost'] }]));
-    expect(ps).toEqual([{ path: 'tasks[1].needs[1]', message: 'needs unknown task "ghost": use one of the task ids (a, b)' }]);
+    const ps = problemsOf(
+      pipeline([
+        { id: 'a', kind: 'noop' },
+        { id: 'b', kind: 'noop', needs: ['a', 'ghost'] },
+      ]),
+    );
+    expect(ps).toEqual([
+      { path: 'tasks[1].needs[1]', message: 'needs unknown task "ghost": use one of the task ids (a, b)' },
+    ]);
   });
 
   it('refuses a task needing itself (reported once, not also as a cycle)', () => {
@@ -121,20 +144,33 @@ describe('validateSpec: the graph', () => {
   });
 
   it('finds a two-task cycle behind an acyclic part', () => {
-    const ps = problemsOf(pipeline([{ id: 'x', kind: 'noop' }, { id: 'a', kind: 'noop', needs: ['x', 'b'] }, { id: 'b', kind: 'noop', needs: ['a'] }]));
+    const ps = problemsOf(
+      pipeline([
+        { id: 'x', kind: 'noop' },
+        { id: 'a', kind: 'noop', needs: ['x', 'b'] },
+        { id: 'b', kind: 'noop', needs: ['a'] },
+      ]),
+    );
     expectProblem(ps, 'tasks', /^cycle: (a -> b -> a|b -> a -> b); remove one of these needs$/);
   });
 });
 
 describe('validateSpec: kinds and their fields', () => {
   it('refuses an unknown kind, listing the known ones', () => {
-    expect(problemsOf(pipeline([{ id: 'a', kind: 'teleport' }]))).toEqual([{ path: 'tasks[0].kind', message: `unknown kind "teleport": use one of ${KINDS}` }]);
+    expect(problemsOf(pipeline([{ id: 'a', kind: 'teleport' }]))).toEqual([
+      { path: 'tasks[0].kind', message: `unknown kind "teleport": use one of ${KINDS}` },
+    ]);
     expect(KIND_NAMES()).toEqual(expect.arrayContaining(['fail', 'noop', 'reconcile', 'sql', 'wait']));
     expect(KIND_NAMES()).toEqual([...KIND_NAMES()].sort());
   });
 
   it('sql on postgres or mysql needs a named connection', () => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'sql', engine: 'postgres', sql: 'SELECT 1' }, { id: 'b', kind: 'sql', engine: 'mysql', sql: 'SELECT 1' }]));
+    const ps = problemsOf(
+      pipeline([
+        { id: 'a', kind: 'sql', engine: 'postgres', sql: 'SELECT 1' },
+        { id: 'b', kind: 'sql', engine: 'mysql', sql: 'SELECT 1' },
+      ]),
+    );
     expect(ps).toEqual([
       { path: 'tasks[0].connection', message: 'engine postgres needs a named connection: add "connection: NAME"' },
       { path: 'tasks[1].connection', message: 'engine mysql needs a named connection: add "connection: NAME"' },
@@ -143,27 +179,40 @@ describe('validateSpec: kinds and their fields', () => {
 
   it('sql on duckdb (the default engine) takes no connection', () => {
     const ps = problemsOf(pipeline([{ id: 'a', kind: 'sql', sql: 'SELECT 1', connection: 'warehouse' }]));
-    expect(ps).toEqual([{ path: 'tasks[0].connection', message: 'engine duckdb runs over the lake and takes no connection: remove it' }]);
+    expect(ps).toEqual([
+      { path: 'tasks[0].connection', message: 'engine duckdb runs over the lake and takes no connection: remove it' },
+    ]);
   });
 
   it('only duckdb writes output files', () => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'sql', engine: 'postgres', connection: 'pg', sql: 'SELECT 1', output: 'x.parquet' }]));
+    const ps = problemsOf(
+      pipeline([{ id: 'a', kind: 'sql', engine: 'postgres', connection: 'pg', sql: 'SELECT 1', output: 'x.parquet' }]),
+    );
     expectProblem(ps, 'tasks[0].output', /output files are written by engine duckdb only/);
   });
 
   it('refuses an unknown engine', () => {
-    expectProblem(problemsOf(pipeline([{ id: 'a', kind: 'sql', engine: 'oracle', sql: 'SELECT 1' }])), 'tasks[0].engine', /duckdb/);
+    expectProblem(
+      problemsOf(pipeline([{ id: 'a', kind: 'sql', engine: 'oracle', sql: 'SELECT 1' }])),
+      'tasks[0].engine',
+      /duckdb/,
+    );
   });
 });
 
 describe('validateSpec: durations and trigger rules', () => {
-  it.each(['5 minutes', '5', '-1s', '1.5', 'ms', '1w', '1h30m', ' 5s'])('refuses the duration %j with a hint', (bad) => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'wait', duration: bad, timeout: bad }], { defaults: { timeout: bad } }));
-    const hint = /write a duration like "500ms", "30s", "5m", "2h" or "1d", or a number of milliseconds/;
-    expectProblem(ps, 'tasks[0].duration', hint);
-    expectProblem(ps, 'tasks[0].timeout', hint);
-    expectProblem(ps, 'defaults.timeout', hint);
-  });
+  it.each(['5 minutes', '5', '-1s', '1.5', 'ms', '1w', '1h30m', ' 5s'])(
+    'refuses the duration %j with a hint',
+    (bad) => {
+      const ps = problemsOf(
+        pipeline([{ id: 'a', kind: 'wait', duration: bad, timeout: bad }], { defaults: { timeout: bad } }),
+      );
+      const hint = /write a duration like "500ms", "30s", "5m", "2h" or "1d", or a number of milliseconds/;
+      expectProblem(ps, 'tasks[0].duration', hint);
+      expectProblem(ps, 'tasks[0].timeout', hint);
+      expectProblem(ps, 'defaults.timeout', hint);
+    },
+  );
 
   it('refuses negative and fractional millisecond counts', () => {
     expectProblem(problemsOf(pipeline([{ id: 'a', kind: 'wait', duration: -1 }])), 'tasks[0].duration', /./);
@@ -171,7 +220,9 @@ describe('validateSpec: durations and trigger rules', () => {
   });
 
   it('refuses bad durations in a retry policy', () => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'noop', retry: { initialInterval: 'soon', maxInterval: '1 hour' } }]));
+    const ps = problemsOf(
+      pipeline([{ id: 'a', kind: 'noop', retry: { initialInterval: 'soon', maxInterval: '1 hour' } }]),
+    );
     expectProblem(ps, 'tasks[0].retry.initialInterval', /write a duration like/);
     expectProblem(ps, 'tasks[0].retry.maxInterval', /write a duration like/);
   });
@@ -191,7 +242,9 @@ describe('validateSpec: durations and trigger rules', () => {
   });
 
   it('refuses an unknown trigger rule in a task and in the defaults, listing the rules', () => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'noop', trigger: 'sometimes' }], { defaults: { trigger: 'all_sucess' } }));
+    const ps = problemsOf(
+      pipeline([{ id: 'a', kind: 'noop', trigger: 'sometimes' }], { defaults: { trigger: 'all_sucess' } }),
+    );
     expectProblem(ps, 'tasks[0].trigger', /all_success.*none_failed_min_one_success.*always/);
     expectProblem(ps, 'defaults.trigger', /all_success/);
   });
@@ -200,35 +253,73 @@ describe('validateSpec: durations and trigger rules', () => {
 describe('validateSpec: templates', () => {
   it('accepts built-in variables and declared params anywhere in a task', () => {
     specOf(
-      pipeline([{ id: 'a', kind: 'sql', sql: "SELECT '{{ ds }}', '{{ds_nodash}}', {{ params.region | literal }}, '{{ task_id }}', '{{ run_id }}'", output: 'out/{{ tenant }}/{{ pipeline_id }}/{{ logical_date }}-{{ trigger }}/{{ params.region }}.parquet' }], {
-        params: { region: 'eu' },
-      }),
+      pipeline(
+        [
+          {
+            id: 'a',
+            kind: 'sql',
+            sql: "SELECT '{{ ds }}', '{{ds_nodash}}', {{ params.region | literal }}, '{{ task_id }}', '{{ run_id }}'",
+            output: 'out/{{ tenant }}/{{ pipeline_id }}/{{ logical_date }}-{{ trigger }}/{{ params.region }}.parquet',
+          },
+        ],
+        {
+          params: { region: 'eu' },
+        },
+      ),
     );
   });
 
   it('refuses unknown variables, naming the allowed ones', () => {
     const ps = problemsOf(pipeline([{ id: 'a', kind: 'sql', sql: 'SELECT {{ date }}' }]));
     expect(ps).toEqual([
-      { path: 'tasks[0].sql', message: 'unknown template variable "date": use one of ds, ds_nodash, logical_date, run_id, pipeline_id, task_id, tenant, trigger or params.NAME' },
+      {
+        path: 'tasks[0].sql',
+        message:
+          'unknown template variable "date": use one of ds, ds_nodash, logical_date, run_id, pipeline_id, task_id, tenant, trigger or params.NAME',
+      },
     ]);
   });
 
   it('refuses params that are not declared', () => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'noop', description: '{{ params.region }} {{ params.zone }}' }], { params: { region: 'eu' } }));
-    expect(ps).toEqual([{ path: 'tasks[0].description', message: 'unknown template variable "params.zone": use a param declared under "params"' }]);
+    const ps = problemsOf(
+      pipeline([{ id: 'a', kind: 'noop', description: '{{ params.region }} {{ params.zone }}' }], {
+        params: { region: 'eu' },
+      }),
+    );
+    expect(ps).toEqual([
+      {
+        path: 'tasks[0].description',
+        message: 'unknown template variable "params.zone": use a param declared under "params"',
+      },
+    ]);
   });
 
   it('points into nested values', () => {
-    const ps = problemsOf(pipeline([{ id: 'a', kind: 'reconcile', left: { uri: 'lake/{{ dss }}.csv' }, right: 'lake/b.csv', key: ['{{ nope }}'] }]));
+    const ps = problemsOf(
+      pipeline([
+        { id: 'a', kind: 'reconcile', left: { uri: 'lake/{{ dss }}.csv' }, right: 'lake/b.csv', key: ['{{ nope }}'] },
+      ]),
+    );
     expectProblem(ps, 'tasks[0].left.uri', /unknown template variable "dss"/);
   });
 
-  it.each(['{{ ds', '{{ ds }', '{{ }}', '{{ 1 + 1 }}', '{{ a.b.c }}', '{{ ds | upper | lower }}', '{{ params["x"] }}'])('refuses the malformed template %j', (text) => {
-    expectProblem(problemsOf(pipeline([{ id: 'a', kind: 'noop', description: text }])), 'tasks[0].description', /^malformed template: write variables as \{\{ name \}\} or \{\{ params.name \}\} \(in SQL: \{\{ params.name \| literal \}\} or \{\{ params.name \| ident \}\}\)$/);
-  });
+  it.each(['{{ ds', '{{ ds }', '{{ }}', '{{ 1 + 1 }}', '{{ a.b.c }}', '{{ ds | upper | lower }}', '{{ params["x"] }}'])(
+    'refuses the malformed template %j',
+    (text) => {
+      expectProblem(
+        problemsOf(pipeline([{ id: 'a', kind: 'noop', description: text }])),
+        'tasks[0].description',
+        /^malformed template: write variables as \{\{ name \}\} or \{\{ params.name \}\} \(in SQL: \{\{ params.name \| literal \}\} or \{\{ params.name \| ident \}\}\)$/,
+      );
+    },
+  );
 
   it('refuses filters other than literal and ident', () => {
-    expectProblem(problemsOf(pipeline([{ id: 'a', kind: 'sql', sql: 'SELECT {{ ds | upper }}' }])), 'tasks[0].sql', /^unknown filter "upper" in \{\{ ds \| upper \}\}: use literal or ident$/);
+    expectProblem(
+      problemsOf(pipeline([{ id: 'a', kind: 'sql', sql: 'SELECT {{ ds | upper }}' }])),
+      'tasks[0].sql',
+      /^unknown filter "upper" in \{\{ ds \| upper \}\}: use literal or ident$/,
+    );
   });
 });
 
@@ -248,7 +339,16 @@ describe('validateSpec: every problem at once', () => {
       ],
     });
     expect(ps.map((p) => p.path).sort()).toEqual(
-      ['(root)', 'tasks[0].connection', 'tasks[1].needs[1]', 'tasks[1].sql', 'tasks[2].id', 'tasks[3].duration', 'tasks[4].kind', 'tasks'].sort(),
+      [
+        '(root)',
+        'tasks[0].connection',
+        'tasks[1].needs[1]',
+        'tasks[1].sql',
+        'tasks[2].id',
+        'tasks[3].duration',
+        'tasks[4].kind',
+        'tasks',
+      ].sort(),
     );
     expectProblem(ps, '(root)', /unknown field\(s\) "schedule"/);
     expectProblem(ps, 'tasks[0].connection', /engine postgres needs a named connection/);
@@ -261,7 +361,14 @@ describe('validateSpec: every problem at once', () => {
   });
 
   it('still checks the tasks when the top level is wrong', () => {
-    const ps = problemsOf({ id: 'p', maxParallel: 0, tasks: [{ id: 'a', kind: 'noop', trigger: 'never' }, { id: 'b', kind: 'noop', needs: ['b'] }] });
+    const ps = problemsOf({
+      id: 'p',
+      maxParallel: 0,
+      tasks: [
+        { id: 'a', kind: 'noop', trigger: 'never' },
+        { id: 'b', kind: 'noop', needs: ['b'] },
+      ],
+    });
     expectProblem(ps, 'maxParallel', /./);
     expectProblem(ps, 'tasks[0].trigger', /all_success/);
     expectProblem(ps, 'tasks[1].needs[0]', /needs itself/);
@@ -269,21 +376,36 @@ describe('validateSpec: every problem at once', () => {
 
   // Regression guard (found by this suite, fixed).
   it('does not report declared params as unknown when the top level has a problem', () => {
-    const ps = problemsOf({ id: 'p', colour: 'red', params: { region: 'eu' }, tasks: [{ id: 'a', kind: 'noop', description: '{{ params.region }}' }] });
+    const ps = problemsOf({
+      id: 'p',
+      colour: 'red',
+      params: { region: 'eu' },
+      tasks: [{ id: 'a', kind: 'noop', description: '{{ params.region }}' }],
+    });
     expect(ps).toEqual([{ path: '(root)', message: 'unknown field(s) "colour": remove or correct the name' }]);
   });
 
   // Regression guard (found by this suite, fixed).
   it('validates a 20,000-task chain listed downstream first', () => {
     const n = 20_000;
-    const tasks = Array.from({ length: n }, (_, i) => ({ id: `t${n - 1 - i}`, kind: 'noop', needs: i < n - 1 ? [`t${n - 2 - i}`] : [] }));
+    const tasks = Array.from({ length: n }, (_, i) => ({
+      id: `t${n - 1 - i}`,
+      kind: 'noop',
+      needs: i < n - 1 ? [`t${n - 2 - i}`] : [],
+    }));
     expect(validateSpec({ id: 'long', tasks }).ok).toBe(true);
   });
 });
 
 describe('a valid spec', () => {
   it('comes back with defaults applied', () => {
-    const spec = specOf({ id: 'ok', tasks: [{ id: 'a', kind: 'sql', sql: 'SELECT 1' }, { id: 'b', kind: 'fail', needs: ['a'] }] });
+    const spec = specOf({
+      id: 'ok',
+      tasks: [
+        { id: 'a', kind: 'sql', sql: 'SELECT 1' },
+        { id: 'b', kind: 'fail', needs: ['a'] },
+      ],
+    });
     expect(spec).toEqual({
       id: 'ok',
       maxParallel: 16,
@@ -315,14 +437,24 @@ describe('a valid spec', () => {
         { defaults: { retry: { attempts: 3 }, timeout: '10m', trigger: 'none_failed' } },
       ),
     );
-    expect(effectiveTask(spec, spec.tasks[0])).toEqual({ retry: { attempts: 3, initialInterval: '1s', backoff: 2, maxInterval: '5m' }, timeout: '10m', trigger: 'none_failed' });
-    expect(effectiveTask(spec, spec.tasks[1])).toEqual({ retry: { attempts: 5, initialInterval: '1s', backoff: 2, maxInterval: '5m' }, timeout: '5m', trigger: 'all_done' });
+    expect(effectiveTask(spec, spec.tasks[0])).toEqual({
+      retry: { attempts: 3, initialInterval: '1s', backoff: 2, maxInterval: '5m' },
+      timeout: '10m',
+      trigger: 'none_failed',
+    });
+    expect(effectiveTask(spec, spec.tasks[1])).toEqual({
+      retry: { attempts: 5, initialInterval: '1s', backoff: 2, maxInterval: '5m' },
+      timeout: '5m',
+      trigger: 'all_done',
+    });
   });
 });
 
 describe('parseSpecText', () => {
   it('parses YAML and validates it', () => {
-    const r = parseSpecText('id: daily\ntasks:\n  - id: a\n    kind: noop\n  - id: b\n    kind: wait\n    duration: 5s\n    needs: [a]\n');
+    const r = parseSpecText(
+      'id: daily\ntasks:\n  - id: a\n    kind: noop\n  - id: b\n    kind: wait\n    duration: 5s\n    needs: [a]\n',
+    );
     expect(r.ok && r.spec.tasks.map((t) => [t.id, t.needs])).toEqual([
       ['a', []],
       ['b', ['a']],
@@ -350,33 +482,59 @@ describe('parseSpecText', () => {
   });
 
   it.each(['', '- a\n- b\n', 'just text', '42'])('refuses a document %j that is not a mapping', (text) => {
-    expect(parseSpecText(text)).toEqual({ ok: false, problems: [{ path: '(root)', message: 'a spec is a mapping with "id" and "tasks"' }] });
+    expect(parseSpecText(text)).toEqual({
+      ok: false,
+      problems: [{ path: '(root)', message: 'a spec is a mapping with "id" and "tasks"' }],
+    });
   });
 
   it('passes validation problems through', () => {
-    expect(parseSpecText('id: x\ntasks:\n  - {id: a, kind: nope}\n')).toMatchObject({ ok: false, problems: [{ path: 'tasks[0].kind' }] });
+    expect(parseSpecText('id: x\ntasks:\n  - {id: a, kind: nope}\n')).toMatchObject({
+      ok: false,
+      problems: [{ path: 'tasks[0].kind' }],
+    });
   });
 });
 
 describe('resolveParams', () => {
-  const spec = specOf(pipeline([{ id: 'a', kind: 'noop' }], { params: { region: 'eu', n: 3, dry: false, day: { description: 'no default' }, env: { default: 'prod' } } }));
+  const spec = specOf(
+    pipeline([{ id: 'a', kind: 'noop' }], {
+      params: { region: 'eu', n: 3, dry: false, day: { description: 'no default' }, env: { default: 'prod' } },
+    }),
+  );
 
   it('takes declared defaults (as strings) and given values', () => {
-    expect(resolveParams(spec, { day: 'mon' })).toEqual({ params: { region: 'eu', n: '3', dry: 'false', env: 'prod', day: 'mon' }, problems: [] });
+    expect(resolveParams(spec, { day: 'mon' })).toEqual({
+      params: { region: 'eu', n: '3', dry: 'false', env: 'prod', day: 'mon' },
+      problems: [],
+    });
   });
 
   it('lets given values override defaults', () => {
-    expect(resolveParams(spec, { day: 'tue', region: 'us', n: '7' }).params).toEqual({ region: 'us', n: '7', dry: 'false', env: 'prod', day: 'tue' });
+    expect(resolveParams(spec, { day: 'tue', region: 'us', n: '7' }).params).toEqual({
+      region: 'us',
+      n: '7',
+      dry: 'false',
+      env: 'prod',
+      day: 'tue',
+    });
   });
 
   it('refuses unknown params, listing the declared ones', () => {
-    expect(resolveParams(spec, { day: 'mon', zone: 'x' }).problems).toEqual([{ path: 'params.zone', message: 'unknown param "zone": declare it under "params" or use one of region, n, dry, day, env' }]);
+    expect(resolveParams(spec, { day: 'mon', zone: 'x' }).problems).toEqual([
+      {
+        path: 'params.zone',
+        message: 'unknown param "zone": declare it under "params" or use one of region, n, dry, day, env',
+      },
+    ]);
     const none = specOf(pipeline([{ id: 'a', kind: 'noop' }]));
     expect(resolveParams(none, { zone: 'x' }).problems[0].message).toMatch(/\(none declared\)/);
   });
 
   it('asks for a value for every param without a default', () => {
-    expect(resolveParams(spec, {}).problems).toEqual([{ path: 'params.day', message: 'param "day" has no default: pass a value for it' }]);
+    expect(resolveParams(spec, {}).problems).toEqual([
+      { path: 'params.day', message: 'param "day" has no default: pass a value for it' },
+    ]);
   });
 
   // Regression guard (found by this suite, fixed).

@@ -30,18 +30,31 @@ describe('runVariables', () => {
   });
 
   it('uses the date as written in the logical date, across a year end', () => {
-    const v = runVariables({ logicalDate: '2025-12-31T23:59:59.999Z', runId: 'r', pipelineId: 'p', tenant: 't', trigger: 'manual', params: {} });
+    const v = runVariables({
+      logicalDate: '2025-12-31T23:59:59.999Z',
+      runId: 'r',
+      pipelineId: 'p',
+      tenant: 't',
+      trigger: 'manual',
+      params: {},
+    });
     expect([v.ds, v.ds_nodash]).toEqual(['2025-12-31', '20251231']);
   });
 
   it('defines every built-in the validator allows, except task_id (added per task by the workflow)', () => {
-    expect(Object.keys(vars).filter((k) => !k.startsWith('params.')).sort()).toEqual(BUILTIN_VARIABLES.filter((b) => b !== 'task_id').sort());
+    expect(
+      Object.keys(vars)
+        .filter((k) => !k.startsWith('params.'))
+        .sort(),
+    ).toEqual(BUILTIN_VARIABLES.filter((b) => b !== 'task_id').sort());
   });
 });
 
 describe('renderString', () => {
   it('replaces built-ins and params, with or without spaces inside the braces', () => {
-    expect(renderString('lake/{{ds}}/{{  params.region  }}/{{ run_id }}.parquet', vars)).toBe('lake/2026-03-04/eu/run-1.parquet');
+    expect(renderString('lake/{{ds}}/{{  params.region  }}/{{ run_id }}.parquet', vars)).toBe(
+      'lake/2026-03-04/eu/run-1.parquet',
+    );
   });
 
   it('leaves text without templates alone', () => {
@@ -78,8 +91,16 @@ describe('renderString', () => {
 
 describe('renderDeep', () => {
   it('renders every string inside arrays and objects, leaving keys and other values alone', () => {
-    const input = { '{{ ds }}': 'k', sql: 'SELECT {{ params.n }}', list: ['{{ tenant }}', 1, true, null, { deep: '{{ pipeline_id }}' }] };
-    expect(renderDeep(input, vars)).toEqual({ '{{ ds }}': 'k', sql: 'SELECT 3', list: ['acme', 1, true, null, { deep: 'daily' }] });
+    const input = {
+      '{{ ds }}': 'k',
+      sql: 'SELECT {{ params.n }}',
+      list: ['{{ tenant }}', 1, true, null, { deep: '{{ pipeline_id }}' }],
+    };
+    expect(renderDeep(input, vars)).toEqual({
+      '{{ ds }}': 'k',
+      sql: 'SELECT 3',
+      list: ['acme', 1, true, null, { deep: 'daily' }],
+    });
     expect(input.sql).toBe('SELECT {{ params.n }}'); // the input is not changed
   });
 
@@ -90,7 +111,10 @@ describe('renderDeep', () => {
 
 describe('scanTemplate', () => {
   it('lists the names used, in order', () => {
-    expect(scanTemplate('{{ ds }}-{{params.region}}-{{ ds }}')).toMatchObject({ names: ['ds', 'params.region', 'ds'], malformed: false });
+    expect(scanTemplate('{{ ds }}-{{params.region}}-{{ ds }}')).toMatchObject({
+      names: ['ds', 'params.region', 'ds'],
+      malformed: false,
+    });
   });
 
   it('gives each use its filter and place', () => {
@@ -107,7 +131,10 @@ describe('scanTemplate', () => {
   });
 
   it('the validator reports what renderString would throw on, before a run', () => {
-    const r = validateSpec({ id: 'p', tasks: [{ id: 'a', kind: 'noop', description: '{{ process.env }} {{ constructor }}' }] });
+    const r = validateSpec({
+      id: 'p',
+      tasks: [{ id: 'a', kind: 'noop', description: '{{ process.env }} {{ constructor }}' }],
+    });
     expect(r.ok ? [] : r.problems.map((p) => p.message)).toEqual([
       expect.stringMatching(/^unknown template variable "process.env"/),
       expect.stringMatching(/^unknown template variable "constructor"/),

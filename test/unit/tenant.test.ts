@@ -15,14 +15,25 @@ describe('normaliseLocation', () => {
     expect(normaliseLocation('/srv/a%20b/c')).toBe('file:///srv/a%20b/c');
     expect(normaliseLocation('file:///srv/a%2520b/c')).toBe('file:///srv/a%20b/c');
     expect(normaliseLocation('file:///srv/a%20b/c')).toBe('file:///srv/a b/c');
-    for (const bad of ['s3://lake/acme/../globex/x', 'file:///srv/acme/%2e%2e/globex', '/srv/./x', 'http://x/y', 's3:///nobucket', 'file://host/x', 'file:///a\u0000b'])
+    for (const bad of [
+      's3://lake/acme/../globex/x',
+      'file:///srv/acme/%2e%2e/globex',
+      '/srv/./x',
+      'http://x/y',
+      's3:///nobucket',
+      'file://host/x',
+      'file:///a\u0000b',
+    ])
       expect(() => normaliseLocation(bad), bad).toThrow();
   });
 });
 
 describe('configuration of tenant locations and lakes', () => {
   it('parses allow-lists per tenant and says what is wrong', () => {
-    expect(parseTenantLocations('acme=s3://partner/acme/|file:///srv/exports/acme/, globex=s3://g/')).toEqual({ acme: ['s3://partner/acme/', 'file:///srv/exports/acme/'], globex: ['s3://g/'] });
+    expect(parseTenantLocations('acme=s3://partner/acme/|file:///srv/exports/acme/, globex=s3://g/')).toEqual({
+      acme: ['s3://partner/acme/', 'file:///srv/exports/acme/'],
+      globex: ['s3://g/'],
+    });
     expect(() => parseTenantLocations('acme=s3://partner/acme')).toThrow(/must end with "\/"/);
     expect(() => parseTenantLocations('Acme=s3://p/')).toThrow(/should be TENANT=URI/);
     expect(() => parseTenantLocations('acme=s3://p/../q/')).toThrow(/"\." or "\.\." segments/);
@@ -60,7 +71,16 @@ describe('tenantStore and locate', () => {
     expect(locate(o, 'landing/x.csv')).toMatchObject({ key: 'landing/x.csv', inLake: true });
     expect(locate(o, 's3://lake/main/acme/landing/x.csv')).toMatchObject({ key: 'landing/x.csv', inLake: true });
     expect(locate(o, 's3://partner/acme/in/x.csv')).toMatchObject({ key: 'in/x.csv', inLake: false });
-    for (const bad of ['s3://lake/main/globex/x.csv', 's3://lake/main/acme-evil/x', 's3://partner/acmeX/x', 'file:///etc/passwd', '/etc/passwd', 'http://x/y', '../globex/x', 's3://lake/main/acme/../globex/x'])
+    for (const bad of [
+      's3://lake/main/globex/x.csv',
+      's3://lake/main/acme-evil/x',
+      's3://partner/acmeX/x',
+      'file:///etc/passwd',
+      '/etc/passwd',
+      'http://x/y',
+      '../globex/x',
+      's3://lake/main/acme/../globex/x',
+    ])
       expect(() => locate(o, bad), bad).toThrow(/outside your lake|climbs out|scheme|segments/);
   });
 
@@ -76,11 +96,21 @@ describe('tenantStore and locate', () => {
 
 describe('absolutePaths', () => {
   it('rewrites the file arguments of readers and FROM scans to the tenant folder, and nothing else', () => {
-    expect(absolutePaths("SELECT * FROM read_csv('orders.csv') WHERE name = 'orders.csv'", '/l/acme')).toBe("SELECT * FROM read_csv('/l/acme/orders.csv') WHERE name = 'orders.csv'");
-    expect(absolutePaths("SELECT * FROM read_parquet(['a.parquet', 'b/c.parquet'])", '/l/acme')).toBe("SELECT * FROM read_parquet(['/l/acme/a.parquet', '/l/acme/b/c.parquet'])");
-    expect(absolutePaths("SELECT * FROM 'x.csv' JOIN 'y.csv' USING (id)", '/l/acme')).toBe("SELECT * FROM '/l/acme/x.csv' JOIN '/l/acme/y.csv' USING (id)");
-    expect(absolutePaths("SELECT * FROM read_text('/etc/passwd') -- read_csv('z')", '/l/acme')).toBe("SELECT * FROM read_text('/etc/passwd') -- read_csv('z')");
-    expect(absolutePaths("SELECT * FROM read_csv('it''s.csv')", '/l/acme')).toBe("SELECT * FROM read_csv('/l/acme/it''s.csv')");
+    expect(absolutePaths("SELECT * FROM read_csv('orders.csv') WHERE name = 'orders.csv'", '/l/acme')).toBe(
+      "SELECT * FROM read_csv('/l/acme/orders.csv') WHERE name = 'orders.csv'",
+    );
+    expect(absolutePaths("SELECT * FROM read_parquet(['a.parquet', 'b/c.parquet'])", '/l/acme')).toBe(
+      "SELECT * FROM read_parquet(['/l/acme/a.parquet', '/l/acme/b/c.parquet'])",
+    );
+    expect(absolutePaths("SELECT * FROM 'x.csv' JOIN 'y.csv' USING (id)", '/l/acme')).toBe(
+      "SELECT * FROM '/l/acme/x.csv' JOIN '/l/acme/y.csv' USING (id)",
+    );
+    expect(absolutePaths("SELECT * FROM read_text('/etc/passwd') -- read_csv('z')", '/l/acme')).toBe(
+      "SELECT * FROM read_text('/etc/passwd') -- read_csv('z')",
+    );
+    expect(absolutePaths("SELECT * FROM read_csv('it''s.csv')", '/l/acme')).toBe(
+      "SELECT * FROM read_csv('/l/acme/it''s.csv')",
+    );
   });
 });
 
@@ -91,14 +121,34 @@ describe('the DuckDB sandbox', () => {
     await writeFile(path.join(dir, 'own', 'a.csv'), 'x\n1\n');
     const duck = await openDuck();
     try {
-      await duck.lock({ files: [], dirs: [path.join(dir, 'own')], scratch: path.join(dir, 'scratch'), limits: { memory: '64MB', threads: 1, temp: '16MB' } });
-      const s = (await duck.conn.runAndReadAll("SELECT name, value FROM duckdb_settings() WHERE name IN ('memory_limit', 'threads', 'max_temp_directory_size', 'enable_external_access', 'lock_configuration', 'autoload_known_extensions') ORDER BY name")).getRows();
-      expect(Object.fromEntries(s)).toMatchObject({ threads: '1', enable_external_access: 'false', lock_configuration: 'true', autoload_known_extensions: 'false' });
+      await duck.lock({
+        files: [],
+        dirs: [path.join(dir, 'own')],
+        scratch: path.join(dir, 'scratch'),
+        limits: { memory: '64MB', threads: 1, temp: '16MB' },
+      });
+      const s = (
+        await duck.conn.runAndReadAll(
+          "SELECT name, value FROM duckdb_settings() WHERE name IN ('memory_limit', 'threads', 'max_temp_directory_size', 'enable_external_access', 'lock_configuration', 'autoload_known_extensions') ORDER BY name",
+        )
+      ).getRows();
+      expect(Object.fromEntries(s)).toMatchObject({
+        threads: '1',
+        enable_external_access: 'false',
+        lock_configuration: 'true',
+        autoload_known_extensions: 'false',
+      });
       expect(String(Object.fromEntries(s).memory_limit)).toMatch(/^6[0-9](\.\d+)? MiB$/);
-      expect((await duck.conn.runAndReadAll(`SELECT count(*) FROM read_csv('${path.join(dir, 'own', 'a.csv')}')`)).getRows()[0][0]).toBe(1n);
+      expect(
+        (
+          await duck.conn.runAndReadAll(`SELECT count(*) FROM read_csv('${path.join(dir, 'own', 'a.csv')}')`)
+        ).getRows()[0][0],
+      ).toBe(1n);
       await expect(duck.conn.run("SET memory_limit = '8GB'")).rejects.toThrow(/locked/);
       // Over the memory and temp limits a query fails; it does not take the machine.
-      await expect(duck.conn.run('SELECT list(range) FROM range(50000000)')).rejects.toThrow(/Out of Memory|memory|temp/i);
+      await expect(duck.conn.run('SELECT list(range) FROM range(50000000)')).rejects.toThrow(
+        /Out of Memory|memory|temp/i,
+      );
     } finally {
       await duck.close();
     }
