@@ -25,7 +25,7 @@ import { TriggerDispatcher, type DispatcherOptions } from './dispatcher.js';
 import { clusterRoutes } from './clusters.js';
 import { codecRoutes } from './codec.js';
 import { sparkPolicyFromEnv } from '../schemas/spark-policy.js';
-import { ClustersService } from './clusters-service.js';
+import { ClustersService } from '../client/clusters.js';
 import { parseTenantTiers } from '../schemas/external.js';
 import {
   ConnectionBody,
@@ -40,7 +40,7 @@ import type { AirbyteClient } from '../activities/airbyte/client.js';
 import { ingestionRoutes } from './ingestion.js';
 import type { ApiContext } from './context.js';
 import { checkRequestValues, installBodyParsers, installErrorHandler, stderrLog, type ApiLog } from './errors.js';
-import { BODY_LIMITS, LIMITS } from './limits.js';
+import { BODY_LIMITS, LIMITS } from '../schemas/limits.js';
 import { keyRoutes } from './keys.js';
 import { libraryRoutes } from './libraries.js';
 import { docBodySchema, withErrorResponses } from './openapi.js';
@@ -51,14 +51,14 @@ import { pipelineRoutes } from './pipelines.js';
 import { QueriesService } from './queries-service.js';
 import { queryRoutes } from './queries.js';
 import type { Connections } from '../activities/sql/connections.js';
-import { ReconciliationsService } from './reconciliations-service.js';
+import { ReconciliationsService } from '../client/reconciliations.js';
 import { reconciliationRoutes } from './reconciliations.js';
 import { runRoutes } from './runs.js';
-import { RunsService } from './runs-service.js';
+import { RunsService } from '../client/runs.js';
 import { scheduleRoutes } from './schedules.js';
 import { findSession, sessionRoutes } from './sessions.js';
-import { RequestError } from './runs-service.js';
-import { SchedulesService } from './schedules-service.js';
+import { RequestError } from '../schemas/errors.js';
+import { SchedulesService } from '../client/schedules.js';
 import { createMetrics, systemRoutes } from './system.js';
 
 /** Bodies documented in OpenAPI (validated with zod in the handlers, for clearer errors). */
@@ -117,11 +117,11 @@ export interface ApiDeps {
   spark?: SparkK8sClient;
   /** Trigger dispatcher settings; `false` leaves accepted triggers queued (tests of the outbox). */
   dispatcher?: DispatcherOptions | false;
-  /** Airbyte for /api/v1/ingestion (api/server.ts builds it from AIRBYTE_URL and its credentials). */
+  /** Airbyte for /api/v1/ingestion (workers/api.ts builds it from AIRBYTE_URL and its credentials). */
   airbyte?: AirbyteClient;
   /** Where failed requests (500s) are logged, with their request id; default one JSON line on stderr. */
   log?: ApiLog;
-  /** Postgres/MySQL connections the query API may use (api/server.ts: connectionsFromEnv, as the worker). */
+  /** Postgres/MySQL connections the query API may use (workers/api.ts: connectionsFromEnv, as the worker). */
   connections?: Connections;
   /** Query API settings (tests make chunks small). */
   queries?: Partial<Pick<ConstructorParameters<typeof QueriesService>[0], 'chunkBytes' | 'resultBytes' | 'keepMs'>>;

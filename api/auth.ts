@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import { cachedKeyLookup, type Principal, type Role } from '../store/keys.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

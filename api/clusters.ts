@@ -7,7 +7,7 @@ import { ClusterBody, ClusterResizeBody } from '../schemas/api.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 export function clusterRoutes(app: FastifyInstance, ctx: ApiContext) {
   const tags = ['clusters'];

@@ -18,7 +18,7 @@ import { payloadTenant, TenantPayloadCodec } from '../client/codec.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 const PayloadsBody = z.object({
   payloads: z
@@ -155,12 +155,10 @@ export function codecRoutes(
 function preflight(uiOrigin: string) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
     if (req.headers.origin !== uiOrigin)
-      return reply
-        .status(403)
-        .send({
-          error: `origin ${req.headers.origin ?? '(none)'} may not call the codec; only the Temporal UI at ${uiOrigin} (TEMPORAL_UI_URL)`,
-          requestId: req.id,
-        });
+      return reply.status(403).send({
+        error: `origin ${req.headers.origin ?? '(none)'} may not call the codec; only the Temporal UI at ${uiOrigin} (TEMPORAL_UI_URL)`,
+        requestId: req.id,
+      });
     return reply
       .status(204)
       .header('access-control-allow-methods', 'POST, OPTIONS')

@@ -6,10 +6,10 @@ import type { Config } from '../schemas/config.js';
 import type { Db } from '../store/db.js';
 import type { cachedKeyLookup } from '../store/keys.js';
 import type { Metrics } from './system.js';
-import type { ClustersService } from './clusters-service.js';
-import type { ReconciliationsService } from './reconciliations-service.js';
-import type { RunsService } from './runs-service.js';
-import type { SchedulesService } from './schedules-service.js';
+import type { ClustersService } from '../client/clusters.js';
+import type { ReconciliationsService } from '../client/reconciliations.js';
+import type { RunsService } from '../client/runs.js';
+import type { SchedulesService } from '../client/schedules.js';
 import type { QueriesService } from './queries-service.js';
 
 export interface ApiContext {

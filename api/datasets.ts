@@ -1,9 +1,9 @@
 /** /api/v1/datasets: the lake catalog (schema, versions, checks, lineage, preview). */
 import type { FastifyInstance } from 'fastify';
-import { DatasetsService } from './datasets-service.js';
+import { DatasetsService } from '../client/datasets.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 export function datasetRoutes(app: FastifyInstance, ctx: ApiContext) {
   const tags = ['datasets'];

@@ -6,7 +6,8 @@
  * trigger's workflow id with REJECT_DUPLICATE: a start repeated after a lost answer finds
  * the run it made and records that, so a trigger is never run twice.
  */
-import { RequestError, type PreparedStart, type RunsService } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
+import { type PreparedStart, type RunsService } from '../client/runs.js';
 import type { Db } from '../store/db.js';
 import { claimTriggers, markFailedToStart, markRetry, pruneTriggers, type TriggerRow } from '../store/triggers.js';
 

@@ -21,7 +21,7 @@ import type { Role } from '../store/keys.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 export const INGESTION_BODIES: Record<
   IngestionKind,

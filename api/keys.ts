@@ -5,7 +5,7 @@ import { createKey, listKeys, revokeKey } from '../store/keys.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 export function keyRoutes(app: FastifyInstance, ctx: ApiContext) {
   app.post(

@@ -22,8 +22,8 @@ import {
 } from '../store/libraries.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
-import { fmtBytes, LIMITS } from './limits.js';
-import { RequestError } from './runs-service.js';
+import { fmtBytes, LIMITS } from '../schemas/limits.js';
+import { RequestError } from '../schemas/errors.js';
 
 /** Content types of an upload, and the kind of library each is. */
 const KIND_OF: Record<string, LibraryKind> = {

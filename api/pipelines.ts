@@ -4,12 +4,12 @@ import { parseSpecText } from '../schemas/spec-file.js';
 import { validateSpec, type ValidationResult } from '../schemas/pipeline.js';
 import { PipelineQuery } from '../schemas/api.js';
 import { parse } from './errors.js';
-import { fmtBytes, LIMITS, valueProblem } from './limits.js';
+import { fmtBytes, LIMITS, valueProblem } from '../schemas/limits.js';
 import { deletePipeline, getPipeline, listPipelines, listVersions, registerPipeline } from '../store/pipelines.js';
 import { libraryProblems } from '../store/libraries.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 export async function loadPipeline(ctx: ApiContext, tenant: string, id: string, version?: number) {
   const p = await getPipeline(ctx.db, tenant, id, version);

@@ -22,15 +22,15 @@ import {
   type PreparedQuery,
   type QueryColumn,
 } from '../activities/sql/query.js';
-import { NonRetryableError } from '../activities/core/task.js';
+import { NonRetryableError } from '../schemas/errors.js';
 import type { QueryBody } from '../schemas/api.js';
 import { checkParamValue, paramDecl, type ParamDecl } from '../schemas/params.js';
 import { renderField } from '../schemas/template.js';
 import type { Db } from '../store/db.js';
 import type { Principal } from '../store/keys.js';
 import { owns } from './auth.js';
-import { fmtBytes, LIMITS } from './limits.js';
-import { RequestError } from './runs-service.js';
+import { fmtBytes, LIMITS } from '../schemas/limits.js';
+import { RequestError } from '../schemas/errors.js';
 
 export type StatementStatus = 'running' | 'succeeded' | 'failed' | 'canceled';
 

@@ -9,7 +9,7 @@ import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
 import { csvOf, statementView, type Statement } from './queries-service.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 const wantsCsv = (req: FastifyRequest) => /\btext\/csv\b/i.test(String(req.headers.accept ?? ''));
 

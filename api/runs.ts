@@ -11,8 +11,8 @@ import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
 import { renderGraph, runPage } from './graph.js';
 import { loadPipeline } from './pipelines.js';
-import { taskLog } from './task-logs.js';
-import { RequestError } from './runs-service.js';
+import { taskLog } from '../client/task-logs.js';
+import { RequestError } from '../schemas/errors.js';
 
 const strParams = (p?: Record<string, string | number | boolean>) =>
   Object.fromEntries(Object.entries(p ?? {}).map(([k, v]) => [k, String(v)]));
@@ -69,16 +69,14 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
         idempotent: !!idem,
       });
       if (!h.existing) ctx.metrics.runsStarted.inc({ trigger: 'api' });
-      return reply
-        .status(202)
-        .send({
-          runId: h.runId,
-          workflowId: h.workflowId,
-          status: 'queued',
-          uiUrl: h.uiUrl,
-          version: pipe.version,
-          existing: h.existing ?? false,
-        });
+      return reply.status(202).send({
+        runId: h.runId,
+        workflowId: h.workflowId,
+        status: 'queued',
+        uiUrl: h.uiUrl,
+        version: pipe.version,
+        existing: h.existing ?? false,
+      });
     },
   );
 

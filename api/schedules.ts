@@ -5,7 +5,7 @@ import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
 import { loadPipeline } from './pipelines.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 type P = { Params: { id: string; sid: string } };
 

@@ -13,8 +13,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import type { Principal, Role } from '../store/keys.js';
-import { LIMITS } from './limits.js';
-import { RequestError } from './runs-service.js';
+import { LIMITS } from '../schemas/limits.js';
+import { RequestError } from '../schemas/errors.js';
 
 export const SESSION_COOKIE = 'strata_session';
 const LOGIN_CSRF_COOKIE = 'strata_login_csrf';

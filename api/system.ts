@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ApiContext } from './context.js';
 

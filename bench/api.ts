@@ -50,7 +50,7 @@ async function main() {
     STRATA_LAKE_ROOT: path.join(scratch, 'lake'),
     STRATA_PAYLOAD_KEYS: payloadKeys,
   };
-  const api = startProcess('api/server.ts', [], {
+  const api = startProcess('workers/api.ts', [], {
     ...env,
     STRATA_BOOTSTRAP_ADMIN_KEY: key,
     STRATA_BOOTSTRAP_TENANT: 'bench',

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createActivities } from '../activities/index.js';
-import { RunsService } from '../api/runs-service.js';
+import { RunsService } from '../client/runs.js';
 import type { PipelineSpec } from '../schemas/pipeline.js';
 import { spec } from '../test/harness/specs.js';
 import type { TaskActivityInput } from '../schemas/run.js';

@@ -20,7 +20,7 @@ import { attachInputs, openDuck, runChecks } from '../activities/lake/engine.js'
 import type { Check } from '../schemas/lake.js';
 import { openLake } from '../activities/lake/open.js';
 import { quoteLiteral } from '../activities/sql/duckdb.js';
-import { RunsService } from '../api/runs-service.js';
+import { RunsService } from '../client/runs.js';
 import { generate } from '../examples/generate.js';
 import type { PipelineSpec } from '../schemas/pipeline.js';
 import type { RunState } from '../schemas/run.js';

@@ -15,7 +15,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { RunsService } from '../api/runs-service.js';
+import { RunsService } from '../client/runs.js';
 import { validateSpec, type PipelineSpec } from '../schemas/pipeline.js';
 import { openDb, type Db } from '../store/db.js';
 import { migrate } from '../store/migrate.js';

@@ -10,9 +10,10 @@ import { KeyBody } from '../schemas/api.js';
 import { openDb } from '../store/db.js';
 import { createKey, listKeys, revokeKey } from '../store/keys.js';
 import { migrate } from '../store/migrate.js';
-import { ReconciliationsService } from '../api/reconciliations-service.js';
-import { RequestError, RunsService } from '../api/runs-service.js';
-import { DatasetsService } from '../api/datasets-service.js';
+import { ReconciliationsService } from '../client/reconciliations.js';
+import { RequestError } from '../schemas/errors.js';
+import { RunsService } from '../client/runs.js';
+import { DatasetsService } from '../client/datasets.js';
 import { loadConfig } from '../schemas/config.js';
 import { parseSpecText } from '../schemas/spec-file.js';
 import { resolveParams, type PipelineSpec } from '../schemas/pipeline.js';
@@ -161,8 +162,8 @@ program
   .description('print a task’s log: a Spark driver’s log (followed while it runs) or the tail its engine left')
   .action(async (runId: string, taskId: string, o: { follow: boolean; tail?: number }) => {
     await withService(async (runs) => {
-      const { taskLog } = await import('../api/task-logs.js');
-      const { sparkClientFromEnv } = await import('../workers/external-deps.js');
+      const { taskLog } = await import('../client/task-logs.js');
+      const { sparkClientFromEnv } = await import('../activities/spark-k8s/client.js');
       const log = await taskLog({ runs }, sparkClientFromEnv(), await runs.state(runId), taskId, {
         follow: o.follow,
         tailLines: o.tail,
@@ -356,7 +357,7 @@ async function openMetastoreRaw(migrated = false) {
 // ---- datasets: the lake catalog (metastore: DATABASE_URL, else the embedded one in STRATA_DATA_DIR)
 async function withDatasets<T>(fn: (svc: DatasetsService, tenant: string) => Promise<T>, tenant?: string): Promise<T> {
   const config = loadConfig();
-  const { lakeFromConfig } = await import('../workers/lake.js');
+  const { lakeFromConfig } = await import('../activities/lake/from-config.js');
   const lake = await lakeFromConfig(config);
   try {
     return await fn(new DatasetsService(lake.lake), tenant ?? config.STRATA_TENANT);
@@ -546,7 +547,7 @@ program
   .option('--dry-run', 'only say what would move', false)
   .action(async (o: { tenant?: string; dryRun: boolean }) => {
     const config = loadConfig();
-    const { lakeFromConfig } = await import('../workers/lake.js');
+    const { lakeFromConfig } = await import('../activities/lake/from-config.js');
     const { migrateToTenantLayout } = await import('../activities/lake/migrate-layout.js');
     const { openStore } = await import('../activities/s3/client.js');
     const lake = await lakeFromConfig(config);

@@ -1,5 +1,5 @@
 /** Live per-task progress for `--follow`, and the status table. */
-import type { RunsService } from '../api/runs-service.js';
+import type { RunsService } from '../client/runs.js';
 import type { RunState, TaskState } from '../schemas/run.js';
 
 function describe(t: TaskState): string {

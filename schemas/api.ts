@@ -4,7 +4,7 @@ import { Duration, toMs } from './duration.js';
 import { CsvOptions, ReconcileOptions } from './reconcile.js';
 import { SqlEngine } from './kinds.js';
 import { ClusterRequest } from './cluster.js';
-import { fmtBytes, fmtMs, LIMITS } from '../api/limits.js';
+import { fmtBytes, fmtMs, LIMITS } from './limits.js';
 
 const Scalar = z.union([z.string(), z.number(), z.boolean()]);
 

@@ -185,3 +185,16 @@ export interface CarriedState {
   header: Omit<RunState, 'tasks'>;
   tasks: CarriedTask[];
 }
+
+/** What a run writes to the metastore: its header, and at start/end the task rows to seed or close. */
+export interface RunRecord {
+  /** Since scale-v1 the header only (`tasks` empty): per-task state goes through recordTaskDeltas. */
+  state: RunState;
+  specVersion?: string;
+  pipelineVersion?: number;
+  error?: string;
+  /** At a run's start: make its task rows (`pending`) from the stored spec, or from these ids. */
+  seed?: { ref: SpecRef } | { ids: string[] };
+  /** At a run's end: every task row still pending or running ends in this state (a cancelled run). */
+  closeOpenTasks?: 'cancelled';
+}

@@ -1,19 +1,7 @@
 /** The runs index: written by the workflow (recordRun), read by the API. */
-import type { RunState, SpecRef, TaskDelta, TaskState } from '../schemas/run.js';
+import type { RunRecord, RunState, SpecRef, TaskDelta, TaskState } from '../schemas/run.js';
 import type { Db } from './db.js';
 import { specTaskIds } from './specs.js';
-
-export interface RunRecord {
-  /** Since scale-v1 the header only (`tasks` empty): per-task state goes through recordTaskDeltas. */
-  state: RunState;
-  specVersion?: string;
-  pipelineVersion?: number;
-  error?: string;
-  /** At a run's start: make its task rows (`pending`) from the stored spec, or from these ids. */
-  seed?: { ref: SpecRef } | { ids: string[] };
-  /** At a run's end: every task row still pending or running ends in this state (a cancelled run). */
-  closeOpenTasks?: 'cancelled';
-}
 
 /** Upserts a run; a final status is never moved back to running (late start writes); `queued` (an accepted API trigger) gives way to anything. */
 export async function recordRun(db: Db, r: RunRecord): Promise<void> {

@@ -3,29 +3,13 @@
  * without one refuses that engine's tasks with a ConfigError that says what to set.
  * Secrets (Airbyte client secret, AWS keys) are read here and never logged.
  */
-import { existsSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { ActivityDeps } from '../activities/index.js';
 import { airbyteClientFromEnv } from '../activities/airbyte/client.js';
 import { EmrJobsClient } from '../activities/emr/client.js';
-import { SparkK8sClient } from '../activities/spark-k8s/client.js';
+import { sparkClientFromEnv } from '../activities/spark-k8s/client.js';
 import { parseTenantTiers } from '../schemas/external.js';
 import { parseAirbyteWorkspaces } from '../schemas/ingestion.js';
 import { sparkPolicyFromEnv } from '../schemas/spark-policy.js';
-
-export { parseTenantTiers };
-
-/** A Kubernetes client when a kubeconfig (STRATA_KUBECONFIG, KUBECONFIG, ~/.kube/config) or an in-cluster account is there. */
-export function sparkClientFromEnv(env: NodeJS.ProcessEnv = process.env): SparkK8sClient | undefined {
-  const kubeconfig = env.STRATA_KUBECONFIG;
-  const hasKube =
-    kubeconfig ||
-    env.KUBECONFIG ||
-    env.KUBERNETES_SERVICE_HOST ||
-    existsSync(path.join(os.homedir(), '.kube', 'config'));
-  return hasKube ? SparkK8sClient.fromKubeconfig(kubeconfig) : undefined;
-}
 
 export function externalDepsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<ActivityDeps> {
   const deps: Partial<ActivityDeps> = {

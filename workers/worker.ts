@@ -5,7 +5,7 @@ import { createActivities, type ActivityDeps } from '../activities/index.js';
 import { connectionsFromEnv } from '../activities/sql/connections.js';
 import { ledgerKeyFromEnv } from '../activities/sql/ledger.js';
 import { loadConfig } from '../schemas/config.js';
-import { lakeFromConfig } from './lake.js';
+import { lakeFromConfig } from '../activities/lake/from-config.js';
 import { externalDepsFromEnv } from './external-deps.js';
 import { dataConverterFrom, UNENCRYPTED_WARNING } from '../client/data-converter.js';
 import type { DataConverter } from '@temporalio/common';

@@ -16,7 +16,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ClusterSlotStatus } from '../activities/clusters/types.js';
+import type { ClusterSlotStatus } from '../schemas/cluster-provider.js';
 import { acquireClusterSlot, clusterQuotaQuery, type ClusterQuotaInput, type QuotaHolder } from './cluster-messages.js';
 
 /** A slot whose cluster never started is kept this long (the create that took it may still be starting it). */

@@ -15,7 +15,7 @@ import {
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ClusterProvider } from '../activities/clusters/types.js';
+import type { ClusterProvider } from '../schemas/cluster-provider.js';
 import {
   clusterStateQuery,
   resizeUpdate,

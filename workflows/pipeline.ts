@@ -44,7 +44,7 @@ import {
   type TaskStatus,
 } from '../schemas/run.js';
 import { renderSpecTask, skeletonPage, triggerAt, type SkeletonPage, type TaskProfile } from '../schemas/skeleton.js';
-import type { RunRecord } from '../store/runs.js';
+import type { RunRecord } from '../schemas/run.js';
 import { downstreamIndex, isFinal, plan, selectTasks, type PlanNode } from './dag.js';
 import { describeFailure, pipelineRunV0, scheduledTime, type TaskResultEnvelope } from './pipeline-v0.js';
 import { liveQuery, stateQuery, tasksQuery } from './run-queries.js';

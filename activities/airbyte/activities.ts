@@ -1,7 +1,7 @@
 /** Airbyte syncs as Temporal activities: trigger (adopting a running sync), poll, cancel. */
 import type { ExternalJobInput, JobRef, JobStatus } from '../../schemas/external.js';
 import { jobActivities } from '../core/job.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import { AIRBYTE_TERMINAL, AirbyteError, type AirbyteClient } from './client.js';
 
 export interface AirbyteDeps {

@@ -4,17 +4,18 @@
  */
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { ClustersService } from '../../api/clusters-service.js';
+import { ClustersService } from '../../client/clusters.js';
 import { clusterWorkflowId, type ClusterSize, type ClusterSpec, type ClusterState } from '../../schemas/cluster.js';
 import { TIERS, type Tier } from '../../schemas/external.js';
 import { allows, sparkTierPolicy, type SparkPolicyConfig } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
-import { abortableSleep, NonRetryableError } from '../core/task.js';
+import { abortableSleep } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import { EmrError, type EmrJobsClient } from '../emr/client.js';
 import { K8sError, SPARK_CONNECT_VERSION, type SparkK8sClient } from '../spark-k8s/client.js';
 import { ensureTenantNamespace, tierNameOf } from '../spark-k8s/activities.js';
 import { buildSparkConnect, DEFAULT_SPARK, tenantNamespace, type SparkDefaults } from '../spark-k8s/manifest.js';
-import type { ClusterProvider, ClusterSlotStatus } from './types.js';
+import type { ClusterProvider, ClusterSlotStatus } from '../../schemas/cluster-provider.js';
 
 export interface ClusterDeps {
   spark?: SparkK8sClient;

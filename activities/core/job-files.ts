@@ -8,7 +8,7 @@ import type { LakeDeps } from '../lake/engine.js';
 import { allowedLocations, forTenant } from '../lake/open.js';
 import type { S3Config } from '../s3/client.js';
 import { locate, type Located } from '../s3/tenant.js';
-import { NonRetryableError } from './task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 
 export interface JobFileDeps {
   lake?: LakeDeps;

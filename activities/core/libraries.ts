@@ -6,7 +6,7 @@
 import type { LibraryUse } from '../../schemas/external.js';
 import { getLibraryVersion, libraryKey, type LibraryFunction, type LibraryVersion } from '../../store/libraries.js';
 import type { JobFile, JobFileDeps } from './job-files.js';
-import { NonRetryableError } from './task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 
 export interface ResolvedLibraries {
   /** JAR libraries (for the classpath) and Python packages (for pyFiles), as located files. */

@@ -5,18 +5,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { NonRetryableError } from '../../schemas/errors.js';
 import type { TaskActivityInput, TaskOutput } from '../../schemas/run.js';
-
-/** An error the user must fix (bad SQL, missing table, bad config): never retried. */
-export class NonRetryableError extends Error {
-  constructor(
-    message: string,
-    readonly type = 'TaskError',
-  ) {
-    super(message);
-    this.name = type;
-  }
-}
 
 export interface TaskEnvelope {
   output: TaskOutput;

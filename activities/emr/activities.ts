@@ -14,7 +14,7 @@ import { blockedSparkConf } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { hiveFunctionStatements, resolveLibraries, sparkFunctionStatements, withFunctions } from '../core/libraries.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import { openStore, toS3Uri, type ObjectStore, type S3Config } from '../s3/client.js';
 import { EmrError, STEP_TERMINAL, type EmrJobsClient } from './client.js';
 

@@ -8,7 +8,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { ColumnDecl } from '../../schemas/lake.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import type { ObjectStore } from '../s3/client.js';
 import { quoteLiteral } from '../sql/duckdb.js';
 import { ident } from '../quality/checks.js';

@@ -9,7 +9,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import { redact, type ConnectionConfig } from '../sql/connections.js';
 
 // Postgres type OIDs → DuckDB types (anything else stays text).

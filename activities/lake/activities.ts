@@ -10,7 +10,8 @@ import type { DatasetId, Layer, Check, ColumnDecl } from '../../schemas/lake.js'
 import { parseDatasetName } from '../../schemas/lake.js';
 import type { TaskActivityInput, TaskOutput } from '../../schemas/run.js';
 import type { DatasetVersion, Producer } from '../../store/catalog.js';
-import { NonRetryableError, taskActivity } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
+import { taskActivity } from '../core/task.js';
 import { landingFiles, splitSql, sqlType, stageRaw } from '../ingest/file.js';
 import { extractTable } from '../ingest/table.js';
 import { resolveConnection, type Connections } from '../sql/connections.js';

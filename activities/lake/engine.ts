@@ -28,7 +28,7 @@ import {
   type NewVersion,
   type Producer,
 } from '../../store/catalog.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import type { ObjectStore } from '../s3/client.js';
 import { quoteLiteral } from '../sql/duckdb.js';
 import { countFailing, describeCheck, ident, runCheck } from '../quality/checks.js';

@@ -6,7 +6,8 @@
  */
 import type { TaskDelta } from '../../schemas/run.js';
 import type { Db } from '../../store/db.js';
-import { recordRun as upsertRun, recordTaskDeltas, type RunRecord } from '../../store/runs.js';
+import { recordRun as upsertRun, recordTaskDeltas } from '../../store/runs.js';
+import { type RunRecord } from '../../schemas/run.js';
 
 export function createMetastoreActivities(db?: Db) {
   return {

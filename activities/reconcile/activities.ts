@@ -7,9 +7,10 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { DatasetRef, ReconcileOptions, type ReconcileProgress, type ReconcileResult } from '../../schemas/reconcile.js';
-import { NonRetryableError, taskActivity } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
+import { taskActivity } from '../core/task.js';
 import type { Db } from '../../store/db.js';
-import { reconcile, type Checkpoint } from './client.js';
+import { reconcile, type Checkpoint, type ReconcileHeartbeat } from './client.js';
 import { tenantFolder } from '../s3/tenant.js';
 
 export interface ReconcileDeps {
@@ -23,12 +24,6 @@ export interface ReconcileDeps {
   workRoot?: string;
   /** Test seams: `afterPartition` is awaited after each compared partition (see the crash tests). */
   faults?: { afterPartition?: (partitionsDone: number) => void | Promise<void> };
-}
-
-export interface ReconcileHeartbeat {
-  checkpoint?: Checkpoint;
-  progress?: ReconcileProgress;
-  resumedFrom?: { compared: number; leftDone: boolean; rightDone: boolean };
 }
 
 const OPTION_KEYS = Object.keys(ReconcileOptions.shape);

@@ -14,6 +14,13 @@ import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, 
 import { openSource, type Row, type RowSource } from './read.js';
 import { duckKeyUnsupported, duckPartitioned, duckUnsupported } from './duck.js';
 
+/** What the reconcile activity heartbeats: where to resume, and progress for the API. */
+export interface ReconcileHeartbeat {
+  checkpoint?: Checkpoint;
+  progress?: ReconcileProgress;
+  resumedFrom?: { compared: number; leftDone: boolean; rightDone: boolean };
+}
+
 export interface Checkpoint {
   /** 3: partition lines carry their group key (`key GS row` or `key FS raw line`). A checkpoint of another version is not resumed. */
   version: 3;

@@ -3,7 +3,7 @@
  * partition) feed groups through the same Tally, so they cannot disagree.
  */
 import type { ReconcileOptions, ReconcileResult } from '../../schemas/reconcile.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import type { Row } from './read.js';
 
 export interface Layout {

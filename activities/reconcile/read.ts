@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { CsvOptions, DatasetRef } from '../../schemas/reconcile.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import { normaliseLocation } from '../s3/tenant.js';
 import { quoteLiteral } from '../sql/duckdb.js';
 import { CsvShapeError, fastCsvBatches, fastCsvRecords } from './fast-csv.js';

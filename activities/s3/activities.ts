@@ -4,7 +4,8 @@
  * location the platform operator allowed for the tenant (STRATA_TENANT_LOCATIONS).
  */
 import type { TaskActivityInput } from '../../schemas/run.js';
-import { NonRetryableError, taskActivity } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
+import { taskActivity } from '../core/task.js';
 import type { LakeDeps } from '../lake/engine.js';
 import { allowedLocations, forTenant } from '../lake/open.js';
 import type { S3Config } from './client.js';

@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { LocationError, normaliseLocation as normalise, TENANT_RE } from '../../schemas/tenant.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import { openStore, type ObjectInfo, type ObjectStore, type S3Config } from './client.js';
 
 export function assertTenant(tenant: string): string {

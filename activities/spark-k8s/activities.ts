@@ -14,7 +14,7 @@ import { sparkPolicyProblems, sparkTierPolicy, type SparkPolicyConfig } from '..
 import { jobActivities } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { resolveLibraries, withFunctions } from '../core/libraries.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import { K8sError, SPARK_APP_VERSION, type SparkAppStatus, type SparkK8sClient } from './client.js';
 import {
   buildSparkApplication,

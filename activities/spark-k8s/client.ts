@@ -6,6 +6,9 @@
  */
 import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, Log } from '@kubernetes/client-node';
 import type { Writable } from 'node:stream';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 /** The driver container's name in pods the Spark Operator starts. */
 export const SPARK_DRIVER_CONTAINER = 'spark-kubernetes-driver';
@@ -261,4 +264,15 @@ export class SparkK8sClient {
       return [];
     }
   }
+}
+
+/** A Kubernetes client when a kubeconfig (STRATA_KUBECONFIG, KUBECONFIG, ~/.kube/config) or an in-cluster account is there. */
+export function sparkClientFromEnv(env: NodeJS.ProcessEnv = process.env): SparkK8sClient | undefined {
+  const kubeconfig = env.STRATA_KUBECONFIG;
+  const hasKube =
+    kubeconfig ||
+    env.KUBECONFIG ||
+    env.KUBERNETES_SERVICE_HOST ||
+    existsSync(path.join(os.homedir(), '.kube', 'config'));
+  return hasKube ? SparkK8sClient.fromKubeconfig(kubeconfig) : undefined;
 }

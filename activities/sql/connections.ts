@@ -7,7 +7,7 @@
  * reaches workflow history, logs or error messages.
  */
 import { TENANT_RE } from '../../schemas/tenant.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 
 export interface ConnectionConfig {
   name: string;

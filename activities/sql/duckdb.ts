@@ -7,7 +7,7 @@
  */
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import { absolutePaths, assertOneSelect, openDuck, runTenantSql, type SandboxLimits } from './sandbox.js';
 
 /** DuckDB error kinds that retrying cannot fix. */

@@ -15,7 +15,7 @@
 import { createHmac } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 
 export const LEDGER_SCHEMA = 'strata_ledger';
 

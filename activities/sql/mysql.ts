@@ -3,7 +3,7 @@
  * implicitly around DDL (CREATE/ALTER/DROP), so only DML is exactly-once there.
  */
 import mysql from 'mysql2/promise';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import type { ConnectionConfig } from './connections.js';
 import { redact } from './connections.js';
 import { isRetryableSqlError } from './errors.js';

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import type { ConnectionConfig } from './connections.js';
 import { redact } from './connections.js';
 import { isRetryableSqlError } from './errors.js';

@@ -16,7 +16,7 @@ import type { Connection as MysqlCoreConnection } from 'mysql2';
 import { StatementType } from '@duckdb/node-api';
 import pg from 'pg';
 import { attachInputs, type LakeDeps } from '../lake/engine.js';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 import { redact, type ConnectionConfig } from './connections.js';
 import { duckdbFailure } from './duckdb.js';
 import { killQuery } from './mysql.js';

@@ -10,7 +10,7 @@
 import { DuckDBInstance, StatementType, type DuckDBConnection } from '@duckdb/node-api';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { NonRetryableError } from '../core/task.js';
+import { NonRetryableError } from '../../schemas/errors.js';
 
 export interface SandboxLimits {
   /** DuckDB memory_limit, e.g. "1GB". */

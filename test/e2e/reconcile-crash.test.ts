@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { ReconciliationsService } from '../../api/reconciliations-service.js';
+import { ReconciliationsService } from '../../client/reconciliations.js';
 import { generatePair } from '../fakes/reconcile-data.js';
 import { waitFor } from '../harness/specs.js';
 import { runCli, startProcess, type Proc } from '../harness/processes.js';

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { inject } from 'vitest';
-import { RunsService } from '../../api/runs-service.js';
+import { RunsService } from '../../client/runs.js';
 import type { Connections } from '../../activities/sql/connections.js';
 import { createStrataWorker } from '../../workers/worker.js';
 import type { LakeDeps } from '../../activities/lake/engine.js';

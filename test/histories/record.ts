@@ -15,7 +15,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RunsService } from '../../api/runs-service.js';
+import { RunsService } from '../../client/runs.js';
 import type { PipelineSpec } from '../../schemas/pipeline.js';
 import { spec } from '../harness/specs.js';
 import pg from 'pg';

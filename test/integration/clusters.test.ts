@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClustersService } from '../../api/clusters-service.js';
-import { RequestError } from '../../api/runs-service.js';
+import { ClustersService } from '../../client/clusters.js';
+import { RequestError } from '../../schemas/errors.js';
 import type { ClusterState } from '../../schemas/cluster.js';
 import { STEP_SCENARIOS } from '../fakes/emr-double.js';
 import { extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';

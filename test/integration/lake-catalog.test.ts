@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { DatasetsService } from '../../api/datasets-service.js';
+import { DatasetsService } from '../../client/datasets.js';
 import type { RunState } from '../../schemas/run.js';
 import { runCli } from '../harness/processes.js';
 import { spec } from '../harness/specs.js';

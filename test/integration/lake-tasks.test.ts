@@ -2,7 +2,7 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { decodePayload } from '../../client/data-converter.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DatasetsService } from '../../api/datasets-service.js';
+import { DatasetsService } from '../../client/datasets.js';
 import type { RunState } from '../../schemas/run.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';

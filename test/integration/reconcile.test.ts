@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ReconciliationsService } from '../../api/reconciliations-service.js';
+import { ReconciliationsService } from '../../client/reconciliations.js';
 import { generatePair } from '../fakes/reconcile-data.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
-import { RunsService } from '../../api/runs-service.js';
+import { RunsService } from '../../client/runs.js';
 import { kib, runHistoryStats } from '../../bench/history-stats.js';
 import { layered, sqlTask } from '../../bench/shapes.js';
 import { loadConfig } from '../../schemas/config.js';

@@ -5,7 +5,7 @@
  */
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SchedulesService, previewFires } from '../../api/schedules-service.js';
+import { SchedulesService, previewFires } from '../../client/schedules.js';
 import type { ScheduleBody } from '../../schemas/api.js';
 import { registerPipeline } from '../../store/pipelines.js';
 import { spec, waitFor } from '../harness/specs.js';

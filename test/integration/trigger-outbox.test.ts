@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TriggerDispatcher } from '../../api/dispatcher.js';
-import { taskLog } from '../../api/task-logs.js';
-import { RunsService, type PreparedStart } from '../../api/runs-service.js';
+import { taskLog } from '../../client/task-logs.js';
+import { RunsService, type PreparedStart } from '../../client/runs.js';
 import { listRuns, recordQueued } from '../../store/runs.js';
 import { claimTriggers, enqueueTrigger, getTrigger } from '../../store/triggers.js';
 import { spec, waitFor } from '../harness/specs.js';

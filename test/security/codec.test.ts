@@ -11,8 +11,9 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import { fromJson, toJson } from '../../api/codec.js';
-import { RunsService, workflowIdFor } from '../../api/runs-service.js';
-import { SchedulesService } from '../../api/schedules-service.js';
+import { RunsService } from '../../client/runs.js';
+import { workflowIdFor } from '../../schemas/workflow-ids.js';
+import { SchedulesService } from '../../client/schedules.js';
 import {
   META_KEY_ID,
   META_TENANT,

@@ -11,7 +11,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
-import { RequestError } from '../../api/runs-service.js';
+import { RequestError } from '../../schemas/errors.js';
 import { loadConfig } from '../../schemas/config.js';
 import { PARAM_LIMITS, resolveParams, validateSpec, type PipelineSpec, type Problem } from '../../schemas/pipeline.js';
 import {

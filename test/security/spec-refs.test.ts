@@ -5,7 +5,7 @@
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { SA_PIPELINE, SA_TENANT, SA_TRIGGER } from '../../api/runs-service.js';
+import { SA_PIPELINE, SA_TENANT, SA_TRIGGER } from '../../schemas/workflow-ids.js';
 import type { PipelineRunInput } from '../../schemas/run.js';
 import { registerPipeline } from '../../store/pipelines.js';
 import { spec } from '../harness/specs.js';

@@ -100,7 +100,7 @@ export async function securityStack(name: string, extraEnv: Record<string, strin
     ...extraEnv,
   };
   const procs: Proc[] = [];
-  const api = startProcess('api/server.ts', [], env);
+  const api = startProcess('workers/api.ts', [], env);
   procs.push(api);
   const worker = startProcess('workers/worker.ts', [], env);
   procs.push(worker);

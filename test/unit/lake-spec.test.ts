@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { datasetRefsInSql, layerMayRead } from '../../schemas/lake.js';
 import { validateSpec } from '../../schemas/pipeline.js';
 import { schemaChanges } from '../../store/catalog.js';
-import { parseDatasetRef } from '../../api/datasets-service.js';
+import { parseDatasetRef } from '../../client/datasets.js';
 
 const problems = (tasks: object[]) => {
   const r = validateSpec({ id: 'p', tasks });

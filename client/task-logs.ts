@@ -9,7 +9,8 @@ import { tenantNamespace } from '../activities/spark-k8s/manifest.js';
 import { externalEngineOf, jobName } from '../schemas/external.js';
 import { EXTERNAL_JOB, TASK_KINDS } from '../schemas/kinds.js';
 import type { RunState } from '../schemas/run.js';
-import { RequestError, type RunsService } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
+import { type RunsService } from './runs.js';
 
 export interface TaskLog {
   /** `driver-pod` (live from Kubernetes) or `log-tail` (kept in the task's output). */

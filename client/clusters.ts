@@ -25,7 +25,8 @@ import {
 import { formatPath } from '../schemas/pipeline.js';
 import { DEFAULT_SPARK_IMAGE, TIERS, type Tier } from '../schemas/external.js';
 import { allows, sparkTierPolicy, type SparkPolicyConfig } from '../schemas/spark-policy.js';
-import { RequestError, SA_TENANT } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
+import { SA_TENANT } from '../schemas/workflow-ids.js';
 
 export interface ClustersServiceConfig {
   taskQueue: string;

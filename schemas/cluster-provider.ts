@@ -1,4 +1,4 @@
-import type { ClusterSize, ClusterSpec } from '../../schemas/cluster.js';
+import type { ClusterSize, ClusterSpec } from './cluster.js';
 
 /** The provider side of a cluster (Spark Connect on Kubernetes, or EMR). */
 export interface ClusterProvider {

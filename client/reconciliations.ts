@@ -1,11 +1,12 @@
 /** Start, inspect and cancel standalone reconciliations over a Temporal client. */
-import { decodePayload } from '../client/data-converter.js';
+import { decodePayload } from './data-converter.js';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
 import { DatasetRef, ReconcileOptions } from '../schemas/reconcile.js';
-import type { ReconcileHeartbeat } from '../activities/reconcile/activities.js';
+import type { ReconcileHeartbeat } from '../activities/reconcile/client.js';
 import type { ReconciliationInput } from '../workflows/reconciliation.js';
-import { RequestError, SA_PIPELINE, SA_TENANT, SA_TRIGGER } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
+import { SA_PIPELINE, SA_TENANT, SA_TRIGGER } from '../schemas/workflow-ids.js';
 
 export interface ReconciliationStatus {
   id: string;

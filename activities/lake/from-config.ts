@@ -8,12 +8,12 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { LakeDeps } from '../activities/lake/engine.js';
-import { openLake } from '../activities/lake/open.js';
-import { s3ConfigFromEnv, type S3Config } from '../activities/s3/client.js';
-import type { Config } from '../schemas/config.js';
-import { parseTenantLakes, parseTenantLocations } from '../schemas/tenant.js';
-import { openDb, type Db } from '../store/db.js';
+import type { LakeDeps } from './engine.js';
+import { openLake } from './open.js';
+import { s3ConfigFromEnv, type S3Config } from '../s3/client.js';
+import type { Config } from '../../schemas/config.js';
+import { parseTenantLakes, parseTenantLocations } from '../../schemas/tenant.js';
+import { openDb, type Db } from '../../store/db.js';
 
 export interface ProcessLake {
   lake: LakeDeps;

@@ -6,7 +6,7 @@ import { airbyteClientFromEnv } from '../activities/airbyte/client.js';
 import { loadConfig, type Config } from '../schemas/config.js';
 import { openDb, type Db } from '../store/db.js';
 import { migrate } from '../store/migrate.js';
-import { buildApi } from './app.js';
+import { buildApi } from '../api/app.js';
 import { dataConverterFrom, UNENCRYPTED_WARNING } from '../client/data-converter.js';
 
 /** The metastore named by DATABASE_URL, else PGlite under the data folder; migrated. */
@@ -24,13 +24,13 @@ async function main() {
   // Airbyte for /api/v1/ingestion, when AIRBYTE_URL is set (the same variables as the worker's).
   const airbyte = airbyteClientFromEnv(process.env);
   // The metastore and the lake catalog over it (DATABASE_URL, else embedded PGlite).
-  const { lakeFromConfig } = await import('../workers/lake.js');
+  const { lakeFromConfig } = await import('../activities/lake/from-config.js');
   const lake = await lakeFromConfig(config);
   const db = lake.db;
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const dataConverter = dataConverterFrom(config);
   if (!dataConverter.payloadCodecs?.length) console.error(`strata api: ${UNENCRYPTED_WARNING}`);
-  const { sparkClientFromEnv } = await import('../workers/external-deps.js');
+  const { sparkClientFromEnv } = await import('../activities/spark-k8s/client.js');
   // The query API runs statements here: the same named connections as the worker's (STRATA_CONN_*).
   const { connectionsFromEnv } = await import('../activities/sql/connections.js');
   const { app } = await buildApi({

@@ -2,15 +2,16 @@
  * The Temporal-client side of runs: start, inspect, cancel and repair pipelineRun
  * workflows. The CLI uses it today; the HTTP API wraps the same functions.
  */
-import { decodePayload } from '../client/data-converter.js';
+import { decodePayload } from './data-converter.js';
 import {
   Client,
   WorkflowExecutionAlreadyStartedError,
   WorkflowIdReusePolicy,
   WorkflowNotFoundError,
 } from '@temporalio/client';
-import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { createHash, randomBytes } from 'node:crypto';
+import { RequestError } from '../schemas/errors.js';
+import { SA_PIPELINE, SA_TENANT, SA_TRIGGER, workflowIdFor } from '../schemas/workflow-ids.js';
 import { resolveParams, type PipelineSpec, type Problem } from '../schemas/pipeline.js';
 import {
   RUN_ANSWER_LIMITS,
@@ -25,21 +26,6 @@ import { contentHash } from '../store/pipelines.js';
 import { getRunById, getRunTasks, recordQueued, type RunRow } from '../store/runs.js';
 import { loadSpec, snapshotSpec, specTaskIds } from '../store/specs.js';
 import { claimTriggers, enqueueTrigger, getTrigger, markStarted, type TriggerRow } from '../store/triggers.js';
-
-export const SA_PIPELINE = defineSearchAttributeKey('StrataPipeline', SearchAttributeType.KEYWORD);
-export const SA_TENANT = defineSearchAttributeKey('StrataTenant', SearchAttributeType.KEYWORD);
-export const SA_TRIGGER = defineSearchAttributeKey('StrataTrigger', SearchAttributeType.KEYWORD);
-
-/** A request the caller must fix; `status` is the HTTP status to answer with. */
-export class RequestError extends Error {
-  constructor(
-    message: string,
-    readonly status = 400,
-    readonly problems: Problem[] = [],
-  ) {
-    super(message);
-  }
-}
 
 /**
  * A workflow's start input may be at most this big (Temporal refuses a start over its 2 MB
@@ -105,10 +91,6 @@ export interface PreparedStart {
 
 export function specHash(spec: PipelineSpec): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
-}
-
-export function workflowIdFor(tenant: string, pipelineId: string, runKey: string): string {
-  return `pipeline/${tenant}/${pipelineId}/${runKey}`;
 }
 
 function newRunKey(trigger: string, at: Date): string {

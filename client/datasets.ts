@@ -11,7 +11,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { LAYERS, Namespace, type DatasetId, type Layer } from '../schemas/lake.js';
 import { CatalogError, datasetKey, type DatasetVersion } from '../store/catalog.js';
-import { RequestError } from './runs-service.js';
+import { RequestError } from '../schemas/errors.js';
 
 const NAME_RE = /^(bronze|silver|gold)\.(?:([a-z][a-z0-9_]{0,62})\.)?([a-z_][a-z0-9_]{0,62})(?:@(\d+|[0-9T:.Z+-]+))?$/;
 
