@@ -40,7 +40,7 @@ function* payloadsIn(v: unknown, depth = 0): Generator<number> {
   if (!v || typeof v !== 'object' || depth > 12 || v instanceof Uint8Array) return;
   const o = v as Record<string, unknown>;
   if (o.data instanceof Uint8Array && ('metadata' in o || depth > 0)) {
-    yield payloadBytes(o as never);
+    yield payloadBytes(o);
     return;
   }
   for (const x of Array.isArray(v) ? v : Object.values(o)) yield* payloadsIn(x, depth + 1);
@@ -64,9 +64,7 @@ export async function runHistoryStats(client: Client, workflowId: string): Promi
     }
     const first = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input;
     const startInputBytes = [...payloadsIn(first ?? {})].reduce((a, b) => a + b, 0);
-    const bytes = temporal.api.history.v1.History.encode(
-      history as Parameters<typeof temporal.api.history.v1.History.encode>[0],
-    ).finish().length;
+    const bytes = temporal.api.history.v1.History.encode(history).finish().length;
     executions.push({
       runId,
       events: history.events?.length ?? 0,

@@ -171,7 +171,7 @@ export class DatasetsService {
         dataset: datasetKey(id),
         version: v.version,
         columns: r.columnNames(),
-        rows: r.getRowObjectsJson() as Record<string, unknown>[],
+        rows: r.getRowObjectsJson(),
       };
     } finally {
       await duck.close();

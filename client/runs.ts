@@ -372,7 +372,7 @@ export class RunsService {
       counts: { pending: ids.length },
       continuations: 0,
       ...(t.last_error ? { error: t.last_error, queuedError: t.last_error } : {}),
-    } as RunState;
+    };
   }
 
   /**

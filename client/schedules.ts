@@ -238,7 +238,7 @@ export class SchedulesService {
 
   async update(tenant: string, spec: PipelineSpec, version: number, id: string, patch: Partial<ScheduleDef>) {
     const r = await this.row(tenant, spec.id, id);
-    const def = { ...r.definition, ...patch } as ScheduleDef;
+    const def = { ...r.definition, ...patch };
     checkSchedule(def);
     const opts = this.options(tenant, spec, version, id, def);
     await withTenant(tenant, () =>

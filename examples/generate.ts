@@ -229,7 +229,7 @@ async function main() {
   const { defects } = await generate(
     { seed: num(values.seed), orders: num(values.orders), customers: num(values.customers), days: num(values.days) },
     async (key, content) => {
-      const f = path.join(values.out!, key);
+      const f = path.join(values.out, key);
       await mkdir(path.dirname(f), { recursive: true });
       await writeFile(f, content);
     },

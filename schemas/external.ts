@@ -247,3 +247,23 @@ export function parseTenantTiers(text: string | undefined): Record<string, Tier>
   }
   return out;
 }
+
+/**
+ * A Spark job's task (pyspark, or sql on engine spark/emr) with the fields the manifest and
+ * the tier checks read, parsed again after templates rendered: the Spark path works on typed
+ * values, never on whatever the rendered task holds.
+ */
+export const SparkJobTask = z
+  .object({
+    id: z.string(),
+    kind: z.string(),
+    file: z.string().optional(),
+    sql: z.string().optional(),
+    pyFiles: z.array(z.string()).optional(),
+    jars: z.array(z.string()).optional(),
+    files: z.array(z.string()).optional(),
+    ...ExternalCommonFields,
+    ...SparkResourceFields,
+  })
+  .passthrough();
+export type SparkJobTask = z.infer<typeof SparkJobTask>;

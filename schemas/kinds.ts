@@ -136,7 +136,7 @@ export function sqlDialectAt(
   return kind?.sqlText?.(task, path);
 }
 
-export const TASK_KINDS: Record<string, KindDef> = {
+const KINDS = {
   sql: {
     fields: SqlFields,
     run: { type: 'activity', activity: 'runSql', heartbeat: true },
@@ -239,7 +239,16 @@ export const TASK_KINDS: Record<string, KindDef> = {
     ],
   },
   'airbyte.sync': { fields: AirbyteSyncFields, run: EXTERNAL_JOB },
-};
+} satisfies Record<string, KindDef>;
+
+/** The task kinds by name: what a spec's `kind` may be. */
+export type KindName = keyof typeof KINDS;
+
+/** One kind's own fields (besides id, needs, retries…), as its zod schema parses them. */
+export type KindFields<K extends KindName> = z.infer<z.ZodObject<(typeof KINDS)[K]['fields']>>;
+
+/** The registry, looked up by a spec's (unchecked) `kind` string. */
+export const TASK_KINDS: Record<string, KindDef> = KINDS;
 
 /** Location fields: lake paths or allowed URIs, never climbing out (checked again at run time). */
 function locations(...fields: string[]) {

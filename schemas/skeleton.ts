@@ -40,7 +40,7 @@ export const SKELETON_PAGE_BYTES = 256 * 1024;
 export function taskProfile(spec: PipelineSpec, task: TaskSpec): TaskProfile {
   const kind = TASK_KINDS[task.kind];
   const eff = effectiveTask(spec, task);
-  const runner = kind.route?.(task as Record<string, unknown>) ?? kind.run;
+  const runner = kind.route?.(task) ?? kind.run;
   return {
     label: `${task.kind}${typeof task.engine === 'string' ? ` on ${task.engine}` : ''}`,
     runner,

@@ -5,7 +5,7 @@
  * (pod specs, host mounts, credentials, JVM options, extra code) are refused on every tier
  * and engine. Pure: used when a spec is registered and again by the worker at run time.
  */
-import { envPairs, TierName, type Tier } from './external.js';
+import { envPairs, TierName, type SparkJobTask, type Tier } from './external.js';
 
 /**
  * Refused on every tier and engine, whatever the platform operator allows: each reaches past
@@ -168,7 +168,7 @@ export function dynamicAllocationProblem(
 }
 
 /** Problems of a Spark-on-Kubernetes task under its tenant's tier policy (empty when allowed). */
-export function sparkPolicyProblems(task: Record<string, any>, p: SparkTierPolicy, maxInstances: number): string[] {
+export function sparkPolicyProblems(task: SparkJobTask, p: SparkTierPolicy, maxInstances: number): string[] {
   const out: string[] = [];
   if (task.image !== undefined && !allows(p.images, String(task.image)))
     out.push(

@@ -229,7 +229,7 @@ export function filterSiteProblems(
   // Blank out every template use, so one use's braces do not read as SQL.
   let blank = text;
   for (const m of text.matchAll(/\{\{[^}]*\}\}/g))
-    blank = blank.slice(0, m.index) + ' '.repeat(m[0].length) + blank.slice(m.index! + m[0].length);
+    blank = blank.slice(0, m.index) + ' '.repeat(m[0].length) + blank.slice(m.index + m[0].length);
   const readings = modes(dialect).map((m) => nonCode(blank, m));
   return sites.map(([s, e]) => {
     if (readings.some((spans) => spans.some(([a, b]) => s >= a && s < b)))

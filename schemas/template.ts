@@ -46,7 +46,7 @@ export interface TemplateUse {
 export function scanTemplate(text: string): { names: string[]; uses: TemplateUse[]; malformed: boolean } {
   const uses: TemplateUse[] = [];
   for (const m of text.matchAll(TEMPLATE_RE))
-    uses.push({ name: m[1], ...(m[2] ? { filter: m[2] } : {}), start: m.index!, end: m.index! + m[0].length });
+    uses.push({ name: m[1], ...(m[2] ? { filter: m[2] } : {}), start: m.index, end: m.index + m[0].length });
   const opens = (text.match(OPEN_RE) ?? []).length;
   return { names: uses.map((u) => u.name), uses, malformed: opens !== uses.length };
 }

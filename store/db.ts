@@ -87,11 +87,11 @@ async function openPglite(dataDir?: string): Promise<Db> {
       if (inTx) return fn(wrap(q, true));
       const next = chain.then(() => lite.transaction((t) => fn(wrap(t as unknown as Q, true))));
       chain = next.catch(() => {});
-      return next as Promise<T>;
+      return next;
     },
     async close() {
       await lite.close();
     },
   });
-  return wrap(lite as unknown as Q, false);
+  return wrap(lite, false);
 }

@@ -56,7 +56,7 @@ export function runEvent(e: Omit<RunEvent, 'producer' | 'schemaURL' | 'eventTime
     producer: OL_PRODUCER,
     schemaURL: OL_SCHEMA_URL,
     ...e,
-  } as RunEvent;
+  };
 }
 
 /** STRATA_OPENLINEAGE_URL (http…) or STRATA_OPENLINEAGE_FILE; none = no events. */

@@ -114,9 +114,7 @@ export async function extractTable(
       }
       const [data, fields] = await my!.query({ sql, values: params });
       return {
-        fields: Object.fromEntries(
-          (fields as mysql.FieldPacket[]).map((f) => [f.name, MY_TYPES[f.columnType ?? 253] ?? 'VARCHAR']),
-        ),
+        fields: Object.fromEntries(fields.map((f) => [f.name, MY_TYPES[f.columnType ?? 253] ?? 'VARCHAR'])),
         data: data as Record<string, unknown>[],
       };
     };

@@ -129,7 +129,7 @@ export async function attachInputs(
   let last = 0;
   for (const m of masked.matchAll(DATASET_REF_IN_SQL_RE)) {
     out += sql.slice(last, m.index) + (viewOf.get(m[0]) ?? m[0]);
-    last = m.index! + m[0].length;
+    last = m.index + m[0].length;
   }
   return { sql: out + sql.slice(last), inputs: [...inputs.values()], files };
 }

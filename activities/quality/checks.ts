@@ -91,7 +91,7 @@ async function one(conn: DuckDBConnection, sql: string) {
   return conn.runAndReadAll(sql);
 }
 async function rows(conn: DuckDBConnection, sql: string): Promise<Record<string, unknown>[]> {
-  return (await one(conn, sql)).getRowObjectsJson() as Record<string, unknown>[];
+  return (await one(conn, sql)).getRowObjectsJson();
 }
 async function scalar(conn: DuckDBConnection, sql: string): Promise<unknown> {
   return (await one(conn, sql)).getRowsJson()[0]?.[0];

@@ -9,6 +9,7 @@ import {
   type JobRef,
   type JobStatus,
   type Tier,
+  SparkJobTask,
 } from '../../schemas/external.js';
 import { sparkPolicyProblems, sparkTierPolicy, type SparkPolicyConfig } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
@@ -106,7 +107,7 @@ function memoryGi(m: string): number {
  * The executors a job can really reach: with dynamic allocation, its ceiling (or the initial
  * count when that is larger: Spark starts with it); without, the fixed count.
  */
-export function reachableExecutors(task: Record<string, any>): number {
+export function reachableExecutors(task: SparkJobTask): number {
   const fixed = task.executor?.instances ?? 1;
   const dyn = task.dynamicAllocation;
   if (!dyn || dyn.enabled === false) return fixed;
@@ -114,7 +115,7 @@ export function reachableExecutors(task: Record<string, any>): number {
   return Math.max(dyn.maxExecutors ?? Infinity, dyn.minExecutors ?? 0, task.executor?.instances ?? 0);
 }
 
-export function checkJobQuota(task: Record<string, any>, tenant: string, tier: (typeof TIERS)[Tier]) {
+export function checkJobQuota(task: SparkJobTask, tenant: string, tier: (typeof TIERS)[Tier]) {
   const inst = reachableExecutors(task);
   const cores = (task.driver?.cores ?? 1) + inst * (task.executor?.cores ?? 1);
   const mem = memoryGi(task.driver?.memory ?? '1g') + inst * memoryGi(task.executor?.memory ?? '1g');
@@ -142,7 +143,14 @@ export function createSparkActivities(deps: SparkDeps) {
   return jobActivities({
     async sparkSubmit(input: ExternalJobInput & { cluster?: { endpoint?: string } }): Promise<JobRef> {
       const k8s = client();
-      const { task, run } = input;
+      const { run } = input;
+      const parsed = SparkJobTask.safeParse(input.task);
+      if (!parsed.success)
+        throw new NonRetryableError(
+          `task ${input.task.id}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+          'TaskError',
+        );
+      const task = parsed.data;
       const tierName = tierNameOf(deps, run.tenant);
       const tier = TIERS[tierName];
       // Everything is checked before anything is created: a refused job leaves no trace in the cluster.

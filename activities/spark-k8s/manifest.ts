@@ -1,6 +1,6 @@
 /** Builds SparkApplication and SparkConnect manifests from task specs (pure). */
 import { createHash } from 'node:crypto';
-import { DEFAULT_SPARK_IMAGE } from '../../schemas/external.js';
+import { DEFAULT_SPARK_IMAGE, type SparkJobTask } from '../../schemas/external.js';
 import type { RunContext } from '../../schemas/run.js';
 import { TENANT_RE } from '../../schemas/tenant.js';
 import {
@@ -85,8 +85,6 @@ export function runLabels(run: RunContext, taskId?: string): Record<string, stri
   };
 }
 
-type T = Record<string, any>;
-
 /** S3 credentials by reference to a Secret: the values never enter the spec, history or logs. */
 function s3Env(secret: string | undefined) {
   if (!secret) return undefined;
@@ -107,7 +105,7 @@ export interface SparkFiles {
 export function buildSparkApplication(o: {
   name: string;
   namespace: string;
-  task: T;
+  task: SparkJobTask;
   run: RunContext;
   defaults: SparkDefaults;
   remote?: string;
@@ -119,14 +117,14 @@ export function buildSparkApplication(o: {
   const env = s3Env(task.s3Secret);
   const sa = task.serviceAccount ?? defaults.serviceAccount;
   const labels = runLabels(o.run, task.id);
-  const sparkConf: Record<string, string> = { ...(task.sparkConf ?? {}) };
+  const sparkConf: Record<string, string> = { ...task.sparkConf };
   if (env)
     sparkConf['spark.hadoop.fs.s3a.aws.credentials.provider'] ??=
       'com.amazonaws.auth.EnvironmentVariableCredentialsProvider';
   if (defaults.s3Endpoint) sparkConf['spark.hadoop.fs.s3a.endpoint'] ??= defaults.s3Endpoint;
   if (o.remote) sparkConf['spark.remote'] = o.remote;
   const dyn = task.dynamicAllocation;
-  const spec: T = {
+  const spec: Record<string, unknown> = {
     type: 'Python',
     mode: 'cluster',
     pythonVersion: '3',

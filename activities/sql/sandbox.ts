@@ -116,17 +116,17 @@ function typeName(t: StatementType): string {
 export async function runTenantSql(conn: DuckDBConnection, sql: string) {
   const extracted = await conn.extractStatements(sql);
   if (extracted.count === 0) throw new NonRetryableError('the SQL holds no statement: write a SELECT', 'SqlError');
-  let last;
-  for (let i = 0; i < extracted.count; i++) {
+  const run = async (i: number) => {
     const st = await extracted.prepare(i);
     if (!ALLOWED.has(st.statementType))
       throw new NonRetryableError(
         `duckdb: statement ${i + 1} is a ${typeName(st.statementType)}, which tasks may not run: Strata writes the task's output itself (set "output"), and reads only the lake`,
         'SqlError',
       );
-    last = await st.runAndReadAll();
-  }
-  return last!;
+    return st.runAndReadAll();
+  };
+  for (let i = 0; i < extracted.count - 1; i++) await run(i);
+  return run(extracted.count - 1);
 }
 
 /** Checks that text is exactly one SELECT (a dataset's query, a check predicate) without running it. */

@@ -39,7 +39,7 @@ async function readDataset(name: string): Promise<Record<string, unknown>[]> {
   ).getRowObjectsJson();
   c.closeSync();
   db.closeSync();
-  return rows as Record<string, unknown>[];
+  return rows;
 }
 
 // ---- the independent computation: the cleaning and gold rules, written out in TS ----

@@ -215,7 +215,7 @@ it('signs out with the form (CSRF token), refuses cross-site sign-in and sign-ou
     headers: { cookie: `strata_session=${sid2}` },
   });
   expect(after.status).toBe(401);
-  expect(((await after.json()) as any).error).toMatch(/sign in again at \/login/);
+  expect((await after.json()).error).toMatch(/sign in again at \/login/);
   // A JSON client without a key still gets 401 JSON, not a redirect.
   const json = await fetch(`${base}/runs/${encodeURIComponent(runId)}`, { redirect: 'manual' });
   expect(json.status).toBe(401);

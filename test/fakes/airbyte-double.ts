@@ -471,7 +471,7 @@ export class AirbyteDouble {
         if (b.name !== undefined && typeof b.name !== 'string') return bad('name must be a string');
         const c: ConnectionRec = {
           connectionId: randomUUID(),
-          name: (b.name as string | undefined) ?? `${src.name} → ${dst.name}`,
+          name: b.name ?? `${src.name} → ${dst.name}`,
           sourceId: src.id,
           destinationId: dst.id,
           workspaceId: src.workspaceId,
@@ -506,7 +506,7 @@ export class AirbyteDouble {
         if (!type) return notFound(`${one} definition`, b.definitionId);
         definitionId = b.definitionId;
       } else if (typeof b.configuration[typeKey] === 'string') {
-        type = b.configuration[typeKey] as string;
+        type = b.configuration[typeKey];
         definitionId = defs[type];
         if (!definitionId) return bad(`configuration.${typeKey}: unknown ${one} type ${JSON.stringify(type)}`);
       } else return bad(`Either definitionId or configuration.${typeKey} must be provided`);

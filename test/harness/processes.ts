@@ -19,8 +19,8 @@ export function startProcess(script: string, args: string[], env: Record<string,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout!.on('data', (b) => (out += b.toString()));
-  child.stderr!.on('data', (b) => (out += b.toString()));
+  child.stdout.on('data', (b) => (out += b.toString()));
+  child.stderr.on('data', (b) => (out += b.toString()));
   const exit = new Promise<number | null>((resolve) =>
     child.on('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))),
   );

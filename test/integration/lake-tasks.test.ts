@@ -26,9 +26,7 @@ afterAll(async () => {
 async function sensorChecks(runId: string): Promise<number> {
   const d = await stack.client.workflow.getHandle(runId).describe();
   const p = d.raw.pendingActivities?.find((a) => a.activityType?.name === 's3Check')?.heartbeatDetails?.payloads?.[0];
-  return p
-    ? ((await decodePayload<{ polls?: number }>(stack.client.options.loadedDataConverter, p as never)).polls ?? 0)
-    : 0;
+  return p ? ((await decodePayload<{ polls?: number }>(stack.client.options.loadedDataConverter, p)).polls ?? 0) : 0;
 }
 
 const run = (s: ReturnType<typeof spec>): Promise<RunState> =>

@@ -47,7 +47,7 @@ async function readDataset(name: string, at?: number): Promise<Record<string, un
   ).getRowObjectsJson();
   c.closeSync();
   db.closeSync();
-  return rows as Record<string, unknown>[];
+  return rows;
 }
 
 /** The required parts of an OpenLineage 2-0-2 RunEvent (spec/OpenLineage.json: BaseEvent, RunEvent, Run, Job, Dataset, facets). */

@@ -36,17 +36,16 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const body = (id: string, extra: Partial<ScheduleBody> = {}): ScheduleBody =>
-  ({
-    id,
-    cron: '30 2 * * *',
-    timezone: 'America/New_York',
-    overlap: 'allow_all',
-    catchupWindow: '1d',
-    paused: false,
-    pauseOnFailure: false,
-    ...extra,
-  }) as ScheduleBody;
+const body = (id: string, extra: Partial<ScheduleBody> = {}): ScheduleBody => ({
+  id,
+  cron: '30 2 * * *',
+  timezone: 'America/New_York',
+  overlap: 'allow_all',
+  catchupWindow: '1d',
+  paused: false,
+  pauseOnFailure: false,
+  ...extra,
+});
 
 /** The scheduled times of the runs Temporal actually started for a schedule. */
 async function startedTimes(scheduleId: string): Promise<string[]> {

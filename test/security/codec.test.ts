@@ -161,8 +161,7 @@ describe('payload encryption on a real Temporal server', () => {
       if (!v || typeof v !== 'object' || v instanceof Uint8Array) return;
       if (key === 'searchAttributes' || key === 'header' || key === 'patch-data') return;
       const o = v as Record<string, unknown>;
-      if (o.data instanceof Uint8Array && o.metadata && typeof o.metadata === 'object')
-        return void out.push(o as Payload);
+      if (o.data instanceof Uint8Array && o.metadata && typeof o.metadata === 'object') return void out.push(o);
       for (const [k, x] of Array.isArray(v) ? v.map((x, i) => [String(i), x] as const) : Object.entries(o)) walk(x, k);
     };
     walk(history, '');
@@ -348,9 +347,9 @@ describe('payload encryption on a real Temporal server', () => {
         keys[name] = r.json.key;
       }
       acmeP = (await rawHistory(runIds.acme)).events!.find((e) => e.workflowExecutionStartedEventAttributes)!
-        .workflowExecutionStartedEventAttributes!.input!.payloads![0] as Payload;
+        .workflowExecutionStartedEventAttributes!.input!.payloads![0];
       globexP = (await rawHistory(runIds.globex)).events!.find((e) => e.workflowExecutionStartedEventAttributes)!
-        .workflowExecutionStartedEventAttributes!.input!.payloads![0] as Payload;
+        .workflowExecutionStartedEventAttributes!.input!.payloads![0];
     });
     afterAll(async () => close?.());
 

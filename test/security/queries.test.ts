@@ -70,7 +70,7 @@ async function get(k: string, url: string, headers: Record<string, string> = {})
 }
 const post = async (k: string, url: string) => {
   const r = await fetch(base + url, { method: 'POST', headers: { authorization: `Bearer ${k}` } });
-  return { status: r.status, json: (await r.json()) as any };
+  return { status: r.status, json: await r.json() };
 };
 const audit = async (id: string) =>
   (await stack.db.query<any>('SELECT * FROM query_audit WHERE statement_id = $1', [id])).rows[0];

@@ -328,7 +328,7 @@ function simulate(tasks: RandomTask[], choices: number[]): Trace {
   }));
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const down = downstreamIndex(nodes);
-  const status: Record<string, TaskStatus> = Object.fromEntries(nodes.map((n) => [n.id, 'pending' as TaskStatus]));
+  const status: Record<string, TaskStatus> = Object.fromEntries(nodes.map((n) => [n.id, 'pending']));
   const startedAt = new Map<string, Record<string, TaskStatus>>();
   const settled = new Map<string, number>();
   const running: string[] = [];

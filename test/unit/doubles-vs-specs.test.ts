@@ -15,6 +15,7 @@ import { AirbyteClient } from '../../activities/airbyte/client.js';
 import { EmrJobsClient } from '../../activities/emr/client.js';
 import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
 import { buildSparkApplication, buildSparkConnect, DEFAULT_SPARK } from '../../activities/spark-k8s/manifest.js';
+import { SparkJobTask } from '../../schemas/external.js';
 import { AirbyteDouble, DEFINITIONS, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { checkShape, emrModel } from '../fakes/emr-model.js';
 import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
@@ -72,7 +73,7 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
     buildSparkApplication({
       name: 'n',
       namespace: 'strata-acme',
-      task,
+      task: SparkJobTask.parse(task),
       run,
       defaults: DEFAULT_SPARK,
       remote: task.id === 'c' ? 'sc://x:15002' : undefined,
@@ -176,7 +177,13 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
     await client.createOrAdopt(
       'sparkapplications',
       'v1beta2',
-      buildSparkApplication({ name, namespace: 'strata-acme', task: variants[1], run, defaults: DEFAULT_SPARK }),
+      buildSparkApplication({
+        name,
+        namespace: 'strata-acme',
+        task: SparkJobTask.parse(variants[1]),
+        run,
+        defaults: DEFAULT_SPARK,
+      }),
     );
     const stored = k8s.objects.get(`sparkapplications/strata-acme/${name}`)!;
     const seen: { status?: unknown }[] = [];
@@ -218,7 +225,7 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
     const m = buildSparkApplication({
       name: 'bad',
       namespace: 'strata-acme',
-      task: variants[0],
+      task: SparkJobTask.parse(variants[0]),
       run,
       defaults: DEFAULT_SPARK,
     });
@@ -243,7 +250,7 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
     const ok = buildSparkApplication({
       name: 'twice',
       namespace: 'strata-acme',
-      task: variants[0],
+      task: SparkJobTask.parse(variants[0]),
       run,
       defaults: DEFAULT_SPARK,
     });

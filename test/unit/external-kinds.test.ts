@@ -6,7 +6,7 @@ import { validateSpec } from '../../schemas/pipeline.js';
 import { checkJobQuota } from '../../activities/spark-k8s/activities.js';
 import { logTail, PRESTO_FROM_S3, scriptKey, stepArgs } from '../../activities/emr/activities.js';
 import { toS3Uri } from '../../activities/s3/client.js';
-import { TIERS } from '../../schemas/external.js';
+import { SparkJobTask, TIERS } from '../../schemas/external.js';
 import { externalDepsFromEnv } from '../../workers/external-deps.js';
 import { parseTenantTiers } from '../../schemas/external.js';
 import { AirbyteClient, airbyteClientFromEnv } from '../../activities/airbyte/client.js';
@@ -85,14 +85,26 @@ describe('job names', () => {
 describe('resource caps and step arguments', () => {
   it('refuses a Spark job over the tier with the numbers to change', () => {
     expect(() =>
-      checkJobQuota({ id: 'x', executor: { instances: 2, cores: 2, memory: '4g' } }, 'acme', TIERS.free),
+      checkJobQuota(
+        SparkJobTask.parse({ kind: 'pyspark', id: 'x', executor: { instances: 2, cores: 2, memory: '4g' } }),
+        'acme',
+        TIERS.free,
+      ),
     ).not.toThrow();
     expect(() =>
-      checkJobQuota({ id: 'x', executor: { instances: 4, cores: 2, memory: '8g' } }, 'acme', TIERS.free),
+      checkJobQuota(
+        SparkJobTask.parse({ kind: 'pyspark', id: 'x', executor: { instances: 4, cores: 2, memory: '8g' } }),
+        'acme',
+        TIERS.free,
+      ),
     ).toThrow(/tier allows: 9 cores \(tier allows 8\), 33Gi memory \(tier allows 32Gi\); lower it/);
-    expect(() => checkJobQuota({ id: 'x', dynamicAllocation: { maxExecutors: 9 } }, 'acme', TIERS.free)).toThrow(
-      /9 executors \(tier allows 4\)/,
-    );
+    expect(() =>
+      checkJobQuota(
+        SparkJobTask.parse({ kind: 'pyspark', id: 'x', dynamicAllocation: { maxExecutors: 9 } }),
+        'acme',
+        TIERS.free,
+      ),
+    ).toThrow(/9 executors \(tier allows 4\)/);
   });
 
   it('builds command-runner arguments per kind and dialect', () => {
