@@ -16,10 +16,14 @@ module.exports = {
     },
     {
       name: 'workflows-are-deterministic',
-      comment: 'workflows/ may import only schemas/ and itself (no I/O, no activities, no store, no clients).',
+      comment:
+        'workflows/ may import only schemas/ and itself (no I/O, no store, no clients); activities/ only as types (typed proxies), never their code.',
       severity: 'error',
       from: { path: '^workflows/' },
-      to: { path: '^(activities|workers|api|store|cli|client|bench|test|examples)/' },
+      to: {
+        path: '^(activities|workers|api|store|cli|client|bench|test|examples)/',
+        dependencyTypesNot: ['type-only'],
+      },
     },
     {
       name: 'workflows-import-only-the-workflow-sdk',

@@ -29,7 +29,7 @@ export type ActivityDeps = SqlDeps &
 
 export function createActivities(deps: ActivityDeps) {
   const specs = createSpecLoader(deps.db);
-  const acts: Record<string, (...a: any[]) => Promise<any>> = {
+  const acts: Record<string, (...a: never[]) => Promise<unknown>> = {
     ...specs.activities,
     ...createControlActivities(),
     ...createSqlActivities(deps),

@@ -184,12 +184,13 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
 
   // YAML (or any text) bodies arrive as strings; JSON as objects (checked: see installBodyParsers).
   installBodyParsers(app);
-  app.setValidatorCompiler(() => (data) => ({ value: data }));
+  app.setValidatorCompiler(() => (data: unknown) => ({ value: data }));
   app.addHook('onRoute', (route) => {
-    const body = DOC_BODIES.get(`${route.method} ${route.url}`);
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const body = DOC_BODIES.get(`${methods.join(',')} ${route.url}`);
     if (body && route.schema) route.schema = { ...route.schema, body: docBodySchema(body) };
     if (isPublicRoute(route.url)) route.config = { ...route.config, public: true };
-    for (const m of Array.isArray(route.method) ? route.method : [route.method]) {
+    for (const m of methods) {
       const limit = BODY_LIMITS.get(`${m} ${route.url}`);
       if (limit !== undefined) route.bodyLimit = limit;
     }

@@ -29,7 +29,9 @@ export function startErrorMessage(e: unknown): string {
         ? (c as { details: string }).details
         : c instanceof Error
           ? c.message
-          : String(c);
+          : typeof c === 'string'
+            ? c
+            : JSON.stringify(c);
     if (text && !parts.some((p) => p.includes(text))) parts.push(text);
   }
   return parts.join(': ');

@@ -42,7 +42,7 @@ export function installBodyParsers(app: FastifyInstance) {
         new RequestError('the body is empty but content-type says JSON: send a JSON object, or no content-type', 400),
         undefined,
       );
-    json(req, body, (err, value) => {
+    void json(req, body, (err, value) => {
       if (err) {
         // Fastify refuses valid JSON that would poison prototypes; say so, else say where the JSON breaks.
         let syntax: string | undefined;

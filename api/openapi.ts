@@ -113,18 +113,22 @@ export function errorStatuses(method: Op, path: string, isPublic: boolean): numb
   return [...codes].sort((a, b) => a - b);
 }
 
-type Doc = { components?: Record<string, any>; paths?: Record<string, Record<string, any>> };
+type Operation = { responses?: Record<string, unknown> } & Record<string, unknown>;
+type Doc = {
+  components?: { schemas?: Record<string, unknown> } & Record<string, unknown>;
+  paths?: Record<string, Record<string, Operation | undefined>>;
+};
 
 /** Adds the error schema and each operation's error responses to the generated document (documentation only). */
 export function withErrorResponses<D extends object>(given: D, publicPaths: ReadonlySet<string>): D {
   const doc = given as Doc;
   const components = { ...doc.components, schemas: { ...doc.components?.schemas, Error: ERROR_SCHEMA } };
-  const paths: Record<string, Record<string, any>> = {};
+  const paths: Record<string, Record<string, Operation | undefined>> = {};
   for (const [path, item] of Object.entries(doc.paths ?? {})) {
     paths[path] = { ...item };
     for (const [method, op] of Object.entries(item)) {
       if (!op || typeof op !== 'object' || !('responses' in op)) continue;
-      const responses = { ...op.responses };
+      const responses: Record<string, unknown> = { ...op.responses };
       for (const code of errorStatuses(method as Op, path, publicPaths.has(path))) {
         responses[String(code)] ??= {
           description: WHY[code],

@@ -449,7 +449,12 @@ export function statementView(st: Statement) {
 export function csvOf(columns: QueryColumn[], rows: unknown[][], header: boolean): string {
   const cell = (v: unknown) => {
     if (v === null || v === undefined) return '';
-    const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    const s =
+      typeof v === 'string'
+        ? v
+        : typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean'
+          ? String(v)
+          : JSON.stringify(v);
     return /[",\r\n]/.test(s) || /^\s|\s$/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
   };
   const lines = rows.map((r) => r.map(cell).join(','));

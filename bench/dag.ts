@@ -44,7 +44,7 @@ async function main() {
   const taskQueue = 'bench-dag';
   const runs = new RunsService(client, { taskQueue, namespace: 'default', uiUrl: '' });
   const acts = createActivities({ lakeRoot: await mkdtemp(path.join(os.tmpdir(), 'strata-bench-')), connections: {} });
-  const noop = acts.noopTask;
+  const noop = acts.noopTask as (i: TaskActivityInput) => Promise<unknown>;
   const worker = await Worker.create({
     connection: native,
     taskQueue,

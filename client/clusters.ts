@@ -3,6 +3,7 @@
  * touch and resize `clusterLifecycle` entity workflows. Plain functions that throw
  * RequestError (with an HTTP status), so an HTTP layer can wrap them.
  */
+import { clusterLifecycle } from '../workflows/cluster.js';
 import {
   Client,
   WithStartWorkflowOperation,
@@ -163,7 +164,7 @@ export class ClustersService {
       throw new RequestError(`cluster ${spec.name} already exists for tenant ${spec.tenant}`, 409);
     await this.acquireSlot(spec.tenant, spec.name);
     try {
-      const h = await this.client.workflow.start('clusterLifecycle', this.startOptions(spec));
+      const h = await this.client.workflow.start(clusterLifecycle, this.startOptions(spec));
       return { workflowId: h.workflowId };
     } catch (e) {
       if (e instanceof WorkflowExecutionAlreadyStartedError)
@@ -177,7 +178,7 @@ export class ClustersService {
     const spec = this.specFor(req);
     const running = await this.isRunning(spec.tenant, spec.name);
     if (!running) await this.acquireSlot(spec.tenant, spec.name);
-    const h = await this.client.workflow.signalWithStart('clusterLifecycle', {
+    const h = await this.client.workflow.signalWithStart(clusterLifecycle, {
       ...this.startOptions(spec),
       signal: 'touch',
       signalArgs: [{ by }],

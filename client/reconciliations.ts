@@ -1,4 +1,5 @@
 /** Start, inspect and cancel standalone reconciliations over a Temporal client. */
+import { reconciliationRun } from '../workflows/reconciliation.js';
 import { decodePayload } from './data-converter.js';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
@@ -54,7 +55,7 @@ export class ReconciliationsService {
       options: opts.data,
       heartbeatTimeoutMs: body.heartbeatTimeoutMs,
     };
-    await this.client.workflow.start('reconciliationRun', {
+    await this.client.workflow.start(reconciliationRun, {
       taskQueue: this.taskQueue,
       workflowId: id,
       args: [input],

@@ -2,6 +2,7 @@
  * The Temporal-client side of runs: start, inspect, cancel and repair pipelineRun
  * workflows. The CLI uses it today; the HTTP API wraps the same functions.
  */
+import { pipelineRun } from '../workflows/pipeline.js';
 import { decodePayload } from './data-converter.js';
 import {
   Client,
@@ -12,7 +13,7 @@ import {
 import { createHash, randomBytes } from 'node:crypto';
 import { RequestError } from '../schemas/errors.js';
 import { SA_PIPELINE, SA_TENANT, SA_TRIGGER, workflowIdFor } from '../schemas/workflow-ids.js';
-import { resolveParams, type PipelineSpec, type Problem } from '../schemas/pipeline.js';
+import { resolveParams, type PipelineSpec } from '../schemas/pipeline.js';
 import {
   RUN_ANSWER_LIMITS,
   type PipelineRunInput,
@@ -221,7 +222,7 @@ export class RunsService {
   async startPrepared(p: PreparedStart, dispatch = false): Promise<RunHandleInfo> {
     const { workflowId, input } = p;
     try {
-      const handle = await this.client.workflow.start('pipelineRun', {
+      const handle = await this.client.workflow.start(pipelineRun, {
         taskQueue: this.config.taskQueue,
         workflowId,
         args: [input],
@@ -582,8 +583,8 @@ export class RunsService {
   /** Waits for the run to end and returns its final state (failed runs too). */
   async wait(runId: string): Promise<RunState> {
     try {
-      const st = await this.client.workflow.getHandle(runId).result();
-      if (!this.db && !(st as RunState).tasksPartial) return st;
+      const st = await this.client.workflow.getHandle<typeof pipelineRun>(runId).result();
+      if (!this.db && !st.tasksPartial) return st;
     } catch {
       /* failed or cancelled: its state says how */
     }

@@ -5,6 +5,7 @@
  * startAt and endAt are applied exactly as Temporal applies them. A scheduled run's logical
  * date is the time it was scheduled for, backfills included.
  */
+import { pipelineRun } from '../workflows/pipeline.js';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
 import { msToTs, tsToMs } from '@temporalio/common/lib/time.js';
 import { CronExpressionParser } from 'cron-parser';
@@ -120,7 +121,7 @@ export class SchedulesService {
       },
       action: {
         type: 'startWorkflow',
-        workflowType: 'pipelineRun',
+        workflowType: pipelineRun,
         workflowId: `pipeline/${tenant}/${spec.id}/schedule-${id}`,
         taskQueue: this.taskQueue,
         args: [input],

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NonRetryableError } from './errors.js';
 import { Duration } from './duration.js';
 import type { RunContext, TaskOutput } from './run.js';
 
@@ -154,11 +155,11 @@ export function externalEngineOf(task: { kind: string; engine?: unknown }): Exte
 }
 
 /** Activity name prefix per engine: `${prefix}Submit`, `…Poll`, `…Logs`, `…Cancel`. */
-export const ENGINE_ACTIVITY_PREFIX: Record<ExternalEngine, string> = {
+export const ENGINE_ACTIVITY_PREFIX = {
   'spark-k8s': 'spark',
   emr: 'emr',
   airbyte: 'airbyte',
-};
+} as const satisfies Record<ExternalEngine, string>;
 
 /** Turns any id into a DNS-1123 label (k8s names) of at most `max` characters, stable and unique by hash. */
 export function jobName(workflowId: string, taskId: string, max = 63): string {
@@ -194,6 +195,12 @@ export interface JobRef {
   id?: string;
   /** True when the submit found the job already there (a retried submit). */
   adopted: boolean;
+}
+
+/** What an engine says of a finished job besides its status: facts for the output, and the log's tail. */
+export interface JobLogs {
+  facts?: Record<string, unknown>;
+  logTail?: string;
 }
 
 export interface JobStatus {
@@ -267,3 +274,19 @@ export const SparkJobTask = z
   })
   .passthrough();
 export type SparkJobTask = z.infer<typeof SparkJobTask>;
+
+/** An EMR step's task: a Spark job's fields, or a Hive script/query, or SQL in a dialect. */
+export const EmrStepTask = SparkJobTask.extend({
+  script: z.string().optional(),
+  query: z.string().optional(),
+  dialect: SqlDialect.optional(),
+});
+export type EmrStepTask = z.infer<typeof EmrStepTask>;
+
+/** Parses a rendered task for an external engine: a task that no longer fits its kind fails, and says where. */
+export function parseJobTask<S extends z.ZodType<{ id: string }>>(schema: S, task: { id: string }): z.infer<S> {
+  const parsed = schema.safeParse(task);
+  if (parsed.success) return parsed.data;
+  const where = parsed.error.issues.map((i) => `${i.path.join('.') || '(task)'}: ${i.message}`).join('; ');
+  throw new NonRetryableError(`task ${task.id}: ${where}`, 'TaskError');
+}

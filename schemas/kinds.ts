@@ -143,7 +143,7 @@ const KINDS = {
     sqlText: field('sql', sqlTaskDialect),
     route: (t) => (t.engine === 'spark' || t.engine === 'emr' ? EXTERNAL_JOB : TASK_KINDS.sql.run),
     check: (t) => {
-      const engine = t.engine ?? 'duckdb';
+      const engine = typeof t.engine === 'string' ? t.engine : 'duckdb';
       if (engine === 'spark' || engine === 'emr') return externalChecks(t, engine);
       const problems: [string[], string][] = [];
       for (const f of [
@@ -221,7 +221,7 @@ const KINDS = {
     fields: PysparkFields,
     run: EXTERNAL_JOB,
     check: (t) => [
-      ...externalChecks(t, String(t.engine ?? 'spark')),
+      ...externalChecks(t, typeof t.engine === 'string' ? t.engine : 'spark'),
       ...locations('file')(t),
       ...locationLists('pyFiles', 'jars', 'files')(t),
     ],
@@ -282,7 +282,8 @@ function writesBronze(t: Record<string, unknown>): [string[], string][] {
 function lakeSqlProblems(t: Record<string, unknown>): [string[], string][] {
   const p: [string[], string][] = [];
   const layer = t.layer as Layer | undefined;
-  const out = typeof t.output === 'string' ? parseDatasetName(t.output) : undefined;
+  const output = typeof t.output === 'string' ? t.output : undefined;
+  const out = output !== undefined ? parseDatasetName(output) : undefined;
   if (layer && !t.output)
     p.push([['output'], `a task in layer ${layer} writes a dataset: add "output: ${layer}.NAME"`]);
   if (layer && typeof t.output === 'string' && !out)
@@ -293,7 +294,7 @@ function lakeSqlProblems(t: Record<string, unknown>): [string[], string][] {
   if (layer && out && out.layer !== layer)
     p.push([
       ['output'],
-      `output ${t.output} is in layer ${out.layer}, but the task's layer is ${layer}: make them agree`,
+      `output ${output} is in layer ${out.layer}, but the task's layer is ${layer}: make them agree`,
     ]);
   if ((t.checks as unknown[] | undefined)?.length && !out)
     p.push([['checks'], 'checks run on a dataset output: set "output: LAYER.NAME"']);

@@ -200,6 +200,7 @@ export function locationProblem(value: unknown): string | undefined {
     return `"${value}" has a scheme Strata does not read: use a path in your lake, or an s3:// or file:// URI your platform operator allowed`;
   if (v.split(/[/\\]/).some((s) => s === '..'))
     return `"${value}" climbs out with "..": name the location inside your lake`;
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
   if (/[\u0000-\u001f]/.test(v)) return `"${value}" holds control characters`;
   return undefined;
 }

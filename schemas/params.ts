@@ -90,6 +90,7 @@ const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const INT_RE = /^[+-]?\d{1,16}$/;
 const NUM_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?$/;
 /** C0/C1 controls, line/paragraph separators, bidi overrides and isolates, BOM: never in a value. */
+// eslint-disable-next-line no-control-regex -- refusing control characters is the point
 const FORBIDDEN_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/;
 
 function isDate(s: string): boolean {

@@ -43,7 +43,8 @@ export interface RunContext {
   workflowId: string;
   pipelineId: string;
   tenant: string;
-  trigger: Trigger | string;
+  /** A Trigger, or a schedule's own label. */
+  trigger: string;
   logicalDate: string;
 }
 
@@ -111,7 +112,8 @@ export interface PipelineRunInput {
   spec?: PipelineSpec;
   specRef?: SpecRef;
   tenant: string;
-  trigger: Trigger | string;
+  /** A Trigger, or a schedule's own label. */
+  trigger: string;
   /** ISO timestamp; defaults to the workflow start time. */
   logicalDate?: string;
   params?: Record<string, string>;

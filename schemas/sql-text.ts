@@ -242,5 +242,5 @@ export function filterSiteProblems(
 
 /** Built-in values (platform-made) may stand raw in SQL only if they cannot carry any. */
 export function unsafeBuiltin(value: string): boolean {
-  return !/^[A-Za-z0-9_.:\/-]*$/.test(value) || value.includes('--') || /^[-\/]|[-\/]$/.test(value);
+  return !/^[A-Za-z0-9_.:/-]*$/.test(value) || value.includes('--') || /^[-/]|[-/]$/.test(value);
 }

@@ -168,7 +168,8 @@ export function renderTask<T>(
   path: (string | number)[] = [],
 ): T {
   if (typeof value === 'string') return renderField(value, vars, { sql: sqlAt(path), params }) as T;
-  if (Array.isArray(value)) return value.map((v, i) => renderTask(v, vars, params, sqlAt, [...path, i])) as T;
+  if (Array.isArray(value))
+    return (value as unknown[]).map((v, i) => renderTask(v, vars, params, sqlAt, [...path, i])) as T;
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) out[k] = renderTask(v, vars, params, sqlAt, [...path, k]);
@@ -180,7 +181,7 @@ export function renderTask<T>(
 /** Renders every string inside a JSON-like value as runs before typed params did; object keys are left as written. */
 export function renderDeep<T>(value: T, vars: TemplateVars): T {
   if (typeof value === 'string') return renderString(value, vars) as T;
-  if (Array.isArray(value)) return value.map((v) => renderDeep(v, vars)) as T;
+  if (Array.isArray(value)) return (value as unknown[]).map((v) => renderDeep(v, vars)) as T;
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) out[k] = renderDeep(v, vars);

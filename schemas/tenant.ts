@@ -31,6 +31,7 @@ export function normaliseLocation(p: string): string {
         throw new LocationError(`"${p}" has a broken percent-escape`);
       }
   } else if (!m[2]) throw new LocationError(`"${p}" names no bucket: write s3://BUCKET/KEY`);
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
   if (/[\u0000-\u001f]/.test(rest)) throw new LocationError(`"${p}" holds control characters`);
   const segs = rest.split('/');
   if (segs.some((s) => s === '..' || s === '.'))
@@ -48,7 +49,7 @@ function pairs(text: string | undefined): string[] {
 
 /** STRATA_TENANT_LOCATIONS: `acme=s3://partner/acme/|file:///srv/exports/acme/,beta=…`. */
 export function parseTenantLocations(text: string | undefined): Record<string, string[]> {
-  const out: Record<string, string[]> = Object.create(null);
+  const out = Object.create(null) as Record<string, string[]>;
   for (const pair of pairs(text)) {
     const eq = pair.indexOf('=');
     const tenant = pair.slice(0, eq).trim();
@@ -80,7 +81,7 @@ const overlaps = (a: string, b: string) => a === b || a.startsWith(`${b}/`) || b
 
 /** STRATA_TENANT_LAKES: `acme=s3://acme-lake/prod,…` — tenants whose lake is a root of their own. */
 export function parseTenantLakes(text: string | undefined, sharedRoot?: string): Record<string, string> {
-  const out: Record<string, string> = Object.create(null);
+  const out = Object.create(null) as Record<string, string>;
   for (const pair of pairs(text)) {
     const [tenant = '', root = '', ...extra] = pair.split('=').map((s) => s.trim());
     if (!TENANT_RE.test(tenant) || !root || extra.length)

@@ -74,7 +74,8 @@ const COLS = `v.tenant, v.layer, v.namespace, v.name, v.version, v.status, v.loc
 const FROM = `lake_dataset_versions v JOIN lake_datasets d USING (tenant, layer, namespace, name)`;
 
 type Row = Record<string, unknown>;
-const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : v ? new Date(String(v)).toISOString() : undefined);
+const iso = (v: unknown) =>
+  v instanceof Date ? v.toISOString() : typeof v === 'string' && v ? new Date(v).toISOString() : undefined;
 const json = <T>(v: unknown): T => (typeof v === 'string' ? JSON.parse(v) : v) as T;
 
 function toVersion(r: Row): DatasetVersion {

@@ -60,8 +60,8 @@ function pgDb(run: pg.Pool | pg.PoolClient, pool: pg.Pool): Db {
 async function openPostgres(url: string): Promise<Db> {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   pool.on('error', () => {}); // idle client errors surface on the next query
-  const c = await pool.connect().catch((e) => {
-    throw new Error(`cannot connect to the metastore (DATABASE_URL): ${e.message}`);
+  const c = await pool.connect().catch((e: unknown) => {
+    throw new Error(`cannot connect to the metastore (DATABASE_URL): ${e instanceof Error ? e.message : String(e)}`);
   });
   c.release();
   return pgDb(pool, pool);

@@ -188,7 +188,7 @@ export async function pipelinesPinning(db: Db, tenant: string, name: string, ver
   );
   return r.rows
     .filter((row) =>
-      libraryUses(typeof row.spec === 'string' ? JSON.parse(row.spec) : row.spec).some(
+      libraryUses((typeof row.spec === 'string' ? JSON.parse(row.spec) : row.spec) as Pick<PipelineSpec, 'tasks'>).some(
         (u) => u.use.name === name && String(u.use.version) === version,
       ),
     )

@@ -1,5 +1,5 @@
 /** The runs index: written by the workflow (recordRun), read by the API. */
-import type { RunRecord, RunState, SpecRef, TaskDelta, TaskState } from '../schemas/run.js';
+import type { RunRecord, RunState, TaskDelta, TaskState } from '../schemas/run.js';
 import type { Db } from './db.js';
 import { specTaskIds } from './specs.js';
 

@@ -16,6 +16,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { ClusterProvider } from '../schemas/cluster-provider.js';
+import type { ClusterSize } from '../schemas/cluster.js';
 import {
   clusterStateQuery,
   resizeUpdate,
@@ -71,7 +72,7 @@ export async function clusterLifecycle(input: ClusterInput): Promise<ClusterStat
       return state;
     },
     {
-      validator: (size) => {
+      validator: (size: ClusterSize) => {
         if (state.phase !== 'ready')
           throw new Error(`cluster ${spec.name} is ${state.phase}; resize it once it is ready`);
         if (!(size.instances >= 1)) throw new Error('a cluster needs at least 1 instance');

@@ -30,8 +30,16 @@ import {
   type JobStatus,
 } from '../schemas/external.js';
 import { touchSignal, clusterWorkflowId, type ClusterState } from './cluster-messages.js';
+import type { createAirbyteActivities } from '../activities/airbyte/activities.js';
+import type { ClusterActivities } from '../activities/clusters/activities.js';
+import type { createEmrActivities } from '../activities/emr/activities.js';
+import type { createSparkActivities } from '../activities/spark-k8s/activities.js';
 
-type JobActivities = Record<string, (arg: any) => Promise<any>>;
+/** The job activities of every engine, typed by the factories that make them (type-only imports: no activity code here). */
+type JobActivities = ReturnType<typeof createSparkActivities> &
+  ReturnType<typeof createEmrActivities> &
+  ReturnType<typeof createAirbyteActivities> &
+  Pick<ClusterActivities, 'ensureClusterReady'>;
 
 /** What an externalJob carries across continue-as-new: the job it watches (never submitted twice) and what it saw. */
 interface JobCarry {
@@ -96,7 +104,7 @@ export async function externalJob(input: ExternalJobRunInput): Promise<JobResult
   try {
     let wait = carried?.waitMs ?? initialMs;
     for (;;) {
-      status = (await acts[`${prefix}Poll`](ref)) as JobStatus;
+      status = await acts[`${prefix}Poll`](ref);
       if (history[history.length - 1] !== status.state) {
         history.push(status.state);
         setCurrentDetails(`**${ref.name}** on ${engine}: ${status.state}`);
@@ -136,7 +144,7 @@ export async function externalJob(input: ExternalJobRunInput): Promise<JobResult
     throw err;
   }
 
-  const logs = (await acts[`${prefix}Logs`](ref)) as { facts?: Record<string, unknown>; logTail?: string };
+  const logs = await acts[`${prefix}Logs`](ref);
   const output = {
     engine,
     job: ref.name,

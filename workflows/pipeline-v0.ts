@@ -221,7 +221,7 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
           throw ApplicationFailure.create({
             type: 'SensorTimeout',
             nonRetryable: true,
-            message: `${task.id}: gave up after ${polls} checks: ${String(r.output.reason ?? 'condition not met')}`,
+            message: `${task.id}: gave up after ${polls} checks: ${typeof r.output.reason === 'string' ? r.output.reason : 'condition not met'}`,
             details: [{ attempt: 1 }],
           });
         await sleep(Math.min(interval, left), { summary: `${task.id}: next check` });

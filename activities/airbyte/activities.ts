@@ -1,5 +1,5 @@
 /** Airbyte syncs as Temporal activities: trigger (adopting a running sync), poll, cancel. */
-import type { ExternalJobInput, JobRef, JobStatus } from '../../schemas/external.js';
+import type { ExternalJobInput, JobLogs, JobRef, JobStatus } from '../../schemas/external.js';
 import { jobActivities } from '../core/job.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { AIRBYTE_TERMINAL, AirbyteError, type AirbyteClient } from './client.js';
@@ -82,7 +82,7 @@ export function createAirbyteActivities(deps: AirbyteDeps) {
         return classify(e);
       }
     },
-    async airbyteLogs(): Promise<{ facts?: Record<string, unknown> }> {
+    async airbyteLogs(): Promise<JobLogs> {
       return {};
     },
     async airbyteCancel(ref: JobRef): Promise<{ result: string }> {

@@ -11,7 +11,7 @@ export function createControlActivities() {
       const succeedOn = task.succeedOnAttempt as number | undefined;
       if (succeedOn !== undefined && attempt >= succeedOn) return { succeededOnAttempt: attempt };
       throw ApplicationFailure.create({
-        message: String(task.message ?? 'failed on purpose'),
+        message: typeof task.message === 'string' ? task.message : 'failed on purpose',
         type: 'FailTask',
         nonRetryable: Boolean(task.nonRetryable),
       });

@@ -7,9 +7,9 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { toFailure } from './task.js';
 
 export function jobActivities<T extends object>(acts: T): T {
-  const out: Record<string, (...args: any[]) => Promise<unknown>> = {};
-  for (const [name, fn] of Object.entries(acts) as [string, (...args: any[]) => Promise<unknown>][]) {
-    out[name] = async (...args: any[]) => {
+  const out: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
+  for (const [name, fn] of Object.entries(acts) as [string, (...args: unknown[]) => Promise<unknown>][]) {
+    out[name] = async (...args: unknown[]) => {
       try {
         return await fn(...args);
       } catch (e) {

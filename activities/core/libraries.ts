@@ -110,7 +110,8 @@ export function withFunctions<T extends Record<string, unknown>>(
   if (task.kind === 'sql') {
     if (statements.length) out.sql = prependStatements(statements, String(task.sql));
   } else if (task.kind === 'hive') {
-    if (statements.length && task.query !== undefined) out.query = prependStatements(statements, String(task.query));
+    if (statements.length && task.query !== undefined)
+      out.query = prependStatements(statements, typeof task.query === 'string' ? task.query : '');
   } else if (task.kind === 'pyspark') {
     if (statements.length) conf[SPARK_FUNCTIONS_CONF] = JSON.stringify(statements);
     const py = pythonFunctions(libs);

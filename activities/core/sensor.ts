@@ -31,7 +31,7 @@ export async function pollUntilDone(
       throw ApplicationFailure.create({
         type: 'SensorTimeout',
         nonRetryable: true,
-        message: `${input.task.id}: gave up after ${polls} checks: ${String(r.output.reason ?? 'condition not met')}`,
+        message: `${input.task.id}: gave up after ${polls} checks: ${typeof r.output.reason === 'string' ? r.output.reason : 'condition not met'}`,
         details: [{ attempt: 1 }],
       });
     // Sleep until the next check, heartbeating so a cancel or a dead worker is noticed in time.

@@ -9,7 +9,15 @@ import type { StepConfig } from '@aws-sdk/client-emr';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { jobName, type ExternalJobInput, type JobRef, type JobStatus } from '../../schemas/external.js';
+import {
+  EmrStepTask,
+  jobName,
+  parseJobTask,
+  type ExternalJobInput,
+  type JobRef,
+  type JobStatus,
+  type JobLogs,
+} from '../../schemas/external.js';
 import { blockedSparkConf } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
@@ -53,13 +61,14 @@ export const PRESTO_FROM_S3 =
  * for pyspark. `script` is the S3 URI the task's SQL (or local file) was uploaded to; without
  * it SQL is passed inline.
  */
-export function stepArgs(task: Record<string, any>, script?: string, deps: StepDeps = {}): string[] {
-  const extra: string[] = task.args ?? [];
+export function stepArgs(
+  task: Partial<EmrStepTask> & { kind: string },
+  script?: string,
+  deps: StepDeps = {},
+): string[] {
+  const extra = task.args ?? [];
   if (task.kind === 'pyspark') {
-    const conf = Object.entries((task.sparkConf ?? {}) as Record<string, string>).flatMap(([k, v]) => [
-      '--conf',
-      `${k}=${v}`,
-    ]);
+    const conf = Object.entries(task.sparkConf ?? {}).flatMap(([k, v]) => ['--conf', `${k}=${v}`]);
     const dep = (
       [
         ['--py-files', deps.pyFiles],
@@ -159,7 +168,7 @@ export function createEmrActivities(deps: EmrDeps) {
 
   /** The task's SQL (or inline HiveQL) uploaded to the scripts bucket; undefined to run it inline. */
   async function uploadSql(input: ExternalJobInput): Promise<string | undefined> {
-    const t = input.task as Record<string, any> & { id: string; kind: string };
+    const t = parseJobTask(EmrStepTask, input.task);
     const content = Buffer.from(String(t.kind === 'sql' ? t.sql : t.query), 'utf8');
     if (!deps.emrScriptsUri) {
       if (content.byteLength <= EMR_INLINE_SQL_MAX) return undefined;
@@ -266,7 +275,7 @@ export function createEmrActivities(deps: EmrDeps) {
       const step: StepConfig = {
         Name: name,
         ActionOnFailure: 'CONTINUE',
-        HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(job, script, stepDeps) },
+        HadoopJarStep: { Jar: 'command-runner.jar', Args: stepArgs(parseJobTask(EmrStepTask, job), script, stepDeps) },
       };
       try {
         const { stepId, adopted } = await client().addStepOnce(clusterId, step);
@@ -302,7 +311,7 @@ export function createEmrActivities(deps: EmrDeps) {
      * uploads these gzipped, minutes after the step ends: missing or unreadable logs give a
      * note, never an error.
      */
-    async emrLogs(ref: JobRef): Promise<{ facts?: Record<string, unknown>; logTail?: string }> {
+    async emrLogs(ref: JobRef): Promise<JobLogs> {
       let logUri: string | undefined;
       try {
         logUri = (await client().describeCluster(ref.scope)).LogUri;

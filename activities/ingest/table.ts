@@ -99,12 +99,14 @@ export async function extractTable(
       const sql = `SELECT * FROM ${src} ${where} ${cur ? `ORDER BY ${cur} LIMIT ${o.batchSize}` : ''}`;
       const params = cur && after !== undefined ? [after] : [];
       if (pgc) {
-        const r = await pgc.query({
+        const r = await pgc.query<Record<string, unknown>>({
           text: sql,
           values: params,
           types: {
             getTypeParser: (oid: number) =>
-              oid === 1082 || oid === 1114 || oid === 1184 ? (v: string) => v : pg.types.getTypeParser(oid),
+              oid === 1082 || oid === 1114 || oid === 1184
+                ? (v: string) => v
+                : (pg.types.getTypeParser(oid) as (v: string) => unknown),
           },
         });
         return {
@@ -112,10 +114,10 @@ export async function extractTable(
           data: r.rows,
         };
       }
-      const [data, fields] = await my!.query({ sql, values: params });
+      const [data, fields] = await my!.query<mysql.RowDataPacket[]>({ sql, values: params });
       return {
         fields: Object.fromEntries(fields.map((f) => [f.name, MY_TYPES[f.columnType ?? 253] ?? 'VARCHAR'])),
-        data: data as Record<string, unknown>[],
+        data,
       };
     };
     let after = o.since;
@@ -123,7 +125,8 @@ export async function extractTable(
       if (o.signal.aborted) throw new Error('cancelled');
       const { fields, data } = await page(after);
       columns = fields;
-      for (const r of data) out.write(JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n');
+      for (const r of data)
+        out.write(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + '\n');
       rows += data.length;
       o.progress(rows);
       if (cur && data.length) {

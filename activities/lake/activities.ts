@@ -54,7 +54,7 @@ function outputId(task: TaskActivityInput['task'], field = 'output'): DatasetId 
       `${field} "${String(task[field])}" is not a dataset name: write layer.name`,
       'ConfigError',
     );
-  return { layer: o.layer, name: o.name, namespace: String(task.namespace ?? 'default') };
+  return { layer: o.layer, name: o.name, namespace: typeof task.namespace === 'string' ? task.namespace : 'default' };
 }
 
 /** True when a sql task belongs to the lake engine: it writes or reads datasets. */

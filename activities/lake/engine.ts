@@ -23,7 +23,6 @@ import {
   datasetKey,
   type Catalog,
   type CheckVerdict,
-  type ColumnInfo,
   type DatasetVersion,
   type NewVersion,
   type Producer,

@@ -24,7 +24,7 @@ export interface LakeOptions {
 
 export async function openLake(o: LakeOptions): Promise<LakeDeps> {
   await migrate(o.db);
-  const own: Record<string, ReturnType<typeof openStore>> = Object.create(null);
+  const own = Object.create(null) as Record<string, ReturnType<typeof openStore>>;
   for (const [t, r] of Object.entries(o.tenantLakes ?? {})) own[t] = openStore(r, o.s3);
   return {
     tenantLakes: own,

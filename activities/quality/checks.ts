@@ -188,7 +188,7 @@ export async function runCheck(ctx: CheckContext, c: Check): Promise<CheckVerdic
       ctx.conn,
       `SELECT CAST(max(CAST(${ident(c.freshness.column)} AS TIMESTAMP)) AS VARCHAR) FROM __out`,
     );
-    const at = max ? new Date(`${String(max).replace(' ', 'T')}Z`) : undefined;
+    const at = typeof max === 'string' && max ? new Date(`${max.replace(' ', 'T')}Z`) : undefined;
     const limit = toMs(c.freshness.max_age);
     const ok = at !== undefined && ctx.now.getTime() - at.getTime() <= limit;
     return {

@@ -6,11 +6,11 @@ import { Context } from '@temporalio/activity';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { DatasetRef, ReconcileOptions, type ReconcileProgress, type ReconcileResult } from '../../schemas/reconcile.js';
+import { DatasetRef, ReconcileOptions, type ReconcileResult } from '../../schemas/reconcile.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { taskActivity } from '../core/task.js';
 import type { Db } from '../../store/db.js';
-import { reconcile, type Checkpoint, type ReconcileHeartbeat } from './client.js';
+import { reconcile, type ReconcileHeartbeat } from './client.js';
 import { tenantFolder } from '../s3/tenant.js';
 
 export interface ReconcileDeps {

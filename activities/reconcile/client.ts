@@ -136,16 +136,20 @@ async function inMemory(
     const g = groups.get(k);
     if (g) g.l.push(row);
     else groups.set(k, { l: [row], r: [] });
-    if (++rows % 50_000 === 0)
-      (check(ctx.signal), ctx.onProgress?.({ phase: 'reading', rows, bytes: left.bytesRead() }));
+    if (++rows % 50_000 === 0) {
+      check(ctx.signal);
+      ctx.onProgress?.({ phase: 'reading', rows, bytes: left.bytesRead() });
+    }
   }
   for await (const row of right.rows()) {
     const k = keyOf(row, keyR, norm);
     const g = groups.get(k);
     if (g) g.r.push(row);
     else groups.set(k, { l: [], r: [row] });
-    if (++rows % 50_000 === 0)
-      (check(ctx.signal), ctx.onProgress?.({ phase: 'reading', rows, bytes: left.size + right.bytesRead() }));
+    if (++rows % 50_000 === 0) {
+      check(ctx.signal);
+      ctx.onProgress?.({ phase: 'reading', rows, bytes: left.size + right.bytesRead() });
+    }
   }
   const t = new Tally(l, o);
   for (const g of groups.values()) t.group(g.l, g.r);
@@ -241,7 +245,9 @@ const US = '\u001f';
 const RS = '\u001e';
 const GS = '\u001d';
 const FS = '\u001c';
+// eslint-disable-next-line no-control-regex -- the ASCII separators are this encoding's delimiters
 const NEEDS_JSON = /[\n\u001c\u001d\u001e\u001f]/;
+// eslint-disable-next-line no-control-regex -- as above
 const NEEDS_JSON_RAW = /[\u001c\u001d\u001e\u001f]/;
 function encodeLine(key: string, row: Row): string {
   if (!row.includes(null) && !NEEDS_JSON.test(key) && !NEEDS_JSON.test((row as string[]).join('')))

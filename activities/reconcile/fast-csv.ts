@@ -71,7 +71,10 @@ export async function* fastCsvBatches(
       if (!r) break;
       line += r.newlines;
       pos = r.next;
-      if (r.fields) (batch.records.push(r.fields), batch.lines.push(line - 1));
+      if (r.fields) {
+        batch.records.push(r.fields);
+        batch.lines.push(line - 1);
+      }
     }
     buf = buf.slice(pos);
     if (batch.records.length) yield batch;
@@ -86,7 +89,10 @@ export async function* fastCsvBatches(
     }
     line += r.newlines;
     pos = r.next;
-    if (r.fields) (batch.records.push(r.fields), batch.lines.push(line - 1));
+    if (r.fields) {
+      batch.records.push(r.fields);
+      batch.lines.push(line - 1);
+    }
   }
   if (batch.records.length) yield batch;
 }

@@ -38,11 +38,12 @@ export function createS3Activities(getDeps: () => S3Deps | undefined) {
           : { done: false, reason: `${store.uri(key)} does not exist yet` };
       }
       const objs = (await store.list(key)).filter((o) => !/(^|\/)[_.][^/]*$/.test(o.key.slice(key.length)));
-      if (task.marker && !(await store.head(`${key}${String(task.marker)}`)))
+      const marker = typeof task.marker === 'string' ? task.marker : undefined;
+      if (marker && !(await store.head(`${key}${marker}`)))
         return {
           done: false,
           count: objs.length,
-          reason: `marker ${String(task.marker)} not under ${store.uri(key)} yet`,
+          reason: `marker ${marker} not under ${store.uri(key)} yet`,
         };
       if (objs.length < min)
         return { done: false, count: objs.length, reason: `${objs.length} of ${min} objects under ${store.uri(key)}` };

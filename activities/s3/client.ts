@@ -249,7 +249,7 @@ class S3Store implements ObjectStore {
     } catch (e) {
       const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
       if (status === 404) return undefined;
-      return this.call(`head ${this.uri(key)}`, () => Promise.reject(e));
+      return this.call(`head ${this.uri(key)}`, () => Promise.reject(e instanceof Error ? e : new Error(String(e))));
     }
   }
   async list(prefix: string) {

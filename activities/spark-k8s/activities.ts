@@ -9,7 +9,9 @@ import {
   type JobRef,
   type JobStatus,
   type Tier,
+  parseJobTask,
   SparkJobTask,
+  type JobLogs,
 } from '../../schemas/external.js';
 import { sparkPolicyProblems, sparkTierPolicy, type SparkPolicyConfig } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
@@ -144,13 +146,7 @@ export function createSparkActivities(deps: SparkDeps) {
     async sparkSubmit(input: ExternalJobInput & { cluster?: { endpoint?: string } }): Promise<JobRef> {
       const k8s = client();
       const { run } = input;
-      const parsed = SparkJobTask.safeParse(input.task);
-      if (!parsed.success)
-        throw new NonRetryableError(
-          `task ${input.task.id}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-          'TaskError',
-        );
-      const task = parsed.data;
+      const task = parseJobTask(SparkJobTask, input.task);
       const tierName = tierNameOf(deps, run.tenant);
       const tier = TIERS[tierName];
       // Everything is checked before anything is created: a refused job leaves no trace in the cluster.
@@ -229,7 +225,7 @@ export function createSparkActivities(deps: SparkDeps) {
       };
     },
 
-    async sparkLogs(ref: JobRef): Promise<{ facts?: Record<string, unknown>; logTail?: string }> {
+    async sparkLogs(ref: JobRef): Promise<JobLogs> {
       const k8s = client();
       let pod = `${ref.name}-driver`;
       try {

@@ -37,7 +37,7 @@ export function toK8sError(e: unknown, what: string): K8sError {
   if (e instanceof ApiException) {
     let body: { reason?: string; message?: string } = {};
     try {
-      body = typeof e.body === 'string' ? JSON.parse(e.body) : ((e.body as typeof body) ?? {});
+      body = (typeof e.body === 'string' ? JSON.parse(e.body) : (e.body ?? {})) as typeof body;
     } catch {
       /* not a Status body */
     }
@@ -165,7 +165,7 @@ export class SparkK8sClient {
   async createOrAdopt(plural: string, version: string, obj: K8sObject): Promise<{ obj: K8sObject; adopted: boolean }> {
     const namespace = obj.metadata.namespace!;
     try {
-      const created = await this.custom.createNamespacedCustomObject({
+      const created: unknown = await this.custom.createNamespacedCustomObject({
         group: SPARK_GROUP,
         version,
         namespace,

@@ -24,7 +24,7 @@ export interface SqlDeps {
 export function createSqlActivities(deps: SqlDeps) {
   return {
     runSql: taskActivity(async ({ task, run }, signal) => {
-      const engine = String(task.engine ?? 'duckdb');
+      const engine = typeof task.engine === 'string' ? task.engine : 'duckdb';
       const sql = String(task.sql);
       const key = { workflowId: run.workflowId, taskId: task.id };
       switch (engine) {

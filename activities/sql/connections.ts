@@ -20,7 +20,7 @@ export interface ConnectionConfig {
 export type Connections = Record<string, ConnectionConfig>;
 
 export function connectionsFromEnv(env: NodeJS.ProcessEnv = process.env): Connections {
-  const out: Connections = Object.create(null);
+  const out: Connections = Object.create(null) as Connections;
   const owner = env.STRATA_BOOTSTRAP_TENANT || 'default';
   for (const [k, v] of Object.entries(env)) {
     if (!k.startsWith('STRATA_CONN_') || k.endsWith('_TENANTS') || !v) continue;

@@ -52,7 +52,9 @@ const needKey = (name: string, key?: string): string => {
 // ---- Postgres
 
 export async function pgLedgerProtected(c: pg.Client): Promise<boolean> {
-  const r = await c.query(`SELECT to_regprocedure('${LEDGER_SCHEMA}.claim(text,text,text)') IS NOT NULL AS p`);
+  const r = await c.query<{ p: boolean }>(
+    `SELECT to_regprocedure('${LEDGER_SCHEMA}.claim(text,text,text)') IS NOT NULL AS p`,
+  );
   return !!r.rows[0]?.p;
 }
 
@@ -63,12 +65,12 @@ export async function pgClaim(
   wf: string,
   task: string,
 ): Promise<Claim> {
-  const r = await c.query(`SELECT ${LEDGER_SCHEMA}.claim($1, $2, $3) AS v`, [
+  const r = await c.query<{ v: string }>(`SELECT ${LEDGER_SCHEMA}.claim($1, $2, $3) AS v`, [
     wf,
     task,
     ledgerSecret(needKey(name, masterKey), name),
   ]);
-  return parseClaim(String(r.rows[0].v));
+  return parseClaim(r.rows[0].v);
 }
 
 export async function pgFinish(
@@ -93,7 +95,7 @@ export async function setupPgLedger(o: { adminUrl: string; connectionUrl: string
   const admin = new pg.Client({ connectionString: o.adminUrl });
   await admin.connect();
   try {
-    const me = (await admin.query('SELECT current_user AS u')).rows[0].u as string;
+    const me = (await admin.query<{ u: string }>('SELECT current_user AS u')).rows[0].u;
     if (me === user)
       throw new Error(
         `the admin URL connects as ${user}, the connection's own user: use an administrator the connection's user is not`,
@@ -170,7 +172,7 @@ async function pgUser(url: string): Promise<string> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    const r = await c.query(
+    const r = await c.query<{ u: string; s: boolean }>(
       'SELECT current_user AS u, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS s',
     );
     if (r.rows[0].s)

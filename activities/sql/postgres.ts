@@ -65,10 +65,10 @@ export async function runPostgres(
     );
     if (claim.rowCount === 0) {
       await client.query('ROLLBACK');
-      const prev = await client.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = $1 AND task_id = $2`, [
-        key.workflowId,
-        key.taskId,
-      ]);
+      const prev = await client.query<{ row_count: string | number }>(
+        `SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = $1 AND task_id = $2`,
+        [key.workflowId, key.taskId],
+      );
       return { rowCount: Number(prev.rows[0]?.row_count ?? 0), alreadyApplied: true, ledger: 'unprotected' };
     }
     const rowCount = countOf((await client.query(sql)) as pg.QueryResult | pg.QueryResult[]);

@@ -86,7 +86,7 @@ function jsonValue(v: unknown): unknown {
   if (v instanceof Date) return Number.isNaN(v.getTime()) ? null : v.toISOString();
   if (Buffer.isBuffer(v)) return v.toString('base64');
   if (typeof v === 'object')
-    return JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x)));
+    return JSON.parse(JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x))) as unknown;
   return v;
 }
 
@@ -345,7 +345,7 @@ export async function prepareMysqlQuery(
                   try {
                     tooMany(l);
                   } catch (e) {
-                    reject(e);
+                    reject(e instanceof Error ? e : new Error(String(e)));
                   }
                 });
               destroyed = true;
