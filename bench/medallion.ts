@@ -168,12 +168,15 @@ async function main() {
         });
       }
       const checks = performance.now() - c0;
-      duck.close();
+      await duck.close();
       const orch = ms(rs.tasks[task.id].startedAt, rs.tasks[task.id].endedAt);
       const b = (best[task.id] ??= { orch: Infinity, direct: Infinity, checks: Infinity });
       if (orch < b.orch) b.timings = rs.tasks[task.id].output!.timings as Record<string, number>;
       b.orch = Math.min(b.orch, orch);
-      if (direct + checks < b.direct + b.checks) ((b.direct = direct), (b.checks = checks));
+      if (direct + checks < b.direct + b.checks) {
+        b.direct = direct;
+        b.checks = checks;
+      }
     }
     console.log(`  round ${round}/${REPEAT} done`);
   }
@@ -184,7 +187,9 @@ async function main() {
   };
   const row = (label: string, b: { orch: number; direct: number; checks: number }, tail = '') =>
     console.log(
-      `${label.padEnd(30)} ${(b.orch / 1000).toFixed(3).padStart(8)} s ${(b.direct / 1000).toFixed(3).padStart(8)} s ${(b.checks / 1000).toFixed(3).padStart(8)} s   ${(b.orch / (b.direct + b.checks)).toFixed(2).padStart(5)}   ${(b.orch / b.direct).toFixed(2).padStart(5)}${tail}`,
+      `${label.padEnd(30)} ${(b.orch / 1000).toFixed(3).padStart(8)} s ${(b.direct / 1000).toFixed(3).padStart(8)} s ` +
+        `${(b.checks / 1000).toFixed(3).padStart(8)} s   ${(b.orch / (b.direct + b.checks)).toFixed(2).padStart(5)}   ` +
+        `${(b.orch / b.direct).toFixed(2).padStart(5)}${tail}`,
     );
   for (const task of sg) {
     const b = best[task.id];

@@ -58,11 +58,13 @@ async function service(): Promise<{
   close: () => Promise<void>;
 }> {
   const config = loadConfig();
-  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 5000 }).catch((e) => {
-    throw new RequestError(
-      `cannot reach Temporal at ${config.TEMPORAL_ADDRESS} (${e.message}): start the stack with "npm start" or set TEMPORAL_ADDRESS`,
-    );
-  });
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS, connectTimeout: 5000 }).catch(
+    (e: Error) => {
+      throw new RequestError(
+        `cannot reach Temporal at ${config.TEMPORAL_ADDRESS} (${e.message}): start the stack with "npm start" or set TEMPORAL_ADDRESS`,
+      );
+    },
+  );
   const client = new Client({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
@@ -169,7 +171,8 @@ program
         tailLines: o.tail,
       });
       if (typeof log.body === 'string') process.stdout.write(log.body);
-      else for await (const chunk of log.body) process.stdout.write(chunk);
+      // The driver log is a byte stream (a PassThrough without an encoding yields Buffers).
+      else for await (const chunk of log.body as AsyncIterable<Buffer>) process.stdout.write(chunk);
     });
   });
 
@@ -446,12 +449,7 @@ datasets
       }
       if (preview) {
         console.log(`\npreview (v${preview.version}):`);
-        console.log(
-          table([
-            preview.columns,
-            ...preview.rows.map((r) => preview.columns.map((c) => (r[c] === null ? 'NULL' : String(r[c])))),
-          ]),
-        );
+        console.log(table([preview.columns, ...preview.rows.map((r) => preview.columns.map((c) => cellText(r[c])))]));
       }
     }, o.tenant);
   });
@@ -514,7 +512,8 @@ program
     "an administrator of the same database, whose rights the connection's user lacks (used once, never stored)",
   )
   .description(
-    "put the connection's exactly-once ledger out of tenant SQL's reach: a schema the connection's user cannot write, changed only through two functions that demand the worker's ledger key (STRATA_LEDGER_KEY)",
+    "put the connection's exactly-once ledger out of tenant SQL's reach: a schema the connection's user cannot write, " +
+      "changed only through two functions that demand the worker's ledger key (STRATA_LEDGER_KEY)",
   )
   .action(async (name: string, o: { adminUrl: string }) => {
     const { connectionsFromEnv } = await import('../activities/sql/connections.js');
@@ -634,7 +633,7 @@ program
         if (r.status >= 400) {
           let msg = text;
           try {
-            msg = JSON.parse(text).error ?? text;
+            msg = (JSON.parse(text) as { error?: string }).error ?? text;
           } catch {
             /* not JSON */
           }
@@ -657,10 +656,11 @@ program
         ...(o.timeout ? { timeout: o.timeout } : {}),
         wait: 50,
       };
-      let st = JSON.parse((await call('POST', '/api/v1/queries', body)).text);
-      while (st.status === 'running') st = JSON.parse((await call('GET', `/api/v1/queries/${st.statementId}`)).text);
+      const statement = (text: string) => JSON.parse(text) as StatementAnswer;
+      let st = statement((await call('POST', '/api/v1/queries', body)).text);
+      while (st.status === 'running') st = statement((await call('GET', `/api/v1/queries/${st.statementId}`)).text);
       if (st.status !== 'succeeded') throw new Error(`query ${st.status}: ${st.error?.message ?? ''}`);
-      const m = st.manifest;
+      const m = st.manifest!;
       if (o.format === 'csv') {
         for (let n = 0; n < m.totalChunkCount; n++)
           process.stdout.write(
@@ -668,18 +668,43 @@ program
           );
         return;
       }
-      const rows: unknown[][] = [...st.result.data];
+      const rows: unknown[][] = [...st.result!.data];
       for (let n = 1; n < m.totalChunkCount; n++)
-        rows.push(...JSON.parse((await call('GET', `/api/v1/queries/${st.statementId}/result/chunks/${n}`)).text).data);
+        rows.push(
+          ...(
+            JSON.parse((await call('GET', `/api/v1/queries/${st.statementId}/result/chunks/${n}`)).text) as ResultChunk
+          ).data,
+        );
       if (o.format === 'json')
         return console.log(
           JSON.stringify({ statementId: st.statementId, columns: m.columns, rows, truncated: m.truncated }, null, 2),
         );
-      const cell = (v: unknown) => (v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v));
-      console.log(table([m.columns.map((c: { name: string }) => c.name), ...rows.map((r) => r.map(cell))]));
+      console.log(table([m.columns.map((c) => c.name), ...rows.map((r) => r.map(cellText))]));
       console.log(`(${m.totalRowCount} row${m.totalRowCount === 1 ? '' : 's'}${m.truncated ? ', truncated' : ''})`);
     },
   );
+
+/** A result cell as table text: NULL for null, JSON for nested values (lists, structs), else the value itself. */
+function cellText(v: unknown): string {
+  if (v === null) return 'NULL';
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v === undefined) return String(v);
+  return JSON.stringify(v);
+}
+
+/** A chunk of a statement's result, as the query API answers it. */
+interface ResultChunk {
+  data: unknown[][];
+}
+
+/** The query API's answer for a statement, as far as the CLI reads it (manifest and result when succeeded). */
+interface StatementAnswer {
+  statementId: string;
+  status: string;
+  error?: { message?: string };
+  manifest?: { columns: { name: string }[]; totalRowCount: number; totalChunkCount: number; truncated: boolean };
+  result?: ResultChunk;
+}
 
 function exitCodeFor(status: string): number {
   return status === 'success' ? 0 : status === 'cancelled' ? 130 : 1;

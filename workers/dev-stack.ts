@@ -65,14 +65,17 @@ async function main() {
   let onServerDeath: () => Promise<void> = async () => {};
   // Ctrl-C in a terminal reaches the server too (one process group): that is a stop, not a death.
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void (stopping = true));
-  server.process.once('exit', async (code, signal) => {
-    await new Promise((r) => setTimeout(r, 500)); // let a signal that stops us all arrive first
-    if (stopping) return;
-    console.error(
-      `\nThe Temporal dev server stopped (${signal ?? `exit code ${code}`}): stopping the stack. Run npm start again to carry on; runs and their state are kept in ${path.join(dataDir, 'temporal.db')}.`,
-    );
-    setTimeout(() => process.exit(1), 15_000).unref();
-    void onServerDeath().finally(() => process.exit(1));
+  server.process.once('exit', (code, signal) => {
+    // Half a second first: a signal that stops us all arrives in it.
+    setTimeout(() => {
+      if (stopping) return;
+      console.error(
+        `\nThe Temporal dev server stopped (${signal ?? `exit code ${code}`}): stopping the stack. ` +
+          `Run npm start again to carry on; runs and their state are kept in ${path.join(dataDir, 'temporal.db')}.`,
+      );
+      setTimeout(() => process.exit(1), 15_000).unref();
+      void onServerDeath().finally(() => process.exit(1));
+    }, 500);
   });
 
   // The metastore (DATABASE_URL, or embedded PGlite under the data folder) holds the
@@ -123,7 +126,8 @@ async function main() {
     );
   if (server.uiUrl)
     console.log(
-      `  the Web UI decodes payloads through ${codecUrl}: open ${apiUrl}/codec/login once with a key, then in the UI's codec settings use the browser setting with that endpoint and "Include cross-origin credentials" on`,
+      `  the Web UI decodes payloads through ${codecUrl}: open ${apiUrl}/codec/login once with a key, ` +
+        `then in the UI's codec settings use the browser setting with that endpoint and "Include cross-origin credentials" on`,
     );
   const runs = new RunsService(client, {
     taskQueue: config.STRATA_TASK_QUEUE,
@@ -151,15 +155,20 @@ async function main() {
     const st = await runs.state(h.runId);
     const out = (id: string) => st.tasks[id]?.output;
     console.log('\nGold:');
-    for (const [id, t] of Object.entries(st.tasks))
-      if (String(t.output?.dataset ?? '').startsWith('gold.'))
+    for (const t of Object.values(st.tasks)) {
+      const dataset = t.output?.dataset;
+      if (typeof dataset === 'string' && dataset.startsWith('gold.'))
         console.log(
-          `  ${t.output!.dataset}: ${t.output!.rowCount} rows (v${t.output!.version}) -> ${t.output!.location}`,
+          `  ${dataset}: ${t.output!.rowCount} rows (v${String(t.output!.version)}) -> ${t.output!.location}`,
         );
+    }
     console.log('Quarantine (rows rejected at bronze, with reasons):');
-    for (const [id, t] of Object.entries(st.tasks))
-      if (t.output?.quarantined !== undefined)
-        console.log(`  ${String(t.output.dataset)}_quarantine: ${t.output.quarantined} rows (${id})`);
+    // The quarantine's row count, a number wherever a bronze task wrote one.
+    for (const [id, t] of Object.entries(st.tasks)) {
+      const quarantined = t.output?.quarantined;
+      if (typeof quarantined === 'number')
+        console.log(`  ${String(t.output!.dataset)}_quarantine: ${quarantined} rows (${id})`);
+    }
     console.log(
       `  silver.orders_rejected (orphan customer keys): ${out('silver_orders_rejected')?.rowCount ?? '-'} rows`,
     );

@@ -95,7 +95,8 @@ export function runWithProgress(
     });
     p.on('exit', (code) => {
       clearInterval(tick);
-      code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}): ${lastLine}`));
+      if (code === 0) resolve();
+      else reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}): ${lastLine}`));
     });
   });
 }

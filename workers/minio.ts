@@ -63,8 +63,8 @@ export async function startMinio(opts: {
     },
   );
   let out = '';
-  child.stdout!.on('data', (b) => (out = (out + b.toString()).slice(-4000)));
-  child.stderr!.on('data', (b) => (out = (out + b.toString()).slice(-4000)));
+  child.stdout!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-4000)));
+  child.stderr!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-4000)));
   const endpoint = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {

@@ -75,8 +75,10 @@ function expected(files: Map<string, string>) {
   const bronzeOrders = orders.filter((o) => (o.customer_id ? true : (ordQ++, false)));
   const silverOrders = new Map<string, Record<string, string>>();
   const orphans = new Set<string>();
-  for (const o of bronzeOrders)
-    goodCustomers.has(o.customer_id) ? silverOrders.set(o.order_id, o) : orphans.add(o.order_id);
+  for (const o of bronzeOrders) {
+    if (goodCustomers.has(o.customer_id)) silverOrders.set(o.order_id, o);
+    else orphans.add(o.order_id);
+  }
   const items = of('order_items').flatMap(csvRows);
   let itemQ = 0;
   const silverItems = new Map<string, { order_id: string; amount: number }>();
@@ -220,7 +222,9 @@ describe('the medallion demo on S3', () => {
       .map((r) => ({
         customer_id: r.customer_id,
         orders: Number(r.orders),
-        lifetime_value: String(r.lifetime_value).includes('.') ? String(r.lifetime_value) : `${r.lifetime_value}.00`,
+        lifetime_value: String(r.lifetime_value).includes('.')
+          ? String(r.lifetime_value)
+          : `${String(r.lifetime_value)}.00`,
         recency_days: r.recency_days === null ? null : Number(r.recency_days),
         page_views: Number(r.page_views),
         r_score: Number(r.r_score),

@@ -575,7 +575,10 @@ export class AirbyteDouble {
       if (b.configuration !== undefined && !isObject(b.configuration)) return bad('configuration must be an object');
       if (b.workspaceId !== undefined && b.workspaceId !== a.workspaceId) {
         if (typeof b.workspaceId !== 'string' || !this.workspaces.has(b.workspaceId))
-          return notFound('workspace', String(b.workspaceId));
+          return notFound(
+            'workspace',
+            typeof b.workspaceId === 'string' ? b.workspaceId : JSON.stringify(b.workspaceId),
+          );
         a.workspaceId = b.workspaceId;
       }
       if (typeof b.name === 'string') a.name = b.name;

@@ -293,7 +293,7 @@ export class EmrDouble {
     const s3 = this.s3;
     const steps = this.clusters.get(clusterId)?.steps ?? [];
     await Promise.all(
-      views.map((v) => {
+      views.map(async (v) => {
         const s = steps.find((x) => x.Id === v?.Id);
         const state = v?.Status?.State ?? '';
         if (!s || !['COMPLETED', 'FAILED', 'CANCELLED', 'INTERRUPTED'].includes(state)) return undefined;

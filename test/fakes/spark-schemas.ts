@@ -170,7 +170,9 @@ export function schemaRestrictionProblems(ours: Schema, theirs: Schema | undefin
       for (const v of ours.enum) if (!theirs.enum.includes(v)) out.push(`${at}: ${String(v)} is not in the CRD's enum`);
   }
   if (typeof theirs.minimum === 'number' && !(typeof ours.minimum === 'number' && ours.minimum >= theirs.minimum))
-    out.push(`${at}: minimum ${String(ours.minimum ?? 'none')} where the CRD has ${theirs.minimum}`);
+    out.push(
+      `${at}: minimum ${ours.minimum === undefined ? 'none' : JSON.stringify(ours.minimum)} where the CRD has ${theirs.minimum}`,
+    );
   for (const r of (theirs.required as string[] | undefined) ?? [])
     if (!((ours.required as string[] | undefined) ?? []).includes(r))
       out.push(`${at}.${r}: required by the CRD, not here`);

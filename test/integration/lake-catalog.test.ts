@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DatasetsService } from '../../client/datasets.js';
 import type { RunState } from '../../schemas/run.js';
 import { runCli } from '../harness/processes.js';

@@ -78,7 +78,10 @@ tasks:
       let st = await recs.get(id);
       try {
         while (st.status === 'running') {
-          if (!sawProgress && st.progress && st.progress.rows > 0) ((sawProgress = true), release());
+          if (!sawProgress && st.progress && st.progress.rows > 0) {
+            sawProgress = true;
+            release();
+          }
           await new Promise((res) => setTimeout(res, 200));
           st = await recs.get(id);
         }

@@ -46,7 +46,7 @@ async function api(method: 'GET' | 'POST', url: string, body?: unknown) {
     headers: { authorization: `Bearer ${KEY}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     payload: body ? JSON.stringify(body) : undefined,
   });
-  return { status: r.statusCode, json: r.json() as any, bytes: r.rawPayload.length };
+  return { status: r.statusCode, json: r.json<any>(), bytes: r.rawPayload.length };
 }
 
 /** 10,000 tasks, 100 wide; every 20th a real DuckDB statement writing Parquet, the rest no-ops carrying 300 bytes each. */

@@ -74,7 +74,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
       'SUCCEEDING',
       'COMPLETED',
     ]);
-    expect(out.driverPod).toBe(`${out.job}-driver`);
+    expect(out.driverPod).toBe(`${String(out.job)}-driver`);
     expect(out.executors).toBe(3);
     // The lake path reached Spark as the full URI of acme's object.
     expect(String(out.logTail)).toContain(`main ${acmeLake}/jobs/bronze.py`);

@@ -321,7 +321,8 @@ describe('payload encryption on a real Temporal server', () => {
         headers: { 'content-type': 'application/json', ...headers },
         body: JSON.stringify(body),
       });
-      return { status: r.status, headers: r.headers, json: (await r.json().catch(() => undefined)) as any };
+      const json: any = await r.json().catch(() => undefined);
+      return { status: r.status, headers: r.headers, json };
     };
     const bearer = (k: string) => ({ authorization: `Bearer ${k}` });
     let acmeP: Payload;
@@ -520,7 +521,7 @@ describe('/metrics and /ready carry no tenant data without credentials', () => {
     const dbs = inject('databases');
     const deadDb = await openDb({ url: dbs.postgresUrl });
     await deadDb.close();
-    const deadConn = await Connection.lazy({ address: '127.0.0.1:9', connectTimeout: 500 });
+    const deadConn = Connection.lazy({ address: '127.0.0.1:9', connectTimeout: 500 });
     const { app } = await buildApi({
       db: deadDb,
       client: new Client({ connection: deadConn }),

@@ -8,7 +8,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../harness/processes.js';
-import { exists, securityStack, type SecurityStack } from './stack.js';
+import { securityStack, type SecurityStack } from './stack.js';
 
 let s: SecurityStack;
 const noSecrets = (text: string) => {

@@ -201,9 +201,10 @@ describe('trigger rules, pinned', () => {
         for (const up of tuples(n)) {
           const d = decideWith(rule, up);
           if (up.every(isFinal)) {
-            expect(d, `${rule} ${up}`).toBe(oracle(rule, up));
+            expect(d, `${rule} ${up.join(',')}`).toBe(oracle(rule, up));
           } else if (d !== 'wait') {
-            for (const end of endings(up)) expect(d, `${rule} ${up} may end as ${end}`).toBe(oracle(rule, end));
+            for (const end of endings(up))
+              expect(d, `${rule} ${up.join(',')} may end as ${end.join(',')}`).toBe(oracle(rule, end));
           }
         }
     },

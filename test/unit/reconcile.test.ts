@@ -80,7 +80,7 @@ describe('reconcile: planted differences', () => {
     // The right file with its columns reversed: identical rows no longer have identical lines.
     const { readFile } = await import('node:fs/promises');
     const { parse } = await import('csv-parse/sync');
-    const recs = parse(await readFile(r, 'utf8'), { relax_quotes: true }) as string[][];
+    const recs = parse(await readFile(r, 'utf8'), { relax_quotes: true });
     const q = (v: string) => (/[",\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
     const rev = path.join(dir, 'perm-r-rev.csv');
     await writeFile(rev, recs.map((row) => [...row].reverse().map(q).join(',')).join('\n') + '\n');
