@@ -115,7 +115,9 @@ export function codecRoutes(
         .type('text/html; charset=utf-8')
         .send(
           `<!doctype html><meta charset="utf-8"><title>Strata codec session</title><body style="font-family:sans-serif;max-width:40em;margin:3em auto">` +
-            `<h1>Decode payloads in the Temporal Web UI</h1><p>Paste a Strata API key. The browser keeps a session (8 hours) that the UI's codec requests carry when its codec setting "Include cross-origin credentials" is on; payloads of the key's tenant are then decoded.</p>` +
+            `<h1>Decode payloads in the Temporal Web UI</h1><p>Paste a Strata API key. ` +
+            `The browser keeps a session (8 hours) that the UI's codec requests carry when its codec setting ` +
+            `"Include cross-origin credentials" is on; payloads of the key's tenant are then decoded.</p>` +
             `<form method="post" action="/codec/login"><input type="password" name="key" size="60" autocomplete="off" required> <button>Open session</button></form>`,
         ),
   );

@@ -77,7 +77,12 @@ export function renderGraph(spec: PipelineSpec, st: RunState, format: 'svg' | 'm
     const p = pos.get(t.id)!;
     const s = status(t.id);
     parts.push(
-      `<g class="task" data-task="${esc(t.id)}" data-status="${s}"><a href="/api/v1/runs/${encodeURIComponent(st.runId)}/tasks/${encodeURIComponent(t.id)}"><rect x="${p.x}" y="${p.y}" width="${W}" height="${H}" rx="8" fill="${STATUS_COLOURS[s]}" stroke="#374151"/><text x="${p.x + 10}" y="${p.y + 22}" font-weight="bold">${esc(t.id)}</text><text x="${p.x + 10}" y="${p.y + 41}">${s}${st.tasks[t.id]?.attempts > 1 ? ` ×${st.tasks[t.id].attempts}` : ''}</text></a></g>`,
+      `<g class="task" data-task="${esc(t.id)}" data-status="${s}">` +
+        `<a href="/api/v1/runs/${encodeURIComponent(st.runId)}/tasks/${encodeURIComponent(t.id)}">` +
+        `<rect x="${p.x}" y="${p.y}" width="${W}" height="${H}" rx="8" fill="${STATUS_COLOURS[s]}" stroke="#374151"/>` +
+        `<text x="${p.x + 10}" y="${p.y + 22}" font-weight="bold">${esc(t.id)}</text>` +
+        `<text x="${p.x + 10}" y="${p.y + 41}">${s}${st.tasks[t.id]?.attempts > 1 ? ` ×${st.tasks[t.id].attempts}` : ''}</text>` +
+        `</a></g>`,
     );
   }
   parts.push('</svg>');

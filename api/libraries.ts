@@ -156,7 +156,11 @@ export function libraryRoutes(app: FastifyInstance, ctx: ApiContext) {
       {
         schema: {
           tags: ['libraries'],
-          summary: `Upload a UDF library version (at most ${fmtBytes(LIMITS.libraryBytes)}): the raw JAR as application/java-archive, or a Python wheel/zip as application/zip; ?name=&version=[&file=], the functions it declares in the ${FUNCTIONS_HEADER} header (JSON [{name, class, returnType}]); the same bytes again are a no-op`,
+          summary:
+            `Upload a UDF library version (at most ${fmtBytes(LIMITS.libraryBytes)}): ` +
+            `the raw JAR as application/java-archive, or a Python wheel/zip as application/zip; ?name=&version=[&file=], ` +
+            `the functions it declares in the ${FUNCTIONS_HEADER} header (JSON [{name, class, returnType}]); ` +
+            `the same bytes again are a no-op`,
         },
       },
       async (req, reply) => {

@@ -102,7 +102,9 @@ export function sessionRoutes(
       .send(
         page(
           'Sign in to Strata',
-          `${error ? `<p id="error" role="alert" style="color:#b91c1c">${esc(error)}</p>` : ''}<p>Paste a Strata API key. The browser keeps a session of ${LIMITS.sessionMs / 3_600_000} hours with the key's tenant and role; it can open pages and read, and changes nothing.</p>` +
+          `${error ? `<p id="error" role="alert" style="color:#b91c1c">${esc(error)}</p>` : ''}` +
+            `<p>Paste a Strata API key. The browser keeps a session of ${LIMITS.sessionMs / 3_600_000} hours ` +
+            `with the key's tenant and role; it can open pages and read, and changes nothing.</p>` +
             `<form method="post" action="/login"><input type="hidden" name="csrf" value="${token}"><input type="hidden" name="next" value="${esc(next)}">` +
             `<label>API key <input type="password" name="key" id="key" size="50" autocomplete="off" required></label> <button id="sign-in">Sign in</button></form>`,
         ),

@@ -203,7 +203,9 @@ export async function listRuns(
   params.push(f.limit);
   return (
     await db.query<RunRow>(
-      `SELECT run_id, tenant, pipeline_id, pipeline_version, spec_version, trigger, logical_date, status, started_at, ended_at, error, '{}'::jsonb AS tasks, counts, task_count FROM runs WHERE ${where.join(' AND ')} ORDER BY started_at DESC, run_id DESC LIMIT $${params.length}`,
+      `SELECT run_id, tenant, pipeline_id, pipeline_version, spec_version, trigger, logical_date, status,
+              started_at, ended_at, error, '{}'::jsonb AS tasks, counts, task_count
+         FROM runs WHERE ${where.join(' AND ')} ORDER BY started_at DESC, run_id DESC LIMIT $${params.length}`,
       params,
     )
   ).rows;

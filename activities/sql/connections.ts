@@ -64,7 +64,10 @@ export function resolveConnection(
   if (!c || !c.tenants.includes(tenant)) {
     const own = tenantConnections(conns, tenant);
     throw new NonRetryableError(
-      `unknown connection "${name}" for tenant ${tenant}: ${own.length ? `use one of ${own.join(', ')}` : 'this tenant has no connections'}, or ask the platform operator to add it (STRATA_CONN_${key.toUpperCase().replace(/[^A-Z0-9_]/g, '_')} and STRATA_CONN_…_TENANTS on the worker)`,
+      `unknown connection "${name}" for tenant ${tenant}: ` +
+        `${own.length ? `use one of ${own.join(', ')}` : 'this tenant has no connections'}, ` +
+        `or ask the platform operator to add it ` +
+        `(STRATA_CONN_${key.toUpperCase().replace(/[^A-Z0-9_]/g, '_')} and STRATA_CONN_…_TENANTS on the worker)`,
       'ConfigError',
     );
   }
