@@ -1,4 +1,5 @@
 /** The HTTP API: Fastify, bearer keys with tenants and roles, OpenAPI docs at /docs. */
+import { channelsFromEnv, type Channels } from '../activities/notify/channels.js';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Client } from '@temporalio/client';
@@ -123,6 +124,8 @@ export interface ApiDeps {
   log?: ApiLog;
   /** Postgres/MySQL connections the query API may use (api/server.ts: connectionsFromEnv, as the worker). */
   connections?: Connections;
+  /** Notification channels; default STRATA_NOTIFY_* of the environment (as the worker reads them). */
+  notifyChannels?: Channels;
   /** Query API settings (tests make chunks small). */
   queries?: Partial<Pick<ConstructorParameters<typeof QueriesService>[0], 'chunkBytes' | 'resultBytes' | 'keepMs'>>;
 }
@@ -179,6 +182,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     spark: deps.spark,
     airbyte: deps.airbyte,
     airbyteWorkspaces: parseAirbyteWorkspaces(config.STRATA_AIRBYTE_WORKSPACES),
+    notifyChannels: deps.notifyChannels ?? channelsFromEnv(),
     queries: new QueriesService({ db: deps.db, lake: deps.lake, connections: deps.connections ?? {}, ...deps.queries }),
   };
 

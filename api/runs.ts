@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { LogsQuery, RunsCursor, RunsQuery, TransformBody, TriggerRunBody } from '../schemas/api.js';
 import { validateSpec } from '../schemas/pipeline.js';
 import type { RunState } from '../schemas/run.js';
+import { listDeliveries } from '../store/notifications.js';
 import { listRuns } from '../store/runs.js';
 import { missingId, need, ownId, owns } from './auth.js';
 import type { Principal } from '../store/keys.js';
@@ -69,16 +70,14 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
         idempotent: !!idem,
       });
       if (!h.existing) ctx.metrics.runsStarted.inc({ trigger: 'api' });
-      return reply
-        .status(202)
-        .send({
-          runId: h.runId,
-          workflowId: h.workflowId,
-          status: 'queued',
-          uiUrl: h.uiUrl,
-          version: pipe.version,
-          existing: h.existing ?? false,
-        });
+      return reply.status(202).send({
+        runId: h.runId,
+        workflowId: h.workflowId,
+        status: 'queued',
+        uiUrl: h.uiUrl,
+        version: pipe.version,
+        existing: h.existing ?? false,
+      });
     },
   );
 
@@ -173,6 +172,22 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
       const p = need(req, 'viewer');
       const st = await runState(ctx, p, req.params.run);
       return { ...st, uiUrl: ctx.runs.uiLink(st.runId) };
+    },
+  );
+
+  app.get<{ Params: { run: string } }>(
+    '/api/v1/runs/:run/notifications',
+    {
+      schema: {
+        tags: ['runs'],
+        summary:
+          'The notifications a run sent: one per (rule, event), with channel, status (pending, delivered, failed), attempts, last error',
+      },
+    },
+    async (req) => {
+      const p = need(req, 'viewer');
+      const st = await runState(ctx, p, req.params.run);
+      return { data: await listDeliveries(ctx.db, p.tenant, st.runId) };
     },
   );
 
