@@ -110,7 +110,10 @@ function scrub(message: string, c: ChannelConfig): string {
   const secrets = [c.url, c.secret];
   try {
     const u = new URL(c.url);
-    secrets.push(u.password ? decodeURIComponent(u.password) : undefined, u.pathname.length > 1 ? u.pathname : undefined);
+    secrets.push(
+      u.password ? decodeURIComponent(u.password) : undefined,
+      u.pathname.length > 1 ? u.pathname : undefined,
+    );
   } catch {
     /* not a URL */
   }
