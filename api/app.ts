@@ -124,6 +124,8 @@ export interface ApiDeps {
   log?: ApiLog;
   /** Postgres/MySQL connections the query API may use (api/server.ts: connectionsFromEnv, as the worker). */
   connections?: Connections;
+  /** Schedule watchers' check interval and delivery retries (tests pass milliseconds). */
+  scheduleWatch?: ConstructorParameters<typeof SchedulesService>[3];
   /** Notification channels; default STRATA_NOTIFY_* of the environment (as the worker reads them). */
   notifyChannels?: Channels;
   /** Query API settings (tests make chunks small). */
@@ -167,7 +169,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     db: deps.db,
     client: deps.client,
     runs,
-    schedules: new SchedulesService(deps.client, deps.db, config.STRATA_TASK_QUEUE),
+    schedules: new SchedulesService(deps.client, deps.db, config.STRATA_TASK_QUEUE, deps.scheduleWatch),
     reconciliations: new ReconciliationsService(deps.client, config.STRATA_TASK_QUEUE),
     clusters: new ClustersService(deps.client, {
       taskQueue: config.STRATA_TASK_QUEUE,

@@ -155,12 +155,10 @@ export function codecRoutes(
 function preflight(uiOrigin: string) {
   return async (req: FastifyRequest, reply: FastifyReply) => {
     if (req.headers.origin !== uiOrigin)
-      return reply
-        .status(403)
-        .send({
-          error: `origin ${req.headers.origin ?? '(none)'} may not call the codec; only the Temporal UI at ${uiOrigin} (TEMPORAL_UI_URL)`,
-          requestId: req.id,
-        });
+      return reply.status(403).send({
+        error: `origin ${req.headers.origin ?? '(none)'} may not call the codec; only the Temporal UI at ${uiOrigin} (TEMPORAL_UI_URL)`,
+        requestId: req.id,
+      });
     return reply
       .status(204)
       .header('access-control-allow-methods', 'POST, OPTIONS')

@@ -112,21 +112,17 @@ export function installErrorHandler(app: FastifyInstance, log: ApiLog) {
     const fe = err as FastifyError;
     if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       const limit = bodyLimitOf(req);
-      return reply
-        .status(413)
-        .send({
-          error: `the request body is over this route's limit of ${fmtBytes(limit)}: send less${req.routeOptions.url === '/api/v1/pipelines' ? ' (split the pipeline into smaller ones)' : ''}`,
-          limitBytes: limit,
-          requestId: req.id,
-        });
+      return reply.status(413).send({
+        error: `the request body is over this route's limit of ${fmtBytes(limit)}: send less${req.routeOptions.url === '/api/v1/pipelines' ? ' (split the pipeline into smaller ones)' : ''}`,
+        limitBytes: limit,
+        requestId: req.id,
+      });
     }
     if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-      return reply
-        .status(415)
-        .send({
-          error: `content-type ${String(req.headers['content-type'] ?? '(none)').slice(0, 100)} is not accepted: send application/json (or a YAML spec as application/yaml)`,
-          requestId: req.id,
-        });
+      return reply.status(415).send({
+        error: `content-type ${String(req.headers['content-type'] ?? '(none)').slice(0, 100)} is not accepted: send application/json (or a YAML spec as application/yaml)`,
+        requestId: req.id,
+      });
     // Fastify's own request errors (bad URL, bad JSON, …) say what is wrong; anything else is ours.
     if (typeof fe.code === 'string' && fe.code.startsWith('FST_') && fe.statusCode && fe.statusCode < 500)
       return reply.status(fe.statusCode).send({ error: fe.message, requestId: req.id });
@@ -143,11 +139,9 @@ export function installErrorHandler(app: FastifyInstance, log: ApiLog) {
       .send({ error: `internal error: the API logged it under request id ${req.id}`, requestId: req.id });
   });
   app.setNotFoundHandler((req, reply) =>
-    reply
-      .status(404)
-      .send({
-        error: `no route ${req.method} ${req.url.split('?')[0].slice(0, 200)}: the routes are listed at /docs`,
-        requestId: req.id,
-      }),
+    reply.status(404).send({
+      error: `no route ${req.method} ${req.url.split('?')[0].slice(0, 200)}: the routes are listed at /docs`,
+      requestId: req.id,
+    }),
   );
 }

@@ -48,10 +48,32 @@ export interface NotifyRuleRef {
   channel: string;
 }
 
-export const NotifyRules = z
-  .array(NotifyRule)
-  .max(NOTIFY_LIMITS.rules, `declare at most ${NOTIFY_LIMITS.rules} notify rules`)
-  .superRefine((rules, ctx) => {
+function rules(allowed: readonly NotifyEvent[], elsewhere: string) {
+  return z
+    .array(NotifyRule)
+    .max(NOTIFY_LIMITS.rules, `declare at most ${NOTIFY_LIMITS.rules} notify rules`)
+    .superRefine((rules, ctx) => {
+      rules.forEach((r, i) =>
+        r.on.forEach((e, j) => {
+          if (!allowed.includes(e))
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, 'on', j],
+              message: `"${e}" is not an event here: use ${allowed.join(', ')} (${elsewhere})`,
+            });
+        }),
+      );
+      uniqueIds(rules, ctx);
+    });
+}
+
+/** A pipeline's rules: events of its runs. */
+export const NotifyRules = rules(RUN_EVENTS, 'schedule_missed belongs on a schedule: its "notify"');
+/** A schedule's rules: a fire time it missed (its runs notify through the pipeline's rules). */
+export const ScheduleNotifyRules = rules(['schedule_missed'], 'a schedule’s runs notify through the pipeline’s rules');
+
+function uniqueIds(rules: NotifyRuleSpec[], ctx: z.RefinementCtx) {
+  {
     const seen = new Map<string, number>();
     rules.forEach((r, i) => {
       const id = r.id ?? r.channel;
@@ -63,7 +85,8 @@ export const NotifyRules = z
         });
       else seen.set(id, i);
     });
-  });
+  }
+}
 
 export function ruleRefs(rules: NotifyRuleSpec[] | undefined): NotifyRuleRef[] {
   return (rules ?? []).map((r) => ({ id: r.id ?? r.channel, on: [...r.on], channel: r.channel }));
@@ -141,4 +164,17 @@ export interface DeliveryRecord {
   responseStatus?: number;
   createdAt: string;
   deliveredAt?: string;
+}
+
+/** What a schedule's watcher is started with (workflows/schedule-watch.ts). */
+export interface ScheduleWatchInput {
+  tenant: string;
+  pipelineId: string;
+  /** The schedule's id in the API (`nightly`) and in Temporal (`schedule/{tenant}/{pipeline}/{id}`). */
+  schedule: string;
+  scheduleId: string;
+  rules: NotifyRuleRef[];
+  everyMs: number;
+  seen?: { missed: number; skipped: number };
+  retry?: { initialMs: number; maxAttempts: number };
 }

@@ -69,7 +69,11 @@ export async function listDeliveries(db: Db, tenant: string, runId: string): Pro
        FROM notification_deliveries WHERE tenant = $1 AND run_id = $2 ORDER BY created_at, rule, event`,
     [tenant, runId],
   );
-  return r.rows.map((x) => ({
+  return r.rows.map(toRecord);
+}
+
+function toRecord(x: Row): DeliveryRecord {
+  return {
     runId: x.run_id,
     rule: x.rule,
     event: x.event,
@@ -81,5 +85,15 @@ export async function listDeliveries(db: Db, tenant: string, runId: string): Pro
     ...(x.response_status !== null ? { responseStatus: x.response_status } : {}),
     createdAt: x.created_at.toISOString(),
     ...(x.delivered_at ? { deliveredAt: x.delivered_at.toISOString() } : {}),
-  }));
+  };
+}
+
+/** A schedule's `schedule_missed` deliveries (keyed `{schedule id}#{n}`), newest first. */
+export async function listScheduleDeliveries(db: Db, tenant: string, scheduleId: string): Promise<DeliveryRecord[]> {
+  const r = await db.query<Row>(
+    `SELECT run_id, rule, event, channel, channel_type, status, attempts, last_error, response_status, created_at, delivered_at
+       FROM notification_deliveries WHERE tenant = $1 AND run_id LIKE $2 ORDER BY created_at DESC, rule LIMIT 200`,
+    [tenant, `${scheduleId.replace(/[\\%_]/g, (c) => `\\${c}`)}#%`],
+  );
+  return r.rows.map(toRecord);
 }

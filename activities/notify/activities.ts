@@ -6,6 +6,7 @@
  * configuration for the run's tenant, never from the input.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ScheduleNotFoundError } from '@temporalio/client';
 import type { DeliveryInput } from '../../schemas/notify.js';
 import type { Db } from '../../store/db.js';
 import { claimDelivery, recordAttempt } from '../../store/notifications.js';
@@ -25,6 +26,13 @@ export interface NotifyDeps {
 export function runLinks(deps: NotifyDeps, run: DeliveryInput['run']): Links {
   const api = (deps.publicUrl ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
   const ui = (deps.uiUrl ?? 'http://127.0.0.1:8233').replace(/\/+$/, '');
+  if (run.workflowId.startsWith('schedule/')) {
+    const sid = run.workflowId.split('/').slice(3).join('/');
+    return {
+      run: `${api}/api/v1/pipelines/${encodeURIComponent(run.pipelineId)}/schedules/${encodeURIComponent(sid)}`,
+      temporal: `${ui}/namespaces/${deps.namespace ?? 'default'}/schedules/${encodeURIComponent(run.workflowId)}`,
+    };
+  }
   return {
     run: `${api}/runs/${encodeURIComponent(run.runId)}`,
     temporal: `${ui}/namespaces/${deps.namespace ?? 'default'}/workflows/${encodeURIComponent(run.workflowId)}`,
@@ -71,6 +79,27 @@ export function createNotifyActivities(deps: NotifyDeps) {
       if (last) return { status: 'failed' };
       // Retried with backoff by Temporal; the message names the channel, never its address.
       throw ApplicationFailure.retryable(r.error ?? `channel ${c.name} failed`, 'NotifyDeliveryFailed');
+    },
+
+    /** Temporal's counters of a schedule's dropped fires (undefined once it is deleted). */
+    async describeScheduleForNotify(a: {
+      tenant: string;
+      scheduleId: string;
+    }): Promise<{ missed: number; skipped: number; paused: boolean } | undefined> {
+      // Only the tenant's own schedules: the id names its tenant (schedule/{tenant}/…).
+      if (!a.scheduleId.startsWith(`schedule/${a.tenant}/`))
+        throw ApplicationFailure.nonRetryable(`schedule ${a.scheduleId} is not one of tenant ${a.tenant}'s`);
+      try {
+        const d = await Context.current().client.schedule.getHandle(a.scheduleId).describe();
+        return {
+          missed: d.info.numActionsMissedCatchupWindow,
+          skipped: d.info.numActionsSkippedOverlap,
+          paused: d.state.paused,
+        };
+      } catch (e) {
+        if (e instanceof ScheduleNotFoundError) return undefined;
+        throw e;
+      }
     },
 
     /** The run's status in the runs index (its own tenant's only), for the SLA check. */

@@ -8,6 +8,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import { channelsFromEnv, type Channels } from '../../activities/notify/channels.js';
@@ -40,6 +41,7 @@ const received: Received[] = [];
 /** Paths that answer 500 this many more times. */
 const failures = new Map<string, number>();
 const key: Record<string, string> = {};
+const RETRY = { initialMs: 200, maxAttempts: 4 };
 
 beforeAll(async () => {
   mail = await startMailpit({ auth: { user: 'strata', pass: SMTP_PASS }, log: (m) => console.error(m) });
@@ -90,6 +92,7 @@ beforeAll(async () => {
     config,
     dispatcher: false,
     notifyChannels: channels,
+    scheduleWatch: { everyMs: 200, retry: RETRY },
   }));
   key.own = (await createKey(stack.db, t, 'admin', 'notify-test')).secret;
   key.globex = (await createKey(stack.db, 'globex', 'admin', 'notify-globex')).secret;
@@ -101,8 +104,6 @@ afterAll(async () => {
   await mail?.stop();
   await new Promise((r) => receiver?.close(r));
 });
-
-const RETRY = { initialMs: 200, maxAttempts: 4 };
 
 async function run(s: ReturnType<typeof spec>): Promise<string> {
   const h = await stack.runs.start({
@@ -408,5 +409,82 @@ tasks:
     expect(dup.json().problems).toEqual([
       { path: 'notify[1].channel', message: expect.stringContaining('two rules are called "oncall" (also notify[0])') },
     ]);
+  });
+  it('a schedule that skips a fire time notifies schedule_missed, from Temporal’s own counters', async () => {
+    const auth = { authorization: `Bearer ${key.own}` };
+    const reg = await app.inject({
+      method: 'POST',
+      url: '/api/v1/pipelines',
+      headers: { ...auth, 'content-type': 'application/yaml' },
+      payload: 'id: sched_slow\ntasks:\n  - { id: slow, kind: noop, sleep: 4s }\n',
+    });
+    expect(reg.statusCode).toBe(201);
+    const refused = await app.inject({
+      method: 'POST',
+      url: '/api/v1/pipelines/sched_slow/schedules',
+      headers: auth,
+      payload: { id: 'hourly', cron: '0 0 1 1 *', notify: [{ on: ['schedule_missed'], channel: 'globex_hook' }] },
+    });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().problems[0].path).toBe('notify[0].channel');
+    const wrongEvent = await app.inject({
+      method: 'POST',
+      url: '/api/v1/pipelines/sched_slow/schedules',
+      headers: auth,
+      payload: { id: 'hourly', cron: '0 0 1 1 *', notify: [{ on: ['failure'], channel: 'oncall' }] },
+    });
+    expect(wrongEvent.statusCode).toBe(400);
+    const created = await app.inject({
+      method: 'POST',
+      url: '/api/v1/pipelines/sched_slow/schedules',
+      headers: auth,
+      payload: {
+        id: 'hourly',
+        cron: '0 0 1 1 *',
+        overlap: 'skip',
+        notify: [{ id: 'missed', on: ['schedule_missed'], channel: 'oncall' }],
+      },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const tid = `schedule/${stack.tenant}/sched_slow/hourly`;
+    const watcher = stack.client.workflow.getHandle(`${tid}/watch`);
+    const before = received.length;
+    const rows = await withWorker(async () => {
+      // The watcher's first check sets its baseline.
+      await waitFor(async () =>
+        (await watcher.fetchHistory()).events!.some((e) => e.activityTaskCompletedEventAttributes),
+      );
+      const sched = stack.client.schedule.getHandle(tid);
+      await sched.trigger(ScheduleOverlapPolicy.SKIP);
+      await waitFor(async () => (await sched.describe()).info.runningActions.length === 1);
+      await sched.trigger(ScheduleOverlapPolicy.SKIP); // the first run still runs: Temporal skips this one
+      await waitFor(async () => (await sched.describe()).info.numActionsSkippedOverlap === 1);
+      let rows: DeliveryRecord[] = [];
+      await waitFor(async () => {
+        const res = await app.inject({
+          method: 'GET',
+          url: '/api/v1/pipelines/sched_slow/schedules/hourly/notifications',
+          headers: auth,
+        });
+        rows = res.json().data;
+        return rows.length === 1 && rows[0].status === 'delivered';
+      }, 60_000);
+      return rows;
+    });
+    expect(rows[0]).toMatchObject({ rule: 'missed', event: 'schedule_missed', runId: `${tid}#1` });
+    const hook = received.slice(before).find((x) => x.headers['strata-event'] === 'schedule_missed')!;
+    expect(verify(hook)).toBe(true);
+    expect(JSON.parse(hook.body)).toMatchObject({
+      event: 'schedule_missed',
+      pipeline: 'sched_slow',
+      schedule: { id: 'hourly', skipped: 1, missed: 0 },
+    });
+    const del = await app.inject({
+      method: 'DELETE',
+      url: '/api/v1/pipelines/sched_slow/schedules/hourly',
+      headers: auth,
+    });
+    expect(del.statusCode).toBe(204);
+    expect((await watcher.describe()).status.name).toBe('TERMINATED');
   });
 });
