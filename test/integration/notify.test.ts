@@ -67,7 +67,7 @@ beforeAll(async () => {
     uiUrl: 'https://temporal.example.test',
     namespace: 'default',
   };
-  stack = await testStack('notify', { notify });
+  stack = await testStack('notify', { lake: 'file', notify });
   const t = stack.tenant;
   channels = channelsFromEnv({
     STRATA_NOTIFY_ONCALL: `${base}/hook/${PATH_TOKEN}`,
@@ -486,5 +486,34 @@ tasks:
     });
     expect(del.statusCode).toBe(204);
     expect((await watcher.describe()).status.name).toBe('TERMINATED');
+  });
+
+  it('a dataset written with failing warn checks notifies quality_warning, naming the task and checks', async () => {
+    const s = spec(`
+id: warned_nums
+notify:
+  - { id: quality, on: [quality_warning, failure], channel: oncall }
+tasks:
+  - id: make
+    kind: sql
+    layer: silver
+    sql: SELECT 1 AS id UNION ALL SELECT -1 AS id
+    output: silver.nums
+    checks:
+      - expect: "id > 0"
+        severity: warn
+`);
+    const before = received.length;
+    const { runId, rows } = await withWorker(async () => {
+      const runId = await run(s);
+      return { runId, rows: await settled(runId, 1) };
+    });
+    expect((await stack.runs.state(runId)).status).toBe('success');
+    expect(rows.map((r) => `${r.rule}:${r.event}:${r.status}`)).toEqual(['quality:quality_warning:delivered']);
+    const hook = received.slice(before).find((x) => x.headers['strata-event'] === 'quality_warning')!;
+    expect(verify(hook)).toBe(true);
+    const body = JSON.parse(hook.body);
+    expect(body.run.status).toBe('success');
+    expect(body.qualityWarnings).toEqual([{ task: 'make', checks: [expect.any(String)] }]);
   });
 });
