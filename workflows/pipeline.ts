@@ -580,7 +580,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   setCurrentDetails(progressMarkdown(header, counts));
   await CancellationScope.nonCancellable(flushAll);
   const notifyEnd = async (error?: string) => {
-    if (!sk.notify?.rules.length || !patched('notify-v1')) return;
+    // Only rules about the run's end need the end notifier (an SLA-only spec has its own).
+    if (!sk.notify?.rules.some((r) => r.on.some((e) => e !== 'sla_missed')) || !patched('notify-v1')) return;
     await startNotifier({
       phase: 'end',
       outcome: {

@@ -306,16 +306,17 @@ tasks:
   });
 
   it('a run still running at its SLA notifies sla_missed while it runs', async () => {
+    // The run waits for a marker the test writes only after the notification arrived: no race with the clock.
     const s = spec(`
 id: slow_one
 sla: 300ms
 notify:
   - { id: late, on: [sla_missed], channel: oncall }
 tasks:
-  - { id: slow, kind: noop, sleep: 4s }
+  - { id: held, kind: s3.wait, path: markers/slow_one/_GO, pollInterval: 100ms, waitTimeout: 10m }
 `);
     const before = received.length;
-    const { rows, deliveredWhileRunning } = await withWorker(async () => {
+    const { rows, whileRunning, final } = await withWorker(async () => {
       const h = await stack.runs.start({
         spec: s,
         tenant: stack.tenant,
@@ -327,13 +328,14 @@ tasks:
         rows = await listDeliveries(stack.db, stack.tenant, h.runId);
         return rows.some((r) => r.status === 'delivered');
       }, 60_000);
-      const deliveredWhileRunning =
-        (await stack.client.workflow.getHandle(h.runId).describe()).status.name === 'RUNNING';
+      const whileRunning = (await stack.client.workflow.getHandle(h.runId).describe()).status.name;
+      await stack.store!.putBytes('markers/slow_one/_GO', 'go');
       await stack.client.workflow.getHandle(h.runId).result();
-      return { rows, deliveredWhileRunning };
+      return { rows, whileRunning, final: await listDeliveries(stack.db, stack.tenant, h.runId) };
     });
+    expect(whileRunning).toBe('RUNNING');
     expect(rows.map((r) => `${r.rule}:${r.event}:${r.status}`)).toEqual(['late:sla_missed:delivered']);
-    expect(deliveredWhileRunning).toBe(true);
+    expect(final).toHaveLength(1);
     const hook = received.slice(before).find((x) => x.headers['strata-event'] === 'sla_missed')!;
     expect(verify(hook)).toBe(true);
     expect(JSON.parse(hook.body)).toMatchObject({ event: 'sla_missed', run: { status: 'running' }, slaMs: 300 });
@@ -342,7 +344,7 @@ tasks:
   it('a run that ends within its SLA sends no sla_missed', async () => {
     const s = spec(`
 id: fast_one
-sla: 1s
+sla: 5s
 notify:
   - { id: late, on: [sla_missed], channel: oncall }
 tasks:
@@ -416,7 +418,9 @@ tasks:
       method: 'POST',
       url: '/api/v1/pipelines',
       headers: { ...auth, 'content-type': 'application/yaml' },
-      payload: 'id: sched_slow\ntasks:\n  - { id: slow, kind: noop, sleep: 4s }\n',
+      // Its run waits for a marker, so it is still running when the second fire comes, however slow the machine.
+      payload:
+        'id: sched_slow\ntasks:\n  - { id: held, kind: s3.wait, path: markers/sched/_GO, pollInterval: 100ms, waitTimeout: 10m }\n',
     });
     expect(reg.statusCode).toBe(201);
     const refused = await app.inject({
@@ -469,6 +473,8 @@ tasks:
         rows = res.json().data;
         return rows.length === 1 && rows[0].status === 'delivered';
       }, 60_000);
+      await stack.store!.putBytes('markers/sched/_GO', 'go');
+      await waitFor(async () => (await sched.describe()).info.runningActions.length === 0, 60_000);
       return rows;
     });
     expect(rows[0]).toMatchObject({ rule: 'missed', event: 'schedule_missed', runId: `${tid}#1` });
@@ -515,5 +521,28 @@ tasks:
     const body = JSON.parse(hook.body);
     expect(body.run.status).toBe('success');
     expect(body.qualityWarnings).toEqual([{ task: 'make', checks: [expect.any(String)] }]);
+  });
+
+  it('the worker holds a run to its own tenant’s channels, whatever its spec names', async () => {
+    // A spec run directly (not registered through the API) naming another tenant's channel.
+    const s = spec(`
+id: borrowed
+notify:
+  - { id: theirs, on: [success], channel: globex_hook }
+tasks:
+  - { id: only, kind: noop }
+`);
+    const before = received.length;
+    const rows = await withWorker(async () => settled(await run(s), 1));
+    expect(rows[0]).toMatchObject({ rule: 'theirs', status: 'failed', channelType: 'unknown' });
+    expect(rows[0].lastError).toContain(`unknown notification channel "globex_hook" for tenant ${stack.tenant}`);
+    expect(received.slice(before).filter((x) => x.path.startsWith('/globex/'))).toEqual([]);
+  });
+
+  it('the OpenAPI document lists the notification routes with their errors', async () => {
+    const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json();
+    for (const p of ['/api/v1/runs/{run}/notifications', '/api/v1/pipelines/{id}/schedules/{sid}/notifications']) {
+      expect(Object.keys(doc.paths[p].get.responses)).toEqual(expect.arrayContaining(['200', '401', '404']));
+    }
   });
 });
