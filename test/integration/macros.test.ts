@@ -153,6 +153,27 @@ describe('DuckDB macro libraries', () => {
     conn.closeSync();
     inst.closeSync();
     expect(rows.map((r) => r.map(Number))).toEqual([[1235, 5]]);
+
+    // A task writing a dataset registers them the same way, in its own sandbox.
+    const ds = await stack.withWorker(async () => {
+      const sp = spec({
+        id: 'macro_dataset',
+        tasks: [
+          {
+            id: 'q',
+            kind: 'sql',
+            layer: 'silver',
+            sql: 'SELECT cents(i) AS c FROM evens(6)',
+            output: 'silver.cents',
+            libraries: [{ name: 'money', version: 1 }],
+          },
+        ],
+      });
+      const h = await stack.runs.start({ spec: sp, tenant: stack.tenant, trigger: 'manual' });
+      return stack.runs.wait(h.runId);
+    });
+    expect(ds.status, JSON.stringify(ds.tasks)).toBe('success');
+    expect(ds.tasks.q.output?.rowCount).toBe(3);
   });
 
   it('a hostile macro fails closed: its body is bound by the task’s sandbox', async () => {
