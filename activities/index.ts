@@ -4,6 +4,7 @@ import { createClusterActivities, type ClusterDeps } from './clusters/activities
 import { createControlActivities } from './control/activities.js';
 import type { Db } from '../store/db.js';
 import { createMetastoreActivities } from './metastore/activities.js';
+import { createNotifyActivities, type NotifyDeps } from './notify/activities.js';
 import { createSpecLoader, taskActivityNames } from './metastore/specs.js';
 import { pollUntilDone } from './core/sensor.js';
 import type { TaskActivityInput, TaskRefInput } from '../schemas/run.js';
@@ -25,7 +26,8 @@ export type ActivityDeps = SqlDeps &
   Partial<Omit<ReconcileDeps, 'lakeRoot'>> & { s3?: S3Config; db?: Db } & SparkDeps &
   EmrDeps &
   AirbyteDeps &
-  ClusterDeps;
+  ClusterDeps &
+  Omit<NotifyDeps, 'db'>;
 
 export function createActivities(deps: ActivityDeps) {
   const specs = createSpecLoader(deps.db);
@@ -41,6 +43,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createEmrActivities(deps),
     ...createAirbyteActivities(deps),
     ...createClusterActivities(deps),
+    ...createNotifyActivities(deps),
   };
   // Task activities also take a task by reference (the spec stays in the metastore: the
   // activity loads and renders its task), and run a sensor's whole poll loop when asked.

@@ -1,4 +1,5 @@
 /** The HTTP API: Fastify, bearer keys with tenants and roles, OpenAPI docs at /docs. */
+import { channelsFromEnv, type Channels } from '../activities/notify/channels.js';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Client } from '@temporalio/client';
@@ -123,6 +124,10 @@ export interface ApiDeps {
   log?: ApiLog;
   /** Postgres/MySQL connections the query API may use (workers/api.ts: connectionsFromEnv, as the worker). */
   connections?: Connections;
+  /** Schedule watchers' check interval and delivery retries (tests pass milliseconds). */
+  scheduleWatch?: ConstructorParameters<typeof SchedulesService>[3];
+  /** Notification channels; default STRATA_NOTIFY_* of the environment (as the worker reads them). */
+  notifyChannels?: Channels;
   /** Query API settings (tests make chunks small). */
   queries?: Partial<Pick<ConstructorParameters<typeof QueriesService>[0], 'chunkBytes' | 'resultBytes' | 'keepMs'>>;
 }
@@ -164,7 +169,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     db: deps.db,
     client: deps.client,
     runs,
-    schedules: new SchedulesService(deps.client, deps.db, config.STRATA_TASK_QUEUE),
+    schedules: new SchedulesService(deps.client, deps.db, config.STRATA_TASK_QUEUE, deps.scheduleWatch),
     reconciliations: new ReconciliationsService(deps.client, config.STRATA_TASK_QUEUE),
     clusters: new ClustersService(deps.client, {
       taskQueue: config.STRATA_TASK_QUEUE,
@@ -179,6 +184,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
     spark: deps.spark,
     airbyte: deps.airbyte,
     airbyteWorkspaces: parseAirbyteWorkspaces(config.STRATA_AIRBYTE_WORKSPACES),
+    notifyChannels: deps.notifyChannels ?? channelsFromEnv(),
     queries: new QueriesService({ db: deps.db, lake: deps.lake, connections: deps.connections ?? {}, ...deps.queries }),
   };
 

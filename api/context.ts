@@ -1,3 +1,4 @@
+import type { Channels } from '../activities/notify/channels.js';
 import type { Client } from '@temporalio/client';
 import type { AirbyteClient } from '../activities/airbyte/client.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
@@ -32,4 +33,6 @@ export interface ApiContext {
   queries: QueriesService;
   /** Tenant → Airbyte workspace id, from STRATA_AIRBYTE_WORKSPACES. */
   airbyteWorkspaces: Record<string, string>;
+  /** Notification channels (STRATA_NOTIFY_*), for checking the channels specs and schedules name. */
+  notifyChannels: Channels;
 }

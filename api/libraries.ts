@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { forTenant } from '../activities/lake/open.js';
+import { checkMacroLibrary, MacroLibraryError } from '../activities/sql/macros.js';
 import { FUNCTION_NAME_RE, LIBRARY_NAME_RE, LIBRARY_VERSION_RE } from '../schemas/external.js';
 import {
   deleteLibraryVersion,
@@ -31,8 +32,12 @@ const KIND_OF: Record<string, LibraryKind> = {
   'application/x-java-archive': 'jar',
   'application/zip': 'python',
   'application/x-wheel+zip': 'python',
+  'application/sql': 'duckdb',
 };
-const EXT: Record<LibraryKind, RegExp> = { jar: /\.jar$/, python: /\.(whl|zip|egg)$/ };
+const EXT: Record<LibraryKind, RegExp> = { jar: /\.jar$/, python: /\.(whl|zip|egg)$/, duckdb: /\.sql$/ };
+const DEFAULT_EXT: Record<LibraryKind, string> = { jar: '.jar', python: '.zip', duckdb: '.sql' };
+/** A DuckDB macro library's SQL text (far more than any set of macros needs). */
+const MACRO_LIBRARY_BYTES = 1024 * 1024;
 const FILE_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 /** A JVM class (jar) or a Python module.attribute (python): dotted identifiers, nothing a SQL string could break out of. */
 const CLASS_RE = /^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*){0,31}$/;
@@ -121,6 +126,26 @@ const sameFunctions = (a: LibraryFunction[], b: LibraryFunction[]) => {
   return norm(a) === norm(b);
 };
 
+/** A DuckDB macro library's macros, read by DuckDB itself (400 naming the statement it refuses). */
+async function macroFunctions(req: FastifyRequest, body: Buffer): Promise<LibraryFunction[]> {
+  if (req.headers[FUNCTIONS_HEADER] !== undefined)
+    throw new RequestError(
+      `a DuckDB macro library declares its macros in its SQL: remove the ${FUNCTIONS_HEADER} header`,
+      400,
+    );
+  if (body.length > MACRO_LIBRARY_BYTES)
+    throw new RequestError(`a DuckDB macro library is at most ${fmtBytes(MACRO_LIBRARY_BYTES)} of SQL`, 413);
+  const text = body.toString('utf8');
+  if (!Buffer.from(text, 'utf8').equals(body) || text.includes('\u0000'))
+    throw new RequestError('a DuckDB macro library is UTF-8 SQL text without NUL characters', 400);
+  try {
+    return (await checkMacroLibrary(text)).map((m) => ({ name: m.name, class: m.type }));
+  } catch (e) {
+    if (e instanceof MacroLibraryError) throw new RequestError(`the macro library is refused: ${e.message}`, 400);
+    throw e;
+  }
+}
+
 const isZip = (b: Buffer) =>
   b.length >= 4 && b[0] === 0x50 && b[1] === 0x4b && ((b[2] === 3 && b[3] === 4) || (b[2] === 5 && b[3] === 6));
 
@@ -172,7 +197,7 @@ export function libraryRoutes(app: FastifyInstance, ctx: ApiContext) {
         const kind = KIND_OF[type];
         if (!kind || !Buffer.isBuffer(req.body))
           throw new RequestError(
-            `send the library's bytes as the body with content-type application/java-archive (a JAR) or application/zip (a Python wheel or zip), not ${type || '(none)'}`,
+            `send the library's bytes as the body with content-type application/java-archive (a JAR), application/zip (a Python wheel or zip) or application/sql (DuckDB CREATE MACRO statements), not ${type || '(none)'}`,
             415,
           );
         const body = req.body;
@@ -181,24 +206,28 @@ export function libraryRoutes(app: FastifyInstance, ctx: ApiContext) {
         if (!version) throw new RequestError('missing query parameter version: ?name=udfs&version=1', 400);
         checkName(name);
         checkVersion(version);
-        const file = req.query.file ?? `${name}-${version}${kind === 'jar' ? '.jar' : '.zip'}`;
+        const file = req.query.file ?? `${name}-${version}${DEFAULT_EXT[kind]}`;
         if (!FILE_RE.test(file) || !EXT[kind].test(file))
           throw new RequestError(
-            `file must be a plain file name ending ${kind === 'jar' ? '.jar' : '.whl, .zip or .egg'} (letters, digits, ".", "_", "+", "-")`,
+            `file must be a plain file name ending ${{ jar: '.jar', python: '.whl, .zip or .egg', duckdb: '.sql' }[kind]} (letters, digits, ".", "_", "+", "-")`,
             400,
           );
-        if (!isZip(body))
-          throw new RequestError(
-            `the body is not a ${kind === 'jar' ? 'JAR' : 'wheel or zip'} (a zip archive): send the file's bytes as they are`,
-            400,
-          );
-        const functions = declaredFunctions(req, kind);
-        const absent = missingClass(body, kind, functions);
-        if (absent)
-          throw new RequestError(
-            `function ${absent.name}: ${kind === 'jar' ? `class ${absent.class} is not in the JAR` : `module of ${absent.class} is not in the package`}: correct the class or upload the right file`,
-            400,
-          );
+        let functions: LibraryFunction[];
+        if (kind === 'duckdb') functions = await macroFunctions(req, body);
+        else {
+          if (!isZip(body))
+            throw new RequestError(
+              `the body is not a ${kind === 'jar' ? 'JAR' : 'wheel or zip'} (a zip archive): send the file's bytes as they are`,
+              400,
+            );
+          functions = declaredFunctions(req, kind);
+          const absent = missingClass(body, kind, functions);
+          if (absent)
+            throw new RequestError(
+              `function ${absent.name}: ${kind === 'jar' ? `class ${absent.class} is not in the JAR` : `module of ${absent.class} is not in the package`}: correct the class or upload the right file`,
+              400,
+            );
+        }
         const sha256 = createHash('sha256').update(body).digest('hex');
         const store = lakeOf(p.tenant);
         const res = await ctx.db.tx(async (t) => {

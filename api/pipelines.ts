@@ -1,4 +1,5 @@
 /** /api/v1/pipelines: register (YAML or JSON), list, read, versions, delete. */
+import { channelProblems } from '../activities/notify/channels.js';
 import type { FastifyInstance } from 'fastify';
 import { parseSpecText } from '../schemas/spec-file.js';
 import { validateSpec, type ValidationResult } from '../schemas/pipeline.js';
@@ -81,6 +82,14 @@ export function pipelineRoutes(app: FastifyInstance, ctx: ApiContext) {
           `the spec has ${libs.length} problem(s): ${libs.map((x) => `${x.path}: ${x.message}`).join('; ')}`,
           400,
           libs,
+        );
+      // The channels its notify rules name must be this tenant's (the worker resolves them again).
+      const channels = channelProblems(ctx.notifyChannels, p.tenant, r.spec.notify);
+      if (channels.length)
+        throw new RequestError(
+          `the spec has ${channels.length} problem(s): ${channels.map((x) => `${x.path}: ${x.message}`).join('; ')}`,
+          400,
+          channels,
         );
       const reg = await registerPipeline(ctx.db, p.tenant, r.spec, typeof req.body === 'string' ? req.body : undefined);
       if (reg.created) await ctx.schedules.retarget(p.tenant, r.spec, reg.version);

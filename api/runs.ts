@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { LogsQuery, RunsCursor, RunsQuery, TransformBody, TriggerRunBody } from '../schemas/api.js';
 import { validateSpec } from '../schemas/pipeline.js';
 import type { RunState } from '../schemas/run.js';
+import { listDeliveries } from '../store/notifications.js';
 import { listRuns } from '../store/runs.js';
 import { missingId, need, ownId, owns } from './auth.js';
 import type { Principal } from '../store/keys.js';
@@ -171,6 +172,22 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
       const p = need(req, 'viewer');
       const st = await runState(ctx, p, req.params.run);
       return { ...st, uiUrl: ctx.runs.uiLink(st.runId) };
+    },
+  );
+
+  app.get<{ Params: { run: string } }>(
+    '/api/v1/runs/:run/notifications',
+    {
+      schema: {
+        tags: ['runs'],
+        summary:
+          'The notifications a run sent: one per (rule, event), with channel, status (pending, delivered, failed), attempts, last error',
+      },
+    },
+    async (req) => {
+      const p = need(req, 'viewer');
+      const st = await runState(ctx, p, req.params.run);
+      return { data: await listDeliveries(ctx.db, p.tenant, st.runId) };
     },
   );
 

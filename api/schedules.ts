@@ -1,6 +1,8 @@
 /** /api/v1/pipelines/{id}/schedules: Temporal Schedules for a pipeline. */
 import type { FastifyInstance } from 'fastify';
 import { BackfillBody, ScheduleBody, SchedulePatch } from '../schemas/api.js';
+import { channelProblems } from '../activities/notify/channels.js';
+import { listScheduleDeliveries } from '../store/notifications.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
@@ -8,6 +10,12 @@ import { loadPipeline } from './pipelines.js';
 import { RequestError } from '../schemas/errors.js';
 
 type P = { Params: { id: string; sid: string } };
+
+/** The channels a schedule's rules name must be the tenant's own: a 400 listing them otherwise. */
+function checkChannels(ctx: ApiContext, tenant: string, rules: { channel: string }[] | undefined) {
+  const problems = channelProblems(ctx.notifyChannels, tenant, rules);
+  if (problems.length) throw new RequestError(problems.map((x) => `${x.path}: ${x.message}`).join('; '), 400, problems);
+}
 
 export function scheduleRoutes(app: FastifyInstance, ctx: ApiContext) {
   const base = '/api/v1/pipelines/:id/schedules';
@@ -18,6 +26,7 @@ export function scheduleRoutes(app: FastifyInstance, ctx: ApiContext) {
     async (req, reply) => {
       const p = need(req, 'admin');
       const body = parse(ScheduleBody, req.body, 'body');
+      checkChannels(ctx, p.tenant, body.notify);
       const pipe = await loadPipeline(ctx, p.tenant, req.params.id);
       return reply.status(201).send(await ctx.schedules.create(p.tenant, pipe.spec, pipe.version, body));
     },
@@ -45,9 +54,24 @@ export function scheduleRoutes(app: FastifyInstance, ctx: ApiContext) {
   app.patch<P>(`${base}/:sid`, { schema: { tags, summary: 'Change a schedule' } }, async (req) => {
     const p = need(req, 'admin');
     const patch = parse(SchedulePatch, req.body, 'body');
+    checkChannels(ctx, p.tenant, patch.notify);
     const pipe = await loadPipeline(ctx, p.tenant, req.params.id);
     return ctx.schedules.update(p.tenant, pipe.spec, pipe.version, req.params.sid, patch);
   });
+  app.get<P>(
+    `${base}/:sid/notifications`,
+    {
+      schema: {
+        tags,
+        summary: 'The schedule_missed notifications of a schedule, newest first, with their outcome',
+      },
+    },
+    async (req) => {
+      const p = need(req, 'viewer');
+      const r = await ctx.schedules.row(p.tenant, req.params.id, req.params.sid);
+      return { data: await listScheduleDeliveries(ctx.db, p.tenant, r.temporal_id) };
+    },
+  );
   app.delete<P>(`${base}/:sid`, { schema: { tags, summary: 'Delete a schedule' } }, async (req, reply) => {
     const p = need(req, 'admin');
     await ctx.schedules.remove(p.tenant, req.params.id, req.params.sid);

@@ -6,7 +6,14 @@
  * date is the time it was scheduled for, backfills included.
  */
 import { pipelineRun } from '../workflows/pipeline.js';
-import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
+import {
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  WorkflowNotFoundError,
+  type Client,
+  type ScheduleOptions,
+} from '@temporalio/client';
+import { ruleRefs, type ScheduleWatchInput } from '../schemas/notify.js';
 import { msToTs, tsToMs } from '@temporalio/common/lib/time.js';
 import { CronExpressionParser } from 'cron-parser';
 import { toMs } from '../schemas/duration.js';
@@ -87,7 +94,47 @@ export class SchedulesService {
     readonly client: Client,
     readonly db: Db,
     readonly taskQueue: string,
+    /** The schedule watcher's check interval (default 1 minute) and delivery retries (tests: milliseconds). */
+    readonly watch: { everyMs?: number; retry?: ScheduleWatchInput['retry'] } = {},
   ) {}
+
+  /**
+   * The schedule's `schedule_missed` watcher (workflows/schedule-watch.ts): started, or
+   * restarted with the new rules, when the schedule has rules; ended when it has none.
+   */
+  private async syncWatch(tenant: string, pipelineId: string, id: string, temporalId: string, def: ScheduleDef) {
+    const workflowId = `${temporalId}/watch`;
+    const rules = ruleRefs(def.notify);
+    if (!rules.length) {
+      await this.stopWatch(temporalId);
+      return;
+    }
+    const input: ScheduleWatchInput = {
+      tenant,
+      pipelineId,
+      schedule: id,
+      scheduleId: temporalId,
+      rules,
+      everyMs: this.watch.everyMs ?? 60_000,
+      ...(this.watch.retry ? { retry: this.watch.retry } : {}),
+    };
+    await this.client.workflow.start('scheduleWatch', {
+      workflowId,
+      taskQueue: this.taskQueue,
+      args: [input],
+      workflowIdConflictPolicy: 'TERMINATE_EXISTING',
+      staticSummary: `watches schedule ${id} of ${pipelineId} for missed fire times`,
+    });
+  }
+
+  private async stopWatch(temporalId: string) {
+    await this.client.workflow
+      .getHandle(`${temporalId}/watch`)
+      .terminate('the schedule has no schedule_missed rules any more')
+      .catch((e) => {
+        if (!(e instanceof WorkflowNotFoundError)) throw e;
+      });
+  }
 
   temporalId(tenant: string, pipelineId: string, id: string) {
     return `schedule/${tenant}/${pipelineId}/${id}`;
@@ -169,6 +216,7 @@ export class SchedulesService {
         .catch(() => {}); // nothing half-written
       throw e;
     }
+    await this.syncWatch(tenant, spec.id, id, opts.scheduleId, def);
     return this.get(tenant, spec.id, id);
   }
 
@@ -255,6 +303,7 @@ export class SchedulesService {
       'UPDATE schedules SET definition = $4, updated_at = now() WHERE tenant = $1 AND pipeline_id = $2 AND id = $3',
       [tenant, spec.id, id, JSON.stringify(def)],
     );
+    if ('notify' in patch) await this.syncWatch(tenant, spec.id, id, r.temporal_id, def);
     return this.get(tenant, spec.id, id);
   }
 
@@ -277,6 +326,7 @@ export class SchedulesService {
       .catch((e) => {
         if (!(e instanceof ScheduleNotFoundError)) throw e;
       });
+    await this.stopWatch(r.temporal_id);
     await this.db.query('DELETE FROM schedules WHERE tenant = $1 AND pipeline_id = $2 AND id = $3', [
       tenant,
       pipelineId,

@@ -1,4 +1,5 @@
 /** Request bodies of the HTTP API (validated here; also rendered into the OpenAPI docs). */
+import { ScheduleNotifyRules } from './notify.js';
 import { z } from 'zod';
 import { Duration, toMs } from './duration.js';
 import { CsvOptions, ReconcileOptions } from './reconcile.js';
@@ -91,6 +92,8 @@ const ScheduleFields = {
   paused: z.boolean(),
   pauseOnFailure: z.boolean(),
   note: z.string().max(500),
+  /** `schedule_missed` rules: who hears when a fire time is skipped or missed. */
+  notify: ScheduleNotifyRules,
 };
 
 export const ScheduleBody = z
@@ -107,6 +110,7 @@ export const ScheduleBody = z
     paused: ScheduleFields.paused.default(false),
     pauseOnFailure: ScheduleFields.pauseOnFailure.default(false),
     note: ScheduleFields.note.optional(),
+    notify: ScheduleFields.notify.optional(),
   })
   .strict();
 export type ScheduleBody = z.infer<typeof ScheduleBody>;

@@ -27,6 +27,8 @@ export const ConfigSchema = z.object({
     .default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_UI_URL: z.url('write the Web UI base URL, e.g. http://127.0.0.1:8233').default('http://127.0.0.1:8233'),
+  /** The API's address as people reach it: links to run pages in notifications. */
+  STRATA_PUBLIC_URL: z.url('write the API base URL people open, e.g. https://strata.example.com').optional(),
   STRATA_TASK_QUEUE: z.string().min(1).default('strata'),
   STRATA_DATA_DIR: z.string().min(1).default('.strata'),
   STRATA_LAKE_ROOT: z.string().min(1).optional(),

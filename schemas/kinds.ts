@@ -162,7 +162,8 @@ const KINDS = {
         'executor',
         'libraries',
       ])
-        if (t[f] !== undefined)
+        // DuckDB tasks take macro libraries (registered in their sandbox); Postgres and MySQL none.
+        if (t[f] !== undefined && !(f === 'libraries' && engine === 'duckdb'))
           problems.push([[f], `"${f}" applies to engines spark and emr only: remove it or set engine`]);
       if (engine !== 'duckdb' && !t.connection)
         problems.push([['connection'], `engine ${engine} needs a named connection: add "connection: NAME"`]);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
 import { TASK_KINDS, KIND_NAMES, sqlDialectAt } from './kinds.js';
+import { NotifyRules } from './notify.js';
 import {
   PARAM_LIMITS,
   PARAM_TYPES,
@@ -68,6 +69,10 @@ export const PipelineSpecBase = z
     id: Id('pipeline id'),
     description: z.string().optional(),
     maxParallel: z.number().int().min(1).max(500).default(16),
+    /** A run still running this long after it started fires the `sla_missed` notify rules. */
+    sla: Duration.optional(),
+    /** Who hears about runs: rules naming events and a channel the platform configured for the tenant. */
+    notify: NotifyRules.optional(),
     defaults: z
       .object({ retry: RetryPolicy.optional(), timeout: Duration.optional(), trigger: TriggerRule.optional() })
       .strict()

@@ -91,6 +91,8 @@ export interface PipelineRunOptions {
   continueAsNewAfterEvents?: number;
   /** The same for each external job's own workflow (default 8,000). */
   jobContinueAsNewAfterEvents?: number;
+  /** Retries of notification deliveries (default 2 s initial, doubling, 8 attempts; tests pass milliseconds). */
+  notifyRetry?: { initialMs: number; maxAttempts: number };
 }
 
 /**
@@ -144,6 +146,8 @@ export interface CarriedV1 {
   failures: { id: string; error: string; type?: string }[];
   /** Sensors stopped to continue as new: when each started (its deadline derives from it) carries over. */
   sensors?: Record<string, { since: number; polls: number }>;
+  /** For notify rules: tasks that exhausted their retries and outputs with warnings so far (bounded). */
+  notify?: { exhausted: { task: string; attempts: number }[]; warned: { task: string; checks: string[] }[] };
 }
 
 /** A task's state as the workflow reports it to the metastore (one delta per change). */

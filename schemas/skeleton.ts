@@ -8,6 +8,7 @@
 import { toMs } from './duration.js';
 import { TASK_KINDS, sqlDialectAt, type KindRunner } from './kinds.js';
 import { paramDecls } from './params.js';
+import { ruleRefs, type NotifyRuleRef } from './notify.js';
 import { effectiveTask, TRIGGER_RULES, type PipelineSpec, type TaskSpec, type TriggerRule } from './pipeline.js';
 import type { RunContext } from './run.js';
 import { renderTask, runVariables } from './template.js';
@@ -32,6 +33,8 @@ export interface SkeletonPage {
   nodes: SkeletonNode[];
   /** Where the next page starts (a task index); absent on the last page. */
   next?: number;
+  /** On the first page of a spec with `notify` rules: the rules (channel names only) and the SLA. */
+  notify?: { rules: NotifyRuleRef[]; slaMs?: number };
 }
 
 /** Bytes of skeleton per page: far under Temporal's 2 MB payload limit and its 512 KB warning. */
@@ -85,6 +88,9 @@ export function skeletonPage(spec: PipelineSpec, from = 0, budget = SKELETON_PAG
     profiles,
     nodes,
     ...(i < spec.tasks.length ? { next: i } : {}),
+    ...(from === 0 && spec.notify?.length
+      ? { notify: { rules: ruleRefs(spec.notify), ...(spec.sla !== undefined ? { slaMs: toMs(spec.sla) } : {}) } }
+      : {}),
   };
 }
 

@@ -7,7 +7,7 @@ import type { PipelineSpec, Problem } from '../schemas/pipeline.js';
 import type { LibraryUse } from '../schemas/external.js';
 import type { Db } from './db.js';
 
-export type LibraryKind = 'jar' | 'python';
+export type LibraryKind = 'jar' | 'python' | 'duckdb';
 
 export interface LibraryFunction {
   name: string;
@@ -127,12 +127,21 @@ export async function deleteLibraryVersion(db: Db, tenant: string, name: string,
 /** The libraries a spec's tasks pin, with where (tasks[i].libraries[j]). */
 export function libraryUses(
   spec: Pick<PipelineSpec, 'tasks'>,
-): { task: number; index: number; taskId: string; kind: string; use: LibraryUse }[] {
-  const out: { task: number; index: number; taskId: string; kind: string; use: LibraryUse }[] = [];
+): { task: number; index: number; taskId: string; kind: string; engine?: string; use: LibraryUse }[] {
+  const out: { task: number; index: number; taskId: string; kind: string; engine?: string; use: LibraryUse }[] = [];
   spec.tasks.forEach((t, i) => {
     const libs = (t as { libraries?: unknown }).libraries;
     if (Array.isArray(libs))
-      libs.forEach((use, j) => out.push({ task: i, index: j, taskId: t.id, kind: t.kind, use: use as LibraryUse }));
+      libs.forEach((use, j) =>
+        out.push({
+          task: i,
+          index: j,
+          taskId: t.id,
+          kind: t.kind,
+          ...(typeof t.engine === 'string' ? { engine: t.engine } : {}),
+          use: use as LibraryUse,
+        }),
+      );
   });
   return out;
 }
@@ -162,6 +171,17 @@ export async function libraryProblems(db: Db, tenant: string, spec: Pick<Pipelin
       });
       continue;
     }
+    const duckTask = u.kind === 'sql' && (u.engine ?? 'duckdb') === 'duckdb';
+    if (v.kind === 'duckdb' && !duckTask)
+      problems.push({
+        path,
+        message: `library "${v.name}" ${v.version} is a DuckDB macro library: only sql tasks on engine duckdb can use it`,
+      });
+    if (v.kind !== 'duckdb' && duckTask)
+      problems.push({
+        path,
+        message: `library "${v.name}" ${v.version} is a ${v.kind === 'jar' ? 'JAR' : 'Python package'}: a duckdb task uses DuckDB macro libraries only`,
+      });
     if (v.kind === 'python' && u.kind !== 'pyspark')
       problems.push({
         path,

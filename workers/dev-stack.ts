@@ -15,6 +15,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectionsFromEnv } from '../activities/sql/connections.js';
+import { channelsFromEnv } from '../activities/notify/channels.js';
 import { ledgerKeyFromEnv } from '../activities/sql/ledger.js';
 import { buildApi } from '../api/app.js';
 import { RunsService } from '../client/runs.js';
@@ -89,6 +90,10 @@ async function main() {
     deps: {
       lakeRoot: lake.localRoot,
       connections: connectionsFromEnv(),
+      notifyChannels: channelsFromEnv(),
+      publicUrl: config.STRATA_PUBLIC_URL ?? `http://${config.STRATA_API_HOST}:${config.STRATA_API_PORT}`,
+      uiUrl: config.TEMPORAL_UI_URL,
+      namespace: config.TEMPORAL_NAMESPACE,
       ledgerKey: ledgerKeyFromEnv(),
       lake: lake.lake,
       s3: lake.s3,

@@ -1,9 +1,11 @@
 /**
  * `npm run setup`: builds the external binaries Strata runs locally (the Temporal CLI,
- * and MinIO — the S3-compatible server the tests use) into the cache outside the
+ * MinIO — the S3-compatible server the tests use — and mailpit, the SMTP server of the
+ * e-mail notification tests) into the cache outside the
  * checkout. `npm start` and `npm test` do this on their own when needed; this just does
  * it up front, with progress.
  */
+import { findOrBuildMailpit } from './mailpit.js';
 import { findOrBuildMinio } from './minio.js';
 import { findOrBuildTemporalCli } from './temporal-cli.js';
 
@@ -11,3 +13,5 @@ const temporal = await findOrBuildTemporalCli((m) => console.log(m));
 console.log(`Temporal CLI: ${temporal}`);
 const minio = await findOrBuildMinio((m) => console.log(m));
 console.log(`MinIO: ${minio}`);
+const mailpit = await findOrBuildMailpit((m) => console.log(m));
+console.log(`mailpit: ${mailpit}`);

@@ -3,6 +3,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { fileURLToPath } from 'node:url';
 import { createActivities, type ActivityDeps } from '../activities/index.js';
 import { connectionsFromEnv } from '../activities/sql/connections.js';
+import { channelsFromEnv } from '../activities/notify/channels.js';
 import { ledgerKeyFromEnv } from '../activities/sql/ledger.js';
 import { loadConfig } from '../schemas/config.js';
 import { lakeFromConfig } from '../activities/lake/from-config.js';
@@ -71,6 +72,10 @@ async function main() {
     deps: {
       lakeRoot: lake?.localRoot ?? config.lakeRoot,
       connections: connectionsFromEnv(),
+      notifyChannels: channelsFromEnv(),
+      publicUrl: config.STRATA_PUBLIC_URL ?? `http://${config.STRATA_API_HOST}:${config.STRATA_API_PORT}`,
+      uiUrl: config.TEMPORAL_UI_URL,
+      namespace: config.TEMPORAL_NAMESPACE,
       ledgerKey: ledgerKeyFromEnv(),
       lake: lake?.lake,
       s3: lake?.s3,

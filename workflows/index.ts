@@ -3,3 +3,5 @@ export { reconciliationRun } from './reconciliation.js';
 export { externalJob } from './external-job.js';
 export { clusterLifecycle } from './cluster.js';
 export { clusterQuota } from './cluster-quota.js';
+export { notifyRun } from './notify.js';
+export { scheduleWatch } from './schedule-watch.js';

@@ -25,10 +25,12 @@ import {
   setCurrentDetails,
   setHandler,
   sleep,
+  startChild,
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
 import { toMs } from '../schemas/duration.js';
+import { NOTIFY_LIMITS, type NotifyInput, type NotifyRuleRef, type RunOutcome } from '../schemas/notify.js';
 import type { PipelineSpec } from '../schemas/pipeline.js';
 import {
   RUN_ANSWER_LIMITS,
@@ -99,6 +101,8 @@ interface Skeleton {
   profileOf: number[];
   profiles: TaskProfile[];
   reused: Set<string>;
+  /** The spec's notify rules and SLA (specs without rules: absent). */
+  notify?: { rules: NotifyRuleRef[]; slaMs?: number };
 }
 
 /** The spec's skeleton: from the inline spec, or page by page from the metastore. */
@@ -116,6 +120,7 @@ async function loadSkeleton(input: PipelineRunInput, repairOf?: string): Promise
   const add = (page: SkeletonPage & { reused?: string[] }) => {
     sk.pipelineId = page.pipelineId;
     sk.maxParallel = page.maxParallel;
+    if (page.notify) sk.notify = page.notify;
     const local = page.profiles.map((p) => {
       const key = JSON.stringify(p);
       let i = profileIndex.get(key);
@@ -161,6 +166,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     continuations: 0,
   };
   const failures = carried?.failures ?? [];
+  /** What notify rules need to know of the run (bounded; carried across continue-as-new). */
+  const outcome: Pick<RunOutcome, 'exhausted' | 'warned'> = carried?.notify ?? { exhausted: [], warned: [] };
   const run: RunContext = {
     runId: header.runId,
     workflowId: header.workflowId,
@@ -324,6 +331,13 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     await CancellationScope.nonCancellable(() =>
       meta.recordRun(seedRecord({ seed: input.specRef ? { ref: input.specRef } : { ids: sk.ids } })),
     );
+    // An SLA: a notifier that waits until the deadline and then looks at the run (never blocks it).
+    if (
+      sk.notify?.slaMs !== undefined &&
+      sk.notify.rules.some((r) => r.on.includes('sla_missed')) &&
+      patched('notify-v1')
+    )
+      await startNotifier({ phase: 'sla', startedAt: header.startedAt, slaMs: sk.notify.slaMs });
   }
 
   const heartbeatMs = input.options?.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_MS;
@@ -349,6 +363,9 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       .then(
         (r) => {
           parked.delete(id);
+          const warned = (r.output?.checks as { warned?: string[] } | undefined)?.warned;
+          if (sk.notify && warned?.length && outcome.warned.length < NOTIFY_LIMITS.listed)
+            outcome.warned.push({ task: id, checks: warned.slice(0, NOTIFY_LIMITS.listed) });
           setStatus(id, 'success', {
             attempts: r.attempt,
             output: r.output,
@@ -363,6 +380,14 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
             return;
           }
           const f = describeFailure(err);
+          // Retries exhausted: it failed on its last allowed attempt (not cut short as non-retryable).
+          if (
+            sk.notify &&
+            !isCancellation(err) &&
+            f.attempt >= profile.retry.attempts &&
+            outcome.exhausted.length < NOTIFY_LIMITS.listed
+          )
+            outcome.exhausted.push({ task: id, attempts: f.attempt });
           setStatus(id, isCancellation(err) ? 'cancelled' : 'failed', {
             attempts: f.attempt,
             error: f.message,
@@ -506,6 +531,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
           statuses: status.map((s) => CODES[s]).join(''),
           failures,
           ...(parked.size ? { sensors: Object.fromEntries(parked) } : {}),
+          ...(sk.notify ? { notify: outcome } : {}),
         };
         return await continueAsNew<typeof pipelineRun>({ ...input, carried: next, prior: undefined });
       }
@@ -553,17 +579,58 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   header.endedAt = nowIso();
   setCurrentDetails(progressMarkdown(header, counts));
   await CancellationScope.nonCancellable(flushAll);
+  const notifyEnd = async (error?: string) => {
+    // Only rules about the run's end need the end notifier (an SLA-only spec has its own).
+    if (!sk.notify?.rules.some((r) => r.on.some((e) => e !== 'sla_missed')) || !patched('notify-v1')) return;
+    await startNotifier({
+      phase: 'end',
+      outcome: {
+        status: header.status as 'success' | 'failed',
+        ...outcome,
+        ...(error ? { error: error.slice(0, 2000) } : {}),
+        failures: failures.slice(0, NOTIFY_LIMITS.listed).map((f) => ({ id: f.id, error: f.error })),
+      },
+    });
+  };
   if (bad) {
     const nFailed = counts[STATUSES.indexOf('failed')];
     const named = failures.map((f) => `${f.id}: ${f.error}`).join('; ');
     const more = nFailed > failures.length ? ` (and ${nFailed - failures.length} more failed tasks)` : '';
     const message = `pipeline ${header.pipelineId} failed: ${named || 'upstream failures'}${more}`;
     await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord({ error: message })));
+    await CancellationScope.nonCancellable(() => notifyEnd(message));
     const summary = boundedState(header, sk.ids, status, details, counts, failures, { tasks: 100, bytes: 64 * 1024 });
     throw ApplicationFailure.create({ type: 'PipelineFailed', nonRetryable: true, message, details: [summary] });
   }
   await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord()));
+  await CancellationScope.nonCancellable(() => notifyEnd());
   return answer();
+
+  /**
+   * Starts the run's notifier as an abandoned child: it outlives the run and its failures
+   * never reach the run. The id is never reused, so a replay or retry starts it once.
+   */
+  async function startNotifier(p: Omit<NotifyInput, 'run' | 'rules'>): Promise<void> {
+    try {
+      await startChild('notifyRun', {
+        workflowId: `${header.workflowId}/notify/${p.phase}`,
+        args: [
+          {
+            run,
+            rules: sk.notify!.rules,
+            ...p,
+            ...(input.options?.notifyRetry ? { retry: input.options.notifyRetry } : {}),
+          },
+        ],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        staticSummary: `notifications (${p.phase})`,
+      });
+    } catch (e) {
+      if (isCancellation(e)) throw e;
+      // Already started (a run's execution retried) or refused: notifications never fail the run.
+    }
+  }
 
   function finishedDownstream(): string[] {
     const out: string[] = [];

@@ -3,6 +3,7 @@
  * first asks the catalog whether this run's task already committed (a retry after a
  * crash between commit and completion), and returns that version instead of writing again.
  */
+import { registerMacros } from '../sql/macros.js';
 import { Context } from '@temporalio/activity';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -69,6 +70,7 @@ export async function runLakeSql(
   platform: LakeDeps,
   input: TaskActivityInput,
   signal: AbortSignal,
+  macros: { name: string; version: string; sql: string }[] = [],
 ): Promise<TaskOutput> {
   const { task } = input;
   const deps = forTenant(platform, input.run.tenant);
@@ -106,6 +108,8 @@ export async function runLakeSql(
         files: [...files, ...refs.files, outputFile(deps, id, tag).local],
         scratch: scratchDir(deps, tag),
       });
+      // Macro libraries are registered inside the locked sandbox: their bodies reach only this grant.
+      if (macros.length) await registerMacros(duck.conn, macros);
       await assertOneSelect(duck.conn, sql, `the SQL of a task writing ${id.layer}.${id.name}`);
       const t1 = performance.now();
       const w = await writeVersion(deps, {

@@ -7,6 +7,7 @@ import { NonRetryableError } from '../../schemas/errors.js';
 import { taskActivity } from '../core/task.js';
 import { resolveConnection, type Connections } from './connections.js';
 import { runDuckdb } from './duckdb.js';
+import { taskMacroLibraries } from './macros.js';
 import { runMysql } from './mysql.js';
 import { runPostgres } from './postgres.js';
 import { isLakeSql, runLakeSql } from '../lake/activities.js';
@@ -35,16 +36,18 @@ export function createSqlActivities(deps: SqlDeps) {
                 'this task writes a dataset, but the worker has no lake catalog: configure the metastore',
                 'ConfigError',
               );
-            return runLakeSql(deps.lake, { task, run }, signal);
+            return runLakeSql(deps.lake, { task, run }, signal, await taskMacroLibraries(deps.lake, run.tenant, task));
           }
           const info = Context.current().info;
           const tag = `${(info.workflowExecution?.runId ?? 'run').slice(0, 8)}-${info.activityId}-${info.attempt}`;
           const root = tenantFolder(deps.lakeRoot, run.tenant);
           const scratch = path.join(os.tmpdir(), 'strata-sql', run.tenant, tag);
+          const macros = await taskMacroLibraries(deps.lake, run.tenant, task);
           try {
             return await runDuckdb({
               lakeRoot: root,
               sql,
+              macros,
               output: task.output as string | undefined,
               attemptTag: tag,
               signal,

@@ -8,6 +8,7 @@
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { NonRetryableError } from '../../schemas/errors.js';
+import { registerMacros } from './macros.js';
 import { absolutePaths, assertOneSelect, openDuck, runTenantSql, type SandboxLimits } from './sandbox.js';
 
 /** DuckDB error kinds that retrying cannot fix. */
@@ -37,6 +38,8 @@ export async function runDuckdb(opts: {
   /** The attempt's private scratch folder (temp spill). */
   scratch: string;
   limits?: Partial<SandboxLimits>;
+  /** DuckDB macro libraries the task pins: registered inside the locked sandbox before its SQL. */
+  macros?: { name: string; version: string; sql: string }[];
 }): Promise<{ rowCount: number; location?: string }> {
   const root = path.resolve(opts.lakeRoot);
   await mkdir(root, { recursive: true });
@@ -51,6 +54,7 @@ export async function runDuckdb(opts: {
       tmp = `${final}.${opts.attemptTag}.tmp`;
     }
     await duck.lock({ files: tmp ? [tmp] : [], dirs: [root], scratch: opts.scratch, limits: opts.limits });
+    if (opts.macros?.length) await registerMacros(duck.conn, opts.macros);
     if (final && tmp) {
       const body = absolutePaths(opts.sql, root).trim().replace(/;\s*$/, '');
       await assertOneSelect(duck.conn, body, 'a task with "output"');

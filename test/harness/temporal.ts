@@ -11,6 +11,7 @@ import { createStrataWorker } from '../../workers/worker.js';
 import type { LakeDeps } from '../../activities/lake/engine.js';
 import { forTenant, openLake } from '../../activities/lake/open.js';
 import type { ReconcileDeps } from '../../activities/reconcile/activities.js';
+import type { NotifyDeps } from '../../activities/notify/activities.js';
 import type { ObjectStore, S3Config } from '../../activities/s3/client.js';
 import { openDb, type Db } from '../../store/db.js';
 import type { DataConverter } from '@temporalio/common';
@@ -58,6 +59,8 @@ export interface TestStackOptions {
   lineageFile?: string;
   /** Test seam for reconciliations run by this stack's workers (see ReconcileDeps.faults). */
   reconcileFaults?: ReconcileDeps['faults'];
+  /** Notification channels and link bases for this stack's workers. */
+  notify?: Omit<NotifyDeps, 'db'>;
 }
 
 export async function testStack(name: string, opts: TestStackOptions = {}): Promise<TestStack> {
@@ -121,7 +124,7 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
       const worker = await createStrataWorker({
         connection: native,
         taskQueue,
-        deps: { lakeRoot, connections, lake, s3, db, faults: opts.reconcileFaults },
+        deps: { lakeRoot, connections, lake, s3, db, faults: opts.reconcileFaults, ...opts.notify },
         workflowBundle: { codePath: inject('workflowBundlePath') },
         dataConverter,
       });

@@ -2,6 +2,7 @@
  * Records the workflow histories the replay test guards. Run after an intentional,
  * patched() workflow change to add new histories (keep the old ones: they are the point):
  *   HISTORY_SUFFIX=-v3 npm run histories:record
+ * (RECORD_CASES=notify records only the cases named.)
  * With a Postgres server (RECORD_PG_URL, default the local one) each case is recorded twice:
  * the spec by reference through a metastore (the API's way), and inline (`-inline`, the way
  * of a CLI without one).
@@ -11,7 +12,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import proto from '@temporalio/proto';
 const { temporal } = proto;
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,7 +97,22 @@ const CASES: {
     }),
     continueAsNewAfterEvents: 40,
   },
+  {
+    // notify-v1: the SLA notifier started with the run, the end notifier started when it fails.
+    name: 'notify',
+    spec: spec({
+      id: 'replay_notify',
+      sla: '200ms',
+      notify: [{ id: 'oncall', on: ['failure', 'retry_exhausted', 'sla_missed'], channel: 'oncall' }],
+      tasks: [
+        { id: 'slow', kind: 'noop', sleep: '600ms' },
+        { id: 'boom', kind: 'fail', message: 'boom', needs: ['slow'], retry: { attempts: 2, initialInterval: '50ms' } },
+      ],
+    }),
+  },
 ];
+/** Record only these cases (RECORD_CASES=notify,cancelled); default all. */
+const ONLY = process.env.RECORD_CASES?.split(',').filter(Boolean);
 
 /** Failures' stack traces name folders of the machine that recorded them: replay needs none. */
 function scrub(json: string): string {
@@ -155,9 +171,12 @@ async function main() {
     deps: { lakeRoot: lake, connections: {}, db: meta?.db },
     dataConverter: CLEAR,
   });
+  // The workflow id of each file: replay runs it under the same id (children's ids derive from it).
+  const indexFile = path.join(here, 'index.json');
+  const index = JSON.parse(await readFile(indexFile, 'utf8').catch(() => '{}')) as Record<string, string>;
   await worker.runUntil(async () => {
     for (const [mode, runs] of modes)
-      for (const c of CASES) {
+      for (const c of CASES.filter((x) => !ONLY || ONLY.includes(x.name))) {
         const h = await runs.start({
           spec: c.spec,
           tenant: 'replay',
@@ -180,11 +199,13 @@ async function main() {
           const hist = await client.workflow.getHandle(ex.workflowId, ex.runId).fetchHistory();
           const file = path.join(here, `${c.name}${SUFFIX}${mode}${i ? `-${i}` : ''}.json`);
           await writeFile(file, scrub(historyToJSON(temporal.api.history.v1.History.create(hist))));
+          index[path.basename(file)] = ex.workflowId;
           console.log(`recorded ${path.basename(file)} (${hist.events?.length} events)`);
           i++;
         }
       }
   });
+  await writeFile(indexFile, `${JSON.stringify(index, null, 2)}\n`);
   await connection.close();
   await native.close();
   await server.stop();

@@ -255,7 +255,7 @@ describe('UDF libraries over the API', () => {
       id: 'duck',
       tasks: [{ id: 'q', kind: 'sql', sql: 'select 1', libraries: [{ name: 'udfs', version: 3 }] }],
     });
-    expect(duck.json().error).toMatch(/"libraries" applies to engines spark and emr only/);
+    expect(duck.json().error).toMatch(/library "udfs" 3 is a JAR: a duckdb task uses DuckDB macro libraries only/);
     const script = await register('acme', {
       id: 'hv',
       tasks: [
