@@ -48,8 +48,8 @@ export async function startMailpit(
   } else args.push('--smtp-auth-accept-any');
   const child: ChildProcess = spawn(exe, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout!.on('data', (b) => (out = (out + b.toString()).slice(-4000)));
-  child.stderr!.on('data', (b) => (out = (out + b.toString()).slice(-4000)));
+  child.stdout!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-4000)));
+  child.stderr!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-4000)));
   const httpUrl = `http://127.0.0.1:${httpPort}`;
   const deadline = Date.now() + 60_000;
   for (;;) {

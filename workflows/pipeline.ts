@@ -233,7 +233,15 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       });
     sk = await loadSkeleton(input, carried ? undefined : input.repairOf);
   } catch (err) {
-    if (isCancellation(err)) throw err;
+    if (isCancellation(err)) {
+      // Cancelled before its tasks were known (a queued run cancelled as it starts): the
+      // metastore still says running, so it learns of the cancel before the run closes.
+      if (patched('cancel-before-load-v1')) {
+        Object.assign(header, { status: 'cancelled', endedAt: nowIso() });
+        await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord()));
+      }
+      throw err;
+    }
     const f = describeFailure(err);
     Object.assign(header, { status: 'failed', endedAt: nowIso() });
     const message = `pipeline ${header.pipelineId} cannot start: ${f.message}`;

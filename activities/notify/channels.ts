@@ -35,7 +35,7 @@ const NAME_RE = /^[a-z][a-z0-9_]{0,63}$/;
 const EMAIL_RE = /^[^\s@<>,]+@[^\s@<>,]+$/;
 
 export function channelsFromEnv(env: NodeJS.ProcessEnv = process.env): Channels {
-  const out: Channels = Object.create(null);
+  const out = Object.create(null) as Channels;
   const owner = env.STRATA_BOOTSTRAP_TENANT || 'default';
   for (const [k, v] of Object.entries(env)) {
     if (!k.startsWith(PREFIX) || k.endsWith('_TENANTS') || k.endsWith('_SECRET') || !v) continue;

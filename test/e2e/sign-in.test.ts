@@ -6,7 +6,6 @@
  */
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
@@ -14,9 +13,9 @@ import { loadConfig } from '../../schemas/config.js';
 import { createKey, revokeKey } from '../../store/keys.js';
 import { migrate } from '../../store/migrate.js';
 import { createStrataWorker } from '../../workers/worker.js';
+import { CHROMIUM_INSTALL_TIMEOUT_MS, findOrInstallChromium } from '../harness/chromium.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
-const CHROMIUM = process.env.STRATA_CHROMIUM ?? '/usr/bin/chromium';
 const BOOT = 'sign-in-test-admin-key-0123456789';
 let stack: TestStack;
 let base: string;
@@ -27,10 +26,8 @@ let viewer: { id: string; secret: string };
 let runId: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(
-      `no Chromium at ${CHROMIUM}: install Debian's chromium package (.ci/run does) or set STRATA_CHROMIUM`,
-    );
+  // A first run may install Chromium (the run-page test's setup does the same).
+  const executablePath = await findOrInstallChromium();
   stack = await testStack('signin');
   await migrate(stack.db);
   tenant = `signin${stack.tenant}`;
@@ -53,7 +50,7 @@ beforeAll(async () => {
   });
   const running = worker.run();
   browser = await chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     args: [
       '--headless',
       '--no-sandbox',
@@ -85,7 +82,7 @@ beforeAll(async () => {
       await fetch(`${base}/api/v1/pipelines/signed/runs`, { method: 'POST', headers: h, body: '{}' })
     ).json()) as { runId: string }
   ).runId;
-}, 120_000);
+}, CHROMIUM_INSTALL_TIMEOUT_MS);
 afterAll(async () => {
   await stop?.();
   await stack?.close();

@@ -84,7 +84,7 @@ beforeAll(async () => {
     STRATA_NOTIFY_GLOBEX_HOOK_SECRET: SECRET,
     STRATA_NOTIFY_GLOBEX_HOOK_TENANTS: 'globex',
   });
-  notify!.notifyChannels = channels;
+  notify.notifyChannels = channels;
   const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, TEMPORAL_ADDRESS: inject('temporalAddress') });
   ({ app } = await buildApi({
     db: stack.db,
@@ -178,7 +178,7 @@ tasks:
     expect(retried.length).toBe(2);
     expect(retried[0].headers['strata-delivery']).toBe(retried[1].headers['strata-delivery']);
     expect(retried[0].body).toBe(retried[1].body);
-    const first = r[`oncall:${hooks[0].headers['strata-event']}`];
+    const first = r[`oncall:${String(hooks[0].headers['strata-event'])}`];
     expect(first.attempts).toBe(2);
     expect(first.responseStatus).toBe(200);
     const failure = JSON.parse(hooks.find((h) => h.headers['strata-event'] === 'failure')!.body);
