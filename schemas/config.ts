@@ -76,6 +76,11 @@ export const ConfigSchema = z.object({
   STRATA_PAYLOAD_KEYS: parsedBy('STRATA_PAYLOAD_KEYS', parsePayloadKeys),
   /** A bearer token for /metrics; without it /metrics serves only metrics that name no tenant or pipeline. */
   STRATA_METRICS_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+  /** How often the orphan sweeper runs (worker; a Temporal Schedule), or `off`. */
+  STRATA_SWEEP_INTERVAL: z
+    .string()
+    .regex(/^(off|\d+(\.\d+)?(ms|s|m|h|d))$/, 'write a duration like "10m" or "1h", or "off"')
+    .default('10m'),
 });
 export type Config = z.infer<typeof ConfigSchema> & { lakeRoot: string };
 

@@ -9,6 +9,8 @@ import { lakeFromConfig } from './lake.js';
 import { externalDepsFromEnv } from './external-deps.js';
 import { dataConverterFrom, UNENCRYPTED_WARNING } from '../client/data-converter.js';
 import type { DataConverter } from '@temporalio/common';
+import { Client } from '@temporalio/client';
+import { ensureSweeperSchedule } from '../client/sweeper.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -81,6 +83,12 @@ async function main() {
     workflowBundle: bundlePath ? { codePath: bundlePath } : undefined,
   });
   console.error(`strata worker: task queue ${config.STRATA_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
+  // Jobs and clusters whose owning workflow was terminated are stopped by a scheduled sweep.
+  const sweep = await ensureSweeperSchedule(
+    new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }),
+    { taskQueue: config.STRATA_TASK_QUEUE, interval: config.STRATA_SWEEP_INTERVAL },
+  );
+  console.error(`strata worker: orphan sweeper schedule ${sweep} (every ${config.STRATA_SWEEP_INTERVAL})`);
   await worker.run();
   await connection.close();
   await lake?.close();

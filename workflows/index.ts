@@ -3,3 +3,4 @@ export { reconciliationRun } from './reconciliation.js';
 export { externalJob } from './external-job.js';
 export { clusterLifecycle } from './cluster.js';
 export { clusterQuota } from './cluster-quota.js';
+export { orphanSweep } from './sweeper.js';
