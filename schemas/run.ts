@@ -1,4 +1,5 @@
 import type { PipelineSpec } from './pipeline.js';
+import type { JobFinished } from './external.js';
 
 export const FINAL_TASK_STATUSES = [
   'success',
@@ -142,6 +143,10 @@ export interface CarriedV1 {
   failures: { id: string; error: string; type?: string }[];
   /** Sensors stopped to continue as new: when each started (its deadline derives from it) carries over. */
   sensors?: Record<string, { since: number; polls: number }>;
+  /** External jobs still running, handed over to the next execution: task id → its externalJob's workflow id. */
+  jobs?: Record<string, string>;
+  /** Of those, the ones that reported their end before the handover. */
+  jobResults?: Record<string, JobFinished>;
 }
 
 /** A task's state as the workflow reports it to the metastore (one delta per change). */
