@@ -7,6 +7,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
+import { tenantOfWorkflowId } from '../../schemas/workflow-ids.js';
 import type { Db } from '../../store/db.js';
 import type { EmrJobsClient } from '../emr/client.js';
 import {
@@ -17,7 +18,7 @@ import {
 } from '../spark-k8s/client.js';
 import { MANAGED_BY, OWNER_ANNOTATION } from '../spark-k8s/manifest.js';
 
-export type SweptKind = 'spark-application' | 'spark-connect' | 'emr-cluster';
+export type SweptKind = 'spark-application' | 'spark-connect' | 'emr-cluster' | 'external-job';
 
 export interface SweptResource {
   kind: SweptKind;
@@ -103,6 +104,22 @@ export function createSweeperActivities(deps: SweeperDeps) {
             stop: async () => (await emr.terminate(c.id), 'terminating'),
           });
         }
+      }
+      // An externalJob outlives its run's executions (handed over across continue-as-new), so a
+      // run that was terminated leaves it watching its job: cancelling it stops the job in its cleanup.
+      for await (const wf of ctx.client.workflow.list({
+        // This deployment's jobs: those on the sweeper's own task queue.
+        query: `WorkflowType = 'externalJob' AND ExecutionStatus = 'Running' AND TaskQueue = '${ctx.info.taskQueue}'`,
+      })) {
+        const cut = wf.workflowId.lastIndexOf('/task/');
+        if (cut <= 0) continue;
+        candidates.push({
+          kind: 'external-job',
+          name: wf.workflowId,
+          tenant: tenantOfWorkflowId(wf.workflowId),
+          owner: wf.workflowId.slice(0, cut),
+          stop: async () => (await ctx.client.workflow.getHandle(wf.workflowId).cancel(), 'cancel requested'),
+        });
       }
       report.checked = candidates.length;
 

@@ -41,6 +41,7 @@ describe('the orphan sweeper', () => {
   it('stops Spark applications, Spark Connect servers and EMR clusters whose owning workflow was terminated, and only those', async () => {
     d.k8s.scenario = () => SCENARIOS.runForever();
     const before = {
+      job: await metric('external-job'),
       app: await metric('spark-application'),
       sc: await metric('spark-connect'),
       emr: await metric('emr-cluster'),
@@ -82,6 +83,35 @@ describe('the orphan sweeper', () => {
         Value: 'cluster/acme/orphan-emr',
       });
 
+      // A run terminated while its job runs: the job's externalJob (abandoned by design, so it can
+      // outlive continue-as-new) keeps watching; the sweeper cancels it, and it stops its application.
+      const lost = await stack.runs.start({
+        spec: spec({
+          id: 'sweep-run',
+          tasks: [{ id: 'stream', kind: 'pyspark', file: 'jobs/stream.py', poll: { initial: '50ms', max: '200ms' } }],
+        }),
+        tenant: 'acme',
+        trigger: 'manual',
+      });
+      await waitFor(async () =>
+        d.k8s
+          .apps()
+          .some(
+            (a) =>
+              a.metadata.labels?.['strata.dev/pipeline'] === 'sweep-run' &&
+              d.k8s.currentPhase(a as never)?.state === 'RUNNING',
+          ),
+      );
+      await stack.client.workflow.getHandle(lost.runId).terminate('test: the run dies without cleanup');
+      // Visibility lists the running externalJob (eventually consistent: wait for it).
+      await waitFor(async () => {
+        for await (const w of stack.client.workflow.list({
+          query: `WorkflowId = '${lost.runId}/task/stream' AND ExecutionStatus = 'Running'`,
+        }))
+          return w.workflowId.length > 0;
+        return false;
+      });
+
       // An object labelled as Strata's that names no owner (made before owners were recorded): never touched.
       const k8s = SparkK8sClient.fromKubeconfig(await d.k8s.writeKubeconfig(stack.lakeRoot));
       await k8s.createOrAdopt('sparkapplications', SPARK_APP_VERSION, {
@@ -104,14 +134,23 @@ describe('the orphan sweeper', () => {
       })) as SweepReport & { stoppedCount: number };
       await stack.client.workflow.getHandle(h.runId).cancel();
       await clusters.delete('acme', 'kept');
-      return { r, app: `strata-acme/${app.metadata.name}`, emrId };
+      // The cancelled externalJob stops its application in its cleanup.
+      await waitFor(async () => !d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'sweep-run'));
+      const job = stack.client.workflow.getHandle(`${lost.runId}/task/stream`);
+      await waitFor(async () => (await job.describe()).status.name !== 'RUNNING');
+      const jobStatus = (await job.describe()).status.name;
+      return { r, app: `strata-acme/${app.metadata.name}`, emrId, lost: lost.runId, jobStatus };
     });
     const { r, emrId } = report;
     expect(r.errors).toEqual([]);
     expect(r.unowned).toBe(1);
-    expect(r.checked).toBe(4);
+    // 2 running applications, 2 Spark Connect servers, 1 EMR cluster, 1 external job (the kept cluster's and
+    // the terminated run's application belong to running workflows).
+    expect(r.checked).toBe(6);
+    expect(report.jobStatus).toBe('CANCELLED');
     expect(r.stopped.map((s) => [s.kind, s.name, s.owner, s.ownerStatus, s.tenant]).sort()).toEqual(
       [
+        ['external-job', `${report.lost}/task/stream`, report.lost, 'TERMINATED', 'acme'],
         ['emr-cluster', emrId, 'cluster/acme/orphan-emr', 'TERMINATED', 'acme'],
         ['spark-application', report.app, expect.stringMatching(/\/task\/stream$/), 'TERMINATED', 'acme'],
         ['spark-connect', 'strata-acme/orphan-sc', 'cluster/acme/orphan-sc', 'TERMINATED', 'acme'],
@@ -126,6 +165,7 @@ describe('the orphan sweeper', () => {
     expect(await metric('spark-application')).toBe(before.app + 1);
     expect(await metric('spark-connect')).toBe(before.sc + 1);
     expect(await metric('emr-cluster')).toBe(before.emr + 1);
+    expect(await metric('external-job')).toBe(before.job + 1);
   });
 
   it('its schedule is ensured idempotently: created once, unchanged when ensured again, updated when the interval changes', async () => {
