@@ -1,7 +1,7 @@
 /**
  * Where a DuckDB sandbox's time goes, per task: open, lock, a small query with a Parquet
  * output, close; sequential (latency) and 16 at once (throughput), on this process alone.
- * Usage: npx tsx bench/sandbox.ts [tasks=400]
+ * Usage: npm run bench:sandbox [-- tasks=400]; STRATA_SQL_SHARED_INSTANCE=0 for an instance per task.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -37,7 +37,6 @@ async function throughput(dir: string, parallel: number) {
   h.enable();
   const start = performance.now();
   let next = 0;
-  const ac = new AbortController();
   await Promise.all(
     Array.from({ length: parallel }, async () => {
       while (next < N) {
@@ -47,7 +46,7 @@ async function throughput(dir: string, parallel: number) {
           sql: SQL,
           output: `out/t${i}.parquet`,
           attemptTag: 'a1',
-          signal: ac.signal,
+          signal: new AbortController().signal,
           scratch: path.join(dir, 'scratch', String(i)),
         });
       }

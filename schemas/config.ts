@@ -64,6 +64,8 @@ export const ConfigSchema = z.object({
     .regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 1GB or 512MiB')
     .optional(),
   STRATA_SQL_THREADS: z.coerce.number().int().min(1).max(256).optional(),
+  /** `0`: a fresh DuckDB instance per plain SQL task instead of one shared, locked instance per tenant (worker). */
+  STRATA_SQL_SHARED_INSTANCE: z.enum(['0', '1'], 'write 0 or 1').optional(),
   STRATA_SQL_TEMP_LIMIT: z
     .string()
     .regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 4GB')
