@@ -24,6 +24,7 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   sleep,
@@ -506,6 +507,16 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       sensorScopes.set(id, scope);
       parkInfo.set(id, { since, polls });
       return scope.run(() => act(arg));
+    }
+    if (runner.local && input.options?.localShortTasks && patched('local-short-tasks-v1')) {
+      // Short and free of I/O: in this worker, no round trip through the activity task queue.
+      const local = proxyLocalActivities<Record<string, (i: unknown) => Promise<TaskResultEnvelope>>>({
+        startToCloseTimeout: p.timeoutMs,
+        retry,
+        cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        summary,
+      })[runner.activity];
+      return local(byRef ?? { task: await rendered(), run });
     }
     // A run reports cancelled only after its activities stopped: wait for their cancellation.
     const opts: ActivityOptions = {
