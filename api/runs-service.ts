@@ -26,6 +26,13 @@ import { getRunById, getRunTasks, recordQueued, type RunRow } from '../store/run
 import { loadSpec, snapshotSpec, specTaskIds } from '../store/specs.js';
 import { claimTriggers, enqueueTrigger, getTrigger, markStarted, type TriggerRow } from '../store/triggers.js';
 
+/** The run options every start gets from the process's environment (`STRATA_LOCAL_SHORT_TASKS=1`). */
+export function defaultRunOptions(
+  env: Record<string, string | undefined> = process.env,
+): PipelineRunOptions | undefined {
+  return env.STRATA_LOCAL_SHORT_TASKS === '1' ? { localShortTasks: true } : undefined;
+}
+
 export const SA_PIPELINE = defineSearchAttributeKey('StrataPipeline', SearchAttributeType.KEYWORD);
 export const SA_TENANT = defineSearchAttributeKey('StrataTenant', SearchAttributeType.KEYWORD);
 export const SA_TRIGGER = defineSearchAttributeKey('StrataTrigger', SearchAttributeType.KEYWORD);
@@ -162,7 +169,7 @@ export class RunsService {
       withUpstream: req.withUpstream,
       logicalDate: req.logicalDate ? new Date(req.logicalDate).toISOString() : undefined,
       prior: req.prior,
-      options: req.options,
+      options: req.options ?? defaultRunOptions(),
       specVersion,
       pipelineVersion: req.pipelineVersion,
     };

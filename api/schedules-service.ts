@@ -15,7 +15,7 @@ import type { PipelineRunInput } from '../schemas/run.js';
 import type { Db } from '../store/db.js';
 import { withTenant } from '../client/tenant-scope.js';
 import { contentHash } from '../store/pipelines.js';
-import { RequestError, SA_PIPELINE, SA_TENANT, SA_TRIGGER, specHash } from './runs-service.js';
+import { RequestError, SA_PIPELINE, SA_TENANT, SA_TRIGGER, defaultRunOptions, specHash } from './runs-service.js';
 
 const OVERLAP: Record<ScheduleBody['overlap'], ScheduleOverlapPolicy> = {
   skip: ScheduleOverlapPolicy.SKIP,
@@ -106,6 +106,7 @@ export class SchedulesService {
       params,
       pipelineVersion: version,
       specVersion: specHash(spec),
+      options: defaultRunOptions(),
     };
     return {
       scheduleId: this.temporalId(tenant, spec.id, id),
@@ -240,15 +241,13 @@ export class SchedulesService {
     checkSchedule(def);
     const opts = this.options(tenant, spec, version, id, def);
     await withTenant(tenant, () =>
-      this.client.schedule
-        .getHandle(r.temporal_id)
-        .update((prev) => ({
-          ...prev,
-          spec: opts.spec,
-          action: opts.action,
-          policies: opts.policies,
-          state: { ...prev.state, paused: patch.paused ?? prev.state.paused },
-        })),
+      this.client.schedule.getHandle(r.temporal_id).update((prev) => ({
+        ...prev,
+        spec: opts.spec,
+        action: opts.action,
+        policies: opts.policies,
+        state: { ...prev.state, paused: patch.paused ?? prev.state.paused },
+      })),
     );
     await this.db.query(
       'UPDATE schedules SET definition = $4, updated_at = now() WHERE tenant = $1 AND pipeline_id = $2 AND id = $3',

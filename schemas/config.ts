@@ -78,6 +78,8 @@ export const ConfigSchema = z.object({
   STRATA_PAYLOAD_KEYS: parsedBy('STRATA_PAYLOAD_KEYS', parsePayloadKeys),
   /** A bearer token for /metrics; without it /metrics serves only metrics that name no tenant or pipeline. */
   STRATA_METRICS_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+  /** `1`: runs started here run noop and fail tasks as local activities (API, CLI, schedules). */
+  STRATA_LOCAL_SHORT_TASKS: z.enum(['0', '1'], 'write 0 or 1').optional(),
   /** How often the orphan sweeper runs (worker; a Temporal Schedule), or `off`. */
   STRATA_SWEEP_INTERVAL: z
     .string()
