@@ -15,5 +15,11 @@ const acts = proxyActivities<{ sweepOrphans(): Promise<SweepReport> }>({
 /** The report, with at most 100 stopped resources listed (all are counted, logged and in the metastore). */
 export async function orphanSweep(): Promise<SweepReport & { stoppedCount: number }> {
   const r = await acts.sweepOrphans();
-  return { ...r, stoppedCount: r.stopped.length, stopped: r.stopped.slice(0, 100), errors: r.errors.slice(0, 20) };
+  return {
+    ...r,
+    stoppedCount: r.stopped.length,
+    stopped: r.stopped.slice(0, 100),
+    errors: r.errors.slice(0, 20),
+    released: r.released.slice(0, 100),
+  };
 }

@@ -37,6 +37,8 @@ export interface SweepReport {
   stopped: SweptResource[];
   /** Resources it could not stop (their message); the next sweep tries again. */
   errors: string[];
+  /** Runs told that a job they had handed over was terminated (it can no longer report): task ids. */
+  released: string[];
 }
 
 export interface SweeperDeps {
@@ -60,7 +62,7 @@ export function createSweeperActivities(deps: SweeperDeps) {
   return {
     async sweepOrphans(): Promise<SweepReport> {
       const ctx = Context.current();
-      const report: SweepReport = { checked: 0, unowned: 0, stopped: [], errors: [] };
+      const report: SweepReport = { checked: 0, unowned: 0, stopped: [], errors: [], released: [] };
       const candidates: Candidate[] = [];
       const k8s = deps.spark;
       if (k8s) {
@@ -150,6 +152,29 @@ export function createSweeperActivities(deps: SweeperDeps) {
           const msg = `${c.kind} ${c.name}: ${e instanceof Error ? e.message : String(e)}`;
           report.errors.push(msg);
           ctx.log.error('sweeper: could not stop a resource', { kind: c.kind, name: c.name, error: msg });
+        }
+      }
+      // An externalJob terminated through Temporal never reports its end; a run that took it over
+      // across continue-as-new would wait for ever. Tell the run (it ignores what it no longer waits for).
+      const since = new Date(Date.now() - 24 * 3600_000).toISOString();
+      for await (const wf of ctx.client.workflow.list({
+        query:
+          `WorkflowType = 'externalJob' AND ExecutionStatus = 'Terminated' AND ` +
+          `TaskQueue = '${ctx.info.taskQueue}' AND CloseTime > '${since}'`,
+      })) {
+        const cut = wf.workflowId.lastIndexOf('/task/');
+        if (cut <= 0) continue;
+        const run = wf.workflowId.slice(0, cut);
+        try {
+          if ((await ownerStatus(run)) !== 'RUNNING') continue;
+          const message = `its workflow ${wf.workflowId} was terminated: the job's outcome is unknown`;
+          await ctx.client.workflow
+            .getHandle(run)
+            .signal('jobFinished', { taskId: wf.workflowId.slice(cut + 6), ok: false, type: 'JobTerminated', message });
+          report.released.push(wf.workflowId);
+          ctx.log.warn('sweeper: told a run that its external job was terminated', { run, job: wf.workflowId });
+        } catch (e) {
+          report.errors.push(`${wf.workflowId}: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
       if (deps.db) await record(deps.db, report);

@@ -116,4 +116,40 @@ describe('continue-as-new with running external jobs', () => {
     expect(appOf('handover-cancel')).toHaveLength(0);
     expect(d.k8s.count('DELETE', /\/sparkapplications\/.*handover-cancel/, 200)).toBe(1);
   });
+
+  it('a handed-over job whose workflow is terminated fails its task through the sweeper instead of holding the run', async () => {
+    d.k8s.scenario = () => SCENARIOS.runForever();
+    const st = await withExtWorker(stack, d.deps, async () => {
+      const h = await stack.runs.start({
+        spec: pipeline('handover-lost'),
+        tenant: 'acme',
+        trigger: 'manual',
+        options: { continueAsNewAfterEvents: 40 },
+      });
+      await waitFor(async () => (await stack.runs.state(h.runId)).tasks.n29?.status === 'success', 60_000);
+      expect((await executions(h.runId)).length).toBeGreaterThanOrEqual(2);
+      const job = `${h.runId}/task/job`;
+      await stack.client.workflow.getHandle(job).terminate('test: lost without a word');
+      // Visibility lists the terminated job (eventually consistent), then one sweep releases the run.
+      await waitFor(async () => {
+        const r = (await stack.client.workflow.execute('orphanSweep', {
+          taskQueue: stack.taskQueue,
+          workflowId: `sweep-${stack.taskQueue}-${Date.now()}`,
+          args: [],
+        })) as { released: string[] };
+        return r.released.includes(job);
+      });
+      await stack.client.workflow
+        .getHandle(h.runId)
+        .result()
+        .catch(() => undefined);
+      return stack.runs.state(h.runId);
+    });
+    expect(st.status).toBe('failed');
+    expect(st.tasks.job).toMatchObject({ status: 'failed', errorType: 'JobTerminated' });
+    expect(st.tasks.job.error).toContain('was terminated');
+    expect(st.tasks.after.status).toBe('upstream_failed');
+    // And its application, whose owner is the terminated workflow, is stopped by the sweep as an orphan.
+    expect(appOf('handover-lost')).toHaveLength(0);
+  });
 });
