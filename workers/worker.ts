@@ -83,13 +83,17 @@ async function main() {
     workflowBundle: bundlePath ? { codePath: bundlePath } : undefined,
   });
   console.error(`strata worker: task queue ${config.STRATA_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
+  const running = worker.run();
   // Jobs and clusters whose owning workflow was terminated are stopped by a scheduled sweep.
-  const sweep = await ensureSweeperSchedule(
-    new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }),
-    { taskQueue: config.STRATA_TASK_QUEUE, interval: config.STRATA_SWEEP_INTERVAL },
+  // A worker still starts if the schedule cannot be ensured now (the next worker start tries again).
+  await ensureSweeperSchedule(new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }), {
+    taskQueue: config.STRATA_TASK_QUEUE,
+    interval: config.STRATA_SWEEP_INTERVAL,
+  }).then(
+    (r) => console.error(`strata worker: orphan sweeper schedule ${r} (every ${config.STRATA_SWEEP_INTERVAL})`),
+    (e) => console.error(`strata worker: could not ensure the orphan sweeper schedule: ${(e as Error).message}`),
   );
-  console.error(`strata worker: orphan sweeper schedule ${sweep} (every ${config.STRATA_SWEEP_INTERVAL})`);
-  await worker.run();
+  await running;
   await connection.close();
   await lake?.close();
 }
