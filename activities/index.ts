@@ -16,6 +16,7 @@ import { createSqlActivities, type SqlDeps } from './sql/activities.js';
 import { createLakeActivities } from './lake/activities.js';
 import { createS3Activities } from './s3/activities.js';
 import type { S3Config } from './s3/client.js';
+import { createSweeperActivities } from './sweeper/activities.js';
 
 /**
  * `lake` (store + catalog) enables datasets, ingestion and s3.* tasks; `s3` holds S3 settings;
@@ -44,6 +45,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createAirbyteActivities(deps),
     ...createClusterActivities(deps),
     ...createNotifyActivities(deps),
+    ...createSweeperActivities(deps),
   };
   // Task activities also take a task by reference (the spec stays in the metastore: the
   // activity loads and renders its task), and run a sensor's whole poll loop when asked.

@@ -81,6 +81,33 @@ export function createMetrics(db: ApiContext['db']): Metrics {
       this.set({ measure: 'oldest_seconds' }, r.age ?? 0);
     },
   });
+  new Gauge({
+    name: 'strata_sweeper_stopped',
+    help: 'Jobs and clusters the orphan sweeper stopped (their owning workflow had closed), by kind, all time',
+    labelNames: ['kind'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const rows = (
+        await db.query<{ kind: string; n: number }>(
+          'SELECT kind, count(*)::int AS n FROM swept_resources GROUP BY kind',
+        )
+      ).rows;
+      for (const kind of ['spark-application', 'spark-connect', 'emr-cluster', 'external-job']) this.set({ kind }, 0);
+      for (const r of rows) this.set({ kind: r.kind }, r.n);
+    },
+  });
+  new Gauge({
+    name: 'strata_sweeper_last_sweep_seconds',
+    help: 'When the orphan sweeper last finished a sweep (Unix time; 0: never)',
+    registers: [registry],
+    async collect() {
+      const r = (
+        await db.query<{ t: number | null }>('SELECT extract(epoch FROM max(swept_at))::float AS t FROM sweeps')
+      ).rows[0];
+      this.set(r.t ?? 0);
+    },
+  });
   return { registry, tenantRegistry, runsStarted, apiLatency };
 }
 

@@ -2,11 +2,15 @@
  * npm run bench:dag — orchestration overhead of pipelineRun against a hand-written
  * minimal workflow, same dev server, same worker, same no-op activity, one process.
  * Shapes: a 200-task chain and 1 → 500 → 1 fan-out/fan-in. Step overhead is the gap
- * between consecutive no-op activity starts in the chain.
+ * between consecutive no-op activity starts in the chain. The chain runs twice through the
+ * engine: no-ops as activities (a round trip through the server's activity queue each) and as
+ * local activities (run option `localShortTasks`). All of it on a dev server in memory, then the
+ * chains again on one persisting to a SQLite file (as `npm start` runs it); BENCH_DEV_DB=memory
+ * or =file for one of them.
  */
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,8 +36,17 @@ const gaps = (xs: number[]) => xs.slice(1).map((x, i) => x - xs[i]);
 
 async function main() {
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  console.log('starting a Temporal dev server…');
-  const server = await startDevServer({ headless: true });
+  const modes = (process.env.BENCH_DEV_DB ?? 'memory,file').split(',') as ('memory' | 'file')[];
+  for (const db of modes) await onServer(db);
+}
+
+async function onServer(db: 'memory' | 'file') {
+  console.log(`starting a Temporal dev server (${db === 'file' ? 'state in a SQLite file' : 'in memory'})…`);
+  const dbDir = await mkdtemp(path.join(os.tmpdir(), 'strata-bench-dev-'));
+  const server = await startDevServer({
+    headless: true,
+    ...(db === 'file' ? { dbFilename: path.join(dbDir, 'temporal.db') } : {}),
+  });
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   // Payloads encrypted as deployed, for both the pipeline and the hand-written workflow.
@@ -103,9 +116,9 @@ async function main() {
       ).runId,
     );
     let k = 0;
-    const engine = async (s: PipelineSpec) => {
+    const engine = async (s: PipelineSpec, options?: { localShortTasks: boolean }) => {
       const st = await runs.wait(
-        (await runs.start({ spec: s, tenant: 'bench', trigger: 'bench', runKey: `${s.id}-${k++}` })).runId,
+        (await runs.start({ spec: s, tenant: 'bench', trigger: 'bench', runKey: `${s.id}-${k++}`, options })).runId,
       );
       if (st.status !== 'success') throw new Error(`${s.id} ended ${st.status}`);
     };
@@ -113,14 +126,21 @@ async function main() {
       client.workflow.execute(wf, { taskQueue, workflowId: `${wf}-${k++}`, args: [n] });
     return {
       chainEngine: await measure('chain engine', () => engine(chainSpec)),
+      chainLocal: await measure('chain engine, local', () => engine(chainSpec, { localShortTasks: true })),
       chainBare: await measure('chain bare', () => bare('bareChain', CHAIN)),
-      fanEngine: await measure('fan engine', () => engine(fanSpec)),
-      fanBare: await measure('fan bare', () => bare('bareFan', FAN)),
+      ...(db === 'memory'
+        ? {
+            fanEngine: await measure('fan engine', () => engine(fanSpec)),
+            fanBare: await measure('fan bare', () => bare('bareFan', FAN)),
+          }
+        : {}),
     };
   });
 
   const f = (x: number) => x.toFixed(1);
-  console.log(`\nbench:dag — ${REPEAT} runs each, median shown; dev server on loopback, 1 worker process`);
+  console.log(
+    `\nbench:dag — ${REPEAT} runs each, median shown; dev server ${db === 'file' ? 'on a SQLite file' : 'in memory'} on loopback, 1 worker process`,
+  );
   console.log(
     `chain of ${CHAIN}: engine ${f(results.chainEngine.total)} ms (step median ${f(results.chainEngine.median)} ms, p95 ${f(results.chainEngine.p95)} ms)`,
   );
@@ -131,6 +151,16 @@ async function main() {
     `            ratio engine/bare ${(results.chainEngine.total / results.chainBare.total).toFixed(2)} (target ≤ 1.3); engine step median ${f(results.chainEngine.median)} ms (target ≤ 30)`,
   );
   console.log(
+    `            engine, no-ops as local activities ${f(results.chainLocal.total)} ms (step median ${f(results.chainLocal.median)} ms, p95 ${f(results.chainLocal.p95)} ms)`,
+  );
+  if (!results.fanEngine || !results.fanBare) {
+    await connection.close();
+    await native.close();
+    await server.stop();
+    await rm(dbDir, { recursive: true, force: true });
+    return;
+  }
+  console.log(
     `fan 1×${FAN}×1: engine ${f(results.fanEngine.total)} ms, bare ${f(results.fanBare.total)} ms, ratio ${(results.fanEngine.total / results.fanBare.total).toFixed(2)} (target ≤ 1.3)`,
   );
   console.log(
@@ -140,6 +170,7 @@ async function main() {
   await connection.close();
   await native.close();
   await server.stop();
+  await rm(dbDir, { recursive: true, force: true });
 }
 
 main().catch((e) => {

@@ -28,6 +28,13 @@ import { getRunById, getRunTasks, recordQueued, type RunRow } from '../store/run
 import { loadSpec, snapshotSpec, specTaskIds } from '../store/specs.js';
 import { claimTriggers, enqueueTrigger, getTrigger, markStarted, type TriggerRow } from '../store/triggers.js';
 
+/** The run options every start gets from the process's environment (`STRATA_LOCAL_SHORT_TASKS=1`). */
+export function defaultRunOptions(
+  env: Record<string, string | undefined> = process.env,
+): PipelineRunOptions | undefined {
+  return env.STRATA_LOCAL_SHORT_TASKS === '1' ? { localShortTasks: true } : undefined;
+}
+
 /**
  * A workflow's start input may be at most this big (Temporal refuses a start over its 2 MB
  * payload limit, and warns from 512 KB): a run's spec travels by reference when the
@@ -145,7 +152,7 @@ export class RunsService {
       withUpstream: req.withUpstream,
       logicalDate: req.logicalDate ? new Date(req.logicalDate).toISOString() : undefined,
       prior: req.prior,
-      options: req.options,
+      options: req.options ?? defaultRunOptions(),
       specVersion,
       pipelineVersion: req.pipelineVersion,
     };

@@ -25,7 +25,7 @@ import { withTenant } from './tenant-scope.js';
 import { contentHash } from '../store/pipelines.js';
 import { RequestError } from '../schemas/errors.js';
 import { SA_PIPELINE, SA_TENANT, SA_TRIGGER } from '../schemas/workflow-ids.js';
-import { specHash } from './runs.js';
+import { defaultRunOptions, specHash } from './runs.js';
 
 const OVERLAP: Record<ScheduleBody['overlap'], ScheduleOverlapPolicy> = {
   skip: ScheduleOverlapPolicy.SKIP,
@@ -156,6 +156,7 @@ export class SchedulesService {
       params,
       pipelineVersion: version,
       specVersion: specHash(spec),
+      options: defaultRunOptions(),
     };
     return {
       scheduleId: this.temporalId(tenant, spec.id, id),

@@ -80,6 +80,8 @@ export interface ClusterInput {
   spec: ClusterSpec;
   /** Carried across continue-as-new. */
   carried?: ClusterState;
+  /** A terminate request the previous execution received but had not acted on: never lost across continue-as-new. */
+  pendingTerminate?: string;
 }
 
 export const clusterWorkflowId = (tenant: string, name: string) => `cluster/${tenant}/${name}`;

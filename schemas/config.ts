@@ -66,6 +66,8 @@ export const ConfigSchema = z.object({
     .regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 1GB or 512MiB')
     .optional(),
   STRATA_SQL_THREADS: z.coerce.number().int().min(1).max(256).optional(),
+  /** `0`: a fresh DuckDB instance per plain SQL task instead of one shared, locked instance per tenant (worker). */
+  STRATA_SQL_SHARED_INSTANCE: z.enum(['0', '1'], 'write 0 or 1').optional(),
   STRATA_SQL_TEMP_LIMIT: z
     .string()
     .regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 4GB')
@@ -78,6 +80,13 @@ export const ConfigSchema = z.object({
   STRATA_PAYLOAD_KEYS: parsedBy('STRATA_PAYLOAD_KEYS', parsePayloadKeys),
   /** A bearer token for /metrics; without it /metrics serves only metrics that name no tenant or pipeline. */
   STRATA_METRICS_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
+  /** `1`: runs started here run noop and fail tasks as local activities (API, CLI, schedules). */
+  STRATA_LOCAL_SHORT_TASKS: z.enum(['0', '1'], 'write 0 or 1').optional(),
+  /** How often the orphan sweeper runs (worker; a Temporal Schedule), or `off`. */
+  STRATA_SWEEP_INTERVAL: z
+    .string()
+    .regex(/^(off|\d+(\.\d+)?(ms|s|m|h|d))$/, 'write a duration like "10m" or "1h", or "off"')
+    .default('10m'),
 });
 export type Config = z.infer<typeof ConfigSchema> & { lakeRoot: string };
 

@@ -217,6 +217,22 @@ export interface JobResult {
   attempt: number;
 }
 
+/**
+ * How an externalJob ended, as it tells its run (signal `jobFinished`): a run that continued as
+ * new while the job ran learns the outcome this way, since only the execution that started a
+ * child sees its result.
+ */
+export interface JobFinished {
+  taskId: string;
+  ok: boolean;
+  result?: JobResult;
+  cancelled?: boolean;
+  message?: string;
+  type?: string;
+  attempt?: number;
+  output?: TaskOutput;
+}
+
 /** The Spark image jobs and Spark Connect clusters run unless the platform sets another (STRATA_SPARK_IMAGE). */
 export const DEFAULT_SPARK_IMAGE = 'apache/spark:3.5.3-python3';
 

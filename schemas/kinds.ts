@@ -89,7 +89,8 @@ export const ReconcileFields = {
 };
 
 export type KindRunner =
-  | { type: 'activity'; activity: string; heartbeat?: boolean }
+  /** `local`: short and free of I/O, so it may run as a local activity (run option `localShortTasks`). */
+  | { type: 'activity'; activity: string; heartbeat?: boolean; local?: boolean }
   | { type: 'timer' }
   /** A sensor: the activity checks once (output.done), the workflow sleeps on a durable
    * timer for the task's `pollInterval` between checks, until `waitTimeout`. */
@@ -179,8 +180,8 @@ const KINDS = {
     },
   },
   wait: { fields: WaitFields, run: { type: 'timer' } },
-  fail: { fields: FailFields, run: { type: 'activity', activity: 'failTask' } },
-  noop: { fields: NoopFields, run: { type: 'activity', activity: 'noopTask', heartbeat: true } },
+  fail: { fields: FailFields, run: { type: 'activity', activity: 'failTask', local: true } },
+  noop: { fields: NoopFields, run: { type: 'activity', activity: 'noopTask', heartbeat: true, local: true } },
   reconcile: {
     fields: ReconcileFields,
     run: { type: 'activity', activity: 'reconcileTask', heartbeat: true },

@@ -1,4 +1,5 @@
 import type { PipelineSpec } from './pipeline.js';
+import type { JobFinished } from './external.js';
 
 export const FINAL_TASK_STATUSES = [
   'success',
@@ -93,6 +94,12 @@ export interface PipelineRunOptions {
   jobContinueAsNewAfterEvents?: number;
   /** Retries of notification deliveries (default 2 s initial, doubling, 8 attempts; tests pass milliseconds). */
   notifyRetry?: { initialMs: number; maxAttempts: number };
+  /**
+   * Run the short kinds without I/O (`noop`, `fail`) as local activities: in the worker that runs
+   * the workflow, without a round trip through the server's activity queue (a chain step goes
+   * from about one dev-server round trip to a fraction of it). Off by default.
+   */
+  localShortTasks?: boolean;
 }
 
 /**
@@ -148,6 +155,10 @@ export interface CarriedV1 {
   sensors?: Record<string, { since: number; polls: number }>;
   /** For notify rules: tasks that exhausted their retries and outputs with warnings so far (bounded). */
   notify?: { exhausted: { task: string; attempts: number }[]; warned: { task: string; checks: string[] }[] };
+  /** External jobs still running, handed over to the next execution: task id → its externalJob's workflow id. */
+  jobs?: Record<string, string>;
+  /** Of those, the ones that reported their end before the handover. */
+  jobResults?: Record<string, JobFinished>;
 }
 
 /** A task's state as the workflow reports it to the metastore (one delta per change). */

@@ -8,6 +8,7 @@
  *   --exit-after-demo stop once the example run has ended (used by the tests)
  */
 import { Client, Connection } from '@temporalio/client';
+import { ensureSweeperSchedule } from '../client/sweeper.js';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -106,6 +107,10 @@ async function main() {
 
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
+  await ensureSweeperSchedule(client, {
+    taskQueue: config.STRATA_TASK_QUEUE,
+    interval: config.STRATA_SWEEP_INTERVAL,
+  }).catch((e) => console.error(`could not ensure the orphan sweeper schedule: ${(e as Error).message}`));
   // A local stack without a configured admin key makes one and keeps it in a file only
   // its owner can read, never in the output.
   const keyFile = path.join(dataDir, 'admin-key');

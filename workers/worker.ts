@@ -10,6 +10,8 @@ import { lakeFromConfig } from '../activities/lake/from-config.js';
 import { externalDepsFromEnv } from './external-deps.js';
 import { dataConverterFrom, UNENCRYPTED_WARNING } from '../client/data-converter.js';
 import type { DataConverter } from '@temporalio/common';
+import { Client } from '@temporalio/client';
+import { ensureSweeperSchedule } from '../client/sweeper.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -86,7 +88,17 @@ async function main() {
     workflowBundle: bundlePath ? { codePath: bundlePath } : undefined,
   });
   console.error(`strata worker: task queue ${config.STRATA_TASK_QUEUE} on ${config.TEMPORAL_ADDRESS}`);
-  await worker.run();
+  const running = worker.run();
+  // Jobs and clusters whose owning workflow was terminated are stopped by a scheduled sweep.
+  // A worker still starts if the schedule cannot be ensured now (the next worker start tries again).
+  await ensureSweeperSchedule(new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }), {
+    taskQueue: config.STRATA_TASK_QUEUE,
+    interval: config.STRATA_SWEEP_INTERVAL,
+  }).then(
+    (r) => console.error(`strata worker: orphan sweeper schedule ${r} (every ${config.STRATA_SWEEP_INTERVAL})`),
+    (e) => console.error(`strata worker: could not ensure the orphan sweeper schedule: ${(e as Error).message}`),
+  );
+  await running;
   await connection.close();
   await lake?.close();
 }

@@ -34,6 +34,8 @@ import type { createAirbyteActivities } from '../activities/airbyte/activities.j
 import type { ClusterActivities } from '../activities/clusters/activities.js';
 import type { createEmrActivities } from '../activities/emr/activities.js';
 import type { createSparkActivities } from '../activities/spark-k8s/activities.js';
+import { jobFinishedSignal, type JobFinished } from './job-messages.js';
+import { describeFailure } from './pipeline-v0.js';
 
 /** The job activities of every engine, typed by the factories that make them (type-only imports: no activity code here). */
 type JobActivities = ReturnType<typeof createSparkActivities> &
@@ -54,6 +56,8 @@ interface JobCarry {
 
 export type ExternalJobRunInput = ExternalJobInput & {
   carried?: JobCarry;
+  /** The run to tell how the job ended (jobFinished), so a run that continued as new meanwhile learns it. */
+  reportTo?: { workflowId: string; taskId: string };
   /** Continue as new past this many events (default 8,000): a multi-day job's polls never outgrow one history. */
   continueAsNewAfterEvents?: number;
 };
@@ -61,6 +65,26 @@ export type ExternalJobRunInput = ExternalJobInput & {
 const DEFAULT_CONTINUE_AS_NEW_AFTER = 8_000;
 
 export async function externalJob(input: ExternalJobRunInput): Promise<JobResult> {
+  const to = input.reportTo;
+  if (!to) return watchJob(input);
+  // Tell the run, whichever of its executions is current; a run that has closed no longer asks.
+  const report = (m: JobFinished) =>
+    CancellationScope.nonCancellable(() => getExternalWorkflowHandle(to.workflowId).signal(jobFinishedSignal, m)).catch(
+      () => undefined,
+    );
+  try {
+    const result = await watchJob(input);
+    await report({ taskId: to.taskId, ok: true, result });
+    return result;
+  } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
+    if (isCancellation(err)) await report({ taskId: to.taskId, ok: false, cancelled: true, message: 'cancelled' });
+    else await report({ taskId: to.taskId, ok: false, ...describeFailure(err) });
+    throw err;
+  }
+}
+
+async function watchJob(input: ExternalJobRunInput): Promise<JobResult> {
   const engine = externalEngineOf(input.task);
   const prefix = ENGINE_ACTIVITY_PREFIX[engine];
   const poll = PollFields.parse(input.task.poll ?? {});

@@ -5,3 +5,4 @@ export { clusterLifecycle } from './cluster.js';
 export { clusterQuota } from './cluster-quota.js';
 export { notifyRun } from './notify.js';
 export { scheduleWatch } from './schedule-watch.js';
+export { orphanSweep } from './sweeper.js';

@@ -13,15 +13,18 @@ import {
   ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   ChildWorkflowCancellationType,
   ParentClosePolicy,
   allHandlersFinished,
   condition,
   continueAsNew,
   executeChild,
+  getExternalWorkflowHandle,
   isCancellation,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   sleep,
@@ -29,6 +32,7 @@ import {
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
+import { jobFinishedSignal, type JobFinished } from './job-messages.js';
 import { toMs } from '../schemas/duration.js';
 import { NOTIFY_LIMITS, type NotifyInput, type NotifyRuleRef, type RunOutcome } from '../schemas/notify.js';
 import type { PipelineSpec } from '../schemas/pipeline.js';
@@ -153,6 +157,8 @@ async function loadSkeleton(input: PipelineRunInput, repairOf?: string): Promise
 async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   const info = workflowInfo();
   const carried = input.carried as CarriedV1 | undefined;
+  // External jobs outlive an execution: continue-as-new hands running ones over instead of waiting for them.
+  const handover = patched('handover-jobs-v1');
   const nowIso = () => new Date().toISOString();
   const header: CarriedV1['header'] = carried?.header ?? {
     runId: info.workflowId,
@@ -358,16 +364,24 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   /** Sensors stopped to continue as new: pending again, their deadline and checks carried over. */
   const parked = new Map<string, { since: number; polls: number }>();
   const sensorScopes = new Map<string, CancellationScope>();
+  /** External jobs running as started children (this execution's, and those handed over to it): task id → workflow id. */
+  const childIds = new Map<string, string>(Object.entries(carried?.jobs ?? {}));
+  /** How those jobs ended, as they reported it (jobFinished). */
+  const jobResults = new Map<string, JobFinished>(Object.entries(carried?.jobResults ?? {}));
+  setHandler(jobFinishedSignal, (m) => {
+    // inflight too: a fast job's report can come in the same activation as its start.
+    if (childIds.has(m.taskId) || inflight.has(m.taskId)) jobResults.set(m.taskId, m);
+  });
   /** When each running sensor started (its deadline derives from it) and its checks before this execution. */
   const parkInfo = new Map<string, { since: number; polls: number }>();
   let finished: string[] = [];
   const statusOf = (id: string): TaskStatus => (queued.has(id) ? 'running' : STATUSES[status[index.get(id)!]]);
 
-  const launch = (id: string) => {
+  const launch = (id: string, handedOverJob?: string) => {
     const i = index.get(id)!;
     const profile = sk.profiles[sk.profileOf[i]];
-    setStatus(id, 'running', { startedAt: nowIso(), attempts: 0, endedAt: undefined });
-    const p = runOne(id, profile)
+    if (!handedOverJob) setStatus(id, 'running', { startedAt: nowIso(), attempts: 0, endedAt: undefined });
+    const p = (handedOverJob ? awaitJob(id, handedOverJob) : runOne(id, profile))
       .then(
         (r) => {
           parked.delete(id);
@@ -408,9 +422,40 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       .finally(() => {
         inflight.delete(id);
         sensorScopes.delete(id);
+        childIds.delete(id);
+        jobResults.delete(id);
         finished.push(id);
       });
     inflight.set(id, p);
+  };
+
+  /** A job an earlier execution started: its end comes as its jobFinished signal; a cancel is passed on to it. */
+  const awaitJob = async (id: string, workflowId: string): Promise<TaskResultEnvelope> => {
+    try {
+      await condition(() => jobResults.has(id));
+    } catch (err) {
+      if (!isCancellation(err)) throw err;
+      await CancellationScope.nonCancellable(async () => {
+        const asked = await getExternalWorkflowHandle(workflowId)
+          .cancel()
+          .then(
+            () => true,
+            () => false, // it has closed already
+          );
+        // It stops the job in its own cleanup, then reports; the run ends cancelled after that.
+        if (asked) await condition(() => jobResults.has(id), '10m');
+      });
+      throw err;
+    }
+    const m = jobResults.get(id)!;
+    if (m.ok) return m.result as TaskResultEnvelope;
+    if (m.cancelled) throw new CancelledFailure(m.message ?? 'cancelled');
+    throw ApplicationFailure.create({
+      type: m.type,
+      nonRetryable: true,
+      message: m.message ?? 'the external job failed',
+      details: [{ attempt: m.attempt ?? 1, ...(m.output ? { output: m.output } : {}) }],
+    });
   };
 
   const runOne = async (id: string, p: TaskProfile): Promise<TaskResultEnvelope> => {
@@ -439,9 +484,12 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     }
     if (runner.type === 'child') {
       const t = await rendered();
+      const workflowId = `${header.workflowId}/task/${id}`;
       // One child per external job keeps its polls out of this history and cancels with the run.
-      return executeChild(runner.workflow, {
-        workflowId: `${header.workflowId}/task/${id}`,
+      // With handover the child outlives this execution (ABANDON: continue-as-new closes it) and
+      // reports its end to the run; cancelling the run still cancels it explicitly.
+      const options = {
+        workflowId,
         args: [
           {
             task: t,
@@ -451,12 +499,17 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
             ...(input.options?.jobContinueAsNewAfterEvents
               ? { continueAsNewAfterEvents: input.options.jobContinueAsNewAfterEvents }
               : {}),
+            ...(handover ? { reportTo: { workflowId: header.workflowId, taskId: id } } : {}),
           },
         ],
-        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        parentClosePolicy: handover ? ParentClosePolicy.ABANDON : ParentClosePolicy.REQUEST_CANCEL,
         cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
         staticSummary: summary,
-      }) as Promise<TaskResultEnvelope>;
+      };
+      if (!handover) return executeChild(runner.workflow, options) as Promise<TaskResultEnvelope>;
+      const child = await startChild(runner.workflow, options);
+      childIds.set(id, workflowId);
+      return (await child.result()) as TaskResultEnvelope;
     }
     const retry = {
       maximumAttempts: p.retry.attempts,
@@ -487,6 +540,16 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       parkInfo.set(id, { since, polls });
       return scope.run(() => act(arg));
     }
+    if (runner.local && input.options?.localShortTasks && patched('local-short-tasks-v1')) {
+      // Short and free of I/O: in this worker, no round trip through the activity task queue.
+      const local = proxyLocalActivities<Record<string, (i: unknown) => Promise<TaskResultEnvelope>>>({
+        startToCloseTimeout: p.timeoutMs,
+        retry,
+        cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        summary,
+      })[runner.activity];
+      return local(byRef ?? { task: await rendered(), run });
+    }
     // A run reports cancelled only after its activities stopped: wait for their cancellation.
     const opts: ActivityOptions = {
       startToCloseTimeout: p.timeoutMs,
@@ -498,6 +561,11 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     const act = proxyActivities<Record<string, (i: unknown) => Promise<TaskResultEnvelope>>>(opts)[runner.activity];
     return act(byRef ?? { task: await rendered(), run });
   };
+
+  for (const [id, workflowId] of Object.entries(carried?.jobs ?? {})) launch(id, workflowId);
+  /** Draining, and all that still runs is started external jobs: hand them over rather than wait. */
+  const canHandOver = () =>
+    handover && draining && inflight.size > 0 && [...inflight.keys()].every((id) => childIds.has(id));
 
   let candidates: Iterable<string> = sk.ids;
   let draining = false;
@@ -526,13 +594,24 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         launch(id);
       }
       maybeFlush();
-      if (inflight.size === 0) {
-        if (queue.length === 0 && parked.size === 0) break;
+      if (inflight.size === 0 || canHandOver()) {
+        if (inflight.size === 0 && queue.length === 0 && parked.size === 0) break;
         // History is getting long: carry the DAG state into a fresh execution.
-        header.continuations++;
         await flushAll();
-        await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord()));
+        await CancellationScope.nonCancellable(() =>
+          meta.recordRun(
+            seedRecord({ state: { ...answerHeader(), continuations: header.continuations + 1, tasks: {} } }),
+          ),
+        );
         await condition(allHandlersFinished);
+        // A job that ended meanwhile is recorded here first (its delta and its downstream tasks).
+        if (handover && (deltas.size || finished.length)) {
+          candidates = finishedDownstream();
+          continue;
+        }
+        header.continuations++;
+        const jobs = [...inflight.keys()];
+        const reported = jobs.filter((id) => jobResults.has(id));
         const next: CarriedV1 = {
           v: 1,
           header,
@@ -540,11 +619,15 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
           failures,
           ...(parked.size ? { sensors: Object.fromEntries(parked) } : {}),
           ...(sk.notify ? { notify: outcome } : {}),
+          ...(jobs.length ? { jobs: Object.fromEntries(jobs.map((id) => [id, childIds.get(id)!])) } : {}),
+          ...(reported.length
+            ? { jobResults: Object.fromEntries(reported.map((id) => [id, jobResults.get(id)!])) }
+            : {}),
         };
         return await continueAsNew<typeof pipelineRun>({ ...input, carried: next, prior: undefined });
       }
       if (sinceDetails++ % 50 === 0) setCurrentDetails(progressMarkdown(header, counts));
-      await condition(() => finished.length > 0);
+      await condition(() => finished.length > 0 || canHandOver());
       candidates = finishedDownstream();
     }
   } catch (err) {

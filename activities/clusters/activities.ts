@@ -85,6 +85,7 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
             executors: spec.size.instances,
             cores: spec.size.cores,
             memoryGi: spec.size.memoryGi,
+            owner: workflowId,
           });
           await k8s().createOrAdopt(PLURAL, SPARK_CONNECT_VERSION, obj);
           return {

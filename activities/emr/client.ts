@@ -156,6 +156,31 @@ export class EmrJobsClient {
     return undefined;
   }
 
+  /** Active clusters whose name starts with `prefix`, with their tags (ListClusters, then DescribeCluster each). */
+  async listActiveClusters(prefix: string): Promise<{ id: string; name: string; tags: Record<string, string> }[]> {
+    const found: { id: string; name: string }[] = [];
+    let marker: string | undefined;
+    do {
+      const page = await this.call('ListClusters', () =>
+        this.emr.send(
+          new ListClustersCommand({
+            ClusterStates: ['STARTING', 'BOOTSTRAPPING', 'RUNNING', 'WAITING'],
+            Marker: marker,
+          }),
+        ),
+      );
+      for (const c of page.Clusters ?? [])
+        if (c.Id && c.Name?.startsWith(prefix)) found.push({ id: c.Id, name: c.Name });
+      marker = page.Marker;
+    } while (marker);
+    const out = [];
+    for (const c of found) {
+      const d = await this.describeCluster(c.id);
+      out.push({ ...c, tags: Object.fromEntries((d.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? ''])) });
+    }
+    return out;
+  }
+
   async describeCluster(clusterId: string) {
     const r = await this.call(`DescribeCluster ${clusterId}`, () =>
       this.emr.send(new DescribeClusterCommand({ ClusterId: clusterId })),

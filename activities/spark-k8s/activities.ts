@@ -2,6 +2,7 @@
  * Spark on Kubernetes as Temporal activities: submit (idempotent by name), poll,
  * logs, cancel. Errors a retry cannot fix are non-retryable; 5xx and network errors retry.
  */
+import { Context } from '@temporalio/activity';
 import {
   jobName,
   TIERS,
@@ -188,6 +189,8 @@ export function createSparkActivities(deps: SparkDeps) {
           defaults,
           remote: input.cluster?.endpoint,
           files,
+          // The externalJob watching it: once that workflow has closed, the sweeper stops the application.
+          owner: Context.current().info.workflowExecution?.workflowId,
         });
         const { adopted } = await k8s.createOrAdopt(PLURAL, SPARK_APP_VERSION, manifest);
         return { engine: 'spark-k8s', name, scope: namespace, adopted };

@@ -67,6 +67,7 @@ export interface K8sObject {
     name: string;
     namespace?: string;
     labels?: Record<string, string>;
+    annotations?: Record<string, string>;
     uid?: string;
     resourceVersion?: string;
   };
@@ -161,7 +162,10 @@ export class SparkK8sClient {
     return 'created';
   }
 
-  /** Creates a custom object; an existing one of that name is adopted (a retried create). */
+  /**
+   * Creates a custom object; an existing one of that name is adopted (a retried create). An
+   * adopted object gets the annotations it lacks (e.g. the owner of one made before owners were recorded).
+   */
   async createOrAdopt(plural: string, version: string, obj: K8sObject): Promise<{ obj: K8sObject; adopted: boolean }> {
     const namespace = obj.metadata.namespace!;
     try {
@@ -176,8 +180,39 @@ export class SparkK8sClient {
     } catch (e) {
       const err = toK8sError(e, `create ${plural}/${obj.metadata.name}`);
       if (err.code !== 409 || err.reason !== 'AlreadyExists') throw err;
-      return { obj: await this.get(plural, version, namespace, obj.metadata.name), adopted: true };
+      const found = await this.get(plural, version, namespace, obj.metadata.name);
+      const want = obj.metadata.annotations ?? {};
+      const have = found.metadata.annotations ?? {};
+      if (Object.entries(want).every(([k, v]) => have[k] === v)) return { obj: found, adopted: true };
+      const annotations = { ...have, ...want };
+      return {
+        obj: await this.replace(plural, version, { ...found, metadata: { ...found.metadata, annotations } }),
+        adopted: true,
+      };
     }
+  }
+
+  /** Every object of a kind in every namespace that carries the labels (`key=value,…`), across pages. */
+  async listAll(plural: string, version: string, labelSelector: string): Promise<K8sObject[]> {
+    const out: K8sObject[] = [];
+    let _continue: string | undefined;
+    do {
+      try {
+        const page = (await this.custom.listClusterCustomObject({
+          group: SPARK_GROUP,
+          version,
+          plural,
+          labelSelector,
+          limit: 500,
+          _continue,
+        })) as { items?: K8sObject[]; metadata?: { continue?: string } };
+        out.push(...(page.items ?? []));
+        _continue = page.metadata?.continue || undefined;
+      } catch (e) {
+        throw toK8sError(e, `list ${plural}`);
+      }
+    } while (_continue);
+    return out;
   }
 
   async get(plural: string, version: string, namespace: string, name: string): Promise<K8sObject> {

@@ -76,6 +76,15 @@ const labelValue = (v: string) =>
     .slice(0, 63)
     .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '') || 'x';
 
+/**
+ * The workflow that owns an object Strata made (the externalJob watching a SparkApplication,
+ * the clusterLifecycle of a SparkConnect): an annotation, as a workflow id is no label value.
+ * The sweeper stops objects whose owner has closed.
+ */
+export const OWNER_ANNOTATION = 'strata.dev/owner-workflow';
+/** The label every object Strata makes carries (the sweeper's selector). */
+export const MANAGED_BY = 'app.kubernetes.io/managed-by=strata';
+
 export function runLabels(run: RunContext, taskId?: string): Record<string, string> {
   return {
     'app.kubernetes.io/managed-by': 'strata',
@@ -84,6 +93,8 @@ export function runLabels(run: RunContext, taskId?: string): Record<string, stri
     ...(taskId ? { 'strata.dev/task': labelValue(taskId) } : {}),
   };
 }
+
+const ownerAnnotation = (owner?: string) => (owner ? { annotations: { [OWNER_ANNOTATION]: owner } } : {});
 
 /** S3 credentials by reference to a Secret: the values never enter the spec, history or logs. */
 function s3Env(secret: string | undefined) {
@@ -110,6 +121,8 @@ export function buildSparkApplication(o: {
   defaults: SparkDefaults;
   remote?: string;
   files?: SparkFiles;
+  /** The owning workflow's id (OWNER_ANNOTATION). */
+  owner?: string;
 }): K8sObject {
   const { task, defaults } = o;
   const files: SparkFiles = o.files ?? { main: task.file };
@@ -167,7 +180,7 @@ export function buildSparkApplication(o: {
   return {
     apiVersion: `${SPARK_GROUP}/${SPARK_APP_VERSION}`,
     kind: 'SparkApplication',
-    metadata: { name: o.name, namespace: o.namespace, labels },
+    metadata: { name: o.name, namespace: o.namespace, labels, ...ownerAnnotation(o.owner) },
     spec,
   };
 }
@@ -181,6 +194,7 @@ export function buildSparkConnect(o: {
   executors: number;
   cores: number;
   memoryGi: number;
+  owner?: string;
 }): K8sObject {
   const labels = {
     'app.kubernetes.io/managed-by': 'strata',
@@ -190,7 +204,7 @@ export function buildSparkConnect(o: {
   return {
     apiVersion: `${SPARK_GROUP}/${SPARK_CONNECT_VERSION}`,
     kind: 'SparkConnect',
-    metadata: { name: o.name, namespace: o.namespace, labels },
+    metadata: { name: o.name, namespace: o.namespace, labels, ...ownerAnnotation(o.owner) },
     spec: {
       sparkVersion: o.sparkVersion,
       image: o.image,

@@ -9,7 +9,14 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { registerMacros } from './macros.js';
-import { absolutePaths, assertOneSelect, openDuck, runTenantSql, type SandboxLimits } from './sandbox.js';
+import {
+  absolutePaths,
+  assertOneSelect,
+  openDuck,
+  openSharedDuck,
+  runTenantSql,
+  type SandboxLimits,
+} from './sandbox.js';
 
 /** DuckDB error kinds that retrying cannot fix. */
 const USER_ERRORS =
@@ -40,20 +47,43 @@ export async function runDuckdb(opts: {
   limits?: Partial<SandboxLimits>;
   /** DuckDB macro libraries the task pins: registered inside the locked sandbox before its SQL. */
   macros?: { name: string; version: string; sql: string }[];
+  /**
+   * Run on the tenant's shared sandboxed instance (a connection and a transaction of its own)
+   * rather than a fresh instance: the grant is the same for every plain task of the tenant.
+   * Default: on, unless STRATA_SQL_SHARED_INSTANCE=0.
+   */
+  shared?: boolean;
 }): Promise<{ rowCount: number; location?: string }> {
   const root = path.resolve(opts.lakeRoot);
   await mkdir(root, { recursive: true });
-  const duck = await openDuck();
+  const final = opts.output ? lakePath(root, opts.output) : undefined;
+  // The attempt's output is written under the tenant's folder, which the grant covers either way.
+  const tmp0 = final ? `${final}.${opts.attemptTag}.tmp` : undefined;
+  // A task with macro libraries gets an instance of its own: two tasks registering the same
+  // macro names in one shared catalog would conflict.
+  const share = !opts.macros?.length && (opts.shared ?? process.env.STRATA_SQL_SHARED_INSTANCE !== '0');
+  const duck = share
+    ? await openSharedDuck({
+        dirs: [root],
+        scratchRoot: path.join(path.dirname(opts.scratch), 'shared'),
+        limits: opts.limits,
+      })
+    : await openDuck();
   const onAbort = () => duck.conn.interrupt();
   opts.signal.addEventListener('abort', onAbort, { once: true });
   let tmp: string | undefined;
   try {
-    const final = opts.output ? lakePath(root, opts.output) : undefined;
     if (final) {
       await mkdir(path.dirname(final), { recursive: true });
-      tmp = `${final}.${opts.attemptTag}.tmp`;
+      tmp = tmp0;
     }
-    await duck.lock({ files: tmp ? [tmp] : [], dirs: [root], scratch: opts.scratch, limits: opts.limits });
+    if (!share)
+      await (duck as Awaited<ReturnType<typeof openDuck>>).lock({
+        files: tmp ? [tmp] : [],
+        dirs: [root],
+        scratch: opts.scratch,
+        limits: opts.limits,
+      });
     if (opts.macros?.length) await registerMacros(duck.conn, opts.macros);
     if (final && tmp) {
       const body = absolutePaths(opts.sql, root).trim().replace(/;\s*$/, '');

@@ -385,6 +385,28 @@ users:
       sendJson(res, 200, { kind: 'EventList', apiVersion: 'v1', metadata: {}, items });
       return 200;
     }
+    // A list across every namespace (what a controller or Strata's sweeper reads), with an equality label selector.
+    if ((m = /^\/apis\/sparkoperator\.k8s\.io\/([^/]+)\/([^/]+)$/.exec(p)) && method === 'GET') {
+      const [, version, plural] = m;
+      const r = RESOURCES[plural];
+      if (!r || r.version !== version)
+        return this.status(res, 404, 'NotFound', 'the server could not find the requested resource');
+      const selector = (url.searchParams.get('labelSelector') ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((t) => t.split('=') as [string, string]);
+      sendJson(res, 200, {
+        apiVersion: `sparkoperator.k8s.io/${r.version}`,
+        kind: `${r.kind}List`,
+        metadata: { resourceVersion: String(this.rv) },
+        items: [...this.objects.entries()]
+          .filter(([k]) => k.startsWith(`${r.plural}/`))
+          .map(([, o]) => o)
+          .filter((o) => selector.every(([k, v]) => o.metadata.labels?.[k] === v))
+          .map((o) => this.view(o)),
+      });
+      return 200;
+    }
     if ((m = /^\/apis\/sparkoperator\.k8s\.io\/([^/]+)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/.exec(p))) {
       const [, version, ns, plural, name] = m;
       const r = RESOURCES[plural];

@@ -100,6 +100,57 @@ describe('cluster entity workflows', () => {
     });
   });
 
+  it('cancelling a cluster workflow (UI, CLI, API) terminates the cluster at the provider, ready or still starting', async () => {
+    await withExtWorker(stack, d.deps, async () => {
+      // A ready Spark Connect server: its SparkConnect is deleted before the workflow ends cancelled.
+      await clusters.create({
+        tenant: 'acme',
+        name: 'cancelme',
+        engine: 'spark-connect',
+        instances: 1,
+        idleTimeout: '1h',
+        pollInterval: '100ms',
+      });
+      await waitFor(async () => (await clusters.get('acme', 'cancelme')).phase === 'ready');
+      expect(d.k8s.objects.has('sparkconnects/strata-acme/cancelme')).toBe(true);
+      const h = stack.client.workflow.getHandle('cluster/acme/cancelme');
+      await h.cancel();
+      const err = await h.result().then(
+        () => undefined,
+        (e) => e as Error,
+      );
+      expect(String(err?.cause ?? err)).toMatch(/cancel/i);
+      expect(d.k8s.objects.has('sparkconnects/strata-acme/cancelme')).toBe(false);
+      expect((await h.describe()).status.name).toBe('CANCELLED');
+
+      // An EMR cluster cancelled while it is still starting: TerminateJobFlows reaches the cluster it made.
+      d.emr.clusterStartMs = 60_000;
+      try {
+        await clusters.create({
+          tenant: 'acme',
+          name: 'cancelearly',
+          engine: 'emr',
+          instances: 1,
+          idleTimeout: '1h',
+          pollInterval: '100ms',
+        });
+        const runs = () =>
+          d.emr.calls.filter((c) => c.op === 'RunJobFlow' && c.input.Name === 'strata/acme/cancelearly');
+        await waitFor(async () => runs().length === 1);
+        const e = stack.client.workflow.getHandle('cluster/acme/cancelearly');
+        await waitFor(async () => (await clusters.get('acme', 'cancelearly')).providerId !== undefined);
+        expect((await clusters.get('acme', 'cancelearly')).phase).toBe('provisioning');
+        await e.cancel();
+        await e.result().catch(() => undefined);
+        expect((await e.describe()).status.name).toBe('CANCELLED');
+        const id = [...d.emr.clusters.values()].find((c) => c.Name === 'strata/acme/cancelearly')!.Id;
+        expect(d.emr.calls.some((c) => c.op === 'TerminateJobFlows' && c.input.JobFlowIds.includes(id))).toBe(true);
+      } finally {
+        d.emr.clusterStartMs = 200;
+      }
+    });
+  });
+
   it('refuses requests over the tenant tier and bad input with 4xx RequestErrors', async () => {
     await withExtWorker(stack, d.deps, async () => {
       const big = await refused(clusters.create({ tenant: 'solo', name: 'big', instances: 10 }));
