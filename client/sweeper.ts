@@ -46,7 +46,7 @@ export async function ensureSweeperSchedule(
   const have = d.spec.intervals?.[0]?.every;
   const haveMs = (() => {
     try {
-      return have === undefined ? undefined : toMs(have as string | number);
+      return have === undefined ? undefined : toMs(have);
     } catch {
       return undefined;
     }

@@ -134,7 +134,7 @@ export async function openSharedDuck(g: {
       } finally {
         conn.closeSync();
       }
-      return { instance, users: 0, scratch } as SharedDuck;
+      return { instance, users: 0, scratch };
     })();
     shared.set(key, entry);
     entry.catch(() => shared.delete(key));

@@ -119,7 +119,7 @@ describe('cluster entity workflows', () => {
         () => undefined,
         (e) => e as Error,
       );
-      expect(String(err?.cause ?? err)).toMatch(/cancel/i);
+      expect(String((err?.cause as Error | undefined) ?? err)).toMatch(/cancel/i);
       expect(d.k8s.objects.has('sparkconnects/strata-acme/cancelme')).toBe(false);
       expect((await h.describe()).status.name).toBe('CANCELLED');
 
