@@ -14,6 +14,7 @@ import { ReconciliationsService } from '../api/reconciliations-service.js';
 import { RequestError, RunsService } from '../api/runs-service.js';
 import { DatasetsService } from '../api/datasets-service.js';
 import { loadConfig } from '../schemas/config.js';
+import { parseReconcileInput } from '../schemas/reconcile.js';
 import { parseSpecText } from '../schemas/spec-file.js';
 import { resolveParams, type PipelineSpec } from '../schemas/pipeline.js';
 import { followRun, formatState } from './progress.js';
@@ -204,7 +205,10 @@ const list = (v: string) =>
 
 program
   .command('reconcile')
-  .argument('<left>', 'left dataset: a path (under the lake root if relative) or file:// URI, CSV or Parquet')
+  .argument(
+    '<left>',
+    'left input: a lake path, an s3:// or file:// URI (CSV or Parquet), a dataset (silver.orders@3), or CONNECTION:TABLE with --connection',
+  )
   .argument('<right>', 'right dataset')
   .option('--key <columns>', 'key columns (comma-separated); none = compare whole rows')
   .option('--columns <columns>', 'compare only these columns')
@@ -214,6 +218,7 @@ program
   .option('--case-insensitive', 'compare text case-insensitively')
   .option('--null-values <values>', 'values that count as null (comma-separated; default: empty)')
   .option('--delimiter <c>', 'CSV delimiter for both sides')
+  .option('--connection', 'inputs written CONNECTION:TABLE are tables on your Postgres/MySQL connections')
   .option('--json', 'print the whole result as JSON')
   .description('compare two datasets exactly and say what differs')
   .action(async (left: string, right: string, o: Record<string, string | boolean | number | undefined>) => {
@@ -230,9 +235,15 @@ program
         ...(o.caseInsensitive ? { caseInsensitive: true } : {}),
         ...(o.nullValues !== undefined ? { nullValues: String(o.nullValues).split(',') } : {}),
       };
+      const input = (v: string) => {
+        const m = /^([A-Za-z0-9_]+):([A-Za-z_][\w.]*)$/.exec(v);
+        if (o.connection && m) return { connection: m[1], table: m[2] };
+        const p = parseReconcileInput(v);
+        return p.success && 'dataset' in p.data ? v : { uri: v, ...csv };
+      };
       const { id } = await s.reconciliations.start(config.STRATA_TENANT, {
-        left: { uri: left, ...csv },
-        right: { uri: right, ...csv },
+        left: input(left),
+        right: input(right),
         options,
       });
       console.error(`started ${id}`);

@@ -1,7 +1,7 @@
 /** Request bodies of the HTTP API (validated here; also rendered into the OpenAPI docs). */
 import { z } from 'zod';
 import { Duration, toMs } from './duration.js';
-import { CsvOptions, ReconcileOptions } from './reconcile.js';
+import { CsvOptions, parseReconcileInput, ReconcileOptions } from './reconcile.js';
 import { SqlEngine } from './kinds.js';
 import { ClusterRequest } from './cluster.js';
 import { fmtBytes, fmtMs, LIMITS } from '../api/limits.js';
@@ -189,16 +189,18 @@ export const QueryBody = z
   .strict();
 export type QueryBody = z.infer<typeof QueryBody>;
 
-const DatasetInput = z.union([
-  z.string().min(1),
-  z
-    .object({
-      uri: z.string().min(1),
-      format: z.enum(['csv', 'parquet']).optional(),
-      csv: CsvOptions.partial().optional(),
-    })
-    .strict(),
-]);
+// A path or URI, a dataset name, {uri}, {dataset}, {connection, table|query}; checked again
+// with messages that name the form meant (parseReconcileInput).
+const DatasetInput = z
+  .unknown()
+  .superRefine((v, ctx) => {
+    const r = parseReconcileInput(v);
+    if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, path: i.path } as never);
+  })
+  .meta({
+    description:
+      'a lake path or s3:// / file:// URI, a dataset ("silver.orders@3"), or {uri, format?, csv?}, {dataset, namespace?}, {connection, table | query}',
+  });
 export const ReconciliationBody = z
   .object({
     left: DatasetInput,

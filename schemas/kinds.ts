@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
-import { CsvOptions, ReconcileOptions } from './reconcile.js';
+import { parseReconcileInput, ReconcileOptions } from './reconcile.js';
 import {
   Check,
   IngestFileFields,
@@ -73,12 +73,11 @@ export const NoopFields = {
   sleep: Duration.optional(),
 };
 
-const DatasetInput = z.union([
-  z.string().min(1),
-  z
-    .object({ uri: z.string().min(1), format: z.enum(['csv', 'parquet']).optional(), csv: CsvOptions.optional() })
-    .strict(),
-]);
+/** A reconcile input (see schemas/reconcile.ts): checked with messages that name the form meant. */
+const DatasetInput = z.unknown().superRefine((v, ctx) => {
+  const r = parseReconcileInput(v);
+  if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, path: i.path } as z.IssueData);
+});
 
 export const ReconcileFields = {
   left: DatasetInput,
@@ -183,13 +182,23 @@ export const TASK_KINDS: Record<string, KindDef> = {
   reconcile: {
     fields: ReconcileFields,
     run: { type: 'activity', activity: 'reconcileTask', heartbeat: true },
-    check: (t) => [
-      ...locations('left', 'right')(t),
-      ...locations(
-        'left',
-        'right',
-      )({ left: (t.left as { uri?: unknown })?.uri, right: (t.right as { uri?: unknown })?.uri }),
-    ],
+    check: (t) => {
+      const p: [string[], string][] = [
+        ...locations('left', 'right')(t),
+        ...locations(
+          'left',
+          'right',
+        )({ left: (t.left as { uri?: unknown })?.uri, right: (t.right as { uri?: unknown })?.uri }),
+      ];
+      // Another task's output is read after that task: it must be one the task needs.
+      const needs = Array.isArray(t.needs) ? (t.needs as unknown[]) : [];
+      for (const side of ['left', 'right']) {
+        const other = (t[side] as { task?: unknown } | undefined)?.task;
+        if (typeof other === 'string' && !needs.includes(other))
+          p.push([[side, 'task'], `reads task "${other}"'s output: add "${other}" to needs`]);
+      }
+      return p;
+    },
   },
   'ingest.file': {
     fields: IngestFileFields,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Namespace } from './lake.js';
 
 export const CsvOptions = z
   .object({
@@ -20,6 +21,75 @@ export const DatasetRef = z
   })
   .strict();
 export type DatasetRef = z.infer<typeof DatasetRef>;
+
+/** A catalog dataset: `layer.name`, `layer.name@3` or `layer.name@'2026-01-02T00:00:00Z'`. */
+export const DATASET_INPUT_RE = /^(bronze|silver|gold)\.([a-z_][a-z0-9_]{0,62})(?:@(\d+|'[^']+'))?$/;
+/** File extensions that make a `layer.name`-shaped string a file name, not a dataset. */
+const FILE_EXT = /\.(csv|tsv|txt|parquet|json|jsonl|gz)$/;
+
+export const CatalogInput = z
+  .object({
+    dataset: z.string().regex(DATASET_INPUT_RE, "a dataset is layer.name, layer.name@VERSION or layer.name@'ISO time'"),
+    namespace: Namespace.optional(),
+  })
+  .strict();
+export const ConnectionInput = z
+  .object({
+    /** One of the tenant's named Postgres/MySQL connections. */
+    connection: z.string().min(1),
+    table: z
+      .string()
+      .regex(
+        /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/,
+        'a table is NAME or SCHEMA.NAME (letters, digits, _)',
+      )
+      .optional(),
+    /** One reading statement (SELECT, WITH, VALUES, TABLE), run in a read-only transaction. */
+    query: z.string().min(1).max(65536).optional(),
+  })
+  .strict()
+  .refine((v) => !v.table !== !v.query, { message: 'give exactly one of "table" or "query"' });
+export const TaskInput = z
+  .object({ task: z.string().regex(/^[A-Za-z0-9_-]+$/, 'a task id (letters, digits, _ and -)') })
+  .strict();
+
+/**
+ * What a comparison reads: a file (lake path, s3:// or file:// URI), a catalog dataset, a
+ * table or query on one of the tenant's connections, or (in a pipeline) another task's output.
+ */
+export const ReconcileInput = z.union([DatasetRef, CatalogInput, ConnectionInput, TaskInput]);
+export type ReconcileInput = z.infer<typeof ReconcileInput>;
+
+/**
+ * Parses an input with messages that name the form meant: a string `layer.name[@v]` names
+ * a dataset, any other string a file; an object is picked by its key (uri, dataset,
+ * connection, task).
+ */
+export function parseReconcileInput(v: unknown): z.ZodSafeParseResult<ReconcileInput> {
+  if (typeof v === 'string')
+    return DATASET_INPUT_RE.test(v) && !FILE_EXT.test(v.split('@')[0])
+      ? CatalogInput.safeParse({ dataset: v })
+      : DatasetRef.safeParse({ uri: v });
+  const o = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  if (o && 'uri' in o) return DatasetRef.safeParse(o);
+  if (o && 'dataset' in o) return CatalogInput.safeParse(o);
+  if (o && 'connection' in o) return ConnectionInput.safeParse(o);
+  if (o && 'task' in o) return TaskInput.safeParse(o);
+  return z
+    .custom<never>(() => false, {
+      message:
+        'an input is a path or URI, {uri}, a dataset ("silver.orders@3" or {dataset}), {connection, table|query} or {task}',
+    })
+    .safeParse(v);
+}
+
+/** A readable label for an input (results, the runs list, the Web UI). */
+export function inputLabel(i: ReconcileInput): string {
+  if ('uri' in i) return i.uri;
+  if ('dataset' in i) return i.namespace ? `${i.namespace}:${i.dataset}` : i.dataset;
+  if ('connection' in i) return i.table ? `${i.connection}:${i.table}` : `${i.connection}:query`;
+  return `task:${i.task}`;
+}
 
 export const ReconcileOptions = z
   .object({

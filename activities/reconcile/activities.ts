@@ -6,7 +6,19 @@ import { Context } from '@temporalio/activity';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { DatasetRef, ReconcileOptions, type ReconcileProgress, type ReconcileResult } from '../../schemas/reconcile.js';
+import {
+  inputLabel,
+  parseReconcileInput,
+  ReconcileOptions,
+  type ReconcileInput,
+  type ReconcileProgress,
+  type ReconcileResult,
+} from '../../schemas/reconcile.js';
+import { rm } from 'node:fs/promises';
+import type { LakeDeps } from '../lake/engine.js';
+import type { S3Config } from '../s3/client.js';
+import type { Connections } from '../sql/connections.js';
+import { materialise } from './inputs.js';
 import { NonRetryableError, taskActivity } from '../core/task.js';
 import type { Db } from '../../store/db.js';
 import { reconcile, type Checkpoint } from './client.js';
@@ -17,6 +29,11 @@ export interface ReconcileDeps {
   lakeRoot: string;
   /** Per-tenant allowed locations outside the lake (STRATA_TENANT_LOCATIONS). */
   tenantLocations?: Record<string, string[]>;
+  /** The lake (S3 or a folder) and its catalog: s3:// inputs, datasets, other tasks' outputs. */
+  lake?: LakeDeps;
+  s3?: S3Config;
+  /** Named Postgres/MySQL connections (tables and queries as inputs, each only for its tenants). */
+  connections?: Connections;
   /** Where results are kept (optional: without it they live in the workflow result only). */
   db?: Db;
   /** Where partition files live while a comparison runs (default: the OS temp folder). */
@@ -34,11 +51,11 @@ export interface ReconcileHeartbeat {
 const OPTION_KEYS = Object.keys(ReconcileOptions.shape);
 
 function parseInputs(task: Record<string, unknown>) {
-  const ref = (v: unknown, side: string) => {
-    const r = DatasetRef.safeParse(typeof v === 'string' ? { uri: v } : v);
+  const ref = (v: unknown, side: string): ReconcileInput => {
+    const r = parseReconcileInput(v);
     if (!r.success)
       throw new NonRetryableError(
-        `${side}: ${r.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`,
+        `${side}: ${r.error.issues.map((i) => `${[...i.path].join('.')} ${i.message}`.trim()).join('; ')}`,
         'BadInput',
       );
     return r.data;
@@ -71,12 +88,22 @@ export function createReconcileActivities(deps: ReconcileDeps) {
       const resumedFrom = checkpoint
         ? { compared: checkpoint.compared.length, leftDone: checkpoint.leftDone, rightDone: checkpoint.rightDone }
         : undefined;
-      const result = await reconcile(left, right, options, {
+      const allowed =
+        deps.tenantLocations && Object.hasOwn(deps.tenantLocations, run.tenant) ? deps.tenantLocations[run.tenant] : [];
+      const inputEnv = {
+        tenant: run.tenant,
+        workflowId: run.pipelineId === 'reconcile' ? undefined : run.workflowId,
+        lake: deps.lake,
+        allowed,
+        s3: deps.s3,
+        connections: deps.connections,
+        dir: `${workDir}-in`,
+        signal,
+      };
+      const [l, r] = [await materialise(left, 'left', inputEnv), await materialise(right, 'right', inputEnv)];
+      const result = await reconcile(l.ref, r.ref, options, {
         lakeRoot: tenantFolder(deps.lakeRoot, run.tenant),
-        allowed:
-          deps.tenantLocations && Object.hasOwn(deps.tenantLocations, run.tenant)
-            ? deps.tenantLocations[run.tenant]
-            : [],
+        allowed: [...allowed, ...l.grant, ...r.grant],
         workDir,
         checkpoint,
         signal,
@@ -87,13 +114,14 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         },
         onProgress: (progress) => heartbeat({ checkpoint, progress, resumedFrom } satisfies ReconcileHeartbeat),
       });
-      const out = summarize(result);
+      await rm(inputEnv.dir, { recursive: true, force: true });
+      const out = { ...summarize(result), inputs: { left: l.source, right: r.source } };
       if (deps.db) {
         const id = run.pipelineId === 'reconcile' ? run.workflowId : `${run.workflowId}/${task.id}`;
         await deps.db.query(
           `INSERT INTO reconciliations (id, tenant, left_uri, right_uri, method, differences, result) VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (id) DO UPDATE SET method = EXCLUDED.method, differences = EXCLUDED.differences, result = EXCLUDED.result, finished_at = now()`,
-          [id, run.tenant, left.uri, right.uri, out.method, out.differences, JSON.stringify(out)],
+          [id, run.tenant, inputLabel(left), inputLabel(right), out.method, out.differences, JSON.stringify(out)],
         );
       }
       if (task.failOnDifference && out.differences > 0)

@@ -1,0 +1,231 @@
+/**
+ * Reconciliation reaches any input, inside its tenant: the lake on S3 (MinIO) by path and
+ * s3:// URI, catalog datasets by name and version, tables and queries on the tenant's
+ * Postgres and MariaDB connections, another task's output in the run. Another tenant's
+ * dataset, connection or path is refused with the answer an unknown one gets.
+ */
+import { parse } from 'csv-parse/sync';
+import mysql from 'mysql2/promise';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { ReconciliationsService } from '../../api/reconciliations-service.js';
+import { COLUMNS, generatePair, type Truth } from '../fakes/reconcile-data.js';
+import { spec, waitFor } from '../harness/specs.js';
+import { testStack, type TestStack } from '../harness/temporal.js';
+
+let stack: TestStack;
+let recs: ReconciliationsService;
+let truth: Truth;
+let rows: { left: string[][]; right: string[][] };
+const other = 'intruder';
+const table = (side: string) => `recon_${side}_${stack.tenant}`;
+
+beforeAll(async () => {
+  stack = await testStack('recon-inputs', { lake: 's3' });
+  recs = new ReconciliationsService(stack.client, stack.taskQueue);
+  const l = path.join(stack.tenantRoot, 'gen-l.csv');
+  const r = path.join(stack.tenantRoot, 'gen-r.csv');
+  truth = await generatePair(l, r, { rows: 2000, rate: 0.02, seed: 7, awkward: true });
+  await stack.store!.putFile('landing/legacy.csv', l);
+  await stack.store!.putFile('landing/migrated.csv', r);
+  rows = {
+    left: (parse(await readFile(l)) as string[][]).slice(1),
+    right: (parse(await readFile(r)) as string[][]).slice(1),
+  };
+  // The same rows in Postgres (left) and MariaDB (right).
+  const dbs = inject('databases');
+  const p = new pg.Client({ connectionString: dbs.postgresUrl });
+  await p.connect();
+  const m = await mysql.createConnection({ uri: dbs.mysqlUrl });
+  try {
+    const cols = COLUMNS.map((c) => `${c} TEXT`).join(', ');
+    await p.query(`CREATE TABLE ${table('l')} (${cols})`);
+    await m.query(`CREATE TABLE ${table('r')} (${cols})`);
+    for (let i = 0; i < rows.left.length; i += 500) {
+      const chunk = rows.left.slice(i, i + 500);
+      await p.query(
+        `INSERT INTO ${table('l')} VALUES ${chunk.map((_, j) => `(${COLUMNS.map((__, k) => `$${j * COLUMNS.length + k + 1}`).join(',')})`).join(',')}`,
+        chunk.flat(),
+      );
+    }
+    for (let i = 0; i < rows.right.length; i += 500) {
+      const chunk = rows.right.slice(i, i + 500);
+      await m.query(`INSERT INTO ${table('r')} VALUES ?`, [chunk]);
+    }
+  } finally {
+    await p.end();
+    await m.end();
+  }
+}, 120_000);
+afterAll(async () => stack?.close());
+
+const counts = () => ({
+  left: truth.left,
+  right: truth.right,
+  matched: truth.matched,
+  changed: truth.changed,
+  onlyLeft: truth.onlyLeft,
+  onlyRight: truth.onlyRight,
+});
+
+async function standalone(tenant: string, left: unknown, right: unknown, options: object = { key: ['id'] }) {
+  const { id } = await recs.start(tenant, { left, right, options });
+  let st = await recs.get(id);
+  await waitFor(async () => (st = await recs.get(id)).status !== 'running', 120_000);
+  return st;
+}
+
+const LANDING = `
+  - id: land_left
+    kind: ingest.file
+    source: landing/legacy.csv
+    format: csv
+    columns: { id: string, name: string, city: string, amount: string, qty: string, status: string, note: string, ts: string }
+    output: bronze.legacy
+  - id: land_right
+    kind: ingest.file
+    source: landing/migrated.csv
+    format: csv
+    columns: { id: string, name: string, city: string, amount: string, qty: string, status: string, note: string, ts: string }
+    output: bronze.migrated
+`;
+
+describe('reconcile inputs on the lake (MinIO), the catalog, and the tenant connections', () => {
+  it('compares lake paths and s3:// URIs on S3, and other tasks’ outputs in a pipeline, exactly', async () => {
+    const s3uri = stack.store!.uri('landing/migrated.csv');
+    expect(s3uri).toMatch(/^s3:\/\//);
+    const s = spec(`
+id: recon_inputs
+tasks:
+${LANDING}
+  - { id: by_path, kind: reconcile, left: landing/legacy.csv, right: "${s3uri}", key: [id] }
+  - { id: by_task, kind: reconcile, needs: [land_left, land_right], left: { task: land_left }, right: { task: land_right }, key: [id], ignore: [_source_file, _line] }
+`);
+    const st = await stack.withWorker(async () =>
+      stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
+    );
+    expect(st.status, JSON.stringify(st.tasks)).toBe('success');
+    expect(st.tasks.by_path.output).toMatchObject({ counts: counts(), columnMismatches: truth.columnMismatches });
+    expect(st.tasks.by_task.output).toMatchObject({
+      counts: counts(),
+      columnMismatches: truth.columnMismatches,
+      inputs: {
+        left: { input: 'task:land_left', dataset: 'bronze.legacy', version: 1 },
+        right: { input: 'task:land_right', dataset: 'bronze.migrated', version: 1 },
+      },
+    });
+  });
+
+  it('compares catalog datasets by name and version, and a Postgres table against a MariaDB query', async () => {
+    await stack.withWorker(async () => {
+      // Ingestion adds where each row came from; that is not part of the comparison.
+      const ignore = { key: ['id'], ignore: ['_source_file', '_line'] };
+      const a = await standalone(stack.tenant, 'bronze.legacy@1', { dataset: 'bronze.migrated' }, ignore);
+      expect(a.status, a.error).toBe('completed');
+      expect(a.result).toMatchObject({ counts: counts(), inputs: { left: { dataset: 'bronze.legacy', version: 1 } } });
+
+      const b = await standalone(
+        stack.tenant,
+        { connection: 'warehouse', table: table('l') },
+        { connection: 'mart', query: `SELECT * FROM ${table('r')}` },
+      );
+      expect(b.status, b.error).toBe('completed');
+      expect(b.result).toMatchObject({ counts: counts(), columnMismatches: truth.columnMismatches });
+
+      // Mixed: a dataset against a table.
+      const c = await standalone(stack.tenant, 'bronze.legacy', { connection: 'mart', table: table('r') }, ignore);
+      expect(c.result).toMatchObject({ counts: counts() });
+    });
+  });
+
+  it('refuses another tenant’s dataset, connection and objects with the answer an unknown one gets', async () => {
+    await stack.withWorker(async () => {
+      const err = async (tenant: string, left: unknown) =>
+        (await standalone(tenant, left, 'bronze.legacy')).error ?? 'no error';
+      // Datasets: the intruder's catalog has no bronze.legacy; its message is the unknown one's.
+      const foreignDs = await err(other, 'bronze.legacy');
+      const unknownDs = await err(stack.tenant, 'bronze.nothing_here');
+      expect(foreignDs).toContain('bronze.legacy has no current version (tenant intruder)');
+      expect(unknownDs).toContain('bronze.nothing_here has no current version');
+      expect(foreignDs.replace('legacy', 'X')).toBe(
+        unknownDs.replace('nothing_here', 'X').replace(stack.tenant, other),
+      );
+      // Connections: the stack's tenant owns warehouse; for the intruder it does not exist.
+      const foreignConn = await err(other, { connection: 'warehouse', table: table('l') });
+      const unknownConn = await err(other, { connection: 'nosuch', table: table('l') });
+      expect(foreignConn).toMatch(/unknown connection "warehouse" for tenant intruder/);
+      expect(foreignConn.replace('"warehouse"', '"X"').replace(/STRATA_CONN_WAREHOUSE/, 'STRATA_CONN_X')).toBe(
+        unknownConn.replace('"nosuch"', '"X"').replace(/STRATA_CONN_NOSUCH/, 'STRATA_CONN_X'),
+      );
+      expect(foreignConn).not.toContain('postgres://');
+      // Objects: the stack tenant's key by URI, and climbing out of the intruder's prefix.
+      const uri = stack.store!.uri('landing/legacy.csv');
+      expect(await err(other, uri)).toMatch(/is outside your lake/);
+      expect(await err(other, `../${stack.tenant}/landing/legacy.csv`)).toMatch(/climbs out/);
+      expect(await err(other, 'landing/legacy.csv')).toBe('dataset not found: landing/legacy.csv');
+    });
+  });
+
+  it('reads connections read-only: writing statements are refused before they run and the table is unchanged', async () => {
+    await stack.withWorker(async () => {
+      const del = await standalone(
+        stack.tenant,
+        { connection: 'warehouse', query: `DELETE FROM ${table('l')}` },
+        'x.csv',
+      );
+      expect(del.error).toMatch(/read-only/);
+      const multi = await standalone(
+        stack.tenant,
+        { connection: 'warehouse', query: `SELECT 1; DELETE FROM ${table('l')}` },
+        'bronze.legacy',
+      );
+      expect(multi.status).toBe('failed');
+      const cte = await standalone(
+        stack.tenant,
+        { connection: 'warehouse', query: `WITH d AS (DELETE FROM ${table('l')} RETURNING *) SELECT * FROM d` },
+        'bronze.legacy',
+      );
+      expect(cte.error).toMatch(/data-modifying|read-only/);
+      const my = await standalone(
+        stack.tenant,
+        { connection: 'mart', query: `SELECT * FROM ${table('r')} INTO OUTFILE '/tmp/x'` },
+        'bronze.legacy',
+      );
+      expect(my.error).toMatch(/read-only/);
+    });
+    const dbs = inject('databases');
+    const p = new pg.Client({ connectionString: dbs.postgresUrl });
+    await p.connect();
+    try {
+      expect(Number((await p.query(`SELECT count(*) AS n FROM ${table('l')}`)).rows[0].n)).toBe(rows.left.length);
+    } finally {
+      await p.end();
+    }
+  });
+
+  it('a pipeline reading a task it does not need is invalid, and {task} is refused outside a pipeline', async () => {
+    expect(() =>
+      spec(`
+id: bad
+tasks:
+  - { id: a, kind: noop }
+  - { id: c, kind: reconcile, left: { task: a }, right: x.csv }
+`),
+    ).toThrow(/add \\"a\\" to needs/);
+    await expect(recs.start(stack.tenant, { left: { task: 'a' }, right: 'x.csv' })).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringMatching(/exists only in a pipeline/),
+    });
+    await expect(
+      recs.start(stack.tenant, { left: { connection: 'warehouse' }, right: { dataset: 'platinum.x' } }),
+    ).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringMatching(
+        /left: give exactly one of "table" or "query".*right.dataset: a dataset is layer.name/s,
+      ),
+    });
+  });
+});
