@@ -118,6 +118,13 @@ export const ReconcileOptions = z
      * else Strata's streaming partitioner), or stream (always the streaming partitioner).
      */
     engine: z.enum(['auto', 'stream']).default('auto'),
+    /**
+     * exact (what auto means) compares every row; bloom is a quick approximate pass that
+     * may miss differences at about `falsePositiveRate` of them, and says so in its result.
+     */
+    method: z.enum(['auto', 'exact', 'bloom']).default('auto'),
+    /** bloom: the declared false-positive rate of its filters (a difference is missed at about this rate). */
+    falsePositiveRate: z.number().gt(0).max(0.5).default(0.01),
     /** Partitions compared at once. */
     parallelism: z.number().int().min(1).max(32).default(2),
   })
@@ -134,9 +141,21 @@ export interface ChangedSample {
 }
 
 export interface ReconcileResult {
-  method: 'memory' | 'partitioned' | 'duckdb';
+  method: 'memory' | 'partitioned' | 'duckdb' | 'bloom';
   reason: string;
-  exact: true;
+  /** False only for method bloom (see `approximate`). */
+  exact: boolean;
+  /** method bloom: how far the answer can be off. */
+  approximate?: {
+    /** The rate asked for. */
+    declaredRate: number;
+    /** The filters' rate for the rows they actually hold (at most the declared one). */
+    falsePositiveRate: number;
+    /** Differences expected to have been counted as matched (each slips through at that rate). */
+    expectedMissed: number;
+    /** Not counted in this mode. */
+    notComputed: string[];
+  };
   counts: { left: number; right: number; matched: number; changed: number; onlyLeft: number; onlyRight: number };
   columnMismatches: Record<string, number>;
   columns: { compared: string[]; onlyLeft: string[]; onlyRight: string[] };

@@ -13,6 +13,7 @@ import type { DatasetRef, ReconcileOptions, ReconcileProgress, ReconcileResult }
 import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import { openSource, type Row, type RowSource } from './read.js';
 import { duckKeyUnsupported, duckPartitioned, duckUnsupported } from './duck.js';
+import { bloomCompare } from './bloom.js';
 
 export interface Checkpoint {
   /** 3: partition lines carry their group key (`key GS row` or `key FS raw line`). A checkpoint of another version is not resumed. */
@@ -58,6 +59,15 @@ export async function reconcile(
   const l = layout(left.header, right.header, options);
   const total = left.size + right.size;
   const columns = { compared: l.compared, onlyLeft: l.onlyLeft, onlyRight: l.onlyRight };
+  if (options.method === 'bloom') {
+    const r = await bloomCompare(left, right, l, options, ctx);
+    return {
+      method: 'bloom',
+      reason: `method bloom asked for: approximate, each difference missed at a rate of at most ${options.falsePositiveRate} (filters' rate for these rows ${r.approximate.falsePositiveRate}); reported differences are real`,
+      columns,
+      ...r,
+    };
+  }
   if (total <= options.memoryLimitBytes && !options.partitions && !ctx.checkpoint) {
     const r = await inMemory(left, right, l, options, ctx);
     return {
