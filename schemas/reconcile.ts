@@ -125,6 +125,14 @@ export const ReconcileOptions = z
     method: z.enum(['auto', 'exact', 'bloom']).default('auto'),
     /** bloom: the declared false-positive rate of its filters (a difference is missed at about this rate). */
     falsePositiveRate: z.number().gt(0).max(0.5).default(0.01),
+    /**
+     * Write the full lists of differences (changed keys with the differing columns' values,
+     * one-sided rows, duplicated keys) as this dataset (layer.name), catalogued like any output.
+     */
+    differences: z
+      .string()
+      .regex(/^(bronze|silver|gold)\.[a-z_][a-z0-9_]{0,62}$/, 'write layer.name, e.g. silver.orders_differences')
+      .optional(),
     /** Partitions compared at once. */
     parallelism: z.number().int().min(1).max(32).default(2),
   })

@@ -19,6 +19,9 @@ import type { LakeDeps } from '../lake/engine.js';
 import type { S3Config } from '../s3/client.js';
 import type { Connections } from '../sql/connections.js';
 import { materialise } from './inputs.js';
+import { differencesId, diffWriter, publishDifferences } from './diffs.js';
+import { attemptTag } from '../lake/activities.js';
+import { parseDatasetName } from '../../schemas/lake.js';
 import { NonRetryableError, taskActivity } from '../core/task.js';
 import type { Db } from '../../store/db.js';
 import { reconcile, type Checkpoint } from './client.js';
@@ -100,6 +103,20 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         dir: `${workDir}-in`,
         signal,
       };
+      const diffDir = `${workDir}-diff`;
+      const diffId = options.differences ? differencesId(options.differences) : undefined;
+      if (diffId && options.method === 'bloom')
+        throw new NonRetryableError(
+          'differences: method bloom does not keep the rows that differ; use method exact to write the lists',
+          'BadInput',
+        );
+      if (diffId && !deps.lake)
+        throw new NonRetryableError(
+          'differences: writing a dataset needs the lake catalog, which this worker has not got (set DATABASE_URL on the worker)',
+          'ConfigError',
+        );
+      // A fresh start (no checkpoint) must not keep lists of an earlier attempt's partitions.
+      if (diffId && !checkpoint) await rm(diffDir, { recursive: true, force: true });
       const [l, r] = [await materialise(left, 'left', inputEnv), await materialise(right, 'right', inputEnv)];
       const result = await reconcile(l.ref, r.ref, options, {
         lakeRoot: tenantFolder(deps.lakeRoot, run.tenant),
@@ -108,6 +125,7 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         checkpoint,
         signal,
         afterPartition: deps.faults?.afterPartition,
+        diffs: diffId ? (p) => diffWriter(diffDir, p) : undefined,
         onCheckpoint: (c) => {
           checkpoint = c;
           heartbeat({ checkpoint, resumedFrom } satisfies ReconcileHeartbeat);
@@ -115,7 +133,33 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         onProgress: (progress) => heartbeat({ checkpoint, progress, resumedFrom } satisfies ReconcileHeartbeat),
       });
       await rm(inputEnv.dir, { recursive: true, force: true });
-      const out = { ...summarize(result), inputs: { left: l.source, right: r.source } };
+      const published =
+        diffId &&
+        (await publishDifferences(
+          deps.lake!,
+          { tenant: run.tenant, runId: run.workflowId, pipelineId: run.pipelineId, taskId: task.id },
+          diffId,
+          diffDir,
+          attemptTag(),
+          [l.source, r.source].flatMap((x) =>
+            x.dataset && x.version
+              ? [{ ...parseDatasetName(x.dataset)!, namespace: x.namespace ?? 'default', version: x.version }]
+              : [],
+          ),
+        ));
+      const out = {
+        ...summarize(result),
+        inputs: { left: l.source, right: r.source },
+        ...(published
+          ? {
+              differencesDataset: {
+                dataset: `${published.layer}.${published.name}`,
+                version: published.version,
+                rows: published.rowCount,
+              },
+            }
+          : {}),
+      };
       if (deps.db) {
         const id = run.pipelineId === 'reconcile' ? run.workflowId : `${run.workflowId}/${task.id}`;
         await deps.db.query(

@@ -14,6 +14,7 @@ import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, 
 import { openSource, type Row, type RowSource } from './read.js';
 import { duckKeyUnsupported, duckPartitioned, duckUnsupported } from './duck.js';
 import { bloomCompare } from './bloom.js';
+import type { DiffWriter } from './diffs.js';
 
 export interface Checkpoint {
   /** 3: partition lines carry their group key (`key GS row` or `key FS raw line`). A checkpoint of another version is not resumed. */
@@ -37,6 +38,12 @@ export interface ReconcileContext {
   onProgress?: (p: ReconcileProgress) => void;
   onCheckpoint?: (c: Checkpoint) => void;
   signal?: AbortSignal;
+  /**
+   * Where the full lists of differences go, one writer per compared partition (0 in
+   * memory); a partition's writer is closed before its checkpoint, so a resumed comparison
+   * keeps the lists of partitions already compared.
+   */
+  diffs?: (partition: number) => DiffWriter;
   /** Test seam (like the lake's `faults`): awaited after each compared partition is checkpointed. */
   afterPartition?: (partitionsDone: number) => void | Promise<void>;
 }
@@ -151,7 +158,10 @@ async function inMemory(
       (check(ctx.signal), ctx.onProgress?.({ phase: 'reading', rows, bytes: left.size + right.bytesRead() }));
   }
   const t = new Tally(l, o);
+  const w = ctx.diffs?.(0);
+  if (w) t.sink = w.write;
   for (const g of groups.values()) t.group(g.l, g.r);
+  await w?.close();
   ctx.onProgress?.({ phase: 'done', rows, bytes: left.size + right.size });
   return t.r;
 }
@@ -406,7 +416,10 @@ async function partitioned(
         readPart(partFile(ctx.workDir, 'r', p), right.delimiter ?? ','),
       ]);
       const t = new Tally(l, o);
+      const w = ctx.diffs?.(p);
+      if (w) t.sink = w.write;
       comparePart(t, lp, rp, sameColumns);
+      await w?.close();
       mergeInto(cp.partial, t.r, o.sampleLimit);
       cp.compared.push(p);
       ctx.onCheckpoint?.(structuredClone(cp));

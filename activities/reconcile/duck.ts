@@ -233,6 +233,8 @@ export async function duckPartitioned(
         );
         const matched = Number((await conn.runAndReadAll('SELECT count(*) FROM s')).getRows()[0][0]);
         const t = new Tally(l, o);
+        const w = ctx.diffs?.(p);
+        if (w) t.sink = w.write;
         t.matchedPairs(matched);
         // The rest, grouped by key in JavaScript (the same grouping as the other paths).
         const groups = new Map<string, { l: Row[]; r: Row[] }>();
@@ -251,6 +253,7 @@ export async function duckPartitioned(
           }
         }
         for (const g of groups.values()) t.group(g.l, g.r);
+        await w?.close();
         mergeInto(cp.partial, t.r, o.sampleLimit);
         cp.compared.push(p);
         ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);

@@ -56,7 +56,7 @@ export interface Materialised {
   /** Local files the comparison may read besides the tenant's folder (file:// locations). */
   grant: string[];
   /** What was read, for the result: the label and, for datasets, the version. */
-  source: { input: string; dataset?: string; version?: number; rows?: number };
+  source: { input: string; dataset?: string; namespace?: string; version?: number; rows?: number };
 }
 
 const notFound = (what: string) => new NonRetryableError(`dataset not found: ${what}`, 'NotFound');
@@ -155,7 +155,13 @@ async function fetchOnce(file: string, write: (tmp: string) => Promise<unknown>)
 async function fromVersion(v: DatasetVersion, side: string, env: InputEnv, label: string): Promise<Materialised> {
   const lake = forTenant(env.lake!, env.tenant);
   const files = await Promise.all(v.files.map((f) => localFile(lake, f)));
-  const source = { input: label, dataset: `${v.layer}.${v.name}`, version: v.version, rows: v.rowCount };
+  const source = {
+    input: label,
+    dataset: `${v.layer}.${v.name}`,
+    namespace: v.namespace,
+    version: v.version,
+    rows: v.rowCount,
+  };
   if (files.length === 1)
     return { ref: { uri: `file://${files[0]}`, format: 'parquet' }, grant: [`file://${files[0]}`], source };
   // Several part files: one local Parquet file (DuckDB streams them into it).

@@ -12,6 +12,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { ReconciliationsService } from '../../api/reconciliations-service.js';
+import { prepareDuckdbQuery } from '../../activities/sql/query.js';
+import { forTenant } from '../../activities/lake/open.js';
 import { COLUMNS, generatePair, type Truth } from '../fakes/reconcile-data.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
@@ -204,6 +206,68 @@ ${LANDING}
     } finally {
       await p.end();
     }
+  });
+
+  it('writes the full lists of differences as a catalogued dataset the query engine reads, the same on every path', async () => {
+    const l = path.join(stack.tenantRoot, 'dup-l.csv');
+    const r = path.join(stack.tenantRoot, 'dup-r.csv');
+    const t = await generatePair(l, r, { rows: 30_000, rate: 0.01, seed: 21, duplicates: true, awkward: true });
+    await stack.store!.putFile('landing/dup-l.csv', l);
+    await stack.store!.putFile('landing/dup-r.csv', r);
+    const s = spec(`
+id: recon_diffs
+tasks:
+  - { id: mem, kind: reconcile, left: landing/dup-l.csv, right: landing/dup-r.csv, key: [id], differences: silver.diffs_mem }
+  - { id: duck, kind: reconcile, left: landing/dup-l.csv, right: landing/dup-r.csv, key: [id], differences: silver.diffs_duck, memoryLimitBytes: 100000 }
+  - { id: part, kind: reconcile, left: landing/dup-l.csv, right: landing/dup-r.csv, key: [id], differences: silver.diffs_part, memoryLimitBytes: 100000, engine: stream }
+  - { id: gate, kind: reconcile, left: landing/dup-l.csv, right: landing/dup-r.csv, key: [id], differences: silver.diffs_gate, failOnDifference: true }
+`);
+    const st = await stack.withWorker(async () =>
+      stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
+    );
+    expect(st.tasks.duck.output?.method).toBe('duckdb');
+    expect(st.tasks.part.output?.method).toBe('partitioned');
+    // A failing gate still leaves its lists to look at.
+    expect(st.tasks.gate.status).toBe('failed');
+    const query = async (sql: string) => {
+      const q = await prepareDuckdbQuery({
+        lake: forTenant(stack.lake!, stack.tenant),
+        tenant: stack.tenant,
+        namespace: 'default',
+        sql,
+        scratch: path.join(stack.lakeRoot, 'q'),
+      });
+      return (await q.run({ maxRows: 100_000, truncate: false, rowsHint: '' })).rows;
+    };
+    const changedCells = Object.values(t.columnMismatches).reduce((a, b) => a + b, 0);
+    const lists: string[] = [];
+    for (const task of ['mem', 'duck', 'part', 'gate']) {
+      expect(st.tasks[task].status === 'success' || task === 'gate').toBe(true);
+      const kinds = Object.fromEntries(
+        (await query(`SELECT kind, count(*)::INTEGER FROM silver.diffs_${task} GROUP BY kind`)) as [string, number][],
+      );
+      expect(kinds, task).toEqual({
+        changed: changedCells,
+        only_left: t.onlyLeft,
+        only_right: t.onlyRight,
+        duplicate_left: t.duplicateKeysLeft,
+        duplicate_right: t.duplicateKeysRight,
+      });
+      lists.push(JSON.stringify(await query(`SELECT * FROM silver.diffs_${task} ORDER BY ALL`)));
+    }
+    // The same lists whichever path compared.
+    expect(new Set(lists).size).toBe(1);
+    // A changed row names its column and both values; a one-sided row carries the whole row.
+    const [changed] = (await query(
+      `SELECT key, "column", left_value, right_value FROM silver.diffs_mem WHERE kind = 'changed' ORDER BY key LIMIT 1`,
+    )) as string[][];
+    const id = JSON.parse(changed[0]).id as string;
+    expect(COLUMNS).toContain(changed[1]);
+    expect(changed[2]).not.toBe(changed[3]);
+    expect(id).toMatch(/^\d+$/);
+    const [only] = (await query(`SELECT "row" FROM silver.diffs_mem WHERE kind = 'only_left' LIMIT 1`)) as string[][];
+    expect(Object.keys(JSON.parse(only[0]))).toEqual(COLUMNS);
+    expect(st.tasks.mem.output).toMatchObject({ differencesDataset: { dataset: 'silver.diffs_mem', version: 1 } });
   });
 
   it('a pipeline reading a task it does not need is invalid, and {task} is refused outside a pipeline', async () => {
