@@ -276,6 +276,20 @@ export const ClusterResizeBody = z
   .refine((b) => Object.keys(b).length > 0, 'give at least one of instances, cores, memoryGi');
 
 /** GET /api/v1/runs/{run}/tasks/{task}/logs query. */
+export const ReconciliationsQuery = z
+  .object({
+    mapping: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,100}$/, 'mapping is a mapping name: letters, digits, _ and -')
+      .optional(),
+    pipeline: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,100}$/, 'pipeline is a pipeline id: letters, digits, _ and -')
+      .optional(),
+    limit: z.coerce.number().int().min(1, 'limit is 1 to 200').max(200, 'limit is 1 to 200').default(50),
+  })
+  .strict();
+
 export const LogsQuery = z
   .object({
     follow: z

@@ -85,6 +85,13 @@ export const ReconcileFields = {
   ...ReconcileOptions.partial().shape,
   /** Fail the task (a quality gate) when the datasets differ. */
   failOnDifference: z.boolean().default(false),
+  /** The mapping its results are listed under (set by a pipeline's `reconciliations:`, or by hand). */
+  mapping: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,100}$/)
+    .optional(),
+  /** record (default), warn (succeed with a warning when they differ) or fail (as failOnDifference). */
+  policy: z.enum(['record', 'warn', 'fail']).optional(),
 };
 
 export type KindRunner =

@@ -182,3 +182,106 @@ export interface ReconcileProgress {
   partitionsDone?: number;
   partitions?: number;
 }
+
+// ---- Reconciliation mappings (the `reconciliations:` section of a pipeline spec) ----
+
+export const POLICIES = ['record', 'warn', 'fail'] as const;
+
+/**
+ * A named reconciliation a pipeline declares: two inputs (tasks' outputs, datasets, files,
+ * tables), comparison options and a policy — record the result, warn (the task succeeds
+ * with a warning), or fail (the run fails when they differ). It runs after the tasks it
+ * names (and the tasks of this pipeline that write a dataset it names), every run; its
+ * results are listed over time by name (`GET /api/v1/reconciliations?mapping=`).
+ */
+export const ReconcileMapping = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, 'a mapping name is letters, digits, _ and - (at most 100)'),
+    description: z.string().optional(),
+    left: z.unknown(),
+    right: z.unknown(),
+    policy: z.enum(POLICIES, { message: 'policy is record, warn or fail' }).default('record'),
+    ...ReconcileOptions.partial().shape,
+  })
+  .strict();
+export type ReconcileMapping = z.infer<typeof ReconcileMapping>;
+
+/** The task id a mapping runs as. */
+export const mappingTaskId = (name: string) => `reconcile-${name}`;
+
+/**
+ * Mappings as reconcile tasks appended to the pipeline: each needs the tasks whose output it
+ * reads (`{task}`) and the tasks that write a dataset it names. Problems carry the
+ * `reconciliations[i]` path.
+ */
+export function mappingTasks(
+  raw: unknown[],
+  tasks: Record<string, unknown>[],
+): { tasks: Record<string, unknown>[]; problems: { path: string; message: string }[] } {
+  const problems: { path: string; message: string }[] = [];
+  const out: Record<string, unknown>[] = [];
+  const ids = new Set(tasks.map((t) => t.id));
+  const writers = new Map<string, string>();
+  for (const t of tasks) if (typeof t.output === 'string') writers.set(t.output, String(t.id));
+  const names = new Set<string>();
+  raw.forEach((m, i) => {
+    const at = `reconciliations[${i}]`;
+    const before = problems.length;
+    const given = (m as { name?: unknown } | null)?.name;
+    if (typeof given === 'string' && names.has(given))
+      problems.push({ path: `${at}.name`, message: `duplicate mapping "${given}": name each once` });
+    if (typeof given === 'string') names.add(given);
+    const r = ReconcileMapping.safeParse(m);
+    if (!r.success) {
+      for (const is of r.error.issues)
+        problems.push({ path: [at, ...is.path.map(String)].join('.'), message: is.message });
+      return;
+    }
+    const { name, policy, description, left, right, ...options } = r.data;
+    const id = mappingTaskId(name);
+    if (ids.has(id))
+      problems.push({
+        path: `${at}.name`,
+        message: `a task is already called "${id}": rename the task or the mapping`,
+      });
+    const needs: string[] = [];
+    for (const [side, v] of [
+      ['left', left],
+      ['right', right],
+    ] as const) {
+      const p = parseReconcileInput(v);
+      if (!p.success) {
+        for (const is of p.error.issues)
+          problems.push({ path: [at, side, ...is.path.map(String)].join('.'), message: is.message });
+        continue;
+      }
+      if ('task' in p.data) {
+        if (!ids.has(p.data.task))
+          problems.push({
+            path: `${at}.${side}.task`,
+            message: `no task "${p.data.task}" in this pipeline: name one of its tasks`,
+          });
+        else needs.push(p.data.task);
+      }
+      if ('dataset' in p.data) {
+        const w = writers.get(p.data.dataset.split('@')[0]);
+        if (w) needs.push(w);
+      }
+    }
+    // A mapping with problems of its own is not checked again as a task.
+    if (problems.length > before) return;
+    out.push({
+      id,
+      kind: 'reconcile',
+      ...(description ? { description } : {}),
+      ...(needs.length ? { needs: [...new Set(needs)] } : {}),
+      left,
+      right,
+      ...options,
+      mapping: name,
+      policy,
+      ...(policy === 'fail' ? { failOnDifference: true } : {}),
+    });
+  });
+  return { tasks: out, problems };
+}

@@ -160,12 +160,29 @@ export function createReconcileActivities(deps: ReconcileDeps) {
             }
           : {}),
       };
+      const policy = task.failOnDifference ? 'fail' : ((task.policy as string | undefined) ?? 'record');
+      if (policy === 'warn' && out.differences > 0)
+        Object.assign(out, {
+          warning: `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
+        });
       if (deps.db) {
         const id = run.pipelineId === 'reconcile' ? run.workflowId : `${run.workflowId}/${task.id}`;
         await deps.db.query(
-          `INSERT INTO reconciliations (id, tenant, left_uri, right_uri, method, differences, result) VALUES ($1, $2, $3, $4, $5, $6, $7)
+          `INSERT INTO reconciliations (id, tenant, left_uri, right_uri, method, differences, result, mapping, pipeline_id, run_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (id) DO UPDATE SET method = EXCLUDED.method, differences = EXCLUDED.differences, result = EXCLUDED.result, finished_at = now()`,
-          [id, run.tenant, inputLabel(left), inputLabel(right), out.method, out.differences, JSON.stringify(out)],
+          [
+            id,
+            run.tenant,
+            inputLabel(left),
+            inputLabel(right),
+            out.method,
+            out.differences,
+            JSON.stringify({ ...out, policy }),
+            (task.mapping as string | undefined) ?? null,
+            run.pipelineId,
+            run.workflowId,
+          ],
         );
       }
       if (task.failOnDifference && out.differences > 0)

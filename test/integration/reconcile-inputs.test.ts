@@ -14,6 +14,8 @@ import { inject } from 'vitest';
 import { ReconciliationsService } from '../../api/reconciliations-service.js';
 import { prepareDuckdbQuery } from '../../activities/sql/query.js';
 import { forTenant } from '../../activities/lake/open.js';
+import { listReconciliations } from '../../store/reconciliations.js';
+import { validateSpec } from '../../schemas/pipeline.js';
 import { COLUMNS, generatePair, type Truth } from '../fakes/reconcile-data.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
@@ -268,6 +270,72 @@ tasks:
     const [only] = (await query(`SELECT "row" FROM silver.diffs_mem WHERE kind = 'only_left' LIMIT 1`)) as string[][];
     expect(Object.keys(JSON.parse(only[0]))).toEqual(COLUMNS);
     expect(st.tasks.mem.output).toMatchObject({ differencesDataset: { dataset: 'silver.diffs_mem', version: 1 } });
+  });
+
+  it('runs a pipeline’s named reconciliations after the tasks they read, every run, with their policy, and lists them over time', async () => {
+    const yaml = `
+id: recon_mappings
+tasks:
+${LANDING}
+reconciliations:
+  - { name: orders_mig, left: { task: land_left }, right: { task: land_right }, key: [id], ignore: [_source_file, _line], policy: warn }
+  - { name: orders_gate, left: bronze.legacy, right: bronze.migrated, key: [id], ignore: [_source_file, _line], policy: fail }
+`;
+    const s = spec(yaml);
+    const gate = s.tasks.find((t) => t.id === 'reconcile-orders_gate')!;
+    // A dataset another task of the pipeline writes: the mapping waits for that task.
+    expect(gate.needs).toEqual(['land_left', 'land_right']);
+    const runOnce = () =>
+      stack.withWorker(async () =>
+        stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
+      );
+    const first = await runOnce();
+    const diffs = truth.changed + truth.onlyLeft + truth.onlyRight;
+    expect(first.tasks['reconcile-orders_mig']).toMatchObject({ status: 'success' });
+    expect(first.tasks['reconcile-orders_mig'].output).toMatchObject({
+      differences: diffs,
+      warning: expect.stringMatching(/datasets differ/),
+    });
+    expect(first.tasks['reconcile-orders_gate']).toMatchObject({ status: 'failed', errorType: 'DatasetsDiffer' });
+    expect(first.status).toBe('failed');
+    // The migration is fixed: the next run finds nothing.
+    await stack.store!.putFile('landing/migrated.csv', path.join(stack.tenantRoot, 'gen-l.csv'));
+    const second = await runOnce();
+    expect(second.status, JSON.stringify(second.tasks)).toBe('success');
+    const listed = await listReconciliations(stack.db, stack.tenant, { mapping: 'orders_mig', limit: 10 });
+    expect(listed.map((r) => [r.runId, r.differences, r.policy])).toEqual([
+      [second.runId, 0, 'warn'],
+      [first.runId, diffs, 'warn'],
+    ]);
+    expect(listed[0]).toMatchObject({ pipeline: 'recon_mappings', mapping: 'orders_mig', left: 'task:land_left' });
+    // Another tenant sees none of them.
+    expect(await listReconciliations(stack.db, other, { mapping: 'orders_mig', limit: 10 })).toEqual([]);
+    // Mapping mistakes are reported with their path.
+    const bad = validateSpec({
+      id: 'bad_mappings',
+      tasks: [{ id: 'a', kind: 'noop' }],
+      reconciliations: [
+        { name: 'm', left: { task: 'nope' }, right: 'x.csv', policy: 'shout' },
+        { name: 'm', left: 'a.csv', right: { connection: 'w' } },
+      ],
+    });
+    expect(bad.ok).toBe(false);
+    const problems = !bad.ok ? bad.problems.map((p) => `${p.path}: ${p.message}`) : [];
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^reconciliations\[0\]\.policy: /),
+        expect.stringMatching(/^reconciliations\[1\]\.name: duplicate mapping "m"/),
+        expect.stringMatching(/^reconciliations\[1\]\.right: give exactly one of "table" or "query"/),
+      ]),
+    );
+    const bad2 = validateSpec({
+      id: 'bad2',
+      tasks: [{ id: 'a', kind: 'noop' }],
+      reconciliations: [{ name: 'm', left: { task: 'nope' }, right: 'x.csv' }],
+    });
+    expect(!bad2.ok && bad2.problems).toEqual([
+      { path: 'reconciliations[0].left.task', message: 'no task "nope" in this pipeline: name one of its tasks' },
+    ]);
   });
 
   it('a pipeline reading a task it does not need is invalid, and {task} is refused outside a pipeline', async () => {
