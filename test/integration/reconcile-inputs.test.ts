@@ -16,6 +16,10 @@ import { prepareDuckdbQuery } from '../../activities/sql/query.js';
 import { forTenant } from '../../activities/lake/open.js';
 import { listReconciliations } from '../../store/reconciliations.js';
 import { validateSpec } from '../../schemas/pipeline.js';
+import { buildApi } from '../../api/app.js';
+import { loadConfig } from '../../schemas/config.js';
+import { createKey } from '../../store/keys.js';
+import { runCli } from '../harness/processes.js';
 import { COLUMNS, generatePair, type Truth } from '../fakes/reconcile-data.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
@@ -310,6 +314,46 @@ reconciliations:
     expect(listed[0]).toMatchObject({ pipeline: 'recon_mappings', mapping: 'orders_mig', left: 'task:land_left' });
     // Another tenant sees none of them.
     expect(await listReconciliations(stack.db, other, { mapping: 'orders_mig', limit: 10 })).toEqual([]);
+    // Through the API and the CLI.
+    const { app } = await buildApi({
+      db: stack.db,
+      client: stack.client,
+      lake: stack.lake,
+      connections: stack.connections,
+      config: loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue }),
+      dispatcher: false,
+    });
+    try {
+      const base = await app.listen({ host: '127.0.0.1', port: 0 });
+      const mine = (await createKey(stack.db, stack.tenant, 'viewer')).secret;
+      const theirs = (await createKey(stack.db, other, 'viewer')).secret;
+      const get = async (q: string, k = mine) => {
+        const r = await fetch(`${base}/api/v1/reconciliations${q}`, { headers: { authorization: `Bearer ${k}` } });
+        return {
+          status: r.status,
+          body: (await r.json()) as { reconciliations?: { differences: number }[]; error?: string },
+        };
+      };
+      const ok = await get('?mapping=orders_mig');
+      expect(ok.status).toBe(200);
+      expect(ok.body.reconciliations!.map((r) => r.differences)).toEqual([0, diffs]);
+      expect((await get('?mapping=orders_mig', theirs)).body.reconciliations).toEqual([]);
+      for (const [q, msg] of [
+        ['?limit=0', /limit is 1 to 200/],
+        ['?mapping=a%20b', /mapping is a mapping name/],
+        ['?bogus=1', /bogus/],
+      ] as const) {
+        const r = await get(q);
+        expect(r.status, q).toBe(400);
+        expect(r.body.error).toMatch(msg);
+      }
+      const cli = await runCli(['reconciliations', 'orders_mig'], { STRATA_API_URL: base, STRATA_API_KEY: mine });
+      expect(cli.code, cli.out).toBe(0);
+      expect(cli.out).toContain('identical');
+      expect(cli.out).toMatch(new RegExp(`trend \\(oldest → newest, 2 runs\\): .. +${diffs} 0 ↓`));
+    } finally {
+      await app.close();
+    }
     // Mapping mistakes are reported with their path.
     const bad = validateSpec({
       id: 'bad_mappings',
