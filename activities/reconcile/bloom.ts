@@ -28,6 +28,7 @@ import { quoteLiteral } from '../sql/duckdb.js';
 import { emptyResult, keyOf, normalizer, type Layout, type Partial } from './compare.js';
 import type { Row, RowSource } from './read.js';
 import type { ReconcileContext } from './client.js';
+import { duckKeyUnsupported, duckUnsupported, keyExprs, sourceSql, withDuck } from './duck.js';
 
 const { BloomFilter, Hashing } = bloom;
 type Filter = InstanceType<typeof BloomFilter>;
@@ -107,6 +108,76 @@ async function rowBound(src: RowSource): Promise<number> {
   }
 }
 
+/** A filter fed 64-bit hashes computed elsewhere (DuckDB's hash()): the two halves drive the double hashing. */
+function indexes(f: Filter, h: bigint): number[] {
+  const a = Number(h & 0xffffffffn);
+  const b = (Number(h >> 32n) | 1) >>> 0;
+  const size = f.size;
+  const out = new Array<number>(f._nbHashes);
+  for (let i = 0; i < out.length; i++) out[i] = (a + i * b) % size;
+  return out;
+}
+type Bits = { add(i: number): void; has(i: number): boolean };
+const bitsOf = (f: Filter) => (f as unknown as { _filter: Bits })._filter;
+function addHash(f: Filter, h: bigint) {
+  const bits = bitsOf(f);
+  for (const i of indexes(f, h)) bits.add(i);
+}
+function hasHash(f: Filter, h: bigint): boolean {
+  const bits = bitsOf(f);
+  for (const i of indexes(f, h)) if (!bits.has(i)) return false;
+  return true;
+}
+
+/**
+ * Each row's key hash and row hash, computed by DuckDB (its parallel reader on both cores,
+ * the same normalisation as the exact DuckDB path), in chunks.
+ */
+async function* duckHashes(
+  ctx: ReconcileContext,
+  src: RowSource,
+  key: number[],
+  cols: number[],
+  o: ReconcileOptions,
+): AsyncGenerator<[bigint, bigint][]> {
+  const k = keyExprs(key, o);
+  const v = keyExprs(cols, o);
+  const kh = k.length ? `hash(row(${k.join(', ')}))` : '0::UBIGINT';
+  const rh = `hash(row(${[...k, "'\u0002'", ...v].join(', ')}))`;
+  const queue: [bigint, bigint][][] = [];
+  let done = false;
+  let error: unknown;
+  let wake: (() => void) | undefined;
+  // DuckDB streams into a small queue the generator drains (bounded: it waits when full).
+  const producer = withDuck(ctx, [src.file], async (d) => {
+    const res = await d.conn.stream(`SELECT ${kh} AS kh, ${rh} AS rh FROM (${sourceSql(src)}) s`);
+    for (;;) {
+      const chunk = await res.fetchChunk();
+      if (!chunk || chunk.rowCount === 0) break;
+      queue.push(chunk.getRows() as unknown as [bigint, bigint][]);
+      wake?.();
+      while (queue.length > 8) await new Promise<void>((r) => setTimeout(r, 1));
+    }
+  })
+    .catch((e) => (error = e))
+    .finally(() => {
+      done = true;
+      wake?.();
+    });
+  for (;;) {
+    if (queue.length) {
+      yield queue.shift()!;
+      continue;
+    }
+    if (error) throw error;
+    if (done) break;
+    await new Promise<void>((r) => (wake = r));
+    wake = undefined;
+  }
+  await producer;
+  if (error) throw error;
+}
+
 export interface BloomOutcome extends Partial {
   approximate: NonNullable<import('../../schemas/reconcile.js').ReconcileResult['approximate']>;
 }
@@ -136,6 +207,38 @@ export async function bloomCompare(
   const r = emptyResult();
   r.exact = false;
   const c = r.counts;
+  // Hashes from DuckDB when it reads the inputs exactly as Strata does (as on the exact
+  // DuckDB path); else rows through Strata's readers, hashed here.
+  const hashed =
+    !duckKeyUnsupported(o) && !(await duckUnsupported(left)) && !(await duckUnsupported(right)) && ctx.workDir;
+  if (hashed) {
+    const lk = keyed ? l.left.key : l.left.cols;
+    const rk = keyed ? l.right.key : l.right.cols;
+    for await (const chunk of duckHashes(ctx, right, rk, l.right.cols, o))
+      for (const [kh, rh] of chunk) {
+        addHash(rRows, rh);
+        if (rKeys) addHash(rKeys, kh);
+        c.right++;
+      }
+    ctx.onProgress?.({ phase: 'partition-right', rows: c.right, bytes: right.size });
+    for await (const chunk of duckHashes(ctx, left, lk, l.left.cols, o))
+      for (const [kh, rh] of chunk) {
+        addHash(lRows, rh);
+        if (lKeys) addHash(lKeys, kh);
+        c.left++;
+        if (hasHash(rRows, rh)) c.matched++;
+        else if (rKeys && hasHash(rKeys, kh)) c.changed++;
+        else c.onlyLeft++;
+      }
+    ctx.onProgress?.({ phase: 'partition-left', rows: c.left + c.right, bytes: right.size + left.size });
+    for await (const chunk of duckHashes(ctx, right, rk, l.right.cols, o))
+      for (const [kh, rh] of chunk) {
+        if (hasHash(lRows, rh) || (lKeys && hasHash(lKeys, kh))) continue;
+        c.onlyRight++;
+      }
+    if (ctx.signal?.aborted) throw ctx.signal.reason ?? new Error('cancelled');
+    return finish();
+  }
   let seen = 0;
   const tick = (phase: 'partition-left' | 'partition-right' | 'compare', bytes: number) => {
     if (++seen % 100_000 !== 0) return;
@@ -181,18 +284,24 @@ export async function bloomCompare(
     c.onlyRight++;
     sample('onlyRight', row, 'right');
   }
-  const rateR = filterRate(rRows, c.right);
-  const rateL = 1 - (1 - filterRate(lRows, c.left)) * (lKeys ? 1 - filterRate(lKeys, c.left) : 1);
-  // A left difference slips through the right filter at rateR (and a right-only row through
-  // the left's two at rateL): of D real ones, D·(1−rate) are seen, so ≈ seen·rate/(1−rate) are missed.
-  const missed = ((c.changed + c.onlyLeft) * rateR) / (1 - rateR) + (c.onlyRight * rateL) / (1 - rateL);
-  return {
-    ...r,
-    approximate: {
-      declaredRate: rate,
-      falsePositiveRate: Number(Math.max(rateL, rateR).toPrecision(3)),
-      expectedMissed: Math.round(missed * 10) / 10,
-      notComputed: ['duplicates', 'columnMismatches', 'samples.changed'],
-    },
-  };
+  return finish();
+
+  function finish(): BloomOutcome {
+    const rateR = filterRate(rRows, c.right);
+    const rateL = 1 - (1 - filterRate(lRows, c.left)) * (lKeys ? 1 - filterRate(lKeys, c.left) : 1);
+    // A left difference slips through the right filter at rateR (and a right-only row through
+    // the left's two at rateL): of D real ones, D·(1−rate) are seen, so ≈ seen·rate/(1−rate) are missed.
+    const missed = ((c.changed + c.onlyLeft) * rateR) / (1 - rateR) + (c.onlyRight * rateL) / (1 - rateL);
+    return {
+      ...r,
+      approximate: {
+        declaredRate: rate,
+        falsePositiveRate: Number(Math.max(rateL, rateR).toPrecision(3)),
+        expectedMissed: Math.round(missed * 10) / 10,
+        notComputed: hashed
+          ? ['duplicates', 'columnMismatches', 'samples']
+          : ['duplicates', 'columnMismatches', 'samples.changed'],
+      },
+    };
+  }
 }

@@ -78,6 +78,11 @@ describe('reconcile method bloom', () => {
     const same = await run(l, l, { key: ['id'], method: 'bloom' });
     expect(same.counts).toMatchObject({ matched: t.left, changed: 0, onlyLeft: 0, onlyRight: 0 });
     expect(same.approximate!.expectedMissed).toBe(0);
+    // With trim, rows go through Strata's own readers and are hashed in JavaScript: same guarantees.
+    const trimmed = await run(l, r, { key: ['id'], method: 'bloom', trim: true });
+    expect(trimmed.approximate!.notComputed).toContain('samples.changed');
+    expect(trimmed.counts.changed + trimmed.counts.onlyLeft).toBeLessThanOrEqual(t.changed + t.onlyLeft);
+    expect(trimmed.counts.changed + trimmed.counts.onlyLeft).toBeGreaterThan(0.9 * (t.changed + t.onlyLeft));
     // Whole rows as keys (no key): only-left and only-right, never changed.
     const whole = await run(l, r, { method: 'bloom' });
     expect(whole.counts.changed).toBe(0);
