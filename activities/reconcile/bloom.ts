@@ -109,9 +109,9 @@ async function rowBound(src: RowSource): Promise<number> {
 }
 
 /** A filter fed 64-bit hashes computed elsewhere (DuckDB's hash()): the two halves drive the double hashing. */
-function indexes(f: Filter, h: bigint): number[] {
-  const a = Number(h & 0xffffffffn);
-  const b = (Number(h >> 32n) | 1) >>> 0;
+function indexes(f: Filter, lo: number, hi: number): number[] {
+  const a = lo;
+  const b = (hi | 1) >>> 0;
   const size = f.size;
   const out = new Array<number>(f._nbHashes);
   for (let i = 0; i < out.length; i++) out[i] = (a + i * b) % size;
@@ -119,13 +119,15 @@ function indexes(f: Filter, h: bigint): number[] {
 }
 type Bits = { add(i: number): void; has(i: number): boolean };
 const bitsOf = (f: Filter) => (f as unknown as { _filter: Bits })._filter;
-function addHash(f: Filter, h: bigint) {
+/** A 64-bit hash arrives as its two 32-bit halves (numbers, not BigInts: no allocation per row). */
+type H = [number, number];
+function addHash(f: Filter, h: H) {
   const bits = bitsOf(f);
-  for (const i of indexes(f, h)) bits.add(i);
+  for (const i of indexes(f, h[0], h[1])) bits.add(i);
 }
-function hasHash(f: Filter, h: bigint): boolean {
+function hasHash(f: Filter, h: H): boolean {
   const bits = bitsOf(f);
-  for (const i of indexes(f, h)) if (!bits.has(i)) return false;
+  for (const i of indexes(f, h[0], h[1])) if (!bits.has(i)) return false;
   return true;
 }
 
@@ -139,22 +141,25 @@ async function* duckHashes(
   key: number[],
   cols: number[],
   o: ReconcileOptions,
-): AsyncGenerator<[bigint, bigint][]> {
+): AsyncGenerator<number[][]> {
   const k = keyExprs(key, o);
   const v = keyExprs(cols, o);
   const kh = k.length ? `hash(row(${k.join(', ')}))` : '0::UBIGINT';
   const rh = `hash(row(${[...k, "'\u0002'", ...v].join(', ')}))`;
-  const queue: [bigint, bigint][][] = [];
+  const queue: number[][][] = [];
   let done = false;
   let error: unknown;
   let wake: (() => void) | undefined;
   // DuckDB streams into a small queue the generator drains (bounded: it waits when full).
   const producer = withDuck(ctx, [src.file], async (d) => {
-    const res = await d.conn.stream(`SELECT ${kh} AS kh, ${rh} AS rh FROM (${sourceSql(src)}) s`);
+    const halves = (e: string) => `(${e} & 4294967295::UBIGINT)::UINTEGER, (${e} >> 32)::UINTEGER`;
+    const res = await d.conn.stream(
+      `SELECT ${halves('kh')}, ${halves('rh')} FROM (SELECT ${kh} AS kh, ${rh} AS rh FROM (${sourceSql(src)}) s) h`,
+    );
     for (;;) {
       const chunk = await res.fetchChunk();
       if (!chunk || chunk.rowCount === 0) break;
-      queue.push(chunk.getRows() as unknown as [bigint, bigint][]);
+      queue.push(chunk.getRows() as unknown as number[][]);
       wake?.();
       while (queue.length > 8) await new Promise<void>((r) => setTimeout(r, 1));
     }
@@ -215,14 +220,18 @@ export async function bloomCompare(
     const lk = keyed ? l.left.key : l.left.cols;
     const rk = keyed ? l.right.key : l.right.cols;
     for await (const chunk of duckHashes(ctx, right, rk, l.right.cols, o))
-      for (const [kh, rh] of chunk) {
+      for (const [k0, k1, r0, r1] of chunk) {
+        const kh: H = [k0, k1];
+        const rh: H = [r0, r1];
         addHash(rRows, rh);
         if (rKeys) addHash(rKeys, kh);
         c.right++;
       }
     ctx.onProgress?.({ phase: 'partition-right', rows: c.right, bytes: right.size });
     for await (const chunk of duckHashes(ctx, left, lk, l.left.cols, o))
-      for (const [kh, rh] of chunk) {
+      for (const [k0, k1, r0, r1] of chunk) {
+        const kh: H = [k0, k1];
+        const rh: H = [r0, r1];
         addHash(lRows, rh);
         if (lKeys) addHash(lKeys, kh);
         c.left++;
@@ -232,8 +241,8 @@ export async function bloomCompare(
       }
     ctx.onProgress?.({ phase: 'partition-left', rows: c.left + c.right, bytes: right.size + left.size });
     for await (const chunk of duckHashes(ctx, right, rk, l.right.cols, o))
-      for (const [kh, rh] of chunk) {
-        if (hasHash(lRows, rh) || (lKeys && hasHash(lKeys, kh))) continue;
+      for (const [k0, k1, r0, r1] of chunk) {
+        if (hasHash(lRows, [r0, r1]) || (lKeys && hasHash(lKeys, [k0, k1]))) continue;
         c.onlyRight++;
       }
     if (ctx.signal?.aborted) throw ctx.signal.reason ?? new Error('cancelled');
