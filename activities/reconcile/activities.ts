@@ -49,6 +49,8 @@ export interface ReconcileHeartbeat {
   checkpoint?: Checkpoint;
   progress?: ReconcileProgress;
   resumedFrom?: { compared: number; leftDone: boolean; rightDone: boolean };
+  /** The dataset versions the comparison read, so a resumed attempt reads the same ones. */
+  pinned?: { left?: string; right?: string; namespace?: { left?: string; right?: string } };
 }
 
 const OPTION_KEYS = Object.keys(ReconcileOptions.shape);
@@ -117,7 +119,23 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         );
       // A fresh start (no checkpoint) must not keep lists of an earlier attempt's partitions.
       if (diffId && !checkpoint) await rm(diffDir, { recursive: true, force: true });
-      const [l, r] = [await materialise(left, 'left', inputEnv), await materialise(right, 'right', inputEnv)];
+      // A resumed comparison reads what it read before: the same dataset versions, and the
+      // extracted tables it kept (a table may have changed since).
+      const pin = (i: ReconcileInput, side: 'left' | 'right'): ReconcileInput =>
+        checkpoint && prior?.pinned?.[side] && ('dataset' in i || 'task' in i)
+          ? { dataset: prior.pinned[side]!, namespace: prior.pinned.namespace?.[side] }
+          : i;
+      const env = { ...inputEnv, resume: !!checkpoint };
+      const [l, r] = [
+        await materialise(pin(left, 'left'), 'left', env),
+        await materialise(pin(right, 'right'), 'right', env),
+      ];
+      const at = (x: typeof l) => (x.source.dataset ? `${x.source.dataset}@${x.source.version}` : undefined);
+      const pinned = {
+        left: at(l),
+        right: at(r),
+        namespace: { left: l.source.namespace, right: r.source.namespace },
+      };
       const result = await reconcile(l.ref, r.ref, options, {
         lakeRoot: tenantFolder(deps.lakeRoot, run.tenant),
         allowed: [...allowed, ...l.grant, ...r.grant],
@@ -128,9 +146,9 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         diffs: diffId ? (p) => diffWriter(diffDir, p) : undefined,
         onCheckpoint: (c) => {
           checkpoint = c;
-          heartbeat({ checkpoint, resumedFrom } satisfies ReconcileHeartbeat);
+          heartbeat({ checkpoint, resumedFrom, pinned } satisfies ReconcileHeartbeat);
         },
-        onProgress: (progress) => heartbeat({ checkpoint, progress, resumedFrom } satisfies ReconcileHeartbeat),
+        onProgress: (progress) => heartbeat({ checkpoint, progress, resumedFrom, pinned } satisfies ReconcileHeartbeat),
       });
       await rm(inputEnv.dir, { recursive: true, force: true });
       const published =

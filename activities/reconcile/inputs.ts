@@ -48,6 +48,8 @@ export interface InputEnv {
   /** A folder private to this comparison, for fetched and extracted inputs. */
   dir: string;
   signal?: AbortSignal;
+  /** A resumed comparison: keep a table extracted by an earlier attempt (its partitions came from it). */
+  resume?: boolean;
 }
 
 export interface Materialised {
@@ -215,7 +217,9 @@ async function fromConnection(
   const label = `${input.connection}:${input.table ?? 'query'}`;
   const jsonl = path.join(env.dir, `${side}.jsonl`);
   const file = path.join(env.dir, `${side}.parquet`);
-  // A table may change between attempts: every attempt reads it again.
+  if (env.resume && existsSync(file))
+    return { ref: { uri: `file://${file}`, format: 'parquet' }, grant: [`file://${file}`], source: { input: label } };
+  // A table may change between attempts: a fresh attempt reads it again.
   await rm(file, { force: true });
   const out = createWriteStream(jsonl);
   const write = async (line: string) => {

@@ -29,10 +29,15 @@ let recs: ReconciliationsService;
 let truth: Truth;
 let rows: { left: string[][]; right: string[][] };
 const other = 'intruder';
+/** Test seam: runs after each compared partition (see ReconcileDeps.faults). */
+let afterPartition: ((done: number) => void | Promise<void>) | undefined;
 const table = (side: string) => `recon_${side}_${stack.tenant}`;
 
 beforeAll(async () => {
-  stack = await testStack('recon-inputs', { lake: 's3' });
+  stack = await testStack('recon-inputs', {
+    lake: 's3',
+    reconcileFaults: { afterPartition: (n) => afterPartition?.(n) },
+  });
   recs = new ReconciliationsService(stack.client, stack.taskQueue);
   const l = path.join(stack.tenantRoot, 'gen-l.csv');
   const r = path.join(stack.tenantRoot, 'gen-r.csv');
@@ -380,6 +385,43 @@ reconciliations:
     expect(!bad2.ok && bad2.problems).toEqual([
       { path: 'reconciliations[0].left.task', message: 'no task "nope" in this pipeline: name one of its tasks' },
     ]);
+  });
+
+  it('a comparison resumed after a failure reads the table it extracted before, not the table as it is now', async () => {
+    const dbs = inject('databases');
+    const copy = `${table('l')}_copy`;
+    const p = new pg.Client({ connectionString: dbs.postgresUrl });
+    await p.connect();
+    try {
+      await p.query(`CREATE TABLE ${copy} AS SELECT * FROM ${table('l')}`);
+      let failed = false;
+      afterPartition = async (done) => {
+        if (done !== 1 || failed) return;
+        failed = true;
+        // The table changes under the comparison, then the attempt dies.
+        await p.query(`DELETE FROM ${copy}`);
+        throw new Error('injected failure after the first compared partition');
+      };
+      const st = await stack.withWorker(() =>
+        standalone(
+          stack.tenant,
+          { connection: 'warehouse', table: copy },
+          { connection: 'mart', table: table('r') },
+          { key: ['id'], memoryLimitBytes: 10_000, partitions: 8, engine: 'stream' },
+        ),
+      );
+      expect(failed).toBe(true);
+      expect(st.status, st.error).toBe('completed');
+      // Every row the table had when the comparison started (re-reading it would find none).
+      expect(st.result).toMatchObject({ counts: counts() });
+      const resumed = (st.result as { resumedFrom?: { compared: number } }).resumedFrom;
+      expect(resumed?.compared).toBeGreaterThanOrEqual(1);
+      expect(resumed?.compared).toBeLessThan(8);
+    } finally {
+      afterPartition = undefined;
+      await p.query(`DROP TABLE IF EXISTS ${copy}`);
+      await p.end();
+    }
   });
 
   it('a pipeline reading a task it does not need is invalid, and {task} is refused outside a pipeline', async () => {
