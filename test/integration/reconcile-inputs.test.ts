@@ -6,7 +6,10 @@
  */
 import { parse } from 'csv-parse/sync';
 import mysql from 'mysql2/promise';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -190,6 +193,13 @@ ${LANDING}
         'x.csv',
       );
       expect(del.error).toMatch(/read-only/);
+      // A comparison that failed for good leaves nothing of the tenant's on the worker's disk.
+      const work = path.join(
+        os.tmpdir(),
+        'strata-reconcile',
+        createHash('sha256').update(`${del.id}/reconcile`).digest('hex').slice(0, 16),
+      );
+      expect(existsSync(`${work}-in`) || existsSync(work)).toBe(false);
       const multi = await standalone(
         stack.tenant,
         { connection: 'warehouse', query: `SELECT 1; DELETE FROM ${table('l')}` },
