@@ -1,6 +1,7 @@
 /** /api/v1/reconciliations: exact dataset comparisons as durable workflows. */
 import type { FastifyInstance } from 'fastify';
-import { ReconciliationBody } from '../schemas/api.js';
+import { ReconciliationBody, ReconciliationsQuery } from '../schemas/api.js';
+import { listReconciliations } from '../store/reconciliations.js';
 import { missingId, need, ownId, owns } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
@@ -14,6 +15,21 @@ export function reconciliationRoutes(app: FastifyInstance, ctx: ApiContext) {
       const p = need(req, 'operator');
       const b = parse(ReconciliationBody, req.body, 'body');
       return reply.status(202).send(await ctx.reconciliations.start(p.tenant, b));
+    },
+  );
+  app.get<{ Querystring: Record<string, string> }>(
+    '/api/v1/reconciliations',
+    {
+      schema: {
+        tags,
+        summary:
+          'Results over time, newest first: ?mapping= (a pipeline’s named reconciliation), ?pipeline=, ?limit= (1–200, default 50)',
+      },
+    },
+    async (req) => {
+      const p = need(req, 'viewer');
+      const q = parse(ReconciliationsQuery, req.query, 'query');
+      return { reconciliations: await listReconciliations(ctx.db, p.tenant, q) };
     },
   );
   app.get<{ Params: { id: string } }>(

@@ -15,6 +15,7 @@ import { RequestError } from '../schemas/errors.js';
 import { RunsService } from '../client/runs.js';
 import { DatasetsService } from '../client/datasets.js';
 import { loadConfig } from '../schemas/config.js';
+import { parseReconcileInput } from '../schemas/reconcile.js';
 import { parseSpecText } from '../schemas/spec-file.js';
 import { resolveParams, type PipelineSpec } from '../schemas/pipeline.js';
 import { followRun, formatState } from './progress.js';
@@ -208,7 +209,10 @@ const list = (v: string) =>
 
 program
   .command('reconcile')
-  .argument('<left>', 'left dataset: a path (under the lake root if relative) or file:// URI, CSV or Parquet')
+  .argument(
+    '<left>',
+    'left input: a lake path, an s3:// or file:// URI (CSV or Parquet), a dataset (silver.orders@3), or CONNECTION:TABLE with --connection',
+  )
   .argument('<right>', 'right dataset')
   .option('--key <columns>', 'key columns (comma-separated); none = compare whole rows')
   .option('--columns <columns>', 'compare only these columns')
@@ -218,6 +222,7 @@ program
   .option('--case-insensitive', 'compare text case-insensitively')
   .option('--null-values <values>', 'values that count as null (comma-separated; default: empty)')
   .option('--delimiter <c>', 'CSV delimiter for both sides')
+  .option('--connection', 'inputs written CONNECTION:TABLE are tables on your Postgres/MySQL connections')
   .option('--json', 'print the whole result as JSON')
   .description('compare two datasets exactly and say what differs')
   .action(async (left: string, right: string, o: Record<string, string | boolean | number | undefined>) => {
@@ -234,9 +239,15 @@ program
         ...(o.caseInsensitive ? { caseInsensitive: true } : {}),
         ...(o.nullValues !== undefined ? { nullValues: String(o.nullValues).split(',') } : {}),
       };
+      const input = (v: string) => {
+        const m = /^([A-Za-z0-9_]+):([A-Za-z_][\w.]*)$/.exec(v);
+        if (o.connection && m) return { connection: m[1], table: m[2] };
+        const p = parseReconcileInput(v);
+        return p.success && 'dataset' in p.data ? v : { uri: v, ...csv };
+      };
       const { id } = await s.reconciliations.start(config.STRATA_TENANT, {
-        left: { uri: left, ...csv },
-        right: { uri: right, ...csv },
+        left: input(left),
+        right: input(right),
         options,
       });
       console.error(`started ${id}`);
@@ -575,6 +586,39 @@ program
     }
   });
 
+/** Calls the HTTP API (STRATA_API_URL, default http://127.0.0.1:8080) with STRATA_API_KEY, else .strata/admin-key. */
+async function apiClient() {
+  const config = loadConfig();
+  const base = (process.env.STRATA_API_URL || `http://127.0.0.1:${config.STRATA_API_PORT || 8080}`).replace(/\/+$/, '');
+  let key = process.env.STRATA_API_KEY;
+  if (!key)
+    key =
+      (await readFile(path.resolve(config.STRATA_DATA_DIR, 'admin-key'), 'utf8').catch(() => '')).trim() || undefined;
+  if (!key)
+    throw new RequestError('set STRATA_API_KEY to an API key (strata keys create, or .strata/admin-key of npm start)');
+  const call = async (method: string, url: string, body?: unknown, accept = 'application/json') => {
+    const r = await fetch(base + url, {
+      method,
+      headers: { authorization: `Bearer ${key}`, accept, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    }).catch((e: Error) => {
+      throw new RequestError(`cannot reach the API at ${base} (${e.message}): start it, or set STRATA_API_URL`);
+    });
+    const text = await r.text();
+    if (r.status >= 400) {
+      let msg = text;
+      try {
+        msg = JSON.parse(text).error ?? text;
+      } catch {
+        /* not JSON */
+      }
+      throw new RequestError(msg);
+    }
+    return { status: r.status, text };
+  };
+  return call;
+}
+
 // ---- query: read-only SQL through the HTTP API (STRATA_API_URL, STRATA_API_KEY)
 program
   .command('query')
@@ -607,40 +651,7 @@ program
     ) => {
       if (!['table', 'json', 'csv'].includes(o.format))
         throw new RequestError(`--format must be table, json or csv (got "${o.format}")`);
-      const config = loadConfig();
-      const base = (process.env.STRATA_API_URL || `http://127.0.0.1:${config.STRATA_API_PORT || 8080}`).replace(
-        /\/+$/,
-        '',
-      );
-      let key = process.env.STRATA_API_KEY;
-      if (!key)
-        key =
-          (await readFile(path.resolve(config.STRATA_DATA_DIR, 'admin-key'), 'utf8').catch(() => '')).trim() ||
-          undefined;
-      if (!key)
-        throw new RequestError(
-          'set STRATA_API_KEY to an API key (strata keys create, or .strata/admin-key of npm start)',
-        );
-      const call = async (method: string, url: string, body?: unknown, accept = 'application/json') => {
-        const r = await fetch(base + url, {
-          method,
-          headers: { authorization: `Bearer ${key}`, accept, ...(body ? { 'content-type': 'application/json' } : {}) },
-          body: body ? JSON.stringify(body) : undefined,
-        }).catch((e: Error) => {
-          throw new RequestError(`cannot reach the API at ${base} (${e.message}): start it, or set STRATA_API_URL`);
-        });
-        const text = await r.text();
-        if (r.status >= 400) {
-          let msg = text;
-          try {
-            msg = (JSON.parse(text) as { error?: string }).error ?? text;
-          } catch {
-            /* not JSON */
-          }
-          throw new RequestError(msg);
-        }
-        return { status: r.status, text };
-      };
+      const call = await apiClient();
       const params = Object.fromEntries(
         Object.entries(o.param).map(([k, v]) => [
           k,
@@ -705,6 +716,52 @@ interface StatementAnswer {
   manifest?: { columns: { name: string }[]; totalRowCount: number; totalChunkCount: number; truncated: boolean };
   result?: ResultChunk;
 }
+program
+  .command('reconciliations')
+  .argument('<mapping>', "a pipeline's reconciliation mapping name")
+  .option('--limit <n>', 'how many results of the trend (1–200)', '20')
+  .option('--json', 'print the results as JSON')
+  .description(
+    'the latest result of a reconciliation mapping and the trend of its differences over the runs (through the API)',
+  )
+  .action(async (mapping: string, o: { limit: string; json?: boolean }) => {
+    const call = await apiClient();
+    const { reconciliations: rs } = JSON.parse(
+      (
+        await call(
+          'GET',
+          `/api/v1/reconciliations?mapping=${encodeURIComponent(mapping)}&limit=${encodeURIComponent(o.limit)}`,
+        )
+      ).text,
+    ) as { reconciliations: import('../store/reconciliations.js').ReconciliationRow[] };
+    if (o.json) return console.log(JSON.stringify(rs, null, 2));
+    if (!rs.length) {
+      console.log(`no results for mapping ${mapping} yet: it records one each run of its pipeline`);
+      return;
+    }
+    const [latest] = rs;
+    console.log(`${mapping}: ${latest.left} ⇄ ${latest.right}`);
+    console.log(
+      `latest ${latest.finishedAt} (run ${latest.runId ?? latest.id}): ${latest.differences ? `${latest.differences} differences` : 'identical'}` +
+        `${latest.exact ? '' : ' (approximate)'}${latest.policy ? `, policy ${latest.policy}` : ''}`,
+    );
+    if (latest.counts)
+      console.log(
+        '  ' +
+          Object.entries(latest.counts)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join('  '),
+      );
+    if (latest.differencesDataset)
+      console.log(`  lists: ${latest.differencesDataset.dataset}@${latest.differencesDataset.version}`);
+    const trend = rs.map((r) => r.differences).reverse();
+    const max = Math.max(...trend, 1);
+    const bars = '▁▂▃▄▅▆▇█';
+    const line = trend.map((d) => bars[Math.min(7, Math.round((d / max) * 7))]).join('');
+    const prev = rs[1]?.differences;
+    const dir = prev === undefined ? '' : latest.differences > prev ? ' ↑' : latest.differences < prev ? ' ↓' : ' =';
+    console.log(`trend (oldest → newest, ${trend.length} runs): ${line}  ${trend.join(' ')}${dir}`);
+  });
 
 function exitCodeFor(status: string): number {
   return status === 'success' ? 0 : status === 'cancelled' ? 130 : 1;

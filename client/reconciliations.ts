@@ -3,7 +3,7 @@ import { reconciliationRun } from '../workflows/reconciliation.js';
 import { decodePayload } from './data-converter.js';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
-import { DatasetRef, ReconcileOptions } from '../schemas/reconcile.js';
+import { inputLabel, parseReconcileInput, ReconcileOptions } from '../schemas/reconcile.js';
 import type { ReconcileHeartbeat } from '../activities/reconcile/client.js';
 import type { ReconciliationInput } from '../workflows/reconciliation.js';
 import { RequestError } from '../schemas/errors.js';
@@ -30,10 +30,14 @@ export class ReconciliationsService {
   ): Promise<{ id: string }> {
     const problems: string[] = [];
     const ref = (v: unknown, side: string) => {
-      const r = DatasetRef.safeParse(typeof v === 'string' ? { uri: v } : v);
+      const r = parseReconcileInput(v);
       if (!r.success)
         problems.push(
           ...r.error.issues.map((i) => `${side}${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}`),
+        );
+      else if ('task' in r.data)
+        problems.push(
+          `${side}: {task} reads another task's output and exists only in a pipeline; name a dataset, a file or a connection`,
         );
       return r.success ? r.data : undefined;
     };
@@ -64,7 +68,7 @@ export class ReconciliationsService {
         { key: SA_TENANT, value: tenant },
         { key: SA_TRIGGER, value: 'manual' },
       ],
-      staticSummary: `reconcile ${left!.uri} ⇄ ${right!.uri}`,
+      staticSummary: `reconcile ${inputLabel(left!)} ⇄ ${inputLabel(right!)}`,
     });
     return { id };
   }

@@ -2,7 +2,7 @@
 import { ScheduleNotifyRules } from './notify.js';
 import { z } from 'zod';
 import { Duration, toMs } from './duration.js';
-import { CsvOptions, ReconcileOptions } from './reconcile.js';
+import { CsvOptions, parseReconcileInput, ReconcileOptions } from './reconcile.js';
 import { SqlEngine } from './kinds.js';
 import { ClusterRequest } from './cluster.js';
 import { fmtBytes, fmtMs, LIMITS } from './limits.js';
@@ -193,16 +193,18 @@ export const QueryBody = z
   .strict();
 export type QueryBody = z.infer<typeof QueryBody>;
 
-const DatasetInput = z.union([
-  z.string().min(1),
-  z
-    .object({
-      uri: z.string().min(1),
-      format: z.enum(['csv', 'parquet']).optional(),
-      csv: CsvOptions.partial().optional(),
-    })
-    .strict(),
-]);
+// A path or URI, a dataset name, {uri}, {dataset}, {connection, table|query}; checked again
+// with messages that name the form meant (parseReconcileInput).
+const DatasetInput = z
+  .unknown()
+  .superRefine((v, ctx) => {
+    const r = parseReconcileInput(v);
+    if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, path: i.path } as never);
+  })
+  .meta({
+    description:
+      'a lake path or s3:// / file:// URI, a dataset ("silver.orders@3"), or {uri, format?, csv?}, {dataset, namespace?}, {connection, table | query}',
+  });
 export const ReconciliationBody = z
   .object({
     left: DatasetInput,
@@ -278,6 +280,20 @@ export const ClusterResizeBody = z
   .refine((b) => Object.keys(b).length > 0, 'give at least one of instances, cores, memoryGi');
 
 /** GET /api/v1/runs/{run}/tasks/{task}/logs query. */
+export const ReconciliationsQuery = z
+  .object({
+    mapping: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,100}$/, 'mapping is a mapping name: letters, digits, _ and -')
+      .optional(),
+    pipeline: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,100}$/, 'pipeline is a pipeline id: letters, digits, _ and -')
+      .optional(),
+    limit: z.coerce.number().int().min(1, 'limit is 1 to 200').max(200, 'limit is 1 to 200').default(50),
+  })
+  .strict();
+
 export const LogsQuery = z
   .object({
     follow: z

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
-import { CsvOptions, ReconcileOptions } from './reconcile.js';
+import { parseReconcileInput, ReconcileOptions } from './reconcile.js';
 import {
   Check,
   IngestFileFields,
@@ -73,12 +73,11 @@ export const NoopFields = {
   sleep: Duration.optional(),
 };
 
-const DatasetInput = z.union([
-  z.string().min(1),
-  z
-    .object({ uri: z.string().min(1), format: z.enum(['csv', 'parquet']).optional(), csv: CsvOptions.optional() })
-    .strict(),
-]);
+/** A reconcile input (see schemas/reconcile.ts): checked with messages that name the form meant. */
+const DatasetInput = z.unknown().superRefine((v, ctx) => {
+  const r = parseReconcileInput(v);
+  if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, path: i.path } as z.IssueData);
+});
 
 export const ReconcileFields = {
   left: DatasetInput,
@@ -86,6 +85,13 @@ export const ReconcileFields = {
   ...ReconcileOptions.partial().shape,
   /** Fail the task (a quality gate) when the datasets differ. */
   failOnDifference: z.boolean().default(false),
+  /** The mapping its results are listed under (set by a pipeline's `reconciliations:`, or by hand). */
+  mapping: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,100}$/)
+    .optional(),
+  /** record (default), warn (succeed with a warning when they differ) or fail (as failOnDifference). */
+  policy: z.enum(['record', 'warn', 'fail']).optional(),
 };
 
 export type KindRunner =
@@ -185,13 +191,23 @@ const KINDS = {
   reconcile: {
     fields: ReconcileFields,
     run: { type: 'activity', activity: 'reconcileTask', heartbeat: true },
-    check: (t) => [
-      ...locations('left', 'right')(t),
-      ...locations(
-        'left',
-        'right',
-      )({ left: (t.left as { uri?: unknown })?.uri, right: (t.right as { uri?: unknown })?.uri }),
-    ],
+    check: (t) => {
+      const p: [string[], string][] = [
+        ...locations('left', 'right')(t),
+        ...locations(
+          'left',
+          'right',
+        )({ left: (t.left as { uri?: unknown })?.uri, right: (t.right as { uri?: unknown })?.uri }),
+      ];
+      // Another task's output is read after that task: it must be one the task needs.
+      const needs = Array.isArray(t.needs) ? (t.needs as unknown[]) : [];
+      for (const side of ['left', 'right']) {
+        const other = (t[side] as { task?: unknown } | undefined)?.task;
+        if (typeof other === 'string' && !needs.includes(other))
+          p.push([[side, 'task'], `reads task "${other}"'s output: add "${other}" to needs`]);
+      }
+      return p;
+    },
   },
   'ingest.file': {
     fields: IngestFileFields,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { Duration } from './duration.js';
 import { TASK_KINDS, KIND_NAMES, sqlDialectAt } from './kinds.js';
 import { NotifyRules } from './notify.js';
+import { mappingTasks } from './reconcile.js';
 import {
   PARAM_LIMITS,
   PARAM_TYPES,
@@ -90,6 +91,8 @@ export const PipelineSpecBase = z
       .refine((p) => Object.keys(p).length <= PARAM_LIMITS.count, `declare at most ${PARAM_LIMITS.count} params`)
       .default({}),
     tasks: z.array(z.record(z.string(), z.unknown())).min(1, 'a pipeline needs at least one task'),
+    /** Named reconciliations (schemas/reconcile.ts), run as reconcile tasks after what they read. */
+    reconciliations: z.array(z.unknown()).max(1000).optional(),
   })
   .strict();
 
@@ -105,7 +108,7 @@ export type TaskSpec = {
   [field: string]: unknown;
 };
 
-export type PipelineSpec = Omit<z.infer<typeof PipelineSpecBase>, 'tasks'> & { tasks: TaskSpec[] };
+export type PipelineSpec = Omit<z.infer<typeof PipelineSpecBase>, 'tasks' | 'reconciliations'> & { tasks: TaskSpec[] };
 
 export interface Problem {
   path: string;
@@ -212,9 +215,12 @@ export function validateSpec(input: unknown): ValidationResult {
     }
     return { ok: false, problems: dedupe(problems) };
   }
-  const spec = base.data;
-  const { tasks, problems } = validateTasks(spec.tasks, spec.params);
-  if (problems.length) return { ok: false, problems };
+  const { reconciliations, ...spec } = base.data;
+  // Mappings become reconcile tasks here, so the planner, the runs index and the Web UI see
+  // them as tasks; the validated spec carries only the tasks (validating it again adds none).
+  const mapped = reconciliations ? mappingTasks(reconciliations, spec.tasks) : { tasks: [], problems: [] };
+  const { tasks, problems } = validateTasks([...spec.tasks, ...mapped.tasks], spec.params);
+  if (problems.length || mapped.problems.length) return { ok: false, problems: [...mapped.problems, ...problems] };
   return { ok: true, spec: { ...spec, tasks } };
 }
 

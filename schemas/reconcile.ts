@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Namespace } from './lake.js';
 
 export const CsvOptions = z
   .object({
@@ -20,6 +21,75 @@ export const DatasetRef = z
   })
   .strict();
 export type DatasetRef = z.infer<typeof DatasetRef>;
+
+/** A catalog dataset: `layer.name`, `layer.name@3` or `layer.name@'2026-01-02T00:00:00Z'`. */
+export const DATASET_INPUT_RE = /^(bronze|silver|gold)\.([a-z_][a-z0-9_]{0,62})(?:@(\d+|'[^']+'))?$/;
+/** File extensions that make a `layer.name`-shaped string a file name, not a dataset. */
+const FILE_EXT = /\.(csv|tsv|txt|parquet|json|jsonl|gz)$/;
+
+export const CatalogInput = z
+  .object({
+    dataset: z.string().regex(DATASET_INPUT_RE, "a dataset is layer.name, layer.name@VERSION or layer.name@'ISO time'"),
+    namespace: Namespace.optional(),
+  })
+  .strict();
+export const ConnectionInput = z
+  .object({
+    /** One of the tenant's named Postgres/MySQL connections. */
+    connection: z.string().min(1),
+    table: z
+      .string()
+      .regex(
+        /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/,
+        'a table is NAME or SCHEMA.NAME (letters, digits, _)',
+      )
+      .optional(),
+    /** One reading statement (SELECT, WITH, VALUES, TABLE), run in a read-only transaction. */
+    query: z.string().min(1).max(65536).optional(),
+  })
+  .strict()
+  .refine((v) => !v.table !== !v.query, { message: 'give exactly one of "table" or "query"' });
+export const TaskInput = z
+  .object({ task: z.string().regex(/^[A-Za-z0-9_-]+$/, 'a task id (letters, digits, _ and -)') })
+  .strict();
+
+/**
+ * What a comparison reads: a file (lake path, s3:// or file:// URI), a catalog dataset, a
+ * table or query on one of the tenant's connections, or (in a pipeline) another task's output.
+ */
+export const ReconcileInput = z.union([DatasetRef, CatalogInput, ConnectionInput, TaskInput]);
+export type ReconcileInput = z.infer<typeof ReconcileInput>;
+
+/**
+ * Parses an input with messages that name the form meant: a string `layer.name[@v]` names
+ * a dataset, any other string a file; an object is picked by its key (uri, dataset,
+ * connection, task).
+ */
+export function parseReconcileInput(v: unknown): z.ZodSafeParseResult<ReconcileInput> {
+  if (typeof v === 'string')
+    return DATASET_INPUT_RE.test(v) && !FILE_EXT.test(v.split('@')[0])
+      ? CatalogInput.safeParse({ dataset: v })
+      : DatasetRef.safeParse({ uri: v });
+  const o = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  if (o && 'uri' in o) return DatasetRef.safeParse(o);
+  if (o && 'dataset' in o) return CatalogInput.safeParse(o);
+  if (o && 'connection' in o) return ConnectionInput.safeParse(o);
+  if (o && 'task' in o) return TaskInput.safeParse(o);
+  return z
+    .custom<never>(() => false, {
+      message:
+        'an input is a path or URI, {uri}, a dataset ("silver.orders@3" or {dataset}), {connection, table|query} or {task}',
+    })
+    .safeParse(v);
+}
+
+/** A readable label for an input (results, the runs list, the Web UI). */
+export function inputLabel(i: ReconcileInput): string {
+  if ('uri' in i) return i.uri;
+  if ('dataset' in i) return i.namespace ? `${i.namespace}:${i.dataset}` : i.dataset;
+  if ('connection' in i) return i.table ? `${i.connection}:${i.table}` : `${i.connection}:query`;
+  return `task:${i.task}`;
+}
 
 export const ReconcileOptions = z
   .object({
@@ -48,6 +118,21 @@ export const ReconcileOptions = z
      * else Strata's streaming partitioner), or stream (always the streaming partitioner).
      */
     engine: z.enum(['auto', 'stream']).default('auto'),
+    /**
+     * exact (what auto means) compares every row; bloom is a quick approximate pass that
+     * may miss differences at about `falsePositiveRate` of them, and says so in its result.
+     */
+    method: z.enum(['auto', 'exact', 'bloom']).default('auto'),
+    /** bloom: the declared false-positive rate of its filters (a difference is missed at about this rate). */
+    falsePositiveRate: z.number().gt(0).max(0.5).default(0.01),
+    /**
+     * Write the full lists of differences (changed keys with the differing columns' values,
+     * one-sided rows, duplicated keys) as this dataset (layer.name), catalogued like any output.
+     */
+    differences: z
+      .string()
+      .regex(/^(bronze|silver|gold)\.[a-z_][a-z0-9_]{0,62}$/, 'write layer.name, e.g. silver.orders_differences')
+      .optional(),
     /** Partitions compared at once. */
     parallelism: z.number().int().min(1).max(32).default(2),
   })
@@ -64,9 +149,21 @@ export interface ChangedSample {
 }
 
 export interface ReconcileResult {
-  method: 'memory' | 'partitioned' | 'duckdb';
+  method: 'memory' | 'partitioned' | 'duckdb' | 'bloom';
   reason: string;
-  exact: true;
+  /** False only for method bloom (see `approximate`). */
+  exact: boolean;
+  /** method bloom: how far the answer can be off. */
+  approximate?: {
+    /** The rate asked for. */
+    declaredRate: number;
+    /** The filters' rate for the rows they actually hold (at most the declared one). */
+    falsePositiveRate: number;
+    /** Differences expected to have been counted as matched (each slips through at that rate). */
+    expectedMissed: number;
+    /** Not counted in this mode. */
+    notComputed: string[];
+  };
   counts: { left: number; right: number; matched: number; changed: number; onlyLeft: number; onlyRight: number };
   columnMismatches: Record<string, number>;
   columns: { compared: string[]; onlyLeft: string[]; onlyRight: string[] };
@@ -84,4 +181,107 @@ export interface ReconcileProgress {
   bytes: number;
   partitionsDone?: number;
   partitions?: number;
+}
+
+// ---- Reconciliation mappings (the `reconciliations:` section of a pipeline spec) ----
+
+export const POLICIES = ['record', 'warn', 'fail'] as const;
+
+/**
+ * A named reconciliation a pipeline declares: two inputs (tasks' outputs, datasets, files,
+ * tables), comparison options and a policy — record the result, warn (the task succeeds
+ * with a warning), or fail (the run fails when they differ). It runs after the tasks it
+ * names (and the tasks of this pipeline that write a dataset it names), every run; its
+ * results are listed over time by name (`GET /api/v1/reconciliations?mapping=`).
+ */
+export const ReconcileMapping = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/, 'a mapping name is letters, digits, _ and - (at most 100)'),
+    description: z.string().optional(),
+    left: z.unknown(),
+    right: z.unknown(),
+    policy: z.enum(POLICIES, { message: 'policy is record, warn or fail' }).default('record'),
+    ...ReconcileOptions.partial().shape,
+  })
+  .strict();
+export type ReconcileMapping = z.infer<typeof ReconcileMapping>;
+
+/** The task id a mapping runs as. */
+export const mappingTaskId = (name: string) => `reconcile-${name}`;
+
+/**
+ * Mappings as reconcile tasks appended to the pipeline: each needs the tasks whose output it
+ * reads (`{task}`) and the tasks that write a dataset it names. Problems carry the
+ * `reconciliations[i]` path.
+ */
+export function mappingTasks(
+  raw: unknown[],
+  tasks: Record<string, unknown>[],
+): { tasks: Record<string, unknown>[]; problems: { path: string; message: string }[] } {
+  const problems: { path: string; message: string }[] = [];
+  const out: Record<string, unknown>[] = [];
+  const ids = new Set(tasks.map((t) => t.id));
+  const writers = new Map<string, string>();
+  for (const t of tasks) if (typeof t.output === 'string') writers.set(t.output, String(t.id));
+  const names = new Set<string>();
+  raw.forEach((m, i) => {
+    const at = `reconciliations[${i}]`;
+    const before = problems.length;
+    const given = (m as { name?: unknown } | null)?.name;
+    if (typeof given === 'string' && names.has(given))
+      problems.push({ path: `${at}.name`, message: `duplicate mapping "${given}": name each once` });
+    if (typeof given === 'string') names.add(given);
+    const r = ReconcileMapping.safeParse(m);
+    if (!r.success) {
+      for (const is of r.error.issues)
+        problems.push({ path: [at, ...is.path.map(String)].join('.'), message: is.message });
+      return;
+    }
+    const { name, policy, description, left, right, ...options } = r.data;
+    const id = mappingTaskId(name);
+    if (ids.has(id))
+      problems.push({
+        path: `${at}.name`,
+        message: `a task is already called "${id}": rename the task or the mapping`,
+      });
+    const needs: string[] = [];
+    for (const [side, v] of [
+      ['left', left],
+      ['right', right],
+    ] as const) {
+      const p = parseReconcileInput(v);
+      if (!p.success) {
+        for (const is of p.error.issues)
+          problems.push({ path: [at, side, ...is.path.map(String)].join('.'), message: is.message });
+        continue;
+      }
+      if ('task' in p.data) {
+        if (!ids.has(p.data.task))
+          problems.push({
+            path: `${at}.${side}.task`,
+            message: `no task "${p.data.task}" in this pipeline: name one of its tasks`,
+          });
+        else needs.push(p.data.task);
+      }
+      if ('dataset' in p.data) {
+        const w = writers.get(p.data.dataset.split('@')[0]);
+        if (w) needs.push(w);
+      }
+    }
+    // A mapping with problems of its own is not checked again as a task.
+    if (problems.length > before) return;
+    out.push({
+      id,
+      kind: 'reconcile',
+      ...(description ? { description } : {}),
+      ...(needs.length ? { needs: [...new Set(needs)] } : {}),
+      left,
+      right,
+      ...options,
+      mapping: name,
+      policy,
+      ...(policy === 'fail' ? { failOnDifference: true } : {}),
+    });
+  });
+  return { tasks: out, problems };
 }

@@ -4,13 +4,13 @@
  * checkpoint. Progress is the activity's heartbeat (shown in the Web UI and the API).
  */
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { DatasetRef, ReconcileOptions } from '../schemas/reconcile.js';
+import type { ReconcileInput, ReconcileOptions } from '../schemas/reconcile.js';
 import type { TaskActivityInput, TaskOutput } from '../schemas/run.js';
 
 export interface ReconciliationInput {
   tenant: string;
-  left: DatasetRef | string;
-  right: DatasetRef | string;
+  left: ReconcileInput | string;
+  right: ReconcileInput | string;
   options?: Partial<ReconcileOptions>;
   heartbeatTimeoutMs?: number;
 }

@@ -6,18 +6,39 @@ import { Context } from '@temporalio/activity';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { DatasetRef, ReconcileOptions, type ReconcileResult } from '../../schemas/reconcile.js';
+import {
+  inputLabel,
+  parseReconcileInput,
+  ReconcileOptions,
+  type ReconcileInput,
+  type ReconcileProgress,
+  type ReconcileResult,
+} from '../../schemas/reconcile.js';
+import { rm } from 'node:fs/promises';
+import type { LakeDeps } from '../lake/engine.js';
+import type { S3Config } from '../s3/client.js';
+import type { Connections } from '../sql/connections.js';
+import { materialise } from './inputs.js';
+import { differencesId, diffWriter, publishDifferences } from './diffs.js';
+import { attemptTag } from '../lake/activities.js';
+import { parseDatasetName } from '../../schemas/lake.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { taskActivity } from '../core/task.js';
 import type { Db } from '../../store/db.js';
 import { reconcile, type ReconcileHeartbeat } from './client.js';
 import { tenantFolder } from '../s3/tenant.js';
+import type { TaskActivityInput } from '../../schemas/run.js';
 
 export interface ReconcileDeps {
   /** The local lake folder; each tenant's inputs resolve in its own `{lakeRoot}/{tenant}`. */
   lakeRoot: string;
   /** Per-tenant allowed locations outside the lake (STRATA_TENANT_LOCATIONS). */
   tenantLocations?: Record<string, string[]>;
+  /** The lake (S3 or a folder) and its catalog: s3:// inputs, datasets, other tasks' outputs. */
+  lake?: LakeDeps;
+  s3?: S3Config;
+  /** Named Postgres/MySQL connections (tables and queries as inputs, each only for its tenants). */
+  connections?: Connections;
   /** Where results are kept (optional: without it they live in the workflow result only). */
   db?: Db;
   /** Where partition files live while a comparison runs (default: the OS temp folder). */
@@ -29,11 +50,11 @@ export interface ReconcileDeps {
 const OPTION_KEYS = Object.keys(ReconcileOptions.shape);
 
 function parseInputs(task: Record<string, unknown>) {
-  const ref = (v: unknown, side: string) => {
-    const r = DatasetRef.safeParse(typeof v === 'string' ? { uri: v } : v);
+  const ref = (v: unknown, side: string): ReconcileInput => {
+    const r = parseReconcileInput(v);
     if (!r.success)
       throw new NonRetryableError(
-        `${side}: ${r.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`,
+        `${side}: ${r.error.issues.map((i) => `${[...i.path].join('.')} ${i.message}`.trim()).join('; ')}`,
         'BadInput',
       );
     return r.data;
@@ -57,46 +78,150 @@ export function summarize(r: ReconcileResult) {
 export function createReconcileActivities(deps: ReconcileDeps) {
   return {
     reconcileTask: taskActivity(async ({ task, run }, signal, heartbeat) => {
-      const { left, right, options } = parseInputs(task);
-      const info = Context.current().info;
-      const prior = info.heartbeatDetails as ReconcileHeartbeat | undefined;
       const id = createHash('sha256').update(`${run.workflowId}/${task.id}`).digest('hex').slice(0, 16);
       const workDir = path.join(deps.workRoot ?? path.join(os.tmpdir(), 'strata-reconcile'), id);
-      let checkpoint = prior?.checkpoint;
-      const resumedFrom = checkpoint
-        ? { compared: checkpoint.compared.length, leftDone: checkpoint.leftDone, rightDone: checkpoint.rightDone }
-        : undefined;
-      const result = await reconcile(left, right, options, {
-        lakeRoot: tenantFolder(deps.lakeRoot, run.tenant),
-        allowed:
-          deps.tenantLocations && Object.hasOwn(deps.tenantLocations, run.tenant)
-            ? deps.tenantLocations[run.tenant]
-            : [],
-        workDir,
-        checkpoint,
-        signal,
-        afterPartition: deps.faults?.afterPartition,
-        onCheckpoint: (c) => {
-          checkpoint = c;
-          heartbeat({ checkpoint, resumedFrom } satisfies ReconcileHeartbeat);
-        },
-        onProgress: (progress) => heartbeat({ checkpoint, progress, resumedFrom } satisfies ReconcileHeartbeat),
-      });
-      const out = summarize(result);
-      if (deps.db) {
-        const id = run.pipelineId === 'reconcile' ? run.workflowId : `${run.workflowId}/${task.id}`;
-        await deps.db.query(
-          `INSERT INTO reconciliations (id, tenant, left_uri, right_uri, method, differences, result) VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (id) DO UPDATE SET method = EXCLUDED.method, differences = EXCLUDED.differences, result = EXCLUDED.result, finished_at = now()`,
-          [id, run.tenant, left.uri, right.uri, out.method, out.differences, JSON.stringify(out)],
-        );
+      try {
+        return await compare({ task, run }, signal, heartbeat, workDir);
+      } catch (e) {
+        // Nothing can resume a comparison that failed for good or was cancelled: leave none
+        // of the tenant's data (fetched inputs, partitions, lists) on the worker's disk.
+        if (e instanceof NonRetryableError || signal.aborted)
+          await Promise.all(
+            [workDir, `${workDir}-in`, `${workDir}-diff`].map((d) => rm(d, { recursive: true, force: true })),
+          );
+        throw e;
       }
-      if (task.failOnDifference && out.differences > 0)
-        throw new NonRetryableError(
-          `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
-          'DatasetsDiffer',
-        );
-      return { ...out, resumedFrom };
     }),
   };
+
+  async function compare(
+    { task, run }: { task: Record<string, unknown> & { id: string }; run: TaskActivityInput['run'] },
+    signal: AbortSignal,
+    heartbeat: (d: unknown) => void,
+    workDir: string,
+  ) {
+    const { left, right, options } = parseInputs(task);
+    const info = Context.current().info;
+    const prior = info.heartbeatDetails as ReconcileHeartbeat | undefined;
+    let checkpoint = prior?.checkpoint;
+    const resumedFrom = checkpoint
+      ? { compared: checkpoint.compared.length, leftDone: checkpoint.leftDone, rightDone: checkpoint.rightDone }
+      : undefined;
+    const allowed =
+      deps.tenantLocations && Object.hasOwn(deps.tenantLocations, run.tenant) ? deps.tenantLocations[run.tenant] : [];
+    const inputEnv = {
+      tenant: run.tenant,
+      workflowId: run.pipelineId === 'reconcile' ? undefined : run.workflowId,
+      lake: deps.lake,
+      allowed,
+      s3: deps.s3,
+      connections: deps.connections,
+      dir: `${workDir}-in`,
+      signal,
+    };
+    const diffDir = `${workDir}-diff`;
+    const diffId = options.differences ? differencesId(options.differences) : undefined;
+    if (diffId && options.method === 'bloom')
+      throw new NonRetryableError(
+        'differences: method bloom does not keep the rows that differ; use method exact to write the lists',
+        'BadInput',
+      );
+    if (diffId && !deps.lake)
+      throw new NonRetryableError(
+        'differences: writing a dataset needs the lake catalog, which this worker has not got (set DATABASE_URL on the worker)',
+        'ConfigError',
+      );
+    // A fresh start (no checkpoint) must not keep lists of an earlier attempt's partitions.
+    if (diffId && !checkpoint) await rm(diffDir, { recursive: true, force: true });
+    // A resumed comparison reads what it read before: the same dataset versions, and the
+    // extracted tables it kept (a table may have changed since).
+    const pin = (i: ReconcileInput, side: 'left' | 'right'): ReconcileInput =>
+      checkpoint && prior?.pinned?.[side] && ('dataset' in i || 'task' in i)
+        ? { dataset: prior.pinned[side]!, namespace: prior.pinned.namespace?.[side] }
+        : i;
+    const env = { ...inputEnv, resume: !!checkpoint };
+    const [l, r] = [
+      await materialise(pin(left, 'left'), 'left', env),
+      await materialise(pin(right, 'right'), 'right', env),
+    ];
+    const at = (x: typeof l) => (x.source.dataset ? `${x.source.dataset}@${x.source.version}` : undefined);
+    const pinned = {
+      left: at(l),
+      right: at(r),
+      namespace: { left: l.source.namespace, right: r.source.namespace },
+    };
+    const result = await reconcile(l.ref, r.ref, options, {
+      lakeRoot: tenantFolder(deps.lakeRoot, run.tenant),
+      allowed: [...allowed, ...l.grant, ...r.grant],
+      workDir,
+      checkpoint,
+      signal,
+      afterPartition: deps.faults?.afterPartition,
+      diffs: diffId ? (p) => diffWriter(diffDir, p) : undefined,
+      onCheckpoint: (c) => {
+        checkpoint = c;
+        heartbeat({ checkpoint, resumedFrom, pinned } satisfies ReconcileHeartbeat);
+      },
+      onProgress: (progress) => heartbeat({ checkpoint, progress, resumedFrom, pinned } satisfies ReconcileHeartbeat),
+    });
+    await rm(inputEnv.dir, { recursive: true, force: true });
+    const published =
+      diffId &&
+      (await publishDifferences(
+        deps.lake!,
+        { tenant: run.tenant, runId: run.workflowId, pipelineId: run.pipelineId, taskId: task.id },
+        diffId,
+        diffDir,
+        attemptTag(),
+        [l.source, r.source].flatMap((x) =>
+          x.dataset && x.version
+            ? [{ ...parseDatasetName(x.dataset)!, namespace: x.namespace ?? 'default', version: x.version }]
+            : [],
+        ),
+      ));
+    const out = {
+      ...summarize(result),
+      inputs: { left: l.source, right: r.source },
+      ...(published
+        ? {
+            differencesDataset: {
+              dataset: `${published.layer}.${published.name}`,
+              version: published.version,
+              rows: published.rowCount,
+            },
+          }
+        : {}),
+    };
+    const policy = task.failOnDifference ? 'fail' : ((task.policy as string | undefined) ?? 'record');
+    if (policy === 'warn' && out.differences > 0)
+      Object.assign(out, {
+        warning: `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
+      });
+    if (deps.db) {
+      const id = run.pipelineId === 'reconcile' ? run.workflowId : `${run.workflowId}/${task.id}`;
+      await deps.db.query(
+        `INSERT INTO reconciliations (id, tenant, left_uri, right_uri, method, differences, result, mapping, pipeline_id, run_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (id) DO UPDATE SET method = EXCLUDED.method, differences = EXCLUDED.differences, result = EXCLUDED.result, finished_at = now()`,
+        [
+          id,
+          run.tenant,
+          inputLabel(left),
+          inputLabel(right),
+          out.method,
+          out.differences,
+          JSON.stringify({ ...out, policy }),
+          (task.mapping as string | undefined) ?? null,
+          run.pipelineId,
+          run.workflowId,
+        ],
+      );
+    }
+    if (task.failOnDifference && out.differences > 0)
+      throw new NonRetryableError(
+        `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
+        'DatasetsDiffer',
+      );
+    return { ...out, resumedFrom };
+  }
 }

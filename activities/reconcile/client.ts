@@ -13,12 +13,16 @@ import type { DatasetRef, ReconcileOptions, ReconcileProgress, ReconcileResult }
 import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import { openSource, type Row, type RowSource } from './read.js';
 import { duckKeyUnsupported, duckPartitioned, duckUnsupported } from './duck.js';
+import { bloomCompare } from './bloom.js';
+import type { DiffWriter } from './diffs.js';
 
 /** What the reconcile activity heartbeats: where to resume, and progress for the API. */
 export interface ReconcileHeartbeat {
   checkpoint?: Checkpoint;
   progress?: ReconcileProgress;
   resumedFrom?: { compared: number; leftDone: boolean; rightDone: boolean };
+  /** The dataset versions the comparison read, so a resumed attempt reads the same ones. */
+  pinned?: { left?: string; right?: string; namespace?: { left?: string; right?: string } };
 }
 
 export interface Checkpoint {
@@ -43,6 +47,12 @@ export interface ReconcileContext {
   onProgress?: (p: ReconcileProgress) => void;
   onCheckpoint?: (c: Checkpoint) => void;
   signal?: AbortSignal;
+  /**
+   * Where the full lists of differences go, one writer per compared partition (0 in
+   * memory); a partition's writer is closed before its checkpoint, so a resumed comparison
+   * keeps the lists of partitions already compared.
+   */
+  diffs?: (partition: number) => DiffWriter;
   /** Test seam (like the lake's `faults`): awaited after each compared partition is checkpointed. */
   afterPartition?: (partitionsDone: number) => void | Promise<void>;
 }
@@ -65,6 +75,15 @@ export async function reconcile(
   const l = layout(left.header, right.header, options);
   const total = left.size + right.size;
   const columns = { compared: l.compared, onlyLeft: l.onlyLeft, onlyRight: l.onlyRight };
+  if (options.method === 'bloom') {
+    const r = await bloomCompare(left, right, l, options, ctx);
+    return {
+      method: 'bloom',
+      reason: `method bloom asked for: approximate, each difference missed at a rate of at most ${options.falsePositiveRate} (filters' rate for these rows ${r.approximate.falsePositiveRate}); reported differences are real`,
+      columns,
+      ...r,
+    };
+  }
   if (total <= options.memoryLimitBytes && !options.partitions && !ctx.checkpoint) {
     const r = await inMemory(left, right, l, options, ctx);
     return {
@@ -152,7 +171,10 @@ async function inMemory(
     }
   }
   const t = new Tally(l, o);
+  const w = ctx.diffs?.(0);
+  if (w) t.sink = w.write;
   for (const g of groups.values()) t.group(g.l, g.r);
+  await w?.close();
   ctx.onProgress?.({ phase: 'done', rows, bytes: left.size + right.size });
   return t.r;
 }
@@ -409,7 +431,10 @@ async function partitioned(
         readPart(partFile(ctx.workDir, 'r', p), right.delimiter ?? ','),
       ]);
       const t = new Tally(l, o);
+      const w = ctx.diffs?.(p);
+      if (w) t.sink = w.write;
       comparePart(t, lp, rp, sameColumns);
+      await w?.close();
       mergeInto(cp.partial, t.r, o.sampleLimit);
       cp.compared.push(p);
       ctx.onCheckpoint?.(structuredClone(cp));

@@ -76,8 +76,25 @@ export function emptyResult(): Omit<ReconcileResult, 'method' | 'reason' | 'colu
 }
 export type Partial = ReturnType<typeof emptyResult>;
 
+/**
+ * One difference, as the differences dataset holds it: a changed key gives one record per
+ * differing column (`column`, `left`, `right`), a one-sided row its whole `row`, a
+ * duplicated key its `count` of rows on that side.
+ */
+export interface DiffRecord {
+  kind: 'changed' | 'only_left' | 'only_right' | 'duplicate_left' | 'duplicate_right';
+  key: Record<string, string | null>;
+  column?: string;
+  left?: string | null;
+  right?: string | null;
+  row?: Record<string, string | null>;
+  count?: number;
+}
+
 export class Tally {
   readonly r: Partial;
+  /** Receives every difference (the full lists), when the comparison writes them. */
+  sink?: (d: DiffRecord) => void;
   private readonly norm: Normalize;
   private readonly wholeRow: boolean;
   constructor(
@@ -141,6 +158,11 @@ export class Tally {
     d.keys++;
     d.rows += rows.length - 1;
     if (d.samples.length < this.o.sampleLimit) d.samples.push(this.keyRecord(rows[0], side));
+    this.sink?.({
+      kind: side === 'left' ? 'duplicate_left' : 'duplicate_right',
+      key: this.keyRecord(rows[0], side),
+      count: rows.length,
+    });
   }
 
   private keyRecord(row: Row, side: 'left' | 'right'): Record<string, string | null> {
@@ -153,9 +175,11 @@ export class Tally {
   private only(kind: 'onlyLeft' | 'onlyRight', row: Row, side: 'left' | 'right') {
     this.r.counts[kind]++;
     const samples = this.r.samples[kind];
-    if (samples.length < this.o.sampleLimit) {
+    if (samples.length < this.o.sampleLimit || this.sink) {
       const h = this.l[side].header;
-      samples.push({ key: this.keyRecord(row, side), row: Object.fromEntries(h.map((n, i) => [n, row[i] ?? null])) });
+      const rec = { key: this.keyRecord(row, side), row: Object.fromEntries(h.map((n, i) => [n, row[i] ?? null])) };
+      if (samples.length < this.o.sampleLimit) samples.push(rec);
+      this.sink?.({ kind: kind === 'onlyLeft' ? 'only_left' : 'only_right', ...rec });
     }
   }
 
@@ -164,6 +188,10 @@ export class Tally {
     for (const col of Object.keys(diffs)) this.r.columnMismatches[col] = (this.r.columnMismatches[col] ?? 0) + 1;
     if (this.r.samples.changed.length < this.o.sampleLimit)
       this.r.samples.changed.push({ key: this.keyRecord(left, 'left'), diffs });
+    if (this.sink) {
+      const key = this.keyRecord(left, 'left');
+      for (const [column, d] of Object.entries(diffs)) this.sink({ kind: 'changed', key, column, ...d });
+    }
   }
 
   /** Differing compared columns, or null when the rows are equal. */

@@ -72,7 +72,7 @@ export function duckKeyUnsupported(o: ReconcileOptions): string | undefined {
 }
 
 /** The SELECT reading one input as strings, columns c0…cN in header order, exactly as the streaming readers see them. */
-function sourceSql(src: RowSource): string {
+export function sourceSql(src: RowSource): string {
   const n = src.header.length;
   if (src.format === 'parquet')
     return `SELECT ${src.header.map((h, i) => `CAST("${h.replaceAll('"', '""')}" AS VARCHAR) AS ${col(i)}`).join(', ')} FROM read_parquet(${q(src.file)})`;
@@ -84,7 +84,7 @@ function sourceSql(src: RowSource): string {
 }
 
 /** The normalised key of a side as DuckDB expressions (null values become NULL), matching keyOf. */
-function keyExprs(idx: number[], o: ReconcileOptions, prefix = ''): string[] {
+export function keyExprs(idx: number[], o: ReconcileOptions, prefix = ''): string[] {
   const nulls = o.nullValues.length ? `IN (${o.nullValues.map(q).join(', ')})` : undefined;
   return idx.map((i) =>
     nulls ? `CASE WHEN ${prefix}${col(i)} ${nulls} THEN NULL ELSE ${prefix}${col(i)} END` : `${prefix}${col(i)}`,
@@ -101,7 +101,7 @@ export function duckPartsExist(dir: string, cp: { leftDone: boolean; rightDone: 
   return (!cp.leftDone || existsSync(partDir(dir, 'l'))) && (!cp.rightDone || existsSync(partDir(dir, 'r')));
 }
 
-async function withDuck<T>(ctx: ReconcileContext, files: string[], fn: (d: Duck) => Promise<T>): Promise<T> {
+export async function withDuck<T>(ctx: ReconcileContext, files: string[], fn: (d: Duck) => Promise<T>): Promise<T> {
   const duck = await openDuck();
   try {
     for (const s of [
@@ -233,6 +233,8 @@ export async function duckPartitioned(
         );
         const matched = Number((await conn.runAndReadAll('SELECT count(*) FROM s')).getRows()[0][0]);
         const t = new Tally(l, o);
+        const w = ctx.diffs?.(p);
+        if (w) t.sink = w.write;
         t.matchedPairs(matched);
         // The rest, grouped by key in JavaScript (the same grouping as the other paths).
         const groups = new Map<string, { l: Row[]; r: Row[] }>();
@@ -251,6 +253,7 @@ export async function duckPartitioned(
           }
         }
         for (const g of groups.values()) t.group(g.l, g.r);
+        await w?.close();
         mergeInto(cp.partial, t.r, o.sampleLimit);
         cp.compared.push(p);
         ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);

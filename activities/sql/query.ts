@@ -190,7 +190,7 @@ const READERS: Record<'postgres' | 'mysql', string[]> = {
   mysql: ['SELECT', 'WITH', 'VALUES', 'TABLE', 'SHOW', 'DESCRIBE', 'DESC', 'EXPLAIN'],
 };
 
-function checkReading(sql: string, engine: 'postgres' | 'mysql') {
+export function checkReading(sql: string, engine: 'postgres' | 'mysql') {
   const k = firstKeyword(sql);
   if (!READERS[engine].includes(k))
     throw new QueryRefused(
