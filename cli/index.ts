@@ -608,7 +608,7 @@ async function apiClient() {
     if (r.status >= 400) {
       let msg = text;
       try {
-        msg = JSON.parse(text).error ?? text;
+        msg = (JSON.parse(text) as { error?: string }).error ?? text;
       } catch {
         /* not JSON */
       }

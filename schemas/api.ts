@@ -2,7 +2,7 @@
 import { ScheduleNotifyRules } from './notify.js';
 import { z } from 'zod';
 import { Duration, toMs } from './duration.js';
-import { CsvOptions, parseReconcileInput, ReconcileOptions } from './reconcile.js';
+import { parseReconcileInput, ReconcileOptions } from './reconcile.js';
 import { SqlEngine } from './kinds.js';
 import { ClusterRequest } from './cluster.js';
 import { fmtBytes, fmtMs, LIMITS } from './limits.js';
@@ -199,7 +199,7 @@ const DatasetInput = z
   .unknown()
   .superRefine((v, ctx) => {
     const r = parseReconcileInput(v);
-    if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, path: i.path } as never);
+    if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, path: i.path });
   })
   .meta({
     description:

@@ -76,7 +76,7 @@ export const NoopFields = {
 /** A reconcile input (see schemas/reconcile.ts): checked with messages that name the form meant. */
 const DatasetInput = z.unknown().superRefine((v, ctx) => {
   const r = parseReconcileInput(v);
-  if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, path: i.path } as z.IssueData);
+  if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, path: i.path });
 });
 
 export const ReconcileFields = {

@@ -11,7 +11,6 @@ import {
   parseReconcileInput,
   ReconcileOptions,
   type ReconcileInput,
-  type ReconcileProgress,
   type ReconcileResult,
 } from '../../schemas/reconcile.js';
 import { rm } from 'node:fs/promises';
@@ -137,7 +136,7 @@ export function createReconcileActivities(deps: ReconcileDeps) {
     // extracted tables it kept (a table may have changed since).
     const pin = (i: ReconcileInput, side: 'left' | 'right'): ReconcileInput =>
       checkpoint && prior?.pinned?.[side] && ('dataset' in i || 'task' in i)
-        ? { dataset: prior.pinned[side]!, namespace: prior.pinned.namespace?.[side] }
+        ? { dataset: prior.pinned[side], namespace: prior.pinned.namespace?.[side] }
         : i;
     const env = { ...inputEnv, resume: !!checkpoint };
     const [l, r] = [

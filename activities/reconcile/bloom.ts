@@ -46,7 +46,7 @@ const fmix = (x: number) => {
 /** Two independent 32-bit hashes of a string (FNV-1a and a multiply-xorshift), finalised with murmur3's mix. */
 class FastHashing extends Hashing {
   override getIndexes(e: string | ArrayBuffer | Buffer, size: number, k: number): number[] {
-    const s = String(e);
+    const s = typeof e === 'string' ? e : Buffer.isBuffer(e) ? e.toString() : Buffer.from(e).toString();
     let h1 = 0x811c9dc5;
     let h2 = 0x9747b28c;
     for (let i = 0; i < s.length; i++) {
@@ -148,7 +148,7 @@ async function* duckHashes(
   const rh = `hash(row(${[...k, "'\u0002'", ...v].join(', ')}))`;
   const queue: number[][][] = [];
   let done = false;
-  let error: unknown;
+  let error: Error | undefined;
   let wake: (() => void) | undefined;
   // DuckDB streams into a small queue the generator drains (bounded: it waits when full).
   const producer = withDuck(ctx, [src.file], async (d) => {
@@ -164,7 +164,7 @@ async function* duckHashes(
       while (queue.length > 8) await new Promise<void>((r) => setTimeout(r, 1));
     }
   })
-    .catch((e) => (error = e))
+    .catch((e: unknown) => (error = e instanceof Error ? e : new Error(String(e))))
     .finally(() => {
       done = true;
       wake?.();
@@ -180,7 +180,9 @@ async function* duckHashes(
     wake = undefined;
   }
   await producer;
-  if (error) throw error;
+  // Set by the producer's catch, which control-flow analysis does not see.
+  const failed = error as Error | undefined;
+  if (failed) throw failed;
 }
 
 export interface BloomOutcome extends Partial {

@@ -38,7 +38,7 @@ async function viaSql(o: ReconcileOptions) {
     ])
       await c.run(`CREATE VIEW ${v} AS SELECT * FROM read_csv('${f}', all_varchar = true, header = true)`);
     const rows = (await c.runAndReadAll(sql)).getRowObjectsJson();
-    return sqlAnswer(rows[0] as Record<string, unknown>, compared);
+    return sqlAnswer(rows[0], compared);
   } finally {
     c.closeSync();
     db.closeSync();
