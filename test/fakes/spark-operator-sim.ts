@@ -394,22 +394,26 @@ export class SparkOperatorSim {
     if (!sc || sc.status?.state === 'Ready' || sc.status?.state === 'Failed') return;
     const server = `${name}-server`;
     const tpl = sc.spec.server?.template?.spec ?? {};
-    const refused = await this.createPod(
-      this.pod({
-        name: server,
-        namespace,
-        role: 'server',
-        owner: { apiVersion: sc.apiVersion, kind: sc.kind, name, uid: sc.metadata.uid },
-        side: {
-          ...sc.spec.server,
-          podSecurityContext: tpl.securityContext,
-          securityContext: tpl.containers?.[0]?.securityContext,
-        },
-        image: sc.spec.image,
-        serviceAccount: tpl.serviceAccountName,
-        labels: { 'spark-connect-name': name, ...(sc.metadata.labels ?? {}) },
-      }),
-    );
+    // Look before creating: admission (quota) answers before AlreadyExists would.
+    const existing = await this.core.readNamespacedPod({ namespace, name: server }).catch(() => undefined);
+    const refused = existing
+      ? undefined
+      : await this.createPod(
+          this.pod({
+            name: server,
+            namespace,
+            role: 'server',
+            owner: { apiVersion: sc.apiVersion, kind: sc.kind, name, uid: sc.metadata.uid },
+            side: {
+              ...sc.spec.server,
+              podSecurityContext: tpl.securityContext,
+              securityContext: tpl.containers?.[0]?.securityContext,
+            },
+            image: sc.spec.image,
+            serviceAccount: tpl.serviceAccountName,
+            labels: { 'spark-connect-name': name, ...(sc.metadata.labels ?? {}) },
+          }),
+        );
     if (refused) {
       await this.writeStatus('v1alpha1', 'sparkconnects', sc, {
         state: 'Failed',

@@ -171,6 +171,22 @@ function kwokStages(): string {
   return files.map((f) => readFileSync(path.join(dir, f), 'utf8')).join('\n---\n');
 }
 
+/**
+ * The client's typed serializer writes only the fields its models name, under their model
+ * names (`_enum`, `x_kubernetes_preserve_unknown_fields`); a plain JSON schema would lose its
+ * enums and preserve flags on the way. Renames those keys to the model's.
+ */
+function clientModel(o: unknown): unknown {
+  if (Array.isArray(o)) return o.map(clientModel);
+  if (!o || typeof o !== 'object') return o;
+  return Object.fromEntries(
+    Object.entries(o).map(([k, v]) => [
+      k === 'enum' || k === 'default' ? `_${k}` : k.startsWith('x-kubernetes-') ? k.replace(/-/g, '_') : k,
+      clientModel(v),
+    ]),
+  );
+}
+
 export async function startKubeCluster(o: { dir: string; log?: (m: string) => void }): Promise<KubeCluster> {
   const log = o.log ?? ((m: string) => console.error(m));
   const bins = await findOrBuildKubeBinaries(log);
@@ -256,7 +272,7 @@ export async function startKubeCluster(o: { dir: string; log?: (m: string) => vo
       ]),
     );
     const ext = kc.makeApiClient(ApiextensionsV1Api);
-    for (const crd of sparkCrds()) await ext.createCustomResourceDefinition({ body: crd as never });
+    for (const crd of sparkCrds()) await ext.createCustomResourceDefinition({ body: clientModel(crd) as never });
     procs.push(
       run('kwok', bins.kwok, [
         `--kubeconfig=${kwokConfig}`,

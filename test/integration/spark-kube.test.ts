@@ -19,7 +19,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureTenantNamespace } from '../../activities/spark-k8s/activities.js';
 import { K8sError, SparkK8sClient, TENANT_ROLE, toK8sError } from '../../activities/spark-k8s/client.js';
-import { buildSparkApplication, DEFAULT_SPARK, tenantNamespace } from '../../activities/spark-k8s/manifest.js';
+import {
+  buildSparkApplication,
+  buildSparkConnect,
+  DEFAULT_SPARK,
+  tenantNamespace,
+} from '../../activities/spark-k8s/manifest.js';
 import { TIERS } from '../../schemas/external.js';
 import type { RunState } from '../../schemas/run.js';
 import type { ActivityDeps } from '../../activities/index.js';
@@ -435,5 +440,38 @@ describe('Spark on a real Kubernetes API server', () => {
     expect(await code(asWorker.core.listNamespacedSecret({ namespace: NS_W }))).toBe(403);
     expect(await code(asWorker.core.readNamespacedSecret({ namespace: 'kube-system', name: 'x' }))).toBe(403);
     expect(await code(asWorker.core.deleteNamespace({ name: NS_B }))).toBe(403);
+  });
+
+  it('a SparkConnect server comes up as a restricted pod the connect object owns, and goes with it', async () => {
+    await ensureTenantNamespace(spark, A, TIERS.free);
+    const obj = buildSparkConnect({
+      name: 'kube-connect',
+      namespace: NS_A,
+      run: { tenant: A },
+      image: DEFAULT_SPARK.image,
+      sparkVersion: DEFAULT_SPARK.sparkVersion,
+      executors: 1,
+      cores: 1,
+      memoryGi: 1,
+    });
+    await spark.createOrAdopt('sparkconnects', 'v1alpha1', obj);
+    await waitFor(async () => {
+      const o = await spark.get('sparkconnects', 'v1alpha1', NS_A, 'kube-connect');
+      return (o.status as { state?: string } | undefined)?.state === 'Ready';
+    }, 60_000).catch(async (e) => {
+      const o = await spark.get('sparkconnects', 'v1alpha1', NS_A, 'kube-connect');
+      const pods = (await core.listNamespacedPod({ namespace: NS_A })).items.map((p) => [
+        p.metadata?.name,
+        p.status?.phase,
+      ]);
+      throw new Error(`${e}: ${JSON.stringify(o.status)} ${JSON.stringify(pods)}`);
+    });
+    const server = await core.readNamespacedPod({ namespace: NS_A, name: 'kube-connect-server' });
+    expect(server.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'SparkConnect', name: 'kube-connect' });
+    expect(await spark.delete('sparkconnects', 'v1alpha1', NS_A, 'kube-connect')).toBe('deleted');
+    await waitFor(
+      async () => (await code(core.readNamespacedPod({ namespace: NS_A, name: 'kube-connect-server' }))) === 404,
+      90_000,
+    );
   });
 });
