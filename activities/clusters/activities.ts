@@ -75,7 +75,7 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
               'PolicyViolation',
             );
           const namespace = tenantNamespace(spec.tenant);
-          await ensureTenantNamespace(k8s(), spec.tenant, TIERS[tierName]);
+          await ensureTenantNamespace(k8s(), spec.tenant, TIERS[tierName], {}, sparkDefaults.serviceAccount);
           const obj = buildSparkConnect({
             name: spec.name,
             namespace,

@@ -64,12 +64,17 @@ export function tierOf(deps: { tenantTiers?: Record<string, Tier> }, tenant: str
 export const tierNameOf = (deps: { tenantTiers?: Record<string, Tier> }, tenant: string): Tier =>
   deps.tenantTiers && Object.hasOwn(deps.tenantTiers, tenant) ? deps.tenantTiers[tenant] : 'free';
 
-/** A tenant namespace, created with the Pod Security `restricted` labels and the tier's quota (labels added to an older one). */
+/**
+ * A tenant namespace, created with the Pod Security `restricted` labels, the tier's quota and
+ * limit range (labels added to an older one), and the tenant's Spark service account, whose
+ * Role reaches only this namespace.
+ */
 export function ensureTenantNamespace(
   k8s: SparkK8sClient,
   tenant: string,
   tier: (typeof TIERS)[Tier],
   labels: Record<string, string> = {},
+  serviceAccount: string = DEFAULT_SPARK.serviceAccount,
 ) {
   return k8s.ensureNamespace(
     tenantNamespace(tenant),
@@ -79,6 +84,7 @@ export function ensureTenantNamespace(
       memoryGi: tier.maxMemoryGi,
       pods: tier.maxInstances * 4 + 8,
     },
+    { serviceAccount, limits: { maxCores: tier.maxCores, maxMemoryGi: tier.maxMemoryGi } },
   );
 }
 
@@ -180,7 +186,7 @@ export function createSparkActivities(deps: SparkDeps) {
       const namespace = tenantNamespace(run.tenant);
       const name = jobName(run.workflowId, task.id);
       try {
-        await ensureTenantNamespace(k8s, run.tenant, tier, runLabels(run));
+        await ensureTenantNamespace(k8s, run.tenant, tier, runLabels(run), defaults.serviceAccount);
         const manifest = buildSparkApplication({
           name,
           namespace,

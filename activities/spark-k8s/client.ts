@@ -4,7 +4,14 @@
  * @kubernetes/client-node (the official client: kubeconfig loading, in-cluster auth,
  * TLS) and nothing Temporal.
  */
-import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, Log } from '@kubernetes/client-node';
+import {
+  ApiException,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  Log,
+  RbacAuthorizationV1Api,
+} from '@kubernetes/client-node';
 import type { Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -81,13 +88,32 @@ export interface QuotaLimits {
   pods: number;
 }
 
+/** What the tenant's Spark pods run as: one service account per tenant namespace, bound to a Role there only. */
+export const TENANT_ROLE = 'strata-spark';
+
+/**
+ * The Role of a tenant's Spark service account: what a Spark driver does in its own namespace
+ * (executor pods, their services and config maps, shuffle volumes, logs). A Role, not a
+ * ClusterRole: it reaches no other namespace.
+ */
+export const TENANT_ROLE_RULES = [
+  {
+    apiGroups: [''],
+    resources: ['pods', 'services', 'configmaps', 'persistentvolumeclaims'],
+    verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'],
+  },
+  { apiGroups: [''], resources: ['pods/log'], verbs: ['get', 'list'] },
+];
+
 export class SparkK8sClient {
   readonly custom: CustomObjectsApi;
   readonly core: CoreV1Api;
+  readonly rbac: RbacAuthorizationV1Api;
 
   constructor(readonly kc: KubeConfig) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.core = kc.makeApiClient(CoreV1Api);
+    this.rbac = kc.makeApiClient(RbacAuthorizationV1Api);
   }
 
   /** kubeconfig from a file, else the default locations ($KUBECONFIG, ~/.kube/config, in-cluster). */
@@ -101,9 +127,93 @@ export class SparkK8sClient {
   /**
    * Creates the namespace with a ResourceQuota on first use. An existing namespace gets any of
    * `labels` it lacks (e.g. the Pod Security labels on a namespace made before them); its
-   * quota is left alone.
+   * quota is left alone. With `serviceAccount`, the namespace also gets that service account
+   * bound to the tenant Role (TENANT_ROLE_RULES), and with `limits` a LimitRange that caps
+   * one container and gives containers that ask for nothing a default; both are created when
+   * missing, on every call, so a namespace made before them gets them too.
    */
   async ensureNamespace(
+    namespace: string,
+    labels: Record<string, string>,
+    quota: QuotaLimits,
+    o: { serviceAccount?: string; limits?: { maxCores: number; maxMemoryGi: number } } = {},
+  ): Promise<'created' | 'exists' | 'labelled'> {
+    const result = await this.ensureNamespaceAndQuota(namespace, labels, quota);
+    if (o.limits) await this.ensureLimitRange(namespace, labels, o.limits);
+    if (o.serviceAccount) await this.ensureTenantAccount(namespace, labels, o.serviceAccount);
+    return result;
+  }
+
+  /** Creates `create()`'s object unless it exists (409 AlreadyExists: made by an earlier attempt). */
+  private async createIfMissing(what: string, create: () => Promise<unknown>) {
+    try {
+      await create();
+    } catch (e) {
+      const err = toK8sError(e, `create ${what}`);
+      if (err.code !== 409) throw err;
+    }
+  }
+
+  private async ensureLimitRange(
+    namespace: string,
+    labels: Record<string, string>,
+    l: { maxCores: number; maxMemoryGi: number },
+  ) {
+    await this.createIfMissing(`limit range in ${namespace}`, () =>
+      this.core.createNamespacedLimitRange({
+        namespace,
+        body: {
+          apiVersion: 'v1',
+          kind: 'LimitRange',
+          metadata: { name: 'strata-tier', labels },
+          spec: {
+            limits: [
+              {
+                type: 'Container',
+                max: { cpu: String(l.maxCores), memory: `${l.maxMemoryGi}Gi` },
+                defaultRequest: { cpu: '500m', memory: '512Mi' },
+                _default: { cpu: '1', memory: '1Gi' },
+              },
+            ],
+          },
+        },
+      }),
+    );
+  }
+
+  private async ensureTenantAccount(namespace: string, labels: Record<string, string>, serviceAccount: string) {
+    await this.createIfMissing(`service account ${serviceAccount} in ${namespace}`, () =>
+      this.core.createNamespacedServiceAccount({
+        namespace,
+        body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: serviceAccount, labels } },
+      }),
+    );
+    await this.createIfMissing(`role ${TENANT_ROLE} in ${namespace}`, () =>
+      this.rbac.createNamespacedRole({
+        namespace,
+        body: {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'Role',
+          metadata: { name: TENANT_ROLE, labels },
+          rules: TENANT_ROLE_RULES,
+        },
+      }),
+    );
+    await this.createIfMissing(`role binding ${TENANT_ROLE} in ${namespace}`, () =>
+      this.rbac.createNamespacedRoleBinding({
+        namespace,
+        body: {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'RoleBinding',
+          metadata: { name: TENANT_ROLE, labels },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: TENANT_ROLE },
+          subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace }],
+        },
+      }),
+    );
+  }
+
+  private async ensureNamespaceAndQuota(
     namespace: string,
     labels: Record<string, string>,
     quota: QuotaLimits,

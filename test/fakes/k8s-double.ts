@@ -112,6 +112,8 @@ export class K8sDouble {
   served!: Served;
   readonly namespaces = new Map<string, Obj>();
   readonly quotas = new Map<string, Obj>();
+  /** Limit ranges, service accounts, roles and role bindings, by `{plural}/{namespace}/{name}`. */
+  readonly namespaced = new Map<string, Obj>();
   readonly objects = new Map<string, Obj & { createdMs: number; timeline?: Phase[] }>();
   /** Pod log requests received, in order (follow or not). */
   readonly logRequests: { pod: string; follow: boolean }[] = [];
@@ -406,6 +408,29 @@ users:
           .map((o) => this.view(o)),
       });
       return 200;
+    }
+    // What a tenant namespace holds besides its quota: the tier's limit range, the tenant's service account and Role.
+    if (
+      method === 'POST' &&
+      (m =
+        /^\/(?:api\/v1|apis\/rbac\.authorization\.k8s\.io\/v1)\/namespaces\/([^/]+)\/(limitranges|serviceaccounts|roles|rolebindings)$/.exec(
+          p,
+        ))
+    ) {
+      const [, ns, kind] = m;
+      if (!this.namespaces.has(ns))
+        return this.status(res, 404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
+      const o = JSON.parse(body) as Obj;
+      const key = `${kind}/${ns}/${o.metadata.name}`;
+      if (this.namespaced.has(key))
+        return this.status(res, 409, 'AlreadyExists', `${kind} "${o.metadata.name}" already exists`, {
+          name: o.metadata.name,
+          kind,
+        });
+      const made = { ...o, metadata: this.meta(o.metadata.name, ns, o.metadata) };
+      this.namespaced.set(key, made);
+      sendJson(res, 201, made);
+      return 201;
     }
     if ((m = /^\/apis\/sparkoperator\.k8s\.io\/([^/]+)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/.exec(p))) {
       const [, version, ns, plural, name] = m;

@@ -16,6 +16,7 @@ import { startMinio, type S3Server } from '../../workers/minio.js';
 import { openDb } from '../../store/db.js';
 import { generatePayloadKeys } from '../../client/data-converter.js';
 import { migrate } from '../../store/migrate.js';
+import { startKubeCluster, type KubeCluster } from './kube.js';
 
 /** The S3-compatible server of this test run (MinIO) and its bucket. */
 export interface TestS3 {
@@ -35,6 +36,8 @@ declare module 'vitest' {
     s3: TestS3;
     /** STRATA_PAYLOAD_KEYS of this run: every client, worker and spawned process encrypts payloads with them. */
     payloadKeys: string;
+    /** The run's Kubernetes cluster (kube-apiserver, controller-manager, kwok): an admin kubeconfig and its CA. */
+    kube: { server: string; kubeconfig: string; caFile: string; nodeName: string; startSeconds: number };
   }
 }
 
@@ -42,13 +45,14 @@ let server: DevServer | undefined;
 let dbs: TestDatabases | undefined;
 let scratch: string | undefined;
 let minio: S3Server | undefined;
+let kube: KubeCluster | undefined;
 
 export async function setup(project: TestProject) {
   // Tests run with payload encryption on, as production does; child processes inherit the keys.
   process.env.STRATA_PAYLOAD_KEYS ||= generatePayloadKeys('test1');
   project.provide('payloadKeys', process.env.STRATA_PAYLOAD_KEYS);
   scratch = await mkdtemp(path.join(os.tmpdir(), 'strata-test-'));
-  const [srv, bundle, databases, s3] = await Promise.all([
+  const [srv, bundle, databases, s3, cluster] = await Promise.all([
     startDevServer({ headless: true, log: (m) => console.error(m) }),
     bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger }),
     createDatabases(),
@@ -58,8 +62,12 @@ export async function setup(project: TestProject) {
       secretAccessKey: randomBytes(18).toString('hex'),
       log: (m) => console.error(m),
     }),
+    startKubeCluster({ dir: path.join(scratch, 'kube'), log: (m) => console.error(m) }),
   ]);
   minio = s3;
+  kube = cluster;
+  const { stop: _stop, ...kubeInfo } = cluster;
+  project.provide('kube', kubeInfo);
   await ensureBucket(s3, 'lake');
   project.provide('s3', {
     endpoint: s3.endpoint,
@@ -84,6 +92,7 @@ export async function setup(project: TestProject) {
 export async function teardown() {
   await server?.stop();
   await minio?.stop();
+  await kube?.stop();
   if (dbs) await dropDatabases(dbs);
   if (scratch) await rm(scratch, { recursive: true, force: true });
 }
