@@ -66,6 +66,7 @@ export async function setup(project: TestProject) {
   ]);
   minio = s3;
   kube = cluster;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- stop is left out of what tests get, never called
   const { stop: _stop, ...kubeInfo } = cluster;
   project.provide('kube', kubeInfo);
   await ensureBucket(s3, 'lake');

@@ -122,8 +122,8 @@ function run(name: string, exe: string, args: string[]): Running {
   const child = spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (b: Buffer) => (out = (out + b.toString()).slice(-8000));
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   return { name, child, out: () => out };
 }
 

@@ -238,7 +238,7 @@ describe('Spark on a real Kubernetes API server', () => {
     const m = buildSparkApplication({
       name: 'kube-adopt',
       namespace: NS_A,
-      task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py' } as never,
+      task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py' },
       run: runCtx('kube-adopt'),
       defaults: DEFAULT_SPARK,
     });
@@ -343,7 +343,7 @@ describe('Spark on a real Kubernetes API server', () => {
     const m = buildSparkApplication({
       name: 'kube-conflict',
       namespace: NS_A,
-      task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py' } as never,
+      task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py' },
       run: runCtx('kube-conflict'),
       defaults: DEFAULT_SPARK,
     });
@@ -378,7 +378,7 @@ describe('Spark on a real Kubernetes API server', () => {
     const m = buildSparkApplication({
       name: 'kube-gc',
       namespace: NS_A,
-      task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py', executor: { instances: 2 } } as never,
+      task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py', executor: { instances: 2 } },
       run: runCtx('kube-gc'),
       defaults: DEFAULT_SPARK,
     });
