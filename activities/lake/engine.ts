@@ -29,6 +29,9 @@ import {
   type Producer,
 } from '../../store/catalog.js';
 import { NonRetryableError } from '../core/task.js';
+import { commitVersionSnapshot, planSchema, SchemaMovedError, type IcebergWrite } from '../iceberg/writer.js';
+import { castList, fieldIdsClause } from '../iceberg/schema.js';
+import { fileStats } from '../iceberg/stats.js';
 import type { ObjectStore } from '../s3/client.js';
 import { quoteLiteral } from '../sql/duckdb.js';
 import { countFailing, describeCheck, ident, runCheck } from '../quality/checks.js';
@@ -191,6 +194,8 @@ export async function attachCheckRefs(
 export interface Written extends Omit<NewVersion, 'inputs'> {
   /** Where the task's time went (ms): the SELECT written as Parquet, and the checks. */
   timings: { write: number; checks: number };
+  /** The version as an Iceberg snapshot: schema with field ids, data files with statistics. */
+  iceberg: IcebergWrite;
 }
 
 /** Writes a version's files (not yet visible) and runs its checks. */
@@ -200,11 +205,26 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
   const body = w.select.trim().replace(/;\s*$/, '');
   const t0 = performance.now();
   // The newline ends a trailing line comment inside the tenant's SELECT.
+  const described = (await w.conn.runAndReadAll(`DESCRIBE SELECT * FROM (${body}\n)`)).getRowObjectsJson() as {
+    column_name: string;
+    column_type: string;
+  }[];
+  // The file is an Iceberg data file: the table's field ids, types Iceberg has (iceberg/schema.ts).
+  const plan = await planSchema(
+    deps.catalog.db,
+    w.producer.tenant,
+    w.id,
+    described.map((d) => ({ name: d.column_name, type: d.column_type })),
+  );
+  const cast = castList(plan.columns);
+  const select = cast.changed ? `SELECT ${cast.list} FROM (${body}\n)` : body;
+  const fieldIds = plan.schema.fields.length ? `, FIELD_IDS ${fieldIdsClause(plan.schema)}` : '';
   const copied = await w.conn.runAndReadAll(
-    `COPY (${body}\n) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd)`,
+    `COPY (${select}\n) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd${fieldIds})`,
   );
   const rowCount = Number(copied.getRows()[0]?.[0] ?? 0);
   const bytes = (await stat(local)).size;
+  const stats = await fileStats(w.conn, local, plan.schema);
   await w.conn.run(`CREATE OR REPLACE TEMP VIEW __out AS SELECT * FROM read_parquet(${quoteLiteral(local)})`);
   const desc = (await w.conn.runAndReadAll(`DESCRIBE SELECT * FROM __out`)).getRowObjectsJson() as {
     column_name: string;
@@ -230,6 +250,7 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
     checks,
     promote: checks.every((c) => c.passed || c.severity === 'warn'),
     timings: { write: Math.round(t1 - t0), checks: Math.round(t2 - t1) },
+    iceberg: { ...plan, files: [{ key, bytes, stats }] },
   };
 }
 
@@ -285,11 +306,35 @@ export async function commitVersions(
   watermark?: string,
 ): Promise<DatasetVersion[]> {
   for (const w of written) await deps.faults?.beforeCommit?.(w.id);
-  const versions = await deps.catalog.commit(
-    producer,
-    written.map(({ timings: _t, ...w }) => w),
-    watermark,
-  );
+  const store = deps.store;
+  const versions = await deps.catalog
+    .commit(
+      producer,
+      written.map(({ timings: _t, iceberg: _i, ...w }) => w),
+      watermark,
+      // The version's Iceberg snapshot moves in the same transaction as its catalog row.
+      (t, v, i) =>
+        commitVersionSnapshot(
+          t,
+          store,
+          producer.tenant,
+          written[i].id,
+          {
+            version: v.version,
+            promoted: v.status === 'committed',
+            runId: v.runId,
+            taskId: v.taskId,
+            rowCount: v.rowCount,
+            bytes: v.bytes,
+          },
+          written[i].iceberg,
+        ),
+    )
+    .catch((e) => {
+      // Another writer evolved the table's schema after this attempt wrote its files: write again.
+      if (e instanceof SchemaMovedError) throw new Error(e.message);
+      throw e;
+    });
   const blocked = versions.filter((v) => v.status === 'rejected');
   if (blocked.length) {
     const why = blocked.flatMap((v) =>
