@@ -4,6 +4,7 @@
  * compare-and-set on the metadata location it was read at; false means someone else
  * committed first.
  */
+import { parseJson, stringifyJson } from '../activities/iceberg/json.js';
 import type { Db } from './db.js';
 
 export const NS_SEP = '\u001f';
@@ -23,7 +24,8 @@ const toRow = (r: Row): IcebergTableRow => ({
   namespace: String(r.namespace).split(NS_SEP),
   name: String(r.name),
   metadataLocation: String(r.metadata_location),
-  metadata: (typeof r.metadata === 'string' ? JSON.parse(r.metadata) : r.metadata) as Record<string, unknown>,
+  // Read as text: snapshot ids are 64-bit (activities/iceberg/json.ts).
+  metadata: parseJson<Record<string, unknown>>(String(r.metadata)),
 });
 
 export class IcebergStore {
@@ -106,7 +108,7 @@ export class IcebergStore {
 
   async table(tenant: string, ns: string[], name: string, forUpdate = false): Promise<IcebergTableRow | undefined> {
     const r = await this.db.query(
-      `SELECT * FROM iceberg_tables WHERE tenant=$1 AND namespace=$2 AND name=$3${forUpdate ? ' FOR UPDATE' : ''}`,
+      `SELECT tenant, namespace, name, metadata_location, metadata::text AS metadata FROM iceberg_tables WHERE tenant=$1 AND namespace=$2 AND name=$3${forUpdate ? ' FOR UPDATE' : ''}`,
       [tenant, ns.join(NS_SEP), name],
     );
     return r.rows[0] ? toRow(r.rows[0]) : undefined;
@@ -116,7 +118,7 @@ export class IcebergStore {
   async createTable(tenant: string, ns: string[], name: string, location: string, metadata: object): Promise<boolean> {
     const r = await this.db.query(
       `INSERT INTO iceberg_tables (tenant, namespace, name, metadata_location, metadata) VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING`,
-      [tenant, ns.join(NS_SEP), name, location, JSON.stringify(metadata)],
+      [tenant, ns.join(NS_SEP), name, location, stringifyJson(metadata)],
     );
     return r.rowCount > 0;
   }
@@ -133,14 +135,14 @@ export class IcebergStore {
     const r = await this.db.query(
       `UPDATE iceberg_tables SET metadata_location=$5, metadata=$6, updated_at=now()
        WHERE tenant=$1 AND namespace=$2 AND name=$3 AND metadata_location=$4`,
-      [tenant, ns.join(NS_SEP), name, expected, location, JSON.stringify(metadata)],
+      [tenant, ns.join(NS_SEP), name, expected, location, stringifyJson(metadata)],
     );
     return r.rowCount > 0;
   }
 
   async dropTable(tenant: string, ns: string[], name: string): Promise<IcebergTableRow | undefined> {
     const r = await this.db.query(
-      `DELETE FROM iceberg_tables WHERE tenant=$1 AND namespace=$2 AND name=$3 RETURNING *`,
+      `DELETE FROM iceberg_tables WHERE tenant=$1 AND namespace=$2 AND name=$3 RETURNING tenant, namespace, name, metadata_location, metadata::text AS metadata`,
       [tenant, ns.join(NS_SEP), name],
     );
     return r.rows[0] ? toRow(r.rows[0]) : undefined;
@@ -171,12 +173,12 @@ export class IcebergStore {
     tenant: string,
     key: string,
   ): Promise<{ route: string; status: number; response: unknown } | undefined> {
-    const r = await this.db.query<{ route: string; status: number; response: unknown }>(
-      `SELECT route, status, response FROM iceberg_idempotency WHERE tenant=$1 AND key=$2`,
+    const r = await this.db.query<{ route: string; status: number; response: string | null }>(
+      `SELECT route, status, response::text AS response FROM iceberg_idempotency WHERE tenant=$1 AND key=$2`,
       [tenant, key],
     );
     const x = r.rows[0];
-    return x && { ...x, response: typeof x.response === 'string' ? JSON.parse(x.response) : x.response };
+    return x && { ...x, response: x.response === null ? undefined : parseJson(x.response) };
   }
 
   async rememberIdempotent(
@@ -188,7 +190,7 @@ export class IcebergStore {
   ): Promise<void> {
     await this.db.query(
       `INSERT INTO iceberg_idempotency (tenant, key, route, status, response) VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING`,
-      [tenant, key, route, status, response === undefined ? null : JSON.stringify(response)],
+      [tenant, key, route, status, response === undefined ? null : stringifyJson(response)],
     );
   }
 }

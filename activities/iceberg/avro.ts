@@ -9,6 +9,28 @@ import zlib from 'node:zlib';
 import type { IcebergType, StructType } from './schema.js';
 import type { PartitionSpec } from './metadata.js';
 
+/**
+ * Avro longs beyond 2^53 (iceberg-go's random snapshot ids) read as BigInt, the rest as
+ * numbers, the same rule as activities/iceberg/json.ts; both are written.
+ */
+const LONG = avro.types.LongType.__with({
+  fromBuffer: (b: Buffer) => {
+    const n = b.readBigInt64LE();
+    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+  },
+  toBuffer: (n: number | bigint) => {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64LE(BigInt(n));
+    return b;
+  },
+  fromJSON: (n: number | string) => (Number.isSafeInteger(Number(n)) ? Number(n) : BigInt(n)),
+  toJSON: (n: number | bigint) => Number(n),
+  isValid: (n: unknown) => typeof n === 'bigint' || Number.isInteger(n),
+  compare: (a: number | bigint, b: number | bigint) => (a === b ? 0 : a < b ? -1 : 1),
+});
+const typeOf = (schema: object) =>
+  avro.Type.forSchema(schema as avro.Schema, { registry: { long: LONG }, wrapUnions: false } as object);
+
 const opt = (type: unknown, name: string, id: number) => ({
   name,
   type: ['null', type],
@@ -222,7 +244,7 @@ const CODECS: Record<string, (buf: Buffer, cb: (e: Error | null, b?: Buffer) => 
 export async function decodeContainer<T>(buf: Buffer): Promise<{ records: T[]; meta: Record<string, string> }> {
   const dec = new avro.streams.BlockDecoder({
     codecs: CODECS,
-    parseHook: (s: unknown) => avro.Type.forSchema(s as avro.Schema, { wrapUnions: false }),
+    parseHook: (s: unknown) => typeOf(s as object),
   } as object);
   const records: T[] = [];
   let meta: Record<string, string> = {};

@@ -296,7 +296,7 @@ export function applyUpdates(
       case 'add-snapshot': {
         const t = need(u);
         const s = u.snapshot as Snapshot;
-        if (!s || typeof s['snapshot-id'] !== 'number' || typeof s['manifest-list'] !== 'string')
+        if (!s || !['number', 'bigint'].includes(typeof s['snapshot-id']) || typeof s['manifest-list'] !== 'string')
           bad('add-snapshot needs a snapshot with snapshot-id and manifest-list');
         if (snapshotById(t, s['snapshot-id'])) bad(`snapshot ${s['snapshot-id']} already exists`);
         if (s['sequence-number'] <= t['last-sequence-number'] && t.snapshots.length)
@@ -315,7 +315,7 @@ export function applyUpdates(
       case 'set-snapshot-ref': {
         const t = need(u);
         const name = String(u['ref-name']);
-        const id = Number(u['snapshot-id']);
+        const id = u['snapshot-id'] as number;
         if (!snapshotById(t, id)) bad(`set-snapshot-ref ${name}: no snapshot ${id}`);
         const ref: SnapshotRef = { 'snapshot-id': id, type: u.type === 'tag' ? 'tag' : 'branch' };
         for (const k of ['max-ref-age-ms', 'max-snapshot-age-ms', 'min-snapshots-to-keep'] as const)

@@ -11,6 +11,7 @@ import type { DatasetId } from '../../schemas/lake.js';
 import type { Db } from '../../store/db.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import type { ObjectStore } from '../s3/client.js';
+import { stringifyJson } from './json.js';
 import {
   decodeContainer,
   encodeContainer,
@@ -210,7 +211,7 @@ export async function commitVersionSnapshot(
 export async function writeMetadata(store: ObjectStore, prefix: string, meta: TableMetadata): Promise<string> {
   const n = String(meta['metadata-log'].length).padStart(5, '0');
   const key = `${prefix}/metadata/${n}-${randomUUID()}.metadata.json`;
-  await store.putBytes(key, JSON.stringify(meta));
+  await store.putBytes(key, stringifyJson(meta));
   return store.uri(key);
 }
 
