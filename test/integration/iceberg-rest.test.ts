@@ -9,6 +9,8 @@
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
@@ -22,11 +24,48 @@ import { createKey } from '../../store/keys.js';
 import { runIcebergReader } from '../harness/iceberg-reader.js';
 import { spec } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
+import { HAVE_SPECS, NEEDS_SPECS } from '../fakes/specs-dir.js';
+import { icebergSpecChecker } from '../fakes/iceberg-spec.js';
 
 let stack: TestStack;
 let app: FastifyInstance;
 let uri: string;
+let proxy: http.Server;
 const key: Record<string, string> = {};
+/** Every exchange iceberg-go had with the catalog (through a recording proxy), for the spec checks. */
+const exchanges: { method: string; path: string; status: number; request?: string; response: string }[] = [];
+
+/** Forwards to the API and records each request and answer. */
+function recordingProxy(target: string): Promise<string> {
+  proxy = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', async () => {
+      const body = Buffer.concat(chunks);
+      const headers = Object.fromEntries(
+        Object.entries(req.headers).filter(([k]) => !['host', 'content-length', 'connection'].includes(k)),
+      ) as Record<string, string>;
+      const r = await fetch(`${target}${req.url}`, {
+        method: req.method,
+        headers,
+        body: body.length ? body : undefined,
+      });
+      const text = await r.text();
+      exchanges.push({
+        method: req.method!,
+        path: req.url!.split('?')[0],
+        status: r.status,
+        request: body.length ? body.toString() : undefined,
+        response: text,
+      });
+      res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' });
+      res.end(text);
+    });
+  });
+  return new Promise((resolve) =>
+    proxy.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`)),
+  );
+}
 
 beforeAll(async () => {
   stack = await testStack('iceberg-rest', { lake: 's3' });
@@ -40,7 +79,7 @@ beforeAll(async () => {
     s3: stack.s3,
   }));
   const addr = await app.listen({ host: '127.0.0.1', port: 0 });
-  uri = `${addr}/iceberg`;
+  uri = `${await recordingProxy(addr)}/iceberg`;
   for (const [name, tenant, role] of [
     ['writer', stack.tenant, 'operator'],
     ['viewer', stack.tenant, 'viewer'],
@@ -49,6 +88,7 @@ beforeAll(async () => {
     key[name] = (await createKey(stack.db, tenant, role, name)).secret;
 }, 600_000);
 afterAll(async () => {
+  await new Promise((r) => (proxy ? proxy.close(r) : r(undefined)));
   await app?.close();
   await stack?.close();
 });
@@ -278,4 +318,65 @@ describe('the Iceberg REST catalog, through iceberg-go', () => {
     const listed = (await api('GET', `${mine}/silver/tables`, undefined, 'viewer')).json();
     expect(listed.identifiers).toEqual([{ namespace: ['silver'], name: 'orders' }]);
   });
+});
+
+describe('the catalog against the Iceberg REST OpenAPI document', () => {
+  it.runIf(HAVE_SPECS)(`every request iceberg-go sent and every answer fit the published spec${NEEDS_SPECS}`, () => {
+    const check = icebergSpecChecker();
+    expect(exchanges.length).toBeGreaterThan(10);
+    const problems = exchanges.flatMap((x) =>
+      check.problems(
+        x.method,
+        x.path.replace(/^\/iceberg/, ''),
+        x.status,
+        x.request ? JSON.parse(x.request) : undefined,
+        x.response ? JSON.parse(x.response) : undefined,
+      ),
+    );
+    expect(problems).toEqual([]);
+    // The conflict iceberg-go met was the spec's 409 body.
+    expect(
+      exchanges.some((x) => x.status === 409 && JSON.parse(x.response).error.type === 'CommitFailedException'),
+    ).toBe(true);
+  });
+
+  it.runIf(HAVE_SPECS)(
+    `every route the catalog serves and advertises is in the spec with its method${NEEDS_SPECS}`,
+    async () => {
+      const check = icebergSpecChecker();
+      const { ENDPOINTS } = await import('../../api/iceberg-service.js');
+      for (const e of ENDPOINTS) {
+        const [method, path] = e.split(' ');
+        expect(check.spec.paths[path]?.[method.toLowerCase()], e).toBeDefined();
+      }
+      const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json();
+      const served = Object.entries(doc.paths as Record<string, object>)
+        .filter(([p]) => p.startsWith('/iceberg/'))
+        .flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p.replace(/^\/iceberg/, '')}`));
+      expect(served.length).toBeGreaterThan(10);
+      for (const r of served) {
+        const [method, path] = r.split(' ');
+        expect(check.spec.paths[path]?.[method.toLowerCase()], r).toBeDefined();
+      }
+      // Answers Strata made in these tests (not only iceberg-go's) fit too.
+      const mine = await app.inject({
+        method: 'GET',
+        url: `/iceberg/v1/${stack.tenant}/namespaces/silver/tables/orders`,
+        headers: { authorization: `Bearer ${key.viewer}` },
+      });
+      const load = `/v1/${stack.tenant}/namespaces/silver/tables/orders`;
+      expect(check.problems('GET', load, 200, undefined, mine.json())).toEqual([]);
+      // The checker has teeth: a load answer without metadata, an undocumented route, a bad commit body.
+      expect(check.problems('GET', load, 200, undefined, { config: {} })).not.toEqual([]);
+      expect(check.problems('GET', `/v1/${stack.tenant}/nowhere`, 200, undefined, {})).not.toEqual([]);
+      expect(check.problems('POST', load, 200, { updates: 'x' }, mine.json())).not.toEqual([]);
+    },
+  );
+
+  it.runIf(!HAVE_SPECS)(
+    '[specs] the Iceberg REST OpenAPI document is not in this checkout: the spec checks are skipped',
+    () => {
+      expect(HAVE_SPECS).toBe(false);
+    },
+  );
 });
