@@ -29,7 +29,17 @@ import {
   type Producer,
 } from '../../store/catalog.js';
 import { NonRetryableError } from '../core/task.js';
-import { commitVersionSnapshot, planSchema, SchemaMovedError, type IcebergWrite } from '../iceberg/writer.js';
+import {
+  commitVersionSnapshot,
+  icebergIdent,
+  keyOf,
+  planSchema,
+  SchemaMovedError,
+  snapshotFiles,
+  type IcebergWrite,
+} from '../iceberg/writer.js';
+import type { TableMetadata } from '../iceberg/metadata.js';
+import { IcebergStore } from '../../store/iceberg.js';
 import { castList, fieldIdsClause } from '../iceberg/schema.js';
 import { fileStats } from '../iceberg/stats.js';
 import type { ObjectStore } from '../s3/client.js';
@@ -120,7 +130,20 @@ export async function attachInputs(
   for (const r of refs) {
     if (viewOf.has(r.text)) continue;
     const id: DatasetId = { layer: r.layer, namespace, name: r.name };
-    const v = await deps.catalog.resolve(tenant, id, r.at?.replace(/^'|'$/g, '')).catch(catalogErr);
+    const at = r.at?.replace(/^'|'$/g, '');
+    const v = await deps.catalog.resolve(tenant, id, at).catch(async (e) => {
+      // A table another engine made through the Iceberg catalog (no Strata versions): its current snapshot.
+      if (e instanceof CatalogError && e.code === 'not_found' && at === undefined) {
+        const t = await catalogOnlyTable(conn, deps, tenant, id);
+        if (t) return t;
+      }
+      return catalogErr(e);
+    });
+    if ('view' in v) {
+      files.push(...v.files);
+      viewOf.set(r.text, v.view);
+      continue;
+    }
     const view = r.at ? `${r.layer}.${ident(`${r.name}@${v.version}`)}` : `${r.layer}.${r.name}`;
     files.push(...(await registerView(conn, deps, v, view)));
     viewOf.set(r.text, view);
@@ -135,6 +158,39 @@ export async function attachInputs(
     last = m.index! + m[0].length;
   }
   return { sql: out + sql.slice(last), inputs: [...inputs.values()], files };
+}
+
+/**
+ * A view over the current snapshot of an Iceberg table that exists only in the catalog
+ * (created and written by another engine), read through its manifests. Its files must be
+ * inside the tenant's lake. Undefined when there is no such table.
+ */
+async function catalogOnlyTable(
+  conn: DuckDBConnection,
+  deps: LakeDeps,
+  tenant: string,
+  id: DatasetId,
+): Promise<{ view: string; files: string[] } | undefined> {
+  const ident = icebergIdent(id);
+  const row = await new IcebergStore(deps.catalog.db).table(tenant, ident.namespace, ident.name);
+  if (!row) return undefined;
+  const meta = row.metadata as unknown as TableMetadata;
+  if (meta.properties?.['strata.dataset']) return undefined;
+  let uris: string[];
+  try {
+    uris = await snapshotFiles(deps.store, meta);
+  } catch (e) {
+    throw new NonRetryableError(`table ${datasetKey(id)} cannot be read: ${(e as Error).message}`, 'DatasetError');
+  }
+  if (!uris.length)
+    throw new NonRetryableError(`table ${datasetKey(id)} has no snapshot yet: append to it first`, 'DatasetError');
+  const files = await Promise.all(uris.map((u) => localFile(deps, keyOf(deps.store, u))));
+  const view = `${id.layer}.${id.name}`;
+  await conn.run(`CREATE SCHEMA IF NOT EXISTS ${id.layer}`);
+  await conn.run(
+    `CREATE OR REPLACE VIEW ${view} AS SELECT * FROM read_parquet([${files.map(quoteLiteral).join(', ')}])`,
+  );
+  return { view, files };
 }
 
 export interface WriteRequest {

@@ -229,6 +229,26 @@ describe('the Iceberg REST catalog, through iceberg-go', () => {
     const back = await duck(await Promise.all(files.map((f) => localFile(lake, keyOf(store, f)))));
     expect(canon(back)).toEqual(canon(rows));
 
+    // And Strata's SQL reads it by name, as any dataset.
+    const copy = await run(
+      spec(`
+id: read_events
+tasks:
+  - id: copy
+    kind: sql
+    layer: silver
+    sql: SELECT id, name FROM bronze.events
+    output: silver.events_copy
+`),
+    );
+    expect(copy.status, JSON.stringify(copy.tasks.copy)).toBe('success');
+    const cv = await stack.lake!.catalog.current(stack.tenant, {
+      layer: 'silver',
+      namespace: 'default',
+      name: 'events_copy',
+    });
+    expect(canon(await duck(await Promise.all(cv!.files.map((f) => localFile(lake, f)))))).toEqual(canon(rows));
+
     const b = await reader(['scan', '-table', 'bronze.events', '-filter', 'name=b']);
     expect(canon(jsonLines(b.stdout))).toEqual(canon(rows.filter((r) => r.name === 'b')));
     expect(b.stderr).toContain('files scanned: 1');
@@ -316,7 +336,10 @@ describe('the Iceberg REST catalog, through iceberg-go', () => {
     expect(drop.statusCode).toBe(403);
     expect(drop.json().error.message).toContain('through Strata');
     const listed = (await api('GET', `${mine}/silver/tables`, undefined, 'viewer')).json();
-    expect(listed.identifiers).toEqual([{ namespace: ['silver'], name: 'orders' }]);
+    expect(listed.identifiers).toEqual([
+      { namespace: ['silver'], name: 'events_copy' },
+      { namespace: ['silver'], name: 'orders' },
+    ]);
   });
 });
 
