@@ -69,6 +69,10 @@ export interface IcebergServiceOptions {
   lake: LakeDeps;
   /** The lake's S3 settings, told to clients as catalog defaults (endpoint, path style, region). */
   s3?: S3Config;
+  /** Credential vending per warehouse (`*` for the rest): STS AssumeRole scoped to the table, or none. */
+  vending?: Record<string, 'sts' | 'none'>;
+  /** How long vended credentials live (seconds, 900–43200). */
+  vendingSeconds?: number;
 }
 
 export class IcebergService {
@@ -162,10 +166,75 @@ export class IcebergService {
     return { identifiers: (await this.cat().listTables(tenant, ns)).map((name) => ({ namespace: ns, name })) };
   }
 
-  async loadTable(tenant: string, ns: string[], name: string) {
+  async loadTable(tenant: string, ns: string[], name: string, delegation?: string) {
     const row = await this.cat().table(tenant, ns, name);
     if (!row) throw noTable(ns, name);
-    return loadResult(row);
+    const vended = await this.vend(tenant, (row.metadata as unknown as TableMetadata).location, delegation);
+    return { ...loadResult(row), ...vended };
+  }
+
+  /**
+   * Short-lived storage credentials for one table (X-Iceberg-Access-Delegation:
+   * vended-credentials): STS AssumeRole with an inline session policy that allows only
+   * the table's prefix. Remote signing is never offered. Warehouses set to `none` get none.
+   */
+  async vend(tenant: string, location: string, delegation?: string) {
+    if (!delegation?.split(',').some((d) => d.trim() === 'vended-credentials')) return {};
+    const v = this.o.vending ?? {};
+    const mode = Object.hasOwn(v, tenant) ? v[tenant] : (v['*'] ?? 'none');
+    if (mode !== 'sts' || !this.o.s3) return {};
+    const m = /^s3a?:\/\/([^/]+)\/(.+?)\/*$/.exec(location);
+    // A location that is not a plain bucket/prefix, or holds IAM wildcards, could widen the policy.
+    if (!m || /[*?$\\"]/.test(m[2]) || /[*?$\\"]/.test(m[1]))
+      throw new IcebergError(403, 'ForbiddenException', `no credentials can be scoped to ${location}`);
+    const [, bucket, prefix] = m;
+    inWarehouse(this.store(tenant), location, 'the table location');
+    const policy = {
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Effect: 'Allow',
+          Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+          Resource: [`arn:aws:s3:::${bucket}/${prefix}/*`],
+        },
+        {
+          Effect: 'Allow',
+          Action: ['s3:ListBucket'],
+          Resource: [`arn:aws:s3:::${bucket}`],
+          Condition: { StringLike: { 's3:prefix': [`${prefix}/*`] } },
+        },
+      ],
+    };
+    const { STSClient, AssumeRoleCommand } = await import('@aws-sdk/client-sts');
+    const s3 = this.o.s3;
+    const sts = new STSClient({
+      region: s3.region,
+      ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
+      ...(s3.accessKeyId && s3.secretAccessKey
+        ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } }
+        : {}),
+    });
+    const r = await sts
+      .send(
+        new AssumeRoleCommand({
+          RoleArn: process.env.STRATA_ICEBERG_ROLE_ARN ?? 'arn:aws:iam::000000000000:role/strata-iceberg',
+          RoleSessionName: `strata-${tenant}`.replace(/[^\w+=,.@-]/g, '-').slice(0, 64),
+          Policy: JSON.stringify(policy),
+          DurationSeconds: this.o.vendingSeconds ?? 900,
+        }),
+      )
+      .catch((e: Error) => {
+        throw new IcebergError(503, 'ServiceUnavailableException', `the storage's STS refused credentials: ${e.name}`);
+      });
+    const c = r.Credentials!;
+    const config: Record<string, string> = {
+      's3.access-key-id': c.AccessKeyId!,
+      's3.secret-access-key': c.SecretAccessKey!,
+      's3.session-token': c.SessionToken!,
+      's3.session-token-expires-at-ms': String(c.Expiration?.getTime() ?? Date.now() + 900_000),
+      's3.remote-signing-enabled': 'false',
+    };
+    return { config, 'storage-credentials': [{ prefix: location, config }] };
   }
 
   async createTable(tenant: string, ns: string[], body: Record<string, unknown>) {

@@ -14,6 +14,7 @@ import { checkName, IcebergError, IcebergService } from './iceberg-service.js';
 import { RequestError } from './runs-service.js';
 import { parseJson, stringifyJson } from '../activities/iceberg/json.js';
 import { valueProblem } from './limits.js';
+import { parseIcebergVending } from '../schemas/config.js';
 
 type Params = { prefix: string; namespace: string; table: string };
 type Req = FastifyRequest<{
@@ -25,6 +26,7 @@ type Req = FastifyRequest<{
 const UUIDISH = /^[0-9A-Fa-f-]{36}$/;
 
 export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Config) {
+  const vending = parseIcebergVending(ctx.config.STRATA_ICEBERG_VENDING);
   const tags = ['iceberg'];
   const svc = () => {
     if (!ctx.lake)
@@ -33,7 +35,7 @@ export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Conf
         'ServiceUnavailableException',
         'this API has no lake configured: start it with a metastore and STRATA_LAKE_ROOT',
       );
-    return new IcebergService({ lake: ctx.lake, s3 });
+    return new IcebergService({ lake: ctx.lake, s3, vending });
   };
   const tenantOf = (req: Req, role: 'viewer' | 'operator') => {
     const p = need(req, role);
@@ -194,7 +196,13 @@ export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Conf
     sub.get(
       `${base}/:namespace/tables/:table`,
       { exposeHeadRoute: false, schema: { tags, summary: 'Load a table' } },
-      async (req: Req) => svc().loadTable(tenantOf(req, 'viewer'), ns(req), table(req)),
+      async (req: Req) =>
+        svc().loadTable(
+          tenantOf(req, 'viewer'),
+          ns(req),
+          table(req),
+          req.headers['x-iceberg-access-delegation'] as string | undefined,
+        ),
     );
     sub.head(
       `${base}/:namespace/tables/:table`,

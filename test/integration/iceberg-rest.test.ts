@@ -69,7 +69,11 @@ function recordingProxy(target: string): Promise<string> {
 
 beforeAll(async () => {
   stack = await testStack('iceberg-rest', { lake: 's3' });
-  const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, TEMPORAL_ADDRESS: inject('temporalAddress') });
+  const config = loadConfig({
+    STRATA_TASK_QUEUE: stack.taskQueue,
+    TEMPORAL_ADDRESS: inject('temporalAddress'),
+    STRATA_ICEBERG_VENDING: '*=sts,nosts=none',
+  });
   ({ app } = await buildApi({
     db: stack.db,
     client: stack.client,
@@ -252,6 +256,51 @@ tasks:
     const b = await reader(['scan', '-table', 'bronze.events', '-filter', 'name=b']);
     expect(canon(jsonLines(b.stdout))).toEqual(canon(rows.filter((r) => r.name === 'b')));
     expect(b.stderr).toContain('files scanned: 1');
+  });
+
+  it('vended credentials: iceberg-go reads with only what the catalog vends, scoped to the one table', async () => {
+    const s3 = stack.s3!;
+    // No storage keys of its own: only the catalog's X-Iceberg-Access-Delegation answer.
+    const out = await runIcebergReader(['scan', '-table', 'silver.orders', '-uri', uri, '-warehouse', stack.tenant], {
+      STRATA_KEY: key.viewer,
+      S3_REGION: s3.region,
+    });
+    expect(jsonLines(out.stdout)).toHaveLength(30);
+
+    const t = `/${stack.tenant}/namespaces/silver/tables/orders`;
+    const loaded = (
+      await api('GET', t, undefined, 'viewer', { 'x-iceberg-access-delegation': 'vended-credentials' })
+    ).json();
+    const [cred] = loaded['storage-credentials'];
+    expect(cred.prefix).toBe(loaded.metadata.location);
+    expect(cred.config['s3.session-token']).toBeTruthy();
+    expect(cred.config['s3.access-key-id']).not.toBe(s3.accessKeyId);
+    expect(cred.config['s3.remote-signing-enabled']).toBe('false');
+    expect((await api('GET', t, undefined, 'viewer')).json()['storage-credentials']).toBeUndefined();
+
+    const { S3Client, GetObjectCommand, PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const client = new S3Client({
+      endpoint: s3.endpoint,
+      region: s3.region,
+      forcePathStyle: true,
+      credentials: {
+        accessKeyId: cred.config['s3.access-key-id'],
+        secretAccessKey: cred.config['s3.secret-access-key'],
+        sessionToken: cred.config['s3.session-token'],
+      },
+    });
+    const [, bucket, key0] = /^s3:\/\/([^/]+)\/(.+)$/.exec(loaded['metadata-location'])!;
+    const own = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key0 }));
+    expect(JSON.parse(await own.Body!.transformToString())['table-uuid']).toBe(loaded.metadata['table-uuid']);
+    const tableKey = /^s3:\/\/[^/]+\/(.+)$/.exec(loaded.metadata.location)![1];
+    const sibling = tableKey.replace(/silver\/default\/orders$/, 'bronze/default/events/metadata/x');
+    await expect(client.send(new PutObjectCommand({ Bucket: bucket, Key: sibling, Body: 'x' }))).rejects.toMatchObject({
+      name: 'AccessDenied',
+    });
+    // A name that is a prefix of another's (orders → orders_2) is not reached either.
+    await expect(
+      client.send(new PutObjectCommand({ Bucket: bucket, Key: `${tableKey}_2/x`, Body: 'x' })),
+    ).rejects.toMatchObject({ name: 'AccessDenied' });
   });
 
   it('two writers commit at once: one wins, the other gets the 409 and retries on the new metadata; both appends are there', async () => {
