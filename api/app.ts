@@ -44,6 +44,8 @@ import { checkRequestValues, installBodyParsers, installErrorHandler, stderrLog,
 import { BODY_LIMITS, LIMITS } from '../schemas/limits.js';
 import { keyRoutes } from './keys.js';
 import { libraryRoutes } from './libraries.js';
+import { icebergRoutes } from './iceberg.js';
+import type { S3Config } from '../activities/s3/client.js';
 import { docBodySchema, withErrorResponses } from './openapi.js';
 import { datasetRoutes } from './datasets.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
@@ -114,6 +116,8 @@ export interface ApiDeps {
   config: Config;
   uiUrl?: string;
   lake?: LakeDeps;
+  /** The lake's S3 settings (endpoint, region), told to Iceberg clients by /iceberg/v1/config. */
+  s3?: S3Config;
   /** Kubernetes access for live Spark driver logs (GET …/tasks/{task}/logs). */
   spark?: SparkK8sClient;
   /** Trigger dispatcher settings; `false` leaves accepted triggers queued (tests of the outbox). */
@@ -271,6 +275,7 @@ export async function buildApi(deps: ApiDeps): Promise<{ app: FastifyInstance; c
   ingestionRoutes(app, ctx);
   queryRoutes(app, ctx);
   libraryRoutes(app, ctx);
+  icebergRoutes(app, ctx, deps.s3);
   codecRoutes(app, ctx, auth, deps.uiUrl ?? config.TEMPORAL_UI_URL);
   sessionRoutes(app, deps.db, auth);
   if (dispatcher) {

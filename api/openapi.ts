@@ -29,6 +29,23 @@ export const ERROR_SCHEMA = {
   },
 } as const;
 
+/** The Iceberg REST catalog's error body (its spec's IcebergErrorResponse), answered under /iceberg/. */
+export const ICEBERG_ERROR_SCHEMA = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['message', 'type', 'code'],
+      properties: {
+        message: { type: 'string', description: 'What went wrong and what to change' },
+        type: { type: 'string', description: 'The error type, e.g. CommitFailedException, NoSuchTableException' },
+        code: { type: 'integer', minimum: 400, maximum: 600 },
+      },
+    },
+  },
+} as const;
+
 const WHY: Record<number, string> = {
   400: 'Bad input: a field, parameter or body is invalid (`error` says what to change, `problems` lists each field)',
   401: 'No API key, or an unknown or revoked one',
@@ -37,6 +54,7 @@ const WHY: Record<number, string> = {
   409: 'Conflicts with the current state (already exists, already ended, still running, not configured for the tenant)',
   410: 'That version of the dataset was vacuumed',
   413: "The body is over the route's limit",
+  422: 'The request contradicts itself (a property both set and removed)',
   415: 'The content-type is not accepted (send application/json, or a YAML spec as application/yaml)',
   429: "Too many of the tenant's statements are running at once: wait for one to end, or cancel one",
   500: 'Internal error, logged under the request id',
@@ -68,6 +86,16 @@ export const SPECIFIC: Readonly<Record<string, number[]>> = {
   'GET /api/v1/datasets*': [503],
   // Airbyte: not configured or no workspace for the tenant, its refusals, its failures.
   '* /api/v1/ingestion/*': [404, 409, 502, 503],
+  // The Iceberg REST catalog: a warehouse that is not the caller's; no lake; names taken, commits that lost a race.
+  'GET /iceberg/v1/config': [404],
+  '* /iceberg/v1/*': [503],
+  'POST /iceberg/v1/{prefix}/namespaces': [409],
+  'DELETE /iceberg/v1/{prefix}/namespaces/{namespace}': [409],
+  'POST /iceberg/v1/{prefix}/namespaces/{namespace}/properties': [422],
+  'POST /iceberg/v1/{prefix}/namespaces/{namespace}/tables': [409],
+  'POST /iceberg/v1/{prefix}/namespaces/{namespace}/register': [409],
+  'POST /iceberg/v1/{prefix}/namespaces/{namespace}/tables/{table}': [409],
+  'POST /iceberg/v1/{prefix}/tables/rename': [409],
 };
 
 /** Operations that take no key although their path is not public: the codec's CORS preflight, the sign-in forms. */
@@ -122,7 +150,10 @@ type Doc = {
 /** Adds the error schema and each operation's error responses to the generated document (documentation only). */
 export function withErrorResponses<D extends object>(given: D, publicPaths: ReadonlySet<string>): D {
   const doc = given as Doc;
-  const components = { ...doc.components, schemas: { ...doc.components?.schemas, Error: ERROR_SCHEMA } };
+  const components = {
+    ...doc.components,
+    schemas: { ...doc.components?.schemas, Error: ERROR_SCHEMA, IcebergError: ICEBERG_ERROR_SCHEMA },
+  };
   const paths: Record<string, Record<string, Operation | undefined>> = {};
   for (const [path, item] of Object.entries(doc.paths ?? {})) {
     paths[path] = { ...item };
@@ -132,7 +163,11 @@ export function withErrorResponses<D extends object>(given: D, publicPaths: Read
       for (const code of errorStatuses(method as Op, path, publicPaths.has(path))) {
         responses[String(code)] ??= {
           description: WHY[code],
-          content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+          content: {
+            'application/json': {
+              schema: { $ref: `#/components/schemas/${path.startsWith('/iceberg/') ? 'IcebergError' : 'Error'}` },
+            },
+          },
         };
       }
       if (path === '/ready')

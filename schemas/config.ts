@@ -72,6 +72,8 @@ export const ConfigSchema = z.object({
     .string()
     .regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'write a size like 4GB')
     .optional(),
+  /** Iceberg catalog credential vending per warehouse (`*=sts,legacy=none`): `sts` (AssumeRole, a policy scoped to the table) or `none`. */
+  STRATA_ICEBERG_VENDING: parsedBy('STRATA_ICEBERG_VENDING', parseIcebergVending),
   /** Tenants whose lake is a root of its own (`acme=s3://acme-lake/prod`); others live under `{lake}/{tenant}/`. */
   STRATA_TENANT_LAKES: parsedBy('STRATA_TENANT_LAKES', (v) => parseTenantLakes(v)),
   /** Locations outside the lake a tenant's tasks may read and write (`acme=s3://partner/acme/|file:///srv/acme/`). */
@@ -101,4 +103,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`invalid configuration:\n${lines.join('\n')}`);
   }
   return { ...r.data, lakeRoot: r.data.STRATA_LAKE_ROOT ?? `${r.data.STRATA_DATA_DIR}/lake` };
+}
+
+/** `*=sts,legacy=none` (or just `sts`): how each warehouse's loads get storage credentials. Default none. */
+export function parseIcebergVending(v: string | undefined): Record<string, 'sts' | 'none'> {
+  const out: Record<string, 'sts' | 'none'> = Object.create(null);
+  for (const part of (v ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    const [k, m] = part.includes('=') ? part.split('=', 2).map((x) => x.trim()) : ['*', part];
+    if (m !== 'sts' && m !== 'none')
+      throw new Error(`STRATA_ICEBERG_VENDING: "${part}": write tenant=sts or tenant=none (or * for every warehouse)`);
+    out[k] = m;
+  }
+  return out;
 }

@@ -196,10 +196,16 @@ export class Catalog {
   }
 
   /** Commits versions of one task's outputs together, with an optional high-water mark. */
-  async commit(p: Producer, versions: NewVersion[], watermark?: string): Promise<DatasetVersion[]> {
+  async commit(
+    p: Producer,
+    versions: NewVersion[],
+    watermark?: string,
+    /** Runs inside the transaction for each newly inserted version (the Iceberg snapshot of it). */
+    onInserted?: (t: Db, v: DatasetVersion, index: number) => Promise<unknown>,
+  ): Promise<DatasetVersion[]> {
     return this.db.tx(async (t) => {
       const out: DatasetVersion[] = [];
-      for (const nv of versions) {
+      for (const [index, nv] of versions.entries()) {
         const { layer, namespace, name } = nv.id;
         const key = [p.tenant, layer, namespace, name];
         await t.query(
@@ -262,7 +268,9 @@ export class Catalog {
             name,
             version,
           ]);
-        out.push((await cat.version(p.tenant, nv.id, version))!);
+        const inserted = (await cat.version(p.tenant, nv.id, version))!;
+        await onInserted?.(t, inserted, index);
+        out.push(inserted);
       }
       if (watermark !== undefined)
         await t.query(

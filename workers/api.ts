@@ -36,6 +36,7 @@ async function main() {
   const { app } = await buildApi({
     db,
     lake: lake.lake,
+    s3: lake.s3,
     connections: connectionsFromEnv(),
     spark: sparkClientFromEnv(),
     client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }),

@@ -118,3 +118,40 @@ export function runWithProgress(
     });
   });
 }
+
+/**
+ * Builds a Go program kept as source in the repository (its folder holds go.mod and go.sum)
+ * into the same cache as the tools above, named by a hash of its sources, so a change to
+ * them builds again and an unchanged program is built once per machine.
+ */
+export async function findOrBuildGoProgram(
+  p: { name: string; label: string; dir: string; buildTime: string },
+  log: (msg: string) => void = (m) => console.error(m),
+): Promise<string> {
+  const { createHash } = await import('node:crypto');
+  const { readdirSync, readFileSync, renameSync } = await import('node:fs');
+  const h = createHash('sha256');
+  for (const f of readdirSync(p.dir).sort())
+    if (/\.(go|mod|sum)$/.test(f))
+      h.update(f)
+        .update('\0')
+        .update(readFileSync(path.join(p.dir, f)));
+  const bin = cacheDir();
+  const out = path.join(bin, `${p.name}-${h.digest('hex').slice(0, 12)}`);
+  if (existsSync(out)) return out;
+  if (!onPath('go'))
+    throw new Error(`no ${p.label} built yet and no Go toolchain to build it: install Go (it builds ${p.dir} once)`);
+  mkdirSync(bin, { recursive: true });
+  log(`Building ${p.label} from ${p.dir} into ${bin} (first time only; takes ${p.buildTime})…`);
+  const started = Date.now();
+  const tmp = `${out}.${process.pid}.tmp`;
+  await runWithProgress('go', ['build', '-o', tmp, '.'], {
+    env: { ...process.env, GOFLAGS: '-mod=mod' },
+    doing: `building ${p.label}`,
+    log,
+    cwd: p.dir,
+  });
+  renameSync(tmp, out);
+  log(`${p.label} built in ${Math.round((Date.now() - started) / 1000)} s.`);
+  return out;
+}

@@ -287,6 +287,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
             ? {
                 ...w,
                 files: [...prev.files, ...w.files],
+                iceberg: { ...w.iceberg, append: true },
                 rowCount: prev.rowCount + w.rowCount,
                 bytes: prev.bytes + w.bytes,
               }

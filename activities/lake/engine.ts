@@ -28,6 +28,19 @@ import {
   type Producer,
 } from '../../store/catalog.js';
 import { NonRetryableError } from '../../schemas/errors.js';
+import {
+  commitVersionSnapshot,
+  icebergIdent,
+  keyOf,
+  planSchema,
+  SchemaMovedError,
+  snapshotFiles,
+  type IcebergWrite,
+} from '../iceberg/writer.js';
+import type { TableMetadata } from '../iceberg/metadata.js';
+import { IcebergStore } from '../../store/iceberg.js';
+import { castList, fieldIdsClause } from '../iceberg/schema.js';
+import { fileStats } from '../iceberg/stats.js';
 import type { ObjectStore } from '../s3/client.js';
 import { quoteLiteral } from '../sql/duckdb.js';
 import { countFailing, describeCheck, ident, runCheck } from '../quality/checks.js';
@@ -116,7 +129,20 @@ export async function attachInputs(
   for (const r of refs) {
     if (viewOf.has(r.text)) continue;
     const id: DatasetId = { layer: r.layer, namespace, name: r.name };
-    const v = await deps.catalog.resolve(tenant, id, r.at?.replace(/^'|'$/g, '')).catch(catalogErr);
+    const at = r.at?.replace(/^'|'$/g, '');
+    const v = await deps.catalog.resolve(tenant, id, at).catch(async (e) => {
+      // A table another engine made through the Iceberg catalog (no Strata versions): its current snapshot.
+      if (e instanceof CatalogError && e.code === 'not_found' && at === undefined) {
+        const t = await catalogOnlyTable(conn, deps, tenant, id);
+        if (t) return t;
+      }
+      return catalogErr(e);
+    });
+    if ('view' in v) {
+      files.push(...v.files);
+      viewOf.set(r.text, v.view);
+      continue;
+    }
     const view = r.at ? `${r.layer}.${ident(`${r.name}@${v.version}`)}` : `${r.layer}.${r.name}`;
     files.push(...(await registerView(conn, deps, v, view)));
     viewOf.set(r.text, view);
@@ -131,6 +157,39 @@ export async function attachInputs(
     last = m.index + m[0].length;
   }
   return { sql: out + sql.slice(last), inputs: [...inputs.values()], files };
+}
+
+/**
+ * A view over the current snapshot of an Iceberg table that exists only in the catalog
+ * (created and written by another engine), read through its manifests. Its files must be
+ * inside the tenant's lake. Undefined when there is no such table.
+ */
+async function catalogOnlyTable(
+  conn: DuckDBConnection,
+  deps: LakeDeps,
+  tenant: string,
+  id: DatasetId,
+): Promise<{ view: string; files: string[] } | undefined> {
+  const ident = icebergIdent(id);
+  const row = await new IcebergStore(deps.catalog.db).table(tenant, ident.namespace, ident.name);
+  if (!row) return undefined;
+  const meta = row.metadata as unknown as TableMetadata;
+  if (meta.properties?.['strata.dataset']) return undefined;
+  let uris: string[];
+  try {
+    uris = await snapshotFiles(deps.store, meta);
+  } catch (e) {
+    throw new NonRetryableError(`table ${datasetKey(id)} cannot be read: ${(e as Error).message}`, 'DatasetError');
+  }
+  if (!uris.length)
+    throw new NonRetryableError(`table ${datasetKey(id)} has no snapshot yet: append to it first`, 'DatasetError');
+  const files = await Promise.all(uris.map((u) => localFile(deps, keyOf(deps.store, u))));
+  const view = `${id.layer}.${id.name}`;
+  await conn.run(`CREATE SCHEMA IF NOT EXISTS ${id.layer}`);
+  await conn.run(
+    `CREATE OR REPLACE VIEW ${view} AS SELECT * FROM read_parquet([${files.map(quoteLiteral).join(', ')}])`,
+  );
+  return { view, files };
 }
 
 export interface WriteRequest {
@@ -190,6 +249,8 @@ export async function attachCheckRefs(
 export interface Written extends Omit<NewVersion, 'inputs'> {
   /** Where the task's time went (ms): the SELECT written as Parquet, and the checks. */
   timings: { write: number; checks: number };
+  /** The version as an Iceberg snapshot: schema with field ids, data files with statistics. */
+  iceberg: IcebergWrite;
 }
 
 /** Writes a version's files (not yet visible) and runs its checks. */
@@ -199,11 +260,26 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
   const body = w.select.trim().replace(/;\s*$/, '');
   const t0 = performance.now();
   // The newline ends a trailing line comment inside the tenant's SELECT.
+  const described = (await w.conn.runAndReadAll(`DESCRIBE SELECT * FROM (${body}\n)`)).getRowObjectsJson() as {
+    column_name: string;
+    column_type: string;
+  }[];
+  // The file is an Iceberg data file: the table's field ids, types Iceberg has (iceberg/schema.ts).
+  const plan = await planSchema(
+    deps.catalog.db,
+    w.producer.tenant,
+    w.id,
+    described.map((d) => ({ name: d.column_name, type: d.column_type })),
+  );
+  const cast = castList(plan.columns);
+  const select = cast.changed ? `SELECT ${cast.list} FROM (${body}\n)` : body;
+  const fieldIds = plan.schema.fields.length ? `, FIELD_IDS ${fieldIdsClause(plan.schema)}` : '';
   const copied = await w.conn.runAndReadAll(
-    `COPY (${body}\n) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd)`,
+    `COPY (${select}\n) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd${fieldIds})`,
   );
   const rowCount = Number(copied.getRows()[0]?.[0] ?? 0);
   const bytes = (await stat(local)).size;
+  const stats = await fileStats(w.conn, local, plan.schema);
   await w.conn.run(`CREATE OR REPLACE TEMP VIEW __out AS SELECT * FROM read_parquet(${quoteLiteral(local)})`);
   const desc = (await w.conn.runAndReadAll(`DESCRIBE SELECT * FROM __out`)).getRowObjectsJson() as {
     column_name: string;
@@ -229,6 +305,7 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
     checks,
     promote: checks.every((c) => c.passed || c.severity === 'warn'),
     timings: { write: Math.round(t1 - t0), checks: Math.round(t2 - t1) },
+    iceberg: { ...plan, files: [{ key, bytes, stats }] },
   };
 }
 
@@ -284,11 +361,35 @@ export async function commitVersions(
   watermark?: string,
 ): Promise<DatasetVersion[]> {
   for (const w of written) await deps.faults?.beforeCommit?.(w.id);
-  const versions = await deps.catalog.commit(
-    producer,
-    written.map(({ timings: _t, ...w }) => w),
-    watermark,
-  );
+  const store = deps.store;
+  const versions = await deps.catalog
+    .commit(
+      producer,
+      written.map(({ timings: _t, iceberg: _i, ...w }) => w),
+      watermark,
+      // The version's Iceberg snapshot moves in the same transaction as its catalog row.
+      (t, v, i) =>
+        commitVersionSnapshot(
+          t,
+          store,
+          producer.tenant,
+          written[i].id,
+          {
+            version: v.version,
+            promoted: v.status === 'committed',
+            runId: v.runId,
+            taskId: v.taskId,
+            rowCount: v.rowCount,
+            bytes: v.bytes,
+          },
+          written[i].iceberg,
+        ),
+    )
+    .catch((e) => {
+      // Another writer evolved the table's schema after this attempt wrote its files: write again.
+      if (e instanceof SchemaMovedError) throw new Error(e.message);
+      throw e;
+    });
   const blocked = versions.filter((v) => v.status === 'rejected');
   if (blocked.length) {
     const why = blocked.flatMap((v) =>

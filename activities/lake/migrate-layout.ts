@@ -2,7 +2,7 @@
  * Moves a lake written before tenants had their own prefix (`{root}/{layer}/…`) to the
  * tenant layout (`{root}/{tenant}/{layer}/…`). Catalogued files go to the tenant whose
  * version references them (catalog keys are relative to the tenant's lake, so no catalog
- * row changes); every other object at the root (landing files, plain task outputs, files of
+ * row changes), and so do the Iceberg metadata files under a dataset's `metadata/`; every other object at the root (landing files, plain task outputs, files of
  * crashed attempts) goes to `defaultTenant`. Each object is copied, checked by size, and
  * only then deleted, so a crash mid-way loses nothing and a second run finishes the job.
  */
@@ -44,8 +44,21 @@ export async function migrateToTenantLayout(o: {
       owner.set(f, r.tenant);
     }
   }
-  for (const r of (await o.db.query<{ tenant: string }>('SELECT DISTINCT tenant FROM lake_datasets')).rows)
+  // A dataset's Iceberg metadata (manifests, metadata files) goes with the dataset's tenant.
+  const metaOwner = new Map<string, string | null>();
+  for (const r of (
+    await o.db.query<{ tenant: string; layer: string; namespace: string; name: string }>(
+      'SELECT tenant, layer, namespace, name FROM lake_datasets',
+    )
+  ).rows) {
     tenants.add(r.tenant);
+    const prefix = `${r.layer}/${r.namespace}/${r.name}/metadata/`;
+    metaOwner.set(prefix, metaOwner.has(prefix) && metaOwner.get(prefix) !== r.tenant ? null : r.tenant);
+  }
+  const metadataTenant = (key: string) => {
+    const m = /^([^/]+\/[^/]+\/[^/]+\/metadata\/)/.exec(key);
+    return (m && metaOwner.get(m[1])) ?? undefined;
+  };
   const out: LayoutMigration = { moved: 0, bytes: 0, tenants: {}, kept: 0, dryRun: !!o.dryRun };
   for (const obj of await o.store.list('')) {
     const first = obj.key.split('/')[0];
@@ -54,7 +67,7 @@ export async function migrateToTenantLayout(o: {
       out.kept++;
       continue;
     }
-    const tenant = owner.get(obj.key) ?? o.defaultTenant;
+    const tenant = owner.get(obj.key) ?? metadataTenant(obj.key) ?? o.defaultTenant;
     const to = `${tenant}/${obj.key}`;
     out.moved++;
     out.bytes += obj.size;

@@ -1,0 +1,275 @@
+/**
+ * Every dataset version Strata commits is also a snapshot of an Iceberg v2 table at the
+ * dataset's location: the version's Parquet files (written with the table's field ids)
+ * in a manifest with their column statistics, a manifest list, and a new metadata file
+ * whose pointer moves in the same metastore transaction as the version row. A version
+ * that passed its checks moves `main`; one that failed stays a staged snapshot off `main`.
+ * The snapshot id is the version number, so `silver.orders@3` and snapshot 3 are the same data.
+ */
+import { randomUUID } from 'node:crypto';
+import type { DatasetId } from '../../schemas/lake.js';
+import type { Db } from '../../store/db.js';
+import { IcebergStore } from '../../store/iceberg.js';
+import type { ObjectStore } from '../s3/client.js';
+import { stringifyJson } from './json.js';
+import {
+  decodeContainer,
+  encodeContainer,
+  MANIFEST_LIST_SCHEMA,
+  manifestEntrySchema,
+  manifestMeta,
+  type DataFile,
+  type ManifestEntry,
+  type ManifestFile,
+} from './avro.js';
+import {
+  currentSchema,
+  newTableMetadata,
+  setRef,
+  snapshotById,
+  withSchema,
+  type Snapshot,
+  type TableMetadata,
+} from './metadata.js';
+import { schemaFor, sameFields, type Column, type Schema, type StructType } from './schema.js';
+import type { FileStats } from './stats.js';
+
+/** The Iceberg identifier of a dataset: namespace [layer] (or [layer, namespace]) and its name. */
+export function icebergIdent(id: DatasetId): { namespace: string[]; name: string } {
+  return { namespace: id.namespace === 'default' ? [id.layer] : [id.layer, id.namespace], name: id.name };
+}
+
+export const datasetLocation = (id: DatasetId) => `${id.layer}/${id.namespace}/${id.name}`;
+
+/** The schema (with field ids) a new version of a dataset is written with. */
+export async function planSchema(
+  db: Db,
+  tenant: string,
+  id: DatasetId,
+  columns: Column[],
+): Promise<{ schema: StructType; lastColumnId: number; columns: Column[] }> {
+  const ident = icebergIdent(id);
+  const row = await new IcebergStore(db).table(tenant, ident.namespace, ident.name);
+  const meta = row?.metadata as TableMetadata | undefined;
+  const r = schemaFor(columns, meta && currentSchema(meta), meta?.['last-column-id'] ?? 0);
+  return { ...r, columns };
+}
+
+export interface IcebergFile {
+  key: string;
+  bytes: number;
+  stats: FileStats;
+}
+
+export interface IcebergWrite {
+  schema: StructType;
+  lastColumnId: number;
+  columns: Column[];
+  files: IcebergFile[];
+  /** The new version keeps the current snapshot's files and adds these (an incremental ingest): an append. */
+  append?: boolean;
+}
+
+export interface VersionFacts {
+  version: number;
+  promoted: boolean;
+  runId: string;
+  taskId: string;
+  rowCount: number;
+  bytes: number;
+}
+
+/** A rare race: another writer evolved the schema after this attempt wrote its files. */
+export class SchemaMovedError extends Error {}
+
+/**
+ * Adds a version's snapshot to its table, inside the metastore transaction `t` that
+ * commits the version (the table row is locked, so commits to one table queue up).
+ */
+export async function commitVersionSnapshot(
+  t: Db,
+  store: ObjectStore,
+  tenant: string,
+  id: DatasetId,
+  v: VersionFacts,
+  w: IcebergWrite,
+  now = Date.now(),
+): Promise<{ snapshotId: number; metadataLocation: string }> {
+  const cat = new IcebergStore(t);
+  const ident = icebergIdent(id);
+  await cat.ensureNamespace(tenant, ident.namespace);
+  const row = await cat.table(tenant, ident.namespace, ident.name, true);
+  const prefix = datasetLocation(id);
+  let meta: TableMetadata =
+    (row?.metadata as TableMetadata | undefined) ??
+    newTableMetadata({
+      uuid: randomUUID(),
+      location: store.uri(prefix),
+      schema: w.schema,
+      lastColumnId: w.lastColumnId,
+      properties: { 'write.format.default': 'parquet', 'strata.dataset': `${id.layer}.${id.namespace}.${id.name}` },
+      now,
+    });
+  if (row) {
+    const again = schemaFor(w.columns, currentSchema(meta), meta['last-column-id']);
+    if (!sameFields(again.schema, w.schema))
+      throw new SchemaMovedError(
+        `the schema of ${ident.namespace.join('.')}.${ident.name} changed while this version was written: retry`,
+      );
+  }
+  meta = withSchema(meta, w.schema, w.lastColumnId);
+  const schema = currentSchema(meta);
+  const spec = meta['partition-specs'].find((s) => s['spec-id'] === meta['default-spec-id'])!;
+  const snapshotId = snapshotById(meta, v.version)
+    ? Number(BigInt.asUintN(52, BigInt(`0x${randomUUID().replace(/-/g, '').slice(0, 13)}`)))
+    : v.version;
+  const seq = meta['last-sequence-number'] + 1;
+  const tag = randomUUID();
+
+  const entries: ManifestEntry[] = w.files.map((f) => ({
+    status: 1,
+    snapshot_id: snapshotId,
+    sequence_number: null,
+    file_sequence_number: null,
+    data_file: dataFile(store.uri(f.key), f.bytes, f.stats),
+  }));
+  const manifestKey = `${prefix}/metadata/${tag}-m0.avro`;
+  const manifest = await encodeContainer(manifestEntrySchema([]), entries, manifestMeta(schema, spec));
+  await store.putBytes(manifestKey, manifest);
+  const added: ManifestFile = {
+    manifest_path: store.uri(manifestKey),
+    manifest_length: manifest.length,
+    partition_spec_id: spec['spec-id'],
+    content: 0,
+    sequence_number: seq,
+    min_sequence_number: seq,
+    added_snapshot_id: snapshotId,
+    added_files_count: entries.length,
+    existing_files_count: 0,
+    deleted_files_count: 0,
+    added_rows_count: w.files.reduce((a, f) => a + f.stats.recordCount, 0),
+    existing_rows_count: 0,
+    deleted_rows_count: 0,
+    partitions: [],
+    key_metadata: null,
+  };
+  const parent =
+    meta['current-snapshot-id'] !== undefined ? snapshotById(meta, meta['current-snapshot-id']) : undefined;
+  const kept = w.append && parent ? await readManifestList(store, parent['manifest-list']) : [];
+  const listKey = `${prefix}/metadata/snap-${snapshotId}-1-${tag}.avro`;
+  const list = await encodeContainer(MANIFEST_LIST_SCHEMA, [added, ...kept], {
+    'snapshot-id': String(snapshotId),
+    ...(parent ? { 'parent-snapshot-id': String(parent['snapshot-id']) } : {}),
+    'sequence-number': String(seq),
+    'format-version': '2',
+  });
+  await store.putBytes(listKey, list);
+  const addedBytes = w.files.reduce((a, f) => a + f.bytes, 0);
+  const snapshot: Snapshot = {
+    'snapshot-id': snapshotId,
+    ...(parent ? { 'parent-snapshot-id': parent['snapshot-id'] } : {}),
+    'sequence-number': seq,
+    'timestamp-ms': now,
+    'manifest-list': store.uri(listKey),
+    summary: {
+      operation: w.append ? 'append' : parent ? 'overwrite' : 'append',
+      'added-data-files': String(w.files.length),
+      'added-records': String(added.added_rows_count),
+      'added-files-size': String(addedBytes),
+      'total-records': String(v.rowCount),
+      'total-files-size': String(v.bytes),
+      'total-data-files': String(
+        w.files.length + kept.reduce((a, m) => a + m.added_files_count + m.existing_files_count, 0),
+      ),
+      'total-delete-files': '0',
+      'strata.version': String(v.version),
+      'strata.run-id': v.runId,
+      'strata.task-id': v.taskId,
+      'strata.status': v.promoted ? 'published' : 'rejected',
+    },
+    'schema-id': schema['schema-id'],
+  };
+  meta = {
+    ...meta,
+    snapshots: [...meta.snapshots, snapshot],
+    'last-sequence-number': seq,
+    'last-updated-ms': now,
+    'metadata-log': row
+      ? [...meta['metadata-log'], { 'timestamp-ms': meta['last-updated-ms'], 'metadata-file': row.metadataLocation }]
+      : [],
+  };
+  if (v.promoted) meta = setRef(meta, 'main', { 'snapshot-id': snapshotId, type: 'branch' }, now);
+  const metadataLocation = await writeMetadata(store, prefix, meta);
+  if (row) {
+    if (!(await cat.swap(tenant, ident.namespace, ident.name, row.metadataLocation, metadataLocation, meta)))
+      throw new Error(`table ${ident.namespace.join('.')}.${ident.name} moved while locked`);
+  } else await cat.createTable(tenant, ident.namespace, ident.name, metadataLocation, meta);
+  return { snapshotId, metadataLocation };
+}
+
+/** Writes a metadata file `{location}/metadata/{n}-{uuid}.metadata.json`; returns its URI. */
+export async function writeMetadata(store: ObjectStore, prefix: string, meta: TableMetadata): Promise<string> {
+  const n = String(meta['metadata-log'].length).padStart(5, '0');
+  const key = `${prefix}/metadata/${n}-${randomUUID()}.metadata.json`;
+  await store.putBytes(key, stringifyJson(meta));
+  return store.uri(key);
+}
+
+function dataFile(path: string, bytes: number, s: FileStats): DataFile {
+  return {
+    content: 0,
+    file_path: path,
+    file_format: 'PARQUET',
+    partition: {},
+    record_count: s.recordCount,
+    file_size_in_bytes: bytes,
+    column_sizes: s.columnSizes,
+    value_counts: s.valueCounts,
+    null_value_counts: s.nullValueCounts,
+    nan_value_counts: null,
+    lower_bounds: s.lowerBounds,
+    upper_bounds: s.upperBounds,
+    key_metadata: null,
+    split_offsets: s.splitOffsets.length ? s.splitOffsets : null,
+    equality_ids: null,
+    sort_order_id: null,
+  };
+}
+
+/** The key of a URI inside the tenant's store; anything outside is refused (a table may not point out of its warehouse). */
+export function keyOf(store: ObjectStore, uri: string): string {
+  const root = store.root.replace(/\/+$/, '');
+  const norm = (u: string) => u.replace(/^s3a?:\/\//, 's3://').replace(/^file:\/(?!\/)/, 'file:///');
+  const u = norm(uri);
+  const r = norm(root);
+  if (
+    !u.startsWith(`${r}/`) ||
+    u
+      .slice(r.length + 1)
+      .split('/')
+      .includes('..')
+  )
+    throw new Error(`${uri} is outside this warehouse (${root})`);
+  return u.slice(r.length + 1);
+}
+
+export async function readManifestList(store: ObjectStore, uri: string): Promise<ManifestFile[]> {
+  return (await decodeContainer<ManifestFile>(await store.getBytes(keyOf(store, uri)))).records;
+}
+
+/** The live data files of a snapshot (all manifests, entries not deleted). */
+export async function snapshotFiles(store: ObjectStore, meta: TableMetadata, snapshotId?: number): Promise<string[]> {
+  const id = snapshotId ?? meta['current-snapshot-id'];
+  if (id === undefined) return [];
+  const snap = snapshotById(meta, id);
+  if (!snap) throw new Error(`no snapshot ${id}`);
+  const out: string[] = [];
+  for (const m of await readManifestList(store, snap['manifest-list'])) {
+    if (m.content !== 0) throw new Error('tables with delete files are not read by Strata yet');
+    const { records } = await decodeContainer<ManifestEntry>(await store.getBytes(keyOf(store, m.manifest_path)));
+    for (const e of records) if (e.status !== 2) out.push(e.data_file.file_path);
+  }
+  return out;
+}
+
+export type { Schema };
