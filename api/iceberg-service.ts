@@ -270,7 +270,7 @@ export class IcebergService {
     const name = checkName('table name', body.name);
     if (!(await this.cat().namespaceExists(tenant, ns))) throw noNamespace(ns);
     const store = this.store(tenant);
-    const loc = String(body['metadata-location'] ?? '');
+    const loc = typeof body['metadata-location'] === 'string' ? body['metadata-location'] : '';
     const key = inWarehouse(store, loc, 'metadata-location');
     const meta = parseJson<TableMetadata>(
       (
@@ -375,7 +375,9 @@ export class IcebergService {
 
   private locationPrefix(store: ObjectStore, ns: string[], name: string, location: unknown): string {
     if (location === undefined || location === null || location === '') return tablePrefix(ns, name);
-    return inWarehouse(store, String(location), 'location').replace(/\/+$/, '');
+    if (typeof location !== 'string')
+      throw new IcebergError(400, 'BadRequestException', 'location must be a string: an s3:// URI in your warehouse');
+    return inWarehouse(store, location, 'location').replace(/\/+$/, '');
   }
 
   /** No two tables of a warehouse share files: a new location may not hold or sit inside another's. */

@@ -107,7 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 /** `*=sts,legacy=none` (or just `sts`): how each warehouse's loads get storage credentials. Default none. */
 export function parseIcebergVending(v: string | undefined): Record<string, 'sts' | 'none'> {
-  const out: Record<string, 'sts' | 'none'> = Object.create(null);
+  const out = Object.create(null) as Record<string, 'sts' | 'none'>;
   for (const part of (v ?? '')
     .split(',')
     .map((x) => x.trim())

@@ -29,7 +29,7 @@ const LONG = avro.types.LongType.__with({
   compare: (a: number | bigint, b: number | bigint) => (a === b ? 0 : a < b ? -1 : 1),
 });
 const typeOf = (schema: object) =>
-  avro.Type.forSchema(schema as avro.Schema, { registry: { long: LONG }, wrapUnions: false } as object);
+  avro.Type.forSchema(schema as avro.Schema, { registry: { long: LONG }, wrapUnions: false });
 
 const opt = (type: unknown, name: string, id: number) => ({
   name,
@@ -245,7 +245,7 @@ export async function decodeContainer<T>(buf: Buffer): Promise<{ records: T[]; m
   const dec = new avro.streams.BlockDecoder({
     codecs: CODECS,
     parseHook: (s: unknown) => typeOf(s as object),
-  } as object);
+  });
   const records: T[] = [];
   let meta: Record<string, string> = {};
   dec.on('metadata', (_type: unknown, _codec: unknown, header: { meta: Record<string, Buffer> }) => {

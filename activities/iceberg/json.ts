@@ -32,14 +32,14 @@ export function parseJson<T = unknown>(text: string): T {
     i++;
   }
   out += text.slice(last);
-  return JSON.parse(out, (_k, v) =>
+  return JSON.parse(out, (_k, v: unknown) =>
     typeof v === 'string' && v.startsWith(MARK) ? BigInt(v.slice(MARK.length)) : v,
   ) as T;
 }
 
 /** JSON.stringify that writes BigInt as a JSON number. */
 export function stringifyJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? MARK + v.toString() : v)).replace(
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? MARK + v.toString() : v)).replace(
     /"\\u0000bigint:(-?\d+)"/g,
     '$1',
   );

@@ -120,7 +120,7 @@ export function withSchema(m: TableMetadata, schema: StructType, lastColumnId: n
   const id = same ? same['schema-id'] : Math.max(-1, ...m.schemas.map((s) => s['schema-id'])) + 1;
   return {
     ...m,
-    schemas: same ? m.schemas : [...m.schemas, { ...schema, type: 'struct', 'schema-id': id } as Schema],
+    schemas: same ? m.schemas : [...m.schemas, { ...schema, type: 'struct', 'schema-id': id }],
     'current-schema-id': id,
     'last-column-id': Math.max(m['last-column-id'], lastColumnId),
   };
@@ -150,7 +150,7 @@ export function checkRequirements(m: TableMetadata | undefined, reqs: TableRequi
         const have = ref ? ref['snapshot-id'] : null;
         if (have !== want)
           fail(
-            `branch or tag ${String(r.ref)} is at ${have ?? 'nothing'}, not ${want ?? 'nothing'}: reload the table and retry`,
+            `branch or tag ${typeof r.ref === 'string' ? r.ref : '?'} is at ${have ?? 'nothing'}, not ${typeof want === 'bigint' || typeof want === 'number' ? want.toString() : 'nothing'}: reload the table and retry`,
           );
         break;
       }
@@ -319,7 +319,7 @@ export function applyUpdates(
         if (!snapshotById(t, id)) bad(`set-snapshot-ref ${name}: no snapshot ${id}`);
         const ref: SnapshotRef = { 'snapshot-id': id, type: u.type === 'tag' ? 'tag' : 'branch' };
         for (const k of ['max-ref-age-ms', 'max-snapshot-age-ms', 'min-snapshots-to-keep'] as const)
-          if (typeof u[k] === 'number') ref[k] = u[k] as number;
+          if (typeof u[k] === 'number') ref[k] = u[k];
         m = setRef(t, name, ref, o.now);
         break;
       }
@@ -385,8 +385,7 @@ function maxFieldId(s: StructType): number {
   const walk = (t: unknown) => {
     if (!t || typeof t !== 'object') return;
     const o = t as Record<string, unknown>;
-    for (const k of ['id', 'element-id', 'key-id', 'value-id'])
-      if (typeof o[k] === 'number') max = Math.max(max, o[k] as number);
+    for (const k of ['id', 'element-id', 'key-id', 'value-id']) if (typeof o[k] === 'number') max = Math.max(max, o[k]);
     for (const v of Object.values(o)) if (typeof v === 'object') walk(v);
   };
   walk(s);

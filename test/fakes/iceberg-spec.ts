@@ -22,7 +22,7 @@ export function icebergSpecChecker() {
     );
   const compiled = new Map<string, any>();
   const validator = (key: string, schema: unknown) => {
-    if (!compiled.has(key)) compiled.set(key, ajv.compile(rebase(schema) as object));
+    if (!compiled.has(key)) compiled.set(key, ajv.compile(rebase(schema)));
     return compiled.get(key);
   };
   const deref = (x: AnyObj | undefined): AnyObj | undefined => {

@@ -40,27 +40,31 @@ function recordingProxy(target: string): Promise<string> {
   proxy = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c) => chunks.push(c));
-    req.on('end', async () => {
-      const body = Buffer.concat(chunks);
-      const headers = Object.fromEntries(
-        Object.entries(req.headers).filter(([k]) => !['host', 'content-length', 'connection'].includes(k)),
-      ) as Record<string, string>;
-      const r = await fetch(`${target}${req.url}`, {
-        method: req.method,
-        headers,
-        body: body.length ? body : undefined,
-      });
-      const text = await r.text();
-      exchanges.push({
-        method: req.method!,
-        path: req.url!.split('?')[0],
-        status: r.status,
-        request: body.length ? body.toString() : undefined,
-        response: text,
-      });
-      res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' });
-      res.end(text);
-    });
+    req.on(
+      'end',
+      () =>
+        void (async () => {
+          const body = Buffer.concat(chunks);
+          const headers = Object.fromEntries(
+            Object.entries(req.headers).filter(([k]) => !['host', 'content-length', 'connection'].includes(k)),
+          ) as Record<string, string>;
+          const r = await fetch(`${target}${req.url}`, {
+            method: req.method,
+            headers,
+            body: body.length ? body : undefined,
+          });
+          const text = await r.text();
+          exchanges.push({
+            method: req.method!,
+            path: req.url!.split('?')[0],
+            status: r.status,
+            request: body.length ? body.toString() : undefined,
+            response: text,
+          });
+          res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' });
+          res.end(text);
+        })(),
+    );
   });
   return new Promise((resolve) =>
     proxy.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`)),
@@ -138,7 +142,7 @@ const canon = (rows: Record<string, unknown>[]) =>
         Object.fromEntries(
           Object.entries(r)
             .sort(([a], [b]) => a.localeCompare(b))
-            .map(([k, v]) => [k, v === null ? null : String(v)]),
+            .map(([k, v]) => [k, v === null ? null : typeof v === 'object' ? JSON.stringify(v) : String(v as string)]),
         ),
       ),
     )
@@ -152,7 +156,7 @@ async function duck(files: string[], where = ''): Promise<Record<string, unknown
   ).getRowObjectsJson();
   c.closeSync();
   db.closeSync();
-  return rows as Record<string, unknown>[];
+  return rows;
 }
 
 async function versionRows(version: number, where = '') {
