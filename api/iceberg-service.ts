@@ -19,7 +19,7 @@ import {
 } from '../activities/iceberg/metadata.js';
 import type { Schema } from '../activities/iceberg/schema.js';
 import { keyOf, writeMetadata } from '../activities/iceberg/writer.js';
-import { parseJson } from '../activities/iceberg/json.js';
+import { parseJson } from '../schemas/json64.js';
 import type { LakeDeps } from '../activities/lake/engine.js';
 import { forTenant } from '../activities/lake/open.js';
 import type { ObjectStore, S3Config } from '../activities/s3/client.js';

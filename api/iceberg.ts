@@ -12,7 +12,7 @@ import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { checkName, IcebergError, IcebergService } from './iceberg-service.js';
 import { RequestError } from '../schemas/errors.js';
-import { parseJson, stringifyJson } from '../activities/iceberg/json.js';
+import { parseJson, stringifyJson } from '../schemas/json64.js';
 import { valueProblem } from '../schemas/limits.js';
 import { parseIcebergVending } from '../schemas/config.js';
 

@@ -4,7 +4,7 @@
  * compare-and-set on the metadata location it was read at; false means someone else
  * committed first.
  */
-import { parseJson, stringifyJson } from '../activities/iceberg/json.js';
+import { parseJson, stringifyJson } from '../schemas/json64.js';
 import type { Db } from './db.js';
 
 export const NS_SEP = '\u001f';

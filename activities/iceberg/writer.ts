@@ -11,7 +11,7 @@ import type { DatasetId } from '../../schemas/lake.js';
 import type { Db } from '../../store/db.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import type { ObjectStore } from '../s3/client.js';
-import { stringifyJson } from './json.js';
+import { stringifyJson } from '../../schemas/json64.js';
 import {
   decodeContainer,
   encodeContainer,

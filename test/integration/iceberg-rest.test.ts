@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
 import { keyOf, snapshotFiles } from '../../activities/iceberg/writer.js';
-import { parseJson, stringifyJson } from '../../activities/iceberg/json.js';
+import { parseJson, stringifyJson } from '../../schemas/json64.js';
 import { localFile } from '../../activities/lake/engine.js';
 import { forTenant } from '../../activities/lake/open.js';
 import { loadConfig } from '../../schemas/config.js';

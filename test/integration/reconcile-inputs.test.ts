@@ -47,10 +47,9 @@ beforeAll(async () => {
   truth = await generatePair(l, r, { rows: 2000, rate: 0.02, seed: 7, awkward: true });
   await stack.store!.putFile('landing/legacy.csv', l);
   await stack.store!.putFile('landing/migrated.csv', r);
-  rows = {
-    left: (parse(await readFile(l)) as string[][]).slice(1),
-    right: (parse(await readFile(r)) as string[][]).slice(1),
-  };
+  const leftRows: string[][] = parse(await readFile(l));
+  const rightRows: string[][] = parse(await readFile(r));
+  rows = { left: leftRows.slice(1), right: rightRows.slice(1) };
   // The same rows in Postgres (left) and MariaDB (right).
   const dbs = inject('databases');
   const p = new pg.Client({ connectionString: dbs.postgresUrl });

@@ -1,6 +1,6 @@
 /** The pure parts of the Iceberg tables: types and field ids, bounds, 64-bit JSON, requirements and updates. */
 import { describe, expect, it } from 'vitest';
-import { parseJson, stringifyJson } from '../../activities/iceberg/json.js';
+import { parseJson, stringifyJson } from '../../schemas/json64.js';
 import { applyUpdates, checkRequirements, MetadataError, newTableMetadata } from '../../activities/iceberg/metadata.js';
 import { castList, fieldIdsClause, parseDuckType, schemaFor } from '../../activities/iceberg/schema.js';
 import { boundValue } from '../../activities/iceberg/stats.js';
