@@ -108,3 +108,33 @@ export function parseTenantLakes(text: string | undefined, sharedRoot?: string):
   }
   return out;
 }
+
+/**
+ * The `PREFIX<NAME>=value` entries of a process environment that belong to tenants (a connection,
+ * a notification channel): each with the tenants that may use it (`PREFIX<NAME>_TENANTS`,
+ * comma-separated; default the bootstrap tenant). Keys ending in one of `skip` are an entry's
+ * own settings, not entries.
+ */
+export function tenantScopedEnv(
+  env: NodeJS.ProcessEnv,
+  prefix: string,
+  skip: string[] = [],
+): { key: string; name: string; value: string; tenants: string[] }[] {
+  const owner = env.STRATA_BOOTSTRAP_TENANT || 'default';
+  const out: { key: string; name: string; value: string; tenants: string[] }[] = [];
+  for (const [key, value] of Object.entries(env)) {
+    if (!key.startsWith(prefix) || !value || ['_TENANTS', ...skip].some((s) => key.endsWith(s))) continue;
+    const listed = env[`${key}_TENANTS`];
+    const tenants = listed
+      ? listed
+          .split(',')
+          .map((t) => t.trim())
+          .filter(Boolean)
+      : [owner];
+    for (const t of tenants)
+      if (!TENANT_RE.test(t))
+        throw new Error(`${key}_TENANTS: "${t}" is not a tenant name (lower-case letters, digits and "-")`);
+    out.push({ key, name: key.slice(prefix.length).toLowerCase(), value, tenants });
+  }
+  return out;
+}

@@ -11,7 +11,7 @@
  *   STRATA_NOTIFY_DATA_MAIL=smtp://user:pass@mail:587?from=strata@acme.io&to=data@acme.io,ops@acme.io
  *                                                              e-mail over SMTP (smtps:// for TLS from the start)
  */
-import { TENANT_RE } from '../../schemas/tenant.js';
+import { tenantScopedEnv } from '../../schemas/tenant.js';
 
 export type ChannelType = 'webhook' | 'slack' | 'email';
 
@@ -36,22 +36,9 @@ const EMAIL_RE = /^[^\s@<>,]+@[^\s@<>,]+$/;
 
 export function channelsFromEnv(env: NodeJS.ProcessEnv = process.env): Channels {
   const out = Object.create(null) as Channels;
-  const owner = env.STRATA_BOOTSTRAP_TENANT || 'default';
-  for (const [k, v] of Object.entries(env)) {
-    if (!k.startsWith(PREFIX) || k.endsWith('_TENANTS') || k.endsWith('_SECRET') || !v) continue;
-    const name = k.slice(PREFIX.length).toLowerCase();
+  for (const { key: k, name, value: v, tenants } of tenantScopedEnv(env, PREFIX, ['_SECRET'])) {
     if (!NAME_RE.test(name))
       throw new Error(`${k}: a channel name is letters, digits and "_", starting with a letter (at most 64)`);
-    const listed = env[`${k}_TENANTS`];
-    const tenants = listed
-      ? listed
-          .split(',')
-          .map((t) => t.trim())
-          .filter(Boolean)
-      : [owner];
-    for (const t of tenants)
-      if (!TENANT_RE.test(t))
-        throw new Error(`${k}_TENANTS: "${t}" is not a tenant name (lower-case letters, digits and "-")`);
     out[name] = { name, tenants, ...parseChannel(k, v, env[`${k}_SECRET`]) };
   }
   return out;

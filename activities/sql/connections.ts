@@ -6,7 +6,7 @@
  * same answer, which lists the tenant's own. URLs carry secrets, so only the name ever
  * reaches workflow history, logs or error messages.
  */
-import { TENANT_RE } from '../../schemas/tenant.js';
+import { tenantScopedEnv } from '../../schemas/tenant.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 
 export interface ConnectionConfig {
@@ -21,22 +21,8 @@ export type Connections = Record<string, ConnectionConfig>;
 
 export function connectionsFromEnv(env: NodeJS.ProcessEnv = process.env): Connections {
   const out: Connections = Object.create(null) as Connections;
-  const owner = env.STRATA_BOOTSTRAP_TENANT || 'default';
-  for (const [k, v] of Object.entries(env)) {
-    if (!k.startsWith('STRATA_CONN_') || k.endsWith('_TENANTS') || !v) continue;
-    const name = k.slice('STRATA_CONN_'.length).toLowerCase();
-    const listed = env[`${k}_TENANTS`];
-    const tenants = listed
-      ? listed
-          .split(',')
-          .map((t) => t.trim())
-          .filter(Boolean)
-      : [owner];
-    for (const t of tenants)
-      if (!TENANT_RE.test(t))
-        throw new Error(`${k}_TENANTS: "${t}" is not a tenant name (lower-case letters, digits and "-")`);
-    out[name] = { name, engine: engineOf(v, k), url: v, tenants };
-  }
+  for (const { key, name, value, tenants } of tenantScopedEnv(env, 'STRATA_CONN_'))
+    out[name] = { name, engine: engineOf(value, key), url: value, tenants };
   return out;
 }
 
