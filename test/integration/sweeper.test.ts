@@ -23,7 +23,7 @@ beforeAll(async () => {
   [stack, d] = await Promise.all([extTestStack('sweeper'), startDoubles()]);
   const { root: _root, ...lake } = await extLake(stack);
   Object.assign(d.deps, lake);
-  d.deps.tenantTiers = { acme: 'team' };
+  d.deps.tenantTiers = { sweepco: 'team' };
   d.deps.clusterDefaults = { pollInterval: '100ms' };
   clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: d.deps.tenantTiers });
 });
@@ -47,8 +47,9 @@ describe('the orphan sweeper', () => {
       emr: await metric('emr-cluster'),
     };
     const report = await withExtWorker(stack, d.deps, async () => {
-      const ready = (name: string) => waitFor(async () => (await clusters.get('acme', name)).phase === 'ready', 60_000);
-      const opts = { tenant: 'acme', instances: 1, idleTimeout: '1h', pollInterval: '100ms' };
+      const ready = (name: string) =>
+        waitFor(async () => (await clusters.get('sweepco', name)).phase === 'ready', 60_000);
+      const opts = { tenant: 'sweepco', instances: 1, idleTimeout: '1h', pollInterval: '100ms' };
       await clusters.create({ ...opts, name: 'orphan-sc', engine: 'spark-connect' });
       await clusters.create({ ...opts, name: 'orphan-emr', engine: 'emr' });
       await clusters.create({ ...opts, name: 'kept', engine: 'spark-connect' });
@@ -60,7 +61,7 @@ describe('the orphan sweeper', () => {
           id: 'sweep-job',
           tasks: [{ id: 'stream', kind: 'pyspark', file: 'jobs/stream.py', poll: { initial: '50ms', max: '200ms' } }],
         }),
-        tenant: 'acme',
+        tenant: 'sweepco',
         trigger: 'manual',
       });
       await waitFor(async () =>
@@ -74,13 +75,13 @@ describe('the orphan sweeper', () => {
       );
       const app = d.k8s.apps().find((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'sweep-job')!;
       expect(app.metadata.annotations?.[OWNER_ANNOTATION]).toBe(`${h.runId}/task/stream`);
-      expect(d.k8s.objects.get('sparkconnects/strata-acme/orphan-sc')?.metadata.annotations).toEqual({
-        [OWNER_ANNOTATION]: 'cluster/acme/orphan-sc',
+      expect(d.k8s.objects.get('sparkconnects/strata-sweepco/orphan-sc')?.metadata.annotations).toEqual({
+        [OWNER_ANNOTATION]: 'cluster/sweepco/orphan-sc',
       });
-      const emrId = (await clusters.get('acme', 'orphan-emr')).providerId!;
+      const emrId = (await clusters.get('sweepco', 'orphan-emr')).providerId!;
       expect(d.emr.clusters.get(emrId)!.input.Tags).toContainEqual({
         Key: 'strata:workflow',
-        Value: 'cluster/acme/orphan-emr',
+        Value: 'cluster/sweepco/orphan-emr',
       });
 
       // A run terminated while its job runs: the job's externalJob (abandoned by design, so it can
@@ -90,7 +91,7 @@ describe('the orphan sweeper', () => {
           id: 'sweep-run',
           tasks: [{ id: 'stream', kind: 'pyspark', file: 'jobs/stream.py', poll: { initial: '50ms', max: '200ms' } }],
         }),
-        tenant: 'acme',
+        tenant: 'sweepco',
         trigger: 'manual',
       });
       await waitFor(async () =>
@@ -117,14 +118,14 @@ describe('the orphan sweeper', () => {
       await k8s.createOrAdopt('sparkapplications', SPARK_APP_VERSION, {
         apiVersion: 'sparkoperator.k8s.io/v1beta2',
         kind: 'SparkApplication',
-        metadata: { name: 'legacy', namespace: 'strata-acme', labels: { 'app.kubernetes.io/managed-by': 'strata' } },
+        metadata: { name: 'legacy', namespace: 'strata-sweepco', labels: { 'app.kubernetes.io/managed-by': 'strata' } },
         spec: { ...app.spec },
       });
 
       // Temporal terminate: no workflow code runs, so nothing is cleaned up by the owners themselves.
-      for (const id of [`${h.runId}/task/stream`, 'cluster/acme/orphan-sc', 'cluster/acme/orphan-emr'])
+      for (const id of [`${h.runId}/task/stream`, 'cluster/sweepco/orphan-sc', 'cluster/sweepco/orphan-emr'])
         await stack.client.workflow.getHandle(id).terminate('test: the owner dies without cleanup');
-      expect(d.k8s.objects.has('sparkconnects/strata-acme/orphan-sc')).toBe(true);
+      expect(d.k8s.objects.has('sparkconnects/strata-sweepco/orphan-sc')).toBe(true);
       expect(d.emr.calls.some((c) => c.op === 'TerminateJobFlows' && c.input.JobFlowIds.includes(emrId))).toBe(false);
 
       const r = (await stack.client.workflow.execute('orphanSweep', {
@@ -133,13 +134,13 @@ describe('the orphan sweeper', () => {
         args: [],
       })) as SweepReport & { stoppedCount: number };
       await stack.client.workflow.getHandle(h.runId).cancel();
-      await clusters.delete('acme', 'kept');
+      await clusters.delete('sweepco', 'kept');
       // The cancelled externalJob stops its application in its cleanup.
       await waitFor(async () => !d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'sweep-run'));
       const job = stack.client.workflow.getHandle(`${lost.runId}/task/stream`);
       await waitFor(async () => (await job.describe()).status.name !== 'RUNNING');
       const jobStatus = (await job.describe()).status.name;
-      return { r, app: `strata-acme/${app.metadata.name}`, emrId, lost: lost.runId, jobStatus };
+      return { r, app: `strata-sweepco/${app.metadata.name}`, emrId, lost: lost.runId, jobStatus };
     });
     const { r, emrId } = report;
     expect(r.errors).toEqual([]);
@@ -150,16 +151,16 @@ describe('the orphan sweeper', () => {
     expect(report.jobStatus).toBe('CANCELLED');
     expect(r.stopped.map((s) => [s.kind, s.name, s.owner, s.ownerStatus, s.tenant]).sort()).toEqual(
       [
-        ['external-job', `${report.lost}/task/stream`, report.lost, 'TERMINATED', 'acme'],
-        ['emr-cluster', emrId, 'cluster/acme/orphan-emr', 'TERMINATED', 'acme'],
-        ['spark-application', report.app, expect.stringMatching(/\/task\/stream$/), 'TERMINATED', 'acme'],
-        ['spark-connect', 'strata-acme/orphan-sc', 'cluster/acme/orphan-sc', 'TERMINATED', 'acme'],
+        ['external-job', `${report.lost}/task/stream`, report.lost, 'TERMINATED', 'sweepco'],
+        ['emr-cluster', emrId, 'cluster/sweepco/orphan-emr', 'TERMINATED', 'sweepco'],
+        ['spark-application', report.app, expect.stringMatching(/\/task\/stream$/), 'TERMINATED', 'sweepco'],
+        ['spark-connect', 'strata-sweepco/orphan-sc', 'cluster/sweepco/orphan-sc', 'TERMINATED', 'sweepco'],
       ].sort(),
     );
     // Stopped at the providers; the running cluster's server and the ownerless application are still there.
-    expect(d.k8s.objects.has('sparkconnects/strata-acme/orphan-sc')).toBe(false);
+    expect(d.k8s.objects.has('sparkconnects/strata-sweepco/orphan-sc')).toBe(false);
     expect(d.k8s.objects.has(`sparkapplications/${report.app}`)).toBe(false);
-    expect(d.k8s.objects.has('sparkapplications/strata-acme/legacy')).toBe(true);
+    expect(d.k8s.objects.has('sparkapplications/strata-sweepco/legacy')).toBe(true);
     expect(d.emr.calls.some((c) => c.op === 'TerminateJobFlows' && c.input.JobFlowIds.includes(emrId))).toBe(true);
     // Recorded for /metrics.
     expect(await metric('spark-application')).toBe(before.app + 1);
