@@ -4,9 +4,9 @@
  * Order: $STRATA_MAILPIT, `mailpit` on PATH, the cache, then `go install`. Its HTTP API
  * (`/api/v1/messages`, `/api/v1/message/{id}`) lets a test read what was delivered.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from './dev-server.js';
 import { findOrBuildGoTool } from './go-tool.js';
+import { startLocalServer } from './local-server.js';
 
 export const MAILPIT_MODULE = 'github.com/axllent/mailpit@v1.27.11';
 
@@ -46,35 +46,11 @@ export async function startMailpit(
     args.push('--smtp-auth-allow-insecure');
     env.MP_SMTP_AUTH = `${opts.auth.user}:${opts.auth.pass}`;
   } else args.push('--smtp-auth-accept-any');
-  const child: ChildProcess = spawn(exe, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-4000)));
-  child.stderr!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-4000)));
   const httpUrl = `http://127.0.0.1:${httpPort}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`mailpit exited (${child.exitCode}) before it was ready:\n${out}`);
-    const ok = await fetch(`${httpUrl}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`mailpit did not become ready in 60 s:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const server = await startLocalServer({ name: 'mailpit', exe, args, env, readyUrl: `${httpUrl}/readyz` });
   return {
     smtpPort,
     httpUrl,
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    },
+    stop: () => server.stop(),
   };
 }

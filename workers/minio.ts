@@ -4,9 +4,9 @@
  * $STRATA_MINIO, `minio` on PATH, the cache, then `go install`. MinIO publishes no semver
  * tags, so the module is pinned by its pseudo-version (master of 2026-02-12).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from './dev-server.js';
 import { findOrBuildGoTool } from './go-tool.js';
+import { startLocalServer } from './local-server.js';
 
 export const MINIO_MODULE = 'github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c';
 
@@ -40,9 +40,11 @@ export async function startMinio(opts: {
 }): Promise<S3Server> {
   const exe = await findOrBuildMinio(opts.log);
   const [port, consolePort] = [await freePort(), await freePort()];
-  const child: ChildProcess = spawn(
+  const endpoint = `http://127.0.0.1:${port}`;
+  const server = await startLocalServer({
+    name: 'minio',
     exe,
-    [
+    args: [
       'server',
       '--quiet',
       '--address',
@@ -51,47 +53,20 @@ export async function startMinio(opts: {
       `127.0.0.1:${consolePort}`,
       opts.dataDir,
     ],
-    {
-      env: {
-        ...process.env,
-        MINIO_ROOT_USER: opts.accessKeyId,
-        MINIO_ROOT_PASSWORD: opts.secretAccessKey,
-        MINIO_BROWSER: 'off',
-        MINIO_UPDATE: 'off',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      MINIO_ROOT_USER: opts.accessKeyId,
+      MINIO_ROOT_PASSWORD: opts.secretAccessKey,
+      MINIO_BROWSER: 'off',
+      MINIO_UPDATE: 'off',
     },
-  );
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-4000)));
-  child.stderr!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-4000)));
-  const endpoint = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`minio exited (${child.exitCode}) before it was ready:\n${out}`);
-    const ok = await fetch(`${endpoint}/minio/health/ready`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`minio did not become ready in 60 s:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+    readyUrl: `${endpoint}/minio/health/ready`,
+  });
   return {
     endpoint,
     accessKeyId: opts.accessKeyId,
     secretAccessKey: opts.secretAccessKey,
     region: 'us-east-1',
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    },
+    stop: () => server.stop(),
   };
 }
