@@ -41,12 +41,14 @@ async function main() {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-bench-medallion-'));
   const lakeDir = path.join(dir, 'lake');
+  const tenant = 'bench';
   console.log(`generating ${fmt(ORDERS)} orders (seeded) into ${lakeDir}…`);
   let t0 = performance.now();
   const { defects } = await generate(
     { seed: 1, orders: ORDERS, customers: Math.round(ORDERS / 10), products: 2000, days: 90 },
     async (key, content) => {
-      const f = path.join(lakeDir, key);
+      // Landing files go where the tenant's tasks look: the lake is laid out per tenant.
+      const f = path.join(lakeDir, tenant, key);
       await mkdir(path.dirname(f), { recursive: true });
       await writeFile(f, content);
     },
@@ -82,7 +84,6 @@ async function main() {
     deps: { lakeRoot: lakeDir, connections: {}, lake },
     dataConverter,
   });
-  const tenant = 'bench';
   let st!: RunState;
   // One worker run for the whole benchmark (a Worker runs once); direct runs happen while it idles.
   const workerDone = worker.run();
