@@ -25,6 +25,7 @@ import { NonRetryableError } from '../../schemas/errors.js';
 import { taskActivity } from '../core/task.js';
 import type { Db } from '../../store/db.js';
 import { reconcile, type ReconcileHeartbeat } from './client.js';
+import { resolveUri } from './read.js';
 import { tenantFolder } from '../s3/tenant.js';
 import type { TaskActivityInput } from '../../schemas/run.js';
 
@@ -139,6 +140,11 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         ? { dataset: prior.pinned[side], namespace: prior.pinned.namespace?.[side] }
         : i;
     const env = { ...inputEnv, resume: !!checkpoint };
+    const lakeRoot = tenantFolder(deps.lakeRoot, run.tenant);
+    // Paths and file:// locations on either side are checked before anything is fetched or read:
+    // one outside the tenant's folder is refused as such, whatever the other side is (missing, say).
+    for (const x of [left, right])
+      if ('uri' in x && !/^s3:\/\//i.test(x.uri)) resolveUri(x.uri, lakeRoot, allowed);
     const [l, r] = [
       await materialise(pin(left, 'left'), 'left', env),
       await materialise(pin(right, 'right'), 'right', env),
@@ -149,9 +155,10 @@ export function createReconcileActivities(deps: ReconcileDeps) {
       right: at(r),
       namespace: { left: l.source.namespace, right: r.source.namespace },
     };
+    const readable = [...allowed, ...l.grant, ...r.grant];
     const result = await reconcile(l.ref, r.ref, options, {
-      lakeRoot: tenantFolder(deps.lakeRoot, run.tenant),
-      allowed: [...allowed, ...l.grant, ...r.grant],
+      lakeRoot,
+      allowed: readable,
       workDir,
       checkpoint,
       signal,

@@ -44,7 +44,7 @@ describe.each([
     opened.push(a, ...(b === a ? [] : [b]));
     const all = (await listMigrations()).map((m) => m.version);
     const [ra, rb] = await Promise.all([migrate(a), migrate(b)]);
-    expect([...ra, ...rb].sort()).toEqual(all);
+    expect([...ra, ...rb].sort((x, y) => x - y)).toEqual(all);
     expect(await migrate(a)).toEqual([]);
     const rows = await a.query<{ version: number }>('SELECT version FROM strata_migrations ORDER BY version');
     expect(rows.rows.map((r) => r.version)).toEqual(all);
