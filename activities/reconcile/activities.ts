@@ -143,8 +143,7 @@ export function createReconcileActivities(deps: ReconcileDeps) {
     const lakeRoot = tenantFolder(deps.lakeRoot, run.tenant);
     // Paths and file:// locations on either side are checked before anything is fetched or read:
     // one outside the tenant's folder is refused as such, whatever the other side is (missing, say).
-    for (const x of [left, right])
-      if ('uri' in x && !/^s3:\/\//i.test(x.uri)) resolveUri(x.uri, lakeRoot, allowed);
+    for (const x of [left, right]) if ('uri' in x && !/^s3:\/\//i.test(x.uri)) resolveUri(x.uri, lakeRoot, allowed);
     const [l, r] = [
       await materialise(pin(left, 'left'), 'left', env),
       await materialise(pin(right, 'right'), 'right', env),
