@@ -18,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { attachInputs, openDuck, runChecks } from '../activities/lake/engine.js';
 import type { Check } from '../schemas/lake.js';
-import { openLake } from '../activities/lake/open.js';
+import { forTenant, openLake } from '../activities/lake/open.js';
 import { quoteLiteral } from '../activities/sql/duckdb.js';
 import { RunsService } from '../client/runs.js';
 import { generate } from '../examples/generate.js';
@@ -148,7 +148,7 @@ async function main() {
       const out = path.join(dir, 'direct', `${task.id}.parquet`);
       await mkdir(path.dirname(out), { recursive: true });
       const d0 = performance.now();
-      const { sql: resolved } = await attachInputs(duck.conn, lake, tenant, 'default', sql);
+      const { sql: resolved } = await attachInputs(duck.conn, forTenant(lake, tenant), tenant, 'default', sql);
       await duck.conn.run(
         `COPY (${resolved.trim().replace(/;\s*$/, '')}) TO ${quoteLiteral(out)} (FORMAT parquet, COMPRESSION zstd)`,
       );
@@ -158,7 +158,7 @@ async function main() {
       const c0 = performance.now();
       if (Array.isArray(task.checks) && task.checks.length) {
         await duck.conn.run(`CREATE OR REPLACE TEMP VIEW __out AS SELECT * FROM read_parquet(${quoteLiteral(out)})`);
-        await runChecks(lake, {
+        await runChecks(forTenant(lake, tenant), {
           conn: duck.conn,
           id: { layer: layer as 'silver', namespace: 'default', name },
           producer: { tenant, runId: 'direct', pipelineId: spec.id, taskId: task.id },
