@@ -89,7 +89,12 @@ export function channelFor(ch: Channels, name: string, tenant: string): ChannelC
 
 export function unknownChannelMessage(ch: Channels, name: string, tenant: string): string {
   const own = tenantChannels(ch, tenant);
-  return `unknown notification channel "${name}" for tenant ${tenant}: ${own.length ? `use one of ${own.join(', ')}` : 'this tenant has no channels'}, or ask the platform operator to add it (STRATA_NOTIFY_${name.toUpperCase()} and STRATA_NOTIFY_${name.toUpperCase()}_TENANTS)`;
+  const env = `STRATA_NOTIFY_${name.toUpperCase()}`;
+  return (
+    `unknown notification channel "${name}" for tenant ${tenant}: ` +
+    `${own.length ? `use one of ${own.join(', ')}` : 'this tenant has no channels'}, ` +
+    `or ask the platform operator to add it (${env} and ${env}_TENANTS)`
+  );
 }
 
 /** Problems with the channels a spec's rules name, for a 400 at registration. */

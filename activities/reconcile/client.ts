@@ -116,7 +116,11 @@ export async function reconcile(
     } else
       return {
         method: 'duckdb',
-        reason: `inputs total ${total} bytes${total > options.memoryLimitBytes ? `, above the in-memory limit of ${options.memoryLimitBytes}` : ''}: DuckDB hashed both sides into ${partitions} partitions on disk and compared them one by one in bounded memory; rows not byte-for-byte equal were compared exactly in Strata`,
+        reason:
+          `inputs total ${total} bytes` +
+          `${total > options.memoryLimitBytes ? `, above the in-memory limit of ${options.memoryLimitBytes}` : ''}: ` +
+          `DuckDB hashed both sides into ${partitions} partitions on disk and compared them one by one in bounded memory; ` +
+          `rows not byte-for-byte equal were compared exactly in Strata`,
         columns,
         partitions,
         ...r,
@@ -127,7 +131,12 @@ export async function reconcile(
   const r = await partitioned(left, right, l, options, ctx, partitions);
   return {
     method: 'partitioned',
-    reason: `${options.partitions && total <= options.memoryLimitBytes ? `${options.partitions} partitions requested` : `inputs total ${total} bytes, above the in-memory limit of ${options.memoryLimitBytes}: hashed into ${partitions} partitions on disk`}${fallback ? ` by the streaming partitioner (${fallback})` : ''}`,
+    reason:
+      (options.partitions && total <= options.memoryLimitBytes
+        ? `${options.partitions} partitions requested`
+        : `inputs total ${total} bytes, above the in-memory limit of ${options.memoryLimitBytes}: ` +
+          `hashed into ${partitions} partitions on disk`) +
+      (fallback ? ` by the streaming partitioner (${fallback})` : ''),
     columns,
     partitions,
     ...r,

@@ -79,7 +79,10 @@ export function sourceSql(src: RowSource): string {
   const o = src.csv!;
   const columns = `{${Array.from({ length: n }, (_, i) => `${q(col(i))}: 'VARCHAR'`).join(', ')}}`;
   // A CSV field is never null to Strata's reader ("" unquoted or quoted is the empty string).
-  const read = `read_csv(${q(src.file)}, header = ${o.header}, auto_detect = false, delim = ${q(o.delimiter)}, quote = ${q(o.quote)}, escape = ${q(o.escape)}, new_line = '\\n', columns = ${columns}, strict_mode = true, allow_quoted_nulls = false, buffer_size = 4194304)`;
+  const read =
+    `read_csv(${q(src.file)}, header = ${o.header}, auto_detect = false, delim = ${q(o.delimiter)}, ` +
+    `quote = ${q(o.quote)}, escape = ${q(o.escape)}, new_line = '\\n', columns = ${columns}, ` +
+    `strict_mode = true, allow_quoted_nulls = false, buffer_size = 4194304)`;
   return `SELECT ${Array.from({ length: n }, (_, i) => `coalesce(${col(i)}, '') AS ${col(i)}`).join(', ')} FROM ${read}`;
 }
 
