@@ -5,12 +5,12 @@
  * from outside the API, and refreshes while the run is live.
  */
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import { loadConfig } from '../../schemas/config.js';
 import { createStrataWorker } from '../../workers/worker.js';
-import { CHROMIUM_INSTALL_TIMEOUT_MS, findOrInstallChromium } from '../harness/chromium.js';
+import { CHROMIUM_INSTALL_TIMEOUT_MS, launchChromium } from '../harness/chromium.js';
 import { waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -21,7 +21,6 @@ let browser: Browser;
 let stop: () => Promise<void>;
 
 beforeAll(async () => {
-  const executablePath = await findOrInstallChromium();
   stack = await testStack('page');
   const { app } = await buildApi({
     db: stack.db,
@@ -41,19 +40,7 @@ beforeAll(async () => {
     workflowBundle: { codePath: inject('workflowBundlePath') },
   });
   const running = worker.run();
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
   stop = async () => {
     await browser.close();
     await app.close();

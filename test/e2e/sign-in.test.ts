@@ -6,14 +6,14 @@
  */
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createHash } from 'node:crypto';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import { loadConfig } from '../../schemas/config.js';
 import { createKey, revokeKey } from '../../store/keys.js';
 import { migrate } from '../../store/migrate.js';
 import { createStrataWorker } from '../../workers/worker.js';
-import { CHROMIUM_INSTALL_TIMEOUT_MS, findOrInstallChromium } from '../harness/chromium.js';
+import { CHROMIUM_INSTALL_TIMEOUT_MS, launchChromium } from '../harness/chromium.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
 const BOOT = 'sign-in-test-admin-key-0123456789';
@@ -26,8 +26,6 @@ let viewer: { id: string; secret: string };
 let runId: string;
 
 beforeAll(async () => {
-  // A first run may install Chromium (the run-page test's setup does the same).
-  const executablePath = await findOrInstallChromium();
   stack = await testStack('signin');
   await migrate(stack.db);
   tenant = `signin${stack.tenant}`;
@@ -49,19 +47,7 @@ beforeAll(async () => {
     workflowBundle: { codePath: inject('workflowBundlePath') },
   });
   const running = worker.run();
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
   stop = async () => {
     await browser.close();
     await app.close();

@@ -5,6 +5,7 @@
  * an error that says what to install or set.
  */
 import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
 import { runWithProgress } from '../../workers/go-tool.js';
 
 export const DEBIAN_CHROMIUM = '/usr/bin/chromium';
@@ -51,4 +52,22 @@ export async function findOrInstallChromium(log: (msg: string) => void = (m) => 
     );
   log(`Chromium installed in ${Math.round((Date.now() - started) / 1000)} s.`);
   return DEBIAN_CHROMIUM;
+}
+
+/** Headless Chromium for the browser tests: found (or installed) as above, launched quietly. */
+export async function launchChromium(): Promise<Browser> {
+  const executablePath = await findOrInstallChromium();
+  return chromium.launch({
+    executablePath,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
 }
