@@ -1,7 +1,7 @@
 /**
  * npm run bench:scale — pipelines at production size must run, with nothing Strata writes
  * growing with them. Two shapes, each registered in a metastore and run by reference:
- *   noop: 10,000 no-op tasks, 100 wide (BENCH_TASKS, BENCH_WIDTH);
+ *   noop: 10,000 no-op tasks, 100 wide, each reporting a dataset task's output (BENCH_TASKS, BENCH_WIDTH);
  *   sql:  50,000 SQL tasks on DuckDB, 100 wide, about 300 bytes of SQL each, every task
  *         writing its result as a Parquet file (BENCH_SQL_TASKS).
  * Prints wall time, tasks/s, executions (continue-as-new), the largest payload and history
@@ -24,7 +24,7 @@ import { startDevServer } from '../workers/dev-server.js';
 import { createStrataWorker } from '../workers/worker.js';
 import { dataConverterFrom, generatePayloadKeys } from '../client/data-converter.js';
 import { kib, runHistoryStats } from './history-stats.js';
-import { layered, sqlTask } from './shapes.js';
+import { datasetOutput, layered, sqlTask } from './shapes.js';
 
 const N = Number(process.env.BENCH_TASKS ?? 10_000);
 const WIDTH = Number(process.env.BENCH_WIDTH ?? 100);
@@ -84,7 +84,11 @@ async function main() {
   for (const shape of SHAPES) {
     const doc =
       shape === 'noop'
-        ? { id: 'scale_noop', maxParallel: 200, tasks: layered(N, WIDTH, () => ({ kind: 'noop' })) }
+        ? {
+            id: 'scale_noop',
+            maxParallel: 200,
+            tasks: layered(N, WIDTH, (i) => ({ kind: 'noop', returns: datasetOutput(i) })),
+          }
         : {
             id: 'scale_sql',
             maxParallel: Number(process.env.BENCH_SQL_PARALLEL ?? 16),

@@ -74,6 +74,14 @@ export const FailFields = {
 export const NoopFields = {
   /** Sleep inside the activity (for tests and benchmarks of long tasks). */
   sleep: Duration.optional(),
+  /**
+   * The output to report, as given (at most 4 KiB of JSON): tests and benchmarks of payload
+   * sizes give no-ops the outputs real tasks report (dataset refs, check verdicts).
+   */
+  returns: z
+    .record(z.string(), z.unknown())
+    .refine((o) => JSON.stringify(o).length <= 4096, 'returns is at most 4 KiB of JSON')
+    .optional(),
 };
 
 /** A reconcile input (see schemas/reconcile.ts): checked with messages that name the form meant. */

@@ -10,7 +10,12 @@ export const FINAL_TASK_STATUSES = [
   'excluded',
 ] as const;
 export type FinalTaskStatus = (typeof FINAL_TASK_STATUSES)[number];
-export type TaskStatus = 'pending' | 'running' | FinalTaskStatus;
+/**
+ * Every task status, in the order whose indexes carried run state encodes (one code per task
+ * across continue-as-new): never reorder, only append.
+ */
+export const TASK_STATUSES = ['pending', 'running', ...FINAL_TASK_STATUSES] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
 
 /** Small facts a task hands back; data itself stays in the lake or the database. */
 export interface TaskOutput {

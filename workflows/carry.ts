@@ -3,18 +3,16 @@
  * carries every task's state; as tuples with epoch times it is about a third of the
  * object form, which keeps the continue-as-new payload well under Temporal's 2 MB limit.
  */
-import type { CarriedState, CarriedTask as Tuple, RunState, TaskState, TaskStatus } from '../schemas/run.js';
+import {
+  TASK_STATUSES,
+  type CarriedState,
+  type CarriedTask as Tuple,
+  type RunState,
+  type TaskState,
+  type TaskStatus,
+} from '../schemas/run.js';
 
-const STATUSES: TaskStatus[] = [
-  'pending',
-  'running',
-  'success',
-  'failed',
-  'skipped',
-  'upstream_failed',
-  'cancelled',
-  'excluded',
-];
+const STATUSES: readonly TaskStatus[] = TASK_STATUSES;
 
 const ms = (iso?: string) => (iso ? Date.parse(iso) : 0);
 const iso = (n: number) => (n ? new Date(n).toISOString() : undefined);

@@ -14,9 +14,9 @@ export function createControlActivities() {
       throw ApplicationFailure.create({ message: t.message, type: 'FailTask', nonRetryable: t.nonRetryable });
     }),
     noopTask: taskActivity(async ({ task }, signal) => {
-      const { sleep } = parseTask(NoopTask, task);
+      const { sleep, returns } = parseTask(NoopTask, task);
       if (sleep !== undefined) await abortableSleep(toMs(sleep), signal);
-      return {};
+      return returns ?? {};
     }),
   };
 }

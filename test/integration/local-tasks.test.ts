@@ -1,5 +1,5 @@
 /**
- * Run option `localShortTasks` (on by default): no-op and fail tasks run as local activities (a marker in the
+ * Run option `localShortTasks`: no-op and fail tasks run as local activities (a marker in the
  * run's history, no activity task), with the same results, retries and trigger rules.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,7 +69,7 @@ describe('short tasks as local activities', () => {
     expect(markers(local.types).length).toBeGreaterThanOrEqual(5);
   });
 
-  it('are the default for runs started without options, and a noop that sleeps stays an ordinary activity', async () => {
+  it('leave a noop that sleeps an ordinary activity (it is not short)', async () => {
     const sleeper = spec({
       id: 'local_default',
       tasks: [
@@ -78,7 +78,12 @@ describe('short tasks as local activities', () => {
       ],
     });
     const types = await stack.withWorker(async () => {
-      const h = await stack.runs.start({ spec: sleeper, tenant: stack.tenant, trigger: 'manual' });
+      const h = await stack.runs.start({
+        spec: sleeper,
+        tenant: stack.tenant,
+        trigger: 'manual',
+        options: { localShortTasks: true },
+      });
       await stack.client.workflow.getHandle(h.runId).result();
       const history = await stack.client.workflow.getHandle(h.runId).fetchHistory();
       // Activities scheduled in the run's history, by type (metastore writes are activities too).

@@ -150,7 +150,7 @@ tasks:
   - { id: timer, kind: wait, duration: 60s }
   - { id: after, kind: noop, needs: [long] }
 `);
-    const st = await stack.withWorker(async () => {
+    const st = await stack.withWorker(async (worker) => {
       const h = await stack.runs.start({
         spec: s,
         tenant: stack.tenant,
@@ -159,6 +159,8 @@ tasks:
       });
       await waitFor(async () => (await stack.runs.state(h.runId)).tasks.long.status === 'running');
       await new Promise((r) => setTimeout(r, 300));
+      // The 60 s noop is running in this worker now.
+      expect(worker.getStatus().numInFlightNonLocalActivities).toBe(1);
       await stack.runs.cancel(h.runId);
       const res = await stack.client.workflow
         .getHandle(h.runId)
@@ -167,6 +169,11 @@ tasks:
       expect(res).toBeInstanceOf(WorkflowFailedError);
       const desc = await stack.client.workflow.getHandle(h.runId).describe();
       expect(desc.status.name).toBe('CANCELLED');
+      // Nothing is left running: the run closed only after its activity stopped (no activity in
+      // flight in the worker, none pending on the server).
+      expect(worker.getStatus().numInFlightActivities).toBe(0);
+      expect(desc.raw.pendingActivities ?? []).toHaveLength(0);
+      expect(desc.raw.pendingChildren ?? []).toHaveLength(0);
       return stack.runs.state(h.runId);
     });
     expect(st.status).toBe('cancelled');

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import { RunsService } from '../../client/runs.js';
 import { kib, runHistoryStats } from '../../bench/history-stats.js';
-import { layered, sqlTask } from '../../bench/shapes.js';
+import { datasetOutput, layered, sqlTask } from '../../bench/shapes.js';
 import { loadConfig } from '../../schemas/config.js';
 import type { RunState } from '../../schemas/run.js';
 import { spec, waitFor } from '../harness/specs.js';
@@ -49,7 +49,10 @@ async function api(method: 'GET' | 'POST', url: string, body?: unknown) {
   return { status: r.statusCode, json: r.json<any>(), bytes: r.rawPayload.length };
 }
 
-/** 10,000 tasks, 100 wide; every 20th a real DuckDB statement writing Parquet, the rest no-ops carrying 300 bytes each. */
+/**
+ * 10,000 tasks, 100 wide; every 20th a real DuckDB statement writing Parquet, the rest no-ops
+ * carrying 300 bytes each and reporting what a dataset task reports (about 400 bytes of output).
+ */
 function bigSpec(id: string) {
   const pad =
     'A no-op that stands for a statement of the size real pipelines carry; its text is kept only to make the spec as large as 10,000 real SQL tasks make it. '
@@ -58,7 +61,9 @@ function bigSpec(id: string) {
   return {
     id,
     maxParallel: 200,
-    tasks: layered(10_000, 100, (i) => (i % 20 === 0 ? sqlTask(i) : { kind: 'noop', description: pad })),
+    tasks: layered(10_000, 100, (i) =>
+      i % 20 === 0 ? sqlTask(i) : { kind: 'noop', description: pad, returns: datasetOutput(i) },
+    ),
   };
 }
 
@@ -93,7 +98,8 @@ describe('runs at any size', () => {
       attempts: 1,
       output: { rowCount: 1, location: 'bench/out/t20.parquet' },
     });
-    expect(run.json.tasks.t9999).toMatchObject({ status: 'success', attempts: 1 });
+    expect(run.json.tasks.t9999).toMatchObject({ status: 'success', attempts: 1, output: datasetOutput(9999) });
+    expect(run.json.tasks.t30.output).toEqual(datasetOutput(30));
 
     // Every task's final state is a row of its own in the metastore; the SQL tasks wrote their files.
     const rows = await stack.db.query<{ status: string; n: string }>(

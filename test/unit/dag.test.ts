@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { TRIGGER_RULES, findCycle, type TriggerRule } from '../../schemas/pipeline.js';
-import type { TaskStatus } from '../../schemas/run.js';
+import { TASK_STATUSES, type TaskStatus } from '../../schemas/run.js';
 import {
   LEGACY_TRIGGER_TABLE,
   TRIGGER_TABLE,
@@ -175,16 +175,7 @@ describe('trigger rules, pinned', () => {
   //  - an early decision (some upstream not final) is the oracle's answer for EVERY way the
   //    open upstreams can still end: a running task ends success/failed/cancelled, a pending
   //    one can also end skipped or upstream_failed.
-  const STATUSES: TaskStatus[] = [
-    'pending',
-    'running',
-    'success',
-    'failed',
-    'skipped',
-    'upstream_failed',
-    'cancelled',
-    'excluded',
-  ];
+  const STATUSES = TASK_STATUSES;
   const ENDINGS: Record<string, TaskStatus[]> = {
     running: ['success', 'failed', 'cancelled'],
     pending: ['success', 'failed', 'skipped', 'upstream_failed'],

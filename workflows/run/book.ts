@@ -8,6 +8,7 @@
 import { CancellationScope } from '@temporalio/workflow';
 import {
   RUN_ANSWER_LIMITS,
+  TASK_STATUSES,
   type CarriedV1,
   type RunState,
   type TaskDelta,
@@ -16,16 +17,7 @@ import {
 } from '../../schemas/run.js';
 
 /** One character per status in what a run carries across continue-as-new. */
-export const STATUSES: TaskStatus[] = [
-  'pending',
-  'running',
-  'success',
-  'failed',
-  'skipped',
-  'upstream_failed',
-  'cancelled',
-  'excluded',
-];
+export const STATUSES: readonly TaskStatus[] = TASK_STATUSES;
 const CODES = 'prsfkucx';
 
 /** Deltas go to the metastore in batches of at most this many tasks or bytes, or after this long. */
