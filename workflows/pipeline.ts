@@ -34,7 +34,13 @@ import {
 } from '@temporalio/workflow';
 import { jobFinishedSignal, type JobFinished } from './job-messages.js';
 import { toMs } from '../schemas/duration.js';
-import { NOTIFY_LIMITS, type NotifyInput, type NotifyRuleRef, type RunOutcome } from '../schemas/notify.js';
+import {
+  cancelNotifies,
+  NOTIFY_LIMITS,
+  type NotifyInput,
+  type NotifyRuleRef,
+  type RunOutcome,
+} from '../schemas/notify.js';
 import type { PipelineSpec } from '../schemas/pipeline.js';
 import {
   RUN_ANSWER_LIMITS,
@@ -653,6 +659,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       setCurrentDetails(progressMarkdown(header, counts));
       await flushAll();
       await meta.recordRun(seedRecord({ closeOpenTasks: 'cancelled' }));
+      // Rules about a cancelled run hear of it (and of warnings and exhausted retries it had), as of any end.
+      if (sk.notify && cancelNotifies(sk.notify.rules) && patched('notify-cancelled-v1')) await notifyEnd();
     });
     throw err;
   }
@@ -670,19 +678,19 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   header.endedAt = nowIso();
   setCurrentDetails(progressMarkdown(header, counts));
   await CancellationScope.nonCancellable(flushAll);
-  const notifyEnd = async (error?: string) => {
+  async function notifyEnd(error?: string) {
     // Only rules about the run's end need the end notifier (an SLA-only spec has its own).
     if (!sk.notify?.rules.some((r) => r.on.some((e) => e !== 'sla_missed')) || !patched('notify-v1')) return;
     await startNotifier({
       phase: 'end',
       outcome: {
-        status: header.status as 'success' | 'failed',
+        status: header.status as RunOutcome['status'],
         ...outcome,
         ...(error ? { error: error.slice(0, 2000) } : {}),
         failures: failures.slice(0, NOTIFY_LIMITS.listed).map((f) => ({ id: f.id, error: f.error })),
       },
     });
-  };
+  }
   if (bad) {
     const nFailed = counts[STATUSES.indexOf('failed')];
     const named = failures.map((f) => `${f.id}: ${f.error}`).join('; ');
