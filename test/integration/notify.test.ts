@@ -5,6 +5,8 @@
  * Temporal dev server and the metastore; deliveries are listed through the API.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -524,9 +526,10 @@ tasks:
   });
 
   it('reconciliation mappings notify their own rules (matched, differs, failed) and a warn mapping that differs raises the run’s quality_warning with its counts', async () => {
-    // Left and right differ in one changed, one only-left and one only-right row.
-    await stack.store!.putBytes('landing/recon_notify/left.csv', 'id,amount\n1,10\n2,20\n3,30\n');
-    await stack.store!.putBytes('landing/recon_notify/right.csv', 'id,amount\n1,10\n2,25\n4,40\n');
+    // Left and right differ in one changed, one only-left and one only-right row (files in the tenant's folder).
+    await mkdir(path.join(stack.tenantRoot, 'recon_notify'), { recursive: true });
+    await writeFile(path.join(stack.tenantRoot, 'recon_notify/left.csv'), 'id,amount\n1,10\n2,20\n3,30\n');
+    await writeFile(path.join(stack.tenantRoot, 'recon_notify/right.csv'), 'id,amount\n1,10\n2,25\n4,40\n');
     const s = spec(`
 id: recon_notify
 notify:
@@ -535,26 +538,26 @@ tasks:
   - { id: land, kind: noop }
 reconciliations:
   - name: orders_mig
-    left: landing/recon_notify/left.csv
-    right: landing/recon_notify/right.csv
+    left: recon_notify/left.csv
+    right: recon_notify/right.csv
     key: [id]
     policy: warn
     notify:
       - { id: owner, on: [quality_warning, success, failure], channel: oncall }
   - name: orders_same
-    left: landing/recon_notify/left.csv
-    right: landing/recon_notify/left.csv
+    left: recon_notify/left.csv
+    right: recon_notify/left.csv
     key: [id]
     notify: [{ on: [success, quality_warning], channel: data_mail }]
   - name: orders_gate
-    left: landing/recon_notify/left.csv
-    right: landing/recon_notify/right.csv
+    left: recon_notify/left.csv
+    right: recon_notify/right.csv
     key: [id]
     policy: fail
     notify: [{ id: gate, on: [failure], channel: team_slack }]
   - name: orders_silent
-    left: landing/recon_notify/left.csv
-    right: landing/recon_notify/right.csv
+    left: recon_notify/left.csv
+    right: recon_notify/right.csv
     key: [id]
     notify: [{ id: only_failures, on: [failure], channel: oncall }]
 `);
