@@ -89,13 +89,42 @@ export function renderGraph(spec: PipelineSpec, st: RunState, format: 'svg' | 'm
   return parts.join('');
 }
 
-/** The run page: the graph, a table of tasks, a link to the Temporal UI; refreshes while live. */
+/**
+ * The catalogued datasets a task's output names (what it wrote, a comparison's differences), as
+ * `layer[.namespace].name@version`: any kind whose output carries them, so a table an external
+ * engine writes is listed once it is catalogued.
+ */
+export function outputDatasets(output: Record<string, unknown> | undefined): { ref: string; rows?: number }[] {
+  const out: { ref: string; rows?: number }[] = [];
+  const add = (dataset: unknown, namespace: unknown, version: unknown, rows: unknown) => {
+    if (typeof dataset !== 'string' || !Number.isInteger(version)) return;
+    const m = /^(bronze|silver|gold)\.([a-z_][a-z0-9_]*)$/.exec(dataset);
+    if (!m) return;
+    const ns = typeof namespace === 'string' && namespace !== 'default' ? `${namespace}.` : '';
+    out.push({ ref: `${m[1]}.${ns}${m[2]}@${String(version)}`, ...(typeof rows === 'number' ? { rows } : {}) });
+  };
+  if (output) {
+    add(output.dataset, output.namespace, output.version, output.rowCount);
+    const d = output.differencesDataset as Record<string, unknown> | undefined;
+    if (d) add(d.dataset, d.namespace, d.version, d.rows);
+  }
+  return out;
+}
+
+/** The run page: the graph, a table of tasks with their datasets' previews, a link to the Temporal UI; refreshes while live. */
 export function runPage(spec: PipelineSpec, st: RunState, uiUrl: string): string {
+  const previews = (t: RunState['tasks'][string]) =>
+    outputDatasets(t.output)
+      .map(
+        (d) =>
+          `<a class="preview" href="/api/v1/datasets/${encodeURIComponent(d.ref)}/preview">${esc(d.ref)}</a>${d.rows !== undefined ? ` (${d.rows} rows)` : ''}`,
+      )
+      .join('<br>');
   const rows = spec.tasks
-    .map((s) => [s.id, st.tasks[s.id] ?? { status: 'pending', attempts: 0 }] as const)
+    .map((s) => [s.id, st.tasks[s.id] ?? { status: 'pending' as const, attempts: 0 }] as const)
     .map(
       ([id, t]) =>
-        `<tr><td><a href="/api/v1/runs/${encodeURIComponent(st.runId)}/tasks/${encodeURIComponent(id)}">${esc(id)}</a></td><td class="s-${t.status}">${t.status}</td><td>${t.attempts}</td><td>${esc(t.error ?? '')}</td></tr>`,
+        `<tr><td><a href="/api/v1/runs/${encodeURIComponent(st.runId)}/tasks/${encodeURIComponent(id)}">${esc(id)}</a></td><td class="s-${t.status}">${t.status}</td><td>${t.attempts}</td><td>${previews(t)}</td><td>${esc(t.error ?? '')}</td></tr>`,
     )
     .join('');
   return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(st.pipelineId)} — ${st.status}</title>${st.status === 'running' ? '<meta http-equiv="refresh" content="2">' : ''}
@@ -107,6 +136,6 @@ export function runPage(spec: PipelineSpec, st: RunState, uiUrl: string): string
 <h1>${esc(st.pipelineId)} <small id="status">${st.status}</small></h1>
 <p>Run <code>${esc(st.runId)}</code> · trigger ${esc(String(st.trigger))} · logical date ${esc(st.logicalDate)} · <a id="temporal" href="${esc(uiUrl)}">open in the Temporal UI</a></p>
 <div id="graph">${renderGraph(spec, st, 'svg')}</div>
-<table><thead><tr><th>task</th><th>state</th><th>attempts</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>
+<table><thead><tr><th>task</th><th>state</th><th>attempts</th><th>output</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>
 </body></html>`;
 }

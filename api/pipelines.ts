@@ -2,7 +2,7 @@
 import { channelProblems } from '../activities/notify/channels.js';
 import type { FastifyInstance } from 'fastify';
 import { parseSpecText } from '../schemas/spec-file.js';
-import { validateSpec, type ValidationResult } from '../schemas/pipeline.js';
+import { notifyRuleSets, validateSpec, type ValidationResult } from '../schemas/pipeline.js';
 import { PipelineQuery } from '../schemas/api.js';
 import { parse } from './errors.js';
 import { fmtBytes, LIMITS, valueProblem } from '../schemas/limits.js';
@@ -83,8 +83,10 @@ export function pipelineRoutes(app: FastifyInstance, ctx: ApiContext) {
           400,
           libs,
         );
-      // The channels its notify rules name must be this tenant's (the worker resolves them again).
-      const channels = channelProblems(ctx.notifyChannels, p.tenant, r.spec.notify);
+      // The channels its notify rules (its own and its mappings') name must be this tenant's (the worker resolves them again).
+      const channels = notifyRuleSets(r.spec, r.mapped).flatMap((s) =>
+        channelProblems(ctx.notifyChannels, p.tenant, s.rules, s.at),
+      );
       if (channels.length)
         throw new RequestError(
           `the spec has ${channels.length} problem(s): ${channels.map((x) => `${x.path}: ${x.message}`).join('; ')}`,

@@ -4,7 +4,8 @@
  * and throw RequestError with a 4xx status for bad input; the HTTP API mounts them as
  * routes and the CLI calls them directly.
  */
-import { attachInputs, openDuck, type LakeDeps } from '../activities/lake/engine.js';
+import type { LakeDeps } from '../activities/lake/engine.js';
+import { prepareDuckdbQuery, QueryRefused } from '../activities/sql/query.js';
 import { forTenant } from '../activities/lake/open.js';
 import os from 'node:os';
 import path from 'node:path';
@@ -155,27 +156,26 @@ export class DatasetsService {
         throw new RequestError(e.message, e.code === 'bad_ref' ? 400 : e.code === 'vacuumed' ? 410 : 404);
       throw e;
     });
-    const duck = await openDuck();
-    try {
-      const token = `${id.layer}.${id.name}@${v.version}`;
-      const { sql, files } = await attachInputs(
-        duck.conn,
-        forTenant(this.lake, tenant),
-        tenant,
-        id.namespace,
-        `SELECT * FROM ${token} LIMIT ${limit}`,
-      );
-      await duck.lock({ files, scratch: path.join(os.tmpdir(), 'strata-preview', randomUUID()) });
-      const r = await duck.conn.runAndReadAll(sql);
-      return {
-        dataset: datasetKey(id),
-        version: v.version,
-        columns: r.columnNames(),
-        rows: r.getRowObjectsJson(),
-      };
-    } finally {
-      await duck.close();
-    }
+    // The query path (POST /api/v1/queries): the version resolved through the tenant's catalog,
+    // the sandbox granting exactly its files, one SELECT, rows capped.
+    const q = await prepareDuckdbQuery({
+      lake: forTenant(this.lake, tenant),
+      tenant,
+      namespace: id.namespace,
+      sql: `SELECT * FROM ${id.layer}.${id.name}@${v.version} LIMIT ${limit}`,
+      scratch: path.join(os.tmpdir(), 'strata-preview', randomUUID()),
+    }).catch((e) => {
+      if (e instanceof QueryRefused) throw new RequestError(e.message, e.status);
+      throw e;
+    });
+    const r = await q.run({ maxRows: limit, truncate: true, rowsHint: 'lower the limit', duckdbJson: true });
+    const columns = r.columns.map((c) => c.name);
+    return {
+      dataset: datasetKey(id),
+      version: v.version,
+      columns,
+      rows: r.rows.map((row) => Object.fromEntries(columns.map((c, i) => [c, row[i]]))),
+    };
   }
 
   /**

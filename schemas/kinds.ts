@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
 import { taskFieldError } from './errors.js';
+import { MappingNotifyRules } from './notify.js';
 import { parseReconcileInput, ReconcileOptions } from './reconcile.js';
 import {
   Check,
@@ -103,6 +104,8 @@ export const ReconcileFields = {
     .optional(),
   /** record (default), warn (succeed with a warning when they differ) or fail (as failOnDifference). */
   policy: z.enum(['record', 'warn', 'fail']).optional(),
+  /** The mapping's own notify rules (a pipeline's `reconciliations:` puts them here); needs `mapping`. */
+  notify: MappingNotifyRules.optional(),
 };
 
 /**
@@ -236,6 +239,8 @@ const KINDS = {
           'right',
         )({ left: (t.left as { uri?: unknown })?.uri, right: (t.right as { uri?: unknown })?.uri }),
       ];
+      if (Array.isArray(t.notify) && t.notify.length && typeof t.mapping !== 'string')
+        p.push([['notify'], 'notify rules on a reconcile task need "mapping" (the name its deliveries go by)']);
       // Another task's output is read after that task: it must be one the task needs.
       const needs = Array.isArray(t.needs) ? (t.needs as unknown[]) : [];
       for (const side of ['left', 'right']) {

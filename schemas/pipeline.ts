@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
 import { TASK_KINDS, KIND_NAMES, sqlDialectAt } from './kinds.js';
-import { NotifyRules } from './notify.js';
+import { NOTIFY_LIMITS, NotifyRules, type NotifyRuleSpec } from './notify.js';
 import { mappingTasks } from './reconcile.js';
 import {
   PARAM_LIMITS,
@@ -115,7 +115,8 @@ export interface Problem {
   message: string;
 }
 
-export type ValidationResult = { ok: true; spec: PipelineSpec } | { ok: false; problems: Problem[] };
+/** `mapped`: how many of the spec's last tasks came from its `reconciliations:` (in their order). */
+export type ValidationResult = { ok: true; spec: PipelineSpec; mapped?: number } | { ok: false; problems: Problem[] };
 
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
@@ -221,7 +222,57 @@ export function validateSpec(input: unknown): ValidationResult {
   const mapped = reconciliations ? mappingTasks(reconciliations, spec.tasks) : { tasks: [], problems: [] };
   const { tasks, problems } = validateTasks([...spec.tasks, ...mapped.tasks], spec.params);
   if (problems.length || mapped.problems.length) return { ok: false, problems: [...mapped.problems, ...problems] };
-  return { ok: true, spec: { ...spec, tasks } };
+  const out: PipelineSpec = { ...spec, tasks };
+  const notify = mappingNotifyProblems(out, mapped.tasks.length);
+  if (notify.length) return { ok: false, problems: notify };
+  return { ok: true, spec: out, ...(mapped.tasks.length ? { mapped: mapped.tasks.length } : {}) };
+}
+
+/**
+ * A validated spec's notify rules, each set with the path a problem with it names: the
+ * pipeline's (`notify`), and each reconciliation mapping's (`reconciliations[i].notify`, or
+ * `tasks[i].notify` on a reconcile task written by hand).
+ */
+export function notifyRuleSets(
+  spec: PipelineSpec,
+  mapped = 0,
+): { at: string; rules: NotifyRuleSpec[]; mapping?: { name: string; task: string } }[] {
+  const out: { at: string; rules: NotifyRuleSpec[]; mapping?: { name: string; task: string } }[] = [];
+  if (spec.notify?.length) out.push({ at: 'notify', rules: spec.notify });
+  const first = spec.tasks.length - mapped;
+  spec.tasks.forEach((t, i) => {
+    const rules = t.notify as NotifyRuleSpec[] | undefined;
+    if (t.kind !== 'reconcile' || !rules?.length || typeof t.mapping !== 'string') return;
+    out.push({
+      at: i >= first ? `reconciliations[${i - first}].notify` : `tasks[${i}].notify`,
+      rules,
+      mapping: { name: t.mapping, task: t.id },
+    });
+  });
+  return out;
+}
+
+/** Mappings' rules: at most NOTIFY_LIMITS.mappingRules in all, and one set per mapping name. */
+function mappingNotifyProblems(spec: PipelineSpec, mapped: number): Problem[] {
+  const sets = notifyRuleSets(spec, mapped).filter((s) => s.mapping);
+  const problems: Problem[] = [];
+  const total = sets.reduce((n, s) => n + s.rules.length, 0);
+  if (total > NOTIFY_LIMITS.mappingRules)
+    problems.push({
+      path: sets[0].at.replace(/\.notify$/, ''),
+      message: `the mappings declare ${total} notify rules together; at most ${NOTIFY_LIMITS.mappingRules}: share rules through the pipeline's "notify" (quality_warning, failure)`,
+    });
+  const seen = new Map<string, string>();
+  for (const s of sets) {
+    const first = seen.get(s.mapping!.name);
+    if (first)
+      problems.push({
+        path: s.at,
+        message: `mapping "${s.mapping!.name}" already has notify rules (${first}): its deliveries go by the mapping's name, so declare them once`,
+      });
+    else seen.set(s.mapping!.name, s.at);
+  }
+  return problems;
 }
 
 function dedupe(ps: Problem[]): Problem[] {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Namespace } from './lake.js';
+import { MappingNotifyRules } from './notify.js';
 
 export const CsvOptions = z
   .object({
@@ -201,10 +202,16 @@ export const ReconcileMapping = z
     left: z.unknown(),
     right: z.unknown(),
     policy: z.enum(POLICIES, { message: 'policy is record, warn or fail' }).default('record'),
+    /** Who hears what this comparison found in a run (events: MAPPING_EVENTS in schemas/notify.ts). */
+    notify: MappingNotifyRules.optional(),
     ...ReconcileOptions.partial().shape,
   })
   .strict();
 export type ReconcileMapping = z.infer<typeof ReconcileMapping>;
+
+/** `.field[0].other`: a path inside a mapping, as spec problems write paths. */
+const subPath = (p: readonly PropertyKey[]) =>
+  p.map((x) => (typeof x === 'number' ? `[${x}]` : `.${String(x)}`)).join('');
 
 /** The task id a mapping runs as. */
 export const mappingTaskId = (name: string) => `reconcile-${name}`;
@@ -233,11 +240,10 @@ export function mappingTasks(
     if (typeof given === 'string') names.add(given);
     const r = ReconcileMapping.safeParse(m);
     if (!r.success) {
-      for (const is of r.error.issues)
-        problems.push({ path: [at, ...is.path.map(String)].join('.'), message: is.message });
+      for (const is of r.error.issues) problems.push({ path: at + subPath(is.path), message: is.message });
       return;
     }
-    const { name, policy, description, left, right, ...options } = r.data;
+    const { name, policy, description, left, right, notify, ...options } = r.data;
     const id = mappingTaskId(name);
     if (ids.has(id))
       problems.push({
@@ -252,7 +258,7 @@ export function mappingTasks(
       const p = parseReconcileInput(v);
       if (!p.success) {
         for (const is of p.error.issues)
-          problems.push({ path: [at, side, ...is.path.map(String)].join('.'), message: is.message });
+          problems.push({ path: `${at}.${side}${subPath(is.path)}`, message: is.message });
         continue;
       }
       if ('task' in p.data) {
@@ -281,6 +287,7 @@ export function mappingTasks(
       mapping: name,
       policy,
       ...(policy === 'fail' ? { failOnDifference: true } : {}),
+      ...(notify?.length ? { notify } : {}),
     });
   });
   return { tasks: out, problems };

@@ -8,8 +8,15 @@
 import { toMs } from './duration.js';
 import { TASK_KINDS, sqlDialectAt, type KindRunner } from './kinds.js';
 import { paramDecls } from './params.js';
-import { ruleRefs, type NotifyRuleRef } from './notify.js';
-import { effectiveTask, TRIGGER_RULES, type PipelineSpec, type TaskSpec, type TriggerRule } from './pipeline.js';
+import { mappingRuleRefs, ruleRefs, type NotifyRuleRef } from './notify.js';
+import {
+  effectiveTask,
+  notifyRuleSets,
+  TRIGGER_RULES,
+  type PipelineSpec,
+  type TaskSpec,
+  type TriggerRule,
+} from './pipeline.js';
 import type { RunContext } from './run.js';
 import { renderTask, runVariables } from './template.js';
 
@@ -33,7 +40,7 @@ export interface SkeletonPage {
   nodes: SkeletonNode[];
   /** Where the next page starts (a task index); absent on the last page. */
   next?: number;
-  /** On the first page of a spec with `notify` rules: the rules (channel names only) and the SLA. */
+  /** On the first page of a spec with `notify` rules (its own and its mappings'): the rules (channel names only) and the SLA. */
   notify?: { rules: NotifyRuleRef[]; slaMs?: number };
 }
 
@@ -88,10 +95,16 @@ export function skeletonPage(spec: PipelineSpec, from = 0, budget = SKELETON_PAG
     profiles,
     nodes,
     ...(i < spec.tasks.length ? { next: i } : {}),
-    ...(from === 0 && spec.notify?.length
-      ? { notify: { rules: ruleRefs(spec.notify), ...(spec.sla !== undefined ? { slaMs: toMs(spec.sla) } : {}) } }
-      : {}),
+    ...(from === 0 ? notifyOf(spec) : {}),
   };
+}
+
+/** The spec's rules as runs carry them: the pipeline's, then each mapping's (ids `{mapping}:{rule}`). */
+function notifyOf(spec: PipelineSpec): Pick<SkeletonPage, 'notify'> {
+  const rules = notifyRuleSets(spec).flatMap((s) =>
+    s.mapping ? mappingRuleRefs(s.mapping.name, s.mapping.task, s.rules) : ruleRefs(s.rules),
+  );
+  return rules.length ? { notify: { rules, ...(spec.sla !== undefined ? { slaMs: toMs(spec.sla) } : {}) } } : {};
 }
 
 export const triggerAt = (i: number): TriggerRule => TRIGGER_RULES[i];

@@ -7,12 +7,25 @@
  * under (run, rule, event) and does nothing for a row already delivered.
  * Deterministic: no I/O; the input names channels only, never a secret.
  */
-import { proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
-import { endEvents, type DeliveryInput, type NotifyInput } from '../schemas/notify.js';
+import { patched, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import {
+  endEvents,
+  reconcileLookup,
+  withReconciliations,
+  type DeliveryInput,
+  type NotifyInput,
+  type ReconcileOutcome,
+} from '../schemas/notify.js';
 
 interface NotifyActivities {
   deliverNotification(d: DeliveryInput): Promise<{ status: 'delivered' | 'failed' | 'skipped' }>;
   runStatusForNotify(a: { runId: string; tenant: string }): Promise<{ status: string } | undefined>;
+  reconcileOutcomesForNotify(a: {
+    runId: string;
+    tenant: string;
+    tasks: string[];
+    warned: boolean;
+  }): Promise<ReconcileOutcome[]>;
 }
 
 const DEFAULT_RETRY = { initialMs: 2000, maxAttempts: 8 };
@@ -46,8 +59,16 @@ export async function notifyRun(input: NotifyInput): Promise<{ delivered: number
           facts: { status: now.status, failedTasks: [], slaMs: input.slaMs, startedAt: input.startedAt },
         });
   } else if (input.outcome) {
-    const o = input.outcome;
-    for (const { rule, event } of endEvents(input.rules, o))
+    let o = input.outcome;
+    // Reconciliations: what the run's comparisons found, from the metastore (mappings' own
+    // rules, and `warn` comparisons that differ, which are quality warnings of the run).
+    const lookup = reconcileLookup(input.rules);
+    if (lookup && patched('notify-reconcile-v1'))
+      o = withReconciliations(
+        o,
+        await acts.reconcileOutcomesForNotify({ runId: input.run.runId, tenant: input.run.tenant, ...lookup }),
+      );
+    for (const { rule, event, reconciliation } of endEvents(input.rules, o))
       deliveries.push({
         run: input.run,
         rule: rule.id,
@@ -58,7 +79,8 @@ export async function notifyRun(input: NotifyInput): Promise<{ delivered: number
           ...(o.error ? { error: o.error } : {}),
           failedTasks: o.failures ?? [],
           ...(event === 'retry_exhausted' ? { exhausted: o.exhausted } : {}),
-          ...(event === 'quality_warning' ? { warned: o.warned } : {}),
+          ...(event === 'quality_warning' && !reconciliation ? { warned: o.warned } : {}),
+          ...(reconciliation ? { reconciliation } : {}),
         },
       });
   }

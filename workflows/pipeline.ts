@@ -30,7 +30,7 @@ import {
 } from '@temporalio/workflow';
 import type { WorkerActivities } from '../activities/index.js';
 import { jobFinishedSignal, type JobFinished } from './job-messages.js';
-import { NOTIFY_LIMITS, type NotifyInput, type RunOutcome } from '../schemas/notify.js';
+import { cancelNotifies, NOTIFY_LIMITS, type NotifyInput, type RunOutcome } from '../schemas/notify.js';
 import {
   isCarriedV1,
   type CarriedV1,
@@ -381,6 +381,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       setCurrentDetails(book.progress());
       await book.flushAll();
       await meta.recordRun(seedRecord({ closeOpenTasks: 'cancelled' }));
+      // Rules about a cancelled run hear of it (and of warnings and exhausted retries it had), as of any end.
+      if (sk.notify && cancelNotifies(sk.notify.rules) && patched('notify-cancelled-v1')) await notifyEnd();
     });
     throw err;
   }
@@ -395,19 +397,20 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   header.endedAt = nowIso();
   setCurrentDetails(book.progress());
   await CancellationScope.nonCancellable(() => book.flushAll());
-  const notifyEnd = async (error?: string) => {
+  async function notifyEnd(error?: string) {
     // Only rules about the run's end need the end notifier (an SLA-only spec has its own).
     if (!sk.notify?.rules.some((r) => r.on.some((e) => e !== 'sla_missed')) || !patched('notify-v1')) return;
     await startNotifier({
       phase: 'end',
       outcome: {
-        status: bad ? 'failed' : 'success',
+        // The run's end as recorded: success, failed, or (from the cancellation cleanup) cancelled.
+        status: header.status as RunOutcome['status'],
         ...outcome,
         ...(error ? { error: error.slice(0, 2000) } : {}),
         failures: book.failures.slice(0, NOTIFY_LIMITS.listed).map((f) => ({ id: f.id, error: f.error })),
       },
     });
-  };
+  }
   if (bad) {
     const nFailed = book.count('failed');
     const named = book.failures.map((f) => `${f.id}: ${f.error}`).join('; ');

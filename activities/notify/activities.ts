@@ -10,6 +10,8 @@ import { ScheduleNotFoundError } from '@temporalio/client';
 import type { DeliveryInput } from '../../schemas/notify.js';
 import type { Db } from '../../store/db.js';
 import { claimDelivery, recordAttempt } from '../../store/notifications.js';
+import { runReconciliations } from '../../store/reconciliations.js';
+import { NOTIFY_LIMITS, type ReconcileOutcome } from '../../schemas/notify.js';
 import { getRunById } from '../../store/runs.js';
 import { channelFor, unknownChannelMessage, type Channels } from './channels.js';
 import { send, type Links } from './client.js';
@@ -100,6 +102,20 @@ export function createNotifyActivities(deps: NotifyDeps) {
         if (e instanceof ScheduleNotFoundError) return undefined;
         throw e;
       }
+    },
+
+    /** What the run's comparisons found (its own tenant's run only), for mapping rules and quality warnings. */
+    async reconcileOutcomesForNotify(a: {
+      runId: string;
+      tenant: string;
+      tasks: string[];
+      warned: boolean;
+    }): Promise<ReconcileOutcome[]> {
+      return runReconciliations(needDb(), a.tenant, a.runId, {
+        tasks: a.tasks.slice(0, NOTIFY_LIMITS.mappingRules),
+        warned: a.warned,
+        limit: NOTIFY_LIMITS.listed,
+      });
     },
 
     /** The run's status in the runs index (its own tenant's only), for the SLA check. */

@@ -5,7 +5,7 @@
  */
 import { createHmac } from 'node:crypto';
 import nodemailer from 'nodemailer';
-import type { DeliveryInput } from '../../schemas/notify.js';
+import { reconcileSummary, type DeliveryInput } from '../../schemas/notify.js';
 import type { ChannelConfig } from './channels.js';
 
 export interface Links {
@@ -41,6 +41,7 @@ export function webhookBody(d: DeliveryInput, links: Links) {
     ...(d.facts.warned ? { qualityWarnings: d.facts.warned } : {}),
     ...(d.facts.slaMs !== undefined ? { slaMs: d.facts.slaMs } : {}),
     ...(d.facts.schedule ? { schedule: d.facts.schedule } : {}),
+    ...(d.facts.reconciliation ? { reconciliation: d.facts.reconciliation } : {}),
     links,
   };
 }
@@ -60,10 +61,21 @@ const TITLES: Record<DeliveryInput['event'], string> = {
   retry_exhausted: 'has a task that exhausted its retries',
   quality_warning: 'has quality warnings',
   sla_missed: 'is past its SLA',
+  cancelled: 'was cancelled',
   schedule_missed: 'missed a scheduled run',
 };
 
+/** A mapping rule's events, about its comparison. */
+const MAPPING_TITLES: Partial<Record<DeliveryInput['event'], string>> = {
+  success: 'found no differences',
+  quality_warning: 'found differences',
+  failure: 'failed',
+};
+
 export function headline(d: DeliveryInput): string {
+  const r = d.facts.reconciliation;
+  if (r)
+    return `Strata: reconciliation ${r.mapping ?? r.task} of ${d.run.pipelineId} (${d.run.tenant}) ${MAPPING_TITLES[d.event] ?? TITLES[d.event]}`;
   return d.event === 'schedule_missed'
     ? `Strata: schedule ${d.facts.schedule?.id ?? ''} of ${d.run.pipelineId} (${d.run.tenant}) ${TITLES[d.event]}`
     : `Strata: ${d.run.pipelineId} (${d.run.tenant}) ${TITLES[d.event]}`;
@@ -77,6 +89,17 @@ function details(d: DeliveryInput, links: Links): string[] {
   for (const t of f.failedTasks.slice(0, 10)) lines.push(`Failed task ${t.id}: ${t.error}`);
   for (const t of f.exhausted ?? []) lines.push(`Retries exhausted: ${t.task} after ${t.attempts} attempts`);
   for (const t of f.warned ?? []) lines.push(`Quality warnings on ${t.task}: ${t.checks.join(', ')}`);
+  const r = f.reconciliation;
+  if (r) {
+    const what = r.differences === undefined ? '' : r.differences ? `: ${reconcileSummary(r)}` : ': no differences';
+    lines.push(`Reconciliation ${r.mapping ?? r.task} (task ${r.task}, policy ${r.policy})${what}`);
+    if (r.counts) lines.push(`Matched: ${r.counts.matched}`);
+    if (r.differencesDataset)
+      lines.push(
+        `Differences: ${r.differencesDataset.dataset}@${r.differencesDataset.version} (${r.differencesDataset.rows} rows)`,
+      );
+    if (r.error) lines.push(`Reconciliation error: ${r.error}`);
+  }
   if (f.slaMs !== undefined) lines.push(`SLA: ${Math.round(f.slaMs / 1000)} s from ${f.startedAt ?? 'start'}`);
   if (f.schedule) lines.push(`Schedule ${f.schedule.id}: ${f.schedule.detail}`);
   lines.push(`Run page: ${links.run}`, `Temporal UI: ${links.temporal}`);

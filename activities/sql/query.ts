@@ -41,6 +41,8 @@ export interface QueryLimits {
   truncate: boolean;
   /** How far past it a limit error says the caller went, in words (the API's message). */
   rowsHint: string;
+  /** DuckDB only: values in DuckDB's JSON forms (BIGINT and DECIMAL as text, DATE as YYYY-MM-DD), as dataset previews show them. */
+  duckdbJson?: boolean;
 }
 
 /** A prepared statement: run it once; cancel() stops it wherever it is. */
@@ -152,10 +154,7 @@ export async function prepareDuckdbQuery(o: {
           const columns = reader.columnNames().map((name, i) => ({ name, type: reader.columnType(i).toString() }));
           return {
             columns,
-            ...capRows(
-              reader.getRowsJS().map((r) => r.map(jsonValue)),
-              l,
-            ),
+            ...capRows(l.duckdbJson ? reader.getRowsJson() : reader.getRowsJS().map((r) => r.map(jsonValue)), l),
           };
         } catch (e) {
           if (e instanceof RowLimitError) throw e;

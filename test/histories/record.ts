@@ -38,6 +38,8 @@ const CASES: {
   cancelAfterMs?: number;
   only?: string[];
   continueAsNewAfterEvents?: number;
+  /** Record the run's end notifier too (`{case}-notifier.json`). */
+  notifier?: boolean;
 }[] = [
   {
     name: 'success-parallel',
@@ -109,6 +111,18 @@ const CASES: {
         { id: 'boom', kind: 'fail', message: 'boom', needs: ['slow'], retry: { attempts: 2, initialInterval: '50ms' } },
       ],
     }),
+  },
+  {
+    // notify-cancelled-v1: a cancelled run starts its end notifier in its cancellation cleanup;
+    // notify-reconcile-v1: that notifier looks up the run's reconciliations (a quality_warning rule).
+    name: 'notify-cancelled',
+    spec: spec({
+      id: 'replay_notify_cancel',
+      notify: [{ id: 'stopped', on: ['cancelled', 'quality_warning'], channel: 'oncall' }],
+      tasks: [{ id: 'long', kind: 'noop', sleep: '30s' }],
+    }),
+    cancelAfterMs: 1500,
+    notifier: true,
   },
 ];
 /** Record only these cases (RECORD_CASES=notify,cancelled); default all. */
@@ -202,6 +216,15 @@ async function main() {
           index[path.basename(file)] = ex.workflowId;
           console.log(`recorded ${path.basename(file)} (${hist.events?.length} events)`);
           i++;
+        }
+        if (c.notifier) {
+          const id = `${h.workflowId}/notify/end`;
+          await client.workflow.getHandle(id).result();
+          const hist = await client.workflow.getHandle(id).fetchHistory();
+          const file = path.join(here, `${c.name}${SUFFIX}${mode}-notifier.json`);
+          await writeFile(file, scrub(historyToJSON(temporal.api.history.v1.History.create(hist))));
+          index[path.basename(file)] = id;
+          console.log(`recorded ${path.basename(file)} (${hist.events?.length} events)`);
         }
       }
   });

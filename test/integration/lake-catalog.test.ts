@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApi } from '../../api/app.js';
 import { DatasetsService } from '../../client/datasets.js';
+import { loadConfig } from '../../schemas/config.js';
+import { createKey } from '../../store/keys.js';
 import type { RunState } from '../../schemas/run.js';
 import { runCli } from '../harness/processes.js';
 import { spec } from '../harness/specs.js';
@@ -158,5 +161,52 @@ describe('catalog service and CLI on a folder lake', () => {
     expect((await svc.preview(stack.tenant, 'silver.people', 5)).rows.length).toBe(2);
     const again = await runCli(['lake-layout', '--tenant', 'legacy'], env);
     expect(again.out).toMatch(/moved 0 object\(s\)/);
+  });
+
+  it('the run page links each task’s dataset to its preview, which answers through the query path (sandbox, one SELECT, its tenant only)', async () => {
+    const st = await run(
+      spec(`
+id: catalog_page
+tasks:
+  - { id: make, kind: sql, layer: silver, sql: "SELECT * FROM (VALUES (1, DATE '2026-01-02'), (2, DATE '2026-01-03')) t(id, day)", output: silver.page_people }
+  - { id: after, kind: noop, needs: [make] }
+`),
+    );
+    expect(st.status).toBe('success');
+    const { app } = await buildApi({
+      db: stack.db,
+      client: stack.client,
+      lake: stack.lake,
+      config: loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue }),
+      dispatcher: false,
+    });
+    try {
+      const mine = { authorization: `Bearer ${(await createKey(stack.db, stack.tenant, 'viewer')).secret}` };
+      const theirs = { authorization: `Bearer ${(await createKey(stack.db, 'catalog_other', 'viewer')).secret}` };
+      const page = await app.inject({ method: 'GET', url: `/runs/${encodeURIComponent(st.runId)}`, headers: mine });
+      expect(page.statusCode).toBe(200);
+      const links = [...page.body.matchAll(/<a class="preview" href="([^"]+)">([^<]+)<\/a> \((\d+) rows\)/g)];
+      expect(links.map((m) => [m[1], m[2], m[3]])).toEqual([
+        ['/api/v1/datasets/silver.page_people%401/preview', 'silver.page_people@1', '2'],
+      ]);
+      const preview = await app.inject({ method: 'GET', url: links[0][1], headers: mine });
+      expect(preview.statusCode, preview.body).toBe(200);
+      expect(preview.json()).toEqual({
+        dataset: 'silver.page_people',
+        version: 1,
+        columns: ['id', 'day'],
+        rows: [
+          { id: 1, day: '2026-01-02' },
+          { id: 2, day: '2026-01-03' },
+        ],
+      });
+      // Another tenant's key finds neither the run nor the dataset.
+      expect(
+        (await app.inject({ method: 'GET', url: `/runs/${encodeURIComponent(st.runId)}`, headers: theirs })).statusCode,
+      ).toBe(404);
+      expect((await app.inject({ method: 'GET', url: links[0][1], headers: theirs })).statusCode).toBe(404);
+    } finally {
+      await app.close();
+    }
   });
 });

@@ -5,6 +5,8 @@
  * Temporal dev server and the metastore; deliveries are listed through the API.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -521,6 +523,184 @@ tasks:
     const body = JSON.parse(hook.body);
     expect(body.run.status).toBe('success');
     expect(body.qualityWarnings).toEqual([{ task: 'make', checks: [expect.any(String)] }]);
+  });
+
+  it('reconciliation mappings notify their own rules (matched, differs, failed) and a warn mapping that differs raises the run’s quality_warning with its counts', async () => {
+    // Left and right differ in one changed, one only-left and one only-right row (files in the tenant's folder).
+    await mkdir(path.join(stack.tenantRoot, 'recon_notify'), { recursive: true });
+    await writeFile(path.join(stack.tenantRoot, 'recon_notify/left.csv'), 'id,amount\n1,10\n2,20\n3,30\n');
+    await writeFile(path.join(stack.tenantRoot, 'recon_notify/right.csv'), 'id,amount\n1,10\n2,25\n4,40\n');
+    const s = spec(`
+id: recon_notify
+notify:
+  - { id: quality, on: [quality_warning], channel: oncall }
+tasks:
+  - { id: land, kind: noop }
+reconciliations:
+  - name: orders_mig
+    left: recon_notify/left.csv
+    right: recon_notify/right.csv
+    key: [id]
+    policy: warn
+    notify:
+      - { id: owner, on: [quality_warning, success, failure], channel: oncall }
+  - name: orders_same
+    left: recon_notify/left.csv
+    right: recon_notify/left.csv
+    key: [id]
+    notify: [{ on: [success, quality_warning], channel: data_mail }]
+  - name: orders_gate
+    left: recon_notify/left.csv
+    right: recon_notify/right.csv
+    key: [id]
+    policy: fail
+    notify: [{ id: gate, on: [failure], channel: team_slack }]
+  - name: orders_silent
+    left: recon_notify/left.csv
+    right: recon_notify/right.csv
+    key: [id]
+    notify: [{ id: only_failures, on: [failure], channel: oncall }]
+`);
+    const before = received.length;
+    const { runId, rows } = await withWorker(async () => {
+      const runId = await run(s);
+      return { runId, rows: await settled(runId, 4) };
+    });
+    const st = await stack.runs.state(runId);
+    expect(st.status).toBe('failed');
+    expect(st.tasks['reconcile-orders_gate']).toMatchObject({ status: 'failed', errorType: 'DatasetsDiffer' });
+    expect(rows.map((r) => `${r.rule}:${r.event}:${r.status}`).sort()).toEqual([
+      'orders_gate:gate:failure:delivered',
+      'orders_mig:owner:quality_warning:delivered',
+      'orders_same:data_mail:success:delivered',
+      'quality:quality_warning:delivered',
+    ]);
+    const counts = { matched: 1, changed: 1, onlyLeft: 1, onlyRight: 1 };
+    const hooks = received.slice(before).filter((x) => x.path === `/hook/${PATH_TOKEN}`);
+    expect(hooks).toHaveLength(2);
+    for (const h of hooks) expect(verify(h)).toBe(true);
+    const bodies = hooks.map((h) => JSON.parse(h.body));
+    // The pipeline's rule: the run's quality warning names the mapping and its counts.
+    const runWarning = bodies.find((b) => b.rule === 'quality');
+    expect(runWarning).toMatchObject({ event: 'quality_warning', run: { id: runId, status: 'failed' } });
+    expect(runWarning.qualityWarnings).toEqual([
+      {
+        task: 'reconcile-orders_mig',
+        mapping: 'orders_mig',
+        checks: ['mapping orders_mig differs: 1 changed, 1 only left, 1 only right'],
+        differences: 3,
+        counts,
+      },
+    ]);
+    // The mapping's own rule: what its comparison found.
+    const own = bodies.find((b) => b.rule === 'orders_mig:owner');
+    expect(own).toMatchObject({
+      event: 'quality_warning',
+      reconciliation: {
+        task: 'reconcile-orders_mig',
+        mapping: 'orders_mig',
+        policy: 'warn',
+        status: 'success',
+        differences: 3,
+        counts,
+      },
+    });
+    expect(own.qualityWarnings).toBeUndefined();
+    // Slack: the gate's failure, with the counts its error gives.
+    const slack = received.slice(before).filter((x) => x.path === `/slack/${PATH_TOKEN}`);
+    expect(slack).toHaveLength(1);
+    const sb = JSON.parse(slack[0].body);
+    expect(sb.text).toBe(`Strata: reconciliation orders_gate of recon_notify (${stack.tenant}) failed`);
+    expect(sb.blocks[1].text.text).toContain(
+      'Reconciliation orders_gate (task reconcile-orders_gate, policy fail): 1 changed, 1 only left, 1 only right',
+    );
+    // E-mail: the mapping that matched.
+    let msgs: { ID: string; Subject: string }[] = [];
+    await waitFor(async () => {
+      const res = await fetch(`${mail.httpUrl}/api/v1/messages`);
+      msgs = ((await res.json()) as { messages: typeof msgs }).messages.filter((m) =>
+        m.Subject.includes('recon_notify'),
+      );
+      return msgs.length > 0;
+    });
+    expect(msgs.map((m) => m.Subject)).toEqual([
+      `Strata: reconciliation orders_same of recon_notify (${stack.tenant}) found no differences`,
+    ]);
+    const full = (await (await fetch(`${mail.httpUrl}/api/v1/message/${msgs[0].ID}`)).json()) as { Text: string };
+    expect(full.Text).toContain(
+      'Reconciliation orders_same (task reconcile-orders_same, policy record): no differences',
+    );
+  });
+
+  it('registration checks a mapping’s channels and events where the mapping declares them', async () => {
+    const register = (payload: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/api/v1/pipelines',
+        headers: { authorization: `Bearer ${key.own}`, 'content-type': 'application/yaml' },
+        payload,
+      });
+    const base = `id: recon_rules\ntasks:\n  - { id: a, kind: noop }\nreconciliations:\n  - { name: m, left: l.csv, right: r.csv, key: [id], notify: [`;
+    const foreign = await register(`${base}{ on: [failure], channel: globex_hook }] }\n`);
+    expect(foreign.statusCode).toBe(400);
+    expect(foreign.json().problems).toEqual([
+      {
+        path: 'reconciliations[0].notify[0].channel',
+        message: expect.stringContaining(`unknown notification channel "globex_hook" for tenant ${stack.tenant}`),
+      },
+    ]);
+    expect(foreign.body).not.toContain(PATH_TOKEN);
+    const wrong = await register(`${base}{ on: [cancelled], channel: oncall }] }\n`);
+    expect(wrong.statusCode).toBe(400);
+    expect(wrong.json().problems).toEqual([
+      {
+        path: 'reconciliations[0].notify[0].on[0]',
+        message: expect.stringContaining('"cancelled" is not an event here: use failure, success, quality_warning'),
+      },
+    ]);
+    const ok = await register(`${base}{ on: [failure, quality_warning], channel: oncall }] }\n`);
+    expect(ok.statusCode, ok.body).toBe(201);
+  });
+
+  it('a cancelled run notifies the rules that name cancelled, and only those', async () => {
+    const s = spec(`
+id: cancel_me
+notify:
+  - { id: stopped, on: [cancelled], channel: oncall }
+  - { id: ends, on: [failure, success], channel: team_slack }
+tasks:
+  - { id: held, kind: s3.wait, path: markers/cancel_me/_NEVER, pollInterval: 100ms, waitTimeout: 10m }
+`);
+    const before = received.length;
+    const { runId, rows, notifier } = await withWorker(async () => {
+      const h = await stack.runs.start({
+        spec: s,
+        tenant: stack.tenant,
+        trigger: 'manual',
+        options: { notifyRetry: RETRY },
+      });
+      await waitFor(async () => (await stack.runs.state(h.runId)).tasks.held?.status === 'running', 60_000);
+      await stack.runs.cancel(h.runId);
+      await stack.client.workflow
+        .getHandle(h.runId)
+        .result()
+        .catch(() => undefined);
+      const notifier = await stack.client.workflow.getHandle(`${h.runId}/notify/end`).result();
+      return { runId: h.runId, rows: await settled(h.runId, 1), notifier };
+    });
+    expect((await stack.client.workflow.getHandle(runId).describe()).status.name).toBe('CANCELLED');
+    expect(notifier).toEqual({ delivered: 1, failed: 0 });
+    expect(rows.map((r) => `${r.rule}:${r.event}:${r.status}`)).toEqual(['stopped:cancelled:delivered']);
+    const hooks = received.slice(before).filter((x) => x.headers['strata-event'] === 'cancelled');
+    expect(hooks).toHaveLength(1);
+    expect(verify(hooks[0])).toBe(true);
+    expect(JSON.parse(hooks[0].body)).toMatchObject({
+      event: 'cancelled',
+      rule: 'stopped',
+      pipeline: 'cancel_me',
+      run: { id: runId, status: 'cancelled' },
+    });
+    expect(received.slice(before).filter((x) => x.path === `/slack/${PATH_TOKEN}`)).toEqual([]);
   });
 
   it('the worker holds a run to its own tenant’s channels, whatever its spec names', async () => {

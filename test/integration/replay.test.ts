@@ -16,7 +16,17 @@ it('replays every recorded history without nondeterminism', async () => {
   expect(files.length).toBeGreaterThanOrEqual(5);
   // The workflow id each history ran under, where its code derives ids from it (children); else the file name.
   const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as Record<string, string>;
-  expect(files).toEqual(expect.arrayContaining(['notify-v4.json', 'notify-v4-inline.json']));
+  expect(files).toEqual(
+    expect.arrayContaining([
+      'notify-v4.json',
+      'notify-v4-inline.json',
+      // notify-cancelled-v1 (the run) and notify-reconcile-v1 (its end notifier).
+      'notify-cancelled.json',
+      'notify-cancelled-inline.json',
+      'notify-cancelled-notifier.json',
+      'notify-cancelled-inline-notifier.json',
+    ]),
+  );
   const histories = await Promise.all(
     files.map(async (f) => ({
       workflowId: index[f] ?? f,
