@@ -1,20 +1,33 @@
 /**
  * /api/v1/queries: read-only SQL that answers with rows (api/queries-service.ts).
  * JSON by default; `Accept: text/csv` answers a finished statement's first chunk (and
- * GET …/result/chunks/{n} any chunk) as CSV, the header row in chunk 0 only.
+ * GET …/result/chunks/{n} any chunk) as CSV, the header row in chunk 0 only;
+ * `Accept: application/vnd.apache.arrow.stream` as an Arrow IPC stream (api/arrow.ts), each
+ * chunk a stream with its schema.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { QueryBody } from '../schemas/api.js';
 import { need } from './auth.js';
 import type { ApiContext } from './context.js';
 import { parse } from './errors.js';
+import { ARROW_STREAM, arrowOf } from './arrow.js';
 import { csvOf, statementView, type Statement } from './queries-service.js';
 import { RequestError } from '../schemas/errors.js';
 
 const wantsCsv = (req: FastifyRequest) => /\btext\/csv\b/i.test(String(req.headers.accept ?? ''));
+const wantsArrow = (req: FastifyRequest) =>
+  String(req.headers.accept ?? '')
+    .toLowerCase()
+    .includes(ARROW_STREAM);
 
 function answer(req: FastifyRequest, reply: FastifyReply, st: Statement, fresh: boolean) {
   if (st.status === 'running') return reply.status(fresh ? 202 : 200).send(statementView(st));
+  if (wantsArrow(req) && st.status === 'succeeded')
+    return reply
+      .type(ARROW_STREAM)
+      .header('x-strata-statement-id', st.id)
+      .header('x-strata-chunk-count', String(st.chunks!.length))
+      .send(Buffer.from(arrowOf(st.columns!, st.chunks![0])));
   if (wantsCsv(req) && st.status === 'succeeded')
     return reply
       .type('text/csv; charset=utf-8')
@@ -65,6 +78,8 @@ export function queryRoutes(app: FastifyInstance, ctx: ApiContext) {
         throw new RequestError(`chunk index must be a whole number (got "${req.params.n.slice(0, 20)}")`, 400);
       const n = Number(req.params.n);
       const c = ctx.queries.chunk(p, req.params.id, n);
+      if (wantsArrow(req))
+        return reply.type(ARROW_STREAM).send(Buffer.from(arrowOf(ctx.queries.get(p, req.params.id).columns!, c.data)));
       if (wantsCsv(req))
         return reply
           .type('text/csv; charset=utf-8')

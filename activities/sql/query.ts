@@ -152,10 +152,15 @@ export async function prepareDuckdbQuery(o: {
         try {
           const reader = await prepared.streamAndReadUntil(l.maxRows + 1);
           const columns = reader.columnNames().map((name, i) => ({ name, type: reader.columnType(i).toString() }));
-          return {
-            columns,
-            ...capRows(l.duckdbJson ? reader.getRowsJson() : reader.getRowsJS().map((r) => r.map(jsonValue)), l),
-          };
+          if (l.duckdbJson) return { columns, ...capRows(reader.getRowsJson(), l) };
+          // A decimal wider than a double holds exactly is sent as its exact text (DuckDB's JS
+          // values would round it); the rest as JS values.
+          const wide = columns.map((c) => Number(/^DECIMAL\((\d+),/.exec(c.type)?.[1] ?? 0) > 15);
+          const exact = wide.some(Boolean) ? reader.getRowsJson() : undefined;
+          const rows = reader
+            .getRowsJS()
+            .map((r, i) => r.map((v, j) => (exact && wide[j] ? exact[i][j] : jsonValue(v))));
+          return { columns, ...capRows(rows, l) };
         } catch (e) {
           if (e instanceof RowLimitError) throw e;
           throw new Error(duckdbFailure(e).message);

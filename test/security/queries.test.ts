@@ -4,6 +4,7 @@
  * chunks, CSV, request ids, limits and the audit trail; and refuses another tenant's
  * statements, datasets, files and connections, and every write.
  */
+import { tableFromIPC } from 'apache-arrow';
 import type { FastifyInstance } from 'fastify';
 import mysql from 'mysql2/promise';
 import { randomUUID } from 'node:crypto';
@@ -177,6 +178,51 @@ describe('answers with rows', () => {
     expect(
       (await get(key[A], `/api/v1/queries/${big.json.statementId}/result/chunks/${m.totalChunkCount}`)).status,
     ).toBe(404);
+  });
+
+  it('answers Arrow IPC by Accept: typed columns a standard Arrow reader decodes, one stream per chunk', async () => {
+    const sql =
+      "SELECT id, amount, id::BIGINT * 3000000000 AS big, id > 1 AS later, DATE '2026-01-02' + id::INT AS day, " +
+      '\'é,"x"\' AS note, 12345678901234567890.5::DECIMAL(38,1) AS exact FROM silver.orders ORDER BY id';
+    const r = await fetch(`${base}/api/v1/queries`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${key[A]}`,
+        'content-type': 'application/json',
+        accept: 'application/vnd.apache.arrow.stream',
+      },
+      body: JSON.stringify({ sql }),
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/application\/vnd\.apache\.arrow\.stream/);
+    const table = tableFromIPC(new Uint8Array(await r.arrayBuffer()));
+    expect(table.schema.fields.map((f) => [f.name, String(f.type)])).toEqual([
+      ['id', 'Int32'],
+      ['amount', 'Float64'],
+      ['big', 'Int64'],
+      ['later', 'Bool'],
+      ['day', 'Date32<DAY>'],
+      ['note', 'Utf8'],
+      ['exact', 'Utf8'],
+    ]);
+    const rows = table.toArray().map((row) => row.toJSON());
+    expect(rows.map((x) => [x.id, x.amount, x.big, x.later, x.note, x.exact])).toEqual([
+      [1, 10, 3000000000n, false, 'é,"x"', '12345678901234567890.5'],
+      [2, 20, 6000000000n, true, 'é,"x"', '12345678901234567890.5'],
+      [3, 30, 9000000000n, true, 'é,"x"', '12345678901234567890.5'],
+    ]);
+    expect(new Date(Number(rows[0].day)).toISOString().slice(0, 10)).toBe('2026-01-03');
+    // The JSON answer keeps the wide decimal exact too (a double would round it).
+    const asJson = await q(key[A], { sql });
+    expect(asJson.json.result.data[0][6]).toBe('12345678901234567890.5');
+    // A later chunk decodes on its own (its own schema), and the rows are the JSON chunks' rows.
+    const big = await q(key[A], { sql: 'SELECT range AS i FROM range(3000) ORDER BY i' });
+    const c1 = await fetch(`${base}/api/v1/queries/${big.json.statementId}/result/chunks/1`, {
+      headers: { authorization: `Bearer ${key[A]}`, accept: 'application/vnd.apache.arrow.stream' },
+    });
+    const json1 = await get(key[A], `/api/v1/queries/${big.json.statementId}/result/chunks/1`);
+    const arrow1 = tableFromIPC(new Uint8Array(await c1.arrayBuffer()));
+    expect(arrow1.toArray().map((row) => Number(row.toJSON().i))).toEqual(json1.json.data.map((x: number[]) => x[0]));
   });
 
   it("reads the tenant's Postgres and MySQL connections", async () => {
