@@ -32,6 +32,9 @@ export type ActivityDeps = SqlDeps &
 
 export function createActivities(deps: ActivityDeps) {
   const specs = createSpecLoader(deps.db);
+  const spark = createSparkActivities(deps);
+  const emr = createEmrActivities(deps);
+  const airbyte = createAirbyteActivities(deps);
   const acts = {
     ...specs.activities,
     ...createControlActivities(),
@@ -40,12 +43,20 @@ export function createActivities(deps: ActivityDeps) {
     ...createMetastoreActivities(deps.db),
     ...createLakeActivities(deps),
     ...createS3Activities(() => (deps.lake ? { lake: deps.lake, s3: deps.s3 } : undefined)),
-    ...createSparkActivities(deps),
-    ...createEmrActivities(deps),
-    ...createAirbyteActivities(deps),
+    ...spark,
+    ...emr,
+    ...airbyte,
     ...createClusterActivities(deps),
     ...createNotifyActivities(deps),
-    ...createSweeperActivities(deps),
+    // The sweeper stops a ledger's job through its engine's own poll and cancel.
+    ...createSweeperActivities({
+      ...deps,
+      jobs: {
+        'spark-k8s': { poll: (r) => spark.sparkPoll(r), cancel: (r) => spark.sparkCancel(r) },
+        emr: { poll: (r) => emr.emrPoll(r), cancel: (r) => emr.emrCancel(r) },
+        airbyte: { poll: (r) => airbyte.airbytePoll(r), cancel: (r) => airbyte.airbyteCancel(r) },
+      },
+    }),
   };
   // Every activity the task kinds name is implemented, with the task activity's signature:
   // a kind naming an activity that does not exist, or one of another shape, fails to compile.

@@ -93,7 +93,15 @@ export function createMetrics(db: ApiContext['db']): Metrics {
           'SELECT kind, count(*)::int AS n FROM swept_resources GROUP BY kind',
         )
       ).rows;
-      for (const kind of ['spark-application', 'spark-connect', 'emr-cluster', 'external-job']) this.set({ kind }, 0);
+      for (const kind of [
+        'spark-application',
+        'spark-connect',
+        'emr-cluster',
+        'external-job',
+        'emr-step',
+        'airbyte-job',
+      ])
+        this.set({ kind }, 0);
       for (const r of rows) this.set({ kind: r.kind }, r.n);
     },
   });

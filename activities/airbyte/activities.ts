@@ -1,10 +1,10 @@
 /** Airbyte syncs as Temporal activities: trigger (adopting a running sync), poll, cancel. */
 import type { ExternalJobInput, JobLogs, JobRef, JobStatus } from '../../schemas/external.js';
-import { jobActivities } from '../core/job.js';
+import { engineJobActivities, type JobLedgerDeps } from '../core/job.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { AIRBYTE_TERMINAL, AirbyteError, type AirbyteClient } from './client.js';
 
-export interface AirbyteDeps {
+export interface AirbyteDeps extends JobLedgerDeps {
   airbyte?: AirbyteClient;
   /** Tenant → its Airbyte workspace (STRATA_AIRBYTE_WORKSPACES): a tenant syncs only its workspace's connections. */
   airbyteWorkspaces?: Record<string, string>;
@@ -24,7 +24,8 @@ export function createAirbyteActivities(deps: AirbyteDeps) {
       );
     return deps.airbyte;
   };
-  return jobActivities({
+  const ledger = { engine: 'airbyte', db: deps.db } as const;
+  return engineJobActivities(ledger, {
     async airbyteSubmit(input: ExternalJobInput): Promise<JobRef> {
       const connectionId = String(input.task.connectionId);
       const { tenant } = input.run;

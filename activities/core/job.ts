@@ -1,14 +1,28 @@
 /**
  * The adapter for external-job activities (submit, poll, logs, cancel): errors a retry
- * cannot fix become non-retryable failures with their type; the rest retry.
+ * cannot fix become non-retryable failures with their type; the rest retry. With a metastore
+ * it also keeps the ledger of submitted jobs (store/external-jobs.ts) that the orphan sweeper
+ * walks: a submit records the job and its owning workflow, a poll that sees it finish or a
+ * cancel that returns marks it ended.
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { ENGINE_ACTIVITY_PREFIX, type ExternalEngine, type JobRef, type JobStatus } from '../../schemas/external.js';
+import { errorMessage } from '../../schemas/errors.js';
+import type { Db } from '../../store/db.js';
+import { markExternalJobEnded, recordExternalJob } from '../../store/external-jobs.js';
 import { toFailure } from './task.js';
 
+export interface JobLedgerDeps {
+  /** The metastore: where submitted jobs are recorded for the orphan sweeper. */
+  db?: Db;
+}
+
+type Fn = (...args: unknown[]) => Promise<unknown>;
+
 export function jobActivities<T extends object>(acts: T): T {
-  const out: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
-  for (const [name, fn] of Object.entries(acts) as [string, (...args: unknown[]) => Promise<unknown>][]) {
+  const out: Record<string, Fn> = {};
+  for (const [name, fn] of Object.entries(acts) as [string, Fn][]) {
     out[name] = async (...args: unknown[]) => {
       try {
         return await fn(...args);
@@ -19,4 +33,61 @@ export function jobActivities<T extends object>(acts: T): T {
     };
   }
   return out as T;
+}
+
+/**
+ * An engine's job activities (`{prefix}Submit`, `…Poll`, `…Logs`, `…Cancel`), adapted as above
+ * and, with a metastore, keeping the ledger of the jobs they submit.
+ */
+export function engineJobActivities<T extends object>(ledger: { engine: ExternalEngine; db?: Db }, acts: T): T {
+  const { db } = ledger;
+  if (!db) return jobActivities(acts);
+  const prefix = ENGINE_ACTIVITY_PREFIX[ledger.engine];
+  const out: Record<string, Fn> = {};
+  for (const [name, fn] of Object.entries(acts) as [string, Fn][]) {
+    const after = ledgerStep(db, name, prefix);
+    out[name] = after
+      ? async (...args: unknown[]) => {
+          const result = await fn(...args);
+          await after(args, result);
+          return result;
+        }
+      : fn;
+  }
+  return jobActivities(out as T);
+}
+
+/** What the ledger does after an engine activity succeeded, by the activity's name. */
+function ledgerStep(db: Db, name: string, prefix: string) {
+  if (name === `${prefix}Submit`)
+    // Recorded before the submit returns: a failed write fails the attempt, and the retry finds
+    // the job by its name and records it then, so no job the workflow learns of goes unrecorded.
+    return async (args: unknown[], ref: unknown) => {
+      const info = Context.current().info;
+      const owner = info.workflowExecution?.workflowId;
+      if (!owner) return; // not called by a workflow: no owner whose end could orphan it
+      const tenant = (args[0] as { run: { tenant: string } }).run.tenant;
+      await recordExternalJob(db, { ref: ref as JobRef, tenant, owner, taskQueue: info.taskQueue });
+    };
+  const end = async (ref: JobRef, state: string) => {
+    // Best effort: a row left open is settled by the sweeper once its owner has closed.
+    try {
+      await markExternalJobEnded(db, ref, state, Context.current().info.activityType);
+    } catch (e) {
+      Context.current().log.warn('external job ledger: could not mark a job ended', {
+        job: ref.name,
+        error: errorMessage(e),
+      });
+    }
+  };
+  if (name === `${prefix}Poll`)
+    return async (args: unknown[], status: unknown) => {
+      const s = status as JobStatus;
+      if (s.terminal) await end(args[0] as JobRef, s.state);
+    };
+  if (name === `${prefix}Cancel`)
+    return async (args: unknown[], r: unknown) => {
+      await end(args[0] as JobRef, `cancelled: ${(r as { result: string }).result}`);
+    };
+  return undefined;
 }

@@ -19,14 +19,14 @@ import {
   type JobLogs,
 } from '../../schemas/external.js';
 import { blockedSparkConf } from '../../schemas/spark-policy.js';
-import { jobActivities } from '../core/job.js';
+import { engineJobActivities, type JobLedgerDeps } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { hiveFunctionStatements, resolveLibraries, sparkFunctionStatements, withFunctions } from '../core/libraries.js';
 import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import { openStore, toS3Uri, type ObjectStore, type S3Config } from '../s3/client.js';
 import { EmrError, STEP_TERMINAL, type EmrJobsClient } from './client.js';
 
-export interface EmrDeps extends JobFileDeps {
+export interface EmrDeps extends JobFileDeps, JobLedgerDeps {
   emr?: EmrJobsClient;
   /** s3://bucket/prefix where scripts are uploaded before a step is added (STRATA_EMR_SCRIPTS_URI). */
   emrScriptsUri?: string;
@@ -233,7 +233,8 @@ export function createEmrActivities(deps: EmrDeps) {
     );
   }
 
-  return jobActivities({
+  const ledger = { engine: 'emr', db: deps.db } as const;
+  return engineJobActivities(ledger, {
     async emrSubmit(input: ExternalJobInput & { cluster?: { providerId?: string } }): Promise<JobRef> {
       const { task, run } = input;
       const clusterId = (input.cluster?.providerId ?? task.clusterId) as string | undefined;

@@ -15,7 +15,7 @@ import {
   type JobLogs,
 } from '../../schemas/external.js';
 import { sparkPolicyProblems, sparkTierPolicy, type SparkPolicyConfig } from '../../schemas/spark-policy.js';
-import { jobActivities } from '../core/job.js';
+import { engineJobActivities, type JobLedgerDeps } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { resolveLibraries, withFunctions } from '../core/libraries.js';
 import { NonRetryableError } from '../../schemas/errors.js';
@@ -30,7 +30,7 @@ import {
   type SparkFiles,
 } from './manifest.js';
 
-export interface SparkDeps extends JobFileDeps {
+export interface SparkDeps extends JobFileDeps, JobLedgerDeps {
   spark?: SparkK8sClient;
   sparkDefaults?: Partial<SparkDefaults>;
   /** Tier per tenant (default free): sets the namespace quota and caps one job's resources. */
@@ -149,7 +149,8 @@ export function createSparkActivities(deps: SparkDeps) {
     return deps.spark;
   };
   const defaults = { ...DEFAULT_SPARK, ...deps.sparkDefaults };
-  return jobActivities({
+  const ledger = { engine: 'spark-k8s', db: deps.db } as const;
+  return engineJobActivities(ledger, {
     async sparkSubmit(input: ExternalJobInput & { cluster?: { endpoint?: string } }): Promise<JobRef> {
       const k8s = client();
       const { run } = input;
