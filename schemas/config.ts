@@ -50,6 +50,8 @@ export const ConfigSchema = z.object({
     .default('default'),
   STRATA_API_HOST: z.string().default('127.0.0.1'),
   STRATA_API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** The worker's /health and /ready for Kubernetes probes (on every interface); unset: none. */
+  STRATA_WORKER_HEALTH_PORT: z.coerce.number().int().min(1, 'write a port from 1 to 65535').max(65535).optional(),
   /** Tier per tenant (`acme=team,big=enterprise`); caps clusters and job sizes. Others are on `free`. */
   STRATA_TENANT_TIERS: parsedBy('STRATA_TENANT_TIERS', parseTenantTiers),
   /** The Spark image jobs and Spark Connect clusters run by default (every tier may use it). */

@@ -1,5 +1,7 @@
 /** The Strata worker: pipeline workflows and every task activity on one task queue. */
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Worker, type State, type WorkerOptions } from '@temporalio/worker';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createActivities, type ActivityDeps } from '../activities/index.js';
 import { connectionsFromEnv } from '../activities/sql/connections.js';
@@ -52,9 +54,56 @@ function faultsFromEnv() {
   return ms > 0 ? { afterPartition: () => new Promise<void>((res) => setTimeout(res, ms)) } : undefined;
 }
 
+/**
+ * The worker's probe endpoints (STRATA_WORKER_HEALTH_PORT; what Kubernetes probes): `/health`
+ * answers 200 while the process lives; `/ready` answers 200 once the worker polls its task queue
+ * and Temporal (and the metastore, when there is one) answer, else 503. Like the API's, the
+ * answer names a dependency that is not ready, never its error (it is served without a key).
+ */
+export async function serveWorkerHealth(o: {
+  port: number;
+  host?: string;
+  state: () => State | undefined;
+  temporal: () => Promise<unknown>;
+  metastore?: () => Promise<unknown>;
+}): Promise<{ port: number; close(): Promise<void> }> {
+  const ready = async () => {
+    const checks: Record<string, string> = { worker: o.state() === 'RUNNING' ? 'ok' : (o.state() ?? 'starting') };
+    const probe = (p: () => Promise<unknown>) =>
+      p().then(
+        () => 'ok',
+        () => 'unavailable',
+      );
+    checks.temporal = await probe(o.temporal);
+    if (o.metastore) checks.metastore = await probe(o.metastore);
+    return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
+  };
+  const server = http.createServer((req, res) => {
+    const answer = (status: number, body: unknown) =>
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    const url = (req.url ?? '').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return answer(405, { error: 'use GET' });
+    if (url === '/health') return answer(200, { ok: true });
+    if (url !== '/ready') return answer(404, { error: 'the worker serves /health and /ready only' });
+    ready().then(
+      (r) => answer(r.ok ? 200 : 503, r),
+      () => answer(503, { ok: false }),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host ?? '0.0.0.0', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 async function main() {
   const config = loadConfig();
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  let worker: Worker | undefined = undefined; // read by the health server before it is made
   const bundlePath = process.env.STRATA_WORKFLOW_BUNDLE;
   // The catalog needs a metastore several processes can share: Postgres. Without
   // DATABASE_URL this worker runs no dataset tasks (npm start embeds PGlite itself).
@@ -63,9 +112,19 @@ async function main() {
     console.error(
       'strata worker: no DATABASE_URL, so no lake catalog: dataset, ingest and s3 tasks will fail until it is set',
     );
+  // Up before the worker is made (bundling the workflows takes a while): live, not ready yet.
+  const health = config.STRATA_WORKER_HEALTH_PORT
+    ? await serveWorkerHealth({
+        port: config.STRATA_WORKER_HEALTH_PORT,
+        state: () => worker?.getState(),
+        temporal: () => connection.workflowService.getSystemInfo({}),
+        metastore: lake ? () => lake.db.query('SELECT 1') : undefined,
+      })
+    : undefined;
+  if (health) console.error(`strata worker: /health and /ready on port ${health.port}`);
   const dataConverter = dataConverterFrom(config);
   if (!dataConverter.payloadCodecs?.length) console.error(`strata worker: ${UNENCRYPTED_WARNING}`);
-  const worker = await createStrataWorker({
+  worker = await createStrataWorker({
     dataConverter,
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
@@ -99,6 +158,7 @@ async function main() {
     (e) => console.error(`strata worker: could not ensure the orphan sweeper schedule: ${(e as Error).message}`),
   );
   await running;
+  await health?.close();
   await connection.close();
   await lake?.close();
 }

@@ -4,7 +4,8 @@
  * service-account issuer made here, RBAC, and the admission plugins a production cluster
  * runs: PodSecurity, ResourceQuota, LimitRanger, ServiceAccount…) → kube-controller-manager
  * (garbage collection through owner references, quota accounting, service accounts and
- * their tokens, namespace deletion) → kwok, which runs a simulated node and the lifecycle
+ * their tokens, namespace deletion, and for Strata's own manifests deployments, replica sets,
+ * disruption budgets, autoscalers and admission policies' type checks) → kwok, which runs a simulated node and the lifecycle
  * of the pods put on it. The Spark Operator's CRDs are installed from the project's own
  * schemas (test/fakes/spark-crds.ts). Strata is handed an admin kubeconfig file, as a user
  * would hand it one.
@@ -260,7 +261,11 @@ export async function startKubeCluster(o: { dir: string; log?: (m: string) => vo
       run('kube-controller-manager', bins.controllerManager, [
         `--kubeconfig=${cmConfig}`,
         '--controllers=garbage-collector-controller,resourcequota-controller,serviceaccount-controller,' +
-          'serviceaccount-token-controller,namespace-controller',
+          'serviceaccount-token-controller,namespace-controller,' +
+          // Strata's own manifests (deploy/kubernetes): ReplicaSets and pods of its Deployments, the
+          // budgets' and the HPA's status and scaling, the admission policy's type checking.
+          'deployment-controller,replicaset-controller,disruption-controller,horizontal-pod-autoscaler-controller,' +
+          'validatingadmissionpolicy-status-controller',
         `--service-account-private-key-file=${p('sa.key')}`,
         `--root-ca-file=${p('ca.crt')}`,
         '--leader-elect=false',
