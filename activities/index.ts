@@ -17,6 +17,7 @@ import { createLakeActivities } from './lake/activities.js';
 import { createS3Activities } from './s3/activities.js';
 import type { S3Config } from './s3/client.js';
 import { createSweeperActivities } from './sweeper/activities.js';
+import { createWapActivities } from './iceberg/activities.js';
 
 /**
  * `lake` (store + catalog) enables datasets, ingestion and s3.* tasks; `s3` holds S3 settings;
@@ -46,6 +47,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createClusterActivities(deps),
     ...createNotifyActivities(deps),
     ...createSweeperActivities(deps),
+    ...createWapActivities(deps),
   };
   // Task activities also take a task by reference (the spec stays in the metastore: the
   // activity loads and renders its task), and run a sensor's whole poll loop when asked.

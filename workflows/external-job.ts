@@ -5,6 +5,7 @@
  * (the run cancelled, the task's timeout, polls that gave up or failed for good).
  */
 import {
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   ContinueAsNew,
@@ -34,6 +35,7 @@ import type { createAirbyteActivities } from '../activities/airbyte/activities.j
 import type { ClusterActivities } from '../activities/clusters/activities.js';
 import type { createEmrActivities } from '../activities/emr/activities.js';
 import type { createSparkActivities } from '../activities/spark-k8s/activities.js';
+import type { createWapActivities } from '../activities/iceberg/activities.js';
 import { jobFinishedSignal, type JobFinished } from './job-messages.js';
 import { describeFailure } from './pipeline-v0.js';
 
@@ -187,6 +189,29 @@ async function watchJob(input: ExternalJobRunInput): Promise<JobResult> {
       message: `${engine} job ${ref.name} ended ${status.state}: ${status.message ?? 'no message from the engine'}`,
       details: [{ attempt: 1, output }],
     });
+  }
+  // Write-audit-publish: what the job staged on its declared outputs is checked, then published or rejected.
+  // Only tasks with outputs (a field older runs never had) take this step.
+  const outputs = input.task.outputs;
+  if (Array.isArray(outputs) && outputs.length && patched('external-job-wap-v1')) {
+    const { auditJobOutputs } = proxyActivities<ReturnType<typeof createWapActivities>>({
+      startToCloseTimeout: '30m',
+      retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5 },
+    });
+    try {
+      const audited = await auditJobOutputs({ run: input.run, task: input.task });
+      return { output: { ...output, outputs: audited.outputs }, attempt: 1 };
+    } catch (err) {
+      const cause = err instanceof ActivityFailure ? err.cause : undefined;
+      if (cause instanceof ApplicationFailure)
+        throw ApplicationFailure.create({
+          type: cause.type ?? 'AuditFailed',
+          nonRetryable: true,
+          message: cause.message,
+          details: [{ attempt: 1, output }],
+        });
+      throw err;
+    }
   }
   return { output, attempt: 1 };
 }

@@ -106,6 +106,7 @@ export async function runLakeSql(
       // From here on the SQL reaches exactly the versions it names and the attempt's output.
       await duck.lock({
         files: [...files, ...refs.files, outputFile(deps, id, tag).local],
+        dirs: [outputFile(deps, id, tag).partsDir],
         scratch: scratchDir(deps, tag),
       });
       // Macro libraries are registered inside the locked sandbox: their bodies reach only this grant.
@@ -122,6 +123,7 @@ export async function runLakeSql(
         checks,
         refs,
         failingRowsLimit: task.failingRowsLimit as number | undefined,
+        partitionBy: task.partitionBy as string[] | undefined,
       });
       const t2 = performance.now();
       const [v] = await commitVersions(deps, producer, [{ ...w, inputs: inputs.map(versionRef) }]);
@@ -178,6 +180,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
           const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
           await duck.lock({
             files: [...locals, ...refs.files, outputFile(lake, id, tag).local, outputFile(lake, qid, tag).local],
+            dirs: [outputFile(lake, id, tag).partsDir, outputFile(lake, qid, tag).partsDir],
             scratch,
           });
           await stageRaw(
@@ -197,6 +200,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
             inputs: [],
             checks,
             refs,
+            partitionBy: task.partitionBy as string[] | undefined,
           });
           const q = await writeVersion(lake, {
             conn: duck.conn,
@@ -260,6 +264,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
           const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
           await duck.lock({
             files: [file, ...refs.files, outputFile(lake, id, tag).local],
+            dirs: [outputFile(lake, id, tag).partsDir],
             scratch: scratchDir(lake, tag),
           });
           const cols = Object.entries(ex.columns)
@@ -281,6 +286,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
             inputs: [],
             checks,
             refs,
+            partitionBy: task.partitionBy as string[] | undefined,
           });
           // Incremental: the new version is the previous one plus this increment.
           const merged = prev
