@@ -160,8 +160,8 @@ export const AirbyteSyncFields = {
 export type ExternalEngine = 'spark-k8s' | 'emr' | 'airbyte';
 
 /** What the externalJob child workflow receives. */
+/** An external job's input. Its engine derives from the task (externalEngineOf). */
 export interface ExternalJobInput {
-  engine: ExternalEngine;
   task: Record<string, unknown> & { id: string; kind: string };
   run: RunContext;
   /** The task's timeout: past it the job is stopped and the task fails. */

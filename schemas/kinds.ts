@@ -62,6 +62,8 @@ export const SqlFields = {
 };
 
 export const WaitFields = { duration: Duration };
+/** A rendered `wait` task, as its timer reads it. */
+export const WaitTask = z.object(WaitFields);
 
 export const FailFields = {
   message: z.string().default('failed on purpose'),
@@ -97,15 +99,36 @@ export const ReconcileFields = {
   policy: z.enum(['record', 'warn', 'fail']).optional(),
 };
 
+/**
+ * The activities that run tasks, by name: the worker registers each (its implementations are
+ * checked against this list in activities/index.ts) and workflows proxy them by this type.
+ */
+export const TASK_ACTIVITIES = [
+  'runSql',
+  'failTask',
+  'noopTask',
+  'reconcileTask',
+  'ingestFile',
+  'ingestTable',
+  's3Check',
+  's3Copy',
+  's3List',
+  's3Delete',
+] as const;
+export type TaskActivityName = (typeof TASK_ACTIVITIES)[number];
+
+/** The child workflows that run tasks (external jobs). */
+export type TaskWorkflowName = 'externalJob';
+
 export type KindRunner =
   /** `local`: short and free of I/O, so it may run as a local activity (run option `localShortTasks`). */
-  | { type: 'activity'; activity: string; heartbeat?: boolean; local?: boolean }
+  | { type: 'activity'; activity: TaskActivityName; heartbeat?: boolean; local?: boolean }
   | { type: 'timer' }
   /** A sensor: the activity checks once (output.done), the workflow sleeps on a durable
    * timer for the task's `pollInterval` between checks, until `waitTimeout`. */
-  | { type: 'poll'; activity: string; heartbeat?: boolean }
+  | { type: 'poll'; activity: TaskActivityName; heartbeat?: boolean }
   /** A child workflow per task (external jobs: submit, poll on timers, cancel on cancel). */
-  | { type: 'child'; workflow: string };
+  | { type: 'child'; workflow: TaskWorkflowName };
 
 export const EXTERNAL_JOB: KindRunner = { type: 'child', workflow: 'externalJob' };
 

@@ -185,7 +185,20 @@ export interface TaskActivityInput {
   sensor?: { since: number; polls?: number };
 }
 
-export type TaskActivity = (input: TaskActivityInput) => Promise<TaskOutput>;
+/** What every task activity answers: the task's output and the attempt that produced it. */
+export interface TaskEnvelope {
+  output: TaskOutput;
+  attempt: number;
+}
+
+/**
+ * How a workflow calls a task activity: the task inline, or by reference (the worker loads
+ * and renders it); a sensor adds its poll state.
+ */
+export type TaskCall = TaskActivityInput | (TaskRefInput & { sensor?: TaskActivityInput['sensor'] });
+
+/** A task activity as the workflow proxies it. */
+export type TaskActivity = (input: TaskCall) => Promise<TaskEnvelope>;
 
 /** One task's state as a tuple: id, status index, attempts, start and end (epoch ms, 0 = none), extras. */
 export type CarriedTask = [
