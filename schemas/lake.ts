@@ -121,7 +121,7 @@ export const PartitionBy = z
       .string()
       .regex(
         PARTITION_RE,
-        'write a partition as COLUMN, identity(COLUMN), year(COLUMN), month(COLUMN), day(COLUMN), hour(COLUMN) or bucket(N, COLUMN)',
+        "write a partition as COLUMN, identity(COLUMN), year(COLUMN), month(COLUMN), day(COLUMN), hour(COLUMN) or bucket(N, COLUMN) (in a YAML [a, b] list, quote bucket: 'bucket(16, id)', its comma splits it otherwise)",
       ),
   )
   .min(1)
