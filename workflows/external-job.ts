@@ -202,16 +202,42 @@ async function watchJob(input: ExternalJobRunInput): Promise<JobResult> {
       const audited = await auditJobOutputs({ run: input.run, task: input.task });
       return { output: { ...output, outputs: audited.outputs }, attempt: 1 };
     } catch (err) {
-      const cause = err instanceof ActivityFailure ? err.cause : undefined;
-      if (cause instanceof ApplicationFailure)
-        throw ApplicationFailure.create({
-          type: cause.type ?? 'AuditFailed',
-          nonRetryable: true,
-          message: cause.message,
-          details: [{ attempt: 1, output }],
-        });
-      throw err;
+      throw withJobOutput(err, 'AuditFailed', output);
+    }
+  }
+  // A sync into Iceberg: its streams' tables are registered as datasets (activities/airbyte/iceberg.ts).
+  if (engine === 'airbyte' && patched('external-job-airbyte-iceberg-v1')) {
+    const { airbyteRegisterStreams } = proxyActivities<ReturnType<typeof createAirbyteActivities>>({
+      startToCloseTimeout: '30m',
+      retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5 },
+    });
+    try {
+      const r = await airbyteRegisterStreams({ task: input.task, run: input.run });
+      return {
+        output: {
+          ...output,
+          ...(r.outputs.length ? { outputs: r.outputs } : {}),
+          ...(r.skipped.length ? { skipped: r.skipped } : {}),
+          ...(r.reason ? { notCatalogued: r.reason } : {}),
+        },
+        attempt: 1,
+      };
+    } catch (err) {
+      throw withJobOutput(err, 'RegisterFailed', output);
     }
   }
   return { output, attempt: 1 };
+}
+
+/** A failed step after the job (audit, registration) fails the task with its own type, keeping the job's output. */
+function withJobOutput(err: unknown, fallbackType: string, output: Record<string, unknown>): unknown {
+  const cause = err instanceof ActivityFailure ? err.cause : undefined;
+  if (cause instanceof ApplicationFailure)
+    return ApplicationFailure.create({
+      type: cause.type ?? fallbackType,
+      nonRetryable: true,
+      message: cause.message,
+      details: [{ attempt: 1, output }],
+    });
+  return err;
 }

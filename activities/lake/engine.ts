@@ -506,11 +506,14 @@ export function versionOutput(v: DatasetVersion, store: ObjectStore) {
 }
 
 /** START / COMPLETE / FAIL around one dataset task. */
-export async function withLineage<T extends { outputs: DatasetVersion[]; inputs: DatasetVersion[] }>(
-  deps: LakeDeps,
-  producer: Producer & { workflowId: string },
-  fn: () => Promise<T>,
-): Promise<T> {
+export async function withLineage<
+  T extends {
+    outputs: DatasetVersion[];
+    inputs: DatasetVersion[];
+    /** Inputs outside the lake (an Airbyte source), as OpenLineage datasets. */
+    sources?: { namespace: string; name: string }[];
+  },
+>(deps: LakeDeps, producer: Producer & { workflowId: string }, fn: () => Promise<T>): Promise<T> {
   const sink = deps.lineage;
   if (!sink) return fn();
   const ns = deps.store.root;
@@ -542,7 +545,7 @@ export async function withLineage<T extends { outputs: DatasetVersion[]; inputs:
       runEvent({
         eventType: 'COMPLETE',
         ...base,
-        inputs: r.inputs.map((v) => ds(v)),
+        inputs: [...r.inputs.map((v) => ds(v)), ...(r.sources ?? [])],
         outputs: r.outputs.map((v) => ds(v, true)),
       }),
     );
