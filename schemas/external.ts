@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NonRetryableError } from './errors.js';
+import { taskFieldError } from './errors.js';
 import { Duration } from './duration.js';
 import { Check, DATASET_NAME_RE, Namespace } from './lake.js';
 import type { RunContext, TaskOutput } from './run.js';
@@ -325,6 +325,5 @@ export type EmrStepTask = z.infer<typeof EmrStepTask>;
 export function parseJobTask<S extends z.ZodType<{ id: string }>>(schema: S, task: { id: string }): z.infer<S> {
   const parsed = schema.safeParse(task);
   if (parsed.success) return parsed.data;
-  const where = parsed.error.issues.map((i) => `${i.path.join('.') || '(task)'}: ${i.message}`).join('; ');
-  throw new NonRetryableError(`task ${task.id}: ${where}`, 'TaskError');
+  throw taskFieldError(task.id, parsed.error);
 }

@@ -141,6 +141,11 @@ export interface PipelineRunInput {
   carried?: CarriedState | RunState | CarriedV1;
 }
 
+/** What a run carries since scale-v1 (older forms replay through workflows/pipeline-v0.ts). */
+export function isCarriedV1(c: PipelineRunInput['carried']): c is CarriedV1 {
+  return !!c && 'v' in c;
+}
+
 /**
  * What a run carries across continue-as-new since scale-v1: a header and one character per
  * task (its status), in spec order; per-task details went to the metastore as deltas.

@@ -29,14 +29,14 @@ import { Duration, toMs } from '../schemas/duration.js';
 import { TASK_KINDS, sqlDialectAt, type TaskActivityName } from '../schemas/kinds.js';
 import { paramDecls } from '../schemas/params.js';
 import { effectiveTask, type TaskSpec } from '../schemas/pipeline.js';
-import type {
-  CarriedState,
-  PipelineRunInput,
-  RunState,
-  TaskActivityInput,
-  TaskEnvelope,
-  TaskState,
-  TaskStatus,
+import {
+  isCarriedV1,
+  type PipelineRunInput,
+  type RunState,
+  type TaskActivityInput,
+  type TaskEnvelope,
+  type TaskState,
+  type TaskStatus,
 } from '../schemas/run.js';
 import { renderDeep, renderTask, runVariables } from '../schemas/template.js';
 import { packState, unpackState } from './carry.js';
@@ -72,7 +72,8 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
   const info = workflowInfo();
   const spec = input.spec!;
   const nowIso = () => new Date().toISOString();
-  const state: RunState = (input.carried && unpackState(input.carried as CarriedState | RunState)) || {
+  const carried = input.carried;
+  const state: RunState = (carried && !isCarriedV1(carried) && unpackState(carried)) || {
     runId: info.workflowId,
     workflowId: info.workflowId,
     pipelineId: spec.id,

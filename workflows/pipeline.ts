@@ -32,6 +32,7 @@ import type { WorkerActivities } from '../activities/index.js';
 import { jobFinishedSignal, type JobFinished } from './job-messages.js';
 import { NOTIFY_LIMITS, type NotifyInput, type RunOutcome } from '../schemas/notify.js';
 import {
+  isCarriedV1,
   type CarriedV1,
   type PipelineRunInput,
   type RunContext,
@@ -63,14 +64,14 @@ const meta = proxyActivities<Pick<WorkerActivities, 'recordRun' | 'recordTasks' 
 
 export async function pipelineRun(input: PipelineRunInput): Promise<RunState> {
   // Runs recorded before scale-v1 (and their continuations) keep their own code path.
-  if (input.carried && !('v' in input.carried)) return pipelineRunV0(input);
+  if (input.carried && !isCarriedV1(input.carried)) return pipelineRunV0(input);
   if (!input.specRef && !input.carried && !patched('scale-v1')) return pipelineRunV0(input);
   return pipelineRunV1(input);
 }
 
 async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   const info = workflowInfo();
-  const carried = input.carried as CarriedV1 | undefined;
+  const carried = isCarriedV1(input.carried) ? input.carried : undefined;
   // External jobs outlive an execution: continue-as-new hands running ones over instead of waiting for them.
   const handover = patched('handover-jobs-v1');
   const nowIso = () => new Date().toISOString();

@@ -185,10 +185,10 @@ export class TaskBook {
     const from = after === undefined ? 0 : (this.index.get(after) ?? -1) + 1;
     const tasks = this.ids
       .slice(from, from + n)
-      .map(
-        (id, k) =>
-          [id, this.details.get(id) ?? { status: STATUSES[this.status[from + k]], attempts: 0 }] as [string, TaskState],
-      );
+      .map((id, k): [string, TaskState] => [
+        id,
+        this.details.get(id) ?? { status: STATUSES[this.status[from + k]], attempts: 0 },
+      ]);
     return { tasks, ...(from + n < this.ids.length ? { next: this.ids[from + n - 1] } : {}) };
   }
 
