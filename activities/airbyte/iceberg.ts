@@ -17,6 +17,7 @@
  */
 import { gunzipSync } from 'node:zlib';
 import { Namespace, type DatasetId } from '../../schemas/lake.js';
+import { errorMessage } from '../../schemas/errors.js';
 import { parseJson } from '../../schemas/json64.js';
 import type { RunContext } from '../../schemas/run.js';
 import { datasetKey, type DatasetVersion, type Producer } from '../../store/catalog.js';
@@ -250,7 +251,7 @@ async function registerOne(
   try {
     keys = (await snapshotFiles(store, meta, snap['snapshot-id'])).map((u) => keyOf(store, u));
   } catch (e) {
-    skipped.push(`${label}: snapshot ${snap['snapshot-id']} is not registered: ${(e as Error).message}`);
+    skipped.push(`${label}: snapshot ${snap['snapshot-id']} is not registered: ${errorMessage(e)}`);
     return undefined;
   }
   const schema = currentSchema(meta);

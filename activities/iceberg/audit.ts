@@ -7,7 +7,7 @@
  * of `main` from the snapshot the branch forked from — or keep it staged as rejected.
  * Temporal-free: the adapter is activities/iceberg/activities.ts.
  */
-import { NonRetryableError } from '../../schemas/errors.js';
+import { errorMessage, NonRetryableError } from '../../schemas/errors.js';
 import { parseDatasetName, type Check, type DatasetId, type DatasetVersionRef } from '../../schemas/lake.js';
 import { JobOutput } from '../../schemas/external.js';
 import type { RunContext } from '../../schemas/run.js';
@@ -193,7 +193,7 @@ async function auditOne(
     );
   } catch (e) {
     throw new NonRetryableError(
-      `the snapshot staged on ${branch} for ${label} cannot be audited: ${(e as Error).message}`,
+      `the snapshot staged on ${branch} for ${label} cannot be audited: ${errorMessage(e)}`,
       'AuditError',
     );
   }
