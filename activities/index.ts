@@ -17,6 +17,7 @@ import { createLakeActivities } from './lake/activities.js';
 import { createS3Activities } from './s3/activities.js';
 import type { S3Config } from './s3/client.js';
 import { createSweeperActivities } from './sweeper/activities.js';
+import { createWapActivities } from './iceberg/activities.js';
 
 /**
  * `lake` (store + catalog) enables datasets, ingestion and s3.* tasks; `s3` holds S3 settings;
@@ -57,6 +58,7 @@ export function createActivities(deps: ActivityDeps) {
         airbyte: { poll: (r) => airbyte.airbytePoll(r), cancel: (r) => airbyte.airbyteCancel(r) },
       },
     }),
+    ...createWapActivities(deps),
   };
   // Every activity the task kinds name is implemented, with the task activity's signature:
   // a kind naming an activity that does not exist, or one of another shape, fails to compile.

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import { cachedKeyLookup, type Principal, type Role } from '../store/keys.js';
+import { AuditStore, RUN_TOKEN_PREFIX } from '../store/iceberg-audit.js';
 import { RequestError } from '../schemas/errors.js';
 
 declare module 'fastify' {
@@ -48,6 +49,13 @@ export function authenticator(
       req.principal = { tenant: bootstrap.tenant, role: 'admin', keyId: 'bootstrap', superuser: true };
       return;
     }
+    if (secret.startsWith(RUN_TOKEN_PREFIX)) {
+      // A job's catalog credential: operator on its tenant's warehouse, for the Iceberg routes only.
+      const run = await new AuditStore(db).credential(secret);
+      if (!run) throw new RequestError('this run credential has expired or was revoked (its task has ended)', 401);
+      req.principal = { tenant: run.tenant, role: 'operator', keyId: `run:${run.branch}`, run };
+      return;
+    }
     const p = await lookup(secret);
     if (!p) throw new RequestError('unknown or revoked API key', 401);
     req.principal = p;
@@ -62,9 +70,14 @@ function sessionCookie(req: FastifyRequest): string | undefined {
   return undefined;
 }
 
-export function need(req: FastifyRequest, role: Role): Principal {
+export function need(req: FastifyRequest, role: Role, o: { run?: boolean } = {}): Principal {
   const p = req.principal;
   if (!p) throw new RequestError('not authenticated', 401);
+  if (p.run && !o.run)
+    throw new RequestError(
+      `a run's catalog credential reads the Iceberg catalog and writes its task's outputs; it cannot ${req.method} ${req.routeOptions?.url ?? req.url}`,
+      403,
+    );
   if ((RANK.get(p.role) ?? -1) < RANK.get(role)!)
     throw new RequestError(`this needs the ${role} role; your key is ${p.role}`, 403);
   return p;

@@ -25,6 +25,8 @@ import { forTenant } from '../activities/lake/open.js';
 import type { ObjectStore, S3Config } from '../activities/s3/client.js';
 import type { Db } from '../store/db.js';
 import { IcebergStore, type IcebergTableRow } from '../store/iceberg.js';
+import { AuditStore, type RunCredential } from '../store/iceberg-audit.js';
+import { asSeenOnBranch, redirectToBranch, refHead, WapRefusal } from '../activities/iceberg/wap.js';
 
 /** An answer in the spec's error shape: `{"error": {"message", "type", "code"}}`. */
 export class IcebergError extends Error {
@@ -166,10 +168,19 @@ export class IcebergService {
     return { identifiers: (await this.cat().listTables(tenant, ns)).map((name) => ({ namespace: ns, name })) };
   }
 
-  async loadTable(tenant: string, ns: string[], name: string, delegation?: string) {
+  /**
+   * A run's credential (write-audit-publish) sees its output tables with its audit branch as
+   * `main`; a table it reads is recorded as the job's input (the snapshot `main` is at).
+   */
+  async loadTable(tenant: string, ns: string[], name: string, delegation?: string, run?: RunCredential) {
     const row = await this.cat().table(tenant, ns, name);
     if (!row) throw noTable(ns, name);
-    const vended = await this.vend(tenant, (row.metadata as unknown as TableMetadata).location, delegation);
+    const meta = row.metadata as unknown as TableMetadata;
+    const vended = await this.vend(tenant, meta.location, delegation);
+    if (!run) return { ...loadResult(row), ...vended };
+    if (isOutput(run, ns, name)) return { ...loadResult(row), metadata: asSeenOnBranch(meta, run.branch), ...vended };
+    const head = refHead(meta, 'main');
+    if (head !== null) await new AuditStore(this.db).recordRead(tenant, run.branch, { namespace: ns, name }, head);
     return { ...loadResult(row), ...vended };
   }
 
@@ -237,8 +248,9 @@ export class IcebergService {
     return { config, 'storage-credentials': [{ prefix: location, config }] };
   }
 
-  async createTable(tenant: string, ns: string[], body: Record<string, unknown>) {
+  async createTable(tenant: string, ns: string[], body: Record<string, unknown>, run?: RunCredential) {
     const name = checkName('table name', body.name);
+    if (run && !isOutput(run, ns, name)) throw notAnOutput(run, ns, name);
     if (!(await this.cat().namespaceExists(tenant, ns))) throw noNamespace(ns);
     const schema = body.schema as Schema | undefined;
     if (!schema || schema.type !== 'struct' || !Array.isArray(schema.fields))
@@ -293,11 +305,13 @@ export class IcebergService {
     name: string,
     body: Record<string, unknown>,
     onCommitted?: (db: Db, result: unknown) => Promise<void>,
+    run?: RunCredential,
   ) {
-    const reqs = (body.requirements ?? []) as TableRequirement[];
-    const updates = (body.updates ?? []) as TableUpdate[];
+    let reqs = (body.requirements ?? []) as TableRequirement[];
+    let updates = (body.updates ?? []) as TableUpdate[];
     if (!Array.isArray(reqs) || !Array.isArray(updates))
       throw new IcebergError(400, 'BadRequestException', 'requirements and updates must be arrays');
+    if (run && !isOutput(run, ns, name)) throw notAnOutput(run, ns, name);
     const store = this.store(tenant);
     return this.db.tx(async (t) => {
       const cat = this.cat(t);
@@ -305,6 +319,25 @@ export class IcebergService {
       if (!row) throw noTable(ns, name);
       const meta = row.metadata as unknown as TableMetadata;
       let next: TableMetadata;
+      if (run) {
+        // Write-audit-publish: the job's move of main lands on its audit branch (activities/iceberg/wap.ts).
+        try {
+          ({ requirements: reqs, updates } = redirectToBranch(meta, reqs, updates, {
+            branch: run.branch,
+            runId: run.runId,
+            taskId: run.taskId,
+          }));
+        } catch (e) {
+          if (e instanceof WapRefusal) throw new IcebergError(403, 'ForbiddenException', e.message);
+          throw e;
+        }
+        if (!meta.refs?.[run.branch])
+          await new AuditStore(t).begin(tenant, { namespace: ns, name }, run.branch, {
+            workflowId: run.workflowId,
+            taskId: run.taskId,
+            baseSnapshotId: refHead(meta, 'main'),
+          });
+      }
       try {
         checkRequirements(meta, reqs);
         next = applyUpdates(meta, updates, { now: Date.now(), uuid: meta['table-uuid'] });
@@ -334,7 +367,7 @@ export class IcebergService {
       const location = await writeMetadata(store, prefix, next);
       if (!(await cat.swap(tenant, ns, name, row.metadataLocation, location, next)))
         throw new IcebergError(409, 'CommitFailedException', 'the table changed during the commit: reload and retry');
-      const result = { 'metadata-location': location, metadata: next };
+      const result = { 'metadata-location': location, metadata: run ? asSeenOnBranch(next, run.branch) : next };
       await onCommitted?.(t, result);
       return result;
     });
@@ -401,6 +434,18 @@ export class IcebergService {
         );
     }
   }
+}
+
+const isOutput = (run: RunCredential, ns: string[], name: string) =>
+  run.outputs.some((o) => o.name === name && o.namespace.join('.') === ns.join('.'));
+
+function notAnOutput(run: RunCredential, ns: string[], name: string) {
+  const outs = run.outputs.map((o) => [...o.namespace, o.name].join('.')).join(', ') || 'none';
+  return new IcebergError(
+    403,
+    'ForbiddenException',
+    `task ${run.taskId}'s catalog credential writes only the outputs it declared (${outs}), not ${[...ns, name].join('.')}: add it to the task's outputs`,
+  );
 }
 
 function managedRefusal(row: IcebergTableRow, what: string) {

@@ -37,8 +37,9 @@ export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Conf
       );
     return new IcebergService({ lake: ctx.lake, s3, vending });
   };
-  const tenantOf = (req: Req, role: 'viewer' | 'operator') => {
-    const p = need(req, role);
+  /** `run`: a run's catalog credential may use the route (loads, create and commit of its outputs). */
+  const tenantOf = (req: Req, role: 'viewer' | 'operator', run = false) => {
+    const p = need(req, role, { run });
     if (req.params.prefix !== undefined && req.params.prefix !== p.tenant)
       throw new IcebergError(
         404,
@@ -59,8 +60,9 @@ export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Conf
     reply: FastifyReply,
     status: number,
     run: (tenant: string, remember?: (db: Db, result: unknown) => Promise<void>) => Promise<unknown>,
+    allowRun = false,
   ) => {
-    const tenant = tenantOf(req, 'operator');
+    const tenant = tenantOf(req, 'operator', allowRun);
     const key = req.headers['idempotency-key'];
     if (key === undefined) return send(reply, status, await run(tenant));
     if (typeof key !== 'string' || !UUIDISH.test(key))
@@ -149,11 +151,11 @@ export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Conf
     sub.get(
       '/iceberg/v1/config',
       { schema: { tags, summary: 'Catalog configuration (the warehouse is your tenant)' } },
-      async (req: Req) => svc().config(tenantOf(req, 'viewer'), req.query.warehouse),
+      async (req: Req) => svc().config(tenantOf(req, 'viewer', true), req.query.warehouse),
     );
     const base = '/iceberg/v1/:prefix/namespaces';
     sub.get(base, { schema: { tags, summary: 'List namespaces (?parent=)' } }, async (req: Req) =>
-      svc().listNamespaces(tenantOf(req, 'viewer'), req.query.parent ? req.query.parent.split(NS_SEP) : []),
+      svc().listNamespaces(tenantOf(req, 'viewer', true), req.query.parent ? req.query.parent.split(NS_SEP) : []),
     );
     sub.post(base, { schema: { tags, summary: 'Create a namespace' } }, async (req: Req, reply) =>
       mutate(req, reply, 200, (t) => svc().createNamespace(t, req.body ?? {})),
@@ -161,13 +163,13 @@ export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Conf
     sub.get(
       `${base}/:namespace`,
       { exposeHeadRoute: false, schema: { tags, summary: 'A namespace and its properties' } },
-      async (req: Req) => svc().getNamespace(tenantOf(req, 'viewer'), ns(req)),
+      async (req: Req) => svc().getNamespace(tenantOf(req, 'viewer', true), ns(req)),
     );
     sub.head(
       `${base}/:namespace`,
       { schema: { tags, summary: 'Whether a namespace exists' } },
       async (req: Req, reply) => {
-        await svc().getNamespace(tenantOf(req, 'viewer'), ns(req));
+        await svc().getNamespace(tenantOf(req, 'viewer', true), ns(req));
         return reply.status(204).send();
       },
     );
@@ -183,10 +185,10 @@ export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Conf
         mutate(req, reply, 200, (t) => svc().updateNamespaceProperties(t, ns(req), req.body ?? {})),
     );
     sub.get(`${base}/:namespace/tables`, { schema: { tags, summary: 'List tables' } }, async (req: Req) =>
-      svc().listTables(tenantOf(req, 'viewer'), ns(req)),
+      svc().listTables(tenantOf(req, 'viewer', true), ns(req)),
     );
     sub.post(`${base}/:namespace/tables`, { schema: { tags, summary: 'Create a table' } }, async (req: Req, reply) =>
-      mutate(req, reply, 200, (t) => svc().createTable(t, ns(req), req.body ?? {})),
+      mutate(req, reply, 200, (t) => svc().createTable(t, ns(req), req.body ?? {}, req.principal?.run), true),
     );
     sub.post(
       `${base}/:namespace/register`,
@@ -198,17 +200,18 @@ export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Conf
       { exposeHeadRoute: false, schema: { tags, summary: 'Load a table' } },
       async (req: Req) =>
         svc().loadTable(
-          tenantOf(req, 'viewer'),
+          tenantOf(req, 'viewer', true),
           ns(req),
           table(req),
           req.headers['x-iceberg-access-delegation'] as string | undefined,
+          req.principal?.run,
         ),
     );
     sub.head(
       `${base}/:namespace/tables/:table`,
       { schema: { tags, summary: 'Whether a table exists' } },
       async (req: Req, reply) => {
-        await svc().tableExists(tenantOf(req, 'viewer'), ns(req), table(req));
+        await svc().tableExists(tenantOf(req, 'viewer', true), ns(req), table(req));
         return reply.status(204).send();
       },
     );
@@ -216,7 +219,13 @@ export function icebergRoutes(app: FastifyInstance, ctx: ApiContext, s3?: S3Conf
       `${base}/:namespace/tables/:table`,
       { schema: { tags, summary: 'Commit requirements and updates to a table (409 when a requirement fails)' } },
       async (req: Req, reply) =>
-        mutate(req, reply, 200, (t, remember) => svc().commitTable(t, ns(req), table(req), req.body ?? {}, remember)),
+        mutate(
+          req,
+          reply,
+          200,
+          (t, remember) => svc().commitTable(t, ns(req), table(req), req.body ?? {}, remember, req.principal?.run),
+          true,
+        ),
     );
     sub.delete(
       `${base}/:namespace/tables/:table`,

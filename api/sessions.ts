@@ -164,6 +164,9 @@ export function sessionRoutes(
           throw e;
         }
         const p = req.principal!;
+        // A job's catalog credential is no way in: the session would outlive its narrow scope.
+        if (p.run)
+          return loginForm(req, reply, next, 'That is a run credential of the Iceberg catalog, not an API key.', 401);
         const sid = randomBytes(32).toString('base64url');
         const csrf = randomBytes(24).toString('base64url');
         await db.query("DELETE FROM browser_sessions WHERE expires_at < now() - interval '1 day'");

@@ -76,6 +76,8 @@ export const ConfigSchema = z.object({
     .optional(),
   /** Iceberg catalog credential vending per warehouse (`*=sts,legacy=none`): `sts` (AssumeRole, a policy scoped to the table) or `none`. */
   STRATA_ICEBERG_VENDING: parsedBy('STRATA_ICEBERG_VENDING', parseIcebergVending),
+  /** The Iceberg REST catalog's URI as external jobs reach it (worker; default `{STRATA_PUBLIC_URL}/iceberg`). */
+  STRATA_ICEBERG_URI: z.url('write the catalog URI jobs reach, e.g. https://strata.example.com/iceberg').optional(),
   /** Tenants whose lake is a root of its own (`acme=s3://acme-lake/prod`); others live under `{lake}/{tenant}/`. */
   STRATA_TENANT_LAKES: parsedBy('STRATA_TENANT_LAKES', (v) => parseTenantLakes(v)),
   /** Locations outside the lake a tenant's tasks may read and write (`acme=s3://partner/acme/|file:///srv/acme/`). */

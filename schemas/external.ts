@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { taskFieldError } from './errors.js';
 import { Duration } from './duration.js';
+import { Check, DATASET_NAME_RE, Namespace } from './lake.js';
 import type { RunContext, TaskOutput } from './run.js';
 
 /**
@@ -81,7 +82,28 @@ export const SparkResourceFields = {
   sparkConf: z.record(z.string(), z.string()).optional(),
 };
 
+/**
+ * A table an external job writes (write-audit-publish): the job commits it through Strata's
+ * Iceberg catalog, its commit is staged on the run's audit branch, and when the job ends
+ * Strata runs `checks` on that snapshot and publishes it to `main`, or keeps it staged as
+ * rejected. `silver.orders`, or `{dataset, namespace, checks, failingRowsLimit}`.
+ */
+export const JobOutput = z.union([
+  z.string().regex(DATASET_NAME_RE, 'write an output table as layer.name, e.g. silver.orders'),
+  z
+    .object({
+      dataset: z.string().regex(DATASET_NAME_RE, 'write an output table as layer.name, e.g. silver.orders'),
+      namespace: Namespace.default('default'),
+      checks: z.array(Check).default([]),
+      failingRowsLimit: z.number().int().min(0).max(1000).default(20),
+    })
+    .strict(),
+]);
+export type JobOutput = z.infer<typeof JobOutput>;
+
 export const ExternalCommonFields = {
+  /** Iceberg tables the job writes through Strata's catalog: audited, then published (see JobOutput). */
+  outputs: z.array(JobOutput).max(16, 'a task declares at most 16 output tables').optional(),
   /** EMR: the cluster id (j-…) the step runs on. */
   clusterId: z
     .string()

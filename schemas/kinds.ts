@@ -9,6 +9,7 @@ import {
   IngestTableFields,
   Layer,
   Namespace,
+  PartitionBy,
   S3CopyFields,
   S3DeleteFields,
   S3ListFields,
@@ -51,6 +52,8 @@ export const SqlFields = {
   /** The medallion layer this task writes (duckdb); `output` must then be a dataset in it. */
   layer: Layer.optional(),
   namespace: Namespace.optional(),
+  /** The dataset's partition spec (Iceberg transforms; see schemas/lake.ts PartitionBy). */
+  partitionBy: PartitionBy.optional(),
   /** Quality checks on a dataset output; `error` ones block promotion. */
   checks: z.array(Check).optional(),
   failingRowsLimit: z.number().int().min(0).max(1000).optional(),
@@ -173,6 +176,8 @@ export function sqlDialectAt(
   path: readonly (string | number)[],
 ): SqlTextDialect | undefined {
   if (path.length === 3 && path[0] === 'checks' && typeof path[1] === 'number' && path[2] === 'expect') return 'duckdb';
+  // An external job's output checks run in DuckDB over the staged snapshot too.
+  if (path.length === 5 && path[0] === 'outputs' && path[2] === 'checks' && path[4] === 'expect') return 'duckdb';
   const kind =
     typeof task.kind === 'string' && Object.hasOwn(TASK_KINDS, task.kind) ? TASK_KINDS[task.kind] : undefined;
   return kind?.sqlText?.(task, path);
@@ -384,6 +389,8 @@ function lakeSqlProblems(t: Record<string, unknown>): [string[], string][] {
     ]);
   if ((t.checks as unknown[] | undefined)?.length && !out)
     p.push([['checks'], 'checks run on a dataset output: set "output: LAYER.NAME"']);
+  if (t.partitionBy !== undefined && !out)
+    p.push([['partitionBy'], 'a partition spec belongs to a dataset output: set "output: LAYER.NAME"']);
   const writer = layer ?? out?.layer;
   if (writer && typeof t.sql === 'string')
     for (const r of datasetRefsInSql(t.sql))
@@ -422,6 +429,16 @@ function externalChecks(t: Record<string, unknown>, engine: string): [string[], 
   // The tier's allow-lists are checked by the worker, which knows the tenant's tier; what no tier allows is refused here.
   for (const [key, message] of blockedSparkConf(t.sparkConf, engine === 'emr' ? 'emr' : 'spark'))
     problems.push([['sparkConf', key], message]);
+  const outs = Array.isArray(t.outputs) ? (t.outputs as unknown[]) : [];
+  const names = outs.map((o) =>
+    typeof o === 'string'
+      ? `default.${o}`
+      : `${String((o as { namespace?: string }).namespace ?? 'default')}.${String((o as { dataset?: string }).dataset)}`,
+  );
+  names.forEach((n, i) => {
+    if (names.indexOf(n) !== i)
+      problems.push([['outputs', String(i)], `${n} is declared twice: list each output once`]);
+  });
   const dyn =
     engine === 'spark'
       ? dynamicAllocationProblem(t.dynamicAllocation as Parameters<typeof dynamicAllocationProblem>[0])

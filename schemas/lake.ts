@@ -108,6 +108,25 @@ export const Check = z.union([
 ]);
 export type Check = z.infer<typeof Check>;
 
+/**
+ * A dataset's partition spec, as Iceberg transforms over its columns: `customer` (identity),
+ * `day(ordered_at)`, `month(ts)`, `year(d)`, `hour(ts)`, `bucket(16, id)`. Strata's writer
+ * writes one data file per partition with the values in the manifests; readers prune by them.
+ */
+export const PARTITION_RE =
+  /^\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(identity|year|month|day|hour)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)|bucket\s*\(\s*(\d{1,7})\s*,\s*([A-Za-z_][A-Za-z0-9_]*)\s*\))\s*$/;
+export const PartitionBy = z
+  .array(
+    z
+      .string()
+      .regex(
+        PARTITION_RE,
+        "write a partition as COLUMN, identity(COLUMN), year(COLUMN), month(COLUMN), day(COLUMN), hour(COLUMN) or bucket(N, COLUMN) (in a YAML [a, b] list, quote bucket: 'bucket(16, id)', its comma splits it otherwise)",
+      ),
+  )
+  .min(1)
+  .max(8, 'at most 8 partition fields');
+
 export const ColumnType = z.enum(['string', 'int', 'bigint', 'double', 'decimal', 'boolean', 'date', 'timestamp']);
 export const ColumnDecl = z.union([
   ColumnType,
@@ -134,6 +153,7 @@ export const IngestFileFields = {
   ),
   output: DatasetOutput,
   namespace: Namespace.default('default'),
+  partitionBy: PartitionBy.optional(),
   /** Where rejected rows go; default {output}_quarantine. */
   quarantine: DatasetOutput.optional(),
   csv: z
@@ -160,6 +180,7 @@ export const IngestTableFields = {
   batchSize: z.number().int().min(1).max(1_000_000).default(10_000),
   output: DatasetOutput,
   namespace: Namespace.default('default'),
+  partitionBy: PartitionBy.optional(),
   checks: z.array(Check).default([]),
 };
 

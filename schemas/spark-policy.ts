@@ -34,7 +34,15 @@ const BLOCKED: [RegExp, string][] = [
     /^spark\.hadoop\..*(credentials\.provider|\.impl|access\.key|secret\.key|session\.token|assumed\.role)/i,
     'storage credentials and file-system classes come from the platform (use "s3Secret")',
   ],
+  [
+    /^spark\.sql\.(catalog\.strata|defaultCatalog)(\.|$)/,
+    'the Iceberg catalog of a job is Strata\'s, set by Strata for a task with "outputs" (its URI, warehouse and the run\'s credential)',
+  ],
   [/^spark\.sql\.hive\.metastore\.(jars|sharedPrefixes|barrierPrefixes)/, 'loads jars from outside the image'],
+  [
+    /^spark\.sql\.(catalog\.strata|defaultCatalog)(\.|$)/,
+    'the Iceberg catalog of a job is Strata\'s, set by Strata for a task with "outputs" (its URI, warehouse and the run\'s credential)',
+  ],
   [/^spark\.(master|submit\.deployMode|driver\.host|driver\.bindAddress)$/, 'set by the platform'],
   [
     /^spark\.(authenticate|ssl|network\.crypto|io\.encryption|acls|admin\.acls|ui\.filters|redaction)(\.|$)/,

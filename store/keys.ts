@@ -2,6 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Db } from './db.js';
 import { ensureTenant } from './pipelines.js';
+import type { RunCredential } from './iceberg-audit.js';
 
 export type Role = 'admin' | 'operator' | 'viewer';
 export interface Principal {
@@ -10,6 +11,8 @@ export interface Principal {
   keyId: string;
   /** The bootstrap key may manage keys of every tenant. */
   superuser?: boolean;
+  /** A run's catalog credential (write-audit-publish): it reaches only the Iceberg catalog. */
+  run?: RunCredential;
 }
 
 export const hashKey = (secret: string) => createHash('sha256').update(secret).digest('hex');

@@ -135,6 +135,7 @@ async function main() {
       connections: connectionsFromEnv(),
       notifyChannels: channelsFromEnv(),
       publicUrl: config.STRATA_PUBLIC_URL ?? `http://${config.STRATA_API_HOST}:${config.STRATA_API_PORT}`,
+      icebergUri: config.STRATA_ICEBERG_URI,
       uiUrl: config.TEMPORAL_UI_URL,
       namespace: config.TEMPORAL_NAMESPACE,
       ledgerKey: ledgerKeyFromEnv(),

@@ -5,6 +5,7 @@
  * (the run cancelled, the task's timeout, polls that gave up or failed for good).
  */
 import {
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   ContinueAsNew,
@@ -34,6 +35,7 @@ import type { createAirbyteActivities } from '../activities/airbyte/activities.j
 import type { ClusterActivities } from '../activities/clusters/activities.js';
 import type { createEmrActivities } from '../activities/emr/activities.js';
 import type { createSparkActivities } from '../activities/spark-k8s/activities.js';
+import type { createWapActivities } from '../activities/iceberg/activities.js';
 import { jobFinishedSignal, type JobFinished } from './job-messages.js';
 import { describeFailure } from './failures.js';
 
@@ -188,5 +190,54 @@ async function watchJob(input: ExternalJobRunInput): Promise<JobResult> {
       details: [{ attempt: 1, output }],
     });
   }
+  // Write-audit-publish: what the job staged on its declared outputs is checked, then published or rejected.
+  // Only tasks with outputs (a field older runs never had) take this step.
+  const outputs = input.task.outputs;
+  if (Array.isArray(outputs) && outputs.length && patched('external-job-wap-v1')) {
+    const { auditJobOutputs } = proxyActivities<ReturnType<typeof createWapActivities>>({
+      startToCloseTimeout: '30m',
+      retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5 },
+    });
+    try {
+      const audited = await auditJobOutputs({ run: input.run, task: input.task });
+      return { output: { ...output, outputs: audited.outputs }, attempt: 1 };
+    } catch (err) {
+      throw withJobOutput(err, 'AuditFailed', output);
+    }
+  }
+  // A sync into Iceberg: its streams' tables are registered as datasets (activities/airbyte/iceberg.ts).
+  if (engine === 'airbyte' && patched('external-job-airbyte-iceberg-v1')) {
+    const { airbyteRegisterStreams } = proxyActivities<ReturnType<typeof createAirbyteActivities>>({
+      startToCloseTimeout: '30m',
+      retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5 },
+    });
+    try {
+      const r = await airbyteRegisterStreams({ task: input.task, run: input.run });
+      return {
+        output: {
+          ...output,
+          ...(r.outputs.length ? { outputs: r.outputs } : {}),
+          ...(r.skipped.length ? { skipped: r.skipped } : {}),
+          ...(r.reason ? { notCatalogued: r.reason } : {}),
+        },
+        attempt: 1,
+      };
+    } catch (err) {
+      throw withJobOutput(err, 'RegisterFailed', output);
+    }
+  }
   return { output, attempt: 1 };
+}
+
+/** A failed step after the job (audit, registration) fails the task with its own type, keeping the job's output. */
+function withJobOutput(err: unknown, fallbackType: string, output: Record<string, unknown>): unknown {
+  const cause = err instanceof ActivityFailure ? err.cause : undefined;
+  if (cause instanceof ApplicationFailure)
+    return ApplicationFailure.create({
+      type: cause.type ?? fallbackType,
+      nonRetryable: true,
+      message: cause.message,
+      details: [{ attempt: 1, output }],
+    });
+  return err;
 }

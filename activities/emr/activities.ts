@@ -24,9 +24,10 @@ import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core
 import { hiveFunctionStatements, resolveLibraries, sparkFunctionStatements, withFunctions } from '../core/libraries.js';
 import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import { openStore, toS3Uri, type ObjectStore, type S3Config } from '../s3/client.js';
+import { catalogConfFor, type CatalogDeps } from '../iceberg/job-catalog.js';
 import { EmrError, STEP_TERMINAL, type EmrJobsClient } from './client.js';
 
-export interface EmrDeps extends JobFileDeps, JobLedgerDeps {
+export interface EmrDeps extends JobFileDeps, JobLedgerDeps, CatalogDeps {
   emr?: EmrJobsClient;
   /** s3://bucket/prefix where scripts are uploaded before a step is added (STRATA_EMR_SCRIPTS_URI). */
   emrScriptsUri?: string;
@@ -67,8 +68,9 @@ export function stepArgs(
   deps: StepDeps = {},
 ): string[] {
   const extra = task.args ?? [];
+  const catalog = Object.entries(deps.conf ?? {}).flatMap(([k, v]) => ['--conf', `${k}=${v}`]);
   if (task.kind === 'pyspark') {
-    const conf = Object.entries(task.sparkConf ?? {}).flatMap(([k, v]) => ['--conf', `${k}=${v}`]);
+    const conf = [...Object.entries(task.sparkConf ?? {}).flatMap(([k, v]) => ['--conf', `${k}=${v}`]), ...catalog];
     const dep = (
       [
         ['--py-files', deps.pyFiles],
@@ -88,7 +90,7 @@ export function stepArgs(
     return script
       ? ['bash', '-c', PRESTO_FROM_S3, 'strata-presto', script, ...extra]
       : ['presto-cli', '--execute', String(task.sql), ...extra];
-  const jars = deps.jars?.length ? ['--jars', deps.jars.join(',')] : [];
+  const jars = [...(deps.jars?.length ? ['--jars', deps.jars.join(',')] : []), ...catalog];
   return script
     ? ['spark-sql', ...jars, '-f', script, ...extra]
     : ['spark-sql', ...jars, '-e', String(task.sql), ...extra];
@@ -96,6 +98,8 @@ export function stepArgs(
 
 /** A pyspark step's dependencies, as S3 URIs. */
 export interface StepDeps {
+  /** Strata's Iceberg catalog settings for a task with outputs (`--conf`, after the task's own). */
+  conf?: Record<string, string>;
   pyFiles?: string[];
   jars?: string[];
   files?: string[];
@@ -269,10 +273,17 @@ export function createEmrActivities(deps: EmrDeps) {
       const jobInput = { ...input, task: job };
       const script = main ? await emrUri(input, main, fileField!, false) : await uploadSql(jobInput);
       const stepDeps: StepDeps = {};
-      for (const [k, list] of Object.entries(depFiles) as [keyof StepDeps, JobFile[]][])
+      for (const [k, list] of Object.entries(depFiles) as [Exclude<keyof StepDeps, 'conf'>, JobFile[]][])
         stepDeps[k] = await Promise.all(list.map((f, i) => emrUri(input, f, `${k}[${i}]`, true)));
       if (!hive && libJars.length) stepDeps.jars = [...(stepDeps.jars ?? []), ...libJars];
       if (libPy.length) stepDeps.pyFiles = [...(stepDeps.pyFiles ?? []), ...libPy];
+      if (Array.isArray(task.outputs) && task.outputs.length && (hive || task.dialect === 'presto'))
+        throw new NonRetryableError(
+          `task ${task.id} declares outputs, which Spark commits through Strata's Iceberg catalog: run it as pyspark or sql with dialect spark`,
+          'ConfigError',
+        );
+      // Declared outputs: the step commits through Strata's catalog with a credential scoped to this run.
+      stepDeps.conf = await catalogConfFor(deps, input);
       const step: StepConfig = {
         Name: name,
         ActionOnFailure: 'CONTINUE',

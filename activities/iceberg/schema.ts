@@ -316,3 +316,36 @@ export function castList(columns: Column[]): { list: string; changed: boolean } 
 export function primitiveFields(schema: StructType): { id: number; name: string; type: string }[] {
   return schema.fields.flatMap((f) => (typeof f.type === 'string' ? [{ id: f.id, name: f.name, type: f.type }] : []));
 }
+
+/** The DuckDB type of an Iceberg type (how a table another engine wrote reads in DuckDB): the inverse of `parseDuckType`. */
+export function duckTypeOf(t: IcebergType): string {
+  if (typeof t === 'string') {
+    const dec = DECIMAL.exec(t);
+    if (dec) return `DECIMAL(${dec[1]},${dec[2]})`;
+    const prim: Record<string, string> = {
+      boolean: 'BOOLEAN',
+      int: 'INTEGER',
+      long: 'BIGINT',
+      float: 'FLOAT',
+      double: 'DOUBLE',
+      string: 'VARCHAR',
+      binary: 'BLOB',
+      date: 'DATE',
+      time: 'TIME',
+      timestamp: 'TIMESTAMP',
+      timestamptz: 'TIMESTAMP WITH TIME ZONE',
+      timestamp_ns: 'TIMESTAMP_NS',
+      timestamptz_ns: 'TIMESTAMP WITH TIME ZONE',
+      uuid: 'UUID',
+    };
+    return prim[t] ?? (/^fixed\[\d+\]$/.test(t) ? 'BLOB' : 'VARCHAR');
+  }
+  switch (t.type) {
+    case 'list':
+      return `${duckTypeOf(t.element)}[]`;
+    case 'map':
+      return `MAP(${duckTypeOf(t.key)}, ${duckTypeOf(t.value)})`;
+    case 'struct':
+      return `STRUCT(${t.fields.map((f) => `${quoteName(f.name)} ${duckTypeOf(f.type)}`).join(', ')})`;
+  }
+}

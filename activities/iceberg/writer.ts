@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { DatasetId } from '../../schemas/lake.js';
 import type { Db } from '../../store/db.js';
 import { IcebergStore } from '../../store/iceberg.js';
+import { auditBranch } from '../../store/iceberg-audit.js';
 import type { ObjectStore } from '../s3/client.js';
 import { stringifyJson } from '../../schemas/json64.js';
 import {
@@ -18,13 +19,17 @@ import {
   MANIFEST_LIST_SCHEMA,
   manifestEntrySchema,
   manifestMeta,
+  partitionResultType,
   type DataFile,
   type ManifestEntry,
   type ManifestFile,
 } from './avro.js';
+import { withSpec } from './partition.js';
 import {
   currentSchema,
   newTableMetadata,
+  type PartitionField,
+  type PartitionSpec,
   setRef,
   snapshotById,
   withSchema,
@@ -47,19 +52,36 @@ export async function planSchema(
   tenant: string,
   id: DatasetId,
   columns: Column[],
-): Promise<{ schema: StructType; lastColumnId: number; columns: Column[] }> {
+): Promise<{
+  schema: StructType;
+  lastColumnId: number;
+  columns: Column[];
+  /** The table's partition specs, its default one and last partition field id (none yet: unpartitioned). */
+  specs: PartitionSpec[];
+  defaultSpec?: PartitionSpec;
+  lastPartitionId: number;
+}> {
   const ident = icebergIdent(id);
   const row = await new IcebergStore(db).table(tenant, ident.namespace, ident.name);
   const meta = row?.metadata as TableMetadata | undefined;
   const r = schemaFor(columns, meta && currentSchema(meta), meta?.['last-column-id'] ?? 0);
-  return { ...r, columns };
+  return {
+    ...r,
+    columns,
+    specs: meta?.['partition-specs'] ?? [],
+    defaultSpec: meta?.['partition-specs'].find((s) => s['spec-id'] === meta['default-spec-id']),
+    lastPartitionId: meta?.['last-partition-id'] ?? 999,
+  };
 }
 
 export interface IcebergFile {
   key: string;
   bytes: number;
   stats: FileStats;
+  /** Its partition's values by partition field name (a partitioned table). */
+  partition?: Record<string, PartitionValue>;
 }
+export type PartitionValue = number | bigint | string | boolean | null;
 
 export interface IcebergWrite {
   schema: StructType;
@@ -68,6 +90,8 @@ export interface IcebergWrite {
   files: IcebergFile[];
   /** The new version keeps the current snapshot's files and adds these (an incremental ingest): an append. */
   append?: boolean;
+  /** The partition spec the files were written with (ids resolved); none or empty: unpartitioned. */
+  spec?: PartitionField[];
 }
 
 export interface VersionFacts {
@@ -119,7 +143,23 @@ export async function commitVersionSnapshot(
   }
   meta = withSchema(meta, w.schema, w.lastColumnId);
   const schema = currentSchema(meta);
-  const spec = meta['partition-specs'].find((s) => s['spec-id'] === meta['default-spec-id'])!;
+  // The spec the files were written with becomes (or stays) the table's default.
+  const specs = withSpec(meta['partition-specs'], w.spec ?? []);
+  const spec = specs.spec;
+  meta = {
+    ...meta,
+    'partition-specs': specs.specs,
+    'default-spec-id': spec['spec-id'],
+    'last-partition-id': Math.max(meta['last-partition-id'], ...spec.fields.map((f) => f['field-id'])),
+  };
+  const partType = spec.fields.map((f) => ({
+    name: f.name,
+    id: f['field-id'],
+    type: partitionResultType(
+      f.transform.replace(/\[.*$/, ''),
+      schema.fields.find((x) => x.id === f['source-id'])?.type ?? 'string',
+    ),
+  }));
   const snapshotId = snapshotById(meta, v.version)
     ? Number(BigInt.asUintN(52, BigInt(`0x${randomUUID().replace(/-/g, '').slice(0, 13)}`)))
     : v.version;
@@ -131,10 +171,10 @@ export async function commitVersionSnapshot(
     snapshot_id: snapshotId,
     sequence_number: null,
     file_sequence_number: null,
-    data_file: dataFile(store.uri(f.key), f.bytes, f.stats),
+    data_file: dataFile(store.uri(f.key), f.bytes, f.stats, f.partition),
   }));
   const manifestKey = `${prefix}/metadata/${tag}-m0.avro`;
-  const manifest = await encodeContainer(manifestEntrySchema([]), entries, manifestMeta(schema, spec));
+  const manifest = await encodeContainer(manifestEntrySchema(partType), entries, manifestMeta(schema, spec));
   await store.putBytes(manifestKey, manifest);
   const added: ManifestFile = {
     manifest_path: store.uri(manifestKey),
@@ -150,7 +190,7 @@ export async function commitVersionSnapshot(
     added_rows_count: w.files.reduce((a, f) => a + f.stats.recordCount, 0),
     existing_rows_count: 0,
     deleted_rows_count: 0,
-    partitions: [],
+    partitions: partitionSummaries(partType, w.files),
     key_metadata: null,
   };
   const parent =
@@ -198,7 +238,10 @@ export async function commitVersionSnapshot(
       ? [...meta['metadata-log'], { 'timestamp-ms': meta['last-updated-ms'], 'metadata-file': row.metadataLocation }]
       : [],
   };
-  if (v.promoted) meta = setRef(meta, 'main', { 'snapshot-id': snapshotId, type: 'branch' }, now);
+  // Published: main moves. Rejected: the snapshot stays staged on the task's audit branch, as an external job's would.
+  meta = v.promoted
+    ? setRef(meta, 'main', { 'snapshot-id': snapshotId, type: 'branch' }, now)
+    : setRef(meta, auditBranch(v.runId, v.taskId), { 'snapshot-id': snapshotId, type: 'branch' }, now);
   const metadataLocation = await writeMetadata(store, prefix, meta);
   if (row) {
     if (!(await cat.swap(tenant, ident.namespace, ident.name, row.metadataLocation, metadataLocation, meta)))
@@ -215,12 +258,12 @@ export async function writeMetadata(store: ObjectStore, prefix: string, meta: Ta
   return store.uri(key);
 }
 
-function dataFile(path: string, bytes: number, s: FileStats): DataFile {
+function dataFile(path: string, bytes: number, s: FileStats, partition: DataFile['partition'] = {}): DataFile {
   return {
     content: 0,
     file_path: path,
     file_format: 'PARQUET',
-    partition: {},
+    partition,
     record_count: s.recordCount,
     file_size_in_bytes: bytes,
     column_sizes: s.columnSizes,
@@ -234,6 +277,52 @@ function dataFile(path: string, bytes: number, s: FileStats): DataFile {
     equality_ids: null,
     sort_order_id: null,
   };
+}
+
+/** A partition value in Iceberg's single-value binary form (Appendix D), for the manifest list's bounds. */
+function partitionBytes(type: unknown, v: PartitionValue): Buffer | null {
+  if (v === null || v === undefined) return null;
+  const b = Buffer.alloc(8);
+  if (type === 'int' || type === 'date') {
+    b.writeInt32LE(Number(v));
+    return b.subarray(0, 4);
+  }
+  if (type === 'long' || type === 'timestamp' || type === 'timestamptz') {
+    b.writeBigInt64LE(BigInt(v));
+    return b;
+  }
+  if (type === 'double') {
+    b.writeDoubleLE(Number(v));
+    return b;
+  }
+  if (type === 'boolean') return Buffer.from([v ? 1 : 0]);
+  if (type === 'string') return Buffer.from(String(v), 'utf8');
+  return null;
+}
+
+/** Per partition field of a manifest: whether a null is there, and the lowest and highest value (readers prune manifests by them). */
+function partitionSummaries(
+  fields: { name: string; type: unknown }[],
+  files: IcebergFile[],
+): ManifestFile['partitions'] {
+  return fields.map((f) => {
+    const vals = files.map((x) => x.partition?.[f.name] ?? null);
+    const present = vals.filter((v): v is Exclude<PartitionValue, null> => v !== null);
+    const cmp = (a: Exclude<PartitionValue, null>, b: Exclude<PartitionValue, null>) =>
+      typeof a === 'string' ? Buffer.compare(Buffer.from(a), Buffer.from(String(b))) : Number(a) - Number(b);
+    const sorted = [...present].sort(cmp);
+    const bound = (v: PartitionValue | undefined) =>
+      v === undefined ||
+      !['int', 'date', 'long', 'timestamp', 'timestamptz', 'string', 'boolean'].includes(String(f.type))
+        ? null
+        : partitionBytes(f.type, v);
+    return {
+      contains_null: present.length < vals.length,
+      contains_nan: null,
+      lower_bound: bound(sorted[0]),
+      upper_bound: bound(sorted[sorted.length - 1]),
+    };
+  });
 }
 
 /** The key of a URI inside the tenant's store; anything outside is refused (a table may not point out of its warehouse). */

@@ -102,11 +102,12 @@ export async function runLakeSql(
         id.namespace,
         String(task.sql),
       );
-      const { checks, failingRowsLimit } = parseTask(SqlTask, task);
+      const { checks, failingRowsLimit, partitionBy } = parseTask(SqlTask, task);
       const refs = await attachCheckRefs(duck.conn, deps, producer.tenant, id.namespace, checks);
       // From here on the SQL reaches exactly the versions it names and the attempt's output.
       await duck.lock({
         files: [...files, ...refs.files, outputFile(deps, id, tag).local],
+        dirs: [outputFile(deps, id, tag).partsDir],
         scratch: scratchDir(deps, tag),
       });
       // Macro libraries are registered inside the locked sandbox: their bodies reach only this grant.
@@ -123,6 +124,7 @@ export async function runLakeSql(
         checks,
         refs,
         failingRowsLimit,
+        partitionBy,
       });
       const t2 = performance.now();
       const [v] = await commitVersions(deps, producer, [{ ...w, inputs: inputs.map(versionRef) }]);
@@ -180,6 +182,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
           const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
           await duck.lock({
             files: [...locals, ...refs.files, outputFile(lake, id, tag).local, outputFile(lake, qid, tag).local],
+            dirs: [outputFile(lake, id, tag).partsDir, outputFile(lake, qid, tag).partsDir],
             scratch,
           });
           await stageRaw(duck.conn, locals, t.format, Object.keys(columns), t.csv);
@@ -193,6 +196,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
             inputs: [],
             checks,
             refs,
+            partitionBy: t.partitionBy,
           });
           const q = await writeVersion(lake, {
             conn: duck.conn,
@@ -257,6 +261,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
           const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
           await duck.lock({
             files: [file, ...refs.files, outputFile(lake, id, tag).local],
+            dirs: [outputFile(lake, id, tag).partsDir],
             scratch: scratchDir(lake, tag),
           });
           const cols = Object.entries(ex.columns)
@@ -278,6 +283,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
             inputs: [],
             checks,
             refs,
+            partitionBy: t.partitionBy,
           });
           // Incremental: the new version is the previous one plus this increment.
           const merged = prev

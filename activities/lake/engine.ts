@@ -8,7 +8,7 @@
  * retried attempt leaves files nobody points at, which vacuum removes.
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   datasetRefsInSql,
@@ -35,8 +35,13 @@ import {
   planSchema,
   SchemaMovedError,
   snapshotFiles,
+  type IcebergFile,
   type IcebergWrite,
+  type PartitionValue,
 } from '../iceberg/writer.js';
+import { MURMUR_MACROS, parsePartitionBy, partitionExpr, resolveSpec } from '../iceberg/partition.js';
+import type { PartitionField } from '../iceberg/metadata.js';
+import type { StructType } from '../iceberg/schema.js';
 import type { TableMetadata } from '../iceberg/metadata.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import { castList, fieldIdsClause } from '../iceberg/schema.js';
@@ -204,6 +209,8 @@ export interface WriteRequest {
   failingRowsLimit?: number;
   /** Views of the datasets `references` checks read, registered before the sandbox locked. */
   refs?: CheckRefs;
+  /** The dataset's partition spec (`partitionBy`); without it, the table's own spec (if any) is kept. */
+  partitionBy?: string[];
 }
 
 /** Where an attempt's output is written locally (a file the sandbox grants). */
@@ -211,11 +218,13 @@ export function outputFile(
   deps: LakeDeps,
   id: DatasetId,
   attemptTag: string,
-): { key: string; location: string; local: string; direct: boolean } {
+): { key: string; location: string; local: string; direct: boolean; partsDir: string } {
   const location = `${datasetPrefix(id)}/data/${attemptTag}`;
   const key = `${location}/part-00000.parquet`;
   const direct = deps.store.localPath(key);
-  return { key, location, local: direct ?? path.join(deps.cacheDir, 'out', key), direct: !!direct };
+  const local = direct ?? path.join(deps.cacheDir, 'out', key);
+  // A partitioned table's files: one folder per partition under `parts/` (the sandbox grants the folder).
+  return { key, location, local, direct: !!direct, partsDir: path.join(path.dirname(local), 'parts') };
 }
 
 export interface CheckRefs {
@@ -255,7 +264,7 @@ export interface Written extends Omit<NewVersion, 'inputs'> {
 
 /** Writes a version's files (not yet visible) and runs its checks. */
 export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Written> {
-  const { key, location, local, direct } = outputFile(deps, w.id, w.attemptTag);
+  const { key, location, local, direct, partsDir } = outputFile(deps, w.id, w.attemptTag);
   await mkdir(path.dirname(local), { recursive: true });
   const body = w.select.trim().replace(/;\s*$/, '');
   const t0 = performance.now();
@@ -287,26 +296,102 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
     null: string;
   }[];
   const schema = desc.map((d) => ({ name: d.column_name, type: d.column_type, nullable: d.null !== 'NO' }));
+  // A partitioned table (declared, or partitioned already): one file per partition, values in the manifests.
+  let spec: PartitionField[] = [];
+  try {
+    if (w.partitionBy)
+      spec = resolveSpec(parsePartitionBy(w.partitionBy), plan.schema, plan.lastPartitionId, plan.specs);
+    else if (plan.defaultSpec?.fields.length) spec = plan.defaultSpec.fields;
+  } catch (e) {
+    throw new NonRetryableError(`partitionBy of ${datasetKey(w.id)}: ${(e as Error).message}`, 'ConfigError');
+  }
+  const parts = spec.length
+    ? await writePartitions(w.conn, {
+        local,
+        partsDir,
+        location: `${location}/parts`,
+        schema: plan.schema,
+        spec,
+        id: w.id,
+      })
+    : undefined;
   const t1 = performance.now();
   const checks = await runChecks(deps, w);
   const t2 = performance.now();
-  if (!direct) {
+  await w.conn.run('DROP VIEW IF EXISTS __out');
+  let files: IcebergFile[] = [{ key, bytes, stats }];
+  if (parts) {
+    // The whole result served the checks; the partition files are the version.
+    files = parts;
+    await rm(local, { force: true });
+    if (!direct)
+      for (const f of parts)
+        await deps.store.putFile(f.key, path.join(partsDir, path.relative(`${location}/parts`, f.key)));
+    if (!direct) await rm(partsDir, { recursive: true, force: true });
+  } else if (!direct) {
     await deps.store.putFile(key, local);
     await rm(local, { force: true });
   }
-  await w.conn.run('DROP VIEW IF EXISTS __out');
   return {
     id: w.id,
     location,
-    files: [key],
+    files: files.map((f) => f.key),
     schema,
     rowCount,
-    bytes,
+    bytes: files.reduce((a, f) => a + f.bytes, 0),
     checks,
     promote: checks.every((c) => c.passed || c.severity === 'warn'),
     timings: { write: Math.round(t1 - t0), checks: Math.round(t2 - t1) },
-    iceberg: { ...plan, files: [{ key, bytes, stats }] },
+    iceberg: { ...plan, files, spec },
   };
+}
+
+/** At most this many partitions per write: more means a spec too fine for the data (choose a coarser transform). */
+export const MAX_PARTITIONS_PER_WRITE = 1000;
+
+/**
+ * Splits a written result into one Parquet file per partition (DuckDB's PARTITION_BY over a
+ * partition number joined in), each with its statistics and the partition's values as
+ * Iceberg represents them (activities/iceberg/partition.ts).
+ */
+async function writePartitions(
+  conn: DuckDBConnection,
+  o: { local: string; partsDir: string; location: string; schema: StructType; spec: PartitionField[]; id: DatasetId },
+): Promise<IcebergFile[]> {
+  for (const m of MURMUR_MACROS) await conn.run(m);
+  const exprs = o.spec.map((f) => partitionExpr(f, o.schema));
+  const src = `read_parquet(${quoteLiteral(o.local)})`;
+  await conn.run(
+    `CREATE OR REPLACE TEMP TABLE __parts AS SELECT (row_number() OVER ()) - 1 AS __i, * FROM (SELECT DISTINCT ${exprs.map((e, i) => `${e} AS p${i}`).join(', ')} FROM ${src})`,
+  );
+  const rows = (await conn.runAndReadAll(`SELECT * FROM __parts ORDER BY __i`)).getRows();
+  if (rows.length > MAX_PARTITIONS_PER_WRITE)
+    throw new NonRetryableError(
+      `${datasetKey(o.id)} would get ${rows.length} partitions in one write (at most ${MAX_PARTITIONS_PER_WRITE}): choose a coarser partitionBy (month instead of day, fewer buckets)`,
+      'ConfigError',
+    );
+  await mkdir(o.partsDir, { recursive: true });
+  await conn.run(
+    `COPY (SELECT t.*, p.__i AS __part FROM ${src} t JOIN __parts p ON ${exprs.map((e, i) => `(${e}) IS NOT DISTINCT FROM p.p${i}`).join(' AND ')}) TO ${quoteLiteral(o.partsDir)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__part), OVERWRITE_OR_IGNORE, FIELD_IDS ${fieldIdsClause(o.schema)})`,
+  );
+  await conn.run('DROP TABLE __parts');
+  const jsValue = (v: unknown) =>
+    typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v) : (v as PartitionValue);
+  const out: IcebergFile[] = [];
+  for (const r of rows) {
+    const i = Number(r[0]);
+    const dir = path.join(o.partsDir, `__part=${i}`);
+    for (const name of (await readdir(dir)).filter((n) => n.endsWith('.parquet')).sort()) {
+      const file = path.join(dir, name);
+      out.push({
+        key: `${o.location}/__part=${i}/${name}`,
+        bytes: (await stat(file)).size,
+        stats: await fileStats(conn, file, o.schema),
+        partition: Object.fromEntries(o.spec.map((f, j) => [f.name, jsValue(r[j + 1])])),
+      });
+    }
+  }
+  return out;
 }
 
 /** Runs a version's checks against the view `__out` (exported for bench:medallion's direct baseline). */
@@ -421,11 +506,14 @@ export function versionOutput(v: DatasetVersion, store: ObjectStore) {
 }
 
 /** START / COMPLETE / FAIL around one dataset task. */
-export async function withLineage<T extends { outputs: DatasetVersion[]; inputs: DatasetVersion[] }>(
-  deps: LakeDeps,
-  producer: Producer & { workflowId: string },
-  fn: () => Promise<T>,
-): Promise<T> {
+export async function withLineage<
+  T extends {
+    outputs: DatasetVersion[];
+    inputs: DatasetVersion[];
+    /** Inputs outside the lake (an Airbyte source), as OpenLineage datasets. */
+    sources?: { namespace: string; name: string }[];
+  },
+>(deps: LakeDeps, producer: Producer & { workflowId: string }, fn: () => Promise<T>): Promise<T> {
   const sink = deps.lineage;
   if (!sink) return fn();
   const ns = deps.store.root;
@@ -457,7 +545,7 @@ export async function withLineage<T extends { outputs: DatasetVersion[]; inputs:
       runEvent({
         eventType: 'COMPLETE',
         ...base,
-        inputs: r.inputs.map((v) => ds(v)),
+        inputs: [...r.inputs.map((v) => ds(v)), ...(r.sources ?? [])],
         outputs: r.outputs.map((v) => ds(v, true)),
       }),
     );

@@ -18,6 +18,7 @@ import { sparkPolicyProblems, sparkTierPolicy, type SparkPolicyConfig } from '..
 import { engineJobActivities, type JobLedgerDeps } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { resolveLibraries, withFunctions } from '../core/libraries.js';
+import { catalogConfFor, type CatalogDeps } from '../iceberg/job-catalog.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { K8sError, SPARK_APP_VERSION, type SparkAppStatus, type SparkK8sClient } from './client.js';
 import {
@@ -30,7 +31,7 @@ import {
   type SparkFiles,
 } from './manifest.js';
 
-export interface SparkDeps extends JobFileDeps, JobLedgerDeps {
+export interface SparkDeps extends JobFileDeps, JobLedgerDeps, CatalogDeps {
   spark?: SparkK8sClient;
   sparkDefaults?: Partial<SparkDefaults>;
   /** Tier per tenant (default free): sets the namespace quota and caps one job's resources. */
@@ -186,6 +187,8 @@ export function createSparkActivities(deps: SparkDeps) {
       const job = withFunctions(task, libs);
       const namespace = tenantNamespace(run.tenant);
       const name = jobName(run.workflowId, task.id);
+      // Declared outputs: the job commits through Strata's catalog with a credential scoped to this run.
+      const catalogConf = await catalogConfFor(deps, input);
       try {
         await ensureTenantNamespace(k8s, run.tenant, tier, runLabels(run), defaults.serviceAccount);
         const manifest = buildSparkApplication({
@@ -196,6 +199,7 @@ export function createSparkActivities(deps: SparkDeps) {
           defaults,
           remote: input.cluster?.endpoint,
           files,
+          catalogConf,
           // The externalJob watching it: once that workflow has closed, the sweeper stops the application.
           owner: Context.current().info.workflowExecution?.workflowId,
         });

@@ -121,6 +121,8 @@ export function buildSparkApplication(o: {
   defaults: SparkDefaults;
   remote?: string;
   files?: SparkFiles;
+  /** Strata's Iceberg catalog for a task with outputs (set last: a spec cannot override it). */
+  catalogConf?: Record<string, string>;
   /** The owning workflow's id (OWNER_ANNOTATION). */
   owner?: string;
 }): K8sObject {
@@ -136,6 +138,7 @@ export function buildSparkApplication(o: {
       'com.amazonaws.auth.EnvironmentVariableCredentialsProvider';
   if (defaults.s3Endpoint) sparkConf['spark.hadoop.fs.s3a.endpoint'] ??= defaults.s3Endpoint;
   if (o.remote) sparkConf['spark.remote'] = o.remote;
+  Object.assign(sparkConf, o.catalogConf);
   const dyn = task.dynamicAllocation;
   const spec: Record<string, unknown> = {
     type: 'Python',

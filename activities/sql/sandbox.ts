@@ -98,7 +98,8 @@ async function lockSandbox(conn: DuckDBConnection, g: SandboxGrant): Promise<voi
       `SET memory_limit = ${quote(limits.memory)}`,
       `SET threads = ${Math.max(1, Math.floor(limits.threads))}`,
       `SET allowed_directories = ${list(dirs)}`,
-      `SET allowed_paths = ${list(g.files)}`,
+      // A granted folder itself is reachable too (COPY … PARTITION_BY creates and lists it), not only what is in it.
+      `SET allowed_paths = ${list([...g.files, ...dirs.map((d) => d.slice(0, -path.sep.length))])}`,
       'SET enable_external_access = false',
       'SET lock_configuration = true',
     ].join(';\n'),

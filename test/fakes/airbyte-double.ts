@@ -42,6 +42,8 @@ interface JobRec {
   cancelledAt?: number;
   rows: number;
   bytes: number;
+  /** The destination is still writing (onSync has not finished): the job does not succeed before. */
+  writing?: boolean;
 }
 
 /** Connector definitions the double knows (ids as in Airbyte's registry). */
@@ -55,6 +57,7 @@ export const DEFINITIONS = {
     postgres: '25c5221d-dce2-4163-ade9-739ef790f503',
     s3: '4816b78f-1489-44c1-9060-4b19d5fa9362',
     'dev-null': 'a7bcc9d8-13b3-4e49-b80d-d020b90045e3',
+    's3-data-lake': '716ca874-520b-4902-9f80-9fad66754b89',
   },
 } as const;
 
@@ -117,6 +120,10 @@ export class AirbyteDouble {
   /** Every request body received (to check what clients send against the spec). */
   readonly received: { method: string; path: string; body: unknown }[] = [];
   scenario: (connectionId: string) => JobPhase[] = () => SYNC_SCENARIOS.success();
+  /** What the destination connector does during a sync started through the API (e.g. write Iceberg tables). */
+  onSync?: (connection: { connectionId: string; destinationId: string; workspaceId: string }) => Promise<void>;
+  /** Errors onSync threw (a test checks this stays empty). */
+  readonly syncErrors: unknown[] = [];
   rowsPerSync = 1234;
   private tokens = new Set<string>();
   private nextId = 1000;
@@ -183,7 +190,8 @@ export class AirbyteDouble {
       if (ph.ms === undefined || t < ph.ms) return ph.status;
       t -= ph.ms;
     }
-    return j.timeline[j.timeline.length - 1].status;
+    const last = j.timeline[j.timeline.length - 1].status;
+    return last === 'succeeded' && j.writing ? 'running' : last;
   }
 
   view(j: JobRec) {
@@ -332,6 +340,16 @@ export class AirbyteDouble {
         );
       const j = this.newJob(b.connectionId, this.scenario(b.connectionId));
       j.jobType = b.jobType;
+      const conn = this.connectionRecs.get(b.connectionId);
+      if (this.onSync && conn) {
+        j.writing = true;
+        this.onSync(conn)
+          .catch((e: unknown) => {
+            this.syncErrors.push(e);
+            j.timeline = [{ status: 'failed' }];
+          })
+          .finally(() => (j.writing = false));
+      }
       return ok(200, this.view(j));
     }
     if (req.method === 'GET' && path === '/jobs') {

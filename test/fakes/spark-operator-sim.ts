@@ -36,6 +36,11 @@ export interface AppScenario {
   hold?: boolean;
   /** Fail with this message instead of completing. */
   fail?: string;
+  /**
+   * What the job does while RUNNING, before it ends: e.g. the commit a real job makes through
+   * the Iceberg REST catalog with the settings in `spec.sparkConf`. A job that throws fails.
+   */
+  job?: (app: Obj) => Promise<void>;
 }
 
 type Obj = {
@@ -359,7 +364,15 @@ export class SparkOperatorSim {
           executors[exec] = refused ? 'PENDING' : 'RUNNING';
         }
         await this.move(app, 'RUNNING', { executionAttempts: 1, executorState: executors });
-        if (!sc.hold) this.later(sc.runMs ?? 300, () => this.finish(namespace, name, sc.fail));
+        if (sc.job) {
+          const job = sc.job;
+          this.later(0, () =>
+            job(app).then(
+              () => this.finish(namespace, name, sc.fail),
+              (e: Error) => this.finish(namespace, name, `the job failed: ${e.message}`),
+            ),
+          );
+        } else if (!sc.hold) this.later(sc.runMs ?? 300, () => this.finish(namespace, name, sc.fail));
         return;
       }
       case 'RUNNING': {

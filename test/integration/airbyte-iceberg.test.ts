@@ -1,0 +1,242 @@
+/**
+ * Airbyte syncs into Iceberg: a connection whose destination is Airbyte's S3 Data Lake
+ * (Iceberg through its own catalog, into the tenant's warehouse) has its streams' tables
+ * registered in Strata's catalog after each successful sync, from the metadata file the
+ * destination wrote, and recorded as bronze dataset versions with lineage from the source.
+ * iceberg-go (not Strata's code) then reads them through Strata's REST catalog. A destination
+ * writing outside the tenant's warehouse is reported and nothing is registered.
+ */
+import type { FastifyInstance } from 'fastify';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { buildApi } from '../../api/app.js';
+import { AirbyteClient } from '../../activities/airbyte/client.js';
+import type { ActivityDeps } from '../../activities/index.js';
+import { loadConfig } from '../../schemas/config.js';
+import type { RunState } from '../../schemas/run.js';
+import { IcebergStore } from '../../store/iceberg.js';
+import { createKey } from '../../store/keys.js';
+import { AirbyteDouble, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
+import { withExtWorker } from '../fakes/ext-stack.js';
+import { IcebergDestination } from '../fakes/iceberg-destination.js';
+import { runIcebergReader } from '../harness/iceberg-reader.js';
+import { spec } from '../harness/specs.js';
+import { testStack, type TestStack } from '../harness/temporal.js';
+
+let stack: TestStack;
+let airbyte: AirbyteDouble;
+let app: FastifyInstance;
+let api: string;
+let readerKey: string;
+let deps: Partial<ActivityDeps>;
+let client: AirbyteClient;
+let workspaceId: string;
+let sourceId: string;
+const lineageFile = path.join(inject('scratchDir'), `airbyte-iceberg-${process.pid}.jsonl`);
+const FAST = { initial: '40ms', max: '150ms', backoff: 1.5 };
+
+beforeAll(async () => {
+  [stack, airbyte] = await Promise.all([
+    testStack('airbyte-iceberg', { lake: 's3', lineageFile }),
+    AirbyteDouble.start(),
+  ]);
+  airbyte.scenario = () => SYNC_SCENARIOS.success(100);
+  client = new AirbyteClient({
+    baseUrl: airbyte.baseUrl,
+    clientId: airbyte.clientId,
+    clientSecret: airbyte.clientSecret,
+  });
+  workspaceId = airbyte.addWorkspace();
+  deps = { lake: stack.lake, s3: stack.s3, airbyte: client, airbyteWorkspaces: { [stack.tenant]: workspaceId } };
+  sourceId = (
+    await client.createSource({
+      name: 'shop',
+      workspaceId,
+      configuration: { sourceType: 'postgres', host: 'db', password: 'not-a-secret' },
+    })
+  ).sourceId;
+  const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, TEMPORAL_ADDRESS: inject('temporalAddress') });
+  ({ app } = await buildApi({
+    db: stack.db,
+    client: stack.client,
+    config,
+    dispatcher: false,
+    lake: stack.lake,
+    s3: stack.s3,
+  }));
+  api = await app.listen({ host: '127.0.0.1', port: 0 });
+  readerKey = (await createKey(stack.db, stack.tenant, 'operator', 'airbyte-reader')).secret;
+}, 600_000);
+afterAll(async () => {
+  await app?.close();
+  await airbyte?.close();
+  await stack?.close();
+});
+
+/** An S3 Data Lake destination (Nessie catalog, namespace raw) writing under `warehouseKey` of the lake, and a connection to it. */
+async function icebergConnection(warehouseKey: string, streams: string[]) {
+  const dest = await client.createDestination({
+    name: 'lake',
+    workspaceId,
+    configuration: {
+      destinationType: 's3-data-lake',
+      access_key_id: 'AKIDEXAMPLE',
+      secret_access_key: 'not-a-secret',
+      s3_bucket_name: 'lake',
+      s3_bucket_region: 'us-east-1',
+      warehouse_location: stack.lake!.store.uri(warehouseKey),
+      main_branch_name: 'main',
+      catalog_type: { catalog_type: 'NESSIE', server_uri: 'http://nessie:19120/api/v1', namespace: 'raw' },
+    },
+  });
+  const conn = await client.createConnection({
+    sourceId,
+    destinationId: dest.destinationId,
+    namespaceDefinition: 'destination',
+    configurations: { streams: streams.map((name) => ({ name, syncMode: 'incremental_append' })) },
+  });
+  return { connectionId: conn.connectionId, destination: new IcebergDestination(stack.lake!.store, warehouseKey) };
+}
+
+/** One run of a pipeline with one airbyte.sync task, on a worker wired to the stack's lake and the Airbyte double. */
+function sync(id: string, connectionId: string): Promise<RunState> {
+  return withExtWorker(stack, deps, async () => {
+    const h = await stack.runs.start({
+      spec: spec({ id, tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId, poll: FAST }] }),
+      tenant: stack.tenant,
+      trigger: 'manual',
+    });
+    await stack.client.workflow
+      .getHandle(h.runId)
+      .result()
+      .catch(() => undefined);
+    return stack.runs.state(h.runId);
+  });
+}
+
+const scan = async (table: string) =>
+  (
+    await runIcebergReader(['scan', '-uri', `${api}/iceberg`, '-warehouse', stack.tenant, '-table', table], {
+      STRATA_KEY: readerKey,
+      S3_ACCESS_KEY_ID: stack.s3!.accessKeyId!,
+      S3_SECRET_ACCESS_KEY: stack.s3!.secretAccessKey!,
+      S3_REGION: stack.s3!.region,
+    })
+  ).stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => (JSON.parse(l) as { id: number }).id)
+    .sort((a, b) => a - b);
+
+const registered = async (ns: string[], name: string) => new IcebergStore(stack.db).table(stack.tenant, ns, name);
+
+describe('Airbyte syncs into Iceberg', () => {
+  it("registers each stream's table from the metadata the destination wrote, as bronze versions iceberg-go reads through Strata", async () => {
+    const { connectionId, destination } = await icebergConnection(`${stack.tenant}/airbyte`, ['orders', 'Customers']);
+    let syncNo = 0;
+    airbyte.onSync = async () => {
+      syncNo++;
+      if (syncNo === 1) {
+        await destination.append('raw', 'orders', [
+          { id: 1, name: 'a' },
+          { id: 2, name: 'b' },
+        ]);
+        await destination.append('raw', 'customers', [{ id: 10, name: 'c' }]);
+        // A table of another namespace in the same warehouse is not this connection's: left alone.
+        await destination.append('other', 'orders', [{ id: 99, name: 'x' }]);
+      } else if (syncNo === 2) await destination.append('raw', 'orders', [{ id: 3, name: 'c' }]);
+    };
+
+    const first = await sync('ab-ice-1', connectionId);
+    expect(airbyte.syncErrors).toEqual([]);
+    expect(first.status).toBe('success');
+    const out1 = first.tasks.ingest.output as {
+      outputs: { dataset: string; namespace: string; version: number; rowCount: number }[];
+    };
+    expect(out1.outputs.map((o) => [o.dataset, o.namespace, o.version, o.rowCount])).toEqual([
+      ['bronze.customers', 'raw', 1, 1],
+      ['bronze.orders', 'raw', 1, 2],
+    ]);
+    // Strata's catalog points at the destination's own metadata file (registered, not rewritten).
+    const ordersMeta = () => destination.written.filter((k) => k.includes('/raw/orders_'));
+    expect((await registered(['bronze', 'raw'], 'orders'))?.metadataLocation).toBe(
+      stack.lake!.store.uri(ordersMeta()[0]),
+    );
+    expect(await registered(['bronze', 'other'], 'orders')).toBeUndefined();
+    expect(await scan('bronze.raw.orders')).toEqual([1, 2]);
+    expect(await scan('bronze.raw.customers')).toEqual([10]);
+    const v1 = await stack.lake!.catalog.version(
+      stack.tenant,
+      { layer: 'bronze', namespace: 'raw', name: 'orders' },
+      1,
+    );
+    expect(v1).toMatchObject({ status: 'committed', rowCount: 2, taskId: 'ingest' });
+    expect(v1!.schema.map((c) => [c.name, c.type])).toEqual([
+      ['id', 'BIGINT'],
+      ['name', 'VARCHAR'],
+    ]);
+    expect(v1!.files).toHaveLength(1);
+    expect(v1!.files[0]).toMatch(/^airbyte\/raw\/orders_[0-9a-f]{32}\/data\/.*\.parquet$/);
+
+    // The next sync appends: a new version, the catalog moves to the destination's newer metadata.
+    const second = await sync('ab-ice-2', connectionId);
+    expect(second.status).toBe('success');
+    const out2 = second.tasks.ingest.output as {
+      outputs: { dataset: string; version: number; rowCount: number }[];
+      skipped: string[];
+    };
+    expect(out2.outputs.map((o) => [o.dataset, o.version, o.rowCount])).toEqual([['bronze.orders', 2, 3]]);
+    expect(out2.skipped).toEqual([expect.stringMatching(/^raw\.customers: nothing new since /)]);
+    expect((await registered(['bronze', 'raw'], 'orders'))?.metadataLocation).toBe(
+      stack.lake!.store.uri(ordersMeta()[1]),
+    );
+    expect(await scan('bronze.raw.orders')).toEqual([1, 2, 3]);
+
+    // Lineage: the sync's OpenLineage COMPLETE names the Airbyte source as input and the registered table as output.
+    const events = (await readFile(lineageFile, 'utf8'))
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            eventType: string;
+            job: { name: string };
+            inputs: { namespace: string; name: string }[];
+            outputs: { name: string }[];
+          },
+      );
+    const complete = events.filter((e) => e.eventType === 'COMPLETE' && e.job.name === 'ab-ice-1.ingest');
+    expect(complete).toHaveLength(1);
+    expect(complete[0].inputs).toEqual([{ namespace: `airbyte:${workspaceId}`, name: `sources/${sourceId}` }]);
+    expect(complete[0].outputs.map((o) => o.name).sort()).toEqual(['bronze/raw/customers', 'bronze/raw/orders']);
+  });
+
+  it("a destination writing outside the tenant's warehouse is reported, and nothing is registered", async () => {
+    // Another tenant's folder of the same lake.
+    const { connectionId, destination } = await icebergConnection('someone-else/airbyte', ['events']);
+    airbyte.onSync = async () => void (await destination.append('raw', 'events', [{ id: 1, name: 'a' }]));
+    const st = await sync('ab-ice-out', connectionId);
+    expect(st.status).toBe('success');
+    const out = st.tasks.ingest.output as { outputs?: unknown[]; notCatalogued?: string };
+    expect(out.outputs).toBeUndefined();
+    expect(out.notCatalogued).toMatch(/writes to s3:\/\/.*\/someone-else\/airbyte, outside tenant .*'s warehouse/);
+    expect(await registered(['bronze', 'raw'], 'events')).toBeUndefined();
+  });
+
+  it('a connection whose destination is not Iceberg syncs as before, with nothing catalogued', async () => {
+    const dest = await client.createDestination({
+      name: 'pg',
+      workspaceId,
+      configuration: { destinationType: 'postgres', host: 'db', password: 'not-a-secret' },
+    });
+    const conn = await client.createConnection({ sourceId, destinationId: dest.destinationId });
+    airbyte.onSync = undefined;
+    const st = await sync('ab-pg', conn.connectionId);
+    expect(st.status).toBe('success');
+    expect(st.tasks.ingest.output).toMatchObject({ engine: 'airbyte', rowsSynced: airbyte.rowsPerSync });
+    expect(st.tasks.ingest.output).not.toHaveProperty('outputs');
+    expect(st.tasks.ingest.output).not.toHaveProperty('notCatalogued');
+  });
+});

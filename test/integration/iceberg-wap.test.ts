@@ -1,0 +1,393 @@
+/**
+ * Write-audit-publish through Strata's Iceberg catalog, with an engine nobody here wrote
+ * (apache/iceberg-go, test/iceberg-reader) as the job: with a run's catalog credential its
+ * commit to `main` is staged on the run's audit branch; Strata's audit publishes it (a
+ * guarded move of `main`) or keeps it staged as rejected with its failing rows; a `main`
+ * that moved during the audit is a conflict that says so. A Spark task against the Spark
+ * Operator simulator commits the same way. And Strata's own writer writes partitioned
+ * tables that iceberg-go prunes by partition.
+ */
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { buildApi } from '../../api/app.js';
+import { decodeContainer, type ManifestEntry, type ManifestFile } from '../../activities/iceberg/avro.js';
+import { auditOutputs, issueCatalogAccess } from '../../activities/iceberg/audit.js';
+import type { TableMetadata } from '../../activities/iceberg/metadata.js';
+import { keyOf } from '../../activities/iceberg/writer.js';
+import { forTenant } from '../../activities/lake/open.js';
+import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
+import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
+import { loadConfig } from '../../schemas/config.js';
+import { NonRetryableError } from '../../schemas/errors.js';
+import { parseJson } from '../../schemas/json64.js';
+import type { RunContext, RunState } from '../../schemas/run.js';
+import { AuditStore, auditBranch } from '../../store/iceberg-audit.js';
+import { IcebergStore } from '../../store/iceberg.js';
+import { createKey } from '../../store/keys.js';
+import { withExtWorker } from '../fakes/ext-stack.js';
+import { SparkOperatorSim } from '../fakes/spark-operator-sim.js';
+import { runIcebergReader } from '../harness/iceberg-reader.js';
+import { spec } from '../harness/specs.js';
+import { testStack, type TestStack } from '../harness/temporal.js';
+
+let stack: TestStack;
+let app: FastifyInstance;
+let api: string;
+let writerKey: string;
+
+beforeAll(async () => {
+  stack = await testStack('iceberg-wap', { lake: 's3' });
+  const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, TEMPORAL_ADDRESS: inject('temporalAddress') });
+  ({ app } = await buildApi({
+    db: stack.db,
+    client: stack.client,
+    config,
+    dispatcher: false,
+    lake: stack.lake,
+    s3: stack.s3,
+  }));
+  api = await app.listen({ host: '127.0.0.1', port: 0 });
+  writerKey = (await createKey(stack.db, stack.tenant, 'operator', 'wap-writer')).secret;
+}, 600_000);
+afterAll(async () => {
+  await app?.close();
+  await stack?.close();
+});
+
+const ctx = (run: string): RunContext => ({
+  runId: run,
+  workflowId: `pipeline/${stack.tenant}/wap/${run}`,
+  pipelineId: 'wap',
+  tenant: stack.tenant,
+  trigger: 'manual',
+  logicalDate: '2026-01-01',
+});
+
+const task = (checks: unknown[] = [{ not_null: 'name' }], dataset = 'silver.events') => ({
+  id: 'load',
+  outputs: [{ dataset, checks }],
+});
+
+/** iceberg-go as the job: the token is all it has of Strata (plus S3 keys, as a job's s3Secret gives it). */
+function engine(args: string[], token: string) {
+  const s3 = stack.s3!;
+  return runIcebergReader([...args, '-uri', `${api}/iceberg`, '-warehouse', stack.tenant], {
+    STRATA_KEY: token,
+    S3_ACCESS_KEY_ID: s3.accessKeyId!,
+    S3_SECRET_ACCESS_KEY: s3.secretAccessKey!,
+    S3_REGION: s3.region,
+  });
+}
+/** Scanned rows by id (a table partitioned by name is read file by file, in no set order). */
+const rows = (r: { stdout: string }) =>
+  r.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { id: number; name: string | null })
+    .sort((a, b) => a.id - b.id);
+
+async function table(name = 'events', ns = ['silver']): Promise<TableMetadata> {
+  return (await new IcebergStore(stack.db).table(stack.tenant, ns, name))!.metadata as unknown as TableMetadata;
+}
+const lake = () => forTenant(stack.lake!, stack.tenant);
+const access = (run: string, t = task()) =>
+  issueCatalogAccess(stack.lake!, { uri: `${api}/iceberg`, run: ctx(run), task: t, ttlMs: 600_000 }).then((a) => a!);
+const audit = (run: string, t = task()) =>
+  auditOutputs(lake(), { run: ctx(run), task: t, scratch: `${inject('scratchDir')}/wap-${run}` });
+
+describe('write-audit-publish through the catalog', () => {
+  it("a job's commit to main is staged on its audit branch; the audit publishes it and only then main moves", async () => {
+    const a = await access('r1');
+    expect(a.branch).toBe(auditBranch(ctx('r1').workflowId, 'load'));
+    const out = parseJson<{ 'snapshot-id': number }>(
+      (
+        await engine(
+          [
+            'append',
+            '-create',
+            '-table',
+            'silver.events',
+            '-rows',
+            JSON.stringify([
+              { id: 1, name: 'a' },
+              { id: 2, name: 'b' },
+            ]),
+          ],
+          a.token,
+        )
+      ).stdout,
+    );
+    let meta = await table();
+    // What readers see has not moved: no main yet, the snapshot is on the branch.
+    expect(meta.refs.main).toBeUndefined();
+    expect(String(meta.refs[a.branch]['snapshot-id'])).toBe(String(out['snapshot-id']));
+    const staged = meta.snapshots.find((s) => String(s['snapshot-id']) === String(out['snapshot-id']))!;
+    expect(staged.summary).toMatchObject({ 'strata.status': 'staged', 'strata.task-id': 'load' });
+    // The job itself saw its commit as main (iceberg-go checked its own result).
+    const seen = await fetch(`${api}/iceberg/v1/${stack.tenant}/namespaces/silver/tables/events`, {
+      headers: { authorization: `Bearer ${a.token}` },
+    }).then(async (r) => parseJson<{ metadata: TableMetadata }>(await r.text()));
+    expect(String(seen.metadata['current-snapshot-id'])).toBe(String(out['snapshot-id']));
+    await expect(engine(['scan', '-table', 'silver.events'], writerKey)).resolves.toMatchObject({ stdout: '' });
+
+    const r = await audit('r1');
+    expect(r.versions.map((v) => [v.version, v.status, v.rowCount])).toEqual([[1, 'committed', 2]]);
+    meta = await table();
+    expect(String(meta.refs.main['snapshot-id'])).toBe(String(out['snapshot-id']));
+    expect(meta.snapshots.find((s) => s.summary['strata.version'] === '1')!.summary['strata.status']).toBe('published');
+    expect(meta.properties['strata.dataset']).toBe('silver.default.events');
+    expect(rows(await engine(['scan', '-table', 'silver.events'], writerKey)).map((x) => x.id)).toEqual([1, 2]);
+    // The audit ended the credential: the job commits nothing more.
+    await expect(
+      engine(['append', '-table', 'silver.events', '-rows', '[{"id":9,"name":"z"}]'], a.token),
+    ).rejects.toThrow(/expired or was revoked|401|Unauthorized|NotAuthorized/);
+    expect(
+      (await new AuditStore(stack.db).audit(stack.tenant, { namespace: ['silver'], name: 'events' }, a.branch))?.status,
+    ).toBe('published');
+    // A retried audit finds the version it recorded.
+    expect((await audit('r1')).versions.map((v) => v.version)).toEqual([1]);
+  });
+
+  it('a failing check leaves main where it was: the snapshot stays staged, rejected, with its failing rows', async () => {
+    const before = String((await table()).refs.main['snapshot-id']);
+    const a = await access('r2');
+    await engine(
+      [
+        'append',
+        '-table',
+        'silver.events',
+        '-rows',
+        JSON.stringify([
+          { id: 3, name: null },
+          { id: 4, name: 'd' },
+        ]),
+      ],
+      a.token,
+    );
+    const err = await audit('r2').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonRetryableError);
+    expect((err as NonRetryableError).type).toBe('QualityGateFailed');
+    expect((err as Error).message).toContain(`kept staged on ${a.branch}`);
+    const meta = await table();
+    expect(String(meta.refs.main['snapshot-id'])).toBe(before);
+    const rejected = meta.snapshots.find(
+      (s) => String(s['snapshot-id']) === String(meta.refs[a.branch]['snapshot-id']),
+    )!;
+    expect(rejected.summary['strata.status']).toBe('rejected');
+    const v = await stack.lake!.catalog.version(
+      stack.tenant,
+      { layer: 'silver', namespace: 'default', name: 'events' },
+      2,
+    );
+    expect(v?.status).toBe('rejected');
+    expect(v?.checks[0]).toMatchObject({ passed: false, failing: 1 });
+    // A long column reads as a string in a sample (64-bit values keep their precision in JSON).
+    expect(v?.checks[0].sample).toEqual([expect.objectContaining({ id: '3', name: null })]);
+    // Readers still see version 1's rows only.
+    expect(rows(await engine(['scan', '-table', 'silver.events'], writerKey)).map((x) => x.id)).toEqual([1, 2]);
+  });
+
+  it('main moved during the audit: the publish fails and says so; main stays where the other writer put it', async () => {
+    const a = await access('r3');
+    await engine(['append', '-table', 'silver.events', '-rows', '[{"id":5,"name":"e"}]'], a.token);
+    // Another writer (an API key: no branch) moves main meanwhile.
+    const other = parseJson<{ 'snapshot-id': number }>(
+      (await engine(['append', '-table', 'silver.events', '-rows', '[{"id":6,"name":"f"}]'], writerKey)).stdout,
+    );
+    const err = await audit('r3').catch((e: unknown) => e);
+    expect((err as NonRetryableError).type).toBe('PublishConflict');
+    expect((err as Error).message).toMatch(
+      new RegExp(`main moved during the audit of ${a.branch}: .* is at ${other['snapshot-id']} now`),
+    );
+    expect(String((await table()).refs.main['snapshot-id'])).toBe(String(other['snapshot-id']));
+    const row = await new AuditStore(stack.db).audit(stack.tenant, { namespace: ['silver'], name: 'events' }, a.branch);
+    expect(row?.status).toBe('conflict');
+  });
+
+  it("a run's credential writes only its declared outputs and reaches nothing but the catalog", async () => {
+    const a = await access('r4');
+    await expect(
+      engine(['append', '-create', '-table', 'bronze.elsewhere', '-rows', '[{"id":1,"name":"a"}]'], a.token),
+    ).rejects.toThrow(/writes only the outputs it declared \(silver\.events\)/);
+    const runs = await fetch(`${api}/api/v1/runs`, { headers: { authorization: `Bearer ${a.token}` } });
+    expect(runs.status).toBe(403);
+    expect(((await runs.json()) as { error: string }).error).toContain("run's catalog credential");
+  });
+});
+
+describe('a Spark task commits through the catalog', () => {
+  it('the Spark Operator double commits as a real job would; checks publish it, or a failing check leaves main where it was', async () => {
+    const kube = inject('kube');
+    const tenant = stack.tenant;
+    const sim = await SparkOperatorSim.start({
+      kubeconfig: kube.kubeconfig,
+      namespaces: [tenantNamespace(tenant)],
+      nodeName: kube.nodeName,
+    });
+    const seen: Record<string, string>[] = [];
+    try {
+      const deps = {
+        spark: SparkK8sClient.fromKubeconfig(kube.kubeconfig),
+        lake: stack.lake,
+        s3: stack.s3,
+        icebergUri: `${api}/iceberg`,
+      };
+      let batch = '[]';
+      let create = true;
+      sim.scenario = () => ({
+        // The job: Spark's Iceberg REST catalog settings, as Strata set them, used by an Iceberg client.
+        job: async (a) => {
+          const conf = a.spec.sparkConf as Record<string, string>;
+          seen.push(conf);
+          const s3 = stack.s3!;
+          await runIcebergReader(
+            [
+              'append',
+              '-table',
+              'gold.spark_events',
+              '-rows',
+              batch,
+              ...(create ? ['-create'] : []),
+              '-uri',
+              conf['spark.sql.catalog.strata.uri'],
+              '-warehouse',
+              conf['spark.sql.catalog.strata.warehouse'],
+            ],
+            {
+              STRATA_KEY: conf['spark.sql.catalog.strata.token'],
+              S3_ACCESS_KEY_ID: s3.accessKeyId!,
+              S3_SECRET_ACCESS_KEY: s3.secretAccessKey!,
+              S3_REGION: s3.region,
+            },
+          );
+        },
+      });
+      const sparkSpec = spec({
+        id: 'wap_spark',
+        tasks: [
+          {
+            id: 'gold',
+            kind: 'pyspark',
+            file: 'jobs/gold.py',
+            outputs: [{ dataset: 'gold.spark_events', checks: [{ not_null: 'name' }] }],
+            poll: { initial: '40ms', max: '200ms', backoff: 1.5 },
+          },
+        ],
+      });
+      const run = async (): Promise<RunState> => {
+        const h = await stack.runs.start({ spec: sparkSpec, tenant, trigger: 'manual' });
+        return stack.runs.wait(h.runId);
+      };
+      batch = JSON.stringify([{ id: 1, name: 'first' }]);
+      const ok = await withExtWorker(stack, deps, run);
+      expect(ok.status, JSON.stringify(ok.tasks.gold)).toBe('success');
+      expect(seen[0]).toMatchObject({
+        'spark.sql.catalog.strata': 'org.apache.iceberg.spark.SparkCatalog',
+        'spark.sql.catalog.strata.type': 'rest',
+        'spark.sql.catalog.strata.warehouse': tenant,
+        'spark.sql.defaultCatalog': 'strata',
+      });
+      expect(seen[0]['spark.sql.catalog.strata.token']).toMatch(/^strata_run_/);
+      const published = await table('spark_events', ['gold']);
+      const main = String(published.refs.main['snapshot-id']);
+      expect(published.snapshots.find((s) => String(s['snapshot-id']) === main)!.summary['strata.status']).toBe(
+        'published',
+      );
+      const v1 = await stack.lake!.catalog.current(tenant, {
+        layer: 'gold',
+        namespace: 'default',
+        name: 'spark_events',
+      });
+      expect(v1).toMatchObject({ version: 1, rowCount: 1, taskId: 'gold' });
+
+      batch = JSON.stringify([{ id: 2, name: null }]);
+      create = false;
+      const bad = await withExtWorker(stack, deps, run);
+      expect(bad.status).toBe('failed');
+      expect(bad.tasks.gold.error).toMatch(/QualityGateFailed|quality gate failed/);
+      const after = await table('spark_events', ['gold']);
+      expect(String(after.refs.main['snapshot-id'])).toBe(main);
+      expect(rows(await engine(['scan', '-table', 'gold.spark_events'], writerKey))).toEqual([
+        { id: 1, name: 'first' },
+      ]);
+    } finally {
+      await sim.stop();
+    }
+  });
+});
+
+describe('partitioned tables', () => {
+  it("Strata's writer writes one file per partition with the values in the manifests; iceberg-go prunes by them", async () => {
+    const st = await stack.withWorker(async () =>
+      stack.runs.wait(
+        (
+          await stack.runs.start({
+            spec: spec(`
+id: wap_partitioned
+tasks:
+  - id: orders
+    kind: sql
+    layer: silver
+    output: silver.porders
+    partitionBy: [customer, month(day), 'bucket(4, id)']
+    sql: SELECT i::BIGINT AS id, 'c' || (i % 2) AS customer, DATE '2026-01-20' + (i * 7)::INT AS day FROM range(0, 12) t(i)
+`),
+            tenant: stack.tenant,
+            trigger: 'manual',
+          })
+        ).runId,
+      ),
+    );
+    expect(st.status, JSON.stringify(st.tasks.orders)).toBe('success');
+    const meta = await table('porders');
+    const spec0 = meta['partition-specs'].find((s) => s['spec-id'] === meta['default-spec-id'])!;
+    expect(spec0.fields.map((f) => [f.name, f.transform, f['source-id']])).toEqual([
+      ['customer', 'identity', 2],
+      ['day_month', 'month', 3],
+      ['id_bucket', 'bucket[4]', 1],
+    ]);
+    const store = stack.store!;
+    const [list] = (
+      await decodeContainer<ManifestFile>(await store.getBytes(keyOf(store, meta.snapshots[0]['manifest-list'])))
+    ).records;
+    expect(list.partition_spec_id).toBe(spec0['spec-id']);
+    expect(list.partitions?.[0].lower_bound?.toString()).toBe('c0');
+    const entries = (await decodeContainer<ManifestEntry>(await store.getBytes(keyOf(store, list.manifest_path))))
+      .records;
+    // Every row's partition as Iceberg computes it: month = months since 1970-01, bucket = murmur3 % 4.
+    const want = new Map<string, number>();
+    const { murmur3 } = await import('../../activities/iceberg/partition.js');
+    for (let i = 0; i < 12; i++) {
+      const d = new Date(Date.UTC(2026, 0, 20 + i * 7));
+      const b = Buffer.alloc(8);
+      b.writeBigInt64LE(BigInt(i));
+      const k = JSON.stringify([
+        `c${i % 2}`,
+        (d.getUTCFullYear() - 1970) * 12 + d.getUTCMonth(),
+        (murmur3(b) & 0x7fffffff) % 4,
+      ]);
+      want.set(k, (want.get(k) ?? 0) + 1);
+    }
+    const got = new Map(
+      entries.map((e) => [
+        JSON.stringify([
+          e.data_file.partition.customer,
+          e.data_file.partition.day_month,
+          e.data_file.partition.id_bucket,
+        ]),
+        e.data_file.record_count,
+      ]),
+    );
+    expect(got).toEqual(want);
+    // iceberg-go reads it, and a filter on the partition column scans only that partition's files.
+    const all = rows(await engine(['scan', '-table', 'silver.porders'], writerKey));
+    expect(all.map((x) => x.id).sort((a, b) => a - b)).toEqual([...Array(12).keys()]);
+    const c1 = await engine(['scan', '-table', 'silver.porders', '-filter', 'customer=c1'], writerKey);
+    expect(rows(c1).every((x) => (x as unknown as { customer: string }).customer === 'c1')).toBe(true);
+    expect(rows(c1)).toHaveLength(6);
+    const c1Files = [...want.keys()].filter((k) => JSON.parse(k)[0] === 'c1').length;
+    expect(c1.stderr).toContain(`files scanned: ${c1Files}`);
+    expect(c1Files).toBeLessThan(entries.length);
+  });
+});

@@ -1,0 +1,207 @@
+/**
+ * Write-audit-publish on Iceberg metadata (pure): a run's commit to `main` lands on its audit
+ * branch, the publish is a guarded move of `main`, and partition values are Iceberg's own
+ * (the spec's Murmur3 test vectors, the transform names and ids).
+ */
+import { describe, expect, it } from 'vitest';
+import { newTableMetadata, checkRequirements, applyUpdates, MetadataError } from '../../activities/iceberg/metadata.js';
+import type { TableMetadata } from '../../activities/iceberg/metadata.js';
+import {
+  asSeenOnBranch,
+  branchSnapshots,
+  publishBranch,
+  redirectToBranch,
+  refHead,
+  rejectBranch,
+  WapRefusal,
+} from '../../activities/iceberg/wap.js';
+import { murmur3, parsePartitionBy, resolveSpec, withSpec } from '../../activities/iceberg/partition.js';
+import { auditBranch } from '../../store/iceberg-audit.js';
+
+const base = (): TableMetadata =>
+  newTableMetadata({
+    uuid: 'u',
+    location: 's3://lake/t/silver/default/orders',
+    schema: {
+      type: 'struct',
+      fields: [
+        { id: 1, name: 'id', required: false, type: 'long' },
+        { id: 2, name: 'ts', required: false, type: 'timestamp' },
+        { id: 3, name: 'customer', required: false, type: 'string' },
+        { id: 4, name: 'amount', required: false, type: 'decimal(10, 2)' },
+      ],
+    },
+    lastColumnId: 4,
+    now: 1,
+  });
+
+const snap = (id: number, parent: number | undefined, seq: number) => ({
+  'snapshot-id': id,
+  ...(parent !== undefined ? { 'parent-snapshot-id': parent } : {}),
+  'sequence-number': seq,
+  'timestamp-ms': seq,
+  'manifest-list': `s3://lake/t/silver/default/orders/metadata/snap-${id}.avro`,
+  summary: { operation: 'append' },
+});
+
+/** A job's commit as any engine makes it, on the table as the catalog shows the job: assert main, add a snapshot, move main. */
+function engineCommit(m: TableMetadata, id: number, branch = 'audit-x') {
+  const view = asSeenOnBranch(m, branch);
+  const main = view.refs.main?.['snapshot-id'] ?? null;
+  const r = redirectToBranch(
+    m,
+    [{ type: 'assert-ref-snapshot-id', ref: 'main', 'snapshot-id': main }],
+    [
+      { action: 'add-snapshot', snapshot: snap(id, main ?? undefined, view['last-sequence-number'] + 1) },
+      { action: 'set-snapshot-ref', 'ref-name': 'main', type: 'branch', 'snapshot-id': id },
+    ],
+    { branch, runId: 'pipeline/acme/p/r1', taskId: 'spark' },
+  );
+  checkRequirements(m, r.requirements);
+  return applyUpdates(m, r.updates, { now: 2, uuid: 'u' });
+}
+
+describe('a run credential commits to its audit branch, never to main', () => {
+  it('the first commit forks the branch from main; the second builds on the branch; main stays', () => {
+    const published = applyUpdates(
+      base(),
+      [
+        { action: 'add-snapshot', snapshot: snap(1, undefined, 1) },
+        { action: 'set-snapshot-ref', 'ref-name': 'main', type: 'branch', 'snapshot-id': 1 },
+      ],
+      { now: 1, uuid: 'u' },
+    );
+    const once = engineCommit(published, 10);
+    expect(refHead(once, 'main')).toBe('1');
+    expect(refHead(once, 'audit-x')).toBe('10');
+    expect(once['current-snapshot-id']).toBe(1);
+    const staged = once.snapshots.find((s) => s['snapshot-id'] === 10)!;
+    expect(staged.summary).toMatchObject({ 'strata.status': 'staged', 'strata.task-id': 'spark' });
+    // The job sees its branch as main, so its next commit asserts the branch head and passes.
+    const seen = asSeenOnBranch(once, 'audit-x');
+    expect(seen.refs.main['snapshot-id']).toBe(10);
+    expect(seen['current-snapshot-id']).toBe(10);
+    const twice = engineCommit(once, 11);
+    expect(refHead(twice, 'main')).toBe('1');
+    expect(refHead(twice, 'audit-x')).toBe('11');
+    expect(branchSnapshots(twice, 'audit-x', '1').map((s) => s['snapshot-id'])).toEqual([11, 10]);
+  });
+
+  it('a stale assertion on main (another writer moved the branch) is a conflict, as for any writer', () => {
+    const m = engineCommit(base(), 10);
+    const r = redirectToBranch(m, [{ type: 'assert-ref-snapshot-id', ref: 'main', 'snapshot-id': null }], [], {
+      branch: 'audit-x',
+      runId: 'r',
+      taskId: 't',
+    });
+    expect(() => checkRequirements(m, r.requirements)).toThrow(/audit-x is at 10/);
+  });
+
+  it('refuses what a job has no business doing: other refs, dropping snapshots, moving the table', () => {
+    const m = base();
+    const o = { branch: 'audit-x', runId: 'r', taskId: 't' };
+    expect(() =>
+      redirectToBranch(
+        m,
+        [],
+        [{ action: 'set-snapshot-ref', 'ref-name': 'prod', 'snapshot-id': 1, type: 'branch' }],
+        o,
+      ),
+    ).toThrow(WapRefusal);
+    expect(() => redirectToBranch(m, [], [{ action: 'remove-snapshots', 'snapshot-ids': [1] }], o)).toThrow(
+      /remove-snapshots.*owner/,
+    );
+    expect(() => redirectToBranch(m, [], [{ action: 'set-location', location: 's3://x' }], o)).toThrow(WapRefusal);
+    expect(() =>
+      redirectToBranch(m, [{ type: 'assert-ref-snapshot-id', ref: 'prod', 'snapshot-id': 1 }], [], o),
+    ).toThrow(/may not assert on ref prod/);
+  });
+});
+
+describe('the publish is a guarded move of main', () => {
+  it('moves main to the staged snapshot when main is where the branch forked, and records the version', () => {
+    const m = engineCommit(base(), 10);
+    const p = publishBranch(m, { branch: 'audit-x', base: null, snapshotId: '10', version: 1, now: 5 });
+    expect(p.refs.main).toEqual({ 'snapshot-id': 10, type: 'branch' });
+    expect(p['current-snapshot-id']).toBe(10);
+    expect(p['snapshot-log'].at(-1)).toEqual({ 'timestamp-ms': 5, 'snapshot-id': 10 });
+    expect(p.snapshots.find((s) => s['snapshot-id'] === 10)!.summary).toMatchObject({
+      'strata.status': 'published',
+      'strata.version': '1',
+    });
+  });
+
+  it('fails, naming both snapshots, when main moved during the audit; main stays where the other writer put it', () => {
+    const m = engineCommit(base(), 10);
+    const moved = applyUpdates(
+      m,
+      [
+        { action: 'add-snapshot', snapshot: snap(20, undefined, m['last-sequence-number'] + 1) },
+        { action: 'set-snapshot-ref', 'ref-name': 'main', type: 'branch', 'snapshot-id': 20 },
+      ],
+      { now: 3, uuid: 'u' },
+    );
+    let err: unknown;
+    try {
+      publishBranch(moved, { branch: 'audit-x', base: null, snapshotId: '10', now: 5 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(MetadataError);
+    expect((err as MetadataError).kind).toBe('conflict');
+    expect((err as Error).message).toMatch(/main moved during the audit of audit-x: it was at nothing .* is at 20 now/);
+    expect(refHead(moved, 'main')).toBe('20');
+  });
+
+  it('a rejection leaves main alone and marks the staged snapshot rejected', () => {
+    const m = engineCommit(base(), 10);
+    const r = rejectBranch(m, '10', 3);
+    expect(r.refs.main).toBeUndefined();
+    expect(refHead(r, 'audit-x')).toBe('10');
+    expect(r.snapshots[0].summary['strata.status']).toBe('rejected');
+  });
+
+  it('an audit branch is named per run and task, in characters a ref keeps', () => {
+    expect(auditBranch('pipeline/acme/orders/r 1', 'load.x')).toBe('audit-pipeline_acme_orders_r_1-load.x');
+  });
+});
+
+describe('partition specs as Iceberg writes them', () => {
+  it("bucket hashes are the spec's Murmur3 (Appendix B test vectors)", () => {
+    const long = (n: bigint) => {
+      const b = Buffer.alloc(8);
+      b.writeBigInt64LE(n);
+      return b;
+    };
+    expect(murmur3(long(34n))).toBe(2017239379);
+    expect(murmur3(Buffer.from('iceberg'))).toBe(1210000089);
+    // date 2017-11-16 is day 17486, hashed as a long
+    expect(murmur3(long(17486n))).toBe(-653330422);
+  });
+
+  it('resolves transforms to source ids with Iceberg field names and ids after the last partition id', () => {
+    const m = base();
+    const decls = parsePartitionBy(['day(ts)', 'customer', 'bucket(16, id)', 'month(ts)']);
+    expect(decls.map((d) => d.transform)).toEqual(['day', 'identity', 'bucket[16]', 'month']);
+    const fields = resolveSpec(decls, m.schemas[0], m['last-partition-id'], m['partition-specs']);
+    expect(fields).toEqual([
+      { 'source-id': 2, 'field-id': 1000, name: 'ts_day', transform: 'day' },
+      { 'source-id': 3, 'field-id': 1001, name: 'customer', transform: 'identity' },
+      { 'source-id': 1, 'field-id': 1002, name: 'id_bucket', transform: 'bucket[16]' },
+      { 'source-id': 2, 'field-id': 1003, name: 'ts_month', transform: 'month' },
+    ]);
+    // The same spec again keeps its id; another one is added with the next id.
+    const once = withSpec(m['partition-specs'], fields);
+    expect(once.spec['spec-id']).toBe(1);
+    expect(withSpec(once.specs, fields).spec['spec-id']).toBe(1);
+    expect(resolveSpec(decls, m.schemas[0], 1003, once.specs)).toEqual(fields);
+  });
+
+  it('says what to change for a transform that does not fit the column', () => {
+    const s = base().schemas[0];
+    expect(() => resolveSpec(parsePartitionBy(['day(customer)']), s, 999)).toThrow(/needs a date or timestamp/);
+    expect(() => resolveSpec(parsePartitionBy(['nope']), s, 999)).toThrow(/not a top-level column/);
+    expect(() => resolveSpec(parsePartitionBy(['amount']), s, 999)).toThrow(/decimal/);
+    expect(() => parsePartitionBy(['truncate(4, customer)'])).toThrow(/bucket\(N, COLUMN\)/);
+  });
+});
