@@ -221,7 +221,9 @@ export function createSweeperActivities(deps: SweeperDeps) {
           report.released.push(wf.workflowId);
           ctx.log.warn('sweeper: told a run that its external job was terminated', { run, job: wf.workflowId });
         } catch (e) {
-          report.errors.push(`${wf.workflowId}: ${e instanceof Error ? e.message : String(e)}`);
+          // The run closed between the look and the signal: it no longer waits for the job.
+          if (e instanceof WorkflowNotFoundError) continue;
+          report.errors.push(`${wf.workflowId}: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
         }
       }
       if (deps.db) await record(deps.db, report);
