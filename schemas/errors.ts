@@ -22,8 +22,9 @@ export class NonRetryableError extends Error {
   constructor(
     message: string,
     readonly type = 'TaskError',
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
     this.name = type;
   }
 }

@@ -39,13 +39,21 @@ export function taskActivity(fn: TaskFn): (input: TaskActivityInput) => Promise<
 }
 
 export function toFailure(e: unknown, attempt: number): ApplicationFailure {
-  if (e instanceof ApplicationFailure)
+  if (e instanceof ApplicationFailure) {
+    // Re-wrapped with the attempt, keeping what it said: its details (the first merged with the
+    // attempt, as describeFailure reads it) and its cause.
+    const [first, ...rest] = e.details ?? [];
+    const merged = first && typeof first === 'object' && !Array.isArray(first);
     return ApplicationFailure.create({
       message: e.message,
       type: e.type ?? undefined,
       nonRetryable: e.nonRetryable ?? false,
-      details: [{ attempt }],
+      details: merged ? [{ ...first, attempt }, ...rest] : [{ attempt }, ...(e.details ?? [])],
+      cause: e.cause,
     });
+  }
+  // Other errors keep their message (already redacted where it could carry a secret) but not
+  // their cause: a library's error can carry a connection string or a credential.
   const err = e instanceof Error ? e : new Error(String(e));
   return ApplicationFailure.create({
     message: err.message,
