@@ -3,10 +3,8 @@
  * implicitly around DDL (CREATE/ALTER/DROP), so only DML is exactly-once there.
  */
 import mysql from 'mysql2/promise';
-import { NonRetryableError } from '../../schemas/errors.js';
 import type { ConnectionConfig } from './connections.js';
-import { redact } from './connections.js';
-import { isRetryableSqlError } from './errors.js';
+import { sqlFailure } from './errors.js';
 import { LEDGER_TABLE, type SqlRunResult } from './postgres.js';
 import { myClaim, myFinish, myLedgerProtected } from './ledger.js';
 
@@ -96,12 +94,5 @@ export async function killQuery(conn: ConnectionConfig, threadId: number) {
 }
 
 function classify(e: unknown, conn: ConnectionConfig): Error {
-  const err = e as Error & { code?: string; sqlState?: string };
-  const msg = redact(`mysql (${conn.name}): ${err.message}${err.sqlState ? ` [SQLSTATE ${err.sqlState}]` : ''}`);
-  if (isRetryableSqlError(err)) {
-    const r = new Error(msg);
-    r.name = 'SqlConnectionError';
-    return r;
-  }
-  return new NonRetryableError(msg, 'SqlError');
+  return sqlFailure('mysql', conn.name, e);
 }

@@ -7,10 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { NonRetryableError } from '../../schemas/errors.js';
 import type { ConnectionConfig } from './connections.js';
-import { redact } from './connections.js';
-import { isRetryableSqlError } from './errors.js';
+import { sqlFailure } from './errors.js';
 import { pgClaim, pgFinish, pgLedgerProtected } from './ledger.js';
 
 export const LEDGER_TABLE = 'strata_task_ledger';
@@ -115,12 +113,5 @@ export async function cancelBackend(conn: ConnectionConfig, pid: number, appName
 }
 
 function classify(e: unknown, conn: ConnectionConfig): Error {
-  const err = e as Error & { code?: string; position?: string };
-  const msg = redact(`postgres (${conn.name}): ${err.message}${err.code ? ` [SQLSTATE ${err.code}]` : ''}`);
-  if (isRetryableSqlError(err)) {
-    const r = new Error(msg);
-    r.name = 'SqlConnectionError';
-    return r;
-  }
-  return new NonRetryableError(msg, 'SqlError');
+  return sqlFailure('postgres', conn.name, e);
 }
