@@ -4,14 +4,10 @@
  * @kubernetes/client-node (the official client: kubeconfig loading, in-cluster auth,
  * TLS) and nothing Temporal.
  */
-import {
-  ApiException,
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  Log,
-  RbacAuthorizationV1Api,
-} from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { StringDecoder } from 'node:string_decoder';
 import type { Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -381,23 +377,143 @@ export class SparkK8sClient {
   /**
    * Streams a Spark driver's log into `out`, following it while the pod runs when `follow`.
    * Resolves once the log is flowing (with a handle to stop it), or undefined if the pod is gone.
+   *
+   * A kubelet ends a followed log when the container exits; one that does not (a node that went
+   * away, a kubelet that keeps the stream open) would hold the reader forever. So while following,
+   * the pod is watched too: once its driver has ended, the stream is closed and what was written
+   * after the last line received is read once more (by timestamp), so no line is lost or repeated.
    */
   async streamDriverLog(
     namespace: string,
     pod: string,
     out: Writable,
-    o: { follow: boolean; tailLines?: number },
+    o: { follow: boolean; tailLines?: number; checkEveryMs?: number },
   ): Promise<AbortController | undefined> {
+    const query = { container: SPARK_DRIVER_CONTAINER, ...(o.tailLines ? { tailLines: String(o.tailLines) } : {}) };
+    let first: IncomingMessage;
     try {
-      return await new Log(this.kc).log(namespace, pod, SPARK_DRIVER_CONTAINER, out, {
-        follow: o.follow,
-        ...(o.tailLines ? { tailLines: o.tailLines } : {}),
+      first = await this.openPodLog(namespace, pod, {
+        ...query,
+        follow: String(o.follow),
+        timestamps: String(o.follow),
       });
     } catch (e) {
       const err = toK8sError(e, `read log of pod ${pod}`);
       if (err.code === 404 || err.code === 400) return undefined;
       throw err;
     }
+    const handle = new AbortController();
+    if (!o.follow) {
+      handle.signal.addEventListener('abort', () => first.destroy());
+      first.on('error', () => out.end());
+      first.pipe(out);
+      return handle;
+    }
+    void this.follow(namespace, pod, first, out, handle.signal, query, o.checkEveryMs ?? 500);
+    return handle;
+  }
+
+  private async follow(
+    namespace: string,
+    pod: string,
+    stream: IncomingMessage,
+    out: Writable,
+    signal: AbortSignal,
+    query: Record<string, string>,
+    checkEveryMs: number,
+  ) {
+    const seen = new LogPosition();
+    const lines = new LineSplitter((line) => {
+      const text = seen.accept(line);
+      if (text !== undefined) out.write(text + '\n');
+    });
+    // `end`: the API server closed the stream (the kubelet saw the container exit); close/error: broken or aborted.
+    let endedByServer = false;
+    let streamEnded = false;
+    const ended = new Promise<void>((resolve) => {
+      stream.on('data', (c: Buffer) => lines.push(c));
+      stream.on('end', () => {
+        endedByServer = true;
+        resolve();
+      });
+      stream.on('error', () => resolve());
+      stream.on('close', () => resolve());
+    }).then(() => {
+      streamEnded = true;
+    });
+    signal.addEventListener('abort', () => stream.destroy());
+    try {
+      while (!streamEnded && !signal.aborted) {
+        await Promise.race([ended, new Promise((r) => setTimeout(r, checkEveryMs))]);
+        if (streamEnded || signal.aborted) break;
+        if (!(await this.driverEnded(namespace, pod))) continue;
+        // The driver has ended but the stream is still open: close it and read what came after.
+        stream.destroy();
+        seen.rewind();
+        const rest = await this.openPodLog(namespace, pod, {
+          ...query,
+          ...(seen.since ? { sinceTime: seen.since } : {}),
+          follow: 'false',
+          timestamps: 'true',
+        }).catch(() => undefined);
+        if (rest) {
+          const after = new LineSplitter((line) => {
+            const text = seen.accept(line);
+            if (text !== undefined) out.write(text + '\n');
+          });
+          for await (const c of rest) after.push(c as Buffer);
+          after.flush();
+        }
+        break;
+      }
+      if (endedByServer) lines.flush();
+    } catch {
+      /* the catch-up read broke off: the reader has what came through */
+    } finally {
+      out.end();
+    }
+  }
+
+  /** Whether the pod's driver container has stopped (or the pod is gone). */
+  private async driverEnded(namespace: string, pod: string): Promise<boolean> {
+    try {
+      const p = await this.core.readNamespacedPod({ namespace, name: pod });
+      if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') return true;
+      return !!p.status?.containerStatuses?.find((c) => c.name === SPARK_DRIVER_CONTAINER)?.state?.terminated;
+    } catch (e) {
+      return toK8sError(e, `read pod ${pod}`).code === 404;
+    }
+  }
+
+  /** GET pods/{pod}/log with `query`: the response stream, or the API server's Status as a K8sError. */
+  private async openPodLog(namespace: string, pod: string, query: Record<string, string>): Promise<IncomingMessage> {
+    const server = this.kc.getCurrentCluster()?.server;
+    if (!server) throw new K8sError(0, 'ConfigError', 'the kubeconfig has no current cluster');
+    const url = new URL(
+      `${server.replace(/\/$/, '')}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`,
+    );
+    for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+    const opts: https.RequestOptions = { method: 'GET', headers: {} };
+    await this.kc.applyToHTTPSOptions(opts);
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = (url.protocol === 'http:' ? http : https).request(url, opts, resolve);
+      req.on('error', (e) => reject(new K8sError(0, 'NetworkError', `read log of pod ${pod}: ${e.message}`)));
+      req.end();
+    });
+    if (res.statusCode === 200) return res;
+    let body = '';
+    for await (const c of res) body += String(c);
+    let st: { reason?: string; message?: string } = {};
+    try {
+      st = JSON.parse(body) as typeof st;
+    } catch {
+      /* not a Status body */
+    }
+    throw new K8sError(
+      res.statusCode ?? 0,
+      st.reason ?? 'Unknown',
+      `read log of pod ${pod}: ${res.statusCode} ${st.reason ?? ''} ${st.message ?? body.slice(0, 200)}`.trim(),
+    );
   }
 
   /** Warning events about an object: the usual reason a driver never started. */
@@ -420,4 +536,72 @@ export function sparkClientFromEnv(env: NodeJS.ProcessEnv = process.env): SparkK
     env.KUBERNETES_SERVICE_HOST ||
     existsSync(path.join(os.homedir(), '.kube', 'config'));
   return hasKube ? SparkK8sClient.fromKubeconfig(kubeconfig) : undefined;
+}
+
+/** Splits a byte stream into lines (without their newline); `flush` passes on a last line with none. */
+class LineSplitter {
+  private rest = '';
+  // A character split across two chunks is decoded whole.
+  private readonly decoder = new StringDecoder('utf8');
+  constructor(private readonly onLine: (line: string) => void) {}
+  push(chunk: Buffer) {
+    const parts = (this.rest + this.decoder.write(chunk)).split('\n');
+    this.rest = parts.pop()!;
+    for (const p of parts) this.onLine(p);
+  }
+  flush() {
+    this.rest += this.decoder.end();
+    if (this.rest) this.onLine(this.rest);
+    this.rest = '';
+  }
+}
+
+/**
+ * Where a timestamped log read has got to: the newest line's time (RFC3339 with nanoseconds,
+ * as the kubelet writes it) and how many lines carried exactly that time, so a second read
+ * from that second on (`sinceTime` has whole seconds) skips precisely what was passed on.
+ */
+export class LogPosition {
+  private last: [number, number] | undefined;
+  private atLast = 0;
+  private skipAtLast = 0;
+  /** Whole-second `sinceTime` for reading on from here. */
+  since: string | undefined;
+
+  /** The line's text (timestamp removed) if it comes after what was passed on, else undefined. */
+  accept(line: string): string | undefined {
+    const sp = line.indexOf(' ');
+    const t = sp > 0 ? parseLogTime(line.slice(0, sp)) : undefined;
+    if (!t) return line;
+    const text = line.slice(sp + 1);
+    const cmp = this.last ? t[0] - this.last[0] || t[1] - this.last[1] : 1;
+    if (cmp < 0) return undefined;
+    if (cmp === 0) {
+      // A re-read: skip as many lines of this exact time as were passed on already.
+      if (this.skipAtLast > 0) {
+        this.skipAtLast--;
+        return undefined;
+      }
+      this.atLast++;
+      return text;
+    }
+    this.last = t;
+    this.atLast = 1;
+    this.skipAtLast = 0;
+    this.since = new Date(t[0] * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+    return text;
+  }
+
+  /** Before reading again from `since`: the lines at the newest time are skipped once more. */
+  rewind() {
+    this.skipAtLast = this.atLast;
+  }
+}
+
+/** [epoch seconds, nanoseconds] of an RFC3339(Nano) UTC timestamp, or undefined. */
+function parseLogTime(s: string): [number, number] | undefined {
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/.exec(s);
+  if (!m) return undefined;
+  const secs = Date.parse(`${m[1]}Z`) / 1000;
+  return Number.isNaN(secs) ? undefined : [secs, Number((m[2] ?? '').padEnd(9, '0'))];
 }

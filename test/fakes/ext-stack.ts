@@ -1,4 +1,8 @@
-/** Workers wired to the protocol doubles through normal configuration (kubeconfig, endpoint, base URL). */
+/**
+ * Workers wired to the external engines through normal configuration (kubeconfig, endpoint,
+ * base URL): Spark on the test run's real Kubernetes API server with the Spark Operator
+ * simulated, EMR and Airbyte through their protocol doubles.
+ */
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import path from 'node:path';
 import { inject } from 'vitest';
@@ -6,26 +10,106 @@ import type { ActivityDeps } from '../../activities/index.js';
 import { AirbyteClient } from '../../activities/airbyte/client.js';
 import { EmrJobsClient } from '../../activities/emr/client.js';
 import { openLake } from '../../activities/lake/open.js';
-import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
+import { SparkK8sClient, type K8sObject } from '../../activities/spark-k8s/client.js';
+import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
 import { createStrataWorker } from '../../workers/worker.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 import { AirbyteDouble } from './airbyte-double.js';
 import { EmrDouble } from './emr-double.js';
-import { K8sDouble } from './k8s-double.js';
+import { KubeTap } from './kube-tap.js';
+import { SparkOperatorSim } from './spark-operator-sim.js';
+
+/**
+ * Spark for one test file on the run's real Kubernetes API server: the worker's client talks
+ * through a tap (which records what reached the server and can inject 5xx bursts), the
+ * operator simulator runs the file's tenant namespaces (and only those: other files have
+ * theirs), and `admin` reads the cluster directly for the test's own checks.
+ */
+export interface KubeFixture {
+  tap: KubeTap;
+  sim: SparkOperatorSim;
+  /** The client Strata's worker gets (through the tap). */
+  spark: SparkK8sClient;
+  /** A cluster-admin client straight to the API server, for the test's own reads and writes. */
+  admin: SparkK8sClient;
+  namespaces: string[];
+  /** The file's SparkApplications (of one pipeline, if given), as the API server has them now. */
+  apps(pipeline?: string): Promise<K8sObject[]>;
+  /** The object, or undefined when the API server has none (404). */
+  find(plural: 'sparkapplications' | 'sparkconnects', namespace: string, name: string): Promise<K8sObject | undefined>;
+  close(): Promise<void>;
+}
+
+export const appState = (o: K8sObject | undefined) =>
+  (o?.status as { applicationState?: { state?: string } } | undefined)?.applicationState?.state ?? '';
+
+const VERSIONS = { sparkapplications: 'v1beta2', sparkconnects: 'v1alpha1' } as const;
+
+export async function startKube(tenants: string[], name = tenants.join('-')): Promise<KubeFixture> {
+  const kube = inject('kube');
+  const namespaces = tenants.map(tenantNamespace);
+  const tap = await KubeTap.start(kube.kubeconfig);
+  const sim = await SparkOperatorSim.start({
+    kubeconfig: kube.kubeconfig,
+    namespaces,
+    nodeName: kube.nodeName,
+    logDir: path.join(inject('scratchDir'), 'driver-logs', name),
+  });
+  const admin = SparkK8sClient.fromKubeconfig(kube.kubeconfig);
+  const spark = SparkK8sClient.fromKubeconfig(await tap.writeKubeconfig(inject('scratchDir'), `tap-${name}`));
+  const find: KubeFixture['find'] = async (plural, namespace, n) => {
+    try {
+      return await admin.get(plural, VERSIONS[plural], namespace, n);
+    } catch (e) {
+      if ((e as { code?: number }).code === 404) return undefined;
+      throw e;
+    }
+  };
+  return {
+    tap,
+    sim,
+    spark,
+    admin,
+    namespaces,
+    find,
+    apps: async (pipeline) =>
+      (
+        await admin.listAll(
+          'sparkapplications',
+          VERSIONS.sparkapplications,
+          pipeline ? `strata.dev/pipeline=${pipeline}` : 'app.kubernetes.io/managed-by=strata',
+        )
+      ).filter((o) => namespaces.includes(o.metadata.namespace!)),
+    close: async () => {
+      await sim.stop();
+      await tap.close();
+    },
+  };
+}
 
 export interface Doubles {
-  k8s: K8sDouble;
+  /** Spark on the real API server (when `startDoubles` was given Spark tenants). */
+  kube: KubeFixture;
   emr: EmrDouble;
   airbyte: AirbyteDouble;
   deps: Partial<ActivityDeps>;
   close(): Promise<void>;
 }
 
-export async function startDoubles(): Promise<Doubles> {
-  const [k8s, emr, airbyte] = await Promise.all([K8sDouble.start(), EmrDouble.start(), AirbyteDouble.start()]);
-  const kubeconfig = await k8s.writeKubeconfig(inject('scratchDir'));
+/**
+ * The external engines for one test file. `tenant` (default acme) is on the team tier and has
+ * an Airbyte workspace; `sparkTenants` are the tenants whose Spark namespaces this file's
+ * operator simulator runs (give each file its own: the API server is shared by the whole run).
+ */
+export async function startDoubles(o: { tenant?: string; sparkTenants?: string[] } = {}): Promise<Doubles> {
+  const tenant = o.tenant ?? 'acme';
+  const [kube, emr, airbyte] = await Promise.all([
+    o.sparkTenants ? startKube(o.sparkTenants) : undefined,
+    EmrDouble.start(),
+    AirbyteDouble.start(),
+  ]);
   const deps: Partial<ActivityDeps> = {
-    spark: SparkK8sClient.fromKubeconfig(kubeconfig),
+    ...(kube ? { spark: kube.spark } : {}),
     emr: new EmrJobsClient({
       region: 'us-east-1',
       endpoint: emr.url,
@@ -37,16 +121,19 @@ export async function startDoubles(): Promise<Doubles> {
       clientId: airbyte.clientId,
       clientSecret: airbyte.clientSecret,
     }),
-    tenantTiers: { acme: 'team' },
-    // acme's Airbyte workspace: its syncs run only on connections there.
-    airbyteWorkspaces: { acme: airbyte.addWorkspace() },
+    tenantTiers: { [tenant]: 'team' },
+    // The tenant's Airbyte workspace: its syncs run only on connections there.
+    airbyteWorkspaces: { [tenant]: airbyte.addWorkspace() },
   };
   return {
-    k8s,
+    get kube(): KubeFixture {
+      if (!kube) throw new Error('startDoubles was not given sparkTenants: this file has no Spark namespaces');
+      return kube;
+    },
     emr,
     airbyte,
     deps,
-    close: async () => void (await Promise.all([k8s.close(), emr.close(), airbyte.close()])),
+    close: async () => void (await Promise.all([kube?.close(), emr.close(), airbyte.close()])),
   };
 }
 

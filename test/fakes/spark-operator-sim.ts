@@ -10,8 +10,17 @@
  * for a failed spark-submit: SUBMISSION_FAILED with the API server's message, then FAILED.
  * Status is written through the `status` subresource with the resourceVersion read, so a
  * concurrent change answers 409 Conflict and the simulator reads again.
+ *
+ * The driver writes a log, as Spark's would: the simulator keeps it in a file in the container
+ * runtime's log format and makes a kwok `Logs` object for the driver pod naming that file, so
+ * `GET pods/{driver}/log` (followed or not) goes API server → kwok's kubelet server → the file.
+ * A failed application gets the operator's `SparkApplicationFailed` warning event. A
+ * SparkConnect gets its server pod, the Service its clients reach it through, and executor
+ * pods, scaled to `spec.executor.instances` when that changes.
  */
 import { CoreV1Api, CustomObjectsApi, KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { toK8sError } from '../../activities/spark-k8s/client.js';
 
 /** The operator's ApplicationStateType values (its API docs) and the moves it makes between them. */
@@ -41,6 +50,10 @@ export interface AppScenario {
    * the Iceberg REST catalog with the settings in `spec.sparkConf`. A job that throws fails.
    */
   job?: (app: Obj) => Promise<void>;
+  /** Each state is held at least this long (ms) before the next move. */
+  phaseMs?: number;
+  /** The first submission is rerun (SUBMITTED → PENDING_RERUN → SUBMITTED, a new driver pod), as after a driver lost early. */
+  rerun?: boolean;
 }
 
 type Obj = {
@@ -77,6 +90,11 @@ export class SparkOperatorSim {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly queues = new Map<string, Promise<void>>();
   private readonly finishing = new Map<string, string | undefined>();
+  /** When each application last changed state (or was first seen), for `phaseMs`. */
+  private readonly movedAt = new Map<string, number>();
+  /** Lines already in each driver's log (a move retried after a conflict writes its line once). */
+  private readonly logged = new Map<string, Set<string>>();
+  private logDir: string | undefined;
   private stopped = false;
 
   private constructor(
@@ -89,10 +107,20 @@ export class SparkOperatorSim {
   }
 
   /** Starts watching the given namespaces (other test files' namespaces are theirs). */
-  static async start(o: { kubeconfig: string; namespaces: string[]; nodeName: string }): Promise<SparkOperatorSim> {
+  /** With `logDir`, drivers write logs there and kwok serves them as the driver pods' logs. */
+  static async start(o: {
+    kubeconfig: string;
+    namespaces: string[];
+    nodeName: string;
+    logDir?: string;
+  }): Promise<SparkOperatorSim> {
     const kc = new KubeConfig();
     kc.loadFromFile(o.kubeconfig);
     const sim = new SparkOperatorSim(kc, new Set(o.namespaces), o.nodeName);
+    if (o.logDir) {
+      await mkdir(o.logDir, { recursive: true });
+      sim.logDir = o.logDir;
+    }
     await Promise.all([sim.watch('v1beta2', 'sparkapplications'), sim.watch('v1alpha1', 'sparkconnects')]);
     return sim;
   }
@@ -108,6 +136,64 @@ export class SparkOperatorSim {
   finish(namespace: string, name: string, failure?: string) {
     this.finishing.set(`${namespace}/${name}`, failure);
     this.enqueue('sparkapplications', namespace, name);
+  }
+
+  /** The driver of `name` writes `lines` to its log (while it runs, as Spark's driver does). */
+  async log(namespace: string, name: string, ...lines: string[]) {
+    await this.driverLog(namespace, name, lines);
+  }
+
+  private logFile(namespace: string, name: string) {
+    return path.join(this.logDir!, `${namespace}_${name}-driver.log`);
+  }
+
+  /** Appends lines in the container runtime's log format (`{RFC3339Nano} stdout F {text}`), each once. */
+  private async driverLog(namespace: string, name: string, lines: string[], o: { once?: boolean } = {}) {
+    if (!this.logDir) return;
+    const key = `${namespace}/${name}`;
+    const have = this.logged.get(key) ?? new Set<string>();
+    this.logged.set(key, have);
+    const fresh = o.once ? lines.filter((l) => !have.has(l)) : lines;
+    if (!fresh.length) return;
+    for (const l of fresh) have.add(l);
+    await appendFile(
+      this.logFile(namespace, name),
+      fresh.map((l) => `${new Date().toISOString()} stdout F ${l}\n`).join(''),
+    );
+  }
+
+  /** A new driver container: a fresh log file with Spark's first lines, and the kwok Logs object serving it. */
+  private async startDriverLog(app: Obj) {
+    if (!this.logDir) return;
+    const { namespace, name } = app.metadata;
+    this.logged.delete(`${namespace}/${name}`);
+    await writeFile(this.logFile(namespace, name), '');
+    await this.driverLog(namespace, name, [
+      `INFO SparkContext: Running Spark version ${app.spec.sparkVersion}`,
+      `INFO strata: main ${app.spec.mainApplicationFile ?? '(sql)'}`,
+    ]);
+    await this.custom
+      .createNamespacedCustomObject({
+        group: 'kwok.x-k8s.io',
+        version: 'v1alpha1',
+        plural: 'logs',
+        namespace,
+        body: {
+          apiVersion: 'kwok.x-k8s.io/v1alpha1',
+          kind: 'Logs',
+          metadata: {
+            name: `${name}-driver`,
+            namespace,
+            ownerReferences: [{ apiVersion: app.apiVersion, kind: app.kind, name, uid: app.metadata.uid }],
+          },
+          spec: {
+            logs: [{ containers: ['spark-kubernetes-driver'], logsFile: this.logFile(namespace, name), follow: true }],
+          },
+        },
+      })
+      .catch((e) => {
+        if (toK8sError(e, 'create logs').code !== 409) throw e;
+      });
   }
 
   /** Breaks every open watch, as a restarted API server or a dropped connection would. */
@@ -200,14 +286,53 @@ export class SparkOperatorSim {
     const from = app.status?.applicationState?.state ?? '';
     if (!OPERATOR_TRANSITIONS[from]?.includes(to))
       throw new Error(`the simulator tried ${from || '""'} -> ${to}, which the operator never does`);
+    const { namespace, name } = app.metadata;
+    // What the driver writes comes before the state shows it (a reader that sees the state finds the line).
+    if (to !== 'SUBMITTED' && to !== 'SUBMISSION_FAILED')
+      await this.driverLog(
+        namespace,
+        name,
+        [...(errorMessage ? [`ERROR strata: ${errorMessage}`] : []), `INFO strata: state ${to}`],
+        { once: true },
+      );
     const status = {
       driverInfo: {},
       ...app.status,
       ...extra,
       applicationState: { state: to, ...(errorMessage ? { errorMessage } : {}) },
     };
-    if (await this.writeStatus('v1beta2', 'sparkapplications', app, status))
-      this.transitions.push({ app: `${app.metadata.namespace}/${app.metadata.name}`, from, to });
+    if (await this.writeStatus('v1beta2', 'sparkapplications', app, status)) {
+      this.transitions.push({ app: `${namespace}/${name}`, from, to });
+      this.movedAt.set(`${namespace}/${name}`, Date.now());
+      if (to === 'FAILED') await this.failedEvent(app, errorMessage ?? 'unknown');
+    }
+  }
+
+  /** The operator's warning event for a failed application (what `kubectl describe` shows). */
+  private async failedEvent(app: Obj, message: string) {
+    const at = new Date();
+    await this.core
+      .createNamespacedEvent({
+        namespace: app.metadata.namespace,
+        body: {
+          metadata: { name: `${app.metadata.name}.${at.getTime().toString(16)}`, namespace: app.metadata.namespace },
+          involvedObject: {
+            apiVersion: app.apiVersion,
+            kind: app.kind,
+            name: app.metadata.name,
+            namespace: app.metadata.namespace,
+            uid: app.metadata.uid,
+          },
+          reason: 'SparkApplicationFailed',
+          message: `SparkApplication ${app.metadata.name} failed: ${message}`,
+          type: 'Warning',
+          source: { component: 'spark-operator' },
+          firstTimestamp: at,
+          lastTimestamp: at,
+          count: 1,
+        },
+      })
+      .catch(() => undefined);
   }
 
   private pod(o: {
@@ -307,8 +432,19 @@ export class SparkOperatorSim {
       ...(app.spec.driver?.labels ?? {}),
     };
     const driver = `${name}-driver`;
+    const key = `${namespace}/${name}`;
+    if (!this.movedAt.has(key)) this.movedAt.set(key, Date.now());
+    const held = Date.now() - this.movedAt.get(key)!;
+    if (sc.phaseMs && held < sc.phaseMs && state !== 'COMPLETED' && state !== 'FAILED')
+      return this.later(sc.phaseMs - held, () => this.enqueue('sparkapplications', namespace, name));
     switch (state) {
-      case '': {
+      case '':
+      case 'PENDING_RERUN': {
+        if (state === 'PENDING_RERUN') {
+          // The old driver must be gone before the new one of that name is made.
+          const old = await this.core.readNamespacedPod({ namespace, name: driver }).catch(() => undefined);
+          if (old) return this.later(150, () => this.enqueue('sparkapplications', namespace, name));
+        }
         const refused = await this.createPod(
           this.pod({
             name: driver,
@@ -321,17 +457,19 @@ export class SparkOperatorSim {
             labels,
           }),
         );
+        const attempts = (app.status?.submissionAttempts ?? 0) + 1;
         if (refused)
           return this.move(
             app,
             'SUBMISSION_FAILED',
-            { submissionAttempts: 1, lastSubmissionAttemptTime: now() },
+            { submissionAttempts: attempts, lastSubmissionAttemptTime: now() },
             `failed to run spark-submit: ${refused}`,
           );
+        await this.startDriverLog(app);
         return this.move(app, 'SUBMITTED', {
           sparkApplicationId: `spark-${app.metadata.uid.replace(/-/g, '').slice(0, 12)}`,
           submissionID: app.metadata.uid,
-          submissionAttempts: 1,
+          submissionAttempts: attempts,
           executionAttempts: 0,
           lastSubmissionAttemptTime: now(),
           driverInfo: { podName: driver, webUIPort: 4040 },
@@ -340,6 +478,13 @@ export class SparkOperatorSim {
       case 'SUBMISSION_FAILED':
         return this.move(app, 'FAILED', { terminationTime: now() }, app.status?.applicationState?.errorMessage);
       case 'SUBMITTED': {
+        if (sc.rerun && (app.status?.submissionAttempts ?? 1) < 2) {
+          // The driver is lost before it runs: the operator deletes it and submits again.
+          await this.core
+            .deleteNamespacedPod({ namespace, name: driver, gracePeriodSeconds: 0 })
+            .catch(() => undefined);
+          return this.move(app, 'PENDING_RERUN');
+        }
         const pod = await this.core.readNamespacedPod({ namespace, name: driver }).catch(() => undefined);
         if (!pod) return this.move(app, 'FAILING', {}, `driver pod ${driver} not found`);
         if (pod.status?.phase !== 'Running')
@@ -376,7 +521,6 @@ export class SparkOperatorSim {
         return;
       }
       case 'RUNNING': {
-        const key = `${namespace}/${name}`;
         if (!this.finishing.has(key)) return;
         const failure = this.finishing.get(key);
         return failure ? this.move(app, 'FAILING', {}, failure) : this.move(app, 'SUCCEEDING');
@@ -385,10 +529,23 @@ export class SparkOperatorSim {
       case 'FAILING': {
         // The driver ends; Spark removes its executors.
         const done = state === 'SUCCEEDING' ? 'COMPLETED' : 'FAILED';
+        const msg = app.status?.applicationState?.errorMessage;
+        // The driver's last words are in its log before its container ends.
+        await this.driverLog(
+          namespace,
+          name,
+          [...(msg ? [`ERROR strata: ${msg}`] : []), `INFO strata: state ${done}`],
+          {
+            once: true,
+          },
+        );
         for (const exec of Object.keys(app.status?.executorState ?? {}))
           await this.core.deleteNamespacedPod({ namespace, name: exec, gracePeriodSeconds: 0 }).catch(() => undefined);
         await this.endPod(namespace, driver, done === 'COMPLETED' ? 'Succeeded' : 'Failed');
-        const executorState = Object.fromEntries(Object.keys(app.status?.executorState ?? {}).map((k) => [k, done]));
+        // Executors that ran end with the driver; one never admitted stays PENDING.
+        const executorState = Object.fromEntries(
+          Object.entries(app.status?.executorState ?? {}).map(([k, v]) => [k, v === 'RUNNING' ? done : v]),
+        );
         return this.move(
           app,
           done,
@@ -401,11 +558,17 @@ export class SparkOperatorSim {
     }
   }
 
-  /** SparkConnect: a server pod and its executors, then Ready (v1alpha1 states: Provisioning, Ready, Failed). */
+  /**
+   * SparkConnect (v1alpha1 states: Provisioning, Ready, Failed): a server pod, the Service
+   * `{name}-server` its clients connect to (port 15002), both owned by the SparkConnect, and
+   * executor pods owned by the server pod, kept at `spec.executor.instances`.
+   */
   private async reconcileConnect(namespace: string, name: string) {
     const sc = await this.get('v1alpha1', 'sparkconnects', namespace, name);
-    if (!sc || sc.status?.state === 'Ready' || sc.status?.state === 'Failed') return;
+    if (!sc || sc.status?.state === 'Failed') return;
     const server = `${name}-server`;
+    const owner = { apiVersion: sc.apiVersion, kind: sc.kind, name, uid: sc.metadata.uid };
+    const labels = { 'spark-connect-name': name, ...(sc.metadata.labels ?? {}) };
     const tpl = sc.spec.server?.template?.spec ?? {};
     // Look before creating: admission (quota) answers before AlreadyExists would.
     const existing = await this.core.readNamespacedPod({ namespace, name: server }).catch(() => undefined);
@@ -416,7 +579,7 @@ export class SparkOperatorSim {
             name: server,
             namespace,
             role: 'server',
-            owner: { apiVersion: sc.apiVersion, kind: sc.kind, name, uid: sc.metadata.uid },
+            owner,
             side: {
               ...sc.spec.server,
               podSecurityContext: tpl.securityContext,
@@ -424,7 +587,7 @@ export class SparkOperatorSim {
             },
             image: sc.spec.image,
             serviceAccount: tpl.serviceAccountName,
-            labels: { 'spark-connect-name': name, ...(sc.metadata.labels ?? {}) },
+            labels,
           }),
         );
     if (refused) {
@@ -442,16 +605,82 @@ export class SparkOperatorSim {
       });
       return;
     }
+    await this.core
+      .createNamespacedService({
+        namespace,
+        body: {
+          metadata: {
+            name: server,
+            labels,
+            ownerReferences: [{ ...owner, controller: true, blockOwnerDeletion: true }],
+          },
+          spec: {
+            selector: { 'spark-connect-name': name, 'spark-role': 'server' },
+            ports: [{ name: 'spark-connect', port: 15002, targetPort: 15002, protocol: 'TCP' }],
+          },
+        },
+      })
+      .catch((e) => {
+        if (toK8sError(e, 'create service').code !== 409) throw e;
+      });
     const pod = await this.core.readNamespacedPod({ namespace, name: server }).catch(() => undefined);
     if (pod?.status?.phase !== 'Running') {
       if (sc.status?.state !== 'Provisioning')
         await this.writeStatus('v1alpha1', 'sparkconnects', sc, { state: 'Provisioning' });
       return this.later(150, () => this.enqueue('sparkconnects', namespace, name));
     }
+    const running = await this.scaleConnectExecutors(sc, pod, labels);
+    if (
+      sc.status?.state === 'Ready' &&
+      sc.status?.executors?.running === running &&
+      sc.status?.server?.podIp === (pod.status?.podIP ?? '')
+    )
+      return;
     await this.writeStatus('v1alpha1', 'sparkconnects', sc, {
       state: 'Ready',
       server: { podName: server, podIp: pod.status?.podIP ?? '', serviceName: server },
-      executors: { running: sc.spec.executor?.instances ?? 0 },
+      executors: { running },
     });
+  }
+
+  /** Executor pods `{name}-exec-{i}` for i ≤ spec.executor.instances, extra ones deleted; the count running. */
+  private async scaleConnectExecutors(sc: Obj, server: V1Pod, labels: Record<string, string>): Promise<number> {
+    const { namespace, name } = sc.metadata;
+    const want = Number(sc.spec.executor?.instances ?? 0);
+    const tpl = sc.spec.executor?.template?.spec ?? {};
+    const have = (
+      await this.core.listNamespacedPod({ namespace, labelSelector: `spark-connect-name=${name},spark-role=executor` })
+    ).items.filter((p) => !p.metadata?.deletionTimestamp);
+    for (const p of have) {
+      const i = Number(/-exec-(\d+)$/.exec(p.metadata!.name!)?.[1]);
+      if (i > want)
+        await this.core
+          .deleteNamespacedPod({ namespace, name: p.metadata!.name!, gracePeriodSeconds: 0 })
+          .catch(() => undefined);
+    }
+    let running = have.filter((p) => Number(/-exec-(\d+)$/.exec(p.metadata!.name!)?.[1]) <= want).length;
+    for (let i = 1; i <= want; i++) {
+      const exec = `${name}-exec-${i}`;
+      if (have.some((p) => p.metadata?.name === exec)) continue;
+      const refused = await this.createPod(
+        this.pod({
+          name: exec,
+          namespace,
+          role: 'executor',
+          owner: { apiVersion: 'v1', kind: 'Pod', name: server.metadata!.name!, uid: server.metadata!.uid! },
+          side: {
+            ...sc.spec.executor,
+            podSecurityContext: tpl.securityContext,
+            securityContext: tpl.containers?.[0]?.securityContext,
+          },
+          image: sc.spec.image,
+          serviceAccount: tpl.serviceAccountName,
+          labels,
+        }),
+      );
+      // Spark asks again later for an executor it could not get; the server runs with what it has.
+      if (!refused) running++;
+    }
+    return running;
   }
 }

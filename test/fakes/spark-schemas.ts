@@ -1,7 +1,8 @@
 /**
- * The Spark Operator objects the Kubernetes double accepts and reports, written out by the
- * project as JSON Schemas: `SparkApplication` (sparkoperator.k8s.io/v1beta2) and
- * `SparkConnect` (v1alpha1), the fields Strata sends and the status the double writes,
+ * The Spark Operator objects the test cluster's CRDs accept (spark-crds.ts) and the operator
+ * simulator reports, written out by the project as JSON Schemas: `SparkApplication`
+ * (sparkoperator.k8s.io/v1beta2) and `SparkConnect` (v1alpha1), the fields Strata sends and
+ * the status the simulator writes,
  * with the operator CRDs' types, enums, minimums and required fields. Objects stay open
  * (unknown fields pass), as in the CRDs.
  *

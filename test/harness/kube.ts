@@ -5,15 +5,19 @@
  * runs: PodSecurity, ResourceQuota, LimitRanger, ServiceAccount…) → kube-controller-manager
  * (garbage collection through owner references, quota accounting, service accounts and
  * their tokens, namespace deletion, and for Strata's own manifests deployments, replica sets,
- * disruption budgets, autoscalers and admission policies' type checks) → kwok, which runs a simulated node and the lifecycle
- * of the pods put on it. The Spark Operator's CRDs are installed from the project's own
- * schemas (test/fakes/spark-crds.ts). Strata is handed an admin kubeconfig file, as a user
+ * disruption budgets, autoscalers and admission policies' type checks) → kwok, which runs a
+ * simulated node and the lifecycle of the pods put on it and serves their logs (from the files
+ * kwok `Logs` objects name; the API server reaches kwok's kubelet server for
+ * `pods/{name}/log`). The Spark Operator's CRDs are installed from the project's own schemas
+ * (test/fakes/spark-crds.ts), kwok's Logs CRD from its module. Strata is handed an admin
+ * kubeconfig file, as a user
  * would hand it one.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { parseDocument } from 'yaml';
 import { KubeConfig, ApiextensionsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { freePort } from '../../workers/dev-server.js';
 import { findOrBuildKubeBinaries, KWOK_MODULE } from '../../workers/kube-tools.js';
@@ -154,14 +158,19 @@ async function until<T>(what: string, procs: Running[], ms: number, probe: () =>
   }
 }
 
-/** kwok's node and pod stages, read from its Go module (they are kwok's own files, not the project's). */
-function kwokStages(): string {
+/** kwok's Go module folder (its stage files and CRDs are kwok's own, not the project's). */
+function kwokModuleDir(): string {
   const r = spawnSync('go', ['mod', 'download', '-json', KWOK_MODULE.replace(/\/cmd\/kwok@/, '@')], {
     encoding: 'utf8',
     env: { ...process.env, GOFLAGS: '-mod=mod' },
   });
   if (r.status !== 0) throw new Error(`could not find kwok's module for its stage files: ${r.stderr}`);
-  const dir = path.join((JSON.parse(r.stdout) as { Dir: string }).Dir, 'kustomize', 'stage');
+  return (JSON.parse(r.stdout) as { Dir: string }).Dir;
+}
+
+/** kwok's node and pod stages, read from its module. */
+function kwokStages(moduleDir: string): string {
+  const dir = path.join(moduleDir, 'kustomize', 'stage');
   const files = [
     'node/fast/node-initialize.yaml',
     'node/heartbeat/node-heartbeat.yaml',
@@ -170,6 +179,16 @@ function kwokStages(): string {
       .map((f) => `pod/general/${f}`),
   ];
   return files.map((f) => readFileSync(path.join(dir, f), 'utf8')).join('\n---\n');
+}
+
+/**
+ * kwok's `Logs` CRD, from its module: a Logs object names the file kwok serves as a pod's
+ * container log (followed as it grows), which is how the operator simulator gives a driver pod
+ * the log Spark would write.
+ */
+function kwokLogsCrd(moduleDir: string): { metadata: { name: string } } {
+  const file = path.join(moduleDir, 'kustomize', 'crd', 'bases', 'kwok.x-k8s.io_logs.yaml');
+  return parseDocument(readFileSync(file, 'utf8')).toJS() as { metadata: { name: string } };
 }
 
 /**
@@ -203,8 +222,10 @@ export async function startKubeCluster(o: { dir: string; log?: (m: string) => vo
   await writeFile(cmConfig, clientKubeconfig(server, pki, 'controller-manager'));
   const kwokConfig = path.join(o.dir, 'kwok.kubeconfig');
   await writeFile(kwokConfig, clientKubeconfig(server, pki, 'kwok'));
+  const kwokDir = kwokModuleDir();
   const stagesFile = path.join(o.dir, 'kwok-stages.yaml');
-  await writeFile(stagesFile, kwokStages());
+  await writeFile(stagesFile, kwokStages(kwokDir));
+  const crds = [...sparkCrds(), kwokLogsCrd(kwokDir)];
 
   const procs: Running[] = [];
   try {
@@ -235,6 +256,8 @@ export async function startKubeCluster(o: { dir: string; log?: (m: string) => vo
         `--service-account-signing-key-file=${p('sa.key')}`,
         '--api-audiences=https://kubernetes.default.svc',
         '--service-cluster-ip-range=10.96.0.0/16',
+        // kwok's node lists its name as a Hostname address, which no DNS resolves: reach kubelets (kwok's server) by IP.
+        '--kubelet-preferred-address-types=InternalIP',
         '--authorization-mode=RBAC',
         '--anonymous-auth=false',
         // As production clusters do: privileged pods are Pod Security's to refuse, per namespace.
@@ -277,11 +300,21 @@ export async function startKubeCluster(o: { dir: string; log?: (m: string) => vo
       ]),
     );
     const ext = kc.makeApiClient(ApiextensionsV1Api);
-    for (const crd of sparkCrds()) await ext.createCustomResourceDefinition({ body: clientModel(crd) as never });
+    for (const crd of crds) await ext.createCustomResourceDefinition({ body: clientModel(crd) as never });
+    // kwok lists Logs objects as it starts: their CRD must be served by then.
+    await until('the Spark and kwok Logs CRDs established', procs, 60_000, async () => {
+      for (const crd of crds) {
+        const got = await ext.readCustomResourceDefinition({ name: crd.metadata.name });
+        if (!got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) return undefined;
+      }
+      return true;
+    });
     procs.push(
       run('kwok', bins.kwok, [
         `--kubeconfig=${kwokConfig}`,
         `--config=${stagesFile}`,
+        // Pod logs come from Logs objects in the cluster (the operator simulator makes one per driver pod).
+        '--enable-crds=Logs',
         '--manage-all-nodes=false',
         '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
         '--cidr=10.244.0.0/16',
@@ -312,13 +345,6 @@ export async function startKubeCluster(o: { dir: string; log?: (m: string) => vo
     await until('the kwok node Ready', procs, 120_000, async () => {
       const n = await core.readNode({ name: KWOK_NODE });
       return n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
-    });
-    await until('the Spark CRDs established', procs, 60_000, async () => {
-      for (const crd of sparkCrds()) {
-        const got = await ext.readCustomResourceDefinition({ name: crd.metadata.name });
-        if (!got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) return undefined;
-      }
-      return true;
     });
     // The controller-manager makes each namespace's `default` service account: proof it runs.
     await until('kube-controller-manager running', procs, 120_000, async () => {

@@ -1,6 +1,7 @@
 /**
  * Records histories of pipelines with external jobs (parent and externalJob children) and
- * of a cluster entity workflow, against the protocol doubles:
+ * of a cluster entity workflow: Spark on a real Kubernetes API server (started here, as the
+ * tests' global setup does) with the Spark Operator simulated, EMR and Airbyte on their doubles:
  *   npx tsx test/histories/record-external.ts   (writes test/histories/external/)
  *   RECORD_ONLY=cluster-quota npx tsx test/histories/record-external.ts   (adds just the files whose name starts so,
  *   keeping the others as recorded by earlier code: that is what the replay test guards)
@@ -29,7 +30,8 @@ import { createStrataWorker } from '../../workers/worker.js';
 const CLEAR = {};
 import { AirbyteDouble, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
-import { K8sDouble, SCENARIOS } from '../fakes/k8s-double.js';
+import { SparkOperatorSim } from '../fakes/spark-operator-sim.js';
+import { startKubeCluster } from '../harness/kube.js';
 
 const { temporal } = proto;
 const here = path.join(path.dirname(fileURLToPath(import.meta.url)), 'external');
@@ -48,7 +50,17 @@ async function main() {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const server = await startDevServer({ headless: true });
   const scratch = await mkdtemp(path.join(os.tmpdir(), 'strata-record-ext-'));
-  const [k8s, emr, airbyte] = await Promise.all([K8sDouble.start(), EmrDouble.start(), AirbyteDouble.start()]);
+  const [kube, emr, airbyte] = await Promise.all([
+    startKubeCluster({ dir: path.join(scratch, 'kube') }),
+    EmrDouble.start(),
+    AirbyteDouble.start(),
+  ]);
+  const sim = await SparkOperatorSim.start({
+    kubeconfig: kube.kubeconfig,
+    namespaces: ['strata-replay'],
+    nodeName: kube.nodeName,
+    logDir: path.join(scratch, 'driver-logs'),
+  });
   const workspace = airbyte.addWorkspace();
   airbyte.addSyncConnection(workspace, CONN);
   const clusterId = emr.addCluster('shared', undefined, { 'strata:tenant': 'replay' });
@@ -72,7 +84,7 @@ async function main() {
     deps: {
       lakeRoot: scratch,
       connections: {},
-      spark: SparkK8sClient.fromKubeconfig(await k8s.writeKubeconfig(scratch)),
+      spark: SparkK8sClient.fromKubeconfig(kube.kubeconfig),
       emr: new EmrJobsClient({
         region: 'us-east-1',
         endpoint: emr.url,
@@ -100,7 +112,7 @@ async function main() {
     }
   };
   await worker.runUntil(async () => {
-    k8s.scenario = () => SCENARIOS.success(1500);
+    sim.scenario = () => ({ runMs: 1500 });
     emr.stepScenario = () => STEP_SCENARIOS.failure('Unknown Error', 'table not found');
     airbyte.scenario = () => SYNC_SCENARIOS.success(1200);
     const ok = await runs.start({
@@ -131,7 +143,7 @@ async function main() {
     await save('external-jobs', ok.workflowId);
     for (const t of ['ingest', 'bronze', 'gold']) await save(`external-jobs-${t}`, `${ok.workflowId}/task/${t}`);
 
-    k8s.scenario = () => SCENARIOS.runForever();
+    sim.scenario = () => ({ hold: true });
     const c = await runs.start({
       spec: spec({
         id: 'replay_ext_cancel',
@@ -177,7 +189,8 @@ async function main() {
   await writeFile(path.join(here, 'index.json'), JSON.stringify(index, null, 2) + '\n');
   await connection.close();
   await native.close();
-  await Promise.all([k8s.close(), emr.close(), airbyte.close(), db.close()]);
+  await sim.stop();
+  await Promise.all([kube.stop(), emr.close(), airbyte.close(), db.close()]);
   await server.stop();
 }
 

@@ -1,5 +1,5 @@
 /**
- * /api/v1/clusters over real HTTP: a worker with the Kubernetes double runs the entity
+ * /api/v1/clusters over real HTTP: a worker on the run's real Kubernetes API server runs the entity
  * workflows; tenants come from API keys and never see each other's clusters.
  */
 import type { FastifyInstance } from 'fastify';
@@ -31,9 +31,10 @@ async function call(method: string, url: string, key: string, body?: unknown) {
 }
 
 beforeAll(async () => {
-  [stack, d] = await Promise.all([extTestStack('clusterapi'), startDoubles()]);
+  stack = await extTestStack('clusterapi');
   team = `team-${stack.tenant}`;
   free = `free-${stack.tenant}`;
+  d = await startDoubles({ tenant: team, sparkTenants: [team, free] });
   d.deps.tenantTiers = { [team]: 'team' };
   const config = loadConfig({
     STRATA_TASK_QUEUE: stack.taskQueue,
@@ -127,7 +128,9 @@ describe('/api/v1/clusters', () => {
       const resized = await call('POST', `/api/v1/clusters/${name}/resize`, keys.ops, { instances: 3 });
       expect(resized.status).toBe(200);
       expect(resized.json.size).toEqual({ instances: 3, cores: 2, memoryGi: 4 });
-      expect(d.k8s.objects.get(`sparkconnects/strata-${team}/${name}`)?.spec.executor).toMatchObject({ instances: 3 });
+      expect((await d.kube.find('sparkconnects', `strata-${team}`, name))?.spec.executor).toMatchObject({
+        instances: 3,
+      });
 
       expect((await call('DELETE', `/api/v1/clusters/${name}`, keys.viewer)).status).toBe(403);
       expect((await call('DELETE', `/api/v1/clusters/${name}`, keys.ops)).status).toBe(202);
@@ -137,7 +140,7 @@ describe('/api/v1/clusters', () => {
       );
       const ended = await call('GET', `/api/v1/clusters/${name}`, keys.viewer);
       expect(ended.json.terminationReason).toMatch(/^deleted through the API by key /);
-      expect(d.k8s.objects.has(`sparkconnects/strata-${team}/${name}`)).toBe(false);
+      expect(await d.kube.find('sparkconnects', `strata-${team}`, name)).toBeUndefined();
       await waitFor(async () => (await call('DELETE', `/api/v1/clusters/${name}`, keys.ops)).status === 404);
     });
   });

@@ -4,15 +4,22 @@ import { RequestError } from '../../schemas/errors.js';
 import type { ClusterState } from '../../schemas/cluster.js';
 import { STEP_SCENARIOS } from '../fakes/emr-double.js';
 import { extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
+import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
 import { spec, waitFor } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
+/** This file's tenants: their Spark namespaces are this file's alone on the run's API server. */
+const ACME = 'cl-acme';
+const NS = tenantNamespace(ACME);
 let stack: TestStack;
 let d: Doubles;
 let clusters: ClustersService;
 beforeAll(async () => {
-  [stack, d] = await Promise.all([extTestStack('clusters'), startDoubles()]);
-  d.deps.tenantTiers = { acme: 'team', solo: 'free', tiny: 'free' };
+  [stack, d] = await Promise.all([
+    extTestStack('clusters'),
+    startDoubles({ tenant: ACME, sparkTenants: [ACME, 'cl-solo', 'cl-tiny'] }),
+  ]);
+  d.deps.tenantTiers = { [ACME]: 'team', 'cl-solo': 'free', 'cl-tiny': 'free' };
   d.deps.clusterDefaults = {
     idleTimeout: '3s',
     pollInterval: '100ms',
@@ -29,6 +36,16 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const podsOf = async (cluster: string) =>
+  (await d.kube.admin.core.listNamespacedPod({ namespace: NS, labelSelector: `spark-connect-name=${cluster}` })).items;
+/** Executor pods of a Spark Connect server that kwok runs. */
+const connectExecutors = async (cluster: string) =>
+  (await podsOf(cluster)).filter(
+    (p) =>
+      p.metadata?.labels?.['spark-role'] === 'executor' &&
+      !p.metadata.deletionTimestamp &&
+      p.status?.phase === 'Running',
+  ).length;
 const refused = (p: Promise<unknown>) =>
   p.then(
     () => undefined,
@@ -41,61 +58,92 @@ describe('cluster entity workflows', () => {
   it('provisions a Spark Connect server, stays up while touched, and terminates itself when idle', async () => {
     await withExtWorker(stack, d.deps, async () => {
       const { workflowId } = await clusters.create({
-        tenant: 'acme',
+        tenant: ACME,
         name: 'adhoc',
         engine: 'spark-connect',
         instances: 2,
         idleTimeout: '6000ms',
         pollInterval: '100ms',
       });
-      expect(workflowId).toBe('cluster/acme/adhoc');
-      await waitFor(async () => (await clusters.get('acme', 'adhoc')).phase === 'ready', 90_000);
-      const ready = await clusters.get('acme', 'adhoc');
-      expect(ready).toMatchObject({
-        providerId: 'strata-acme/adhoc',
-        endpoint: 'sc://adhoc-server.strata-acme.svc.cluster.local:15002',
+      expect(workflowId).toBe(`cluster/${ACME}/adhoc`);
+      // Its server pod takes seconds to come up on the real cluster: touched meanwhile, so the idle timer waits.
+      let touchedAt = 0;
+      await waitFor(async () => {
+        if (Date.now() - touchedAt > 500) {
+          touchedAt = Date.now();
+          await clusters.touch(ACME, 'adhoc', 'test');
+        }
+        return (await clusters.get(ACME, 'adhoc')).phase === 'ready';
+      }, 90_000).catch(async (e) => {
+        // What the cluster, its SparkConnect and its pods say, to tell a slow cluster from a broken one.
+        const sc = await d.kube.find('sparkconnects', NS, 'adhoc');
+        const pods = (await podsOf('adhoc')).map((p) => [p.metadata?.name, p.status?.phase]);
+        throw new Error(
+          `${e}: ${JSON.stringify(await clusters.get(ACME, 'adhoc'))} ${JSON.stringify(sc?.status)} ${JSON.stringify(pods)}`,
+        );
       });
-      expect(d.k8s.objects.get('sparkconnects/strata-acme/adhoc')?.spec.executor).toMatchObject({ instances: 2 });
+      const ready = await clusters.get(ACME, 'adhoc');
+      expect(ready).toMatchObject({
+        providerId: `${NS}/adhoc`,
+        endpoint: `sc://adhoc-server.${NS}.svc.cluster.local:15002`,
+      });
+      expect((await d.kube.find('sparkconnects', NS, 'adhoc'))?.spec.executor).toMatchObject({ instances: 2 });
+      // What the endpoint names is there: the server's Service on 15002, selecting the server pod, and two executors.
+      const svc = await d.kube.admin.core.readNamespacedService({ namespace: NS, name: 'adhoc-server' });
+      expect(svc.spec?.ports?.[0]?.port).toBe(15002);
+      expect(svc.spec?.selector).toEqual({ 'spark-connect-name': 'adhoc', 'spark-role': 'server' });
+      const server = await d.kube.admin.core.readNamespacedPod({ namespace: NS, name: 'adhoc-server' });
+      expect(server.status?.phase).toBe('Running');
+      expect(server.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'SparkConnect', name: 'adhoc' });
+      // kwok starts the executors a moment after the server (touched meanwhile, as above).
+      await waitFor(async () => {
+        await clusters.touch(ACME, 'adhoc', 'test');
+        return (await connectExecutors('adhoc')) === 2;
+      }, 60_000);
       // Touch for longer than the idle timeout: it stays up.
       // (generous margins: this machine has two cores and the whole suite runs beside it)
       for (let i = 0; i < 16; i++) {
-        await clusters.touch('acme', 'adhoc', 'test');
+        await clusters.touch(ACME, 'adhoc', 'test');
         await sleep(500);
       }
-      expect((await clusters.get('acme', 'adhoc')).phase).toBe('ready');
-      const end = await final('acme', 'adhoc');
+      expect((await clusters.get(ACME, 'adhoc')).phase).toBe('ready');
+      const end = await final(ACME, 'adhoc');
       expect(end.phase).toBe('terminated');
       expect(end.terminationReason).toBe('idle for 6000 ms');
       expect(end.touches).toBeGreaterThanOrEqual(8);
       expect(Date.parse(end.terminatedAt!) - Date.parse(end.lastTouchedAt)).toBeGreaterThanOrEqual(2500);
-      expect(d.k8s.objects.has('sparkconnects/strata-acme/adhoc')).toBe(false);
+      expect(await d.kube.find('sparkconnects', NS, 'adhoc')).toBeUndefined();
+      // The garbage collector takes its server pod, Service and executors with it.
+      await waitFor(async () => (await podsOf('adhoc')).length === 0, 90_000);
     });
   });
 
   it('resizes a ready cluster through an update, within the tier', async () => {
     await withExtWorker(stack, d.deps, async () => {
       await clusters.create({
-        tenant: 'acme',
+        tenant: ACME,
         name: 'grow',
         engine: 'spark-connect',
         instances: 2,
         idleTimeout: '1m',
         pollInterval: '100ms',
       });
-      await waitFor(async () => (await clusters.get('acme', 'grow')).phase === 'ready');
-      const after = await clusters.resize('acme', 'grow', { instances: 6, cores: 4, memoryGi: 8 });
+      await waitFor(async () => (await clusters.get(ACME, 'grow')).phase === 'ready');
+      const after = await clusters.resize(ACME, 'grow', { instances: 6, cores: 4, memoryGi: 8 });
       expect(after.size).toEqual({ instances: 6, cores: 4, memoryGi: 8 });
-      expect(d.k8s.objects.get('sparkconnects/strata-acme/grow')?.spec.executor).toMatchObject({
+      expect((await d.kube.find('sparkconnects', NS, 'grow'))?.spec.executor).toMatchObject({
         instances: 6,
         cores: 4,
         memory: '8g',
       });
-      const over = await refused(clusters.resize('acme', 'grow', { instances: 40, cores: 4, memoryGi: 8 }));
+      // The operator scales the server's executors to the new size, within the namespace's quota.
+      await waitFor(async () => (await connectExecutors('grow')) === 6, 60_000);
+      const over = await refused(clusters.resize(ACME, 'grow', { instances: 40, cores: 4, memoryGi: 8 }));
       expect(over).toBeInstanceOf(RequestError);
       expect(over!.status).toBe(403);
       expect(over!.message).toContain('40 instances (at most 16)');
-      await clusters.delete('acme', 'grow');
-      const end = await final('acme', 'grow');
+      await clusters.delete(ACME, 'grow');
+      const end = await final(ACME, 'grow');
       expect(end).toMatchObject({ phase: 'terminated', terminationReason: 'deleted through the API' });
     });
   });
@@ -104,30 +152,30 @@ describe('cluster entity workflows', () => {
     await withExtWorker(stack, d.deps, async () => {
       // A ready Spark Connect server: its SparkConnect is deleted before the workflow ends cancelled.
       await clusters.create({
-        tenant: 'acme',
+        tenant: ACME,
         name: 'cancelme',
         engine: 'spark-connect',
         instances: 1,
         idleTimeout: '1h',
         pollInterval: '100ms',
       });
-      await waitFor(async () => (await clusters.get('acme', 'cancelme')).phase === 'ready');
-      expect(d.k8s.objects.has('sparkconnects/strata-acme/cancelme')).toBe(true);
-      const h = stack.client.workflow.getHandle('cluster/acme/cancelme');
+      await waitFor(async () => (await clusters.get(ACME, 'cancelme')).phase === 'ready');
+      expect(await d.kube.find('sparkconnects', NS, 'cancelme')).toBeDefined();
+      const h = stack.client.workflow.getHandle(`cluster/${ACME}/cancelme`);
       await h.cancel();
       const err = await h.result().then(
         () => undefined,
         (e) => e as Error,
       );
       expect(String((err?.cause as Error | undefined) ?? err)).toMatch(/cancel/i);
-      expect(d.k8s.objects.has('sparkconnects/strata-acme/cancelme')).toBe(false);
+      expect(await d.kube.find('sparkconnects', NS, 'cancelme')).toBeUndefined();
       expect((await h.describe()).status.name).toBe('CANCELLED');
 
       // An EMR cluster cancelled while it is still starting: TerminateJobFlows reaches the cluster it made.
       d.emr.clusterStartMs = 60_000;
       try {
         await clusters.create({
-          tenant: 'acme',
+          tenant: ACME,
           name: 'cancelearly',
           engine: 'emr',
           instances: 1,
@@ -135,15 +183,15 @@ describe('cluster entity workflows', () => {
           pollInterval: '100ms',
         });
         const runs = () =>
-          d.emr.calls.filter((c) => c.op === 'RunJobFlow' && c.input.Name === 'strata/acme/cancelearly');
+          d.emr.calls.filter((c) => c.op === 'RunJobFlow' && c.input.Name === `strata/${ACME}/cancelearly`);
         await waitFor(async () => runs().length === 1);
-        const e = stack.client.workflow.getHandle('cluster/acme/cancelearly');
-        await waitFor(async () => (await clusters.get('acme', 'cancelearly')).providerId !== undefined);
-        expect((await clusters.get('acme', 'cancelearly')).phase).toBe('provisioning');
+        const e = stack.client.workflow.getHandle(`cluster/${ACME}/cancelearly`);
+        await waitFor(async () => (await clusters.get(ACME, 'cancelearly')).providerId !== undefined);
+        expect((await clusters.get(ACME, 'cancelearly')).phase).toBe('provisioning');
         await e.cancel();
         await e.result().catch(() => undefined);
         expect((await e.describe()).status.name).toBe('CANCELLED');
-        const id = [...d.emr.clusters.values()].find((c) => c.Name === 'strata/acme/cancelearly')!.Id;
+        const id = [...d.emr.clusters.values()].find((c) => c.Name === `strata/${ACME}/cancelearly`)!.Id;
         expect(d.emr.calls.some((c) => c.op === 'TerminateJobFlows' && c.input.JobFlowIds.includes(id))).toBe(true);
       } finally {
         d.emr.clusterStartMs = 200;
@@ -153,45 +201,48 @@ describe('cluster entity workflows', () => {
 
   it('refuses requests over the tenant tier and bad input with 4xx RequestErrors', async () => {
     await withExtWorker(stack, d.deps, async () => {
-      const big = await refused(clusters.create({ tenant: 'solo', name: 'big', instances: 10 }));
+      const big = await refused(clusters.create({ tenant: 'cl-solo', name: 'big', instances: 10 }));
       expect(big).toMatchObject({ status: 403 });
-      expect(big!.message).toContain('over the free tier of tenant solo: 10 instances (at most 4)');
-      const bad = await refused(clusters.create({ tenant: 'solo', name: 'Bad_Name' }));
+      expect(big!.message).toContain('over the free tier of tenant cl-solo: 10 instances (at most 4)');
+      const bad = await refused(clusters.create({ tenant: 'cl-solo', name: 'Bad_Name' }));
       expect(bad).toMatchObject({ status: 400 });
       expect(bad!.message).toContain('name: a cluster name is lower-case letters');
-      expect(await refused(clusters.get('solo', 'nothing'))).toMatchObject({ status: 404 });
-      expect(await refused(clusters.delete('solo', 'nothing'))).toMatchObject({ status: 404 });
+      expect(await refused(clusters.get('cl-solo', 'nothing'))).toMatchObject({ status: 404 });
+      expect(await refused(clusters.delete('cl-solo', 'nothing'))).toMatchObject({ status: 404 });
 
-      await clusters.create({ tenant: 'solo', name: 'one', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
-      expect(await refused(clusters.create({ tenant: 'solo', name: 'one', instances: 1 }))).toMatchObject({
+      await clusters.create({ tenant: 'cl-solo', name: 'one', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
+      expect(await refused(clusters.create({ tenant: 'cl-solo', name: 'one', instances: 1 }))).toMatchObject({
         status: 409,
       });
-      await waitFor(async () => (await clusters.list('solo')).some((c) => c.name === 'one' && c.status === 'RUNNING'));
-      const second = await refused(clusters.create({ tenant: 'solo', name: 'two', instances: 1 }));
+      await waitFor(async () =>
+        (await clusters.list('cl-solo')).some((c) => c.name === 'one' && c.status === 'RUNNING'),
+      );
+      const second = await refused(clusters.create({ tenant: 'cl-solo', name: 'two', instances: 1 }));
       expect(second).toMatchObject({ status: 403 });
-      expect(second!.message).toContain('tenant solo already runs 1 cluster(s), the most its free tier allows');
-      await clusters.delete('solo', 'one');
-      expect((await final('solo', 'one')).phase).toBe('terminated');
+      expect(second!.message).toContain('tenant cl-solo already runs 1 cluster(s), the most its free tier allows');
+      await clusters.delete('cl-solo', 'one');
+      expect((await final('cl-solo', 'one')).phase).toBe('terminated');
     });
   });
 
   it('ends at its maximum lifetime even while in use, and continues as new to keep history small', async () => {
     await withExtWorker(stack, d.deps, async () => {
       await clusters.create({
-        tenant: 'acme',
+        tenant: ACME,
         name: 'short',
         engine: 'spark-connect',
         instances: 1,
         idleTimeout: '1m',
-        maxLifetime: '10s',
+        // Long enough for a real server pod to come up on a loaded machine before the lifetime ends.
+        maxLifetime: '20s',
         pollInterval: '100ms',
         continueAsNewAfterEvents: 30,
       });
-      await waitFor(async () => (await clusters.get('acme', 'short')).phase === 'ready');
-      for (let i = 0; i < 25; i++) await clusters.touch('acme', 'short');
-      const end = await final('acme', 'short');
-      expect(end.terminationReason).toBe('reached its maximum lifetime (10000 ms)');
-      expect(Date.parse(end.terminatedAt!) - Date.parse(end.createdAt)).toBeGreaterThanOrEqual(10_000);
+      await waitFor(async () => (await clusters.get(ACME, 'short')).phase === 'ready');
+      for (let i = 0; i < 25; i++) await clusters.touch(ACME, 'short');
+      const end = await final(ACME, 'short');
+      expect(end.terminationReason).toBe('reached its maximum lifetime (20000 ms)');
+      expect(Date.parse(end.terminatedAt!) - Date.parse(end.createdAt)).toBeGreaterThanOrEqual(20_000);
       expect(end.touches).toBe(25);
       expect(end.continuations).toBeGreaterThanOrEqual(1);
     });
@@ -216,14 +267,14 @@ describe('cluster entity workflows', () => {
             },
           ],
         }),
-        tenant: 'acme',
+        tenant: ACME,
         trigger: 'manual',
       });
       await stack.client.workflow.getHandle(h.runId).result();
       const st = await stack.runs.state(h.runId);
-      const cl = await clusters.get('acme', 'etl');
-      await clusters.delete('acme', 'etl');
-      return { st, cl, end: await final('acme', 'etl') };
+      const cl = await clusters.get(ACME, 'etl');
+      await clusters.delete(ACME, 'etl');
+      return { st, cl, end: await final(ACME, 'etl') };
     });
     expect(st.st.status).toBe('success');
     expect(d.emr.count('RunJobFlow') - before).toBe(1);
@@ -240,11 +291,19 @@ describe('cluster entity workflows', () => {
 
   it('a task needing a new cluster over the tenant’s cluster limit fails with the quota message', async () => {
     await withExtWorker(stack, d.deps, async () => {
-      await clusters.create({ tenant: 'tiny', name: 'busy', instances: 1, idleTimeout: '1m', pollInterval: '100ms' });
-      await waitFor(async () => (await clusters.list('tiny')).some((c) => c.name === 'busy' && c.status === 'RUNNING'));
+      await clusters.create({
+        tenant: 'cl-tiny',
+        name: 'busy',
+        instances: 1,
+        idleTimeout: '1m',
+        pollInterval: '100ms',
+      });
+      await waitFor(async () =>
+        (await clusters.list('cl-tiny')).some((c) => c.name === 'busy' && c.status === 'RUNNING'),
+      );
       const h = await stack.runs.start({
         spec: spec({ id: 'too-many', tasks: [{ id: 'q', kind: 'pyspark', file: 's3://x/y.py', cluster: 'another' }] }),
-        tenant: 'tiny',
+        tenant: 'cl-tiny',
         trigger: 'manual',
       });
       await stack.client.workflow
@@ -254,9 +313,9 @@ describe('cluster entity workflows', () => {
       const st = await stack.runs.state(h.runId);
       expect(st.tasks.q.status).toBe('failed');
       expect(st.tasks.q.errorType).toBe('QuotaExceeded');
-      expect(st.tasks.q.error).toContain('tenant tiny already runs 1 cluster(s)');
-      await clusters.delete('tiny', 'busy');
-      await final('tiny', 'busy');
+      expect(st.tasks.q.error).toContain('tenant cl-tiny already runs 1 cluster(s)');
+      await clusters.delete('cl-tiny', 'busy');
+      await final('cl-tiny', 'busy');
     });
   });
 });

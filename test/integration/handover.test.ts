@@ -6,15 +6,16 @@
 import type { WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
 import type { History } from '@temporalio/common/lib/proto-utils.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SCENARIOS } from '../fakes/k8s-double.js';
 import { extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
 import { spec, waitFor } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
+/** This file's tenant (its Spark namespace is this file's alone on the run's API server). */
+const ACME = 'ho-acme';
 let stack: TestStack;
 let d: Doubles;
 beforeAll(async () => {
-  [stack, d] = await Promise.all([extTestStack('handover'), startDoubles()]);
+  [stack, d] = await Promise.all([extTestStack('handover'), startDoubles({ tenant: ACME, sparkTenants: [ACME] })]);
   const { root: _root, ...lake } = await extLake(stack);
   Object.assign(d.deps, lake);
 });
@@ -35,8 +36,7 @@ const pipeline = (id: string) =>
       { id: 'after', kind: 'noop', needs: ['job', 'n29'] },
     ],
   });
-const appOf = (pipelineId: string) =>
-  d.k8s.apps().filter((a) => a.metadata.labels?.['strata.dev/pipeline'] === pipelineId);
+const appOf = (pipelineId: string) => d.kube.apps(pipelineId);
 
 async function executions(workflowId: string) {
   const out: { runId: string; status: string; closeTime?: Date; events: number }[] = [];
@@ -61,11 +61,11 @@ async function executions(workflowId: string) {
 
 describe('continue-as-new with running external jobs', () => {
   it('hands a running Spark job over to the next execution instead of waiting for it; the job is submitted once', async () => {
-    d.k8s.scenario = () => SCENARIOS.success(6000);
+    d.kube.sim.scenario = () => ({ runMs: 6000 });
     const { st, execs, job } = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({
         spec: pipeline('handover-ok'),
-        tenant: 'acme',
+        tenant: ACME,
         trigger: 'manual',
         options: { continueAsNewAfterEvents: 40 },
       });
@@ -87,22 +87,22 @@ describe('continue-as-new with running external jobs', () => {
     expect(job.status.name).toBe('COMPLETED');
     // Every execution's history stays small whatever the job does.
     for (const e of execs) expect(e.events).toBeLessThan(200);
-    expect(appOf('handover-ok')).toHaveLength(1);
-    expect(d.k8s.count('POST', /\/sparkapplications$/)).toBe(1);
+    expect(await appOf('handover-ok')).toHaveLength(1);
+    expect(d.kube.tap.count('POST', /\/sparkapplications$/)).toBe(1);
   });
 
   it('cancelling the run after a handover still stops the job at the engine before the run ends cancelled', async () => {
-    d.k8s.scenario = () => SCENARIOS.runForever();
+    d.kube.sim.scenario = () => ({ hold: true });
     const { st, execs } = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({
         spec: pipeline('handover-cancel'),
-        tenant: 'acme',
+        tenant: ACME,
         trigger: 'manual',
         options: { continueAsNewAfterEvents: 40 },
       });
       // Wait until the chain of no-ops is done (several executions later) with the job still running.
       await waitFor(async () => (await stack.runs.state(h.runId)).tasks.n29?.status === 'success', 60_000);
-      expect(appOf('handover-cancel')).toHaveLength(1);
+      expect(await appOf('handover-cancel')).toHaveLength(1);
       await stack.client.workflow.getHandle(h.runId).cancel();
       await stack.client.workflow
         .getHandle(h.runId)
@@ -113,16 +113,16 @@ describe('continue-as-new with running external jobs', () => {
     expect(execs.length).toBeGreaterThanOrEqual(2);
     expect(st.status).toBe('cancelled');
     expect(st.tasks.job.status).toBe('cancelled');
-    expect(appOf('handover-cancel')).toHaveLength(0);
-    expect(d.k8s.count('DELETE', /\/sparkapplications\/.*handover-cancel/, 200)).toBe(1);
+    expect(await appOf('handover-cancel')).toHaveLength(0);
+    expect(d.kube.tap.count('DELETE', /\/sparkapplications\/.*handover-cancel/, 200)).toBe(1);
   });
 
   it('a handed-over job whose workflow is terminated fails its task through the sweeper instead of holding the run', async () => {
-    d.k8s.scenario = () => SCENARIOS.runForever();
+    d.kube.sim.scenario = () => ({ hold: true });
     const st = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({
         spec: pipeline('handover-lost'),
-        tenant: 'acme',
+        tenant: ACME,
         trigger: 'manual',
         options: { continueAsNewAfterEvents: 40 },
       });
@@ -150,6 +150,6 @@ describe('continue-as-new with running external jobs', () => {
     expect(st.tasks.job.error).toContain('was terminated');
     expect(st.tasks.after.status).toBe('upstream_failed');
     // And its application, whose owner is the terminated workflow, is stopped by the sweep as an orphan.
-    expect(appOf('handover-lost')).toHaveLength(0);
+    expect(await appOf('handover-lost')).toHaveLength(0);
   });
 });

@@ -15,7 +15,6 @@ import { loadConfig } from '../../schemas/config.js';
 import type { RunState } from '../../schemas/run.js';
 import { createKey } from '../../store/keys.js';
 import { STEP_SCENARIOS } from '../fakes/emr-double.js';
-import { SCENARIOS } from '../fakes/k8s-double.js';
 import { extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
 import { spec } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
@@ -73,6 +72,8 @@ const FNS = [
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 let stack: TestStack;
+/** This file's tenant: its lake folder and Spark namespace are its own. */
+const ACME = 'lib-acme';
 let d: Doubles;
 let app: FastifyInstance;
 let lake: LakeDeps;
@@ -81,17 +82,17 @@ let clusterId: string;
 const key: Record<string, string> = {};
 
 beforeAll(async () => {
-  [stack, d] = await Promise.all([extTestStack('libraries'), startDoubles()]);
+  [stack, d] = await Promise.all([extTestStack('libraries'), startDoubles({ tenant: ACME, sparkTenants: [ACME] })]);
   const l = await extLake(stack);
   root = l.root;
   lake = l.lake!;
   Object.assign(d.deps, { lake: l.lake, s3: l.s3 });
-  clusterId = d.emr.addCluster('udf-warehouse', undefined, { 'strata:tenant': 'acme' });
+  clusterId = d.emr.addCluster('udf-warehouse', undefined, { 'strata:tenant': ACME });
   const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, TEMPORAL_ADDRESS: inject('temporalAddress') });
   ({ app } = await buildApi({ db: stack.db, client: stack.client, config, dispatcher: false, lake }));
   for (const [name, tenant, role] of [
-    ['acme', 'acme', 'admin'],
-    ['acmeViewer', 'acme', 'viewer'],
+    ['acme', ACME, 'admin'],
+    ['acmeViewer', ACME, 'viewer'],
     ['globex', 'globex', 'admin'],
   ] as const)
     key[name] = (await createKey(stack.db, tenant, role, name)).secret;
@@ -153,12 +154,12 @@ describe('UDF libraries over the API', () => {
       sizeBytes: JAR_V3.length,
       created: true,
     });
-    expect(r.json().uri).toBe(`${root}/acme/libraries/udfs/3/udfs-3.jar`);
+    expect(r.json().uri).toBe(`${root}/${ACME}/libraries/udfs/3/udfs-3.jar`);
     // The bytes are in acme's lake, under its prefix, exactly as sent.
-    const stored = await forTenant(lake, 'acme').store.getBytes('libraries/udfs/3/udfs-3.jar');
+    const stored = await forTenant(lake, ACME).store.getBytes('libraries/udfs/3/udfs-3.jar');
     expect(sha(Buffer.from(stored))).toBe(sha(JAR_V3));
     const rows = await stack.db.query<{ function: string; class: string; return_type: string }>(
-      "SELECT function, class, return_type FROM library_functions WHERE tenant = 'acme' AND name = 'udfs' AND version = '3' ORDER BY function",
+      `SELECT function, class, return_type FROM library_functions WHERE tenant = '${ACME}' AND name = 'udfs' AND version = '3' ORDER BY function`,
     );
     expect(rows.rows).toEqual([
       { function: 'mask', class: 'com.acme.udf.Mask', return_type: 'string' },
@@ -173,7 +174,7 @@ describe('UDF libraries over the API', () => {
     expect(other.statusCode).toBe(409);
     expect(other.json().error).toMatch(/version 3 already exists with other content.*upload this one as a new version/);
     // Version 3 is untouched, in the lake and the metastore.
-    expect(sha(Buffer.from(await forTenant(lake, 'acme').store.getBytes('libraries/udfs/3/udfs-3.jar')))).toBe(
+    expect(sha(Buffer.from(await forTenant(lake, ACME).store.getBytes('libraries/udfs/3/udfs-3.jar')))).toBe(
       sha(JAR_V3),
     );
 
@@ -279,12 +280,12 @@ describe('UDF libraries over the API', () => {
     expect((await get('acme', '/api/v1/libraries/udfs/3')).statusCode).toBe(200);
     // Version 4 is not pinned: it goes, object and row.
     expect((await del('acme', '/api/v1/libraries/udfs/4')).statusCode).toBe(204);
-    expect(await forTenant(lake, 'acme').store.head('libraries/udfs/4/udfs-4.jar')).toBeFalsy();
+    expect(await forTenant(lake, ACME).store.head('libraries/udfs/4/udfs-4.jar')).toBeFalsy();
     expect((await get('acme', '/api/v1/libraries/udfs/4')).statusCode).toBe(404);
     // A new pipeline version that pins nothing frees version 3 (older versions do not hold it).
     expect((await register('acme', { id: 'cents', tasks: [{ id: 'agg', kind: 'noop' }] })).statusCode).toBe(201);
     expect((await del('acme', '/api/v1/libraries/udfs/3')).statusCode).toBe(204);
-    expect(await forTenant(lake, 'acme').store.head('libraries/udfs/3/udfs-3.jar')).toBeFalsy();
+    expect(await forTenant(lake, ACME).store.head('libraries/udfs/3/udfs-3.jar')).toBeFalsy();
     // Re-uploaded for the jobs below.
     expect((await upload('acme', 'name=udfs&version=3', JAR_V3, { functions: FNS })).statusCode).toBe(201);
   });
@@ -292,7 +293,7 @@ describe('UDF libraries over the API', () => {
 
 const FAST = { initial: '40ms', max: '150ms', backoff: 1.5 };
 
-async function run(s: ReturnType<typeof spec>, tenant = 'acme'): Promise<RunState> {
+async function run(s: ReturnType<typeof spec>, tenant = ACME): Promise<RunState> {
   const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
   await stack.client.workflow
     .getHandle(h.runId)
@@ -303,7 +304,7 @@ async function run(s: ReturnType<typeof spec>, tenant = 'acme'): Promise<RunStat
 
 describe('jobs that use libraries', () => {
   it('Spark applications carry the JAR from the tenant lake and register the functions before the SQL; EMR steps get --jars or ADD JAR', async () => {
-    d.k8s.scenario = () => SCENARIOS.success();
+    d.kube.sim.scenario = () => ({ runMs: 300 });
     d.emr.stepScenario = () => STEP_SCENARIOS.success(100);
     const udfs = { name: 'udfs', version: 3, functions: ['to_cents', 'mask'] };
     const s = spec({
@@ -346,12 +347,12 @@ describe('jobs that use libraries', () => {
     const st = await withExtWorker(stack, d.deps, () => run(s));
     expect(st.status, JSON.stringify(st.tasks)).toBe('success');
 
-    const s3a = `${root.replace(/^s3:/, 's3a:')}/acme`;
+    const s3a = `${root.replace(/^s3:/, 's3a:')}/${ACME}`;
     const jar = `${s3a}/libraries/udfs/3/udfs-3.jar`;
-    const apps = d.k8s.apps().filter((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'udf-jobs');
+    const apps = (await d.kube.apps('udf-jobs')) as any[];
     const app = (task: string) => apps.find((a) => a.metadata.labels?.['strata.dev/task'] === task)!;
     const sqlApp = app('k8s_sql');
-    expect(sqlApp.metadata.namespace).toBe('strata-acme');
+    expect(sqlApp.metadata.namespace).toBe(`strata-${ACME}`);
     expect(sqlApp.spec.deps).toEqual({ jars: [jar] });
     expect(sqlApp.spec.arguments).toEqual([
       '--sql',
@@ -371,7 +372,7 @@ describe('jobs that use libraries', () => {
       { name: 'py_cents', function: 'money.cents.to_cents', returnType: 'bigint' },
     ]);
 
-    const s3jar = `${root}/acme/libraries/udfs/3/udfs-3.jar`;
+    const s3jar = `${root}/${ACME}/libraries/udfs/3/udfs-3.jar`;
     const steps = [...d.emr.clusters.get(clusterId)!.steps];
     const args = (task: string) =>
       steps.find((x) => new RegExp(`udf-jobs.*task-${task.replace('_', '-')}`).test(x.Name))!.Config.Args;
@@ -390,7 +391,7 @@ describe('jobs that use libraries', () => {
   });
 
   it('a job of another tenant naming the library fails before anything is submitted', async () => {
-    const before = d.k8s.apps().length;
+    const before = d.kube.tap.count('POST', /\/sparkapplications$/);
     const st = await withExtWorker(stack, d.deps, () =>
       run(
         spec({
@@ -412,6 +413,6 @@ describe('jobs that use libraries', () => {
     expect(st.status).toBe('failed');
     expect(st.tasks.q.errorType).toBe('LibraryNotFound');
     expect(st.tasks.q.error).toMatch(/no library "udfs" version "3"/);
-    expect(d.k8s.apps().length).toBe(before);
+    expect(d.kube.tap.count('POST', /\/sparkapplications$/)).toBe(before);
   });
 });

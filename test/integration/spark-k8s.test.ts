@@ -1,21 +1,32 @@
+/**
+ * Spark tasks on the run's real Kubernetes API server, the Spark Operator simulated: the
+ * operator's states as Strata sees them, failures with the driver's own log, the driver log
+ * followed through the API server and kwok while the application runs, cancel and timeout
+ * reaching the cluster, restarts through 5xx bursts without a second submit.
+ */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
+import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
+import { toK8sError } from '../../activities/spark-k8s/client.js';
 import { loadConfig } from '../../schemas/config.js';
 import type { RunState } from '../../schemas/run.js';
-import { SCENARIOS, sparkApplicationProblems } from '../fakes/k8s-double.js';
-import { extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
+import { sparkApplicationProblems } from '../fakes/spark-validate.js';
+import { appState, extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
 import { spec, waitFor } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
+/** This file's tenant: its namespace is this file's alone on the shared API server. */
+const ACME = 'sk-acme';
+const NS = tenantNamespace(ACME);
 let stack: TestStack;
 let d: Doubles;
-/** Where acme's job files are, as Spark reads them (s3a://): `{lake}/acme/…`. */
+/** Where the tenant's job files are, as Spark reads them (s3a://): `{lake}/{tenant}/…`. */
 let acmeLake: string;
 beforeAll(async () => {
-  [stack, d] = await Promise.all([extTestStack('spark'), startDoubles()]);
+  [stack, d] = await Promise.all([extTestStack('spark'), startDoubles({ tenant: ACME, sparkTenants: [ACME] })]);
   const { root, ...lake } = await extLake(stack);
   Object.assign(d.deps, lake);
-  acmeLake = `${root.replace(/^s3:/, 's3a:')}/acme`;
+  acmeLake = `${root.replace(/^s3:/, 's3a:')}/${ACME}`;
 });
 afterAll(async () => {
   await d?.close();
@@ -24,8 +35,13 @@ afterAll(async () => {
 
 const FAST = { initial: '40ms', max: '150ms', backoff: 1.5 };
 const POSTS = /\/sparkapplications$/;
+/** The one application of a pipeline, once the API server has it in `state`. */
+const appIn = async (pipeline: string, state: string) =>
+  waitFor(async () => (await d.kube.apps(pipeline)).some((a) => appState(a) === state), 60_000).then(
+    async () => (await d.kube.apps(pipeline))[0],
+  );
 
-async function run(s: ReturnType<typeof spec>, tenant = 'acme'): Promise<RunState> {
+async function run(s: ReturnType<typeof spec>, tenant = ACME): Promise<RunState> {
   const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
   await stack.client.workflow
     .getHandle(h.runId)
@@ -36,8 +52,11 @@ async function run(s: ReturnType<typeof spec>, tenant = 'acme'): Promise<RunStat
 
 describe('Spark on Kubernetes through the Spark Operator', () => {
   it('runs pyspark and sql tasks as SparkApplications in the tenant namespace and reports driver, executors and log tail', async () => {
-    d.k8s.scenario = (app) =>
-      app.spec.mainApplicationFile === `${acmeLake}/jobs/bronze.py` ? SCENARIOS.slowStart(1500) : SCENARIOS.success();
+    // bronze: every state held 1.5 s, and its first driver lost before it runs (a rerun).
+    d.kube.sim.scenario = (app) =>
+      app.spec.mainApplicationFile === `${acmeLake}/jobs/bronze.py`
+        ? { phaseMs: 1500, rerun: true, runMs: 1500 }
+        : { runMs: 300 };
     const s = spec({
       id: 'spark-ok',
       tasks: [
@@ -78,10 +97,11 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     expect(out.executors).toBe(3);
     // The lake path reached Spark as the full URI of acme's object.
     expect(String(out.logTail)).toContain(`main ${acmeLake}/jobs/bronze.py`);
-    const apps = d.k8s.apps().filter((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-ok');
+    const apps = await d.kube.apps('spark-ok');
     expect(apps).toHaveLength(2);
-    const bronze = apps.find((a) => a.spec.mainApplicationFile === `${acmeLake}/jobs/bronze.py`)!;
-    expect(bronze.metadata.namespace).toBe('strata-acme');
+    const bronze = apps.find((a) => a.spec.mainApplicationFile === `${acmeLake}/jobs/bronze.py`)! as any;
+    expect(bronze.metadata.namespace).toBe(NS);
+    expect(bronze.status.submissionAttempts).toBe(2);
     expect(bronze.spec.arguments[0]).toBe('--date');
     expect(bronze.spec.arguments[1]).toMatch(/^\d{4}-\d{2}-\d{2}$/);
     expect(bronze.spec.executor).toMatchObject({ instances: 3, cores: 2, memory: '2g' });
@@ -92,16 +112,14 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     });
     const silver = apps.find((a) => a !== bronze)!;
     expect(silver.spec.arguments).toEqual(['--sql', 'insert into silver.t select * from bronze.t']);
-    // The project's SparkApplication schema, and the operator's CRD where the specs are present.
+    // As stored by the API server: the project's SparkApplication schema, and the operator's CRD where the specs are present.
     for (const a of apps) expect(sparkApplicationProblems(a)).toEqual([]);
-    expect(d.k8s.namespaces.has('strata-acme')).toBe(true);
-    expect(d.k8s.quotas.get('strata-acme/strata-tier')?.spec).toEqual({
-      hard: { 'requests.cpu': '64', 'requests.memory': '256Gi', pods: '72' },
-    });
+    const quota = await d.kube.admin.core.readNamespacedResourceQuota({ name: 'strata-tier', namespace: NS });
+    expect(quota.spec).toEqual({ hard: { 'requests.cpu': '64', 'requests.memory': '256Gi', pods: '72' } });
   });
 
   it('fails the task with the operator error message', async () => {
-    d.k8s.scenario = () => SCENARIOS.failure('java.lang.OutOfMemoryError: Java heap space');
+    d.kube.sim.scenario = () => ({ runMs: 150, fail: 'java.lang.OutOfMemoryError: Java heap space' });
     const st = await withExtWorker(stack, d.deps, () =>
       run(spec({ id: 'spark-fail', tasks: [{ id: 'job', kind: 'pyspark', file: 'jobs/oom.py', poll: FAST }] })),
     );
@@ -115,10 +133,14 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
       states: expect.arrayContaining(['FAILED']),
       driverPod: expect.stringMatching(/-driver$/),
     });
+    // The driver's log, read through the API server from the kubelet (kwok), and the operator's warning event.
     expect(String(st.tasks.job.output?.logTail)).toContain('ERROR strata: java.lang.OutOfMemoryError: Java heap space');
+    expect(JSON.stringify(st.tasks.job.output?.warnings)).toContain(
+      'SparkApplicationFailed: SparkApplication ' + String(st.tasks.job.output?.job),
+    );
   });
 
-  it('streams a running driver log over the API, following it to the end, and falls back to the kept tail', async () => {
+  it('follows a running driver log over the API: lines written while RUNNING arrive while it runs, the stream ends with the driver, each line once; then the kept tail', async () => {
     const BOOT = 'bootstrap-admin-key-for-spark-logs-01';
     const config = loadConfig({
       STRATA_TASK_QUEUE: stack.taskQueue,
@@ -137,10 +159,10 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
           })
         ).json()) as { key: string }
       ).key;
-    const [acme, globex] = [await key('acme'), await key('globex')];
+    const [acme, globex] = [await key(ACME), await key('globex')];
     const get = (url: string, k = acme) => fetch(base + url, { headers: { authorization: `Bearer ${k}` } });
     try {
-      d.k8s.scenario = () => SCENARIOS.success(1500);
+      d.kube.sim.scenario = () => ({ hold: true });
       await withExtWorker(stack, d.deps, async () => {
         const h = await stack.runs.start({
           spec: spec({
@@ -150,31 +172,61 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
               { id: 'after', kind: 'noop', needs: ['job'] },
             ],
           }),
-          tenant: 'acme',
+          tenant: ACME,
           trigger: 'manual',
         });
         const url = `/api/v1/runs/${encodeURIComponent(h.runId)}/tasks/job/logs`;
-        await waitFor(
-          async () =>
-            (await stack.runs.state(h.runId)).tasks.job.status === 'running' &&
-            d.k8s
-              .apps()
-              .some(
-                (a) =>
-                  a.metadata.labels?.['strata.dev/pipeline'] === 'spark-logs' &&
-                  d.k8s.currentPhase(a as never)?.state === 'RUNNING',
-              ),
-        );
+        const sparkApp = await appIn('spark-logs', 'RUNNING');
+        const name = sparkApp.metadata.name;
+        await waitFor(async () => (await stack.runs.state(h.runId)).tasks.job.status === 'running');
         const live = await get(url);
         expect(live.status).toBe(200);
         expect(live.headers.get('x-strata-log-source')).toBe('driver-pod');
         expect(live.headers.get('x-strata-log-follow')).toBe('true');
-        // The body ends only when the driver does: it holds the lines written after the request began.
-        const text = await live.text();
-        expect(text).toContain(`INFO strata: main ${acmeLake}/jobs/logs.py`);
-        expect(text).toContain('INFO strata: state RUNNING');
-        expect(text).toContain('INFO strata: state COMPLETED');
-        expect(d.k8s.logRequests.some((r) => r.follow)).toBe(true);
+        const reader = live.body!.getReader();
+        let text = '';
+        const readUntil = async (line: string) => {
+          const end = Date.now() + 60_000;
+          while (!text.includes(line)) {
+            if (Date.now() > end) throw new Error(`no "${line}" in the followed log within 60 s; got:\n${text}`);
+            const { value, done } = await reader.read();
+            if (done) throw new Error(`the followed log ended before "${line}"; got:\n${text}`);
+            text += new TextDecoder().decode(value);
+          }
+        };
+        await readUntil('INFO strata: state RUNNING');
+        // The driver writes while it runs; the lines reach the open stream, and the application is still RUNNING.
+        for (const i of [1, 2, 3]) {
+          await d.kube.sim.log(NS, name, `INFO strata: batch ${i} written`);
+          await readUntil(`INFO strata: batch ${i} written`);
+          expect(appState(await d.kube.find('sparkapplications', NS, name))).toBe('RUNNING');
+        }
+        d.kube.sim.finish(NS, name);
+        // The body ends when the driver does (kwok keeps the stream open: Strata ends it), nothing lost or repeated.
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += new TextDecoder().decode(value);
+        }
+        expect(text).toBe(
+          [
+            'INFO SparkContext: Running Spark version 3.5.3',
+            `INFO strata: main ${acmeLake}/jobs/logs.py`,
+            'INFO strata: state RUNNING',
+            'INFO strata: batch 1 written',
+            'INFO strata: batch 2 written',
+            'INFO strata: batch 3 written',
+            'INFO strata: state SUCCEEDING',
+            'INFO strata: state COMPLETED',
+            '',
+          ].join('\n'),
+        );
+        // It went through the API server: a followed pods/log request.
+        expect(
+          d.kube.tap.records.some(
+            (r) => r.path === `/api/v1/namespaces/${NS}/pods/${name}-driver/log` && r.query.get('follow') === 'true',
+          ),
+        ).toBe(true);
         await stack.client.workflow.getHandle(h.runId).result();
 
         const done = await get(url);
@@ -189,9 +241,16 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
         expect((await get(url, globex)).status).toBe(404);
         expect((await get(`/api/v1/runs/${encodeURIComponent(h.runId)}/tasks/nope/logs`)).status).toBe(404);
 
-        // The SparkApplication (and its driver pod) deleted: the tail kept in the task output answers.
-        for (const [k, o] of d.k8s.objects)
-          if (o.metadata.labels?.['strata.dev/pipeline'] === 'spark-logs') d.k8s.objects.delete(k);
+        // The SparkApplication deleted, and with it (garbage collection) its driver pod: the tail kept in the task output answers.
+        await d.kube.admin.delete('sparkapplications', 'v1beta2', NS, name);
+        await waitFor(
+          async () =>
+            (await d.kube.admin.core.readNamespacedPod({ namespace: NS, name: `${name}-driver` }).then(
+              () => 200,
+              (e) => toK8sError(e, 'pod').code,
+            )) === 404,
+          90_000,
+        );
         const kept = await get(url);
         expect(kept.headers.get('x-strata-log-source')).toBe('log-tail');
         expect(await kept.text()).toContain('INFO strata: state COMPLETED');
@@ -202,25 +261,17 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
   });
 
   it('cancelling the run deletes the SparkApplication', async () => {
-    d.k8s.scenario = () => SCENARIOS.runForever();
+    d.kube.sim.scenario = () => ({ hold: true });
     const st = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({
         spec: spec({
           id: 'spark-cancel',
           tasks: [{ id: 'forever', kind: 'pyspark', file: 'jobs/stream.py', poll: FAST }],
         }),
-        tenant: 'acme',
+        tenant: ACME,
         trigger: 'manual',
       });
-      await waitFor(async () =>
-        d.k8s
-          .apps()
-          .some(
-            (a) =>
-              a.metadata.labels?.['strata.dev/pipeline'] === 'spark-cancel' &&
-              d.k8s.currentPhase(a as never)?.state === 'RUNNING',
-          ),
-      );
+      await appIn('spark-cancel', 'RUNNING');
       await stack.client.workflow.getHandle(h.runId).cancel();
       await stack.client.workflow
         .getHandle(h.runId)
@@ -230,12 +281,12 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     });
     expect(st.status).toBe('cancelled');
     expect(st.tasks.forever.status).toBe('cancelled');
-    expect(d.k8s.apps().filter((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-cancel')).toHaveLength(0);
-    expect(d.k8s.count('DELETE', /\/sparkapplications\/.*spark-cancel/, 200)).toBe(1);
+    expect(await d.kube.apps('spark-cancel')).toHaveLength(0);
+    expect(d.kube.tap.count('DELETE', /\/sparkapplications\/.*spark-cancel/, 200)).toBe(1);
   });
 
   it('a task that outlives its timeout is stopped and fails with a timeout', async () => {
-    d.k8s.scenario = () => SCENARIOS.runForever();
+    d.kube.sim.scenario = () => ({ hold: true });
     const st = await withExtWorker(stack, d.deps, () =>
       run(
         spec({
@@ -247,63 +298,58 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     expect(st.tasks.slow.status).toBe('failed');
     expect(st.tasks.slow.errorType).toBe('Timeout');
     expect(st.tasks.slow.error).toMatch(/did not finish within the task timeout \(2000 ms\); it was stopped/);
-    expect(d.k8s.count('DELETE', /\/sparkapplications\/.*spark-timeout/, 200)).toBe(1);
+    expect(d.kube.tap.count('DELETE', /\/sparkapplications\/.*spark-timeout/, 200)).toBe(1);
+    expect(await d.kube.apps('spark-timeout')).toHaveLength(0);
   });
 
   it('a worker restarted mid-poll resumes the same application without a second submit, through 5xx bursts', async () => {
-    d.k8s.scenario = () => SCENARIOS.success(2500);
-    const before = d.k8s.count('POST', POSTS);
+    d.kube.sim.scenario = () => ({ runMs: 2500 });
+    const before = d.kube.tap.count('POST', POSTS);
     const s = spec({ id: 'spark-restart', tasks: [{ id: 'long', kind: 'pyspark', file: 'jobs/long.py', poll: FAST }] });
     const h = await withExtWorker(stack, d.deps, async () => {
-      const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
-      await waitFor(async () =>
-        d.k8s
-          .apps()
-          .some(
-            (a) =>
-              a.metadata.labels?.['strata.dev/pipeline'] === 'spark-restart' &&
-              d.k8s.currentPhase(a as never)?.state === 'RUNNING',
-          ),
-      );
+      const h = await stack.runs.start({ spec: s, tenant: ACME, trigger: 'manual' });
+      await appIn('spark-restart', 'RUNNING');
       return h;
     });
-    d.k8s.failNext(3, 503, (m, p) => m === 'GET' && p.includes('spark-restart'));
+    d.kube.tap.failNext(3, 503, (m, p) => m === 'GET' && p.includes('spark-restart'));
     const st = await withExtWorker(stack, d.deps, async () => {
       await stack.client.workflow.getHandle(h.runId).result();
       return stack.runs.state(h.runId);
     });
     expect(st.status).toBe('success');
-    expect(d.k8s.count('POST', POSTS) - before).toBe(1);
-    expect(d.k8s.count('GET', /spark-restart/, 503)).toBe(3);
+    expect(d.kube.tap.count('POST', POSTS) - before).toBe(1);
+    expect(d.kube.tap.count('GET', /spark-restart/, 503)).toBe(3);
+    expect(await d.kube.apps('spark-restart')).toHaveLength(1);
   });
 
   it('a resubmitted create that finds the application adopts it (409 AlreadyExists)', async () => {
-    d.k8s.scenario = () => SCENARIOS.success(100);
-    const created = await d.deps.spark!.createOrAdopt('sparkapplications', 'v1beta2', {
+    d.kube.sim.scenario = () => ({ runMs: 100 });
+    const manifest = {
       apiVersion: 'sparkoperator.k8s.io/v1beta2',
       kind: 'SparkApplication',
-      metadata: { name: 'adopt-me', namespace: 'strata-acme' },
+      metadata: { name: 'adopt-me', namespace: NS },
       spec: { type: 'Python', sparkVersion: '3.5.3', mainApplicationFile: 's3://x/y.py', driver: {}, executor: {} },
-    });
-    const again = await d.deps.spark!.createOrAdopt('sparkapplications', 'v1beta2', {
-      ...created.obj,
-      status: undefined,
-    });
+    };
+    const conflicts = d.kube.tap.count('POST', /\/sparkapplications$/, 409);
+    const created = await d.deps.spark!.createOrAdopt('sparkapplications', 'v1beta2', manifest);
+    // The same create again, as a retried submit sends it: the API server answers 409 AlreadyExists.
+    const again = await d.deps.spark!.createOrAdopt('sparkapplications', 'v1beta2', manifest);
     expect([created.adopted, again.adopted]).toEqual([false, true]);
     expect(again.obj.metadata.uid).toBe(created.obj.metadata.uid);
+    expect(d.kube.tap.count('POST', /\/sparkapplications$/, 409) - conflicts).toBe(1);
   });
 
   it('an application that disappears while polled fails the task clearly', async () => {
-    d.k8s.scenario = () => SCENARIOS.runForever();
+    d.kube.sim.scenario = () => ({ hold: true });
     const st = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({
         spec: spec({ id: 'spark-gone', tasks: [{ id: 'gone', kind: 'pyspark', file: 'jobs/x.py', poll: FAST }] }),
-        tenant: 'acme',
+        tenant: ACME,
         trigger: 'manual',
       });
-      await waitFor(async () => d.k8s.apps().some((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-gone'));
-      const app = d.k8s.apps().find((a) => a.metadata.labels?.['strata.dev/pipeline'] === 'spark-gone')!;
-      d.k8s.remove('sparkapplications', 'strata-acme', app.metadata.name);
+      const app = await appIn('spark-gone', 'RUNNING');
+      // Deleted by someone else (or by timeToLiveSeconds), not through Strata.
+      await d.kube.admin.delete('sparkapplications', 'v1beta2', NS, app.metadata.name);
       await stack.client.workflow
         .getHandle(h.runId)
         .result()
@@ -315,7 +361,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
   });
 
   it('refuses a job over the tenant tier before submitting anything', async () => {
-    const before = d.k8s.count('POST', POSTS);
+    const before = d.kube.tap.count('POST', POSTS);
     const st = await withExtWorker(stack, d.deps, () =>
       run(
         spec({
@@ -336,6 +382,6 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
     expect(st.tasks.huge.status).toBe('failed');
     expect(st.tasks.huge.errorType).toBe('QuotaExceeded');
     expect(st.tasks.huge.error).toMatch(/tenant tiny's tier allows: 10 executors \(tier allows 4\)/);
-    expect(d.k8s.count('POST', POSTS)).toBe(before);
+    expect(d.kube.tap.count('POST', POSTS)).toBe(before);
   });
 });

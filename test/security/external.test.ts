@@ -20,7 +20,6 @@ import type { RunState } from '../../schemas/run.js';
 import { SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { STEP_SCENARIOS } from '../fakes/emr-double.js';
 import { extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
-import { SCENARIOS } from '../fakes/k8s-double.js';
 import { spec, waitFor } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
@@ -37,7 +36,13 @@ const raw = new S3Client({
   credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey },
 });
 const tag = randomBytes(3).toString('hex');
-/** Outside every lake; the operator allowed it for acme only. */
+/** This file's tenants: their lake folders and Spark namespaces are this file's alone. */
+const ACME = 'sx-acme';
+const SOLO = 'sx-solo';
+const LEGACY = 'sx-legacy';
+/** A tenant of the Spark Connect test's own: cluster quota workflows are per tenant on the shared dev server. */
+const CTENANT = `c${tag}`;
+/** Outside every lake; the operator allowed it for the file's main tenant only. */
 const SHARED = `s3://${minio.bucket}/shared-${tag}/`;
 const SCRIPTS = `s3://${minio.bucket}/emr-scripts-${tag}`;
 const FAST = { initial: '40ms', max: '150ms', backoff: 1.5 };
@@ -45,19 +50,22 @@ const POSTS = /\/sparkapplications$/;
 
 let stack: TestStack;
 let d: Doubles;
-/** The shared lake root (s3://bucket/queue); acme's objects are under `{root}/acme/`. */
+/** The shared lake root (s3://bucket/queue); the tenant's objects are under `{root}/{tenant}/`. */
 let root: string;
 let deps: Partial<ActivityDeps>;
 
 beforeAll(async () => {
-  [stack, d] = await Promise.all([extTestStack('sec-external'), startDoubles()]);
-  const lake = await extLake(stack, { tenantLocations: { acme: [SHARED] } });
+  [stack, d] = await Promise.all([
+    extTestStack('sec-external'),
+    startDoubles({ tenant: ACME, sparkTenants: [ACME, SOLO, LEGACY, CTENANT] }),
+  ]);
+  const lake = await extLake(stack, { tenantLocations: { [ACME]: [SHARED] } });
   root = lake.root;
   deps = {
     ...d.deps,
     lake: lake.lake,
     s3: lake.s3,
-    tenantTiers: { acme: 'team', solo: 'free', legacy: 'free' },
+    tenantTiers: { [ACME]: 'team', [SOLO]: 'free', [LEGACY]: 'free' },
     emrS3: s3cfg,
     emrScriptsUri: SCRIPTS,
   };
@@ -68,7 +76,7 @@ afterAll(async () => {
   raw.destroy();
 });
 
-async function run(s: PipelineSpec, tenant = 'acme', extra: Partial<ActivityDeps> = {}): Promise<RunState> {
+async function run(s: PipelineSpec, tenant = ACME, extra: Partial<ActivityDeps> = {}): Promise<RunState> {
   return withExtWorker(stack, { ...deps, ...extra }, async () => {
     const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
     await stack.client.workflow
@@ -85,8 +93,7 @@ function injected(s: PipelineSpec, fields: Record<string, Record<string, unknown
   return s;
 }
 
-const appsOf = (pipeline: string) =>
-  d.k8s.apps().filter((a) => a.metadata.labels?.['strata.dev/pipeline'] === pipeline);
+const appsOf = async (pipeline: string) => (await d.kube.apps(pipeline)) as any[];
 const problemsOf = (doc: object) => {
   const r = validateSpec(doc);
   return r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.message}`);
@@ -94,7 +101,7 @@ const problemsOf = (doc: object) => {
 
 describe('Spark on Kubernetes: code only from the tenant’s lake', () => {
   it('refuses a file, pyFile or jar outside the tenant’s lake and allowed locations, and submits nothing', async () => {
-    const posts = d.k8s.count('POST', POSTS);
+    const posts = d.kube.tap.count('POST', POSTS);
     const s = injected(
       spec({
         id: 'sec-spark-files',
@@ -123,12 +130,12 @@ describe('Spark on Kubernetes: code only from the tenant’s lake', () => {
     expect(st.tasks.pyfile.error).toContain('pyFiles[0]');
     expect(st.tasks.image_file.error).toContain('has a scheme Strata does not read');
     expect(st.tasks.climb.error).toContain('climbs out of your lake');
-    expect(d.k8s.count('POST', POSTS)).toBe(posts);
-    expect(appsOf('sec-spark-files')).toHaveLength(0);
+    expect(d.kube.tap.count('POST', POSTS)).toBe(posts);
+    expect(await appsOf('sec-spark-files')).toHaveLength(0);
   });
 
   it('passes lake paths and allowed locations to Spark as full URIs of the tenant’s objects', async () => {
-    d.k8s.scenario = () => SCENARIOS.success(100);
+    d.kube.sim.scenario = () => ({ runMs: 100 });
     const st = await run(
       spec({
         id: 'sec-spark-ok',
@@ -138,7 +145,7 @@ describe('Spark on Kubernetes: code only from the tenant’s lake', () => {
             kind: 'pyspark',
             file: 'jobs/main.py',
             pyFiles: [`${SHARED}lib.zip`],
-            jars: [`${root}/acme/jars/udf.jar`],
+            jars: [`${root}/${ACME}/jars/udf.jar`],
             files: ['conf/app.conf'],
             poll: FAST,
           },
@@ -146,8 +153,8 @@ describe('Spark on Kubernetes: code only from the tenant’s lake', () => {
       }),
     );
     expect(st.status).toBe('success');
-    const [app] = appsOf('sec-spark-ok');
-    const acme = `${root.replace(/^s3:/, 's3a:')}/acme`;
+    const [app] = await appsOf('sec-spark-ok');
+    const acme = `${root.replace(/^s3:/, 's3a:')}/${ACME}`;
     expect(app.spec.mainApplicationFile).toBe(`${acme}/jobs/main.py`);
     expect(app.spec.deps).toEqual({
       pyFiles: [`${SHARED.replace(/^s3:/, 's3a:')}lib.zip`],
@@ -231,7 +238,7 @@ describe('Spark on Kubernetes: code only from the tenant’s lake', () => {
 
 describe('Spark on Kubernetes: image, service account and settings from the tier', () => {
   it('refuses images, service accounts and settings the tenant’s tier does not allow, and submits nothing', async () => {
-    const posts = d.k8s.count('POST', POSTS);
+    const posts = d.kube.tap.count('POST', POSTS);
     const base = { kind: 'pyspark', file: 'jobs/x.py', poll: FAST };
     const s = injected(
       spec({
@@ -279,12 +286,12 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
     expect(st.tasks.podtemplate.error).toContain('"spark.kubernetes.driver.podTemplateFile" is not allowed');
     expect(st.tasks.podtemplate.error).toContain('"spark.kubernetes.container.image" is not allowed');
     expect(st.tasks.unbounded.error).toContain('dynamicAllocation needs "maxExecutors" (at most 16 on your tier)');
-    expect(d.k8s.count('POST', POSTS)).toBe(posts);
-    expect(appsOf('sec-spark-policy')).toHaveLength(0);
+    expect(d.kube.tap.count('POST', POSTS)).toBe(posts);
+    expect(await appsOf('sec-spark-policy')).toHaveLength(0);
   });
 
   it('the operator’s per-tier allow-list opens an image or setting to one tier and not another', async () => {
-    d.k8s.scenario = () => SCENARIOS.success(100);
+    d.kube.sim.scenario = () => ({ runMs: 100 });
     const sparkPolicy = {
       images: { team: ['registry.example/spark:3.5*'] },
       conf: { team: ['spark.sql.catalog.lake*'] },
@@ -300,23 +307,23 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
       },
       poll: FAST,
     };
-    const team = await run(spec({ id: 'sec-spark-team', tasks: [task] }), 'acme', { sparkPolicy });
+    const team = await run(spec({ id: 'sec-spark-team', tasks: [task] }), ACME, { sparkPolicy });
     expect(team.status).toBe('success');
-    expect(appsOf('sec-spark-team')[0].spec.image).toBe('registry.example/spark:3.5.3-gpu');
+    expect((await appsOf('sec-spark-team'))[0].spec.image).toBe('registry.example/spark:3.5.3-gpu');
     const free = await run(
-      spec({ id: 'sec-spark-free', tasks: [{ ...task, file: `${root}/solo/jobs/x.py` }] }),
-      'solo',
+      spec({ id: 'sec-spark-free', tasks: [{ ...task, file: `${root}/${SOLO}/jobs/x.py` }] }),
+      SOLO,
       { sparkPolicy },
     );
     expect(free.tasks.job.errorType).toBe('PolicyViolation');
     expect(free.tasks.job.error).toContain('image "registry.example/spark:3.5.3-gpu" is not allowed on the free tier');
     expect(free.tasks.job.error).toContain('"spark.sql.catalog.lake" is not on the free tier');
     expect(free.tasks.job.error).toContain('"spark.executor.memoryOverhead" is not on the free tier');
-    expect(appsOf('sec-spark-free')).toHaveLength(0);
+    expect(await appsOf('sec-spark-free')).toHaveLength(0);
   });
 
   it('counts the executors dynamic allocation can reach against the tier', async () => {
-    const posts = d.k8s.count('POST', POSTS);
+    const posts = d.kube.tap.count('POST', POSTS);
     const st = await run(
       spec({
         id: 'sec-spark-dyn',
@@ -344,29 +351,28 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
     expect(st.tasks.ceiling.error).toContain('40 executors (tier allows 16)');
     expect(st.tasks.initial.errorType).toBe('QuotaExceeded');
     expect(st.tasks.initial.error).toContain('20 executors (tier allows 16)');
-    expect(d.k8s.count('POST', POSTS)).toBe(posts);
+    expect(d.kube.tap.count('POST', POSTS)).toBe(posts);
   });
 
   it('runs driver and executors under the restricted pod security profile, in a namespace that enforces it', async () => {
-    d.k8s.scenario = () => SCENARIOS.success(100);
+    d.kube.sim.scenario = () => ({ runMs: 100 });
     // A namespace made before the Pod Security labels existed gets them on the next job.
     await d.deps.spark!.ensureNamespace(
-      'strata-legacy',
+      tenantNamespace(LEGACY),
       { 'app.kubernetes.io/managed-by': 'strata' },
       { cpu: 8, memoryGi: 32, pods: 24 },
     );
-    expect(
-      d.k8s.namespaces.get('strata-legacy')!.metadata.labels['pod-security.kubernetes.io/enforce'],
-    ).toBeUndefined();
+    const labelsOf = async (ns: string) => (await d.kube.admin.core.readNamespace({ name: ns })).metadata?.labels ?? {};
+    expect((await labelsOf(tenantNamespace(LEGACY)))['pod-security.kubernetes.io/enforce']).toBeUndefined();
     const st = await run(
       spec({
         id: 'sec-spark-psa',
-        tasks: [{ id: 'job', kind: 'pyspark', file: `${root}/legacy/jobs/x.py`, poll: FAST }],
+        tasks: [{ id: 'job', kind: 'pyspark', file: `${root}/${LEGACY}/jobs/x.py`, poll: FAST }],
       }),
-      'legacy',
+      LEGACY,
     );
     expect(st.status).toBe('success');
-    const [app] = appsOf('sec-spark-psa');
+    const [app] = await appsOf('sec-spark-psa');
     for (const role of ['driver', 'executor']) {
       expect(app.spec[role].securityContext, role).toEqual({
         runAsNonRoot: true,
@@ -382,8 +388,18 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
       });
     }
     expect(app.spec.driver.serviceAccount).toBe('spark');
-    for (const ns of ['strata-legacy', 'strata-acme'])
-      expect(d.k8s.namespaces.get(ns)!.metadata.labels, ns).toMatchObject({
+    // The API server admitted its driver and executors there, under the enforced profile, and kwok ran them.
+    const pods = (
+      await d.kube.admin.core.listNamespacedPod({
+        namespace: tenantNamespace(LEGACY),
+        labelSelector: `spark-app-name=${app.metadata.name}`,
+      })
+    ).items;
+    expect(pods.find((p) => p.metadata?.labels?.['spark-role'] === 'driver')?.status?.phase).toBe('Succeeded');
+    // Its executor was admitted and ran to the end (one the API server refused would have stayed PENDING).
+    expect(app.status.executorState).toEqual({ [`${app.metadata.name}-exec-1`]: 'COMPLETED' });
+    for (const ns of [tenantNamespace(LEGACY), tenantNamespace(ACME)])
+      expect(await labelsOf(ns), ns).toMatchObject({
         'pod-security.kubernetes.io/enforce': 'restricted',
         'pod-security.kubernetes.io/audit': 'restricted',
         'pod-security.kubernetes.io/warn': 'restricted',
@@ -406,7 +422,7 @@ describe('Spark on Kubernetes: image, service account and settings from the tier
 describe('EMR: the tenant’s clusters and the tenant’s code', () => {
   let mine: string;
   beforeAll(() => {
-    mine = d.emr.addCluster('acme-warehouse', undefined, { 'strata:tenant': 'acme' });
+    mine = d.emr.addCluster('acme-warehouse', undefined, { 'strata:tenant': ACME });
   });
   const scripts = async () =>
     (await raw.send(new ListObjectsV2Command({ Bucket: minio.bucket, Prefix: `emr-scripts-${tag}/` }))).KeyCount ?? 0;
@@ -447,7 +463,7 @@ describe('EMR: the tenant’s clusters and the tenant’s code', () => {
       expect(st.tasks[id].status, id).toBe('failed');
       expect(st.tasks[id].errorType, id).toBe('LocationError');
     }
-    expect(st.tasks.abs.error).toContain(`task abs: file: "${outside}" is outside your lake (${root}/acme)`);
+    expect(st.tasks.abs.error).toContain(`task abs: file: "${outside}" is outside your lake (${root}/${ACME})`);
     expect(st.tasks.fileuri.error).toContain('"file:///etc/passwd" is outside your lake');
     expect(st.tasks.hive.error).toContain('task hive: script: "s3://someone-else/x.hql" is outside your lake');
     expect(st.tasks.deps.error).toContain('pyFiles[0]: "/etc/shadow" is outside your lake');
@@ -472,7 +488,7 @@ describe('EMR: the tenant’s clusters and the tenant’s code', () => {
     );
     expect(st.tasks.untagged.errorType).toBe('ClusterNotOwned');
     expect(st.tasks.untagged.error).toContain(`EMR cluster ${untagged} has no strata:tenant tag`);
-    expect(st.tasks.untagged.error).toContain('the platform operator must tag it strata:tenant=acme');
+    expect(st.tasks.untagged.error).toContain(`the platform operator must tag it strata:tenant=${ACME}`);
     expect(st.tasks.theirs.errorType).toBe('ClusterNotOwned');
     expect(st.tasks.theirs.error).toContain(`EMR cluster ${theirs} belongs to another tenant`);
     expect(st.tasks.theirs.error).not.toContain('globex');
@@ -504,7 +520,7 @@ describe('EMR: the tenant’s clusters and the tenant’s code', () => {
 describe('Airbyte: the tenant’s workspace only', () => {
   it('refuses a connection of another workspace, and a tenant with no workspace, starting no sync', async () => {
     const foreign = d.airbyte.addSyncConnection(d.airbyte.addWorkspace());
-    const own = d.airbyte.addSyncConnection(d.deps.airbyteWorkspaces!.acme);
+    const own = d.airbyte.addSyncConnection(d.deps.airbyteWorkspaces![ACME]);
     d.airbyte.scenario = () => SYNC_SCENARIOS.success(100);
     const starts = d.airbyte.count('POST', /\/jobs$/);
     const st = await run(
@@ -517,17 +533,17 @@ describe('Airbyte: the tenant’s workspace only', () => {
       }),
     );
     expect(st.tasks.foreign.errorType).toBe('ConnectionNotOwned');
-    expect(st.tasks.foreign.error).toContain(`Airbyte connection ${foreign} is not in tenant acme's workspace`);
+    expect(st.tasks.foreign.error).toContain(`Airbyte connection ${foreign} is not in tenant ${ACME}'s workspace`);
     expect(st.tasks.own.status).toBe('success');
     expect(d.airbyte.jobs.filter((j) => j.connectionId === foreign)).toHaveLength(0);
     expect(d.airbyte.count('POST', /\/jobs$/) - starts).toBe(1);
 
     const none = await run(
       spec({ id: 'sec-airbyte-none', tasks: [{ id: 'sync', kind: 'airbyte.sync', connectionId: own, poll: FAST }] }),
-      'solo',
+      SOLO,
     );
     expect(none.tasks.sync.errorType).toBe('ConfigError');
-    expect(none.tasks.sync.error).toContain('tenant solo has no Airbyte workspace');
+    expect(none.tasks.sync.error).toContain(`tenant ${SOLO} has no Airbyte workspace`);
     expect(none.tasks.sync.error).toContain('STRATA_AIRBYTE_WORKSPACES');
     expect(d.airbyte.count('POST', /\/jobs$/) - starts).toBe(1);
   });
@@ -535,7 +551,7 @@ describe('Airbyte: the tenant’s workspace only', () => {
 
 describe('Managed clusters: image from the tier, restricted pods', () => {
   it('refuses a Spark Connect image the tier does not allow (403) and a malformed EMR release (400), starting nothing', async () => {
-    const clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: { acme: 'team' } });
+    const clusters = new ClustersService(stack.client, { taskQueue: stack.taskQueue, tenantTiers: { [ACME]: 'team' } });
     const name = `img-${tag}`;
     const refused = (p: Promise<unknown>) =>
       p.then(
@@ -543,24 +559,24 @@ describe('Managed clusters: image from the tier, restricted pods', () => {
         (e) => e as RequestError,
       );
     const image = await refused(
-      clusters.create({ tenant: 'acme', name, engine: 'spark-connect', release: 'attacker/spark:latest' }),
+      clusters.create({ tenant: ACME, name, engine: 'spark-connect', release: 'attacker/spark:latest' }),
     );
     expect(image).toBeInstanceOf(RequestError);
     expect(image).toMatchObject({ status: 403 });
     expect(image!.message).toContain('image "attacker/spark:latest" is not allowed on the team tier');
     const release = await refused(
-      clusters.create({ tenant: 'acme', name, engine: 'emr', release: 'emr-latest; rm -rf' }),
+      clusters.create({ tenant: ACME, name, engine: 'emr', release: 'emr-latest; rm -rf' }),
     );
     expect(release).toMatchObject({ status: 400 });
     expect(release!.message).toContain('an EMR release label looks like "emr-7.5.0"');
     expect(await refused(clusters.create({ tenant: '../globex', name }))).toMatchObject({ status: 400 });
-    expect(await refused(clusters.get('acme', name))).toMatchObject({ status: 404 });
-    expect([...d.k8s.objects.keys()].filter((k) => k.includes(name))).toEqual([]);
+    expect(await refused(clusters.get(ACME, name))).toMatchObject({ status: 404 });
+    expect(await d.kube.find('sparkconnects', tenantNamespace(ACME), name)).toBeUndefined();
+    expect(d.kube.tap.records.filter((r) => r.path.includes(name))).toEqual([]);
   });
 
   it('a Spark Connect cluster’s server and executor pods get the restricted profile', async () => {
-    // A tenant of this test's own: cluster quota workflows are per tenant on the shared dev server.
-    const tenant = `c${tag}`;
+    const tenant = CTENANT;
     const clusters = new ClustersService(stack.client, {
       taskQueue: stack.taskQueue,
       tenantTiers: { [tenant]: 'team' },
@@ -576,7 +592,7 @@ describe('Managed clusters: image from the tier, restricted pods', () => {
         pollInterval: '100ms',
       });
       await waitFor(async () => (await clusters.get(tenant, name)).phase === 'ready');
-      const sc = d.k8s.objects.get(`sparkconnects/strata-${tenant}/${name}`)!;
+      const sc = (await d.kube.find('sparkconnects', tenantNamespace(tenant), name))! as any;
       for (const [part, container] of [
         ['server', 'spark-kubernetes-driver'],
         ['executor', 'spark-kubernetes-executor'],
@@ -598,6 +614,21 @@ describe('Managed clusters: image from the tier, restricted pods', () => {
             ],
           },
         });
+      // The API server admitted the server and executor pods in the namespace that enforces `restricted`, and they run.
+      const pods = async () =>
+        (
+          await d.kube.admin.core.listNamespacedPod({
+            namespace: tenantNamespace(tenant),
+            labelSelector: `spark-connect-name=${name}`,
+          })
+        ).items
+          .map((p) => [p.metadata?.labels?.['spark-role'], p.status?.phase])
+          .sort();
+      await waitFor(async () => (await pods()).every(([, phase]) => phase === 'Running'), 60_000).catch(() => {});
+      expect(await pods()).toEqual([
+        ['executor', 'Running'],
+        ['server', 'Running'],
+      ]);
       await clusters.delete(tenant, name);
     });
   });

@@ -7,20 +7,24 @@
  *   skipped with "[SKIPPED: no third-party spec files …]" in the title where not. Among them,
  *   the checks that the project's schemas and tables are restrictions of the real specs.
  */
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AirbyteClient } from '../../activities/airbyte/client.js';
 import { EmrJobsClient } from '../../activities/emr/client.js';
-import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
-import { buildSparkApplication, buildSparkConnect, DEFAULT_SPARK } from '../../activities/spark-k8s/manifest.js';
+import { SPARK_STATES } from '../../activities/spark-k8s/activities.js';
+import {
+  buildSparkApplication,
+  buildSparkConnect,
+  DEFAULT_SPARK,
+  tenantNamespace,
+} from '../../activities/spark-k8s/manifest.js';
 import { SparkJobTask } from '../../schemas/external.js';
 import { AirbyteDouble, DEFINITIONS, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { checkShape, emrModel } from '../fakes/emr-model.js';
 import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
 import { EMR_API, restrictionProblems } from '../fakes/emr-shapes.js';
-import { K8sDouble, SCENARIOS, sparkApplicationProblems } from '../fakes/k8s-double.js';
+import { startKube, type KubeFixture } from '../fakes/ext-stack.js';
+import { OPERATOR_TRANSITIONS } from '../fakes/spark-operator-sim.js';
+import { sparkApplicationProblems } from '../fakes/spark-validate.js';
 import { schemaRestrictionProblems, SPARK_APPLICATION_SCHEMA, SPARK_CONNECT_SCHEMA } from '../fakes/spark-schemas.js';
 import {
   AIRBYTE_OPENAPI,
@@ -44,11 +48,13 @@ const run = {
   logicalDate: '2026-11-01T00:00:00Z',
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** This file's tenant on the run's Kubernetes API server. */
+const TENANT = 'dvs-acme';
 
 /** Checks against the third-party specs: run where they are present, skipped (and titled so) where not. */
 const withSpecs = it.runIf(HAVE_SPECS);
 
-describe('SparkApplication manifests and the Kubernetes double vs the Spark Operator CRDs', () => {
+describe('SparkApplication manifests, the project’s Spark schemas and the operator simulator vs the Spark Operator CRDs', () => {
   const ownApp = newAjv().compile(SPARK_APPLICATION_SCHEMA) as Validate;
   const ownConnect = newAjv().compile(SPARK_CONNECT_SCHEMA) as Validate;
   const variants: Record<string, unknown>[] = [
@@ -100,7 +106,7 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
       memoryGi: 4,
     });
 
-  it.each(variants)('a manifest for $kind $id validates against the double’s SparkApplication schema', (task) => {
+  it.each(variants)('a manifest for $kind $id validates against the project’s SparkApplication schema', (task) => {
     const m = manifest(task);
     expect(ownApp(m), JSON.stringify(ownApp.errors)).toBe(true);
     expect(JSON.stringify(m)).not.toMatch(/secret-value|AKIA/);
@@ -114,9 +120,9 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
     },
   );
 
-  it('the double’s schema rejects what the real API server would: a wrong type, a driver with 0 cores, no main file', () => {
+  it('the project’s schema rejects what the operator’s API server would: a wrong type, a driver with 0 cores, no main file', () => {
     for (const o of refused()) expect(ownApp(o)).toBe(false);
-    // What the double answers names the field (once per schema that refuses it: its own, and the CRD if present).
+    // What the check says names the field (once per schema that refuses it: the project's, and the CRD if present).
     const problems = sparkApplicationProblems(refused()[0]);
     expect(problems.length).toBeGreaterThan(0);
     for (const p of problems) expect(p).toMatch(/^\/spec\/type: /);
@@ -127,7 +133,7 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
   });
 
   withSpecs(
-    `the double’s SparkApplication and SparkConnect schemas are restrictions of the real CRDs${NEEDS_SPECS}`,
+    `the project’s SparkApplication and SparkConnect schemas are restrictions of the real CRDs${NEEDS_SPECS}`,
     () => {
       expect(schemaRestrictionProblems(SPARK_APPLICATION_SCHEMA, crdSchema(APP_CRD, 'v1beta2'))).toEqual([]);
       expect(schemaRestrictionProblems(SPARK_CONNECT_SCHEMA, crdSchema(CONNECT_CRD, 'v1alpha1'))).toEqual([]);
@@ -153,7 +159,7 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
     },
   );
 
-  it('a SparkConnect manifest validates against the double’s SparkConnect schema', () => {
+  it('a SparkConnect manifest validates against the project’s SparkConnect schema', () => {
     expect(ownConnect(connect()), JSON.stringify(ownConnect.errors)).toBe(true);
   });
 
@@ -162,43 +168,54 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
     expect(v(connect()), JSON.stringify(v.errors)).toBe(true);
   });
 
-  let k8s: K8sDouble;
-  let client: SparkK8sClient;
+  // The project's CRDs (made from those schemas) on the test run's real API server, the operator simulated.
+  const NS = tenantNamespace(TENANT);
+  let kube: KubeFixture;
   beforeAll(async () => {
-    k8s = await K8sDouble.start();
-    client = SparkK8sClient.fromKubeconfig(await k8s.writeKubeconfig(await mkdtemp(path.join(os.tmpdir(), 'kc-'))));
-    await client.ensureNamespace('strata-acme', {}, { cpu: 8, memoryGi: 32, pods: 24 });
+    kube = await startKube([TENANT]);
+    await kube.admin.ensureNamespace(NS, {}, { cpu: 64, memoryGi: 256, pods: 100 });
+    // The service account variants[1] runs as (the API server refuses pods of one that does not exist).
+    await kube.admin.core
+      .createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: 'etl' } } })
+      .catch(() => undefined);
   });
-  afterAll(() => k8s?.close());
+  afterAll(() => kube?.close());
 
-  /** The object as read through the client in the middle of each phase of a slow start. */
+  /** The object as read through the client each time its state changes, from creation to COMPLETED. */
   async function throughTheStates(name: string) {
-    k8s.scenario = () => SCENARIOS.slowStart(10_000);
-    await client.createOrAdopt(
+    kube.sim.scenario = () => ({ phaseMs: 400, rerun: true, runMs: 400 });
+    await kube.spark.createOrAdopt(
       'sparkapplications',
       'v1beta2',
       buildSparkApplication({
         name,
-        namespace: 'strata-acme',
+        namespace: NS,
         task: SparkJobTask.parse(variants[1]),
         run,
         defaults: DEFAULT_SPARK,
       }),
     );
-    const stored = k8s.objects.get(`sparkapplications/strata-acme/${name}`)!;
-    const seen: { status?: unknown }[] = [];
-    // Step the operator's clock to the middle of each phase and read the object there.
-    for (let i = 0; i < 7; i++) {
-      stored.createdMs = Date.now() - (i * 10_000 + 5_000);
-      seen.push(await client.get('sparkapplications', 'v1beta2', 'strata-acme', name));
+    const seen: { status?: any }[] = [];
+    const state = (o: { status?: any }) => o.status?.applicationState?.state ?? '';
+    const end = Date.now() + 60_000;
+    while (Date.now() < end) {
+      const o = await kube.spark.get('sparkapplications', 'v1beta2', NS, name);
+      if (
+        !seen.length ||
+        state(seen[seen.length - 1]) !== state(o) ||
+        o.status?.submissionAttempts !== seen[seen.length - 1].status?.submissionAttempts
+      )
+        seen.push(o);
+      if (state(o) === 'COMPLETED' || state(o) === 'FAILED') break;
+      await sleep(50);
     }
     return seen;
   }
 
-  it('the double drives an application through the operator’s states, each status valid in the double’s schema', async () => {
+  it('the simulator drives an application through the operator’s states on the real API server, each status valid in the project’s schema', async () => {
     const seen = await throughTheStates('states');
     for (const o of seen) expect(ownApp(o), JSON.stringify(ownApp.errors)).toBe(true);
-    expect(seen.map((o) => (o.status as { applicationState: { state: string } }).applicationState.state)).toEqual([
+    expect(seen.map((o) => o.status?.applicationState?.state ?? '')).toEqual([
       '',
       'SUBMITTED',
       'PENDING_RERUN',
@@ -211,33 +228,52 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
       driverInfo: { podName: 'states-driver' },
       executorState: { 'states-exec-1': 'RUNNING' },
     });
+    // Every move is one the operator's state table allows, between states Strata knows.
+    const moves = kube.sim.transitions.filter((t) => t.app === `${NS}/states`);
+    expect(moves.length).toBe(6);
+    for (const t of moves) {
+      expect(OPERATOR_TRANSITIONS[t.from], `${t.from} -> ${t.to}`).toContain(t.to);
+      expect(SPARK_STATES).toContain(t.to);
+    }
+    // The table itself speaks only of the operator's states, and ends only in COMPLETED and FAILED.
+    for (const [from, tos] of Object.entries(OPERATOR_TRANSITIONS)) {
+      expect(SPARK_STATES).toContain(from);
+      for (const to of tos) expect(Object.keys(OPERATOR_TRANSITIONS)).toContain(to);
+      if (!tos.length) expect(['COMPLETED', 'FAILED']).toContain(from);
+    }
   });
 
   withSpecs(
-    `every status the double reports through the state machine validates against the real CRD${NEEDS_SPECS}`,
+    `every status the simulator writes through the state machine validates against the real CRD${NEEDS_SPECS}`,
     async () => {
       const v = crdValidator(APP_CRD, 'v1beta2');
       for (const o of await throughTheStates('states-crd')) expect(v(o), JSON.stringify(v.errors)).toBe(true);
     },
   );
 
-  it('answers kind: Status bodies: 422 Invalid for a body that breaks the schema, 409 AlreadyExists, 404 NotFound', async () => {
+  it('the API server enforces the project’s CRDs: 422 Invalid for a body that breaks the schema (each refused object), 409 AlreadyExists, 404 NotFound, as kind: Status', async () => {
     const m = buildSparkApplication({
       name: 'bad',
-      namespace: 'strata-acme',
+      namespace: NS,
       task: SparkJobTask.parse(variants[0]),
       run,
       defaults: DEFAULT_SPARK,
     });
-    const invalid = await client
+    const invalid = await kube.spark
       .createOrAdopt('sparkapplications', 'v1beta2', { ...m, spec: { ...m.spec, executor: { instances: 'many' } } })
       .catch((e) => e);
     expect(invalid).toMatchObject({ code: 422, reason: 'Invalid' });
     expect(invalid.message).toContain('spec.executor.instances');
-    expect(k8s.objects.has('sparkapplications/strata-acme/bad')).toBe(false);
+    for (const o of refused())
+      expect(
+        await kube.spark
+          .createOrAdopt('sparkapplications', 'v1beta2', { ...o, metadata: { ...o.metadata, namespace: NS } })
+          .catch((e) => e),
+        JSON.stringify(o.spec).slice(0, 80),
+      ).toMatchObject({ code: 422, reason: 'Invalid' });
+    expect(await kube.find('sparkapplications', NS, 'bad')).toBeUndefined();
     const res = await fetch(
-      `${k8s.url}/apis/sparkoperator.k8s.io/v1beta2/namespaces/strata-acme/sparkapplications/nope`,
-      { headers: { authorization: 'Bearer not-a-real-token' } },
+      `${kube.tap.url}/apis/sparkoperator.k8s.io/v1beta2/namespaces/${NS}/sparkapplications/nope`,
     );
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({
@@ -247,21 +283,23 @@ describe('SparkApplication manifests and the Kubernetes double vs the Spark Oper
       reason: 'NotFound',
       code: 404,
     });
+    kube.sim.scenario = () => ({ hold: true });
     const ok = buildSparkApplication({
       name: 'twice',
-      namespace: 'strata-acme',
+      namespace: NS,
       task: SparkJobTask.parse(variants[0]),
       run,
       defaults: DEFAULT_SPARK,
     });
-    await client.createOrAdopt('sparkapplications', 'v1beta2', ok);
-    const again = await fetch(`${k8s.url}/apis/sparkoperator.k8s.io/v1beta2/namespaces/strata-acme/sparkapplications`, {
+    await kube.spark.createOrAdopt('sparkapplications', 'v1beta2', ok);
+    const again = await fetch(`${kube.tap.url}/apis/sparkoperator.k8s.io/v1beta2/namespaces/${NS}/sparkapplications`, {
       method: 'POST',
-      headers: { authorization: 'Bearer not-a-real-token', 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify(ok),
     });
     expect(again.status).toBe(409);
     expect(await again.json()).toMatchObject({ kind: 'Status', reason: 'AlreadyExists', code: 409 });
+    await kube.admin.delete('sparkapplications', 'v1beta2', NS, 'twice');
   });
 });
 
