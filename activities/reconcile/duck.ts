@@ -62,6 +62,25 @@ export async function duckUnsupported(src: RowSource): Promise<string | undefine
   return undefined;
 }
 
+/**
+ * About how many rows an input has, to size partitions: a Parquet file's own count, or a
+ * CSV's size over the mean length of the lines in its first megabyte (an estimate: it only
+ * picks a partition count).
+ */
+export async function estimateRows(src: RowSource): Promise<number> {
+  if (src.rowCount !== undefined) return src.rowCount;
+  const fh = await open(src.file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    let lines = 0;
+    for (let at = buf.indexOf(0x0a); at >= 0 && at < bytesRead; at = buf.indexOf(0x0a, at + 1)) lines++;
+    return bytesRead ? Math.ceil((src.size * Math.max(1, lines)) / bytesRead) : 0;
+  } finally {
+    await fh.close();
+  }
+}
+
 async function hasByte(file: string, byte: number): Promise<boolean> {
   const fh = await open(file, 'r');
   try {
