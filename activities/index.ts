@@ -5,10 +5,10 @@ import { createControlActivities } from './control/activities.js';
 import type { Db } from '../store/db.js';
 import { createMetastoreActivities } from './metastore/activities.js';
 import { createNotifyActivities, type NotifyDeps } from './notify/activities.js';
-import { createSpecLoader, taskActivityNames } from './metastore/specs.js';
+import { createSpecLoader } from './metastore/specs.js';
 import { pollUntilDone } from './core/sensor.js';
-import type { TaskActivityInput, TaskRefInput } from '../schemas/run.js';
-import type { TaskEnvelope } from './core/task.js';
+import { TASK_ACTIVITIES, type TaskActivityName } from '../schemas/kinds.js';
+import type { TaskActivity, TaskActivityInput, TaskEnvelope } from '../schemas/run.js';
 import { createReconcileActivities, type ReconcileDeps } from './reconcile/activities.js';
 import { createEmrActivities, type EmrDeps } from './emr/activities.js';
 import { createSparkActivities, type SparkDeps } from './spark-k8s/activities.js';
@@ -32,7 +32,7 @@ export type ActivityDeps = SqlDeps &
 
 export function createActivities(deps: ActivityDeps) {
   const specs = createSpecLoader(deps.db);
-  const acts: Record<string, (...a: never[]) => Promise<unknown>> = {
+  const acts = {
     ...specs.activities,
     ...createControlActivities(),
     ...createSqlActivities(deps),
@@ -47,16 +47,24 @@ export function createActivities(deps: ActivityDeps) {
     ...createNotifyActivities(deps),
     ...createSweeperActivities(deps),
   };
+  // Every activity the task kinds name is implemented, with the task activity's signature:
+  // a kind naming an activity that does not exist, or one of another shape, fails to compile.
+  const implemented: Record<TaskActivityName, (i: TaskActivityInput) => Promise<TaskEnvelope>> = acts;
   // Task activities also take a task by reference (the spec stays in the metastore: the
   // activity loads and renders its task), and run a sensor's whole poll loop when asked.
-  for (const name of taskActivityNames()) {
-    const fn = acts[name] as ((i: TaskActivityInput) => Promise<TaskEnvelope>) | undefined;
-    if (!fn) continue;
-    acts[name] = async (input: TaskActivityInput | (TaskRefInput & { sensor?: TaskActivityInput['sensor'] })) => {
+  const byRef = (fn: (i: TaskActivityInput) => Promise<TaskEnvelope>): TaskActivity => {
+    return async (input) => {
       const plain: TaskActivityInput =
         'ref' in input ? { task: await specs.resolve(input), run: input.run, sensor: input.sensor } : input;
       return plain.sensor ? pollUntilDone(fn, { ...plain, sensor: plain.sensor }) : fn(plain);
     };
-  }
-  return acts;
+  };
+  const tasks = Object.fromEntries(TASK_ACTIVITIES.map((name) => [name, byRef(implemented[name])])) as Record<
+    TaskActivityName,
+    TaskActivity
+  >;
+  return { ...acts, ...tasks };
 }
+
+/** Every activity the worker registers, by name and signature: what workflows proxy. */
+export type WorkerActivities = ReturnType<typeof createActivities>;

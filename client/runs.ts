@@ -28,11 +28,14 @@ import { getRunById, getRunTasks, recordQueued, type RunRow } from '../store/run
 import { loadSpec, snapshotSpec, specTaskIds } from '../store/specs.js';
 import { claimTriggers, enqueueTrigger, getTrigger, markStarted, type TriggerRow } from '../store/triggers.js';
 
-/** The run options every start gets from the process's environment (`STRATA_LOCAL_SHORT_TASKS=1`). */
+/**
+ * The run options every start gets from the process's environment: short tasks run as local
+ * activities unless `STRATA_LOCAL_SHORT_TASKS=0`.
+ */
 export function defaultRunOptions(
   env: Record<string, string | undefined> = process.env,
 ): PipelineRunOptions | undefined {
-  return env.STRATA_LOCAL_SHORT_TASKS === '1' ? { localShortTasks: true } : undefined;
+  return env.STRATA_LOCAL_SHORT_TASKS === '0' ? undefined : { localShortTasks: true };
 }
 
 /**

@@ -27,3 +27,17 @@ export class NonRetryableError extends Error {
     this.name = type;
   }
 }
+
+/** The non-retryable failure of a task whose fields do not parse: each field and what is wrong. */
+export function taskFieldError(
+  id: string,
+  error: { issues: { path: PropertyKey[]; message: string }[] },
+): NonRetryableError {
+  const where = error.issues.map((i) => `${i.path.map(String).join('.') || '(task)'}: ${i.message}`).join('; ');
+  return new NonRetryableError(`task ${id}: ${where}`, 'TaskError');
+}
+
+/** An error's message, whatever was thrown. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

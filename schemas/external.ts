@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NonRetryableError } from './errors.js';
+import { taskFieldError } from './errors.js';
 import { Duration } from './duration.js';
 import type { RunContext, TaskOutput } from './run.js';
 
@@ -138,8 +138,8 @@ export const AirbyteSyncFields = {
 export type ExternalEngine = 'spark-k8s' | 'emr' | 'airbyte';
 
 /** What the externalJob child workflow receives. */
+/** An external job's input. Its engine derives from the task (externalEngineOf). */
 export interface ExternalJobInput {
-  engine: ExternalEngine;
   task: Record<string, unknown> & { id: string; kind: string };
   run: RunContext;
   /** The task's timeout: past it the job is stopped and the task fails. */
@@ -303,6 +303,5 @@ export type EmrStepTask = z.infer<typeof EmrStepTask>;
 export function parseJobTask<S extends z.ZodType<{ id: string }>>(schema: S, task: { id: string }): z.infer<S> {
   const parsed = schema.safeParse(task);
   if (parsed.success) return parsed.data;
-  const where = parsed.error.issues.map((i) => `${i.path.join('.') || '(task)'}: ${i.message}`).join('; ');
-  throw new NonRetryableError(`task ${task.id}: ${where}`, 'TaskError');
+  throw taskFieldError(task.id, parsed.error);
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
+import { taskFieldError } from './errors.js';
 import { parseReconcileInput, ReconcileOptions } from './reconcile.js';
 import {
   Check,
@@ -59,6 +60,8 @@ export const SqlFields = {
 };
 
 export const WaitFields = { duration: Duration };
+/** A rendered `wait` task, as its timer reads it. */
+export const WaitTask = z.object(WaitFields);
 
 export const FailFields = {
   message: z.string().default('failed on purpose'),
@@ -94,15 +97,36 @@ export const ReconcileFields = {
   policy: z.enum(['record', 'warn', 'fail']).optional(),
 };
 
+/**
+ * The activities that run tasks, by name: the worker registers each (its implementations are
+ * checked against this list in activities/index.ts) and workflows proxy them by this type.
+ */
+export const TASK_ACTIVITIES = [
+  'runSql',
+  'failTask',
+  'noopTask',
+  'reconcileTask',
+  'ingestFile',
+  'ingestTable',
+  's3Check',
+  's3Copy',
+  's3List',
+  's3Delete',
+] as const;
+export type TaskActivityName = (typeof TASK_ACTIVITIES)[number];
+
+/** The child workflows that run tasks (external jobs). */
+export type TaskWorkflowName = 'externalJob';
+
 export type KindRunner =
   /** `local`: short and free of I/O, so it may run as a local activity (run option `localShortTasks`). */
-  | { type: 'activity'; activity: string; heartbeat?: boolean; local?: boolean }
+  | { type: 'activity'; activity: TaskActivityName; heartbeat?: boolean; local?: boolean }
   | { type: 'timer' }
   /** A sensor: the activity checks once (output.done), the workflow sleeps on a durable
    * timer for the task's `pollInterval` between checks, until `waitTimeout`. */
-  | { type: 'poll'; activity: string; heartbeat?: boolean }
+  | { type: 'poll'; activity: TaskActivityName; heartbeat?: boolean }
   /** A child workflow per task (external jobs: submit, poll on timers, cancel on cancel). */
-  | { type: 'child'; workflow: string };
+  | { type: 'child'; workflow: TaskWorkflowName };
 
 export const EXTERNAL_JOB: KindRunner = { type: 'child', workflow: 'externalJob' };
 
@@ -187,7 +211,12 @@ const KINDS = {
   },
   wait: { fields: WaitFields, run: { type: 'timer' } },
   fail: { fields: FailFields, run: { type: 'activity', activity: 'failTask', local: true } },
-  noop: { fields: NoopFields, run: { type: 'activity', activity: 'noopTask', heartbeat: true, local: true } },
+  noop: {
+    fields: NoopFields,
+    run: { type: 'activity', activity: 'noopTask', heartbeat: true, local: true },
+    // A noop that sleeps is not short: it runs as an ordinary activity (heartbeats, worker restarts).
+    route: (t) => (t.sleep === undefined ? TASK_KINDS.noop.run : { ...TASK_KINDS.noop.run, local: false }),
+  },
   reconcile: {
     fields: ReconcileFields,
     run: { type: 'activity', activity: 'reconcileTask', heartbeat: true },
@@ -264,6 +293,32 @@ export type KindName = keyof typeof KINDS;
 
 /** One kind's own fields (besides id, needs, retries…), as its zod schema parses them. */
 export type KindFields<K extends KindName> = z.infer<z.ZodObject<(typeof KINDS)[K]['fields']>>;
+
+/**
+ * A rendered task checked against its kind's fields (e.g. `parseTask(IngestFileTask, task)`)
+ * before an activity reads them: templates render after registration, so a value can change
+ * shape. A field that does not parse fails the task for good, naming the field.
+ */
+export function parseTask<S extends z.ZodType<object>>(
+  schema: S,
+  task: Record<string, unknown> & { id: string; kind: string },
+): z.infer<S> & { id: string; kind: string } {
+  const parsed = schema.safeParse(task);
+  if (!parsed.success) throw taskFieldError(task.id, parsed.error);
+  return { ...parsed.data, id: task.id, kind: task.kind };
+}
+
+/** Kinds' fields as schemas, for parseTask. */
+export const SqlTask = z.object(SqlFields);
+export const FailTask = z.object(FailFields);
+export const NoopTask = z.object(NoopFields);
+export const IngestFileTask = z.object(IngestFileFields);
+export const IngestTableTask = z.object(IngestTableFields);
+/** Every sensor's timing (its kind's other fields are its check's). */
+export const SensorTiming = z.object({
+  pollInterval: S3WaitFields.pollInterval,
+  waitTimeout: S3WaitFields.waitTimeout,
+});
 
 /** The registry, looked up by a spec's (unchecked) `kind` string. */
 export const TASK_KINDS: Record<string, KindDef> = KINDS;

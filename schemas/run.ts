@@ -141,6 +141,11 @@ export interface PipelineRunInput {
   carried?: CarriedState | RunState | CarriedV1;
 }
 
+/** What a run carries since scale-v1 (older forms replay through workflows/pipeline-v0.ts). */
+export function isCarriedV1(c: PipelineRunInput['carried']): c is CarriedV1 {
+  return !!c && 'v' in c;
+}
+
 /**
  * What a run carries across continue-as-new since scale-v1: a header and one character per
  * task (its status), in spec order; per-task details went to the metastore as deltas.
@@ -185,7 +190,20 @@ export interface TaskActivityInput {
   sensor?: { since: number; polls?: number };
 }
 
-export type TaskActivity = (input: TaskActivityInput) => Promise<TaskOutput>;
+/** What every task activity answers: the task's output and the attempt that produced it. */
+export interface TaskEnvelope {
+  output: TaskOutput;
+  attempt: number;
+}
+
+/**
+ * How a workflow calls a task activity: the task inline, or by reference (the worker loads
+ * and renders it); a sensor adds its poll state.
+ */
+export type TaskCall = TaskActivityInput | (TaskRefInput & { sensor?: TaskActivityInput['sensor'] });
+
+/** A task activity as the workflow proxies it. */
+export type TaskActivity = (input: TaskCall) => Promise<TaskEnvelope>;
 
 /** One task's state as a tuple: id, status index, attempts, start and end (epoch ms, 0 = none), extras. */
 export type CarriedTask = [

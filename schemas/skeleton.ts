@@ -106,7 +106,7 @@ export function renderSpecTask(
   task: TaskSpec,
   run: RunContext,
   params: Record<string, string>,
-): Record<string, unknown> {
+): Record<string, unknown> & { id: string; kind: string } {
   const vars = runVariables({
     logicalDate: run.logicalDate,
     runId: run.runId,
@@ -116,7 +116,9 @@ export function renderSpecTask(
     params,
   });
   const fields = { ...task, needs: undefined, retry: undefined };
-  return renderTask(fields, { ...vars, task_id: task.id }, paramDecls(spec.params ?? {}), (path) =>
+  const rendered = renderTask(fields, { ...vars, task_id: task.id }, paramDecls(spec.params ?? {}), (path) =>
     sqlDialectAt(task, path),
   );
+  // Ids and kinds are names, never templates: the task keeps its own.
+  return { ...rendered, id: task.id, kind: task.kind };
 }

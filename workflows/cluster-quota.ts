@@ -16,15 +16,13 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ClusterSlotStatus } from '../schemas/cluster-provider.js';
+import type { WorkerActivities } from '../activities/index.js';
 import { acquireClusterSlot, clusterQuotaQuery, type ClusterQuotaInput, type QuotaHolder } from './cluster-messages.js';
 
 /** A slot whose cluster never started is kept this long (the create that took it may still be starting it). */
 const START_GRACE_MS = 2 * 60_000;
 
-const { clusterSlotStatuses } = proxyActivities<{
-  clusterSlotStatuses(a: { tenant: string; names: string[] }): Promise<Record<string, ClusterSlotStatus>>;
-}>({
+const { clusterSlotStatuses } = proxyActivities<Pick<WorkerActivities, 'clusterSlotStatuses'>>({
   startToCloseTimeout: '30s',
   retry: { initialInterval: '200ms', maximumAttempts: 5 },
 });

@@ -35,7 +35,7 @@ import type { ClusterActivities } from '../activities/clusters/activities.js';
 import type { createEmrActivities } from '../activities/emr/activities.js';
 import type { createSparkActivities } from '../activities/spark-k8s/activities.js';
 import { jobFinishedSignal, type JobFinished } from './job-messages.js';
-import { describeFailure } from './pipeline-v0.js';
+import { describeFailure } from './failures.js';
 
 /** The job activities of every engine, typed by the factories that make them (type-only imports: no activity code here). */
 type JobActivities = ReturnType<typeof createSparkActivities> &

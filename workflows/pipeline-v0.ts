@@ -5,13 +5,10 @@
  * its control flow; new behaviour belongs in pipeline.ts.
  */
 import {
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowCancellationType,
-  ChildWorkflowFailure,
   ParentClosePolicy,
-  TimeoutFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -25,18 +22,21 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
-import { toMs } from '../schemas/duration.js';
-import { TASK_KINDS, sqlDialectAt } from '../schemas/kinds.js';
+import type { WorkerActivities } from '../activities/index.js';
+import { externalJob } from './external-job.js';
+import { describeFailure } from './failures.js';
+import { Duration, toMs } from '../schemas/duration.js';
+import { TASK_KINDS, sqlDialectAt, type TaskActivityName } from '../schemas/kinds.js';
 import { paramDecls } from '../schemas/params.js';
 import { effectiveTask, type TaskSpec } from '../schemas/pipeline.js';
-import type {
-  CarriedState,
-  PipelineRunInput,
-  RunState,
-  TaskActivityInput,
-  TaskOutput,
-  TaskState,
-  TaskStatus,
+import {
+  isCarriedV1,
+  type PipelineRunInput,
+  type RunState,
+  type TaskActivityInput,
+  type TaskEnvelope,
+  type TaskState,
+  type TaskStatus,
 } from '../schemas/run.js';
 import { renderDeep, renderTask, runVariables } from '../schemas/template.js';
 import { packState, unpackState } from './carry.js';
@@ -65,12 +65,6 @@ async function indexRun(state: RunState, input: PipelineRunInput, error?: string
   }
 }
 
-/** What a task activity hands back: its output and the attempt that produced it. */
-export interface TaskResultEnvelope {
-  output: TaskOutput;
-  attempt: number;
-}
-
 const DEFAULT_HEARTBEAT_MS = 30_000;
 const DEFAULT_CONTINUE_AS_NEW_AFTER = 8_000;
 
@@ -78,7 +72,8 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
   const info = workflowInfo();
   const spec = input.spec!;
   const nowIso = () => new Date().toISOString();
-  const state: RunState = (input.carried && unpackState(input.carried as CarriedState | RunState)) || {
+  const carried = input.carried;
+  const state: RunState = (carried && !isCarriedV1(carried) && unpackState(carried)) || {
     runId: info.workflowId,
     workflowId: info.workflowId,
     pipelineId: spec.id,
@@ -156,7 +151,7 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
     inflight.set(id, p);
   };
 
-  const runOne = async (task: TaskSpec): Promise<TaskResultEnvelope> => {
+  const runOne = async (task: TaskSpec): Promise<TaskEnvelope> => {
     const kind = TASK_KINDS[task.kind];
     const eff = effectiveTask(spec, task);
     const fields = { ...task, needs: undefined, retry: undefined };
@@ -169,7 +164,7 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
         throw ApplicationFailure.create({
           type: 'TemplateError',
           nonRetryable: true,
-          message: `${task.id}: ${(e as Error).message}`,
+          message: `${task.id}: ${e instanceof Error ? e.message : String(e)}`,
           details: [{ attempt: 1 }],
         });
       }
@@ -184,20 +179,20 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
       logicalDate: state.logicalDate,
     };
     if (runner.type === 'timer') {
-      await sleep(toMs(rendered.duration as string | number), { summary: `${task.id}: wait` });
+      await sleep(durationField(task.id, rendered, 'duration'), { summary: `${task.id}: wait` });
       return { output: {}, attempt: 1 };
     }
     if (runner.type === 'child') {
       // One child per external job keeps its polls out of this history and cancels with the run.
-      return executeChild(runner.workflow, {
+      return executeChild(externalJob, {
         workflowId: `${state.workflowId}/task/${task.id}`,
-        args: [{ task: rendered, run, timeoutMs: toMs(eff.timeout), heartbeatTimeoutMs: heartbeatMs }],
+        args: [{ task: taskOf(rendered), run, timeoutMs: toMs(eff.timeout), heartbeatTimeoutMs: heartbeatMs }],
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
         staticSummary: `${task.id} (${task.kind}${typeof task.engine === 'string' ? ` on ${task.engine}` : ''})`,
-      }) as Promise<TaskResultEnvelope>;
+      });
     }
-    const acts = proxyActivities<Record<string, (i: TaskActivityInput) => Promise<TaskResultEnvelope>>>({
+    const acts = proxyActivities<Pick<WorkerActivities, TaskActivityName>>({
       startToCloseTimeout: toMs(eff.timeout),
       heartbeatTimeout: runner.heartbeat ? heartbeatMs : undefined,
       retry: {
@@ -208,11 +203,11 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
       },
       summary: `${task.id} (${task.kind}${typeof task.engine === 'string' ? ` on ${task.engine}` : ''})`,
     });
-    const activityInput: TaskActivityInput = { task: rendered as TaskActivityInput['task'], run };
+    const activityInput: TaskActivityInput = { task: taskOf(rendered), run };
     if (runner.type === 'poll') {
       // A sensor: one short check per poll, durable timers in between (no busy activity).
-      const interval = toMs(rendered.pollInterval as string | number);
-      const deadline = Date.now() + toMs(rendered.waitTimeout as string | number);
+      const interval = durationField(task.id, rendered, 'pollInterval');
+      const deadline = Date.now() + durationField(task.id, rendered, 'waitTimeout');
       for (let polls = 1; ; polls++) {
         const r = await acts[runner.activity](activityInput);
         if (r.output.done) return { output: { ...r.output, polls }, attempt: 1 };
@@ -331,28 +326,6 @@ function applySelection(input: PipelineRunInput, state: RunState, nodes: PlanNod
   }
 }
 
-/** A failed task's message, type and attempts, and what its engine reported (an external job's states and log tail). */
-export function describeFailure(err: unknown): {
-  message: string;
-  type?: string;
-  attempt: number;
-  output?: TaskOutput;
-} {
-  let attempt = 1;
-  let cause: unknown = err;
-  // A child workflow's failure wraps the activity failure that caused it.
-  while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause)
-    cause = cause.cause;
-  if (cause instanceof ApplicationFailure) {
-    const d = cause.details?.[0] as { attempt?: number; output?: unknown } | undefined;
-    if (d?.attempt) attempt = d.attempt;
-    const output = d?.output && typeof d.output === 'object' ? (d.output as TaskOutput) : undefined;
-    return { message: cause.message, type: cause.type ?? undefined, attempt, ...(output ? { output } : {}) };
-  }
-  if (cause instanceof TimeoutFailure) return { message: `timed out (${cause.timeoutType})`, type: 'Timeout', attempt };
-  return { message: cause instanceof Error ? cause.message : String(cause), attempt };
-}
-
 function progressMarkdown(state: RunState): string {
   const counts: Record<string, number> = {};
   for (const t of Object.values(state.tasks)) counts[t.status] = (counts[t.status] ?? 0) + 1;
@@ -360,4 +333,22 @@ function progressMarkdown(state: RunState): string {
     .map(([s, n]) => `${s}: ${n}`)
     .join(' · ');
   return `**${state.pipelineId}** — ${state.status}\n\n${line}`;
+}
+
+/** A rendered task keeps its spec's id and kind (names, never templates). */
+function taskOf(rendered: Record<string, unknown>, task?: TaskSpec): TaskActivityInput['task'] {
+  return { ...rendered, id: String(task?.id ?? rendered.id), kind: String(task?.kind ?? rendered.kind) };
+}
+
+/** A duration field of a rendered task, in ms; a value that is not one fails the task, not the workflow. */
+function durationField(taskId: string, rendered: Record<string, unknown>, field: string): number {
+  const d = Duration.safeParse(rendered[field]);
+  if (!d.success)
+    throw ApplicationFailure.create({
+      type: 'TemplateError',
+      nonRetryable: true,
+      message: `${taskId}: ${field} is not a duration`,
+      details: [{ attempt: 1 }],
+    });
+  return toMs(d.data);
 }

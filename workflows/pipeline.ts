@@ -1,7 +1,9 @@
 /**
  * pipelineRun: interprets one pipeline spec as a DAG. The planner (dag.ts) decides what
- * is ready; this file dispatches tasks, records their state and answers queries.
- * Deterministic: no I/O, time comes from the workflow clock.
+ * is ready; this file dispatches tasks and records what they did. The parts live in run/:
+ * the skeleton (what the tasks are), the task book (their state, deltas to the metastore and
+ * bounded answers) and the runners (how each kind of task runs). Deterministic: no I/O,
+ * time comes from the workflow clock.
  *
  * At any size (scale-v1): the spec comes by reference (SpecRef) as skeleton pages of
  * bounded size, and each task activity loads and renders its own task; per-task state
@@ -10,81 +12,51 @@
  * character per task). Runs recorded before scale-v1 replay through pipeline-v0.ts.
  */
 import {
-  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
-  ChildWorkflowCancellationType,
   ParentClosePolicy,
   allHandlersFinished,
   condition,
   continueAsNew,
-  executeChild,
   getExternalWorkflowHandle,
   isCancellation,
   patched,
   proxyActivities,
-  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
-  sleep,
   startChild,
   workflowInfo,
-  type ActivityOptions,
 } from '@temporalio/workflow';
+import type { WorkerActivities } from '../activities/index.js';
 import { jobFinishedSignal, type JobFinished } from './job-messages.js';
-import { toMs } from '../schemas/duration.js';
-import { NOTIFY_LIMITS, type NotifyInput, type NotifyRuleRef, type RunOutcome } from '../schemas/notify.js';
-import type { PipelineSpec } from '../schemas/pipeline.js';
+import { NOTIFY_LIMITS, type NotifyInput, type RunOutcome } from '../schemas/notify.js';
 import {
-  RUN_ANSWER_LIMITS,
+  isCarriedV1,
   type CarriedV1,
   type PipelineRunInput,
   type RunContext,
+  type RunRecord,
   type RunState,
-  type SpecRef,
-  type TaskActivityInput,
-  type TaskDelta,
-  type TaskRefInput,
-  type TaskState,
+  type TaskEnvelope,
   type TaskStatus,
 } from '../schemas/run.js';
-import { renderSpecTask, skeletonPage, triggerAt, type SkeletonPage, type TaskProfile } from '../schemas/skeleton.js';
-import type { RunRecord } from '../schemas/run.js';
-import { downstreamIndex, isFinal, plan, selectTasks, type PlanNode } from './dag.js';
-import { describeFailure, pipelineRunV0, scheduledTime, type TaskResultEnvelope } from './pipeline-v0.js';
+import { downstreamIndex, isFinal, plan, selectTasks } from './dag.js';
+import { notifyRun } from './notify.js';
+import { describeFailure } from './failures.js';
+import { pipelineRunV0, scheduledTime } from './pipeline-v0.js';
+import { TaskBook, type RunHeader } from './run/book.js';
+import { runActivity, runChild, runSensor, runTimer, taskCall } from './run/runners.js';
+import { emptySkeleton, loadSkeleton, type Skeleton } from './run/skeleton.js';
 import { liveQuery, stateQuery, tasksQuery } from './run-queries.js';
 
 export { stateQuery, tasksQuery, liveQuery };
-export type { TaskResultEnvelope };
 
 const DEFAULT_HEARTBEAT_MS = 30_000;
 const DEFAULT_CONTINUE_AS_NEW_AFTER = 8_000;
-/** Deltas go to the metastore in batches of at most this many tasks or bytes, or after this long. */
-const FLUSH = { tasks: 500, bytes: 256 * 1024, everyMs: 2000 };
-
-/** One character per status in what a run carries across continue-as-new. */
-const STATUSES: TaskStatus[] = [
-  'pending',
-  'running',
-  'success',
-  'failed',
-  'skipped',
-  'upstream_failed',
-  'cancelled',
-  'excluded',
-];
-const CODES = 'prsfkucx';
-
-interface Meta {
-  recordRun(r: RunRecord): Promise<void>;
-  recordTasks(r: { runId: string; deltas: TaskDelta[] }): Promise<void>;
-  loadSpecPage(a: { ref: SpecRef; from: number; repairOf?: string }): Promise<SkeletonPage & { reused?: string[] }>;
-  renderTask(i: TaskRefInput): Promise<TaskActivityInput['task']>;
-}
 
 // The metastore is part of the run's durability: its writes retry until it answers.
-const meta = proxyActivities<Meta>({
+const meta = proxyActivities<Pick<WorkerActivities, 'recordRun' | 'recordTasks' | 'loadSpecPage'>>({
   startToCloseTimeout: '2m',
   retry: { initialInterval: '500ms', maximumInterval: '30s' },
   summary: 'metastore',
@@ -92,75 +64,18 @@ const meta = proxyActivities<Meta>({
 
 export async function pipelineRun(input: PipelineRunInput): Promise<RunState> {
   // Runs recorded before scale-v1 (and their continuations) keep their own code path.
-  if (input.carried && !('v' in input.carried)) return pipelineRunV0(input);
+  if (input.carried && !isCarriedV1(input.carried)) return pipelineRunV0(input);
   if (!input.specRef && !input.carried && !patched('scale-v1')) return pipelineRunV0(input);
   return pipelineRunV1(input);
 }
 
-interface Skeleton {
-  pipelineId: string;
-  maxParallel: number;
-  ids: string[];
-  nodes: PlanNode[];
-  profileOf: number[];
-  profiles: TaskProfile[];
-  reused: Set<string>;
-  /** The spec's notify rules and SLA (specs without rules: absent). */
-  notify?: { rules: NotifyRuleRef[]; slaMs?: number };
-}
-
-/** The spec's skeleton: from the inline spec, or page by page from the metastore. */
-async function loadSkeleton(input: PipelineRunInput, repairOf?: string): Promise<Skeleton> {
-  const sk: Skeleton = {
-    pipelineId: '',
-    maxParallel: 16,
-    ids: [],
-    nodes: [],
-    profileOf: [],
-    profiles: [],
-    reused: new Set(),
-  };
-  const profileIndex = new Map<string, number>();
-  const add = (page: SkeletonPage & { reused?: string[] }) => {
-    sk.pipelineId = page.pipelineId;
-    sk.maxParallel = page.maxParallel;
-    if (page.notify) sk.notify = page.notify;
-    const local = page.profiles.map((p) => {
-      const key = JSON.stringify(p);
-      let i = profileIndex.get(key);
-      if (i === undefined) {
-        i = sk.profiles.length;
-        sk.profiles.push(p);
-        profileIndex.set(key, i);
-      }
-      return i;
-    });
-    for (const [id, needs, trigger, profile] of page.nodes) {
-      sk.ids.push(id);
-      sk.nodes.push({ id, needs, trigger: triggerAt(trigger) });
-      sk.profileOf.push(local[profile]);
-    }
-    for (const id of page.reused ?? []) sk.reused.add(id);
-  };
-  if (input.spec) {
-    add(skeletonPage(input.spec, 0, Infinity));
-    return sk;
-  }
-  for (let from: number | undefined = 0; from !== undefined;) {
-    const page: SkeletonPage & { reused?: string[] } = await meta.loadSpecPage({ ref: input.specRef!, from, repairOf });
-    add(page);
-    from = page.next;
-  }
-  return sk;
-}
-
 async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   const info = workflowInfo();
-  const carried = input.carried as CarriedV1 | undefined;
+  const carried = isCarriedV1(input.carried) ? input.carried : undefined;
   // External jobs outlive an execution: continue-as-new hands running ones over instead of waiting for them.
   const handover = patched('handover-jobs-v1');
   const nowIso = () => new Date().toISOString();
-  const header: CarriedV1['header'] = carried?.header ?? {
+  const header: RunHeader = carried?.header ?? {
     runId: info.workflowId,
     workflowId: info.workflowId,
     pipelineId: input.spec?.id ?? input.specRef?.pipelineId ?? '',
@@ -171,7 +86,6 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     startedAt: nowIso(),
     continuations: 0,
   };
-  const failures = carried?.failures ?? [];
   /** What notify rules need to know of the run (bounded; carried across continue-as-new). */
   const outcome: Pick<RunOutcome, 'exhausted' | 'warned'> = carried?.notify ?? { exhausted: [], warned: [] };
   const run: RunContext = {
@@ -184,50 +98,23 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   };
   const params = input.params ?? {};
 
-  // Per-task state: a status code per task (all tasks), full details for the tasks this
-  // execution touched, and the deltas the metastore has not acknowledged yet.
-  let status: number[] = [];
-  const counts = new Array<number>(STATUSES.length).fill(0);
-  const details = new Map<string, TaskState>();
-  const deltas = new Map<string, TaskDelta>();
-  let flushing: TaskDelta[] = [];
-  let sk: Skeleton = {
-    pipelineId: header.pipelineId,
-    maxParallel: 1,
-    ids: [],
-    nodes: [],
-    profileOf: [],
-    profiles: [],
-    reused: new Set(),
-  };
-  let index = new Map<string, number>();
+  const book = new TaskBook(header, carried?.failures ?? [], (deltas) =>
+    meta.recordTasks({ runId: header.runId, deltas }),
+  );
+  let sk: Skeleton = emptySkeleton(header.pipelineId, 1);
+  setHandler(stateQuery, () => book.state());
+  setHandler(tasksQuery, ({ after, limit } = {}) => book.page(after, limit));
+  setHandler(liveQuery, () => book.live());
 
-  const answer = (): RunState => boundedState(header, sk.ids, status, details, counts, failures);
-  setHandler(stateQuery, answer);
-  setHandler(tasksQuery, ({ after, limit } = {}) => {
-    const n = Math.max(1, Math.min(limit ?? RUN_ANSWER_LIMITS.page, RUN_ANSWER_LIMITS.page));
-    const from = after === undefined ? 0 : (index.get(after) ?? -1) + 1;
-    const page = sk.ids
-      .slice(from, from + n)
-      .map(
-        (id, k) => [id, details.get(id) ?? { status: STATUSES[status[from + k]], attempts: 0 }] as [string, TaskState],
-      );
-    return { tasks: page, ...(from + n < sk.ids.length ? { next: sk.ids[from + n - 1] } : {}) };
-  });
-  setHandler(liveQuery, () => {
-    const tasks: Record<string, TaskState> = {};
-    for (const d of [...flushing, ...deltas.values()]) tasks[d.id] = stripId(d);
-    for (const [id, t] of details) if (t.status === 'running') tasks[id] = t;
-    return { status: header.status, counts: countsObject(counts), tasks };
-  });
-
+  const answerHeader = () => ({ ...header, counts: book.countsObject(), taskCount: book.ids.length });
   const seedRecord = (extra: Partial<RunRecord> = {}): RunRecord => ({
     state: { ...answerHeader(), tasks: {} },
     specVersion: input.specVersion,
     pipelineVersion: input.pipelineVersion,
     ...extra,
   });
-  const answerHeader = () => ({ ...header, counts: countsObject(counts), taskCount: sk.ids.length });
+  const record = (extra: Partial<RunRecord> = {}) =>
+    CancellationScope.nonCancellable(() => meta.recordRun(seedRecord(extra)));
 
   try {
     // A run loads only its own tenant's specs, whatever a start made around the API names.
@@ -237,114 +124,47 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         nonRetryable: true,
         message: `pipeline ${input.specRef.pipelineId} is not one of tenant ${input.tenant}'s`,
       });
-    sk = await loadSkeleton(input, carried ? undefined : input.repairOf);
+    sk = await loadSkeleton(input, (a) => meta.loadSpecPage(a), carried ? undefined : input.repairOf);
   } catch (err) {
     if (isCancellation(err)) {
       // Cancelled before its tasks were known (a queued run cancelled as it starts): the
       // metastore still says running, so it learns of the cancel before the run closes.
       if (patched('cancel-before-load-v1')) {
         Object.assign(header, { status: 'cancelled', endedAt: nowIso() });
-        await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord()));
+        await record();
       }
       throw err;
     }
     const f = describeFailure(err);
     Object.assign(header, { status: 'failed', endedAt: nowIso() });
     const message = `pipeline ${header.pipelineId} cannot start: ${f.message}`;
-    await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord({ error: message })));
-    throw ApplicationFailure.create({ type: 'PipelineFailed', nonRetryable: true, message, details: [answer()] });
+    await record({ error: message });
+    throw ApplicationFailure.create({ type: 'PipelineFailed', nonRetryable: true, message, details: [book.state()] });
   }
-  index = new Map(sk.ids.map((id, i) => [id, i]));
-  status = sk.ids.map((_, i) => (carried ? Math.max(0, CODES.indexOf(carried.statuses[i] ?? 'p')) : 0));
-  for (const s of status) counts[s]++;
+  book.load(sk.ids, carried?.statuses);
   const byId = new Map(sk.nodes.map((n) => [n.id, n]));
   const down = downstreamIndex(sk.nodes);
   if (!header.pipelineId) header.pipelineId = run.pipelineId = sk.pipelineId;
-
-  const setStatus = (id: string, s: TaskStatus, patch: Partial<TaskState> = {}) => {
-    const i = index.get(id)!;
-    counts[status[i]]--;
-    status[i] = STATUSES.indexOf(s);
-    counts[status[i]]++;
-    const t: TaskState = { ...(details.get(id) ?? { attempts: 0 }), ...patch, status: s };
-    if (t.error && t.error.length > RUN_ANSWER_LIMITS.errorChars)
-      t.error = `${t.error.slice(0, RUN_ANSWER_LIMITS.errorChars)}…`;
-    details.set(id, t);
-    deltas.set(id, { id, ...t });
-    if ((s === 'failed' || s === 'cancelled') && failures.length < RUN_ANSWER_LIMITS.failures && t.error)
-      failures.push({ id, error: t.error.slice(0, 500), ...(t.errorType ? { type: t.errorType } : {}) });
-  };
-
-  // ---- deltas to the metastore: one write in flight, batches bounded in tasks and bytes
-  let inFlightFlush: Promise<void> | undefined;
-  let lastFlush = Date.now();
-  const takeBatch = (): TaskDelta[] => {
-    const batch: TaskDelta[] = [];
-    let bytes = 0;
-    for (const [id, d] of deltas) {
-      const size = JSON.stringify(d).length;
-      if (batch.length && (batch.length >= FLUSH.tasks || bytes + size > FLUSH.bytes)) break;
-      batch.push(d);
-      bytes += size;
-      deltas.delete(id);
-    }
-    return batch;
-  };
-  const flushOnce = () => {
-    const batch = takeBatch();
-    if (!batch.length) return;
-    flushing = batch;
-    lastFlush = Date.now();
-    inFlightFlush = CancellationScope.nonCancellable(() =>
-      meta.recordTasks({ runId: header.runId, deltas: batch }),
-    ).then(
-      () => {
-        flushing = [];
-        inFlightFlush = undefined;
-      },
-      () => {
-        // Put back what no newer delta replaced; the next flush sends it again.
-        for (const d of batch) if (!deltas.has(d.id)) deltas.set(d.id, d);
-        flushing = [];
-        inFlightFlush = undefined;
-      },
-    );
-  };
-  const maybeFlush = () => {
-    if (inFlightFlush || !deltas.size) return;
-    if (deltas.size < FLUSH.tasks && Date.now() - lastFlush < FLUSH.everyMs) return;
-    flushOnce();
-  };
-  const flushAll = async () => {
-    for (;;) {
-      if (inFlightFlush) await inFlightFlush;
-      if (!deltas.size) return;
-      flushOnce();
-    }
-  };
 
   // ---- a fresh run: selection, reuse (repair), its row and task rows in the metastore
   if (!carried) {
     if (input.only?.length) {
       const chosen = selectTasks(sk.nodes, input.only, input.withUpstream ?? false);
       const now = nowIso();
-      for (const id of sk.ids) if (!chosen.has(id)) setStatus(id, 'excluded', { endedAt: now });
+      for (const id of sk.ids) if (!chosen.has(id)) book.set(id, 'excluded', { endedAt: now });
     }
     for (const [id, prev] of Object.entries(input.prior?.tasks ?? {}))
-      if (index.has(id) && prev.status === 'success' && STATUSES[status[index.get(id)!]] === 'pending')
-        setStatus(id, 'success', {
+      if (book.has(id) && prev.status === 'success' && book.statusOf(id) === 'pending')
+        book.set(id, 'success', {
           attempts: 0,
           output: prev.output,
-          reusedFrom: prev.reusedFrom ?? input.prior!.runId,
+          reusedFrom: prev.reusedFrom ?? input.prior?.runId,
           startedAt: prev.startedAt,
           endedAt: prev.endedAt,
         });
     for (const id of sk.reused)
-      if (STATUSES[status[index.get(id)!]] === 'pending')
-        setStatus(id, 'success', { attempts: 0, reusedFrom: input.repairOf });
-    await CancellationScope.nonCancellable(() =>
-      meta.recordRun(seedRecord({ seed: input.specRef ? { ref: input.specRef } : { ids: sk.ids } })),
-    );
+      if (book.statusOf(id) === 'pending') book.set(id, 'success', { attempts: 0, reusedFrom: input.repairOf });
+    await record({ seed: input.specRef ? { ref: input.specRef } : { ids: sk.ids } });
     // An SLA: a notifier that waits until the deadline and then looks at the run (never blocks it).
     if (
       sk.notify?.slaMs !== undefined &&
@@ -364,6 +184,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   /** Sensors stopped to continue as new: pending again, their deadline and checks carried over. */
   const parked = new Map<string, { since: number; polls: number }>();
   const sensorScopes = new Map<string, CancellationScope>();
+  /** When each running sensor started (its deadline derives from it) and its checks before this execution. */
+  const parkInfo = new Map<string, { since: number; polls: number }>();
   /** External jobs running as started children (this execution's, and those handed over to it): task id → workflow id. */
   const childIds = new Map<string, string>(Object.entries(carried?.jobs ?? {}));
   /** How those jobs ended, as they reported it (jobFinished). */
@@ -372,23 +194,49 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     // inflight too: a fast job's report can come in the same activation as its start.
     if (childIds.has(m.taskId) || inflight.has(m.taskId)) jobResults.set(m.taskId, m);
   });
-  /** When each running sensor started (its deadline derives from it) and its checks before this execution. */
-  const parkInfo = new Map<string, { since: number; polls: number }>();
   let finished: string[] = [];
-  const statusOf = (id: string): TaskStatus => (queued.has(id) ? 'running' : STATUSES[status[index.get(id)!]]);
+  const statusOf = (id: string): TaskStatus => (queued.has(id) ? 'running' : book.statusOf(id));
+
+  /** One task, by its kind's runner. */
+  const runOne = (id: string): Promise<TaskEnvelope> => {
+    const profile = sk.profiles[sk.profileOf[book.position(id)]];
+    const t = taskCall(id, profile, { input, run, params, position: book.position(id), heartbeatMs });
+    const runner = profile.runner;
+    switch (runner.type) {
+      case 'timer':
+        return runTimer(t);
+      case 'child':
+        return runChild(t, runner.workflow, {
+          workflowId: `${header.workflowId}/task/${id}`,
+          handover,
+          runWorkflowId: header.workflowId,
+          started: (workflowId) => childIds.set(id, workflowId),
+        });
+      case 'poll': {
+        const prev = sensorsCarried[id];
+        delete sensorsCarried[id];
+        const sensor = { since: prev ? prev.since : Date.now(), polls: prev?.polls ?? 0 };
+        return runSensor(t, runner.activity, sensor, (scope) => {
+          sensorScopes.set(id, scope);
+          parkInfo.set(id, sensor);
+        });
+      }
+      case 'activity':
+        return runActivity(t, runner);
+    }
+  };
 
   const launch = (id: string, handedOverJob?: string) => {
-    const i = index.get(id)!;
-    const profile = sk.profiles[sk.profileOf[i]];
-    if (!handedOverJob) setStatus(id, 'running', { startedAt: nowIso(), attempts: 0, endedAt: undefined });
-    const p = (handedOverJob ? awaitJob(id, handedOverJob) : runOne(id, profile))
+    const profile = sk.profiles[sk.profileOf[book.position(id)]];
+    if (!handedOverJob) book.set(id, 'running', { startedAt: nowIso(), attempts: 0, endedAt: undefined });
+    const p = (handedOverJob ? awaitJob(id, handedOverJob) : runOne(id))
       .then(
         (r) => {
           parked.delete(id);
-          const warned = (r.output?.checks as { warned?: string[] } | undefined)?.warned;
+          const warned = warnedChecks(r);
           if (sk.notify && warned?.length && outcome.warned.length < NOTIFY_LIMITS.listed)
             outcome.warned.push({ task: id, checks: warned.slice(0, NOTIFY_LIMITS.listed) });
-          setStatus(id, 'success', {
+          book.set(id, 'success', {
             attempts: r.attempt,
             output: r.output,
             error: undefined,
@@ -398,7 +246,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         },
         (err) => {
           if (parked.has(id) && isCancellation(err)) {
-            setStatus(id, 'pending', { startedAt: undefined });
+            book.set(id, 'pending', { startedAt: undefined });
             return;
           }
           const f = describeFailure(err);
@@ -410,7 +258,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
             outcome.exhausted.length < NOTIFY_LIMITS.listed
           )
             outcome.exhausted.push({ task: id, attempts: f.attempt });
-          setStatus(id, isCancellation(err) ? 'cancelled' : 'failed', {
+          book.set(id, isCancellation(err) ? 'cancelled' : 'failed', {
             attempts: f.attempt,
             error: f.message,
             errorType: f.type,
@@ -430,7 +278,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   };
 
   /** A job an earlier execution started: its end comes as its jobFinished signal; a cancel is passed on to it. */
-  const awaitJob = async (id: string, workflowId: string): Promise<TaskResultEnvelope> => {
+  const awaitJob = async (id: string, workflowId: string): Promise<TaskEnvelope> => {
     try {
       await condition(() => jobResults.has(id));
     } catch (err) {
@@ -448,7 +296,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       throw err;
     }
     const m = jobResults.get(id)!;
-    if (m.ok) return m.result as TaskResultEnvelope;
+    if (m.ok && m.result) return m.result;
     if (m.cancelled) throw new CancelledFailure(m.message ?? 'cancelled');
     throw ApplicationFailure.create({
       type: m.type,
@@ -456,110 +304,6 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       message: m.message ?? 'the external job failed',
       details: [{ attempt: m.attempt ?? 1, ...(m.output ? { output: m.output } : {}) }],
     });
-  };
-
-  const runOne = async (id: string, p: TaskProfile): Promise<TaskResultEnvelope> => {
-    const summary = `${id} (${p.label})`;
-    const byRef: TaskRefInput | undefined = input.specRef ? { ref: input.specRef, taskId: id, run, params } : undefined;
-    const rendered = async (): Promise<TaskActivityInput['task']> => {
-      if (byRef) return meta.renderTask(byRef);
-      const spec = input.spec as PipelineSpec;
-      const task = spec.tasks[index.get(id)!];
-      try {
-        return renderSpecTask(spec, task, run, params) as TaskActivityInput['task'];
-      } catch (e) {
-        throw ApplicationFailure.create({
-          type: 'TemplateError',
-          nonRetryable: true,
-          message: `${id}: ${(e as Error).message}`,
-          details: [{ attempt: 1 }],
-        });
-      }
-    };
-    const runner = p.runner;
-    if (runner.type === 'timer') {
-      const t = await rendered();
-      await sleep(toMs(t.duration as string | number), { summary: `${id}: wait` });
-      return { output: {}, attempt: 1 };
-    }
-    if (runner.type === 'child') {
-      const t = await rendered();
-      const workflowId = `${header.workflowId}/task/${id}`;
-      // One child per external job keeps its polls out of this history and cancels with the run.
-      // With handover the child outlives this execution (ABANDON: continue-as-new closes it) and
-      // reports its end to the run; cancelling the run still cancels it explicitly.
-      const options = {
-        workflowId,
-        args: [
-          {
-            task: t,
-            run,
-            timeoutMs: p.timeoutMs,
-            heartbeatTimeoutMs: heartbeatMs,
-            ...(input.options?.jobContinueAsNewAfterEvents
-              ? { continueAsNewAfterEvents: input.options.jobContinueAsNewAfterEvents }
-              : {}),
-            ...(handover ? { reportTo: { workflowId: header.workflowId, taskId: id } } : {}),
-          },
-        ],
-        parentClosePolicy: handover ? ParentClosePolicy.ABANDON : ParentClosePolicy.REQUEST_CANCEL,
-        cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-        staticSummary: summary,
-      };
-      if (!handover) return executeChild(runner.workflow, options) as Promise<TaskResultEnvelope>;
-      const child = await startChild(runner.workflow, options);
-      childIds.set(id, workflowId);
-      return (await child.result()) as TaskResultEnvelope;
-    }
-    const retry = {
-      maximumAttempts: p.retry.attempts,
-      initialInterval: p.retry.initialIntervalMs,
-      backoffCoefficient: p.retry.backoff,
-      maximumInterval: p.retry.maxIntervalMs,
-    };
-    if (runner.type === 'poll') {
-      // A sensor: its whole poll loop runs in one heartbeating activity (no history per
-      // check). It is read-only, so continue-as-new stops it at once and starts it again.
-      const prev = sensorsCarried[id];
-      delete sensorsCarried[id];
-      const since = prev ? prev.since : Date.now();
-      const polls = prev?.polls ?? 0;
-      const opts: ActivityOptions = {
-        startToCloseTimeout: '366d',
-        heartbeatTimeout: heartbeatMs,
-        retry,
-        cancellationType: ActivityCancellationType.TRY_CANCEL,
-        summary,
-      };
-      const act = proxyActivities<Record<string, (i: unknown) => Promise<TaskResultEnvelope>>>(opts)[runner.activity];
-      const arg = byRef
-        ? { ...byRef, sensor: { since, polls } }
-        : { task: await rendered(), run, sensor: { since, polls } };
-      const scope = new CancellationScope();
-      sensorScopes.set(id, scope);
-      parkInfo.set(id, { since, polls });
-      return scope.run(() => act(arg));
-    }
-    if (runner.local && input.options?.localShortTasks && patched('local-short-tasks-v1')) {
-      // Short and free of I/O: in this worker, no round trip through the activity task queue.
-      const local = proxyLocalActivities<Record<string, (i: unknown) => Promise<TaskResultEnvelope>>>({
-        startToCloseTimeout: p.timeoutMs,
-        retry,
-        cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        summary,
-      })[runner.activity];
-      return local(byRef ?? { task: await rendered(), run });
-    }
-    // A run reports cancelled only after its activities stopped: wait for their cancellation.
-    const opts: ActivityOptions = {
-      startToCloseTimeout: p.timeoutMs,
-      heartbeatTimeout: runner.heartbeat ? heartbeatMs : undefined,
-      retry,
-      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      summary,
-    };
-    const act = proxyActivities<Record<string, (i: unknown) => Promise<TaskResultEnvelope>>>(opts)[runner.activity];
-    return act(byRef ?? { task: await rendered(), run });
   };
 
   for (const [id, workflowId] of Object.entries(carried?.jobs ?? {})) launch(id, workflowId);
@@ -574,7 +318,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
     for (;;) {
       const p = plan(byId, down, statusOf, candidates);
       const now = nowIso();
-      for (const s of p.settle) setStatus(s.id, s.status, { endedAt: now });
+      for (const s of p.settle) book.set(s.id, s.status, { endedAt: now });
       for (const id of p.start) {
         queue.push(id);
         queued.add(id);
@@ -583,8 +327,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         draining = true;
         // Sensors do not hold up continue-as-new: stop them, and start them again after it.
         for (const [id, scope] of sensorScopes) {
-          const s = parkInfo.get(id)!;
-          parked.set(id, s);
+          parked.set(id, parkInfo.get(id)!);
           scope.cancel();
         }
       }
@@ -593,19 +336,15 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         queued.delete(id);
         launch(id);
       }
-      maybeFlush();
+      book.maybeFlush();
       if (inflight.size === 0 || canHandOver()) {
         if (inflight.size === 0 && queue.length === 0 && parked.size === 0) break;
         // History is getting long: carry the DAG state into a fresh execution.
-        await flushAll();
-        await CancellationScope.nonCancellable(() =>
-          meta.recordRun(
-            seedRecord({ state: { ...answerHeader(), continuations: header.continuations + 1, tasks: {} } }),
-          ),
-        );
+        await book.flushAll();
+        await record({ state: { ...answerHeader(), continuations: header.continuations + 1, tasks: {} } });
         await condition(allHandlersFinished);
         // A job that ended meanwhile is recorded here first (its delta and its downstream tasks).
-        if (handover && (deltas.size || finished.length)) {
+        if (handover && (book.pending || finished.length)) {
           candidates = finishedDownstream();
           continue;
         }
@@ -615,8 +354,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         const next: CarriedV1 = {
           v: 1,
           header,
-          statuses: status.map((s) => CODES[s]).join(''),
-          failures,
+          statuses: book.carried(),
+          failures: book.failures,
           ...(parked.size ? { sensors: Object.fromEntries(parked) } : {}),
           ...(sk.notify ? { notify: outcome } : {}),
           ...(jobs.length ? { jobs: Object.fromEntries(jobs.map((id) => [id, childIds.get(id)!])) } : {}),
@@ -626,7 +365,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         };
         return await continueAsNew<typeof pipelineRun>({ ...input, carried: next, prior: undefined });
       }
-      if (sinceDetails++ % 50 === 0) setCurrentDetails(progressMarkdown(header, counts));
+      if (sinceDetails++ % 50 === 0) setCurrentDetails(book.progress());
       await condition(() => finished.length > 0 || canHandOver());
       candidates = finishedDownstream();
     }
@@ -636,22 +375,11 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       // Wait until every task activity has stopped (WAIT_CANCELLATION_COMPLETED), then record.
       await Promise.all(inflight.values());
       const now = nowIso();
-      for (let i = 0; i < sk.ids.length; i++) {
-        const s = STATUSES[status[i]];
-        if (isFinal(s)) continue;
-        // Tasks this execution touched get a delta; the rest are closed in one statement below.
-        if (details.has(sk.ids[i]))
-          setStatus(sk.ids[i], 'cancelled', { endedAt: details.get(sk.ids[i])?.startedAt ? now : undefined });
-        else {
-          counts[status[i]]--;
-          status[i] = STATUSES.indexOf('cancelled');
-          counts[status[i]]++;
-        }
-      }
+      book.cancelOpen(now, isFinal);
       header.status = 'cancelled';
       header.endedAt = now;
-      setCurrentDetails(progressMarkdown(header, counts));
-      await flushAll();
+      setCurrentDetails(book.progress());
+      await book.flushAll();
       await meta.recordRun(seedRecord({ closeOpenTasks: 'cancelled' }));
     });
     throw err;
@@ -659,56 +387,54 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
 
   // Anything still pending could never be decided (cannot happen for a valid DAG).
   for (let i = 0; i < sk.ids.length; i++)
-    if (!isFinal(STATUSES[status[i]]))
-      setStatus(sk.ids[i], 'upstream_failed', { error: 'never became ready', endedAt: nowIso() });
+    if (!isFinal(book.statusAt(i)))
+      book.set(sk.ids[i], 'upstream_failed', { error: 'never became ready', endedAt: nowIso() });
 
-  const bad =
-    counts[STATUSES.indexOf('failed')] +
-    counts[STATUSES.indexOf('upstream_failed')] +
-    counts[STATUSES.indexOf('cancelled')];
+  const bad = book.count('failed') + book.count('upstream_failed') + book.count('cancelled');
   header.status = bad ? 'failed' : 'success';
   header.endedAt = nowIso();
-  setCurrentDetails(progressMarkdown(header, counts));
-  await CancellationScope.nonCancellable(flushAll);
+  setCurrentDetails(book.progress());
+  await CancellationScope.nonCancellable(() => book.flushAll());
   const notifyEnd = async (error?: string) => {
     // Only rules about the run's end need the end notifier (an SLA-only spec has its own).
     if (!sk.notify?.rules.some((r) => r.on.some((e) => e !== 'sla_missed')) || !patched('notify-v1')) return;
     await startNotifier({
       phase: 'end',
       outcome: {
-        status: header.status as 'success' | 'failed',
+        status: bad ? 'failed' : 'success',
         ...outcome,
         ...(error ? { error: error.slice(0, 2000) } : {}),
-        failures: failures.slice(0, NOTIFY_LIMITS.listed).map((f) => ({ id: f.id, error: f.error })),
+        failures: book.failures.slice(0, NOTIFY_LIMITS.listed).map((f) => ({ id: f.id, error: f.error })),
       },
     });
   };
   if (bad) {
-    const nFailed = counts[STATUSES.indexOf('failed')];
-    const named = failures.map((f) => `${f.id}: ${f.error}`).join('; ');
-    const more = nFailed > failures.length ? ` (and ${nFailed - failures.length} more failed tasks)` : '';
+    const nFailed = book.count('failed');
+    const named = book.failures.map((f) => `${f.id}: ${f.error}`).join('; ');
+    const more = nFailed > book.failures.length ? ` (and ${nFailed - book.failures.length} more failed tasks)` : '';
     const message = `pipeline ${header.pipelineId} failed: ${named || 'upstream failures'}${more}`;
-    await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord({ error: message })));
+    await record({ error: message });
     await CancellationScope.nonCancellable(() => notifyEnd(message));
-    const summary = boundedState(header, sk.ids, status, details, counts, failures, { tasks: 100, bytes: 64 * 1024 });
+    const summary = book.state({ tasks: 100, bytes: 64 * 1024 });
     throw ApplicationFailure.create({ type: 'PipelineFailed', nonRetryable: true, message, details: [summary] });
   }
-  await CancellationScope.nonCancellable(() => meta.recordRun(seedRecord()));
+  await record();
   await CancellationScope.nonCancellable(() => notifyEnd());
-  return answer();
+  return book.state();
 
   /**
    * Starts the run's notifier as an abandoned child: it outlives the run and its failures
    * never reach the run. The id is never reused, so a replay or retry starts it once.
    */
   async function startNotifier(p: Omit<NotifyInput, 'run' | 'rules'>): Promise<void> {
+    if (!sk.notify) return;
     try {
-      await startChild('notifyRun', {
+      await startChild(notifyRun, {
         workflowId: `${header.workflowId}/notify/${p.phase}`,
         args: [
           {
             run,
-            rules: sk.notify!.rules,
+            rules: sk.notify.rules,
             ...p,
             ...(input.options?.notifyRetry ? { retry: input.options.notifyRetry } : {}),
           },
@@ -731,66 +457,14 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
   }
 }
 
+/** A task's quality checks that warned (a quality_warning for notify rules). */
+function warnedChecks(r: TaskEnvelope): string[] | undefined {
+  const checks = r.output?.checks;
+  if (!checks || typeof checks !== 'object' || !('warned' in checks) || !Array.isArray(checks.warned)) return undefined;
+  return checks.warned.filter((w): w is string => typeof w === 'string');
+}
+
 function shouldContinueAsNew(after: number): boolean {
   const i = workflowInfo();
   return i.continueAsNewSuggested || i.historyLength >= after;
-}
-
-function stripId(d: TaskDelta): TaskState {
-  const { id: _id, ...t } = d;
-  return t;
-}
-
-function countsObject(counts: number[]): Partial<Record<TaskStatus, number>> {
-  const out: Partial<Record<TaskStatus, number>> = {};
-  counts.forEach((n, i) => {
-    if (n) out[STATUSES[i]] = n;
-  });
-  return out;
-}
-
-/**
- * The run as a workflow answers it: header, counts, failures and tasks in spec order up to
- * the limits. `tasksPartial` when tasks are left out or some task's details live only in
- * the metastore (it finished in an earlier execution of a run that continued as new).
- */
-function boundedState(
-  header: CarriedV1['header'],
-  ids: string[],
-  status: number[],
-  details: Map<string, TaskState>,
-  counts: number[],
-  failures: CarriedV1['failures'],
-  limits: { tasks: number; bytes: number } = RUN_ANSWER_LIMITS,
-): RunState {
-  const tasks: Record<string, TaskState> = {};
-  let partial = false;
-  let bytes = 0;
-  for (let i = 0; i < ids.length; i++) {
-    const s = STATUSES[status[i]];
-    const t = details.get(ids[i]) ?? { status: s, attempts: 0 };
-    if (!details.has(ids[i]) && s !== 'pending') partial = true;
-    const size = JSON.stringify(t).length + ids[i].length + 4;
-    if (i >= limits.tasks || bytes + size > limits.bytes) {
-      partial = true;
-      break;
-    }
-    bytes += size;
-    tasks[ids[i]] = t;
-  }
-  return {
-    ...header,
-    tasks,
-    counts: countsObject(counts),
-    taskCount: ids.length,
-    ...(partial ? { tasksPartial: true } : {}),
-    ...(failures.length ? { failures } : {}),
-  };
-}
-
-function progressMarkdown(header: CarriedV1['header'], counts: number[]): string {
-  const line = Object.entries(countsObject(counts))
-    .map(([s, n]) => `${s}: ${n}`)
-    .join(' · ');
-  return `**${header.pipelineId}** — ${header.status}\n\n${line}`;
 }

@@ -5,7 +5,8 @@
  */
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { ReconcileInput, ReconcileOptions } from '../schemas/reconcile.js';
-import type { TaskActivityInput, TaskOutput } from '../schemas/run.js';
+import type { WorkerActivities } from '../activities/index.js';
+import type { TaskOutput } from '../schemas/run.js';
 
 export interface ReconciliationInput {
   tenant: string;
@@ -17,9 +18,7 @@ export interface ReconciliationInput {
 
 export async function reconciliationRun(input: ReconciliationInput): Promise<TaskOutput> {
   const info = workflowInfo();
-  const { reconcileTask } = proxyActivities<{
-    reconcileTask(i: TaskActivityInput): Promise<{ output: TaskOutput; attempt: number }>;
-  }>({
+  const { reconcileTask } = proxyActivities<Pick<WorkerActivities, 'reconcileTask'>>({
     startToCloseTimeout: '24h',
     heartbeatTimeout: input.heartbeatTimeoutMs ?? 30_000,
     retry: { maximumAttempts: 20, initialInterval: '1s', maximumInterval: '1m' },

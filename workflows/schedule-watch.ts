@@ -12,17 +12,12 @@
  * restarted by the API when the schedule's rules change, ended when it is deleted.
  */
 import { continueAsNew, proxyActivities, sleep } from '@temporalio/workflow';
-import type { DeliveryInput, ScheduleWatchInput } from '../schemas/notify.js';
+import type { WorkerActivities } from '../activities/index.js';
+import type { ScheduleWatchInput } from '../schemas/notify.js';
 
 export type { ScheduleWatchInput };
 
-interface WatchActivities {
-  describeScheduleForNotify(a: {
-    tenant: string;
-    scheduleId: string;
-  }): Promise<{ missed: number; skipped: number; paused: boolean } | undefined>;
-  deliverNotification(d: DeliveryInput): Promise<{ status: 'delivered' | 'failed' | 'skipped' }>;
-}
+type WatchActivities = Pick<WorkerActivities, 'describeScheduleForNotify' | 'deliverNotification'>;
 
 const CHECKS_PER_EXECUTION = 500;
 

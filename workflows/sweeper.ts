@@ -4,9 +4,10 @@
  * every worker ensures at start (client/sweeper.ts); the activity does the work.
  */
 import { proxyActivities } from '@temporalio/workflow';
+import type { WorkerActivities } from '../activities/index.js';
 import type { SweepReport } from '../activities/sweeper/activities.js';
 
-const acts = proxyActivities<{ sweepOrphans(): Promise<SweepReport> }>({
+const acts = proxyActivities<Pick<WorkerActivities, 'sweepOrphans'>>({
   startToCloseTimeout: '10m',
   heartbeatTimeout: '1m',
   retry: { initialInterval: '5s', maximumAttempts: 3 },

@@ -5,6 +5,7 @@
  * or appended to a file as JSON lines. Lineage is advisory: a sink that is down is
  * logged and never fails the task.
  */
+import { errorMessage } from '../../schemas/errors.js';
 import { createHash } from 'node:crypto';
 import { appendFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -91,7 +92,7 @@ export function httpSink(url: string, warn: (m: string) => void): LineageSink {
         });
         if (!r.ok) warn(`openlineage: ${endpoint} answered ${r.status}`);
       } catch (e) {
-        warn(`openlineage: cannot post to ${endpoint}: ${(e as Error).message}`);
+        warn(`openlineage: cannot post to ${endpoint}: ${errorMessage(e)}`);
       }
     },
   };

@@ -1,23 +1,21 @@
 /** Control kinds: `fail` (to exercise trigger rules and retries) and `noop`. */
 import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
-import { toMs, type Duration } from '../../schemas/duration.js';
+import { toMs } from '../../schemas/duration.js';
+import { FailTask, NoopTask, parseTask } from '../../schemas/kinds.js';
 import { abortableSleep, taskActivity } from '../core/task.js';
 
 export function createControlActivities() {
   return {
     failTask: taskActivity(async ({ task }) => {
       const attempt = Context.current().info.attempt;
-      const succeedOn = task.succeedOnAttempt as number | undefined;
-      if (succeedOn !== undefined && attempt >= succeedOn) return { succeededOnAttempt: attempt };
-      throw ApplicationFailure.create({
-        message: typeof task.message === 'string' ? task.message : 'failed on purpose',
-        type: 'FailTask',
-        nonRetryable: Boolean(task.nonRetryable),
-      });
+      const t = parseTask(FailTask, task);
+      if (t.succeedOnAttempt !== undefined && attempt >= t.succeedOnAttempt) return { succeededOnAttempt: attempt };
+      throw ApplicationFailure.create({ message: t.message, type: 'FailTask', nonRetryable: t.nonRetryable });
     }),
     noopTask: taskActivity(async ({ task }, signal) => {
-      if (task.sleep !== undefined) await abortableSleep(toMs(task.sleep as Duration), signal);
+      const { sleep } = parseTask(NoopTask, task);
+      if (sleep !== undefined) await abortableSleep(toMs(sleep), signal);
       return {};
     }),
   };

@@ -7,7 +7,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { toMs, type Duration } from '../../schemas/duration.js';
+import { toMs } from '../../schemas/duration.js';
+import { SensorTiming, parseTask } from '../../schemas/kinds.js';
 import type { TaskActivityInput } from '../../schemas/run.js';
 import type { TaskEnvelope } from './task.js';
 
@@ -16,9 +17,12 @@ export async function pollUntilDone(
   input: TaskActivityInput & { sensor: NonNullable<TaskActivityInput['sensor']> },
 ): Promise<TaskEnvelope> {
   const ctx = Context.current();
-  const deadline = input.sensor.since + toMs((input.task.waitTimeout ?? '1h') as Duration);
-  const intervalMs = toMs((input.task.pollInterval ?? '30s') as Duration);
-  const resumed = (ctx.info.heartbeatDetails as { polls?: number } | undefined)?.polls;
+  const { waitTimeout, pollInterval } = parseTask(SensorTiming, input.task);
+  const deadline = input.sensor.since + toMs(waitTimeout);
+  const intervalMs = toMs(pollInterval);
+  const beat: unknown = ctx.info.heartbeatDetails;
+  const resumed =
+    beat && typeof beat === 'object' && 'polls' in beat && typeof beat.polls === 'number' ? beat.polls : undefined;
   let polls = resumed ?? input.sensor.polls ?? 0;
   const beatEvery = Math.max(100, Math.floor((ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
   for (;;) {

@@ -6,12 +6,9 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { NonRetryableError } from '../../schemas/errors.js';
-import type { TaskActivityInput, TaskOutput } from '../../schemas/run.js';
+import type { TaskActivityInput, TaskEnvelope, TaskOutput } from '../../schemas/run.js';
 
-export interface TaskEnvelope {
-  output: TaskOutput;
-  attempt: number;
-}
+export type { TaskEnvelope };
 
 /** Records heartbeat details (resume state, progress); periodic heartbeats resend the latest. */
 export type Heartbeat = (details: unknown) => void;

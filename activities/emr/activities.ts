@@ -22,7 +22,7 @@ import { blockedSparkConf } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { hiveFunctionStatements, resolveLibraries, sparkFunctionStatements, withFunctions } from '../core/libraries.js';
-import { NonRetryableError } from '../../schemas/errors.js';
+import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import { openStore, toS3Uri, type ObjectStore, type S3Config } from '../s3/client.js';
 import { EmrError, STEP_TERMINAL, type EmrJobsClient } from './client.js';
 
@@ -202,7 +202,7 @@ export function createEmrActivities(deps: EmrDeps) {
     try {
       content = await f.store.getBytes(f.key);
     } catch (e) {
-      throw new NonRetryableError(`task ${id}: cannot read ${field} ${f.uri}: ${(e as Error).message}`, 'ConfigError');
+      throw new NonRetryableError(`task ${id}: cannot read ${field} ${f.uri}: ${errorMessage(e)}`, 'ConfigError');
     }
     const base = f.key.split('/').pop()!;
     const key = keep
@@ -316,7 +316,7 @@ export function createEmrActivities(deps: EmrDeps) {
       try {
         logUri = (await client().describeCluster(ref.scope)).LogUri;
       } catch (e) {
-        return { facts: { logNote: `step logs not read: ${(e as Error).message}` } };
+        return { facts: { logNote: `step logs not read: ${errorMessage(e)}` } };
       }
       if (!logUri) return { facts: { logNote: `cluster ${ref.scope} has no LogUri: EMR keeps no step logs in S3` } };
       const stepLogs = `${logUri.replace(/\/?$/, '/')}${ref.scope}/steps/${ref.id}/`;
@@ -348,7 +348,7 @@ export function createEmrActivities(deps: EmrDeps) {
           facts.logNote = `no stderr/stdout under ${stepLogs} yet: EMR uploads step logs a few minutes after the step ends`;
         return { facts, ...(text?.trim() ? { logTail: logTail(text) } : {}) };
       } catch (e) {
-        return { facts: { stepLogs, logNote: `step logs not read: ${(e as Error).message}` } };
+        return { facts: { stepLogs, logNote: `step logs not read: ${errorMessage(e)}` } };
       }
     },
 

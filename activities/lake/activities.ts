@@ -7,11 +7,12 @@ import { registerMacros } from '../sql/macros.js';
 import { Context } from '@temporalio/activity';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { DatasetId, Layer, Check, ColumnDecl } from '../../schemas/lake.js';
+import type { DatasetId, Layer } from '../../schemas/lake.js';
 import { parseDatasetName } from '../../schemas/lake.js';
 import type { TaskActivityInput, TaskOutput } from '../../schemas/run.js';
 import type { DatasetVersion, Producer } from '../../store/catalog.js';
 import { NonRetryableError } from '../../schemas/errors.js';
+import { IngestFileTask, IngestTableTask, SqlTask, parseTask } from '../../schemas/kinds.js';
 import { taskActivity } from '../core/task.js';
 import { landingFiles, splitSql, sqlType, stageRaw } from '../ingest/file.js';
 import { extractTable } from '../ingest/table.js';
@@ -101,7 +102,7 @@ export async function runLakeSql(
         id.namespace,
         String(task.sql),
       );
-      const checks = task.checks as Check[] | undefined;
+      const { checks, failingRowsLimit } = parseTask(SqlTask, task);
       const refs = await attachCheckRefs(duck.conn, deps, producer.tenant, id.namespace, checks);
       // From here on the SQL reaches exactly the versions it names and the attempt's output.
       await duck.lock({
@@ -121,7 +122,7 @@ export async function runLakeSql(
         inputs: inputs.map(versionRef),
         checks,
         refs,
-        failingRowsLimit: task.failingRowsLimit as number | undefined,
+        failingRowsLimit,
       });
       const t2 = performance.now();
       const [v] = await commitVersions(deps, producer, [{ ...w, inputs: inputs.map(versionRef) }]);
@@ -165,28 +166,23 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
       const [done, qdone] = [await lake.catalog.findCommit(producer, id), await lake.catalog.findCommit(producer, qid)];
       if (done && qdone)
         return { ...versionOutput(done, lake.store), quarantined: qdone.rowCount, quarantineVersion: qdone.version };
-      const columns = task.columns as Record<string, ColumnDecl>;
+      const t = parseTask(IngestFileTask, task);
+      const columns = t.columns;
       for (const d of Object.values(columns)) sqlType(d);
-      const keys = await landingFiles(lake.store, String(task.source));
+      const keys = await landingFiles(lake.store, t.source);
       const duck = await openDuck();
       const tag = attemptTag();
       const scratch = scratchDir(lake, tag);
       try {
         const r = await withLineage(lake, producer, async () => {
           const locals = await Promise.all(keys.map((k) => localFile(lake, k, path.join(scratch, 'landing'))));
-          const checks = task.checks as Check[] | undefined;
+          const checks = t.checks;
           const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
           await duck.lock({
             files: [...locals, ...refs.files, outputFile(lake, id, tag).local, outputFile(lake, qid, tag).local],
             scratch,
           });
-          await stageRaw(
-            duck.conn,
-            locals,
-            task.format as 'csv',
-            Object.keys(columns),
-            task.csv as { delimiter?: string },
-          );
+          await stageRaw(duck.conn, locals, t.format, Object.keys(columns), t.csv);
           const { good, bad } = splitSql(columns, new Map(locals.map((l, i) => [l, keys[i]])));
           const w = await writeVersion(lake, {
             conn: duck.conn,
@@ -232,8 +228,9 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
       const id = outputId(task);
       const done = await lake.catalog.findCommit(producer, id);
       if (done) return versionOutput(done, lake.store);
-      const incremental = task.mode === 'incremental';
-      const name = String(task.connection);
+      const t = parseTask(IngestTableTask, task);
+      const incremental = t.mode === 'incremental';
+      const name = t.connection;
       const conn = resolveConnection(deps.connections, name, undefined, producer.tenant);
       const since = incremental
         ? await lake.catalog.watermark(producer.tenant, producer.pipelineId, producer.taskId)
@@ -242,11 +239,11 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
       const tag = attemptTag();
       const file = path.join(scratchDir(lake, tag), 'extract.jsonl');
       const ex = await extractTable(conn, {
-        table: task.table as string | undefined,
-        query: task.query as string | undefined,
-        cursor: task.cursor as string | undefined,
+        table: t.table,
+        query: t.query,
+        cursor: t.cursor,
         since,
-        batchSize: Number(task.batchSize ?? 10_000),
+        batchSize: t.batchSize,
         file,
         signal,
         progress: (n) => heartbeat({ rows: n }),
@@ -256,7 +253,7 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
       const duck = await openDuck();
       try {
         const r = await withLineage(lake, producer, async () => {
-          const checks = task.checks as Check[] | undefined;
+          const checks = t.checks;
           const refs = await attachCheckRefs(duck.conn, lake, producer.tenant, id.namespace, checks);
           await duck.lock({
             files: [file, ...refs.files, outputFile(lake, id, tag).local],

@@ -27,7 +27,7 @@ import {
   type NewVersion,
   type Producer,
 } from '../../store/catalog.js';
-import { NonRetryableError } from '../../schemas/errors.js';
+import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import {
   commitVersionSnapshot,
   icebergIdent,
@@ -179,7 +179,7 @@ async function catalogOnlyTable(
   try {
     uris = await snapshotFiles(deps.store, meta);
   } catch (e) {
-    throw new NonRetryableError(`table ${datasetKey(id)} cannot be read: ${(e as Error).message}`, 'DatasetError');
+    throw new NonRetryableError(`table ${datasetKey(id)} cannot be read: ${errorMessage(e)}`, 'DatasetError');
   }
   if (!uris.length)
     throw new NonRetryableError(`table ${datasetKey(id)} has no snapshot yet: append to it first`, 'DatasetError');
@@ -325,7 +325,7 @@ export async function runChecks(deps: LakeDeps, w: WriteRequest): Promise<CheckV
   try {
     counted = await countFailing(w.conn, w.checks);
   } catch (e) {
-    throw new NonRetryableError(`checks on ${datasetKey(w.id)} could not run: ${(e as Error).message}`, 'CheckError');
+    throw new NonRetryableError(`checks on ${datasetKey(w.id)} could not run: ${errorMessage(e)}`, 'CheckError');
   }
   for (const [i, c] of w.checks.entries()) {
     try {
@@ -345,7 +345,7 @@ export async function runChecks(deps: LakeDeps, w: WriteRequest): Promise<CheckV
       );
     } catch (e) {
       throw new NonRetryableError(
-        `check ${describeCheck(c)} on ${datasetKey(w.id)} could not run: ${(e as Error).message}`,
+        `check ${describeCheck(c)} on ${datasetKey(w.id)} could not run: ${errorMessage(e)}`,
         'CheckError',
       );
     }
@@ -473,7 +473,7 @@ export async function withLineage<T extends { outputs: DatasetVersion[]; inputs:
             errorMessage: {
               _producer: OL_PRODUCER,
               _schemaURL: 'https://openlineage.io/spec/facets/1-0-0/ErrorMessageRunFacet.json',
-              message: (e as Error).message,
+              message: errorMessage(e),
               programmingLanguage: 'sql',
             },
           },

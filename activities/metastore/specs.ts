@@ -7,7 +7,6 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PipelineSpec, TaskSpec } from '../../schemas/pipeline.js';
-import { TASK_KINDS } from '../../schemas/kinds.js';
 import type { SpecRef, TaskActivityInput, TaskRefInput } from '../../schemas/run.js';
 import { renderSpecTask, skeletonPage, type SkeletonPage } from '../../schemas/skeleton.js';
 import type { Db } from '../../store/db.js';
@@ -77,7 +76,7 @@ export function createSpecLoader(db?: Db) {
         message: `pipeline ${input.ref.pipelineId} has no task ${input.taskId}`,
       });
     try {
-      return renderSpecTask(spec, task, input.run, input.params ?? {}) as TaskActivityInput['task'];
+      return renderSpecTask(spec, task, input.run, input.params ?? {});
     } catch (e) {
       let attempt = 1;
       try {
@@ -116,12 +115,4 @@ export function createSpecLoader(db?: Db) {
       },
     },
   };
-}
-
-/** The activity names task kinds run, which take a by-reference input too. */
-export function taskActivityNames(): string[] {
-  const names = new Set<string>();
-  for (const k of Object.values(TASK_KINDS))
-    if (k.run.type === 'activity' || k.run.type === 'poll') names.add(k.run.activity);
-  return [...names];
 }

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { LibraryUse } from '../../schemas/external.js';
 import { getLibraryVersion, libraryKey } from '../../store/libraries.js';
-import { NonRetryableError } from '../../schemas/errors.js';
+import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import type { LakeDeps } from '../lake/engine.js';
 import { forTenant } from '../lake/open.js';
 import { openDuck } from './sandbox.js';
@@ -57,7 +57,7 @@ export async function applyMacroLibrary(conn: DuckDBConnection, sql: string): Pr
     extracted = await conn.extractStatements(sql);
   } catch (e) {
     throw new MacroLibraryError(
-      `the SQL does not parse: ${(e as Error).message.replace(/^Failed to extract statements: /, '')}`,
+      `the SQL does not parse: ${errorMessage(e).replace(/^Failed to extract statements: /, '')}`,
     );
   }
   if (extracted.count === 0)
@@ -69,7 +69,7 @@ export async function applyMacroLibrary(conn: DuckDBConnection, sql: string): Pr
     try {
       st = await extracted.prepare(i);
     } catch (e) {
-      throw new MacroLibraryError(`${at}: ${(e as Error).message}`);
+      throw new MacroLibraryError(`${at}: ${errorMessage(e)}`);
     }
     if (st.statementType !== StatementType.CREATE)
       throw new MacroLibraryError(
@@ -79,7 +79,7 @@ export async function applyMacroLibrary(conn: DuckDBConnection, sql: string): Pr
     try {
       await st.run();
     } catch (e) {
-      throw new MacroLibraryError(`${at}: ${(e as Error).message}`);
+      throw new MacroLibraryError(`${at}: ${errorMessage(e)}`);
     }
     const after = await userFunctions(conn);
     const added = [...after].filter(([k]) => !fns.has(k));
@@ -119,7 +119,7 @@ export async function registerMacros(
     try {
       await applyMacroLibrary(conn, l.sql);
     } catch (e) {
-      throw new NonRetryableError(`library "${l.name}" ${l.version}: ${(e as Error).message}`, 'SqlError');
+      throw new NonRetryableError(`library "${l.name}" ${l.version}: ${errorMessage(e)}`, 'SqlError');
     }
 }
 

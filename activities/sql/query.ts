@@ -16,7 +16,7 @@ import type { Connection as MysqlCoreConnection } from 'mysql2';
 import { StatementType } from '@duckdb/node-api';
 import pg from 'pg';
 import { attachInputs, type LakeDeps } from '../lake/engine.js';
-import { NonRetryableError } from '../../schemas/errors.js';
+import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import { redact, type ConnectionConfig } from './connections.js';
 import { duckdbFailure } from './duckdb.js';
 import { killQuery } from './mysql.js';
@@ -243,7 +243,7 @@ export async function preparePostgresQuery(
   try {
     await client.connect();
   } catch (e) {
-    throw new Error(redact(`postgres (${conn.name}): ${(e as Error).message}`));
+    throw new Error(redact(`postgres (${conn.name}): ${errorMessage(e)}`));
   }
   let ended = false;
   const close = async () => {
@@ -304,7 +304,7 @@ export async function prepareMysqlQuery(
       bigNumberStrings: false,
     });
   } catch (e) {
-    throw new Error(redact(`mysql (${conn.name}): ${(e as Error).message}`));
+    throw new Error(redact(`mysql (${conn.name}): ${errorMessage(e)}`));
   }
   let ended = false;
   const close = async () => {

@@ -11,7 +11,7 @@ import { DuckDBInstance, StatementType, type DuckDBConnection } from '@duckdb/no
 import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { NonRetryableError } from '../../schemas/errors.js';
+import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 
 export interface SandboxLimits {
   /** DuckDB memory_limit, e.g. "1GB". */
@@ -164,7 +164,7 @@ export async function openSharedDuck(g: {
         await c.run('ROLLBACK');
       } catch (e) {
         // A failed statement already ended the transaction; an invalidated database is not reused.
-        broken = /invalidated|FATAL/i.test(String((e as Error).message));
+        broken = /invalidated|FATAL/i.test(String(errorMessage(e)));
       }
       c.closeSync();
       release(key, sd, broken);

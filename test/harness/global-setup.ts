@@ -62,13 +62,18 @@ export async function setup(project: TestProject) {
       secretAccessKey: randomBytes(18).toString('hex'),
       log: (m) => console.error(m),
     }),
-    startKubeCluster({ dir: path.join(scratch, 'kube'), log: (m) => console.error(m) }),
+    // STRATA_TEST_KUBE=off: for running only test files that need no Kubernetes (those that do then fail).
+    process.env.STRATA_TEST_KUBE === 'off'
+      ? undefined
+      : startKubeCluster({ dir: path.join(scratch, 'kube'), log: (m) => console.error(m) }),
   ]);
   minio = s3;
   kube = cluster;
-  // eslint-disable-next-line @typescript-eslint/unbound-method -- stop is left out of what tests get, never called
-  const { stop: _stop, ...kubeInfo } = cluster;
-  project.provide('kube', kubeInfo);
+  if (cluster) {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- stop is left out of what tests get, never called
+    const { stop: _stop, ...kubeInfo } = cluster;
+    project.provide('kube', kubeInfo);
+  } else console.error('STRATA_TEST_KUBE=off: the Kubernetes test cluster is not started; tests that use it fail.');
   await ensureBucket(s3, 'lake');
   project.provide('s3', {
     endpoint: s3.endpoint,

@@ -1,5 +1,5 @@
 /**
- * Run option `localShortTasks`: no-op and fail tasks run as local activities (a marker in the
+ * Run option `localShortTasks` (on by default): no-op and fail tasks run as local activities (a marker in the
  * run's history, no activity task), with the same results, retries and trigger rules.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,5 +67,27 @@ describe('short tasks as local activities', () => {
     // Only metastore writes are activities with local short tasks; every task is one with activities.
     expect(scheduled(remote.types).length - scheduled(local.types).length).toBeGreaterThanOrEqual(5);
     expect(markers(local.types).length).toBeGreaterThanOrEqual(5);
+  });
+
+  it('are the default for runs started without options, and a noop that sleeps stays an ordinary activity', async () => {
+    const sleeper = spec({
+      id: 'local_default',
+      tasks: [
+        { id: 'quick', kind: 'noop' },
+        { id: 'slow', kind: 'noop', sleep: '10ms', needs: ['quick'] },
+      ],
+    });
+    const types = await stack.withWorker(async () => {
+      const h = await stack.runs.start({ spec: sleeper, tenant: stack.tenant, trigger: 'manual' });
+      await stack.client.workflow.getHandle(h.runId).result();
+      const history = await stack.client.workflow.getHandle(h.runId).fetchHistory();
+      // Activities scheduled in the run's history, by type (metastore writes are activities too).
+      return (history.events ?? []).flatMap((e) => {
+        const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
+        return name ? [name] : [];
+      });
+    });
+    // Two noops ran; only the sleeping one went through the activity queue.
+    expect(types.filter((t) => t === 'noopTask')).toHaveLength(1);
   });
 });
