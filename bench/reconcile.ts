@@ -74,7 +74,11 @@ async function child(mode: string, left: string, right: string) {
     db.closeSync();
   }
   const ms = performance.now() - t0;
-  process.stdout.write(JSON.stringify({ ms, maxRssMb: process.resourceUsage().maxRSS / 1024, counts }) + '\n');
+  // CPU seconds of the whole process (every thread): on a shared, loaded machine wall time
+  // follows the scheduler; CPU time is the work each side did.
+  const u = process.cpuUsage();
+  const cpuS = (u.user + u.system) / 1e6;
+  process.stdout.write(JSON.stringify({ ms, cpuS, maxRssMb: process.resourceUsage().maxRSS / 1024, counts }) + '\n');
 }
 
 function runChild(mode: string, l: string, r: string) {
@@ -88,6 +92,7 @@ function runChild(mode: string, l: string, r: string) {
   if (p.status !== 0) throw new Error(`${mode} failed: ${p.stderr}`);
   return JSON.parse(p.stdout.trim().split('\n').pop()!) as {
     ms: number;
+    cpuS: number;
     maxRssMb: number;
     counts: Record<string, number>;
   };
@@ -110,7 +115,7 @@ async function main() {
   mkdirSync(dir, { recursive: true });
   console.log('bench:reconcile — 8 columns, ~0.1% missing / extra / changed, reordered; exact answers required');
   console.log(
-    'rows        shape    engine         time (s)   rows/s      peak RSS (MB)   matched / changed / only-left / only-right',
+    'rows        shape    engine         time (s)   cpu (s)   rows/s      peak RSS (MB)   matched / changed / only-left / only-right',
   );
   for (const shape of shapes)
     for (const n of shape === 'parquet' ? [Math.max(...sizes)] : sizes) {
@@ -143,7 +148,7 @@ async function main() {
       const results = engines.map((e) => [e, runChild(e, L, R)] as const);
       for (const [name, x] of results)
         console.log(
-          `${n.toLocaleString('en').padEnd(12)}${shape.padEnd(9)}${name.padEnd(14)}${(x.ms / 1000).toFixed(2).padStart(8)}   ${Math.round(
+          `${n.toLocaleString('en').padEnd(12)}${shape.padEnd(9)}${name.padEnd(14)}${(x.ms / 1000).toFixed(2).padStart(8)}   ${x.cpuS.toFixed(1).padStart(7)}   ${Math.round(
             (2 * n) / (x.ms / 1000),
           )
             .toLocaleString('en')
@@ -166,7 +171,7 @@ async function main() {
         );
       }
       console.log(
-        `  answers agree: ${agree ? 'yes' : 'NO'}; time ratio strata/duckdb ${(s.ms / d.ms).toFixed(2)} (target ≤ 2); strata peak RSS ${s.maxRssMb.toFixed(0)} MB (target ≤ 300)`,
+        `  answers agree: ${agree ? 'yes' : 'NO'}; time ratio strata/duckdb ${(s.ms / d.ms).toFixed(2)} (target ≤ 2), CPU ratio ${(s.cpuS / d.cpuS).toFixed(2)}; strata peak RSS ${s.maxRssMb.toFixed(0)} MB (target ≤ 300)`,
       );
       if (!agree) process.exitCode = 1;
     }

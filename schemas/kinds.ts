@@ -23,6 +23,7 @@ import {
   AirbyteSyncFields,
   ExternalCommonFields,
   HiveFields,
+  PollFields,
   PysparkFields,
   SparkResourceFields,
   SqlDialect,
@@ -98,6 +99,10 @@ export const ReconcileFields = {
   left: DatasetInput,
   right: DatasetInput,
   ...ReconcileOptions.partial().shape,
+  /** engine spark: the job's resources, image and settings (as a pyspark task's), and how often it is polled. */
+  ...SparkResourceFields,
+  poll: PollFields.optional(),
+  cluster: ExternalCommonFields.cluster,
   /** Fail the task (a quality gate) when the datasets differ. */
   failOnDifference: z.boolean().default(false),
   /** The mapping its results are listed under (set by a pipeline's `reconciliations:`, or by hand). */
@@ -129,8 +134,8 @@ export const TASK_ACTIVITIES = [
 ] as const;
 export type TaskActivityName = (typeof TASK_ACTIVITIES)[number];
 
-/** The child workflows that run tasks (external jobs). */
-export type TaskWorkflowName = 'externalJob';
+/** The child workflows that run tasks (external jobs; a reconciliation as a Spark job). */
+export type TaskWorkflowName = 'externalJob' | 'reconcileJob';
 
 export type KindRunner =
   /** `local`: short and free of I/O, so it may run as a local activity (run option `localShortTasks`). */
@@ -143,6 +148,8 @@ export type KindRunner =
   | { type: 'child'; workflow: TaskWorkflowName };
 
 export const EXTERNAL_JOB: KindRunner = { type: 'child', workflow: 'externalJob' };
+/** A comparison on an engine that scales out: prepare, the job (an externalJob child), collect. */
+export const RECONCILE_JOB: KindRunner = { type: 'child', workflow: 'reconcileJob' };
 
 export interface KindDef {
   fields: z.ZodRawShape;
@@ -236,8 +243,10 @@ const KINDS = {
   reconcile: {
     fields: ReconcileFields,
     run: { type: 'activity', activity: 'reconcileTask', heartbeat: true },
+    route: (t) => (t.engine === 'spark' ? RECONCILE_JOB : TASK_KINDS.reconcile.run),
     check: (t) => {
       const p: [string[], string][] = [
+        ...sparkReconcileChecks(t),
         ...locations('left', 'right')(t),
         ...locations(
           'left',
@@ -399,6 +408,29 @@ function lakeSqlProblems(t: Record<string, unknown>): [string[], string][] {
           ['sql'],
           `a ${writer} task may read only ${writer}${writer === 'bronze' ? '' : ` or ${writer === 'silver' ? 'bronze' : 'silver'}`} datasets, not ${r.layer}.${r.name}: move the task to another layer or read another dataset`,
         ]);
+  return p;
+}
+
+/** A reconcile task's Spark fields: only with engine spark, and within what every tier allows. */
+function sparkReconcileChecks(t: Record<string, unknown>): [string[], string][] {
+  const spark = t.engine === 'spark';
+  const p: [string[], string][] = [];
+  if (!spark) {
+    for (const f of [...Object.keys(SparkResourceFields), 'poll', 'cluster'])
+      if (t[f] !== undefined) p.push([[f], `"${f}" applies to engine spark only: remove it or set "engine: spark"`]);
+    return p;
+  }
+  if (t.method === 'bloom')
+    p.push([['method'], 'engine spark compares exactly: remove "method: bloom" or use engine auto']);
+  for (const side of ['left', 'right'])
+    if (t[side] && typeof t[side] === 'object' && 'connection' in t[side])
+      p.push([
+        [side, 'connection'],
+        'engine spark reads files and datasets, not connections: land the table first (kind ingest.table) and compare the dataset, or use engine auto',
+      ]);
+  for (const [key, message] of blockedSparkConf(t.sparkConf, 'spark')) p.push([['sparkConf', key], message]);
+  const dyn = dynamicAllocationProblem(t.dynamicAllocation as Parameters<typeof dynamicAllocationProblem>[0]);
+  if (dyn) p.push([['dynamicAllocation'], dyn]);
   return p;
 }
 

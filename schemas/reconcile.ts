@@ -115,10 +115,12 @@ export const ReconcileOptions = z
     /** Partitions for the partitioned path (default: sized from the inputs). */
     partitions: z.number().int().min(1).max(4096).optional(),
     /**
-     * Which engine compares large inputs: auto (DuckDB when the inputs and options allow it,
-     * else Strata's streaming partitioner), or stream (always the streaming partitioner).
+     * Which engine compares: auto (on the worker: in memory, or for large inputs DuckDB when the
+     * inputs and options allow it, else Strata's streaming partitioner), stream (always the
+     * streaming partitioner), or spark (beyond one machine: the same exact comparison as a Spark
+     * job on Kubernetes, over inputs on S3; README: Reconciliation).
      */
-    engine: z.enum(['auto', 'stream']).default('auto'),
+    engine: z.enum(['auto', 'stream', 'spark']).default('auto'),
     /**
      * exact (what auto means) compares every row; bloom is a quick approximate pass that
      * may miss differences at about `falsePositiveRate` of them, and says so in its result.
@@ -150,7 +152,7 @@ export interface ChangedSample {
 }
 
 export interface ReconcileResult {
-  method: 'memory' | 'partitioned' | 'duckdb' | 'bloom';
+  method: 'memory' | 'partitioned' | 'duckdb' | 'bloom' | 'spark';
   reason: string;
   /** False only for method bloom (see `approximate`). */
   exact: boolean;

@@ -67,15 +67,26 @@ export type ExternalJobRunInput = ExternalJobInput & {
 const DEFAULT_CONTINUE_AS_NEW_AFTER = 8_000;
 
 export async function externalJob(input: ExternalJobRunInput): Promise<JobResult> {
-  const to = input.reportTo;
-  if (!to) return watchJob(input);
+  return reportingTo(input.reportTo, () => watchJob(input));
+}
+
+/**
+ * Runs a task's child workflow body and, when the run asked (`reportTo`: the job was handed
+ * over), tells the run how it ended (jobFinished), since only the execution that started a
+ * child sees its result.
+ */
+export async function reportingTo(
+  to: ExternalJobRunInput['reportTo'],
+  body: () => Promise<JobResult>,
+): Promise<JobResult> {
+  if (!to) return body();
   // Tell the run, whichever of its executions is current; a run that has closed no longer asks.
   const report = (m: JobFinished) =>
     CancellationScope.nonCancellable(() => getExternalWorkflowHandle(to.workflowId).signal(jobFinishedSignal, m)).catch(
       () => undefined,
     );
   try {
-    const result = await watchJob(input);
+    const result = await body();
     await report({ taskId: to.taskId, ok: true, result });
     return result;
   } catch (err) {

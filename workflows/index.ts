@@ -1,6 +1,7 @@
 export { pipelineRun, stateQuery } from './pipeline.js';
 export { reconciliationRun } from './reconciliation.js';
 export { externalJob } from './external-job.js';
+export { reconcileJob } from './reconcile-job.js';
 export { clusterLifecycle } from './cluster.js';
 export { clusterQuota } from './cluster-quota.js';
 export { notifyRun } from './notify.js';

@@ -3,7 +3,7 @@
  * a worker crash) resumes from the last checkpoint instead of starting over.
  */
 import { Context } from '@temporalio/activity';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -23,6 +23,20 @@ import { attemptTag } from '../lake/activities.js';
 import { parseDatasetName } from '../../schemas/lake.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { taskActivity } from '../core/task.js';
+import { jobActivities } from '../core/job.js';
+import { forTenant } from '../lake/open.js';
+import {
+  diffLines,
+  planFor,
+  readSparkOutputs,
+  SPARK_RUNNER,
+  sparkFolder,
+  sparkInput,
+  sparkJobPlan,
+  sparkJobTask,
+  sparkLayout,
+  type SparkPrepared,
+} from './spark.js';
 import type { Db } from '../../store/db.js';
 import { reconcile, type ReconcileHeartbeat } from './client.js';
 import { resolveUri } from './read.js';
@@ -76,7 +90,166 @@ export function summarize(r: ReconcileResult) {
 }
 
 export function createReconcileActivities(deps: ReconcileDeps) {
+  /**
+   * A comparison's answer, whichever engine found it: the policy's warning, the row in the
+   * reconciliations table (listed by mapping over time), and the quality gate.
+   */
+  async function record<T extends ReturnType<typeof summarize>>(
+    c: { task: Record<string, unknown>; run: TaskActivityInput['run']; left: ReconcileInput; right: ReconcileInput },
+    out: T,
+  ): Promise<T> {
+    const { task, run } = c;
+    const policy = task.failOnDifference ? 'fail' : ((task.policy as string | undefined) ?? 'record');
+    if (policy === 'warn' && out.differences > 0)
+      Object.assign(out, {
+        warning: `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
+      });
+    if (deps.db) {
+      const id = run.pipelineId === 'reconcile' ? run.workflowId : `${run.workflowId}/${String(task.id)}`;
+      await deps.db.query(
+        `INSERT INTO reconciliations (id, tenant, left_uri, right_uri, method, differences, result, mapping, pipeline_id, run_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (id) DO UPDATE SET method = EXCLUDED.method, differences = EXCLUDED.differences, result = EXCLUDED.result, finished_at = now()`,
+        [
+          id,
+          run.tenant,
+          inputLabel(c.left),
+          inputLabel(c.right),
+          out.method,
+          out.differences,
+          JSON.stringify({ ...out, policy }),
+          (task.mapping as string | undefined) ?? null,
+          run.pipelineId,
+          run.workflowId,
+        ],
+      );
+    }
+    if (task.failOnDifference && out.differences > 0)
+      throw new NonRetryableError(
+        `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
+        'DatasetsDiffer',
+      );
+    return out;
+  }
+
   return {
+    ...jobActivities({
+      /** engine spark, step 1: the inputs on S3 in the tenant's reach, their columns, the job's plan and runner in the tenant's lake. */
+      async reconcileSparkPrepare({ task, run }: TaskActivityInput): Promise<SparkPrepared> {
+        const { left, right, options } = parseInputs(task);
+        const lake = sparkLake(task.id);
+        const env = {
+          tenant: run.tenant,
+          lake,
+          s3: deps.s3,
+          workflowId: run.pipelineId === 'reconcile' ? undefined : run.workflowId,
+          scratch: path.join(deps.workRoot ?? path.join(os.tmpdir(), 'strata-reconcile'), `spark-${randomUUID()}`),
+        };
+        try {
+          const l = await sparkInput(left, 'left', env);
+          const r = await sparkInput(right, 'right', env);
+          const lay = sparkLayout(l, r, options);
+          const store = forTenant(lake, run.tenant).store;
+          const folder = sparkFolder(run.workflowId, task.id);
+          // A retried or repeated job starts from no outputs: collect must never read an earlier attempt's.
+          const old = await store.list(`${folder}/`);
+          if (old.length) await store.delete(old.map((o) => o.key));
+          const plan = sparkJobPlan(planFor(lay, l, r, options), l, r, store.uri(`${folder}/out`));
+          await store.putBytes(`${folder}/plan.json`, JSON.stringify(plan));
+          await store.putBytes(`${folder}/reconcile.py`, SPARK_RUNNER);
+          return {
+            job: sparkJobTask(task, `${folder}/reconcile.py`, store.uri(`${folder}/plan.json`)),
+            folder,
+            columns: {
+              key: lay.keyNames,
+              compared: lay.compared,
+              left: l.columns,
+              right: r.columns,
+              onlyLeft: lay.onlyLeft,
+              onlyRight: lay.onlyRight,
+            },
+            inputs: { left: l.source, right: r.source },
+          };
+        } finally {
+          await rm(env.scratch, { recursive: true, force: true });
+        }
+      },
+
+      /** engine spark, step 3: the job's outputs as the result every engine returns (and the differences dataset). */
+      async reconcileSparkCollect(c: {
+        task: TaskActivityInput['task'];
+        run: TaskActivityInput['run'];
+        prepared: SparkPrepared;
+        job: Record<string, unknown>;
+      }): Promise<Record<string, unknown>> {
+        const { task, run, prepared } = c;
+        const { left, right, options } = parseInputs(task);
+        const lake = sparkLake(task.id);
+        const store = forTenant(lake, run.tenant).store;
+        const ctx = Context.current();
+        const work = path.join(deps.workRoot ?? path.join(os.tmpdir(), 'strata-reconcile'), `spark-${randomUUID()}`);
+        const diffId = options.differences ? differencesId(options.differences) : undefined;
+        try {
+          const lines = diffId ? diffLines(path.join(work, 'diff')) : undefined;
+          let n = 0;
+          const result = await readSparkOutputs(
+            store,
+            prepared.folder,
+            prepared,
+            options,
+            lines &&
+              (async (d) => {
+                if (++n % 10_000 === 0) ctx.heartbeat({ differences: n });
+                await lines.write(d);
+              }),
+            path.join(work, 'parts'),
+          );
+          await lines?.close();
+          const published =
+            diffId &&
+            (await publishDifferences(
+              lake,
+              { tenant: run.tenant, runId: run.workflowId, pipelineId: run.pipelineId, taskId: task.id },
+              diffId,
+              path.join(work, 'diff'),
+              attemptTag(),
+              [prepared.inputs.left, prepared.inputs.right].flatMap((x) =>
+                x.dataset && x.version
+                  ? [{ ...parseDatasetName(x.dataset)!, namespace: x.namespace ?? 'default', version: x.version }]
+                  : [],
+              ),
+            ));
+          const out = await record(
+            { task, run, left, right },
+            {
+              ...summarize({
+                method: 'spark',
+                reason: `engine spark asked for: the comparison ran as generated Spark SQL in ${typeof c.job.job === 'string' ? c.job.job : 'a Spark job'} and is exact`,
+                ...result,
+              }),
+              inputs: prepared.inputs,
+              job: c.job,
+              ...(published
+                ? {
+                    differencesDataset: {
+                      dataset: `${published.layer}.${published.name}`,
+                      version: published.version,
+                      rows: published.rowCount,
+                    },
+                  }
+                : {}),
+            },
+          );
+          // The job's plan and outputs (the tenant's rows among them) are not kept once read.
+          const kept = await store.list(`${prepared.folder}/`);
+          if (kept.length) await store.delete(kept.map((o) => o.key));
+          return out;
+        } finally {
+          await rm(work, { recursive: true, force: true });
+        }
+      },
+    }),
+
     reconcileTask: taskActivity(async ({ task, run }, signal, heartbeat) => {
       const id = createHash('sha256').update(`${run.workflowId}/${task.id}`).digest('hex').slice(0, 16);
       const workDir = path.join(deps.workRoot ?? path.join(os.tmpdir(), 'strata-reconcile'), id);
@@ -94,6 +267,16 @@ export function createReconcileActivities(deps: ReconcileDeps) {
     }),
   };
 
+  /** engine spark reads through the lake catalog and the tenant's store on S3. */
+  function sparkLake(taskId: string): LakeDeps {
+    if (!deps.lake)
+      throw new NonRetryableError(
+        `task ${taskId}: engine spark reads the inputs from the lake, but this worker has no lake: set STRATA_LAKE_ROOT (on S3) and DATABASE_URL on the worker`,
+        'ConfigError',
+      );
+    return deps.lake;
+  }
+
   async function compare(
     { task, run }: { task: Record<string, unknown> & { id: string }; run: TaskActivityInput['run'] },
     signal: AbortSignal,
@@ -101,6 +284,11 @@ export function createReconcileActivities(deps: ReconcileDeps) {
     workDir: string,
   ) {
     const { left, right, options } = parseInputs(task);
+    if (options.engine === 'spark')
+      throw new NonRetryableError(
+        'engine spark runs as a Spark job (the reconcileJob workflow), not in this activity',
+        'ConfigError',
+      );
     const info = Context.current().info;
     const prior = info.heartbeatDetails as ReconcileHeartbeat | undefined;
     let checkpoint = prior?.checkpoint;
@@ -184,49 +372,22 @@ export function createReconcileActivities(deps: ReconcileDeps) {
             : [],
         ),
       ));
-    const out = {
-      ...summarize(result),
-      inputs: { left: l.source, right: r.source },
-      ...(published
-        ? {
-            differencesDataset: {
-              dataset: `${published.layer}.${published.name}`,
-              version: published.version,
-              rows: published.rowCount,
-            },
-          }
-        : {}),
-    };
-    const policy = task.failOnDifference ? 'fail' : ((task.policy as string | undefined) ?? 'record');
-    if (policy === 'warn' && out.differences > 0)
-      Object.assign(out, {
-        warning: `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
-      });
-    if (deps.db) {
-      const id = run.pipelineId === 'reconcile' ? run.workflowId : `${run.workflowId}/${task.id}`;
-      await deps.db.query(
-        `INSERT INTO reconciliations (id, tenant, left_uri, right_uri, method, differences, result, mapping, pipeline_id, run_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (id) DO UPDATE SET method = EXCLUDED.method, differences = EXCLUDED.differences, result = EXCLUDED.result, finished_at = now()`,
-        [
-          id,
-          run.tenant,
-          inputLabel(left),
-          inputLabel(right),
-          out.method,
-          out.differences,
-          JSON.stringify({ ...out, policy }),
-          (task.mapping as string | undefined) ?? null,
-          run.pipelineId,
-          run.workflowId,
-        ],
-      );
-    }
-    if (task.failOnDifference && out.differences > 0)
-      throw new NonRetryableError(
-        `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
-        'DatasetsDiffer',
-      );
+    const out = await record(
+      { task, run, left, right },
+      {
+        ...summarize(result),
+        inputs: { left: l.source, right: r.source },
+        ...(published
+          ? {
+              differencesDataset: {
+                dataset: `${published.layer}.${published.name}`,
+                version: published.version,
+                rows: published.rowCount,
+              },
+            }
+          : {}),
+      },
+    );
     return { ...out, resumedFrom };
   }
 }

@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { DatasetRef, ReconcileOptions, ReconcileProgress, ReconcileResult } from '../../schemas/reconcile.js';
 import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import { openSource, type Row, type RowSource } from './read.js';
-import { duckKeyUnsupported, duckPartitioned, duckUnsupported } from './duck.js';
+import { duckKeyUnsupported, duckPartitioned, duckUnsupported, estimateRows } from './duck.js';
 import { bloomCompare } from './bloom.js';
 import type { DiffWriter } from './diffs.js';
 
@@ -59,8 +59,11 @@ export interface ReconcileContext {
 
 // Live memory while comparing is roughly parallelism × 8 × this (rows as JS strings).
 const TARGET_PARTITION_BYTES = 4 * 1024 * 1024;
-// The DuckDB path holds one partition of each side in DuckDB (within its memory limit).
+// The DuckDB path holds one partition of each side in DuckDB (within its memory limit): at
+// most this much input, and at most this many rows (a join's memory grows with its rows, and
+// Parquet's bytes on disk say little about them).
 const DUCK_PARTITION_BYTES = 32 * 1024 * 1024;
+const DUCK_PARTITION_ROWS = 480_000;
 
 export async function reconcile(
   leftRef: DatasetRef,
@@ -101,8 +104,11 @@ export async function reconcile(
       : (duckKeyUnsupported(options) ?? (await duckUnsupported(left)) ?? (await duckUnsupported(right)));
   let fallback = notDuck;
   if (!notDuck && cpVersion !== 3) {
+    const rows = (await estimateRows(left)) + (await estimateRows(right));
     const partitions =
-      ctx.checkpoint?.partitions ?? options.partitions ?? Math.max(2, Math.ceil(total / DUCK_PARTITION_BYTES));
+      ctx.checkpoint?.partitions ??
+      options.partitions ??
+      Math.max(2, Math.ceil(total / DUCK_PARTITION_BYTES), Math.ceil(rows / DUCK_PARTITION_ROWS));
     const r = await duckPartitioned(left, right, l, options, ctx, partitions).catch(async (e: Error) => {
       // DuckDB's strict reader refuses a malformed file (ragged rows, text after a closing
       // quote, …): the streaming path reads it and reports the exact line, as it always has.

@@ -157,12 +157,11 @@ export class Tally {
     const d = this.r.duplicates[side];
     d.keys++;
     d.rows += rows.length - 1;
-    if (d.samples.length < this.o.sampleLimit) d.samples.push(this.keyRecord(rows[0], side));
-    this.sink?.({
-      kind: side === 'left' ? 'duplicate_left' : 'duplicate_right',
-      key: this.keyRecord(rows[0], side),
-      count: rows.length,
-    });
+    if (d.samples.length >= this.o.sampleLimit && !this.sink) return;
+    // The key as the key's canonically first row writes it (rows of one key may differ in case or spaces).
+    const key = this.keyRecord(canonical(rows)[0], side);
+    if (d.samples.length < this.o.sampleLimit) d.samples.push(key);
+    this.sink?.({ kind: side === 'left' ? 'duplicate_left' : 'duplicate_right', key, count: rows.length });
   }
 
   private keyRecord(row: Row, side: 'left' | 'right'): Record<string, string | null> {
@@ -227,11 +226,16 @@ export class Tally {
   }
 }
 
+/**
+ * Rows in the canonical order: by their raw values joined by U+001F (a missing value as
+ * U+0001), compared as UTF-8 bytes, which is how Spark and DuckDB order text: the SQL of
+ * `engine: spark` (spark-sql.ts) orders rows the same way, so both pair the same rows.
+ */
 function canonical(rows: Row[]): Row[] {
   if (rows.length < 2) return [...rows];
   return rows
-    .map((r) => [JSON.stringify(r), r] as const)
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map((r) => [Buffer.from(r.map((v) => v ?? '\u0001').join('\u001f')), r] as const)
+    .sort((a, b) => Buffer.compare(a[0], b[0]))
     .map((x) => x[1]);
 }
 

@@ -27,22 +27,27 @@ export interface DiffWriter {
   close: () => Promise<void>;
 }
 
+/** One difference as a line of the lists the dataset is published from. */
+export function diffLine(d: DiffRecord): string {
+  return (
+    JSON.stringify({
+      kind: d.kind,
+      key: JSON.stringify(d.key),
+      column: d.column ?? null,
+      left_value: d.left ?? null,
+      right_value: d.right ?? null,
+      row: d.row ? JSON.stringify(d.row) : null,
+      row_count: d.count ?? null,
+    }) + '\n'
+  );
+}
+
 /** A writer for partition `p`'s differences: kept in memory (a partition is small) and written at close. */
 export function diffWriter(dir: string, p: number): DiffWriter {
   const lines: string[] = [];
   return {
     write: (d) => {
-      lines.push(
-        JSON.stringify({
-          kind: d.kind,
-          key: JSON.stringify(d.key),
-          column: d.column ?? null,
-          left_value: d.left ?? null,
-          right_value: d.right ?? null,
-          row: d.row ? JSON.stringify(d.row) : null,
-          row_count: d.count ?? null,
-        }) + '\n',
-      );
+      lines.push(diffLine(d));
     },
     close: async () => {
       await mkdir(dir, { recursive: true });

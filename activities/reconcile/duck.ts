@@ -3,12 +3,22 @@
  *
  * 1. Each side is read once by DuckDB (its parallel CSV reader, or Parquet) and written into
  *    P partition files by the hash of its (normalised) key — one checkpoint per side.
- * 2. Partition by partition (one checkpoint each): DuckDB loads the two partition files,
- *    counts each key's rows per side, and counts as matched every key with exactly one row a
- *    side whose compared values are byte-for-byte equal (raw equality implies equality under
- *    any normalisation). Only the rows of every other key — changed, one-sided, duplicated,
- *    or equal only after trim / case / tolerance — come back to JavaScript, grouped by key,
- *    and go through the same Tally as the other paths. So the answer is the same exact one.
+ * 2. Partition by partition (one checkpoint each): one FULL OUTER JOIN of the two partition
+ *    files on the key counts the rows it joins from each side and the pairs whose compared
+ *    values are byte-for-byte equal (raw equality implies equality under any normalisation).
+ *    When it joined no row twice (its row counts equal the partitions' own, so every key on
+ *    both sides has one row a side), those pairs are matched keys, and a second pass of the
+ *    same join streams every other row — changed, one-sided, or equal only after trim /
+ *    case / tolerance — to JavaScript, where it goes through the same Tally as the other
+ *    paths. A partition where a key has rows on both sides and more than one on either
+ *    takes the general route: such keys come back whole. So the answer is the same exact one.
+ *
+ * Why this shape (measured with bench/reconcile.ts): reading a CSV is DuckDB's cheap part;
+ * writing the partitions costs several times more, so each row is written once, the
+ * partition files are CSV (DuckDB's partitioned Parquet writer costs twice as much), and
+ * DuckDB buffers only PARTITION_FLUSH_ROWS rows per thread before writing (its default of
+ * half a million overshoots the memory limit by far). Re-reading a partition costs less
+ * than materialising it as a table.
  *
  * DuckDB runs in the sandbox (activities/sql/sandbox.ts): it may read exactly the two input
  * files and the comparison's own work folder, with a memory limit (spilling into that
@@ -27,6 +37,9 @@ import type { Checkpoint, ReconcileContext } from './client.js';
 
 const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
 const col = (i: number) => `c${i}`;
+
+/** Rows the partitioning COPY buffers per thread before writing them out (see the top of this file). */
+const PARTITION_FLUSH_ROWS = 50_000;
 
 /** DuckDB memory for the comparison (the rest of the worker's budget is Node's own). */
 export const DUCK_MEMORY = process.env.STRATA_RECONCILE_DUCK_MEMORY ?? '128MB';
@@ -47,6 +60,25 @@ export async function duckUnsupported(src: RowSource): Promise<string | undefine
   if (await hasByte(src.file, 0x0d))
     return `${path.basename(src.file)} has carriage returns (CRLF line ends or a CR in a field)`;
   return undefined;
+}
+
+/**
+ * About how many rows an input has, to size partitions: a Parquet file's own count, or a
+ * CSV's size over the mean length of the lines in its first megabyte (an estimate: it only
+ * picks a partition count).
+ */
+export async function estimateRows(src: RowSource): Promise<number> {
+  if (src.rowCount !== undefined) return src.rowCount;
+  const fh = await open(src.file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    let lines = 0;
+    for (let at = buf.indexOf(0x0a); at >= 0 && at < bytesRead; at = buf.indexOf(0x0a, at + 1)) lines++;
+    return bytesRead ? Math.ceil((src.size * Math.max(1, lines)) / bytesRead) : 0;
+  } finally {
+    await fh.close();
+  }
 }
 
 async function hasByte(file: string, byte: number): Promise<boolean> {
@@ -111,6 +143,7 @@ export async function withDuck<T>(ctx: ReconcileContext, files: string[], fn: (d
       'SET preserve_insertion_order = false',
       "SET allocator_flush_threshold = '8MB'",
       'SET allocator_background_threads = true',
+      `SET partitioned_write_flush_threshold = ${PARTITION_FLUSH_ROWS}`,
     ])
       await duck.conn.run(s);
     await duck.lock({
@@ -203,59 +236,71 @@ export async function duckPartitioned(
     // Compare partition by partition: each is small (bounded by the partition count), so it runs in memory.
     const done = new Set(cp.compared);
     const norm = normalizer(o);
+    const nk = keyL.length;
+    const kcols = Array.from({ length: nk }, (_, i) => `k${i}`);
+    const on = (a: string, b: string) => kcols.map((k) => `${a}.${k} IS NOT DISTINCT FROM ${b}.${k}`).join(' AND ');
     const eq =
       l.compared
         .map((_, i) => `l.${col(l.left.cols[i])} IS NOT DISTINCT FROM r.${col(l.right.cols[i])}`)
         .join(' AND ') || 'true';
-    const nk = keyL.length;
-    const kcols = Array.from({ length: nk }, (_, i) => `k${i}`);
-    const on = (a: string, b: string) => kcols.map((k) => `${a}.${k} IS NOT DISTINCT FROM ${b}.${k}`).join(' AND ');
-    const partFiles = (side: 'l' | 'r', p: number) => path.join(partDir(ctx.workDir, side), `p=${p}`);
+    /** One side's partition as a relation: the normalised key k0…, a presence flag x, and the row c0…. */
+    const partRel = (s: (typeof sides)[number], p: number) => {
+      const dir = path.join(partDir(ctx.workDir, s.side), `p=${p}`);
+      const width = s.src.header.length;
+      const k = keyExprs(s.key, o);
+      const cols = Array.from({ length: width }, (_, i) => col(i));
+      const columns = `{${cols.map((c) => `${q(c)}: 'VARCHAR'`).join(', ')}}`;
+      return existsSync(dir)
+        ? `(SELECT ${k.map((e, i) => `${e} AS k${i}`).join(', ')}, true AS x, ${cols.join(', ')} FROM read_csv(${q(path.join(dir, '*.csv'))}, header = false, auto_detect = false, delim = ',', quote = '"', escape = '"', new_line = '\\n', columns = ${columns}, strict_mode = true, allow_quoted_nulls = false, hive_partitioning = false, buffer_size = 4194304))`
+        : `(SELECT ${[...kcols, 'x', ...cols].map((c) => `NULL::${c === 'x' ? 'BOOLEAN' : 'VARCHAR'} AS ${c}`).join(', ')} LIMIT 0)`;
+    };
+    const rowsOf = (s: (typeof sides)[number], alias: string) =>
+      s.src.header.map((_, i) => `${alias}.${col(i)}`).join(', ');
+    const [L, R] = sides;
     await withDuck(ctx, files, async ({ conn }) => {
       for (let p = 0; p < cp.partitions; p++) {
         if (done.has(p)) continue;
         check(ctx.signal);
-        for (const s of sides) {
-          const dir = partFiles(s.side, p);
-          const width = s.src.header.length;
-          const columns = `{${Array.from({ length: width }, (_, i) => `${q(col(i))}: 'VARCHAR'`).join(', ')}}`;
-          const from = existsSync(dir)
-            ? `read_csv(${q(path.join(dir, '*.csv'))}, header = false, auto_detect = false, delim = ',', quote = '"', escape = '"', new_line = '\\n', columns = ${columns}, strict_mode = true, allow_quoted_nulls = false, hive_partitioning = false)`
-            : `(SELECT ${Array.from({ length: width }, (_, i) => `NULL::VARCHAR AS ${col(i)}`).join(', ')} LIMIT 0)`;
-          const k = keyExprs(s.key, o);
-          await conn.run(
-            `CREATE OR REPLACE TEMP TABLE ${s.side}p AS SELECT ${k.map((e, i) => `${e} AS k${i}`).join(', ')}, * FROM ${from}`,
-          );
-        }
-        // Keys with more than one row on either side, then the equal one-to-one pairs.
-        await conn.run(
-          `CREATE OR REPLACE TEMP TABLE dk AS SELECT ${kcols.join(', ')} FROM lp GROUP BY ALL HAVING count(*) > 1 UNION SELECT ${kcols.join(', ')} FROM rp GROUP BY ALL HAVING count(*) > 1`,
-        );
-        await conn.run(
-          `CREATE OR REPLACE TEMP TABLE s AS SELECT l.rowid AS lr, r.rowid AS rr FROM lp l JOIN rp r ON ${on('l', 'r')} WHERE ${eq} AND NOT EXISTS (SELECT 1 FROM dk WHERE ${on('dk', 'l')})`,
-        );
-        const matched = Number((await conn.runAndReadAll('SELECT count(*) FROM s')).getRows()[0][0]);
         const t = new Tally(l, o);
         const w = ctx.diffs?.(p);
         if (w) t.sink = w.write;
-        t.matchedPairs(matched);
-        // The rest, grouped by key in JavaScript (the same grouping as the other paths).
-        const groups = new Map<string, { l: Row[]; r: Row[] }>();
-        for (const s of sides) {
-          const cols = s.src.header.map((_, i) => `x.${col(i)}`).join(', ');
-          const res = await conn.stream(`SELECT ${cols} FROM ${s.side}p x ANTI JOIN s ON x.rowid = s.${s.side}r`);
+        const lp = partRel(L, p);
+        const rp = partRel(R, p);
+        const join = `${lp} l FULL OUTER JOIN ${rp} r ON ${on('l', 'r')}`;
+        // The join's counts (see the top of this file): settled pairs, and whether it joined any row twice.
+        const [counts] = (
+          await conn.runAndReadAll(
+            `SELECT count(l.x), count(r.x), count(*) FILTER (WHERE l.x AND r.x AND ${eq}), ` +
+              `(SELECT count(*) FROM ${lp}), (SELECT count(*) FROM ${rp}) FROM ${join}`,
+          )
+        ).getRows();
+        const [joinL, joinR, settled, rowsL, rowsR] = counts.map(Number);
+        if (joinL === rowsL && joinR === rowsR) {
+          t.matchedPairs(settled);
+          const oneSided = new Map<string, { l: Row[]; r: Row[] }>();
+          const wl = L.src.header.length;
+          const res = await conn.stream(
+            `SELECT l.x, ${rowsOf(L, 'l')}, r.x, ${rowsOf(R, 'r')} FROM ${join} WHERE NOT (l.x IS NOT NULL AND r.x IS NOT NULL AND ${eq})`,
+          );
           for (;;) {
             const chunk = await res.fetchChunk();
             if (!chunk || chunk.rowCount === 0) break;
-            for (const row of chunk.getRows() as Row[]) {
-              const key = keyOf(row, s.key, norm);
-              let g = groups.get(key);
-              if (!g) groups.set(key, (g = { l: [], r: [] }));
-              g[s.side].push(row);
+            for (const row of chunk.getRows() as (string | boolean | null)[][]) {
+              const lr = row[0] ? (row.slice(1, 1 + wl) as Row) : undefined;
+              const rr = row[1 + wl] ? (row.slice(2 + wl) as Row) : undefined;
+              // A key on both sides has one row a side here: its pair is its whole group.
+              if (lr && rr) t.group([lr], [rr]);
+              else {
+                const key = lr ? keyOf(lr, L.key, norm) : keyOf(rr!, R.key, norm);
+                let g = oneSided.get(key);
+                if (!g) oneSided.set(key, (g = { l: [], r: [] }));
+                if (lr) g.l.push(lr);
+                else g.r.push(rr!);
+              }
             }
           }
-        }
-        for (const g of groups.values()) t.group(g.l, g.r);
+          for (const g of oneSided.values()) t.group(g.l, g.r);
+        } else await compareWithDuplicates(conn, t, p);
         await w?.close();
         mergeInto(cp.partial, t.r, o.sampleLimit);
         cp.compared.push(p);
@@ -270,6 +315,40 @@ export async function duckPartitioned(
         await ctx.afterPartition?.(cp.compared.length);
       }
     });
+    /**
+     * A partition with a key duplicated across both sides: keys with more than one row on
+     * either side are left out of DuckDB's matching, and come back whole.
+     */
+    async function compareWithDuplicates(conn: Duck['conn'], t: Tally, p: number) {
+      for (const s of sides)
+        await conn.run(`CREATE OR REPLACE TEMP TABLE ${s.side}p AS SELECT * FROM ${partRel(s, p)}`);
+      await conn.run(
+        `CREATE OR REPLACE TEMP TABLE dk AS SELECT ${kcols.join(', ')} FROM lp GROUP BY ALL HAVING count(*) > 1 UNION SELECT ${kcols.join(', ')} FROM rp GROUP BY ALL HAVING count(*) > 1`,
+      );
+      await conn.run(
+        `CREATE OR REPLACE TEMP TABLE s AS SELECT l.rowid AS lr, r.rowid AS rr FROM lp l JOIN rp r ON ${on('l', 'r')} WHERE ${eq} AND NOT EXISTS (SELECT 1 FROM dk WHERE ${on('dk', 'l')})`,
+      );
+      t.matchedPairs(Number((await conn.runAndReadAll('SELECT count(*) FROM s')).getRows()[0][0]));
+      // The rest, grouped by key in JavaScript (the same grouping as the other paths).
+      const groups = new Map<string, { l: Row[]; r: Row[] }>();
+      for (const s of sides) {
+        const res = await conn.stream(
+          `SELECT ${rowsOf(s, 'x')} FROM ${s.side}p x ANTI JOIN s ON x.rowid = s.${s.side}r`,
+        );
+        for (;;) {
+          const chunk = await res.fetchChunk();
+          if (!chunk || chunk.rowCount === 0) break;
+          for (const row of chunk.getRows() as Row[]) {
+            const key = keyOf(row, s.key, norm);
+            let g = groups.get(key);
+            if (!g) groups.set(key, (g = { l: [], r: [] }));
+            g[s.side].push(row);
+          }
+        }
+      }
+      for (const g of groups.values()) t.group(g.l, g.r);
+      await conn.run('DROP TABLE lp; DROP TABLE rp; DROP TABLE dk; DROP TABLE s');
+    }
     await rm(ctx.workDir, { recursive: true, force: true });
     progress({
       phase: 'done',

@@ -29,6 +29,8 @@ export interface RowSource {
    */
   lines?(): AsyncIterable<(string | Row)[]>;
   delimiter?: string;
+  /** Rows, when the file says so without being read (Parquet). */
+  rowCount?: number;
   /** How the file is read, for engines that read it themselves (the DuckDB path). */
   format: 'csv' | 'parquet';
   csv?: CsvOptions;
@@ -211,6 +213,11 @@ async function openParquet(file: string, size: number): Promise<RowSource> {
   const cols = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${quoteLiteral(file)})`))
     .getRows()
     .map((r) => String(r[0]));
+  const rowCount = Number(
+    (
+      await conn.runAndReadAll(`SELECT sum(num_rows) FROM parquet_file_metadata(${quoteLiteral(file)})`)
+    ).getRows()[0][0],
+  );
   conn.closeSync();
   db.closeSync();
   let done = 0;
@@ -219,6 +226,7 @@ async function openParquet(file: string, size: number): Promise<RowSource> {
     format: 'parquet',
     header: cols,
     size,
+    rowCount,
     bytesRead: () => done,
     async *rows() {
       const inst = await DuckDBInstance.create(':memory:');

@@ -14,7 +14,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -27,6 +27,11 @@ export interface S3Config {
   secretAccessKey?: string;
   /** Path-style addressing (MinIO, Ceph); on by default when an endpoint is set. */
   forcePathStyle?: boolean;
+}
+
+export interface ByteRange {
+  start: number;
+  end: number;
 }
 
 export interface ObjectInfo {
@@ -42,7 +47,8 @@ export interface ObjectStore {
   putFile(key: string, file: string): Promise<void>;
   putBytes(key: string, body: string | Uint8Array): Promise<void>;
   getFile(key: string, file: string): Promise<void>;
-  getBytes(key: string): Promise<Buffer>;
+  /** The object's bytes, or those from `start` to `end` (inclusive). */
+  getBytes(key: string, range?: ByteRange): Promise<Buffer>;
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Every object whose key starts with prefix, in key order. */
   list(prefix: string): Promise<ObjectInfo[]>;
@@ -134,8 +140,16 @@ class FileStore implements ObjectStore {
     await mkdir(path.dirname(file), { recursive: true });
     await copyFile(this.p(key), file);
   }
-  async getBytes(key: string) {
-    return readFile(this.p(key));
+  async getBytes(key: string, range?: ByteRange) {
+    if (!range) return readFile(this.p(key));
+    const f = await open(this.p(key), 'r');
+    try {
+      const buf = Buffer.alloc(Math.max(0, range.end - range.start + 1));
+      const { bytesRead } = await f.read(buf, 0, buf.length, range.start);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await f.close();
+    }
   }
   async head(key: string) {
     const s = await stat(this.p(key)).catch(() => undefined);
@@ -236,9 +250,15 @@ class S3Store implements ObjectStore {
     );
     await pipeline(r.Body as Readable, createWriteStream(file));
   }
-  async getBytes(key: string) {
+  async getBytes(key: string, range?: ByteRange) {
     const r = await this.call(`get ${this.uri(key)}`, () =>
-      this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })),
+      this.s3.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.k(key),
+          ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+        }),
+      ),
     );
     return Buffer.from(await r.Body!.transformToByteArray());
   }

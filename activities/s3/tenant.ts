@@ -8,7 +8,7 @@
 import path from 'node:path';
 import { LocationError, normaliseLocation as normalise, TENANT_RE } from '../../schemas/tenant.js';
 import { NonRetryableError } from '../../schemas/errors.js';
-import { openStore, type ObjectInfo, type ObjectStore, type S3Config } from './client.js';
+import { openStore, type ByteRange, type ObjectInfo, type ObjectStore, type S3Config } from './client.js';
 
 export function assertTenant(tenant: string): string {
   if (!TENANT_RE.test(tenant))
@@ -48,7 +48,7 @@ class PrefixedStore implements ObjectStore {
   putFile = async (key: string, file: string) => this.inner.putFile(this.k(key), file);
   putBytes = async (key: string, body: string | Uint8Array) => this.inner.putBytes(this.k(key), body);
   getFile = async (key: string, file: string) => this.inner.getFile(this.k(key), file);
-  getBytes = async (key: string) => this.inner.getBytes(this.k(key));
+  getBytes = async (key: string, range?: ByteRange) => this.inner.getBytes(this.k(key), range);
   head = async (key: string) => {
     const h = await this.inner.head(this.k(key));
     return h && this.rel(h);

@@ -124,6 +124,34 @@ describe('reconcile: planted differences', () => {
     expect(norm.columnMismatches).toEqual({ v: 1 });
   });
 
+  it('on the DuckDB path, a key duplicated on both sides (even in identical rows) gets the in-memory answer, and data without duplicates the planted one', async () => {
+    // Identical duplicates on both sides: a join alone would count 1×1→4 and 2×1→2 equal pairs.
+    const [l, r] = await files(
+      'xdup',
+      'id,v\n1,a\n1,a\n2,b\n2,b\n3,c\n3,c\n4,d\n5,e\n7,g\n7,h\n',
+      'id,v\n1,a\n1,a\n2,b\n3,c\n3,c\n3,c\n4,d\n5,x\n6,f\n7,g\n',
+    );
+    const mem = await run(l, r, { key: ['id'] });
+    expect(mem.method).toBe('memory');
+    for (const partitions of [1, 2, 3]) {
+      const duck = await run(l, r, { key: ['id'], partitions });
+      expect(duck.method).toBe('duckdb');
+      expect({ ...duck.counts, dl: duck.duplicates.left.keys, dr: duck.duplicates.right.keys }).toEqual({
+        ...mem.counts,
+        dl: mem.duplicates.left.keys,
+        dr: mem.duplicates.right.keys,
+      });
+      expect(duck.columnMismatches).toEqual(mem.columnMismatches);
+    }
+    expect(mem.counts).toEqual({ left: 10, right: 10, matched: 7, changed: 1, onlyLeft: 2, onlyRight: 2 });
+    const gl = path.join(dir, 'nodup-l.csv');
+    const gr = path.join(dir, 'nodup-r.csv');
+    const truth = await generatePair(gl, gr, { rows: 20_000, rate: 0.01, awkward: true, seed: 11 });
+    const duck = await run(gl, gr, { key: ['id'], partitions: 4 });
+    expect(duck.method).toBe('duckdb');
+    expectTruth(duck, truth);
+  });
+
   it('compares whole rows as multisets when no key is given', async () => {
     const [l, r] = await files('multiset', 'a,b\n1,x\n1,x\n2,y\n3,z\n', 'a,b\n2,y\n1,x\n4,w\n3,z\n3,z\n');
     const res = await run(l, r);

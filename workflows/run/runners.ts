@@ -24,12 +24,13 @@ import type { PipelineSpec } from '../../schemas/pipeline.js';
 import type { PipelineRunInput, RunContext, TaskActivityInput, TaskEnvelope, TaskRefInput } from '../../schemas/run.js';
 import { renderSpecTask, type TaskProfile } from '../../schemas/skeleton.js';
 import { externalJob, type ExternalJobRunInput } from '../external-job.js';
+import { reconcileJob } from '../reconcile-job.js';
 
 /** The task activities, typed by the worker's own registry. */
 type TaskActivities = Pick<WorkerActivities, TaskActivityName>;
 
 /** The child workflows that run tasks, by the name a kind's runner gives. */
-const TASK_WORKFLOWS = { externalJob } satisfies Record<TaskWorkflowName, unknown>;
+const TASK_WORKFLOWS = { externalJob, reconcileJob } satisfies Record<TaskWorkflowName, unknown>;
 
 /** One task about to run: what every runner needs. */
 export interface TaskCall {
