@@ -55,7 +55,7 @@ import {
   type TableMetadata,
 } from './metadata.js';
 import { policyOf, type MaintenancePolicy } from './policy.js';
-import { fieldIdsClause, type Schema } from './schema.js';
+import { fieldIdsClause, sameFields, type Schema } from './schema.js';
 import { fileStats } from './stats.js';
 import { keyOf, writeMetadata } from './writer.js';
 
@@ -484,7 +484,8 @@ export interface CompactResult {
 interface LiveEntry {
   entry: ManifestEntry;
   manifest: ManifestFile;
-  schemaId: number;
+  /** Written with the table's current fields (ids, names, types). */
+  current: boolean;
 }
 
 /** The Avro partition fields of a spec, typed from the schema (top-level source columns). */
@@ -536,20 +537,23 @@ export async function compactTable(
   const live: LiveEntry[] = [];
   for (const m of lists) {
     const { records, meta: mm } = await reader.manifest(m.manifest_path);
-    const schemaId = Number(mm['schema-id'] ?? -1);
-    for (const e of records) if (e.status !== 2) live.push({ entry: e, manifest: m, schemaId });
+    // Written with the current schema's fields (the schema a manifest names; its id may be a duplicate's).
+    const written = (() => {
+      try {
+        return mm.schema ? (JSON.parse(mm.schema) as Schema) : undefined;
+      } catch {
+        return undefined;
+      }
+    })();
+    const current = written ? sameFields(written, schema) : Number(mm['schema-id']) === schema['schema-id'];
+    for (const e of records) if (e.status !== 2) live.push({ entry: e, manifest: m, current });
   }
   const small = Math.floor(policy.targetFileSizeBytes * 0.75);
   // Groups: same partition spec and values; only files written with the current schema (their field ids match it).
   const groups = new Map<string, LiveEntry[]>();
   for (const l of live) {
     const df = l.entry.data_file;
-    if (
-      df.file_size_in_bytes >= small ||
-      l.schemaId !== schema['schema-id'] ||
-      df.file_format.toUpperCase() !== 'PARQUET'
-    )
-      continue;
+    if (df.file_size_in_bytes >= small || !l.current || df.file_format.toUpperCase() !== 'PARQUET') continue;
     const key = `${l.manifest.partition_spec_id}|${JSON.stringify(df.partition, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? v.toString('hex') : v))}`;
     groups.set(key, [...(groups.get(key) ?? []), l]);
   }
