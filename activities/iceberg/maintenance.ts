@@ -492,7 +492,11 @@ interface LiveEntry {
 function partitionFields(spec: PartitionSpec, schema: Schema) {
   return spec.fields.map((f) => {
     const src = schema.fields.find((x) => x.id === f['source-id']);
-    return { name: f.name, id: f['field-id'], type: partitionResultType(f.transform, src?.type ?? 'string') };
+    return {
+      name: f.name,
+      id: f['field-id'],
+      type: partitionResultType(f.transform.replace(/\[.*$/, ''), src?.type ?? 'string'),
+    };
   });
 }
 
