@@ -18,6 +18,7 @@ import { createS3Activities } from './s3/activities.js';
 import type { S3Config } from './s3/client.js';
 import { createSweeperActivities } from './sweeper/activities.js';
 import { createWapActivities } from './iceberg/activities.js';
+import { createMaintenanceActivities } from './maintenance/activities.js';
 
 /**
  * `lake` (store + catalog) enables datasets, ingestion and s3.* tasks; `s3` holds S3 settings;
@@ -29,7 +30,10 @@ export type ActivityDeps = SqlDeps &
   EmrDeps &
   AirbyteDeps &
   ClusterDeps &
-  Omit<NotifyDeps, 'db'>;
+  Omit<NotifyDeps, 'db'> & {
+    /** Table maintenance: the youngest an unreferenced file may be and still be removed (ms; default 1 h). */
+    orphanFloorMs?: number;
+  };
 
 export function createActivities(deps: ActivityDeps) {
   const specs = createSpecLoader(deps.db);
@@ -59,6 +63,7 @@ export function createActivities(deps: ActivityDeps) {
       },
     }),
     ...createWapActivities(deps),
+    ...createMaintenanceActivities(deps),
   };
   // Every activity the task kinds name is implemented, with the task activity's signature:
   // a kind naming an activity that does not exist, or one of another shape, fails to compile.

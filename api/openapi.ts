@@ -52,7 +52,7 @@ const WHY: Record<number, string> = {
   403: "Not allowed: the key's role is too low, or the request reaches past the key's tenant or tier",
   404: 'Not found (or not visible to the key’s tenant)',
   409: 'Conflicts with the current state (already exists, already ended, still running, not configured for the tenant)',
-  410: 'That version of the dataset was vacuumed',
+  410: 'That version of the dataset was expired by table maintenance',
   413: "The body is over the route's limit",
   422: 'The request contradicts itself (a property both set and removed)',
   415: 'The content-type is not accepted (send application/json, or a YAML spec as application/yaml)',

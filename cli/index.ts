@@ -13,7 +13,10 @@ import { migrate } from '../store/migrate.js';
 import { ReconciliationsService } from '../client/reconciliations.js';
 import { RequestError } from '../schemas/errors.js';
 import { RunsService } from '../client/runs.js';
-import { DatasetsService } from '../client/datasets.js';
+import { DatasetsService, parseDatasetRef } from '../client/datasets.js';
+import { icebergIdent } from '../activities/iceberg/writer.js';
+import { IcebergStore } from '../store/iceberg.js';
+import type { MaintenanceOperation } from '../schemas/maintenance.js';
 import { loadConfig } from '../schemas/config.js';
 import { parseReconcileInput } from '../schemas/reconcile.js';
 import { parseSpecText } from '../schemas/spec-file.js';
@@ -54,6 +57,7 @@ async function loadSpec(file: string): Promise<PipelineSpec> {
 }
 
 async function service(): Promise<{
+  client: Client;
   runs: RunsService;
   reconciliations: ReconciliationsService;
   close: () => Promise<void>;
@@ -77,6 +81,7 @@ async function service(): Promise<{
     uiUrl: config.TEMPORAL_UI_URL,
   });
   return {
+    client,
     runs,
     reconciliations: new ReconciliationsService(client, config.STRATA_TASK_QUEUE),
     close: () => connection.close(),
@@ -498,22 +503,179 @@ datasets
   .command('vacuum')
   .requiredOption(
     '--older-than <days>',
-    'delete versions older than this many days (the current version is always kept)',
+    'expire snapshots replaced more than this many days ago, and orphan files as old (the current version is always kept)',
     positiveInt,
   )
   .option('--dataset <dataset>', 'only this dataset')
   .option('--dry-run', 'only say what would be deleted', false)
   .option('--tenant <tenant>', 'tenant (default STRATA_TENANT)')
-  .description('retention: delete old versions and files of crashed attempts')
+  .description('deprecated: table maintenance now runs on every table by itself (see "strata tables")')
   .action(async (o: { olderThan: number; dataset?: string; dryRun: boolean; tenant?: string }) => {
+    console.error(
+      'strata: "datasets vacuum" is deprecated: every table is maintained by itself now (policy: "strata tables policy", ' +
+        'at once: "strata tables maintain"); this runs snapshot expiry and orphan removal with --older-than as their age',
+    );
     await withDatasets(async (svc, tenant) => {
       const r = await svc.vacuum(tenant, { olderThanDays: o.olderThan, dataset: o.dataset, dryRun: o.dryRun });
       for (const v of r.versions) console.log(`${r.dryRun ? 'would remove' : 'removed'} ${v.dataset}@${v.version}`);
+      for (const s of r.skipped) console.log(`skipped ${s}`);
       console.log(
         `${r.dryRun ? 'would delete' : 'deleted'} ${r.versions.length} version(s), ${r.filesDeleted} file(s)`,
       );
     }, o.tenant);
   });
+
+// ---- tables: Iceberg table maintenance and migration
+const tables = program
+  .command('tables')
+  .description('Iceberg tables: maintenance policy, maintenance now, migration of pre-Iceberg datasets');
+
+/** `silver.orders`, `silver.ns.orders` (a dataset) or `ns.name` / `a.b.name` (any table of the catalog). */
+function tableArg(ref: string): { namespace: string[]; name: string } {
+  const ds = /^(bronze|silver|gold)\./.test(ref) ? parseDatasetRef(ref) : undefined;
+  if (ds?.at) throw new InvalidArgumentError(`a table, not a version: drop "@${ds.at}"`);
+  if (ds) return icebergIdent(ds.id);
+  const parts = ref.split('.');
+  if (parts.length < 2 || parts.some((p) => !/^[A-Za-z0-9_-]+$/.test(p)))
+    throw new InvalidArgumentError(`"${ref}" is not a table: write layer.name (e.g. silver.orders) or namespace.name`);
+  return { namespace: parts.slice(0, -1), name: parts[parts.length - 1] };
+}
+
+tables
+  .command('policy')
+  .argument('<table>', 'layer.name (e.g. silver.orders) or namespace.name')
+  .option('--max-snapshot-age <duration>', 'keep snapshots this long after they stopped being current (e.g. 120h, 7d)')
+  .option('--min-snapshots <n>', 'always keep this many snapshots of each branch')
+  .option('--target-file-size <size>', 'compaction writes files of about this size (e.g. 512MiB)')
+  .option('--min-input-files <n>', 'compact a partition once it has this many small files')
+  .option('--orphan-older-than <duration>', 'remove unreferenced files once this old (e.g. 3d)')
+  .option('--enabled <bool>', 'false: leave the table out of the scheduled maintenance')
+  .option('--tenant <tenant>', 'tenant (default STRATA_TENANT)')
+  .description("print a table's maintenance policy; with options, change it (as Iceberg table properties)")
+  .action(
+    async (
+      ref: string,
+      o: {
+        maxSnapshotAge?: string;
+        minSnapshots?: string;
+        targetFileSize?: string;
+        minInputFiles?: string;
+        orphanOlderThan?: string;
+        enabled?: string;
+        tenant?: string;
+      },
+    ) => {
+      const { policyUpdates, policyOf } = await import('../activities/iceberg/policy.js');
+      const { setTableProperties } = await import('../activities/iceberg/maintenance.js');
+      const t = tableArg(ref);
+      const { updates, problems } = policyUpdates(o);
+      if (problems.length) throw new RequestError(problems.join('; '));
+      await withLake(async (lake, tenant) => {
+        const { forTenant } = await import('../activities/lake/open.js');
+        const scoped = forTenant(lake, tenant);
+        const deps = { db: lake.catalog.db, store: scoped.store, cacheDir: scoped.cacheDir };
+        const row = await new IcebergStore(lake.catalog.db).table(tenant, t.namespace, t.name);
+        if (!row) throw new RequestError(`no table ${ref} in tenant ${tenant}'s warehouse`);
+        const props = Object.keys(updates).length
+          ? await setTableProperties(deps, { tenant, ...t }, updates, Date.now())
+          : (row.metadata as { properties?: Record<string, string> }).properties;
+        const { policy, problems: bad } = policyOf(props);
+        for (const [k, v] of Object.entries(policy)) console.log(`${k.padEnd(20)} ${String(v)}`);
+        for (const b of bad) console.log(`warning: ${b}`);
+      }, o.tenant);
+    },
+  );
+
+tables
+  .command('maintain')
+  .argument('<table>', 'layer.name (e.g. silver.orders) or namespace.name')
+  .option('--only <operations>', 'some of compact,expire_snapshots,remove_orphans (default: all three)')
+  .option('--dry-run', 'only say what would change', false)
+  .option('--tenant <tenant>', 'tenant (default STRATA_TENANT)')
+  .option('--json', 'print JSON', false)
+  .description("run a table's maintenance now, as its tableMaintenance workflow (waits for one already running)")
+  .action(async (ref: string, o: { only?: string; dryRun: boolean; tenant?: string; json: boolean }) => {
+    const { MAINTENANCE_OPERATIONS } = await import('../schemas/maintenance.js');
+    const { maintainTableNow } = await import('../client/table-maintenance.js');
+    const ops = o.only?.split(',').map((x) => x.trim());
+    for (const op of ops ?? [])
+      if (!(MAINTENANCE_OPERATIONS as readonly string[]).includes(op))
+        throw new InvalidArgumentError(`--only takes ${MAINTENANCE_OPERATIONS.join(', ')} (got "${op}")`);
+    const config = loadConfig();
+    const tenant = o.tenant ?? config.STRATA_TENANT;
+    const s = await service();
+    try {
+      const r = await maintainTableNow(s.client, {
+        taskQueue: config.STRATA_TASK_QUEUE,
+        input: {
+          tenant,
+          ...tableArg(ref),
+          operations: ops as MaintenanceOperation[] | undefined,
+          dryRun: o.dryRun,
+        },
+      });
+      if (o.json) return console.log(JSON.stringify(r, null, 2));
+      console.log(`${r.workflowId}${r.joined ? ' (already running: waited for it)' : ''}`);
+      if (r.skipped) console.log(`skipped: ${r.skipped}`);
+      for (const [op, res] of Object.entries(r.results)) {
+        const x = res as Record<string, string | number | string[] | undefined>;
+        const facts =
+          op === 'compact'
+            ? `${String(x.rewritten)} small file(s) into ${String(x.written)}${x.version ? `, version ${String(x.version)}` : ''}`
+            : op === 'expire_snapshots'
+              ? `${(x.expired as unknown[]).length} snapshot(s) expired, ${String(x.filesDeleted)} file(s) deleted`
+              : `${String(x.filesDeleted)} orphan file(s) deleted, ${String(x.tooYoung)} too young`;
+        console.log(`${op}: ${x.skipped ? `skipped (${String(x.skipped)})` : facts}${o.dryRun ? ' [dry run]' : ''}`);
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
+tables
+  .command('migrate')
+  .option('--tenant <tenant>', 'only this tenant (default: every tenant)')
+  .option('--dry-run', 'only say what would become snapshots', false)
+  .description(
+    'make every dataset an Iceberg table and each of its versions a snapshot (files stay where they are; safe to run again)',
+  )
+  .action(async (o: { tenant?: string; dryRun: boolean }) => {
+    const { migrateDatasets } = await import('../activities/iceberg/migrate.js');
+    const { forTenant } = await import('../activities/lake/open.js');
+    await withLake(async (lake) => {
+      const r = await migrateDatasets(
+        { db: lake.catalog.db, storeFor: (t) => forTenant(lake, t).store, cacheDir: lake.cacheDir },
+        { tenant: o.tenant, dryRun: o.dryRun },
+      );
+      let added = 0;
+      for (const d of r.datasets) {
+        added += d.added.length;
+        const what = d.added.length
+          ? `${r.dryRun ? 'would add' : 'added'} snapshot(s) for version(s) ${d.added.join(', ')}${d.created ? ' (new table)' : ''}`
+          : 'up to date';
+        const gone = d.vacuumed.length ? `; version(s) ${d.vacuumed.join(', ')} removed by retention earlier` : '';
+        console.log(`${d.tenant} ${d.dataset}: ${what}${gone}`);
+      }
+      console.log(
+        `${r.datasets.length} dataset(s), ${added} version(s) ${r.dryRun ? 'would become' : 'became'} Iceberg snapshots`,
+      );
+    }, o.tenant);
+  });
+
+/** The lake and its catalog (metastore: DATABASE_URL, else the embedded one), for admin commands. */
+async function withLake<T>(
+  fn: (lake: import('../activities/lake/engine.js').LakeDeps, tenant: string) => Promise<T>,
+  tenant?: string,
+): Promise<T> {
+  const config = loadConfig();
+  const { lakeFromConfig } = await import('../activities/lake/from-config.js');
+  const lake = await lakeFromConfig(config);
+  try {
+    return await fn(lake.lake, tenant ?? config.STRATA_TENANT);
+  } finally {
+    await lake.close();
+  }
+}
 
 program
   .command('ledger-setup')

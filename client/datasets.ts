@@ -1,6 +1,6 @@
 /**
  * The catalog as a service: list, get, versions, lineage and preview of datasets, and
- * retention (vacuum). Plain functions over the lake (store + catalog) that take a tenant
+ * retention (vacuum, now table maintenance). Plain functions over the lake (store + catalog) that take a tenant
  * and throw RequestError with a 4xx status for bad input; the HTTP API mounts them as
  * routes and the CLI calls them directly.
  */
@@ -13,6 +13,10 @@ import { randomUUID } from 'node:crypto';
 import { LAYERS, Namespace, type DatasetId, type Layer } from '../schemas/lake.js';
 import { CatalogError, datasetKey, type DatasetVersion } from '../store/catalog.js';
 import { RequestError } from '../schemas/errors.js';
+import { expireSnapshots, removeOrphans } from '../activities/iceberg/maintenance.js';
+import { icebergIdent } from '../activities/iceberg/writer.js';
+import { IcebergStore } from '../store/iceberg.js';
+import { tenantDatasets } from '../store/maintenance.js';
 
 const NAME_RE = /^(bronze|silver|gold)\.(?:([a-z][a-z0-9_]{0,62})\.)?([a-z_][a-z0-9_]{0,62})(?:@(\d+|[0-9T:.Z+-]+))?$/;
 
@@ -78,6 +82,8 @@ export interface VacuumResult {
   versions: { dataset: string; version: number }[];
   filesDeleted: number;
   dryRun: boolean;
+  /** Datasets left alone, with why. */
+  skipped: string[];
 }
 
 export class DatasetsService {
@@ -179,10 +185,12 @@ export class DatasetsService {
   }
 
   /**
-   * Retention: deletes the files of versions older than `olderThanDays` that are not
-   * current (files a live version still uses, e.g. an incremental's earlier parts, are
-   * kept), marks them vacuumed, and removes files of crashed attempts that no version
-   * points at once they are older than the cutoff.
+   * Retention, the old way of asking for it (`strata datasets vacuum`): now table maintenance's
+   * snapshot expiry and orphan removal (activities/iceberg/maintenance.ts), with `olderThanDays`
+   * as both the snapshot age and the orphan safety age and one snapshot always kept. Versions
+   * whose snapshot expires read as expired (410); their files, and files no version or
+   * snapshot points at (crashed attempts) older than the cutoff, are deleted. A dataset that
+   * is not an Iceberg table yet is listed in `skipped` (run `strata tables migrate`).
    */
   async vacuum(
     tenant: string,
@@ -192,34 +200,29 @@ export class DatasetsService {
       throw new RequestError(`--older-than must be a number of days ≥ 0 (got ${o.olderThanDays})`, 400);
     const id = o.dataset ? parseDatasetRef(o.dataset).id : undefined;
     if (id) await this.mustExist(tenant, id);
-    const cutoff = new Date((o.now ?? new Date()).getTime() - o.olderThanDays * 86_400_000);
-    const old = await this.lake.catalog.vacuumCandidates(tenant, cutoff, id);
-    const datasets = new Map<string, DatasetId>();
-    for (const v of old) datasets.set(datasetKey(v), v);
-    if (id) datasets.set(datasetKey(id), id);
-    let filesDeleted = 0;
+    const ms = o.olderThanDays * 86_400_000;
+    const now = (o.now ?? new Date()).getTime();
     // Only this tenant's prefix is listed or deleted: another tenant's dataset of the same name is out of reach.
-    const store = forTenant(this.lake, tenant).store;
-    for (const [key, ds] of datasets) {
-      const mine = old.filter((v) => datasetKey(v) === key);
-      const keep = new Set<string>();
-      for (const v of await this.lake.catalog.versions(tenant, ds))
-        if (v.status !== 'vacuumed' && !mine.some((m) => m.version === v.version)) v.files.forEach((f) => keep.add(f));
-      const doomed = new Set(mine.flatMap((v) => v.files).filter((f) => !keep.has(f)));
-      // Crashed attempts: files under data/ no version points at, older than the cutoff.
-      const referenced = await this.lake.catalog.liveFiles(tenant, ds);
-      for (const o2 of await store.list(`${ds.layer}/${ds.namespace}/${ds.name}/data/`))
-        if (!referenced.has(o2.key) && o2.lastModified < cutoff) doomed.add(o2.key);
-      filesDeleted += doomed.size;
-      if (!o.dryRun) {
-        await store.delete([...doomed]);
-        for (const v of mine) await this.lake.catalog.markVacuumed(tenant, v);
+    const scoped = forTenant(this.lake, tenant);
+    const deps = { db: this.lake.catalog.db, store: scoped.store, cacheDir: scoped.cacheDir };
+    const out: VacuumResult = { versions: [], filesDeleted: 0, dryRun: !!o.dryRun, skipped: [] };
+    const cat = new IcebergStore(this.lake.catalog.db);
+    for (const ds of id ? [id] : await tenantDatasets(this.lake.catalog.db, tenant)) {
+      const ident = icebergIdent(ds);
+      const table = { tenant, ...ident };
+      if (!(await cat.table(tenant, ident.namespace, ident.name))) {
+        out.skipped.push(`${datasetKey(ds)}: not an Iceberg table yet (run "strata tables migrate")`);
+        continue;
       }
+      const exp = await expireSnapshots(deps, table, {
+        now,
+        overrides: { maxSnapshotAgeMs: ms, minSnapshotsToKeep: 1 },
+        dryRun: o.dryRun,
+      });
+      const orphans = await removeOrphans(deps, table, { now, overrides: { orphanOlderThanMs: ms }, dryRun: o.dryRun });
+      out.versions.push(...exp.versions.sort((a, b) => a - b).map((version) => ({ dataset: datasetKey(ds), version })));
+      out.filesDeleted += exp.filesDeleted + orphans.filesDeleted;
     }
-    return {
-      versions: old.map((v) => ({ dataset: datasetKey(v), version: v.version })),
-      filesDeleted,
-      dryRun: !!o.dryRun,
-    };
+    return out;
   }
 }

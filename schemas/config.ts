@@ -93,6 +93,16 @@ export const ConfigSchema = z.object({
     .string()
     .regex(/^(off|\d+(\.\d+)?(ms|s|m|h|d))$/, 'write a duration like "10m" or "1h", or "off"')
     .default('10m'),
+  /** How often every table's maintenance runs (worker; the strata-table-maintenance Schedule), or `off`. */
+  STRATA_MAINTENANCE_INTERVAL: z
+    .string()
+    .regex(/^(off|\d+(\.\d+)?(ms|s|m|h|d))$/, 'write a duration like "1h" or "6h", or "off"')
+    .default('1h'),
+  /** The youngest an unreferenced file may be and still be removed as an orphan, whatever a table's policy says (worker). */
+  STRATA_MAINTENANCE_MIN_ORPHAN_AGE: z
+    .string()
+    .regex(/^\d+(\.\d+)?(ms|s|m|h|d)$/, 'write a duration like "1h" or "30m"')
+    .default('1h'),
 });
 export type Config = z.infer<typeof ConfigSchema> & { lakeRoot: string };
 

@@ -30,6 +30,7 @@ import {
 } from './external.js';
 import type { SqlTextDialect } from './sql-text.js';
 import { blockedSparkConf, dynamicAllocationProblem } from './spark-policy.js';
+import { CompactFields, ExpireSnapshotsFields, RemoveOrphansFields } from './maintenance.js';
 
 /**
  * The task-kind registry. A kind is its spec fields (validated here) and how the
@@ -131,6 +132,9 @@ export const TASK_ACTIVITIES = [
   's3Copy',
   's3List',
   's3Delete',
+  'compactTask',
+  'expireSnapshotsTask',
+  'removeOrphansTask',
 ] as const;
 export type TaskActivityName = (typeof TASK_ACTIVITIES)[number];
 
@@ -313,6 +317,16 @@ const KINDS = {
     ],
   },
   'airbyte.sync': { fields: AirbyteSyncFields, run: EXTERNAL_JOB },
+  // Table maintenance (also run on every table by the strata-table-maintenance schedule).
+  'table.compact': { fields: CompactFields, run: { type: 'activity', activity: 'compactTask', heartbeat: true } },
+  'table.expire_snapshots': {
+    fields: ExpireSnapshotsFields,
+    run: { type: 'activity', activity: 'expireSnapshotsTask', heartbeat: true },
+  },
+  'table.remove_orphans': {
+    fields: RemoveOrphansFields,
+    run: { type: 'activity', activity: 'removeOrphansTask', heartbeat: true },
+  },
 } satisfies Record<string, KindDef>;
 
 /** The task kinds by name: what a spec's `kind` may be. */

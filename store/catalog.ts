@@ -191,7 +191,10 @@ export class Catalog {
       if (!v) throw new CatalogError(`dataset ${datasetKey(id)} had no version at ${t.toISOString()}`, 'not_found');
     }
     if (v.status === 'vacuumed')
-      throw new CatalogError(`version ${datasetKey(id)}@${v.version} was removed by retention (vacuum)`, 'vacuumed');
+      throw new CatalogError(
+        `version ${datasetKey(id)}@${v.version} was expired by table maintenance (its snapshot and files are gone): read a newer version, see "strata datasets history ${datasetKey(id)}"`,
+        'vacuumed',
+      );
     return v;
   }
 
@@ -280,6 +283,15 @@ export class Catalog {
         );
       return out;
     });
+  }
+
+  /** The number the next version of a dataset gets if nobody commits first (commit allocates it under a lock). */
+  async nextVersion(tenant: string, id: DatasetId): Promise<number> {
+    const r = await this.db.query<{ n: number }>(
+      `SELECT coalesce(max(version), 0) + 1 AS n FROM lake_dataset_versions WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4`,
+      [tenant, id.layer, id.namespace, id.name],
+    );
+    return Number(r.rows[0].n);
   }
 
   async watermark(tenant: string, pipelineId: string, taskId: string): Promise<string | undefined> {

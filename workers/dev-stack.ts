@@ -9,6 +9,8 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { ensureSweeperSchedule } from '../client/sweeper.js';
+import { ensureMaintenanceSchedule } from '../client/table-maintenance.js';
+import { toMs } from '../schemas/duration.js';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -99,6 +101,7 @@ async function main() {
       lake: lake.lake,
       s3: lake.s3,
       db: lake.db,
+      orphanFloorMs: toMs(config.STRATA_MAINTENANCE_MIN_ORPHAN_AGE),
     },
     dataConverter,
   });
@@ -111,6 +114,10 @@ async function main() {
     taskQueue: config.STRATA_TASK_QUEUE,
     interval: config.STRATA_SWEEP_INTERVAL,
   }).catch((e) => console.error(`could not ensure the orphan sweeper schedule: ${(e as Error).message}`));
+  await ensureMaintenanceSchedule(client, {
+    taskQueue: config.STRATA_TASK_QUEUE,
+    interval: config.STRATA_MAINTENANCE_INTERVAL,
+  }).catch((e) => console.error(`could not ensure the table maintenance schedule: ${(e as Error).message}`));
   // A local stack without a configured admin key makes one and keeps it in a file only
   // its owner can read, never in the output.
   const keyFile = path.join(dataDir, 'admin-key');

@@ -14,6 +14,8 @@ import { dataConverterFrom, UNENCRYPTED_WARNING } from '../client/data-converter
 import type { DataConverter } from '@temporalio/common';
 import { Client } from '@temporalio/client';
 import { ensureSweeperSchedule } from '../client/sweeper.js';
+import { ensureMaintenanceSchedule } from '../client/table-maintenance.js';
+import { toMs } from '../schemas/duration.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -144,6 +146,7 @@ async function main() {
       db: lake?.db,
       ...externalDepsFromEnv(),
       faults: faultsFromEnv(),
+      orphanFloorMs: toMs(config.STRATA_MAINTENANCE_MIN_ORPHAN_AGE),
     },
     workflowBundle: bundlePath ? { codePath: bundlePath } : undefined,
   });
@@ -151,13 +154,24 @@ async function main() {
   const running = worker.run();
   // Jobs and clusters whose owning workflow was terminated are stopped by a scheduled sweep.
   // A worker still starts if the schedule cannot be ensured now (the next worker start tries again).
-  await ensureSweeperSchedule(new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }), {
+  const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
+  await ensureSweeperSchedule(client, {
     taskQueue: config.STRATA_TASK_QUEUE,
     interval: config.STRATA_SWEEP_INTERVAL,
   }).then(
     (r) => console.error(`strata worker: orphan sweeper schedule ${r} (every ${config.STRATA_SWEEP_INTERVAL})`),
     (e) => console.error(`strata worker: could not ensure the orphan sweeper schedule: ${(e as Error).message}`),
   );
+  // Every table is compacted, expired and cleaned of orphans by a scheduled sweep (when this worker has a lake).
+  if (lake)
+    await ensureMaintenanceSchedule(client, {
+      taskQueue: config.STRATA_TASK_QUEUE,
+      interval: config.STRATA_MAINTENANCE_INTERVAL,
+    }).then(
+      (r) =>
+        console.error(`strata worker: table maintenance schedule ${r} (every ${config.STRATA_MAINTENANCE_INTERVAL})`),
+      (e) => console.error(`strata worker: could not ensure the table maintenance schedule: ${(e as Error).message}`),
+    );
   await running;
   await health?.close();
   await connection.close();

@@ -7,3 +7,4 @@ export { clusterQuota } from './cluster-quota.js';
 export { notifyRun } from './notify.js';
 export { scheduleWatch } from './schedule-watch.js';
 export { orphanSweep } from './sweeper.js';
+export { tableMaintenance, tableMaintenanceSweep } from './table-maintenance.js';

@@ -277,9 +277,24 @@ function compatible(a: IcebergType, b: IcebergType): boolean {
   return a.type === b.type;
 }
 
-/** True when two schemas have the same fields (ids, names, types), whatever their schema ids. */
+/**
+ * True when two schemas have the same fields (ids, names, types), whatever their schema ids.
+ * Key order does not count: metadata read back from the metastore (jsonb) has its keys
+ * reordered, and an identical schema must still be found as the same one.
+ */
 export function sameFields(a: StructType, b: StructType): boolean {
-  return JSON.stringify(a.fields) === JSON.stringify(b.fields);
+  return JSON.stringify(sortedKeys(a.fields)) === JSON.stringify(sortedKeys(b.fields));
+}
+
+function sortedKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortedKeys);
+  if (!v || typeof v !== 'object') return v;
+  const o = v as Record<string, unknown>;
+  return Object.fromEntries(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, sortedKeys(o[k])]),
+  );
 }
 
 /** DuckDB's FIELD_IDS value for COPY … (FORMAT parquet): a struct literal keyed by column name. */

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DatasetId } from '../../schemas/lake.js';
 import type { Db } from '../../store/db.js';
-import { IcebergStore } from '../../store/iceberg.js';
+import { IcebergStore, type IcebergTableRow } from '../../store/iceberg.js';
 import { auditBranch } from '../../store/iceberg-audit.js';
 import type { ObjectStore } from '../s3/client.js';
 import { stringifyJson } from '../../schemas/json64.js';
@@ -106,9 +106,42 @@ export interface VersionFacts {
 /** A rare race: another writer evolved the schema after this attempt wrote its files. */
 export class SchemaMovedError extends Error {}
 
+/** A version's snapshot written ahead of its commit (manifest, list, metadata), for the table as it was then. */
+export interface PreparedSnapshot {
+  /** The metadata location it was built on (null: the table did not exist). */
+  base: string | null;
+  version: number;
+  promoted: boolean;
+  snapshotId: number;
+  metadataLocation: string;
+  meta: TableMetadata;
+}
+
+/**
+ * Writes a version's snapshot before the metastore transaction that commits the version,
+ * for the table as it is now and the version number it will most likely get. Inside the
+ * transaction, `commitVersionSnapshot` then only moves the pointer, if nothing moved meanwhile.
+ */
+export async function prepareVersionSnapshot(
+  db: Db,
+  store: ObjectStore,
+  tenant: string,
+  id: DatasetId,
+  v: VersionFacts,
+  w: IcebergWrite,
+  now = Date.now(),
+): Promise<PreparedSnapshot> {
+  const ident = icebergIdent(id);
+  const row = await new IcebergStore(db).table(tenant, ident.namespace, ident.name);
+  const built = await buildVersionSnapshot(store, id, v, w, row, now);
+  return { base: row?.metadataLocation ?? null, version: v.version, promoted: v.promoted, ...built };
+}
+
 /**
  * Adds a version's snapshot to its table, inside the metastore transaction `t` that
- * commits the version (the table row is locked, so commits to one table queue up).
+ * commits the version (the table row is locked, so commits to one table queue up). With a
+ * snapshot `prepared` for exactly this version on exactly the metadata the table still
+ * has, only the pointer moves here; otherwise the snapshot is written now.
  */
 export async function commitVersionSnapshot(
   t: Db,
@@ -118,11 +151,39 @@ export async function commitVersionSnapshot(
   v: VersionFacts,
   w: IcebergWrite,
   now = Date.now(),
+  prepared?: PreparedSnapshot,
 ): Promise<{ snapshotId: number; metadataLocation: string }> {
   const cat = new IcebergStore(t);
   const ident = icebergIdent(id);
-  await cat.ensureNamespace(tenant, ident.namespace);
   const row = await cat.table(tenant, ident.namespace, ident.name, true);
+  if (!row) await cat.ensureNamespace(tenant, ident.namespace);
+  const fresh =
+    prepared &&
+    prepared.version === v.version &&
+    prepared.promoted === v.promoted &&
+    prepared.base === (row?.metadataLocation ?? null)
+      ? prepared
+      : await buildVersionSnapshot(store, id, v, w, row, now);
+  if (row) {
+    if (
+      !(await cat.swap(tenant, ident.namespace, ident.name, row.metadataLocation, fresh.metadataLocation, fresh.meta))
+    )
+      throw new Error(`table ${ident.namespace.join('.')}.${ident.name} moved while locked`);
+  } else if (!(await cat.createTable(tenant, ident.namespace, ident.name, fresh.metadataLocation, fresh.meta)))
+    throw new Error(`table ${ident.namespace.join('.')}.${ident.name} was created meanwhile: retry`);
+  return { snapshotId: fresh.snapshotId, metadataLocation: fresh.metadataLocation };
+}
+
+/** The version's snapshot on top of `row` (undefined: a new table): its files written, the metadata returned. */
+async function buildVersionSnapshot(
+  store: ObjectStore,
+  id: DatasetId,
+  v: VersionFacts,
+  w: IcebergWrite,
+  row: IcebergTableRow | undefined,
+  now: number,
+): Promise<{ snapshotId: number; metadataLocation: string; meta: TableMetadata }> {
+  const ident = icebergIdent(id);
   const prefix = datasetLocation(id);
   let meta: TableMetadata =
     (row?.metadata as TableMetadata | undefined) ??
@@ -175,7 +236,6 @@ export async function commitVersionSnapshot(
   }));
   const manifestKey = `${prefix}/metadata/${tag}-m0.avro`;
   const manifest = await encodeContainer(manifestEntrySchema(partType), entries, manifestMeta(schema, spec));
-  await store.putBytes(manifestKey, manifest);
   const added: ManifestFile = {
     manifest_path: store.uri(manifestKey),
     manifest_length: manifest.length,
@@ -203,7 +263,6 @@ export async function commitVersionSnapshot(
     'sequence-number': String(seq),
     'format-version': '2',
   });
-  await store.putBytes(listKey, list);
   const addedBytes = w.files.reduce((a, f) => a + f.bytes, 0);
   const snapshot: Snapshot = {
     'snapshot-id': snapshotId,
@@ -242,12 +301,13 @@ export async function commitVersionSnapshot(
   meta = v.promoted
     ? setRef(meta, 'main', { 'snapshot-id': snapshotId, type: 'branch' }, now)
     : setRef(meta, auditBranch(v.runId, v.taskId), { 'snapshot-id': snapshotId, type: 'branch' }, now);
-  const metadataLocation = await writeMetadata(store, prefix, meta);
-  if (row) {
-    if (!(await cat.swap(tenant, ident.namespace, ident.name, row.metadataLocation, metadataLocation, meta)))
-      throw new Error(`table ${ident.namespace.join('.')}.${ident.name} moved while locked`);
-  } else await cat.createTable(tenant, ident.namespace, ident.name, metadataLocation, meta);
-  return { snapshotId, metadataLocation };
+  // The three files are independent once encoded: written at once.
+  const [metadataLocation] = await Promise.all([
+    writeMetadata(store, prefix, meta),
+    store.putBytes(manifestKey, manifest),
+    store.putBytes(listKey, list),
+  ]);
+  return { snapshotId, metadataLocation, meta };
 }
 
 /** Writes a metadata file `{location}/metadata/{n}-{uuid}.metadata.json`; returns its URI. */

@@ -30,6 +30,7 @@ import {
 import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import {
   commitVersionSnapshot,
+  prepareVersionSnapshot,
   icebergIdent,
   keyOf,
   planSchema,
@@ -73,6 +74,11 @@ export interface LakeDeps {
   lineage?: LineageSink;
   /** Test hooks that simulate a crash at a given step. */
   faults?: { beforeCommit?: (id: DatasetId) => void | Promise<void> };
+  /**
+   * false: write each version's Iceberg snapshot inside the commit transaction instead of
+   * ahead of it (bench:medallion measures both side by side). Default true.
+   */
+  prepareSnapshots?: boolean;
 }
 
 export const datasetPrefix = (id: DatasetId) => `${id.layer}/${id.namespace}/${id.name}`;
@@ -447,6 +453,30 @@ export async function commitVersions(
 ): Promise<DatasetVersion[]> {
   for (const w of written) await deps.faults?.beforeCommit?.(w.id);
   const store = deps.store;
+  // The snapshot's files are written before the transaction, for the version number it will
+  // most likely get; the transaction then only moves the table's pointer (or, if another
+  // writer came first, writes the snapshot itself: the prepared files are orphans).
+  const prepared = await Promise.all(
+    written.map(async (w) =>
+      deps.prepareSnapshots === false
+        ? undefined
+        : prepareVersionSnapshot(
+            deps.catalog.db,
+            store,
+            producer.tenant,
+            w.id,
+            {
+              version: await deps.catalog.nextVersion(producer.tenant, w.id),
+              promoted: w.promote,
+              runId: producer.runId,
+              taskId: producer.taskId,
+              rowCount: w.rowCount,
+              bytes: w.bytes,
+            },
+            w.iceberg,
+          ).catch(() => undefined),
+    ),
+  );
   const versions = await deps.catalog
     .commit(
       producer,
@@ -468,6 +498,8 @@ export async function commitVersions(
             bytes: v.bytes,
           },
           written[i].iceberg,
+          undefined,
+          prepared[i],
         ),
     )
     .catch((e) => {

@@ -61,6 +61,8 @@ export interface TestStackOptions {
   reconcileFaults?: ReconcileDeps['faults'];
   /** Notification channels and link bases for this stack's workers. */
   notify?: Omit<NotifyDeps, 'db'>;
+  /** Table maintenance's orphan safety floor for this stack's workers (ms; default the worker's 1 h). */
+  orphanFloorMs?: number;
 }
 
 export async function testStack(name: string, opts: TestStackOptions = {}): Promise<TestStack> {
@@ -124,7 +126,16 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
       const worker = await createStrataWorker({
         connection: native,
         taskQueue,
-        deps: { lakeRoot, connections, lake, s3, db, faults: opts.reconcileFaults, ...opts.notify },
+        deps: {
+          lakeRoot,
+          connections,
+          lake,
+          s3,
+          db,
+          faults: opts.reconcileFaults,
+          ...opts.notify,
+          orphanFloorMs: opts.orphanFloorMs,
+        },
         workflowBundle: { codePath: inject('workflowBundlePath') },
         dataConverter,
       });
