@@ -4,13 +4,8 @@
  * over every table, and starting one table's `tableMaintenance` now (the CLI's
  * `strata tables maintain`).
  */
-import {
-  ScheduleAlreadyRunning,
-  ScheduleOverlapPolicy,
-  WorkflowExecutionAlreadyStartedError,
-  type Client,
-} from '@temporalio/client';
-import { toMs } from '../schemas/duration.js';
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { ensureIntervalSchedule, type ScheduleOutcome } from './platform-schedule.js';
 import { MAINTENANCE_SCHEDULE_ID, maintenanceWorkflowId, type TableMaintenanceInput } from '../schemas/maintenance.js';
 import type { TableMaintenanceResult } from '../workflows/table-maintenance.js';
 
@@ -20,54 +15,15 @@ export const DEFAULT_MAINTENANCE_INTERVAL = '1h';
 export async function ensureMaintenanceSchedule(
   client: Client,
   o: { taskQueue: string; interval?: string; scheduleId?: string },
-): Promise<'created' | 'updated' | 'unchanged' | 'deleted' | 'absent'> {
-  const interval = o.interval ?? DEFAULT_MAINTENANCE_INTERVAL;
-  const scheduleId = o.scheduleId ?? MAINTENANCE_SCHEDULE_ID;
-  const handle = client.schedule.getHandle(scheduleId);
-  if (interval === 'off')
-    return handle.delete().then(
-      () => 'deleted' as const,
-      () => 'absent' as const,
-    );
-  const every = toMs(interval);
-  const action = {
-    type: 'startWorkflow' as const,
-    workflowType: 'tableMaintenanceSweep',
-    workflowId: scheduleId,
+): Promise<ScheduleOutcome> {
+  return ensureIntervalSchedule(client, {
+    scheduleId: o.scheduleId ?? MAINTENANCE_SCHEDULE_ID,
+    interval: o.interval ?? DEFAULT_MAINTENANCE_INTERVAL,
     taskQueue: o.taskQueue,
+    workflowType: 'tableMaintenanceSweep',
     args: [{}],
     staticSummary: 'Compaction, snapshot expiry and orphan removal on every table',
-  };
-  try {
-    await client.schedule.create({
-      scheduleId,
-      spec: { intervals: [{ every }] },
-      action,
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: every },
-    });
-    return 'created';
-  } catch (e) {
-    if (!(e instanceof ScheduleAlreadyRunning)) throw e;
-  }
-  const d = await handle.describe();
-  const have = d.spec.intervals?.[0]?.every;
-  const act = d.action as { taskQueue?: string; workflowType?: string };
-  const same = (() => {
-    try {
-      return have !== undefined && toMs(have) === every;
-    } catch {
-      return false;
-    }
-  })();
-  if (
-    d.spec.intervals?.length === 1 &&
-    same &&
-    act.taskQueue === o.taskQueue &&
-    act.workflowType === action.workflowType
-  )
-    return 'unchanged';
-  await handle.update((prev) => ({ ...prev, spec: { intervals: [{ every }] }, action }));
-  return 'updated';
+  });
 }
 
 /**

@@ -42,7 +42,6 @@ import {
   manifestEntrySchema,
   manifestMeta,
   partitionResultType,
-  type DataFile,
   type ManifestEntry,
   type ManifestFile,
 } from './avro.js';
@@ -57,7 +56,7 @@ import {
 import { policyOf, type MaintenancePolicy } from './policy.js';
 import { fieldIdsClause, sameFields, type Schema } from './schema.js';
 import { fileStats } from './stats.js';
-import { keyOf, writeMetadata } from './writer.js';
+import { dataFile, keyOf, writeMetadata } from './writer.js';
 
 export interface MaintenanceDeps {
   db: Db;
@@ -636,24 +635,7 @@ export async function compactTable(
           snapshot_id: null,
           sequence_number: null,
           file_sequence_number: null,
-          data_file: {
-            content: 0,
-            file_path: store.uri(key),
-            file_format: 'PARQUET',
-            partition: first.partition,
-            record_count: stats.recordCount,
-            file_size_in_bytes: bytes,
-            column_sizes: stats.columnSizes,
-            value_counts: stats.valueCounts,
-            null_value_counts: stats.nullValueCounts,
-            nan_value_counts: null,
-            lower_bounds: stats.lowerBounds,
-            upper_bounds: stats.upperBounds,
-            key_metadata: null,
-            split_offsets: stats.splitOffsets.length ? stats.splitOffsets : null,
-            equality_ids: null,
-            sort_order_id: null,
-          } satisfies DataFile,
+          data_file: dataFile(store.uri(key), bytes, stats, first.partition),
         },
       });
     }

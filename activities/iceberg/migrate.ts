@@ -37,7 +37,7 @@ import {
 import { currentSchema, newTableMetadata, withSchema, type Snapshot, type TableMetadata } from './metadata.js';
 import { schemaFor, type Schema } from './schema.js';
 import { fileStats } from './stats.js';
-import { datasetLocation, icebergIdent, keyOf, writeMetadata } from './writer.js';
+import { addedManifest, dataFile, datasetLocation, icebergIdent, keyOf, writeMetadata } from './writer.js';
 
 export interface MigrateDeps {
   db: Db;
@@ -186,47 +186,23 @@ async function migrateDataset(
             snapshot_id: snapshotId,
             sequence_number: null,
             file_sequence_number: null,
-            data_file: {
-              content: 0,
-              file_path: store.uri(key),
-              file_format: 'PARQUET',
-              partition: {},
-              record_count: stats.recordCount,
-              file_size_in_bytes: size,
-              column_sizes: stats.columnSizes,
-              value_counts: stats.valueCounts,
-              null_value_counts: stats.nullValueCounts,
-              nan_value_counts: null,
-              lower_bounds: stats.lowerBounds,
-              upper_bounds: stats.upperBounds,
-              key_metadata: null,
-              split_offsets: stats.splitOffsets.length ? stats.splitOffsets : null,
-              equality_ids: null,
-              sort_order_id: null,
-            },
+            data_file: dataFile(store.uri(key), size, stats),
           });
         }
         const manifestKey = `${prefix}/metadata/migrate-${tag}-v${v.version}-m0.avro`;
         const body = await encodeContainer(manifestEntrySchema([]), entries, manifestMeta(schema, spec));
         await store.putBytes(manifestKey, body);
         const rows = entries.reduce((a, e) => a + e.data_file.record_count, 0);
-        const added: ManifestFile = {
-          manifest_path: store.uri(manifestKey),
-          manifest_length: body.length,
-          partition_spec_id: spec['spec-id'],
-          content: 0,
-          sequence_number: seq,
-          min_sequence_number: seq,
-          added_snapshot_id: snapshotId,
-          added_files_count: entries.length,
-          existing_files_count: 0,
-          deleted_files_count: 0,
-          added_rows_count: rows,
-          existing_rows_count: 0,
-          deleted_rows_count: 0,
+        const added = addedManifest({
+          path: store.uri(manifestKey),
+          length: body.length,
+          specId: spec['spec-id'],
+          seq,
+          snapshotId,
+          files: entries.length,
+          rows,
           partitions: [],
-          key_metadata: null,
-        };
+        });
         const kept = append && prevSnap ? await manifestsOf(store, prevSnap) : [];
         const manifests = [added, ...kept];
         const listKey = `${prefix}/metadata/snap-${snapshotId}-1-migrate-${tag}.avro`;

@@ -236,23 +236,16 @@ async function buildVersionSnapshot(
   }));
   const manifestKey = `${prefix}/metadata/${tag}-m0.avro`;
   const manifest = await encodeContainer(manifestEntrySchema(partType), entries, manifestMeta(schema, spec));
-  const added: ManifestFile = {
-    manifest_path: store.uri(manifestKey),
-    manifest_length: manifest.length,
-    partition_spec_id: spec['spec-id'],
-    content: 0,
-    sequence_number: seq,
-    min_sequence_number: seq,
-    added_snapshot_id: snapshotId,
-    added_files_count: entries.length,
-    existing_files_count: 0,
-    deleted_files_count: 0,
-    added_rows_count: w.files.reduce((a, f) => a + f.stats.recordCount, 0),
-    existing_rows_count: 0,
-    deleted_rows_count: 0,
+  const added = addedManifest({
+    path: store.uri(manifestKey),
+    length: manifest.length,
+    specId: spec['spec-id'],
+    seq,
+    snapshotId,
+    files: entries.length,
+    rows: w.files.reduce((a, f) => a + f.stats.recordCount, 0),
     partitions: partitionSummaries(partType, w.files),
-    key_metadata: null,
-  };
+  });
   const parent =
     meta['current-snapshot-id'] !== undefined ? snapshotById(meta, meta['current-snapshot-id']) : undefined;
   const kept = w.append && parent ? await readManifestList(store, parent['manifest-list']) : [];
@@ -310,6 +303,36 @@ async function buildVersionSnapshot(
   return { snapshotId, metadataLocation, meta };
 }
 
+/** The manifest-list entry of a manifest that only adds files (a new snapshot's own manifest). */
+export function addedManifest(o: {
+  path: string;
+  length: number;
+  specId: number;
+  seq: number;
+  snapshotId: ManifestFile['added_snapshot_id'];
+  files: number;
+  rows: number;
+  partitions: ManifestFile['partitions'];
+}): ManifestFile {
+  return {
+    manifest_path: o.path,
+    manifest_length: o.length,
+    partition_spec_id: o.specId,
+    content: 0,
+    sequence_number: o.seq,
+    min_sequence_number: o.seq,
+    added_snapshot_id: o.snapshotId,
+    added_files_count: o.files,
+    existing_files_count: 0,
+    deleted_files_count: 0,
+    added_rows_count: o.rows,
+    existing_rows_count: 0,
+    deleted_rows_count: 0,
+    partitions: o.partitions,
+    key_metadata: null,
+  };
+}
+
 /** Writes a metadata file `{location}/metadata/{n}-{uuid}.metadata.json`; returns its URI. */
 export async function writeMetadata(store: ObjectStore, prefix: string, meta: TableMetadata): Promise<string> {
   const n = String(meta['metadata-log'].length).padStart(5, '0');
@@ -318,7 +341,8 @@ export async function writeMetadata(store: ObjectStore, prefix: string, meta: Ta
   return store.uri(key);
 }
 
-function dataFile(path: string, bytes: number, s: FileStats, partition: DataFile['partition'] = {}): DataFile {
+/** A Parquet data file's manifest entry body, from its statistics. */
+export function dataFile(path: string, bytes: number, s: FileStats, partition: DataFile['partition'] = {}): DataFile {
   return {
     content: 0,
     file_path: path,
