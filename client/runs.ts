@@ -32,8 +32,8 @@ import { claimTriggers, enqueueTrigger, getTrigger, markStarted, type TriggerRow
  * The run options every start gets from the process's environment: short tasks run as local
  * activities with `STRATA_LOCAL_SHORT_TASKS=1`. Off by default: while a workflow has local
  * activities outstanding its workflow task stays open (heartbeated), so the completions of its
- * ordinary activities wait for it — a wide pipeline mixing no-ops with SQL tasks ran about 3×
- * slower with it on (the 10,000-task scale test).
+ * ordinary activities wait for it: the 10,000-task scale test (no-ops mixed with SQL tasks) took
+ * 70 s with it off and did not finish in 400 s with it on.
  */
 export function defaultRunOptions(
   env: Record<string, string | undefined> = process.env,
