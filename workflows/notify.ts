@@ -8,25 +8,20 @@
  * Deterministic: no I/O; the input names channels only, never a secret.
  */
 import { patched, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import type { WorkerActivities } from '../activities/index.js';
 import {
   endEvents,
   reconcileLookup,
   withReconciliations,
   type DeliveryInput,
   type NotifyInput,
-  type ReconcileOutcome,
 } from '../schemas/notify.js';
 
-interface NotifyActivities {
-  deliverNotification(d: DeliveryInput): Promise<{ status: 'delivered' | 'failed' | 'skipped' }>;
-  runStatusForNotify(a: { runId: string; tenant: string }): Promise<{ status: string } | undefined>;
-  reconcileOutcomesForNotify(a: {
-    runId: string;
-    tenant: string;
-    tasks: string[];
-    warned: boolean;
-  }): Promise<ReconcileOutcome[]>;
-}
+/** The notifier's activities, typed by the worker's own registry. */
+type NotifyActivities = Pick<
+  WorkerActivities,
+  'deliverNotification' | 'runStatusForNotify' | 'reconcileOutcomesForNotify'
+>;
 
 const DEFAULT_RETRY = { initialMs: 2000, maxAttempts: 8 };
 

@@ -45,9 +45,7 @@ import { stateQuery } from './run-queries.js';
 
 const SCHEDULED_START = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
 
-const { recordRun } = proxyActivities<{
-  recordRun(r: { state: RunState; specVersion?: string; pipelineVersion?: number; error?: string }): Promise<void>;
-}>({
+const { recordRun } = proxyActivities<Pick<WorkerActivities, 'recordRun'>>({
   startToCloseTimeout: '30s',
   retry: { maximumAttempts: 5, initialInterval: '500ms' },
   summary: 'record run in the metastore',
