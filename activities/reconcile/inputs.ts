@@ -74,28 +74,42 @@ export async function materialise(input: ReconcileInput, side: 'left' | 'right',
     return fromVersion(v, side, env, input.dataset);
   }
   if ('connection' in input) return fromConnection(input, side, env);
-  if (!env.workflowId)
+  const lake = needLake(env, `task ${input.task}`);
+  const v = await taskOutputVersion(lake, env.tenant, env.workflowId, input.task);
+  return fromVersion(v, side, env, `task:${input.task}`);
+}
+
+/**
+ * The dataset version another task of this run wrote (its main output before its quarantine):
+ * what `{task: X}` reads, on every engine.
+ */
+export async function taskOutputVersion(
+  lake: LakeDeps,
+  tenant: string,
+  workflowId: string | undefined,
+  task: string,
+): Promise<DatasetVersion> {
+  if (!workflowId)
     throw new NonRetryableError(
-      `{task: ${input.task}} reads another task's output, which exists only in a pipeline run: name a dataset or a file instead`,
+      `{task: ${task}} reads another task's output, which exists only in a pipeline run: name a dataset or a file instead`,
       'BadInput',
     );
-  const lake = needLake(env, `task ${input.task}`);
   const r = await lake.catalog.db.query<{ layer: string; namespace: string; name: string; version: number }>(
     `SELECT layer, namespace, name, version FROM lake_dataset_versions
       WHERE tenant = $1 AND run_id = $2 AND task_id = $3 AND status <> 'vacuumed'
       ORDER BY (name LIKE '%\\_quarantine') , name, version DESC`,
-    [env.tenant, env.workflowId, input.task],
+    [tenant, workflowId, task],
   );
   const row = r.rows[0];
   if (!row)
     throw new NonRetryableError(
-      `task "${input.task}" wrote no dataset in this run: give it an output dataset (output: layer.name) or compare a file instead`,
+      `task "${task}" wrote no dataset in this run: give it an output dataset (output: layer.name) or compare a file instead`,
       'BadInput',
     );
   const id: DatasetId = { layer: row.layer as Layer, namespace: row.namespace, name: row.name };
-  const v = await lake.catalog.version(env.tenant, id, Number(row.version));
-  if (!v) throw notFound(`task ${input.task}'s output`);
-  return fromVersion(v, side, env, `task:${input.task}`);
+  const v = await lake.catalog.version(tenant, id, Number(row.version));
+  if (!v) throw notFound(`task ${task}'s output`);
+  return v;
 }
 
 function needLake(env: InputEnv, what: string): LakeDeps {

@@ -28,6 +28,7 @@ import { CatalogError } from '../../store/catalog.js';
 import { emptyResult, layout, type DiffRecord, type Layout } from './compare.js';
 import { diffLine } from './diffs.js';
 import { fastCsvRecords } from './fast-csv.js';
+import { taskOutputVersion } from './inputs.js';
 import { comparisonPlan, DIFF_KINDS, sqlAnswer, type DiffKind, type SqlPlan } from './spark-sql.js';
 
 /** One side as the job reads it: objects on S3, their format, and their columns in order. */
@@ -110,29 +111,7 @@ export async function sparkInput(
       v = await lake.catalog.resolve(env.tenant, id, m[3]?.replace(/^'|'$/g, ''));
       label = input.dataset;
     } else {
-      if (!env.workflowId)
-        throw new NonRetryableError(
-          `{task: ${input.task}} reads another task's output, which exists only in a pipeline run: name a dataset or a file instead`,
-          'BadInput',
-        );
-      const r = await lake.catalog.db.query<{ layer: string; namespace: string; name: string; version: number }>(
-        `SELECT layer, namespace, name, version FROM lake_dataset_versions
-          WHERE tenant = $1 AND run_id = $2 AND task_id = $3 AND status <> 'vacuumed'
-          ORDER BY (name LIKE '%\\_quarantine') , name, version DESC`,
-        [env.tenant, env.workflowId, input.task],
-      );
-      const row = r.rows[0];
-      if (!row)
-        throw new NonRetryableError(
-          `task "${input.task}" wrote no dataset in this run: give it an output dataset (output: layer.name) or compare a file instead`,
-          'BadInput',
-        );
-      v = await lake.catalog.version(
-        env.tenant,
-        { layer: row.layer as Layer, namespace: row.namespace, name: row.name },
-        Number(row.version),
-      );
-      if (!v) throw new NonRetryableError(`dataset not found: task ${input.task}'s output`, 'NotFound');
+      v = await taskOutputVersion(lake, env.tenant, env.workflowId, input.task);
       label = `task:${input.task}`;
     }
   } catch (e) {
