@@ -198,7 +198,9 @@ describe('reconcile with engine spark', () => {
     expect(app.spec.mainApplicationFile).toMatch(/^s3a:\/\/.*\/\.strata\/reconcile\/[0-9a-f]+\/reconcile\.py$/);
     expect(app.spec.arguments?.[0]).toMatch(/\/plan\.json$/);
     expect(b.job).toMatchObject({ engine: 'spark-k8s', job: app.metadata.name });
-    expect(b.job.states).toEqual(expect.arrayContaining(['RUNNING', 'COMPLETED']));
+    // RUNNING is proven above: the test played the driver when the API server showed it RUNNING
+    // (one plan). The job's own polls can miss that short window, so they need only see the end.
+    expect(b.job.states).toContain('COMPLETED');
     expect(plans[0].outputs.map((o) => o.name)).toContain('differences_changed');
     expect(plans[0].inputs.left.uris[0]).toMatch(/\/landing\/l\.csv$/);
     // The runner and plan (and the outputs, the tenant's rows) are gone once collected.
