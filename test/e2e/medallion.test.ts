@@ -2,15 +2,13 @@
  * The demo pipeline at small scale on the harness's MinIO, checked against an
  * independent computation in plain TypeScript over the generator's files.
  */
-import { DuckDBInstance } from '@duckdb/node-api';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { localFile } from '../../activities/lake/engine.js';
-import { forTenant } from '../../activities/lake/open.js';
 import { generate, LANDING, type Defects } from '../../examples/generate.js';
 import { parseSpecText } from '../../schemas/spec-file.js';
 import type { PipelineSpec } from '../../schemas/pipeline.js';
+import { datasetRows } from '../harness/duck.js';
 import { ROOT } from '../harness/processes.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -28,18 +26,9 @@ async function demoSpec(): Promise<PipelineSpec> {
   return r.spec;
 }
 
-async function readDataset(name: string): Promise<Record<string, unknown>[]> {
+function readDataset(name: string): Promise<Record<string, unknown>[]> {
   const [layer, n] = name.split('.') as ['gold', string];
-  const v = await stack.lake!.catalog.current(stack.tenant, { layer, namespace: 'default', name: n });
-  const files = await Promise.all(v!.files.map((f) => localFile(forTenant(stack.lake!, stack.tenant), f)));
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  const rows = (
-    await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}])`)
-  ).getRowObjectsJson();
-  c.closeSync();
-  db.closeSync();
-  return rows;
+  return datasetRows(stack, { layer, name: n });
 }
 
 // ---- the independent computation: the cleaning and gold rules, written out in TS ----

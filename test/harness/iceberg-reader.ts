@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findOrBuildGoProgram } from '../../workers/go-tool.js';
+import type { TestStack } from './temporal.js';
 
 const DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'iceberg-reader');
 
@@ -38,3 +39,26 @@ export async function runIcebergReader(
     );
   });
 }
+
+/**
+ * Runs the reader against a test stack's REST catalog at `uri` (its warehouse is the stack's
+ * tenant), authenticated with `key`, with the harness's S3 credentials for a store without
+ * credential vending.
+ */
+export function readStackIceberg(stack: TestStack, uri: string, key: string, args: string[]) {
+  const s3 = stack.s3!;
+  return runIcebergReader([...args, '-uri', uri, '-warehouse', stack.tenant], {
+    STRATA_KEY: key,
+    S3_ACCESS_KEY_ID: s3.accessKeyId!,
+    S3_SECRET_ACCESS_KEY: s3.secretAccessKey!,
+    S3_REGION: s3.region,
+  });
+}
+
+/** The reader's rows (one JSON object a line). */
+export const jsonLines = (s: string) =>
+  s
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);

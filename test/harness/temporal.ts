@@ -1,4 +1,5 @@
 /** Per-test-file access to the shared dev server: a client, and workers on a private task queue. */
+import { S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
@@ -16,6 +17,8 @@ import type { ObjectStore, S3Config } from '../../activities/s3/client.js';
 import { openDb, type Db } from '../../store/db.js';
 import type { DataConverter } from '@temporalio/common';
 import { dataConverterFrom } from '../../client/data-converter.js';
+import type { PipelineSpec } from '../../schemas/pipeline.js';
+import type { PipelineRunOptions, RunState } from '../../schemas/run.js';
 
 // Processes the tests spawn (workers, the CLI, npm start) encrypt with the run's keys too.
 process.env.STRATA_PAYLOAD_KEYS ||= inject('payloadKeys');
@@ -49,6 +52,13 @@ export interface TestStack {
   metastoreUrl?: string;
   /** Runs a worker for the duration of fn. */
   withWorker<T>(fn: (w: Worker) => Promise<T>): Promise<T>;
+  /** Starts a worker that runs until the returned function stops it (for runs the API starts). */
+  startWorker(): Promise<() => Promise<void>>;
+  /**
+   * Starts a manual run of `spec` (as the stack's tenant unless `tenant` says) and waits for
+   * its end: the state it ended in, failed and cancelled included. Needs a running worker.
+   */
+  runToEnd(spec: PipelineSpec, o?: { tenant?: string; options?: PipelineRunOptions }): Promise<RunState>;
   close(): Promise<void>;
 }
 
@@ -89,7 +99,7 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
   let metastoreUrl: string | undefined;
   if (opts.lake) {
     const t = inject('s3');
-    s3 = { endpoint: t.endpoint, region: t.region, accessKeyId: t.accessKeyId, secretAccessKey: t.secretAccessKey };
+    s3 = harnessS3();
     metastoreUrl = await createMetastore(dbs.postgresAdminUrl, `${dbs.name}_${tenant}`);
     await db.close();
     db = await openDb({ url: metastoreUrl });
@@ -108,6 +118,23 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
   }
   // The stack's metastore: specs travel by reference and run state is read from it, as through the API.
   const runs = new RunsService(client, { taskQueue, namespace: 'default', uiUrl: 'http://127.0.0.1:8233', store: db });
+  const worker = () =>
+    createStrataWorker({
+      connection: native,
+      taskQueue,
+      deps: {
+        lakeRoot,
+        connections,
+        lake,
+        s3,
+        db,
+        faults: opts.reconcileFaults,
+        ...opts.notify,
+        orphanFloorMs: opts.orphanFloorMs,
+      },
+      workflowBundle: { codePath: inject('workflowBundlePath') },
+      dataConverter,
+    });
   return {
     client,
     dataConverter,
@@ -123,23 +150,20 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
     db,
     metastoreUrl,
     async withWorker(fn) {
-      const worker = await createStrataWorker({
-        connection: native,
-        taskQueue,
-        deps: {
-          lakeRoot,
-          connections,
-          lake,
-          s3,
-          db,
-          faults: opts.reconcileFaults,
-          ...opts.notify,
-          orphanFloorMs: opts.orphanFloorMs,
-        },
-        workflowBundle: { codePath: inject('workflowBundlePath') },
-        dataConverter,
-      });
-      return worker.runUntil(fn(worker));
+      const w = await worker();
+      return w.runUntil(fn(w));
+    },
+    async startWorker() {
+      const w = await worker();
+      const running = w.run();
+      return async () => {
+        w.shutdown();
+        await running;
+      };
+    },
+    async runToEnd(spec, o = {}) {
+      const h = await runs.start({ spec, tenant: o.tenant ?? tenant, trigger: 'manual', options: o.options });
+      return runs.wait(h.runId);
     },
     async close() {
       await db.close();
@@ -147,6 +171,35 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
       await native.close();
       await connection.close();
     },
+  };
+}
+
+/** The harness's MinIO (started once per test run) as an S3 configuration. */
+export function harnessS3(): S3Config {
+  const t = inject('s3');
+  return { endpoint: t.endpoint, region: t.region, accessKeyId: t.accessKeyId, secretAccessKey: t.secretAccessKey };
+}
+
+/** A plain S3 client on the harness's MinIO, for a test's own reads and writes. */
+export function harnessS3Client(): S3Client {
+  const t = inject('s3');
+  return new S3Client({
+    endpoint: t.endpoint,
+    region: t.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: t.accessKeyId, secretAccessKey: t.secretAccessKey },
+  });
+}
+
+/** The environment a CLI process needs to reach a lake stack's metastore and lake, as an operator would set it. */
+export function lakeEnv(stack: TestStack): Record<string, string> {
+  return {
+    DATABASE_URL: stack.metastoreUrl!,
+    STRATA_LAKE_ROOT: stack.lake!.store.root,
+    STRATA_S3_ENDPOINT: stack.s3!.endpoint!,
+    STRATA_S3_ACCESS_KEY_ID: stack.s3!.accessKeyId!,
+    STRATA_S3_SECRET_ACCESS_KEY: stack.s3!.secretAccessKey!,
+    STRATA_S3_REGION: stack.s3!.region,
   };
 }
 

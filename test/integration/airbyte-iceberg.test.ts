@@ -10,17 +10,16 @@ import type { FastifyInstance } from 'fastify';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
 import { AirbyteClient } from '../../activities/airbyte/client.js';
 import type { ActivityDeps } from '../../activities/index.js';
-import { loadConfig } from '../../schemas/config.js';
 import type { RunState } from '../../schemas/run.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import { createKey } from '../../store/keys.js';
 import { AirbyteDouble, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { withExtWorker } from '../fakes/ext-stack.js';
 import { IcebergDestination } from '../fakes/iceberg-destination.js';
-import { runIcebergReader } from '../harness/iceberg-reader.js';
+import { stackApi } from '../harness/api.js';
+import { jsonLines, readStackIceberg } from '../harness/iceberg-reader.js';
 import { spec } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -56,16 +55,7 @@ beforeAll(async () => {
       configuration: { sourceType: 'postgres', host: 'db', password: 'not-a-secret' },
     })
   ).sourceId;
-  const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, TEMPORAL_ADDRESS: inject('temporalAddress') });
-  ({ app } = await buildApi({
-    db: stack.db,
-    client: stack.client,
-    config,
-    dispatcher: false,
-    lake: stack.lake,
-    s3: stack.s3,
-  }));
-  api = await app.listen({ host: '127.0.0.1', port: 0 });
+  ({ app, base: api } = await stackApi(stack));
   readerKey = (await createKey(stack.db, stack.tenant, 'operator', 'airbyte-reader')).secret;
 }, 600_000);
 afterAll(async () => {
@@ -101,33 +91,14 @@ async function icebergConnection(warehouseKey: string, streams: string[]) {
 
 /** One run of a pipeline with one airbyte.sync task, on a worker wired to the stack's lake and the Airbyte double. */
 function sync(id: string, connectionId: string): Promise<RunState> {
-  return withExtWorker(stack, deps, async () => {
-    const h = await stack.runs.start({
-      spec: spec({ id, tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId, poll: FAST }] }),
-      tenant: stack.tenant,
-      trigger: 'manual',
-    });
-    await stack.client.workflow
-      .getHandle(h.runId)
-      .result()
-      .catch(() => undefined);
-    return stack.runs.state(h.runId);
-  });
+  return withExtWorker(stack, deps, () =>
+    stack.runToEnd(spec({ id, tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId, poll: FAST }] })),
+  );
 }
 
 const scan = async (table: string) =>
-  (
-    await runIcebergReader(['scan', '-uri', `${api}/iceberg`, '-warehouse', stack.tenant, '-table', table], {
-      STRATA_KEY: readerKey,
-      S3_ACCESS_KEY_ID: stack.s3!.accessKeyId!,
-      S3_SECRET_ACCESS_KEY: stack.s3!.secretAccessKey!,
-      S3_REGION: stack.s3!.region,
-    })
-  ).stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => (JSON.parse(l) as { id: number }).id)
+  jsonLines((await readStackIceberg(stack, `${api}/iceberg`, readerKey, ['scan', '-table', table])).stdout)
+    .map((r) => r.id as number)
     .sort((a, b) => a - b);
 
 const registered = async (ns: string[], name: string) => new IcebergStore(stack.db).table(stack.tenant, ns, name);

@@ -15,26 +15,25 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
 import { removeOrphans, type MaintenanceDeps } from '../../activities/iceberg/maintenance.js';
 import { keyOf } from '../../activities/iceberg/writer.js';
-import { localFile } from '../../activities/lake/engine.js';
 import { forTenant } from '../../activities/lake/open.js';
 import { DatasetsService } from '../../client/datasets.js';
 import { ensureMaintenanceSchedule, maintainTableNow } from '../../client/table-maintenance.js';
-import { loadConfig } from '../../schemas/config.js';
 import { parseJson, stringifyJson } from '../../schemas/json64.js';
 import type { RunState } from '../../schemas/run.js';
 import { Catalog } from '../../store/catalog.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import { createKey } from '../../store/keys.js';
 import { registerPipeline } from '../../store/pipelines.js';
-import { runIcebergReader } from '../harness/iceberg-reader.js';
+import { stackApi } from '../harness/api.js';
+import { canon, datasetRows } from '../harness/duck.js';
+import { jsonLines, readStackIceberg } from '../harness/iceberg-reader.js';
 import { runCli } from '../harness/processes.js';
 import { spec } from '../harness/specs.js';
-import { testStack, type TestStack } from '../harness/temporal.js';
+import { lakeEnv, testStack, type TestStack } from '../harness/temporal.js';
 
 let stack: TestStack;
 let app: FastifyInstance;
@@ -46,16 +45,9 @@ let deps: MaintenanceDeps;
 beforeAll(async () => {
   // Orphan removal's safety floor is the worker's (1 h by default); these workers take the tables' own ages.
   stack = await testStack('iceberg-maint', { lake: 's3', orphanFloorMs: 0 });
-  const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, TEMPORAL_ADDRESS: inject('temporalAddress') });
-  ({ app } = await buildApi({
-    db: stack.db,
-    client: stack.client,
-    config,
-    dispatcher: false,
-    lake: stack.lake,
-    s3: stack.s3,
-  }));
-  uri = `${await app.listen({ host: '127.0.0.1', port: 0 })}/iceberg`;
+  let base: string;
+  ({ app, base } = await stackApi(stack));
+  uri = `${base}/iceberg`;
   key = (await createKey(stack.db, stack.tenant, 'operator', 'maint')).secret;
   pgc = new pg.Client({ connectionString: stack.connections.warehouse.url });
   await pgc.connect();
@@ -68,10 +60,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () =>
-    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-  );
+const run = (s: ReturnType<typeof spec>): Promise<RunState> => stack.withWorker(() => stack.runToEnd(s));
 
 const maintain = (
   namespace: string[],
@@ -85,50 +74,21 @@ const maintain = (
     }),
   );
 
-function reader(args: string[]) {
-  const s3 = stack.s3!;
-  return runIcebergReader([...args, '-uri', uri, '-warehouse', stack.tenant], {
-    STRATA_KEY: key,
-    S3_ACCESS_KEY_ID: s3.accessKeyId!,
-    S3_SECRET_ACCESS_KEY: s3.secretAccessKey!,
-    S3_REGION: s3.region,
-  });
-}
 const scan = async (table: string, snapshot?: number | string) =>
-  (await reader(['scan', '-table', table, ...(snapshot === undefined ? [] : ['-snapshot', String(snapshot)])])).stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-
-/** Rows as comparable text: every value as a string, rows sorted. */
-const canon = (rows: Record<string, unknown>[]) =>
-  rows
-    .map((r) =>
-      JSON.stringify(
-        Object.fromEntries(
-          Object.entries(r)
-            .sort(([a], [b]) => a.localeCompare(b))
-            .map(([k, v]) => [k, v === null ? null : typeof v === 'object' ? JSON.stringify(v) : String(v as string)]),
-        ),
-      ),
-    )
-    .sort();
+  jsonLines(
+    (
+      await readStackIceberg(stack, uri, key, [
+        'scan',
+        '-table',
+        table,
+        ...(snapshot === undefined ? [] : ['-snapshot', String(snapshot)]),
+      ])
+    ).stdout,
+  );
 
 /** A dataset version's rows, read by DuckDB straight from the files the catalog names. */
-async function versionRows(layer: 'bronze' | 'silver', name: string, version: number) {
-  const lake = forTenant(stack.lake!, stack.tenant);
-  const v = await stack.lake!.catalog.version(stack.tenant, { layer, namespace: 'default', name }, version);
-  const files = await Promise.all(v!.files.map((f) => localFile(lake, f)));
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  const rows = (
-    await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}])`)
-  ).getRowObjectsJson();
-  c.closeSync();
-  db.closeSync();
-  return rows;
-}
+const versionRows = (layer: 'bronze' | 'silver', name: string, version: number) =>
+  datasetRows(stack, { layer, name }, version);
 
 async function tableMeta(ns: string[], name: string): Promise<{ meta: TableMetadata; location: string }> {
   const row = await new IcebergStore(stack.db).table(stack.tenant, ns, name);
@@ -278,15 +238,7 @@ tasks:
 `),
     );
     // The policy: keep snapshots 1 ms after they were replaced (set as a person would, through the CLI).
-    const env = {
-      DATABASE_URL: stack.metastoreUrl!,
-      STRATA_LAKE_ROOT: stack.lake!.store.root,
-      STRATA_S3_ENDPOINT: stack.s3!.endpoint!,
-      STRATA_S3_ACCESS_KEY_ID: stack.s3!.accessKeyId!,
-      STRATA_S3_SECRET_ACCESS_KEY: stack.s3!.secretAccessKey!,
-      STRATA_S3_REGION: stack.s3!.region,
-      STRATA_TENANT: stack.tenant,
-    };
+    const env = { ...lakeEnv(stack), STRATA_TENANT: stack.tenant };
     const bad = await runCli(['tables', 'policy', 'silver.orders', '--max-snapshot-age', 'soon'], env);
     expect(bad.code).toBe(2);
     expect(bad.out).toContain('--max-snapshot-age takes a duration like 90m, 48h or 7d (got "soon")');
@@ -584,14 +536,7 @@ tasks:
     expect((await tableMeta(['bronze'], 'half')).meta.snapshots.map((s) => s['snapshot-id'])).toEqual([2]);
     expect(await new IcebergStore(stack.db).table(stack.tenant, ['bronze'], 'legacy')).toBeUndefined();
 
-    const env = {
-      DATABASE_URL: stack.metastoreUrl!,
-      STRATA_LAKE_ROOT: stack.lake!.store.root,
-      STRATA_S3_ENDPOINT: stack.s3!.endpoint!,
-      STRATA_S3_ACCESS_KEY_ID: stack.s3!.accessKeyId!,
-      STRATA_S3_SECRET_ACCESS_KEY: stack.s3!.secretAccessKey!,
-      STRATA_S3_REGION: stack.s3!.region,
-    };
+    const env = lakeEnv(stack);
     const dry = await runCli(['tables', 'migrate', '--tenant', stack.tenant, '--dry-run'], env);
     expect(dry.code, dry.out).toBe(0);
     expect(dry.out).toContain(

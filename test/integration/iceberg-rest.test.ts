@@ -6,22 +6,21 @@
  * its writers race and the loser gets the 409 and retries. Plus the catalog's own rules:
  * requirements, idempotency keys, one warehouse per tenant.
  */
-import { DuckDBInstance } from '@duckdb/node-api';
 import type { FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
 import { keyOf, snapshotFiles } from '../../activities/iceberg/writer.js';
 import { parseJson, stringifyJson } from '../../schemas/json64.js';
 import { localFile } from '../../activities/lake/engine.js';
 import { forTenant } from '../../activities/lake/open.js';
-import { loadConfig } from '../../schemas/config.js';
 import type { RunState } from '../../schemas/run.js';
 import { createKey } from '../../store/keys.js';
-import { runIcebergReader } from '../harness/iceberg-reader.js';
+import { stackApi } from '../harness/api.js';
+import { canon, datasetRows, parquetRows as duck } from '../harness/duck.js';
+import { jsonLines, readStackIceberg, runIcebergReader } from '../harness/iceberg-reader.js';
 import { spec } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 import { HAVE_SPECS, NEEDS_SPECS } from '../fakes/specs-dir.js';
@@ -73,20 +72,8 @@ function recordingProxy(target: string): Promise<string> {
 
 beforeAll(async () => {
   stack = await testStack('iceberg-rest', { lake: 's3' });
-  const config = loadConfig({
-    STRATA_TASK_QUEUE: stack.taskQueue,
-    TEMPORAL_ADDRESS: inject('temporalAddress'),
-    STRATA_ICEBERG_VENDING: '*=sts,nosts=none',
-  });
-  ({ app } = await buildApi({
-    db: stack.db,
-    client: stack.client,
-    config,
-    dispatcher: false,
-    lake: stack.lake,
-    s3: stack.s3,
-  }));
-  const addr = await app.listen({ host: '127.0.0.1', port: 0 });
+  let addr: string;
+  ({ app, base: addr } = await stackApi(stack, { env: { STRATA_ICEBERG_VENDING: '*=sts,nosts=none' } }));
   uri = `${await recordingProxy(addr)}/iceberg`;
   for (const [name, tenant, role] of [
     ['writer', stack.tenant, 'operator'],
@@ -101,10 +88,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () =>
-    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-  );
+const run = (s: ReturnType<typeof spec>): Promise<RunState> => stack.withWorker(() => stack.runToEnd(s));
 
 const pipeline = (sql: string) =>
   spec(`
@@ -118,56 +102,10 @@ tasks:
 `);
 
 /** The iceberg-go reader, as the writer key's tenant, with S3 access for a store without credential vending. */
-function reader(args: string[], who = 'writer') {
-  const s3 = stack.s3!;
-  return runIcebergReader([...args, '-uri', uri, '-warehouse', stack.tenant], {
-    STRATA_KEY: key[who],
-    S3_ACCESS_KEY_ID: s3.accessKeyId!,
-    S3_SECRET_ACCESS_KEY: s3.secretAccessKey!,
-    S3_REGION: s3.region,
-  });
-}
-const jsonLines = (s: string) =>
-  s
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const reader = (args: string[], who = 'writer') => readStackIceberg(stack, uri, key[who], args);
 
-/** Rows as comparable text: every value as a string, rows sorted. */
-const canon = (rows: Record<string, unknown>[]) =>
-  rows
-    .map((r) =>
-      JSON.stringify(
-        Object.fromEntries(
-          Object.entries(r)
-            .sort(([a], [b]) => a.localeCompare(b))
-            .map(([k, v]) => [k, v === null ? null : typeof v === 'object' ? JSON.stringify(v) : String(v as string)]),
-        ),
-      ),
-    )
-    .sort();
-
-async function duck(files: string[], where = ''): Promise<Record<string, unknown>[]> {
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  const rows = (
-    await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}]) ${where}`)
-  ).getRowObjectsJson();
-  c.closeSync();
-  db.closeSync();
-  return rows;
-}
-
-async function versionRows(version: number, where = '') {
-  const lake = forTenant(stack.lake!, stack.tenant);
-  const v = await stack.lake!.catalog.version(
-    stack.tenant,
-    { layer: 'silver', namespace: 'default', name: 'orders' },
-    version,
-  );
-  return duck(await Promise.all(v!.files.map((f) => localFile(lake, f))), where);
-}
+const versionRows = (version: number, where = '') =>
+  datasetRows(stack, { layer: 'silver', name: 'orders' }, version, where);
 
 const api = (method: string, path: string, body?: unknown, who = 'writer', headers: Record<string, string> = {}) =>
   app

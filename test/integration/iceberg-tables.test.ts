@@ -21,10 +21,7 @@ beforeAll(async () => {
 });
 afterAll(async () => stack?.close());
 
-const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () =>
-    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-  );
+const run = (s: ReturnType<typeof spec>): Promise<RunState> => stack.withWorker(() => stack.runToEnd(s));
 
 const pipeline = (sql: string, checks = '[]') =>
   spec(`

@@ -9,7 +9,6 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
 import { decodeContainer, type ManifestEntry, type ManifestFile } from '../../activities/iceberg/avro.js';
 import { auditOutputs, issueCatalogAccess } from '../../activities/iceberg/audit.js';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
@@ -17,7 +16,6 @@ import { keyOf } from '../../activities/iceberg/writer.js';
 import { forTenant } from '../../activities/lake/open.js';
 import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
 import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
-import { loadConfig } from '../../schemas/config.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { parseJson } from '../../schemas/json64.js';
 import type { RunContext, RunState } from '../../schemas/run.js';
@@ -26,7 +24,8 @@ import { IcebergStore } from '../../store/iceberg.js';
 import { createKey } from '../../store/keys.js';
 import { withExtWorker } from '../fakes/ext-stack.js';
 import { SparkOperatorSim } from '../fakes/spark-operator-sim.js';
-import { runIcebergReader } from '../harness/iceberg-reader.js';
+import { stackApi } from '../harness/api.js';
+import { jsonLines, readStackIceberg, runIcebergReader } from '../harness/iceberg-reader.js';
 import { spec } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -37,16 +36,7 @@ let writerKey: string;
 
 beforeAll(async () => {
   stack = await testStack('iceberg-wap', { lake: 's3' });
-  const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, TEMPORAL_ADDRESS: inject('temporalAddress') });
-  ({ app } = await buildApi({
-    db: stack.db,
-    client: stack.client,
-    config,
-    dispatcher: false,
-    lake: stack.lake,
-    s3: stack.s3,
-  }));
-  api = await app.listen({ host: '127.0.0.1', port: 0 });
+  ({ app, base: api } = await stackApi(stack));
   writerKey = (await createKey(stack.db, stack.tenant, 'operator', 'wap-writer')).secret;
 }, 600_000);
 afterAll(async () => {
@@ -69,23 +59,10 @@ const task = (checks: unknown[] = [{ not_null: 'name' }], dataset = 'silver.even
 });
 
 /** iceberg-go as the job: the token is all it has of Strata (plus S3 keys, as a job's s3Secret gives it). */
-function engine(args: string[], token: string) {
-  const s3 = stack.s3!;
-  return runIcebergReader([...args, '-uri', `${api}/iceberg`, '-warehouse', stack.tenant], {
-    STRATA_KEY: token,
-    S3_ACCESS_KEY_ID: s3.accessKeyId!,
-    S3_SECRET_ACCESS_KEY: s3.secretAccessKey!,
-    S3_REGION: s3.region,
-  });
-}
+const engine = (args: string[], token: string) => readStackIceberg(stack, `${api}/iceberg`, token, args);
 /** Scanned rows by id (a table partitioned by name is read file by file, in no set order). */
 const rows = (r: { stdout: string }) =>
-  r.stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { id: number; name: string | null })
-    .sort((a, b) => a.id - b.id);
+  (jsonLines(r.stdout) as { id: number; name: string | null }[]).sort((a, b) => a.id - b.id);
 
 async function table(name = 'events', ns = ['silver']): Promise<TableMetadata> {
   return (await new IcebergStore(stack.db).table(stack.tenant, ns, name))!.metadata as unknown as TableMetadata;
