@@ -1,13 +1,8 @@
 /** The HTTP API as a user drives it: real HTTP, worker, dev server and Postgres. */
-import type { Worker } from '@temporalio/worker';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
-import { loadConfig } from '../../schemas/config.js';
-import { createStrataWorker } from '../../workers/worker.js';
-import { NativeConnection } from '@temporalio/worker';
-import { inject } from 'vitest';
+import { readAnswer, stackApi } from '../harness/api.js';
 import { waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -15,8 +10,6 @@ const BOOT = 'bootstrap-admin-key-for-tests-0123';
 let stack: TestStack;
 let base: string;
 let close: () => Promise<void>;
-let worker: Worker;
-let running: Promise<void>;
 const keys: Record<string, string> = {};
 
 async function call(
@@ -33,15 +26,8 @@ async function call(
     headers['content-type'] = 'application/json';
     body = typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
   }
-  const res = await fetch(base + url, { method, headers, body });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text, type: res.headers.get('content-type') ?? '' };
+  const res = await readAnswer(await fetch(base + url, { method, headers, body }));
+  return { ...res, type: res.headers.get('content-type') ?? '' };
 }
 const enc = encodeURIComponent;
 
@@ -56,26 +42,16 @@ tasks:
 
 beforeAll(async () => {
   stack = await testStack('api');
-  const config = loadConfig({
-    STRATA_TASK_QUEUE: stack.taskQueue,
-    STRATA_BOOTSTRAP_ADMIN_KEY: BOOT,
-    TEMPORAL_ADDRESS: inject('temporalAddress'),
+  // Runs triggered through the API start at once (the trigger dispatcher is on).
+  const { app, base: url } = await stackApi(stack, {
+    env: { STRATA_BOOTSTRAP_ADMIN_KEY: BOOT },
+    dispatcher: undefined,
   });
-  const { app } = await buildApi({ db: stack.db, client: stack.client, config });
-  base = await app.listen({ host: '127.0.0.1', port: 0 });
-  const native = await NativeConnection.connect({ address: inject('temporalAddress') });
-  worker = await createStrataWorker({
-    connection: native,
-    taskQueue: stack.taskQueue,
-    deps: { lakeRoot: stack.lakeRoot, connections: stack.connections, db: stack.db },
-    workflowBundle: { codePath: inject('workflowBundlePath') },
-  });
-  running = worker.run();
+  base = url;
+  const stopWorker = await stack.startWorker();
   close = async () => {
     await app.close();
-    worker.shutdown();
-    await running;
-    await native.close();
+    await stopWorker();
   };
   for (const [name, tenant, role] of [
     ['acmeAdmin', 'acme', 'admin'],

@@ -4,12 +4,9 @@
  * it shows the DAG coloured by state, links each task and the Temporal UI, loads nothing
  * from outside the API, and refreshes while the run is live.
  */
-import { NativeConnection, type Worker } from '@temporalio/worker';
 import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
-import { loadConfig } from '../../schemas/config.js';
-import { createStrataWorker } from '../../workers/worker.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { stackApi } from '../harness/api.js';
 import { CHROMIUM_INSTALL_TIMEOUT_MS, launchChromium } from '../harness/chromium.js';
 import { waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
@@ -22,31 +19,18 @@ let stop: () => Promise<void>;
 
 beforeAll(async () => {
   stack = await testStack('page');
-  const { app } = await buildApi({
-    db: stack.db,
-    client: stack.client,
-    config: loadConfig({
-      STRATA_TASK_QUEUE: stack.taskQueue,
-      STRATA_BOOTSTRAP_ADMIN_KEY: KEY,
-      STRATA_BOOTSTRAP_TENANT: 'pages',
-    }),
+  // Runs triggered through the API start at once (the trigger dispatcher is on).
+  const { app, base: url } = await stackApi(stack, {
+    env: { STRATA_BOOTSTRAP_ADMIN_KEY: KEY, STRATA_BOOTSTRAP_TENANT: 'pages' },
+    dispatcher: undefined,
   });
-  base = await app.listen({ host: '127.0.0.1', port: 0 });
-  const native = await NativeConnection.connect({ address: inject('temporalAddress') });
-  const worker: Worker = await createStrataWorker({
-    connection: native,
-    taskQueue: stack.taskQueue,
-    deps: { lakeRoot: stack.lakeRoot, connections: {}, db: stack.db },
-    workflowBundle: { codePath: inject('workflowBundlePath') },
-  });
-  const running = worker.run();
+  base = url;
+  const stopWorker = await stack.startWorker();
   browser = await launchChromium();
   stop = async () => {
     await browser.close();
     await app.close();
-    worker.shutdown();
-    await running;
-    await native.close();
+    await stopWorker();
   };
   // A first run may install Chromium.
 }, CHROMIUM_INSTALL_TIMEOUT_MS);

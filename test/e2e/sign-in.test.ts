@@ -4,15 +4,12 @@
  * session cookie is HttpOnly and SameSite, reads only, survives nothing it should not
  * (sign-out, a revoked key), and cross-site forms cannot sign in or out.
  */
-import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createHash } from 'node:crypto';
 import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
-import { loadConfig } from '../../schemas/config.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createKey, revokeKey } from '../../store/keys.js';
 import { migrate } from '../../store/migrate.js';
-import { createStrataWorker } from '../../workers/worker.js';
+import { stackApi } from '../harness/api.js';
 import { CHROMIUM_INSTALL_TIMEOUT_MS, launchChromium } from '../harness/chromium.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -29,31 +26,18 @@ beforeAll(async () => {
   stack = await testStack('signin');
   await migrate(stack.db);
   tenant = `signin${stack.tenant}`;
-  const { app } = await buildApi({
-    db: stack.db,
-    client: stack.client,
-    config: loadConfig({
-      STRATA_TASK_QUEUE: stack.taskQueue,
-      STRATA_BOOTSTRAP_ADMIN_KEY: BOOT,
-      STRATA_BOOTSTRAP_TENANT: 'platform',
-    }),
+  // Runs triggered through the API start at once (the trigger dispatcher is on).
+  const { app, base: url } = await stackApi(stack, {
+    env: { STRATA_BOOTSTRAP_ADMIN_KEY: BOOT, STRATA_BOOTSTRAP_TENANT: 'platform' },
+    dispatcher: undefined,
   });
-  base = await app.listen({ host: '127.0.0.1', port: 0 });
-  const native = await NativeConnection.connect({ address: inject('temporalAddress') });
-  const worker: Worker = await createStrataWorker({
-    connection: native,
-    taskQueue: stack.taskQueue,
-    deps: { lakeRoot: stack.lakeRoot, connections: {}, db: stack.db },
-    workflowBundle: { codePath: inject('workflowBundlePath') },
-  });
-  const running = worker.run();
+  base = url;
+  const stopWorker = await stack.startWorker();
   browser = await launchChromium();
   stop = async () => {
     await browser.close();
     await app.close();
-    worker.shutdown();
-    await running;
-    await native.close();
+    await stopWorker();
   };
   const admin = (await createKey(stack.db, tenant, 'admin')).secret;
   viewer = await createKey(stack.db, tenant, 'viewer');

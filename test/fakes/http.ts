@@ -22,6 +22,11 @@ export async function serve(
       });
     });
   });
+  return listen(server);
+}
+
+/** Listens on a free port of 127.0.0.1; `close` also ends open keep-alive connections. */
+export async function listen(server: http.Server): Promise<Served> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {

@@ -12,8 +12,7 @@ import https from 'node:https';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { sendJson, type Served } from './http.js';
-import type { AddressInfo } from 'node:net';
+import { listen, sendJson, type Served } from './http.js';
 
 export interface TapRecord {
   method: string;
@@ -40,20 +39,7 @@ export class KubeTap {
     await kc.applyToHTTPSOptions(tls);
     const at: { tap?: KubeTap } = {};
     const server = http.createServer((req, res) => at.tap!.forward(req, res, upstream, tls));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
-    at.tap = new KubeTap(
-      {
-        url: `http://127.0.0.1:${port}`,
-        port,
-        close: () =>
-          new Promise<void>((r) => {
-            server.closeAllConnections();
-            server.close(() => r());
-          }),
-      },
-      upstream.origin,
-    );
+    at.tap = new KubeTap(await listen(server), upstream.origin);
     return at.tap;
   }
 

@@ -11,14 +11,13 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channelsFromEnv, type Channels } from '../../activities/notify/channels.js';
-import { loadConfig } from '../../schemas/config.js';
 import type { DeliveryRecord, NotifyInput } from '../../schemas/notify.js';
 import { createKey } from '../../store/keys.js';
 import { listDeliveries } from '../../store/notifications.js';
 import { startMailpit, type SmtpServer } from '../../workers/mailpit.js';
+import { stackApi } from '../harness/api.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -87,15 +86,7 @@ beforeAll(async () => {
     STRATA_NOTIFY_GLOBEX_HOOK_TENANTS: 'globex',
   });
   notify.notifyChannels = channels;
-  const config = loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue, TEMPORAL_ADDRESS: inject('temporalAddress') });
-  ({ app } = await buildApi({
-    db: stack.db,
-    client: stack.client,
-    config,
-    dispatcher: false,
-    notifyChannels: channels,
-    scheduleWatch: { everyMs: 200, retry: RETRY },
-  }));
+  ({ app } = await stackApi(stack, { notifyChannels: channels, scheduleWatch: { everyMs: 200, retry: RETRY } }));
   key.own = (await createKey(stack.db, t, 'admin', 'notify-test')).secret;
   key.globex = (await createKey(stack.db, 'globex', 'admin', 'notify-globex')).secret;
 });

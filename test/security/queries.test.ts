@@ -10,12 +10,11 @@ import mysql from 'mysql2/promise';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
 import { commitVersions, writeVersion } from '../../activities/lake/engine.js';
 import { forTenant } from '../../activities/lake/open.js';
 import { openDuck } from '../../activities/sql/sandbox.js';
-import { loadConfig } from '../../schemas/config.js';
 import { createKey } from '../../store/keys.js';
+import { readAnswer, stackApi } from '../harness/api.js';
 import { runCli } from '../harness/processes.js';
 import { waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
@@ -49,25 +48,10 @@ async function q(k: string, body: Record<string, unknown>, headers: Record<strin
     headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
   });
-  const text = await r.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: r.status, json, text, headers: r.headers };
+  return readAnswer(r);
 }
 async function get(k: string, url: string, headers: Record<string, string> = {}) {
-  const r = await fetch(base + url, { headers: { authorization: `Bearer ${k}`, ...headers } });
-  const text = await r.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: r.status, json, text, headers: r.headers };
+  return readAnswer(await fetch(base + url, { headers: { authorization: `Bearer ${k}`, ...headers } }));
 }
 const post = async (k: string, url: string) => {
   const r = await fetch(base + url, { method: 'POST', headers: { authorization: `Bearer ${k}` } });
@@ -79,17 +63,7 @@ const audit = async (id: string) =>
 beforeAll(async () => {
   stack = await testStack('queries', { lake: 'file' });
   A = stack.tenant;
-  const { app: a } = await buildApi({
-    db: stack.db,
-    client: stack.client,
-    lake: stack.lake,
-    connections: stack.connections,
-    config: loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue }),
-    dispatcher: false,
-    queries: { chunkBytes: 4096, resultBytes: 1024 * 1024 },
-  });
-  app = a;
-  base = await app.listen({ host: '127.0.0.1', port: 0 });
+  ({ app, base } = await stackApi(stack, { queries: { chunkBytes: 4096, resultBytes: 1024 * 1024 } }));
   for (const t of [A, B]) key[t] = (await createKey(stack.db, t, 'viewer')).secret;
   await seed(A, 'orders', 'SELECT * FROM (VALUES (1, 10.0::DOUBLE), (2, 20.0::DOUBLE)) t(id, amount)');
   await seed(

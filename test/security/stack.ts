@@ -17,6 +17,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { readAnswer } from '../harness/api.js';
 import { startProcess, type Proc } from '../harness/processes.js';
 
 export const TENANTS = ['acme', 'globex'] as const;
@@ -120,15 +121,8 @@ export async function securityStack(name: string, extraEnv: Record<string, strin
       payload = typeof body === 'string' ? body : JSON.stringify(body);
       h['content-type'] ??= typeof body === 'string' ? 'application/yaml' : 'application/json';
     }
-    const r = await fetch(base + url, { method, headers: h, body: payload });
-    const text = await r.text();
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: r.status, json, text };
+    const { status, json, text } = await readAnswer(await fetch(base + url, { method, headers: h, body: payload }));
+    return { status, json, text };
   };
   const keys = {} as Record<Tenant, Record<Role, string>>;
   for (const tenant of TENANTS) {
