@@ -2,6 +2,7 @@
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
+import type { Connections } from '../../activities/sql/connections.js';
 
 export interface TestDatabases {
   postgresUrl: string;
@@ -50,4 +51,28 @@ export async function dropDatabases(d: TestDatabases) {
   const mc = await mysql.createConnection({ uri: d.mysqlAdminUrl });
   await mc.query(`DROP DATABASE IF EXISTS ${d.name}`);
   await mc.end();
+}
+
+/** A test's own clients on a test stack's connections `warehouse` (Postgres) and `mart` (MySQL). */
+export interface Warehouses {
+  pg: pg.Client;
+  mysql: mysql.Connection;
+  close(): Promise<void>;
+}
+
+export async function connectWarehouses(c: Connections): Promise<Warehouses> {
+  const pgc = new pg.Client({ connectionString: c.warehouse.url });
+  await pgc.connect();
+  const my = await mysql.createConnection({ uri: c.mart.url }).catch(async (e) => {
+    await pgc.end();
+    throw e;
+  });
+  return {
+    pg: pgc,
+    mysql: my,
+    close: async () => {
+      await pgc.end();
+      await my.end();
+    },
+  };
 }

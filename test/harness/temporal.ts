@@ -58,7 +58,10 @@ export interface TestStack {
    * Starts a manual run of `spec` (as the stack's tenant unless `tenant` says) and waits for
    * its end: the state it ended in, failed and cancelled included. Needs a running worker.
    */
-  runToEnd(spec: PipelineSpec, o?: { tenant?: string; options?: PipelineRunOptions }): Promise<RunState>;
+  runToEnd(
+    spec: PipelineSpec,
+    o?: { tenant?: string; params?: Record<string, string>; options?: PipelineRunOptions },
+  ): Promise<RunState>;
   close(): Promise<void>;
 }
 
@@ -162,7 +165,13 @@ export async function testStack(name: string, opts: TestStackOptions = {}): Prom
       };
     },
     async runToEnd(spec, o = {}) {
-      const h = await runs.start({ spec, tenant: o.tenant ?? tenant, trigger: 'manual', options: o.options });
+      const h = await runs.start({
+        spec,
+        tenant: o.tenant ?? tenant,
+        trigger: 'manual',
+        params: o.params,
+        options: o.options,
+      });
       return runs.wait(h.runId);
     },
     async close() {

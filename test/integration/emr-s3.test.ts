@@ -3,7 +3,7 @@
  * step logs read back from the cluster's LogUri. The EMR double writes step logs (gzipped,
  * as EMR does) into the harness's MinIO; the worker reads them through its own S3 client.
  */
-import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { createHash, randomBytes } from 'node:crypto';
@@ -18,20 +18,11 @@ import type { RunState } from '../../schemas/run.js';
 import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
 import { extLake, extTestStack, withExtWorker } from '../fakes/ext-stack.js';
 import { spec } from '../harness/specs.js';
-import type { TestStack } from '../harness/temporal.js';
+import { harnessS3, harnessS3Client, type TestStack } from '../harness/temporal.js';
 
 const minio = inject('s3');
-const s3cfg = {
-  endpoint: minio.endpoint,
-  region: minio.region,
-  accessKeyId: minio.accessKeyId,
-  secretAccessKey: minio.secretAccessKey,
-};
-const raw = new S3Client({
-  ...s3cfg,
-  forcePathStyle: true,
-  credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey },
-});
+const s3cfg = harnessS3();
+const raw = harnessS3Client();
 const tag = randomBytes(3).toString('hex');
 const SCRIPTS = `s3://${minio.bucket}/emr-scripts-${tag}`;
 const LOGS = `s3n://${minio.bucket}/emr-logs-${tag}/`;
@@ -72,14 +63,7 @@ afterAll(async () => {
 });
 
 async function run(s: ReturnType<typeof spec>, d: Partial<ActivityDeps> = deps): Promise<RunState> {
-  return withExtWorker(stack, d, async () => {
-    const h = await stack.runs.start({ spec: s, tenant: 'acme', trigger: 'manual' });
-    await stack.client.workflow
-      .getHandle(h.runId)
-      .result()
-      .catch(() => undefined);
-    return stack.runs.state(h.runId);
-  });
+  return withExtWorker(stack, d, () => stack.runToEnd(s, { tenant: 'acme' }));
 }
 
 const split = (uri: string) => {

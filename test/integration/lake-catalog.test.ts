@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApi } from '../../api/app.js';
 import { DatasetsService } from '../../client/datasets.js';
-import { loadConfig } from '../../schemas/config.js';
 import { createKey } from '../../store/keys.js';
 import type { RunState } from '../../schemas/run.js';
 import { runCli } from '../harness/processes.js';
+import { stackApi } from '../harness/api.js';
 import { spec } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -16,10 +15,7 @@ beforeAll(async () => {
 });
 afterAll(async () => stack?.close());
 
-const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () =>
-    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-  );
+const run = (s: ReturnType<typeof spec>): Promise<RunState> => stack.withWorker(() => stack.runToEnd(s));
 
 const pipeline = (select: string, checks = '[]') =>
   spec(`
@@ -173,13 +169,7 @@ tasks:
 `),
     );
     expect(st.status).toBe('success');
-    const { app } = await buildApi({
-      db: stack.db,
-      client: stack.client,
-      lake: stack.lake,
-      config: loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue }),
-      dispatcher: false,
-    });
+    const { app } = await stackApi(stack);
     try {
       const mine = { authorization: `Bearer ${(await createKey(stack.db, stack.tenant, 'viewer')).secret}` };
       const theirs = { authorization: `Bearer ${(await createKey(stack.db, 'catalog_other', 'viewer')).secret}` };

@@ -1,24 +1,24 @@
-import mysql from 'mysql2/promise';
-import pg from 'pg';
+import type mysql from 'mysql2/promise';
+import type pg from 'pg';
 import { decodePayload } from '../../client/data-converter.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DatasetsService } from '../../client/datasets.js';
 import type { RunState } from '../../schemas/run.js';
 import { spec, waitFor } from '../harness/specs.js';
+import { connectWarehouses, type Warehouses } from '../harness/databases.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
 let stack: TestStack;
 let pgc: pg.Client;
 let my: mysql.Connection;
+let wh: Warehouses;
 beforeAll(async () => {
   stack = await testStack('lake-tasks', { lake: 's3' });
-  pgc = new pg.Client({ connectionString: stack.connections.warehouse.url });
-  await pgc.connect();
-  my = await mysql.createConnection({ uri: stack.connections.mart.url });
+  wh = await connectWarehouses(stack.connections);
+  ({ pg: pgc, mysql: my } = wh);
 });
 afterAll(async () => {
-  await pgc?.end();
-  await my?.end();
+  await wh?.close();
   await stack?.close();
 });
 
@@ -29,10 +29,7 @@ async function sensorChecks(runId: string): Promise<number> {
   return p ? ((await decodePayload<{ polls?: number }>(stack.client.options.loadedDataConverter, p)).polls ?? 0) : 0;
 }
 
-const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () =>
-    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-  );
+const run = (s: ReturnType<typeof spec>): Promise<RunState> => stack.withWorker(() => stack.runToEnd(s));
 
 const ingest = (connection: string, table: string) =>
   spec(`

@@ -1,11 +1,9 @@
-import { DuckDBInstance } from '@duckdb/node-api';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { forTenant } from '../../activities/lake/open.js';
-import { localFile } from '../../activities/lake/engine.js';
 import type { RunState } from '../../schemas/run.js';
+import { datasetRows } from '../harness/duck.js';
 import { spec } from '../harness/specs.js';
 import { decodedHistoryText, testStack, type TestStack } from '../harness/temporal.js';
 
@@ -29,25 +27,11 @@ beforeAll(async () => {
 afterAll(async () => stack?.close());
 
 const run = (s: ReturnType<typeof spec>, params?: Record<string, string>): Promise<RunState> =>
-  stack.withWorker(async () =>
-    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', params })).runId),
-  );
+  stack.withWorker(() => stack.runToEnd(s, { params }));
 
-async function readDataset(name: string, at?: number): Promise<Record<string, unknown>[]> {
+function readDataset(name: string, at?: number): Promise<Record<string, unknown>[]> {
   const [layer, n] = name.split('.') as ['silver', string];
-  const cat = stack.lake!.catalog;
-  const v = at
-    ? await cat.version(stack.tenant, { layer, namespace: 'default', name: n }, at)
-    : await cat.current(stack.tenant, { layer, namespace: 'default', name: n });
-  const files = await Promise.all(v!.files.map((f) => localFile(forTenant(stack.lake!, stack.tenant), f)));
-  const db = await DuckDBInstance.create(':memory:');
-  const c = await db.connect();
-  const rows = (
-    await c.runAndReadAll(`SELECT * FROM read_parquet([${files.map((f) => `'${f}'`).join(',')}]) ORDER BY ALL`)
-  ).getRowObjectsJson();
-  c.closeSync();
-  db.closeSync();
-  return rows;
+  return datasetRows(stack, { layer, name: n }, at || undefined, 'ORDER BY ALL');
 }
 
 /** The required parts of an OpenLineage 2-0-2 RunEvent (spec/OpenLineage.json: BaseEvent, RunEvent, Run, Job, Dataset, facets). */

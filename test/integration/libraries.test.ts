@@ -293,14 +293,7 @@ describe('UDF libraries over the API', () => {
 
 const FAST = { initial: '40ms', max: '150ms', backoff: 1.5 };
 
-async function run(s: ReturnType<typeof spec>, tenant = ACME): Promise<RunState> {
-  const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
-  await stack.client.workflow
-    .getHandle(h.runId)
-    .result()
-    .catch(() => undefined);
-  return stack.runs.state(h.runId);
-}
+const run = (s: ReturnType<typeof spec>, tenant = ACME): Promise<RunState> => stack.runToEnd(s, { tenant });
 
 describe('jobs that use libraries', () => {
   it('Spark applications carry the JAR from the tenant lake and register the functions before the SQL; EMR steps get --jars or ADD JAR', async () => {

@@ -15,15 +15,13 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { ReconciliationsService } from '../../client/reconciliations.js';
-import { prepareDuckdbQuery } from '../../activities/sql/query.js';
-import { forTenant } from '../../activities/lake/open.js';
 import { listReconciliations } from '../../store/reconciliations.js';
 import { validateSpec } from '../../schemas/pipeline.js';
-import { buildApi } from '../../api/app.js';
-import { loadConfig } from '../../schemas/config.js';
 import { createKey } from '../../store/keys.js';
 import { runCli } from '../harness/processes.js';
 import { COLUMNS, generatePair, type Truth } from '../fakes/reconcile-data.js';
+import { lakeQuery } from '../harness/duck.js';
+import { stackApi } from '../harness/api.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -119,9 +117,7 @@ ${LANDING}
   - { id: by_path, kind: reconcile, left: landing/legacy.csv, right: "${s3uri}", key: [id] }
   - { id: by_task, kind: reconcile, needs: [land_left, land_right], left: { task: land_left }, right: { task: land_right }, key: [id], ignore: [_source_file, _line] }
 `);
-    const st = await stack.withWorker(async () =>
-      stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-    );
+    const st = await stack.withWorker(() => stack.runToEnd(s));
     expect(st.status, JSON.stringify(st.tasks)).toBe('success');
     expect(st.tasks.by_path.output).toMatchObject({ counts: counts(), columnMismatches: truth.columnMismatches });
     expect(st.tasks.by_task.output).toMatchObject({
@@ -242,23 +238,12 @@ tasks:
   - { id: part, kind: reconcile, left: landing/dup-l.csv, right: landing/dup-r.csv, key: [id], differences: silver.diffs_part, memoryLimitBytes: 100000, engine: stream }
   - { id: gate, kind: reconcile, left: landing/dup-l.csv, right: landing/dup-r.csv, key: [id], differences: silver.diffs_gate, failOnDifference: true }
 `);
-    const st = await stack.withWorker(async () =>
-      stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-    );
+    const st = await stack.withWorker(() => stack.runToEnd(s));
     expect(st.tasks.duck.output?.method).toBe('duckdb');
     expect(st.tasks.part.output?.method).toBe('partitioned');
     // A failing gate still leaves its lists to look at.
     expect(st.tasks.gate.status).toBe('failed');
-    const query = async (sql: string) => {
-      const q = await prepareDuckdbQuery({
-        lake: forTenant(stack.lake!, stack.tenant),
-        tenant: stack.tenant,
-        namespace: 'default',
-        sql,
-        scratch: path.join(stack.lakeRoot, 'q'),
-      });
-      return (await q.run({ maxRows: 100_000, truncate: false, rowsHint: '' })).rows;
-    };
+    const query = (sql: string) => lakeQuery(stack, sql);
     const changedCells = Object.values(t.columnMismatches).reduce((a, b) => a + b, 0);
     const lists: string[] = [];
     for (const task of ['mem', 'duck', 'part', 'gate']) {
@@ -303,10 +288,7 @@ reconciliations:
     const gate = s.tasks.find((t) => t.id === 'reconcile-orders_gate')!;
     // A dataset another task of the pipeline writes: the mapping waits for that task.
     expect(gate.needs).toEqual(['land_left', 'land_right']);
-    const runOnce = () =>
-      stack.withWorker(async () =>
-        stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-      );
+    const runOnce = () => stack.withWorker(() => stack.runToEnd(s));
     const first = await runOnce();
     const diffs = truth.changed + truth.onlyLeft + truth.onlyRight;
     expect(first.tasks['reconcile-orders_mig']).toMatchObject({ status: 'success' });
@@ -329,16 +311,8 @@ reconciliations:
     // Another tenant sees none of them.
     expect(await listReconciliations(stack.db, other, { mapping: 'orders_mig', limit: 10 })).toEqual([]);
     // Through the API and the CLI.
-    const { app } = await buildApi({
-      db: stack.db,
-      client: stack.client,
-      lake: stack.lake,
-      connections: stack.connections,
-      config: loadConfig({ STRATA_TASK_QUEUE: stack.taskQueue }),
-      dispatcher: false,
-    });
+    const { app, base } = await stackApi(stack);
     try {
-      const base = await app.listen({ host: '127.0.0.1', port: 0 });
       const mine = (await createKey(stack.db, stack.tenant, 'viewer')).secret;
       const theirs = (await createKey(stack.db, other, 'viewer')).secret;
       const get = async (q: string, k = mine) => {

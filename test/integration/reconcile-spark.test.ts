@@ -11,14 +11,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
 import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
-import { prepareDuckdbQuery } from '../../activities/sql/query.js';
-import { forTenant } from '../../activities/lake/open.js';
 import { SPARK_RUNNER, type SparkJobPlan } from '../../activities/reconcile/spark.js';
 import type { ActivityDeps } from '../../activities/index.js';
 import { generatePair, type Truth } from '../fakes/reconcile-data.js';
 import { withExtWorker } from '../fakes/ext-stack.js';
 import { SparkOperatorSim } from '../fakes/spark-operator-sim.js';
 import { playPlanOnDuckDB, type LocalInput } from '../fakes/spark-duck.js';
+import { lakeQuery } from '../harness/duck.js';
 import { spec } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -132,16 +131,7 @@ async function runPlayingJobs(s: ReturnType<typeof spec>, play = true) {
   return { st, plans };
 }
 
-const query = async (sql: string) => {
-  const q = await prepareDuckdbQuery({
-    lake: forTenant(stack.lake!, stack.tenant),
-    tenant: stack.tenant,
-    namespace: 'default',
-    sql,
-    scratch: path.join(stack.lakeRoot, 'q'),
-  });
-  return (await q.run({ maxRows: 100_000, truncate: false, rowsHint: '' })).rows;
-};
+const query = (sql: string) => lakeQuery(stack, sql);
 
 const sorted = (xs: unknown) => (xs as unknown[]).map((x) => JSON.stringify(x)).sort();
 
@@ -229,11 +219,7 @@ describe('reconcile with engine spark', () => {
         tenant: stack.tenant,
         trigger: 'manual',
       });
-      await stack.client.workflow
-        .getHandle(h.runId)
-        .result()
-        .catch(() => undefined);
-      return stack.runs.state(h.runId);
+      return stack.runs.wait(h.runId);
     });
     expect(st.tasks.on_spark.status).toBe('failed');
     expect(st.tasks.on_spark.errorType).toBe('ExternalJobFailed');

@@ -40,9 +40,7 @@ tasks:
   - { id: gate, kind: reconcile, left: legacy.csv, right: migrated.csv, key: [id], failOnDifference: true }
   - { id: publish, kind: noop, needs: [gate] }
 `);
-    const st = await stack.withWorker(async () =>
-      stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-    );
+    const st = await stack.withWorker(() => stack.runToEnd(s));
     expect(st.tasks.compare.status).toBe('success');
     expect(st.tasks.compare.output).toMatchObject({
       method: 'memory',
@@ -129,9 +127,7 @@ tasks:
     const s = spec(
       `id: missing_input\ntasks:\n  - { id: c, kind: reconcile, left: one.csv, right: nope.csv, retry: { attempts: 3, initialInterval: 50ms } }\n`,
     );
-    const st = await stack.withWorker(async () =>
-      stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-    );
+    const st = await stack.withWorker(() => stack.runToEnd(s));
     expect(st.tasks.c).toMatchObject({ status: 'failed', attempts: 1, error: 'dataset not found: nope.csv' });
   });
 });

@@ -41,14 +41,7 @@ const appIn = async (pipeline: string, state: string) =>
     async () => (await d.kube.apps(pipeline))[0],
   );
 
-async function run(s: ReturnType<typeof spec>, tenant = ACME): Promise<RunState> {
-  const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
-  await stack.client.workflow
-    .getHandle(h.runId)
-    .result()
-    .catch(() => undefined);
-  return stack.runs.state(h.runId);
-}
+const run = (s: ReturnType<typeof spec>, tenant = ACME): Promise<RunState> => stack.runToEnd(s, { tenant });
 
 describe('Spark on Kubernetes through the Spark Operator', () => {
   it('runs pyspark and sql tasks as SparkApplications in the tenant namespace and reports driver, executors and log tail', async () => {
@@ -273,11 +266,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
       });
       await appIn('spark-cancel', 'RUNNING');
       await stack.client.workflow.getHandle(h.runId).cancel();
-      await stack.client.workflow
-        .getHandle(h.runId)
-        .result()
-        .catch(() => undefined);
-      return stack.runs.state(h.runId);
+      return stack.runs.wait(h.runId);
     });
     expect(st.status).toBe('cancelled');
     expect(st.tasks.forever.status).toBe('cancelled');
@@ -350,11 +339,7 @@ describe('Spark on Kubernetes through the Spark Operator', () => {
       const app = await appIn('spark-gone', 'RUNNING');
       // Deleted by someone else (or by timeToLiveSeconds), not through Strata.
       await d.kube.admin.delete('sparkapplications', 'v1beta2', NS, app.metadata.name);
-      await stack.client.workflow
-        .getHandle(h.runId)
-        .result()
-        .catch(() => undefined);
-      return stack.runs.state(h.runId);
+      return stack.runs.wait(h.runId);
     });
     expect(st.tasks.gone.status).toBe('failed');
     expect(st.tasks.gone.error).toMatch(/disappeared while running/);

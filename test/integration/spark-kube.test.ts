@@ -68,14 +68,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-async function run(s: ReturnType<typeof spec>, tenant = A): Promise<RunState> {
-  const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
-  await stack.client.workflow
-    .getHandle(h.runId)
-    .result()
-    .catch(() => undefined);
-  return stack.runs.state(h.runId);
-}
+const run = (s: ReturnType<typeof spec>, tenant = A): Promise<RunState> => stack.runToEnd(s, { tenant });
 
 /** A kubeconfig file for a service account's token (what a pod running as it would use). */
 async function asServiceAccount(namespace: string, name: string): Promise<string> {
@@ -223,11 +216,7 @@ describe('Spark on a real Kubernetes API server', () => {
       await waitFor(async () => (await appsOf(NS_A, 'kube-gone')).length === 1, 60_000);
       const [app] = await appsOf(NS_A, 'kube-gone');
       await spark.delete('sparkapplications', 'v1beta2', NS_A, app.metadata.name);
-      await stack.client.workflow
-        .getHandle(h.runId)
-        .result()
-        .catch(() => undefined);
-      return stack.runs.state(h.runId);
+      return stack.runs.wait(h.runId);
     });
     expect(st.tasks.gone.status).toBe('failed');
     expect(st.tasks.gone.error).toMatch(/disappeared while running/);
@@ -409,11 +398,7 @@ describe('Spark on a real Kubernetes API server', () => {
         60_000,
       );
       await stack.client.workflow.getHandle(h.runId).cancel();
-      await stack.client.workflow
-        .getHandle(h.runId)
-        .result()
-        .catch(() => undefined);
-      return stack.runs.state(h.runId);
+      return stack.runs.wait(h.runId);
     });
     expect(st.tasks.forever.status).toBe('cancelled');
     expect(await appsOf(NS_A, 'kube-cancel')).toHaveLength(0);

@@ -1,32 +1,29 @@
 import { DuckDBInstance } from '@duckdb/node-api';
-import mysql from 'mysql2/promise';
+import type mysql from 'mysql2/promise';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunState } from '../../schemas/run.js';
 import { spec } from '../harness/specs.js';
+import { connectWarehouses, type Warehouses } from '../harness/databases.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
 let stack: TestStack;
 let pgc: pg.Client;
 let my: mysql.Connection;
+let wh: Warehouses;
 beforeAll(async () => {
   stack = await testStack('sql');
-  pgc = new pg.Client({ connectionString: stack.connections.warehouse.url });
-  await pgc.connect();
-  my = await mysql.createConnection({ uri: stack.connections.mart.url });
+  wh = await connectWarehouses(stack.connections);
+  ({ pg: pgc, mysql: my } = wh);
 });
 afterAll(async () => {
-  await pgc?.end();
-  await my?.end();
+  await wh?.close();
   await stack?.close();
 });
 
-const run = (s: ReturnType<typeof spec>): Promise<RunState> =>
-  stack.withWorker(async () =>
-    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId),
-  );
+const run = (s: ReturnType<typeof spec>): Promise<RunState> => stack.withWorker(() => stack.runToEnd(s));
 
 describe('sql tasks', () => {
   it('duckdb reads CSV from the lake and writes Parquet atomically', async () => {

@@ -6,7 +6,7 @@
  * refusal is a non-retryable task failure that says what to change, and nothing reached the
  * engine: no SparkApplication, no EMR step, no uploaded script, no Airbyte job.
  */
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,20 +21,11 @@ import { SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { STEP_SCENARIOS } from '../fakes/emr-double.js';
 import { extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
 import { spec, waitFor } from '../harness/specs.js';
-import type { TestStack } from '../harness/temporal.js';
+import { harnessS3, harnessS3Client, type TestStack } from '../harness/temporal.js';
 
 const minio = inject('s3');
-const s3cfg = {
-  endpoint: minio.endpoint,
-  region: minio.region,
-  accessKeyId: minio.accessKeyId,
-  secretAccessKey: minio.secretAccessKey,
-};
-const raw = new S3Client({
-  ...s3cfg,
-  forcePathStyle: true,
-  credentials: { accessKeyId: minio.accessKeyId, secretAccessKey: minio.secretAccessKey },
-});
+const s3cfg = harnessS3();
+const raw = harnessS3Client();
 const tag = randomBytes(3).toString('hex');
 /** This file's tenants: their lake folders and Spark namespaces are this file's alone. */
 const ACME = 'sx-acme';
@@ -77,14 +68,7 @@ afterAll(async () => {
 });
 
 async function run(s: PipelineSpec, tenant = ACME, extra: Partial<ActivityDeps> = {}): Promise<RunState> {
-  return withExtWorker(stack, { ...deps, ...extra }, async () => {
-    const h = await stack.runs.start({ spec: s, tenant, trigger: 'manual' });
-    await stack.client.workflow
-      .getHandle(h.runId)
-      .result()
-      .catch(() => undefined);
-    return stack.runs.state(h.runId);
-  });
+  return withExtWorker(stack, { ...deps, ...extra }, () => stack.runToEnd(s, { tenant }));
 }
 
 /** A spec that passed registration, then changed as a spec reaching the worker some other way could be. */

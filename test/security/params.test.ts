@@ -4,11 +4,11 @@
  * end to end through real runs on DuckDB, Postgres and MariaDB.
  */
 import { DuckDBInstance } from '@duckdb/node-api';
-import mysql from 'mysql2/promise';
+import type mysql from 'mysql2/promise';
 import { randomBytes } from 'node:crypto';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApi } from '../../api/app.js';
 import { RequestError } from '../../schemas/errors.js';
@@ -30,6 +30,7 @@ import type { RunState } from '../../schemas/run.js';
 import { registerPipeline } from '../../store/pipelines.js';
 import { runCli } from '../harness/processes.js';
 import { spec } from '../harness/specs.js';
+import { connectWarehouses, type Warehouses } from '../harness/databases.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
 function problemsOf(input: unknown): Problem[] {
@@ -556,26 +557,23 @@ const PAYLOADS = [
 let stack: TestStack;
 let pgc: pg.Client;
 let my: mysql.Connection;
+let wh: Warehouses;
 const sfx = randomBytes(3).toString('hex');
 const T = `people_${sfx}`;
 const payloads = PAYLOADS.map((p) => p.replaceAll('{T}', T));
 
 beforeAll(async () => {
   stack = await testStack('params');
-  pgc = new pg.Client({ connectionString: stack.connections.warehouse.url });
-  await pgc.connect();
-  my = await mysql.createConnection({ uri: stack.connections.mart.url });
+  wh = await connectWarehouses(stack.connections);
+  ({ pg: pgc, mysql: my } = wh);
 });
 afterAll(async () => {
-  await pgc?.end();
-  await my?.end();
+  await wh?.close();
   await stack?.close();
 });
 
 const runWith = (s: PipelineSpec, params: Record<string, string>): Promise<RunState> =>
-  stack.withWorker(async () =>
-    stack.runs.wait((await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual', params })).runId),
-  );
+  stack.withWorker(() => stack.runToEnd(s, { params }));
 
 /** One task per payload selecting the rows whose name equals it, plus ident and number probes. */
 function injectionSpec(id: string, engine: 'duckdb' | 'postgres' | 'mysql', from: string, ident: string): PipelineSpec {
