@@ -7,6 +7,7 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import path from 'node:path';
 import { inject } from 'vitest';
 import type { ActivityDeps } from '../../activities/index.js';
+import { createMetrics } from '../../api/system.js';
 import { AirbyteClient } from '../../activities/airbyte/client.js';
 import { EmrJobsClient } from '../../activities/emr/client.js';
 import { openLake } from '../../activities/lake/open.js';
@@ -187,4 +188,10 @@ export async function extTestStack(name: string): Promise<TestStack> {
       if (attempt >= 3 || !/Failed to connect before the deadline/.test(String(e))) throw e;
     }
   }
+}
+
+/** How many orphans of `kind` the sweeper has stopped so far, as /metrics counts them (`strata_sweeper_stopped`). */
+export async function sweptCount(stack: TestStack, kind: string): Promise<number> {
+  const m = await createMetrics(stack.db).registry.getSingleMetric('strata_sweeper_stopped')!.get();
+  return m.values.find((v) => v.labels.kind === kind)?.value ?? 0;
 }

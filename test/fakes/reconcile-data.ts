@@ -28,6 +28,16 @@ export interface Truth {
   duplicateRowsRight: number;
 }
 
+/** The counts a reconciliation of the pair must report: what the generator knows it made. */
+export const truthCounts = (t: Truth) => ({
+  left: t.left,
+  right: t.right,
+  matched: t.matched,
+  changed: t.changed,
+  onlyLeft: t.onlyLeft,
+  onlyRight: t.onlyRight,
+});
+
 export function csvField(v: string | null): string {
   if (v === null) return '';
   return /[",\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v;

@@ -19,7 +19,7 @@ import { listReconciliations } from '../../store/reconciliations.js';
 import { validateSpec } from '../../schemas/pipeline.js';
 import { createKey } from '../../store/keys.js';
 import { runCli } from '../harness/processes.js';
-import { COLUMNS, generatePair, type Truth } from '../fakes/reconcile-data.js';
+import { COLUMNS, generatePair, truthCounts, type Truth } from '../fakes/reconcile-data.js';
 import { lakeQuery } from '../harness/duck.js';
 import { stackApi } from '../harness/api.js';
 import { spec, waitFor } from '../harness/specs.js';
@@ -75,14 +75,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => stack?.close());
 
-const counts = () => ({
-  left: truth.left,
-  right: truth.right,
-  matched: truth.matched,
-  changed: truth.changed,
-  onlyLeft: truth.onlyLeft,
-  onlyRight: truth.onlyRight,
-});
+const counts = () => truthCounts(truth);
 
 async function standalone(tenant: string, left: unknown, right: unknown, options: object = { key: ['id'] }) {
   const { id } = await recs.start(tenant, { left, right, options });

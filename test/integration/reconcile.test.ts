@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReconciliationsService } from '../../client/reconciliations.js';
-import { generatePair } from '../fakes/reconcile-data.js';
+import { generatePair, truthCounts } from '../fakes/reconcile-data.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -44,14 +44,7 @@ tasks:
     expect(st.tasks.compare.status).toBe('success');
     expect(st.tasks.compare.output).toMatchObject({
       method: 'memory',
-      counts: {
-        left: truth.left,
-        right: truth.right,
-        matched: truth.matched,
-        changed: truth.changed,
-        onlyLeft: truth.onlyLeft,
-        onlyRight: truth.onlyRight,
-      },
+      counts: truthCounts(truth),
       differences: truth.changed + truth.onlyLeft + truth.onlyRight,
     });
     expect(st.tasks.gate).toMatchObject({ status: 'failed', errorType: 'DatasetsDiffer', attempts: 1 });

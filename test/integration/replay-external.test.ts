@@ -3,12 +3,11 @@
  * test/histories/external/ (with their real workflow ids, from which child ids derive)
  * must replay against the current code. Re-record: npx tsx test/histories/record-external.ts
  */
-import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
-import { Worker } from '@temporalio/worker';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect, inject, it } from 'vitest';
+import { expect, it } from 'vitest';
+import { replayHistories } from '../harness/replay.js';
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'histories', 'external');
 
@@ -25,18 +24,7 @@ it('replays recorded pipeline, externalJob, clusterLifecycle and clusterQuota hi
       'cluster-quota.json',
     ]),
   );
-  const histories = await Promise.all(
-    files.map(async (f) => ({
-      workflowId: index[f],
-      history: historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8'))),
-    })),
-  );
-  const results: { id: string; error?: unknown }[] = [];
-  for await (const r of Worker.runReplayHistories(
-    { workflowBundle: { codePath: inject('workflowBundlePath') } },
-    histories,
-  ))
-    results.push({ id: r.workflowId, error: r.error });
+  const results = await replayHistories(dir, files, (f) => index[f]);
   expect(results.filter((r) => r.error).map((r) => `${r.id}: ${String(r.error)}`)).toEqual([]);
   expect(results).toHaveLength(files.length);
 });

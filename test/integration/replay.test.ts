@@ -7,7 +7,8 @@ import { Worker } from '@temporalio/worker';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect, inject, it } from 'vitest';
+import { expect, it } from 'vitest';
+import { replayHistories } from '../harness/replay.js';
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'histories');
 
@@ -27,18 +28,7 @@ it('replays every recorded history without nondeterminism', async () => {
       'notify-cancelled-inline-notifier.json',
     ]),
   );
-  const histories = await Promise.all(
-    files.map(async (f) => ({
-      workflowId: index[f] ?? f,
-      history: historyFromJSON(JSON.parse(await readFile(path.join(dir, f), 'utf8'))),
-    })),
-  );
-  const results: { id: string; error?: unknown }[] = [];
-  for await (const r of Worker.runReplayHistories(
-    { workflowBundle: { codePath: inject('workflowBundlePath') } },
-    histories,
-  ))
-    results.push({ id: r.workflowId, error: r.error });
+  const results = await replayHistories(dir, files, (f) => index[f] ?? f);
   expect(results.filter((r) => r.error).map((r) => `${r.id}: ${String(r.error)}`)).toEqual([]);
   expect(results).toHaveLength(files.length);
 });

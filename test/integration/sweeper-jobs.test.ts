@@ -8,13 +8,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMetrics } from '../../api/system.js';
 import type { SweepReport } from '../../activities/sweeper/activities.js';
 import type { JobRef } from '../../schemas/external.js';
 import { listExternalJobs, markExternalJobEnded, recordExternalJob } from '../../store/external-jobs.js';
 import { SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
 import { STEP_SCENARIOS } from '../fakes/emr-double.js';
-import { extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
+import { extLake, extTestStack, startDoubles, sweptCount, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
 import { spec, waitFor } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
@@ -53,10 +52,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const metric = async (kind: string) => {
-  const m = await createMetrics(stack.db).registry.getSingleMetric('strata_sweeper_stopped')!.get();
-  return m.values.find((v) => v.labels.kind === kind)?.value ?? 0;
-};
+const metric = (kind: string) => sweptCount(stack, kind);
 const stepOf = (cluster: string, pipeline: string) =>
   d.emr.clusters.get(cluster)!.steps.find((s) => s.Name.includes(pipeline));
 const cancelStepsFor = (stepId: string) =>

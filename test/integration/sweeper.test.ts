@@ -5,13 +5,20 @@
  * are left alone. The schedule that runs it is ensured idempotently.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMetrics } from '../../api/system.js';
 import { ClustersService } from '../../client/clusters.js';
 import type { SweepReport } from '../../activities/sweeper/activities.js';
 import { SPARK_APP_VERSION } from '../../activities/spark-k8s/client.js';
 import { OWNER_ANNOTATION } from '../../activities/spark-k8s/manifest.js';
 import { ensureSweeperSchedule } from '../../client/sweeper.js';
-import { appState, extLake, extTestStack, startDoubles, withExtWorker, type Doubles } from '../fakes/ext-stack.js';
+import {
+  appState,
+  extLake,
+  extTestStack,
+  startDoubles,
+  sweptCount,
+  withExtWorker,
+  type Doubles,
+} from '../fakes/ext-stack.js';
 import { spec, waitFor } from '../harness/specs.js';
 import type { TestStack } from '../harness/temporal.js';
 
@@ -31,10 +38,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const metric = async (kind: string) => {
-  const m = await createMetrics(stack.db).registry.getSingleMetric('strata_sweeper_stopped')!.get();
-  return m.values.find((v) => v.labels.kind === kind)?.value ?? 0;
-};
+const metric = (kind: string) => sweptCount(stack, kind);
 
 describe('the orphan sweeper', () => {
   it('stops Spark applications, Spark Connect servers and EMR clusters whose owning workflow was terminated, and only those', async () => {

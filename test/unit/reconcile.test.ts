@@ -24,6 +24,36 @@ const run = (
     ...extra,
   });
 
+/** Runs until three partitions are compared, then dies as a killed worker does; the checkpoints it wrote. */
+async function diesAfterThree(l: string, r: string, o: Partial<ReconcileOptions>, workDir: string) {
+  const checkpoints: Checkpoint[] = [];
+  const ac = new AbortController();
+  await expect(
+    run(l, r, o, {
+      workDir,
+      signal: ac.signal,
+      onCheckpoint: (c) => {
+        checkpoints.push(c);
+        if (c.compared.length === 3) ac.abort(new Error('worker died'));
+      },
+    }),
+  ).rejects.toThrow(/worker died/);
+  return checkpoints;
+}
+
+/** Resumes from `checkpoint`: the result, whether a side was partitioned again, and the partitions compared. */
+async function resumeFrom(l: string, r: string, o: Partial<ReconcileOptions>, workDir: string, checkpoint: Checkpoint) {
+  const resumedCompares: number[][] = [];
+  let partitionedAgain = false;
+  const res = await run(l, r, o, {
+    workDir,
+    checkpoint,
+    onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
+    onCheckpoint: (c) => resumedCompares.push(c.compared),
+  });
+  return { res, partitionedAgain, resumedCompares };
+}
+
 function expectTruth(r: ReconcileResult, t: Truth) {
   expect(r.exact).toBe(true);
   expect(r.counts).toEqual({
@@ -238,39 +268,22 @@ describe('reconcile: planted differences', () => {
     const r = path.join(dir, 'cp-r.csv');
     const truth = await generatePair(l, r, { rows: 5000, rate: 0.01, duplicates: true, seed: 3 });
     const workDir = path.join(dir, 'cp-work');
-    const checkpoints: Checkpoint[] = [];
-    const ac = new AbortController();
-    await expect(
-      run(
-        l,
-        r,
-        { key: ['id'], partitions: 8, parallelism: 1, engine: 'stream' },
-        {
-          workDir,
-          signal: ac.signal,
-          onCheckpoint: (c) => {
-            checkpoints.push(c);
-            if (c.compared.length === 3) ac.abort(new Error('worker died'));
-          },
-        },
-      ),
-    ).rejects.toThrow(/worker died/);
+    const checkpoints = await diesAfterThree(
+      l,
+      r,
+      { key: ['id'], partitions: 8, parallelism: 1, engine: 'stream' },
+      workDir,
+    );
     const last = checkpoints[checkpoints.length - 1];
     expect(last).toMatchObject({ leftDone: true, rightDone: true });
     expect(last.compared).toHaveLength(3);
     expect((await readdir(workDir)).length).toBe(16); // partition files kept for the resume
-    const resumedCompares: number[][] = [];
-    let partitionedAgain = false;
-    const res = await run(
+    const { res, partitionedAgain, resumedCompares } = await resumeFrom(
       l,
       r,
       { key: ['id'], partitions: 8, parallelism: 1, engine: 'stream' },
-      {
-        workDir,
-        checkpoint: last,
-        onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
-        onCheckpoint: (c) => resumedCompares.push(c.compared),
-      },
+      workDir,
+      last,
     );
     expect(partitionedAgain).toBe(false);
     expect(resumedCompares).toHaveLength(5); // only the 5 partitions left
@@ -282,38 +295,16 @@ describe('reconcile: planted differences', () => {
     const r = path.join(dir, 'dcp-r.csv');
     const truth = await generatePair(l, r, { rows: 5000, rate: 0.01, duplicates: true, awkward: true, seed: 5 });
     const workDir = path.join(dir, 'dcp-work');
-    const checkpoints: Checkpoint[] = [];
-    const ac = new AbortController();
-    await expect(
-      run(
-        l,
-        r,
-        { key: ['id'], partitions: 8 },
-        {
-          workDir,
-          signal: ac.signal,
-          onCheckpoint: (c) => {
-            checkpoints.push(c);
-            if (c.compared.length === 3) ac.abort(new Error('worker died'));
-          },
-        },
-      ),
-    ).rejects.toThrow(/worker died/);
+    const checkpoints = await diesAfterThree(l, r, { key: ['id'], partitions: 8 }, workDir);
     const last = checkpoints[checkpoints.length - 1];
     expect(last).toMatchObject({ version: 4, leftDone: true, rightDone: true });
     expect(last.compared).toHaveLength(3);
-    const resumedCompares: number[][] = [];
-    let partitionedAgain = false;
-    const res = await run(
+    const { res, partitionedAgain, resumedCompares } = await resumeFrom(
       l,
       r,
       { key: ['id'], partitions: 8 },
-      {
-        workDir,
-        checkpoint: last,
-        onProgress: (p) => (partitionedAgain ||= p.phase.startsWith('partition')),
-        onCheckpoint: (c) => resumedCompares.push(c.compared),
-      },
+      workDir,
+      last,
     );
     expect(res.method).toBe('duckdb');
     expect(partitionedAgain).toBe(false);
