@@ -28,7 +28,10 @@ const LONG = avro.types.LongType.__with({
   isValid: (n: unknown) => typeof n === 'bigint' || Number.isInteger(n),
   compare: (a: number | bigint, b: number | bigint) => (a === b ? 0 : a < b ? -1 : 1),
 });
+// The schemas here carry Iceberg's field ids (`field-id`, `element-id`), attributes avsc's
+// schema typings do not model: they are written as plain objects and handed to avsc as such.
 const typeOf = (schema: object) =>
+  // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- see above
   avro.Type.forSchema(schema as avro.Schema, { registry: { long: LONG }, wrapUnions: false });
 
 const opt = (type: unknown, name: string, id: number) => ({
@@ -215,14 +218,14 @@ export async function encodeContainer(
   records: object[],
   meta: Record<string, string>,
 ): Promise<Buffer> {
-  const enc = new avro.streams.BlockEncoder(
-    schema as avro.Schema,
-    {
-      codec: 'deflate',
-      metadata: Object.fromEntries(Object.entries(meta).map(([k, v]) => [k, Buffer.from(v)])),
-      writeHeader: true,
-    } as object,
-  );
+  // `metadata` (the file's key-value header) is an option avsc's typings leave out.
+  const options = {
+    codec: 'deflate',
+    metadata: Object.fromEntries(Object.entries(meta).map(([k, v]) => [k, Buffer.from(v)])),
+    writeHeader: true,
+  };
+  // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- field ids: see typeOf
+  const enc = new avro.streams.BlockEncoder(schema as avro.Schema, options);
   const chunks: Buffer[] = [];
   enc.on('data', (c: Buffer) => chunks.push(c));
   const done = new Promise<void>((res, rej) => {
@@ -244,7 +247,8 @@ const CODECS: Record<string, (buf: Buffer, cb: (e: Error | null, b?: Buffer) => 
 export async function decodeContainer<T>(buf: Buffer): Promise<{ records: T[]; meta: Record<string, string> }> {
   const dec = new avro.streams.BlockDecoder({
     codecs: CODECS,
-    parseHook: (s: unknown) => typeOf(s as object),
+    parseHook: (s: avro.Schema) =>
+      s instanceof avro.Type ? s : avro.Type.forSchema(s, { registry: { long: LONG }, wrapUnions: false }),
   });
   const records: T[] = [];
   let meta: Record<string, string> = {};
