@@ -24,7 +24,7 @@ import {
   withLineage,
   type LakeDeps,
 } from '../lake/engine.js';
-import { MetadataError, type TableMetadata, tableMetadata, tableMetadataOrUndefined } from './metadata.js';
+import { MetadataError, tableMetadata, tableMetadataOrUndefined } from './metadata.js';
 import { icebergIdent, keyOf, snapshotFiles, writeMetadata } from './writer.js';
 import { publishBranch, refHead, rejectBranch } from './wap.js';
 import path from 'node:path';

@@ -28,11 +28,6 @@ const LONG = avro.types.LongType.__with({
   isValid: (n: unknown) => typeof n === 'bigint' || Number.isInteger(n),
   compare: (a: number | bigint, b: number | bigint) => (a === b ? 0 : a < b ? -1 : 1),
 });
-// The schemas here carry Iceberg's field ids (`field-id`, `element-id`), attributes avsc's
-// schema typings do not model: they are written as plain objects and handed to avsc as such.
-const typeOf = (schema: object) =>
-  // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- see above
-  avro.Type.forSchema(schema as avro.Schema, { registry: { long: LONG }, wrapUnions: false });
 
 const opt = (type: unknown, name: string, id: number) => ({
   name,
@@ -224,7 +219,7 @@ export async function encodeContainer(
     metadata: Object.fromEntries(Object.entries(meta).map(([k, v]) => [k, Buffer.from(v)])),
     writeHeader: true,
   };
-  // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- field ids: see typeOf
+  // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- the schemas carry Iceberg's field ids (`field-id`, `element-id`), which avsc's schema typings do not model
   const enc = new avro.streams.BlockEncoder(schema as avro.Schema, options);
   const chunks: Buffer[] = [];
   enc.on('data', (c: Buffer) => chunks.push(c));

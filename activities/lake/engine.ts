@@ -15,7 +15,6 @@ import {
   isLayer,
   type DatasetId,
   type DatasetVersionRef,
-  type Layer,
   type Check,
   DATASET_REF_IN_SQL_RE,
 } from '../../schemas/lake.js';
@@ -44,7 +43,6 @@ import {
 import { MURMUR_MACROS, parsePartitionBy, partitionExpr, resolveSpec } from '../iceberg/partition.js';
 import { type PartitionField, tableMetadata } from '../iceberg/metadata.js';
 import type { StructType } from '../iceberg/schema.js';
-import type { TableMetadata } from '../iceberg/metadata.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import { castList, fieldIdsClause } from '../iceberg/schema.js';
 import { fileStats } from '../iceberg/stats.js';

@@ -32,7 +32,7 @@ import {
 } from '../iceberg/maintenance.js';
 import type { MaintenancePolicy } from '../iceberg/policy.js';
 import { policyOf } from '../iceberg/policy.js';
-import { type TableMetadata, tableMetadata } from '../iceberg/metadata.js';
+import { tableMetadata } from '../iceberg/metadata.js';
 import type { LakeDeps } from '../lake/engine.js';
 import { forTenant } from '../lake/open.js';
 
