@@ -42,5 +42,31 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'off',
     },
   },
+  {
+    // Issue 11: no unchecked casts in workflows and activities. A value of unknown shape is
+    // checked (a zod parse, a type guard) rather than asserted; `as const` stays allowed.
+    files: ['workflows/**/*.ts', 'activities/**/*.ts'],
+    ignores: [
+      // TEMPORARY, for this rule only: files being rewritten on other branches (they remove their
+      // own casts); the lead empties this list when merging.
+      'activities/reconcile/**',
+      // TEMPORARY: not converted yet (issue 11 continues): each still holds `as` casts.
+      'activities/airbyte/client.ts',
+      'activities/clusters/activities.ts',
+      'activities/emr/activities.ts',
+      'activities/ingest/file.ts',
+      'activities/ingest/table.ts',
+      'activities/metastore/specs.ts',
+      'activities/notify/channels.ts',
+      'activities/notify/client.ts',
+      'activities/quality/checks.ts',
+      'activities/s3/client.ts',
+      'activities/spark-k8s/activities.ts',
+      'activities/spark-k8s/client.ts',
+      'activities/sql/**',
+      'activities/sweeper/activities.ts',
+    ],
+    rules: { '@typescript-eslint/consistent-type-assertions': ['error', { assertionStyle: 'never' }] },
+  },
   { files: ['**/*.js', '**/*.cjs'], ...tseslint.configs.disableTypeChecked },
 );

@@ -7,6 +7,7 @@ import { createMetastoreActivities } from './metastore/activities.js';
 import { createNotifyActivities, type NotifyDeps } from './notify/activities.js';
 import { createSpecLoader } from './metastore/specs.js';
 import { pollUntilDone } from './core/sensor.js';
+import { recordFor } from '../schemas/guards.js';
 import { TASK_ACTIVITIES, type TaskActivityName } from '../schemas/kinds.js';
 import type { TaskActivity, TaskActivityInput, TaskEnvelope } from '../schemas/run.js';
 import { createReconcileActivities, type ReconcileDeps } from './reconcile/activities.js';
@@ -77,10 +78,7 @@ export function createActivities(deps: ActivityDeps) {
       return plain.sensor ? pollUntilDone(fn, { ...plain, sensor: plain.sensor }) : fn(plain);
     };
   };
-  const tasks = Object.fromEntries(TASK_ACTIVITIES.map((name) => [name, byRef(implemented[name])])) as Record<
-    TaskActivityName,
-    TaskActivity
-  >;
+  const tasks = recordFor(TASK_ACTIVITIES, (name) => byRef(implemented[name]));
   return { ...acts, ...tasks };
 }
 

@@ -42,3 +42,25 @@ export function taskFieldError(
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/**
+ * A field of whatever was thrown (driver and SDK errors carry `code`, `errno`, `status`,
+ * `$metadata`…), as `unknown` for the caller to check; undefined when there is none.
+ */
+export function errorField(e: unknown, key: string): unknown {
+  if (typeof e !== 'object' || e === null) return undefined;
+  const v: unknown = Reflect.get(e, key);
+  return v;
+}
+
+/** A string field of a thrown error (`code`, `sqlState`…), or undefined. */
+export function errorString(e: unknown, key: string): string | undefined {
+  const v = errorField(e, key);
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** A numeric field of a thrown error (`status`, `errno`, `responseCode`…), or undefined. */
+export function errorNumber(e: unknown, key: string): number | undefined {
+  const v = errorField(e, key);
+  return typeof v === 'number' ? v : undefined;
+}

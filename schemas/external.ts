@@ -47,6 +47,18 @@ export const LibraryUse = z
   .strict();
 export type LibraryUse = z.infer<typeof LibraryUse>;
 
+/** The libraries a task pins (checked when its pipeline was registered, and again as it runs). */
+export function taskLibraryUses(task: Record<string, unknown> & { id: string }): LibraryUse[] {
+  if (task.libraries === undefined) return [];
+  const r = z.array(LibraryUse).safeParse(task.libraries);
+  if (!r.success)
+    throw taskFieldError(task.id, { issues: r.error.issues.map((i) => ({ ...i, path: ['libraries', ...i.path] })) });
+  return r.data;
+}
+
+/** Spark settings a task passes through (`spark.*` keys, string values). */
+export const SparkConf = z.record(z.string(), z.string());
+
 const Memory = z.string().regex(/^\d+(\.\d+)?[kmgtKMGT]i?$|^\d+$/, 'write memory like "512m", "2g" or "4Gi"');
 
 /** Spark resources; defaults are applied when the manifest is built (activities/spark-k8s). */
@@ -79,7 +91,7 @@ export const SparkResourceFields = {
     .string()
     .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name is lower-case letters, digits, "-" and "."')
     .optional(),
-  sparkConf: z.record(z.string(), z.string()).optional(),
+  sparkConf: SparkConf.optional(),
 };
 
 /**

@@ -10,6 +10,7 @@ import { Duration } from './duration.js';
 export const LAYERS = ['bronze', 'silver', 'gold'] as const;
 export const Layer = z.enum(LAYERS);
 export type Layer = z.infer<typeof Layer>;
+export const isLayer = (s: unknown): s is Layer => Layer.safeParse(s).success;
 
 const NAME = '[a-z_][a-z0-9_]{0,62}';
 export const DATASET_NAME_RE = new RegExp(`^(bronze|silver|gold)\\.(${NAME})$`);
@@ -34,7 +35,7 @@ export const Namespace = z
 
 export function parseDatasetName(s: string): { layer: Layer; name: string } | undefined {
   const m = DATASET_NAME_RE.exec(s);
-  return m ? { layer: m[1] as Layer, name: m[2] } : undefined;
+  return m && isLayer(m[1]) ? { layer: m[1], name: m[2] } : undefined;
 }
 
 /** The dataset references a SQL text makes (string literals are not scanned). */

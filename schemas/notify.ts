@@ -156,8 +156,11 @@ export interface QualityWarning {
 }
 
 /** What a finished run looked like, as far as rules care (bounded lists, from the workflow). */
+export const RUN_END_STATUSES = ['success', 'failed', 'cancelled'] as const;
+export const isRunEndStatus = (s: string): s is RunOutcome['status'] => RUN_END_STATUSES.some((e) => e === s);
+
 export interface RunOutcome {
-  status: 'success' | 'failed' | 'cancelled';
+  status: (typeof RUN_END_STATUSES)[number];
   /** Tasks that failed after their last attempt (not cut short by a non-retryable error). */
   exhausted: { task: string; attempts: number }[];
   /** Tasks whose output passed with `severity: warn` checks failing (and, once looked up, `warn` comparisons that differ). */

@@ -25,6 +25,15 @@ export interface TaskOutput {
   [k: string]: unknown;
 }
 
+/** An object whose `rowCount` and `location`, where present, have their types. */
+export function isTaskOutput(v: unknown): v is TaskOutput {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const { rowCount, location }: { rowCount?: unknown; location?: unknown } = v;
+  return (
+    (rowCount === undefined || typeof rowCount === 'number') && (location === undefined || typeof location === 'string')
+  );
+}
+
 export interface TaskState {
   status: TaskStatus;
   attempts: number;

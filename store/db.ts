@@ -4,6 +4,7 @@
  * stack needs no server. Both speak the same SQL; queries use $1-style parameters.
  */
 import pg from 'pg';
+import { z } from 'zod';
 
 export interface QueryResult<T> {
   rows: T[];
@@ -18,6 +19,12 @@ export interface Db {
   tx<T>(fn: (db: Db) => Promise<T>): Promise<T>;
   close(): Promise<void>;
   readonly kind: 'postgres' | 'pglite';
+}
+
+/** A query's rows, each checked against `row` (a zod schema): what the caller reads is what came back. */
+export async function queryRows<T>(db: Db, row: z.ZodType<T>, sql: string, params?: unknown[]): Promise<T[]> {
+  const r = await db.query<unknown>(sql, params);
+  return z.array(row).parse(r.rows);
 }
 
 export async function openDb(opts: { url?: string; dataDir?: string }): Promise<Db> {

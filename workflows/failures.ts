@@ -4,7 +4,7 @@
  * keeping its message, type, attempt and the output its engine reported.
  */
 import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure, TimeoutFailure } from '@temporalio/workflow';
-import type { TaskOutput } from '../schemas/run.js';
+import { isTaskOutput, type TaskOutput } from '../schemas/run.js';
 
 /** A failed task's message, type and attempts, and what its engine reported (an external job's states and log tail). */
 export function describeFailure(err: unknown): {
@@ -24,8 +24,7 @@ export function describeFailure(err: unknown): {
     let output: TaskOutput | undefined;
     if (d && typeof d === 'object') {
       if ('attempt' in d && typeof d.attempt === 'number' && d.attempt > 0) attempt = d.attempt;
-      if ('output' in d && d.output && typeof d.output === 'object' && !Array.isArray(d.output))
-        output = d.output as TaskOutput; // an object: TaskOutput's fields are all optional
+      if ('output' in d && isTaskOutput(d.output)) output = d.output;
     }
     return { message: cause.message, type: cause.type ?? undefined, attempt, ...(output ? { output } : {}) };
   }

@@ -30,7 +30,7 @@ import {
 } from '@temporalio/workflow';
 import type { WorkerActivities } from '../activities/index.js';
 import { jobFinishedSignal, type JobFinished } from './job-messages.js';
-import { cancelNotifies, NOTIFY_LIMITS, type NotifyInput, type RunOutcome } from '../schemas/notify.js';
+import { cancelNotifies, isRunEndStatus, NOTIFY_LIMITS, type NotifyInput, type RunOutcome } from '../schemas/notify.js';
 import {
   isCarriedV1,
   type CarriedV1,
@@ -404,7 +404,7 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       phase: 'end',
       outcome: {
         // The run's end as recorded: success, failed, or (from the cancellation cleanup) cancelled.
-        status: header.status as RunOutcome['status'],
+        status: isRunEndStatus(header.status) ? header.status : 'failed',
         ...outcome,
         ...(error ? { error: error.slice(0, 2000) } : {}),
         failures: book.failures.slice(0, NOTIFY_LIMITS.listed).map((f) => ({ id: f.id, error: f.error })),

@@ -70,13 +70,9 @@ export async function tableMaintenance(input: TableMaintenanceInput): Promise<Ta
   };
   const results: TableMaintenanceResult['results'] = {};
   for (const operation of ops) {
-    const r = (await acts.tableMaintenanceStep({
-      table: input,
-      operation,
-      now: Date.now(),
-      producer,
-    })) as unknown as Record<string, unknown>;
-    results[operation] = Array.isArray(r.deleted) ? { ...r, deleted: (r.deleted as unknown[]).slice(0, 50) } : r;
+    const r = await acts.tableMaintenanceStep({ table: input, operation, now: Date.now(), producer });
+    results[operation] =
+      'deleted' in r && Array.isArray(r.deleted) ? { ...r, deleted: r.deleted.slice(0, 50) } : { ...r };
   }
   return { table, results };
 }

@@ -25,7 +25,8 @@ import { IcebergStore } from '../../store/iceberg.js';
 import type { LakeDeps } from '../lake/engine.js';
 import { withLineage } from '../lake/engine.js';
 import type { ObjectStore } from '../s3/client.js';
-import { currentSchema, snapshotById, type TableMetadata } from '../iceberg/metadata.js';
+import { recordOf } from '../../schemas/guards.js';
+import { currentSchema, snapshotById, type TableMetadata, tableMetadata } from '../iceberg/metadata.js';
 import { duckTypeOf } from '../iceberg/schema.js';
 import { icebergIdent, keyOf, snapshotFiles } from '../iceberg/writer.js';
 import type { ConnectionResponse, DestinationResponse } from './client.js';
@@ -41,8 +42,7 @@ export interface IcebergDestination {
 }
 
 const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
-const obj = (v: unknown): Record<string, unknown> =>
-  v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+const obj = recordOf;
 
 /** The Iceberg side of a destination, or undefined when it does not write Iceberg tables. */
 export function icebergDestination(
@@ -235,7 +235,7 @@ async function registerOne(
   const cat = new IcebergStore(lake.catalog.db);
   const existing = await cat.table(producer.tenant, ident.namespace, ident.name);
   if (existing) {
-    const m = existing.metadata as unknown as TableMetadata;
+    const m = tableMetadata(existing.metadata);
     if (m['table-uuid'] !== meta['table-uuid']) {
       skipped.push(
         `${label}: ${datasetKey(id)} is already another table in Strata's catalog (uuid ${m['table-uuid']}, the destination's is ${meta['table-uuid']})`,
@@ -280,7 +280,7 @@ async function registerOne(
         if (!(await c.createTable(producer.tenant, ident.namespace, ident.name, metadataLocation, meta)))
           throw new Error(`table ${datasetKey(id)} appeared during its registration`);
       } else {
-        if ((row.metadata as unknown as TableMetadata)['table-uuid'] !== meta['table-uuid'])
+        if (tableMetadata(row.metadata)['table-uuid'] !== meta['table-uuid'])
           throw new Error(`table ${datasetKey(id)} became another table during its registration`);
         if (!(await c.swap(producer.tenant, ident.namespace, ident.name, row.metadataLocation, metadataLocation, meta)))
           throw new Error(`table ${datasetKey(id)} moved while locked`);

@@ -7,7 +7,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { ENGINE_ACTIVITY_PREFIX, type ExternalEngine, type JobRef, type JobStatus } from '../../schemas/external.js';
+import { z } from 'zod';
+import { ENGINE_ACTIVITY_PREFIX, type ExternalEngine, type JobRef } from '../../schemas/external.js';
 import { errorMessage } from '../../schemas/errors.js';
 import type { Db } from '../../store/db.js';
 import { markExternalJobEnded, recordExternalJob } from '../../store/external-jobs.js';
@@ -20,20 +21,50 @@ export interface JobLedgerDeps {
 
 type Fn = (...args: unknown[]) => Promise<unknown>;
 
-export function jobActivities<T extends object>(acts: T): T {
-  const out: Record<string, Fn> = {};
-  for (const [name, fn] of Object.entries(acts) as [string, Fn][]) {
-    out[name] = async (...args: unknown[]) => {
-      try {
-        return await fn(...args);
-      } catch (e) {
-        if (e instanceof CancelledFailure || e instanceof ApplicationFailure) throw e;
-        throw toFailure(e, Context.current().info.attempt);
+/**
+ * The same activities, each function wrapped (`wrap` returns undefined to keep one as it is).
+ * A Proxy keeps the object's type without restating it: every field the worker reads is the
+ * wrapped function (made once per name), every other value is the object's own.
+ */
+function wrapActivities<T extends object>(acts: T, wrap: (name: string, fn: Fn) => Fn | undefined): T {
+  const made = new Map<string, Fn | undefined>();
+  return new Proxy(acts, {
+    get(target, key, receiver) {
+      const value: unknown = Reflect.get(target, key, receiver);
+      if (typeof key !== 'string' || typeof value !== 'function') return value;
+      if (!made.has(key)) {
+        const call: Fn = async (...args) => {
+          const r: unknown = await Reflect.apply(value, target, args);
+          return r;
+        };
+        made.set(key, wrap(key, call));
       }
-    };
-  }
-  return out as T;
+      return made.get(key) ?? value;
+    },
+  });
 }
+
+export function jobActivities<T extends object>(acts: T): T {
+  return wrapActivities(acts, (_name, fn) => async (...args: unknown[]) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      if (e instanceof CancelledFailure || e instanceof ApplicationFailure) throw e;
+      throw toFailure(e, Context.current().info.attempt);
+    }
+  });
+}
+
+const SubmitInput = z.object({ run: z.object({ tenant: z.string() }) });
+const JobRefShape = z.object({
+  engine: z.enum(['spark-k8s', 'emr', 'airbyte']),
+  name: z.string(),
+  scope: z.string(),
+  id: z.string().optional(),
+  adopted: z.boolean(),
+}) satisfies z.ZodType<JobRef>;
+const JobStatusShape = z.object({ state: z.string(), terminal: z.boolean() });
+const CancelResult = z.object({ result: z.string() });
 
 /**
  * An engine's job activities (`{prefix}Submit`, `…Poll`, `…Logs`, `…Cancel`), adapted as above
@@ -43,18 +74,18 @@ export function engineJobActivities<T extends object>(ledger: { engine: External
   const { db } = ledger;
   if (!db) return jobActivities(acts);
   const prefix = ENGINE_ACTIVITY_PREFIX[ledger.engine];
-  const out: Record<string, Fn> = {};
-  for (const [name, fn] of Object.entries(acts) as [string, Fn][]) {
+  const ledgered = wrapActivities(acts, (name, fn) => {
     const after = ledgerStep(db, name, prefix);
-    out[name] = after
-      ? async (...args: unknown[]) => {
-          const result = await fn(...args);
-          await after(args, result);
-          return result;
-        }
-      : fn;
-  }
-  return jobActivities(out as T);
+    return (
+      after &&
+      (async (...args: unknown[]) => {
+        const result = await fn(...args);
+        await after(args, result);
+        return result;
+      })
+    );
+  });
+  return jobActivities(ledgered);
 }
 
 /** What the ledger does after an engine activity succeeded, by the activity's name. */
@@ -66,8 +97,8 @@ function ledgerStep(db: Db, name: string, prefix: string) {
       const info = Context.current().info;
       const owner = info.workflowExecution?.workflowId;
       if (!owner) return; // not called by a workflow: no owner whose end could orphan it
-      const tenant = (args[0] as { run: { tenant: string } }).run.tenant;
-      await recordExternalJob(db, { ref: ref as JobRef, tenant, owner, taskQueue: info.taskQueue });
+      const tenant = SubmitInput.parse(args[0]).run.tenant;
+      await recordExternalJob(db, { ref: JobRefShape.parse(ref), tenant, owner, taskQueue: info.taskQueue });
     };
   const end = async (ref: JobRef, state: string) => {
     // Best effort: a row left open is settled by the sweeper once its owner has closed.
@@ -82,12 +113,12 @@ function ledgerStep(db: Db, name: string, prefix: string) {
   };
   if (name === `${prefix}Poll`)
     return async (args: unknown[], status: unknown) => {
-      const s = status as JobStatus;
-      if (s.terminal) await end(args[0] as JobRef, s.state);
+      const s = JobStatusShape.parse(status);
+      if (s.terminal) await end(JobRefShape.parse(args[0]), s.state);
     };
   if (name === `${prefix}Cancel`)
     return async (args: unknown[], r: unknown) => {
-      await end(args[0] as JobRef, `cancelled: ${(r as { result: string }).result}`);
+      await end(JobRefShape.parse(args[0]), `cancelled: ${CancelResult.parse(r).result}`);
     };
   return undefined;
 }

@@ -3,7 +3,7 @@
  * the metastore (the tenant's own; another tenant's does not exist for it), its file located
  * in the tenant's lake, and the statements that register the functions the task names.
  */
-import type { LibraryUse } from '../../schemas/external.js';
+import { SparkConf, taskLibraryUses } from '../../schemas/external.js';
 import { getLibraryVersion, libraryKey, type LibraryFunction, type LibraryVersion } from '../../store/libraries.js';
 import type { JobFile, JobFileDeps } from './job-files.js';
 import { NonRetryableError } from '../../schemas/errors.js';
@@ -23,7 +23,7 @@ export async function resolveLibraries(
   locate: (p: string, field: string) => JobFile,
 ): Promise<ResolvedLibraries> {
   const out: ResolvedLibraries = { jars: [], pyFiles: [], functions: [] };
-  const uses = (Array.isArray(task.libraries) ? task.libraries : []) as LibraryUse[];
+  const uses = taskLibraryUses(task);
   if (!uses.length) return out;
   const db = deps.lake?.catalog.db;
   if (!db)
@@ -102,10 +102,10 @@ export function withFunctions<T extends Record<string, unknown>>(
   libs: ResolvedLibraries,
   statements = sparkFunctionStatements(libs),
 ): T {
-  const conf = { ...((task.sparkConf ?? {}) as Record<string, string>) };
+  const conf = { ...SparkConf.parse(task.sparkConf ?? {}) };
   delete conf[SPARK_FUNCTIONS_CONF];
   delete conf[SPARK_PY_FUNCTIONS_CONF];
-  const out: Record<string, unknown> = { ...task };
+  const out: Record<string, unknown> = {};
   if (task.sparkConf !== undefined || libs.functions.length) out.sparkConf = conf;
   if (task.kind === 'sql') {
     if (statements.length) out.sql = prependStatements(statements, String(task.sql));
@@ -117,5 +117,5 @@ export function withFunctions<T extends Record<string, unknown>>(
     const py = pythonFunctions(libs);
     if (py.length) conf[SPARK_PY_FUNCTIONS_CONF] = JSON.stringify(py);
   }
-  return out as T;
+  return Object.assign({ ...task }, out);
 }

@@ -8,13 +8,13 @@
  * Temporal-free: the adapter is activities/iceberg/activities.ts.
  */
 import { errorMessage, NonRetryableError } from '../../schemas/errors.js';
-import { parseDatasetName, type Check, type DatasetId, type DatasetVersionRef } from '../../schemas/lake.js';
+import { isLayer, parseDatasetName, type Check, type DatasetId, type DatasetVersionRef } from '../../schemas/lake.js';
 import { JobOutput } from '../../schemas/external.js';
 import type { RunContext } from '../../schemas/run.js';
 import { datasetKey, type DatasetVersion, type Producer } from '../../store/catalog.js';
 import { AuditStore, auditBranch, type TableIdent } from '../../store/iceberg-audit.js';
 import { IcebergStore } from '../../store/iceberg.js';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { describeSelect, quoteLiteral } from '../sql/duckdb.js';
 import {
   attachCheckRefs,
   datasetPrefix,
@@ -24,7 +24,7 @@ import {
   withLineage,
   type LakeDeps,
 } from '../lake/engine.js';
-import { MetadataError, type TableMetadata } from './metadata.js';
+import { MetadataError, tableMetadata, tableMetadataOrUndefined } from './metadata.js';
 import { icebergIdent, keyOf, snapshotFiles, writeMetadata } from './writer.js';
 import { publishBranch, refHead, rejectBranch } from './wap.js';
 import path from 'node:path';
@@ -176,7 +176,7 @@ async function auditOne(
   const table: TableIdent = ident;
   const label = datasetKey(out.id);
   const row = await new IcebergStore(lake.catalog.db).table(tenant, ident.namespace, ident.name);
-  const meta = row?.metadata as TableMetadata | undefined;
+  const meta = tableMetadataOrUndefined(row?.metadata);
   const staged = meta && refHead(meta, branch);
   const audit = await new AuditStore(lake.catalog.db).audit(tenant, table, branch);
   if (!meta || !staged || !audit)
@@ -225,11 +225,7 @@ async function auditOne(
     await duck.conn.run(
       `CREATE OR REPLACE TEMP VIEW __out AS SELECT * FROM read_parquet([${files.map(quoteLiteral).join(', ')}], union_by_name = true)`,
     );
-    const desc = (await duck.conn.runAndReadAll(`DESCRIBE SELECT * FROM __out`)).getRowObjectsJson() as {
-      column_name: string;
-      column_type: string;
-      null: string;
-    }[];
+    const desc = await describeSelect(duck.conn, `SELECT * FROM __out`);
     const rowCount = Number((await duck.conn.runAndReadAll('SELECT count(*) FROM __out')).getRows()[0][0]);
     const sizes = await Promise.all(keys.map(async (k) => (await lake.store.head(k))?.size ?? 0));
     const checks = await runChecks(lake, {
@@ -259,7 +255,7 @@ async function auditOne(
             id: out.id,
             location: `${datasetPrefix(out.id)}/data`,
             files: keys,
-            schema: desc.map((d) => ({ name: d.column_name, type: d.column_type, nullable: d.null !== 'NO' })),
+            schema: desc,
             rowCount,
             bytes: sizes.reduce((a, b) => a + b, 0),
             inputs: inputRefs,
@@ -273,7 +269,7 @@ async function auditOne(
           const cat = new IcebergStore(t);
           const locked = await cat.table(tenant, ident.namespace, ident.name, true);
           if (!locked) throw new NonRetryableError(`table ${label} was dropped during the audit`, 'AuditError');
-          const m = locked.metadata as unknown as TableMetadata;
+          const m = tableMetadata(locked.metadata);
           if (refHead(m, branch) !== staged)
             throw new NonRetryableError(
               `${branch} of ${label} moved during the audit (the job was still committing)`,
@@ -339,11 +335,12 @@ async function versionOfSnapshot(
   read: TableIdent & { snapshotId: string },
 ): Promise<DatasetVersion | undefined> {
   const row = await new IcebergStore(lake.catalog.db).table(tenant, read.namespace, read.name);
-  const m = row?.metadata as TableMetadata | undefined;
+  const m = tableMetadataOrUndefined(row?.metadata);
   const snap = m?.snapshots.find((s) => String(s['snapshot-id']) === read.snapshotId);
   const version = Number(snap?.summary['strata.version']);
   const ds = m?.properties['strata.dataset']?.split('.');
   if (!Number.isInteger(version) || !ds || ds.length !== 3) return undefined;
-  const id = { layer: ds[0], namespace: ds[1], name: ds[2] } as DatasetId;
+  if (!isLayer(ds[0])) return undefined;
+  const id: DatasetId = { layer: ds[0], namespace: ds[1], name: ds[2] };
   return lake.catalog.version(tenant, id, version);
 }

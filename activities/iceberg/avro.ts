@@ -28,8 +28,6 @@ const LONG = avro.types.LongType.__with({
   isValid: (n: unknown) => typeof n === 'bigint' || Number.isInteger(n),
   compare: (a: number | bigint, b: number | bigint) => (a === b ? 0 : a < b ? -1 : 1),
 });
-const typeOf = (schema: object) =>
-  avro.Type.forSchema(schema as avro.Schema, { registry: { long: LONG }, wrapUnions: false });
 
 const opt = (type: unknown, name: string, id: number) => ({
   name,
@@ -215,14 +213,14 @@ export async function encodeContainer(
   records: object[],
   meta: Record<string, string>,
 ): Promise<Buffer> {
-  const enc = new avro.streams.BlockEncoder(
-    schema as avro.Schema,
-    {
-      codec: 'deflate',
-      metadata: Object.fromEntries(Object.entries(meta).map(([k, v]) => [k, Buffer.from(v)])),
-      writeHeader: true,
-    } as object,
-  );
+  // `metadata` (the file's key-value header) is an option avsc's typings leave out.
+  const options = {
+    codec: 'deflate',
+    metadata: Object.fromEntries(Object.entries(meta).map(([k, v]) => [k, Buffer.from(v)])),
+    writeHeader: true,
+  };
+  // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- the schemas carry Iceberg's field ids (`field-id`, `element-id`), which avsc's schema typings do not model
+  const enc = new avro.streams.BlockEncoder(schema as avro.Schema, options);
   const chunks: Buffer[] = [];
   enc.on('data', (c: Buffer) => chunks.push(c));
   const done = new Promise<void>((res, rej) => {
@@ -244,7 +242,8 @@ const CODECS: Record<string, (buf: Buffer, cb: (e: Error | null, b?: Buffer) => 
 export async function decodeContainer<T>(buf: Buffer): Promise<{ records: T[]; meta: Record<string, string> }> {
   const dec = new avro.streams.BlockDecoder({
     codecs: CODECS,
-    parseHook: (s: unknown) => typeOf(s as object),
+    parseHook: (s: avro.Schema) =>
+      s instanceof avro.Type ? s : avro.Type.forSchema(s, { registry: { long: LONG }, wrapUnions: false }),
   });
   const records: T[] = [];
   let meta: Record<string, string> = {};

@@ -27,7 +27,8 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { DatasetId, Layer } from '../../schemas/lake.js';
+import { isLayer, type DatasetId } from '../../schemas/lake.js';
+import { recordOf } from '../../schemas/guards.js';
 import { Catalog, type Producer } from '../../store/catalog.js';
 import type { Db } from '../../store/db.js';
 import { IcebergStore, type IcebergTableRow } from '../../store/iceberg.js';
@@ -47,11 +48,13 @@ import {
 } from './avro.js';
 import {
   currentSchema,
+  SchemaShape,
   setRef,
   snapshotById,
   type PartitionSpec,
   type Snapshot,
   type TableMetadata,
+  tableMetadata,
 } from './metadata.js';
 import { policyOf, type MaintenancePolicy } from './policy.js';
 import { fieldIdsClause, sameFields, type Schema } from './schema.js';
@@ -86,7 +89,7 @@ const sid = (id: number | bigint) => String(id);
 export function datasetOfTable(meta: TableMetadata): DatasetId | undefined {
   const p = meta.properties?.['strata.dataset'];
   const m = p ? /^(bronze|silver|gold)\.([^.]+)\.([^.]+)$/.exec(p) : null;
-  return m ? { layer: m[1] as Layer, namespace: m[2], name: m[3] } : undefined;
+  return m && isLayer(m[1]) ? { layer: m[1], namespace: m[2], name: m[3] } : undefined;
 }
 
 async function loadTable(deps: MaintenanceDeps, t: TableRef): Promise<IcebergTableRow> {
@@ -240,14 +243,14 @@ async function commitChange(
     const cat = new IcebergStore(db);
     const peek = await cat.table(t.tenant, t.namespace, t.name);
     if (!peek) throw new MaintenanceError(`no table ${tableLabel(t)}`, 'not_found');
-    const ds = datasetOfTable(peek.metadata as unknown as TableMetadata);
+    const ds = datasetOfTable(tableMetadata(peek.metadata));
     if (ds)
       await db.query(
         `SELECT 1 FROM lake_datasets WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4 FOR UPDATE`,
         [t.tenant, ds.layer, ds.namespace, ds.name],
       );
     const row = (await cat.table(t.tenant, t.namespace, t.name, true))!;
-    const meta = row.metadata as unknown as TableMetadata;
+    const meta = tableMetadata(row.metadata);
     let next = await change(meta, db);
     if (!next) return undefined;
     // Iceberg's write.metadata.previous-versions-max (default 100): older metadata files become orphans.
@@ -303,7 +306,7 @@ export async function expireSnapshots(
   o: MaintenanceOptions,
 ): Promise<ExpireResult> {
   const row = await loadTable(deps, t);
-  const before = row.metadata as unknown as TableMetadata;
+  const before = tableMetadata(row.metadata);
   const { policy, problems } = policyOf(before.properties, o.overrides);
   const result: ExpireResult = {
     table: tableLabel(t),
@@ -346,7 +349,7 @@ export async function expireSnapshots(
         'snapshot-log': m['snapshot-log'].filter((e) => !drop.has(sid(e['snapshot-id']))),
         ...(Array.isArray(m.statistics)
           ? {
-              statistics: m.statistics.filter((x) => !drop.has(sid((x as { 'snapshot-id': number })['snapshot-id']))),
+              statistics: m.statistics.filter((x) => !drop.has(String(recordOf(x)['snapshot-id']))),
             }
           : {}),
         'last-updated-ms': o.now,
@@ -400,7 +403,7 @@ export async function removeOrphans(
   o: MaintenanceOptions & { floorMs?: number },
 ): Promise<OrphanResult> {
   const row = await loadTable(deps, t);
-  const meta = row.metadata as unknown as TableMetadata;
+  const meta = tableMetadata(row.metadata);
   const { policy, problems } = policyOf(meta.properties, o.overrides);
   const store = deps.store;
   const prefix = `${keyOf(store, meta.location)}/`;
@@ -410,7 +413,7 @@ export async function removeOrphans(
   for (const other of await maintenanceTables(deps.db, t.tenant)) {
     if (other.name === t.name && other.namespace.join('.') === t.namespace.join('.')) continue;
     const r = await cat.table(other.tenant, other.namespace, other.name);
-    const loc = r && keyUnder(store, prefix, (r.metadata as unknown as TableMetadata).location);
+    const loc = r && keyUnder(store, prefix, tableMetadata(r.metadata).location);
     if (loc) nested.push(`${loc}/`);
   }
   const referenced = new Set<string>();
@@ -422,8 +425,10 @@ export async function removeOrphans(
   for (const set of [reach.lists, reach.manifests, reach.named]) for (const u of set) add(u);
   add(row.metadataLocation);
   for (const e of meta['metadata-log']) add(e['metadata-file']);
-  for (const s of [...(meta.statistics ?? []), ...(meta['partition-statistics'] ?? [])])
-    add((s as { 'statistics-path'?: string })['statistics-path']);
+  for (const s of [...(meta.statistics ?? []), ...(meta['partition-statistics'] ?? [])]) {
+    const p = recordOf(s)['statistics-path'];
+    add(typeof p === 'string' ? p : undefined);
+  }
   for (const k of await liveVersionFiles(deps, t.tenant, meta)) referenced.add(k);
   const safety = Math.max(policy.orphanOlderThanMs, o.floorMs ?? 0);
   const cutoff = o.now - safety;
@@ -450,7 +455,7 @@ export async function removeOrphans(
   // look at the pointer once more and keep anything it now reaches.
   const again = await cat.table(t.tenant, t.namespace, t.name);
   if (again && again.metadataLocation !== row.metadataLocation) {
-    const m2 = again.metadata as unknown as TableMetadata;
+    const m2 = tableMetadata(again.metadata);
     const r2 = await new ManifestReader(store).reach(m2.snapshots);
     const now2 = new Set<string>();
     for (const set of [r2.lists, r2.manifests, r2.named])
@@ -505,7 +510,7 @@ export async function compactTable(
   o: MaintenanceOptions & { producer: Omit<Producer, 'tenant'> },
 ): Promise<CompactResult> {
   const row = await loadTable(deps, t);
-  const meta = row.metadata as unknown as TableMetadata;
+  const meta = tableMetadata(row.metadata);
   const { policy, problems } = policyOf(meta.properties, o.overrides);
   const result: CompactResult = {
     table: tableLabel(t),
@@ -543,7 +548,7 @@ export async function compactTable(
     // Written with the current schema's fields (the schema a manifest names; its id may be a duplicate's).
     const written = (() => {
       try {
-        return mm.schema ? (JSON.parse(mm.schema) as Schema) : undefined;
+        return mm.schema ? SchemaShape.parse(JSON.parse(mm.schema)) : undefined;
       } catch {
         return undefined;
       }
@@ -668,6 +673,7 @@ export async function compactTable(
         content: 0,
         sequence_number: seq,
         min_sequence_number: Math.min(seq, ...seqs),
+        // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- 64-bit id typed number (metadata.ts Long)
         added_snapshot_id: snapshotId as number,
         added_files_count: 0,
         existing_files_count: 0,
@@ -698,6 +704,7 @@ export async function compactTable(
       }
       const carry = (e: ManifestEntry, status: 0 | 2): ManifestEntry => ({
         status,
+        // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- 64-bit id typed number (metadata.ts Long)
         snapshot_id: status === 2 ? (snapshotId as number) : (e.snapshot_id ?? mf.added_snapshot_id),
         sequence_number: e.sequence_number ?? mf.sequence_number,
         file_sequence_number: e.file_sequence_number ?? e.sequence_number ?? mf.sequence_number,
@@ -727,6 +734,7 @@ export async function compactTable(
     const prevTotal = (k: string, dflt: number) => Number(current.summary?.[k] ?? dflt);
     const liveBytes = live.reduce((a, l) => a + Number(l.entry.data_file.file_size_in_bytes), 0);
     const snapshot: Snapshot = {
+      // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- 64-bit id typed number (metadata.ts Long)
       'snapshot-id': snapshotId as number,
       'parent-snapshot-id': current['snapshot-id'],
       'sequence-number': seq,
@@ -756,6 +764,7 @@ export async function compactTable(
     const next: TableMetadata = setRef(
       { ...m, snapshots: [...m.snapshots, snapshot], 'last-sequence-number': seq, 'last-updated-ms': o.now },
       'main',
+      // eslint-disable-next-line @typescript-eslint/consistent-type-assertions -- 64-bit id typed number (metadata.ts Long)
       { ...(m.refs.main ?? { type: 'branch' }), 'snapshot-id': snapshotId as number, type: 'branch' },
       o.now,
     );

@@ -3,7 +3,8 @@
  * pure functions: the REST catalog's requirements and updates, and the snapshot a Strata
  * dataset version becomes. No I/O here: writer.ts and the catalog do that.
  */
-import { sameFields, type Schema, type StructType } from './schema.js';
+import { z } from 'zod';
+import { sameFields, type IcebergType, type Schema, type StructType } from './schema.js';
 
 export interface PartitionField {
   'source-id': number;
@@ -57,6 +58,139 @@ export interface TableMetadata {
   refs: Record<string, SnapshotRef>;
   statistics?: unknown[];
   'partition-statistics'?: unknown[];
+}
+
+// ---- checked forms of the above, for metadata read back from the metastore and REST bodies ----
+
+/**
+ * A 64-bit id or count: a number, or a BigInt beyond 2^53 (schemas/json64.ts parses those so).
+ * Typed `number` like the interfaces above; code that compares ids goes through idKey.
+ */
+const Long = z.custom<number>((v) => typeof v === 'number' || typeof v === 'bigint', 'expected an integer');
+const IcebergTypeShape: z.ZodType<IcebergType> = z.lazy(() =>
+  z.union([
+    z.string(),
+    StructShape,
+    z.looseObject({
+      type: z.literal('list'),
+      'element-id': z.number(),
+      element: IcebergTypeShape,
+      'element-required': z.boolean(),
+    }),
+    z.looseObject({
+      type: z.literal('map'),
+      'key-id': z.number(),
+      key: IcebergTypeShape,
+      'value-id': z.number(),
+      value: IcebergTypeShape,
+      'value-required': z.boolean(),
+    }),
+  ]),
+);
+const StructShape: z.ZodType<StructType> = z.looseObject({
+  type: z.literal('struct'),
+  fields: z.array(
+    z.looseObject({
+      id: z.number(),
+      name: z.string(),
+      required: z.boolean(),
+      type: IcebergTypeShape,
+      doc: z.string().optional(),
+    }),
+  ),
+});
+export const SchemaShape: z.ZodType<Schema> = z.looseObject({
+  type: z.literal('struct'),
+  fields: z.array(
+    z.looseObject({
+      id: z.number(),
+      name: z.string(),
+      required: z.boolean(),
+      type: IcebergTypeShape,
+      doc: z.string().optional(),
+    }),
+  ),
+  'schema-id': z.number(),
+  'identifier-field-ids': z.array(z.number()).optional(),
+});
+const PartitionFieldShape = z.looseObject({
+  'source-id': z.number(),
+  'field-id': z.number(),
+  name: z.string(),
+  transform: z.string(),
+});
+export const PartitionSpecShape: z.ZodType<PartitionSpec> = z.looseObject({
+  'spec-id': z.number(),
+  fields: z.array(PartitionFieldShape),
+});
+export const SortOrderShape: z.ZodType<SortOrder> = z.looseObject({
+  'order-id': z.number(),
+  fields: z.array(
+    z.looseObject({
+      transform: z.string(),
+      'source-id': z.number(),
+      direction: z.enum(['asc', 'desc']),
+      'null-order': z.string(),
+    }),
+  ),
+});
+export const SnapshotShape: z.ZodType<Snapshot> = z.looseObject({
+  'snapshot-id': Long,
+  'parent-snapshot-id': Long.optional(),
+  'sequence-number': z.number(),
+  'timestamp-ms': z.number(),
+  'manifest-list': z.string(),
+  summary: z.looseObject({ operation: z.string() }).catchall(z.string()),
+  'schema-id': z.number().optional(),
+});
+const SnapshotRefShape: z.ZodType<SnapshotRef> = z.looseObject({
+  'snapshot-id': Long,
+  type: z.enum(['branch', 'tag']),
+  'max-ref-age-ms': z.number().optional(),
+  'max-snapshot-age-ms': z.number().optional(),
+  'min-snapshots-to-keep': z.number().optional(),
+});
+const TableMetadataShape: z.ZodType<TableMetadata> = z.looseObject({
+  'format-version': z.literal(2),
+  'table-uuid': z.string(),
+  location: z.string(),
+  'last-sequence-number': z.number(),
+  'last-updated-ms': z.number(),
+  'last-column-id': z.number(),
+  schemas: z.array(SchemaShape),
+  'current-schema-id': z.number(),
+  'partition-specs': z.array(PartitionSpecShape),
+  'default-spec-id': z.number(),
+  'last-partition-id': z.number(),
+  properties: z.record(z.string(), z.string()),
+  'current-snapshot-id': Long.optional(),
+  snapshots: z.array(SnapshotShape),
+  'snapshot-log': z.array(z.looseObject({ 'timestamp-ms': z.number(), 'snapshot-id': Long })),
+  'metadata-log': z.array(z.looseObject({ 'timestamp-ms': z.number(), 'metadata-file': z.string() })),
+  'sort-orders': z.array(SortOrderShape),
+  'default-sort-order-id': z.number(),
+  refs: z.record(z.string(), SnapshotRefShape),
+  statistics: z.array(z.unknown()).optional(),
+  'partition-statistics': z.array(z.unknown()).optional(),
+});
+
+/** Table metadata read back (the metastore's JSON, a metadata file), checked: a bad one is an Error naming the field. */
+export function tableMetadata(v: unknown): TableMetadata {
+  const r = TableMetadataShape.safeParse(v);
+  if (r.success) return r.data;
+  throw new Error(`table metadata does not parse: ${z.prettifyError(r.error)}`);
+}
+
+/** The same, for a value that may be absent (no table yet). */
+export function tableMetadataOrUndefined(v: unknown): TableMetadata | undefined {
+  return v === undefined || v === null ? undefined : tableMetadata(v);
+}
+
+/** A field of a REST update, checked against its shape: a bad one is a 400 naming the action and field. */
+function updateField<T>(u: TableUpdate, key: string, shape: z.ZodType<T>): T {
+  const r = shape.safeParse(u[key]);
+  if (r.success) return r.data;
+  throw new MetadataError(`${u.action}: ${key}: ${z.prettifyError(r.error).replace(/\n/g, ' ')}`, 'bad');
 }
 
 /** A request the catalog cannot apply (400), or whose requirements no longer hold (409). */
@@ -209,8 +343,8 @@ export function applyUpdates(
         break;
       case 'add-schema': {
         const t = m ?? emptyTable(o);
-        const s = u.schema as Schema;
-        if (!s || s.type !== 'struct' || !Array.isArray(s.fields)) bad('add-schema needs a struct schema');
+        if (!StructShape.safeParse(u.schema).success) bad('add-schema needs a struct schema');
+        const s = updateField(u, 'schema', StructShape);
         const maxId = maxFieldId(s);
         const id =
           t.schemas.find((x) => sameFields(x, s))?.['schema-id'] ??
@@ -233,8 +367,13 @@ export function applyUpdates(
       }
       case 'add-spec': {
         const t = m ?? emptyTable(o);
-        const spec = u.spec as PartitionSpec;
-        if (!spec || !Array.isArray(spec.fields)) bad('add-spec needs a spec with fields');
+        const spec = updateField(
+          u,
+          'spec',
+          z.looseObject({
+            fields: z.array(PartitionFieldShape.extend({ 'field-id': z.number().optional() })),
+          }),
+        );
         let nextField = t['last-partition-id'];
         const fields = spec.fields.map((f) => ({ ...f, 'field-id': f['field-id'] ?? ++nextField }));
         const same = t['partition-specs'].find((p) => JSON.stringify(p.fields) === JSON.stringify(fields));
@@ -257,8 +396,7 @@ export function applyUpdates(
       }
       case 'add-sort-order': {
         const t = m ?? emptyTable(o);
-        const so = u['sort-order'] as SortOrder;
-        if (!so || !Array.isArray(so.fields)) bad('add-sort-order needs a sort order with fields');
+        const so = updateField(u, 'sort-order', SortOrderShape);
         const same = t['sort-orders'].find((x) => JSON.stringify(x.fields) === JSON.stringify(so.fields));
         const id =
           same?.['order-id'] ?? (so.fields.length ? Math.max(0, ...t['sort-orders'].map((x) => x['order-id'])) + 1 : 0);
@@ -283,21 +421,19 @@ export function applyUpdates(
       }
       case 'set-properties': {
         const t = need(u);
-        m = { ...t, properties: { ...t.properties, ...(u.updates as Record<string, string>) } };
+        m = { ...t, properties: { ...t.properties, ...updateField(u, 'updates', z.record(z.string(), z.string())) } };
         break;
       }
       case 'remove-properties': {
         const t = need(u);
         const props = { ...t.properties };
-        for (const k of (u.removals as string[]) ?? []) delete props[k];
+        for (const k of updateField(u, 'removals', z.array(z.string()).optional()) ?? []) delete props[k];
         m = { ...t, properties: props };
         break;
       }
       case 'add-snapshot': {
         const t = need(u);
-        const s = u.snapshot as Snapshot;
-        if (!s || !['number', 'bigint'].includes(typeof s['snapshot-id']) || typeof s['manifest-list'] !== 'string')
-          bad('add-snapshot needs a snapshot with snapshot-id and manifest-list');
+        const s = updateField(u, 'snapshot', SnapshotShape);
         if (snapshotById(t, s['snapshot-id'])) bad(`snapshot ${s['snapshot-id']} already exists`);
         if (s['sequence-number'] <= t['last-sequence-number'] && t.snapshots.length)
           throw new MetadataError(
@@ -315,7 +451,7 @@ export function applyUpdates(
       case 'set-snapshot-ref': {
         const t = need(u);
         const name = String(u['ref-name']);
-        const id = u['snapshot-id'] as number;
+        const id = updateField(u, 'snapshot-id', Long);
         if (!snapshotById(t, id)) bad(`set-snapshot-ref ${name}: no snapshot ${id}`);
         const ref: SnapshotRef = { 'snapshot-id': id, type: u.type === 'tag' ? 'tag' : 'branch' };
         for (const k of ['max-ref-age-ms', 'max-snapshot-age-ms', 'min-snapshots-to-keep'] as const)
@@ -332,7 +468,7 @@ export function applyUpdates(
       }
       case 'remove-snapshots': {
         const t = need(u);
-        const drop = new Set((u['snapshot-ids'] as number[]) ?? []);
+        const drop = new Set(updateField(u, 'snapshot-ids', z.array(Long).optional()) ?? []);
         for (const r of Object.values(t.refs))
           if (drop.has(r['snapshot-id'])) bad(`snapshot ${r['snapshot-id']} is referenced by a branch or tag`);
         m = {
@@ -384,9 +520,11 @@ function maxFieldId(s: StructType): number {
   let max = 0;
   const walk = (t: unknown) => {
     if (!t || typeof t !== 'object') return;
-    const o = t as Record<string, unknown>;
-    for (const k of ['id', 'element-id', 'key-id', 'value-id']) if (typeof o[k] === 'number') max = Math.max(max, o[k]);
-    for (const v of Object.values(o)) if (typeof v === 'object') walk(v);
+    for (const k of ['id', 'element-id', 'key-id', 'value-id']) {
+      const v: unknown = Reflect.get(t, k);
+      if (typeof v === 'number') max = Math.max(max, v);
+    }
+    for (const v of Object.values(t)) if (typeof v === 'object') walk(v);
   };
   walk(s);
   return max;

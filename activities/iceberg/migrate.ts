@@ -19,9 +19,10 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { DatasetId } from '../../schemas/lake.js';
+import { z } from 'zod';
+import { Layer, type DatasetId } from '../../schemas/lake.js';
 import { Catalog, datasetKey } from '../../store/catalog.js';
-import type { Db } from '../../store/db.js';
+import { queryRows, type Db } from '../../store/db.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import type { ObjectStore } from '../s3/client.js';
 import { openDuck } from '../sql/sandbox.js';
@@ -34,7 +35,14 @@ import {
   type ManifestEntry,
   type ManifestFile,
 } from './avro.js';
-import { currentSchema, newTableMetadata, withSchema, type Snapshot, type TableMetadata } from './metadata.js';
+import {
+  currentSchema,
+  newTableMetadata,
+  withSchema,
+  type Snapshot,
+  type TableMetadata,
+  tableMetadataOrUndefined,
+} from './metadata.js';
 import { schemaFor, type Schema } from './schema.js';
 import { fileStats } from './stats.js';
 import { addedManifest, dataFile, datasetLocation, icebergIdent, keyOf, writeMetadata } from './writer.js';
@@ -67,13 +75,15 @@ export async function migrateDatasets(
   deps: MigrateDeps,
   o: { tenant?: string; dryRun?: boolean; now?: number },
 ): Promise<MigrateReport> {
-  const r = await deps.db.query<{ tenant: string; layer: string; namespace: string; name: string }>(
+  const rows = await queryRows(
+    deps.db,
+    z.object({ tenant: z.string(), layer: Layer, namespace: z.string(), name: z.string() }),
     `SELECT tenant, layer, namespace, name FROM lake_datasets WHERE ($1::text IS NULL OR tenant = $1) ORDER BY tenant, layer, namespace, name`,
     [o.tenant ?? null],
   );
   const out: MigrateReport = { datasets: [], dryRun: !!o.dryRun };
-  for (const d of r.rows) {
-    const id = { layer: d.layer, namespace: d.namespace, name: d.name } as DatasetId;
+  for (const d of rows) {
+    const id: DatasetId = { layer: d.layer, namespace: d.namespace, name: d.name };
     out.datasets.push(await migrateDataset(deps, d.tenant, id, o));
   }
   return out;
@@ -99,7 +109,7 @@ async function migrateDataset(
   const ident = icebergIdent(id);
   const versions = (await catalog.versions(tenant, id)).sort((a, b) => a.version - b.version);
   const row = await new IcebergStore(deps.db).table(tenant, ident.namespace, ident.name);
-  const have = versionsIn(row?.metadata as TableMetadata | undefined);
+  const have = versionsIn(tableMetadataOrUndefined(row?.metadata));
   const res: MigratedDataset = {
     tenant,
     dataset: datasetKey(id),
@@ -148,7 +158,7 @@ async function migrateDataset(
       const now = o.now ?? Date.now();
       const first = missing[0];
       let meta: TableMetadata =
-        (locked?.metadata as TableMetadata | undefined) ??
+        tableMetadataOrUndefined(locked?.metadata) ??
         newTableMetadata({
           uuid: randomUUID(),
           location: store.uri(prefix),
@@ -290,8 +300,9 @@ async function migrateDataset(
 }
 
 function snapshotOf(meta: TableMetadata, id: number | undefined) {
+  const noManifests: ManifestFile[] | undefined = undefined;
   const s = id === undefined ? undefined : meta.snapshots.find((x) => String(x['snapshot-id']) === String(id));
-  return s && { list: s['manifest-list'], manifests: undefined as ManifestFile[] | undefined, snapshot: s };
+  return s && { list: s['manifest-list'], manifests: noManifests, snapshot: s };
 }
 
 async function manifestsOf(

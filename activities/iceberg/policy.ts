@@ -40,6 +40,16 @@ export const POLICY_PROPERTIES = {
   orphanOlderThanMs: 'strata.maintenance.orphan-older-than-ms',
 } as const satisfies Record<keyof MaintenancePolicy, string>;
 
+/** The policy's fields, in the order they are read. */
+const POLICY_FIELDS = [
+  'enabled',
+  'maxSnapshotAgeMs',
+  'minSnapshotsToKeep',
+  'targetFileSizeBytes',
+  'minInputFiles',
+  'orphanOlderThanMs',
+] as const satisfies (keyof MaintenancePolicy)[];
+
 /** What each property takes, for messages. */
 const RULES: Record<keyof MaintenancePolicy, { min: number; what: string }> = {
   enabled: { min: 0, what: 'true or false' },
@@ -73,12 +83,12 @@ export function policyOf(
 ): { policy: MaintenancePolicy; problems: string[] } {
   const policy = { ...DEFAULT_POLICY };
   const problems: string[] = [];
-  for (const [field, prop] of Object.entries(POLICY_PROPERTIES) as [keyof MaintenancePolicy, string][]) {
-    const raw = properties?.[prop];
+  for (const field of POLICY_FIELDS) {
+    const raw = properties?.[POLICY_PROPERTIES[field]];
     if (raw === undefined) continue;
     const v = checkPolicyValue(field, String(raw));
     if (typeof v === 'string') problems.push(`${v}: the default is used`);
-    else (policy as Record<string, number | boolean>)[field] = v;
+    else Object.assign(policy, { [field]: v });
   }
   return { policy: { ...policy, ...overrides }, problems };
 }

@@ -6,6 +6,8 @@
  * cast to (Iceberg has no int16, unsigned or nanosecond types) and the FIELD_IDS clause.
  */
 
+import { isRecord } from '../../schemas/guards.js';
+
 export type IcebergType = string | StructType | ListType | MapType;
 export interface NestedField {
   id: number;
@@ -288,8 +290,8 @@ export function sameFields(a: StructType, b: StructType): boolean {
 
 function sortedKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortedKeys);
-  if (!v || typeof v !== 'object') return v;
-  const o = v as Record<string, unknown>;
+  if (!isRecord(v)) return v;
+  const o = v;
   return Object.fromEntries(
     Object.keys(o)
       .sort()

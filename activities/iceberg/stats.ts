@@ -6,7 +6,8 @@
  * optional; a wrong one would make readers skip rows).
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { z } from 'zod';
+import { duckRows, quoteLiteral } from '../sql/duckdb.js';
 import { primitiveFields, type StructType } from './schema.js';
 
 export interface FileStats {
@@ -116,15 +117,24 @@ export function boundValue(type: string, s: string | null): Typed | undefined {
 }
 
 const less = (a: Typed['cmp'], b: Typed['cmp']) =>
-  Buffer.isBuffer(a) && Buffer.isBuffer(b) ? Buffer.compare(a, b) < 0 : (a as number) < (b as number);
+  Buffer.isBuffer(a) || Buffer.isBuffer(b)
+    ? Buffer.isBuffer(a) && Buffer.isBuffer(b) && Buffer.compare(a, b) < 0
+    : a < b;
+
+/** A row of parquet_metadata(): the fields read as text are checked; the rest are counted with Number(). */
+const ParquetMetaRow = z.looseObject({
+  path_in_schema: z.string(),
+  stats_min_value: z.string().nullable(),
+  stats_max_value: z.string().nullable(),
+});
 
 export async function fileStats(conn: DuckDBConnection, localFile: string, schema: StructType): Promise<FileStats> {
-  const rows = (
-    await conn.runAndReadAll(
-      `SELECT row_group_id, row_group_num_rows, file_offset, path_in_schema, stats_min_value, stats_max_value, stats_null_count, num_values, total_compressed_size
+  const rows = await duckRows(
+    conn,
+    `SELECT row_group_id, row_group_num_rows, file_offset, path_in_schema, stats_min_value, stats_max_value, stats_null_count, num_values, total_compressed_size
        FROM parquet_metadata(${quoteLiteral(localFile)})`,
-    )
-  ).getRowObjectsJson() as Record<string, string | null>[];
+    ParquetMetaRow,
+  );
   const groups = new Map<string, { rows: number; offset: number }>();
   for (const r of rows) {
     const g = groups.get(String(r.row_group_id));

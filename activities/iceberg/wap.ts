@@ -8,6 +8,7 @@
  * the job, Strata audits the branch's snapshot and publishes it: a guarded move of `main`
  * from the snapshot the branch was forked from, which fails if `main` moved meanwhile.
  */
+import { recordOf } from '../../schemas/guards.js';
 import {
   MetadataError,
   setRef,
@@ -82,13 +83,13 @@ export function redirectToBranch(
       return { ...u, 'ref-name': o.branch, type: 'branch' };
     }
     if (u.action === 'add-snapshot') {
-      const s = u.snapshot as Snapshot;
+      const s = recordOf(u.snapshot);
       return {
         ...u,
         snapshot: {
           ...s,
           summary: {
-            ...s?.summary,
+            ...recordOf(s.summary),
             'strata.run-id': o.runId,
             'strata.task-id': o.taskId,
             'strata.status': 'staged',

@@ -35,6 +35,7 @@ import {
   withSchema,
   type Snapshot,
   type TableMetadata,
+  tableMetadataOrUndefined,
 } from './metadata.js';
 import { schemaFor, sameFields, type Column, type Schema, type StructType } from './schema.js';
 import type { FileStats } from './stats.js';
@@ -63,7 +64,7 @@ export async function planSchema(
 }> {
   const ident = icebergIdent(id);
   const row = await new IcebergStore(db).table(tenant, ident.namespace, ident.name);
-  const meta = row?.metadata as TableMetadata | undefined;
+  const meta = tableMetadataOrUndefined(row?.metadata);
   const r = schemaFor(columns, meta && currentSchema(meta), meta?.['last-column-id'] ?? 0);
   return {
     ...r,
@@ -186,7 +187,7 @@ async function buildVersionSnapshot(
   const ident = icebergIdent(id);
   const prefix = datasetLocation(id);
   let meta: TableMetadata =
-    (row?.metadata as TableMetadata | undefined) ??
+    tableMetadataOrUndefined(row?.metadata) ??
     newTableMetadata({
       uuid: randomUUID(),
       location: store.uri(prefix),

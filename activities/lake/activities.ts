@@ -301,7 +301,8 @@ export function createLakeActivities(deps: { lake?: LakeDeps; connections: Conne
             [{ ...merged, inputs: [] }],
             incremental ? (ex.maxCursor ?? since) : undefined,
           );
-          return { outputs: [v], inputs: [] as DatasetVersion[] };
+          const inputs: DatasetVersion[] = [];
+          return { outputs: [v], inputs };
         });
         return {
           ...versionOutput(r.outputs[0], lake.store),

@@ -12,9 +12,9 @@ import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   datasetRefsInSql,
+  isLayer,
   type DatasetId,
   type DatasetVersionRef,
-  type Layer,
   type Check,
   DATASET_REF_IN_SQL_RE,
 } from '../../schemas/lake.js';
@@ -41,14 +41,13 @@ import {
   type PartitionValue,
 } from '../iceberg/writer.js';
 import { MURMUR_MACROS, parsePartitionBy, partitionExpr, resolveSpec } from '../iceberg/partition.js';
-import type { PartitionField } from '../iceberg/metadata.js';
+import { type PartitionField, tableMetadata } from '../iceberg/metadata.js';
 import type { StructType } from '../iceberg/schema.js';
-import type { TableMetadata } from '../iceberg/metadata.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import { castList, fieldIdsClause } from '../iceberg/schema.js';
 import { fileStats } from '../iceberg/stats.js';
 import type { ObjectStore } from '../s3/client.js';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { describeSelect, quoteLiteral } from '../sql/duckdb.js';
 import { countFailing, describeCheck, ident, runCheck } from '../quality/checks.js';
 import {
   OL_PRODUCER,
@@ -184,7 +183,7 @@ async function catalogOnlyTable(
   const ident = icebergIdent(id);
   const row = await new IcebergStore(deps.catalog.db).table(tenant, ident.namespace, ident.name);
   if (!row) return undefined;
-  const meta = row.metadata as unknown as TableMetadata;
+  const meta = tableMetadata(row.metadata);
   if (meta.properties?.['strata.dataset']) return undefined;
   let uris: string[];
   try {
@@ -250,7 +249,9 @@ export async function attachCheckRefs(
   const refs: CheckRefs = { views: new Map(), versions: [], files: [] };
   for (const c of checks ?? [])
     if ('references' in c && !refs.views.has(c.references.dataset)) {
-      const [layer, name] = c.references.dataset.split('.') as [Layer, string];
+      const [layer, name] = c.references.dataset.split('.');
+      if (!isLayer(layer) || !name)
+        throw new NonRetryableError(`check references ${c.references.dataset}: not layer.name`, 'ConfigError');
       const v = await deps.catalog.resolve(tenant, { layer, namespace, name }).catch(catalogErr);
       const view = `__ref_${refs.views.size}`;
       refs.files.push(...(await registerView(conn, deps, v, view)));
@@ -275,16 +276,13 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
   const body = w.select.trim().replace(/;\s*$/, '');
   const t0 = performance.now();
   // The newline ends a trailing line comment inside the tenant's SELECT.
-  const described = (await w.conn.runAndReadAll(`DESCRIBE SELECT * FROM (${body}\n)`)).getRowObjectsJson() as {
-    column_name: string;
-    column_type: string;
-  }[];
+  const described = await describeSelect(w.conn, `SELECT * FROM (${body}\n)`);
   // The file is an Iceberg data file: the table's field ids, types Iceberg has (iceberg/schema.ts).
   const plan = await planSchema(
     deps.catalog.db,
     w.producer.tenant,
     w.id,
-    described.map((d) => ({ name: d.column_name, type: d.column_type })),
+    described.map((d) => ({ name: d.name, type: d.type })),
   );
   const cast = castList(plan.columns);
   const select = cast.changed ? `SELECT ${cast.list} FROM (${body}\n)` : body;
@@ -296,12 +294,7 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
   const bytes = (await stat(local)).size;
   const stats = await fileStats(w.conn, local, plan.schema);
   await w.conn.run(`CREATE OR REPLACE TEMP VIEW __out AS SELECT * FROM read_parquet(${quoteLiteral(local)})`);
-  const desc = (await w.conn.runAndReadAll(`DESCRIBE SELECT * FROM __out`)).getRowObjectsJson() as {
-    column_name: string;
-    column_type: string;
-    null: string;
-  }[];
-  const schema = desc.map((d) => ({ name: d.column_name, type: d.column_type, nullable: d.null !== 'NO' }));
+  const schema = await describeSelect(w.conn, `SELECT * FROM __out`);
   // A partitioned table (declared, or partitioned already): one file per partition, values in the manifests.
   let spec: PartitionField[] = [];
   try {
@@ -309,7 +302,7 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
       spec = resolveSpec(parsePartitionBy(w.partitionBy), plan.schema, plan.lastPartitionId, plan.specs);
     else if (plan.defaultSpec?.fields.length) spec = plan.defaultSpec.fields;
   } catch (e) {
-    throw new NonRetryableError(`partitionBy of ${datasetKey(w.id)}: ${(e as Error).message}`, 'ConfigError');
+    throw new NonRetryableError(`partitionBy of ${datasetKey(w.id)}: ${errorMessage(e)}`, 'ConfigError');
   }
   const parts = spec.length
     ? await writePartitions(w.conn, {
@@ -381,8 +374,14 @@ async function writePartitions(
     `COPY (SELECT t.*, p.__i AS __part FROM ${src} t JOIN __parts p ON ${exprs.map((e, i) => `(${e}) IS NOT DISTINCT FROM p.p${i}`).join(' AND ')}) TO ${quoteLiteral(o.partsDir)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__part), OVERWRITE_OR_IGNORE, FIELD_IDS ${fieldIdsClause(o.schema)})`,
   );
   await conn.run('DROP TABLE __parts');
-  const jsValue = (v: unknown) =>
-    typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v) : (v as PartitionValue);
+  const jsValue = (v: unknown): PartitionValue => {
+    if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : v;
+    if (v === null || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') return v;
+    throw new NonRetryableError(
+      `${datasetKey(o.id)}: a partition value of an unsupported type (${typeof v})`,
+      'ConfigError',
+    );
+  };
   const out: IcebergFile[] = [];
   for (const r of rows) {
     const i = Number(r[0]);

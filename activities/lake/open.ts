@@ -24,7 +24,9 @@ export interface LakeOptions {
 
 export async function openLake(o: LakeOptions): Promise<LakeDeps> {
   await migrate(o.db);
-  const own = Object.create(null) as Record<string, ReturnType<typeof openStore>>;
+  // A map without a prototype: a tenant named like an Object method finds nothing of Object's.
+  const own: Record<string, ReturnType<typeof openStore>> = {};
+  Object.setPrototypeOf(own, null);
   for (const [t, r] of Object.entries(o.tenantLakes ?? {})) own[t] = openStore(r, o.s3);
   return {
     tenantLakes: own,

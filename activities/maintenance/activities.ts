@@ -16,7 +16,7 @@ import {
 } from '../../schemas/maintenance.js';
 import { parseTask } from '../../schemas/kinds.js';
 import type { Duration } from '../../schemas/duration.js';
-import type { Layer } from '../../schemas/lake.js';
+import { parseDatasetName } from '../../schemas/lake.js';
 import type { Producer } from '../../store/catalog.js';
 import { maintenanceTables, type TableName } from '../../store/maintenance.js';
 import { IcebergStore } from '../../store/iceberg.js';
@@ -32,7 +32,7 @@ import {
 } from '../iceberg/maintenance.js';
 import type { MaintenancePolicy } from '../iceberg/policy.js';
 import { policyOf } from '../iceberg/policy.js';
-import type { TableMetadata } from '../iceberg/metadata.js';
+import { tableMetadata } from '../iceberg/metadata.js';
 import type { LakeDeps } from '../lake/engine.js';
 import { forTenant } from '../lake/open.js';
 
@@ -84,8 +84,10 @@ export function createMaintenanceActivities(deps: MaintenanceActivityDeps) {
 
   /** A task's table: `layer.name` in the run's tenant (namespace from the task). */
   const taskTable = (tenant: string, t: { table: string; namespace?: string }): TableRef => {
-    const [layer, name] = t.table.split('.');
-    const ident = icebergIdent({ layer: layer as Layer, namespace: t.namespace ?? 'default', name });
+    const d = parseDatasetName(t.table);
+    if (!d)
+      throw new NonRetryableError(`table ${t.table}: expected layer.name (bronze, silver or gold)`, 'ConfigError');
+    const ident = icebergIdent({ layer: d.layer, namespace: t.namespace ?? 'default', name: d.name });
     return { tenant, namespace: ident.namespace, name: ident.name };
   };
   const dur = (d: Duration | undefined) => (d === undefined ? undefined : toMs(d));
@@ -130,7 +132,7 @@ export function createMaintenanceActivities(deps: MaintenanceActivityDeps) {
     async tableMaintenanceEnabled(t: TableRef): Promise<boolean> {
       if (!deps.lake) return false;
       const row = await new IcebergStore(deps.lake.catalog.db).table(t.tenant, t.namespace, t.name);
-      return !!row && policyOf((row.metadata as unknown as TableMetadata).properties).policy.enabled;
+      return !!row && policyOf(tableMetadata(row.metadata).properties).policy.enabled;
     },
 
     async tableMaintenanceStep(i: MaintenanceStepInput) {

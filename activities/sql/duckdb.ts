@@ -7,6 +7,8 @@
  */
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { z } from 'zod';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { registerMacros } from './macros.js';
 import {
@@ -24,6 +26,22 @@ const USER_ERRORS =
 
 export function quoteLiteral(s: string): string {
   return `'${s.replaceAll("'", "''")}'`;
+}
+
+/** A query's rows as JSON values, checked against the shape the caller expects of each. */
+export async function duckRows<T>(conn: DuckDBConnection, sql: string, row: z.ZodType<T>): Promise<T[]> {
+  return z.array(row).parse((await conn.runAndReadAll(sql)).getRowObjectsJson());
+}
+
+const Described = z.object({ column_name: z.string(), column_type: z.string(), null: z.string() });
+
+/** The columns a SELECT returns, as DESCRIBE prints them: name, DuckDB type, nullable. */
+export async function describeSelect(
+  conn: DuckDBConnection,
+  select: string,
+): Promise<{ name: string; type: string; nullable: boolean }[]> {
+  const rows = await duckRows(conn, `DESCRIBE ${select}`, Described);
+  return rows.map((d) => ({ name: d.column_name, type: d.column_type, nullable: d.null !== 'NO' }));
 }
 
 /** Resolves a lake-relative path, refusing anything that climbs out of the lake. */
@@ -62,13 +80,15 @@ export async function runDuckdb(opts: {
   // A task with macro libraries gets an instance of its own: two tasks registering the same
   // macro names in one shared catalog would conflict.
   const share = !opts.macros?.length && (opts.shared ?? process.env.STRATA_SQL_SHARED_INSTANCE !== '0');
-  const duck = share
-    ? await openSharedDuck({
-        dirs: [root],
-        scratchRoot: path.join(path.dirname(opts.scratch), 'shared'),
-        limits: opts.limits,
-      })
-    : await openDuck();
+  // An instance of its own is locked to the task's files below; a shared one is locked already.
+  const own = share ? undefined : await openDuck();
+  const duck =
+    own ??
+    (await openSharedDuck({
+      dirs: [root],
+      scratchRoot: path.join(path.dirname(opts.scratch), 'shared'),
+      limits: opts.limits,
+    }));
   const onAbort = () => duck.conn.interrupt();
   opts.signal.addEventListener('abort', onAbort, { once: true });
   let tmp: string | undefined;
@@ -77,8 +97,8 @@ export async function runDuckdb(opts: {
       await mkdir(path.dirname(final), { recursive: true });
       tmp = tmp0;
     }
-    if (!share)
-      await (duck as Awaited<ReturnType<typeof openDuck>>).lock({
+    if (own)
+      await own.lock({
         files: tmp ? [tmp] : [],
         dirs: [root],
         scratch: opts.scratch,

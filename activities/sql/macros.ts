@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { LibraryUse } from '../../schemas/external.js';
+import { taskLibraryUses } from '../../schemas/external.js';
 import { getLibraryVersion, libraryKey } from '../../store/libraries.js';
 import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import type { LakeDeps } from '../lake/engine.js';
@@ -132,7 +132,7 @@ export async function taskMacroLibraries(
   tenant: string,
   task: Record<string, unknown> & { id: string },
 ): Promise<{ name: string; version: string; sql: string }[]> {
-  const uses = (Array.isArray(task.libraries) ? task.libraries : []) as LibraryUse[];
+  const uses = taskLibraryUses(task);
   if (!uses.length) return [];
   if (!lake)
     throw new NonRetryableError(
