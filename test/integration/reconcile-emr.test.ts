@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActivityDeps } from '../../activities/index.js';
 import { EmrJobsClient } from '../../activities/emr/client.js';
+import { ReconciliationsService } from '../../client/reconciliations.js';
 import { forTenant } from '../../activities/lake/open.js';
 import { resourceConf, sparkJobTask, sparkMemory, type SparkJobPlan } from '../../activities/reconcile/spark.js';
 import { prepareDuckdbQuery } from '../../activities/sql/query.js';
@@ -75,15 +76,18 @@ async function playStep(step: Step): Promise<SparkJobPlan> {
   return plan;
 }
 
-/** Runs `s` on a worker with the EMR client, playing each step that reaches RUNNING on `cluster`. */
-async function runPlayingSteps(s: ReturnType<typeof spec>, cluster = clusterId) {
+/**
+ * Starts a workflow (`start` gives its id) on a worker with the EMR client and plays each step
+ * that reaches RUNNING on `cluster` until the workflow closes; `read` then reads what it left.
+ */
+async function playingSteps<T>(start: () => Promise<string>, read: (id: string) => Promise<T>, cluster = clusterId) {
   emr.stepScenario = () => HELD;
   const plans: SparkJobPlan[] = [];
-  const st = await withExtWorker(stack, deps, async () => {
-    const h = await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' });
+  const out = await withExtWorker(stack, deps, async () => {
+    const id = await start();
     let finished = false;
     void stack.client.workflow
-      .getHandle(h.runId)
+      .getHandle(id)
       .result()
       .catch(() => undefined)
       .finally(() => (finished = true));
@@ -96,9 +100,19 @@ async function runPlayingSteps(s: ReturnType<typeof spec>, cluster = clusterId) 
         }
       await new Promise((r) => setTimeout(r, 100));
     }
-    return stack.runs.state(h.runId);
+    return read(id);
   });
-  return { st, plans };
+  return { out, plans };
+}
+
+/** Runs the pipeline `s`, playing its steps; returns the run's state and the plans played. */
+async function runPlayingSteps(s: ReturnType<typeof spec>, cluster = clusterId) {
+  const { out, plans } = await playingSteps(
+    async () => (await stack.runs.start({ spec: s, tenant: stack.tenant, trigger: 'manual' })).runId,
+    (id) => stack.runs.state(id),
+    cluster,
+  );
+  return { st: out, plans };
 }
 
 const query = async (sql: string) => {
@@ -250,6 +264,31 @@ describe('reconcile with engine spark on EMR (clusterId)', () => {
     expect(plans).toEqual([]);
     const rows = await stack.db.query(`SELECT id FROM reconciliations WHERE run_id LIKE $1`, [`%recon_emr_foreign%`]);
     expect(rows.rows).toEqual([]);
+  });
+
+  it('a standalone reconciliation (options.engine spark, options.clusterId) runs as an EMR step with the same answer', async () => {
+    const svc = new ReconciliationsService(stack.client, stack.taskQueue);
+    const body = { left: 'landing/l.csv', right: 'landing/r.csv' };
+    // clusterId means an EMR step: without engine spark it is bad input, said before anything starts.
+    await expect(svc.start(stack.tenant, { ...body, options: { key: ['id'], clusterId } })).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining('options.clusterId: clusterId runs the comparison as an EMR step'),
+    });
+    const { out, plans } = await playingSteps(
+      async () => (await svc.start(stack.tenant, { ...body, options: { key: ['id'], engine: 'spark', clusterId } })).id,
+      (id) => svc.get(id),
+    );
+    expect(out.status, JSON.stringify(out)).toBe('completed');
+    expect(plans).toHaveLength(1);
+    expect(out.result).toMatchObject({
+      method: 'spark',
+      counts: { changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight },
+      duplicates: {
+        left: { keys: truth.duplicateKeysLeft, rows: truth.duplicateRowsLeft },
+        right: { keys: truth.duplicateKeysRight, rows: truth.duplicateRowsRight },
+      },
+      job: { engine: 'emr', clusterId },
+    });
   });
 
   it('cancelling the run stops the step (CancelSteps), and the ledger records who stopped it', async () => {
