@@ -3,7 +3,7 @@ import { reconciliationRun } from '../workflows/reconciliation.js';
 import { decodePayload } from './data-converter.js';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
-import { inputLabel, parseReconcileInput, ReconcileOptions } from '../schemas/reconcile.js';
+import { CLUSTER_ID_NEEDS_SPARK, inputLabel, parseReconcileInput, ReconcileOptions } from '../schemas/reconcile.js';
 import type { ReconcileHeartbeat } from '../activities/reconcile/client.js';
 import type { ReconciliationInput } from '../workflows/reconciliation.js';
 import { RequestError } from '../schemas/errors.js';
@@ -47,6 +47,8 @@ export class ReconciliationsService {
       .strict()
       .safeParse(body.options ?? {});
     if (!opts.success) problems.push(...opts.error.issues.map((i) => `options.${i.path.join('.')}: ${i.message}`));
+    else if (opts.data.clusterId && opts.data.engine !== 'spark')
+      problems.push(`options.clusterId: ${CLUSTER_ID_NEEDS_SPARK}`);
     if (problems.length) throw new RequestError(problems.join('; '), 400);
     const id = `reconcile/${tenant}/${new Date()
       .toISOString()

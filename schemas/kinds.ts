@@ -104,6 +104,8 @@ export const ReconcileFields = {
   ...SparkResourceFields,
   poll: PollFields.optional(),
   cluster: ExternalCommonFields.cluster,
+  /** engine spark on EMR: the tenant's cluster the job runs on as a step (a template may give it). */
+  clusterId: ExternalCommonFields.clusterId,
   /** Fail the task (a quality gate) when the datasets differ. */
   failOnDifference: z.boolean().default(false),
   /** The mapping its results are listed under (set by a pipeline's `reconciliations:`, or by hand). */
@@ -430,9 +432,20 @@ function sparkReconcileChecks(t: Record<string, unknown>): [string[], string][] 
   const spark = t.engine === 'spark';
   const p: [string[], string][] = [];
   if (!spark) {
-    for (const f of [...Object.keys(SparkResourceFields), 'poll', 'cluster'])
+    for (const f of [...Object.keys(SparkResourceFields), 'poll', 'cluster', 'clusterId'])
       if (t[f] !== undefined) p.push([[f], `"${f}" applies to engine spark only: remove it or set "engine: spark"`]);
     return p;
+  }
+  // On EMR (clusterId) the job is a step on the tenant's cluster: what shapes a pod has no place there.
+  const emr = t.clusterId !== undefined;
+  if (emr) {
+    if (t.cluster !== undefined) p.push([['cluster'], 'give "clusterId" or "cluster", not both']);
+    for (const f of K8S_ONLY_FIELDS)
+      if (t[f] !== undefined)
+        p.push([
+          [f],
+          `"${f}" shapes a SparkApplication on Kubernetes; an EMR step (clusterId) runs on the cluster's own Spark: remove it`,
+        ]);
   }
   if (t.method === 'bloom')
     p.push([['method'], 'engine spark compares exactly: remove "method: bloom" or use engine auto']);
@@ -442,11 +455,17 @@ function sparkReconcileChecks(t: Record<string, unknown>): [string[], string][] 
         [side, 'connection'],
         'engine spark reads files and datasets, not connections: land the table first (kind ingest.table) and compare the dataset, or use engine auto',
       ]);
-  for (const [key, message] of blockedSparkConf(t.sparkConf, 'spark')) p.push([['sparkConf', key], message]);
-  const dyn = dynamicAllocationProblem(t.dynamicAllocation as Parameters<typeof dynamicAllocationProblem>[0]);
+  for (const [key, message] of blockedSparkConf(t.sparkConf, emr ? 'emr' : 'spark'))
+    p.push([['sparkConf', key], message]);
+  const dyn = emr
+    ? undefined
+    : dynamicAllocationProblem(t.dynamicAllocation as Parameters<typeof dynamicAllocationProblem>[0]);
   if (dyn) p.push([['dynamicAllocation'], dyn]);
   return p;
 }
+
+/** A reconcile task's Spark fields that only a SparkApplication has (refused with clusterId). */
+const K8S_ONLY_FIELDS = ['image', 'sparkVersion', 'serviceAccount', 's3Secret', 'dynamicAllocation'];
 
 function externalChecks(t: Record<string, unknown>, engine: string): [string[], string][] {
   const problems: [string[], string][] = [];

@@ -61,6 +61,9 @@ export const TaskInput = z
 export const ReconcileInput = z.union([DatasetRef, CatalogInput, ConnectionInput, TaskInput]);
 export type ReconcileInput = z.infer<typeof ReconcileInput>;
 
+/** A plain object (not null, not an array): its keys can be looked at. */
+const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
 /**
  * Parses an input with messages that name the form meant: a string `layer.name[@v]` names
  * a dataset, any other string a file; an object is picked by its key (uri, dataset,
@@ -71,7 +74,7 @@ export function parseReconcileInput(v: unknown): z.ZodSafeParseResult<ReconcileI
     return DATASET_INPUT_RE.test(v) && !FILE_EXT.test(v.split('@')[0])
       ? CatalogInput.safeParse({ dataset: v })
       : DatasetRef.safeParse({ uri: v });
-  const o = v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  const o = isObject(v) ? v : undefined;
   if (o && 'uri' in o) return DatasetRef.safeParse(o);
   if (o && 'dataset' in o) return CatalogInput.safeParse(o);
   if (o && 'connection' in o) return ConnectionInput.safeParse(o);
@@ -118,9 +121,18 @@ export const ReconcileOptions = z
      * Which engine compares: auto (on the worker: in memory, or for large inputs DuckDB when the
      * inputs and options allow it, else Strata's streaming partitioner), stream (always the
      * streaming partitioner), or spark (beyond one machine: the same exact comparison as a Spark
-     * job on Kubernetes, over inputs on S3; README: Reconciliation).
+     * job — a SparkApplication on Kubernetes, or an EMR step with `clusterId` — over inputs on S3;
+     * README: Reconciliation).
      */
     engine: z.enum(['auto', 'stream', 'spark']).default('auto'),
+    /**
+     * engine spark: the tenant's EMR cluster (j-…, tagged strata:tenant={tenant}) to run the
+     * job on as an EMR step; without it the job is a SparkApplication on Kubernetes.
+     */
+    clusterId: z
+      .string()
+      .regex(/^j-[A-Z0-9]{1,64}$/, 'an EMR cluster id looks like "j-2AXXXXXXGAPLF"')
+      .optional(),
     /**
      * exact (what auto means) compares every row; bloom is a quick approximate pass that
      * may miss differences at about `falsePositiveRate` of them, and says so in its result.
@@ -141,6 +153,10 @@ export const ReconcileOptions = z
   })
   .strict();
 export type ReconcileOptions = z.infer<typeof ReconcileOptions>;
+
+/** What a `clusterId` without `engine: spark` is told (the local engines run on the worker). */
+export const CLUSTER_ID_NEEDS_SPARK =
+  'clusterId runs the comparison as an EMR step on that cluster: set engine spark, or remove clusterId';
 
 export interface RowSample {
   key: Record<string, string | null>;
@@ -236,7 +252,7 @@ export function mappingTasks(
   raw.forEach((m, i) => {
     const at = `reconciliations[${i}]`;
     const before = problems.length;
-    const given = (m as { name?: unknown } | null)?.name;
+    const given = isObject(m) ? m.name : undefined;
     if (typeof given === 'string' && names.has(given))
       problems.push({ path: `${at}.name`, message: `duplicate mapping "${given}": name each once` });
     if (typeof given === 'string') names.add(given);

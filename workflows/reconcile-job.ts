@@ -4,8 +4,9 @@
  *
  * 1. prepare (activity): both inputs resolved on S3 inside the tenant's reach, their columns
  *    read, the comparison's plan (generated SQL) and its runner written to the tenant's lake;
- * 2. the job: an externalJob child running the runner as a pyspark job (the tenant's
- *    namespace, tier policy and quota, polls on durable timers, stopped on cancel);
+ * 2. the job: an externalJob child running the runner as a pyspark job — a SparkApplication
+ *    (the tenant's namespace, tier policy and quota) or, with `clusterId`, an EMR step on the
+ *    tenant's own cluster — polled on durable timers, stopped on cancel;
  * 3. collect (activity): the job's outputs read back into the result every engine returns,
  *    the differences dataset published, the result recorded, the policy applied.
  */

@@ -7,6 +7,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import {
+  CLUSTER_ID_NEEDS_SPARK,
   inputLabel,
   parseReconcileInput,
   ReconcileOptions,
@@ -35,6 +36,7 @@ import {
   sparkJobPlan,
   sparkJobTask,
   sparkLayout,
+  sparkTarget,
   type SparkPrepared,
 } from './spark.js';
 import type { Db } from '../../store/db.js';
@@ -81,6 +83,8 @@ function parseInputs(task: Record<string, unknown>) {
       opts.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
       'BadInput',
     );
+  if (opts.data.clusterId && opts.data.engine !== 'spark')
+    throw new NonRetryableError(CLUSTER_ID_NEEDS_SPARK, 'BadInput');
   return { left: ref(task.left, 'left'), right: ref(task.right, 'right'), options: opts.data };
 }
 
@@ -99,7 +103,7 @@ export function createReconcileActivities(deps: ReconcileDeps) {
     out: T,
   ): Promise<T> {
     const { task, run } = c;
-    const policy = task.failOnDifference ? 'fail' : ((task.policy as string | undefined) ?? 'record');
+    const policy = task.failOnDifference ? 'fail' : typeof task.policy === 'string' ? task.policy : 'record';
     if (policy === 'warn' && out.differences > 0)
       Object.assign(out, {
         warning: `datasets differ: ${out.counts.changed} changed, ${out.counts.onlyLeft} only left, ${out.counts.onlyRight} only right`,
@@ -118,7 +122,7 @@ export function createReconcileActivities(deps: ReconcileDeps) {
           out.method,
           out.differences,
           JSON.stringify({ ...out, policy }),
-          (task.mapping as string | undefined) ?? null,
+          typeof task.mapping === 'string' ? task.mapping : null,
           run.pipelineId,
           run.workflowId,
         ],
@@ -154,11 +158,12 @@ export function createReconcileActivities(deps: ReconcileDeps) {
           // A retried or repeated job starts from no outputs: collect must never read an earlier attempt's.
           const old = await store.list(`${folder}/`);
           if (old.length) await store.delete(old.map((o) => o.key));
-          const plan = sparkJobPlan(planFor(lay, l, r, options), l, r, store.uri(`${folder}/out`));
+          const target = sparkTarget(options);
+          const plan = sparkJobPlan(planFor(lay, l, r, options), l, r, store.uri(`${folder}/out`), target);
           await store.putBytes(`${folder}/plan.json`, JSON.stringify(plan));
           await store.putBytes(`${folder}/reconcile.py`, SPARK_RUNNER);
           return {
-            job: sparkJobTask(task, `${folder}/reconcile.py`, store.uri(`${folder}/plan.json`)),
+            job: sparkJobTask(task, `${folder}/reconcile.py`, store.uri(`${folder}/plan.json`), options.clusterId),
             folder,
             columns: {
               key: lay.keyNames,
@@ -224,7 +229,7 @@ export function createReconcileActivities(deps: ReconcileDeps) {
             {
               ...summarize({
                 method: 'spark',
-                reason: `engine spark asked for: the comparison ran as generated Spark SQL in ${typeof c.job.job === 'string' ? c.job.job : 'a Spark job'} and is exact`,
+                reason: `engine spark asked for: the comparison ran as generated Spark SQL in ${c.job.engine === 'emr' ? 'the EMR step' : 'the Spark job'}${typeof c.job.job === 'string' ? ` ${c.job.job}` : ''} and is exact`,
                 ...result,
               }),
               inputs: prepared.inputs,

@@ -21,10 +21,10 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
-import type { DatasetId, Layer } from '../../schemas/lake.js';
+import { Layer, type DatasetId } from '../../schemas/lake.js';
 import { DATASET_INPUT_RE, type DatasetRef, type ReconcileInput } from '../../schemas/reconcile.js';
 import { CatalogError, type DatasetVersion } from '../../store/catalog.js';
-import { NonRetryableError } from '../../schemas/errors.js';
+import { errorMessage, NonRetryableError } from '../../schemas/errors.js';
 import type { LakeDeps } from '../lake/engine.js';
 import { localFile } from '../lake/engine.js';
 import { forTenant } from '../lake/open.js';
@@ -67,16 +67,30 @@ export async function materialise(input: ReconcileInput, side: 'left' | 'right',
   await mkdir(env.dir, { recursive: true });
   if ('uri' in input) return fromUri(input, side, env);
   if ('dataset' in input) {
-    const m = DATASET_INPUT_RE.exec(input.dataset)!;
-    const id: DatasetId = { layer: m[1] as Layer, namespace: input.namespace ?? 'default', name: m[2] };
+    const { id, at } = parseDatasetInput(input.dataset, input.namespace);
     const lake = needLake(env, input.dataset);
-    const v = await lake.catalog.resolve(env.tenant, id, m[3]?.replace(/^'|'$/g, '')).catch(catalogErr);
+    const v = await lake.catalog.resolve(env.tenant, id, at).catch(catalogErr);
     return fromVersion(v, side, env, input.dataset);
   }
   if ('connection' in input) return fromConnection(input, side, env);
   const lake = needLake(env, `task ${input.task}`);
   const v = await taskOutputVersion(lake, env.tenant, env.workflowId, input.task);
   return fromVersion(v, side, env, `task:${input.task}`);
+}
+
+/**
+ * A dataset input (`layer.name`, `layer.name@3`, `layer.name@'ISO time'`) as the catalog reads
+ * it: the dataset and the version or time it is read at (none: the latest).
+ */
+export function parseDatasetInput(dataset: string, namespace = 'default'): { id: DatasetId; at?: string } {
+  const m = DATASET_INPUT_RE.exec(dataset);
+  const layer = Layer.safeParse(m?.[1]);
+  if (!m || !layer.success)
+    throw new NonRetryableError(
+      `"${dataset}" is not a dataset: write layer.name, layer.name@VERSION or layer.name@'ISO time'`,
+      'BadInput',
+    );
+  return { id: { layer: layer.data, namespace, name: m[2] }, at: m[3]?.replace(/^'|'$/g, '') };
 }
 
 /**
@@ -106,7 +120,9 @@ export async function taskOutputVersion(
       `task "${task}" wrote no dataset in this run: give it an output dataset (output: layer.name) or compare a file instead`,
       'BadInput',
     );
-  const id: DatasetId = { layer: row.layer as Layer, namespace: row.namespace, name: row.name };
+  const layer = Layer.safeParse(row.layer);
+  if (!layer.success) throw new Error(`task "${task}" wrote a dataset in an unknown layer: ${row.layer}`);
+  const id: DatasetId = { layer: layer.data, namespace: row.namespace, name: row.name };
   const v = await lake.catalog.version(tenant, id, Number(row.version));
   if (!v) throw notFound(`task ${task}'s output`);
   return v;
@@ -254,13 +270,13 @@ async function fromConnection(
   } catch (e) {
     out.destroy();
     if (e instanceof NonRetryableError) throw e;
-    const err = e as Error & { code?: string };
-    const msg = redact(`${conn.engine} (${conn.name}): ${err.message}`);
+    const code = e instanceof Error && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+    const msg = redact(`${conn.engine} (${conn.name}): ${errorMessage(e)}`);
     // A statement the database refuses (bad SQL, a missing table or column, no rights, a
     // write in a read-only transaction) fails at once; lost connections, deadlocks,
     // serialization failures and resource limits are retried.
     const transient = /^(08|40|53|57|HY|ER_LOCK|ER_CON|ER_SERVER_SHUTDOWN|PROTOCOL_|ECONN|ETIMEDOUT)/;
-    if (err.code && !transient.test(err.code)) throw new NonRetryableError(msg, 'BadInput');
+    if (code && !transient.test(code)) throw new NonRetryableError(msg, 'BadInput');
     throw new Error(msg);
   }
   await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
@@ -287,6 +303,14 @@ async function fromConnection(
   };
 }
 
+/** A row as the drivers are told to give it: every value as text, or null. */
+const isTextRow = (row: unknown[]): row is (string | null)[] => row.every((v) => v === null || typeof v === 'string');
+
+function textRow(row: unknown[]): (string | null)[] {
+  if (isTextRow(row)) return row;
+  throw new Error('the database driver gave a value that is not text: every value is read as the database prints it');
+}
+
 /** Postgres: a cursor in a READ ONLY transaction, rolled back; every value as Postgres prints it. */
 async function readPostgres(
   url: string,
@@ -303,16 +327,21 @@ async function readPostgres(
   try {
     await client.query('BEGIN TRANSACTION READ ONLY');
     // Extended protocol: one statement, so nothing (COMMIT; …) can follow the cursor.
-    await client.query({
+    // queryMode is pg's, not in its type definitions: a typed variable carries it without a cast.
+    const declare: pg.QueryConfig & { queryMode: 'extended' } = {
       text: `DECLARE strata_reconcile NO SCROLL CURSOR FOR ${sql.replace(/;\s*$/, '')}\n`,
       queryMode: 'extended',
-    } as pg.QueryConfig);
+    };
+    await client.query(declare);
     let columns: string[] = [];
     for (;;) {
       if (signal?.aborted) throw signal.reason ?? new Error('cancelled');
-      const r = await client.query({ text: `FETCH FORWARD ${FETCH_ROWS} FROM strata_reconcile`, rowMode: 'array' });
+      const r = await client.query<unknown[]>({
+        text: `FETCH FORWARD ${FETCH_ROWS} FROM strata_reconcile`,
+        rowMode: 'array',
+      });
       columns = r.fields.map((f) => f.name);
-      for (const row of r.rows as (string | null)[][]) await emit(row);
+      for (const row of r.rows) await emit(textRow(row));
       if (r.rows.length < FETCH_ROWS) break;
     }
     return columns;
@@ -344,9 +373,9 @@ async function readMysql(
     let columns: string[] = [];
     const q = c.query({ sql, rowsAsArray: true });
     q.on('fields', (fields: { name: string }[]) => (columns = fields.map((f) => f.name)));
-    for await (const row of q.stream({ highWaterMark: 1000 }) as AsyncIterable<(string | null)[]>) {
+    for await (const row of q.stream({ highWaterMark: 1000 })) {
       if (signal?.aborted) throw signal.reason ?? new Error('cancelled');
-      if (Array.isArray(row)) await emit(row);
+      if (Array.isArray(row)) await emit(textRow(row));
     }
     return columns;
   } finally {

@@ -2,7 +2,8 @@
  * `engine: spark`: the comparison as a Spark job (activities/reconcile/spark-sql.ts), in three
  * steps the reconcileJob workflow runs: prepare (here: resolve both inputs to objects on S3
  * inside the tenant's reach, read their columns, write the job's script to the tenant's
- * lake), the job itself (an externalJob: a SparkApplication or an EMR step), and collect
+ * lake), the job itself (an externalJob: a SparkApplication, or an EMR step on the tenant's
+ * cluster when the task names a `clusterId`), and collect
  * (here: read the job's output directories back into the result every path returns).
  *
  * The job's output is data the tenant's code could have touched (it runs in the tenant's
@@ -18,8 +19,7 @@ import { createInterface } from 'node:readline';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { NonRetryableError } from '../../schemas/errors.js';
 import type { CsvOptions, ReconcileInput, ReconcileOptions, ReconcileResult } from '../../schemas/reconcile.js';
-import { DATASET_INPUT_RE } from '../../schemas/reconcile.js';
-import type { DatasetId, Layer } from '../../schemas/lake.js';
+import { parseJobTask, SparkJobTask } from '../../schemas/external.js';
 import type { LakeDeps } from '../lake/engine.js';
 import { allowedLocations, forTenant } from '../lake/open.js';
 import type { ObjectStore, S3Config } from '../s3/client.js';
@@ -28,7 +28,7 @@ import { CatalogError } from '../../store/catalog.js';
 import { emptyResult, layout, type DiffRecord, type Layout } from './compare.js';
 import { diffLine } from './diffs.js';
 import { fastCsvRecords } from './fast-csv.js';
-import { taskOutputVersion } from './inputs.js';
+import { parseDatasetInput, taskOutputVersion } from './inputs.js';
 import { comparisonPlan, DIFF_KINDS, sqlAnswer, type DiffKind, type SqlPlan } from './spark-sql.js';
 
 /** One side as the job reads it: objects on S3, their format, and their columns in order. */
@@ -106,9 +106,8 @@ export async function sparkInput(
   let label: string;
   try {
     if ('dataset' in input) {
-      const m = DATASET_INPUT_RE.exec(input.dataset)!;
-      const id: DatasetId = { layer: m[1] as Layer, namespace: input.namespace ?? 'default', name: m[2] };
-      v = await lake.catalog.resolve(env.tenant, id, m[3]?.replace(/^'|'$/g, ''));
+      const id = parseDatasetInput(input.dataset, input.namespace);
+      v = await lake.catalog.resolve(env.tenant, id.id, id.at);
       label = input.dataset;
     } else {
       v = await taskOutputVersion(lake, env.tenant, env.workflowId, input.task);
@@ -214,6 +213,13 @@ export function planFor(l: Layout, left: SparkInput, right: SparkInput, o: Recon
 // ---- The job's script ----
 
 const s3a = (uri: string) => uri.replace(/^s3:\/\//, 's3a://');
+
+/** Where the job runs: an EMR step on the tenant's cluster (`clusterId`), else a SparkApplication on Kubernetes. */
+export type SparkTarget = 'spark-k8s' | 'emr';
+export const sparkTarget = (o: Pick<ReconcileOptions, 'clusterId'>): SparkTarget => (o.clusterId ? 'emr' : 'spark-k8s');
+
+/** An S3 object as the job names it: EMR reads `s3://` (EMRFS), Spark on Kubernetes `s3a://` (Hadoop's S3A). */
+const jobUri = (uri: string, target: SparkTarget) => (target === 'emr' ? uri : s3a(uri));
 /** A Spark SQL string literal (Spark reads backslash escapes in literals). */
 const sparkLit = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 const tick = (s: string) => `\`${s.replaceAll('`', '``')}\``;
@@ -230,13 +236,17 @@ const ENCODINGS: Record<CsvOptions['encoding'], string> = {
  * text. A CSV is read with a declared all-text schema (its header skipped, never trusted for
  * names), whole records across lines, failing on a malformed row as the local reader does.
  */
-export function sparkViews(view: 'strata_left' | 'strata_right', input: SparkInput): string[] {
+export function sparkViews(
+  view: 'strata_left' | 'strata_right',
+  input: SparkInput,
+  target: SparkTarget = 'spark-k8s',
+): string[] {
   const n = input.columns.length;
   const pos = Array.from({ length: n }, (_, j) => j);
   if (input.format === 'csv') {
     const o = input.csv!;
     const opts = {
-      path: s3a(input.uris[0]),
+      path: jobUri(input.uris[0], target),
       header: String(o.header),
       multiLine: 'true',
       sep: o.delimiter,
@@ -257,7 +267,7 @@ export function sparkViews(view: 'strata_left' | 'strata_right', input: SparkInp
     ];
   }
   const select = (uri: string) =>
-    `SELECT ${input.columns.map((c, j) => `CAST(${tick(c)} AS STRING) AS c${j}`).join(', ')} FROM parquet.${tick(s3a(uri))}`;
+    `SELECT ${input.columns.map((c, j) => `CAST(${tick(c)} AS STRING) AS c${j}`).join(', ')} FROM parquet.${tick(jobUri(uri, target))}`;
   return [`CREATE OR REPLACE TEMPORARY VIEW ${view} AS ${input.uris.map(select).join('\nUNION ALL\n')}`];
 }
 
@@ -270,14 +280,20 @@ export interface SparkJobPlan {
   inputs: { left: Omit<SparkInput, 'source'>; right: Omit<SparkInput, 'source'> };
 }
 
-export function sparkJobPlan(plan: SqlPlan, left: SparkInput, right: SparkInput, out: string): SparkJobPlan {
+export function sparkJobPlan(
+  plan: SqlPlan,
+  left: SparkInput,
+  right: SparkInput,
+  out: string,
+  target: SparkTarget = 'spark-k8s',
+): SparkJobPlan {
   const bare = ({ source: _s, ...x }: SparkInput) => x;
   return {
-    views: [...sparkViews('strata_left', left), ...sparkViews('strata_right', right)],
+    views: [...sparkViews('strata_left', left, target), ...sparkViews('strata_right', right, target)],
     stages: plan.stages,
     outputs: plan.outputs.map((o) => ({
       ...o,
-      path: s3a(`${out}/${o.name}`),
+      path: jobUri(`${out}/${o.name}`, target),
       small: !o.name.startsWith('differences_'),
     })),
     inputs: { left: bare(left), right: bare(right) },
@@ -298,12 +314,32 @@ export const SPARK_JOB_FIELDS = [
   'cluster',
 ] as const;
 
-/** The externalJob task: the runner (a file in the tenant's lake) given its plan, with the task's Spark fields. */
+/**
+ * The externalJob task: the runner (a file in the tenant's lake) given its plan. On Kubernetes
+ * with the task's Spark fields; on EMR (`clusterId`) a pyspark step on that cluster, the task's
+ * `driver` and `executor` becoming the matching Spark settings (the cluster's own Spark reads
+ * them), its `sparkConf` and `poll` as they are.
+ */
 export function sparkJobTask(
   task: Record<string, unknown> & { id: string },
   runner: string,
   planUri: string,
+  clusterId?: string,
 ): Record<string, unknown> & { id: string; kind: string } {
+  if (clusterId) {
+    const t = parseJobTask(SparkJobTask, task);
+    const sparkConf = { ...t.sparkConf, ...resourceConf(t) };
+    return {
+      id: task.id,
+      kind: 'pyspark',
+      engine: 'emr',
+      clusterId,
+      file: runner,
+      args: [jobUri(planUri, 'emr')],
+      ...(Object.keys(sparkConf).length ? { sparkConf } : {}),
+      ...(t.poll ? { poll: t.poll } : {}),
+    };
+  }
   const job: Record<string, unknown> & { id: string; kind: string } = {
     id: task.id,
     kind: 'pyspark',
@@ -313,6 +349,33 @@ export function sparkJobTask(
   };
   for (const f of SPARK_JOB_FIELDS) if (task[f] !== undefined) job[f] = task[f];
   return job;
+}
+
+/** A task's `driver` / `executor` as spark-submit settings (what a SparkApplication's spec says of them). */
+export function resourceConf(t: Pick<SparkJobTask, 'driver' | 'executor'>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const role of ['driver', 'executor'] as const) {
+    const r = t[role];
+    if (r?.cores !== undefined) out[`spark.${role}.cores`] = String(r.cores);
+    if (r?.memory !== undefined) out[`spark.${role}.memory`] = sparkMemory(r.memory);
+  }
+  if (t.executor?.instances !== undefined) out['spark.executor.instances'] = String(t.executor.instances);
+  return out;
+}
+
+/** MiB per unit; a bare number is MiB, as Spark reads it. */
+const MIB_PER = { '': 1, k: 1 / 1024, m: 1, g: 1024, t: 1024 * 1024 } as const;
+
+/**
+ * A task's memory ("512m", "1.5g", "4Gi", or MiB) in the form spark-submit reads: whole MiB
+ * (Spark takes no fractions and no "Gi"; Kubernetes quantities and Spark's units are both binary).
+ */
+export function sparkMemory(memory: string): string {
+  const m = /^(\d+(?:\.\d+)?)([kmgt]?)i?$/i.exec(memory);
+  if (!m) throw new NonRetryableError(`memory "${memory}": write it like "512m", "2g" or "4Gi"`, 'BadInput');
+  const unit = m[2].toLowerCase();
+  const per = unit === 'k' || unit === 'm' || unit === 'g' || unit === 't' ? MIB_PER[unit] : MIB_PER[''];
+  return `${Math.max(1, Math.ceil(Number(m[1]) * per))}m`;
 }
 
 /**
@@ -354,6 +417,9 @@ async function outputFiles(store: ObjectStore, dir: string): Promise<string[] | 
     });
 }
 
+/** A JSON object (a row of the job's output), not null, an array or a scalar. */
+const isRow = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
 /** Each JSON line of an output directory, one file at a time through a local copy (lists can be large). */
 async function* outputRows(
   store: ObjectStore,
@@ -384,12 +450,12 @@ async function* outputRows(
             'ExternalJobFailed',
           );
         }
-        if (!row || typeof row !== 'object' || Array.isArray(row))
+        if (!isRow(row))
           throw new NonRetryableError(
             `the Spark job's ${what} holds a line that is not a row (${key})`,
             'ExternalJobFailed',
           );
-        yield row as Record<string, unknown>;
+        yield row;
       }
     } finally {
       await rm(local, { force: true });
