@@ -65,6 +65,12 @@ export async function findOrBuildGoTool(
 
 let buildQueue: Promise<unknown> = Promise.resolve();
 
+/**
+ * Build flags for every tool: no file-system paths in the binary, and no symbol table or DWARF
+ * (tests never debug these binaries; dropping them cuts the link of the large ones by about a third).
+ */
+export const LEAN_BUILD = ['-trimpath', '-ldflags=-s -w'];
+
 async function build(t: GoTool, bin: string, cached: string, log: (msg: string) => void): Promise<string> {
   if (existsSync(cached)) return cached; // built by the build before this one (kube-apiserver's makes two)
   mkdirSync(bin, { recursive: true });
@@ -72,7 +78,7 @@ async function build(t: GoTool, bin: string, cached: string, log: (msg: string) 
   const started = Date.now();
   if (t.build) await t.build(bin, log);
   else
-    await runWithProgress('go', ['install', t.module], {
+    await runWithProgress('go', ['install', ...LEAN_BUILD, t.module], {
       env: { ...process.env, GOBIN: bin, GOFLAGS: '-mod=mod' },
       doing: `building ${t.label}`,
       log,
@@ -145,7 +151,7 @@ export async function findOrBuildGoProgram(
   log(`Building ${p.label} from ${p.dir} into ${bin} (first time only; takes ${p.buildTime})…`);
   const started = Date.now();
   const tmp = `${out}.${process.pid}.tmp`;
-  await runWithProgress('go', ['build', '-o', tmp, '.'], {
+  await runWithProgress('go', ['build', ...LEAN_BUILD, '-o', tmp, '.'], {
     env: { ...process.env, GOFLAGS: '-mod=mod' },
     doing: `building ${p.label}`,
     log,

@@ -128,6 +128,7 @@ async function buildKubernetes(bin: string, log: (msg: string) => void): Promise
     `-X ${v}.gitMajor=${major}`,
     `-X ${v}.gitMinor=${minor}`,
     `-X ${v}.gitTreeState=clean`,
+    '-s -w', // as LEAN_BUILD: no symbol table or DWARF
   ].join(' ');
   log(`  go build ./cmd/kube-apiserver ./cmd/kube-controller-manager (nice -n 10)…`);
   await runWithProgress(
