@@ -17,6 +17,7 @@ import { openDb } from '../../store/db.js';
 import { generatePayloadKeys } from '../../client/data-converter.js';
 import { migrate } from '../../store/migrate.js';
 import { startKubeCluster, type KubeCluster } from './kube.js';
+import { icebergReader } from './iceberg-reader.js';
 
 /** The S3-compatible server of this test run (MinIO) and its bucket. */
 export interface TestS3 {
@@ -66,6 +67,9 @@ export async function setup(project: TestProject) {
     process.env.STRATA_TEST_KUBE === 'off'
       ? undefined
       : startKubeCluster({ dir: path.join(scratch, 'kube'), log: (m) => console.error(m) }),
+    // Built here, once per machine, and not inside the first test that reads a table: on a cold,
+    // busy machine its first build outlasts any test or hook timeout.
+    icebergReader(),
   ]);
   minio = s3;
   kube = cluster;
