@@ -21,6 +21,7 @@ import {
   type Vector,
 } from 'apache-arrow';
 import type { QueryColumn } from '../activities/sql/query.js';
+import { cellText } from './queries-service.js';
 
 export const ARROW_STREAM = 'application/vnd.apache.arrow.stream';
 
@@ -51,12 +52,7 @@ const TYPES: Record<Kind, () => DataType> = {
 /** Values come JSON-safe from the query path: numbers, strings (64-bit, decimals, dates), booleans, objects. */
 function cell(kind: Kind, v: unknown): unknown {
   if (v === null || v === undefined) return null;
-  const text =
-    typeof v === 'string'
-      ? v
-      : typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean'
-        ? String(v)
-        : JSON.stringify(v);
+  const text = cellText(v);
   switch (kind) {
     case 'int32':
     case 'float':

@@ -445,16 +445,19 @@ export function statementView(st: Statement) {
   };
 }
 
+/** A result value (not null) as text: strings as they are, numbers and booleans printed, nested values as JSON. */
+export const cellText = (v: unknown): string =>
+  typeof v === 'string'
+    ? v
+    : typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean'
+      ? String(v)
+      : JSON.stringify(v);
+
 /** A chunk (or with `header`, the first) as CSV (RFC 4180). */
 export function csvOf(columns: QueryColumn[], rows: unknown[][], header: boolean): string {
   const cell = (v: unknown) => {
     if (v === null || v === undefined) return '';
-    const s =
-      typeof v === 'string'
-        ? v
-        : typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean'
-          ? String(v)
-          : JSON.stringify(v);
+    const s = cellText(v);
     return /[",\r\n]/.test(s) || /^\s|\s$/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
   };
   const lines = rows.map((r) => r.map(cell).join(','));

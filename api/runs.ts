@@ -26,6 +26,12 @@ export async function runState(ctx: ApiContext, p: Principal, runId: string): Pr
   return st;
 }
 
+/** That the run is the principal's tenant's (another tenant's run is a 404), without reading its state. */
+async function ownRun(ctx: ApiContext, p: Principal, runId: string): Promise<void> {
+  ownId(p, runId, 'pipeline');
+  owns(p, await ctx.runs.tenantOf(runId), missingId('pipeline', runId));
+}
+
 /** A task of a run, by a name from the URL (own properties only: `__proto__` is no task). */
 export function taskOf(st: RunState, task: string) {
   if (!Object.hasOwn(st.tasks, task))
@@ -234,8 +240,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
     { schema: { tags: ['runs'], summary: 'Cancel a running run' } },
     async (req, reply) => {
       const p = need(req, 'operator');
-      ownId(p, req.params.run, 'pipeline');
-      owns(p, await ctx.runs.tenantOf(req.params.run), missingId('pipeline', req.params.run));
+      await ownRun(ctx, p, req.params.run);
       await ctx.runs.cancel(req.params.run);
       return reply.status(202).send({ runId: req.params.run, cancelRequested: true });
     },
@@ -246,8 +251,7 @@ export function runRoutes(app: FastifyInstance, ctx: ApiContext) {
     { schema: { tags: ['runs'], summary: 'Start a run that re-runs only the failed and not-run tasks' } },
     async (req, reply) => {
       const p = need(req, 'operator');
-      ownId(p, req.params.run, 'pipeline');
-      owns(p, await ctx.runs.tenantOf(req.params.run), missingId('pipeline', req.params.run));
+      await ownRun(ctx, p, req.params.run);
       const h = await ctx.runs.repair(req.params.run);
       ctx.metrics.runsStarted.inc({ trigger: 'repair' });
       return reply

@@ -5,6 +5,7 @@
  * (activities/notify/channels.ts). Pure: the workflow, the API and the worker share it.
  */
 import { z } from 'zod';
+import type { RunContext } from './run.js';
 
 export const NOTIFY_EVENTS = [
   'failure',
@@ -18,14 +19,7 @@ export const NOTIFY_EVENTS = [
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
 
 /** The events a pipeline rule may name (a schedule's rules name `schedule_missed`). */
-export const RUN_EVENTS: NotifyEvent[] = [
-  'failure',
-  'success',
-  'retry_exhausted',
-  'quality_warning',
-  'sla_missed',
-  'cancelled',
-];
+export const RUN_EVENTS: NotifyEvent[] = NOTIFY_EVENTS.filter((e) => e !== 'schedule_missed');
 
 /**
  * The events a reconciliation mapping's own rules may name, about its comparison in a run:
@@ -253,14 +247,7 @@ export function reconcileLookup(rules: NotifyRuleRef[]): { tasks: string[]; warn
 
 /** What the notifier workflow is handed: identities and bounded facts, never a secret. */
 export interface NotifyInput {
-  run: {
-    runId: string;
-    workflowId: string;
-    pipelineId: string;
-    tenant: string;
-    trigger: string;
-    logicalDate: string;
-  };
+  run: RunContext;
   rules: NotifyRuleRef[];
   /** `end`: the run finished (outcome set); `sla`: wait `slaMs` from `startedAt`, then check the run. */
   phase: 'end' | 'sla';

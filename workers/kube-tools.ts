@@ -32,14 +32,18 @@ export interface KubeBinaries {
 
 /** Finds or builds all four, one build at a time (a shared machine: never two Go builds at once). */
 export async function findOrBuildKubeBinaries(log?: (msg: string) => void): Promise<KubeBinaries> {
+  /** Both come from one build of Kubernetes. */
+  const kubernetes = {
+    module: `k8s.io/kubernetes@${KUBERNETES_VERSION}`,
+    buildTime: 'about 40 minutes on 2 busy cores',
+    build: buildKubernetes,
+  };
   const apiserver = await findOrBuildGoTool(
     {
       name: 'kube-apiserver',
       label: `kube-apiserver and kube-controller-manager (Kubernetes ${KUBERNETES_VERSION}, for the Spark tests)`,
-      module: `k8s.io/kubernetes@${KUBERNETES_VERSION}`,
       envVar: 'STRATA_KUBE_APISERVER',
-      buildTime: 'about 40 minutes on 2 busy cores',
-      build: buildKubernetes,
+      ...kubernetes,
     },
     log,
   );
@@ -47,10 +51,8 @@ export async function findOrBuildKubeBinaries(log?: (msg: string) => void): Prom
     {
       name: 'kube-controller-manager',
       label: `kube-controller-manager (Kubernetes ${KUBERNETES_VERSION})`,
-      module: `k8s.io/kubernetes@${KUBERNETES_VERSION}`,
       envVar: 'STRATA_KUBE_CONTROLLER_MANAGER',
-      buildTime: 'about 40 minutes on 2 busy cores',
-      build: buildKubernetes,
+      ...kubernetes,
     },
     log,
   );

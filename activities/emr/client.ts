@@ -137,8 +137,8 @@ export class EmrJobsClient {
     return r.JobFlowId!;
   }
 
-  /** An active (not terminated) cluster of this name: RunJobFlow has no client token. */
-  async findActiveCluster(name: string): Promise<string | undefined> {
+  /** The active (not terminated) clusters, a page (one ListClusters call) at a time, as far as the caller reads. */
+  private async *activeClusterPages() {
     let marker: string | undefined;
     do {
       const page = await this.call('ListClusters', () =>
@@ -149,30 +149,25 @@ export class EmrJobsClient {
           }),
         ),
       );
-      const hit = page.Clusters?.find((c) => c.Name === name);
-      if (hit?.Id) return hit.Id;
+      yield page.Clusters ?? [];
       marker = page.Marker;
     } while (marker);
+  }
+
+  /** An active (not terminated) cluster of this name: RunJobFlow has no client token. */
+  async findActiveCluster(name: string): Promise<string | undefined> {
+    for await (const clusters of this.activeClusterPages()) {
+      const hit = clusters.find((c) => c.Name === name);
+      if (hit?.Id) return hit.Id;
+    }
     return undefined;
   }
 
   /** Active clusters whose name starts with `prefix`, with their tags (ListClusters, then DescribeCluster each). */
   async listActiveClusters(prefix: string): Promise<{ id: string; name: string; tags: Record<string, string> }[]> {
     const found: { id: string; name: string }[] = [];
-    let marker: string | undefined;
-    do {
-      const page = await this.call('ListClusters', () =>
-        this.emr.send(
-          new ListClustersCommand({
-            ClusterStates: ['STARTING', 'BOOTSTRAPPING', 'RUNNING', 'WAITING'],
-            Marker: marker,
-          }),
-        ),
-      );
-      for (const c of page.Clusters ?? [])
-        if (c.Id && c.Name?.startsWith(prefix)) found.push({ id: c.Id, name: c.Name });
-      marker = page.Marker;
-    } while (marker);
+    for await (const clusters of this.activeClusterPages())
+      for (const c of clusters) if (c.Id && c.Name?.startsWith(prefix)) found.push({ id: c.Id, name: c.Name });
     const out = [];
     for (const c of found) {
       const d = await this.describeCluster(c.id);

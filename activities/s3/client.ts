@@ -29,6 +29,17 @@ export interface S3Config {
   forcePathStyle?: boolean;
 }
 
+/** An S3 client's settings for `cfg`: path-style with an endpoint unless told, the SDK's own credentials chain without keys. */
+export const s3ClientConfig = (cfg: S3Config) => ({
+  region: cfg.region,
+  endpoint: cfg.endpoint,
+  forcePathStyle: cfg.forcePathStyle ?? !!cfg.endpoint,
+  credentials:
+    cfg.accessKeyId && cfg.secretAccessKey
+      ? { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey }
+      : undefined,
+});
+
 export interface ByteRange {
   start: number;
   end: number;
@@ -193,16 +204,7 @@ class S3Store implements ObjectStore {
     cfg: S3Config,
   ) {
     this.root = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
-    this.s3 = new S3Client({
-      region: cfg.region,
-      endpoint: cfg.endpoint,
-      forcePathStyle: cfg.forcePathStyle ?? !!cfg.endpoint,
-      credentials:
-        cfg.accessKeyId && cfg.secretAccessKey
-          ? { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey }
-          : undefined,
-      maxAttempts: 3,
-    });
+    this.s3 = new S3Client({ ...s3ClientConfig(cfg), maxAttempts: 3 });
   }
   private k(key: string) {
     return join(this.prefix, cleanKey(key));

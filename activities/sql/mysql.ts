@@ -5,16 +5,10 @@
 import mysql from 'mysql2/promise';
 import type { ConnectionConfig } from './connections.js';
 import { sqlFailure } from './errors.js';
-import { LEDGER_TABLE, type SqlRunResult } from './postgres.js';
+import { LEDGER_TABLE, type SqlRunner } from './postgres.js';
 import { myClaim, myFinish, myLedgerProtected } from './ledger.js';
 
-export async function runMysql(
-  conn: ConnectionConfig,
-  key: { workflowId: string; taskId: string },
-  sql: string,
-  signal: AbortSignal,
-  ledgerKey?: string,
-): Promise<SqlRunResult> {
+export const runMysql: SqlRunner = async (conn, key, sql, signal, ledgerKey) => {
   let c: mysql.Connection;
   try {
     c = await mysql.createConnection({ uri: conn.url.replace(/^mariadb:/, 'mysql:'), multipleStatements: true });
@@ -70,7 +64,7 @@ export async function runMysql(
     signal.removeEventListener('abort', onAbort);
     await c.end().catch(() => {});
   }
-}
+};
 
 function countOf(res: unknown): number {
   const results =

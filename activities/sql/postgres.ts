@@ -19,13 +19,19 @@ export interface SqlRunResult {
   [k: string]: unknown;
 }
 
-export async function runPostgres(
+/**
+ * Runs a SQL task's statements on a connection, exactly once per (workflow id, task id) where
+ * the ledger allows; `signal` cancels the running statement.
+ */
+export type SqlRunner = (
   conn: ConnectionConfig,
   key: { workflowId: string; taskId: string },
   sql: string,
   signal: AbortSignal,
   ledgerKey?: string,
-): Promise<SqlRunResult> {
+) => Promise<SqlRunResult>;
+
+export const runPostgres: SqlRunner = async (conn, key, sql, signal, ledgerKey) => {
   // A name of this connection's own: a cancel must reach this backend, never one that took its pid later.
   const appName = backendName(key.taskId);
   const client = new pg.Client({ connectionString: conn.url, application_name: appName });
@@ -84,7 +90,7 @@ export async function runPostgres(
     signal.removeEventListener('abort', onAbort);
     await client.end().catch(() => {});
   }
-}
+};
 
 function countOf(res: pg.QueryResult | pg.QueryResult[]): number {
   const last = Array.isArray(res) ? res[res.length - 1] : res;

@@ -6,8 +6,8 @@
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { stackApi } from '../harness/api.js';
-import { CHROMIUM_INSTALL_TIMEOUT_MS, launchChromium } from '../harness/chromium.js';
+import { browserStack } from '../harness/browser.js';
+import { CHROMIUM_INSTALL_TIMEOUT_MS } from '../harness/chromium.js';
 import { waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -19,20 +19,7 @@ let stop: () => Promise<void>;
 
 beforeAll(async () => {
   stack = await testStack('page');
-  // Runs triggered through the API start at once (the trigger dispatcher is on).
-  const { app, base: url } = await stackApi(stack, {
-    env: { STRATA_BOOTSTRAP_ADMIN_KEY: KEY, STRATA_BOOTSTRAP_TENANT: 'pages' },
-    dispatcher: undefined,
-  });
-  base = url;
-  const stopWorker = await stack.startWorker();
-  browser = await launchChromium();
-  stop = async () => {
-    await browser.close();
-    await app.close();
-    await stopWorker();
-  };
-  // A first run may install Chromium.
+  ({ base, browser, stop } = await browserStack(stack, KEY, 'pages'));
 }, CHROMIUM_INSTALL_TIMEOUT_MS);
 afterAll(async () => {
   await stop?.();

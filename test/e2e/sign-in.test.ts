@@ -9,8 +9,8 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createKey, revokeKey } from '../../store/keys.js';
 import { migrate } from '../../store/migrate.js';
-import { stackApi } from '../harness/api.js';
-import { CHROMIUM_INSTALL_TIMEOUT_MS, launchChromium } from '../harness/chromium.js';
+import { browserStack } from '../harness/browser.js';
+import { CHROMIUM_INSTALL_TIMEOUT_MS } from '../harness/chromium.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
 const BOOT = 'sign-in-test-admin-key-0123456789';
@@ -26,19 +26,7 @@ beforeAll(async () => {
   stack = await testStack('signin');
   await migrate(stack.db);
   tenant = `signin${stack.tenant}`;
-  // Runs triggered through the API start at once (the trigger dispatcher is on).
-  const { app, base: url } = await stackApi(stack, {
-    env: { STRATA_BOOTSTRAP_ADMIN_KEY: BOOT, STRATA_BOOTSTRAP_TENANT: 'platform' },
-    dispatcher: undefined,
-  });
-  base = url;
-  const stopWorker = await stack.startWorker();
-  browser = await launchChromium();
-  stop = async () => {
-    await browser.close();
-    await app.close();
-    await stopWorker();
-  };
+  ({ base, browser, stop } = await browserStack(stack, BOOT, 'platform'));
   const admin = (await createKey(stack.db, tenant, 'admin')).secret;
   viewer = await createKey(stack.db, tenant, 'viewer');
   const h = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };

@@ -10,7 +10,7 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type http from 'node:http';
 import { gzipSync } from 'node:zlib';
-import type { S3Config } from '../../activities/s3/client.js';
+import { s3ClientConfig, type S3Config } from '../../activities/s3/client.js';
 import { checkShape } from './emr-model.js';
 import { EMR_API } from './emr-shapes.js';
 import { sendJson, serve, type Served } from './http.js';
@@ -120,18 +120,7 @@ export class EmrDouble {
   /** With `s3`, step logs are written to the cluster's LogUri (bucket must exist). */
   static async start(opts: { s3?: S3Config } = {}): Promise<EmrDouble> {
     const d = new EmrDouble();
-    if (opts.s3) {
-      const c = opts.s3;
-      d.s3 = new S3Client({
-        region: c.region,
-        endpoint: c.endpoint,
-        forcePathStyle: c.forcePathStyle ?? !!c.endpoint,
-        credentials:
-          c.accessKeyId && c.secretAccessKey
-            ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey }
-            : undefined,
-      });
-    }
+    if (opts.s3) d.s3 = new S3Client(s3ClientConfig(opts.s3));
     d.served = await serve((req, body, res) => d.handle(req, body, res));
     return d;
   }

@@ -97,6 +97,15 @@ export interface Doubles {
   close(): Promise<void>;
 }
 
+/** An EMR client of the platform's own kind, talking to the double `emr` (two attempts a call, as tests want failures fast). */
+export const emrClientOf = (emr: EmrDouble) =>
+  new EmrJobsClient({
+    region: 'us-east-1',
+    endpoint: emr.url,
+    credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'not-a-secret' },
+    maxAttempts: 2,
+  });
+
 /**
  * The external engines for one test file. `tenant` (default acme) is on the team tier and has
  * an Airbyte workspace; `sparkTenants` are the tenants whose Spark namespaces this file's
@@ -111,12 +120,7 @@ export async function startDoubles(o: { tenant?: string; sparkTenants?: string[]
   ]);
   const deps: Partial<ActivityDeps> = {
     ...(kube ? { spark: kube.spark } : {}),
-    emr: new EmrJobsClient({
-      region: 'us-east-1',
-      endpoint: emr.url,
-      credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'not-a-secret' },
-      maxAttempts: 2,
-    }),
+    emr: emrClientOf(emr),
     airbyte: new AirbyteClient({
       baseUrl: airbyte.baseUrl,
       clientId: airbyte.clientId,

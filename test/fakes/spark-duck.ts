@@ -5,10 +5,12 @@
  * Only the views over the files are DuckDB's own (Spark's are `CREATE TEMPORARY VIEW … USING`).
  */
 import { DuckDBInstance } from '@duckdb/node-api';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { CsvOptions } from '../../schemas/reconcile.js';
 import type { SqlPlan } from '../../activities/reconcile/spark-sql.js';
+import type { SparkJobPlan } from '../../activities/reconcile/spark.js';
+import type { ObjectStore } from '../../activities/s3/client.js';
 
 export interface LocalInput {
   format: 'csv' | 'parquet';
@@ -54,4 +56,34 @@ export async function playPlanOnDuckDB(
     c.closeSync();
     db.closeSync();
   }
+}
+
+/**
+ * The Spark driver's part of a job, played from the tenant's lake: reads the plan at `planUri`,
+ * runs it on DuckDB over copies of its inputs in `dir` and uploads each output directory where
+ * the plan says. `keyOf` turns a URI the job was given into a key of `store` (and refuses any
+ * other tenant's object). Returns the plan played.
+ */
+export async function playJobFromLake(
+  store: ObjectStore,
+  keyOf: (uri: string) => string,
+  planUri: string,
+  dir: string,
+): Promise<SparkJobPlan> {
+  const plan: SparkJobPlan = JSON.parse((await store.getBytes(keyOf(planUri))).toString());
+  const local = async (side: 'left' | 'right'): Promise<LocalInput> => {
+    const i = plan.inputs[side];
+    const files: string[] = [];
+    for (const [n, uri] of i.uris.entries()) {
+      const f = path.join(dir, `${side}-${n}.${i.format}`);
+      await store.getFile(keyOf(uri), f);
+      files.push(f);
+    }
+    return { format: i.format, files, csv: i.csv, columns: i.columns };
+  };
+  const out = (n: string) => path.join(dir, 'out', n);
+  await playPlanOnDuckDB(plan, await local('left'), await local('right'), out);
+  for (const o of plan.outputs)
+    for (const f of await readdir(out(o.name))) await store.putFile(`${keyOf(o.path)}/${f}`, path.join(out(o.name), f));
+  return plan;
 }

@@ -76,30 +76,8 @@ function makePki(dir: string) {
   o(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
 }
 
-/** A kubeconfig for `user` authenticating with a client certificate signed by the test CA. */
-export function clientKubeconfig(server: string, dir: string, user: string): string {
-  return `apiVersion: v1
-kind: Config
-clusters:
-- name: strata-test
-  cluster:
-    server: ${server}
-    certificate-authority: ${path.join(dir, 'ca.crt')}
-contexts:
-- name: strata-test
-  context: { cluster: strata-test, user: ${user} }
-current-context: strata-test
-users:
-- name: ${user}
-  user:
-    client-certificate: ${path.join(dir, `${user}.crt`)}
-    client-key: ${path.join(dir, `${user}.key`)}
-`;
-}
-
-/** A kubeconfig that authenticates with a bearer token (a service account's). */
-export function tokenKubeconfig(server: string, caFile: string, token: string): string {
-  return `apiVersion: v1
+/** A kubeconfig for the test API server at `server` (CA `caFile`) as `user`, whose credentials are `auth` (YAML lines). */
+const kubeconfig = (server: string, caFile: string, user: string, auth: string[]) => `apiVersion: v1
 kind: Config
 clusters:
 - name: strata-test
@@ -108,13 +86,24 @@ clusters:
     certificate-authority: ${caFile}
 contexts:
 - name: strata-test
-  context: { cluster: strata-test, user: sa }
+  context: { cluster: strata-test, user: ${user} }
 current-context: strata-test
 users:
-- name: sa
+- name: ${user}
   user:
-    token: ${token}
-`;
+${auth.map((l) => `    ${l}\n`).join('')}`;
+
+/** A kubeconfig for `user` authenticating with a client certificate signed by the test CA. */
+export function clientKubeconfig(server: string, dir: string, user: string): string {
+  return kubeconfig(server, path.join(dir, 'ca.crt'), user, [
+    `client-certificate: ${path.join(dir, `${user}.crt`)}`,
+    `client-key: ${path.join(dir, `${user}.key`)}`,
+  ]);
+}
+
+/** A kubeconfig that authenticates with a bearer token (a service account's). */
+export function tokenKubeconfig(server: string, caFile: string, token: string): string {
+  return kubeconfig(server, caFile, 'sa', [`token: ${token}`]);
 }
 
 interface Running {

@@ -11,12 +11,11 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ActivityDeps } from '../../activities/index.js';
-import { EmrJobsClient } from '../../activities/emr/client.js';
 import { PRESTO_FROM_S3 } from '../../activities/emr/activities.js';
 import { jobName } from '../../schemas/external.js';
 import type { RunState } from '../../schemas/run.js';
 import { EmrDouble, STEP_SCENARIOS } from '../fakes/emr-double.js';
-import { extLake, extTestStack, withExtWorker } from '../fakes/ext-stack.js';
+import { emrClientOf, extLake, extTestStack, withExtWorker } from '../fakes/ext-stack.js';
 import { spec } from '../harness/specs.js';
 import { harnessS3, harnessS3Client, type TestStack } from '../harness/temporal.js';
 
@@ -45,12 +44,7 @@ beforeAll(async () => {
   acmeFolder = path.join(lakeDir, 'acme');
   const { lake } = await extLake(stack, { root: `file://${lakeDir}`, tenantLocations: { acme: [SHARED_JOBS] } });
   deps = {
-    emr: new EmrJobsClient({
-      region: 'us-east-1',
-      endpoint: emr.url,
-      credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'not-a-secret' },
-      maxAttempts: 2,
-    }),
+    emr: emrClientOf(emr),
     emrS3: s3cfg,
     emrScriptsUri: SCRIPTS,
     lake,

@@ -6,27 +6,24 @@
  * driver: it runs the plan the step was given on DuckDB over the same input files and writes
  * the output directories collect reads, then lets the step complete.
  */
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActivityDeps } from '../../activities/index.js';
-import { EmrJobsClient } from '../../activities/emr/client.js';
 import { ReconciliationsService } from '../../client/reconciliations.js';
-import { forTenant } from '../../activities/lake/open.js';
 import { resourceConf, sparkJobTask, sparkMemory, type SparkJobPlan } from '../../activities/reconcile/spark.js';
-import { prepareDuckdbQuery } from '../../activities/sql/query.js';
 import { validateSpec } from '../../schemas/pipeline.js';
 import { listExternalJobs } from '../../store/external-jobs.js';
 import type { RunState } from '../../schemas/run.js';
 import { EmrDouble, type StepPhase } from '../fakes/emr-double.js';
-import { withExtWorker } from '../fakes/ext-stack.js';
-import { generatePair, type Truth } from '../fakes/reconcile-data.js';
-import { playPlanOnDuckDB, type LocalInput } from '../fakes/spark-duck.js';
+import { emrClientOf, withExtWorker } from '../fakes/ext-stack.js';
+import type { Truth } from '../fakes/reconcile-data.js';
+import { playJobFromLake } from '../fakes/spark-duck.js';
+import { expectSameAnswer, landPair, localAndSparkSpec, sparkReconcileSpec } from '../harness/reconcile.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
-const FAST = { initial: '40ms', max: '200ms', backoff: 1.5 };
 /** A step that waits in RUNNING until the test (playing its driver) ends it. */
 const HELD: StepPhase[] = [{ state: 'PENDING', ms: 50 }, { state: 'RUNNING' }];
 
@@ -55,23 +52,8 @@ const keyOf = (uri: string) => {
  */
 async function playStep(step: Step): Promise<SparkJobPlan> {
   const args: string[] = step.Config.Args;
-  const store = stack.store!;
-  const plan: SparkJobPlan = JSON.parse((await store.getBytes(keyOf(args[args.length - 1]))).toString());
   const dir = await mkdtemp(path.join(scratch, 'step-'));
-  const local = async (side: 'left' | 'right'): Promise<LocalInput> => {
-    const i = plan.inputs[side];
-    const files: string[] = [];
-    for (const [n, uri] of i.uris.entries()) {
-      const f = path.join(dir, `${side}-${n}.${i.format}`);
-      await store.getFile(keyOf(uri), f);
-      files.push(f);
-    }
-    return { format: i.format, files, csv: i.csv, columns: i.columns };
-  };
-  const out = (n: string) => path.join(dir, 'out', n);
-  await playPlanOnDuckDB(plan, await local('left'), await local('right'), out);
-  for (const o of plan.outputs)
-    for (const f of await readdir(out(o.name))) await store.putFile(`${keyOf(o.path)}/${f}`, path.join(out(o.name), f));
+  const plan = await playJobFromLake(stack.store!, keyOf, args[args.length - 1], dir);
   step.timeline = [{ state: 'COMPLETED' }];
   return plan;
 }
@@ -115,18 +97,6 @@ async function runPlayingSteps(s: ReturnType<typeof spec>, cluster = clusterId) 
   return { st: out, plans };
 }
 
-const query = async (sql: string) => {
-  const q = await prepareDuckdbQuery({
-    lake: forTenant(stack.lake!, stack.tenant),
-    tenant: stack.tenant,
-    namespace: 'default',
-    sql,
-    scratch: path.join(stack.lakeRoot, 'q'),
-  });
-  return (await q.run({ maxRows: 100_000, truncate: false, rowsHint: '' })).rows;
-};
-
-const sorted = (xs: unknown) => (Array.isArray(xs) ? xs.map((x) => JSON.stringify(x)).sort() : xs);
 const ledger = async () => listExternalJobs(stack.db, stack.tenant, 1000);
 
 describe('reconcile with engine spark on EMR (clusterId)', () => {
@@ -134,22 +104,9 @@ describe('reconcile with engine spark on EMR (clusterId)', () => {
     [stack, emr] = await Promise.all([testStack('recon-emr', { lake: 's3' }), EmrDouble.start()]);
     clusterId = emr.addCluster('tenant-warehouse', undefined, { 'strata:tenant': stack.tenant });
     foreignId = emr.addCluster('their-warehouse', undefined, { 'strata:tenant': 'other-tenant' });
-    deps = {
-      emr: new EmrJobsClient({
-        region: 'us-east-1',
-        endpoint: emr.url,
-        credentials: { accessKeyId: 'AKIDSTRATATEST', secretAccessKey: 'not-a-secret' },
-        maxAttempts: 2,
-      }),
-      lake: stack.lake,
-      s3: stack.s3,
-    };
+    deps = { emr: emrClientOf(emr), lake: stack.lake, s3: stack.s3 };
     scratch = await mkdtemp(path.join(os.tmpdir(), 'strata-recon-emr-'));
-    const l = path.join(scratch, 'l.csv');
-    const r = path.join(scratch, 'r.csv');
-    truth = await generatePair(l, r, { rows: 4000, rate: 0.02, seed: 37, duplicates: true, awkward: true });
-    await stack.store!.putFile('landing/l.csv', l);
-    await stack.store!.putFile('landing/r.csv', r);
+    truth = await landPair(stack, scratch, { rows: 4000, rate: 0.02, seed: 37, duplicates: true, awkward: true });
   }, 180_000);
   afterAll(async () => {
     await emr?.close();
@@ -157,49 +114,16 @@ describe('reconcile with engine spark on EMR (clusterId)', () => {
   });
 
   it('runs as an EMR step on the tenant cluster whose output (the generated SQL on DuckDB, standing in for the driver) collects to the local exact answer', async () => {
-    const task = { left: 'landing/l.csv', right: 'landing/r.csv', key: ['id'], sampleLimit: 1000 };
     const { st, plans } = await runPlayingSteps(
-      spec({
-        id: 'recon_emr',
-        tasks: [
-          { id: 'local', kind: 'reconcile', ...task, differences: 'silver.diffs_local' },
-          {
-            id: 'on_emr',
-            kind: 'reconcile',
-            engine: 'spark',
-            clusterId,
-            ...task,
-            differences: 'silver.diffs_emr',
-            executor: { instances: 2, cores: 1, memory: '1.5g' },
-            sparkConf: { 'spark.sql.shuffle.partitions': '8' },
-            poll: FAST,
-          },
-        ],
+      localAndSparkSpec('recon_emr', 'on_emr', {
+        clusterId,
+        differences: 'silver.diffs_emr',
+        executor: { instances: 2, cores: 1, memory: '1.5g' },
+        sparkConf: { 'spark.sql.shuffle.partitions': '8' },
       }),
     );
-    expect(st.tasks.local.status, JSON.stringify(st.tasks.local)).toBe('success');
-    expect(st.tasks.on_emr.status, JSON.stringify(st.tasks.on_emr)).toBe('success');
-    const a = st.tasks.local.output as Record<string, any>;
-    const b = st.tasks.on_emr.output as Record<string, any>;
-    expect(b.method).toBe('spark');
-    expect(b.exact).toBe(true);
+    const b = await expectSameAnswer(stack, st, 'on_emr', truth, 'silver.diffs_emr');
     expect(b.reason).toMatch(/in the EMR step /);
-    // The planted truth, found by both, and the same answer in every part.
-    expect(a.counts).toMatchObject({ changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight });
-    expect(b.counts).toEqual(a.counts);
-    expect(b.columnMismatches).toEqual(a.columnMismatches);
-    expect(b.differences).toBe(a.differences);
-    for (const side of ['left', 'right']) {
-      expect(b.duplicates[side].keys).toBe(a.duplicates[side].keys);
-      expect(b.duplicates[side].rows).toBe(a.duplicates[side].rows);
-      expect(sorted(b.duplicates[side].samples)).toEqual(sorted(a.duplicates[side].samples));
-    }
-    for (const k of ['onlyLeft', 'onlyRight', 'changed']) expect(sorted(b.samples[k])).toEqual(sorted(a.samples[k]));
-    expect(b.columns).toEqual(a.columns);
-    const local = await query('SELECT * FROM silver.diffs_local ORDER BY ALL');
-    expect(local.length).toBeGreaterThan(truth.changed);
-    expect(await query('SELECT * FROM silver.diffs_emr ORDER BY ALL')).toEqual(local);
-    expect(b.differencesDataset).toMatchObject({ dataset: 'silver.diffs_emr', version: 1, rows: local.length });
 
     // The step: spark-submit of Strata's runner from the tenant's lake, given its plan, with the
     // task's resources as Spark settings; EMR reads s3:// (EMRFS), so the plan names s3:// too.
@@ -236,21 +160,7 @@ describe('reconcile with engine spark on EMR (clusterId)', () => {
   it("refuses another tenant's EMR cluster before any step is added, without naming whose it is", async () => {
     const addsBefore = emr.calls.filter((c) => c.op === 'AddJobFlowSteps').length;
     const { st, plans } = await runPlayingSteps(
-      spec({
-        id: 'recon_emr_foreign',
-        tasks: [
-          {
-            id: 'on_emr',
-            kind: 'reconcile',
-            engine: 'spark',
-            clusterId: foreignId,
-            left: 'landing/l.csv',
-            right: 'landing/r.csv',
-            key: ['id'],
-            poll: FAST,
-          },
-        ],
-      }),
+      sparkReconcileSpec('recon_emr_foreign', 'on_emr', { clusterId: foreignId }),
       foreignId,
     );
     expect(st.tasks.on_emr.status).toBe('failed');
@@ -297,21 +207,7 @@ describe('reconcile with engine spark on EMR (clusterId)', () => {
     const named = () => stepsOn(clusterId).filter((s) => s.Name.includes('recon-emr-cancel'));
     const st: RunState = await withExtWorker(stack, deps, async () => {
       const h = await stack.runs.start({
-        spec: spec({
-          id: 'recon_emr_cancel',
-          tasks: [
-            {
-              id: 'on_emr',
-              kind: 'reconcile',
-              engine: 'spark',
-              clusterId,
-              left: 'landing/l.csv',
-              right: 'landing/r.csv',
-              key: ['id'],
-              poll: FAST,
-            },
-          ],
-        }),
+        spec: sparkReconcileSpec('recon_emr_cancel', 'on_emr', { clusterId }),
         tenant: stack.tenant,
         trigger: 'manual',
       });

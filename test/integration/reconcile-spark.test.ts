@@ -5,7 +5,7 @@
  * for the Spark driver: it runs the job's generated SQL (the plan the job's runner is given)
  * on DuckDB over the same input files and writes the output directories collect reads.
  */
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -13,11 +13,11 @@ import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
 import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
 import { SPARK_RUNNER, type SparkJobPlan } from '../../activities/reconcile/spark.js';
 import type { ActivityDeps } from '../../activities/index.js';
-import { generatePair, type Truth } from '../fakes/reconcile-data.js';
+import type { Truth } from '../fakes/reconcile-data.js';
 import { withExtWorker } from '../fakes/ext-stack.js';
 import { SparkOperatorSim } from '../fakes/spark-operator-sim.js';
-import { playPlanOnDuckDB, type LocalInput } from '../fakes/spark-duck.js';
-import { lakeQuery } from '../harness/duck.js';
+import { playJobFromLake } from '../fakes/spark-duck.js';
+import { expectSameAnswer, landPair, localAndSparkSpec, sparkReconcileSpec } from '../harness/reconcile.js';
 import { spec } from '../harness/specs.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
@@ -28,7 +28,6 @@ let deps: Partial<ActivityDeps>;
 let ns: string;
 let truth: Truth;
 let scratch: string;
-const FAST = { initial: '40ms', max: '200ms', backoff: 1.5 };
 
 beforeAll(async () => {
   const kube = inject('kube');
@@ -38,11 +37,7 @@ beforeAll(async () => {
   sim = await SparkOperatorSim.start({ kubeconfig: kube.kubeconfig, namespaces: [ns], nodeName: kube.nodeName });
   deps = { spark, lake: stack.lake, s3: stack.s3, tenantTiers: { [stack.tenant]: 'free' } };
   scratch = await mkdtemp(path.join(os.tmpdir(), 'strata-recon-spark-'));
-  const l = path.join(scratch, 'l.csv');
-  const r = path.join(scratch, 'r.csv');
-  truth = await generatePair(l, r, { rows: 5000, rate: 0.02, seed: 31, duplicates: true, awkward: true });
-  await stack.store!.putFile('landing/l.csv', l);
-  await stack.store!.putFile('landing/r.csv', r);
+  truth = await landPair(stack, scratch, { rows: 5000, rate: 0.02, seed: 31, duplicates: true, awkward: true });
 }, 180_000);
 afterAll(async () => {
   await sim?.stop();
@@ -80,23 +75,8 @@ const keyOf = (uri: string) => {
  */
 async function playJob(name: string): Promise<SparkJobPlan> {
   const [app] = (await apps()).filter((a) => a.metadata.name === name);
-  const store = stack.store!;
-  const plan = JSON.parse((await store.getBytes(keyOf(app.spec.arguments![0]))).toString()) as SparkJobPlan;
   const dir = await mkdtemp(path.join(scratch, 'job-'));
-  const local = async (side: 'left' | 'right'): Promise<LocalInput> => {
-    const i = plan.inputs[side];
-    const files: string[] = [];
-    for (const [n, uri] of i.uris.entries()) {
-      const f = path.join(dir, `${side}-${n}.${i.format}`);
-      await store.getFile(keyOf(uri), f);
-      files.push(f);
-    }
-    return { format: i.format, files, csv: i.csv, columns: i.columns };
-  };
-  const out = (n: string) => path.join(dir, 'out', n);
-  await playPlanOnDuckDB(plan, await local('left'), await local('right'), out);
-  for (const o of plan.outputs)
-    for (const f of await readdir(out(o.name))) await store.putFile(`${keyOf(o.path)}/${f}`, path.join(out(o.name), f));
+  const plan = await playJobFromLake(stack.store!, keyOf, app.spec.arguments![0], dir);
   sim.finish(ns, name);
   return plan;
 }
@@ -131,54 +111,15 @@ async function runPlayingJobs(s: ReturnType<typeof spec>, play = true) {
   return { st, plans };
 }
 
-const query = (sql: string) => lakeQuery(stack, sql);
-
-const sorted = (xs: unknown) => (xs as unknown[]).map((x) => JSON.stringify(x)).sort();
-
 describe('reconcile with engine spark', () => {
   it('runs as a SparkApplication whose output (the generated SQL run on DuckDB, standing in for the driver) collects to the local exact answer: counts, samples, lists', async () => {
-    const task = { left: 'landing/l.csv', right: 'landing/r.csv', key: ['id'], sampleLimit: 1000 };
     const { st, plans } = await runPlayingJobs(
-      spec({
-        id: 'recon_spark',
-        tasks: [
-          { id: 'local', kind: 'reconcile', ...task, differences: 'silver.diffs_local' },
-          {
-            id: 'on_spark',
-            kind: 'reconcile',
-            engine: 'spark',
-            ...task,
-            differences: 'silver.diffs_spark',
-            executor: { instances: 2, cores: 1, memory: '1g' },
-            poll: FAST,
-          },
-        ],
+      localAndSparkSpec('recon_spark', 'on_spark', {
+        differences: 'silver.diffs_spark',
+        executor: { instances: 2, cores: 1, memory: '1g' },
       }),
     );
-    expect(st.tasks.local.status, JSON.stringify(st.tasks.local)).toBe('success');
-    expect(st.tasks.on_spark.status, JSON.stringify(st.tasks.on_spark)).toBe('success');
-    const a = st.tasks.local.output as Record<string, any>;
-    const b = st.tasks.on_spark.output as Record<string, any>;
-    expect(b.method).toBe('spark');
-    expect(b.exact).toBe(true);
-    // The planted truth, found by both.
-    expect(a.counts).toMatchObject({ changed: truth.changed, onlyLeft: truth.onlyLeft, onlyRight: truth.onlyRight });
-    expect(b.counts).toEqual(a.counts);
-    expect(b.columnMismatches).toEqual(a.columnMismatches);
-    expect(b.differences).toBe(a.differences);
-    for (const side of ['left', 'right']) {
-      expect(b.duplicates[side].keys).toBe(a.duplicates[side].keys);
-      expect(b.duplicates[side].rows).toBe(a.duplicates[side].rows);
-      expect(sorted(b.duplicates[side].samples)).toEqual(sorted(a.duplicates[side].samples));
-    }
-    // Fewer differences of each kind than the sample limit: the samples are all of them.
-    for (const k of ['onlyLeft', 'onlyRight', 'changed']) expect(sorted(b.samples[k])).toEqual(sorted(a.samples[k]));
-    expect(b.columns).toEqual(a.columns);
-    // The full lists, as catalogued datasets: the same rows.
-    const local = await query('SELECT * FROM silver.diffs_local ORDER BY ALL');
-    expect(local.length).toBeGreaterThan(truth.changed);
-    expect(await query('SELECT * FROM silver.diffs_spark ORDER BY ALL')).toEqual(local);
-    expect(b.differencesDataset).toMatchObject({ dataset: 'silver.diffs_spark', version: 1, rows: local.length });
+    const b = await expectSameAnswer(stack, st, 'on_spark', truth, 'silver.diffs_spark');
 
     // The job: a pyspark application in the tenant's namespace, running Strata's runner from the
     // tenant's lake over the plan it was given; it went through the operator's states.
@@ -202,20 +143,7 @@ describe('reconcile with engine spark', () => {
     sim.scenario = () => ({ runMs: 100, fail: 'org.apache.spark.SparkException: Job aborted' });
     const st = await withExtWorker(stack, deps, async () => {
       const h = await stack.runs.start({
-        spec: spec({
-          id: 'recon_spark_fail',
-          tasks: [
-            {
-              id: 'on_spark',
-              kind: 'reconcile',
-              engine: 'spark',
-              left: 'landing/l.csv',
-              right: 'landing/r.csv',
-              key: ['id'],
-              poll: FAST,
-            },
-          ],
-        }),
+        spec: sparkReconcileSpec('recon_spark_fail', 'on_spark'),
         tenant: stack.tenant,
         trigger: 'manual',
       });
@@ -230,20 +158,7 @@ describe('reconcile with engine spark', () => {
 
   it('refuses, before any job, a comparison Spark cannot read: a key missing on one side', async () => {
     const { st } = await runPlayingJobs(
-      spec({
-        id: 'recon_spark_bad',
-        tasks: [
-          {
-            id: 'on_spark',
-            kind: 'reconcile',
-            engine: 'spark',
-            left: 'landing/l.csv',
-            right: 'landing/r.csv',
-            key: ['no_such_column'],
-            poll: FAST,
-          },
-        ],
-      }),
+      sparkReconcileSpec('recon_spark_bad', 'on_spark', { key: ['no_such_column'] }),
       false,
     );
     expect(st.tasks.on_spark.status).toBe('failed');

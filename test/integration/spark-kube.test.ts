@@ -98,6 +98,16 @@ const runCtx = (pipelineId: string) => ({
   logicalDate: '2026-01-01',
 });
 
+/** A pyspark application `name` in tenant A's namespace (task fields over the defaults in `task`). */
+const testApp = (name: string, task: Partial<Parameters<typeof buildSparkApplication>[0]['task']> = {}) =>
+  buildSparkApplication({
+    name,
+    namespace: NS_A,
+    task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py', ...task },
+    run: runCtx(name),
+    defaults: DEFAULT_SPARK,
+  });
+
 const podsOf = async (ns: string, app: string): Promise<V1Pod[]> =>
   (await core.listNamespacedPod({ namespace: ns, labelSelector: `spark-app-name=${app}` })).items;
 
@@ -224,13 +234,7 @@ describe('Spark on a real Kubernetes API server', () => {
 
   it('a resubmitted create that finds the application adopts it (409 AlreadyExists from the API server)', async () => {
     sim.scenario = () => ({ runMs: 50 });
-    const m = buildSparkApplication({
-      name: 'kube-adopt',
-      namespace: NS_A,
-      task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py' },
-      run: runCtx('kube-adopt'),
-      defaults: DEFAULT_SPARK,
-    });
+    const m = testApp('kube-adopt');
     const created = await spark.createOrAdopt('sparkapplications', 'v1beta2', m);
     const again = await spark.createOrAdopt('sparkapplications', 'v1beta2', m);
     expect([created.adopted, again.adopted]).toEqual([false, true]);
@@ -329,13 +333,7 @@ describe('Spark on a real Kubernetes API server', () => {
   });
 
   it('a stale update answers 409 Conflict; a broken watch is picked up again without losing an application', async () => {
-    const m = buildSparkApplication({
-      name: 'kube-conflict',
-      namespace: NS_A,
-      task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py' },
-      run: runCtx('kube-conflict'),
-      defaults: DEFAULT_SPARK,
-    });
+    const m = testApp('kube-conflict');
     sim.scenario = () => ({ hold: true });
     const { obj } = await spark.createOrAdopt('sparkapplications', 'v1beta2', m);
     await waitFor(async () => {
@@ -364,13 +362,7 @@ describe('Spark on a real Kubernetes API server', () => {
   });
 
   it('deleting a SparkApplication removes its driver and executor pods through owner references', async () => {
-    const m = buildSparkApplication({
-      name: 'kube-gc',
-      namespace: NS_A,
-      task: { id: 't', kind: 'pyspark', file: 's3a://lake/x.py', executor: { instances: 2 } },
-      run: runCtx('kube-gc'),
-      defaults: DEFAULT_SPARK,
-    });
+    const m = testApp('kube-gc', { executor: { instances: 2 } });
     sim.scenario = () => ({ hold: true });
     await spark.createOrAdopt('sparkapplications', 'v1beta2', m);
     await waitFor(async () => (await podsOf(NS_A, 'kube-gc')).length === 3, 60_000);

@@ -45,6 +45,16 @@ describe('the orphan sweeper', () => {
     d.kube.sim.scenario = () => ({ hold: true });
     const running = (pipeline: string) =>
       waitFor(async () => (await d.kube.apps(pipeline)).some((a) => appState(a) === 'RUNNING'), 60_000);
+    /** A run of pipeline `id`: one Spark job that streams until stopped. */
+    const startStream = (id: string) =>
+      stack.runs.start({
+        spec: spec({
+          id,
+          tasks: [{ id: 'stream', kind: 'pyspark', file: 'jobs/stream.py', poll: { initial: '50ms', max: '200ms' } }],
+        }),
+        tenant: 'sweepco',
+        trigger: 'manual',
+      });
     const before = {
       job: await metric('external-job'),
       app: await metric('spark-application'),
@@ -61,14 +71,7 @@ describe('the orphan sweeper', () => {
       await Promise.all([ready('orphan-sc'), ready('orphan-emr'), ready('kept')]);
 
       // A Spark job whose externalJob is terminated mid-run: its application keeps running.
-      const h = await stack.runs.start({
-        spec: spec({
-          id: 'sweep-job',
-          tasks: [{ id: 'stream', kind: 'pyspark', file: 'jobs/stream.py', poll: { initial: '50ms', max: '200ms' } }],
-        }),
-        tenant: 'sweepco',
-        trigger: 'manual',
-      });
+      const h = await startStream('sweep-job');
       await running('sweep-job');
       const [app] = await d.kube.apps('sweep-job');
       expect(app.metadata.annotations?.[OWNER_ANNOTATION]).toBe(`${h.runId}/task/stream`);
@@ -83,14 +86,7 @@ describe('the orphan sweeper', () => {
 
       // A run terminated while its job runs: the job's externalJob (abandoned by design, so it can
       // outlive continue-as-new) keeps watching; the sweeper cancels it, and it stops its application.
-      const lost = await stack.runs.start({
-        spec: spec({
-          id: 'sweep-run',
-          tasks: [{ id: 'stream', kind: 'pyspark', file: 'jobs/stream.py', poll: { initial: '50ms', max: '200ms' } }],
-        }),
-        tenant: 'sweepco',
-        trigger: 'manual',
-      });
+      const lost = await startStream('sweep-run');
       await running('sweep-run');
       await stack.client.workflow.getHandle(lost.runId).terminate('test: the run dies without cleanup');
       // Visibility lists the running externalJob (eventually consistent: wait for it).
