@@ -4,7 +4,14 @@
  * @kubernetes/client-node (the official client: kubeconfig loading, in-cluster auth,
  * TLS) and nothing Temporal.
  */
-import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import {
+  ApiException,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  RbacAuthorizationV1Api,
+  type V1Secret,
+} from '@kubernetes/client-node';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { StringDecoder } from 'node:string_decoder';
@@ -359,6 +366,41 @@ export class SparkK8sClient {
       return 'deleted';
     } catch (e) {
       const err = toK8sError(e, `delete ${plural}/${name} in ${namespace}`);
+      if (err.code === 404) return 'absent';
+      throw err;
+    }
+  }
+
+  /**
+   * Writes a Secret: created, or (one of that name made by an earlier attempt) replaced whole,
+   * unconditionally: the worker never reads Secrets (its role has no get), so it cannot
+   * compare. Its values are never in an error message.
+   */
+  async putSecret(secret: V1Secret): Promise<'created' | 'replaced'> {
+    const namespace = secret.metadata?.namespace ?? '';
+    const name = secret.metadata?.name ?? '';
+    try {
+      await this.core.createNamespacedSecret({ namespace, body: secret });
+      return 'created';
+    } catch (e) {
+      const err = toK8sError(e, `create secret ${name} in ${namespace}`);
+      if (err.code !== 409) throw err;
+    }
+    try {
+      await this.core.replaceNamespacedSecret({ namespace, name, body: secret });
+      return 'replaced';
+    } catch (e) {
+      throw toK8sError(e, `replace secret ${name} in ${namespace}`);
+    }
+  }
+
+  /** Deletes a Secret; a 404 means it is already gone. */
+  async deleteSecret(namespace: string, name: string): Promise<'deleted' | 'absent'> {
+    try {
+      await this.core.deleteNamespacedSecret({ namespace, name });
+      return 'deleted';
+    } catch (e) {
+      const err = toK8sError(e, `delete secret ${name} in ${namespace}`);
       if (err.code === 404) return 'absent';
       throw err;
     }
