@@ -20,7 +20,7 @@ import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core
 import { resolveLibraries, withFunctions } from '../core/libraries.js';
 import { catalogAccessFor, type CatalogDeps } from '../iceberg/job-catalog.js';
 import { NonRetryableError } from '../../schemas/errors.js';
-import { K8sError, SPARK_APP_VERSION, SPARK_GROUP, type SparkAppStatus, type SparkK8sClient } from './client.js';
+import { K8sError, SPARK_APP_VERSION, SPARK_GROUP, sparkAppStatus, type SparkK8sClient } from './client.js';
 import {
   buildCatalogSecret,
   buildSparkApplication,
@@ -175,11 +175,9 @@ export function createSparkActivities(deps: SparkDeps) {
       const resolve = jobFileLocator(deps, run.tenant, task.id);
       const files: SparkFiles = {};
       if (task.kind !== 'sql') files.main = sparkUri(resolve(String(task.file), 'file'), task.id, 'file');
-      for (const [k, list] of Object.entries(jobDeps(task, resolve)) as [
-        keyof SparkFiles & ('pyFiles' | 'jars' | 'files'),
-        JobFile[],
-      ][])
-        files[k] = list.map((f, i) => sparkUri(f, task.id, `${k}[${i}]`));
+      const fileDeps = jobDeps(task, resolve);
+      for (const k of ['pyFiles', 'jars', 'files'] as const)
+        if (fileDeps[k]) files[k] = fileDeps[k].map((f, i) => sparkUri(f, task.id, `${k}[${i}]`));
       // UDF libraries: on the classpath (or pyFiles), and their functions registered before the task's SQL.
       const libs = await resolveLibraries(deps, run.tenant, task, resolve);
       if (libs.jars.length)
@@ -242,7 +240,7 @@ export function createSparkActivities(deps: SparkDeps) {
           );
         return classify(e);
       }
-      const st = (app.status ?? {}) as SparkAppStatus;
+      const st = sparkAppStatus(app);
       const state = st.applicationState?.state ?? '';
       const executors = Object.keys(st.executorState ?? {}).length;
       const terminal = state === 'COMPLETED' || state === 'FAILED';
@@ -266,7 +264,7 @@ export function createSparkActivities(deps: SparkDeps) {
       let pod = `${ref.name}-driver`;
       try {
         const app = await k8s.get(PLURAL, SPARK_APP_VERSION, ref.scope, ref.name);
-        pod = ((app.status ?? {}) as SparkAppStatus).driverInfo?.podName ?? pod;
+        pod = sparkAppStatus(app).driverInfo?.podName ?? pod;
       } catch {
         /* gone already: fall back to the conventional pod name */
       }
