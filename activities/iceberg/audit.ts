@@ -47,7 +47,12 @@ export function jobOutputs(task: { id: string; outputs?: unknown }): OutputDecl[
     );
   return parsed.data.map((o) => {
     const d = typeof o === 'string' ? { dataset: o, namespace: 'default', checks: [], failingRowsLimit: 20 } : o;
-    const n = parseDatasetName(d.dataset)!;
+    const n = parseDatasetName(d.dataset);
+    if (!n)
+      throw new NonRetryableError(
+        `task ${task.id}: outputs: ${d.dataset} is not a dataset: write layer.name (e.g. gold.orders)`,
+        'TaskError',
+      );
     return {
       id: { layer: n.layer, name: n.name, namespace: d.namespace },
       checks: d.checks,
@@ -197,11 +202,9 @@ async function auditOne(
     );
   let uris: string[];
   try {
-    uris = await snapshotFiles(
-      lake.store,
-      meta,
-      meta.snapshots.find((s) => String(s['snapshot-id']) === staged)!['snapshot-id'],
-    );
+    const snap = meta.snapshots.find((s) => String(s['snapshot-id']) === staged);
+    if (!snap) throw new Error(`${branch} points at snapshot ${staged}, which the table's metadata does not hold`);
+    uris = await snapshotFiles(lake.store, meta, snap['snapshot-id']);
   } catch (e) {
     throw new NonRetryableError(
       `the snapshot staged on ${branch} for ${label} cannot be audited: ${errorMessage(e)}`,

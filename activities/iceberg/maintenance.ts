@@ -321,7 +321,8 @@ async function commitChange(
         `SELECT 1 FROM lake_datasets WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4 FOR UPDATE`,
         [t.tenant, ds.layer, ds.namespace, ds.name],
       );
-    const row = (await cat.table(t.tenant, t.namespace, t.name, true))!;
+    const row = await cat.table(t.tenant, t.namespace, t.name, true);
+    if (!row) throw new MaintenanceError(`no table ${tableLabel(t)}`, 'not_found');
     const meta = tableMetadata(row.metadata);
     let next = await change(meta, db);
     if (!next) return undefined;
@@ -369,7 +370,8 @@ async function pinnedSnapshots(deps: MaintenanceDeps, tenant: string, meta: Tabl
   const pins = await pinnedVersions(deps.db, tenant, ds);
   for (const s of meta.snapshots) {
     const v = Number(s.summary?.['strata.version']);
-    if (pins.has(v)) out.set(sid(s['snapshot-id']), pins.get(v)!);
+    const pin = pins.get(v);
+    if (pin !== undefined) out.set(sid(s['snapshot-id']), pin);
   }
   return out;
 }
@@ -735,7 +737,11 @@ export async function compactTable(
       throw new Skip(`${tableLabel(t)} moved on while compacting: the next run compacts again`);
     const seq = m['last-sequence-number'] + 1;
     const manifests: ManifestFile[] = [];
-    const specOf = (id: number) => m['partition-specs'].find((s) => s['spec-id'] === id)!;
+    const specOf = (id: number) => {
+      const spec = m['partition-specs'].find((s) => s['spec-id'] === id);
+      if (!spec) throw new Error(`${tableLabel(t)} has no partition spec ${id}, which a manifest names`);
+      return spec;
+    };
     const writeManifest = async (specId: number, entries: ManifestEntry[], counts: Partial<ManifestFile>) => {
       const spec = specOf(specId);
       const body = await encodeContainer(
@@ -928,5 +934,6 @@ export async function setTableProperties(
       else properties[k] = v;
     return { ...m, properties, 'last-updated-ms': now };
   });
-  return r!.meta.properties;
+  // A change always commits (or throws): the properties are the table's now.
+  return r ? r.meta.properties : tableMetadata((await loadTable(deps, t)).metadata).properties;
 }
