@@ -428,7 +428,7 @@ tasks:
     layer: silver
     output: silver.torders
     partitionBy: ['truncate(2, name)', 'truncate(10, id)', 'truncate(50, amount)']
-    sql: SELECT i::BIGINT AS id, (['alpha', 'alps', 'beta', 'bet', 'gamma'])[((i + 5) % 5) + 1] AS name, CAST(((i * 37) % 200 - 100) * 0.25 AS DECIMAL(10,2)) AS amount FROM range(-5, 25) t(i)
+    sql: SELECT i::BIGINT AS id, (['alpha', 'alps', 'beta', 'bet', 'gamma'])[((i + 5) % 5) + 1] || '-' || repeat('x', 70) AS name, CAST(((i * 37) % 200 - 100) * 0.25 AS DECIMAL(10,2)) AS amount FROM range(-5, 25) t(i)
 `),
             tenant: stack.tenant,
             trigger: 'manual',
@@ -451,7 +451,7 @@ tasks:
     for (let i = -5; i < 25; i++) {
       const unscaled = BigInt(((i * 37) % 200) - 100) * 25n;
       const k = JSON.stringify([
-        names[(i + 5) % 5].slice(0, 2),
+        names[(i + 5) % 5].slice(0, 2), // the first 2 code points of `${name}-xxx…`
         Number(trunc(BigInt(i), 10n)),
         fixedDecimal(trunc(unscaled, 50n), 5).toString('hex'),
       ]);
@@ -494,21 +494,26 @@ tasks:
     ]);
     expect(norm(go)).toEqual(norm(duck));
     expect(go).toHaveLength(30);
-    // A filter on a truncated column scans only the files of its truncated value.
+    // A filter on a truncated column scans only the files of its truncated value. The names are longer than the
+    // 64 bytes Strata keeps as column bounds, so no column statistics can prune here: only the partition values do.
     const files = (pick: (k: [string, number, string]) => boolean) =>
       entries.filter((e) => {
         const p = e.data_file.partition as { name_trunc: string; id_trunc: number; amount_trunc: Buffer };
         return pick([p.name_trunc, p.id_trunc, p.amount_trunc.toString('hex')]);
       }).length;
-    const alps = await engine(['scan', '-table', 'silver.torders', '-filter', 'name=alps'], writerKey);
-    expect(jsonLines(alps.stdout).map((r) => r.name)).toEqual(Array(6).fill('alps'));
+    const alpsName = `alps-${'x'.repeat(70)}`;
+    const alps = await engine(['scan', '-table', 'silver.torders', '-filter', `name=${alpsName}`], writerKey);
+    expect(jsonLines(alps.stdout).map((r) => r.name)).toEqual(Array(6).fill(alpsName));
     const alFiles = files((k) => k[0] === 'al');
     expect(alps.stderr).toContain(`files scanned: ${alFiles}`);
     expect(alFiles).toBeLessThan(entries.length);
     const seven = await engine(['scan', '-table', 'silver.torders', '-filter', 'id=7'], writerKey);
     expect(jsonLines(seven.stdout).map((r) => Number(r.id))).toEqual([7]);
+    // (The id column has bounds too, which may prune further inside partition 0.)
     const zeroFiles = files((k) => k[1] === 0);
-    expect(seven.stderr).toContain(`files scanned: ${zeroFiles}`);
+    const scanned = Number(/files scanned: (\d+)/.exec(seven.stderr)?.[1]);
+    expect(scanned).toBeGreaterThan(0);
+    expect(scanned).toBeLessThanOrEqual(zeroFiles);
     expect(zeroFiles).toBeLessThan(entries.length);
   });
 });
