@@ -549,6 +549,10 @@ tables
   .option('--target-file-size <size>', 'compaction writes files of about this size (e.g. 512MiB)')
   .option('--min-input-files <n>', 'compact a partition once it has this many small files')
   .option('--orphan-older-than <duration>', 'remove unreferenced files once this old (e.g. 3d)')
+  .option(
+    '--audit-branch-age <duration>',
+    "remove write-audit-publish's audit branches once their snapshot is this old (e.g. 120h); never one in progress",
+  )
   .option('--enabled <bool>', 'false: leave the table out of the scheduled maintenance')
   .option('--tenant <tenant>', 'tenant (default STRATA_TENANT)')
   .description("print a table's maintenance policy; with options, change it (as Iceberg table properties)")
@@ -561,6 +565,7 @@ tables
         targetFileSize?: string;
         minInputFiles?: string;
         orphanOlderThan?: string;
+        auditBranchAge?: string;
         enabled?: string;
         tenant?: string;
       },
@@ -623,7 +628,7 @@ tables
           op === 'compact'
             ? `${String(x.rewritten)} small file(s) into ${String(x.written)}${x.version ? `, version ${String(x.version)}` : ''}`
             : op === 'expire_snapshots'
-              ? `${(x.expired as unknown[]).length} snapshot(s) expired, ${String(x.filesDeleted)} file(s) deleted`
+              ? `${(x.refsRemoved as unknown[] | undefined)?.length ?? 0} ref(s) removed, ${(x.expired as unknown[]).length} snapshot(s) expired, ${String(x.filesDeleted)} file(s) deleted`
               : `${String(x.filesDeleted)} orphan file(s) deleted, ${String(x.tooYoung)} too young`;
         console.log(`${op}: ${x.skipped ? `skipped (${String(x.skipped)})` : facts}${o.dryRun ? ' [dry run]' : ''}`);
       }

@@ -229,6 +229,8 @@ export interface JobRef {
   id?: string;
   /** True when the submit found the job already there (a retried submit). */
   adopted: boolean;
+  /** spark-k8s: the Secret holding the job's catalog credential, deleted when the job ends. */
+  secret?: string;
 }
 
 /** What an engine says of a finished job besides its status: facts for the output, and the log's tail. */

@@ -111,18 +111,18 @@ export type Check = z.infer<typeof Check>;
 
 /**
  * A dataset's partition spec, as Iceberg transforms over its columns: `customer` (identity),
- * `day(ordered_at)`, `month(ts)`, `year(d)`, `hour(ts)`, `bucket(16, id)`. Strata's writer
+ * `day(ordered_at)`, `month(ts)`, `year(d)`, `hour(ts)`, `bucket(16, id)`, `truncate(4, name)`. Strata's writer
  * writes one data file per partition with the values in the manifests; readers prune by them.
  */
 export const PARTITION_RE =
-  /^\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(identity|year|month|day|hour)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)|bucket\s*\(\s*(\d{1,7})\s*,\s*([A-Za-z_][A-Za-z0-9_]*)\s*\))\s*$/;
+  /^\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(identity|year|month|day|hour)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)|(bucket|truncate)\s*\(\s*(\d{1,7})\s*,\s*([A-Za-z_][A-Za-z0-9_]*)\s*\))\s*$/;
 export const PartitionBy = z
   .array(
     z
       .string()
       .regex(
         PARTITION_RE,
-        "write a partition as COLUMN, identity(COLUMN), year(COLUMN), month(COLUMN), day(COLUMN), hour(COLUMN) or bucket(N, COLUMN) (in a YAML [a, b] list, quote bucket: 'bucket(16, id)', its comma splits it otherwise)",
+        "write a partition as COLUMN, identity(COLUMN), year(COLUMN), month(COLUMN), day(COLUMN), hour(COLUMN), bucket(N, COLUMN) or truncate(W, COLUMN) (in a YAML [a, b] list, quote bucket and truncate: 'bucket(16, id)', their comma splits them otherwise)",
       ),
   )
   .min(1)

@@ -47,7 +47,12 @@ export function jobOutputs(task: { id: string; outputs?: unknown }): OutputDecl[
     );
   return parsed.data.map((o) => {
     const d = typeof o === 'string' ? { dataset: o, namespace: 'default', checks: [], failingRowsLimit: 20 } : o;
-    const n = parseDatasetName(d.dataset)!;
+    const n = parseDatasetName(d.dataset);
+    if (!n)
+      throw new NonRetryableError(
+        `task ${task.id}: outputs: ${d.dataset} is not a dataset: write layer.name (e.g. gold.orders)`,
+        'TaskError',
+      );
     return {
       id: { layer: n.layer, name: n.name, namespace: d.namespace },
       checks: d.checks,
@@ -96,15 +101,26 @@ export async function issueCatalogAccess(
   return { uri: o.uri.replace(/\/+$/, ''), warehouse: o.run.tenant, token, branch };
 }
 
-/** Spark settings for Iceberg's REST catalog `strata` (the default catalog, so `silver.orders` names the table). */
-export function sparkCatalogConf(a: CatalogAccess, outputs: OutputDecl[]): Record<string, string> {
+/** The Spark setting that holds the run credential (`token` of Iceberg's REST catalog `strata`). */
+export const SPARK_CATALOG_TOKEN_CONF = 'spark.sql.catalog.strata.token';
+
+/**
+ * Spark settings for Iceberg's REST catalog `strata` (the default catalog, so `silver.orders`
+ * names the table). With `withToken: false` the run credential is left out: the job gets it
+ * another way (Spark on Kubernetes: from a Secret, activities/spark-k8s/manifest.ts).
+ */
+export function sparkCatalogConf(
+  a: CatalogAccess,
+  outputs: OutputDecl[],
+  o: { withToken?: boolean } = {},
+): Record<string, string> {
   return {
     'spark.sql.extensions': 'org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions',
     'spark.sql.catalog.strata': 'org.apache.iceberg.spark.SparkCatalog',
     'spark.sql.catalog.strata.type': 'rest',
     'spark.sql.catalog.strata.uri': a.uri,
     'spark.sql.catalog.strata.warehouse': a.warehouse,
-    'spark.sql.catalog.strata.token': a.token,
+    ...(o.withToken === false ? {} : { [SPARK_CATALOG_TOKEN_CONF]: a.token }),
     'spark.sql.catalog.strata.header.X-Iceberg-Access-Delegation': 'vended-credentials',
     'spark.sql.defaultCatalog': 'strata',
     'spark.strata.outputs': JSON.stringify(outputs.map((x) => datasetKey(x.id))),
@@ -186,11 +202,9 @@ async function auditOne(
     );
   let uris: string[];
   try {
-    uris = await snapshotFiles(
-      lake.store,
-      meta,
-      meta.snapshots.find((s) => String(s['snapshot-id']) === staged)!['snapshot-id'],
-    );
+    const snap = meta.snapshots.find((s) => String(s['snapshot-id']) === staged);
+    if (!snap) throw new Error(`${branch} points at snapshot ${staged}, which the table's metadata does not hold`);
+    uris = await snapshotFiles(lake.store, meta, snap['snapshot-id']);
   } catch (e) {
     throw new NonRetryableError(
       `the snapshot staged on ${branch} for ${label} cannot be audited: ${errorMessage(e)}`,

@@ -53,9 +53,28 @@ const intMap = (name: string, id: number, k: number, v: number, value: unknown) 
     id,
   );
 
-/** The Avro type of a partition value (the partition field's result type). */
-function avroPrimitive(t: IcebergType): unknown {
+/** Bytes a decimal of precision P takes as Avro `fixed` (the spec's minBytesRequired(P)). */
+export function decimalRequiredBytes(precision: number): number {
+  let n = 1;
+  while (2n ** BigInt(8 * n - 1) < 10n ** BigInt(precision)) n++;
+  return n;
+}
+
+/**
+ * The Avro type of a partition value (the partition field's result type). A decimal is a
+ * `fixed` of minBytesRequired(P) bytes named `decimal_P_S` (as Iceberg's writers name it):
+ * defined once per schema, referred to by name after that (`named`).
+ */
+function avroPrimitive(t: IcebergType, named: Set<string> = new Set()): unknown {
   if (typeof t !== 'string') return 'string';
+  const dec = /^decimal\((\d+),\s*(\d+)\)$/.exec(t);
+  if (dec) {
+    const [precision, scale] = [Number(dec[1]), Number(dec[2])];
+    const name = `decimal_${precision}_${scale}`;
+    if (named.has(name)) return name;
+    named.add(name);
+    return { type: 'fixed', name, size: decimalRequiredBytes(precision), logicalType: 'decimal', precision, scale };
+  }
   if (t === 'int' || t === 'boolean' || t === 'long' || t === 'float' || t === 'double' || t === 'string') return t;
   if (t === 'date') return { type: 'int', logicalType: 'date' };
   if (t === 'timestamp' || t === 'timestamptz')
@@ -64,14 +83,15 @@ function avroPrimitive(t: IcebergType): unknown {
   return 'string';
 }
 
-/** A partition field's result type: identity keeps the source type; day/month/year/hour/bucket give int. */
+/** A partition field's result type: identity and truncate keep the source type; day gives date; month/year/hour/bucket give int. */
 export function partitionResultType(transform: string, source: IcebergType): IcebergType {
-  if (transform === 'identity') return source;
+  if (transform === 'identity' || transform === 'truncate') return source;
   if (transform === 'day') return 'date';
   return 'int';
 }
 
 export function manifestEntrySchema(partition: { name: string; id: number; type: IcebergType }[]) {
+  const named = new Set<string>();
   return {
     type: 'record',
     name: 'manifest_entry',
@@ -101,7 +121,7 @@ export function manifestEntrySchema(partition: { name: string; id: number; type:
               type: {
                 type: 'record',
                 name: 'r102',
-                fields: partition.map((p) => opt(avroPrimitive(p.type), p.name, p.id)),
+                fields: partition.map((p) => opt(avroPrimitive(p.type, named), p.name, p.id)),
               },
             },
             { name: 'record_count', type: 'long', 'field-id': 103 },

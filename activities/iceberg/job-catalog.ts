@@ -18,10 +18,29 @@ export interface CatalogDeps {
 /** A run credential lives the task's timeout (default a day) and an hour more; the audit revokes it. */
 const DEFAULT_TTL_MS = 24 * 3600_000;
 
+/**
+ * The catalog settings for a task with outputs (undefined without): Spark's settings without
+ * the run credential, and the credential apart, for a job that reads it from elsewhere (a
+ * Kubernetes Secret). Never logged or returned by an activity.
+ */
+export async function catalogAccessFor(
+  deps: CatalogDeps,
+  input: Pick<ExternalJobInput, 'run' | 'task' | 'timeoutMs'>,
+): Promise<{ conf: Record<string, string>; token: string } | undefined> {
+  const r = await issueFor(deps, input);
+  return r && { conf: sparkCatalogConf(r.access, r.outputs, { withToken: false }), token: r.access.token };
+}
+
+/** The catalog settings with the run credential among them (EMR steps get them as `--conf`). */
 export async function catalogConfFor(
   deps: CatalogDeps,
   input: Pick<ExternalJobInput, 'run' | 'task' | 'timeoutMs'>,
 ): Promise<Record<string, string> | undefined> {
+  const r = await issueFor(deps, input);
+  return r && sparkCatalogConf(r.access, r.outputs);
+}
+
+async function issueFor(deps: CatalogDeps, input: Pick<ExternalJobInput, 'run' | 'task' | 'timeoutMs'>) {
   const outputs = jobOutputs(input.task);
   if (!outputs.length) return undefined;
   if (!deps.lake)
@@ -35,5 +54,5 @@ export async function catalogConfFor(
     task: input.task,
     ttlMs: (input.timeoutMs ?? DEFAULT_TTL_MS) + 3600_000,
   });
-  return access && sparkCatalogConf(access, outputs);
+  return access && { access, outputs };
 }

@@ -5,7 +5,9 @@
  * and the CLI all call these. Each is idempotent: it reads the table as it is now, and its
  * change is one compare-and-set of the table's pointer (run again, it finds nothing to do).
  *
- * - Expiry drops snapshots the policy no longer keeps from the metadata (and marks their
+ * - Expiry first removes refs past their age (audit branches of write-audit-publish after
+ *   `strata.audit.max-ref-age-ms`, never `main` nor an audit in progress), then drops snapshots
+ *   the policy no longer keeps from the metadata (and marks their
  *   dataset versions expired, in the same transaction), then deletes the files only they
  *   used. A snapshot's age counts from when it stopped being current on `main` (its
  *   creation time if it never was), so a version is readable for the whole retention after
@@ -31,7 +33,7 @@ import { isLayer, type DatasetId } from '../../schemas/lake.js';
 import { recordOf } from '../../schemas/guards.js';
 import { Catalog, type Producer } from '../../store/catalog.js';
 import type { Db } from '../../store/db.js';
-import { IcebergStore, type IcebergTableRow } from '../../store/iceberg.js';
+import { IcebergStore, NS_SEP, type IcebergTableRow } from '../../store/iceberg.js';
 import { maintenanceTables, pinnedVersions } from '../../store/maintenance.js';
 import type { ObjectStore } from '../s3/client.js';
 import { openDuck } from '../sql/sandbox.js';
@@ -53,6 +55,7 @@ import {
   snapshotById,
   type PartitionSpec,
   type Snapshot,
+  type SnapshotRef,
   type TableMetadata,
   tableMetadata,
 } from './metadata.js';
@@ -181,6 +184,75 @@ export function planExpiry(
   return { expire, kept };
 }
 
+// ---------------------------------------------------------------- ref expiry (pure planning)
+
+/** Branches `auditBranch` names (store/iceberg-audit.ts): write-audit-publish's, one per task of a run. */
+export const isAuditRef = (name: string, ref: SnapshotRef) => ref.type === 'branch' && name.startsWith('audit-');
+
+export interface RefExpiryPlan {
+  /** Refs removed, by name. */
+  remove: string[];
+  /** Why each kept non-main ref is kept (name → reason). */
+  kept: Map<string, string>;
+}
+
+/**
+ * Which refs expiry removes before it looks at snapshots (so that what only they kept can
+ * expire in the same run). A ref's age is its head snapshot's (Iceberg's rule). Never `main`;
+ * never an audit in progress. A ref's own `max-ref-age-ms` first; else an audit branch
+ * (`audit-…`) expires after the policy's `strata.audit.max-ref-age-ms`; any other branch or
+ * tag is kept (Iceberg's default: refs live until removed). A ref whose snapshot is gone
+ * points nowhere and is removed.
+ */
+export function planRefExpiry(
+  meta: TableMetadata,
+  policy: MaintenancePolicy,
+  now: number,
+  inProgress: ReadonlySet<string> = new Set(),
+): RefExpiryPlan {
+  const byId = new Map(meta.snapshots.map((s) => [sid(s['snapshot-id']), s]));
+  const remove: string[] = [];
+  const kept = new Map<string, string>();
+  for (const [name, ref] of Object.entries(meta.refs ?? {})) {
+    if (name === 'main') continue;
+    if (inProgress.has(name)) {
+      kept.set(name, 'audit in progress');
+      continue;
+    }
+    const head = byId.get(sid(ref['snapshot-id']));
+    const own = ref['max-ref-age-ms'];
+    const maxAge = own ?? (isAuditRef(name, ref) ? policy.maxAuditRefAgeMs : undefined);
+    if (!head) remove.push(name);
+    else if (maxAge === undefined) kept.set(name, `${ref.type} without max-ref-age-ms`);
+    else if (now - head['timestamp-ms'] > maxAge) remove.push(name);
+    else kept.set(name, 'younger than its max ref age');
+  }
+  return { remove, kept };
+}
+
+/** A table's refs without the removed ones. */
+export function withoutRefs(meta: TableMetadata, names: readonly string[]): TableMetadata {
+  if (!names.length) return meta;
+  const drop = new Set(names);
+  return { ...meta, refs: Object.fromEntries(Object.entries(meta.refs ?? {}).filter(([n]) => !drop.has(n))) };
+}
+
+/**
+ * The audit branches of a table whose audit is still in progress: recorded `staged` by the
+ * catalog and their run's credential not expired yet (revoked or not: the audit revokes it
+ * first, then reads the branch). A job that failed leaves its audit staged until then.
+ */
+async function auditsInProgress(db: Db, t: TableRef, now: number): Promise<Set<string>> {
+  const r = await db.query<{ branch: string }>(
+    `SELECT a.branch FROM iceberg_audits a
+      WHERE a.tenant=$1 AND a.namespace=$2 AND a.name=$3 AND a.status='staged'
+        AND EXISTS (SELECT 1 FROM iceberg_run_credentials c
+                     WHERE c.tenant=a.tenant AND c.branch=a.branch AND c.expires_at > to_timestamp($4::double precision / 1000))`,
+    [t.tenant, t.namespace.join(NS_SEP), t.name, now],
+  );
+  return new Set(r.rows.map((x) => x.branch));
+}
+
 // ---------------------------------------------------------------- what snapshots reach
 
 interface Reach {
@@ -249,7 +321,8 @@ async function commitChange(
         `SELECT 1 FROM lake_datasets WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4 FOR UPDATE`,
         [t.tenant, ds.layer, ds.namespace, ds.name],
       );
-    const row = (await cat.table(t.tenant, t.namespace, t.name, true))!;
+    const row = await cat.table(t.tenant, t.namespace, t.name, true);
+    if (!row) throw new MaintenanceError(`no table ${tableLabel(t)}`, 'not_found');
     const meta = tableMetadata(row.metadata);
     let next = await change(meta, db);
     if (!next) return undefined;
@@ -277,6 +350,8 @@ async function commitChange(
 
 export interface ExpireResult {
   table: string;
+  /** Refs removed first (expired audit branches, refs past their own max-ref-age-ms). */
+  refsRemoved: string[];
   expired: string[];
   /** Dataset versions whose snapshot expired (now read as expired). */
   versions: number[];
@@ -295,7 +370,8 @@ async function pinnedSnapshots(deps: MaintenanceDeps, tenant: string, meta: Tabl
   const pins = await pinnedVersions(deps.db, tenant, ds);
   for (const s of meta.snapshots) {
     const v = Number(s.summary?.['strata.version']);
-    if (pins.has(v)) out.set(sid(s['snapshot-id']), pins.get(v)!);
+    const pin = pins.get(v);
+    if (pin !== undefined) out.set(sid(s['snapshot-id']), pin);
   }
   return out;
 }
@@ -310,6 +386,7 @@ export async function expireSnapshots(
   const { policy, problems } = policyOf(before.properties, o.overrides);
   const result: ExpireResult = {
     table: tableLabel(t),
+    refsRemoved: [],
     expired: [],
     versions: [],
     kept: 0,
@@ -319,7 +396,11 @@ export async function expireSnapshots(
   };
   let plan!: ExpiryPlan;
   let meta!: TableMetadata;
-  const decide = async (m: TableMetadata) => {
+  // Expired refs go first (in the same commit), so the snapshots only they kept expire in this run.
+  const decide = async (m: TableMetadata, db: Db) => {
+    const refs = planRefExpiry(m, policy, o.now, await auditsInProgress(db, t, o.now));
+    result.refsRemoved = refs.remove;
+    m = withoutRefs(m, refs.remove);
     meta = m;
     plan = planExpiry(m, policy, o.now, await pinnedSnapshots(deps, t.tenant, m));
     result.expired = plan.expire.map((s) => sid(s['snapshot-id']));
@@ -329,13 +410,14 @@ export async function expireSnapshots(
     result.kept = plan.kept.size;
   };
   if (o.dryRun) {
-    await decide(before);
+    await decide(before, deps.db);
     return result;
   }
   try {
-    await commitChange(deps, t, async (m, tx) => {
-      await decide(m);
-      if (!plan.expire.length) return undefined;
+    await commitChange(deps, t, async (read, tx) => {
+      await decide(read, tx);
+      const m = meta;
+      if (!plan.expire.length && !result.refsRemoved.length) return undefined;
       const drop = new Set(result.expired);
       const ds = datasetOfTable(m);
       if (ds && result.versions.length)
@@ -356,7 +438,7 @@ export async function expireSnapshots(
       };
     });
   } catch (e) {
-    if (e instanceof Skip) return { ...result, expired: [], versions: [], skipped: e.message };
+    if (e instanceof Skip) return { ...result, refsRemoved: [], expired: [], versions: [], skipped: e.message };
     throw e;
   }
   if (!plan.expire.length) return result;
@@ -655,7 +737,11 @@ export async function compactTable(
       throw new Skip(`${tableLabel(t)} moved on while compacting: the next run compacts again`);
     const seq = m['last-sequence-number'] + 1;
     const manifests: ManifestFile[] = [];
-    const specOf = (id: number) => m['partition-specs'].find((s) => s['spec-id'] === id)!;
+    const specOf = (id: number) => {
+      const spec = m['partition-specs'].find((s) => s['spec-id'] === id);
+      if (!spec) throw new Error(`${tableLabel(t)} has no partition spec ${id}, which a manifest names`);
+      return spec;
+    };
     const writeManifest = async (specId: number, entries: ManifestEntry[], counts: Partial<ManifestFile>) => {
       const spec = specOf(specId);
       const body = await encodeContainer(
@@ -848,5 +934,6 @@ export async function setTableProperties(
       else properties[k] = v;
     return { ...m, properties, 'last-updated-ms': now };
   });
-  return r!.meta.properties;
+  // A change always commits (or throws): the properties are the table's now.
+  return r ? r.meta.properties : tableMetadata((await loadTable(deps, t)).metadata).properties;
 }

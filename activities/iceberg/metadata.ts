@@ -241,7 +241,18 @@ export function newTableMetadata(o: {
 }
 
 export function currentSchema(m: TableMetadata): Schema {
-  return m.schemas.find((s) => s['schema-id'] === m['current-schema-id'])!;
+  const s = m.schemas.find((x) => x['schema-id'] === m['current-schema-id']);
+  if (!s)
+    throw new MetadataError(`the table's current schema ${m['current-schema-id']} is not among its schemas`, 'bad');
+  return s;
+}
+
+/** The table's default partition spec (every valid table has it). */
+export function defaultSpec(m: TableMetadata): PartitionSpec {
+  const s = m['partition-specs'].find((x) => x['spec-id'] === m['default-spec-id']);
+  if (!s)
+    throw new MetadataError(`the table's default partition spec ${m['default-spec-id']} is not among its specs`, 'bad');
+  return s;
 }
 
 export function snapshotById(m: TableMetadata, id: number): Snapshot | undefined {
@@ -327,7 +338,7 @@ export function applyUpdates(
     if (!m) throw new MetadataError(`update ${u.action} needs a table: begin with assign-uuid or add-schema`, 'bad');
     return m;
   };
-  const bad = (msg: string): never => {
+  const bad: (msg: string) => never = (msg) => {
     throw new MetadataError(msg, 'bad');
   };
   for (const u of updates) {
@@ -362,7 +373,7 @@ export function applyUpdates(
         const id = u['schema-id'] === -1 ? lastAddedSchema : Number(u['schema-id']);
         if (id === undefined || !t.schemas.some((s) => s['schema-id'] === id))
           bad(`no schema ${String(u['schema-id'])}`);
-        m = { ...t, 'current-schema-id': id! };
+        m = { ...t, 'current-schema-id': id };
         break;
       }
       case 'add-spec': {
@@ -391,7 +402,7 @@ export function applyUpdates(
         const id = u['spec-id'] === -1 ? lastAddedSpec : Number(u['spec-id']);
         if (id === undefined || !t['partition-specs'].some((s) => s['spec-id'] === id))
           bad(`no partition spec ${String(u['spec-id'])}`);
-        m = { ...t, 'default-spec-id': id! };
+        m = { ...t, 'default-spec-id': id };
         break;
       }
       case 'add-sort-order': {
@@ -409,7 +420,7 @@ export function applyUpdates(
         const id = u['sort-order-id'] === -1 ? lastAddedOrder : Number(u['sort-order-id']);
         if (id === undefined || !t['sort-orders'].some((s) => s['order-id'] === id))
           bad(`no sort order ${String(u['sort-order-id'])}`);
-        m = { ...t, 'default-sort-order-id': id! };
+        m = { ...t, 'default-sort-order-id': id };
         break;
       }
       case 'set-location': {
@@ -489,7 +500,7 @@ export function applyUpdates(
     }
   }
   if (!m) bad('the commit makes no table: send add-schema (and assign-uuid)');
-  return { ...m!, 'last-updated-ms': o.now };
+  return { ...m, 'last-updated-ms': o.now };
 }
 
 export function setRef(t: TableMetadata, name: string, ref: SnapshotRef, now: number): TableMetadata {

@@ -37,6 +37,7 @@ import {
 } from './avro.js';
 import {
   currentSchema,
+  defaultSpec,
   newTableMetadata,
   withSchema,
   type Snapshot,
@@ -177,7 +178,7 @@ async function migrateDataset(
         const planned = schemaFor(v.schema, currentSchema(meta), meta['last-column-id']);
         meta = withSchema(meta, planned.schema, planned.lastColumnId);
         const schema = currentSchema(meta);
-        const spec = meta['partition-specs'].find((s) => s['spec-id'] === meta['default-spec-id'])!;
+        const spec = defaultSpec(meta);
         // The version it followed: the newest earlier one that was committed.
         const prev = [...versions].reverse().find((p) => p.version < v.version && p.status !== 'rejected');
         const prevSnap = prev && (written.get(prev.version) ?? snapshotOf(meta, already.get(prev.version)));
@@ -189,7 +190,9 @@ async function migrateDataset(
         const seq = meta['last-sequence-number'] + 1;
         const entries: ManifestEntry[] = [];
         for (const key of newFiles) {
-          const stats = await fileStats(duck.conn, locals.get(key)!, schema);
+          const local = locals.get(key);
+          if (!local) throw new Error(`${key} was not fetched before its statistics were read`);
+          const stats = await fileStats(duck.conn, local, schema);
           const size = (await store.head(key))?.size ?? 0;
           entries.push({
             status: 1,

@@ -1,9 +1,11 @@
 /**
  * Partitioned tables: a partition spec declared as transforms over columns (`identity`,
- * `year`, `month`, `day`, `hour`, `bucket[N]`), resolved against a schema's field ids, and
- * the DuckDB expression that computes each partition value in Iceberg's own representation
- * (days, months, years or hours since 1970, Murmur3 buckets as the spec's Appendix B defines
- * them), so that the values Strata writes into manifests are the values any reader derives.
+ * `year`, `month`, `day`, `hour`, `bucket[N]`, `truncate[W]`), resolved against a schema's
+ * field ids, and the DuckDB expression that computes each partition value in Iceberg's own
+ * representation (days, months, years or hours since 1970, Murmur3 buckets as the spec's
+ * Appendix B defines them, truncation as its "Truncate Transform Details": a decimal as its
+ * unscaled value), so that the values Strata writes into manifests are the values any reader
+ * derives.
  */
 import { PARTITION_RE } from '../../schemas/lake.js';
 import type { PartitionField, PartitionSpec } from './metadata.js';
@@ -21,20 +23,30 @@ export function parsePartitionBy(entries: string[]): PartitionDecl[] {
     const m = PARTITION_RE.exec(e);
     if (!m)
       throw new Error(
-        `partition "${e}" is not one Strata writes: use COLUMN, identity(COLUMN), year(COLUMN), month(COLUMN), day(COLUMN), hour(COLUMN) or bucket(N, COLUMN)`,
+        `partition "${e}" is not one Strata writes: use COLUMN, identity(COLUMN), year(COLUMN), month(COLUMN), day(COLUMN), hour(COLUMN), bucket(N, COLUMN) or truncate(W, COLUMN)`,
       );
     if (m[1]) return { transform: 'identity', column: m[1] };
     if (m[2]) return { transform: m[2], column: m[3] };
-    const n = Number(m[4]);
-    if (!(n >= 1 && n <= 1_000_000)) throw new Error(`partition "${e}": a bucket count is 1 to 1000000`);
-    return { transform: `bucket[${n}]`, column: m[5] };
+    const n = Number(m[5]);
+    if (!(n >= 1 && n <= 1_000_000))
+      throw new Error(`partition "${e}": a ${m[4] === 'bucket' ? 'bucket count' : 'truncate width'} is 1 to 1000000`);
+    return { transform: `${m[4]}[${n}]`, column: m[6] };
   });
 }
 
-const SUFFIX: Record<string, string> = { year: '_year', month: '_month', day: '_day', hour: '_hour' };
+const SUFFIX: Record<string, string> = {
+  year: '_year',
+  month: '_month',
+  day: '_day',
+  hour: '_hour',
+  bucket: '_bucket',
+  truncate: '_trunc',
+};
 const TEMPORAL = new Set(['date', 'timestamp', 'timestamptz']);
 const IDENTITY = new Set(['int', 'long', 'string', 'boolean', 'double', 'date', 'timestamp', 'timestamptz']);
 const BUCKETABLE = new Set(['int', 'long', 'date', 'timestamp', 'timestamptz']);
+const DECIMAL_RE = /^decimal\((\d+),\s*(\d+)\)$/;
+const truncatable = (t: string) => t === 'int' || t === 'long' || t === 'string' || DECIMAL_RE.test(t);
 
 /**
  * The spec's fields for a schema: source ids by column name, field ids kept from `existing`
@@ -56,7 +68,11 @@ export function resolveSpec(
       throw new Error(
         `partition ${d.column}: Strata partitions by the value of int, long, string, boolean, double, date and timestamp columns; ${d.column} is ${src.type}`,
       );
-    if (base !== 'identity' && base !== 'bucket' && !TEMPORAL.has(src.type))
+    if (base === 'truncate' && !truncatable(src.type))
+      throw new Error(
+        `partition truncate(…, ${d.column}): Strata truncates int, long, decimal and string columns; ${d.column} is ${src.type}`,
+      );
+    if (base !== 'identity' && base !== 'bucket' && base !== 'truncate' && !TEMPORAL.has(src.type))
       throw new Error(`partition ${base}(${d.column}) needs a date or timestamp column; ${d.column} is ${src.type}`);
     if (base === 'hour' && src.type === 'date')
       throw new Error(`partition hour(${d.column}) needs a timestamp; ${d.column} is a date`);
@@ -64,8 +80,7 @@ export function resolveSpec(
       throw new Error(
         `partition bucket(…, ${d.column}): Strata buckets int, long, date and timestamp columns; ${d.column} is ${src.type}`,
       );
-    const name =
-      base === 'identity' ? d.column : base === 'bucket' ? `${d.column}_bucket` : `${d.column}${SUFFIX[base]}`;
+    const name = base === 'identity' ? d.column : `${d.column}${SUFFIX[base]}`;
     return { 'source-id': src.id, name, transform: d.transform };
   });
   const same = existing.find(
@@ -121,9 +136,35 @@ export function partitionExpr(f: PartitionField, schema: StructType): string {
       const n = Number(/\[(\d+)\]/.exec(f.transform)?.[1]);
       return `CASE WHEN ${c} IS NULL THEN NULL ELSE CAST((__iceberg_murmur_long(${asLong(c, src.type)}) & 2147483647) % ${n} AS INTEGER) END`;
     }
+    case 'truncate':
+      return truncateExpr(c, src.type, transformWidth(f.transform));
     default:
       throw new Error(`partition transform ${f.transform} is not written by Strata`);
   }
+}
+
+/** The `W` of `truncate[W]` (or the `N` of `bucket[N]`). */
+function transformWidth(transform: string): number {
+  const w = Number(/^\w+\[(\d+)\]$/.exec(transform)?.[1]);
+  if (!Number.isSafeInteger(w) || w < 1) throw new Error(`partition transform ${transform} has no width ≥ 1`);
+  return w;
+}
+
+/**
+ * `truncate[W]` of a column, per the spec: int and long `v - (((v % W) + W) % W)` (the
+ * remainder kept positive, so -1 → -10 for W=10); a string's first W code points; a decimal's
+ * unscaled value truncated the same way, as that unscaled value (a HUGEINT: the manifests
+ * hold it as the decimal's fixed bytes). A null stays null.
+ */
+export function truncateExpr(col: string, type: string, w: number): string {
+  if (type === 'string') return `substring(${col}, 1, ${w})`;
+  if (type === 'int' || type === 'long') return `(${col} - (((${col} % ${w}) + ${w}) % ${w}))`;
+  if (DECIMAL_RE.test(type)) {
+    // The unscaled value, exactly: DuckDB prints a DECIMAL(P,S) with all S digits (scaling by 10^S could overflow).
+    const u = `CAST(replace(CAST(${col} AS VARCHAR), '.', '') AS HUGEINT)`;
+    return `(${u} - (((${u} % ${w}) + ${w}) % ${w}))`;
+  }
+  throw new Error(`partition truncate[${w}] of a ${type} column is not written by Strata`);
 }
 
 /**

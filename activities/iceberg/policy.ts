@@ -3,7 +3,8 @@
  * TBLPROPERTIES`, the REST catalog's `set-properties` and `strata tables policy` all set the
  * same thing). The defaults are Iceberg's own (and what the best managed catalogs use):
  * snapshots expire after 120 h keeping at least one, compaction aims at 512 MiB files and
- * starts at 5 small files, orphan files are removed once 3 days old.
+ * starts at 5 small files, orphan files are removed once 3 days old, and audit branches of
+ * write-audit-publish are removed once 120 h old (like snapshots).
  */
 export interface MaintenancePolicy {
   /** `strata.maintenance.enabled`: false leaves the table out of the scheduled maintenance (tasks still run). */
@@ -18,6 +19,12 @@ export interface MaintenancePolicy {
   minInputFiles: number;
   /** `strata.maintenance.orphan-older-than-ms`: unreferenced files younger than this are left alone (in-flight writes). */
   orphanOlderThanMs: number;
+  /**
+   * `strata.audit.max-ref-age-ms`: an audit branch of write-audit-publish (`audit-…`) is removed
+   * once its head snapshot is this old (an audit still in progress never is), so that what it
+   * alone kept can expire.
+   */
+  maxAuditRefAgeMs: number;
 }
 
 const HOUR = 3_600_000;
@@ -28,6 +35,7 @@ export const DEFAULT_POLICY: MaintenancePolicy = {
   targetFileSizeBytes: 512 * 1024 * 1024,
   minInputFiles: 5,
   orphanOlderThanMs: 72 * HOUR,
+  maxAuditRefAgeMs: 120 * HOUR,
 };
 
 /** Policy field → the table property that holds it. */
@@ -38,6 +46,7 @@ export const POLICY_PROPERTIES = {
   targetFileSizeBytes: 'write.target-file-size-bytes',
   minInputFiles: 'strata.compaction.min-input-files',
   orphanOlderThanMs: 'strata.maintenance.orphan-older-than-ms',
+  maxAuditRefAgeMs: 'strata.audit.max-ref-age-ms',
 } as const satisfies Record<keyof MaintenancePolicy, string>;
 
 /** The policy's fields, in the order they are read. */
@@ -48,6 +57,7 @@ const POLICY_FIELDS = [
   'targetFileSizeBytes',
   'minInputFiles',
   'orphanOlderThanMs',
+  'maxAuditRefAgeMs',
 ] as const satisfies (keyof MaintenancePolicy)[];
 
 /** What each property takes, for messages. */
@@ -58,6 +68,7 @@ const RULES: Record<keyof MaintenancePolicy, { min: number; what: string }> = {
   targetFileSizeBytes: { min: 1024 * 1024, what: 'a whole number of bytes ≥ 1048576 (1 MiB)' },
   minInputFiles: { min: 2, what: 'a whole number ≥ 2' },
   orphanOlderThanMs: { min: 0, what: 'a whole number of milliseconds ≥ 0' },
+  maxAuditRefAgeMs: { min: 0, what: 'a whole number of milliseconds ≥ 0' },
 };
 
 /** One property value checked: the value, or a message saying what to write. */
@@ -117,6 +128,7 @@ export function policyUpdates(o: {
   targetFileSize?: string;
   minInputFiles?: string;
   orphanOlderThan?: string;
+  auditBranchAge?: string;
 }): { updates: Record<string, string>; problems: string[] } {
   const updates: Record<string, string> = {};
   const problems: string[] = [];
@@ -141,5 +153,6 @@ export function policyUpdates(o: {
   }
   put('minInputFiles', o.minInputFiles);
   put('orphanOlderThanMs', o.orphanOlderThan === undefined ? undefined : ms('--orphan-older-than', o.orphanOlderThan));
+  put('maxAuditRefAgeMs', o.auditBranchAge === undefined ? undefined : ms('--audit-branch-age', o.auditBranchAge));
   return { updates, problems };
 }

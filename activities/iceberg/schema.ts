@@ -169,8 +169,9 @@ class TypeParser {
       const [p, s] = (this.s[this.i] === '(' ? this.parens() : '18,3').split(',').map((x) => Number(x.trim()));
       return { kind: 'prim', iceberg: `decimal(${p}, ${s})`, duck: `DECIMAL(${p},${s})` };
     }
-    if (word === 'TIMESTAMP' && /^\s*WITH TIME ZONE/i.test(this.s.slice(this.i))) {
-      this.i += /^\s*WITH TIME ZONE/i.exec(this.s.slice(this.i))![0].length;
+    const tz = word === 'TIMESTAMP' ? /^\s*WITH TIME ZONE/i.exec(this.s.slice(this.i)) : null;
+    if (tz) {
+      this.i += tz[0].length;
       return { kind: 'prim', iceberg: 'timestamptz', duck: 'TIMESTAMP WITH TIME ZONE' };
     }
     if (this.s[this.i] === '(') this.parens(); // ENUM('a', …), UNION(…), VARCHAR(n)

@@ -45,8 +45,8 @@ function le(n: bigint, size: 4 | 8): Buffer {
   return b;
 }
 
-/** Two's-complement big-endian, minimum bytes. */
-function decimalBytes(unscaled: bigint): Buffer {
+/** Two's-complement big-endian, minimum bytes (a decimal's unscaled value in the single-value binary form). */
+export function decimalBytes(unscaled: bigint): Buffer {
   let bytes = 1;
   while (unscaled >= 1n << BigInt(8 * bytes - 1) || unscaled < -(1n << BigInt(8 * bytes - 1))) bytes++;
   let v = unscaled < 0n ? (1n << BigInt(8 * bytes)) + unscaled : unscaled;

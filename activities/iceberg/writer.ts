@@ -14,6 +14,7 @@ import { auditBranch } from '../../store/iceberg-audit.js';
 import type { ObjectStore } from '../s3/client.js';
 import { stringifyJson } from '../../schemas/json64.js';
 import {
+  decimalRequiredBytes,
   decodeContainer,
   encodeContainer,
   MANIFEST_LIST_SCHEMA,
@@ -38,7 +39,7 @@ import {
   tableMetadataOrUndefined,
 } from './metadata.js';
 import { schemaFor, sameFields, type Column, type Schema, type StructType } from './schema.js';
-import type { FileStats } from './stats.js';
+import { decimalBytes, type FileStats } from './stats.js';
 
 /** The Iceberg identifier of a dataset: namespace [layer] (or [layer, namespace]) and its name. */
 export function icebergIdent(id: DatasetId): { namespace: string[]; name: string } {
@@ -233,7 +234,7 @@ async function buildVersionSnapshot(
     snapshot_id: snapshotId,
     sequence_number: null,
     file_sequence_number: null,
-    data_file: dataFile(store.uri(f.key), f.bytes, f.stats, f.partition),
+    data_file: dataFile(store.uri(f.key), f.bytes, f.stats, avroPartition(partType, f.partition)),
   }));
   const manifestKey = `${prefix}/metadata/${tag}-m0.avro`;
   const manifest = await encodeContainer(manifestEntrySchema(partType), entries, manifestMeta(schema, spec));
@@ -364,9 +365,43 @@ export function dataFile(path: string, bytes: number, s: FileStats, partition: D
   };
 }
 
+const DECIMAL_TYPE = /^decimal\((\d+),\s*(\d+)\)$/;
+
+/** A decimal's unscaled value as Avro `fixed` of `size` bytes: two's complement, big-endian, sign-extended. */
+export function fixedDecimal(unscaled: bigint, size: number): Buffer {
+  const lim = 1n << BigInt(8 * size - 1);
+  if (unscaled >= lim || unscaled < -lim) throw new Error(`decimal ${unscaled} does not fit in ${size} bytes`);
+  let v = unscaled < 0n ? (1n << BigInt(8 * size)) + unscaled : unscaled;
+  const out = Buffer.alloc(size);
+  for (let i = size - 1; i >= 0; i--) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return out;
+}
+
+/**
+ * A file's partition values as the manifest's Avro record holds them: by field name, a
+ * decimal's unscaled value as its `fixed` bytes (minBytesRequired(P)), the rest as they are.
+ */
+export function avroPartition(
+  fields: { name: string; type: unknown }[],
+  values: Record<string, PartitionValue> | undefined,
+): DataFile['partition'] {
+  const out: DataFile['partition'] = {};
+  for (const f of fields) {
+    const v = values?.[f.name] ?? null;
+    const dec = typeof f.type === 'string' ? DECIMAL_TYPE.exec(f.type) : null;
+    out[f.name] =
+      dec && v !== null && typeof v !== 'boolean' ? fixedDecimal(BigInt(v), decimalRequiredBytes(Number(dec[1]))) : v;
+  }
+  return out;
+}
+
 /** A partition value in Iceberg's single-value binary form (Appendix D), for the manifest list's bounds. */
 function partitionBytes(type: unknown, v: PartitionValue): Buffer | null {
   if (v === null || v === undefined) return null;
+  if (typeof type === 'string' && DECIMAL_TYPE.test(type) && typeof v !== 'boolean') return decimalBytes(BigInt(v));
   const b = Buffer.alloc(8);
   if (type === 'int' || type === 'date') {
     b.writeInt32LE(Number(v));
@@ -393,12 +428,14 @@ function partitionSummaries(
   return fields.map((f) => {
     const vals = files.map((x) => x.partition?.[f.name] ?? null);
     const present = vals.filter((v): v is Exclude<PartitionValue, null> => v !== null);
+    // Strings by their UTF-8 bytes (Iceberg's order), numbers exactly (a decimal's unscaled value may be a bigint).
     const cmp = (a: Exclude<PartitionValue, null>, b: Exclude<PartitionValue, null>) =>
-      typeof a === 'string' ? Buffer.compare(Buffer.from(a), Buffer.from(String(b))) : Number(a) - Number(b);
+      typeof a === 'string' ? Buffer.compare(Buffer.from(a), Buffer.from(String(b))) : a < b ? -1 : a > b ? 1 : 0;
     const sorted = [...present].sort(cmp);
     const bound = (v: PartitionValue | undefined) =>
       v === undefined ||
-      !['int', 'date', 'long', 'timestamp', 'timestamptz', 'string', 'boolean'].includes(String(f.type))
+      (!['int', 'date', 'long', 'timestamp', 'timestamptz', 'string', 'boolean'].includes(String(f.type)) &&
+        !DECIMAL_TYPE.test(String(f.type)))
         ? null
         : partitionBytes(f.type, v);
     return {

@@ -424,7 +424,11 @@ export async function runChecks(deps: LakeDeps, w: WriteRequest): Promise<CheckV
           {
             conn: w.conn,
             previousRowCount: prev?.rowCount,
-            viewFor: (d) => refViews.get(d)!,
+            viewFor: (d) => {
+              const view = refViews.get(d);
+              if (view === undefined) throw new Error(`check ${describeCheck(c)} names ${d}, which was not attached`);
+              return view;
+            },
             sampleLimit: w.failingRowsLimit ?? 20,
             now: new Date(),
             failing: counted.failing[i],

@@ -18,11 +18,13 @@ import { sparkPolicyProblems, sparkTierPolicy, type SparkPolicyConfig } from '..
 import { engineJobActivities, type JobLedgerDeps } from '../core/job.js';
 import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core/job-files.js';
 import { resolveLibraries, withFunctions } from '../core/libraries.js';
-import { catalogConfFor, type CatalogDeps } from '../iceberg/job-catalog.js';
+import { catalogAccessFor, type CatalogDeps } from '../iceberg/job-catalog.js';
 import { NonRetryableError } from '../../schemas/errors.js';
-import { K8sError, SPARK_APP_VERSION, type SparkAppStatus, type SparkK8sClient } from './client.js';
+import { K8sError, SPARK_APP_VERSION, SPARK_GROUP, sparkAppStatus, type SparkK8sClient } from './client.js';
 import {
+  buildCatalogSecret,
   buildSparkApplication,
+  catalogSecretName,
   DEFAULT_SPARK,
   POD_SECURITY_LABELS,
   runLabels,
@@ -173,11 +175,9 @@ export function createSparkActivities(deps: SparkDeps) {
       const resolve = jobFileLocator(deps, run.tenant, task.id);
       const files: SparkFiles = {};
       if (task.kind !== 'sql') files.main = sparkUri(resolve(String(task.file), 'file'), task.id, 'file');
-      for (const [k, list] of Object.entries(jobDeps(task, resolve)) as [
-        keyof SparkFiles & ('pyFiles' | 'jars' | 'files'),
-        JobFile[],
-      ][])
-        files[k] = list.map((f, i) => sparkUri(f, task.id, `${k}[${i}]`));
+      const fileDeps = jobDeps(task, resolve);
+      for (const k of ['pyFiles', 'jars', 'files'] as const)
+        if (fileDeps[k]) files[k] = fileDeps[k].map((f, i) => sparkUri(f, task.id, `${k}[${i}]`));
       // UDF libraries: on the classpath (or pyFiles), and their functions registered before the task's SQL.
       const libs = await resolveLibraries(deps, run.tenant, task, resolve);
       if (libs.jars.length)
@@ -187,10 +187,16 @@ export function createSparkActivities(deps: SparkDeps) {
       const job = withFunctions(task, libs);
       const namespace = tenantNamespace(run.tenant);
       const name = jobName(run.workflowId, task.id);
-      // Declared outputs: the job commits through Strata's catalog with a credential scoped to this run.
-      const catalogConf = await catalogConfFor(deps, input);
+      // Declared outputs: the job commits through Strata's catalog with a credential scoped to this run,
+      // which it reads from a Secret of its own (never from the SparkApplication, which many can read).
+      const catalog = await catalogAccessFor(deps, input);
+      const secret = catalog ? catalogSecretName(name) : undefined;
       try {
         await ensureTenantNamespace(k8s, run.tenant, tier, runLabels(run), defaults.serviceAccount);
+        const secretOf = (token: string, owner?: { apiVersion: string; kind: string; name: string; uid: string }) =>
+          buildCatalogSecret({ app: name, namespace, run, taskId: task.id, token, owner });
+        // First the Secret, so the pods never start without it; owned by the application once that exists.
+        if (catalog) await k8s.putSecret(secretOf(catalog.token));
         const manifest = buildSparkApplication({
           name,
           namespace,
@@ -199,12 +205,23 @@ export function createSparkActivities(deps: SparkDeps) {
           defaults,
           remote: input.cluster?.endpoint,
           files,
-          catalogConf,
+          catalogConf: catalog?.conf,
+          catalogSecret: secret,
           // The externalJob watching it: once that workflow has closed, the sweeper stops the application.
           owner: Context.current().info.workflowExecution?.workflowId,
         });
-        const { adopted } = await k8s.createOrAdopt(PLURAL, SPARK_APP_VERSION, manifest);
-        return { engine: 'spark-k8s', name, scope: namespace, adopted };
+        const { obj, adopted } = await k8s.createOrAdopt(PLURAL, SPARK_APP_VERSION, manifest);
+        const uid = obj.metadata.uid;
+        if (catalog && uid)
+          await k8s.putSecret(
+            secretOf(catalog.token, {
+              apiVersion: `${SPARK_GROUP}/${SPARK_APP_VERSION}`,
+              kind: 'SparkApplication',
+              name,
+              uid,
+            }),
+          );
+        return { engine: 'spark-k8s', name, scope: namespace, adopted, ...(secret ? { secret } : {}) };
       } catch (e) {
         return classify(e);
       }
@@ -223,12 +240,15 @@ export function createSparkActivities(deps: SparkDeps) {
           );
         return classify(e);
       }
-      const st = (app.status ?? {}) as SparkAppStatus;
+      const st = sparkAppStatus(app);
       const state = st.applicationState?.state ?? '';
       const executors = Object.keys(st.executorState ?? {}).length;
+      const terminal = state === 'COMPLETED' || state === 'FAILED';
+      // The job has ended: its catalog credential leaves the cluster (the audit revokes it next).
+      if (terminal && ref.secret) await k8s.deleteSecret(ref.scope, ref.secret).catch(classify);
       return {
         state: state || 'NEW',
-        terminal: state === 'COMPLETED' || state === 'FAILED',
+        terminal,
         succeeded: state === 'COMPLETED',
         message: st.applicationState?.errorMessage,
         facts: {
@@ -244,7 +264,7 @@ export function createSparkActivities(deps: SparkDeps) {
       let pod = `${ref.name}-driver`;
       try {
         const app = await k8s.get(PLURAL, SPARK_APP_VERSION, ref.scope, ref.name);
-        pod = ((app.status ?? {}) as SparkAppStatus).driverInfo?.podName ?? pod;
+        pod = sparkAppStatus(app).driverInfo?.podName ?? pod;
       } catch {
         /* gone already: fall back to the conventional pod name */
       }
@@ -258,7 +278,9 @@ export function createSparkActivities(deps: SparkDeps) {
 
     async sparkCancel(ref: JobRef): Promise<{ result: string }> {
       try {
-        return { result: await client().delete(PLURAL, SPARK_APP_VERSION, ref.scope, ref.name) };
+        const result = await client().delete(PLURAL, SPARK_APP_VERSION, ref.scope, ref.name);
+        if (ref.secret) await client().deleteSecret(ref.scope, ref.secret);
+        return { result };
       } catch (e) {
         return classify(e);
       }

@@ -4,7 +4,14 @@
  * @kubernetes/client-node (the official client: kubeconfig loading, in-cluster auth,
  * TLS) and nothing Temporal.
  */
-import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import {
+  ApiException,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  RbacAuthorizationV1Api,
+  type V1Secret,
+} from '@kubernetes/client-node';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { StringDecoder } from 'node:string_decoder';
@@ -12,6 +19,7 @@ import type { Writable } from 'node:stream';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { z } from 'zod';
 
 /** The driver container's name in pods the Spark Operator starts. */
 export const SPARK_DRIVER_CONTAINER = 'spark-kubernetes-driver';
@@ -35,15 +43,26 @@ export class K8sError extends Error {
   }
 }
 
+/** The part of a Kubernetes `Status` body an error message uses. */
+const StatusBody = z.looseObject({ reason: z.string().optional(), message: z.string().optional() });
+
+/** A Status body's reason and message, or nothing when the text is not one. */
+function statusOf(body: unknown): z.infer<typeof StatusBody> {
+  let raw: unknown = body;
+  if (typeof body === 'string')
+    try {
+      raw = JSON.parse(body);
+    } catch {
+      return {};
+    }
+  const r = StatusBody.safeParse(raw ?? {});
+  return r.success ? r.data : {};
+}
+
 export function toK8sError(e: unknown, what: string): K8sError {
   if (e instanceof K8sError) return e;
   if (e instanceof ApiException) {
-    let body: { reason?: string; message?: string } = {};
-    try {
-      body = (typeof e.body === 'string' ? JSON.parse(e.body) : (e.body ?? {})) as typeof body;
-    } catch {
-      /* not a Status body */
-    }
+    const body = statusOf(e.body);
     return new K8sError(
       e.code,
       body.reason ?? 'Unknown',
@@ -53,14 +72,30 @@ export function toK8sError(e: unknown, what: string): K8sError {
   return new K8sError(0, 'NetworkError', `${what}: ${e instanceof Error ? e.message : String(e)}`);
 }
 
-export interface SparkAppStatus {
-  applicationState?: { state?: string; errorMessage?: string };
-  driverInfo?: { podName?: string; webUIAddress?: string };
-  sparkApplicationId?: string;
-  executorState?: Record<string, string>;
-  submissionAttempts?: number;
-  executionAttempts?: number;
-  terminationTime?: string;
+/** The Spark Operator's status of a SparkApplication (the fields Strata reads). */
+const SparkAppStatusShape = z.looseObject({
+  applicationState: z.looseObject({ state: z.string().optional(), errorMessage: z.string().optional() }).optional(),
+  driverInfo: z.looseObject({ podName: z.string().optional(), webUIAddress: z.string().optional() }).optional(),
+  sparkApplicationId: z.string().optional(),
+  executorState: z.record(z.string(), z.string()).optional(),
+  submissionAttempts: z.number().optional(),
+  executionAttempts: z.number().optional(),
+  terminationTime: z.string().optional(),
+});
+export type SparkAppStatus = z.infer<typeof SparkAppStatusShape>;
+
+/** A SparkApplication's status, checked (none yet: empty); one the operator would never write is an error saying so. */
+export function sparkAppStatus(app: K8sObject): SparkAppStatus {
+  const r = SparkAppStatusShape.safeParse(app.status ?? {});
+  if (!r.success)
+    throw new K8sError(
+      0,
+      'BadStatus',
+      `the status of SparkApplication ${app.metadata.namespace ?? ''}/${app.metadata.name} is not the Spark Operator's: ${r.error.issues
+        .map((i) => `${i.path.join('.')}: ${i.message}`)
+        .join('; ')}`,
+    );
+  return r.data;
 }
 
 export interface K8sObject {
@@ -76,6 +111,40 @@ export interface K8sObject {
   };
   spec: Record<string, unknown>;
   status?: Record<string, unknown>;
+}
+
+const K8sObjectShape = z.looseObject({
+  apiVersion: z.string().optional(),
+  kind: z.string().optional(),
+  metadata: z.looseObject({
+    name: z.string(),
+    namespace: z.string().optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+    uid: z.string().optional(),
+    resourceVersion: z.string().optional(),
+  }),
+  spec: z.record(z.string(), z.unknown()).default({}),
+  status: z.record(z.string(), z.unknown()).optional(),
+});
+const ListShape = z.looseObject({
+  items: z.array(K8sObjectShape).optional(),
+  metadata: z.looseObject({ continue: z.string().optional() }).optional(),
+});
+
+/** An object the API server answered, checked against the shape Strata reads. */
+function k8sObject(v: unknown, what: string): K8sObject {
+  const r = K8sObjectShape.safeParse(v);
+  if (!r.success)
+    throw new K8sError(0, 'BadResponse', `${what}: the API server's answer is not an object with metadata.name`);
+  return r.data;
+}
+
+/** The namespace of an object Strata is about to write (its manifests always name one). */
+function namespaceOf(obj: K8sObject): string {
+  const ns = obj.metadata.namespace;
+  if (!ns) throw new K8sError(422, 'Invalid', `${obj.kind ?? 'object'} ${obj.metadata.name} names no namespace`);
+  return ns;
 }
 
 export interface QuotaLimits {
@@ -273,7 +342,7 @@ export class SparkK8sClient {
    * adopted object gets the annotations it lacks (e.g. the owner of one made before owners were recorded).
    */
   async createOrAdopt(plural: string, version: string, obj: K8sObject): Promise<{ obj: K8sObject; adopted: boolean }> {
-    const namespace = obj.metadata.namespace!;
+    const namespace = namespaceOf(obj);
     try {
       const created: unknown = await this.custom.createNamespacedCustomObject({
         group: SPARK_GROUP,
@@ -282,7 +351,7 @@ export class SparkK8sClient {
         plural,
         body: obj,
       });
-      return { obj: created as K8sObject, adopted: false };
+      return { obj: k8sObject(created, `create ${plural}/${obj.metadata.name}`), adopted: false };
     } catch (e) {
       const err = toK8sError(e, `create ${plural}/${obj.metadata.name}`);
       if (err.code !== 409 || err.reason !== 'AlreadyExists') throw err;
@@ -304,14 +373,18 @@ export class SparkK8sClient {
     let _continue: string | undefined;
     do {
       try {
-        const page = (await this.custom.listClusterCustomObject({
+        const answer: unknown = await this.custom.listClusterCustomObject({
           group: SPARK_GROUP,
           version,
           plural,
           labelSelector,
           limit: 500,
           _continue,
-        })) as { items?: K8sObject[]; metadata?: { continue?: string } };
+        });
+        const parsed = ListShape.safeParse(answer);
+        if (!parsed.success)
+          throw new K8sError(0, 'BadResponse', `list ${plural}: the API server's answer is not a list of objects`);
+        const page = parsed.data;
         out.push(...(page.items ?? []));
         _continue = page.metadata?.continue || undefined;
       } catch (e) {
@@ -323,13 +396,14 @@ export class SparkK8sClient {
 
   async get(plural: string, version: string, namespace: string, name: string): Promise<K8sObject> {
     try {
-      return (await this.custom.getNamespacedCustomObject({
+      const answer: unknown = await this.custom.getNamespacedCustomObject({
         group: SPARK_GROUP,
         version,
         namespace,
         plural,
         name,
-      })) as K8sObject;
+      });
+      return k8sObject(answer, `get ${plural}/${name} in ${namespace}`);
     } catch (e) {
       throw toK8sError(e, `get ${plural}/${name} in ${namespace}`);
     }
@@ -337,16 +411,18 @@ export class SparkK8sClient {
 
   /** Replaces an object (read-modify-write; a stale resourceVersion answers 409 Conflict). */
   async replace(plural: string, version: string, obj: K8sObject): Promise<K8sObject> {
-    const { namespace, name } = obj.metadata;
+    const { name } = obj.metadata;
+    const namespace = namespaceOf(obj);
     try {
-      return (await this.custom.replaceNamespacedCustomObject({
+      const answer: unknown = await this.custom.replaceNamespacedCustomObject({
         group: SPARK_GROUP,
         version,
-        namespace: namespace!,
+        namespace,
         plural,
         name,
         body: obj,
-      })) as K8sObject;
+      });
+      return k8sObject(answer, `replace ${plural}/${name} in ${namespace}`);
     } catch (e) {
       throw toK8sError(e, `replace ${plural}/${name} in ${namespace}`);
     }
@@ -359,6 +435,41 @@ export class SparkK8sClient {
       return 'deleted';
     } catch (e) {
       const err = toK8sError(e, `delete ${plural}/${name} in ${namespace}`);
+      if (err.code === 404) return 'absent';
+      throw err;
+    }
+  }
+
+  /**
+   * Writes a Secret: created, or (one of that name made by an earlier attempt) replaced whole,
+   * unconditionally: the worker never reads Secrets (its role has no get), so it cannot
+   * compare. Its values are never in an error message.
+   */
+  async putSecret(secret: V1Secret): Promise<'created' | 'replaced'> {
+    const namespace = secret.metadata?.namespace ?? '';
+    const name = secret.metadata?.name ?? '';
+    try {
+      await this.core.createNamespacedSecret({ namespace, body: secret });
+      return 'created';
+    } catch (e) {
+      const err = toK8sError(e, `create secret ${name} in ${namespace}`);
+      if (err.code !== 409) throw err;
+    }
+    try {
+      await this.core.replaceNamespacedSecret({ namespace, name, body: secret });
+      return 'replaced';
+    } catch (e) {
+      throw toK8sError(e, `replace secret ${name} in ${namespace}`);
+    }
+  }
+
+  /** Deletes a Secret; a 404 means it is already gone. */
+  async deleteSecret(namespace: string, name: string): Promise<'deleted' | 'absent'> {
+    try {
+      await this.core.deleteNamespacedSecret({ namespace, name });
+      return 'deleted';
+    } catch (e) {
+      const err = toK8sError(e, `delete secret ${name} in ${namespace}`);
       if (err.code === 404) return 'absent';
       throw err;
     }
@@ -461,7 +572,7 @@ export class SparkK8sClient {
             const text = seen.accept(line);
             if (text !== undefined) out.write(text + '\n');
           });
-          for await (const c of rest) after.push(c as Buffer);
+          for await (const c of rest) after.push(Buffer.isBuffer(c) ? c : Buffer.from(String(c)));
           after.flush();
         }
         break;
@@ -503,12 +614,7 @@ export class SparkK8sClient {
     if (res.statusCode === 200) return res;
     let body = '';
     for await (const c of res) body += String(c);
-    let st: { reason?: string; message?: string } = {};
-    try {
-      st = JSON.parse(body) as typeof st;
-    } catch {
-      /* not a Status body */
-    }
+    const st = statusOf(body);
     throw new K8sError(
       res.statusCode ?? 0,
       st.reason ?? 'Unknown',
@@ -546,7 +652,7 @@ class LineSplitter {
   constructor(private readonly onLine: (line: string) => void) {}
   push(chunk: Buffer) {
     const parts = (this.rest + this.decoder.write(chunk)).split('\n');
-    this.rest = parts.pop()!;
+    this.rest = parts.pop() ?? '';
     for (const p of parts) this.onLine(p);
   }
   flush() {

@@ -105,6 +105,58 @@ function s3Env(secret: string | undefined) {
   ];
 }
 
+/** The Secret holding a job's catalog credential: `{application}-catalog`, key `token`. */
+export const catalogSecretName = (app: string) => `${app}-catalog`;
+export const CATALOG_SECRET_KEY = 'token';
+/** The pods' environment variable holding the credential (from the Secret). */
+export const CATALOG_TOKEN_ENV = 'STRATA_CATALOG_TOKEN';
+/** The Spark setting it becomes (activities/iceberg/audit.ts leaves it out of the SparkApplication's sparkConf). */
+const TOKEN_CONF = 'spark.sql.catalog.strata.token';
+
+/**
+ * The run's catalog credential by reference: the driver and executors get it from the Secret
+ * (`secretKeyRef`), and the driver's spark-submit reads it as a system property through
+ * SPARK_SUBMIT_OPTS (`$(VAR)` is expanded by the kubelet, so the value is only ever in the
+ * Secret and the container's environment, never in the SparkApplication).
+ */
+function catalogEnv(secret: string | undefined, role: 'driver' | 'executor') {
+  if (!secret) return [];
+  const token = {
+    name: CATALOG_TOKEN_ENV,
+    valueFrom: { secretKeyRef: { name: secret, key: CATALOG_SECRET_KEY } },
+  };
+  return role === 'executor'
+    ? [token]
+    : [token, { name: 'SPARK_SUBMIT_OPTS', value: `-D${TOKEN_CONF}=$(${CATALOG_TOKEN_ENV})` }];
+}
+
+/**
+ * The Secret `{application}-catalog` with the run's catalog credential, owned by the
+ * SparkApplication once it exists (`owner`: deleted with it by the garbage collector), labelled
+ * as the application is.
+ */
+export function buildCatalogSecret(o: {
+  app: string;
+  namespace: string;
+  run: RunContext;
+  taskId: string;
+  token: string;
+  owner?: { apiVersion: string; kind: string; name: string; uid: string };
+}) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name: catalogSecretName(o.app),
+      namespace: o.namespace,
+      labels: runLabels(o.run, o.taskId),
+      ...(o.owner ? { ownerReferences: [{ ...o.owner, controller: false }] } : {}),
+    },
+    stringData: { [CATALOG_SECRET_KEY]: o.token },
+  };
+}
+
 /** Where the job's code lives, as the engine reads it (already resolved in the tenant's lake). */
 export interface SparkFiles {
   main?: string;
@@ -123,17 +175,21 @@ export function buildSparkApplication(o: {
   files?: SparkFiles;
   /** Strata's Iceberg catalog for a task with outputs (set last: a spec cannot override it). */
   catalogConf?: Record<string, string>;
+  /** The Secret holding the catalog credential (buildCatalogSecret), referenced from the pods' environment. */
+  catalogSecret?: string;
   /** The owning workflow's id (OWNER_ANNOTATION). */
   owner?: string;
 }): K8sObject {
   const { task, defaults } = o;
   const files: SparkFiles = o.files ?? { main: task.file };
   const isSql = task.kind === 'sql';
-  const env = s3Env(task.s3Secret);
+  const s3 = s3Env(task.s3Secret) ?? [];
+  const driverEnv = [...s3, ...catalogEnv(o.catalogSecret, 'driver')];
+  const executorEnv = [...s3, ...catalogEnv(o.catalogSecret, 'executor')];
   const sa = task.serviceAccount ?? defaults.serviceAccount;
   const labels = runLabels(o.run, task.id);
   const sparkConf: Record<string, string> = { ...task.sparkConf };
-  if (env)
+  if (s3.length)
     sparkConf['spark.hadoop.fs.s3a.aws.credentials.provider'] ??=
       'com.amazonaws.auth.EnvironmentVariableCredentialsProvider';
   if (defaults.s3Endpoint) sparkConf['spark.hadoop.fs.s3a.endpoint'] ??= defaults.s3Endpoint;
@@ -155,7 +211,7 @@ export function buildSparkApplication(o: {
       memory: task.driver?.memory ?? '1g',
       serviceAccount: sa,
       labels,
-      ...(env ? { env } : {}),
+      ...(driverEnv.length ? { env: driverEnv } : {}),
       podSecurityContext: POD_SECURITY_CONTEXT,
       securityContext: CONTAINER_SECURITY_CONTEXT,
     },
@@ -164,7 +220,7 @@ export function buildSparkApplication(o: {
       memory: task.executor?.memory ?? '1g',
       instances: task.executor?.instances ?? 1,
       labels,
-      ...(env ? { env } : {}),
+      ...(executorEnv.length ? { env: executorEnv } : {}),
       podSecurityContext: POD_SECURITY_CONTEXT,
       securityContext: CONTAINER_SECURITY_CONTEXT,
     },

@@ -18,7 +18,7 @@
  * SparkConnect gets its server pod, the Service its clients reach it through, and executor
  * pods, scaled to `spec.executor.instances` when that changes.
  */
-import { CoreV1Api, CustomObjectsApi, KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, Watch, type V1EnvVar, type V1Pod } from '@kubernetes/client-node';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { toK8sError } from '../../activities/spark-k8s/client.js';
@@ -47,13 +47,25 @@ export interface AppScenario {
   fail?: string;
   /**
    * What the job does while RUNNING, before it ends: e.g. the commit a real job makes through
-   * the Iceberg REST catalog with the settings in `spec.sparkConf`. A job that throws fails.
+   * the Iceberg REST catalog with the settings its driver has (`driver.conf`). A job that throws fails.
    */
-  job?: (app: Obj) => Promise<void>;
+  job?: (app: Obj, driver: DriverProcess) => Promise<void>;
   /** Each state is held at least this long (ms) before the next move. */
   phaseMs?: number;
   /** The first submission is rerun (SUBMITTED → PENDING_RERUN → SUBMITTED, a new driver pod), as after a driver lost early. */
   rerun?: boolean;
+}
+
+/** What the driver's process has, as the kubelet and spark-submit give it to it. */
+export interface DriverProcess {
+  /** The container's environment: `valueFrom.secretKeyRef` read from the Secret, `$(VAR)` expanded. */
+  env: Record<string, string>;
+  /**
+   * The Spark settings the driver runs with: the `spark.*` system properties of
+   * SPARK_SUBMIT_OPTS (`-Dkey=value`), overridden by the application's `sparkConf` (as
+   * SparkSubmit builds its SparkConf: system properties first, then the submitted properties).
+   */
+  conf: Record<string, string>;
 }
 
 type Obj = {
@@ -511,11 +523,14 @@ export class SparkOperatorSim {
         await this.move(app, 'RUNNING', { executionAttempts: 1, executorState: executors });
         if (sc.job) {
           const job = sc.job;
+          const driverContainer = pod.spec?.containers?.[0];
           this.later(0, () =>
-            job(app).then(
-              () => this.finish(namespace, name, sc.fail),
-              (e: Error) => this.finish(namespace, name, `the job failed: ${e.message}`),
-            ),
+            this.driverProcess(namespace, app, driverContainer?.env ?? [])
+              .then((process) => job(app, process))
+              .then(
+                () => this.finish(namespace, name, sc.fail),
+                (e: Error) => this.finish(namespace, name, `the job failed: ${e.message}`),
+              ),
           );
         } else if (!sc.hold) this.later(sc.runMs ?? 300, () => this.finish(namespace, name, sc.fail));
         return;
@@ -556,6 +571,39 @@ export class SparkOperatorSim {
       default:
         return;
     }
+  }
+
+  /**
+   * The driver's environment the way the kubelet makes it: a `secretKeyRef` is read from the
+   * Secret (missing Secret or key: the container cannot start, and the job fails saying so),
+   * `$(VAR)` in a value is replaced by an earlier variable's value (`$$` escapes); then its Spark
+   * settings the way spark-submit reads them.
+   */
+  private async driverProcess(namespace: string, app: Obj, vars: V1EnvVar[]): Promise<DriverProcess> {
+    const env: Record<string, string> = {};
+    for (const v of vars) {
+      const ref = v.valueFrom?.secretKeyRef;
+      if (ref) {
+        const secret = await this.core.readNamespacedSecret({ namespace, name: ref.name ?? '' }).catch((e) => {
+          throw new Error(`CreateContainerConfigError: secret "${ref.name}" not found (${toK8sError(e, 'read').code})`);
+        });
+        const data = secret.data?.[ref.key];
+        if (data === undefined)
+          throw new Error(
+            `CreateContainerConfigError: couldn't find key ${ref.key} in Secret ${namespace}/${ref.name}`,
+          );
+        env[v.name] = Buffer.from(data, 'base64').toString('utf8');
+      } else
+        env[v.name] = (v.value ?? '').replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name?: string) =>
+          name === undefined ? '$' : name in env ? env[name] : m,
+        );
+    }
+    const props: Record<string, string> = {};
+    for (const opt of (env.SPARK_SUBMIT_OPTS ?? '').split(/\s+/)) {
+      const m = /^-D(spark\.[^=]+)=(.*)$/.exec(opt);
+      if (m) props[m[1]] = m[2];
+    }
+    return { env, conf: { ...props, ...(app.spec.sparkConf ?? {}) } };
   }
 
   /**

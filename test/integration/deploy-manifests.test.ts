@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureTenantNamespace } from '../../activities/spark-k8s/activities.js';
 import { SparkK8sClient, TENANT_ROLE_RULES } from '../../activities/spark-k8s/client.js';
 import {
+  buildCatalogSecret,
   buildSparkApplication,
   buildSparkConnect,
   DEFAULT_SPARK,
@@ -613,6 +614,8 @@ const WORKER_NEEDS: Access[] = [
   ...rule('sparkoperator.k8s.io', 'sparkconnects', ['get', 'list', 'create', 'update', 'delete']),
   // warnings: the events of an application.
   ...rule('', 'events', ['list']),
+  // putSecret (create, else replace) and deleteSecret: a job's catalog credential, written but never read.
+  ...rule('', 'secrets', ['create', 'update', 'delete']),
   // The tenant Role's rules (TENANT_ROLE_RULES): Kubernetes lets the worker grant only what it holds.
   ...TENANT_ROLE_RULES.flatMap((r) =>
     r.apiGroups.flatMap((g) =>
@@ -712,6 +715,8 @@ describe('the service accounts of deploy/kubernetes: what the code needs and not
     // RBAC cannot name namespaces by prefix, and tenant namespaces appear on first use: the same
     // grants everywhere. The admission policy confines the writes (next test).
     for (const ns of [TENANT_NS, NS, 'kube-system']) expect(await grants('strata-worker', ns), ns).toEqual(want);
+    for (const verb of ['get', 'list', 'watch'])
+      expect(await allowed('strata-worker', { group: '', resource: 'secrets', verb }, TENANT_NS), verb).toBe(false);
     expect(await allowed('strata-worker', { group: '', resource: 'secrets', verb: 'get' }, '')).toBe(false);
   });
 
@@ -784,6 +789,23 @@ describe('the service accounts of deploy/kubernetes: what the code needs and not
       'deploy-connect',
     );
     expect(await w.delete('sparkconnects', 'v1alpha1', TENANT_NS, 'deploy-connect')).toBe('deleted');
+    // A job's catalog credential: created, replaced (a retried submit, then its owner), deleted; never read.
+    const secret = (owner?: { apiVersion: string; kind: string; name: string; uid: string }) =>
+      buildCatalogSecret({ app: 'deploy-app', namespace: TENANT_NS, run, taskId: 't', token: 'strata_run_x', owner });
+    expect(await w.putSecret(secret())).toBe('created');
+    const appUid = (await w.get('sparkapplications', 'v1beta2', TENANT_NS, 'deploy-app')).metadata.uid!;
+    expect(
+      await w.putSecret(
+        secret({
+          apiVersion: 'sparkoperator.k8s.io/v1beta2',
+          kind: 'SparkApplication',
+          name: 'deploy-app',
+          uid: appUid,
+        }),
+      ),
+    ).toBe('replaced');
+    expect(await w.deleteSecret(TENANT_NS, 'deploy-app-catalog')).toBe('deleted');
+    expect(await w.deleteSecret(TENANT_NS, 'deploy-app-catalog')).toBe('absent');
     expect(await w.delete('sparkapplications', 'v1beta2', TENANT_NS, 'deploy-app')).toBe('deleted');
   });
 

@@ -15,7 +15,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { auditOutputs, issueCatalogAccess } from '../../activities/iceberg/audit.js';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
 import { removeOrphans, type MaintenanceDeps } from '../../activities/iceberg/maintenance.js';
 import { keyOf } from '../../activities/iceberg/writer.js';
@@ -23,7 +24,8 @@ import { forTenant } from '../../activities/lake/open.js';
 import { DatasetsService } from '../../client/datasets.js';
 import { ensureMaintenanceSchedule, maintainTableNow } from '../../client/table-maintenance.js';
 import { parseJson, stringifyJson } from '../../schemas/json64.js';
-import type { RunState } from '../../schemas/run.js';
+import type { RunContext, RunState } from '../../schemas/run.js';
+import { AuditStore } from '../../store/iceberg-audit.js';
 import { Catalog } from '../../store/catalog.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import { createKey } from '../../store/keys.js';
@@ -292,6 +294,115 @@ tasks:
     // Idempotent: nothing more to expire.
     const again = await maintain(['silver'], 'orders', ['expire_snapshots']);
     expect(again.results.expire_snapshots).toMatchObject({ expired: [], filesDeleted: 0 });
+  });
+});
+
+describe('audit branch expiry', () => {
+  it("removes write-audit-publish branches older than strata.audit.max-ref-age-ms before snapshot expiry, so a rejected audit's snapshot and file go; main, a tag and an audit in progress stay", async () => {
+    const write = (sql: string, checks = '[]') =>
+      spec(`
+id: maint_audited
+tasks:
+  - id: audited
+    kind: sql
+    layer: silver
+    sql: ${JSON.stringify(sql)}
+    output: silver.audited
+    checks: ${checks}
+`);
+    const id = { layer: 'silver' as const, namespace: 'default', name: 'audited' };
+    expect((await run(write(`SELECT i::BIGINT AS id, 'n' || i AS name FROM range(1, 4) t(i)`))).status).toBe('success');
+    // A rejected write: Strata's writer keeps it staged on the task's audit branch (version 2, snapshot 2).
+    const rejected = await run(write(`SELECT NULL::BIGINT AS id, 'bad' AS name`, '[{ not_null: id }]'));
+    expect(rejected.tasks.audited).toMatchObject({ status: 'failed', errorType: 'QualityGateFailed' });
+    const v2 = await stack.lake!.catalog.version(stack.tenant, id, 2);
+    expect(v2).toMatchObject({ status: 'rejected' });
+    let meta = (await tableMeta(['silver'], 'audited')).meta;
+    const rejectedBranch = Object.keys(meta.refs).find((n) => n.startsWith('audit-'))!;
+    expect(rejectedBranch, JSON.stringify(meta.refs)).toBeDefined();
+    expect(meta.refs[rejectedBranch]['snapshot-id']).toBe(2);
+    expect((await run(write(`SELECT i::BIGINT AS id, 'm' || i AS name FROM range(1, 3) t(i)`))).status).toBe('success');
+    // A tag anyone may make, kept whatever its age (Iceberg's default for refs without max-ref-age-ms).
+    const tag = await catalogApi('POST', '/namespaces/silver/tables/audited', {
+      requirements: [],
+      updates: [{ action: 'set-snapshot-ref', 'ref-name': 'release', type: 'tag', 'snapshot-id': 1 }],
+    });
+    expect(tag.statusCode, tag.body).toBe(200);
+    // An external job's audit in progress: its run credential is live and it staged a snapshot (iceberg-go as the job).
+    const ctx: RunContext = {
+      runId: 'job1',
+      workflowId: `pipeline/${stack.tenant}/maint_job/job1`,
+      pipelineId: 'maint_job',
+      tenant: stack.tenant,
+      trigger: 'manual',
+      logicalDate: '2026-01-01',
+    };
+    const jobTask = { id: 'load', outputs: [{ dataset: 'silver.audited', checks: [] }] };
+    const access = (await issueCatalogAccess(stack.lake!, { uri, run: ctx, task: jobTask, ttlMs: 600_000 }))!;
+    const staged = await readStackIceberg(stack, uri, access.token, [
+      'append',
+      '-table',
+      'silver.audited',
+      '-rows',
+      JSON.stringify([{ id: 100, name: 'job' }]),
+    ]);
+    const stagedId = String(JSON.parse(staged.stdout)['snapshot-id']);
+    meta = (await tableMeta(['silver'], 'audited')).meta;
+    expect(String(meta.refs[access.branch]['snapshot-id'])).toBe(stagedId);
+    expect(meta['current-snapshot-id']).toBe(3);
+
+    // The policy, as a person sets it: audit branches and snapshots kept 1 ms.
+    const env = { ...lakeEnv(stack), STRATA_TENANT: stack.tenant };
+    const bad = await runCli(['tables', 'policy', 'silver.audited', '--audit-branch-age', 'a week'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.out).toContain('--audit-branch-age takes a duration like 90m, 48h or 7d (got "a week")');
+    const pol = await runCli(
+      ['tables', 'policy', 'silver.audited', '--audit-branch-age', '1ms', '--max-snapshot-age', '1ms'],
+      env,
+    );
+    expect(pol.code, pol.out).toBe(0);
+    expect(pol.out).toMatch(/maxAuditRefAgeMs\s+1\n/);
+    expect((await tableMeta(['silver'], 'audited')).meta.properties['strata.audit.max-ref-age-ms']).toBe('1');
+    await new Promise((r) => setTimeout(r, 20));
+
+    const r = await maintain(['silver'], 'audited', ['expire_snapshots']);
+    // The rejected audit's branch went first, then its snapshot (version 2) with it; version 1 stays for the tag.
+    expect(r.results.expire_snapshots, JSON.stringify(r.results.expire_snapshots)).toMatchObject({
+      refsRemoved: [rejectedBranch],
+      expired: ['2'],
+      versions: [2],
+    });
+    meta = (await tableMeta(['silver'], 'audited')).meta;
+    expect(Object.keys(meta.refs).sort()).toEqual([access.branch, 'main', 'release'].sort());
+    expect(meta.refs.main['snapshot-id']).toBe(3);
+    expect(meta.snapshots.map((s) => String(s['snapshot-id'])).sort()).toEqual(['1', '3', stagedId].sort());
+    expect(await stack.store!.head(v2!.files[0])).toBeUndefined();
+    expect(await stack.lake!.catalog.version(stack.tenant, id, 2)).toMatchObject({ status: 'vacuumed' });
+    expect(canon(await scan('silver.audited'))).toEqual(canon(await versionRows('silver', 'audited', 3)));
+
+    // The job's audit publishes; its branch is no longer in progress and goes on the next run, main stays on it.
+    const audited = await auditOutputs(forTenant(stack.lake!, stack.tenant), {
+      run: ctx,
+      task: jobTask,
+      scratch: `${inject('scratchDir')}/maint-audit`,
+    });
+    expect(audited.versions.map((v) => v.status)).toEqual(['committed']);
+    expect(
+      (await new AuditStore(stack.db).audit(stack.tenant, { namespace: ['silver'], name: 'audited' }, access.branch))
+        ?.status,
+    ).toBe('published');
+    await new Promise((r) => setTimeout(r, 20));
+    const again = await maintain(['silver'], 'audited', ['expire_snapshots']);
+    expect(again.results.expire_snapshots).toMatchObject({ refsRemoved: [access.branch] });
+    meta = (await tableMeta(['silver'], 'audited')).meta;
+    expect(Object.keys(meta.refs).sort()).toEqual(['main', 'release']);
+    expect(String(meta.refs.main['snapshot-id'])).toBe(stagedId);
+    expect((await scan('silver.audited')).map((x) => (x as { id: number }).id).sort((a, b) => a - b)).toEqual([
+      1, 2, 100,
+    ]);
+    // Nothing left to remove.
+    const third = await maintain(['silver'], 'audited', ['expire_snapshots']);
+    expect(third.results.expire_snapshots).toMatchObject({ refsRemoved: [] });
   });
 });
 

@@ -7,12 +7,14 @@
  * Operator simulator commits the same way. And Strata's own writer writes partitioned
  * tables that iceberg-go prunes by partition.
  */
+import type { V1Secret } from '@kubernetes/client-node';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { decodeContainer, type ManifestEntry, type ManifestFile } from '../../activities/iceberg/avro.js';
 import { auditOutputs, issueCatalogAccess } from '../../activities/iceberg/audit.js';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
-import { keyOf } from '../../activities/iceberg/writer.js';
+import { fixedDecimal, keyOf } from '../../activities/iceberg/writer.js';
+import { decimalBytes } from '../../activities/iceberg/stats.js';
 import { forTenant } from '../../activities/lake/open.js';
 import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
 import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
@@ -27,6 +29,7 @@ import { SparkOperatorSim } from '../fakes/spark-operator-sim.js';
 import { stackApi } from '../harness/api.js';
 import { jsonLines, readStackIceberg, runIcebergReader } from '../harness/iceberg-reader.js';
 import { spec } from '../harness/specs.js';
+import { datasetRows } from '../harness/duck.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
 
 let stack: TestStack;
@@ -194,7 +197,7 @@ describe('write-audit-publish through the catalog', () => {
 });
 
 describe('a Spark task commits through the catalog', () => {
-  it('the Spark Operator double commits as a real job would; checks publish it, or a failing check leaves main where it was', async () => {
+  it('the Spark Operator double commits as a real job would, its credential read from a Secret owned by the application and gone once it ends; checks publish it, or a failing check leaves main where it was', async () => {
     const kube = inject('kube');
     const tenant = stack.tenant;
     const sim = await SparkOperatorSim.start({
@@ -203,6 +206,8 @@ describe('a Spark task commits through the catalog', () => {
       nodeName: kube.nodeName,
     });
     const seen: Record<string, string>[] = [];
+    /** The SparkApplication and its catalog Secret as they were while the job ran. */
+    const apps: { app: Record<string, unknown>; secret: V1Secret }[] = [];
     try {
       const deps = {
         spark: SparkK8sClient.fromKubeconfig(kube.kubeconfig),
@@ -214,9 +219,16 @@ describe('a Spark task commits through the catalog', () => {
       let create = true;
       sim.scenario = () => ({
         // The job: Spark's Iceberg REST catalog settings, as Strata set them, used by an Iceberg client.
-        job: async (a) => {
-          const conf = a.spec.sparkConf as Record<string, string>;
+        job: async (a, driver) => {
+          const conf = driver.conf;
           seen.push(conf);
+          apps.push({
+            app: a,
+            secret: await sim.core.readNamespacedSecret({
+              namespace: a.metadata.namespace,
+              name: `${a.metadata.name}-catalog`,
+            }),
+          });
           const s3 = stack.s3!;
           await runIcebergReader(
             [
@@ -265,7 +277,42 @@ describe('a Spark task commits through the catalog', () => {
         'spark.sql.catalog.strata.warehouse': tenant,
         'spark.sql.defaultCatalog': 'strata',
       });
-      expect(seen[0]['spark.sql.catalog.strata.token']).toMatch(/^strata_run_/);
+      const token = seen[0]['spark.sql.catalog.strata.token'];
+      expect(token).toMatch(/^strata_run_/);
+      // The credential is nowhere in the SparkApplication (anyone who reads it sees only the Secret's name) …
+      const { app, secret } = apps[0];
+      expect(JSON.stringify(app)).not.toContain(token);
+      expect(Object.keys((app.spec as { sparkConf: object }).sparkConf)).not.toContain(
+        'spark.sql.catalog.strata.token',
+      );
+      const appName = (app.metadata as { name: string; uid: string }).name;
+      const ref = { secretKeyRef: { name: `${appName}-catalog`, key: 'token' } };
+      const appSpec = app.spec as { driver: { env: unknown[] }; executor: { env: unknown[] } };
+      expect(appSpec.driver.env).toEqual([
+        { name: 'STRATA_CATALOG_TOKEN', valueFrom: ref },
+        { name: 'SPARK_SUBMIT_OPTS', value: '-Dspark.sql.catalog.strata.token=$(STRATA_CATALOG_TOKEN)' },
+      ]);
+      expect(appSpec.executor.env).toEqual([{ name: 'STRATA_CATALOG_TOKEN', valueFrom: ref }]);
+      // … it is in the Secret the application owns (deleted with it), …
+      expect(Buffer.from(secret.data!.token, 'base64').toString()).toBe(token);
+      expect(secret.metadata?.ownerReferences).toEqual([
+        expect.objectContaining({
+          apiVersion: 'sparkoperator.k8s.io/v1beta2',
+          kind: 'SparkApplication',
+          name: appName,
+          uid: (app.metadata as { uid: string }).uid,
+        }),
+      ]);
+      // … and that Secret is gone once the job has ended (the application itself stays, as before).
+      const gone = await sim.core
+        .readNamespacedSecret({ namespace: tenantNamespace(tenant), name: `${appName}-catalog` })
+        .then(
+          () => 200,
+          (e: { code?: number }) => e.code,
+        );
+      expect(gone).toBe(404);
+      expect(ok.tasks.gold.output).not.toHaveProperty('secret');
+      expect(JSON.stringify(ok.tasks.gold)).not.toContain(token);
       const published = await table('spark_events', ['gold']);
       const main = String(published.refs.main['snapshot-id']);
       expect(published.snapshots.find((s) => String(s['snapshot-id']) === main)!.summary['strata.status']).toBe(
@@ -366,5 +413,107 @@ tasks:
     const c1Files = [...want.keys()].filter((k) => JSON.parse(k)[0] === 'c1').length;
     expect(c1.stderr).toContain(`files scanned: ${c1Files}`);
     expect(c1Files).toBeLessThan(entries.length);
+  });
+
+  it("truncate[W] on string, long and decimal columns: the spec's values in the manifests (a decimal as fixed bytes); iceberg-go reads the rows DuckDB reads and prunes by them", async () => {
+    const st = await stack.withWorker(async () =>
+      stack.runs.wait(
+        (
+          await stack.runs.start({
+            spec: spec(`
+id: wap_truncated
+tasks:
+  - id: orders
+    kind: sql
+    layer: silver
+    output: silver.torders
+    partitionBy: ['truncate(2, name)', 'truncate(10, id)', 'truncate(50, amount)']
+    sql: SELECT i::BIGINT AS id, (['alpha', 'alps', 'beta', 'bet', 'gamma'])[((i + 5) % 5) + 1] || '-' || repeat('x', 70) AS name, CAST(((i * 37) % 200 - 100) * 0.25 AS DECIMAL(10,2)) AS amount FROM range(-5, 25) t(i)
+`),
+            tenant: stack.tenant,
+            trigger: 'manual',
+          })
+        ).runId,
+      ),
+    );
+    expect(st.status, JSON.stringify(st.tasks.orders)).toBe('success');
+    const meta = await table('torders');
+    const spec0 = meta['partition-specs'].find((s) => s['spec-id'] === meta['default-spec-id'])!;
+    expect(spec0.fields.map((f) => [f.name, f.transform, f['source-id']])).toEqual([
+      ['name_trunc', 'truncate[2]', 2],
+      ['id_trunc', 'truncate[10]', 1],
+      ['amount_trunc', 'truncate[50]', 3],
+    ]);
+    // Every row's partition as the spec computes it (JavaScript's % keeps the dividend's sign, as Java's does).
+    const trunc = (v: bigint, w: bigint) => v - (((v % w) + w) % w);
+    const names = ['alpha', 'alps', 'beta', 'bet', 'gamma'];
+    const want = new Map<string, number>();
+    for (let i = -5; i < 25; i++) {
+      const unscaled = BigInt(((i * 37) % 200) - 100) * 25n;
+      const k = JSON.stringify([
+        names[(i + 5) % 5].slice(0, 2), // the first 2 code points of `${name}-xxx…`
+        Number(trunc(BigInt(i), 10n)),
+        fixedDecimal(trunc(unscaled, 50n), 5).toString('hex'),
+      ]);
+      want.set(k, (want.get(k) ?? 0) + 1);
+    }
+    const store = stack.store!;
+    const [list] = (
+      await decodeContainer<ManifestFile>(await store.getBytes(keyOf(store, meta.snapshots[0]['manifest-list'])))
+    ).records;
+    const entries = (await decodeContainer<ManifestEntry>(await store.getBytes(keyOf(store, list.manifest_path))))
+      .records;
+    const got = new Map(
+      entries.map((e) => {
+        const p = e.data_file.partition as { name_trunc: string; id_trunc: number; amount_trunc: Buffer };
+        return [JSON.stringify([p.name_trunc, p.id_trunc, p.amount_trunc.toString('hex')]), e.data_file.record_count];
+      }),
+    );
+    expect(got).toEqual(want);
+    // The manifest list's bounds per field, in the single-value binary form (a decimal: minimum bytes of its unscaled value).
+    const unscaledAll = [...Array(30).keys()].map((j) => trunc(BigInt((((j - 5) * 37) % 200) - 100) * 25n, 50n));
+    const minU = unscaledAll.reduce((a, b) => (b < a ? b : a));
+    const maxU = unscaledAll.reduce((a, b) => (b > a ? b : a));
+    expect(list.partitions?.map((p) => [p.lower_bound?.toString('hex'), p.upper_bound?.toString('hex')])).toEqual([
+      [Buffer.from('al').toString('hex'), Buffer.from('ga').toString('hex')],
+      [Buffer.from([0xf6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).toString('hex'), '1400000000000000'],
+      [decimalBytes(minU).toString('hex'), decimalBytes(maxU).toString('hex')],
+    ]);
+
+    // iceberg-go reads every row DuckDB reads from the version's files.
+    const duck = (await datasetRows(stack, { layer: 'silver', name: 'torders' })).map((r) => [
+      Number(r.id),
+      r.name,
+      Number(r.amount),
+    ]);
+    const norm = (xs: unknown[][]) => xs.sort((a, b) => Number(a[0]) - Number(b[0]));
+    const go = jsonLines((await engine(['scan', '-table', 'silver.torders'], writerKey)).stdout).map((r) => [
+      Number(r.id),
+      r.name,
+      Number(r.amount),
+    ]);
+    expect(norm(go)).toEqual(norm(duck));
+    expect(go).toHaveLength(30);
+    // A filter on a truncated column scans only the files of its truncated value. The names are longer than the
+    // 64 bytes Strata keeps as column bounds, so no column statistics can prune here: only the partition values do.
+    const files = (pick: (k: [string, number, string]) => boolean) =>
+      entries.filter((e) => {
+        const p = e.data_file.partition as { name_trunc: string; id_trunc: number; amount_trunc: Buffer };
+        return pick([p.name_trunc, p.id_trunc, p.amount_trunc.toString('hex')]);
+      }).length;
+    const alpsName = `alps-${'x'.repeat(70)}`;
+    const alps = await engine(['scan', '-table', 'silver.torders', '-filter', `name=${alpsName}`], writerKey);
+    expect(jsonLines(alps.stdout).map((r) => r.name)).toEqual(Array(6).fill(alpsName));
+    const alFiles = files((k) => k[0] === 'al');
+    expect(alps.stderr).toContain(`files scanned: ${alFiles}`);
+    expect(alFiles).toBeLessThan(entries.length);
+    const seven = await engine(['scan', '-table', 'silver.torders', '-filter', 'id=7'], writerKey);
+    expect(jsonLines(seven.stdout).map((r) => Number(r.id))).toEqual([7]);
+    // (The id column has bounds too, which may prune further inside partition 0.)
+    const zeroFiles = files((k) => k[1] === 0);
+    const scanned = Number(/files scanned: (\d+)/.exec(seven.stderr)?.[1]);
+    expect(scanned).toBeGreaterThan(0);
+    expect(scanned).toBeLessThanOrEqual(zeroFiles);
+    expect(zeroFiles).toBeLessThan(entries.length);
   });
 });

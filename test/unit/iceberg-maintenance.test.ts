@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { newTableMetadata, setRef, type Snapshot, type TableMetadata } from '../../activities/iceberg/metadata.js';
-import { planExpiry } from '../../activities/iceberg/maintenance.js';
+import { planExpiry, planRefExpiry, withoutRefs } from '../../activities/iceberg/maintenance.js';
 import { DEFAULT_POLICY, policyOf, policyUpdates } from '../../activities/iceberg/policy.js';
 
 const H = 3_600_000;
@@ -94,8 +94,58 @@ describe('planExpiry', () => {
   });
 });
 
+describe('planRefExpiry', () => {
+  /** main 1 → 6 (snapshot i made at hour i); a rejected audit on 2, an old and a young audit, a tag, a user branch. */
+  const refs = () => {
+    let m = table(6);
+    m = setRef(m, 'audit-run_a-load', { 'snapshot-id': 2, type: 'branch' }, 7 * H);
+    m = setRef(m, 'audit-run_b-load', { 'snapshot-id': 3, type: 'branch' }, 7 * H);
+    m = setRef(m, 'audit-run_c-load', { 'snapshot-id': 6, type: 'branch' }, 7 * H);
+    m = setRef(m, 'keep', { 'snapshot-id': 1, type: 'tag' }, 7 * H);
+    m = setRef(m, 'dev', { 'snapshot-id': 4, type: 'branch' }, 7 * H);
+    m = setRef(m, 'short', { 'snapshot-id': 5, type: 'tag', 'max-ref-age-ms': 1 * H }, 7 * H);
+    return m;
+  };
+  const policy = { ...DEFAULT_POLICY, maxAuditRefAgeMs: 3 * H, maxSnapshotAgeMs: 0 };
+
+  it('removes audit branches older than strata.audit.max-ref-age-ms and refs past their own max-ref-age-ms; main, other refs and young audits stay', () => {
+    const p = planRefExpiry(refs(), policy, 8 * H);
+    // audit a's head is 6 h old, b's 5 h (> 3 h); c's 2 h; the tag 'short' 3 h (> its own 1 h).
+    expect(p.remove.sort()).toEqual(['audit-run_a-load', 'audit-run_b-load', 'short']);
+    expect(p.kept.get('audit-run_c-load')).toBe('younger than its max ref age');
+    expect(p.kept.get('keep')).toBe('tag without max-ref-age-ms');
+    expect(p.kept.get('dev')).toBe('branch without max-ref-age-ms');
+    expect(p.kept.has('main')).toBe(false);
+    expect(p.remove).not.toContain('main');
+    // A ref's own max-ref-age-ms wins over the policy for an audit branch too.
+    const own = setRef(
+      refs(),
+      'audit-run_a-load',
+      { 'snapshot-id': 2, type: 'branch', 'max-ref-age-ms': 100 * H },
+      8 * H,
+    );
+    expect(planRefExpiry(own, policy, 8 * H).remove).not.toContain('audit-run_a-load');
+  });
+
+  it('never removes an audit in progress, nor main however old', () => {
+    const p = planRefExpiry(refs(), { ...policy, maxAuditRefAgeMs: 0 }, 1000 * H, new Set(['audit-run_a-load']));
+    expect(p.kept.get('audit-run_a-load')).toBe('audit in progress');
+    expect(p.remove.sort()).toEqual(['audit-run_b-load', 'audit-run_c-load', 'short']);
+    expect(withoutRefs(refs(), p.remove).refs.main).toEqual({ 'snapshot-id': 6, type: 'branch' });
+  });
+
+  it('lets the snapshots only a removed ref kept expire in the same run', () => {
+    const m = refs();
+    const before = planExpiry(m, policy, 8 * H);
+    expect(before.kept.get('2')).toBe('branch audit-run_a-load');
+    const p = planRefExpiry(m, policy, 8 * H);
+    const after = planExpiry(withoutRefs(m, p.remove), policy, 8 * H);
+    expect(after.expire.map((s) => s['snapshot-id'])).toEqual([2, 3, 5]);
+  });
+});
+
 describe('the maintenance policy', () => {
-  it('defaults to 120 h, one snapshot, 512 MiB, five files, three days, on', () => {
+  it('defaults to 120 h, one snapshot, 512 MiB, five files, three days, audit branches 120 h, on', () => {
     expect(policyOf(undefined).policy).toEqual({
       enabled: true,
       maxSnapshotAgeMs: 120 * H,
@@ -103,7 +153,12 @@ describe('the maintenance policy', () => {
       targetFileSizeBytes: 512 * 1024 * 1024,
       minInputFiles: 5,
       orphanOlderThanMs: 72 * H,
+      maxAuditRefAgeMs: 120 * H,
     });
+    expect(policyOf({ 'strata.audit.max-ref-age-ms': '60000' }).policy.maxAuditRefAgeMs).toBe(60_000);
+    expect(policyOf({ 'strata.audit.max-ref-age-ms': '-1' }).problems).toEqual([
+      'strata.audit.max-ref-age-ms must be a whole number of milliseconds ≥ 0 (got "-1"): the default is used',
+    ]);
   });
 
   it('reads table properties, ignores bad ones with a reason, and lets overrides win', () => {
@@ -125,20 +180,31 @@ describe('the maintenance policy', () => {
 
   it("turns a person's words into properties, every bad value reported at once", () => {
     expect(
-      policyUpdates({ maxSnapshotAge: '48h', targetFileSize: '256MiB', orphanOlderThan: '7d', minSnapshots: '3' }),
+      policyUpdates({
+        maxSnapshotAge: '48h',
+        targetFileSize: '256MiB',
+        orphanOlderThan: '7d',
+        minSnapshots: '3',
+        auditBranchAge: '2d',
+      }),
     ).toEqual({
       updates: {
         'history.expire.max-snapshot-age-ms': String(48 * H),
         'history.expire.min-snapshots-to-keep': '3',
         'write.target-file-size-bytes': String(256 * 1024 * 1024),
         'strata.maintenance.orphan-older-than-ms': String(7 * 24 * H),
+        'strata.audit.max-ref-age-ms': String(48 * H),
       },
       problems: [],
     });
-    expect(policyUpdates({ maxSnapshotAge: 'soon', targetFileSize: '1KB', enabled: 'yes' }).problems).toEqual([
+    expect(
+      policyUpdates({ maxSnapshotAge: 'soon', targetFileSize: '1KB', enabled: 'yes', auditBranchAge: '5 days' })
+        .problems,
+    ).toEqual([
       'strata.maintenance.enabled must be true or false (got "yes")',
       '--max-snapshot-age takes a duration like 90m, 48h or 7d (got "soon")',
       'write.target-file-size-bytes must be a whole number of bytes ≥ 1048576 (1 MiB) (got "1000")',
+      '--audit-branch-age takes a duration like 90m, 48h or 7d (got "5 days")',
     ]);
   });
 });

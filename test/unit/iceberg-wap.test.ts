@@ -15,7 +15,22 @@ import {
   rejectBranch,
   WapRefusal,
 } from '../../activities/iceberg/wap.js';
-import { murmur3, parsePartitionBy, resolveSpec, withSpec } from '../../activities/iceberg/partition.js';
+import { DuckDBInstance } from '@duckdb/node-api';
+import {
+  decodeContainer,
+  encodeContainer,
+  manifestEntrySchema,
+  type ManifestEntry,
+} from '../../activities/iceberg/avro.js';
+import {
+  murmur3,
+  parsePartitionBy,
+  partitionExpr,
+  resolveSpec,
+  truncateExpr,
+  withSpec,
+} from '../../activities/iceberg/partition.js';
+import { avroPartition, dataFile } from '../../activities/iceberg/writer.js';
 import { auditBranch } from '../../store/iceberg-audit.js';
 
 const base = (): TableMetadata =>
@@ -202,6 +217,127 @@ describe('partition specs as Iceberg writes them', () => {
     expect(() => resolveSpec(parsePartitionBy(['day(customer)']), s, 999)).toThrow(/needs a date or timestamp/);
     expect(() => resolveSpec(parsePartitionBy(['nope']), s, 999)).toThrow(/not a top-level column/);
     expect(() => resolveSpec(parsePartitionBy(['amount']), s, 999)).toThrow(/decimal/);
-    expect(() => parsePartitionBy(['truncate(4, customer)'])).toThrow(/bucket\(N, COLUMN\)/);
+    expect(() => parsePartitionBy(['truncate[4](customer)'])).toThrow(/truncate\(W, COLUMN\)/);
+    expect(() => parsePartitionBy(['truncate(0, customer)'])).toThrow(/truncate width is 1 to 1000000/);
+    expect(() => resolveSpec(parsePartitionBy(['truncate(4, ts)']), s, 999)).toThrow(
+      /truncates int, long, decimal and string columns; ts is timestamp/,
+    );
+  });
+});
+
+describe('truncate[W] as the spec defines it', () => {
+  /** The DuckDB expression Strata writes with, evaluated over one value of a column of that type. */
+  async function truncated(duckType: string, icebergType: string, w: number, values: string[]): Promise<unknown[]> {
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    try {
+      const out: unknown[] = [];
+      for (const v of values) {
+        const r = await c.runAndReadAll(
+          `SELECT ${truncateExpr('v', icebergType, w)} FROM (SELECT CAST(${v} AS ${duckType}) AS v)`,
+        );
+        out.push(r.getRows()[0][0]);
+      }
+      return out;
+    } finally {
+      c.closeSync();
+      db.closeSync();
+    }
+  }
+
+  it("int and long: v - (((v % W) + W) % W), the spec's examples 1 → 0 and -1 → -10 for W=10", async () => {
+    expect(await truncated('INTEGER', 'int', 10, ['1', '-1', '0', '10', '19', '-10', '-11'])).toEqual([
+      0, -10, 0, 10, 10, -10, -20,
+    ]);
+    expect(await truncated('BIGINT', 'long', 10, ['1', '-1', '9223372036854775807'])).toEqual([
+      0n,
+      -10n,
+      9223372036854775800n,
+    ]);
+  });
+
+  it("decimal: on the unscaled value with the column's scale, the spec's example 10.65 → 10.50 for W=50, s=2", async () => {
+    // As unscaled values: 10.65 → 1050 (10.50); -0.05 → -50 (-0.50); 10.6 (10.60) → 1050; scale 0: 12 → 0 for W=50.
+    expect(await truncated('DECIMAL(10,2)', 'decimal(10, 2)', 50, ['10.65', '-0.05', '10.6', '0'])).toEqual([
+      1050n,
+      -50n,
+      1050n,
+      0n,
+    ]);
+    expect(await truncated('DECIMAL(5,0)', 'decimal(5, 0)', 50, ['12', '-12'])).toEqual([0n, -50n]);
+    // The widest decimal is exact (no scaling that could overflow).
+    expect(await truncated('DECIMAL(38,2)', 'decimal(38, 2)', 10, ['999999999999999999999999999999999999.99'])).toEqual(
+      [99999999999999999999999999999999999990n],
+    );
+  });
+
+  it("string: the first W code points, the spec's example iceberg → ice for L=3, never half a character", async () => {
+    expect(await truncated('VARCHAR', 'string', 3, ["'iceberg'", "'ic'", "'äöü😀xyz'", "''"])).toEqual([
+      'ice',
+      'ic',
+      'äöü',
+      '',
+    ]);
+    expect(await truncated('VARCHAR', 'string', 4, ["'äöü😀xyz'"])).toEqual(['äöü😀']);
+    // A null stays null.
+    expect(await truncated('VARCHAR', 'string', 3, ['NULL'])).toEqual([null]);
+  });
+
+  it('names the field col_trunc with the source type as result type, and writes a decimal as fixed bytes of minBytesRequired(P)', async () => {
+    const m = base();
+    const fields = resolveSpec(
+      parsePartitionBy(['truncate(4, customer)', 'truncate(10, id)', 'truncate(50, amount)']),
+      m.schemas[0],
+      999,
+    );
+    expect(fields).toEqual([
+      { 'source-id': 3, 'field-id': 1000, name: 'customer_trunc', transform: 'truncate[4]' },
+      { 'source-id': 1, 'field-id': 1001, name: 'id_trunc', transform: 'truncate[10]' },
+      { 'source-id': 4, 'field-id': 1002, name: 'amount_trunc', transform: 'truncate[50]' },
+    ]);
+    expect(partitionExpr(fields[0], m.schemas[0])).toBe(truncateExpr('"customer"', 'string', 4));
+    const partType = [
+      { name: 'customer_trunc', id: 1000, type: 'string' },
+      { name: 'id_trunc', id: 1001, type: 'long' },
+      { name: 'amount_trunc', id: 1002, type: 'decimal(10, 2)' },
+      { name: 'other_trunc', id: 1003, type: 'decimal(10, 2)' },
+    ];
+    const stats = {
+      recordCount: 1,
+      columnSizes: [],
+      valueCounts: [],
+      nullValueCounts: [],
+      lowerBounds: [],
+      upperBounds: [],
+      splitOffsets: [],
+    };
+    const entry: ManifestEntry = {
+      status: 1,
+      snapshot_id: 1,
+      sequence_number: null,
+      file_sequence_number: null,
+      data_file: dataFile(
+        's3://lake/t/f.parquet',
+        10,
+        stats,
+        avroPartition(partType, { customer_trunc: 'ice', id_trunc: 10, amount_trunc: 1050, other_trunc: -50n }),
+      ),
+    };
+    const schema = manifestEntrySchema(partType);
+    const body = await encodeContainer(schema, [entry], {});
+    const [back] = (await decodeContainer<ManifestEntry>(body)).records;
+    // decimal(10, 2) takes 5 bytes; 1050 = 0x041a, -50 two's complement.
+    expect(back.data_file.partition).toEqual({
+      customer_trunc: 'ice',
+      id_trunc: 10,
+      amount_trunc: Buffer.from([0, 0, 0, 0x04, 0x1a]),
+      other_trunc: Buffer.from([0xff, 0xff, 0xff, 0xff, 0xce]),
+    });
+    // The writer's schema: the fixed type defined once, named as Iceberg names it, referred to by name after.
+    const part = JSON.stringify(schema);
+    expect(part).toContain(
+      '{"type":"fixed","name":"decimal_10_2","size":5,"logicalType":"decimal","precision":10,"scale":2}',
+    );
+    expect(part).toContain('"type":["null","decimal_10_2"]');
   });
 });
