@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { DatasetRef, ReconcileOptions, ReconcileProgress, ReconcileResult } from '../../schemas/reconcile.js';
 import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import { openSource, type Row, type RowSource } from './read.js';
-import { duckKeyUnsupported, duckPartitioned, duckUnsupported, estimateRows } from './duck.js';
+import { duckKeyUnsupported, duckOnePass, duckPartitioned, duckUnsupported, estimateRows } from './duck.js';
 import { bloomCompare } from './bloom.js';
 import type { DiffWriter } from './diffs.js';
 
@@ -53,7 +53,10 @@ export interface ReconcileContext {
    * keeps the lists of partitions already compared.
    */
   diffs?: (partition: number) => DiffWriter;
-  /** Test seam (like the lake's `faults`): awaited after each compared partition is checkpointed. */
+  /**
+   * Test seam (like the lake's `faults`): awaited after each compared partition is
+   * checkpointed (on DuckDB's one-pass path, once, after the settled keys are counted).
+   */
   afterPartition?: (partitionsDone: number) => void | Promise<void>;
 }
 
@@ -64,6 +67,9 @@ const TARGET_PARTITION_BYTES = 4 * 1024 * 1024;
 // Parquet's bytes on disk say little about them).
 const DUCK_PARTITION_BYTES = 32 * 1024 * 1024;
 const DUCK_PARTITION_ROWS = 480_000;
+
+/** DuckDB's strict reader refusing a malformed CSV (the streaming path then reads it and reports the exact line). */
+const DUCK_CSV_ERROR = /CSV Error|state machine|Invalid Input Error: .*CSV/i;
 
 export async function reconcile(
   leftRef: DatasetRef,
@@ -103,7 +109,25 @@ export async function reconcile(
       ? 'engine stream requested'
       : (duckKeyUnsupported(options) ?? (await duckUnsupported(left)) ?? (await duckUnsupported(right)));
   let fallback = notDuck;
-  if (!notDuck && cpVersion !== 3) {
+  if (!notDuck && !options.partitions && !ctx.checkpoint) {
+    const r = await duckOnePass(left, right, l, options, ctx).catch(async (e: Error) => {
+      if (!DUCK_CSV_ERROR.test(e.message)) throw e;
+      await rm(ctx.workDir, { recursive: true, force: true });
+      return undefined;
+    });
+    if (!r) fallback = 'DuckDB refused an input as malformed CSV';
+    else
+      return {
+        method: 'duckdb',
+        reason:
+          `inputs total ${total} bytes` +
+          `${total > options.memoryLimitBytes ? `, above the in-memory limit of ${options.memoryLimitBytes}` : ''}: ` +
+          `DuckDB counted each key's rows on both sides and settled the keys with one row a side whose values hash alike ` +
+          `(64-bit hash of the compared values), in bounded memory; the rows of every other key were compared exactly in Strata`,
+        columns,
+        ...r,
+      };
+  } else if (!notDuck && cpVersion !== 3) {
     const rows = (await estimateRows(left)) + (await estimateRows(right));
     const partitions =
       ctx.checkpoint?.partitions ??
@@ -112,7 +136,7 @@ export async function reconcile(
     const r = await duckPartitioned(left, right, l, options, ctx, partitions).catch(async (e: Error) => {
       // DuckDB's strict reader refuses a malformed file (ragged rows, text after a closing
       // quote, …): the streaming path reads it and reports the exact line, as it always has.
-      if (!/CSV Error|state machine|Invalid Input Error: .*CSV/i.test(e.message)) throw e;
+      if (!DUCK_CSV_ERROR.test(e.message)) throw e;
       await rm(ctx.workDir, { recursive: true, force: true });
       return undefined;
     });
