@@ -15,6 +15,7 @@ import { openSource, type Row, type RowSource } from './read.js';
 import { duckKeyUnsupported, duckOnePass, duckPartitioned, duckUnsupported, estimateRows } from './duck.js';
 import { bloomCompare } from './bloom.js';
 import type { DiffWriter } from './diffs.js';
+import { isRecord } from '../../schemas/guards.js';
 
 /** What the reconcile activity heartbeats: where to resume, and progress for the API. */
 export interface ReconcileHeartbeat {
@@ -25,9 +26,35 @@ export interface ReconcileHeartbeat {
   pinned?: { left?: string; right?: string; namespace?: { left?: string; right?: string } };
 }
 
+/**
+ * What a previous attempt heartbeated, checked: its checkpoint's fields are looked at (a
+ * malformed one is not resumed from), the partial result is the attempt's own.
+ */
+export function isReconcileHeartbeat(v: unknown): v is ReconcileHeartbeat {
+  if (!isRecord(v)) return false;
+  const c = v.checkpoint;
+  return (
+    c === undefined ||
+    (isRecord(c) &&
+      (c.version === 3 || c.version === 4) &&
+      typeof c.workDir === 'string' &&
+      typeof c.partitions === 'number' &&
+      typeof c.leftDone === 'boolean' &&
+      typeof c.rightDone === 'boolean' &&
+      Array.isArray(c.compared) &&
+      c.compared.every((p) => typeof p === 'number') &&
+      isRecord(c.partial) &&
+      isRecord(c.partial.counts))
+  );
+}
+
 export interface Checkpoint {
-  /** 3: partition lines carry their group key (`key GS row` or `key FS raw line`). A checkpoint of another version is not resumed. */
-  version: 3;
+  /**
+   * 3: the streaming partitioner's (partition lines carry their group key: `key GS row` or
+   * `key FS raw line`); 4: DuckDB's partitioned path's (CSV partition files). Each path
+   * resumes only its own version.
+   */
+  version: 3 | 4;
   workDir: string;
   partitions: number;
   leftDone: boolean;
@@ -103,7 +130,7 @@ export async function reconcile(
     };
   }
   // The DuckDB path when both inputs and the options allow it (and a checkpoint, if any, is its own).
-  const cpVersion = (ctx.checkpoint as { version?: number } | undefined)?.version;
+  const cpVersion = ctx.checkpoint?.version;
   const notDuck =
     options.engine === 'stream'
       ? 'engine stream requested'
@@ -311,9 +338,23 @@ const NEEDS_JSON = /[\n\u001c\u001d\u001e\u001f]/;
 // eslint-disable-next-line no-control-regex -- as above
 const NEEDS_JSON_RAW = /[\u001c\u001d\u001e\u001f]/;
 function encodeLine(key: string, row: Row): string {
-  if (!row.includes(null) && !NEEDS_JSON.test(key) && !NEEDS_JSON.test((row as string[]).join('')))
-    return key + GS + (row as string[]).join(US) + '\n';
+  if (isStrings(row) && !NEEDS_JSON.test(key) && !NEEDS_JSON.test(row.join(''))) return key + GS + row.join(US) + '\n';
   return RS + JSON.stringify([key, row]) + '\n';
+}
+
+function isStrings(row: Row): row is string[] {
+  return !row.includes(null);
+}
+
+/** A U+001E partition line's JSON: [key, row]. */
+function isKeyRow(v: unknown): v is [string, Row] {
+  return (
+    Array.isArray(v) &&
+    v.length === 2 &&
+    typeof v[0] === 'string' &&
+    Array.isArray(v[1]) &&
+    v[1].every((x: unknown) => x === null || typeof x === 'string')
+  );
 }
 
 async function* inBatches(rows: AsyncIterable<Row>): AsyncGenerator<Row[]> {
@@ -358,7 +399,10 @@ async function readPart(file: string, delimiter: string): Promise<Part> {
   let at = 0;
   for (let nl = text.indexOf('\n', at); nl >= 0; at = nl + 1, nl = text.indexOf('\n', at)) {
     if (text.charCodeAt(at) === 0x1e) {
-      const [key, row] = JSON.parse(text.slice(at + 1, nl)) as [string, Row];
+      const decoded: unknown = JSON.parse(text.slice(at + 1, nl));
+      if (!isKeyRow(decoded))
+        throw new Error(`${path.basename(file)}: a partition line that is not [key, row] (the work folder is damaged)`);
+      const [key, row] = decoded;
       part.decoded.set(part.keys.length, row);
       part.keys.push(key);
       part.bodies.push(RS);

@@ -53,7 +53,8 @@ export const DUCK_MEMORY = process.env.STRATA_RECONCILE_DUCK_MEMORY ?? '128MB';
  */
 export async function duckUnsupported(src: RowSource): Promise<string | undefined> {
   if (src.format === 'parquet') return undefined;
-  const o = src.csv!;
+  const o = src.csv;
+  if (!o) return 'a CSV input without its dialect';
   if (o.delimiter.length !== 1 || o.quote.length !== 1 || o.escape !== o.quote)
     return 'a CSV dialect DuckDB reads differently (multi-character delimiter, no quote, or a separate escape)';
   if (o.encoding !== 'utf8' && o.encoding !== 'utf-8') return `CSV encoding ${o.encoding}`;
@@ -108,7 +109,8 @@ export function sourceSql(src: RowSource): string {
   const n = src.header.length;
   if (src.format === 'parquet')
     return `SELECT ${src.header.map((h, i) => `CAST("${h.replaceAll('"', '""')}" AS VARCHAR) AS ${col(i)}`).join(', ')} FROM read_parquet(${q(src.file)})`;
-  const o = src.csv!;
+  const o = src.csv;
+  if (!o) throw new Error(`${path.basename(src.file)}: a CSV input without its dialect`);
   const columns = `{${Array.from({ length: n }, (_, i) => `${q(col(i))}: 'VARCHAR'`).join(', ')}}`;
   // A CSV field is never null to Strata's reader ("" unquoted or quoted is the empty string).
   const read =
@@ -127,10 +129,6 @@ export function keyExprs(idx: number[], o: ReconcileOptions, prefix = ''): strin
 }
 
 const partDir = (dir: string, side: 'l' | 'r') => path.join(dir, `duck-${side}`);
-
-export interface DuckCheckpoint extends Omit<Checkpoint, 'version'> {
-  version: 4;
-}
 
 export function duckPartsExist(dir: string, cp: { leftDone: boolean; rightDone: boolean }): boolean {
   return (!cp.leftDone || existsSync(partDir(dir, 'l'))) && (!cp.rightDone || existsSync(partDir(dir, 'r')));
@@ -172,8 +170,8 @@ export async function duckPartitioned(
   ctx: ReconcileContext,
   n: number,
 ): Promise<Partial> {
-  const prior = ctx.checkpoint as unknown as DuckCheckpoint | undefined;
-  const cp: DuckCheckpoint =
+  const prior = ctx.checkpoint;
+  const cp: Checkpoint =
     prior &&
     prior.version === 4 &&
     prior.workDir === ctx.workDir &&
@@ -235,7 +233,7 @@ export async function duckPartitioned(
           `COPY (SELECT hash(${keyExprs(s.key, o).join(', ')}) % ${n} AS p, ${cols} FROM (${sourceSql(s.src)})) TO ${q(dir)} (FORMAT csv, HEADER false, PARTITION_BY (p))`,
         );
         s.mark();
-        ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);
+        ctx.onCheckpoint?.(structuredClone(cp));
         check(ctx.signal);
       }
     });
@@ -284,6 +282,11 @@ export async function duckPartitioned(
         if (joinL === rowsL && joinR === rowsR) {
           t.matchedPairs(settled);
           const oneSided = new Map<string, { l: Row[]; r: Row[] }>();
+          const oneSidedGroup = (key: string) => {
+            let g = oneSided.get(key);
+            if (!g) oneSided.set(key, (g = { l: [], r: [] }));
+            return g;
+          };
           const wl = L.src.header.length;
           const res = await conn.stream(
             `SELECT l.x, ${rowsOf(L, 'l')}, r.x, ${rowsOf(R, 'r')} FROM ${join} WHERE NOT (l.x IS NOT NULL AND r.x IS NOT NULL AND ${eq})`,
@@ -291,18 +294,13 @@ export async function duckPartitioned(
           for (;;) {
             const chunk = await res.fetchChunk();
             if (!chunk || chunk.rowCount === 0) break;
-            for (const row of chunk.getRows() as (string | boolean | null)[][]) {
-              const lr = row[0] ? (row.slice(1, 1 + wl) as Row) : undefined;
-              const rr = row[1 + wl] ? (row.slice(2 + wl) as Row) : undefined;
+            for (const row of chunk.getRows()) {
+              const lr = row[0] ? toRow(row.slice(1, 1 + wl)) : undefined;
+              const rr = row[1 + wl] ? toRow(row.slice(2 + wl)) : undefined;
               // A key on both sides has one row a side here: its pair is its whole group.
               if (lr && rr) t.group([lr], [rr]);
-              else {
-                const key = lr ? keyOf(lr, L.key, norm) : keyOf(rr!, R.key, norm);
-                let g = oneSided.get(key);
-                if (!g) oneSided.set(key, (g = { l: [], r: [] }));
-                if (lr) g.l.push(lr);
-                else g.r.push(rr!);
-              }
+              else if (lr) oneSidedGroup(keyOf(lr, L.key, norm)).l.push(lr);
+              else if (rr) oneSidedGroup(keyOf(rr, R.key, norm)).r.push(rr);
             }
           }
           for (const g of oneSided.values()) t.group(g.l, g.r);
@@ -310,7 +308,7 @@ export async function duckPartitioned(
         await w?.close();
         mergeInto(cp.partial, t.r, o.sampleLimit);
         cp.compared.push(p);
-        ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);
+        ctx.onCheckpoint?.(structuredClone(cp));
         progress({
           phase: 'compare',
           rows: cp.partial.counts.left + cp.partial.counts.right,
@@ -344,7 +342,7 @@ export async function duckPartitioned(
         for (;;) {
           const chunk = await res.fetchChunk();
           if (!chunk || chunk.rowCount === 0) break;
-          for (const row of chunk.getRows() as Row[]) {
+          for (const row of chunk.getRows().map(toRow)) {
             const key = keyOf(row, s.key, norm);
             let g = groups.get(key);
             if (!g) groups.set(key, (g = { l: [], r: [] }));
@@ -365,6 +363,11 @@ export async function duckPartitioned(
     });
     return cp.partial;
   }
+}
+
+/** DuckDB's values of a row read as text: strings, or null. */
+function toRow(values: readonly unknown[]): Row {
+  return values.map((v) => (typeof v === 'string' ? v : null));
 }
 
 function check(signal?: AbortSignal) {
@@ -467,9 +470,7 @@ export async function duckOnePass(
               prev = row.slice(0, nk);
               group = { l: [], r: [] };
             }
-            const values = row
-              .slice(nk + 1, nk + 1 + (side === 0 ? wl : wr))
-              .map((v) => (typeof v === 'string' ? v : null));
+            const values = toRow(row.slice(nk + 1, nk + 1 + (side === 0 ? wl : wr)));
             (side === 0 ? group.l : group.r).push(values);
           }
           check(ctx.signal);
