@@ -376,10 +376,12 @@ function check(signal?: AbortSignal) {
 
 /**
  * DuckDB memory for the one-pass comparison: what DuckDB holds beyond its limit (readers'
- * buffers, allocator caches) comes on top, and Node's own share besides (measured at 10 M
- * rows a side: 283 MB peak RSS for the whole process at 96 MB).
+ * buffers, allocator caches) comes on top, and Node's own share besides. Measured at 10 M
+ * rows a side: CSV 283 MB peak RSS for the whole process at 96 MB; Parquet (its row groups
+ * are decoded whole) runs out of memory at 112 MB and peaks at 295 MB at 128 MB.
  */
-export const ONE_PASS_MEMORY = process.env.STRATA_RECONCILE_ONE_PASS_MEMORY ?? '96MB';
+const ONE_PASS_MEMORY = process.env.STRATA_RECONCILE_ONE_PASS_MEMORY;
+const onePassMemory = (parquet: boolean) => ONE_PASS_MEMORY ?? (parquet ? '128MB' : '96MB');
 
 /** A right-side row's weight in the one-pass count (left rows weigh 1): one BIGINT holds both counts. */
 const TWO_TO_32 = 4294967296;
@@ -479,7 +481,10 @@ export async function duckOnePass(
         // DuckDB's optimizer would build the semi join's hash table on an input (it cannot
         // count a CSV's rows up front) and probe it with the keys: the keys table must be the build side.
       },
-      { settings: ["SET disabled_optimizers = 'build_side_probe_side'"], memory: ONE_PASS_MEMORY },
+      {
+        settings: ["SET disabled_optimizers = 'build_side_probe_side'"],
+        memory: onePassMemory(left.format === 'parquet' || right.format === 'parquet'),
+      },
     );
     await w?.close();
     await rm(ctx.workDir, { recursive: true, force: true });
