@@ -12,7 +12,14 @@ import path from 'node:path';
 import type { DatasetRef, ReconcileOptions, ReconcileProgress, ReconcileResult } from '../../schemas/reconcile.js';
 import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import { openSource, type Row, type RowSource } from './read.js';
-import { duckKeyUnsupported, duckOnePass, duckPartitioned, duckUnsupported, estimateRows } from './duck.js';
+import {
+  OnePassOutOfMemory,
+  duckKeyUnsupported,
+  duckOnePass,
+  duckPartitioned,
+  duckUnsupported,
+  estimateRows,
+} from './duck.js';
 import { bloomCompare } from './bloom.js';
 import type { DiffWriter } from './diffs.js';
 import { isRecord } from '../../schemas/guards.js';
@@ -136,13 +143,18 @@ export async function reconcile(
       ? 'engine stream requested'
       : (duckKeyUnsupported(options) ?? (await duckUnsupported(left)) ?? (await duckUnsupported(right)));
   let fallback = notDuck;
+  let onePassOut: string | undefined;
   if (!notDuck && !options.partitions && !ctx.checkpoint) {
     const r = await duckOnePass(left, right, l, options, ctx).catch(async (e: Error) => {
-      if (!DUCK_CSV_ERROR.test(e.message)) throw e;
+      // A malformed CSV goes to the streaming reader (below); running out of DuckDB's memory
+      // (its spill has limits) to the partitioned path, whose partitions are small.
+      const oom = e instanceof OnePassOutOfMemory;
+      if (!oom && !DUCK_CSV_ERROR.test(e.message)) throw e;
       await rm(ctx.workDir, { recursive: true, force: true });
-      return undefined;
+      return oom ? ('oom' as const) : undefined;
     });
-    if (!r) fallback = 'DuckDB refused an input as malformed CSV';
+    if (r === 'oom') onePassOut = "DuckDB's one pass ran out of memory";
+    else if (!r) fallback = 'DuckDB refused an input as malformed CSV';
     else
       return {
         method: 'duckdb',
@@ -154,7 +166,8 @@ export async function reconcile(
         columns,
         ...r,
       };
-  } else if (!notDuck && cpVersion !== 3) {
+  }
+  if (!notDuck && !fallback && cpVersion !== 3) {
     const rows = (await estimateRows(left)) + (await estimateRows(right));
     const partitions =
       ctx.checkpoint?.partitions ??
@@ -177,7 +190,8 @@ export async function reconcile(
           `inputs total ${total} bytes` +
           `${total > options.memoryLimitBytes ? `, above the in-memory limit of ${options.memoryLimitBytes}` : ''}: ` +
           `DuckDB hashed both sides into ${partitions} partitions on disk and compared them one by one in bounded memory; ` +
-          `rows not byte-for-byte equal were compared exactly in Strata`,
+          `rows not byte-for-byte equal were compared exactly in Strata` +
+          (onePassOut ? ` (${onePassOut})` : ''),
         columns,
         partitions,
         ...r,

@@ -383,6 +383,15 @@ function check(signal?: AbortSignal) {
 const ONE_PASS_MEMORY = process.env.STRATA_RECONCILE_ONE_PASS_MEMORY;
 const onePassMemory = (parquet: boolean) => ONE_PASS_MEMORY ?? (parquet ? '128MB' : '96MB');
 
+/** DuckDB out of memory (beyond what it can spill). */
+const DUCK_OOM = /Out of Memory Error/;
+
+/** The one pass ran out of DuckDB's memory and wrote nothing: the partitioned path can take over. */
+export class OnePassOutOfMemory extends Error {}
+
+/** Difference records per file of the full lists on the one-pass path. */
+const DIFF_FILE_RECORDS = 50_000;
+
 /** A right-side row's weight in the one-pass count (left rows weigh 1): one BIGINT holds both counts. */
 const TWO_TO_32 = 4294967296;
 
@@ -426,8 +435,16 @@ export async function duckOnePass(
         .join(', ')}, ${rest} FROM (${sourceSql(src)})`;
     const on = kcols.map((k) => `x.${k} IS NOT DISTINCT FROM d.${k}`).join(' AND ');
     const t = new Tally(l, o);
-    const w = ctx.diffs?.(0);
-    if (w) t.sink = w.write;
+    // The full lists, when asked for, go into a new file every DIFF_FILE_RECORDS records (a
+    // writer keeps its file's lines until closed), so they stay bounded in memory too.
+    let part = 0;
+    let written = 0;
+    let w = ctx.diffs?.(part);
+    if (w)
+      t.sink = (d) => {
+        written++;
+        w?.write(d);
+      };
     const wl = left.header.length;
     const wr = right.header.length;
     const width = Math.max(wl, wr);
@@ -476,6 +493,11 @@ export async function duckOnePass(
             (side === 0 ? group.l : group.r).push(values);
           }
           check(ctx.signal);
+          if (w && written >= DIFF_FILE_RECORDS) {
+            await w.close();
+            w = ctx.diffs?.(++part);
+            written = 0;
+          }
         }
         if (prev) t.group(group.l, group.r);
         // DuckDB's optimizer would build the semi join's hash table on an input (it cannot
@@ -485,7 +507,11 @@ export async function duckOnePass(
         settings: ["SET disabled_optimizers = 'build_side_probe_side'"],
         memory: onePassMemory(left.format === 'parquet' || right.format === 'parquet'),
       },
-    );
+    ).catch((e: unknown) => {
+      // Out of DuckDB's memory before any list was written: the caller may take the partitioned path.
+      if (e instanceof Error && DUCK_OOM.test(e.message) && part === 0) throw new OnePassOutOfMemory(e.message);
+      throw e;
+    });
     await w?.close();
     await rm(ctx.workDir, { recursive: true, force: true });
     progress({ phase: 'done', rows: t.r.counts.left + t.r.counts.right, bytes: left.size + right.size });
