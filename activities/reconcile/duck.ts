@@ -190,7 +190,14 @@ export async function duckPartitioned(
   await mkdir(ctx.workDir, { recursive: true });
   // DuckDB statements run long without yielding progress: repeat the last progress (a
   // heartbeat) while they run, so the activity is not taken for dead.
-  let last: ReconcileProgress = { phase: 'partition-left', rows: 0, bytes: 0, partitions: n };
+  // A resumed comparison starts where its checkpoint left off (not in a partitioning phase it skips).
+  let last: ReconcileProgress = {
+    phase: !cp.leftDone ? 'partition-left' : !cp.rightDone ? 'partition-right' : 'compare',
+    rows: cp.partial.counts.left + cp.partial.counts.right,
+    bytes: cp.leftDone && cp.rightDone ? left.size + right.size : cp.leftDone ? left.size : 0,
+    partitions: cp.partitions,
+    ...(cp.leftDone && cp.rightDone ? { partitionsDone: cp.compared.length } : {}),
+  };
   const progress = (p: ReconcileProgress) => ctx.onProgress?.((last = p));
   const beat = setInterval(() => ctx.onProgress?.(last), 500);
   try {
