@@ -40,7 +40,7 @@ import {
   type SparkPrepared,
 } from './spark.js';
 import type { Db } from '../../store/db.js';
-import { reconcile, type ReconcileHeartbeat } from './client.js';
+import { isReconcileHeartbeat, reconcile, type ReconcileHeartbeat } from './client.js';
 import { resolveUri } from './read.js';
 import { tenantFolder } from '../s3/tenant.js';
 import type { TaskActivityInput } from '../../schemas/run.js';
@@ -86,6 +86,14 @@ function parseInputs(task: Record<string, unknown>) {
   if (opts.data.clusterId && opts.data.engine !== 'spark')
     throw new NonRetryableError(CLUSTER_ID_NEEDS_SPARK, 'BadInput');
   return { left: ref(task.left, 'left'), right: ref(task.right, 'right'), options: opts.data };
+}
+
+/** The dataset versions a comparison read (the differences dataset's lineage). */
+function readVersions(sources: { dataset?: string; namespace?: string; version?: number }[]) {
+  return sources.flatMap((x) => {
+    const name = x.dataset && x.version ? parseDatasetName(x.dataset) : undefined;
+    return name && x.version ? [{ ...name, namespace: x.namespace ?? 'default', version: x.version }] : [];
+  });
 }
 
 export function summarize(r: ReconcileResult) {
@@ -218,11 +226,7 @@ export function createReconcileActivities(deps: ReconcileDeps) {
               diffId,
               path.join(work, 'diff'),
               attemptTag(),
-              [prepared.inputs.left, prepared.inputs.right].flatMap((x) =>
-                x.dataset && x.version
-                  ? [{ ...parseDatasetName(x.dataset)!, namespace: x.namespace ?? 'default', version: x.version }]
-                  : [],
-              ),
+              readVersions([prepared.inputs.left, prepared.inputs.right]),
             ));
           const out = await record(
             { task, run, left, right },
@@ -295,7 +299,8 @@ export function createReconcileActivities(deps: ReconcileDeps) {
         'ConfigError',
       );
     const info = Context.current().info;
-    const prior = info.heartbeatDetails as ReconcileHeartbeat | undefined;
+    const details: unknown = info.heartbeatDetails;
+    const prior = isReconcileHeartbeat(details) ? details : undefined;
     let checkpoint = prior?.checkpoint;
     const resumedFrom = checkpoint
       ? { compared: checkpoint.compared.length, leftDone: checkpoint.leftDone, rightDone: checkpoint.rightDone }
@@ -365,17 +370,14 @@ export function createReconcileActivities(deps: ReconcileDeps) {
     await rm(inputEnv.dir, { recursive: true, force: true });
     const published =
       diffId &&
+      deps.lake &&
       (await publishDifferences(
-        deps.lake!,
+        deps.lake,
         { tenant: run.tenant, runId: run.workflowId, pipelineId: run.pipelineId, taskId: task.id },
         diffId,
         diffDir,
         attemptTag(),
-        [l.source, r.source].flatMap((x) =>
-          x.dataset && x.version
-            ? [{ ...parseDatasetName(x.dataset)!, namespace: x.namespace ?? 'default', version: x.version }]
-            : [],
-        ),
+        readVersions([l.source, r.source]),
       ));
     const out = await record(
       { task, run, left, right },

@@ -71,7 +71,7 @@ function filter(rows: number, rate: number): Filter {
     f = BloomFilter.create(Math.max(1, rows), asked);
     if (filterRate(f, rows) <= rate) break;
   }
-  (f as unknown as { _hashing: FastHashing })._hashing = new FastHashing();
+  f._hashing = new FastHashing();
   return f;
 }
 
@@ -117,8 +117,7 @@ function indexes(f: Filter, lo: number, hi: number): number[] {
   for (let i = 0; i < out.length; i++) out[i] = (a + i * b) % size;
   return out;
 }
-type Bits = { add(i: number): void; has(i: number): boolean };
-const bitsOf = (f: Filter) => (f as unknown as { _filter: Bits })._filter;
+const bitsOf = (f: Filter) => f._filter;
 /** A 64-bit hash arrives as its two 32-bit halves (numbers, not BigInts: no allocation per row). */
 type H = [number, number];
 function addHash(f: Filter, h: H) {
@@ -128,6 +127,12 @@ function addHash(f: Filter, h: H) {
 function hasHash(f: Filter, h: H): boolean {
   const bits = bitsOf(f);
   for (const i of indexes(f, h[0], h[1])) if (!bits.has(i)) return false;
+  return true;
+}
+
+/** The hash halves as DuckDB gives them (UINTEGER columns: JavaScript numbers). */
+function allNumbers(rows: unknown[][]): rows is number[][] {
+  for (const r of rows) for (const v of r) if (typeof v !== 'number') return false;
   return true;
 }
 
@@ -159,7 +164,9 @@ async function* duckHashes(
     for (;;) {
       const chunk = await res.fetchChunk();
       if (!chunk || chunk.rowCount === 0) break;
-      queue.push(chunk.getRows() as unknown as number[][]);
+      const rows = chunk.getRows();
+      if (!allNumbers(rows)) throw new Error('DuckDB gave a hash that is not a 32-bit number');
+      queue.push(rows);
       wake?.();
       while (queue.length > 8) await new Promise<void>((r) => setTimeout(r, 1));
     }
@@ -171,7 +178,8 @@ async function* duckHashes(
     });
   for (;;) {
     if (queue.length) {
-      yield queue.shift()!;
+      const next = queue.shift();
+      if (next) yield next;
       continue;
     }
     if (error) throw error;
@@ -181,8 +189,8 @@ async function* duckHashes(
   }
   await producer;
   // Set by the producer's catch, which control-flow analysis does not see.
-  const failed = error as Error | undefined;
-  if (failed) throw failed;
+  const failed: unknown = error;
+  if (failed instanceof Error) throw failed;
 }
 
 export interface BloomOutcome extends Partial {

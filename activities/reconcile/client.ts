@@ -12,9 +12,17 @@ import path from 'node:path';
 import type { DatasetRef, ReconcileOptions, ReconcileProgress, ReconcileResult } from '../../schemas/reconcile.js';
 import { emptyResult, keyOf, layout, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import { openSource, type Row, type RowSource } from './read.js';
-import { duckKeyUnsupported, duckPartitioned, duckUnsupported, estimateRows } from './duck.js';
+import {
+  OnePassOutOfMemory,
+  duckKeyUnsupported,
+  duckOnePass,
+  duckPartitioned,
+  duckUnsupported,
+  estimateRows,
+} from './duck.js';
 import { bloomCompare } from './bloom.js';
 import type { DiffWriter } from './diffs.js';
+import { isRecord } from '../../schemas/guards.js';
 
 /** What the reconcile activity heartbeats: where to resume, and progress for the API. */
 export interface ReconcileHeartbeat {
@@ -25,9 +33,35 @@ export interface ReconcileHeartbeat {
   pinned?: { left?: string; right?: string; namespace?: { left?: string; right?: string } };
 }
 
+/**
+ * What a previous attempt heartbeated, checked: its checkpoint's fields are looked at (a
+ * malformed one is not resumed from), the partial result is the attempt's own.
+ */
+export function isReconcileHeartbeat(v: unknown): v is ReconcileHeartbeat {
+  if (!isRecord(v)) return false;
+  const c = v.checkpoint;
+  return (
+    c === undefined ||
+    (isRecord(c) &&
+      (c.version === 3 || c.version === 4) &&
+      typeof c.workDir === 'string' &&
+      typeof c.partitions === 'number' &&
+      typeof c.leftDone === 'boolean' &&
+      typeof c.rightDone === 'boolean' &&
+      Array.isArray(c.compared) &&
+      c.compared.every((p) => typeof p === 'number') &&
+      isRecord(c.partial) &&
+      isRecord(c.partial.counts))
+  );
+}
+
 export interface Checkpoint {
-  /** 3: partition lines carry their group key (`key GS row` or `key FS raw line`). A checkpoint of another version is not resumed. */
-  version: 3;
+  /**
+   * 3: the streaming partitioner's (partition lines carry their group key: `key GS row` or
+   * `key FS raw line`); 4: DuckDB's partitioned path's (CSV partition files). Each path
+   * resumes only its own version.
+   */
+  version: 3 | 4;
   workDir: string;
   partitions: number;
   leftDone: boolean;
@@ -53,7 +87,10 @@ export interface ReconcileContext {
    * keeps the lists of partitions already compared.
    */
   diffs?: (partition: number) => DiffWriter;
-  /** Test seam (like the lake's `faults`): awaited after each compared partition is checkpointed. */
+  /**
+   * Test seam (like the lake's `faults`): awaited after each compared partition is
+   * checkpointed (on DuckDB's one-pass path, once, after the settled keys are counted).
+   */
   afterPartition?: (partitionsDone: number) => void | Promise<void>;
 }
 
@@ -64,6 +101,9 @@ const TARGET_PARTITION_BYTES = 4 * 1024 * 1024;
 // Parquet's bytes on disk say little about them).
 const DUCK_PARTITION_BYTES = 32 * 1024 * 1024;
 const DUCK_PARTITION_ROWS = 480_000;
+
+/** DuckDB's strict reader refusing a malformed CSV (the streaming path then reads it and reports the exact line). */
+const DUCK_CSV_ERROR = /CSV Error|state machine|Invalid Input Error: .*CSV/i;
 
 export async function reconcile(
   leftRef: DatasetRef,
@@ -97,13 +137,37 @@ export async function reconcile(
     };
   }
   // The DuckDB path when both inputs and the options allow it (and a checkpoint, if any, is its own).
-  const cpVersion = (ctx.checkpoint as { version?: number } | undefined)?.version;
+  const cpVersion = ctx.checkpoint?.version;
   const notDuck =
     options.engine === 'stream'
       ? 'engine stream requested'
       : (duckKeyUnsupported(options) ?? (await duckUnsupported(left)) ?? (await duckUnsupported(right)));
   let fallback = notDuck;
-  if (!notDuck && cpVersion !== 3) {
+  let onePassOut: string | undefined;
+  if (!notDuck && !options.partitions && !ctx.checkpoint) {
+    const r = await duckOnePass(left, right, l, options, ctx).catch(async (e: Error) => {
+      // A malformed CSV goes to the streaming reader (below); running out of DuckDB's memory
+      // (its spill has limits) to the partitioned path, whose partitions are small.
+      const oom = e instanceof OnePassOutOfMemory;
+      if (!oom && !DUCK_CSV_ERROR.test(e.message)) throw e;
+      await rm(ctx.workDir, { recursive: true, force: true });
+      return oom ? ('oom' as const) : undefined;
+    });
+    if (r === 'oom') onePassOut = "DuckDB's one pass ran out of memory";
+    else if (!r) fallback = 'DuckDB refused an input as malformed CSV';
+    else
+      return {
+        method: 'duckdb',
+        reason:
+          `inputs total ${total} bytes` +
+          `${total > options.memoryLimitBytes ? `, above the in-memory limit of ${options.memoryLimitBytes}` : ''}: ` +
+          `DuckDB counted each key's rows on both sides and settled the keys with one row a side whose values hash alike ` +
+          `(64-bit hash of the compared values), in bounded memory; the rows of every other key were compared exactly in Strata`,
+        columns,
+        ...r,
+      };
+  }
+  if (!notDuck && !fallback && cpVersion !== 3) {
     const rows = (await estimateRows(left)) + (await estimateRows(right));
     const partitions =
       ctx.checkpoint?.partitions ??
@@ -112,7 +176,7 @@ export async function reconcile(
     const r = await duckPartitioned(left, right, l, options, ctx, partitions).catch(async (e: Error) => {
       // DuckDB's strict reader refuses a malformed file (ragged rows, text after a closing
       // quote, …): the streaming path reads it and reports the exact line, as it always has.
-      if (!/CSV Error|state machine|Invalid Input Error: .*CSV/i.test(e.message)) throw e;
+      if (!DUCK_CSV_ERROR.test(e.message)) throw e;
       await rm(ctx.workDir, { recursive: true, force: true });
       return undefined;
     });
@@ -126,7 +190,8 @@ export async function reconcile(
           `inputs total ${total} bytes` +
           `${total > options.memoryLimitBytes ? `, above the in-memory limit of ${options.memoryLimitBytes}` : ''}: ` +
           `DuckDB hashed both sides into ${partitions} partitions on disk and compared them one by one in bounded memory; ` +
-          `rows not byte-for-byte equal were compared exactly in Strata`,
+          `rows not byte-for-byte equal were compared exactly in Strata` +
+          (onePassOut ? ` (${onePassOut})` : ''),
         columns,
         partitions,
         ...r,
@@ -287,9 +352,23 @@ const NEEDS_JSON = /[\n\u001c\u001d\u001e\u001f]/;
 // eslint-disable-next-line no-control-regex -- as above
 const NEEDS_JSON_RAW = /[\u001c\u001d\u001e\u001f]/;
 function encodeLine(key: string, row: Row): string {
-  if (!row.includes(null) && !NEEDS_JSON.test(key) && !NEEDS_JSON.test((row as string[]).join('')))
-    return key + GS + (row as string[]).join(US) + '\n';
+  if (isStrings(row) && !NEEDS_JSON.test(key) && !NEEDS_JSON.test(row.join(''))) return key + GS + row.join(US) + '\n';
   return RS + JSON.stringify([key, row]) + '\n';
+}
+
+function isStrings(row: Row): row is string[] {
+  return !row.includes(null);
+}
+
+/** A U+001E partition line's JSON: [key, row]. */
+function isKeyRow(v: unknown): v is [string, Row] {
+  return (
+    Array.isArray(v) &&
+    v.length === 2 &&
+    typeof v[0] === 'string' &&
+    Array.isArray(v[1]) &&
+    v[1].every((x: unknown) => x === null || typeof x === 'string')
+  );
 }
 
 async function* inBatches(rows: AsyncIterable<Row>): AsyncGenerator<Row[]> {
@@ -334,7 +413,10 @@ async function readPart(file: string, delimiter: string): Promise<Part> {
   let at = 0;
   for (let nl = text.indexOf('\n', at); nl >= 0; at = nl + 1, nl = text.indexOf('\n', at)) {
     if (text.charCodeAt(at) === 0x1e) {
-      const [key, row] = JSON.parse(text.slice(at + 1, nl)) as [string, Row];
+      const decoded: unknown = JSON.parse(text.slice(at + 1, nl));
+      if (!isKeyRow(decoded))
+        throw new Error(`${path.basename(file)}: a partition line that is not [key, row] (the work folder is damaged)`);
+      const [key, row] = decoded;
       part.decoded.set(part.keys.length, row);
       part.keys.push(key);
       part.bodies.push(RS);

@@ -147,7 +147,12 @@ export class Tally {
       } else restL.push(lr);
     }
     const pairs = this.wholeRow ? 0 : Math.min(restL.length, restR.length);
-    for (let i = 0; i < pairs; i++) this.changed(restL[i], this.diff(restL[i], restR[i])!);
+    for (let i = 0; i < pairs; i++) {
+      // Not equal (equal rows were paired above), so diff finds a differing column.
+      const d = this.diff(restL[i], restR[i]);
+      if (d) this.changed(restL[i], d);
+      else c.matched++;
+    }
     for (const lr of restL.slice(pairs)) this.only('onlyLeft', lr, 'left');
     for (const rr of restR.slice(pairs)) this.only('onlyRight', rr, 'right');
   }
@@ -241,7 +246,8 @@ function canonical(rows: Row[]): Row[] {
 
 /** Adds a partition's partial result into the running total (samples stay bounded). */
 export function mergeInto(total: Partial, part: Partial, limit: number) {
-  for (const k of Object.keys(total.counts) as (keyof Partial['counts'])[]) total.counts[k] += part.counts[k];
+  for (const k of ['left', 'right', 'matched', 'changed', 'onlyLeft', 'onlyRight'] as const)
+    total.counts[k] += part.counts[k];
   for (const [c, n] of Object.entries(part.columnMismatches))
     total.columnMismatches[c] = (total.columnMismatches[c] ?? 0) + n;
   for (const side of ['left', 'right'] as const) {
@@ -251,6 +257,8 @@ export function mergeInto(total: Partial, part: Partial, limit: number) {
       ...part.duplicates[side].samples.slice(0, limit - total.duplicates[side].samples.length),
     );
   }
-  for (const k of ['onlyLeft', 'onlyRight', 'changed'] as const)
-    (total.samples[k] as unknown[]).push(...part.samples[k].slice(0, limit - total.samples[k].length));
+  const s = total.samples;
+  s.onlyLeft.push(...part.samples.onlyLeft.slice(0, limit - s.onlyLeft.length));
+  s.onlyRight.push(...part.samples.onlyRight.slice(0, limit - s.onlyRight.length));
+  s.changed.push(...part.samples.changed.slice(0, limit - s.changed.length));
 }

@@ -53,7 +53,8 @@ export const DUCK_MEMORY = process.env.STRATA_RECONCILE_DUCK_MEMORY ?? '128MB';
  */
 export async function duckUnsupported(src: RowSource): Promise<string | undefined> {
   if (src.format === 'parquet') return undefined;
-  const o = src.csv!;
+  const o = src.csv;
+  if (!o) return 'a CSV input without its dialect';
   if (o.delimiter.length !== 1 || o.quote.length !== 1 || o.escape !== o.quote)
     return 'a CSV dialect DuckDB reads differently (multi-character delimiter, no quote, or a separate escape)';
   if (o.encoding !== 'utf8' && o.encoding !== 'utf-8') return `CSV encoding ${o.encoding}`;
@@ -108,7 +109,8 @@ export function sourceSql(src: RowSource): string {
   const n = src.header.length;
   if (src.format === 'parquet')
     return `SELECT ${src.header.map((h, i) => `CAST("${h.replaceAll('"', '""')}" AS VARCHAR) AS ${col(i)}`).join(', ')} FROM read_parquet(${q(src.file)})`;
-  const o = src.csv!;
+  const o = src.csv;
+  if (!o) throw new Error(`${path.basename(src.file)}: a CSV input without its dialect`);
   const columns = `{${Array.from({ length: n }, (_, i) => `${q(col(i))}: 'VARCHAR'`).join(', ')}}`;
   // A CSV field is never null to Strata's reader ("" unquoted or quoted is the empty string).
   const read =
@@ -128,15 +130,16 @@ export function keyExprs(idx: number[], o: ReconcileOptions, prefix = ''): strin
 
 const partDir = (dir: string, side: 'l' | 'r') => path.join(dir, `duck-${side}`);
 
-export interface DuckCheckpoint extends Omit<Checkpoint, 'version'> {
-  version: 4;
-}
-
 export function duckPartsExist(dir: string, cp: { leftDone: boolean; rightDone: boolean }): boolean {
   return (!cp.leftDone || existsSync(partDir(dir, 'l'))) && (!cp.rightDone || existsSync(partDir(dir, 'r')));
 }
 
-export async function withDuck<T>(ctx: ReconcileContext, files: string[], fn: (d: Duck) => Promise<T>): Promise<T> {
+export async function withDuck<T>(
+  ctx: ReconcileContext,
+  files: string[],
+  fn: (d: Duck) => Promise<T>,
+  { settings = [], memory = DUCK_MEMORY }: { settings?: string[]; memory?: string } = {},
+): Promise<T> {
   const duck = await openDuck();
   try {
     for (const s of [
@@ -144,13 +147,14 @@ export async function withDuck<T>(ctx: ReconcileContext, files: string[], fn: (d
       "SET allocator_flush_threshold = '8MB'",
       'SET allocator_background_threads = true',
       `SET partitioned_write_flush_threshold = ${PARTITION_FLUSH_ROWS}`,
+      ...settings,
     ])
       await duck.conn.run(s);
     await duck.lock({
       files,
       dirs: [ctx.workDir],
       scratch: ctx.workDir,
-      limits: { memory: DUCK_MEMORY, threads: 2, temp: '64GB' },
+      limits: { memory, threads: 2, temp: '64GB' },
     });
     return await fn(duck);
   } finally {
@@ -166,8 +170,8 @@ export async function duckPartitioned(
   ctx: ReconcileContext,
   n: number,
 ): Promise<Partial> {
-  const prior = ctx.checkpoint as unknown as DuckCheckpoint | undefined;
-  const cp: DuckCheckpoint =
+  const prior = ctx.checkpoint;
+  const cp: Checkpoint =
     prior &&
     prior.version === 4 &&
     prior.workDir === ctx.workDir &&
@@ -186,7 +190,14 @@ export async function duckPartitioned(
   await mkdir(ctx.workDir, { recursive: true });
   // DuckDB statements run long without yielding progress: repeat the last progress (a
   // heartbeat) while they run, so the activity is not taken for dead.
-  let last: ReconcileProgress = { phase: 'partition-left', rows: 0, bytes: 0, partitions: n };
+  // A resumed comparison starts where its checkpoint left off (not in a partitioning phase it skips).
+  let last: ReconcileProgress = {
+    phase: !cp.leftDone ? 'partition-left' : !cp.rightDone ? 'partition-right' : 'compare',
+    rows: cp.partial.counts.left + cp.partial.counts.right,
+    bytes: cp.leftDone && cp.rightDone ? left.size + right.size : cp.leftDone ? left.size : 0,
+    partitions: cp.partitions,
+    ...(cp.leftDone && cp.rightDone ? { partitionsDone: cp.compared.length } : {}),
+  };
   const progress = (p: ReconcileProgress) => ctx.onProgress?.((last = p));
   const beat = setInterval(() => ctx.onProgress?.(last), 500);
   try {
@@ -229,7 +240,7 @@ export async function duckPartitioned(
           `COPY (SELECT hash(${keyExprs(s.key, o).join(', ')}) % ${n} AS p, ${cols} FROM (${sourceSql(s.src)})) TO ${q(dir)} (FORMAT csv, HEADER false, PARTITION_BY (p))`,
         );
         s.mark();
-        ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);
+        ctx.onCheckpoint?.(structuredClone(cp));
         check(ctx.signal);
       }
     });
@@ -278,6 +289,11 @@ export async function duckPartitioned(
         if (joinL === rowsL && joinR === rowsR) {
           t.matchedPairs(settled);
           const oneSided = new Map<string, { l: Row[]; r: Row[] }>();
+          const oneSidedGroup = (key: string) => {
+            let g = oneSided.get(key);
+            if (!g) oneSided.set(key, (g = { l: [], r: [] }));
+            return g;
+          };
           const wl = L.src.header.length;
           const res = await conn.stream(
             `SELECT l.x, ${rowsOf(L, 'l')}, r.x, ${rowsOf(R, 'r')} FROM ${join} WHERE NOT (l.x IS NOT NULL AND r.x IS NOT NULL AND ${eq})`,
@@ -285,18 +301,13 @@ export async function duckPartitioned(
           for (;;) {
             const chunk = await res.fetchChunk();
             if (!chunk || chunk.rowCount === 0) break;
-            for (const row of chunk.getRows() as (string | boolean | null)[][]) {
-              const lr = row[0] ? (row.slice(1, 1 + wl) as Row) : undefined;
-              const rr = row[1 + wl] ? (row.slice(2 + wl) as Row) : undefined;
+            for (const row of chunk.getRows()) {
+              const lr = row[0] ? toRow(row.slice(1, 1 + wl)) : undefined;
+              const rr = row[1 + wl] ? toRow(row.slice(2 + wl)) : undefined;
               // A key on both sides has one row a side here: its pair is its whole group.
               if (lr && rr) t.group([lr], [rr]);
-              else {
-                const key = lr ? keyOf(lr, L.key, norm) : keyOf(rr!, R.key, norm);
-                let g = oneSided.get(key);
-                if (!g) oneSided.set(key, (g = { l: [], r: [] }));
-                if (lr) g.l.push(lr);
-                else g.r.push(rr!);
-              }
+              else if (lr) oneSidedGroup(keyOf(lr, L.key, norm)).l.push(lr);
+              else if (rr) oneSidedGroup(keyOf(rr, R.key, norm)).r.push(rr);
             }
           }
           for (const g of oneSided.values()) t.group(g.l, g.r);
@@ -304,7 +315,7 @@ export async function duckPartitioned(
         await w?.close();
         mergeInto(cp.partial, t.r, o.sampleLimit);
         cp.compared.push(p);
-        ctx.onCheckpoint?.(structuredClone(cp) as unknown as Checkpoint);
+        ctx.onCheckpoint?.(structuredClone(cp));
         progress({
           phase: 'compare',
           rows: cp.partial.counts.left + cp.partial.counts.right,
@@ -338,7 +349,7 @@ export async function duckPartitioned(
         for (;;) {
           const chunk = await res.fetchChunk();
           if (!chunk || chunk.rowCount === 0) break;
-          for (const row of chunk.getRows() as Row[]) {
+          for (const row of chunk.getRows().map(toRow)) {
             const key = keyOf(row, s.key, norm);
             let g = groups.get(key);
             if (!g) groups.set(key, (g = { l: [], r: [] }));
@@ -361,6 +372,158 @@ export async function duckPartitioned(
   }
 }
 
+/** DuckDB's values of a row read as text: strings, or null. */
+function toRow(values: readonly unknown[]): Row {
+  return values.map((v) => (typeof v === 'string' ? v : null));
+}
+
 function check(signal?: AbortSignal) {
   if (signal?.aborted) throw signal.reason ?? new Error('cancelled');
+}
+
+/**
+ * DuckDB memory for the one-pass comparison: what DuckDB holds beyond its limit (readers'
+ * buffers, allocator caches) comes on top, and Node's own share besides. Measured at 10 M
+ * rows a side: CSV 283 MB peak RSS for the whole process at 96 MB; Parquet (its row groups
+ * are decoded whole) runs out of memory at 112 MB and peaks at 295 MB at 128 MB.
+ */
+const ONE_PASS_MEMORY = process.env.STRATA_RECONCILE_ONE_PASS_MEMORY;
+const onePassMemory = (parquet: boolean) => ONE_PASS_MEMORY ?? (parquet ? '128MB' : '96MB');
+
+/** DuckDB out of memory (beyond what it can spill). */
+const DUCK_OOM = /Out of Memory Error/;
+
+/** The one pass ran out of DuckDB's memory and wrote nothing: the partitioned path can take over. */
+export class OnePassOutOfMemory extends Error {}
+
+/** Difference records per file of the full lists on the one-pass path. */
+const DIFF_FILE_RECORDS = 50_000;
+
+/** A right-side row's weight in the one-pass count (left rows weigh 1): one BIGINT holds both counts. */
+const TWO_TO_32 = 4294967296;
+
+/**
+ * The default exact comparison (no explicit partitions, no checkpoint of the partitioned
+ * path): DuckDB reads each input twice and writes nothing but its own spill.
+ *
+ * 1. One aggregation over both sides by the normalised key keeps, per key, its row count on
+ *    each side (one BIGINT: left + 2³² × right) and the XOR of a 64-bit hash of each row's
+ *    compared values. A key with one row a side whose hashes are equal is settled as
+ *    matched (its XOR is 0); every other key — one-sided, duplicated on either side, or a
+ *    pair whose hashes differ — is kept, numbered, in a small table. DuckDB's aggregation
+ *    spills to the work folder past its memory limit, so memory stays bounded.
+ * 2. The rows of those keys (read again, joined to the table) come back ordered by that
+ *    number, one key's rows together, and go through the same Tally as every other path:
+ *    changed, one-sided, duplicated, or equal only after trim / tolerance / null values.
+ *
+ * A pair is taken as equal when its 64-bit hashes are: a changed pair goes unseen only
+ * if its two rows' hashes collide (about 1 in 1.8 × 10¹⁹ per pair). Nothing is
+ * checkpointed: a crashed attempt runs the two queries again.
+ */
+export async function duckOnePass(
+  left: RowSource,
+  right: RowSource,
+  l: Layout,
+  o: ReconcileOptions,
+  ctx: ReconcileContext,
+): Promise<Partial> {
+  await mkdir(ctx.workDir, { recursive: true });
+  let last: ReconcileProgress = { phase: 'compare', rows: 0, bytes: 0 };
+  const progress = (p: ReconcileProgress) => ctx.onProgress?.((last = p));
+  const beat = setInterval(() => ctx.onProgress?.(last), 500);
+  try {
+    const keyL = l.keyNames.length ? l.left.key : l.left.cols;
+    const keyR = l.keyNames.length ? l.right.key : l.right.cols;
+    const kcols = keyL.map((_, i) => `k${i}`);
+    const hashOf = (cols: number[]) => (cols.length ? `hash(${cols.map(col).join(', ')})` : '0::UBIGINT');
+    const keyed = (src: RowSource, key: number[], rest: string) =>
+      `SELECT ${keyExprs(key, o)
+        .map((e, i) => `${e} AS k${i}`)
+        .join(', ')}, ${rest} FROM (${sourceSql(src)})`;
+    const on = kcols.map((k) => `x.${k} IS NOT DISTINCT FROM d.${k}`).join(' AND ');
+    const t = new Tally(l, o);
+    // The full lists, when asked for, go into a new file every DIFF_FILE_RECORDS records (a
+    // writer keeps its file's lines until closed), so they stay bounded in memory too.
+    let part = 0;
+    let written = 0;
+    let w = ctx.diffs?.(part);
+    if (w)
+      t.sink = (d) => {
+        written++;
+        w?.write(d);
+      };
+    const wl = left.header.length;
+    const wr = right.header.length;
+    const width = Math.max(wl, wr);
+    const padded = (n: number) =>
+      Array.from({ length: width }, (_, i) => (i < n ? `x.${col(i)}` : `NULL::VARCHAR AS ${col(i)}`)).join(', ');
+    await withDuck(
+      ctx,
+      [left.file, right.file],
+      async ({ conn }) => {
+        progress({ phase: 'compare', rows: 0, bytes: 0 });
+        await conn.run(
+          `CREATE TEMP TABLE g AS SELECT n = ${TWO_TO_32 + 1} AND x = 0 AS s, ` +
+            `${kcols.map((k) => `CASE WHEN n = ${TWO_TO_32 + 1} AND x = 0 THEN NULL ELSE ${k} END AS ${k}`).join(', ')}, count(*) AS c ` +
+            `FROM (SELECT ${kcols.join(', ')}, sum(w) AS n, bit_xor(h) AS x FROM (` +
+            `${keyed(left, keyL, `1::BIGINT AS w, ${hashOf(l.left.cols)} AS h`)} UNION ALL ` +
+            `${keyed(right, keyR, `${TWO_TO_32}::BIGINT AS w, ${hashOf(l.right.cols)} AS h`)}) GROUP BY ALL) GROUP BY ALL`,
+        );
+        check(ctx.signal);
+        const settled = (await conn.runAndReadAll('SELECT coalesce(sum(c), 0) FROM g WHERE s')).getRows();
+        t.matchedPairs(Number(settled[0]?.[0] ?? 0));
+        await conn.run(`CREATE TEMP TABLE d AS SELECT ${kcols.join(', ')} FROM g WHERE NOT s`);
+        progress({ phase: 'compare', rows: t.r.counts.left + t.r.counts.right, bytes: left.size + right.size });
+        await ctx.afterPartition?.(1);
+        check(ctx.signal);
+        // Every row of every unsettled key, ordered by key (left first), one key's rows through the Tally at a time.
+        // A semi join builds its hash table on the small side (the keys), never on an input.
+        const res = await conn.stream(
+          `SELECT ${kcols.join(', ')}, 0 AS side, ${padded(wl)} FROM (${keyed(left, keyL, '*')}) x SEMI JOIN d ON ${on} ` +
+            `UNION ALL SELECT ${kcols.join(', ')}, 1 AS side, ${padded(wr)} FROM (${keyed(right, keyR, '*')}) x SEMI JOIN d ON ${on} ` +
+            `ORDER BY ${kcols.join(', ')}, side`,
+        );
+        const nk = kcols.length;
+        let prev: unknown[] | undefined;
+        let group: { l: Row[]; r: Row[] } = { l: [], r: [] };
+        for (;;) {
+          const chunk = await res.fetchChunk();
+          if (!chunk || chunk.rowCount === 0) break;
+          for (const row of chunk.getRows()) {
+            const side = row[nk];
+            if (!prev || prev.some((v, i) => v !== row[i])) {
+              if (prev) t.group(group.l, group.r);
+              prev = row.slice(0, nk);
+              group = { l: [], r: [] };
+            }
+            const values = toRow(row.slice(nk + 1, nk + 1 + (side === 0 ? wl : wr)));
+            (side === 0 ? group.l : group.r).push(values);
+          }
+          check(ctx.signal);
+          if (w && written >= DIFF_FILE_RECORDS) {
+            await w.close();
+            w = ctx.diffs?.(++part);
+            written = 0;
+          }
+        }
+        if (prev) t.group(group.l, group.r);
+        // DuckDB's optimizer would build the semi join's hash table on an input (it cannot
+        // count a CSV's rows up front) and probe it with the keys: the keys table must be the build side.
+      },
+      {
+        settings: ["SET disabled_optimizers = 'build_side_probe_side'"],
+        memory: onePassMemory(left.format === 'parquet' || right.format === 'parquet'),
+      },
+    ).catch((e: unknown) => {
+      // Out of DuckDB's memory before any list was written: the caller may take the partitioned path.
+      if (e instanceof Error && DUCK_OOM.test(e.message) && part === 0) throw new OnePassOutOfMemory(e.message);
+      throw e;
+    });
+    await w?.close();
+    await rm(ctx.workDir, { recursive: true, force: true });
+    progress({ phase: 'done', rows: t.r.counts.left + t.r.counts.right, bytes: left.size + right.size });
+    return t.r;
+  } finally {
+    clearInterval(beat);
+  }
 }

@@ -34,7 +34,9 @@ export async function* fastCsvRecords(
   for await (const b of fastCsvBatches(file, delimiter, quote, false, onBytes))
     for (let i = 0; i < b.records.length; i++) {
       at.line = b.lines[i];
-      yield b.records[i] as string[];
+      const r = b.records[i];
+      // Not raw: every record comes split (a raw line would be a quote-free record).
+      yield typeof r === 'string' ? r.split(delimiter) : r;
     }
 }
 
@@ -54,10 +56,8 @@ export async function* fastCsvBatches(
   let buf = '';
   let line = 1;
   let first = true;
-  for await (const chunk of createReadStream(file, {
-    encoding: 'utf8',
-    highWaterMark: 1 << 20,
-  }) as AsyncIterable<string>) {
+  for await (const data of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+    const chunk = typeof data === 'string' ? data : String(data);
     onBytes?.(Buffer.byteLength(chunk));
     buf += chunk;
     if (first) {

@@ -70,12 +70,12 @@ export async function materialise(input: ReconcileInput, side: 'left' | 'right',
     const { id, at } = parseDatasetInput(input.dataset, input.namespace);
     const lake = needLake(env, input.dataset);
     const v = await lake.catalog.resolve(env.tenant, id, at).catch(catalogErr);
-    return fromVersion(v, side, env, input.dataset);
+    return fromVersion(lake, v, side, env, input.dataset);
   }
   if ('connection' in input) return fromConnection(input, side, env);
   const lake = needLake(env, `task ${input.task}`);
   const v = await taskOutputVersion(lake, env.tenant, env.workflowId, input.task);
-  return fromVersion(v, side, env, `task:${input.task}`);
+  return fromVersion(lake, v, side, env, `task:${input.task}`);
 }
 
 /**
@@ -184,8 +184,14 @@ async function fetchOnce(file: string, write: (tmp: string) => Promise<unknown>)
   await rename(tmp, file);
 }
 
-async function fromVersion(v: DatasetVersion, side: string, env: InputEnv, label: string): Promise<Materialised> {
-  const lake = forTenant(env.lake!, env.tenant);
+async function fromVersion(
+  deps: LakeDeps,
+  v: DatasetVersion,
+  side: string,
+  env: InputEnv,
+  label: string,
+): Promise<Materialised> {
+  const lake = forTenant(deps, env.tenant);
   const files = await Promise.all(v.files.map((f) => localFile(lake, f)));
   const source = {
     input: label,
@@ -237,7 +243,7 @@ async function fromConnection(
   const conn = resolveConnection(env.connections ?? {}, input.connection, undefined, env.tenant);
   const isPg = conn.engine === 'postgres';
   const q = (s: string) => (isPg ? `"${s.replaceAll('"', '""')}"` : `\`${s.replaceAll('`', '``')}\``);
-  const sql = input.table ? `SELECT * FROM ${input.table.split('.').map(q).join('.')}` : input.query!.trim();
+  const sql = input.table ? `SELECT * FROM ${input.table.split('.').map(q).join('.')}` : (input.query ?? '').trim();
   try {
     checkReading(sql, conn.engine);
   } catch (e) {

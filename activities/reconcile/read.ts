@@ -148,6 +148,11 @@ async function openFastCsv(file: string, size: number, o: CsvOptions): Promise<O
   };
 }
 
+/** A record as csv-parse gives it (no `columns` option): an array of strings. */
+function isStringRecord(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string');
+}
+
 const ragged = (file: string, line: number, width: number) =>
   new NonRetryableError(
     `${path.basename(file)}: line ${line}: row has a different number of columns than the header (${width})`,
@@ -175,7 +180,8 @@ async function openCsvParse(file: string, size: number, o: CsvOptions): Promise<
   // Read the header (or the first row's width) once.
   let header: string[] = [];
   const first = stream();
-  for await (const rec of first as AsyncIterable<string[]>) {
+  for await (const rec of first) {
+    if (!isStringRecord(rec)) throw new Error(`${path.basename(file)}: the CSV parser gave a record that is not text`);
     header = o.header ? rec : rec.map((_, i) => String(i + 1));
     break;
   }
@@ -189,16 +195,18 @@ async function openCsvParse(file: string, size: number, o: CsvOptions): Promise<
     async *rows() {
       let line = 0;
       try {
-        for await (const rec of stream() as AsyncIterable<string[]>) {
+        for await (const rec of stream()) {
+          if (!isStringRecord(rec))
+            throw new Error(`${path.basename(file)}: the CSV parser gave a record that is not text`);
           line++;
           if (line === 1 && o.header) continue;
           yield rec;
         }
       } catch (e) {
-        const err = e as Error & { code?: string; lines?: number };
-        if (err.code?.startsWith('CSV_'))
+        const code = e instanceof Error && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+        if (e instanceof Error && code?.startsWith('CSV_'))
           throw new NonRetryableError(
-            `${path.basename(file)}: ${err.code.startsWith('CSV_RECORD_INCONSISTENT') ? `line ${err.lines}: row has a different number of columns than the header (${header.length})` : err.message}`,
+            `${path.basename(file)}: ${code.startsWith('CSV_RECORD_INCONSISTENT') ? `line ${'lines' in e ? String(e.lines) : '?'}: row has a different number of columns than the header (${header.length})` : e.message}`,
             'BadInput',
           );
         throw e;

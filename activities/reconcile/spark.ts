@@ -244,7 +244,8 @@ export function sparkViews(
   const n = input.columns.length;
   const pos = Array.from({ length: n }, (_, j) => j);
   if (input.format === 'csv') {
-    const o = input.csv!;
+    const o = input.csv;
+    if (!o) throw new Error(`${input.uris[0]}: a CSV input without its dialect`);
     const opts = {
       path: jobUri(input.uris[0], target),
       header: String(o.header),
@@ -529,7 +530,7 @@ export async function readSparkOutputs(
       if (kind === 'changed') {
         if (!recs.length) continue;
         const diffs: Record<string, { left: string | null; right: string | null }> = {};
-        for (const d of recs) diffs[d.column!] = { left: d.left ?? null, right: d.right ?? null };
+        for (const d of recs) if (d.column) diffs[d.column] = { left: d.left ?? null, right: d.right ?? null };
         r.samples.changed.push({ key: recs[0].key, diffs });
       } else if (kind === 'only_left' || kind === 'only_right')
         r.samples[kind === 'only_left' ? 'onlyLeft' : 'onlyRight'].push({ key: recs[0].key, row: recs[0].row });
@@ -554,7 +555,8 @@ export function diffLines(dir: string) {
         await mkdir(dir, { recursive: true });
         out = createWriteStream(path.join(dir, 'diff-0.jsonl'));
       }
-      if (!out.write(diffLine(d))) await new Promise<void>((res) => out!.once('drain', () => res()));
+      const stream = out;
+      if (!stream.write(diffLine(d))) await new Promise<void>((res) => stream.once('drain', () => res()));
     },
     async close() {
       const o = out;

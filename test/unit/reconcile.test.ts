@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { writeFile, mkdtemp, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -86,11 +87,27 @@ describe('reconcile: planted differences', () => {
     expect(part.partitions).toBeGreaterThan(1);
     expectTruth(part, truth);
     expect(part.reason).toMatch(/above the in-memory limit/);
-    // The DuckDB path: same exact answer (the awkward values — quotes, commas, newlines, non-ASCII — included).
-    const duck = await run(l, r, { key: ['id'], memoryLimitBytes: 10_000 });
+    // The DuckDB paths (one pass by default, partitioned when asked): same exact answer
+    // (the awkward values — quotes, commas, newlines, non-ASCII — included).
+    const checkpoints: unknown[] = [];
+    const workDir = path.join(dir, 'onepass-work');
+    const duck = await run(
+      l,
+      r,
+      { key: ['id'], memoryLimitBytes: 10_000 },
+      { workDir, onCheckpoint: (c) => checkpoints.push(c) },
+    );
     expect(duck.method).toBe('duckdb');
-    expect(duck.partitions).toBeGreaterThan(1);
+    expect(duck.partitions).toBeUndefined();
+    expect(duck.reason).toMatch(/64-bit hash/);
     expectTruth(duck, truth);
+    // Nothing to resume from (a crashed attempt runs the queries again), and nothing left on disk.
+    expect(checkpoints).toEqual([]);
+    expect(existsSync(workDir)).toBe(false);
+    const parted = await run(l, r, { key: ['id'], memoryLimitBytes: 10_000, partitions: 4 });
+    expect(parted.method).toBe('duckdb');
+    expect(parted.partitions).toBe(4);
+    expectTruth(parted, truth);
     expect(duck.samples.changed).toHaveLength(10);
     expect(mem.samples.changed.length).toBe(10);
     expect(Object.keys(mem.samples.changed[0].diffs)).toHaveLength(1);
@@ -130,19 +147,37 @@ describe('reconcile: planted differences', () => {
         expectTruth(part, truth);
       }
     }
+    // DuckDB's one pass: the columns' order and the delimiter do not change the answer either.
+    const semiOne = await reconcile(
+      { uri: l },
+      { uri: semi, csv: { delimiter: ';', quote: '"', escape: '"', header: true, encoding: 'utf8' } },
+      opts({ key: ['id'], memoryLimitBytes: 1 }),
+      { lakeRoot: dir, workDir: path.join(dir, 'work-semi-one') },
+    );
+    for (const one of [
+      await run(l, rev, { key: ['id'], memoryLimitBytes: 1 }),
+      await run(l, r, { key: ['id'], memoryLimitBytes: 1 }),
+      semiOne,
+    ]) {
+      expect(one.method).toBe('duckdb');
+      expect(one.partitions).toBeUndefined();
+      expectTruth(one, truth);
+    }
     // Identical lines are a shortcut only: rows equal after trimming and case folding still match.
     const [a, b] = await files('norm', 'id,v\n1,Hello \n2,x\n3,y\n', 'id,v\n1,hello\n2,x\n3,z\n');
     const norm = await run(a, b, { key: ['id'], trim: true, caseInsensitive: true, partitions: 2 });
     expect(norm.method).toBe('partitioned'); // key normalisation DuckDB cannot reproduce exactly
     expect(norm.reason).toMatch(/trim is on/);
     // Values equal only after normalisation on the DuckDB path: they come back to Strata's comparison.
-    const normDuck = await run(a, b, { key: ['id'], tolerance: 0.5, partitions: 2 });
-    expect(normDuck.method).toBe('duckdb');
-    expect(normDuck.counts).toEqual({ left: 3, right: 3, matched: 1, changed: 2, onlyLeft: 0, onlyRight: 0 });
     const [n1, n2] = await files('numtol', 'id,v\n1,1.00\n2,5\n3,x\n', 'id,v\n1,1.2\n2,6\n3,x\n');
-    const tol = await run(n1, n2, { key: ['id'], tolerance: 0.5, partitions: 2 });
-    expect(tol.method).toBe('duckdb');
-    expect(tol.counts).toMatchObject({ matched: 2, changed: 1 });
+    for (const way of [{ partitions: 2 }, { memoryLimitBytes: 1 }]) {
+      const normDuck = await run(a, b, { key: ['id'], tolerance: 0.5, ...way });
+      expect(normDuck.method).toBe('duckdb');
+      expect(normDuck.counts).toEqual({ left: 3, right: 3, matched: 1, changed: 2, onlyLeft: 0, onlyRight: 0 });
+      const tol = await run(n1, n2, { key: ['id'], tolerance: 0.5, ...way });
+      expect(tol.method).toBe('duckdb');
+      expect(tol.counts).toMatchObject({ matched: 2, changed: 1 });
+    }
     expect(norm.counts).toEqual({ left: 3, right: 3, matched: 2, changed: 1, onlyLeft: 0, onlyRight: 0 });
     expect(norm.columnMismatches).toEqual({ v: 1 });
   });
@@ -156,9 +191,10 @@ describe('reconcile: planted differences', () => {
     );
     const mem = await run(l, r, { key: ['id'] });
     expect(mem.method).toBe('memory');
-    for (const partitions of [1, 2, 3]) {
-      const duck = await run(l, r, { key: ['id'], partitions });
+    for (const partitions of [undefined, 1, 2, 3]) {
+      const duck = await run(l, r, { key: ['id'], partitions, memoryLimitBytes: 1 });
       expect(duck.method).toBe('duckdb');
+      expect(duck.partitions).toBe(partitions);
       expect({ ...duck.counts, dl: duck.duplicates.left.keys, dr: duck.duplicates.right.keys }).toEqual({
         ...mem.counts,
         dl: mem.duplicates.left.keys,
@@ -173,6 +209,30 @@ describe('reconcile: planted differences', () => {
     const duck = await run(gl, gr, { key: ['id'], partitions: 4 });
     expect(duck.method).toBe('duckdb');
     expectTruth(duck, truth);
+    const one = await run(gl, gr, { key: ['id'], memoryLimitBytes: 1 });
+    expect(one.method).toBe('duckdb');
+    expectTruth(one, truth);
+  });
+
+  it('on the one-pass DuckDB path, keys of several columns with null values group as in memory, and each group is reported once', async () => {
+    // Key (a, b) with "NA" as a null value: (1, NA) and (1, "") are different keys, (NA, 2) on both sides one key.
+    const [l, r] = await files(
+      'nullkey',
+      'a,b,v\n1,NA,x\n1,,y\nNA,2,z\nNA,2,z\n3,3,q\n4,4,w\n',
+      'a,b,v\n1,NA,x\n1,,Y\nNA,2,z\n3,3,q\n5,5,e\n',
+    );
+    const o = { key: ['a', 'b'], nullValues: ['NA'], sampleLimit: 100 };
+    const mem = await run(l, r, o);
+    expect(mem.method).toBe('memory');
+    const one = await run(l, r, { ...o, memoryLimitBytes: 1 });
+    expect(one.method).toBe('duckdb');
+    expect(one.counts).toEqual(mem.counts);
+    expect(one.counts).toEqual({ left: 6, right: 5, matched: 3, changed: 1, onlyLeft: 2, onlyRight: 1 });
+    expect(one.duplicates).toEqual(mem.duplicates);
+    expect(one.columnMismatches).toEqual({ v: 1 });
+    const sorted = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).sort();
+    for (const k of ['onlyLeft', 'onlyRight', 'changed'] as const)
+      expect(sorted(one.samples[k])).toEqual(sorted(mem.samples[k]));
   });
 
   it('compares whole rows as multisets when no key is given', async () => {
@@ -181,6 +241,9 @@ describe('reconcile: planted differences', () => {
     expect(res.counts).toEqual({ left: 4, right: 5, matched: 3, changed: 0, onlyLeft: 1, onlyRight: 2 });
     const part = await run(l, r, { partitions: 3 });
     expect(part.counts).toEqual(res.counts);
+    const one = await run(l, r, { memoryLimitBytes: 1 });
+    expect(one.method).toBe('duckdb');
+    expect(one.counts).toEqual(res.counts);
   });
 
   it('handles quoted delimiters, embedded newlines, unicode and a BOM', async () => {
@@ -247,9 +310,10 @@ describe('reconcile: planted differences', () => {
     await expect(run(sl, r, { key: ['id'], partitions: 2 })).rejects.toThrow(
       /ragged-s-l\.csv: line 3: row has a different number of columns than the header \(2\)/,
     );
-    await expect(run(sl, r, { key: ['id'] })).rejects.toThrow(
-      /ragged-s-l\.csv: line 3: row has a different number of columns than the header \(2\)/,
-    );
+    for (const o of [{}, { memoryLimitBytes: 1 }])
+      await expect(run(sl, r, { key: ['id'], ...o })).rejects.toThrow(
+        /ragged-s-l\.csv: line 3: row has a different number of columns than the header \(2\)/,
+      );
     await expect(run(r, r, { key: ['nope'] })).rejects.toThrow(
       /column "nope" is not in the left dataset: it has id, a/,
     );
@@ -318,9 +382,12 @@ describe('reconcile: planted differences', () => {
     db.closeSync();
     const duck = await run(l, pq, { key: ['id'], partitions: 3 });
     const stream = await run(l, pq, { key: ['id'], partitions: 3, engine: 'stream' });
+    const one = await run(l, pq, { key: ['id'], memoryLimitBytes: 1 });
     expect(duck.method).toBe('duckdb');
+    expect(one.method).toBe('duckdb');
     expect(stream.method).toBe('partitioned');
     expectTruth(duck, truth);
+    expectTruth(one, truth);
     expectTruth(stream, truth);
   });
 });
