@@ -63,7 +63,6 @@ export default tseslint.config(
       'activities/s3/client.ts',
       'activities/spark-k8s/activities.ts',
       'activities/spark-k8s/client.ts',
-      'activities/sql/**',
       'activities/sweeper/activities.ts',
     ],
     rules: { '@typescript-eslint/consistent-type-assertions': ['error', { assertionStyle: 'never' }] },
