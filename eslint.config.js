@@ -54,7 +54,6 @@ export default tseslint.config(
       'activities/airbyte/client.ts',
       'activities/spark-k8s/activities.ts',
       'activities/spark-k8s/client.ts',
-      'activities/sweeper/activities.ts',
     ],
     rules: { '@typescript-eslint/consistent-type-assertions': ['error', { assertionStyle: 'never' }] },
   },
