@@ -72,7 +72,13 @@ export async function clusterLifecycle(input: ClusterInput): Promise<ClusterStat
   setHandler(
     resizeUpdate,
     async (size) => {
-      await acts.resizeCluster(spec, state.providerId!, size);
+      const providerId = state.providerId;
+      if (!providerId)
+        throw ApplicationFailure.create({
+          type: 'ClusterNotProvisioned',
+          message: `cluster ${spec.name} has no provider id yet; resize it once it is ready`,
+        });
+      await acts.resizeCluster(spec, providerId, size);
       state.size = size;
       state.lastTouchedAt = now();
       touched = true;

@@ -154,8 +154,7 @@ export function selectTasks(nodes: PlanNode[], only: string[], withUpstream: boo
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const chosen = new Set<string>();
   const work = [...only]; // iterative: long chains must not overflow the stack
-  while (work.length) {
-    const id = work.pop()!;
+  for (let id = work.pop(); id !== undefined; id = work.pop()) {
     if (chosen.has(id)) continue;
     chosen.add(id);
     if (withUpstream) work.push(...(byId.get(id)?.needs ?? []));

@@ -68,7 +68,13 @@ const DEFAULT_CONTINUE_AS_NEW_AFTER = 8_000;
 
 export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> {
   const info = workflowInfo();
-  const spec = input.spec!;
+  const spec = input.spec;
+  if (!spec)
+    throw ApplicationFailure.create({
+      type: 'SpecMissing',
+      nonRetryable: true,
+      message: 'this run was started without its spec inline, which pipelineRunV0 needs: start it as pipelineRun',
+    });
   const nowIso = () => new Date().toISOString();
   const carried = input.carried;
   const state: RunState = (carried && !isCarriedV1(carried) && unpackState(carried)) || {
@@ -126,7 +132,8 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
   };
 
   const launch = (id: string) => {
-    const task = taskById.get(id)!;
+    const task = taskById.get(id);
+    if (!task) throw new Error(`task ${id} is not in the spec`);
     const ts = state.tasks[id];
     ts.status = 'running';
     ts.startedAt = nowIso();
@@ -235,8 +242,9 @@ export async function pipelineRunV0(input: PipelineRunInput): Promise<RunState> 
         queued.add(id);
       }
       draining ||= shouldContinueAsNew(canAfter);
-      while (!draining && inflight.size < spec.maxParallel && queue.length) {
-        const id = queue.shift()!;
+      while (!draining && inflight.size < spec.maxParallel) {
+        const id = queue.shift();
+        if (id === undefined) break;
         queued.delete(id);
         launch(id);
       }

@@ -163,7 +163,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
           endedAt: prev.endedAt,
         });
     for (const id of sk.reused)
-      if (book.statusOf(id) === 'pending') book.set(id, 'success', { attempts: 0, reusedFrom: input.repairOf });
+      if (book.has(id) && book.statusOf(id) === 'pending')
+        book.set(id, 'success', { attempts: 0, reusedFrom: input.repairOf });
     await record({ seed: input.specRef ? { ref: input.specRef } : { ids: sk.ids } });
     // An SLA: a notifier that waits until the deadline and then looks at the run (never blocks it).
     if (
@@ -295,7 +296,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
       });
       throw err;
     }
-    const m = jobResults.get(id)!;
+    const m = jobResults.get(id);
+    if (!m) throw new Error(`job ${id} reported no result`);
     if (m.ok && m.result) return m.result;
     if (m.cancelled) throw new CancelledFailure(m.message ?? 'cancelled');
     throw ApplicationFailure.create({
@@ -327,12 +329,15 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
         draining = true;
         // Sensors do not hold up continue-as-new: stop them, and start them again after it.
         for (const [id, scope] of sensorScopes) {
-          parked.set(id, parkInfo.get(id)!);
+          const info = parkInfo.get(id);
+          if (!info) throw new Error(`sensor ${id} runs without its start recorded`);
+          parked.set(id, info);
           scope.cancel();
         }
       }
-      while (!draining && inflight.size < sk.maxParallel && queue.length) {
-        const id = queue.shift()!;
+      while (!draining && inflight.size < sk.maxParallel) {
+        const id = queue.shift();
+        if (id === undefined) break;
         queued.delete(id);
         launch(id);
       }
@@ -358,10 +363,8 @@ async function pipelineRunV1(input: PipelineRunInput): Promise<RunState> {
           failures: book.failures,
           ...(parked.size ? { sensors: Object.fromEntries(parked) } : {}),
           ...(sk.notify ? { notify: outcome } : {}),
-          ...(jobs.length ? { jobs: Object.fromEntries(jobs.map((id) => [id, childIds.get(id)!])) } : {}),
-          ...(reported.length
-            ? { jobResults: Object.fromEntries(reported.map((id) => [id, jobResults.get(id)!])) }
-            : {}),
+          ...(jobs.length ? { jobs: Object.fromEntries(entriesOf(jobs, childIds)) } : {}),
+          ...(reported.length ? { jobResults: Object.fromEntries(entriesOf(reported, jobResults)) } : {}),
         };
         return await continueAsNew<typeof pipelineRun>({ ...input, carried: next, prior: undefined });
       }
@@ -465,6 +468,14 @@ function warnedChecks(r: TaskEnvelope): string[] | undefined {
   const checks = r.output?.checks;
   if (!checks || typeof checks !== 'object' || !('warned' in checks) || !Array.isArray(checks.warned)) return undefined;
   return checks.warned.filter((w): w is string => typeof w === 'string');
+}
+
+/** The entries of `map` for these keys, in their order; a key it lacks has none (as an undefined field, dropped when sent). */
+function entriesOf<V>(keys: string[], map: Map<string, V>): [string, V][] {
+  return keys.flatMap((k) => {
+    const v = map.get(k);
+    return v === undefined ? [] : [[k, v]];
+  });
 }
 
 function shouldContinueAsNew(after: number): boolean {

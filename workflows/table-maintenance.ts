@@ -61,7 +61,8 @@ export async function tableMaintenance(input: TableMaintenanceInput): Promise<Ta
   const t = { tenant: input.tenant, namespace: input.namespace, name: input.name };
   if (input.scheduled && !(await acts.tableMaintenanceEnabled(t)))
     return { table, skipped: 'strata.maintenance.enabled is false', results: {} };
-  const ops = input.operations?.length ? ORDER.filter((o) => input.operations!.includes(o)) : ORDER;
+  const asked = input.operations;
+  const ops = asked?.length ? ORDER.filter((o) => asked.includes(o)) : ORDER;
   const info = workflowInfo();
   const producer: MaintenanceStepInput['producer'] = {
     runId: `${info.workflowId}@${info.runId}`,

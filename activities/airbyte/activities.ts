@@ -19,6 +19,13 @@ export interface AirbyteDeps extends JobLedgerDeps {
   lake?: LakeDeps;
 }
 
+/** A sync's job id: a reference without one was not made by airbyteSubmit. */
+function jobIdOf(ref: JobRef): string {
+  if (!ref.id)
+    throw new NonRetryableError(`Airbyte job ${ref.name} of connection ${ref.scope} has no job id`, 'TaskError');
+  return ref.id;
+}
+
 function classify(e: unknown): never {
   if (e instanceof AirbyteError && !e.retryable) throw new NonRetryableError(e.message, `Airbyte${e.status}`);
   throw e;
@@ -79,7 +86,7 @@ export function createAirbyteActivities(deps: AirbyteDeps) {
     },
     async airbytePoll(ref: JobRef): Promise<JobStatus> {
       try {
-        const job = await client().getJob(ref.id!);
+        const job = await client().getJob(jobIdOf(ref));
         return {
           state: job.status,
           terminal: AIRBYTE_TERMINAL.includes(job.status),
@@ -153,7 +160,7 @@ export function createAirbyteActivities(deps: AirbyteDeps) {
     },
     async airbyteCancel(ref: JobRef): Promise<{ result: string }> {
       try {
-        return { result: await client().cancelJob(ref.id!) };
+        return { result: await client().cancelJob(jobIdOf(ref)) };
       } catch (e) {
         return classify(e);
       }

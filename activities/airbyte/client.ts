@@ -3,19 +3,27 @@
  * heavy, and lags the spec's `queued` status). Bearer tokens come from client
  * credentials held by the worker; they never appear in errors or results.
  */
+import { z } from 'zod';
+import { recordOf } from '../../schemas/guards.js';
+
 export const AIRBYTE_TERMINAL = ['succeeded', 'failed', 'cancelled'];
 
-export interface AirbyteJob {
-  jobId: number;
-  status: string;
-  jobType: string;
-  startTime: string;
-  connectionId: string;
-  lastUpdatedAt?: string;
-  duration?: string;
-  bytesSynced?: number;
-  rowsSynced?: number;
-}
+// Airbyte's answers are checked against the public API's response schemas (the fields Strata
+// reads, required as the API requires them); fields beyond these are kept as they came.
+
+/** A job (JobResponse). */
+export const AirbyteJob = z.looseObject({
+  jobId: z.number(),
+  status: z.string(),
+  jobType: z.string(),
+  startTime: z.string(),
+  connectionId: z.string(),
+  lastUpdatedAt: z.string().optional(),
+  duration: z.string().optional(),
+  bytesSynced: z.number().optional(),
+  rowsSynced: z.number().optional(),
+});
+export type AirbyteJob = z.infer<typeof AirbyteJob>;
 
 export type IngestionKind = 'sources' | 'destinations' | 'connections';
 export const INGESTION_KINDS: readonly IngestionKind[] = ['sources', 'destinations', 'connections'];
@@ -35,6 +43,10 @@ export interface Page<T> {
   previous?: string;
 }
 
+function pageOf<T>(item: z.ZodType<T>): z.ZodType<Page<T>> {
+  return z.looseObject({ data: z.array(item), next: z.string().optional(), previous: z.string().optional() });
+}
+
 /** Connector configuration: free-form per connector, and may hold secrets (never log it). */
 export type ConnectorConfiguration = Record<string, unknown>;
 
@@ -51,15 +63,16 @@ export interface SourcePatchRequest {
   configuration?: ConnectorConfiguration;
   secretId?: string;
 }
-export interface SourceResponse {
-  sourceId: string;
-  name: string;
-  sourceType: string;
-  definitionId: string;
-  workspaceId: string;
-  configuration: ConnectorConfiguration;
-  createdAt: number;
-}
+export const SourceResponse = z.looseObject({
+  sourceId: z.string(),
+  name: z.string(),
+  sourceType: z.string(),
+  definitionId: z.string(),
+  workspaceId: z.string(),
+  configuration: z.record(z.string(), z.unknown()),
+  createdAt: z.number(),
+});
+export type SourceResponse = z.infer<typeof SourceResponse>;
 
 export interface DestinationCreateRequest {
   name: string;
@@ -71,15 +84,16 @@ export interface DestinationPatchRequest {
   name?: string;
   configuration?: ConnectorConfiguration;
 }
-export interface DestinationResponse {
-  destinationId: string;
-  name: string;
-  destinationType: string;
-  definitionId: string;
-  workspaceId: string;
-  configuration: ConnectorConfiguration;
-  createdAt: number;
-}
+export const DestinationResponse = z.looseObject({
+  destinationId: z.string(),
+  name: z.string(),
+  destinationType: z.string(),
+  definitionId: z.string(),
+  workspaceId: z.string(),
+  configuration: z.record(z.string(), z.unknown()),
+  createdAt: z.number(),
+});
+export type DestinationResponse = z.infer<typeof DestinationResponse>;
 
 export interface ConnectionSchedule {
   scheduleType: string;
@@ -89,40 +103,60 @@ export interface ConnectionSchedule {
 export interface StreamConfigurations {
   streams?: Record<string, unknown>[];
 }
+const NamespaceDefinition = z.enum(['source', 'destination', 'custom_format']);
+const NonBreakingBehavior = z.enum(['ignore', 'disable_connection', 'propagate_columns', 'propagate_fully']);
+const ConnectionStatus = z.enum(['active', 'inactive', 'deprecated', 'locked']);
 interface ConnectionSettings {
   name?: string;
   configurations?: StreamConfigurations;
   schedule?: ConnectionSchedule;
-  namespaceDefinition?: 'source' | 'destination' | 'custom_format';
+  namespaceDefinition?: z.infer<typeof NamespaceDefinition>;
   namespaceFormat?: string;
   prefix?: string;
-  nonBreakingSchemaUpdatesBehavior?: 'ignore' | 'disable_connection' | 'propagate_columns' | 'propagate_fully';
-  status?: 'active' | 'inactive' | 'deprecated' | 'locked';
+  nonBreakingSchemaUpdatesBehavior?: z.infer<typeof NonBreakingBehavior>;
+  status?: z.infer<typeof ConnectionStatus>;
 }
 export interface ConnectionCreateRequest extends ConnectionSettings {
   sourceId: string;
   destinationId: string;
 }
 export type ConnectionPatchRequest = ConnectionSettings;
-export interface ConnectionResponse extends ConnectionSettings {
-  connectionId: string;
-  name: string;
-  sourceId: string;
-  destinationId: string;
-  workspaceId: string;
-  status: 'active' | 'inactive' | 'deprecated' | 'locked';
-  schedule: ConnectionSchedule;
-  configurations: StreamConfigurations;
-  createdAt: number;
-  tags: { tagId: string; workspaceId: string; name: string; color: string }[];
-  statusReason?: string;
-}
+export const ConnectionResponse = z.looseObject({
+  connectionId: z.string(),
+  name: z.string(),
+  sourceId: z.string(),
+  destinationId: z.string(),
+  workspaceId: z.string(),
+  status: ConnectionStatus,
+  schedule: z.looseObject({
+    scheduleType: z.string(),
+    cronExpression: z.string().optional(),
+    basicTiming: z.string().optional(),
+  }),
+  configurations: z.looseObject({ streams: z.array(z.record(z.string(), z.unknown())).optional() }),
+  createdAt: z.number(),
+  tags: z.array(z.looseObject({ tagId: z.string(), workspaceId: z.string(), name: z.string(), color: z.string() })),
+  statusReason: z.string().optional(),
+  namespaceDefinition: NamespaceDefinition.optional(),
+  namespaceFormat: z.string().optional(),
+  prefix: z.string().optional(),
+  nonBreakingSchemaUpdatesBehavior: NonBreakingBehavior.optional(),
+});
+export type ConnectionResponse = z.infer<typeof ConnectionResponse>;
 
 export interface IngestionTypes {
   sources: { create: SourceCreateRequest; patch: SourcePatchRequest; response: SourceResponse };
   destinations: { create: DestinationCreateRequest; patch: DestinationPatchRequest; response: DestinationResponse };
   connections: { create: ConnectionCreateRequest; patch: ConnectionPatchRequest; response: ConnectionResponse };
 }
+
+const RESPONSES: { [K in IngestionKind]: z.ZodType<IngestionTypes[K]['response']> } = {
+  sources: SourceResponse,
+  destinations: DestinationResponse,
+  connections: ConnectionResponse,
+};
+
+const AccessToken = z.looseObject({ access_token: z.string(), expires_in: z.number().optional() });
 
 export interface AirbyteConfig {
   /** e.g. https://api.airbyte.com/v1 or http://host/api/public/v1 */
@@ -147,6 +181,32 @@ export class AirbyteError extends Error {
   }
 }
 
+/**
+ * An answer's JSON body checked against what the API documents for it; one that does not
+ * fit fails as a bad gateway answer naming the request and the fields that were wrong.
+ */
+async function parseAnswer<T>(res: Response, schema: z.ZodType<T>, method: string, path: string): Promise<T> {
+  const what = `Airbyte ${method} ${path.replace(/\?.*$/, '')}`;
+  let body: unknown;
+  try {
+    body = await res.json();
+  } catch (e) {
+    throw new AirbyteError(
+      502,
+      'invalid-response',
+      `${what}: the answer is not JSON: ${e instanceof Error ? e.message : String(e)}`,
+    );
+  }
+  const r = schema.safeParse(body);
+  if (!r.success)
+    throw new AirbyteError(
+      502,
+      'invalid-response',
+      `${what}: the answer does not fit the API: ${z.prettifyError(r.error).replace(/\n/g, ' ')}`,
+    );
+  return r.data;
+}
+
 export class AirbyteClient {
   private token?: { value: string; expiresAt: number };
   constructor(
@@ -169,7 +229,7 @@ export class AirbyteClient {
       undefined,
       signal,
     );
-    const body = (await res.json()) as { access_token: string; expires_in?: number };
+    const body = await parseAnswer(res, AccessToken, 'POST', '/applications/token');
     this.token = { value: body.access_token, expiresAt: Date.now() + (body.expires_in ?? 180) * 1000 };
     return this.token.value;
   }
@@ -197,25 +257,31 @@ export class AirbyteClient {
       throw new AirbyteError(0, 'network', `Airbyte ${method} ${path}: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (res.ok) return res;
-    let problem: { type?: string; title?: string; detail?: string; message?: string } = {};
+    let problem: Record<string, unknown> = {};
     try {
-      problem = (await res.json()) as typeof problem;
+      problem = recordOf(await res.json());
     } catch {
       /* not a problem body */
     }
+    const field = (k: string) => (typeof problem[k] === 'string' ? problem[k] : undefined);
     if (res.status === 401) this.token = undefined;
-    const detail = problem.detail ?? problem.message;
+    const detail = field('detail') ?? field('message');
     throw new AirbyteError(
       res.status,
-      problem.type ?? String(res.status),
-      `Airbyte ${method} ${path}: ${res.status} ${problem.title ?? ''}${detail ? `: ${detail}` : ''}`.trim(),
+      field('type') ?? String(res.status),
+      `Airbyte ${method} ${path}: ${res.status} ${field('title') ?? ''}${detail ? `: ${detail}` : ''}`.trim(),
       detail,
     );
   }
 
-  private async json<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    const res = await this.authed(method, path, body, signal);
-    return (await res.json()) as T;
+  private async json<T>(
+    schema: z.ZodType<T>,
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    return parseAnswer(await this.authed(method, path, body, signal), schema, method, path);
   }
 
   private async authed(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
@@ -234,7 +300,7 @@ export class AirbyteClient {
   async startSync(connectionId: string, signal?: AbortSignal): Promise<{ job: AirbyteJob; adopted: boolean }> {
     try {
       return {
-        job: await this.json<AirbyteJob>('POST', '/jobs', { connectionId, jobType: 'sync' }, signal),
+        job: await this.json(AirbyteJob, 'POST', '/jobs', { connectionId, jobType: 'sync' }, signal),
         adopted: false,
       };
     } catch (e) {
@@ -248,17 +314,17 @@ export class AirbyteClient {
 
   async listJobs(connectionId: string, status: string, signal?: AbortSignal): Promise<AirbyteJob[]> {
     const q = new URLSearchParams({ connectionId, status, jobType: 'sync', limit: '20', orderBy: 'createdAt|DESC' });
-    return (await this.json<{ data: AirbyteJob[] }>('GET', `/jobs?${q}`, undefined, signal)).data;
+    return (await this.json(pageOf(AirbyteJob), 'GET', `/jobs?${q}`, undefined, signal)).data;
   }
 
   getJob(jobId: number | string, signal?: AbortSignal): Promise<AirbyteJob> {
-    return this.json<AirbyteJob>('GET', `/jobs/${jobId}`, undefined, signal);
+    return this.json(AirbyteJob, 'GET', `/jobs/${jobId}`, undefined, signal);
   }
 
   /** Cancels; a job that is no longer running (409) or gone (404) needs nothing more. */
   async cancelJob(jobId: number | string, signal?: AbortSignal): Promise<string> {
     try {
-      return (await this.json<AirbyteJob>('DELETE', `/jobs/${jobId}`, undefined, signal)).status;
+      return (await this.json(AirbyteJob, 'DELETE', `/jobs/${jobId}`, undefined, signal)).status;
     } catch (e) {
       if (e instanceof AirbyteError && (e.status === 409 || e.status === 404)) return 'not-running';
       throw e;
@@ -279,7 +345,7 @@ export class AirbyteClient {
     if (query.limit !== undefined) q.set('limit', String(query.limit));
     if (query.offset !== undefined) q.set('offset', String(query.offset));
     const qs = q.toString();
-    return this.json('GET', `/${kind}${qs ? `?${qs}` : ''}`, undefined, signal);
+    return this.json(pageOf(RESPONSES[kind]), 'GET', `/${kind}${qs ? `?${qs}` : ''}`, undefined, signal);
   }
 
   getResource<K extends IngestionKind>(
@@ -287,7 +353,7 @@ export class AirbyteClient {
     id: string,
     signal?: AbortSignal,
   ): Promise<IngestionTypes[K]['response']> {
-    return this.json('GET', `/${kind}/${encodeURIComponent(id)}`, undefined, signal);
+    return this.json(RESPONSES[kind], 'GET', `/${kind}/${encodeURIComponent(id)}`, undefined, signal);
   }
 
   createResource<K extends IngestionKind>(
@@ -295,7 +361,7 @@ export class AirbyteClient {
     body: IngestionTypes[K]['create'],
     signal?: AbortSignal,
   ): Promise<IngestionTypes[K]['response']> {
-    return this.json('POST', `/${kind}`, body, signal);
+    return this.json(RESPONSES[kind], 'POST', `/${kind}`, body, signal);
   }
 
   patchResource<K extends IngestionKind>(
@@ -304,7 +370,7 @@ export class AirbyteClient {
     body: IngestionTypes[K]['patch'],
     signal?: AbortSignal,
   ): Promise<IngestionTypes[K]['response']> {
-    return this.json('PATCH', `/${kind}/${encodeURIComponent(id)}`, body, signal);
+    return this.json(RESPONSES[kind], 'PATCH', `/${kind}/${encodeURIComponent(id)}`, body, signal);
   }
 
   async deleteResource(kind: IngestionKind, id: string, signal?: AbortSignal): Promise<void> {
@@ -341,14 +407,12 @@ export class AirbyteClient {
  */
 export function airbyteClientFromEnv(env: NodeJS.ProcessEnv = process.env): AirbyteClient | undefined {
   if (!env.AIRBYTE_URL) return undefined;
-  const missing = ['AIRBYTE_CLIENT_ID', 'AIRBYTE_CLIENT_SECRET'].filter((k) => !env[k]);
-  if (missing.length)
+  const { AIRBYTE_CLIENT_ID: clientId, AIRBYTE_CLIENT_SECRET: clientSecret } = env;
+  if (!clientId || !clientSecret) {
+    const missing = ['AIRBYTE_CLIENT_ID', 'AIRBYTE_CLIENT_SECRET'].filter((k) => !env[k]);
     throw new Error(
       `AIRBYTE_URL is set but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not: set the Airbyte application's client credentials`,
     );
-  return new AirbyteClient({
-    baseUrl: env.AIRBYTE_URL,
-    clientId: env.AIRBYTE_CLIENT_ID!,
-    clientSecret: env.AIRBYTE_CLIENT_SECRET!,
-  });
+  }
+  return new AirbyteClient({ baseUrl: env.AIRBYTE_URL, clientId, clientSecret });
 }

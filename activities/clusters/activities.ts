@@ -3,6 +3,7 @@
  * and `ensureClusterReady`, which a job uses to get its named cluster started and ready.
  */
 import { Context } from '@temporalio/activity';
+import { z } from 'zod';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { ClustersService } from '../../client/clusters.js';
 import { clusterWorkflowId, type ClusterSize, type ClusterSpec, type ClusterState } from '../../schemas/cluster.js';
@@ -10,7 +11,8 @@ import { TIERS, type Tier } from '../../schemas/external.js';
 import { allows, sparkTierPolicy, type SparkPolicyConfig } from '../../schemas/spark-policy.js';
 import { jobActivities } from '../core/job.js';
 import { abortableSleep } from '../core/task.js';
-import { NonRetryableError } from '../../schemas/errors.js';
+import { NonRetryableError, errorNumber } from '../../schemas/errors.js';
+import { recordOf } from '../../schemas/guards.js';
 import { EmrError, type EmrJobsClient } from '../emr/client.js';
 import { K8sError, SPARK_CONNECT_VERSION, type SparkK8sClient } from '../spark-k8s/client.js';
 import { ensureTenantNamespace, tierNameOf } from '../spark-k8s/activities.js';
@@ -37,6 +39,12 @@ export interface ClusterDeps {
 }
 
 const PLURAL = 'sparkconnects';
+
+/** What the operator reports of a SparkConnect server (the fields read here). */
+const SparkConnectStatus = z.object({
+  state: z.string().optional(),
+  conditions: z.array(z.object({ message: z.string().optional() })).optional(),
+});
 
 function nonRetryable(e: unknown): never {
   if ((e instanceof K8sError || e instanceof EmrError) && !e.retryable)
@@ -115,12 +123,15 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
         if (spec.engine === 'spark-connect') {
           const [ns, name] = providerId.split('/');
           const obj = await k8s().get(PLURAL, SPARK_CONNECT_VERSION, ns, name);
-          const state = String((obj.status as { state?: string } | undefined)?.state ?? '');
+          const status = SparkConnectStatus.safeParse(obj.status ?? {});
+          if (!status.success)
+            throw new Error(
+              `SparkConnect ${providerId} has a status of unexpected shape: ${z.prettifyError(status.error)}`,
+            );
+          const state = status.data.state ?? '';
           if (state === 'Ready') return { phase: 'ready' };
           if (state === 'Failed') {
-            const conds = ((obj.status as { conditions?: { message?: string }[] }).conditions ?? [])
-              .map((c) => c.message)
-              .filter(Boolean);
+            const conds = (status.data.conditions ?? []).map((c) => c.message).filter(Boolean);
             return { phase: 'failed', message: conds.join('; ') || 'SparkConnect failed' };
           }
           return { phase: 'provisioning' };
@@ -142,7 +153,7 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
           const [ns, name] = providerId.split('/');
           const obj = await k8s().get(PLURAL, SPARK_CONNECT_VERSION, ns, name);
           const executor = {
-            ...(obj.spec.executor as object),
+            ...recordOf(obj.spec.executor),
             instances: size.instances,
             cores: size.cores,
             memory: `${size.memoryGi}g`,
@@ -214,11 +225,9 @@ export function createClusterActivities(deps: ClusterDeps): ClusterActivities {
           a.requestedBy,
         );
       } catch (e) {
-        if (e instanceof Error && 'status' in e && Number((e as { status: number }).status) < 500)
-          throw new NonRetryableError(
-            e.message,
-            (e as { status: number }).status === 403 ? 'QuotaExceeded' : 'ConfigError',
-          );
+        const status = errorNumber(e, 'status');
+        if (e instanceof Error && status !== undefined && status < 500)
+          throw new NonRetryableError(e.message, status === 403 ? 'QuotaExceeded' : 'ConfigError');
         throw e;
       }
       for (;;) {

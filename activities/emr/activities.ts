@@ -9,6 +9,7 @@ import type { StepConfig } from '@aws-sdk/client-emr';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { z } from 'zod';
 import {
   EmrStepTask,
   jobName,
@@ -105,6 +106,22 @@ export interface StepDeps {
   files?: string[];
 }
 
+/** The cluster a task names itself (`clusterId`), when it names one. */
+const EmrClusterField = z.object({ id: z.string(), clusterId: z.string().optional() });
+
+/** An EMR job's step id: a reference without one was not made by emrSubmit. */
+function stepIdOf(ref: JobRef): string {
+  if (!ref.id) throw new NonRetryableError(`EMR job ${ref.name} on ${ref.scope} has no step id`, 'TaskError');
+  return ref.id;
+}
+
+/** The S3 URI a library JAR was uploaded to (each was, before its functions are registered). */
+function uploadedJar(uris: Map<string, string>, uri: string): string {
+  const u = uris.get(uri);
+  if (u === undefined) throw new Error(`library JAR ${uri} was not uploaded before its functions were registered`);
+  return u;
+}
+
 /** A path segment safe as part of an S3 key: no "..", no characters that need escaping. */
 const keySegment = (s: string) => {
   const clean = s.replace(/[^A-Za-z0-9._=-]+/g, '_');
@@ -155,7 +172,12 @@ export function createEmrActivities(deps: EmrDeps) {
   };
 
   const scriptsStore = (what: string) => {
-    const root = toS3Uri(deps.emrScriptsUri!);
+    if (!deps.emrScriptsUri)
+      throw new NonRetryableError(
+        `STRATA_EMR_SCRIPTS_URI is not set, so ${what} cannot be uploaded: set it to s3://bucket/prefix`,
+        'ConfigError',
+      );
+    const root = toS3Uri(deps.emrScriptsUri);
     if (!root)
       throw new NonRetryableError(
         `STRATA_EMR_SCRIPTS_URI "${deps.emrScriptsUri}" is not an S3 URI: write s3://bucket/prefix`,
@@ -208,7 +230,7 @@ export function createEmrActivities(deps: EmrDeps) {
     } catch (e) {
       throw new NonRetryableError(`task ${id}: cannot read ${field} ${f.uri}: ${errorMessage(e)}`, 'ConfigError');
     }
-    const base = f.key.split('/').pop()!;
+    const base = f.key.slice(f.key.lastIndexOf('/') + 1);
     const key = keep
       ? scriptKey(input.run.workflowId, id, content, '').replace(/$/, `/${keySegment(base)}`)
       : scriptKey(input.run.workflowId, id, content, path.extname(base) || '.py');
@@ -241,7 +263,7 @@ export function createEmrActivities(deps: EmrDeps) {
   return engineJobActivities(ledger, {
     async emrSubmit(input: ExternalJobInput & { cluster?: { providerId?: string } }): Promise<JobRef> {
       const { task, run } = input;
-      const clusterId = (input.cluster?.providerId ?? task.clusterId) as string | undefined;
+      const clusterId = input.cluster?.providerId ?? parseJobTask(EmrClusterField, task).clusterId;
       if (!clusterId)
         throw new NonRetryableError(`task ${task.id} has no EMR cluster: set "clusterId" or "cluster"`, 'ConfigError');
       // Checked before anything is uploaded or added: settings, where the code comes from, whose cluster it is.
@@ -255,7 +277,7 @@ export function createEmrActivities(deps: EmrDeps) {
       const resolve = jobFileLocator({ lake: deps.lake, s3: deps.s3 ?? deps.emrS3 }, run.tenant, task.id);
       const fileField =
         task.kind === 'pyspark' ? 'file' : task.kind === 'hive' && task.script !== undefined ? 'script' : undefined;
-      const main = fileField ? resolve(String(task[fileField]), fileField) : undefined;
+      const main = fileField ? { field: fileField, file: resolve(String(task[fileField]), fileField) } : undefined;
       const depFiles = jobDeps(task, resolve);
       await checkClusterTenant(clusterId, run.tenant, task.id);
       const name = jobName(run.workflowId, task.id, 200);
@@ -268,13 +290,15 @@ export function createEmrActivities(deps: EmrDeps) {
       const job = withFunctions(
         task,
         libs,
-        hive ? hiveFunctionStatements(libs, (f) => jarUri.get(f.uri)!) : sparkFunctionStatements(libs),
+        hive ? hiveFunctionStatements(libs, (f) => uploadedJar(jarUri, f.uri)) : sparkFunctionStatements(libs),
       );
       const jobInput = { ...input, task: job };
-      const script = main ? await emrUri(input, main, fileField!, false) : await uploadSql(jobInput);
+      const script = main ? await emrUri(input, main.file, main.field, false) : await uploadSql(jobInput);
       const stepDeps: StepDeps = {};
-      for (const [k, list] of Object.entries(depFiles) as [Exclude<keyof StepDeps, 'conf'>, JobFile[]][])
-        stepDeps[k] = await Promise.all(list.map((f, i) => emrUri(input, f, `${k}[${i}]`, true)));
+      for (const k of ['pyFiles', 'jars', 'files'] as const) {
+        const list = depFiles[k];
+        if (list) stepDeps[k] = await Promise.all(list.map((f, i) => emrUri(input, f, `${k}[${i}]`, true)));
+      }
       if (!hive && libJars.length) stepDeps.jars = [...(stepDeps.jars ?? []), ...libJars];
       if (libPy.length) stepDeps.pyFiles = [...(stepDeps.pyFiles ?? []), ...libPy];
       if (Array.isArray(task.outputs) && task.outputs.length && (hive || task.dialect === 'presto'))
@@ -299,7 +323,7 @@ export function createEmrActivities(deps: EmrDeps) {
 
     async emrPoll(ref: JobRef): Promise<JobStatus> {
       try {
-        const step = await client().describeStep(ref.scope, ref.id!);
+        const step = await client().describeStep(ref.scope, stepIdOf(ref));
         const s = step.Status ?? {};
         const state = s.State ?? 'PENDING';
         const fd = s.FailureDetails;
@@ -366,7 +390,7 @@ export function createEmrActivities(deps: EmrDeps) {
 
     async emrCancel(ref: JobRef): Promise<{ result: string }> {
       try {
-        const r = await client().cancelStep(ref.scope, ref.id!);
+        const r = await client().cancelStep(ref.scope, stepIdOf(ref));
         return { result: `${r?.Status ?? 'unknown'}${r?.Reason ? `: ${r.Reason}` : ''}` };
       } catch (e) {
         return classify(e);

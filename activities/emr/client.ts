@@ -45,6 +45,12 @@ export function toEmrError(e: unknown, what: string): EmrError {
   return new EmrError('NetworkError', 0, `${what}: ${e instanceof Error ? e.message : String(e)}`, true);
 }
 
+/** A field EMR's answer must carry; its absence fails (not retried: a retry gets the same answer). */
+function answered<T>(v: T | undefined, what: string, field: string): T {
+  if (v === undefined) throw new EmrError('IncompleteResponse', 0, `${what}: EMR answered without ${field}`, false);
+  return v;
+}
+
 export class EmrJobsClient {
   readonly emr: EMRClient;
   /** Adds steps and starts clusters without SDK retries: a retried add must look up first. */
@@ -78,19 +84,22 @@ export class EmrJobsClient {
 
   /** EMR takes no client token: look the step up by name first so a retry adopts it. */
   async addStepOnce(clusterId: string, step: StepConfig): Promise<{ stepId: string; adopted: boolean }> {
-    const existing = await this.findStep(clusterId, step.Name!);
+    if (!step.Name)
+      throw new EmrError('ValidationException', 400, `AddJobFlowSteps ${clusterId}: the step has no name`, false);
+    const existing = await this.findStep(clusterId, step.Name);
     if (existing) return { stepId: existing, adopted: true };
-    const r = await this.call(`AddJobFlowSteps ${clusterId}`, () =>
+    const what = `AddJobFlowSteps ${clusterId}`;
+    const r = await this.call(what, () =>
       this.once.send(new AddJobFlowStepsCommand({ JobFlowId: clusterId, Steps: [step] })),
     );
-    return { stepId: r.StepIds![0], adopted: false };
+    return { stepId: answered(r.StepIds?.[0], what, 'a step id'), adopted: false };
   }
 
   async describeStep(clusterId: string, stepId: string): Promise<Step> {
     const r = await this.call(`DescribeStep ${stepId}`, () =>
       this.emr.send(new DescribeStepCommand({ ClusterId: clusterId, StepId: stepId })),
     );
-    return r.Step!;
+    return answered(r.Step, `DescribeStep ${stepId}`, 'the step');
   }
 
   async cancelStep(clusterId: string, stepId: string) {
@@ -134,7 +143,7 @@ export class EmrJobsClient {
         }),
       ),
     );
-    return r.JobFlowId!;
+    return answered(r.JobFlowId, `RunJobFlow ${o.name}`, 'a cluster id');
   }
 
   /** The active (not terminated) clusters, a page (one ListClusters call) at a time, as far as the caller reads. */
@@ -180,7 +189,7 @@ export class EmrJobsClient {
     const r = await this.call(`DescribeCluster ${clusterId}`, () =>
       this.emr.send(new DescribeClusterCommand({ ClusterId: clusterId })),
     );
-    return r.Cluster!;
+    return answered(r.Cluster, `DescribeCluster ${clusterId}`, 'the cluster');
   }
 
   async resizeCore(clusterId: string, count: number) {

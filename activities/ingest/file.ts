@@ -75,15 +75,16 @@ export async function stageRaw(
     const delim = csv?.delimiter ?? ',';
     // Sniffing every file (or union_by_name) costs seconds per hundred files; instead
     // read each file's header line and read files that share a header in one scan.
-    const groups = new Map<string, string[]>();
+    const groups = new Map<string, { names: string[]; group: string[] }>();
     for (const f of files) {
       const names = header ? await headerOf(f, delim) : columns;
       const k = JSON.stringify(names);
-      groups.set(k, [...(groups.get(k) ?? []), f]);
+      const g = groups.get(k);
+      if (g) g.group.push(f);
+      else groups.set(k, { names, group: [f] });
     }
     const parts: string[] = [];
-    for (const [k, group] of groups) {
-      const names = JSON.parse(k) as string[];
+    for (const { names, group } of groups.values()) {
       const missing = columns.filter((c) => !names.includes(c));
       if (missing.length)
         throw new NonRetryableError(

@@ -9,7 +9,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
-import { NonRetryableError } from '../../schemas/errors.js';
+import { NonRetryableError, errorMessage, errorString } from '../../schemas/errors.js';
 import { redact, type ConnectionConfig } from '../sql/connections.js';
 
 // Postgres type OIDs → DuckDB types (anything else stays text).
@@ -45,6 +45,10 @@ const MY_TYPES: Record<number, string> = {
   252: 'VARCHAR',
 };
 
+/** Dates and timestamps stay the text Postgres sends (DuckDB reads them); other types parse as pg's defaults. */
+const pgTypes = new pg.TypeOverrides();
+for (const oid of [1082, 1114, 1184]) pgTypes.setTypeParser(oid, (v: string) => v);
+
 export interface Extracted {
   rows: number;
   columns: Record<string, string>;
@@ -72,7 +76,9 @@ export async function extractTable(
   const out = createWriteStream(o.file);
   const isPg = conn.engine === 'postgres';
   const q = (s: string) => (isPg ? `"${s.replaceAll('"', '""')}"` : `\`${s.replaceAll('`', '``')}\``);
-  const src = o.table ? o.table.split('.').map(q).join('.') : `(${o.query!.trim().replace(/;\s*$/, '')}) AS src`;
+  if (!o.table && !o.query)
+    throw new NonRetryableError('an ingest.table task reads a "table" or a "query": give one', 'ConfigError');
+  const src = o.table ? o.table.split('.').map(q).join('.') : `(${(o.query ?? '').trim().replace(/;\s*$/, '')}) AS src`;
   const cur = o.cursor ? q(o.cursor) : undefined;
   let columns: Record<string, string> = {};
   let rows = 0;
@@ -99,22 +105,14 @@ export async function extractTable(
       const sql = `SELECT * FROM ${src} ${where} ${cur ? `ORDER BY ${cur} LIMIT ${o.batchSize}` : ''}`;
       const params = cur && after !== undefined ? [after] : [];
       if (pgc) {
-        const r = await pgc.query<Record<string, unknown>>({
-          text: sql,
-          values: params,
-          types: {
-            getTypeParser: (oid: number) =>
-              oid === 1082 || oid === 1114 || oid === 1184
-                ? (v: string) => v
-                : (pg.types.getTypeParser(oid) as (v: string) => unknown),
-          },
-        });
+        const r = await pgc.query<Record<string, unknown>>({ text: sql, values: params, types: pgTypes });
         return {
           fields: Object.fromEntries(r.fields.map((f) => [f.name, PG_TYPES[f.dataTypeID] ?? 'VARCHAR'])),
           data: r.rows,
         };
       }
-      const [data, fields] = await my!.query<mysql.RowDataPacket[]>({ sql, values: params });
+      if (!my) throw new Error('the MySQL connection is not open');
+      const [data, fields] = await my.query<mysql.RowDataPacket[]>({ sql, values: params });
       return {
         fields: Object.fromEntries(fields.map((f) => [f.name, MY_TYPES[f.columnType ?? 253] ?? 'VARCHAR'])),
         data,
@@ -129,15 +127,15 @@ export async function extractTable(
         out.write(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) + '\n');
       rows += data.length;
       o.progress(rows);
-      if (cur && data.length) {
-        after = String(data[data.length - 1][o.cursor!]);
+      if (o.cursor && data.length) {
+        after = String(data[data.length - 1][o.cursor]);
         maxCursor = after;
       }
       if (!cur || data.length < o.batchSize) break;
     }
   } catch (e) {
-    const msg = redact(e instanceof Error ? e.message : String(e));
-    const code = (e as { code?: string }).code;
+    const msg = redact(errorMessage(e));
+    const code = errorString(e, 'code');
     if (code && /^(42|ER_)/.test(code))
       throw new NonRetryableError(`${conn.engine} (${conn.name}): ${msg} [${code}]`, 'SqlError');
     throw new Error(`${conn.engine} (${conn.name}): ${msg}`);

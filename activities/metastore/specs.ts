@@ -6,6 +6,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { errorMessage } from '../../schemas/errors.js';
 import type { PipelineSpec, TaskSpec } from '../../schemas/pipeline.js';
 import type { SpecRef, TaskActivityInput, TaskRefInput } from '../../schemas/run.js';
 import { renderSpecTask, skeletonPage, type SkeletonPage } from '../../schemas/skeleton.js';
@@ -50,7 +51,10 @@ export function createSpecLoader(db?: Db) {
       })();
       cache.set(key, p);
       p.catch(() => cache.delete(key));
-      while (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
+      for (const oldest of cache.keys()) {
+        if (cache.size <= CACHE_SIZE) break;
+        cache.delete(oldest); // least recently used first
+      }
     } else {
       cache.delete(key); // most recently used last
       cache.set(key, p);
@@ -87,7 +91,7 @@ export function createSpecLoader(db?: Db) {
       throw ApplicationFailure.create({
         type: 'TemplateError',
         nonRetryable: true,
-        message: `${task.id}: ${(e as Error).message}`,
+        message: `${task.id}: ${errorMessage(e)}`,
         details: [{ attempt }],
       });
     }

@@ -35,13 +35,14 @@ const NAME_RE = /^[a-z][a-z0-9_]{0,63}$/;
 const EMAIL_RE = /^[^\s@<>,]+@[^\s@<>,]+$/;
 
 export function channelsFromEnv(env: NodeJS.ProcessEnv = process.env): Channels {
-  const out = Object.create(null) as Channels;
-  for (const { key: k, name, value: v, tenants } of tenantScopedEnv(env, PREFIX, ['_SECRET'])) {
-    if (!NAME_RE.test(name))
-      throw new Error(`${k}: a channel name is letters, digits and "_", starting with a letter (at most 64)`);
-    out[name] = { name, tenants, ...parseChannel(k, v, env[`${k}_SECRET`]) };
-  }
-  return out;
+  // fromEntries defines own fields, so no name reaches the prototype.
+  return Object.fromEntries(
+    tenantScopedEnv(env, PREFIX, ['_SECRET']).map(({ key: k, name, value: v, tenants }) => {
+      if (!NAME_RE.test(name))
+        throw new Error(`${k}: a channel name is letters, digits and "_", starting with a letter (at most 64)`);
+      return [name, { name, tenants, ...parseChannel(k, v, env[`${k}_SECRET`]) }];
+    }),
+  );
 }
 
 function parseChannel(key: string, value: string, secret: string | undefined): Omit<ChannelConfig, 'name' | 'tenants'> {

@@ -6,6 +6,7 @@
 import { createHmac } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import { reconcileSummary, type DeliveryInput } from '../../schemas/notify.js';
+import { errorField, errorMessage, errorNumber, errorString } from '../../schemas/errors.js';
 import type { ChannelConfig } from './channels.js';
 
 export interface Links {
@@ -158,8 +159,10 @@ async function post(c: ChannelConfig, body: string, headers: Record<string, stri
     const retryable = r.status >= 500 || r.status === 408 || r.status === 429;
     return { ok: false, retryable, responseStatus: r.status, error: `channel ${c.name} answered HTTP ${r.status}` };
   } catch (e) {
-    const err = e as Error & { cause?: { code?: string } };
-    const why = err.name === 'TimeoutError' ? `no answer in ${timeoutMs} ms` : (err.cause?.code ?? err.message);
+    const why =
+      errorString(e, 'name') === 'TimeoutError'
+        ? `no answer in ${timeoutMs} ms`
+        : (errorString(errorField(e, 'cause'), 'code') ?? errorMessage(e));
     return { ok: false, retryable: true, error: `channel ${c.name} could not be reached: ${scrub(String(why), c)}` };
   }
 }
@@ -172,6 +175,12 @@ export async function send(
 ): Promise<SendResult> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   if (c.type === 'webhook') {
+    if (!c.secret)
+      return {
+        ok: false,
+        retryable: false,
+        error: `channel ${c.name}: a webhook signs its deliveries: set STRATA_NOTIFY_${c.name.toUpperCase()}_SECRET on the worker`,
+      };
     const body = JSON.stringify(webhookBody(d, links));
     const ts = Math.floor((opts.now ?? Date.now)() / 1000);
     return post(
@@ -179,7 +188,7 @@ export async function send(
       body,
       {
         'strata-timestamp': String(ts),
-        'strata-signature': signature(c.secret!, ts, body),
+        'strata-signature': signature(c.secret, ts, body),
         'strata-event': d.event,
         // Stable per (run, rule, event): a receiver can drop a delivery it already has.
         'strata-delivery': `${d.run.runId}|${d.rule}|${d.event}`,
@@ -209,13 +218,14 @@ export async function send(
     });
     return { ok: true, retryable: false };
   } catch (e) {
-    const err = e as Error & { responseCode?: number; code?: string };
-    const permanent = err.responseCode !== undefined && err.responseCode >= 500 && err.responseCode < 600;
+    const responseCode = errorNumber(e, 'responseCode');
+    const code = errorString(e, 'code');
+    const permanent = responseCode !== undefined && responseCode >= 500 && responseCode < 600;
     return {
       ok: false,
-      retryable: !permanent || err.code === 'EAUTH',
-      ...(err.responseCode ? { responseStatus: err.responseCode } : {}),
-      error: `channel ${c.name}: ${scrub(err.code ? `${err.code}: ${err.message}` : err.message, c)}`,
+      retryable: !permanent || code === 'EAUTH',
+      ...(responseCode ? { responseStatus: responseCode } : {}),
+      error: `channel ${c.name}: ${scrub(code ? `${code}: ${errorMessage(e)}` : errorMessage(e), c)}`,
     };
   } finally {
     transport.close();

@@ -46,9 +46,10 @@ export async function countFailing(
 ): Promise<{ rows: number; failing: (number | undefined)[] }> {
   const preds = checks.map(failingPredicate);
   const cols = preds.flatMap((p, i) => (p ? [`count(*) FILTER (WHERE ${p}) AS c${i}`] : []));
-  const row = (
+  const [row] = (
     await one(conn, `SELECT count(*) AS n${cols.length ? ', ' + cols.join(', ') : ''} FROM __out`)
-  ).getRowObjectsJson()[0] as Record<string, unknown>;
+  ).getRowObjectsJson();
+  if (!row) throw new Error('counting the failing rows of the checks answered no row');
   return { rows: Number(row.n), failing: preds.map((p, i) => (p ? Number(row[`c${i}`]) : undefined)) };
 }
 
@@ -66,7 +67,16 @@ export interface CheckContext {
 }
 
 function kindOf(c: Check): string {
-  return Object.keys(c).find((k) => k !== 'severity' && k !== 'name')!;
+  const kind = Object.keys(c).find((k) => k !== 'severity' && k !== 'name');
+  if (kind === undefined) throw new Error(`check ${describeCheck(c)} names no kind (not_null, unique, expect…)`);
+  return kind;
+}
+
+/** The predicate of a row-level check (not_null, accepted_values, range, expect). */
+function predicateOf(c: Check): string {
+  const p = failingPredicate(c);
+  if (p === undefined) throw new Error(`check ${describeCheck(c)} has no row-level predicate`);
+  return p;
 }
 
 export function describeCheck(c: Check): string {
@@ -120,7 +130,7 @@ export async function runCheck(ctx: CheckContext, c: Check): Promise<CheckVerdic
     message,
   });
   if ('not_null' in c) {
-    const r = await failingWhere(ctx, failingPredicate(c)!);
+    const r = await failingWhere(ctx, predicateOf(c));
     return verdict(
       r.failing,
       r.sample,
@@ -142,7 +152,7 @@ export async function runCheck(ctx: CheckContext, c: Check): Promise<CheckVerdic
     );
   }
   if ('accepted_values' in c) {
-    const r = await failingWhere(ctx, failingPredicate(c)!);
+    const r = await failingWhere(ctx, predicateOf(c));
     return verdict(
       r.failing,
       r.sample,
@@ -152,7 +162,7 @@ export async function runCheck(ctx: CheckContext, c: Check): Promise<CheckVerdic
     );
   }
   if ('range' in c) {
-    const r = await failingWhere(ctx, failingPredicate(c)!);
+    const r = await failingWhere(ctx, predicateOf(c));
     return verdict(
       r.failing,
       r.sample,
@@ -220,6 +230,6 @@ export async function runCheck(ctx: CheckContext, c: Check): Promise<CheckVerdic
         : 'all references resolve',
     );
   }
-  const r = await failingWhere(ctx, failingPredicate(c)!);
+  const r = await failingWhere(ctx, predicateOf(c));
   return verdict(r.failing, r.sample, r.failing ? `${r.failing} rows fail: ${c.expect}` : 'all rows pass');
 }

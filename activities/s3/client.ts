@@ -17,8 +17,9 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { errorField, errorNumber, errorString } from '../../schemas/errors.js';
 
 export interface S3Config {
   endpoint?: string;
@@ -102,6 +103,11 @@ function cleanKey(key: string): string {
 
 export class StoreError extends Error {
   override name = 'StoreError';
+}
+
+/** The HTTP status an AWS SDK error carries in `$metadata`, if any. */
+function httpStatus(e: unknown): number | undefined {
+  return errorNumber(errorField(e, '$metadata'), 'httpStatusCode');
 }
 
 /** Opens the store for a root URI or a plain folder path. */
@@ -223,9 +229,9 @@ class S3Store implements ObjectStore {
       return await f();
     } catch (e) {
       // SDK errors name the bucket and key, never the credentials; keep only those facts.
-      const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+      const status = httpStatus(e);
       throw new StoreError(
-        `s3 ${what}: ${err.name ?? 'Error'}${err.$metadata?.httpStatusCode ? ` (HTTP ${err.$metadata.httpStatusCode})` : ''}: ${err.message ?? String(e)}`,
+        `s3 ${what}: ${errorString(e, 'name') ?? 'Error'}${status ? ` (HTTP ${status})` : ''}: ${errorString(e, 'message') ?? String(e)}`,
       );
     }
   }
@@ -250,7 +256,9 @@ class S3Store implements ObjectStore {
     const r = await this.call(`get ${this.uri(key)}`, () =>
       this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })),
     );
-    await pipeline(r.Body as Readable, createWriteStream(file));
+    if (!(r.Body instanceof Readable))
+      throw new StoreError(`s3 get ${this.uri(key)}: the object's body is not a Node.js stream`);
+    await pipeline(r.Body, createWriteStream(file));
   }
   async getBytes(key: string, range?: ByteRange) {
     const r = await this.call(`get ${this.uri(key)}`, () =>
@@ -262,15 +270,15 @@ class S3Store implements ObjectStore {
         }),
       ),
     );
-    return Buffer.from(await r.Body!.transformToByteArray());
+    if (!r.Body) throw new StoreError(`s3 get ${this.uri(key)}: the object came without a body`);
+    return Buffer.from(await r.Body.transformToByteArray());
   }
   async head(key: string) {
     try {
       const r = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }));
       return { key: cleanKey(key), size: r.ContentLength ?? 0, lastModified: r.LastModified ?? new Date(0) };
     } catch (e) {
-      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 404) return undefined;
+      if (httpStatus(e) === 404) return undefined;
       return this.call(`head ${this.uri(key)}`, () => Promise.reject(e instanceof Error ? e : new Error(String(e))));
     }
   }
@@ -286,8 +294,11 @@ class S3Store implements ObjectStore {
       const r = await this.call(`list s3://${this.bucket}/${full}`, () =>
         this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token })),
       );
-      for (const o of r.Contents ?? [])
-        out.push({ key: this.rel(o.Key!), size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
+      for (const o of r.Contents ?? []) {
+        if (o.Key === undefined)
+          throw new StoreError(`s3 list s3://${this.bucket}/${full}: an object came without a key`);
+        out.push({ key: this.rel(o.Key), size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
+      }
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
     return out;
@@ -325,7 +336,10 @@ export async function ensureBucket(cfg: S3Config, bucket: string): Promise<void>
     region: cfg.region,
     endpoint: cfg.endpoint,
     forcePathStyle: true,
-    credentials: { accessKeyId: cfg.accessKeyId!, secretAccessKey: cfg.secretAccessKey! },
+    credentials:
+      cfg.accessKeyId && cfg.secretAccessKey
+        ? { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey }
+        : undefined,
   });
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }));

@@ -11,6 +11,8 @@ import { taskMacroLibraries } from './macros.js';
 import { runMysql } from './mysql.js';
 import { runPostgres } from './postgres.js';
 import { isLakeSql, runLakeSql } from '../lake/activities.js';
+import { parseJobTask } from '../../schemas/external.js';
+import { z } from 'zod';
 import type { LakeDeps } from '../lake/engine.js';
 
 export interface SqlDeps {
@@ -21,6 +23,9 @@ export interface SqlDeps {
   /** STRATA_LEDGER_KEY: unlocks the protected exactly-once ledgers (strata ledger-setup). */
   ledgerKey?: string;
 }
+
+/** A duckdb task's file output: a path under the tenant's lake folder, when it has one. */
+const DuckdbOutput = z.object({ id: z.string(), output: z.string().optional() });
 
 export function createSqlActivities(deps: SqlDeps) {
   return {
@@ -48,7 +53,7 @@ export function createSqlActivities(deps: SqlDeps) {
               lakeRoot: root,
               sql,
               macros,
-              output: task.output as string | undefined,
+              output: parseJobTask(DuckdbOutput, task).output,
               attemptTag: tag,
               signal,
               scratch,

@@ -20,10 +20,13 @@ export interface ConnectionConfig {
 export type Connections = Record<string, ConnectionConfig>;
 
 export function connectionsFromEnv(env: NodeJS.ProcessEnv = process.env): Connections {
-  const out: Connections = Object.create(null) as Connections;
-  for (const { key, name, value, tenants } of tenantScopedEnv(env, 'STRATA_CONN_'))
-    out[name] = { name, engine: engineOf(value, key), url: value, tenants };
-  return out;
+  // fromEntries defines own fields, so no name (`__proto__` included) reaches the prototype.
+  return Object.fromEntries(
+    tenantScopedEnv(env, 'STRATA_CONN_').map(({ key, name, value, tenants }) => [
+      name,
+      { name, engine: engineOf(value, key), url: value, tenants },
+    ]),
+  );
 }
 
 /** The names of the connections a tenant may use. */

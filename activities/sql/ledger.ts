@@ -15,6 +15,7 @@
 import { createHmac } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
+import { z } from 'zod';
 import { NonRetryableError } from '../../schemas/errors.js';
 
 export const LEDGER_SCHEMA = 'strata_ledger';
@@ -187,6 +188,18 @@ async function pgUser(url: string): Promise<string> {
 
 // ---- MySQL / MariaDB: databases are server-wide, so each connection database has a ledger database of its own.
 
+/** A MySQL query's rows, each checked against the shape the caller expects (the driver's types only assume one). */
+export async function myRows<T>(c: mysql.Connection, row: z.ZodType<T>, sql: string, params?: unknown[]): Promise<T[]> {
+  const [rows] = await c.query(sql, params);
+  const r = z.array(row).safeParse(rows);
+  if (!r.success)
+    throw new Error(`MySQL answered "${sql.slice(0, 60)}" with unexpected rows: ${z.prettifyError(r.error)}`);
+  return r.data;
+}
+
+/** A COUNT(*): a number, or its digits when the driver keeps big numbers as text. */
+const Count = z.union([z.number(), z.string()]).transform(Number);
+
 /** The ledger database of a MySQL database: `strata_ledger_{db}` (hashed when too long for a name). */
 export function myLedgerDb(db: string): string {
   const plain = `${LEDGER_SCHEMA}_${db.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
@@ -197,14 +210,16 @@ export function myLedgerDb(db: string): string {
 
 /** The connection's ledger database, when it has a protected ledger. */
 export async function myLedgerProtected(c: mysql.Connection): Promise<string | undefined> {
-  const [[cur]] = (await c.query('SELECT DATABASE() AS db')) as unknown as [[{ db: string | null }]];
-  if (!cur.db) return undefined;
+  const [cur] = await myRows(c, z.object({ db: z.string().nullable() }), 'SELECT DATABASE() AS db');
+  if (!cur?.db) return undefined;
   const ldb = myLedgerDb(cur.db);
-  const [rows] = (await c.query(
+  const rows = await myRows(
+    c,
+    z.object({ n: Count }),
     `SELECT COUNT(*) AS n FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_NAME = 'claim'`,
     [ldb],
-  )) as [{ n: number }[], unknown];
-  return Number(rows[0]?.n) > 0 ? ldb : undefined;
+  );
+  return (rows[0]?.n ?? 0) > 0 ? ldb : undefined;
 }
 
 export async function myClaim(
@@ -215,12 +230,12 @@ export async function myClaim(
   wf: string,
   task: string,
 ): Promise<Claim> {
-  const [rows] = (await c.query(`SELECT \`${ldb}\`.claim(?, ?, ?) AS v`, [
+  const [row] = await myRows(c, z.object({ v: z.unknown() }), `SELECT \`${ldb}\`.claim(?, ?, ?) AS v`, [
     wf,
     task,
     ledgerSecret(needKey(name, masterKey), name),
-  ])) as [{ v: string }[], unknown];
-  return parseClaim(String(rows[0].v));
+  ]);
+  return parseClaim(String(row?.v));
 }
 
 export async function myFinish(
@@ -247,17 +262,19 @@ export async function setupMysqlLedger(o: {
 }): Promise<string> {
   const uri = (u: string) => u.replace(/^mariadb:/, 'mysql:');
   const tc = await mysql.createConnection({ uri: uri(o.connectionUrl) });
-  const [[who]] = (await tc.query('SELECT CURRENT_USER() AS u, DATABASE() AS db')) as unknown as [
-    [{ u: string; db: string | null }],
-  ];
-  await tc.end();
+  const [who] = await myRows(
+    tc,
+    z.object({ u: z.string(), db: z.string().nullable() }),
+    'SELECT CURRENT_USER() AS u, DATABASE() AS db',
+  ).finally(() => tc.end());
+  if (!who) throw new Error("the connection's server answered no current user");
   if (!who.db) throw new Error("the connection's URL names no database: add /DATABASE to it");
   const at = who.u.lastIndexOf('@');
   const account = `'${who.u.slice(0, at).replaceAll("'", "''")}'@'${who.u.slice(at + 1).replaceAll("'", "''")}'`;
   const a = await mysql.createConnection({ uri: uri(o.adminUrl), multipleStatements: false });
   try {
-    const [[me]] = (await a.query('SELECT CURRENT_USER() AS u')) as unknown as [[{ u: string }]];
-    if (me.u === who.u)
+    const [me] = await myRows(a, z.object({ u: z.string() }), 'SELECT CURRENT_USER() AS u');
+    if (me?.u === who.u)
       throw new Error(
         `the admin URL connects as ${who.u}, the connection's own user: use an administrator the connection's user is not`,
       );

@@ -17,7 +17,7 @@ import { getLibraryVersion, libraryKey } from '../../store/libraries.js';
 import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import type { LakeDeps } from '../lake/engine.js';
 import { forTenant } from '../lake/open.js';
-import { openDuck } from './sandbox.js';
+import { openDuck, statementTypeName } from './sandbox.js';
 
 export interface Macro {
   name: string;
@@ -45,7 +45,7 @@ async function userFunctions(conn: DuckDBConnection): Promise<Map<string, string
   return new Map(rows.map((r) => [`${String(r[0])}\u0000${String(r[1])}`, String(r[1])]));
 }
 
-const typeName = (t: StatementType) => (StatementType as unknown as Record<number, string>)[t] ?? String(t);
+const isMacroType = (t: string): t is Macro['type'] => t === 'macro' || t === 'table_macro';
 
 /**
  * Runs a macro library's statements one by one on `conn`, refusing (MacroLibraryError) any
@@ -73,7 +73,7 @@ export async function applyMacroLibrary(conn: DuckDBConnection, sql: string): Pr
     }
     if (st.statementType !== StatementType.CREATE)
       throw new MacroLibraryError(
-        `${at} is a ${typeName(st.statementType)}: a DuckDB macro library holds only CREATE MACRO statements`,
+        `${at} is a ${statementTypeName(st.statementType)}: a DuckDB macro library holds only CREATE MACRO statements`,
       );
     const [objects, fns] = [await objectCount(conn), await userFunctions(conn)];
     try {
@@ -83,7 +83,7 @@ export async function applyMacroLibrary(conn: DuckDBConnection, sql: string): Pr
     }
     const after = await userFunctions(conn);
     const added = [...after].filter(([k]) => !fns.has(k));
-    if ((await objectCount(conn)) !== objects || added.some(([, t]) => t !== 'macro' && t !== 'table_macro'))
+    if ((await objectCount(conn)) !== objects || added.some(([, t]) => !isMacroType(t)))
       throw new MacroLibraryError(
         `${at} creates something other than a macro (a table, view, schema, type or sequence): a DuckDB macro library holds only CREATE MACRO statements`,
       );
@@ -92,7 +92,7 @@ export async function applyMacroLibrary(conn: DuckDBConnection, sql: string): Pr
       throw new MacroLibraryError(
         `${at} creates no new macro: a DuckDB macro library holds only CREATE MACRO statements, each defining its own name`,
       );
-    for (const [k, t] of added) made.push({ name: k.split('\u0000')[0], type: t as Macro['type'] });
+    for (const [k, t] of added) if (isMacroType(t)) made.push({ name: k.split('\u0000')[0], type: t });
   }
   return made;
 }

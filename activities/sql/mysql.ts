@@ -3,10 +3,12 @@
  * implicitly around DDL (CREATE/ALTER/DROP), so only DML is exactly-once there.
  */
 import mysql from 'mysql2/promise';
+import { z } from 'zod';
+import { isRecord } from '../../schemas/guards.js';
 import type { ConnectionConfig } from './connections.js';
 import { sqlFailure } from './errors.js';
 import { LEDGER_TABLE, type SqlRunner } from './postgres.js';
-import { myClaim, myFinish, myLedgerProtected } from './ledger.js';
+import { myClaim, myFinish, myLedgerProtected, myRows } from './ledger.js';
 
 export const runMysql: SqlRunner = async (conn, key, sql, signal, ledgerKey) => {
   let c: mysql.Connection;
@@ -36,16 +38,19 @@ export const runMysql: SqlRunner = async (conn, key, sql, signal, ledgerKey) => 
       `CREATE TABLE IF NOT EXISTS ${LEDGER_TABLE} (workflow_id VARCHAR(255) NOT NULL, task_id VARCHAR(128) NOT NULL, row_count BIGINT NULL, committed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (workflow_id, task_id)) ENGINE=InnoDB`,
     );
     await c.beginTransaction();
-    const [claim] = (await c.query(`INSERT IGNORE INTO ${LEDGER_TABLE} (workflow_id, task_id) VALUES (?, ?)`, [
+    const [claim] = await c.query(`INSERT IGNORE INTO ${LEDGER_TABLE} (workflow_id, task_id) VALUES (?, ?)`, [
       key.workflowId,
       key.taskId,
-    ])) as [mysql.ResultSetHeader, unknown];
+    ]);
+    if (!isHeader(claim)) throw new Error('MySQL answered the ledger INSERT without an affected-row count');
     if (claim.affectedRows === 0) {
       await c.rollback();
-      const [rows] = (await c.query(`SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = ? AND task_id = ?`, [
-        key.workflowId,
-        key.taskId,
-      ])) as [{ row_count: number | null }[], unknown];
+      const rows = await myRows(
+        c,
+        z.object({ row_count: z.union([z.number(), z.string()]).nullable() }),
+        `SELECT row_count FROM ${LEDGER_TABLE} WHERE workflow_id = ? AND task_id = ?`,
+        [key.workflowId, key.taskId],
+      );
       return { rowCount: Number(rows[0]?.row_count ?? 0), alreadyApplied: true, ledger: 'unprotected' };
     }
     const [res] = await c.query(sql);
@@ -67,14 +72,14 @@ export const runMysql: SqlRunner = async (conn, key, sql, signal, ledgerKey) => 
 };
 
 function countOf(res: unknown): number {
-  const results =
-    Array.isArray(res) && res.length && (Array.isArray(res[0]) || isHeader(res[0])) ? (res as unknown[]) : [res];
+  const results: unknown[] =
+    Array.isArray(res) && res.length && (Array.isArray(res[0]) || isHeader(res[0])) ? res : [res];
   const last = results[results.length - 1];
   return Array.isArray(last) ? last.length : isHeader(last) ? last.affectedRows : 0;
 }
 
-function isHeader(x: unknown): x is mysql.ResultSetHeader {
-  return !!x && typeof x === 'object' && 'affectedRows' in x;
+function isHeader(x: unknown): x is { affectedRows: number } {
+  return isRecord(x) && typeof x.affectedRows === 'number';
 }
 
 export async function killQuery(conn: ConnectionConfig, threadId: number) {

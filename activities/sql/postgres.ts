@@ -7,6 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { z } from 'zod';
+import { errorString } from '../../schemas/errors.js';
 import type { ConnectionConfig } from './connections.js';
 import { sqlFailure } from './errors.js';
 import { pgClaim, pgFinish, pgLedgerProtected } from './ledger.js';
@@ -40,7 +42,7 @@ export const runPostgres: SqlRunner = async (conn, key, sql, signal, ledgerKey) 
   } catch (e) {
     throw classify(e, conn);
   }
-  const onAbort = () => void cancelBackend(conn, (client as unknown as { processID: number }).processID, appName);
+  const onAbort = () => void cancelBackend(conn, backendPid(client), appName);
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     if (await pgLedgerProtected(client)) {
@@ -50,7 +52,7 @@ export const runPostgres: SqlRunner = async (conn, key, sql, signal, ledgerKey) 
         await client.query('ROLLBACK');
         return { rowCount: claim.rowCount, alreadyApplied: true };
       }
-      const rowCount = countOf((await client.query(sql)) as pg.QueryResult | pg.QueryResult[]);
+      const rowCount = countOf(await client.query(sql));
       await pgFinish(client, conn.name, ledgerKey, key.workflowId, key.taskId, rowCount);
       await client.query('COMMIT');
       return { rowCount, alreadyApplied: false };
@@ -59,8 +61,9 @@ export const runPostgres: SqlRunner = async (conn, key, sql, signal, ledgerKey) 
       .query(
         `CREATE TABLE IF NOT EXISTS ${LEDGER_TABLE} (workflow_id text NOT NULL, task_id text NOT NULL, row_count bigint, committed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (workflow_id, task_id))`,
       )
-      .catch((e: { code?: string }) => {
-        if (e.code !== '23505' && e.code !== '42P07') throw e; // created concurrently
+      .catch((e: unknown) => {
+        const code = errorString(e, 'code');
+        if (code !== '23505' && code !== '42P07') throw e; // created concurrently
       });
     await client.query('BEGIN');
     const claim = await client.query(
@@ -75,7 +78,7 @@ export const runPostgres: SqlRunner = async (conn, key, sql, signal, ledgerKey) 
       );
       return { rowCount: Number(prev.rows[0]?.row_count ?? 0), alreadyApplied: true, ledger: 'unprotected' };
     }
-    const rowCount = countOf((await client.query(sql)) as pg.QueryResult | pg.QueryResult[]);
+    const rowCount = countOf(await client.query(sql));
     await client.query(`UPDATE ${LEDGER_TABLE} SET row_count = $3 WHERE workflow_id = $1 AND task_id = $2`, [
       key.workflowId,
       key.taskId,
@@ -92,9 +95,33 @@ export const runPostgres: SqlRunner = async (conn, key, sql, signal, ledgerKey) 
   }
 };
 
-function countOf(res: pg.QueryResult | pg.QueryResult[]): number {
-  const last = Array.isArray(res) ? res[res.length - 1] : res;
+/** What one statement answered: pg's Result, as far as counting needs it. */
+const StatementResult = z.object({
+  command: z.string().nullish(),
+  rowCount: z.number().nullish(),
+  rows: z.array(z.unknown()),
+});
+
+/**
+ * The rows the task's last statement touched. Several statements answer one result each
+ * (an array), though pg's type declarations promise a single one; a result of another
+ * shape fails here, saying so.
+ */
+function countOf(res: unknown): number {
+  const r = z.union([StatementResult, z.array(StatementResult)]).safeParse(res);
+  if (!r.success)
+    throw new Error(`Postgres answered the task's SQL with an unexpected result: ${z.prettifyError(r.error)}`);
+  const last = Array.isArray(r.data) ? r.data[r.data.length - 1] : r.data;
   return last?.command === 'SELECT' ? last.rows.length : (last?.rowCount ?? 0);
+}
+
+/**
+ * The backend process id of a connected client (pg keeps it as `processID`, which its type
+ * declarations leave out); undefined before it connects.
+ */
+export function backendPid(client: pg.Client): number | undefined {
+  const pid: unknown = Reflect.get(client, 'processID');
+  return typeof pid === 'number' ? pid : undefined;
 }
 
 /** A backend's application_name: what it runs for, and a random part that makes it its own. */
@@ -103,7 +130,8 @@ export function backendName(what: string): string {
 }
 
 /** Cancels the statement of the backend with this pid, if it is still the one named `appName`. */
-export async function cancelBackend(conn: ConnectionConfig, pid: number, appName: string) {
+export async function cancelBackend(conn: ConnectionConfig, pid: number | undefined, appName: string) {
+  if (pid === undefined) return; // not connected: no statement runs
   const c = new pg.Client({ connectionString: conn.url });
   try {
     await c.connect();

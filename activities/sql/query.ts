@@ -12,16 +12,16 @@
  *   only reading statements are sent, since DDL would commit implicitly.
  */
 import mysql from 'mysql2/promise';
-import type { Connection as MysqlCoreConnection } from 'mysql2';
+import { Connection as MysqlCoreConnection } from 'mysql2';
 import { StatementType } from '@duckdb/node-api';
 import pg from 'pg';
 import { attachInputs, type LakeDeps } from '../lake/engine.js';
-import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
+import { NonRetryableError, errorMessage, errorNumber, errorString } from '../../schemas/errors.js';
 import { redact, type ConnectionConfig } from './connections.js';
 import { duckdbFailure } from './duckdb.js';
 import { killQuery } from './mysql.js';
-import { backendName, cancelBackend } from './postgres.js';
-import { openDuck, type SandboxLimits } from './sandbox.js';
+import { backendName, backendPid, cancelBackend } from './postgres.js';
+import { openDuck, statementTypeName, type SandboxLimits } from './sandbox.js';
 
 export interface QueryColumn {
   name: string;
@@ -66,12 +66,9 @@ export class QueryRefused extends Error {
 export class RowLimitError extends Error {}
 
 /** Rows fetched one past the limit: over it the statement fails, or with `truncate` the rows are cut and marked. */
-function capRows(
-  rows: unknown[][],
-  l: { maxRows: number; truncate?: boolean },
-): { rows: unknown[][]; truncated: boolean } {
+function capRows(rows: unknown[][], l: QueryLimits): { rows: unknown[][]; truncated: boolean } {
   if (rows.length <= l.maxRows) return { rows, truncated: false };
-  if (!l.truncate) tooMany(l as Parameters<typeof tooMany>[0]);
+  if (!l.truncate) tooMany(l);
   return { rows: rows.slice(0, l.maxRows), truncated: true };
 }
 
@@ -87,12 +84,14 @@ function jsonValue(v: unknown): unknown {
   if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
   if (v instanceof Date) return Number.isNaN(v.getTime()) ? null : v.toISOString();
   if (Buffer.isBuffer(v)) return v.toString('base64');
-  if (typeof v === 'object')
-    return JSON.parse(JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x))) as unknown;
+  if (typeof v === 'object') {
+    const plain: unknown = JSON.parse(
+      JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)),
+    );
+    return plain;
+  }
   return v;
 }
-
-const typeName = (t: StatementType) => (StatementType as unknown as Record<number, string>)[t] ?? String(t);
 
 /** DuckDB over the tenant's datasets (`lake` already scoped with forTenant). */
 export async function prepareDuckdbQuery(o: {
@@ -144,7 +143,7 @@ export async function prepareDuckdbQuery(o: {
     }
     if (st.statementType !== StatementType.SELECT)
       throw new QueryRefused(
-        `queries are read-only: send one SELECT, not a ${typeName(st.statementType)} (pipelines write datasets)`,
+        `queries are read-only: send one SELECT, not a ${statementTypeName(st.statementType)} (pipelines write datasets)`,
       );
     const prepared = st;
     return {
@@ -224,10 +223,11 @@ const PG_TYPES: Record<number, string> = {
   3802: 'jsonb',
 };
 
-/** bigint (count(*)) as a number while it is exact, else its digits. */
-function pgParser(oid: number, format?: string) {
-  if (oid === 20) return (v: string) => (Number.isSafeInteger(Number(v)) ? Number(v) : v);
-  return (pg.types.getTypeParser as (o: number, f?: string) => unknown)(oid, format);
+/** The type parsers a query's client uses: bigint (count(*)) as a number while it is exact, else its digits. */
+function pgTypes(): pg.TypeOverrides {
+  const types = new pg.TypeOverrides();
+  types.setTypeParser(20, (v: string) => (Number.isSafeInteger(Number(v)) ? Number(v) : v));
+  return types;
 }
 
 /** Postgres: the statement as a cursor in a READ ONLY transaction, always rolled back. */
@@ -242,7 +242,7 @@ export async function preparePostgresQuery(
   const client = new pg.Client({
     connectionString: conn.url,
     application_name: appName,
-    types: { getTypeParser: pgParser as never },
+    types: pgTypes(),
   });
   try {
     await client.connect();
@@ -260,33 +260,35 @@ export async function preparePostgresQuery(
       try {
         await client.query('BEGIN TRANSACTION READ ONLY');
         await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
-        // Extended protocol: one statement, so nothing (COMMIT; …) can follow the cursor.
-        await client.query({
+        // Extended protocol: one statement, so nothing (COMMIT; …) can follow the cursor. (pg
+        // takes `queryMode`; its type declarations leave it out.)
+        const declare: pg.QueryConfig & { queryMode: 'extended' } = {
           text: `DECLARE strata_query NO SCROLL CURSOR FOR ${body}\n`,
           queryMode: 'extended',
-        } as pg.QueryConfig);
+        };
+        await client.query(declare);
         const r = await client.query({ text: `FETCH FORWARD ${l.maxRows + 1} FROM strata_query`, rowMode: 'array' });
         const columns = r.fields.map((f) => ({ name: f.name, type: PG_TYPES[f.dataTypeID] ?? `oid ${f.dataTypeID}` }));
         return {
           columns,
           ...capRows(
-            (r.rows as unknown[][]).map((row) => row.map(jsonValue)),
+            r.rows.map((row: unknown[]) => row.map(jsonValue)),
             l,
           ),
         };
       } catch (e) {
         if (e instanceof RowLimitError) throw e;
-        const err = e as Error & { code?: string };
-        const readOnly = err.code === '25006' ? ': queries are read-only' : '';
+        const code = errorString(e, 'code');
+        const readOnly = code === '25006' ? ': queries are read-only' : '';
         throw new Error(
-          redact(`postgres (${conn.name}): ${err.message}${err.code ? ` [SQLSTATE ${err.code}]` : ''}${readOnly}`),
+          redact(`postgres (${conn.name}): ${errorMessage(e)}${code ? ` [SQLSTATE ${code}]` : ''}${readOnly}`),
         );
       } finally {
         await client.query('ROLLBACK').catch(() => {});
         await close();
       }
     },
-    cancel: () => void cancelBackend(conn, (client as unknown as { processID: number }).processID, appName),
+    cancel: () => void cancelBackend(conn, backendPid(client), appName),
     close,
   };
 }
@@ -324,7 +326,11 @@ export async function prepareMysqlQuery(
         await c.query(`SET SESSION max_statement_time = ${Math.max(1, timeoutMs / 1000)}`).catch(() => {});
         await c.query(`SET SESSION max_execution_time = ${Math.max(1, Math.floor(timeoutMs))}`).catch(() => {});
         await c.query('START TRANSACTION READ ONLY');
-        const core = (c as unknown as { connection: MysqlCoreConnection }).connection;
+        // The promise wrapper's core connection (its type declarations leave the field out):
+        // rows are streamed from it so that a result past the limit is never held whole.
+        const core: unknown = Reflect.get(c, 'connection');
+        if (!(core instanceof MysqlCoreConnection))
+          throw new Error('the MySQL driver connection has no core connection to stream rows from');
         const out = await new Promise<QueryResult>((resolve, reject) => {
           let columns: QueryColumn[] = [];
           const rows: unknown[][] = [];
@@ -364,10 +370,10 @@ export async function prepareMysqlQuery(
         return out;
       } catch (e) {
         if (e instanceof RowLimitError) throw e;
-        const err = e as Error & { sqlState?: string; errno?: number };
-        const readOnly = err.errno === 1792 ? ': queries are read-only' : '';
+        const sqlState = errorString(e, 'sqlState');
+        const readOnly = errorNumber(e, 'errno') === 1792 ? ': queries are read-only' : '';
         throw new Error(
-          redact(`mysql (${conn.name}): ${err.message}${err.sqlState ? ` [SQLSTATE ${err.sqlState}]` : ''}${readOnly}`),
+          redact(`mysql (${conn.name}): ${errorMessage(e)}${sqlState ? ` [SQLSTATE ${sqlState}]` : ''}${readOnly}`),
         );
       } finally {
         if (!destroyed) await c.query('ROLLBACK').catch(() => {});

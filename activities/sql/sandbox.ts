@@ -252,8 +252,9 @@ const ALLOWED: ReadonlySet<StatementType> = new Set([
   StatementType.DROP,
 ]);
 
-function typeName(t: StatementType): string {
-  return (StatementType as unknown as Record<number, string>)[t] ?? String(t);
+/** A statement type's name (SELECT, COPY…), as DuckDB's enum spells it. */
+export function statementTypeName(t: StatementType): string {
+  return StatementType[t] ?? String(t);
 }
 
 /**
@@ -267,7 +268,7 @@ export async function runTenantSql(conn: DuckDBConnection, sql: string) {
     const st = await extracted.prepare(i);
     if (!ALLOWED.has(st.statementType))
       throw new NonRetryableError(
-        `duckdb: statement ${i + 1} is a ${typeName(st.statementType)}, which tasks may not run: Strata writes the task's output itself (set "output"), and reads only the lake`,
+        `duckdb: statement ${i + 1} is a ${statementTypeName(st.statementType)}, which tasks may not run: Strata writes the task's output itself (set "output"), and reads only the lake`,
         'SqlError',
       );
     return st.runAndReadAll();
@@ -287,7 +288,7 @@ export async function assertOneSelect(conn: DuckDBConnection, sql: string, what:
   const st = await extracted.prepare(0);
   if (st.statementType !== StatementType.SELECT)
     throw new NonRetryableError(
-      `${what} must be a SELECT, not a ${typeName(st.statementType)}: Strata writes the output itself`,
+      `${what} must be a SELECT, not a ${statementTypeName(st.statementType)}: Strata writes the output itself`,
       'SqlError',
     );
 }

@@ -10,6 +10,7 @@ import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { errorMessage } from '../../schemas/errors.js';
+import { recordOf } from '../../schemas/guards.js';
 import type { ExternalEngine, JobRef, JobStatus } from '../../schemas/external.js';
 import { tenantOfWorkflowId } from '../../schemas/workflow-ids.js';
 import type { Db } from '../../store/db.js';
@@ -20,12 +21,7 @@ import {
   type ExternalJobRow,
 } from '../../store/external-jobs.js';
 import type { EmrJobsClient } from '../emr/client.js';
-import {
-  SPARK_APP_VERSION,
-  SPARK_CONNECT_VERSION,
-  type SparkAppStatus,
-  type SparkK8sClient,
-} from '../spark-k8s/client.js';
+import { SPARK_APP_VERSION, SPARK_CONNECT_VERSION, type SparkK8sClient } from '../spark-k8s/client.js';
 import { MANAGED_BY, OWNER_ANNOTATION } from '../spark-k8s/manifest.js';
 
 export type SweptKind =
@@ -105,15 +101,20 @@ export function createSweeperActivities(deps: SweeperDeps) {
           ['sparkconnects', SPARK_CONNECT_VERSION, 'spark-connect'],
         ] as const) {
           for (const o of await k8s.listAll(plural, version, MANAGED_BY)) {
-            const state = (o.status as SparkAppStatus | undefined)?.applicationState?.state;
+            const appState: unknown = recordOf(recordOf(o.status).applicationState).state;
+            const state = typeof appState === 'string' ? appState : undefined;
             if (kind === 'spark-application' && state && FINISHED_APP_STATES.has(state)) continue;
             const owner = o.metadata.annotations?.[OWNER_ANNOTATION];
             if (!owner) {
               report.unowned++;
               continue;
             }
-            const ns = o.metadata.namespace!;
+            const ns = o.metadata.namespace;
             const name = o.metadata.name;
+            if (!ns) {
+              report.errors.push(`${kind} ${name}: listed without a namespace, so it cannot be stopped`);
+              continue;
+            }
             candidates.push({
               kind,
               name: `${ns}/${name}`,

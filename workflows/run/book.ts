@@ -55,11 +55,13 @@ export class TaskBook {
   }
 
   position(id: string): number {
-    return this.index.get(id)!;
+    const i = this.index.get(id);
+    if (i === undefined) throw new Error(`task ${id} is not one of this run's tasks`);
+    return i;
   }
 
   statusOf(id: string): TaskStatus {
-    return STATUSES[this.status[this.index.get(id)!]];
+    return STATUSES[this.status[this.position(id)]];
   }
 
   statusAt(i: number): TaskStatus {
@@ -76,7 +78,7 @@ export class TaskBook {
   }
 
   set(id: string, s: TaskStatus, patch: Partial<TaskState> = {}) {
-    const i = this.index.get(id)!;
+    const i = this.position(id);
     this.move(i, s);
     const t: TaskState = { ...(this.details.get(id) ?? { attempts: 0 }), ...patch, status: s };
     if (t.error && t.error.length > RUN_ANSWER_LIMITS.errorChars)

@@ -59,8 +59,11 @@ export async function loadSkeleton(input: PipelineRunInput, load: PageLoader, re
     add(skeletonPage(input.spec, 0, Infinity));
     return sk;
   }
+  const ref = input.specRef;
+  // The run fails (PipelineFailed, recorded) with this message: the start must carry one or the other.
+  if (!ref) throw new Error('the run was started with neither its spec nor a reference to it: start it with one');
   for (let from: number | undefined = 0; from !== undefined;) {
-    const page = await load({ ref: input.specRef!, from, repairOf });
+    const page = await load({ ref, from, repairOf });
     add(page);
     from = page.next;
   }
