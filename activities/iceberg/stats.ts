@@ -49,9 +49,16 @@ function le(n: bigint, size: 4 | 8): Buffer {
 export function decimalBytes(unscaled: bigint): Buffer {
   let bytes = 1;
   while (unscaled >= 1n << BigInt(8 * bytes - 1) || unscaled < -(1n << BigInt(8 * bytes - 1))) bytes++;
-  let v = unscaled < 0n ? (1n << BigInt(8 * bytes)) + unscaled : unscaled;
-  const out = Buffer.alloc(bytes);
-  for (let i = bytes - 1; i >= 0; i--) {
+  return fixedDecimal(unscaled, bytes);
+}
+
+/** A decimal's unscaled value as Avro `fixed` of `size` bytes: two's complement, big-endian, sign-extended. */
+export function fixedDecimal(unscaled: bigint, size: number): Buffer {
+  const lim = 1n << BigInt(8 * size - 1);
+  if (unscaled >= lim || unscaled < -lim) throw new Error(`decimal ${unscaled} does not fit in ${size} bytes`);
+  let v = unscaled < 0n ? (1n << BigInt(8 * size)) + unscaled : unscaled;
+  const out = Buffer.alloc(size);
+  for (let i = size - 1; i >= 0; i--) {
     out[i] = Number(v & 0xffn);
     v >>= 8n;
   }

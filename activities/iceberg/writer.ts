@@ -39,7 +39,7 @@ import {
   tableMetadataOrUndefined,
 } from './metadata.js';
 import { schemaFor, sameFields, type Column, type Schema, type StructType } from './schema.js';
-import { decimalBytes, type FileStats } from './stats.js';
+import { decimalBytes, fixedDecimal, type FileStats } from './stats.js';
 
 /** The Iceberg identifier of a dataset: namespace [layer] (or [layer, namespace]) and its name. */
 export function icebergIdent(id: DatasetId): { namespace: string[]; name: string } {
@@ -366,19 +366,6 @@ export function dataFile(path: string, bytes: number, s: FileStats, partition: D
 }
 
 const DECIMAL_TYPE = /^decimal\((\d+),\s*(\d+)\)$/;
-
-/** A decimal's unscaled value as Avro `fixed` of `size` bytes: two's complement, big-endian, sign-extended. */
-export function fixedDecimal(unscaled: bigint, size: number): Buffer {
-  const lim = 1n << BigInt(8 * size - 1);
-  if (unscaled >= lim || unscaled < -lim) throw new Error(`decimal ${unscaled} does not fit in ${size} bytes`);
-  let v = unscaled < 0n ? (1n << BigInt(8 * size)) + unscaled : unscaled;
-  const out = Buffer.alloc(size);
-  for (let i = size - 1; i >= 0; i--) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  return out;
-}
 
 /**
  * A file's partition values as the manifest's Avro record holds them: by field name, a
