@@ -4,6 +4,7 @@
  * (the spec's Murmur3 test vectors, the transform names and ids).
  */
 import { describe, expect, it } from 'vitest';
+import { decimalBytes, fixedDecimal } from '../../activities/iceberg/stats.js';
 import { newTableMetadata, checkRequirements, applyUpdates, MetadataError } from '../../activities/iceberg/metadata.js';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
 import {
@@ -339,5 +340,23 @@ describe('truncate[W] as the spec defines it', () => {
       '{"type":"fixed","name":"decimal_10_2","size":5,"logicalType":"decimal","precision":10,"scale":2}',
     );
     expect(part).toContain('"type":["null","decimal_10_2"]');
+  });
+});
+
+describe("a decimal's unscaled value as bytes (two's complement, big-endian)", () => {
+  it('minimum bytes for bounds, a fixed width sign-extended for manifests, and a value too wide refused', () => {
+    const hex = (b: Buffer) => b.toString('hex');
+    expect([0n, 127n, 128n, -1n, -128n, -129n, 1065n].map((v) => hex(decimalBytes(v)))).toEqual([
+      '00',
+      '7f',
+      '0080',
+      'ff',
+      '80',
+      'ff7f',
+      '0429',
+    ]);
+    expect(hex(fixedDecimal(-5n, 5))).toBe('fffffffffb');
+    expect(hex(fixedDecimal(1065n, 5))).toBe('0000000429');
+    expect(() => fixedDecimal(128n, 1)).toThrow(/does not fit in 1 bytes/);
   });
 });
