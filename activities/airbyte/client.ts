@@ -63,15 +63,15 @@ export interface SourcePatchRequest {
   configuration?: ConnectorConfiguration;
   secretId?: string;
 }
-export const SourceResponse = z.looseObject({
-  sourceId: z.string(),
+/** The fields the public API's SourceResponse and DestinationResponse share. */
+const connectorResponse = {
   name: z.string(),
-  sourceType: z.string(),
   definitionId: z.string(),
   workspaceId: z.string(),
   configuration: z.record(z.string(), z.unknown()),
   createdAt: z.number(),
-});
+};
+export const SourceResponse = z.looseObject({ sourceId: z.string(), sourceType: z.string(), ...connectorResponse });
 export type SourceResponse = z.infer<typeof SourceResponse>;
 
 export interface DestinationCreateRequest {
@@ -86,12 +86,8 @@ export interface DestinationPatchRequest {
 }
 export const DestinationResponse = z.looseObject({
   destinationId: z.string(),
-  name: z.string(),
   destinationType: z.string(),
-  definitionId: z.string(),
-  workspaceId: z.string(),
-  configuration: z.record(z.string(), z.unknown()),
-  createdAt: z.number(),
+  ...connectorResponse,
 });
 export type DestinationResponse = z.infer<typeof DestinationResponse>;
 
