@@ -109,17 +109,30 @@ async function buildKubernetes(bin: string, log: (msg: string) => void): Promise
   if (dl.status !== 0) throw new Error(`go mod download ${module} failed: ${dl.stderr || dl.stdout}`);
   const moduleDir = (JSON.parse(dl.stdout) as { Dir: string }).Dir;
   const src = path.join(path.dirname(bin), 'src', `kubernetes@${KUBERNETES_VERSION}`);
-  if (!existsSync(path.join(src, '.strata-unstaged'))) {
+  const marker = (dir: string) => path.join(dir, '.strata-unstaged');
+  if (!existsSync(marker(src))) {
+    // Prepared in a folder of this process's own and renamed into place whole (with its
+    // marker), so two processes building at once (the setup and a test run) never work in,
+    // or delete, each other's half-copied tree.
+    const tmp = `${src}.${process.pid}.tmp`;
     log(`  copying the module to ${src} and dropping its ./staging replace lines…`);
-    rmSync(src, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
     mkdirSync(path.dirname(src), { recursive: true });
-    cpSync(moduleDir, src, { recursive: true });
-    spawnSync('chmod', ['-R', 'u+w', src]);
-    const goModPath = path.join(src, 'go.mod');
+    cpSync(moduleDir, tmp, { recursive: true });
+    spawnSync('chmod', ['-R', 'u+w', tmp]);
+    const goModPath = path.join(tmp, 'go.mod');
     chmodSync(goModPath, 0o644);
     writeFileSync(goModPath, unstagedGoMod(readFileSync(goModPath, 'utf8')));
-    rmSync(path.join(src, 'go.work'), { force: true });
-    writeFileSync(path.join(src, '.strata-unstaged'), '');
+    rmSync(path.join(tmp, 'go.work'), { force: true });
+    writeFileSync(marker(tmp), '');
+    // A tree left without its marker (an older, interrupted copy) goes; a finished one stays.
+    if (existsSync(src) && !existsSync(marker(src))) rmSync(src, { recursive: true, force: true });
+    try {
+      renameSync(tmp, src);
+    } catch (e) {
+      if (!existsSync(marker(src))) throw e;
+    }
+    rmSync(tmp, { recursive: true, force: true });
   }
   const out = path.join(path.dirname(bin), `kube-build-${process.pid}`);
   mkdirSync(out, { recursive: true });
