@@ -161,8 +161,8 @@ export async function reconcile(
         reason:
           `inputs total ${total} bytes` +
           `${total > options.memoryLimitBytes ? `, above the in-memory limit of ${options.memoryLimitBytes}` : ''}: ` +
-          `DuckDB counted each key's rows on both sides and settled the keys with one row a side whose values hash alike ` +
-          `(64-bit hash of the compared values), in bounded memory; the rows of every other key were compared exactly in Strata`,
+          `DuckDB counted each key's rows on both sides and settled the keys with one row a side whose compared values have ` +
+          `the same digest (MD5 under a key drawn for this comparison), in bounded memory; the rows of every other key were compared exactly in Strata`,
         columns,
         ...r,
       };

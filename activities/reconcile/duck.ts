@@ -25,6 +25,7 @@
  * folder) and two threads. Nothing in the SQL comes from the tenant but column positions
  * and quoted literals.
  */
+import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -393,6 +394,29 @@ const onePassMemory = (parquet: boolean) => ONE_PASS_MEMORY ?? (parquet ? '128MB
 /** DuckDB out of memory (beyond what it can spill). */
 const DUCK_OOM = /Out of Memory Error/;
 
+/**
+ * The SQL of a row's digest for the one pass: MD5 (as a 128-bit number, so digests XOR) of
+ * the compared values joined by a separator drawn at random for this comparison, with a
+ * second random mark for a null (a CSV field is never null; a Parquet value may be).
+ *
+ * Why not DuckDB's hash(): it is a fast 64-bit hash with no key, so a tenant (or whoever
+ * writes one side: a counterparty's statement reconciled against a ledger) could craft a
+ * changed row whose hash equals the original's and have it settled as matched. Here the
+ * separator opens the digested text and sits between every two values: nobody who wrote the
+ * data knew it, so no row can be made to collide on purpose, and two different rows encode
+ * differently (the separator is in no value). MD5 is what DuckDB has built in that is fast
+ * enough (bench/reconcile.ts); the key makes its known collision attacks, which need to
+ * know every byte of the blocks they forge, inapplicable.
+ */
+export function rowDigest(): (cols: number[], nullable: boolean) => string {
+  const sep = q(randomBytes(12).toString('base64url'));
+  const nullMark = q(randomBytes(12).toString('base64url'));
+  return (cols, nullable) =>
+    cols.length
+      ? `md5_number(concat_ws(${sep}, '', ${cols.map((c) => (nullable ? `coalesce(${col(c)}, ${nullMark})` : col(c))).join(', ')}))`
+      : '0::UHUGEINT';
+}
+
 /** The one pass ran out of DuckDB's memory and wrote nothing: the partitioned path can take over. */
 export class OnePassOutOfMemory extends Error {}
 
@@ -407,18 +431,20 @@ const TWO_TO_32 = 4294967296;
  * path): DuckDB reads each input twice and writes nothing but its own spill.
  *
  * 1. One aggregation over both sides by the normalised key keeps, per key, its row count on
- *    each side (one BIGINT: left + 2³² × right) and the XOR of a 64-bit hash of each row's
- *    compared values. A key with one row a side whose hashes are equal is settled as
- *    matched (its XOR is 0); every other key — one-sided, duplicated on either side, or a
- *    pair whose hashes differ — is kept, numbered, in a small table. DuckDB's aggregation
- *    spills to the work folder past its memory limit, so memory stays bounded.
+ *    each side (one BIGINT: left + 2³² × right) and the XOR of a keyed 128-bit digest of each
+ *    row's compared values (rowDigest). A key with one row a side whose digests are equal is
+ *    settled as matched (its XOR is 0); every other key — one-sided, duplicated on either
+ *    side, or a pair whose digests differ — is kept, numbered, in a small table. DuckDB's
+ *    aggregation spills to the work folder past its memory limit, so memory stays bounded.
  * 2. The rows of those keys (read again, joined to the table) come back ordered by that
  *    number, one key's rows together, and go through the same Tally as every other path:
  *    changed, one-sided, duplicated, or equal only after trim / tolerance / null values.
  *
- * A pair is taken as equal when its 64-bit hashes are: a changed pair goes unseen only
- * if its two rows' hashes collide (about 1 in 1.8 × 10¹⁹ per pair). Nothing is
- * checkpointed: a crashed attempt runs the two queries again.
+ * A pair is taken as equal when its digests are: a changed pair could go unseen only if
+ * two different rows' MD5 digests under a key drawn for this comparison alone collided —
+ * by chance about 1 in 3.4 × 10³⁸ per pair, and not by design, since whoever wrote the data
+ * cannot know the key (rowDigest). Nothing is checkpointed: a crashed attempt runs the two
+ * queries again (with a new key).
  */
 export async function duckOnePass(
   left: RowSource,
@@ -435,7 +461,8 @@ export async function duckOnePass(
     const keyL = l.keyNames.length ? l.left.key : l.left.cols;
     const keyR = l.keyNames.length ? l.right.key : l.right.cols;
     const kcols = keyL.map((_, i) => `k${i}`);
-    const hashOf = (cols: number[]) => (cols.length ? `hash(${cols.map(col).join(', ')})` : '0::UBIGINT');
+    const digest = rowDigest();
+    const digestOf = (src: RowSource, cols: number[]) => digest(cols, src.format === 'parquet');
     const keyed = (src: RowSource, key: number[], rest: string) =>
       `SELECT ${keyExprs(key, o)
         .map((e, i) => `${e} AS k${i}`)
@@ -466,8 +493,8 @@ export async function duckOnePass(
           `CREATE TEMP TABLE g AS SELECT n = ${TWO_TO_32 + 1} AND x = 0 AS s, ` +
             `${kcols.map((k) => `CASE WHEN n = ${TWO_TO_32 + 1} AND x = 0 THEN NULL ELSE ${k} END AS ${k}`).join(', ')}, count(*) AS c ` +
             `FROM (SELECT ${kcols.join(', ')}, sum(w) AS n, bit_xor(h) AS x FROM (` +
-            `${keyed(left, keyL, `1::BIGINT AS w, ${hashOf(l.left.cols)} AS h`)} UNION ALL ` +
-            `${keyed(right, keyR, `${TWO_TO_32}::BIGINT AS w, ${hashOf(l.right.cols)} AS h`)}) GROUP BY ALL) GROUP BY ALL`,
+            `${keyed(left, keyL, `1::BIGINT AS w, ${digestOf(left, l.left.cols)} AS h`)} UNION ALL ` +
+            `${keyed(right, keyR, `${TWO_TO_32}::BIGINT AS w, ${digestOf(right, l.right.cols)} AS h`)}) GROUP BY ALL) GROUP BY ALL`,
         );
         check(ctx.signal);
         const settled = (await conn.runAndReadAll('SELECT coalesce(sum(c), 0) FROM g WHERE s')).getRows();
