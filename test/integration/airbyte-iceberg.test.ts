@@ -13,10 +13,12 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { AirbyteClient } from '../../activities/airbyte/client.js';
+import { registerSyncTables } from '../../activities/airbyte/iceberg.js';
+import { forTenant } from '../../activities/lake/open.js';
 import type { ActivityDeps } from '../../activities/index.js';
 import type { RunState } from '../../schemas/run.js';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
-import { AuditStore } from '../../store/iceberg-audit.js';
+import { AuditStore, auditBranch } from '../../store/iceberg-audit.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import { createKey } from '../../store/keys.js';
 import { AirbyteDouble, SYNC_SCENARIOS } from '../fakes/airbyte-double.js';
@@ -284,8 +286,7 @@ describe('Airbyte syncs into Iceberg', () => {
     expect(String(meta.refs.main['snapshot-id'])).toBe(s1);
     expect(String(meta['current-snapshot-id'])).toBe(s1);
     // The run's audit branch (audit-{run}-{task}) holds the rejected snapshot.
-    const branch2 = Object.keys(meta.refs).find((r) => String(meta.refs[r]['snapshot-id']) === s2);
-    expect(branch2).toMatch(/^audit-pipeline_.*ab-wap-2.*-ingest$/);
+    expect(String(meta.refs[auditBranch(second.workflowId, 'ingest')]['snapshot-id'])).toBe(s2);
     expect(meta.snapshots.find((s) => String(s['snapshot-id']) === s2)!.summary['strata.status']).toBe('rejected');
     const v2 = await stack.lake!.catalog.version(stack.tenant, payments, 2);
     expect(v2?.status).toBe('rejected');
@@ -329,5 +330,53 @@ describe('Airbyte syncs into Iceberg', () => {
     const wrongNs = await sync('ab-wap-bad-ns', connectionId, { outputs: ['bronze.invoices'] });
     expect(wrongNs.tasks.ingest.error).toMatch(/streams land in namespace raw: set "namespace: raw"/);
     expect(synced).toBe(false);
+  });
+
+  it('a retried registration stages nothing twice and records one version, passing or rejected', async () => {
+    const { connectionId, destination } = await icebergConnection(`${stack.tenant}/airbyte-retry`, ['ledger']);
+    const connection = await client.getConnection(connectionId);
+    const dest = await client.getDestination(connection.destinationId);
+    const ledger = { layer: 'bronze' as const, namespace: 'raw', name: 'ledger' };
+    const register = (run: string) =>
+      registerSyncTables(forTenant(stack.lake!, stack.tenant), {
+        run: {
+          runId: run,
+          workflowId: `pipeline/${stack.tenant}/retry/${run}`,
+          pipelineId: 'retry',
+          tenant: stack.tenant,
+          trigger: 'manual',
+          logicalDate: '2026-01-01',
+        },
+        taskId: 'ingest',
+        connection,
+        destination: dest,
+        source: { namespace: `airbyte:${workspaceId}`, name: `sources/${connection.sourceId}` },
+        outputs: [
+          { id: ledger, checks: [{ range: { column: 'id', max: 100 }, severity: 'error' }], failingRowsLimit: 20 },
+        ],
+        scratch: path.join(inject('scratchDir'), `ab-retry-${run}`),
+      });
+    const location = async () => (await registered(['bronze', 'raw'], 'ledger'))?.metadataLocation;
+
+    await destination.append('raw', 'ledger', [{ id: 1, name: 'a' }]);
+    const first = await register('r1');
+    const at = await location();
+    const again = await register('r1');
+    expect(again.versions.map((v) => [v.version, v.status])).toEqual([[1, 'committed']]);
+    expect(first.versions.map((v) => v.version)).toEqual([1]);
+    expect(await location()).toBe(at);
+
+    await destination.append('raw', 'ledger', [{ id: 200, name: 'b' }]);
+    await expect(register('r2')).rejects.toMatchObject({ type: 'QualityGateFailed' });
+    const rejectedAt = await location();
+    await expect(register('r2')).rejects.toMatchObject({ type: 'QualityGateFailed' });
+    expect(await location()).toBe(rejectedAt);
+    expect((await stack.lake!.catalog.versions(stack.tenant, ledger)).map((v) => [v.version, v.status]).sort()).toEqual(
+      [
+        [1, 'committed'],
+        [2, 'rejected'],
+      ],
+    );
+    expect(await scan('bronze.raw.ledger')).toEqual([1]);
   });
 });
