@@ -167,6 +167,11 @@ export const HiveFields = {
 export const AirbyteSyncFields = {
   connectionId: z.string().uuid('an Airbyte connection id is a UUID'),
   poll: PollFields.optional(),
+  /**
+   * Stream tables (bronze) of a sync into Iceberg whose checks run before they are published:
+   * each sync's snapshot is staged on the run's audit branch, audited, then published or rejected.
+   */
+  outputs: ExternalCommonFields.outputs,
 };
 
 export type ExternalEngine = 'spark-k8s' | 'emr' | 'airbyte';

@@ -318,7 +318,20 @@ const KINDS = {
         : []),
     ],
   },
-  'airbyte.sync': { fields: AirbyteSyncFields, run: EXTERNAL_JOB },
+  'airbyte.sync': {
+    fields: AirbyteSyncFields,
+    run: EXTERNAL_JOB,
+    // Which tables the connection's streams land in is known on the worker (from the Airbyte API), checked before the sync.
+    check: (t) => [
+      ...outputProblems(t),
+      ...jobOutputNames(t).flatMap(({ dataset, i }): [string[], string][] => {
+        const n = parseDatasetName(dataset);
+        return n && n.layer !== 'bronze'
+          ? [[['outputs', String(i)], `an Airbyte sync lands its streams in bronze: name the output bronze.${n.name}`]]
+          : [];
+      }),
+    ],
+  },
   // Table maintenance (also run on every table by the strata-table-maintenance schedule).
   'table.compact': { fields: CompactFields, run: { type: 'activity', activity: 'compactTask', heartbeat: true } },
   'table.expire_snapshots': {
@@ -494,22 +507,35 @@ function externalChecks(t: Record<string, unknown>, engine: string): [string[], 
   // The tier's allow-lists are checked by the worker, which knows the tenant's tier; what no tier allows is refused here.
   for (const [key, message] of blockedSparkConf(t.sparkConf, engine === 'emr' ? 'emr' : 'spark'))
     problems.push([['sparkConf', key], message]);
-  const outs = Array.isArray(t.outputs) ? (t.outputs as unknown[]) : [];
-  const names = outs.map((o) =>
-    typeof o === 'string'
-      ? `default.${o}`
-      : `${String((o as { namespace?: string }).namespace ?? 'default')}.${String((o as { dataset?: string }).dataset)}`,
-  );
-  names.forEach((n, i) => {
-    if (names.indexOf(n) !== i)
-      problems.push([['outputs', String(i)], `${n} is declared twice: list each output once`]);
-  });
+  problems.push(...outputProblems(t));
   const dyn =
     engine === 'spark'
       ? dynamicAllocationProblem(t.dynamicAllocation as Parameters<typeof dynamicAllocationProblem>[0])
       : undefined;
   if (dyn) problems.push([['dynamicAllocation'], dyn]);
   return problems;
+}
+
+/** A job's declared outputs (`outputs:`), each as its dataset name and namespace. */
+function jobOutputNames(t: Record<string, unknown>): { dataset: string; namespace: string; i: number }[] {
+  const outs = Array.isArray(t.outputs) ? (t.outputs as unknown[]) : [];
+  return outs.map((o, i) =>
+    typeof o === 'string'
+      ? { dataset: o, namespace: 'default', i }
+      : {
+          dataset: String((o as { dataset?: string }).dataset),
+          namespace: String((o as { namespace?: string }).namespace ?? 'default'),
+          i,
+        },
+  );
+}
+
+/** An output declared twice. */
+function outputProblems(t: Record<string, unknown>): [string[], string][] {
+  const names = jobOutputNames(t).map((o) => `${o.namespace}.${o.dataset}`);
+  return names.flatMap((n, i): [string[], string][] =>
+    names.indexOf(n) !== i ? [[['outputs', String(i)], `${n} is declared twice: list each output once`]] : [],
+  );
 }
 
 export const KIND_NAMES = () => Object.keys(TASK_KINDS).sort();

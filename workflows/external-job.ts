@@ -202,9 +202,10 @@ async function watchJob(input: ExternalJobRunInput): Promise<JobResult> {
     });
   }
   // Write-audit-publish: what the job staged on its declared outputs is checked, then published or rejected.
-  // Only tasks with outputs (a field older runs never had) take this step.
+  // Only tasks with outputs (a field older runs never had) take this step. An Airbyte sync's
+  // outputs are its streams' tables, staged and audited as they are registered (below).
   const outputs = input.task.outputs;
-  if (Array.isArray(outputs) && outputs.length && patched('external-job-wap-v1')) {
+  if (engine !== 'airbyte' && Array.isArray(outputs) && outputs.length && patched('external-job-wap-v1')) {
     const { auditJobOutputs } = proxyActivities<ReturnType<typeof createWapActivities>>({
       startToCloseTimeout: '30m',
       retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts: 5 },

@@ -8,8 +8,16 @@ import { engineJobActivities, type JobLedgerDeps } from '../core/job.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { versionOutput, type LakeDeps } from '../lake/engine.js';
 import { forTenant } from '../lake/open.js';
-import { AIRBYTE_TERMINAL, AirbyteError, type AirbyteClient } from './client.js';
-import { registerSyncTables } from './iceberg.js';
+import { attemptTag, scratchDir } from '../lake/activities.js';
+import { jobOutputs } from '../iceberg/audit.js';
+import {
+  AIRBYTE_TERMINAL,
+  AirbyteError,
+  type AirbyteClient,
+  type ConnectionResponse,
+  type DestinationResponse,
+} from './client.js';
+import { checkDeclaredOutputs, registerSyncTables } from './iceberg.js';
 
 export interface AirbyteDeps extends JobLedgerDeps {
   airbyte?: AirbyteClient;
@@ -65,13 +73,29 @@ export function createAirbyteActivities(deps: AirbyteDeps) {
       );
     return conn;
   };
+  /** A destination is read only as its connection's, in the same workspace. */
+  const sameWorkspace = (conn: ConnectionResponse, destination: DestinationResponse) => {
+    if (destination.workspaceId?.toLowerCase() !== conn.workspaceId.toLowerCase())
+      throw new NonRetryableError(
+        `Airbyte destination ${conn.destinationId} is not in connection ${conn.connectionId}'s workspace`,
+        'ConnectionNotOwned',
+      );
+  };
+  const ownDestination = async (conn: ConnectionResponse) => {
+    const destination = await client().getDestination(conn.destinationId);
+    sameWorkspace(conn, destination);
+    return destination;
+  };
   const ledger = { engine: 'airbyte', db: deps.db } as const;
   return engineJobActivities(ledger, {
     async airbyteSubmit(input: ExternalJobInput): Promise<JobRef> {
       const connectionId = String(input.task.connectionId);
       workspaceOf(input.run.tenant);
       try {
-        await ownConnection(input);
+        const conn = await ownConnection(input);
+        // Declared outputs must be tables this connection's streams land in: checked before the sync runs.
+        const outputs = jobOutputs(input.task);
+        if (outputs.length) checkDeclaredOutputs(input.task.id, outputs, conn, await ownDestination(conn));
         const { job, adopted } = await client().startSync(connectionId);
         return {
           engine: 'airbyte',
@@ -122,6 +146,7 @@ export function createAirbyteActivities(deps: AirbyteDeps) {
     ): Promise<{ outputs: TaskOutput[]; skipped: string[]; reason?: string }> {
       try {
         const conn = await ownConnection(input);
+        const outputs = jobOutputs(input.task);
         let destination;
         try {
           destination = await client().getDestination(conn.destinationId);
@@ -135,11 +160,7 @@ export function createAirbyteActivities(deps: AirbyteDeps) {
             };
           throw e;
         }
-        if (destination.workspaceId?.toLowerCase() !== conn.workspaceId.toLowerCase())
-          throw new NonRetryableError(
-            `Airbyte destination ${conn.destinationId} is not in connection ${conn.connectionId}'s workspace`,
-            'ConnectionNotOwned',
-          );
+        sameWorkspace(conn, destination);
         if (!deps.lake) return { outputs: [], skipped: [], reason: 'this worker has no lake catalog (metastore)' };
         const lake = forTenant(deps.lake, input.run.tenant);
         const r = await registerSyncTables(lake, {
@@ -148,6 +169,8 @@ export function createAirbyteActivities(deps: AirbyteDeps) {
           connection: conn,
           destination,
           source: { namespace: `airbyte:${conn.workspaceId}`, name: `sources/${conn.sourceId}` },
+          outputs,
+          scratch: scratchDir(lake, attemptTag()),
         });
         return {
           outputs: r.versions.map((v) => versionOutput(v, lake.store)),

@@ -24,7 +24,7 @@ import {
   withLineage,
   type LakeDeps,
 } from '../lake/engine.js';
-import { MetadataError, tableMetadata, tableMetadataOrUndefined } from './metadata.js';
+import { MetadataError, tableMetadata, tableMetadataOrUndefined, type TableMetadata } from './metadata.js';
 import { icebergIdent, keyOf, snapshotFiles, writeMetadata } from './writer.js';
 import { publishBranch, refHead, rejectBranch } from './wap.js';
 import path from 'node:path';
@@ -162,7 +162,13 @@ export async function auditOutputs(
     }
     return { outputs: versions, inputs: [...inputs.values()] };
   });
-  const blocked = r.outputs.filter((v) => v.status === 'rejected');
+  failRejected(r.outputs, branch);
+  return { versions: r.outputs };
+}
+
+/** Fails QualityGateFailed, naming every failing error check, when a version was rejected (its snapshot kept on `branch`). */
+export function failRejected(versions: DatasetVersion[], branch: string): void {
+  const blocked = versions.filter((v) => v.status === 'rejected');
   if (blocked.length)
     throw new NonRetryableError(
       `quality gate failed, snapshot kept staged on ${branch} and not published: ${blocked
@@ -174,7 +180,6 @@ export async function auditOutputs(
         .join('; ')}`,
       'QualityGateFailed',
     );
-  return { versions: r.outputs };
 }
 
 async function auditOne(
@@ -188,18 +193,73 @@ async function auditOne(
   const done = await lake.catalog.findCommit(producer, out.id);
   if (done) return done;
   const tenant = producer.tenant;
+  const staged = await stagedOn(lake, tenant, icebergIdent(out.id), branch);
+  if (!staged)
+    throw new NonRetryableError(
+      `task ${producer.taskId} declared output ${datasetKey(out.id)}, but its job committed no snapshot to it through Strata's catalog (nothing on ${branch}): write the table through the catalog "strata" the job was given`,
+      'NoOutput',
+    );
+  // The job's inputs: the tables its credential loaded, at the snapshot main was then (a dataset version when Strata wrote it).
+  for (const read of await new AuditStore(lake.catalog.db).reads(tenant, branch)) {
+    const v = await versionOfSnapshot(lake, tenant, read);
+    if (v) inputs.set(`${datasetKey(v)}@${v.version}`, v);
+  }
+  return auditStaged(lake, producer, {
+    out,
+    branch,
+    staged,
+    scratch,
+    inputs: [...inputs.values()],
+    location: `${datasetPrefix(out.id)}/data`,
+  });
+}
+
+/** A snapshot staged on an audit branch: the table's metadata, the branch's head, and `main` when it forked. */
+export interface StagedSnapshot {
+  meta: TableMetadata;
+  snapshotId: string;
+  base: string | null;
+}
+
+/** What is staged on `branch` of a table (its head and audit row), or undefined when nothing is. */
+export async function stagedOn(
+  lake: LakeDeps,
+  tenant: string,
+  table: TableIdent,
+  branch: string,
+): Promise<StagedSnapshot | undefined> {
+  const row = await new IcebergStore(lake.catalog.db).table(tenant, table.namespace, table.name);
+  const meta = tableMetadataOrUndefined(row?.metadata);
+  const snapshotId = meta && refHead(meta, branch);
+  const audit = await new AuditStore(lake.catalog.db).audit(tenant, table, branch);
+  return meta && snapshotId && audit ? { meta, snapshotId, base: audit.baseSnapshotId } : undefined;
+}
+
+/**
+ * The audit proper, the same for every engine that stages a snapshot on an audit branch:
+ * runs the output's checks (DuckDB, in the sandbox) over exactly the staged snapshot's data
+ * files, then records the dataset version and, in the same transaction, publishes the
+ * snapshot (a guarded move of `main` from `staged.base`: PublishConflict when it moved) or
+ * keeps it on its branch as rejected. `location` is the version's data folder (a key).
+ */
+export async function auditStaged(
+  lake: LakeDeps,
+  producer: Producer,
+  o: {
+    out: OutputDecl;
+    branch: string;
+    staged: StagedSnapshot;
+    scratch: string;
+    inputs: DatasetVersion[];
+    location: string;
+  },
+): Promise<DatasetVersion> {
+  const { out, branch, scratch } = o;
+  const { meta, snapshotId: staged, base } = o.staged;
+  const tenant = producer.tenant;
   const ident = icebergIdent(out.id);
   const table: TableIdent = ident;
   const label = datasetKey(out.id);
-  const row = await new IcebergStore(lake.catalog.db).table(tenant, ident.namespace, ident.name);
-  const meta = tableMetadataOrUndefined(row?.metadata);
-  const staged = meta && refHead(meta, branch);
-  const audit = await new AuditStore(lake.catalog.db).audit(tenant, table, branch);
-  if (!meta || !staged || !audit)
-    throw new NonRetryableError(
-      `task ${producer.taskId} declared output ${label}, but its job committed no snapshot to it through Strata's catalog (nothing on ${branch}): write the table through the catalog "strata" the job was given`,
-      'NoOutput',
-    );
   let uris: string[];
   try {
     const snap = meta.snapshots.find((s) => String(s['snapshot-id']) === staged);
@@ -216,16 +276,11 @@ async function auditOne(
       return keyOf(lake.store, u);
     } catch {
       throw new NonRetryableError(
-        `the job wrote ${u} for ${label}, outside the tenant's warehouse: it is not published`,
+        `the snapshot staged on ${branch} for ${label} holds ${u}, outside the tenant's warehouse: it is not published`,
         'AuditError',
       );
     }
   });
-  // The job's inputs: the tables its credential loaded, at the snapshot main was then (a dataset version when Strata wrote it).
-  for (const read of await new AuditStore(lake.catalog.db).reads(tenant, branch)) {
-    const v = await versionOfSnapshot(lake, tenant, read);
-    if (v) inputs.set(`${datasetKey(v)}@${v.version}`, v);
-  }
   const duck = await openDuck();
   try {
     const files = await Promise.all(keys.map((k) => localFile(lake, k)));
@@ -254,7 +309,7 @@ async function auditOne(
       failingRowsLimit: out.failingRowsLimit,
     });
     const promote = checks.every((c) => c.passed || c.severity === 'warn');
-    const inputRefs: DatasetVersionRef[] = [...inputs.values()].map((v) => ({
+    const inputRefs: DatasetVersionRef[] = o.inputs.map((v) => ({
       layer: v.layer,
       namespace: v.namespace,
       name: v.name,
@@ -267,7 +322,7 @@ async function auditOne(
         [
           {
             id: out.id,
-            location: `${datasetPrefix(out.id)}/data`,
+            location: o.location,
             files: keys,
             schema: desc,
             rowCount,
@@ -293,7 +348,7 @@ async function auditOne(
           let next = promote
             ? publishBranch(m, {
                 branch,
-                base: audit.baseSnapshotId,
+                base,
                 snapshotId: staged,
                 version: version.version,
                 now,

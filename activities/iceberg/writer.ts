@@ -335,10 +335,17 @@ export function addedManifest(o: {
   };
 }
 
-/** Writes a metadata file `{location}/metadata/{n}-{uuid}.metadata.json`; returns its URI. */
+/**
+ * The name of a metadata file Strata wrote, `{n}-strata-{uuid}.metadata.json`: Iceberg's
+ * `{version}-{uuid}` form, told apart from the files another writer (an Airbyte destination
+ * committing to its own catalog) leaves in the same table folder.
+ */
+export const STRATA_METADATA_FILE = /^\d+-strata-[^/]*\.metadata\.json$/;
+
+/** Writes a metadata file `{location}/metadata/{n}-strata-{uuid}.metadata.json`; returns its URI. */
 export async function writeMetadata(store: ObjectStore, prefix: string, meta: TableMetadata): Promise<string> {
   const n = String(meta['metadata-log'].length).padStart(5, '0');
-  const key = `${prefix}/metadata/${n}-${randomUUID()}.metadata.json`;
+  const key = `${prefix}/metadata/${n}-strata-${randomUUID()}.metadata.json`;
   await store.putBytes(key, stringifyJson(meta));
   return store.uri(key);
 }

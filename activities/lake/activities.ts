@@ -152,7 +152,7 @@ export async function runLakeSql(
 }
 
 /** The attempt's private scratch folder (DuckDB temp spill, staged landing files). */
-function scratchDir(deps: LakeDeps, tag: string): string {
+export function scratchDir(deps: LakeDeps, tag: string): string {
   return path.join(deps.cacheDir, 'scratch', tag);
 }
 

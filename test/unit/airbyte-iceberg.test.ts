@@ -7,7 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findTables, icebergDestination, streamTables } from '../../activities/airbyte/iceberg.js';
+import { findTables, icebergDestination, stagedMetadata, streamTables } from '../../activities/airbyte/iceberg.js';
+import { newTableMetadata, type TableMetadata } from '../../activities/iceberg/metadata.js';
 import { duckTypeOf } from '../../activities/iceberg/schema.js';
 import { openStore } from '../../activities/s3/client.js';
 
@@ -73,6 +74,8 @@ describe('Airbyte Iceberg destinations', () => {
     await put('wh/raw/orders_0123456789abcdef0123456789abcdef/metadata/00009-a.metadata.json');
     await put('wh/raw/orders_0123456789abcdef0123456789abcdef/metadata/00010-b.metadata.json');
     await put('wh/raw/orders_0123456789abcdef0123456789abcdef/metadata/snap-1-1-x.avro');
+    // Strata's own metadata files in the destination's folder (write-audit-publish) are not the destination's.
+    await put('wh/raw/orders_0123456789abcdef0123456789abcdef/metadata/00011-strata-d.metadata.json');
     await put('wh/raw/orders_0123456789abcdef0123456789abcdef/data/00000-0.parquet');
     // Glue: {ns}.db/{table}; gzipped metadata counts too.
     await put('wh/raw.db/customers/metadata/00001-c.gz.metadata.json');
@@ -120,5 +123,62 @@ describe('Airbyte Iceberg destinations', () => {
         ],
       }),
     ).toBe('STRUCT("tags" VARCHAR[])');
+  });
+
+  it("stages a sync's snapshot on the audit branch, main where Strata published it (nothing the first time)", () => {
+    const snap = (id: number, parent?: number) => ({
+      'snapshot-id': id,
+      ...(parent ? { 'parent-snapshot-id': parent } : {}),
+      'sequence-number': id,
+      'timestamp-ms': id,
+      'manifest-list': `s3://lake/t/metadata/snap-${id}.avro`,
+      summary: { operation: 'append' },
+    });
+    const dest = (ids: number[]): TableMetadata => ({
+      ...newTableMetadata({
+        uuid: 'u',
+        location: 's3://lake/t',
+        schema: { type: 'struct', fields: [] },
+        lastColumnId: 0,
+        now: 1,
+      }),
+      'last-sequence-number': ids.length,
+      snapshots: ids.map((id, i) => snap(id, ids[i - 1])),
+      'current-snapshot-id': ids[ids.length - 1],
+      refs: { main: { 'snapshot-id': ids[ids.length - 1], type: 'branch' } },
+      'metadata-log': [{ 'timestamp-ms': 1, 'metadata-file': 's3://lake/t/metadata/00000-a.metadata.json' }],
+    });
+    const o = { branch: 'audit-r1-ingest', snapshotId: '1', runId: 'r1', taskId: 'ingest', now: 5 };
+    const first = stagedMetadata(dest([1]), undefined, undefined, o);
+    expect(first.refs).toEqual({ 'audit-r1-ingest': { 'snapshot-id': 1, type: 'branch' } });
+    expect(first['current-snapshot-id']).toBe(-1);
+    expect(first['snapshot-log']).toEqual([]);
+    expect(first.snapshots[0].summary).toMatchObject({ 'strata.status': 'staged', 'strata.branch': 'audit-r1-ingest' });
+    // Published, then the destination appends 2 and 3: main stays at 1, the new branch points at 3, earlier verdicts kept.
+    const published: TableMetadata = {
+      ...first,
+      refs: { ...first.refs, main: { 'snapshot-id': 1, type: 'branch' } },
+      'current-snapshot-id': 1,
+      snapshots: [{ ...first.snapshots[0], summary: { ...first.snapshots[0].summary, 'strata.status': 'published' } }],
+    };
+    const next = stagedMetadata(dest([1, 2, 3]), published, 's3://lake/t/metadata/00001-strata-b.metadata.json', {
+      ...o,
+      branch: 'audit-r2-ingest',
+      snapshotId: '3',
+    });
+    expect(next['current-snapshot-id']).toBe(1);
+    expect(next.refs).toEqual({
+      main: { 'snapshot-id': 1, type: 'branch' },
+      'audit-r1-ingest': { 'snapshot-id': 1, type: 'branch' },
+      'audit-r2-ingest': { 'snapshot-id': 3, type: 'branch' },
+    });
+    expect(next.snapshots.map((s) => s.summary['strata.status'])).toEqual(['published', undefined, 'staged']);
+    expect(next['metadata-log'].map((m) => m['metadata-file'])).toEqual([
+      's3://lake/t/metadata/00000-a.metadata.json',
+      's3://lake/t/metadata/00001-strata-b.metadata.json',
+    ]);
+    expect(() => stagedMetadata(dest([1]), undefined, undefined, { ...o, snapshotId: '9' })).toThrow(
+      /not in the destination/,
+    );
   });
 });

@@ -40,8 +40,32 @@ describe('external task kinds in the registry', () => {
         { id: 'c', kind: 'sql', engine: 'emr', dialect: 'hive', clusterId: 'j-ABC123', sql: 'select 1' },
         { id: 'd', kind: 'hive', cluster: 'etl', query: 'select 1' },
         { id: 'e', kind: 'airbyte.sync', connectionId: '9b3c8f4e-1d2a-4c5b-8e7f-0a1b2c3d4e5f' },
+        {
+          id: 'f',
+          kind: 'airbyte.sync',
+          connectionId: '9b3c8f4e-1d2a-4c5b-8e7f-0a1b2c3d4e5f',
+          outputs: ['bronze.orders', { dataset: 'bronze.customers', namespace: 'raw', checks: [{ not_null: 'id' }] }],
+        },
       ]),
     ).toEqual([]);
+  });
+
+  it("says what to change for an Airbyte sync's bad outputs", () => {
+    const sync = (outputs: unknown) => [
+      { id: 'a', kind: 'airbyte.sync', connectionId: '9b3c8f4e-1d2a-4c5b-8e7f-0a1b2c3d4e5f', outputs },
+    ];
+    expect(problems(sync([{ dataset: 'silver.orders', namespace: 'raw' }]))).toEqual([
+      'tasks[0].outputs.0: an Airbyte sync lands its streams in bronze: name the output bronze.orders',
+    ]);
+    expect(problems(sync(['bronze.orders', { dataset: 'bronze.orders' }]))).toEqual([
+      'tasks[0].outputs.1: default.bronze.orders is declared twice: list each output once',
+    ]);
+    expect(problems(sync(['orders']))).toEqual([
+      'tasks[0].outputs[0]: write an output table as layer.name, e.g. silver.orders',
+    ]);
+    expect(problems(sync([{ dataset: 'bronze.orders', checks: [{ not_null: 'id', severity: 'fatal' }] }]))).not.toEqual(
+      [],
+    );
   });
 
   it('says what to change for bad external tasks', () => {
