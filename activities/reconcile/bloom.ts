@@ -24,7 +24,7 @@ import bloom from 'bloom-filters';
 import { open } from 'node:fs/promises';
 import type { ReconcileOptions } from '../../schemas/reconcile.js';
 import { NonRetryableError } from '../../schemas/errors.js';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import { emptyResult, keyOf, normalizer, type Layout, type Partial } from './compare.js';
 import type { Row, RowSource } from './read.js';
 import type { ReconcileContext } from './client.js';

@@ -384,9 +384,12 @@ function check(signal?: AbortSignal) {
 
 /**
  * DuckDB memory for the one-pass comparison: what DuckDB holds beyond its limit (readers'
- * buffers, allocator caches) comes on top, and Node's own share besides. Measured at 10 M
- * rows a side: CSV 283 MB peak RSS for the whole process at 96 MB; Parquet (its row groups
- * are decoded whole) runs out of memory at 112 MB and peaks at 295 MB at 128 MB.
+ * buffers, allocator caches) comes on top, and Node's own share besides (about 120 MB under
+ * tsx with DuckDB's library loaded). Measured at 10 M rows a side with the keyed digest
+ * (bench/reconcile.ts, idle machine): messy CSV 261 MB peak RSS for the whole process at
+ * 96 MB; Parquet (its row groups are decoded whole) 292–299 MB at 128 MB, and at 100 or
+ * 112 MB its aggregation ran out of memory in five tries of six (the partitioned path then
+ * takes over, exact but twice as slow).
  */
 const ONE_PASS_MEMORY = process.env.STRATA_RECONCILE_ONE_PASS_MEMORY;
 const onePassMemory = (parquet: boolean) => ONE_PASS_MEMORY ?? (parquet ? '128MB' : '96MB');

@@ -10,8 +10,8 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { CsvOptions, DatasetRef } from '../../schemas/reconcile.js';
 import { NonRetryableError } from '../../schemas/errors.js';
-import { normaliseLocation } from '../s3/tenant.js';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { normaliseLocation } from '../s3/location.js';
+import { quoteLiteral } from '../sql/quote.js';
 import { CsvShapeError, fastCsvBatches, fastCsvRecords } from './fast-csv.js';
 
 export type Row = (string | null)[];

@@ -6,7 +6,8 @@
  * them for that tenant (STRATA_TENANT_LOCATIONS); a spec cannot widen that.
  */
 import path from 'node:path';
-import { LocationError, normaliseLocation as normalise, TENANT_RE } from '../../schemas/tenant.js';
+import { TENANT_RE } from '../../schemas/tenant.js';
+import { normaliseLocation } from './location.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { openStore, type ByteRange, type ObjectInfo, type ObjectStore, type S3Config } from './client.js';
 
@@ -102,12 +103,4 @@ export function locate(o: { lake: ObjectStore; allowed?: readonly string[]; s3?:
   );
 }
 
-/** normaliseLocation, failing the task (not retried) with the reason. */
-export function normaliseLocation(p: string): string {
-  try {
-    return normalise(p);
-  } catch (e) {
-    if (e instanceof LocationError) throw new NonRetryableError(e.message, 'LocationError');
-    throw e;
-  }
-}
+export { normaliseLocation };

@@ -11,6 +11,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { z } from 'zod';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { registerMacros } from './macros.js';
+import { quoteLiteral } from './quote.js';
 import {
   absolutePaths,
   assertOneSelect,
@@ -24,9 +25,7 @@ import {
 const USER_ERRORS =
   /^(Parser|Binder|Catalog|Conversion|Invalid Input|Constraint|Not implemented|Out of Range|Syntax|Permission|Dependency|Invalid) Error/;
 
-export function quoteLiteral(s: string): string {
-  return `'${s.replaceAll("'", "''")}'`;
-}
+export { quoteLiteral };
 
 /** A query's rows as JSON values, checked against the shape the caller expects of each. */
 export async function duckRows<T>(conn: DuckDBConnection, sql: string, row: z.ZodType<T>): Promise<T[]> {
