@@ -7,6 +7,7 @@ import type { RunState } from '../../schemas/run.js';
 import { spec, waitFor } from '../harness/specs.js';
 import { connectWarehouses, type Warehouses } from '../harness/databases.js';
 import { testStack, type TestStack } from '../harness/temporal.js';
+import { tempDir } from '../harness/tmp.js';
 
 let stack: TestStack;
 let pgc: pg.Client;
@@ -105,10 +106,7 @@ tasks:
 describe('ingest.file', () => {
   it('reads Parquet landing files, casting to the declared schema and quarantining what does not fit', async () => {
     const { DuckDBInstance } = await import('@duckdb/node-api');
-    const { mkdtemp } = await import('node:fs/promises');
-    const os = await import('node:os');
-    const path = await import('node:path');
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-pq-'));
+    const dir = await tempDir('strata-pq-');
     const db = await DuckDBInstance.create(':memory:');
     const c = await db.connect();
     await c.run(

@@ -6,7 +6,7 @@
  * driver: it runs the plan the step was given on DuckDB over the same input files and writes
  * the output directories collect reads, then lets the step complete.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +111,7 @@ describe('reconcile with engine spark on EMR (clusterId)', () => {
   afterAll(async () => {
     await emr?.close();
     await stack?.close();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
   it('runs as an EMR step on the tenant cluster whose output (the generated SQL on DuckDB, standing in for the driver) collects to the local exact answer', async () => {

@@ -5,7 +5,7 @@
  * for the Spark driver: it runs the job's generated SQL (the plan the job's runner is given)
  * on DuckDB over the same input files and writes the output directories collect reads.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -42,6 +42,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await sim?.stop();
   await stack?.close();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
 const apps = async () =>

@@ -1,10 +1,10 @@
 import { parse } from 'csv-parse/sync';
 import fc from 'fast-check';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fastCsvRecords } from '../../activities/reconcile/fast-csv.js';
+import { tempDir } from '../harness/tmp.js';
 
 async function readAll(file: string, d = ',', q = '"') {
   const out: string[][] = [];
@@ -20,7 +20,7 @@ const quoteIfNeeded = (v: string) => (/[",\r\n]/.test(v) || v === '' ? `"${v.rep
 
 describe('fast CSV reader', () => {
   it('reads exactly what csv-parse reads, record for record, on random awkward input', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-csv-'));
+    const dir = await tempDir('strata-csv-');
     let n = 0;
     await fc.assert(
       fc.asyncProperty(
@@ -40,7 +40,7 @@ describe('fast CSV reader', () => {
   });
 
   it('reads records that span read chunks, a BOM, and other delimiters', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-csv-'));
+    const dir = await tempDir('strata-csv-');
     const big =
       '\ufeffid;text\n' +
       Array.from({ length: 50_000 }, (_, i) => `${i};"row ${i}; with ""quotes""\nand a newline"`).join('\n') +
@@ -54,7 +54,7 @@ describe('fast CSV reader', () => {
   });
 
   it('rejects an unclosed quote', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-csv-'));
+    const dir = await tempDir('strata-csv-');
     const file = path.join(dir, 'bad.csv');
     await writeFile(file, 'a,b\n1,"open\n');
     await expect(readAll(file)).rejects.toThrow(/quoted field is not closed/);

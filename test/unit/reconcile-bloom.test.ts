@@ -4,10 +4,10 @@
  * to the declared rate within a statistical bound (deterministic seeds, so the figures are
  * the same on every run).
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcile } from '../../activities/reconcile/client.js';
 import { ReconcileOptions, type ReconcileResult } from '../../schemas/reconcile.js';
 import { generatePair, type Truth } from '../fakes/reconcile-data.js';
@@ -16,6 +16,7 @@ let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'strata-bloom-'));
 });
+afterAll(() => rm(dir, { recursive: true, force: true }));
 
 const run = (l: string, r: string, o: Partial<ReconcileOptions>) =>
   reconcile({ uri: l }, { uri: r }, ReconcileOptions.parse(o), {

@@ -1,5 +1,4 @@
-import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { describe, expect, it } from 'vitest';
@@ -8,10 +7,11 @@ import { diffWriter } from '../../activities/reconcile/diffs.js';
 import { rowDigest } from '../../activities/reconcile/duck.js';
 import { ReconcileOptions } from '../../schemas/reconcile.js';
 import { generatePair, truthCounts } from '../fakes/reconcile-data.js';
+import { tempDir } from '../harness/tmp.js';
 
 describe("reconcile: the one pass's full lists of differences", () => {
   it('go into a new file every 50,000 records, every difference in exactly one of them', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-onepass-diffs-'));
+    const dir = await tempDir('strata-onepass-diffs-');
     const l = path.join(dir, 'l.csv');
     const r = path.join(dir, 'r.csv');
     // About 24,000 changed keys (a record per differing column), 24,000 only-left and 24,000 only-right rows.
@@ -85,7 +85,7 @@ describe('reconcile: the one pass settles a pair only when its values are the sa
   });
 
   it('reports a changed pair whose values only moved across a column boundary', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-onepass-shift-'));
+    const dir = await tempDir('strata-onepass-shift-');
     const l = path.join(dir, 'l.csv');
     const r = path.join(dir, 'r.csv');
     await writeFile(l, 'id,a,b\n1,ab,c\n2,x,y\n3,same,same\n');

@@ -1,9 +1,8 @@
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ReconcileOptions } from '../../schemas/reconcile.js';
 import { generatePair, truthCounts } from '../fakes/reconcile-data.js';
+import { tempDir } from '../harness/tmp.js';
 
 describe('reconcile: DuckDB one pass out of memory', () => {
   it('takes the partitioned DuckDB path, says why in reason, and gives the exact answer', async () => {
@@ -13,7 +12,7 @@ describe('reconcile: DuckDB one pass out of memory', () => {
     const { reconcile } = await import('../../activities/reconcile/client.js');
     if (before === undefined) delete process.env.STRATA_RECONCILE_ONE_PASS_MEMORY;
     else process.env.STRATA_RECONCILE_ONE_PASS_MEMORY = before;
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-onepass-'));
+    const dir = await tempDir('strata-onepass-');
     const l = path.join(dir, 'l.csv');
     const r = path.join(dir, 'r.csv');
     const truth = await generatePair(l, r, { rows: 20_000, rate: 0.01, duplicates: true, awkward: true, seed: 7 });

@@ -3,10 +3,10 @@
  * the same files (it is plain SQL), must give the local exact path's answer: counts, samples
  * and the full lists of differences.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcile } from '../../activities/reconcile/client.js';
 import type { DiffRecord } from '../../activities/reconcile/compare.js';
 import { lit } from '../../activities/reconcile/spark-sql.js';
@@ -57,6 +57,7 @@ beforeAll(async () => {
   await writeFile(path.join(dir, 'hr.csv'), csv(R));
   files.handmade = [path.join(dir, 'hl.csv'), path.join(dir, 'hr.csv'), H];
 });
+afterAll(() => rm(dir, { recursive: true, force: true }));
 
 const input = (file: string, columns: string[]): SparkInput => ({
   format: 'csv',

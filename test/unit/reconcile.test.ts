@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { writeFile, mkdtemp, readdir } from 'node:fs/promises';
+import { writeFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcile, type Checkpoint } from '../../activities/reconcile/client.js';
 import { ReconcileOptions, type ReconcileResult } from '../../schemas/reconcile.js';
 import { generatePair, truthCounts, type Truth } from '../fakes/reconcile-data.js';
@@ -11,6 +11,7 @@ let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'strata-recon-'));
 });
+afterAll(() => rm(dir, { recursive: true, force: true }));
 
 const opts = (o: Partial<ReconcileOptions> = {}) => ReconcileOptions.parse(o);
 const run = (

@@ -1,6 +1,5 @@
 /** The storage boundary's pure parts: locations, allow-lists, tenant stores, path rewriting, sandbox limits. */
-import { mkdtemp, mkdir, readFile, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../activities/s3/client.js';
@@ -8,6 +7,7 @@ import { locate, tenantFolder, tenantStore } from '../../activities/s3/tenant.js
 import { absolutePaths, openDuck } from '../../activities/sql/sandbox.js';
 import { locationProblem } from '../../schemas/lake.js';
 import { normaliseLocation, parseTenantLakes, parseTenantLocations } from '../../schemas/tenant.js';
+import { tempDir } from '../harness/tmp.js';
 
 describe('normaliseLocation', () => {
   it('folds slashes and decodes file URIs, and refuses what could walk around a prefix check', () => {
@@ -49,7 +49,7 @@ describe('configuration of tenant locations and lakes', () => {
 
 describe('tenantStore and locate', () => {
   it('keeps every key of a tenant under its prefix, and never lists a sibling whose name starts alike', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-tenant-'));
+    const dir = await tempDir('strata-tenant-');
     const lake = openStore(dir);
     await lake.putBytes('acme/landing/a.csv', 'a');
     await lake.putBytes('acme-evil/landing/b.csv', 'b');
@@ -116,7 +116,7 @@ describe('absolutePaths', () => {
 
 describe('the DuckDB sandbox', () => {
   it('applies the limits and locks them', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'strata-sandbox-'));
+    const dir = await tempDir('strata-sandbox-');
     await mkdir(path.join(dir, 'own'));
     await writeFile(path.join(dir, 'own', 'a.csv'), 'x\n1\n');
     const duck = await openDuck();
