@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { attachInputs, openDuck, runChecks } from '../activities/lake/engine.js';
 import type { Check } from '../schemas/lake.js';
 import { forTenant, openLake } from '../activities/lake/open.js';
-import { quoteLiteral } from '../activities/sql/duckdb.js';
+import { quoteLiteral } from '../activities/sql/quote.js';
 import { RunsService } from '../client/runs.js';
 import { generate } from '../examples/generate.js';
 import type { PipelineSpec } from '../schemas/pipeline.js';

@@ -14,7 +14,8 @@ import type { RunContext } from '../../schemas/run.js';
 import { datasetKey, type DatasetVersion, type Producer } from '../../store/catalog.js';
 import { AuditStore, auditBranch, type TableIdent } from '../../store/iceberg-audit.js';
 import { IcebergStore } from '../../store/iceberg.js';
-import { describeSelect, quoteLiteral } from '../sql/duckdb.js';
+import { describeSelect } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import {
   attachCheckRefs,
   datasetPrefix,

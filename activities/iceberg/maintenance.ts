@@ -37,7 +37,7 @@ import { IcebergStore, NS_SEP, type IcebergTableRow } from '../../store/iceberg.
 import { maintenanceTables, pinnedVersions } from '../../store/maintenance.js';
 import type { ObjectStore } from '../s3/client.js';
 import { openDuck } from '../sql/sandbox.js';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import {
   decodeContainer,
   encodeContainer,

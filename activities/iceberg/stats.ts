@@ -7,7 +7,8 @@
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { z } from 'zod';
-import { duckRows, quoteLiteral } from '../sql/duckdb.js';
+import { duckRows } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import { primitiveFields, type StructType } from './schema.js';
 
 export interface FileStats {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { ColumnDecl } from '../../schemas/lake.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import type { ObjectStore } from '../s3/client.js';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import { ident } from '../quality/checks.js';
 
 const SQL_TYPES: Record<string, string> = {

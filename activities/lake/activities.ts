@@ -17,7 +17,8 @@ import { taskActivity } from '../core/task.js';
 import { landingFiles, splitSql, sqlType, stageRaw } from '../ingest/file.js';
 import { extractTable } from '../ingest/table.js';
 import { resolveConnection, type Connections } from '../sql/connections.js';
-import { duckdbFailure, quoteLiteral } from '../sql/duckdb.js';
+import { duckdbFailure } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import { assertOneSelect } from '../sql/sandbox.js';
 import { forTenant } from './open.js';
 import {

@@ -47,7 +47,8 @@ import { IcebergStore } from '../../store/iceberg.js';
 import { castList, fieldIdsClause } from '../iceberg/schema.js';
 import { fileStats } from '../iceberg/stats.js';
 import type { ObjectStore } from '../s3/client.js';
-import { describeSelect, quoteLiteral } from '../sql/duckdb.js';
+import { describeSelect } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import { countFailing, describeCheck, ident, runCheck } from '../quality/checks.js';
 import {
   OL_PRODUCER,

@@ -7,7 +7,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { toMs } from '../../schemas/duration.js';
 import type { Check } from '../../schemas/lake.js';
 import type { CheckVerdict } from '../../store/catalog.js';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import { assertOneSelect } from '../sql/sandbox.js';
 
 export const ident = (s: string) => `"${s.replaceAll('"', '""')}"`;

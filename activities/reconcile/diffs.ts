@@ -19,7 +19,7 @@ import type { DatasetVersion, Producer } from '../../store/catalog.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { writeVersion, type LakeDeps } from '../lake/engine.js';
 import { forTenant } from '../lake/open.js';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import type { DiffRecord } from './compare.js';
 
 export interface DiffWriter {

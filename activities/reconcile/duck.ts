@@ -31,12 +31,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { ReconcileOptions, ReconcileProgress } from '../../schemas/reconcile.js';
+import { quoteLiteral as q } from '../sql/quote.js';
 import { openDuck, type Duck } from '../sql/sandbox.js';
 import { emptyResult, keyOf, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import type { Row, RowSource } from './read.js';
 import type { Checkpoint, ReconcileContext } from './client.js';
 
-const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
 const col = (i: number) => `c${i}`;
 
 /** Rows the partitioning COPY buffers per thread before writing them out (see the top of this file). */

@@ -30,9 +30,10 @@ import { localFile } from '../lake/engine.js';
 import { forTenant } from '../lake/open.js';
 import type { S3Config } from '../s3/client.js';
 import { openStore } from '../s3/client.js';
-import { locate, normaliseLocation } from '../s3/tenant.js';
+import { normaliseLocation } from '../s3/location.js';
+import { locate } from '../s3/tenant.js';
 import { redact, resolveConnection, type Connections } from '../sql/connections.js';
-import { quoteLiteral } from '../sql/duckdb.js';
+import { quoteLiteral } from '../sql/quote.js';
 import { checkReading, QueryRefused } from '../sql/query.js';
 
 export interface InputEnv {

@@ -30,6 +30,7 @@ import { diffLine } from './diffs.js';
 import { fastCsvRecords } from './fast-csv.js';
 import { parseDatasetInput, taskOutputVersion } from './inputs.js';
 import { comparisonPlan, DIFF_KINDS, sqlAnswer, type DiffKind, type SqlPlan } from './spark-sql.js';
+import { quoteLiteral } from '../sql/quote.js';
 
 /** One side as the job reads it: objects on S3, their format, and their columns in order. */
 export interface SparkInput {
@@ -184,9 +185,7 @@ async function parquetColumns(
   });
   const c = await db.connect();
   try {
-    const rows = (
-      await c.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet('${file.replaceAll("'", "''")}')`)
-    ).getRows();
+    const rows = (await c.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${quoteLiteral(file)})`)).getRows();
     return rows.map((r) => String(r[0]));
   } catch {
     throw bad();

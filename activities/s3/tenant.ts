@@ -102,5 +102,3 @@ export function locate(o: { lake: ObjectStore; allowed?: readonly string[]; s3?:
     'LocationError',
   );
 }
-
-export { normaliseLocation };

@@ -25,8 +25,6 @@ import {
 const USER_ERRORS =
   /^(Parser|Binder|Catalog|Conversion|Invalid Input|Constraint|Not implemented|Out of Range|Syntax|Permission|Dependency|Invalid) Error/;
 
-export { quoteLiteral };
-
 /** A query's rows as JSON values, checked against the shape the caller expects of each. */
 export async function duckRows<T>(conn: DuckDBConnection, sql: string, row: z.ZodType<T>): Promise<T[]> {
   return z.array(row).parse((await conn.runAndReadAll(sql)).getRowObjectsJson());

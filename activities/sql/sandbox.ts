@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
+import { quoteLiteral as quote } from './quote.js';
 
 export interface SandboxLimits {
   /** DuckDB memory_limit, e.g. "1GB". */
@@ -49,7 +50,6 @@ export interface Duck {
   close(): Promise<void>;
 }
 
-const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
 const list = (xs: string[]) => `[${xs.map(quote).join(', ')}]`;
 
 // Autoload off from the start: nothing may fetch or load an extension behind our back.
