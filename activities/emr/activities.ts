@@ -25,7 +25,8 @@ import { jobDeps, jobFileLocator, type JobFile, type JobFileDeps } from '../core
 import { hiveFunctionStatements, resolveLibraries, sparkFunctionStatements, withFunctions } from '../core/libraries.js';
 import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
 import { openStore, toS3Uri, type ObjectStore, type S3Config } from '../s3/client.js';
-import { catalogConfFor, type CatalogDeps } from '../iceberg/job-catalog.js';
+import { catalogAccessFor, type CatalogDeps } from '../iceberg/job-catalog.js';
+import { jobOutputs, SPARK_CATALOG_TOKEN_CONF } from '../iceberg/audit.js';
 import { EmrError, STEP_TERMINAL, type EmrJobsClient } from './client.js';
 
 export interface EmrDeps extends JobFileDeps, JobLedgerDeps, CatalogDeps {
@@ -59,6 +60,15 @@ export const PRESTO_FROM_S3 =
   'set -e; f=$(mktemp --suffix=.sql); trap \'rm -f "$f"\' EXIT; aws s3 cp --quiet "$1" "$f"; shift; presto-cli --file "$f" "$@"';
 
 /**
+ * Runs a Spark command with the run's catalog credential read from S3 on the primary node:
+ * a step's arguments are shown by DescribeStep and ListSteps, written to the step's controller
+ * log and to CloudTrail, so the credential is never one of them. $1 is the credential's S3 URI,
+ * $2 the command (spark-submit or spark-sql), the rest its arguments; the credential goes in
+ * as `--conf spark.sql.catalog.strata.token=…` (Spark redacts settings named like a token).
+ */
+export const CATALOG_TOKEN_FROM_S3 = `set -e; t=$(aws s3 cp --quiet "$1" -); [ -n "$t" ] || { echo "strata: no catalog credential at $1" >&2; exit 1; }; shift; c=$1; shift; exec "$c" --conf "${SPARK_CATALOG_TOKEN_CONF}=$t" "$@"`;
+
+/**
  * The command-runner.jar arguments for a task: spark-sql/hive/presto for sql, spark-submit
  * for pyspark. `script` is the S3 URI the task's SQL (or local file) was uploaded to; without
  * it SQL is passed inline.
@@ -68,6 +78,11 @@ export function stepArgs(
   script?: string,
   deps: StepDeps = {},
 ): string[] {
+  const args = commandArgs(task, script, deps);
+  return deps.catalogToken ? ['bash', '-c', CATALOG_TOKEN_FROM_S3, 'strata-catalog', deps.catalogToken, ...args] : args;
+}
+
+function commandArgs(task: Partial<EmrStepTask> & { kind: string }, script: string | undefined, deps: StepDeps) {
   const extra = task.args ?? [];
   const catalog = Object.entries(deps.conf ?? {}).flatMap(([k, v]) => ['--conf', `${k}=${v}`]);
   if (task.kind === 'pyspark') {
@@ -99,8 +114,10 @@ export function stepArgs(
 
 /** A pyspark step's dependencies, as S3 URIs. */
 export interface StepDeps {
-  /** Strata's Iceberg catalog settings for a task with outputs (`--conf`, after the task's own). */
+  /** Strata's Iceberg catalog settings for a task with outputs (`--conf`, after the task's own), without the credential. */
   conf?: Record<string, string>;
+  /** The S3 URI of the run's catalog credential, read by the step itself (CATALOG_TOKEN_FROM_S3). */
+  catalogToken?: string;
   pyFiles?: string[];
   jars?: string[];
   files?: string[];
@@ -134,6 +151,12 @@ export function scriptKey(workflowId: string, taskId: string, content: Uint8Arra
   const sha = createHash('sha256').update(content).digest('hex').slice(0, 16);
   return `${folder}/${keySegment(taskId)}-${sha}${ext}`;
 }
+
+/**
+ * Where a job's catalog credential is kept for its step (under STRATA_EMR_SCRIPTS_URI), by the
+ * job's name: a retried submit overwrites it, and the poll that sees the step end deletes it.
+ */
+export const catalogTokenKey = (jobName: string) => `catalog-credentials/${keySegment(jobName)}.token`;
 
 /** The tag that says which tenant an EMR cluster belongs to (Strata sets it on the clusters it starts). */
 export const TENANT_TAG = 'strata:tenant';
@@ -238,6 +261,16 @@ export function createEmrActivities(deps: EmrDeps) {
     return store.uri(key);
   }
 
+  /**
+   * Deletes a job's catalog credential object, if it has one (a job without outputs has none).
+   * Best effort: a poll does not fail on it, and the audit revokes the credential either way.
+   */
+  async function dropCatalogToken(ref: JobRef): Promise<void> {
+    const root = deps.emrScriptsUri ? toS3Uri(deps.emrScriptsUri) : undefined;
+    const store = root ? storeAt(root) : undefined;
+    await store?.delete([catalogTokenKey(ref.name)]).catch(() => undefined);
+  }
+
   /** The cluster must be the run's tenant's: tagged strata:tenant={tenant}. */
   async function checkClusterTenant(clusterId: string, tenant: string, taskId: string) {
     let tags: { Key?: string; Value?: string }[];
@@ -306,8 +339,19 @@ export function createEmrActivities(deps: EmrDeps) {
           `task ${task.id} declares outputs, which Spark commits through Strata's Iceberg catalog: run it as pyspark or sql with dialect spark`,
           'ConfigError',
         );
-      // Declared outputs: the step commits through Strata's catalog with a credential scoped to this run.
-      stepDeps.conf = await catalogConfFor(deps, input);
+      // Declared outputs: the step commits through Strata's catalog with a credential scoped to this
+      // run, which it reads from the scripts bucket (never one of its arguments).
+      const tokenStore = jobOutputs(task).length
+        ? scriptsStore(`task ${task.id}'s catalog credential (it declares outputs)`)
+        : undefined;
+      const access = tokenStore && (await catalogAccessFor(deps, input));
+      if (access) {
+        const store = tokenStore;
+        const key = catalogTokenKey(name);
+        await store.putBytes(key, access.token);
+        stepDeps.conf = access.conf;
+        stepDeps.catalogToken = store.uri(key);
+      }
       const step: StepConfig = {
         Name: name,
         ActionOnFailure: 'CONTINUE',
@@ -326,6 +370,8 @@ export function createEmrActivities(deps: EmrDeps) {
         const step = await client().describeStep(ref.scope, stepIdOf(ref));
         const s = step.Status ?? {};
         const state = s.State ?? 'PENDING';
+        // The step has ended: its catalog credential leaves the bucket (the audit revokes it next).
+        if (STEP_TERMINAL.includes(state)) await dropCatalogToken(ref);
         const fd = s.FailureDetails;
         const message = fd
           ? [fd.Reason, fd.Message].filter(Boolean).join(': ') + (fd.LogFile ? ` (log: ${fd.LogFile})` : '')
@@ -391,6 +437,7 @@ export function createEmrActivities(deps: EmrDeps) {
     async emrCancel(ref: JobRef): Promise<{ result: string }> {
       try {
         const r = await client().cancelStep(ref.scope, stepIdOf(ref));
+        await dropCatalogToken(ref);
         return { result: `${r?.Status ?? 'unknown'}${r?.Reason ? `: ${r.Reason}` : ''}` };
       } catch (e) {
         return classify(e);

@@ -107,21 +107,17 @@ export const SPARK_CATALOG_TOKEN_CONF = 'spark.sql.catalog.strata.token';
 
 /**
  * Spark settings for Iceberg's REST catalog `strata` (the default catalog, so `silver.orders`
- * names the table). With `withToken: false` the run credential is left out: the job gets it
- * another way (Spark on Kubernetes: from a Secret, activities/spark-k8s/manifest.ts).
+ * names the table), without the run credential: no engine gets it among settings that others
+ * read (Spark on Kubernetes: from a Secret, activities/spark-k8s/manifest.ts; EMR: from S3,
+ * activities/emr/activities.ts).
  */
-export function sparkCatalogConf(
-  a: CatalogAccess,
-  outputs: OutputDecl[],
-  o: { withToken?: boolean } = {},
-): Record<string, string> {
+export function sparkCatalogConf(a: CatalogAccess, outputs: OutputDecl[]): Record<string, string> {
   return {
     'spark.sql.extensions': 'org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions',
     'spark.sql.catalog.strata': 'org.apache.iceberg.spark.SparkCatalog',
     'spark.sql.catalog.strata.type': 'rest',
     'spark.sql.catalog.strata.uri': a.uri,
     'spark.sql.catalog.strata.warehouse': a.warehouse,
-    ...(o.withToken === false ? {} : { [SPARK_CATALOG_TOKEN_CONF]: a.token }),
     'spark.sql.catalog.strata.header.X-Iceberg-Access-Delegation': 'vended-credentials',
     'spark.sql.defaultCatalog': 'strata',
     'spark.strata.outputs': JSON.stringify(outputs.map((x) => datasetKey(x.id))),

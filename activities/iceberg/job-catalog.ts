@@ -20,24 +20,15 @@ const DEFAULT_TTL_MS = 24 * 3600_000;
 
 /**
  * The catalog settings for a task with outputs (undefined without): Spark's settings without
- * the run credential, and the credential apart, for a job that reads it from elsewhere (a
- * Kubernetes Secret). Never logged or returned by an activity.
+ * the run credential, and the credential apart, for the job to read from elsewhere (a
+ * Kubernetes Secret, an S3 object). Never logged or returned by an activity.
  */
 export async function catalogAccessFor(
   deps: CatalogDeps,
   input: Pick<ExternalJobInput, 'run' | 'task' | 'timeoutMs'>,
 ): Promise<{ conf: Record<string, string>; token: string } | undefined> {
   const r = await issueFor(deps, input);
-  return r && { conf: sparkCatalogConf(r.access, r.outputs, { withToken: false }), token: r.access.token };
-}
-
-/** The catalog settings with the run credential among them (EMR steps get them as `--conf`). */
-export async function catalogConfFor(
-  deps: CatalogDeps,
-  input: Pick<ExternalJobInput, 'run' | 'task' | 'timeoutMs'>,
-): Promise<Record<string, string> | undefined> {
-  const r = await issueFor(deps, input);
-  return r && sparkCatalogConf(r.access, r.outputs);
+  return r && { conf: sparkCatalogConf(r.access, r.outputs), token: r.access.token };
 }
 
 async function issueFor(deps: CatalogDeps, input: Pick<ExternalJobInput, 'run' | 'task' | 'timeoutMs'>) {

@@ -7,11 +7,13 @@
  * Operator simulator commits the same way. And Strata's own writer writes partitioned
  * tables that iceberg-go prunes by partition.
  */
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { decodeContainer, type ManifestEntry, type ManifestFile } from '../../activities/iceberg/avro.js';
-import { auditOutputs, issueCatalogAccess } from '../../activities/iceberg/audit.js';
+import { CATALOG_TOKEN_FROM_S3, catalogTokenKey, TENANT_TAG } from '../../activities/emr/activities.js';
+import { auditOutputs, issueCatalogAccess, SPARK_CATALOG_TOKEN_CONF } from '../../activities/iceberg/audit.js';
 import type { TableMetadata } from '../../activities/iceberg/metadata.js';
 import { fixedDecimal } from '../../activities/iceberg/stats.js';
 import { keyOf } from '../../activities/iceberg/writer.js';
@@ -20,18 +22,20 @@ import { forTenant } from '../../activities/lake/open.js';
 import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
 import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
 import { NonRetryableError } from '../../schemas/errors.js';
+import { jobName } from '../../schemas/external.js';
 import { parseJson } from '../../schemas/json64.js';
 import type { RunContext, RunState } from '../../schemas/run.js';
 import { AuditStore, auditBranch } from '../../store/iceberg-audit.js';
 import { IcebergStore } from '../../store/iceberg.js';
 import { createKey } from '../../store/keys.js';
-import { withExtWorker } from '../fakes/ext-stack.js';
+import { EmrDouble } from '../fakes/emr-double.js';
+import { emrClientOf, withExtWorker } from '../fakes/ext-stack.js';
 import { SparkOperatorSim } from '../fakes/spark-operator-sim.js';
 import { stackApi } from '../harness/api.js';
 import { jsonLines, readStackIceberg, runIcebergReader } from '../harness/iceberg-reader.js';
 import { spec } from '../harness/specs.js';
 import { datasetRows } from '../harness/duck.js';
-import { testStack, type TestStack } from '../harness/temporal.js';
+import { harnessS3, harnessS3Client, testStack, type TestStack } from '../harness/temporal.js';
 
 let stack: TestStack;
 let app: FastifyInstance;
@@ -338,6 +342,126 @@ describe('a Spark task commits through the catalog', () => {
       ]);
     } finally {
       await sim.stop();
+    }
+  });
+});
+
+describe('an EMR task commits through the catalog', () => {
+  it('the step reads its run credential from S3 (it is in no argument, so not in DescribeStep, the controller log or CloudTrail) and commits as a real job would; the object is gone once the step ends', async () => {
+    const t = inject('s3');
+    const scripts = `s3://${t.bucket}/${stack.taskQueue}-emr-scripts`;
+    const emr = await EmrDouble.start();
+    const raw = harnessS3Client();
+    try {
+      const clusterId = emr.addCluster('wap', '', { [TENANT_TAG]: stack.tenant });
+      const steps: string[][] = [];
+      let token = '';
+      emr.beforeOp = async (op, input) => {
+        if (op !== 'AddJobFlowSteps') return;
+        // The step as EMR's command-runner would run it: bash reads the credential, then spark-submit.
+        const args = (input.Steps as { HadoopJarStep: { Args: string[] } }[])[0].HadoopJarStep.Args;
+        steps.push(args);
+        expect(args.slice(0, 4)).toEqual(['bash', '-c', CATALOG_TOKEN_FROM_S3, 'strata-catalog']);
+        const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(args[4])!;
+        token = (
+          await (await raw.send(new GetObjectCommand({ Bucket: m[1], Key: m[2] }))).Body!.transformToString()
+        ).trim();
+        const conf = Object.fromEntries(
+          args.flatMap((a, i) => (args[i - 1] === '--conf' ? [a.split(/=(.*)/s).slice(0, 2)] : [])),
+        ) as Record<string, string>;
+        await runIcebergReader(
+          [
+            'append',
+            '-table',
+            'gold.emr_events',
+            '-rows',
+            JSON.stringify([{ id: 7, name: 'from emr' }]),
+            '-create',
+            '-uri',
+            conf['spark.sql.catalog.strata.uri'],
+            '-warehouse',
+            conf['spark.sql.catalog.strata.warehouse'],
+          ],
+          {
+            STRATA_KEY: token,
+            S3_ACCESS_KEY_ID: t.accessKeyId,
+            S3_SECRET_ACCESS_KEY: t.secretAccessKey,
+            S3_REGION: t.region,
+          },
+        );
+      };
+      const deps = {
+        emr: emrClientOf(emr),
+        emrS3: harnessS3(),
+        emrScriptsUri: scripts,
+        lake: stack.lake,
+        s3: stack.s3,
+        icebergUri: `${api}/iceberg`,
+      };
+      const emrSpec = spec({
+        id: 'wap_emr',
+        tasks: [
+          {
+            id: 'gold',
+            kind: 'pyspark',
+            engine: 'emr',
+            clusterId,
+            file: 'jobs/gold.py',
+            outputs: [{ dataset: 'gold.emr_events', checks: [{ not_null: 'name' }] }],
+            poll: { initial: '40ms', max: '200ms', backoff: 1.5 },
+          },
+        ],
+      });
+      const st = await withExtWorker(stack, deps, async () => {
+        const h = await stack.runs.start({ spec: emrSpec, tenant: stack.tenant, trigger: 'manual' });
+        return stack.runs.wait(h.runId);
+      });
+      expect(st.status, JSON.stringify(st.tasks.gold)).toBe('success');
+      expect(token).toMatch(/^strata_run_/);
+      expect(steps).toHaveLength(1);
+      const args = steps[0];
+      expect(args.join(' ')).not.toContain(token);
+      expect(args).not.toContain(`${SPARK_CATALOG_TOKEN_CONF}=${token}`);
+      expect(args.slice(5, 8)).toEqual(['spark-submit', '--deploy-mode', 'cluster']);
+      expect(args).toContain('spark.sql.catalog.strata.type=rest');
+      // What EMR keeps of the step (DescribeStep) has no credential either.
+      expect(JSON.stringify(emr.calls)).not.toContain(token);
+      expect(JSON.stringify(st.tasks.gold)).not.toContain(token);
+      // The credential's object is deleted once the poll has seen the step end.
+      const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(args[4])!;
+      expect(m[2]).toBe(`${stack.taskQueue}-emr-scripts/${catalogTokenKey(jobName(st.workflowId, 'gold', 200))}`);
+      const left = await raw.send(new HeadObjectCommand({ Bucket: m[1], Key: m[2] })).then(
+        () => 200,
+        (e: { $metadata?: { httpStatusCode?: number } }) => e.$metadata?.httpStatusCode,
+      );
+      expect(left).toBe(404);
+      // The audit published what the step committed.
+      const published = await table('emr_events', ['gold']);
+      const main = String(published.refs.main['snapshot-id']);
+      expect(published.snapshots.find((s) => String(s['snapshot-id']) === main)!.summary['strata.status']).toBe(
+        'published',
+      );
+      expect(rows(await engine(['scan', '-table', 'gold.emr_events'], writerKey))).toEqual([
+        { id: 7, name: 'from emr' },
+      ]);
+
+      // Without a scripts URI there is nowhere to keep the credential: the task says what to set,
+      // adds no step and mints no credential.
+      const { emrScriptsUri: _, ...noScripts } = deps;
+      const refused = await withExtWorker(stack, noScripts, async () => {
+        const h = await stack.runs.start({ spec: emrSpec, tenant: stack.tenant, trigger: 'manual' });
+        return stack.runs.wait(h.runId);
+      });
+      expect(refused.tasks.gold.errorType).toBe('ConfigError');
+      expect(refused.tasks.gold.error).toContain('STRATA_EMR_SCRIPTS_URI');
+      expect(steps).toHaveLength(1);
+      const minted = await stack.db.query('SELECT 1 FROM iceberg_run_credentials WHERE workflow_id = $1', [
+        refused.workflowId,
+      ]);
+      expect(minted.rowCount).toBe(0);
+    } finally {
+      raw.destroy();
+      await emr.close();
     }
   });
 });

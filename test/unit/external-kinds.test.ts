@@ -1,10 +1,22 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { chmod, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../harness/tmp.js';
 import { EXTERNAL_JOB, TASK_KINDS } from '../../schemas/kinds.js';
 import { externalEngineOf, jobName } from '../../schemas/external.js';
 import { validateSpec } from '../../schemas/pipeline.js';
 import { checkJobQuota } from '../../activities/spark-k8s/activities.js';
-import { logTail, PRESTO_FROM_S3, scriptKey, stepArgs } from '../../activities/emr/activities.js';
+import {
+  CATALOG_TOKEN_FROM_S3,
+  catalogTokenKey,
+  logTail,
+  PRESTO_FROM_S3,
+  scriptKey,
+  stepArgs,
+} from '../../activities/emr/activities.js';
 import { toS3Uri } from '../../activities/s3/client.js';
 import { SparkJobTask, TIERS } from '../../schemas/external.js';
 import { externalDepsFromEnv } from '../../workers/external-deps.js';
@@ -159,6 +171,66 @@ describe('resource caps and step arguments', () => {
       's3://b/a.py',
       'x',
     ]);
+  });
+
+  it("keeps the run's catalog credential out of a step's arguments: the step reads it from S3 and hands it to Spark", async () => {
+    const conf = { 'spark.sql.catalog.strata.uri': 'https://strata/iceberg', 'spark.sql.defaultCatalog': 'strata' };
+    const tokenUri = 's3://b/scripts/catalog-credentials/j-1.token';
+    const py = stepArgs({ kind: 'pyspark', file: 'a.py', args: ['x'] }, 's3://b/a.py', {
+      conf,
+      catalogToken: tokenUri,
+    });
+    const sql = stepArgs({ kind: 'sql', sql: 'q' }, 's3://b/q.sql', { conf, catalogToken: tokenUri });
+    expect(py.slice(0, 5)).toEqual(['bash', '-c', CATALOG_TOKEN_FROM_S3, 'strata-catalog', tokenUri]);
+    expect(py.slice(5)).toEqual([
+      'spark-submit',
+      '--deploy-mode',
+      'cluster',
+      '--conf',
+      'spark.sql.catalog.strata.uri=https://strata/iceberg',
+      '--conf',
+      'spark.sql.defaultCatalog=strata',
+      's3://b/a.py',
+      'x',
+    ]);
+    expect(sql.slice(4)).toEqual([
+      tokenUri,
+      'spark-sql',
+      ...Object.entries(conf).flatMap(([k, v]) => ['--conf', `${k}=${v}`]),
+      '-f',
+      's3://b/q.sql',
+    ]);
+    expect(catalogTokenKey('pipeline-acme-x-task-load-1a2b3c4d')).toBe(
+      'catalog-credentials/pipeline-acme-x-task-load-1a2b3c4d.token',
+    );
+    expect(catalogTokenKey('a/../../x').split('/')).toEqual(['catalog-credentials', 'a_.._.._x.token']);
+
+    // The wrapper itself, run by bash with stand-ins for the AWS CLI and Spark on PATH.
+    const bin = await tempDir('strata-emr-wrap-');
+    const token = 'strata_run_AbC-d_e';
+    const stub = async (name: string, body: string) => {
+      await writeFile(path.join(bin, name), `#!/bin/sh\n${body}\n`);
+      await chmod(path.join(bin, name), 0o755);
+    };
+    // aws s3 cp --quiet URI - : prints the object (only this URI exists)
+    await stub(
+      'aws',
+      `[ "$1 $2 $3 $5" = "s3 cp --quiet -" ] || exit 9; [ "$4" = "${tokenUri}" ] || { echo "NoSuchKey" >&2; exit 1; }; printf '%s\\n' '${token}'`,
+    );
+    await stub('spark-submit', 'for a in "$@"; do printf "%s\\n" "$a"; done');
+    const run = (args: string[]) =>
+      promisify(execFile)(args[0], args.slice(1), { env: { PATH: `${bin}:/usr/bin:/bin` } });
+    const out = await run(py);
+    expect(out.stdout.trim().split('\n')).toEqual([
+      '--conf',
+      `spark.sql.catalog.strata.token=${token}`,
+      ...py.slice(6),
+    ]);
+    // A credential that cannot be read stops the step before Spark starts, naming where it looked.
+    const missing = await run(py.map((a) => (a === tokenUri ? 's3://b/other.token' : a))).catch(
+      (e: { code: number; stderr: string; stdout: string }) => e,
+    );
+    expect(missing).toMatchObject({ code: 1, stdout: '' });
   });
 
   it('keys scripts by workflow id, task id and content hash, with nothing that climbs out', () => {
