@@ -9,7 +9,7 @@
  * checked, and only then published to `main`, or kept staged as rejected.
  */
 import type { FastifyInstance } from 'fastify';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { AirbyteClient } from '../../activities/airbyte/client.js';
@@ -378,5 +378,65 @@ describe('Airbyte syncs into Iceberg', () => {
       ],
     );
     expect(await scan('bronze.raw.ledger')).toEqual([1]);
+  });
+
+  it('an attempt that dies between staging and the audit leaves the snapshot staged; the retry audits that staging and publishes it once', async () => {
+    const { connectionId, destination } = await icebergConnection(`${stack.tenant}/airbyte-crash`, ['journal']);
+    const connection = await client.getConnection(connectionId);
+    const dest = await client.getDestination(connection.destinationId);
+    const journal = { layer: 'bronze' as const, namespace: 'raw', name: 'journal' };
+    const run = {
+      runId: 'c1',
+      workflowId: `pipeline/${stack.tenant}/crash/c1`,
+      pipelineId: 'crash',
+      tenant: stack.tenant,
+      trigger: 'manual' as const,
+      logicalDate: '2026-01-01',
+    };
+    const register = (scratch: string) =>
+      registerSyncTables(forTenant(stack.lake!, stack.tenant), {
+        run,
+        taskId: 'ingest',
+        connection,
+        destination: dest,
+        source: { namespace: `airbyte:${workspaceId}`, name: `sources/${connection.sourceId}` },
+        outputs: [{ id: journal, checks: [{ not_null: 'name', severity: 'error' }], failingRowsLimit: 20 }],
+        scratch,
+      });
+    await destination.append('raw', 'journal', [
+      { id: 1, name: 'a' },
+      { id: 2, name: 'b' },
+    ]);
+    // The first attempt stages, then cannot open the audit's scratch folder (a file is in its
+    // way): it stops where a worker killed after staging would, with nothing audited.
+    const blocker = path.join(inject('scratchDir'), `ab-crash-blocker-${process.pid}`);
+    await writeFile(blocker, '');
+    await expect(register(path.join(blocker, 'attempt-1'))).rejects.toThrow(/ENOTDIR|not a directory/);
+    const branch = auditBranch(run.workflowId, 'ingest');
+    const staged = await registered(['bronze', 'raw'], 'journal');
+    const stagedMeta = staged!.metadata as unknown as TableMetadata;
+    const snap = String(stagedMeta.refs[branch]['snapshot-id']);
+    expect(stagedMeta.refs.main).toBeUndefined();
+    expect(stagedMeta.snapshots.find((x) => String(x['snapshot-id']) === snap)!.summary['strata.status']).toBe(
+      'staged',
+    );
+    expect(await stack.lake!.catalog.versions(stack.tenant, journal)).toEqual([]);
+
+    // The retry finds the staging, does not write another, audits it and publishes it.
+    const retried = await register(path.join(inject('scratchDir'), `ab-crash-${process.pid}`));
+    expect(retried.versions.map((v) => [v.version, v.status])).toEqual([[1, 'committed']]);
+    const after = (await registered(['bronze', 'raw'], 'journal'))!;
+    const meta = after.metadata as unknown as TableMetadata;
+    expect(String(meta.refs.main['snapshot-id'])).toBe(snap);
+    // The published metadata follows the first attempt's staging directly.
+    expect(meta['metadata-log'].at(-1)!['metadata-file']).toBe(staged!.metadataLocation);
+    expect(meta['metadata-log'].filter((m) => m['metadata-file'].includes('-strata-'))).toHaveLength(1);
+    expect(meta.snapshots.find((x) => String(x['snapshot-id']) === snap)!.summary['strata.status']).toBe('published');
+    expect((await stack.lake!.catalog.versions(stack.tenant, journal)).map((v) => v.version)).toEqual([1]);
+    expect(await scan('bronze.raw.journal')).toEqual([1, 2]);
+    // A third attempt (the activity retried once more after a lost reply) changes nothing.
+    const third = await register(path.join(inject('scratchDir'), `ab-crash-${process.pid}`));
+    expect(third.versions.map((v) => v.version)).toEqual([1]);
+    expect((await registered(['bronze', 'raw'], 'journal'))!.metadataLocation).toBe(after.metadataLocation);
   });
 });
