@@ -13,7 +13,8 @@
  * of the metastore transaction that only moves the pointer (the default), and written inside
  * it (`prepareSnapshots: false`), so both are measured under the same conditions.
  */
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -81,6 +82,7 @@ async function main() {
     namespace: 'default',
     uiUrl: server.uiUrl ?? '',
   });
+  const historyClient = new Client({ connection, dataConverter });
   const worker = await createStrataWorker({
     connection: native,
     taskQueue,
@@ -133,6 +135,8 @@ async function main() {
   type Best = Record<string, { orch: number; direct: number; checks: number; timings?: Record<string, number> }>;
   const MODES = ['prepared', 'in-transaction'] as const;
   const bestOf: Record<(typeof MODES)[number], Best> = { prepared: {}, 'in-transaction': {} };
+  /** Each round's per-task fixed costs, read from its workflow history (see gaps()). */
+  const gapRounds: Gaps[] = [];
   const commitMs: Record<(typeof MODES)[number], Record<string, number[]>> = { prepared: {}, 'in-transaction': {} };
   for (let round = 1; round <= REPEAT * MODES.length; round++) {
     const mode = MODES[(round - 1) % MODES.length];
@@ -142,6 +146,12 @@ async function main() {
       (await runs.start({ spec, tenant, trigger: 'manual', only: sg.map((t) => t.id) })).runId,
     );
     if (rs.status !== 'success') throw new Error(`round ${round} failed: ${JSON.stringify(rs.tasks)}`);
+    gapRounds.push(
+      gaps(
+        await historyClient.workflow.getHandle(rs.workflowId).fetchHistory(),
+        sg.map((t) => Number((rs.tasks[t.id].output!.timings as Record<string, number>).total)),
+      ),
+    );
     for (const task of sg) {
       const [layer, name] = String(task.output).split('.');
       const v = (await lake.catalog.version(
@@ -225,7 +235,6 @@ async function main() {
     checks: totals.silver.checks + totals.gold.checks,
   });
   // The same, with each snapshot written inside the commit transaction (the rounds in between).
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(
     `\nIceberg snapshot written ahead of the transaction vs inside it (alternate rounds, best of ${REPEAT} each):`,
   );
@@ -256,6 +265,19 @@ async function main() {
     ` then the task's declared checks as the same SQL; ratio = orchestrated / (direct SQL + checks), the orchestration overhead)`,
   );
 
+  // Where a task's time goes outside its activity body, from the rounds' workflow histories.
+  const all = (k: keyof Gaps) => gapRounds.flatMap((g) => g[k]);
+  console.log(
+    '\nper task outside the SQL activity body (median / max over every silver and gold task of all rounds, ms):',
+  );
+  for (const [k, label] of [
+    ['decide', 'workflow task that starts it (from its start to the activity scheduled)'],
+    ['dispatch', 'activity scheduled → started on the worker'],
+    ['wrap', 'activity started → completed, less the body (input, render, result)'],
+    ['report', 'activity completed → the workflow task that records it'],
+  ] as const)
+    console.log(`  ${label.padEnd(72)} ${String(median(all(k))).padStart(5)} / ${Math.max(...all(k))}`);
+
   worker.shutdown();
   await workerDone;
   await connection.close();
@@ -264,6 +286,57 @@ async function main() {
   await server.stop();
   if (!process.env.BENCH_KEEP) await rm(dir, { recursive: true, force: true });
   else console.log(`kept ${dir}`);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+interface Gaps {
+  decide: number[];
+  dispatch: number[];
+  wrap: number[];
+  report: number[];
+}
+
+/**
+ * The fixed cost of each SQL task from a run's history: the workflow task that schedules its
+ * activity, the dispatch to the worker, the activity's time outside its body (`bodies`, the
+ * activity's own `timings.total`, in the order the tasks ran), and the report back.
+ */
+function gaps(history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>>, bodies: number[]): Gaps {
+  const T = proto.temporal.api.enums.v1.EventType;
+  const events = history.events ?? [];
+  const at = (e: (typeof events)[number]) =>
+    Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
+  const g: Gaps = { decide: [], dispatch: [], wrap: [], report: [] };
+  let wftStarted = 0;
+  let n = 0;
+  const scheduled = new Map<string, number>();
+  const started = new Map<string, number>();
+  for (const e of events) {
+    if (e.eventType === T.EVENT_TYPE_WORKFLOW_TASK_STARTED) {
+      wftStarted = at(e);
+      continue;
+    }
+    const sch = e.activityTaskScheduledEventAttributes;
+    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && sch?.activityType?.name === 'runSql') {
+      scheduled.set(String(e.eventId), at(e));
+      g.decide.push(at(e) - wftStarted);
+    }
+    const st = e.activityTaskStartedEventAttributes;
+    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_STARTED && scheduled.has(String(st?.scheduledEventId))) {
+      started.set(String(st?.scheduledEventId), at(e));
+      g.dispatch.push(at(e) - scheduled.get(String(st?.scheduledEventId))!);
+    }
+    const done = e.activityTaskCompletedEventAttributes;
+    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED && started.has(String(done?.scheduledEventId))) {
+      g.wrap.push(at(e) - started.get(String(done?.scheduledEventId))! - (bodies[n++] ?? 0));
+      const next = events.find(
+        (x) => Number(x.eventId) > Number(e.eventId) && x.eventType === T.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+      );
+      if (next) g.report.push(at(next) - at(e));
+    }
+  }
+  return g;
 }
 
 main().catch((e) => {

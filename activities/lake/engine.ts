@@ -28,6 +28,7 @@ import {
   type Producer,
 } from '../../store/catalog.js';
 import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
+import { whileDuckWorks } from '../sql/sandbox.js';
 import {
   commitVersionSnapshot,
   prepareVersionSnapshot,
@@ -288,8 +289,9 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
   const cast = castList(plan.columns);
   const select = cast.changed ? `SELECT ${cast.list} FROM (${body}\n)` : body;
   const fieldIds = plan.schema.fields.length ? `, FIELD_IDS ${fieldIdsClause(plan.schema)}` : '';
-  const copied = await w.conn.runAndReadAll(
-    `COPY (${select}\n) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd${fieldIds})`,
+  // Earlier tasks' instances are closed while DuckDB writes (see Duck.retire).
+  const copied = await whileDuckWorks(
+    w.conn.runAndReadAll(`COPY (${select}\n) TO ${quoteLiteral(local)} (FORMAT parquet, COMPRESSION zstd${fieldIds})`),
   );
   const rowCount = Number(copied.getRows()[0]?.[0] ?? 0);
   const bytes = (await stat(local)).size;

@@ -6,7 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDuck } from '../../activities/sql/sandbox.js';
+import { openDuck, RETIRE_IDLE_MS, whileDuckWorks } from '../../activities/sql/sandbox.js';
+import { waitFor } from '../harness/specs.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -46,5 +47,39 @@ describe('openDuck', () => {
       await a.close();
       await b.close();
     }
+  });
+
+  it("retires a task's instance off the path to the next task: closed while the next task's statement runs, or when none comes", async () => {
+    const events: string[] = [];
+    const first = await openDuck();
+    await first.lock({ files: [], scratch: path.join(dir, 'r1') });
+    await first.conn.run('SELECT 1');
+    first.retire(async () => void events.push('first closed'));
+    // Not closed as the task returns …
+    await new Promise((r) => setImmediate(r));
+    expect(events).toEqual([]);
+    // … nor when the next task's instance is opened and locked …
+    const second = await openDuck();
+    await second.lock({ files: [], scratch: path.join(dir, 'r2') });
+    await new Promise((r) => setImmediate(r));
+    expect(events).toEqual([]);
+    // … but while that task's statement runs on DuckDB's threads.
+    const rows = await whileDuckWorks(
+      second.conn.runAndReadAll('SELECT sum(i) FROM range(3000000) t(i)').then((r) => {
+        events.push('statement done');
+        return r.getRows();
+      }),
+    );
+    expect(rows).toEqual([[4499998500000n]]);
+    await waitFor(async () => events.includes('first closed'), 10_000);
+    expect(events.sort()).toEqual(['first closed', 'statement done']);
+    // The closed instance answers nothing more.
+    await expect(first.conn.run('SELECT 1')).rejects.toThrow();
+    // Alone, a retired instance is closed after RETIRE_IDLE_MS.
+    const t0 = Date.now();
+    second.retire(async () => void events.push('second closed'));
+    await waitFor(async () => events.includes('second closed'), RETIRE_IDLE_MS + 10_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(RETIRE_IDLE_MS - 50);
+    await expect(second.conn.run('SELECT 1')).rejects.toThrow();
   });
 });
