@@ -7,7 +7,7 @@
  * checks, catalog commit, lineage). The pipeline runs one task at a time (maxParallel 1)
  * so per-task times are not inflated by neighbours on 2 cores.
  *   BENCH_ORDERS (default 1000000), BENCH_CHECKS=0 to drop the quality checks,
- *   BENCH_REPEAT (default 2) rounds of the silver/gold comparison per commit mode, BENCH_KEEP=1
+ *   BENCH_REPEAT (default 4) rounds of the silver/gold comparison per commit mode, BENCH_KEEP=1
  *   to keep the temp folder.
  * The rounds alternate the two ways a version's Iceberg snapshot is committed: written ahead
  * of the metastore transaction that only moves the pointer (the default), and written inside
@@ -36,7 +36,7 @@ import { dataConverterFrom, generatePayloadKeys } from '../client/data-converter
 
 const ORDERS = Number(process.env.BENCH_ORDERS ?? 1_000_000);
 const CHECKS = process.env.BENCH_CHECKS !== '0';
-const REPEAT = Number(process.env.BENCH_REPEAT ?? 2);
+const REPEAT = Number(process.env.BENCH_REPEAT ?? 4);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ms = (a?: string, b?: string) => Date.parse(b!) - Date.parse(a!);
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -225,7 +225,7 @@ async function main() {
     row(
       task.id,
       b,
-      `   inside the activity: inputs ${t.inputs} ms, write ${t.write} ms, checks ${t.checks} ms, commit ${t.commit} ms, total ${t.total} ms`,
+      `   inside the activity: inputs ${t.inputs} ms, write ${t.write} ms (COPY ${t.copy} ms), checks ${t.checks} ms, commit ${t.commit} ms, total ${t.total} ms`,
     );
   }
   for (const s of ['silver', 'gold'] as const) row(`${s} stage`, totals[s], '   (target ratio ≤ 1.15)');
