@@ -103,6 +103,7 @@ export async function runLakeSql(
         id.namespace,
         String(task.sql),
       );
+      const ta = performance.now();
       const { checks, failingRowsLimit, partitionBy } = parseTask(SqlTask, task);
       const refs = await attachCheckRefs(duck.conn, deps, producer.tenant, id.namespace, checks);
       // From here on the SQL reaches exactly the versions it names and the attempt's output.
@@ -129,7 +130,12 @@ export async function runLakeSql(
       });
       const t2 = performance.now();
       const [v] = await commitVersions(deps, producer, [{ ...w, inputs: inputs.map(versionRef) }]);
-      timings = { inputs: Math.round(t1 - t0), ...w.timings, commit: Math.round(performance.now() - t2) };
+      timings = {
+        inputs: Math.round(t1 - t0),
+        attach: Math.round(ta - t0),
+        ...w.timings,
+        commit: Math.round(performance.now() - t2),
+      };
       return { outputs: [v], inputs };
     });
     return {
