@@ -63,7 +63,9 @@ export const runPostgres: SqlRunner = async (conn, key, sql, signal, ledgerKey) 
       )
       .catch((e: unknown) => {
         const code = errorString(e, 'code');
-        if (code !== '23505' && code !== '42P07') throw e; // created concurrently
+        // Created concurrently by another task: Postgres reports the race as a unique violation on
+        // its catalog (23505), the table (42P07) or the table's row type (42710) already existing.
+        if (code !== '23505' && code !== '42P07' && code !== '42710') throw e;
       });
     await client.query('BEGIN');
     const claim = await client.query(

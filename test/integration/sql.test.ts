@@ -173,4 +173,36 @@ tasks:
     expect(c).toEqual({ rowCount: 1, alreadyApplied: true, ledger: 'unprotected' });
     expect((await pgc.query('SELECT count(*)::int AS n FROM once')).rows[0].n).toBe(1);
   });
+
+  it('postgres tasks that meet a database without the ledger at the same moment all run: creating it concurrently is no error', async () => {
+    const { runPostgres } = await import('../../activities/sql/postgres.js');
+    const { default: Pg } = await import('pg');
+    // A database of this test's own: the ledger is dropped between rounds.
+    const db = `strata_ledger_race_${process.pid}`;
+    await pgc.query(`DROP DATABASE IF EXISTS ${db}`);
+    await pgc.query(`CREATE DATABASE ${db}`);
+    const url = new URL(stack.connections.warehouse.url);
+    url.pathname = `/${db}`;
+    const conn = { ...stack.connections.warehouse, url: url.toString() };
+    const raceDb = new Pg.Client({ connectionString: conn.url });
+    await raceDb.connect();
+    const sig = new AbortController().signal;
+    try {
+      // Several rounds of eight first-time tasks each: Postgres reports the lost race on
+      // CREATE TABLE IF NOT EXISTS as 23505, 42P07 or 42710, depending on where it is lost.
+      for (let round = 0; round < 6; round++) {
+        if (round) await raceDb.query('DROP TABLE strata_task_ledger');
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, (_, i) =>
+            runPostgres(conn, { workflowId: `race-${round}`, taskId: `t${i}` }, 'SELECT 1', sig),
+          ),
+        );
+        expect(results.filter((r) => r.status === 'rejected').map((r) => String(r.reason))).toEqual([]);
+        expect((await raceDb.query('SELECT count(*)::int AS n FROM strata_task_ledger')).rows[0].n).toBe(8);
+      }
+    } finally {
+      await raceDb.end();
+      await pgc.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    }
+  });
 });
