@@ -234,7 +234,10 @@ export interface JobRef {
   id?: string;
   /** True when the submit found the job already there (a retried submit). */
   adopted: boolean;
-  /** spark-k8s: the Secret holding the job's catalog credential, deleted when the job ends. */
+  /**
+   * Where the job's catalog credential is kept, deleted when the job ends: spark-k8s, the
+   * Secret's name; emr, the object's key under the scripts URI.
+   */
   secret?: string;
 }
 

@@ -145,18 +145,22 @@ const keySegment = (s: string) => {
   return /^\.*$/.test(clean) ? clean.replace(/\./g, '_') || '_' : clean;
 };
 
+/** A run's folder under the scripts URI: its workflow id (pipeline/{tenant}/…), segment by segment. */
+const runFolder = (workflowId: string) => workflowId.split('/').filter(Boolean).map(keySegment).join('/') || '_';
+
 /** Where a task's script goes under the scripts URI: {workflowId}/{taskId}-{sha256 prefix}{ext}. */
 export function scriptKey(workflowId: string, taskId: string, content: Uint8Array, ext: string): string {
-  const folder = workflowId.split('/').filter(Boolean).map(keySegment).join('/') || '_';
   const sha = createHash('sha256').update(content).digest('hex').slice(0, 16);
-  return `${folder}/${keySegment(taskId)}-${sha}${ext}`;
+  return `${runFolder(workflowId)}/${keySegment(taskId)}-${sha}${ext}`;
 }
 
 /**
- * Where a job's catalog credential is kept for its step (under STRATA_EMR_SCRIPTS_URI), by the
- * job's name: a retried submit overwrites it, and the poll that sees the step end deletes it.
+ * Where a task's catalog credential is kept for its step: {workflowId}/{taskId}.catalog-token,
+ * in the run's folder like its scripts (so under the tenant's prefix, which a cluster's role can
+ * be limited to). A retried submit overwrites it; the poll that sees the step end deletes it.
  */
-export const catalogTokenKey = (jobName: string) => `catalog-credentials/${keySegment(jobName)}.token`;
+export const catalogTokenKey = (workflowId: string, taskId: string) =>
+  `${runFolder(workflowId)}/${keySegment(taskId)}.catalog-token`;
 
 /** The tag that says which tenant an EMR cluster belongs to (Strata sets it on the clusters it starts). */
 export const TENANT_TAG = 'strata:tenant';
@@ -262,13 +266,15 @@ export function createEmrActivities(deps: EmrDeps) {
   }
 
   /**
-   * Deletes a job's catalog credential object, if it has one (a job without outputs has none).
-   * Best effort: a poll does not fail on it, and the audit revokes the credential either way.
+   * Deletes a job's catalog credential object (`ref.secret`, its key under the scripts URI), if
+   * it has one. Best effort: a poll does not fail on it, and the audit revokes the credential
+   * either way.
    */
   async function dropCatalogToken(ref: JobRef): Promise<void> {
+    if (!ref.secret) return;
     const root = deps.emrScriptsUri ? toS3Uri(deps.emrScriptsUri) : undefined;
     const store = root ? storeAt(root) : undefined;
-    await store?.delete([catalogTokenKey(ref.name)]).catch(() => undefined);
+    await store?.delete([ref.secret]).catch(() => undefined);
   }
 
   /** The cluster must be the run's tenant's: tagged strata:tenant={tenant}. */
@@ -345,12 +351,12 @@ export function createEmrActivities(deps: EmrDeps) {
         ? scriptsStore(`task ${task.id}'s catalog credential (it declares outputs)`)
         : undefined;
       const access = tokenStore && (await catalogAccessFor(deps, input));
+      let secret: string | undefined;
       if (access) {
-        const store = tokenStore;
-        const key = catalogTokenKey(name);
-        await store.putBytes(key, access.token);
+        secret = catalogTokenKey(input.run.workflowId, task.id);
+        await tokenStore.putBytes(secret, access.token);
         stepDeps.conf = access.conf;
-        stepDeps.catalogToken = store.uri(key);
+        stepDeps.catalogToken = tokenStore.uri(secret);
       }
       const step: StepConfig = {
         Name: name,
@@ -359,7 +365,7 @@ export function createEmrActivities(deps: EmrDeps) {
       };
       try {
         const { stepId, adopted } = await client().addStepOnce(clusterId, step);
-        return { engine: 'emr', name, scope: clusterId, id: stepId, adopted };
+        return { engine: 'emr', name, scope: clusterId, id: stepId, adopted, ...(secret ? { secret } : {}) };
       } catch (e) {
         return classify(e);
       }

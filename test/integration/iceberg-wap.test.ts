@@ -22,7 +22,6 @@ import { forTenant } from '../../activities/lake/open.js';
 import { SparkK8sClient } from '../../activities/spark-k8s/client.js';
 import { tenantNamespace } from '../../activities/spark-k8s/manifest.js';
 import { NonRetryableError } from '../../schemas/errors.js';
-import { jobName } from '../../schemas/external.js';
 import { parseJson } from '../../schemas/json64.js';
 import type { RunContext, RunState } from '../../schemas/run.js';
 import { AuditStore, auditBranch } from '../../store/iceberg-audit.js';
@@ -429,7 +428,8 @@ describe('an EMR task commits through the catalog', () => {
       expect(JSON.stringify(st.tasks.gold)).not.toContain(token);
       // The credential's object is deleted once the poll has seen the step end.
       const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(args[4])!;
-      expect(m[2]).toBe(`${stack.taskQueue}-emr-scripts/${catalogTokenKey(jobName(st.workflowId, 'gold', 200))}`);
+      expect(m[2]).toBe(`${stack.taskQueue}-emr-scripts/${catalogTokenKey(st.workflowId, 'gold')}`);
+      expect(m[2]).toContain(`pipeline/${stack.tenant}/`);
       const left = await raw.send(new HeadObjectCommand({ Bucket: m[1], Key: m[2] })).then(
         () => 200,
         (e: { $metadata?: { httpStatusCode?: number } }) => e.$metadata?.httpStatusCode,

@@ -200,10 +200,11 @@ describe('resource caps and step arguments', () => {
       '-f',
       's3://b/q.sql',
     ]);
-    expect(catalogTokenKey('pipeline-acme-x-task-load-1a2b3c4d')).toBe(
-      'catalog-credentials/pipeline-acme-x-task-load-1a2b3c4d.token',
+    // In the run's folder, like its scripts: under the tenant's prefix, nothing that climbs out.
+    expect(catalogTokenKey('pipeline/acme/orders/manual-1', 'load')).toBe(
+      'pipeline/acme/orders/manual-1/load.catalog-token',
     );
-    expect(catalogTokenKey('a/../../x').split('/')).toEqual(['catalog-credentials', 'a_.._.._x.token']);
+    expect(catalogTokenKey('pipeline/acme/../globex/x', '../t')).toBe('pipeline/acme/__/globex/x/.._t.catalog-token');
 
     // The wrapper itself, run by bash with stand-ins for the AWS CLI and Spark on PATH.
     const bin = await tempDir('strata-emr-wrap-');
