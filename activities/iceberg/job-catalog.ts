@@ -27,11 +27,6 @@ export async function catalogAccessFor(
   deps: CatalogDeps,
   input: Pick<ExternalJobInput, 'run' | 'task' | 'timeoutMs'>,
 ): Promise<{ conf: Record<string, string>; token: string } | undefined> {
-  const r = await issueFor(deps, input);
-  return r && { conf: sparkCatalogConf(r.access, r.outputs), token: r.access.token };
-}
-
-async function issueFor(deps: CatalogDeps, input: Pick<ExternalJobInput, 'run' | 'task' | 'timeoutMs'>) {
   const outputs = jobOutputs(input.task);
   if (!outputs.length) return undefined;
   if (!deps.lake)
@@ -45,5 +40,5 @@ async function issueFor(deps: CatalogDeps, input: Pick<ExternalJobInput, 'run' |
     task: input.task,
     ttlMs: (input.timeoutMs ?? DEFAULT_TTL_MS) + 3600_000,
   });
-  return access && { access, outputs };
+  return access && { conf: sparkCatalogConf(access, outputs), token: access.token };
 }
