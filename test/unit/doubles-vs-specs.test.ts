@@ -25,6 +25,7 @@ import { EMR_API, restrictionProblems } from '../fakes/emr-shapes.js';
 import { startKube, type KubeFixture } from '../fakes/ext-stack.js';
 import { OPERATOR_TRANSITIONS } from '../fakes/spark-operator-sim.js';
 import { sparkApplicationProblems } from '../fakes/spark-validate.js';
+import { waitFor } from '../harness/specs.js';
 import { schemaRestrictionProblems, SPARK_APPLICATION_SCHEMA, SPARK_CONNECT_SCHEMA } from '../fakes/spark-schemas.js';
 import {
   AIRBYTE_OPENAPI,
@@ -229,9 +230,12 @@ describe('SparkApplication manifests, the project’s Spark schemas and the oper
       executorState: { 'states-exec-1': 'RUNNING' },
     });
     // Every move is one the operator's state table allows, between states Strata knows.
-    const moves = kube.sim.transitions.filter((t) => t.app === `${NS}/states`);
-    expect(moves.length).toBe(6);
-    for (const t of moves) {
+    // (The simulator records a move once its status write has returned: the last one may come
+    // just after the poll above saw COMPLETED.)
+    const moves = () => kube.sim.transitions.filter((t) => t.app === `${NS}/states`);
+    await waitFor(async () => moves().length >= 6, 10_000).catch(() => {});
+    expect(moves().length).toBe(6);
+    for (const t of moves()) {
       expect(OPERATOR_TRANSITIONS[t.from], `${t.from} -> ${t.to}`).toContain(t.to);
       expect(SPARK_STATES).toContain(t.to);
     }
