@@ -72,7 +72,7 @@ const PRIM: Record<string, [string, string]> = {
   UUID: ['uuid', 'UUID'],
 };
 
-/** Parses a DuckDB type as DESCRIBE prints it. Types Iceberg lacks (INTERVAL, ENUM, JSON, BIT, UNION) become strings. */
+/** Parses a DuckDB type as DESCRIBE prints it. Types Iceberg lacks (INTERVAL, ENUM, JSON, BIT, UNION, TIMETZ) become strings. */
 export function parseDuckType(t: string): Shape {
   const p = new TypeParser(t);
   const s = p.type();
@@ -169,10 +169,13 @@ class TypeParser {
       const [p, s] = (this.s[this.i] === '(' ? this.parens() : '18,3').split(',').map((x) => Number(x.trim()));
       return { kind: 'prim', iceberg: `decimal(${p}, ${s})`, duck: `DECIMAL(${p},${s})` };
     }
-    const tz = word === 'TIMESTAMP' ? /^\s*WITH TIME ZONE/i.exec(this.s.slice(this.i)) : null;
+    const tz = word === 'TIMESTAMP' || word === 'TIME' ? /^\s*WITH TIME ZONE/i.exec(this.s.slice(this.i)) : null;
     if (tz) {
       this.i += tz[0].length;
-      return { kind: 'prim', iceberg: 'timestamptz', duck: 'TIMESTAMP WITH TIME ZONE' };
+      // Iceberg's time has no offset: a TIMETZ is kept whole, as text ('01:02:03+01').
+      return word === 'TIME'
+        ? { kind: 'prim', iceberg: 'string', duck: 'VARCHAR' }
+        : { kind: 'prim', iceberg: 'timestamptz', duck: 'TIMESTAMP WITH TIME ZONE' };
     }
     if (this.s[this.i] === '(') this.parens(); // ENUM('a', …), UNION(…), VARCHAR(n)
     const m = PRIM[word];

@@ -19,7 +19,7 @@ import { extractTable } from '../ingest/table.js';
 import { resolveConnection, type Connections } from '../sql/connections.js';
 import { duckdbFailure } from '../sql/duckdb.js';
 import { quoteLiteral } from '../sql/quote.js';
-import { assertOneSelect } from '../sql/sandbox.js';
+import { oneSelectColumns } from '../sql/sandbox.js';
 import { forTenant } from './open.js';
 import {
   attachCheckRefs,
@@ -114,13 +114,15 @@ export async function runLakeSql(
       });
       // Macro libraries are registered inside the locked sandbox: their bodies reach only this grant.
       if (macros.length) await registerMacros(duck.conn, macros);
-      await assertOneSelect(duck.conn, sql, `the SQL of a task writing ${id.layer}.${id.name}`);
+      // One bind serves the one-statement check and the columns the version is planned with.
+      const columns = await oneSelectColumns(duck.conn, sql, `the SQL of a task writing ${id.layer}.${id.name}`);
       const t1 = performance.now();
       const w = await writeVersion(deps, {
         conn: duck.conn,
         id,
         producer,
         select: sql,
+        columns,
         attemptTag: tag,
         inputs: inputs.map(versionRef),
         checks,

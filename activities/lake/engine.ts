@@ -210,6 +210,8 @@ export interface WriteRequest {
   producer: Producer;
   /** The SELECT whose result becomes the version. */
   select: string;
+  /** Its columns when the caller has bound it already (`oneSelectColumns`); else DESCRIBE finds them. */
+  columns?: { name: string; type: string }[];
   attemptTag: string;
   inputs: DatasetVersionRef[];
   checks?: Check[];
@@ -278,7 +280,7 @@ export async function writeVersion(deps: LakeDeps, w: WriteRequest): Promise<Wri
   const body = w.select.trim().replace(/;\s*$/, '');
   const t0 = performance.now();
   // The newline ends a trailing line comment inside the tenant's SELECT.
-  const described = await describeSelect(w.conn, `SELECT * FROM (${body}\n)`);
+  const described = w.columns ?? (await describeSelect(w.conn, `SELECT * FROM (${body}\n)`));
   // The file is an Iceberg data file: the table's field ids, types Iceberg has (iceberg/schema.ts).
   const plan = await planSchema(
     deps.catalog.db,

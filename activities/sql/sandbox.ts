@@ -7,7 +7,7 @@
  * statements are checked by type before they run: reading and in-memory work only — no
  * COPY, ATTACH, EXPORT, LOAD, INSTALL, PRAGMA or SET.
  */
-import { DuckDBInstance, StatementType, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBInstance, DuckDBTypeId, StatementType, type DuckDBConnection, type DuckDBType } from '@duckdb/node-api';
 import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -331,6 +331,67 @@ export async function assertOneSelect(conn: DuckDBConnection, sql: string, what:
       `${what} must be a SELECT, not a ${statementTypeName(st.statementType)}: Strata writes the output itself`,
       'SqlError',
     );
+}
+
+/**
+ * Checks that text is exactly one SELECT and returns the columns it yields, named and typed as
+ * `DESCRIBE SELECT * FROM (…)` prints them (duplicate names get DuckDB's `_1` suffixes, aliased
+ * types such as JSON keep their alias), binding it once: a lake task's SELECT is otherwise bound
+ * by the check and again by DESCRIBE, each a few ms over its inputs' Parquet footers. The text
+ * is first parsed alone (exactly one statement), then bound inside `SELECT * FROM (…)`, where
+ * only a query can stand; what does not bind there is checked as `assertOneSelect` does, for its
+ * message, or fails with DuckDB's own error.
+ */
+export async function oneSelectColumns(
+  conn: DuckDBConnection,
+  sql: string,
+  what: string,
+): Promise<{ name: string; type: string }[]> {
+  const body = sql.trim().replace(/;\s*$/, '');
+  const parsed = await conn.extractStatements(body);
+  if (parsed.count !== 1)
+    throw new NonRetryableError(
+      `${what} must be one SELECT statement, found ${parsed.count}: remove the extra statements`,
+      'SqlError',
+    );
+  let st: Awaited<ReturnType<typeof parsed.prepare>>;
+  try {
+    // The newline ends a trailing line comment inside the tenant's SELECT.
+    const wrapped = await conn.extractStatements(`SELECT * FROM (${body}\n)`);
+    if (wrapped.count !== 1)
+      throw new NonRetryableError(`${what} must be one SELECT statement: remove the extra statements`, 'SqlError');
+    st = await wrapped.prepare(0);
+  } catch (e) {
+    await assertOneSelect(conn, body, what);
+    throw e;
+  }
+  if (st.statementType !== StatementType.SELECT)
+    throw new NonRetryableError(`${what} must be a SELECT, not a ${statementTypeName(st.statementType)}`, 'SqlError');
+  return Array.from({ length: st.columnCount }, (_, i) => ({
+    name: st.columnName(i),
+    type: typeText(st.columnType(i)),
+  }));
+}
+
+const quoteIdent = (n: string) => `"${n.replaceAll('"', '""')}"`;
+
+/** A type as DESCRIBE prints it, but for always quoting struct field names: an alias (JSON) wins, at any depth. */
+export function typeText(t: DuckDBType): string {
+  if (t.alias) return t.alias;
+  switch (t.typeId) {
+    case DuckDBTypeId.STRUCT:
+      return `STRUCT(${t.entryNames.map((n, i) => `${quoteIdent(n)} ${typeText(t.entryTypes[i])}`).join(', ')})`;
+    case DuckDBTypeId.LIST:
+      return `${typeText(t.valueType)}[]`;
+    case DuckDBTypeId.ARRAY:
+      return `${typeText(t.valueType)}[${t.length}]`;
+    case DuckDBTypeId.MAP:
+      return `MAP(${typeText(t.keyType)}, ${typeText(t.valueType)})`;
+    case DuckDBTypeId.UNION:
+      return `UNION(${t.memberTags.map((n, i) => `${quoteIdent(n)} ${typeText(t.memberTypes[i])}`).join(', ')})`;
+    default:
+      return t.toString();
+  }
 }
 
 const READERS = /\b(read_\w+|parquet_scan|parquet_metadata|parquet_schema|glob|sniff_csv)\s*\(\s*$/i;
