@@ -29,7 +29,7 @@ import { generate } from '../examples/generate.js';
 import type { PipelineSpec } from '../schemas/pipeline.js';
 import type { RunState } from '../schemas/run.js';
 import { parseSpecText } from '../schemas/spec-file.js';
-import { openDb } from '../store/db.js';
+import { openDb, type Db } from '../store/db.js';
 import { startDevServer } from '../workers/dev-server.js';
 import { createStrataWorker } from '../workers/worker.js';
 import { dataConverterFrom, generatePayloadKeys } from '../client/data-converter.js';
@@ -70,7 +70,14 @@ async function main() {
     url: process.env.DATABASE_URL,
     dataDir: process.env.DATABASE_URL ? undefined : path.join(dir, 'metastore'),
   });
-  const lake = await openLake({ root: `file://${lakeDir}`, db, cacheDir: path.join(dir, 'cache'), lineage: undefined });
+  // The worker's metastore statements are counted: each is a round trip (on PGlite, WASM work on the main thread).
+  const statements = { n: 0 };
+  const lake = await openLake({
+    root: `file://${lakeDir}`,
+    db: countingDb(db, statements),
+    cacheDir: path.join(dir, 'cache'),
+    lineage: undefined,
+  });
   const native = await NativeConnection.connect({ address: server.address });
   const connection = await Connection.connect({ address: server.address });
   const taskQueue = 'bench-medallion';
@@ -137,14 +144,18 @@ async function main() {
   const bestOf: Record<(typeof MODES)[number], Best> = { prepared: {}, 'in-transaction': {} };
   /** Each round's per-task fixed costs, read from its workflow history (see gaps()). */
   const gapRounds: Gaps[] = [];
+  /** Each round's metastore statements per task (the round's run, not the direct side between rounds). */
+  const perTaskStatements: number[] = [];
   const commitMs: Record<(typeof MODES)[number], Record<string, number[]>> = { prepared: {}, 'in-transaction': {} };
   for (let round = 1; round <= REPEAT * MODES.length; round++) {
     const mode = MODES[(round - 1) % MODES.length];
     lake.prepareSnapshots = mode === 'prepared';
     const best = bestOf[mode];
+    const n0 = statements.n;
     const rs = await runs.wait(
       (await runs.start({ spec, tenant, trigger: 'manual', only: sg.map((t) => t.id) })).runId,
     );
+    perTaskStatements.push((statements.n - n0) / sg.length);
     if (rs.status !== 'success') throw new Error(`round ${round} failed: ${JSON.stringify(rs.tasks)}`);
     gapRounds.push(
       gaps(
@@ -277,6 +288,9 @@ async function main() {
     ['report', 'activity completed → the workflow task that records it'],
   ] as const)
     console.log(`  ${label.padEnd(72)} ${String(median(all(k))).padStart(5)} / ${Math.max(...all(k))}`);
+  console.log(
+    `  catalog statements per task (${db.kind} metastore; median / max over rounds) ${median(perTaskStatements).toFixed(1)} / ${Math.max(...perTaskStatements).toFixed(1)}`,
+  );
 
   worker.shutdown();
   await workerDone;
@@ -286,6 +300,23 @@ async function main() {
   await server.stop();
   if (!process.env.BENCH_KEEP) await rm(dir, { recursive: true, force: true });
   else console.log(`kept ${dir}`);
+}
+
+/** The same metastore, counting the statements made through it (inside transactions too). */
+function countingDb(db: Db, c: { n: number }): Db {
+  return {
+    kind: db.kind,
+    query: (sql, params) => {
+      c.n++;
+      return db.query(sql, params);
+    },
+    exec: (sql) => {
+      c.n++;
+      return db.exec(sql);
+    },
+    tx: (fn) => db.tx((t) => fn(countingDb(t, c))),
+    close: () => db.close(),
+  };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

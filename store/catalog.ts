@@ -72,6 +72,9 @@ export interface Producer {
 const COLS = `v.tenant, v.layer, v.namespace, v.name, v.version, v.status, v.location, v.files, v.schema, v.schema_changes, v.row_count, v.bytes,
   v.run_id, v.pipeline_id, v.task_id, v.inputs, v.checks, v.created_at, v.promoted_at, (d.current_version = v.version) AS is_current`;
 const FROM = `lake_dataset_versions v JOIN lake_datasets d USING (tenant, layer, namespace, name)`;
+/** COLS as an INSERT … RETURNING of a version gives them: it is current exactly when it was promoted. */
+const RETURNED = `tenant, layer, namespace, name, version, status, location, files, schema, schema_changes, row_count, bytes,
+  run_id, pipeline_id, task_id, inputs, checks, created_at, promoted_at, (status = 'committed') AS is_current`;
 
 type Row = Record<string, unknown>;
 const iso = (v: unknown) =>
@@ -211,67 +214,72 @@ export class Catalog {
       for (const [index, nv] of versions.entries()) {
         const { layer, namespace, name } = nv.id;
         const key = [p.tenant, layer, namespace, name];
-        await t.query(
-          `INSERT INTO lake_datasets (tenant, layer, namespace, name) VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING`,
-          key,
-        );
+        // The dataset's row, made if new and locked either way: commits to one dataset queue up
+        // here, so the version number taken below is free. Few statements, as the lock is held
+        // until the transaction ends.
         const d = await t.query<{ current_version: number | null }>(
-          `SELECT current_version FROM lake_datasets WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4 FOR UPDATE`,
+          `INSERT INTO lake_datasets (tenant, layer, namespace, name) VALUES ($1,$2,$3,$4)
+           ON CONFLICT (tenant, layer, namespace, name) DO UPDATE SET tenant = EXCLUDED.tenant
+           RETURNING current_version`,
           key,
         );
-        const cat = new Catalog(t);
-        const existing = await cat.findCommit(p, nv.id);
+        const current = d.rows[0].current_version;
+        // This task's version if an earlier attempt committed it, and the current one (the schema
+        // this version's changes are counted from), in one read.
+        const seen = (
+          await t.query(
+            `SELECT ${COLS} FROM ${FROM} WHERE v.tenant=$1 AND v.layer=$2 AND v.namespace=$3 AND v.name=$4
+             AND ((v.run_id=$5 AND v.task_id=$6) OR v.version = $7::int)`,
+            [...key, p.runId, p.taskId, current],
+          )
+        ).rows.map(toVersion);
+        const existing = seen.find((v) => v.runId === p.runId && v.taskId === p.taskId);
         if (existing) {
           out.push(existing);
           continue;
         }
-        const prev = d.rows[0].current_version
-          ? await cat.version(p.tenant, nv.id, d.rows[0].current_version)
-          : undefined;
-        const next = await t.query<{ n: number }>(
-          `SELECT coalesce(max(version), 0) + 1 AS n FROM lake_dataset_versions WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4`,
-          key,
-        );
-        const version = Number(next.rows[0].n);
-        await t.query(
-          `INSERT INTO lake_dataset_versions (tenant, layer, namespace, name, version, status, location, files, schema, schema_changes, row_count, bytes,
-             run_id, pipeline_id, task_id, inputs, checks, promoted_at)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17, CASE WHEN $6 = 'committed' THEN now() END)`,
-          [
-            ...key,
-            version,
-            nv.promote ? 'committed' : 'rejected',
-            nv.location,
-            JSON.stringify(nv.files),
-            JSON.stringify(nv.schema),
-            JSON.stringify(schemaChanges(prev?.schema, nv.schema)),
-            nv.rowCount,
-            nv.bytes,
-            p.runId,
-            p.pipelineId,
-            p.taskId,
-            JSON.stringify(nv.inputs),
-            JSON.stringify(nv.checks),
-          ],
+        const prev = seen.find((v) => v.version === current);
+        const promoted = nv.promote ? 'committed' : 'rejected';
+        // The next number is taken in the insert itself, under the dataset's lock.
+        const inserted = toVersion(
+          (
+            await t.query(
+              `INSERT INTO lake_dataset_versions (tenant, layer, namespace, name, version, status, location, files, schema, schema_changes, row_count, bytes,
+                 run_id, pipeline_id, task_id, inputs, checks, promoted_at)
+               SELECT $1,$2,$3,$4, coalesce(max(version), 0) + 1, $5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16, CASE WHEN $5 = 'committed' THEN now() END
+               FROM lake_dataset_versions WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4
+               RETURNING ${RETURNED}`,
+              [
+                ...key,
+                promoted,
+                nv.location,
+                JSON.stringify(nv.files),
+                JSON.stringify(nv.schema),
+                JSON.stringify(schemaChanges(prev?.schema, nv.schema)),
+                nv.rowCount,
+                nv.bytes,
+                p.runId,
+                p.pipelineId,
+                p.taskId,
+                JSON.stringify(nv.inputs),
+                JSON.stringify(nv.checks),
+              ],
+            )
+          ).rows[0],
         );
         if (nv.promote)
           await t.query(
             `UPDATE lake_datasets SET current_version=$5, updated_at=now() WHERE tenant=$1 AND layer=$2 AND namespace=$3 AND name=$4`,
-            [...key, version],
+            [...key, inserted.version],
           );
-        for (const i of nv.inputs)
-          await t.query(`INSERT INTO lake_lineage VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING`, [
-            p.tenant,
-            i.layer,
-            i.namespace,
-            i.name,
-            i.version,
-            layer,
-            namespace,
-            name,
-            version,
-          ]);
-        const inserted = (await cat.version(p.tenant, nv.id, version))!;
+        if (nv.inputs.length)
+          await t.query(
+            `INSERT INTO lake_lineage (tenant, from_layer, from_ns, from_name, from_version, to_layer, to_ns, to_name, to_version)
+             SELECT $1, i.layer, i.namespace, i.name, i.version, $2, $3, $4, $5
+             FROM jsonb_to_recordset($6::jsonb) AS i(layer text, namespace text, name text, version int)
+             ON CONFLICT DO NOTHING`,
+            [...key, inserted.version, JSON.stringify(nv.inputs)],
+          );
         await onInserted?.(t, inserted, index);
         out.push(inserted);
       }

@@ -62,6 +62,7 @@ export async function planSchema(
   specs: PartitionSpec[];
   defaultSpec?: PartitionSpec;
   lastPartitionId: number;
+  table: IcebergTableRow | null;
 }> {
   const ident = icebergIdent(id);
   const row = await new IcebergStore(db).table(tenant, ident.namespace, ident.name);
@@ -69,6 +70,7 @@ export async function planSchema(
   const r = schemaFor(columns, meta && currentSchema(meta), meta?.['last-column-id'] ?? 0);
   return {
     ...r,
+    table: row ?? null,
     columns,
     specs: meta?.['partition-specs'] ?? [],
     defaultSpec: meta?.['partition-specs'].find((s) => s['spec-id'] === meta['default-spec-id']),
@@ -94,6 +96,12 @@ export interface IcebergWrite {
   append?: boolean;
   /** The partition spec the files were written with (ids resolved); none or empty: unpartitioned. */
   spec?: PartitionField[];
+  /**
+   * The table as `planSchema` read it (null: none yet). The snapshot prepared ahead of the commit
+   * is built on it rather than on a second read; if the table moved since, the commit sees that
+   * and builds the snapshot again on what it finds.
+   */
+  table?: IcebergTableRow | null;
 }
 
 export interface VersionFacts {
@@ -134,7 +142,10 @@ export async function prepareVersionSnapshot(
   now = Date.now(),
 ): Promise<PreparedSnapshot> {
   const ident = icebergIdent(id);
-  const row = await new IcebergStore(db).table(tenant, ident.namespace, ident.name);
+  const row =
+    w.table !== undefined
+      ? (w.table ?? undefined)
+      : await new IcebergStore(db).table(tenant, ident.namespace, ident.name);
   const built = await buildVersionSnapshot(store, id, v, w, row, now);
   return { base: row?.metadataLocation ?? null, version: v.version, promoted: v.promoted, ...built };
 }
@@ -157,14 +168,19 @@ export async function commitVersionSnapshot(
 ): Promise<{ snapshotId: number; metadataLocation: string }> {
   const cat = new IcebergStore(t);
   const ident = icebergIdent(id);
+  const ready = prepared && prepared.version === v.version && prepared.promoted === v.promoted ? prepared : undefined;
+  // The common case in one statement: the table still has the metadata the snapshot was built
+  // on, and the swap (which locks the row and compares the pointer) moves it.
+  if (
+    ready?.base &&
+    (await cat.swap(tenant, ident.namespace, ident.name, ready.base, ready.metadataLocation, ready.meta))
+  )
+    return { snapshotId: ready.snapshotId, metadataLocation: ready.metadataLocation };
   const row = await cat.table(tenant, ident.namespace, ident.name, true);
   if (!row) await cat.ensureNamespace(tenant, ident.namespace);
   const fresh =
-    prepared &&
-    prepared.version === v.version &&
-    prepared.promoted === v.promoted &&
-    prepared.base === (row?.metadataLocation ?? null)
-      ? prepared
+    ready && ready.base === (row?.metadataLocation ?? null)
+      ? ready
       : await buildVersionSnapshot(store, id, v, w, row, now);
   if (row) {
     if (
