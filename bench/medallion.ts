@@ -236,7 +236,7 @@ async function main() {
     row(
       task.id,
       b,
-      `   inside the activity: inputs ${t.inputs} ms (attach ${t.attach} ms), write ${t.write} ms (COPY ${t.copy} ms), checks ${t.checks} ms, commit ${t.commit} ms, total ${t.total} ms`,
+      `   inside the activity: inputs ${t.inputs} ms (attach ${t.attach}, refs ${t.refs}, lock ${t.lock}, bind ${t.bind}), write ${t.write} ms (COPY ${t.copy} ms), checks ${t.checks} ms, commit ${t.commit} ms, total ${t.total} ms`,
     );
   }
   for (const s of ['silver', 'gold'] as const) row(`${s} stage`, totals[s], '   (target ratio ≤ 1.15)');

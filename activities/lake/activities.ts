@@ -106,6 +106,7 @@ export async function runLakeSql(
       const ta = performance.now();
       const { checks, failingRowsLimit, partitionBy } = parseTask(SqlTask, task);
       const refs = await attachCheckRefs(duck.conn, deps, producer.tenant, id.namespace, checks);
+      const tr = performance.now();
       // From here on the SQL reaches exactly the versions it names and the attempt's output.
       await duck.lock({
         files: [...files, ...refs.files, outputFile(deps, id, tag).local],
@@ -114,6 +115,7 @@ export async function runLakeSql(
       });
       // Macro libraries are registered inside the locked sandbox: their bodies reach only this grant.
       if (macros.length) await registerMacros(duck.conn, macros);
+      const tl = performance.now();
       // One bind serves the one-statement check and the columns the version is planned with.
       const columns = await oneSelectColumns(duck.conn, sql, `the SQL of a task writing ${id.layer}.${id.name}`);
       const t1 = performance.now();
@@ -135,6 +137,9 @@ export async function runLakeSql(
       timings = {
         inputs: Math.round(t1 - t0),
         attach: Math.round(ta - t0),
+        refs: Math.round(tr - ta),
+        lock: Math.round(tl - tr),
+        bind: Math.round(t1 - tl),
         ...w.timings,
         commit: Math.round(performance.now() - t2),
       };

@@ -49,6 +49,32 @@ describe('openDuck', () => {
     }
   });
 
+  it("holds a task to the worker's memory limit (set as the instance is made), or to its grant's own, locked either way", async () => {
+    const mib = async (d: Awaited<ReturnType<typeof openDuck>>) =>
+      Number(/^([\d.]+) MiB$/.exec(await setting(d, 'memory_limit'))?.[1]);
+    const locked = async (limits?: { memory: string }) => {
+      const d = await openDuck();
+      try {
+        await d.lock({ files: [], scratch: path.join(dir, 'mem'), ...(limits ? { limits } : {}) });
+        await expect(d.conn.run("SET memory_limit = '8GB'")).rejects.toThrow(/lock/i);
+        return await mib(d);
+      } finally {
+        await d.close();
+      }
+    };
+    // The default (1GB) from the instance's creation on: the lock needs not set it.
+    expect(await locked()).toBeCloseTo(953.6, 0);
+    expect(await locked({ memory: '300MB' })).toBeCloseTo(286.1, 0);
+    // The worker's limit changed: the spare made before still ends with the new one once locked.
+    process.env.STRATA_SQL_MEMORY_LIMIT = '512MB';
+    try {
+      for (let i = 0; i < 3; i++) expect(await locked()).toBeCloseTo(488.2, 0);
+    } finally {
+      delete process.env.STRATA_SQL_MEMORY_LIMIT;
+    }
+    expect(await locked()).toBeCloseTo(953.6, 0);
+  });
+
   it("retires a task's instance off the path to the next task: closed while the next task's statement runs, or when none comes", async () => {
     const events: string[] = [];
     const first = await openDuck();
