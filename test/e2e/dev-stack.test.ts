@@ -86,4 +86,6 @@ it('starts server, UI, worker and the example run, and stops cleanly on SIGINT',
   } finally {
     p.child.kill('SIGKILL');
   }
-});
+  // Longer than the stack's own start-up wait (150 s), so that a stack that never comes up fails
+  // with its output, not with the runner's bare timeout; alone it takes about 30 s.
+}, 240_000);
