@@ -7,6 +7,7 @@
  */
 
 import { isRecord } from '../../schemas/guards.js';
+import { quoteIdent } from '../sql/quote.js';
 
 export type IcebergType = string | StructType | ListType | MapType;
 export interface NestedField {
@@ -188,7 +189,7 @@ class TypeParser {
   }
 }
 
-const quoteName = (n: string) => `"${n.replace(/"/g, '""')}"`;
+const quoteName = quoteIdent;
 
 /** The DuckDB type a column is written as (what Iceberg can represent). */
 export function duckTarget(s: Shape): string {

@@ -9,8 +9,9 @@ import type { Check } from '../../schemas/lake.js';
 import type { CheckVerdict } from '../../store/catalog.js';
 import { quoteLiteral } from '../sql/quote.js';
 import { assertOneSelect } from '../sql/sandbox.js';
+import { quoteIdent } from '../sql/quote.js';
 
-export const ident = (s: string) => `"${s.replaceAll('"', '""')}"`;
+export const ident = quoteIdent;
 const list = (c: string | string[]) => (Array.isArray(c) ? c : [c]);
 const lit = (v: string | number | boolean) => (typeof v === 'string' ? quoteLiteral(v) : String(v));
 

@@ -1,3 +1,8 @@
+/** A name as an SQL identifier (DuckDB, Postgres): double quotes, doubled inside. */
+export function quoteIdent(s: string): string {
+  return `"${s.replaceAll('"', '""')}"`;
+}
+
 /** A string as an SQL literal, in a module of its own so that light readers need not load the SQL runners. */
 export function quoteLiteral(s: string): string {
   return `'${s.replaceAll("'", "''")}'`;

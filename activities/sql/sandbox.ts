@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { NonRetryableError, errorMessage } from '../../schemas/errors.js';
-import { quoteLiteral as quote } from './quote.js';
+import { quoteIdent, quoteLiteral as quote } from './quote.js';
 
 export interface SandboxLimits {
   /** DuckDB memory_limit, e.g. "1GB". */
@@ -391,8 +391,6 @@ export async function oneSelectColumns(
     type: typeText(st.columnType(i)),
   }));
 }
-
-const quoteIdent = (n: string) => `"${n.replaceAll('"', '""')}"`;
 
 /** A type as DESCRIBE prints it, but for always quoting struct field names: an alias (JSON) wins, at any depth. */
 export function typeText(t: DuckDBType): string {
