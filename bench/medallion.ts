@@ -147,10 +147,17 @@ async function main() {
   /** Each round's metastore statements per task (the round's run, not the direct side between rounds). */
   const perTaskStatements: number[] = [];
   const commitMs: Record<(typeof MODES)[number], Record<string, number[]>> = { prepared: {}, 'in-transaction': {} };
+  /** Each round's stage totals (orchestrated, and the direct SQL + checks run right after it): per-round ratios. */
+  const roundTotals: {
+    mode: (typeof MODES)[number];
+    stage: Record<'silver' | 'gold', { orch: number; base: number }>;
+  }[] = [];
   for (let round = 1; round <= REPEAT * MODES.length; round++) {
     const mode = MODES[(round - 1) % MODES.length];
     lake.prepareSnapshots = mode === 'prepared';
     const best = bestOf[mode];
+    const thisRound = { mode, stage: { silver: { orch: 0, base: 0 }, gold: { orch: 0, base: 0 } } };
+    roundTotals.push(thisRound);
     const n0 = statements.n;
     const rs = await runs.wait(
       (await runs.start({ spec, tenant, trigger: 'manual', only: sg.map((t) => t.id) })).runId,
@@ -204,6 +211,9 @@ async function main() {
       (commitMs[mode][task.id] ??= []).push(
         Number((rs.tasks[task.id].output!.timings as Record<string, number>).commit),
       );
+      const st = thisRound.stage[stageOf(task.id) as 'silver' | 'gold'];
+      st.orch += orch;
+      st.base += direct + checks;
       const b = (best[task.id] ??= { orch: Infinity, direct: Infinity, checks: Infinity });
       if (orch < b.orch) b.timings = rs.tasks[task.id].output!.timings as Record<string, number>;
       b.orch = Math.min(b.orch, orch);
@@ -245,6 +255,25 @@ async function main() {
     direct: totals.silver.direct + totals.gold.direct,
     checks: totals.silver.checks + totals.gold.checks,
   });
+  // Best-of pairs each side's luckiest round; the per-round ratio pairs a run with the direct SQL
+  // run right after it, so the median over rounds (the upper middle one for an even count) shows
+  // what a typical run costs on this machine.
+  const perRound = (mode: (typeof MODES)[number], pick: (r: (typeof roundTotals)[number]) => number) => {
+    const xs = roundTotals
+      .filter((r) => r.mode === mode)
+      .map(pick)
+      .sort((a, b) => a - b);
+    return `median ${median(xs).toFixed(2)} (${xs[0].toFixed(2)}–${xs[xs.length - 1].toFixed(2)})`;
+  };
+  const ratioOf = (r: (typeof roundTotals)[number], stages: ('silver' | 'gold')[]) =>
+    stages.reduce((a, s) => a + r.stage[s].orch, 0) / stages.reduce((a, s) => a + r.stage[s].base, 0);
+  console.log(`\nper-round ratio (each round's run over the direct SQL + checks right after it; ${REPEAT} rounds):`);
+  for (const [label, stages] of [
+    ['silver stage', ['silver']],
+    ['gold stage', ['gold']],
+    ['silver + gold', ['silver', 'gold']],
+  ] as const)
+    console.log(`  ${label.padEnd(28)} ${perRound('prepared', (r) => ratioOf(r, [...stages]))}`);
   // The same, with each snapshot written inside the commit transaction (the rounds in between).
   console.log(
     `\nIceberg snapshot written ahead of the transaction vs inside it (alternate rounds, best of ${REPEAT} each):`,

@@ -10,6 +10,7 @@
 import { PARTITION_RE } from '../../schemas/lake.js';
 import type { PartitionField, PartitionSpec } from './metadata.js';
 import { primitiveFields, type StructType } from './schema.js';
+import { quoteIdent } from '../sql/quote.js';
 
 /** One declared partition field, before ids: `day(ordered_at)`, `bucket(16, id)`, `customer`. */
 export interface PartitionDecl {
@@ -103,7 +104,7 @@ export function withSpec(
   return { specs: [...specs, spec], spec };
 }
 
-const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
+const q = quoteIdent;
 
 /** A value as a long in Iceberg's hashing representation (days, microseconds). */
 function asLong(col: string, type: string): string {

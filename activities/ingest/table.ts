@@ -11,6 +11,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { NonRetryableError, errorMessage, errorString } from '../../schemas/errors.js';
 import { redact, type ConnectionConfig } from '../sql/connections.js';
+import { quoteIdentIn } from '../sql/quote.js';
 
 // Postgres type OIDs → DuckDB types (anything else stays text).
 const PG_TYPES: Record<number, string> = {
@@ -75,7 +76,7 @@ export async function extractTable(
   await mkdir(path.dirname(o.file), { recursive: true });
   const out = createWriteStream(o.file);
   const isPg = conn.engine === 'postgres';
-  const q = (s: string) => (isPg ? `"${s.replaceAll('"', '""')}"` : `\`${s.replaceAll('`', '``')}\``);
+  const q = (s: string) => quoteIdentIn(conn.engine, s);
   if (!o.table && !o.query)
     throw new NonRetryableError('an ingest.table task reads a "table" or a "query": give one', 'ConfigError');
   const src = o.table ? o.table.split('.').map(q).join('.') : `(${(o.query ?? '').trim().replace(/;\s*$/, '')}) AS src`;

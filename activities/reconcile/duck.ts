@@ -31,7 +31,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { ReconcileOptions, ReconcileProgress } from '../../schemas/reconcile.js';
-import { quoteLiteral as q } from '../sql/quote.js';
+import { quoteIdent, quoteLiteral as q } from '../sql/quote.js';
 import { openDuck, type Duck } from '../sql/sandbox.js';
 import { emptyResult, keyOf, mergeInto, normalizer, Tally, type Layout, type Partial } from './compare.js';
 import type { Row, RowSource } from './read.js';
@@ -109,7 +109,7 @@ export function duckKeyUnsupported(o: ReconcileOptions): string | undefined {
 export function sourceSql(src: RowSource): string {
   const n = src.header.length;
   if (src.format === 'parquet')
-    return `SELECT ${src.header.map((h, i) => `CAST("${h.replaceAll('"', '""')}" AS VARCHAR) AS ${col(i)}`).join(', ')} FROM read_parquet(${q(src.file)})`;
+    return `SELECT ${src.header.map((h, i) => `CAST(${quoteIdent(h)} AS VARCHAR) AS ${col(i)}`).join(', ')} FROM read_parquet(${q(src.file)})`;
   const o = src.csv;
   if (!o) throw new Error(`${path.basename(src.file)}: a CSV input without its dialect`);
   const columns = `{${Array.from({ length: n }, (_, i) => `${q(col(i))}: 'VARCHAR'`).join(', ')}}`;

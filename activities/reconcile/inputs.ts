@@ -33,7 +33,7 @@ import { openStore } from '../s3/client.js';
 import { normaliseLocation } from '../s3/location.js';
 import { locate } from '../s3/tenant.js';
 import { redact, resolveConnection, type Connections } from '../sql/connections.js';
-import { quoteLiteral } from '../sql/quote.js';
+import { quoteIdent, quoteIdentIn, quoteLiteral } from '../sql/quote.js';
 import { checkReading, QueryRefused } from '../sql/query.js';
 
 export interface InputEnv {
@@ -242,8 +242,7 @@ async function fromConnection(
   env: InputEnv,
 ): Promise<Materialised> {
   const conn = resolveConnection(env.connections ?? {}, input.connection, undefined, env.tenant);
-  const isPg = conn.engine === 'postgres';
-  const q = (s: string) => (isPg ? `"${s.replaceAll('"', '""')}"` : `\`${s.replaceAll('`', '``')}\``);
+  const q = (s: string) => quoteIdentIn(conn.engine, s);
   const sql = input.table ? `SELECT * FROM ${input.table.split('.').map(q).join('.')}` : (input.query ?? '').trim();
   try {
     checkReading(sql, conn.engine);
@@ -272,7 +271,7 @@ async function fromConnection(
     rows++;
   };
   try {
-    if (isPg) columns = await readPostgres(conn.url, sql, emit, env.signal);
+    if (conn.engine === 'postgres') columns = await readPostgres(conn.url, sql, emit, env.signal);
     else columns = await readMysql(conn.url, sql, emit, env.signal);
   } catch (e) {
     out.destroy();
@@ -295,7 +294,7 @@ async function fromConnection(
     );
   if (!columns.length) throw new NonRetryableError(`${side}: the ${label} result has no columns`, 'BadInput');
   const spec = columns.map((_, i) => `'c${i}': 'VARCHAR'`).join(', ');
-  const select = columns.map((n, i) => `c${i} AS "${n.replaceAll('"', '""')}"`).join(', ');
+  const select = columns.map((n, i) => `c${i} AS ${quoteIdent(n)}`).join(', ');
   await withDuck(env.dir, (c) =>
     c.run(
       `COPY (SELECT ${select} FROM read_json(${quoteLiteral(jsonl)}, format = 'newline_delimited', columns = {${spec}})) TO ${quoteLiteral(`${file}.part`)} (FORMAT parquet)`,

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { CsvOptions, DatasetRef } from '../../schemas/reconcile.js';
 import { NonRetryableError } from '../../schemas/errors.js';
 import { normaliseLocation } from '../s3/location.js';
-import { quoteLiteral } from '../sql/quote.js';
+import { quoteIdent, quoteLiteral } from '../sql/quote.js';
 import { CsvShapeError, fastCsvBatches, fastCsvRecords } from './fast-csv.js';
 
 export type Row = (string | null)[];
@@ -240,7 +240,7 @@ async function openParquet(file: string, size: number): Promise<RowSource> {
       const inst = await DuckDBInstance.create(':memory:');
       const c = await inst.connect();
       try {
-        const select = cols.map((n) => `CAST("${n.replaceAll('"', '""')}" AS VARCHAR)`).join(', ');
+        const select = cols.map((n) => `CAST(${quoteIdent(n)} AS VARCHAR)`).join(', ');
         const res = await c.stream(`SELECT ${select} FROM read_parquet(${quoteLiteral(file)})`);
         for (;;) {
           const chunk = await res.fetchChunk();

@@ -17,6 +17,7 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { z } from 'zod';
 import { NonRetryableError } from '../../schemas/errors.js';
+import { quoteIdent } from './quote.js';
 
 export const LEDGER_SCHEMA = 'strata_ledger';
 
@@ -101,7 +102,7 @@ export async function setupPgLedger(o: { adminUrl: string; connectionUrl: string
       throw new Error(
         `the admin URL connects as ${user}, the connection's own user: use an administrator the connection's user is not`,
       );
-    const ident = (s: string) => `"${s.replaceAll('"', '""')}"`;
+    const ident = quoteIdent;
     const S = LEDGER_SCHEMA;
     await admin.query('BEGIN');
     await admin.query(`CREATE SCHEMA IF NOT EXISTS ${S}`);
