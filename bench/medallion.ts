@@ -164,10 +164,17 @@ async function main() {
     );
     perTaskStatements.push((statements.n - n0) / sg.length);
     if (rs.status !== 'success') throw new Error(`round ${round} failed: ${JSON.stringify(rs.tasks)}`);
+    // The tasks in the order they ran (one at a time), which is the order of their completions.
+    const ran = sg
+      .map((t) => t.id)
+      .sort((a, b) => Date.parse(rs.tasks[a].startedAt!) - Date.parse(rs.tasks[b].startedAt!));
     gapRounds.push(
       gaps(
         await historyClient.workflow.getHandle(rs.workflowId).fetchHistory(),
-        sg.map((t) => Number((rs.tasks[t.id].output!.timings as Record<string, number>).total)),
+        ran.map((id) => ({
+          id: `round ${round} ${id}`,
+          body: Number((rs.tasks[id].output!.timings as Record<string, number>).total),
+        })),
       ),
     );
     for (const task of sg) {
@@ -306,7 +313,6 @@ async function main() {
   );
 
   // Where a task's time goes outside its activity body, from the rounds' workflow histories.
-  const all = (k: keyof Gaps) => gapRounds.flatMap((g) => g[k]);
   console.log(
     '\nper task outside the SQL activity body (median / max over every silver and gold task of all rounds, ms):',
   );
@@ -315,8 +321,11 @@ async function main() {
     ['dispatch', 'activity scheduled → started on the worker'],
     ['wrap', 'activity started → completed, less the body (input, render, result)'],
     ['report', 'activity completed → the workflow task that records it'],
-  ] as const)
-    console.log(`  ${label.padEnd(72)} ${String(median(all(k))).padStart(5)} / ${Math.max(...all(k))}`);
+  ] as const) {
+    const xs = gapRounds.flatMap((g) => g[k]);
+    const top = xs.reduce((a, b) => (b.ms > a.ms ? b : a));
+    console.log(`  ${label.padEnd(72)} ${String(median(xs.map((x) => x.ms))).padStart(5)} / ${top.ms} (${top.task})`);
+  }
   console.log(
     `  catalog statements per task (${db.kind} metastore; median / max over rounds) ${median(perTaskStatements).toFixed(1)} / ${Math.max(...perTaskStatements).toFixed(1)}`,
   );
@@ -350,27 +359,32 @@ function countingDb(db: Db, c: { n: number }): Db {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** One task's share of a fixed cost, named by round and task so that an outlier can be found. */
+interface Gap {
+  task: string;
+  ms: number;
+}
 interface Gaps {
-  decide: number[];
-  dispatch: number[];
-  wrap: number[];
-  report: number[];
+  decide: Gap[];
+  dispatch: Gap[];
+  wrap: Gap[];
+  report: Gap[];
 }
 
 /**
  * The fixed cost of each SQL task from a run's history: the workflow task that schedules its
- * activity, the dispatch to the worker, the activity's time outside its body (`bodies`, the
- * activity's own `timings.total`, in the order the tasks ran), and the report back.
+ * activity, the dispatch to the worker, the activity's time outside its body (`ran`: each task's
+ * name and its activity's own `timings.total`, in the order the tasks ran, which with one task
+ * at a time is the order of the completions), and the report back.
  */
-function gaps(history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>>, bodies: number[]): Gaps {
+function gaps(history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>>, ran: { id: string; body: number }[]): Gaps {
   const T = proto.temporal.api.enums.v1.EventType;
   const events = history.events ?? [];
   const at = (e: (typeof events)[number]) =>
     Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
   const g: Gaps = { decide: [], dispatch: [], wrap: [], report: [] };
   let wftStarted = 0;
-  let n = 0;
-  const scheduled = new Map<string, number>();
+  const scheduled = new Map<string, { at: number; task: string }>();
   const started = new Map<string, number>();
   for (const e of events) {
     if (e.eventType === T.EVENT_TYPE_WORKFLOW_TASK_STARTED) {
@@ -379,21 +393,26 @@ function gaps(history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>>, bodi
     }
     const sch = e.activityTaskScheduledEventAttributes;
     if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && sch?.activityType?.name === 'runSql') {
-      scheduled.set(String(e.eventId), at(e));
-      g.decide.push(at(e) - wftStarted);
+      // Scheduled one at a time, so the n-th runSql scheduled is the n-th task that ran.
+      const task = ran[scheduled.size]?.id ?? '?';
+      scheduled.set(String(e.eventId), { at: at(e), task });
+      g.decide.push({ task, ms: at(e) - wftStarted });
     }
     const st = e.activityTaskStartedEventAttributes;
-    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_STARTED && scheduled.has(String(st?.scheduledEventId))) {
+    const s = scheduled.get(String(st?.scheduledEventId));
+    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_STARTED && s) {
       started.set(String(st?.scheduledEventId), at(e));
-      g.dispatch.push(at(e) - scheduled.get(String(st?.scheduledEventId))!);
+      g.dispatch.push({ task: s.task, ms: at(e) - s.at });
     }
     const done = e.activityTaskCompletedEventAttributes;
-    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED && started.has(String(done?.scheduledEventId))) {
-      g.wrap.push(at(e) - started.get(String(done?.scheduledEventId))! - (bodies[n++] ?? 0));
+    const d = scheduled.get(String(done?.scheduledEventId));
+    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED && d && started.has(String(done?.scheduledEventId))) {
+      const body = ran.find((r) => r.id === d.task)?.body ?? 0;
+      g.wrap.push({ task: d.task, ms: at(e) - started.get(String(done?.scheduledEventId))! - body });
       const next = events.find(
         (x) => Number(x.eventId) > Number(e.eventId) && x.eventType === T.EVENT_TYPE_WORKFLOW_TASK_STARTED,
       );
-      if (next) g.report.push(at(next) - at(e));
+      if (next) g.report.push({ task: d.task, ms: at(next) - at(e) });
     }
   }
   return g;
