@@ -147,6 +147,8 @@ async function main() {
   /** Each round's metastore statements per task (the round's run, not the direct side between rounds). */
   const perTaskStatements: number[] = [];
   const commitMs: Record<(typeof MODES)[number], Record<string, number[]>> = { prepared: {}, 'in-transaction': {} };
+  /** Each task's COPY alone, orchestrated (inside the activity) and direct, every round. */
+  const copies: Record<string, { orch: number; direct: number }[]> = {};
   /** Each round's stage totals (orchestrated, and the direct SQL + checks run right after it): per-round ratios. */
   const roundTotals: {
     mode: (typeof MODES)[number];
@@ -193,10 +195,13 @@ async function main() {
       await mkdir(path.dirname(out), { recursive: true });
       const d0 = performance.now();
       const { sql: resolved } = await attachInputs(duck.conn, forTenant(lake, tenant), tenant, 'default', sql);
+      const dc = performance.now();
       await duck.conn.run(
         `COPY (${resolved.trim().replace(/;\s*$/, '')}) TO ${quoteLiteral(out)} (FORMAT parquet, COMPRESSION zstd)`,
       );
       const direct = performance.now() - d0;
+      const timings = rs.tasks[task.id].output!.timings as Record<string, number>;
+      (copies[task.id] ??= []).push({ orch: timings.copy, direct: performance.now() - dc });
       // The same quality checks the task declares, as the same SQL over the direct output:
       // declared checks are the user's work, not orchestration overhead.
       const c0 = performance.now();
@@ -253,7 +258,7 @@ async function main() {
     row(
       task.id,
       b,
-      `   inside the activity: inputs ${t.inputs} ms (attach ${t.attach}, refs ${t.refs}, lock ${t.lock}, bind ${t.bind}), write ${t.write} ms (COPY ${t.copy} ms), checks ${t.checks} ms, commit ${t.commit} ms, total ${t.total} ms`,
+      `   inside the activity: before the body ${t.pre} ms, inputs ${t.inputs} ms (attach ${t.attach}, refs ${t.refs}, lock ${t.lock}, bind ${t.bind}), write ${t.write} ms (COPY ${t.copy} ms), checks ${t.checks} ms, commit ${t.commit} ms, total ${t.total} ms`,
     );
   }
   for (const s of ['silver', 'gold'] as const) row(`${s} stage`, totals[s], '   (target ratio ≤ 1.15)');
@@ -281,6 +286,15 @@ async function main() {
     ['silver + gold', ['silver', 'gold']],
   ] as const)
     console.log(`  ${label.padEnd(28)} ${perRound('prepared', (r) => ratioOf(r, [...stages]))}`);
+  // The COPY alone: the sandboxed instance, field ids and casts against the plain statement.
+  console.log(`\nthe COPY alone, orchestrated / direct (medians over all ${REPEAT * MODES.length} rounds, ms):`);
+  for (const task of sg) {
+    const c = copies[task.id];
+    const [o, d] = [median(c.map((x) => x.orch)), median(c.map((x) => x.direct))];
+    console.log(
+      `  ${task.id.padEnd(28)} ${String(Math.round(o)).padStart(6)} / ${String(Math.round(d)).padEnd(6)} ${(o / d).toFixed(2)}`,
+    );
+  }
   // The same, with each snapshot written inside the commit transaction (the rounds in between).
   console.log(
     `\nIceberg snapshot written ahead of the transaction vs inside it (alternate rounds, best of ${REPEAT} each):`,

@@ -74,6 +74,7 @@ export async function runLakeSql(
   signal: AbortSignal,
   macros: { name: string; version: string; sql: string }[] = [],
 ): Promise<TaskOutput> {
+  const entered = performance.now();
   const { task } = input;
   const deps = forTenant(platform, input.run.tenant);
   const producer = producerOf(input);
@@ -135,6 +136,8 @@ export async function runLakeSql(
       const t2 = performance.now();
       const [v] = await commitVersions(deps, producer, [{ ...w, inputs: inputs.map(versionRef) }]);
       timings = {
+        // Before the body: the idempotency lookup and taking a DuckDB instance.
+        pre: Math.round(started - entered),
         inputs: Math.round(t1 - t0),
         attach: Math.round(ta - t0),
         refs: Math.round(tr - ta),
