@@ -13,8 +13,7 @@
  * of the metastore transaction that only moves the pointer (the default), and written inside
  * it (`prepareSnapshots: false`), so both are measured under the same conditions.
  */
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import proto from '@temporalio/proto';
+import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -33,6 +32,7 @@ import { openDb, type Db } from '../store/db.js';
 import { startDevServer } from '../workers/dev-server.js';
 import { createStrataWorker } from '../workers/worker.js';
 import { dataConverterFrom, generatePayloadKeys } from '../client/data-converter.js';
+import { taskGaps, type Gaps } from './history-stats.js';
 
 const ORDERS = Number(process.env.BENCH_ORDERS ?? 1_000_000);
 const CHECKS = process.env.BENCH_CHECKS !== '0';
@@ -142,7 +142,7 @@ async function main() {
   type Best = Record<string, { orch: number; direct: number; checks: number; timings?: Record<string, number> }>;
   const MODES = ['prepared', 'in-transaction'] as const;
   const bestOf: Record<(typeof MODES)[number], Best> = { prepared: {}, 'in-transaction': {} };
-  /** Each round's per-task fixed costs, read from its workflow history (see gaps()). */
+  /** Each round's per-task fixed costs, read from its workflow history (see taskGaps()). */
   const gapRounds: Gaps[] = [];
   /** Each round's metastore statements per task (the round's run, not the direct side between rounds). */
   const perTaskStatements: number[] = [];
@@ -171,7 +171,7 @@ async function main() {
       .map((t) => t.id)
       .sort((a, b) => Date.parse(rs.tasks[a].startedAt!) - Date.parse(rs.tasks[b].startedAt!));
     gapRounds.push(
-      gaps(
+      taskGaps(
         await historyClient.workflow.getHandle(rs.workflowId).fetchHistory(),
         ran.map((id) => ({
           id: `round ${round} ${id}`,
@@ -180,6 +180,7 @@ async function main() {
       ),
     );
     for (const task of sg) {
+      const timings = rs.tasks[task.id].output!.timings as Record<string, number>;
       const [layer, name] = String(task.output).split('.');
       const v = (await lake.catalog.version(
         tenant,
@@ -200,7 +201,6 @@ async function main() {
         `COPY (${resolved.trim().replace(/;\s*$/, '')}) TO ${quoteLiteral(out)} (FORMAT parquet, COMPRESSION zstd)`,
       );
       const direct = performance.now() - d0;
-      const timings = rs.tasks[task.id].output!.timings as Record<string, number>;
       (copies[task.id] ??= []).push({ orch: timings.copy, direct: performance.now() - dc });
       // The same quality checks the task declares, as the same SQL over the direct output:
       // declared checks are the user's work, not orchestration overhead.
@@ -220,14 +220,12 @@ async function main() {
       const checks = performance.now() - c0;
       await duck.close();
       const orch = ms(rs.tasks[task.id].startedAt, rs.tasks[task.id].endedAt);
-      (commitMs[mode][task.id] ??= []).push(
-        Number((rs.tasks[task.id].output!.timings as Record<string, number>).commit),
-      );
+      (commitMs[mode][task.id] ??= []).push(Number(timings.commit));
       const st = thisRound.stage[stageOf(task.id) as 'silver' | 'gold'];
       st.orch += orch;
       st.base += direct + checks;
       const b = (best[task.id] ??= { orch: Infinity, direct: Infinity, checks: Infinity });
-      if (orch < b.orch) b.timings = rs.tasks[task.id].output!.timings as Record<string, number>;
+      if (orch < b.orch) b.timings = timings;
       b.orch = Math.min(b.orch, orch);
       if (direct + checks < b.direct + b.checks) {
         b.direct = direct;
@@ -372,65 +370,6 @@ function countingDb(db: Db, c: { n: number }): Db {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-/** One task's share of a fixed cost, named by round and task so that an outlier can be found. */
-interface Gap {
-  task: string;
-  ms: number;
-}
-interface Gaps {
-  decide: Gap[];
-  dispatch: Gap[];
-  wrap: Gap[];
-  report: Gap[];
-}
-
-/**
- * The fixed cost of each SQL task from a run's history: the workflow task that schedules its
- * activity, the dispatch to the worker, the activity's time outside its body (`ran`: each task's
- * name and its activity's own `timings.total`, in the order the tasks ran, which with one task
- * at a time is the order of the completions), and the report back.
- */
-function gaps(history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>>, ran: { id: string; body: number }[]): Gaps {
-  const T = proto.temporal.api.enums.v1.EventType;
-  const events = history.events ?? [];
-  const at = (e: (typeof events)[number]) =>
-    Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
-  const g: Gaps = { decide: [], dispatch: [], wrap: [], report: [] };
-  let wftStarted = 0;
-  const scheduled = new Map<string, { at: number; task: string }>();
-  const started = new Map<string, number>();
-  for (const e of events) {
-    if (e.eventType === T.EVENT_TYPE_WORKFLOW_TASK_STARTED) {
-      wftStarted = at(e);
-      continue;
-    }
-    const sch = e.activityTaskScheduledEventAttributes;
-    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && sch?.activityType?.name === 'runSql') {
-      // Scheduled one at a time, so the n-th runSql scheduled is the n-th task that ran.
-      const task = ran[scheduled.size]?.id ?? '?';
-      scheduled.set(String(e.eventId), { at: at(e), task });
-      g.decide.push({ task, ms: at(e) - wftStarted });
-    }
-    const st = e.activityTaskStartedEventAttributes;
-    const s = scheduled.get(String(st?.scheduledEventId));
-    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_STARTED && s) {
-      started.set(String(st?.scheduledEventId), at(e));
-      g.dispatch.push({ task: s.task, ms: at(e) - s.at });
-    }
-    const done = e.activityTaskCompletedEventAttributes;
-    const d = scheduled.get(String(done?.scheduledEventId));
-    if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED && d && started.has(String(done?.scheduledEventId))) {
-      const body = ran.find((r) => r.id === d.task)?.body ?? 0;
-      g.wrap.push({ task: d.task, ms: at(e) - started.get(String(done?.scheduledEventId))! - body });
-      const next = events.find(
-        (x) => Number(x.eventId) > Number(e.eventId) && x.eventType === T.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-      );
-      if (next) g.report.push({ task: d.task, ms: at(next) - at(e) });
-    }
-  }
-  return g;
-}
 
 main().catch((e) => {
   console.error(e);
