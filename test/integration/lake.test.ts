@@ -118,6 +118,12 @@ describe('lake on S3 (MinIO)', () => {
     ]);
     expect(q.every((r) => r._source_file === 'landing/orders/day1.csv')).toBe(true);
     expect(st.tasks.silver_orders.output).toMatchObject({ rowCount: 2, version: 1, checks: { passed: 4, warned: [] } });
+    // Where the task's time went (bench:medallion prints it): every phase in whole milliseconds,
+    // the phases inside the body within its total.
+    const timings = st.tasks.silver_orders.output!.timings as Record<string, number>;
+    for (const k of ['pre', 'inputs', 'attach', 'refs', 'lock', 'bind', 'write', 'copy', 'checks', 'commit', 'total'])
+      expect(Number.isInteger(timings[k]) && timings[k] >= 0, `timings.${k} = ${timings[k]}`).toBe(true);
+    expect(timings.inputs + timings.write + timings.commit).toBeLessThanOrEqual(timings.total + 3);
     const gold = await readDataset('gold.daily_revenue');
     expect(gold).toEqual([
       { ordered_at: '2026-01-01', revenue: '10.50', orders: '1' },
