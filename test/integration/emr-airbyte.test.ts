@@ -273,6 +273,7 @@ describe('Airbyte syncs', () => {
   it('adopts a sync that is already running (409) instead of failing', async () => {
     const running = d.airbyte.startExternalSync(CONN, SYNC_SCENARIOS.runForever());
     const conflicts = d.airbyte.count('POST', /\/jobs$/, 409);
+    const listed = d.airbyte.count('GET', /\/jobs$/, 200);
     const st = await withExtWorker(stack, d.deps, async () => {
       const h = await stack.runs.start({
         spec: spec({ id: 'ab-adopt', tasks: [{ id: 'ingest', kind: 'airbyte.sync', connectionId: CONN, poll: FAST }] }),
@@ -280,6 +281,8 @@ describe('Airbyte syncs', () => {
         trigger: 'manual',
       });
       await waitFor(async () => d.airbyte.count('POST', /\/jobs$/, 409) > conflicts);
+      // The running sync ends only once the task has listed it (after its 409), not between the two.
+      await waitFor(async () => d.airbyte.count('GET', /\/jobs$/, 200) > listed);
       d.airbyte.finish(running);
       await stack.client.workflow.getHandle(h.runId).result();
       return stack.runs.state(h.runId);
